@@ -1,0 +1,93 @@
+# gpt-cpu: a distributed CPU transformer trainer.  `make help` lists the targets.
+#
+# The build never assumes the build machine's ISA: the base objects are plain
+# x86-64, files named *_avx2.c / *_avx512.c are compiled for that ISA only and
+# are reached through run-time dispatch (kernels/cpu.h).
+
+CC      ?= gcc
+BUILD   ?= build
+SAN     ?=
+CORPUS  ?= /usr/share/games/fortunes
+SHARED  ?= ../shared
+TINYSHAKESPEARE ?= $(SHARED)/data/tinyshakespeare.txt
+
+CFLAGS  := -std=c11 -O3 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -fopenmp -D_GNU_SOURCE -I. -MMD -MP
+LDLIBS  := -fopenmp -ldnnl -lcjson -lm -lpthread
+ifeq ($(SAN),1)
+  BUILD   := build-san
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDLIBS  += -fsanitize=address,undefined
+endif
+ISA_AVX2   := -mavx2 -mfma -mf16c
+ISA_AVX512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
+
+SRCS    := $(filter-out %_main.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
+OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o)
+PROGS   := $(BUILD)/prep $(BUILD)/trainer
+TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
+
+.PHONY: all deps test bench shakespeare run help clean
+all: $(PROGS)
+
+help:
+	@echo "make deps         install the Debian packages (apt-get, idempotent)"
+	@echo "make              build build/prep and build/trainer"
+	@echo "make run          prepare the default corpus and train a small model on it"
+	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
+	@echo "make bench        kernel and seed384 training benchmarks -> build/bench.jsonl"
+	@echo "make shakespeare  nanoGPT's shakespeare_char recipe (TINYSHAKESPEARE=path)"
+
+DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
+        libcmocka-dev libdnnl-dev libcjson-dev fortunes
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
+	  echo "installing:" $$missing; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "deps: all installed"; fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA) -c $< -o $@
+$(BUILD)/obj/%_avx2.o:   ISA = $(ISA_AVX2)
+$(BUILD)/obj/%_avx512.o: ISA = $(ISA_AVX512)
+
+$(BUILD)/libgpt.a: $(OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/prep: $(BUILD)/obj/io/prep_main.o $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Unit tests, then the end-to-end checks that drive the built programs.
+test: $(PROGS) $(TESTS)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
+
+bench: $(PROGS) $(BENCHES)
+	@BUILD=$(BUILD) sh tests/run_bench.sh
+
+# The default job: byte-level model on the fortunes corpus (or CORPUS=...).
+run: $(PROGS)
+	$(BUILD)/prep --input $(CORPUS) --out $(BUILD)/data/default --tokenizer byte
+	$(BUILD)/trainer --config launch/configs/default.json \
+	  --set data_dir=$(BUILD)/data/default --set out_dir=$(BUILD)/runs/default
+
+shakespeare: $(PROGS)
+	@test -f $(TINYSHAKESPEARE) || { echo "shakespeare: $(TINYSHAKESPEARE) not found (set TINYSHAKESPEARE=path)"; exit 1; }
+	$(BUILD)/prep --input $(TINYSHAKESPEARE) --out $(BUILD)/data/shakespeare_char --tokenizer byte --val-fraction 0.1
+	$(BUILD)/trainer --config launch/configs/shakespeare_char.json \
+	  --set data_dir=$(BUILD)/data/shakespeare_char --set out_dir=$(BUILD)/runs/shakespeare_char
+
+clean:
+	rm -rf build build-san
+
+-include $(OBJS:.o=.d) $(wildcard $(BUILD)/obj/*/*.d)

@@ -1,0 +1,38 @@
+/* shard: token files written by `prep` and memory-mapped by the trainer.
+ *
+ * Layout (little-endian): a 32-byte header
+ *   magic "GPTTOKS\0" (8 bytes), u32 version (1), u32 token width in bytes (2 or 4),
+ *   u64 token count, u32 vocabulary size (every token is < it), u32 reserved (0)
+ * followed by count tokens of that width.  A file whose size does not match its
+ * header, or whose magic/version is foreign, is refused.
+ */
+#ifndef IO_SHARD_H
+#define IO_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    void *map;            /* whole file, read-only */
+    size_t map_len;
+    const uint8_t *data;  /* first token */
+    uint64_t count;
+    uint32_t width;       /* 2 or 4 */
+    uint32_t vocab_size;
+} token_shard;
+
+/* All return 0 on success, -1 with a one-line reason in err. */
+int shard_open(token_shard *s, const char *path, char *err, size_t errlen);
+void shard_close(token_shard *s);
+/* Writes to PATH.tmp, fsyncs, renames: a reader never sees a partial file. */
+int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32_t vocab_size,
+                char *err, size_t errlen);
+
+static inline uint32_t shard_token(const token_shard *s, uint64_t i)
+{
+    if (s->width == 2)
+        return ((const uint16_t *)(const void *)s->data)[i];
+    return ((const uint32_t *)(const void *)s->data)[i];
+}
+
+#endif

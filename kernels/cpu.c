@@ -1,0 +1,65 @@
+#include "kernels/cpu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const isa_names[ISA_COUNT] = {"scalar", "avx2", "avx512"};
+static int active_isa = -1;
+
+bool cpu_isa_supported(isa_t isa)
+{
+    __builtin_cpu_init();
+    switch (isa) {
+    case ISA_SCALAR:
+        return true;
+    case ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    case ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+               cpu_isa_supported(ISA_AVX2);
+    default:
+        return false;
+    }
+}
+
+bool cpu_has_bf16(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+}
+
+static isa_t best_isa(void)
+{
+    const char *forced = getenv("GPT_ISA");
+    if (forced && *forced) {
+        for (int i = 0; i < ISA_COUNT; i++)
+            if (strcmp(forced, isa_names[i]) == 0 && cpu_isa_supported((isa_t)i))
+                return (isa_t)i;
+        fprintf(stderr, "warning: GPT_ISA=%s is unknown or not supported here; using the best path\n",
+                forced);
+    }
+    for (int i = ISA_COUNT - 1; i > 0; i--)
+        if (cpu_isa_supported((isa_t)i))
+            return (isa_t)i;
+    return ISA_SCALAR;
+}
+
+isa_t cpu_isa(void)
+{
+    if (active_isa < 0)
+        active_isa = best_isa();
+    return (isa_t)active_isa;
+}
+
+void cpu_set_isa(isa_t isa)
+{
+    active_isa = cpu_isa_supported(isa) ? (int)isa : (int)best_isa();
+}
+
+const char *cpu_isa_name(isa_t isa)
+{
+    return (isa >= 0 && isa < ISA_COUNT) ? isa_names[isa] : "unknown";
+}

@@ -1,0 +1,21 @@
+/* cpu: which SIMD instruction set the kernels run on.
+ *
+ * Every kernel has a scalar reference and, where it pays, AVX2 and AVX-512
+ * paths compiled into separate objects (*_avx2.c, *_avx512.c).  The active
+ * path is the best one this CPU supports, or the one named by the
+ * environment variable GPT_ISA (scalar|avx2|avx512) for tests and benchmarks.
+ */
+#ifndef KERNELS_CPU_H
+#define KERNELS_CPU_H
+
+#include <stdbool.h>
+
+typedef enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_COUNT } isa_t;
+
+bool cpu_isa_supported(isa_t isa);   /* can this CPU run that path? */
+isa_t cpu_isa(void);                 /* the active path */
+void cpu_set_isa(isa_t isa);         /* force a path (must be supported) */
+const char *cpu_isa_name(isa_t isa);
+bool cpu_has_bf16(void);             /* AVX512-BF16 or AMX-BF16 */
+
+#endif

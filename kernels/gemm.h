@@ -1,0 +1,25 @@
+/* gemm: row-major fp32 matrix products through oneDNN's matmul primitive.
+ *
+ *   C[M,N] = op(A)[M,K] @ op(B)[K,N] (+ bias[N]) (+ C if accumulate)
+ *
+ * op(X) is X or its transpose; lda/ldb/ldc are the row strides of the matrices
+ * as stored.  Primitives are created once per shape and cached, so the training
+ * loop never re-creates one.  Not thread-safe: call from one thread (oneDNN
+ * itself uses all OpenMP threads inside each call).
+ */
+#ifndef KERNELS_GEMM_H
+#define KERNELS_GEMM_H
+
+#include <stdbool.h>
+
+void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
+              const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc);
+
+/* Plain loops in double: the reference the tests compare against. */
+void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
+                  const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc);
+
+/* Releases every cached primitive (tests under LeakSanitizer, program exit). */
+void gemm_release(void);
+
+#endif

@@ -1,0 +1,47 @@
+#include "kernels/peak.h"
+
+#include <omp.h>
+#include <stdlib.h>
+
+#include "kernels/cpu.h"
+
+/* Scalar machines: two FMA-less float ops per cycle is a fair stand-in. */
+static double fma_loop_scalar(long iters)
+{
+    volatile float a = 1.0f;
+    for (long i = 0; i < iters; i++)
+        a = a * 0.999f + 1e-7f;
+    return (double)iters * 2;
+}
+
+static double fma_loop(long iters)
+{
+    switch (cpu_isa()) {
+    case ISA_AVX512: return peak_fma_loop_avx512(iters);
+    case ISA_AVX2: return peak_fma_loop_avx2(iters);
+    default: return fma_loop_scalar(iters);
+    }
+}
+
+double peak_fp32_gflops(void)
+{
+    static double cached;
+    if (cached > 0)
+        return cached;
+    const char *env = getenv("GPT_PEAK_GFLOPS");
+    if (env && atof(env) > 0)
+        return cached = atof(env);
+    double total = 0;
+    fma_loop(100000);   /* wake the vector units up before timing */
+#pragma omp parallel reduction(+ : total)
+    {
+        long iters = 100000;
+        double t0 = omp_get_wtime(), flops = 0, dt = 0;
+        while (dt < 0.02) {
+            flops += fma_loop(iters);
+            dt = omp_get_wtime() - t0;
+        }
+        total += flops / dt / 1e9;
+    }
+    return cached = total;
+}

@@ -1,0 +1,44 @@
+#!/bin/sh
+# make bench: kernel micro-benchmarks per ISA, then seed384 training (fp32,
+# 20 steps) on byte-level data.  Prints tables and writes every figure as a
+# JSON line to $BUILD/bench.jsonl.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+STEPS=${BENCH_STEPS:-20}
+export BENCH_JSONL="$BUILD/bench.jsonl"
+: > "$BENCH_JSONL"
+
+for b in "$BUILD"/tests/bench_*; do
+    [ -x "$b" ] && "$b"
+done
+
+data="$BUILD/data/bench-bytes"
+[ -f "$data/train.tok" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte
+
+train_bench() {   # name config extra-set...
+    name=$1; config=$2; shift 2
+    out="$BUILD/runs/bench-$name"
+    rm -rf "$out"
+    "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" \
+        --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null
+    python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" <<'PY'
+import json, statistics, sys
+log, name, jsonl = sys.argv[1:4]
+recs = [json.loads(l) for l in open(log)]
+steps = [r for r in recs if r["type"] == "step"][1:]      # the first step pays for setup
+done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"][-1]
+ms = statistics.median(r["step_ms"] for r in steps)
+row = {"bench": "train", "work": name, "ms_per_step": round(ms, 1),
+       "tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in steps)),
+       "mfu": round(statistics.median(r["mfu"] for r in steps), 3),
+       "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"])}
+print("%-24s %8.1f ms/step %8d tok/s  MFU %5.1f%% (of %.0f GFLOP/s measured)  peak RSS %d MB" % (
+      name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"], row["peak_rss_mb"]))
+open(jsonl, "a").write(json.dumps(row) + "\n")
+PY
+}
+
+echo "== training ($STEPS steps, median step after the first)"
+train_bench seed384-fp32 launch/configs/seed384.json
+echo "figures: $BENCH_JSONL"

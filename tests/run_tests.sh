@@ -1,0 +1,22 @@
+#!/bin/sh
+# Runs each cmocka test binary given on the command line, then the end-to-end
+# checks (tests/e2e_*.sh) against the programs in $BUILD.  Prints one closing
+# line "N passed, N failed" and exits non-zero if anything failed.
+BUILD=${BUILD:-build}
+passed=0
+failed=0
+failed_names=""
+for t in "$@"; do
+    echo "== $t"
+    if "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $t"; fi
+done
+if [ -z "$SKIP_E2E" ]; then
+    for t in tests/e2e_*.sh; do
+        [ -f "$t" ] || continue
+        echo "== $t"
+        if BUILD=$BUILD sh "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $t"; fi
+    done
+fi
+[ -n "$failed_names" ] && echo "failed:$failed_names"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

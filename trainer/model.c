@@ -1,0 +1,372 @@
+#include "trainer/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/attention.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/layernorm.h"
+#include "kernels/softmax_xent.h"
+
+enum { BLOCK_TENSORS = 12 };
+
+/* ---- layout ------------------------------------------------------------ */
+
+static void add_tensor(gpt2 *m, const char *name, int d0, int d1, bool decay)
+{
+    param_tensor *t = &m->tensors[m->num_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = d1 ? 2 : 1;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->numel = (size_t)d0 * (d1 ? d1 : 1);
+    t->offset = m->num_params;
+    t->decay = decay;
+    m->num_params += t->numel;
+}
+
+/* The parameter table in arena order, with Hugging Face names and shapes. */
+static void build_tensor_table(gpt2 *m)
+{
+    const gpt2_dims *d = &m->dims;
+    int C = d->n_embd;
+    char name[64];
+    m->num_tensors = 0;
+    m->num_params = 0;
+    add_tensor(m, "transformer.wte.weight", d->vocab_size, C, true);
+    add_tensor(m, "transformer.wpe.weight", d->n_positions, C, true);
+    for (int l = 0; l < d->n_layer; l++) {
+        static const struct { const char *suffix; int rows, cols; } blk[BLOCK_TENSORS] = {
+            {"ln_1.weight", 1, 0},       {"ln_1.bias", 1, 0},
+            {"attn.c_attn.weight", 1, 3}, {"attn.c_attn.bias", 3, 0},
+            {"attn.c_proj.weight", 1, 1}, {"attn.c_proj.bias", 1, 0},
+            {"ln_2.weight", 1, 0},       {"ln_2.bias", 1, 0},
+            {"mlp.c_fc.weight", 1, 4},   {"mlp.c_fc.bias", 4, 0},
+            {"mlp.c_proj.weight", 4, 1}, {"mlp.c_proj.bias", 1, 0},
+        };
+        for (int i = 0; i < BLOCK_TENSORS; i++) {
+            snprintf(name, sizeof name, "transformer.h.%d.%s", l, blk[i].suffix);
+            add_tensor(m, name, blk[i].rows * C, blk[i].cols * C, blk[i].cols != 0);
+        }
+    }
+    add_tensor(m, "transformer.ln_f.weight", C, 0, false);
+    add_tensor(m, "transformer.ln_f.bias", C, 0, false);
+}
+
+/* Point a gpt2_params at an arena laid out as the tensor table says. */
+static void bind_params(const gpt2 *m, float *arena, gpt2_params *p)
+{
+    const param_tensor *t = m->tensors;
+    p->wte = arena + t[0].offset;
+    p->wpe = arena + t[1].offset;
+    for (int l = 0; l < m->dims.n_layer; l++) {
+        const param_tensor *b = &t[2 + l * BLOCK_TENSORS];   /* table order of build_tensor_table */
+        p->h[l] = (block_params){
+            arena + b[0].offset, arena + b[1].offset, arena + b[2].offset,  arena + b[3].offset,
+            arena + b[4].offset, arena + b[5].offset, arena + b[6].offset,  arena + b[7].offset,
+            arena + b[8].offset, arena + b[9].offset, arena + b[10].offset, arena + b[11].offset,
+        };
+    }
+    p->lnfw = arena + t[m->num_tensors - 2].offset;
+    p->lnfb = arena + t[m->num_tensors - 1].offset;
+}
+
+/* Number of floats of activations for B x T tokens. */
+static size_t activation_floats(const gpt2_dims *d, int B, int T)
+{
+    size_t BT = (size_t)B * T, C = d->n_embd;
+    size_t per_layer = BT * C * 8 + BT * 4 + BT * C * 3 + (size_t)B * d->n_head * T + BT * 4 * C * 2;
+    return BT * C + per_layer * d->n_layer + BT * C + BT * 2 + BT * d->vocab_size + BT;
+}
+
+static size_t scratch_floats(const gpt2_dims *d, int B, int T)
+{
+    return (size_t)B * T * d->n_embd * 7;   /* dres, dln, datt [BT,C] + dbig [BT,4C] */
+}
+
+size_t gpt2_count_params(const gpt2_dims *d)
+{
+    size_t C = d->n_embd, L = d->n_layer;
+    return (size_t)d->vocab_size * C + (size_t)d->n_positions * C + 2 * C +
+           L * (12 * C * C + 13 * C);
+}
+
+size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T)
+{
+    return sizeof(float) *
+           (2 * gpt2_count_params(d) + activation_floats(d, B, T) + scratch_floats(d, B, T));
+}
+
+/* ---- allocation -------------------------------------------------------- */
+
+static float *alloc_floats(size_t n)
+{
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes);   /* first touch now, not inside the first step */
+    return p;
+}
+
+static void bind_activations(gpt2 *m)
+{
+    const gpt2_dims *d = &m->dims;
+    size_t BT = (size_t)m->B * m->T, C = d->n_embd;
+    float *p = m->act_arena;
+#define TAKE(n) (p += (n), p - (n))
+    m->encoded = TAKE(BT * C);
+    for (int l = 0; l < d->n_layer; l++) {
+        block_acts *a = &m->acts[l];
+        a->ln1 = TAKE(BT * C);
+        a->ln1_mean = TAKE(BT);
+        a->ln1_rstd = TAKE(BT);
+        a->qkv = TAKE(BT * 3 * C);
+        a->atty = TAKE(BT * C);
+        a->att_lse = TAKE((size_t)m->B * d->n_head * m->T);
+        a->res2 = TAKE(BT * C);
+        a->ln2 = TAKE(BT * C);
+        a->ln2_mean = TAKE(BT);
+        a->ln2_rstd = TAKE(BT);
+        a->fch = TAKE(BT * 4 * C);
+        a->fch_gelu = TAKE(BT * 4 * C);
+        a->res3 = TAKE(BT * C);
+    }
+    m->lnf = TAKE(BT * C);
+    m->lnf_mean = TAKE(BT);
+    m->lnf_rstd = TAKE(BT);
+    m->logits = TAKE(BT * d->vocab_size);
+    m->losses = TAKE(BT);
+#undef TAKE
+}
+
+int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    m->dims = *d;
+    m->B = B;
+    m->T = T;
+    m->tensors = calloc(4 + (size_t)BLOCK_TENSORS * d->n_layer, sizeof *m->tensors);
+    m->p.h = calloc(d->n_layer, sizeof *m->p.h);
+    m->g.h = calloc(d->n_layer, sizeof *m->g.h);
+    m->acts = calloc(d->n_layer, sizeof *m->acts);
+    if (m->tensors)
+        build_tensor_table(m);
+    m->params = alloc_floats(m->num_params);
+    m->grads = alloc_floats(m->num_params);
+    m->act_arena = alloc_floats(activation_floats(d, B, T));
+    m->scratch = alloc_floats(scratch_floats(d, B, T));
+    if (!m->tensors || !m->p.h || !m->g.h || !m->acts || !m->params || !m->grads ||
+        !m->act_arena || !m->scratch) {
+        snprintf(err, errlen, "out of memory allocating the model (%.1f MB)",
+                 gpt2_memory_bytes(d, B, T) / 1e6);
+        gpt2_destroy(m);
+        return -1;
+    }
+    bind_params(m, m->params, &m->p);
+    bind_params(m, m->grads, &m->g);
+    bind_activations(m);
+    return 0;
+}
+
+void gpt2_destroy(gpt2 *m)
+{
+    free(m->tensors);
+    free(m->p.h);
+    free(m->g.h);
+    free(m->acts);
+    free(m->params);
+    free(m->grads);
+    free(m->act_arena);
+    free(m->scratch);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- initialisation ---------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Box-Muller on two 53-bit uniforms in (0,1]. */
+static void fill_normal(float *x, size_t n, float std, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = ((splitmix64(s) >> 11) + 1) * 0x1.0p-53;
+        double u2 = ((splitmix64(s) >> 11) + 1) * 0x1.0p-53;
+        double r = sqrt(-2.0 * log(u1)) * std;
+        x[i] = (float)(r * cos(2 * M_PI * u2));
+        if (i + 1 < n)
+            x[i + 1] = (float)(r * sin(2 * M_PI * u2));
+    }
+}
+
+void gpt2_init_params(gpt2 *m, uint64_t seed)
+{
+    float proj_std = 0.02f / sqrtf(2.0f * m->dims.n_layer);
+    for (int i = 0; i < m->num_tensors; i++) {
+        const param_tensor *t = &m->tensors[i];
+        float *x = m->params + t->offset;
+        /* one stream per tensor: adding a layer does not change the others */
+        uint64_t s = seed ^ (0xA24BAED4963EE407ULL * (uint64_t)(i + 1));
+        if (t->ndim == 2) {
+            bool residual_proj = strstr(t->name, "c_proj.weight") != NULL;
+            fill_normal(x, t->numel, residual_proj ? proj_std : 0.02f, &s);
+        } else {
+            float v = strstr(t->name, "ln_") && strstr(t->name, ".weight") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++)
+                x[j] = v;
+        }
+    }
+}
+
+/* ---- forward ----------------------------------------------------------- */
+
+/* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC] */
+static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
+                           int IC, int OC)
+{
+    gemm_f32(false, false, N, OC, IC, inp, IC, w, OC, b, false, out, OC);
+}
+
+/* dinp[N,IC] = dout @ w^T (overwrites); dw[IC,OC] += inp^T @ dout; db[OC] += colsum(dout) */
+static void linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, int N, int IC, int OC)
+{
+    gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
+    gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
+    bias_backward(db, dout, N, OC);
+}
+
+/* encoded[b,t,:] = wte[inputs[b,t],:] + wpe[t,:] */
+static void embed_forward(float *encoded, const int *inputs, const float *wte, const float *wpe,
+                          int B, int T, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *te = wte + (size_t)inputs[bt] * C, *pe = wpe + (size_t)(bt % T) * C;
+        float *out = encoded + (size_t)bt * C;
+        for (int c = 0; c < C; c++)
+            out[c] = te[c] + pe[c];
+    }
+}
+
+/* dwte[inputs[b,t]] += dout[b,t]; dwpe[t] += dout[b,t].  Serial over tokens
+ * (a token can repeat) but vectorised along C; parallel over column blocks. */
+static void embed_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, int B,
+                           int T, int C)
+{
+    enum { CB = 64 };
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += CB) {
+        int c1 = c0 + CB < C ? c0 + CB : C;
+        for (int bt = 0; bt < B * T; bt++) {
+            const float *d = dout + (size_t)bt * C;
+            float *te = dwte + (size_t)inputs[bt] * C, *pe = dwpe + (size_t)(bt % T) * C;
+            for (int c = c0; c < c1; c++) {
+                te[c] += d[c];
+                pe[c] += d[c];
+            }
+        }
+    }
+}
+
+static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
+{
+    int C = m->dims.n_embd, NH = m->dims.n_head, N = B * T;
+    const block_params *w = &m->p.h[l];
+    block_acts *a = &m->acts[l];
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C);
+    linear_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, C, 3 * C);
+    attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH);
+    linear_forward(a->res2, a->atty, w->attprojw, w->attprojb, N, C, C);
+    residual_forward(a->res2, a->res2, res_in, (size_t)N * C);
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2w, w->ln2b, N, C);
+    linear_forward(a->fch, a->ln2, w->fcw, w->fcb, N, C, 4 * C);
+    gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
+    linear_forward(a->res3, a->fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
+    residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
+}
+
+float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
+{
+    int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer, N = B * T;
+    m->inputs = inputs;
+    m->targets = targets;
+    m->have_targets = targets != NULL;
+    m->B = B;   /* backward uses the shape of the last forward */
+    m->T = T;
+    embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C);
+    const float *res = m->encoded;
+    for (int l = 0; l < L; l++) {
+        block_forward(m, l, res, B, T);
+        res = m->acts[l].res3;
+    }
+    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw, m->p.lnfb, N, C);
+    gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V);
+    if (!targets)
+        return 0.0f;
+    softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false);
+    double sum = 0;
+    for (int i = 0; i < N; i++)
+        sum += m->losses[i];
+    return (float)(sum / N);
+}
+
+/* ---- backward ---------------------------------------------------------- */
+
+/* dres holds d(block output) on entry and d(block input) on return. */
+static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int B, int T)
+{
+    int C = m->dims.n_embd, NH = m->dims.n_head, N = B * T;
+    size_t BTC = (size_t)N * C;
+    const block_params *w = &m->p.h[l];
+    block_params *g = &m->g.h[l];
+    block_acts *a = &m->acts[l];
+    float *dln = m->scratch + BTC, *datt = m->scratch + 2 * BTC, *dbig = m->scratch + 3 * BTC;
+
+    linear_backward(dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, w->fcprojw, N, 4 * C, C);
+    gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C);
+    linear_backward(dln, g->fcw, g->fcb, dbig, a->ln2, w->fcw, N, C, 4 * C);
+    layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w, a->ln2_mean, a->ln2_rstd, N, C);
+    linear_backward(datt, g->attprojw, g->attprojb, dres, a->atty, w->attprojw, N, C, C);
+    attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH);
+    linear_backward(dln, g->qkvw, g->qkvb, dbig, a->ln1, w->qkvw, N, C, 3 * C);
+    layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
+}
+
+void gpt2_backward(gpt2 *m, float dloss_scale)
+{
+    int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer;
+    int B = m->B, T = m->T, N = B * T;
+    float *dres = m->scratch, *dln = m->scratch + (size_t)N * C;
+
+    /* logits -> dlogits in place; then through the tied LM head */
+    softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true);
+    gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
+    gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
+    memset(dres, 0, (size_t)N * C * sizeof *dres);
+    const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
+    layernorm_backward(dres, m->g.lnfw, m->g.lnfb, dln, res_last, m->p.lnfw, m->lnf_mean,
+                       m->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--)
+        block_backward(m, l, l ? m->acts[l - 1].res3 : m->encoded, dres, B, T);
+    embed_backward(m->g.wte, m->g.wpe, dres, m->inputs, B, T, C);
+}
+
+void gpt2_zero_grad(gpt2 *m)
+{
+    memset(m->grads, 0, m->num_params * sizeof *m->grads);
+}
+
+double gpt2_flops_per_token(const gpt2 *m, int T)
+{
+    const gpt2_dims *d = &m->dims;
+    return 6.0 * (double)m->num_params + 6.0 * d->n_layer * d->n_embd * (double)T;
+}

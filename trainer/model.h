@@ -1,0 +1,101 @@
+/* model: GPT-2 (pre-LayerNorm blocks, causal multi-head attention with biases,
+ * 4x tanh-GELU MLP, final LayerNorm, LM head tied to the token embedding).
+ *
+ * Parameters live in one arena, their gradients in a second of the same layout,
+ * activations in a third sized for one micro-batch of B x T tokens; nothing is
+ * allocated after gpt2_create.  Weights use the Hugging Face Conv1D convention
+ * (y = x W + b, W stored [in, out]) so the checkpoint is a plain copy.
+ * The parameter order is by layer (embeddings, h.0 ... h.L-1, ln_f), so the
+ * gradients of the last layers are complete first during backward.
+ */
+#ifndef TRAINER_MODEL_H
+#define TRAINER_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int vocab_size, n_positions, n_embd, n_layer, n_head;
+} gpt2_dims;
+
+/* One named parameter tensor: a slice [offset, offset+numel) of the arena. */
+typedef struct {
+    char name[64];        /* Hugging Face name, e.g. transformer.h.0.attn.c_attn.weight */
+    int ndim, shape[2];
+    size_t offset, numel;
+    bool decay;           /* weight decay applies (2-D weights only) */
+} param_tensor;
+
+/* Pointers into a parameter (or gradient) arena. */
+typedef struct {
+    float *ln1w, *ln1b;         /* [C] */
+    float *qkvw, *qkvb;         /* [C,3C], [3C] */
+    float *attprojw, *attprojb; /* [C,C], [C] */
+    float *ln2w, *ln2b;         /* [C] */
+    float *fcw, *fcb;           /* [C,4C], [4C] */
+    float *fcprojw, *fcprojb;   /* [4C,C], [C] */
+} block_params;
+
+typedef struct {
+    float *wte;   /* [V,C] */
+    float *wpe;   /* [maxT,C] */
+    block_params *h;
+    float *lnfw, *lnfb;
+} gpt2_params;
+
+/* Activations of one layer for a B x T micro-batch. */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,C], [B,T], [B,T] */
+    float *qkv;                         /* [B,T,3C] */
+    float *atty, *att_lse;              /* [B,T,C], [B,H,T] */
+    float *res2;                        /* [B,T,C] residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu;              /* [B,T,4C] */
+    float *res3;                        /* [B,T,C] block output */
+} block_acts;
+
+typedef struct {
+    gpt2_dims dims;
+    int B, T;                   /* micro-batch the activations are sized for */
+
+    float *params, *grads;      /* arenas of num_params floats */
+    size_t num_params;
+    gpt2_params p, g;
+    param_tensor *tensors;
+    int num_tensors;
+
+    float *act_arena;           /* forward activations */
+    float *encoded;             /* [B,T,C] */
+    block_acts *acts;           /* [L] */
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits;              /* [B,T,V]; holds dlogits after backward */
+    float *losses;              /* [B,T] */
+    float *scratch;             /* backward: dres, dln [B,T,C]; datt [B,T,C]; dbig [B,T,4C] */
+    const int *inputs, *targets;  /* of the last forward */
+    bool have_targets;
+} gpt2;
+
+/* Number of parameters of a model of these dimensions. */
+size_t gpt2_count_params(const gpt2_dims *d);
+/* Bytes the model needs for a B x T micro-batch (all arenas); for memory checks. */
+size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T);
+/* 0 on success, -1 with a reason in err (allocation failure). */
+int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, char *err, size_t errlen);
+void gpt2_destroy(gpt2 *m);
+/* GPT-2 initialisation from a seed (same seed -> bit-identical parameters). */
+void gpt2_init_params(gpt2 *m, uint64_t seed);
+
+/* Forward pass on inputs [B,T]; with targets [B,T] returns the mean loss and
+ * fills m->losses, otherwise returns 0 and leaves the logits.  B, T may be
+ * smaller than the sizes given at creation. */
+float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T);
+/* Backward of (dloss_scale * sum of losses) of the last forward; accumulates
+ * into m->grads.  For a mean over N tokens pass 1/N. */
+void gpt2_backward(gpt2 *m, float dloss_scale);
+void gpt2_zero_grad(gpt2 *m);
+
+/* Training FLOPs per token (6N + 6 L T C, as llm.c counts). */
+double gpt2_flops_per_token(const gpt2 *m, int T);
+
+#endif

@@ -1,0 +1,63 @@
+#include "trainer/optimizer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/adamw.h"
+
+int optimizer_create(adamw_state *s, size_t n, char *err, size_t errlen)
+{
+    *s = (adamw_state){.n = n};
+    s->m = calloc(n ? n : 1, sizeof(float));
+    s->v = calloc(n ? n : 1, sizeof(float));
+    if (!s->m || !s->v) {
+        snprintf(err, errlen, "out of memory allocating optimizer state (%.1f MB)", 8.0 * n / 1e6);
+        optimizer_destroy(s);
+        return -1;
+    }
+    return 0;
+}
+
+void optimizer_destroy(adamw_state *s)
+{
+    free(s->m);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+float lr_schedule(const run_config *c, int step)
+{
+    if (step < c->warmup_steps)
+        return c->lr * (float)(step + 1) / (float)(c->warmup_steps + 1);
+    if (step >= c->lr_decay_steps)
+        return c->min_lr;
+    double ratio = (double)(step - c->warmup_steps) / (double)(c->lr_decay_steps - c->warmup_steps);
+    double coeff = 0.5 * (1.0 + cos(M_PI * ratio));
+    return (float)(c->min_lr + coeff * (c->lr - c->min_lr));
+}
+
+float grad_global_norm(const gpt2 *m)
+{
+    return (float)sqrt(sumsq(m->grads, m->num_params));
+}
+
+bool optimizer_step(adamw_state *s, gpt2 *m, const run_config *c, float lr, float grad_norm)
+{
+    if (!isfinite(grad_norm))
+        return false;
+    float scale = 1.0f;
+    if (c->grad_clip > 0 && grad_norm > c->grad_clip)
+        scale = c->grad_clip / (grad_norm + 1e-6f);
+    s->step++;
+    for (int i = 0; i < m->num_tensors; i++) {
+        const param_tensor *t = &m->tensors[i];
+        adamw_params p = {.lr = lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
+                          .weight_decay = t->decay ? c->weight_decay : 0.0f,
+                          .grad_scale = scale, .step = s->step};
+        adamw_update(m->params + t->offset, m->grads + t->offset, s->m + t->offset,
+                     s->v + t->offset, t->numel, &p);
+    }
+    return true;
+}

@@ -1,0 +1,136 @@
+#include "trainer/status.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "io/fsutil.h"
+
+double wall_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double process_rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (double)resident * 4096.0 / 1e6;
+}
+
+double process_peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1e3;   /* ru_maxrss is in KiB */
+}
+
+int status_open(status_log *s, const char *out_dir, int log_every, char *err, size_t errlen)
+{
+    s->log_every = log_every;
+    if (fs_mkdir_p(out_dir, err, errlen) != 0)
+        return -1;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", out_dir);
+    s->log = fopen(path, "a");
+    if (!s->log) {
+        snprintf(err, errlen, "%s: cannot open for appending", path);
+        return -1;
+    }
+    return 0;
+}
+
+void status_close(status_log *s)
+{
+    if (s->log)
+        fclose(s->log);
+    s->log = NULL;
+}
+
+static cJSON *record(const char *type, int step, int max_steps)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", type);
+    cJSON_AddNumberToObject(o, "step", step);
+    cJSON_AddNumberToObject(o, "max_steps", max_steps);
+    return o;
+}
+
+/* Adds the time stamp, appends the record as one line, frees it. */
+static void emit(status_log *s, cJSON *o)
+{
+    cJSON_AddNumberToObject(o, "time", wall_time());
+    char *line = cJSON_PrintUnformatted(o);
+    if (line && s->log) {
+        fprintf(s->log, "%s\n", line);
+        fflush(s->log);
+    }
+    free(line);
+    cJSON_Delete(o);
+}
+
+void status_step(status_log *s, const step_stats *st)
+{
+    cJSON *o = record("step", st->step, st->max_steps);
+    cJSON_AddNumberToObject(o, "loss", st->loss);
+    cJSON_AddNumberToObject(o, "lr", st->lr);
+    cJSON_AddNumberToObject(o, "grad_norm", st->grad_norm);
+    cJSON_AddNumberToObject(o, "step_ms", st->step_ms);
+    cJSON_AddNumberToObject(o, "tokens_per_s", st->tokens_per_s);
+    cJSON_AddNumberToObject(o, "mfu", st->mfu);
+    cJSON_AddNumberToObject(o, "elapsed_s", st->elapsed_s);
+    cJSON_AddNumberToObject(o, "eta_s", st->eta_s);
+    cJSON_AddNumberToObject(o, "ranks", st->ranks);
+    cJSON_AddNumberToObject(o, "loader_wait_ms", st->loader_wait_ms);
+    cJSON_AddNumberToObject(o, "comm_ms", st->comm_ms);
+    cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
+    cJSON_AddNumberToObject(o, "skipped_steps", st->skipped_steps);
+    emit(s, o);
+    if (st->step % s->log_every == 0 || st->step == st->max_steps)
+        fprintf(stderr, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | mfu %.1f%% | eta %.0fs\n",
+                st->step, st->max_steps, st->loss, st->lr, st->grad_norm, st->step_ms,
+                st->tokens_per_s, 100 * st->mfu, st->eta_s);
+}
+
+void status_eval(status_log *s, int step, int max_steps, float val_loss, double eval_s)
+{
+    cJSON *o = record("eval", step, max_steps);
+    cJSON_AddNumberToObject(o, "val_loss", val_loss);
+    cJSON_AddNumberToObject(o, "eval_s", eval_s);
+    emit(s, o);
+    fprintf(stderr, "step %5d/%d | val loss %.4f (%.1f s)\n", step, max_steps, val_loss, eval_s);
+}
+
+void status_event(status_log *s, const char *type, int step, const char *message)
+{
+    cJSON *o = record(type, step, 0);
+    cJSON_DeleteItemFromObject(o, "max_steps");
+    cJSON_AddStringToObject(o, "message", message);
+    emit(s, o);
+    fprintf(stderr, "%s: %s\n", type, message);
+}
+
+void status_done(status_log *s, int step, double tokens_per_s, double train_s,
+                 double peak_gflops, float final_loss, float val_loss)
+{
+    cJSON *o = record("event", step, 0);
+    cJSON_DeleteItemFromObject(o, "max_steps");
+    cJSON_AddStringToObject(o, "message", "done");
+    cJSON_AddNumberToObject(o, "loss", final_loss);
+    if (val_loss == val_loss)   /* not NaN: an eval ran */
+        cJSON_AddNumberToObject(o, "val_loss", val_loss);
+    cJSON_AddNumberToObject(o, "tokens_per_s", tokens_per_s);
+    cJSON_AddNumberToObject(o, "train_s", train_s);
+    cJSON_AddNumberToObject(o, "peak_gflops", peak_gflops);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", process_peak_rss_mb());
+    emit(s, o);
+}

@@ -1,0 +1,43 @@
+/* status: the run's status records.  Each record is one JSON object (fields
+ * as DESIGN.md: type, step, max_steps, loss, lr, tokens_per_s, mfu, ...),
+ * appended as a line to OUT_DIR/log.jsonl; step records also print a one-line
+ * progress report on stderr. */
+#ifndef TRAINER_STATUS_H
+#define TRAINER_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+    int step, max_steps, ranks;
+    float loss, lr, grad_norm;
+    double step_ms, tokens_per_s, mfu, elapsed_s, eta_s;
+    double loader_wait_ms, comm_ms, rss_mb;
+    int skipped_steps;
+} step_stats;
+
+typedef struct {
+    FILE *log;
+    int log_every;
+} status_log;
+
+int status_open(status_log *s, const char *out_dir, int log_every, char *err, size_t errlen);
+void status_close(status_log *s);
+
+void status_step(status_log *s, const step_stats *st);
+void status_eval(status_log *s, int step, int max_steps, float val_loss, double eval_s);
+/* type is "event" or "error". */
+void status_event(status_log *s, const char *type, int step, const char *message);
+
+/* The closing "event" record (message "done") with the run's summary figures. */
+void status_done(status_log *s, int step, double tokens_per_s, double train_s,
+                 double peak_gflops, float final_loss, float val_loss);
+
+/* Resident set size now and at its peak, in MB. */
+double process_rss_mb(void);
+double process_peak_rss_mb(void);
+/* Seconds since the epoch, with sub-second precision. */
+double wall_time(void);
+
+#endif

@@ -1,0 +1,232 @@
+#include "trainer/train.h"
+
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/dataset.h"
+#include "kernels/gemm.h"
+#include "kernels/peak.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/status.h"
+
+/* Stop with an error after this many consecutive non-finite steps. */
+enum { MAX_CONSECUTIVE_SKIPS = 10 };
+
+static volatile sig_atomic_t stop_requested;
+
+void train_request_stop(void)
+{
+    stop_requested = 1;
+}
+
+typedef struct {
+    const run_config *cfg;
+    dataset data;
+    gpt2 model;
+    adamw_state opt;
+    status_log status;
+    int *inputs, *targets;   /* [B,T] */
+} trainer;
+
+static long available_memory_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errlen)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->cfg = c;
+    gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
+    double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len) +
+                  2.0 * sizeof(float) * (double)gpt2_count_params(&dims);   /* + Adam m, v */
+    long avail = available_memory_bytes();
+    if (avail > 0 && need > (double)avail) {
+        snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
+                 "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
+        return -1;
+    }
+    if (dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed, err,
+                     errlen) != 0)
+        return -1;
+    if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, err, errlen) != 0)
+        return -1;
+    gpt2_init_params(&tr->model, (uint64_t)c->seed);
+    if (optimizer_create(&tr->opt, tr->model.num_params, err, errlen) != 0)
+        return -1;
+    size_t bt = (size_t)c->batch_size * c->seq_len;
+    tr->inputs = malloc(bt * sizeof(int));
+    tr->targets = malloc(bt * sizeof(int));
+    if (!tr->inputs || !tr->targets) {
+        snprintf(err, errlen, "out of memory allocating batch buffers");
+        return -1;
+    }
+    return status_open(&tr->status, c->out_dir, c->log_every, err, errlen);
+}
+
+static void trainer_close(trainer *tr)
+{
+    status_close(&tr->status);
+    free(tr->inputs);
+    free(tr->targets);
+    optimizer_destroy(&tr->opt);
+    gpt2_destroy(&tr->model);
+    dataset_close(&tr->data);
+    gemm_release();
+}
+
+/* Mean loss over the val split (eval_batches = 0: all of it). */
+static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    uint64_t windows = dataset_val_windows(&tr->data);
+    uint64_t limit = (uint64_t)c->eval_batches * c->batch_size;
+    if (limit && limit < windows)
+        windows = limit;
+    double sum = 0;
+    for (uint64_t w = 0; w < windows; w += c->batch_size) {
+        int B = (int)(windows - w < (uint64_t)c->batch_size ? windows - w : (uint64_t)c->batch_size);
+        if (dataset_val_batch(&tr->data, w, B, tr->inputs, tr->targets, err, errlen) != 0)
+            return -1;
+        sum += (double)gpt2_forward(&tr->model, tr->inputs, tr->targets, B, c->seq_len) * B;
+    }
+    *val_loss = (float)(sum / (double)windows);
+    return 0;
+}
+
+/* One optimizer step over grad_accum micro-batches; returns the mean loss. */
+static int train_step(trainer *tr, int step, float *loss, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    int B = c->batch_size, T = c->seq_len;
+    float dloss = 1.0f / ((float)B * T * c->grad_accum);
+    double sum = 0;
+    gpt2_zero_grad(&tr->model);
+    for (int j = 0; j < c->grad_accum; j++) {
+        uint64_t first = ((uint64_t)step * c->grad_accum + j) * (uint64_t)B;
+        if (dataset_train_batch(&tr->data, first, B, tr->inputs, tr->targets, err, errlen) != 0)
+            return -1;
+        sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
+        gpt2_backward(&tr->model, dloss);
+    }
+    *loss = (float)(sum / c->grad_accum);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    double tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum;
+    double flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * tokens_per_step;
+    double peak = peak_fp32_gflops() * 1e9;
+    double *step_s = calloc((size_t)c->max_steps, sizeof *step_s);
+    double t_start = wall_time(), t_train = 0;
+    int skipped = 0, consecutive = 0, rc = 0;
+    res->final_val_loss = NAN;
+
+    for (int step = 0; step < c->max_steps && rc == 0; step++) {
+        double t0 = wall_time();
+        float loss;
+        if (train_step(tr, step, &loss, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        float norm = grad_global_norm(&tr->model);
+        float lr = lr_schedule(c, step);
+        if (!optimizer_step(&tr->opt, &tr->model, c, lr, norm)) {
+            skipped++;
+            char msg[160];
+            snprintf(msg, sizeof msg, "step %d skipped: loss %g, gradient norm %g is not finite",
+                     step + 1, loss, norm);
+            status_event(&tr->status, "event", step + 1, msg);
+            if (++consecutive >= MAX_CONSECUTIVE_SKIPS) {
+                snprintf(err, errlen, "%d consecutive steps with non-finite loss or gradients; "
+                         "stopping (lower lr or check the data)", consecutive);
+                rc = -1;
+            }
+        } else {
+            consecutive = 0;
+        }
+        double dt = wall_time() - t0;
+        step_s[step] = dt;
+        t_train += dt;
+        int done = step + 1;
+        step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = 1, .loss = loss,
+                         .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
+                         .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
+                         .elapsed_s = wall_time() - t_start,
+                         .eta_s = t_train / done * (c->max_steps - done),
+                         .rss_mb = process_rss_mb(), .skipped_steps = skipped};
+        status_step(&tr->status, &st);
+        res->final_loss = loss;
+        res->steps_done = done;
+
+        bool last = done == c->max_steps || stop_requested;
+        if (rc == 0 && c->eval_every > 0 && (done % c->eval_every == 0 || last)) {
+            double te = wall_time();
+            float val;
+            if (evaluate(tr, &val, err, errlen) != 0) {
+                rc = -1;
+                break;
+            }
+            status_eval(&tr->status, done, c->max_steps, val, wall_time() - te);
+            res->final_val_loss = val;
+        }
+        if (stop_requested && !last) {
+            break;
+        } else if (stop_requested) {
+            status_event(&tr->status, "event", done, "stop requested: stopping after this step");
+            break;
+        }
+    }
+    res->train_seconds = t_train;
+    int n = res->steps_done;
+    if (n > 1) {   /* the first step pays for primitive creation and page faults */
+        qsort(step_s + 1, (size_t)n - 1, sizeof *step_s, cmp_double);
+        res->tokens_per_s = tokens_per_step / step_s[1 + (n - 1) / 2];
+    } else if (n == 1) {
+        res->tokens_per_s = tokens_per_step / step_s[0];
+    }
+    free(step_s);
+    return rc;
+}
+
+int train_run(const run_config *c, train_result *res, char *err, size_t errlen)
+{
+    trainer tr;
+    memset(res, 0, sizeof *res);
+    int rc = trainer_open(&tr, c, err, errlen);
+    if (rc == 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "training %zu parameters, %d threads, %d x %d tokens per micro-batch",
+                 tr.model.num_params, omp_get_max_threads(), c->batch_size, c->seq_len);
+        status_event(&tr.status, "event", 0, msg);
+        rc = run_loop(&tr, res, err, errlen);
+        if (rc != 0)
+            status_event(&tr.status, "error", res->steps_done, err);
+        else
+            status_done(&tr.status, res->steps_done, res->tokens_per_s, res->train_seconds,
+                        peak_fp32_gflops(), res->final_loss, res->final_val_loss);
+    }
+    trainer_close(&tr);
+    return rc;
+}

@@ -1,0 +1,83 @@
+/* build/trainer: trains a GPT-2 model from a JSON config.
+ *   trainer --config FILE.json [--set key=value ...]
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "trainer/config.h"
+#include "trainer/train.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: trainer --config FILE.json [--set key=value ...]\n"
+            "  --config FILE    run configuration (JSON object; keys as in README.md)\n"
+            "  --set key=value  override one config key (repeatable, applied in order)\n"
+            "  --help           this text\n"
+            "SIGINT/SIGTERM stop the run after the current step.\n");
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    train_request_stop();
+}
+
+int main(int argc, char **argv)
+{
+    run_config cfg;
+    char err[512];
+    const char *config_path = NULL;
+    config_defaults(&cfg);
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--set") != 0) {
+            fprintf(stderr, "trainer: unknown argument \"%s\" (try --help)\n", argv[i]);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "trainer: %s needs a value\n", argv[i]);
+            return 2;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (config_path) {
+                fprintf(stderr, "trainer: --config given twice\n");
+                return 2;
+            }
+            config_path = argv[++i];
+            if (config_load_file(&cfg, config_path, err, sizeof err) != 0) {
+                fprintf(stderr, "trainer: %s\n", err);
+                return 2;
+            }
+        } else if (config_set(&cfg, argv[++i], err, sizeof err) != 0) {
+            fprintf(stderr, "trainer: %s\n", err);
+            return 2;
+        }
+    }
+    if (!config_path) {
+        fprintf(stderr, "trainer: --config FILE is required (try --help)\n");
+        return 2;
+    }
+    if (config_finalize(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "trainer: %s\n", err);
+        return 2;
+    }
+
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    train_result res;
+    if (train_run(&cfg, &res, err, sizeof err) != 0) {
+        fprintf(stderr, "trainer: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "done: %d steps, train loss %.4f, val loss %.4f, %.1f s training, %.0f tok/s (median)\n",
+            res.steps_done, res.final_loss, res.final_val_loss, res.train_seconds, res.tokens_per_s);
+    return 0;
+}
