@@ -1,0 +1,211 @@
+#include "io/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, const char *path, const char *what)
+{
+    snprintf(err, errlen, "%s: %s: %s", path, what, strerror(errno));
+    return -1;
+}
+
+int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
+{
+    size_t n = strlen(path);
+    a->path = strdup(path);
+    a->tmp = malloc(n + 5);
+    if (!a->path || !a->tmp) {
+        free(a->path);
+        free(a->tmp);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    memcpy(a->tmp, path, n);
+    memcpy(a->tmp + n, ".tmp", 5);
+    a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (a->fd < 0) {
+        fail(err, errlen, a->tmp, "cannot create");
+        free(a->path);
+        free(a->tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int fs_atomic_write(fs_atomic *a, const void *buf, size_t n, char *err, size_t errlen)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(a->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return fail(err, errlen, a->tmp, "write failed");
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void release(fs_atomic *a)
+{
+    free(a->path);
+    free(a->tmp);
+    a->path = a->tmp = NULL;
+    a->fd = -1;
+}
+
+void fs_atomic_abort(fs_atomic *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->tmp)
+        unlink(a->tmp);
+    release(a);
+}
+
+/* The rename is only durable once the directory entry itself is on disk. */
+static int fsync_parent(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path);
+    if (!dir) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int rc = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+        rc = fail(err, errlen, dir, "cannot sync directory");
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    return rc;
+}
+
+int fs_atomic_commit(fs_atomic *a, char *err, size_t errlen)
+{
+    if (fsync(a->fd) != 0) {
+        fail(err, errlen, a->tmp, "fsync failed");
+        fs_atomic_abort(a);
+        return -1;
+    }
+    int rc = close(a->fd);
+    a->fd = -1;
+    if (rc != 0) {
+        fail(err, errlen, a->tmp, "close failed");
+        fs_atomic_abort(a);
+        return -1;
+    }
+    if (rename(a->tmp, a->path) != 0) {
+        fail(err, errlen, a->path, "cannot rename temporary file into place");
+        fs_atomic_abort(a);
+        return -1;
+    }
+    rc = fsync_parent(a->path, err, errlen);
+    release(a);
+    return rc;
+}
+
+int fs_write_file_atomic(const char *path, const void *buf, size_t n, char *err, size_t errlen)
+{
+    fs_atomic a;
+    if (fs_atomic_begin(&a, path, err, errlen) != 0)
+        return -1;
+    if (fs_atomic_write(&a, buf, n, err, errlen) != 0) {
+        fs_atomic_abort(&a);
+        return -1;
+    }
+    return fs_atomic_commit(&a, err, errlen);
+}
+
+/* Reads until EOF rather than trusting st_size, so pipes and growing files work too. */
+int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, errlen, path, "cannot open");
+    struct stat st;
+    size_t cap = (fstat(fd, &st) == 0 && st.st_size > 0) ? (size_t)st.st_size + 4096 : 4096;
+    size_t n = 0;
+    uint8_t *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            uint8_t *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r == 0)
+            break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fail(err, errlen, path, "read failed");
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int fs_mkdir_p(const char *dir, char *err, size_t errlen)
+{
+    if (dir[0] == '\0') {
+        snprintf(err, errlen, "empty directory name");
+        return -1;
+    }
+    char *p = strdup(dir);
+    if (!p) {
+        snprintf(err, errlen, "%s: out of memory", dir);
+        return -1;
+    }
+    int rc = 0;
+    for (char *s = p + 1; ; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            rc = fail(err, errlen, p, "cannot create directory");
+            break;
+        }
+        *s = saved;
+        if (saved == '\0')
+            break;
+    }
+    struct stat st;
+    if (rc == 0 && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        errno = ENOTDIR;
+        rc = fail(err, errlen, dir, "cannot create directory");
+    }
+    free(p);
+    return rc;
+}

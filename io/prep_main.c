@@ -1,0 +1,364 @@
+/* prep: text files -> DIR/tokenizer.json, DIR/train.tok, DIR/val.tok (see DESIGN.md). */
+#include "io/fsutil.h"
+#include "io/shard.h"
+#include "io/tokenizer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+enum { EXIT_IO = 1, EXIT_USAGE = 2, DEFAULT_BPE_VOCAB = 4096, PATH_BYTES = 4096 };
+
+typedef struct {
+    const char **inputs;
+    int ninputs;
+    const char *out;
+    int bpe;
+    const char *vocab_arg, *fraction_arg;   /* NULL = not given */
+    long vocab;
+    double val_fraction;
+} prep_args;
+
+/* The files to read, in order, with their identities so a link is not read twice. */
+typedef struct {
+    char **paths;
+    struct stat *ids;
+    size_t n, cap;
+} file_list;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: prep --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N]\n"
+            "            [--val-fraction F]\n"
+            "Concatenates the input files (a directory means its regular files, sorted by name,\n"
+            "without *.dat and *.u8), tokenizes them and writes DIR/tokenizer.json,\n"
+            "DIR/train.tok (the first 1-F of the tokens) and DIR/val.tok (the last F).\n"
+            "  --tokenizer   byte (default; token = byte value) or bpe (trained on the input)\n"
+            "  --vocab       BPE vocabulary size, 257..%d (default %d)\n"
+            "  --val-fraction  in (0, 1), default 0.1\n",
+            1 << 20, DEFAULT_BPE_VOCAB);
+}
+
+static int die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("prep: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* NaN unless s is exactly a number, so range checks written as !(lo <= x) reject it. */
+static double parse_number(const char *s)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    return errno || end == s || *end ? NAN : x;
+}
+
+/* One option at argv[*i]; advances *i past its values.  0 or an exit code. */
+static int parse_option(int argc, char **argv, int *i, prep_args *a)
+{
+    const char *flag = argv[(*i)++];
+    if (strcmp(flag, "--input") == 0) {
+        int first = *i;
+        while (*i < argc && strncmp(argv[*i], "--", 2) != 0)
+            a->inputs[a->ninputs++] = argv[(*i)++];
+        return *i > first ? 0 : die(EXIT_USAGE, "--input needs at least one path");
+    }
+    int known = !strcmp(flag, "--out") || !strcmp(flag, "--tokenizer") ||
+                !strcmp(flag, "--vocab") || !strcmp(flag, "--val-fraction");
+    if (!known)
+        return die(EXIT_USAGE, "unknown option '%s' (see --help)", flag);
+    if (*i >= argc)
+        return die(EXIT_USAGE, "%s needs a value", flag);
+    const char *v = argv[(*i)++];
+    if (!strcmp(flag, "--out"))
+        a->out = v;
+    else if (!strcmp(flag, "--vocab"))
+        a->vocab_arg = v;
+    else if (!strcmp(flag, "--val-fraction"))
+        a->fraction_arg = v;
+    else if (strcmp(v, "byte") && strcmp(v, "bpe"))
+        return die(EXIT_USAGE, "--tokenizer must be byte or bpe, not '%s'", v);
+    else
+        a->bpe = !strcmp(v, "bpe");
+    return 0;
+}
+
+static int check_numbers(prep_args *a)
+{
+    double f = a->fraction_arg ? parse_number(a->fraction_arg) : 0.1;
+    if (!(f > 0 && f < 1))
+        return die(EXIT_USAGE, "--val-fraction must be in (0, 1), not '%s'", a->fraction_arg);
+    a->val_fraction = f;
+    if (!a->bpe) {
+        if (a->vocab_arg && parse_number(a->vocab_arg) != 256)
+            return die(EXIT_USAGE, "--vocab %s needs --tokenizer bpe (the byte vocabulary is 256)",
+                       a->vocab_arg);
+        return 0;
+    }
+    double v = a->vocab_arg ? parse_number(a->vocab_arg) : DEFAULT_BPE_VOCAB;
+    if (!(v >= 257 && v <= 1 << 20) || v != (double)(long)v)
+        return die(EXIT_USAGE, "--vocab must be a whole number in 257..%d for bpe, not '%s'",
+                   1 << 20, a->vocab_arg);
+    a->vocab = (long)v;
+    return 0;
+}
+
+/* Options may come in any order; cross-checks follow once all are known. */
+static int parse_args(int argc, char **argv, prep_args *a)
+{
+    *a = (prep_args){.inputs = calloc((size_t)argc, sizeof(char *))};
+    if (!a->inputs)
+        return die(EXIT_IO, "out of memory");
+    for (int i = 1; i < argc;) {
+        int rc = parse_option(argc, argv, &i, a);
+        if (rc)
+            return rc;
+    }
+    if (a->ninputs == 0)
+        return die(EXIT_USAGE, "missing --input (see --help)");
+    if (!a->out)
+        return die(EXIT_USAGE, "missing --out DIR (see --help)");
+    if (strlen(a->out) + sizeof "/tokenizer.json" > PATH_BYTES)
+        return die(EXIT_USAGE, "--out: directory name too long");
+    return check_numbers(a);
+}
+
+static int already_listed(const file_list *l, const struct stat *st)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->ids[i].st_dev == st->st_dev && l->ids[i].st_ino == st->st_ino)
+            return 1;
+    return 0;
+}
+
+static int list_add(file_list *l, char *path, const struct stat *st)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **p = realloc(l->paths, cap * sizeof *p);
+        if (p)
+            l->paths = p;
+        struct stat *s = realloc(l->ids, cap * sizeof *s);
+        if (s)
+            l->ids = s;
+        if (!p || !s) {
+            free(path);
+            return die(EXIT_IO, "out of memory");
+        }
+        l->cap = cap;
+    }
+    l->paths[l->n] = path;
+    l->ids[l->n++] = *st;
+    return 0;
+}
+
+static int has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* fortune(6) keeps index (.dat) and UTF-8 link (.u8) files beside the text. */
+static int wanted_entry(const struct dirent *e)
+{
+    return strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !has_suffix(e->d_name, ".dat") &&
+           !has_suffix(e->d_name, ".u8");
+}
+
+static int by_name(const struct dirent **x, const struct dirent **y)
+{
+    return strcmp((*x)->d_name, (*y)->d_name);   /* bytewise: independent of the locale */
+}
+
+static int add_entry(file_list *l, const char *dir, const char *name)
+{
+    char *path;
+    struct stat st;
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return die(EXIT_IO, "out of memory");
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && !already_listed(l, &st))
+        return list_add(l, path, &st);
+    free(path);
+    return 0;
+}
+
+/* Adds the regular files of dir, skipping ones (e.g. symlinks) already in the list. */
+static int add_dir(file_list *l, const char *dir)
+{
+    struct dirent **names;
+    int n = scandir(dir, &names, wanted_entry, by_name);
+    if (n < 0)
+        return die(EXIT_IO, "%s: cannot list directory: %s", dir, strerror(errno));
+    size_t before = l->n;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (!rc)
+            rc = add_entry(l, dir, names[i]->d_name);
+        free(names[i]);
+    }
+    free(names);
+    if (!rc && l->n == before)
+        rc = die(EXIT_IO, "%s: no input files in directory", dir);
+    return rc;
+}
+
+static int collect_inputs(const prep_args *a, file_list *l)
+{
+    for (int i = 0; i < a->ninputs; i++) {
+        struct stat st;
+        if (stat(a->inputs[i], &st) != 0)
+            return die(EXIT_IO, "%s: %s", a->inputs[i], strerror(errno));
+        int rc;
+        if (S_ISDIR(st.st_mode))
+            rc = add_dir(l, a->inputs[i]);
+        else {
+            char *path = strdup(a->inputs[i]);
+            rc = path ? list_add(l, path, &st) : die(EXIT_IO, "out of memory");
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int read_corpus(const file_list *l, uint8_t **text, size_t *len)
+{
+    uint8_t *all = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        char err[512];
+        uint8_t *data;
+        size_t k;
+        if (fs_read_file(l->paths[i], &data, &k, err, sizeof err) != 0) {
+            free(all);
+            return die(EXIT_IO, "%s", err);
+        }
+        uint8_t *grown = realloc(all, n + k + 1);
+        if (!grown) {
+            free(data);
+            free(all);
+            return die(EXIT_IO, "out of memory");
+        }
+        all = grown;
+        memcpy(all + n, data, k);
+        n += k;
+        free(data);
+    }
+    *text = all;
+    *len = n;
+    return 0;
+}
+
+static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t n)
+{
+    if (!a->bpe)
+        return tokenizer_new_byte();
+    char err[256];
+    tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, err, sizeof err);
+    if (!t)
+        die(EXIT_IO, "%s", err);
+    else if (tokenizer_vocab_size(t) < a->vocab)
+        fprintf(stderr, "prep: warning: the input only supports %d merges; vocab is %d, not %ld\n",
+                tokenizer_vocab_size(t) - 256, tokenizer_vocab_size(t), a->vocab);
+    return t;
+}
+
+static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *ids,
+                         uint64_t ntrain, uint64_t nval)
+{
+    char err[600], path[PATH_BYTES];   /* fits: parse_args bounds the length of dir */
+    uint32_t vocab = (uint32_t)tokenizer_vocab_size(t);
+    snprintf(path, sizeof path, "%s/train.tok", dir);
+    int rc = shard_write(path, ids, ntrain, vocab, err, sizeof err);
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/val.tok", dir);
+        rc = shard_write(path, ids + ntrain, nval, vocab, err, sizeof err);
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        rc = tokenizer_save(t, path, err, sizeof err);
+    }
+    return rc == 0 ? 0 : die(EXIT_IO, "%s", err);
+}
+
+/* Tokenizes text, splits it like nanoGPT (train = floor(n * (1 - F))) and writes DIR. */
+static int tokenize_and_write(const prep_args *a, const uint8_t *text, size_t n,
+                              const char *stats, double start)
+{
+    tokenizer *t = make_tokenizer(a, text, n);
+    uint32_t *ids = malloc((n + 1) * sizeof *ids);
+    if (!t || !ids) {
+        tokenizer_free(t);
+        free(ids);
+        return t ? die(EXIT_IO, "out of memory") : EXIT_IO;
+    }
+    uint64_t count = tokenizer_encode(t, text, n, ids);
+    uint64_t ntrain = (uint64_t)((double)count * (1.0 - a->val_fraction)), nval = count - ntrain;
+    int rc;
+    if (ntrain < 2 || nval < 2)
+        rc = die(EXIT_IO, "%llu tokens split into %llu train and %llu val; each needs at least 2 "
+                 "(more input or another --val-fraction)", (unsigned long long)count,
+                 (unsigned long long)ntrain, (unsigned long long)nval);
+    else
+        rc = write_outputs(a->out, t, ids, ntrain, nval);
+    if (rc == 0)
+        fprintf(stderr, "prep: %s -> %llu tokens (%s, vocab %d): train %llu, val %llu -> %s (%.2f s)\n",
+                stats, (unsigned long long)count, tokenizer_type(t), tokenizer_vocab_size(t),
+                (unsigned long long)ntrain, (unsigned long long)nval, a->out, now() - start);
+    free(ids);
+    tokenizer_free(t);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+    double start = now();
+    prep_args a;
+    file_list files = {0};
+    uint8_t *text = NULL;
+    size_t n = 0;
+    char err[600], stats[64];
+    int rc = parse_args(argc, argv, &a);
+    if (!rc)
+        rc = collect_inputs(&a, &files);
+    if (!rc && fs_mkdir_p(a.out, err, sizeof err) != 0)
+        rc = die(EXIT_IO, "%s", err);
+    if (!rc)
+        rc = read_corpus(&files, &text, &n);
+    if (!rc) {
+        snprintf(stats, sizeof stats, "%zu bytes from %zu file%s", n, files.n, files.n == 1 ? "" : "s");
+        rc = tokenize_and_write(&a, text, n, stats, start);
+    }
+    for (size_t i = 0; i < files.n; i++)
+        free(files.paths[i]);
+    free(files.paths);
+    free(files.ids);
+    free(a.inputs);
+    free(text);
+    return rc;
+}

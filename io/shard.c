@@ -1,0 +1,194 @@
+#include "io/shard.h"
+
+#include "io/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Tokens are stored and read (shard_token) in host order, which the format fixes as little-endian. */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the token file format assumes a little-endian host"
+#endif
+
+enum { HEADER_BYTES = 32, SHARD_VERSION = 1 };
+static const char MAGIC[8] = "GPTTOKS";   /* 7 letters + the terminating NUL */
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)v);
+    put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Checks a header against the file size; fills s on success. */
+static int parse_header(token_shard *s, const uint8_t *h, uint64_t size, const char *path,
+                        char *err, size_t errlen)
+{
+    if (memcmp(h, MAGIC, sizeof MAGIC) != 0) {
+        snprintf(err, errlen, "%s: not a token file (bad magic)", path);
+        return -1;
+    }
+    uint32_t version = get_u32(h + 8), width = get_u32(h + 12);
+    uint64_t count = get_u64(h + 16);
+    uint32_t vocab = get_u32(h + 24);
+    if (version != SHARD_VERSION) {
+        snprintf(err, errlen, "%s: unsupported token file version %" PRIu32 " (expected %d)",
+                 path, version, SHARD_VERSION);
+        return -1;
+    }
+    if (width != 2 && width != 4) {
+        snprintf(err, errlen, "%s: corrupt token file (token width %" PRIu32 ", expected 2 or 4)",
+                 path, width);
+        return -1;
+    }
+    if (vocab == 0 || (width == 2 && vocab > 65536)) {
+        snprintf(err, errlen, "%s: corrupt token file (vocabulary size %" PRIu32
+                 " with %" PRIu32 "-byte tokens)", path, vocab, width);
+        return -1;
+    }
+    if (count > (UINT64_MAX - HEADER_BYTES) / width) {
+        snprintf(err, errlen, "%s: corrupt token file (token count %" PRIu64 ")", path, count);
+        return -1;
+    }
+    uint64_t expected = HEADER_BYTES + count * width;
+    if (expected != size) {
+        snprintf(err, errlen, "%s: %s token file (expected %" PRIu64 " bytes, found %" PRIu64 ")",
+                 path, expected < size ? "trailing data in" : "truncated", expected, size);
+        return -1;
+    }
+    s->count = count;
+    s->width = width;
+    s->vocab_size = vocab;
+    return 0;
+}
+
+static int read_header(int fd, uint8_t *h, uint64_t size, const char *path, char *err,
+                       size_t errlen)
+{
+    if (size < HEADER_BYTES) {
+        snprintf(err, errlen, "%s: truncated token file (expected at least %d bytes, found %" PRIu64 ")",
+                 path, HEADER_BYTES, size);
+        return -1;
+    }
+    ssize_t r;
+    do
+        r = pread(fd, h, HEADER_BYTES, 0);
+    while (r < 0 && errno == EINTR);
+    if (r != HEADER_BYTES) {
+        snprintf(err, errlen, "%s: cannot read header: %s", path, r < 0 ? strerror(errno) : "short read");
+        return -1;
+    }
+    return 0;
+}
+
+int shard_open(token_shard *s, const char *path, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    uint8_t h[HEADER_BYTES];
+    int rc = -1;
+    if (fstat(fd, &st) != 0)
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        snprintf(err, errlen, "%s: not a regular file", path);
+    else if (read_header(fd, h, (uint64_t)st.st_size, path, err, errlen) == 0 &&
+             parse_header(s, h, (uint64_t)st.st_size, path, err, errlen) == 0)
+        rc = 0;
+    if (rc == 0) {
+        s->map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (s->map == MAP_FAILED) {
+            snprintf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
+            s->map = NULL;
+            rc = -1;
+        }
+    }
+    close(fd);
+    if (rc != 0) {
+        memset(s, 0, sizeof *s);
+        return -1;
+    }
+    s->map_len = (size_t)st.st_size;
+    s->data = (const uint8_t *)s->map + HEADER_BYTES;
+    return 0;
+}
+
+void shard_close(token_shard *s)
+{
+    if (s->map)
+        munmap(s->map, s->map_len);
+    memset(s, 0, sizeof *s);
+}
+
+/* Narrows to the file's width in blocks so a 2-byte shard never needs a full copy. */
+static int write_tokens(fs_atomic *a, const uint32_t *tokens, uint64_t count, uint32_t width,
+                        char *err, size_t errlen)
+{
+    if (width == 4)
+        return fs_atomic_write(a, tokens, count * sizeof *tokens, err, errlen);
+    uint16_t buf[8192];
+    for (uint64_t i = 0; i < count; i += 8192) {
+        size_t n = count - i < 8192 ? (size_t)(count - i) : 8192;
+        for (size_t j = 0; j < n; j++)
+            buf[j] = (uint16_t)tokens[i + j];
+        if (fs_atomic_write(a, buf, n * sizeof *buf, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32_t vocab_size,
+                char *err, size_t errlen)
+{
+    if (vocab_size == 0) {
+        snprintf(err, errlen, "%s: vocabulary size must be positive", path);
+        return -1;
+    }
+    for (uint64_t i = 0; i < count; i++)
+        if (tokens[i] >= vocab_size) {
+            snprintf(err, errlen, "%s: token %" PRIu32 " at index %" PRIu64
+                     " is outside the vocabulary (%" PRIu32 ")", path, tokens[i], i, vocab_size);
+            return -1;
+        }
+    uint32_t width = vocab_size <= 65536 ? 2 : 4;
+    uint8_t h[HEADER_BYTES] = {0};
+    memcpy(h, MAGIC, sizeof MAGIC);
+    put_u32(h + 8, SHARD_VERSION);
+    put_u32(h + 12, width);
+    put_u64(h + 16, count);
+    put_u32(h + 24, vocab_size);
+    fs_atomic a;
+    if (fs_atomic_begin(&a, path, err, errlen) != 0)
+        return -1;
+    if (fs_atomic_write(&a, h, sizeof h, err, errlen) != 0 ||
+        write_tokens(&a, tokens, count, width, err, errlen) != 0) {
+        fs_atomic_abort(&a);
+        return -1;
+    }
+    return fs_atomic_commit(&a, err, errlen);
+}

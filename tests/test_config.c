@@ -1,0 +1,90 @@
+/* config: JSON keys and --set overrides, type and consistency errors, and the
+ * JSON dump reading back to the same config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainer/config.h"
+
+static void test_json_and_set_override_defaults(void **state)
+{
+    (void)state;
+    run_config c;
+    char err[256];
+    config_defaults(&c);
+    assert_int_equal(config_apply_json(&c, "{\"n_layer\": 6, \"lr\": 0.001, \"out_dir\": \"x\"}",
+                                       "t", err, sizeof err), 0);
+    assert_int_equal(config_set(&c, "n_layer=8", err, sizeof err), 0);
+    assert_int_equal(config_set(&c, "seed=12345678901", err, sizeof err), 0);
+    assert_int_equal(config_finalize(&c, err, sizeof err), 0);
+    assert_int_equal(c.n_layer, 8);
+    assert_true(c.lr == 0.001f);
+    assert_string_equal(c.out_dir, "x");
+    assert_true(c.seed == 12345678901LL);
+    assert_int_equal(c.seq_len, c.n_positions);
+    assert_int_equal(c.lr_decay_steps, c.max_steps);
+}
+
+static void expect_error(const char *json, const char *set, const char *fragment)
+{
+    run_config c;
+    char err[256] = "";
+    config_defaults(&c);
+    int rc = json ? config_apply_json(&c, json, "t", err, sizeof err) : 0;
+    if (rc == 0 && set)
+        rc = config_set(&c, set, err, sizeof err);
+    if (rc == 0)
+        rc = config_finalize(&c, err, sizeof err);
+    assert_int_equal(rc, -1);
+    if (!strstr(err, fragment))
+        fprintf(stderr, "error \"%s\" lacks \"%s\"\n", err, fragment);
+    assert_non_null(strstr(err, fragment));
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_bad_configs_are_refused(void **state)
+{
+    (void)state;
+    expect_error("{\"n_layers\": 2}", NULL, "unknown config key \"n_layers\"");
+    expect_error("{\"n_layer\": \"2\"}", NULL, "must be a number");
+    expect_error("{\"n_layer\": 2.5}", NULL, "must be an integer");
+    expect_error("{\"data_dir\": 3}", NULL, "must be a string");
+    expect_error("[1, 2]", NULL, "not a JSON object");
+    expect_error("{\"n_embd\": 100, \"n_head\": 3}", NULL, "not divisible");
+    expect_error(NULL, "lr", "expected key=value");
+    expect_error(NULL, "lr=abc", "not a number");
+    expect_error(NULL, "nope=1", "unknown config key");
+    expect_error(NULL, "seq_len=100000", "seq_len");
+    expect_error(NULL, "precision=fp8", "precision");
+    expect_error(NULL, "min_lr=1", "min_lr");
+}
+
+static void test_json_dump_round_trips(void **state)
+{
+    (void)state;
+    run_config a, b;
+    char err[256];
+    config_defaults(&a);
+    assert_int_equal(config_set(&a, "data_dir=some/where", err, sizeof err), 0);
+    assert_int_equal(config_set(&a, "beta2=0.99", err, sizeof err), 0);
+    assert_int_equal(config_finalize(&a, err, sizeof err), 0);
+    char *json = config_to_json(&a);
+    config_defaults(&b);
+    assert_int_equal(config_apply_json(&b, json, "dump", err, sizeof err), 0);
+    free(json);
+    assert_memory_equal(&a, &b, sizeof a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_and_set_override_defaults),
+        cmocka_unit_test(test_bad_configs_are_refused),
+        cmocka_unit_test(test_json_dump_round_trips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
