@@ -1,0 +1,353 @@
+/* Causal attention, FlashAttention-2 style: the tiled driver, the scalar
+ * primitives and the run-time dispatch.
+ *
+ * Forward, per (b,h) and query tile: Q^T of the tile is packed once, then for
+ * each key tile up to the diagonal the scores are computed transposed
+ * (S^T = K Q^T, so that the packed operand is the one reused across the inner
+ * loop), pushed through the online softmax, and P V is accumulated in a
+ * tile-sized buffer that is normalised and written out at the end.
+ * Backward, per (b,h) and key tile (outer): K^T and V^T are packed once, then
+ * every query tile at or below the diagonal recomputes P from lse, adds its
+ * share to dQ (in dqkv) and to dK, dV (tile buffers, written out after the
+ * last query tile).
+ * Causal trimming works on groups of ATTN_MR rows, so diagonal tiles cost
+ * little more than the triangle they cover.  Each (b,h) is computed by one
+ * thread in a fixed order: results do not depend on the thread count.
+ */
+#include "kernels/attention.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "kernels/attention_impl.h"
+
+/* A tile of K, V, Q, dO, their transposes or gradients holds bt x hs floats.
+ * 16 KiB keeps the full tile edge up to hs = 64 (bt = 32 at hs = 128) and the
+ * backward's stack near 150 KiB. */
+enum { TILE_CAP = ATTN_BT * 64 };
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* ---- scalar primitives (the reference path: plain loops and expf) ---- */
+
+static void mm_scalar(float *C, int ldc, const float *A, int sam, int sak, const float *B,
+                      int ldb, int mr, int ncols, int k0, int k1, bool acc)
+{
+    for (int r = 0; r < mr; r++) {
+        float *c = C + (size_t)r * ldc;
+        if (!acc)
+            for (int n = 0; n < ncols; n++)
+                c[n] = 0.0f;
+        for (int k = k0; k < k1; k++) {
+            const float a = A[(size_t)r * sam + (size_t)k * sak];
+            const float *b = B + (size_t)k * ldb;
+            for (int n = 0; n < ncols; n++)
+                c[n] += a * b[n];
+        }
+    }
+}
+
+static void softmax_cols_scalar(float *st, int bk, int bq, bool diag, float scale, float *m,
+                                float *l, float *alpha)
+{
+    for (int i = 0; i < bq; i++) {
+        const int nvis = diag ? i + 1 : bk;
+        float mx = m[i];
+        for (int j = 0; j < nvis; j++)
+            mx = fmaxf(mx, scale * st[j * ATTN_BT + i]);
+        float sum = 0.0f;
+        for (int j = 0; j < bk; j++) {
+            float *s = &st[j * ATTN_BT + i];
+            *s = j < nvis ? expf(scale * *s - mx) : 0.0f;
+            sum += *s;
+        }
+        alpha[i] = expf(m[i] - mx);
+        l[i] = l[i] * alpha[i] + sum;
+        m[i] = mx;
+    }
+}
+
+static void exp_row_scalar(float *p, const float *s, int valid, int n, float scale, float lse)
+{
+    for (int j = 0; j < n; j++)
+        p[j] = j < valid ? expf(scale * s[j] - lse) : 0.0f;
+}
+
+static void ds_row_scalar(float *ds, const float *p, const float *dp, int n, float d, float scale)
+{
+    for (int j = 0; j < n; j++)
+        ds[j] = scale * p[j] * (dp[j] - d);
+}
+
+static void pack_t_scalar(float *dst, int ldd, const float *src, int lds, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+static float dot_scalar(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void scale_scalar(float *x, int n, float a)
+{
+    for (int i = 0; i < n; i++)
+        x[i] *= a;
+}
+
+static const attn_ops attn_ops_scalar = {
+    .mm = mm_scalar, .softmax_cols = softmax_cols_scalar, .exp_row = exp_row_scalar,
+    .ds_row = ds_row_scalar, .pack_t = pack_t_scalar, .dot = dot_scalar, .scale = scale_scalar,
+};
+
+static const attn_ops *ops_for(isa_t isa)
+{
+    assert(cpu_isa_supported(isa));
+    switch (isa) {
+    case ISA_AVX512:
+        return &attn_ops_avx512;
+    case ISA_AVX2:
+        return &attn_ops_avx2;
+    default:
+        return &attn_ops_scalar;
+    }
+}
+
+/* ---- the tiled driver ---- */
+
+/* One (b,h) slice: rows of q/k/v/dq/dk/dv have stride ld (3C), rows of
+ * out/dout have stride ldo (C); lse has T entries. */
+typedef struct {
+    const attn_ops *ops;
+    const float *q, *k, *v, *out, *dout, *lse;
+    float *dq, *dk, *dv, *out_w, *lse_w;
+    size_t o3, o1, ol;
+    int ld, ldo, T, hs, bt;
+    float scale;
+} head;
+
+/* Tile edge for head size hs: the full ATTN_BT unless hs x ATTN_BT would not
+ * fit a packed tile; kept a multiple of ATTN_MR where possible. */
+static int tile_edge(int hs)
+{
+    int bt = imin(ATTN_BT, TILE_CAP / hs);
+    return bt > ATTN_MR ? bt - bt % ATTN_MR : bt;
+}
+
+/* Geometry of (b,h) = (bh / H, bh % H) and its q, k, v rows; the caller binds
+ * the other arrays through the offsets o3 (in [B,T,3C]), o1 ([B,T,C]), ol ([B,H,T]). */
+static head head_at(const attn_ops *ops, const float *qkv, int bh, int T, int C, int H)
+{
+    const int b = bh / H, h = bh % H, hs = C / H;
+    head hd = {
+        .ops = ops, .ld = 3 * C, .ldo = C, .T = T, .hs = hs, .bt = tile_edge(hs),
+        .scale = 1.0f / sqrtf((float)hs),
+        .o3 = (size_t)b * T * 3 * C + (size_t)h * hs,
+        .o1 = (size_t)b * T * C + (size_t)h * hs,
+        .ol = (size_t)bh * T,
+    };
+    hd.q = qkv + hd.o3;
+    hd.k = hd.q + C;
+    hd.v = hd.q + 2 * C;
+    return hd;
+}
+
+/* dst rows (stride dld) = src rows (stride sld), rows x cols. */
+static void copy_rows(float *dst, int dld, const float *src, int sld, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * dld, src + (size_t)r * sld, (size_t)cols * sizeof *dst);
+}
+
+/* Working set of the forward pass over one query tile.  Operands that the
+ * inner loops stream repeatedly are copied into contiguous tiles: rows of
+ * qkv lie 12*C bytes apart, so a tile's rows alias a few L1 sets and evict
+ * each other. */
+typedef struct {
+    float qt[TILE_CAP];             /* Q^T of the query tile: [d*bt + i] */
+    float v[TILE_CAP];              /* V of the key tile: [j*hs + d] */
+    float o[TILE_CAP];              /* unnormalised output of the query tile: [i*hs + d] */
+    float st[ATTN_BT * ATTN_BT];    /* scores, then probabilities: [key*BT + query] */
+    float m[ATTN_BT], l[ATTN_BT];   /* running max and sum per query */
+    float alpha[ATTN_BT];           /* rescaling of o by this key tile */
+} fwd_bufs;
+
+/* Forward for query tile q0 (bq rows) against key tile k0. */
+static void fwd_tile(const head *hd, fwd_bufs *w, int q0, int k0, int bq)
+{
+    const attn_ops *ops = hd->ops;
+    const bool diag = k0 == q0;
+    const int bk = diag ? bq : hd->bt, hs = hd->hs;
+
+    /* S^T = K Q^T; on the diagonal, key group j0 only sees queries >= j0 */
+    for (int j0 = 0; j0 < bk; j0 += ATTN_MR) {
+        const int i0 = diag ? j0 : 0;
+        ops->mm(w->st + j0 * ATTN_BT + i0, ATTN_BT, hd->k + (size_t)(k0 + j0) * hd->ld, hd->ld,
+                1, w->qt + i0, hd->bt, imin(ATTN_MR, bk - j0), bq - i0, 0, hs, false);
+    }
+    ops->softmax_cols(w->st, bk, bq, diag, hd->scale, w->m, w->l, w->alpha);
+
+    /* o = alpha * o + P V; the first key tile writes */
+    copy_rows(w->v, hs, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+    for (int r0 = 0; r0 < bq; r0 += ATTN_MR) {
+        const int mr = imin(ATTN_MR, bq - r0), ncols = diag ? imin(bk, r0 + mr) : bk;
+        float *o = w->o + r0 * hs;
+        if (k0 > 0)
+            for (int r = 0; r < mr; r++)
+                ops->scale(o + r * hs, hs, w->alpha[r0 + r]);
+        ops->mm(o, hs, w->st + r0, 1, ATTN_BT, w->v, hs, mr, hs, 0, ncols, k0 > 0);
+    }
+}
+
+static void fwd_head(const head *hd)
+{
+    fwd_bufs w;
+    const int hs = hd->hs;
+    for (int q0 = 0; q0 < hd->T; q0 += hd->bt) {
+        const int bq = imin(hd->bt, hd->T - q0);
+        hd->ops->pack_t(w.qt, hd->bt, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
+        for (int i = 0; i < bq; i++) {
+            w.m[i] = -INFINITY;
+            w.l[i] = 0.0f;
+        }
+        for (int k0 = 0; k0 <= q0; k0 += hd->bt)
+            fwd_tile(hd, &w, q0, k0, bq);
+        for (int i = 0; i < bq; i++) {
+            hd->ops->scale(w.o + i * hs, hs, 1.0f / w.l[i]);
+            hd->lse_w[q0 + i] = w.m[i] + logf(w.l[i]);
+        }
+        copy_rows(hd->out_w + (size_t)q0 * hd->ldo, hd->ldo, w.o, hs, bq, hs);
+    }
+}
+
+/* Working set of the backward pass over one key tile (contiguous copies for
+ * the reason given at fwd_bufs). */
+typedef struct {
+    float kt[TILE_CAP], vt[TILE_CAP];     /* K^T, V^T of the key tile: [d*bt + j] */
+    float k[TILE_CAP];                    /* K of the key tile: [j*hs + d] */
+    float dk[TILE_CAP], dv[TILE_CAP];     /* their gradients, accumulated over query tiles */
+    float q[TILE_CAP], dout[TILE_CAP];    /* Q, dO of the query tile: [i*hs + d] */
+    float p[ATTN_BT * ATTN_BT], ds[ATTN_BT * ATTN_BT];   /* [query*BT + key] */
+    float sg[ATTN_MR * ATTN_BT];          /* S, then dP, of one query row group */
+    float d[ATTN_BT];                     /* D_i = dO_i . O_i */
+} bwd_bufs;
+
+/* Query rows r0.. of the tile pair: P, dS, and dQ += dS K. */
+static void bwd_query_group(const head *hd, bwd_bufs *w, int q0, int k0, int bk, int r0, int mr)
+{
+    const attn_ops *ops = hd->ops;
+    const bool diag = q0 == k0;
+    const int ncols = diag ? imin(bk, r0 + mr) : bk, hs = hd->hs;
+    const size_t qrow = (size_t)(q0 + r0);
+
+    ops->mm(w->sg, ATTN_BT, w->q + r0 * hs, hs, 1, w->kt, hd->bt, mr, ncols, 0, hs, false);
+    for (int r = 0; r < mr; r++)
+        ops->exp_row(w->p + (r0 + r) * ATTN_BT, w->sg + r * ATTN_BT, diag ? r0 + r + 1 : bk,
+                     ncols, hd->scale, hd->lse[qrow + r]);
+    ops->mm(w->sg, ATTN_BT, w->dout + r0 * hs, hs, 1, w->vt, hd->bt, mr, ncols, 0, hs, false);
+    for (int r = 0; r < mr; r++)
+        ops->ds_row(w->ds + (r0 + r) * ATTN_BT, w->p + (r0 + r) * ATTN_BT, w->sg + r * ATTN_BT,
+                    ncols, w->d[r0 + r], hd->scale);
+    /* the first key tile writes dQ, later ones accumulate */
+    ops->mm(hd->dq + qrow * hd->ld, hd->ld, w->ds + r0 * ATTN_BT, ATTN_BT, 1, w->k, hs, mr, hs,
+            0, ncols, k0 > 0);
+}
+
+/* Key rows j0.. of the tile pair: dV += P^T dO, dK += dS^T Q.  On the diagonal
+ * only queries >= j0 see these keys, and the diagonal tile is the first to
+ * touch them, so it writes. */
+static void bwd_key_group(const head *hd, bwd_bufs *w, int q0, int k0, int bq, int j0, int mr)
+{
+    const bool diag = q0 == k0;
+    const int lo = diag ? j0 : 0, hs = hd->hs;
+
+    hd->ops->mm(w->dv + j0 * hs, hs, w->p + j0, 1, ATTN_BT, w->dout, hs, mr, hs, lo, bq, !diag);
+    hd->ops->mm(w->dk + j0 * hs, hs, w->ds + j0, 1, ATTN_BT, w->q, hs, mr, hs, lo, bq, !diag);
+}
+
+static void bwd_tile(const head *hd, bwd_bufs *w, int q0, int k0, int bk)
+{
+    const int bq = imin(hd->bt, hd->T - q0), hs = hd->hs;
+    copy_rows(w->q, hs, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
+    copy_rows(w->dout, hs, hd->dout + (size_t)q0 * hd->ldo, hd->ldo, bq, hs);
+    for (int i = 0; i < bq; i++)
+        w->d[i] = hd->ops->dot(w->dout + i * hs, hd->out + (size_t)(q0 + i) * hd->ldo, hs);
+    for (int r0 = 0; r0 < bq; r0 += ATTN_MR)
+        bwd_query_group(hd, w, q0, k0, bk, r0, imin(ATTN_MR, bq - r0));
+    for (int j0 = 0; j0 < bk; j0 += ATTN_MR)
+        bwd_key_group(hd, w, q0, k0, bq, j0, imin(ATTN_MR, bk - j0));
+}
+
+static void bwd_head(const head *hd)
+{
+    bwd_bufs w;
+    const int hs = hd->hs;
+    for (int k0 = 0; k0 < hd->T; k0 += hd->bt) {
+        const int bk = imin(hd->bt, hd->T - k0);
+        const float *k = hd->k + (size_t)k0 * hd->ld;
+        hd->ops->pack_t(w.kt, hd->bt, k, hd->ld, bk, hs);
+        hd->ops->pack_t(w.vt, hd->bt, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+        copy_rows(w.k, hs, k, hd->ld, bk, hs);
+        for (int q0 = k0; q0 < hd->T; q0 += hd->bt)
+            bwd_tile(hd, &w, q0, k0, bk);
+        copy_rows(hd->dk + (size_t)k0 * hd->ld, hd->ld, w.dk, hs, bk, hs);
+        copy_rows(hd->dv + (size_t)k0 * hd->ld, hd->ld, w.dv, hs, bk, hs);
+    }
+}
+
+static void check_shape(int B, int T, int C, int H)
+{
+    assert(B >= 0 && T >= 0 && H > 0 && C > 0 && C % H == 0);
+    assert(C / H <= TILE_CAP);   /* at least one key per packed tile */
+    (void)B, (void)T, (void)C, (void)H;
+}
+
+void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
+                           int C, int H)
+{
+    check_shape(B, T, C, H);
+    const attn_ops *ops = ops_for(isa);
+#pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * H; bh++) {
+        head hd = head_at(ops, qkv, bh, T, C, H);
+        hd.out_w = out + hd.o1;
+        hd.lse_w = lse + hd.ol;
+        fwd_head(&hd);
+    }
+}
+
+void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
+                            const float *out, const float *lse, int B, int T, int C, int H)
+{
+    check_shape(B, T, C, H);
+    const attn_ops *ops = ops_for(isa);
+#pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * H; bh++) {
+        head hd = head_at(ops, qkv, bh, T, C, H);
+        hd.out = out + hd.o1;
+        hd.dout = dout + hd.o1;
+        hd.lse = lse + hd.ol;
+        hd.dq = dqkv + hd.o3;
+        hd.dk = hd.dq + C;
+        hd.dv = hd.dq + 2 * C;
+        bwd_head(&hd);
+    }
+}
+
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H)
+{
+    attention_forward_isa(cpu_isa(), out, lse, qkv, B, T, C, H);
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int C, int H)
+{
+    attention_backward_isa(cpu_isa(), dqkv, dout, qkv, out, lse, B, T, C, H);
+}

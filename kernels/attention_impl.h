@@ -1,0 +1,46 @@
+/* Private to kernels/attention*.c and its test: the primitives the tiled
+ * driver in attention.c is built from, one table per instruction set.  The
+ * driver owns the FlashAttention-2 loop structure (tiles, causal trimming,
+ * threading); each table supplies the inner loops (small matrix products,
+ * exp, row ops), so the algorithm is written once and every path runs the
+ * same schedule.
+ */
+#ifndef KERNELS_ATTENTION_IMPL_H
+#define KERNELS_ATTENTION_IMPL_H
+
+#include <stdbool.h>
+
+enum {
+    ATTN_BT = 64,   /* tile edge: query rows / key columns per tile; tile buffers use this stride */
+    ATTN_MR = 4,    /* rows per mm call: the granularity of causal trimming */
+};
+
+typedef struct {
+    /* C[r*ldc + n] = (acc ? C[r*ldc + n] : 0) + sum_{k0 <= k < k1} A[r*sam + k*sak] * B[k*ldb + n]
+     * for r < mr (1 <= mr <= ATTN_MR) and n < ncols. */
+    void (*mm)(float *C, int ldc, const float *A, int sam, int sak, const float *B, int ldb,
+               int mr, int ncols, int k0, int k1, bool acc);
+    /* One online-softmax step of the forward pass over a tile of transposed raw
+     * scores st[j*ATTN_BT + i] (key j < bk, query i < bq).  On the diagonal tile
+     * key j is visible to query i only if j <= i, and only visible entries are
+     * read.  Sets alpha[i] = exp(m[i] - m_new[i]), l[i] = l[i]*alpha[i] +
+     * sum_j p[j][i], m[i] = m_new[i], where m_new[i] = max(m[i], max over
+     * visible j of scale*st[j][i]), and overwrites st with
+     * p[j][i] = exp(scale*st[j][i] - m_new[i]) (0 if not visible) for every
+     * j < bk, except that on the diagonal only j below the end of i's group of
+     * ATTN_MR queries need be written: that is all P V reads there. */
+    void (*softmax_cols)(float *st, int bk, int bq, bool diag, float scale, float *m, float *l,
+                         float *alpha);
+    /* p[j] = exp(scale*s[j] - lse) for j < valid, 0 for valid <= j < n. */
+    void (*exp_row)(float *p, const float *s, int valid, int n, float scale, float lse);
+    /* ds[j] = scale * p[j] * (dp[j] - d) for j < n. */
+    void (*ds_row)(float *ds, const float *p, const float *dp, int n, float d, float scale);
+    /* dst[c*ldd + r] = src[r*lds + c] for r < rows (<= ATTN_BT), c < cols. */
+    void (*pack_t)(float *dst, int ldd, const float *src, int lds, int rows, int cols);
+    float (*dot)(const float *a, const float *b, int n);
+    void (*scale)(float *x, int n, float a);   /* x *= a */
+} attn_ops;
+
+extern const attn_ops attn_ops_avx2, attn_ops_avx512;
+
+#endif

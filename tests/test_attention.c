@@ -1,0 +1,433 @@
+/* attention: every ISA path against a naive double-precision reference (full
+ * T x T softmax per head) for out, lse and dqkv; a finite-difference check of
+ * backward; causality; independence from the thread count; the accuracy of
+ * the vector exp inside the AVX2 / AVX-512 primitives. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels/attention.h"
+#include "kernels/attention_impl.h"
+#include "tests/test_util.h"
+
+typedef struct {
+    int B, T, C, H;
+} shape;
+
+/* The brief's sizes (hs 32, 64, 24), plus hs = 8, and hs = 128 and 160 whose
+ * tiles are 32 and 24 rows instead of 64.  Only T = 256 is a multiple of the
+ * tile edge. */
+static const shape shapes[] = {
+    {2, 67, 96, 3}, {1, 256, 384, 6}, {1, 33, 48, 2},
+    {1, 19, 16, 2}, {1, 130, 256, 2}, {1, 100, 320, 2},
+};
+
+/* Inputs ~U(-2,2) give scaled scores of standard deviation ~1.3: the softmax
+ * is far from uniform and the running max moves between tiles. */
+enum { QKV_SEED = 11, DOUT_SEED = 12 };
+static const float QKV_SCALE = 2.0f;
+
+/* Tolerances (absolute + relative, elementwise): fp32 with ~1-ulp exp against
+ * double, on O(1) outputs and gradients.  Every path measures errors
+ * <= 1.4e-6 on out and lse and <= 2.3e-6 on dqkv here: the worst element
+ * uses 11% of its forward and 5% of its backward tolerance. */
+static const float FWD_ATOL = 1e-5f, FWD_RTOL = 1e-5f;
+static const float BWD_ATOL = 3e-5f, BWD_RTOL = 1e-4f;
+
+typedef struct {
+    shape s;
+    size_t n3, n1, nl;   /* elements of qkv/dqkv, out/dout, lse */
+    float *qkv, *dout, *out, *lse, *dqkv;
+    float *ref_out, *ref_lse, *ref_dqkv;
+} problem;
+
+static float *alloc_floats(size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+static double dotd(const float *a, const float *b, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Softmax row i of head (b,h): p[j] for j <= i; returns lse. */
+static double ref_probs(double *p, const float *qkv, const shape *s, int b, int h, int i)
+{
+    const int hs = s->C / s->H, ld = 3 * s->C;
+    const float *base = qkv + (size_t)b * s->T * ld + h * hs;
+    double mx = -INFINITY, sum = 0;
+    for (int j = 0; j <= i; j++) {
+        p[j] = dotd(base + (size_t)i * ld, base + (size_t)j * ld + s->C, hs) / sqrt(hs);
+        mx = fmax(mx, p[j]);
+    }
+    for (int j = 0; j <= i; j++)
+        sum += p[j] = exp(p[j] - mx);
+    for (int j = 0; j <= i; j++)
+        p[j] /= sum;
+    return mx + log(sum);
+}
+
+/* out and lse of query i of head (b,h); p is scratch for T doubles. */
+static void ref_forward_row(problem *pb, double *p, int b, int h, int i)
+{
+    const shape *s = &pb->s;
+    const int hs = s->C / s->H, ld = 3 * s->C;
+    const float *v = pb->qkv + (size_t)b * s->T * ld + 2 * s->C + h * hs;
+    pb->ref_lse[((size_t)b * s->H + h) * s->T + i] = (float)ref_probs(p, pb->qkv, s, b, h, i);
+    for (int d = 0; d < hs; d++) {
+        double o = 0;
+        for (int j = 0; j <= i; j++)
+            o += p[j] * v[(size_t)j * ld + d];
+        pb->ref_out[((size_t)b * s->T + i) * s->C + h * hs + d] = (float)o;
+    }
+}
+
+static void ref_forward(problem *pb)
+{
+    const shape *s = &pb->s;
+    double *p = malloc(s->T * sizeof *p);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->H; h++)
+            for (int i = 0; i < s->T; i++)
+                ref_forward_row(pb, p, b, h, i);
+    free(p);
+}
+
+/* dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik), dP_ij = dO_i . V_j;
+ * dQ_i = scale sum_j dS_ij K_j, dK_j = scale sum_i dS_ij Q_i, dV_j = sum_i P_ij dO_i. */
+static void ref_backward_head(double *g, const problem *pb, int b, int h)
+{
+    const shape *s = &pb->s;
+    const int hs = s->C / s->H, ld = 3 * s->C;
+    const float *q = pb->qkv + (size_t)b * s->T * ld + h * hs, *k = q + s->C, *v = q + 2 * s->C;
+    double *p = malloc(s->T * sizeof *p), *ds = malloc(s->T * sizeof *ds);
+    for (int i = 0; i < s->T; i++) {
+        const float *dout = pb->dout + ((size_t)b * s->T + i) * s->C + h * hs;
+        ref_probs(p, pb->qkv, s, b, h, i);
+        double dsum = 0;
+        for (int j = 0; j <= i; j++) {
+            ds[j] = dotd(dout, v + (size_t)j * ld, hs);
+            dsum += p[j] * ds[j];
+        }
+        for (int j = 0; j <= i; j++) {
+            ds[j] = p[j] * (ds[j] - dsum) / sqrt(hs);
+            for (int d = 0; d < hs; d++) {
+                g[(size_t)i * ld + d] += ds[j] * k[(size_t)j * ld + d];
+                g[(size_t)j * ld + s->C + d] += ds[j] * q[(size_t)i * ld + d];
+                g[(size_t)j * ld + 2 * s->C + d] += p[j] * dout[d];
+            }
+        }
+    }
+    free(p), free(ds);
+}
+
+static void ref_backward(problem *pb)
+{
+    const shape *s = &pb->s;
+    const int hs = s->C / s->H, ld = 3 * s->C;
+    double *g = calloc(pb->n3, sizeof *g);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->H; h++)
+            ref_backward_head(g + (size_t)b * s->T * ld + h * hs, pb, b, h);
+    for (size_t i = 0; i < pb->n3; i++)
+        pb->ref_dqkv[i] = (float)g[i];
+    free(g);
+}
+
+/* Random inputs; the reference results are computed by problem_reference. */
+static problem problem_new(shape s)
+{
+    problem pb = {.s = s};
+    pb.n3 = (size_t)s.B * s.T * 3 * s.C;
+    pb.n1 = (size_t)s.B * s.T * s.C;
+    pb.nl = (size_t)s.B * s.H * s.T;
+    pb.qkv = alloc_floats(pb.n3), pb.dqkv = alloc_floats(pb.n3);
+    pb.dout = alloc_floats(pb.n1), pb.out = alloc_floats(pb.n1), pb.lse = alloc_floats(pb.nl);
+    test_fill(pb.qkv, pb.n3, QKV_SEED, QKV_SCALE);
+    test_fill(pb.dout, pb.n1, DOUT_SEED, 1.0f);
+    return pb;
+}
+
+static void problem_reference(problem *pb)
+{
+    pb->ref_out = alloc_floats(pb->n1), pb->ref_lse = alloc_floats(pb->nl);
+    pb->ref_dqkv = alloc_floats(pb->n3);
+    ref_forward(pb);
+    ref_backward(pb);
+}
+
+static void problem_free(problem *pb)
+{
+    free(pb->qkv), free(pb->dqkv), free(pb->dout), free(pb->out), free(pb->lse);
+    free(pb->ref_out), free(pb->ref_lse), free(pb->ref_dqkv);
+}
+
+static void run_forward(problem *pb, isa_t isa)
+{
+    attention_forward_isa(isa, pb->out, pb->lse, pb->qkv, pb->s.B, pb->s.T, pb->s.C, pb->s.H);
+}
+
+static void run_backward(problem *pb, isa_t isa)
+{
+    attention_backward_isa(isa, pb->dqkv, pb->dout, pb->qkv, pb->out, pb->lse, pb->s.B, pb->s.T,
+                           pb->s.C, pb->s.H);
+}
+
+static void describe(char *buf, size_t n, const char *what, isa_t isa, const shape *s)
+{
+    snprintf(buf, n, "%s [%s B=%d T=%d C=%d H=%d]", what, cpu_isa_name(isa), s->B, s->T, s->C,
+             s->H);
+}
+
+static void fill_nan(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+}
+
+/* Every supported path against the reference of pb; dqkv and the outputs are
+ * poisoned first, so anything left unwritten (or accumulated) shows. */
+static void check_against_reference(problem *pb, float fwd_atol, float fwd_rtol, float bwd_atol,
+                                    float bwd_rtol)
+{
+    char what[128];
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        fill_nan(pb->out, pb->n1);
+        fill_nan(pb->lse, pb->nl);
+        run_forward(pb, isa);
+        describe(what, sizeof what, "out", isa, &pb->s);
+        assert_true(test_close(what, pb->out, pb->ref_out, pb->n1, fwd_atol, fwd_rtol));
+        describe(what, sizeof what, "lse", isa, &pb->s);
+        assert_true(test_close(what, pb->lse, pb->ref_lse, pb->nl, fwd_atol, fwd_rtol));
+        fill_nan(pb->dqkv, pb->n3);
+        run_backward(pb, isa);
+        describe(what, sizeof what, "dqkv", isa, &pb->s);
+        assert_true(test_close(what, pb->dqkv, pb->ref_dqkv, pb->n3, bwd_atol, bwd_rtol));
+    }
+}
+
+static void test_matches_reference(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        problem pb = problem_new(shapes[c]);
+        problem_reference(&pb);
+        check_against_reference(&pb, FWD_ATOL, FWD_RTOL, BWD_ATOL, BWD_RTOL);
+        problem_free(&pb);
+    }
+}
+
+/* q and k ~U(-10,10): scaled scores reach +-100, where exp overflows unless
+ * the running max is subtracted, and the row max jumps between key tiles.
+ * fp32 scores then carry absolute errors ~1e-5, hence looser tolerances
+ * (measured: <= 1.7e-5 on out, 2.3e-5 on lse of magnitude up to 127,
+ * 5e-5 on dqkv of magnitude up to 9). */
+static void test_large_scores(void **state)
+{
+    (void)state;
+    problem pb = problem_new((shape){2, 150, 64, 2});
+    for (size_t t = 0; t < (size_t)pb.s.B * pb.s.T; t++)
+        for (int c = 0; c < 2 * pb.s.C; c++)
+            pb.qkv[t * 3 * pb.s.C + c] *= 5.0f;
+    problem_reference(&pb);
+    check_against_reference(&pb, 1e-4f, 1e-5f, 3e-4f, 1e-4f);
+    problem_free(&pb);
+}
+
+/* The naive reference's own backward against central differences of its
+ * forward, in double: validates the formulas the other tests trust. */
+static void test_reference_backward_by_finite_differences(void **state)
+{
+    (void)state;
+    problem pb = problem_new((shape){1, 5, 8, 2});
+    problem_reference(&pb);
+    const double eps = 1e-3;
+    for (size_t i = 0; i < pb.n3; i++) {
+        const float x = pb.qkv[i];
+        double loss[2];
+        for (int side = 0; side < 2; side++) {
+            pb.qkv[i] = x + (float)(side ? eps : -eps);
+            ref_forward(&pb);
+            loss[side] = dotd(pb.ref_out, pb.dout, (int)pb.n1);
+        }
+        pb.qkv[i] = x;
+        const double fd = (loss[1] - loss[0]) / (((double)(float)(x + (float)eps)) -
+                                                  (double)(float)(x - (float)eps));
+        if (fabs(fd - pb.ref_dqkv[i]) > 1e-4 + 1e-3 * fabs(fd))
+            fail_msg("reference dqkv[%zu] = %g, finite difference %g", i, pb.ref_dqkv[i], fd);
+    }
+    problem_free(&pb);
+}
+
+/* Each ISA's backward against central differences of the same ISA's forward
+ * on loss = sum(out * R), R = dout.  The forward is fp32, so the step is
+ * large (1e-2) and the tolerance loose (2e-3 + 1e-2 rel); a wrong formula
+ * is off by O(0.1). */
+static void test_backward_by_finite_differences(void **state)
+{
+    (void)state;
+    problem pb = problem_new((shape){1, 5, 8, 2});
+    const float eps = 1e-2f;
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        run_forward(&pb, isa);
+        run_backward(&pb, isa);
+        for (size_t i = 0; i < pb.n3; i++) {
+            const float x = pb.qkv[i];
+            double loss[2];
+            for (int side = 0; side < 2; side++) {
+                pb.qkv[i] = side ? x + eps : x - eps;
+                run_forward(&pb, isa);
+                loss[side] = dotd(pb.out, pb.dout, (int)pb.n1);
+            }
+            pb.qkv[i] = x;
+            const double fd = (loss[1] - loss[0]) / ((double)(x + eps) - (double)(x - eps));
+            if (fabs(fd - pb.dqkv[i]) > 2e-3 + 1e-2 * fabs(fd))
+                fail_msg("%s: dqkv[%zu] = %g, finite difference %g", cpu_isa_name(isa), i,
+                         pb.dqkv[i], fd);
+        }
+    }
+    problem_free(&pb);
+}
+
+static bool rows_equal(const float *a, const float *b, int rows, int cols, int ld)
+{
+    for (int t = 0; t < rows; t++)
+        if (memcmp(a + (size_t)t * ld, b + (size_t)t * ld, cols * sizeof *a) != 0)
+            return false;
+    return true;
+}
+
+/* Changing k and v at positions > i must leave out, lse and dq at positions
+ * <= i bit-identical (and must change the rows after i, or the check proves
+ * nothing).  B = 1 so rows are contiguous across heads. */
+static void check_causal(isa_t isa, int i)
+{
+    const shape s = {1, 150, 96, 3};
+    problem a = problem_new(s), b = problem_new(s);
+    const int ld = 3 * s.C;
+    for (int t = i + 1; t < s.T; t++)
+        for (int c = s.C; c < 3 * s.C; c++)
+            b.qkv[(size_t)t * ld + c] += 0.5f;
+    run_forward(&a, isa), run_forward(&b, isa);
+    run_backward(&a, isa), run_backward(&b, isa);
+    assert_true(rows_equal(a.out, b.out, i + 1, s.C, s.C));
+    for (int h = 0; h < s.H; h++)
+        assert_true(rows_equal(a.lse + h * s.T, b.lse + h * s.T, 1, i + 1, 0));
+    assert_true(rows_equal(a.dqkv, b.dqkv, i + 1, s.C, ld));   /* the q part of each row */
+    assert_false(rows_equal(a.out + (size_t)(i + 1) * s.C, b.out + (size_t)(i + 1) * s.C,
+                            s.T - i - 1, s.C, s.C));
+    problem_free(&a), problem_free(&b);
+}
+
+static void test_causality(void **state)
+{
+    (void)state;
+    const int positions[] = {0, 3, 62, 63, 64, 100, 148};
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        for (size_t p = 0; p < sizeof positions / sizeof positions[0]; p++)
+            check_causal(isa, positions[p]);
+    }
+}
+
+/* Each (b,h) is owned by one thread: results are bit-identical for any count. */
+static void test_thread_count_does_not_matter(void **state)
+{
+    (void)state;
+    const shape s = {2, 90, 96, 3};
+    problem one = problem_new(s), many = problem_new(s);
+    const int saved = omp_get_max_threads();
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        omp_set_num_threads(1);
+        run_forward(&one, isa), run_backward(&one, isa);
+        omp_set_num_threads(3);
+        run_forward(&many, isa), run_backward(&many, isa);
+        assert_memory_equal(one.out, many.out, one.n1 * sizeof(float));
+        assert_memory_equal(one.lse, many.lse, one.nl * sizeof(float));
+        assert_memory_equal(one.dqkv, many.dqkv, one.n3 * sizeof(float));
+    }
+    omp_set_num_threads(saved);
+    problem_free(&one), problem_free(&many);
+}
+
+/* The dispatching entry points run the active path. */
+static void test_default_path_matches_explicit(void **state)
+{
+    (void)state;
+    const shape s = {1, 40, 64, 2};
+    problem a = problem_new(s), b = problem_new(s);
+    attention_forward(a.out, a.lse, a.qkv, s.B, s.T, s.C, s.H);
+    attention_backward(a.dqkv, a.dout, a.qkv, a.out, a.lse, s.B, s.T, s.C, s.H);
+    run_forward(&b, cpu_isa()), run_backward(&b, cpu_isa());
+    assert_memory_equal(a.out, b.out, a.n1 * sizeof(float));
+    assert_memory_equal(a.dqkv, b.dqkv, a.n3 * sizeof(float));
+    problem_free(&a), problem_free(&b);
+}
+
+/* The vector exp, through exp_row (p = exp(1*s - 0)): within 2 ulp of
+ * double exp on [-87.3, 10] (measured 1.26), 0 below ln(FLT_MIN) and at
+ * -inf, and 0 in the lanes past `valid`. */
+static void check_vector_exp(const attn_ops *ops, const char *name)
+{
+    enum { N = 64, CALLS = 20000 };
+    float s[N], p[N];
+    double worst = 0;
+    for (int c = 0; c < CALLS; c++) {
+        for (int j = 0; j < N; j++)
+            s[j] = -87.3f + 97.3f * (float)(c * N + j) / (CALLS * N);
+        ops->exp_row(p, s, N, N, 1.0f, 0.0f);
+        for (int j = 0; j < N; j++) {
+            int e2;
+            const double want = exp((double)s[j]);
+            frexp(want, &e2);
+            worst = fmax(worst, fabs(p[j] - want) / ldexp(1.0, e2 - 24));
+        }
+    }
+    if (!(worst <= 2.0))
+        fail_msg("%s exp: %.2f ulp", name, worst);
+    const float low[5] = {-87.34f, -100.0f, -1e30f, -INFINITY, 0.0f};
+    ops->exp_row(p, low, 4, 5, 1.0f, 0.0f);   /* the last lane is past `valid` */
+    for (int j = 0; j < 5; j++)
+        if (p[j] != 0.0f)
+            fail_msg("%s exp(%g) = %g, want 0", name, low[j], p[j]);
+}
+
+static void test_vector_exp(void **state)
+{
+    (void)state;
+    if (cpu_isa_supported(ISA_AVX2))
+        check_vector_exp(&attn_ops_avx2, "avx2");
+    if (cpu_isa_supported(ISA_AVX512))
+        check_vector_exp(&attn_ops_avx512, "avx512");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_reference),
+        cmocka_unit_test(test_large_scores),
+        cmocka_unit_test(test_reference_backward_by_finite_differences),
+        cmocka_unit_test(test_backward_by_finite_differences),
+        cmocka_unit_test(test_causality),
+        cmocka_unit_test(test_thread_count_does_not_matter),
+        cmocka_unit_test(test_default_path_matches_explicit),
+        cmocka_unit_test(test_vector_exp),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
