@@ -29,6 +29,7 @@ TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 
 .PHONY: all deps test bench shakespeare run help clean
+.SECONDARY:
 all: $(PROGS)
 
 help:

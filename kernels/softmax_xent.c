@@ -1,0 +1,57 @@
+/* Fused softmax + cross-entropy: the scalar reference (exp and sums in
+ * double), the threaded driver and the run-time dispatch. */
+#include "kernels/softmax_xent.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "kernels/softmax_xent_impl.h"
+
+/* Below this many logits a parallel region costs more than it saves. */
+enum { PAR_MIN = 1 << 15 };
+
+/* Stable: every exponent is x - max <= 0. */
+static float row_scalar(float *x, const float *next, int target, int V, float dloss,
+                        bool backward)
+{
+    float mx = -INFINITY;
+    for (int v = 0; v < V; v++)
+        mx = fmaxf(mx, x[v]);
+    double sum = 0;
+    for (int v = 0; v < V; v++)
+        sum += exp((double)x[v] - mx);
+    const float loss = (float)(log(sum) - ((double)x[target] - mx));
+    if (backward)
+        for (int v = 0; v < V; v++)
+            x[v] = (float)(dloss * (exp((double)x[v] - mx) / sum - (v == target)));
+    return loss;
+}
+
+static const softmax_xent_ops softmax_xent_ops_scalar = {row_scalar};
+
+static const softmax_xent_ops *ops_for(isa_t isa)
+{
+    assert(cpu_isa_supported(isa));
+    return isa == ISA_AVX512 ? &softmax_xent_ops_avx512
+           : isa == ISA_AVX2 ? &softmax_xent_ops_avx2
+                             : &softmax_xent_ops_scalar;
+}
+
+void softmax_xent_isa(isa_t isa, float *losses, float *logits, const int *targets, int N, int V,
+                      float dloss, bool backward)
+{
+    const softmax_xent_ops *ops = ops_for(isa);
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        assert(targets[n] >= 0 && targets[n] < V);
+        float *x = logits + (size_t)n * V;
+        losses[n] = ops->row(x, n + 1 < N ? x + V : NULL, targets[n], V, dloss, backward);
+    }
+}
+
+void softmax_xent(float *losses, float *logits, const int *targets, int N, int V, float dloss,
+                  bool backward)
+{
+    softmax_xent_isa(cpu_isa(), losses, logits, targets, N, V, dloss, backward);
+}

@@ -1,0 +1,212 @@
+/* bench_kernels: times the layernorm, elementwise, softmax_xent and adamw
+ * kernels on every path this CPU supports, at the seed384 sizes (N = 8*256
+ * rows, C = 384, V = 16000, 13.3M parameters), with the default OpenMP
+ * threads.  Prints kernel, isa, the median of REPS timed calls in ms, and
+ * GB/s counting each array the kernel must read or write once.  With
+ * BENCH_JSONL=path each line is also appended there as a JSON object. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <omp.h>
+
+#include "kernels/adamw.h"
+#include "kernels/elementwise.h"
+#include "kernels/layernorm.h"
+#include "kernels/softmax_xent.h"
+#include "tests/test_util.h"
+
+enum { N = 8 * 256, C = 384, OC = 4 * C, V = 16000, WARMUP = 2, REPS = 20 };
+#define NPARAMS ((size_t)13300000)
+#define F sizeof(float)
+
+/* Inputs and outputs of every kernel, allocated once. */
+static struct {
+    /* layernorm and residual: [N,C] activations, [C] parameters, [N] statistics */
+    float *inp, *out, *weight, *bias, *mean, *rstd, *dout, *dinp, *dw, *db;
+    float *h, *hout, *dh, *dbias_oc;   /* GELU and bias gradient: [N,OC], and [OC] */
+    float *logits, *logits0, *losses;  /* [N,V] (logits0 stays pristine), [N] */
+    int *targets;
+    float *param, *grad, *m, *v;       /* [NPARAMS] */
+} buf;
+
+static void *alloc_or_die(size_t bytes)
+{
+    void *p = malloc(bytes);
+    if (!p) {
+        fprintf(stderr, "bench_kernels: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static float *alloc_filled(size_t n, uint64_t seed, float scale)
+{
+    float *p = alloc_or_die(n * sizeof *p);
+    test_fill(p, n, seed, scale);
+    return p;
+}
+
+static void alloc_all(void)
+{
+    const size_t NC = (size_t)N * C, NO = (size_t)N * OC, NV = (size_t)N * V;
+    buf.inp = alloc_filled(NC, 1, 1), buf.out = alloc_filled(NC, 2, 1);
+    buf.weight = alloc_filled(C, 3, 1), buf.bias = alloc_filled(C, 4, 1);
+    buf.mean = alloc_filled(N, 5, 1), buf.rstd = alloc_filled(N, 6, 1);
+    buf.dout = alloc_filled(NC, 7, 1), buf.dinp = alloc_filled(NC, 8, 1);
+    buf.dw = alloc_filled(C, 9, 1), buf.db = alloc_filled(C, 10, 1);
+    buf.h = alloc_filled(NO, 11, 3), buf.hout = alloc_filled(NO, 12, 1);
+    buf.dh = alloc_filled(NO, 13, 1), buf.dbias_oc = alloc_filled(OC, 14, 1);
+    buf.logits0 = alloc_filled(NV, 15, 5), buf.logits = alloc_filled(NV, 16, 1);
+    buf.losses = alloc_filled(N, 17, 1);
+    buf.targets = alloc_or_die(N * sizeof *buf.targets);
+    for (int n = 0; n < N; n++)
+        buf.targets[n] = (int)((n * 7919u) % V);
+    buf.param = alloc_filled(NPARAMS, 18, 1), buf.grad = alloc_filled(NPARAMS, 19, 1);
+    buf.m = alloc_filled(NPARAMS, 20, 0.01f), buf.v = alloc_filled(NPARAMS, 21, 0.01f);
+    for (size_t i = 0; i < NPARAMS; i++)
+        buf.v[i] *= buf.v[i];   /* second moments are >= 0 */
+    /* valid mean and rstd for the backward */
+    layernorm_forward(buf.out, buf.mean, buf.rstd, buf.inp, buf.weight, buf.bias, N, C);
+}
+
+/* ---- one call of each kernel ---- */
+
+static void run_ln_fwd(isa_t isa)
+{
+    layernorm_forward_isa(isa, buf.out, buf.mean, buf.rstd, buf.inp, buf.weight, buf.bias, N, C);
+}
+
+static void run_ln_bwd(isa_t isa)
+{
+    layernorm_backward_isa(isa, buf.dinp, buf.dw, buf.db, buf.dout, buf.inp, buf.weight, buf.mean,
+                           buf.rstd, N, C);
+}
+
+static void run_gelu_fwd(isa_t isa)
+{
+    gelu_forward_isa(isa, buf.hout, buf.h, (size_t)N * OC);
+}
+
+static void run_gelu_bwd(isa_t isa)
+{
+    gelu_backward_isa(isa, buf.hout, buf.h, buf.dh, (size_t)N * OC);
+}
+
+static void run_residual(isa_t isa)
+{
+    residual_forward_isa(isa, buf.out, buf.inp, buf.dout, (size_t)N * C);
+}
+
+static void run_bias_bwd(isa_t isa)
+{
+    bias_backward_isa(isa, buf.dbias_oc, buf.dh, N, OC);
+}
+
+static void reset_logits(void)
+{
+    memcpy(buf.logits, buf.logits0, (size_t)N * V * F);
+}
+
+static void run_xent_fwd(isa_t isa)
+{
+    softmax_xent_isa(isa, buf.losses, buf.logits0, buf.targets, N, V, 1.0f / N, false);
+}
+
+static void run_xent_bwd(isa_t isa)
+{
+    softmax_xent_isa(isa, buf.losses, buf.logits, buf.targets, N, V, 1.0f / N, true);
+}
+
+static void run_adamw(isa_t isa)
+{
+    const adamw_params p = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
+                            .weight_decay = 0.1f, .grad_scale = 1.0f, .step = 10};
+    adamw_update_isa(isa, buf.param, buf.grad, buf.m, buf.v, NPARAMS, &p);
+}
+
+static volatile double sink;   /* keeps sumsq from being optimised away */
+static void run_sumsq(isa_t isa)
+{
+    sink = sumsq_isa(isa, buf.grad, NPARAMS);
+}
+
+typedef struct {
+    const char *name;
+    double bytes;              /* compulsory traffic of one call */
+    void (*run)(isa_t isa);
+    void (*reset)(void);       /* untimed, before every call (NULL: none) */
+} bench;
+
+static const bench benches[] = {
+    {"layernorm_fwd", (2.0 * N * C + 2 * C + 2 * N) * F, run_ln_fwd, NULL},
+    {"layernorm_bwd", (4.0 * N * C + 5 * C + 2 * N) * F, run_ln_bwd, NULL},
+    {"gelu_fwd", 2.0 * N * OC * F, run_gelu_fwd, NULL},
+    {"gelu_bwd", 3.0 * N * OC * F, run_gelu_bwd, NULL},
+    {"residual_fwd", 3.0 * N * C * F, run_residual, NULL},
+    {"bias_bwd", (1.0 * N * OC + 2 * OC) * F, run_bias_bwd, NULL},
+    {"softmax_xent_fwd", 1.0 * N * V * F, run_xent_fwd, NULL},
+    {"softmax_xent_bwd", 2.0 * N * V * F, run_xent_bwd, reset_logits},
+    {"adamw", 7.0 * NPARAMS * F, run_adamw, NULL},
+    {"sumsq", 1.0 * NPARAMS * F, run_sumsq, NULL},
+};
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_ms(const bench *bn, isa_t isa)
+{
+    double t[REPS];
+    for (int r = -WARMUP; r < REPS; r++) {
+        if (bn->reset)
+            bn->reset();
+        const double t0 = now_ms();
+        bn->run(isa);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    qsort(t, REPS, sizeof t[0], cmp_double);
+    return (t[REPS / 2 - 1] + t[REPS / 2]) / 2;
+}
+
+int main(void)
+{
+    const char *jsonl_path = getenv("BENCH_JSONL");
+    FILE *jsonl = jsonl_path && *jsonl_path ? fopen(jsonl_path, "a") : NULL;
+    if (jsonl_path && *jsonl_path && !jsonl) {
+        perror(jsonl_path);
+        return 1;
+    }
+    alloc_all();
+    printf("kernel benchmarks: N=%d C=%d V=%d params=%zu, %d threads, median of %d\n", N, C, V,
+           NPARAMS, omp_get_max_threads(), REPS);
+    printf("%-18s %-7s %10s %8s\n", "kernel", "isa", "ms", "GB/s");
+    for (size_t k = 0; k < sizeof benches / sizeof benches[0]; k++) {
+        for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+            if (!cpu_isa_supported(isa))
+                continue;
+            const double ms = median_ms(&benches[k], isa), gbps = benches[k].bytes / (ms * 1e6);
+            printf("%-18s %-7s %10.3f %8.1f\n", benches[k].name, cpu_isa_name(isa), ms, gbps);
+            if (jsonl)
+                fprintf(jsonl,
+                        "{\"bench\":\"kernel\",\"kernel\":\"%s\",\"isa\":\"%s\",\"ms\":%.4f,"
+                        "\"gbps\":%.2f}\n",
+                        benches[k].name, cpu_isa_name(isa), ms, gbps);
+        }
+    }
+    if (jsonl)
+        fclose(jsonl);
+    return 0;
+}
