@@ -20,7 +20,7 @@ train_bench() {   # name config extra-set...
     name=$1; config=$2; shift 2
     out="$BUILD/runs/bench-$name"
     rm -rf "$out"
-    "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" \
+    "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" 2>"$BUILD/bench-$name.stderr" \
         --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null
     python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" <<'PY'
 import json, statistics, sys

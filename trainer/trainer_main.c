@@ -77,7 +77,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "trainer: %s\n", err);
         return 1;
     }
-    fprintf(stderr, "done: %d steps, train loss %.4f, val loss %.4f, %.1f s training, %.0f tok/s (median)\n",
-            res.steps_done, res.final_loss, res.final_val_loss, res.train_seconds, res.tokens_per_s);
+    char val[32] = "not evaluated";
+    if (res.final_val_loss == res.final_val_loss)   /* not NaN */
+        snprintf(val, sizeof val, "%.4f", res.final_val_loss);
+    fprintf(stderr, "done: %d steps, train loss %.4f, val loss %s, %.1f s training, %.0f tok/s (median)\n",
+            res.steps_done, res.final_loss, val, res.train_seconds, res.tokens_per_s);
     return 0;
 }
