@@ -38,10 +38,7 @@ static const adamw_ops adamw_ops_scalar = {update_scalar, sumsq_scalar};
 
 static const adamw_ops *ops_for(isa_t isa)
 {
-    assert(cpu_isa_supported(isa));
-    return isa == ISA_AVX512 ? &adamw_ops_avx512
-           : isa == ISA_AVX2 ? &adamw_ops_avx2
-                             : &adamw_ops_scalar;
+    return cpu_pick(isa, &adamw_ops_scalar, &adamw_ops_avx2, &adamw_ops_avx512);
 }
 
 void adamw_update_isa(isa_t isa, float *param, const float *grad, float *m, float *v, size_t n,

@@ -109,15 +109,7 @@ static const attn_ops attn_ops_scalar = {
 
 static const attn_ops *ops_for(isa_t isa)
 {
-    assert(cpu_isa_supported(isa));
-    switch (isa) {
-    case ISA_AVX512:
-        return &attn_ops_avx512;
-    case ISA_AVX2:
-        return &attn_ops_avx2;
-    default:
-        return &attn_ops_scalar;
-    }
+    return cpu_pick(isa, &attn_ops_scalar, &attn_ops_avx2, &attn_ops_avx512);
 }
 
 /* ---- the tiled driver ---- */

@@ -1,11 +1,13 @@
 /* Attention primitives for AVX2 + FMA (8 floats a vector); see
  * attention_impl.h for the contracts.  Tails use vmaskmov, so any head size
- * works at full speed on its whole vectors. */
+ * works at full speed on its whole vectors.  exp is simd_math.h's: its
+ * exp(-inf) = 0 makes alpha 0 on the first key tile, where m is -inf. */
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
 
 #include "kernels/attention_impl.h"
+#include "kernels/simd_math.h"
 
 enum { W = 8, NV = 2 };   /* mm: ATTN_MR rows x NV vectors = 8 of the 16 registers */
 
@@ -32,33 +34,6 @@ INLINE void store_n(float *p, int rem, __m256 x)   /* only the first rem lanes *
         _mm256_storeu_ps(p, x);
     else
         _mm256_maskstore_ps(p, tail_mask(rem), x);
-}
-
-/* exp(x) within 1.3 ulp (checked by tests/test_attention.c): x = n ln2 + r
- * with |r| <= ln2/2, exp(r) by Cephes' expf polynomial, 2^n built in the
- * exponent field (x is clamped so that n stays in the normal range).  Results
- * that would be subnormal (x < ln FLT_MIN) are flushed to 0, so -inf gives 0;
- * NaN propagates. */
-INLINE __m256 exp8(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.33654f);
-    const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_set1_ps(88.3762626f), _mm256_max_ps(lo, x));   /* NaN stays NaN */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    /* r = x - n ln2, ln2 split so that n * hi is exact */
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                         _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
 /* mm on mr rows and one column block of nv vectors, the last of which covers
@@ -151,11 +126,11 @@ static void softmax_cols(float *st, int bk, int bq, bool diag, float scale, floa
         for (int j = 0; j < jvis; j++) {
             float *s = st + j * ATTN_BT + i0;
             const __m256 x = _mm256_fmsub_ps(load_n(s, rem), vscale, m_new);
-            const __m256 e = _mm256_and_ps(visible(diag, j, i0), exp8(x));
+            const __m256 e = _mm256_and_ps(visible(diag, j, i0), simd_exp8(x));
             sum = _mm256_add_ps(sum, e);
             store_n(s, rem, e);
         }
-        const __m256 a = exp8(_mm256_sub_ps(m_old, m_new));
+        const __m256 a = simd_exp8(_mm256_sub_ps(m_old, m_new));
         store_n(alpha + i0, rem, a);
         store_n(l + i0, rem, _mm256_fmadd_ps(load_n(l + i0, rem), a, sum));
         store_n(m + i0, rem, m_new);
@@ -167,7 +142,7 @@ static void exp_row(float *p, const float *s, int valid, int n, float scale, flo
     const __m256 vscale = _mm256_set1_ps(scale), vlse = _mm256_set1_ps(lse);
     for (int j = 0; j < n; j += W) {
         const __m256 x = _mm256_fmsub_ps(load_n(s + j, valid - j), vscale, vlse);
-        const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(tail_mask(valid - j)), exp8(x));
+        const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(tail_mask(valid - j)), simd_exp8(x));
         store_n(p + j, n - j, e);
     }
 }
@@ -229,9 +204,7 @@ static float dot(const float *a, const float *b, int n)
     __m256 s = _mm256_setzero_ps();
     for (int i = 0; i < n; i += W)
         s = _mm256_fmadd_ps(load_n(a + i, n - i), load_n(b + i, n - i), s);
-    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+    return simd_hsum8(s);
 }
 
 static void scale_row(float *x, int n, float a)

@@ -1,11 +1,13 @@
 /* Attention primitives for AVX-512 (16 floats a vector); see attention_impl.h
  * for the contracts.  Tails use lane masks, so any head size works at full
- * speed on its whole vectors. */
+ * speed on its whole vectors.  exp is simd_math.h's: its exp(-inf) = 0 makes
+ * alpha 0 on the first key tile, where m is -inf. */
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
 
 #include "kernels/attention_impl.h"
+#include "kernels/simd_math.h"
 
 enum { W = 16, NV = 4 };   /* mm: ATTN_MR rows x NV vectors = 16 of the 32 registers */
 
@@ -19,30 +21,6 @@ _Static_assert(W % ATTN_MR == 0, "softmax_cols writes whole row groups");
 INLINE __mmask16 tail_mask(int rem)   /* the first rem lanes (0..16) */
 {
     return rem >= W ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
-}
-
-/* exp(x) within 1.3 ulp (checked by tests/test_attention.c): x = n ln2 + r
- * with |r| <= ln2/2, exp(r) by Cephes' expf polynomial, 2^n applied by
- * scalef (which also yields inf on overflow).  Results that would be
- * subnormal (x < ln FLT_MIN) are flushed to 0, so -inf gives 0; NaN
- * propagates. */
-INLINE __m512 exp16(__m512 x)
-{
-    const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
-    x = _mm512_min_ps(_mm512_set1_ps(100.0f), x);   /* keeps r finite for +inf */
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    /* r = x - n ln2, ln2 split so that n * hi is exact */
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_scalef_ps((__mmask16)~tiny, p, n);
 }
 
 /* mm on mr rows and one column block of nv vectors; masked_last: the last
@@ -151,11 +129,11 @@ static void softmax_cols(float *st, int bk, int bq, bool diag, float scale, floa
             const __mmask16 k = lanes & visible(diag, j, i0);
             float *s = st + j * ATTN_BT + i0;
             const __m512 e = _mm512_maskz_mov_ps(
-                k, exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s), vscale, m_new)));
+                k, simd_exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s), vscale, m_new)));
             sum = _mm512_add_ps(sum, e);
             _mm512_mask_storeu_ps(s, lanes, e);
         }
-        const __m512 a = exp16(_mm512_sub_ps(m_old, m_new));
+        const __m512 a = simd_exp16(_mm512_sub_ps(m_old, m_new));
         _mm512_mask_storeu_ps(alpha + i0, lanes, a);
         _mm512_mask_storeu_ps(l + i0, lanes,
                               _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, l + i0), a, sum));
@@ -169,7 +147,7 @@ static void exp_row(float *p, const float *s, int valid, int n, float scale, flo
     for (int j = 0; j < n; j += W) {
         const __mmask16 k = tail_mask(valid - j);
         const __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s + j), vscale, vlse);
-        _mm512_mask_storeu_ps(p + j, tail_mask(n - j), _mm512_maskz_mov_ps(k, exp16(x)));
+        _mm512_mask_storeu_ps(p + j, tail_mask(n - j), _mm512_maskz_mov_ps(k, simd_exp16(x)));
     }
 }
 

@@ -1,5 +1,6 @@
 #include "kernels/cpu.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,4 +63,19 @@ void cpu_set_isa(isa_t isa)
 const char *cpu_isa_name(isa_t isa)
 {
     return (isa >= 0 && isa < ISA_COUNT) ? isa_names[isa] : "unknown";
+}
+
+const void *cpu_pick(isa_t isa, const void *scalar, const void *avx2, const void *avx512)
+{
+    if (!cpu_isa_supported(isa))
+        return scalar;
+    return isa == ISA_AVX512 ? avx512 : isa == ISA_AVX2 ? avx2 : scalar;
+}
+
+void cpu_thread_columns(int C, int *c0, int *c1)
+{
+    const int lines = (C + 15) / 16, t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int a = lines * t / nt * 16, b = lines * (t + 1) / nt * 16;
+    *c0 = a < C ? a : C;
+    *c1 = b < C ? b : C;
 }

@@ -18,4 +18,14 @@ void cpu_set_isa(isa_t isa);         /* force a path (must be supported) */
 const char *cpu_isa_name(isa_t isa);
 bool cpu_has_bf16(void);             /* AVX512-BF16 or AMX-BF16 */
 
+/* The table of the requested path, or the scalar one when this CPU cannot run
+ * it: a kernel never executes instructions the CPU lacks. */
+const void *cpu_pick(isa_t isa, const void *scalar, const void *avx2, const void *avx512);
+
+/* Inside an OpenMP parallel region: this thread's share [*c0, *c1) of C
+ * columns, in whole 16-float cache lines so no two threads write one line.
+ * The split does not change the arithmetic, so results do not depend on the
+ * number of threads. */
+void cpu_thread_columns(int C, int *c0, int *c1);
+
 #endif

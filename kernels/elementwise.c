@@ -2,7 +2,6 @@
  * the threaded driver and the run-time dispatch. */
 #include "kernels/elementwise.h"
 
-#include <assert.h>
 #include <math.h>
 #include <omp.h>
 
@@ -64,21 +63,9 @@ static const elementwise_ops elementwise_ops_scalar = {
 
 /* ---- driver ---- */
 
-/* This thread's share [*c0, *c1) of C columns, in whole 16-float cache lines
- * so that no two threads write the same line. */
-static void thread_columns(int C, int *c0, int *c1)
-{
-    const int lines = (C + 15) / 16, t = omp_get_thread_num(), nt = omp_get_num_threads();
-    *c0 = imin(C, lines * t / nt * 16);
-    *c1 = imin(C, lines * (t + 1) / nt * 16);
-}
-
 static const elementwise_ops *ops_for(isa_t isa)
 {
-    assert(cpu_isa_supported(isa));
-    return isa == ISA_AVX512 ? &elementwise_ops_avx512
-           : isa == ISA_AVX2 ? &elementwise_ops_avx2
-                             : &elementwise_ops_scalar;
+    return cpu_pick(isa, &elementwise_ops_scalar, &elementwise_ops_avx2, &elementwise_ops_avx512);
 }
 
 static size_t chunk_len(size_t c, size_t n)   /* values in chunk c of n */
@@ -121,7 +108,7 @@ void bias_backward_isa(isa_t isa, float *dbias, const float *dout, int N, int OC
 #pragma omp parallel if ((size_t)N * OC >= PAR_MIN)
     {
         int c0, c1;
-        thread_columns(OC, &c0, &c1);
+        cpu_thread_columns(OC, &c0, &c1);
         if (c0 < c1)
             ops->bias_backward_cols(dbias + c0, dout + c0, N, OC, c1 - c0);
     }

@@ -1,5 +1,7 @@
 #include "kernels/gemm.h"
 
+#include "kernels/convert.h"
+
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 /* A cached matmul: the primitive plus memory objects whose data handles are
  * pointed at the caller's buffers on each call. */
 typedef struct {
+    gemm_dtype dtype;
     bool trans_a, trans_b, has_bias, accumulate;
     int M, N, K, lda, ldb, ldc;
     dnnl_primitive_t prim;
@@ -21,7 +24,10 @@ static struct {
     dnnl_stream_t stream;
     gemm_entry entries[GEMM_CACHE_SIZE];
     int count, next_evict;
-} cache;
+    int bf16_native;          /* -1 unknown, 0 no, 1 yes */
+    float *widened;           /* bf16 operands widened to fp32 when not native */
+    size_t widened_cap;
+} cache = {.bf16_native = -1};
 
 static void check(dnnl_status_t st, const char *what)
 {
@@ -42,7 +48,7 @@ static void init_engine(void)
 
 /* Memory descriptor of a rows x cols matrix stored row-major with row stride ld,
  * seen transposed when trans is set. */
-static dnnl_memory_desc_t matrix_md(int rows, int cols, int ld, bool trans)
+static dnnl_memory_desc_t matrix_md(int rows, int cols, int ld, bool trans, dnnl_data_type_t dt)
 {
     dnnl_memory_desc_t md;
     dnnl_dims_t dims = {rows, cols};
@@ -51,7 +57,7 @@ static dnnl_memory_desc_t matrix_md(int rows, int cols, int ld, bool trans)
         strides[0] = 1;
         strides[1] = ld;
     }
-    check(dnnl_memory_desc_init_by_strides(&md, 2, dims, dnnl_f32, strides), "memory_desc");
+    check(dnnl_memory_desc_init_by_strides(&md, 2, dims, dt, strides), "memory_desc");
     return md;
 }
 
@@ -73,12 +79,15 @@ static void entry_destroy(gemm_entry *e)
     memset(e, 0, sizeof *e);
 }
 
-static void entry_create(gemm_entry *e)
+/* Creates the primitive; returns false (and creates nothing) when oneDNN has
+ * no implementation for this data type on this CPU. */
+static bool entry_create(gemm_entry *e)
 {
-    dnnl_memory_desc_t a_md = matrix_md(e->M, e->K, e->lda, e->trans_a);
-    dnnl_memory_desc_t b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b);
-    dnnl_memory_desc_t c_md = matrix_md(e->M, e->N, e->ldc, false);
-    dnnl_memory_desc_t bias_md = matrix_md(1, e->N, e->N, false);
+    dnnl_data_type_t in = e->dtype == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t a_md = matrix_md(e->M, e->K, e->lda, e->trans_a, in);
+    dnnl_memory_desc_t b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b, in);
+    dnnl_memory_desc_t c_md = matrix_md(e->M, e->N, e->ldc, false, dnnl_f32);
+    dnnl_memory_desc_t bias_md = matrix_md(1, e->N, e->N, false, dnnl_f32);
 
     dnnl_matmul_desc_t desc;
     check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, e->has_bias ? &bias_md : NULL, &c_md),
@@ -94,29 +103,36 @@ static void entry_create(gemm_entry *e)
         dnnl_post_ops_destroy(ops);
     }
     dnnl_primitive_desc_t pd;
-    check(dnnl_primitive_desc_create(&pd, &desc, attr, cache.engine, NULL), "matmul pd_create");
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, cache.engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st == dnnl_unimplemented && e->dtype == GEMM_BF16)
+        return false;
+    check(st, "matmul pd_create");
     check(dnnl_primitive_create(&e->prim, pd), "matmul create");
     dnnl_primitive_desc_destroy(pd);
-    dnnl_primitive_attr_destroy(attr);
 
     e->a = memory_for(&a_md);
     e->b = memory_for(&b_md);
     e->c = memory_for(&c_md);
     e->bias = e->has_bias ? memory_for(&bias_md) : NULL;
+    return true;
 }
 
+/* The cached primitive for key, created on first use; NULL when oneDNN cannot
+ * do bf16 here. */
 static gemm_entry *lookup(const gemm_entry *key)
 {
     for (int i = 0; i < cache.count; i++) {
         gemm_entry *e = &cache.entries[i];
-        if (e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
+        if (e->dtype == key->dtype && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
             e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
             e->N == key->N && e->K == key->K && e->lda == key->lda && e->ldb == key->ldb &&
             e->ldc == key->ldc)
             return e;
     }
     gemm_entry *e;
-    if (cache.count < GEMM_CACHE_SIZE) {
+    bool fresh = cache.count < GEMM_CACHE_SIZE;
+    if (fresh) {
         e = &cache.entries[cache.count++];
     } else {   /* more shapes than any model uses: recycle slots in turn */
         e = &cache.entries[cache.next_evict];
@@ -124,19 +140,17 @@ static gemm_entry *lookup(const gemm_entry *key)
         entry_destroy(e);
     }
     *e = *key;
-    entry_create(e);
+    if (!entry_create(e)) {
+        memset(e, 0, sizeof *e);   /* M = 0 matches no real key */
+        if (fresh)
+            cache.count--;
+        return NULL;
+    }
     return e;
 }
 
-void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
-              const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
+static void execute(gemm_entry *e, const void *A, const void *B, const float *bias, float *C)
 {
-    init_engine();
-    gemm_entry key = {.trans_a = trans_a, .trans_b = trans_b, .has_bias = bias != NULL,
-                      .accumulate = accumulate, .M = M, .N = N, .K = K,
-                      .lda = lda, .ldb = ldb, .ldc = ldc};
-    gemm_entry *e = lookup(&key);
-
     dnnl_memory_set_data_handle(e->a, (void *)A);
     dnnl_memory_set_data_handle(e->b, (void *)B);
     dnnl_memory_set_data_handle(e->c, C);
@@ -149,6 +163,61 @@ void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, i
     }
     check(dnnl_primitive_execute(e->prim, cache.stream, nargs, args), "matmul execute");
     check(dnnl_stream_wait(cache.stream), "stream_wait");
+}
+
+/* Without native bf16: widen both operands (as stored, with their strides) to
+ * fp32 and multiply those; the products are the same, only slower. */
+static void gemm_bf16_widened(bool trans_a, bool trans_b, int M, int N, int K, const void *A,
+                              int lda, const void *B, int ldb, const float *bias, bool accumulate,
+                              float *C, int ldc)
+{
+    size_t na = (size_t)(trans_a ? K : M) * lda, nb = (size_t)(trans_b ? N : K) * ldb;
+    if (na + nb > cache.widened_cap) {
+        free(cache.widened);
+        cache.widened_cap = na + nb;
+        cache.widened = malloc(cache.widened_cap * sizeof(float));
+        if (!cache.widened) {
+            fprintf(stderr, "fatal: out of memory widening bf16 operands\n");
+            abort();
+        }
+    }
+    float *a = cache.widened, *b = cache.widened + na;
+    bf16_to_f32(a, A, na);
+    bf16_to_f32(b, B, nb);
+    gemm(GEMM_F32, trans_a, trans_b, M, N, K, a, lda, b, ldb, bias, accumulate, C, ldc);
+}
+
+void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
+          int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
+{
+    init_engine();
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
+                      .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = N, .K = K,
+                      .lda = lda, .ldb = ldb, .ldc = ldc};
+    gemm_entry *e = dtype == GEMM_BF16 && !gemm_bf16_native() ? NULL : lookup(&key);
+    if (e)
+        execute(e, A, B, bias, C);
+    else
+        gemm_bf16_widened(trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
+}
+
+void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
+              const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
+{
+    gemm(GEMM_F32, trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
+}
+
+bool gemm_bf16_native(void)
+{
+    if (cache.bf16_native < 0 && getenv("GPT_BF16_EMULATE")) {
+        cache.bf16_native = 0;   /* tests and comparisons of the widening path */
+    } else if (cache.bf16_native < 0) {
+        init_engine();
+        gemm_entry probe = {.dtype = GEMM_BF16, .M = 16, .N = 16, .K = 16,
+                            .lda = 16, .ldb = 16, .ldc = 16};
+        cache.bf16_native = lookup(&probe) != NULL;
+    }
+    return cache.bf16_native == 1;
 }
 
 void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
@@ -170,6 +239,10 @@ void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *
 
 void gemm_release(void)
 {
+    free(cache.widened);
+    cache.widened = NULL;
+    cache.widened_cap = 0;
+    cache.bf16_native = -1;
     for (int i = 0; i < cache.count; i++)
         entry_destroy(&cache.entries[i]);
     cache.count = cache.next_evict = 0;

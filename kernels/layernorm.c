@@ -2,7 +2,6 @@
  * and the run-time dispatch.  See layernorm_impl.h for the split of work. */
 #include "kernels/layernorm.h"
 
-#include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -81,21 +80,9 @@ static const layernorm_ops layernorm_ops_scalar = {forward_row_scalar, backward_
 
 /* ---- driver ---- */
 
-/* This thread's share [*c0, *c1) of C columns, in whole 16-float cache lines
- * so that no two threads write the same line. */
-static void thread_columns(int C, int *c0, int *c1)
-{
-    const int lines = (C + 15) / 16, t = omp_get_thread_num(), nt = omp_get_num_threads();
-    *c0 = imin(C, lines * t / nt * 16);
-    *c1 = imin(C, lines * (t + 1) / nt * 16);
-}
-
 static const layernorm_ops *ops_for(isa_t isa)
 {
-    assert(cpu_isa_supported(isa));
-    return isa == ISA_AVX512 ? &layernorm_ops_avx512
-           : isa == ISA_AVX2 ? &layernorm_ops_avx2
-                             : &layernorm_ops_scalar;
+    return cpu_pick(isa, &layernorm_ops_scalar, &layernorm_ops_avx2, &layernorm_ops_avx512);
 }
 
 void layernorm_forward_isa(isa_t isa, float *out, float *mean, float *rstd, const float *inp,
@@ -122,7 +109,7 @@ void layernorm_backward_isa(isa_t isa, float *dinp, float *dweight, float *dbias
         /* dweight and dbias sum over rows: split the columns instead, so that
          * each column is summed over all N rows in order by one thread */
         int c0, c1;
-        thread_columns(C, &c0, &c1);
+        cpu_thread_columns(C, &c0, &c1);
         if (c0 < c1)
             ops->backward_params(dweight + c0, dbias + c0, dout + c0, inp + c0, mean, rstd, N, C,
                                  c1 - c0);

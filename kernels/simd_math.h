@@ -1,13 +1,18 @@
 /* simd_math: vector exp, lane masks and horizontal reductions shared by the
- * *_avx2.c and *_avx512.c kernels.  Include it only from those files: each
- * half is compiled only under the ISA flags its file gets from the Makefile.
+ * *_avx2.c and *_avx512.c kernels.  Include it only from those files (or
+ * under a target pragma, see below): each half is compiled only under the
+ * ISA flags its file gets from the Makefile.
  *
  * simd_exp8 / simd_exp16 compute exp(x) to about 1 ulp (Cephes' expf):
  * x = n ln2 + r with |r| <= ln2/2, exp(r) = 1 + r + r^2 P(r) with P of degree
  * 5, times 2^n.  x is clamped to [ln FLT_MIN, 88] so that 2^n stays a normal
  * number and nothing overflows: x > 88 gives exp(88) ~ 1.65e38 (never inf),
  * x < ln FLT_MIN gives 0 (the true value is below FLT_MIN; -inf gives 0), NaN
- * stays NaN.
+ * stays NaN.  tests/test_attention.c checks the accuracy and these limits.
+ *
+ * Each ISA half has its own include guard, so that a file may include this
+ * header again after `#pragma GCC target(...)` to get the other half (the
+ * test does that for both halves; kernels just include it once).
  */
 #ifndef KERNELS_SIMD_MATH_H
 #define KERNELS_SIMD_MATH_H
@@ -29,7 +34,10 @@
 #define SIMD_EXP_P4 1.6666665459e-1f
 #define SIMD_EXP_P5 5.0000001201e-1f
 
-#if defined(__AVX2__) && defined(__FMA__)
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(KERNELS_SIMD_MATH_AVX2)
+#define KERNELS_SIMD_MATH_AVX2
 
 /* All-ones in the first min(rem, 8) lanes: the mask for _mm256_mask{load,store}_ps. */
 SIMD_INLINE __m256i simd_mask8(size_t rem)
@@ -91,7 +99,8 @@ SIMD_INLINE __m256 simd_exp8(__m256 x)
 
 #endif
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && !defined(KERNELS_SIMD_MATH_AVX512)
+#define KERNELS_SIMD_MATH_AVX512
 
 /* The first min(rem, 16) lanes. */
 SIMD_INLINE __mmask16 simd_mask16(size_t rem)
@@ -117,7 +126,5 @@ SIMD_INLINE __m512 simd_exp16(__m512 x)
     p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
     return _mm512_maskz_scalef_ps(keep, p, n);   /* p * 2^n */
 }
-
-#endif
 
 #endif

@@ -32,10 +32,7 @@ static const softmax_xent_ops softmax_xent_ops_scalar = {row_scalar};
 
 static const softmax_xent_ops *ops_for(isa_t isa)
 {
-    assert(cpu_isa_supported(isa));
-    return isa == ISA_AVX512 ? &softmax_xent_ops_avx512
-           : isa == ISA_AVX2 ? &softmax_xent_ops_avx2
-                             : &softmax_xent_ops_scalar;
+    return cpu_pick(isa, &softmax_xent_ops_scalar, &softmax_xent_ops_avx2, &softmax_xent_ops_avx512);
 }
 
 void softmax_xent_isa(isa_t isa, float *losses, float *logits, const int *targets, int N, int V,

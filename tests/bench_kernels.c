@@ -1,5 +1,5 @@
-/* bench_kernels: times the layernorm, elementwise, softmax_xent and adamw
- * kernels on every path this CPU supports, at the seed384 sizes (N = 8*256
+/* bench_kernels: times the layernorm, elementwise, softmax_xent, adamw and
+ * fp32 <-> bf16 conversion kernels on every path this CPU supports, at the seed384 sizes (N = 8*256
  * rows, C = 384, V = 16000, 13.3M parameters), with the default OpenMP
  * threads.  Prints kernel, isa, the median of REPS timed calls in ms, and
  * GB/s counting each array the kernel must read or write once.  With
@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include "kernels/adamw.h"
+#include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/layernorm.h"
 #include "kernels/softmax_xent.h"
@@ -30,6 +31,8 @@ static struct {
     float *logits, *logits0, *losses;  /* [N,V] (logits0 stays pristine), [N] */
     int *targets;
     float *param, *grad, *m, *v;       /* [NPARAMS] */
+    float *wide;                       /* [NPARAMS]: bf16_to_f32 output, round_to_bf16 in place */
+    uint16_t *half;                    /* [NPARAMS]: f32_to_bf16 output, bf16_to_f32 input */
 } buf;
 
 static void *alloc_or_die(size_t bytes)
@@ -68,6 +71,9 @@ static void alloc_all(void)
     buf.m = alloc_filled(NPARAMS, 20, 0.01f), buf.v = alloc_filled(NPARAMS, 21, 0.01f);
     for (size_t i = 0; i < NPARAMS; i++)
         buf.v[i] *= buf.v[i];   /* second moments are >= 0 */
+    buf.wide = alloc_filled(NPARAMS, 22, 1);
+    buf.half = alloc_or_die(NPARAMS * sizeof *buf.half);
+    f32_to_bf16(buf.half, buf.param, NPARAMS);
     /* valid mean and rstd for the backward */
     layernorm_forward(buf.out, buf.mean, buf.rstd, buf.inp, buf.weight, buf.bias, N, C);
 }
@@ -133,6 +139,23 @@ static void run_sumsq(isa_t isa)
     sink = sumsq_isa(isa, buf.grad, NPARAMS);
 }
 
+static void run_to_bf16(isa_t isa)
+{
+    f32_to_bf16_isa(isa, buf.half, buf.param, NPARAMS);
+}
+
+static void run_from_bf16(isa_t isa)
+{
+    bf16_to_f32_isa(isa, buf.wide, buf.half, NPARAMS);
+}
+
+/* In place and idempotent: after the first call the values are already bf16,
+ * but every call still reads and writes all of them. */
+static void run_round_bf16(isa_t isa)
+{
+    round_to_bf16_isa(isa, buf.wide, NPARAMS);
+}
+
 typedef struct {
     const char *name;
     double bytes;              /* compulsory traffic of one call */
@@ -151,6 +174,9 @@ static const bench benches[] = {
     {"softmax_xent_bwd", 2.0 * N * V * F, run_xent_bwd, reset_logits},
     {"adamw", 7.0 * NPARAMS * F, run_adamw, NULL},
     {"sumsq", 1.0 * NPARAMS * F, run_sumsq, NULL},
+    {"f32_to_bf16", NPARAMS * (F + 2.0), run_to_bf16, NULL},
+    {"bf16_to_f32", NPARAMS * (F + 2.0), run_from_bf16, NULL},
+    {"round_to_bf16", 2.0 * NPARAMS * F, run_round_bf16, NULL},
 };
 
 static double now_ms(void)

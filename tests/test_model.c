@@ -32,7 +32,7 @@ static void test_gradients_match_finite_differences(void **state)
     int B = 2, T = 6;
     gpt2 m;
     char err[256];
-    assert_int_equal(gpt2_create(&m, &d, B, T, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&m, &d, B, T, false, err, sizeof err), 0);
     /* larger weights than GPT-2's init so every gradient is well above fp32 noise */
     test_fill(m.params, m.num_params, 7, 0.4f);
     for (int i = 0; i < m.num_tensors; i++)   /* LayerNorm weights around 1 */
@@ -81,7 +81,7 @@ static void test_initial_loss_is_ln_vocab(void **state)
     int B = 4, T = 32;
     gpt2 m;
     char err[256];
-    assert_int_equal(gpt2_create(&m, &d, B, T, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&m, &d, B, T, false, err, sizeof err), 0);
     gpt2_init_params(&m, 42);
     int in[128], tg[128];
     random_tokens(in, B * T, d.vocab_size, 3);
@@ -99,8 +99,8 @@ static void test_gradient_accumulation_equals_big_batch(void **state)
     int T = 8;
     gpt2 big, small;
     char err[256];
-    assert_int_equal(gpt2_create(&big, &d, 4, T, err, sizeof err), 0);
-    assert_int_equal(gpt2_create(&small, &d, 2, T, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&big, &d, 4, T, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&small, &d, 2, T, false, err, sizeof err), 0);
     gpt2_init_params(&big, 5);
     gpt2_init_params(&small, 5);
     assert_memory_equal(big.params, small.params, big.num_params * sizeof(float));
@@ -128,8 +128,8 @@ static void test_same_seed_same_params(void **state)
     gpt2_dims d = {.vocab_size = 50, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2};
     gpt2 a, b;
     char err[256];
-    assert_int_equal(gpt2_create(&a, &d, 1, 8, err, sizeof err), 0);
-    assert_int_equal(gpt2_create(&b, &d, 1, 8, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&a, &d, 1, 8, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&b, &d, 1, 8, false, err, sizeof err), 0);
     gpt2_init_params(&a, 11);
     gpt2_init_params(&b, 11);
     assert_memory_equal(a.params, b.params, a.num_params * sizeof(float));

@@ -205,8 +205,8 @@ int config_finalize(run_config *c, char *err, size_t errlen)
     REQUIRE(c->eval_every >= 0 && c->eval_batches >= 0 && c->log_every > 0 &&
                 c->checkpoint_every >= 0 && c->keep_checkpoints > 0,
             "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
-    REQUIRE(strcmp(c->precision, "fp32") == 0,
-            "config: precision \"%s\" is not available in this build (only fp32 so far)", c->precision);
+    REQUIRE(strcmp(c->precision, "fp32") == 0 || strcmp(c->precision, "bf16") == 0,
+            "config: precision \"%s\" is not available in this build (fp32 or bf16 so far)", c->precision);
     REQUIRE(strcmp(c->recompute, "none") == 0,
             "config: recompute \"%s\" is not available in this build (only none so far)", c->recompute);
     REQUIRE(c->zero_stage == 0, "config: zero_stage %d is not available in this build (only 0 so far)",

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/attention.h"
+#include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/layernorm.h"
@@ -94,10 +95,18 @@ size_t gpt2_count_params(const gpt2_dims *d)
            L * (12 * C * C + 13 * C);
 }
 
-size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T)
+/* bf16 mode: bf16 weights, matmul-input activations and one converted gradient. */
+static size_t bf16_values(const gpt2_dims *d, int B, int T)
 {
-    return sizeof(float) *
-           (2 * gpt2_count_params(d) + activation_floats(d, B, T) + scratch_floats(d, B, T));
+    size_t BT = (size_t)B * T, C = d->n_embd, wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
+    return gpt2_count_params(d) + BT * C * (7 * (size_t)d->n_layer + 1) + BT * wide;
+}
+
+size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, bool bf16)
+{
+    return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T) +
+                            scratch_floats(d, B, T)) +
+           (bf16 ? sizeof(uint16_t) * bf16_values(d, B, T) : 0);
 }
 
 /* ---- allocation -------------------------------------------------------- */
@@ -109,6 +118,46 @@ static float *alloc_floats(size_t n)
     if (p)
         memset(p, 0, bytes);   /* first touch now, not inside the first step */
     return p;
+}
+
+static uint16_t *alloc_bf16(size_t n)
+{
+    size_t bytes = (n * sizeof(uint16_t) + 63) & ~(size_t)63;
+    uint16_t *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+static void bind_bf16_activations(gpt2 *m)
+{
+    size_t BTC = (size_t)m->B * m->T * m->dims.n_embd;
+    uint16_t *p = m->act_bf16_arena;
+    for (int l = 0; l < m->dims.n_layer; l++) {
+        block_acts_bf16 *a = &m->acts_bf16[l];
+        a->ln1 = p, p += BTC;
+        a->atty = p, p += BTC;
+        a->ln2 = p, p += BTC;
+        a->fch_gelu = p, p += 4 * BTC;
+    }
+    m->lnf_bf16 = p;
+}
+
+/* The bf16 arenas of bf16 mode; 0 on success. */
+static int create_bf16(gpt2 *m)
+{
+    const gpt2_dims *d = &m->dims;
+    size_t BT = (size_t)m->B * m->T, C = d->n_embd;
+    size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
+    m->params_bf16 = alloc_bf16(m->num_params);
+    m->act_bf16_arena = alloc_bf16(BT * C * (7 * (size_t)d->n_layer + 1));
+    m->acts_bf16 = calloc(d->n_layer, sizeof *m->acts_bf16);
+    m->dout_bf16 = alloc_bf16(BT * wide);
+    if (!m->params_bf16 || !m->act_bf16_arena || !m->acts_bf16 || !m->dout_bf16)
+        return -1;
+    bind_bf16_activations(m);
+    m->bf16_stale = true;
+    return 0;
 }
 
 static void bind_activations(gpt2 *m)
@@ -142,12 +191,13 @@ static void bind_activations(gpt2 *m)
 #undef TAKE
 }
 
-int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, char *err, size_t errlen)
+int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, bool bf16, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     m->dims = *d;
     m->B = B;
     m->T = T;
+    m->bf16 = bf16;
     m->tensors = calloc(4 + (size_t)BLOCK_TENSORS * d->n_layer, sizeof *m->tensors);
     m->p.h = calloc(d->n_layer, sizeof *m->p.h);
     m->g.h = calloc(d->n_layer, sizeof *m->g.h);
@@ -159,9 +209,9 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, char *err, size_t err
     m->act_arena = alloc_floats(activation_floats(d, B, T));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
     if (!m->tensors || !m->p.h || !m->g.h || !m->acts || !m->params || !m->grads ||
-        !m->act_arena || !m->scratch) {
+        !m->act_arena || !m->scratch || (bf16 && create_bf16(m) != 0)) {
         snprintf(err, errlen, "out of memory allocating the model (%.1f MB)",
-                 gpt2_memory_bytes(d, B, T) / 1e6);
+                 gpt2_memory_bytes(d, B, T, bf16) / 1e6);
         gpt2_destroy(m);
         return -1;
     }
@@ -181,6 +231,10 @@ void gpt2_destroy(gpt2 *m)
     free(m->grads);
     free(m->act_arena);
     free(m->scratch);
+    free(m->params_bf16);
+    free(m->act_bf16_arena);
+    free(m->acts_bf16);
+    free(m->dout_bf16);
     memset(m, 0, sizeof *m);
 }
 
@@ -207,8 +261,14 @@ static void fill_normal(float *x, size_t n, float std, uint64_t *s)
     }
 }
 
+void gpt2_params_changed(gpt2 *m)
+{
+    m->bf16_stale = true;
+}
+
 void gpt2_init_params(gpt2 *m, uint64_t seed)
 {
+    m->bf16_stale = true;
     float proj_std = 0.02f / sqrtf(2.0f * m->dims.n_layer);
     for (int i = 0; i < m->num_tensors; i++) {
         const param_tensor *t = &m->tensors[i];
@@ -228,19 +288,39 @@ void gpt2_init_params(gpt2 *m, uint64_t seed)
 
 /* ---- forward ----------------------------------------------------------- */
 
-/* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC] */
-static void linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
-                           int IC, int OC)
+/* The bf16 copy of a parameter tensor. */
+static const uint16_t *weight_bf16(const gpt2 *m, const float *w)
 {
-    gemm_f32(false, false, N, OC, IC, inp, IC, w, OC, b, false, out, OC);
+    return m->params_bf16 + (w - m->params);
+}
+
+/* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In bf16 mode inp is first
+ * converted into inp_bf16, which backward reuses. */
+static void linear_forward(gpt2 *m, float *out, const float *inp, uint16_t *inp_bf16,
+                           const float *w, const float *b, int N, int IC, int OC)
+{
+    if (!m->bf16) {
+        gemm_f32(false, false, N, OC, IC, inp, IC, w, OC, b, false, out, OC);
+        return;
+    }
+    f32_to_bf16(inp_bf16, inp, (size_t)N * IC);
+    gemm(GEMM_BF16, false, false, N, OC, IC, inp_bf16, IC, weight_bf16(m, w), OC, b, false, out, OC);
 }
 
 /* dinp[N,IC] = dout @ w^T (overwrites); dw[IC,OC] += inp^T @ dout; db[OC] += colsum(dout) */
-static void linear_backward(float *dinp, float *dw, float *db, const float *dout,
-                            const float *inp, const float *w, int N, int IC, int OC)
+static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const uint16_t *inp_bf16, const float *w, int N,
+                            int IC, int OC)
 {
-    gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
-    gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
+    if (!m->bf16) {
+        gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
+        gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
+    } else {
+        f32_to_bf16(m->dout_bf16, dout, (size_t)N * OC);
+        gemm(GEMM_BF16, false, true, N, IC, OC, m->dout_bf16, OC, weight_bf16(m, w), OC, NULL,
+             false, dinp, IC);
+        gemm(GEMM_BF16, true, false, IC, OC, N, inp_bf16, IC, m->dout_bf16, OC, NULL, true, dw, OC);
+    }
     bias_backward(db, dout, N, OC);
 }
 
@@ -282,15 +362,16 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
     int C = m->dims.n_embd, NH = m->dims.n_head, N = B * T;
     const block_params *w = &m->p.h[l];
     block_acts *a = &m->acts[l];
+    block_acts_bf16 h = m->bf16 ? m->acts_bf16[l] : (block_acts_bf16){0};
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C);
-    linear_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, N, C, 3 * C);
+    linear_forward(m, a->qkv, a->ln1, h.ln1, w->qkvw, w->qkvb, N, C, 3 * C);
     attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH);
-    linear_forward(a->res2, a->atty, w->attprojw, w->attprojb, N, C, C);
+    linear_forward(m, a->res2, a->atty, h.atty, w->attprojw, w->attprojb, N, C, C);
     residual_forward(a->res2, a->res2, res_in, (size_t)N * C);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2w, w->ln2b, N, C);
-    linear_forward(a->fch, a->ln2, w->fcw, w->fcb, N, C, 4 * C);
+    linear_forward(m, a->fch, a->ln2, h.ln2, w->fcw, w->fcb, N, C, 4 * C);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    linear_forward(a->res3, a->fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
+    linear_forward(m, a->res3, a->fch_gelu, h.fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
     residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
 }
 
@@ -302,6 +383,10 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     m->have_targets = targets != NULL;
     m->B = B;   /* backward uses the shape of the last forward */
     m->T = T;
+    if (m->bf16 && m->bf16_stale) {
+        f32_to_bf16(m->params_bf16, m->params, m->num_params);
+        m->bf16_stale = false;
+    }
     embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C);
     const float *res = m->encoded;
     for (int l = 0; l < L; l++) {
@@ -309,7 +394,13 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
         res = m->acts[l].res3;
     }
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw, m->p.lnfb, N, C);
-    gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V);
+    if (m->bf16) {
+        f32_to_bf16(m->lnf_bf16, m->lnf, (size_t)N * C);
+        gemm(GEMM_BF16, false, true, N, V, C, m->lnf_bf16, C, weight_bf16(m, m->p.wte), C, NULL,
+             false, m->logits, V);
+    } else {
+        gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V);
+    }
     if (!targets)
         return 0.0f;
     softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false);
@@ -330,14 +421,16 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
     block_params *g = &m->g.h[l];
     block_acts *a = &m->acts[l];
     float *dln = m->scratch + BTC, *datt = m->scratch + 2 * BTC, *dbig = m->scratch + 3 * BTC;
+    block_acts_bf16 h = m->bf16 ? m->acts_bf16[l] : (block_acts_bf16){0};
 
-    linear_backward(dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, w->fcprojw, N, 4 * C, C);
+    linear_backward(m, dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, h.fch_gelu, w->fcprojw,
+                    N, 4 * C, C);
     gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C);
-    linear_backward(dln, g->fcw, g->fcb, dbig, a->ln2, w->fcw, N, C, 4 * C);
+    linear_backward(m, dln, g->fcw, g->fcb, dbig, a->ln2, h.ln2, w->fcw, N, C, 4 * C);
     layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w, a->ln2_mean, a->ln2_rstd, N, C);
-    linear_backward(datt, g->attprojw, g->attprojb, dres, a->atty, w->attprojw, N, C, C);
+    linear_backward(m, datt, g->attprojw, g->attprojb, dres, a->atty, h.atty, w->attprojw, N, C, C);
     attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH);
-    linear_backward(dln, g->qkvw, g->qkvb, dbig, a->ln1, w->qkvw, N, C, 3 * C);
+    linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, N, C, 3 * C);
     layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
 }
 
@@ -349,8 +442,16 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
 
     /* logits -> dlogits in place; then through the tied LM head */
     softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true);
-    gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
-    gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
+    if (m->bf16) {
+        f32_to_bf16(m->dout_bf16, m->logits, (size_t)N * V);
+        gemm(GEMM_BF16, true, false, V, C, N, m->dout_bf16, V, m->lnf_bf16, C, NULL, true,
+             m->g.wte, C);
+        gemm(GEMM_BF16, false, false, N, C, V, m->dout_bf16, V, weight_bf16(m, m->p.wte), C, NULL,
+             false, dln, C);
+    } else {
+        gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
+        gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
+    }
     memset(dres, 0, (size_t)N * C * sizeof *dres);
     const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
     layernorm_backward(dres, m->g.lnfw, m->g.lnfb, dln, res_last, m->p.lnfw, m->lnf_mean,

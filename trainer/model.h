@@ -55,9 +55,23 @@ typedef struct {
     float *res3;                        /* [B,T,C] block output */
 } block_acts;
 
+/* bf16 copies of the activations that feed matrix products (bf16 mode). */
+typedef struct {
+    uint16_t *ln1, *atty, *ln2, *fch_gelu;
+} block_acts_bf16;
+
 typedef struct {
     gpt2_dims dims;
     int B, T;                   /* micro-batch the activations are sized for */
+    /* bf16 mode: matrix products take bf16 operands (fp32 accumulation and
+     * outputs); master weights, gradients and every other op stay fp32. */
+    bool bf16;
+    bool bf16_stale;            /* params changed since params_bf16 was made */
+    uint16_t *params_bf16;      /* [num_params] */
+    uint16_t *act_bf16_arena;
+    block_acts_bf16 *acts_bf16; /* [L] */
+    uint16_t *lnf_bf16;         /* [B,T,C] */
+    uint16_t *dout_bf16;        /* backward: a gradient converted for its products, [B,T,max(4C,V)] */
 
     float *params, *grads;      /* arenas of num_params floats */
     size_t num_params;
@@ -79,12 +93,15 @@ typedef struct {
 /* Number of parameters of a model of these dimensions. */
 size_t gpt2_count_params(const gpt2_dims *d);
 /* Bytes the model needs for a B x T micro-batch (all arenas); for memory checks. */
-size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T);
+size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, bool bf16);
 /* 0 on success, -1 with a reason in err (allocation failure). */
-int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, char *err, size_t errlen);
+int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, bool bf16, char *err, size_t errlen);
 void gpt2_destroy(gpt2 *m);
 /* GPT-2 initialisation from a seed (same seed -> bit-identical parameters). */
 void gpt2_init_params(gpt2 *m, uint64_t seed);
+/* Call after changing m->params (optimizer step, loading): the bf16 copy is
+ * remade before the next forward. */
+void gpt2_params_changed(gpt2 *m);
 
 /* Forward pass on inputs [B,T]; with targets [B,T] returns the mean loss and
  * fills m->losses, otherwise returns 0 and leaves the logits.  B, T may be

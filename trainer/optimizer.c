@@ -59,5 +59,6 @@ bool optimizer_step(adamw_state *s, gpt2 *m, const run_config *c, float lr, floa
         adamw_update(m->params + t->offset, m->grads + t->offset, s->m + t->offset,
                      s->v + t->offset, t->numel, &p);
     }
+    gpt2_params_changed(m);
     return true;
 }

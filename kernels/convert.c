@@ -1,0 +1,106 @@
+/* fp32 <-> bf16 conversion: the scalar reference, the threaded driver and the
+ * run-time dispatch.  See convert_impl.h for the rounding rule. */
+#include "kernels/convert.h"
+
+#include <omp.h>
+#include <string.h>
+
+#include "kernels/convert_impl.h"
+
+/* These run in the training hot loop on 1K..30M values: below PAR_MIN a
+ * parallel region costs more than it saves; CHUNK values (128 KB of fp32) is
+ * a work item big enough to amortise the scheduling. */
+enum { CHUNK = 1 << 15, PAR_MIN = 1 << 16 };
+
+/* ---- scalar reference ---- */
+
+/* memcpy, not a pointer cast: reads the bits without breaking aliasing rules
+ * and without any float operation that could quiet a signalling NaN. */
+static uint32_t f32_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+static float bits_f32(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+static void to_bf16_scalar(uint16_t *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = cvt_bf16_bits(f32_bits(in[i]));
+}
+
+static void from_bf16_scalar(float *out, const uint16_t *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = bits_f32((uint32_t)in[i] << 16);
+}
+
+static void round_bf16_scalar(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = bits_f32((uint32_t)cvt_bf16_bits(f32_bits(x[i])) << 16);
+}
+
+static const convert_ops convert_ops_scalar = {to_bf16_scalar, from_bf16_scalar,
+                                               round_bf16_scalar};
+
+/* ---- driver ---- */
+
+static const convert_ops *ops_for(isa_t isa)
+{
+    return cpu_pick(isa, &convert_ops_scalar, &convert_ops_avx2, &convert_ops_avx512);
+}
+
+static size_t chunk_len(size_t c, size_t n)   /* values in chunk c of n */
+{
+    return n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
+}
+
+void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n)
+{
+    const convert_ops *ops = ops_for(isa);
+    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++)
+        ops->to_bf16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+}
+
+void bf16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n)
+{
+    const convert_ops *ops = ops_for(isa);
+    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++)
+        ops->from_bf16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+}
+
+void round_to_bf16_isa(isa_t isa, float *x, size_t n)
+{
+    const convert_ops *ops = ops_for(isa);
+    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++)
+        ops->round_bf16(x + c * CHUNK, chunk_len(c, n));
+}
+
+void f32_to_bf16(uint16_t *out, const float *in, size_t n)
+{
+    f32_to_bf16_isa(cpu_isa(), out, in, n);
+}
+
+void bf16_to_f32(float *out, const uint16_t *in, size_t n)
+{
+    bf16_to_f32_isa(cpu_isa(), out, in, n);
+}
+
+void round_to_bf16(float *x, size_t n)
+{
+    round_to_bf16_isa(cpu_isa(), x, n);
+}

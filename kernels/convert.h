@@ -1,0 +1,24 @@
+/* convert: fp32 <-> bf16 (and, for the fp16 mode, fp32 <-> fp16) conversion.
+ *
+ * bf16 is the top 16 bits of an fp32 value; fp32 -> bf16 rounds to nearest
+ * even, NaN stays NaN (quiet), infinities stay infinite.  Values are uint16_t
+ * bit patterns.  Every path gives bit-identical results to the scalar one.
+ */
+#ifndef KERNELS_CONVERT_H
+#define KERNELS_CONVERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cpu.h"
+
+void f32_to_bf16(uint16_t *out, const float *in, size_t n);
+void bf16_to_f32(float *out, const uint16_t *in, size_t n);
+/* x[i] = bf16 round-trip of x[i], in place (emulates bf16 storage in fp32). */
+void round_to_bf16(float *x, size_t n);
+
+void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
+void bf16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);
+void round_to_bf16_isa(isa_t isa, float *x, size_t n);
+
+#endif

@@ -1,0 +1,356 @@
+/* convert: fp32 <-> bf16.
+ *
+ * - every bf16 pattern widens to its bits << 16 and narrows back to itself
+ *   (NaNs come back quiet), on every path;
+ * - the scalar path against an independent reference that rounds in double
+ *   by comparing distances to the two neighbouring bf16 values, on hand-picked
+ *   patterns (ties, overflow, NaN payloads, denormals, signed zeros) and a few
+ *   million random ones biased towards those classes;
+ * - every SIMD path bit-identical to the scalar one on the same patterns;
+ * - awkward lengths (tails, a partial last chunk) leave the bytes past n
+ *   untouched; round_to_bf16 in place equals narrow-then-widen;
+ * - the public entry points equal the active path.
+ * All comparisons are on bit patterns: NaN != NaN would hide errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/convert.h"
+
+enum { NRANDOM = (1 << 22) + 13 };   /* odd, so every path ends on a partial vector */
+#define GUARD16 0xA5A5u
+#define GUARD32 0xA5A5A5A5u
+enum { NGUARD = 40 };   /* guard values past n: more than one vector of any width */
+
+static const size_t lengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 33, 65537};
+enum { NLENGTHS = sizeof lengths / sizeof lengths[0] };
+
+static uint32_t f32_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+static float bits_f32(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    assert_non_null(p);
+    return p;
+}
+
+/* ---- independent reference ---- */
+
+/* Nearest bf16 (8 significant bits, exponent range of fp32) to x, ties to the
+ * even significand, found in double: the two neighbours on the bf16 grid
+ * around |x| and the distance to each are exact in double.  |x| >= 2^128 (only
+ * reachable by rounding up the max finite) is infinity, as in IEEE.  A NaN
+ * keeps its sign and top payload bits and is made quiet, as convert.h says. */
+static uint16_t ref_bf16(uint32_t bits)
+{
+    const float x = bits_f32(bits);
+    if (isnan(x))
+        return (uint16_t)((bits >> 16) | 0x40);
+    if (isinf(x))
+        return (uint16_t)(bits >> 16);
+    const double a = fabs((double)x);
+    int e;
+    frexp(a, &e);   /* a in [2^(e-1), 2^e) */
+    const double ulp = ldexp(1.0, (a < 0x1p-126 ? -126 : e - 1) - 7);
+    const double lo = floor(a / ulp) * ulp, hi = lo + ulp;
+    const double dlo = a - lo, dhi = hi - a;
+    double r = dlo < dhi ? lo : dhi < dlo ? hi : fmod(lo / ulp, 2.0) == 0 ? lo : hi;
+    if (r >= 0x1p128)
+        r = INFINITY;
+    const uint32_t rb = f32_bits((float)copysign(r, x));
+    assert_int_equal(rb & 0xFFFF, 0);   /* the reference itself landed on the bf16 grid */
+    return (uint16_t)(rb >> 16);
+}
+
+/* ---- test patterns ---- */
+
+static uint64_t next_u64(uint64_t *s)   /* splitmix64 */
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Hand-picked: signed zeros, ties both ways, just off ties, the overflow
+ * edge, infinities, quiet and signalling NaNs, denormals. */
+static const uint32_t special[] = {
+    0x00000000, 0x80000000, 0x3F800000, 0x3F808000, 0x3F818000, 0x3F807FFF, 0x3F808001,
+    0x3F80FFFF, 0xBF808000, 0xBF818000, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F7F8000, 0x7F7F7FFF,
+    0x7F7E8000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001,
+    0x7F810000, 0x7FFFFFFF, 0xFFFFFFFF, 0x00000001, 0x80000001, 0x00008000, 0x00018000,
+    0x80008000, 0x007FFFFF, 0x807FFFFF, 0x007F8000, 0x00800000, 0x0080FFFF,
+};
+enum { NSPECIAL = sizeof special / sizeof special[0] };
+
+/* Random 32-bit patterns, most of them pushed into an awkward class: low
+ * half at or next to a tie, denormal, inf/NaN exponent, near overflow. */
+static uint32_t random_pattern(uint64_t *s)
+{
+    static const uint32_t lows[] = {0x8000, 0x7FFF, 0x8001, 0x0000, 0xFFFF};
+    const uint64_t r = next_u64(s);
+    uint32_t b = (uint32_t)r;
+    const uint32_t low = lows[(r >> 32) % 5];
+    switch ((r >> 40) % 8) {
+    case 1: return (b & 0xFFFF0000u) | low;
+    case 2: return b & 0x807FFFFFu;                        /* denormal or zero */
+    case 3: return b | 0x7F800000u;                        /* NaN (or inf) */
+    case 4: return (b & 0x80000000u) | 0x7F800000u | ((r >> 48) & 1);   /* inf or NaN 1 */
+    case 5: return (b & 0x807F0000u) | 0x7F000000u | low;  /* exponent 254, ties */
+    case 6: return (b & 0x807F0000u) | low;                /* denormal ties */
+    default: return b;
+    }
+}
+
+static float *pattern_floats(size_t n, uint64_t seed)
+{
+    float *x = xmalloc(n * sizeof *x);
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t b = i < NSPECIAL ? special[i] : random_pattern(&s);
+        memcpy(x + i, &b, sizeof b);
+    }
+    return x;
+}
+
+/* ---- comparison helpers: report the first differing element ---- */
+
+static int same_u16(const char *what, const uint16_t *got, const uint16_t *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i]) {
+            fprintf(stderr, "%s: element %zu: got 0x%04x want 0x%04x\n", what, i, got[i],
+                    want[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static int same_f32_bits(const char *what, const float *got, const float *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f32_bits(got[i]) != f32_bits(want[i])) {
+            fprintf(stderr, "%s: element %zu: got 0x%08x want 0x%08x\n", what, i,
+                    f32_bits(got[i]), f32_bits(want[i]));
+            return 0;
+        }
+    return 1;
+}
+
+static int supported_or_skip(isa_t isa)
+{
+    if (!cpu_isa_supported(isa))
+        print_message("%s: not supported here, skipped\n", cpu_isa_name(isa));
+    return cpu_isa_supported(isa);
+}
+
+/* ---- tests ---- */
+
+/* The reference against values worked out by hand, so that a wrong reference
+ * cannot silently agree with a wrong kernel. */
+static void test_reference_known_values(void **state)
+{
+    static const uint32_t in[][2] = {
+        {0x3F808000, 0x3F80}, {0x3F818000, 0x3F82}, {0x3F808001, 0x3F81}, {0x3F807FFF, 0x3F80},
+        {0xBF818000, 0xBF82}, {0x7F7FFFFF, 0x7F80}, {0x7F7F7FFF, 0x7F7F}, {0x7F7E8000, 0x7F7E},
+        {0x7F800000, 0x7F80}, {0xFF800000, 0xFF80}, {0x7F800001, 0x7FC0}, {0xFF810000, 0xFFC1},
+        {0x80000000, 0x8000}, {0x00008000, 0x0000}, {0x00018000, 0x0002}, {0x80018001, 0x8002},
+        {0x007FFFFF, 0x0080}, {0x7FFFFFFF, 0x7FFF},
+    };
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        uint16_t got;
+        const float x = bits_f32(in[i][0]);
+        f32_to_bf16_isa(ISA_SCALAR, &got, &x, 1);
+        print_message("0x%08x -> 0x%04x\n", in[i][0], got);
+        assert_int_equal(ref_bf16(in[i][0]), in[i][1]);
+        assert_int_equal(got, in[i][1]);
+    }
+}
+
+/* All 65536 bf16 patterns: widen to bits << 16, narrow back to themselves
+ * (a signalling NaN comes back quiet), on every path. */
+static void test_all_bf16_round_trip(void **state)
+{
+    enum { NB = 1 << 16 };
+    uint16_t *h = xmalloc(NB * sizeof *h), *back = xmalloc(NB * sizeof *back),
+             *want = xmalloc(NB * sizeof *want);
+    float *f = xmalloc(NB * sizeof *f), *fwant = xmalloc(NB * sizeof *fwant);
+    for (uint32_t i = 0; i < NB; i++) {
+        h[i] = (uint16_t)i;
+        fwant[i] = bits_f32(i << 16);
+        want[i] = isnan(fwant[i]) ? (uint16_t)(i | 0x40) : (uint16_t)i;
+    }
+    for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+        if (!supported_or_skip(isa))
+            continue;
+        memset(f, 0, NB * sizeof *f);
+        memset(back, 0, NB * sizeof *back);
+        bf16_to_f32_isa(isa, f, h, NB);
+        f32_to_bf16_isa(isa, back, f, NB);
+        print_message("%s\n", cpu_isa_name(isa));
+        assert_true(same_f32_bits("widen", f, fwant, NB));
+        assert_true(same_u16("round trip", back, want, NB));
+    }
+    free(h), free(back), free(want), free(f), free(fwant);
+}
+
+static void test_scalar_vs_reference(void **state)
+{
+    float *x = pattern_floats(NRANDOM, 1);
+    uint16_t *got = xmalloc(NRANDOM * sizeof *got), *want = xmalloc(NRANDOM * sizeof *want);
+    f32_to_bf16_isa(ISA_SCALAR, got, x, NRANDOM);
+    for (size_t i = 0; i < NRANDOM; i++)
+        want[i] = ref_bf16(f32_bits(x[i]));
+    assert_true(same_u16("scalar vs reference", got, want, NRANDOM));
+    free(x), free(got), free(want);
+}
+
+/* Each SIMD path bit-identical to the scalar one: narrow and in-place round
+ * on the biased patterns, widen on random bf16 patterns. */
+static void test_simd_vs_scalar(void **state)
+{
+    float *x = pattern_floats(NRANDOM, 2), *r = xmalloc(NRANDOM * sizeof *r),
+          *rwant = xmalloc(NRANDOM * sizeof *rwant), *w = xmalloc(NRANDOM * sizeof *w),
+          *wwant = xmalloc(NRANDOM * sizeof *wwant);
+    uint16_t *h = xmalloc(NRANDOM * sizeof *h), *hwant = xmalloc(NRANDOM * sizeof *hwant),
+             *hin = xmalloc(NRANDOM * sizeof *hin);
+    uint64_t s = 3;
+    for (size_t i = 0; i < NRANDOM; i++)
+        hin[i] = (uint16_t)next_u64(&s);
+    f32_to_bf16_isa(ISA_SCALAR, hwant, x, NRANDOM);
+    bf16_to_f32_isa(ISA_SCALAR, wwant, hin, NRANDOM);
+    memcpy(rwant, x, NRANDOM * sizeof *x);
+    round_to_bf16_isa(ISA_SCALAR, rwant, NRANDOM);
+    for (isa_t isa = ISA_AVX2; isa < ISA_COUNT; isa++) {
+        if (!supported_or_skip(isa))
+            continue;
+        print_message("%s\n", cpu_isa_name(isa));
+        f32_to_bf16_isa(isa, h, x, NRANDOM);
+        assert_true(same_u16("f32_to_bf16", h, hwant, NRANDOM));
+        bf16_to_f32_isa(isa, w, hin, NRANDOM);
+        assert_true(same_f32_bits("bf16_to_f32", w, wwant, NRANDOM));
+        memcpy(r, x, NRANDOM * sizeof *x);
+        round_to_bf16_isa(isa, r, NRANDOM);
+        assert_true(same_f32_bits("round_to_bf16", r, rwant, NRANDOM));
+    }
+    free(x), free(r), free(rwant), free(w), free(wwant), free(h), free(hwant), free(hin);
+}
+
+/* One length on one path: results equal the reference, nothing past n is
+ * written.  Inputs are exactly n long, so ASan catches reads past the end
+ * (except through masked vector loads, which cannot fault anyway). */
+static void check_length(isa_t isa, size_t n, uint64_t seed)
+{
+    float *x = pattern_floats(n, seed), *w = xmalloc((n + NGUARD) * sizeof *w),
+          *r = xmalloc((n + NGUARD) * sizeof *r);
+    uint16_t *h = xmalloc((n + NGUARD) * sizeof *h), *want = xmalloc(n * sizeof *want);
+    for (size_t i = 0; i < n + NGUARD; i++) {
+        h[i] = GUARD16;
+        memcpy(w + i, &(uint32_t){GUARD32}, sizeof(uint32_t));
+        memcpy(r + i, i < n ? (const void *)(x + i) : (const void *)&(uint32_t){GUARD32},
+               sizeof(uint32_t));
+    }
+    for (size_t i = 0; i < n; i++)
+        want[i] = ref_bf16(f32_bits(x[i]));
+    f32_to_bf16_isa(isa, h, x, n);
+    bf16_to_f32_isa(isa, w, h, n);
+    round_to_bf16_isa(isa, r, n);
+    assert_true(same_u16("f32_to_bf16", h, want, n));
+    for (size_t i = 0; i < n; i++)   /* widening is exact: the top half is the bf16 */
+        assert_int_equal(f32_bits(w[i]), (uint32_t)want[i] << 16);
+    assert_true(same_f32_bits("round_to_bf16 in place", r, w, n));
+    for (size_t i = n; i < n + NGUARD; i++) {
+        assert_int_equal(h[i], GUARD16);
+        assert_int_equal(f32_bits(w[i]), GUARD32);
+        assert_int_equal(f32_bits(r[i]), GUARD32);
+    }
+    free(x), free(w), free(r), free(h), free(want);
+}
+
+static void test_awkward_lengths(void **state)
+{
+    for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+        if (!supported_or_skip(isa))
+            continue;
+        for (int k = 0; k < NLENGTHS; k++) {
+            print_message("%s n=%zu\n", cpu_isa_name(isa), lengths[k]);
+            check_length(isa, lengths[k], 100 + k);
+        }
+    }
+}
+
+/* An unaligned start (one value in) on top of an awkward length. */
+static void test_unaligned(void **state)
+{
+    enum { NU = 1000 };
+    float *x = pattern_floats(NU + 1, 7), *r = xmalloc((NU + 1) * sizeof *r);
+    uint16_t *h = xmalloc((NU + 1) * sizeof *h), *hwant = xmalloc(NU * sizeof *hwant);
+    float *rwant = xmalloc(NU * sizeof *rwant);
+    f32_to_bf16_isa(ISA_SCALAR, hwant, x + 1, NU);
+    bf16_to_f32_isa(ISA_SCALAR, rwant, hwant, NU);
+    for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+        if (!supported_or_skip(isa))
+            continue;
+        print_message("%s\n", cpu_isa_name(isa));
+        f32_to_bf16_isa(isa, h + 1, x + 1, NU);
+        assert_true(same_u16("f32_to_bf16", h + 1, hwant, NU));
+        memcpy(r, x, (NU + 1) * sizeof *r);
+        round_to_bf16_isa(isa, r + 1, NU);
+        assert_true(same_f32_bits("round_to_bf16", r + 1, rwant, NU));
+        assert_int_equal(f32_bits(r[0]), f32_bits(x[0]));   /* the value before is untouched */
+    }
+    free(x), free(r), free(h), free(hwant), free(rwant);
+}
+
+static void test_public_dispatch(void **state)
+{
+    enum { NP = 100003 };   /* big enough to go parallel */
+    const isa_t isa = cpu_isa();
+    print_message("active path: %s\n", cpu_isa_name(isa));
+    float *x = pattern_floats(NP, 9), *w = xmalloc(NP * sizeof *w),
+          *wwant = xmalloc(NP * sizeof *wwant), *r = xmalloc(NP * sizeof *r);
+    uint16_t *h = xmalloc(NP * sizeof *h), *hwant = xmalloc(NP * sizeof *hwant);
+    f32_to_bf16(h, x, NP);
+    f32_to_bf16_isa(isa, hwant, x, NP);
+    assert_true(same_u16("f32_to_bf16", h, hwant, NP));
+    bf16_to_f32(w, h, NP);
+    bf16_to_f32_isa(isa, wwant, h, NP);
+    assert_true(same_f32_bits("bf16_to_f32", w, wwant, NP));
+    memcpy(r, x, NP * sizeof *r);
+    round_to_bf16(r, NP);
+    assert_true(same_f32_bits("round_to_bf16", r, wwant, NP));
+    free(x), free(w), free(wwant), free(r), free(h), free(hwant);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_known_values),
+        cmocka_unit_test(test_all_bf16_round_trip),
+        cmocka_unit_test(test_scalar_vs_reference),
+        cmocka_unit_test(test_simd_vs_scalar),
+        cmocka_unit_test(test_awkward_lengths),
+        cmocka_unit_test(test_unaligned),
+        cmocka_unit_test(test_public_dispatch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
