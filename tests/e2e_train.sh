@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL e2e_train: $*"; exit 1; }
 
 [ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
@@ -52,8 +52,10 @@ expect_refused "unknown config key" --config "$tmp/cfg.json" --set n_embdd=64
 expect_refused "not divisible" --config "$tmp/cfg.json" --set n_head=3
 expect_refused "vocab_size" --config "$tmp/cfg.json" --set vocab_size=100
 expect_refused "not a number" --config "$tmp/cfg.json" --set lr=fast
-expect_refused "memory" --config "$tmp/cfg.json" --set n_embd=65536 --set n_head=1 --set n_positions=4096
+expect_refused "memory" --config "$tmp/cfg.json" --set n_embd=32768 --set n_head=8 --set n_positions=4096
 echo '{"n_layer": 2,' > "$tmp/bad.json"
 expect_refused "not a JSON object" --config "$tmp/bad.json"
 expect_refused "required" --set lr=1
+# --set wins over the file whatever the order on the command line
+expect_refused "not divisible" --set n_head=3 --config "$tmp/cfg.json"
 echo "PASS e2e_train"

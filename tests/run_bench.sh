@@ -21,12 +21,14 @@ train_bench() {   # name config extra-set...
     out="$BUILD/runs/bench-$name"
     rm -rf "$out"
     "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" 2>"$BUILD/bench-$name.stderr" \
-        --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null
+        --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null ||
+        { cat "$BUILD/bench-$name.stderr"; exit 1; }
     python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" <<'PY'
 import json, statistics, sys
 log, name, jsonl = sys.argv[1:4]
 recs = [json.loads(l) for l in open(log)]
-steps = [r for r in recs if r["type"] == "step"][1:]      # the first step pays for setup
+steps = [r for r in recs if r["type"] == "step"]
+steps = steps[1:] or steps      # the first step pays for setup
 done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"][-1]
 ms = statistics.median(r["step_ms"] for r in steps)
 row = {"bench": "train", "work": name, "ms_per_step": round(ms, 1),
@@ -40,5 +42,6 @@ PY
 }
 
 echo "== training ($STEPS steps, median step after the first)"
-train_bench seed384-fp32 launch/configs/seed384.json
+train_bench seed384-fp32 launch/configs/seed384.json --set precision=fp32
+train_bench seed384-bf16 launch/configs/seed384.json --set precision=bf16
 echo "figures: $BENCH_JSONL"

@@ -61,6 +61,9 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "seq_len=100000", "seq_len");
     expect_error(NULL, "precision=fp8", "precision");
     expect_error(NULL, "min_lr=1", "min_lr");
+    expect_error(NULL, "lr=1e39", "out of range");
+    expect_error(NULL, "checkpoint_every=10", "not available");
+    expect_error("{\"batch_size\": 100000, \"seq_len\": 256}", NULL, "2^24");
 }
 
 static void test_json_dump_round_trips(void **state)
@@ -71,6 +74,7 @@ static void test_json_dump_round_trips(void **state)
     config_defaults(&a);
     assert_int_equal(config_set(&a, "data_dir=some/where", err, sizeof err), 0);
     assert_int_equal(config_set(&a, "beta2=0.99", err, sizeof err), 0);
+    assert_int_equal(config_set(&a, "precision=fp32", err, sizeof err), 0);
     assert_int_equal(config_finalize(&a, err, sizeof err), 0);
     char *json = config_to_json(&a);
     config_defaults(&b);

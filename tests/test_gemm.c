@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "tests/test_util.h"
 
@@ -60,12 +61,67 @@ static void test_cache_reuse_gives_same_result(void **state)
     check_case(false, false, 31, 17, 45, true, true, 1);   /* works again after release */
 }
 
+/* bf16 operands: compare with the double reference on the same bf16-rounded
+ * values, so the only difference left is fp32 accumulation order. */
+static void check_bf16_case(bool ta, bool tb, int M, int N, int K, bool bias, bool acc)
+{
+    int lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
+    size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *b = malloc(N * sizeof *b);
+    float *C = malloc(nc * sizeof *C), *R = malloc(nc * sizeof *R);
+    uint16_t *Ah = malloc(na * sizeof *Ah), *Bh = malloc(nb * sizeof *Bh);
+    test_fill(A, na, 11, 1.0f);
+    test_fill(B, nb, 12, 1.0f);
+    test_fill(b, N, 13, 1.0f);
+    test_fill(C, nc, 14, 1.0f);
+    memcpy(R, C, nc * sizeof *C);
+    f32_to_bf16(Ah, A, na);
+    f32_to_bf16(Bh, B, nb);
+    round_to_bf16(A, na);
+    round_to_bf16(B, nb);
+    gemm(GEMM_BF16, ta, tb, M, N, K, Ah, lda, Bh, ldb, bias ? b : NULL, acc, C, ldc);
+    gemm_f32_ref(ta, tb, M, N, K, A, lda, B, ldb, bias ? b : NULL, acc, R, ldc);
+    assert_true(test_close("gemm bf16", C, R, nc, 1e-4f * K / 64 + 1e-5f, 1e-5f));
+    free(A), free(B), free(b), free(C), free(R), free(Ah), free(Bh);
+}
+
+static void bf16_all_variants(void)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++)
+                check_bf16_case(ta, tb, 33, 47, 64, acc, acc);
+    check_bf16_case(false, true, 128, 1000, 96, false, false);
+}
+
+static void test_bf16_native_path(void **state)
+{
+    (void)state;
+    gemm_release();
+    if (!gemm_bf16_native())
+        fprintf(stderr, "note: no native bf16 matmul on this CPU; testing the widened path twice\n");
+    bf16_all_variants();
+}
+
+static void test_bf16_widened_path(void **state)
+{
+    (void)state;
+    setenv("GPT_BF16_EMULATE", "1", 1);
+    gemm_release();
+    assert_false(gemm_bf16_native());
+    bf16_all_variants();
+    unsetenv("GPT_BF16_EMULATE");
+    gemm_release();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_variants),
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_cache_reuse_gives_same_result),
+        cmocka_unit_test(test_bf16_native_path),
+        cmocka_unit_test(test_bf16_widened_path),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

@@ -140,6 +140,45 @@ static void test_same_seed_same_params(void **state)
     gpt2_destroy(&b);
 }
 
+/* bf16 mode: the same loss and gradients as fp32 up to bf16 rounding of the
+ * matrix-product operands (8 bits of mantissa: ~0.4% per operand). */
+static void test_bf16_gradients_track_fp32(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 64, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 2};
+    int B = 2, T = 16;
+    gpt2 f, h;
+    char err[256];
+    assert_int_equal(gpt2_create(&f, &d, B, T, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&h, &d, B, T, true, err, sizeof err), 0);
+    gpt2_init_params(&f, 3);
+    gpt2_init_params(&h, 3);
+    int in[32], tg[32];
+    random_tokens(in, B * T, d.vocab_size, 5);
+    random_tokens(tg, B * T, d.vocab_size, 6);
+    gpt2_zero_grad(&f);
+    gpt2_zero_grad(&h);
+    float lf = gpt2_forward(&f, in, tg, B, T), lh = gpt2_forward(&h, in, tg, B, T);
+    gpt2_backward(&f, 1.0f / (B * T));
+    gpt2_backward(&h, 1.0f / (B * T));
+    assert_true(fabsf(lf - lh) < 5e-3f * lf);
+    for (int i = 0; i < f.num_tensors; i++) {
+        const param_tensor *t = &f.tensors[i];
+        double diff2 = 0, ref2 = 0;
+        for (size_t j = 0; j < t->numel; j++) {
+            double a = f.grads[t->offset + j], b = h.grads[t->offset + j];
+            diff2 += (a - b) * (a - b);
+            ref2 += a * a;
+        }
+        double rel = sqrt(diff2 / (ref2 + 1e-30));
+        if (rel > 3e-2)
+            fprintf(stderr, "%s: bf16 gradient off by %.3g\n", t->name, rel);
+        assert_true(rel <= 3e-2);
+    }
+    gpt2_destroy(&f);
+    gpt2_destroy(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_initial_loss_is_ln_vocab),
         cmocka_unit_test(test_gradient_accumulation_equals_big_batch),
         cmocka_unit_test(test_same_seed_same_params),
+        cmocka_unit_test(test_bf16_gradients_track_fp32),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/fsutil.h"
+#include "kernels/cpu.h"
 
 typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
 
@@ -46,7 +47,7 @@ void config_defaults(run_config *c)
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .seed = 1337,
     };
-    strcpy(c->precision, "fp32");
+    c->precision[0] = '\0';   /* chosen by config_finalize from the CPU */
     strcpy(c->recompute, "none");
     strcpy(c->optimizer_offload, "none");
     strcpy(c->data_dir, "data");
@@ -73,7 +74,12 @@ static int set_number(run_config *c, const config_key *k, double v, const char *
         return -1;
     }
     if (k->type == KEY_FLOAT) {
-        *(float *)field = (float)v;
+        float f = (float)v;
+        if (!isfinite(f)) {
+            snprintf(err, errlen, "%s: %s = %g is out of range for a float", origin, k->name, v);
+            return -1;
+        }
+        *(float *)field = f;
         return 0;
     }
     if (v != floor(v) || (k->type == KEY_INT && (v < INT_MIN || v > INT_MAX)) ||
@@ -191,9 +197,17 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: vocab_size, n_positions, n_embd, n_layer and n_head must be positive");
     REQUIRE(c->n_embd % c->n_head == 0, "config: n_embd (%d) is not divisible by n_head (%d)",
             c->n_embd, c->n_head);
+    /* bounds that keep every size product far from 64-bit overflow; memory is checked later */
+    REQUIRE(c->vocab_size <= 1 << 24 && c->n_positions <= 1 << 20 && c->n_embd <= 1 << 16 &&
+                c->n_layer <= 1 << 12 && c->n_embd / c->n_head <= 4096,
+            "config: model too large (vocab_size <= 2^24, n_positions <= 2^20, n_embd <= 65536, "
+            "n_layer <= 4096, head size <= 4096)");
     REQUIRE(c->seq_len > 0 && c->seq_len <= c->n_positions,
             "config: seq_len (%d) must be in 1..n_positions (%d)", c->seq_len, c->n_positions);
     REQUIRE(c->batch_size > 0 && c->grad_accum > 0, "config: batch_size and grad_accum must be positive");
+    REQUIRE((long long)c->batch_size * c->seq_len <= 1 << 24,
+            "config: batch_size x seq_len (%lld) exceeds 2^24 tokens per micro-batch",
+            (long long)c->batch_size * c->seq_len);
     REQUIRE(c->max_steps > 0, "config: max_steps must be positive");
     REQUIRE(c->warmup_steps >= 0 && c->lr_decay_steps > 0,
             "config: warmup_steps must be >= 0 and lr_decay_steps > 0");
@@ -205,6 +219,10 @@ int config_finalize(run_config *c, char *err, size_t errlen)
     REQUIRE(c->eval_every >= 0 && c->eval_batches >= 0 && c->log_every > 0 &&
                 c->checkpoint_every >= 0 && c->keep_checkpoints > 0,
             "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
+    if (c->precision[0] == '\0') {
+        c->precision_auto = true;
+        strcpy(c->precision, cpu_has_bf16() ? "bf16" : "fp32");
+    }
     REQUIRE(strcmp(c->precision, "fp32") == 0 || strcmp(c->precision, "bf16") == 0,
             "config: precision \"%s\" is not available in this build (fp32 or bf16 so far)", c->precision);
     REQUIRE(strcmp(c->recompute, "none") == 0,
@@ -215,6 +233,9 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: optimizer_offload \"%s\" is not available in this build (only none so far)",
             c->optimizer_offload);
     REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
+    REQUIRE(c->checkpoint_every == 0,
+            "config: checkpoint_every %d: checkpoints are not available in this build yet",
+            c->checkpoint_every);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #ifndef TRAINER_CONFIG_H
 #define TRAINER_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -26,6 +27,8 @@ typedef struct {
     long long seed;
     char data_dir[512], out_dir[512];
     char status_endpoint[128], control_endpoint[128];
+    /* derived by config_finalize, not a key */
+    bool precision_auto;   /* precision was not given: bf16 where the CPU has it */
 } run_config;
 
 void config_defaults(run_config *c);

@@ -131,7 +131,7 @@ static uint16_t *alloc_bf16(size_t n)
 
 static void bind_bf16_activations(gpt2 *m)
 {
-    size_t BTC = (size_t)m->B * m->T * m->dims.n_embd;
+    size_t BTC = (size_t)m->max_B * m->max_T * m->dims.n_embd;
     uint16_t *p = m->act_bf16_arena;
     for (int l = 0; l < m->dims.n_layer; l++) {
         block_acts_bf16 *a = &m->acts_bf16[l];
@@ -147,7 +147,7 @@ static void bind_bf16_activations(gpt2 *m)
 static int create_bf16(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
-    size_t BT = (size_t)m->B * m->T, C = d->n_embd;
+    size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
     size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
     m->params_bf16 = alloc_bf16(m->num_params);
     m->act_bf16_arena = alloc_bf16(BT * C * (7 * (size_t)d->n_layer + 1));
@@ -163,7 +163,7 @@ static int create_bf16(gpt2 *m)
 static void bind_activations(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
-    size_t BT = (size_t)m->B * m->T, C = d->n_embd;
+    size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
     float *p = m->act_arena;
 #define TAKE(n) (p += (n), p - (n))
     m->encoded = TAKE(BT * C);
@@ -174,7 +174,7 @@ static void bind_activations(gpt2 *m)
         a->ln1_rstd = TAKE(BT);
         a->qkv = TAKE(BT * 3 * C);
         a->atty = TAKE(BT * C);
-        a->att_lse = TAKE((size_t)m->B * d->n_head * m->T);
+        a->att_lse = TAKE((size_t)m->max_B * d->n_head * m->max_T);
         a->res2 = TAKE(BT * C);
         a->ln2 = TAKE(BT * C);
         a->ln2_mean = TAKE(BT);
@@ -195,8 +195,8 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, bool bf16, char *err,
 {
     memset(m, 0, sizeof *m);
     m->dims = *d;
-    m->B = B;
-    m->T = T;
+    m->B = m->max_B = B;
+    m->T = m->max_T = T;
     m->bf16 = bf16;
     m->tensors = calloc(4 + (size_t)BLOCK_TENSORS * d->n_layer, sizeof *m->tensors);
     m->p.h = calloc(d->n_layer, sizeof *m->p.h);
@@ -378,6 +378,11 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
 float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
 {
     int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer, N = B * T;
+    if (B > m->max_B || T > m->max_T) {
+        fprintf(stderr, "fatal: forward of %d x %d tokens on a model sized for %d x %d\n", B, T,
+                m->max_B, m->max_T);
+        abort();
+    }
     m->inputs = inputs;
     m->targets = targets;
     m->have_targets = targets != NULL;

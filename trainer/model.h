@@ -62,7 +62,8 @@ typedef struct {
 
 typedef struct {
     gpt2_dims dims;
-    int B, T;                   /* micro-batch the activations are sized for */
+    int max_B, max_T;           /* micro-batch the activations are sized for */
+    int B, T;                   /* shape of the last forward */
     /* bf16 mode: matrix products take bf16 operands (fp32 accumulation and
      * outputs); master weights, gradients and every other op stay fp32. */
     bool bf16;
@@ -104,8 +105,8 @@ void gpt2_init_params(gpt2 *m, uint64_t seed);
 void gpt2_params_changed(gpt2 *m);
 
 /* Forward pass on inputs [B,T]; with targets [B,T] returns the mean loss and
- * fills m->losses, otherwise returns 0 and leaves the logits.  B, T may be
- * smaller than the sizes given at creation. */
+ * fills m->losses, otherwise returns 0 and leaves the logits.  B <= max_B and
+ * T <= max_T, the sizes given at creation (checked: a larger call aborts). */
 float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T);
 /* Backward of (dloss_scale * sum of losses) of the last forward; accumulates
  * into m->grads.  For a mean over N tokens pass 1/N. */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "io/fsutil.h"
 
@@ -12,6 +13,13 @@ double wall_time(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double mono_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -24,14 +32,14 @@ double process_rss_mb(void)
             resident = 0;
         fclose(f);
     }
-    return (double)resident * 4096.0 / 1e6;
+    return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1e6;
 }
 
 double process_peak_rss_mb(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1e3;   /* ru_maxrss is in KiB */
+    return (double)ru.ru_maxrss * 1024.0 / 1e6;   /* ru_maxrss is in KiB */
 }
 
 int status_open(status_log *s, const char *out_dir, int log_every, char *err, size_t errlen)
@@ -116,7 +124,8 @@ void status_event(status_log *s, const char *type, int step, const char *message
     cJSON_DeleteItemFromObject(o, "max_steps");
     cJSON_AddStringToObject(o, "message", message);
     emit(s, o);
-    fprintf(stderr, "%s: %s\n", type, message);
+    if (strcmp(type, "error") != 0)   /* errors reach stderr once, from main */
+        fprintf(stderr, "%s: %s\n", type, message);
 }
 
 void status_done(status_log *s, int step, double tokens_per_s, double train_s,

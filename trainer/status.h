@@ -27,7 +27,7 @@ void status_close(status_log *s);
 
 void status_step(status_log *s, const step_stats *st);
 void status_eval(status_log *s, int step, int max_steps, float val_loss, double eval_s);
-/* type is "event" or "error". */
+/* type is "event" or "error"; events are also echoed on stderr. */
 void status_event(status_log *s, const char *type, int step, const char *message);
 
 /* The closing "event" record (message "done") with the run's summary figures. */
@@ -37,7 +37,8 @@ void status_done(status_log *s, int step, double tokens_per_s, double train_s,
 /* Resident set size now and at its peak, in MB. */
 double process_rss_mb(void);
 double process_peak_rss_mb(void);
-/* Seconds since the epoch, with sub-second precision. */
+/* Seconds since the epoch (time stamps), and of a monotonic clock (intervals). */
 double wall_time(void);
+double mono_time(void);
 
 #endif

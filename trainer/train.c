@@ -139,13 +139,20 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     double tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum;
     double flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * tokens_per_step;
     double peak = peak_fp32_gflops() * 1e9;
-    double *step_s = calloc((size_t)c->max_steps, sizeof *step_s);
-    double t_start = wall_time(), t_train = 0;
+    /* step times for the median; the first MAX_TIMED steps are enough */
+    enum { MAX_TIMED = 100000 };
+    int ntimed_cap = c->max_steps < MAX_TIMED ? c->max_steps : MAX_TIMED;
+    double *step_s = calloc((size_t)ntimed_cap, sizeof *step_s);
+    if (!step_s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    double t_start = mono_time(), t_train = 0;
     int skipped = 0, consecutive = 0, rc = 0;
     res->final_val_loss = NAN;
 
     for (int step = 0; step < c->max_steps && rc == 0; step++) {
-        double t0 = wall_time();
+        double t0 = mono_time();
         float loss;
         if (train_step(tr, step, &loss, err, errlen) != 0) {
             rc = -1;
@@ -167,40 +174,41 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         } else {
             consecutive = 0;
         }
-        double dt = wall_time() - t0;
-        step_s[step] = dt;
+        double dt = mono_time() - t0;
+        if (step < ntimed_cap)
+            step_s[step] = dt;
         t_train += dt;
         int done = step + 1;
         step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = 1, .loss = loss,
                          .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
-                         .elapsed_s = wall_time() - t_start,
+                         .elapsed_s = mono_time() - t_start,
                          .eta_s = t_train / done * (c->max_steps - done),
                          .rss_mb = process_rss_mb(), .skipped_steps = skipped};
         status_step(&tr->status, &st);
         res->final_loss = loss;
         res->steps_done = done;
 
-        bool last = done == c->max_steps || stop_requested;
-        if (rc == 0 && c->eval_every > 0 && (done % c->eval_every == 0 || last)) {
-            double te = wall_time();
+        /* a stop request skips the eval: a scheduler's grace period is short */
+        bool last = done == c->max_steps;
+        if (rc == 0 && !stop_requested && c->eval_every > 0 &&
+            (done % c->eval_every == 0 || last)) {
+            double te = mono_time();
             float val;
             if (evaluate(tr, &val, err, errlen) != 0) {
                 rc = -1;
                 break;
             }
-            status_eval(&tr->status, done, c->max_steps, val, wall_time() - te);
+            status_eval(&tr->status, done, c->max_steps, val, mono_time() - te);
             res->final_val_loss = val;
         }
-        if (stop_requested && !last) {
-            break;
-        } else if (stop_requested) {
-            status_event(&tr->status, "event", done, "stop requested: stopping after this step");
+        if (stop_requested) {
+            status_event(&tr->status, "event", done, "stop requested: stopped after this step");
             break;
         }
     }
     res->train_seconds = t_train;
-    int n = res->steps_done;
+    int n = res->steps_done < ntimed_cap ? res->steps_done : ntimed_cap;
     if (n > 1) {   /* the first step pays for primitive creation and page faults */
         qsort(step_s + 1, (size_t)n - 1, sizeof *step_s, cmp_double);
         res->tokens_per_s = tokens_per_step / step_s[1 + (n - 1) / 2];
@@ -221,6 +229,9 @@ int train_run(const run_config *c, train_result *res, char *err, size_t errlen)
         snprintf(msg, sizeof msg, "training %zu parameters, %s, %d threads, %d x %d tokens per micro-batch",
                  tr.model.num_params, c->precision, omp_get_max_threads(), c->batch_size, c->seq_len);
         status_event(&tr.status, "event", 0, msg);
+        if (c->precision_auto && !tr.model.bf16)
+            status_event(&tr.status, "event", 0,
+                         "precision fp32: this CPU has no AVX512-BF16 or AMX (set precision=bf16 to emulate it)");
         if (tr.model.bf16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");

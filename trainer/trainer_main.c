@@ -3,6 +3,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "trainer/config.h"
@@ -15,7 +16,7 @@ static void usage(FILE *f)
             "  --config FILE    run configuration (JSON object; keys as in README.md)\n"
             "  --set key=value  override one config key (repeatable, applied in order)\n"
             "  --help           this text\n"
-            "SIGINT/SIGTERM stop the run after the current step.\n");
+            "SIGINT/SIGTERM stop the run after the current step (a second one kills it).\n");
 }
 
 static void on_stop_signal(int sig)
@@ -24,17 +25,17 @@ static void on_stop_signal(int sig)
     train_request_stop();
 }
 
-int main(int argc, char **argv)
+/* Parses the command line into cfg: the config file first, then every --set
+ * in order, whatever their position.  0 on success, else the exit code. */
+static int parse_args(int argc, char **argv, run_config *cfg)
 {
-    run_config cfg;
     char err[512];
     const char *config_path = NULL;
-    config_defaults(&cfg);
-
+    config_defaults(cfg);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
-            return 0;
+            exit(0);
         }
         if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--set") != 0) {
             fprintf(stderr, "trainer: unknown argument \"%s\" (try --help)\n", argv[i]);
@@ -44,31 +45,41 @@ int main(int argc, char **argv)
             fprintf(stderr, "trainer: %s needs a value\n", argv[i]);
             return 2;
         }
-        if (strcmp(argv[i], "--config") == 0) {
+        if (strcmp(argv[i++], "--config") == 0) {
             if (config_path) {
                 fprintf(stderr, "trainer: --config given twice\n");
                 return 2;
             }
-            config_path = argv[++i];
-            if (config_load_file(&cfg, config_path, err, sizeof err) != 0) {
-                fprintf(stderr, "trainer: %s\n", err);
-                return 2;
-            }
-        } else if (config_set(&cfg, argv[++i], err, sizeof err) != 0) {
-            fprintf(stderr, "trainer: %s\n", err);
-            return 2;
+            config_path = argv[i];
         }
     }
     if (!config_path) {
         fprintf(stderr, "trainer: --config FILE is required (try --help)\n");
         return 2;
     }
-    if (config_finalize(&cfg, err, sizeof err) != 0) {
+    int rc = config_load_file(cfg, config_path, err, sizeof err);
+    for (int i = 1; i < argc && rc == 0; i += 2)
+        if (strcmp(argv[i], "--set") == 0)
+            rc = config_set(cfg, argv[i + 1], err, sizeof err);
+    if (rc == 0)
+        rc = config_finalize(cfg, err, sizeof err);
+    if (rc != 0) {
         fprintf(stderr, "trainer: %s\n", err);
         return 2;
     }
+    return 0;
+}
 
-    struct sigaction sa = {.sa_handler = on_stop_signal};
+int main(int argc, char **argv)
+{
+    run_config cfg;
+    char err[512];
+    int rc = parse_args(argc, argv, &cfg);
+    if (rc != 0)
+        return rc;
+
+    /* the first signal asks for a clean stop; a second one kills as usual */
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND | SA_RESTART};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
