@@ -44,4 +44,5 @@ PY
 echo "== training ($STEPS steps, median step after the first)"
 train_bench seed384-fp32 launch/configs/seed384.json --set precision=fp32
 train_bench seed384-bf16 launch/configs/seed384.json --set precision=bf16
+train_bench seed384-bf16-recompute launch/configs/seed384.json --set precision=bf16 --set recompute=block
 echo "figures: $BENCH_JSONL"

@@ -10,6 +10,8 @@
 #include "trainer/model.h"
 #include "tests/test_util.h"
 
+static const gpt2_options FP32 = {.bf16 = false}, BF16 = {.bf16 = true};
+
 static void random_tokens(int *x, int n, int V, uint64_t seed)
 {
     for (int i = 0; i < n; i++) {
@@ -32,7 +34,7 @@ static void test_gradients_match_finite_differences(void **state)
     int B = 2, T = 6;
     gpt2 m;
     char err[256];
-    assert_int_equal(gpt2_create(&m, &d, B, T, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&m, &d, B, T, &FP32, err, sizeof err), 0);
     /* larger weights than GPT-2's init so every gradient is well above fp32 noise */
     test_fill(m.params, m.num_params, 7, 0.4f);
     for (int i = 0; i < m.num_tensors; i++)   /* LayerNorm weights around 1 */
@@ -81,7 +83,7 @@ static void test_initial_loss_is_ln_vocab(void **state)
     int B = 4, T = 32;
     gpt2 m;
     char err[256];
-    assert_int_equal(gpt2_create(&m, &d, B, T, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&m, &d, B, T, &FP32, err, sizeof err), 0);
     gpt2_init_params(&m, 42);
     int in[128], tg[128];
     random_tokens(in, B * T, d.vocab_size, 3);
@@ -99,8 +101,8 @@ static void test_gradient_accumulation_equals_big_batch(void **state)
     int T = 8;
     gpt2 big, small;
     char err[256];
-    assert_int_equal(gpt2_create(&big, &d, 4, T, false, err, sizeof err), 0);
-    assert_int_equal(gpt2_create(&small, &d, 2, T, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&big, &d, 4, T, &FP32, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&small, &d, 2, T, &FP32, err, sizeof err), 0);
     gpt2_init_params(&big, 5);
     gpt2_init_params(&small, 5);
     assert_memory_equal(big.params, small.params, big.num_params * sizeof(float));
@@ -128,8 +130,8 @@ static void test_same_seed_same_params(void **state)
     gpt2_dims d = {.vocab_size = 50, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2};
     gpt2 a, b;
     char err[256];
-    assert_int_equal(gpt2_create(&a, &d, 1, 8, false, err, sizeof err), 0);
-    assert_int_equal(gpt2_create(&b, &d, 1, 8, false, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&a, &d, 1, 8, &FP32, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&b, &d, 1, 8, &FP32, err, sizeof err), 0);
     gpt2_init_params(&a, 11);
     gpt2_init_params(&b, 11);
     assert_memory_equal(a.params, b.params, a.num_params * sizeof(float));
@@ -149,8 +151,8 @@ static void test_bf16_gradients_track_fp32(void **state)
     int B = 2, T = 16;
     gpt2 f, h;
     char err[256];
-    assert_int_equal(gpt2_create(&f, &d, B, T, false, err, sizeof err), 0);
-    assert_int_equal(gpt2_create(&h, &d, B, T, true, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&f, &d, B, T, &FP32, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&h, &d, B, T, &BF16, err, sizeof err), 0);
     gpt2_init_params(&f, 3);
     gpt2_init_params(&h, 3);
     int in[32], tg[32];
@@ -179,6 +181,39 @@ static void test_bf16_gradients_track_fp32(void **state)
     gpt2_destroy(&h);
 }
 
+/* recompute: block gives bit-identical loss and gradients, fp32 and bf16, with
+ * gradient accumulation over two micro-batches. */
+static void test_recompute_is_bit_identical(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 40, .n_positions = 16, .n_embd = 32, .n_layer = 3, .n_head = 4};
+    int B = 2, T = 16, in[64], tg[64];
+    random_tokens(in, 2 * B * T, d.vocab_size, 21);
+    random_tokens(tg, 2 * B * T, d.vocab_size, 22);
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        gpt2_options keep = {.bf16 = bf16}, again = {.bf16 = bf16, .recompute = true};
+        gpt2 a, b;
+        char err[256];
+        assert_int_equal(gpt2_create(&a, &d, B, T, &keep, err, sizeof err), 0);
+        assert_int_equal(gpt2_create(&b, &d, B, T, &again, err, sizeof err), 0);
+        assert_true(gpt2_memory_bytes(&d, B, T, &again) < gpt2_memory_bytes(&d, B, T, &keep));
+        gpt2_init_params(&a, 9);
+        gpt2_init_params(&b, 9);
+        gpt2_zero_grad(&a);
+        gpt2_zero_grad(&b);
+        for (int j = 0; j < 2; j++) {
+            float la = gpt2_forward(&a, in + j * B * T, tg + j * B * T, B, T);
+            float lb = gpt2_forward(&b, in + j * B * T, tg + j * B * T, B, T);
+            assert_memory_equal(&la, &lb, sizeof la);
+            gpt2_backward(&a, 0.5f / (B * T));
+            gpt2_backward(&b, 0.5f / (B * T));
+        }
+        assert_memory_equal(a.grads, b.grads, a.num_params * sizeof(float));
+        gpt2_destroy(&a);
+        gpt2_destroy(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_gradient_accumulation_equals_big_batch),
         cmocka_unit_test(test_same_seed_same_params),
         cmocka_unit_test(test_bf16_gradients_track_fp32),
+        cmocka_unit_test(test_recompute_is_bit_identical),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

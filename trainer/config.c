@@ -225,8 +225,8 @@ int config_finalize(run_config *c, char *err, size_t errlen)
     }
     REQUIRE(strcmp(c->precision, "fp32") == 0 || strcmp(c->precision, "bf16") == 0,
             "config: precision \"%s\" is not available in this build (fp32 or bf16 so far)", c->precision);
-    REQUIRE(strcmp(c->recompute, "none") == 0,
-            "config: recompute \"%s\" is not available in this build (only none so far)", c->recompute);
+    REQUIRE(strcmp(c->recompute, "none") == 0 || strcmp(c->recompute, "block") == 0,
+            "config: recompute must be none or block, not \"%s\"", c->recompute);
     REQUIRE(c->zero_stage == 0, "config: zero_stage %d is not available in this build (only 0 so far)",
             c->zero_stage);
     REQUIRE(strcmp(c->optimizer_offload, "none") == 0,

@@ -75,12 +75,22 @@ static void bind_params(const gpt2 *m, float *arena, gpt2_params *p)
     p->lnfb = arena + t[m->num_tensors - 1].offset;
 }
 
-/* Number of floats of activations for B x T tokens. */
-static size_t activation_floats(const gpt2_dims *d, int B, int T)
+/* Layers whose internals are stored: all of them, or one shared set when
+ * blocks are recomputed in backward. */
+static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
+{
+    return o->recompute ? 1 : (size_t)d->n_layer;
+}
+
+/* Number of floats of activations for B x T tokens: the embedding output, per
+ * layer its internals (15 [B,T,C] tensors, 4 [B,T], lse [B,H,T]) and output,
+ * then ln_f, the logits and the losses. */
+static size_t activation_floats(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     size_t BT = (size_t)B * T, C = d->n_embd;
-    size_t per_layer = BT * C * 8 + BT * 4 + BT * C * 3 + (size_t)B * d->n_head * T + BT * 4 * C * 2;
-    return BT * C + per_layer * d->n_layer + BT * C + BT * 2 + BT * d->vocab_size + BT;
+    size_t internals = BT * C * 15 + BT * 4 + (size_t)B * d->n_head * T;
+    return BT * C + internals * stored_layers(d, o) + BT * C * d->n_layer + BT * C + BT * 2 +
+           BT * d->vocab_size + BT;
 }
 
 static size_t scratch_floats(const gpt2_dims *d, int B, int T)
@@ -96,17 +106,18 @@ size_t gpt2_count_params(const gpt2_dims *d)
 }
 
 /* bf16 mode: bf16 weights, matmul-input activations and one converted gradient. */
-static size_t bf16_values(const gpt2_dims *d, int B, int T)
+static size_t bf16_values(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
-    size_t BT = (size_t)B * T, C = d->n_embd, wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
-    return gpt2_count_params(d) + BT * C * (7 * (size_t)d->n_layer + 1) + BT * wide;
+    size_t BT = (size_t)B * T, C = d->n_embd;
+    size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
+    return gpt2_count_params(d) + BT * C * (7 * stored_layers(d, o) + 1) + BT * wide;
 }
 
-size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, bool bf16)
+size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
-    return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T) +
+    return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T, o) +
                             scratch_floats(d, B, T)) +
-           (bf16 ? sizeof(uint16_t) * bf16_values(d, B, T) : 0);
+           (o->bf16 ? sizeof(uint16_t) * bf16_values(d, B, T, o) : 0);
 }
 
 /* ---- allocation -------------------------------------------------------- */
@@ -135,6 +146,10 @@ static void bind_bf16_activations(gpt2 *m)
     uint16_t *p = m->act_bf16_arena;
     for (int l = 0; l < m->dims.n_layer; l++) {
         block_acts_bf16 *a = &m->acts_bf16[l];
+        if (l > 0 && m->opt.recompute) {   /* every layer shares layer 0's buffers */
+            *a = m->acts_bf16[0];
+            continue;
+        }
         a->ln1 = p, p += BTC;
         a->atty = p, p += BTC;
         a->ln2 = p, p += BTC;
@@ -150,7 +165,7 @@ static int create_bf16(gpt2 *m)
     size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
     size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
     m->params_bf16 = alloc_bf16(m->num_params);
-    m->act_bf16_arena = alloc_bf16(BT * C * (7 * (size_t)d->n_layer + 1));
+    m->act_bf16_arena = alloc_bf16(BT * C * (7 * stored_layers(d, &m->opt) + 1));
     m->acts_bf16 = calloc(d->n_layer, sizeof *m->acts_bf16);
     m->dout_bf16 = alloc_bf16(BT * wide);
     if (!m->params_bf16 || !m->act_bf16_arena || !m->acts_bf16 || !m->dout_bf16)
@@ -169,6 +184,13 @@ static void bind_activations(gpt2 *m)
     m->encoded = TAKE(BT * C);
     for (int l = 0; l < d->n_layer; l++) {
         block_acts *a = &m->acts[l];
+        a->res3 = TAKE(BT * C);   /* block outputs are always kept: the next block's input */
+        if (l > 0 && m->opt.recompute) {   /* internals: layer 0's buffers, recomputed */
+            float *res3 = a->res3;
+            *a = m->acts[0];
+            a->res3 = res3;
+            continue;
+        }
         a->ln1 = TAKE(BT * C);
         a->ln1_mean = TAKE(BT);
         a->ln1_rstd = TAKE(BT);
@@ -181,7 +203,6 @@ static void bind_activations(gpt2 *m)
         a->ln2_rstd = TAKE(BT);
         a->fch = TAKE(BT * 4 * C);
         a->fch_gelu = TAKE(BT * 4 * C);
-        a->res3 = TAKE(BT * C);
     }
     m->lnf = TAKE(BT * C);
     m->lnf_mean = TAKE(BT);
@@ -191,13 +212,15 @@ static void bind_activations(gpt2 *m)
 #undef TAKE
 }
 
-int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, bool bf16, char *err, size_t errlen)
+int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *opt, char *err,
+                size_t errlen)
 {
     memset(m, 0, sizeof *m);
     m->dims = *d;
+    m->opt = *opt;
     m->B = m->max_B = B;
     m->T = m->max_T = T;
-    m->bf16 = bf16;
+    m->bf16 = opt->bf16;
     m->tensors = calloc(4 + (size_t)BLOCK_TENSORS * d->n_layer, sizeof *m->tensors);
     m->p.h = calloc(d->n_layer, sizeof *m->p.h);
     m->g.h = calloc(d->n_layer, sizeof *m->g.h);
@@ -206,12 +229,12 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, bool bf16, char *err,
         build_tensor_table(m);
     m->params = alloc_floats(m->num_params);
     m->grads = alloc_floats(m->num_params);
-    m->act_arena = alloc_floats(activation_floats(d, B, T));
+    m->act_arena = alloc_floats(activation_floats(d, B, T, opt));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
     if (!m->tensors || !m->p.h || !m->g.h || !m->acts || !m->params || !m->grads ||
-        !m->act_arena || !m->scratch || (bf16 && create_bf16(m) != 0)) {
+        !m->act_arena || !m->scratch || (m->bf16 && create_bf16(m) != 0)) {
         snprintf(err, errlen, "out of memory allocating the model (%.1f MB)",
-                 gpt2_memory_bytes(d, B, T, bf16) / 1e6);
+                 gpt2_memory_bytes(d, B, T, opt) / 1e6);
         gpt2_destroy(m);
         return -1;
     }
@@ -461,8 +484,15 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
     layernorm_backward(dres, m->g.lnfw, m->g.lnfb, dln, res_last, m->p.lnfw, m->lnf_mean,
                        m->lnf_rstd, N, C);
-    for (int l = L - 1; l >= 0; l--)
-        block_backward(m, l, l ? m->acts[l - 1].res3 : m->encoded, dres, B, T);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *res_in = l ? m->acts[l - 1].res3 : m->encoded;
+        /* recompute: rerun the block on its kept input with the same kernels in
+         * the same order, so the gradients are bit-identical to storing them
+         * (the last block's internals are still in place from forward) */
+        if (m->opt.recompute && l < L - 1)
+            block_forward(m, l, res_in, B, T);
+        block_backward(m, l, res_in, dres, B, T);
+    }
     embed_backward(m->g.wte, m->g.wpe, dres, m->inputs, B, T, C);
 }
 

@@ -19,6 +19,11 @@ typedef struct {
     int vocab_size, n_positions, n_embd, n_layer, n_head;
 } gpt2_dims;
 
+typedef struct {
+    bool bf16;        /* bf16 operands for the matrix products */
+    bool recompute;   /* keep only block inputs; recompute each block in backward */
+} gpt2_options;
+
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */
 typedef struct {
     char name[64];        /* Hugging Face name, e.g. transformer.h.0.attn.c_attn.weight */
@@ -62,6 +67,7 @@ typedef struct {
 
 typedef struct {
     gpt2_dims dims;
+    gpt2_options opt;
     int max_B, max_T;           /* micro-batch the activations are sized for */
     int B, T;                   /* shape of the last forward */
     /* bf16 mode: matrix products take bf16 operands (fp32 accumulation and
@@ -94,9 +100,10 @@ typedef struct {
 /* Number of parameters of a model of these dimensions. */
 size_t gpt2_count_params(const gpt2_dims *d);
 /* Bytes the model needs for a B x T micro-batch (all arenas); for memory checks. */
-size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, bool bf16);
+size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *opt);
 /* 0 on success, -1 with a reason in err (allocation failure). */
-int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, bool bf16, char *err, size_t errlen);
+int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *opt, char *err,
+                size_t errlen);
 void gpt2_destroy(gpt2 *m);
 /* GPT-2 initialisation from a seed (same seed -> bit-identical parameters). */
 void gpt2_init_params(gpt2 *m, uint64_t seed);

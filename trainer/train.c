@@ -51,8 +51,9 @@ static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errl
     memset(tr, 0, sizeof *tr);
     tr->cfg = c;
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    bool bf16 = strcmp(c->precision, "bf16") == 0;
-    double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, bf16) +
+    gpt2_options opt = {.bf16 = strcmp(c->precision, "bf16") == 0,
+                        .recompute = strcmp(c->recompute, "block") == 0};
+    double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims);   /* + Adam m, v */
     long avail = available_memory_bytes();
     if (avail > 0 && need > (double)avail) {
@@ -63,7 +64,7 @@ static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errl
     if (dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed, err,
                      errlen) != 0)
         return -1;
-    if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, bf16, err, errlen) != 0)
+    if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen) != 0)
         return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
     if (optimizer_create(&tr->opt, tr->model.num_params, err, errlen) != 0)
@@ -226,8 +227,9 @@ int train_run(const run_config *c, train_result *res, char *err, size_t errlen)
     int rc = trainer_open(&tr, c, err, errlen);
     if (rc == 0) {
         char msg[256];
-        snprintf(msg, sizeof msg, "training %zu parameters, %s, %d threads, %d x %d tokens per micro-batch",
-                 tr.model.num_params, c->precision, omp_get_max_threads(), c->batch_size, c->seq_len);
+        snprintf(msg, sizeof msg, "training %zu parameters, %s, recompute %s, %d threads, "
+                 "%d x %d tokens per micro-batch", tr.model.num_params, c->precision, c->recompute,
+                 omp_get_max_threads(), c->batch_size, c->seq_len);
         status_event(&tr.status, "event", 0, msg);
         if (c->precision_auto && !tr.model.bf16)
             status_event(&tr.status, "event", 0,
