@@ -35,7 +35,7 @@ row = {"bench": "train", "work": name, "ms_per_step": round(ms, 1),
        "tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in steps)),
        "mfu": round(statistics.median(r["mfu"] for r in steps), 3),
        "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"])}
-print("%-24s %8.1f ms/step %8d tok/s  MFU %5.1f%% (of %.0f GFLOP/s measured)  peak RSS %d MB" % (
+print("%-24s %8.1f ms/step %8d tok/s  MFU %5.1f%% of the fp32 peak (%.0f GFLOP/s, measured)  peak RSS %d MB" % (
       name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"], row["peak_rss_mb"]))
 open(jsonl, "a").write(json.dumps(row) + "\n")
 PY
