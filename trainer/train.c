@@ -33,17 +33,37 @@ typedef struct {
     int *inputs, *targets;   /* [B,T] */
 } trainer;
 
-static long available_memory_bytes(void)
+/* A number from a one-line file (cgroup limits), or -1 ("max", missing). */
+static long long read_limit(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long long v = -1;
+    if (f) {
+        if (fscanf(f, "%lld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Memory this process may still use: MemAvailable, capped by the cgroup's
+ * limit (containers, systemd units) minus what the cgroup already uses. */
+static long long available_memory_bytes(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     char line[256];
-    long kb = -1;
+    long long kb = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1)
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1)
             break;
     if (f)
         fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
+    long long avail = kb < 0 ? -1 : kb * 1024;
+    long long limit = read_limit("/sys/fs/cgroup/memory.max");
+    long long used = read_limit("/sys/fs/cgroup/memory.current");
+    if (limit > 0 && used >= 0 && (avail < 0 || limit - used < avail))
+        avail = limit - used;
+    return avail;
 }
 
 static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errlen)
@@ -55,7 +75,11 @@ static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errl
                         .recompute = strcmp(c->recompute, "block") == 0};
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims);   /* + Adam m, v */
-    long avail = available_memory_bytes();
+    if (opt.bf16 && !gemm_bf16_native()) {   /* the fp32 widening buffer of emulated bf16 */
+        double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
+        need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
+    }
+    long long avail = available_memory_bytes();
     if (avail > 0 && need > (double)avail) {
         snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
                  "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
