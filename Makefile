@@ -13,7 +13,9 @@ TINYSHAKESPEARE ?= $(SHARED)/data/tinyshakespeare.txt
 
 CFLAGS  := -std=c11 -O3 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -fopenmp -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS  := -fopenmp -ldnnl -lcjson -lm -lpthread
+PKGS    := ompi-c hdf5 libzmq
+CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := -fopenmp -ldnnl -lcjson $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 ifeq ($(SAN),1)
   BUILD   := build-san
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -14,7 +14,11 @@ if [ -z "$SKIP_E2E" ]; then
     for t in tests/e2e_*.sh; do
         [ -f "$t" ] || continue
         echo "== $t"
-        if BUILD=$BUILD sh "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $t"; fi
+        # The programs under test initialise Open MPI, HDF5 and ZeroMQ, whose
+        # one-time allocations LeakSanitizer reports (often from dlopen'ed
+        # plugins it cannot name): leak checks stay on for the unit tests above,
+        # address and UB checks stay on here.
+        if BUILD=$BUILD ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} sh "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $t"; fi
     done
 fi
 [ -n "$failed_names" ] && echo "failed:$failed_names"

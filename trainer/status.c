@@ -76,6 +76,10 @@ static cJSON *record(const char *type, int step, int max_steps)
 /* Adds the time stamp, appends the record as one line, frees it. */
 static void emit(status_log *s, cJSON *o)
 {
+    if (s->muted) {
+        cJSON_Delete(o);
+        return;
+    }
     cJSON_AddNumberToObject(o, "time", wall_time());
     char *line = cJSON_PrintUnformatted(o);
     if (line && s->log) {
@@ -103,7 +107,7 @@ void status_step(status_log *s, const step_stats *st)
     cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
     cJSON_AddNumberToObject(o, "skipped_steps", st->skipped_steps);
     emit(s, o);
-    if (st->step % s->log_every == 0 || st->step == st->max_steps)
+    if (!s->muted && (st->step % s->log_every == 0 || st->step == st->max_steps))
         fprintf(stderr, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | mfu %.1f%% | eta %.0fs\n",
                 st->step, st->max_steps, st->loss, st->lr, st->grad_norm, st->step_ms,
                 st->tokens_per_s, 100 * st->mfu, st->eta_s);
@@ -115,7 +119,8 @@ void status_eval(status_log *s, int step, int max_steps, float val_loss, double 
     cJSON_AddNumberToObject(o, "val_loss", val_loss);
     cJSON_AddNumberToObject(o, "eval_s", eval_s);
     emit(s, o);
-    fprintf(stderr, "step %5d/%d | val loss %.4f (%.1f s)\n", step, max_steps, val_loss, eval_s);
+    if (!s->muted)
+        fprintf(stderr, "step %5d/%d | val loss %.4f (%.1f s)\n", step, max_steps, val_loss, eval_s);
 }
 
 void status_event(status_log *s, const char *type, int step, const char *message)
@@ -124,7 +129,7 @@ void status_event(status_log *s, const char *type, int step, const char *message
     cJSON_DeleteItemFromObject(o, "max_steps");
     cJSON_AddStringToObject(o, "message", message);
     emit(s, o);
-    if (strcmp(type, "error") != 0)   /* errors reach stderr once, from main */
+    if (!s->muted && strcmp(type, "error") != 0)   /* errors reach stderr once, from main */
         fprintf(stderr, "%s: %s\n", type, message);
 }
 

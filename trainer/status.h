@@ -20,6 +20,7 @@ typedef struct {
 typedef struct {
     FILE *log;
     int log_every;
+    bool muted;   /* ranks other than 0: every call does nothing */
 } status_log;
 
 int status_open(status_log *s, const char *out_dir, int log_every, char *err, size_t errlen);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "io/dataset.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
@@ -26,6 +27,8 @@ void train_request_stop(void)
 
 typedef struct {
     const run_config *cfg;
+    const comm_world *world;
+    double comm_s;           /* time in gradient reduction during the last step */
     dataset data;
     gpt2 model;
     adamw_state opt;
@@ -66,10 +69,12 @@ static long long available_memory_bytes(void)
     return avail;
 }
 
-static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errlen)
+static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, char *err,
+                        size_t errlen)
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = c;
+    tr->world = w;
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
     gpt2_options opt = {.bf16 = strcmp(c->precision, "bf16") == 0,
                         .recompute = strcmp(c->recompute, "block") == 0};
@@ -91,6 +96,9 @@ static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errl
     if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen) != 0)
         return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
+    /* every rank starts from rank 0's parameters, whatever its seed or file */
+    if (w->size > 1)
+        comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
     if (optimizer_create(&tr->opt, tr->model.num_params, err, errlen) != 0)
         return -1;
     size_t bt = (size_t)c->batch_size * c->seq_len;
@@ -99,6 +107,10 @@ static int trainer_open(trainer *tr, const run_config *c, char *err, size_t errl
     if (!tr->inputs || !tr->targets) {
         snprintf(err, errlen, "out of memory allocating batch buffers");
         return -1;
+    }
+    if (w->rank != 0) {   /* rank 0 alone reports */
+        tr->status.muted = true;
+        return 0;
     }
     return status_open(&tr->status, c->out_dir, c->log_every, err, errlen);
 }
@@ -114,41 +126,65 @@ static void trainer_close(trainer *tr)
     gemm_release();
 }
 
-/* Mean loss over the val split (eval_batches = 0: all of it). */
+/* Mean loss over the val split (eval_batches = 0: all of it); the batches of
+ * windows are dealt out to the ranks in turn and the sums combined. */
 static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
+    const comm_world *world = tr->world;
     uint64_t windows = dataset_val_windows(&tr->data);
-    uint64_t limit = (uint64_t)c->eval_batches * c->batch_size;
+    /* eval_batches counts global batches, so any rank count sees the same windows */
+    uint64_t limit = (uint64_t)c->eval_batches * c->batch_size * world->size;
     if (limit && limit < windows)
         windows = limit;
     double sum = 0;
-    for (uint64_t w = 0; w < windows; w += c->batch_size) {
+    int rc = 0;
+    uint64_t stride = (uint64_t)c->batch_size * world->size;
+    for (uint64_t w = (uint64_t)c->batch_size * world->rank; w < windows && rc == 0; w += stride) {
         int B = (int)(windows - w < (uint64_t)c->batch_size ? windows - w : (uint64_t)c->batch_size);
-        if (dataset_val_batch(&tr->data, w, B, tr->inputs, tr->targets, err, errlen) != 0)
-            return -1;
-        sum += (double)gpt2_forward(&tr->model, tr->inputs, tr->targets, B, c->seq_len) * B;
+        rc = dataset_val_batch(&tr->data, w, B, tr->inputs, tr->targets, err, errlen);
+        if (rc == 0)
+            sum += (double)gpt2_forward(&tr->model, tr->inputs, tr->targets, B, c->seq_len) * B;
     }
-    *val_loss = (float)(sum / (double)windows);
+    if (comm_max_int(rc != 0)) {
+        if (rc == 0)
+            snprintf(err, errlen, "another rank failed during eval");
+        return -1;
+    }
+    *val_loss = (float)(comm_sum_double(sum) / (double)windows);
     return 0;
 }
 
-/* One optimizer step over grad_accum micro-batches; returns the mean loss. */
+/* One optimizer step over grad_accum micro-batches on every rank; returns the
+ * mean loss over the global batch, with the gradients summed over ranks.
+ * Micro-batch j of step s is global samples (s*accum + j) * ranks*B + [0, ranks*B),
+ * of which rank r takes the r-th B: the same global batch for any rank count. */
 static int train_step(trainer *tr, int step, float *loss, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
-    int B = c->batch_size, T = c->seq_len;
-    float dloss = 1.0f / ((float)B * T * c->grad_accum);
+    const comm_world *world = tr->world;
+    int B = c->batch_size, T = c->seq_len, rc = 0;
+    float dloss = 1.0f / ((float)B * T * c->grad_accum * world->size);
     double sum = 0;
     gpt2_zero_grad(&tr->model);
-    for (int j = 0; j < c->grad_accum; j++) {
-        uint64_t first = ((uint64_t)step * c->grad_accum + j) * (uint64_t)B;
-        if (dataset_train_batch(&tr->data, first, B, tr->inputs, tr->targets, err, errlen) != 0)
-            return -1;
-        sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
-        gpt2_backward(&tr->model, dloss);
+    for (int j = 0; j < c->grad_accum && rc == 0; j++) {
+        uint64_t first = (((uint64_t)step * c->grad_accum + j) * world->size + world->rank) * B;
+        rc = dataset_train_batch(&tr->data, first, B, tr->inputs, tr->targets, err, errlen);
+        if (rc == 0) {
+            sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
+            gpt2_backward(&tr->model, dloss);
+        }
     }
-    *loss = (float)(sum / c->grad_accum);
+    double t0 = mono_time();
+    if (comm_max_int(rc != 0)) {   /* agree first: a rank that stops alone would hang the rest */
+        if (rc == 0)
+            snprintf(err, errlen, "another rank failed reading its batch");
+        return -1;
+    }
+    if (world->size > 1)
+        comm_sum_floats(tr->model.grads, tr->model.num_params);
+    *loss = (float)(comm_sum_double(sum) / (c->grad_accum * world->size));
+    tr->comm_s = mono_time() - t0;
     return 0;
 }
 
@@ -161,9 +197,9 @@ static int cmp_double(const void *a, const void *b)
 static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
-    double tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum;
+    double tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum * tr->world->size;
     double flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * tokens_per_step;
-    double peak = peak_fp32_gflops() * 1e9;
+    double peak = peak_fp32_gflops() * 1e9 * tr->world->size;   /* every rank's threads */
     /* step times for the median; the first MAX_TIMED steps are enough */
     enum { MAX_TIMED = 100000 };
     int ntimed_cap = c->max_steps < MAX_TIMED ? c->max_steps : MAX_TIMED;
@@ -204,7 +240,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             step_s[step] = dt;
         t_train += dt;
         int done = step + 1;
-        step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = 1, .loss = loss,
+        step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
+                         .loss = loss, .comm_ms = tr->comm_s * 1e3,
                          .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
                          .elapsed_s = mono_time() - t_start,
@@ -214,9 +251,11 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         res->final_loss = loss;
         res->steps_done = done;
 
-        /* a stop request skips the eval: a scheduler's grace period is short */
+        /* a stop request skips the eval: a scheduler's grace period is short.
+         * All ranks stop together, even if the signal reached only one. */
+        bool stopping = comm_max_int(stop_requested) != 0;
         bool last = done == c->max_steps;
-        if (rc == 0 && !stop_requested && c->eval_every > 0 &&
+        if (rc == 0 && !stopping && c->eval_every > 0 &&
             (done % c->eval_every == 0 || last)) {
             double te = mono_time();
             float val;
@@ -227,7 +266,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             status_eval(&tr->status, done, c->max_steps, val, mono_time() - te);
             res->final_val_loss = val;
         }
-        if (stop_requested) {
+        if (stopping) {
             status_event(&tr->status, "event", done, "stop requested: stopped after this step");
             break;
         }
@@ -244,11 +283,12 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return rc;
 }
 
-int train_run(const run_config *c, train_result *res, char *err, size_t errlen)
+int train_run(const run_config *c, const comm_world *world, train_result *res, char *err,
+              size_t errlen)
 {
     trainer tr;
     memset(res, 0, sizeof *res);
-    int rc = trainer_open(&tr, c, err, errlen);
+    int rc = trainer_open(&tr, c, world, err, errlen);
     if (rc == 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "training %zu parameters, %s, recompute %s, %d threads, "

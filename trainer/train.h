@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "comm/comm.h"
 #include "trainer/config.h"
 
 typedef struct {
@@ -15,8 +16,10 @@ typedef struct {
     double tokens_per_s;    /* median over the steps after the first */
 } train_result;
 
-/* Runs c->max_steps steps; 0 on success, -1 with a one-line reason in err. */
-int train_run(const run_config *c, train_result *result, char *err, size_t errlen);
+/* Runs c->max_steps steps on every rank of world (rank 0 reports); 0 on
+ * success, -1 with a one-line reason in err. */
+int train_run(const run_config *c, const comm_world *world, train_result *result, char *err,
+              size_t errlen);
 
 /* Ask a running train_run to stop after the current step (signal-safe). */
 void train_request_stop(void);

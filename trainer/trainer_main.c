@@ -1,13 +1,30 @@
 /* build/trainer: trains a GPT-2 model from a JSON config.
  *   trainer --config FILE.json [--set key=value ...]
  */
+#include <omp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "comm/comm.h"
 #include "trainer/config.h"
 #include "trainer/train.h"
+
+static bool quiet;   /* a rank other than 0: command-line errors are rank 0's to print */
+
+static void say(FILE *f, const char *fmt, ...)
+{
+    if (quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+}
 
 static void usage(FILE *f)
 {
@@ -38,23 +55,23 @@ static int parse_args(int argc, char **argv, run_config *cfg)
             exit(0);
         }
         if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--set") != 0) {
-            fprintf(stderr, "trainer: unknown argument \"%s\" (try --help)\n", argv[i]);
+            say(stderr, "trainer: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "trainer: %s needs a value\n", argv[i]);
+            say(stderr, "trainer: %s needs a value\n", argv[i]);
             return 2;
         }
         if (strcmp(argv[i++], "--config") == 0) {
             if (config_path) {
-                fprintf(stderr, "trainer: --config given twice\n");
+                say(stderr, "trainer: --config given twice\n");
                 return 2;
             }
             config_path = argv[i];
         }
     }
     if (!config_path) {
-        fprintf(stderr, "trainer: --config FILE is required (try --help)\n");
+        say(stderr, "trainer: --config FILE is required (try --help)\n");
         return 2;
     }
     int rc = config_load_file(cfg, config_path, err, sizeof err);
@@ -64,19 +81,48 @@ static int parse_args(int argc, char **argv, run_config *cfg)
     if (rc == 0)
         rc = config_finalize(cfg, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "trainer: %s\n", err);
+        say(stderr, "trainer: %s\n", err);
         return 2;
     }
     return 0;
+}
+
+/* OpenMP threads per rank: OMP_NUM_THREADS if set (with a warning when the
+ * rank is bound to fewer CPUs), else this rank's share of the CPUs it may use. */
+static void choose_threads(const comm_world *w)
+{
+    int cpus = comm_cpus_available();
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) {
+        if (atoi(env) > cpus && w->rank == 0)
+            fprintf(stderr, "warning: OMP_NUM_THREADS=%s but each rank may run on %d CPU(s); "
+                    "mpirun binds ranks to cores by default: use --bind-to none\n", env, cpus);
+        return;
+    }
+    /* unbound ranks (--bind-to none) all see every CPU of the node: split them;
+     * a rank that mpirun bound sees only its own */
+    int share = cpus;
+    if (cpus >= sysconf(_SC_NPROCESSORS_ONLN) && w->local_size > 1)
+        share = cpus / w->local_size;
+    omp_set_num_threads(share > 0 ? share : 1);
 }
 
 int main(int argc, char **argv)
 {
     run_config cfg;
     char err[512];
+    /* before MPI is up, only mpirun's environment says which rank this is */
+    const char *rank_env = getenv("OMPI_COMM_WORLD_RANK");
+    quiet = rank_env && atoi(rank_env) != 0;
     int rc = parse_args(argc, argv, &cfg);
     if (rc != 0)
         return rc;
+    comm_world world;
+    if (comm_init(&argc, &argv, &world, err, sizeof err) != 0) {
+        fprintf(stderr, "trainer: %s\n", err);
+        return 1;
+    }
+    choose_threads(&world);
 
     /* the first signal asks for a clean stop; a second one kills as usual */
     struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND | SA_RESTART};
@@ -84,10 +130,14 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     train_result res;
-    if (train_run(&cfg, &res, err, sizeof err) != 0) {
-        fprintf(stderr, "trainer: %s\n", err);
+    if (train_run(&cfg, &world, &res, err, sizeof err) != 0) {
+        fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
+        comm_finalize();
         return 1;
     }
+    comm_finalize();
+    if (world.rank != 0)
+        return 0;
     char val[32] = "not evaluated";
     if (res.final_val_loss == res.final_val_loss)   /* not NaN */
         snprintf(val, sizeof val, "%.4f", res.final_val_loss);

@@ -1,0 +1,69 @@
+#include "comm/comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <sched.h>
+#include <stdio.h>
+
+/* Collectives take an int count: send large buffers in pieces. */
+enum { MAX_CHUNK = 1 << 30 };
+
+int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
+{
+    int provided;
+    /* FUNNELED: only the training thread calls MPI (the status, control and
+     * checkpoint threads never do). */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        snprintf(err, errlen, "MPI_Init_thread failed");
+        return -1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &w->size);
+    MPI_Comm local;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &local);
+    MPI_Comm_rank(local, &w->local_rank);
+    MPI_Comm_size(local, &w->local_size);
+    MPI_Comm_free(&local);
+    return 0;
+}
+
+void comm_finalize(void)
+{
+    MPI_Finalize();
+}
+
+void comm_sum_floats(float *x, size_t n)
+{
+    for (size_t off = 0; off < n; off += MAX_CHUNK) {
+        int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
+        MPI_Allreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
+double comm_sum_double(double x)
+{
+    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return x;
+}
+
+int comm_max_int(int x)
+{
+    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return x;
+}
+
+void comm_broadcast_floats(float *x, size_t n, int root)
+{
+    for (size_t off = 0; off < n; off += MAX_CHUNK) {
+        int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
+        MPI_Bcast(x + off, count, MPI_FLOAT, root, MPI_COMM_WORLD);
+    }
+}
+
+int comm_cpus_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 1;
+    return CPU_COUNT(&set);
+}

@@ -1,0 +1,31 @@
+/* comm: the MPI side of training.  Every rank runs the same loop; these are the
+ * collectives it needs: averaging gradients, agreeing on losses, flags and the
+ * initial parameters.  A run started without mpirun is a world of one rank.
+ */
+#ifndef COMM_COMM_H
+#define COMM_COMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    int rank, size;               /* in MPI_COMM_WORLD */
+    int local_rank, local_size;   /* among the ranks on this node */
+} comm_world;
+
+/* MPI_Init_thread; fills w.  Returns 0, or -1 with a reason in err. */
+int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen);
+void comm_finalize(void);
+
+/* x[i] summed over all ranks, in place (the buffer may exceed INT_MAX values). */
+void comm_sum_floats(float *x, size_t n);
+double comm_sum_double(double x);
+/* Largest value over ranks: used to agree on flags (stop, error). */
+int comm_max_int(int x);
+/* Rank root's x[0..n) copied to every rank. */
+void comm_broadcast_floats(float *x, size_t n, int root);
+
+/* CPUs this process may run on (its affinity mask): mpirun binds ranks. */
+int comm_cpus_available(void);
+
+#endif
