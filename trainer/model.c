@@ -462,6 +462,12 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
     layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
 }
 
+static void notify_grads_ready(gpt2 *m, size_t from)
+{
+    if (m->grads_ready)
+        m->grads_ready(m->grads_ready_ctx, from);
+}
+
 void gpt2_backward(gpt2 *m, float dloss_scale)
 {
     int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer;
@@ -484,6 +490,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
     layernorm_backward(dres, m->g.lnfw, m->g.lnfb, dln, res_last, m->p.lnfw, m->lnf_mean,
                        m->lnf_rstd, N, C);
+    notify_grads_ready(m, m->tensors[m->num_tensors - 2].offset);
     for (int l = L - 1; l >= 0; l--) {
         const float *res_in = l ? m->acts[l - 1].res3 : m->encoded;
         /* recompute: rerun the block on its kept input with the same kernels in
@@ -492,8 +499,10 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         if (m->opt.recompute && l < L - 1)
             block_forward(m, l, res_in, B, T);
         block_backward(m, l, res_in, dres, B, T);
+        notify_grads_ready(m, m->tensors[2 + l * BLOCK_TENSORS].offset);
     }
     embed_backward(m->g.wte, m->g.wpe, dres, m->inputs, B, T, C);
+    notify_grads_ready(m, 0);
 }
 
 void gpt2_zero_grad(gpt2 *m)

@@ -95,6 +95,11 @@ typedef struct {
     float *scratch;             /* backward: dres, dln [B,T,C]; datt [B,T,C]; dbig [B,T,4C] */
     const int *inputs, *targets;  /* of the last forward */
     bool have_targets;
+    /* If set, backward calls it each time the gradients from arena offset
+     * `from` to the end are final (after each block, last layer first), so
+     * their reduction can overlap the rest of backward. */
+    void (*grads_ready)(void *ctx, size_t from);
+    void *grads_ready_ctx;
 } gpt2;
 
 /* Number of parameters of a model of these dimensions. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/buckets.h"
 #include "comm/comm.h"
 #include "io/dataset.h"
 #include "kernels/gemm.h"
@@ -28,7 +29,8 @@ void train_request_stop(void)
 typedef struct {
     const run_config *cfg;
     const comm_world *world;
-    double comm_s;           /* time in gradient reduction during the last step */
+    grad_buckets *buckets;   /* NULL with one rank */
+    double comm_s;           /* time waiting for gradient reduction in the last step */
     dataset data;
     gpt2 model;
     adamw_state opt;
@@ -97,8 +99,15 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
     /* every rank starts from rank 0's parameters, whatever its seed or file */
-    if (w->size > 1)
+    if (w->size > 1) {
         comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
+        tr->buckets = buckets_create(tr->model.grads, tr->model.num_params,
+                                     (size_t)c->bucket_mb * (1 << 20) / sizeof(float));
+        if (!tr->buckets) {
+            snprintf(err, errlen, "out of memory allocating gradient buckets");
+            return -1;
+        }
+    }
     if (optimizer_create(&tr->opt, tr->model.num_params, err, errlen) != 0)
         return -1;
     size_t bt = (size_t)c->batch_size * c->seq_len;
@@ -117,6 +126,7 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
 
 static void trainer_close(trainer *tr)
 {
+    buckets_destroy(tr->buckets);
     status_close(&tr->status);
     free(tr->inputs);
     free(tr->targets);
@@ -155,6 +165,11 @@ static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
     return 0;
 }
 
+static void on_grads_ready(void *ctx, size_t from)
+{
+    buckets_ready(ctx, from);
+}
+
 /* One optimizer step over grad_accum micro-batches on every rank; returns the
  * mean loss over the global batch, with the gradients summed over ranks.
  * Micro-batch j of step s is global samples (s*accum + j) * ranks*B + [0, ranks*B),
@@ -167,24 +182,30 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     float dloss = 1.0f / ((float)B * T * c->grad_accum * world->size);
     double sum = 0;
     gpt2_zero_grad(&tr->model);
+    if (tr->buckets)
+        buckets_begin(tr->buckets);
     for (int j = 0; j < c->grad_accum && rc == 0; j++) {
         uint64_t first = (((uint64_t)step * c->grad_accum + j) * world->size + world->rank) * B;
         rc = dataset_train_batch(&tr->data, first, B, tr->inputs, tr->targets, err, errlen);
         if (rc == 0) {
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
+            if (j == c->grad_accum - 1 && tr->buckets) {   /* reduce during the last backward */
+                tr->model.grads_ready = on_grads_ready;
+                tr->model.grads_ready_ctx = tr->buckets;
+            }
             gpt2_backward(&tr->model, dloss);
+            tr->model.grads_ready = NULL;
         }
     }
-    double t0 = mono_time();
-    if (comm_max_int(rc != 0)) {   /* agree first: a rank that stops alone would hang the rest */
+    /* A rank that failed to read its batch still finishes the reduction it
+     * joined (with whatever gradients it has), so no rank hangs; then all agree. */
+    tr->comm_s = tr->buckets ? buckets_finish(tr->buckets) : 0;
+    if (comm_max_int(rc != 0)) {
         if (rc == 0)
             snprintf(err, errlen, "another rank failed reading its batch");
         return -1;
     }
-    if (world->size > 1)
-        comm_sum_floats(tr->model.grads, tr->model.num_params);
     *loss = (float)(comm_sum_double(sum) / (c->grad_accum * world->size));
-    tr->comm_s = mono_time() - t0;
     return 0;
 }
 
