@@ -23,10 +23,12 @@ ifeq ($(SAN),1)
 endif
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
+# AVX-512 plus VNNI (vpdpbusd), for the int8 kernels: *_vnni.c, picked with cpu_has_avx512_vnni()
+ISA_VNNI   := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
 
 SRCS    := $(filter-out %_main.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o)
-PROGS   := $(BUILD)/prep $(BUILD)/trainer
+PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 
@@ -36,14 +38,14 @@ all: $(PROGS)
 
 help:
 	@echo "make deps         install the Debian packages (apt-get, idempotent)"
-	@echo "make              build build/prep and build/trainer"
+	@echo "make              build build/prep, build/trainer and build/monitor"
 	@echo "make run          prepare the default corpus and train a small model on it"
 	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
 	@echo "make bench        kernel and seed384 training benchmarks -> build/bench.jsonl"
 	@echo "make shakespeare  nanoGPT's shakespeare_char recipe (TINYSHAKESPEARE=path)"
 
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
-        libcmocka-dev libdnnl-dev libcjson-dev fortunes
+        libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -57,6 +59,7 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) $(ISA) -c $< -o $@
 $(BUILD)/obj/%_avx2.o:   ISA = $(ISA_AVX2)
 $(BUILD)/obj/%_avx512.o: ISA = $(ISA_AVX512)
+$(BUILD)/obj/%_vnni.o:   ISA = $(ISA_VNNI)
 
 $(BUILD)/libgpt.a: $(OBJS)
 	@rm -f $@
@@ -65,6 +68,8 @@ $(BUILD)/libgpt.a: $(OBJS)
 $(BUILD)/prep: $(BUILD)/obj/io/prep_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a

@@ -1,5 +1,7 @@
 #include "comm/buckets.h"
 
+#include "comm/watchdog.h"
+
 #include <mpi.h>
 #include <stdlib.h>
 
@@ -71,6 +73,8 @@ double buckets_finish(grad_buckets *b)
 {
     double t0 = MPI_Wtime();
     buckets_ready(b, 0);
+    watchdog_arm("the gradient allreduce");
     MPI_Waitall(b->count, b->requests, MPI_STATUSES_IGNORE);
+    watchdog_disarm();
     return MPI_Wtime() - t0;
 }

@@ -1,5 +1,7 @@
 #include "comm/comm.h"
 
+#include "comm/watchdog.h"
+
 #include <limits.h>
 #include <mpi.h>
 #include <sched.h>
@@ -36,19 +38,25 @@ void comm_sum_floats(float *x, size_t n)
 {
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
+        watchdog_arm("a gradient allreduce");
         MPI_Allreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        watchdog_disarm();
     }
 }
 
 double comm_sum_double(double x)
 {
+    watchdog_arm("a sum over ranks");
     MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    watchdog_disarm();
     return x;
 }
 
 int comm_max_int(int x)
 {
+    watchdog_arm("the end-of-step agreement");
     MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    watchdog_disarm();
     return x;
 }
 
@@ -56,7 +64,9 @@ void comm_broadcast_floats(float *x, size_t n, int root)
 {
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
+        watchdog_arm("the parameter broadcast");
         MPI_Bcast(x + off, count, MPI_FLOAT, root, MPI_COMM_WORLD);
+        watchdog_disarm();
     }
 }
 

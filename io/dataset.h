@@ -33,6 +33,17 @@ uint64_t dataset_train_samples(const dataset *d);
 /* Number of val windows. */
 uint64_t dataset_val_windows(const dataset *d);
 
+/* Global index of the first sample of micro-batch `micro` of `step` for `rank`:
+ * micro-batch j of step s is samples (s*accum + j) * ranks*B + [0, ranks*B),
+ * of which rank r takes the r-th B, so the global batch is the same whatever
+ * the number of ranks. */
+static inline uint64_t dataset_first_sample(uint64_t step, int micro, int accum, int rank,
+                                            int ranks, int B)
+{
+    return ((step * (uint64_t)accum + (uint64_t)micro) * (uint64_t)ranks + (uint64_t)rank) *
+           (uint64_t)B;
+}
+
 /* Fill inputs/targets [B,T] with global training samples first .. first+B-1. */
 int dataset_train_batch(const dataset *d, uint64_t first, int B, int *inputs, int *targets,
                         char *err, size_t errlen);

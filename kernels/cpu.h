@@ -17,6 +17,9 @@ isa_t cpu_isa(void);                 /* the active path */
 void cpu_set_isa(isa_t isa);         /* force a path (must be supported) */
 const char *cpu_isa_name(isa_t isa);
 bool cpu_has_bf16(void);             /* AVX512-BF16 or AMX-BF16 */
+/* AVX512-VNNI on top of the ISA_AVX512 set: the int8 kernels' vpdpbusd path.  Not
+ * an isa_t of its own, since only kernels/q8 has such a path. */
+bool cpu_has_avx512_vnni(void);
 
 /* The table of the requested path, or the scalar one when this CPU cannot run
  * it: a kernel never executes instructions the CPU lacks. */

@@ -24,7 +24,11 @@ JSON
 $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set bucket_mb=1 --set out_dir="$tmp/np2" \
     >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 run failed"; }
 
-python3 - "$tmp/np1/log.jsonl" "$tmp/np2/log.jsonl" <<'PY' || fail "np 1 and np 2 differ"
+# ZeRO stage 1: the optimizer state is sharded, the training is the same
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+    --set out_dir="$tmp/zero1" >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 zero_stage 1 run failed"; }
+
+python3 - "$tmp/np1/log.jsonl" "$tmp/np2/log.jsonl" "$tmp/zero1/log.jsonl" <<'PY' || fail "np 1, np 2 and ZeRO runs differ"
 import json, sys
 def load(p):
     recs = [json.loads(l) for l in open(p)]
@@ -32,12 +36,15 @@ def load(p):
             [r["val_loss"] for r in recs if r["type"] == "eval"],
             [r["ranks"] for r in recs if r["type"] == "step"])
 l1, v1, r1 = load(sys.argv[1])
-l2, v2, r2 = load(sys.argv[2])
-assert len(l1) == len(l2) == 20 and set(r1) == {1} and set(r2) == {2}
-worst = max(abs(a - b) / abs(a) for a, b in zip(l1, l2))
-assert worst < 1e-5, worst
-assert len(v1) == len(v2) == 2 and all(abs(a - b) / a < 1e-5 for a, b in zip(v1, v2)), (v1, v2)
-print("np1 vs np2: worst step loss difference %.2g relative" % worst)
+for path, name in ((sys.argv[2], "np2"), (sys.argv[3], "np2 zero1")):
+    l2, v2, r2 = load(path)
+    assert len(l1) == len(l2) == 20 and set(r1) == {1} and set(r2) == {2}
+    worst = max(abs(a - b) / abs(a) for a, b in zip(l1, l2))
+    assert worst < 1e-5, (name, worst)
+    assert len(v1) == len(v2) == 2 and all(abs(a - b) / a < 1e-5 for a, b in zip(v1, v2)), (name, v1, v2)
+    print("np1 vs %s: worst step loss difference %.2g relative" % (name, worst))
+opt = lambda p: [r["optimizer_mb"] for r in map(json.loads, open(p)) if r["type"] == "step"][-1]
+assert abs(opt(sys.argv[3]) * 2 - opt(sys.argv[2])) < 0.01, (opt(sys.argv[2]), opt(sys.argv[3]))
 PY
 
 # a bad config: every rank refuses it, only rank 0 says so
@@ -45,4 +52,46 @@ if $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set n_head=3 >/dev/
     fail "bad config accepted"
 fi
 [ "$(grep -c 'not divisible' "$tmp/err3")" -eq 1 ] || { cat "$tmp/err3"; fail "error not reported exactly once"; }
+# checkpoints do not depend on the rank count or ZeRO: a run of np 2 with
+# zero_stage 1 resumed at step 10 continues bit-exactly, and np 1 picks it up too
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+    --set checkpoint_every=10 --set out_dir="$tmp/zfull" >/dev/null 2>"$tmp/err5" || { cat "$tmp/err5"; fail "zero1 run with checkpoints"; }
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+    --set out_dir="$tmp/zres" --resume "$tmp/zfull/ckpt_000010.h5" >/dev/null 2>"$tmp/err5" || { cat "$tmp/err5"; fail "zero1 resume"; }
+"$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=8 --set out_dir="$tmp/zres1" \
+    --resume "$tmp/zfull/ckpt_000010.h5" 2>"$tmp/err5" || { cat "$tmp/err5"; fail "np 1 resume of a zero1 checkpoint"; }
+python3 - "$tmp/zfull/log.jsonl" "$tmp/zres/log.jsonl" "$tmp/zres1/log.jsonl" <<'PY' || fail "resumed runs differ"
+import json, sys
+steps = lambda p: {r["step"]: r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"}
+a, b, c = (steps(p) for p in sys.argv[1:4])
+assert all(a[k] == b[k] for k in range(11, 21)), "np 2 zero1 resume is not bit-exact"
+worst = max(abs(a[k] - c[k]) / a[k] for k in range(11, 21))
+assert worst < 1e-5, worst
+print("resume of an np 2 zero1 checkpoint: bit-exact on np 2, %.2g relative on np 1" % worst)
+PY
+
+# a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
+# other rank's watchdog gives up after comm_timeout_s)
+lose_rank() {   # signal, expected-stderr-pattern
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
+        --set eval_every=0 --set comm_timeout_s=5 --set out_dir="$tmp/lost" >/dev/null 2>"$tmp/err4" &
+    job=$!
+    i=0
+    while [ ! -s "$tmp/lost/log.jsonl" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    sleep 1
+    victim=$(pgrep -f "out_dir=$tmp/lost" | while read -r p; do
+        [ "$(cat /proc/"$p"/comm 2>/dev/null)" = trainer ] && echo "$p"; done | tail -1)
+    [ -n "$victim" ] || { kill "$job"; fail "no trainer rank found to $1"; }
+    kill -"$1" "$victim"
+    i=0
+    while kill -0 "$job" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$job" 2>/dev/null; then
+        kill -9 "$job" "$victim" 2>/dev/null; fail "job still running 60 s after SIG$1 to a rank"
+    fi
+    wait "$job" && fail "job exited 0 after losing a rank"
+    grep -q "$2" "$tmp/err4" || { cat "$tmp/err4"; fail "no message matching '$2' after SIG$1"; }
+    echo "SIG$1 to a rank: job ended after $((i / 10)) s"
+}
+lose_rank KILL "process rank"
+lose_rank STOP "stuck or unreachable"
 echo "PASS e2e_mpi"

@@ -10,6 +10,7 @@
 
 #include "io/fsutil.h"
 #include "kernels/cpu.h"
+#include "trainer/control.h"
 
 typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
 
@@ -29,10 +30,12 @@ static const config_key keys[] = {
     KEY(beta2, KEY_FLOAT),          KEY(eps, KEY_FLOAT),           KEY(grad_clip, KEY_FLOAT),
     KEY(warmup_steps, KEY_INT),     KEY(max_steps, KEY_INT),       KEY(lr_decay_steps, KEY_INT),
     KEY(precision, KEY_STR),        KEY(recompute, KEY_STR),       KEY(zero_stage, KEY_INT),
-    KEY(bucket_mb, KEY_INT),        KEY(optimizer_offload, KEY_STR), KEY(eval_every, KEY_INT),
+    KEY(bucket_mb, KEY_INT),        KEY(comm_timeout_s, KEY_FLOAT),
+    KEY(loader_depth, KEY_INT),     KEY(loader_timeout_s, KEY_FLOAT),        KEY(optimizer_offload, KEY_STR), KEY(eval_every, KEY_INT),
     KEY(eval_batches, KEY_INT),     KEY(log_every, KEY_INT),       KEY(checkpoint_every, KEY_INT),
     KEY(keep_checkpoints, KEY_INT), KEY(seed, KEY_I64),            KEY(data_dir, KEY_STR),
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
+    KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),   /* issue 7 */
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
 
@@ -43,7 +46,8 @@ void config_defaults(run_config *c)
         .batch_size = 8, .seq_len = 0, .grad_accum = 1,
         .lr = 3e-4f, .min_lr = 3e-5f, .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f,
         .eps = 1e-8f, .grad_clip = 1.0f, .warmup_steps = 100, .max_steps = 1000,
-        .lr_decay_steps = 0, .zero_stage = 0, .bucket_mb = 25,
+        .lr_decay_steps = 0, .zero_stage = 0, .bucket_mb = 25, .comm_timeout_s = 60,
+        .loader_depth = 8, .loader_timeout_s = 30,
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .seed = 1337,
     };
@@ -227,15 +231,20 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: precision \"%s\" is not available in this build (fp32 or bf16 so far)", c->precision);
     REQUIRE(strcmp(c->recompute, "none") == 0 || strcmp(c->recompute, "block") == 0,
             "config: recompute must be none or block, not \"%s\"", c->recompute);
-    REQUIRE(c->zero_stage == 0, "config: zero_stage %d is not available in this build (only 0 so far)",
-            c->zero_stage);
+    REQUIRE(c->zero_stage == 0 || c->zero_stage == 1,
+            "config: zero_stage %d is not available in this build (0 or 1 so far)", c->zero_stage);
     REQUIRE(strcmp(c->optimizer_offload, "none") == 0,
             "config: optimizer_offload \"%s\" is not available in this build (only none so far)",
             c->optimizer_offload);
     REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
-    REQUIRE(c->checkpoint_every == 0,
-            "config: checkpoint_every %d: checkpoints are not available in this build yet",
-            c->checkpoint_every);
+    REQUIRE(c->comm_timeout_s >= 0, "config: comm_timeout_s must be >= 0 (0 waits forever)");
+    REQUIRE(c->loader_depth >= 1 && c->loader_depth <= 1024,
+            "config: loader_depth must be in 1..1024");
+    REQUIRE(c->loader_timeout_s > 0 && c->loader_timeout_s <= 86400,
+            "config: loader_timeout_s must be in (0, 86400]");
+    /* issue 7: status/control endpoints (loopback unless the config says otherwise) */
+    if (control_check_config(c, err, errlen) != 0)
+        return -1;
     return 0;
 }
 
@@ -245,6 +254,8 @@ char *config_to_json(const run_config *c)
     for (int i = 0; i < NKEYS; i++) {
         const config_key *k = &keys[i];
         const void *field = (const char *)c + k->offset;
+        if (strcmp(k->name, "control_token") == 0)
+            continue;   /* issue 7: a secret stays out of dumps (checkpoints, logs) */
         switch (k->type) {
         case KEY_INT: cJSON_AddNumberToObject(o, k->name, *(const int *)field); break;
         case KEY_I64: cJSON_AddNumberToObject(o, k->name, (double)*(const long long *)field); break;

@@ -21,12 +21,17 @@ typedef struct {
     char precision[8], recompute[8];
     /* distribution (comm/) */
     int zero_stage, bucket_mb;
+    float comm_timeout_s;   /* longest wait on other ranks before aborting (0: forever) */
+    int loader_depth;       /* training batches prepared ahead */
+    float loader_timeout_s; /* longest wait for one batch before giving up */
     char optimizer_offload[256];
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
     long long seed;
     char data_dir[512], out_dir[512];
     char status_endpoint[128], control_endpoint[128];
+    char control_token[128];   /* issue 7: required off loopback ($GPT_CONTROL_TOKEN too) */
+    int status_public;         /* issue 7: 1 allows a non-loopback status_endpoint */
     /* derived by config_finalize, not a key */
     bool precision_auto;   /* precision was not given: bf16 where the CPU has it */
 } run_config;

@@ -43,7 +43,8 @@ float grad_global_norm(const gpt2 *m)
     return (float)sqrt(sumsq(m->grads, m->num_params));
 }
 
-bool optimizer_step(adamw_state *s, gpt2 *m, const run_config *c, float lr, float grad_norm)
+bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_config *c, float lr,
+                    float grad_norm)
 {
     if (!isfinite(grad_norm))
         return false;
@@ -51,13 +52,18 @@ bool optimizer_step(adamw_state *s, gpt2 *m, const run_config *c, float lr, floa
     if (c->grad_clip > 0 && grad_norm > c->grad_clip)
         scale = c->grad_clip / (grad_norm + 1e-6f);
     s->step++;
-    for (int i = 0; i < m->num_tensors; i++) {
+    size_t lo_all = s->offset, hi_all = s->offset + s->n;
+    for (int i = 0; i < m->num_tensors; i++) {   /* the tensors that overlap the range */
         const param_tensor *t = &m->tensors[i];
+        size_t lo = t->offset > lo_all ? t->offset : lo_all;
+        size_t hi = t->offset + t->numel < hi_all ? t->offset + t->numel : hi_all;
+        if (lo >= hi)
+            continue;
         adamw_params p = {.lr = lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
                           .weight_decay = t->decay ? c->weight_decay : 0.0f,
                           .grad_scale = scale, .step = s->step};
-        adamw_update(m->params + t->offset, m->grads + t->offset, s->m + t->offset,
-                     s->v + t->offset, t->numel, &p);
+        size_t k = lo - lo_all;
+        adamw_update(m->params + lo, grads + k, s->m + k, s->v + k, hi - lo, &p);
     }
     gpt2_params_changed(m);
     return true;

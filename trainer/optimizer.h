@@ -9,9 +9,11 @@
 #include "trainer/config.h"
 #include "trainer/model.h"
 
+/* The moments of parameters [offset, offset + n): all of them, or this rank's
+ * shard under ZeRO (set offset after optimizer_create). */
 typedef struct {
-    float *m, *v;   /* first and second moments, [num_params] each */
-    size_t n;
+    float *m, *v;   /* first and second moments, [n] each */
+    size_t offset, n;
     int step;       /* optimizer steps taken */
 } adamw_state;
 
@@ -24,8 +26,10 @@ float lr_schedule(const run_config *c, int step);
 /* Global L2 norm of the gradients. */
 float grad_global_norm(const gpt2 *m);
 
-/* Clip to grad_clip (0: no clipping) and apply one AdamW update with lr.
- * A non-finite grad_norm skips the update and returns false. */
-bool optimizer_step(adamw_state *s, gpt2 *m, const run_config *c, float lr, float grad_norm);
+/* Clip to grad_clip (0: no clipping) and apply one AdamW update with lr to
+ * params [offset, offset+n); grads holds the gradients of exactly those.
+ * A non-finite grad_norm (of the whole model) skips the update and returns false. */
+bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_config *c, float lr,
+                    float grad_norm);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "trainer/publisher.h"
 
 double wall_time(void)
 {
@@ -86,6 +87,14 @@ static void emit(status_log *s, cJSON *o)
         fprintf(s->log, "%s\n", line);
         fflush(s->log);
     }
+    /* issue 7: the same record on the status socket; remember the last checkpoint */
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(o, "type"));
+    if (line && s->pub)
+        publisher_send(s->pub, line, type && strcmp(type, "step") == 0);
+    if (type && strcmp(type, "checkpoint") == 0) {
+        s->last_ckpt_step = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "step"));
+        s->last_ckpt_time = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "time"));
+    }
     free(line);
     cJSON_Delete(o);
 }
@@ -105,7 +114,13 @@ void status_step(status_log *s, const step_stats *st)
     cJSON_AddNumberToObject(o, "loader_wait_ms", st->loader_wait_ms);
     cJSON_AddNumberToObject(o, "comm_ms", st->comm_ms);
     cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
+    cJSON_AddNumberToObject(o, "optimizer_mb", st->optimizer_mb);
     cJSON_AddNumberToObject(o, "skipped_steps", st->skipped_steps);
+    cJSON_AddNumberToObject(o, "status_dropped", (double)publisher_dropped(s->pub));   /* issue 7 */
+    if (s->last_ckpt_step > 0) {   /* issue 7: a late subscriber needs nothing earlier */
+        cJSON_AddNumberToObject(o, "last_checkpoint_step", s->last_ckpt_step);
+        cJSON_AddNumberToObject(o, "last_checkpoint_time", s->last_ckpt_time);
+    }
     emit(s, o);
     if (!s->muted && (st->step % s->log_every == 0 || st->step == st->max_steps))
         fprintf(stderr, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | mfu %.1f%% | eta %.0fs\n",
@@ -147,4 +162,19 @@ void status_done(status_log *s, int step, double tokens_per_s, double train_s,
     cJSON_AddNumberToObject(o, "peak_gflops", peak_gflops);
     cJSON_AddNumberToObject(o, "peak_rss_mb", process_peak_rss_mb());
     emit(s, o);
+}
+
+/* issue 6 */
+void status_checkpoint(status_log *s, int step, int max_steps, const char *path, double size_mb,
+                       double write_s, double blocked_s)
+{
+    cJSON *o = record("checkpoint", step, max_steps);
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddNumberToObject(o, "size_mb", size_mb);
+    cJSON_AddNumberToObject(o, "write_s", write_s);
+    cJSON_AddNumberToObject(o, "blocked_s", blocked_s);
+    emit(s, o);
+    if (!s->muted)
+        fprintf(stderr, "step %5d/%d | checkpoint %s (%.1f MB, %.2f s)\n", step, max_steps, path,
+                size_mb, write_s);
 }

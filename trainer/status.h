@@ -14,6 +14,7 @@ typedef struct {
     float loss, lr, grad_norm;
     double step_ms, tokens_per_s, mfu, elapsed_s, eta_s;
     double loader_wait_ms, comm_ms, rss_mb;
+    double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
     int skipped_steps;
 } step_stats;
 
@@ -21,6 +22,9 @@ typedef struct {
     FILE *log;
     int log_every;
     bool muted;   /* ranks other than 0: every call does nothing */
+    struct publisher *pub;   /* issue 7: status socket, NULL for none (trainer/publisher.h) */
+    int last_ckpt_step;      /* issue 7: the last "checkpoint" record (0: none), */
+    double last_ckpt_time;   /* repeated in step records for late subscribers */
 } status_log;
 
 int status_open(status_log *s, const char *out_dir, int log_every, char *err, size_t errlen);
@@ -41,5 +45,10 @@ double process_peak_rss_mb(void);
 /* Seconds since the epoch (time stamps), and of a monotonic clock (intervals). */
 double wall_time(void);
 double mono_time(void);
+
+/* issue 6: a "checkpoint" record (path, size_mb, write_s, and blocked_s: the
+ * time the training loop waited for it), also echoed on stderr. */
+void status_checkpoint(status_log *s, int step, int max_steps, const char *path, double size_mb,
+                       double write_s, double blocked_s);
 
 #endif

@@ -9,12 +9,18 @@
 
 #include "comm/buckets.h"
 #include "comm/comm.h"
+#include "comm/zero.h"
 #include "io/dataset.h"
+#include "io/loader.h"
+#include "kernels/adamw.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/status.h"
+#include "trainer/control.h"     /* issue 7 */
+#include "trainer/publisher.h"   /* issue 7 */
+#include "trainer/checkpointing.h"   /* issue 6 */
 
 /* Stop with an error after this many consecutive non-finite steps. */
 enum { MAX_CONSECUTIVE_SKIPS = 10 };
@@ -29,13 +35,21 @@ void train_request_stop(void)
 typedef struct {
     const run_config *cfg;
     const comm_world *world;
-    grad_buckets *buckets;   /* NULL with one rank */
+    grad_buckets *buckets;   /* stage 0 with several ranks; else NULL */
+    bool zero;               /* zero_stage 1: optimizer state sharded over ranks */
+    zero_shard shard;
+    float *grad_shard;       /* zero: this rank's summed gradients [shard.len] */
+    loader *batches;         /* training batches, prepared ahead by a thread */
+    double loader_wait_s;    /* time the last step waited for them */
     double comm_s;           /* time waiting for gradient reduction in the last step */
     dataset data;
     gpt2 model;
     adamw_state opt;
     status_log status;
+    publisher *pub;          /* issue 7: status socket (rank 0) */
+    control_server *ctl;     /* issue 7: control requests (rank 0) */
     int *inputs, *targets;   /* [B,T] */
+    int start_step;          /* issue 6: 0, or the step a resumed run starts at */
 } trainer;
 
 /* A number from a one-line file (cgroup limits), or -1 ("max", missing). */
@@ -71,6 +85,56 @@ static long long available_memory_bytes(void)
     return avail;
 }
 
+/* issue 7: the status socket and the control server (rank 0).  An endpoint
+ * that cannot be bound (port in use) is reported and the run goes on without
+ * it: training matters more than watching it. */
+static void services_open(trainer *tr, const run_config *c)
+{
+    char why[256], msg[384];
+    tr->pub = publisher_open(c->status_endpoint, why, sizeof why);
+    if (!tr->pub) {
+        snprintf(msg, sizeof msg, "%s; running without the status socket", why);
+        status_event(&tr->status, "event", 0, msg);
+    }
+    tr->status.pub = tr->pub;
+    control_options co = {.endpoint = c->control_endpoint, .token = control_token(c),
+                          .checkpoint_available = true,   /* via checkpoint_request() */
+                          .latest_step = publisher_latest_step_cb, .ctx = tr->pub};
+    tr->ctl = control_open(&co, why, sizeof why);
+    if (!tr->ctl) {
+        snprintf(msg, sizeof msg, "%s; running without the control server", why);
+        status_event(&tr->status, "event", 0, msg);
+    }
+}
+
+/* How gradients are combined: stage 0 allreduces them in buckets during
+ * backward and keeps the whole optimizer state; stage 1 reduce-scatters them
+ * after backward and keeps only this rank's shard of the state. */
+static int open_reduction(trainer *tr, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    const comm_world *w = tr->world;
+    size_t n = tr->model.num_params;
+    if (c->zero_stage >= 1) {
+        tr->zero = true;
+        if (zero_init(&tr->shard, n, w->rank, w->size) != 0 ||
+            optimizer_create(&tr->opt, tr->shard.len, err, errlen) != 0 ||
+            !(tr->grad_shard = malloc((tr->shard.len ? tr->shard.len : 1) * sizeof(float)))) {
+            snprintf(err, errlen, "out of memory allocating the ZeRO shard");
+            return -1;
+        }
+        tr->opt.offset = tr->shard.begin;
+        return 0;
+    }
+    if (w->size > 1 &&
+        !(tr->buckets = buckets_create(tr->model.grads, n,
+                                       (size_t)c->bucket_mb * (1 << 20) / sizeof(float)))) {
+        snprintf(err, errlen, "out of memory allocating gradient buckets");
+        return -1;
+    }
+    return optimizer_create(&tr->opt, n, err, errlen);
+}
+
 static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, char *err,
                         size_t errlen)
 {
@@ -99,16 +163,9 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
     /* every rank starts from rank 0's parameters, whatever its seed or file */
-    if (w->size > 1) {
+    if (w->size > 1)
         comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
-        tr->buckets = buckets_create(tr->model.grads, tr->model.num_params,
-                                     (size_t)c->bucket_mb * (1 << 20) / sizeof(float));
-        if (!tr->buckets) {
-            snprintf(err, errlen, "out of memory allocating gradient buckets");
-            return -1;
-        }
-    }
-    if (optimizer_create(&tr->opt, tr->model.num_params, err, errlen) != 0)
+    if (open_reduction(tr, err, errlen) != 0)
         return -1;
     size_t bt = (size_t)c->batch_size * c->seq_len;
     tr->inputs = malloc(bt * sizeof(int));
@@ -121,12 +178,20 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         tr->status.muted = true;
         return 0;
     }
-    return status_open(&tr->status, c->out_dir, c->log_every, err, errlen);
+    if (status_open(&tr->status, c->out_dir, c->log_every, err, errlen) != 0)
+        return -1;
+    services_open(tr, c);   /* issue 7 */
+    return 0;
 }
 
 static void trainer_close(trainer *tr)
 {
     buckets_destroy(tr->buckets);
+    zero_free(&tr->shard);
+    free(tr->grad_shard);
+    control_close(tr->ctl);   /* issue 7 */
+    tr->status.pub = NULL;
+    publisher_close(tr->pub);
     status_close(&tr->status);
     free(tr->inputs);
     free(tr->targets);
@@ -171,9 +236,8 @@ static void on_grads_ready(void *ctx, size_t from)
 }
 
 /* One optimizer step over grad_accum micro-batches on every rank; returns the
- * mean loss over the global batch, with the gradients summed over ranks.
- * Micro-batch j of step s is global samples (s*accum + j) * ranks*B + [0, ranks*B),
- * of which rank r takes the r-th B: the same global batch for any rank count. */
+ * mean loss over the global batch, with the gradients summed over ranks.  The
+ * loader delivers this rank's slice of each micro-batch (dataset_first_sample). */
 static int train_step(trainer *tr, int step, float *loss, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
@@ -184,9 +248,12 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     gpt2_zero_grad(&tr->model);
     if (tr->buckets)
         buckets_begin(tr->buckets);
+    tr->loader_wait_s = 0;
     for (int j = 0; j < c->grad_accum && rc == 0; j++) {
-        uint64_t first = (((uint64_t)step * c->grad_accum + j) * world->size + world->rank) * B;
-        rc = dataset_train_batch(&tr->data, first, B, tr->inputs, tr->targets, err, errlen);
+        double wait_ms;
+        rc = loader_next(tr->batches, (uint64_t)step, j, tr->inputs, tr->targets, &wait_ms, err,
+                         errlen);
+        tr->loader_wait_s += wait_ms / 1e3;
         if (rc == 0) {
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
             if (j == c->grad_accum - 1 && tr->buckets) {   /* reduce during the last backward */
@@ -199,7 +266,12 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     }
     /* A rank that failed to read its batch still finishes the reduction it
      * joined (with whatever gradients it has), so no rank hangs; then all agree. */
-    tr->comm_s = tr->buckets ? buckets_finish(tr->buckets) : 0;
+    double t0 = mono_time();
+    if (tr->buckets)
+        buckets_finish(tr->buckets);
+    else if (tr->zero)
+        zero_reduce_scatter(&tr->shard, tr->model.grads, tr->grad_shard);
+    tr->comm_s = mono_time() - t0;
     if (comm_max_int(rc != 0)) {
         if (rc == 0)
             snprintf(err, errlen, "another rank failed reading its batch");
@@ -207,6 +279,93 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     }
     *loss = (float)(comm_sum_double(sum) / (c->grad_accum * world->size));
     return 0;
+}
+
+/* issue 7: control requests at a step boundary (rank 0; the other ranks follow
+ * a stop through the comm_max_int after it; broadcasting pause and checkpoint
+ * to every rank is comm's part).  While paused, wait here for resume or stop. */
+static void apply_control(trainer *tr, int done)
+{
+    bool paused = false;
+    for (;;) {
+        control_cmd cmd = paused ? control_wait(tr->ctl, 0.2) : control_poll(tr->ctl);
+        if (cmd == CONTROL_STOP) {
+            train_request_stop();
+        } else if (cmd == CONTROL_CHECKPOINT) {
+            checkpoint_request();   /* saved after this step, as for SIGUSR1 */
+        } else if (cmd == CONTROL_PAUSE || cmd == CONTROL_RESUME) {
+            paused = cmd == CONTROL_PAUSE;
+            status_event(&tr->status, "event", done, paused ? "paused" : "resumed");
+        }
+        if (stop_requested || (!paused && cmd == CONTROL_NONE))
+            return;
+    }
+}
+
+/* Clip and apply AdamW: to the whole model, or (ZeRO) to this rank's shard,
+ * whose updated values are then gathered by every rank.  *norm is the global
+ * gradient norm; false when it is not finite and the step was skipped. */
+static bool update_params(trainer *tr, float lr, float *norm)
+{
+    gpt2 *m = &tr->model;
+    if (!tr->zero) {
+        *norm = grad_global_norm(m);
+        return optimizer_step(&tr->opt, m, m->grads, tr->cfg, lr, *norm);
+    }
+    *norm = (float)sqrt(comm_sum_double(sumsq(tr->grad_shard, tr->shard.len)));
+    if (!optimizer_step(&tr->opt, m, tr->grad_shard, tr->cfg, lr, *norm))
+        return false;   /* every rank sees the same norm, so all skip together */
+    zero_allgather(&tr->shard, m->params);
+    return true;
+}
+
+/* Checkpoints hold the whole optimizer state.  Under ZeRO each rank has only
+ * its shard, so a save gathers the moments on rank 0 (one full copy of m and v
+ * there while writing) and a resume loads them whole on every rank and keeps
+ * the shard.  Bounding this by one tensor is still to do. */
+static int full_optimizer(trainer *tr, adamw_state *full, char *err, size_t errlen)
+{
+    if (optimizer_create(full, tr->model.num_params, err, errlen) != 0)
+        return -1;
+    full->step = tr->opt.step;
+    return 0;
+}
+
+static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
+{
+    if (!tr->zero)
+        return checkpoint_save(tr->cfg, tr->world, &tr->model, &tr->opt, done, &tr->status, err,
+                               errlen);
+    adamw_state full;
+    int rc = full_optimizer(tr, &full, err, errlen);
+    if (comm_max_int(rc != 0))
+        return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
+    zero_gather_to_root(&tr->shard, tr->opt.m, full.m);
+    zero_gather_to_root(&tr->shard, tr->opt.v, full.v);
+    rc = checkpoint_save(tr->cfg, tr->world, &tr->model, &full, done, &tr->status, err, errlen);
+    optimizer_destroy(&full);
+    return rc;
+}
+
+static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    if (!tr->zero)
+        return checkpoint_resume(c, tr->world, &tr->model, &tr->opt, &tr->status, &tr->start_step,
+                                 err, errlen);
+    adamw_state full;
+    int rc = full_optimizer(tr, &full, err, errlen);
+    if (comm_max_int(rc != 0))
+        return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
+    rc = checkpoint_resume(c, tr->world, &tr->model, &full, &tr->status, &tr->start_step, err,
+                           errlen);
+    if (rc == 0) {
+        memcpy(tr->opt.m, full.m + tr->shard.begin, tr->shard.len * sizeof(float));
+        memcpy(tr->opt.v, full.v + tr->shard.begin, tr->shard.len * sizeof(float));
+        tr->opt.step = full.step;
+    }
+    optimizer_destroy(&full);
+    return rc;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -232,17 +391,26 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     double t_start = mono_time(), t_train = 0;
     int skipped = 0, consecutive = 0, rc = 0;
     res->final_val_loss = NAN;
+    const int first = tr->start_step;   /* issue 6: a resumed run starts there */
+    res->steps_done = first;
+    loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
+                         .rank = tr->world->rank, .ranks = tr->world->size,
+                         .first_step = (uint64_t)first, .depth = c->loader_depth,
+                         .timeout_ms = (int)(c->loader_timeout_s * 1e3)};
+    if (!(tr->batches = loader_start(&tr->data, &lo, err, errlen))) {
+        free(step_s);
+        return -1;
+    }
 
-    for (int step = 0; step < c->max_steps && rc == 0; step++) {
+    for (int step = first; step < c->max_steps && rc == 0; step++) {
         double t0 = mono_time();
-        float loss;
+        float loss, norm;
         if (train_step(tr, step, &loss, err, errlen) != 0) {
             rc = -1;
             break;
         }
-        float norm = grad_global_norm(&tr->model);
         float lr = lr_schedule(c, step);
-        if (!optimizer_step(&tr->opt, &tr->model, c, lr, norm)) {
+        if (!update_params(tr, lr, &norm)) {
             skipped++;
             char msg[160];
             snprintf(msg, sizeof msg, "step %d skipped: loss %g, gradient norm %g is not finite",
@@ -257,18 +425,21 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             consecutive = 0;
         }
         double dt = mono_time() - t0;
-        if (step < ntimed_cap)
-            step_s[step] = dt;
+        if (step - first < ntimed_cap)
+            step_s[step - first] = dt;
         t_train += dt;
         int done = step + 1;
         step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
                          .loss = loss, .comm_ms = tr->comm_s * 1e3,
+                         .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
+                         .loader_wait_ms = tr->loader_wait_s * 1e3,
                          .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
                          .elapsed_s = mono_time() - t_start,
-                         .eta_s = t_train / done * (c->max_steps - done),
+                         .eta_s = t_train / (done - first) * (c->max_steps - done),
                          .rss_mb = process_rss_mb(), .skipped_steps = skipped};
         status_step(&tr->status, &st);
+        apply_control(tr, done);   /* issue 7 */
         res->final_loss = loss;
         res->steps_done = done;
 
@@ -287,13 +458,17 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             status_eval(&tr->status, done, c->max_steps, val, mono_time() - te);
             res->final_val_loss = val;
         }
+        /* issue 6: periodic, final, SIGUSR1 and stop-time checkpoints */
+        if (rc == 0 && checkpoint_due(c, tr->world, done, last || stopping) &&
+            save_checkpoint(tr, done, err, errlen) != 0)
+            rc = -1;
         if (stopping) {
             status_event(&tr->status, "event", done, "stop requested: stopped after this step");
             break;
         }
     }
     res->train_seconds = t_train;
-    int n = res->steps_done < ntimed_cap ? res->steps_done : ntimed_cap;
+    int n = res->steps_done - first < ntimed_cap ? res->steps_done - first : ntimed_cap;
     if (n > 1) {   /* the first step pays for primitive creation and page faults */
         qsort(step_s + 1, (size_t)n - 1, sizeof *step_s, cmp_double);
         res->tokens_per_s = tokens_per_step / step_s[1 + (n - 1) / 2];
@@ -301,6 +476,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         res->tokens_per_s = tokens_per_step / step_s[0];
     }
     free(step_s);
+    loader_stop(tr->batches);
+    tr->batches = NULL;
     return rc;
 }
 
@@ -310,6 +487,11 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
     trainer tr;
     memset(res, 0, sizeof *res);
     int rc = trainer_open(&tr, c, world, err, errlen);
+    if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
+        rc = resume_checkpoint(&tr, err, errlen);
+        if (rc != 0)
+            status_event(&tr.status, "error", 0, err);
+    }
     if (rc == 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "training %zu parameters, %s, recompute %s, %d threads, "

@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "comm/watchdog.h"
 #include "trainer/config.h"
 #include "trainer/train.h"
+#include "trainer/checkpointing.h"   /* issue 6 */
 
 static bool quiet;   /* a rank other than 0: command-line errors are rank 0's to print */
 
@@ -29,17 +31,26 @@ static void say(FILE *f, const char *fmt, ...)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: trainer --config FILE.json [--set key=value ...]\n"
+            "usage: trainer --config FILE.json [--set key=value ...] [--resume auto|PATH]\n"
             "  --config FILE    run configuration (JSON object; keys as in README.md)\n"
             "  --set key=value  override one config key (repeatable, applied in order)\n"
+            "  --resume auto|PATH  continue from OUT_DIR's newest valid checkpoint (auto:\n"
+            "                   a fresh start if there is none) or from the checkpoint PATH\n"
             "  --help           this text\n"
-            "SIGINT/SIGTERM stop the run after the current step (a second one kills it).\n");
+            "SIGINT/SIGTERM stop the run after the current step (a second one kills it).\n"
+            "SIGUSR1 writes a checkpoint after the current step and goes on.\n");
 }
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
     train_request_stop();
+}
+
+static void on_checkpoint_signal(int sig)   /* issue 6 */
+{
+    (void)sig;
+    checkpoint_request();
 }
 
 /* Parses the command line into cfg: the config file first, then every --set
@@ -54,7 +65,8 @@ static int parse_args(int argc, char **argv, run_config *cfg)
             usage(stdout);
             exit(0);
         }
-        if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--set") != 0) {
+        if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--set") != 0 &&
+            strcmp(argv[i], "--resume") != 0) {
             say(stderr, "trainer: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
@@ -68,6 +80,8 @@ static int parse_args(int argc, char **argv, run_config *cfg)
                 return 2;
             }
             config_path = argv[i];
+        } else if (strcmp(argv[i - 1], "--resume") == 0) {   /* issue 6 */
+            checkpoint_set_resume(argv[i]);
         }
     }
     if (!config_path) {
@@ -123,18 +137,26 @@ int main(int argc, char **argv)
         return 1;
     }
     choose_threads(&world);
+    if (world.size > 1 && watchdog_start(world.rank, cfg.comm_timeout_s) != 0) {
+        fprintf(stderr, "trainer: cannot start the watchdog thread\n");
+        return 1;
+    }
 
     /* the first signal asks for a clean stop; a second one kills as usual */
     struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND | SA_RESTART};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction su = {.sa_handler = on_checkpoint_signal, .sa_flags = SA_RESTART};
+    sigaction(SIGUSR1, &su, NULL);   /* issue 6: checkpoint and go on */
 
     train_result res;
     if (train_run(&cfg, &world, &res, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
+        watchdog_stop();
         comm_finalize();
         return 1;
     }
+    watchdog_stop();
     comm_finalize();
     if (world.rank != 0)
         return 0;

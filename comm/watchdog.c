@@ -1,0 +1,86 @@
+#include "comm/watchdog.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool running, stopping;
+    int rank;
+    double timeout_s;
+    const char *what;     /* NULL when disarmed */
+    double armed_at;      /* CLOCK_MONOTONIC seconds */
+} wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Wakes every second (cheap) and checks the armed wait's age. */
+static void *watch(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wd.lock);
+    while (!wd.stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&wd.wake, &wd.lock, &until);
+        if (wd.what && now() - wd.armed_at > wd.timeout_s) {
+            fprintf(stderr, "trainer: rank %d: waited %.0f s for the other ranks in %s; a peer rank "
+                    "is stuck or unreachable, aborting the job\n", wd.rank, wd.timeout_s, wd.what);
+            fflush(stderr);
+            _exit(3);
+        }
+    }
+    pthread_mutex_unlock(&wd.lock);
+    return NULL;
+}
+
+int watchdog_start(int rank, double timeout_s)
+{
+    if (timeout_s <= 0 || wd.running)
+        return 0;
+    wd.rank = rank;
+    wd.timeout_s = timeout_s;
+    wd.stopping = false;
+    if (pthread_create(&wd.thread, NULL, watch, NULL) != 0)
+        return -1;
+    wd.running = true;
+    return 0;
+}
+
+void watchdog_stop(void)
+{
+    if (!wd.running)
+        return;
+    pthread_mutex_lock(&wd.lock);
+    wd.stopping = true;
+    pthread_cond_signal(&wd.wake);
+    pthread_mutex_unlock(&wd.lock);
+    pthread_join(wd.thread, NULL);
+    wd.running = false;
+}
+
+void watchdog_arm(const char *what)
+{
+    pthread_mutex_lock(&wd.lock);
+    wd.what = what;
+    wd.armed_at = now();
+    pthread_mutex_unlock(&wd.lock);
+}
+
+void watchdog_disarm(void)
+{
+    pthread_mutex_lock(&wd.lock);
+    wd.what = NULL;
+    pthread_mutex_unlock(&wd.lock);
+}

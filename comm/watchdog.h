@@ -1,0 +1,21 @@
+/* watchdog: a rank never waits forever for its peers.
+ *
+ * The training thread arms the watchdog around every wait on other ranks
+ * (gradient reduction, agreement on flags and losses).  If a wait lasts longer
+ * than the timeout, a peer is stuck or unreachable (a rank that dies outright
+ * is caught sooner by mpirun itself): the watchdog prints one line naming this
+ * rank and what it was waiting for, and exits the process with status 3 so
+ * mpirun takes the whole job down.  Checkpoints already on disk stay valid.
+ */
+#ifndef COMM_WATCHDOG_H
+#define COMM_WATCHDOG_H
+
+/* Starts the watchdog thread; timeout_s <= 0 disables it.  0 on success. */
+int watchdog_start(int rank, double timeout_s);
+void watchdog_stop(void);
+
+/* what must be a string literal (it is read by the watchdog thread). */
+void watchdog_arm(const char *what);
+void watchdog_disarm(void);
+
+#endif

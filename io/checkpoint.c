@@ -1,0 +1,634 @@
+#include "io/checkpoint.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/fsutil.h"
+
+
+/* File locking: HDF5 1.10 flock()s files it opens and refuses a second open of a
+ * locked file (the reason in-place rewrites break).  We never reopen a file that
+ * is being written, since each checkpoint is a new file renamed into place, so
+ * locking stays on (HDF5_USE_FILE_LOCKING is left to the user, e.g. for NFS). */
+
+static const char *const DIM_KEYS[] = {"vocab_size", "n_positions", "n_embd", "n_layer", "n_head"};
+enum { NDIMS = sizeof DIM_KEYS / sizeof DIM_KEYS[0] };
+
+typedef struct {
+    const char *path;
+    char *err;
+    size_t errlen;
+} ectx;
+
+/* Sets "PATH: message" in err and returns -1. */
+static int fail(const ectx *e, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(e->err, e->errlen, "%s: %s", e->path, msg);
+    return -1;
+}
+
+/* We report one line ourselves; HDF5 would print its whole error stack. */
+static void quiet_hdf5(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* ---- attributes ----------------------------------------------------------- */
+
+static int attr_write(hid_t obj, const char *name, hid_t type, const void *val)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, val);
+    if (a >= 0)
+        H5Aclose(a);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc < 0 ? -1 : 0;
+}
+
+static int attr_i64(hid_t obj, const char *name, long long v)
+{
+    int64_t x = v;
+    return attr_write(obj, name, H5T_NATIVE_INT64, &x);
+}
+
+static int attr_f64(hid_t obj, const char *name, double v)
+{
+    return attr_write(obj, name, H5T_NATIVE_DOUBLE, &v);
+}
+
+/* A fixed-length, NUL-terminated string (h5py reads it as bytes). */
+static int attr_str(hid_t obj, const char *name, const char *s)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = t < 0 || H5Tset_size(t, strlen(s) + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0
+                 ? -1
+                 : attr_write(obj, name, t, s);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+/* Reads a scalar attribute converted to memtype; -1 if missing or unreadable. */
+static int attr_read(hid_t obj, const char *name, hid_t memtype, void *val)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, memtype, val);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc < 0 ? -1 : 0;
+}
+
+static int attr_read_i64(hid_t obj, const char *name, long long *v)
+{
+    int64_t x;
+    if (attr_read(obj, name, H5T_NATIVE_INT64, &x) != 0)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+/* ---- tensors -------------------------------------------------------------- */
+
+uint64_t ckpt_checksum(const float *x, size_t n)
+{
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t h[4] = {1, 2, 3, 4}, w;
+    size_t words = n / 2, i = 0;
+    for (; i + 4 <= words; i += 4)   /* four independent lanes: a few GB/s */
+        for (int l = 0; l < 4; l++) {
+            memcpy(&w, x + 2 * (i + l), 8);
+            h[l] = ((h[l] ^ w) << 31 | (h[l] ^ w) >> 33) * k;
+        }
+    for (; i < words; i++) {
+        memcpy(&w, x + 2 * i, 8);
+        h[i % 4] = ((h[i % 4] ^ w) << 31 | (h[i % 4] ^ w) >> 33) * k;
+    }
+    uint64_t r = n;
+    if (n % 2) {
+        uint32_t last;
+        memcpy(&last, x + n - 1, 4);
+        r ^= (uint64_t)last << 32;
+    }
+    for (int l = 0; l < 4; l++)
+        r = ((r ^ h[l]) << 27 | (r ^ h[l]) >> 37) * k;
+    return r;
+}
+
+/* A contiguous float32 dataset with its "checksum" attribute. */
+static int write_tensor(hid_t g, const param_tensor *t, const float *arena)
+{
+    hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+    const float *x = arena + t->offset;
+    hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                       H5P_DEFAULT);
+    uint64_t sum = ckpt_checksum(x, t->numel);
+    int rc = d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
+                     attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc;
+}
+
+/* Every tensor of the model's table from arena into a new group. */
+static int write_tensors(hid_t file, const char *group, const gpt2 *m, const float *arena,
+                         const ectx *e)
+{
+    hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return fail(e, "cannot create %s", group);
+    int rc = 0;
+    for (int i = 0; i < m->num_tensors && rc == 0; i++)
+        if (write_tensor(g, &m->tensors[i], arena) != 0)
+            rc = fail(e, "cannot write %s/%s (disk full?)", group, m->tensors[i].name);
+    H5Gclose(g);
+    return rc;
+}
+
+/* Checks that group/name is a float dataset of the tensor's shape. */
+static int check_tensor(hid_t g, const char *group, const param_tensor *t, const ectx *e)
+{
+    if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0)
+        return fail(e, "%s/%s is missing", group, t->name);
+    hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hid_t ty = d < 0 ? -1 : H5Dget_type(d);
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (nd > 0 && nd <= 2)
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+    bool ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && nd == t->ndim &&
+              dims[0] == (hsize_t)t->shape[0] && (nd == 1 || dims[1] == (hsize_t)t->shape[1]);
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    if (!ok)
+        return fail(e, "%s/%s is not a float tensor of shape [%d%s%.0d]", group, t->name,
+                    t->shape[0], t->ndim == 2 ? "," : "", t->ndim == 2 ? t->shape[1] : 0);
+    return 0;
+}
+
+static int read_tensor(hid_t g, const char *group, const param_tensor *t, float *arena,
+                       const ectx *e)
+{
+    float *x = arena + t->offset;
+    uint64_t sum = 0;
+    hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+    int rc = d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ? -1 : 0;
+    bool have_sum = rc == 0 && attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (rc != 0)
+        return fail(e, "%s/%s cannot be read (truncated or damaged)", group, t->name);
+    if (!have_sum || sum != ckpt_checksum(x, t->numel))
+        return fail(e, "%s/%s is damaged (%s)", group, t->name,
+                    have_sum ? "checksum mismatch" : "no checksum attribute");
+    return 0;
+}
+
+/* Checks (arena NULL) or loads every tensor of the model's table from group. */
+static int read_tensors(hid_t file, const char *group, const gpt2 *m, float *arena,
+                        const ectx *e)
+{
+    if (H5Lexists(file, group, H5P_DEFAULT) <= 0)
+        return fail(e, "%s is missing (not a gpt-cpu checkpoint?)", group);
+    hid_t g = H5Gopen2(file, group, H5P_DEFAULT);
+    if (g < 0)
+        return fail(e, "cannot open %s", group);
+    int rc = 0;
+    for (int i = 0; i < m->num_tensors && rc == 0; i++)
+        rc = arena ? read_tensor(g, group, &m->tensors[i], arena, e)
+                   : check_tensor(g, group, &m->tensors[i], e);
+    H5Gclose(g);
+    return rc;
+}
+
+/* ---- groups of attributes --------------------------------------------------- */
+
+/* Creates group name, runs fill on it, closes it. */
+static int with_group(hid_t file, const char *name, int (*fill)(hid_t, const ckpt_state *),
+                      const ckpt_state *s, const ectx *e)
+{
+    hid_t g = H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = g < 0 ? -1 : fill(g, s);
+    if (g >= 0)
+        H5Gclose(g);
+    return rc ? fail(e, "cannot write %s", name) : 0;
+}
+
+static int fill_meta(hid_t g, const ckpt_state *s)
+{
+    (void)s;
+    return attr_i64(g, "format_version", CKPT_FORMAT_VERSION) | attr_str(g, "program", "gpt-cpu") |
+           attr_str(g, "version", GPT_CPU_VERSION) | attr_f64(g, "time", (double)time(NULL));
+}
+
+/* One attribute per config key (integers as int64, other numbers as float64,
+ * strings as strings), plus "json", the whole config. */
+static int fill_config(hid_t g, const ckpt_state *s)
+{
+    char *json = config_to_json(s->cfg);
+    cJSON *root = json ? cJSON_Parse(json) : NULL;
+    int rc = root ? 0 : -1;
+    for (cJSON *it = root ? root->child : NULL; it && rc == 0; it = it->next) {
+        double v = it->valuedouble;
+        if (cJSON_IsString(it))
+            rc = attr_str(g, it->string, it->valuestring);
+        else if (fabs(v) < 9e15 && v == floor(v))
+            rc = attr_i64(g, it->string, (long long)v);
+        else
+            rc = attr_f64(g, it->string, v);
+    }
+    if (rc == 0)
+        rc = attr_str(g, "json", json);
+    cJSON_Delete(root);
+    free(json);
+    return rc;
+}
+
+static int fill_train(hid_t g, const ckpt_state *s)
+{
+    const ckpt_train_info *t = &s->train;
+    return attr_i64(g, "step", t->step) | attr_i64(g, "tokens_seen", (long long)t->tokens_seen) |
+           attr_i64(g, "data_cursor", (long long)t->data_cursor) | attr_i64(g, "seed", t->seed) |
+           attr_f64(g, "loss_scale", t->loss_scale);
+}
+
+static int fill_optimizer(hid_t g, const ckpt_state *s)
+{
+    const run_config *c = s->cfg;
+    return attr_i64(g, "step", s->opt->step) | attr_f64(g, "lr", c->lr) |
+           attr_f64(g, "beta1", c->beta1) | attr_f64(g, "beta2", c->beta2) |
+           attr_f64(g, "eps", c->eps) | attr_f64(g, "weight_decay", c->weight_decay) |
+           attr_f64(g, "grad_clip", c->grad_clip);
+}
+
+/* type and vocab_size; for BPE the merges as int32 [n,2]. */
+static int fill_tokenizer(hid_t g, const ckpt_state *s)
+{
+    const char *type = s->tok ? tokenizer_type(s->tok) : "byte";
+    int rc = attr_str(g, "type", type) |
+             attr_i64(g, "vocab_size", s->tok ? tokenizer_vocab_size(s->tok) : 256);
+    size_t n = 0;
+    const uint32_t *merges = s->tok ? tokenizer_merges(s->tok, &n) : NULL;
+    if (rc || !merges || n == 0)
+        return rc;
+    hsize_t dims[2] = {n, 2};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, "merges", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                       H5P_DEFAULT);
+    if (d < 0 || H5Dwrite(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, merges) < 0)
+        rc = -1;
+    if (d >= 0)
+        H5Dclose(d);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc;
+}
+
+static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
+{
+    if (with_group(f, "/meta", fill_meta, s, e) || with_group(f, "/config", fill_config, s, e) ||
+        with_group(f, "/train", fill_train, s, e) ||
+        with_group(f, "/tokenizer", fill_tokenizer, s, e) ||
+        write_tensors(f, "/model", s->model, s->model->params, e) ||
+        with_group(f, "/optimizer", fill_optimizer, s, e) ||
+        write_tensors(f, "/optimizer/m", s->model, s->opt->m, e) ||
+        write_tensors(f, "/optimizer/v", s->model, s->opt->v, e))
+        return -1;
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        return fail(e, "flushing the file failed (disk full?)");
+    return 0;
+}
+
+/* ---- durable rename ------------------------------------------------------- */
+
+/* fsync of a file or directory by name (EINVAL: the file system cannot, ignore). */
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    if (rc != 0 && errno == EINVAL)
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
+/* The rename is durable only once the directory entry is on disk too. */
+static int fsync_dir_of(const char *path)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return fsync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
+{
+    ectx e = {path, err, errlen};
+    char tmp[1100];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return fail(&e, "path too long");
+    quiet_hdf5();
+    /* the 1.10 format (readable by HDF5 >= 1.10, h5py's too): every piece of
+     * metadata is checksummed (the 1.8 format's v1 B-trees are not); the data
+     * carries our own checksum (HDF5's Fletcher-32 filter halved the write speed) */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0)
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (f < 0)
+        return fail(&e, "cannot create %s (directory missing or not writable?)", tmp);
+    int rc = write_all(f, s, &e);
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = fail(&e, "closing %s failed (disk full?)", tmp);
+    /* HDF5 does not fsync: reopen with POSIX and sync before the rename */
+    if (rc == 0 && fsync_path(tmp, O_RDONLY) != 0)
+        rc = fail(&e, "fsync of %s failed: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = fail(&e, "cannot rename %s into place: %s", tmp, strerror(errno));
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    if (fsync_dir_of(path) != 0)
+        return fail(&e, "cannot sync the directory: %s", strerror(errno));
+    return 0;
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+/* Format version and model dimensions against the config. */
+static int check_header(hid_t f, const run_config *c, const ectx *e)
+{
+    long long version;
+    hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
+    int rc = g < 0 ? -1 : attr_read_i64(g, "format_version", &version);
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc != 0)
+        return fail(e, "no /meta format_version: not a gpt-cpu checkpoint");
+    if (version != CKPT_FORMAT_VERSION)
+        return fail(e, "checkpoint format_version %lld is not supported (this program reads %d)",
+                    version, CKPT_FORMAT_VERSION);
+    g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
+    if (g < 0)
+        return fail(e, "no /config group: not a gpt-cpu checkpoint");
+    const int want[NDIMS] = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
+    for (int i = 0; i < NDIMS && rc == 0; i++) {
+        long long have;
+        if (attr_read_i64(g, DIM_KEYS[i], &have) != 0)
+            rc = fail(e, "no /config %s attribute", DIM_KEYS[i]);
+        else if (have != want[i])
+            rc = fail(e, "model mismatch: %s is %lld in the checkpoint but %d in the config",
+                      DIM_KEYS[i], have, want[i]);
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+static int read_train(hid_t f, ckpt_state *s, const ectx *e)
+{
+    long long step, tokens, cursor, seed, opt_step;
+    double scale;
+    hid_t g = H5Gopen2(f, "/train", H5P_DEFAULT);
+    int rc = g < 0 || attr_read_i64(g, "step", &step) || attr_read_i64(g, "tokens_seen", &tokens) ||
+             attr_read_i64(g, "data_cursor", &cursor) || attr_read_i64(g, "seed", &seed) ||
+             attr_read(g, "loss_scale", H5T_NATIVE_DOUBLE, &scale);
+    if (g >= 0)
+        H5Gclose(g);
+    g = rc ? -1 : H5Gopen2(f, "/optimizer", H5P_DEFAULT);
+    rc = rc || g < 0 || attr_read_i64(g, "step", &opt_step);
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc || step < 0 || step > INT32_MAX || opt_step < 0 || opt_step > step || tokens < 0 ||
+        cursor < 0)
+        return fail(e, "/train or /optimizer attributes are missing or invalid");
+    s->train = (ckpt_train_info){.step = (int)step, .tokens_seen = (uint64_t)tokens,
+                                 .data_cursor = (uint64_t)cursor, .seed = seed,
+                                 .loss_scale = scale};
+    s->opt->step = (int)opt_step;
+    return 0;
+}
+
+int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen)
+{
+    ectx e = {path, err, errlen};
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fail(&e, "cannot open: %s", strerror(errno));
+    quiet_hdf5();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return fail(&e, "not a readable HDF5 file (truncated or damaged)");
+    static const char *const groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
+    float *arenas[3] = {s->model->params, s->opt->m, s->opt->v};
+    int rc = check_header(f, s->cfg, &e);
+    for (int i = 0; i < 3 && rc == 0; i++)   /* every shape first, then the data */
+        rc = read_tensors(f, groups[i], s->model, NULL, &e);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = read_tensors(f, groups[i], s->model, arenas[i], &e);
+    if (rc == 0)
+        rc = read_train(f, s, &e);
+    H5Fclose(f);
+    gpt2_params_changed(s->model);
+    return rc;
+}
+
+/* ---- the checkpoint directory ------------------------------------------------ */
+
+long ckpt_name_step(const char *name)
+{
+    if (strncmp(name, "ckpt_", 5) != 0)
+        return -1;
+    const char *p = name + 5, *q = p;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    if (q == p || q - p > 9 || strcmp(q, ".h5") != 0)
+        return -1;
+    return strtol(p, NULL, 10);
+}
+
+typedef struct {
+    long step;
+    char name[32];
+} ckpt_entry;
+
+static int newest_first(const void *a, const void *b)
+{
+    long x = ((const ckpt_entry *)a)->step, y = ((const ckpt_entry *)b)->step;
+    return (x < y) - (x > y);
+}
+
+/* The checkpoints in dir, newest first (*n = 0 if dir does not exist). */
+static int list_ckpts(const char *dir, ckpt_entry **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int cap = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        long step = ckpt_name_step(de->d_name);
+        if (step < 0)
+            continue;
+        if (*n == cap) {
+            ckpt_entry *bigger = realloc(*out, (size_t)(cap = cap * 2 + 8) * sizeof **out);
+            if (!bigger) {
+                closedir(d);
+                return -1;
+            }
+            *out = bigger;
+        }
+        (*out)[*n].step = step;
+        snprintf((*out)[(*n)++].name, sizeof(*out)->name, "%.31s", de->d_name);   /* <= 17 chars */
+    }
+    closedir(d);
+    if (*n > 1)   /* qsort wants a non-NULL base even for 0 elements */
+        qsort(*out, (size_t)*n, sizeof **out, newest_first);
+    return 0;
+}
+
+/* Deletes all but the newest keep checkpoints and stale ckpt_*.h5.tmp files
+ * (left by a crash; no write is in progress while this runs).  Best effort:
+ * a file that cannot be deleted now is retried at the next save. */
+static void prune(const char *dir, int keep)
+{
+    ckpt_entry *list;
+    int n;
+    char path[1100];
+    if (list_ckpts(dir, &list, &n) == 0)
+        for (int i = keep; i < n; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, list[i].name);
+            unlink(path);
+        }
+    free(list);
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        size_t len = strlen(de->d_name);
+        if (strncmp(de->d_name, "ckpt_", 5) == 0 && len > 4 &&
+            strcmp(de->d_name + len - 4, ".tmp") == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+/* The pointer is written after the checkpoint is complete and before older
+ * ones are pruned, so it always names a file that was complete. */
+int ckpt_save(const char *dir, const ckpt_state *s, int keep, char *path, size_t pathlen,
+              char *err, size_t errlen)
+{
+    char name[32], latest[1100];
+    snprintf(name, sizeof name, "ckpt_%06d.h5", s->train.step);
+    if (snprintf(path, pathlen, "%s/%s", dir, name) >= (int)pathlen ||
+        snprintf(latest, sizeof latest, "%s/latest", dir) >= (int)sizeof latest) {
+        snprintf(err, errlen, "%s: checkpoint path too long", dir);
+        return -1;
+    }
+    if (fs_mkdir_p(dir, err, errlen) != 0 || ckpt_write(path, s, err, errlen) != 0)
+        return -1;
+    strcat(name, "\n");
+    if (fs_write_file_atomic(latest, name, strlen(name), err, errlen) != 0)
+        return -1;
+    prune(dir, keep > 0 ? keep : 1);
+    return 0;
+}
+
+/* The file name DIR/latest holds, or "" if it is missing or not a checkpoint name. */
+static void read_latest(const char *dir, char *name, size_t cap)
+{
+    char path[1100], err[256];
+    uint8_t *data;
+    size_t len;
+    name[0] = '\0';
+    snprintf(path, sizeof path, "%s/latest", dir);
+    if (fs_read_file(path, &data, &len, err, sizeof err) != 0)
+        return;
+    data[strcspn((char *)data, "\r\n")] = '\0';
+    if (ckpt_name_step((char *)data) >= 0 && strlen((char *)data) < cap)
+        strcpy(name, (char *)data);
+    free(data);
+}
+
+static void append(char *buf, size_t cap, const char *text)
+{
+    size_t n = strlen(buf);
+    if (n + 1 < cap)
+        snprintf(buf + n, cap - n, "%s%s", n ? "; " : "", text);
+}
+
+int ckpt_load_auto(const char *dir, ckpt_state *s, char *path, size_t pathlen, char *warn,
+                   size_t warnlen, char *err, size_t errlen)
+{
+    ckpt_entry *list;
+    int n;
+    char latest[32], why[512];
+    warn[0] = '\0';
+    if (list_ckpts(dir, &list, &n) != 0) {
+        snprintf(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
+        return -1;
+    }
+    read_latest(dir, latest, sizeof latest);
+    if (n == 0) {
+        free(list);
+        return 0;
+    }
+    if (!latest[0])
+        append(warn, warnlen, "no valid latest pointer, using the newest checkpoint that loads");
+    int rc = -1;
+    err[0] = '\0';
+    for (int i = -1; i < n && rc != 1; i++) {   /* i = -1: the one latest names */
+        const char *name = i < 0 ? latest : list[i].name;
+        if (!name[0] || (i >= 0 && strcmp(name, latest) == 0))
+            continue;
+        snprintf(path, pathlen, "%s/%s", dir, name);
+        if (ckpt_read(path, s, why, sizeof why) == 0) {
+            rc = 1;
+        } else {
+            append(warn, warnlen, why);
+            if (!err[0])
+                snprintf(err, errlen, "no checkpoint in %s loads; %s", dir, why);
+        }
+    }
+    free(list);
+    return rc;
+}

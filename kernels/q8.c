@@ -1,0 +1,156 @@
+/* int8 quantization and products: the scalar reference, the threaded driver
+ * and the run-time dispatch.  The arithmetic contract is in q8.h. */
+#include "kernels/q8.h"
+
+#include <math.h>
+#include <omp.h>
+
+#include "kernels/q8_impl.h"
+
+/* Work tiles of y: OT outputs (a multiple of Q8_TILE_ALIGN) by MT rows.  For
+ * decode (M = 1) OT sets the grain of the split over OUT: 64 outputs of a
+ * 768-wide layer are 48 KB of weights, enough to amortise the scheduling,
+ * and a 384-wide layer still gives every thread several tiles.  Below PAR_MIN
+ * multiply-adds a parallel region costs more than it saves. */
+enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
+
+/* ---- quantization (scalar only: it runs once per weight at load time and on
+ * IN values per token, never in the hot loop) ---- */
+
+/* One group of Q8_GS values read with a stride (1 for activations, OUT for a
+ * weight column).  Division, not a multiply by 127/amax: it is what q8.h
+ * promises, and the round trip then errs by at most scale/2. */
+static float quantize_group(int8_t *q, const float *x, size_t stride)
+{
+    float amax = 0.0f;
+    for (int k = 0; k < Q8_GS; k++)
+        amax = fmaxf(amax, fabsf(x[k * stride]));
+    const float scale = amax / 127.0f;
+    for (int k = 0; k < Q8_GS; k++) {
+        /* the clamp only matters when scale is subnormal and lost precision */
+        const long v = scale == 0.0f ? 0 : lrintf(x[k * stride] / scale);
+        q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    return scale;
+}
+
+void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
+{
+    const size_t groups = n / Q8_GS;
+#pragma omp parallel for schedule(static, QCHUNK / Q8_GS) if (n >= PAR_MIN)
+    for (size_t g = 0; g < groups; g++)
+        scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS, 1);
+}
+
+void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n)
+{
+#pragma omp parallel for schedule(static, QCHUNK) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)q[i] * scales[i / Q8_GS];
+}
+
+/* Threads over blocks of PACK_COLS neighbouring columns: the block's slice of
+ * a row of w is one cache line, so the strided column reads of a block share
+ * the lines they pull in instead of fetching one line per value. */
+void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out)
+{
+    const int G = in / Q8_GS, nblocks = (out + PACK_COLS - 1) / PACK_COLS;
+#pragma omp parallel for schedule(static) if ((size_t)in * out >= PAR_MIN)
+    for (int b = 0; b < nblocks; b++)
+        for (int o = b * PACK_COLS; o < out && o < (b + 1) * PACK_COLS; o++)
+            for (int g = 0; g < G; g++)
+                ws[(size_t)o * G + g] = quantize_group(wq + (size_t)o * in + g * Q8_GS,
+                                                       w + (size_t)g * Q8_GS * out + o, out);
+}
+
+/* ---- scalar reference ---- */
+
+/* One output: exact int32 group sums, combined in group order (q8.h). */
+static float dot_groups(const int8_t *x, const float *xs, const int8_t *w, const float *ws, int G)
+{
+    float acc = 0.0f;
+    for (int g = 0; g < G; g++) {
+        int32_t s = 0;
+        for (int k = g * Q8_GS; k < (g + 1) * Q8_GS; k++)
+            s += (int32_t)x[k] * w[k];
+        acc = acc + (xs[g] * ws[g]) * (float)s;
+    }
+    return acc;
+}
+
+static void tile_scalar(const q8_args *a, int m0, int m1, int o0, int o1)
+{
+    const int G = a->IN / Q8_GS;
+    for (int o = o0; o < o1; o++)   /* outer: one weight row serves every m */
+        for (int m = m0; m < m1; m++) {
+            const float acc = dot_groups(a->xq + (size_t)m * a->IN, a->xs + (size_t)m * G,
+                                         a->wq + (size_t)o * a->IN, a->ws + (size_t)o * G, G);
+            a->y[(size_t)m * a->OUT + o] = a->bias ? acc + a->bias[o] : acc;
+        }
+}
+
+static const q8_ops q8_ops_scalar = {tile_scalar};
+
+/* ---- dispatch ---- */
+
+static const char *const path_names[Q8_PATH_COUNT] = {"scalar", "avx2", "avx512", "vnni"};
+
+bool q8_path_supported(q8_path path)
+{
+    switch (path) {
+    case Q8_SCALAR: return true;
+    case Q8_AVX2: return cpu_isa_supported(ISA_AVX2);
+    case Q8_AVX512: return cpu_isa_supported(ISA_AVX512);
+    case Q8_VNNI: return cpu_has_avx512_vnni();
+    default: return false;
+    }
+}
+
+const char *q8_path_name(q8_path path)
+{
+    return (path >= 0 && path < Q8_PATH_COUNT) ? path_names[path] : "unknown";
+}
+
+q8_path q8_path_for_isa(isa_t isa)
+{
+    if (!cpu_isa_supported(isa))   /* as cpu_pick: never run what the CPU lacks */
+        return Q8_SCALAR;
+    if (isa == ISA_AVX512)
+        return cpu_has_avx512_vnni() ? Q8_VNNI : Q8_AVX512;
+    return isa == ISA_AVX2 ? Q8_AVX2 : Q8_SCALAR;
+}
+
+static const q8_ops *ops_for(q8_path path)
+{
+    static const q8_ops *const table[Q8_PATH_COUNT] = {&q8_ops_scalar, &q8_ops_avx2,
+                                                       &q8_ops_avx512, &q8_ops_vnni};
+    return q8_path_supported(path) ? table[path] : &q8_ops_scalar;
+}
+
+/* ---- driver ---- */
+
+void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                    const float *ws, const float *bias, int M, int IN, int OUT)
+{
+    const q8_ops *ops = ops_for(path);
+    const q8_args a = {y, xq, wq, xs, ws, bias, M, IN, OUT};
+    const int mtiles = (M + MT - 1) / MT, otiles = (OUT + OT - 1) / OT;
+    /* Outputs vary fastest: with M = 1 every thread gets a contiguous share of OUT. */
+#pragma omp parallel for schedule(static) if ((double)M * IN * OUT >= PAR_MIN)
+    for (int t = 0; t < mtiles * otiles; t++) {
+        const int m0 = t / otiles * MT, o0 = t % otiles * OT;
+        ops->tile(&a, m0, m0 + MT < M ? m0 + MT : M, o0, o0 + OT < OUT ? o0 + OT : OUT);
+    }
+}
+
+void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                   const float *ws, const float *bias, int M, int IN, int OUT)
+{
+    q8_matmul_path(q8_path_for_isa(isa), y, xq, xs, wq, ws, bias, M, IN, OUT);
+}
+
+void q8_matmul(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,
+               const float *bias, int M, int IN, int OUT)
+{
+    q8_matmul_isa(cpu_isa(), y, xq, xs, wq, ws, bias, M, IN, OUT);
+}

@@ -1,0 +1,61 @@
+/* q8: int8 weights and activations for inference (llama.cpp Q8_0 style).
+ *
+ * Quantization is symmetric with one fp32 scale per group of Q8_GS = 32
+ * consecutive values along the reduction axis:
+ *   scale = max|x| / 127,  q = round_to_nearest_even(x / scale) in [-127, 127],
+ * and a group of zeros gets scale 0 and q = 0.  -128 never occurs, which the
+ * SIMD paths rely on (they negate int8 values).  Inputs must be finite.
+ *
+ * y = x W + bias, with W stored [IN, OUT] row-major as in the checkpoint
+ * (Conv1D convention), runs on a transposed int8 copy: Wq [OUT, IN] with
+ * scales [OUT, IN/32], so each output is a dot product of two contiguous int8
+ * rows.  For each output the group sums are exact int32, and the groups are
+ * combined in one fixed order with the same float operations on every path:
+ *   acc = 0;  for g in order: acc = acc + (xs[m][g] * ws[o][g]) * (float)isum_g;
+ *   y[m][o] = bias ? acc + bias[o] : acc;
+ * so every path gives results bit-identical to the scalar reference, with any
+ * number of threads.  (|isum_g| <= 32*127*127 < 2^24: the conversion is exact.)
+ *
+ * Paths: scalar; AVX2 (maddubs/madd with the sign trick |x| * sign(x)w);
+ * AVX-512BW (the same on 64-byte vectors); AVX512-VNNI (vpdpbusd).  The isa_t
+ * ISA_AVX512 runs the VNNI path where the CPU has it.  Nothing allocates.
+ */
+#ifndef KERNELS_Q8_H
+#define KERNELS_Q8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cpu.h"
+
+#define Q8_GS 32   /* values per scale group */
+
+typedef enum { Q8_SCALAR = 0, Q8_AVX2, Q8_AVX512, Q8_VNNI, Q8_PATH_COUNT } q8_path;
+
+bool q8_path_supported(q8_path path);
+const char *q8_path_name(q8_path path);
+q8_path q8_path_for_isa(isa_t isa);   /* the fastest q8 path that isa allows here */
+
+/* n values (a multiple of Q8_GS) -> n int8 values and n/Q8_GS scales. */
+void q8_quantize(int8_t *q, float *scales, const float *x, size_t n);
+/* x[i] = q[i] * scales[i / Q8_GS] */
+void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n);
+
+/* w [in, out] row-major fp32 -> wq [out, in] int8 and ws [out, in/Q8_GS]:
+ * column o of w quantized exactly as q8_quantize would quantize it.  in must
+ * be a multiple of Q8_GS. */
+void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out);
+
+/* y [M, OUT] = dequant(xq [M, IN], xs [M, IN/32]) @ dequant(wq [OUT, IN], ws)^T
+ * + bias [OUT] (bias may be NULL).  IN a multiple of Q8_GS; xq and wq must
+ * not hold -128.  Threads over OUT (and M). */
+void q8_matmul(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,
+               const float *bias, int M, int IN, int OUT);
+void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                   const float *ws, const float *bias, int M, int IN, int OUT);
+/* A given path (the scalar one when this CPU cannot run it), for tests and benchmarks. */
+void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                    const float *ws, const float *bias, int M, int IN, int OUT);
+
+#endif

@@ -1,0 +1,80 @@
+/* int8 tile loop for AVX2; contract in q8_impl.h, arithmetic in q8.h.
+ *
+ * A block is 8 outputs and one row m.  For each group, each output's 32
+ * products go through the sign trick: maddubs wants unsigned x signed bytes,
+ * so it gets |x| and w with x's sign moved onto it (vpsignb), whose products
+ * are x*w.  With |x|, |w| <= 127 a pair sums to at most 32258: no int16
+ * saturation, and madd against ones then gives exact int32.  A transposing
+ * reduction turns the 8 per-output vectors into one vector holding the 8
+ * group sums, so the float combination runs lane-per-output, in group order,
+ * with the scalar path's operations: the results are bit-identical. */
+#include <stdint.h>
+
+#include "kernels/q8_impl.h"
+#include "kernels/simd_math.h"
+
+enum { R = 8 };   /* outputs per block: one lane each */
+
+/* Lane r of the result = sum of the 8 lanes of s[r]. */
+static inline __m256i reduce8(const __m256i s[R])
+{
+    /* hadd(a, b) per 128-bit half: [a0+a1, a2+a3, b0+b1, b2+b3] */
+    const __m256i s0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]),
+                                            _mm256_hadd_epi32(s[2], s[3]));
+    const __m256i s4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]),
+                                            _mm256_hadd_epi32(s[6], s[7]));
+    /* each half now holds rows 0-3 (or 4-7) summed over that half's lanes */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
+                            _mm256_permute2x128_si256(s0123, s4567, 0x31));
+}
+
+/* 8 int32 partial sums of x*w over one group; ax = |x| */
+static inline __m256i group_dot(__m256i ax, __m256i x, const int8_t *w)
+{
+    const __m256i sw = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)w), x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sw), _mm256_set1_epi16(1));
+}
+
+/* y[m][o0 .. o0+nvalid) from the 8 weight rows w[] (rows past OUT repeat the
+ * last one; their lanes are not stored).  sidx: lane r = row r's offset in ws. */
+static void block(const q8_args *a, int m, int o0, int nvalid, const int8_t *const w[R],
+                  __m256i sidx)
+{
+    const int G = a->IN / Q8_GS;
+    const int8_t *x = a->xq + (size_t)m * a->IN;
+    const float *xs = a->xs + (size_t)m * G, *ws = a->ws + (size_t)o0 * G;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < G; g++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + g * Q8_GS));
+        const __m256i ax = _mm256_abs_epi8(xv);
+        __m256i s[R];
+        for (int r = 0; r < R; r++)
+            s[r] = group_dot(ax, xv, w[r] + g * Q8_GS);
+        const __m256 d = _mm256_mul_ps(_mm256_set1_ps(xs[g]), _mm256_i32gather_ps(ws + g, sidx, 4));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(reduce8(s))));
+    }
+    float *y = a->y + (size_t)m * a->OUT + o0;
+    if (a->bias)
+        acc = _mm256_add_ps(acc, simd_load8(a->bias + o0, (size_t)nvalid));
+    simd_store8(y, (size_t)nvalid, acc);
+}
+
+static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
+{
+    const int G = a->IN / Q8_GS;
+    for (int ob = o0; ob < o1; ob += R) {
+        const int nvalid = o1 - ob < R ? o1 - ob : R;
+        const int8_t *w[R];
+        int off[R];
+        for (int r = 0; r < R; r++) {
+            const int rr = r < nvalid ? r : nvalid - 1;
+            w[r] = a->wq + (size_t)(ob + rr) * a->IN;
+            off[r] = rr * G;
+        }
+        const __m256i sidx = _mm256_loadu_si256((const __m256i *)off);
+        for (int m = m0; m < m1; m++)   /* the 8 weight rows stay in L1 across m */
+            block(a, m, ob, nvalid, w, sidx);
+    }
+}
+
+const q8_ops q8_ops_avx2 = {tile};

@@ -1,0 +1,30 @@
+/* Private to kernels/q8*.c: the per-path tile loops behind q8_matmul.  The
+ * driver in q8.c cuts y [M, OUT] into tiles and threads over them; a table
+ * entry computes one tile serially, with the group order and float
+ * operations that q8.h fixes, so tiles and paths are interchangeable. */
+#ifndef KERNELS_Q8_IMPL_H
+#define KERNELS_Q8_IMPL_H
+
+#include <stdint.h>
+
+#include "kernels/q8.h"
+
+typedef struct {
+    float *y;                      /* [M, OUT] */
+    const int8_t *xq, *wq;         /* [M, IN], [OUT, IN] */
+    const float *xs, *ws, *bias;   /* [M, IN/32], [OUT, IN/32], [OUT] or NULL */
+    int M, IN, OUT;
+} q8_args;
+
+typedef struct {
+    /* y[m][o] for m in [m0, m1), o in [o0, o1); o0 is a multiple of Q8_TILE_ALIGN */
+    void (*tile)(const q8_args *a, int m0, int m1, int o0, int o1);
+} q8_ops;
+
+/* Tiles start on multiples of this many outputs: the SIMD paths work on
+ * blocks of 8 outputs, and a block must not straddle two tiles. */
+#define Q8_TILE_ALIGN 8
+
+extern const q8_ops q8_ops_avx2, q8_ops_avx512, q8_ops_vnni;
+
+#endif

@@ -1,0 +1,367 @@
+/* build/monitor: watches a training run over its status socket, or sends one
+ * control request.
+ *   monitor [--connect ENDPOINT] [--json] [--once] [--timeout S]
+ *   monitor --control ENDPOINT COMMAND [--token T] [--json] [--timeout S]
+ * ZeroMQ reconnects by itself, so a monitor outlives trainer restarts. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "trainer/control.h"
+
+typedef struct {
+    const char *connect, *control, *command, *token;
+    bool json, once;
+    double timeout_s;   /* < 0: not given */
+} options;
+
+/* What the progress line shows, carried over from record to record. */
+typedef struct {
+    bool have_step, tty, line_open;
+    int last_step;
+    double loss_avg;
+    int ckpt_step;
+    double ckpt_time;   /* 0: no checkpoint seen */
+    char line[512];     /* the last progress line, redrawn after other output */
+} view;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: monitor [--connect ENDPOINT] [--json] [--once] [--timeout S]\n"
+            "       monitor --control ENDPOINT COMMAND [--token T] [--json] [--timeout S]\n"
+            "  --connect EP   status socket of the run (default tcp://127.0.0.1:5555)\n"
+            "  --json         print the raw JSON records (or reply) instead of the progress view\n"
+            "  --once         print one record and exit (exit 1 if none within the timeout)\n"
+            "  --timeout S    seconds to wait: for --once and --control (default 10); when\n"
+            "                 watching, exit 1 after S seconds without a record (default: never)\n"
+            "  --control EP   send COMMAND (status, checkpoint, stop, pause, resume) to the run's\n"
+            "                 control socket (default port 5556), print the reply, exit 0 if ok\n"
+            "  --token T      control token (default: $GPT_CONTROL_TOKEN)\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Parses argv into o; 0 on success, else the exit code. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    *o = (options){.connect = "tcp://127.0.0.1:5555", .timeout_s = -1,
+                   .token = getenv("GPT_CONTROL_TOKEN")};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool takes_value = !strcmp(a, "--connect") || !strcmp(a, "--control") ||
+                           !strcmp(a, "--timeout") || !strcmp(a, "--token");
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (takes_value && i + 1 >= argc) {
+            fprintf(stderr, "monitor: %s needs a value\n", a);
+            return 2;
+        } else if (!strcmp(a, "--connect")) {
+            o->connect = argv[++i];
+        } else if (!strcmp(a, "--control")) {
+            o->control = argv[++i];
+        } else if (!strcmp(a, "--token")) {
+            o->token = argv[++i];
+        } else if (!strcmp(a, "--timeout")) {
+            char *end;
+            o->timeout_s = strtod(argv[++i], &end);
+            if (*end || end == argv[i] || !(o->timeout_s > 0 && o->timeout_s < 1e6)) {
+                fprintf(stderr, "monitor: --timeout \"%s\" is not a positive number of seconds\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--json")) {
+            o->json = true;
+        } else if (!strcmp(a, "--once")) {
+            o->once = true;
+        } else if (o->control && !o->command && a[0] != '-') {
+            o->command = a;
+        } else {
+            fprintf(stderr, "monitor: unknown argument \"%s\" (try --help)\n", a);
+            return 2;
+        }
+    }
+    if (o->control && !o->command) {
+        fprintf(stderr, "monitor: --control needs a command (status, checkpoint, stop, pause, resume)\n");
+        return 2;
+    }
+    char err[256];
+    const char *ep = o->control ? o->control : o->connect;
+    if (endpoint_is_none(ep) || endpoint_check(o->control ? "--control" : "--connect", ep, err, sizeof err) != 0) {
+        fprintf(stderr, "monitor: %s\n", endpoint_is_none(ep) ? "an endpoint is required" : err);
+        return 2;
+    }
+    return 0;
+}
+
+static double num(const cJSON *r, const char *key, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static const char *str(const cJSON *r, const char *key)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, key));
+    return s ? s : "";
+}
+
+/* Seconds as 42s, 3m05s, 2h07m. */
+static void fmt_duration(char *buf, size_t n, double s)
+{
+    if (!(s >= 0) || s > 1e9)
+        snprintf(buf, n, "?");
+    else if (s < 60)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+/* The progress line of a step record into v->line. */
+static void format_step(view *v, const cJSON *r)
+{
+    int step = (int)num(r, "step", 0), max = (int)num(r, "max_steps", 0);
+    double loss = num(r, "loss", NAN);
+    if (!v->have_step || step <= v->last_step || !isfinite(v->loss_avg))   /* first, or a restart */
+        v->loss_avg = loss;
+    else
+        v->loss_avg = 0.9 * v->loss_avg + 0.1 * loss;   /* exponential moving average */
+    v->have_step = true;
+    v->last_step = step;
+    if (num(r, "last_checkpoint_step", 0) > 0) {   /* the trainer repeats it in step records */
+        v->ckpt_step = (int)num(r, "last_checkpoint_step", 0);
+        v->ckpt_time = num(r, "last_checkpoint_time", 0);
+    }
+    enum { BAR = 20 };
+    char bar[BAR + 1], eta[32], ckpt[64] = "ckpt none";
+    int filled = max > 0 ? (int)((double)step / max * BAR) : 0;
+    for (int i = 0; i < BAR; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[BAR] = '\0';
+    fmt_duration(eta, sizeof eta, num(r, "eta_s", NAN));
+    if (v->ckpt_time > 0) {
+        char age[32];
+        fmt_duration(age, sizeof age, now_s() - v->ckpt_time);
+        snprintf(ckpt, sizeof ckpt, "ckpt step %d, %s ago", v->ckpt_step, age);
+    }
+    snprintf(v->line, sizeof v->line,
+             "step %d/%d [%s] %3.0f%% | loss %.4f (avg %.4f) | lr %.2e | %.0f tok/s | mfu %.1f%% | eta %s | %s",
+             step, max, bar, max > 0 ? 100.0 * step / max : 0.0, loss, v->loss_avg, num(r, "lr", NAN),
+             num(r, "tokens_per_s", 0), 100 * num(r, "mfu", 0), eta, ckpt);
+}
+
+/* A whole line of output; on a terminal the progress line is redrawn after it. */
+static void print_line(view *v, const char *text)
+{
+    if (v->tty && v->line_open)
+        printf("\r\033[K");
+    printf("%s\n", text);
+    v->line_open = false;
+    if (v->tty && v->have_step) {
+        printf("%s", v->line);
+        v->line_open = true;
+    }
+}
+
+/* One record in the progress view. */
+static void show_record(view *v, const cJSON *r)
+{
+    const char *type = str(r, "type");
+    char text[640];
+    if (!strcmp(type, "step")) {
+        format_step(v, r);
+        if (v->tty) {
+            printf("\r\033[K%s", v->line);
+            v->line_open = true;
+        } else {
+            printf("%s\n", v->line);
+        }
+        return;
+    }
+    if (!strcmp(type, "eval"))
+        snprintf(text, sizeof text, "step %d: val loss %.4f", (int)num(r, "step", 0), num(r, "val_loss", NAN));
+    else if (!strcmp(type, "checkpoint")) {
+        v->ckpt_step = (int)num(r, "step", 0);
+        v->ckpt_time = num(r, "time", now_s());
+        snprintf(text, sizeof text, "step %d: checkpoint %s", v->ckpt_step,
+                 *str(r, "path") ? str(r, "path") : str(r, "message"));
+    } else {
+        snprintf(text, sizeof text, "%s: %s", *type ? type : "record", str(r, "message"));
+    }
+    print_line(v, text);
+}
+
+static void *open_socket(void *ctx, int type, const char *endpoint, double timeout_s)
+{
+    void *s = zmq_socket(ctx, type);
+    int linger = 0, ipv6 = endpoint_is_ipv6(endpoint), ms = (int)(timeout_s * 1000);
+    int64_t maxsize = 1 << 20;   /* a hostile peer cannot make us buffer more */
+    if (!s)
+        return NULL;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_IPV6, &ipv6, sizeof ipv6);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
+    if (type == ZMQ_REQ) {
+        zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
+        zmq_setsockopt(s, ZMQ_SNDTIMEO, &ms, sizeof ms);
+    }
+    if (type == ZMQ_SUB)
+        zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    if (zmq_connect(s, endpoint) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Next message as a NUL-terminated string (malloc'd), waiting up to wait_s;
+ * NULL on timeout or interruption. */
+static char *receive(void *sock, double wait_s)
+{
+    double until = now_s() + wait_s;
+    while (!interrupted) {
+        double left = until - now_s();
+        if (left <= 0)
+            return NULL;
+        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, left < 0.25 ? (long)(left * 1000) + 1 : 250) <= 0)
+            continue;
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) >= 0) {
+            char *s = malloc(zmq_msg_size(&m) + 1);
+            if (s) {
+                memcpy(s, zmq_msg_data(&m), zmq_msg_size(&m));
+                s[zmq_msg_size(&m)] = '\0';
+            }
+            zmq_msg_close(&m);
+            return s;
+        }
+        zmq_msg_close(&m);
+    }
+    return NULL;
+}
+
+static int watch(void *ctx, const options *o)
+{
+    void *sock = open_socket(ctx, ZMQ_SUB, o->connect, 0);
+    if (!sock) {
+        fprintf(stderr, "monitor: %s: %s\n", o->connect, zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    view v = {.tty = isatty(STDOUT_FILENO)};
+    double timeout = o->timeout_s > 0 ? o->timeout_s : o->once ? 10 : 1e9;
+    int rc = 0;
+    while (!interrupted) {
+        char *msg = receive(sock, timeout);
+        if (!msg) {
+            if (!interrupted) {
+                if (v.tty && v.line_open)
+                    printf("\n");
+                v.line_open = false;
+                fprintf(stderr, "monitor: no status record from %s within %g s\n", o->connect, timeout);
+                rc = 1;
+            }
+            break;
+        }
+        cJSON *r = cJSON_Parse(msg);
+        if (r && cJSON_IsObject(r)) {
+            if (o->json)
+                printf("%s\n", msg);
+            else
+                show_record(&v, r);
+            fflush(stdout);
+        }
+        cJSON_Delete(r);
+        free(msg);
+        if (o->once && r)
+            break;
+    }
+    if (v.tty && v.line_open)
+        printf("\n");
+    zmq_close(sock);
+    return rc;
+}
+
+/* Sends one control request, prints the reply; 0 if it says ok. */
+static int control(void *ctx, const options *o)
+{
+    double timeout = o->timeout_s > 0 ? o->timeout_s : 10;
+    void *sock = open_socket(ctx, ZMQ_REQ, o->control, timeout);
+    if (!sock) {
+        fprintf(stderr, "monitor: %s: %s\n", o->control, zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "command", o->command);
+    if (o->token && *o->token)
+        cJSON_AddStringToObject(req, "token", o->token);
+    char *text = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    char *reply = NULL;
+    if (text && zmq_send(sock, text, strlen(text), 0) >= 0)
+        reply = receive(sock, timeout);
+    free(text);
+    zmq_close(sock);
+    if (!reply) {
+        fprintf(stderr, "monitor: no reply from %s within %g s\n", o->control, timeout);
+        return 1;
+    }
+    cJSON *r = cJSON_Parse(reply);
+    bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
+    if (o->json || !r) {
+        printf("%s\n", reply);
+    } else {
+        printf("%s: %s\n", ok ? "ok" : "refused", str(r, "message"));
+        const cJSON *latest = cJSON_GetObjectItemCaseSensitive(r, "latest");
+        if (cJSON_IsObject(latest)) {
+            view v = {0};
+            show_record(&v, latest);
+        }
+    }
+    cJSON_Delete(r);
+    free(reply);
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    struct sigaction sa = {.sa_handler = on_signal};   /* no SA_RESTART: wake zmq_poll */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    void *ctx = zmq_ctx_new();
+    if (!ctx) {
+        fprintf(stderr, "monitor: cannot create a ZeroMQ context\n");
+        return 1;
+    }
+    rc = o.control ? control(ctx, &o) : watch(ctx, &o);
+    zmq_ctx_term(ctx);
+    return rc;
+}

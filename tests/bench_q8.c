@@ -1,0 +1,227 @@
+/* bench_q8: the int8 matrix-vector product of decode (M = 1) at the seed384
+ * and GPT-2 124M layer shapes, on every q8 path this CPU runs, against the
+ * fp32 product through oneDNN (kernels/gemm.h, the trainer's path).
+ *
+ * Two cache states:
+ *   hot    - the same weights every call (they sit in L2 or L3 if they fit);
+ *   stream - calls rotate through copies of the weights totalling >= 256 MB,
+ *            well past the last-level cache, so every call streams its
+ *            weights from DRAM, as decode of a model larger than the cache does.
+ * Prints shape, path, the median and the fastest of REPS calls in ms (on a
+ * shared machine the fastest shows what the kernel can do), GB/s of weights
+ * streamed (int8 values plus their fp32 scales; fp32 weights for oneDNN),
+ * then the matmul time per token of each model (its layer products plus the
+ * LM head; attention and the rest not included), and a few prefill (M = 16)
+ * shapes.  With BENCH_JSONL=path every figure is also appended there as a
+ * JSON line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <omp.h>
+
+#include "kernels/gemm.h"
+#include "kernels/q8.h"
+#include "tests/test_util.h"
+
+enum { WARMUP = 2, REPS = 20, NPATHS = Q8_PATH_COUNT + 1 /* + fp32 */ };
+#define STREAM_BYTES ((size_t)256 << 20)
+#define FP32 Q8_PATH_COUNT   /* the fp32 oneDNN baseline, as a path index */
+
+typedef struct {
+    const char *model;
+    int M, IN, OUT;
+    int per_token;   /* uses per generated token (0: not part of decode) */
+} shape;
+
+static const shape shapes[] = {
+    {"seed384", 1, 384, 1152, 4},     {"seed384", 1, 384, 384, 4},
+    {"seed384", 1, 384, 1536, 4},     {"seed384", 1, 1536, 384, 4},
+    {"seed384", 1, 384, 16000, 1},    {"gpt2-124M", 1, 768, 2304, 12},
+    {"gpt2-124M", 1, 768, 768, 12},   {"gpt2-124M", 1, 768, 3072, 12},
+    {"gpt2-124M", 1, 3072, 768, 12},  {"gpt2-124M", 1, 768, 50257, 1},
+    {"seed384", 16, 384, 1152, 0},    {"gpt2-124M", 16, 768, 2304, 0},
+    {"gpt2-124M", 16, 768, 3072, 0},
+};
+enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
+static const char *const caches[2] = {"hot", "stream"};
+
+/* Everything one shape needs; weights as ncopies back-to-back copies. */
+static struct {
+    const shape *s;
+    size_t ncopies, wq_bytes, ws_count, w_count;
+    int8_t *xq, *wq;
+    float *x, *xs, *ws, *w, *bias, *y;
+} cur;
+
+static void *alloc_or_die(size_t bytes)
+{
+    void *p = malloc(bytes);
+    if (!p) {
+        fprintf(stderr, "bench_q8: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static void replicate(void *base, size_t bytes, size_t copies)
+{
+    for (size_t c = 1; c < copies; c++)
+        memcpy((char *)base + c * bytes, base, bytes);
+}
+
+static void setup(const shape *s)
+{
+    const size_t M = s->M, IN = s->IN, OUT = s->OUT, G = IN / Q8_GS;
+    cur.s = s;
+    cur.wq_bytes = OUT * IN, cur.ws_count = OUT * G, cur.w_count = IN * OUT;
+    /* enough copies of the larger (fp32) weights to pass STREAM_BYTES */
+    cur.ncopies = STREAM_BYTES / (cur.w_count * sizeof(float)) + 2;
+    cur.x = alloc_or_die(M * IN * sizeof(float)), cur.xs = alloc_or_die(M * G * sizeof(float));
+    cur.xq = alloc_or_die(M * IN), cur.bias = alloc_or_die(OUT * sizeof(float));
+    cur.y = alloc_or_die(M * OUT * sizeof(float));
+    cur.w = alloc_or_die(cur.ncopies * cur.w_count * sizeof(float));
+    cur.wq = alloc_or_die(cur.ncopies * cur.wq_bytes);
+    cur.ws = alloc_or_die(cur.ncopies * cur.ws_count * sizeof(float));
+    test_fill(cur.x, M * IN, 1, 1.0f);
+    test_fill(cur.w, cur.w_count, 2, 0.05f);
+    test_fill(cur.bias, OUT, 3, 0.1f);
+    q8_quantize(cur.xq, cur.xs, cur.x, M * IN);
+    q8_pack_weights(cur.wq, cur.ws, cur.w, (int)IN, (int)OUT);
+    replicate(cur.w, cur.w_count * sizeof(float), cur.ncopies);
+    replicate(cur.wq, cur.wq_bytes, cur.ncopies);
+    replicate(cur.ws, cur.ws_count * sizeof(float), cur.ncopies);
+}
+
+static void teardown(void)
+{
+    free(cur.x), free(cur.xs), free(cur.xq), free(cur.bias), free(cur.y);
+    free(cur.w), free(cur.wq), free(cur.ws);
+}
+
+static void run(int path, size_t copy)
+{
+    const shape *s = cur.s;
+    if (path == FP32)
+        gemm_f32(false, false, s->M, s->OUT, s->IN, cur.x, s->IN, cur.w + copy * cur.w_count,
+                 s->OUT, cur.bias, false, cur.y, s->OUT);
+    else
+        q8_matmul_path((q8_path)path, cur.y, cur.xq, cur.xs, cur.wq + copy * cur.wq_bytes,
+                       cur.ws + copy * cur.ws_count, cur.bias, s->M, s->IN, s->OUT);
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median (and in *best the fastest) of REPS calls.  stream: copy r of the
+ * rotation, so each copy is touched once per ncopies calls. */
+static double median_ms(int path, int stream, double *best)
+{
+    double t[REPS];
+    for (int r = -WARMUP; r < REPS; r++) {
+        const size_t copy = stream ? (size_t)(r + WARMUP) % cur.ncopies : 0;
+        const double t0 = now_ms();
+        run(path, copy);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    qsort(t, REPS, sizeof t[0], cmp_double);
+    *best = t[0];
+    return (t[REPS / 2 - 1] + t[REPS / 2]) / 2;
+}
+
+static const char *path_name(int path)
+{
+    return path == FP32 ? "fp32-dnnl" : q8_path_name((q8_path)path);
+}
+
+static double weight_bytes(int path)
+{
+    return path == FP32 ? (double)cur.w_count * sizeof(float)
+                        : (double)cur.wq_bytes + (double)cur.ws_count * sizeof(float);
+}
+
+/* ms[shape][path][cache], < 0 where not measured */
+static double ms[NSHAPES][NPATHS][2];
+
+static void bench_shape(int i, FILE *jsonl)
+{
+    const shape *s = &shapes[i];
+    setup(s);
+    for (int path = 0; path < NPATHS; path++) {
+        ms[i][path][0] = ms[i][path][1] = -1;
+        if (path != FP32 && !q8_path_supported((q8_path)path))
+            continue;
+        for (int c = 0; c < (s->M == 1 ? 2 : 1); c++) {   /* prefill: hot only */
+            double best;
+            const double t = median_ms(path, c, &best), gbps = weight_bytes(path) / (t * 1e6);
+            ms[i][path][c] = t;
+            printf("%-10s %3d %5d %6d  %-10s %-6s %9.4f %9.4f %8.1f\n", s->model, s->M, s->IN,
+                   s->OUT, path_name(path), caches[c], t, best, gbps);
+            if (jsonl)
+                fprintf(jsonl,
+                        "{\"bench\":\"q8\",\"model\":\"%s\",\"M\":%d,\"in\":%d,\"out\":%d,"
+                        "\"path\":\"%s\",\"cache\":\"%s\",\"ms\":%.4f,\"min_ms\":%.4f,\"gbps\":%.2f}\n",
+                        s->model, s->M, s->IN, s->OUT, path_name(path), caches[c], t, best, gbps);
+        }
+    }
+    teardown();
+}
+
+/* Sum over a model's decode shapes of uses x time: the matmul share of one token. */
+static void per_token(const char *model, FILE *jsonl)
+{
+    for (int path = 0; path < NPATHS; path++)
+        for (int c = 0; c < 2; c++) {
+            double total = 0;
+            int ok = 1;
+            for (int i = 0; i < NSHAPES; i++)
+                if (shapes[i].per_token && strcmp(shapes[i].model, model) == 0) {
+                    ok &= ms[i][path][c] >= 0;
+                    total += shapes[i].per_token * ms[i][path][c];
+                }
+            if (!ok)
+                continue;
+            printf("%-10s %-10s %-6s %8.3f ms/token  (%6.0f tokens/s matmul bound)\n", model,
+                   path_name(path), caches[c], total, 1e3 / total);
+            if (jsonl)
+                fprintf(jsonl,
+                        "{\"bench\":\"q8_token\",\"model\":\"%s\",\"path\":\"%s\",\"cache\":\"%s\","
+                        "\"ms\":%.4f}\n",
+                        model, path_name(path), caches[c], total);
+        }
+}
+
+int main(void)
+{
+    const char *jsonl_path = getenv("BENCH_JSONL");
+    FILE *jsonl = jsonl_path && *jsonl_path ? fopen(jsonl_path, "a") : NULL;
+    if (jsonl_path && *jsonl_path && !jsonl) {
+        perror(jsonl_path);
+        return 1;
+    }
+    printf("q8 matmul benchmarks: %d threads, median of %d, stream = weights rotated over >= %zu MB\n",
+           omp_get_max_threads(), REPS, STREAM_BYTES >> 20);
+    printf("%-10s %3s %5s %6s  %-10s %-6s %9s %9s %8s\n", "model", "M", "IN", "OUT", "path",
+           "cache", "ms", "min ms", "GB/s");
+    for (int i = 0; i < NSHAPES; i++)
+        bench_shape(i, jsonl);
+    printf("decode matmuls per token (layers + LM head):\n");
+    per_token("seed384", jsonl);
+    per_token("gpt2-124M", jsonl);
+    gemm_release();
+    if (jsonl)
+        fclose(jsonl);
+    return 0;
+}

@@ -1,0 +1,113 @@
+#!/bin/sh
+# End to end (issue 6): HDF5 checkpoints and --resume.
+#  - 12 steps straight vs 6 steps + checkpoint + --resume auto to 12: the losses
+#    of steps 7..12 are bit-identical and so are the final /model and /optimizer;
+#  - a damaged newest checkpoint makes --resume auto fall back to the one before,
+#    with a warning; other model dimensions are refused naming the key;
+#  - SIGUSR1 writes a checkpoint and training goes on; SIGTERM finishes the step,
+#    writes a checkpoint at that step and exits 0.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+tmp=$(mktemp -d)
+pid=
+trap 'if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
+fail() { echo "FAIL e2e_checkpoint: $*"; exit 1; }
+
+command -v h5diff >/dev/null || fail "h5diff not found (run make deps: hdf5-tools)"
+[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+
+# lr_decay_steps is fixed so that a 6-step run has the 12-step run's schedule
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 12,
+ "lr_decay_steps": 12, "eval_every": 0, "log_every": 100,
+ "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}
+JSON
+train() {   # out_dir, more trainer args...
+    out=$1; shift
+    "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" "$@" 2>"$tmp/stderr" ||
+        { cat "$tmp/stderr"; fail "trainer exited non-zero: $*"; }
+}
+
+train "$tmp/a"
+train "$tmp/b" --set max_steps=6 --set checkpoint_every=6
+[ "$(cat "$tmp/b/latest")" = "ckpt_000006.h5" ] || fail "latest does not name ckpt_000006.h5"
+train "$tmp/b" --resume auto
+grep -q "resumed from $tmp/b/ckpt_000006.h5 at step 6" "$tmp/stderr" || { cat "$tmp/stderr"; fail "no resume event"; }
+
+python3 - "$tmp/a/log.jsonl" "$tmp/b/log.jsonl" <<'PY' || fail "losses of the resumed run differ"
+import json, sys
+def losses(path):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r["type"] == "step"}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(a) == list(range(1, 13)) and sorted(b) == list(range(1, 13)), (sorted(a), sorted(b))
+bad = [(s, a[s], b[s]) for s in range(1, 13) if a[s] != b[s]]   # exact float equality
+assert not bad, bad
+ck = [r for r in map(json.loads, open(sys.argv[2])) if r["type"] == "checkpoint"]
+assert [r["step"] for r in ck] == [6, 12], ck
+assert all(r["write_s"] >= 0 and r["blocked_s"] >= 0 and r["path"].endswith(".h5") for r in ck)
+print("steps 7..12 bit-identical after resume, last loss %r" % a[12])
+PY
+for g in /model /optimizer/m /optimizer/v; do
+    h5diff "$tmp/a/ckpt_000012.h5" "$tmp/b/ckpt_000012.h5" "$g" "$g" >/dev/null ||
+        fail "$g differs between the straight and the resumed run"
+done
+ls "$tmp/b" | grep -q '\.tmp$' && fail "a .tmp file was left behind"
+
+# a damaged newest checkpoint: fall back to the previous one, with a warning
+head -c 100000 "$tmp/b/ckpt_000012.h5" > "$tmp/half" && mv "$tmp/half" "$tmp/b/ckpt_000012.h5"
+train "$tmp/b" --resume auto --set max_steps=13
+grep -q "warning: resume auto skipped: .*ckpt_000012.h5" "$tmp/stderr" || { cat "$tmp/stderr"; fail "no fallback warning"; }
+grep -q "resumed from $tmp/b/ckpt_000006.h5 at step 6" "$tmp/stderr" || { cat "$tmp/stderr"; fail "did not fall back to step 6"; }
+
+# refusals: one line naming the problem, non-zero exit
+expect_refused() {   # expected-substring, trainer args...
+    want=$1; shift
+    if "$BUILD/trainer" --config "$tmp/cfg.json" "$@" 2>"$tmp/err"; then fail "accepted: $*"; fi
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "error is not one line: $*"; }
+    grep -q "$want" "$tmp/err" || { cat "$tmp/err"; fail "error does not mention '$want'"; }
+}
+expect_refused "n_embd is 64 in the checkpoint but 32 in the config" \
+    --set out_dir="$tmp/b" --resume auto --set n_embd=32
+expect_refused "truncated or damaged" --set out_dir="$tmp/c" --resume "$tmp/b/ckpt_000012.h5"
+expect_refused "No such file" --set out_dir="$tmp/c" --resume "$tmp/nothing.h5"
+train "$tmp/fresh" --resume auto --set max_steps=1
+grep -q "no checkpoint in $tmp/fresh, starting fresh" "$tmp/stderr" || fail "no fresh-start event"
+
+# SIGUSR1: a checkpoint, training goes on; SIGTERM: finish the step, save, exit 0
+records() { cat "$tmp/s/log.jsonl" 2>/dev/null | grep -c "\"type\":\"$1\"" || true; }
+wait_for() {   # type, count: up to 60 s for that many records of the type
+    i=0
+    while [ "$(records "$1")" -lt "$2" ]; do
+        i=$((i + 1)); [ $i -le 600 ] || fail "timed out waiting for $2 $1 record(s)"; sleep 0.1
+    done
+}
+"$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/s" --set max_steps=1000000 \
+    2>"$tmp/s.err" &
+pid=$!
+wait_for step 3
+kill -USR1 "$pid"
+wait_for checkpoint 1
+n=$(records step)
+wait_for step $((n + 2))   # still training
+kill -TERM "$pid"
+rc=0; wait "$pid" || rc=$?
+pid=
+[ "$rc" -eq 0 ] || { cat "$tmp/s.err"; fail "SIGTERM: exit code $rc, not 0"; }
+python3 - "$tmp/s/log.jsonl" "$tmp/s" <<'PY' || fail "SIGTERM checkpoint check"
+import json, os, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+last = max(r["step"] for r in recs if r["type"] == "step")
+ck = [r for r in recs if r["type"] == "checkpoint"]
+assert len(ck) == 2 and ck[0]["step"] < last and ck[-1]["step"] == last, (ck, last)
+name = "ckpt_%06d.h5" % last
+assert open(os.path.join(sys.argv[2], "latest")).read().strip() == name
+print("SIGUSR1 saved at step %d, SIGTERM at step %d" % (ck[0]["step"], last))
+PY
+last=$(cat "$tmp/s/latest")
+step=$(echo "$last" | sed 's/ckpt_0*\([0-9]*\)\.h5/\1/')
+train "$tmp/s" --resume auto --set max_steps=$((step + 1))
+grep -q "resumed from $tmp/s/$last at step $step" "$tmp/stderr" || { cat "$tmp/stderr"; fail "SIGTERM checkpoint does not resume"; }
+echo "PASS e2e_checkpoint"

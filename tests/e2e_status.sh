@@ -1,0 +1,145 @@
+#!/bin/sh
+# End to end: a trainer publishes status records and answers control requests.
+# `monitor --once --json` gets a record with every field DESIGN.md requires;
+# `status` replies ok; garbage, unknown and oversized requests get error
+# replies (or are dropped) while the run goes on; `pause` stops the step count
+# until `resume`; `stop` ends the run with exit code 0; non-loopback endpoints
+# without an explicit opt-in are refused.  Ports are random, every wait bounded.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL e2e_status: $*"
+    [ -f "$tmp/stderr" ] && tail -5 "$tmp/stderr"
+    exit 1
+}
+
+[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+
+# two free ports on loopback (the kernel picks them)
+ports=$(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+set -- $ports
+status_ep=tcp://127.0.0.1:$1
+control_ep=tcp://127.0.0.1:$2
+ctl_port=$2
+
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "batch_size": 4, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 10, "max_steps": 200000,
+ "eval_every": 500, "eval_batches": 2, "log_every": 100000,
+ "data_dir": "$tmp/data", "out_dir": "$tmp/run",
+ "status_endpoint": "$status_ep", "control_endpoint": "$control_ep"}
+JSON
+
+# refused before anything starts: network endpoints without the explicit opt-in
+expect_refused() {   # expected-substring, --set assignment
+    if "$BUILD/trainer" --config "$tmp/cfg.json" --set "$2" 2>"$tmp/err"; then fail "accepted: $2"; fi
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "error is not one line: $2"; }
+    grep -q "$1" "$tmp/err" || { cat "$tmp/err"; fail "error for $2 does not mention '$1'"; }
+}
+expect_refused control_token control_endpoint=tcp://0.0.0.0:$ctl_port
+expect_refused status_public status_endpoint=tcp://0.0.0.0:$ctl_port
+
+"$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/stderr" &
+pid=$!
+
+ctl() {   # command [args]: the reply JSON on stdout, the exit code as the monitor's
+    "$BUILD/monitor" --control "$control_ep" "$@" --json --timeout 20
+}
+field() {   # python expression on the reply r, reading stdin
+    python3 -c "import json, sys; r = json.load(sys.stdin); print($1)"
+}
+
+# one record from the live feed, with every field of DESIGN.md's status messages
+"$BUILD/monitor" --connect "$status_ep" --once --json --timeout 60 > "$tmp/once" ||
+    fail "monitor --once got nothing"
+python3 - "$tmp/once" <<'PY' || fail "status record check"
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[0])
+assert r["type"] in ("step", "eval", "checkpoint", "event", "error"), r
+if r["type"] == "step":
+    need = ["type", "step", "max_steps", "loss", "lr", "tokens_per_s", "mfu", "grad_norm",
+            "elapsed_s", "eta_s", "ranks", "loader_wait_ms", "comm_ms", "rss_mb", "time",
+            "status_dropped"]
+    missing = [k for k in need if k not in r]
+    assert not missing, missing
+PY
+# a step record for sure: the status reply carries the latest
+ctl status > "$tmp/status" || fail "status request failed: $(cat "$tmp/status")"
+python3 - "$tmp/status" <<'PY' || fail "status reply check"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["ok"] is True and r["state"] == "running", r
+s = r["latest"]
+need = ["type", "step", "max_steps", "loss", "lr", "tokens_per_s", "mfu", "grad_norm",
+        "elapsed_s", "eta_s", "ranks", "loader_wait_ms", "comm_ms", "rss_mb", "time", "status_dropped"]
+missing = [k for k in need if k not in s]
+assert s["type"] == "step" and not missing, missing
+PY
+"$BUILD/monitor" --connect "$status_ep" --once --timeout 60 > "$tmp/view" || fail "progress view"
+grep -q "^step [0-9]*/200000 \[" "$tmp/view" || { cat "$tmp/view"; fail "progress line"; }
+
+# garbage: raw bytes on the control port (not even ZMTP), then bad requests
+python3 - "$ctl_port" <<'PY' || fail "raw TCP write"
+import os, socket, sys
+for payload in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(4096), b"\xff" + b"\x00" * 8 + b"\x7f" + os.urandom(64)):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    try:
+        s.sendall(payload)
+    except OSError:
+        pass
+    s.close()
+PY
+if ctl reboot > "$tmp/r"; then fail "unknown command accepted"; fi
+[ "$(field 'r["ok"]' < "$tmp/r")" = False ] && grep -q "unknown command" "$tmp/r" || fail "unknown command reply: $(cat "$tmp/r")"
+big=$(python3 -c 'print("x" * 70000)')
+if ctl "$big" > "$tmp/r"; then fail "oversized request accepted"; fi
+grep -q "too large" "$tmp/r" || fail "oversized request reply: $(head -c 200 "$tmp/r")"
+kill -0 "$pid" 2>/dev/null || fail "trainer died after bad requests"
+ctl status > "$tmp/r" || fail "status after bad requests: $(cat "$tmp/r")"
+
+# pause: the step count stays put until resume
+ctl pause > "$tmp/r" || fail "pause: $(cat "$tmp/r")"
+sleep 1
+s1=$(ctl status | field 'r["latest"]["step"]')
+state=$(ctl status | field 'r["state"]')
+sleep 1.5
+s2=$(ctl status | field 'r["latest"]["step"]')
+[ "$state" = paused ] || fail "state while paused: $state"
+[ "$s1" = "$s2" ] || fail "steps advanced while paused: $s1 -> $s2"
+ctl resume > "$tmp/r" || fail "resume: $(cat "$tmp/r")"
+n=0
+s3=$s2
+while [ "$s3" = "$s2" ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n + 1)); s3=$(ctl status | field 'r["latest"]["step"]'); done
+[ "$s3" -gt "$s2" ] || fail "steps did not advance after resume ($s2 -> $s3)"
+
+# stop: the run ends by itself with exit code 0
+ctl stop > "$tmp/r" || fail "stop: $(cat "$tmp/r")"
+n=0
+while kill -0 "$pid" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+kill -0 "$pid" 2>/dev/null && fail "trainer still running 60 s after stop"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "trainer exited with $rc after stop"
+grep -q '"message":"stop requested' "$tmp/run/log.jsonl" || fail "no stop event in log.jsonl"
+grep -q '"message":"paused"' "$tmp/run/log.jsonl" || fail "no paused event in log.jsonl"
+
+# nothing is listening any more: --once says so in one line and exits 1
+if "$BUILD/monitor" --connect "$status_ep" --once --timeout 1 > /dev/null 2>"$tmp/err"; then
+    fail "monitor --once succeeded with no trainer"
+fi
+[ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "monitor timeout message is not one line"
+echo "PASS e2e_status (paused at step $s1, resumed to $s3)"

@@ -1,0 +1,145 @@
+/* publisher: the drop-oldest queue (drops counted, newest kept, push never
+ * blocks) and the PUB socket delivering records to a subscriber. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "trainer/publisher.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void test_queue_drops_oldest_and_keeps_newest(void **state)
+{
+    (void)state;
+    msg_queue q;
+    assert_int_equal(msgq_init(&q, 4), 0);
+    char buf[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(buf, sizeof buf, "m%d", i);
+        assert_true(msgq_push(&q, buf));
+    }
+    assert_int_equal(msgq_count(&q), 4);
+    assert_int_equal(msgq_dropped(&q), 6);
+    for (int i = 6; i < 10; i++) {   /* the newest four, oldest first */
+        char *s = msgq_pop(&q, 0);
+        snprintf(buf, sizeof buf, "m%d", i);
+        assert_non_null(s);
+        assert_string_equal(s, buf);
+        free(s);
+    }
+    assert_null(msgq_pop(&q, 0));
+    msgq_push(&q, "left over");   /* freed by msgq_destroy */
+    msgq_destroy(&q);
+}
+
+static void test_queue_push_never_blocks(void **state)
+{
+    (void)state;
+    msg_queue q;
+    assert_int_equal(msgq_init(&q, 8), 0);
+    double t0 = now();
+    for (int i = 0; i < 100000; i++)   /* nobody pops: every push past 8 drops one */
+        msgq_push(&q, "{\"type\":\"step\",\"step\":1}");
+    assert_true(now() - t0 < 2.0);
+    assert_int_equal(msgq_dropped(&q), 100000 - 8);
+    double t1 = now();
+    char *s;
+    int n = 0;
+    while ((s = msgq_pop(&q, 0)) != NULL) {
+        free(s);
+        n++;
+    }
+    assert_int_equal(n, 8);
+    assert_null(msgq_pop(&q, 0.05));   /* waits at most its timeout */
+    assert_true(now() - t1 < 1.0);
+    msgq_destroy(&q);
+}
+
+static void test_publisher_none_keeps_latest_step(void **state)
+{
+    (void)state;
+    char err[256];
+    publisher *p = publisher_open("none", err, sizeof err);
+    assert_non_null(p);
+    assert_null(publisher_latest_step(p));
+    publisher_send(p, "{\"type\":\"step\",\"step\":1}", true);
+    publisher_send(p, "{\"type\":\"eval\",\"step\":1}", false);
+    char *s = publisher_latest_step(p);
+    assert_string_equal(s, "{\"type\":\"step\",\"step\":1}");
+    free(s);
+    assert_int_equal(publisher_dropped(p), 0);
+    publisher_close(p);
+    assert_int_equal(publisher_dropped(NULL), 0);
+}
+
+static void test_publisher_delivers_to_subscriber(void **state)
+{
+    (void)state;
+    char ep[128], err[256];
+    snprintf(ep, sizeof ep, "ipc:///tmp/gpt-test-pub-%d", (int)getpid());
+    publisher *p = publisher_open(ep, err, sizeof err);
+    assert_non_null(p);
+    void *ctx = zmq_ctx_new();
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    int timeout = 100, linger = 0;
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    assert_int_equal(zmq_connect(sub, ep), 0);
+    /* a subscriber joins late (its subscription takes a moment): keep sending */
+    char buf[256] = "";
+    int got = -1;
+    for (int i = 0; i < 100 && got < 0; i++) {
+        publisher_send(p, "{\"type\":\"step\",\"step\":7}", true);
+        got = zmq_recv(sub, buf, sizeof buf - 1, 0);
+    }
+    assert_true(got > 0);
+    buf[got] = '\0';
+    assert_string_equal(buf, "{\"type\":\"step\",\"step\":7}");
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    double t0 = now();
+    for (int i = 0; i < 3000; i++)   /* subscriber gone: closing must still be quick */
+        publisher_send(p, "{\"type\":\"event\",\"message\":\"x\"}", false);
+    publisher_close(p);
+    assert_true(now() - t0 < 3.0);
+}
+
+static void test_publisher_refuses_busy_endpoint(void **state)
+{
+    (void)state;
+    char ep[128], err[256] = "";
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + (int)getpid() % 30000);
+    publisher *a = publisher_open(ep, err, sizeof err);
+    if (!a)   /* the port happened to be taken: the second half of the test still holds */
+        return;
+    publisher *b = publisher_open(ep, err, sizeof err);
+    assert_null(b);
+    assert_non_null(strstr(err, "status_endpoint"));
+    assert_null(strchr(err, '\n'));
+    publisher_close(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_queue_drops_oldest_and_keeps_newest),
+        cmocka_unit_test(test_queue_push_never_blocks),
+        cmocka_unit_test(test_publisher_none_keeps_latest_step),
+        cmocka_unit_test(test_publisher_delivers_to_subscriber),
+        cmocka_unit_test(test_publisher_refuses_busy_endpoint),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

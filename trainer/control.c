@@ -1,0 +1,427 @@
+#include "trainer/control.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+/* ---- endpoints ---- */
+
+bool endpoint_is_none(const char *ep)
+{
+    return ep[0] == '\0' || strcmp(ep, "none") == 0;
+}
+
+bool endpoint_is_ipv6(const char *ep)
+{
+    return strncmp(ep, "tcp://[", 7) == 0;
+}
+
+/* The host part of tcp://HOST:PORT into host (brackets kept); false if malformed. */
+static bool tcp_host(const char *ep, char *host, size_t n)
+{
+    if (strncmp(ep, "tcp://", 6) != 0)
+        return false;
+    const char *h = ep + 6, *colon = strrchr(h, ':');
+    if (!colon || colon == h || (size_t)(colon - h) >= n || strchr(h, ';'))
+        return false;
+    memcpy(host, h, (size_t)(colon - h));
+    host[colon - h] = '\0';
+    const char *port = colon + 1;
+    if (strcmp(port, "*") == 0)
+        return true;
+    char *end;
+    long p = strtol(port, &end, 10);
+    return *port && !*end && isdigit((unsigned char)*port) && p > 0 && p < 65536;
+}
+
+bool endpoint_is_loopback(const char *ep)
+{
+    if (endpoint_is_none(ep) || strncmp(ep, "ipc://", 6) == 0)
+        return true;   /* no socket, or a local file */
+    char host[256];
+    if (!tcp_host(ep, host, sizeof host))
+        return false;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+        return true;
+    if (strncmp(host, "127.", 4) != 0)
+        return false;
+    for (const char *s = host; *s; s++)   /* digits and dots only: not a host name */
+        if (!isdigit((unsigned char)*s) && *s != '.')
+            return false;
+    return true;
+}
+
+int endpoint_check(const char *key, const char *ep, char *err, size_t errlen)
+{
+    char host[256];
+    if (endpoint_is_none(ep) || (strncmp(ep, "ipc://", 6) == 0 && ep[6]) ||
+        tcp_host(ep, host, sizeof host))
+        return 0;
+    snprintf(err, errlen, "%s \"%s\": expected tcp://HOST:PORT, ipc://PATH or none", key, ep);
+    return -1;
+}
+
+const char *control_token(const run_config *c)
+{
+    if (c->control_token[0])
+        return c->control_token;
+    const char *env = getenv("GPT_CONTROL_TOKEN");
+    return env && *env ? env : NULL;
+}
+
+int control_check_config(const run_config *c, char *err, size_t errlen)
+{
+    if (endpoint_check("config: status_endpoint", c->status_endpoint, err, errlen) != 0 ||
+        endpoint_check("config: control_endpoint", c->control_endpoint, err, errlen) != 0)
+        return -1;
+    if (c->status_public != 0 && c->status_public != 1) {
+        snprintf(err, errlen, "config: status_public must be 0 or 1");
+        return -1;
+    }
+    if (!c->status_public && !endpoint_is_loopback(c->status_endpoint)) {
+        snprintf(err, errlen, "config: status_endpoint %s is not a loopback address "
+                 "(set status_public=1 to publish status on the network)", c->status_endpoint);
+        return -1;
+    }
+    if (!endpoint_is_loopback(c->control_endpoint) && !control_token(c)) {
+        snprintf(err, errlen, "config: control_endpoint %s is not a loopback address and needs "
+                 "a control_token (config key or GPT_CONTROL_TOKEN)", c->control_endpoint);
+        return -1;
+    }
+    if (!endpoint_is_none(c->status_endpoint) &&
+        strcmp(c->status_endpoint, c->control_endpoint) == 0) {
+        snprintf(err, errlen, "config: status_endpoint and control_endpoint are the same (%s)",
+                 c->status_endpoint);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static const struct {
+    const char *name;
+    control_cmd cmd;
+} commands[] = {
+    {"status", CONTROL_STATUS}, {"checkpoint", CONTROL_CHECKPOINT}, {"stop", CONTROL_STOP},
+    {"pause", CONTROL_PAUSE},   {"resume", CONTROL_RESUME},
+};
+
+/* Compares in time independent of where the strings differ (the token is a secret). */
+static bool token_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned diff = (unsigned)(la ^ lb);
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)(i < la ? a[i] : 0) ^ (unsigned char)b[i];
+    return diff == 0;
+}
+
+/* Parses buf as exactly one JSON object (trailing bytes other than spaces refused). */
+static cJSON *parse_object(const char *buf, size_t len)
+{
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!o || !cJSON_IsObject(o) || !end) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    for (; end < buf + len; end++)
+        if (!isspace((unsigned char)*end)) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    return o;
+}
+
+static control_cmd check_request(const cJSON *o, const char *token, char *msg, size_t msglen)
+{
+    if (token && *token) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "token");
+        if (!cJSON_IsString(t) || !token_equal(t->valuestring, token)) {
+            snprintf(msg, msglen, "%s token", cJSON_IsString(t) ? "wrong" : "missing");
+            return CONTROL_NONE;
+        }
+    }
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "command");
+    if (!cJSON_IsString(c)) {
+        snprintf(msg, msglen, "request needs a string \"command\"");
+        return CONTROL_NONE;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(c->valuestring, commands[i].name) == 0)
+            return commands[i].cmd;
+    snprintf(msg, msglen, "unknown command \"%.32s\" (status, checkpoint, stop, pause, resume)",
+             c->valuestring);
+    for (char *s = msg; *s; s++)   /* keep the message one printable line */
+        if (!isprint((unsigned char)*s))
+            *s = '?';
+    return CONTROL_NONE;
+}
+
+control_cmd control_parse_request(const char *buf, size_t len, const char *token, char *msg,
+                                  size_t msglen)
+{
+    if (len > CONTROL_MAX_REQUEST) {
+        snprintf(msg, msglen, "request too large (%zu bytes, max %d)", len, CONTROL_MAX_REQUEST);
+        return CONTROL_NONE;
+    }
+    cJSON *o = parse_object(buf, len);
+    if (!o) {
+        snprintf(msg, msglen, "request is not a JSON object");
+        return CONTROL_NONE;
+    }
+    control_cmd cmd = check_request(o, token, msg, msglen);
+    cJSON_Delete(o);
+    return cmd;
+}
+
+/* ---- the server ---- */
+
+struct control_server {
+    control_options opt;
+    char *token;
+    void *ctx, *sock;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    /* under mu: what clients asked for, and what the loop has been told */
+    bool quit, stop_pending, stop_reported, checkpoint_pending, paused, loop_paused;
+};
+
+/* The pending command under c->mu, or CONTROL_NONE. */
+static control_cmd take_pending(control_server *c)
+{
+    if (c->stop_pending && !c->stop_reported) {
+        c->stop_reported = true;
+        return CONTROL_STOP;
+    }
+    if (c->checkpoint_pending) {
+        c->checkpoint_pending = false;
+        return CONTROL_CHECKPOINT;
+    }
+    if (c->paused != c->loop_paused) {
+        c->loop_paused = c->paused;
+        return c->paused ? CONTROL_PAUSE : CONTROL_RESUME;
+    }
+    return CONTROL_NONE;
+}
+
+control_cmd control_poll(control_server *c)
+{
+    if (!c)
+        return CONTROL_NONE;
+    pthread_mutex_lock(&c->mu);
+    control_cmd cmd = take_pending(c);
+    pthread_mutex_unlock(&c->mu);
+    return cmd;
+}
+
+control_cmd control_wait(control_server *c, double timeout_s)
+{
+    if (!c) {
+        struct timespec ts = {(time_t)timeout_s, (long)((timeout_s - (time_t)timeout_s) * 1e9)};
+        nanosleep(&ts, NULL);
+        return CONTROL_NONE;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = until.tv_nsec + (long long)(timeout_s * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_mutex_lock(&c->mu);
+    control_cmd cmd;
+    while ((cmd = take_pending(c)) == CONTROL_NONE)
+        if (pthread_cond_timedwait(&c->changed, &c->mu, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&c->mu);
+    return cmd;
+}
+
+/* "status" reply: the run state and the latest step record. */
+static void status_reply(control_server *c, cJSON *r, const char *state)
+{
+    char *latest = c->opt.latest_step ? c->opt.latest_step(c->opt.ctx) : NULL;
+    cJSON *step = latest ? cJSON_Parse(latest) : NULL;
+    free(latest);
+    char msg[128];
+    if (step)
+        snprintf(msg, sizeof msg, "%s at step %d of %d", state,
+                 cJSON_GetObjectItem(step, "step") ? cJSON_GetObjectItem(step, "step")->valueint : 0,
+                 cJSON_GetObjectItem(step, "max_steps") ? cJSON_GetObjectItem(step, "max_steps")->valueint : 0);
+    else
+        snprintf(msg, sizeof msg, "%s, no step finished yet", state);
+    cJSON_AddBoolToObject(r, "ok", 1);
+    cJSON_AddStringToObject(r, "message", msg);
+    cJSON_AddStringToObject(r, "state", state);
+    if (step)
+        cJSON_AddItemToObject(r, "latest", step);
+}
+
+/* Applies an accepted command to the pending state; fills the reply. */
+static void apply_command(control_server *c, control_cmd cmd, cJSON *r)
+{
+    bool ok = true;
+    const char *msg = "";
+    pthread_mutex_lock(&c->mu);
+    const char *state = c->stop_pending ? "stopping" : c->paused ? "paused" : "running";
+    switch (cmd) {
+    case CONTROL_STOP:
+        msg = c->stop_pending ? "already stopping" : "stopping after the current step";
+        c->stop_pending = true;
+        break;
+    case CONTROL_PAUSE:
+        msg = c->paused ? "already paused" : "pausing after the current step";
+        c->paused = true;
+        break;
+    case CONTROL_RESUME:
+        ok = c->paused;
+        msg = c->paused ? "resuming" : "not paused";
+        c->paused = false;
+        break;
+    case CONTROL_CHECKPOINT:
+        ok = c->opt.checkpoint_available;
+        msg = ok ? "checkpoint after the current step" : "checkpoints are not available yet";
+        c->checkpoint_pending |= ok;
+        break;
+    default:
+        break;
+    }
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->mu);
+    if (cmd == CONTROL_STATUS) {
+        status_reply(c, r, state);
+        return;
+    }
+    cJSON_AddBoolToObject(r, "ok", ok);
+    cJSON_AddStringToObject(r, "message", msg);
+}
+
+/* One request (all its frames already read) -> the reply text (malloc'd). */
+static char *handle_request(control_server *c, const char *buf, size_t len, bool multipart)
+{
+    char msg[160];
+    cJSON *r = cJSON_CreateObject();
+    control_cmd cmd = multipart ? CONTROL_NONE : control_parse_request(buf, len, c->token, msg, sizeof msg);
+    if (multipart)
+        snprintf(msg, sizeof msg, "request must be a single message frame");
+    if (cmd == CONTROL_NONE) {
+        cJSON_AddBoolToObject(r, "ok", 0);
+        cJSON_AddStringToObject(r, "message", msg);
+    } else {
+        apply_command(c, cmd, r);
+    }
+    char *text = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return text;
+}
+
+/* Receives one request (every frame of it), answers it. */
+static void serve_one(control_server *c)
+{
+    zmq_msg_t first;
+    zmq_msg_init(&first);
+    if (zmq_msg_recv(&first, c->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&first);
+        return;
+    }
+    bool multipart = zmq_msg_more(&first);
+    for (int more = multipart; more;) {   /* drain the other frames: a message arrives whole */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        more = zmq_msg_recv(&part, c->sock, 0) >= 0 && zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    char *reply = handle_request(c, zmq_msg_data(&first), zmq_msg_size(&first), multipart);
+    zmq_msg_close(&first);
+    if (reply)
+        zmq_send(c->sock, reply, strlen(reply), ZMQ_DONTWAIT);
+    free(reply);
+}
+
+static void *server_main(void *arg)
+{
+    control_server *c = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals belong to the main thread */
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool quit = c->quit;
+        pthread_mutex_unlock(&c->mu);
+        if (quit)
+            return NULL;
+        zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 200) > 0)
+            serve_one(c);
+    }
+}
+
+/* Bounded everything: message size, queued requests, linger at close. */
+static int set_rep_options(void *sock, const char *endpoint)
+{
+    int64_t maxsize = CONTROL_MAX_MESSAGE;
+    int hwm = 16, linger = 0, ipv6 = endpoint_is_ipv6(endpoint);
+    return zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) |
+           zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm) |
+           zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm) |
+           zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) |
+           zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6);
+}
+
+control_server *control_open(const control_options *o, char *err, size_t errlen)
+{
+    control_server *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory creating the control server");
+        return NULL;
+    }
+    c->opt = *o;
+    c->token = o->token && *o->token ? strdup(o->token) : NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->changed, NULL);
+    if (endpoint_is_none(o->endpoint))
+        return c;
+    c->ctx = zmq_ctx_new();
+    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_REP) : NULL;
+    if (!c->sock || set_rep_options(c->sock, o->endpoint) != 0 || zmq_bind(c->sock, o->endpoint) != 0) {
+        snprintf(err, errlen, "control_endpoint %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
+        control_close(c);
+        return NULL;
+    }
+    if (pthread_create(&c->thread, NULL, server_main, c) != 0) {
+        snprintf(err, errlen, "control_endpoint %s: cannot start the server thread", o->endpoint);
+        control_close(c);
+        return NULL;
+    }
+    c->running = true;
+    return c;
+}
+
+void control_close(control_server *c)
+{
+    if (!c)
+        return;
+    if (c->running) {
+        pthread_mutex_lock(&c->mu);
+        c->quit = true;
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->changed);
+    free(c->token);
+    free(c);
+}
