@@ -49,9 +49,9 @@ void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n)
         x[i] = (float)q[i] * scales[i / Q8_GS];
 }
 
-/* Threads over blocks of PACK_COLS neighbouring columns: the block's slice of
- * a row of w is one cache line, so the strided column reads of a block share
- * the lines they pull in instead of fetching one line per value. */
+/* Threads over blocks of PACK_COLS neighbouring columns: a block's slice of a
+ * row of w is 64 bytes, so the strided column reads within a block share the
+ * cache lines they pull in instead of fetching a line per value. */
 void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out)
 {
     const int G = in / Q8_GS, nblocks = (out + PACK_COLS - 1) / PACK_COLS;

@@ -1,6 +1,7 @@
 /* bench_q8: the int8 matrix-vector product of decode (M = 1) at the seed384
  * and GPT-2 124M layer shapes, on every q8 path this CPU runs, against the
- * fp32 product through oneDNN (kernels/gemm.h, the trainer's path).
+ * fp32 product through oneDNN (kernels/gemm.h, the trainer's path) and
+ * through a plain AVX-512 matrix-vector loop.
  *
  * Two cache states:
  *   hot    - the same weights every call (they sit in L2 or L3 if they fit);
@@ -14,6 +15,7 @@
  * LM head; attention and the rest not included), and a few prefill (M = 16)
  * shapes.  With BENCH_JSONL=path every figure is also appended there as a
  * JSON line. */
+#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +27,10 @@
 #include "kernels/q8.h"
 #include "tests/test_util.h"
 
-enum { WARMUP = 2, REPS = 20, NPATHS = Q8_PATH_COUNT + 1 /* + fp32 */ };
+enum { WARMUP = 2, REPS = 20, NPATHS = Q8_PATH_COUNT + 2 /* + the fp32 baselines */ };
 #define STREAM_BYTES ((size_t)256 << 20)
-#define FP32 Q8_PATH_COUNT   /* the fp32 oneDNN baseline, as a path index */
+#define FP32 Q8_PATH_COUNT            /* fp32 through oneDNN, as a path index */
+#define FP32_LOOP (Q8_PATH_COUNT + 1) /* fp32 through sgemv_avx512 below */
 
 typedef struct {
     const char *model;
@@ -100,10 +103,44 @@ static void teardown(void)
     free(cur.w), free(cur.wq), free(cur.ws);
 }
 
+/* y = x W + bias for W [IN, OUT] row-major (decode only: one row x), the plain
+ * AVX-512 way: each thread owns strips of SW columns and walks down the rows,
+ * SW/16 accumulators per strip, each row read as SW*4 contiguous bytes.
+ * oneDNN's matmul is not tuned for M = 1; this is the fp32 decode speed a
+ * simple kernel reaches. */
+enum { SW = 128 };
+__attribute__((target("avx512f"))) static void sgemv_avx512(float *y, const float *x,
+                                                            const float *w, const float *bias,
+                                                            int IN, int OUT)
+{
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < OUT; c0 += SW) {
+        __m512 acc[SW / 16];
+        __mmask16 k[SW / 16];
+        for (int j = 0; j < SW / 16; j++) {
+            const int left = OUT - c0 - 16 * j;
+            k[j] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            acc[j] = _mm512_maskz_loadu_ps(k[j], bias + c0 + 16 * j);
+        }
+        for (int i = 0; i < IN; i++) {
+            const __m512 xi = _mm512_set1_ps(x[i]);
+            const float *row = w + (size_t)i * OUT + c0;
+            for (int j = 0; j < SW / 16; j++)
+                acc[j] = _mm512_fmadd_ps(xi, _mm512_maskz_loadu_ps(k[j], row + 16 * j), acc[j]);
+        }
+        for (int j = 0; j < SW / 16; j++)
+            _mm512_mask_storeu_ps(y + c0 + 16 * j, k[j], acc[j]);
+    }
+}
+
 static void run(int path, size_t copy)
 {
     const shape *s = cur.s;
-    if (path == FP32)
+    if (path == FP32_LOOP)
+        for (int m = 0; m < s->M; m++)
+            sgemv_avx512(cur.y + (size_t)m * s->OUT, cur.x + (size_t)m * s->IN,
+                         cur.w + copy * cur.w_count, cur.bias, s->IN, s->OUT);
+    else if (path == FP32)
         gemm_f32(false, false, s->M, s->OUT, s->IN, cur.x, s->IN, cur.w + copy * cur.w_count,
                  s->OUT, cur.bias, false, cur.y, s->OUT);
     else
@@ -143,25 +180,42 @@ static double median_ms(int path, int stream, double *best)
 
 static const char *path_name(int path)
 {
-    return path == FP32 ? "fp32-dnnl" : q8_path_name((q8_path)path);
+    return path == FP32 ? "fp32-dnnl" : path == FP32_LOOP ? "fp32-loop" : q8_path_name((q8_path)path);
 }
 
 static double weight_bytes(int path)
 {
-    return path == FP32 ? (double)cur.w_count * sizeof(float)
+    return path >= FP32 ? (double)cur.w_count * sizeof(float)
                         : (double)cur.wq_bytes + (double)cur.ws_count * sizeof(float);
 }
 
 /* ms[shape][path][cache], < 0 where not measured */
 static double ms[NSHAPES][NPATHS][2];
 
+/* The two fp32 baselines must compute the same product (else a fast wrong
+ * baseline would flatter or shame the int8 paths). */
+static void check_fp32_loop(void)
+{
+    const size_t n = (size_t)cur.s->M * cur.s->OUT;
+    float *ref = alloc_or_die(n * sizeof *ref);
+    run(FP32, 0);
+    memcpy(ref, cur.y, n * sizeof *ref);
+    run(FP32_LOOP, 0);
+    if (!test_close("fp32-loop vs fp32-dnnl", cur.y, ref, n, 1e-4f, 1e-4f))
+        exit(1);
+    free(ref);
+}
+
 static void bench_shape(int i, FILE *jsonl)
 {
     const shape *s = &shapes[i];
     setup(s);
+    if (cpu_isa_supported(ISA_AVX512))
+        check_fp32_loop();
     for (int path = 0; path < NPATHS; path++) {
         ms[i][path][0] = ms[i][path][1] = -1;
-        if (path != FP32 && !q8_path_supported((q8_path)path))
+        if (path < FP32 ? !q8_path_supported((q8_path)path)
+                        : path == FP32_LOOP && (!cpu_isa_supported(ISA_AVX512) || s->M > 1))
             continue;
         for (int c = 0; c < (s->M == 1 ? 2 : 1); c++) {   /* prefill: hot only */
             double best;

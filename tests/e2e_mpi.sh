@@ -28,6 +28,21 @@ $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set
 $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
     --set out_dir="$tmp/zero1" >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 zero_stage 1 run failed"; }
 
+# the moments in a memory-mapped file (optimizer_offload file:DIR) change nothing
+mkdir "$tmp/offload"
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+    --set optimizer_offload="file:$tmp/offload" --set out_dir="$tmp/zero1file" >/dev/null 2>"$tmp/err2" ||
+    { cat "$tmp/err2"; fail "file offload run failed"; }
+[ -z "$(ls "$tmp/offload")" ] || fail "offload files left behind"
+python3 - "$tmp/zero1/log.jsonl" "$tmp/zero1file/log.jsonl" <<'PY' || fail "file offload changes the losses"
+import json, sys
+steps = lambda p: [r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"]
+assert steps(sys.argv[1]) == steps(sys.argv[2])
+PY
+if "$BUILD/trainer" --config "$tmp/cfg.json" --set optimizer_offload=file:/nonexistent/dir \
+    --set out_dir="$tmp/bad" 2>"$tmp/err6"; then fail "offload to a missing directory accepted"; fi
+grep -q "optimizer_offload: cannot create" "$tmp/err6" || { cat "$tmp/err6"; fail "offload error message"; }
+
 python3 - "$tmp/np1/log.jsonl" "$tmp/np2/log.jsonl" "$tmp/zero1/log.jsonl" <<'PY' || fail "np 1, np 2 and ZeRO runs differ"
 import json, sys
 def load(p):

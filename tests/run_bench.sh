@@ -20,7 +20,7 @@ train_bench() {   # name config extra-set...
     name=$1; config=$2; shift 2
     out="$BUILD/runs/bench-$name"
     rm -rf "$out"
-    "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" 2>"$BUILD/bench-$name.stderr" \
+    $LAUNCH "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" 2>"$BUILD/bench-$name.stderr" \
         --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null ||
         { cat "$BUILD/bench-$name.stderr"; exit 1; }
     python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" <<'PY'
@@ -28,15 +28,19 @@ import json, statistics, sys
 log, name, jsonl = sys.argv[1:4]
 recs = [json.loads(l) for l in open(log)]
 steps = [r for r in recs if r["type"] == "step"]
+ranks = steps[0]["ranks"]
 steps = steps[1:] or steps      # the first step pays for setup
 done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"][-1]
 ms = statistics.median(r["step_ms"] for r in steps)
 row = {"bench": "train", "work": name, "ms_per_step": round(ms, 1),
        "tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in steps)),
        "mfu": round(statistics.median(r["mfu"] for r in steps), 3),
-       "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"])}
-print("%-24s %8.1f ms/step %8d tok/s  MFU %5.1f%% of the fp32 peak (%.0f GFLOP/s, measured)  peak RSS %d MB" % (
-      name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"], row["peak_rss_mb"]))
+       "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"]),
+       "ranks": ranks, "comm_ms": round(statistics.median(r["comm_ms"] for r in steps), 1),
+       "loader_wait_ms": round(statistics.median(r["loader_wait_ms"] for r in steps), 2)}
+print("%-28s %7.1f ms/step %6d tok/s  MFU %5.1f%% of the fp32 peak (%.0f GFLOP/s)  RSS %d MB (rank 0)  comm %.1f ms  loader wait %.2f ms" % (
+      name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"],
+      row["peak_rss_mb"], row["comm_ms"], row["loader_wait_ms"]))
 open(jsonl, "a").write(json.dumps(row) + "\n")
 PY
 }
@@ -45,4 +49,13 @@ echo "== training ($STEPS steps, median step after the first)"
 train_bench seed384-fp32 launch/configs/seed384.json --set precision=fp32
 train_bench seed384-bf16 launch/configs/seed384.json --set precision=bf16
 train_bench seed384-bf16-recompute launch/configs/seed384.json --set precision=bf16 --set recompute=block
+
+echo "== data parallel, same global batch (8 x 256): np 1 x 2 threads above vs np 2 x 1 thread"
+[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
+train_bench seed384-bf16-np2-shm launch/configs/seed384.json --set precision=bf16 --set batch_size=4
+train_bench seed384-bf16-np2-zero1 launch/configs/seed384.json --set precision=bf16 --set batch_size=4 --set zero_stage=1
+LAUNCH="$LAUNCH --mca btl tcp,self"
+train_bench seed384-bf16-np2-tcp launch/configs/seed384.json --set precision=bf16 --set batch_size=4
+LAUNCH=
 echo "figures: $BENCH_JSONL"

@@ -233,8 +233,9 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: recompute must be none or block, not \"%s\"", c->recompute);
     REQUIRE(c->zero_stage == 0 || c->zero_stage == 1,
             "config: zero_stage %d is not available in this build (0 or 1 so far)", c->zero_stage);
-    REQUIRE(strcmp(c->optimizer_offload, "none") == 0,
-            "config: optimizer_offload \"%s\" is not available in this build (only none so far)",
+    REQUIRE(strcmp(c->optimizer_offload, "none") == 0 || strcmp(c->optimizer_offload, "host") == 0 ||
+                (strncmp(c->optimizer_offload, "file:", 5) == 0 && c->optimizer_offload[5]),
+            "config: optimizer_offload must be none, host or file:DIR, not \"%s\"",
             c->optimizer_offload);
     REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
     REQUIRE(c->comm_timeout_s >= 0, "config: comm_timeout_s must be >= 0 (0 waits forever)");

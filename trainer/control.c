@@ -324,27 +324,62 @@ static char *handle_request(control_server *c, const char *buf, size_t len, bool
     return text;
 }
 
-/* Receives one request (every frame of it), answers it. */
-static void serve_one(control_server *c)
+enum { MAX_FRAMES = 16 };
+
+/* Reads every frame of one message into f (at most MAX_FRAMES kept, the rest
+ * drained: a message arrives whole); returns the number kept, or -1 if there
+ * were more or nothing could be read. */
+static int recv_frames(void *sock, zmq_msg_t *f)
 {
-    zmq_msg_t first;
-    zmq_msg_init(&first);
-    if (zmq_msg_recv(&first, c->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&first);
-        return;
-    }
-    bool multipart = zmq_msg_more(&first);
-    for (int more = multipart; more;) {   /* drain the other frames: a message arrives whole */
+    int n = 0, more = 1, overflow = 0;
+    while (more) {
         zmq_msg_t part;
         zmq_msg_init(&part);
-        more = zmq_msg_recv(&part, c->sock, 0) >= 0 && zmq_msg_more(&part);
-        zmq_msg_close(&part);
+        if (zmq_msg_recv(&part, sock, n == 0 && !overflow ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (n < MAX_FRAMES)
+            f[n++] = part;   /* zmq_msg_t may be moved by value once received */
+        else {
+            zmq_msg_close(&part);
+            overflow = 1;
+        }
     }
-    char *reply = handle_request(c, zmq_msg_data(&first), zmq_msg_size(&first), multipart);
-    zmq_msg_close(&first);
-    if (reply)
-        zmq_send(c->sock, reply, strlen(reply), ZMQ_DONTWAIT);
-    free(reply);
+    if (overflow || n == 0) {
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&f[i]);
+        return -1;
+    }
+    return n;
+}
+
+/* Receives one request and answers it.  The socket is a ROUTER speaking the
+ * REP protocol (frames: peer id, envelope up to an empty delimiter, body), so
+ * that a hostile or broken peer cannot wedge a REP state machine: a message
+ * without a delimiter is dropped, as REP would, and every reply goes back on
+ * the envelope of the request it answers. */
+static void serve_one(control_server *c)
+{
+    zmq_msg_t f[MAX_FRAMES];
+    int n = recv_frames(c->sock, f);
+    if (n < 0)
+        return;
+    int delim = 1;
+    while (delim < n && zmq_msg_size(&f[delim]) != 0)
+        delim++;
+    if (delim < n - 1) {   /* an envelope, then a body */
+        bool multipart = n - delim - 1 > 1;
+        char *reply = handle_request(c, zmq_msg_data(&f[delim + 1]), zmq_msg_size(&f[delim + 1]),
+                                     multipart);
+        for (int i = 0; i <= delim; i++)   /* the envelope back, then the reply */
+            zmq_send(c->sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(c->sock, reply ? reply : "", reply ? strlen(reply) : 0, ZMQ_DONTWAIT);
+        free(reply);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
 }
 
 static void *server_main(void *arg)
@@ -391,7 +426,7 @@ control_server *control_open(const control_options *o, char *err, size_t errlen)
     if (endpoint_is_none(o->endpoint))
         return c;
     c->ctx = zmq_ctx_new();
-    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_REP) : NULL;
+    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_ROUTER) : NULL;   /* see serve_one */
     if (!c->sock || set_rep_options(c->sock, o->endpoint) != 0 || zmq_bind(c->sock, o->endpoint) != 0) {
         snprintf(err, errlen, "control_endpoint %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
         control_close(c);

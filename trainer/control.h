@@ -1,4 +1,5 @@
-/* control: the control server (ZeroMQ REP on control_endpoint, rank 0).
+/* control: the control server (ZeroMQ REP protocol on control_endpoint, rank 0;
+ * a ROUTER socket underneath, so that no peer can wedge a REP state machine).
  *
  * A background thread answers every request at once, even in the middle of a
  * step: one JSON object {"command": "status"|"checkpoint"|"stop"|"pause"|

@@ -1,9 +1,13 @@
 #include "trainer/optimizer.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kernels/adamw.h"
 
@@ -20,10 +24,48 @@ int optimizer_create(adamw_state *s, size_t n, char *err, size_t errlen)
     return 0;
 }
 
+int optimizer_create_in_file(adamw_state *s, size_t n, const char *dir, int rank, char *err,
+                             size_t errlen)
+{
+    *s = (adamw_state){.n = n};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/optimizer-rank%d.XXXXXX", dir, rank);
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(err, errlen, "optimizer_offload: cannot create a file in %s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    unlink(path);
+    size_t len = 2 * (n ? n : 1) * sizeof(float);
+    int rc = posix_fallocate(fd, 0, (off_t)len);
+    if (rc != 0) {
+        snprintf(err, errlen, "optimizer_offload: cannot reserve %.1f MB in %s: %s", len / 1e6, dir,
+                 strerror(rc));
+        close(fd);
+        return -1;
+    }
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);   /* the mapping keeps the file */
+    if (map == MAP_FAILED) {
+        snprintf(err, errlen, "optimizer_offload: cannot map %.1f MB: %s", len / 1e6, strerror(errno));
+        return -1;
+    }
+    s->map = map;
+    s->map_len = len;
+    s->m = map;
+    s->v = s->m + (n ? n : 1);
+    return 0;
+}
+
 void optimizer_destroy(adamw_state *s)
 {
-    free(s->m);
-    free(s->v);
+    if (s->map) {
+        munmap(s->map, s->map_len);
+    } else {
+        free(s->m);
+        free(s->v);
+    }
     memset(s, 0, sizeof *s);
 }
 

@@ -15,9 +15,18 @@ typedef struct {
     float *m, *v;   /* first and second moments, [n] each */
     size_t offset, n;
     int step;       /* optimizer steps taken */
+    void *map;      /* file-backed moments: the mapping, else NULL */
+    size_t map_len;
 } adamw_state;
 
+/* Moments in memory, zeroed. */
 int optimizer_create(adamw_state *s, size_t n, char *err, size_t errlen);
+/* Moments in a file in dir, memory-mapped (optimizer_offload: file:DIR), so
+ * the kernel can page them out: for state larger than the RAM a rank may use.
+ * The space is reserved up front (a full disk is an error now, not a crash
+ * later) and the file is unlinked at once: the checkpoint is the durable copy. */
+int optimizer_create_in_file(adamw_state *s, size_t n, const char *dir, int rank, char *err,
+                             size_t errlen);
 void optimizer_destroy(adamw_state *s);
 
 /* Learning rate for step (0-based). */

@@ -118,21 +118,23 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     if (c->zero_stage >= 1) {
         tr->zero = true;
         if (zero_init(&tr->shard, n, w->rank, w->size) != 0 ||
-            optimizer_create(&tr->opt, tr->shard.len, err, errlen) != 0 ||
             !(tr->grad_shard = malloc((tr->shard.len ? tr->shard.len : 1) * sizeof(float)))) {
             snprintf(err, errlen, "out of memory allocating the ZeRO shard");
             return -1;
         }
-        tr->opt.offset = tr->shard.begin;
-        return 0;
-    }
-    if (w->size > 1 &&
-        !(tr->buckets = buckets_create(tr->model.grads, n,
-                                       (size_t)c->bucket_mb * (1 << 20) / sizeof(float)))) {
+        n = tr->shard.len;
+    } else if (w->size > 1 &&
+               !(tr->buckets = buckets_create(tr->model.grads, n,
+                                              (size_t)c->bucket_mb * (1 << 20) / sizeof(float)))) {
         snprintf(err, errlen, "out of memory allocating gradient buckets");
         return -1;
     }
-    return optimizer_create(&tr->opt, n, err, errlen);
+    int rc = strncmp(c->optimizer_offload, "file:", 5) == 0
+                 ? optimizer_create_in_file(&tr->opt, n, c->optimizer_offload + 5, w->rank, err,
+                                            errlen)
+                 : optimizer_create(&tr->opt, n, err, errlen);
+    tr->opt.offset = tr->zero ? tr->shard.begin : 0;
+    return rc;
 }
 
 static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, char *err,
