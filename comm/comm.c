@@ -60,6 +60,14 @@ int comm_max_int(int x)
     return x;
 }
 
+int comm_or_int(int x)
+{
+    watchdog_arm("the end-of-step agreement");
+    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_BOR, MPI_COMM_WORLD);
+    watchdog_disarm();
+    return x;
+}
+
 void comm_broadcast_floats(float *x, size_t n, int root)
 {
     for (size_t off = 0; off < n; off += MAX_CHUNK) {

@@ -85,6 +85,29 @@ assert worst < 1e-5, worst
 print("resume of an np 2 zero1 checkpoint: bit-exact on np 2, %.2g relative on np 1" % worst)
 PY
 
+# control reaches every rank: a pause longer than comm_timeout_s does not trip
+# the watchdog, resume continues, stop ends all ranks with exit 0
+port=$((20000 + $$ % 20000))
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
+    --set eval_every=0 --set comm_timeout_s=2 --set status_endpoint=none \
+    --set control_endpoint="tcp://127.0.0.1:$port" --set out_dir="$tmp/ctl" >/dev/null 2>"$tmp/err7" &
+job=$!
+ctl() { "$BUILD/monitor" --control "tcp://127.0.0.1:$port" "$1" --timeout 10 >/dev/null; }
+steps() { grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null || echo 0; }
+i=0
+while [ "$(steps)" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+ctl pause || { kill "$job"; fail "pause refused"; }
+sleep 1; before=$(steps); sleep 3; after=$(steps)
+[ "$before" -eq "$after" ] || { kill "$job"; fail "steps went on while paused ($before -> $after)"; }
+ctl resume || { kill "$job"; fail "resume refused"; }
+sleep 1
+[ "$(steps)" -gt "$after" ] || { kill "$job"; fail "no steps after resume"; }
+ctl stop || { kill "$job"; fail "stop refused"; }
+i=0
+while kill -0 "$job" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+wait "$job" || { cat "$tmp/err7"; fail "np 2 run did not exit 0 after stop"; }
+echo "pause, resume and stop reach both ranks"
+
 # a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
 # other rank's watchdog gives up after comm_timeout_s)
 lose_rank() {   # signal, expected-stderr-pattern

@@ -286,11 +286,21 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
 /* issue 7: control requests at a step boundary (rank 0; the other ranks follow
  * a stop through the comm_max_int after it; broadcasting pause and checkpoint
  * to every rank is comm's part).  While paused, wait here for resume or stop. */
+/* Control requests reach rank 0, but every rank must act on them at the same
+ * step boundary: rank 0 polls, then all ranks agree on its pause state (and on
+ * any rank's stop signal) in one small reduction.  A pause keeps every rank
+ * here, agreeing again each time rank 0 has waited 0.2 s for a request, so no
+ * wait is long enough for the watchdog to take a pause for a lost peer.
+ * Checkpoint requests need no broadcast: checkpoint_due agrees on them. */
+enum { CTL_PAUSED = 1, CTL_STOP = 2, CTL_MORE = 4 };
+
 static void apply_control(trainer *tr, int done)
 {
     bool paused = false;
     for (;;) {
-        control_cmd cmd = paused ? control_wait(tr->ctl, 0.2) : control_poll(tr->ctl);
+        control_cmd cmd = CONTROL_NONE;
+        if (tr->ctl)   /* rank 0 only */
+            cmd = paused ? control_wait(tr->ctl, 0.2) : control_poll(tr->ctl);
         if (cmd == CONTROL_STOP) {
             train_request_stop();
         } else if (cmd == CONTROL_CHECKPOINT) {
@@ -299,7 +309,14 @@ static void apply_control(trainer *tr, int done)
             paused = cmd == CONTROL_PAUSE;
             status_event(&tr->status, "event", done, paused ? "paused" : "resumed");
         }
-        if (stop_requested || (!paused && cmd == CONTROL_NONE))
+        /* the pause state is rank 0's alone: the others only echo the agreement */
+        int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (stop_requested ? CTL_STOP : 0) |
+                    (cmd != CONTROL_NONE ? CTL_MORE : 0);
+        state = comm_or_int(state);
+        paused = state & CTL_PAUSED;
+        if (state & CTL_STOP)
+            train_request_stop();
+        if ((state & CTL_STOP) || !(state & (CTL_PAUSED | CTL_MORE)))
             return;
     }
 }

@@ -1,0 +1,136 @@
+/* infer: the inference engine of build/infer (llama2.c run.c style).
+ *
+ * Three structs hold everything: the model (config + weights), the run state
+ * (activations for a chunk of tokens and the KV cache) and the sampler.
+ *
+ *   infer_load          /config, /model and /tokenizer of a checkpoint (nothing
+ *                       else is read) -> weights in the chosen precision
+ *   infer_forward       n tokens at positions pos..pos+n-1: one batched pass
+ *                       (matrix products over all n rows, causal attention over
+ *                       the cache), their K/V appended to the cache
+ *   infer_sample        greedy, or temperature + top-k + top-p with a seeded RNG
+ *
+ * Precisions (--quant):
+ *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32).
+ *   bf16  every weight rounded to bf16 precision at load (round_to_bf16), then
+ *         run exactly as fp32: it shows the accuracy of bf16 weights, not their
+ *         speed or memory (both are fp32's).
+ *   int8  every matrix of the blocks and the (tied) LM head quantized at load
+ *         with q8_pack_weights (one scale per 32 values along the reduction
+ *         axis); activations quantized per token and group before each
+ *         product (q8_matmul, exact int32 group sums).  The embeddings, the
+ *         biases, LayerNorm, softmax and GELU stay fp32.  The fp32 copies of
+ *         the quantized matrices are not kept (the token embedding is, for the
+ *         input lookup).  Needs n_embd to be a multiple of 32.
+ * The KV cache is fp32, [n_layer, n_positions, n_embd] for keys and for values,
+ * allocated once; nothing is allocated after infer_state_create.
+ * Functions that can fail return 0 or -1 with a one-line reason in err.
+ */
+#ifndef LAUNCH_INFER_H
+#define LAUNCH_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/tokenizer.h"
+#include "trainer/model.h"
+
+typedef enum { INFER_FP32 = 0, INFER_BF16, INFER_INT8 } infer_quant;
+
+const char *infer_quant_name(infer_quant q);
+int infer_quant_parse(const char *s, infer_quant *q);   /* 0, or -1 if unknown */
+
+/* y[n,out] = x[n,in] W + b: fp32 W [in,out] (Conv1D layout, as stored) or
+ * int8 wq [out,in] with scales ws [out,in/32]. */
+typedef struct {
+    int in, out;
+    float *w;
+    int8_t *wq;
+    float *ws;
+    float *b;   /* NULL: no bias */
+} infer_linear;
+
+typedef struct {
+    float *ln1w, *ln1b, *ln2w, *ln2b;
+    infer_linear qkv, attproj, fc, fcproj;
+} infer_block;
+
+typedef struct {
+    gpt2_dims d;
+    infer_quant quant;
+    float *wte, *wpe, *lnfw, *lnfb;
+    infer_block *h;               /* [n_layer] */
+    infer_linear lm_head;         /* int8: wte quantized; fp32/bf16: unused (wte^T via gemm) */
+    float *f32;                   /* arenas the pointers above point into */
+    int8_t *i8;
+    float *scales;
+    size_t weight_bytes;          /* bytes of all weights as held */
+} infer_model;
+
+/* Fills dst (rows x cols floats; cols 0 for a vector) with the named tensor
+ * (Hugging Face name); 0, or -1 with a reason in err. */
+typedef int (*infer_tensor_fn)(void *ctx, const char *name, int rows, int cols, float *dst,
+                               char *err, size_t errlen);
+
+/* Checks that dims can run in quant q (positive, n_head divides n_embd, int8:
+ * n_embd a multiple of 32). */
+int infer_check_dims(const gpt2_dims *d, infer_quant q, char *err, size_t errlen);
+/* Builds the model tensor by tensor from fn (which fills fp32 values), then
+ * quantizes or rounds them as q says.  Refuses non-finite weights. */
+int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
+                      void *ctx, char *err, size_t errlen);
+/* The same from a training model in memory (tests). */
+int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *err,
+                          size_t errlen);
+/* Reads /meta format_version, /config dims, /model and /tokenizer of path.
+ * *tok gets a new tokenizer (free with tokenizer_free). */
+int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,
+               size_t errlen);
+void infer_model_free(infer_model *m);
+
+typedef struct {
+    int max_chunk;                /* most tokens one infer_forward takes */
+    int nthreads;
+    float *x, *xb, *xb2, *qkv, *atty, *fch;   /* [max_chunk, C | 3C | 4C] */
+    int8_t *xq;                   /* [max_chunk, 4C] quantized activations (int8) */
+    float *xs;                    /* [max_chunk, 4C/32] their scales */
+    float *ln_mean, *ln_rstd;     /* [max_chunk] (LayerNorm writes them) */
+    float *key_cache, *value_cache;           /* [L, n_positions, C] */
+    float *att;                   /* [nthreads, n_positions] attention scores */
+    float *logits;                /* [vocab_size]: the last token's */
+} infer_state;
+
+/* max_chunk <= 0 means n_positions (a prompt of any length is one pass). */
+int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char *err,
+                       size_t errlen);
+void infer_state_free(infer_state *s);
+
+/* Runs tokens[0..n) at positions pos..pos+n-1 (1 <= n <= max_chunk,
+ * pos + n <= n_positions, cache rows < pos already filled by earlier calls).
+ * The last token's logits go to s->logits; all_logits (NULL or [n, vocab_size])
+ * gets every row's.  Token ids must be < vocab_size. */
+void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int n, int pos,
+                   float *all_logits);
+
+typedef struct {
+    float prob;
+    int index;
+} infer_cand;
+
+typedef struct {
+    int n_vocab;                  /* sample among ids 0..n_vocab-1 (the tokenizer's) */
+    float temperature;            /* 0: greedy */
+    int top_k;                    /* 0: off */
+    float top_p;                  /* 1: off */
+    uint64_t rng;
+    infer_cand *cand;             /* [n_vocab] */
+} infer_sampler;
+
+int infer_sampler_init(infer_sampler *s, int n_vocab, float temperature, int top_k,
+                       float top_p, uint64_t seed, char *err, size_t errlen);
+void infer_sampler_free(infer_sampler *s);
+/* The next token from logits (at least n_vocab values; left unchanged). */
+int infer_sample(infer_sampler *s, const float *logits);
+int infer_argmax(const float *x, int n);
+
+#endif
