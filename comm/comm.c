@@ -60,6 +60,13 @@ int comm_max_int(int x)
     return x;
 }
 
+void comm_max_doubles(double *x, int n)
+{
+    watchdog_arm("the status reduction");
+    MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    watchdog_disarm();
+}
+
 int comm_or_int(int x)
 {
     watchdog_arm("the end-of-step agreement");

@@ -22,6 +22,8 @@ void comm_sum_floats(float *x, size_t n);
 double comm_sum_double(double x);
 /* Largest value over ranks: used to agree on flags (stop, error). */
 int comm_max_int(int x);
+/* x[i] = its largest value over ranks (per-rank figures for the status). */
+void comm_max_doubles(double *x, int n);
 /* Bitwise OR over ranks: several flags agreed in one reduction. */
 int comm_or_int(int x);
 /* Rank root's x[0..n) copied to every rank. */

@@ -286,6 +286,19 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
 /* issue 7: control requests at a step boundary (rank 0; the other ranks follow
  * a stop through the comm_max_int after it; broadcasting pause and checkpoint
  * to every rank is comm's part).  While paused, wait here for resume or stop. */
+/* Figures only each rank knows (its loader wait, communication time, memory)
+ * are reported as the worst over ranks: one tiny reduction per step. */
+static void gather_rank_figures(const trainer *tr, step_stats *st)
+{
+    if (tr->world->size == 1)
+        return;
+    double x[3] = {st->loader_wait_ms, st->comm_ms, st->rss_mb};
+    comm_max_doubles(x, 3);
+    st->loader_wait_ms = x[0];
+    st->comm_ms = x[1];
+    st->rss_mb = x[2];
+}
+
 /* Control requests reach rank 0, but every rank must act on them at the same
  * step boundary: rank 0 polls, then all ranks agree on its pause state (and on
  * any rank's stop signal) in one small reduction.  A pause keeps every rank
@@ -297,6 +310,7 @@ enum { CTL_PAUSED = 1, CTL_STOP = 2, CTL_MORE = 4 };
 static void apply_control(trainer *tr, int done)
 {
     bool paused = false;
+    double paused_since = 0;
     for (;;) {
         control_cmd cmd = CONTROL_NONE;
         if (tr->ctl)   /* rank 0 only */
@@ -307,7 +321,11 @@ static void apply_control(trainer *tr, int done)
             checkpoint_request();   /* saved after this step, as for SIGUSR1 */
         } else if (cmd == CONTROL_PAUSE || cmd == CONTROL_RESUME) {
             paused = cmd == CONTROL_PAUSE;
+            paused_since = mono_time();
             status_event(&tr->status, "event", done, paused ? "paused" : "resumed");
+        } else if (paused && mono_time() - paused_since > 5) {   /* for monitors joining now */
+            paused_since = mono_time();
+            status_event(&tr->status, "event", done, "paused");
         }
         /* the pause state is rank 0's alone: the others only echo the agreement */
         int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (stop_requested ? CTL_STOP : 0) |
@@ -457,6 +475,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
                          .elapsed_s = mono_time() - t_start,
                          .eta_s = t_train / (done - first) * (c->max_steps - done),
                          .rss_mb = process_rss_mb(), .skipped_steps = skipped};
+        gather_rank_figures(tr, &st);
         status_step(&tr->status, &st);
         apply_control(tr, done);   /* issue 7 */
         res->final_loss = loss;
