@@ -28,7 +28,7 @@ ISA_VNNI   := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
 
 SRCS    := $(filter-out %_main.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o)
-PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor
+PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor $(BUILD)/infer $(BUILD)/loader
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 
@@ -38,7 +38,7 @@ all: $(PROGS)
 
 help:
 	@echo "make deps         install the Debian packages (apt-get, idempotent)"
-	@echo "make              build build/prep, build/trainer and build/monitor"
+	@echo "make              build build/prep, build/trainer, build/monitor and build/infer"
 	@echo "make run          prepare the default corpus and train a small model on it"
 	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
 	@echo "make bench        kernel and seed384 training benchmarks -> build/bench.jsonl"
@@ -69,10 +69,19 @@ $(BUILD)/prep: $(BUILD)/obj/io/prep_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/libgpt.a
+$(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# issue 8: the inference program; its engine (launch/infer.c) is also linked by tests/test_infer
+$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(BUILD)/obj/launch/infer.o $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# issue 5: the batch server for loader_endpoint (io/loader.h, remote mode)
+$(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(BUILD)/obj/launch/infer.o $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 

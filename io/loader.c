@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -12,12 +13,19 @@
 #include <zmq.h>
 
 enum { SEND_POLL_MS = 100 };   /* how often a blocked loader checks for stop */
+enum { ERROR_TEXT_BYTES = 512 };  /* room for a width-0 reply's reason */
 
 struct loader {
     const dataset *data;
     loader_options opt;
     int width;
     void *ctx, *push, *pull;
+    /* remote mode: a DEALER connected to build/loader, and the next batch to ask for */
+    char *endpoint;
+    void *dealer;
+    uint64_t req_step;
+    int req_micro;
+    size_t recv_cap;
     pthread_t thread;
     atomic_bool stop;
     uint8_t *send_buf, *recv_buf;
@@ -154,11 +162,321 @@ static void *produce(void *arg)
     }
 }
 
+/* ---- remote mode: requests ------------------------------------------------ */
+
+void loader_request_encode(uint8_t *buf, const loader_request *r)
+{
+    memset(buf, 0, LOADER_REQUEST_BYTES);
+    put_u32(buf, LOADER_REQUEST_MAGIC);
+    put_u16(buf + 4, LOADER_REQUEST_VERSION);
+    put_u64(buf + 8, r->step);
+    put_u32(buf + 16, (uint32_t)r->micro);
+    put_u32(buf + 20, (uint32_t)r->rank);
+    put_u32(buf + 24, (uint32_t)r->ranks);
+    put_u32(buf + 28, (uint32_t)r->B);
+    put_u32(buf + 32, (uint32_t)r->T);
+    put_u32(buf + 36, (uint32_t)r->grad_accum);
+    put_u64(buf + 40, r->seed);
+    put_u32(buf + 48, (uint32_t)r->vocab);
+    put_u64(buf + 56, r->train_tokens);
+}
+
+/* A u32 field as a positive int; false if it does not fit. */
+static bool get_count(const uint8_t *p, int *out)
+{
+    uint32_t v = get_u32(p);
+    *out = (int)v;
+    return v >= 1 && v <= INT32_MAX;
+}
+
+int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, char *err,
+                          size_t errlen)
+{
+    if (len != LOADER_REQUEST_BYTES || get_u32(buf) != LOADER_REQUEST_MAGIC) {
+        snprintf(err, errlen, "request of %zu bytes is not a batch request", len);
+        return -1;
+    }
+    if (get_u16(buf + 4) != LOADER_REQUEST_VERSION) {
+        snprintf(err, errlen, "request format version %u, this loader speaks %d", get_u16(buf + 4),
+                 LOADER_REQUEST_VERSION);
+        return -1;
+    }
+    *r = (loader_request){.step = get_u64(buf + 8), .seed = get_u64(buf + 40),
+                          .train_tokens = get_u64(buf + 56),
+                          .micro = (int)get_u32(buf + 16), .rank = (int)get_u32(buf + 20)};
+    if (!get_count(buf + 24, &r->ranks) || !get_count(buf + 28, &r->B) ||
+        !get_count(buf + 32, &r->T) || !get_count(buf + 36, &r->grad_accum) ||
+        !get_count(buf + 48, &r->vocab)) {
+        snprintf(err, errlen, "request with a zero or negative ranks, B, T, grad_accum or vocab");
+        return -1;
+    }
+    if (get_u32(buf + 20) >= (uint32_t)r->ranks || get_u32(buf + 16) >= (uint32_t)r->grad_accum) {
+        snprintf(err, errlen, "request for rank %u of %d, micro-batch %u of %d is out of range",
+                 get_u32(buf + 20), r->ranks, get_u32(buf + 16), r->grad_accum);
+        return -1;
+    }
+    if ((uint64_t)r->B * (uint64_t)r->T > LOADER_MAX_BATCH_TOKENS) {
+        snprintf(err, errlen, "request for a batch of %d x %d tokens, more than the %d allowed",
+                 r->B, r->T, LOADER_MAX_BATCH_TOKENS);
+        return -1;
+    }
+    return 0;
+}
+
+int loader_request_check(const loader_request *r, const dataset *d, char *err, size_t errlen)
+{
+    if (r->T != d->T)
+        snprintf(err, errlen, "the trainer's seq_len is %d, this loader serves %d", r->T, d->T);
+    else if (r->vocab != d->model_vocab)
+        snprintf(err, errlen, "the trainer's vocab_size is %d, this loader serves %d", r->vocab,
+                 d->model_vocab);
+    else if (r->seed != d->seed)
+        snprintf(err, errlen, "the trainer's seed is %" PRIu64 ", this loader serves %" PRIu64,
+                 r->seed, d->seed);
+    else if (r->train_tokens != d->train.count)
+        snprintf(err, errlen, "the trainer's train split has %" PRIu64 " tokens, this loader's "
+                 "has %" PRIu64 " (different data)", r->train_tokens, d->train.count);
+    else
+        return 0;
+    return -1;
+}
+
+/* ---- remote mode: the server --------------------------------------------- */
+
+struct loader_server {
+    const dataset *data;
+    int width;
+    uint8_t *buf;   /* the last reply */
+    size_t cap;
+    int *in, *tg;
+    size_t tokens;   /* capacity of in/tg */
+    uint64_t served, refused;
+};
+
+loader_server *loader_server_new(const dataset *d, char *err, size_t errlen)
+{
+    loader_server *s = calloc(1, sizeof *s);
+    if (s) {
+        s->data = d;
+        s->width = d->model_vocab <= 65536 ? 2 : 4;
+        s->cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
+        s->buf = malloc(s->cap);
+    }
+    if (!s || !s->buf) {
+        free(s);
+        snprintf(err, errlen, "loader: out of memory");
+        return NULL;
+    }
+    return s;
+}
+
+void loader_server_free(loader_server *s)
+{
+    if (!s)
+        return;
+    free(s->buf);
+    free(s->in);
+    free(s->tg);
+    free(s);
+}
+
+uint64_t loader_server_served(const loader_server *s, uint64_t *refused)
+{
+    if (refused)
+        *refused = s->refused;
+    return s->served;
+}
+
+/* A width-0 reply carrying the reason (fits: cap >= header + ERROR_TEXT_BYTES). */
+static size_t error_reply(loader_server *s, const loader_request *r, const char *why)
+{
+    put_header(s->buf, r->step, r->micro, r->rank, r->B, r->T, 0);
+    size_t n = strnlen(why, ERROR_TEXT_BYTES);
+    memcpy(s->buf + LOADER_HEADER_BYTES, why, n);
+    s->refused++;
+    return LOADER_HEADER_BYTES + n;
+}
+
+/* Grows the batch buffers to B*T tokens; false when out of memory. */
+static bool server_reserve(loader_server *s, int B, int T)
+{
+    size_t n = (size_t)B * T, bytes = loader_message_bytes(B, T, s->width);
+    if (bytes > s->cap) {
+        uint8_t *b = realloc(s->buf, bytes);
+        if (!b)
+            return false;
+        s->buf = b, s->cap = bytes;
+    }
+    if (n > s->tokens) {
+        int *in = realloc(s->in, n * sizeof *in);
+        if (in)
+            s->in = in;
+        int *tg = realloc(s->tg, n * sizeof *tg);
+        if (tg)
+            s->tg = tg;
+        if (!in || !tg)
+            return false;
+        s->tokens = n;
+    }
+    return true;
+}
+
+size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
+                            const uint8_t **reply)
+{
+    loader_request r = {0};
+    char why[300];
+    size_t n;
+    *reply = s->buf;
+    s->served++;
+    if (loader_request_decode(req, len, &r, why, sizeof why) != 0) {
+        r = (loader_request){0};   /* nothing in a refused request is trusted */
+        return error_reply(s, &r, why);
+    }
+    if (loader_request_check(&r, s->data, why, sizeof why) != 0)
+        return error_reply(s, &r, why);
+    if (!server_reserve(s, r.B, r.T))
+        return error_reply(s, &r, "out of memory for the batch");
+    uint64_t first = dataset_first_sample(r.step, r.micro, r.grad_accum, r.rank, r.ranks, r.B);
+    if (dataset_train_batch(s->data, first, r.B, s->in, s->tg, why, sizeof why) != 0)
+        return error_reply(s, &r, why);
+    n = loader_encode(s->buf, r.step, r.micro, r.rank, r.B, r.T, s->width, s->in, s->tg);
+    *reply = s->buf;   /* server_reserve may have moved it */
+    return n;
+}
+
+enum { MAX_ENVELOPE = 8 };   /* routing frames echoed back (DEALER: 1, REQ: 2) */
+
+/* Receives one multi-part request: envelope frames then the payload (last).
+ * Returns the number of frames (0 on error or an oversized envelope). */
+static int recv_request(void *sock, zmq_msg_t *frames)
+{
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < MAX_ENVELOPE + 1)
+            frames[n++] = m;
+        else
+            zmq_msg_close(&m);   /* far too many frames: drained, not answered */
+    }
+    if (more || n > MAX_ENVELOPE) {
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&frames[i]);
+        return 0;
+    }
+    return n;
+}
+
+/* Answers the request in frames[0..n) and sends the reply behind its envelope.
+ * A peer that went away is not waited for (ROUTER drops, DONTWAIT). */
+static void answer_one(loader_server *s, void *sock, zmq_msg_t *frames, int n)
+{
+    const uint8_t *reply;
+    zmq_msg_t *payload = &frames[n - 1];
+    size_t len = loader_server_answer(s, zmq_msg_data(payload), zmq_msg_size(payload), &reply);
+    bool ok = true;
+    for (int i = 0; i < n - 1 && ok; i++)
+        ok = zmq_send(sock, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]),
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
+    if (ok && n > 1)
+        zmq_send(sock, reply, len, ZMQ_DONTWAIT);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *stop, char *err,
+                      size_t errlen)
+{
+    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_ROUTER) : NULL;
+    int rc = -1, zero = 0;
+    if (!sock || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        zmq_bind(sock, endpoint) != 0) {
+        snprintf(err, errlen, "loader: cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    while (!atomic_load(stop)) {
+        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, SEND_POLL_MS) < 0 && zmq_errno() != EINTR) {
+            snprintf(err, errlen, "loader: %s: %s", endpoint, zmq_strerror(zmq_errno()));
+            goto out;
+        }
+        if (!(item.revents & ZMQ_POLLIN))
+            continue;
+        zmq_msg_t frames[MAX_ENVELOPE + 1];
+        int n = recv_request(sock, frames);
+        if (n > 0)
+            answer_one(s, sock, frames, n);
+    }
+    rc = 0;
+out:
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
 /* ---- the trainer's side -------------------------------------------------- */
 
 static int set_int(void *sock, int option, int value)
 {
     return zmq_setsockopt(sock, option, &value, sizeof value);
+}
+
+/* Asks the server for the next micro-batch in order; false if it cannot be queued. */
+static bool request_next(loader *l)
+{
+    const loader_options *o = &l->opt;
+    loader_request r = {.step = l->req_step, .micro = l->req_micro, .rank = o->rank,
+                        .ranks = o->ranks, .B = o->B, .T = o->T, .grad_accum = o->grad_accum,
+                        .seed = l->data->seed, .vocab = l->data->model_vocab,
+                        .train_tokens = l->data->train.count};
+    uint8_t buf[LOADER_REQUEST_BYTES];
+    loader_request_encode(buf, &r);
+    if (zmq_send(l->dealer, buf, sizeof buf, 0) < 0)
+        return false;
+    if (++l->req_micro == o->grad_accum)
+        l->req_micro = 0, l->req_step++;
+    return true;
+}
+
+/* Remote mode: connect a DEALER to the loader process and put `depth` requests
+ * in flight.  Connecting never waits for the server: requests queue until it
+ * is up, and only loader_next's timeout decides that it is not coming. */
+static int start_remote(loader *l, const char *endpoint, char *err, size_t errlen)
+{
+    const loader_options *o = &l->opt;
+    l->endpoint = strdup(endpoint);
+    l->req_step = o->first_step;
+    /* room for the widest batch and for an error reply, +1 to detect longer messages */
+    l->recv_cap = loader_message_bytes(o->B, o->T, 4);
+    if (l->recv_cap < LOADER_HEADER_BYTES + ERROR_TEXT_BYTES)
+        l->recv_cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
+    l->recv_buf = malloc(l->recv_cap + 1);
+    l->ctx = zmq_ctx_new();
+    if (l->ctx)
+        l->dealer = zmq_socket(l->ctx, ZMQ_DEALER);
+    if (!l->endpoint || !l->recv_buf || !l->dealer || set_int(l->dealer, ZMQ_LINGER, 0) ||
+        set_int(l->dealer, ZMQ_RCVTIMEO, o->timeout_ms) ||
+        set_int(l->dealer, ZMQ_SNDTIMEO, o->timeout_ms) || set_int(l->dealer, ZMQ_SNDHWM, 0) ||
+        set_int(l->dealer, ZMQ_RCVHWM, 0) || zmq_connect(l->dealer, endpoint) != 0) {
+        snprintf(err, errlen, "loader: cannot connect to %s: %s", endpoint,
+                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    for (int i = 0; i < o->depth; i++)
+        if (!request_next(l)) {
+            snprintf(err, errlen, "loader: cannot send to %s: %s", endpoint,
+                     zmq_strerror(zmq_errno()));
+            return -1;
+        }
+    return 0;
 }
 
 loader *loader_start(const dataset *d, const loader_options *o, char *err, size_t errlen)
@@ -170,6 +488,14 @@ loader *loader_start(const dataset *d, const loader_options *o, char *err, size_
     }
     l->data = d;
     l->opt = *o;
+    l->opt.endpoint = NULL;   /* the caller's string need not outlive the loader */
+    if (o->endpoint && o->endpoint[0]) {
+        if (start_remote(l, o->endpoint, err, errlen) != 0) {
+            loader_stop(l);
+            return NULL;
+        }
+        return l;
+    }
     l->width = d->model_vocab <= 65536 ? 2 : 4;
     l->msg_bytes = loader_message_bytes(o->B, o->T, l->width);
     size_t n = (size_t)o->B * o->T;
@@ -211,12 +537,15 @@ void loader_stop(loader *l)
         zmq_close(l->push);
     if (l->pull)
         zmq_close(l->pull);
+    if (l->dealer)
+        zmq_close(l->dealer);
     if (l->ctx)
         zmq_ctx_term(l->ctx);
     free(l->send_buf);
     free(l->recv_buf);
     free(l->in_tmp);
     free(l->tg_tmp);
+    free(l->endpoint);
     free(l);
 }
 
@@ -227,9 +556,50 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+/* Drops the rest of a multi-part message, which no loader sends: the next
+ * receive starts at a message boundary, and this one is refused by its size. */
+static void drain_more(void *sock)
+{
+    int more = 1;
+    size_t sz = sizeof more;
+    char scratch[1];
+    while (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) == 0 && more)
+        zmq_recv(sock, scratch, sizeof scratch, ZMQ_DONTWAIT);
+}
+
+static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *targets,
+                       double *wait_ms, char *err, size_t errlen)
+{
+    double t0 = now_ms();
+    int len = zmq_recv(l->dealer, l->recv_buf, l->recv_cap + 1, 0);
+    *wait_ms = now_ms() - t0;
+    if (len < 0) {
+        snprintf(err, errlen, "loader at %s did not answer within %g s (batch of step %" PRIu64 ")",
+                 l->endpoint, l->opt.timeout_ms / 1e3, step + 1);
+        return -1;
+    }
+    drain_more(l->dealer);
+    size_t n = (size_t)len < l->recv_cap + 1 ? (size_t)len : l->recv_cap + 1;
+    char why[400];
+    if (loader_decode(l->recv_buf, n, step, micro, l->opt.rank, l->opt.B, l->opt.T, inputs,
+                      targets, why, sizeof why) != 0) {
+        const char *p = strncmp(why, "loader: ", 8) == 0 ? why + 8 : why;
+        snprintf(err, errlen, "loader at %s: %s", l->endpoint, p);
+        return -1;
+    }
+    if (!request_next(l)) {
+        snprintf(err, errlen, "loader at %s: cannot send a request: %s", l->endpoint,
+                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
 int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, double *wait_ms,
                 char *err, size_t errlen)
 {
+    if (l->dealer)
+        return next_remote(l, step, micro, inputs, targets, wait_ms, err, errlen);
     double t0 = now_ms();
     int len = zmq_recv(l->pull, l->recv_buf, l->msg_bytes + 1, 0);
     *wait_ms = now_ms() - t0;

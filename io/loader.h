@@ -14,10 +14,23 @@
  * A message whose size, magic, version, step or shape is not the expected one
  * is refused with a clear error, never used.  A loader that cannot build a
  * batch (a damaged shard) sends a message with width 0 followed by the reason.
+ *
+ * Remote mode (loader_options.endpoint non-empty): the batches come from a
+ * separate `build/loader` process (a ROUTER socket; the rank is a DEALER).  The
+ * rank asks for each micro-batch by its full address, so neither side keeps
+ * state a restart could lose, and keeps `depth` requests in flight.  A request
+ * (little-endian, LOADER_REQUEST_BYTES):
+ *   u32 magic "GPTR", u16 version (1), u16 reserved (0), u64 step, u32 micro,
+ *   u32 rank, u32 ranks, u32 B, u32 T, u32 grad_accum, u64 seed, u32 vocab,
+ *   u32 reserved (0), u64 train tokens
+ * seed, T, vocab and the train split's size must be the server's own: they
+ * decide which tokens a sample holds, so a mismatch is refused, not served.
+ * The reply is one message in the format above (a batch or width 0 + reason).
  */
 #ifndef IO_LOADER_H
 #define IO_LOADER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +43,7 @@ typedef struct {
     uint64_t first_step;   /* the run starts (or resumes) here */
     int depth;             /* batches prepared ahead */
     int timeout_ms;        /* longest wait for one batch */
+    const char *endpoint;  /* NULL or "": in-process thread; else a build/loader to ask */
 } loader_options;
 
 typedef struct loader loader;
@@ -44,12 +58,46 @@ void loader_stop(loader *l);
 int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, double *wait_ms,
                 char *err, size_t errlen);
 
-/* Encode / check one message (shared with tests and a future loader process).
+/* Encode / check one message (shared by both modes, build/loader and tests).
  * loader_encode returns the message size; buf must hold loader_message_bytes. */
 size_t loader_message_bytes(int B, int T, int width);
 size_t loader_encode(uint8_t *buf, uint64_t step, int micro, int rank, int B, int T, int width,
                      const int *inputs, const int *targets);
 int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int rank, int B, int T,
                   int *inputs, int *targets, char *err, size_t errlen);
+
+/* ---- remote mode: requests and the server side (build/loader) ---------- */
+
+enum { LOADER_REQUEST_MAGIC = 0x52545047, LOADER_REQUEST_VERSION = 1, LOADER_REQUEST_BYTES = 64 };
+/* Largest batch a server builds (tokens per micro-batch): bounds what a request can allocate. */
+enum { LOADER_MAX_BATCH_TOKENS = 1 << 24 };
+
+typedef struct {
+    uint64_t step, seed, train_tokens;
+    int micro, rank, ranks, B, T, grad_accum, vocab;
+} loader_request;
+
+/* Writes LOADER_REQUEST_BYTES into buf. */
+void loader_request_encode(uint8_t *buf, const loader_request *r);
+/* Parses and checks a request on its own (size, magic, version, ranges).  0, or -1 with err. */
+int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, char *err,
+                          size_t errlen);
+/* Checks that a well-formed request matches the data d serves (seed, T, vocab, corpus). */
+int loader_request_check(const loader_request *r, const dataset *d, char *err, size_t errlen);
+
+typedef struct loader_server loader_server;
+
+/* A server of batches cut from d (which must outlive it).  NULL with err set. */
+loader_server *loader_server_new(const dataset *d, char *err, size_t errlen);
+void loader_server_free(loader_server *s);
+/* The reply to one request: a batch, or an error message; valid until the next call. */
+size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
+                            const uint8_t **reply);
+/* Binds a ROUTER socket on endpoint and answers requests until *stop becomes
+ * non-zero (checked every ~100 ms).  0 after a stop, -1 with err set. */
+int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *stop,
+                      char *err, size_t errlen);
+/* Requests answered so far, and how many of them were refused. */
+uint64_t loader_server_served(const loader_server *s, uint64_t *refused);
 
 #endif

@@ -48,8 +48,20 @@ static void round_bf16_scalar(float *x, size_t n)
         x[i] = bits_f32((uint32_t)cvt_bf16_bits(f32_bits(x[i])) << 16);
 }
 
+static void to_f16_scalar(uint16_t *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = cvt_f16_bits(f32_bits(in[i]));
+}
+
+static void from_f16_scalar(float *out, const uint16_t *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = bits_f32(cvt_f16_to_f32_bits(in[i]));
+}
+
 static const convert_ops convert_ops_scalar = {to_bf16_scalar, from_bf16_scalar,
-                                               round_bf16_scalar};
+                                               round_bf16_scalar, to_f16_scalar, from_f16_scalar};
 
 /* ---- driver ---- */
 
@@ -88,6 +100,34 @@ void round_to_bf16_isa(isa_t isa, float *x, size_t n)
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < nchunks; c++)
         ops->round_bf16(x + c * CHUNK, chunk_len(c, n));
+}
+
+void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n)
+{
+    const convert_ops *ops = ops_for(isa);
+    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++)
+        ops->to_f16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+}
+
+void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n)
+{
+    const convert_ops *ops = ops_for(isa);
+    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++)
+        ops->from_f16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+}
+
+void f32_to_f16(uint16_t *out, const float *in, size_t n)
+{
+    f32_to_f16_isa(cpu_isa(), out, in, n);
+}
+
+void f16_to_f32(float *out, const uint16_t *in, size_t n)
+{
+    f16_to_f32_isa(cpu_isa(), out, in, n);
 }
 
 void f32_to_bf16(uint16_t *out, const float *in, size_t n)

@@ -17,6 +17,13 @@ void bf16_to_f32(float *out, const uint16_t *in, size_t n);
 /* x[i] = bf16 round-trip of x[i], in place (emulates bf16 storage in fp32). */
 void round_to_bf16(float *x, size_t n);
 
+/* IEEE fp16 (the fp16 precision mode): round to nearest even, overflow to
+ * inf, NaN quiet; fp16 -> fp32 is exact.  F16C on the SIMD paths. */
+void f32_to_f16(uint16_t *out, const float *in, size_t n);
+void f16_to_f32(float *out, const uint16_t *in, size_t n);
+
+void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
+void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);
 void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
 void bf16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);
 void round_to_bf16_isa(isa_t isa, float *x, size_t n);

@@ -64,4 +64,29 @@ static void round_bf16(float *x, size_t n)
     }
 }
 
-const convert_ops convert_ops_avx2 = {to_bf16, from_bf16, round_bf16};
+void convert_to_f16_f16c(uint16_t *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, in + i, sizeof b);
+        out[i] = cvt_f16_bits(b);
+    }
+}
+
+void convert_from_f16_f16c(float *out, const uint16_t *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+    for (; i < n; i++) {
+        const uint32_t b = cvt_f16_to_f32_bits(in[i]);
+        memcpy(out + i, &b, sizeof b);
+    }
+}
+
+const convert_ops convert_ops_avx2 = {to_bf16, from_bf16, round_bf16, convert_to_f16_f16c,
+                                      convert_from_f16_f16c};

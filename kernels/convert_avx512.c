@@ -50,4 +50,5 @@ static void round_bf16(float *x, size_t n)
     }
 }
 
-const convert_ops convert_ops_avx512 = {to_bf16, from_bf16, round_bf16};
+const convert_ops convert_ops_avx512 = {to_bf16, from_bf16, round_bf16, convert_to_f16_f16c,
+                                        convert_from_f16_f16c};

@@ -165,11 +165,11 @@ static void execute(gemm_entry *e, const void *A, const void *B, const float *bi
     check(dnnl_stream_wait(cache.stream), "stream_wait");
 }
 
-/* Without native bf16: widen both operands (as stored, with their strides) to
- * fp32 and multiply those; the products are the same, only slower. */
-static void gemm_bf16_widened(bool trans_a, bool trans_b, int M, int N, int K, const void *A,
-                              int lda, const void *B, int ldb, const float *bias, bool accumulate,
-                              float *C, int ldc)
+/* 16-bit operands without a native product: widen both (as stored, with
+ * their strides) to fp32 and multiply those; the products are the same. */
+static void gemm_widened(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K,
+                         const void *A, int lda, const void *B, int ldb, const float *bias,
+                         bool accumulate, float *C, int ldc)
 {
     size_t na = (size_t)(trans_a ? K : M) * lda, nb = (size_t)(trans_b ? N : K) * ldb;
     if (na + nb > cache.widened_cap) {
@@ -177,13 +177,14 @@ static void gemm_bf16_widened(bool trans_a, bool trans_b, int M, int N, int K, c
         cache.widened_cap = na + nb;
         cache.widened = malloc(cache.widened_cap * sizeof(float));
         if (!cache.widened) {
-            fprintf(stderr, "fatal: out of memory widening bf16 operands\n");
+            fprintf(stderr, "fatal: out of memory widening 16-bit operands\n");
             abort();
         }
     }
     float *a = cache.widened, *b = cache.widened + na;
-    bf16_to_f32(a, A, na);
-    bf16_to_f32(b, B, nb);
+    void (*widen)(float *, const uint16_t *, size_t) = dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
+    widen(a, A, na);
+    widen(b, B, nb);
     gemm(GEMM_F32, trans_a, trans_b, M, N, K, a, lda, b, ldb, bias, accumulate, C, ldc);
 }
 
@@ -194,11 +195,12 @@ void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, con
     gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = N, .K = K,
                       .lda = lda, .ldb = ldb, .ldc = ldc};
-    gemm_entry *e = dtype == GEMM_BF16 && !gemm_bf16_native() ? NULL : lookup(&key);
+    bool widen = dtype == GEMM_F16 || (dtype == GEMM_BF16 && !gemm_bf16_native());
+    gemm_entry *e = widen ? NULL : lookup(&key);
     if (e)
         execute(e, A, B, bias, C);
     else
-        gemm_bf16_widened(trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
+        gemm_widened(dtype, trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,

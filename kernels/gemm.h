@@ -12,11 +12,13 @@
 
 #include <stdbool.h>
 
-typedef enum { GEMM_F32 = 0, GEMM_BF16 = 1 } gemm_dtype;
+typedef enum { GEMM_F32 = 0, GEMM_BF16 = 1, GEMM_F16 = 2 } gemm_dtype;
 
-/* A and B hold dtype values (float, or bf16 bit patterns as uint16_t); bias and
- * C are fp32 and the products accumulate in fp32.  On a CPU where oneDNN has no
- * bf16 matmul, bf16 operands are widened to fp32 first (same numbers, slower). */
+/* A and B hold dtype values (float, or bf16 / IEEE fp16 bit patterns as
+ * uint16_t); bias and C are fp32 and the products accumulate in fp32.  On a
+ * CPU where oneDNN has no bf16 matmul, bf16 operands are widened to fp32 first
+ * (same numbers, slower); fp16 operands always are (oneDNN 2.6 has no fp16
+ * matmul on CPUs). */
 void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
           int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc);
 /* Whether bf16 products run natively (AVX512-BF16/AMX or oneDNN's AVX-512 path);

@@ -2,6 +2,7 @@
  * control request.
  *   monitor [--connect ENDPOINT] [--json] [--once] [--timeout S]
  *   monitor --control ENDPOINT COMMAND [--token T] [--json] [--timeout S]
+ *   monitor --plot FILE.svg [--log OUT_DIR/log.jsonl | --connect EP --timeout S] [--log-y]
  * ZeroMQ reconnects by itself, so a monitor outlives trainer restarts. */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,15 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "launch/plot.h"
 #include "trainer/control.h"
 
 typedef struct {
     const char *connect, *control, *command, *token;
-    bool json, once;
+    const char *plot, *log;   /* --plot FILE, and --log: read records from a file */
+    bool json, once, log_y, connect_given;
     double timeout_s;   /* < 0: not given */
 } options;
 
@@ -53,7 +57,12 @@ static void usage(FILE *f)
             "                 watching, exit 1 after S seconds without a record (default: never)\n"
             "  --control EP   send COMMAND (status, checkpoint, stop, pause, resume) to the run's\n"
             "                 control socket (default port 5556), print the reply, exit 0 if ok\n"
-            "  --token T      control token (default: $GPT_CONTROL_TOKEN)\n");
+            "  --token T      control token (default: $GPT_CONTROL_TOKEN)\n"
+            "  --plot F.svg   draw the training loss (and its moving average) and the eval\n"
+            "                 val_loss against step into an SVG file, from --log FILE (a run's\n"
+            "                 OUT_DIR/log.jsonl) or else from the live feed at --connect, collected\n"
+            "                 until a \"done\" event, --timeout S or Ctrl-C\n"
+            "  --log-y        log-scale loss axis for --plot\n");
 }
 
 static double now_s(void)
@@ -61,6 +70,25 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The combinations --plot does not take; true after printing why. */
+static bool plot_args_bad(const options *o)
+{
+    const char *why = NULL;
+    if ((o->log || o->log_y) && !o->plot)
+        why = "--log and --log-y go with --plot FILE.svg";
+    else if (o->plot && (o->control || o->once || o->json))
+        why = "--plot does not go with --control, --once or --json";
+    else if (o->plot && o->log && o->connect_given)
+        why = "--plot reads either --log FILE or --connect ENDPOINT, not both";
+    else if (o->plot && !*o->plot)
+        why = "--plot needs a file name";
+    else if (o->plot && strlen(o->plot) > 4 && !strcasecmp(o->plot + strlen(o->plot) - 4, ".png"))
+        why = "--plot writes SVG only (convert it with e.g. rsvg-convert -o loss.png loss.svg)";
+    if (why)
+        fprintf(stderr, "monitor: %s\n", why);
+    return why != NULL;
 }
 
 /* Parses argv into o; 0 on success, else the exit code. */
@@ -71,7 +99,8 @@ static int parse_args(int argc, char **argv, options *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool takes_value = !strcmp(a, "--connect") || !strcmp(a, "--control") ||
-                           !strcmp(a, "--timeout") || !strcmp(a, "--token");
+                           !strcmp(a, "--timeout") || !strcmp(a, "--token") ||
+                           !strcmp(a, "--plot") || !strcmp(a, "--log");
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
@@ -80,6 +109,13 @@ static int parse_args(int argc, char **argv, options *o)
             return 2;
         } else if (!strcmp(a, "--connect")) {
             o->connect = argv[++i];
+            o->connect_given = true;
+        } else if (!strcmp(a, "--plot")) {
+            o->plot = argv[++i];
+        } else if (!strcmp(a, "--log")) {
+            o->log = argv[++i];
+        } else if (!strcmp(a, "--log-y")) {
+            o->log_y = true;
         } else if (!strcmp(a, "--control")) {
             o->control = argv[++i];
         } else if (!strcmp(a, "--token")) {
@@ -102,6 +138,8 @@ static int parse_args(int argc, char **argv, options *o)
             return 2;
         }
     }
+    if (plot_args_bad(o))
+        return 2;
     if (o->control && !o->command) {
         fprintf(stderr, "monitor: --control needs a command (status, checkpoint, stop, pause, resume)\n");
         return 2;
@@ -347,6 +385,62 @@ static int control(void *ctx, const options *o)
     return ok ? 0 : 1;
 }
 
+/* Collects records from the live feed until a "done" event, the --timeout
+ * (counted from the start, not between records) or Ctrl-C. */
+static int collect_feed(void *ctx, const options *o, plot_data *d)
+{
+    void *sock = open_socket(ctx, ZMQ_SUB, o->connect, 0);
+    if (!sock) {
+        fprintf(stderr, "monitor: %s: %s\n", o->connect, zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    double until = now_s() + (o->timeout_s > 0 ? o->timeout_s : 1e9);
+    bool done = false;
+    while (!done && !interrupted && now_s() < until) {
+        char *msg = receive(sock, until - now_s());
+        cJSON *r = msg ? cJSON_Parse(msg) : NULL;
+        if (cJSON_IsObject(r)) {
+            plot_add(d, r);
+            done = !strcmp(str(r, "type"), "event") && !strcmp(str(r, "message"), "done");
+        }
+        cJSON_Delete(r);
+        free(msg);
+    }
+    zmq_close(sock);
+    return 0;
+}
+
+/* --plot: records from --log or the live feed -> an SVG file. */
+static int plot(void *ctx, const options *o)
+{
+    plot_data d = {0};
+    char err[512];
+    int rc = 0, malformed = 0;
+    const char *source = o->log ? o->log : o->connect;
+    if (o->log) {
+        rc = plot_read_log(&d, o->log, &malformed, err, sizeof err) != 0;
+        if (rc)
+            fprintf(stderr, "monitor: %s\n", err);
+        else if (malformed > 0)
+            fprintf(stderr, "monitor: %s: skipped %d malformed line%s\n", o->log, malformed,
+                    malformed == 1 ? "" : "s");
+    } else {
+        rc = collect_feed(ctx, o, &d);
+    }
+    if (!rc && d.loss.n == 0 && d.val.n == 0) {
+        fprintf(stderr, "monitor: %s: no step or eval records%s\n", source, o->log ? "" : " arrived");
+        rc = 1;
+    }
+    if (!rc && plot_write_svg(&d, o->plot, o->log_y, err, sizeof err) != 0) {
+        fprintf(stderr, "monitor: %s\n", err);
+        rc = 1;
+    }
+    if (!rc)
+        printf("wrote %s: %d step records, %d eval records\n", o->plot, d.loss.n, d.val.n);
+    plot_free(&d);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -361,7 +455,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "monitor: cannot create a ZeroMQ context\n");
         return 1;
     }
-    rc = o.control ? control(ctx, &o) : watch(ctx, &o);
+    rc = o.plot ? plot(ctx, &o) : o.control ? control(ctx, &o) : watch(ctx, &o);
     zmq_ctx_term(ctx);
     return rc;
 }

@@ -341,6 +341,104 @@ static void test_public_dispatch(void **state)
     free(x), free(w), free(wwant), free(r), free(h), free(hwant);
 }
 
+/* ---- fp16 ---- */
+
+static float f16_value_reference(uint16_t h)   /* by its definition, in double */
+{
+    int e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    double v = e == 0 ? ldexp(m, -24) : ldexp(1024 + m, e - 25);
+    return (float)((h & 0x8000) ? -v : v);
+}
+
+static void test_f16_known_values(void **state)
+{
+    (void)state;
+    const struct { float x; uint16_t h; } cases[] = {
+        {1.0f, 0x3C00},           {-2.0f, 0xC000},          {65504.0f, 0x7BFF},
+        {65519.99f, 0x7BFF},      {65520.0f, 0x7C00},       {1e9f, 0x7C00},
+        {0x1p-14f, 0x0400},       {0x1p-24f, 0x0001},       {0x1p-25f, 0x0000},
+        {0x1.8p-25f, 0x0001},     {0x1.8p-24f, 0x0002},     {0x1.002p0f, 0x3C00},
+        {0x1.006p0f, 0x3C02},     {-0.0f, 0x8000},          {0x1p-30f, 0x0000},
+    };
+    for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            uint16_t h;
+            f32_to_f16_isa(isa, &h, &cases[i].x, 1);
+            if (h != cases[i].h)
+                fprintf(stderr, "%s: %a -> %04x, want %04x\n", cpu_isa_name(isa), cases[i].x, h,
+                        cases[i].h);
+            assert_int_equal(h, cases[i].h);
+        }
+    }
+}
+
+/* Every fp16 value widens exactly (and identically on every path); every
+ * finite one narrows back to itself. */
+static void test_f16_all_values(void **state)
+{
+    (void)state;
+    enum { N = 65536 };
+    uint16_t *h = malloc(N * sizeof *h), *back = malloc(N * sizeof *back);
+    float *f = malloc(N * sizeof *f), *ref = malloc(N * sizeof *ref);
+    for (int i = 0; i < N; i++)
+        h[i] = (uint16_t)i;
+    f16_to_f32_isa(ISA_SCALAR, ref, h, N);
+    for (int i = 0; i < N; i++)
+        if (((i >> 10) & 0x1F) != 0x1F)
+            assert_true(ref[i] == f16_value_reference((uint16_t)i) &&
+                        !!signbit(ref[i]) == !!(i & 0x8000));
+    for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        f16_to_f32_isa(isa, f, h, N);
+        assert_memory_equal(f, ref, N * sizeof *f);
+        f32_to_f16_isa(isa, back, f, N);
+        for (int i = 0; i < N; i++) {
+            bool nan = ((i >> 10) & 0x1F) == 0x1F && (i & 0x3FF);
+            assert_int_equal(back[i], nan ? (i | 0x200) : i);
+        }
+    }
+    free(h), free(back), free(f), free(ref);
+}
+
+/* Random fp32 patterns (all classes): every path narrows to the scalar bits,
+ * and the scalar result is the nearest fp16 (ties to even) by distance. */
+static void test_f16_paths_match_scalar(void **state)
+{
+    (void)state;
+    enum { N = 1 << 20 };
+    float *x = malloc(N * sizeof *x);
+    uint16_t *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
+    uint64_t r = 12345;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t b = (uint32_t)(r >> 32);
+        if (i & 1)   /* half of them in or near fp16's range, where rounding matters */
+            b = (b & 0x80FFFFFFu) | ((uint32_t)(100 + (b >> 24) % 45) << 23);
+        memcpy(&x[i], &b, sizeof b);
+    }
+    f32_to_f16_isa(ISA_SCALAR, want, x, N);
+    for (int i = 0; i < N; i += 7) {   /* nearest representable, by distance */
+        if (isnan(x[i]) || fabsf(x[i]) >= 65520.0f)
+            continue;
+        double v = f16_value_reference(want[i]), d = fabs(v - x[i]);
+        uint16_t up = (uint16_t)(want[i] + 1), down = (uint16_t)(want[i] - 1);
+        if ((want[i] & 0x7FFF) != 0x7BFF)
+            assert_true(d <= fabs(f16_value_reference(up) - x[i]));
+        if ((want[i] & 0x7FFF) != 0)
+            assert_true(d <= fabs(f16_value_reference(down) - x[i]));
+    }
+    for (isa_t isa = 1; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        f32_to_f16_isa(isa, got, x, N);
+        assert_memory_equal(got, want, N * sizeof *got);
+    }
+    free(x), free(want), free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +449,9 @@ int main(void)
         cmocka_unit_test(test_awkward_lengths),
         cmocka_unit_test(test_unaligned),
         cmocka_unit_test(test_public_dispatch),
+        cmocka_unit_test(test_f16_known_values),
+        cmocka_unit_test(test_f16_all_values),
+        cmocka_unit_test(test_f16_paths_match_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

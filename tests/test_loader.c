@@ -1,6 +1,9 @@
 /* loader: delivers exactly the batches a direct read of the dataset gives, for
  * any rank count and start step, through a full queue (backpressure); refuses
- * damaged or mismatched messages; reports a stalled loader within its timeout. */
+ * damaged or mismatched messages; reports a stalled loader within its timeout.
+ * Remote mode: requests round-trip, garbage and mismatches get an error reply,
+ * a server thread on ipc:// serves the same batches, a silent endpoint times out. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,6 +156,195 @@ static void test_loader_errors_and_timeout(void **state)
     free(in), free(tg);
 }
 
+/* ---- remote mode ---------------------------------------------------------- */
+
+static loader_request sample_request(void)
+{
+    return (loader_request){.step = 123456789012ull, .micro = 2, .rank = 1, .ranks = 3, .B = 4,
+                            .T = T, .grad_accum = 3, .seed = 3, .vocab = VOCAB + 6,
+                            .train_tokens = NTOK};
+}
+
+static void test_request_round_trip_and_validation(void **state)
+{
+    (void)state;
+    uint8_t buf[LOADER_REQUEST_BYTES + 1];
+    loader_request r = sample_request(), back;
+    char err[256];
+    loader_request_encode(buf, &r);
+    assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES, &back, err, sizeof err), 0);
+    assert_true(back.step == r.step && back.seed == r.seed && back.train_tokens == r.train_tokens);
+    assert_true(back.micro == r.micro && back.rank == r.rank && back.ranks == r.ranks &&
+                back.B == r.B && back.T == r.T && back.grad_accum == r.grad_accum &&
+                back.vocab == r.vocab);
+    /* wrong size, magic, version */
+    assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES - 1, &back, err, sizeof err), -1);
+    assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES + 1, &back, err, sizeof err), -1);
+    buf[4] = 7;
+    assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES, &back, err, sizeof err), -1);
+    assert_non_null(strstr(err, "version 7"));
+    buf[0] ^= 1;
+    assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES, &back, err, sizeof err), -1);
+    /* fields out of range: rank >= ranks, micro >= accum, zero B, huge B*T, negative T */
+    loader_request bad[5] = {r, r, r, r, r};
+    bad[0].rank = 3, bad[1].micro = 3, bad[2].B = 0, bad[3].B = 1 << 21, bad[4].T = -1;
+    for (int i = 0; i < 5; i++) {
+        loader_request_encode(buf, &bad[i]);
+        assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES, &back, err, sizeof err), -1);
+    }
+}
+
+/* A request matches the served data only with the same T, vocab, seed and corpus. */
+static void test_request_mismatch_is_refused(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256];
+    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    loader_request r = sample_request();
+    assert_int_equal(loader_request_check(&r, &d, err, sizeof err), 0);
+    const char *want[4] = {"seq_len is 17", "vocab_size is 999", "seed is 4", "different data"};
+    for (int i = 0; i < 4; i++) {
+        loader_request m = r;
+        if (i == 0) m.T = T + 1;
+        if (i == 1) m.vocab = 999;
+        if (i == 2) m.seed = 4;
+        if (i == 3) m.train_tokens = NTOK + 1;
+        assert_int_equal(loader_request_check(&m, &d, err, sizeof err), -1);
+        assert_non_null(strstr(err, want[i]));
+    }
+    dataset_close(&d);
+}
+
+/* The server answers anything: a batch, or a width-0 reply that decodes to the reason. */
+static void test_server_answers_garbage_with_errors(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256];
+    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    loader_server *s = loader_server_new(&d, err, sizeof err);
+    assert_non_null(s);
+    const uint8_t *reply;
+    int in[4 * T], tg[4 * T], rin[4 * T], rtg[4 * T];
+    uint8_t req[LOADER_REQUEST_BYTES];
+    loader_request r = sample_request();
+    loader_request_encode(req, &r);
+    size_t n = loader_server_answer(s, req, sizeof req, &reply);
+    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, in, tg, err, sizeof err), 0);
+    uint64_t first = dataset_first_sample(r.step, 2, 3, 1, 3, 4);
+    assert_int_equal(dataset_train_batch(&d, first, 4, rin, rtg, err, sizeof err), 0);
+    assert_memory_equal(in, rin, sizeof in);
+    assert_memory_equal(tg, rtg, sizeof tg);
+    /* garbage of many sizes, including none */
+    uint8_t junk[300];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 37 + 11);
+    for (size_t len = 0; len <= sizeof junk; len += 13) {
+        n = loader_server_answer(s, junk, len, &reply);
+        assert_int_equal(loader_decode(reply, n, 0, 0, 0, 4, T, in, tg, err, sizeof err), -1);
+        assert_non_null(strstr(err, "not a batch request"));
+    }
+    r.seed = 99;
+    loader_request_encode(req, &r);
+    n = loader_server_answer(s, req, sizeof req, &reply);
+    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, in, tg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "seed is 99"));
+    uint64_t refused, served = loader_server_served(s, &refused);
+    assert_true(served == 26 && refused == 25);
+    loader_server_free(s);
+    dataset_close(&d);
+}
+
+typedef struct {
+    loader_server *srv;
+    const char *endpoint;
+    atomic_int stop;
+    int rc;
+} server_thread;
+
+static void *serve(void *arg)
+{
+    server_thread *st = arg;
+    char err[256];
+    st->rc = loader_server_run(st->srv, st->endpoint, &st->stop, err, sizeof err);
+    return NULL;
+}
+
+/* A rank in remote mode gets the batches of a direct read, for a resumed
+ * start and accumulation, from a server thread; a mismatched seed is refused
+ * naming the endpoint. */
+static void test_remote_same_batches(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256], endpoint[128];
+    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/loader.sock", dir);
+    server_thread st = {.endpoint = endpoint};
+    st.srv = loader_server_new(&d, err, sizeof err);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, serve, &st), 0);
+
+    enum { B = 3, ACCUM = 2 };
+    loader_options o = {.B = B, .T = T, .grad_accum = ACCUM, .rank = 1, .ranks = 2,
+                        .first_step = 9, .depth = 3, .timeout_ms = 5000, .endpoint = endpoint};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    int in[B * T], tg[B * T], rin[B * T], rtg[B * T];
+    double wait;
+    for (uint64_t s = 9; s < 30; s++)
+        for (int j = 0; j < ACCUM; j++) {
+            assert_int_equal(loader_next(l, s, j, in, tg, &wait, err, sizeof err), 0);
+            uint64_t first = dataset_first_sample(s, j, ACCUM, 1, 2, B);
+            assert_int_equal(dataset_train_batch(&d, first, B, rin, rtg, err, sizeof err), 0);
+            assert_memory_equal(in, rin, sizeof in);
+            assert_memory_equal(tg, rtg, sizeof tg);
+        }
+    loader_stop(l);
+
+    dataset other;   /* this rank's seed disagrees with the server's */
+    assert_int_equal(dataset_open(&other, dir, T, VOCAB + 6, 4, err, sizeof err), 0);
+    l = loader_start(&other, &o, err, sizeof err);
+    assert_non_null(l);
+    assert_int_equal(loader_next(l, 9, 0, in, tg, &wait, err, sizeof err), -1);
+    assert_non_null(strstr(err, endpoint));
+    assert_non_null(strstr(err, "seed is 4"));
+    loader_stop(l);
+    dataset_close(&other);
+
+    atomic_store(&st.stop, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(st.rc, 0);
+    loader_server_free(st.srv);
+    dataset_close(&d);
+}
+
+/* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
+static void test_remote_silent_endpoint_times_out(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256], endpoint[128];
+    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/nobody.sock", dir);
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1, .depth = 2,
+                        .timeout_ms = 300, .endpoint = endpoint};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    int in[2 * T], tg[2 * T];
+    double wait;
+    assert_int_equal(loader_next(l, 0, 0, in, tg, &wait, err, sizeof err), -1);
+    assert_non_null(strstr(err, "did not answer within 0.3 s"));
+    assert_non_null(strstr(err, endpoint));
+    assert_true(wait >= 250 && wait < 3000);
+    loader_stop(l);
+    o.endpoint = "bogus://x";
+    assert_null(loader_start(&d, &o, err, sizeof err));
+    assert_non_null(strstr(err, "cannot connect to bogus://x"));
+    dataset_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +353,11 @@ int main(void)
         cmocka_unit_test(test_global_batch_independent_of_ranks),
         cmocka_unit_test(test_bad_messages_are_refused),
         cmocka_unit_test_setup_teardown(test_loader_errors_and_timeout, make_data, remove_data),
+        cmocka_unit_test(test_request_round_trip_and_validation),
+        cmocka_unit_test_setup_teardown(test_request_mismatch_is_refused, make_data, remove_data),
+        cmocka_unit_test_setup_teardown(test_server_answers_garbage_with_errors, make_data, remove_data),
+        cmocka_unit_test_setup_teardown(test_remote_same_batches, make_data, remove_data),
+        cmocka_unit_test_setup_teardown(test_remote_silent_endpoint_times_out, make_data, remove_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

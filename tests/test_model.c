@@ -10,7 +10,7 @@
 #include "trainer/model.h"
 #include "tests/test_util.h"
 
-static const gpt2_options FP32 = {.bf16 = false}, BF16 = {.bf16 = true};
+static const gpt2_options FP32 = {.precision = PREC_FP32};
 
 static void random_tokens(int *x, int n, int V, uint64_t seed)
 {
@@ -142,43 +142,47 @@ static void test_same_seed_same_params(void **state)
     gpt2_destroy(&b);
 }
 
-/* bf16 mode: the same loss and gradients as fp32 up to bf16 rounding of the
- * matrix-product operands (8 bits of mantissa: ~0.4% per operand). */
-static void test_bf16_gradients_track_fp32(void **state)
+/* bf16 and fp16 modes: the same loss and gradients as fp32 up to the rounding
+ * of the matrix-product operands (bf16 keeps 8 bits of mantissa, fp16 11). */
+static void test_half_gradients_track_fp32(void **state)
 {
     (void)state;
     gpt2_dims d = {.vocab_size = 64, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 2};
     int B = 2, T = 16;
-    gpt2 f, h;
-    char err[256];
-    assert_int_equal(gpt2_create(&f, &d, B, T, &FP32, err, sizeof err), 0);
-    assert_int_equal(gpt2_create(&h, &d, B, T, &BF16, err, sizeof err), 0);
-    gpt2_init_params(&f, 3);
-    gpt2_init_params(&h, 3);
-    int in[32], tg[32];
-    random_tokens(in, B * T, d.vocab_size, 5);
-    random_tokens(tg, B * T, d.vocab_size, 6);
-    gpt2_zero_grad(&f);
-    gpt2_zero_grad(&h);
-    float lf = gpt2_forward(&f, in, tg, B, T), lh = gpt2_forward(&h, in, tg, B, T);
-    gpt2_backward(&f, 1.0f / (B * T));
-    gpt2_backward(&h, 1.0f / (B * T));
-    assert_true(fabsf(lf - lh) < 5e-3f * lf);
-    for (int i = 0; i < f.num_tensors; i++) {
-        const param_tensor *t = &f.tensors[i];
-        double diff2 = 0, ref2 = 0;
-        for (size_t j = 0; j < t->numel; j++) {
-            double a = f.grads[t->offset + j], b = h.grads[t->offset + j];
-            diff2 += (a - b) * (a - b);
-            ref2 += a * a;
+    const gpt2_options modes[2] = {{.precision = PREC_BF16}, {.precision = PREC_FP16}};
+    const double tol[2] = {3e-2, 4e-3};
+    for (int k = 0; k < 2; k++) {
+        gpt2 f, h;
+        char err[256];
+        assert_int_equal(gpt2_create(&f, &d, B, T, &FP32, err, sizeof err), 0);
+        assert_int_equal(gpt2_create(&h, &d, B, T, &modes[k], err, sizeof err), 0);
+        gpt2_init_params(&f, 3);
+        gpt2_init_params(&h, 3);
+        int in[32], tg[32];
+        random_tokens(in, B * T, d.vocab_size, 5);
+        random_tokens(tg, B * T, d.vocab_size, 6);
+        gpt2_zero_grad(&f);
+        gpt2_zero_grad(&h);
+        float lf = gpt2_forward(&f, in, tg, B, T), lh = gpt2_forward(&h, in, tg, B, T);
+        gpt2_backward(&f, 1.0f / (B * T));
+        gpt2_backward(&h, 1.0f / (B * T));
+        assert_true(fabsf(lf - lh) < tol[k] / 6 * lf);
+        for (int i = 0; i < f.num_tensors; i++) {
+            const param_tensor *t = &f.tensors[i];
+            double diff2 = 0, ref2 = 0;
+            for (size_t j = 0; j < t->numel; j++) {
+                double a = f.grads[t->offset + j], b = h.grads[t->offset + j];
+                diff2 += (a - b) * (a - b);
+                ref2 += a * a;
+            }
+            double rel = sqrt(diff2 / (ref2 + 1e-30));
+            if (rel > tol[k])
+                fprintf(stderr, "%s: %s gradient off by %.3g\n", k ? "fp16" : "bf16", t->name, rel);
+            assert_true(rel <= tol[k]);
         }
-        double rel = sqrt(diff2 / (ref2 + 1e-30));
-        if (rel > 3e-2)
-            fprintf(stderr, "%s: bf16 gradient off by %.3g\n", t->name, rel);
-        assert_true(rel <= 3e-2);
+        gpt2_destroy(&f);
+        gpt2_destroy(&h);
     }
-    gpt2_destroy(&f);
-    gpt2_destroy(&h);
 }
 
 /* recompute: block gives bit-identical loss and gradients, fp32 and bf16, with
@@ -191,7 +195,8 @@ static void test_recompute_is_bit_identical(void **state)
     random_tokens(in, 2 * B * T, d.vocab_size, 21);
     random_tokens(tg, 2 * B * T, d.vocab_size, 22);
     for (int bf16 = 0; bf16 < 2; bf16++) {
-        gpt2_options keep = {.bf16 = bf16}, again = {.bf16 = bf16, .recompute = true};
+        gpt2_options keep = {.precision = bf16 ? PREC_BF16 : PREC_FP32},
+                     again = {.precision = keep.precision, .recompute = true};
         gpt2 a, b;
         char err[256];
         assert_int_equal(gpt2_create(&a, &d, B, T, &keep, err, sizeof err), 0);
@@ -221,7 +226,7 @@ int main(void)
         cmocka_unit_test(test_initial_loss_is_ln_vocab),
         cmocka_unit_test(test_gradient_accumulation_equals_big_batch),
         cmocka_unit_test(test_same_seed_same_params),
-        cmocka_unit_test(test_bf16_gradients_track_fp32),
+        cmocka_unit_test(test_half_gradients_track_fp32),
         cmocka_unit_test(test_recompute_is_bit_identical),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@ static const config_key keys[] = {
     KEY(warmup_steps, KEY_INT),     KEY(max_steps, KEY_INT),       KEY(lr_decay_steps, KEY_INT),
     KEY(precision, KEY_STR),        KEY(recompute, KEY_STR),       KEY(zero_stage, KEY_INT),
     KEY(bucket_mb, KEY_INT),        KEY(comm_timeout_s, KEY_FLOAT),
-    KEY(loader_depth, KEY_INT),     KEY(loader_timeout_s, KEY_FLOAT),        KEY(optimizer_offload, KEY_STR), KEY(eval_every, KEY_INT),
+    KEY(loader_depth, KEY_INT),     KEY(loader_timeout_s, KEY_FLOAT), KEY(loader_endpoint, KEY_STR),        KEY(optimizer_offload, KEY_STR), KEY(eval_every, KEY_INT),
     KEY(eval_batches, KEY_INT),     KEY(log_every, KEY_INT),       KEY(checkpoint_every, KEY_INT),
     KEY(keep_checkpoints, KEY_INT), KEY(seed, KEY_I64),            KEY(data_dir, KEY_STR),
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
@@ -227,8 +227,9 @@ int config_finalize(run_config *c, char *err, size_t errlen)
         c->precision_auto = true;
         strcpy(c->precision, cpu_has_bf16() ? "bf16" : "fp32");
     }
-    REQUIRE(strcmp(c->precision, "fp32") == 0 || strcmp(c->precision, "bf16") == 0,
-            "config: precision \"%s\" is not available in this build (fp32 or bf16 so far)", c->precision);
+    REQUIRE(strcmp(c->precision, "fp32") == 0 || strcmp(c->precision, "bf16") == 0 ||
+                strcmp(c->precision, "fp16") == 0,
+            "config: precision must be fp32, bf16 or fp16, not \"%s\"", c->precision);
     REQUIRE(strcmp(c->recompute, "none") == 0 || strcmp(c->recompute, "block") == 0,
             "config: recompute must be none or block, not \"%s\"", c->recompute);
     REQUIRE(c->zero_stage == 0 || c->zero_stage == 1,
@@ -243,6 +244,10 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: loader_depth must be in 1..1024");
     REQUIRE(c->loader_timeout_s > 0 && c->loader_timeout_s <= 86400,
             "config: loader_timeout_s must be in (0, 86400]");
+    REQUIRE(!c->loader_endpoint[0] || strncmp(c->loader_endpoint, "tcp://", 6) == 0 ||
+                strncmp(c->loader_endpoint, "ipc://", 6) == 0,
+            "config: loader_endpoint must be empty (a loader thread) or tcp://HOST:PORT or "
+            "ipc://PATH, not \"%s\"", c->loader_endpoint);
     /* issue 7: status/control endpoints (loopback unless the config says otherwise) */
     if (control_check_config(c, err, errlen) != 0)
         return -1;

@@ -24,6 +24,7 @@ typedef struct {
     float comm_timeout_s;   /* longest wait on other ranks before aborting (0: forever) */
     int loader_depth;       /* training batches prepared ahead */
     float loader_timeout_s; /* longest wait for one batch before giving up */
+    char loader_endpoint[256]; /* "": a loader thread per rank; else build/loader's endpoint */
     char optimizer_offload[256];
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;

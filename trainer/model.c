@@ -105,8 +105,8 @@ size_t gpt2_count_params(const gpt2_dims *d)
            L * (12 * C * C + 13 * C);
 }
 
-/* bf16 mode: bf16 weights, matmul-input activations and one converted gradient. */
-static size_t bf16_values(const gpt2_dims *d, int B, int T, const gpt2_options *o)
+/* 16-bit mode: 16-bit weights, matmul-input activations and one converted gradient. */
+static size_t half_values(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     size_t BT = (size_t)B * T, C = d->n_embd;
     size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
@@ -117,7 +117,7 @@ size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o
 {
     return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T, o) +
                             scratch_floats(d, B, T)) +
-           (o->bf16 ? sizeof(uint16_t) * bf16_values(d, B, T, o) : 0);
+           (o->precision != PREC_FP32 ? sizeof(uint16_t) * half_values(d, B, T, o) : 0);
 }
 
 /* ---- allocation -------------------------------------------------------- */
@@ -131,7 +131,7 @@ static float *alloc_floats(size_t n)
     return p;
 }
 
-static uint16_t *alloc_bf16(size_t n)
+static uint16_t *alloc_half(size_t n)
 {
     size_t bytes = (n * sizeof(uint16_t) + 63) & ~(size_t)63;
     uint16_t *p = aligned_alloc(64, bytes ? bytes : 64);
@@ -140,14 +140,14 @@ static uint16_t *alloc_bf16(size_t n)
     return p;
 }
 
-static void bind_bf16_activations(gpt2 *m)
+static void bind_half_activations(gpt2 *m)
 {
     size_t BTC = (size_t)m->max_B * m->max_T * m->dims.n_embd;
-    uint16_t *p = m->act_bf16_arena;
+    uint16_t *p = m->act_half_arena;
     for (int l = 0; l < m->dims.n_layer; l++) {
-        block_acts_bf16 *a = &m->acts_bf16[l];
+        block_acts_half *a = &m->acts_half[l];
         if (l > 0 && m->opt.recompute) {   /* every layer shares layer 0's buffers */
-            *a = m->acts_bf16[0];
+            *a = m->acts_half[0];
             continue;
         }
         a->ln1 = p, p += BTC;
@@ -155,23 +155,23 @@ static void bind_bf16_activations(gpt2 *m)
         a->ln2 = p, p += BTC;
         a->fch_gelu = p, p += 4 * BTC;
     }
-    m->lnf_bf16 = p;
+    m->lnf_half = p;
 }
 
-/* The bf16 arenas of bf16 mode; 0 on success. */
-static int create_bf16(gpt2 *m)
+/* The 16-bit arenas of bf16/fp16 mode; 0 on success. */
+static int create_half(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
     size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
     size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
-    m->params_bf16 = alloc_bf16(m->num_params);
-    m->act_bf16_arena = alloc_bf16(BT * C * (7 * stored_layers(d, &m->opt) + 1));
-    m->acts_bf16 = calloc(d->n_layer, sizeof *m->acts_bf16);
-    m->dout_bf16 = alloc_bf16(BT * wide);
-    if (!m->params_bf16 || !m->act_bf16_arena || !m->acts_bf16 || !m->dout_bf16)
+    m->params_half = alloc_half(m->num_params);
+    m->act_half_arena = alloc_half(BT * C * (7 * stored_layers(d, &m->opt) + 1));
+    m->acts_half = calloc(d->n_layer, sizeof *m->acts_half);
+    m->dout_half = alloc_half(BT * wide);
+    if (!m->params_half || !m->act_half_arena || !m->acts_half || !m->dout_half)
         return -1;
-    bind_bf16_activations(m);
-    m->bf16_stale = true;
+    bind_half_activations(m);
+    m->half_stale = true;
     return 0;
 }
 
@@ -220,7 +220,7 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->opt = *opt;
     m->B = m->max_B = B;
     m->T = m->max_T = T;
-    m->bf16 = opt->bf16;
+    m->half = opt->precision == PREC_BF16 ? GEMM_BF16 : opt->precision == PREC_FP16 ? GEMM_F16 : GEMM_F32;
     m->tensors = calloc(4 + (size_t)BLOCK_TENSORS * d->n_layer, sizeof *m->tensors);
     m->p.h = calloc(d->n_layer, sizeof *m->p.h);
     m->g.h = calloc(d->n_layer, sizeof *m->g.h);
@@ -232,7 +232,7 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->act_arena = alloc_floats(activation_floats(d, B, T, opt));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
     if (!m->tensors || !m->p.h || !m->g.h || !m->acts || !m->params || !m->grads ||
-        !m->act_arena || !m->scratch || (m->bf16 && create_bf16(m) != 0)) {
+        !m->act_arena || !m->scratch || (m->half != GEMM_F32 && create_half(m) != 0)) {
         snprintf(err, errlen, "out of memory allocating the model (%.1f MB)",
                  gpt2_memory_bytes(d, B, T, opt) / 1e6);
         gpt2_destroy(m);
@@ -254,10 +254,10 @@ void gpt2_destroy(gpt2 *m)
     free(m->grads);
     free(m->act_arena);
     free(m->scratch);
-    free(m->params_bf16);
-    free(m->act_bf16_arena);
-    free(m->acts_bf16);
-    free(m->dout_bf16);
+    free(m->params_half);
+    free(m->act_half_arena);
+    free(m->acts_half);
+    free(m->dout_half);
     memset(m, 0, sizeof *m);
 }
 
@@ -286,12 +286,12 @@ static void fill_normal(float *x, size_t n, float std, uint64_t *s)
 
 void gpt2_params_changed(gpt2 *m)
 {
-    m->bf16_stale = true;
+    m->half_stale = true;
 }
 
 void gpt2_init_params(gpt2 *m, uint64_t seed)
 {
-    m->bf16_stale = true;
+    m->half_stale = true;
     float proj_std = 0.02f / sqrtf(2.0f * m->dims.n_layer);
     for (int i = 0; i < m->num_tensors; i++) {
         const param_tensor *t = &m->tensors[i];
@@ -311,38 +311,47 @@ void gpt2_init_params(gpt2 *m, uint64_t seed)
 
 /* ---- forward ----------------------------------------------------------- */
 
-/* The bf16 copy of a parameter tensor. */
-static const uint16_t *weight_bf16(const gpt2 *m, const float *w)
+/* x rounded to the 16-bit operand type of this model. */
+static void to_half(const gpt2 *m, uint16_t *out, const float *x, size_t n)
 {
-    return m->params_bf16 + (w - m->params);
+    if (m->half == GEMM_F16)
+        f32_to_f16(out, x, n);
+    else
+        f32_to_bf16(out, x, n);
 }
 
-/* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In bf16 mode inp is first
- * converted into inp_bf16, which backward reuses. */
-static void linear_forward(gpt2 *m, float *out, const float *inp, uint16_t *inp_bf16,
+/* The 16-bit copy of a parameter tensor. */
+static const uint16_t *weight_half(const gpt2 *m, const float *w)
+{
+    return m->params_half + (w - m->params);
+}
+
+/* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In 16-bit mode inp is first
+ * converted into inp_half, which backward reuses. */
+static void linear_forward(gpt2 *m, float *out, const float *inp, uint16_t *inp_half,
                            const float *w, const float *b, int N, int IC, int OC)
 {
-    if (!m->bf16) {
+    if (m->half == GEMM_F32) {
         gemm_f32(false, false, N, OC, IC, inp, IC, w, OC, b, false, out, OC);
         return;
     }
-    f32_to_bf16(inp_bf16, inp, (size_t)N * IC);
-    gemm(GEMM_BF16, false, false, N, OC, IC, inp_bf16, IC, weight_bf16(m, w), OC, b, false, out, OC);
+    to_half(m, inp_half, inp, (size_t)N * IC);
+    gemm(m->half, false, false, N, OC, IC, inp_half, IC, weight_half(m, w), OC, b, false, out, OC);
 }
 
 /* dinp[N,IC] = dout @ w^T (overwrites); dw[IC,OC] += inp^T @ dout; db[OC] += colsum(dout) */
 static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const float *dout,
-                            const float *inp, const uint16_t *inp_bf16, const float *w, int N,
+                            const float *inp, const uint16_t *inp_half, const float *w, int N,
                             int IC, int OC)
 {
-    if (!m->bf16) {
+    if (m->half == GEMM_F32) {
         gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
         gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
     } else {
-        f32_to_bf16(m->dout_bf16, dout, (size_t)N * OC);
-        gemm(GEMM_BF16, false, true, N, IC, OC, m->dout_bf16, OC, weight_bf16(m, w), OC, NULL,
+        to_half(m, m->dout_half, dout, (size_t)N * OC);
+        gemm(m->half, false, true, N, IC, OC, m->dout_half, OC, weight_half(m, w), OC, NULL,
              false, dinp, IC);
-        gemm(GEMM_BF16, true, false, IC, OC, N, inp_bf16, IC, m->dout_bf16, OC, NULL, true, dw, OC);
+        gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL, true, dw, OC);
     }
     bias_backward(db, dout, N, OC);
 }
@@ -385,7 +394,7 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
     int C = m->dims.n_embd, NH = m->dims.n_head, N = B * T;
     const block_params *w = &m->p.h[l];
     block_acts *a = &m->acts[l];
-    block_acts_bf16 h = m->bf16 ? m->acts_bf16[l] : (block_acts_bf16){0};
+    block_acts_half h = m->half != GEMM_F32 ? m->acts_half[l] : (block_acts_half){0};
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C);
     linear_forward(m, a->qkv, a->ln1, h.ln1, w->qkvw, w->qkvb, N, C, 3 * C);
     attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH);
@@ -411,9 +420,9 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     m->have_targets = targets != NULL;
     m->B = B;   /* backward uses the shape of the last forward */
     m->T = T;
-    if (m->bf16 && m->bf16_stale) {
-        f32_to_bf16(m->params_bf16, m->params, m->num_params);
-        m->bf16_stale = false;
+    if (m->half != GEMM_F32 && m->half_stale) {
+        to_half(m, m->params_half, m->params, m->num_params);
+        m->half_stale = false;
     }
     embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C);
     const float *res = m->encoded;
@@ -422,9 +431,9 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
         res = m->acts[l].res3;
     }
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw, m->p.lnfb, N, C);
-    if (m->bf16) {
-        f32_to_bf16(m->lnf_bf16, m->lnf, (size_t)N * C);
-        gemm(GEMM_BF16, false, true, N, V, C, m->lnf_bf16, C, weight_bf16(m, m->p.wte), C, NULL,
+    if (m->half != GEMM_F32) {
+        to_half(m, m->lnf_half, m->lnf, (size_t)N * C);
+        gemm(m->half, false, true, N, V, C, m->lnf_half, C, weight_half(m, m->p.wte), C, NULL,
              false, m->logits, V);
     } else {
         gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V);
@@ -449,7 +458,7 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
     block_params *g = &m->g.h[l];
     block_acts *a = &m->acts[l];
     float *dln = m->scratch + BTC, *datt = m->scratch + 2 * BTC, *dbig = m->scratch + 3 * BTC;
-    block_acts_bf16 h = m->bf16 ? m->acts_bf16[l] : (block_acts_bf16){0};
+    block_acts_half h = m->half != GEMM_F32 ? m->acts_half[l] : (block_acts_half){0};
 
     linear_backward(m, dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, h.fch_gelu, w->fcprojw,
                     N, 4 * C, C);
@@ -476,11 +485,11 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
 
     /* logits -> dlogits in place; then through the tied LM head */
     softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true);
-    if (m->bf16) {
-        f32_to_bf16(m->dout_bf16, m->logits, (size_t)N * V);
-        gemm(GEMM_BF16, true, false, V, C, N, m->dout_bf16, V, m->lnf_bf16, C, NULL, true,
+    if (m->half != GEMM_F32) {
+        to_half(m, m->dout_half, m->logits, (size_t)N * V);
+        gemm(m->half, true, false, V, C, N, m->dout_half, V, m->lnf_half, C, NULL, true,
              m->g.wte, C);
-        gemm(GEMM_BF16, false, false, N, C, V, m->dout_bf16, V, weight_bf16(m, m->p.wte), C, NULL,
+        gemm(m->half, false, false, N, C, V, m->dout_half, V, weight_half(m, m->p.wte), C, NULL,
              false, dln, C);
     } else {
         gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);

@@ -15,12 +15,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/gemm.h"
+
 typedef struct {
     int vocab_size, n_positions, n_embd, n_layer, n_head;
 } gpt2_dims;
 
+/* fp32 everywhere, or 16-bit (bf16 or IEEE fp16) operands for the matrix
+ * products with fp32 accumulation; everything else stays fp32 either way. */
+typedef enum { PREC_FP32 = 0, PREC_BF16, PREC_FP16 } gpt2_precision;
+
 typedef struct {
-    bool bf16;        /* bf16 operands for the matrix products */
+    gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
 } gpt2_options;
 
@@ -60,25 +66,25 @@ typedef struct {
     float *res3;                        /* [B,T,C] block output */
 } block_acts;
 
-/* bf16 copies of the activations that feed matrix products (bf16 mode). */
+/* 16-bit copies of the activations that feed matrix products (bf16/fp16 mode). */
 typedef struct {
     uint16_t *ln1, *atty, *ln2, *fch_gelu;
-} block_acts_bf16;
+} block_acts_half;
 
 typedef struct {
     gpt2_dims dims;
     gpt2_options opt;
     int max_B, max_T;           /* micro-batch the activations are sized for */
     int B, T;                   /* shape of the last forward */
-    /* bf16 mode: matrix products take bf16 operands (fp32 accumulation and
+    /* bf16/fp16 mode: matrix products take 16-bit operands (fp32 accumulation and
      * outputs); master weights, gradients and every other op stay fp32. */
-    bool bf16;
-    bool bf16_stale;            /* params changed since params_bf16 was made */
-    uint16_t *params_bf16;      /* [num_params] */
-    uint16_t *act_bf16_arena;
-    block_acts_bf16 *acts_bf16; /* [L] */
-    uint16_t *lnf_bf16;         /* [B,T,C] */
-    uint16_t *dout_bf16;        /* backward: a gradient converted for its products, [B,T,max(4C,V)] */
+    gemm_dtype half;            /* GEMM_BF16 or GEMM_F16; GEMM_F32 in fp32 mode */
+    bool half_stale;            /* params changed since params_half was made */
+    uint16_t *params_half;      /* [num_params] */
+    uint16_t *act_half_arena;
+    block_acts_half *acts_half; /* [L] */
+    uint16_t *lnf_half;         /* [B,T,C] */
+    uint16_t *dout_half;        /* backward: a gradient converted for its products, [B,T,max(4C,V)] */
 
     float *params, *grads;      /* arenas of num_params floats */
     size_t num_params;
@@ -112,7 +118,7 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
 void gpt2_destroy(gpt2 *m);
 /* GPT-2 initialisation from a seed (same seed -> bit-identical parameters). */
 void gpt2_init_params(gpt2 *m, uint64_t seed);
-/* Call after changing m->params (optimizer step, loading): the bf16 copy is
+/* Call after changing m->params (optimizer step, loading): the 16-bit copy is
  * remade before the next forward. */
 void gpt2_params_changed(gpt2 *m);
 

@@ -86,13 +86,13 @@ float grad_global_norm(const gpt2 *m)
 }
 
 bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_config *c, float lr,
-                    float grad_norm)
+                    float grad_norm, float loss_scale)
 {
     if (!isfinite(grad_norm))
         return false;
-    float scale = 1.0f;
+    float scale = 1.0f / loss_scale;   /* unscale first, then clip */
     if (c->grad_clip > 0 && grad_norm > c->grad_clip)
-        scale = c->grad_clip / (grad_norm + 1e-6f);
+        scale *= c->grad_clip / (grad_norm + 1e-6f);
     s->step++;
     size_t lo_all = s->offset, hi_all = s->offset + s->n;
     for (int i = 0; i < m->num_tensors; i++) {   /* the tensors that overlap the range */

@@ -36,9 +36,11 @@ float lr_schedule(const run_config *c, int step);
 float grad_global_norm(const gpt2 *m);
 
 /* Clip to grad_clip (0: no clipping) and apply one AdamW update with lr to
- * params [offset, offset+n); grads holds the gradients of exactly those.
- * A non-finite grad_norm (of the whole model) skips the update and returns false. */
+ * params [offset, offset+n); grads holds the gradients of exactly those,
+ * multiplied by loss_scale (1 unless fp16 loss scaling), and grad_norm is the
+ * norm of the whole model's unscaled gradients.  A non-finite grad_norm skips
+ * the update and returns false. */
 bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_config *c, float lr,
-                    float grad_norm);
+                    float grad_norm, float loss_scale);
 
 #endif

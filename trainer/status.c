@@ -115,6 +115,10 @@ void status_step(status_log *s, const step_stats *st)
     cJSON_AddNumberToObject(o, "comm_ms", st->comm_ms);
     cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
     cJSON_AddNumberToObject(o, "optimizer_mb", st->optimizer_mb);
+    if (st->loss_scale > 0) {
+        cJSON_AddNumberToObject(o, "loss_scale", st->loss_scale);
+        cJSON_AddNumberToObject(o, "overflows", (double)st->overflows);
+    }
     cJSON_AddNumberToObject(o, "skipped_steps", st->skipped_steps);
     cJSON_AddNumberToObject(o, "status_dropped", (double)publisher_dropped(s->pub));   /* issue 7 */
     if (s->last_ckpt_step > 0) {   /* issue 7: a late subscriber needs nothing earlier */

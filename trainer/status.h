@@ -15,6 +15,8 @@ typedef struct {
     double step_ms, tokens_per_s, mfu, elapsed_s, eta_s;
     double loader_wait_ms, comm_ms, rss_mb;
     double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
+    double loss_scale;     /* fp16 loss scale (0: not fp16, field omitted) */
+    long long overflows;   /* fp16 steps skipped for non-finite gradients */
     int skipped_steps;
 } step_stats;
 

@@ -17,13 +17,15 @@
 #include "kernels/peak.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/scaler.h"
 #include "trainer/status.h"
 #include "trainer/control.h"     /* issue 7 */
 #include "trainer/publisher.h"   /* issue 7 */
 #include "trainer/checkpointing.h"   /* issue 6 */
 
-/* Stop with an error after this many consecutive non-finite steps. */
-enum { MAX_CONSECUTIVE_SKIPS = 10 };
+/* Stop with an error after this many consecutive non-finite steps (fp16:
+ * after the scale has been halved this many times in a row, 2^16 -> 2^-24). */
+enum { MAX_CONSECUTIVE_SKIPS = 10, MAX_CONSECUTIVE_OVERFLOWS = 40 };
 
 static volatile sig_atomic_t stop_requested;
 
@@ -40,6 +42,8 @@ typedef struct {
     zero_shard shard;
     float *grad_shard;       /* zero: this rank's summed gradients [shard.len] */
     loader *batches;         /* training batches, prepared ahead by a thread */
+    loss_scaler scaler;      /* fp16: dynamic loss scale; else fixed at 1 */
+    bool fp16;
     double loader_wait_s;    /* time the last step waited for them */
     double comm_s;           /* time waiting for gradient reduction in the last step */
     dataset data;
@@ -144,11 +148,14 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
     tr->cfg = c;
     tr->world = w;
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    gpt2_options opt = {.bf16 = strcmp(c->precision, "bf16") == 0,
+    gpt2_options opt = {.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
+                                     : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
+                                                                         : PREC_FP32,
                         .recompute = strcmp(c->recompute, "block") == 0};
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims);   /* + Adam m, v */
-    if (opt.bf16 && !gemm_bf16_native()) {   /* the fp32 widening buffer of emulated bf16 */
+    if (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native())) {
+        /* the fp32 widening buffer of 16-bit operands without a native product */
         double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
         need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
     }
@@ -164,6 +171,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
     if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen) != 0)
         return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
+    tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
+    scaler_init(&tr->scaler, tr->fp16 ? 65536.0f : 1.0f, tr->fp16 ? 2000 : 0);
     /* every rank starts from rank 0's parameters, whatever its seed or file */
     if (w->size > 1)
         comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
@@ -245,7 +254,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     const run_config *c = tr->cfg;
     const comm_world *world = tr->world;
     int B = c->batch_size, T = c->seq_len, rc = 0;
-    float dloss = 1.0f / ((float)B * T * c->grad_accum * world->size);
+    float dloss = tr->scaler.scale / ((float)B * T * c->grad_accum * world->size);
     double sum = 0;
     gpt2_zero_grad(&tr->model);
     if (tr->buckets)
@@ -345,14 +354,18 @@ static void apply_control(trainer *tr, int done)
 static bool update_params(trainer *tr, float lr, float *norm)
 {
     gpt2 *m = &tr->model;
-    if (!tr->zero) {
-        *norm = grad_global_norm(m);
-        return optimizer_step(&tr->opt, m, m->grads, tr->cfg, lr, *norm);
-    }
-    *norm = (float)sqrt(comm_sum_double(sumsq(tr->grad_shard, tr->shard.len)));
-    if (!optimizer_step(&tr->opt, m, tr->grad_shard, tr->cfg, lr, *norm))
-        return false;   /* every rank sees the same norm, so all skip together */
-    zero_allgather(&tr->shard, m->params);
+    float scale = tr->scaler.scale;
+    const float *grads = tr->zero ? tr->grad_shard : m->grads;
+    /* the gradients carry the loss scale: their norm too */
+    *norm = tr->zero ? (float)(sqrt(comm_sum_double(sumsq(tr->grad_shard, tr->shard.len))) / scale)
+                     : grad_global_norm(m) / scale;
+    /* every rank sees the same norm, so all skip (and rescale) together */
+    if (!scaler_update(&tr->scaler, isfinite(*norm)))
+        return false;
+    if (!optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale))
+        return false;
+    if (tr->zero)
+        zero_allgather(&tr->shard, m->params);
     return true;
 }
 
@@ -433,7 +446,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
                          .rank = tr->world->rank, .ranks = tr->world->size,
                          .first_step = (uint64_t)first, .depth = c->loader_depth,
-                         .timeout_ms = (int)(c->loader_timeout_s * 1e3)};
+                         .timeout_ms = (int)(c->loader_timeout_s * 1e3),
+                         .endpoint = c->loader_endpoint};
     if (!(tr->batches = loader_start(&tr->data, &lo, err, errlen))) {
         free(step_s);
         return -1;
@@ -449,11 +463,11 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         float lr = lr_schedule(c, step);
         if (!update_params(tr, lr, &norm)) {
             skipped++;
-            char msg[160];
-            snprintf(msg, sizeof msg, "step %d skipped: loss %g, gradient norm %g is not finite",
-                     step + 1, loss, norm);
+            char msg[200];
+            snprintf(msg, sizeof msg, "step %d skipped: loss %g, gradient norm %g is not finite%s",
+                     step + 1, loss, norm, tr->fp16 ? " (fp16: loss scale halved)" : "");
             status_event(&tr->status, "event", step + 1, msg);
-            if (++consecutive >= MAX_CONSECUTIVE_SKIPS) {
+            if (++consecutive >= (tr->fp16 ? MAX_CONSECUTIVE_OVERFLOWS : MAX_CONSECUTIVE_SKIPS)) {
                 snprintf(err, errlen, "%d consecutive steps with non-finite loss or gradients; "
                          "stopping (lower lr or check the data)", consecutive);
                 rc = -1;
@@ -474,7 +488,9 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
                          .elapsed_s = mono_time() - t_start,
                          .eta_s = t_train / (done - first) * (c->max_steps - done),
-                         .rss_mb = process_rss_mb(), .skipped_steps = skipped};
+                         .rss_mb = process_rss_mb(), .skipped_steps = skipped,
+                         .loss_scale = tr->fp16 ? tr->scaler.scale : 0,
+                         .overflows = tr->scaler.overflows};
         gather_rank_figures(tr, &st);
         status_step(&tr->status, &st);
         apply_control(tr, done);   /* issue 7 */
@@ -536,10 +552,10 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
                  "%d x %d tokens per micro-batch", tr.model.num_params, c->precision, c->recompute,
                  omp_get_max_threads(), c->batch_size, c->seq_len);
         status_event(&tr.status, "event", 0, msg);
-        if (c->precision_auto && !tr.model.bf16)
+        if (c->precision_auto && tr.model.half == GEMM_F32)
             status_event(&tr.status, "event", 0,
                          "precision fp32: this CPU has no AVX512-BF16 or AMX (set precision=bf16 to emulate it)");
-        if (tr.model.bf16 && !gemm_bf16_native())
+        if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");
         rc = run_loop(&tr, res, err, errlen);

@@ -1,0 +1,790 @@
+/* infer: GPT-2 inference with a KV cache; see infer.h for the contract. */
+#include "launch/infer.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+#include "kernels/convert.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/layernorm.h"
+#include "kernels/q8.h"
+
+const char *infer_quant_name(infer_quant q)
+{
+    return q == INFER_INT8 ? "int8" : q == INFER_BF16 ? "bf16" : "fp32";
+}
+
+int infer_quant_parse(const char *s, infer_quant *q)
+{
+    static const infer_quant all[] = {INFER_FP32, INFER_BF16, INFER_INT8};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, infer_quant_name(all[i])) == 0) {
+            *q = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+int infer_check_dims(const gpt2_dims *d, infer_quant q, char *err, size_t errlen)
+{
+    const long long lim = 1 << 24;   /* keeps every size_t product of two dims far from overflow */
+    if (d->vocab_size < 1 || d->n_positions < 1 || d->n_embd < 1 || d->n_layer < 1 ||
+        d->n_head < 1 || d->vocab_size > lim || d->n_positions > lim || d->n_embd > lim ||
+        d->n_layer > 4096 || d->n_head > d->n_embd) {
+        snprintf(err, errlen, "config has invalid model dimensions (vocab_size %d, n_positions "
+                 "%d, n_embd %d, n_layer %d, n_head %d)", d->vocab_size, d->n_positions,
+                 d->n_embd, d->n_layer, d->n_head);
+        return -1;
+    }
+    if (d->n_embd % d->n_head) {
+        snprintf(err, errlen, "n_head %d does not divide n_embd %d", d->n_head, d->n_embd);
+        return -1;
+    }
+    if (q == INFER_INT8 && d->n_embd % Q8_GS) {
+        snprintf(err, errlen, "n_embd %d is not a multiple of %d, which int8 needs "
+                 "(use --quant fp32)", d->n_embd, Q8_GS);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- weights ------------------------------------------------------------- */
+
+/* Carves 64-byte aligned pieces out of an arena; with base NULL it only
+ * measures, so one layout function both sizes and binds the arenas. */
+typedef struct {
+    char *base;
+    size_t used;
+} bump;
+
+static void *take(bump *b, size_t bytes)
+{
+    void *p = b->base ? b->base + b->used : NULL;
+    b->used += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
+static float *take_f(bump *b, size_t n)
+{
+    return take(b, n * sizeof(float));
+}
+
+static void layout_linear(infer_linear *l, int in, int out, bool int8, bump *f, bump *i8,
+                          bump *sc)
+{
+    *l = (infer_linear){.in = in, .out = out, .b = take_f(f, (size_t)out)};
+    if (int8) {
+        l->wq = take(i8, (size_t)in * out);
+        l->ws = take_f(sc, (size_t)in * out / Q8_GS);
+    } else {
+        l->w = take_f(f, (size_t)in * out);
+    }
+}
+
+static void layout(infer_model *m, bump *f, bump *i8, bump *sc)
+{
+    const gpt2_dims *d = &m->d;
+    size_t C = d->n_embd;
+    bool int8 = m->quant == INFER_INT8;
+    m->wte = take_f(f, d->vocab_size * C);
+    m->wpe = take_f(f, d->n_positions * C);
+    for (int l = 0; l < d->n_layer; l++) {
+        infer_block *b = &m->h[l];
+        b->ln1w = take_f(f, C);
+        b->ln1b = take_f(f, C);
+        b->ln2w = take_f(f, C);
+        b->ln2b = take_f(f, C);
+        layout_linear(&b->qkv, C, 3 * C, int8, f, i8, sc);
+        layout_linear(&b->attproj, C, C, int8, f, i8, sc);
+        layout_linear(&b->fc, C, 4 * C, int8, f, i8, sc);
+        layout_linear(&b->fcproj, 4 * C, C, int8, f, i8, sc);
+    }
+    m->lnfw = take_f(f, C);
+    m->lnfb = take_f(f, C);
+    m->lm_head = (infer_linear){.in = C, .out = d->vocab_size};
+    if (int8) {   /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
+        m->lm_head.wq = take(i8, d->vocab_size * C);
+        m->lm_head.ws = take_f(sc, d->vocab_size * C / Q8_GS);
+    }
+}
+
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* Reads one tensor through fn; quantizes it from tmp when the model is int8. */
+static int load_tensor(infer_tensor_fn fn, void *ctx, const char *name, int rows, int cols,
+                       float *dst, char *err, size_t errlen)
+{
+    if (fn(ctx, name, rows, cols, dst, err, errlen) != 0)
+        return -1;
+    if (!all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
+        snprintf(err, errlen, "%s has non-finite values", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_linear(infer_linear *l, const char *prefix, infer_tensor_fn fn, void *ctx,
+                       float *tmp, char *err, size_t errlen)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    if (load_tensor(fn, ctx, name, l->out, 0, l->b, err, errlen) != 0)
+        return -1;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if (load_tensor(fn, ctx, name, l->in, l->out, l->wq ? tmp : l->w, err, errlen) != 0)
+        return -1;
+    if (l->wq)
+        q8_pack_weights(l->wq, l->ws, tmp, l->in, l->out);
+    return 0;
+}
+
+static int load_block(infer_model *m, int l, infer_tensor_fn fn, void *ctx, float *tmp,
+                      char *err, size_t errlen)
+{
+    infer_block *b = &m->h[l];
+    int C = m->d.n_embd;
+    char p[64], name[96];
+    struct { const char *suffix; float *dst; } vecs[4] = {
+        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
+        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
+        if (load_tensor(fn, ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
+            return -1;
+    }
+    struct { const char *suffix; infer_linear *lin; } lins[4] = {
+        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
+        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "transformer.h.%d.%s", l, lins[i].suffix);
+        if (load_linear(lins[i].lin, p, fn, ctx, tmp, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int load_all(infer_model *m, infer_tensor_fn fn, void *ctx, float *tmp, char *err,
+                    size_t errlen)
+{
+    const gpt2_dims *d = &m->d;
+    int C = d->n_embd;
+    if (load_tensor(fn, ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
+        load_tensor(fn, ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
+        return -1;
+    for (int l = 0; l < d->n_layer; l++)
+        if (load_block(m, l, fn, ctx, tmp, err, errlen) != 0)
+            return -1;
+    if (load_tensor(fn, ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
+        load_tensor(fn, ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
+        return -1;
+    return 0;
+}
+
+static void *alloc_bytes(size_t n)
+{
+    return aligned_alloc(64, n ? n : 64);   /* n is a multiple of 64 (bump) */
+}
+
+int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
+                      void *ctx, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    if (infer_check_dims(d, q, err, errlen) != 0)
+        return -1;
+    m->d = *d;
+    m->quant = q;
+    m->h = calloc(d->n_layer, sizeof *m->h);
+    bump f = {0}, i8 = {0}, sc = {0};
+    if (m->h)
+        layout(m, &f, &i8, &sc);
+    m->f32 = m->h ? alloc_bytes(f.used) : NULL;
+    m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
+    m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
+    /* int8: each fp32 matrix passes through one buffer of the largest size, 4C x C */
+    float *tmp = q == INFER_INT8 ? malloc((size_t)4 * d->n_embd * d->n_embd * sizeof *tmp) : NULL;
+    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) || (q == INFER_INT8 && !tmp)) {
+        snprintf(err, errlen, "out of memory for the weights (%.1f MB)",
+                 (f.used + i8.used + sc.used) / 1e6);
+        free(tmp);
+        infer_model_free(m);
+        return -1;
+    }
+    f = (bump){(char *)m->f32, 0};
+    i8 = (bump){(char *)m->i8, 0};
+    sc = (bump){(char *)m->scales, 0};
+    layout(m, &f, &i8, &sc);
+    memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
+    m->weight_bytes = f.used + i8.used + sc.used;
+    int rc = load_all(m, fn, ctx, tmp, err, errlen);
+    free(tmp);
+    if (rc != 0) {
+        infer_model_free(m);
+        return -1;
+    }
+    if (q == INFER_BF16)
+        round_to_bf16(m->f32, f.used / sizeof(float));
+    if (q == INFER_INT8)
+        q8_quantize(m->lm_head.wq, m->lm_head.ws, m->wte, (size_t)d->vocab_size * d->n_embd);
+    return 0;
+}
+
+/* A training model's tensors, found by name in its table. */
+static int gpt2_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
+                       size_t errlen)
+{
+    const gpt2 *g = ctx;
+    for (int i = 0; i < g->num_tensors; i++) {
+        const param_tensor *t = &g->tensors[i];
+        if (strcmp(t->name, name) == 0 && t->shape[0] == rows && t->shape[1] == cols) {
+            memcpy(dst, g->params + t->offset, t->numel * sizeof *dst);
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "model has no tensor %s of that shape", name);
+    return -1;
+}
+
+int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *err,
+                          size_t errlen)
+{
+    return infer_model_build(m, &g->dims, q, gpt2_source, (void *)g, err, errlen);
+}
+
+void infer_model_free(infer_model *m)
+{
+    free(m->h);
+    free(m->f32);
+    free(m->i8);
+    free(m->scales);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- the checkpoint -------------------------------------------------------- */
+
+typedef struct {
+    const char *path;
+    hid_t model;   /* the /model group */
+} h5_ctx;
+
+static int attr_i64(hid_t obj, const char *name, long long *v)
+{
+    int64_t x;
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT64, &x);
+    if (a >= 0)
+        H5Aclose(a);
+    *v = x;
+    return rc < 0 ? -1 : 0;
+}
+
+/* A fixed-length string attribute (as io/checkpoint.c writes them) into buf. */
+static int attr_str(hid_t obj, const char *name, char *buf, size_t cap)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
+    size_t size = ft < 0 ? 0 : H5Tget_size(ft);
+    int rc = -1;
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && size < cap) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, size);
+        memset(buf, 0, cap);
+        rc = H5Aread(a, mt, buf) < 0 ? -1 : 0;
+        H5Tclose(mt);
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+/* A float dataset of exactly that shape, whose checksum attribute matches. */
+static int h5_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
+                     size_t errlen)
+{
+    const h5_ctx *c = ctx;
+    int nd = cols ? 2 : 1;
+    if (H5Lexists(c->model, name, H5P_DEFAULT) <= 0) {
+        snprintf(err, errlen, "%s: /model/%s is missing", c->path, name);
+        return -1;
+    }
+    hid_t d = H5Dopen2(c->model, name, H5P_DEFAULT);
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hid_t ty = d < 0 ? -1 : H5Dget_type(d);
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    int have = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (have == nd)
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+    bool shape_ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && have == nd &&
+                    dims[0] == (hsize_t)rows && (nd == 1 || dims[1] == (hsize_t)cols);
+    uint64_t sum = 0;
+    bool read_ok = shape_ok && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
+    bool sum_ok = false;
+    if (read_ok && H5Aexists(d, "checksum") > 0) {
+        hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+        sum_ok = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &sum) >= 0 &&
+                 sum == ckpt_checksum(dst, (size_t)rows * (cols ? cols : 1));
+        if (a >= 0)
+            H5Aclose(a);
+    }
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    if (!shape_ok)
+        snprintf(err, errlen, "%s: /model/%s is not a float tensor of shape [%d%s%.0d]", c->path,
+                 name, rows, cols ? "," : "", cols);
+    else if (!read_ok)
+        snprintf(err, errlen, "%s: /model/%s cannot be read (truncated or damaged)", c->path,
+                 name);
+    else if (!sum_ok)
+        snprintf(err, errlen, "%s: /model/%s is damaged (checksum missing or wrong)", c->path,
+                 name);
+    return shape_ok && read_ok && sum_ok ? 0 : -1;
+}
+
+static int read_dims(hid_t f, const char *path, gpt2_dims *d, char *err, size_t errlen)
+{
+    long long version = 0, v[5];
+    static const char *const keys[5] = {"vocab_size", "n_positions", "n_embd", "n_layer",
+                                        "n_head"};
+    hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
+    int rc = g < 0 ? -1 : attr_i64(g, "format_version", &version);
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc != 0 || version != CKPT_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s: not a gpt-cpu checkpoint of format version %d", path,
+                 CKPT_FORMAT_VERSION);
+        return -1;
+    }
+    g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
+    for (int i = 0; i < 5 && rc == 0; i++)
+        if (g < 0 || attr_i64(g, keys[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30)) {
+            snprintf(err, errlen, "%s: /config %s is missing or invalid", path, keys[i]);
+            rc = -1;
+        }
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc == 0)
+        *d = (gpt2_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
+    return rc;
+}
+
+static tokenizer *read_bpe(hid_t g, const char *path, char *err, size_t errlen)
+{
+    hid_t d = H5Lexists(g, "merges", H5P_DEFAULT) > 0 ? H5Dopen2(g, "merges", H5P_DEFAULT) : -1;
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    bool ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
+              H5Sget_simple_extent_dims(sp, dims, NULL) == 2 && dims[1] == 2 &&
+              dims[0] < (1u << 24);
+    uint32_t *merges = ok ? malloc(dims[0] * 2 * sizeof *merges + 1) : NULL;
+    ok = merges && H5Dread(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, merges) >= 0;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    tokenizer *t = NULL;
+    char why[200];
+    if (!ok)
+        snprintf(err, errlen, "%s: /tokenizer/merges is missing or unreadable", path);
+    else if (!(t = tokenizer_new_bpe(merges, dims[0], why, sizeof why)))
+        snprintf(err, errlen, "%s: /tokenizer: %s", path, why);
+    free(merges);
+    return t;
+}
+
+static tokenizer *read_tokenizer(hid_t f, const char *path, char *err, size_t errlen)
+{
+    char type[32];
+    hid_t g = H5Lexists(f, "/tokenizer", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/tokenizer", H5P_DEFAULT)
+                                                          : -1;
+    tokenizer *t = NULL;
+    if (g < 0 || attr_str(g, "type", type, sizeof type) != 0)
+        snprintf(err, errlen, "%s: /tokenizer type is missing", path);
+    else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
+        snprintf(err, errlen, "out of memory");
+    else if (strcmp(type, "bpe") == 0)
+        t = read_bpe(g, path, err, errlen);
+    else if (strcmp(type, "byte") != 0)
+        snprintf(err, errlen, "%s: unknown tokenizer type '%s'", path, type);
+    if (g >= 0)
+        H5Gclose(g);
+    return t;
+}
+
+static int load_open(hid_t f, const char *path, infer_quant q, infer_model *m, tokenizer **tok,
+                     char *err, size_t errlen)
+{
+    gpt2_dims d;
+    char why[300];
+    if (read_dims(f, path, &d, err, errlen) != 0)
+        return -1;
+    if (infer_check_dims(&d, q, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        return -1;
+    }
+    if (!(*tok = read_tokenizer(f, path, err, errlen)))
+        return -1;
+    if (tokenizer_vocab_size(*tok) > d.vocab_size) {
+        snprintf(err, errlen, "%s: the tokenizer has %d tokens but the model only %d", path,
+                 tokenizer_vocab_size(*tok), d.vocab_size);
+        return -1;
+    }
+    h5_ctx c = {path, H5Lexists(f, "/model", H5P_DEFAULT) > 0
+                          ? H5Gopen2(f, "/model", H5P_DEFAULT) : -1};
+    if (c.model < 0) {
+        snprintf(err, errlen, "%s: /model is missing (not a gpt-cpu checkpoint?)", path);
+        return -1;
+    }
+    int rc = infer_model_build(m, &d, q, h5_source, &c, err, errlen);
+    H5Gclose(c.model);
+    return rc;
+}
+
+int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,
+               size_t errlen)
+{
+    FILE *probe = fopen(path, "rb");   /* the OS's reason, which HDF5 would not give */
+    if (!probe) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    fclose(probe);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* one line from us, not HDF5's error stack */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: not a readable HDF5 file (truncated or damaged)", path);
+        return -1;
+    }
+    *tok = NULL;
+    int rc = load_open(f, path, q, m, tok, err, errlen);
+    H5Fclose(f);
+    if (rc != 0) {
+        tokenizer_free(*tok);
+        *tok = NULL;
+    }
+    return rc;
+}
+
+/* ---- run state ------------------------------------------------------------- */
+
+static float *alloc_f(size_t n)
+{
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char *err,
+                       size_t errlen)
+{
+    const gpt2_dims *d = &m->d;
+    size_t C = d->n_embd, T = d->n_positions, L = d->n_layer;
+    memset(s, 0, sizeof *s);
+    s->max_chunk = max_chunk <= 0 || (size_t)max_chunk > T ? (int)T : max_chunk;
+    s->nthreads = omp_get_max_threads();
+    size_t N = s->max_chunk;
+    /* Pages of rows a run never reaches are never touched, so they cost no memory. */
+    s->x = alloc_f(N * C);
+    s->xb = alloc_f(N * C);
+    s->xb2 = alloc_f(N * C);
+    s->qkv = alloc_f(N * 3 * C);
+    s->atty = alloc_f(N * C);
+    s->fch = alloc_f(N * 4 * C);
+    s->xq = aligned_alloc(64, (N * 4 * C + 63) & ~(size_t)63);
+    s->xs = alloc_f(N * 4 * C / Q8_GS + 1);
+    s->ln_mean = alloc_f(N);
+    s->ln_rstd = alloc_f(N);
+    s->key_cache = alloc_f(L * T * C);
+    s->value_cache = alloc_f(L * T * C);
+    s->att = alloc_f((size_t)s->nthreads * T);
+    s->logits = alloc_f(d->vocab_size);
+    if (!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
+        !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
+        !s->logits) {
+        snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
+                 2.0 * L * T * C * sizeof(float) / 1e6);
+        infer_state_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void infer_state_free(infer_state *s)
+{
+    void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
+                   s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- forward --------------------------------------------------------------- */
+
+/* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations. */
+static void linear(infer_state *s, float *y, const float *x, const infer_linear *l, int n)
+{
+    if (l->wq) {
+        q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);   /* groups never straddle rows */
+        q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
+    } else {
+        gemm_f32(false, false, n, l->out, l->in, x, l->in, l->w, l->out, l->b, false, y, l->out);
+    }
+}
+
+/* Causal attention of the n new queries (positions pos..pos+n-1) over the
+ * cache rows 0..their own position, one (query, head) pair per task. */
+static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
+{
+    int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
+    const float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    bool par = (double)n * (pos + n) * C >= 32768;   /* a parallel region costs a few us */
+#pragma omp parallel for collapse(2) schedule(static) if (par)
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) {
+            float *att = s->att + (size_t)omp_get_thread_num() * T;
+            const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
+            float *out = s->atty + (size_t)i * C + h * hs, mx = -INFINITY, sum = 0;
+            int last = pos + i;
+            for (int t = 0; t <= last; t++) {
+                const float *k = kc + (size_t)t * C + h * hs;
+                float dot = 0;
+#pragma omp simd reduction(+ : dot)   /* lets the compiler reorder the sum into vectors */
+                for (int j = 0; j < hs; j++)
+                    dot += q[j] * k[j];
+                att[t] = dot * scale;
+                mx = att[t] > mx ? att[t] : mx;
+            }
+            for (int t = 0; t <= last; t++) {
+                att[t] = expf(att[t] - mx);
+                sum += att[t];
+            }
+            for (int j = 0; j < hs; j++)
+                out[j] = 0;
+            for (int t = 0; t <= last; t++) {
+                const float *v = vc + (size_t)t * C + h * hs;
+                float a = att[t] / sum;
+                for (int j = 0; j < hs; j++)
+                    out[j] += a * v[j];
+            }
+        }
+}
+
+/* The new tokens' keys and values go to cache rows pos..pos+n-1. */
+static void store_kv(const infer_model *m, infer_state *s, int l, int n, int pos)
+{
+    size_t C = m->d.n_embd, T = m->d.n_positions;
+    for (int i = 0; i < n; i++) {
+        size_t row = ((size_t)l * T + pos + i) * C;
+        memcpy(s->key_cache + row, s->qkv + (size_t)i * 3 * C + C, C * sizeof(float));
+        memcpy(s->value_cache + row, s->qkv + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
+    }
+}
+
+static void block(const infer_model *m, infer_state *s, int l, int n, int pos)
+{
+    const infer_block *b = &m->h[l];
+    int C = m->d.n_embd;
+    size_t nc = (size_t)n * C;
+    layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, s->x, b->ln1w, b->ln1b, n, C);
+    linear(s, s->qkv, s->xb, &b->qkv, n);
+    store_kv(m, s, l, n, pos);
+    attend(m, s, l, n, pos);
+    linear(s, s->xb2, s->atty, &b->attproj, n);
+    residual_forward(s->x, s->x, s->xb2, nc);
+    layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, s->x, b->ln2w, b->ln2b, n, C);
+    linear(s, s->fch, s->xb, &b->fc, n);
+    gelu_forward(s->fch, s->fch, nc * 4);
+    linear(s, s->xb2, s->fch, &b->fcproj, n);
+    residual_forward(s->x, s->x, s->xb2, nc);
+}
+
+/* logits[n,V] of the final-LayerNorm rows x[n,C] (the tied head: x wte^T). */
+static void lm_head(const infer_model *m, infer_state *s, float *logits, const float *x, int n)
+{
+    int C = m->d.n_embd, V = m->d.vocab_size;
+    if (m->lm_head.wq)
+        linear(s, logits, x, &m->lm_head, n);
+    else
+        gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
+}
+
+void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int n, int pos,
+                   float *all_logits)
+{
+    int C = m->d.n_embd, V = m->d.vocab_size;
+    for (int i = 0; i < n; i++) {
+        const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
+        float *x = s->x + (size_t)i * C;
+        for (int c = 0; c < C; c++)
+            x[c] = te[c] + pe[c];
+    }
+    for (int l = 0; l < m->d.n_layer; l++)
+        block(m, s, l, n, pos);
+    if (all_logits) {
+        layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, s->x, m->lnfw, m->lnfb, n, C);
+        lm_head(m, s, all_logits, s->xb, n);
+        memcpy(s->logits, all_logits + (size_t)(n - 1) * V, (size_t)V * sizeof(float));
+    } else {   /* generation needs only the last row's logits */
+        const float *last = s->x + (size_t)(n - 1) * C;
+        layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, last, m->lnfw, m->lnfb, 1, C);
+        lm_head(m, s, s->logits, s->xb, 1);
+    }
+}
+
+/* ---- sampling -------------------------------------------------------------- */
+
+int infer_argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+int infer_sampler_init(infer_sampler *s, int n_vocab, float temperature, int top_k,
+                       float top_p, uint64_t seed, char *err, size_t errlen)
+{
+    *s = (infer_sampler){.n_vocab = n_vocab, .temperature = temperature, .top_k = top_k,
+                         .top_p = top_p, .rng = seed};
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    if (!s->cand) {
+        snprintf(err, errlen, "out of memory for the sampler");
+        return -1;
+    }
+    return 0;
+}
+
+void infer_sampler_free(infer_sampler *s)
+{
+    free(s->cand);
+    s->cand = NULL;
+}
+
+/* splitmix64: a fixed sequence per seed, on every machine. */
+static float rng_uniform(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((z >> 40) * (1.0 / 16777216.0));   /* [0, 1) */
+}
+
+/* Higher probability first; equal ones by index, so the order is total and
+ * qsort's result does not depend on its algorithm. */
+static int cand_desc(const void *a, const void *b)
+{
+    const infer_cand *x = a, *y = b;
+    if (x->prob != y->prob)
+        return x->prob < y->prob ? 1 : -1;
+    return x->index - y->index;
+}
+
+static void swap_cand(infer_cand *a, infer_cand *b)
+{
+    infer_cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the k best of c[0..n) (by cand_desc) to the front, in O(n) on average. */
+static void select_top(infer_cand *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        swap_cand(&c[(lo + hi) / 2], &c[hi]);   /* middle pivot: no RNG needed */
+        int store = lo;
+        for (int i = lo; i < hi; i++)
+            if (cand_desc(&c[i], &c[hi]) < 0)
+                swap_cand(&c[i], &c[store++]);
+        swap_cand(&c[store], &c[hi]);
+        if (store == k - 1 || store == k)
+            return;
+        if (store < k)
+            lo = store + 1;
+        else
+            hi = store - 1;
+    }
+}
+
+/* Keeps the smallest prefix of the candidates (sorted here) whose probability
+ * reaches top_p; returns its length and its total in *mass. */
+static int nucleus(infer_cand *c, int n, float top_p, float *mass)
+{
+    /* llama2.c's shortcut: a candidate below (1 - p) / (n - 1) can never be in
+     * the nucleus, so most of the vocabulary is dropped before sorting */
+    const float cutoff = n > 1 ? (1.0f - top_p) / (n - 1) : 0.0f;
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (c[i].prob >= cutoff)
+            c[kept++] = c[i];
+    qsort(c, kept, sizeof *c, cand_desc);
+    float cum = 0;
+    for (int i = 0; i < kept; i++) {
+        cum += c[i].prob;
+        if (cum >= top_p) {
+            *mass = cum;
+            return i + 1;
+        }
+    }
+    *mass = cum;
+    return kept;
+}
+
+int infer_sample(infer_sampler *s, const float *logits)
+{
+    int n = s->n_vocab;
+    if (s->temperature <= 0)
+        return infer_argmax(logits, n);
+    infer_cand *c = s->cand;
+    for (int i = 0; i < n; i++)
+        c[i] = (infer_cand){logits[i] / s->temperature, i};
+    if (s->top_k > 0 && s->top_k < n) {
+        select_top(c, n, s->top_k);
+        n = s->top_k;
+    }
+    float mx = c[0].prob, sum = 0;
+    for (int i = 1; i < n; i++)
+        mx = c[i].prob > mx ? c[i].prob : mx;
+    for (int i = 0; i < n; i++) {
+        c[i].prob = expf(c[i].prob - mx);
+        sum += c[i].prob;
+    }
+    for (int i = 0; i < n; i++)
+        c[i].prob /= sum;
+    float mass = 1.0f;
+    if (s->top_p > 0 && s->top_p < 1)
+        n = nucleus(c, n, s->top_p, &mass);
+    float r = rng_uniform(&s->rng) * mass, cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += c[i].prob;
+        if (r < cum)
+            return c[i].index;
+    }
+    return c[n - 1].index;   /* rounding left r just above the total */
+}

@@ -1,0 +1,134 @@
+/* loader: serves training batches to trainer ranks over ZeroMQ (io/loader.h,
+ * remote mode), so the data can live on one host or in one process per node.
+ * It keeps no state between requests: each names the batch it wants, so a
+ * restarted loader (or trainer) carries on where it stopped. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/dataset.h"
+#include "io/loader.h"
+
+enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
+
+typedef struct {
+    const char *data, *endpoint;
+    long long seq_len, vocab, seed;
+} loader_args;
+
+static atomic_int stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&stop_flag, 1);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: loader --data DIR --endpoint ipc://PATH|tcp://HOST:PORT [--seq-len T]\n"
+            "              [--vocab V] [--seed S]\n"
+            "Serves training batches of DIR/train.tok to trainers started with\n"
+            "--set loader_endpoint=ENDPOINT.  T, V and S must be the trainer's seq_len,\n"
+            "vocab_size and seed (requests that differ are refused).\n"
+            "  --seq-len  tokens per sample (default 256)\n"
+            "  --vocab    the model's vocab_size (default 256)\n"
+            "  --seed     the run's seed, which orders the samples (default 1337)\n"
+            "SIGINT or SIGTERM stops it.\n");
+}
+
+static int die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("loader: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+/* A whole decimal number in [lo, hi]; false otherwise. */
+static int parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* 0 ok, 1 --help was printed, -1 error (already reported). */
+static int parse_args(int argc, char **argv, loader_args *a)
+{
+    *a = (loader_args){.seq_len = 256, .vocab = 256, .seed = 1337};
+    for (int i = 1; i < argc; i++) {
+        const char *opt = argv[i];
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (i + 1 >= argc)
+            return die(-1, "%s needs a value (see --help)", opt);
+        const char *v = argv[++i];
+        int ok = 1;
+        if (strcmp(opt, "--data") == 0)
+            a->data = v;
+        else if (strcmp(opt, "--endpoint") == 0)
+            a->endpoint = v;
+        else if (strcmp(opt, "--seq-len") == 0)
+            ok = parse_int(v, 1, 1 << 20, &a->seq_len);
+        else if (strcmp(opt, "--vocab") == 0)
+            ok = parse_int(v, 1, INT32_MAX, &a->vocab);
+        else if (strcmp(opt, "--seed") == 0)
+            ok = parse_int(v, 0, INT64_MAX, &a->seed);   /* the trainer's seed is a long long >= 0 */
+        else
+            return die(-1, "unknown option %s (see --help)", opt);
+        if (!ok)
+            return die(-1, "%s: \"%s\" is not a valid number", opt, v);
+    }
+    if (!a->data || !a->endpoint)
+        return die(-1, "--data and --endpoint are required (see --help)");
+    if (strncmp(a->endpoint, "ipc://", 6) != 0 && strncmp(a->endpoint, "tcp://", 6) != 0)
+        return die(-1, "--endpoint must be ipc://PATH or tcp://HOST:PORT, not \"%s\"", a->endpoint);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    loader_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != 0)
+        return rc > 0 ? 0 : EXIT_USAGE;
+    char err[512];
+    dataset d;
+    if (dataset_open(&d, a.data, (int)a.seq_len, (int)a.vocab, (uint64_t)a.seed, err, sizeof err))
+        return die(EXIT_RUN, "%s", err);
+    loader_server *s = loader_server_new(&d, err, sizeof err);
+    if (!s) {
+        dataset_close(&d);
+        return die(EXIT_RUN, "%s", err);
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    fprintf(stderr, "loader: serving %s (%" PRIu64 " train tokens, seq_len %lld, vocab %lld, "
+            "seed %lld) on %s\n", a.data, d.train.count, a.seq_len, a.vocab, a.seed, a.endpoint);
+    rc = loader_server_run(s, a.endpoint, &stop_flag, err, sizeof err);
+    uint64_t refused, served = loader_server_served(s, &refused);
+    loader_server_free(s);
+    dataset_close(&d);
+    if (rc != 0)
+        return die(EXIT_RUN, "%s", err + (strncmp(err, "loader: ", 8) == 0 ? 8 : 0));
+    fprintf(stderr, "loader: stopped after %" PRIu64 " requests (%" PRIu64 " refused)\n", served,
+            refused);
+    return 0;
+}

@@ -1,0 +1,82 @@
+#!/bin/sh
+# End to end (issue 8): build/infer on a checkpoint the trainer wrote.
+#  - a tiny byte-level model trained 30 steps; infer generates text after --prompt in
+#    int8, bf16 and fp32; the same --seed gives the same text;
+#  - greedy generation stops when the context (n_positions) is full;
+#  - --bench prints one JSON object with the required fields;
+#  - a truncated checkpoint is refused with one line and exit 1, bad flags exit 2.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL e2e_infer: $*"; exit 1; }
+
+[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "max_steps": 30,
+ "eval_every": 0, "log_every": 100, "precision": "fp32",
+ "status_endpoint": "none", "control_endpoint": "none",
+ "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
+JSON
+"$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/train.err" || { cat "$tmp/train.err"; fail "trainer failed"; }
+ck="$tmp/run/$(cat "$tmp/run/latest")"
+[ -f "$ck" ] || fail "no checkpoint written"
+
+# generation in each precision; the prompt comes first, then the new text
+for q in int8 bf16 fp32; do
+    "$BUILD/infer" --ckpt "$ck" --quant $q --prompt "The " -n 40 --seed 7 >"$tmp/$q.a" 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "infer --quant $q failed"; }
+    "$BUILD/infer" --ckpt "$ck" --quant $q --prompt "The " -n 40 --seed 7 >"$tmp/$q.b" 2>/dev/null
+    cmp -s "$tmp/$q.a" "$tmp/$q.b" || fail "--quant $q: the same seed gave different text"
+    head -c 4 "$tmp/$q.a" | grep -q "^The " || fail "--quant $q: output does not start with the prompt"
+    [ "$(wc -c < "$tmp/$q.a")" -ge 30 ] || fail "--quant $q: too little text"
+    grep -q "40 tokens" "$tmp/err" || { cat "$tmp/err"; fail "--quant $q: no summary line"; }
+done
+"$BUILD/infer" --ckpt "$ck" --prompt "The " -n 40 --seed 8 >"$tmp/int8.c" 2>/dev/null
+cmp -s "$tmp/int8.a" "$tmp/int8.c" && fail "seeds 7 and 8 gave the same text"
+
+# the context is 64 tokens: greedy generation of 1000 stops when it is full
+"$BUILD/infer" --ckpt "$ck" --prompt "Hello" -n 1000 --temperature 0 >"$tmp/full" 2>"$tmp/err" ||
+    fail "long generation failed"
+grep -q "60 tokens.*context is full" "$tmp/err" || { cat "$tmp/err"; fail "no context-full stop"; }
+
+# --bench: one JSON object with the required fields
+for q in int8 fp32; do
+    "$BUILD/infer" --ckpt "$ck" --quant $q --bench -n 40 >"$tmp/bench.json" 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "--bench failed"; }
+    python3 - "$tmp/bench.json" $q <<'PY' || fail "--bench output"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+r = json.loads(lines[0])
+for k in ("prefill_tokens_per_s", "decode_tokens_per_s", "quant", "rss_mb", "n_prompt", "n_generated"):
+    assert k in r, k
+assert r["quant"] == sys.argv[2] and r["n_prompt"] == 16 and r["n_generated"] == 40, r
+assert r["prefill_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0 and r["rss_mb"] > 0, r
+print("bench %s: prefill %.0f tok/s, decode %.0f tok/s, rss %.1f MB" %
+      (r["quant"], r["prefill_tokens_per_s"], r["decode_tokens_per_s"], r["rss_mb"]))
+PY
+done
+
+# refusals: one line, exit 1 for the checkpoint, 2 for the command line
+expect_exit() {   # code, expected-substring, infer args...
+    code=$1; want=$2; shift 2
+    rc=0; "$BUILD/infer" "$@" >/dev/null 2>"$tmp/err" || rc=$?
+    [ "$rc" -eq "$code" ] || { cat "$tmp/err"; fail "exit $rc, not $code: $*"; }
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "error is not one line: $*"; }
+    grep -q -- "$want" "$tmp/err" || { cat "$tmp/err"; fail "error does not mention '$want': $*"; }
+}
+head -c 30000 "$ck" > "$tmp/half.h5"
+expect_exit 1 "truncated or damaged" --ckpt "$tmp/half.h5"
+expect_exit 1 "No such file" --ckpt "$tmp/none.h5"
+expect_exit 2 "invalid value 'int4' for --quant" --ckpt "$ck" --quant int4
+expect_exit 2 "unknown option '--frobnicate'" --ckpt "$ck" --frobnicate 1
+expect_exit 2 "invalid value 'x' for -n" --ckpt "$ck" -n x
+expect_exit 2 "invalid value '1.5' for --top-p" --ckpt "$ck" --top-p 1.5
+expect_exit 2 "--ckpt FILE.h5 is required" --prompt hi
+expect_exit 2 "needs a value" --ckpt
+"$BUILD/infer" --help | grep -q "usage: build/infer" || fail "--help"
+echo "PASS e2e_infer"

@@ -1,0 +1,135 @@
+#!/bin/sh
+# End to end (issue 5): the separate loader process (build/loader, loader_endpoint).
+#  - build/loader answers --help and refuses bad arguments with one line;
+#  - 20 steps fed by build/loader over ipc:// have the step losses of the
+#    in-process loader thread, bit for bit (fp32, same config);
+#  - a trainer whose seed differs from the loader's is refused, naming both;
+#  - kill -9 of the loader mid-run: the trainer exits non-zero within
+#    loader_timeout_s + 5 s naming the loader, leaving only whole checkpoints;
+#    a new loader on the same endpoint + --resume auto finishes the run with
+#    the losses of the uninterrupted one.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+tmp=$(mktemp -d)
+lpid=
+tpid=
+cleanup() {
+    for p in $lpid $tpid; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL e2e_loader: $*"; exit 1; }
+TIMEOUT_S=3
+
+[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 20,
+ "lr_decay_steps": 20, "precision": "fp32", "eval_every": 0, "log_every": 100, "seed": 1337,
+ "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}
+JSON
+EP="ipc://$tmp/loader.sock"
+REMOTE="--set loader_endpoint=$EP --set loader_timeout_s=$TIMEOUT_S"
+
+# the command line: --help, and one-line refusals
+"$BUILD/loader" --help | grep -q "usage: loader" || fail "--help"
+expect_usage() {   # expected-substring, loader args...
+    want=$1; shift
+    if "$BUILD/loader" "$@" 2>"$tmp/err"; then fail "loader accepted: $*"; fi
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "$want" "$tmp/err" || { cat "$tmp/err"; fail "refusal of: $*"; }
+}
+expect_usage "required" --data "$tmp/data"
+expect_usage "not a valid number" --data "$tmp/data" --endpoint "$EP" --seq-len 32x
+expect_usage "must be ipc://" --data "$tmp/data" --endpoint "udp://x"
+expect_usage "cannot open" --data "$tmp/nothing" --endpoint "$EP"
+
+start_loader() {   # a loader on $EP with the config's T, vocab and seed; waits for its socket
+    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
+    "$BUILD/loader" --data "$tmp/data" --endpoint "$EP" --seq-len 32 --vocab 256 --seed 1337 \
+        2>>"$tmp/loader.err" &
+    lpid=$!
+    i=0
+    while [ ! -S "$tmp/loader.sock" ]; do
+        i=$((i + 1)); [ $i -le 100 ] || { cat "$tmp/loader.err"; fail "loader did not bind in 10 s"; }
+        kill -0 "$lpid" 2>/dev/null || { cat "$tmp/loader.err"; fail "loader exited at start"; }
+        sleep 0.1
+    done
+}
+train() {   # out_dir, more trainer args...
+    out=$1; shift
+    "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" "$@" 2>"$tmp/stderr" ||
+        { cat "$tmp/stderr"; fail "trainer exited non-zero: $*"; }
+}
+same_losses() {   # reference log, other log: every step of the other equals the reference's
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+steps = lambda p: {r["step"]: r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"}
+ref, got = steps(sys.argv[1]), steps(sys.argv[2])
+assert got and all(ref[s] == got[s] for s in got), [(s, ref.get(s), got[s]) for s in got if ref.get(s) != got[s]]
+print("steps %d..%d equal the in-process run's bit for bit" % (min(got), max(got)))
+PY
+}
+
+train "$tmp/ref"
+start_loader
+train "$tmp/remote" $REMOTE
+same_losses "$tmp/ref/log.jsonl" "$tmp/remote/log.jsonl" || fail "remote losses differ"
+[ "$(grep -c '"type":"step"' "$tmp/remote/log.jsonl")" -eq 20 ] || fail "remote run did not do 20 steps"
+
+# another seed orders the samples differently: refused at once, both named
+if "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/seed" --set seed=7 $REMOTE 2>"$tmp/err"; then
+    fail "a trainer with another seed was served"
+fi
+grep -q "loader at $EP: the trainer's seed is 7, this loader serves 1337" "$tmp/err" || { cat "$tmp/err"; fail "seed mismatch message"; }
+
+# kill -9 the loader mid-run.  The trainer is stopped while the loader is
+# killed so the kill lands before step 20 however fast the steps are.
+"$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/kill" --set checkpoint_every=5 \
+    --set loader_depth=2 $REMOTE 2>"$tmp/kill.err" &
+tpid=$!
+steps() { n=$(grep -c '"type":"step"' "$tmp/kill/log.jsonl" 2>/dev/null || true); echo "${n:-0}"; }
+i=0
+while [ "$(steps)" -lt 6 ]; do   # ckpt_000005.h5 is written before step 6 is logged
+    i=$((i + 1)); [ $i -le 3000 ] || fail "trainer made no progress in 60 s"
+    kill -0 "$tpid" 2>/dev/null || { cat "$tmp/kill.err"; fail "trainer ended before the loader was killed"; }
+    sleep 0.02
+done
+kill -STOP "$tpid"
+kill -9 "$lpid"
+wait "$lpid" 2>/dev/null || true
+lpid=
+t0=$(date +%s%N)
+kill -CONT "$tpid"
+rc=0
+wait "$tpid" || rc=$?
+tpid=
+elapsed_ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$rc" -ne 0 ] || fail "trainer exited 0 after its loader was killed"
+[ "$elapsed_ms" -le $(((TIMEOUT_S + 5) * 1000)) ] || fail "trainer took $elapsed_ms ms to give up"
+grep -q "loader at $EP did not answer within $TIMEOUT_S s" "$tmp/kill.err" || { cat "$tmp/kill.err"; fail "no message naming the loader"; }
+ls "$tmp/kill" | grep -q '\.tmp$' && fail "a .tmp file was left behind"
+last=$(cat "$tmp/kill/latest")
+echo "loader killed at step $(steps): trainer exited $rc after $elapsed_ms ms, latest $last"
+
+# a new loader on the same endpoint, and the trainer resumes
+start_loader
+train "$tmp/kill" $REMOTE --resume auto
+grep -q "resumed from $tmp/kill/$last" "$tmp/stderr" || { cat "$tmp/stderr"; fail "did not resume from $last"; }
+python3 - "$tmp/kill/log.jsonl" "$last" "$tmp/resumed.jsonl" <<'PY' || fail "the resumed run did not reach step 20"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if '"type":"step"' in l]
+start = int(sys.argv[2][5:11])
+# the resumed run's records are the last 20 - start steps of the log
+out = recs[-(20 - start):]
+assert [r["step"] for r in out] == list(range(start + 1, 21)), [r["step"] for r in out]
+open(sys.argv[3], "w").writelines(json.dumps(r) + "\n" for r in out)
+PY
+same_losses "$tmp/ref/log.jsonl" "$tmp/resumed.jsonl" || fail "resumed losses differ"
+
+kill -TERM "$lpid"
+wait "$lpid" || fail "loader did not exit 0 on SIGTERM"
+lpid=
+grep -q "loader: stopped after" "$tmp/loader.err" || { cat "$tmp/loader.err"; fail "no stop line"; }
+echo "PASS e2e_loader"

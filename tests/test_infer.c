@@ -1,0 +1,363 @@
+/* infer (issue 8): on small random models, KV-cache decoding gives the logits
+ * of a full recomputation (gpt2_forward) at every position; a batched prefill
+ * equals token-by-token decoding; int8 agrees with fp32 on the greedy next
+ * token; seeded sampling is reproducible and honours top-k / top-p; a
+ * checkpoint written by ckpt_write loads to the same model, and damaged or
+ * unrunnable ones are refused with one line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "kernels/gemm.h"
+#include "launch/infer.h"
+#include "tests/test_util.h"
+
+enum { SEQ = 40 };
+static const gpt2_dims DIMS = {.vocab_size = 256, .n_positions = 48, .n_embd = 64, .n_layer = 2,
+                               .n_head = 4};
+
+static void random_tokens(int *x, int n, int V, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (int)((seed >> 33) % (uint64_t)V);
+    }
+}
+
+/* A GPT-2 initialised as the trainer does, with the embeddings scaled up so
+ * the logits spread like a trained model's rather than all sitting near 0. */
+static void make_gpt2(gpt2 *g, uint64_t seed)
+{
+    char err[256];
+    gpt2_options o = {0};
+    assert_int_equal(gpt2_create(g, &DIMS, 1, SEQ, &o, err, sizeof err), 0);
+    gpt2_init_params(g, seed);
+    for (size_t i = 0; i < (size_t)DIMS.vocab_size * DIMS.n_embd; i++)
+        g->p.wte[i] *= 25.0f;
+}
+
+static void make_infer(infer_model *m, infer_state *s, const gpt2 *g, infer_quant q)
+{
+    char err[256];
+    assert_int_equal(infer_model_from_gpt2(m, g, q, err, sizeof err), 0);
+    assert_int_equal(infer_state_create(s, m, 0, err, sizeof err), 0);
+}
+
+/* Logits at every position, one token per call. */
+static void decode_each(const infer_model *m, infer_state *s, const int *toks, int n, float *out)
+{
+    int V = m->d.vocab_size;
+    for (int t = 0; t < n; t++) {
+        infer_forward(m, s, &toks[t], 1, t, NULL);
+        memcpy(out + (size_t)t * V, s->logits, V * sizeof(float));
+    }
+}
+
+static void test_kv_cache_matches_full_recompute(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model m;
+    infer_state s;
+    make_gpt2(&g, 11);
+    make_infer(&m, &s, &g, INFER_FP32);
+    int toks[SEQ], V = DIMS.vocab_size;
+    random_tokens(toks, SEQ, V, 3);
+    gpt2_forward(&g, toks, NULL, 1, SEQ);
+    float *got = malloc(sizeof(float) * SEQ * V);
+    decode_each(&m, &s, toks, SEQ, got);
+    for (int t = 0; t < SEQ; t++) {
+        char what[64];
+        snprintf(what, sizeof what, "logits at position %d", t);
+        assert_true(test_close(what, got + t * V, g.logits + t * V, V, 1e-5f, 1e-4f));
+    }
+    free(got);
+    infer_state_free(&s);
+    infer_model_free(&m);
+    gpt2_destroy(&g);
+}
+
+/* One pass over all tokens, and two chunks, give the token-by-token logits
+ * and the same KV cache (int8 exactly: its products do not depend on M). */
+/* atol 0 means bit-identical */
+static int same(const char *what, const float *a, const float *b, size_t n, float atol, float rtol)
+{
+    if (atol == 0) {
+        if (memcmp(a, b, n * sizeof *a) == 0)
+            return 1;
+        fprintf(stderr, "%s: not bit-identical\n", what);
+        return 0;
+    }
+    return test_close(what, a, b, n, atol, rtol);
+}
+
+static void check_prefill(infer_quant q, float atol, float rtol)
+{
+    gpt2 g;
+    infer_model m;
+    infer_state s1, s2;
+    char err[256];
+    make_gpt2(&g, 12);
+    make_infer(&m, &s1, &g, q);
+    assert_int_equal(infer_state_create(&s2, &m, 0, err, sizeof err), 0);
+    int toks[SEQ], V = DIMS.vocab_size;
+    random_tokens(toks, SEQ, V, 4);
+    float *each = malloc(sizeof(float) * SEQ * V), *all = malloc(sizeof(float) * SEQ * V);
+    decode_each(&m, &s1, toks, SEQ, each);
+    infer_forward(&m, &s2, toks, SEQ, 0, all);
+    assert_true(same("prefill logits", all, each, (size_t)SEQ * V, atol, rtol));
+    assert_true(same("prefill last logits", s2.logits, each + (SEQ - 1) * V, V, atol, rtol));
+    for (int l = 0; l < DIMS.n_layer; l++) {   /* rows 0..SEQ-1 of each layer */
+        size_t off = (size_t)l * DIMS.n_positions * DIMS.n_embd, n = (size_t)SEQ * DIMS.n_embd;
+        assert_true(same("key cache", s2.key_cache + off, s1.key_cache + off, n, atol, rtol));
+        assert_true(same("value cache", s2.value_cache + off, s1.value_cache + off, n, atol,
+                               rtol));
+    }
+    infer_forward(&m, &s2, toks, 17, 0, NULL);   /* two chunks: 17 then 23 */
+    infer_forward(&m, &s2, toks + 17, SEQ - 17, 17, all);
+    assert_true(same("chunked prefill", all, each + 17 * V, (size_t)(SEQ - 17) * V, atol,
+                           rtol));
+    free(each);
+    free(all);
+    infer_state_free(&s1);
+    infer_state_free(&s2);
+    infer_model_free(&m);
+    gpt2_destroy(&g);
+}
+
+static void test_prefill_matches_token_by_token_fp32(void **state)
+{
+    (void)state;
+    check_prefill(INFER_FP32, 1e-5f, 1e-4f);
+}
+
+static void test_prefill_matches_token_by_token_int8(void **state)
+{
+    (void)state;
+    check_prefill(INFER_INT8, 0.0f, 0.0f);   /* bit-identical */
+}
+
+/* Greedy next token of int8 and fp32 at every position of several sequences. */
+static void test_int8_agrees_with_fp32(void **state)
+{
+    (void)state;
+    enum { RUNS = 5 };
+    gpt2 g;
+    infer_model mf, mq;
+    infer_state sf, sq;
+    make_gpt2(&g, 13);
+    make_infer(&mf, &sf, &g, INFER_FP32);
+    make_infer(&mq, &sq, &g, INFER_INT8);
+    int toks[SEQ], V = DIMS.vocab_size, agree = 0, total = 0;
+    float *lf = malloc(sizeof(float) * SEQ * V), *lq = malloc(sizeof(float) * SEQ * V);
+    double err2 = 0, ref2 = 0;
+    for (int r = 0; r < RUNS; r++) {
+        random_tokens(toks, SEQ, V, 100 + r);
+        infer_forward(&mf, &sf, toks, SEQ, 0, lf);
+        infer_forward(&mq, &sq, toks, SEQ, 0, lq);
+        for (int t = 0; t < SEQ; t++, total++)
+            agree += infer_argmax(lf + t * V, V) == infer_argmax(lq + t * V, V);
+        for (int i = 0; i < SEQ * V; i++) {
+            err2 += (double)(lq[i] - lf[i]) * (lq[i] - lf[i]);
+            ref2 += (double)lf[i] * lf[i];
+        }
+    }
+    fprintf(stderr, "int8 vs fp32: greedy token agrees on %d/%d positions, logits rel. error %.4f\n",
+            agree, total, sqrt(err2 / ref2));
+    assert_true(agree >= 0.95 * total);
+    assert_true(sqrt(err2 / ref2) < 0.02);
+    free(lf);
+    free(lq);
+    infer_state_free(&sf);
+    infer_state_free(&sq);
+    infer_model_free(&mf);
+    infer_model_free(&mq);
+    gpt2_destroy(&g);
+}
+
+/* bf16 mode: weights at bf16 precision, close to fp32 but not equal. */
+static void test_bf16_rounds_weights(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model mf, mb;
+    infer_state sf, sb;
+    make_gpt2(&g, 14);
+    make_infer(&mf, &sf, &g, INFER_FP32);
+    make_infer(&mb, &sb, &g, INFER_BF16);
+    uint32_t bits;
+    memcpy(&bits, &mb.h[0].qkv.w[5], 4);
+    assert_int_equal(bits & 0xffff, 0);
+    int toks[SEQ];
+    random_tokens(toks, SEQ, DIMS.vocab_size, 5);
+    infer_forward(&mf, &sf, toks, SEQ, 0, NULL);
+    infer_forward(&mb, &sb, toks, SEQ, 0, NULL);
+    assert_true(test_close("bf16 logits", sb.logits, sf.logits, DIMS.vocab_size, 0.05f, 0.02f));
+    infer_state_free(&sf);
+    infer_state_free(&sb);
+    infer_model_free(&mf);
+    infer_model_free(&mb);
+    gpt2_destroy(&g);
+}
+
+static void sample_run(int *out, int n, const float *logits, int V, float temp, int k, float p,
+                       uint64_t seed)
+{
+    infer_sampler s;
+    char err[128];
+    assert_int_equal(infer_sampler_init(&s, V, temp, k, p, seed, err, sizeof err), 0);
+    for (int i = 0; i < n; i++)
+        out[i] = infer_sample(&s, logits);
+    infer_sampler_free(&s);
+}
+
+static void test_sampling(void **state)
+{
+    (void)state;
+    enum { V = 200, N = 400 };
+    float logits[V];
+    int a[N], b[N];
+    test_fill(logits, V, 9, 3.0f);
+    int best = infer_argmax(logits, V);
+    sample_run(a, N, logits, V, 1.0f, 0, 1.0f, 42);   /* same seed, same tokens */
+    sample_run(b, N, logits, V, 1.0f, 0, 1.0f, 42);
+    assert_memory_equal(a, b, sizeof a);
+    sample_run(b, N, logits, V, 1.0f, 0, 1.0f, 43);
+    assert_true(memcmp(a, b, sizeof a) != 0);
+    sample_run(a, N, logits, V, 0.8f, 40, 0.9f, 7);
+    sample_run(b, N, logits, V, 0.8f, 40, 0.9f, 7);
+    assert_memory_equal(a, b, sizeof a);
+    sample_run(a, 20, logits, V, 0.0f, 0, 1.0f, 1);   /* greedy, and its equivalents */
+    sample_run(a + 20, 20, logits, V, 1.0f, 1, 1.0f, 1);
+    sample_run(a + 40, 20, logits, V, 1.0f, 0, 1e-6f, 1);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(a[i], best);
+    /* top-k 3: only the three largest logits ever come out, and all of them do */
+    float sorted[V];
+    memcpy(sorted, logits, sizeof sorted);
+    for (int i = 0; i < 3; i++) {   /* partial selection sort: sorted[0..2] the largest */
+        int j = i + infer_argmax(sorted + i, V - i);
+        float t = sorted[i];
+        sorted[i] = sorted[j];
+        sorted[j] = t;
+    }
+    int seen[3] = {0};
+    sample_run(a, N, logits, V, 10.0f, 3, 1.0f, 5);
+    for (int i = 0; i < N; i++) {
+        int hit = -1;
+        for (int j = 0; j < 3; j++)
+            if (logits[a[i]] == sorted[j])
+                hit = j;
+        assert_true(hit >= 0);
+        seen[hit] = 1;
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+}
+
+/* ---- checkpoints ---- */
+
+static void write_ckpt(const char *path, gpt2 *g, int n_embd_attr)
+{
+    run_config cfg;
+    adamw_state opt;
+    char err[256];
+    config_defaults(&cfg);
+    cfg.vocab_size = DIMS.vocab_size;
+    cfg.n_positions = DIMS.n_positions;
+    cfg.n_embd = n_embd_attr;
+    cfg.n_layer = DIMS.n_layer;
+    cfg.n_head = DIMS.n_head;
+    assert_int_equal(config_finalize(&cfg, err, sizeof err), 0);
+    assert_int_equal(optimizer_create(&opt, g->num_params, err, sizeof err), 0);
+    ckpt_state st = {.cfg = &cfg, .model = g, .opt = &opt, .train = {.step = 1, .loss_scale = 1}};
+    assert_int_equal(ckpt_write(path, &st, err, sizeof err), 0);
+    optimizer_destroy(&opt);
+}
+
+static void expect_refused(const char *path, infer_quant q, const char *want)
+{
+    infer_model m;
+    tokenizer *tok = (tokenizer *)1;
+    char err[512] = "";
+    assert_int_equal(infer_load(path, q, &m, &tok, err, sizeof err), -1);
+    assert_null(strchr(err, '\n'));
+    if (!strstr(err, want))
+        fprintf(stderr, "error '%s' does not mention '%s'\n", err, want);
+    assert_non_null(strstr(err, want));
+}
+
+static void test_checkpoint_load(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_infer_XXXXXX", path[128], cmd[160], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ckpt.h5", dir);
+    gpt2 g;
+    make_gpt2(&g, 15);
+    write_ckpt(path, &g, DIMS.n_embd);
+
+    infer_model a, b;
+    infer_state sa, sb;
+    tokenizer *tok = NULL;
+    if (infer_load(path, INFER_FP32, &a, &tok, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_string_equal(tokenizer_type(tok), "byte");
+    make_infer(&b, &sb, &g, INFER_FP32);
+    assert_int_equal(infer_state_create(&sa, &a, 0, err, sizeof err), 0);
+    int toks[SEQ];
+    random_tokens(toks, SEQ, DIMS.vocab_size, 6);
+    infer_forward(&a, &sa, toks, SEQ, 0, NULL);
+    infer_forward(&b, &sb, toks, SEQ, 0, NULL);
+    assert_memory_equal(sa.logits, sb.logits, DIMS.vocab_size * sizeof(float));
+    infer_state_free(&sa);
+    infer_state_free(&sb);
+    infer_model_free(&a);
+    infer_model_free(&b);
+    tokenizer_free(tok);
+
+    expect_refused("/tmp/no/such/ckpt.h5", INFER_FP32, "No such file");
+    snprintf(cmd, sizeof cmd, "head -c 20000 %s > %s/half.h5", path, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/half.h5", dir);
+    expect_refused(path, INFER_FP32, "damaged");
+    /* n_embd 48 is not a multiple of 32: int8 cannot run it, fp32 can */
+    gpt2 g48;
+    gpt2_dims d48 = DIMS;
+    d48.n_embd = 48;
+    gpt2_options o = {0};
+    assert_int_equal(gpt2_create(&g48, &d48, 1, 8, &o, err, sizeof err), 0);
+    gpt2_init_params(&g48, 1);
+    snprintf(path, sizeof path, "%s/c48.h5", dir);
+    write_ckpt(path, &g48, 48);
+    expect_refused(path, INFER_INT8, "not a multiple of 32");
+    assert_int_equal(infer_load(path, INFER_FP32, &a, &tok, err, sizeof err), 0);
+    infer_model_free(&a);
+    tokenizer_free(tok);
+    gpt2_destroy(&g48);
+
+    gpt2_destroy(&g);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kv_cache_matches_full_recompute),
+        cmocka_unit_test(test_prefill_matches_token_by_token_fp32),
+        cmocka_unit_test(test_prefill_matches_token_by_token_int8),
+        cmocka_unit_test(test_int8_agrees_with_fp32),
+        cmocka_unit_test(test_bf16_rounds_weights),
+        cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_checkpoint_load),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    gemm_release();
+    return rc;
+}

@@ -1,0 +1,21 @@
+#include "trainer/scaler.h"
+
+void scaler_init(loss_scaler *s, float initial_scale, int growth_interval)
+{
+    *s = (loss_scaler){.scale = initial_scale, .growth_interval = growth_interval};
+}
+
+bool scaler_update(loss_scaler *s, bool finite)
+{
+    if (!finite) {
+        s->overflows++;
+        s->good_steps = 0;
+        s->scale *= 0.5f;
+        return false;
+    }
+    if (s->growth_interval > 0 && ++s->good_steps >= s->growth_interval) {
+        s->good_steps = 0;
+        s->scale *= 2.0f;
+    }
+    return true;
+}
