@@ -39,7 +39,7 @@ typedef struct {
     uint64_t tokens_seen;
     uint64_t data_cursor;   /* next global training sample index */
     long long seed;
-    double loss_scale;      /* fp16 loss scaler (1 while there is none) */
+    double loss_scale;      /* fp16 loss scale; 0 when the run was not fp16 */
 } ckpt_train_info;
 
 /* What a checkpoint holds, as views into the trainer's state (nothing owned).

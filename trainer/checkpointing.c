@@ -42,7 +42,7 @@ static uint64_t samples_per_step(const run_config *c, const comm_world *w)
 
 /* Rank 0's part of checkpoint_save. */
 static int save_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      int done, status_log *st, char *err, size_t errlen)
+                      int done, double loss_scale, status_log *st, char *err, size_t errlen)
 {
     double t0 = mono_time();
     char path[1100];
@@ -53,7 +53,7 @@ static int save_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
     uint64_t samples = (uint64_t)done * samples_per_step(c, w);
     ckpt_state s = {.cfg = c, .model = m, .opt = opt, .tok = tok,
                     .train = {.step = done, .tokens_seen = samples * (uint64_t)c->seq_len,
-                              .data_cursor = samples, .seed = c->seed, .loss_scale = 1.0}};
+                              .data_cursor = samples, .seed = c->seed, .loss_scale = loss_scale}};
     int rc = ckpt_save(c->out_dir, &s, c->keep_checkpoints, path, sizeof path, err, errlen);
     tokenizer_free(tok);
     if (rc != 0)
@@ -73,7 +73,7 @@ static bool sharded(const gpt2 *m, const adamw_state *opt)
 }
 
 int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                    int done, status_log *st, char *err, size_t errlen)
+                    int done, double loss_scale, status_log *st, char *err, size_t errlen)
 {
     static bool warned;
     if (sharded(m, opt)) {
@@ -83,7 +83,7 @@ int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_sta
         warned = true;
         return 0;
     }
-    int rc = w->rank == 0 ? save_rank0(c, w, m, opt, done, st, err, errlen) : 0;
+    int rc = w->rank == 0 ? save_rank0(c, w, m, opt, done, loss_scale, st, err, errlen) : 0;
     if (comm_max_int(rc != 0)) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
@@ -113,7 +113,8 @@ static void check_data_order(const run_config *c, const comm_world *w, const ckp
 
 /* Rank 0's part of checkpoint_resume: finds and loads the checkpoint. */
 static int resume_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                        status_log *st, int *start_step, char *err, size_t errlen)
+                        status_log *st, int *start_step, double *loss_scale, char *err,
+                        size_t errlen)
 {
     ckpt_state s = {.cfg = c, .model = m, .opt = opt};
     char path[1100], warn[1024], msg[1400];
@@ -136,6 +137,8 @@ static int resume_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw
         }
     }
     *start_step = s.train.step;
+    if (s.train.loss_scale > 0)
+        *loss_scale = s.train.loss_scale;
     snprintf(msg, sizeof msg, "resumed from %s at step %d", path, s.train.step);
     status_event(st, "event", s.train.step, msg);
     check_data_order(c, w, &s.train, st);
@@ -148,7 +151,8 @@ static int resume_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw
 }
 
 int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      status_log *st, int *start_step, char *err, size_t errlen)
+                      status_log *st, int *start_step, double *loss_scale, char *err,
+                      size_t errlen)
 {
     *start_step = 0;
     if (!resume_spec)
@@ -158,7 +162,7 @@ int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
                  "not available yet");
         return -1;
     }
-    int rc = w->rank == 0 ? resume_rank0(c, w, m, opt, st, start_step, err, errlen) : 0;
+    int rc = w->rank == 0 ? resume_rank0(c, w, m, opt, st, start_step, loss_scale, err, errlen) : 0;
     if (comm_max_int(rc != 0)) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to load the checkpoint");
@@ -166,6 +170,7 @@ int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
     }
     if (w->size > 1) {   /* the other ranks take rank 0's state (values >= 0: max = rank 0's) */
         *start_step = comm_max_int(w->rank == 0 ? *start_step : 0);
+        *loss_scale = comm_sum_double(w->rank == 0 ? *loss_scale : 0);
         opt->step = comm_max_int(w->rank == 0 ? opt->step : 0);
         comm_broadcast_floats(m->params, m->num_params, 0);
         comm_broadcast_floats(opt->m, opt->n, 0);

@@ -36,12 +36,13 @@ bool checkpoint_due(const run_config *c, const comm_world *w, int done, bool fin
 /* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 and emits the
  * "checkpoint" record.  0, or -1 with a one-line reason in err. */
 int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                    int done, status_log *st, char *err, size_t errlen);
+                    int done, double loss_scale, status_log *st, char *err, size_t errlen);
 
 /* Applies the --resume request: loads the checkpoint into m and opt and sets
- * *start_step (0 for a fresh start), with status events saying what happened.
+ * *start_step (0 for a fresh start) and *loss_scale (unchanged for a fresh start), with status events saying what happened.
  * 0, or -1 with a one-line reason in err. */
 int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      status_log *st, int *start_step, char *err, size_t errlen);
+                      status_log *st, int *start_step, double *loss_scale, char *err,
+                      size_t errlen);
 
 #endif

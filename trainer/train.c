@@ -384,7 +384,8 @@ static int full_optimizer(trainer *tr, adamw_state *full, char *err, size_t errl
 static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 {
     if (!tr->zero)
-        return checkpoint_save(tr->cfg, tr->world, &tr->model, &tr->opt, done, &tr->status, err,
+        return checkpoint_save(tr->cfg, tr->world, &tr->model, &tr->opt, done, tr->fp16 ? tr->scaler.scale : 0,
+                               &tr->status, err,
                                errlen);
     adamw_state full;
     int rc = full_optimizer(tr, &full, err, errlen);
@@ -392,7 +393,8 @@ static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
         return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
     zero_gather_to_root(&tr->shard, tr->opt.m, full.m);
     zero_gather_to_root(&tr->shard, tr->opt.v, full.v);
-    rc = checkpoint_save(tr->cfg, tr->world, &tr->model, &full, done, &tr->status, err, errlen);
+    rc = checkpoint_save(tr->cfg, tr->world, &tr->model, &full, done, tr->fp16 ? tr->scaler.scale : 0,
+                         &tr->status, err, errlen);
     optimizer_destroy(&full);
     return rc;
 }
@@ -400,21 +402,25 @@ static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
-    if (!tr->zero)
-        return checkpoint_resume(c, tr->world, &tr->model, &tr->opt, &tr->status, &tr->start_step,
-                                 err, errlen);
-    adamw_state full;
-    int rc = full_optimizer(tr, &full, err, errlen);
-    if (comm_max_int(rc != 0))
-        return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
-    rc = checkpoint_resume(c, tr->world, &tr->model, &full, &tr->status, &tr->start_step, err,
-                           errlen);
-    if (rc == 0) {
+    double scale = tr->scaler.scale;
+    adamw_state full, *opt = &tr->opt;
+    if (tr->zero) {   /* load whole, keep the shard */
+        int rc = full_optimizer(tr, &full, err, errlen);
+        if (comm_max_int(rc != 0))
+            return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
+        opt = &full;
+    }
+    int rc = checkpoint_resume(c, tr->world, &tr->model, opt, &tr->status, &tr->start_step, &scale,
+                               err, errlen);
+    if (rc == 0 && tr->zero) {
         memcpy(tr->opt.m, full.m + tr->shard.begin, tr->shard.len * sizeof(float));
         memcpy(tr->opt.v, full.v + tr->shard.begin, tr->shard.len * sizeof(float));
         tr->opt.step = full.step;
     }
-    optimizer_destroy(&full);
+    if (tr->zero)
+        optimizer_destroy(&full);
+    if (rc == 0 && tr->fp16)   /* non-fp16 runs save 0, which leaves the scale as it was */
+        tr->scaler.scale = (float)scale;
     return rc;
 }
 
