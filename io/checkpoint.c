@@ -328,34 +328,6 @@ static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
 
 /* ---- durable rename ------------------------------------------------------- */
 
-/* fsync of a file or directory by name (EINVAL: the file system cannot, ignore). */
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    if (rc != 0 && errno == EINVAL)
-        rc = 0;
-    close(fd);
-    return rc;
-}
-
-/* The rename is durable only once the directory entry is on disk too. */
-static int fsync_dir_of(const char *path)
-{
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    return fsync_path(dir, O_RDONLY | O_DIRECTORY);
-}
-
 int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
 {
     ectx e = {path, err, errlen};
@@ -378,16 +350,17 @@ int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
     if (H5Fclose(f) < 0 && rc == 0)
         rc = fail(&e, "closing %s failed (disk full?)", tmp);
     /* HDF5 does not fsync: reopen with POSIX and sync before the rename */
-    if (rc == 0 && fsync_path(tmp, O_RDONLY) != 0)
-        rc = fail(&e, "fsync of %s failed: %s", tmp, strerror(errno));
+    char why[300];
+    if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)
+        rc = fail(&e, "%s", why);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = fail(&e, "cannot rename %s into place: %s", tmp, strerror(errno));
     if (rc != 0) {
         unlink(tmp);
         return rc;
     }
-    if (fsync_dir_of(path) != 0)
-        return fail(&e, "cannot sync the directory: %s", strerror(errno));
+    if (fs_fsync_parent(path, why, sizeof why) != 0)
+        return fail(&e, "%s", why);
     return 0;
 }
 

@@ -70,8 +70,18 @@ void fs_atomic_abort(fs_atomic *a)
     release(a);
 }
 
-/* The rename is only durable once the directory entry itself is on disk. */
-static int fsync_parent(const char *path, char *err, size_t errlen)
+int fs_fsync_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
+    if (rc != 0)
+        rc = fail(err, errlen, path, "cannot sync to disk");
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int fs_fsync_parent(const char *path, char *err, size_t errlen)
 {
     char *dir = strdup(path);
     if (!dir) {
@@ -87,7 +97,7 @@ static int fsync_parent(const char *path, char *err, size_t errlen)
         *slash = '\0';
     int rc = 0;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))   /* EINVAL: this file system cannot */
         rc = fail(err, errlen, dir, "cannot sync directory");
     if (fd >= 0)
         close(fd);
@@ -114,7 +124,7 @@ int fs_atomic_commit(fs_atomic *a, char *err, size_t errlen)
         fs_atomic_abort(a);
         return -1;
     }
-    rc = fsync_parent(a->path, err, errlen);
+    rc = fs_fsync_parent(a->path, err, errlen);
     release(a);
     return rc;
 }

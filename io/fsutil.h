@@ -25,6 +25,11 @@ void fs_atomic_abort(fs_atomic *a);
 
 int fs_write_file_atomic(const char *path, const void *buf, size_t n, char *err, size_t errlen);
 
+/* fsync of a file by name (data written by another library, e.g. HDF5), and
+ * of the directory holding path (a rename is durable only once it is on disk). */
+int fs_fsync_file(const char *path, char *err, size_t errlen);
+int fs_fsync_parent(const char *path, char *err, size_t errlen);
+
 /* Reads the whole file into a malloc'd buffer (NUL-terminated, not counted in *len). */
 int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
 
