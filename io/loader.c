@@ -28,6 +28,8 @@ struct loader {
     size_t recv_cap;
     pthread_t thread;
     atomic_bool stop;
+    atomic_long produced;   /* batches the thread has queued, and the trainer taken */
+    long consumed;
     uint8_t *send_buf, *recv_buf;
     size_t msg_bytes;
     int *in_tmp, *tg_tmp;   /* the thread's batch before encoding */
@@ -158,6 +160,7 @@ static void *produce(void *arg)
             }
             if (!send_blocking(l, l->send_buf, len))
                 return NULL;
+            atomic_fetch_add(&l->produced, 1);
         }
     }
 }
@@ -608,6 +611,14 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
                  "stopped answering)", step, l->opt.timeout_ms);
         return -1;
     }
+    l->consumed++;
     return loader_decode(l->recv_buf, (size_t)len, step, micro, l->opt.rank, l->opt.B, l->opt.T,
                          inputs, targets, err, errlen);
+}
+
+int loader_queue_depth(const loader *l)
+{
+    if (l->dealer)
+        return -1;   /* replies waiting in the socket cannot be counted */
+    return (int)(atomic_load(&((loader *)l)->produced) - l->consumed);
 }

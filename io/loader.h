@@ -58,6 +58,10 @@ void loader_stop(loader *l);
 int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, double *wait_ms,
                 char *err, size_t errlen);
 
+/* Batches prepared and waiting for the trainer (thread mode), or -1 when the
+ * loader is a separate process (its replies in the socket cannot be counted). */
+int loader_queue_depth(const loader *l);
+
 /* Encode / check one message (shared by both modes, build/loader and tests).
  * loader_encode returns the message size; buf must hold loader_message_bytes. */
 size_t loader_message_bytes(int B, int T, int width);

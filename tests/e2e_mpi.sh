@@ -102,11 +102,17 @@ sleep 1; before=$(steps); sleep 3; after=$(steps)
 ctl resume || { kill "$job"; fail "resume refused"; }
 sleep 1
 [ "$(steps)" -gt "$after" ] || { kill "$job"; fail "no steps after resume"; }
+ctl checkpoint || { kill "$job"; fail "checkpoint refused"; }
+i=0
+while ! ls "$tmp/ctl"/ckpt_*.h5 >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+ls "$tmp/ctl"/ckpt_*.h5 >/dev/null 2>&1 || { kill "$job"; fail "no checkpoint after the checkpoint command"; }
+sleep 0.5
+[ "$(steps)" -gt "$after" ] || { kill "$job"; fail "training stopped after the checkpoint"; }
 ctl stop || { kill "$job"; fail "stop refused"; }
 i=0
 while kill -0 "$job" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 wait "$job" || { cat "$tmp/err7"; fail "np 2 run did not exit 0 after stop"; }
-echo "pause, resume and stop reach both ranks"
+echo "pause, resume, checkpoint and stop reach both ranks"
 
 # a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
 # other rank's watchdog gives up after comm_timeout_s)

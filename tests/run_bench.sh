@@ -58,4 +58,14 @@ train_bench seed384-bf16-np2-zero1 launch/configs/seed384.json --set precision=b
 LAUNCH="$LAUNCH --mca btl tcp,self"
 train_bench seed384-bf16-np2-tcp launch/configs/seed384.json --set precision=bf16 --set batch_size=4
 LAUNCH=
+echo "== status publishing must not slow training: no socket / nobody listening / a stopped subscriber"
+port=$((30000 + $$ % 20000))
+train_bench status-none launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint=none --set control_endpoint=none
+train_bench status-no-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none
+"$BUILD/monitor" --connect "tcp://127.0.0.1:$port" --json >/dev/null 2>&1 &
+mon=$!
+sleep 0.3
+kill -STOP "$mon"   # a subscriber that never reads: its queue fills, the publisher drops
+train_bench status-stopped-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none
+kill -9 "$mon" 2>/dev/null || true
 echo "figures: $BENCH_JSONL"

@@ -83,6 +83,31 @@ static void test_same_batches_as_direct_reads(void **state)
     check_sequence(3, 1, 2, 3, 17, 20, 0);   /* resumed at step 17 */
 }
 
+/* The queue fills up to about the configured depth while nobody reads it. */
+static void test_queue_depth_is_reported(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256];
+    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 4, .timeout_ms = 5000};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    int depth = 0;
+    for (int i = 0; i < 200 && depth < 2; i++) {
+        usleep(5000);
+        depth = loader_queue_depth(l);
+    }
+    assert_true(depth >= 2 && depth <= 2 * o.depth + 2);
+    int in[2 * T], tg[2 * T];
+    double wait;
+    assert_int_equal(loader_next(l, 0, 0, in, tg, &wait, err, sizeof err), 0);
+    assert_true(loader_queue_depth(l) <= 2 * o.depth + 2);
+    loader_stop(l);
+    dataset_close(&d);
+}
+
 static void test_slow_consumer_loses_nothing(void **state)
 {
     (void)state;
@@ -350,6 +375,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_same_batches_as_direct_reads, make_data, remove_data),
         cmocka_unit_test_setup_teardown(test_slow_consumer_loses_nothing, make_data, remove_data),
+        cmocka_unit_test_setup_teardown(test_queue_depth_is_reported, make_data, remove_data),
         cmocka_unit_test(test_global_batch_independent_of_ranks),
         cmocka_unit_test(test_bad_messages_are_refused),
         cmocka_unit_test_setup_teardown(test_loader_errors_and_timeout, make_data, remove_data),

@@ -17,6 +17,7 @@ typedef struct {
     double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
     double loss_scale;     /* fp16 loss scale (0: not fp16, field omitted) */
     long long overflows;   /* fp16 steps skipped for non-finite gradients */
+    int loader_queue;      /* batches ready ahead of the trainer (-1: unknown) */
     int skipped_steps;
 } step_stats;
 

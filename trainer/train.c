@@ -490,6 +490,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
                          .loss = loss, .comm_ms = tr->comm_s * 1e3,
                          .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
                          .loader_wait_ms = tr->loader_wait_s * 1e3,
+                         .loader_queue = loader_queue_depth(tr->batches),
                          .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
                          .elapsed_s = mono_time() - t_start,
