@@ -45,7 +45,8 @@ help:
 	@echo "make shakespeare  nanoGPT's shakespeare_char recipe (TINYSHAKESPEARE=path)"
 
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
-        libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools
+        libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
+        openssh-client iproute2
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -93,10 +94,18 @@ bench: $(PROGS) $(BENCHES)
 	@BUILD=$(BUILD) sh tests/run_bench.sh
 
 # The default job: byte-level model on the fortunes corpus (or CORPUS=...).
+# The quick start: prepare the corpus, train with NP MPI ranks (a run already
+# there is resumed, so a second `make run` only prints a new sample), then
+# generate a sample from the last checkpoint with the int8 inference program.
+NP      ?= 2
+RUN_DIR := $(BUILD)/runs/default
+MPIRUN  := mpirun --bind-to none $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root)
 run: $(PROGS)
 	$(BUILD)/prep --input $(CORPUS) --out $(BUILD)/data/default --tokenizer byte
-	$(BUILD)/trainer --config launch/configs/default.json \
-	  --set data_dir=$(BUILD)/data/default --set out_dir=$(BUILD)/runs/default
+	$(MPIRUN) -np $(NP) $(BUILD)/trainer --config launch/configs/default.json \
+	  --set data_dir=$(BUILD)/data/default --set out_dir=$(RUN_DIR) --resume auto
+	$(BUILD)/infer --ckpt $(RUN_DIR)/$$(cat $(RUN_DIR)/latest) --prompt "A fortune: " -n 200 \
+	  --temperature 0.8 --top-k 40 --seed 1
 
 shakespeare: $(PROGS)
 	@test -f $(TINYSHAKESPEARE) || { echo "shakespeare: $(TINYSHAKESPEARE) not found (set TINYSHAKESPEARE=path)"; exit 1; }

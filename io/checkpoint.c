@@ -167,63 +167,68 @@ static int write_tensors(hid_t file, const char *group, const gpt2 *m, const flo
     return rc;
 }
 
-/* Checks that group/name is a float dataset of the tensor's shape. */
-static int check_tensor(hid_t g, const char *group, const param_tensor *t, const ectx *e)
+/* The one reader of a stored tensor: group/name must be a float dataset of
+ * shape [rows] (cols 0) or [rows, cols]; with dst (NULL: only check the shape)
+ * it is read into dst and must match its "checksum" attribute. */
+static int tensor_io(hid_t g, const char *group, const char *name, int rows, int cols,
+                     float *dst, const ectx *e)
 {
-    if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0)
-        return fail(e, "%s/%s is missing", group, t->name);
-    hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+    int nd = cols ? 2 : 1;
+    if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
+        return fail(e, "%s/%s is missing", group, name);
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
     hid_t sp = d < 0 ? -1 : H5Dget_space(d);
     hid_t ty = d < 0 ? -1 : H5Dget_type(d);
     hsize_t dims[H5S_MAX_RANK] = {0};
-    int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-    if (nd > 0 && nd <= 2)
+    int have = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (have == nd)
         H5Sget_simple_extent_dims(sp, dims, NULL);
-    bool ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && nd == t->ndim &&
-              dims[0] == (hsize_t)t->shape[0] && (nd == 1 || dims[1] == (hsize_t)t->shape[1]);
+    bool ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && have == nd &&
+              dims[0] == (hsize_t)rows && (nd == 1 || dims[1] == (hsize_t)cols);
     if (ty >= 0)
         H5Tclose(ty);
     if (sp >= 0)
         H5Sclose(sp);
+    uint64_t sum = 0;
+    bool read_ok = ok && dst && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
+    bool have_sum = read_ok && attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
     if (d >= 0)
         H5Dclose(d);
     if (!ok)
-        return fail(e, "%s/%s is not a float tensor of shape [%d%s%.0d]", group, t->name,
-                    t->shape[0], t->ndim == 2 ? "," : "", t->ndim == 2 ? t->shape[1] : 0);
+        return fail(e, "%s/%s is not a float tensor of shape [%d%s%.0d]", group, name, rows,
+                    cols ? "," : "", cols);
+    if (!dst)
+        return 0;
+    if (!read_ok)
+        return fail(e, "%s/%s cannot be read (truncated or damaged)", group, name);
+    if (!have_sum || sum != ckpt_checksum(dst, (size_t)rows * (size_t)(cols ? cols : 1)))
+        return fail(e, "%s/%s is damaged (%s)", group, name,
+                    have_sum ? "checksum mismatch" : "no checksum attribute");
     return 0;
 }
 
-static int read_tensor(hid_t g, const char *group, const param_tensor *t, float *arena,
-                       const ectx *e)
+/* Opens a group of the file, or -1 with the reason set. */
+static hid_t open_group(hid_t file, const char *group, const ectx *e)
 {
-    float *x = arena + t->offset;
-    uint64_t sum = 0;
-    hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
-    int rc = d < 0 || H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ? -1 : 0;
-    bool have_sum = rc == 0 && attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
-    if (d >= 0)
-        H5Dclose(d);
-    if (rc != 0)
-        return fail(e, "%s/%s cannot be read (truncated or damaged)", group, t->name);
-    if (!have_sum || sum != ckpt_checksum(x, t->numel))
-        return fail(e, "%s/%s is damaged (%s)", group, t->name,
-                    have_sum ? "checksum mismatch" : "no checksum attribute");
-    return 0;
+    if (H5Lexists(file, group, H5P_DEFAULT) <= 0)
+        return fail(e, "%s is missing (not a gpt-cpu checkpoint?)", group);
+    hid_t g = H5Gopen2(file, group, H5P_DEFAULT);
+    return g < 0 ? fail(e, "cannot open %s", group) : g;
 }
 
 /* Checks (arena NULL) or loads every tensor of the model's table from group. */
 static int read_tensors(hid_t file, const char *group, const gpt2 *m, float *arena,
                         const ectx *e)
 {
-    if (H5Lexists(file, group, H5P_DEFAULT) <= 0)
-        return fail(e, "%s is missing (not a gpt-cpu checkpoint?)", group);
-    hid_t g = H5Gopen2(file, group, H5P_DEFAULT);
+    hid_t g = open_group(file, group, e);
     if (g < 0)
-        return fail(e, "cannot open %s", group);
+        return -1;
     int rc = 0;
-    for (int i = 0; i < m->num_tensors && rc == 0; i++)
-        rc = arena ? read_tensor(g, group, &m->tensors[i], arena, e)
-                   : check_tensor(g, group, &m->tensors[i], e);
+    for (int i = 0; i < m->num_tensors && rc == 0; i++) {
+        const param_tensor *t = &m->tensors[i];
+        rc = tensor_io(g, group, t->name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0,
+                       arena ? arena + t->offset : NULL, e);
+    }
     H5Gclose(g);
     return rc;
 }
@@ -441,6 +446,149 @@ int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen)
     H5Fclose(f);
     gpt2_params_changed(s->model);
     return rc;
+}
+
+/* ---- reading the model alone (inference) ---------------------------------------- */
+
+struct ckpt_model_file {
+    hid_t file, model;   /* model: the /model group, opened at the first tensor (-1 before) */
+    char path[];
+};
+
+/* A fixed-length string attribute (as attr_str writes them) into buf. */
+static int attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
+    size_t size = ft < 0 ? 0 : H5Tget_size(ft);
+    int rc = -1;
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && size < cap) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, size);
+        memset(buf, 0, cap);
+        rc = H5Aread(a, mt, buf) < 0 ? -1 : 0;
+        H5Tclose(mt);
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+/* /meta format_version, then the dimensions /config holds (each 1..2^30). */
+static int read_dims(hid_t f, gpt2_dims *d, const ectx *e)
+{
+    long long version = 0, v[NDIMS];
+    hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
+    int rc = g < 0 ? -1 : attr_read_i64(g, "format_version", &version);
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc != 0 || version != CKPT_FORMAT_VERSION)
+        return fail(e, "not a gpt-cpu checkpoint of format version %d", CKPT_FORMAT_VERSION);
+    g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
+    for (int i = 0; i < NDIMS && rc == 0; i++)
+        if (g < 0 || attr_read_i64(g, DIM_KEYS[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30))
+            rc = fail(e, "/config %s is missing or invalid", DIM_KEYS[i]);
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc == 0)
+        *d = (gpt2_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
+    return rc;
+}
+
+int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, char *err,
+                    size_t errlen)
+{
+    ectx e = {path, err, errlen};
+    *out = NULL;
+    FILE *probe = fopen(path, "rb");   /* the OS's reason, which HDF5 would not give */
+    if (!probe)
+        return fail(&e, "cannot open: %s", strerror(errno));
+    fclose(probe);
+    quiet_hdf5();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return fail(&e, "not a readable HDF5 file (truncated or damaged)");
+    ckpt_model_file *m = malloc(sizeof *m + strlen(path) + 1);
+    if (!m) {
+        H5Fclose(f);
+        return fail(&e, "out of memory");
+    }
+    *m = (ckpt_model_file){.file = f, .model = -1};
+    strcpy(m->path, path);
+    if (read_dims(f, dims, &e) != 0) {
+        ckpt_model_close(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+static tokenizer *read_bpe(hid_t g, const ectx *e)
+{
+    hid_t d = H5Lexists(g, "merges", H5P_DEFAULT) > 0 ? H5Dopen2(g, "merges", H5P_DEFAULT) : -1;
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    bool ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
+              H5Sget_simple_extent_dims(sp, dims, NULL) == 2 && dims[1] == 2 &&
+              dims[0] < (1u << 24);
+    uint32_t *merges = ok ? malloc(dims[0] * 2 * sizeof *merges + 1) : NULL;
+    ok = merges && H5Dread(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, merges) >= 0;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    tokenizer *t = NULL;
+    char why[200];
+    if (!ok)
+        fail(e, "/tokenizer/merges is missing or unreadable");
+    else if (!(t = tokenizer_new_bpe(merges, dims[0], why, sizeof why)))
+        fail(e, "/tokenizer: %s", why);
+    free(merges);
+    return t;
+}
+
+tokenizer *ckpt_model_tokenizer(ckpt_model_file *m, char *err, size_t errlen)
+{
+    ectx e = {m->path, err, errlen};
+    char type[32];
+    hid_t g = H5Lexists(m->file, "/tokenizer", H5P_DEFAULT) > 0
+                  ? H5Gopen2(m->file, "/tokenizer", H5P_DEFAULT)
+                  : -1;
+    tokenizer *t = NULL;
+    if (g < 0 || attr_read_str(g, "type", type, sizeof type) != 0)
+        fail(&e, "/tokenizer type is missing");
+    else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
+        snprintf(err, errlen, "out of memory");
+    else if (strcmp(type, "bpe") == 0)
+        t = read_bpe(g, &e);
+    else if (strcmp(type, "byte") != 0)
+        fail(&e, "unknown tokenizer type '%s'", type);
+    if (g >= 0)
+        H5Gclose(g);
+    return t;
+}
+
+int ckpt_model_tensor(ckpt_model_file *m, const char *name, int rows, int cols, float *dst,
+                      char *err, size_t errlen)
+{
+    ectx e = {m->path, err, errlen};
+    if (m->model < 0 && (m->model = open_group(m->file, "/model", &e)) < 0)
+        return -1;
+    return tensor_io(m->model, "/model", name, rows, cols, dst, &e);
+}
+
+void ckpt_model_close(ckpt_model_file *m)
+{
+    if (!m)
+        return;
+    if (m->model >= 0)
+        H5Gclose(m->model);
+    H5Fclose(m->file);
+    free(m);
 }
 
 /* ---- the checkpoint directory ------------------------------------------------ */

@@ -76,6 +76,24 @@ int ckpt_save(const char *dir, const ckpt_state *s, int keep, char *path, size_t
 int ckpt_load_auto(const char *dir, ckpt_state *s, char *path, size_t pathlen, char *warn,
                    size_t warnlen, char *err, size_t errlen);
 
+/* Reading the model alone (build/infer): a checkpoint opened read-only of which
+ * only /meta, /config, /tokenizer and /model are read, nothing compared with a
+ * run config.  Tensors are checked and read as ckpt_read does. */
+typedef struct ckpt_model_file ckpt_model_file;
+
+/* Opens path, checks /meta format_version and puts the /config dimensions (each
+ * 1..2^30) in dims.  Close *out with ckpt_model_close. */
+int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, char *err,
+                    size_t errlen);
+/* A new tokenizer as /tokenizer describes it (free with tokenizer_free), or NULL
+ * with the reason in err. */
+tokenizer *ckpt_model_tokenizer(ckpt_model_file *f, char *err, size_t errlen);
+/* Fills dst with /model/<name> (Hugging Face name), a float tensor of shape
+ * [rows] (cols 0) or [rows, cols] whose checksum attribute must match. */
+int ckpt_model_tensor(ckpt_model_file *f, const char *name, int rows, int cols, float *dst,
+                      char *err, size_t errlen);
+void ckpt_model_close(ckpt_model_file *f);   /* NULL: nothing */
+
 /* The checksum stored with each tensor: four lanes h[l] = 1..4; for the i-th
  * 8 bytes w (little-endian) of the data, l = i % 4, h[l] = rotl64(h[l] ^ w, 31) * K
  * with K = 0x9E3779B97F4A7C15; an odd last float goes into r = n ^ (bits << 32)

@@ -1,8 +1,6 @@
 /* infer: GPT-2 inference with a KV cache; see infer.h for the contract. */
 #include "launch/infer.h"
 
-#include <errno.h>
-#include <hdf5.h>
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -277,211 +275,40 @@ void infer_model_free(infer_model *m)
 
 /* ---- the checkpoint -------------------------------------------------------- */
 
-typedef struct {
-    const char *path;
-    hid_t model;   /* the /model group */
-} h5_ctx;
-
-static int attr_i64(hid_t obj, const char *name, long long *v)
+static int ckpt_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
+                       size_t errlen)
 {
-    int64_t x;
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT64, &x);
-    if (a >= 0)
-        H5Aclose(a);
-    *v = x;
-    return rc < 0 ? -1 : 0;
+    return ckpt_model_tensor(ctx, name, rows, cols, dst, err, errlen);
 }
 
-/* A fixed-length string attribute (as io/checkpoint.c writes them) into buf. */
-static int attr_str(hid_t obj, const char *name, char *buf, size_t cap)
+static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, infer_quant q,
+                     infer_model *m, tokenizer **tok, char *err, size_t errlen)
 {
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
-    size_t size = ft < 0 ? 0 : H5Tget_size(ft);
-    int rc = -1;
-    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && size < cap) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, size);
-        memset(buf, 0, cap);
-        rc = H5Aread(a, mt, buf) < 0 ? -1 : 0;
-        H5Tclose(mt);
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc;
-}
-
-/* A float dataset of exactly that shape, whose checksum attribute matches. */
-static int h5_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
-                     size_t errlen)
-{
-    const h5_ctx *c = ctx;
-    int nd = cols ? 2 : 1;
-    if (H5Lexists(c->model, name, H5P_DEFAULT) <= 0) {
-        snprintf(err, errlen, "%s: /model/%s is missing", c->path, name);
-        return -1;
-    }
-    hid_t d = H5Dopen2(c->model, name, H5P_DEFAULT);
-    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-    hid_t ty = d < 0 ? -1 : H5Dget_type(d);
-    hsize_t dims[H5S_MAX_RANK] = {0};
-    int have = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-    if (have == nd)
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-    bool shape_ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && have == nd &&
-                    dims[0] == (hsize_t)rows && (nd == 1 || dims[1] == (hsize_t)cols);
-    uint64_t sum = 0;
-    bool read_ok = shape_ok && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
-    bool sum_ok = false;
-    if (read_ok && H5Aexists(d, "checksum") > 0) {
-        hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
-        sum_ok = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &sum) >= 0 &&
-                 sum == ckpt_checksum(dst, (size_t)rows * (cols ? cols : 1));
-        if (a >= 0)
-            H5Aclose(a);
-    }
-    if (ty >= 0)
-        H5Tclose(ty);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (d >= 0)
-        H5Dclose(d);
-    if (!shape_ok)
-        snprintf(err, errlen, "%s: /model/%s is not a float tensor of shape [%d%s%.0d]", c->path,
-                 name, rows, cols ? "," : "", cols);
-    else if (!read_ok)
-        snprintf(err, errlen, "%s: /model/%s cannot be read (truncated or damaged)", c->path,
-                 name);
-    else if (!sum_ok)
-        snprintf(err, errlen, "%s: /model/%s is damaged (checksum missing or wrong)", c->path,
-                 name);
-    return shape_ok && read_ok && sum_ok ? 0 : -1;
-}
-
-static int read_dims(hid_t f, const char *path, gpt2_dims *d, char *err, size_t errlen)
-{
-    long long version = 0, v[5];
-    static const char *const keys[5] = {"vocab_size", "n_positions", "n_embd", "n_layer",
-                                        "n_head"};
-    hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
-    int rc = g < 0 ? -1 : attr_i64(g, "format_version", &version);
-    if (g >= 0)
-        H5Gclose(g);
-    if (rc != 0 || version != CKPT_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: not a gpt-cpu checkpoint of format version %d", path,
-                 CKPT_FORMAT_VERSION);
-        return -1;
-    }
-    g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
-    for (int i = 0; i < 5 && rc == 0; i++)
-        if (g < 0 || attr_i64(g, keys[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30)) {
-            snprintf(err, errlen, "%s: /config %s is missing or invalid", path, keys[i]);
-            rc = -1;
-        }
-    if (g >= 0)
-        H5Gclose(g);
-    if (rc == 0)
-        *d = (gpt2_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
-    return rc;
-}
-
-static tokenizer *read_bpe(hid_t g, const char *path, char *err, size_t errlen)
-{
-    hid_t d = H5Lexists(g, "merges", H5P_DEFAULT) > 0 ? H5Dopen2(g, "merges", H5P_DEFAULT) : -1;
-    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-    hsize_t dims[2] = {0, 0};
-    bool ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
-              H5Sget_simple_extent_dims(sp, dims, NULL) == 2 && dims[1] == 2 &&
-              dims[0] < (1u << 24);
-    uint32_t *merges = ok ? malloc(dims[0] * 2 * sizeof *merges + 1) : NULL;
-    ok = merges && H5Dread(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, merges) >= 0;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (d >= 0)
-        H5Dclose(d);
-    tokenizer *t = NULL;
-    char why[200];
-    if (!ok)
-        snprintf(err, errlen, "%s: /tokenizer/merges is missing or unreadable", path);
-    else if (!(t = tokenizer_new_bpe(merges, dims[0], why, sizeof why)))
-        snprintf(err, errlen, "%s: /tokenizer: %s", path, why);
-    free(merges);
-    return t;
-}
-
-static tokenizer *read_tokenizer(hid_t f, const char *path, char *err, size_t errlen)
-{
-    char type[32];
-    hid_t g = H5Lexists(f, "/tokenizer", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/tokenizer", H5P_DEFAULT)
-                                                          : -1;
-    tokenizer *t = NULL;
-    if (g < 0 || attr_str(g, "type", type, sizeof type) != 0)
-        snprintf(err, errlen, "%s: /tokenizer type is missing", path);
-    else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
-        snprintf(err, errlen, "out of memory");
-    else if (strcmp(type, "bpe") == 0)
-        t = read_bpe(g, path, err, errlen);
-    else if (strcmp(type, "byte") != 0)
-        snprintf(err, errlen, "%s: unknown tokenizer type '%s'", path, type);
-    if (g >= 0)
-        H5Gclose(g);
-    return t;
-}
-
-static int load_open(hid_t f, const char *path, infer_quant q, infer_model *m, tokenizer **tok,
-                     char *err, size_t errlen)
-{
-    gpt2_dims d;
     char why[300];
-    if (read_dims(f, path, &d, err, errlen) != 0)
-        return -1;
-    if (infer_check_dims(&d, q, why, sizeof why) != 0) {
+    if (infer_check_dims(d, q, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         return -1;
     }
-    if (!(*tok = read_tokenizer(f, path, err, errlen)))
+    if (!(*tok = ckpt_model_tokenizer(f, err, errlen)))
         return -1;
-    if (tokenizer_vocab_size(*tok) > d.vocab_size) {
+    if (tokenizer_vocab_size(*tok) > d->vocab_size) {
         snprintf(err, errlen, "%s: the tokenizer has %d tokens but the model only %d", path,
-                 tokenizer_vocab_size(*tok), d.vocab_size);
+                 tokenizer_vocab_size(*tok), d->vocab_size);
         return -1;
     }
-    h5_ctx c = {path, H5Lexists(f, "/model", H5P_DEFAULT) > 0
-                          ? H5Gopen2(f, "/model", H5P_DEFAULT) : -1};
-    if (c.model < 0) {
-        snprintf(err, errlen, "%s: /model is missing (not a gpt-cpu checkpoint?)", path);
-        return -1;
-    }
-    int rc = infer_model_build(m, &d, q, h5_source, &c, err, errlen);
-    H5Gclose(c.model);
-    return rc;
+    return infer_model_build(m, d, q, ckpt_source, f, err, errlen);
 }
 
 int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,
                size_t errlen)
 {
-    FILE *probe = fopen(path, "rb");   /* the OS's reason, which HDF5 would not give */
-    if (!probe) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    ckpt_model_file *f;
+    gpt2_dims d;
+    if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
         return -1;
-    }
-    fclose(probe);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* one line from us, not HDF5's error stack */
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        snprintf(err, errlen, "%s: not a readable HDF5 file (truncated or damaged)", path);
-        return -1;
-    }
     *tok = NULL;
-    int rc = load_open(f, path, q, m, tok, err, errlen);
-    H5Fclose(f);
+    int rc = load_open(f, path, &d, q, m, tok, err, errlen);
+    ckpt_model_close(f);
     if (rc != 0) {
         tokenizer_free(*tok);
         *tok = NULL;
