@@ -2,7 +2,8 @@
 # launch/run.sh -- start build/trainer under mpirun for the common cases (issue 9).
 #
 #   launch/run.sh [-n RANKS] [--hostfile FILE | --hosts h1,h2,...] [--ranks-per-node K]
-#                 [--threads T] [--tcp] [--iface LIST] [-o] [--dry-run] [MPIRUN_OPTS...]
+#                 [--threads T] [--tcp] [--iface LIST] [-o] [--kill-grace S] [--keepalive S]
+#                 [--dry-run] [MPIRUN_OPTS...]
 #                 -- [PROGRAM] TRAINER_ARGS...
 #
 # It prints the exact mpirun command on stderr, then execs it.  Anything before
@@ -25,12 +26,23 @@
 #   --iface LIST        network interfaces/CIDRs for MPI and Open MPI's own traffic
 #                       (btl_tcp_if_include and oob_tcp_if_include)
 #   -o                  allow more ranks than slots (--oversubscribe)
+#   --kill-grace S      when the job is stopped or aborted, the ranks get SIGTERM and S
+#                       seconds before SIGKILL (--mca odls_base_sigkill_timeout S,
+#                       default 15, Open MPI's own default is 1).  The trainer stops
+#                       after the current step and saves a checkpoint on SIGTERM, which
+#                       1 s is not enough for (open-mpi/ompi#12149).  The price: mpirun
+#                       4.1 sleeps the whole grace, twice, on every stop or abort (a lost
+#                       rank included), even when the ranks are gone at once, so the job
+#                       ends about 2 x S after the failure; lower it when a fast exit
+#                       matters more than a checkpoint at the stop.
+#   --keepalive S       TCP keepalive on Open MPI's control connections: a node that
+#                       disappears (cable, power) is noticed after about 3 x S seconds
+#                       instead of hours (default 5; 0 keeps Open MPI's 300 s + 9 x 20 s).
+#                       Keep 3 x S below the trainer's comm_timeout_s.
 #   --dry-run           print the command, do not run it
 #
-# Always added: --allow-run-as-root when run as root; --mca odls_base_sigkill_timeout 30,
-# so that SIGTERM/SIGINT to mpirun reach the ranks and they get 30 s to finish the
-# step and save a checkpoint before SIGKILL (Open MPI's default is 1 s; see
-# open-mpi/ompi#12149); -x for the variables every rank needs if they are set
+# Always added: --allow-run-as-root when run as root; the kill grace and keepalive
+# above; -x for the variables every rank needs if they are set
 # (OMP_NUM_THREADS, GPT_CONTROL_TOKEN, GPT_ISA, GPT_PEAK_GFLOPS, ASAN_OPTIONS,
 # LSAN_OPTIONS).  The trainer and data paths must be the same on every host
 # (a shared or identical directory tree).
@@ -54,6 +66,7 @@ BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$here/$BUILD ;; esac
 
 ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra=""
+grace=15 keepalive=5
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 posint() { case $2 in '' | *[!0-9]* | 0*) die "$1 must be a positive integer, got '$2'" ;; esac; }
 while [ $# -gt 0 ]; do
@@ -66,6 +79,8 @@ while [ $# -gt 0 ]; do
     --tcp) tcp=1; shift ;;
     --iface) need "$@"; iface=$2; shift 2 ;;
     -o | --oversubscribe) over=1; shift ;;
+    --kill-grace) need "$@"; posint "$1" "$2"; grace=$2; shift 2 ;;
+    --keepalive) need "$@"; case $2 in 0) ;; *) posint "$1" "$2" ;; esac; keepalive=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
     -h | --help) usage 0 ;;
     --) shift; break ;;
@@ -96,7 +111,9 @@ fi
 [ "$over" -eq 1 ] && cmd="$cmd --oversubscribe"
 [ "$tcp" -eq 1 ] && cmd="$cmd --mca btl tcp,self"
 [ -n "$iface" ] && cmd="$cmd --mca btl_tcp_if_include $(q "$iface") --mca oob_tcp_if_include $(q "$iface")"
-cmd="$cmd --mca odls_base_sigkill_timeout 30"
+cmd="$cmd --mca odls_base_sigkill_timeout $grace"
+[ "$keepalive" -gt 0 ] && cmd="$cmd --mca oob_tcp_keepalive_time $keepalive \
+--mca oob_tcp_keepalive_intvl $keepalive --mca oob_tcp_keepalive_probes 2"
 if [ -n "$threads" ]; then
     cmd="$cmd -x OMP_NUM_THREADS=$threads"
 elif [ -n "${OMP_NUM_THREADS:-}" ]; then
