@@ -5,7 +5,11 @@
 #  - a damaged newest checkpoint makes --resume auto fall back to the one before,
 #    with a warning; other model dimensions are refused naming the key;
 #  - SIGUSR1 writes a checkpoint and training goes on; SIGTERM finishes the step,
-#    writes a checkpoint at that step and exits 0.
+#    writes a checkpoint at that step and exits 0;
+#  - checkpoint_async=1 (the default; the straight run above uses 0, so the two
+#    write paths give the same file): a 39 MB checkpoint blocks the loop for less
+#    than its write time and steps go on meanwhile; a failed background write
+#    stops the run with a one-line error.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -31,7 +35,7 @@ train() {   # out_dir, more trainer args...
         { cat "$tmp/stderr"; fail "trainer exited non-zero: $*"; }
 }
 
-train "$tmp/a"
+train "$tmp/a" --set checkpoint_async=0   # the synchronous path; b saves in the background
 train "$tmp/b" --set max_steps=6 --set checkpoint_every=6
 [ "$(cat "$tmp/b/latest")" = "ckpt_000006.h5" ] || fail "latest does not name ckpt_000006.h5"
 train "$tmp/b" --resume auto
@@ -110,4 +114,28 @@ last=$(cat "$tmp/s/latest")
 step=$(echo "$last" | sed 's/ckpt_0*\([0-9]*\)\.h5/\1/')
 train "$tmp/s" --resume auto --set max_steps=$((step + 1))
 grep -q "resumed from $tmp/s/$last at step $step" "$tmp/stderr" || { cat "$tmp/stderr"; fail "SIGTERM checkpoint does not resume"; }
+
+# async save of a larger model (3.2M parameters, a 39 MB file): the loop is
+# blocked only for the copy, and step records come while the file is written
+train "$tmp/big" --set n_embd=256 --set checkpoint_every=3
+python3 - "$tmp/big/log.jsonl" <<'PY' || fail "async checkpoint records"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+ck = [r for r in recs if r["type"] == "checkpoint"]
+assert [r["step"] for r in ck] == [3, 6, 9, 12], ck
+for r in ck[:-1]:   # the last one is collected by the final wait
+    assert 0 <= r["blocked_s"] < r["write_s"], r
+    i = recs.index(r)   # its record comes after the steps trained meanwhile
+    assert any(q["type"] == "step" and q["step"] > r["step"] for q in recs[:i]), r
+print("async: blocked %s s vs write %s s" % (["%.3f" % r["blocked_s"] for r in ck],
+                                             ["%.3f" % r["write_s"] for r in ck]))
+PY
+[ "$(cat "$tmp/big/latest")" = "ckpt_000012.h5" ] || fail "async: latest is not ckpt_000012.h5"
+# a background write that fails (its .tmp name is taken by a directory) stops the run
+mkdir -p "$tmp/bad/ckpt_000003.h5.tmp"
+if "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/bad" --set checkpoint_every=3 \
+    2>"$tmp/err"; then fail "a failed background write did not stop the run"; fi
+grep -q "trainer: rank 0: checkpoint of step 3 failed: .*ckpt_000003.h5.tmp" "$tmp/err" ||
+    { cat "$tmp/err"; fail "no error line for the failed background write"; }
+[ "$(grep -c '"type":"error"' "$tmp/bad/log.jsonl")" -eq 1 ] || fail "async failure: not one error record"
 echo "PASS e2e_checkpoint"

@@ -131,7 +131,10 @@ echo "host B cut off: job ended after $ended s: $(grep -m1 -E 'stuck or unreacha
 pids=$(ip netns pids "$nsB") && [ -n "$pids" ] && kill -9 $pids 2>/dev/null || :
 
 # 3. host A alone resumes from the newest checkpoint (np 1, same global batch)
-last=$(python3 -c 'import json,sys; print(max(r["step"] for r in map(json.loads, open(sys.argv[1])) if r["type"] == "checkpoint"))' "$tmp/cut/log.jsonl")
+# the newest checkpoint on disk (saves are asynchronous: the log's checkpoint
+# record can trail the file when the job is killed mid-write)
+last=$(sed -n 's/^ckpt_0*\([0-9][0-9]*\)\.h5$/\1/p' "$tmp/cut/latest")
+[ -n "$last" ] || fail "no checkpoint named in $tmp/cut/latest"
 cp "$tmp/cut/log.jsonl" "$tmp/cut.before"
 inA sh launch/run.sh -n 1 -- --config "$tmp/cfg.json" --set max_steps=$((last + 5)) --set lr_decay_steps=100000 \
     --set batch_size=8 --set out_dir="$tmp/cut" --resume auto >/dev/null 2>"$tmp/err4" ||

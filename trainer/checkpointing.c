@@ -1,6 +1,9 @@
 #include "trainer/checkpointing.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,44 +28,205 @@ void checkpoint_request(void)
     requests++;
 }
 
-bool checkpoint_due(const run_config *c, const comm_world *w, int done, bool final)
-{
-    sig_atomic_t seen = requests;
-    bool asked = seen != handled;
-    handled = seen;
-    asked = comm_max_int(asked) != 0;
-    return asked || final || (c->checkpoint_every > 0 && done % c->checkpoint_every == 0);
-}
-
 /* Global samples per optimizer step (train.c: B per rank per micro-batch). */
 static uint64_t samples_per_step(const run_config *c, const comm_world *w)
 {
     return (uint64_t)c->grad_accum * (uint64_t)c->batch_size * (uint64_t)w->size;
 }
 
-/* Rank 0's part of checkpoint_save. */
-static int save_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      int done, double loss_scale, status_log *st, char *err, size_t errlen)
+static ckpt_train_info train_info(const run_config *c, const comm_world *w, int done,
+                                  double loss_scale)
 {
-    double t0 = mono_time();
-    char path[1100];
-    snprintf(path, sizeof path, "%s/tokenizer.json", c->data_dir);
-    tokenizer *tok = tokenizer_load(path, err, errlen);   /* stored so infer needs no data dir */
+    uint64_t samples = (uint64_t)done * samples_per_step(c, w);
+    return (ckpt_train_info){.step = done, .tokens_seen = samples * (uint64_t)c->seq_len,
+                             .data_cursor = samples, .seed = c->seed, .loss_scale = loss_scale};
+}
+
+/* Rank 0 writes s (model, opt, train set) with its tokenizer (stored so infer
+ * needs no data dir); the path written goes to path, its size to *mb. */
+static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pathlen, double *mb,
+                      char *err, size_t errlen)
+{
+    char tpath[1100];
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", c->data_dir);
+    tokenizer *tok = tokenizer_load(tpath, err, errlen);
     if (!tok)
         return -1;
-    uint64_t samples = (uint64_t)done * samples_per_step(c, w);
-    ckpt_state s = {.cfg = c, .model = m, .opt = opt, .tok = tok,
-                    .train = {.step = done, .tokens_seen = samples * (uint64_t)c->seq_len,
-                              .data_cursor = samples, .seed = c->seed, .loss_scale = loss_scale}};
-    int rc = ckpt_save(c->out_dir, &s, c->keep_checkpoints, path, sizeof path, err, errlen);
+    s->tok = tok;
+    int rc = ckpt_save(c->out_dir, s, c->keep_checkpoints, path, pathlen, err, errlen);
+    s->tok = NULL;
     tokenizer_free(tok);
     if (rc != 0)
         return -1;
-    double dt = mono_time() - t0;
     struct stat sb;
-    double mb = stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0;
+    *mb = stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0;
+    return 0;
+}
+
+/* checkpoint_async = 0: rank 0 writes the file in the loop. */
+static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
+                     int done, double loss_scale, status_log *st, char *err, size_t errlen)
+{
+    double t0 = mono_time(), mb;
+    char path[1100];
+    ckpt_state s = {.cfg = c, .model = m, .opt = opt, .train = train_info(c, w, done, loss_scale)};
+    if (write_file(c, &s, path, sizeof path, &mb, err, errlen) != 0)
+        return -1;
+    double dt = mono_time() - t0;
     status_checkpoint(st, done, c->max_steps, path, mb, dt, dt);
     return 0;
+}
+
+/* Rank 0's background writer (checkpoint_async = 1).  Who touches what:
+ *  - the snapshot (buf and everything down to blocked_s) is written by the
+ *    training thread only while running is false, and read by the writer
+ *    thread only between pthread_create and pthread_join;
+ *  - the result (rc, err, path, write_s, size_mb) is written by the writer
+ *    only, and read by the training thread only after pthread_join;
+ *  - finished (release/acquire) only tells the training thread that a join
+ *    will not block; running and thread belong to the training thread.
+ * pthread_create and pthread_join order the two sides, so no lock is needed.
+ * The status log and the publisher are used by the training thread alone. */
+static struct {
+    bool running;
+    pthread_t thread;
+    atomic_int finished;
+    /* snapshot */
+    float *buf;              /* params, m, v: 3 x cap floats, allocated once */
+    size_t cap;
+    run_config cfg;
+    gpt2 model;              /* the live model's struct with params -> buf: the writer reads
+                              * only its tensor table (fixed after gpt2_create) and params */
+    adamw_state opt;         /* m, v -> buf; step */
+    ckpt_train_info train;
+    int done, max_steps;
+    double blocked_s;
+    /* result */
+    int rc;
+    char err[768], path[1100];
+    double write_s, size_mb;
+} saver;
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    double t0 = mono_time();
+    ckpt_state s = {.cfg = &saver.cfg, .model = &saver.model, .opt = &saver.opt,
+                    .train = saver.train};
+    saver.rc = write_file(&saver.cfg, &s, saver.path, sizeof saver.path, &saver.size_mb,
+                          saver.err, sizeof saver.err);
+    saver.write_s = mono_time() - t0;
+    atomic_store_explicit(&saver.finished, 1, memory_order_release);
+    return NULL;
+}
+
+/* The result of the last write: its record, or -1 with the reason in err. */
+static int report(status_log *st, char *err, size_t errlen)
+{
+    if (saver.rc != 0) {
+        snprintf(err, errlen, "checkpoint of step %d failed: %s", saver.done, saver.err);
+        return -1;
+    }
+    status_checkpoint(st, saver.done, saver.max_steps, saver.path, saver.size_mb, saver.write_s,
+                      saver.blocked_s);
+    return 0;
+}
+
+/* Rank 0: joins the writer when it has finished (or, with wait, waits for it)
+ * and reports it.  0 also when there is nothing to collect yet. */
+static int collect(status_log *st, bool wait, char *err, size_t errlen)
+{
+    if (!saver.running ||
+        (!wait && !atomic_load_explicit(&saver.finished, memory_order_acquire)))
+        return 0;
+    pthread_join(saver.thread, NULL);
+    saver.running = false;
+    return report(st, err, errlen);
+}
+
+/* dst = src with the process's OpenMP threads (memory bandwidth, not one core). */
+static void copy_floats(float *dst, const float *src, size_t n)
+{
+    enum { CHUNK = 1 << 18 };   /* 1 MB */
+    long chunks = (long)((n + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < chunks; i++) {
+        size_t b = (size_t)i * CHUNK, len = n - b < CHUNK ? n - b : CHUNK;
+        memcpy(dst + b, src + b, len * sizeof(float));
+    }
+}
+
+static int save_async(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
+                      int done, double loss_scale, status_log *st, char *err, size_t errlen)
+{
+    static bool warned;
+    double t0 = mono_time();
+    if (collect(st, true, err, errlen) != 0)   /* at most one write in flight */
+        return -1;
+    size_t n = m->num_params;
+    if (saver.cap != n) {
+        free(saver.buf);
+        saver.buf = n <= SIZE_MAX / (3 * sizeof(float)) ? malloc(3 * n * sizeof(float)) : NULL;
+        saver.cap = saver.buf ? n : 0;
+    }
+    if (!saver.buf) {
+        if (!warned)
+            status_event(st, "event", done, "warning: no memory for the checkpoint snapshot: "
+                         "checkpoints are written synchronously");
+        warned = true;
+        return save_sync(c, w, m, opt, done, loss_scale, st, err, errlen);
+    }
+    float *buf = saver.buf;
+    copy_floats(buf, m->params, n);
+    copy_floats(buf + n, opt->m, n);
+    copy_floats(buf + 2 * n, opt->v, n);
+    saver.cfg = *c;
+    saver.model = *m;
+    saver.model.params = buf;
+    saver.opt = (adamw_state){.m = buf + n, .v = buf + 2 * n, .n = n, .step = opt->step};
+    saver.train = train_info(c, w, done, loss_scale);
+    saver.done = done;
+    saver.max_steps = c->max_steps;
+    saver.rc = 0;
+    saver.err[0] = saver.path[0] = '\0';
+    saver.write_s = saver.size_mb = 0;
+    atomic_store_explicit(&saver.finished, 0, memory_order_relaxed);
+    saver.blocked_s = mono_time() - t0;   /* the wait for the previous write and the copy */
+    /* the writer takes none of the signals the trainer handles (a stop or
+     * checkpoint request must reach the training thread's flags, and the
+     * writer's system calls stay uninterrupted) */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGUSR1);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int prc = pthread_create(&saver.thread, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (prc != 0) {   /* no thread: write it here */
+        writer_main(NULL);
+        saver.blocked_s = mono_time() - t0;
+        return report(st, err, errlen);
+    }
+    saver.running = true;
+    return 0;
+}
+
+int checkpoint_due(const run_config *c, const comm_world *w, int done, bool final,
+                   status_log *st, char *err, size_t errlen)
+{
+    sig_atomic_t seen = requests;
+    bool asked = seen != handled;
+    handled = seen;
+    bool failed = w->rank == 0 && collect(st, false, err, errlen) != 0;
+    int flags = comm_or_int((asked ? 1 : 0) | (failed ? 2 : 0));
+    if (flags & 2) {
+        if (!failed)
+            snprintf(err, errlen, "rank 0 failed to write a checkpoint");
+        return -1;
+    }
+    return (flags & 1) || final || (c->checkpoint_every > 0 && done % c->checkpoint_every == 0);
 }
 
 /* ZeRO: each rank holds a shard of the moments.  Gathering the shards into the
@@ -83,13 +247,37 @@ int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_sta
         warned = true;
         return 0;
     }
-    int rc = w->rank == 0 ? save_rank0(c, w, m, opt, done, loss_scale, st, err, errlen) : 0;
+    int rc = 0;
+    if (w->rank == 0)
+        rc = c->checkpoint_async ? save_async(c, w, m, opt, done, loss_scale, st, err, errlen)
+                                 : save_sync(c, w, m, opt, done, loss_scale, st, err, errlen);
     if (comm_max_int(rc != 0)) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
         return -1;
     }
     return 0;
+}
+
+int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t errlen)
+{
+    int rc = w->rank == 0 ? collect(st, true, err, errlen) : 0;
+    if (comm_max_int(rc != 0)) {
+        if (rc == 0)
+            snprintf(err, errlen, "rank 0 failed to write the checkpoint");
+        return -1;
+    }
+    return 0;
+}
+
+void checkpoint_close(status_log *st)
+{
+    char err[1024];
+    if (collect(st, true, err, sizeof err) != 0)
+        status_event(st, "error", saver.done, err);
+    free(saver.buf);
+    saver.buf = NULL;
+    saver.cap = 0;
 }
 
 /* Warnings when the run's data order differs from the checkpointed run's. */

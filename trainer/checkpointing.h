@@ -4,8 +4,20 @@
  * Saves happen every checkpoint_every steps, at the end of the run, after the
  * step during which SIGINT/SIGTERM arrived (the run then stops) and after the
  * step during which SIGUSR1 arrived (the run goes on).  Each save appends a
- * "checkpoint" status record.  Saving is synchronous for now (blocked_s equals
- * write_s); a failed save stops the run with an error.
+ * "checkpoint" status record (write_s, blocked_s).  A failed save stops the run
+ * with an error.
+ *
+ * checkpoint_async = 1 (the default): rank 0 copies the state (params, Adam m
+ * and v, step, loss scale) into a snapshot owned by this module (allocated on
+ * the first save, reused) and a writer thread writes the file from it, so the
+ * loop is blocked only for the copy (blocked_s; write_s is the thread's time).
+ * At most one write is in flight: a save first waits for the previous one.  The
+ * "checkpoint" record is emitted by the training thread when the write is known
+ * to be done: at the first checkpoint_due after it finished, at the next save,
+ * or at checkpoint_finish; a failed write is reported there as the error.
+ * Handoff: the training thread writes the snapshot only while no writer runs;
+ * the writer reads it (and writes its result fields) only until it is joined.
+ * checkpoint_async = 0: the file is written in the loop (blocked_s = write_s).
  *
  * With several ranks (no ZeRO yet) every rank holds the whole state: rank 0
  * writes the file and the others wait for it; on resume rank 0 reads the file
@@ -30,13 +42,26 @@ void checkpoint_set_resume(const char *spec);
 void checkpoint_request(void);
 
 /* Whether to save after step `done` (1-based); final: the run stops after it.
- * Consumes a pending checkpoint_request; all ranks agree (a signal may reach one). */
-bool checkpoint_due(const run_config *c, const comm_world *w, int done, bool final);
+ * Consumes a pending checkpoint_request; all ranks agree (a signal may reach one).
+ * Also collects a finished background write (its "checkpoint" record).  1: save,
+ * 0: not now, -1: a background write failed (one-line reason in err). */
+int checkpoint_due(const run_config *c, const comm_world *w, int done, bool final,
+                   status_log *st, char *err, size_t errlen);
 
-/* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 and emits the
- * "checkpoint" record.  0, or -1 with a one-line reason in err. */
+/* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 (async: waits for
+ * the previous write, snapshots the state and starts the writer; its record
+ * comes later).  0, or -1 with a one-line reason in err (also when the previous
+ * background write failed). */
 int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
                     int done, double loss_scale, status_log *st, char *err, size_t errlen);
+
+/* The end of the run (also after an error or a stop request): waits for the
+ * write in flight and emits its record.  0, or -1 when it failed.  Collective. */
+int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t errlen);
+
+/* trainer_close: joins a write still in flight (its failure becomes an "error"
+ * record), then frees the snapshot.  Rank 0 alone has anything to do; not collective. */
+void checkpoint_close(status_log *st);
 
 /* Applies the --resume request: loads the checkpoint into m and opt and sets
  * *start_step (0 for a fresh start) and *loss_scale (unchanged for a fresh start), with status events saying what happened.

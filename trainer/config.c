@@ -36,6 +36,7 @@ static const config_key keys[] = {
     KEY(keep_checkpoints, KEY_INT), KEY(seed, KEY_I64),            KEY(data_dir, KEY_STR),
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
     KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),   /* issue 7 */
+    KEY(checkpoint_async, KEY_INT),   /* issue 6 */
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
 
@@ -49,7 +50,7 @@ void config_defaults(run_config *c)
         .lr_decay_steps = 0, .zero_stage = 0, .bucket_mb = 25, .comm_timeout_s = 60,
         .loader_depth = 8, .loader_timeout_s = 30,
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
-        .keep_checkpoints = 3, .seed = 1337,
+        .keep_checkpoints = 3, .checkpoint_async = 1, .seed = 1337,
     };
     c->precision[0] = '\0';   /* chosen by config_finalize from the CPU */
     strcpy(c->recompute, "none");
@@ -223,6 +224,8 @@ int config_finalize(run_config *c, char *err, size_t errlen)
     REQUIRE(c->eval_every >= 0 && c->eval_batches >= 0 && c->log_every > 0 &&
                 c->checkpoint_every >= 0 && c->keep_checkpoints > 0,
             "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
+    REQUIRE(c->checkpoint_async == 0 || c->checkpoint_async == 1,
+            "config: checkpoint_async must be 0 or 1");
     if (c->precision[0] == '\0') {
         c->precision_auto = true;
         strcpy(c->precision, cpu_has_bf16() ? "bf16" : "fp32");

@@ -28,6 +28,7 @@ typedef struct {
     char optimizer_offload[256];
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
+    int checkpoint_async;   /* issue 6: 1 writes checkpoints on a thread from a snapshot; 0 in the loop */
     long long seed;
     char data_dir[512], out_dir[512];
     char status_endpoint[128], control_endpoint[128];

@@ -154,6 +154,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
                         .recompute = strcmp(c->recompute, "block") == 0};
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims);   /* + Adam m, v */
+    if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
+        need += 3.0 * sizeof(float) * (double)gpt2_count_params(&dims);
     if (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native())) {
         /* the fp32 widening buffer of 16-bit operands without a native product */
         double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
@@ -197,6 +199,7 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
 
 static void trainer_close(trainer *tr)
 {
+    checkpoint_close(&tr->status);   /* issue 6: joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
     zero_free(&tr->shard);
     free(tr->grad_shard);
@@ -520,9 +523,11 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             res->final_val_loss = val;
         }
         /* issue 6: periodic, final, SIGUSR1 and stop-time checkpoints */
-        if (rc == 0 && checkpoint_due(c, tr->world, done, last || stopping) &&
-            save_checkpoint(tr, done, err, errlen) != 0)
-            rc = -1;
+        if (rc == 0) {   /* also collects a finished background write (-1: it failed) */
+            int due = checkpoint_due(c, tr->world, done, last || stopping, &tr->status, err, errlen);
+            if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
+                rc = -1;
+        }
         if (stopping) {
             status_event(&tr->status, "event", done, "stop requested: stopped after this step");
             break;
@@ -539,6 +544,16 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     free(step_s);
     loader_stop(tr->batches);
     tr->batches = NULL;
+    /* issue 6: the last save (end of run, stop request) is on disk before the run ends */
+    char ferr[1024];
+    if (checkpoint_finish(tr->world, &tr->status, ferr, sizeof ferr) != 0) {
+        if (rc == 0) {
+            snprintf(err, errlen, "%s", ferr);
+            rc = -1;
+        } else {
+            status_event(&tr->status, "error", res->steps_done, ferr);
+        }
+    }
     return rc;
 }
 
