@@ -295,9 +295,6 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     return 0;
 }
 
-/* issue 7: control requests at a step boundary (rank 0; the other ranks follow
- * a stop through the comm_max_int after it; broadcasting pause and checkpoint
- * to every rank is comm's part).  While paused, wait here for resume or stop. */
 /* Figures only each rank knows (its loader wait, communication time, memory)
  * are reported as the worst over ranks: one tiny reduction per step. */
 static void gather_rank_figures(const trainer *tr, step_stats *st)
@@ -316,10 +313,11 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
  * any rank's stop signal) in one small reduction.  A pause keeps every rank
  * here, agreeing again each time rank 0 has waited 0.2 s for a request, so no
  * wait is long enough for the watchdog to take a pause for a lost peer.
- * Checkpoint requests need no broadcast: checkpoint_due agrees on them. */
+ * Checkpoint requests need no broadcast: checkpoint_due agrees on them.
+ * Returns whether the run stops after this step, the same on every rank. */
 enum { CTL_PAUSED = 1, CTL_STOP = 2, CTL_MORE = 4 };
 
-static void apply_control(trainer *tr, int done)
+static bool apply_control(trainer *tr, int done)
 {
     bool paused = false;
     double paused_since = 0;
@@ -347,7 +345,7 @@ static void apply_control(trainer *tr, int done)
         if (state & CTL_STOP)
             train_request_stop();
         if ((state & CTL_STOP) || !(state & (CTL_PAUSED | CTL_MORE)))
-            return;
+            return state & CTL_STOP;
     }
 }
 
@@ -503,13 +501,12 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
                          .overflows = tr->scaler.overflows};
         gather_rank_figures(tr, &st);
         status_step(&tr->status, &st);
-        apply_control(tr, done);   /* issue 7 */
+        /* all ranks stop together, even if the signal reached only one */
+        bool stopping = apply_control(tr, done);
         res->final_loss = loss;
         res->steps_done = done;
 
-        /* a stop request skips the eval: a scheduler's grace period is short.
-         * All ranks stop together, even if the signal reached only one. */
-        bool stopping = comm_max_int(stop_requested) != 0;
+        /* a stop request skips the eval: a scheduler's grace period is short */
         bool last = done == c->max_steps;
         if (rc == 0 && !stopping && c->eval_every > 0 &&
             (done % c->eval_every == 0 || last)) {
