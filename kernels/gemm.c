@@ -12,6 +12,7 @@
 typedef struct {
     gemm_dtype dtype;
     bool trans_a, trans_b, has_bias, accumulate;
+    bool packed;              /* B is a gemm_weights' blocked copy (ldb unused) */
     int M, N, K, lda, ldb, ldc;
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, bias, c;
@@ -79,13 +80,46 @@ static void entry_destroy(gemm_entry *e)
     memset(e, 0, sizeof *e);
 }
 
+static dnnl_data_type_t operand_type(gemm_dtype dtype)
+{
+    return dtype == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+/* The layout matmul prefers for a K x N weight operand of dtype (it does not
+ * depend on M: checked for M from 1 to 2048 with oneDNN 2.6).  False when
+ * oneDNN has no product for dtype here. */
+static bool blocked_md(gemm_dtype dtype, int K, int N, dnnl_memory_desc_t *out)
+{
+    enum { PROBE_M = 64 };
+    dnnl_memory_desc_t a_md = matrix_md(PROBE_M, K, K, false, operand_type(dtype));
+    dnnl_memory_desc_t c_md = matrix_md(PROBE_M, N, N, false, dnnl_f32);
+    dnnl_memory_desc_t b_md;
+    dnnl_dims_t dims = {K, N};
+    check(dnnl_memory_desc_init_by_tag(&b_md, 2, dims, operand_type(dtype), dnnl_format_tag_any),
+          "memory_desc any");
+    dnnl_matmul_desc_t desc;
+    check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, NULL, cache.engine, NULL);
+    if (st == dnnl_unimplemented)
+        return false;
+    check(st, "matmul pd_create (blocked weights)");
+    *out = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    return true;
+}
+
 /* Creates the primitive; returns false (and creates nothing) when oneDNN has
  * no implementation for this data type on this CPU. */
 static bool entry_create(gemm_entry *e)
 {
-    dnnl_data_type_t in = e->dtype == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t in = operand_type(e->dtype);
     dnnl_memory_desc_t a_md = matrix_md(e->M, e->K, e->lda, e->trans_a, in);
-    dnnl_memory_desc_t b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b, in);
+    dnnl_memory_desc_t b_md;
+    if (!e->packed)
+        b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b, in);
+    else if (!blocked_md(e->dtype, e->K, e->N, &b_md))
+        return false;
     dnnl_memory_desc_t c_md = matrix_md(e->M, e->N, e->ldc, false, dnnl_f32);
     dnnl_memory_desc_t bias_md = matrix_md(1, e->N, e->N, false, dnnl_f32);
 
@@ -125,7 +159,7 @@ static gemm_entry *lookup(const gemm_entry *key)
     for (int i = 0; i < cache.count; i++) {
         gemm_entry *e = &cache.entries[i];
         if (e->dtype == key->dtype && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
-            e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
+            e->packed == key->packed && e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
             e->N == key->N && e->K == key->K && e->lda == key->lda && e->ldb == key->ldb &&
             e->ldc == key->ldc)
             return e;
@@ -201,6 +235,131 @@ void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, con
         execute(e, A, B, bias, C);
     else
         gemm_widened(dtype, trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
+}
+
+/* ---- packed weights ---------------------------------------------------- */
+
+struct gemm_weights {
+    gemm_dtype dtype;
+    bool trans_b, native;
+    int K, N, ldb;
+    dnnl_memory_t master;      /* native: the fp32 master as stored (handle set per pack) */
+    dnnl_memory_t packed;      /* native: the blocked copy, allocated by oneDNN */
+    dnnl_primitive_t reorder;  /* native: master -> packed (converts and re-lays out) */
+    uint16_t *plain;           /* no native product: [K,N] 16-bit values */
+    uint16_t *row;             /* no native product, trans_b: one converted row of B [K] */
+};
+
+static bool weights_native(gemm_dtype dtype)
+{
+    return dtype == GEMM_F32 || (dtype == GEMM_BF16 && gemm_bf16_native());
+}
+
+static bool weights_create_native(gemm_weights *w)
+{
+    dnnl_memory_desc_t src_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_f32), dst_md;
+    if (!blocked_md(w->dtype, w->K, w->N, &dst_md))
+        return false;
+    dnnl_primitive_desc_t rpd;
+    check(dnnl_reorder_primitive_desc_create(&rpd, &src_md, cache.engine, &dst_md, cache.engine,
+                                             NULL),
+          "reorder pd_create");
+    check(dnnl_primitive_create(&w->reorder, rpd), "reorder create");
+    dnnl_primitive_desc_destroy(rpd);
+    w->master = memory_for(&src_md);
+    return dnnl_memory_create(&w->packed, &dst_md, cache.engine, DNNL_MEMORY_ALLOCATE) ==
+           dnnl_success;
+}
+
+gemm_weights *gemm_weights_create(gemm_dtype dtype, bool trans_b, int K, int N, int ldb)
+{
+    init_engine();
+    gemm_weights *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    *w = (gemm_weights){.dtype = dtype, .trans_b = trans_b, .native = weights_native(dtype),
+                        .K = K, .N = N, .ldb = ldb};
+    bool ok;
+    if (w->native) {
+        ok = weights_create_native(w);
+    } else {
+        w->plain = malloc((size_t)K * N * sizeof *w->plain);
+        w->row = malloc((size_t)K * sizeof *w->row);
+        ok = w->plain && w->row;
+    }
+    if (!ok) {
+        gemm_weights_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+void gemm_weights_destroy(gemm_weights *w)
+{
+    if (!w)
+        return;
+    if (w->reorder)
+        dnnl_primitive_destroy(w->reorder);
+    if (w->master)
+        dnnl_memory_destroy(w->master);
+    if (w->packed)
+        dnnl_memory_destroy(w->packed);
+    free(w->plain);
+    free(w->row);
+    free(w);
+}
+
+size_t gemm_weights_bytes(const gemm_weights *w)
+{
+    if (!w->native)
+        return (size_t)w->K * w->N * sizeof *w->plain;
+    const dnnl_memory_desc_t *md;
+    check(dnnl_memory_get_memory_desc(w->packed, &md), "memory_get_desc");
+    return dnnl_memory_desc_get_size(md);
+}
+
+void gemm_weights_pack(gemm_weights *w, const float *B)
+{
+    if (w->native) {
+        dnnl_memory_set_data_handle(w->master, (void *)B);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, w->master}, {DNNL_ARG_TO, w->packed}};
+        check(dnnl_primitive_execute(w->reorder, cache.stream, 2, args), "reorder execute");
+        check(dnnl_stream_wait(cache.stream), "stream_wait");
+        return;
+    }
+    void (*narrow)(uint16_t *, const float *, size_t) =
+        w->dtype == GEMM_F16 ? f32_to_f16 : f32_to_bf16;
+    if (!w->trans_b) {
+        for (int k = 0; k < w->K; k++)
+            narrow(w->plain + (size_t)k * w->N, B + (size_t)k * w->ldb, (size_t)w->N);
+        return;
+    }
+    for (int n = 0; n < w->N; n++) {   /* B is [N,K]: convert row n, store it as column n */
+        narrow(w->row, B + (size_t)n * w->ldb, (size_t)w->K);
+        for (int k = 0; k < w->K; k++)
+            w->plain[(size_t)k * w->N + n] = w->row[k];
+    }
+}
+
+void gemm_packed(const gemm_weights *w, int M, const void *A, int lda, const float *bias,
+                 bool accumulate, float *C, int ldc)
+{
+    if (!w->native) {
+        gemm_widened(w->dtype, false, false, M, w->N, w->K, A, lda, w->plain, w->N, bias,
+                     accumulate, C, ldc);
+        return;
+    }
+    gemm_entry key = {.dtype = w->dtype, .packed = true, .has_bias = bias != NULL,
+                      .accumulate = accumulate, .M = M, .N = w->N, .K = w->K, .lda = lda,
+                      .ldc = ldc};
+    gemm_entry *e = lookup(&key);
+    if (!e) {
+        fprintf(stderr, "fatal: oneDNN refused a product with packed weights\n");
+        abort();
+    }
+    void *packed;
+    check(dnnl_memory_get_data_handle(w->packed, &packed), "get_data_handle");
+    execute(e, A, packed, bias, C);
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,

@@ -66,21 +66,37 @@ typedef struct {
     float *res3;                        /* [B,T,C] block output */
 } block_acts;
 
+/* 16-bit mode: a weight matrix packed (kernels/gemm.h) for the two products
+ * that read it: x @ W in forward and dout @ W^T in backward. */
+typedef struct {
+    gemm_weights *fwd, *bwd;
+} packed_matrix;
+
 /* 16-bit copies of the activations that feed matrix products (bf16/fp16 mode). */
 typedef struct {
     uint16_t *ln1, *atty, *ln2, *fch_gelu;
 } block_acts_half;
 
+/* Where forward and backward spend their time: wall seconds per kind of op,
+ * summed since creation (gpt2_profile_reset clears them).  Each op is one call
+ * from this thread that runs on all OpenMP threads, so wall time is its cost. */
+typedef enum {
+    OP_EMBED, OP_LAYERNORM, OP_MATMUL, OP_ATTENTION, OP_GELU, OP_RESIDUAL, OP_BIAS,
+    OP_LM_HEAD, OP_XENT, OP_CONVERT, OP_COUNT
+} gpt2_op;
+
 typedef struct {
     gpt2_dims dims;
     gpt2_options opt;
+    double op_seconds[2][OP_COUNT];   /* [0] forward, [1] backward (incl. recompute) */
+    int pass;                         /* 0 in gpt2_forward, 1 in gpt2_backward */
     int max_B, max_T;           /* micro-batch the activations are sized for */
     int B, T;                   /* shape of the last forward */
     /* bf16/fp16 mode: matrix products take 16-bit operands (fp32 accumulation and
      * outputs); master weights, gradients and every other op stay fp32. */
     gemm_dtype half;            /* GEMM_BF16 or GEMM_F16; GEMM_F32 in fp32 mode */
-    bool half_stale;            /* params changed since params_half was made */
-    uint16_t *params_half;      /* [num_params] */
+    bool half_stale;            /* params changed since the packed weights were made */
+    packed_matrix *packed;      /* [4L+1]: per block qkv, attproj, fc, fcproj; then wte */
     uint16_t *act_half_arena;
     block_acts_half *acts_half; /* [L] */
     uint16_t *lnf_half;         /* [B,T,C] */
@@ -130,6 +146,10 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
  * into m->grads.  For a mean over N tokens pass 1/N. */
 void gpt2_backward(gpt2 *m, float dloss_scale);
 void gpt2_zero_grad(gpt2 *m);
+
+/* Name of an op kind for profile tables ("matmul", "attention", ...). */
+const char *gpt2_op_name(gpt2_op op);
+void gpt2_profile_reset(gpt2 *m);
 
 /* Training FLOPs per token (6N + 6 L T C, as llm.c counts). */
 double gpt2_flops_per_token(const gpt2 *m, int T);
