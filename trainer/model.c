@@ -115,13 +115,16 @@ static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
 
 /* Number of floats of activations for B x T tokens: the embedding output, per
  * layer its internals (15 [B,T,C] tensors, 4 [B,T], lse [B,H,T]) and output,
- * then ln_f, the logits and the losses. */
+ * then ln_f, the logits and the losses.  In 16-bit mode the fp32 inputs of
+ * the matrix products that backward never reads (ln1, ln2, fch_gelu, ln_f:
+ * backward uses their 16-bit copies) share one [B,T,4C] buffer instead. */
 static size_t activation_floats(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     size_t BT = (size_t)B * T, C = d->n_embd;
-    size_t internals = BT * C * 15 + BT * 4 + (size_t)B * d->n_head * T;
-    return BT * C + internals * stored_layers(d, o) + BT * C * d->n_layer + BT * C + BT * 2 +
-           BT * d->vocab_size + BT;
+    bool half = o->precision != PREC_FP32;
+    size_t internals = BT * C * (half ? 9 : 15) + BT * 4 + (size_t)B * d->n_head * T;
+    return BT * C + internals * stored_layers(d, o) + BT * C * d->n_layer +
+           (half ? 4 * BT * C : BT * C) + BT * 2 + BT * d->vocab_size + BT;
 }
 
 static size_t scratch_floats(const gpt2_dims *d, int B, int T)
@@ -264,8 +267,11 @@ static void bind_activations(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
     size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
+    bool half = m->half != GEMM_F32;
     float *p = m->act_arena;
 #define TAKE(n) (p += (n), p - (n))
+    /* 16-bit mode: converted as soon as written, so one buffer serves them all */
+    float *matmul_in = half ? TAKE(BT * 4 * C) : NULL;
     m->encoded = TAKE(BT * C);
     for (int l = 0; l < d->n_layer; l++) {
         block_acts *a = &m->acts[l];
@@ -276,20 +282,20 @@ static void bind_activations(gpt2 *m)
             a->res3 = res3;
             continue;
         }
-        a->ln1 = TAKE(BT * C);
+        a->ln1 = half ? matmul_in : TAKE(BT * C);
         a->ln1_mean = TAKE(BT);
         a->ln1_rstd = TAKE(BT);
         a->qkv = TAKE(BT * 3 * C);
         a->atty = TAKE(BT * C);
         a->att_lse = TAKE((size_t)m->max_B * d->n_head * m->max_T);
         a->res2 = TAKE(BT * C);
-        a->ln2 = TAKE(BT * C);
+        a->ln2 = half ? matmul_in : TAKE(BT * C);
         a->ln2_mean = TAKE(BT);
         a->ln2_rstd = TAKE(BT);
         a->fch = TAKE(BT * 4 * C);
-        a->fch_gelu = TAKE(BT * 4 * C);
+        a->fch_gelu = half ? matmul_in : TAKE(BT * 4 * C);
     }
-    m->lnf = TAKE(BT * C);
+    m->lnf = half ? matmul_in : TAKE(BT * C);
     m->lnf_mean = TAKE(BT);
     m->lnf_rstd = TAKE(BT);
     m->logits = TAKE(BT * d->vocab_size);

@@ -55,7 +55,9 @@ typedef struct {
     float *lnfw, *lnfb;
 } gpt2_params;
 
-/* Activations of one layer for a B x T micro-batch. */
+/* Activations of one layer for a B x T micro-batch.  In 16-bit mode ln1, ln2
+ * and fch_gelu (and the model's lnf) all point at one shared buffer: they are
+ * matrix-product inputs, read only to make their 16-bit copies. */
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,C], [B,T], [B,T] */
     float *qkv;                         /* [B,T,3C] */
