@@ -13,17 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "trainer/config.h"
 #include "trainer/model.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "tests/bench_util.h"
 
 static int parse_args(int argc, char **argv, run_config *c, int *steps)
 {
@@ -70,8 +63,7 @@ static void print_profile(const gpt2 *m, const run_config *c, int steps, double 
     printf("== profile %s: %.1f ms per fwd+bwd, %.0f tok/s (ops account for %.1f ms)\n", work,
            1e3 * seconds / steps, tokens * steps / seconds, 1e3 * total / steps);
     printf("   %-10s %9s %9s %6s\n", "op", "fwd ms", "bwd ms", "share");
-    const char *path = getenv("BENCH_JSONL");
-    FILE *jsonl = path && *path ? fopen(path, "a") : NULL;
+    FILE *jsonl = bench_jsonl_open();
     if (jsonl)
         fprintf(jsonl, "{\"bench\": \"profile\", \"work\": \"%s\", \"ms_per_step\": %.2f", work,
                 1e3 * seconds / steps);
@@ -121,13 +113,13 @@ int main(int argc, char **argv)
     for (int i = 0; i <= steps; i++) {   /* step 0 warms up: primitives, first touch */
         if (i == 1) {
             gpt2_profile_reset(&m);
-            t0 = now_s();
+            t0 = bench_now_s();
         }
         gpt2_zero_grad(&m);
         gpt2_forward(&m, tokens, tokens + 1, c.batch_size, c.seq_len);
         gpt2_backward(&m, 1.0f / (float)n);
     }
-    print_profile(&m, &c, steps, now_s() - t0);
+    print_profile(&m, &c, steps, bench_now_s() - t0);
     free(tokens);
     gpt2_destroy(&m);
     gemm_release();
