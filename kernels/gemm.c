@@ -2,6 +2,7 @@
 
 #include "kernels/convert.h"
 
+#include <assert.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@ typedef struct {
     gemm_dtype dtype;
     bool trans_a, trans_b, has_bias, accumulate;
     bool packed;              /* B is a gemm_weights' blocked copy (ldb unused) */
+    float alpha;              /* the product is scaled by it (no bias then) */
     int M, N, K, lda, ldb, ldc;
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, bias, c;
@@ -129,6 +131,8 @@ static bool entry_create(gemm_entry *e)
 
     dnnl_primitive_attr_t attr;
     check(dnnl_primitive_attr_create(&attr), "attr_create");
+    if (e->alpha != 1.0f)
+        check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &e->alpha), "output_scales");
     if (e->accumulate) {
         dnnl_post_ops_t ops;
         check(dnnl_post_ops_create(&ops), "post_ops_create");
@@ -159,7 +163,7 @@ static gemm_entry *lookup(const gemm_entry *key)
     for (int i = 0; i < cache.count; i++) {
         gemm_entry *e = &cache.entries[i];
         if (e->dtype == key->dtype && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
-            e->packed == key->packed && e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
+            e->packed == key->packed && e->alpha == key->alpha && e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
             e->N == key->N && e->K == key->K && e->lda == key->lda && e->ldb == key->ldb &&
             e->ldc == key->ldc)
             return e;
@@ -199,13 +203,16 @@ static void execute(gemm_entry *e, const void *A, const void *B, const float *bi
     check(dnnl_stream_wait(cache.stream), "stream_wait");
 }
 
+static void product(const gemm_entry *key, const void *A, const void *B, const float *bias,
+                    float *C);
+
 /* 16-bit operands without a native product: widen both (as stored, with
  * their strides) to fp32 and multiply those; the products are the same. */
-static void gemm_widened(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K,
-                         const void *A, int lda, const void *B, int ldb, const float *bias,
-                         bool accumulate, float *C, int ldc)
+static void product_widened(const gemm_entry *key, const void *A, const void *B,
+                            const float *bias, float *C)
 {
-    size_t na = (size_t)(trans_a ? K : M) * lda, nb = (size_t)(trans_b ? N : K) * ldb;
+    size_t na = (size_t)(key->trans_a ? key->K : key->M) * key->lda;
+    size_t nb = (size_t)(key->trans_b ? key->N : key->K) * key->ldb;
     if (na + nb > cache.widened_cap) {
         free(cache.widened);
         cache.widened_cap = na + nb;
@@ -216,25 +223,50 @@ static void gemm_widened(gemm_dtype dtype, bool trans_a, bool trans_b, int M, in
         }
     }
     float *a = cache.widened, *b = cache.widened + na;
-    void (*widen)(float *, const uint16_t *, size_t) = dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
+    void (*widen)(float *, const uint16_t *, size_t) =
+        key->dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
     widen(a, A, na);
     widen(b, B, nb);
-    gemm(GEMM_F32, trans_a, trans_b, M, N, K, a, lda, b, ldb, bias, accumulate, C, ldc);
+    gemm_entry wide = *key;
+    wide.dtype = GEMM_F32;
+    product(&wide, a, b, bias, C);
+}
+
+/* The product key describes: the cached primitive, or the widening path
+ * when the dtype has no native product here. */
+static void product(const gemm_entry *key, const void *A, const void *B, const float *bias,
+                    float *C)
+{
+    init_engine();
+    bool widen = key->dtype == GEMM_F16 || (key->dtype == GEMM_BF16 && !gemm_bf16_native());
+    gemm_entry *e = widen ? NULL : lookup(key);
+    if (e) {
+        execute(e, A, B, bias, C);
+    } else if (key->packed) {   /* gemm_weights made a blocked copy, so this cannot happen */
+        fprintf(stderr, "fatal: oneDNN refused a product with packed weights\n");
+        abort();
+    } else {
+        product_widened(key, A, B, bias, C);
+    }
 }
 
 void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
           int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
 {
-    init_engine();
-    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b, .alpha = 1.0f,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = N, .K = K,
                       .lda = lda, .ldb = ldb, .ldc = ldc};
-    bool widen = dtype == GEMM_F16 || (dtype == GEMM_BF16 && !gemm_bf16_native());
-    gemm_entry *e = widen ? NULL : lookup(&key);
-    if (e)
-        execute(e, A, B, bias, C);
-    else
-        gemm_widened(dtype, trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
+    product(&key, A, B, bias, C);
+}
+
+void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                 const void *A, int lda, const void *B, int ldb, bool accumulate, float *C,
+                 int ldc)
+{
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b, .alpha = alpha,
+                      .accumulate = accumulate, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
+                      .ldc = ldc};
+    product(&key, A, B, NULL, C);
 }
 
 /* ---- packed weights ---------------------------------------------------- */
@@ -341,25 +373,17 @@ void gemm_weights_pack(gemm_weights *w, const float *B)
     }
 }
 
-void gemm_packed(const gemm_weights *w, int M, const void *A, int lda, const float *bias,
-                 bool accumulate, float *C, int ldc)
+void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,
+                 const float *bias, bool accumulate, float *C, int ldc)
 {
-    if (!w->native) {
-        gemm_widened(w->dtype, false, false, M, w->N, w->K, A, lda, w->plain, w->N, bias,
-                     accumulate, C, ldc);
-        return;
-    }
-    gemm_entry key = {.dtype = w->dtype, .packed = true, .has_bias = bias != NULL,
-                      .accumulate = accumulate, .M = M, .N = w->N, .K = w->K, .lda = lda,
-                      .ldc = ldc};
-    gemm_entry *e = lookup(&key);
-    if (!e) {
-        fprintf(stderr, "fatal: oneDNN refused a product with packed weights\n");
-        abort();
-    }
-    void *packed;
-    check(dnnl_memory_get_data_handle(w->packed, &packed), "get_data_handle");
-    execute(e, A, packed, bias, C);
+    assert(alpha == 1.0f || !bias);
+    gemm_entry key = {.dtype = w->dtype, .packed = w->native, .alpha = alpha,
+                      .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = w->N,
+                      .K = w->K, .lda = lda, .ldb = w->N, .ldc = ldc};
+    void *B = w->plain;
+    if (w->native)
+        check(dnnl_memory_get_data_handle(w->packed, &B), "get_data_handle");
+    product(&key, A, B, bias, C);
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
@@ -374,7 +398,7 @@ bool gemm_bf16_native(void)
         cache.bf16_native = 0;   /* tests and comparisons of the widening path */
     } else if (cache.bf16_native < 0) {
         init_engine();
-        gemm_entry probe = {.dtype = GEMM_BF16, .M = 16, .N = 16, .K = 16,
+        gemm_entry probe = {.dtype = GEMM_BF16, .alpha = 1.0f, .M = 16, .N = 16, .K = 16,
                             .lda = 16, .ldb = 16, .ldc = 16};
         cache.bf16_native = lookup(&probe) != NULL;
     }

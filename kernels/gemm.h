@@ -22,6 +22,10 @@ typedef enum { GEMM_F32 = 0, GEMM_BF16 = 1, GEMM_F16 = 2 } gemm_dtype;
  * matmul on CPUs). */
 void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
           int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc);
+/* C = alpha * op(A) @ op(B) (+ C if accumulate), without a bias. */
+void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                 const void *A, int lda, const void *B, int ldb, bool accumulate, float *C,
+                 int ldc);
 /* Whether bf16 products run natively (AVX512-BF16/AMX or oneDNN's AVX-512 path);
  * GPT_BF16_EMULATE=1 in the environment forces the widening path. */
 bool gemm_bf16_native(void);
@@ -42,9 +46,10 @@ void gemm_weights_destroy(gemm_weights *w);
 void gemm_weights_pack(gemm_weights *w, const float *B);
 /* Bytes the packed copy holds. */
 size_t gemm_weights_bytes(const gemm_weights *w);
-/* C[M,N] = A[M,K] @ W (+ bias[N]) (+ C if accumulate); A holds dtype values. */
-void gemm_packed(const gemm_weights *w, int M, const void *A, int lda, const float *bias,
-                 bool accumulate, float *C, int ldc);
+/* C[M,N] = alpha * A[M,K] @ W (+ bias[N]) (+ C if accumulate); A holds dtype
+ * values; alpha is 1 when there is a bias. */
+void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,
+                 const float *bias, bool accumulate, float *C, int ldc);
 
 void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc);

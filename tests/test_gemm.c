@@ -124,7 +124,7 @@ static void check_packed_case(gemm_dtype dt, bool tb, int M, int N, int K, bool 
         a = Ah;
     }
     assert_true(gemm_weights_bytes(w) >= (size_t)K * N * (dt == GEMM_F32 ? 4 : 2));
-    gemm_packed(w, M, a, K, bias ? b : NULL, acc, C, N);
+    gemm_packed(w, M, 1.0f, a, K, bias ? b : NULL, acc, C, N);
     gemm_f32_ref(false, tb, M, N, K, A, K, B, ldb, bias ? b : NULL, acc, R, N);
     char what[96];
     snprintf(what, sizeof what, "packed dt=%d tb=%d %dx%dx%d bias=%d acc=%d", dt, tb, M, N, K,
@@ -161,6 +161,32 @@ static void test_packed_weights_widened(void **state)
     gemm_release();
 }
 
+/* alpha scales the product only: C = C0 + alpha * A @ B (fp32 and bf16). */
+static void test_scaled_product(void **state)
+{
+    (void)state;
+    enum { M = 19, N = 23, K = 40 };
+    float A[M * K], B[K * N], C[M * N], P[M * N], R[M * N];
+    uint16_t Ah[M * K], Bh[K * N];
+    test_fill(A, M * K, 31, 1.0f);
+    test_fill(B, K * N, 32, 1.0f);
+    f32_to_bf16(Ah, A, M * K);   /* bf16 values, so both dtypes multiply the same numbers */
+    f32_to_bf16(Bh, B, K * N);
+    bf16_to_f32(A, Ah, M * K);
+    bf16_to_f32(B, Bh, K * N);
+    gemm_f32_ref(false, false, M, N, K, A, K, B, N, NULL, false, P, N);
+    for (int dt = 0; dt < 2; dt++) {
+        test_fill(C, M * N, 33, 1.0f);
+        for (int i = 0; i < M * N; i++)
+            R[i] = C[i] - 0.375f * P[i];
+        if (dt)
+            gemm_scaled(GEMM_BF16, false, false, M, N, K, -0.375f, Ah, K, Bh, N, true, C, N);
+        else
+            gemm_scaled(GEMM_F32, false, false, M, N, K, -0.375f, A, K, B, N, true, C, N);
+        assert_true(test_close(dt ? "scaled bf16" : "scaled fp32", C, R, M * N, 1e-4f, 1e-5f));
+    }
+}
+
 static void test_bf16_native_path(void **state)
 {
     (void)state;
@@ -190,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_bf16_native_path),
         cmocka_unit_test(test_bf16_widened_path),
         cmocka_unit_test(test_packed_weights),
+        cmocka_unit_test(test_scaled_product),
         cmocka_unit_test(test_packed_weights_widened),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -113,9 +113,21 @@ static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
     return o->recompute ? 1 : (size_t)d->n_layer;
 }
 
+/* Rows of logits held at once.  16-bit mode makes them a chunk at a time and
+ * keeps only their 16-bit gradient, so the fp32 [B*T,V] logits (823 MB for
+ * gpt2-124M at B 4, T 1024) are never whole; fp32 mode holds them all. */
+static int logit_rows(const gpt2_dims *d, int B, int T, const gpt2_options *o)
+{
+    enum { LOGIT_CHUNK_FLOATS = 1 << 25 };   /* 128 MB */
+    int rows = B * T, chunk = o->logit_rows ? o->logit_rows : LOGIT_CHUNK_FLOATS / d->vocab_size;
+    if (o->precision == PREC_FP32 || chunk >= rows)
+        return rows;
+    return chunk > 1 ? chunk : 1;
+}
+
 /* Number of floats of activations for B x T tokens: the embedding output, per
  * layer its internals (15 [B,T,C] tensors, 4 [B,T], lse [B,H,T]) and output,
- * then ln_f, the logits and the losses.  In 16-bit mode the fp32 inputs of
+ * then ln_f, the logits (logit_rows of them) and the losses.  In 16-bit mode the fp32 inputs of
  * the matrix products that backward never reads (ln1, ln2, fch_gelu, ln_f:
  * backward uses their 16-bit copies) share one [B,T,4C] buffer instead. */
 static size_t activation_floats(const gpt2_dims *d, int B, int T, const gpt2_options *o)
@@ -124,7 +136,8 @@ static size_t activation_floats(const gpt2_dims *d, int B, int T, const gpt2_opt
     bool half = o->precision != PREC_FP32;
     size_t internals = BT * C * (half ? 9 : 15) + BT * 4 + (size_t)B * d->n_head * T;
     return BT * C + internals * stored_layers(d, o) + BT * C * d->n_layer +
-           (half ? 4 * BT * C : BT * C) + BT * 2 + BT * d->vocab_size + BT;
+           (half ? 4 * BT * C : BT * C) + BT * 2 + (size_t)logit_rows(d, B, T, o) * d->vocab_size +
+           BT;
 }
 
 static size_t scratch_floats(const gpt2_dims *d, int B, int T)
@@ -298,7 +311,8 @@ static void bind_activations(gpt2 *m)
     m->lnf = half ? matmul_in : TAKE(BT * C);
     m->lnf_mean = TAKE(BT);
     m->lnf_rstd = TAKE(BT);
-    m->logits = TAKE(BT * d->vocab_size);
+    m->logit_rows = logit_rows(d, m->max_B, m->max_T, &m->opt);
+    m->logits = TAKE((size_t)m->logit_rows * d->vocab_size);
     m->losses = TAKE(BT);
 #undef TAKE
 }
@@ -437,7 +451,7 @@ static void linear_forward(gpt2 *m, float *out, const float *inp, uint16_t *inp_
         return;
     }
     to_half(m, inp_half, inp, (size_t)N * IC);
-    TIMED(m, OP_MATMUL, gemm_packed(pk->fwd, N, inp_half, IC, b, false, out, OC));
+    TIMED(m, OP_MATMUL, gemm_packed(pk->fwd, N, 1.0f, inp_half, IC, b, false, out, OC));
 }
 
 /* dinp[N,IC] = dout @ w^T (overwrites); dw[IC,OC] += inp^T @ dout; db[OC] += colsum(dout) */
@@ -453,7 +467,7 @@ static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const fl
     } else {
         to_half(m, m->dout_half, dout, (size_t)N * OC);
         TIMED(m, OP_MATMUL, {
-            gemm_packed(pk->bwd, N, m->dout_half, OC, NULL, false, dinp, IC);
+            gemm_packed(pk->bwd, N, 1.0f, m->dout_half, OC, NULL, false, dinp, IC);
             gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL, true, dw,
                  OC);
         });
@@ -516,6 +530,33 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
     TIMED(m, OP_RESIDUAL, residual_forward(a->res3, a->res3, a->res2, (size_t)N * C));
 }
 
+/* 16-bit mode's LM head: logits a chunk of logit_rows at a time; with
+ * targets each chunk becomes the losses and the unscaled gradient
+ * softmax - onehot in dout_half [N,V] (backward applies dloss), otherwise the
+ * logits stay in m->logits, which holds them all only when N <= logit_rows.
+ * Returns whether there were targets. */
+static bool lm_head_forward_half(gpt2 *m, const int *targets, int N)
+{
+    int C = m->dims.n_embd, V = m->dims.vocab_size;
+    const gemm_weights *head = m->packed[4 * m->dims.n_layer].fwd;
+    if (!targets && N > m->logit_rows) {
+        fprintf(stderr, "fatal: logits of %d positions asked for; 16-bit mode holds %d\n", N,
+                m->logit_rows);
+        abort();
+    }
+    for (int r0 = 0; r0 < N; r0 += m->logit_rows) {
+        int rows = N - r0 < m->logit_rows ? N - r0 : m->logit_rows;
+        TIMED(m, OP_LM_HEAD, gemm_packed(head, rows, 1.0f, m->lnf_half + (size_t)r0 * C, C, NULL,
+                                         false, m->logits, V));
+        if (!targets)
+            return false;
+        TIMED(m, OP_XENT, softmax_xent(m->losses + r0, m->logits, targets + r0, rows, V, 1.0f,
+                                       true));
+        to_half(m, m->dout_half + (size_t)r0 * V, m->logits, (size_t)rows * V);
+    }
+    return true;
+}
+
 float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
 {
     int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer, N = B * T;
@@ -542,15 +583,15 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
                                              m->p.lnfb, N, C));
     if (m->half != GEMM_F32) {
         to_half(m, m->lnf_half, m->lnf, (size_t)N * C);
-        TIMED(m, OP_LM_HEAD, gemm_packed(m->packed[4 * L].fwd, N, m->lnf_half, C, NULL, false,
-                                         m->logits, V));
+        if (!lm_head_forward_half(m, targets, N))
+            return 0.0f;
     } else {
         TIMED(m, OP_LM_HEAD,
               gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V));
+        if (!targets)
+            return 0.0f;
+        TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false));
     }
-    if (!targets)
-        return 0.0f;
-    TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false));
     double sum = 0;
     for (int i = 0; i < N; i++)
         sum += m->losses[i];
@@ -598,16 +639,17 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     float *dres = m->scratch, *dln = m->scratch + (size_t)N * C;
     m->pass = 1;
 
-    /* logits -> dlogits in place; then through the tied LM head */
-    TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true));
+    /* through the tied LM head: 16-bit mode has the unscaled dlogits from
+     * forward; fp32 mode turns its logits into dlogits in place now */
     if (m->half != GEMM_F32) {
-        to_half(m, m->dout_half, m->logits, (size_t)N * V);
         TIMED(m, OP_LM_HEAD, {
-            gemm(m->half, true, false, V, C, N, m->dout_half, V, m->lnf_half, C, NULL, true,
-                 m->g.wte, C);
-            gemm_packed(m->packed[4 * L].bwd, N, m->dout_half, V, NULL, false, dln, C);
+            gemm_scaled(m->half, true, false, V, C, N, dloss_scale, m->dout_half, V, m->lnf_half,
+                        C, true, m->g.wte, C);
+            gemm_packed(m->packed[4 * L].bwd, N, dloss_scale, m->dout_half, V, NULL, false, dln,
+                        C);
         });
     } else {
+        TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true));
         TIMED(m, OP_LM_HEAD, {
             gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
             gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);

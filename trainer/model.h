@@ -28,6 +28,7 @@ typedef enum { PREC_FP32 = 0, PREC_BF16, PREC_FP16 } gpt2_precision;
 typedef struct {
     gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
+    int logit_rows;   /* 16-bit mode: rows of logits made at a time (0: what fits 128 MB) */
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */
@@ -102,7 +103,8 @@ typedef struct {
     uint16_t *act_half_arena;
     block_acts_half *acts_half; /* [L] */
     uint16_t *lnf_half;         /* [B,T,C] */
-    uint16_t *dout_half;        /* backward: a gradient converted for its products, [B,T,max(4C,V)] */
+    uint16_t *dout_half;        /* a gradient converted for its products, [B,T,max(4C,V)]:
+                                 * from forward to backward the unscaled dlogits */
 
     float *params, *grads;      /* arenas of num_params floats */
     size_t num_params;
@@ -114,7 +116,8 @@ typedef struct {
     float *encoded;             /* [B,T,C] */
     block_acts *acts;           /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;              /* [B,T,V]; holds dlogits after backward */
+    int logit_rows;             /* rows of logits held at once (B*T in fp32 mode) */
+    float *logits;              /* [logit_rows,V]; fp32 mode: dlogits after backward */
     float *losses;              /* [B,T] */
     float *scratch;             /* backward: dres, dln [B,T,C]; datt [B,T,C]; dbig [B,T,4C] */
     const int *inputs, *targets;  /* of the last forward */
@@ -141,8 +144,9 @@ void gpt2_init_params(gpt2 *m, uint64_t seed);
 void gpt2_params_changed(gpt2 *m);
 
 /* Forward pass on inputs [B,T]; with targets [B,T] returns the mean loss and
- * fills m->losses, otherwise returns 0 and leaves the logits.  B <= max_B and
- * T <= max_T, the sizes given at creation (checked: a larger call aborts). */
+ * fills m->losses, otherwise returns 0 and leaves the logits in m->logits
+ * (16-bit mode: only when B*T <= logit_rows).  B <= max_B and T <= max_T, the
+ * sizes given at creation (checked: a larger call aborts). */
 float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T);
 /* Backward of (dloss_scale * sum of losses) of the last forward; accumulates
  * into m->grads.  For a mean over N tokens pass 1/N. */
