@@ -30,6 +30,8 @@ static struct {
     int bf16_native;          /* -1 unknown, 0 no, 1 yes */
     float *widened;           /* bf16 operands widened to fp32 when not native */
     size_t widened_cap;
+    float *rounded;           /* gemm_weights_pack without a native product: B rounded */
+    size_t rounded_cap;
 } cache = {.bf16_native = -1};
 
 static void check(dnnl_status_t st, const char *what)
@@ -206,6 +208,27 @@ static void execute(gemm_entry *e, const void *A, const void *B, const float *bi
 static void product(const gemm_entry *key, const void *A, const void *B, const float *bias,
                     float *C);
 
+/* One of the cache's fp32 work buffers with room for n values (grown when a
+ * bigger product first needs it, then reused). */
+static float *work_buffer(float **buf, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        free(*buf);
+        *cap = n;
+        *buf = malloc(n * sizeof **buf);
+        if (!*buf) {
+            fprintf(stderr, "fatal: out of memory for a %zu-value work buffer of gemm\n", n);
+            abort();
+        }
+    }
+    return *buf;
+}
+
+static void (*widener(gemm_dtype dtype))(float *, const uint16_t *, size_t)
+{
+    return dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
+}
+
 /* 16-bit operands without a native product: widen both (as stored, with
  * their strides) to fp32 and multiply those; the products are the same. */
 static void product_widened(const gemm_entry *key, const void *A, const void *B,
@@ -213,18 +236,8 @@ static void product_widened(const gemm_entry *key, const void *A, const void *B,
 {
     size_t na = (size_t)(key->trans_a ? key->K : key->M) * key->lda;
     size_t nb = (size_t)(key->trans_b ? key->N : key->K) * key->ldb;
-    if (na + nb > cache.widened_cap) {
-        free(cache.widened);
-        cache.widened_cap = na + nb;
-        cache.widened = malloc(cache.widened_cap * sizeof(float));
-        if (!cache.widened) {
-            fprintf(stderr, "fatal: out of memory widening 16-bit operands\n");
-            abort();
-        }
-    }
-    float *a = cache.widened, *b = cache.widened + na;
-    void (*widen)(float *, const uint16_t *, size_t) =
-        key->dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
+    float *a = work_buffer(&cache.widened, &cache.widened_cap, na + nb), *b = a + na;
+    void (*widen)(float *, const uint16_t *, size_t) = widener(key->dtype);
     widen(a, A, na);
     widen(b, B, nb);
     gemm_entry wide = *key;
@@ -278,9 +291,17 @@ struct gemm_weights {
     dnnl_memory_t master;      /* native: the fp32 master as stored (handle set per pack) */
     dnnl_memory_t packed;      /* native: the blocked copy, allocated by oneDNN */
     dnnl_primitive_t reorder;  /* native: master -> packed (converts and re-lays out) */
-    uint16_t *plain;           /* no native product: [K,N] 16-bit values */
-    uint16_t *row;             /* no native product, trans_b: one converted row of B [K] */
+    gemm_weights *wide;        /* no native product: fp32 weights packed from the master
+                                * rounded to dtype, so products widen only A */
+    uint16_t *row;             /* no native product: one row of B in dtype */
 };
+
+/* The rows and columns of B as stored. */
+static void stored_shape(const gemm_weights *w, int *rows, int *cols)
+{
+    *rows = w->trans_b ? w->N : w->K;
+    *cols = w->trans_b ? w->K : w->N;
+}
 
 static bool weights_native(gemm_dtype dtype)
 {
@@ -314,10 +335,12 @@ gemm_weights *gemm_weights_create(gemm_dtype dtype, bool trans_b, int K, int N, 
     bool ok;
     if (w->native) {
         ok = weights_create_native(w);
-    } else {
-        w->plain = malloc((size_t)K * N * sizeof *w->plain);
-        w->row = malloc((size_t)K * sizeof *w->row);
-        ok = w->plain && w->row;
+    } else {   /* the rounded copy is dense: row stride = its columns */
+        int rows, cols;
+        stored_shape(w, &rows, &cols);
+        w->wide = gemm_weights_create(GEMM_F32, trans_b, K, N, cols);
+        w->row = malloc((size_t)cols * sizeof *w->row);
+        ok = w->wide && w->row;
     }
     if (!ok) {
         gemm_weights_destroy(w);
@@ -336,7 +359,7 @@ void gemm_weights_destroy(gemm_weights *w)
         dnnl_memory_destroy(w->master);
     if (w->packed)
         dnnl_memory_destroy(w->packed);
-    free(w->plain);
+    gemm_weights_destroy(w->wide);
     free(w->row);
     free(w);
 }
@@ -344,7 +367,7 @@ void gemm_weights_destroy(gemm_weights *w)
 size_t gemm_weights_bytes(const gemm_weights *w)
 {
     if (!w->native)
-        return (size_t)w->K * w->N * sizeof *w->plain;
+        return gemm_weights_bytes(w->wide);
     const dnnl_memory_desc_t *md;
     check(dnnl_memory_get_memory_desc(w->packed, &md), "memory_get_desc");
     return dnnl_memory_desc_get_size(md);
@@ -361,28 +384,31 @@ void gemm_weights_pack(gemm_weights *w, const float *B)
     }
     void (*narrow)(uint16_t *, const float *, size_t) =
         w->dtype == GEMM_F16 ? f32_to_f16 : f32_to_bf16;
-    if (!w->trans_b) {
-        for (int k = 0; k < w->K; k++)
-            narrow(w->plain + (size_t)k * w->N, B + (size_t)k * w->ldb, (size_t)w->N);
-        return;
+    int rows, cols;
+    stored_shape(w, &rows, &cols);
+    float *rounded = work_buffer(&cache.rounded, &cache.rounded_cap, (size_t)rows * cols);
+    for (int r = 0; r < rows; r++) {
+        narrow(w->row, B + (size_t)r * w->ldb, (size_t)cols);
+        widener(w->dtype)(rounded + (size_t)r * cols, w->row, (size_t)cols);
     }
-    for (int n = 0; n < w->N; n++) {   /* B is [N,K]: convert row n, store it as column n */
-        narrow(w->row, B + (size_t)n * w->ldb, (size_t)w->K);
-        for (int k = 0; k < w->K; k++)
-            w->plain[(size_t)k * w->N + n] = w->row[k];
-    }
+    gemm_weights_pack(w->wide, rounded);
 }
 
 void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,
                  const float *bias, bool accumulate, float *C, int ldc)
 {
     assert(alpha == 1.0f || !bias);
-    gemm_entry key = {.dtype = w->dtype, .packed = w->native, .alpha = alpha,
+    if (!w->native) {
+        float *a = work_buffer(&cache.widened, &cache.widened_cap, (size_t)M * lda);
+        widener(w->dtype)(a, A, (size_t)M * lda);
+        gemm_packed(w->wide, M, alpha, a, lda, bias, accumulate, C, ldc);
+        return;
+    }
+    gemm_entry key = {.dtype = w->dtype, .packed = true, .alpha = alpha,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = w->N,
-                      .K = w->K, .lda = lda, .ldb = w->N, .ldc = ldc};
-    void *B = w->plain;
-    if (w->native)
-        check(dnnl_memory_get_data_handle(w->packed, &B), "get_data_handle");
+                      .K = w->K, .lda = lda, .ldc = ldc};
+    void *B;
+    check(dnnl_memory_get_data_handle(w->packed, &B), "get_data_handle");
     product(&key, A, B, bias, C);
 }
 
@@ -425,8 +451,9 @@ void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *
 void gemm_release(void)
 {
     free(cache.widened);
-    cache.widened = NULL;
-    cache.widened_cap = 0;
+    free(cache.rounded);
+    cache.widened = cache.rounded = NULL;
+    cache.widened_cap = cache.rounded_cap = 0;
     cache.bf16_native = -1;
     for (int i = 0; i < cache.count; i++)
         entry_destroy(&cache.entries[i]);

@@ -34,8 +34,9 @@ bool gemm_bf16_native(void);
  * fp32 master into the dtype and the blocked layout oneDNN's matmul reads
  * fastest (bf16 with AMX: ~20-30% faster than plain row-major operands).  The
  * layout depends only on dtype, K and N, so one packed copy serves any M.
- * Where the dtype has no native product the copy is plain 16-bit values and
- * the product widens them, as gemm() does. */
+ * Where the dtype has no native product (fp16; bf16 without AVX512-BF16/AMX)
+ * the copy is fp32 holding the values rounded to the dtype (4 bytes a value),
+ * so each product widens only A: the same numbers as gemm()'s widening. */
 typedef struct gemm_weights gemm_weights;
 
 /* Weights of K x N taken from fp32 masters stored as B[K,N] (trans_b false) or

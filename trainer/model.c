@@ -160,11 +160,12 @@ static size_t half_values(const gpt2_dims *d, int B, int T, const gpt2_options *
     return BT * C * (7 * stored_layers(d, o) + 1) + BT * wide;
 }
 
-/* 16-bit mode: two packed copies of every weight matrix (about 2 bytes a value). */
-static size_t packed_values(const gpt2_dims *d)
+/* 16-bit mode: two packed copies of every weight matrix, 2 bytes a value where
+ * the bf16 product is native, else 4 (fp32 holding rounded values). */
+static size_t packed_bytes(const gpt2_dims *d, const gpt2_options *o)
 {
-    size_t C = d->n_embd;
-    return 2 * ((size_t)d->vocab_size * C + (size_t)d->n_layer * 12 * C * C);
+    size_t C = d->n_embd, value = o->precision == PREC_BF16 && gemm_bf16_native() ? 2 : 4;
+    return 2 * value * ((size_t)d->vocab_size * C + (size_t)d->n_layer * 12 * C * C);
 }
 
 size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o)
@@ -172,7 +173,7 @@ size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o
     return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T, o) +
                             scratch_floats(d, B, T)) +
            (o->precision != PREC_FP32
-                ? sizeof(uint16_t) * (half_values(d, B, T, o) + packed_values(d))
+                ? sizeof(uint16_t) * half_values(d, B, T, o) + packed_bytes(d, o)
                 : 0);
 }
 
@@ -550,9 +551,9 @@ static bool lm_head_forward_half(gpt2 *m, const int *targets, int N)
                                          false, m->logits, V));
         if (!targets)
             return false;
-        TIMED(m, OP_XENT, softmax_xent(m->losses + r0, m->logits, targets + r0, rows, V, 1.0f,
-                                       true));
-        to_half(m, m->dout_half + (size_t)r0 * V, m->logits, (size_t)rows * V);
+        TIMED(m, OP_XENT, softmax_xent_backward16(m->losses + r0, m->logits,
+                                                  m->dout_half + (size_t)r0 * V,
+                                                  m->half == GEMM_F16, targets + r0, rows, V, 1.0f));
     }
     return true;
 }
