@@ -174,21 +174,21 @@ static void test_public_dispatch(void **state)
 static void test_backward16_matches_two_passes(void **state)
 {
     (void)state;
-    enum { N = 37, V = 1000 };
-    float *a = malloc(N * V * sizeof *a), *b = malloc(N * V * sizeof *b);
-    float la[N], lb[N];
-    uint16_t *ha = malloc(N * V * sizeof *ha), *hb = malloc(N * V * sizeof *hb);
-    int targets[N];
-    for (int n = 0; n < N; n++)
+    enum { ROWS = 37, V = 1000 };
+    float *a = malloc(ROWS * V * sizeof *a), *b = malloc(ROWS * V * sizeof *b);
+    float la[ROWS], lb[ROWS];
+    uint16_t *ha = malloc(ROWS * V * sizeof *ha), *hb = malloc(ROWS * V * sizeof *hb);
+    int targets[ROWS];
+    for (int n = 0; n < ROWS; n++)
         targets[n] = (n * 389) % V;
     for (int fp16 = 0; fp16 < 2; fp16++) {
-        test_fill(a, N * V, 41, 8.0f);
-        memcpy(b, a, N * V * sizeof *a);
-        softmax_xent(la, a, targets, N, V, 0.25f, true);
-        (fp16 ? f32_to_f16 : f32_to_bf16)(ha, a, N * V);
-        softmax_xent_backward16(lb, b, hb, fp16, targets, N, V, 0.25f);
+        test_fill(a, ROWS * V, 41, 8.0f);
+        memcpy(b, a, ROWS * V * sizeof *a);
+        softmax_xent(la, a, targets, ROWS, V, 0.25f, true);
+        (fp16 ? f32_to_f16 : f32_to_bf16)(ha, a, ROWS * V);
+        softmax_xent_backward16(lb, b, hb, fp16, targets, ROWS, V, 0.25f);
         assert_memory_equal(la, lb, sizeof la);
-        assert_memory_equal(ha, hb, N * V * sizeof *ha);
+        assert_memory_equal(ha, hb, ROWS * V * sizeof *ha);
     }
     free(a), free(b), free(ha), free(hb);
 }
