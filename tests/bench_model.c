@@ -50,6 +50,19 @@ bad:
     return -1;
 }
 
+/* FLOPs per micro-batch of the matrix-product ops, to show their rates: the
+ * block linears (forward, twice in backward, plus a recomputed forward) and
+ * the LM head (forward and twice in backward). */
+static double op_flops(gpt2_op op, const run_config *c)
+{
+    double N = (double)c->batch_size * c->seq_len, C = c->n_embd;
+    if (op == OP_MATMUL)
+        return (strcmp(c->recompute, "none") ? 4 : 3) * 2 * N * 12 * C * C * c->n_layer;
+    if (op == OP_LM_HEAD)
+        return 3 * 2 * N * C * c->vocab_size;
+    return 0;
+}
+
 static void print_profile(const gpt2 *m, const run_config *c, int steps, double seconds)
 {
     double total = 0;
@@ -69,8 +82,11 @@ static void print_profile(const gpt2 *m, const run_config *c, int steps, double 
                 1e3 * seconds / steps);
     for (int op = 0; op < OP_COUNT; op++) {
         double f = 1e3 * m->op_seconds[0][op] / steps, b = 1e3 * m->op_seconds[1][op] / steps;
-        printf("   %-10s %9.2f %9.2f %5.1f%%\n", gpt2_op_name(op), f, b,
+        printf("   %-10s %9.2f %9.2f %5.1f%%", gpt2_op_name(op), f, b,
                100 * (f + b) / (1e3 * total / steps));
+        if (op_flops(op, c) > 0)
+            printf("  %6.0f GFLOP/s", op_flops(op, c) / ((f + b) * 1e-3) / 1e9);
+        printf("\n");
         if (jsonl)
             fprintf(jsonl, ", \"%s_ms\": [%.2f, %.2f]", gpt2_op_name(op), f, b);
     }
