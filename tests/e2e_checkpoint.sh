@@ -2,6 +2,9 @@
 # End to end (issue 6): HDF5 checkpoints and --resume.
 #  - 12 steps straight vs 6 steps + checkpoint + --resume auto to 12: the losses
 #    of steps 7..12 are bit-identical and so are the final /model and /optimizer;
+#  - resuming on another rank count (1 -> 2, 2 -> 4, 2 -> 1), with and without
+#    ZeRO stage 1, continues within fp32 rounding; ZeRO's sync (one tensor at a
+#    time) and async (gather into the snapshot) saves write the same file;
 #  - a damaged newest checkpoint makes --resume auto fall back to the one before,
 #    with a warning; other model dimensions are refused naming the key;
 #  - SIGUSR1 writes a checkpoint and training goes on; SIGTERM finishes the step,
@@ -59,6 +62,45 @@ for g in /model /optimizer/m /optimizer/v; do
         fail "$g differs between the straight and the resumed run"
 done
 ls "$tmp/b" | grep -q '\.tmp$' && fail "a .tmp file was left behind"
+
+# the rank count and ZeRO: np 1's step-6 checkpoint continues on np 2 (batch 4,
+# the same global batch), with and without zero_stage 1, within fp32 rounding
+# of the straight run; np 2 zero_stage 1 saves the same file whether the shards
+# go to the snapshot (async) or one tensor at a time (sync), and its step-6
+# file continues on np 4 (4 shards: tensors cut across ranks) and on np 1
+[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+mpi() {   # np, out_dir, more trainer args...
+    np=$1; out=$2; shift 2
+    mpirun --oversubscribe --bind-to none -np "$np" -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS \
+        "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" --set batch_size=$((8 / np)) "$@" \
+        >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "np $np run failed: $*"; }
+}
+mpi 2 "$tmp/r12" --resume "$tmp/b/ckpt_000006.h5"
+mpi 2 "$tmp/r12z" --set zero_stage=1 --resume "$tmp/b/ckpt_000006.h5"
+mpi 2 "$tmp/z2a" --set zero_stage=1 --set checkpoint_every=6
+mpi 2 "$tmp/z2s" --set zero_stage=1 --set checkpoint_every=6 --set checkpoint_async=0
+for s in 000006 000012; do
+    for g in /model /optimizer/m /optimizer/v /train; do
+        h5diff "$tmp/z2a/ckpt_$s.h5" "$tmp/z2s/ckpt_$s.h5" "$g" "$g" >/dev/null ||
+            fail "np 2 zero_stage 1: $g of step $s differs between the async and the sync save"
+    done
+done
+mpi 4 "$tmp/z4" --set zero_stage=1 --resume "$tmp/z2s/ckpt_000006.h5"
+train "$tmp/z1" --resume "$tmp/z2s/ckpt_000006.h5"
+python3 - "$tmp/a/log.jsonl" "$tmp/r12" "$tmp/r12z" "$tmp/z2a" "$tmp/z4" "$tmp/z1" <<'PY' || fail "resumed runs on other rank counts differ"
+import json, sys
+def losses(path):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if r["type"] == "step"}
+a = losses(sys.argv[1])
+for d in sys.argv[2:]:
+    b = losses(d + "/log.jsonl")
+    first = 1 if d.endswith("z2a") else 7
+    assert sorted(b) == list(range(first, 13)), (d, sorted(b))
+    worst = max(abs(a[s] - b[s]) / a[s] for s in b)
+    assert worst < 1e-5, (d, worst)
+    print("%s: steps %d..12 within %.2g relative of the straight np 1 run" % (d.split("/")[-1], first, worst))
+PY
 
 # a damaged newest checkpoint: fall back to the previous one, with a warning
 head -c 100000 "$tmp/b/ckpt_000012.h5" > "$tmp/half" && mv "$tmp/half" "$tmp/b/ckpt_000012.h5"
