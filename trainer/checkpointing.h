@@ -8,8 +8,8 @@
  * with an error.
  *
  * checkpoint_async = 1 (the default): rank 0 copies the state (params, Adam m
- * and v, step, loss scale) into a snapshot owned by this module (allocated on
- * the first save, reused) and a writer thread writes the file from it, so the
+ * and v, step, loss scale) into a snapshot owned by this module (allocated and
+ * touched once, by checkpoint_prepare) and a writer thread writes the file from it, so the
  * loop is blocked only for the copy (blocked_s; write_s is the thread's time).
  * At most one write is in flight: a save first waits for the previous one.  The
  * "checkpoint" record is emitted by the training thread when the write is known
@@ -52,6 +52,10 @@ void checkpoint_set_resume(const char *spec);
 
 /* Ask for a checkpoint after the current step (SIGUSR1; signal-safe). */
 void checkpoint_request(void);
+
+/* Before training: with checkpoint_async, rank 0 allocates and touches the
+ * snapshot now rather than at the first save (not collective). */
+void checkpoint_prepare(const run_config *c, const comm_world *w, const gpt2 *m);
 
 /* Whether to save after step `done` (1-based); final: the run stops after it.
  * Consumes a pending checkpoint_request; all ranks agree (a signal may reach one).
