@@ -386,7 +386,7 @@ static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
     double scale = tr->scaler.scale;
-    checkpoint_prepare(tr->cfg, tr->world, &tr->model);
+    checkpoint_prepare(tr->cfg, tr->world, &tr->model);   /* the async snapshot, before training */
     int rc = checkpoint_resume(tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr),
                                &tr->status, &tr->start_step, &scale, err, errlen);
     if (rc == 0 && tr->fp16)   /* non-fp16 runs save 0, which leaves the scale as it was */
