@@ -101,6 +101,41 @@ for d in sys.argv[2:]:
     print("%s: steps %d..12 within %.2g relative of the straight np 1 run" % (d.split("/")[-1], first, worst))
 PY
 
+# ZeRO, when rank 0 fails halfway: a resume that skips a file damaged in the
+# middle of its moments (after every rank has taken some tensors of it) hands
+# all of the older file out again and continues bit-exactly; a synchronous
+# save that cannot write ends every rank with the error, none left waiting
+cp -r "$tmp/z2s" "$tmp/zf"
+v0=/optimizer/v/transformer.h.0.ln_1.weight
+off=$(h5dump -p -H -d "$v0" "$tmp/zf/ckpt_000012.h5" | sed -n 's/^ *OFFSET \([0-9]*\)$/\1/p')
+[ -n "$off" ] || fail "h5dump gave no data offset for $v0"
+python3 - "$tmp/zf/ckpt_000012.h5" "$off" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2]) + 4)
+    b = f.read(1)
+    f.seek(int(sys.argv[2]) + 4)
+    f.write(bytes([b[0] ^ 0x10]))
+PY
+mpi 2 "$tmp/zf" --set zero_stage=1 --set checkpoint_async=0 --set comm_timeout_s=30 --resume auto
+grep -q "warning: resume auto skipped: .*ckpt_000012.h5: $v0 is damaged (checksum mismatch)" "$tmp/stderr" ||
+    { cat "$tmp/stderr"; fail "zero_stage 1: no fallback past the damaged moments"; }
+grep -q "resumed from $tmp/zf/ckpt_000006.h5 at step 6" "$tmp/stderr" || { cat "$tmp/stderr"; fail "zero_stage 1: did not fall back to step 6"; }
+python3 - "$tmp/z2s/log.jsonl" "$tmp/zf/log.jsonl" <<'PY' || fail "zero_stage 1: the run resumed after a fallback differs"
+import json, sys
+steps = lambda p: [(r["step"], r["loss"]) for r in map(json.loads, open(p)) if r["type"] == "step"]
+a, b = steps(sys.argv[1]), steps(sys.argv[2])
+assert b[-6:] == a[-6:] and [s for s, _ in b[-6:]] == list(range(7, 13)), (a[-6:], b[-6:])
+print("zero_stage 1: fell back past damaged moments, steps 7..12 bit-identical")
+PY
+mkdir -p "$tmp/zbad/ckpt_000006.h5.tmp"
+if mpirun --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS \
+    "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/zbad" --set batch_size=4 \
+    --set zero_stage=1 --set checkpoint_async=0 --set checkpoint_every=6 --set comm_timeout_s=30 \
+    >/dev/null 2>"$tmp/err"; then fail "zero_stage 1: a failed save did not stop the run"; fi
+grep -q "trainer: rank 0: .*ckpt_000006.h5.tmp" "$tmp/err" || { cat "$tmp/err"; fail "zero_stage 1: no error line for the failed save"; }
+if grep -q "stuck or unreachable" "$tmp/err"; then cat "$tmp/err"; fail "zero_stage 1: a rank was left waiting"; fi
+
 # a damaged newest checkpoint: fall back to the previous one, with a warning
 head -c 100000 "$tmp/b/ckpt_000012.h5" > "$tmp/half" && mv "$tmp/half" "$tmp/b/ckpt_000012.h5"
 train "$tmp/b" --resume auto --set max_steps=13
