@@ -3,7 +3,7 @@
  * refused with a one-line reason; keep_checkpoints, the latest pointer, no
  * *.tmp left behind; --resume auto falls back past a damaged newest file;
  * moments handed out and taken in one tensor at a time (ZeRO's path) give
- * the same file and values. */
+ * the same file and values; SIGKILL during saves never costs the newest. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +12,10 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -372,6 +374,55 @@ static void test_moments_one_tensor_at_a_time(void **state)
     free_state(f);
 }
 
+/* A child process doing nothing but saves (a new step each time, state filled
+ * from the step number) is SIGKILLed at random moments, 40 times: each time
+ * --resume auto's loader must load a checkpoint with nothing skipped, no older
+ * than the one before, holding exactly the state of its step. */
+static void test_sigkill_during_saves_keeps_the_newest(void **state)
+{
+    fixture *f = *state, g;
+    char path[256], warn[1024], err[512];
+    make_state(f, 32, 1);
+    make_state(&g, 32, 2);
+    size_t n = f->model.num_params;
+    float *want = malloc(n * sizeof(float));
+    assert_non_null(want);
+    unsigned rng = 12345;
+    int newest = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            for (int step = 1000 * trial + 10;; step++) {   /* >= opt.step */
+                test_fill(f->model.params, n, (uint64_t)step, 1.0f);
+                ckpt_state s = view(f, step);
+                if (ckpt_save(f->dir, &s, 2, path, sizeof path, err, sizeof err) != 0)
+                    _exit(1);
+            }
+        }
+        snprintf(path, sizeof path, "%s/latest", f->dir);
+        for (int i = 0; trial == 0 && access(path, F_OK) != 0 && i < 10000; i++)
+            usleep(1000);   /* the first kill comes after a save */
+        usleep(1000 + rand_r(&rng) % 20000);
+        kill(pid, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        ckpt_state r = view(&g, 0);
+        if (ckpt_load_auto(f->dir, &r, path, sizeof path, warn, sizeof warn, err, sizeof err) != 1)
+            fail_msg("trial %d: %s", trial, err);
+        if (warn[0])
+            fail_msg("trial %d: skipped: %s", trial, warn);
+        test_fill(want, n, (uint64_t)r.train.step, 1.0f);
+        assert_memory_equal(g.model.params, want, n * sizeof(float));
+        assert_true(r.train.step >= newest);   /* never an older one than before */
+        newest = r.train.step;
+    }
+    free(want);
+    free_state(&g);
+    free_state(f);
+}
+
 static void test_keeps_the_last_two_and_points_latest(void **state)
 {
     fixture *f = *state;
@@ -439,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_anywhere_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moments_one_tensor_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_during_saves_keeps_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_last_two_and_points_latest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_falls_back_past_a_damaged_newest, setup, teardown),
         cmocka_unit_test(test_name_steps),
