@@ -1,6 +1,5 @@
 #include "trainer/checkpointing.h"
 
-#include <limits.h>
 #include <omp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -53,17 +52,10 @@ static ckpt_train_info train_info(const run_config *c, const comm_world *w, int 
 enum { REQ_DONE = -1, REQ_SHARDS = -2 };   /* >= 0: tensor k of m, or k - num_tensors of v */
 
 typedef struct {
-    const comm_world *w;
     const zero_shard *z;
     const gpt2 *m;
     adamw_state *opt;   /* this rank's shard */
 } shard_io;
-
-/* Rank 0's request reaches every rank (the others pass anything lower). */
-static int request(const comm_world *w, int req)
-{
-    return comm_max_int(w->rank == 0 ? req : INT_MIN);
-}
 
 static float *shard_of(const shard_io *io, int moment)
 {
@@ -74,7 +66,7 @@ static float *shard_of(const shard_io *io, int moment)
 static int gather_tensor(void *ctx, int moment, const param_tensor *t, float *buf)
 {
     const shard_io *io = ctx;
-    request(io->w, moment * io->m->num_tensors + (int)(t - io->m->tensors));
+    zero_broadcast_int(moment * io->m->num_tensors + (int)(t - io->m->tensors));
     zero_gather_range(io->z, shard_of(io, moment), t->offset, t->numel, buf);
     return 0;
 }
@@ -83,7 +75,7 @@ static int gather_tensor(void *ctx, int moment, const param_tensor *t, float *bu
 static int scatter_tensor(void *ctx, int moment, const param_tensor *t, const float *buf)
 {
     const shard_io *io = ctx;
-    request(io->w, moment * io->m->num_tensors + (int)(t - io->m->tensors));
+    zero_broadcast_int(moment * io->m->num_tensors + (int)(t - io->m->tensors));
     zero_scatter_range(io->z, buf, t->offset, t->numel, shard_of(io, moment));
     return 0;
 }
@@ -92,7 +84,7 @@ static int scatter_tensor(void *ctx, int moment, const param_tensor *t, const fl
 static void serve(const shard_io *io, bool save)
 {
     int nt = io->m->num_tensors;
-    for (int req; (req = request(io->w, 0)) != REQ_DONE;) {
+    for (int req; (req = zero_broadcast_int(REQ_DONE)) != REQ_DONE;) {
         if (req == REQ_SHARDS) {
             zero_gather_to_root(io->z, io->opt->m, NULL);
             zero_gather_to_root(io->z, io->opt->v, NULL);
@@ -135,7 +127,7 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
 {
     double t0 = mono_time(), mb;
     char path[1100];
-    shard_io io = {w, z, m, opt};
+    shard_io io = {z, m, opt};
     ckpt_moments gather = {.get = gather_tensor, .ctx = &io};
     ckpt_state s = {.cfg = c, .model = m, .opt = opt, .moments = z ? &gather : NULL,
                     .train = train_info(c, w, done, loss_scale)};
@@ -270,7 +262,7 @@ static int save_async(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
     float *buf = saver.buf;
     copy_floats(buf, m->params, n);
     if (z) {   /* the shards straight into the snapshot: no other full copy anywhere */
-        request(w, REQ_SHARDS);
+        zero_broadcast_int(REQ_SHARDS);
         zero_gather_to_root(z, opt->m, buf + n);
         zero_gather_to_root(z, opt->v, buf + 2 * n);
     } else {
@@ -331,13 +323,13 @@ int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_sta
                     size_t errlen)
 {
     int rc = 0;
-    shard_io io = {w, z, m, opt};
+    shard_io io = {z, m, opt};
     if (w->rank == 0)
         rc = c->checkpoint_async
                  ? save_async(c, w, m, opt, z, done, loss_scale, st, err, errlen)
                  : save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
     if (z && w->rank == 0)
-        request(w, REQ_DONE);
+        zero_broadcast_int(REQ_DONE);
     else if (z)
         serve(&io, true);
     if (comm_max_int(rc != 0)) {
@@ -393,7 +385,7 @@ static int resume_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw
                         const zero_shard *z, status_log *st, int *start_step, double *loss_scale,
                         char *err, size_t errlen)
 {
-    shard_io io = {w, z, m, opt};
+    shard_io io = {z, m, opt};
     ckpt_moments scatter = {.put = scatter_tensor, .ctx = &io};
     ckpt_state s = {.cfg = c, .model = m, .opt = opt, .moments = z ? &scatter : NULL};
     char path[1100], warn[1024], msg[1400];
@@ -437,11 +429,11 @@ int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
     if (!resume_spec)
         return 0;
     int rc = 0;
-    shard_io io = {w, z, m, opt};
+    shard_io io = {z, m, opt};
     if (w->rank == 0)
         rc = resume_rank0(c, w, m, opt, z, st, start_step, loss_scale, err, errlen);
     if (z && w->rank == 0)
-        request(w, REQ_DONE);
+        zero_broadcast_int(REQ_DONE);
     else if (z)
         serve(&io, false);
     if (comm_max_int(rc != 0)) {
