@@ -7,8 +7,8 @@
  * cache (posix_fadvise DONTNEED, so the reads come from the disk, or the host's
  * cache under a VM).  The two alternate, RUNS times each, and the medians are
  * printed in GB/s; with BENCH_JSONL=path each row is also appended there as a
- * JSON object.  Files go to BENCH_CKPT_DIR (default build/bench-ckpt: the
- * disk checkpoints go to) and are deleted.  BENCH_CKPT_WORK=seed384 runs one. */
+ * JSON object.  Files go to BENCH_CKPT_DIR (default $BUILD/bench-ckpt, on
+ * the disk checkpoints go to) and are deleted.  BENCH_CKPT_WORK=seed384 runs one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -187,10 +187,13 @@ static void bench(const workload *w, const char *dir, FILE *jsonl)
 
 int main(void)
 {
-    const char *dir = getenv("BENCH_CKPT_DIR") ? getenv("BENCH_CKPT_DIR") : "build/bench-ckpt";
     const char *only = getenv("BENCH_CKPT_WORK");
     const char *jsonl_path = getenv("BENCH_JSONL");
-    char err[512];
+    char err[512], dir[512];
+    if (getenv("BENCH_CKPT_DIR"))
+        snprintf(dir, sizeof dir, "%s", getenv("BENCH_CKPT_DIR"));
+    else
+        snprintf(dir, sizeof dir, "%s/bench-ckpt", getenv("BUILD") ? getenv("BUILD") : "build");
     if (fs_mkdir_p(dir, err, sizeof err) != 0)
         die(dir, err);
     FILE *jsonl = jsonl_path ? fopen(jsonl_path, "a") : NULL;
