@@ -30,4 +30,16 @@ void zero_gather_to_root(const zero_shard *z, const float *x, float *full);
 /* Rank 0's full[0..n) scattered: every rank receives its shard into x. */
 void zero_scatter_from_root(const zero_shard *z, const float *full, float *x);
 
+/* One tensor at a time (checkpoints: memory bounded by the tensor, not the
+ * state).  The vector is sharded as z; x is this rank's shard [len] of it.
+ * Rank 0 receives the values [off, off + n) into out[0..n) (others pass NULL),
+ * every rank sending the part its shard holds. */
+void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n, float *out);
+/* Rank 0's in[0..n), the values [off, off + n) of the vector (others pass
+ * NULL): every rank receives the part its shard holds into x. */
+void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t n, float *x);
+/* Rank 0's x on every rank: what rank 0 asks of the shards next while it
+ * reads or writes a checkpoint (the others wait here meanwhile). */
+int zero_broadcast_int(int x);
+
 #endif

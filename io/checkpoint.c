@@ -134,11 +134,39 @@ uint64_t ckpt_checksum(const float *x, size_t n)
     return r;
 }
 
-/* A contiguous float32 dataset with its "checksum" attribute. */
-static int write_tensor(hid_t g, const param_tensor *t, const float *arena)
+static const char *const GROUPS[3] = {"/model", "/optimizer/m", "/optimizer/v"};
+
+/* Where group i's values are in memory: params, opt->m, opt->v; NULL when the
+ * moments go through s->moments instead. */
+static float *group_arena(const ckpt_state *s, int i)
+{
+    if (i == 0)
+        return s->model->params;
+    if (s->moments)
+        return NULL;
+    return i == 1 ? s->opt->m : s->opt->v;
+}
+
+/* The buffer s->moments needs (one tensor, the largest), or NULL when
+ * s->moments is unset; *oom tells a failed allocation from that. */
+static float *moments_buffer(const ckpt_state *s, bool *oom)
+{
+    size_t most = 1;
+    *oom = false;
+    if (!s->moments)
+        return NULL;
+    for (int i = 0; i < s->model->num_tensors; i++)
+        if (s->model->tensors[i].numel > most)
+            most = s->model->tensors[i].numel;
+    float *buf = malloc(most * sizeof(float));
+    *oom = !buf;
+    return buf;
+}
+
+/* A contiguous float32 dataset (the tensor t, values x) with its "checksum" attribute. */
+static int write_tensor(hid_t g, const param_tensor *t, const float *x)
 {
     hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
-    const float *x = arena + t->offset;
     hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
     hid_t d = sp < 0 ? -1 : H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
                                        H5P_DEFAULT);
@@ -152,17 +180,28 @@ static int write_tensor(hid_t g, const param_tensor *t, const float *arena)
     return rc;
 }
 
-/* Every tensor of the model's table from arena into a new group. */
-static int write_tensors(hid_t file, const char *group, const gpt2 *m, const float *arena,
+/* Every tensor of the model's table into group i (GROUPS), from its arena or
+ * fetched one at a time into buf by s->moments. */
+static int write_tensors(hid_t file, int i, const ckpt_state *s, float *buf, int fd,
                          const ectx *e)
 {
+    const char *group = GROUPS[i];
+    const gpt2 *m = s->model;
+    const float *arena = group_arena(s, i);
     hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0)
         return fail(e, "cannot create %s", group);
     int rc = 0;
-    for (int i = 0; i < m->num_tensors && rc == 0; i++)
-        if (write_tensor(g, &m->tensors[i], arena) != 0)
-            rc = fail(e, "cannot write %s/%s (disk full?)", group, m->tensors[i].name);
+    for (int k = 0; k < m->num_tensors && rc == 0; k++) {
+        const param_tensor *t = &m->tensors[k];
+        if (!arena && s->moments->get(s->moments->ctx, i - 1, t, buf) != 0)
+            rc = fail(e, "cannot collect %s/%s", group, t->name);
+        else if (write_tensor(g, t, arena ? arena + t->offset : buf) != 0)
+            rc = fail(e, "cannot write %s/%s (disk full?)", group, t->name);
+        else if (fd >= 0)   /* start the writeback now: the disk works while the next tensor
+                             * is checksummed and copied, and the final fsync has less left */
+            sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
     H5Gclose(g);
     return rc;
 }
@@ -216,18 +255,24 @@ static hid_t open_group(hid_t file, const char *group, const ectx *e)
     return g < 0 ? fail(e, "cannot open %s", group) : g;
 }
 
-/* Checks (arena NULL) or loads every tensor of the model's table from group. */
-static int read_tensors(hid_t file, const char *group, const gpt2 *m, float *arena,
+/* Checks (load false) or loads every tensor of the model's table from group
+ * i (GROUPS): into its arena, or one at a time into buf, handed to s->moments. */
+static int read_tensors(hid_t file, int i, const ckpt_state *s, bool load, float *buf,
                         const ectx *e)
 {
+    const char *group = GROUPS[i];
+    const gpt2 *m = s->model;
+    float *arena = group_arena(s, i);
     hid_t g = open_group(file, group, e);
     if (g < 0)
         return -1;
     int rc = 0;
-    for (int i = 0; i < m->num_tensors && rc == 0; i++) {
-        const param_tensor *t = &m->tensors[i];
-        rc = tensor_io(g, group, t->name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0,
-                       arena ? arena + t->offset : NULL, e);
+    for (int k = 0; k < m->num_tensors && rc == 0; k++) {
+        const param_tensor *t = &m->tensors[k];
+        float *dst = !load ? NULL : arena ? arena + t->offset : buf;
+        rc = tensor_io(g, group, t->name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0, dst, e);
+        if (rc == 0 && load && !arena && s->moments->put(s->moments->ctx, i - 1, t, buf) != 0)
+            rc = fail(e, "cannot hand out %s/%s", group, t->name);
     }
     H5Gclose(g);
     return rc;
@@ -318,17 +363,23 @@ static int fill_tokenizer(hid_t g, const ckpt_state *s)
 
 static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
 {
-    if (with_group(f, "/meta", fill_meta, s, e) || with_group(f, "/config", fill_config, s, e) ||
-        with_group(f, "/train", fill_train, s, e) ||
-        with_group(f, "/tokenizer", fill_tokenizer, s, e) ||
-        write_tensors(f, "/model", s->model, s->model->params, e) ||
-        with_group(f, "/optimizer", fill_optimizer, s, e) ||
-        write_tensors(f, "/optimizer/m", s->model, s->opt->m, e) ||
-        write_tensors(f, "/optimizer/v", s->model, s->opt->v, e))
-        return -1;
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        return fail(e, "flushing the file failed (disk full?)");
-    return 0;
+    bool oom;
+    float *buf = moments_buffer(s, &oom);
+    if (oom)
+        return fail(e, "out of memory for a tensor buffer");
+    int *fdp = NULL, fd = -1;   /* the default (sec2) driver's handle is an int * to its fd */
+    if (H5Fget_vfd_handle(f, H5P_DEFAULT, (void **)&fdp) >= 0 && fdp)
+        fd = *fdp;
+    int rc = with_group(f, "/meta", fill_meta, s, e) || with_group(f, "/config", fill_config, s, e) ||
+             with_group(f, "/train", fill_train, s, e) ||
+             with_group(f, "/tokenizer", fill_tokenizer, s, e) ||
+             write_tensors(f, 0, s, buf, fd, e) ||
+             with_group(f, "/optimizer", fill_optimizer, s, e) ||
+             write_tensors(f, 1, s, buf, fd, e) || write_tensors(f, 2, s, buf, fd, e) ? -1 : 0;
+    free(buf);
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        rc = fail(e, "flushing the file failed (disk full?)");
+    return rc;
 }
 
 /* ---- durable rename ------------------------------------------------------- */
@@ -434,15 +485,16 @@ int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen)
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return fail(&e, "not a readable HDF5 file (truncated or damaged)");
-    static const char *const groups[3] = {"/model", "/optimizer/m", "/optimizer/v"};
-    float *arenas[3] = {s->model->params, s->opt->m, s->opt->v};
-    int rc = check_header(f, s->cfg, &e);
+    bool oom;
+    float *buf = moments_buffer(s, &oom);
+    int rc = oom ? fail(&e, "out of memory for a tensor buffer") : check_header(f, s->cfg, &e);
     for (int i = 0; i < 3 && rc == 0; i++)   /* every shape first, then the data */
-        rc = read_tensors(f, groups[i], s->model, NULL, &e);
+        rc = read_tensors(f, i, s, false, buf, &e);
     for (int i = 0; i < 3 && rc == 0; i++)
-        rc = read_tensors(f, groups[i], s->model, arenas[i], &e);
+        rc = read_tensors(f, i, s, true, buf, &e);
     if (rc == 0)
         rc = read_train(f, s, &e);
+    free(buf);
     H5Fclose(f);
     gpt2_params_changed(s->model);
     return rc;

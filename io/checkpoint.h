@@ -42,14 +42,28 @@ typedef struct {
     double loss_scale;      /* fp16 loss scale; 0 when the run was not fp16 */
 } ckpt_train_info;
 
+/* Adam moments that are not whole in this process (ZeRO shards them over
+ * ranks) pass through one buffer the size of the largest tensor: ckpt_write
+ * calls get to fill it before it writes each tensor, ckpt_read calls put with
+ * each tensor once it is read and its checksum verified.  Tensors come in the
+ * model's table order, m (moment 0) before v (moment 1); t is an entry of the
+ * model's table.  A non-zero return fails the write or read. */
+typedef struct {
+    int (*get)(void *ctx, int moment, const param_tensor *t, float *buf);
+    int (*put)(void *ctx, int moment, const param_tensor *t, const float *buf);
+    void *ctx;
+} ckpt_moments;
+
 /* What a checkpoint holds, as views into the trainer's state (nothing owned).
  * Writing reads cfg, model->params, opt->m/v/step, tok (NULL: stored as "byte")
  * and train; reading checks the file against cfg and model's tensor table and
- * fills model->params, opt->m, opt->v, opt->step and train. */
+ * fills model->params, opt->m, opt->v, opt->step and train.  With moments set,
+ * opt->m and opt->v are not used: the moments go through it. */
 typedef struct {
     const run_config *cfg;
     gpt2 *model;
     adamw_state *opt;
+    const ckpt_moments *moments;   /* NULL: opt->m and opt->v hold all of them */
     const tokenizer *tok;
     ckpt_train_info train;
 } ckpt_state;

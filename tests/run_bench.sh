@@ -1,8 +1,10 @@
 #!/bin/sh
-# make bench: kernel micro-benchmarks per ISA, then training (seed384 and
-# gpt2-124M in fp32, bf16 and fp16, with and without recompute) on byte-level
-# data, PyTorch on the same work where it is installed, and per-op profiles.
-# Prints tables and writes every figure as a JSON line to $BUILD/bench.jsonl.
+# make bench: kernel micro-benchmarks per ISA (and checkpoint save/load against
+# plain I/O, bench_ckpt), then training (seed384 and gpt2-124M in fp32, bf16 and
+# fp16, with and without recompute) on byte-level data, PyTorch on the same work
+# where it is installed, per-op profiles, data parallel, the time checkpoints
+# block training and status publishing.  Prints tables and writes every figure
+# as a JSON line to $BUILD/bench.jsonl.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -108,6 +110,50 @@ train_bench seed384-bf16-np2-zero1 launch/configs/seed384.json --set precision=b
 LAUNCH="$LAUNCH --mca btl tcp,self"
 train_bench seed384-bf16-np2-tcp launch/configs/seed384.json --set precision=bf16 --set batch_size=4
 LAUNCH=
+
+# issue 6: how long a save stops the loop (async: the copy, or under ZeRO the
+# gather, into rank 0's snapshot) against the step time, and how much slower
+# the steps that run while the writer thread writes are
+ckpt_bench() {   # name config steps every extra-set...
+    name=$1; config=$2; steps=$3; every=$4; shift 4
+    out="$BUILD/runs/bench-ckpt-$name"
+    rm -rf "$out"
+    $LAUNCH "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" \
+        --set max_steps="$steps" --set checkpoint_every="$every" --set keep_checkpoints=1 \
+        --set eval_every=0 --set log_every=1000 --set warmup_steps=2 "$@" >/dev/null 2>"$BUILD/bench-ckpt-$name.stderr" ||
+        { cat "$BUILD/bench-ckpt-$name.stderr"; exit 1; }
+    python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" <<'PY'
+import json, statistics, sys
+log, name, jsonl = sys.argv[1:4]
+recs = [json.loads(l) for l in open(log)]
+ck = [(i, r) for i, r in enumerate(recs) if r["type"] == "checkpoint"]
+writing = set()   # steps trained while a write was in flight
+for i, r in ck:
+    writing |= {q["step"] for q in recs[:i] if q["type"] == "step" and q["step"] > r["step"]}
+steps = [r for r in recs if r["type"] == "step" and r["step"] > 1]
+quiet = [r["step_ms"] for r in steps if r["step"] not in writing]
+busy = [r["step_ms"] for r in steps if r["step"] in writing]
+step_ms = statistics.median(quiet or [r["step_ms"] for r in steps])
+blocked = [1e3 * r["blocked_s"] for _, r in ck]
+row = {"bench": "checkpoint_blocked", "work": name, "saves": len(ck),
+       "size_mb": round(ck[0][1]["size_mb"]), "ms_per_step": round(step_ms, 1),
+       "blocked_ms_median": round(statistics.median(blocked), 1), "blocked_ms_max": round(max(blocked), 1),
+       "blocked_pct_of_step": round(100 * statistics.median(blocked) / step_ms, 1),
+       "write_s_median": round(statistics.median(r["write_s"] for _, r in ck), 2),
+       "ms_per_step_while_writing": round(statistics.median(busy), 1) if busy else None}
+print("%-26s %5d MB x %d saves: blocked %6.1f ms median (max %6.1f) = %4.1f%% of a %6.1f ms step; "
+      "write %.2f s; steps during a write %s ms" % (
+      name, row["size_mb"], row["saves"], row["blocked_ms_median"], row["blocked_ms_max"],
+      row["blocked_pct_of_step"], step_ms, row["write_s_median"], row["ms_per_step_while_writing"]))
+open(jsonl, "a").write(json.dumps(row) + "\n")
+PY
+}
+echo "== checkpoints: loop blocked per save (checkpoint_async=1) vs the step time"
+ckpt_bench seed384-bf16 launch/configs/seed384.json 20 5 --set precision=bf16
+LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
+ckpt_bench seed384-bf16-np2-zero1 launch/configs/seed384.json 20 5 --set precision=bf16 --set batch_size=4 --set zero_stage=1
+LAUNCH=
+ckpt_bench gpt2-124M-bf16 launch/configs/gpt2-124M.json 8 3 --set precision=bf16
 echo "== status publishing must not slow training: no socket / nobody listening / a stopped subscriber"
 port=$((30000 + $$ % 20000))
 train_bench status-none launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint=none --set control_endpoint=none

@@ -1,7 +1,9 @@
 /* checkpoint: a tiny model and optimizer state round-trip bit-exactly; files
  * with other model dimensions, truncated, bit-flipped or foreign files are
  * refused with a one-line reason; keep_checkpoints, the latest pointer, no
- * *.tmp left behind; --resume auto falls back past a damaged newest file. */
+ * *.tmp left behind; --resume auto falls back past a damaged newest file;
+ * moments handed out and taken in one tensor at a time (ZeRO's path) give
+ * the same file and values; SIGKILL during saves never costs the newest. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +12,10 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -221,6 +225,204 @@ static int count_suffix(const char *dir, const char *suffix)
     return n;
 }
 
+/* Cut anywhere, the file is refused (HDF5 compares the end of file it recorded). */
+static void test_truncated_anywhere_is_refused(void **state)
+{
+    fixture *f = *state;
+    char path[256], bad[256];
+    make_state(f, 16, 1);
+    save(f, 3, path, sizeof path);
+    snprintf(bad, sizeof bad, "%s/cut.h5", f->dir);
+    const double at[] = {0, 0.001, 0.1, 0.5, 0.9, 0.999};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        copy_prefix(path, bad, at[i]);
+        expect_refused(f, bad, "cut.h5: ");
+    }
+    free_state(f);
+}
+
+/* Sets /meta format_version in an existing file (recreated: HDF5 1.10.8's
+ * H5Awrite fails on it, "can't locate open attribute"). */
+static void set_format_version(const char *path, long long v)
+{
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(file, "/meta", H5P_DEFAULT);
+    assert_true(g >= 0 && H5Adelete(g, "format_version") >= 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g, "format_version", H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int64_t x = v;
+    assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &x) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Gclose(g);
+    H5Fclose(file);
+}
+
+/* Valid HDF5 that is not one of our checkpoints, another format version, a
+ * group missing: each refused naming what is wrong. */
+static void test_foreign_files_are_refused(void **state)
+{
+    fixture *f = *state;
+    char path[256], bad[256];
+    make_state(f, 16, 1);
+    snprintf(bad, sizeof bad, "%s/foreign.h5", f->dir);
+    hid_t file = H5Fcreate(bad, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[1] = {4};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(file, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    float x[4] = {1, 2, 3, 4};
+    assert_true(d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(file);
+    expect_refused(f, bad, "not a gpt-cpu checkpoint");
+
+    save(f, 3, path, sizeof path);
+    copy_prefix(path, bad, 1.0);
+    set_format_version(bad, CKPT_FORMAT_VERSION + 1);
+    expect_refused(f, bad, "format_version 2 is not supported");
+
+    copy_prefix(path, bad, 1.0);
+    file = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(H5Ldelete(file, "/optimizer/v", H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+    expect_refused(f, bad, "/optimizer/v is missing");
+    free_state(f);
+}
+
+/* ckpt_moments standing in for ZeRO shards: the whole moments of a fixture,
+ * handed out and taken in one tensor at a time, counting the calls. */
+typedef struct {
+    adamw_state *opt;
+    const gpt2 *model;
+    int calls, fail_at;   /* fail_at: the call that fails (-1: none) */
+} moments_src;
+
+static int get_moment(void *ctx, int moment, const param_tensor *t, float *buf)
+{
+    moments_src *m = ctx;
+    /* in table order, m's tensors before v's */
+    assert_int_equal(moment * m->model->num_tensors + (int)(t - m->model->tensors), m->calls);
+    if (m->calls++ == m->fail_at)
+        return -1;
+    memcpy(buf, (moment ? m->opt->v : m->opt->m) + t->offset, t->numel * sizeof(float));
+    return 0;
+}
+
+static int put_moment(void *ctx, int moment, const param_tensor *t, const float *buf)
+{
+    moments_src *m = ctx;
+    assert_int_equal(moment * m->model->num_tensors + (int)(t - m->model->tensors), m->calls);
+    m->calls++;
+    memcpy((moment ? m->opt->v : m->opt->m) + t->offset, buf, t->numel * sizeof(float));
+    return 0;
+}
+
+static void test_moments_one_tensor_at_a_time(void **state)
+{
+    fixture *f = *state, g;
+    char path[256], ref[256], err[512];
+    make_state(f, 16, 1);
+    snprintf(ref, sizeof ref, "%s/whole.h5", f->dir);
+    snprintf(path, sizeof path, "%s/streamed.h5", f->dir);
+    ckpt_state s = view(f, 5);
+    assert_int_equal(ckpt_write(ref, &s, err, sizeof err), 0);
+    moments_src src = {.opt = &f->opt, .model = &f->model, .fail_at = -1};
+    ckpt_moments io = {.get = get_moment, .put = put_moment, .ctx = &src};
+    adamw_state no_moments = {.step = f->opt.step};   /* m, v NULL: never read */
+    s.opt = &no_moments;
+    s.moments = &io;
+    if (ckpt_write(path, &s, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(src.calls, 2 * f->model.num_tensors);
+
+    /* read back into whole arrays, and through put: the same values both ways */
+    make_state(&g, 16, 99);
+    ckpt_state r = view(&g, 0);
+    if (ckpt_read(path, &r, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    size_t bytes = f->model.num_params * sizeof(float);
+    assert_memory_equal(g.opt.m, f->opt.m, bytes);
+    assert_memory_equal(g.opt.v, f->opt.v, bytes);
+    test_fill(g.opt.m, g.opt.n, 7, 1.0f);
+    test_fill(g.opt.v, g.opt.n, 8, 1.0f);
+    moments_src dst = {.opt = &g.opt, .model = &g.model, .fail_at = -1};
+    ckpt_moments in = {.put = put_moment, .ctx = &dst};
+    adamw_state step_only = {0};
+    r.opt = &step_only;
+    r.moments = &in;
+    if (ckpt_read(ref, &r, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(dst.calls, 2 * g.model.num_tensors);
+    assert_int_equal(step_only.step, 2);
+    assert_memory_equal(g.opt.m, f->opt.m, bytes);
+    assert_memory_equal(g.opt.v, f->opt.v, bytes);
+    assert_memory_equal(g.model.params, f->model.params, bytes);
+
+    /* a source that fails: no file under the final name, one line naming the tensor */
+    snprintf(path, sizeof path, "%s/failed.h5", f->dir);
+    src.calls = 0;
+    src.fail_at = f->model.num_tensors + 1;   /* the second tensor of v */
+    assert_int_equal(ckpt_write(path, &s, err, sizeof err), -1);
+    char want[128];
+    snprintf(want, sizeof want, "cannot collect /optimizer/v/%s", f->model.tensors[1].name);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" lacks \"%s\"", err, want);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_suffix(f->dir, ".tmp"), 0);
+    free_state(&g);
+    free_state(f);
+}
+
+/* A child process doing nothing but saves (a new step each time, state filled
+ * from the step number) is SIGKILLed at random moments, 40 times: each time
+ * --resume auto's loader must load a checkpoint with nothing skipped, no older
+ * than the one before, holding exactly the state of its step. */
+static void test_sigkill_during_saves_keeps_the_newest(void **state)
+{
+    fixture *f = *state, g;
+    char path[256], warn[1024], err[512];
+    make_state(f, 32, 1);
+    make_state(&g, 32, 2);
+    size_t n = f->model.num_params;
+    float *want = malloc(n * sizeof(float));
+    assert_non_null(want);
+    unsigned rng = 12345;
+    int newest = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            for (int step = 1000 * trial + 10;; step++) {   /* >= opt.step */
+                test_fill(f->model.params, n, (uint64_t)step, 1.0f);
+                ckpt_state s = view(f, step);
+                if (ckpt_save(f->dir, &s, 2, path, sizeof path, err, sizeof err) != 0)
+                    _exit(1);
+            }
+        }
+        snprintf(path, sizeof path, "%s/latest", f->dir);
+        for (int i = 0; trial == 0 && access(path, F_OK) != 0 && i < 10000; i++)
+            usleep(1000);   /* the first kill comes after a save */
+        usleep(1000 + rand_r(&rng) % 20000);
+        kill(pid, SIGKILL);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        ckpt_state r = view(&g, 0);
+        if (ckpt_load_auto(f->dir, &r, path, sizeof path, warn, sizeof warn, err, sizeof err) != 1)
+            fail_msg("trial %d: %s", trial, err);
+        if (warn[0])
+            fail_msg("trial %d: skipped: %s", trial, warn);
+        test_fill(want, n, (uint64_t)r.train.step, 1.0f);
+        assert_memory_equal(g.model.params, want, n * sizeof(float));
+        assert_true(r.train.step >= newest);   /* never an older one than before */
+        newest = r.train.step;
+    }
+    free(want);
+    free_state(&g);
+    free_state(f);
+}
+
 static void test_keeps_the_last_two_and_points_latest(void **state)
 {
     fixture *f = *state;
@@ -294,6 +496,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip_is_bit_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_dimensions_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_files_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_anywhere_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_files_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_moments_one_tensor_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_during_saves_keeps_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_last_two_and_points_latest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_falls_back_past_a_damaged_newest, setup, teardown),
         cmocka_unit_test(test_name_steps),

@@ -8,8 +8,8 @@
  * with an error.
  *
  * checkpoint_async = 1 (the default): rank 0 copies the state (params, Adam m
- * and v, step, loss scale) into a snapshot owned by this module (allocated on
- * the first save, reused) and a writer thread writes the file from it, so the
+ * and v, step, loss scale) into a snapshot owned by this module (allocated and
+ * touched once, by checkpoint_prepare) and a writer thread writes the file from it, so the
  * loop is blocked only for the copy (blocked_s; write_s is the thread's time).
  * At most one write is in flight: a save first waits for the previous one.  The
  * "checkpoint" record is emitted by the training thread when the write is known
@@ -19,9 +19,20 @@
  * the writer reads it (and writes its result fields) only until it is joined.
  * checkpoint_async = 0: the file is written in the loop (blocked_s = write_s).
  *
- * With several ranks (no ZeRO yet) every rank holds the whole state: rank 0
- * writes the file and the others wait for it; on resume rank 0 reads the file
- * and broadcasts the state.  Every function here is collective over w.
+ * With several ranks rank 0 writes the file and, on resume, reads it; every
+ * rank holds the whole parameters.  Without ZeRO (z NULL) every rank holds the
+ * whole Adam state too: the others wait for the write, and on resume rank 0
+ * broadcasts the state.  Under ZeRO (z: each rank's shard of m and v) no rank
+ * ever holds the whole moments except in the snapshot:
+ *  - async save: the shards are gathered straight into rank 0's snapshot (the
+ *    one copy the background write needs anyway); rank 0's extra memory is the
+ *    snapshot, 12 bytes per parameter, as without ZeRO; the others' is none;
+ *  - synchronous save (checkpoint_async = 0, or no memory for the snapshot):
+ *    rank 0 gathers one tensor at a time into a buffer of the largest tensor
+ *    and writes it; the others send the slice of it their shard holds;
+ *  - resume: rank 0 reads one tensor at a time into such a buffer and sends
+ *    each rank the slice of it that rank's shard holds.
+ * Every function here is collective over w.
  */
 #ifndef TRAINER_CHECKPOINTING_H
 #define TRAINER_CHECKPOINTING_H
@@ -30,6 +41,7 @@
 #include <stddef.h>
 
 #include "comm/comm.h"
+#include "comm/zero.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -41,6 +53,10 @@ void checkpoint_set_resume(const char *spec);
 /* Ask for a checkpoint after the current step (SIGUSR1; signal-safe). */
 void checkpoint_request(void);
 
+/* Before training: with checkpoint_async, rank 0 allocates and touches the
+ * snapshot now rather than at the first save (not collective). */
+void checkpoint_prepare(const run_config *c, const comm_world *w, const gpt2 *m);
+
 /* Whether to save after step `done` (1-based); final: the run stops after it.
  * Consumes a pending checkpoint_request; all ranks agree (a signal may reach one).
  * Also collects a finished background write (its "checkpoint" record).  1: save,
@@ -50,10 +66,12 @@ int checkpoint_due(const run_config *c, const comm_world *w, int done, bool fina
 
 /* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 (async: waits for
  * the previous write, snapshots the state and starts the writer; its record
- * comes later).  0, or -1 with a one-line reason in err (also when the previous
- * background write failed). */
+ * comes later).  opt holds this rank's shard of the moments when z is set
+ * (ZeRO), all of them when z is NULL.  0, or -1 with a one-line reason in err
+ * (also when the previous background write failed). */
 int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                    int done, double loss_scale, status_log *st, char *err, size_t errlen);
+                    const zero_shard *z, int done, double loss_scale, status_log *st, char *err,
+                    size_t errlen);
 
 /* The end of the run (also after an error or a stop request): waits for the
  * write in flight and emits its record.  0, or -1 when it failed.  Collective. */
@@ -63,11 +81,12 @@ int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t err
  * record), then frees the snapshot.  Rank 0 alone has anything to do; not collective. */
 void checkpoint_close(status_log *st);
 
-/* Applies the --resume request: loads the checkpoint into m and opt and sets
+/* Applies the --resume request: loads the checkpoint into m and opt (under
+ * ZeRO, z: this rank's shard of the moments) and sets
  * *start_step (0 for a fresh start) and *loss_scale (unchanged for a fresh start), with status events saying what happened.
  * 0, or -1 with a one-line reason in err. */
 int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      status_log *st, int *start_step, double *loss_scale, char *err,
-                      size_t errlen);
+                      const zero_shard *z, status_log *st, int *start_step, double *loss_scale,
+                      char *err, size_t errlen);
 
 #endif

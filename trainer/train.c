@@ -370,56 +370,25 @@ static bool update_params(trainer *tr, float lr, float *norm)
     return true;
 }
 
-/* Checkpoints hold the whole optimizer state.  Under ZeRO each rank has only
- * its shard, so a save gathers the moments on rank 0 (one full copy of m and v
- * there while writing) and a resume loads them whole on every rank and keeps
- * the shard.  Bounding this by one tensor is still to do. */
-static int full_optimizer(trainer *tr, adamw_state *full, char *err, size_t errlen)
+/* Under ZeRO the moments are this rank's shard: checkpointing.c moves them
+ * to and from the file without a whole copy on any rank. */
+static const zero_shard *moment_shards(const trainer *tr)
 {
-    if (optimizer_create(full, tr->model.num_params, err, errlen) != 0)
-        return -1;
-    full->step = tr->opt.step;
-    return 0;
+    return tr->zero ? &tr->shard : NULL;
 }
 
 static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 {
-    if (!tr->zero)
-        return checkpoint_save(tr->cfg, tr->world, &tr->model, &tr->opt, done, tr->fp16 ? tr->scaler.scale : 0,
-                               &tr->status, err,
-                               errlen);
-    adamw_state full;
-    int rc = full_optimizer(tr, &full, err, errlen);
-    if (comm_max_int(rc != 0))
-        return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
-    zero_gather_to_root(&tr->shard, tr->opt.m, full.m);
-    zero_gather_to_root(&tr->shard, tr->opt.v, full.v);
-    rc = checkpoint_save(tr->cfg, tr->world, &tr->model, &full, done, tr->fp16 ? tr->scaler.scale : 0,
-                         &tr->status, err, errlen);
-    optimizer_destroy(&full);
-    return rc;
+    return checkpoint_save(tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr), done,
+                           tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
 }
 
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
-    const run_config *c = tr->cfg;
     double scale = tr->scaler.scale;
-    adamw_state full, *opt = &tr->opt;
-    if (tr->zero) {   /* load whole, keep the shard */
-        int rc = full_optimizer(tr, &full, err, errlen);
-        if (comm_max_int(rc != 0))
-            return rc == 0 ? (snprintf(err, errlen, "another rank ran out of memory"), -1) : -1;
-        opt = &full;
-    }
-    int rc = checkpoint_resume(c, tr->world, &tr->model, opt, &tr->status, &tr->start_step, &scale,
-                               err, errlen);
-    if (rc == 0 && tr->zero) {
-        memcpy(tr->opt.m, full.m + tr->shard.begin, tr->shard.len * sizeof(float));
-        memcpy(tr->opt.v, full.v + tr->shard.begin, tr->shard.len * sizeof(float));
-        tr->opt.step = full.step;
-    }
-    if (tr->zero)
-        optimizer_destroy(&full);
+    checkpoint_prepare(tr->cfg, tr->world, &tr->model);   /* the async snapshot, before training */
+    int rc = checkpoint_resume(tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr),
+                               &tr->status, &tr->start_step, &scale, err, errlen);
     if (rc == 0 && tr->fp16)   /* non-fp16 runs save 0, which leaves the scale as it was */
         tr->scaler.scale = (float)scale;
     return rc;
