@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "io/checkpoint.h"
 #include "kernels/convert.h"
@@ -14,6 +15,7 @@
 #include "kernels/gemm.h"
 #include "kernels/layernorm.h"
 #include "kernels/q8.h"
+#include "kernels/softmax_xent.h"
 
 const char *infer_quant_name(infer_quant q)
 {
@@ -482,6 +484,21 @@ void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int 
     }
 }
 
+double infer_eval_window(const infer_model *m, infer_state *s, const int *tokens, int n,
+                         float *logits, float *losses, int *greedy)
+{
+    int V = m->d.vocab_size;
+    infer_forward(m, s, tokens, n, 0, logits);
+    if (greedy)
+        for (int i = 0; i < n; i++)
+            greedy[i] = infer_argmax(logits + (size_t)i * V, V);
+    softmax_xent(losses, logits, tokens + 1, n, V, 0.0f, false);
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += losses[i];
+    return sum;
+}
+
 /* ---- sampling -------------------------------------------------------------- */
 
 int infer_argmax(const float *x, int n)
@@ -614,4 +631,41 @@ int infer_sample(infer_sampler *s, const float *logits)
             return c[i].index;
     }
     return c[n - 1].index;   /* rounding left r just above the total */
+}
+
+/* ---- generation ------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampler *sp, int *toks,
+                               int n_prompt, int n_new, infer_token_fn on_token, void *ctx)
+{
+    infer_gen_stats st = {0};
+    double t0 = now_s();
+    infer_forward(m, s, toks, n_prompt, 0, NULL);
+    double t1 = now_s();
+    int pos = n_prompt;
+    while (st.n_generated < n_new) {
+        int next = infer_sample(sp, s->logits);
+        st.n_generated++;
+        if (on_token)
+            on_token(ctx, next);
+        if (st.n_generated == n_new)
+            break;
+        if (pos == m->d.n_positions) {   /* no cache row left for this token */
+            st.context_full = 1;
+            break;
+        }
+        toks[pos] = next;
+        infer_forward(m, s, &toks[pos], 1, pos, NULL);
+        pos++;
+    }
+    st.prefill_s = t1 - t0;
+    st.decode_s = now_s() - t1;
+    return st;
 }

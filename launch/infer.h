@@ -112,6 +112,14 @@ void infer_state_free(infer_state *s);
 void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int n, int pos,
                    float *all_logits);
 
+/* The trainer's eval on one window of n+1 tokens (1 <= n <= max_chunk): one
+ * pass over tokens[0..n) from position 0, losses[i] = cross-entropy of
+ * tokens[i+1] given tokens[0..i] (the trainer's softmax_xent), greedy[i] =
+ * the argmax of row i (greedy NULL: not wanted).  logits: [n, vocab_size]
+ * scratch.  Returns the sum of the losses. */
+double infer_eval_window(const infer_model *m, infer_state *s, const int *tokens, int n,
+                         float *logits, float *losses, int *greedy);
+
 typedef struct {
     float prob;
     int index;
@@ -132,5 +140,22 @@ void infer_sampler_free(infer_sampler *s);
 /* The next token from logits (at least n_vocab values; left unchanged). */
 int infer_sample(infer_sampler *s, const float *logits);
 int infer_argmax(const float *x, int n);
+
+/* Generation: the prompt toks[0..n_prompt) (1 <= n_prompt <= n_positions) as
+ * one pass from position 0, then up to n_new sampled tokens, one forward
+ * each, every one passed to on_token (NULL: none) as it comes.  Stops early
+ * when the context is full: a token sampled at position n_positions has no
+ * cache row to run in.  toks needs room for n_positions ids (it gets the new
+ * ones). */
+typedef struct {
+    double prefill_s, decode_s;
+    int n_generated;
+    int context_full;
+} infer_gen_stats;
+
+typedef void (*infer_token_fn)(void *ctx, int token);
+
+infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampler *sp, int *toks,
+                               int n_prompt, int n_new, infer_token_fn on_token, void *ctx);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,31 @@ static void test_int8_agrees_with_fp32(void **state)
     infer_state_free(&sq);
     infer_model_free(&mf);
     infer_model_free(&mq);
+    gpt2_destroy(&g);
+}
+
+/* --eval's window: the trainer's loss (gpt2_forward with targets) on the same
+ * tokens, per position, and the argmax of its logits as the greedy tokens. */
+static void test_eval_window_matches_trainer_loss(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model m;
+    infer_state s;
+    make_gpt2(&g, 16);
+    make_infer(&m, &s, &g, INFER_FP32);
+    int toks[SEQ + 1], greedy[SEQ], V = DIMS.vocab_size;
+    random_tokens(toks, SEQ + 1, V, 8);
+    float *logits = malloc(sizeof(float) * SEQ * V), losses[SEQ];
+    double sum = infer_eval_window(&m, &s, toks, SEQ, logits, losses, greedy);
+    float mean = gpt2_forward(&g, toks, toks + 1, 1, SEQ);
+    assert_true(test_close("eval losses", losses, g.losses, SEQ, 1e-5f, 1e-4f));
+    assert_true(fabs(sum / SEQ - mean) <= 1e-4 * mean);
+    for (int t = 0; t < SEQ; t++)
+        assert_int_equal(greedy[t], infer_argmax(g.logits + (size_t)t * V, V));
+    free(logits);
+    infer_state_free(&s);
+    infer_model_free(&m);
     gpt2_destroy(&g);
 }
 
@@ -353,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_prefill_matches_token_by_token_fp32),
         cmocka_unit_test(test_prefill_matches_token_by_token_int8),
         cmocka_unit_test(test_int8_agrees_with_fp32),
+        cmocka_unit_test(test_eval_window_matches_trainer_loss),
         cmocka_unit_test(test_bf16_rounds_weights),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_checkpoint_load),
