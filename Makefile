@@ -73,9 +73,9 @@ $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-# issue 8: the inference program; its engine (launch/infer.c) is also linked by tests/test_infer
-$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(BUILD)/obj/launch/infer.o \
-                $(BUILD)/obj/launch/infer_serve.o $(BUILD)/libgpt.a
+# issue 8: the inference program; its engine, service and int8 file are also linked by tests/test_infer
+INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file)
+$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # issue 5: the batch server for loader_endpoint (io/loader.h, remote mode)
 $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
@@ -84,8 +84,7 @@ $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
-$(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(BUILD)/obj/launch/infer.o \
-                           $(BUILD)/obj/launch/infer_serve.o $(BUILD)/libgpt.a
+$(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 

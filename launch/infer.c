@@ -16,6 +16,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/q8.h"
 #include "kernels/softmax_xent.h"
+#include "launch/infer_q8file.h"
 
 const char *infer_quant_name(infer_quant q)
 {
@@ -124,11 +125,71 @@ static int all_finite(const float *x, size_t n)
     return 1;
 }
 
-/* Reads one tensor through fn; quantizes it from tmp when the model is int8. */
-static int load_tensor(infer_tensor_fn fn, void *ctx, const char *name, int rows, int cols,
-                       float *dst, char *err, size_t errlen)
+static int walk_block(const infer_model *m, int l, const infer_visitor *v, void *ctx, char *err,
+                      size_t errlen)
 {
-    if (fn(ctx, name, rows, cols, dst, err, errlen) != 0)
+    infer_block *b = &m->h[l];
+    int C = m->d.n_embd;
+    char name[96];
+    struct { const char *suffix; float *dst; } vecs[4] = {
+        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
+        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
+        if (v->vec(ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
+            return -1;
+    }
+    struct { const char *suffix; const infer_linear *lin; } lins[4] = {
+        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
+        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
+    };
+    for (int i = 0; i < 4; i++) {
+        const infer_linear *lin = lins[i].lin;
+        snprintf(name, sizeof name, "transformer.h.%d.%s.bias", l, lins[i].suffix);
+        if (v->vec(ctx, name, lin->out, 0, lin->b, err, errlen) != 0)
+            return -1;
+        snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, lins[i].suffix);
+        if (v->mat(ctx, name, lin, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
+                     size_t errlen)
+{
+    const gpt2_dims *d = &m->d;
+    int C = d->n_embd;
+    if (v->vec(ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
+        v->vec(ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
+        return -1;
+    for (int l = 0; l < d->n_layer; l++)
+        if (walk_block(m, l, v, ctx, err, errlen) != 0)
+            return -1;
+    if (v->vec(ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
+        v->vec(ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
+        return -1;
+    if (m->lm_head.wq)
+        return v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
+    return 0;
+}
+
+/* Loading from fp32 tensors (a checkpoint, a training model): an int8 matrix
+ * passes through tmp and q8_pack_weights, the int8 LM head is quantized from
+ * wte, which was read before it. */
+typedef struct {
+    infer_tensor_fn fn;
+    void *ctx;
+    const infer_model *m;
+    float *tmp;              /* [4C x C], the largest matrix of a block; int8 only */
+} fp32_source;
+
+static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
+                    size_t errlen)
+{
+    const fp32_source *src = ctx;
+    if (src->fn(src->ctx, name, rows, cols, dst, err, errlen) != 0)
         return -1;
     if (!all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
         snprintf(err, errlen, "%s has non-finite values", name);
@@ -137,62 +198,18 @@ static int load_tensor(infer_tensor_fn fn, void *ctx, const char *name, int rows
     return 0;
 }
 
-static int load_linear(infer_linear *l, const char *prefix, infer_tensor_fn fn, void *ctx,
-                       float *tmp, char *err, size_t errlen)
+static int read_matrix(void *ctx, const char *name, const infer_linear *l, char *err,
+                       size_t errlen)
 {
-    char name[96];
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    if (load_tensor(fn, ctx, name, l->out, 0, l->b, err, errlen) != 0)
-        return -1;
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    if (load_tensor(fn, ctx, name, l->in, l->out, l->wq ? tmp : l->w, err, errlen) != 0)
+    const fp32_source *src = ctx;
+    if (l == &src->m->lm_head) {   /* the tied head: wte's rows are already [out, in] */
+        q8_quantize(l->wq, l->ws, src->m->wte, (size_t)l->out * l->in);
+        return 0;
+    }
+    if (read_f32(ctx, name, l->in, l->out, l->wq ? src->tmp : l->w, err, errlen) != 0)
         return -1;
     if (l->wq)
-        q8_pack_weights(l->wq, l->ws, tmp, l->in, l->out);
-    return 0;
-}
-
-static int load_block(infer_model *m, int l, infer_tensor_fn fn, void *ctx, float *tmp,
-                      char *err, size_t errlen)
-{
-    infer_block *b = &m->h[l];
-    int C = m->d.n_embd;
-    char p[64], name[96];
-    struct { const char *suffix; float *dst; } vecs[4] = {
-        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
-        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
-        if (load_tensor(fn, ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
-            return -1;
-    }
-    struct { const char *suffix; infer_linear *lin; } lins[4] = {
-        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
-        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "transformer.h.%d.%s", l, lins[i].suffix);
-        if (load_linear(lins[i].lin, p, fn, ctx, tmp, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int load_all(infer_model *m, infer_tensor_fn fn, void *ctx, float *tmp, char *err,
-                    size_t errlen)
-{
-    const gpt2_dims *d = &m->d;
-    int C = d->n_embd;
-    if (load_tensor(fn, ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
-        load_tensor(fn, ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
-        return -1;
-    for (int l = 0; l < d->n_layer; l++)
-        if (load_block(m, l, fn, ctx, tmp, err, errlen) != 0)
-            return -1;
-    if (load_tensor(fn, ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
-        load_tensor(fn, ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
-        return -1;
+        q8_pack_weights(l->wq, l->ws, src->tmp, l->in, l->out);
     return 0;
 }
 
@@ -201,8 +218,8 @@ static void *alloc_bytes(size_t n)
     return aligned_alloc(64, n ? n : 64);   /* n is a multiple of 64 (bump) */
 }
 
-int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
-                      void *ctx, char *err, size_t errlen)
+int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                     void *ctx, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     if (infer_check_dims(d, q, err, errlen) != 0)
@@ -216,12 +233,9 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
     m->f32 = m->h ? alloc_bytes(f.used) : NULL;
     m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
     m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
-    /* int8: each fp32 matrix passes through one buffer of the largest size, 4C x C */
-    float *tmp = q == INFER_INT8 ? malloc((size_t)4 * d->n_embd * d->n_embd * sizeof *tmp) : NULL;
-    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) || (q == INFER_INT8 && !tmp)) {
+    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales))) {
         snprintf(err, errlen, "out of memory for the weights (%.1f MB)",
                  (f.used + i8.used + sc.used) / 1e6);
-        free(tmp);
         infer_model_free(m);
         return -1;
     }
@@ -231,17 +245,28 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
     layout(m, &f, &i8, &sc);
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used;
-    int rc = load_all(m, fn, ctx, tmp, err, errlen);
-    free(tmp);
-    if (rc != 0) {
+    if (infer_model_walk(m, v, ctx, err, errlen) != 0) {
         infer_model_free(m);
         return -1;
     }
     if (q == INFER_BF16)
         round_to_bf16(m->f32, f.used / sizeof(float));
-    if (q == INFER_INT8)
-        q8_quantize(m->lm_head.wq, m->lm_head.ws, m->wte, (size_t)d->vocab_size * d->n_embd);
     return 0;
+}
+
+int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
+                      void *ctx, char *err, size_t errlen)
+{
+    static const infer_visitor v = {read_f32, read_matrix};
+    fp32_source src = {fn, ctx, m, NULL};
+    if (q == INFER_INT8 &&
+        !(src.tmp = malloc((size_t)4 * d->n_embd * d->n_embd * sizeof *src.tmp))) {
+        snprintf(err, errlen, "out of memory for the weights");
+        return -1;
+    }
+    int rc = infer_model_load(m, d, q, &v, &src, err, errlen);
+    free(src.tmp);
+    return rc;
 }
 
 /* A training model's tensors, found by name in its table. */
@@ -283,6 +308,32 @@ static int ckpt_source(void *ctx, const char *name, int rows, int cols, float *d
     return ckpt_model_tensor(ctx, name, rows, cols, dst, err, errlen);
 }
 
+/* A --save-quantized file: the fp32 tensors from /model as in a checkpoint,
+ * the int8 matrices from /q8 as they are. */
+typedef struct {
+    fp32_source f32;
+    const infer_q8file *q;
+} q8_source;
+
+static int q8_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+                  size_t errlen)
+{
+    return read_f32(&((q8_source *)ctx)->f32, name, rows, cols, x, err, errlen);
+}
+
+static int q8_mat(void *ctx, const char *name, const infer_linear *l, char *err, size_t errlen)
+{
+    return infer_q8file_matrix(((q8_source *)ctx)->q, name, l, err, errlen);
+}
+
+static int load_q8file(infer_model *m, const gpt2_dims *d, ckpt_model_file *f,
+                       const infer_q8file *q, char *err, size_t errlen)
+{
+    static const infer_visitor v = {q8_vec, q8_mat};
+    q8_source src = {{ckpt_source, f, m, NULL}, q};
+    return infer_model_load(m, d, INFER_INT8, &v, &src, err, errlen);
+}
+
 static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, infer_quant q,
                      infer_model *m, tokenizer **tok, char *err, size_t errlen)
 {
@@ -298,7 +349,20 @@ static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, i
                  tokenizer_vocab_size(*tok), d->vocab_size);
         return -1;
     }
-    return infer_model_build(m, d, q, ckpt_source, f, err, errlen);
+    infer_q8file *q8 = NULL;
+    int has_q8 = infer_q8file_open(path, &q8, err, errlen);
+    if (has_q8 < 0)
+        return -1;
+    if (has_q8 && q != INFER_INT8) {
+        snprintf(err, errlen, "%s holds int8 weights (written by --save-quantized): it runs "
+                 "only with --quant int8", path);
+        infer_q8file_close(q8);
+        return -1;
+    }
+    int rc = has_q8 ? load_q8file(m, d, f, q8, err, errlen)
+                    : infer_model_build(m, d, q, ckpt_source, f, err, errlen);
+    infer_q8file_close(q8);
+    return rc;
 }
 
 int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,

@@ -72,6 +72,24 @@ typedef struct {
 typedef int (*infer_tensor_fn)(void *ctx, const char *name, int rows, int cols, float *dst,
                                char *err, size_t errlen);
 
+/* The model's tensors by Hugging Face name, in file order: each fp32 tensor
+ * (embeddings, LayerNorm, biases; rows x cols floats, cols 0 for a vector) to
+ * vec, each matrix to mat (its bias went to vec just before); an int8 model's
+ * LM head last, to mat as "lm_head.weight" (wte quantized, [vocab_size,
+ * n_embd]).  A visitor reads or writes the arrays the pointers point to; it returns
+ * 0, or -1 with a reason in err, which ends the walk. */
+typedef struct {
+    int (*vec)(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+               size_t errlen);
+    int (*mat)(void *ctx, const char *name, const infer_linear *l, char *err, size_t errlen);
+} infer_visitor;
+
+int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
+                     size_t errlen);
+/* Allocates the model for dims and quant q and fills it by walking it with v. */
+int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                     void *ctx, char *err, size_t errlen);
+
 /* Checks that dims can run in quant q (positive, n_head divides n_embd, int8:
  * n_embd a multiple of 32). */
 int infer_check_dims(const gpt2_dims *d, infer_quant q, char *err, size_t errlen);

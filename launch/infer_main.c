@@ -18,6 +18,7 @@
 #include "io/tokenizer.h"
 #include "kernels/gemm.h"
 #include "launch/infer.h"
+#include "launch/infer_q8file.h"
 #include "launch/infer_serve.h"
 
 #define BENCH_PROMPT_TOKENS 16
@@ -31,6 +32,7 @@ typedef struct {
     const char *ckpt, *prompt;
     const char *eval;             /* --eval FILE.tok */
     const char *serve;            /* --serve ENDPOINT */
+    const char *save_quantized;   /* --save-quantized FILE.h5 */
     infer_quant quant;
     int n, top_k;                 /* n < 0: the default for the mode */
     int seq_len;                  /* --eval windows; 0: n_positions */
@@ -63,6 +65,8 @@ static void usage(FILE *f)
         "  --serve ENDPOINT answer JSON requests on a ZeroMQ REP endpoint (tcp://127.0.0.1:PORT):\n"
         "                   {prompt, max_tokens, temperature, top_k, top_p, seed} ->\n"
         "                   {ok, text, tokens, tokens_per_s, ...} (see README); until SIGTERM\n"
+        "  --save-quantized FILE.h5  quantize once and save the int8 model (with the tokenizer)\n"
+        "                   to FILE.h5, which --ckpt then loads without quantizing again\n"
         "  --seq-len T      --eval window (default n_positions; the trainer's seq_len)\n"
         "  --eval-windows N only the first N windows (the trainer's eval_batches x batch_size)\n"
         "Generation stops after N tokens or when the context (n_positions) is full.\n"
@@ -104,6 +108,8 @@ static int parse_value(options *o, const char *flag, const char *val, char *err,
         o->eval = val;
     else if (strcmp(flag, "--serve") == 0)
         o->serve = val;
+    else if (strcmp(flag, "--save-quantized") == 0)
+        o->save_quantized = val;
     else if (strcmp(flag, "--seq-len") == 0)
         rc = parse_long(val, 1, 1 << 30, &v) ? -1 : (o->seq_len = (int)v, 0);
     else if (strcmp(flag, "--eval-windows") == 0)
@@ -154,8 +160,13 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
         snprintf(err, errlen, "--ckpt FILE.h5 is required (see --help)");
         return -1;
     }
-    if ((o->bench != 0) + (o->eval != NULL) + (o->serve != NULL) > 1) {
-        snprintf(err, errlen, "--bench, --eval and --serve are separate modes: give one");
+    if ((o->bench != 0) + (o->eval != NULL) + (o->serve != NULL) + (o->save_quantized != NULL) > 1) {
+        snprintf(err, errlen, "--bench, --eval, --serve and --save-quantized are separate modes: "
+                 "give one");
+        return -1;
+    }
+    if (o->save_quantized && o->quant != INFER_INT8) {
+        snprintf(err, errlen, "--save-quantized writes int8 weights: it needs --quant int8");
         return -1;
     }
     if (o->n < 0)
@@ -454,6 +465,13 @@ int main(int argc, char **argv)
         tokenizer_free(tok2);
         if (has_ref)
             infer_model_free(&ref);
+    } else if (o.save_quantized) {
+        rc = infer_q8file_save(o.save_quantized, &m, tok, err, sizeof err) != 0;
+        if (rc)
+            fprintf(stderr, "infer: %s\n", err);
+        else
+            fprintf(stderr, "infer: wrote %s (%.1f MB of weights)\n", o.save_quantized,
+                    m.weight_bytes / 1e6);
     } else if (o.serve) {
         infer_server sv;
         rc = infer_server_init(&sv, &m, tok, err, sizeof err) != 0 ||

@@ -40,6 +40,11 @@ done
 "$BUILD/infer" --ckpt "$ck" --prompt "The " -n 40 --seed 8 >"$tmp/int8.c" 2>/dev/null
 cmp -s "$tmp/int8.a" "$tmp/int8.c" && fail "seeds 7 and 8 gave the same text"
 
+# --save-quantized: the int8 file gives the very text of quantizing at load; it is int8 only
+"$BUILD/infer" --ckpt "$ck" --save-quantized "$tmp/q8.h5" 2>"$tmp/err" || { cat "$tmp/err"; fail "--save-quantized"; }
+"$BUILD/infer" --ckpt "$tmp/q8.h5" --prompt "The " -n 40 --seed 7 >"$tmp/q8.a" 2>/dev/null || fail "loading the int8 file"
+cmp -s "$tmp/int8.a" "$tmp/q8.a" || fail "the int8 file gave other text than the checkpoint"
+
 # --eval on the trainer's val windows (eval_batches 50 x batch_size 8 = the first 400)
 for q in fp32 int8; do
     "$BUILD/infer" --ckpt "$ck" --quant $q --eval "$tmp/data/val.tok" --eval-windows 400 \
@@ -92,6 +97,10 @@ expect_exit() {   # code, expected-substring, infer args...
 }
 head -c 30000 "$ck" > "$tmp/half.h5"
 expect_exit 1 "truncated or damaged" --ckpt "$tmp/half.h5"
+head -c 30000 "$tmp/q8.h5" > "$tmp/q8half.h5"
+expect_exit 1 "truncated or damaged" --ckpt "$tmp/q8half.h5"
+expect_exit 1 "runs only with --quant int8" --ckpt "$tmp/q8.h5" --quant fp32
+expect_exit 2 "needs --quant int8" --ckpt "$ck" --quant bf16 --save-quantized "$tmp/x.h5"
 expect_exit 1 "No such file" --ckpt "$tmp/none.h5"
 expect_exit 2 "invalid value 'int4' for --quant" --ckpt "$ck" --quant int4
 expect_exit 2 "unknown option '--frobnicate'" --ckpt "$ck" --frobnicate 1
