@@ -13,6 +13,7 @@
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/gemv.h"
 #include "kernels/layernorm.h"
 #include "kernels/q8.h"
 #include "kernels/softmax_xent.h"
@@ -436,12 +437,16 @@ void infer_state_free(infer_state *s)
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations. */
+/* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations.
+ * fp32 decode (n = 1) streams W through gemv: a GEMM library's blocking is
+ * for many rows, and at one row it runs several times slower. */
 static void linear(infer_state *s, float *y, const float *x, const infer_linear *l, int n)
 {
     if (l->wq) {
         q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);   /* groups never straddle rows */
         q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
+    } else if (n == 1) {
+        gemv_n(y, x, l->w, l->b, l->in, l->out);
     } else {
         gemm_f32(false, false, n, l->out, l->in, x, l->in, l->w, l->out, l->b, false, y, l->out);
     }
@@ -521,6 +526,8 @@ static void lm_head(const infer_model *m, infer_state *s, float *logits, const f
     int C = m->d.n_embd, V = m->d.vocab_size;
     if (m->lm_head.wq)
         linear(s, logits, x, &m->lm_head, n);
+    else if (n == 1)
+        gemv_t(logits, x, m->wte, NULL, C, V);
     else
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
 }

@@ -1,0 +1,29 @@
+/* gemv: y = x W (+ b) for a single row x, the products of one decode step in
+ * fp32 (a matrix product library is slow at M = 1: all of its blocking is for
+ * M, and the step is a stream over W).
+ *
+ *   gemv_n  W [in, out] row-major (the checkpoint's Conv1D layout):
+ *           acc = 0; for i = 0..in-1: acc = fmaf(x[i], W[i][o], acc)
+ *   gemv_t  W [out, in] row-major (the tied LM head, wte): 16 lanes,
+ *           lane l takes i = l, l+16, ... up to in rounded up to 16 (x and W
+ *           read as 0 past in): a[l] = fmaf(x[i], W[o][i], a[l]) in order;
+ *           then a[l] += a[l+8] (l < 8), a[l] += a[l+4] (l < 4),
+ *           a[l] += a[l+2] (l < 2), acc = a[0] + a[1]
+ *   y[o] = b ? acc + b[o] : acc
+ * Every path does those operations in that order (vector lanes are outputs in
+ * gemv_n, the 16 lanes in gemv_t), so all give results bit-identical to the
+ * scalar reference, with any number of threads (they split the outputs).
+ * Paths: scalar, AVX2+FMA, AVX-512; cpu_isa() picks, GPT_ISA forces. */
+#ifndef KERNELS_GEMV_H
+#define KERNELS_GEMV_H
+
+#include "kernels/cpu.h"
+
+void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out);
+void gemv_t(float *y, const float *x, const float *w, const float *b, int in, int out);
+void gemv_n_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,
+                int out);
+void gemv_t_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,
+                int out);
+
+#endif
