@@ -14,8 +14,8 @@
  * multiply-adds a parallel region costs more than it saves. */
 enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
 
-/* ---- quantization (scalar only: it runs once per weight at load time and on
- * IN values per token, never in the hot loop) ---- */
+/* ---- quantization (weights: scalar, once at load; activations: per path,
+ * before every product) ---- */
 
 /* One group of Q8_GS values read with a stride (1 for activations, OUT for a
  * weight column).  Division, not a multiply by 127/amax: it is what q8.h
@@ -34,10 +34,8 @@ static float quantize_group(int8_t *q, const float *x, size_t stride)
     return scale;
 }
 
-void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
+static void quantize_scalar(int8_t *q, float *scales, const float *x, size_t groups)
 {
-    const size_t groups = n / Q8_GS;
-#pragma omp parallel for schedule(static, QCHUNK / Q8_GS) if (n >= PAR_MIN)
     for (size_t g = 0; g < groups; g++)
         scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS, 1);
 }
@@ -89,7 +87,7 @@ static void tile_scalar(const q8_args *a, int m0, int m1, int o0, int o1)
         }
 }
 
-static const q8_ops q8_ops_scalar = {tile_scalar};
+static const q8_ops q8_ops_scalar = {tile_scalar, quantize_scalar};
 
 /* ---- dispatch ---- */
 
@@ -128,6 +126,21 @@ static const q8_ops *ops_for(q8_path path)
 }
 
 /* ---- driver ---- */
+
+void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n)
+{
+    const q8_ops *ops = ops_for(path);
+    const size_t groups = n / Q8_GS, per = QCHUNK / Q8_GS, chunks = (groups + per - 1) / per;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < chunks; c++)
+        ops->quantize(q + c * QCHUNK, scales + c * per, x + c * QCHUNK,
+                      groups - c * per < per ? groups - c * per : per);
+}
+
+void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
+{
+    q8_quantize_path(q8_path_for_isa(cpu_isa()), q, scales, x, n);
+}
 
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                     const float *ws, const float *bias, int M, int IN, int OUT)

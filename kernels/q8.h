@@ -37,8 +37,10 @@ bool q8_path_supported(q8_path path);
 const char *q8_path_name(q8_path path);
 q8_path q8_path_for_isa(isa_t isa);   /* the fastest q8 path that isa allows here */
 
-/* n values (a multiple of Q8_GS) -> n int8 values and n/Q8_GS scales. */
+/* n values (a multiple of Q8_GS) -> n int8 values and n/Q8_GS scales; every
+ * path gives the scalar one's bits. */
 void q8_quantize(int8_t *q, float *scales, const float *x, size_t n);
+void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n);
 /* x[i] = q[i] * scales[i / Q8_GS] */
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n);
 

@@ -15,6 +15,7 @@
  * path's operations, so the results are bit-identical.  An odd last group
  * runs the same step on half-vectors (masked loads, the upper half zero). */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/q8_impl.h"
@@ -128,4 +129,26 @@ static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
     }
 }
 
-const q8_ops Q8_OPS = {tile};
+/* q8.h's quantization of one group per iteration: two vectors of 16 */
+static void quantize(int8_t *q, float *scales, const float *x, size_t groups)
+{
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (size_t g = 0; g < groups; g++, x += Q8_GS, q += Q8_GS) {
+        const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float scale = amax / 127.0f;
+        scales[g] = scale;
+        if (scale == 0.0f) {
+            _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
+            continue;
+        }
+        const __m512 d = _mm512_set1_ps(scale);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(h ? x1 : x0, d));
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            _mm_storeu_si128((__m128i *)(q + 16 * h), _mm512_cvtepi32_epi8(v));
+        }
+    }
+}
+
+const q8_ops Q8_OPS = {tile, quantize};

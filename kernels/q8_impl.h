@@ -5,6 +5,7 @@
 #ifndef KERNELS_Q8_IMPL_H
 #define KERNELS_Q8_IMPL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/q8.h"
@@ -19,6 +20,12 @@ typedef struct {
 typedef struct {
     /* y[m][o] for m in [m0, m1), o in [o0, o1); o0 is a multiple of Q8_TILE_ALIGN */
     void (*tile)(const q8_args *a, int m0, int m1, int o0, int o1);
+    /* q8_quantize of groups consecutive groups of Q8_GS values, bit-identical to
+     * the scalar path: max |x| is exact in any order, and scale = amax / 127,
+     * q = round-to-nearest-even(x / scale) clamped to [-127, 127], are the same
+     * IEEE operations in a vector (cvtps rounds as lrintf does, both in the
+     * default rounding mode) */
+    void (*quantize)(int8_t *q, float *scales, const float *x, size_t groups);
 } q8_ops;
 
 /* Tiles start on multiples of this many outputs: the SIMD paths work on
