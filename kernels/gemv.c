@@ -75,6 +75,18 @@ void gemv_t_isa(isa_t isa, float *y, const float *x, const float *w, const float
     }
 }
 
+void gemv_n_range(float *y, const float *x, const float *w, const float *b, int in, int out,
+                  int o0, int o1)
+{
+    ops_for(cpu_isa())->n(y, x, w, b, in, out, o0, o1);
+}
+
+void gemv_t_range(float *y, const float *x, const float *w, const float *b, int in, int o0,
+                  int o1)
+{
+    ops_for(cpu_isa())->t(y, x, w, b, in, o0, o1);
+}
+
 void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out)
 {
     gemv_n_isa(cpu_isa(), y, x, w, b, in, out);

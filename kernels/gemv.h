@@ -21,6 +21,12 @@
 
 void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out);
 void gemv_t(float *y, const float *x, const float *w, const float *b, int in, int out);
+/* Outputs [o0, o1) on the calling thread alone, on the active path: for a
+ * caller that splits the outputs over its own threads (same results). */
+void gemv_n_range(float *y, const float *x, const float *w, const float *b, int in, int out,
+                  int o0, int o1);
+void gemv_t_range(float *y, const float *x, const float *w, const float *b, int in, int o0,
+                  int o1);
 void gemv_n_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,
                 int out);
 void gemv_t_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,

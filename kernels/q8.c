@@ -156,6 +156,13 @@ void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, c
     }
 }
 
+void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                     const float *ws, const float *bias, int IN, int OUT, int o0, int o1)
+{
+    const q8_args a = {y, xq, wq, xs, ws, bias, 1, IN, OUT};
+    ops_for(q8_path_for_isa(cpu_isa()))->tile(&a, 0, 1, o0, o1);
+}
+
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                    const float *ws, const float *bias, int M, int IN, int OUT)
 {

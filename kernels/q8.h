@@ -56,6 +56,11 @@ void q8_matmul(float *y, const int8_t *xq, const float *xs, const int8_t *wq, co
                const float *bias, int M, int IN, int OUT);
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                    const float *ws, const float *bias, int M, int IN, int OUT);
+/* Outputs [o0, o1) of a single row (M = 1) on the calling thread alone, on
+ * the active path: for a caller that splits OUT over its own threads.  o0
+ * must be a multiple of 8; the results are q8_matmul's. */
+void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                     const float *ws, const float *bias, int IN, int OUT, int o0, int o1);
 /* A given path (the scalar one when this CPU cannot run it), for tests and benchmarks. */
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                     const float *ws, const float *bias, int M, int IN, int OUT);

@@ -415,7 +415,15 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->value_cache = alloc_f(L * T * C);
     s->att = alloc_f((size_t)s->nthreads * T);
     s->logits = alloc_f(d->vocab_size);
-    if (!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
+    /* per-thread decode vectors, each thread's in its own cache lines */
+    s->lane_stride = (C + 31) / 32 * 32;
+    size_t lanes = (size_t)s->nthreads * s->lane_stride;
+    s->lane_x = alloc_f(lanes);
+    s->lane_xb = alloc_f(lanes);
+    s->lane_stat = alloc_f((size_t)s->nthreads * 16);
+    s->lane_xq = aligned_alloc(64, 4 * lanes);
+    s->lane_xs = alloc_f(lanes / 8);
+    if (!s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
         !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
@@ -429,7 +437,8 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
 void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
-                   s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits};
+                   s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -452,43 +461,49 @@ static void linear(infer_state *s, float *y, const float *x, const infer_linear 
     }
 }
 
+/* One query and head: q (hs values) over the cache rows 0..last of the head
+ * (k, v: its first key and value, rows C apart) -> out; att: last+1 scratch. */
+static void attend_head(float *out, const float *q, const float *k, const float *v, int C, int hs,
+                        int last, float *att)
+{
+    const float scale = 1.0f / sqrtf((float)hs);
+    float mx = -INFINITY, sum = 0;
+    for (int t = 0; t <= last; t++) {
+        const float *kt = k + (size_t)t * C;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)   /* lets the compiler reorder the sum into vectors */
+        for (int j = 0; j < hs; j++)
+            dot += q[j] * kt[j];
+        att[t] = dot * scale;
+        mx = att[t] > mx ? att[t] : mx;
+    }
+    for (int t = 0; t <= last; t++) {
+        att[t] = expf(att[t] - mx);
+        sum += att[t];
+    }
+    for (int j = 0; j < hs; j++)
+        out[j] = 0;
+    for (int t = 0; t <= last; t++) {
+        const float *vt = v + (size_t)t * C;
+        float a = att[t] / sum;
+        for (int j = 0; j < hs; j++)
+            out[j] += a * vt[j];
+    }
+}
+
 /* Causal attention of the n new queries (positions pos..pos+n-1) over the
  * cache rows 0..their own position, one (query, head) pair per task. */
 static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
 {
     int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
     const float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
-    const float scale = 1.0f / sqrtf((float)hs);
     bool par = (double)n * (pos + n) * C >= 32768;   /* a parallel region costs a few us */
 #pragma omp parallel for collapse(2) schedule(static) if (par)
     for (int i = 0; i < n; i++)
-        for (int h = 0; h < H; h++) {
-            float *att = s->att + (size_t)omp_get_thread_num() * T;
-            const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
-            float *out = s->atty + (size_t)i * C + h * hs, mx = -INFINITY, sum = 0;
-            int last = pos + i;
-            for (int t = 0; t <= last; t++) {
-                const float *k = kc + (size_t)t * C + h * hs;
-                float dot = 0;
-#pragma omp simd reduction(+ : dot)   /* lets the compiler reorder the sum into vectors */
-                for (int j = 0; j < hs; j++)
-                    dot += q[j] * k[j];
-                att[t] = dot * scale;
-                mx = att[t] > mx ? att[t] : mx;
-            }
-            for (int t = 0; t <= last; t++) {
-                att[t] = expf(att[t] - mx);
-                sum += att[t];
-            }
-            for (int j = 0; j < hs; j++)
-                out[j] = 0;
-            for (int t = 0; t <= last; t++) {
-                const float *v = vc + (size_t)t * C + h * hs;
-                float a = att[t] / sum;
-                for (int j = 0; j < hs; j++)
-                    out[j] += a * v[j];
-            }
-        }
+        for (int h = 0; h < H; h++)
+            attend_head(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs,
+                        kc + h * hs, vc + h * hs, C, hs, pos + i,
+                        s->att + (size_t)omp_get_thread_num() * T);
 }
 
 /* The new tokens' keys and values go to cache rows pos..pos+n-1. */
@@ -532,9 +547,113 @@ static void lm_head(const infer_model *m, infer_state *s, float *logits, const f
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
 }
 
+/* ---- decode: one token, one parallel region ------------------------------- */
+
+/* This thread's share [*o0, *o1) of n outputs: contiguous whole blocks of 64
+ * (cache lines of y and of W's rows are not shared; q8 wants multiples of 8). */
+static void share(int n, int *o0, int *o1)
+{
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num(), blocks = (n + 63) / 64;
+    const int b0 = blocks * t / nt * 64, b1 = blocks * (t + 1) / nt * 64;
+    *o0 = b0 < n ? b0 : n;
+    *o1 = b1 < n ? b1 : n;
+}
+
+/* What each thread of a decode step keeps to itself: vectors that every
+ * thread needs whole are recomputed by each (a few hundred values) instead of
+ * computed once and waited for at a barrier. */
+typedef struct {
+    float *x;        /* [C] the residual stream */
+    float *xb;       /* [C] LayerNorm output */
+    float *stat;     /* [2] LayerNorm mean, rstd */
+    int8_t *xq;      /* [4C] the quantized input of a product */
+    float *xs;       /* [4C/32] */
+} lane;
+
+/* This thread's share of y = x W + b (x whole: every thread quantizes it). */
+static void decode_linear(const lane *p, float *y, const float *x, const infer_linear *l)
+{
+    int o0, o1;
+    share(l->out, &o0, &o1);
+    if (l->wq) {
+        q8_quantize(p->xq, p->xs, x, (size_t)l->in);   /* below q8's threshold: this thread */
+        if (o0 < o1)
+            q8_matvec_range(y, p->xq, p->xs, l->wq, l->ws, l->b, l->in, l->out, o0, o1);
+    } else if (o0 < o1) {
+        gemv_n_range(y, x, l->w, l->b, l->in, l->out, o0, o1);
+    }
+}
+
+/* One layer of the token at pos; five barriers, one after each step whose
+ * output every thread reads whole. */
+static void decode_block(const infer_model *m, infer_state *s, const lane *p, int l, int pos)
+{
+    const infer_block *b = &m->h[l];
+    const int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
+    layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln1w, b->ln1b, 1, C);
+    decode_linear(p, s->qkv, p->xb, &b->qkv);
+#pragma omp barrier
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
+    for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {   /* this thread's heads */
+        memcpy(kc + (size_t)pos * C + h * hs, s->qkv + C + h * hs, hs * sizeof(float));
+        memcpy(vc + (size_t)pos * C + h * hs, s->qkv + 2 * C + h * hs, hs * sizeof(float));
+        attend_head(s->atty + h * hs, s->qkv + h * hs, kc + h * hs, vc + h * hs, C, hs, pos,
+                    s->att + (size_t)t * T);
+    }
+#pragma omp barrier
+    decode_linear(p, s->xb2, s->atty, &b->attproj);
+#pragma omp barrier
+    residual_forward(p->x, p->x, s->xb2, C);
+    layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln2w, b->ln2b, 1, C);
+    decode_linear(p, s->fch, p->xb, &b->fc);
+    int o0, o1;
+    share(4 * C, &o0, &o1);
+    if (o0 < o1)
+        gelu_forward(s->fch + o0, s->fch + o0, o1 - o0);
+#pragma omp barrier
+    decode_linear(p, s->xb2, s->fch, &b->fcproj);
+#pragma omp barrier
+    residual_forward(p->x, p->x, s->xb2, C);
+}
+
+/* The token at pos -> s->logits, as infer_forward with n = 1 computes them
+ * (the same operations on each value, split over threads differently). */
+static void decode(const infer_model *m, infer_state *s, int token, int pos)
+{
+    const int C = m->d.n_embd, V = m->d.vocab_size;
+#pragma omp parallel num_threads(s->nthreads)
+    {
+        const int t = omp_get_thread_num();
+        const lane p = {s->lane_x + (size_t)t * s->lane_stride, s->lane_xb + (size_t)t * s->lane_stride,
+                        s->lane_stat + (size_t)t * 16, s->lane_xq + (size_t)t * 4 * s->lane_stride,
+                        s->lane_xs + (size_t)t * s->lane_stride / 8};
+        const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
+        for (int c = 0; c < C; c++)
+            p.x[c] = te[c] + pe[c];
+        for (int l = 0; l < m->d.n_layer; l++)
+            decode_block(m, s, &p, l, pos);
+        layernorm_forward(p.xb, p.stat, p.stat + 1, p.x, m->lnfw, m->lnfb, 1, C);
+        if (m->lm_head.wq) {
+            decode_linear(&p, s->logits, p.xb, &m->lm_head);
+        } else {
+            int o0, o1;
+            share(V, &o0, &o1);
+            if (o0 < o1)
+                gemv_t_range(s->logits, p.xb, m->wte, NULL, C, o0, o1);
+        }
+    }
+}
+
 void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int n, int pos,
                    float *all_logits)
 {
+    if (n == 1) {
+        decode(m, s, tokens[0], pos);
+        if (all_logits)
+            memcpy(all_logits, s->logits, (size_t)m->d.vocab_size * sizeof(float));
+        return;
+    }
     int C = m->d.n_embd, V = m->d.vocab_size;
     for (int i = 0; i < n; i++) {
         const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
@@ -706,10 +825,10 @@ int infer_sample(infer_sampler *s, const float *logits)
 
 /* ---- generation ------------------------------------------------------------ */
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -717,9 +836,9 @@ infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampl
                                int n_prompt, int n_new, infer_token_fn on_token, void *ctx)
 {
     infer_gen_stats st = {0};
-    double t0 = now_s();
+    double t0 = clock_s(CLOCK_MONOTONIC);
     infer_forward(m, s, toks, n_prompt, 0, NULL);
-    double t1 = now_s();
+    double t1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     int pos = n_prompt;
     while (st.n_generated < n_new) {
         int next = infer_sample(sp, s->logits);
@@ -737,6 +856,7 @@ infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampl
         pos++;
     }
     st.prefill_s = t1 - t0;
-    st.decode_s = now_s() - t1;
+    st.decode_s = clock_s(CLOCK_MONOTONIC) - t1;
+    st.decode_cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c1;
     return st;
 }

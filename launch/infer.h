@@ -24,6 +24,10 @@
  *         input lookup).  Needs n_embd to be a multiple of 32.
  * The KV cache is fp32, [n_layer, n_positions, n_embd] for keys and for values,
  * allocated once; nothing is allocated after infer_state_create.
+ * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
+ * split each product's outputs and the attention's heads, and each recomputes
+ * the small vectors all of them need (LayerNorm, residual, quantized inputs),
+ * so a layer costs five barriers; fp32/bf16 products go through gemv there.
  * Functions that can fail return 0 or -1 with a one-line reason in err.
  */
 #ifndef LAUNCH_INFER_H
@@ -116,6 +120,11 @@ typedef struct {
     float *key_cache, *value_cache;           /* [L, n_positions, C] */
     float *att;                   /* [nthreads, n_positions] attention scores */
     float *logits;                /* [vocab_size]: the last token's */
+    /* decode (n = 1): each thread's copy of the residual stream and of the
+     * product inputs, lane_stride floats apart (lane_xq 4x that many bytes) */
+    size_t lane_stride;
+    float *lane_x, *lane_xb, *lane_stat, *lane_xs;
+    int8_t *lane_xq;
 } infer_state;
 
 /* max_chunk <= 0 means n_positions (a prompt of any length is one pass). */
@@ -167,6 +176,7 @@ int infer_argmax(const float *x, int n);
  * ones). */
 typedef struct {
     double prefill_s, decode_s;
+    double decode_cpu_s;          /* CPU time of all threads while decoding (spinning too) */
     int n_generated;
     int context_full;
 } infer_gen_stats;

@@ -216,13 +216,14 @@ static void print_bench(const infer_model *m, const options *o, int n_prompt,
      * of prefill to the last one (sampling and one forward per token) */
     printf("{\"quant\":\"%s\",\"n_prompt\":%d,\"n_generated\":%d,"
            "\"prefill_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f,"
-           "\"prefill_s\":%.6f,\"decode_s\":%.6f,\"rss_mb\":%.1f,\"peak_rss_mb\":%.1f,"
+           "\"prefill_s\":%.6f,\"decode_s\":%.6f,\"decode_cpu_s\":%.6f,"
+           "\"rss_mb\":%.1f,\"peak_rss_mb\":%.1f,"
            "\"weights_mb\":%.1f,\"threads\":%d,\"context_full\":%s,\"temperature\":%g,"
            "\"vocab_size\":%d,\"n_positions\":%d,\"n_embd\":%d,\"n_layer\":%d,\"n_head\":%d}\n",
            infer_quant_name(m->quant), n_prompt, st.n_generated,
            st.prefill_s > 0 ? n_prompt / st.prefill_s : 0.0,
            st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.prefill_s, st.decode_s,
-           proc_mb("VmRSS"), proc_mb("VmHWM"), m->weight_bytes / 1e6, omp_get_max_threads(),
+           st.decode_cpu_s, proc_mb("VmRSS"), proc_mb("VmHWM"), m->weight_bytes / 1e6, omp_get_max_threads(),
            st.context_full ? "true" : "false", o->temperature, m->d.vocab_size,
            m->d.n_positions, m->d.n_embd, m->d.n_layer, m->d.n_head);
 }
