@@ -163,6 +163,45 @@ void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *
     ops_for(q8_path_for_isa(cpu_isa()))->tile(&a, 0, 1, o0, o1);
 }
 
+size_t q8_vnni_pack_bytes(int IN, int OUT)
+{
+    return (size_t)(OUT + Q8_VNNI_BLOCK - 1) / Q8_VNNI_BLOCK * (IN / Q8_GS) * Q8_VNNI_GROUP;
+}
+
+void q8_vnni_pack(void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
+{
+    const int G = IN / Q8_GS, blocks = (OUT + Q8_VNNI_BLOCK - 1) / Q8_VNNI_BLOCK;
+    for (int b = 0; b < blocks; b++)
+        for (int g = 0; g < G; g++) {
+            uint8_t *w = (uint8_t *)dst + ((size_t)b * G + g) * Q8_VNNI_GROUP;
+            float *sc = (float *)(void *)(w + 8 * 64);
+            for (int r = 0; r < Q8_VNNI_BLOCK; r++) {
+                const int o = b * Q8_VNNI_BLOCK + r;
+                const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
+                for (int i = 0; i < Q8_GS; i++)   /* chunk i/4, lane r, byte i%4 */
+                    w[(i / 4) * 64 + r * 4 + i % 4] = (uint8_t)((row ? row[i] : 0) + 128);
+                sc[r] = row ? ws[(size_t)o * G + g] : 0.0f;
+            }
+        }
+}
+
+void q8_group_sums(int32_t *xsum, const int8_t *xq, size_t n)
+{
+    for (size_t g = 0; g < n / Q8_GS; g++) {
+        int32_t s = 0;
+        for (int i = 0; i < Q8_GS; i++)
+            s += xq[g * Q8_GS + i];
+        xsum[g] = 128 * s;
+    }
+}
+
+void q8_vnni_matvec(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
+                    const void *packed, const float *bias, int IN, int OUT, int o0, int o1)
+{
+    (void)OUT;   /* in the signature for symmetry with q8_matmul; o1 <= OUT */
+    q8_vnni_matvec_impl(y, xq, xs, xsum, packed, bias, IN, o0, o1);
+}
+
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                    const float *ws, const float *bias, int M, int IN, int OUT)
 {

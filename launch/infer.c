@@ -219,6 +219,47 @@ static void *alloc_bytes(size_t n)
     return aligned_alloc(64, n ? n : 64);   /* n is a multiple of 64 (bump) */
 }
 
+/* Every int8 matrix: the blocks' four, then the LM head. */
+static int int8_matrices(infer_model *m, infer_linear **all)
+{
+    int n = 0;
+    for (int l = 0; m->h && l < m->d.n_layer; l++) {
+        infer_block *b = &m->h[l];
+        all[n++] = &b->qkv;
+        all[n++] = &b->attproj;
+        all[n++] = &b->fc;
+        all[n++] = &b->fcproj;
+    }
+    all[n++] = &m->lm_head;
+    return n;
+}
+
+/* The decode layout of every int8 matrix, where the CPU has VNNI and the
+ * active path is AVX-512; nothing (and 0) otherwise. */
+static int pack_vnni(infer_model *m, char *err, size_t errlen)
+{
+    if (m->quant != INFER_INT8 || q8_path_for_isa(cpu_isa()) != Q8_VNNI)
+        return 0;
+    infer_linear **all = malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all);
+    int n = all ? int8_matrices(m, all) : 0;
+    for (int i = 0; i < n; i++) {
+        infer_linear *l = all[i];
+        size_t bytes = (q8_vnni_pack_bytes(l->in, l->out) + 63) & ~(size_t)63;
+        if (!(l->wv = aligned_alloc(64, bytes))) {
+            n = -1;
+            break;
+        }
+        q8_vnni_pack(l->wv, l->wq, l->ws, l->in, l->out);
+        m->weight_bytes += bytes;
+    }
+    free(all);
+    if (n < 0 || !all) {
+        snprintf(err, errlen, "out of memory for the int8 decode layout");
+        return -1;
+    }
+    return 0;
+}
+
 int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
                      void *ctx, char *err, size_t errlen)
 {
@@ -246,7 +287,7 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     layout(m, &f, &i8, &sc);
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used;
-    if (infer_model_walk(m, v, ctx, err, errlen) != 0) {
+    if (infer_model_walk(m, v, ctx, err, errlen) != 0 || pack_vnni(m, err, errlen) != 0) {
         infer_model_free(m);
         return -1;
     }
@@ -294,6 +335,10 @@ int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *er
 
 void infer_model_free(infer_model *m)
 {
+    infer_linear **all = m->h ? malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all) : NULL;
+    for (int i = 0, n = all ? int8_matrices(m, all) : 0; i < n; i++)
+        free(all[i]->wv);
+    free(all);
     free(m->h);
     free(m->f32);
     free(m->i8);
@@ -423,7 +468,8 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->lane_stat = alloc_f((size_t)s->nthreads * 16);
     s->lane_xq = aligned_alloc(64, 4 * lanes);
     s->lane_xs = alloc_f(lanes / 8);
-    if (!s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
+    s->lane_xsum = aligned_alloc(64, lanes / 8 * sizeof(int32_t) + 64);
+    if (!s->lane_xsum || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
         !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
@@ -438,7 +484,7 @@ void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
                    s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
-                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs};
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_xsum};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -568,6 +614,7 @@ typedef struct {
     float *stat;     /* [2] LayerNorm mean, rstd */
     int8_t *xq;      /* [4C] the quantized input of a product */
     float *xs;       /* [4C/32] */
+    int32_t *xsum;   /* [4C/32] 128 x the group sums of xq, for the VNNI decode layout */
 } lane;
 
 /* This thread's share of y = x W + b (x whole: every thread quantizes it). */
@@ -575,8 +622,13 @@ static void decode_linear(const lane *p, float *y, const float *x, const infer_l
 {
     int o0, o1;
     share(l->out, &o0, &o1);
-    if (l->wq) {
+    if (l->wv) {
         q8_quantize(p->xq, p->xs, x, (size_t)l->in);   /* below q8's threshold: this thread */
+        q8_group_sums(p->xsum, p->xq, (size_t)l->in);
+        if (o0 < o1)
+            q8_vnni_matvec(y, p->xq, p->xs, p->xsum, l->wv, l->b, l->in, l->out, o0, o1);
+    } else if (l->wq) {
+        q8_quantize(p->xq, p->xs, x, (size_t)l->in);
         if (o0 < o1)
             q8_matvec_range(y, p->xq, p->xs, l->wq, l->ws, l->b, l->in, l->out, o0, o1);
     } else if (o0 < o1) {
@@ -627,7 +679,8 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
         const int t = omp_get_thread_num();
         const lane p = {s->lane_x + (size_t)t * s->lane_stride, s->lane_xb + (size_t)t * s->lane_stride,
                         s->lane_stat + (size_t)t * 16, s->lane_xq + (size_t)t * 4 * s->lane_stride,
-                        s->lane_xs + (size_t)t * s->lane_stride / 8};
+                        s->lane_xs + (size_t)t * s->lane_stride / 8,
+                        s->lane_xsum + (size_t)t * s->lane_stride / 8};
         const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
         for (int c = 0; c < C; c++)
             p.x[c] = te[c] + pe[c];

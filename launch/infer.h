@@ -21,7 +21,10 @@
  *         product (q8_matmul, exact int32 group sums).  The embeddings, the
  *         biases, LayerNorm, softmax and GELU stay fp32.  The fp32 copies of
  *         the quantized matrices are not kept (the token embedding is, for the
- *         input lookup).  Needs n_embd to be a multiple of 32.
+ *         input lookup).  Needs n_embd to be a multiple of 32.  On AVX512-VNNI
+ *         (and GPT_ISA not lower) decode runs on a second copy of every int8
+ *         matrix in q8's decode layout (1.125 bytes per weight): the same
+ *         results, without the horizontal sums of the [out, in] layout.
  * The KV cache is fp32, [n_layer, n_positions, n_embd] for keys and for values,
  * allocated once; nothing is allocated after infer_state_create.
  * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
@@ -51,6 +54,7 @@ typedef struct {
     float *w;
     int8_t *wq;
     float *ws;
+    void *wv;   /* int8 on AVX512-VNNI: wq/ws in q8's decode layout (q8_vnni_pack), else NULL */
     float *b;   /* NULL: no bias */
 } infer_linear;
 
@@ -125,6 +129,7 @@ typedef struct {
     size_t lane_stride;
     float *lane_x, *lane_xb, *lane_stat, *lane_xs;
     int8_t *lane_xq;
+    int32_t *lane_xsum;
 } infer_state;
 
 /* max_chunk <= 0 means n_positions (a prompt of any length is one pass). */
