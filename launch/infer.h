@@ -9,9 +9,14 @@
  *                       (matrix products over all n rows, causal attention over
  *                       the cache), their K/V appended to the cache
  *   infer_sample        greedy, or temperature + top-k + top-p with a seeded RNG
+ *   infer_generate      prompt pass, then sample / forward one token at a time
+ *   infer_eval_window   the trainer's loss on one window (build/infer --eval)
+ * infer_serve.h and infer_q8file.h build the service and the saved int8 file
+ * on these.
  *
  * Precisions (--quant):
- *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32).
+ *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32) for
+ *         several rows, through gemv (kernels/gemv.h) when decoding one.
  *   bf16  every weight rounded to bf16 precision at load (round_to_bf16), then
  *         run exactly as fp32: it shows the accuracy of bf16 weights, not their
  *         speed or memory (both are fp32's).
