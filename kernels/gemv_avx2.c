@@ -1,6 +1,6 @@
 /* gemv for AVX2 + FMA; contract in gemv_impl.h, arithmetic in gemv.h.
- * gemv_n: each lane is one output, 32 outputs (4 vectors) per pass over the
- * rows of W, then 8 at a time, then one (fmaf is the same instruction here).
+ * gemv_n: each lane is one output; the share of y accumulates in place while
+ * W streams past row by row (fmaf for the last few is the same instruction).
  * gemv_t: gemv.h's 16 lanes as two vectors, 4 rows at a time. */
 #include <immintrin.h>
 #include <math.h>
@@ -10,40 +10,25 @@
 
 enum { V = 4 };
 
+/* y[o0..o1) serves as the accumulators (in L1), so W is read row by row in
+ * its layout, one sequential stream; the last outputs short of 8 one by one. */
 static void n_avx2(float *y, const float *x, const float *w, const float *b, int in, int out,
                    int o0, int o1)
 {
-    int o = o0;
-    for (; o + 8 * V <= o1; o += 8 * V) {
-        __m256 acc[V];
-        for (int v = 0; v < V; v++)
-            acc[v] = _mm256_setzero_ps();
-        for (int i = 0; i < in; i++) {
-            const __m256 xv = _mm256_set1_ps(x[i]);
-            const float *wi = w + (size_t)i * out + o;
-            for (int v = 0; v < V; v++)
-                acc[v] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wi + 8 * v), acc[v]);
-        }
-        for (int v = 0; v < V; v++) {
-            if (b)
-                acc[v] = _mm256_add_ps(acc[v], _mm256_loadu_ps(b + o + 8 * v));
-            _mm256_storeu_ps(y + o + 8 * v, acc[v]);
-        }
+    const int o8 = o0 + (o1 - o0) / 8 * 8;
+    for (int o = o0; o < o1; o++)
+        y[o] = 0.0f;
+    for (int i = 0; i < in; i++) {
+        const __m256 xv = _mm256_set1_ps(x[i]);
+        const float *wi = w + (size_t)i * out;
+        for (int o = o0; o < o8; o += 8)
+            _mm256_storeu_ps(y + o, _mm256_fmadd_ps(xv, _mm256_loadu_ps(wi + o), _mm256_loadu_ps(y + o)));
+        for (int o = o8; o < o1; o++)
+            y[o] = fmaf(x[i], wi[o], y[o]);
     }
-    for (; o + 8 <= o1; o += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < in; i++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(x[i]), _mm256_loadu_ps(w + (size_t)i * out + o), acc);
-        if (b)
-            acc = _mm256_add_ps(acc, _mm256_loadu_ps(b + o));
-        _mm256_storeu_ps(y + o, acc);
-    }
-    for (; o < o1; o++) {
-        float acc = 0.0f;
-        for (int i = 0; i < in; i++)
-            acc = fmaf(x[i], w[(size_t)i * out + o], acc);
-        y[o] = b ? acc + b[o] : acc;
-    }
+    if (b)
+        for (int o = o0; o < o1; o++)
+            y[o] = y[o] + b[o];
 }
 
 /* gemv.h's reduction: lanes 0-7 in lo, 8-15 in hi */

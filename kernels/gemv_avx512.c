@@ -1,42 +1,44 @@
 /* gemv for AVX-512; contract in gemv_impl.h, arithmetic in gemv.h.
- * gemv_n: each lane is one output, 64 outputs (4 vectors) per pass over the
- * rows of W.  gemv_t: the 16 lanes are gemv.h's lanes, 4 rows at a time for
+ * gemv_n: each lane is one output; the share of y accumulates in place while
+ * W streams past row by row.  gemv_t: the 16 lanes are gemv.h's lanes, 4 rows at a time for
  * independent dependency chains; the tail of a row is a masked load (zeros). */
 #include <immintrin.h>
 #include <stddef.h>
 
 #include "kernels/gemv_impl.h"
 
-enum { V = 4 };   /* vectors of outputs per pass in gemv_n, rows per pass in gemv_t */
+enum { V = 4 };   /* rows per pass in gemv_t */
 
 static __mmask16 tail_mask(int rem)
 {
     return rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
 }
 
+/* y[o0..o1) serves as the accumulators (in L1), so W is read row by row in
+ * its layout, one sequential stream, whatever the width of the share. */
 static void n_avx512(float *y, const float *x, const float *w, const float *b, int in, int out,
                      int o0, int o1)
 {
-    for (int o = o0; o < o1; o += 16 * V) {
-        __mmask16 k[V];
-        __m512 acc[V];
-        for (int v = 0; v < V; v++) {
-            k[v] = o + 16 * v < o1 ? tail_mask(o1 - o - 16 * v) : 0;
-            acc[v] = _mm512_setzero_ps();
-        }
-        const float *wo = w + o;
-        for (int i = 0; i < in; i++) {
-            const __m512 xv = _mm512_set1_ps(x[i]);
-            for (int v = 0; v < V; v++)
-                acc[v] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k[v], wo + (size_t)i * out + 16 * v),
-                                         acc[v]);
-        }
-        for (int v = 0; v < V; v++) {
-            if (b)
-                acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(k[v], b + o + 16 * v));
-            _mm512_mask_storeu_ps(y + o + 16 * v, k[v], acc[v]);
+    for (int o = o0; o < o1; o += 16)
+        _mm512_mask_storeu_ps(y + o, tail_mask(o1 - o), _mm512_setzero_ps());
+    for (int i = 0; i < in; i++) {
+        const __m512 xv = _mm512_set1_ps(x[i]);
+        const float *wi = w + (size_t)i * out;
+        int o = o0;
+        for (; o + 16 <= o1; o += 16)
+            _mm512_storeu_ps(y + o, _mm512_fmadd_ps(xv, _mm512_loadu_ps(wi + o), _mm512_loadu_ps(y + o)));
+        if (o < o1) {
+            const __mmask16 k = tail_mask(o1 - o);
+            _mm512_mask_storeu_ps(y + o, k, _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, wi + o),
+                                                            _mm512_maskz_loadu_ps(k, y + o)));
         }
     }
+    if (b)
+        for (int o = o0; o < o1; o += 16) {
+            const __mmask16 k = tail_mask(o1 - o);
+            _mm512_mask_storeu_ps(y + o, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, y + o),
+                                                          _mm512_maskz_loadu_ps(k, b + o)));
+        }
 }
 
 /* gemv.h's reduction of the 16 lanes */
