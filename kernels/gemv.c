@@ -24,11 +24,11 @@ static void n_scalar(float *y, const float *x, const float *w, const float *b, i
             y[o] = y[o] + b[o];
 }
 
-static void t_scalar(float *y, const float *x, const float *w, const float *b, int in, int o0,
-                     int o1)
+static void t_scalar(float *y, const float *x, const float *w, int ldw, const float *b, int in,
+                     int o0, int o1)
 {
     for (int o = o0; o < o1; o++) {
-        const float *row = w + (size_t)o * in;
+        const float *row = w + (size_t)o * ldw;
         float a[16] = {0};
         for (int i = 0; i < (in + 15) / 16 * 16; i++)
             a[i % 16] = fmaf(i < in ? x[i] : 0.0f, i < in ? row[i] : 0.0f, a[i % 16]);
@@ -71,7 +71,7 @@ void gemv_t_isa(isa_t isa, float *y, const float *x, const float *w, const float
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         const int o0 = (int)((long)out * t / nt), o1 = (int)((long)out * (t + 1) / nt);
         if (o0 < o1)
-            ops->t(y, x, w, b, in, o0, o1);
+            ops->t(y, x, w, in, b, in, o0, o1);
     }
 }
 
@@ -81,10 +81,10 @@ void gemv_n_range(float *y, const float *x, const float *w, const float *b, int 
     ops_for(cpu_isa())->n(y, x, w, b, in, out, o0, o1);
 }
 
-void gemv_t_range(float *y, const float *x, const float *w, const float *b, int in, int o0,
-                  int o1)
+void gemv_t_range(float *y, const float *x, const float *w, int ldw, const float *b, int in,
+                  int o0, int o1)
 {
-    ops_for(cpu_isa())->t(y, x, w, b, in, o0, o1);
+    ops_for(cpu_isa())->t(y, x, w, ldw, b, in, o0, o1);
 }
 
 void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out)

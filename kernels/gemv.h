@@ -22,11 +22,13 @@
 void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out);
 void gemv_t(float *y, const float *x, const float *w, const float *b, int in, int out);
 /* Outputs [o0, o1) on the calling thread alone, on the active path: for a
- * caller that splits the outputs over its own threads (same results). */
+ * caller that splits the outputs over its own threads (same results).  W may
+ * be a slice of a wider matrix: gemv_n's rows are out floats apart (y has
+ * only [o0, o1)), gemv_t's rows ldw floats apart. */
 void gemv_n_range(float *y, const float *x, const float *w, const float *b, int in, int out,
                   int o0, int o1);
-void gemv_t_range(float *y, const float *x, const float *w, const float *b, int in, int o0,
-                  int o1);
+void gemv_t_range(float *y, const float *x, const float *w, int ldw, const float *b, int in,
+                  int o0, int o1);
 void gemv_n_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,
                 int out);
 void gemv_t_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,

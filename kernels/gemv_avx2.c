@@ -40,8 +40,8 @@ static float reduce16(__m256 lo, __m256 hi)
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-static void t_avx2(float *y, const float *x, const float *w, const float *b, int in, int o0,
-                   int o1)
+static void t_avx2(float *y, const float *x, const float *w, int ldw, const float *b, int in,
+                   int o0, int o1)
 {
     for (int o = o0; o < o1; o += V) {
         const int rows = o1 - o < V ? o1 - o : V;
@@ -52,7 +52,7 @@ static void t_avx2(float *y, const float *x, const float *w, const float *b, int
             const size_t rem = (size_t)(in - i);
             const __m256 x0 = simd_load8(x + i, rem), x1 = simd_load8(x + i + 8, rem > 8 ? rem - 8 : 0);
             for (int r = 0; r < rows; r++) {
-                const float *wr = w + (size_t)(o + r) * in + i;
+                const float *wr = w + (size_t)(o + r) * ldw + i;
                 lo[r] = _mm256_fmadd_ps(x0, simd_load8(wr, rem), lo[r]);
                 hi[r] = _mm256_fmadd_ps(x1, simd_load8(wr + 8, rem > 8 ? rem - 8 : 0), hi[r]);
             }

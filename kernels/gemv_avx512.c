@@ -50,8 +50,8 @@ static float reduce16(__m512 a)
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-static void t_avx512(float *y, const float *x, const float *w, const float *b, int in, int o0,
-                     int o1)
+static void t_avx512(float *y, const float *x, const float *w, int ldw, const float *b, int in,
+                     int o0, int o1)
 {
     for (int o = o0; o < o1; o += V) {
         const int rows = o1 - o < V ? o1 - o : V;
@@ -62,7 +62,7 @@ static void t_avx512(float *y, const float *x, const float *w, const float *b, i
             const __mmask16 k = tail_mask(in - i);
             const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
             for (int r = 0; r < rows; r++)
-                acc[r] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, w + (size_t)(o + r) * in + i),
+                acc[r] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, w + (size_t)(o + r) * ldw + i),
                                          acc[r]);
         }
         for (int r = 0; r < rows; r++) {

@@ -7,7 +7,8 @@
 typedef struct {
     void (*n)(float *y, const float *x, const float *w, const float *b, int in, int out, int o0,
               int o1);
-    void (*t)(float *y, const float *x, const float *w, const float *b, int in, int o0, int o1);
+    void (*t)(float *y, const float *x, const float *w, int ldw, const float *b, int in, int o0,
+              int o1);   /* row o of W at w + o * ldw */
 } gemv_ops;
 
 /* gemv_n's threads take whole multiples of this many outputs (cache lines of y

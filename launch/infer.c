@@ -508,33 +508,26 @@ static void linear(infer_state *s, float *y, const float *x, const infer_linear 
 }
 
 /* One query and head: q (hs values) over the cache rows 0..last of the head
- * (k, v: its first key and value, rows C apart) -> out; att: last+1 scratch. */
+ * (k, v: its first key and value, rows C apart) -> out; att: last+1 scratch.
+ * Both products are gemv's on this thread (SIMD, and the same arithmetic for
+ * a prompt's rows and a decoded token's). */
 static void attend_head(float *out, const float *q, const float *k, const float *v, int C, int hs,
                         int last, float *att)
 {
     const float scale = 1.0f / sqrtf((float)hs);
     float mx = -INFINITY, sum = 0;
+    gemv_t_range(att, q, k, C, NULL, hs, 0, last + 1);   /* att[t] = q . k[t] */
     for (int t = 0; t <= last; t++) {
-        const float *kt = k + (size_t)t * C;
-        float dot = 0;
-#pragma omp simd reduction(+ : dot)   /* lets the compiler reorder the sum into vectors */
-        for (int j = 0; j < hs; j++)
-            dot += q[j] * kt[j];
-        att[t] = dot * scale;
+        att[t] *= scale;
         mx = att[t] > mx ? att[t] : mx;
     }
     for (int t = 0; t <= last; t++) {
         att[t] = expf(att[t] - mx);
         sum += att[t];
     }
-    for (int j = 0; j < hs; j++)
-        out[j] = 0;
-    for (int t = 0; t <= last; t++) {
-        const float *vt = v + (size_t)t * C;
-        float a = att[t] / sum;
-        for (int j = 0; j < hs; j++)
-            out[j] += a * vt[j];
-    }
+    for (int t = 0; t <= last; t++)
+        att[t] /= sum;
+    gemv_n_range(out, att, v, NULL, last + 1, C, 0, hs);   /* out = sum_t att[t] v[t] */
 }
 
 /* Causal attention of the n new queries (positions pos..pos+n-1) over the
@@ -693,7 +686,7 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
             int o0, o1;
             share(V, &o0, &o1);
             if (o0 < o1)
-                gemv_t_range(s->logits, p.xb, m->wte, NULL, C, o0, o1);
+                gemv_t_range(s->logits, p.xb, m->wte, C, NULL, C, o0, o1);
         }
     }
 }

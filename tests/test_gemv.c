@@ -93,11 +93,36 @@ static void test_gemv_t(void **state)
     check(1);
 }
 
+/* The range entry points on a slice of a wider matrix (as the attention of
+ * one head uses them): the same bits as the whole product on a copy. */
+static void test_ranges_on_slices(void **state)
+{
+    (void)state;
+    enum { ROWS = 77, LD = 384, OFF = 64, HS = 64 };
+    float *w = malloc(sizeof(float) * ROWS * LD), *x = malloc(sizeof(float) * LD);
+    float *slice = malloc(sizeof(float) * ROWS * HS), got[ROWS], want[ROWS];
+    test_fill(w, (size_t)ROWS * LD, 5, 1.0f);
+    test_fill(x, LD, 6, 1.0f);
+    for (int r = 0; r < ROWS; r++)
+        memcpy(slice + r * HS, w + (size_t)r * LD + OFF, sizeof(float) * HS);
+    gemv_t_isa(ISA_SCALAR, want, x, slice, NULL, HS, ROWS);   /* x[0..HS) . row r */
+    gemv_t_range(got, x, w + OFF, LD, NULL, HS, 0, ROWS);
+    assert_memory_equal(got, want, sizeof got);
+    /* gemv_n over rows: y[j] = sum_r x[r] w[r][OFF + j], j < HS */
+    gemv_n_isa(ISA_SCALAR, want, x, slice, NULL, ROWS, HS);
+    gemv_n_range(got, x, w + OFF, NULL, ROWS, LD, 0, HS);
+    assert_memory_equal(got, want, sizeof(float) * HS);
+    free(w);
+    free(x);
+    free(slice);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemv_n),
         cmocka_unit_test(test_gemv_t),
+        cmocka_unit_test(test_ranges_on_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
