@@ -32,7 +32,7 @@ PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor $(BUILD)/infer $(BUIL
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 
-.PHONY: all deps test bench shakespeare run help clean
+.PHONY: all deps test bench shakespeare infer-quality run help clean
 .SECONDARY:
 all: $(PROGS)
 
@@ -43,6 +43,7 @@ help:
 	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
 	@echo "make bench        kernel and seed384 training benchmarks -> build/bench.jsonl"
 	@echo "make shakespeare  nanoGPT's shakespeare_char recipe (TINYSHAKESPEARE=path)"
+	@echo "make infer-quality  int8 vs fp32 inference on Tiny Shakespeare val (TINYSHAKESPEARE=path)"
 
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
         libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
@@ -72,8 +73,9 @@ $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-# issue 8: the inference program; its engine (launch/infer.c) is also linked by tests/test_infer
-$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(BUILD)/obj/launch/infer.o $(BUILD)/libgpt.a
+# issue 8: the inference program; its engine, service and int8 file are also linked by tests/test_infer
+INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file)
+$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # issue 5: the batch server for loader_endpoint (io/loader.h, remote mode)
 $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
@@ -82,12 +84,17 @@ $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
-$(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(BUILD)/obj/launch/infer.o $(BUILD)/libgpt.a
+$(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# issue 8: the ZeroMQ client tests/e2e_serve.sh drives build/infer --serve with
+$(BUILD)/tests/serve_client: $(BUILD)/obj/tests/serve_client.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # Unit tests, then the end-to-end checks that drive the built programs.
-test: $(PROGS) $(TESTS)
+test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
 
 bench: $(PROGS) $(BENCHES)
@@ -112,6 +119,10 @@ shakespeare: $(PROGS)
 	$(BUILD)/prep --input $(TINYSHAKESPEARE) --out $(BUILD)/data/shakespeare_char --tokenizer byte --val-fraction 0.1
 	$(BUILD)/trainer --config launch/configs/shakespeare_char.json \
 	  --set data_dir=$(BUILD)/data/shakespeare_char --set out_dir=$(BUILD)/runs/shakespeare_char
+
+# issue 8: trains shakespeare_char, then int8 against fp32 on the whole val split
+infer-quality: $(PROGS)
+	@BUILD=$(BUILD) TINYSHAKESPEARE=$(TINYSHAKESPEARE) sh tests/infer_quality.sh
 
 clean:
 	rm -rf build build-san

@@ -14,8 +14,8 @@
  * multiply-adds a parallel region costs more than it saves. */
 enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
 
-/* ---- quantization (scalar only: it runs once per weight at load time and on
- * IN values per token, never in the hot loop) ---- */
+/* ---- quantization (weights: scalar, once at load; activations: per path,
+ * before every product) ---- */
 
 /* One group of Q8_GS values read with a stride (1 for activations, OUT for a
  * weight column).  Division, not a multiply by 127/amax: it is what q8.h
@@ -34,10 +34,8 @@ static float quantize_group(int8_t *q, const float *x, size_t stride)
     return scale;
 }
 
-void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
+static void quantize_scalar(int8_t *q, float *scales, const float *x, size_t groups)
 {
-    const size_t groups = n / Q8_GS;
-#pragma omp parallel for schedule(static, QCHUNK / Q8_GS) if (n >= PAR_MIN)
     for (size_t g = 0; g < groups; g++)
         scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS, 1);
 }
@@ -89,7 +87,7 @@ static void tile_scalar(const q8_args *a, int m0, int m1, int o0, int o1)
         }
 }
 
-static const q8_ops q8_ops_scalar = {tile_scalar};
+static const q8_ops q8_ops_scalar = {tile_scalar, quantize_scalar};
 
 /* ---- dispatch ---- */
 
@@ -129,6 +127,21 @@ static const q8_ops *ops_for(q8_path path)
 
 /* ---- driver ---- */
 
+void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n)
+{
+    const q8_ops *ops = ops_for(path);
+    const size_t groups = n / Q8_GS, per = QCHUNK / Q8_GS, chunks = (groups + per - 1) / per;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < chunks; c++)
+        ops->quantize(q + c * QCHUNK, scales + c * per, x + c * QCHUNK,
+                      groups - c * per < per ? groups - c * per : per);
+}
+
+void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
+{
+    q8_quantize_path(q8_path_for_isa(cpu_isa()), q, scales, x, n);
+}
+
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                     const float *ws, const float *bias, int M, int IN, int OUT)
 {
@@ -141,6 +154,52 @@ void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, c
         const int m0 = t / otiles * MT, o0 = t % otiles * OT;
         ops->tile(&a, m0, m0 + MT < M ? m0 + MT : M, o0, o0 + OT < OUT ? o0 + OT : OUT);
     }
+}
+
+void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                     const float *ws, const float *bias, int IN, int OUT, int o0, int o1)
+{
+    const q8_args a = {y, xq, wq, xs, ws, bias, 1, IN, OUT};
+    ops_for(q8_path_for_isa(cpu_isa()))->tile(&a, 0, 1, o0, o1);
+}
+
+size_t q8_vnni_pack_bytes(int IN, int OUT)
+{
+    return (size_t)(OUT + Q8_VNNI_BLOCK - 1) / Q8_VNNI_BLOCK * (IN / Q8_GS) * Q8_VNNI_GROUP;
+}
+
+void q8_vnni_pack(void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
+{
+    const int G = IN / Q8_GS, blocks = (OUT + Q8_VNNI_BLOCK - 1) / Q8_VNNI_BLOCK;
+    for (int b = 0; b < blocks; b++)
+        for (int g = 0; g < G; g++) {
+            uint8_t *w = (uint8_t *)dst + ((size_t)b * G + g) * Q8_VNNI_GROUP;
+            float *sc = (float *)(void *)(w + 8 * 64);
+            for (int r = 0; r < Q8_VNNI_BLOCK; r++) {
+                const int o = b * Q8_VNNI_BLOCK + r;
+                const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
+                for (int i = 0; i < Q8_GS; i++)   /* chunk i/4, lane r, byte i%4 */
+                    w[(i / 4) * 64 + r * 4 + i % 4] = (uint8_t)((row ? row[i] : 0) + 128);
+                sc[r] = row ? ws[(size_t)o * G + g] : 0.0f;
+            }
+        }
+}
+
+void q8_group_sums(int32_t *xsum, const int8_t *xq, size_t n)
+{
+    for (size_t g = 0; g < n / Q8_GS; g++) {
+        int32_t s = 0;
+        for (int i = 0; i < Q8_GS; i++)
+            s += xq[g * Q8_GS + i];
+        xsum[g] = 128 * s;
+    }
+}
+
+void q8_vnni_matvec(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
+                    const void *packed, const float *bias, int IN, int OUT, int o0, int o1)
+{
+    (void)OUT;   /* in the signature for symmetry with q8_matmul; o1 <= OUT */
+    q8_vnni_matvec_impl(y, xq, xs, xsum, packed, bias, IN, o0, o1);
 }
 
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,

@@ -37,8 +37,10 @@ bool q8_path_supported(q8_path path);
 const char *q8_path_name(q8_path path);
 q8_path q8_path_for_isa(isa_t isa);   /* the fastest q8 path that isa allows here */
 
-/* n values (a multiple of Q8_GS) -> n int8 values and n/Q8_GS scales. */
+/* n values (a multiple of Q8_GS) -> n int8 values and n/Q8_GS scales; every
+ * path gives the scalar one's bits. */
 void q8_quantize(int8_t *q, float *scales, const float *x, size_t n);
+void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n);
 /* x[i] = q[i] * scales[i / Q8_GS] */
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n);
 
@@ -54,6 +56,27 @@ void q8_matmul(float *y, const int8_t *xq, const float *xs, const int8_t *wq, co
                const float *bias, int M, int IN, int OUT);
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                    const float *ws, const float *bias, int M, int IN, int OUT);
+/* Outputs [o0, o1) of a single row (M = 1) on the calling thread alone, on
+ * the active path: for a caller that splits OUT over its own threads.  o0
+ * must be a multiple of 8; the results are q8_matmul's. */
+void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *wq,
+                     const float *ws, const float *bias, int IN, int OUT, int o0, int o1);
+/* Decode layout for AVX512-VNNI (only where cpu_has_avx512_vnni()): a copy of
+ * wq/ws repacked so that one vpdpbusd gives 16 outputs' sums over 4 inputs,
+ * with no horizontal reduction.  Per block of 16 outputs (the last padded
+ * with zero rows), per group g: 8 x 64 bytes (chunk k: output o's inputs
+ * g*32+4k..+3, plus 128, as unsigned bytes at 4o..4o+3), then the 16 scales.
+ * vpdpbusd multiplies unsigned by signed bytes, so the weights carry the
+ * offset and x stays signed: sum((w + 128) x) - 128 sum(x) is the exact group
+ * sum, and 128 sum(x) is one number per group of the row (q8_group_sums).  So
+ * q8_vnni_matvec gives q8_matmul's results bit for bit. */
+size_t q8_vnni_pack_bytes(int IN, int OUT);
+void q8_vnni_pack(void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
+/* xsum[g] = 128 * (sum of xq's group g), n / Q8_GS of them */
+void q8_group_sums(int32_t *xsum, const int8_t *xq, size_t n);
+/* Outputs [o0, o1) (o0 a multiple of 16) of one row on the calling thread. */
+void q8_vnni_matvec(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
+                    const void *packed, const float *bias, int IN, int OUT, int o0, int o1);
 /* A given path (the scalar one when this CPU cannot run it), for tests and benchmarks. */
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                     const float *ws, const float *bias, int M, int IN, int OUT);

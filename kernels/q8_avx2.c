@@ -8,6 +8,7 @@
  * reduction turns the 8 per-output vectors into one vector holding the 8
  * group sums, so the float combination runs lane-per-output, in group order,
  * with the scalar path's operations: the results are bit-identical. */
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/q8_impl.h"
@@ -77,4 +78,36 @@ static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
     }
 }
 
-const q8_ops q8_ops_avx2 = {tile};
+/* q8.h's quantization of one group per iteration: four vectors of 8 */
+static void quantize(int8_t *q, float *scales, const float *x, size_t groups)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    /* packs interleave 128-bit lanes: this puts the 8 groups of 4 bytes back in order */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t g = 0; g < groups; g++, x += Q8_GS, q += Q8_GS) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
+        const float scale = amax / 127.0f;
+        scales[g] = scale;
+        if (scale == 0.0f) {
+            _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
+            continue;
+        }
+        const __m256 d = _mm256_set1_ps(scale);
+        __m256i i[4];
+        for (int k = 0; k < 4; k++)
+            i[k] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_div_ps(v[k], d)), lo), hi);
+        const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]),
+                                             _mm256_packs_epi32(i[2], i[3]));
+        _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(b, order));
+    }
+}
+
+const q8_ops q8_ops_avx2 = {tile, quantize};

@@ -15,7 +15,9 @@
  * path's operations, so the results are bit-identical.  An odd last group
  * runs the same step on half-vectors (masked loads, the upper half zero). */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/q8_impl.h"
 #include "kernels/simd_math.h"
@@ -128,4 +130,62 @@ static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
     }
 }
 
-const q8_ops Q8_OPS = {tile};
+/* q8.h's quantization of one group per iteration: two vectors of 16 */
+static void quantize(int8_t *q, float *scales, const float *x, size_t groups)
+{
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (size_t g = 0; g < groups; g++, x += Q8_GS, q += Q8_GS) {
+        const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float scale = amax / 127.0f;
+        scales[g] = scale;
+        if (scale == 0.0f) {
+            _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
+            continue;
+        }
+        const __m512 d = _mm512_set1_ps(scale);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(h ? x1 : x0, d));
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            _mm_storeu_si128((__m128i *)(q + 16 * h), _mm512_cvtepi32_epi8(v));
+        }
+    }
+}
+
+const q8_ops Q8_OPS = {tile, quantize};
+
+#ifdef __AVX512VNNI__
+/* The decode layout (q8.h): per block of 16 outputs and group, 8 vpdpbusd of
+ * 64 bytes of offset weights against 4 broadcast bytes of x, in two chains. */
+void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
+                         const void *packed, const float *bias, int IN, int o0, int o1)
+{
+    const int G = IN / Q8_GS;
+    for (int o = o0; o < o1; o += Q8_VNNI_BLOCK) {
+        const uint8_t *p = (const uint8_t *)packed + (size_t)(o / Q8_VNNI_BLOCK) * G * Q8_VNNI_GROUP;
+        __m512 acc = _mm512_setzero_ps();
+        for (int g = 0; g < G; g++, p += Q8_VNNI_GROUP) {
+            const int8_t *x = xq + (size_t)g * Q8_GS;
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+            for (int k = 0; k < 8; k += 2) {
+                int32_t x0, x1;   /* 4 bytes of x each, broadcast */
+                memcpy(&x0, x + 4 * k, 4);
+                memcpy(&x1, x + 4 * k + 4, 4);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(p + 64 * k), _mm512_set1_epi32(x0));
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(p + 64 * k + 64),
+                                         _mm512_set1_epi32(x1));
+            }
+            const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
+                                                  _mm512_set1_epi32(xsum[g]));
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(xs[g]),
+                                           _mm512_loadu_ps((const float *)(const void *)(p + 8 * 64)));
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
+        }
+        const int n = o1 - o < Q8_VNNI_BLOCK ? o1 - o : Q8_VNNI_BLOCK;
+        const __mmask16 k = (__mmask16)((1u << n) - 1);
+        if (bias)
+            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, bias + o));
+        _mm512_mask_storeu_ps(y + o, k, acc);
+    }
+}
+#endif

@@ -5,6 +5,7 @@
 #ifndef KERNELS_Q8_IMPL_H
 #define KERNELS_Q8_IMPL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/q8.h"
@@ -19,6 +20,12 @@ typedef struct {
 typedef struct {
     /* y[m][o] for m in [m0, m1), o in [o0, o1); o0 is a multiple of Q8_TILE_ALIGN */
     void (*tile)(const q8_args *a, int m0, int m1, int o0, int o1);
+    /* q8_quantize of groups consecutive groups of Q8_GS values, bit-identical to
+     * the scalar path: max |x| is exact in any order, and scale = amax / 127,
+     * q = round-to-nearest-even(x / scale) clamped to [-127, 127], are the same
+     * IEEE operations in a vector (cvtps rounds as lrintf does, both in the
+     * default rounding mode) */
+    void (*quantize)(int8_t *q, float *scales, const float *x, size_t groups);
 } q8_ops;
 
 /* Tiles start on multiples of this many outputs: the SIMD paths work on
@@ -26,5 +33,14 @@ typedef struct {
 #define Q8_TILE_ALIGN 8
 
 extern const q8_ops q8_ops_avx2, q8_ops_avx512, q8_ops_vnni;
+
+/* q8_vnni_matvec's loop, in q8_vnni.c */
+void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
+                         const void *packed, const float *bias, int IN, int o0, int o1);
+
+enum {
+    Q8_VNNI_BLOCK = 16,                   /* outputs per block of the decode layout */
+    Q8_VNNI_GROUP = 8 * 64 + 16 * 4,      /* bytes per block and group: weights, scales */
+};
 
 #endif

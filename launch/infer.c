@@ -7,13 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "io/checkpoint.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/gemv.h"
 #include "kernels/layernorm.h"
 #include "kernels/q8.h"
+#include "kernels/softmax_xent.h"
+#include "launch/infer_q8file.h"
 
 const char *infer_quant_name(infer_quant q)
 {
@@ -122,11 +126,71 @@ static int all_finite(const float *x, size_t n)
     return 1;
 }
 
-/* Reads one tensor through fn; quantizes it from tmp when the model is int8. */
-static int load_tensor(infer_tensor_fn fn, void *ctx, const char *name, int rows, int cols,
-                       float *dst, char *err, size_t errlen)
+static int walk_block(const infer_model *m, int l, const infer_visitor *v, void *ctx, char *err,
+                      size_t errlen)
 {
-    if (fn(ctx, name, rows, cols, dst, err, errlen) != 0)
+    infer_block *b = &m->h[l];
+    int C = m->d.n_embd;
+    char name[96];
+    struct { const char *suffix; float *dst; } vecs[4] = {
+        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
+        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
+        if (v->vec(ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
+            return -1;
+    }
+    struct { const char *suffix; const infer_linear *lin; } lins[4] = {
+        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
+        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
+    };
+    for (int i = 0; i < 4; i++) {
+        const infer_linear *lin = lins[i].lin;
+        snprintf(name, sizeof name, "transformer.h.%d.%s.bias", l, lins[i].suffix);
+        if (v->vec(ctx, name, lin->out, 0, lin->b, err, errlen) != 0)
+            return -1;
+        snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, lins[i].suffix);
+        if (v->mat(ctx, name, lin, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
+                     size_t errlen)
+{
+    const gpt2_dims *d = &m->d;
+    int C = d->n_embd;
+    if (v->vec(ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
+        v->vec(ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
+        return -1;
+    for (int l = 0; l < d->n_layer; l++)
+        if (walk_block(m, l, v, ctx, err, errlen) != 0)
+            return -1;
+    if (v->vec(ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
+        v->vec(ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
+        return -1;
+    if (m->lm_head.wq)
+        return v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
+    return 0;
+}
+
+/* Loading from fp32 tensors (a checkpoint, a training model): an int8 matrix
+ * passes through tmp and q8_pack_weights, the int8 LM head is quantized from
+ * wte, which was read before it. */
+typedef struct {
+    infer_tensor_fn fn;
+    void *ctx;
+    const infer_model *m;
+    float *tmp;              /* [4C x C], the largest matrix of a block; int8 only */
+} fp32_source;
+
+static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
+                    size_t errlen)
+{
+    const fp32_source *src = ctx;
+    if (src->fn(src->ctx, name, rows, cols, dst, err, errlen) != 0)
         return -1;
     if (!all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
         snprintf(err, errlen, "%s has non-finite values", name);
@@ -135,62 +199,18 @@ static int load_tensor(infer_tensor_fn fn, void *ctx, const char *name, int rows
     return 0;
 }
 
-static int load_linear(infer_linear *l, const char *prefix, infer_tensor_fn fn, void *ctx,
-                       float *tmp, char *err, size_t errlen)
+static int read_matrix(void *ctx, const char *name, const infer_linear *l, char *err,
+                       size_t errlen)
 {
-    char name[96];
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    if (load_tensor(fn, ctx, name, l->out, 0, l->b, err, errlen) != 0)
-        return -1;
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    if (load_tensor(fn, ctx, name, l->in, l->out, l->wq ? tmp : l->w, err, errlen) != 0)
+    const fp32_source *src = ctx;
+    if (l == &src->m->lm_head) {   /* the tied head: wte's rows are already [out, in] */
+        q8_quantize(l->wq, l->ws, src->m->wte, (size_t)l->out * l->in);
+        return 0;
+    }
+    if (read_f32(ctx, name, l->in, l->out, l->wq ? src->tmp : l->w, err, errlen) != 0)
         return -1;
     if (l->wq)
-        q8_pack_weights(l->wq, l->ws, tmp, l->in, l->out);
-    return 0;
-}
-
-static int load_block(infer_model *m, int l, infer_tensor_fn fn, void *ctx, float *tmp,
-                      char *err, size_t errlen)
-{
-    infer_block *b = &m->h[l];
-    int C = m->d.n_embd;
-    char p[64], name[96];
-    struct { const char *suffix; float *dst; } vecs[4] = {
-        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
-        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
-        if (load_tensor(fn, ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
-            return -1;
-    }
-    struct { const char *suffix; infer_linear *lin; } lins[4] = {
-        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
-        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "transformer.h.%d.%s", l, lins[i].suffix);
-        if (load_linear(lins[i].lin, p, fn, ctx, tmp, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int load_all(infer_model *m, infer_tensor_fn fn, void *ctx, float *tmp, char *err,
-                    size_t errlen)
-{
-    const gpt2_dims *d = &m->d;
-    int C = d->n_embd;
-    if (load_tensor(fn, ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
-        load_tensor(fn, ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
-        return -1;
-    for (int l = 0; l < d->n_layer; l++)
-        if (load_block(m, l, fn, ctx, tmp, err, errlen) != 0)
-            return -1;
-    if (load_tensor(fn, ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
-        load_tensor(fn, ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
-        return -1;
+        q8_pack_weights(l->wq, l->ws, src->tmp, l->in, l->out);
     return 0;
 }
 
@@ -199,8 +219,49 @@ static void *alloc_bytes(size_t n)
     return aligned_alloc(64, n ? n : 64);   /* n is a multiple of 64 (bump) */
 }
 
-int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
-                      void *ctx, char *err, size_t errlen)
+/* Every int8 matrix: the blocks' four, then the LM head. */
+static int int8_matrices(infer_model *m, infer_linear **all)
+{
+    int n = 0;
+    for (int l = 0; m->h && l < m->d.n_layer; l++) {
+        infer_block *b = &m->h[l];
+        all[n++] = &b->qkv;
+        all[n++] = &b->attproj;
+        all[n++] = &b->fc;
+        all[n++] = &b->fcproj;
+    }
+    all[n++] = &m->lm_head;
+    return n;
+}
+
+/* The decode layout of every int8 matrix, where the CPU has VNNI and the
+ * active path is AVX-512; nothing (and 0) otherwise. */
+static int pack_vnni(infer_model *m, char *err, size_t errlen)
+{
+    if (m->quant != INFER_INT8 || q8_path_for_isa(cpu_isa()) != Q8_VNNI)
+        return 0;
+    infer_linear **all = malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all);
+    int n = all ? int8_matrices(m, all) : 0;
+    for (int i = 0; i < n; i++) {
+        infer_linear *l = all[i];
+        size_t bytes = (q8_vnni_pack_bytes(l->in, l->out) + 63) & ~(size_t)63;
+        if (!(l->wv = aligned_alloc(64, bytes))) {
+            n = -1;
+            break;
+        }
+        q8_vnni_pack(l->wv, l->wq, l->ws, l->in, l->out);
+        m->weight_bytes += bytes;
+    }
+    free(all);
+    if (n < 0 || !all) {
+        snprintf(err, errlen, "out of memory for the int8 decode layout");
+        return -1;
+    }
+    return 0;
+}
+
+int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                     void *ctx, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     if (infer_check_dims(d, q, err, errlen) != 0)
@@ -214,12 +275,9 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
     m->f32 = m->h ? alloc_bytes(f.used) : NULL;
     m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
     m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
-    /* int8: each fp32 matrix passes through one buffer of the largest size, 4C x C */
-    float *tmp = q == INFER_INT8 ? malloc((size_t)4 * d->n_embd * d->n_embd * sizeof *tmp) : NULL;
-    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) || (q == INFER_INT8 && !tmp)) {
+    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales))) {
         snprintf(err, errlen, "out of memory for the weights (%.1f MB)",
                  (f.used + i8.used + sc.used) / 1e6);
-        free(tmp);
         infer_model_free(m);
         return -1;
     }
@@ -229,17 +287,28 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
     layout(m, &f, &i8, &sc);
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used;
-    int rc = load_all(m, fn, ctx, tmp, err, errlen);
-    free(tmp);
-    if (rc != 0) {
+    if (infer_model_walk(m, v, ctx, err, errlen) != 0 || pack_vnni(m, err, errlen) != 0) {
         infer_model_free(m);
         return -1;
     }
     if (q == INFER_BF16)
         round_to_bf16(m->f32, f.used / sizeof(float));
-    if (q == INFER_INT8)
-        q8_quantize(m->lm_head.wq, m->lm_head.ws, m->wte, (size_t)d->vocab_size * d->n_embd);
     return 0;
+}
+
+int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
+                      void *ctx, char *err, size_t errlen)
+{
+    static const infer_visitor v = {read_f32, read_matrix};
+    fp32_source src = {fn, ctx, m, NULL};
+    if (q == INFER_INT8 &&
+        !(src.tmp = malloc((size_t)4 * d->n_embd * d->n_embd * sizeof *src.tmp))) {
+        snprintf(err, errlen, "out of memory for the weights");
+        return -1;
+    }
+    int rc = infer_model_load(m, d, q, &v, &src, err, errlen);
+    free(src.tmp);
+    return rc;
 }
 
 /* A training model's tensors, found by name in its table. */
@@ -266,6 +335,10 @@ int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *er
 
 void infer_model_free(infer_model *m)
 {
+    infer_linear **all = m->h ? malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all) : NULL;
+    for (int i = 0, n = all ? int8_matrices(m, all) : 0; i < n; i++)
+        free(all[i]->wv);
+    free(all);
     free(m->h);
     free(m->f32);
     free(m->i8);
@@ -279,6 +352,32 @@ static int ckpt_source(void *ctx, const char *name, int rows, int cols, float *d
                        size_t errlen)
 {
     return ckpt_model_tensor(ctx, name, rows, cols, dst, err, errlen);
+}
+
+/* A --save-quantized file: the fp32 tensors from /model as in a checkpoint,
+ * the int8 matrices from /q8 as they are. */
+typedef struct {
+    fp32_source f32;
+    const infer_q8file *q;
+} q8_source;
+
+static int q8_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+                  size_t errlen)
+{
+    return read_f32(&((q8_source *)ctx)->f32, name, rows, cols, x, err, errlen);
+}
+
+static int q8_mat(void *ctx, const char *name, const infer_linear *l, char *err, size_t errlen)
+{
+    return infer_q8file_matrix(((q8_source *)ctx)->q, name, l, err, errlen);
+}
+
+static int load_q8file(infer_model *m, const gpt2_dims *d, ckpt_model_file *f,
+                       const infer_q8file *q, char *err, size_t errlen)
+{
+    static const infer_visitor v = {q8_vec, q8_mat};
+    q8_source src = {{ckpt_source, f, m, NULL}, q};
+    return infer_model_load(m, d, INFER_INT8, &v, &src, err, errlen);
 }
 
 static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, infer_quant q,
@@ -296,7 +395,20 @@ static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, i
                  tokenizer_vocab_size(*tok), d->vocab_size);
         return -1;
     }
-    return infer_model_build(m, d, q, ckpt_source, f, err, errlen);
+    infer_q8file *q8 = NULL;
+    int has_q8 = infer_q8file_open(path, &q8, err, errlen);
+    if (has_q8 < 0)
+        return -1;
+    if (has_q8 && q != INFER_INT8) {
+        snprintf(err, errlen, "%s holds int8 weights (written by --save-quantized): it runs "
+                 "only with --quant int8", path);
+        infer_q8file_close(q8);
+        return -1;
+    }
+    int rc = has_q8 ? load_q8file(m, d, f, q8, err, errlen)
+                    : infer_model_build(m, d, q, ckpt_source, f, err, errlen);
+    infer_q8file_close(q8);
+    return rc;
 }
 
 int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,
@@ -348,7 +460,16 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->value_cache = alloc_f(L * T * C);
     s->att = alloc_f((size_t)s->nthreads * T);
     s->logits = alloc_f(d->vocab_size);
-    if (!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
+    /* per-thread decode vectors, each thread's in its own cache lines */
+    s->lane_stride = (C + 31) / 32 * 32;
+    size_t lanes = (size_t)s->nthreads * s->lane_stride;
+    s->lane_x = alloc_f(lanes);
+    s->lane_xb = alloc_f(lanes);
+    s->lane_stat = alloc_f((size_t)s->nthreads * 16);
+    s->lane_xq = aligned_alloc(64, 4 * lanes);
+    s->lane_xs = alloc_f(lanes / 8);
+    s->lane_xsum = aligned_alloc(64, lanes / 8 * sizeof(int32_t) + 64);
+    if (!s->lane_xsum || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
         !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
@@ -362,7 +483,8 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
 void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
-                   s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits};
+                   s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_xsum};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -370,15 +492,42 @@ void infer_state_free(infer_state *s)
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations. */
+/* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations.
+ * fp32 decode (n = 1) streams W through gemv: a GEMM library's blocking is
+ * for many rows, and at one row it runs several times slower. */
 static void linear(infer_state *s, float *y, const float *x, const infer_linear *l, int n)
 {
     if (l->wq) {
         q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);   /* groups never straddle rows */
         q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
+    } else if (n == 1) {
+        gemv_n(y, x, l->w, l->b, l->in, l->out);
     } else {
         gemm_f32(false, false, n, l->out, l->in, x, l->in, l->w, l->out, l->b, false, y, l->out);
     }
+}
+
+/* One query and head: q (hs values) over the cache rows 0..last of the head
+ * (k, v: its first key and value, rows C apart) -> out; att: last+1 scratch.
+ * Both products are gemv's on this thread (SIMD, and the same arithmetic for
+ * a prompt's rows and a decoded token's). */
+static void attend_head(float *out, const float *q, const float *k, const float *v, int C, int hs,
+                        int last, float *att)
+{
+    const float scale = 1.0f / sqrtf((float)hs);
+    float mx = -INFINITY, sum = 0;
+    gemv_t_range(att, q, k, C, NULL, hs, 0, last + 1);   /* att[t] = q . k[t] */
+    for (int t = 0; t <= last; t++) {
+        att[t] *= scale;
+        mx = att[t] > mx ? att[t] : mx;
+    }
+    for (int t = 0; t <= last; t++) {
+        att[t] = expf(att[t] - mx);
+        sum += att[t];
+    }
+    for (int t = 0; t <= last; t++)
+        att[t] /= sum;
+    gemv_n_range(out, att, v, NULL, last + 1, C, 0, hs);   /* out = sum_t att[t] v[t] */
 }
 
 /* Causal attention of the n new queries (positions pos..pos+n-1) over the
@@ -387,37 +536,13 @@ static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
 {
     int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
     const float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
-    const float scale = 1.0f / sqrtf((float)hs);
     bool par = (double)n * (pos + n) * C >= 32768;   /* a parallel region costs a few us */
 #pragma omp parallel for collapse(2) schedule(static) if (par)
     for (int i = 0; i < n; i++)
-        for (int h = 0; h < H; h++) {
-            float *att = s->att + (size_t)omp_get_thread_num() * T;
-            const float *q = s->qkv + (size_t)i * 3 * C + h * hs;
-            float *out = s->atty + (size_t)i * C + h * hs, mx = -INFINITY, sum = 0;
-            int last = pos + i;
-            for (int t = 0; t <= last; t++) {
-                const float *k = kc + (size_t)t * C + h * hs;
-                float dot = 0;
-#pragma omp simd reduction(+ : dot)   /* lets the compiler reorder the sum into vectors */
-                for (int j = 0; j < hs; j++)
-                    dot += q[j] * k[j];
-                att[t] = dot * scale;
-                mx = att[t] > mx ? att[t] : mx;
-            }
-            for (int t = 0; t <= last; t++) {
-                att[t] = expf(att[t] - mx);
-                sum += att[t];
-            }
-            for (int j = 0; j < hs; j++)
-                out[j] = 0;
-            for (int t = 0; t <= last; t++) {
-                const float *v = vc + (size_t)t * C + h * hs;
-                float a = att[t] / sum;
-                for (int j = 0; j < hs; j++)
-                    out[j] += a * v[j];
-            }
-        }
+        for (int h = 0; h < H; h++)
+            attend_head(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs,
+                        kc + h * hs, vc + h * hs, C, hs, pos + i,
+                        s->att + (size_t)omp_get_thread_num() * T);
 }
 
 /* The new tokens' keys and values go to cache rows pos..pos+n-1. */
@@ -455,13 +580,126 @@ static void lm_head(const infer_model *m, infer_state *s, float *logits, const f
     int C = m->d.n_embd, V = m->d.vocab_size;
     if (m->lm_head.wq)
         linear(s, logits, x, &m->lm_head, n);
+    else if (n == 1)
+        gemv_t(logits, x, m->wte, NULL, C, V);
     else
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
+}
+
+/* ---- decode: one token, one parallel region ------------------------------- */
+
+/* This thread's share [*o0, *o1) of n outputs: contiguous whole blocks of 64
+ * (cache lines of y and of W's rows are not shared; q8 wants multiples of 8). */
+static void share(int n, int *o0, int *o1)
+{
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num(), blocks = (n + 63) / 64;
+    const int b0 = blocks * t / nt * 64, b1 = blocks * (t + 1) / nt * 64;
+    *o0 = b0 < n ? b0 : n;
+    *o1 = b1 < n ? b1 : n;
+}
+
+/* What each thread of a decode step keeps to itself: vectors that every
+ * thread needs whole are recomputed by each (a few hundred values) instead of
+ * computed once and waited for at a barrier. */
+typedef struct {
+    float *x;        /* [C] the residual stream */
+    float *xb;       /* [C] LayerNorm output */
+    float *stat;     /* [2] LayerNorm mean, rstd */
+    int8_t *xq;      /* [4C] the quantized input of a product */
+    float *xs;       /* [4C/32] */
+    int32_t *xsum;   /* [4C/32] 128 x the group sums of xq, for the VNNI decode layout */
+} lane;
+
+/* This thread's share of y = x W + b (x whole: every thread quantizes it). */
+static void decode_linear(const lane *p, float *y, const float *x, const infer_linear *l)
+{
+    int o0, o1;
+    share(l->out, &o0, &o1);
+    if (l->wv) {
+        q8_quantize(p->xq, p->xs, x, (size_t)l->in);   /* below q8's threshold: this thread */
+        q8_group_sums(p->xsum, p->xq, (size_t)l->in);
+        if (o0 < o1)
+            q8_vnni_matvec(y, p->xq, p->xs, p->xsum, l->wv, l->b, l->in, l->out, o0, o1);
+    } else if (l->wq) {
+        q8_quantize(p->xq, p->xs, x, (size_t)l->in);
+        if (o0 < o1)
+            q8_matvec_range(y, p->xq, p->xs, l->wq, l->ws, l->b, l->in, l->out, o0, o1);
+    } else if (o0 < o1) {
+        gemv_n_range(y, x, l->w, l->b, l->in, l->out, o0, o1);
+    }
+}
+
+/* One layer of the token at pos; five barriers, one after each step whose
+ * output every thread reads whole. */
+static void decode_block(const infer_model *m, infer_state *s, const lane *p, int l, int pos)
+{
+    const infer_block *b = &m->h[l];
+    const int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
+    layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln1w, b->ln1b, 1, C);
+    decode_linear(p, s->qkv, p->xb, &b->qkv);
+#pragma omp barrier
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
+    for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {   /* this thread's heads */
+        memcpy(kc + (size_t)pos * C + h * hs, s->qkv + C + h * hs, hs * sizeof(float));
+        memcpy(vc + (size_t)pos * C + h * hs, s->qkv + 2 * C + h * hs, hs * sizeof(float));
+        attend_head(s->atty + h * hs, s->qkv + h * hs, kc + h * hs, vc + h * hs, C, hs, pos,
+                    s->att + (size_t)t * T);
+    }
+#pragma omp barrier
+    decode_linear(p, s->xb2, s->atty, &b->attproj);
+#pragma omp barrier
+    residual_forward(p->x, p->x, s->xb2, C);
+    layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln2w, b->ln2b, 1, C);
+    decode_linear(p, s->fch, p->xb, &b->fc);
+    int o0, o1;
+    share(4 * C, &o0, &o1);
+    if (o0 < o1)
+        gelu_forward(s->fch + o0, s->fch + o0, o1 - o0);
+#pragma omp barrier
+    decode_linear(p, s->xb2, s->fch, &b->fcproj);
+#pragma omp barrier
+    residual_forward(p->x, p->x, s->xb2, C);
+}
+
+/* The token at pos -> s->logits, as infer_forward with n = 1 computes them
+ * (the same operations on each value, split over threads differently). */
+static void decode(const infer_model *m, infer_state *s, int token, int pos)
+{
+    const int C = m->d.n_embd, V = m->d.vocab_size;
+#pragma omp parallel num_threads(s->nthreads)
+    {
+        const int t = omp_get_thread_num();
+        const lane p = {s->lane_x + (size_t)t * s->lane_stride, s->lane_xb + (size_t)t * s->lane_stride,
+                        s->lane_stat + (size_t)t * 16, s->lane_xq + (size_t)t * 4 * s->lane_stride,
+                        s->lane_xs + (size_t)t * s->lane_stride / 8,
+                        s->lane_xsum + (size_t)t * s->lane_stride / 8};
+        const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
+        for (int c = 0; c < C; c++)
+            p.x[c] = te[c] + pe[c];
+        for (int l = 0; l < m->d.n_layer; l++)
+            decode_block(m, s, &p, l, pos);
+        layernorm_forward(p.xb, p.stat, p.stat + 1, p.x, m->lnfw, m->lnfb, 1, C);
+        if (m->lm_head.wq) {
+            decode_linear(&p, s->logits, p.xb, &m->lm_head);
+        } else {
+            int o0, o1;
+            share(V, &o0, &o1);
+            if (o0 < o1)
+                gemv_t_range(s->logits, p.xb, m->wte, C, NULL, C, o0, o1);
+        }
+    }
 }
 
 void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int n, int pos,
                    float *all_logits)
 {
+    if (n == 1) {
+        decode(m, s, tokens[0], pos);
+        if (all_logits)
+            memcpy(all_logits, s->logits, (size_t)m->d.vocab_size * sizeof(float));
+        return;
+    }
     int C = m->d.n_embd, V = m->d.vocab_size;
     for (int i = 0; i < n; i++) {
         const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
@@ -480,6 +718,21 @@ void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int 
         layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, last, m->lnfw, m->lnfb, 1, C);
         lm_head(m, s, s->logits, s->xb, 1);
     }
+}
+
+double infer_eval_window(const infer_model *m, infer_state *s, const int *tokens, int n,
+                         float *logits, float *losses, int *greedy)
+{
+    int V = m->d.vocab_size;
+    infer_forward(m, s, tokens, n, 0, logits);
+    if (greedy)
+        for (int i = 0; i < n; i++)
+            greedy[i] = infer_argmax(logits + (size_t)i * V, V);
+    softmax_xent(losses, logits, tokens + 1, n, V, 0.0f, false);
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += losses[i];
+    return sum;
 }
 
 /* ---- sampling -------------------------------------------------------------- */
@@ -614,4 +867,42 @@ int infer_sample(infer_sampler *s, const float *logits)
             return c[i].index;
     }
     return c[n - 1].index;   /* rounding left r just above the total */
+}
+
+/* ---- generation ------------------------------------------------------------ */
+
+static double clock_s(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampler *sp, int *toks,
+                               int n_prompt, int n_new, infer_token_fn on_token, void *ctx)
+{
+    infer_gen_stats st = {0};
+    double t0 = clock_s(CLOCK_MONOTONIC);
+    infer_forward(m, s, toks, n_prompt, 0, NULL);
+    double t1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    int pos = n_prompt;
+    while (st.n_generated < n_new) {
+        int next = infer_sample(sp, s->logits);
+        st.n_generated++;
+        if (on_token)
+            on_token(ctx, next);
+        if (st.n_generated == n_new)
+            break;
+        if (pos == m->d.n_positions) {   /* no cache row left for this token */
+            st.context_full = 1;
+            break;
+        }
+        toks[pos] = next;
+        infer_forward(m, s, &toks[pos], 1, pos, NULL);
+        pos++;
+    }
+    st.prefill_s = t1 - t0;
+    st.decode_s = clock_s(CLOCK_MONOTONIC) - t1;
+    st.decode_cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c1;
+    return st;
 }

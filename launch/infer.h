@@ -9,9 +9,14 @@
  *                       (matrix products over all n rows, causal attention over
  *                       the cache), their K/V appended to the cache
  *   infer_sample        greedy, or temperature + top-k + top-p with a seeded RNG
+ *   infer_generate      prompt pass, then sample / forward one token at a time
+ *   infer_eval_window   the trainer's loss on one window (build/infer --eval)
+ * infer_serve.h and infer_q8file.h build the service and the saved int8 file
+ * on these.
  *
  * Precisions (--quant):
- *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32).
+ *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32) for
+ *         several rows, through gemv (kernels/gemv.h) when decoding one.
  *   bf16  every weight rounded to bf16 precision at load (round_to_bf16), then
  *         run exactly as fp32: it shows the accuracy of bf16 weights, not their
  *         speed or memory (both are fp32's).
@@ -21,9 +26,16 @@
  *         product (q8_matmul, exact int32 group sums).  The embeddings, the
  *         biases, LayerNorm, softmax and GELU stay fp32.  The fp32 copies of
  *         the quantized matrices are not kept (the token embedding is, for the
- *         input lookup).  Needs n_embd to be a multiple of 32.
+ *         input lookup).  Needs n_embd to be a multiple of 32.  On AVX512-VNNI
+ *         (and GPT_ISA not lower) decode runs on a second copy of every int8
+ *         matrix in q8's decode layout (1.125 bytes per weight): the same
+ *         results, without the horizontal sums of the [out, in] layout.
  * The KV cache is fp32, [n_layer, n_positions, n_embd] for keys and for values,
  * allocated once; nothing is allocated after infer_state_create.
+ * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
+ * split each product's outputs and the attention's heads, and each recomputes
+ * the small vectors all of them need (LayerNorm, residual, quantized inputs),
+ * so a layer costs five barriers; fp32/bf16 products go through gemv there.
  * Functions that can fail return 0 or -1 with a one-line reason in err.
  */
 #ifndef LAUNCH_INFER_H
@@ -47,6 +59,7 @@ typedef struct {
     float *w;
     int8_t *wq;
     float *ws;
+    void *wv;   /* int8 on AVX512-VNNI: wq/ws in q8's decode layout (q8_vnni_pack), else NULL */
     float *b;   /* NULL: no bias */
 } infer_linear;
 
@@ -71,6 +84,24 @@ typedef struct {
  * (Hugging Face name); 0, or -1 with a reason in err. */
 typedef int (*infer_tensor_fn)(void *ctx, const char *name, int rows, int cols, float *dst,
                                char *err, size_t errlen);
+
+/* The model's tensors by Hugging Face name, in file order: each fp32 tensor
+ * (embeddings, LayerNorm, biases; rows x cols floats, cols 0 for a vector) to
+ * vec, each matrix to mat (its bias went to vec just before); an int8 model's
+ * LM head last, to mat as "lm_head.weight" (wte quantized, [vocab_size,
+ * n_embd]).  A visitor reads or writes the arrays the pointers point to; it returns
+ * 0, or -1 with a reason in err, which ends the walk. */
+typedef struct {
+    int (*vec)(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+               size_t errlen);
+    int (*mat)(void *ctx, const char *name, const infer_linear *l, char *err, size_t errlen);
+} infer_visitor;
+
+int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
+                     size_t errlen);
+/* Allocates the model for dims and quant q and fills it by walking it with v. */
+int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                     void *ctx, char *err, size_t errlen);
 
 /* Checks that dims can run in quant q (positive, n_head divides n_embd, int8:
  * n_embd a multiple of 32). */
@@ -98,6 +129,12 @@ typedef struct {
     float *key_cache, *value_cache;           /* [L, n_positions, C] */
     float *att;                   /* [nthreads, n_positions] attention scores */
     float *logits;                /* [vocab_size]: the last token's */
+    /* decode (n = 1): each thread's copy of the residual stream and of the
+     * product inputs, lane_stride floats apart (lane_xq 4x that many bytes) */
+    size_t lane_stride;
+    float *lane_x, *lane_xb, *lane_stat, *lane_xs;
+    int8_t *lane_xq;
+    int32_t *lane_xsum;
 } infer_state;
 
 /* max_chunk <= 0 means n_positions (a prompt of any length is one pass). */
@@ -111,6 +148,14 @@ void infer_state_free(infer_state *s);
  * gets every row's.  Token ids must be < vocab_size. */
 void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int n, int pos,
                    float *all_logits);
+
+/* The trainer's eval on one window of n+1 tokens (1 <= n <= max_chunk): one
+ * pass over tokens[0..n) from position 0, losses[i] = cross-entropy of
+ * tokens[i+1] given tokens[0..i] (the trainer's softmax_xent), greedy[i] =
+ * the argmax of row i (greedy NULL: not wanted).  logits: [n, vocab_size]
+ * scratch.  Returns the sum of the losses. */
+double infer_eval_window(const infer_model *m, infer_state *s, const int *tokens, int n,
+                         float *logits, float *losses, int *greedy);
 
 typedef struct {
     float prob;
@@ -132,5 +177,23 @@ void infer_sampler_free(infer_sampler *s);
 /* The next token from logits (at least n_vocab values; left unchanged). */
 int infer_sample(infer_sampler *s, const float *logits);
 int infer_argmax(const float *x, int n);
+
+/* Generation: the prompt toks[0..n_prompt) (1 <= n_prompt <= n_positions) as
+ * one pass from position 0, then up to n_new sampled tokens, one forward
+ * each, every one passed to on_token (NULL: none) as it comes.  Stops early
+ * when the context is full: a token sampled at position n_positions has no
+ * cache row to run in.  toks needs room for n_positions ids (it gets the new
+ * ones). */
+typedef struct {
+    double prefill_s, decode_s;
+    double decode_cpu_s;          /* CPU time of all threads while decoding (spinning too) */
+    int n_generated;
+    int context_full;
+} infer_gen_stats;
+
+typedef void (*infer_token_fn)(void *ctx, int token);
+
+infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampler *sp, int *toks,
+                               int n_prompt, int n_new, infer_token_fn on_token, void *ctx);
 
 #endif

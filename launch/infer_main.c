@@ -14,9 +14,12 @@
 
 #include <omp.h>
 
+#include "io/shard.h"
 #include "io/tokenizer.h"
 #include "kernels/gemm.h"
 #include "launch/infer.h"
+#include "launch/infer_q8file.h"
+#include "launch/infer_serve.h"
 
 #define BENCH_PROMPT_TOKENS 16
 #define BENCH_NEW_TOKENS 240
@@ -27,8 +30,13 @@ static const char BENCH_TEXT[] =
 
 typedef struct {
     const char *ckpt, *prompt;
+    const char *eval;             /* --eval FILE.tok */
+    const char *serve;            /* --serve ENDPOINT */
+    const char *save_quantized;   /* --save-quantized FILE.h5 */
     infer_quant quant;
     int n, top_k;                 /* n < 0: the default for the mode */
+    int seq_len;                  /* --eval windows; 0: n_positions */
+    long long eval_windows;       /* --eval-windows: the first N only; 0: all */
     float temperature, top_p;     /* temperature < 0: the default for the mode */
     uint64_t seed;
     bool bench;
@@ -50,6 +58,17 @@ static void usage(FILE *f)
         "  --seed S         sampling seed (default: from the clock); same seed, same text\n"
         "  --bench          batch 1, a 16-token prompt (or --prompt), 240 tokens; prints one\n"
         "                   JSON object: prefill/decode tokens/s, quant, rss_mb, ...\n"
+        "  --eval FILE.tok  the trainer's eval on a token file (prep's val.tok): windows of\n"
+        "                   --seq-len + 1 tokens at multiples of --seq-len; prints one JSON\n"
+        "                   object: mean loss, greedy accuracy and, unless --quant fp32, the\n"
+        "                   fp32 model's loss and how often its greedy token agrees\n"
+        "  --serve ENDPOINT answer JSON requests on a ZeroMQ REP endpoint (tcp://127.0.0.1:PORT):\n"
+        "                   {prompt, max_tokens, temperature, top_k, top_p, seed} ->\n"
+        "                   {ok, text, tokens, tokens_per_s, ...} (see README); until SIGTERM\n"
+        "  --save-quantized FILE.h5  quantize once and save the int8 model (with the tokenizer)\n"
+        "                   to FILE.h5, which --ckpt then loads without quantizing again\n"
+        "  --seq-len T      --eval window (default n_positions; the trainer's seq_len)\n"
+        "  --eval-windows N only the first N windows (the trainer's eval_batches x batch_size)\n"
         "Generation stops after N tokens or when the context (n_positions) is full.\n"
         "Exit status: 0 ok, 1 unusable checkpoint, 2 bad arguments.\n");
 }
@@ -85,6 +104,16 @@ static int parse_value(options *o, const char *flag, const char *val, char *err,
         o->ckpt = val;
     else if (strcmp(flag, "--prompt") == 0)
         o->prompt = val;
+    else if (strcmp(flag, "--eval") == 0)
+        o->eval = val;
+    else if (strcmp(flag, "--serve") == 0)
+        o->serve = val;
+    else if (strcmp(flag, "--save-quantized") == 0)
+        o->save_quantized = val;
+    else if (strcmp(flag, "--seq-len") == 0)
+        rc = parse_long(val, 1, 1 << 30, &v) ? -1 : (o->seq_len = (int)v, 0);
+    else if (strcmp(flag, "--eval-windows") == 0)
+        rc = parse_long(val, 1, INT64_MAX, &v) ? -1 : (o->eval_windows = v, 0);
     else if (strcmp(flag, "--quant") == 0)
         rc = infer_quant_parse(val, &o->quant);
     else if (strcmp(flag, "-n") == 0)
@@ -131,6 +160,15 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
         snprintf(err, errlen, "--ckpt FILE.h5 is required (see --help)");
         return -1;
     }
+    if ((o->bench != 0) + (o->eval != NULL) + (o->serve != NULL) + (o->save_quantized != NULL) > 1) {
+        snprintf(err, errlen, "--bench, --eval, --serve and --save-quantized are separate modes: "
+                 "give one");
+        return -1;
+    }
+    if (o->save_quantized && o->quant != INFER_INT8) {
+        snprintf(err, errlen, "--save-quantized writes int8 weights: it needs --quant int8");
+        return -1;
+    }
     if (o->n < 0)
         o->n = o->bench ? BENCH_NEW_TOKENS : 256;
     if (o->temperature < 0)
@@ -140,56 +178,20 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
 
 /* ---- generation -------------------------------------------------------------- */
 
+/* Streams each token's text to stdout as it comes. */
 typedef struct {
-    double prefill_s, decode_s;
-    int n_generated;
-    bool context_full;
-} gen_stats;
+    const tokenizer *tok;
+    uint8_t *buf;
+    size_t cap;
+} stream_out;
 
-static double now_s(void)
+static void emit(void *ctx, int token)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Writes token id's text to stdout at once (decode buffer allocated by the caller). */
-static void emit(const tokenizer *tok, uint32_t id, uint8_t *buf, size_t cap)
-{
-    size_t n = tokenizer_decode(tok, &id, 1, buf, cap);
-    fwrite(buf, 1, n < cap ? n : cap, stdout);
+    stream_out *o = ctx;
+    uint32_t id = (uint32_t)token;
+    size_t n = tokenizer_decode(o->tok, &id, 1, o->buf, o->cap);
+    fwrite(o->buf, 1, n < o->cap ? n : o->cap, stdout);
     fflush(stdout);
-}
-
-/* Prefill of toks[0..n_prompt) as one pass, then up to n_new tokens, one
- * forward each; stops early when the context is full.  tok NULL: no output. */
-static gen_stats generate(const infer_model *m, infer_state *s, infer_sampler *sp,
-                          const tokenizer *tok, int *toks, int n_prompt, int n_new, uint8_t *buf,
-                          size_t cap)
-{
-    gen_stats st = {0};
-    double t0 = now_s();
-    infer_forward(m, s, toks, n_prompt, 0, NULL);
-    double t1 = now_s();
-    int pos = n_prompt;
-    while (st.n_generated < n_new) {
-        int next = infer_sample(sp, s->logits);
-        st.n_generated++;
-        if (tok)
-            emit(tok, (uint32_t)next, buf, cap);
-        if (st.n_generated == n_new)
-            break;
-        if (pos == m->d.n_positions) {   /* no cache row left for this token */
-            st.context_full = true;
-            break;
-        }
-        toks[pos] = next;
-        infer_forward(m, s, &toks[pos], 1, pos, NULL);
-        pos++;
-    }
-    st.prefill_s = t1 - t0;
-    st.decode_s = now_s() - t1;
-    return st;
 }
 
 /* VmRSS or VmHWM from /proc/self/status, in MB (0 if unavailable). */
@@ -207,19 +209,21 @@ static double proc_mb(const char *key)
     return kb / 1024.0;
 }
 
-static void print_bench(const infer_model *m, const options *o, int n_prompt, gen_stats st)
+static void print_bench(const infer_model *m, const options *o, int n_prompt,
+                        infer_gen_stats st)
 {
     /* decode tokens/s counts every generated token over the time from the end
      * of prefill to the last one (sampling and one forward per token) */
     printf("{\"quant\":\"%s\",\"n_prompt\":%d,\"n_generated\":%d,"
            "\"prefill_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f,"
-           "\"prefill_s\":%.6f,\"decode_s\":%.6f,\"rss_mb\":%.1f,\"peak_rss_mb\":%.1f,"
+           "\"prefill_s\":%.6f,\"decode_s\":%.6f,\"decode_cpu_s\":%.6f,"
+           "\"rss_mb\":%.1f,\"peak_rss_mb\":%.1f,"
            "\"weights_mb\":%.1f,\"threads\":%d,\"context_full\":%s,\"temperature\":%g,"
            "\"vocab_size\":%d,\"n_positions\":%d,\"n_embd\":%d,\"n_layer\":%d,\"n_head\":%d}\n",
            infer_quant_name(m->quant), n_prompt, st.n_generated,
            st.prefill_s > 0 ? n_prompt / st.prefill_s : 0.0,
            st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.prefill_s, st.decode_s,
-           proc_mb("VmRSS"), proc_mb("VmHWM"), m->weight_bytes / 1e6, omp_get_max_threads(),
+           st.decode_cpu_s, proc_mb("VmRSS"), proc_mb("VmHWM"), m->weight_bytes / 1e6, omp_get_max_threads(),
            st.context_full ? "true" : "false", o->temperature, m->d.vocab_size,
            m->d.n_positions, m->d.n_embd, m->d.n_layer, m->d.n_head);
 }
@@ -249,6 +253,138 @@ static int encode_prompt(const options *o, const tokenizer *tok, int T, int *tok
     return (int)n;
 }
 
+/* ---- --eval ----------------------------------------------------------------- */
+
+typedef struct {
+    double loss;            /* summed over predicted tokens */
+    long long correct;      /* greedy token == the next token */
+    long long agree;        /* greedy token == the reference model's */
+} eval_sums;
+
+/* One model's run state and scratch for windows of T tokens. */
+typedef struct {
+    const infer_model *m;
+    infer_state s;
+    float *logits, *losses;
+    int *greedy;
+} evaluator;
+
+static int evaluator_init(evaluator *e, const infer_model *m, int T, char *err, size_t errlen)
+{
+    *e = (evaluator){.m = m};
+    if (infer_state_create(&e->s, m, T, err, errlen) != 0)
+        return -1;
+    e->logits = malloc((size_t)T * m->d.vocab_size * sizeof(float));
+    e->losses = malloc((size_t)T * sizeof(float));
+    e->greedy = malloc((size_t)T * sizeof(int));
+    if (!e->logits || !e->losses || !e->greedy) {
+        snprintf(err, errlen, "out of memory for --eval");
+        return -1;
+    }
+    return 0;
+}
+
+static void evaluator_free(evaluator *e)
+{
+    if (e->m)
+        infer_state_free(&e->s);
+    free(e->logits);
+    free(e->losses);
+    free(e->greedy);
+}
+
+/* The windows the trainer's eval cuts from its val split (io/dataset.h): window
+ * w is tokens w*T .. w*T+T, for w < (count-1)/T.  ref (NULL: none) runs the
+ * same windows for the agreement and its own loss.  Returns 0 or -1. */
+static int eval_windows(const token_shard *sh, int T, long long limit, evaluator *e,
+                        evaluator *ref, eval_sums *sum, eval_sums *ref_sum, long long *windows,
+                        char *err, size_t errlen)
+{
+    int V = e->m->d.vocab_size;
+    int *toks = malloc((size_t)(T + 1) * sizeof *toks);
+    if (!toks) {
+        snprintf(err, errlen, "out of memory for --eval");
+        return -1;
+    }
+    *windows = sh->count > 0 ? (long long)((sh->count - 1) / (uint64_t)T) : 0;
+    if (limit && limit < *windows)
+        *windows = limit;
+    for (long long w = 0; w < *windows; w++) {
+        for (int t = 0; t <= T; t++) {
+            uint32_t id = shard_token(sh, (uint64_t)w * T + t);
+            if (id >= (uint32_t)V) {
+                snprintf(err, errlen, "token %u at position %llu is out of range for "
+                         "vocab_size %d", id, (unsigned long long)w * T + t, V);
+                free(toks);
+                return -1;
+            }
+            toks[t] = (int)id;
+        }
+        sum->loss += infer_eval_window(e->m, &e->s, toks, T, e->logits, e->losses, e->greedy);
+        if (ref)
+            ref_sum->loss += infer_eval_window(ref->m, &ref->s, toks, T, ref->logits,
+                                               ref->losses, ref->greedy);
+        for (int t = 0; t < T; t++) {
+            sum->correct += e->greedy[t] == toks[t + 1];
+            if (ref) {
+                ref_sum->correct += ref->greedy[t] == toks[t + 1];
+                sum->agree += e->greedy[t] == ref->greedy[t];
+            }
+        }
+    }
+    free(toks);
+    if (*windows == 0) {
+        snprintf(err, errlen, "the token file holds %llu tokens, too few for one window of %d",
+                 (unsigned long long)sh->count, T + 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* --eval: one JSON object on stdout; ref is the fp32 model or NULL.  Returns
+ * the exit status. */
+static int run_eval(const options *o, const infer_model *m, const infer_model *ref)
+{
+    char err[512];
+    int T = o->seq_len ? o->seq_len : m->d.n_positions;
+    if (T > m->d.n_positions) {
+        fprintf(stderr, "infer: --seq-len %d exceeds n_positions %d\n", T, m->d.n_positions);
+        return 2;
+    }
+    token_shard sh;
+    if (shard_open(&sh, o->eval, err, sizeof err) != 0) {
+        fprintf(stderr, "infer: %s\n", err);
+        return 1;
+    }
+    evaluator e, r = {0};
+    eval_sums sum = {0}, ref_sum = {0};
+    long long windows = 0;
+    int rc = evaluator_init(&e, m, T, err, sizeof err);
+    if (rc == 0 && ref)
+        rc = evaluator_init(&r, ref, T, err, sizeof err);
+    if (rc == 0)
+        rc = eval_windows(&sh, T, o->eval_windows, &e, ref ? &r : NULL, &sum, &ref_sum,
+                          &windows, err, sizeof err);
+    if (rc == 0) {
+        double n = (double)windows * T;
+        printf("{\"quant\":\"%s\",\"windows\":%lld,\"seq_len\":%d,\"tokens\":%.0f,"
+               "\"loss\":%.6f,\"accuracy\":%.6f", infer_quant_name(m->quant), windows, T, n,
+               sum.loss / n, sum.correct / n);
+        if (ref)
+            printf(",\"ref_quant\":\"%s\",\"ref_loss\":%.6f,\"ref_accuracy\":%.6f,"
+                   "\"greedy_agreement\":%.6f,\"loss_increase\":%.6f",
+                   infer_quant_name(ref->quant), ref_sum.loss / n, ref_sum.correct / n,
+                   sum.agree / n, sum.loss / ref_sum.loss - 1.0);
+        printf("}\n");
+    } else {
+        fprintf(stderr, "infer: %s: %s\n", o->eval, err);
+    }
+    evaluator_free(&e);
+    evaluator_free(&r);
+    shard_close(&sh);
+    return rc == 0 ? 0 : 1;
+}
+
 /* Everything after loading; returns the exit status. */
 static int run(const options *o, const infer_model *m, const tokenizer *tok)
 {
@@ -274,14 +410,16 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
         fprintf(stderr, "infer: %s\n", err);
     } else {
         if (o->bench) {   /* warm-up: oneDNN builds its primitives on first use of a shape */
-            generate(m, &s, &sp, NULL, toks, n_prompt, 3, buf, cap);
+            infer_generate(m, &s, &sp, toks, n_prompt, 3, NULL, NULL);
             infer_sampler_free(&sp);
             infer_sampler_init(&sp, tokenizer_vocab_size(tok), o->temperature, o->top_k,
                                o->top_p, o->seed, err, sizeof err);
-            print_bench(m, o, n_prompt, generate(m, &s, &sp, NULL, toks, n_prompt, o->n, buf, cap));
+            print_bench(m, o, n_prompt,
+                        infer_generate(m, &s, &sp, toks, n_prompt, o->n, NULL, NULL));
         } else {
+            stream_out out = {tok, buf, cap};
             fwrite(o->prompt ? o->prompt : "", 1, o->prompt ? strlen(o->prompt) : 0, stdout);
-            gen_stats st = generate(m, &s, &sp, tok, toks, n_prompt, o->n, buf, cap);
+            infer_gen_stats st = infer_generate(m, &s, &sp, toks, n_prompt, o->n, emit, &out);
             printf("\n");
             fprintf(stderr, "infer: %d tokens, %.1f tokens/s%s\n", st.n_generated,
                     st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0,
@@ -315,7 +453,37 @@ int main(int argc, char **argv)
         fprintf(stderr, "infer: %s\n", err);
         return 1;
     }
-    rc = run(&o, &m, tok);
+    if (o.eval) {
+        infer_model ref = {0};
+        bool has_ref = o.quant != INFER_FP32;
+        tokenizer *tok2 = NULL;
+        if (has_ref && infer_load(o.ckpt, INFER_FP32, &ref, &tok2, err, sizeof err) != 0) {
+            fprintf(stderr, "infer: %s\n", err);
+            rc = 1;
+        } else {
+            rc = run_eval(&o, &m, has_ref ? &ref : NULL);
+        }
+        tokenizer_free(tok2);
+        if (has_ref)
+            infer_model_free(&ref);
+    } else if (o.save_quantized) {
+        rc = infer_q8file_save(o.save_quantized, &m, tok, err, sizeof err) != 0;
+        if (rc)
+            fprintf(stderr, "infer: %s\n", err);
+        else
+            fprintf(stderr, "infer: wrote %s (%.1f MB of weights)\n", o.save_quantized,
+                    m.weight_bytes / 1e6);
+    } else if (o.serve) {
+        infer_server sv;
+        rc = infer_server_init(&sv, &m, tok, err, sizeof err) != 0 ||
+             infer_serve(&sv, o.serve, err, sizeof err) != 0;
+        if (rc)
+            fprintf(stderr, "infer: %s\n", err);
+        if (sv.m)
+            infer_server_free(&sv);
+    } else {
+        rc = run(&o, &m, tok);
+    }
     infer_model_free(&m);
     tokenizer_free(tok);
     gemm_release();

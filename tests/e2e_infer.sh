@@ -1,7 +1,9 @@
 #!/bin/sh
 # End to end (issue 8): build/infer on a checkpoint the trainer wrote.
-#  - a tiny byte-level model trained 30 steps; infer generates text after --prompt in
+#  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
 #    int8, bf16 and fp32; the same --seed gives the same text;
+#  - --eval: fp32 gives the trainer's own val loss on the same windows; int8 agrees with
+#    fp32 on the greedy next token at >= 99% of the positions and raises the loss <= 1%;
 #  - greedy generation stops when the context (n_positions) is full;
 #  - --bench prints one JSON object with the required fields;
 #  - a truncated checkpoint is refused with one line and exit 1, bad flags exit 2.
@@ -16,8 +18,8 @@ fail() { echo "FAIL e2e_infer: $*"; exit 1; }
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
- "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "max_steps": 30,
- "eval_every": 0, "log_every": 100, "precision": "fp32",
+ "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "max_steps": 400,
+ "eval_every": 400, "eval_batches": 50, "log_every": 100, "precision": "fp32",
  "status_endpoint": "none", "control_endpoint": "none",
  "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
 JSON
@@ -37,6 +39,30 @@ for q in int8 bf16 fp32; do
 done
 "$BUILD/infer" --ckpt "$ck" --prompt "The " -n 40 --seed 8 >"$tmp/int8.c" 2>/dev/null
 cmp -s "$tmp/int8.a" "$tmp/int8.c" && fail "seeds 7 and 8 gave the same text"
+
+# --save-quantized: the int8 file gives the very text of quantizing at load; it is int8 only
+"$BUILD/infer" --ckpt "$ck" --save-quantized "$tmp/q8.h5" 2>"$tmp/err" || { cat "$tmp/err"; fail "--save-quantized"; }
+"$BUILD/infer" --ckpt "$tmp/q8.h5" --prompt "The " -n 40 --seed 7 >"$tmp/q8.a" 2>/dev/null || fail "loading the int8 file"
+cmp -s "$tmp/int8.a" "$tmp/q8.a" || fail "the int8 file gave other text than the checkpoint"
+
+# --eval on the trainer's val windows (eval_batches 50 x batch_size 8 = the first 400)
+for q in fp32 int8; do
+    "$BUILD/infer" --ckpt "$ck" --quant $q --eval "$tmp/data/val.tok" --eval-windows 400 \
+        >"$tmp/eval.$q" 2>"$tmp/err" || { cat "$tmp/err"; fail "--eval --quant $q failed"; }
+done
+python3 - "$tmp/run/log.jsonl" "$tmp/eval.fp32" "$tmp/eval.int8" <<'PY' || fail "--eval figures"
+import json, sys
+val = [json.loads(l) for l in open(sys.argv[1]) if '"eval"' in l][-1]["val_loss"]
+f = json.loads(open(sys.argv[2]).read())
+q = json.loads(open(sys.argv[3]).read())
+print("eval: trainer val loss %.6f, infer fp32 %.6f; int8 %.6f (+%.3f%%), greedy agreement %.4f" %
+      (val, f["loss"], q["loss"], 100 * q["loss_increase"], q["greedy_agreement"]))
+assert f["windows"] == 400 and f["tokens"] == 400 * 64, f
+assert abs(f["loss"] - val) <= 1e-4 * val, (f["loss"], val)
+assert q["ref_quant"] == "fp32" and abs(q["ref_loss"] - f["loss"]) <= 1e-6 * f["loss"], q
+assert q["greedy_agreement"] >= 0.99, q
+assert q["loss_increase"] <= 0.01, q
+PY
 
 # the context is 64 tokens: greedy generation of 1000 stops when it is full
 "$BUILD/infer" --ckpt "$ck" --prompt "Hello" -n 1000 --temperature 0 >"$tmp/full" 2>"$tmp/err" ||
@@ -71,12 +97,19 @@ expect_exit() {   # code, expected-substring, infer args...
 }
 head -c 30000 "$ck" > "$tmp/half.h5"
 expect_exit 1 "truncated or damaged" --ckpt "$tmp/half.h5"
+head -c 30000 "$tmp/q8.h5" > "$tmp/q8half.h5"
+expect_exit 1 "truncated or damaged" --ckpt "$tmp/q8half.h5"
+expect_exit 1 "runs only with --quant int8" --ckpt "$tmp/q8.h5" --quant fp32
+expect_exit 2 "needs --quant int8" --ckpt "$ck" --quant bf16 --save-quantized "$tmp/x.h5"
 expect_exit 1 "No such file" --ckpt "$tmp/none.h5"
 expect_exit 2 "invalid value 'int4' for --quant" --ckpt "$ck" --quant int4
 expect_exit 2 "unknown option '--frobnicate'" --ckpt "$ck" --frobnicate 1
 expect_exit 2 "invalid value 'x' for -n" --ckpt "$ck" -n x
 expect_exit 2 "invalid value '1.5' for --top-p" --ckpt "$ck" --top-p 1.5
 expect_exit 2 "--ckpt FILE.h5 is required" --prompt hi
+expect_exit 1 "cannot open" --ckpt "$ck" --eval "$tmp/none.tok"
+expect_exit 2 "exceeds n_positions" --ckpt "$ck" --eval "$tmp/data/val.tok" --seq-len 65
+expect_exit 2 "separate modes" --ckpt "$ck" --bench --eval "$tmp/data/val.tok"
 expect_exit 2 "needs a value" --ckpt
 "$BUILD/infer" --help | grep -q "usage: build/infer" || fail "--help"
 echo "PASS e2e_infer"

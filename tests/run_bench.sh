@@ -3,8 +3,9 @@
 # plain I/O, bench_ckpt), then training (seed384 and gpt2-124M in fp32, bf16 and
 # fp16, with and without recompute) on byte-level data, PyTorch on the same work
 # where it is installed, per-op profiles, data parallel, the time checkpoints
-# block training and status publishing.  Prints tables and writes every figure
-# as a JSON line to $BUILD/bench.jsonl.
+# block training, status publishing, and inference decode/prefill (seed384 and
+# gpt2-124M).  Prints tables and writes every figure as a JSON line to
+# $BUILD/bench.jsonl.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -164,4 +165,38 @@ sleep 0.3
 kill -STOP "$mon"   # a subscriber that never reads: its queue fills, the publisher drops
 train_bench status-stopped-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none
 kill -9 "$mon" 2>/dev/null || true
+INFER_RUNS=${INFER_RUNS:-3}
+echo "== inference (issue 8): batch 1, 16-token prompt, 240 new tokens, greedy; median of $INFER_RUNS runs"
+# Random-init checkpoints are enough for speed: one training step writes them.
+infer_ckpt() {   # name config extra-set... -> prints the checkpoint path
+    out="$BUILD/runs/bench-infer-$1"; config=$2; shift 2
+    if [ ! -f "$out/latest" ]; then
+        "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" \
+            --set max_steps=1 --set eval_every=0 --set status_endpoint=none \
+            --set control_endpoint=none "$@" >/dev/null 2>"$out.stderr" || { cat "$out.stderr" >&2; exit 1; }
+    fi
+    echo "$out/$(cat "$out/latest")"
+}
+infer_bench() {   # work checkpoint quant
+    for i in $(seq "$INFER_RUNS"); do "$BUILD/infer" --ckpt "$2" --quant "$3" --bench; done > "$BUILD/bench-infer.json" ||
+        { echo "infer --bench failed" >&2; exit 1; }
+    python3 - "$BUILD/bench-infer.json" "$1" "$BENCH_JSONL" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+med = lambda k: statistics.median(r[k] for r in runs)
+row = {"bench": "infer", "work": sys.argv[2], "quant": runs[0]["quant"],
+       "decode_tokens_per_s": round(med("decode_tokens_per_s"), 1),
+       "prefill_tokens_per_s": round(med("prefill_tokens_per_s"), 1),
+       "rss_mb": round(med("rss_mb"), 1), "weights_mb": runs[0]["weights_mb"],
+       "threads": runs[0]["threads"], "runs": len(runs)}
+print("%-10s %-5s decode %8.1f tok/s  prefill %8.1f tok/s  RSS %7.1f MB (weights %.1f MB)" % (
+      row["work"], row["quant"], row["decode_tokens_per_s"], row["prefill_tokens_per_s"],
+      row["rss_mb"], row["weights_mb"]))
+open(sys.argv[3], "a").write(json.dumps(row) + "\n")
+PY
+}
+ck=$(infer_ckpt seed384 launch/configs/seed384.json)
+for q in int8 bf16 fp32; do infer_bench seed384 "$ck" $q; done
+ck=$(infer_ckpt gpt2-124M launch/configs/gpt2-124M.json --set batch_size=1)
+for q in int8 fp32; do infer_bench gpt2-124M "$ck" $q; done
 echo "figures: $BENCH_JSONL"

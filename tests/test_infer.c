@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "io/checkpoint.h"
 #include "kernels/gemm.h"
 #include "launch/infer.h"
+#include "launch/infer_q8file.h"
 #include "tests/test_util.h"
 
 enum { SEQ = 40 };
@@ -178,6 +181,31 @@ static void test_int8_agrees_with_fp32(void **state)
     infer_state_free(&sq);
     infer_model_free(&mf);
     infer_model_free(&mq);
+    gpt2_destroy(&g);
+}
+
+/* --eval's window: the trainer's loss (gpt2_forward with targets) on the same
+ * tokens, per position, and the argmax of its logits as the greedy tokens. */
+static void test_eval_window_matches_trainer_loss(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model m;
+    infer_state s;
+    make_gpt2(&g, 16);
+    make_infer(&m, &s, &g, INFER_FP32);
+    int toks[SEQ + 1], greedy[SEQ], V = DIMS.vocab_size;
+    random_tokens(toks, SEQ + 1, V, 8);
+    float *logits = malloc(sizeof(float) * SEQ * V), losses[SEQ];
+    double sum = infer_eval_window(&m, &s, toks, SEQ, logits, losses, greedy);
+    float mean = gpt2_forward(&g, toks, toks + 1, 1, SEQ);
+    assert_true(test_close("eval losses", losses, g.losses, SEQ, 1e-5f, 1e-4f));
+    assert_true(fabs(sum / SEQ - mean) <= 1e-4 * mean);
+    for (int t = 0; t < SEQ; t++)
+        assert_int_equal(greedy[t], infer_argmax(g.logits + (size_t)t * V, V));
+    free(logits);
+    infer_state_free(&s);
+    infer_model_free(&m);
     gpt2_destroy(&g);
 }
 
@@ -346,6 +374,76 @@ static void test_checkpoint_load(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Overwrites element 0 of an int8 dataset in place (its checksum then lies). */
+static void poke_int8(const char *path, const char *dataset, int8_t value)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, dataset, H5P_DEFAULT);
+    hid_t fs = H5Dget_space(d);
+    hsize_t start[2] = {0, 0}, one[2] = {1, 1};
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, one, NULL);
+    hid_t ms = H5Screate_simple(2, one, NULL);
+    assert_true(H5Dwrite(d, H5T_NATIVE_INT8, ms, fs, H5P_DEFAULT, &value) >= 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* --save-quantized: the file loads to the very int8 weights of quantizing the
+ * checkpoint at load, so the logits are bit-identical; it is refused when
+ * damaged, and in any precision but int8. */
+static void test_save_quantized(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_infer_XXXXXX", ck[128], qf[128], cmd[300], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ck, sizeof ck, "%s/ckpt.h5", dir);
+    snprintf(qf, sizeof qf, "%s/q8.h5", dir);
+    gpt2 g;
+    make_gpt2(&g, 17);
+    write_ckpt(ck, &g, DIMS.n_embd);
+    gpt2_destroy(&g);
+
+    infer_model a, b;
+    infer_state sa, sb;
+    tokenizer *ta = NULL, *tb = NULL;
+    assert_int_equal(infer_load(ck, INFER_INT8, &a, &ta, err, sizeof err), 0);
+    if (infer_q8file_save(qf, &a, ta, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    if (infer_load(qf, INFER_INT8, &b, &tb, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_string_equal(tokenizer_type(tb), tokenizer_type(ta));
+    assert_int_equal(b.weight_bytes, a.weight_bytes);
+    assert_memory_equal(b.i8, a.i8, (size_t)DIMS.n_layer * 12 * DIMS.n_embd * DIMS.n_embd +
+                                        (size_t)DIMS.vocab_size * DIMS.n_embd);
+    assert_int_equal(infer_state_create(&sa, &a, 0, err, sizeof err), 0);
+    assert_int_equal(infer_state_create(&sb, &b, 0, err, sizeof err), 0);
+    int toks[SEQ];
+    random_tokens(toks, SEQ, DIMS.vocab_size, 9);
+    infer_forward(&a, &sa, toks, SEQ, 0, NULL);
+    infer_forward(&b, &sb, toks, SEQ, 0, NULL);
+    assert_memory_equal(sa.logits, sb.logits, DIMS.vocab_size * sizeof(float));
+    infer_state_free(&sa);
+    infer_state_free(&sb);
+    infer_model_free(&b);
+    tokenizer_free(tb);
+
+    expect_refused(qf, INFER_FP32, "runs only with --quant int8");
+    expect_refused(qf, INFER_BF16, "runs only with --quant int8");
+    snprintf(cmd, sizeof cmd, "head -c 30000 %s > %s/half.h5", qf, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/half.h5", dir);
+    expect_refused(cmd, INFER_INT8, "damaged");
+    /* a changed weight no longer matches its checksum */
+    poke_int8(qf, "/q8/transformer.h.1.mlp.c_fc.weight", (int8_t)(a.h[1].fc.wq[0] ^ 1));
+    expect_refused(qf, INFER_INT8, "/q8/transformer.h.1.mlp.c_fc.weight is damaged (checksum");
+    infer_model_free(&a);
+    tokenizer_free(ta);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,9 +451,11 @@ int main(void)
         cmocka_unit_test(test_prefill_matches_token_by_token_fp32),
         cmocka_unit_test(test_prefill_matches_token_by_token_int8),
         cmocka_unit_test(test_int8_agrees_with_fp32),
+        cmocka_unit_test(test_eval_window_matches_trainer_loss),
         cmocka_unit_test(test_bf16_rounds_weights),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_checkpoint_load),
+        cmocka_unit_test(test_save_quantized),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

@@ -171,6 +171,39 @@ static void test_quantize_zero_groups(void **state)
     check_group(x + 3 * Q8_GS, q + 3 * Q8_GS, s[3], back + 3 * Q8_GS);
 }
 
+/* Every path's quantization is the scalar one's, bit for bit: groups over 20
+ * binades, zero and signed-zero groups, subnormal ones (a scale that loses
+ * precision, or underflows to 0), and values exactly halfway between two
+ * steps (ties go to even). */
+static void test_quantize_paths_match_scalar(void **state)
+{
+    const size_t n = (size_t)Q8_GS * 2100;
+    float *x = xmalloc(n * sizeof *x), *s_ref = xmalloc(n / Q8_GS * sizeof(float)),
+          *s = xmalloc(n / Q8_GS * sizeof(float));
+    int8_t *q_ref = xmalloc(n), *q = xmalloc(n);
+    fill_groups(x, n, 7);
+    for (int k = 0; k < Q8_GS; k++) {
+        x[k] = 0.0f;                                  /* group 0: zeros */
+        x[Q8_GS + k] = k % 2 ? -0.0f : 0.0f;          /* group 1: signed zeros */
+        x[2 * Q8_GS + k] = (k - 16) * 1e-41f;         /* group 2: subnormal scale */
+        x[3 * Q8_GS + k] = k ? (k - 16) + 0.5f : 127.0f;   /* group 3: scale 1, halves */
+    }
+    x[4 * Q8_GS + 3] = 1e-44f;                        /* group 4: the scale underflows */
+    q8_quantize_path(Q8_SCALAR, q_ref, s_ref, x, n);
+    for (int p = Q8_AVX2; p < Q8_PATH_COUNT; p++) {
+        if (!q8_path_supported((q8_path)p))
+            continue;
+        memset(q, 99, n);
+        q8_quantize_path((q8_path)p, q, s, x, n);
+        if (memcmp(q, q_ref, n) != 0 || memcmp(s, s_ref, n / Q8_GS * sizeof(float)) != 0)
+            fail_msg("q8_quantize on path %s differs from scalar", q8_path_name((q8_path)p));
+    }
+    assert_int_equal(q_ref[3 * Q8_GS + 1], -14);   /* -14.5 -> -14, -13.5 -> -14 */
+    assert_int_equal(q_ref[3 * Q8_GS + 2], -14);
+    assert_int_equal(q_ref[3 * Q8_GS + 4], -12);   /* -11.5 -> -12 */
+    free(x), free(s_ref), free(s), free(q_ref), free(q);
+}
+
 /* Column o of w through q8_pack_weights == column o through q8_quantize. */
 static void check_pack(int in, int out)
 {
@@ -371,6 +404,44 @@ static void test_matmul_vs_fp32(void **state)
 
 /* ---- dispatch and threads ---- */
 
+/* The VNNI decode layout gives the scalar path's bits for one row, over the
+ * whole output range and over 64-aligned shares of it, with and without a
+ * bias, including -127 everywhere (the largest sums) and OUT not a multiple
+ * of 16. */
+static void test_vnni_matvec(void **state)
+{
+    if (!cpu_has_avx512_vnni()) {
+        print_message("no AVX512-VNNI here: skipped\n");
+        return;
+    }
+    static const int shapes[][2] = {{32, 1}, {384, 1152}, {1536, 384}, {768, 33}, {96, 200}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int IN = shapes[i][0], OUT = shapes[i][1];
+        problem p = make_problem(1, IN, OUT, 50 + i);
+        if (i == 3) {
+            memset(p.xq, -127, (size_t)IN);
+            memset(p.wq, -127, (size_t)IN * OUT);
+        }
+        void *packed = xmalloc(q8_vnni_pack_bytes(IN, OUT));
+        int32_t *xsum = xmalloc((size_t)IN / Q8_GS * sizeof *xsum);
+        float *want = alloc_y(OUT), *got = alloc_y(OUT);
+        q8_vnni_pack(packed, p.wq, p.ws, IN, OUT);
+        q8_group_sums(xsum, p.xq, (size_t)IN);
+        for (int bias = 0; bias < 2; bias++) {
+            q8_matmul_path(Q8_SCALAR, want, p.xq, p.xs, p.wq, p.ws, bias ? p.bias : NULL, 1, IN, OUT);
+            q8_vnni_matvec(got, p.xq, p.xs, xsum, packed, bias ? p.bias : NULL, IN, OUT, 0, OUT);
+            assert_true(same_bits("vnni matvec", got, want, OUT));
+            for (int o0 = 0; o0 < OUT; o0 += 64)
+                q8_vnni_matvec(got, p.xq, p.xs, xsum, packed, bias ? p.bias : NULL, IN, OUT, o0,
+                               o0 + 64 < OUT ? o0 + 64 : OUT);
+            assert_true(same_bits("vnni matvec in shares", got, want, OUT));
+            assert_true(guards_intact(got, OUT));
+        }
+        free(packed), free(xsum), free(want), free(got);
+        free_problem(&p);
+    }
+}
+
 static void test_dispatch(void **state)
 {
     assert_int_equal(q8_path_for_isa(ISA_SCALAR), Q8_SCALAR);
@@ -414,11 +485,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_round_trip),
         cmocka_unit_test(test_quantize_zero_groups),
+        cmocka_unit_test(test_quantize_paths_match_scalar),
         cmocka_unit_test(test_pack_weights),
         cmocka_unit_test(test_paths_match_scalar),
         cmocka_unit_test(test_extreme_sums_exact),
         cmocka_unit_test(test_matmul_vs_double),
         cmocka_unit_test(test_matmul_vs_fp32),
+        cmocka_unit_test(test_vnni_matvec),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_thread_count_invariant),
     };

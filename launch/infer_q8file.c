@@ -1,0 +1,315 @@
+/* infer_q8file: --save-quantized files; the layout is in infer_q8file.h. */
+#include "launch/infer_q8file.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "io/fsutil.h"
+#include "kernels/q8.h"
+
+struct infer_q8file {
+    hid_t file, q8;
+    char path[];
+};
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static int attr_write(hid_t obj, const char *name, hid_t type, const void *val)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, val);
+    if (a >= 0)
+        H5Aclose(a);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc < 0 ? -1 : 0;
+}
+
+static int attr_i64(hid_t obj, const char *name, long long v)
+{
+    int64_t x = v;
+    return attr_write(obj, name, H5T_NATIVE_INT64, &x);
+}
+
+/* A fixed-length, NUL-terminated string, as the checkpoint writes them. */
+static int attr_str(hid_t obj, const char *name, const char *s)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = t < 0 || H5Tset_size(t, strlen(s) + 1) < 0 ? -1 : attr_write(obj, name, t, s);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+/* A contiguous dataset of rows x cols (cols 0: a vector) with a checksum
+ * attribute over its bytes (a multiple of 4). */
+static int write_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *x,
+                         int rows, int cols, size_t bytes)
+{
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    hid_t sp = H5Screate_simple(cols ? 2 : 1, dims, NULL);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    uint64_t sum = ckpt_checksum(x, bytes / sizeof(float));
+    int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
+                     attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc;
+}
+
+typedef struct {
+    hid_t model, q8;
+} writer;
+
+static int write_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+                     size_t errlen)
+{
+    const writer *w = ctx;
+    if (write_dataset(w->model, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, rows, cols,
+                      (size_t)rows * (cols ? cols : 1) * sizeof(float)) == 0)
+        return 0;
+    snprintf(err, errlen, "cannot write /model/%s (disk full?)", name);
+    return -1;
+}
+
+static int write_mat(void *ctx, const char *name, const infer_linear *l, char *err,
+                     size_t errlen)
+{
+    const writer *w = ctx;
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s_scale", name);
+    size_t n = (size_t)l->out * l->in;
+    if (write_dataset(w->q8, name, H5T_STD_I8LE, H5T_NATIVE_INT8, l->wq, l->out, l->in, n) == 0 &&
+        write_dataset(w->q8, sname, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, l->ws, l->out,
+                      l->in / Q8_GS, n / Q8_GS * sizeof(float)) == 0)
+        return 0;
+    snprintf(err, errlen, "cannot write /q8/%s (disk full?)", name);
+    return -1;
+}
+
+static hid_t new_group(hid_t f, const char *name)
+{
+    return H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+static int write_header(hid_t f, const infer_model *m, const tokenizer *tok)
+{
+    const gpt2_dims *d = &m->d;
+    hid_t meta = new_group(f, "/meta"), cfg = new_group(f, "/config"), tg = new_group(f, "/tokenizer");
+    int rc = meta < 0 || cfg < 0 || tg < 0 ? -1 : 0;
+    if (rc == 0)
+        rc = attr_i64(meta, "format_version", CKPT_FORMAT_VERSION) |
+             attr_str(meta, "program", "gpt-cpu infer --save-quantized") |
+             attr_str(meta, "version", GPT_CPU_VERSION) |
+             attr_i64(meta, "time", (long long)time(NULL)) |
+             attr_i64(cfg, "vocab_size", d->vocab_size) |
+             attr_i64(cfg, "n_positions", d->n_positions) | attr_i64(cfg, "n_embd", d->n_embd) |
+             attr_i64(cfg, "n_layer", d->n_layer) | attr_i64(cfg, "n_head", d->n_head) |
+             attr_str(cfg, "quant", "int8") | attr_i64(cfg, "q8_group_size", Q8_GS) |
+             attr_str(tg, "type", tokenizer_type(tok)) |
+             attr_i64(tg, "vocab_size", tokenizer_vocab_size(tok));
+    size_t n = 0;
+    const uint32_t *merges = tokenizer_merges(tok, &n);
+    if (rc == 0 && merges && n)   /* as the checkpoint: int32 [n, 2] */
+        rc = write_dataset(tg, "merges", H5T_STD_I32LE, H5T_NATIVE_UINT32, merges, (int)n, 2,
+                           n * 2 * sizeof(uint32_t));
+    hid_t groups[3] = {meta, cfg, tg};
+    for (int i = 0; i < 3; i++)
+        if (groups[i] >= 0)
+            H5Gclose(groups[i]);
+    return rc;
+}
+
+static int write_file(hid_t f, const infer_model *m, const tokenizer *tok, char *err,
+                      size_t errlen)
+{
+    if (write_header(f, m, tok) != 0) {
+        snprintf(err, errlen, "cannot write the header groups (disk full?)");
+        return -1;
+    }
+    writer w = {new_group(f, "/model"), new_group(f, "/q8")};
+    static const infer_visitor v = {write_vec, write_mat};
+    int rc = w.model < 0 || w.q8 < 0 ? -1 : infer_model_walk(m, &v, &w, err, errlen);
+    if (w.model < 0 || w.q8 < 0)
+        snprintf(err, errlen, "cannot create the groups");
+    if (w.model >= 0)
+        H5Gclose(w.model);
+    if (w.q8 >= 0)
+        H5Gclose(w.q8);
+    return rc;
+}
+
+int infer_q8file_save(const char *path, const infer_model *m, const tokenizer *tok, char *err,
+                      size_t errlen)
+{
+    char tmp[1100], why[400];
+    if (m->quant != INFER_INT8) {
+        snprintf(err, errlen, "--save-quantized needs --quant int8");
+        return -1;
+    }
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* one line of ours, not HDF5's error stack */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);   /* the 1.10 format: all metadata checksummed */
+    if (fapl >= 0)
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: cannot create (directory missing or not writable?)", tmp);
+        return -1;
+    }
+    int rc = write_file(f, m, tok, why, sizeof why);
+    if (H5Fclose(f) < 0 && rc == 0) {
+        snprintf(why, sizeof why, "closing failed (disk full?)");
+        rc = -1;
+    }
+    if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)   /* HDF5 does not fsync */
+        rc = -1;
+    if (rc == 0 && rename(tmp, path) != 0) {
+        snprintf(why, sizeof why, "cannot rename the .tmp file into place: %s", strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && fs_fsync_parent(path, why, sizeof why) != 0)
+        rc = -1;
+    if (rc != 0) {
+        unlink(tmp);
+        snprintf(err, errlen, "%s: %s", path, why);
+    }
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+int infer_q8file_open(const char *path, infer_q8file **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: not a readable HDF5 file (truncated or damaged)", path);
+        return -1;
+    }
+    if (H5Lexists(f, "/q8", H5P_DEFAULT) <= 0) {
+        H5Fclose(f);
+        return 0;
+    }
+    long long group = 0;
+    hid_t cfg = H5Gopen2(f, "/config", H5P_DEFAULT);   /* exists: the checkpoint reader saw it */
+    hid_t a = cfg < 0 || H5Aexists(cfg, "q8_group_size") <= 0
+                  ? -1 : H5Aopen(cfg, "q8_group_size", H5P_DEFAULT);
+    int64_t v = 0;
+    if (a >= 0 && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0)
+        group = v;
+    if (a >= 0)
+        H5Aclose(a);
+    if (cfg >= 0)
+        H5Gclose(cfg);
+    infer_q8file *q = group == Q8_GS ? malloc(sizeof *q + strlen(path) + 1) : NULL;
+    hid_t g = q ? H5Gopen2(f, "/q8", H5P_DEFAULT) : -1;
+    if (g < 0) {
+        if (group != Q8_GS)
+            snprintf(err, errlen, "%s: /config q8_group_size is %lld, not %d", path, group, Q8_GS);
+        else
+            snprintf(err, errlen, "%s: cannot open /q8", path);
+        free(q);
+        H5Fclose(f);
+        return -1;
+    }
+    q->file = f;
+    q->q8 = g;
+    strcpy(q->path, path);
+    *out = q;
+    return 1;
+}
+
+void infer_q8file_close(infer_q8file *f)
+{
+    if (!f)
+        return;
+    H5Gclose(f->q8);
+    H5Fclose(f->file);
+    free(f);
+}
+
+/* Reads /q8/name, of class cls (H5T_INTEGER: int8; H5T_FLOAT), rows x cols, into
+ * dst as mtype and checks its checksum over bytes. */
+static int read_dataset(const infer_q8file *q, const char *name, H5T_class_t cls, hid_t mtype,
+                        void *dst, int rows, int cols, size_t bytes, char *err, size_t errlen)
+{
+    hid_t d = H5Lexists(q->q8, name, H5P_DEFAULT) > 0 ? H5Dopen2(q->q8, name, H5P_DEFAULT) : -1;
+    if (d < 0) {
+        snprintf(err, errlen, "%s: /q8/%s is missing", q->path, name);
+        return -1;
+    }
+    hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    bool ok = sp >= 0 && ty >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
+              H5Sget_simple_extent_dims(sp, dims, NULL) == 2 && dims[0] == (hsize_t)rows &&
+              dims[1] == (hsize_t)cols && H5Tget_class(ty) == cls &&
+              (cls != H5T_INTEGER || (H5Tget_size(ty) == 1 && H5Tget_sign(ty) == H5T_SGN_2));
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (sp >= 0)
+        H5Sclose(sp);
+    uint64_t sum = 0;
+    hid_t a = -1;
+    bool read_ok = ok && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
+    bool have_sum = read_ok && H5Aexists(d, "checksum") > 0 &&
+                    (a = H5Aopen(d, "checksum", H5P_DEFAULT)) >= 0 &&
+                    H5Aread(a, H5T_NATIVE_UINT64, &sum) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Dclose(d);
+    if (!ok)
+        snprintf(err, errlen, "%s: /q8/%s is not a %s tensor of shape [%d,%d]", q->path, name,
+                 cls == H5T_INTEGER ? "int8" : "float", rows, cols);
+    else if (!read_ok)
+        snprintf(err, errlen, "%s: /q8/%s cannot be read (truncated or damaged)", q->path, name);
+    else if (!have_sum || sum != ckpt_checksum(dst, bytes / sizeof(float)))
+        snprintf(err, errlen, "%s: /q8/%s is damaged (%s)", q->path, name,
+                 have_sum ? "checksum mismatch" : "no checksum attribute");
+    else
+        return 0;
+    return -1;
+}
+
+int infer_q8file_matrix(const infer_q8file *q, const char *name, const infer_linear *l,
+                        char *err, size_t errlen)
+{
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s_scale", name);
+    size_t n = (size_t)l->out * l->in, ng = n / Q8_GS;
+    if (read_dataset(q, name, H5T_INTEGER, H5T_NATIVE_INT8, l->wq, l->out, l->in, n, err,
+                     errlen) != 0 ||
+        read_dataset(q, sname, H5T_FLOAT, H5T_NATIVE_FLOAT, l->ws, l->out, l->in / Q8_GS,
+                     ng * sizeof(float), err, errlen) != 0)
+        return -1;
+    /* what q8_quantize can produce: the kernels rely on it (q8.h) */
+    for (size_t i = 0; i < n; i++)
+        if (l->wq[i] == -128) {
+            snprintf(err, errlen, "%s: /q8/%s holds -128, which int8 quantization never writes",
+                     q->path, name);
+            return -1;
+        }
+    for (size_t i = 0; i < ng; i++)
+        if (!(l->ws[i] >= 0 && isfinite(l->ws[i]))) {
+            snprintf(err, errlen, "%s: /q8/%s has a negative or non-finite scale", q->path, sname);
+            return -1;
+        }
+    return 0;
+}

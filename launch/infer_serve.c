@@ -1,0 +1,368 @@
+/* infer_serve: the --serve request loop; the protocol is in infer_serve.h. */
+#include "launch/infer_serve.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* The CLI's defaults (infer_main.c), so a request and the CLI agree. */
+enum { DEFAULT_MAX_TOKENS = 256, DEFAULT_TOP_K = 40 };
+#define DEFAULT_TEMPERATURE 0.8
+#define DEFAULT_TOP_P 0.95
+
+int infer_server_init(infer_server *sv, const infer_model *m, const tokenizer *tok, char *err,
+                      size_t errlen)
+{
+    memset(sv, 0, sizeof *sv);
+    sv->m = m;
+    sv->tok = tok;
+    if (infer_state_create(&sv->s, m, 0, err, errlen) != 0)
+        return -1;
+    if (infer_sampler_init(&sv->sp, tokenizer_vocab_size(tok), 0, 0, 1, 0, err, errlen) != 0) {
+        infer_state_free(&sv->s);
+        return -1;
+    }
+    sv->toks = malloc((size_t)m->d.n_positions * sizeof *sv->toks);
+    sv->ids = malloc((size_t)INFER_SERVE_MAX_BYTES * sizeof *sv->ids);
+    sv->text_cap = 4096;
+    sv->text = malloc(sv->text_cap);
+    if (!sv->toks || !sv->ids || !sv->text) {
+        snprintf(err, errlen, "out of memory for the server");
+        infer_server_free(sv);
+        return -1;
+    }
+    return 0;
+}
+
+void infer_server_free(infer_server *sv)
+{
+    if (sv->m) {
+        infer_state_free(&sv->s);
+        infer_sampler_free(&sv->sp);
+    }
+    free(sv->toks);
+    free(sv->ids);
+    free(sv->text);
+    memset(sv, 0, sizeof *sv);
+}
+
+/* ---- a request ------------------------------------------------------------- */
+
+typedef struct {
+    const char *prompt;
+    int max_tokens, top_k;
+    float temperature, top_p;
+    uint64_t seed;
+} request;
+
+/* An integral JSON number in [lo, hi] (hi <= 2^53, where doubles are exact). */
+static int get_int(const cJSON *v, double lo, double hi, double *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi)
+        return -1;
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int get_float(const cJSON *v, double lo, double hi, bool open_lo, float *out)
+{
+    double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!(x >= lo && x <= hi) || (open_lo && x == lo))
+        return -1;
+    *out = (float)x;
+    return 0;
+}
+
+/* Fills r from the object's fields; -1 with a reason for the first bad one. */
+static int parse_request(const cJSON *o, request *r, char *err, size_t errlen)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *r = (request){.prompt = "", .max_tokens = DEFAULT_MAX_TOKENS, .top_k = DEFAULT_TOP_K,
+                   .temperature = DEFAULT_TEMPERATURE, .top_p = DEFAULT_TOP_P,
+                   .seed = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec};
+    const cJSON *f;
+    cJSON_ArrayForEach(f, o) {
+        const char *k = f->string;
+        double v = 0;
+        int rc = 0;
+        const char *range = "";
+        if (strcmp(k, "prompt") == 0) {
+            rc = cJSON_IsString(f) ? 0 : -1;
+            range = "a string";
+            if (rc == 0)
+                r->prompt = f->valuestring;
+        } else if (strcmp(k, "max_tokens") == 0) {
+            rc = get_int(f, 0, 1 << 30, &v);
+            range = "an integer in 0..2^30";
+            r->max_tokens = (int)v;
+        } else if (strcmp(k, "top_k") == 0) {
+            rc = get_int(f, 0, 1 << 30, &v);
+            range = "an integer in 0..2^30";
+            r->top_k = (int)v;
+        } else if (strcmp(k, "seed") == 0) {
+            rc = get_int(f, 0, 9007199254740992.0, &v);
+            range = "an integer in 0..2^53";
+            r->seed = (uint64_t)v;
+        } else if (strcmp(k, "temperature") == 0) {
+            rc = get_float(f, 0, 100, false, &r->temperature);
+            range = "a number in 0..100";
+        } else if (strcmp(k, "top_p") == 0) {
+            rc = get_float(f, 0, 1, true, &r->top_p);
+            range = "a number in (0, 1]";
+        } else {
+            snprintf(err, errlen, "unknown field '%.64s' (fields: prompt, max_tokens, "
+                     "temperature, top_k, top_p, seed)", k);
+            return -1;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "%s must be %s", k, range);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Appends token's bytes to the text buffer (growing it). */
+static void collect(void *ctx, int token)
+{
+    infer_server *sv = ctx;
+    uint32_t id = (uint32_t)token;
+    size_t n = tokenizer_decode(sv->tok, &id, 1, NULL, 0);
+    if (sv->text_len + n + 1 > sv->text_cap) {
+        size_t cap = 2 * (sv->text_len + n + 1);
+        uint8_t *p = realloc(sv->text, cap);
+        if (!p) {
+            sv->oom = 1;
+            return;
+        }
+        sv->text = p;
+        sv->text_cap = cap;
+    }
+    sv->text_len += tokenizer_decode(sv->tok, &id, 1, sv->text + sv->text_len, n);
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if there is none; *bad
+ * gets how many bytes one U+FFFD replaces (the maximal subpart of a valid
+ * sequence, at least 1), as Unicode recommends and Python does. */
+static size_t utf8_seq(const uint8_t *s, size_t n, size_t *bad)
+{
+    const uint8_t c = s[0];
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;   /* the second byte's range */
+    *bad = 1;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;   /* no overlong forms */
+        hi = c == 0xED ? 0x9F : 0xBF;   /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;   /* nothing above U+10FFFF */
+    } else
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if (i >= n || s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return len;
+}
+
+/* The text as a NUL-terminated UTF-8 string (malloc'd), invalid bytes replaced. */
+static char *valid_utf8(const uint8_t *s, size_t n)
+{
+    char *out = malloc(3 * n + 1), *p = out;   /* U+FFFD is 3 bytes, for >= 1 byte */
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t bad, len = utf8_seq(s + i, n - i, &bad);
+        if (len) {
+            memcpy(p, s + i, len);
+            p += len;
+            i += len;
+        } else {
+            memcpy(p, "\xEF\xBF\xBD", 3);
+            p += 3;
+            i += bad;
+        }
+    }
+    *p = '\0';
+    return out;
+}
+
+/* Runs a parsed request; adds the reply's fields to out, or -1 with a reason. */
+static int run_request(infer_server *sv, const request *r, cJSON *out, char *err, size_t errlen)
+{
+    const char *text = *r->prompt ? r->prompt : "\n";   /* as the CLI: a newline */
+    size_t len = strlen(text);
+    int T = sv->m->d.n_positions;
+    size_t n = len <= INFER_SERVE_MAX_BYTES ? tokenizer_encode(sv->tok, (const uint8_t *)text,
+                                                               len, sv->ids) : len;
+    if (n > (size_t)T) {
+        snprintf(err, errlen, "the prompt is %zu tokens but the context holds %d", n, T);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        sv->toks[i] = (int)sv->ids[i];
+    sv->sp.temperature = r->temperature;
+    sv->sp.top_k = r->top_k;
+    sv->sp.top_p = r->top_p;
+    sv->sp.rng = r->seed;
+    sv->text_len = 0;
+    sv->oom = 0;
+    infer_gen_stats st = {0};
+    if (r->max_tokens > 0)
+        st = infer_generate(sv->m, &sv->s, &sv->sp, sv->toks, (int)n, r->max_tokens, collect, sv);
+    char *utf8 = sv->oom ? NULL : valid_utf8(sv->text, sv->text_len);
+    if (!utf8) {
+        snprintf(err, errlen, "out of memory for the reply");
+        return -1;
+    }
+    cJSON_AddStringToObject(out, "text", utf8);
+    free(utf8);
+    cJSON_AddNumberToObject(out, "tokens", st.n_generated);
+    cJSON_AddNumberToObject(out, "prompt_tokens", (double)n);
+    cJSON_AddNumberToObject(out, "tokens_per_s",
+                            st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0);
+    cJSON_AddBoolToObject(out, "context_full", st.context_full);
+    return 0;
+}
+
+char *infer_server_handle(infer_server *sv, const void *req, size_t len)
+{
+    char err[256] = "";
+    cJSON *out = cJSON_CreateObject();
+    if (!out)
+        return NULL;
+    /* cJSON wants NUL-terminated text and stops at an embedded NUL: copy, and
+     * refuse a NUL so that trailing bytes are never silently ignored */
+    cJSON_AddBoolToObject(out, "ok", 1);   /* first, for people reading replies */
+    char *text = len < INFER_SERVE_MAX_BYTES + 1 ? malloc(len + 1) : NULL;
+    cJSON *o = NULL;
+    request r;
+    int rc = -1;
+    if (!text)
+        snprintf(err, sizeof err, "request too large or out of memory");
+    else if (memcpy(text, req, len), text[len] = '\0', strlen(text) != len)
+        snprintf(err, sizeof err, "request is not JSON (it holds a NUL byte)");
+    else if (!(o = cJSON_ParseWithOpts(text, NULL, 1)))
+        snprintf(err, sizeof err, "request is not valid JSON");
+    else if (!cJSON_IsObject(o))
+        snprintf(err, sizeof err, "request must be a JSON object");
+    else if (parse_request(o, &r, err, sizeof err) == 0)
+        rc = run_request(sv, &r, out, err, sizeof err);
+    if (rc != 0) {   /* run_request adds its fields only once nothing can fail */
+        cJSON_ReplaceItemInObject(out, "ok", cJSON_CreateFalse());
+        cJSON_AddStringToObject(out, "error", err);
+    }
+    char *reply = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    cJSON_Delete(o);
+    free(text);
+    return reply;
+}
+
+/* ---- the socket ------------------------------------------------------------ */
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    quit = 1;
+}
+
+/* The socket is a ROUTER speaking the REP protocol (peer id, envelope frames
+ * up to an empty delimiter, then the body): a peer that sends a malformed
+ * message cannot wedge a REP state machine, and every reply goes back on the
+ * envelope of its request.  A message without a delimiter is dropped, as REP
+ * would; a body of several parts gets an error reply. */
+enum { MAX_FRAMES = 16 };
+
+static void serve_one(infer_server *sv, void *sock)
+{
+    zmq_msg_t f[MAX_FRAMES];
+    int n = 0, more = 1, overflow = 0;
+    while (more) {   /* a message arrives whole: read (or drain) all of it */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        more = zmq_msg_more(&part);
+        if (n < MAX_FRAMES)
+            f[n++] = part;
+        else {
+            zmq_msg_close(&part);
+            overflow = 1;
+        }
+    }
+    int delim = 1;
+    while (delim < n && zmq_msg_size(&f[delim]) != 0)
+        delim++;
+    if (delim < n - 1) {   /* an envelope, then a body */
+        char *reply;
+        if (n - delim - 1 > 1 || overflow)
+            reply = strdup("{\"ok\":false,\"error\":\"a request is one message part\"}");
+        else
+            reply = infer_server_handle(sv, zmq_msg_data(&f[delim + 1]),
+                                        zmq_msg_size(&f[delim + 1]));
+        for (int i = 0; i <= delim; i++)
+            zmq_send(sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE);
+        zmq_send(sock, reply ? reply : "", reply ? strlen(reply) : 0, 0);
+        free(reply);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+}
+
+int infer_serve(infer_server *sv, const char *endpoint, char *err, size_t errlen)
+{
+    void *ctx = zmq_ctx_new();
+    void *sock = ctx ? zmq_socket(ctx, ZMQ_ROUTER) : NULL;
+    int64_t maxsize = INFER_SERVE_MAX_BYTES;
+    int linger = 0, ipv6 = strchr(endpoint, '[') != NULL;
+    int rc = -1;
+    if (!sock || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) != 0 ||
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0 || zmq_bind(sock, endpoint) != 0) {
+        snprintf(err, errlen, "--serve %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    } else {
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        fprintf(stderr, "infer: serving on %s\n", endpoint);
+        while (!quit) {
+            zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+            int ready = zmq_poll(&item, 1, 500);
+            if (ready < 0 && zmq_errno() != EINTR) {
+                snprintf(err, errlen, "--serve %s: %s", endpoint, zmq_strerror(zmq_errno()));
+                break;
+            }
+            if (ready > 0)
+                serve_one(sv, sock);
+        }
+        rc = quit ? 0 : -1;
+    }
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
