@@ -117,6 +117,7 @@ run: $(PROGS)
 shakespeare: $(PROGS)
 	@test -f $(TINYSHAKESPEARE) || { echo "shakespeare: $(TINYSHAKESPEARE) not found (set TINYSHAKESPEARE=path)"; exit 1; }
 	$(BUILD)/prep --input $(TINYSHAKESPEARE) --out $(BUILD)/data/shakespeare_char --tokenizer byte --val-fraction 0.1
+	rm -rf $(BUILD)/runs/shakespeare_char   # the recipe from scratch: a fresh run refuses a used out_dir
 	$(BUILD)/trainer --config launch/configs/shakespeare_char.json \
 	  --set data_dir=$(BUILD)/data/shakespeare_char --set out_dir=$(BUILD)/runs/shakespeare_char
 

@@ -698,6 +698,15 @@ static int list_ckpts(const char *dir, ckpt_entry **out, int *n)
     return 0;
 }
 
+long ckpt_newest_step(const char *dir)
+{
+    ckpt_entry *list;
+    int n;
+    long step = list_ckpts(dir, &list, &n) == 0 && n > 0 ? list[0].step : -1;
+    free(list);
+    return step;
+}
+
 /* After saving step `step`: deletes all but the newest keep checkpoints up to
  * that step, and stale ckpt_*.h5.tmp files (left by a crash; no write is in
  * progress while this runs).  Checkpoints past `step` belong to a run that

@@ -82,6 +82,10 @@ int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen);
 int ckpt_save(const char *dir, const ckpt_state *s, int keep, char *path, size_t pathlen,
               char *err, size_t errlen);
 
+/* The step of the newest DIR/ckpt_*.h5, or -1 when there is none (or DIR
+ * cannot be read). */
+long ckpt_newest_step(const char *dir);
+
 /* --resume auto: loads the checkpoint DIR/latest names, or else the newest
  * DIR/ckpt_*.h5 that loads.  Returns 1 when one was loaded (its path in path;
  * warn non-empty when it had to skip damaged or unusable files), 0 when DIR

@@ -155,6 +155,11 @@ expect_refused "truncated or damaged" --set out_dir="$tmp/c" --resume "$tmp/b/ck
 expect_refused "No such file" --set out_dir="$tmp/c" --resume "$tmp/nothing.h5"
 train "$tmp/fresh" --resume auto --set max_steps=1
 grep -q "no checkpoint in $tmp/fresh, starting fresh" "$tmp/stderr" || fail "no fresh-start event"
+# a fresh run (no --resume) into a directory with another run's checkpoints
+before=$(ls -l "$tmp/b")
+expect_refused "already holds checkpoints of a run (newest: step 13): continue it with --resume auto" \
+    --set out_dir="$tmp/b"
+[ "$(ls -l "$tmp/b")" = "$before" ] || fail "a refused fresh run changed the checkpoints"
 
 # SIGUSR1: a checkpoint, training goes on; SIGTERM: finish the step, save, exit 0
 records() { cat "$tmp/s/log.jsonl" 2>/dev/null | grep -c "\"type\":\"$1\"" || true; }

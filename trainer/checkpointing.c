@@ -421,6 +421,18 @@ static int resume_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw
     return 0;
 }
 
+int checkpoint_check_fresh(const run_config *c, const comm_world *w, char *err, size_t errlen)
+{
+    if (resume_spec)
+        return 0;
+    int newest = comm_max_int(w->rank == 0 ? (int)ckpt_newest_step(c->out_dir) : -1);
+    if (newest < 0)
+        return 0;
+    snprintf(err, errlen, "out_dir %s already holds checkpoints of a run (newest: step %d): "
+             "continue it with --resume auto, or choose another out_dir", c->out_dir, newest);
+    return -1;
+}
+
 int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
                       const zero_shard *z, status_log *st, int *start_step, double *loss_scale,
                       char *err, size_t errlen)

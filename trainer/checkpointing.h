@@ -81,9 +81,16 @@ int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t err
  * record), then frees the snapshot.  Rank 0 alone has anything to do; not collective. */
 void checkpoint_close(status_log *st);
 
+/* Before anything is written to out_dir: a fresh start (no --resume) is
+ * refused when out_dir already holds checkpoints, since its saves and log
+ * would be mixed with (and could replace) the other run's.  0, or -1 with a
+ * one-line reason.  Collective. */
+int checkpoint_check_fresh(const run_config *c, const comm_world *w, char *err, size_t errlen);
+
 /* Applies the --resume request: loads the checkpoint into m and opt (under
  * ZeRO, z: this rank's shard of the moments) and sets
  * *start_step (0 for a fresh start) and *loss_scale (unchanged for a fresh start), with status events saying what happened.
+
  * 0, or -1 with a one-line reason in err. */
 int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
                       const zero_shard *z, status_log *st, int *start_step, double *loss_scale,

@@ -535,6 +535,8 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
 {
     trainer tr;
     memset(res, 0, sizeof *res);
+    if (checkpoint_check_fresh(c, world, err, errlen) != 0)   /* before out_dir is touched */
+        return -1;
     int rc = trainer_open(&tr, c, world, err, errlen);
     if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
