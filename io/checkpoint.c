@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "io/h5attr.h"
 
 
 /* File locking: HDF5 1.10 flock()s files it opens and refuses a second open of a
@@ -47,64 +48,6 @@ static int fail(const ectx *e, const char *fmt, ...)
 static void quiet_hdf5(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-/* ---- attributes ----------------------------------------------------------- */
-
-static int attr_write(hid_t obj, const char *name, hid_t type, const void *val)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, val);
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return rc < 0 ? -1 : 0;
-}
-
-static int attr_i64(hid_t obj, const char *name, long long v)
-{
-    int64_t x = v;
-    return attr_write(obj, name, H5T_NATIVE_INT64, &x);
-}
-
-static int attr_f64(hid_t obj, const char *name, double v)
-{
-    return attr_write(obj, name, H5T_NATIVE_DOUBLE, &v);
-}
-
-/* A fixed-length, NUL-terminated string (h5py reads it as bytes). */
-static int attr_str(hid_t obj, const char *name, const char *s)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    int rc = t < 0 || H5Tset_size(t, strlen(s) + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0
-                 ? -1
-                 : attr_write(obj, name, t, s);
-    if (t >= 0)
-        H5Tclose(t);
-    return rc;
-}
-
-/* Reads a scalar attribute converted to memtype; -1 if missing or unreadable. */
-static int attr_read(hid_t obj, const char *name, hid_t memtype, void *val)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, memtype, val);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc < 0 ? -1 : 0;
-}
-
-static int attr_read_i64(hid_t obj, const char *name, long long *v)
-{
-    int64_t x;
-    if (attr_read(obj, name, H5T_NATIVE_INT64, &x) != 0)
-        return -1;
-    *v = x;
-    return 0;
 }
 
 /* ---- tensors -------------------------------------------------------------- */
@@ -172,7 +115,7 @@ static int write_tensor(hid_t g, const param_tensor *t, const float *x)
                                        H5P_DEFAULT);
     uint64_t sum = ckpt_checksum(x, t->numel);
     int rc = d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
-                     attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
+                     h5_attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
     if (d >= 0)
         H5Dclose(d);
     if (sp >= 0)
@@ -230,7 +173,7 @@ static int tensor_io(hid_t g, const char *group, const char *name, int rows, int
         H5Sclose(sp);
     uint64_t sum = 0;
     bool read_ok = ok && dst && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
-    bool have_sum = read_ok && attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
+    bool have_sum = read_ok && h5_attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
     if (d >= 0)
         H5Dclose(d);
     if (!ok)
@@ -294,8 +237,8 @@ static int with_group(hid_t file, const char *name, int (*fill)(hid_t, const ckp
 static int fill_meta(hid_t g, const ckpt_state *s)
 {
     (void)s;
-    return attr_i64(g, "format_version", CKPT_FORMAT_VERSION) | attr_str(g, "program", "gpt-cpu") |
-           attr_str(g, "version", GPT_CPU_VERSION) | attr_f64(g, "time", (double)time(NULL));
+    return h5_attr_i64(g, "format_version", CKPT_FORMAT_VERSION) | h5_attr_str(g, "program", "gpt-cpu") |
+           h5_attr_str(g, "version", GPT_CPU_VERSION) | h5_attr_f64(g, "time", (double)time(NULL));
 }
 
 /* One attribute per config key (integers as int64, other numbers as float64,
@@ -308,14 +251,14 @@ static int fill_config(hid_t g, const ckpt_state *s)
     for (cJSON *it = root ? root->child : NULL; it && rc == 0; it = it->next) {
         double v = it->valuedouble;
         if (cJSON_IsString(it))
-            rc = attr_str(g, it->string, it->valuestring);
+            rc = h5_attr_str(g, it->string, it->valuestring);
         else if (fabs(v) < 9e15 && v == floor(v))
-            rc = attr_i64(g, it->string, (long long)v);
+            rc = h5_attr_i64(g, it->string, (long long)v);
         else
-            rc = attr_f64(g, it->string, v);
+            rc = h5_attr_f64(g, it->string, v);
     }
     if (rc == 0)
-        rc = attr_str(g, "json", json);
+        rc = h5_attr_str(g, "json", json);
     cJSON_Delete(root);
     free(json);
     return rc;
@@ -324,26 +267,26 @@ static int fill_config(hid_t g, const ckpt_state *s)
 static int fill_train(hid_t g, const ckpt_state *s)
 {
     const ckpt_train_info *t = &s->train;
-    return attr_i64(g, "step", t->step) | attr_i64(g, "tokens_seen", (long long)t->tokens_seen) |
-           attr_i64(g, "data_cursor", (long long)t->data_cursor) | attr_i64(g, "seed", t->seed) |
-           attr_f64(g, "loss_scale", t->loss_scale);
+    return h5_attr_i64(g, "step", t->step) | h5_attr_i64(g, "tokens_seen", (long long)t->tokens_seen) |
+           h5_attr_i64(g, "data_cursor", (long long)t->data_cursor) | h5_attr_i64(g, "seed", t->seed) |
+           h5_attr_f64(g, "loss_scale", t->loss_scale);
 }
 
 static int fill_optimizer(hid_t g, const ckpt_state *s)
 {
     const run_config *c = s->cfg;
-    return attr_i64(g, "step", s->opt->step) | attr_f64(g, "lr", c->lr) |
-           attr_f64(g, "beta1", c->beta1) | attr_f64(g, "beta2", c->beta2) |
-           attr_f64(g, "eps", c->eps) | attr_f64(g, "weight_decay", c->weight_decay) |
-           attr_f64(g, "grad_clip", c->grad_clip);
+    return h5_attr_i64(g, "step", s->opt->step) | h5_attr_f64(g, "lr", c->lr) |
+           h5_attr_f64(g, "beta1", c->beta1) | h5_attr_f64(g, "beta2", c->beta2) |
+           h5_attr_f64(g, "eps", c->eps) | h5_attr_f64(g, "weight_decay", c->weight_decay) |
+           h5_attr_f64(g, "grad_clip", c->grad_clip);
 }
 
 /* type and vocab_size; for BPE the merges as int32 [n,2]. */
 static int fill_tokenizer(hid_t g, const ckpt_state *s)
 {
     const char *type = s->tok ? tokenizer_type(s->tok) : "byte";
-    int rc = attr_str(g, "type", type) |
-             attr_i64(g, "vocab_size", s->tok ? tokenizer_vocab_size(s->tok) : 256);
+    int rc = h5_attr_str(g, "type", type) |
+             h5_attr_i64(g, "vocab_size", s->tok ? tokenizer_vocab_size(s->tok) : 256);
     size_t n = 0;
     const uint32_t *merges = s->tok ? tokenizer_merges(s->tok, &n) : NULL;
     if (rc || !merges || n == 0)
@@ -427,7 +370,7 @@ static int check_header(hid_t f, const run_config *c, const ectx *e)
 {
     long long version;
     hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
-    int rc = g < 0 ? -1 : attr_read_i64(g, "format_version", &version);
+    int rc = g < 0 ? -1 : h5_attr_read_i64(g, "format_version", &version);
     if (g >= 0)
         H5Gclose(g);
     if (rc != 0)
@@ -441,7 +384,7 @@ static int check_header(hid_t f, const run_config *c, const ectx *e)
     const int want[NDIMS] = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
     for (int i = 0; i < NDIMS && rc == 0; i++) {
         long long have;
-        if (attr_read_i64(g, DIM_KEYS[i], &have) != 0)
+        if (h5_attr_read_i64(g, DIM_KEYS[i], &have) != 0)
             rc = fail(e, "no /config %s attribute", DIM_KEYS[i]);
         else if (have != want[i])
             rc = fail(e, "model mismatch: %s is %lld in the checkpoint but %d in the config",
@@ -456,13 +399,13 @@ static int read_train(hid_t f, ckpt_state *s, const ectx *e)
     long long step, tokens, cursor, seed, opt_step;
     double scale;
     hid_t g = H5Gopen2(f, "/train", H5P_DEFAULT);
-    int rc = g < 0 || attr_read_i64(g, "step", &step) || attr_read_i64(g, "tokens_seen", &tokens) ||
-             attr_read_i64(g, "data_cursor", &cursor) || attr_read_i64(g, "seed", &seed) ||
-             attr_read(g, "loss_scale", H5T_NATIVE_DOUBLE, &scale);
+    int rc = g < 0 || h5_attr_read_i64(g, "step", &step) || h5_attr_read_i64(g, "tokens_seen", &tokens) ||
+             h5_attr_read_i64(g, "data_cursor", &cursor) || h5_attr_read_i64(g, "seed", &seed) ||
+             h5_attr_read(g, "loss_scale", H5T_NATIVE_DOUBLE, &scale);
     if (g >= 0)
         H5Gclose(g);
     g = rc ? -1 : H5Gopen2(f, "/optimizer", H5P_DEFAULT);
-    rc = rc || g < 0 || attr_read_i64(g, "step", &opt_step);
+    rc = rc || g < 0 || h5_attr_read_i64(g, "step", &opt_step);
     if (g >= 0)
         H5Gclose(g);
     if (rc || step < 0 || step > INT32_MAX || opt_step < 0 || opt_step > step || tokens < 0 ||
@@ -507,42 +450,20 @@ struct ckpt_model_file {
     char path[];
 };
 
-/* A fixed-length string attribute (as attr_str writes them) into buf. */
-static int attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
-    size_t size = ft < 0 ? 0 : H5Tget_size(ft);
-    int rc = -1;
-    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && size < cap) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, size);
-        memset(buf, 0, cap);
-        rc = H5Aread(a, mt, buf) < 0 ? -1 : 0;
-        H5Tclose(mt);
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc;
-}
 
 /* /meta format_version, then the dimensions /config holds (each 1..2^30). */
 static int read_dims(hid_t f, gpt2_dims *d, const ectx *e)
 {
     long long version = 0, v[NDIMS];
     hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
-    int rc = g < 0 ? -1 : attr_read_i64(g, "format_version", &version);
+    int rc = g < 0 ? -1 : h5_attr_read_i64(g, "format_version", &version);
     if (g >= 0)
         H5Gclose(g);
     if (rc != 0 || version != CKPT_FORMAT_VERSION)
         return fail(e, "not a gpt-cpu checkpoint of format version %d", CKPT_FORMAT_VERSION);
     g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
     for (int i = 0; i < NDIMS && rc == 0; i++)
-        if (g < 0 || attr_read_i64(g, DIM_KEYS[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30))
+        if (g < 0 || h5_attr_read_i64(g, DIM_KEYS[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30))
             rc = fail(e, "/config %s is missing or invalid", DIM_KEYS[i]);
     if (g >= 0)
         H5Gclose(g);
@@ -611,7 +532,7 @@ tokenizer *ckpt_model_tokenizer(ckpt_model_file *m, char *err, size_t errlen)
                   ? H5Gopen2(m->file, "/tokenizer", H5P_DEFAULT)
                   : -1;
     tokenizer *t = NULL;
-    if (g < 0 || attr_read_str(g, "type", type, sizeof type) != 0)
+    if (g < 0 || h5_attr_read_str(g, "type", type, sizeof type) != 0)
         fail(&e, "/tokenizer type is missing");
     else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
         snprintf(err, errlen, "out of memory");

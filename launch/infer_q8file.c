@@ -13,6 +13,7 @@
 
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
+#include "io/h5attr.h"
 #include "kernels/q8.h"
 
 struct infer_q8file {
@@ -21,34 +22,6 @@ struct infer_q8file {
 };
 
 /* ---- writing ------------------------------------------------------------------ */
-
-static int attr_write(hid_t obj, const char *name, hid_t type, const void *val)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, val);
-    if (a >= 0)
-        H5Aclose(a);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return rc < 0 ? -1 : 0;
-}
-
-static int attr_i64(hid_t obj, const char *name, long long v)
-{
-    int64_t x = v;
-    return attr_write(obj, name, H5T_NATIVE_INT64, &x);
-}
-
-/* A fixed-length, NUL-terminated string, as the checkpoint writes them. */
-static int attr_str(hid_t obj, const char *name, const char *s)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    int rc = t < 0 || H5Tset_size(t, strlen(s) + 1) < 0 ? -1 : attr_write(obj, name, t, s);
-    if (t >= 0)
-        H5Tclose(t);
-    return rc;
-}
 
 /* A contiguous dataset of rows x cols (cols 0: a vector) with a checksum
  * attribute over its bytes (a multiple of 4). */
@@ -60,7 +33,7 @@ static int write_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, co
     hid_t d = sp < 0 ? -1 : H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     uint64_t sum = ckpt_checksum(x, bytes / sizeof(float));
     int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
-                     attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
+                     h5_attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
     if (d >= 0)
         H5Dclose(d);
     if (sp >= 0)
@@ -109,16 +82,16 @@ static int write_header(hid_t f, const infer_model *m, const tokenizer *tok)
     hid_t meta = new_group(f, "/meta"), cfg = new_group(f, "/config"), tg = new_group(f, "/tokenizer");
     int rc = meta < 0 || cfg < 0 || tg < 0 ? -1 : 0;
     if (rc == 0)
-        rc = attr_i64(meta, "format_version", CKPT_FORMAT_VERSION) |
-             attr_str(meta, "program", "gpt-cpu infer --save-quantized") |
-             attr_str(meta, "version", GPT_CPU_VERSION) |
-             attr_i64(meta, "time", (long long)time(NULL)) |
-             attr_i64(cfg, "vocab_size", d->vocab_size) |
-             attr_i64(cfg, "n_positions", d->n_positions) | attr_i64(cfg, "n_embd", d->n_embd) |
-             attr_i64(cfg, "n_layer", d->n_layer) | attr_i64(cfg, "n_head", d->n_head) |
-             attr_str(cfg, "quant", "int8") | attr_i64(cfg, "q8_group_size", Q8_GS) |
-             attr_str(tg, "type", tokenizer_type(tok)) |
-             attr_i64(tg, "vocab_size", tokenizer_vocab_size(tok));
+        rc = h5_attr_i64(meta, "format_version", CKPT_FORMAT_VERSION) |
+             h5_attr_str(meta, "program", "gpt-cpu infer --save-quantized") |
+             h5_attr_str(meta, "version", GPT_CPU_VERSION) |
+             h5_attr_i64(meta, "time", (long long)time(NULL)) |
+             h5_attr_i64(cfg, "vocab_size", d->vocab_size) |
+             h5_attr_i64(cfg, "n_positions", d->n_positions) | h5_attr_i64(cfg, "n_embd", d->n_embd) |
+             h5_attr_i64(cfg, "n_layer", d->n_layer) | h5_attr_i64(cfg, "n_head", d->n_head) |
+             h5_attr_str(cfg, "quant", "int8") | h5_attr_i64(cfg, "q8_group_size", Q8_GS) |
+             h5_attr_str(tg, "type", tokenizer_type(tok)) |
+             h5_attr_i64(tg, "vocab_size", tokenizer_vocab_size(tok));
     size_t n = 0;
     const uint32_t *merges = tokenizer_merges(tok, &n);
     if (rc == 0 && merges && n)   /* as the checkpoint: int32 [n, 2] */

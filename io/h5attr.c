@@ -1,0 +1,85 @@
+/* h5attr: scalar HDF5 attributes (checkpoints and --save-quantized files). */
+#include "io/h5attr.h"
+
+#include <stdint.h>
+#include <string.h>
+
+int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, val);
+    if (a >= 0)
+        H5Aclose(a);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc < 0 ? -1 : 0;
+}
+
+int h5_attr_i64(hid_t obj, const char *name, long long v)
+{
+    int64_t x = v;
+    return h5_attr_write(obj, name, H5T_NATIVE_INT64, &x);
+}
+
+int h5_attr_f64(hid_t obj, const char *name, double v)
+{
+    return h5_attr_write(obj, name, H5T_NATIVE_DOUBLE, &v);
+}
+
+/* A fixed-length, NUL-terminated string (h5py reads it as bytes). */
+int h5_attr_str(hid_t obj, const char *name, const char *s)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = t < 0 || H5Tset_size(t, strlen(s) + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0
+                 ? -1
+                 : h5_attr_write(obj, name, t, s);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+/* Reads a scalar attribute converted to memtype; -1 if missing or unreadable. */
+int h5_attr_read(hid_t obj, const char *name, hid_t memtype, void *val)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, memtype, val);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc < 0 ? -1 : 0;
+}
+
+int h5_attr_read_i64(hid_t obj, const char *name, long long *v)
+{
+    int64_t x;
+    if (h5_attr_read(obj, name, H5T_NATIVE_INT64, &x) != 0)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+
+/* A fixed-length string attribute (as attr_str writes them) into buf. */
+int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
+    size_t size = ft < 0 ? 0 : H5Tget_size(ft);
+    int rc = -1;
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && size < cap) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, size);
+        memset(buf, 0, cap);
+        rc = H5Aread(a, mt, buf) < 0 ? -1 : 0;
+        H5Tclose(mt);
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}

@@ -1,0 +1,21 @@
+/* h5attr: scalar attributes of HDF5 objects, as the checkpoint layout uses
+ * them.  Each returns 0, or -1 when the attribute cannot be written or is
+ * missing or unreadable (HDF5's own error printing is the caller's to turn off). */
+#ifndef IO_H5ATTR_H
+#define IO_H5ATTR_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val);
+int h5_attr_i64(hid_t obj, const char *name, long long v);
+int h5_attr_f64(hid_t obj, const char *name, double v);
+/* A fixed-length, NUL-terminated string (h5py reads it as bytes). */
+int h5_attr_str(hid_t obj, const char *name, const char *s);
+/* A scalar attribute converted to memtype. */
+int h5_attr_read(hid_t obj, const char *name, hid_t memtype, void *val);
+int h5_attr_read_i64(hid_t obj, const char *name, long long *v);
+/* A fixed-length string attribute into buf (cap bytes, NUL-terminated). */
+int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap);
+
+#endif
