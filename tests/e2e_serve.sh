@@ -47,16 +47,7 @@ for c in 1 2 3 4; do
         "{\"prompt\": \"A$c \", \"max_tokens\": 20, \"seed\": 1$c, \"temperature\": 0}" \
         >"$tmp/c$c.out" 2>"$tmp/c$c.err" &
 done
-python3 - "$port" <<'PY' || fail "raw TCP write"
-import os, socket, sys
-for payload in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(4096), b"\xff" + b"\x00" * 8 + b"\x7f" + os.urandom(64)):
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-    try:
-        s.sendall(payload)
-    except OSError:
-        pass
-    s.close()
-PY
+python3 tests/send_garbage.py "$port" || fail "raw TCP write"
 printf '{"prompt": "a\000b"}' > "$tmp/nul"
 head -c 300 /dev/urandom > "$tmp/random"
 "$client" "$ep" 'garbage {' "@$tmp/nul" "@$tmp/random" '[1, 2]' '{"max_tokens": -1}' \

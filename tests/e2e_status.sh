@@ -92,16 +92,7 @@ PY
 grep -q "^step [0-9]*/200000 \[" "$tmp/view" || { cat "$tmp/view"; fail "progress line"; }
 
 # garbage: raw bytes on the control port (not even ZMTP), then bad requests
-python3 - "$ctl_port" <<'PY' || fail "raw TCP write"
-import os, socket, sys
-for payload in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(4096), b"\xff" + b"\x00" * 8 + b"\x7f" + os.urandom(64)):
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-    try:
-        s.sendall(payload)
-    except OSError:
-        pass
-    s.close()
-PY
+python3 tests/send_garbage.py "$ctl_port" || fail "raw TCP write"
 if ctl reboot > "$tmp/r"; then fail "unknown command accepted"; fi
 [ "$(field 'r["ok"]' < "$tmp/r")" = False ] && grep -q "unknown command" "$tmp/r" || fail "unknown command reply: $(cat "$tmp/r")"
 big=$(python3 -c 'print("x" * 70000)')
