@@ -15,6 +15,7 @@ typedef struct {
     double step_ms, tokens_per_s, mfu, elapsed_s, eta_s;
     double loader_wait_ms, comm_ms, rss_mb;
     double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
+    double optimizer_ms;   /* the optimizer step (and ZeRO's parameter allgather) */
     double loss_scale;     /* fp16 loss scale (0: not fp16, field omitted) */
     long long overflows;   /* fp16 steps skipped for non-finite gradients */
     int loader_queue;      /* batches ready ahead of the trainer (-1: unknown) */
