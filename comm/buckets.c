@@ -3,36 +3,37 @@
 #include "comm/watchdog.h"
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-enum { SLOTS = 3 };   /* reduce-scatter buckets in flight at once */
+enum { SLOTS = 3 };   /* buckets whose reduce-scatter is in flight at once */
+
+/* Pairs exchange at most one message each way per bucket and phase, posted
+ * in bucket order on both sides, so one tag per phase matches them all. */
+enum { TAG_SCATTER = 0, TAG_GATHER = 1 };
 
 struct grad_buckets {
     float *grads;
     size_t n, bucket_floats;
     int count;                /* buckets; bucket 0 is the last one of the arena */
-    int started, finished;    /* [finished, started) are in flight */
-    int per;                  /* requests per bucket: 1, or 2 per other rank */
-    MPI_Request *requests;    /* [count][per] */
+    /* prefixes of the buckets, in order: reduce-scatter posted, then
+     * reduce-scatter done (summed; allgather posted), then all done */
+    int started, reduced, finished;
+    int per;                  /* requests per bucket and phase: 2 per other rank */
+    MPI_Request *scatter, *gather;   /* [count][per] each */
     double busy_s;            /* seconds inside these calls since buckets_begin */
-    /* reduce-scatter only */
     const zero_shard *shard;
-    bool release;
+    buckets_mode mode;
     float *recv;              /* [SLOTS][size-1][piece]: the other ranks' parts */
     size_t piece;             /* the largest part of one bucket inside one shard */
 };
 
-static double now(void)
-{
-    return MPI_Wtime();
-}
-
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
-                             const zero_shard *shard, bool release)
+                             const zero_shard *shard, buckets_mode mode)
 {
     grad_buckets *b = calloc(1, sizeof *b);
     if (!b)
@@ -45,29 +46,28 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
     b->bucket_floats = bucket_floats;
     b->count = (int)((n + bucket_floats - 1) / bucket_floats);
     b->shard = shard;
-    b->release = release && shard;
-    b->per = shard ? 2 * (shard->size - 1) : 1;
-    size_t nreq = (size_t)(b->count ? b->count : 1) * (size_t)(b->per ? b->per : 1);
-    b->requests = malloc(nreq * sizeof *b->requests);
-    if (shard && shard->size > 1) {
-        size_t largest = (size_t)shard->counts[0];   /* zero_init gives rank 0 the most */
-        b->piece = largest < bucket_floats ? largest : bucket_floats;
-        b->recv = malloc(SLOTS * (size_t)(shard->size - 1) * (b->piece ? b->piece : 1) *
-                         sizeof(float));
-    }
-    if (!b->requests || (shard && shard->size > 1 && !b->recv)) {
+    b->mode = mode;
+    b->per = 2 * (shard->size - 1);
+    size_t nreq = (size_t)b->count * (size_t)b->per + 1;
+    size_t largest = (size_t)shard->counts[0];   /* zero_init gives rank 0 the most */
+    b->piece = largest < bucket_floats ? largest : bucket_floats;
+    b->scatter = malloc(nreq * sizeof *b->scatter);
+    b->gather = malloc(nreq * sizeof *b->gather);
+    b->recv = malloc((SLOTS * (size_t)(shard->size - 1) * b->piece + 1) * sizeof(float));
+    if (!b->scatter || !b->gather || !b->recv) {
         buckets_destroy(b);
         return NULL;
     }
     for (size_t i = 0; i < nreq; i++)
-        b->requests[i] = MPI_REQUEST_NULL;
+        b->scatter[i] = b->gather[i] = MPI_REQUEST_NULL;
     return b;
 }
 
 void buckets_destroy(grad_buckets *b)
 {
     if (b) {
-        free(b->requests);
+        free(b->scatter);
+        free(b->gather);
         free(b->recv);
     }
     free(b);
@@ -101,23 +101,53 @@ static float *recv_buffer(const grad_buckets *b, int i, int q)
     return b->recv + slot * b->piece;
 }
 
-static void start_reduce_scatter(grad_buckets *b, int i, size_t start, size_t end)
+static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
+{
+    return all + (size_t)i * (size_t)b->per;
+}
+
+/* Phase 1: our parts of the others' shards out, theirs of ours in. */
+static void start_scatter(grad_buckets *b, int i)
 {
     const zero_shard *z = b->shard;
-    MPI_Request *req = b->requests + (size_t)i * (size_t)b->per;
-    size_t lo, hi;
+    MPI_Request *req = requests(b->scatter, b, i);
+    size_t start, end, lo, hi;
+    bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
     for (int q = 0; q < z->size; q++) {
         if (q == z->rank)
             continue;
         size_t qlo, qhi;
         clip_to_shard(z, q, start, end, &qlo, &qhi);
-        /* pairs exchange at most one message each way per bucket, in bucket
-         * order on both sides, so one tag matches them all */
         if (qhi > qlo)
-            MPI_Isend(b->grads + qlo, (int)(qhi - qlo), MPI_FLOAT, q, 0, MPI_COMM_WORLD, req++);
+            MPI_Isend(b->grads + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_SCATTER, MPI_COMM_WORLD,
+                      req++);
         if (hi > lo)
-            MPI_Irecv(recv_buffer(b, i, q), (int)(hi - lo), MPI_FLOAT, q, 0, MPI_COMM_WORLD, req++);
+            MPI_Irecv(recv_buffer(b, i, q), (int)(hi - lo), MPI_FLOAT, q, TAG_SCATTER,
+                      MPI_COMM_WORLD, req++);
+    }
+}
+
+/* Phase 2 (allreduce): our summed part out, the others' summed parts in,
+ * straight into the arena (our phase-1 sends from there are done). */
+static void start_gather(grad_buckets *b, int i)
+{
+    const zero_shard *z = b->shard;
+    MPI_Request *req = requests(b->gather, b, i);
+    size_t start, end, lo, hi;
+    bucket_range(b, i, &start, &end);
+    clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    for (int q = 0; q < z->size; q++) {
+        if (q == z->rank)
+            continue;
+        size_t qlo, qhi;
+        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        if (hi > lo)
+            MPI_Isend(b->grads + lo, (int)(hi - lo), MPI_FLOAT, q, TAG_GATHER, MPI_COMM_WORLD,
+                      req++);
+        if (qhi > qlo)
+            MPI_Irecv(b->grads + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_GATHER, MPI_COMM_WORLD,
+                      req++);
     }
 }
 
@@ -139,11 +169,12 @@ static void release_range(float *grads, size_t lo, size_t hi)
     memset((void *)pz, 0, z - pz);
 }
 
-/* Bucket i's messages are complete: add the parts received into our shard,
- * release the rest of the bucket (stage 2). */
-static void finish_reduce_scatter(grad_buckets *b, int i)
+/* The oldest reduce-scatter's messages are complete: add the parts received
+ * into our shard, then start the allgather or release the rest. */
+static void finish_scatter(grad_buckets *b)
 {
     const zero_shard *z = b->shard;
+    int i = b->reduced++;
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
@@ -157,71 +188,68 @@ static void finish_reduce_scatter(grad_buckets *b, int i)
         for (size_t k = 0; k < len; k++)
             out[k] += in[k];
     }
-    if (b->release) {
+    if (b->mode == BUCKETS_ALLREDUCE) {
+        start_gather(b, i);
+        return;
+    }
+    if (b->mode == BUCKETS_RELEASE) {
         release_range(b->grads, start, lo);
         release_range(b->grads, hi, end);
     }
+    b->finished = b->reduced;
 }
 
-/* Wait for the oldest bucket in flight and complete it. */
-static void finish_oldest(grad_buckets *b)
+static void wait_scatter(grad_buckets *b)
 {
-    int i = b->finished++;
-    MPI_Waitall(b->per, b->requests + (size_t)i * (size_t)b->per, MPI_STATUSES_IGNORE);
-    if (b->shard)
-        finish_reduce_scatter(b, i);
+    MPI_Waitall(b->per, requests(b->scatter, b, b->reduced), MPI_STATUSES_IGNORE);
+    finish_scatter(b);
 }
 
-static void start_bucket(grad_buckets *b, int i)
+static bool test(grad_buckets *b, MPI_Request *all, int i)
 {
-    size_t start, end;
-    bucket_range(b, i, &start, &end);
-    if (!b->shard) {
-        MPI_Iallreduce(MPI_IN_PLACE, b->grads + start, (int)(end - start), MPI_FLOAT, MPI_SUM,
-                       MPI_COMM_WORLD, &b->requests[i]);
-        return;
-    }
-    while (i - b->finished >= SLOTS)   /* its receive slot is still in use */
-        finish_oldest(b);
-    start_reduce_scatter(b, i, start, end);
+    int flag;
+    MPI_Testall(b->per, requests(all, b, i), &flag, MPI_STATUSES_IGNORE);
+    return flag;
 }
 
 void buckets_begin(grad_buckets *b)
 {
-    b->started = b->finished = 0;
+    b->started = b->reduced = b->finished = 0;
     b->busy_s = 0;
 }
 
 void buckets_ready(grad_buckets *b, size_t from)
 {
-    double t0 = now();
+    double t0 = MPI_Wtime();
     while (b->started < b->count) {
         size_t start, end;
         bucket_range(b, b->started, &start, &end);
         if (start < from)
             break;
-        start_bucket(b, b->started++);
+        while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
+            wait_scatter(b);
+        start_scatter(b, b->started++);
     }
-    /* drive the transfers along; complete the oldest buckets that are done */
-    while (b->finished < b->started) {
-        int flag;
-        MPI_Testall(b->per, b->requests + (size_t)b->finished * (size_t)b->per, &flag,
-                    MPI_STATUSES_IGNORE);
-        if (!flag)
-            break;
-        finish_oldest(b);
-    }
-    b->busy_s += now() - t0;
+    /* drive the transfers along; complete, in order, the phases that are done */
+    while (b->reduced < b->started && test(b, b->scatter, b->reduced))
+        finish_scatter(b);
+    while (b->finished < b->reduced && test(b, b->gather, b->finished))
+        b->finished++;
+    b->busy_s += MPI_Wtime() - t0;
 }
 
 double buckets_finish(grad_buckets *b)
 {
     buckets_ready(b, 0);
-    double t0 = now();
-    watchdog_arm(b->shard ? "the gradient reduce-scatter" : "the gradient allreduce");
-    while (b->finished < b->started)
-        finish_oldest(b);
+    double t0 = MPI_Wtime();
+    watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
+                                              : "the gradient reduce-scatter");
+    while (b->reduced < b->started)
+        wait_scatter(b);
+    MPI_Waitall((b->reduced - b->finished) * b->per, requests(b->gather, b, b->finished),
+                MPI_STATUSES_IGNORE);
+    b->finished = b->reduced;
     watchdog_disarm();
-    b->busy_s += now() - t0;
+    b->busy_s += MPI_Wtime() - t0;
     return b->busy_s;
 }

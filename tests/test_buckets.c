@@ -1,4 +1,4 @@
-/* buckets: the bucketed allreduce and reduce-scatter against a scalar sum.
+/* buckets: the bucketed allreduce and reduce-scatters against a scalar sum.
  *
  * Run alone it is a world of one rank; tests/e2e_mpi.sh also runs it under
  * `mpirun -np 3`, where shards and buckets are uneven (sizes that divide by
@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,18 +62,23 @@ static int failed_anywhere(int ok)
 
 static void check_allreduce(size_t n, size_t bucket)
 {
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = malloc(n * sizeof *g);
-    for (size_t i = 0; i < n; i++)
-        g[i] = grad_value(rank, i);
-    grad_buckets *b = buckets_create(g, n, bucket, NULL, false);
+    grad_buckets *b = buckets_create(g, n, bucket, &z, BUCKETS_ALLREDUCE);
     assert_non_null(b);
-    assert_true(reduce(b, n, n / 5 + 1) >= 0);
     int ok = 1;
-    for (size_t i = 0; i < n; i++)
-        ok &= g[i] == summed(i);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = grad_value(rank, i);
+        reduce(b, n, n / 5 + 1);
+        for (size_t i = 0; i < n; i++)
+            ok &= g[i] == summed(i);
+    }
     assert_int_equal(failed_anywhere(ok), 0);
     buckets_destroy(b);
     free(g);
+    zero_free(&z);
 }
 
 /* Two steps in a row (as training does), with or without release. */
@@ -81,7 +87,7 @@ static void check_reduce_scatter(size_t n, size_t bucket, bool release)
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = malloc((n ? n : 1) * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, &z, release);
+    grad_buckets *b = buckets_create(g, n, bucket, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
@@ -108,7 +114,7 @@ static void check_accumulate(size_t n, size_t bucket)
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = calloc(n, sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, &z, true);
+    grad_buckets *b = buckets_create(g, n, bucket, &z, BUCKETS_RELEASE);
     assert_non_null(b);
     for (int micro = 0; micro < 3; micro++) {
         for (size_t i = 0; i < n; i++)
@@ -127,8 +133,9 @@ static void check_accumulate(size_t n, size_t bucket)
 static void allreduce_uneven_buckets(void **state)
 {
     (void)state;
-    check_allreduce(10007, 1000);
+    check_allreduce(10007, 1000);   /* 11 buckets, > the receive slots */
     check_allreduce(5, 1 << 20);   /* one bucket larger than the arena */
+    check_allreduce(2, 1);         /* under np 3 one shard is empty */
 }
 
 static void reduce_scatter_keeps_own_gradients(void **state)

@@ -39,7 +39,8 @@ typedef struct {
     const comm_world *world;
     grad_buckets *buckets;   /* with several ranks; else NULL */
     bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
-    zero_shard shard;        /* zero: the summed gradients are model.grads[shard] */
+    zero_shard shard;        /* this rank's part of the parameters (for buckets, or
+                              * zero: the summed gradients are model.grads[shard]) */
     double optimizer_s;      /* the last optimizer step, allgather included */
     loader *batches;         /* training batches, prepared ahead by a thread */
     loss_scaler scaler;      /* fp16: dynamic loss scale; else fixed at 1 */
@@ -120,18 +121,20 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     const run_config *c = tr->cfg;
     const comm_world *w = tr->world;
     size_t n = tr->model.num_params;
-    if (c->zero_stage >= 1) {
-        tr->zero = true;
-        if (zero_init(&tr->shard, n, w->rank, w->size) != 0) {
-            snprintf(err, errlen, "cannot shard %zu parameters over %d ranks", n, w->size);
-            return -1;
-        }
-        n = tr->shard.len;
+    tr->zero = c->zero_stage >= 1;
+    if (zero_init(&tr->shard, n, w->rank, w->size) != 0) {
+        snprintf(err, errlen, "cannot shard %zu parameters over %d ranks", n, w->size);
+        return -1;
     }
+    if (tr->zero)
+        n = tr->shard.len;
+    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
+                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
+                                             : BUCKETS_ALLREDUCE;
     if (w->size > 1 &&
         !(tr->buckets = buckets_create(tr->model.grads, tr->model.num_params,
                                        (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
-                                       tr->zero ? &tr->shard : NULL, c->zero_stage >= 2))) {
+                                       &tr->shard, mode))) {
         snprintf(err, errlen, "out of memory allocating gradient buckets");
         return -1;
     }
