@@ -10,7 +10,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-enum { SLOTS = 3 };   /* buckets whose reduce-scatter is in flight at once */
+/* Buckets whose reduce-scatter is in flight at once: backward completes
+ * about one bucket per layer, so two keep the exchange going while costing
+ * two buckets of memory. */
+enum { SLOTS = 2 };
 
 /* Pairs exchange at most one message each way per bucket and phase, posted
  * in bucket order on both sides, so one tag per phase matches them all. */
@@ -31,6 +34,24 @@ struct grad_buckets {
     float *recv;              /* [SLOTS][size-1][piece]: the other ranks' parts */
     size_t piece;             /* the largest part of one bucket inside one shard */
 };
+
+/* grads[lo, hi) = 0, the whole pages inside it returned to the kernel (a
+ * private anonymous page reads back as zeros); any allocation's interior
+ * pages are ours alone, so neither alignment nor mmap is needed. */
+static void release_range(float *grads, size_t lo, size_t hi)
+{
+    if (hi <= lo)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)(grads + lo), z = (uintptr_t)(grads + hi);
+    uintptr_t pa = (a + page - 1) & ~(page - 1), pz = z & ~(page - 1);
+    if (pz <= pa || madvise((void *)pa, pz - pa, MADV_DONTNEED) != 0) {
+        memset((void *)a, 0, z - a);
+        return;
+    }
+    memset((void *)a, 0, pa - a);
+    memset((void *)pz, 0, z - pz);
+}
 
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
                              const zero_shard *shard, buckets_mode mode)
@@ -60,6 +81,10 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
     }
     for (size_t i = 0; i < nreq; i++)
         b->scatter[i] = b->gather[i] = MPI_REQUEST_NULL;
+    if (mode == BUCKETS_RELEASE) {   /* from the start: the model touched the whole arena */
+        release_range(grads, 0, shard->begin);
+        release_range(grads, shard->begin + shard->len, n);
+    }
     return b;
 }
 
@@ -149,24 +174,6 @@ static void start_gather(grad_buckets *b, int i)
             MPI_Irecv(b->grads + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_GATHER, MPI_COMM_WORLD,
                       req++);
     }
-}
-
-/* grads[lo, hi) = 0, the whole pages inside it returned to the kernel (a
- * private anonymous page reads back as zeros); any allocation's interior
- * pages are ours alone, so neither alignment nor mmap is needed. */
-static void release_range(float *grads, size_t lo, size_t hi)
-{
-    if (hi <= lo)
-        return;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)(grads + lo), z = (uintptr_t)(grads + hi);
-    uintptr_t pa = (a + page - 1) & ~(page - 1), pz = z & ~(page - 1);
-    if (pz <= pa || madvise((void *)pa, pz - pa, MADV_DONTNEED) != 0) {
-        memset((void *)a, 0, z - a);
-        return;
-    }
-    memset((void *)a, 0, pa - a);
-    memset((void *)pz, 0, z - pz);
 }
 
 /* The oldest reduce-scatter's messages are complete: add the parts received

@@ -20,7 +20,8 @@
  *  - RELEASE (stage 2): as REDUCE_SCATTER, and each bucket's pages outside the
  *    shard are given back to the kernel (MADV_DONTNEED) as soon as its sends
  *    are done, so after backward the gradients take the shard's memory, and
- *    the next backward finds them zeroed.
+ *    the next backward finds them zeroed.  buckets_create releases them a
+ *    first time (the arena must hold zeros, as it does after gpt2_create).
  * Received parts wait in a few slots of bucket size; a bucket that finds none
  * free first completes the reduce-scatter of the oldest in flight.
  */

@@ -321,12 +321,13 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
 {
     if (tr->world->size == 1)
         return;
-    double x[4] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms};
-    comm_max_doubles(x, 4);
+    double x[5] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms, st->peak_rss_mb};
+    comm_max_doubles(x, 5);
     st->loader_wait_ms = x[0];
     st->comm_ms = x[1];
     st->rss_mb = x[2];
     st->optimizer_ms = x[3];
+    st->peak_rss_mb = x[4];
 }
 
 /* Control requests reach rank 0, but every rank must act on them at the same
@@ -521,7 +522,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
                          .elapsed_s = mono_time() - t_start,
                          .eta_s = t_train / (done - first) * (c->max_steps - done),
-                         .rss_mb = process_rss_mb(), .skipped_steps = skipped,
+                         .rss_mb = process_rss_mb(), .peak_rss_mb = process_peak_rss_mb(),
+                         .skipped_steps = skipped,
                          .loss_scale = tr->fp16 ? tr->scaler.scale : 0,
                          .overflows = tr->scaler.overflows};
         gather_rank_figures(tr, &st);
