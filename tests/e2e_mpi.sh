@@ -132,7 +132,8 @@ $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set
     --set control_endpoint="tcp://127.0.0.1:$port" --set out_dir="$tmp/ctl" >/dev/null 2>"$tmp/err7" &
 job=$!
 ctl() { "$BUILD/monitor" --control "tcp://127.0.0.1:$port" "$1" --timeout 10 >/dev/null; }
-steps() { n=$(grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null); echo "${n:-0}"; }
+# step records so far (0 before the log exists, or if it is read mid-write)
+steps() { n=$(grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null); case $n in '' | *[!0-9]*) n=0 ;; esac; echo "$n"; }
 i=0
 while [ "$(steps)" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 ctl pause || { kill "$job"; fail "pause refused"; }

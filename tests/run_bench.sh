@@ -25,10 +25,11 @@ train_bench() {   # name config extra-set...
         --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null ||
         { cat "$BUILD/bench-$name.stderr"; exit 1; }
     # MPI rows (BENCH_TRANSPORT set): the fraction of the communication hidden
-    # behind backward is 1 - exposed / alone, where "alone" is bench_comm's
-    # time for the same reduction on the same transport (rows already in
-    # $BENCH_JSONL); under ZeRO the parameter allgather (never hidden, timed
-    # inside the optimizer step) counts on both sides.
+    # behind backward is 1 - exposed / alone, where exposed is comm_tail_ms
+    # (what the last rank out of backward still waits for) and alone is
+    # bench_comm's time for the same reduction on the same transport (rows
+    # already in $BENCH_JSONL); under ZeRO the parameter allgather (never
+    # hidden, timed inside the optimizer step) counts on both sides.
     python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" "${BENCH_TRANSPORT:-}" <<'PY'
 import json, statistics, sys
 log, name, jsonl, transport = sys.argv[1:5]
@@ -41,7 +42,8 @@ med = lambda k: statistics.median(r.get(k, 0) for r in steps)
 row = {"bench": "train", "work": name, "ms_per_step": round(med("step_ms"), 1),
        "tokens_per_s": round(med("tokens_per_s")), "mfu": round(med("mfu"), 3),
        "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(steps[-1].get("peak_rss_mb", 0)),
-       "ranks": ranks, "comm_ms": round(med("comm_ms"), 1), "optimizer_ms": round(med("optimizer_ms"), 1),
+       "ranks": ranks, "comm_ms": round(med("comm_ms"), 1), "comm_tail_ms": round(med("comm_tail_ms"), 1),
+       "optimizer_ms": round(med("optimizer_ms"), 1),
        "optimizer_mb": round(steps[-1]["optimizer_mb"], 1),
        "loader_wait_ms": round(med("loader_wait_ms"), 2)}
 line = "%-30s %7.1f ms/step %6d tok/s  MFU %5.1f%%  peak RSS %4d MB (largest rank)  optimizer %5.1f ms, %5.1f MB/rank" % (
@@ -54,9 +56,9 @@ if transport:
     alone = comm["pairwise reduce-scatter, buckets" if zero else "pairwise allreduce, buckets"]
     gather = comm["MPI_Allgatherv in place"] if zero else 0
     row.update(transport=transport, comm_alone_ms=round(alone + gather, 1),
-               hidden=round(max(0.0, 1 - (row["comm_ms"] + gather) / (alone + gather)), 2))
-    line += "  comm exposed %6.1f ms of %6.1f ms alone (%3.0f%% hidden)" % (
-        row["comm_ms"] + gather, row["comm_alone_ms"], 100 * row["hidden"])
+               hidden=round(max(0.0, 1 - (row["comm_tail_ms"] + gather) / (alone + gather)), 2))
+    line += "  comm exposed %6.1f ms of %6.1f ms alone (%3.0f%% hidden; waits up to %.1f ms with rank skew)" % (
+        row["comm_tail_ms"] + gather, row["comm_alone_ms"], 100 * row["hidden"], row["comm_ms"] + gather)
     np1 = [r for r in map(json.loads, open(jsonl)) if r.get("work") == "seed384-bf16"]
     if np1:
         row["vs_np1"] = round(row["tokens_per_s"] / np1[-1]["tokens_per_s"], 3)

@@ -321,13 +321,15 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
 {
     if (tr->world->size == 1)
         return;
-    double x[5] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms, st->peak_rss_mb};
-    comm_max_doubles(x, 5);
+    double x[6] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms, st->peak_rss_mb,
+                   -st->comm_ms};   /* max of -x: the least */
+    comm_max_doubles(x, 6);
     st->loader_wait_ms = x[0];
     st->comm_ms = x[1];
     st->rss_mb = x[2];
     st->optimizer_ms = x[3];
     st->peak_rss_mb = x[4];
+    st->comm_tail_ms = -x[5];
 }
 
 /* Control requests reach rank 0, but every rank must act on them at the same
@@ -513,7 +515,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         t_train += dt;
         int done = step + 1;
         step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
-                         .loss = loss, .comm_ms = tr->comm_s * 1e3,
+                         .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
                          .optimizer_ms = tr->optimizer_s * 1e3,
                          .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
                          .loader_wait_ms = tr->loader_wait_s * 1e3,
