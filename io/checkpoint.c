@@ -646,16 +646,21 @@ static int list_ckpts(const char *dir, ckpt_entry **out, int *n)
     return 0;
 }
 
-/* Deletes all but the newest keep checkpoints and stale ckpt_*.h5.tmp files
- * (left by a crash; no write is in progress while this runs).  Best effort:
- * a file that cannot be deleted now is retried at the next save. */
-static void prune(const char *dir, int keep)
+/* After saving step `step`: deletes all but the newest keep checkpoints up to
+ * that step, and stale ckpt_*.h5.tmp files (left by a crash; no write is in
+ * progress while this runs).  Checkpoints past `step` belong to a run that
+ * went further before this one resumed from an earlier point: they are not
+ * this run's to delete, and counting them would delete the file just saved.
+ * Best effort: a file that cannot be deleted now is retried at the next save. */
+static void prune(const char *dir, int keep, long step)
 {
     ckpt_entry *list;
     int n;
     char path[1100];
     if (list_ckpts(dir, &list, &n) == 0)
-        for (int i = keep; i < n; i++) {
+        for (int i = 0, kept = 0; i < n; i++) {
+            if (list[i].step > step || kept++ < keep)
+                continue;
             snprintf(path, sizeof path, "%s/%s", dir, list[i].name);
             unlink(path);
         }
@@ -690,7 +695,7 @@ int ckpt_save(const char *dir, const ckpt_state *s, int keep, char *path, size_t
     strcat(name, "\n");
     if (fs_write_file_atomic(latest, name, strlen(name), err, errlen) != 0)
         return -1;
-    prune(dir, keep > 0 ? keep : 1);
+    prune(dir, keep > 0 ? keep : 1, s->train.step);
     return 0;
 }
 

@@ -48,12 +48,8 @@ void adamw_update_isa(isa_t isa, float *param, const float *grad, float *m, floa
     const adamw_ops *ops = ops_for(isa);
     const float bc1 = (float)(1.0 - pow(p->beta1, p->step));
     const float bc2 = (float)(1.0 - pow(p->beta2, p->step));
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++) {
-        const size_t i = c * CHUNK, len = n - i < CHUNK ? n - i : CHUNK;
-        ops->update(param + i, grad + i, m + i, v + i, len, p, bc1, bc2);
-    }
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len,
+                   ops->update(param + i, grad + i, m + i, v + i, len, p, bc1, bc2));
 }
 
 double sumsq_isa(isa_t isa, const float *x, size_t n)

@@ -70,54 +70,34 @@ static const convert_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &convert_ops_scalar, &convert_ops_avx2, &convert_ops_avx512);
 }
 
-static size_t chunk_len(size_t c, size_t n)   /* values in chunk c of n */
-{
-    return n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
-}
-
 void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n)
 {
     const convert_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->to_bf16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->to_bf16(out + i, in + i, len));
 }
 
 void bf16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n)
 {
     const convert_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->from_bf16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->from_bf16(out + i, in + i, len));
 }
 
 void round_to_bf16_isa(isa_t isa, float *x, size_t n)
 {
     const convert_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->round_bf16(x + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->round_bf16(x + i, len));
 }
 
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n)
 {
     const convert_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->to_f16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->to_f16(out + i, in + i, len));
 }
 
 void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n)
 {
     const convert_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->from_f16(out + c * CHUNK, in + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->from_f16(out + i, in + i, len));
 }
 
 void f32_to_f16(uint16_t *out, const float *in, size_t n)

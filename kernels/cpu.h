@@ -31,4 +31,21 @@ const void *cpu_pick(isa_t isa, const void *scalar, const void *avx2, const void
  * number of threads. */
 void cpu_thread_columns(int C, int *c0, int *c1);
 
+/* The driver of the flat kernels: runs `body` once per chunk of [0, n), with
+ * size_t `off` and `len` naming the chunk's start and length, spread over the
+ * OpenMP threads when n >= par_min (below that a parallel region costs more
+ * than it saves).  Each chunk's values are handled by one call, so results do
+ * not depend on the number of threads. */
+#define CPU_FOR_CHUNKS(n, chunk, par_min, off, len, body)                        \
+    do {                                                                        \
+        const size_t n_ = (n), chunk_ = (chunk), par_min_ = (par_min);         \
+        const size_t nchunks_ = (n_ + chunk_ - 1) / chunk_;                     \
+        _Pragma("omp parallel for schedule(static) if (n_ >= par_min_)")        \
+        for (size_t c_ = 0; c_ < nchunks_; c_++) {                              \
+            const size_t off = c_ * chunk_;                                     \
+            const size_t len = n_ - off < chunk_ ? n_ - off : chunk_;           \
+            body;                                                               \
+        }                                                                       \
+    } while (0)
+
 #endif

@@ -68,36 +68,22 @@ static const elementwise_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &elementwise_ops_scalar, &elementwise_ops_avx2, &elementwise_ops_avx512);
 }
 
-static size_t chunk_len(size_t c, size_t n)   /* values in chunk c of n */
-{
-    return n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK;
-}
-
 void gelu_forward_isa(isa_t isa, float *out, const float *inp, size_t n)
 {
     const elementwise_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->gelu_forward(out + c * CHUNK, inp + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->gelu_forward(out + i, inp + i, len));
 }
 
 void gelu_backward_isa(isa_t isa, float *dinp, const float *inp, const float *dout, size_t n)
 {
     const elementwise_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->gelu_backward(dinp + c * CHUNK, inp + c * CHUNK, dout + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->gelu_backward(dinp + i, inp + i, dout + i, len));
 }
 
 void residual_forward_isa(isa_t isa, float *out, const float *a, const float *b, size_t n)
 {
     const elementwise_ops *ops = ops_for(isa);
-    const size_t nchunks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++)
-        ops->residual_forward(out + c * CHUNK, a + c * CHUNK, b + c * CHUNK, chunk_len(c, n));
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->residual_forward(out + i, a + i, b + i, len));
 }
 
 /* Threads split the columns, not the rows: each column is summed over all N

@@ -2,6 +2,7 @@
 
 #include "kernels/convert.h"
 
+#include <assert.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 typedef struct {
     gemm_dtype dtype;
     bool trans_a, trans_b, has_bias, accumulate;
+    bool packed;              /* B is a gemm_weights' blocked copy (ldb unused) */
+    float alpha;              /* the product is scaled by it (no bias then) */
     int M, N, K, lda, ldb, ldc;
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, bias, c;
@@ -27,6 +30,8 @@ static struct {
     int bf16_native;          /* -1 unknown, 0 no, 1 yes */
     float *widened;           /* bf16 operands widened to fp32 when not native */
     size_t widened_cap;
+    float *rounded;           /* gemm_weights_pack without a native product: B rounded */
+    size_t rounded_cap;
 } cache = {.bf16_native = -1};
 
 static void check(dnnl_status_t st, const char *what)
@@ -79,13 +84,46 @@ static void entry_destroy(gemm_entry *e)
     memset(e, 0, sizeof *e);
 }
 
+static dnnl_data_type_t operand_type(gemm_dtype dtype)
+{
+    return dtype == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+/* The layout matmul prefers for a K x N weight operand of dtype (it does not
+ * depend on M: checked for M from 1 to 2048 with oneDNN 2.6).  False when
+ * oneDNN has no product for dtype here. */
+static bool blocked_md(gemm_dtype dtype, int K, int N, dnnl_memory_desc_t *out)
+{
+    enum { PROBE_M = 64 };
+    dnnl_memory_desc_t a_md = matrix_md(PROBE_M, K, K, false, operand_type(dtype));
+    dnnl_memory_desc_t c_md = matrix_md(PROBE_M, N, N, false, dnnl_f32);
+    dnnl_memory_desc_t b_md;
+    dnnl_dims_t dims = {K, N};
+    check(dnnl_memory_desc_init_by_tag(&b_md, 2, dims, operand_type(dtype), dnnl_format_tag_any),
+          "memory_desc any");
+    dnnl_matmul_desc_t desc;
+    check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, NULL, cache.engine, NULL);
+    if (st == dnnl_unimplemented)
+        return false;
+    check(st, "matmul pd_create (blocked weights)");
+    *out = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    return true;
+}
+
 /* Creates the primitive; returns false (and creates nothing) when oneDNN has
  * no implementation for this data type on this CPU. */
 static bool entry_create(gemm_entry *e)
 {
-    dnnl_data_type_t in = e->dtype == GEMM_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_data_type_t in = operand_type(e->dtype);
     dnnl_memory_desc_t a_md = matrix_md(e->M, e->K, e->lda, e->trans_a, in);
-    dnnl_memory_desc_t b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b, in);
+    dnnl_memory_desc_t b_md;
+    if (!e->packed)
+        b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b, in);
+    else if (!blocked_md(e->dtype, e->K, e->N, &b_md))
+        return false;
     dnnl_memory_desc_t c_md = matrix_md(e->M, e->N, e->ldc, false, dnnl_f32);
     dnnl_memory_desc_t bias_md = matrix_md(1, e->N, e->N, false, dnnl_f32);
 
@@ -95,6 +133,8 @@ static bool entry_create(gemm_entry *e)
 
     dnnl_primitive_attr_t attr;
     check(dnnl_primitive_attr_create(&attr), "attr_create");
+    if (e->alpha != 1.0f)
+        check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &e->alpha), "output_scales");
     if (e->accumulate) {
         dnnl_post_ops_t ops;
         check(dnnl_post_ops_create(&ops), "post_ops_create");
@@ -125,7 +165,7 @@ static gemm_entry *lookup(const gemm_entry *key)
     for (int i = 0; i < cache.count; i++) {
         gemm_entry *e = &cache.entries[i];
         if (e->dtype == key->dtype && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
-            e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
+            e->packed == key->packed && e->alpha == key->alpha && e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
             e->N == key->N && e->K == key->K && e->lda == key->lda && e->ldb == key->ldb &&
             e->ldc == key->ldc)
             return e;
@@ -165,42 +205,211 @@ static void execute(gemm_entry *e, const void *A, const void *B, const float *bi
     check(dnnl_stream_wait(cache.stream), "stream_wait");
 }
 
-/* 16-bit operands without a native product: widen both (as stored, with
- * their strides) to fp32 and multiply those; the products are the same. */
-static void gemm_widened(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K,
-                         const void *A, int lda, const void *B, int ldb, const float *bias,
-                         bool accumulate, float *C, int ldc)
+static void product(const gemm_entry *key, const void *A, const void *B, const float *bias,
+                    float *C);
+
+/* One of the cache's fp32 work buffers with room for n values (grown when a
+ * bigger product first needs it, then reused). */
+static float *work_buffer(float **buf, size_t *cap, size_t n)
 {
-    size_t na = (size_t)(trans_a ? K : M) * lda, nb = (size_t)(trans_b ? N : K) * ldb;
-    if (na + nb > cache.widened_cap) {
-        free(cache.widened);
-        cache.widened_cap = na + nb;
-        cache.widened = malloc(cache.widened_cap * sizeof(float));
-        if (!cache.widened) {
-            fprintf(stderr, "fatal: out of memory widening 16-bit operands\n");
+    if (n > *cap) {
+        free(*buf);
+        *cap = n;
+        *buf = malloc(n * sizeof **buf);
+        if (!*buf) {
+            fprintf(stderr, "fatal: out of memory for a %zu-value work buffer of gemm\n", n);
             abort();
         }
     }
-    float *a = cache.widened, *b = cache.widened + na;
-    void (*widen)(float *, const uint16_t *, size_t) = dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
+    return *buf;
+}
+
+static void (*widener(gemm_dtype dtype))(float *, const uint16_t *, size_t)
+{
+    return dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
+}
+
+/* 16-bit operands without a native product: widen both (as stored, with
+ * their strides) to fp32 and multiply those; the products are the same. */
+static void product_widened(const gemm_entry *key, const void *A, const void *B,
+                            const float *bias, float *C)
+{
+    size_t na = (size_t)(key->trans_a ? key->K : key->M) * key->lda;
+    size_t nb = (size_t)(key->trans_b ? key->N : key->K) * key->ldb;
+    float *a = work_buffer(&cache.widened, &cache.widened_cap, na + nb), *b = a + na;
+    void (*widen)(float *, const uint16_t *, size_t) = widener(key->dtype);
     widen(a, A, na);
     widen(b, B, nb);
-    gemm(GEMM_F32, trans_a, trans_b, M, N, K, a, lda, b, ldb, bias, accumulate, C, ldc);
+    gemm_entry wide = *key;
+    wide.dtype = GEMM_F32;
+    product(&wide, a, b, bias, C);
+}
+
+/* The product key describes: the cached primitive, or the widening path
+ * when the dtype has no native product here. */
+static void product(const gemm_entry *key, const void *A, const void *B, const float *bias,
+                    float *C)
+{
+    init_engine();
+    bool widen = key->dtype == GEMM_F16 || (key->dtype == GEMM_BF16 && !gemm_bf16_native());
+    gemm_entry *e = widen ? NULL : lookup(key);
+    if (e) {
+        execute(e, A, B, bias, C);
+    } else if (key->packed) {   /* gemm_weights made a blocked copy, so this cannot happen */
+        fprintf(stderr, "fatal: oneDNN refused a product with packed weights\n");
+        abort();
+    } else {
+        product_widened(key, A, B, bias, C);
+    }
 }
 
 void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
           int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
 {
-    init_engine();
-    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b, .alpha = 1.0f,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = N, .K = K,
                       .lda = lda, .ldb = ldb, .ldc = ldc};
-    bool widen = dtype == GEMM_F16 || (dtype == GEMM_BF16 && !gemm_bf16_native());
-    gemm_entry *e = widen ? NULL : lookup(&key);
-    if (e)
-        execute(e, A, B, bias, C);
-    else
-        gemm_widened(dtype, trans_a, trans_b, M, N, K, A, lda, B, ldb, bias, accumulate, C, ldc);
+    product(&key, A, B, bias, C);
+}
+
+void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                 const void *A, int lda, const void *B, int ldb, bool accumulate, float *C,
+                 int ldc)
+{
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b, .alpha = alpha,
+                      .accumulate = accumulate, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
+                      .ldc = ldc};
+    product(&key, A, B, NULL, C);
+}
+
+/* ---- packed weights ---------------------------------------------------- */
+
+struct gemm_weights {
+    gemm_dtype dtype;
+    bool trans_b, native;
+    int K, N, ldb;
+    dnnl_memory_t master;      /* native: the fp32 master as stored (handle set per pack) */
+    dnnl_memory_t packed;      /* native: the blocked copy, allocated by oneDNN */
+    dnnl_primitive_t reorder;  /* native: master -> packed (converts and re-lays out) */
+    gemm_weights *wide;        /* no native product: fp32 weights packed from the master
+                                * rounded to dtype, so products widen only A */
+    uint16_t *row;             /* no native product: one row of B in dtype */
+};
+
+/* The rows and columns of B as stored. */
+static void stored_shape(const gemm_weights *w, int *rows, int *cols)
+{
+    *rows = w->trans_b ? w->N : w->K;
+    *cols = w->trans_b ? w->K : w->N;
+}
+
+static bool weights_native(gemm_dtype dtype)
+{
+    return dtype == GEMM_F32 || (dtype == GEMM_BF16 && gemm_bf16_native());
+}
+
+static bool weights_create_native(gemm_weights *w)
+{
+    dnnl_memory_desc_t src_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_f32), dst_md;
+    if (!blocked_md(w->dtype, w->K, w->N, &dst_md))
+        return false;
+    dnnl_primitive_desc_t rpd;
+    check(dnnl_reorder_primitive_desc_create(&rpd, &src_md, cache.engine, &dst_md, cache.engine,
+                                             NULL),
+          "reorder pd_create");
+    check(dnnl_primitive_create(&w->reorder, rpd), "reorder create");
+    dnnl_primitive_desc_destroy(rpd);
+    w->master = memory_for(&src_md);
+    return dnnl_memory_create(&w->packed, &dst_md, cache.engine, DNNL_MEMORY_ALLOCATE) ==
+           dnnl_success;
+}
+
+gemm_weights *gemm_weights_create(gemm_dtype dtype, bool trans_b, int K, int N, int ldb)
+{
+    init_engine();
+    gemm_weights *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    *w = (gemm_weights){.dtype = dtype, .trans_b = trans_b, .native = weights_native(dtype),
+                        .K = K, .N = N, .ldb = ldb};
+    bool ok;
+    if (w->native) {
+        ok = weights_create_native(w);
+    } else {   /* the rounded copy is dense: row stride = its columns */
+        int rows, cols;
+        stored_shape(w, &rows, &cols);
+        w->wide = gemm_weights_create(GEMM_F32, trans_b, K, N, cols);
+        w->row = malloc((size_t)cols * sizeof *w->row);
+        ok = w->wide && w->row;
+    }
+    if (!ok) {
+        gemm_weights_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+void gemm_weights_destroy(gemm_weights *w)
+{
+    if (!w)
+        return;
+    if (w->reorder)
+        dnnl_primitive_destroy(w->reorder);
+    if (w->master)
+        dnnl_memory_destroy(w->master);
+    if (w->packed)
+        dnnl_memory_destroy(w->packed);
+    gemm_weights_destroy(w->wide);
+    free(w->row);
+    free(w);
+}
+
+size_t gemm_weights_bytes(const gemm_weights *w)
+{
+    if (!w->native)
+        return gemm_weights_bytes(w->wide);
+    const dnnl_memory_desc_t *md;
+    check(dnnl_memory_get_memory_desc(w->packed, &md), "memory_get_desc");
+    return dnnl_memory_desc_get_size(md);
+}
+
+void gemm_weights_pack(gemm_weights *w, const float *B)
+{
+    if (w->native) {
+        dnnl_memory_set_data_handle(w->master, (void *)B);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, w->master}, {DNNL_ARG_TO, w->packed}};
+        check(dnnl_primitive_execute(w->reorder, cache.stream, 2, args), "reorder execute");
+        check(dnnl_stream_wait(cache.stream), "stream_wait");
+        return;
+    }
+    void (*narrow)(uint16_t *, const float *, size_t) =
+        w->dtype == GEMM_F16 ? f32_to_f16 : f32_to_bf16;
+    int rows, cols;
+    stored_shape(w, &rows, &cols);
+    float *rounded = work_buffer(&cache.rounded, &cache.rounded_cap, (size_t)rows * cols);
+    for (int r = 0; r < rows; r++) {
+        narrow(w->row, B + (size_t)r * w->ldb, (size_t)cols);
+        widener(w->dtype)(rounded + (size_t)r * cols, w->row, (size_t)cols);
+    }
+    gemm_weights_pack(w->wide, rounded);
+}
+
+void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,
+                 const float *bias, bool accumulate, float *C, int ldc)
+{
+    assert(alpha == 1.0f || !bias);
+    if (!w->native) {
+        float *a = work_buffer(&cache.widened, &cache.widened_cap, (size_t)M * lda);
+        widener(w->dtype)(a, A, (size_t)M * lda);
+        gemm_packed(w->wide, M, alpha, a, lda, bias, accumulate, C, ldc);
+        return;
+    }
+    gemm_entry key = {.dtype = w->dtype, .packed = true, .alpha = alpha,
+                      .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = w->N,
+                      .K = w->K, .lda = lda, .ldc = ldc};
+    void *B;
+    check(dnnl_memory_get_data_handle(w->packed, &B), "get_data_handle");
+    product(&key, A, B, bias, C);
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
@@ -215,7 +424,7 @@ bool gemm_bf16_native(void)
         cache.bf16_native = 0;   /* tests and comparisons of the widening path */
     } else if (cache.bf16_native < 0) {
         init_engine();
-        gemm_entry probe = {.dtype = GEMM_BF16, .M = 16, .N = 16, .K = 16,
+        gemm_entry probe = {.dtype = GEMM_BF16, .alpha = 1.0f, .M = 16, .N = 16, .K = 16,
                             .lda = 16, .ldb = 16, .ldc = 16};
         cache.bf16_native = lookup(&probe) != NULL;
     }
@@ -242,8 +451,9 @@ void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *
 void gemm_release(void)
 {
     free(cache.widened);
-    cache.widened = NULL;
-    cache.widened_cap = 0;
+    free(cache.rounded);
+    cache.widened = cache.rounded = NULL;
+    cache.widened_cap = cache.rounded_cap = 0;
     cache.bf16_native = -1;
     for (int i = 0; i < cache.count; i++)
         entry_destroy(&cache.entries[i]);

@@ -1,9 +1,11 @@
 #include "kernels/peak.h"
 
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "kernels/cpu.h"
+#include "kernels/gemm.h"
 
 /* Scalar machines: two FMA-less float ops per cycle is a fair stand-in. */
 static double fma_loop_scalar(long iters)
@@ -44,4 +46,34 @@ double peak_fp32_gflops(void)
         total += flops / dt / 1e9;
     }
     return cached = total;
+}
+
+double peak_bf16_gflops(void)
+{
+    static double cached;
+    if (cached > 0)
+        return cached;
+    const char *env = getenv("GPT_PEAK_BF16_GFLOPS");
+    if (env && atof(env) > 0)
+        return cached = atof(env);
+    if (!gemm_bf16_native())
+        return cached = peak_fp32_gflops();
+    enum { S = 1024, REPS = 5 };
+    uint16_t *a = calloc((size_t)2 * S * S, sizeof *a);
+    float *c = malloc((size_t)S * S * sizeof *c);
+    if (!a || !c) {
+        free(a);
+        free(c);
+        return cached = peak_fp32_gflops();
+    }
+    double best = 0;
+    for (int r = 0; r < REPS; r++) {   /* the first call creates the primitive */
+        double t0 = omp_get_wtime();
+        gemm(GEMM_BF16, false, false, S, S, S, a, S, a + (size_t)S * S, S, NULL, false, c, S);
+        double rate = 2.0 * S * S * S / (omp_get_wtime() - t0) / 1e9;
+        best = rate > best ? rate : best;
+    }
+    free(a);
+    free(c);
+    return cached = best;
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels/convert.h"
 #include "kernels/softmax_xent_impl.h"
 
 /* Below this many logits a parallel region costs more than it saves. */
@@ -44,6 +45,20 @@ void softmax_xent_isa(isa_t isa, float *losses, float *logits, const int *target
         assert(targets[n] >= 0 && targets[n] < V);
         float *x = logits + (size_t)n * V;
         losses[n] = ops->row(x, n + 1 < N ? x + V : NULL, targets[n], V, dloss, backward);
+    }
+}
+
+void softmax_xent_backward16(float *losses, float *logits, uint16_t *dlogits16, bool fp16,
+                             const int *targets, int N, int V, float dloss)
+{
+    const softmax_xent_ops *ops = ops_for(cpu_isa());
+    void (*narrow)(uint16_t *, const float *, size_t) = fp16 ? f32_to_f16 : f32_to_bf16;
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        assert(targets[n] >= 0 && targets[n] < V);
+        float *x = logits + (size_t)n * V;
+        losses[n] = ops->row(x, n + 1 < N ? x + V : NULL, targets[n], V, dloss, true);
+        narrow(dlogits16 + (size_t)n * V, x, (size_t)V);   /* one row: runs on this thread */
     }
 }
 

@@ -6,6 +6,7 @@
 #define KERNELS_SOFTMAX_XENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kernels/cpu.h"
 
@@ -15,6 +16,12 @@
  * so the [N,V] buffer is reused and never held twice. */
 void softmax_xent(float *losses, float *logits, const int *targets, int N, int V,
                   float dloss, bool backward);
+
+/* The same with backward, the gradient also written as 16-bit values (bf16, or
+ * IEEE fp16 when fp16) into dlogits16 [N,V] while each row is still in cache
+ * (bit-identical to softmax_xent then f32_to_bf16 / f32_to_f16). */
+void softmax_xent_backward16(float *losses, float *logits, uint16_t *dlogits16, bool fp16,
+                             const int *targets, int N, int V, float dloss);
 
 void softmax_xent_isa(isa_t isa, float *losses, float *logits, const int *targets, int N,
                       int V, float dloss, bool backward);

@@ -6,9 +6,9 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "kernels/attention.h"
+#include "tests/bench_util.h"
 #include "tests/test_util.h"
 
 enum { REPS = 10 };
@@ -28,19 +28,6 @@ typedef struct {
     float *qkv, *out, *lse, *dout, *dqkv;
 } buffers;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void run(const buffers *bf, isa_t isa, bool backward)
 {
     const bench_size *s = &bf->s;
@@ -56,12 +43,11 @@ static double median_ms(const buffers *bf, isa_t isa, bool backward)
     double t[REPS];
     run(bf, isa, backward);   /* warm-up: page faults, caches */
     for (int r = 0; r < REPS; r++) {
-        const double t0 = now_ms();
+        const double t0 = bench_now_s();
         run(bf, isa, backward);
-        t[r] = now_ms() - t0;
+        t[r] = 1e3 * (bench_now_s() - t0);
     }
-    qsort(t, REPS, sizeof t[0], cmp_double);
-    return (t[REPS / 2 - 1] + t[REPS / 2]) / 2;
+    return bench_median(t, REPS);
 }
 
 static float *alloc_filled(size_t n, uint64_t seed)
@@ -108,12 +94,7 @@ static void bench_size_all_isas(FILE *jsonl, const bench_size *s)
 
 int main(void)
 {
-    const char *path = getenv("BENCH_JSONL");
-    FILE *jsonl = (path && *path) ? fopen(path, "a") : NULL;
-    if (path && *path && !jsonl) {
-        perror(path);
-        return 1;
-    }
+    FILE *jsonl = bench_jsonl_open();
     printf("attention, %d threads, median of %d\n", omp_get_max_threads(), REPS);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         bench_size_all_isas(jsonl, &sizes[i]);

@@ -16,6 +16,7 @@
 
 #include "comm/buckets.h"
 #include "comm/zero.h"
+#include "tests/bench_util.h"
 
 enum { REPS = 9 };
 
@@ -98,12 +99,6 @@ static void pairwise_allgather(bench *b)
     free(req);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void row(bench *b, const char *name, void (*op)(bench *), const char *label, FILE *jsonl)
 {
     double t[REPS];
@@ -115,15 +110,15 @@ static void row(bench *b, const char *name, void (*op)(bench *), const char *lab
         double dt = MPI_Wtime() - t0;
         MPI_Allreduce(&dt, &t[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     }
-    qsort(t, REPS, sizeof *t, cmp_double);
+    double median = bench_median(t, REPS);
     if (b->z.rank != 0)
         return;
-    printf("comm %-4s np %d  %-30s %8.1f MB  %7.2f ms (median of %d, min %.2f)\n", label,
-           b->z.size, name, b->n * 4 / 1e6, t[REPS / 2] * 1e3, REPS, t[0] * 1e3);
+    printf("comm %-4s np %d  %-34s %6.1f MB  %7.2f ms (median of %d, min %.2f)\n", label,
+           b->z.size, name, b->n * 4 / 1e6, median * 1e3, REPS, t[0] * 1e3);
     if (jsonl)
         fprintf(jsonl, "{\"bench\": \"comm\", \"transport\": \"%s\", \"ranks\": %d, \"work\": \"%s\", "
                 "\"mb\": %.1f, \"bucket_mb\": %.1f, \"ms\": %.3f}\n", label, b->z.size, name,
-                b->n * 4 / 1e6, b->bucket * 4 / 1e6, t[REPS / 2] * 1e3);
+                b->n * 4 / 1e6, b->bucket * 4 / 1e6, median * 1e3);
 }
 
 int main(int argc, char **argv)
@@ -149,8 +144,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_comm: out of memory\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    const char *path = getenv("BENCH_JSONL");
-    FILE *jsonl = path && rank == 0 ? fopen(path, "a") : NULL;
+    FILE *jsonl = rank == 0 ? bench_jsonl_open() : NULL;
     row(&b, "MPI_Reduce_scatter", mpi_reduce_scatter, label, jsonl);
     row(&b, "pairwise reduce-scatter", pairwise_rs_one, label, jsonl);
     row(&b, "pairwise reduce-scatter, buckets", pairwise_rs_buckets, label, jsonl);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <omp.h>
 
@@ -17,6 +16,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/layernorm.h"
 #include "kernels/softmax_xent.h"
+#include "tests/bench_util.h"
 #include "tests/test_util.h"
 
 enum { N = 8 * 256, C = 384, OC = 4 * C, V = 16000, WARMUP = 2, REPS = 20 };
@@ -179,42 +179,23 @@ static const bench benches[] = {
     {"round_to_bf16", 2.0 * NPARAMS * F, run_round_bf16, NULL},
 };
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_ms(const bench *bn, isa_t isa)
 {
     double t[REPS];
     for (int r = -WARMUP; r < REPS; r++) {
         if (bn->reset)
             bn->reset();
-        const double t0 = now_ms();
+        const double t0 = bench_now_s();
         bn->run(isa);
         if (r >= 0)
-            t[r] = now_ms() - t0;
+            t[r] = 1e3 * (bench_now_s() - t0);
     }
-    qsort(t, REPS, sizeof t[0], cmp_double);
-    return (t[REPS / 2 - 1] + t[REPS / 2]) / 2;
+    return bench_median(t, REPS);
 }
 
 int main(void)
 {
-    const char *jsonl_path = getenv("BENCH_JSONL");
-    FILE *jsonl = jsonl_path && *jsonl_path ? fopen(jsonl_path, "a") : NULL;
-    if (jsonl_path && *jsonl_path && !jsonl) {
-        perror(jsonl_path);
-        return 1;
-    }
+    FILE *jsonl = bench_jsonl_open();
     alloc_all();
     printf("kernel benchmarks: N=%d C=%d V=%d params=%zu, %d threads, median of %d\n", N, C, V,
            NPARAMS, omp_get_max_threads(), REPS);

@@ -11,11 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "io/loader.h"
 #include "io/shard.h"
+#include "tests/bench_util.h"
 
 enum { NTOK = 8 << 20, WARMUP = 20, DEPTH = 8 };
 static const double RUN_S = 1.0;      /* timed per row */
@@ -27,13 +27,6 @@ typedef struct {
 } workload;
 
 static const workload works[] = {{"seed384", 8, 256, 16000}, {"gpt2-124M", 4, 256, 50257}};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* A shard of NTOK tokens below 16000, valid for both vocabularies. */
 static int make_data(char *dir)
@@ -81,13 +74,13 @@ static double drain(loader *l, const workload *w)
     uint64_t s;
     for (s = 0;; s++) {
         if (s == WARMUP)
-            t0 = now_s();
+            t0 = bench_now_s();
         if (loader_next(l, s, 0, in, tg, &wait, err, sizeof err) != 0) {
             fprintf(stderr, "bench_loader: %s\n", err);
             break;
         }
-        if (s > WARMUP && now_s() - t0 >= RUN_S) {
-            rate = (double)(s - WARMUP) / (now_s() - t0);
+        if (s > WARMUP && bench_now_s() - t0 >= RUN_S) {
+            rate = (double)(s - WARMUP) / (bench_now_s() - t0);
             break;
         }
     }
@@ -125,12 +118,7 @@ static double measure(const dataset *d, const workload *w, const char *endpoint)
 
 int main(void)
 {
-    const char *jsonl_path = getenv("BENCH_JSONL");
-    FILE *jsonl = jsonl_path && *jsonl_path ? fopen(jsonl_path, "a") : NULL;
-    if (jsonl_path && *jsonl_path && !jsonl) {
-        perror(jsonl_path);
-        return 1;
-    }
+    FILE *jsonl = bench_jsonl_open();
     char dir[64], tcp[64], ipc[128], err[256], cmd[128];
     if (make_data(dir) != 0)
         return 1;

@@ -1,7 +1,8 @@
 #!/bin/sh
-# make bench: kernel micro-benchmarks per ISA, then seed384 training (fp32,
-# 20 steps) on byte-level data.  Prints tables and writes every figure as a
-# JSON line to $BUILD/bench.jsonl.
+# make bench: kernel micro-benchmarks per ISA, then training (seed384 and
+# gpt2-124M in fp32, bf16 and fp16, with and without recompute) on byte-level
+# data, PyTorch on the same work where it is installed, and per-op profiles.
+# Prints tables and writes every figure as a JSON line to $BUILD/bench.jsonl.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -10,7 +11,8 @@ export BENCH_JSONL="$BUILD/bench.jsonl"
 : > "$BENCH_JSONL"
 
 for b in "$BUILD"/tests/bench_*; do
-    case $b in *bench_comm) continue ;; esac   # needs mpirun: run with the MPI rows below
+    case $b in */bench_model) continue ;; esac   # run below, per config
+    case $b in */bench_comm) continue ;; esac    # needs mpirun: run with the MPI rows below
     [ -x "$b" ] && "$b"
 done
 
@@ -41,15 +43,19 @@ done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"][
 med = lambda k: statistics.median(r.get(k, 0) for r in steps)
 row = {"bench": "train", "work": name, "ms_per_step": round(med("step_ms"), 1),
        "tokens_per_s": round(med("tokens_per_s")), "mfu": round(med("mfu"), 3),
-       "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(steps[-1].get("peak_rss_mb", 0)),
+       "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"]),
+       "train_peak_rss_mb": round(steps[-1].get("peak_rss_mb", 0)),   # largest rank, before the final save
        "ranks": ranks, "comm_ms": round(med("comm_ms"), 1), "comm_tail_ms": round(med("comm_tail_ms"), 1),
        "optimizer_ms": round(med("optimizer_ms"), 1),
        "optimizer_mb": round(steps[-1]["optimizer_mb"], 1),
        "loader_wait_ms": round(med("loader_wait_ms"), 2)}
-line = "%-30s %7.1f ms/step %6d tok/s  MFU %5.1f%%  peak RSS %4d MB (largest rank)  optimizer %5.1f ms, %5.1f MB/rank" % (
-    name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_rss_mb"],
-    row["optimizer_ms"], row["optimizer_mb"])
+line = "%-28s %7.1f ms/step %6d tok/s  MFU %5.1f%% of the fp32 peak (%.0f GFLOP/s)  RSS %d MB (rank 0)  loader wait %.2f ms" % (
+    name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"],
+    row["peak_rss_mb"], row["loader_wait_ms"])
 if transport:
+    line = "%-28s %7.1f ms/step %6d tok/s  training peak RSS %d MB (largest rank)  optimizer %5.1f ms, %5.1f MB/rank" % (
+        name, row["ms_per_step"], row["tokens_per_s"], row["train_peak_rss_mb"], row["optimizer_ms"],
+        row["optimizer_mb"])
     comm = {r["work"]: r["ms"] for r in map(json.loads, open(jsonl))
             if r.get("bench") == "comm" and r["transport"] == transport and r["ranks"] == ranks}
     zero = not name.endswith("-z0")
@@ -68,10 +74,58 @@ open(jsonl, "a").write(json.dumps(row) + "\n")
 PY
 }
 
-echo "== training ($STEPS steps, median step after the first)"
-train_bench seed384-fp32 launch/configs/seed384.json --set precision=fp32
-train_bench seed384-bf16 launch/configs/seed384.json --set precision=bf16
-train_bench seed384-bf16-recompute launch/configs/seed384.json --set precision=bf16 --set recompute=block
+echo "== precision and recompute, one rank x 2 threads (median step after the first)"
+# seed384 (B 8, T 256) with $STEPS steps; gpt2-124M (B 4, T 256, and T 1024 for the
+# memory recompute saves) with $GPT2_STEPS, as its steps take seconds.
+GPT2_STEPS=${GPT2_STEPS:-6}
+for prec in fp32 bf16 fp16; do
+    train_bench seed384-$prec launch/configs/seed384.json --set precision=$prec
+    train_bench seed384-$prec-recompute launch/configs/seed384.json --set precision=$prec --set recompute=block
+done
+for prec in fp32 bf16 fp16; do
+    train_bench gpt2-124M-$prec launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=$prec
+    train_bench gpt2-124M-$prec-recompute launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=$prec --set recompute=block
+done
+train_bench gpt2-124M-T1024-bf16 launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=bf16 --set seq_len=1024
+train_bench gpt2-124M-T1024-bf16-recompute launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=bf16 --set seq_len=1024 --set recompute=block
+python3 - "$BENCH_JSONL" <<'PY'
+import json, sys
+rows = {r["work"]: r for r in map(json.loads, open(sys.argv[1])) if r.get("bench") == "train"}
+for work in ("seed384-bf16", "seed384-fp32", "gpt2-124M-bf16", "gpt2-124M-fp32", "gpt2-124M-T1024-bf16"):
+    a, b = rows.get(work), rows.get(work + "-recompute")
+    if a and b:
+        print("recompute on %-22s RSS %5d -> %5d MB (%+.0f%%), time per step %+.0f%%" % (
+              work, a["peak_rss_mb"], b["peak_rss_mb"], 100.0 * (b["peak_rss_mb"] / a["peak_rss_mb"] - 1),
+              100.0 * (b["ms_per_step"] / a["ms_per_step"] - 1)))
+PY
+
+echo "== the same model and batch in PyTorch (Debian's python3-torch), where it is installed"
+TORCH_PY=${TORCH_PY:-$(for p in python3 /usr/bin/python3; do "$p" -c "import torch" 2>/dev/null && { echo "$p"; break; }; done)}
+if [ -n "$TORCH_PY" ]; then
+    for cfg in seed384 gpt2-124M; do
+        steps=$STEPS; [ "$cfg" = gpt2-124M ] && steps=$GPT2_STEPS
+        for flag in "" --bf16; do
+            OMP_NUM_THREADS=2 "$TORCH_PY" launch/torch_bench.py --config launch/configs/$cfg.json --steps "$steps" $flag >> "$BENCH_JSONL"
+        done
+    done
+    python3 - "$BENCH_JSONL" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+ours = {r["work"]: r for r in recs if r.get("bench") == "train"}
+for t in (r for r in recs if r.get("bench") == "torch"):
+    o = ours.get(t["work"])
+    if o:
+        print("%-18s PyTorch %6d tok/s  ours %6d tok/s  ratio %.2fx" % (
+              t["work"], t["tokens_per_s"], o["tokens_per_s"], o["tokens_per_s"] / t["tokens_per_s"]))
+PY
+else
+    echo "skipped: no python3 with torch (apt-get install python3-torch libopenblas0-pthread)"
+fi
+
+echo "== where forward + backward spend their time (per-op wall time, one micro-batch)"
+"$BUILD/tests/bench_model" launch/configs/seed384.json --set precision=bf16
+"$BUILD/tests/bench_model" launch/configs/seed384.json --set precision=fp32
+"$BUILD/tests/bench_model" launch/configs/gpt2-124M.json --set precision=bf16 --steps 3
 
 echo "== data parallel, same global batch (8 x 256, bf16): np 1 x 2 threads (seed384-bf16 above) vs np 2 x 1 thread,"
 echo "   ZeRO stages 0/1/2, shared memory and TCP loopback; the reductions alone first (bench_comm)"

@@ -242,6 +242,15 @@ static void test_keeps_the_last_two_and_points_latest(void **state)
     assert_int_equal(fs_read_file(path, &latest, &len, err, sizeof err), 0);
     assert_string_equal((char *)latest, "ckpt_000005.h5\n");
     free(latest);
+    /* a run resumed from an earlier step saves below the newest: its file is
+     * kept and named by latest; the later ones are not its to delete */
+    save(f, 3, path, sizeof path);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(count_suffix(f->dir, ".h5"), 3);
+    snprintf(path, sizeof path, "%s/latest", f->dir);
+    assert_int_equal(fs_read_file(path, &latest, &len, err, sizeof err), 0);
+    assert_string_equal((char *)latest, "ckpt_000003.h5\n");
+    free(latest);
     free_state(f);
 }
 

@@ -94,6 +94,99 @@ static void bf16_all_variants(void)
     check_bf16_case(false, true, 128, 1000, 96, false, false);
 }
 
+/* Packed weights: C = A @ W with W packed from an fp32 master stored as
+ * W[K,N] or W^T[N,K] (with padding), against the reference on the values the
+ * dtype keeps.  A is given in the dtype. */
+static void check_packed_case(gemm_dtype dt, bool tb, int M, int N, int K, bool bias, bool acc)
+{
+    int ldb = (tb ? K : N) + 5;
+    size_t na = (size_t)M * K, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * N;
+    float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *b = malloc(N * sizeof *b);
+    float *C = malloc(nc * sizeof *C), *R = malloc(nc * sizeof *R);
+    uint16_t *Ah = malloc(na * sizeof *Ah);
+    test_fill(A, na, 21, 1.0f);
+    test_fill(B, nb, 22, 1.0f);
+    test_fill(b, N, 23, 1.0f);
+    test_fill(C, nc, 24, 1.0f);
+    memcpy(R, C, nc * sizeof *C);
+    gemm_weights *w = gemm_weights_create(dt, tb, K, N, ldb);
+    assert_non_null(w);
+    gemm_weights_pack(w, B);
+    const void *a = A;
+    if (dt != GEMM_F32) {   /* the reference sees the values the products see */
+        (dt == GEMM_F16 ? f32_to_f16 : f32_to_bf16)(Ah, A, na);
+        (dt == GEMM_F16 ? f16_to_f32 : bf16_to_f32)(A, Ah, na);
+        for (size_t i = 0; i < nb; i++) {
+            uint16_t h;
+            (dt == GEMM_F16 ? f32_to_f16 : f32_to_bf16)(&h, &B[i], 1);
+            (dt == GEMM_F16 ? f16_to_f32 : bf16_to_f32)(&B[i], &h, 1);
+        }
+        a = Ah;
+    }
+    assert_true(gemm_weights_bytes(w) >= (size_t)K * N * (dt == GEMM_F32 ? 4 : 2));
+    gemm_packed(w, M, 1.0f, a, K, bias ? b : NULL, acc, C, N);
+    gemm_f32_ref(false, tb, M, N, K, A, K, B, ldb, bias ? b : NULL, acc, R, N);
+    char what[96];
+    snprintf(what, sizeof what, "packed dt=%d tb=%d %dx%dx%d bias=%d acc=%d", dt, tb, M, N, K,
+             bias, acc);
+    assert_true(test_close(what, C, R, nc, 1e-4f * K / 64 + 1e-5f, 1e-5f));
+    gemm_weights_destroy(w);
+    free(A), free(B), free(b), free(C), free(R), free(Ah);
+}
+
+static void packed_all_variants(void)
+{
+    static const gemm_dtype dts[] = {GEMM_F32, GEMM_BF16, GEMM_F16};
+    for (int d = 0; d < 3; d++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++) {
+                check_packed_case(dts[d], tb, 33, 47, 64, acc, acc);
+                check_packed_case(dts[d], tb, 1, 96, 80, !acc, acc);   /* decode-sized M */
+            }
+}
+
+static void test_packed_weights(void **state)
+{
+    (void)state;
+    packed_all_variants();
+}
+
+static void test_packed_weights_widened(void **state)
+{
+    (void)state;
+    setenv("GPT_BF16_EMULATE", "1", 1);
+    gemm_release();
+    packed_all_variants();
+    unsetenv("GPT_BF16_EMULATE");
+    gemm_release();
+}
+
+/* alpha scales the product only: C = C0 + alpha * A @ B (fp32 and bf16). */
+static void test_scaled_product(void **state)
+{
+    (void)state;
+    enum { M = 19, N = 23, K = 40 };
+    float A[M * K], B[K * N], C[M * N], P[M * N], R[M * N];
+    uint16_t Ah[M * K], Bh[K * N];
+    test_fill(A, M * K, 31, 1.0f);
+    test_fill(B, K * N, 32, 1.0f);
+    f32_to_bf16(Ah, A, M * K);   /* bf16 values, so both dtypes multiply the same numbers */
+    f32_to_bf16(Bh, B, K * N);
+    bf16_to_f32(A, Ah, M * K);
+    bf16_to_f32(B, Bh, K * N);
+    gemm_f32_ref(false, false, M, N, K, A, K, B, N, NULL, false, P, N);
+    for (int dt = 0; dt < 2; dt++) {
+        test_fill(C, M * N, 33, 1.0f);
+        for (int i = 0; i < M * N; i++)
+            R[i] = C[i] - 0.375f * P[i];
+        if (dt)
+            gemm_scaled(GEMM_BF16, false, false, M, N, K, -0.375f, Ah, K, Bh, N, true, C, N);
+        else
+            gemm_scaled(GEMM_F32, false, false, M, N, K, -0.375f, A, K, B, N, true, C, N);
+        assert_true(test_close(dt ? "scaled bf16" : "scaled fp32", C, R, M * N, 1e-4f, 1e-5f));
+    }
+}
+
 static void test_bf16_native_path(void **state)
 {
     (void)state;
@@ -122,6 +215,9 @@ int main(void)
         cmocka_unit_test(test_cache_reuse_gives_same_result),
         cmocka_unit_test(test_bf16_native_path),
         cmocka_unit_test(test_bf16_widened_path),
+        cmocka_unit_test(test_packed_weights),
+        cmocka_unit_test(test_scaled_product),
+        cmocka_unit_test(test_packed_weights_widened),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

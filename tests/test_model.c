@@ -219,6 +219,35 @@ static void test_recompute_is_bit_identical(void **state)
     }
 }
 
+/* 16-bit mode makes the logits a chunk of rows at a time: 5-row chunks (and a
+ * remainder) give the loss and gradients of one chunk holding every row. */
+static void test_logit_chunks_match_whole(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 50, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2};
+    int B = 2, T = 16, in[32], tg[32];
+    random_tokens(in, B * T, d.vocab_size, 31);
+    random_tokens(tg, B * T, d.vocab_size, 32);
+    gpt2_options whole = {.precision = PREC_BF16}, chunked = {.precision = PREC_BF16, .logit_rows = 5};
+    gpt2 a, b;
+    char err[256];
+    assert_int_equal(gpt2_create(&a, &d, B, T, &whole, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(&b, &d, B, T, &chunked, err, sizeof err), 0);
+    assert_int_equal(a.logit_rows, B * T);
+    assert_int_equal(b.logit_rows, 5);
+    gpt2_init_params(&a, 4);
+    gpt2_init_params(&b, 4);
+    gpt2_zero_grad(&a);
+    gpt2_zero_grad(&b);
+    float la = gpt2_forward(&a, in, tg, B, T), lb = gpt2_forward(&b, in, tg, B, T);
+    assert_true(fabsf(la - lb) <= 1e-6f * la);
+    gpt2_backward(&a, 1.0f / (B * T));
+    gpt2_backward(&b, 1.0f / (B * T));
+    assert_true(test_close("chunked logits grads", b.grads, a.grads, a.num_params, 1e-7f, 1e-5f));
+    gpt2_destroy(&a);
+    gpt2_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_same_seed_same_params),
         cmocka_unit_test(test_half_gradients_track_fp32),
         cmocka_unit_test(test_recompute_is_bit_identical),
+        cmocka_unit_test(test_logit_chunks_match_whole),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

@@ -16,6 +16,7 @@
 
 #include <string.h>
 
+#include "kernels/convert.h"
 #include "kernels/softmax_xent.h"
 #include "tests/test_util.h"
 
@@ -169,6 +170,29 @@ static void test_public_dispatch(void **state)
     free(c.logits);
 }
 
+/* backward16 = softmax_xent backward then the 16-bit conversion, bit for bit. */
+static void test_backward16_matches_two_passes(void **state)
+{
+    (void)state;
+    enum { ROWS = 37, V = 1000 };
+    float *a = malloc(ROWS * V * sizeof *a), *b = malloc(ROWS * V * sizeof *b);
+    float la[ROWS], lb[ROWS];
+    uint16_t *ha = malloc(ROWS * V * sizeof *ha), *hb = malloc(ROWS * V * sizeof *hb);
+    int targets[ROWS];
+    for (int n = 0; n < ROWS; n++)
+        targets[n] = (n * 389) % V;
+    for (int fp16 = 0; fp16 < 2; fp16++) {
+        test_fill(a, ROWS * V, 41, 8.0f);
+        memcpy(b, a, ROWS * V * sizeof *a);
+        softmax_xent(la, a, targets, ROWS, V, 0.25f, true);
+        (fp16 ? f32_to_f16 : f32_to_bf16)(ha, a, ROWS * V);
+        softmax_xent_backward16(lb, b, hb, fp16, targets, ROWS, V, 0.25f);
+        assert_memory_equal(la, lb, sizeof la);
+        assert_memory_equal(ha, hb, ROWS * V * sizeof *ha);
+    }
+    free(a), free(b), free(ha), free(hb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_forward_only_leaves_logits),
         cmocka_unit_test(test_public_dispatch),
+        cmocka_unit_test(test_backward16_matches_two_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

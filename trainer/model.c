@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/attention.h"
 #include "kernels/convert.h"
@@ -13,6 +14,36 @@
 #include "kernels/softmax_xent.h"
 
 enum { BLOCK_TENSORS = 12 };
+
+/* ---- profile ----------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs the statement and adds its wall time to op in the current pass
+ * (variadic: a braced statement may hold commas). */
+#define TIMED(m, op, ...)                                   \
+    do {                                                    \
+        double t0_ = now_s();                               \
+        __VA_ARGS__;                                        \
+        (m)->op_seconds[(m)->pass][op] += now_s() - t0_;    \
+    } while (0)
+
+const char *gpt2_op_name(gpt2_op op)
+{
+    static const char *names[OP_COUNT] = {"embed", "layernorm", "matmul", "attention", "gelu",
+                                          "residual", "bias", "lm_head", "xent", "convert"};
+    return op < OP_COUNT ? names[op] : "?";
+}
+
+void gpt2_profile_reset(gpt2 *m)
+{
+    memset(m->op_seconds, 0, sizeof m->op_seconds);
+}
 
 /* ---- layout ------------------------------------------------------------ */
 
@@ -82,15 +113,31 @@ static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
     return o->recompute ? 1 : (size_t)d->n_layer;
 }
 
+/* Rows of logits held at once.  16-bit mode makes them a chunk at a time and
+ * keeps only their 16-bit gradient, so the fp32 [B*T,V] logits (823 MB for
+ * gpt2-124M at B 4, T 1024) are never whole; fp32 mode holds them all. */
+static int logit_rows(const gpt2_dims *d, int B, int T, const gpt2_options *o)
+{
+    enum { LOGIT_CHUNK_FLOATS = 1 << 25 };   /* 128 MB */
+    int rows = B * T, chunk = o->logit_rows ? o->logit_rows : LOGIT_CHUNK_FLOATS / d->vocab_size;
+    if (o->precision == PREC_FP32 || chunk >= rows)
+        return rows;
+    return chunk > 1 ? chunk : 1;
+}
+
 /* Number of floats of activations for B x T tokens: the embedding output, per
  * layer its internals (15 [B,T,C] tensors, 4 [B,T], lse [B,H,T]) and output,
- * then ln_f, the logits and the losses. */
+ * then ln_f, the logits (logit_rows of them) and the losses.  In 16-bit mode the fp32 inputs of
+ * the matrix products that backward never reads (ln1, ln2, fch_gelu, ln_f:
+ * backward uses their 16-bit copies) share one [B,T,4C] buffer instead. */
 static size_t activation_floats(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     size_t BT = (size_t)B * T, C = d->n_embd;
-    size_t internals = BT * C * 15 + BT * 4 + (size_t)B * d->n_head * T;
-    return BT * C + internals * stored_layers(d, o) + BT * C * d->n_layer + BT * C + BT * 2 +
-           BT * d->vocab_size + BT;
+    bool half = o->precision != PREC_FP32;
+    size_t internals = BT * C * (half ? 9 : 15) + BT * 4 + (size_t)B * d->n_head * T;
+    return BT * C + internals * stored_layers(d, o) + BT * C * d->n_layer +
+           (half ? 4 * BT * C : BT * C) + BT * 2 + (size_t)logit_rows(d, B, T, o) * d->vocab_size +
+           BT;
 }
 
 static size_t scratch_floats(const gpt2_dims *d, int B, int T)
@@ -105,19 +152,29 @@ size_t gpt2_count_params(const gpt2_dims *d)
            L * (12 * C * C + 13 * C);
 }
 
-/* 16-bit mode: 16-bit weights, matmul-input activations and one converted gradient. */
+/* 16-bit mode: the matmul-input activations and one converted gradient. */
 static size_t half_values(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     size_t BT = (size_t)B * T, C = d->n_embd;
     size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
-    return gpt2_count_params(d) + BT * C * (7 * stored_layers(d, o) + 1) + BT * wide;
+    return BT * C * (7 * stored_layers(d, o) + 1) + BT * wide;
+}
+
+/* 16-bit mode: two packed copies of every weight matrix, 2 bytes a value where
+ * the bf16 product is native, else 4 (fp32 holding rounded values). */
+static size_t packed_bytes(const gpt2_dims *d, const gpt2_options *o)
+{
+    size_t C = d->n_embd, value = o->precision == PREC_BF16 && gemm_bf16_native() ? 2 : 4;
+    return 2 * value * ((size_t)d->vocab_size * C + (size_t)d->n_layer * 12 * C * C);
 }
 
 size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T, o) +
                             scratch_floats(d, B, T)) +
-           (o->precision != PREC_FP32 ? sizeof(uint16_t) * half_values(d, B, T, o) : 0);
+           (o->precision != PREC_FP32
+                ? sizeof(uint16_t) * half_values(d, B, T, o) + packed_bytes(d, o)
+                : 0);
 }
 
 /* ---- allocation -------------------------------------------------------- */
@@ -158,20 +215,65 @@ static void bind_half_activations(gpt2 *m)
     m->lnf_half = p;
 }
 
+/* The matrix behind packed[i]: W [IC,OC] of block i/4, or wte [V,C] last. */
+static void packed_shape(const gpt2 *m, int i, const float **w, int *ic, int *oc)
+{
+    int C = m->dims.n_embd;
+    if (i == 4 * m->dims.n_layer) {   /* LM head: logits = x @ wte^T, dx = dlogits @ wte */
+        *w = m->p.wte, *ic = C, *oc = m->dims.vocab_size;
+        return;
+    }
+    const block_params *b = &m->p.h[i / 4];
+    static const int in_mult[4] = {1, 1, 1, 4}, out_mult[4] = {3, 1, 4, 1};
+    const float *ws[4] = {b->qkvw, b->attprojw, b->fcw, b->fcprojw};
+    *w = ws[i % 4], *ic = in_mult[i % 4] * C, *oc = out_mult[i % 4] * C;
+}
+
+/* The packed weights of 16-bit mode (made from params before the first
+ * forward); 0 on success.  Needs the parameter pointers bound. */
+static int create_packed(gpt2 *m)
+{
+    int count = 4 * m->dims.n_layer + 1;
+    m->packed = calloc(count, sizeof *m->packed);
+    if (!m->packed)
+        return -1;
+    for (int i = 0; i < count; i++) {
+        const float *w;
+        int ic, oc;
+        packed_shape(m, i, &w, &ic, &oc);
+        /* block weights are stored [IC,OC]; wte is stored [V,C] = [OC,IC] */
+        bool head = i == count - 1;
+        int ld = head ? ic : oc;
+        m->packed[i].fwd = gemm_weights_create(m->half, head, ic, oc, ld);
+        m->packed[i].bwd = gemm_weights_create(m->half, !head, oc, ic, ld);
+        if (!m->packed[i].fwd || !m->packed[i].bwd)
+            return -1;
+    }
+    m->half_stale = true;
+    return 0;
+}
+
+static void destroy_packed(gpt2 *m)
+{
+    for (int i = 0; m->packed && i < 4 * m->dims.n_layer + 1; i++) {
+        gemm_weights_destroy(m->packed[i].fwd);
+        gemm_weights_destroy(m->packed[i].bwd);
+    }
+    free(m->packed);
+}
+
 /* The 16-bit arenas of bf16/fp16 mode; 0 on success. */
 static int create_half(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
     size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
     size_t wide = 4 * C > (size_t)d->vocab_size ? 4 * C : (size_t)d->vocab_size;
-    m->params_half = alloc_half(m->num_params);
     m->act_half_arena = alloc_half(BT * C * (7 * stored_layers(d, &m->opt) + 1));
     m->acts_half = calloc(d->n_layer, sizeof *m->acts_half);
     m->dout_half = alloc_half(BT * wide);
-    if (!m->params_half || !m->act_half_arena || !m->acts_half || !m->dout_half)
+    if (!m->act_half_arena || !m->acts_half || !m->dout_half || create_packed(m) != 0)
         return -1;
     bind_half_activations(m);
-    m->half_stale = true;
     return 0;
 }
 
@@ -179,8 +281,11 @@ static void bind_activations(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
     size_t BT = (size_t)m->max_B * m->max_T, C = d->n_embd;
+    bool half = m->half != GEMM_F32;
     float *p = m->act_arena;
 #define TAKE(n) (p += (n), p - (n))
+    /* 16-bit mode: converted as soon as written, so one buffer serves them all */
+    float *matmul_in = half ? TAKE(BT * 4 * C) : NULL;
     m->encoded = TAKE(BT * C);
     for (int l = 0; l < d->n_layer; l++) {
         block_acts *a = &m->acts[l];
@@ -191,23 +296,24 @@ static void bind_activations(gpt2 *m)
             a->res3 = res3;
             continue;
         }
-        a->ln1 = TAKE(BT * C);
+        a->ln1 = half ? matmul_in : TAKE(BT * C);
         a->ln1_mean = TAKE(BT);
         a->ln1_rstd = TAKE(BT);
         a->qkv = TAKE(BT * 3 * C);
         a->atty = TAKE(BT * C);
         a->att_lse = TAKE((size_t)m->max_B * d->n_head * m->max_T);
         a->res2 = TAKE(BT * C);
-        a->ln2 = TAKE(BT * C);
+        a->ln2 = half ? matmul_in : TAKE(BT * C);
         a->ln2_mean = TAKE(BT);
         a->ln2_rstd = TAKE(BT);
         a->fch = TAKE(BT * 4 * C);
-        a->fch_gelu = TAKE(BT * 4 * C);
+        a->fch_gelu = half ? matmul_in : TAKE(BT * 4 * C);
     }
-    m->lnf = TAKE(BT * C);
+    m->lnf = half ? matmul_in : TAKE(BT * C);
     m->lnf_mean = TAKE(BT);
     m->lnf_rstd = TAKE(BT);
-    m->logits = TAKE(BT * d->vocab_size);
+    m->logit_rows = logit_rows(d, m->max_B, m->max_T, &m->opt);
+    m->logits = TAKE((size_t)m->logit_rows * d->vocab_size);
     m->losses = TAKE(BT);
 #undef TAKE
 }
@@ -231,21 +337,25 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->grads = alloc_floats(m->num_params);
     m->act_arena = alloc_floats(activation_floats(d, B, T, opt));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
-    if (!m->tensors || !m->p.h || !m->g.h || !m->acts || !m->params || !m->grads ||
-        !m->act_arena || !m->scratch || (m->half != GEMM_F32 && create_half(m) != 0)) {
+    bool ok = m->tensors && m->p.h && m->g.h && m->acts && m->params && m->grads &&
+              m->act_arena && m->scratch;
+    if (ok) {
+        bind_params(m, m->params, &m->p);
+        bind_params(m, m->grads, &m->g);
+        bind_activations(m);
+    }
+    if (!ok || (m->half != GEMM_F32 && create_half(m) != 0)) {
         snprintf(err, errlen, "out of memory allocating the model (%.1f MB)",
                  gpt2_memory_bytes(d, B, T, opt) / 1e6);
         gpt2_destroy(m);
         return -1;
     }
-    bind_params(m, m->params, &m->p);
-    bind_params(m, m->grads, &m->g);
-    bind_activations(m);
     return 0;
 }
 
 void gpt2_destroy(gpt2 *m)
 {
+    destroy_packed(m);
     free(m->tensors);
     free(m->p.h);
     free(m->g.h);
@@ -254,7 +364,6 @@ void gpt2_destroy(gpt2 *m)
     free(m->grads);
     free(m->act_arena);
     free(m->scratch);
-    free(m->params_half);
     free(m->act_half_arena);
     free(m->acts_half);
     free(m->dout_half);
@@ -312,48 +421,59 @@ void gpt2_init_params(gpt2 *m, uint64_t seed)
 /* ---- forward ----------------------------------------------------------- */
 
 /* x rounded to the 16-bit operand type of this model. */
-static void to_half(const gpt2 *m, uint16_t *out, const float *x, size_t n)
+static void to_half(gpt2 *m, uint16_t *out, const float *x, size_t n)
 {
-    if (m->half == GEMM_F16)
-        f32_to_f16(out, x, n);
-    else
-        f32_to_bf16(out, x, n);
+    TIMED(m, OP_CONVERT, (m->half == GEMM_F16 ? f32_to_f16 : f32_to_bf16)(out, x, n));
 }
 
-/* The 16-bit copy of a parameter tensor. */
-static const uint16_t *weight_half(const gpt2 *m, const float *w)
+/* The packed weights from the fp32 masters (after every parameter change). */
+static void pack_weights(gpt2 *m)
 {
-    return m->params_half + (w - m->params);
+    TIMED(m, OP_CONVERT, {
+        for (int i = 0; i < 4 * m->dims.n_layer + 1; i++) {
+            const float *w;
+            int ic, oc;
+            packed_shape(m, i, &w, &ic, &oc);
+            gemm_weights_pack(m->packed[i].fwd, w);
+            gemm_weights_pack(m->packed[i].bwd, w);
+        }
+    });
+    m->half_stale = false;
 }
 
 /* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In 16-bit mode inp is first
- * converted into inp_half, which backward reuses. */
+ * converted into inp_half, which backward reuses, and w is pk->fwd. */
 static void linear_forward(gpt2 *m, float *out, const float *inp, uint16_t *inp_half,
-                           const float *w, const float *b, int N, int IC, int OC)
+                           const float *w, const packed_matrix *pk, const float *b, int N, int IC,
+                           int OC)
 {
     if (m->half == GEMM_F32) {
-        gemm_f32(false, false, N, OC, IC, inp, IC, w, OC, b, false, out, OC);
+        TIMED(m, OP_MATMUL, gemm_f32(false, false, N, OC, IC, inp, IC, w, OC, b, false, out, OC));
         return;
     }
     to_half(m, inp_half, inp, (size_t)N * IC);
-    gemm(m->half, false, false, N, OC, IC, inp_half, IC, weight_half(m, w), OC, b, false, out, OC);
+    TIMED(m, OP_MATMUL, gemm_packed(pk->fwd, N, 1.0f, inp_half, IC, b, false, out, OC));
 }
 
 /* dinp[N,IC] = dout @ w^T (overwrites); dw[IC,OC] += inp^T @ dout; db[OC] += colsum(dout) */
 static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const float *dout,
-                            const float *inp, const uint16_t *inp_half, const float *w, int N,
-                            int IC, int OC)
+                            const float *inp, const uint16_t *inp_half, const float *w,
+                            const packed_matrix *pk, int N, int IC, int OC)
 {
     if (m->half == GEMM_F32) {
-        gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
-        gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
+        TIMED(m, OP_MATMUL, {
+            gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
+            gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
+        });
     } else {
         to_half(m, m->dout_half, dout, (size_t)N * OC);
-        gemm(m->half, false, true, N, IC, OC, m->dout_half, OC, weight_half(m, w), OC, NULL,
-             false, dinp, IC);
-        gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL, true, dw, OC);
+        TIMED(m, OP_MATMUL, {
+            gemm_packed(pk->bwd, N, 1.0f, m->dout_half, OC, NULL, false, dinp, IC);
+            gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL, true, dw,
+                 OC);
+        });
     }
-    bias_backward(db, dout, N, OC);
+    TIMED(m, OP_BIAS, bias_backward(db, dout, N, OC));
 }
 
 /* encoded[b,t,:] = wte[inputs[b,t],:] + wpe[t,:] */
@@ -395,16 +515,47 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
     const block_params *w = &m->p.h[l];
     block_acts *a = &m->acts[l];
     block_acts_half h = m->half != GEMM_F32 ? m->acts_half[l] : (block_acts_half){0};
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C);
-    linear_forward(m, a->qkv, a->ln1, h.ln1, w->qkvw, w->qkvb, N, C, 3 * C);
-    attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH);
-    linear_forward(m, a->res2, a->atty, h.atty, w->attprojw, w->attprojb, N, C, C);
-    residual_forward(a->res2, a->res2, res_in, (size_t)N * C);
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2w, w->ln2b, N, C);
-    linear_forward(m, a->fch, a->ln2, h.ln2, w->fcw, w->fcb, N, C, 4 * C);
-    gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    linear_forward(m, a->res3, a->fch_gelu, h.fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
-    residual_forward(a->res3, a->res3, a->res2, (size_t)N * C);
+    const packed_matrix *pk = m->packed ? &m->packed[4 * l] : NULL;
+    TIMED(m, OP_LAYERNORM,
+          layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C));
+    linear_forward(m, a->qkv, a->ln1, h.ln1, w->qkvw, &pk[0], w->qkvb, N, C, 3 * C);
+    TIMED(m, OP_ATTENTION, attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH));
+    linear_forward(m, a->res2, a->atty, h.atty, w->attprojw, &pk[1], w->attprojb, N, C, C);
+    TIMED(m, OP_RESIDUAL, residual_forward(a->res2, a->res2, res_in, (size_t)N * C));
+    TIMED(m, OP_LAYERNORM,
+          layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w->ln2w, w->ln2b, N, C));
+    linear_forward(m, a->fch, a->ln2, h.ln2, w->fcw, &pk[2], w->fcb, N, C, 4 * C);
+    TIMED(m, OP_GELU, gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C));
+    linear_forward(m, a->res3, a->fch_gelu, h.fch_gelu, w->fcprojw, &pk[3], w->fcprojb, N,
+                   4 * C, C);
+    TIMED(m, OP_RESIDUAL, residual_forward(a->res3, a->res3, a->res2, (size_t)N * C));
+}
+
+/* 16-bit mode's LM head: logits a chunk of logit_rows at a time; with
+ * targets each chunk becomes the losses and the unscaled gradient
+ * softmax - onehot in dout_half [N,V] (backward applies dloss), otherwise the
+ * logits stay in m->logits, which holds them all only when N <= logit_rows.
+ * Returns whether there were targets. */
+static bool lm_head_forward_half(gpt2 *m, const int *targets, int N)
+{
+    int C = m->dims.n_embd, V = m->dims.vocab_size;
+    const gemm_weights *head = m->packed[4 * m->dims.n_layer].fwd;
+    if (!targets && N > m->logit_rows) {
+        fprintf(stderr, "fatal: logits of %d positions asked for; 16-bit mode holds %d\n", N,
+                m->logit_rows);
+        abort();
+    }
+    for (int r0 = 0; r0 < N; r0 += m->logit_rows) {
+        int rows = N - r0 < m->logit_rows ? N - r0 : m->logit_rows;
+        TIMED(m, OP_LM_HEAD, gemm_packed(head, rows, 1.0f, m->lnf_half + (size_t)r0 * C, C, NULL,
+                                         false, m->logits, V));
+        if (!targets)
+            return false;
+        TIMED(m, OP_XENT, softmax_xent_backward16(m->losses + r0, m->logits,
+                                                  m->dout_half + (size_t)r0 * V,
+                                                  m->half == GEMM_F16, targets + r0, rows, V, 1.0f));
+    }
+    return true;
 }
 
 float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
@@ -420,27 +571,28 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     m->have_targets = targets != NULL;
     m->B = B;   /* backward uses the shape of the last forward */
     m->T = T;
-    if (m->half != GEMM_F32 && m->half_stale) {
-        to_half(m, m->params_half, m->params, m->num_params);
-        m->half_stale = false;
-    }
-    embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C);
+    m->pass = 0;
+    if (m->half != GEMM_F32 && m->half_stale)
+        pack_weights(m);
+    TIMED(m, OP_EMBED, embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C));
     const float *res = m->encoded;
     for (int l = 0; l < L; l++) {
         block_forward(m, l, res, B, T);
         res = m->acts[l].res3;
     }
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw, m->p.lnfb, N, C);
+    TIMED(m, OP_LAYERNORM, layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw,
+                                             m->p.lnfb, N, C));
     if (m->half != GEMM_F32) {
         to_half(m, m->lnf_half, m->lnf, (size_t)N * C);
-        gemm(m->half, false, true, N, V, C, m->lnf_half, C, weight_half(m, m->p.wte), C, NULL,
-             false, m->logits, V);
+        if (!lm_head_forward_half(m, targets, N))
+            return 0.0f;
     } else {
-        gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V);
+        TIMED(m, OP_LM_HEAD,
+              gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V));
+        if (!targets)
+            return 0.0f;
+        TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false));
     }
-    if (!targets)
-        return 0.0f;
-    softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false);
     double sum = 0;
     for (int i = 0; i < N; i++)
         sum += m->losses[i];
@@ -459,16 +611,20 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
     block_acts *a = &m->acts[l];
     float *dln = m->scratch + BTC, *datt = m->scratch + 2 * BTC, *dbig = m->scratch + 3 * BTC;
     block_acts_half h = m->half != GEMM_F32 ? m->acts_half[l] : (block_acts_half){0};
+    const packed_matrix *pk = m->packed ? &m->packed[4 * l] : NULL;
 
     linear_backward(m, dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, h.fch_gelu, w->fcprojw,
-                    N, 4 * C, C);
-    gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C);
-    linear_backward(m, dln, g->fcw, g->fcb, dbig, a->ln2, h.ln2, w->fcw, N, C, 4 * C);
-    layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w, a->ln2_mean, a->ln2_rstd, N, C);
-    linear_backward(m, datt, g->attprojw, g->attprojb, dres, a->atty, h.atty, w->attprojw, N, C, C);
-    attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH);
-    linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, N, C, 3 * C);
-    layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w, a->ln1_mean, a->ln1_rstd, N, C);
+                    &pk[3], N, 4 * C, C);
+    TIMED(m, OP_GELU, gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C));
+    linear_backward(m, dln, g->fcw, g->fcb, dbig, a->ln2, h.ln2, w->fcw, &pk[2], N, C, 4 * C);
+    TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w,
+                                              a->ln2_mean, a->ln2_rstd, N, C));
+    linear_backward(m, datt, g->attprojw, g->attprojb, dres, a->atty, h.atty, w->attprojw,
+                    &pk[1], N, C, C);
+    TIMED(m, OP_ATTENTION, attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH));
+    linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, &pk[0], N, C, 3 * C);
+    TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,
+                                              a->ln1_mean, a->ln1_rstd, N, C));
 }
 
 static void notify_grads_ready(gpt2 *m, size_t from)
@@ -482,23 +638,28 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer;
     int B = m->B, T = m->T, N = B * T;
     float *dres = m->scratch, *dln = m->scratch + (size_t)N * C;
+    m->pass = 1;
 
-    /* logits -> dlogits in place; then through the tied LM head */
-    softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true);
+    /* through the tied LM head: 16-bit mode has the unscaled dlogits from
+     * forward; fp32 mode turns its logits into dlogits in place now */
     if (m->half != GEMM_F32) {
-        to_half(m, m->dout_half, m->logits, (size_t)N * V);
-        gemm(m->half, true, false, V, C, N, m->dout_half, V, m->lnf_half, C, NULL, true,
-             m->g.wte, C);
-        gemm(m->half, false, false, N, C, V, m->dout_half, V, weight_half(m, m->p.wte), C, NULL,
-             false, dln, C);
+        TIMED(m, OP_LM_HEAD, {
+            gemm_scaled(m->half, true, false, V, C, N, dloss_scale, m->dout_half, V, m->lnf_half,
+                        C, true, m->g.wte, C);
+            gemm_packed(m->packed[4 * L].bwd, N, dloss_scale, m->dout_half, V, NULL, false, dln,
+                        C);
+        });
     } else {
-        gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
-        gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
+        TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true));
+        TIMED(m, OP_LM_HEAD, {
+            gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
+            gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
+        });
     }
     memset(dres, 0, (size_t)N * C * sizeof *dres);
     const float *res_last = L ? m->acts[L - 1].res3 : m->encoded;
-    layernorm_backward(dres, m->g.lnfw, m->g.lnfb, dln, res_last, m->p.lnfw, m->lnf_mean,
-                       m->lnf_rstd, N, C);
+    TIMED(m, OP_LAYERNORM, layernorm_backward(dres, m->g.lnfw, m->g.lnfb, dln, res_last,
+                                              m->p.lnfw, m->lnf_mean, m->lnf_rstd, N, C));
     notify_grads_ready(m, m->tensors[m->num_tensors - 2].offset);
     for (int l = L - 1; l >= 0; l--) {
         const float *res_in = l ? m->acts[l - 1].res3 : m->encoded;
@@ -510,7 +671,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         block_backward(m, l, res_in, dres, B, T);
         notify_grads_ready(m, m->tensors[2 + l * BLOCK_TENSORS].offset);
     }
-    embed_backward(m->g.wte, m->g.wpe, dres, m->inputs, B, T, C);
+    TIMED(m, OP_EMBED, embed_backward(m->g.wte, m->g.wpe, dres, m->inputs, B, T, C));
     notify_grads_ready(m, 0);
 }
 

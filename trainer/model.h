@@ -28,6 +28,7 @@ typedef enum { PREC_FP32 = 0, PREC_BF16, PREC_FP16 } gpt2_precision;
 typedef struct {
     gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
+    int logit_rows;   /* 16-bit mode: rows of logits made at a time (0: what fits 128 MB) */
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */
@@ -55,7 +56,9 @@ typedef struct {
     float *lnfw, *lnfb;
 } gpt2_params;
 
-/* Activations of one layer for a B x T micro-batch. */
+/* Activations of one layer for a B x T micro-batch.  In 16-bit mode ln1, ln2
+ * and fch_gelu (and the model's lnf) all point at one shared buffer: they are
+ * matrix-product inputs, read only to make their 16-bit copies. */
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,C], [B,T], [B,T] */
     float *qkv;                         /* [B,T,3C] */
@@ -66,25 +69,42 @@ typedef struct {
     float *res3;                        /* [B,T,C] block output */
 } block_acts;
 
+/* 16-bit mode: a weight matrix packed (kernels/gemm.h) for the two products
+ * that read it: x @ W in forward and dout @ W^T in backward. */
+typedef struct {
+    gemm_weights *fwd, *bwd;
+} packed_matrix;
+
 /* 16-bit copies of the activations that feed matrix products (bf16/fp16 mode). */
 typedef struct {
     uint16_t *ln1, *atty, *ln2, *fch_gelu;
 } block_acts_half;
 
+/* Where forward and backward spend their time: wall seconds per kind of op,
+ * summed since creation (gpt2_profile_reset clears them).  Each op is one call
+ * from this thread that runs on all OpenMP threads, so wall time is its cost. */
+typedef enum {
+    OP_EMBED, OP_LAYERNORM, OP_MATMUL, OP_ATTENTION, OP_GELU, OP_RESIDUAL, OP_BIAS,
+    OP_LM_HEAD, OP_XENT, OP_CONVERT, OP_COUNT
+} gpt2_op;
+
 typedef struct {
     gpt2_dims dims;
     gpt2_options opt;
+    double op_seconds[2][OP_COUNT];   /* [0] forward, [1] backward (incl. recompute) */
+    int pass;                         /* 0 in gpt2_forward, 1 in gpt2_backward */
     int max_B, max_T;           /* micro-batch the activations are sized for */
     int B, T;                   /* shape of the last forward */
     /* bf16/fp16 mode: matrix products take 16-bit operands (fp32 accumulation and
      * outputs); master weights, gradients and every other op stay fp32. */
     gemm_dtype half;            /* GEMM_BF16 or GEMM_F16; GEMM_F32 in fp32 mode */
-    bool half_stale;            /* params changed since params_half was made */
-    uint16_t *params_half;      /* [num_params] */
+    bool half_stale;            /* params changed since the packed weights were made */
+    packed_matrix *packed;      /* [4L+1]: per block qkv, attproj, fc, fcproj; then wte */
     uint16_t *act_half_arena;
     block_acts_half *acts_half; /* [L] */
     uint16_t *lnf_half;         /* [B,T,C] */
-    uint16_t *dout_half;        /* backward: a gradient converted for its products, [B,T,max(4C,V)] */
+    uint16_t *dout_half;        /* a gradient converted for its products, [B,T,max(4C,V)]:
+                                 * from forward to backward the unscaled dlogits */
 
     float *params, *grads;      /* arenas of num_params floats */
     size_t num_params;
@@ -96,7 +116,8 @@ typedef struct {
     float *encoded;             /* [B,T,C] */
     block_acts *acts;           /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;              /* [B,T,V]; holds dlogits after backward */
+    int logit_rows;             /* rows of logits held at once (B*T in fp32 mode) */
+    float *logits;              /* [logit_rows,V]; fp32 mode: dlogits after backward */
     float *losses;              /* [B,T] */
     float *scratch;             /* backward: dres, dln [B,T,C]; datt [B,T,C]; dbig [B,T,4C] */
     const int *inputs, *targets;  /* of the last forward */
@@ -123,13 +144,18 @@ void gpt2_init_params(gpt2 *m, uint64_t seed);
 void gpt2_params_changed(gpt2 *m);
 
 /* Forward pass on inputs [B,T]; with targets [B,T] returns the mean loss and
- * fills m->losses, otherwise returns 0 and leaves the logits.  B <= max_B and
- * T <= max_T, the sizes given at creation (checked: a larger call aborts). */
+ * fills m->losses, otherwise returns 0 and leaves the logits in m->logits
+ * (16-bit mode: only when B*T <= logit_rows).  B <= max_B and T <= max_T, the
+ * sizes given at creation (checked: a larger call aborts). */
 float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T);
 /* Backward of (dloss_scale * sum of losses) of the last forward; accumulates
  * into m->grads.  For a mean over N tokens pass 1/N. */
 void gpt2_backward(gpt2 *m, float dloss_scale);
 void gpt2_zero_grad(gpt2 *m);
+
+/* Name of an op kind for profile tables ("matmul", "attention", ...). */
+const char *gpt2_op_name(gpt2_op op);
+void gpt2_profile_reset(gpt2 *m);
 
 /* Training FLOPs per token (6N + 6 L T C, as llm.c counts). */
 double gpt2_flops_per_token(const gpt2 *m, int T);

@@ -458,12 +458,19 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The per-rank FLOP/s MFU is measured against: the fp32 FMA peak, or in bf16
+ * mode the bf16 matmul ceiling (kernels/peak.h).  fp16 products run in fp32. */
+static double run_peak_gflops(const trainer *tr)
+{
+    return tr->model.half == GEMM_BF16 ? peak_bf16_gflops() : peak_fp32_gflops();
+}
+
 static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
     double tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum * tr->world->size;
     double flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * tokens_per_step;
-    double peak = peak_fp32_gflops() * 1e9 * tr->world->size;   /* every rank's threads */
+    double peak = run_peak_gflops(tr) * 1e9 * tr->world->size;   /* every rank's threads */
     /* step times for the median; the first MAX_TIMED steps are enough */
     enum { MAX_TIMED = 100000 };
     int ntimed_cap = c->max_steps < MAX_TIMED ? c->max_steps : MAX_TIMED;
@@ -611,7 +618,7 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
             status_event(&tr.status, "error", res->steps_done, err);
         else
             status_done(&tr.status, res->steps_done, res->tokens_per_s, res->train_seconds,
-                        peak_fp32_gflops(), res->final_loss, res->final_val_loss);
+                        run_peak_gflops(&tr), res->final_loss, res->final_val_loss);
     }
     trainer_close(&tr);
     return rc;

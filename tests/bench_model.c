@@ -1,0 +1,143 @@
+/* bench_model: where one forward + backward of the model spends its time.
+ *
+ *   bench_model [CONFIG.json] [--set key=value ...] [--steps N]
+ *
+ * Builds the model of a trainer config (default launch/configs/seed384.json)
+ * with its precision and recompute setting, runs one warm-up micro-batch of
+ * random tokens and then N timed ones (default 5), and prints the wall time
+ * per micro-batch of each kind of op, forward and backward, with the share of
+ * the total and the fwd+bwd tokens/s (no optimizer, no communication: the
+ * trainer's own figures are the `make bench` training rows).  With
+ * BENCH_JSONL=path the table is also appended there as one JSON object.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainer/config.h"
+#include "trainer/model.h"
+#include "tests/bench_util.h"
+
+static int parse_args(int argc, char **argv, run_config *c, int *steps)
+{
+    char err[256];
+    const char *config = "launch/configs/seed384.json";
+    if (argc > 1 && argv[1][0] != '-')
+        config = argv[1];
+    config_defaults(c);
+    if (config_load_file(c, config, err, sizeof err) != 0)
+        goto bad;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            if (config_set(c, argv[++i], err, sizeof err) != 0)
+                goto bad;
+        } else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
+            *steps = atoi(argv[++i]);
+        } else if (i > 1 || argv[i][0] == '-') {
+            snprintf(err, sizeof err, "unknown argument %s", argv[i]);
+            goto bad;
+        }
+    }
+    if (config_finalize(c, err, sizeof err) != 0)
+        goto bad;
+    if (*steps < 1) {
+        snprintf(err, sizeof err, "--steps must be at least 1");
+        goto bad;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "bench_model: %s\n", err);
+    return -1;
+}
+
+/* FLOPs per micro-batch of the matrix-product ops, to show their rates: the
+ * block linears (forward, twice in backward, plus a recomputed forward) and
+ * the LM head (forward and twice in backward). */
+static double op_flops(gpt2_op op, const run_config *c)
+{
+    double N = (double)c->batch_size * c->seq_len, C = c->n_embd;
+    if (op == OP_MATMUL)
+        return (strcmp(c->recompute, "none") ? 4 : 3) * 2 * N * 12 * C * C * c->n_layer;
+    if (op == OP_LM_HEAD)
+        return 3 * 2 * N * C * c->vocab_size;
+    return 0;
+}
+
+static void print_profile(const gpt2 *m, const run_config *c, int steps, double seconds)
+{
+    double total = 0;
+    for (int p = 0; p < 2; p++)
+        for (int op = 0; op < OP_COUNT; op++)
+            total += m->op_seconds[p][op];
+    double tokens = (double)c->batch_size * c->seq_len;
+    char work[96];
+    snprintf(work, sizeof work, "%s V%d C%d L%d B%d T%d recompute=%s", c->precision,
+             c->vocab_size, c->n_embd, c->n_layer, c->batch_size, c->seq_len, c->recompute);
+    printf("== profile %s: %.1f ms per fwd+bwd, %.0f tok/s (ops account for %.1f ms)\n", work,
+           1e3 * seconds / steps, tokens * steps / seconds, 1e3 * total / steps);
+    printf("   %-10s %9s %9s %6s\n", "op", "fwd ms", "bwd ms", "share");
+    FILE *jsonl = bench_jsonl_open();
+    if (jsonl)
+        fprintf(jsonl, "{\"bench\": \"profile\", \"work\": \"%s\", \"ms_per_step\": %.2f", work,
+                1e3 * seconds / steps);
+    for (int op = 0; op < OP_COUNT; op++) {
+        double f = 1e3 * m->op_seconds[0][op] / steps, b = 1e3 * m->op_seconds[1][op] / steps;
+        printf("   %-10s %9.2f %9.2f %5.1f%%", gpt2_op_name(op), f, b,
+               100 * (f + b) / (1e3 * total / steps));
+        if (op_flops(op, c) > 0)
+            printf("  %6.0f GFLOP/s", op_flops(op, c) / ((f + b) * 1e-3) / 1e9);
+        printf("\n");
+        if (jsonl)
+            fprintf(jsonl, ", \"%s_ms\": [%.2f, %.2f]", gpt2_op_name(op), f, b);
+    }
+    if (jsonl) {
+        fprintf(jsonl, "}\n");
+        fclose(jsonl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    run_config c;
+    int steps = 5;
+    if (parse_args(argc, argv, &c, &steps) != 0)
+        return 2;
+    gpt2_dims d = {c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head};
+    gpt2_options o = {.precision = strcmp(c.precision, "bf16") == 0   ? PREC_BF16
+                                   : strcmp(c.precision, "fp16") == 0 ? PREC_FP16
+                                                                      : PREC_FP32,
+                      .recompute = strcmp(c.recompute, "none") != 0};
+    gpt2 m;
+    char err[256];
+    if (gpt2_create(&m, &d, c.batch_size, c.seq_len, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_model: %s\n", err);
+        return 1;
+    }
+    gpt2_init_params(&m, 1);
+    size_t n = (size_t)c.batch_size * c.seq_len;
+    int *tokens = malloc((n + 1) * sizeof *tokens);
+    if (!tokens) {
+        fprintf(stderr, "bench_model: out of memory\n");
+        return 1;
+    }
+    uint64_t s = 7;
+    for (size_t i = 0; i <= n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        tokens[i] = (int)((s >> 33) % (uint64_t)c.vocab_size);
+    }
+    double t0 = 0;
+    for (int i = 0; i <= steps; i++) {   /* step 0 warms up: primitives, first touch */
+        if (i == 1) {
+            gpt2_profile_reset(&m);
+            t0 = bench_now_s();
+        }
+        gpt2_zero_grad(&m);
+        gpt2_forward(&m, tokens, tokens + 1, c.batch_size, c.seq_len);
+        gpt2_backward(&m, 1.0f / (float)n);
+    }
+    print_profile(&m, &c, steps, bench_now_s() - t0);
+    free(tokens);
+    gpt2_destroy(&m);
+    gemm_release();
+    return 0;
+}
