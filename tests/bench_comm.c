@@ -1,10 +1,10 @@
 /* bench_comm: the gradient reductions alone, under mpirun, on an arena of n
- * floats (default: seed384's 13.3M parameters): Open MPI's reduce-scatter and
+ * floats (default: seed384's 13,340,928 parameters): Open MPI's reduce-scatter and
  * allreduce against comm/buckets' pairwise-exchange reduce-scatter and
  * allreduce (everything ready at once: nothing to overlap with), and
  * the parameter allgather (Open MPI's, and by pairwise exchange).  Each figure
  * is the median over REPS of the slowest rank.  These are the times the
- * trainer's exposed comm_ms is compared with to find the fraction hidden.
+ * trainer's exposed comm (comm_tail_ms) is compared with to find the fraction hidden.
  *
  *   mpirun -np 2 build/tests/bench_comm [n [bucket_mb [label]]]
  * With BENCH_JSONL=path each row is also appended there as a JSON object.
@@ -124,7 +124,7 @@ static void row(bench *b, const char *name, void (*op)(bench *), const char *lab
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    bench b = {.n = argc > 1 ? strtoull(argv[1], NULL, 10) : 13320000,
+    bench b = {.n = argc > 1 ? strtoull(argv[1], NULL, 10) : 13340928,
                .bucket = (size_t)(argc > 2 ? atof(argv[2]) : 25) * (1 << 20) / sizeof(float)};
     const char *label = argc > 3 ? argv[3] : "";
     int rank, size;
