@@ -42,13 +42,6 @@ void zero_free(zero_shard *z)
     z->counts = z->displs = NULL;
 }
 
-void zero_reduce_scatter(const zero_shard *z, const float *grads, float *shard_out)
-{
-    watchdog_arm("the gradient reduce-scatter");
-    MPI_Reduce_scatter(grads, shard_out, z->counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    watchdog_disarm();
-}
-
 void zero_allgather(const zero_shard *z, float *params)
 {
     watchdog_arm("the parameter allgather");

@@ -1,10 +1,12 @@
-/* zero: ZeRO stage 1 — each rank owns a contiguous 1/N of the flattened
- * parameters, with their fp32 Adam moments; the others' moments are never held.
+/* zero: ZeRO stages 1 and 2 — each rank owns a contiguous 1/N of the
+ * flattened parameters, with their fp32 Adam moments; the others' moments are
+ * never held (stage 2: nor, after backward, the others' gradients).
  *
- * Per step: gradients are reduce-scattered (each rank receives the sum over
- * ranks of its own shard), each rank updates its shard, and the updated
- * parameters are all-gathered.  A parameter count that does not divide by N
- * gives the last ranks one value less; nothing is padded in memory.
+ * Per step: gradients are reduce-scattered (comm/buckets.h: each rank ends
+ * with the sum over ranks of its own shard), each rank updates its shard, and
+ * the updated parameters are all-gathered.  A parameter count that does not
+ * divide by N gives the last ranks fewer values (ceil(n/N) each until n runs
+ * out); nothing is padded in memory.
  */
 #ifndef COMM_ZERO_H
 #define COMM_ZERO_H
@@ -21,8 +23,6 @@ typedef struct {
 int zero_init(zero_shard *z, size_t n, int rank, int size);
 void zero_free(zero_shard *z);
 
-/* shard_out[0..len) = sum over ranks of grads[begin..begin+len). */
-void zero_reduce_scatter(const zero_shard *z, const float *grads, float *shard_out);
 /* Every rank's params[its shard] copied to all ranks (in place). */
 void zero_allgather(const zero_shard *z, float *params);
 /* Rank 0 receives every shard of x (len values each) into full[0..n); others pass NULL. */

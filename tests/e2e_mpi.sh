@@ -1,8 +1,10 @@
 #!/bin/sh
 # Data parallel under mpirun: np 2 with batch B/2 per rank trains the same model
-# as np 1 with batch B (same global batch of samples; losses within 1e-5
-# relative at every step, same val loss; 1 MB buckets, so the ~1.7 MB of gradients
-# are reduced in two overlapped pieces), and a config error is reported once.
+# as np 1 with batch B under ZeRO stages 0, 1 and 2 (same global batch of
+# samples; losses within 1e-5 relative at every step, same val loss; 1 MB
+# buckets, so the ~1.7 MB of gradients are reduced in two overlapped pieces),
+# as does np 3 with a parameter count that does not divide by 3 and gradient
+# accumulation; and a config error is reported once.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -12,6 +14,9 @@ fail() { echo "FAIL e2e_mpi: $*"; exit 1; }
 command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS"
+
+# the bucketed allreduce and reduce-scatter against a scalar sum, uneven shards
+$MPIRUN -np 3 "$BUILD/tests/test_buckets" >"$tmp/buckets.out" 2>&1 || { cat "$tmp/buckets.out"; fail "test_buckets under np 3"; }
 
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 cat > "$tmp/cfg.json" <<JSON
@@ -24,17 +29,23 @@ JSON
 $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set bucket_mb=1 --set out_dir="$tmp/np2" \
     >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 run failed"; }
 
-# ZeRO stage 1: the optimizer state is sharded, the training is the same
-$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
-    --set out_dir="$tmp/zero1" >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 zero_stage 1 run failed"; }
+# ZeRO stages 1 and 2: the optimizer state (and for 2 the gradients) are
+# sharded, the training is the same
+for z in 1 2; do
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=$z \
+        --set bucket_mb=1 --set out_dir="$tmp/zero$z" >/dev/null 2>"$tmp/err2" ||
+        { cat "$tmp/err2"; fail "np 2 zero_stage $z run failed"; }
+done
 
 # the moments in a memory-mapped file (optimizer_offload file:DIR) change nothing
 mkdir "$tmp/offload"
-$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
-    --set optimizer_offload="file:$tmp/offload" --set out_dir="$tmp/zero1file" >/dev/null 2>"$tmp/err2" ||
-    { cat "$tmp/err2"; fail "file offload run failed"; }
+for o in host "file:$tmp/offload"; do
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+        --set optimizer_offload="$o" --set out_dir="$tmp/zero1-${o%%:*}" >/dev/null 2>"$tmp/err2" ||
+        { cat "$tmp/err2"; fail "$o offload run failed"; }
+done
 [ -z "$(ls "$tmp/offload")" ] || fail "offload files left behind"
-python3 - "$tmp/zero1/log.jsonl" "$tmp/zero1file/log.jsonl" <<'PY' || fail "file offload changes the losses"
+python3 - "$tmp/zero1-host/log.jsonl" "$tmp/zero1-file/log.jsonl" <<'PY' || fail "file offload changes the losses"
 import json, sys
 steps = lambda p: [r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"]
 assert steps(sys.argv[1]) == steps(sys.argv[2])
@@ -43,24 +54,52 @@ if "$BUILD/trainer" --config "$tmp/cfg.json" --set optimizer_offload=file:/nonex
     --set out_dir="$tmp/bad" 2>"$tmp/err6"; then fail "offload to a missing directory accepted"; fi
 grep -q "optimizer_offload: cannot create" "$tmp/err6" || { cat "$tmp/err6"; fail "offload error message"; }
 
-python3 - "$tmp/np1/log.jsonl" "$tmp/np2/log.jsonl" "$tmp/zero1/log.jsonl" <<'PY' || fail "np 1, np 2 and ZeRO runs differ"
+# np 3, 15940 parameters (not a multiple of 3), 2 micro-batches per step:
+# stage 2 reduces each micro-batch into the shard, stages 0 and 1 the last one
+odd="--set vocab_size=257 --set n_embd=20 --set n_head=4 --set grad_accum=2"
+"$BUILD/trainer" --config "$tmp/cfg.json" $odd --set batch_size=6 --set out_dir="$tmp/odd1" 2>"$tmp/err1" ||
+    { cat "$tmp/err1"; fail "np 1 odd run failed"; }
+grep -q "training 15940 parameters" "$tmp/err1" || fail "odd config no longer has 15940 parameters"
+for z in 0 1 2; do
+    $MPIRUN -np 3 "$BUILD/trainer" --config "$tmp/cfg.json" $odd --set batch_size=2 --set zero_stage=$z \
+        --set out_dir="$tmp/odd3-$z" >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 3 zero_stage $z run failed"; }
+done
+
+python3 - "$tmp" <<'PY' || fail "np 1, np 2/3 and ZeRO runs differ"
 import json, sys
-def load(p):
-    recs = [json.loads(l) for l in open(p)]
-    return ([r["loss"] for r in recs if r["type"] == "step"],
-            [r["val_loss"] for r in recs if r["type"] == "eval"],
-            [r["ranks"] for r in recs if r["type"] == "step"])
-l1, v1, r1 = load(sys.argv[1])
-for path, name in ((sys.argv[2], "np2"), (sys.argv[3], "np2 zero1")):
-    l2, v2, r2 = load(path)
-    assert len(l1) == len(l2) == 20 and set(r1) == {1} and set(r2) == {2}
-    worst = max(abs(a - b) / abs(a) for a, b in zip(l1, l2))
-    assert worst < 1e-5, (name, worst)
-    assert len(v1) == len(v2) == 2 and all(abs(a - b) / a < 1e-5 for a, b in zip(v1, v2)), (name, v1, v2)
-    print("np1 vs %s: worst step loss difference %.2g relative" % (name, worst))
-opt = lambda p: [r["optimizer_mb"] for r in map(json.loads, open(p)) if r["type"] == "step"][-1]
-assert abs(opt(sys.argv[3]) * 2 - opt(sys.argv[2])) < 0.01, (opt(sys.argv[2]), opt(sys.argv[3]))
+tmp = sys.argv[1]
+def load(run):
+    recs = [json.loads(l) for l in open("%s/%s/log.jsonl" % (tmp, run))]
+    steps = [r for r in recs if r["type"] == "step"]
+    return ([r["loss"] for r in steps], [r["val_loss"] for r in recs if r["type"] == "eval"],
+            {r["ranks"] for r in steps}, steps[-1]["optimizer_mb"], [r["grad_norm"] for r in steps])
+for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
+                          ("odd1", 3, ("odd3-0", "odd3-1", "odd3-2"))):
+    l1, v1, r1, opt1, n1 = load(base)
+    for run in runs:
+        l2, v2, r2, opt2, n2 = load(run)
+        assert len(l1) == len(l2) == 20 and r1 == {1} and r2 == {ranks}, run
+        worst = max(abs(a - b) / abs(a) for a, b in zip(l1, l2))
+        assert worst < 1e-5, (run, worst)
+        # the global norm (clipping at 1.0 acts on it) from the shards' norms
+        assert max(abs(a - b) / a for a, b in zip(n1, n2)) < 1e-4, (run, n1, n2)
+        assert len(v1) == len(v2) == 2 and all(abs(a - b) / a < 1e-5 for a, b in zip(v1, v2)), (run, v1, v2)
+        # stage 0 keeps all the moments; stages 1 and 2 this rank's share (rank 0's: ceil(n/N))
+        share = 1 if run in ("np2", "odd3-0") else ranks
+        assert abs(opt2 * share - opt1) < 1e-3 * opt1, (run, opt1, opt2)
+        print("%s vs %s: worst step loss difference %.2g relative, optimizer %.3f MB of %.3f" %
+              (base, run, worst, opt2, opt1))
 PY
+
+# the non-finite guard sees the global gradient under every stage: an
+# absurd lr makes step 2 on non-finite, and all ranks skip until the limit
+for z in 0 1 2; do
+    if $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set lr=1e38 \
+        --set warmup_steps=0 --set eval_every=0 --set zero_stage=$z --set out_dir="$tmp/nan$z" \
+        >/dev/null 2>"$tmp/err8"; then fail "zero_stage $z: non-finite run exited 0"; fi
+    grep -q "10 consecutive steps with non-finite" "$tmp/err8" || { cat "$tmp/err8"; fail "zero_stage $z: no non-finite stop"; }
+    [ "$(grep -c '"type":"step"' "$tmp/nan$z/log.jsonl")" -eq 11 ] || fail "zero_stage $z: not 1 + 10 skipped steps"
+done
 
 # a bad config: every rank refuses it, only rank 0 says so
 if $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set n_head=3 >/dev/null 2>"$tmp/err3"; then
@@ -93,7 +132,8 @@ $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set
     --set control_endpoint="tcp://127.0.0.1:$port" --set out_dir="$tmp/ctl" >/dev/null 2>"$tmp/err7" &
 job=$!
 ctl() { "$BUILD/monitor" --control "tcp://127.0.0.1:$port" "$1" --timeout 10 >/dev/null; }
-steps() { grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null || echo 0; }
+# step records so far (0 before the log exists, or if it is read mid-write)
+steps() { n=$(grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null); case $n in '' | *[!0-9]*) n=0 ;; esac; echo "$n"; }
 i=0
 while [ "$(steps)" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 ctl pause || { kill "$job"; fail "pause refused"; }

@@ -15,6 +15,7 @@ export BENCH_JSONL="$BUILD/bench.jsonl"
 
 for b in "$BUILD"/tests/bench_*; do
     case $b in */bench_model) continue ;; esac   # run below, per config
+    case $b in */bench_comm) continue ;; esac    # needs mpirun: run with the MPI rows below
     [ -x "$b" ] && "$b"
 done
 
@@ -28,24 +29,50 @@ train_bench() {   # name config extra-set...
     $LAUNCH "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" 2>"$BUILD/bench-$name.stderr" \
         --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null ||
         { cat "$BUILD/bench-$name.stderr"; exit 1; }
-    python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" <<'PY'
+    # MPI rows (BENCH_TRANSPORT set): the fraction of the communication hidden
+    # behind backward is 1 - exposed / alone, where exposed is comm_tail_ms
+    # (what the last rank out of backward still waits for) and alone is
+    # bench_comm's time for the same reduction on the same transport (rows
+    # already in $BENCH_JSONL); under ZeRO the parameter allgather (never
+    # hidden, timed inside the optimizer step) counts on both sides.
+    python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" "${BENCH_TRANSPORT:-}" <<'PY'
 import json, statistics, sys
-log, name, jsonl = sys.argv[1:4]
+log, name, jsonl, transport = sys.argv[1:5]
 recs = [json.loads(l) for l in open(log)]
 steps = [r for r in recs if r["type"] == "step"]
 ranks = steps[0]["ranks"]
 steps = steps[1:] or steps      # the first step pays for setup
 done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"][-1]
-ms = statistics.median(r["step_ms"] for r in steps)
-row = {"bench": "train", "work": name, "ms_per_step": round(ms, 1),
-       "tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in steps)),
-       "mfu": round(statistics.median(r["mfu"] for r in steps), 3),
+med = lambda k: statistics.median(r.get(k, 0) for r in steps)
+row = {"bench": "train", "work": name, "ms_per_step": round(med("step_ms"), 1),
+       "tokens_per_s": round(med("tokens_per_s")), "mfu": round(med("mfu"), 3),
        "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"]),
-       "ranks": ranks, "comm_ms": round(statistics.median(r["comm_ms"] for r in steps), 1),
-       "loader_wait_ms": round(statistics.median(r["loader_wait_ms"] for r in steps), 2)}
-print("%-28s %7.1f ms/step %6d tok/s  MFU %5.1f%% of the fp32 peak (%.0f GFLOP/s)  RSS %d MB (rank 0)  comm %.1f ms  loader wait %.2f ms" % (
-      name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"],
-      row["peak_rss_mb"], row["comm_ms"], row["loader_wait_ms"]))
+       "train_peak_rss_mb": round(steps[-1].get("peak_rss_mb", 0)),   # largest rank, before the final save
+       "ranks": ranks, "comm_ms": round(med("comm_ms"), 1), "comm_tail_ms": round(med("comm_tail_ms"), 1),
+       "optimizer_ms": round(med("optimizer_ms"), 1),
+       "optimizer_mb": round(steps[-1]["optimizer_mb"], 1),
+       "loader_wait_ms": round(med("loader_wait_ms"), 2)}
+line = "%-28s %7.1f ms/step %6d tok/s  MFU %5.1f%% of the fp32 peak (%.0f GFLOP/s)  RSS %d MB (rank 0)  loader wait %.2f ms" % (
+    name, row["ms_per_step"], row["tokens_per_s"], 100 * row["mfu"], row["peak_gflops"],
+    row["peak_rss_mb"], row["loader_wait_ms"])
+if transport:
+    line = "%-28s %7.1f ms/step %6d tok/s  training peak RSS %d MB (largest rank)  optimizer %5.1f ms, %5.1f MB/rank" % (
+        name, row["ms_per_step"], row["tokens_per_s"], row["train_peak_rss_mb"], row["optimizer_ms"],
+        row["optimizer_mb"])
+    comm = {r["work"]: r["ms"] for r in map(json.loads, open(jsonl))
+            if r.get("bench") == "comm" and r["transport"] == transport and r["ranks"] == ranks}
+    zero = not name.endswith("-z0")
+    alone = comm["pairwise reduce-scatter, buckets" if zero else "pairwise allreduce, buckets"]
+    gather = comm["MPI_Allgatherv in place"] if zero else 0
+    row.update(transport=transport, comm_alone_ms=round(alone + gather, 1),
+               hidden=round(max(0.0, 1 - (row["comm_tail_ms"] + gather) / (alone + gather)), 2))
+    line += "  comm exposed %6.1f ms of %6.1f ms alone (%3.0f%% hidden; waits up to %.1f ms with rank skew)" % (
+        row["comm_tail_ms"] + gather, row["comm_alone_ms"], 100 * row["hidden"], row["comm_ms"] + gather)
+    np1 = [r for r in map(json.loads, open(jsonl)) if r.get("work") == "seed384-bf16"]
+    if np1:
+        row["vs_np1"] = round(row["tokens_per_s"] / np1[-1]["tokens_per_s"], 3)
+        line += "  %.0f%% of np 1 x 2 threads" % (100 * row["vs_np1"])
+print(line)
 open(jsonl, "a").write(json.dumps(row) + "\n")
 PY
 }
@@ -103,13 +130,21 @@ echo "== where forward + backward spend their time (per-op wall time, one micro-
 "$BUILD/tests/bench_model" launch/configs/seed384.json --set precision=fp32
 "$BUILD/tests/bench_model" launch/configs/gpt2-124M.json --set precision=bf16 --steps 3
 
-echo "== data parallel, same global batch (8 x 256): np 1 x 2 threads above vs np 2 x 1 thread"
+echo "== data parallel, same global batch (8 x 256, bf16): np 1 x 2 threads (seed384-bf16 above) vs np 2 x 1 thread,"
+echo "   ZeRO stages 0/1/2, shared memory and TCP loopback; the reductions alone first (bench_comm)"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
-train_bench seed384-bf16-np2-shm launch/configs/seed384.json --set precision=bf16 --set batch_size=4
-train_bench seed384-bf16-np2-zero1 launch/configs/seed384.json --set precision=bf16 --set batch_size=4 --set zero_stage=1
-LAUNCH="$LAUNCH --mca btl tcp,self"
-train_bench seed384-bf16-np2-tcp launch/configs/seed384.json --set precision=bf16 --set batch_size=4
+params=$(sed -n 's/.*training \([0-9]*\) parameters.*/\1/p' "$BUILD/bench-seed384-bf16.stderr" | head -1)
+for transport in shm tcp; do
+    LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
+    [ "$transport" = tcp ] && LAUNCH="$LAUNCH --mca btl tcp,self"
+    $LAUNCH "$BUILD/tests/bench_comm" "$params" 25 "$transport"
+    export BENCH_TRANSPORT=$transport
+    for z in 0 1 2; do
+        train_bench "seed384-bf16-np2-$transport-z$z" launch/configs/seed384.json --set precision=bf16 \
+            --set batch_size=4 --set zero_stage=$z
+    done
+    unset BENCH_TRANSPORT
+done
 LAUNCH=
 
 # issue 6: how long a save stops the loop (async: the copy, or under ZeRO the

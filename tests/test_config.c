@@ -20,11 +20,13 @@ static void test_json_and_set_override_defaults(void **state)
                                        "t", err, sizeof err), 0);
     assert_int_equal(config_set(&c, "n_layer=8", err, sizeof err), 0);
     assert_int_equal(config_set(&c, "seed=12345678901", err, sizeof err), 0);
+    assert_int_equal(config_set(&c, "zero_stage=2", err, sizeof err), 0);
     assert_int_equal(config_finalize(&c, err, sizeof err), 0);
     assert_int_equal(c.n_layer, 8);
     assert_true(c.lr == 0.001f);
     assert_string_equal(c.out_dir, "x");
     assert_true(c.seed == 12345678901LL);
+    assert_int_equal(c.zero_stage, 2);
     assert_int_equal(c.seq_len, c.n_positions);
     assert_int_equal(c.lr_decay_steps, c.max_steps);
 }
@@ -63,6 +65,8 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "min_lr=1", "min_lr");
     expect_error(NULL, "lr=1e39", "out of range");
     expect_error(NULL, "checkpoint_every=-1", "checkpoint_every >= 0");
+    expect_error(NULL, "zero_stage=3", "zero_stage must be 0, 1 or 2");
+    expect_error(NULL, "zero_stage=-1", "zero_stage must be 0, 1 or 2");
     expect_error("{\"batch_size\": 100000, \"seq_len\": 256}", NULL, "2^24");
 }
 

@@ -235,8 +235,8 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: precision must be fp32, bf16 or fp16, not \"%s\"", c->precision);
     REQUIRE(strcmp(c->recompute, "none") == 0 || strcmp(c->recompute, "block") == 0,
             "config: recompute must be none or block, not \"%s\"", c->recompute);
-    REQUIRE(c->zero_stage == 0 || c->zero_stage == 1,
-            "config: zero_stage %d is not available in this build (0 or 1 so far)", c->zero_stage);
+    REQUIRE(c->zero_stage >= 0 && c->zero_stage <= 2, "config: zero_stage must be 0, 1 or 2, not %d",
+            c->zero_stage);
     REQUIRE(strcmp(c->optimizer_offload, "none") == 0 || strcmp(c->optimizer_offload, "host") == 0 ||
                 (strncmp(c->optimizer_offload, "file:", 5) == 0 && c->optimizer_offload[5]),
             "config: optimizer_offload must be none, host or file:DIR, not \"%s\"",

@@ -113,8 +113,11 @@ void status_step(status_log *s, const step_stats *st)
     cJSON_AddNumberToObject(o, "ranks", st->ranks);
     cJSON_AddNumberToObject(o, "loader_wait_ms", st->loader_wait_ms);
     cJSON_AddNumberToObject(o, "comm_ms", st->comm_ms);
+    cJSON_AddNumberToObject(o, "comm_tail_ms", st->comm_tail_ms);
     cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", st->peak_rss_mb);
     cJSON_AddNumberToObject(o, "optimizer_mb", st->optimizer_mb);
+    cJSON_AddNumberToObject(o, "optimizer_ms", st->optimizer_ms);
     if (st->loader_queue >= 0)
         cJSON_AddNumberToObject(o, "loader_queue", st->loader_queue);
     if (st->loss_scale > 0) {

@@ -14,7 +14,12 @@ typedef struct {
     float loss, lr, grad_norm;
     double step_ms, tokens_per_s, mfu, elapsed_s, eta_s;
     double loader_wait_ms, comm_ms, rss_mb;
+    double comm_tail_ms;   /* the least comm_ms over ranks: the last rank to finish backward
+                            * waits only for what the reduction did not hide, the others
+                            * also for it (comm_ms, the largest, counts that skew) */
+    double peak_rss_mb;    /* the largest RSS so far (with several ranks: of the largest rank) */
     double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
+    double optimizer_ms;   /* the optimizer step (and ZeRO's parameter allgather) */
     double loss_scale;     /* fp16 loss scale (0: not fp16, field omitted) */
     long long overflows;   /* fp16 steps skipped for non-finite gradients */
     int loader_queue;      /* batches ready ahead of the trainer (-1: unknown) */

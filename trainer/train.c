@@ -37,10 +37,11 @@ void train_request_stop(void)
 typedef struct {
     const run_config *cfg;
     const comm_world *world;
-    grad_buckets *buckets;   /* stage 0 with several ranks; else NULL */
-    bool zero;               /* zero_stage 1: optimizer state sharded over ranks */
-    zero_shard shard;
-    float *grad_shard;       /* zero: this rank's summed gradients [shard.len] */
+    grad_buckets *buckets;   /* with several ranks; else NULL */
+    bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
+    zero_shard shard;        /* this rank's part of the parameters (for buckets, or
+                              * zero: the summed gradients are model.grads[shard]) */
+    double optimizer_s;      /* the last optimizer step, allgather included */
     loader *batches;         /* training batches, prepared ahead by a thread */
     loss_scaler scaler;      /* fp16: dynamic loss scale; else fixed at 1 */
     bool fp16;
@@ -111,25 +112,29 @@ static void services_open(trainer *tr, const run_config *c)
     }
 }
 
-/* How gradients are combined: stage 0 allreduces them in buckets during
- * backward and keeps the whole optimizer state; stage 1 reduce-scatters them
- * after backward and keeps only this rank's shard of the state. */
+/* How gradients are combined, in buckets during backward: stage 0
+ * allreduces them and keeps the whole optimizer state; stage 1
+ * reduce-scatters them and keeps only this rank's shard of the state; stage 2
+ * also gives back the memory of the gradients outside the shard. */
 static int open_reduction(trainer *tr, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
     const comm_world *w = tr->world;
     size_t n = tr->model.num_params;
-    if (c->zero_stage >= 1) {
-        tr->zero = true;
-        if (zero_init(&tr->shard, n, w->rank, w->size) != 0 ||
-            !(tr->grad_shard = malloc((tr->shard.len ? tr->shard.len : 1) * sizeof(float)))) {
-            snprintf(err, errlen, "out of memory allocating the ZeRO shard");
-            return -1;
-        }
+    tr->zero = c->zero_stage >= 1;
+    if (zero_init(&tr->shard, n, w->rank, w->size) != 0) {
+        snprintf(err, errlen, "cannot shard %zu parameters over %d ranks", n, w->size);
+        return -1;
+    }
+    if (tr->zero)
         n = tr->shard.len;
-    } else if (w->size > 1 &&
-               !(tr->buckets = buckets_create(tr->model.grads, n,
-                                              (size_t)c->bucket_mb * (1 << 20) / sizeof(float)))) {
+    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
+                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
+                                             : BUCKETS_ALLREDUCE;
+    if (w->size > 1 &&
+        !(tr->buckets = buckets_create(tr->model.grads, tr->model.num_params,
+                                       (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
+                                       &tr->shard, mode))) {
         snprintf(err, errlen, "out of memory allocating gradient buckets");
         return -1;
     }
@@ -153,7 +158,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
                                                                          : PREC_FP32,
                         .recompute = strcmp(c->recompute, "block") == 0};
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
-                  2.0 * sizeof(float) * (double)gpt2_count_params(&dims);   /* + Adam m, v */
+                  2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /   /* + Adam m, v */
+                      (c->zero_stage >= 1 ? w->size : 1);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
         need += 3.0 * sizeof(float) * (double)gpt2_count_params(&dims);
     if (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native())) {
@@ -202,7 +208,6 @@ static void trainer_close(trainer *tr)
     checkpoint_close(&tr->status);   /* issue 6: joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
     zero_free(&tr->shard);
-    free(tr->grad_shard);
     control_close(tr->ctl);   /* issue 7 */
     tr->status.pub = NULL;
     publisher_close(tr->pub);
@@ -249,9 +254,24 @@ static void on_grads_ready(void *ctx, size_t from)
     buckets_ready(ctx, from);
 }
 
+/* Zero the gradients for the next step.  Stage 2's reduction already zeroed
+ * (released) everything outside the shard: touching it again would only
+ * bring the pages back. */
+static void zero_grads(trainer *tr)
+{
+    if (tr->cfg->zero_stage >= 2 && tr->buckets)
+        memset(tr->model.grads + tr->shard.begin, 0, tr->shard.len * sizeof(float));
+    else
+        gpt2_zero_grad(&tr->model);
+}
+
 /* One optimizer step over grad_accum micro-batches on every rank; returns the
- * mean loss over the global batch, with the gradients summed over ranks.  The
- * loader delivers this rank's slice of each micro-batch (dataset_first_sample). */
+ * mean loss over the global batch, with the gradients summed over ranks (all
+ * of them, or under ZeRO this rank's shard).  The loader delivers this rank's
+ * slice of each micro-batch (dataset_first_sample).  Stages 0 and 1 reduce
+ * during the last backward only; stage 2 during every backward, each adding
+ * into the shard, so that the whole arena is never held between micro-batches
+ * (the price: grad_accum reductions per step instead of one). */
 static int train_step(trainer *tr, int step, float *loss, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
@@ -259,33 +279,33 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     int B = c->batch_size, T = c->seq_len, rc = 0;
     float dloss = tr->scaler.scale / ((float)B * T * c->grad_accum * world->size);
     double sum = 0;
-    gpt2_zero_grad(&tr->model);
-    if (tr->buckets)
-        buckets_begin(tr->buckets);
+    zero_grads(tr);
     tr->loader_wait_s = 0;
-    for (int j = 0; j < c->grad_accum && rc == 0; j++) {
-        double wait_ms;
-        rc = loader_next(tr->batches, (uint64_t)step, j, tr->inputs, tr->targets, &wait_ms, err,
-                         errlen);
+    tr->comm_s = 0;
+    for (int j = 0; j < c->grad_accum; j++) {
+        bool reduce = tr->buckets && (j == c->grad_accum - 1 || c->zero_stage >= 2);
+        double wait_ms = 0;
+        if (rc == 0)
+            rc = loader_next(tr->batches, (uint64_t)step, j, tr->inputs, tr->targets, &wait_ms,
+                             err, errlen);
         tr->loader_wait_s += wait_ms / 1e3;
+        if (reduce)
+            buckets_begin(tr->buckets);
         if (rc == 0) {
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
-            if (j == c->grad_accum - 1 && tr->buckets) {   /* reduce during the last backward */
+            if (reduce) {
                 tr->model.grads_ready = on_grads_ready;
                 tr->model.grads_ready_ctx = tr->buckets;
             }
             gpt2_backward(&tr->model, dloss);
             tr->model.grads_ready = NULL;
         }
+        /* A rank that failed to read its batch still takes part in every
+         * reduction (with whatever gradients it has), so no rank hangs; then
+         * all agree.  Time inside the reduction calls is the exposed comm. */
+        if (reduce)
+            tr->comm_s += buckets_finish(tr->buckets);
     }
-    /* A rank that failed to read its batch still finishes the reduction it
-     * joined (with whatever gradients it has), so no rank hangs; then all agree. */
-    double t0 = mono_time();
-    if (tr->buckets)
-        buckets_finish(tr->buckets);
-    else if (tr->zero)
-        zero_reduce_scatter(&tr->shard, tr->model.grads, tr->grad_shard);
-    tr->comm_s = mono_time() - t0;
     if (comm_max_int(rc != 0)) {
         if (rc == 0)
             snprintf(err, errlen, "another rank failed reading its batch");
@@ -301,11 +321,15 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
 {
     if (tr->world->size == 1)
         return;
-    double x[3] = {st->loader_wait_ms, st->comm_ms, st->rss_mb};
-    comm_max_doubles(x, 3);
+    double x[6] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms, st->peak_rss_mb,
+                   -st->comm_ms};   /* max of -x: the least */
+    comm_max_doubles(x, 6);
     st->loader_wait_ms = x[0];
     st->comm_ms = x[1];
     st->rss_mb = x[2];
+    st->optimizer_ms = x[3];
+    st->peak_rss_mb = x[4];
+    st->comm_tail_ms = -x[5];
 }
 
 /* Control requests reach rank 0, but every rank must act on them at the same
@@ -356,18 +380,21 @@ static bool update_params(trainer *tr, float lr, float *norm)
 {
     gpt2 *m = &tr->model;
     float scale = tr->scaler.scale;
-    const float *grads = tr->zero ? tr->grad_shard : m->grads;
-    /* the gradients carry the loss scale: their norm too */
-    *norm = tr->zero ? (float)(sqrt(comm_sum_double(sumsq(tr->grad_shard, tr->shard.len))) / scale)
+    tr->optimizer_s = 0;
+    const float *grads = m->grads + (tr->zero ? tr->shard.begin : 0);
+    /* the gradients carry the loss scale: their norm too; under ZeRO the
+     * global norm is the root of the shards' sums of squares */
+    *norm = tr->zero ? (float)(sqrt(comm_sum_double(sumsq(grads, tr->shard.len))) / scale)
                      : grad_global_norm(m) / scale;
     /* every rank sees the same norm, so all skip (and rescale) together */
     if (!scaler_update(&tr->scaler, isfinite(*norm)))
         return false;
-    if (!optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale))
-        return false;
-    if (tr->zero)
+    double t0 = mono_time();
+    bool stepped = optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale);
+    if (stepped && tr->zero && tr->world->size > 1)
         zero_allgather(&tr->shard, m->params);
-    return true;
+    tr->optimizer_s = mono_time() - t0;
+    return stepped;
 }
 
 /* Under ZeRO the moments are this rank's shard: checkpointing.c moves them
@@ -464,7 +491,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         t_train += dt;
         int done = step + 1;
         step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
-                         .loss = loss, .comm_ms = tr->comm_s * 1e3,
+                         .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
+                         .optimizer_ms = tr->optimizer_s * 1e3,
                          .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
                          .loader_wait_ms = tr->loader_wait_s * 1e3,
                          .loader_queue = loader_queue_depth(tr->batches),
@@ -472,7 +500,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
                          .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
                          .elapsed_s = mono_time() - t_start,
                          .eta_s = t_train / (done - first) * (c->max_steps - done),
-                         .rss_mb = process_rss_mb(), .skipped_steps = skipped,
+                         .rss_mb = process_rss_mb(), .peak_rss_mb = process_peak_rss_mb(),
+                         .skipped_steps = skipped,
                          .loss_scale = tr->fp16 ? tr->scaler.scale : 0,
                          .overflows = tr->scaler.overflows};
         gather_rank_figures(tr, &st);

@@ -1,0 +1,183 @@
+/* buckets: the bucketed allreduce and reduce-scatters against a scalar sum.
+ *
+ * Run alone it is a world of one rank; tests/e2e_mpi.sh also runs it under
+ * `mpirun -np 3`, where shards and buckets are uneven (sizes that divide by
+ * neither 3 nor the bucket) and more buckets are in flight than there are
+ * receive slots.  Every rank's gradients are a known function of (rank,
+ * index) with small integer values, so the sums are exact and each rank can
+ * compute the expected result alone.  Failures are agreed over ranks before
+ * asserting, so a failing rank never leaves another waiting in MPI.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/buckets.h"
+#include "comm/zero.h"
+
+/* MPI's one-time allocations are not ours: leak checks would report them. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "detect_leaks=0";
+}
+
+static int rank, size;
+
+static float grad_value(int r, size_t i)
+{
+    return (float)((i * 7 + (size_t)r * 13) % 97) - 48.0f;
+}
+
+static float summed(size_t i)
+{
+    float s = 0;
+    for (int r = 0; r < size; r++)
+        s += grad_value(r, i);
+    return s;
+}
+
+/* Backward as the model reports it: readiness from the end in uneven steps. */
+static double reduce(grad_buckets *b, size_t n, size_t step)
+{
+    buckets_begin(b);
+    for (size_t from = n; from > step; from -= step)
+        buckets_ready(b, from - step);
+    return buckets_finish(b);
+}
+
+/* 1 on any rank if ok is false on any rank. */
+static int failed_anywhere(int ok)
+{
+    int bad = !ok, any;
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return any;
+}
+
+static void check_allreduce(size_t n, size_t bucket)
+{
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    float *g = malloc(n * sizeof *g);
+    grad_buckets *b = buckets_create(g, n, bucket, &z, BUCKETS_ALLREDUCE);
+    assert_non_null(b);
+    int ok = 1;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = grad_value(rank, i);
+        reduce(b, n, n / 5 + 1);
+        for (size_t i = 0; i < n; i++)
+            ok &= g[i] == summed(i);
+    }
+    assert_int_equal(failed_anywhere(ok), 0);
+    buckets_destroy(b);
+    free(g);
+    zero_free(&z);
+}
+
+/* Two steps in a row (as training does), with or without release. */
+static void check_reduce_scatter(size_t n, size_t bucket, bool release)
+{
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    float *g = malloc((n ? n : 1) * sizeof *g);
+    grad_buckets *b = buckets_create(g, n, bucket, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER);
+    assert_non_null(b);
+    int ok = 1;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)   /* stage 2 zeroes only the shard */
+            if (!release || round == 0 || (i >= z.begin && i < z.begin + z.len))
+                g[i] = 0;
+        for (size_t i = 0; i < n; i++)   /* backward accumulates */
+            g[i] += grad_value(rank, i);
+        reduce(b, n, n / 7 + 1);
+        for (size_t i = 0; i < n; i++) {
+            bool mine = i >= z.begin && i < z.begin + z.len;
+            ok &= g[i] == (mine ? summed(i) : release ? 0.0f : grad_value(rank, i));
+        }
+    }
+    assert_int_equal(failed_anywhere(ok), 0);
+    buckets_destroy(b);
+    free(g);
+    zero_free(&z);
+}
+
+/* Stage 2 accumulating over micro-batches: the shard adds each reduction. */
+static void check_accumulate(size_t n, size_t bucket)
+{
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    float *g = calloc(n, sizeof *g);
+    grad_buckets *b = buckets_create(g, n, bucket, &z, BUCKETS_RELEASE);
+    assert_non_null(b);
+    for (int micro = 0; micro < 3; micro++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] += grad_value(rank, i);
+        reduce(b, n, n / 3 + 1);
+    }
+    int ok = 1;
+    for (size_t i = z.begin; i < z.begin + z.len; i++)
+        ok &= g[i] == 3 * summed(i);
+    assert_int_equal(failed_anywhere(ok), 0);
+    buckets_destroy(b);
+    free(g);
+    zero_free(&z);
+}
+
+static void allreduce_uneven_buckets(void **state)
+{
+    (void)state;
+    check_allreduce(10007, 1000);   /* 11 buckets, > the receive slots */
+    check_allreduce(5, 1 << 20);   /* one bucket larger than the arena */
+    check_allreduce(2, 1);         /* under np 3 one shard is empty */
+}
+
+static void reduce_scatter_keeps_own_gradients(void **state)
+{
+    (void)state;
+    check_reduce_scatter(10007, 1000, false);   /* 11 buckets, > the receive slots */
+    check_reduce_scatter(10007, 1 << 20, false);
+}
+
+static void reduce_scatter_releases_the_rest(void **state)
+{
+    (void)state;
+    /* pages of 1024 floats: several released whole, edges zeroed by hand */
+    check_reduce_scatter(300001, 9973, true);
+    check_reduce_scatter(1001, 100, true);
+}
+
+static void reduce_scatter_fewer_values_than_ranks(void **state)
+{
+    (void)state;
+    check_reduce_scatter(2, 1, true);   /* under np 3 one shard is empty */
+}
+
+static void reduce_scatter_accumulates(void **state)
+{
+    (void)state;
+    check_accumulate(50021, 4099);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(allreduce_uneven_buckets),
+        cmocka_unit_test(reduce_scatter_keeps_own_gradients),
+        cmocka_unit_test(reduce_scatter_releases_the_rest),
+        cmocka_unit_test(reduce_scatter_fewer_values_than_ranks),
+        cmocka_unit_test(reduce_scatter_accumulates),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    MPI_Finalize();
+    return rc;
+}
