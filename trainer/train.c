@@ -193,6 +193,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         snprintf(err, errlen, "out of memory allocating batch buffers");
         return -1;
     }
+    if (checkpoint_check_fresh(c, w, err, errlen) != 0)   /* before out_dir is written */
+        return -1;
     if (w->rank != 0) {   /* rank 0 alone reports */
         tr->status.muted = true;
         return 0;
@@ -564,8 +566,6 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
 {
     trainer tr;
     memset(res, 0, sizeof *res);
-    if (checkpoint_check_fresh(c, world, err, errlen) != 0)   /* before out_dir is touched */
-        return -1;
     int rc = trainer_open(&tr, c, world, err, errlen);
     if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
