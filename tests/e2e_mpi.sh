@@ -133,7 +133,7 @@ $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set
 job=$!
 ctl() { "$BUILD/monitor" --control "tcp://127.0.0.1:$port" "$1" --timeout 10 >/dev/null; }
 # step records so far (0 before the log exists, or if it is read mid-write)
-steps() { n=$(grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null); case $n in '' | *[!0-9]*) n=0 ;; esac; echo "$n"; }
+steps() { n=$(grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null || true); case $n in '' | *[!0-9]*) n=0 ;; esac; echo "$n"; }
 i=0
 while [ "$(steps)" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 ctl pause || { kill "$job"; fail "pause refused"; }
