@@ -421,6 +421,7 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
             fwrite(o->prompt ? o->prompt : "", 1, o->prompt ? strlen(o->prompt) : 0, stdout);
             infer_gen_stats st = infer_generate(m, &s, &sp, toks, n_prompt, o->n, emit, &out);
             printf("\n");
+            fflush(stdout);   /* the text ends before the summary on a terminal */
             fprintf(stderr, "infer: %d tokens, %.1f tokens/s%s\n", st.n_generated,
                     st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0,
                     st.context_full ? " (stopped: the context is full)" : "");
