@@ -36,30 +36,35 @@ static const softmax_xent_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &softmax_xent_ops_scalar, &softmax_xent_ops_avx2, &softmax_xent_ops_avx512);
 }
 
-void softmax_xent_isa(isa_t isa, float *losses, float *logits, const int *targets, int N, int V,
-                      float dloss, bool backward)
+/* The threaded driver: rows are independent.  narrow, when given (backward
+ * only), also writes each row's gradient as 16-bit values into dlogits16
+ * while the row is in cache; one row is below convert's parallel threshold,
+ * so it runs on this thread. */
+static void run_rows(const softmax_xent_ops *ops, float *losses, float *logits,
+                     const int *targets, int N, int V, float dloss, bool backward,
+                     void (*narrow)(uint16_t *, const float *, size_t), uint16_t *dlogits16)
 {
-    const softmax_xent_ops *ops = ops_for(isa);
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         assert(targets[n] >= 0 && targets[n] < V);
         float *x = logits + (size_t)n * V;
         losses[n] = ops->row(x, n + 1 < N ? x + V : NULL, targets[n], V, dloss, backward);
+        if (narrow)
+            narrow(dlogits16 + (size_t)n * V, x, (size_t)V);
     }
+}
+
+void softmax_xent_isa(isa_t isa, float *losses, float *logits, const int *targets, int N, int V,
+                      float dloss, bool backward)
+{
+    run_rows(ops_for(isa), losses, logits, targets, N, V, dloss, backward, NULL, NULL);
 }
 
 void softmax_xent_backward16(float *losses, float *logits, uint16_t *dlogits16, bool fp16,
                              const int *targets, int N, int V, float dloss)
 {
-    const softmax_xent_ops *ops = ops_for(cpu_isa());
-    void (*narrow)(uint16_t *, const float *, size_t) = fp16 ? f32_to_f16 : f32_to_bf16;
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        assert(targets[n] >= 0 && targets[n] < V);
-        float *x = logits + (size_t)n * V;
-        losses[n] = ops->row(x, n + 1 < N ? x + V : NULL, targets[n], V, dloss, true);
-        narrow(dlogits16 + (size_t)n * V, x, (size_t)V);   /* one row: runs on this thread */
-    }
+    run_rows(ops_for(cpu_isa()), losses, logits, targets, N, V, dloss, true,
+             fp16 ? f32_to_f16 : f32_to_bf16, dlogits16);
 }
 
 void softmax_xent(float *losses, float *logits, const int *targets, int N, int V, float dloss,
