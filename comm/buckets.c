@@ -131,11 +131,17 @@ static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
     return all + (size_t)i * (size_t)b->per;
 }
 
-/* Phase 1: our parts of the others' shards out, theirs of ours in. */
-static void start_scatter(grad_buckets *b, int i)
+/* One phase of bucket i's exchange with every other rank q, sends posted
+ * before receives:
+ *  - scatter: our part of q's shard goes to q, q's part of ours comes into a
+ *    receive slot;
+ *  - gather (allreduce): our summed part goes to q, q's summed part comes
+ *    straight into the arena (our scatter sends from there are done). */
+static void start_exchange(grad_buckets *b, int i, bool gather)
 {
     const zero_shard *z = b->shard;
-    MPI_Request *req = requests(b->scatter, b, i);
+    MPI_Request *req = requests(gather ? b->gather : b->scatter, b, i);
+    const int tag = gather ? TAG_GATHER : TAG_SCATTER;
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
@@ -144,35 +150,13 @@ static void start_scatter(grad_buckets *b, int i)
             continue;
         size_t qlo, qhi;
         clip_to_shard(z, q, start, end, &qlo, &qhi);
-        if (qhi > qlo)
-            MPI_Isend(b->grads + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_SCATTER, MPI_COMM_WORLD,
-                      req++);
-        if (hi > lo)
-            MPI_Irecv(recv_buffer(b, i, q), (int)(hi - lo), MPI_FLOAT, q, TAG_SCATTER,
-                      MPI_COMM_WORLD, req++);
-    }
-}
-
-/* Phase 2 (allreduce): our summed part out, the others' summed parts in,
- * straight into the arena (our phase-1 sends from there are done). */
-static void start_gather(grad_buckets *b, int i)
-{
-    const zero_shard *z = b->shard;
-    MPI_Request *req = requests(b->gather, b, i);
-    size_t start, end, lo, hi;
-    bucket_range(b, i, &start, &end);
-    clip_to_shard(z, z->rank, start, end, &lo, &hi);
-    for (int q = 0; q < z->size; q++) {
-        if (q == z->rank)
-            continue;
-        size_t qlo, qhi;
-        clip_to_shard(z, q, start, end, &qlo, &qhi);
-        if (hi > lo)
-            MPI_Isend(b->grads + lo, (int)(hi - lo), MPI_FLOAT, q, TAG_GATHER, MPI_COMM_WORLD,
-                      req++);
-        if (qhi > qlo)
-            MPI_Irecv(b->grads + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_GATHER, MPI_COMM_WORLD,
-                      req++);
+        const float *send = b->grads + (gather ? lo : qlo);
+        size_t nsend = gather ? hi - lo : qhi - qlo, nrecv = gather ? qhi - qlo : hi - lo;
+        float *recv = gather ? b->grads + qlo : recv_buffer(b, i, q);
+        if (nsend > 0)
+            MPI_Isend(send, (int)nsend, MPI_FLOAT, q, tag, MPI_COMM_WORLD, req++);
+        if (nrecv > 0)
+            MPI_Irecv(recv, (int)nrecv, MPI_FLOAT, q, tag, MPI_COMM_WORLD, req++);
     }
 }
 
@@ -196,7 +180,7 @@ static void finish_scatter(grad_buckets *b)
             out[k] += in[k];
     }
     if (b->mode == BUCKETS_ALLREDUCE) {
-        start_gather(b, i);
+        start_exchange(b, i, true);
         return;
     }
     if (b->mode == BUCKETS_RELEASE) {
@@ -235,7 +219,7 @@ void buckets_ready(grad_buckets *b, size_t from)
             break;
         while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
             wait_scatter(b);
-        start_scatter(b, b->started++);
+        start_exchange(b, b->started++, false);
     }
     /* drive the transfers along; complete, in order, the phases that are done */
     while (b->reduced < b->started && test(b, b->scatter, b->reduced))
