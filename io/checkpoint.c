@@ -109,18 +109,8 @@ static float *moments_buffer(const ckpt_state *s, bool *oom)
 /* A contiguous float32 dataset (the tensor t, values x) with its "checksum" attribute. */
 static int write_tensor(hid_t g, const param_tensor *t, const float *x)
 {
-    hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
-    hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
-    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, t->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                                       H5P_DEFAULT);
-    uint64_t sum = ckpt_checksum(x, t->numel);
-    int rc = d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
-                     h5_attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
-    if (d >= 0)
-        H5Dclose(d);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return rc;
+    return h5_write_checked(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, t->shape[0],
+                            t->ndim == 2 ? t->shape[1] : 0, t->numel * sizeof(float));
 }
 
 /* Every tensor of the model's table into group i (GROUPS), from its arena or

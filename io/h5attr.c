@@ -1,5 +1,8 @@
-/* h5attr: scalar HDF5 attributes (checkpoints and --save-quantized files). */
+/* h5attr: scalar HDF5 attributes and checksummed datasets (checkpoints and
+ * --save-quantized files). */
 #include "io/h5attr.h"
+
+#include "io/checkpoint.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -81,5 +84,23 @@ int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
         H5Tclose(ft);
     if (a >= 0)
         H5Aclose(a);
+    return rc;
+}
+
+/* A contiguous dataset of rows x cols (cols 0: a vector) with a checksum
+ * attribute over its bytes (a multiple of 4). */
+int h5_write_checked(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *x,
+                     int rows, int cols, size_t bytes)
+{
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    hid_t sp = H5Screate_simple(cols ? 2 : 1, dims, NULL);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    uint64_t sum = ckpt_checksum(x, bytes / sizeof(float));
+    int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
+                     h5_attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (sp >= 0)
+        H5Sclose(sp);
     return rc;
 }

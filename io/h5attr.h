@@ -1,5 +1,5 @@
-/* h5attr: scalar attributes of HDF5 objects, as the checkpoint layout uses
- * them.  Each returns 0, or -1 when the attribute cannot be written or is
+/* h5attr: scalar attributes of HDF5 objects, and datasets with their
+ * checksum attribute, as the checkpoint layout uses them.  Each returns 0, or -1 when the attribute cannot be written or is
  * missing or unreadable (HDF5's own error printing is the caller's to turn off). */
 #ifndef IO_H5ATTR_H
 #define IO_H5ATTR_H
@@ -17,5 +17,11 @@ int h5_attr_read(hid_t obj, const char *name, hid_t memtype, void *val);
 int h5_attr_read_i64(hid_t obj, const char *name, long long *v);
 /* A fixed-length string attribute into buf (cap bytes, NUL-terminated). */
 int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap);
+
+/* A contiguous dataset name in g of rows x cols (cols 0: a vector), stored as
+ * ftype from x in mtype, with a "checksum" attribute (ckpt_checksum) over its
+ * bytes, a multiple of 4. */
+int h5_write_checked(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *x,
+                     int rows, int cols, size_t bytes);
 
 #endif

@@ -23,24 +23,6 @@ struct infer_q8file {
 
 /* ---- writing ------------------------------------------------------------------ */
 
-/* A contiguous dataset of rows x cols (cols 0: a vector) with a checksum
- * attribute over its bytes (a multiple of 4). */
-static int write_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *x,
-                         int rows, int cols, size_t bytes)
-{
-    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
-    hid_t sp = H5Screate_simple(cols ? 2 : 1, dims, NULL);
-    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    uint64_t sum = ckpt_checksum(x, bytes / sizeof(float));
-    int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
-                     h5_attr_write(d, "checksum", H5T_NATIVE_UINT64, &sum) != 0 ? -1 : 0;
-    if (d >= 0)
-        H5Dclose(d);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return rc;
-}
-
 typedef struct {
     hid_t model, q8;
 } writer;
@@ -49,7 +31,7 @@ static int write_vec(void *ctx, const char *name, int rows, int cols, float *x, 
                      size_t errlen)
 {
     const writer *w = ctx;
-    if (write_dataset(w->model, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, rows, cols,
+    if (h5_write_checked(w->model, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, rows, cols,
                       (size_t)rows * (cols ? cols : 1) * sizeof(float)) == 0)
         return 0;
     snprintf(err, errlen, "cannot write /model/%s (disk full?)", name);
@@ -63,8 +45,8 @@ static int write_mat(void *ctx, const char *name, const infer_linear *l, char *e
     char sname[128];
     snprintf(sname, sizeof sname, "%s_scale", name);
     size_t n = (size_t)l->out * l->in;
-    if (write_dataset(w->q8, name, H5T_STD_I8LE, H5T_NATIVE_INT8, l->wq, l->out, l->in, n) == 0 &&
-        write_dataset(w->q8, sname, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, l->ws, l->out,
+    if (h5_write_checked(w->q8, name, H5T_STD_I8LE, H5T_NATIVE_INT8, l->wq, l->out, l->in, n) == 0 &&
+        h5_write_checked(w->q8, sname, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, l->ws, l->out,
                       l->in / Q8_GS, n / Q8_GS * sizeof(float)) == 0)
         return 0;
     snprintf(err, errlen, "cannot write /q8/%s (disk full?)", name);
@@ -95,7 +77,7 @@ static int write_header(hid_t f, const infer_model *m, const tokenizer *tok)
     size_t n = 0;
     const uint32_t *merges = tokenizer_merges(tok, &n);
     if (rc == 0 && merges && n)   /* as the checkpoint: int32 [n, 2] */
-        rc = write_dataset(tg, "merges", H5T_STD_I32LE, H5T_NATIVE_UINT32, merges, (int)n, 2,
+        rc = h5_write_checked(tg, "merges", H5T_STD_I32LE, H5T_NATIVE_UINT32, merges, (int)n, 2,
                            n * 2 * sizeof(uint32_t));
     hid_t groups[3] = {meta, cfg, tg};
     for (int i = 0; i < 3; i++)
