@@ -52,9 +52,9 @@ double comm_sum_double(double x)
     return x;
 }
 
-int comm_max_int(int x)
+int comm_max_int(int x, const char *what)
 {
-    watchdog_arm("the end-of-step agreement");
+    watchdog_arm(what);
     MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     watchdog_disarm();
     return x;
@@ -67,9 +67,9 @@ void comm_max_doubles(double *x, int n)
     watchdog_disarm();
 }
 
-int comm_or_int(int x)
+int comm_or_int(int x, const char *what)
 {
-    watchdog_arm("the end-of-step agreement");
+    watchdog_arm(what);
     MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_BOR, MPI_COMM_WORLD);
     watchdog_disarm();
     return x;

@@ -20,12 +20,13 @@ void comm_finalize(void);
 /* x[i] summed over all ranks, in place (the buffer may exceed INT_MAX values). */
 void comm_sum_floats(float *x, size_t n);
 double comm_sum_double(double x);
-/* Largest value over ranks: used to agree on flags (stop, error). */
-int comm_max_int(int x);
+/* Largest value over ranks: used to agree on flags (stop, error).  what names
+ * the agreement in the watchdog's message if a rank never joins it. */
+int comm_max_int(int x, const char *what);
 /* x[i] = its largest value over ranks (per-rank figures for the status). */
 void comm_max_doubles(double *x, int n);
-/* Bitwise OR over ranks: several flags agreed in one reduction. */
-int comm_or_int(int x);
+/* Bitwise OR over ranks: several flags agreed in one reduction (what as above). */
+int comm_or_int(int x, const char *what);
 /* Rank root's x[0..n) copied to every rank. */
 void comm_broadcast_floats(float *x, size_t n, int root);
 

@@ -309,7 +309,7 @@ int checkpoint_due(const run_config *c, const comm_world *w, int done, bool fina
     bool asked = seen != handled;
     handled = seen;
     bool failed = w->rank == 0 && collect(st, false, err, errlen) != 0;
-    int flags = comm_or_int((asked ? 1 : 0) | (failed ? 2 : 0));
+    int flags = comm_or_int((asked ? 1 : 0) | (failed ? 2 : 0), "the checkpoint agreement");
     if (flags & 2) {
         if (!failed)
             snprintf(err, errlen, "rank 0 failed to write a checkpoint");
@@ -332,7 +332,7 @@ int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_sta
         zero_broadcast_int(REQ_DONE);
     else if (z)
         serve(&io, true);
-    if (comm_max_int(rc != 0)) {
+    if (comm_max_int(rc != 0, "the end of a checkpoint save")) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
         return -1;
@@ -343,7 +343,7 @@ int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_sta
 int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t errlen)
 {
     int rc = w->rank == 0 ? collect(st, true, err, errlen) : 0;
-    if (comm_max_int(rc != 0)) {
+    if (comm_max_int(rc != 0, "the end of a checkpoint write")) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
         return -1;
@@ -425,7 +425,8 @@ int checkpoint_check_fresh(const run_config *c, const comm_world *w, char *err, 
 {
     if (resume_spec)
         return 0;
-    int newest = comm_max_int(w->rank == 0 ? (int)ckpt_newest_step(c->out_dir) : -1);
+    int newest = comm_max_int(w->rank == 0 ? (int)ckpt_newest_step(c->out_dir) : -1,
+                              "the check of out_dir for earlier checkpoints");
     if (newest < 0)
         return 0;
     snprintf(err, errlen, "out_dir %s already holds checkpoints of a run (newest: step %d): "
@@ -448,15 +449,15 @@ int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
         zero_broadcast_int(REQ_DONE);
     else if (z)
         serve(&io, false);
-    if (comm_max_int(rc != 0)) {
+    if (comm_max_int(rc != 0, "the checkpoint load")) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to load the checkpoint");
         return -1;
     }
     if (w->size > 1) {   /* the other ranks take rank 0's state (values >= 0: max = rank 0's) */
-        *start_step = comm_max_int(w->rank == 0 ? *start_step : 0);
+        *start_step = comm_max_int(w->rank == 0 ? *start_step : 0, "the checkpoint load");
         *loss_scale = comm_sum_double(w->rank == 0 ? *loss_scale : 0);
-        opt->step = comm_max_int(w->rank == 0 ? opt->step : 0);
+        opt->step = comm_max_int(w->rank == 0 ? opt->step : 0, "the checkpoint load");
         comm_broadcast_floats(m->params, m->num_params, 0);
         if (!z) {   /* under ZeRO the shards came with the tensors */
             comm_broadcast_floats(opt->m, opt->n, 0);

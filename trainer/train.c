@@ -242,7 +242,7 @@ static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
         if (rc == 0)
             sum += (double)gpt2_forward(&tr->model, tr->inputs, tr->targets, B, c->seq_len) * B;
     }
-    if (comm_max_int(rc != 0)) {
+    if (comm_max_int(rc != 0, "the evaluation")) {
         if (rc == 0)
             snprintf(err, errlen, "another rank failed during eval");
         return -1;
@@ -308,7 +308,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
         if (reduce)
             tr->comm_s += buckets_finish(tr->buckets);
     }
-    if (comm_max_int(rc != 0)) {
+    if (comm_max_int(rc != 0, "the end-of-step agreement")) {
         if (rc == 0)
             snprintf(err, errlen, "another rank failed reading its batch");
         return -1;
@@ -366,7 +366,7 @@ static bool apply_control(trainer *tr, int done)
         /* the pause state is rank 0's alone: the others only echo the agreement */
         int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (stop_requested ? CTL_STOP : 0) |
                     (cmd != CONTROL_NONE ? CTL_MORE : 0);
-        state = comm_or_int(state);
+        state = comm_or_int(state, "the end-of-step agreement");
         paused = state & CTL_PAUSED;
         if (state & CTL_STOP)
             train_request_stop();
