@@ -43,8 +43,8 @@ while [ $i -le "$TRIALS" ]; do
         "$BUILD/trainer" --config "$tmp/cfg.json" --set checkpoint_async=$((i % 2)) --resume auto \
             2>"$tmp/train.err" &
         pid=$!
-        j=0   # until it trains (a record after the start-up events), up to 30 s
-        while [ "$(lines)" -le $((n + 2)) ]; do
+        j=0   # until it trains (a record after the start-up events) and a checkpoint exists, up to 30 s
+        while [ "$(lines)" -le $((n + 2)) ] || [ ! -f "$tmp/run/latest" ]; do
             j=$((j + 1)); [ $j -le 3000 ] || fail "trial $i: no progress"; sleep 0.01
             kill -0 "$pid" 2>/dev/null || { cat "$tmp/train.err"; fail "trial $i: the trainer exited"; }
         done
