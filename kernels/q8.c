@@ -163,43 +163,68 @@ void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *
     ops_for(q8_path_for_isa(cpu_isa()))->tile(&a, 0, 1, o0, o1);
 }
 
-size_t q8_vnni_pack_bytes(int IN, int OUT)
+/* ---- decode layouts ---- */
+
+q8_path q8_decode_path(void)
 {
-    return (size_t)(OUT + Q8_VNNI_BLOCK - 1) / Q8_VNNI_BLOCK * (IN / Q8_GS) * Q8_VNNI_GROUP;
+    const q8_path p = q8_path_for_isa(cpu_isa());
+    return p == Q8_AVX512 ? Q8_AVX2 : p;   /* VNNI, AVX2 or none (scalar) */
 }
 
-void q8_vnni_pack(void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
+/* outputs per block of path's layout */
+static int decode_block(q8_path path)
 {
-    const int G = IN / Q8_GS, blocks = (OUT + Q8_VNNI_BLOCK - 1) / Q8_VNNI_BLOCK;
+    return path == Q8_VNNI ? 16 : 8;
+}
+
+size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT)
+{
+    const int B = decode_block(path);
+    return (size_t)(OUT + B - 1) / B * (IN / Q8_GS) * Q8_DECODE_GROUP(B);
+}
+
+void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
+{
+    const int B = decode_block(path), G = IN / Q8_GS, blocks = (OUT + B - 1) / B;
+    const int offset = path == Q8_VNNI ? 128 : 0;
     for (int b = 0; b < blocks; b++)
         for (int g = 0; g < G; g++) {
-            uint8_t *w = (uint8_t *)dst + ((size_t)b * G + g) * Q8_VNNI_GROUP;
-            float *sc = (float *)(void *)(w + 8 * 64);
-            for (int r = 0; r < Q8_VNNI_BLOCK; r++) {
-                const int o = b * Q8_VNNI_BLOCK + r;
+            uint8_t *w = (uint8_t *)dst + ((size_t)b * G + g) * Q8_DECODE_GROUP(B);
+            float *sc = (float *)(void *)(w + 8 * 4 * B);
+            for (int r = 0; r < B; r++) {
+                const int o = b * B + r;
                 const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
                 for (int i = 0; i < Q8_GS; i++)   /* chunk i/4, lane r, byte i%4 */
-                    w[(i / 4) * 64 + r * 4 + i % 4] = (uint8_t)((row ? row[i] : 0) + 128);
+                    w[(i / 4) * 4 * B + r * 4 + i % 4] = (uint8_t)((row ? row[i] : 0) + offset);
                 sc[r] = row ? ws[(size_t)o * G + g] : 0.0f;
             }
         }
 }
 
-void q8_group_sums(int32_t *xsum, const int8_t *xq, size_t n)
+void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, size_t IN)
 {
-    for (size_t g = 0; g < n / Q8_GS; g++) {
-        int32_t s = 0;
-        for (int i = 0; i < Q8_GS; i++)
-            s += xq[g * Q8_GS + i];
-        xsum[g] = 128 * s;
+    if (path == Q8_VNNI) {
+        int32_t *xsum = aux;
+        for (size_t g = 0; g < IN / Q8_GS; g++) {
+            int32_t s = 0;
+            for (int i = 0; i < Q8_GS; i++)
+                s += xq[g * Q8_GS + i];
+            xsum[g] = 128 * s;
+        }
+    } else {
+        int8_t *xabs = aux;
+        for (size_t i = 0; i < IN; i++)   /* |-127| fits: q8 never makes -128 */
+            xabs[i] = (int8_t)(xq[i] < 0 ? -xq[i] : xq[i]);
     }
 }
 
-void q8_vnni_matvec(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
-                    const void *packed, const float *bias, int IN, int OUT, int o0, int o1)
+void q8_decode_matvec(q8_path path, float *y, const int8_t *xq, const float *xs, const void *aux,
+                      const void *packed, const float *bias, int IN, int o0, int o1)
 {
-    (void)OUT;   /* in the signature for symmetry with q8_matmul; o1 <= OUT */
-    q8_vnni_matvec_impl(y, xq, xs, xsum, packed, bias, IN, o0, o1);
+    if (path == Q8_VNNI)
+        q8_vnni_matvec_impl(y, xq, xs, aux, packed, bias, IN, o0, o1);
+    else
+        q8_avx2_matvec_impl(y, xq, xs, aux, packed, bias, IN, o0, o1);
 }
 
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,

@@ -61,22 +61,28 @@ void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const
  * must be a multiple of 8; the results are q8_matmul's. */
 void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                      const float *ws, const float *bias, int IN, int OUT, int o0, int o1);
-/* Decode layout for AVX512-VNNI (only where cpu_has_avx512_vnni()): a copy of
- * wq/ws repacked so that one vpdpbusd gives 16 outputs' sums over 4 inputs,
- * with no horizontal reduction.  Per block of 16 outputs (the last padded
- * with zero rows), per group g: 8 x 64 bytes (chunk k: output o's inputs
- * g*32+4k..+3, plus 128, as unsigned bytes at 4o..4o+3), then the 16 scales.
- * vpdpbusd multiplies unsigned by signed bytes, so the weights carry the
- * offset and x stays signed: sum((w + 128) x) - 128 sum(x) is the exact group
- * sum, and 128 sum(x) is one number per group of the row (q8_group_sums).  So
- * q8_vnni_matvec gives q8_matmul's results bit for bit. */
-size_t q8_vnni_pack_bytes(int IN, int OUT);
-void q8_vnni_pack(void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
-/* xsum[g] = 128 * (sum of xq's group g), n / Q8_GS of them */
-void q8_group_sums(int32_t *xsum, const int8_t *xq, size_t n);
+/* Decode layouts: a copy of wq/ws repacked so that one row (M = 1) runs with
+ * no horizontal sums.  Per block of B outputs (the last padded with zero
+ * rows), per group g: 8 chunks k of 4B bytes (output o's inputs g*32+4k..+3
+ * at bytes 4o..4o+3), then the block's B scales.
+ *   Q8_VNNI (B = 16): one vpdpbusd per chunk against 4 broadcast bytes of x.
+ *     It multiplies unsigned by signed bytes, so the weights carry +128 and
+ *     x stays signed: sum((w + 128) x) - 128 sum(x) is the exact group sum;
+ *     aux holds 128 sum(x) per group.
+ *   Q8_AVX2 (B = 8): maddubs of 4 broadcast bytes of |x| against the chunk
+ *     with x's sign moved onto it (vpsignb), then madd: exact as in the
+ *     tile path; aux holds |x|.
+ * Either way q8_decode_matvec gives q8_matmul's results bit for bit.
+ * q8_decode_path() is the layout the active ISA runs (AVX-512 without VNNI
+ * takes the AVX2 one), or Q8_SCALAR: none, use q8_matvec_range. */
+q8_path q8_decode_path(void);
+size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT);
+void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
+/* aux (IN bytes, 32-byte aligned) <- what path's matvec needs of xq [IN] */
+void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, size_t IN);
 /* Outputs [o0, o1) (o0 a multiple of 16) of one row on the calling thread. */
-void q8_vnni_matvec(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
-                    const void *packed, const float *bias, int IN, int OUT, int o0, int o1);
+void q8_decode_matvec(q8_path path, float *y, const int8_t *xq, const float *xs, const void *aux,
+                      const void *packed, const float *bias, int IN, int o0, int o1);
 /* A given path (the scalar one when this CPU cannot run it), for tests and benchmarks. */
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                     const float *ws, const float *bias, int M, int IN, int OUT);

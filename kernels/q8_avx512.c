@@ -160,11 +160,12 @@ const q8_ops Q8_OPS = {tile, quantize};
 void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
                          const void *packed, const float *bias, int IN, int o0, int o1)
 {
+    enum { B = 16, GROUP = Q8_DECODE_GROUP(B) };
     const int G = IN / Q8_GS;
-    for (int o = o0; o < o1; o += Q8_VNNI_BLOCK) {
-        const uint8_t *p = (const uint8_t *)packed + (size_t)(o / Q8_VNNI_BLOCK) * G * Q8_VNNI_GROUP;
+    for (int o = o0; o < o1; o += B) {
+        const uint8_t *p = (const uint8_t *)packed + (size_t)(o / B) * G * GROUP;
         __m512 acc = _mm512_setzero_ps();
-        for (int g = 0; g < G; g++, p += Q8_VNNI_GROUP) {
+        for (int g = 0; g < G; g++, p += GROUP) {
             const int8_t *x = xq + (size_t)g * Q8_GS;
             __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
             for (int k = 0; k < 8; k += 2) {
@@ -181,7 +182,7 @@ void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int3
                                            _mm512_loadu_ps((const float *)(const void *)(p + 8 * 64)));
             acc = _mm512_add_ps(acc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
         }
-        const int n = o1 - o < Q8_VNNI_BLOCK ? o1 - o : Q8_VNNI_BLOCK;
+        const int n = o1 - o < B ? o1 - o : B;
         const __mmask16 k = (__mmask16)((1u << n) - 1);
         if (bias)
             acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(k, bias + o));

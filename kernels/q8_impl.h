@@ -34,13 +34,13 @@ typedef struct {
 
 extern const q8_ops q8_ops_avx2, q8_ops_avx512, q8_ops_vnni;
 
-/* q8_vnni_matvec's loop, in q8_vnni.c */
+/* The decode layouts' loops (q8.h), in q8_vnni.c and q8_avx2.c */
 void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
                          const void *packed, const float *bias, int IN, int o0, int o1);
+void q8_avx2_matvec_impl(float *y, const int8_t *xq, const float *xs, const int8_t *xabs,
+                         const void *packed, const float *bias, int IN, int o0, int o1);
 
-enum {
-    Q8_VNNI_BLOCK = 16,                   /* outputs per block of the decode layout */
-    Q8_VNNI_GROUP = 8 * 64 + 16 * 4,      /* bytes per block and group: weights, scales */
-};
+/* bytes per block of the decode layout and group: 8 chunks of 4B bytes, B scales */
+#define Q8_DECODE_GROUP(B) (8 * 4 * (B) + 4 * (B))
 
 #endif

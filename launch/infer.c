@@ -234,22 +234,23 @@ static int int8_matrices(infer_model *m, infer_linear **all)
     return n;
 }
 
-/* The decode layout of every int8 matrix, where the CPU has VNNI and the
- * active path is AVX-512; nothing (and 0) otherwise. */
-static int pack_vnni(infer_model *m, char *err, size_t errlen)
+/* The decode layout (q8_decode_path) of every int8 matrix, where the active
+ * ISA has one; nothing (and 0) otherwise. */
+static int pack_decode(infer_model *m, char *err, size_t errlen)
 {
-    if (m->quant != INFER_INT8 || q8_path_for_isa(cpu_isa()) != Q8_VNNI)
+    const q8_path path = q8_decode_path();
+    if (m->quant != INFER_INT8 || path == Q8_SCALAR)
         return 0;
     infer_linear **all = malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all);
     int n = all ? int8_matrices(m, all) : 0;
     for (int i = 0; i < n; i++) {
         infer_linear *l = all[i];
-        size_t bytes = (q8_vnni_pack_bytes(l->in, l->out) + 63) & ~(size_t)63;
+        size_t bytes = (q8_decode_pack_bytes(path, l->in, l->out) + 63) & ~(size_t)63;
         if (!(l->wv = aligned_alloc(64, bytes))) {
             n = -1;
             break;
         }
-        q8_vnni_pack(l->wv, l->wq, l->ws, l->in, l->out);
+        q8_decode_pack(path, l->wv, l->wq, l->ws, l->in, l->out);
         m->weight_bytes += bytes;
     }
     free(all);
@@ -257,6 +258,7 @@ static int pack_vnni(infer_model *m, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory for the int8 decode layout");
         return -1;
     }
+    m->decode_path = path;
     return 0;
 }
 
@@ -287,7 +289,7 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     layout(m, &f, &i8, &sc);
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used;
-    if (infer_model_walk(m, v, ctx, err, errlen) != 0 || pack_vnni(m, err, errlen) != 0) {
+    if (infer_model_walk(m, v, ctx, err, errlen) != 0 || pack_decode(m, err, errlen) != 0) {
         infer_model_free(m);
         return -1;
     }
@@ -468,8 +470,8 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->lane_stat = alloc_f((size_t)s->nthreads * 16);
     s->lane_xq = aligned_alloc(64, 4 * lanes);
     s->lane_xs = alloc_f(lanes / 8);
-    s->lane_xsum = aligned_alloc(64, lanes / 8 * sizeof(int32_t) + 64);
-    if (!s->lane_xsum || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
+    s->lane_aux = aligned_alloc(64, 4 * lanes);
+    if (!s->lane_aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
         !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
@@ -484,7 +486,7 @@ void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
                    s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
-                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_xsum};
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -607,19 +609,20 @@ typedef struct {
     float *stat;     /* [2] LayerNorm mean, rstd */
     int8_t *xq;      /* [4C] the quantized input of a product */
     float *xs;       /* [4C/32] */
-    int32_t *xsum;   /* [4C/32] 128 x the group sums of xq, for the VNNI decode layout */
+    void *aux;       /* [4C bytes] q8_decode_prep's for xq */
 } lane;
 
 /* This thread's share of y = x W + b (x whole: every thread quantizes it). */
-static void decode_linear(const lane *p, float *y, const float *x, const infer_linear *l)
+static void decode_linear(const infer_model *m, const lane *p, float *y, const float *x,
+                          const infer_linear *l)
 {
     int o0, o1;
     share(l->out, &o0, &o1);
     if (l->wv) {
         q8_quantize(p->xq, p->xs, x, (size_t)l->in);   /* below q8's threshold: this thread */
-        q8_group_sums(p->xsum, p->xq, (size_t)l->in);
+        q8_decode_prep(m->decode_path, p->aux, p->xq, (size_t)l->in);
         if (o0 < o1)
-            q8_vnni_matvec(y, p->xq, p->xs, p->xsum, l->wv, l->b, l->in, l->out, o0, o1);
+            q8_decode_matvec(m->decode_path, y, p->xq, p->xs, p->aux, l->wv, l->b, l->in, o0, o1);
     } else if (l->wq) {
         q8_quantize(p->xq, p->xs, x, (size_t)l->in);
         if (o0 < o1)
@@ -636,7 +639,7 @@ static void decode_block(const infer_model *m, infer_state *s, const lane *p, in
     const infer_block *b = &m->h[l];
     const int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
     layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln1w, b->ln1b, 1, C);
-    decode_linear(p, s->qkv, p->xb, &b->qkv);
+    decode_linear(m, p, s->qkv, p->xb, &b->qkv);
 #pragma omp barrier
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
@@ -647,17 +650,17 @@ static void decode_block(const infer_model *m, infer_state *s, const lane *p, in
                     s->att + (size_t)t * T);
     }
 #pragma omp barrier
-    decode_linear(p, s->xb2, s->atty, &b->attproj);
+    decode_linear(m, p, s->xb2, s->atty, &b->attproj);
 #pragma omp barrier
     residual_forward(p->x, p->x, s->xb2, C);
     layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln2w, b->ln2b, 1, C);
-    decode_linear(p, s->fch, p->xb, &b->fc);
+    decode_linear(m, p, s->fch, p->xb, &b->fc);
     int o0, o1;
     share(4 * C, &o0, &o1);
     if (o0 < o1)
         gelu_forward(s->fch + o0, s->fch + o0, o1 - o0);
 #pragma omp barrier
-    decode_linear(p, s->xb2, s->fch, &b->fcproj);
+    decode_linear(m, p, s->xb2, s->fch, &b->fcproj);
 #pragma omp barrier
     residual_forward(p->x, p->x, s->xb2, C);
 }
@@ -673,7 +676,7 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
         const lane p = {s->lane_x + (size_t)t * s->lane_stride, s->lane_xb + (size_t)t * s->lane_stride,
                         s->lane_stat + (size_t)t * 16, s->lane_xq + (size_t)t * 4 * s->lane_stride,
                         s->lane_xs + (size_t)t * s->lane_stride / 8,
-                        s->lane_xsum + (size_t)t * s->lane_stride / 8};
+                        (int8_t *)s->lane_aux + (size_t)t * 4 * s->lane_stride};
         const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
         for (int c = 0; c < C; c++)
             p.x[c] = te[c] + pe[c];
@@ -681,7 +684,7 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
             decode_block(m, s, &p, l, pos);
         layernorm_forward(p.xb, p.stat, p.stat + 1, p.x, m->lnfw, m->lnfb, 1, C);
         if (m->lm_head.wq) {
-            decode_linear(&p, s->logits, p.xb, &m->lm_head);
+            decode_linear(m, &p, s->logits, p.xb, &m->lm_head);
         } else {
             int o0, o1;
             share(V, &o0, &o1);

@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "io/tokenizer.h"
+#include "kernels/q8.h"
 #include "trainer/model.h"
 
 typedef enum { INFER_FP32 = 0, INFER_BF16, INFER_INT8 } infer_quant;
@@ -59,7 +60,7 @@ typedef struct {
     float *w;
     int8_t *wq;
     float *ws;
-    void *wv;   /* int8 on AVX512-VNNI: wq/ws in q8's decode layout (q8_vnni_pack), else NULL */
+    void *wv;   /* int8: wq/ws in the model's decode_path layout (q8_decode_pack), or NULL */
     float *b;   /* NULL: no bias */
 } infer_linear;
 
@@ -78,6 +79,7 @@ typedef struct {
     int8_t *i8;
     float *scales;
     size_t weight_bytes;          /* bytes of all weights as held */
+    q8_path decode_path;          /* int8: the layout of every wv, Q8_SCALAR if none */
 } infer_model;
 
 /* Fills dst (rows x cols floats; cols 0 for a vector) with the named tensor
@@ -134,7 +136,7 @@ typedef struct {
     size_t lane_stride;
     float *lane_x, *lane_xb, *lane_stat, *lane_xs;
     int8_t *lane_xq;
-    int32_t *lane_xsum;
+    void *lane_aux;               /* 4x lane_stride bytes per thread (q8_decode_prep) */
 } infer_state;
 
 /* max_chunk <= 0 means n_positions (a prompt of any length is one pass). */

@@ -1,7 +1,9 @@
 /* bench_q8: the int8 matrix-vector product of decode (M = 1) at the seed384
  * and GPT-2 124M layer shapes, on every q8 path this CPU runs, against the
  * fp32 product through oneDNN (kernels/gemm.h, the trainer's path) and
- * through a plain AVX-512 matrix-vector loop.
+ * through a plain AVX-512 matrix-vector loop; for M = 1 also the decode
+ * layout build/infer decodes on (q8_decode_path, row "<path>-decode"), its
+ * outputs split over the threads in blocks of 64 as infer does.
  *
  * Two cache states:
  *   hot    - the same weights every call (they sit in L2 or L3 if they fit);
@@ -27,10 +29,11 @@
 #include "kernels/q8.h"
 #include "tests/test_util.h"
 
-enum { WARMUP = 2, REPS = 20, NPATHS = Q8_PATH_COUNT + 2 /* + the fp32 baselines */ };
+enum { WARMUP = 2, REPS = 20, NPATHS = Q8_PATH_COUNT + 3 /* + fp32 baselines, decode layout */ };
 #define STREAM_BYTES ((size_t)256 << 20)
 #define FP32 Q8_PATH_COUNT            /* fp32 through oneDNN, as a path index */
 #define FP32_LOOP (Q8_PATH_COUNT + 1) /* fp32 through sgemv_avx512 below */
+#define DECODE (Q8_PATH_COUNT + 2)    /* q8_decode_matvec on q8_decode_path()'s layout */
 
 typedef struct {
     const char *model;
@@ -53,8 +56,9 @@ static const char *const caches[2] = {"hot", "stream"};
 /* Everything one shape needs; weights as ncopies back-to-back copies. */
 static struct {
     const shape *s;
-    size_t ncopies, wq_bytes, ws_count, w_count;
-    int8_t *xq, *wq;
+    size_t ncopies, wq_bytes, ws_count, w_count, wv_bytes;
+    int8_t *xq, *wq, *aux;
+    void *wv;   /* decode layout copies, NULL if this CPU has none */
     float *x, *xs, *ws, *w, *bias, *y;
 } cur;
 
@@ -95,12 +99,24 @@ static void setup(const shape *s)
     replicate(cur.w, cur.w_count * sizeof(float), cur.ncopies);
     replicate(cur.wq, cur.wq_bytes, cur.ncopies);
     replicate(cur.ws, cur.ws_count * sizeof(float), cur.ncopies);
+    const q8_path dp = q8_decode_path();
+    cur.wv = NULL;
+    if (dp != Q8_SCALAR && M == 1) {
+        cur.wv_bytes = q8_decode_pack_bytes(dp, (int)IN, (int)OUT);
+        cur.wv = alloc_or_die(cur.ncopies * cur.wv_bytes);
+        cur.aux = alloc_or_die(IN);
+        q8_decode_pack(dp, cur.wv, cur.wq, cur.ws, (int)IN, (int)OUT);
+        q8_decode_prep(dp, cur.aux, cur.xq, IN);
+        replicate(cur.wv, cur.wv_bytes, cur.ncopies);
+    }
 }
 
 static void teardown(void)
 {
     free(cur.x), free(cur.xs), free(cur.xq), free(cur.bias), free(cur.y);
     free(cur.w), free(cur.wq), free(cur.ws);
+    if (cur.wv)
+        free(cur.wv), free(cur.aux);
 }
 
 /* y = x W + bias for W [IN, OUT] row-major (decode only: one row x), the plain
@@ -133,10 +149,28 @@ __attribute__((target("avx512f"))) static void sgemv_avx512(float *y, const floa
     }
 }
 
+/* infer's decode split: each thread a contiguous share of whole 64-output blocks */
+static void run_decode(size_t copy)
+{
+    const shape *s = cur.s;
+    const q8_path dp = q8_decode_path();
+    const void *wv = (const char *)cur.wv + copy * cur.wv_bytes;
+#pragma omp parallel
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num(), blocks = (s->OUT + 63) / 64;
+        const int o0 = blocks * t / nt * 64, o1 = blocks * (t + 1) / nt * 64;
+        if (o0 < s->OUT)
+            q8_decode_matvec(dp, cur.y, cur.xq, cur.xs, cur.aux, wv, cur.bias, s->IN, o0,
+                             o1 < s->OUT ? o1 : s->OUT);
+    }
+}
+
 static void run(int path, size_t copy)
 {
     const shape *s = cur.s;
-    if (path == FP32_LOOP)
+    if (path == DECODE)
+        run_decode(copy);
+    else if (path == FP32_LOOP)
         for (int m = 0; m < s->M; m++)
             sgemv_avx512(cur.y + (size_t)m * s->OUT, cur.x + (size_t)m * s->IN,
                          cur.w + copy * cur.w_count, cur.bias, s->IN, s->OUT);
@@ -180,13 +214,17 @@ static double median_ms(int path, int stream, double *best)
 
 static const char *path_name(int path)
 {
-    return path == FP32 ? "fp32-dnnl" : path == FP32_LOOP ? "fp32-loop" : q8_path_name((q8_path)path);
+    static char decode[32];
+    snprintf(decode, sizeof decode, "%s-decode", q8_path_name(q8_decode_path()));
+    return path == FP32 ? "fp32-dnnl" : path == FP32_LOOP ? "fp32-loop" : path == DECODE ? decode
+                                                                  : q8_path_name((q8_path)path);
 }
 
 static double weight_bytes(int path)
 {
-    return path >= FP32 ? (double)cur.w_count * sizeof(float)
-                        : (double)cur.wq_bytes + (double)cur.ws_count * sizeof(float);
+    return path == DECODE ? (double)cur.wv_bytes
+           : path >= FP32 ? (double)cur.w_count * sizeof(float)
+                          : (double)cur.wq_bytes + (double)cur.ws_count * sizeof(float);
 }
 
 /* ms[shape][path][cache], < 0 where not measured */
@@ -215,7 +253,9 @@ static void bench_shape(int i, FILE *jsonl)
     for (int path = 0; path < NPATHS; path++) {
         ms[i][path][0] = ms[i][path][1] = -1;
         if (path < FP32 ? !q8_path_supported((q8_path)path)
-                        : path == FP32_LOOP && (!cpu_isa_supported(ISA_AVX512) || s->M > 1))
+            : path == FP32_LOOP ? !cpu_isa_supported(ISA_AVX512) || s->M > 1
+            : path == DECODE    ? !cur.wv
+                                : false)
             continue;
         for (int c = 0; c < (s->M == 1 ? 2 : 1); c++) {   /* prefill: hot only */
             double best;

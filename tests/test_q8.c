@@ -404,42 +404,50 @@ static void test_matmul_vs_fp32(void **state)
 
 /* ---- dispatch and threads ---- */
 
-/* The VNNI decode layout gives the scalar path's bits for one row, over the
- * whole output range and over 64-aligned shares of it, with and without a
- * bias, including -127 everywhere (the largest sums) and OUT not a multiple
- * of 16. */
-static void test_vnni_matvec(void **state)
+/* Each decode layout this CPU can run (VNNI, AVX2) gives the scalar path's
+ * bits for one row, over the whole output range and over 64-aligned shares
+ * of it, with and without a bias, including -127 everywhere (the largest
+ * sums) and OUT not a multiple of the block. */
+static void test_decode_matvec(void **state)
 {
-    if (!cpu_has_avx512_vnni()) {
-        print_message("no AVX512-VNNI here: skipped\n");
-        return;
-    }
+    static const q8_path paths[] = {Q8_AVX2, Q8_VNNI};
     static const int shapes[][2] = {{32, 1}, {384, 1152}, {1536, 384}, {768, 33}, {96, 200}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const int IN = shapes[i][0], OUT = shapes[i][1];
-        problem p = make_problem(1, IN, OUT, 50 + i);
-        if (i == 3) {
-            memset(p.xq, -127, (size_t)IN);
-            memset(p.wq, -127, (size_t)IN * OUT);
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+        const q8_path path = paths[k];
+        if (!q8_path_supported(path)) {
+            print_message("no %s here: its decode layout skipped\n", q8_path_name(path));
+            continue;
         }
-        void *packed = xmalloc(q8_vnni_pack_bytes(IN, OUT));
-        int32_t *xsum = xmalloc((size_t)IN / Q8_GS * sizeof *xsum);
-        float *want = alloc_y(OUT), *got = alloc_y(OUT);
-        q8_vnni_pack(packed, p.wq, p.ws, IN, OUT);
-        q8_group_sums(xsum, p.xq, (size_t)IN);
-        for (int bias = 0; bias < 2; bias++) {
-            q8_matmul_path(Q8_SCALAR, want, p.xq, p.xs, p.wq, p.ws, bias ? p.bias : NULL, 1, IN, OUT);
-            q8_vnni_matvec(got, p.xq, p.xs, xsum, packed, bias ? p.bias : NULL, IN, OUT, 0, OUT);
-            assert_true(same_bits("vnni matvec", got, want, OUT));
-            for (int o0 = 0; o0 < OUT; o0 += 64)
-                q8_vnni_matvec(got, p.xq, p.xs, xsum, packed, bias ? p.bias : NULL, IN, OUT, o0,
-                               o0 + 64 < OUT ? o0 + 64 : OUT);
-            assert_true(same_bits("vnni matvec in shares", got, want, OUT));
-            assert_true(guards_intact(got, OUT));
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const int IN = shapes[i][0], OUT = shapes[i][1];
+            problem p = make_problem(1, IN, OUT, 50 + i);
+            if (i == 3) {
+                memset(p.xq, -127, (size_t)IN);
+                memset(p.wq, -127, (size_t)IN * OUT);
+            }
+            void *packed = xmalloc(q8_decode_pack_bytes(path, IN, OUT));
+            void *aux = xmalloc((size_t)IN);
+            float *want = alloc_y(OUT), *got = alloc_y(OUT);
+            q8_decode_pack(path, packed, p.wq, p.ws, IN, OUT);
+            q8_decode_prep(path, aux, p.xq, (size_t)IN);
+            for (int bias = 0; bias < 2; bias++) {
+                const float *b = bias ? p.bias : NULL;
+                q8_matmul_path(Q8_SCALAR, want, p.xq, p.xs, p.wq, p.ws, b, 1, IN, OUT);
+                q8_decode_matvec(path, got, p.xq, p.xs, aux, packed, b, IN, 0, OUT);
+                assert_true(same_bits("decode matvec", got, want, OUT));
+                for (int o0 = 0; o0 < OUT; o0 += 64)
+                    q8_decode_matvec(path, got, p.xq, p.xs, aux, packed, b, IN, o0,
+                                     o0 + 64 < OUT ? o0 + 64 : OUT);
+                assert_true(same_bits("decode matvec in shares", got, want, OUT));
+                assert_true(guards_intact(got, OUT));
+            }
+            free(packed), free(aux), free(want), free(got);
+            free_problem(&p);
         }
-        free(packed), free(xsum), free(want), free(got);
-        free_problem(&p);
     }
+    const q8_path active = q8_decode_path();
+    assert_true(active == Q8_SCALAR || active == Q8_AVX2 || active == Q8_VNNI);
+    assert_true(q8_path_supported(active));
 }
 
 static void test_dispatch(void **state)
@@ -491,7 +499,7 @@ int main(void)
         cmocka_unit_test(test_extreme_sums_exact),
         cmocka_unit_test(test_matmul_vs_double),
         cmocka_unit_test(test_matmul_vs_fp32),
-        cmocka_unit_test(test_vnni_matvec),
+        cmocka_unit_test(test_decode_matvec),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_thread_count_invariant),
     };
