@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "kernels/q8_impl.h"
 
@@ -183,10 +184,17 @@ size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT)
     return (size_t)(OUT + B - 1) / B * (IN / Q8_GS) * Q8_DECODE_GROUP(B);
 }
 
+/* Byte i of output r's group g in a block's group (chunk i/4, lane r, byte i%4). */
+static size_t decode_at(int B, int r, int i)
+{
+    return (size_t)(i / 4) * 4 * B + (size_t)r * 4 + i % 4;
+}
+
 void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
 {
     const int B = decode_block(path), G = IN / Q8_GS, blocks = (OUT + B - 1) / B;
     const int offset = path == Q8_VNNI ? 128 : 0;
+#pragma omp parallel for schedule(static) if ((size_t)IN * OUT >= PAR_MIN)
     for (int b = 0; b < blocks; b++)
         for (int g = 0; g < G; g++) {
             uint8_t *w = (uint8_t *)dst + ((size_t)b * G + g) * Q8_DECODE_GROUP(B);
@@ -194,27 +202,50 @@ void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, 
             for (int r = 0; r < B; r++) {
                 const int o = b * B + r;
                 const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
-                for (int i = 0; i < Q8_GS; i++)   /* chunk i/4, lane r, byte i%4 */
-                    w[(i / 4) * 4 * B + r * 4 + i % 4] = (uint8_t)((row ? row[i] : 0) + offset);
+                for (int i = 0; i < Q8_GS; i++)
+                    w[decode_at(B, r, i)] = (uint8_t)((row ? row[i] : 0) + offset);
                 sc[r] = row ? ws[(size_t)o * G + g] : 0.0f;
             }
         }
 }
 
-void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, size_t IN)
+/* Output o's group g from the layout: Q8_GS int8 values, and the scale. */
+static float unpack_group(q8_path path, int8_t *q, const void *packed, int IN, int o, int g)
 {
-    if (path == Q8_VNNI) {
-        int32_t *xsum = aux;
-        for (size_t g = 0; g < IN / Q8_GS; g++) {
-            int32_t s = 0;
-            for (int i = 0; i < Q8_GS; i++)
-                s += xq[g * Q8_GS + i];
-            xsum[g] = 128 * s;
+    const int B = decode_block(path), G = IN / Q8_GS, offset = path == Q8_VNNI ? 128 : 0;
+    const uint8_t *w = (const uint8_t *)packed + ((size_t)(o / B) * G + g) * Q8_DECODE_GROUP(B);
+    for (int i = 0; i < Q8_GS; i++)
+        q[i] = (int8_t)(w[decode_at(B, o % B, i)] - offset);
+    float s;
+    memcpy(&s, w + 8 * 4 * B + 4 * (o % B), sizeof s);
+    return s;
+}
+
+void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, int IN, int OUT)
+{
+    const int G = IN / Q8_GS;
+    for (int o = 0; o < OUT; o++)
+        for (int g = 0; g < G; g++)
+            ws[(size_t)o * G + g] = unpack_group(path, wq + (size_t)o * IN + g * Q8_GS, packed, IN, o, g);
+}
+
+void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, int rows, int IN)
+{
+    for (int m = 0; m < rows; m++) {
+        const int8_t *x = xq + (size_t)m * IN;
+        if (path == Q8_VNNI) {
+            int32_t *xsum = (int32_t *)(void *)((char *)aux + (size_t)m * IN);
+            for (int g = 0; g < IN / Q8_GS; g++) {
+                int32_t s = 0;
+                for (int i = 0; i < Q8_GS; i++)
+                    s += x[g * Q8_GS + i];
+                xsum[g] = 128 * s;
+            }
+        } else {
+            int8_t *xabs = (int8_t *)aux + (size_t)m * IN;
+            for (int i = 0; i < IN; i++)   /* |-127| fits: q8 never makes -128 */
+                xabs[i] = (int8_t)(x[i] < 0 ? -x[i] : x[i]);
         }
-    } else {
-        int8_t *xabs = aux;
-        for (size_t i = 0; i < IN; i++)   /* |-127| fits: q8 never makes -128 */
-            xabs[i] = (int8_t)(xq[i] < 0 ? -xq[i] : xq[i]);
     }
 }
 
@@ -225,6 +256,19 @@ void q8_decode_matvec(q8_path path, float *y, const int8_t *xq, const float *xs,
         q8_vnni_matvec_impl(y, xq, xs, aux, packed, bias, IN, o0, o1);
     else
         q8_avx2_matvec_impl(y, xq, xs, aux, packed, bias, IN, o0, o1);
+}
+
+void q8_decode_matmul(q8_path path, float *y, const int8_t *xq, const float *xs, const void *aux,
+                      const void *packed, const float *bias, int M, int IN, int OUT)
+{
+    const int tiles = (OUT + OT - 1) / OT, G = IN / Q8_GS;
+#pragma omp parallel for schedule(static) if ((double)M * IN * OUT >= PAR_MIN)
+    for (int t = 0; t < tiles; t++) {
+        const int o0 = t * OT, o1 = o0 + OT < OUT ? o0 + OT : OUT;
+        for (int m = 0; m < M; m++)
+            q8_decode_matvec(path, y + (size_t)m * OUT, xq + (size_t)m * IN, xs + (size_t)m * G,
+                             (const char *)aux + (size_t)m * IN, packed, bias, IN, o0, o1);
+    }
 }
 
 void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,

@@ -78,11 +78,19 @@ void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *
 q8_path q8_decode_path(void);
 size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT);
 void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
-/* aux (IN bytes, 32-byte aligned) <- what path's matvec needs of xq [IN] */
-void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, size_t IN);
+/* q8_decode_pack's inverse: wq [OUT, IN] and ws [OUT, IN/32] back. */
+void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, int IN, int OUT);
+/* aux (rows x IN bytes, 32-byte aligned) <- what path's products need of
+ * each row of xq [rows, IN] */
+void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, int rows, int IN);
 /* Outputs [o0, o1) (o0 a multiple of 16) of one row on the calling thread. */
 void q8_decode_matvec(q8_path path, float *y, const int8_t *xq, const float *xs, const void *aux,
                       const void *packed, const float *bias, int IN, int o0, int o1);
+/* q8_matmul's y [M, OUT] on a decode layout (prefill): the threads split
+ * tiles of outputs, and each tile's weights stay in cache across the rows. */
+void q8_decode_matmul(q8_path path, float *y, const int8_t *xq, const float *xs, const void *aux,
+                      const void *packed, const float *bias, int M, int IN, int OUT);
+
 /* A given path (the scalar one when this CPU cannot run it), for tests and benchmarks. */
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
                     const float *ws, const float *bias, int M, int IN, int OUT);

@@ -171,7 +171,7 @@ int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, ch
     if (v->vec(ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
         v->vec(ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
         return -1;
-    if (m->lm_head.wq)
+    if (m->quant == INFER_INT8)
         return v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
     return 0;
 }
@@ -234,8 +234,9 @@ static int int8_matrices(infer_model *m, infer_linear **all)
     return n;
 }
 
-/* The decode layout (q8_decode_path) of every int8 matrix, where the active
- * ISA has one; nothing (and 0) otherwise. */
+/* Every int8 matrix into the decode layout (q8_decode_path), where the active
+ * ISA has one, and the [out, in] arenas freed: prefill and decode both run on
+ * the layout.  Nothing (and 0) otherwise. */
 static int pack_decode(infer_model *m, char *err, size_t errlen)
 {
     const q8_path path = q8_decode_path();
@@ -253,11 +254,17 @@ static int pack_decode(infer_model *m, char *err, size_t errlen)
         q8_decode_pack(path, l->wv, l->wq, l->ws, l->in, l->out);
         m->weight_bytes += bytes;
     }
+    for (int i = 0; i < n; i++)   /* the layout is all the model keeps */
+        all[i]->wq = NULL, all[i]->ws = NULL;
     free(all);
     if (n < 0 || !all) {
         snprintf(err, errlen, "out of memory for the int8 decode layout");
         return -1;
     }
+    m->weight_bytes -= m->i8_bytes;
+    free(m->i8);
+    free(m->scales);
+    m->i8 = NULL, m->scales = NULL;
     m->decode_path = path;
     return 0;
 }
@@ -289,6 +296,7 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     layout(m, &f, &i8, &sc);
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used;
+    m->i8_bytes = i8.used + sc.used;
     if (infer_model_walk(m, v, ctx, err, errlen) != 0 || pack_decode(m, err, errlen) != 0) {
         infer_model_free(m);
         return -1;
@@ -456,6 +464,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->fch = alloc_f(N * 4 * C);
     s->xq = aligned_alloc(64, (N * 4 * C + 63) & ~(size_t)63);
     s->xs = alloc_f(N * 4 * C / Q8_GS + 1);
+    s->aux = aligned_alloc(64, (N * 4 * C + 63) & ~(size_t)63);
     s->ln_mean = alloc_f(N);
     s->ln_rstd = alloc_f(N);
     s->key_cache = alloc_f(L * T * C);
@@ -471,7 +480,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->lane_xq = aligned_alloc(64, 4 * lanes);
     s->lane_xs = alloc_f(lanes / 8);
     s->lane_aux = aligned_alloc(64, 4 * lanes);
-    if (!s->lane_aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
+    if (!s->lane_aux || !s->aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
         !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
@@ -486,7 +495,7 @@ void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
                    s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
-                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux};
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux, s->aux};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -497,9 +506,14 @@ void infer_state_free(infer_state *s)
 /* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations.
  * fp32 decode (n = 1) streams W through gemv: a GEMM library's blocking is
  * for many rows, and at one row it runs several times slower. */
-static void linear(infer_state *s, float *y, const float *x, const infer_linear *l, int n)
+static void linear(const infer_model *m, infer_state *s, float *y, const float *x,
+                   const infer_linear *l, int n)
 {
-    if (l->wq) {
+    if (l->wv) {
+        q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);
+        q8_decode_prep(m->decode_path, s->aux, s->xq, n, l->in);
+        q8_decode_matmul(m->decode_path, y, s->xq, s->xs, s->aux, l->wv, l->b, n, l->in, l->out);
+    } else if (l->wq) {
         q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);   /* groups never straddle rows */
         q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
     } else if (n == 1) {
@@ -564,15 +578,15 @@ static void block(const infer_model *m, infer_state *s, int l, int n, int pos)
     int C = m->d.n_embd;
     size_t nc = (size_t)n * C;
     layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, s->x, b->ln1w, b->ln1b, n, C);
-    linear(s, s->qkv, s->xb, &b->qkv, n);
+    linear(m, s, s->qkv, s->xb, &b->qkv, n);
     store_kv(m, s, l, n, pos);
     attend(m, s, l, n, pos);
-    linear(s, s->xb2, s->atty, &b->attproj, n);
+    linear(m, s, s->xb2, s->atty, &b->attproj, n);
     residual_forward(s->x, s->x, s->xb2, nc);
     layernorm_forward(s->xb, s->ln_mean, s->ln_rstd, s->x, b->ln2w, b->ln2b, n, C);
-    linear(s, s->fch, s->xb, &b->fc, n);
+    linear(m, s, s->fch, s->xb, &b->fc, n);
     gelu_forward(s->fch, s->fch, nc * 4);
-    linear(s, s->xb2, s->fch, &b->fcproj, n);
+    linear(m, s, s->xb2, s->fch, &b->fcproj, n);
     residual_forward(s->x, s->x, s->xb2, nc);
 }
 
@@ -580,12 +594,21 @@ static void block(const infer_model *m, infer_state *s, int l, int n, int pos)
 static void lm_head(const infer_model *m, infer_state *s, float *logits, const float *x, int n)
 {
     int C = m->d.n_embd, V = m->d.vocab_size;
-    if (m->lm_head.wq)
-        linear(s, logits, x, &m->lm_head, n);
+    if (m->quant == INFER_INT8)
+        linear(m, s, logits, x, &m->lm_head, n);
     else if (n == 1)
         gemv_t(logits, x, m->wte, NULL, C, V);
     else
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
+}
+
+/* x [C] = the token's embedding + the position's. */
+static void embed(const infer_model *m, float *x, int token, int pos)
+{
+    const int C = m->d.n_embd;
+    const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
+    for (int c = 0; c < C; c++)
+        x[c] = te[c] + pe[c];
 }
 
 /* ---- decode: one token, one parallel region ------------------------------- */
@@ -620,7 +643,7 @@ static void decode_linear(const infer_model *m, const lane *p, float *y, const f
     share(l->out, &o0, &o1);
     if (l->wv) {
         q8_quantize(p->xq, p->xs, x, (size_t)l->in);   /* below q8's threshold: this thread */
-        q8_decode_prep(m->decode_path, p->aux, p->xq, (size_t)l->in);
+        q8_decode_prep(m->decode_path, p->aux, p->xq, 1, l->in);
         if (o0 < o1)
             q8_decode_matvec(m->decode_path, y, p->xq, p->xs, p->aux, l->wv, l->b, l->in, o0, o1);
     } else if (l->wq) {
@@ -677,13 +700,11 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
                         s->lane_stat + (size_t)t * 16, s->lane_xq + (size_t)t * 4 * s->lane_stride,
                         s->lane_xs + (size_t)t * s->lane_stride / 8,
                         (int8_t *)s->lane_aux + (size_t)t * 4 * s->lane_stride};
-        const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
-        for (int c = 0; c < C; c++)
-            p.x[c] = te[c] + pe[c];
+        embed(m, p.x, token, pos);
         for (int l = 0; l < m->d.n_layer; l++)
             decode_block(m, s, &p, l, pos);
         layernorm_forward(p.xb, p.stat, p.stat + 1, p.x, m->lnfw, m->lnfb, 1, C);
-        if (m->lm_head.wq) {
+        if (m->quant == INFER_INT8) {
             decode_linear(m, &p, s->logits, p.xb, &m->lm_head);
         } else {
             int o0, o1;
@@ -704,12 +725,8 @@ void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int 
         return;
     }
     int C = m->d.n_embd, V = m->d.vocab_size;
-    for (int i = 0; i < n; i++) {
-        const float *te = m->wte + (size_t)tokens[i] * C, *pe = m->wpe + (size_t)(pos + i) * C;
-        float *x = s->x + (size_t)i * C;
-        for (int c = 0; c < C; c++)
-            x[c] = te[c] + pe[c];
-    }
+    for (int i = 0; i < n; i++)
+        embed(m, s->x + (size_t)i * C, tokens[i], pos + i);
     for (int l = 0; l < m->d.n_layer; l++)
         block(m, s, l, n, pos);
     if (all_logits) {

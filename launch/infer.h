@@ -23,13 +23,16 @@
  *   int8  every matrix of the blocks and the (tied) LM head quantized at load
  *         with q8_pack_weights (one scale per 32 values along the reduction
  *         axis); activations quantized per token and group before each
- *         product (q8_matmul, exact int32 group sums).  The embeddings, the
- *         biases, LayerNorm, softmax and GELU stay fp32.  The fp32 copies of
- *         the quantized matrices are not kept (the token embedding is, for the
- *         input lookup).  Needs n_embd to be a multiple of 32.  On AVX512-VNNI
- *         (and GPT_ISA not lower) decode runs on a second copy of every int8
- *         matrix in q8's decode layout (1.125 bytes per weight): the same
- *         results, without the horizontal sums of the [out, in] layout.
+ *         product (exact int32 group sums).  The embeddings, the biases,
+ *         LayerNorm, softmax and GELU stay fp32: the token embedding looked
+ *         up from the int8 head cost greedy agreement with fp32 on Tiny
+ *         Shakespeare 99.2% -> 98.9%, and from fp16 -> 99.1% (make
+ *         infer-quality), so the fp32 wte stays for the input side.
+ *         Needs n_embd to be a multiple of 32.  Where the active ISA has a
+ *         decode layout (AVX2, AVX512-VNNI: q8_decode_path) the matrices are
+ *         held only in it (1.125 bytes per weight) and prefill and decode
+ *         both run on it (q8_decode_matmul / q8_decode_matvec); elsewhere
+ *         they stay [out, in] for q8_matmul.  Both give the same bits.
  * The KV cache is fp32, [n_layer, n_positions, n_embd] for keys and for values,
  * allocated once; nothing is allocated after infer_state_create.
  * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
@@ -60,7 +63,7 @@ typedef struct {
     float *w;
     int8_t *wq;
     float *ws;
-    void *wv;   /* int8: wq/ws in the model's decode_path layout (q8_decode_pack), or NULL */
+    void *wv;   /* int8 with a decode layout: wq/ws repacked (q8_decode_pack), wq/ws NULL */
     float *b;   /* NULL: no bias */
 } infer_linear;
 
@@ -79,6 +82,7 @@ typedef struct {
     int8_t *i8;
     float *scales;
     size_t weight_bytes;          /* bytes of all weights as held */
+    size_t i8_bytes;              /* of those, the int8 arenas (freed when a decode layout replaces them) */
     q8_path decode_path;          /* int8: the layout of every wv, Q8_SCALAR if none */
 } infer_model;
 
@@ -126,6 +130,7 @@ typedef struct {
     int nthreads;
     float *x, *xb, *xb2, *qkv, *atty, *fch;   /* [max_chunk, C | 3C | 4C] */
     int8_t *xq;                   /* [max_chunk, 4C] quantized activations (int8) */
+    void *aux;                    /* [max_chunk, 4C] bytes: q8_decode_prep's of xq */
     float *xs;                    /* [max_chunk, 4C/32] their scales */
     float *ln_mean, *ln_rstd;     /* [max_chunk] (LayerNorm writes them) */
     float *key_cache, *value_cache;           /* [L, n_positions, C] */

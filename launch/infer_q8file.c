@@ -25,6 +25,7 @@ struct infer_q8file {
 
 typedef struct {
     hid_t model, q8;
+    q8_path decode_path;   /* the model's (for matrices held as wv) */
 } writer;
 
 static int write_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
@@ -38,6 +39,8 @@ static int write_vec(void *ctx, const char *name, int rows, int cols, float *x, 
     return -1;
 }
 
+/* The file holds q8_pack_weights' [out, in] form: a matrix the model holds
+ * in a decode layout is unpacked for writing. */
 static int write_mat(void *ctx, const char *name, const infer_linear *l, char *err,
                      size_t errlen)
 {
@@ -45,12 +48,27 @@ static int write_mat(void *ctx, const char *name, const infer_linear *l, char *e
     char sname[128];
     snprintf(sname, sizeof sname, "%s_scale", name);
     size_t n = (size_t)l->out * l->in;
-    if (h5_write_checked(w->q8, name, H5T_STD_I8LE, H5T_NATIVE_INT8, l->wq, l->out, l->in, n) == 0 &&
-        h5_write_checked(w->q8, sname, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, l->ws, l->out,
-                      l->in / Q8_GS, n / Q8_GS * sizeof(float)) == 0)
-        return 0;
-    snprintf(err, errlen, "cannot write /q8/%s (disk full?)", name);
-    return -1;
+    int8_t *wq = l->wq;
+    float *ws = l->ws;
+    if (l->wv) {
+        wq = malloc(n);
+        ws = malloc(n / Q8_GS * sizeof *ws);
+        if (!wq || !ws) {
+            free(wq), free(ws);
+            snprintf(err, errlen, "out of memory writing /q8/%s", name);
+            return -1;
+        }
+        q8_decode_unpack(w->decode_path, wq, ws, l->wv, l->in, l->out);
+    }
+    int rc = h5_write_checked(w->q8, name, H5T_STD_I8LE, H5T_NATIVE_INT8, wq, l->out, l->in, n) == 0 &&
+                     h5_write_checked(w->q8, sname, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ws, l->out,
+                                      l->in / Q8_GS, n / Q8_GS * sizeof(float)) == 0
+                 ? 0 : -1;
+    if (l->wv)
+        free(wq), free(ws);
+    if (rc != 0)
+        snprintf(err, errlen, "cannot write /q8/%s (disk full?)", name);
+    return rc;
 }
 
 static hid_t new_group(hid_t f, const char *name)
@@ -93,7 +111,7 @@ static int write_file(hid_t f, const infer_model *m, const tokenizer *tok, char 
         snprintf(err, errlen, "cannot write the header groups (disk full?)");
         return -1;
     }
-    writer w = {new_group(f, "/model"), new_group(f, "/q8")};
+    writer w = {new_group(f, "/model"), new_group(f, "/q8"), m->decode_path};
     static const infer_visitor v = {write_vec, write_mat};
     int rc = w.model < 0 || w.q8 < 0 ? -1 : infer_model_walk(m, &v, &w, err, errlen);
     if (w.model < 0 || w.q8 < 0)

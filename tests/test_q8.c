@@ -404,14 +404,35 @@ static void test_matmul_vs_fp32(void **state)
 
 /* ---- dispatch and threads ---- */
 
-/* Each decode layout this CPU can run (VNNI, AVX2) gives the scalar path's
- * bits for one row, over the whole output range and over 64-aligned shares
- * of it, with and without a bias, including -127 everywhere (the largest
- * sums) and OUT not a multiple of the block. */
-static void test_decode_matvec(void **state)
+/* Both decode layouts (plain C, any CPU): unpacking gives back wq and ws
+ * exactly. */
+static void test_decode_layout_roundtrip(void **state)
 {
     static const q8_path paths[] = {Q8_AVX2, Q8_VNNI};
-    static const int shapes[][2] = {{32, 1}, {384, 1152}, {1536, 384}, {768, 33}, {96, 200}};
+    const int IN = 96, OUT = 37;
+    problem p = make_problem(1, IN, OUT, 61);
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+        void *packed = xmalloc(q8_decode_pack_bytes(paths[k], IN, OUT));
+        int8_t *wq = xmalloc((size_t)IN * OUT);
+        float *ws = xmalloc((size_t)OUT * (IN / Q8_GS) * sizeof *ws);
+        q8_decode_pack(paths[k], packed, p.wq, p.ws, IN, OUT);
+        q8_decode_unpack(paths[k], wq, ws, packed, IN, OUT);
+        assert_memory_equal(wq, p.wq, (size_t)IN * OUT);
+        assert_memory_equal(ws, p.ws, (size_t)OUT * (IN / Q8_GS) * sizeof *ws);
+        free(packed), free(wq), free(ws);
+    }
+    free_problem(&p);
+}
+
+/* Each decode layout this CPU can run (VNNI, AVX2) gives the scalar path's
+ * bits: one row over the whole output range and over 64-aligned shares of
+ * it, and several rows (prefill), with and without a bias, including -127
+ * everywhere (the largest sums) and OUT not a multiple of the block. */
+static void test_decode_products(void **state)
+{
+    static const q8_path paths[] = {Q8_AVX2, Q8_VNNI};
+    static const int shapes[][3] = {{1, 32, 1},   {1, 384, 1152}, {1, 1536, 384}, {1, 768, 33},
+                                    {1, 96, 200}, {5, 384, 200},  {17, 64, 130}};
     for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
         const q8_path path = paths[k];
         if (!q8_path_supported(path)) {
@@ -419,27 +440,31 @@ static void test_decode_matvec(void **state)
             continue;
         }
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            const int IN = shapes[i][0], OUT = shapes[i][1];
-            problem p = make_problem(1, IN, OUT, 50 + i);
+            const int M = shapes[i][0], IN = shapes[i][1], OUT = shapes[i][2];
+            problem p = make_problem(M, IN, OUT, 50 + i);
             if (i == 3) {
                 memset(p.xq, -127, (size_t)IN);
                 memset(p.wq, -127, (size_t)IN * OUT);
             }
             void *packed = xmalloc(q8_decode_pack_bytes(path, IN, OUT));
-            void *aux = xmalloc((size_t)IN);
-            float *want = alloc_y(OUT), *got = alloc_y(OUT);
+            void *aux = xmalloc((size_t)M * IN);
+            float *want = alloc_y((size_t)M * OUT), *got = alloc_y((size_t)M * OUT);
             q8_decode_pack(path, packed, p.wq, p.ws, IN, OUT);
-            q8_decode_prep(path, aux, p.xq, (size_t)IN);
+            q8_decode_prep(path, aux, p.xq, M, IN);
             for (int bias = 0; bias < 2; bias++) {
                 const float *b = bias ? p.bias : NULL;
-                q8_matmul_path(Q8_SCALAR, want, p.xq, p.xs, p.wq, p.ws, b, 1, IN, OUT);
-                q8_decode_matvec(path, got, p.xq, p.xs, aux, packed, b, IN, 0, OUT);
-                assert_true(same_bits("decode matvec", got, want, OUT));
-                for (int o0 = 0; o0 < OUT; o0 += 64)
-                    q8_decode_matvec(path, got, p.xq, p.xs, aux, packed, b, IN, o0,
-                                     o0 + 64 < OUT ? o0 + 64 : OUT);
-                assert_true(same_bits("decode matvec in shares", got, want, OUT));
-                assert_true(guards_intact(got, OUT));
+                q8_matmul_path(Q8_SCALAR, want, p.xq, p.xs, p.wq, p.ws, b, M, IN, OUT);
+                q8_decode_matmul(path, got, p.xq, p.xs, aux, packed, b, M, IN, OUT);
+                assert_true(same_bits("decode matmul", got, want, (size_t)M * OUT));
+                if (M == 1) {
+                    q8_decode_matvec(path, got, p.xq, p.xs, aux, packed, b, IN, 0, OUT);
+                    assert_true(same_bits("decode matvec", got, want, OUT));
+                    for (int o0 = 0; o0 < OUT; o0 += 64)
+                        q8_decode_matvec(path, got, p.xq, p.xs, aux, packed, b, IN, o0,
+                                         o0 + 64 < OUT ? o0 + 64 : OUT);
+                    assert_true(same_bits("decode matvec in shares", got, want, OUT));
+                }
+                assert_true(guards_intact(got, (size_t)M * OUT));
             }
             free(packed), free(aux), free(want), free(got);
             free_problem(&p);
@@ -499,7 +524,8 @@ int main(void)
         cmocka_unit_test(test_extreme_sums_exact),
         cmocka_unit_test(test_matmul_vs_double),
         cmocka_unit_test(test_matmul_vs_fp32),
-        cmocka_unit_test(test_decode_matvec),
+        cmocka_unit_test(test_decode_layout_roundtrip),
+        cmocka_unit_test(test_decode_products),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_thread_count_invariant),
     };
