@@ -3,11 +3,13 @@
 #include "comm/watchdog.h"
 
 #include <mpi.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Buckets whose reduce-scatter is in flight at once: backward completes
@@ -18,6 +20,13 @@ enum { SLOTS = 2 };
 /* Pairs exchange at most one message each way per bucket and phase, posted
  * in bucket order on both sides, so one tag per phase matches them all. */
 enum { TAG_SCATTER = 0, TAG_GATHER = 1 };
+
+/* Open MPI moves a large message along only inside MPI calls (over TCP about
+ * one fragment per socket and call), and backward reports only between its
+ * ops, tens of ms apart.  So while anything is in flight a progress thread
+ * tests it every PROGRESS_US; it and the training thread take one lock
+ * around every MPI call here, which is all MPI_THREAD_SERIALIZED asks. */
+enum { PROGRESS_US = 200 };
 
 struct grad_buckets {
     float *grads;
@@ -33,6 +42,11 @@ struct grad_buckets {
     buckets_mode mode;
     float *recv;              /* [SLOTS][size-1][piece]: the other ranks' parts */
     size_t piece;             /* the largest part of one bucket inside one shard */
+    bool threaded;            /* the progress thread runs */
+    pthread_t progress;
+    pthread_mutex_t lock;     /* held around every MPI call on these requests */
+    pthread_cond_t wake;      /* in flight, or quitting */
+    bool in_flight, quit;
 };
 
 /* grads[lo, hi) = 0, the whole pages inside it returned to the kernel (a
@@ -53,12 +67,54 @@ static void release_range(float *grads, size_t lo, size_t hi)
     memset((void *)pz, 0, z - pz);
 }
 
+static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
+{
+    return all + (size_t)i * (size_t)b->per;
+}
+
+/* One test of the oldest phase in flight: any MPI test drives every
+ * transfer along.  The training thread completes the phases (test() sees the
+ * requests this one completed as MPI_REQUEST_NULL: done). */
+static void *progress_main(void *arg)
+{
+    grad_buckets *b = arg;
+    const struct timespec pause = {0, PROGRESS_US * 1000L};
+    pthread_mutex_lock(&b->lock);
+    while (!b->quit) {
+        if (!b->in_flight) {
+            pthread_cond_wait(&b->wake, &b->lock);
+            continue;
+        }
+        int flag;
+        if (b->reduced < b->started)
+            MPI_Testall(b->per, requests(b->scatter, b, b->reduced), &flag, MPI_STATUSES_IGNORE);
+        else if (b->finished < b->reduced)
+            MPI_Testall(b->per, requests(b->gather, b, b->finished), &flag, MPI_STATUSES_IGNORE);
+        pthread_mutex_unlock(&b->lock);
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* The progress thread, where MPI allows it (comm_init asks for SERIALIZED). */
+static void start_progress(grad_buckets *b)
+{
+    int level;
+    MPI_Query_thread(&level);
+    b->threaded = level >= MPI_THREAD_SERIALIZED &&
+                  pthread_create(&b->progress, NULL, progress_main, b) == 0;
+}
+
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
                              const zero_shard *shard, buckets_mode mode)
 {
     grad_buckets *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->wake, NULL);
     /* MPI counts are ints: cap a bucket at 2^30 values */
     if (bucket_floats == 0 || bucket_floats > ((size_t)1 << 30))
         bucket_floats = (size_t)1 << 30;
@@ -85,12 +141,22 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
         release_range(grads, 0, shard->begin);
         release_range(grads, shard->begin + shard->len, n);
     }
+    start_progress(b);
     return b;
 }
 
 void buckets_destroy(grad_buckets *b)
 {
+    if (b && b->threaded) {
+        pthread_mutex_lock(&b->lock);
+        b->quit = true;
+        pthread_cond_signal(&b->wake);
+        pthread_mutex_unlock(&b->lock);
+        pthread_join(b->progress, NULL);
+    }
     if (b) {
+        pthread_mutex_destroy(&b->lock);
+        pthread_cond_destroy(&b->wake);
         free(b->scatter);
         free(b->gather);
         free(b->recv);
@@ -124,11 +190,6 @@ static float *recv_buffer(const grad_buckets *b, int i, int q)
     int peer = q < b->shard->rank ? q : q - 1;
     size_t slot = (size_t)(i % SLOTS) * (size_t)(b->shard->size - 1) + (size_t)peer;
     return b->recv + slot * b->piece;
-}
-
-static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
-{
-    return all + (size_t)i * (size_t)b->per;
 }
 
 /* One phase of bucket i's exchange with every other rank q, sends posted
@@ -205,18 +266,31 @@ static bool test(grad_buckets *b, MPI_Request *all, int i)
 
 void buckets_begin(grad_buckets *b)
 {
+    pthread_mutex_lock(&b->lock);
     b->started = b->reduced = b->finished = 0;
     b->busy_s = 0;
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Bucket i (< count) can start: every gradient in it is final. */
+static bool startable(const grad_buckets *b, int i, size_t from)
+{
+    size_t start, end;
+    bucket_range(b, i, &start, &end);
+    return start >= from;
 }
 
 void buckets_ready(grad_buckets *b, size_t from)
 {
+    /* Nothing to start: only progress, which the progress thread may be
+     * making right now (waiting for it could wait for the scheduler). */
+    bool start = b->started < b->count && startable(b, b->started, from);
+    if (start || !b->threaded)
+        pthread_mutex_lock(&b->lock);
+    else if (pthread_mutex_trylock(&b->lock) != 0)
+        return;
     double t0 = MPI_Wtime();
-    while (b->started < b->count) {
-        size_t start, end;
-        bucket_range(b, b->started, &start, &end);
-        if (start < from)
-            break;
+    while (b->started < b->count && startable(b, b->started, from)) {
         while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
             wait_scatter(b);
         start_exchange(b, b->started++, false);
@@ -226,12 +300,18 @@ void buckets_ready(grad_buckets *b, size_t from)
         finish_scatter(b);
     while (b->finished < b->reduced && test(b, b->gather, b->finished))
         b->finished++;
+    b->in_flight = b->finished < b->started;
+    if (b->in_flight)
+        pthread_cond_signal(&b->wake);
     b->busy_s += MPI_Wtime() - t0;
+    pthread_mutex_unlock(&b->lock);
 }
 
 double buckets_finish(grad_buckets *b)
 {
     buckets_ready(b, 0);
+    pthread_mutex_lock(&b->lock);   /* the progress thread waits from here on */
+    b->in_flight = false;
     double t0 = MPI_Wtime();
     watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
                                               : "the gradient reduce-scatter");
@@ -242,5 +322,6 @@ double buckets_finish(grad_buckets *b)
     b->finished = b->reduced;
     watchdog_disarm();
     b->busy_s += MPI_Wtime() - t0;
+    pthread_mutex_unlock(&b->lock);
     return b->busy_s;
 }

@@ -13,9 +13,10 @@ enum { MAX_CHUNK = 1 << 30 };
 int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
 {
     int provided;
-    /* FUNNELED: only the training thread calls MPI (the status, control and
-     * checkpoint threads never do). */
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    /* SERIALIZED: the training thread calls MPI, and the gradient buckets'
+     * progress thread under their lock (comm/buckets.c); the status, control
+     * and checkpoint threads never do.  With less, buckets run without it. */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         snprintf(err, errlen, "MPI_Init_thread failed");
         return -1;
     }

@@ -1,4 +1,6 @@
-/* buckets: the bucketed allreduce and reduce-scatters against a scalar sum.
+/* buckets: the bucketed allreduce and reduce-scatters against a scalar sum
+ * (with the progress thread: MPI is initialised SERIALIZED as the trainer
+ * does), and sparse_rows' sum of row-sparse gradients.
  *
  * Run alone it is a world of one rank; tests/e2e_mpi.sh also runs it under
  * `mpirun -np 3`, where shards and buckets are uneven (sizes that divide by
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "comm/buckets.h"
+#include "comm/sparse.h"
 #include "comm/zero.h"
 
 /* MPI's one-time allocations are not ours: leak checks would report them. */
@@ -165,9 +168,50 @@ static void reduce_scatter_accumulates(void **state)
     check_accumulate(50021, 4099);
 }
 
+/* Rank r holds rows for ids {r, r+2, ...} below 40 that are not multiples of
+ * 5 (rank 1 of 3 holds none at all), row id = (id, r) filled with id*10 + r:
+ * the union and the sums are known. */
+static void sparse_rows_sum_union(void **state)
+{
+    (void)state;
+    enum { C = 3, MAXID = 40 };
+    int ids[MAXID], n = 0;
+    float rows[MAXID * C];
+    for (int id = rank; id < MAXID && !(size == 3 && rank == 1); id += 2)
+        if (id % 5 != 0) {
+            for (int c = 0; c < C; c++)
+                rows[n * C + c] = (float)(id * 10 + rank);
+            ids[n++] = id;
+        }
+    sparse_rows s;
+    assert_int_equal(sparse_rows_init(&s, MAXID, C, MAXID), 0);
+    int u = sparse_rows_sum(&s, ids, rows, n);
+    bool ok = true;
+    int want_u = 0;
+    for (int id = 0; id < MAXID; id++) {
+        float want = 0;
+        bool any = false;
+        for (int r = 0; r < size; r++)
+            if (!(size == 3 && r == 1) && id >= r && (id - r) % 2 == 0 && id % 5 != 0) {
+                want += (float)(id * 10 + r);
+                any = true;
+            }
+        if (!any)
+            continue;
+        ok = ok && want_u < u && s.ids[want_u] == id;
+        for (int c = 0; ok && c < C; c++)
+            ok = s.sum[(size_t)want_u * C + c] == want;
+        want_u++;
+    }
+    ok = ok && u == want_u;
+    sparse_rows_free(&s);
+    assert_false(failed_anywhere(ok));
+}
+
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     const struct CMUnitTest tests[] = {
@@ -176,6 +220,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(reduce_scatter_releases_the_rest),
         cmocka_unit_test(reduce_scatter_fewer_values_than_ranks),
         cmocka_unit_test(reduce_scatter_accumulates),
+        cmocka_unit_test(sparse_rows_sum_union),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

@@ -60,7 +60,9 @@ static void add_tensor(gpt2 *m, const char *name, int d0, int d1, bool decay)
     m->num_params += t->numel;
 }
 
-/* The parameter table in arena order, with Hugging Face names and shapes. */
+/* The parameter table in Hugging Face order (the seed's stream per tensor
+ * follows it), then the arena offsets in backward's order (model.h): wpe
+ * first, wte last. */
 static void build_tensor_table(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
@@ -86,6 +88,10 @@ static void build_tensor_table(gpt2 *m)
     }
     add_tensor(m, "transformer.ln_f.weight", C, 0, false);
     add_tensor(m, "transformer.ln_f.bias", C, 0, false);
+    param_tensor *wte = &m->tensors[0];
+    for (int i = 1; i < m->num_tensors; i++)
+        m->tensors[i].offset -= wte->numel;
+    wte->offset = m->num_params - wte->numel;
 }
 
 /* Point a gpt2_params at an arena laid out as the tensor table says. */
@@ -171,7 +177,8 @@ static size_t packed_bytes(const gpt2_dims *d, const gpt2_options *o)
 size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T, o) +
-                            scratch_floats(d, B, T)) +
+                            scratch_floats(d, B, T) +
+                            (o->split_embed_grad ? (size_t)B * T * (d->n_embd + 1) + d->vocab_size : 0)) +
            (o->precision != PREC_FP32
                 ? sizeof(uint16_t) * half_values(d, B, T, o) + packed_bytes(d, o)
                 : 0);
@@ -339,6 +346,14 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->scratch = alloc_floats(scratch_floats(d, B, T));
     bool ok = m->tensors && m->p.h && m->g.h && m->acts && m->params && m->grads &&
               m->act_arena && m->scratch;
+    if (opt->split_embed_grad) {
+        m->embed_tokens = malloc((size_t)B * T * sizeof *m->embed_tokens);
+        m->embed_rows = alloc_floats((size_t)B * T * d->n_embd);
+        m->embed_row_of = malloc((size_t)d->vocab_size * sizeof *m->embed_row_of);
+        ok = ok && m->embed_tokens && m->embed_rows && m->embed_row_of;
+        for (int v = 0; ok && v < d->vocab_size; v++)
+            m->embed_row_of[v] = -1;
+    }
     if (ok) {
         bind_params(m, m->params, &m->p);
         bind_params(m, m->grads, &m->g);
@@ -367,6 +382,9 @@ void gpt2_destroy(gpt2 *m)
     free(m->act_half_arena);
     free(m->acts_half);
     free(m->dout_half);
+    free(m->embed_tokens);
+    free(m->embed_rows);
+    free(m->embed_row_of);
     memset(m, 0, sizeof *m);
 }
 
@@ -489,10 +507,11 @@ static void embed_forward(float *encoded, const int *inputs, const float *wte, c
     }
 }
 
-/* dwte[inputs[b,t]] += dout[b,t]; dwpe[t] += dout[b,t].  Serial over tokens
- * (a token can repeat) but vectorised along C; parallel over column blocks. */
-static void embed_backward(float *dwte, float *dwpe, const float *dout, const int *inputs, int B,
-                           int T, int C)
+/* dwte[row(inputs[b,t])] += dout[b,t]; dwpe[t] += dout[b,t], where row(v) is
+ * v, or row_of[v] if given.  Serial over tokens (a token can repeat) but
+ * vectorised along C; parallel over column blocks. */
+static void embed_backward(float *dwte, const int *row_of, float *dwpe, const float *dout,
+                           const int *inputs, int B, int T, int C)
 {
     enum { CB = 64 };
 #pragma omp parallel for schedule(static)
@@ -500,7 +519,8 @@ static void embed_backward(float *dwte, float *dwpe, const float *dout, const in
         int c1 = c0 + CB < C ? c0 + CB : C;
         for (int bt = 0; bt < B * T; bt++) {
             const float *d = dout + (size_t)bt * C;
-            float *te = dwte + (size_t)inputs[bt] * C, *pe = dwpe + (size_t)(bt % T) * C;
+            const int row = row_of ? row_of[inputs[bt]] : inputs[bt];
+            float *te = dwte + (size_t)row * C, *pe = dwpe + (size_t)(bt % T) * C;
             for (int c = c0; c < c1; c++) {
                 te[c] += d[c];
                 pe[c] += d[c];
@@ -601,6 +621,39 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
 
 /* ---- backward ---------------------------------------------------------- */
 
+static void notify_grads_ready(gpt2 *m, size_t from)
+{
+    m->ready_from = from;
+    if (m->grads_ready)
+        m->grads_ready(m->grads_ready_ctx, from);
+}
+
+/* Between the ops of a block: nothing new is final, but the reductions in
+ * flight move only inside MPI calls. */
+static void progress(gpt2 *m)
+{
+    notify_grads_ready(m, m->ready_from);
+}
+
+/* The input side of wte's gradient into embed_rows, by distinct token in
+ * increasing order (embed_tokens), and dwpe as usual. */
+static void embed_backward_split(gpt2 *m, const float *dout, int B, int T, int C)
+{
+    int n = 0, V = m->dims.vocab_size, *row_of = m->embed_row_of;
+    for (int bt = 0; bt < B * T; bt++)
+        row_of[m->inputs[bt]] = 0;   /* seen */
+    for (int v = 0; v < V; v++)
+        if (row_of[v] >= 0) {
+            row_of[v] = n;
+            m->embed_tokens[n++] = v;
+        }
+    m->n_embed_tokens = n;
+    memset(m->embed_rows, 0, (size_t)n * C * sizeof *m->embed_rows);
+    embed_backward(m->embed_rows, row_of, m->g.wpe, dout, m->inputs, B, T, C);
+    for (int i = 0; i < n; i++)
+        row_of[m->embed_tokens[i]] = -1;
+}
+
 /* dres holds d(block output) on entry and d(block input) on return. */
 static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int B, int T)
 {
@@ -615,22 +668,20 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
 
     linear_backward(m, dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, h.fch_gelu, w->fcprojw,
                     &pk[3], N, 4 * C, C);
+    progress(m);
     TIMED(m, OP_GELU, gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C));
     linear_backward(m, dln, g->fcw, g->fcb, dbig, a->ln2, h.ln2, w->fcw, &pk[2], N, C, 4 * C);
+    progress(m);
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w,
                                               a->ln2_mean, a->ln2_rstd, N, C));
     linear_backward(m, datt, g->attprojw, g->attprojb, dres, a->atty, h.atty, w->attprojw,
                     &pk[1], N, C, C);
+    progress(m);
     TIMED(m, OP_ATTENTION, attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH));
+    progress(m);
     linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, &pk[0], N, C, 3 * C);
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,
                                               a->ln1_mean, a->ln1_rstd, N, C));
-}
-
-static void notify_grads_ready(gpt2 *m, size_t from)
-{
-    if (m->grads_ready)
-        m->grads_ready(m->grads_ready_ctx, from);
 }
 
 void gpt2_backward(gpt2 *m, float dloss_scale)
@@ -639,6 +690,11 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     int B = m->B, T = m->T, N = B * T;
     float *dres = m->scratch, *dln = m->scratch + (size_t)N * C;
     m->pass = 1;
+    if (m->grads_ready && !m->embed_rows) {   /* wte's gradient would not be final early */
+        fprintf(stderr, "fatal: grads_ready needs a model made with split_embed_grad\n");
+        abort();
+    }
+    m->ready_from = m->num_params;
 
     /* through the tied LM head: 16-bit mode has the unscaled dlogits from
      * forward; fp32 mode turns its logits into dlogits in place now */
@@ -646,6 +702,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         TIMED(m, OP_LM_HEAD, {
             gemm_scaled(m->half, true, false, V, C, N, dloss_scale, m->dout_half, V, m->lnf_half,
                         C, true, m->g.wte, C);
+            notify_grads_ready(m, m->tensors[0].offset);   /* wte (input side: embed_rows) */
             gemm_packed(m->packed[4 * L].bwd, N, dloss_scale, m->dout_half, V, NULL, false, dln,
                         C);
         });
@@ -653,6 +710,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true));
         TIMED(m, OP_LM_HEAD, {
             gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
+            notify_grads_ready(m, m->tensors[0].offset);   /* wte (input side: embed_rows) */
             gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
         });
     }
@@ -671,7 +729,10 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         block_backward(m, l, res_in, dres, B, T);
         notify_grads_ready(m, m->tensors[2 + l * BLOCK_TENSORS].offset);
     }
-    TIMED(m, OP_EMBED, embed_backward(m->g.wte, m->g.wpe, dres, m->inputs, B, T, C));
+    if (m->grads_ready)
+        TIMED(m, OP_EMBED, embed_backward_split(m, dres, B, T, C));
+    else
+        TIMED(m, OP_EMBED, embed_backward(m->g.wte, NULL, m->g.wpe, dres, m->inputs, B, T, C));
     notify_grads_ready(m, 0);
 }
 

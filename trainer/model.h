@@ -5,8 +5,11 @@
  * activations in a third sized for one micro-batch of B x T tokens; nothing is
  * allocated after gpt2_create.  Weights use the Hugging Face Conv1D convention
  * (y = x W + b, W stored [in, out]) so the checkpoint is a plain copy.
- * The parameter order is by layer (embeddings, h.0 ... h.L-1, ln_f), so the
- * gradients of the last layers are complete first during backward.
+ * The tensor table is in Hugging Face order (wte, wpe, h.0 ... h.L-1, ln_f);
+ * the arena holds them by when backward finishes their gradients, last first:
+ * wpe, h.0 ... h.L-1, ln_f, wte.  The tied wte's gradient is complete right
+ * after the LM head when the input side goes elsewhere (split_embed_grad), so
+ * with several ranks its reduction overlaps all of the blocks' backward.
  */
 #ifndef TRAINER_MODEL_H
 #define TRAINER_MODEL_H
@@ -29,6 +32,9 @@ typedef struct {
     gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
     int logit_rows;   /* 16-bit mode: rows of logits made at a time (0: what fits 128 MB) */
+    /* Backward with grads_ready set leaves the token embedding's input-side
+     * gradient in embed_rows (by token) instead of adding it to g.wte. */
+    bool split_embed_grad;
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */
@@ -123,10 +129,20 @@ typedef struct {
     const int *inputs, *targets;  /* of the last forward */
     bool have_targets;
     /* If set, backward calls it each time the gradients from arena offset
-     * `from` to the end are final (after each block, last layer first), so
-     * their reduction can overlap the rest of backward. */
+     * `from` to the end are final (after the LM head and after each block,
+     * last layer first), and between the ops of a block with the same `from`,
+     * so their reduction can start and move along during the rest of backward. */
     void (*grads_ready)(void *ctx, size_t from);
     void *grads_ready_ctx;
+    size_t ready_from;          /* the last `from` reported */
+    /* split_embed_grad and grads_ready set: the input side of wte's gradient
+     * for the distinct tokens of the micro-batch, in increasing order:
+     * g.wte[embed_tokens[i]] is to get embed_rows[i] (the caller adds it, after
+     * reducing it over ranks). */
+    int *embed_tokens;          /* [B*T] */
+    int n_embed_tokens;
+    float *embed_rows;          /* [B*T,C] */
+    int *embed_row_of;          /* [V] scratch: token -> row, -1 if none */
 } gpt2;
 
 /* Number of parameters of a model of these dimensions. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "comm/buckets.h"
+#include "comm/sparse.h"
 #include "comm/comm.h"
 #include "comm/zero.h"
 #include "io/dataset.h"
@@ -38,6 +39,7 @@ typedef struct {
     const run_config *cfg;
     const comm_world *world;
     grad_buckets *buckets;   /* with several ranks; else NULL */
+    sparse_rows embed_sum;   /* with several ranks: wte's input-side gradient rows */
     bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
     zero_shard shard;        /* this rank's part of the parameters (for buckets, or
                               * zero: the summed gradients are model.grads[shard]) */
@@ -138,6 +140,11 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory allocating gradient buckets");
         return -1;
     }
+    if (w->size > 1 && sparse_rows_init(&tr->embed_sum, c->batch_size * c->seq_len, c->n_embd,
+                                        c->vocab_size) != 0) {
+        snprintf(err, errlen, "out of memory allocating the embedding gradient rows");
+        return -1;
+    }
     int rc = strncmp(c->optimizer_offload, "file:", 5) == 0
                  ? optimizer_create_in_file(&tr->opt, n, c->optimizer_offload + 5, w->rank, err,
                                             errlen)
@@ -156,7 +163,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
     gpt2_options opt = {.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
                                      : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
                                                                          : PREC_FP32,
-                        .recompute = strcmp(c->recompute, "block") == 0};
+                        .recompute = strcmp(c->recompute, "block") == 0,
+                        .split_embed_grad = w->size > 1};
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /   /* + Adam m, v */
                       (c->zero_stage >= 1 ? w->size : 1);
@@ -209,6 +217,7 @@ static void trainer_close(trainer *tr)
 {
     checkpoint_close(&tr->status);   /* issue 6: joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
+    sparse_rows_free(&tr->embed_sum);
     zero_free(&tr->shard);
     control_close(tr->ctl);   /* issue 7 */
     tr->status.pub = NULL;
@@ -254,6 +263,27 @@ static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
 static void on_grads_ready(void *ctx, size_t from)
 {
     buckets_ready(ctx, from);
+}
+
+/* The input side of wte's gradient (the model left it by token: model.h),
+ * summed over ranks and added into g.wte: all of it under stage 0, this
+ * rank's shard under ZeRO.  have: this rank ran backward.  Returns the
+ * seconds it took (exposed: it follows the whole backward). */
+static double add_embed_grad(trainer *tr, bool have)
+{
+    gpt2 *m = &tr->model;
+    const double t0 = mono_time();
+    const int u = sparse_rows_sum(&tr->embed_sum, m->embed_tokens, m->embed_rows,
+                                  have ? m->n_embed_tokens : 0);
+    const size_t C = (size_t)m->dims.n_embd, wte = m->tensors[0].offset;
+    const size_t lo = tr->zero ? tr->shard.begin : 0, hi = tr->zero ? lo + tr->shard.len : m->num_params;
+    for (int i = 0; i < u; i++) {
+        const size_t row = wte + (size_t)tr->embed_sum.ids[i] * C;
+        const float *add = tr->embed_sum.sum + (size_t)i * C;
+        for (size_t k = row > lo ? row : lo; k < row + C && k < hi; k++)
+            m->grads[k] += add[k - row];
+    }
+    return mono_time() - t0;
 }
 
 /* Zero the gradients for the next step.  Stage 2's reduction already zeroed
@@ -306,7 +336,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
          * reduction (with whatever gradients it has), so no rank hangs; then
          * all agree.  Time inside the reduction calls is the exposed comm. */
         if (reduce)
-            tr->comm_s += buckets_finish(tr->buckets);
+            tr->comm_s += buckets_finish(tr->buckets) + add_embed_grad(tr, rc == 0);
     }
     if (comm_max_int(rc != 0, "the end-of-step agreement")) {
         if (rc == 0)

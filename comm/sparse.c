@@ -1,0 +1,73 @@
+#include "comm/sparse.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
+#include "comm/watchdog.h"
+
+int sparse_rows_init(sparse_rows *s, int max_rows, int ncols, int max_id)
+{
+    memset(s, 0, sizeof *s);
+    MPI_Comm_size(MPI_COMM_WORLD, &s->size);
+    s->ncols = ncols;
+    s->max_rows = max_rows;
+    /* the union has at most size * max_rows ids, and never more than max_id */
+    size_t most = (size_t)s->size * max_rows, union_most = most < (size_t)max_id ? most : (size_t)max_id;
+    s->counts = malloc((size_t)s->size * sizeof *s->counts);
+    s->displs = malloc((size_t)s->size * sizeof *s->displs);
+    s->ids = malloc(most * sizeof *s->ids);
+    s->sum = malloc(union_most * ncols * sizeof *s->sum);
+    if (!s->counts || !s->displs || !s->ids || !s->sum) {
+        sparse_rows_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void sparse_rows_free(sparse_rows *s)
+{
+    free(s->counts);
+    free(s->displs);
+    free(s->ids);
+    free(s->sum);
+    memset(s, 0, sizeof *s);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    const int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* index of id in the sorted ids[0..n) (it is there) */
+static int find(const int *ids, int n, int id)
+{
+    const int *p = bsearch(&id, ids, (size_t)n, sizeof *ids, cmp_int);
+    return (int)(p - ids);
+}
+
+int sparse_rows_sum(sparse_rows *s, const int *ids, const float *rows, int n)
+{
+    watchdog_arm("the embedding gradient's row ids");
+    MPI_Allgather(&n, 1, MPI_INT, s->counts, 1, MPI_INT, MPI_COMM_WORLD);
+    int total = 0;
+    for (int r = 0; r < s->size; r++) {
+        s->displs[r] = total;
+        total += s->counts[r];
+    }
+    MPI_Allgatherv(ids, n, MPI_INT, s->ids, s->counts, s->displs, MPI_INT, MPI_COMM_WORLD);
+    watchdog_disarm();
+    qsort(s->ids, (size_t)total, sizeof *s->ids, cmp_int);
+    int u = 0;
+    for (int i = 0; i < total; i++)
+        if (u == 0 || s->ids[i] != s->ids[u - 1])
+            s->ids[u++] = s->ids[i];
+    const size_t C = (size_t)s->ncols;
+    memset(s->sum, 0, (size_t)u * C * sizeof *s->sum);
+    for (int i = 0; i < n; i++)
+        memcpy(s->sum + (size_t)find(s->ids, u, ids[i]) * C, rows + (size_t)i * C, C * sizeof *s->sum);
+    comm_sum_floats(s->sum, (size_t)u * C);
+    return u;
+}
