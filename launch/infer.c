@@ -446,12 +446,33 @@ static float *alloc_f(size_t n)
     return aligned_alloc(64, bytes ? bytes : 64);
 }
 
-int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char *err,
-                       size_t errlen)
+const char *infer_kv_name(infer_kv kv)
+{
+    return kv == INFER_KV_BF16 ? "bf16" : "fp32";
+}
+
+int infer_kv_parse(const char *str, infer_kv *kv)
+{
+    if (strcmp(str, "fp32") == 0 || strcmp(str, "bf16") == 0) {
+        *kv = str[0] == 'b' ? INFER_KV_BF16 : INFER_KV_FP32;
+        return 0;
+    }
+    return -1;
+}
+
+size_t infer_kv_offset(const infer_model *m, int l, int h, int t)
+{
+    const size_t H = m->d.n_head, T = m->d.n_positions, hs = m->d.n_embd / H;
+    return (((size_t)l * H + h) * T + t) * hs;
+}
+
+int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infer_kv kv,
+                       char *err, size_t errlen)
 {
     const gpt2_dims *d = &m->d;
-    size_t C = d->n_embd, T = d->n_positions, L = d->n_layer;
+    size_t C = d->n_embd, T = d->n_positions, L = d->n_layer, hs = C / d->n_head;
     memset(s, 0, sizeof *s);
+    s->kv = kv;
     s->max_chunk = max_chunk <= 0 || (size_t)max_chunk > T ? (int)T : max_chunk;
     s->nthreads = omp_get_max_threads();
     size_t N = s->max_chunk;
@@ -467,8 +488,10 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->aux = aligned_alloc(64, (N * 4 * C + 63) & ~(size_t)63);
     s->ln_mean = alloc_f(N);
     s->ln_rstd = alloc_f(N);
-    s->key_cache = alloc_f(L * T * C);
-    s->value_cache = alloc_f(L * T * C);
+    const size_t kv_bytes = (L * T * C * (kv == INFER_KV_BF16 ? 2 : 4) + 63) & ~(size_t)63;
+    s->key_cache = aligned_alloc(64, kv_bytes);
+    s->value_cache = aligned_alloc(64, kv_bytes);
+    s->kv_scratch = kv == INFER_KV_BF16 ? alloc_f((size_t)s->nthreads * 2 * T * hs) : NULL;
     s->att = alloc_f((size_t)s->nthreads * T);
     s->logits = alloc_f(d->vocab_size);
     /* per-thread decode vectors, each thread's in its own cache lines */
@@ -482,9 +505,9 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char
     s->lane_aux = aligned_alloc(64, 4 * lanes);
     if (!s->lane_aux || !s->aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
-        !s->logits) {
+        !s->logits || (kv == INFER_KV_BF16 && !s->kv_scratch)) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
-                 2.0 * L * T * C * sizeof(float) / 1e6);
+                 2.0 * kv_bytes / 1e6);
         infer_state_free(s);
         return -1;
     }
@@ -495,7 +518,7 @@ void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
                    s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
-                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux, s->aux};
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux, s->aux, s->kv_scratch};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -523,16 +546,44 @@ static void linear(const infer_model *m, infer_state *s, float *y, const float *
     }
 }
 
-/* One query and head: q (hs values) over the cache rows 0..last of the head
- * (k, v: its first key and value, rows C apart) -> out; att: last+1 scratch.
- * Both products are gemv's on this thread (SIMD, and the same arithmetic for
- * a prompt's rows and a decoded token's). */
-static void attend_head(float *out, const float *q, const float *k, const float *v, int C, int hs,
+/* The KV cache holds each layer's heads apart, [L, H, n_positions, hs], so a
+ * head's rows are contiguous: fp32 is read in place, bf16 widened once per
+ * head and pass into this thread's scratch. */
+static void kv_put(const infer_state *s, void *cache, size_t at, const float *x, int n)
+{
+    if (s->kv == INFER_KV_BF16)
+        f32_to_bf16((uint16_t *)cache + at, x, (size_t)n);
+    else
+        memcpy((float *)cache + at, x, (size_t)n * sizeof *x);
+}
+
+/* n values of cache from at, as fp32 (scratch: room for n, bf16 only). */
+static const float *kv_get(const infer_state *s, const void *cache, size_t at, int n,
+                           float *scratch)
+{
+    if (s->kv == INFER_KV_FP32)
+        return (const float *)cache + at;
+    bf16_to_f32(scratch, (const uint16_t *)cache + at, (size_t)n);
+    return scratch;
+}
+
+/* This thread's scratch for a head's keys (and, T*hs floats on, values). */
+static float *kv_scratch(const infer_model *m, const infer_state *s, int thread)
+{
+    const size_t T = m->d.n_positions, hs = m->d.n_embd / m->d.n_head;
+    return s->kv_scratch ? s->kv_scratch + (size_t)thread * 2 * T * hs : NULL;
+}
+
+/* One query and head: q (hs values) over the head's cache rows 0..last (k,
+ * v: hs values each) -> out; att: last+1 scratch.  Both products are gemv's
+ * on this thread (SIMD, and the same arithmetic for a prompt's rows and a
+ * decoded token's). */
+static void attend_head(float *out, const float *q, const float *k, const float *v, int hs,
                         int last, float *att)
 {
     const float scale = 1.0f / sqrtf((float)hs);
     float mx = -INFINITY, sum = 0;
-    gemv_t_range(att, q, k, C, NULL, hs, 0, last + 1);   /* att[t] = q . k[t] */
+    gemv_t_range(att, q, k, hs, NULL, hs, 0, last + 1);   /* att[t] = q . k[t] */
     for (int t = 0; t <= last; t++) {
         att[t] *= scale;
         mx = att[t] > mx ? att[t] : mx;
@@ -543,33 +594,43 @@ static void attend_head(float *out, const float *q, const float *k, const float 
     }
     for (int t = 0; t <= last; t++)
         att[t] /= sum;
-    gemv_n_range(out, att, v, NULL, last + 1, C, 0, hs);   /* out = sum_t att[t] v[t] */
+    gemv_n_range(out, att, v, NULL, last + 1, hs, 0, hs);   /* out = sum_t att[t] v[t] */
 }
 
 /* Causal attention of the n new queries (positions pos..pos+n-1) over the
- * cache rows 0..their own position, one (query, head) pair per task. */
+ * cache rows 0..their own position, a head per task. */
 static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
 {
-    int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
-    const float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
-    bool par = (double)n * (pos + n) * C >= 32768;   /* a parallel region costs a few us */
-#pragma omp parallel for collapse(2) schedule(static) if (par)
-    for (int i = 0; i < n; i++)
-        for (int h = 0; h < H; h++)
-            attend_head(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs,
-                        kc + h * hs, vc + h * hs, C, hs, pos + i,
-                        s->att + (size_t)omp_get_thread_num() * T);
+    int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions, rows = pos + n;
+    bool par = (double)n * rows * C >= 32768;   /* a parallel region costs a few us */
+#pragma omp parallel for schedule(static) if (par)
+    for (int h = 0; h < H; h++) {
+        const int t = omp_get_thread_num();
+        float *scratch = kv_scratch(m, s, t);
+        const size_t at = infer_kv_offset(m, l, h, 0);
+        const float *k = kv_get(s, s->key_cache, at, rows * hs, scratch);
+        const float *v = kv_get(s, s->value_cache, at, rows * hs, scratch ? scratch + (size_t)T * hs : NULL);
+        for (int i = 0; i < n; i++)
+            attend_head(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs, k,
+                        v, hs, pos + i, s->att + (size_t)t * T);
+    }
+}
+
+/* Token i's keys and values (in qkv) of head h go to cache row pos. */
+static void store_kv_head(const infer_model *m, infer_state *s, int l, int h, int i, int pos)
+{
+    const int C = m->d.n_embd, hs = C / m->d.n_head;
+    const float *qkv = s->qkv + (size_t)i * 3 * C;
+    kv_put(s, s->key_cache, infer_kv_offset(m, l, h, pos), qkv + C + h * hs, hs);
+    kv_put(s, s->value_cache, infer_kv_offset(m, l, h, pos), qkv + 2 * C + h * hs, hs);
 }
 
 /* The new tokens' keys and values go to cache rows pos..pos+n-1. */
 static void store_kv(const infer_model *m, infer_state *s, int l, int n, int pos)
 {
-    size_t C = m->d.n_embd, T = m->d.n_positions;
-    for (int i = 0; i < n; i++) {
-        size_t row = ((size_t)l * T + pos + i) * C;
-        memcpy(s->key_cache + row, s->qkv + (size_t)i * 3 * C + C, C * sizeof(float));
-        memcpy(s->value_cache + row, s->qkv + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
-    }
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < m->d.n_head; h++)
+            store_kv_head(m, s, l, h, i, pos + i);
 }
 
 static void block(const infer_model *m, infer_state *s, int l, int n, int pos)
@@ -665,12 +726,14 @@ static void decode_block(const infer_model *m, infer_state *s, const lane *p, in
     decode_linear(m, p, s->qkv, p->xb, &b->qkv);
 #pragma omp barrier
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    float *kc = s->key_cache + (size_t)l * T * C, *vc = s->value_cache + (size_t)l * T * C;
+    float *scratch = kv_scratch(m, s, t);
     for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {   /* this thread's heads */
-        memcpy(kc + (size_t)pos * C + h * hs, s->qkv + C + h * hs, hs * sizeof(float));
-        memcpy(vc + (size_t)pos * C + h * hs, s->qkv + 2 * C + h * hs, hs * sizeof(float));
-        attend_head(s->atty + h * hs, s->qkv + h * hs, kc + h * hs, vc + h * hs, C, hs, pos,
-                    s->att + (size_t)t * T);
+        store_kv_head(m, s, l, h, 0, pos);
+        const size_t at = infer_kv_offset(m, l, h, 0);
+        const float *k = kv_get(s, s->key_cache, at, (pos + 1) * hs, scratch);
+        const float *v = kv_get(s, s->value_cache, at, (pos + 1) * hs,
+                                scratch ? scratch + (size_t)T * hs : NULL);
+        attend_head(s->atty + h * hs, s->qkv + h * hs, k, v, hs, pos, s->att + (size_t)t * T);
     }
 #pragma omp barrier
     decode_linear(m, p, s->xb2, s->atty, &b->attproj);

@@ -33,8 +33,10 @@
  *         held only in it (1.125 bytes per weight) and prefill and decode
  *         both run on it (q8_decode_matmul / q8_decode_matvec); elsewhere
  *         they stay [out, in] for q8_matmul.  Both give the same bits.
- * The KV cache is fp32, [n_layer, n_positions, n_embd] for keys and for values,
- * allocated once; nothing is allocated after infer_state_create.
+ * The KV cache, for keys and for values, is [n_layer, n_head, n_positions,
+ * head size] (a head's rows contiguous), fp32 or bf16 (--kv: half the memory
+ * and the bytes attention reads, at bf16's rounding of K and V), allocated
+ * once; nothing is allocated after infer_state_create.
  * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
  * split each product's outputs and the attention's heads, and each recomputes
  * the small vectors all of them need (LayerNorm, residual, quantized inputs),
@@ -125,15 +127,24 @@ int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok,
                size_t errlen);
 void infer_model_free(infer_model *m);
 
+typedef enum { INFER_KV_FP32 = 0, INFER_KV_BF16 } infer_kv;
+
+const char *infer_kv_name(infer_kv kv);
+int infer_kv_parse(const char *s, infer_kv *kv);   /* 0, or -1 if unknown */
+/* Element offset of (layer l, head h, position t) in either cache. */
+size_t infer_kv_offset(const infer_model *m, int l, int h, int t);
+
 typedef struct {
     int max_chunk;                /* most tokens one infer_forward takes */
+    infer_kv kv;
     int nthreads;
     float *x, *xb, *xb2, *qkv, *atty, *fch;   /* [max_chunk, C | 3C | 4C] */
     int8_t *xq;                   /* [max_chunk, 4C] quantized activations (int8) */
     void *aux;                    /* [max_chunk, 4C] bytes: q8_decode_prep's of xq */
     float *xs;                    /* [max_chunk, 4C/32] their scales */
     float *ln_mean, *ln_rstd;     /* [max_chunk] (LayerNorm writes them) */
-    float *key_cache, *value_cache;           /* [L, n_positions, C] */
+    void *key_cache, *value_cache;  /* [L, H, n_positions, hs]: float, or bf16 bits (uint16_t) */
+    float *kv_scratch;            /* bf16: [nthreads][2][n_positions * hs], a head's K, V widened */
     float *att;                   /* [nthreads, n_positions] attention scores */
     float *logits;                /* [vocab_size]: the last token's */
     /* decode (n = 1): each thread's copy of the residual stream and of the
@@ -145,8 +156,8 @@ typedef struct {
 } infer_state;
 
 /* max_chunk <= 0 means n_positions (a prompt of any length is one pass). */
-int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, char *err,
-                       size_t errlen);
+int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infer_kv kv,
+                       char *err, size_t errlen);
 void infer_state_free(infer_state *s);
 
 /* Runs tokens[0..n) at positions pos..pos+n-1 (1 <= n <= max_chunk,

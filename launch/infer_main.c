@@ -34,6 +34,7 @@ typedef struct {
     const char *serve;            /* --serve ENDPOINT */
     const char *save_quantized;   /* --save-quantized FILE.h5 */
     infer_quant quant;
+    infer_kv kv;
     int n, top_k;                 /* n < 0: the default for the mode */
     int seq_len;                  /* --eval windows; 0: n_positions */
     long long eval_windows;       /* --eval-windows: the first N only; 0: all */
@@ -45,11 +46,12 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: build/infer --ckpt FILE.h5 [--quant int8|bf16|fp32] [--prompt TEXT] [-n N]\n"
+        "usage: build/infer --ckpt FILE.h5 [--quant int8|bf16|fp32] [--kv fp32|bf16] [--prompt TEXT] [-n N]\n"
         "                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--bench]\n"
         "Generates text from a gpt-cpu checkpoint (reads /config, /model, /tokenizer).\n"
         "  --quant Q        int8 (default): weights and LM head int8, one scale per 32 values;\n"
         "                   bf16: weights rounded to bf16, computed in fp32; fp32\n"
+        "  --kv K           the KV cache: fp32 (default) or bf16 (half the memory)\n"
         "  --prompt TEXT    the prompt (default: a newline)\n"
         "  -n N             tokens to generate (default 256; --bench 240)\n"
         "  --temperature T  0 = greedy (default 0.8; --bench 0)\n"
@@ -116,6 +118,8 @@ static int parse_value(options *o, const char *flag, const char *val, char *err,
         rc = parse_long(val, 1, INT64_MAX, &v) ? -1 : (o->eval_windows = v, 0);
     else if (strcmp(flag, "--quant") == 0)
         rc = infer_quant_parse(val, &o->quant);
+    else if (strcmp(flag, "--kv") == 0)
+        rc = infer_kv_parse(val, &o->kv);
     else if (strcmp(flag, "-n") == 0)
         rc = parse_long(val, 0, 1 << 30, &v) ? -1 : (o->n = (int)v, 0);
     else if (strcmp(flag, "--top-k") == 0)
@@ -214,13 +218,13 @@ static void print_bench(const infer_model *m, const options *o, int n_prompt,
 {
     /* decode tokens/s counts every generated token over the time from the end
      * of prefill to the last one (sampling and one forward per token) */
-    printf("{\"quant\":\"%s\",\"n_prompt\":%d,\"n_generated\":%d,"
+    printf("{\"quant\":\"%s\",\"kv\":\"%s\",\"n_prompt\":%d,\"n_generated\":%d,"
            "\"prefill_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f,"
            "\"prefill_s\":%.6f,\"decode_s\":%.6f,\"decode_cpu_s\":%.6f,"
            "\"rss_mb\":%.1f,\"peak_rss_mb\":%.1f,"
            "\"weights_mb\":%.1f,\"threads\":%d,\"context_full\":%s,\"temperature\":%g,"
            "\"vocab_size\":%d,\"n_positions\":%d,\"n_embd\":%d,\"n_layer\":%d,\"n_head\":%d}\n",
-           infer_quant_name(m->quant), n_prompt, st.n_generated,
+           infer_quant_name(m->quant), infer_kv_name(o->kv), n_prompt, st.n_generated,
            st.prefill_s > 0 ? n_prompt / st.prefill_s : 0.0,
            st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.prefill_s, st.decode_s,
            st.decode_cpu_s, proc_mb("VmRSS"), proc_mb("VmHWM"), m->weight_bytes / 1e6, omp_get_max_threads(),
@@ -269,10 +273,11 @@ typedef struct {
     int *greedy;
 } evaluator;
 
-static int evaluator_init(evaluator *e, const infer_model *m, int T, char *err, size_t errlen)
+static int evaluator_init(evaluator *e, const infer_model *m, int T, infer_kv kv, char *err,
+                          size_t errlen)
 {
     *e = (evaluator){.m = m};
-    if (infer_state_create(&e->s, m, T, err, errlen) != 0)
+    if (infer_state_create(&e->s, m, T, kv, err, errlen) != 0)
         return -1;
     e->logits = malloc((size_t)T * m->d.vocab_size * sizeof(float));
     e->losses = malloc((size_t)T * sizeof(float));
@@ -359,9 +364,9 @@ static int run_eval(const options *o, const infer_model *m, const infer_model *r
     evaluator e, r = {0};
     eval_sums sum = {0}, ref_sum = {0};
     long long windows = 0;
-    int rc = evaluator_init(&e, m, T, err, sizeof err);
-    if (rc == 0 && ref)
-        rc = evaluator_init(&r, ref, T, err, sizeof err);
+    int rc = evaluator_init(&e, m, T, o->kv, err, sizeof err);
+    if (rc == 0 && ref)   /* the reference: fp32 weights and cache */
+        rc = evaluator_init(&r, ref, T, INFER_KV_FP32, err, sizeof err);
     if (rc == 0)
         rc = eval_windows(&sh, T, o->eval_windows, &e, ref ? &r : NULL, &sum, &ref_sum,
                           &windows, err, sizeof err);
@@ -395,7 +400,7 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
     int *toks = malloc((size_t)T * sizeof *toks);
     size_t cap = 4096;
     uint8_t *buf = malloc(cap);
-    if (!toks || !buf || infer_state_create(&s, m, 0, err, sizeof err) != 0) {
+    if (!toks || !buf || infer_state_create(&s, m, 0, o->kv, err, sizeof err) != 0) {
         fprintf(stderr, "infer: %s\n", toks && buf ? err : "out of memory");
         free(toks);
         free(buf);
@@ -476,7 +481,7 @@ int main(int argc, char **argv)
                     m.weight_bytes / 1e6);
     } else if (o.serve) {
         infer_server sv;
-        rc = infer_server_init(&sv, &m, tok, err, sizeof err) != 0 ||
+        rc = infer_server_init(&sv, &m, tok, o.kv, err, sizeof err) != 0 ||
              infer_serve(&sv, o.serve, err, sizeof err) != 0;
         if (rc)
             fprintf(stderr, "infer: %s\n", err);

@@ -18,13 +18,13 @@ enum { DEFAULT_MAX_TOKENS = 256, DEFAULT_TOP_K = 40 };
 #define DEFAULT_TEMPERATURE 0.8
 #define DEFAULT_TOP_P 0.95
 
-int infer_server_init(infer_server *sv, const infer_model *m, const tokenizer *tok, char *err,
-                      size_t errlen)
+int infer_server_init(infer_server *sv, const infer_model *m, const tokenizer *tok, infer_kv kv,
+                      char *err, size_t errlen)
 {
     memset(sv, 0, sizeof *sv);
     sv->m = m;
     sv->tok = tok;
-    if (infer_state_create(&sv->s, m, 0, err, errlen) != 0)
+    if (infer_state_create(&sv->s, m, 0, kv, err, errlen) != 0)
         return -1;
     if (infer_sampler_init(&sv->sp, tokenizer_vocab_size(tok), 0, 0, 1, 0, err, errlen) != 0) {
         infer_state_free(&sv->s);

@@ -43,8 +43,8 @@ typedef struct {
     int oom;                  /* the text buffer could not grow */
 } infer_server;
 
-int infer_server_init(infer_server *sv, const infer_model *m, const tokenizer *tok, char *err,
-                      size_t errlen);
+int infer_server_init(infer_server *sv, const infer_model *m, const tokenizer *tok, infer_kv kv,
+                      char *err, size_t errlen);
 void infer_server_free(infer_server *sv);
 
 /* One request of len bytes (anything) -> its reply, a NUL-terminated JSON

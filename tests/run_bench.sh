@@ -68,7 +68,8 @@ if transport:
                hidden=round(max(0.0, 1 - (row["comm_tail_ms"] + gather) / (alone + gather)), 2))
     line += "  comm exposed %6.1f ms of %6.1f ms alone (%3.0f%% hidden; waits up to %.1f ms with rank skew)" % (
         row["comm_tail_ms"] + gather, row["comm_alone_ms"], 100 * row["hidden"], row["comm_ms"] + gather)
-    np1 = [r for r in map(json.loads, open(jsonl)) if r.get("bench") == "train" and r.get("work") == "seed384-bf16"]
+    np1 = [r for r in map(json.loads, open(jsonl)) if r.get("bench") == "train" and
+           r.get("work") == "seed384-" + name.split("-")[1]]
     if np1:
         row["vs_np1"] = round(row["tokens_per_s"] / np1[-1]["tokens_per_s"], 3)
         line += "  %.0f%% of np 1 x 2 threads" % (100 * row["vs_np1"])
@@ -132,8 +133,11 @@ echo "== where forward + backward spend their time (per-op wall time, one micro-
 "$BUILD/tests/bench_model" launch/configs/seed384.json --set precision=fp32
 "$BUILD/tests/bench_model" launch/configs/gpt2-124M.json --set precision=bf16 --steps 3
 
-echo "== data parallel, same global batch (8 x 256, bf16): np 1 x 2 threads (seed384-bf16 above) vs np 2 x 1 thread,"
-echo "   ZeRO stages 0/1/2, shared memory and TCP loopback; the reductions alone first (bench_comm)"
+# The precision the trainer picks on this CPU (bf16 where AVX512-BF16 makes it native).
+MPI_PREC=fp32
+grep -q avx512_bf16 /proc/cpuinfo && MPI_PREC=bf16
+echo "== data parallel, same global batch (8 x 256, $MPI_PREC): np 1 x 2 threads (seed384-$MPI_PREC above) vs np 2 x 1 thread,"
+echo "   ZeRO stages 0/1/2 (and stage 0 with 8 MB buckets), shared memory and TCP loopback; the reductions alone first (bench_comm)"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 params=$(sed -n 's/.*training \([0-9]*\) parameters.*/\1/p' "$BUILD/bench-seed384-bf16.stderr" | head -1)
 for transport in shm tcp; do
@@ -142,9 +146,11 @@ for transport in shm tcp; do
     $LAUNCH "$BUILD/tests/bench_comm" "$params" 25 "$transport"
     export BENCH_TRANSPORT=$transport
     for z in 0 1 2; do
-        train_bench "seed384-bf16-np2-$transport-z$z" launch/configs/seed384.json --set precision=bf16 \
+        train_bench "seed384-$MPI_PREC-np2-$transport-z$z" launch/configs/seed384.json --set precision=$MPI_PREC \
             --set batch_size=4 --set zero_stage=$z
     done
+    train_bench "seed384-$MPI_PREC-np2-$transport-b8-z0" launch/configs/seed384.json --set precision=$MPI_PREC \
+        --set batch_size=4 --set zero_stage=0 --set bucket_mb=8
     unset BENCH_TRANSPORT
 done
 LAUNCH=
@@ -214,26 +220,28 @@ infer_ckpt() {   # name config extra-set... -> prints the checkpoint path
     fi
     echo "$out/$(cat "$out/latest")"
 }
-infer_bench() {   # work checkpoint quant
-    for i in $(seq "$INFER_RUNS"); do "$BUILD/infer" --ckpt "$2" --quant "$3" --bench; done > "$BUILD/bench-infer.json" ||
+infer_bench() {   # work checkpoint quant [kv]
+    for i in $(seq "$INFER_RUNS"); do "$BUILD/infer" --ckpt "$2" --quant "$3" --kv "${4:-fp32}" --bench; done > "$BUILD/bench-infer.json" ||
         { echo "infer --bench failed" >&2; exit 1; }
     python3 - "$BUILD/bench-infer.json" "$1" "$BENCH_JSONL" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 med = lambda k: statistics.median(r[k] for r in runs)
-row = {"bench": "infer", "work": sys.argv[2], "quant": runs[0]["quant"],
+row = {"bench": "infer", "work": sys.argv[2], "quant": runs[0]["quant"], "kv": runs[0]["kv"],
        "decode_tokens_per_s": round(med("decode_tokens_per_s"), 1),
        "prefill_tokens_per_s": round(med("prefill_tokens_per_s"), 1),
        "rss_mb": round(med("rss_mb"), 1), "weights_mb": runs[0]["weights_mb"],
        "threads": runs[0]["threads"], "runs": len(runs)}
-print("%-10s %-5s decode %8.1f tok/s  prefill %8.1f tok/s  RSS %7.1f MB (weights %.1f MB)" % (
-      row["work"], row["quant"], row["decode_tokens_per_s"], row["prefill_tokens_per_s"],
+print("%-10s %-5s KV %-4s decode %8.1f tok/s  prefill %8.1f tok/s  RSS %7.1f MB (weights %.1f MB)" % (
+      row["work"], row["quant"], row["kv"], row["decode_tokens_per_s"], row["prefill_tokens_per_s"],
       row["rss_mb"], row["weights_mb"]))
 open(sys.argv[3], "a").write(json.dumps(row) + "\n")
 PY
 }
 ck=$(infer_ckpt seed384 launch/configs/seed384.json)
 for q in int8 bf16 fp32; do infer_bench seed384 "$ck" $q; done
+infer_bench seed384 "$ck" int8 bf16
 ck=$(infer_ckpt gpt2-124M launch/configs/gpt2-124M.json --set batch_size=1)
 for q in int8 fp32; do infer_bench gpt2-124M "$ck" $q; done
+infer_bench gpt2-124M "$ck" int8 bf16
 echo "figures: $BENCH_JSONL"

@@ -46,11 +46,17 @@ static void make_gpt2(gpt2 *g, uint64_t seed)
         g->p.wte[i] *= 25.0f;
 }
 
-static void make_infer(infer_model *m, infer_state *s, const gpt2 *g, infer_quant q)
+static void make_infer_kv(infer_model *m, infer_state *s, const gpt2 *g, infer_quant q,
+                          infer_kv kv)
 {
     char err[256];
     assert_int_equal(infer_model_from_gpt2(m, g, q, err, sizeof err), 0);
-    assert_int_equal(infer_state_create(s, m, 0, err, sizeof err), 0);
+    assert_int_equal(infer_state_create(s, m, 0, kv, err, sizeof err), 0);
+}
+
+static void make_infer(infer_model *m, infer_state *s, const gpt2 *g, infer_quant q)
+{
+    make_infer_kv(m, s, g, q, INFER_KV_FP32);
 }
 
 /* Logits at every position, one token per call. */
@@ -101,15 +107,37 @@ static int same(const char *what, const float *a, const float *b, size_t n, floa
     return test_close(what, a, b, n, atol, rtol);
 }
 
-static void check_prefill(infer_quant q, float atol, float rtol)
+/* Rows 0..SEQ-1 of every layer and head of both caches: a's against b's. */
+static int same_cache(const infer_model *m, const infer_state *a, const infer_state *b,
+                      float atol, float rtol)
+{
+    const int hs = DIMS.n_embd / DIMS.n_head;
+    for (int l = 0; l < DIMS.n_layer; l++)
+        for (int h = 0; h < DIMS.n_head; h++) {
+            const size_t at = infer_kv_offset(m, l, h, 0), n = (size_t)SEQ * hs;
+            if (a->kv == INFER_KV_BF16) {   /* the same bf16 bits */
+                if (memcmp((const uint16_t *)a->key_cache + at, (const uint16_t *)b->key_cache + at, n * 2) ||
+                    memcmp((const uint16_t *)a->value_cache + at, (const uint16_t *)b->value_cache + at, n * 2))
+                    return 0;
+            } else if (!same("key cache", (const float *)a->key_cache + at,
+                             (const float *)b->key_cache + at, n, atol, rtol) ||
+                       !same("value cache", (const float *)a->value_cache + at,
+                             (const float *)b->value_cache + at, n, atol, rtol)) {
+                return 0;
+            }
+        }
+    return 1;
+}
+
+static void check_prefill(infer_quant q, infer_kv kv, float atol, float rtol)
 {
     gpt2 g;
     infer_model m;
     infer_state s1, s2;
     char err[256];
     make_gpt2(&g, 12);
-    make_infer(&m, &s1, &g, q);
-    assert_int_equal(infer_state_create(&s2, &m, 0, err, sizeof err), 0);
+    make_infer_kv(&m, &s1, &g, q, kv);
+    assert_int_equal(infer_state_create(&s2, &m, 0, kv, err, sizeof err), 0);
     int toks[SEQ], V = DIMS.vocab_size;
     random_tokens(toks, SEQ, V, 4);
     float *each = malloc(sizeof(float) * SEQ * V), *all = malloc(sizeof(float) * SEQ * V);
@@ -117,12 +145,7 @@ static void check_prefill(infer_quant q, float atol, float rtol)
     infer_forward(&m, &s2, toks, SEQ, 0, all);
     assert_true(same("prefill logits", all, each, (size_t)SEQ * V, atol, rtol));
     assert_true(same("prefill last logits", s2.logits, each + (SEQ - 1) * V, V, atol, rtol));
-    for (int l = 0; l < DIMS.n_layer; l++) {   /* rows 0..SEQ-1 of each layer */
-        size_t off = (size_t)l * DIMS.n_positions * DIMS.n_embd, n = (size_t)SEQ * DIMS.n_embd;
-        assert_true(same("key cache", s2.key_cache + off, s1.key_cache + off, n, atol, rtol));
-        assert_true(same("value cache", s2.value_cache + off, s1.value_cache + off, n, atol,
-                               rtol));
-    }
+    assert_true(same_cache(&m, &s2, &s1, atol, rtol));
     infer_forward(&m, &s2, toks, 17, 0, NULL);   /* two chunks: 17 then 23 */
     infer_forward(&m, &s2, toks + 17, SEQ - 17, 17, all);
     assert_true(same("chunked prefill", all, each + 17 * V, (size_t)(SEQ - 17) * V, atol,
@@ -138,13 +161,49 @@ static void check_prefill(infer_quant q, float atol, float rtol)
 static void test_prefill_matches_token_by_token_fp32(void **state)
 {
     (void)state;
-    check_prefill(INFER_FP32, 1e-5f, 1e-4f);
+    check_prefill(INFER_FP32, INFER_KV_FP32, 1e-5f, 1e-4f);
 }
 
 static void test_prefill_matches_token_by_token_int8(void **state)
 {
     (void)state;
-    check_prefill(INFER_INT8, 0.0f, 0.0f);   /* bit-identical */
+    check_prefill(INFER_INT8, INFER_KV_FP32, 0.0f, 0.0f);   /* bit-identical */
+}
+
+/* A bf16 cache: prefill and token by token still agree bit for bit (int8),
+ * and against the fp32 cache the logits move by bf16's rounding of K and V
+ * only, leaving the greedy token where it was. */
+static void test_bf16_kv_cache(void **state)
+{
+    (void)state;
+    check_prefill(INFER_INT8, INFER_KV_BF16, 0.0f, 0.0f);
+    gpt2 g;
+    infer_model m32, m16;
+    infer_state s32, s16;
+    make_gpt2(&g, 13);
+    make_infer_kv(&m32, &s32, &g, INFER_FP32, INFER_KV_FP32);
+    make_infer_kv(&m16, &s16, &g, INFER_FP32, INFER_KV_BF16);
+    int toks[SEQ], V = DIMS.vocab_size, agree = 0;
+    random_tokens(toks, SEQ, V, 5);
+    float *a = malloc(sizeof(float) * SEQ * V), *b = malloc(sizeof(float) * SEQ * V);
+    decode_each(&m32, &s32, toks, SEQ, a);
+    decode_each(&m16, &s16, toks, SEQ, b);
+    double err2 = 0, ref2 = 0;
+    for (size_t i = 0; i < (size_t)SEQ * V; i++) {
+        err2 += (double)(a[i] - b[i]) * (a[i] - b[i]);
+        ref2 += (double)a[i] * a[i];
+    }
+    for (int t = 0; t < SEQ; t++)
+        agree += infer_argmax(a + (size_t)t * V, V) == infer_argmax(b + (size_t)t * V, V);
+    print_message("bf16 KV cache vs fp32: logits rel. error %.2e, greedy %d/%d\n",
+                  sqrt(err2 / ref2), agree, SEQ);
+    assert_true(sqrt(err2 / ref2) < 1e-2);
+    assert_true(sqrt(err2 / ref2) > 0);   /* the cache really is bf16 */
+    assert_true(agree >= SEQ - 1);
+    free(a), free(b);
+    infer_state_free(&s32), infer_state_free(&s16);
+    infer_model_free(&m32), infer_model_free(&m16);
+    gpt2_destroy(&g);
 }
 
 /* Greedy next token of int8 and fp32 at every position of several sequences. */
@@ -338,7 +397,7 @@ static void test_checkpoint_load(void **state)
         fail_msg("%s", err);
     assert_string_equal(tokenizer_type(tok), "byte");
     make_infer(&b, &sb, &g, INFER_FP32);
-    assert_int_equal(infer_state_create(&sa, &a, 0, err, sizeof err), 0);
+    assert_int_equal(infer_state_create(&sa, &a, 0, INFER_KV_FP32, err, sizeof err), 0);
     int toks[SEQ];
     random_tokens(toks, SEQ, DIMS.vocab_size, 6);
     infer_forward(&a, &sa, toks, SEQ, 0, NULL);
@@ -455,8 +514,8 @@ static void test_save_quantized(void **state)
         assert_true(same_int8(&a, &a.h[l].fcproj, &b, &b.h[l].fcproj));
     }
     assert_true(same_int8(&a, &a.lm_head, &b, &b.lm_head));
-    assert_int_equal(infer_state_create(&sa, &a, 0, err, sizeof err), 0);
-    assert_int_equal(infer_state_create(&sb, &b, 0, err, sizeof err), 0);
+    assert_int_equal(infer_state_create(&sa, &a, 0, INFER_KV_FP32, err, sizeof err), 0);
+    assert_int_equal(infer_state_create(&sb, &b, 0, INFER_KV_FP32, err, sizeof err), 0);
     int toks[SEQ];
     random_tokens(toks, SEQ, DIMS.vocab_size, 9);
     infer_forward(&a, &sa, toks, SEQ, 0, NULL);
@@ -492,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_kv_cache_matches_full_recompute),
         cmocka_unit_test(test_prefill_matches_token_by_token_fp32),
         cmocka_unit_test(test_prefill_matches_token_by_token_int8),
+        cmocka_unit_test(test_bf16_kv_cache),
         cmocka_unit_test(test_int8_agrees_with_fp32),
         cmocka_unit_test(test_eval_window_matches_trainer_loss),
         cmocka_unit_test(test_bf16_rounds_weights),
