@@ -30,8 +30,9 @@ enum { PROGRESS_US = 200 };
 
 struct grad_buckets {
     float *grads;
-    size_t n, bucket_floats;
+    size_t n;
     int count;                /* buckets; bucket 0 is the last one of the arena */
+    size_t *starts;           /* [count]: bucket i is [starts[i], i ? starts[i-1] : n) */
     /* prefixes of the buckets, in order: reduce-scatter posted, then
      * reduce-scatter done (summed; allgather posted), then all done */
     int started, reduced, finished;
@@ -107,8 +108,30 @@ static void start_progress(grad_buckets *b)
                   pthread_create(&b->progress, NULL, progress_main, b) == 0;
 }
 
-grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
-                             const zero_shard *shard, buckets_mode mode)
+/* Bucket starts from the end of the arena: each bucket takes up to
+ * bucket_floats values and ends at the earliest cut it can (so it holds whole
+ * tensors and is final as soon as its last tensor is); a run with no cut
+ * inside its reach is cut at bucket_floats.  Returns the count; starts NULL:
+ * only counts. */
+static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
+                       size_t *starts)
+{
+    int count = 0, c = ncuts - 1;   /* cuts ascending; c: the last one below pos */
+    for (size_t pos = n; pos > 0; count++) {
+        size_t lo = pos > bucket_floats ? pos - bucket_floats : 0, start = lo;
+        while (c >= 0 && cuts[c] >= pos)
+            c--;
+        for (int k = c; k >= 0 && cuts[k] >= lo; k--)
+            start = cuts[k] > lo ? cuts[k] : lo;   /* the earliest cut still in reach */
+        if (starts)
+            starts[count] = start;
+        pos = start;
+    }
+    return count;
+}
+
+grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
+                             int ncuts, const zero_shard *shard, buckets_mode mode)
 {
     grad_buckets *b = calloc(1, sizeof *b);
     if (!b)
@@ -120,8 +143,13 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
         bucket_floats = (size_t)1 << 30;
     b->grads = grads;
     b->n = n;
-    b->bucket_floats = bucket_floats;
-    b->count = (int)((n + bucket_floats - 1) / bucket_floats);
+    b->count = cut_buckets(n, bucket_floats, cuts, ncuts, NULL);
+    b->starts = malloc(((size_t)b->count + 1) * sizeof *b->starts);
+    if (!b->starts) {
+        buckets_destroy(b);
+        return NULL;
+    }
+    cut_buckets(n, bucket_floats, cuts, ncuts, b->starts);
     b->shard = shard;
     b->mode = mode;
     b->per = 2 * (shard->size - 1);
@@ -160,6 +188,7 @@ void buckets_destroy(grad_buckets *b)
         free(b->scatter);
         free(b->gather);
         free(b->recv);
+        free(b->starts);
     }
     free(b);
 }
@@ -167,9 +196,8 @@ void buckets_destroy(grad_buckets *b)
 /* Bucket i covers [*start, *end) of the arena, counted from its end. */
 static void bucket_range(const grad_buckets *b, int i, size_t *start, size_t *end)
 {
-    size_t end_offset = (size_t)(i + 1) * b->bucket_floats;
-    *start = end_offset >= b->n ? 0 : b->n - end_offset;
-    *end = b->n - (size_t)i * b->bucket_floats;
+    *start = b->starts[i];
+    *end = i ? b->starts[i - 1] : b->n;
 }
 
 /* [*lo, *hi) = [start, end) within rank r's shard; start, start when they

@@ -1,7 +1,8 @@
 /* buckets: gradient reduction overlapped with backward.
  *
- * The gradient arena is cut into buckets of bucket_floats from its end
- * (backward finishes the last layers first).  As backward reports that every
+ * The gradient arena is cut into buckets of at most bucket_floats from its
+ * end (backward finishes the last layers first), each ending at a tensor
+ * boundary where one is in reach, so a bucket is final with its last tensor.  As backward reports that every
  * gradient from some offset on is final, the buckets wholly past it start a
  * non-blocking reduction; Open MPI only moves data inside MPI calls, so each
  * report also tests the reductions in flight.  buckets_finish starts what is
@@ -37,9 +38,10 @@ typedef struct grad_buckets grad_buckets;
 typedef enum { BUCKETS_ALLREDUCE, BUCKETS_REDUCE_SCATTER, BUCKETS_RELEASE } buckets_mode;
 
 /* grads[0..n) reduced over MPI_COMM_WORLD, split by shard (kept by the caller,
- * alive as long as b). */
-grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats,
-                             const zero_shard *shard, buckets_mode mode);
+ * alive as long as b).  cuts[0..ncuts): the tensors' offsets, ascending (NULL,
+ * 0: buckets of exactly bucket_floats). */
+grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
+                             int ncuts, const zero_shard *shard, buckets_mode mode);
 void buckets_destroy(grad_buckets *b);
 
 /* Start of a backward whose gradients are to be reduced. */

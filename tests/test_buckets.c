@@ -63,12 +63,12 @@ static int failed_anywhere(int ok)
     return any;
 }
 
-static void check_allreduce(size_t n, size_t bucket)
+static void check_allreduce(size_t n, size_t bucket, const size_t *cuts, int ncuts)
 {
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = malloc(n * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, &z, BUCKETS_ALLREDUCE);
+    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_ALLREDUCE);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
@@ -90,7 +90,7 @@ static void check_reduce_scatter(size_t n, size_t bucket, bool release)
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = malloc((n ? n : 1) * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER);
+    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
@@ -117,7 +117,7 @@ static void check_accumulate(size_t n, size_t bucket)
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = calloc(n, sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, &z, BUCKETS_RELEASE);
+    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, BUCKETS_RELEASE);
     assert_non_null(b);
     for (int micro = 0; micro < 3; micro++) {
         for (size_t i = 0; i < n; i++)
@@ -136,9 +136,13 @@ static void check_accumulate(size_t n, size_t bucket)
 static void allreduce_uneven_buckets(void **state)
 {
     (void)state;
-    check_allreduce(10007, 1000);   /* 11 buckets, > the receive slots */
-    check_allreduce(5, 1 << 20);   /* one bucket larger than the arena */
-    check_allreduce(2, 1);         /* under np 3 one shard is empty */
+    check_allreduce(10007, 1000, NULL, 0);   /* 11 buckets, > the receive slots */
+    check_allreduce(5, 1 << 20, NULL, 0);    /* one bucket larger than the arena */
+    check_allreduce(2, 1, NULL, 0);          /* under np 3 one shard is empty */
+    /* buckets ending at tensor boundaries: tensors of 300 and one of 2500,
+     * larger than a bucket (cut at the bucket size) */
+    static const size_t cuts[] = {0, 300, 600, 900, 3400, 3700, 4000, 4300, 4600};
+    check_allreduce(10007, 1000, cuts, (int)(sizeof cuts / sizeof cuts[0]));
 }
 
 static void reduce_scatter_keeps_own_gradients(void **state)

@@ -114,6 +114,12 @@ static void services_open(trainer *tr, const run_config *c)
     }
 }
 
+static int cmp_size(const void *a, const void *b)
+{
+    const size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* How gradients are combined, in buckets during backward: stage 0
  * allreduces them and keeps the whole optimizer state; stage 1
  * reduce-scatters them and keeps only this rank's shard of the state; stage 2
@@ -133,12 +139,22 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
                         : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
                                              : BUCKETS_ALLREDUCE;
-    if (w->size > 1 &&
-        !(tr->buckets = buckets_create(tr->model.grads, tr->model.num_params,
-                                       (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
-                                       &tr->shard, mode))) {
-        snprintf(err, errlen, "out of memory allocating gradient buckets");
-        return -1;
+    if (w->size > 1) {   /* buckets end at tensor boundaries: final with their last tensor */
+        const gpt2 *m = &tr->model;
+        size_t *cuts = malloc((size_t)m->num_tensors * sizeof *cuts);
+        for (int i = 0; cuts && i < m->num_tensors; i++)
+            cuts[i] = m->tensors[i].offset;
+        if (cuts)
+            qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
+        tr->buckets = cuts ? buckets_create(m->grads, m->num_params,
+                                            (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
+                                            cuts, m->num_tensors, &tr->shard, mode)
+                           : NULL;
+        free(cuts);
+        if (!tr->buckets) {
+            snprintf(err, errlen, "out of memory allocating gradient buckets");
+            return -1;
+        }
     }
     if (w->size > 1 && sparse_rows_init(&tr->embed_sum, c->batch_size * c->seq_len, c->n_embd,
                                         c->vocab_size) != 0) {
