@@ -24,8 +24,10 @@ enum { TAG_SCATTER = 0, TAG_GATHER = 1 };
 /* Open MPI moves a large message along only inside MPI calls (over TCP about
  * one fragment per socket and call), and backward reports only between its
  * ops, tens of ms apart.  So while anything is in flight a progress thread
- * tests it every PROGRESS_US; it and the training thread take one lock
- * around every MPI call here, which is all MPI_THREAD_SERIALIZED asks. */
+ * advances it every PROGRESS_US: tests, adds the received parts, starts the
+ * next phase; the training thread only starts buckets and, at the end,
+ * waits.  Both take one lock around every MPI call here, which is all
+ * MPI_THREAD_SERIALIZED asks. */
 enum { PROGRESS_US = 200 };
 
 struct grad_buckets {
@@ -73,40 +75,7 @@ static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
     return all + (size_t)i * (size_t)b->per;
 }
 
-/* One test of the oldest phase in flight: any MPI test drives every
- * transfer along.  The training thread completes the phases (test() sees the
- * requests this one completed as MPI_REQUEST_NULL: done). */
-static void *progress_main(void *arg)
-{
-    grad_buckets *b = arg;
-    const struct timespec pause = {0, PROGRESS_US * 1000L};
-    pthread_mutex_lock(&b->lock);
-    while (!b->quit) {
-        if (!b->in_flight) {
-            pthread_cond_wait(&b->wake, &b->lock);
-            continue;
-        }
-        int flag;
-        if (b->reduced < b->started)
-            MPI_Testall(b->per, requests(b->scatter, b, b->reduced), &flag, MPI_STATUSES_IGNORE);
-        else if (b->finished < b->reduced)
-            MPI_Testall(b->per, requests(b->gather, b, b->finished), &flag, MPI_STATUSES_IGNORE);
-        pthread_mutex_unlock(&b->lock);
-        nanosleep(&pause, NULL);
-        pthread_mutex_lock(&b->lock);
-    }
-    pthread_mutex_unlock(&b->lock);
-    return NULL;
-}
-
-/* The progress thread, where MPI allows it (comm_init asks for SERIALIZED). */
-static void start_progress(grad_buckets *b)
-{
-    int level;
-    MPI_Query_thread(&level);
-    b->threaded = level >= MPI_THREAD_SERIALIZED &&
-                  pthread_create(&b->progress, NULL, progress_main, b) == 0;
-}
+static void start_progress(grad_buckets *b);
 
 /* Bucket starts from the end of the arena: each bucket takes up to
  * bucket_floats values and ends at the earliest cut it can (so it holds whole
@@ -251,7 +220,7 @@ static void start_exchange(grad_buckets *b, int i, bool gather)
 
 /* The oldest reduce-scatter's messages are complete: add the parts received
  * into our shard, then start the allgather or release the rest. */
-static void finish_scatter(grad_buckets *b)
+static void finish_scatter(grad_buckets *b, bool parallel)
 {
     const zero_shard *z = b->shard;
     int i = b->reduced++;
@@ -264,7 +233,7 @@ static void finish_scatter(grad_buckets *b)
         const float *in = recv_buffer(b, i, q);
         float *out = b->grads + lo;
         size_t len = hi - lo;
-#pragma omp parallel for simd if (len > (1 << 16)) schedule(static)
+#pragma omp parallel for simd if (parallel && len > (1 << 16)) schedule(static)
         for (size_t k = 0; k < len; k++)
             out[k] += in[k];
     }
@@ -282,7 +251,7 @@ static void finish_scatter(grad_buckets *b)
 static void wait_scatter(grad_buckets *b)
 {
     MPI_Waitall(b->per, requests(b->scatter, b, b->reduced), MPI_STATUSES_IGNORE);
-    finish_scatter(b);
+    finish_scatter(b, true);
 }
 
 static bool test(grad_buckets *b, MPI_Request *all, int i)
@@ -290,6 +259,48 @@ static bool test(grad_buckets *b, MPI_Request *all, int i)
     int flag;
     MPI_Testall(b->per, requests(all, b, i), &flag, MPI_STATUSES_IGNORE);
     return flag;
+}
+
+/* Drive the transfers along; complete, in order, the phases that are done
+ * (parallel: the adds may use this thread's OpenMP team). */
+static void advance(grad_buckets *b, bool parallel)
+{
+    while (b->reduced < b->started && test(b, b->scatter, b->reduced))
+        finish_scatter(b, parallel);
+    while (b->finished < b->reduced && test(b, b->gather, b->finished))
+        b->finished++;
+    b->in_flight = b->finished < b->started;
+}
+
+/* While anything is in flight: advance() every PROGRESS_US, so the
+ * transfers move, the received parts are added (on this thread alone) and
+ * the next phases start while the training thread computes. */
+static void *progress_main(void *arg)
+{
+    grad_buckets *b = arg;
+    const struct timespec pause = {0, PROGRESS_US * 1000L};
+    pthread_mutex_lock(&b->lock);
+    while (!b->quit) {
+        if (!b->in_flight) {
+            pthread_cond_wait(&b->wake, &b->lock);
+            continue;
+        }
+        advance(b, false);
+        pthread_mutex_unlock(&b->lock);
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* The progress thread, where MPI allows it (comm_init asks for SERIALIZED). */
+static void start_progress(grad_buckets *b)
+{
+    int level;
+    MPI_Query_thread(&level);
+    b->threaded = level >= MPI_THREAD_SERIALIZED &&
+                  pthread_create(&b->progress, NULL, progress_main, b) == 0;
 }
 
 void buckets_begin(grad_buckets *b)
@@ -310,25 +321,20 @@ static bool startable(const grad_buckets *b, int i, size_t from)
 
 void buckets_ready(grad_buckets *b, size_t from)
 {
-    /* Nothing to start: only progress, which the progress thread may be
-     * making right now (waiting for it could wait for the scheduler). */
-    bool start = b->started < b->count && startable(b, b->started, from);
-    if (start || !b->threaded)
-        pthread_mutex_lock(&b->lock);
-    else if (pthread_mutex_trylock(&b->lock) != 0)
+    /* With the progress thread this thread only starts buckets. */
+    if (b->threaded && !(b->started < b->count && startable(b, b->started, from)))
         return;
+    pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
     while (b->started < b->count && startable(b, b->started, from)) {
         while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
             wait_scatter(b);
         start_exchange(b, b->started++, false);
     }
-    /* drive the transfers along; complete, in order, the phases that are done */
-    while (b->reduced < b->started && test(b, b->scatter, b->reduced))
-        finish_scatter(b);
-    while (b->finished < b->reduced && test(b, b->gather, b->finished))
-        b->finished++;
-    b->in_flight = b->finished < b->started;
+    if (b->threaded)
+        b->in_flight = b->finished < b->started;
+    else
+        advance(b, true);
     if (b->in_flight)
         pthread_cond_signal(&b->wake);
     b->busy_s += MPI_Wtime() - t0;
