@@ -79,14 +79,16 @@ static float *take_f(bump *b, size_t n)
     return take(b, n * sizeof(float));
 }
 
+/* i8, sc NULL for an int8 model held in a decode layout (packed one matrix
+ * at a time as it loads: see packing_mat). */
 static void layout_linear(infer_linear *l, int in, int out, bool int8, bump *f, bump *i8,
                           bump *sc)
 {
     *l = (infer_linear){.in = in, .out = out, .b = take_f(f, (size_t)out)};
-    if (int8) {
+    if (int8 && i8) {
         l->wq = take(i8, (size_t)in * out);
         l->ws = take_f(sc, (size_t)in * out / Q8_GS);
-    } else {
+    } else if (!int8) {
         l->w = take_f(f, (size_t)in * out);
     }
 }
@@ -96,6 +98,8 @@ static void layout(infer_model *m, bump *f, bump *i8, bump *sc)
     const gpt2_dims *d = &m->d;
     size_t C = d->n_embd;
     bool int8 = m->quant == INFER_INT8;
+    if (m->decode_path != Q8_SCALAR)
+        i8 = sc = NULL;
     m->wte = take_f(f, d->vocab_size * C);
     m->wpe = take_f(f, d->n_positions * C);
     for (int l = 0; l < d->n_layer; l++) {
@@ -112,7 +116,7 @@ static void layout(infer_model *m, bump *f, bump *i8, bump *sc)
     m->lnfw = take_f(f, C);
     m->lnfb = take_f(f, C);
     m->lm_head = (infer_linear){.in = C, .out = d->vocab_size};
-    if (int8) {   /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
+    if (int8 && i8) {   /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
         m->lm_head.wq = take(i8, d->vocab_size * C);
         m->lm_head.ws = take_f(sc, d->vocab_size * C / Q8_GS);
     }
@@ -234,39 +238,62 @@ static int int8_matrices(infer_model *m, infer_linear **all)
     return n;
 }
 
-/* Every int8 matrix into the decode layout (q8_decode_path), where the active
- * ISA has one, and the [out, in] arenas freed: prefill and decode both run on
- * the layout.  Nothing (and 0) otherwise. */
-static int pack_decode(infer_model *m, char *err, size_t errlen)
+/* An int8 model with a decode layout loads one matrix at a time: the visitor
+ * fills [out, in] values and scales into one reused buffer, which is packed
+ * into the matrix's layout at once, so the load never holds two copies. */
+typedef struct {
+    const infer_visitor *inner;
+    void *ctx;
+    const infer_model *m;
+    int8_t *wq;   /* the largest matrix's room */
+    float *ws;
+} packing;
+
+static int packing_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+                       size_t errlen)
 {
-    const q8_path path = q8_decode_path();
-    if (m->quant != INFER_INT8 || path == Q8_SCALAR)
-        return 0;
+    const packing *p = ctx;
+    return p->inner->vec(p->ctx, name, rows, cols, x, err, errlen);
+}
+
+static int packing_mat(void *ctx, const char *name, const infer_linear *l, char *err,
+                       size_t errlen)
+{
+    const packing *p = ctx;
+    infer_linear *w = (infer_linear *)l;   /* the model's own matrix, being loaded */
+    w->wq = p->wq;
+    w->ws = p->ws;
+    int rc = p->inner->mat(p->ctx, name, w, err, errlen);
+    size_t bytes = (q8_decode_pack_bytes(p->m->decode_path, l->in, l->out) + 63) & ~(size_t)63;
+    if (rc == 0 && !(w->wv = aligned_alloc(64, bytes))) {
+        snprintf(err, errlen, "out of memory for %s (%.1f MB)", name, bytes / 1e6);
+        rc = -1;
+    }
+    if (rc == 0)
+        q8_decode_pack(p->m->decode_path, w->wv, w->wq, w->ws, l->in, l->out);
+    w->wq = NULL;
+    w->ws = NULL;
+    return rc;
+}
+
+/* Walks v into a model with decode layouts (see packing); 0 or -1. */
+static int load_packed(infer_model *m, const infer_visitor *v, void *ctx, char *err,
+                       size_t errlen)
+{
+    const size_t C = m->d.n_embd, V = m->d.vocab_size, most = (V > 4 * C ? V : 4 * C) * C;
+    packing p = {v, ctx, m, malloc(most), malloc(most / Q8_GS * sizeof(float))};
+    static const infer_visitor wrap = {packing_vec, packing_mat};
+    int rc = p.wq && p.ws ? infer_model_walk(m, &wrap, &p, err, errlen) : -1;
+    if (!p.wq || !p.ws)
+        snprintf(err, errlen, "out of memory loading the int8 matrices");
+    free(p.wq);
+    free(p.ws);
     infer_linear **all = malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all);
-    int n = all ? int8_matrices(m, all) : 0;
-    for (int i = 0; i < n; i++) {
-        infer_linear *l = all[i];
-        size_t bytes = (q8_decode_pack_bytes(path, l->in, l->out) + 63) & ~(size_t)63;
-        if (!(l->wv = aligned_alloc(64, bytes))) {
-            n = -1;
-            break;
-        }
-        q8_decode_pack(path, l->wv, l->wq, l->ws, l->in, l->out);
-        m->weight_bytes += bytes;
-    }
-    for (int i = 0; i < n; i++)   /* the layout is all the model keeps */
-        all[i]->wq = NULL, all[i]->ws = NULL;
+    for (int i = 0, n = all ? int8_matrices(m, all) : 0; i < n; i++)
+        if (all[i]->wv)
+            m->weight_bytes += (q8_decode_pack_bytes(m->decode_path, all[i]->in, all[i]->out) + 63) & ~(size_t)63;
     free(all);
-    if (n < 0 || !all) {
-        snprintf(err, errlen, "out of memory for the int8 decode layout");
-        return -1;
-    }
-    m->weight_bytes -= m->i8_bytes;
-    free(m->i8);
-    free(m->scales);
-    m->i8 = NULL, m->scales = NULL;
-    m->decode_path = path;
-    return 0;
+    return rc;
 }
 
 int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
@@ -277,6 +304,7 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
         return -1;
     m->d = *d;
     m->quant = q;
+    m->decode_path = q == INFER_INT8 ? q8_decode_path() : Q8_SCALAR;
     m->h = calloc(d->n_layer, sizeof *m->h);
     bump f = {0}, i8 = {0}, sc = {0};
     if (m->h)
@@ -296,8 +324,8 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     layout(m, &f, &i8, &sc);
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used;
-    m->i8_bytes = i8.used + sc.used;
-    if (infer_model_walk(m, v, ctx, err, errlen) != 0 || pack_decode(m, err, errlen) != 0) {
+    if ((m->decode_path != Q8_SCALAR ? load_packed(m, v, ctx, err, errlen)
+                                     : infer_model_walk(m, v, ctx, err, errlen)) != 0) {
         infer_model_free(m);
         return -1;
     }

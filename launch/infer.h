@@ -84,7 +84,6 @@ typedef struct {
     int8_t *i8;
     float *scales;
     size_t weight_bytes;          /* bytes of all weights as held */
-    size_t i8_bytes;              /* of those, the int8 arenas (freed when a decode layout replaces them) */
     q8_path decode_path;          /* int8: the layout of every wv, Q8_SCALAR if none */
 } infer_model;
 
