@@ -32,9 +32,10 @@ train_bench() {   # name config extra-set...
     # MPI rows (BENCH_TRANSPORT set): the fraction of the communication hidden
     # behind backward is 1 - exposed / alone, where exposed is comm_tail_ms
     # (what the last rank out of backward still waits for) and alone is
-    # bench_comm's time for the same reduction on the same transport (rows
-    # already in $BENCH_JSONL); under ZeRO the parameter allgather (never
-    # hidden, timed inside the optimizer step) counts on both sides.
+    # bench_comm's time for the same reduction of the same size on the same
+    # transport (rows already in $BENCH_JSONL); under ZeRO the parameter
+    # allgather (never hidden, timed inside the optimizer step) counts on both
+    # sides.  The np 1 row is the work's name before "-np2-".
     python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" "${BENCH_TRANSPORT:-}" <<'PY'
 import json, statistics, sys
 log, name, jsonl, transport = sys.argv[1:5]
@@ -59,8 +60,10 @@ if transport:
     line = "%-28s %7.1f ms/step %6d tok/s  training peak RSS %d MB (largest rank)  optimizer %5.1f ms, %5.1f MB/rank" % (
         name, row["ms_per_step"], row["tokens_per_s"], row["train_peak_rss_mb"], row["optimizer_ms"],
         row["optimizer_mb"])
+    params = int([r for r in recs if r["type"] == "event"][0]["message"].split()[1])
     comm = {r["work"]: r["ms"] for r in map(json.loads, open(jsonl))
-            if r.get("bench") == "comm" and r["transport"] == transport and r["ranks"] == ranks}
+            if r.get("bench") == "comm" and r["transport"] == transport and r["ranks"] == ranks
+            and abs(r["mb"] - 4e-6 * params) < 0.5}
     zero = not name.endswith("-z0")
     alone = comm["pairwise reduce-scatter, buckets" if zero else "pairwise allreduce, buckets"]
     gather = comm["MPI_Allgatherv in place"] if zero else 0
@@ -69,7 +72,7 @@ if transport:
     line += "  comm exposed %6.1f ms of %6.1f ms alone (%3.0f%% hidden; waits up to %.1f ms with rank skew)" % (
         row["comm_tail_ms"] + gather, row["comm_alone_ms"], 100 * row["hidden"], row["comm_ms"] + gather)
     np1 = [r for r in map(json.loads, open(jsonl)) if r.get("bench") == "train" and
-           r.get("work") == "seed384-" + name.split("-")[1]]
+           r.get("work") == name.split("-np2-")[0]]
     if np1:
         row["vs_np1"] = round(row["tokens_per_s"] / np1[-1]["tokens_per_s"], 3)
         line += "  %.0f%% of np 1 x 2 threads" % (100 * row["vs_np1"])
@@ -151,6 +154,19 @@ for transport in shm tcp; do
     done
     train_bench "seed384-$MPI_PREC-np2-$transport-b8-z0" launch/configs/seed384.json --set precision=$MPI_PREC \
         --set batch_size=4 --set zero_stage=0 --set bucket_mb=8
+    unset BENCH_TRANSPORT
+done
+echo "   gpt2-124M (4 x 256 per step: np 1 x B 4 above vs np 2 x B 2), ZeRO 0 and 1"
+params=$(sed -n 's/.*training \([0-9]*\) parameters.*/\1/p' "$BUILD/bench-gpt2-124M-$MPI_PREC.stderr" | head -1)
+for transport in shm tcp; do
+    LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
+    [ "$transport" = tcp ] && LAUNCH="$LAUNCH --mca btl tcp,self"
+    $LAUNCH "$BUILD/tests/bench_comm" "$params" 25 "$transport"
+    export BENCH_TRANSPORT=$transport
+    for z in 0 1; do
+        train_bench "gpt2-124M-$MPI_PREC-np2-$transport-z$z" launch/configs/gpt2-124M.json \
+            --set max_steps="$GPT2_STEPS" --set precision=$MPI_PREC --set batch_size=2 --set zero_stage=$z
+    done
     unset BENCH_TRANSPORT
 done
 LAUNCH=
