@@ -623,16 +623,15 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
 
 static void notify_grads_ready(gpt2 *m, size_t from)
 {
-    m->ready_from = from;
     if (m->grads_ready)
         m->grads_ready(m->grads_ready_ctx, from);
 }
 
-/* Between the ops of a block: nothing new is final, but the reductions in
- * flight move only inside MPI calls. */
-static void progress(gpt2 *m)
+/* Block l's gradients from its tensor i on (and all after the block) are
+ * final: within a block, backward finishes its tensors last to first. */
+static void block_ready(gpt2 *m, int l, int i)
 {
-    notify_grads_ready(m, m->ready_from);
+    notify_grads_ready(m, m->tensors[2 + l * BLOCK_TENSORS + i].offset);
 }
 
 /* The input side of wte's gradient into embed_rows, by distinct token in
@@ -668,18 +667,19 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
 
     linear_backward(m, dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, h.fch_gelu, w->fcprojw,
                     &pk[3], N, 4 * C, C);
-    progress(m);
+    block_ready(m, l, 10);   /* mlp.c_proj */
     TIMED(m, OP_GELU, gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C));
     linear_backward(m, dln, g->fcw, g->fcb, dbig, a->ln2, h.ln2, w->fcw, &pk[2], N, C, 4 * C);
-    progress(m);
+    block_ready(m, l, 8);    /* mlp.c_fc */
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w,
                                               a->ln2_mean, a->ln2_rstd, N, C));
+    block_ready(m, l, 6);    /* ln_2 */
     linear_backward(m, datt, g->attprojw, g->attprojb, dres, a->atty, h.atty, w->attprojw,
                     &pk[1], N, C, C);
-    progress(m);
+    block_ready(m, l, 4);    /* attn.c_proj */
     TIMED(m, OP_ATTENTION, attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH));
-    progress(m);
     linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, &pk[0], N, C, 3 * C);
+    block_ready(m, l, 2);    /* attn.c_attn */
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,
                                               a->ln1_mean, a->ln1_rstd, N, C));
 }
@@ -694,7 +694,6 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         fprintf(stderr, "fatal: grads_ready needs a model made with split_embed_grad\n");
         abort();
     }
-    m->ready_from = m->num_params;
 
     /* through the tied LM head: 16-bit mode has the unscaled dlogits from
      * forward; fp32 mode turns its logits into dlogits in place now */

@@ -129,12 +129,11 @@ typedef struct {
     const int *inputs, *targets;  /* of the last forward */
     bool have_targets;
     /* If set, backward calls it each time the gradients from arena offset
-     * `from` to the end are final (after the LM head and after each block,
-     * last layer first), and between the ops of a block with the same `from`,
-     * so their reduction can start and move along during the rest of backward. */
+     * `from` to the end are final (after the LM head, and within each block
+     * after each product's weight gradient, last layer first), so their
+     * reduction can start during the rest of backward. */
     void (*grads_ready)(void *ctx, size_t from);
     void *grads_ready_ctx;
-    size_t ready_from;          /* the last `from` reported */
     /* split_embed_grad and grads_ready set: the input side of wte's gradient
      * for the distinct tokens of the micro-batch, in increasing order:
      * g.wte[embed_tokens[i]] is to get embed_rows[i] (the caller adds it, after
