@@ -142,33 +142,30 @@ grep -q avx512_bf16 /proc/cpuinfo && MPI_PREC=bf16
 echo "== data parallel, same global batch (8 x 256, $MPI_PREC): np 1 x 2 threads (seed384-$MPI_PREC above) vs np 2 x 1 thread,"
 echo "   ZeRO stages 0/1/2 (and stage 0 with 8 MB buckets), shared memory and TCP loopback; the reductions alone first (bench_comm)"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-params=$(sed -n 's/.*training \([0-9]*\) parameters.*/\1/p' "$BUILD/bench-seed384-bf16.stderr" | head -1)
-for transport in shm tcp; do
-    LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
-    [ "$transport" = tcp ] && LAUNCH="$LAUNCH --mca btl tcp,self"
-    $LAUNCH "$BUILD/tests/bench_comm" "$params" 25 "$transport"
-    export BENCH_TRANSPORT=$transport
-    for z in 0 1 2; do
-        train_bench "seed384-$MPI_PREC-np2-$transport-z$z" launch/configs/seed384.json --set precision=$MPI_PREC \
-            --set batch_size=4 --set zero_stage=$z
+# One model's np 2 rows over both transports: bench_comm at the model's size,
+# then a training row per stage (b8: stage 0 with 8 MB buckets).
+mpi_rows() {   # work config steps batch_size stage...
+    work=$1; config=$2; steps=$3; batch=$4; shift 4
+    params=$(sed -n 's/.*training \([0-9]*\) parameters.*/\1/p' "$BUILD/bench-$work-$MPI_PREC.stderr" | head -1)
+    for transport in shm tcp; do
+        LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
+        [ "$transport" = tcp ] && LAUNCH="$LAUNCH --mca btl tcp,self"
+        $LAUNCH "$BUILD/tests/bench_comm" "$params" 25 "$transport"
+        export BENCH_TRANSPORT=$transport
+        for z in "$@"; do
+            case $z in
+            b8) name=b8-z0; stage="--set zero_stage=0 --set bucket_mb=8" ;;
+            *) name=z$z; stage="--set zero_stage=$z" ;;
+            esac
+            train_bench "$work-$MPI_PREC-np2-$transport-$name" "$config" --set max_steps="$steps" \
+                --set precision=$MPI_PREC --set batch_size="$batch" $stage
+        done
+        unset BENCH_TRANSPORT
     done
-    train_bench "seed384-$MPI_PREC-np2-$transport-b8-z0" launch/configs/seed384.json --set precision=$MPI_PREC \
-        --set batch_size=4 --set zero_stage=0 --set bucket_mb=8
-    unset BENCH_TRANSPORT
-done
+}
+mpi_rows seed384 launch/configs/seed384.json "$STEPS" 4 0 1 2 b8
 echo "   gpt2-124M (4 x 256 per step: np 1 x B 4 above vs np 2 x B 2), ZeRO 0 and 1"
-params=$(sed -n 's/.*training \([0-9]*\) parameters.*/\1/p' "$BUILD/bench-gpt2-124M-$MPI_PREC.stderr" | head -1)
-for transport in shm tcp; do
-    LAUNCH="mpirun --oversubscribe --bind-to core -np 2 -x OMP_NUM_THREADS=1"
-    [ "$transport" = tcp ] && LAUNCH="$LAUNCH --mca btl tcp,self"
-    $LAUNCH "$BUILD/tests/bench_comm" "$params" 25 "$transport"
-    export BENCH_TRANSPORT=$transport
-    for z in 0 1; do
-        train_bench "gpt2-124M-$MPI_PREC-np2-$transport-z$z" launch/configs/gpt2-124M.json \
-            --set max_steps="$GPT2_STEPS" --set precision=$MPI_PREC --set batch_size=2 --set zero_stage=$z
-    done
-    unset BENCH_TRANSPORT
-done
+mpi_rows gpt2-124M launch/configs/gpt2-124M.json "$GPT2_STEPS" 2 0 1
 LAUNCH=
 
 # issue 6: how long a save stops the loop (async: the copy, or under ZeRO the
