@@ -18,18 +18,17 @@ enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
 /* ---- quantization (weights: scalar, once at load; activations: per path,
  * before every product) ---- */
 
-/* One group of Q8_GS values read with a stride (1 for activations, OUT for a
- * weight column).  Division, not a multiply by 127/amax: it is what q8.h
- * promises, and the round trip then errs by at most scale/2. */
-static float quantize_group(int8_t *q, const float *x, size_t stride)
+/* One group of Q8_GS values.  Division, not a multiply by 127/amax: it is
+ * what q8.h promises, and the round trip then errs by at most scale/2. */
+static float quantize_group(int8_t *q, const float *x)
 {
     float amax = 0.0f;
     for (int k = 0; k < Q8_GS; k++)
-        amax = fmaxf(amax, fabsf(x[k * stride]));
+        amax = fmaxf(amax, fabsf(x[k]));
     const float scale = amax / 127.0f;
     for (int k = 0; k < Q8_GS; k++) {
         /* the clamp only matters when scale is subnormal and lost precision */
-        const long v = scale == 0.0f ? 0 : lrintf(x[k * stride] / scale);
+        const long v = scale == 0.0f ? 0 : lrintf(x[k] / scale);
         q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
     }
     return scale;
@@ -38,7 +37,7 @@ static float quantize_group(int8_t *q, const float *x, size_t stride)
 static void quantize_scalar(int8_t *q, float *scales, const float *x, size_t groups)
 {
     for (size_t g = 0; g < groups; g++)
-        scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS, 1);
+        scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS);
 }
 
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n)
@@ -46,20 +45,6 @@ void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n)
 #pragma omp parallel for schedule(static, QCHUNK) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++)
         x[i] = (float)q[i] * scales[i / Q8_GS];
-}
-
-/* Threads over blocks of PACK_COLS neighbouring columns: a block's slice of a
- * row of w is 64 bytes, so the strided column reads within a block share the
- * cache lines they pull in instead of fetching a line per value. */
-void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out)
-{
-    const int G = in / Q8_GS, nblocks = (out + PACK_COLS - 1) / PACK_COLS;
-#pragma omp parallel for schedule(static) if ((size_t)in * out >= PAR_MIN)
-    for (int b = 0; b < nblocks; b++)
-        for (int o = b * PACK_COLS; o < out && o < (b + 1) * PACK_COLS; o++)
-            for (int g = 0; g < G; g++)
-                ws[(size_t)o * G + g] = quantize_group(wq + (size_t)o * in + g * Q8_GS,
-                                                       w + (size_t)g * Q8_GS * out + o, out);
 }
 
 /* ---- scalar reference ---- */
@@ -141,6 +126,32 @@ void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, si
 void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
 {
     q8_quantize_path(q8_path_for_isa(cpu_isa()), q, scales, x, n);
+}
+
+/* Threads over blocks of PACK_COLS neighbouring columns: a block's slice of a
+ * row of w is 64 bytes, so the strided column reads within a block share the
+ * cache lines they pull in instead of fetching a line per value.  Each
+ * group's 32 x PACK_COLS values are transposed on the stack and quantized by
+ * the active path's quantize (the scalar one's bits, q8_impl.h). */
+void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out)
+{
+    const int G = in / Q8_GS, nblocks = (out + PACK_COLS - 1) / PACK_COLS;
+    const q8_ops *ops = ops_for(q8_path_for_isa(cpu_isa()));
+#pragma omp parallel for schedule(static) if ((size_t)in * out >= PAR_MIN)
+    for (int b = 0; b < nblocks; b++) {
+        const int o0 = b * PACK_COLS, n = out - o0 < PACK_COLS ? out - o0 : PACK_COLS;
+        float col[PACK_COLS][Q8_GS];
+        for (int g = 0; g < G; g++) {
+            for (int k = 0; k < Q8_GS; k++) {
+                const float *row = w + (size_t)(g * Q8_GS + k) * out + o0;
+                for (int c = 0; c < n; c++)
+                    col[c][k] = row[c];
+            }
+            for (int c = 0; c < n; c++)
+                ops->quantize(wq + (size_t)(o0 + c) * in + g * Q8_GS, ws + (size_t)(o0 + c) * G + g,
+                              col[c], 1);
+        }
+    }
 }
 
 void q8_matmul_path(q8_path path, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
