@@ -2,10 +2,12 @@
  *
  * The gradient arena is cut into buckets of at most bucket_floats from its
  * end (backward finishes the last layers first), each ending at a tensor
- * boundary where one is in reach, so a bucket is final with its last tensor.  As backward reports that every
- * gradient from some offset on is final, the buckets wholly past it start a
- * non-blocking reduction; Open MPI only moves data inside MPI calls, so each
- * report also tests the reductions in flight.  buckets_finish starts what is
+ * boundary where one is in reach, so a bucket is final with its last tensor.
+ * As backward reports that every gradient from some offset on is final, the
+ * buckets wholly past it start a non-blocking reduction.  Open MPI only moves
+ * data inside MPI calls, so a progress thread advances the reductions in
+ * flight while backward computes (where MPI was initialised SERIALIZED or
+ * better; otherwise each report does it).  buckets_finish starts what is
  * left and waits for everything.
  *
  * Each bucket is reduce-scattered by pairwise exchange over the shards of a
