@@ -244,7 +244,7 @@ static int int8_matrices(infer_model *m, infer_linear **all)
 typedef struct {
     const infer_visitor *inner;
     void *ctx;
-    const infer_model *m;
+    infer_model *m;
     int8_t *wq;   /* the largest matrix's room */
     float *ws;
 } packing;
@@ -269,8 +269,10 @@ static int packing_mat(void *ctx, const char *name, const infer_linear *l, char 
         snprintf(err, errlen, "out of memory for %s (%.1f MB)", name, bytes / 1e6);
         rc = -1;
     }
-    if (rc == 0)
+    if (rc == 0) {
         q8_decode_pack(p->m->decode_path, w->wv, w->wq, w->ws, l->in, l->out);
+        p->m->weight_bytes += bytes;
+    }
     w->wq = NULL;
     w->ws = NULL;
     return rc;
@@ -288,11 +290,6 @@ static int load_packed(infer_model *m, const infer_visitor *v, void *ctx, char *
         snprintf(err, errlen, "out of memory loading the int8 matrices");
     free(p.wq);
     free(p.ws);
-    infer_linear **all = malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all);
-    for (int i = 0, n = all ? int8_matrices(m, all) : 0; i < n; i++)
-        if (all[i]->wv)
-            m->weight_bytes += (q8_decode_pack_bytes(m->decode_path, all[i]->in, all[i]->out) + 63) & ~(size_t)63;
-    free(all);
     return rc;
 }
 
@@ -595,11 +592,16 @@ static const float *kv_get(const infer_state *s, const void *cache, size_t at, i
     return scratch;
 }
 
-/* This thread's scratch for a head's keys (and, T*hs floats on, values). */
-static float *kv_scratch(const infer_model *m, const infer_state *s, int thread)
+/* Head h of layer l: its cache rows 0..rows-1 of keys (*k) and values (*v)
+ * as fp32, bf16 ones widened into thread's scratch. */
+static void head_kv(const infer_model *m, const infer_state *s, int l, int h, int rows,
+                    int thread, const float **k, const float **v)
 {
     const size_t T = m->d.n_positions, hs = m->d.n_embd / m->d.n_head;
-    return s->kv_scratch ? s->kv_scratch + (size_t)thread * 2 * T * hs : NULL;
+    const size_t at = infer_kv_offset(m, l, h, 0);
+    float *scratch = s->kv_scratch ? s->kv_scratch + (size_t)thread * 2 * T * hs : NULL;
+    *k = kv_get(s, s->key_cache, at, rows * (int)hs, scratch);
+    *v = kv_get(s, s->value_cache, at, rows * (int)hs, scratch ? scratch + T * hs : NULL);
 }
 
 /* One query and head: q (hs values) over the head's cache rows 0..last (k,
@@ -634,10 +636,8 @@ static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
 #pragma omp parallel for schedule(static) if (par)
     for (int h = 0; h < H; h++) {
         const int t = omp_get_thread_num();
-        float *scratch = kv_scratch(m, s, t);
-        const size_t at = infer_kv_offset(m, l, h, 0);
-        const float *k = kv_get(s, s->key_cache, at, rows * hs, scratch);
-        const float *v = kv_get(s, s->value_cache, at, rows * hs, scratch ? scratch + (size_t)T * hs : NULL);
+        const float *k, *v;
+        head_kv(m, s, l, h, rows, t, &k, &v);
         for (int i = 0; i < n; i++)
             attend_head(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs, k,
                         v, hs, pos + i, s->att + (size_t)t * T);
@@ -754,13 +754,10 @@ static void decode_block(const infer_model *m, infer_state *s, const lane *p, in
     decode_linear(m, p, s->qkv, p->xb, &b->qkv);
 #pragma omp barrier
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    float *scratch = kv_scratch(m, s, t);
     for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {   /* this thread's heads */
         store_kv_head(m, s, l, h, 0, pos);
-        const size_t at = infer_kv_offset(m, l, h, 0);
-        const float *k = kv_get(s, s->key_cache, at, (pos + 1) * hs, scratch);
-        const float *v = kv_get(s, s->value_cache, at, (pos + 1) * hs,
-                                scratch ? scratch + (size_t)T * hs : NULL);
+        const float *k, *v;
+        head_kv(m, s, l, h, pos + 1, t, &k, &v);
         attend_head(s->atty + h * hs, s->qkv + h * hs, k, v, hs, pos, s->att + (size_t)t * T);
     }
 #pragma omp barrier
