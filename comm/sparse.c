@@ -7,18 +7,29 @@
 #include "comm/comm.h"
 #include "comm/watchdog.h"
 
+/* the union has at most size * max_rows ids, and never more than max_id */
+static size_t union_most(int size, int max_rows, int max_id)
+{
+    const size_t most = (size_t)size * max_rows;
+    return most < (size_t)max_id ? most : (size_t)max_id;
+}
+
+double sparse_rows_bytes(int size, int max_rows, int ncols, int max_id)
+{
+    return (double)size * max_rows * sizeof(int) +
+           (double)union_most(size, max_rows, max_id) * ncols * sizeof(float);
+}
+
 int sparse_rows_init(sparse_rows *s, int max_rows, int ncols, int max_id)
 {
     memset(s, 0, sizeof *s);
     MPI_Comm_size(MPI_COMM_WORLD, &s->size);
     s->ncols = ncols;
-    s->max_rows = max_rows;
-    /* the union has at most size * max_rows ids, and never more than max_id */
-    size_t most = (size_t)s->size * max_rows, union_most = most < (size_t)max_id ? most : (size_t)max_id;
+    size_t most = (size_t)s->size * max_rows;
     s->counts = malloc((size_t)s->size * sizeof *s->counts);
     s->displs = malloc((size_t)s->size * sizeof *s->displs);
     s->ids = malloc(most * sizeof *s->ids);
-    s->sum = malloc(union_most * ncols * sizeof *s->sum);
+    s->sum = malloc(union_most(s->size, max_rows, max_id) * ncols * sizeof *s->sum);
     if (!s->counts || !s->displs || !s->ids || !s->sum) {
         sparse_rows_free(s);
         return -1;

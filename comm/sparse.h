@@ -10,7 +10,7 @@
 #define COMM_SPARSE_H
 
 typedef struct {
-    int ncols, max_rows, size;   /* row length; most rows a rank passes; ranks */
+    int ncols, size;             /* row length; ranks */
     int *counts, *displs;        /* [size] */
     int *ids;                    /* gathered ids, then their sorted union */
     float *sum;                  /* [union, ncols] */
@@ -19,6 +19,8 @@ typedef struct {
 /* For up to max_rows rows per rank, of ncols floats, with ids < max_id.
  * 0, or -1 when memory runs out. */
 int sparse_rows_init(sparse_rows *s, int max_rows, int ncols, int max_id);
+/* The bytes sparse_rows_init takes on each of size ranks, for memory checks. */
+double sparse_rows_bytes(int size, int max_rows, int ncols, int max_id);
 void sparse_rows_free(sparse_rows *s);
 
 /* ids [n] distinct and increasing, rows [n, ncols].  Returns u, the size of

@@ -184,10 +184,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /   /* + Adam m, v */
                       (c->zero_stage >= 1 ? w->size : 1);
-    if (w->size > 1) {   /* the summed embedding rows (comm/sparse.h): at most V of them */
-        double rows = (double)w->size * c->batch_size * c->seq_len;
-        need += 4.0 * (rows < c->vocab_size ? rows : c->vocab_size) * c->n_embd;
-    }
+    if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
+        need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
         need += 3.0 * sizeof(float) * (double)gpt2_count_params(&dims);
     if (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native())) {
