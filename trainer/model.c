@@ -682,6 +682,7 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
     block_ready(m, l, 2);    /* attn.c_attn */
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,
                                               a->ln1_mean, a->ln1_rstd, N, C));
+    block_ready(m, l, 0);    /* ln_1: the whole block */
 }
 
 void gpt2_backward(gpt2 *m, float dloss_scale)
@@ -726,7 +727,6 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         if (m->opt.recompute && l < L - 1)
             block_forward(m, l, res_in, B, T);
         block_backward(m, l, res_in, dres, B, T);
-        notify_grads_ready(m, m->tensors[2 + l * BLOCK_TENSORS].offset);
     }
     if (m->grads_ready)
         TIMED(m, OP_EMBED, embed_backward_split(m, dres, B, T, C));
