@@ -201,14 +201,26 @@ static size_t decode_at(int B, int r, int i)
     return (size_t)(i / 4) * 4 * B + (size_t)r * 4 + i % 4;
 }
 
+/* Block b's group g in a layout of G groups per block. */
+static size_t decode_group(int B, int G, int b, int g)
+{
+    return ((size_t)b * G + g) * Q8_DECODE_GROUP(B);
+}
+
+/* What the layout adds to each weight byte (VNNI's unsigned operand). */
+static int decode_offset(q8_path path)
+{
+    return path == Q8_VNNI ? 128 : 0;
+}
+
 void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
 {
     const int B = decode_block(path), G = IN / Q8_GS, blocks = (OUT + B - 1) / B;
-    const int offset = path == Q8_VNNI ? 128 : 0;
+    const int offset = decode_offset(path);
 #pragma omp parallel for schedule(static) if ((size_t)IN * OUT >= PAR_MIN)
     for (int b = 0; b < blocks; b++)
         for (int g = 0; g < G; g++) {
-            uint8_t *w = (uint8_t *)dst + ((size_t)b * G + g) * Q8_DECODE_GROUP(B);
+            uint8_t *w = (uint8_t *)dst + decode_group(B, G, b, g);
             float *sc = (float *)(void *)(w + 8 * 4 * B);
             for (int r = 0; r < B; r++) {
                 const int o = b * B + r;
@@ -223,8 +235,8 @@ void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, 
 /* Output o's group g from the layout: Q8_GS int8 values, and the scale. */
 static float unpack_group(q8_path path, int8_t *q, const void *packed, int IN, int o, int g)
 {
-    const int B = decode_block(path), G = IN / Q8_GS, offset = path == Q8_VNNI ? 128 : 0;
-    const uint8_t *w = (const uint8_t *)packed + ((size_t)(o / B) * G + g) * Q8_DECODE_GROUP(B);
+    const int B = decode_block(path), G = IN / Q8_GS, offset = decode_offset(path);
+    const uint8_t *w = (const uint8_t *)packed + decode_group(B, G, o / B, g);
     for (int i = 0; i < Q8_GS; i++)
         q[i] = (int8_t)(w[decode_at(B, o % B, i)] - offset);
     float s;
