@@ -19,6 +19,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels/attention_impl.h"
@@ -102,9 +103,46 @@ static void scale_scalar(float *x, int n, float a)
         x[i] *= a;
 }
 
+/* Value i of a KV cache row block, fp32 or bf16 (the top half of an fp32). */
+static float kv_value(const void *p, bool bf16, size_t i)
+{
+    if (!bf16)
+        return ((const float *)p)[i];
+    const uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static void cached_scalar(float *out, const float *q, const void *k, const void *v, bool bf16,
+                          int n, int hs, float *att)
+{
+    const float scale = 1.0f / sqrtf((float)hs);
+    float mx = -INFINITY, sum = 0.0f;
+    for (int t = 0; t < n; t++) {
+        float s = 0.0f;
+        for (int c = 0; c < hs; c++)
+            s += q[c] * kv_value(k, bf16, (size_t)t * hs + c);
+        att[t] = s * scale;
+        mx = att[t] > mx ? att[t] : mx;
+    }
+    for (int t = 0; t < n; t++) {
+        att[t] = expf(att[t] - mx);
+        sum += att[t];
+    }
+    for (int c = 0; c < hs; c++)
+        out[c] = 0.0f;
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < hs; c++)
+            out[c] += att[t] * kv_value(v, bf16, (size_t)t * hs + c);
+    for (int c = 0; c < hs; c++)
+        out[c] /= sum;
+}
+
 static const attn_ops attn_ops_scalar = {
     .mm = mm_scalar, .softmax_cols = softmax_cols_scalar, .exp_row = exp_row_scalar,
     .ds_row = ds_row_scalar, .pack_t = pack_t_scalar, .dot = dot_scalar, .scale = scale_scalar,
+    .cached = cached_scalar,
 };
 
 static const attn_ops *ops_for(isa_t isa)
@@ -331,6 +369,19 @@ void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const flo
         hd.dv = hd.dq + 2 * C;
         bwd_head(&hd);
     }
+}
+
+void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
+                          bool bf16, int n, int hs, float *att)
+{
+    assert(n >= 1 && hs >= 1);
+    ops_for(isa)->cached(out, q, k, v, bf16, n, hs, att);
+}
+
+void attention_cached(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
+                      int hs, float *att)
+{
+    attention_cached_isa(cpu_isa(), out, q, k, v, bf16, n, hs, att);
 }
 
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H)

@@ -10,6 +10,8 @@
 #ifndef KERNELS_ATTENTION_H
 #define KERNELS_ATTENTION_H
 
+#include <stdbool.h>
+
 #include "kernels/cpu.h"
 
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H);
@@ -17,8 +19,19 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *lse, int B, int T, int C, int H);
 
+/* Inference with a KV cache: one query q [hs] over cache rows 0..n-1 (n >= 1)
+ * of one head, k and v [n, hs] contiguous, stored as fp32 or (bf16 = true) as
+ * bf16 bits (uint16_t):  out [hs] = softmax(q k^T / sqrt(hs)) v.  att: n
+ * floats of scratch.  One call runs on the calling thread; each row's
+ * arithmetic does not depend on n, so a prompt's queries and the same
+ * queries decoded one by one get the same bits. */
+void attention_cached(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
+                      int hs, float *att);
+
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
                            int C, int H);
+void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
+                          bool bf16, int n, int hs, float *att);
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
                             const float *out, const float *lse, int B, int T, int C, int H);
 

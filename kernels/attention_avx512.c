@@ -247,5 +247,5 @@ static void scale_row(float *x, int n, float a)
 
 const attn_ops attn_ops_avx512 = {
     .mm = mm, .softmax_cols = softmax_cols, .exp_row = exp_row, .ds_row = ds_row,
-    .pack_t = pack_t, .dot = dot, .scale = scale_row,
+    .pack_t = pack_t, .dot = dot, .scale = scale_row, .cached = attn_cached_avx2,
 };

@@ -39,8 +39,15 @@ typedef struct {
     void (*pack_t)(float *dst, int ldd, const float *src, int lds, int rows, int cols);
     float (*dot)(const float *a, const float *b, int n);
     void (*scale)(float *x, int n, float a);   /* x *= a */
+    /* attention_cached (attention.h), the whole of it */
+    void (*cached)(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
+                   int hs, float *att);
 } attn_ops;
 
 extern const attn_ops attn_ops_avx2, attn_ops_avx512;
+/* The AVX-512 table's cached entry too: a decode query's rows are one head
+ * wide (64 values), and the kernel waits on the cache's bytes, not on lanes. */
+void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
+                      int hs, float *att);
 
 #endif

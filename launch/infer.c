@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "io/checkpoint.h"
+#include "kernels/attention.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -495,7 +496,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
                        char *err, size_t errlen)
 {
     const gpt2_dims *d = &m->d;
-    size_t C = d->n_embd, T = d->n_positions, L = d->n_layer, hs = C / d->n_head;
+    size_t C = d->n_embd, T = d->n_positions, L = d->n_layer;
     memset(s, 0, sizeof *s);
     s->kv = kv;
     s->max_chunk = max_chunk <= 0 || (size_t)max_chunk > T ? (int)T : max_chunk;
@@ -516,7 +517,6 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     const size_t kv_bytes = (L * T * C * (kv == INFER_KV_BF16 ? 2 : 4) + 63) & ~(size_t)63;
     s->key_cache = aligned_alloc(64, kv_bytes);
     s->value_cache = aligned_alloc(64, kv_bytes);
-    s->kv_scratch = kv == INFER_KV_BF16 ? alloc_f((size_t)s->nthreads * 2 * T * hs) : NULL;
     s->att = alloc_f((size_t)s->nthreads * T);
     s->logits = alloc_f(d->vocab_size);
     /* per-thread decode vectors, each thread's in its own cache lines */
@@ -530,7 +530,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     s->lane_aux = aligned_alloc(64, 4 * lanes);
     if (!s->lane_aux || !s->aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
         !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
-        !s->logits || (kv == INFER_KV_BF16 && !s->kv_scratch)) {
+        !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
                  2.0 * kv_bytes / 1e6);
         infer_state_free(s);
@@ -543,7 +543,7 @@ void infer_state_free(infer_state *s)
 {
     void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
                    s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
-                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux, s->aux, s->kv_scratch};
+                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux, s->aux};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -582,66 +582,37 @@ static void kv_put(const infer_state *s, void *cache, size_t at, const float *x,
         memcpy((float *)cache + at, x, (size_t)n * sizeof *x);
 }
 
-/* n values of cache from at, as fp32 (scratch: room for n, bf16 only). */
-static const float *kv_get(const infer_state *s, const void *cache, size_t at, int n,
-                           float *scratch)
+/* Head h of layer l: where its cache rows of keys (*k) and values (*v) start. */
+static void head_kv(const infer_model *m, const infer_state *s, int l, int h, const void **k,
+                    const void **v)
 {
-    if (s->kv == INFER_KV_FP32)
-        return (const float *)cache + at;
-    bf16_to_f32(scratch, (const uint16_t *)cache + at, (size_t)n);
-    return scratch;
+    const size_t at = infer_kv_offset(m, l, h, 0), bytes = s->kv == INFER_KV_BF16 ? 2 : 4;
+    *k = (const char *)s->key_cache + at * bytes;
+    *v = (const char *)s->value_cache + at * bytes;
 }
 
-/* Head h of layer l: its cache rows 0..rows-1 of keys (*k) and values (*v)
- * as fp32, bf16 ones widened into thread's scratch. */
-static void head_kv(const infer_model *m, const infer_state *s, int l, int h, int rows,
-                    int thread, const float **k, const float **v)
+/* Query i of the new ones (at position pos + i) of head h over the head's
+ * cache rows 0..pos+i; att: this thread's scratch. */
+static void attend_head(const infer_model *m, infer_state *s, int l, int h, int i, int pos,
+                        float *att)
 {
-    const size_t T = m->d.n_positions, hs = m->d.n_embd / m->d.n_head;
-    const size_t at = infer_kv_offset(m, l, h, 0);
-    float *scratch = s->kv_scratch ? s->kv_scratch + (size_t)thread * 2 * T * hs : NULL;
-    *k = kv_get(s, s->key_cache, at, rows * (int)hs, scratch);
-    *v = kv_get(s, s->value_cache, at, rows * (int)hs, scratch ? scratch + T * hs : NULL);
-}
-
-/* One query and head: q (hs values) over the head's cache rows 0..last (k,
- * v: hs values each) -> out; att: last+1 scratch.  Both products are gemv's
- * on this thread (SIMD, and the same arithmetic for a prompt's rows and a
- * decoded token's). */
-static void attend_head(float *out, const float *q, const float *k, const float *v, int hs,
-                        int last, float *att)
-{
-    const float scale = 1.0f / sqrtf((float)hs);
-    float mx = -INFINITY, sum = 0;
-    gemv_t_range(att, q, k, hs, NULL, hs, 0, last + 1);   /* att[t] = q . k[t] */
-    for (int t = 0; t <= last; t++) {
-        att[t] *= scale;
-        mx = att[t] > mx ? att[t] : mx;
-    }
-    for (int t = 0; t <= last; t++) {
-        att[t] = expf(att[t] - mx);
-        sum += att[t];
-    }
-    for (int t = 0; t <= last; t++)
-        att[t] /= sum;
-    gemv_n_range(out, att, v, NULL, last + 1, hs, 0, hs);   /* out = sum_t att[t] v[t] */
+    const int C = m->d.n_embd, hs = C / m->d.n_head;
+    const void *k, *v;
+    head_kv(m, s, l, h, &k, &v);
+    attention_cached(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs, k, v,
+                     s->kv == INFER_KV_BF16, pos + i + 1, hs, att);
 }
 
 /* Causal attention of the n new queries (positions pos..pos+n-1) over the
  * cache rows 0..their own position, a head per task. */
 static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
 {
-    int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions, rows = pos + n;
+    int C = m->d.n_embd, H = m->d.n_head, T = m->d.n_positions, rows = pos + n;
     bool par = (double)n * rows * C >= 32768;   /* a parallel region costs a few us */
 #pragma omp parallel for schedule(static) if (par)
-    for (int h = 0; h < H; h++) {
-        const int t = omp_get_thread_num();
-        const float *k, *v;
-        head_kv(m, s, l, h, rows, t, &k, &v);
+    for (int h = 0; h < H; h++)
         for (int i = 0; i < n; i++)
-            attend_head(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs, k,
-                        v, hs, pos + i, s->att + (size_t)t * T);
-    }
+            attend_head(m, s, l, h, i, pos, s->att + (size_t)omp_get_thread_num() * T);
 }
 
 /* Token i's keys and values (in qkv) of head h go to cache row pos. */
@@ -749,16 +720,14 @@ static void decode_linear(const infer_model *m, const lane *p, float *y, const f
 static void decode_block(const infer_model *m, infer_state *s, const lane *p, int l, int pos)
 {
     const infer_block *b = &m->h[l];
-    const int C = m->d.n_embd, H = m->d.n_head, hs = C / H, T = m->d.n_positions;
+    const int C = m->d.n_embd, H = m->d.n_head, T = m->d.n_positions;
     layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln1w, b->ln1b, 1, C);
     decode_linear(m, p, s->qkv, p->xb, &b->qkv);
 #pragma omp barrier
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {   /* this thread's heads */
         store_kv_head(m, s, l, h, 0, pos);
-        const float *k, *v;
-        head_kv(m, s, l, h, pos + 1, t, &k, &v);
-        attend_head(s->atty + h * hs, s->qkv + h * hs, k, v, hs, pos, s->att + (size_t)t * T);
+        attend_head(m, s, l, h, 0, pos, s->att + (size_t)t * T);
     }
 #pragma omp barrier
     decode_linear(m, p, s->xb2, s->atty, &b->attproj);

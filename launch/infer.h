@@ -143,7 +143,6 @@ typedef struct {
     float *xs;                    /* [max_chunk, 4C/32] their scales */
     float *ln_mean, *ln_rstd;     /* [max_chunk] (LayerNorm writes them) */
     void *key_cache, *value_cache;  /* [L, H, n_positions, hs]: float, or bf16 bits (uint16_t) */
-    float *kv_scratch;            /* bf16: [nthreads][2][n_positions * hs], a head's K, V widened */
     float *att;                   /* [nthreads, n_positions] attention scores */
     float *logits;                /* [vocab_size]: the last token's */
     /* decode (n = 1): each thread's copy of the residual stream and of the

@@ -11,6 +11,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/attention_impl.h"
+#include "kernels/convert.h"
 #include "tests/test_util.h"
 
 typedef struct {
@@ -380,6 +381,92 @@ static void test_default_path_matches_explicit(void **state)
     problem_free(&a), problem_free(&b);
 }
 
+/* attention_cached (one decode query over a KV cache) on every path against
+ * double arithmetic, for fp32 and bf16 caches: row counts below, at and past
+ * the 8-row blocks, head sizes that are and are not multiples of 8 or 64.
+ * A bf16 cache is compared with the reference on the same rounded values. */
+static void cached_reference(double *out, const float *q, const float *k, const float *v, int n,
+                             int hs)
+{
+    double *p = malloc(sizeof *p * n), mx = -INFINITY, sum = 0;
+    assert_non_null(p);
+    for (int t = 0; t < n; t++) {
+        p[t] = dotd(q, k + (size_t)t * hs, hs) / sqrt((double)hs);
+        mx = fmax(mx, p[t]);
+    }
+    for (int t = 0; t < n; t++)
+        sum += p[t] = exp(p[t] - mx);
+    for (int c = 0; c < hs; c++) {
+        out[c] = 0;
+        for (int t = 0; t < n; t++)
+            out[c] += p[t] * v[(size_t)t * hs + c] / sum;
+    }
+    free(p);
+}
+
+static void check_cached(isa_t isa, bool bf16, int n, int hs)
+{
+    const size_t nkv = (size_t)n * hs;
+    float *q = alloc_floats(hs), *k = alloc_floats(nkv), *v = alloc_floats(nkv);
+    float *out = alloc_floats(hs), *want = alloc_floats(hs), *att = alloc_floats(n);
+    uint16_t *k16 = malloc(nkv * 2), *v16 = malloc(nkv * 2);
+    double *ref = malloc(sizeof *ref * hs);
+    assert_non_null(k16), assert_non_null(v16), assert_non_null(ref);
+    test_fill(q, hs, 31 + n, QKV_SCALE), test_fill(k, nkv, 32 + n, QKV_SCALE);
+    test_fill(v, nkv, 33 + n, 1.0f);
+    if (bf16) {   /* the reference sees the cache's values */
+        f32_to_bf16(k16, k, nkv), f32_to_bf16(v16, v, nkv);
+        bf16_to_f32(k, k16, nkv), bf16_to_f32(v, v16, nkv);
+    }
+    cached_reference(ref, q, k, v, n, hs);
+    for (int c = 0; c < hs; c++)
+        want[c] = (float)ref[c];
+    attention_cached_isa(isa, out, q, bf16 ? (const void *)k16 : k, bf16 ? (const void *)v16 : v,
+                         bf16, n, hs, att);
+    char what[96];
+    snprintf(what, sizeof what, "cached %s %s n %d hs %d", cpu_isa_name(isa), bf16 ? "bf16" : "fp32",
+             n, hs);
+    assert_true(test_close(what, out, want, hs, FWD_ATOL, FWD_RTOL));
+    free(q), free(k), free(v), free(out), free(want), free(att), free(k16), free(v16), free(ref);
+}
+
+static void test_cached_matches_reference(void **state)
+{
+    (void)state;
+    static const int ns[] = {1, 7, 8, 9, 64, 137, 256}, hss[] = {64, 24, 12, 80, 128};
+    for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        for (int b = 0; b < 2; b++)
+            for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+                for (size_t j = 0; j < sizeof hss / sizeof hss[0]; j++)
+                    check_cached(isa, b, ns[i], hss[j]);
+    }
+}
+
+/* The rows of a prompt and the same queries one by one: query t's output
+ * does not depend on how many more rows the cache holds (it reads 0..t). */
+static void test_cached_rows_do_not_depend_on_n(void **state)
+{
+    (void)state;
+    enum { N = 41, HS = 64 };
+    float q[HS], k[N * HS], v[N * HS], a[HS], b[HS], att[N];
+    test_fill(q, HS, 41, QKV_SCALE), test_fill(k, N * HS, 42, QKV_SCALE), test_fill(v, N * HS, 43, 1);
+    for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        for (int n = 1; n <= N; n++) {   /* the same first n rows, in a cache of n or of N */
+            float kk[N * HS], vv[N * HS];
+            memcpy(kk, k, sizeof kk), memcpy(vv, v, sizeof vv);
+            attention_cached_isa(isa, a, q, k, v, false, n, HS, att);
+            for (size_t i = (size_t)n * HS; i < N * HS; i++)
+                kk[i] = vv[i] = NAN;   /* rows past n must not be read */
+            attention_cached_isa(isa, b, q, kk, vv, false, n, HS, att);
+            assert_memory_equal(a, b, sizeof a);
+        }
+    }
+}
+
 /* simd_math.h's vector exp, which the AVX2 / AVX-512 primitives use.  Each
  * half of the header is compiled only under its ISA, so it is included here
  * under the Makefile's ISA flags as a target pragma, and wrapped. */
@@ -474,6 +561,8 @@ int main(void)
         cmocka_unit_test(test_thread_count_does_not_matter),
         cmocka_unit_test(test_default_path_matches_explicit),
         cmocka_unit_test(test_vector_exp),
+        cmocka_unit_test(test_cached_matches_reference),
+        cmocka_unit_test(test_cached_rows_do_not_depend_on_n),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
