@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "kernels/convert.h"
 #include "kernels/q8_impl.h"
 
 /* Work tiles of y: OT outputs (a multiple of Q8_TILE_ALIGN) by MT rows.  For
@@ -20,12 +21,24 @@ enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
 
 /* One group of Q8_GS values.  Division, not a multiply by 127/amax: it is
  * what q8.h promises, and the round trip then errs by at most scale/2. */
-static float quantize_group(int8_t *q, const float *x)
+float q8_half_ceil(float s)
+{
+    if (!(s > 0.0f))
+        return s;
+    if (s >= 65504.0f)
+        return 65504.0f;
+    int e;
+    frexpf(s, &e);   /* s in [2^(e-1), 2^e): fp16 spacing 2^(e-11), 2^-24 when subnormal */
+    const float ulp = ldexpf(1.0f, e - 11 > -24 ? e - 11 : -24);
+    return ceilf(s / ulp) * ulp;   /* both exact: ulp is a power of two */
+}
+
+static float quantize_group(int8_t *q, const float *x, bool half)
 {
     float amax = 0.0f;
     for (int k = 0; k < Q8_GS; k++)
         amax = fmaxf(amax, fabsf(x[k]));
-    const float scale = amax / 127.0f;
+    const float scale = half ? q8_half_ceil(amax / 127.0f) : amax / 127.0f;
     for (int k = 0; k < Q8_GS; k++) {
         /* the clamp only matters when scale is subnormal and lost precision */
         const long v = scale == 0.0f ? 0 : lrintf(x[k] / scale);
@@ -34,10 +47,10 @@ static float quantize_group(int8_t *q, const float *x)
     return scale;
 }
 
-static void quantize_scalar(int8_t *q, float *scales, const float *x, size_t groups)
+static void quantize_scalar(int8_t *q, float *scales, const float *x, size_t groups, bool half)
 {
     for (size_t g = 0; g < groups; g++)
-        scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS);
+        scales[g] = quantize_group(q + g * Q8_GS, x + g * Q8_GS, half);
 }
 
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n)
@@ -113,26 +126,33 @@ static const q8_ops *ops_for(q8_path path)
 
 /* ---- driver ---- */
 
-void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n)
+void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n,
+                      bool half_scales)
 {
     const q8_ops *ops = ops_for(path);
     const size_t groups = n / Q8_GS, per = QCHUNK / Q8_GS, chunks = (groups + per - 1) / per;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < chunks; c++)
         ops->quantize(q + c * QCHUNK, scales + c * per, x + c * QCHUNK,
-                      groups - c * per < per ? groups - c * per : per);
+                      groups - c * per < per ? groups - c * per : per, half_scales);
 }
 
 void q8_quantize(int8_t *q, float *scales, const float *x, size_t n)
 {
-    q8_quantize_path(q8_path_for_isa(cpu_isa()), q, scales, x, n);
+    q8_quantize_path(q8_path_for_isa(cpu_isa()), q, scales, x, n, false);
+}
+
+void q8_quantize_weights(int8_t *q, float *scales, const float *x, size_t n)
+{
+    q8_quantize_path(q8_path_for_isa(cpu_isa()), q, scales, x, n, true);
 }
 
 /* Threads over blocks of PACK_COLS neighbouring columns: a block's slice of a
  * row of w is 64 bytes, so the strided column reads within a block share the
  * cache lines they pull in instead of fetching a line per value.  Each
  * group's 32 x PACK_COLS values are transposed on the stack and quantized by
- * the active path's quantize (the scalar one's bits, q8_impl.h). */
+ * the active path's quantize with fp16 scales (the scalar one's bits,
+ * q8_impl.h). */
 void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out)
 {
     const int G = in / Q8_GS, nblocks = (out + PACK_COLS - 1) / PACK_COLS;
@@ -149,7 +169,7 @@ void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out)
             }
             for (int c = 0; c < n; c++)
                 ops->quantize(wq + (size_t)(o0 + c) * in + g * Q8_GS, ws + (size_t)(o0 + c) * G + g,
-                              col[c], 1);
+                              col[c], 1, true);
         }
     }
 }
@@ -213,23 +233,30 @@ static int decode_offset(q8_path path)
     return path == Q8_VNNI ? 128 : 0;
 }
 
-void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
+int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT)
 {
     const int B = decode_block(path), G = IN / Q8_GS, blocks = (OUT + B - 1) / B;
     const int offset = decode_offset(path);
-#pragma omp parallel for schedule(static) if ((size_t)IN * OUT >= PAR_MIN)
+    int inexact = 0;
+#pragma omp parallel for schedule(static) reduction(| : inexact) if ((size_t)IN * OUT >= PAR_MIN)
     for (int b = 0; b < blocks; b++)
         for (int g = 0; g < G; g++) {
             uint8_t *w = (uint8_t *)dst + decode_group(B, G, b, g);
-            float *sc = (float *)(void *)(w + 8 * 4 * B);
             for (int r = 0; r < B; r++) {
                 const int o = b * B + r;
                 const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
                 for (int i = 0; i < Q8_GS; i++)
                     w[decode_at(B, r, i)] = (uint8_t)((row ? row[i] : 0) + offset);
-                sc[r] = row ? ws[(size_t)o * G + g] : 0.0f;
+                const float s = row ? ws[(size_t)o * G + g] : 0.0f;
+                uint16_t h;
+                float back;
+                f32_to_f16(&h, &s, 1);
+                f16_to_f32(&back, &h, 1);
+                inexact |= back != s;
+                memcpy(w + 8 * 4 * B + 2 * r, &h, sizeof h);
             }
         }
+    return inexact ? -1 : 0;
 }
 
 /* Output o's group g from the layout: Q8_GS int8 values, and the scale. */
@@ -239,8 +266,10 @@ static float unpack_group(q8_path path, int8_t *q, const void *packed, int IN, i
     const uint8_t *w = (const uint8_t *)packed + decode_group(B, G, o / B, g);
     for (int i = 0; i < Q8_GS; i++)
         q[i] = (int8_t)(w[decode_at(B, o % B, i)] - offset);
+    uint16_t h;
     float s;
-    memcpy(&s, w + 8 * 4 * B + 4 * (o % B), sizeof s);
+    memcpy(&h, w + 8 * 4 * B + 2 * (o % B), sizeof h);
+    f16_to_f32(&s, &h, 1);
     return s;
 }
 

@@ -1,10 +1,14 @@
 /* q8: int8 weights and activations for inference (llama.cpp Q8_0 style).
  *
- * Quantization is symmetric with one fp32 scale per group of Q8_GS = 32
+ * Quantization is symmetric with one scale per group of Q8_GS = 32
  * consecutive values along the reduction axis:
  *   scale = max|x| / 127,  q = round_to_nearest_even(x / scale) in [-127, 127],
  * and a group of zeros gets scale 0 and q = 0.  -128 never occurs, which the
  * SIMD paths rely on (they negate int8 values).  Inputs must be finite.
+ * Weights (q8_pack_weights) round their scale up to an fp16 value first,
+ * scale = q8_half_ceil(max|x| / 127), as llama.cpp's Q8_0 keeps it: the
+ * decode layouts then store a scale in 2 bytes, not 4, which is 6% of an int8
+ * model's bytes per token.  Rounding up keeps every |x / scale| <= 127.
  *
  * y = x W + bias, with W stored [IN, OUT] row-major as in the checkpoint
  * (Conv1D convention), runs on a transposed int8 copy: Wq [OUT, IN] with
@@ -38,15 +42,21 @@ const char *q8_path_name(q8_path path);
 q8_path q8_path_for_isa(isa_t isa);   /* the fastest q8 path that isa allows here */
 
 /* n values (a multiple of Q8_GS) -> n int8 values and n/Q8_GS scales; every
- * path gives the scalar one's bits. */
+ * path gives the scalar one's bits.  half_scales: the weights' fp16 scales. */
 void q8_quantize(int8_t *q, float *scales, const float *x, size_t n);
-void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n);
+void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, size_t n,
+                      bool half_scales);
+/* q8_quantize with the weights' fp16 scales, for a matrix already [out, in] */
+void q8_quantize_weights(int8_t *q, float *scales, const float *x, size_t n);
+/* The smallest fp16 value >= s (s >= 0 and finite), as a float; fp16's
+ * largest, 65504, for s beyond it. */
+float q8_half_ceil(float s);
 /* x[i] = q[i] * scales[i / Q8_GS] */
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n);
 
 /* w [in, out] row-major fp32 -> wq [out, in] int8 and ws [out, in/Q8_GS]:
- * column o of w quantized exactly as q8_quantize would quantize it.  in must
- * be a multiple of Q8_GS. */
+ * column o of w quantized exactly as q8_quantize_path with half_scales would
+ * quantize it.  in must be a multiple of Q8_GS. */
 void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out);
 
 /* y [M, OUT] = dequant(xq [M, IN], xs [M, IN/32]) @ dequant(wq [OUT, IN], ws)^T
@@ -64,7 +74,7 @@ void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *
 /* Decode layouts: a copy of wq/ws repacked so that one row (M = 1) runs with
  * no horizontal sums.  Per block of B outputs (the last padded with zero
  * rows), per group g: 8 chunks k of 4B bytes (output o's inputs g*32+4k..+3
- * at bytes 4o..4o+3), then the block's B scales.
+ * at bytes 4o..4o+3), then the block's B scales as fp16.
  *   Q8_VNNI (B = 16): one vpdpbusd per chunk against 4 broadcast bytes of x.
  *     It multiplies unsigned by signed bytes, so the weights carry +128 and
  *     x stays signed: sum((w + 128) x) - 128 sum(x) is the exact group sum;
@@ -77,7 +87,8 @@ void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *
  * takes the AVX2 one), or Q8_SCALAR: none, use q8_matvec_range. */
 q8_path q8_decode_path(void);
 size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT);
-void q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
+/* 0, or -1 if a scale in ws is not an fp16 value (not q8_pack_weights's). */
+int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
 /* q8_decode_pack's inverse: wq [OUT, IN] and ws [OUT, IN/32] back. */
 void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, int IN, int OUT);
 /* aux (rows x IN bytes, 32-byte aligned) <- what path's products need of

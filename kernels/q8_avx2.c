@@ -8,6 +8,7 @@
  * reduction turns the 8 per-output vectors into one vector holding the 8
  * group sums, so the float combination runs lane-per-output, in group order,
  * with the scalar path's operations: the results are bit-identical. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -80,7 +81,7 @@ static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
 }
 
 /* q8.h's quantization of one group per iteration: four vectors of 8 */
-static void quantize(int8_t *q, float *scales, const float *x, size_t groups)
+static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bool half)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
@@ -95,7 +96,7 @@ static void quantize(int8_t *q, float *scales, const float *x, size_t groups)
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
-        const float scale = amax / 127.0f;
+        const float scale = half ? q8_half_ceil(amax / 127.0f) : amax / 127.0f;
         scales[g] = scale;
         if (scale == 0.0f) {
             _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
@@ -148,8 +149,8 @@ decode_blocks(float *y, const int8_t *xq, const float *xs, const int8_t *xabs, c
             }
         }
         for (int b = 0; b < nblk; b++) {
-            const float *sc = (const float *)(const void *)(p[b] + (size_t)g * DGROUP + 8 * 32);
-            const __m256 d = _mm256_mul_ps(_mm256_set1_ps(xs[g]), _mm256_loadu_ps(sc));
+            const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(p[b] + (size_t)g * DGROUP + 8 * 32));
+            const __m256 d = _mm256_mul_ps(_mm256_set1_ps(xs[g]), _mm256_cvtph_ps(sc));
             acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s[b])));
         }
     }

@@ -5,6 +5,7 @@
 #ifndef KERNELS_Q8_IMPL_H
 #define KERNELS_Q8_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +25,8 @@ typedef struct {
      * the scalar path: max |x| is exact in any order, and scale = amax / 127,
      * q = round-to-nearest-even(x / scale) clamped to [-127, 127], are the same
      * IEEE operations in a vector (cvtps rounds as lrintf does, both in the
-     * default rounding mode) */
-    void (*quantize)(int8_t *q, float *scales, const float *x, size_t groups);
+     * default rounding mode); half: scale = q8_half_ceil(max / 127) */
+    void (*quantize)(int8_t *q, float *scales, const float *x, size_t groups, bool half);
 } q8_ops;
 
 /* Tiles start on multiples of this many outputs: the SIMD paths work on
@@ -40,7 +41,7 @@ void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int3
 void q8_avx2_matvec_impl(float *y, const int8_t *xq, const float *xs, const int8_t *xabs,
                          const void *packed, const float *bias, int IN, int o0, int o1);
 
-/* bytes per block of the decode layout and group: 8 chunks of 4B bytes, B scales */
-#define Q8_DECODE_GROUP(B) (8 * 4 * (B) + 4 * (B))
+/* bytes per block of the decode layout and group: 8 chunks of 4B bytes, B fp16 scales */
+#define Q8_DECODE_GROUP(B) (8 * 4 * (B) + 2 * (B))
 
 #endif

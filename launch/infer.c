@@ -209,7 +209,7 @@ static int read_matrix(void *ctx, const char *name, const infer_linear *l, char 
 {
     const fp32_source *src = ctx;
     if (l == &src->m->lm_head) {   /* the tied head: wte's rows are already [out, in] */
-        q8_quantize(l->wq, l->ws, src->m->wte, (size_t)l->out * l->in);
+        q8_quantize_weights(l->wq, l->ws, src->m->wte, (size_t)l->out * l->in);
         return 0;
     }
     if (read_f32(ctx, name, l->in, l->out, l->wq ? src->tmp : l->w, err, errlen) != 0)
@@ -270,10 +270,13 @@ static int packing_mat(void *ctx, const char *name, const infer_linear *l, char 
         snprintf(err, errlen, "out of memory for %s (%.1f MB)", name, bytes / 1e6);
         rc = -1;
     }
-    if (rc == 0) {
-        q8_decode_pack(p->m->decode_path, w->wv, w->wq, w->ws, l->in, l->out);
-        p->m->weight_bytes += bytes;
+    if (rc == 0 && q8_decode_pack(p->m->decode_path, w->wv, w->wq, w->ws, l->in, l->out) != 0) {
+        snprintf(err, errlen, "%s: int8 scales that are not fp16 values (a file from an older "
+                 "build?): quantize the checkpoint again", name);
+        rc = -1;
     }
+    if (rc == 0)
+        p->m->weight_bytes += bytes;
     w->wq = NULL;
     w->ws = NULL;
     return rc;

@@ -106,7 +106,7 @@ static void setup(const shape *s)
         cur.wv = alloc_or_die(cur.ncopies * cur.wv_bytes);
         cur.aux = alloc_or_die(IN);
         q8_decode_pack(dp, cur.wv, cur.wq, cur.ws, (int)IN, (int)OUT);
-        q8_decode_prep(dp, cur.aux, cur.xq, IN);
+        q8_decode_prep(dp, cur.aux, cur.xq, 1, IN);
         replicate(cur.wv, cur.wv_bytes, cur.ncopies);
     }
 }

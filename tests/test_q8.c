@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/convert.h"
 #include "kernels/q8.h"
 #include "tests/test_util.h"
 
@@ -189,14 +190,17 @@ static void test_quantize_paths_match_scalar(void **state)
         x[3 * Q8_GS + k] = k ? (k - 16) + 0.5f : 127.0f;   /* group 3: scale 1, halves */
     }
     x[4 * Q8_GS + 3] = 1e-44f;                        /* group 4: the scale underflows */
-    q8_quantize_path(Q8_SCALAR, q_ref, s_ref, x, n);
-    for (int p = Q8_AVX2; p < Q8_PATH_COUNT; p++) {
-        if (!q8_path_supported((q8_path)p))
-            continue;
-        memset(q, 99, n);
-        q8_quantize_path((q8_path)p, q, s, x, n);
-        if (memcmp(q, q_ref, n) != 0 || memcmp(s, s_ref, n / Q8_GS * sizeof(float)) != 0)
-            fail_msg("q8_quantize on path %s differs from scalar", q8_path_name((q8_path)p));
+    for (int half = 1; half >= 0; half--) {   /* the weights' fp16 scales, then fp32 */
+        q8_quantize_path(Q8_SCALAR, q_ref, s_ref, x, n, half);
+        for (int p = Q8_AVX2; p < Q8_PATH_COUNT; p++) {
+            if (!q8_path_supported((q8_path)p))
+                continue;
+            memset(q, 99, n);
+            q8_quantize_path((q8_path)p, q, s, x, n, half);
+            if (memcmp(q, q_ref, n) != 0 || memcmp(s, s_ref, n / Q8_GS * sizeof(float)) != 0)
+                fail_msg("q8_quantize (%s scales) on path %s differs from scalar",
+                         half ? "fp16" : "fp32", q8_path_name((q8_path)p));
+        }
     }
     assert_int_equal(q_ref[3 * Q8_GS + 1], -14);   /* -14.5 -> -14, -13.5 -> -14 */
     assert_int_equal(q_ref[3 * Q8_GS + 2], -14);
@@ -204,7 +208,58 @@ static void test_quantize_paths_match_scalar(void **state)
     free(x), free(s_ref), free(s), free(q_ref), free(q);
 }
 
-/* Column o of w through q8_pack_weights == column o through q8_quantize. */
+/* q8_half_ceil: the smallest fp16 value at or above s, at known points and on
+ * random values in every binade fp16 has (normal and subnormal); and weights
+ * quantized with it round-trip within half a step, never to -128. */
+static float half_round_trip(float s)
+{
+    uint16_t h;
+    float back;
+    f32_to_f16(&h, &s, 1);
+    f16_to_f32(&back, &h, 1);
+    return back;
+}
+
+static float half_below(float h)   /* the fp16 value below h > 0, an fp16 value */
+{
+    uint16_t bits;
+    float below;
+    f32_to_f16(&bits, &h, 1);
+    bits--;
+    f16_to_f32(&below, &bits, 1);
+    return below;
+}
+
+static void test_half_scales(void **state)
+{
+    const float ulp24 = ldexpf(1.0f, -24);
+    assert_true(q8_half_ceil(0.0f) == 0.0f);
+    assert_true(q8_half_ceil(1.0f) == 1.0f);
+    assert_true(q8_half_ceil(nextafterf(1.0f, 2.0f)) == 1.0f + ldexpf(1.0f, -10));
+    assert_true(q8_half_ceil(nextafterf(1.0f, 0.0f)) == 1.0f);
+    assert_true(q8_half_ceil(1e-9f) == ulp24);           /* below fp16's smallest subnormal */
+    assert_true(q8_half_ceil(3.0f * ulp24 - 1e-12f) == 3.0f * ulp24);
+    assert_true(q8_half_ceil(65504.0f) == 65504.0f);
+    assert_true(q8_half_ceil(1e6f) == 65504.0f);
+    uint64_t seed = 5;
+    for (int i = 0; i < 100000; i++) {
+        const float s = ldexpf(1.0f + test_randf(&seed) * 0.5f + 0.5f, i % 40 - 28);
+        const float h = q8_half_ceil(s);
+        if (!(h >= s && half_round_trip(h) == h && half_below(h) < s))
+            fail_msg("q8_half_ceil(%.9g) = %.9g", s, h);
+    }
+    enum { N = Q8_GS * 64 };
+    float x[N], s[N / Q8_GS];
+    int8_t q[N];
+    fill_groups(x, N, 9);
+    q8_quantize_path(Q8_SCALAR, q, s, x, N, true);
+    for (int i = 0; i < N; i++)
+        if (q[i] == -128 || fabsf(x[i] - q[i] * s[i / Q8_GS]) > 0.5f * s[i / Q8_GS])
+            fail_msg("value %d: %.9g -> %d x %.9g", i, x[i], q[i], s[i / Q8_GS]);
+}
+
+/* Column o of w through q8_pack_weights == column o through q8_quantize with
+ * fp16 scales. */
 static void check_pack(int in, int out)
 {
     const int G = in / Q8_GS;
@@ -216,7 +271,7 @@ static void check_pack(int in, int out)
     for (int o = 0; o < out; o++) {
         for (int k = 0; k < in; k++)
             col[k] = w[(size_t)k * out + o];
-        q8_quantize(cq, cs, col, in);
+        q8_quantize_weights(cq, cs, col, in);
         assert_memory_equal(wq + (size_t)o * in, cq, in);
         assert_memory_equal(ws + (size_t)o * G, cs, G * sizeof *cs);
     }
@@ -247,6 +302,8 @@ static problem make_problem(int M, int IN, int OUT, uint64_t seed)
     fill_i8(p.wq, (size_t)OUT * IN, seed + 1);
     fill_scales(p.xs, (size_t)M * G, seed + 2);
     fill_scales(p.ws, (size_t)OUT * G, seed + 3);
+    for (size_t i = 0; i < (size_t)OUT * G; i++)   /* weights' scales are fp16 values */
+        p.ws[i] = q8_half_ceil(p.ws[i]);
     test_fill(p.bias, OUT, seed + 4, 1.0f);
     return p;
 }
@@ -415,10 +472,13 @@ static void test_decode_layout_roundtrip(void **state)
         void *packed = xmalloc(q8_decode_pack_bytes(paths[k], IN, OUT));
         int8_t *wq = xmalloc((size_t)IN * OUT);
         float *ws = xmalloc((size_t)OUT * (IN / Q8_GS) * sizeof *ws);
-        q8_decode_pack(paths[k], packed, p.wq, p.ws, IN, OUT);
+        assert_int_equal(q8_decode_pack(paths[k], packed, p.wq, p.ws, IN, OUT), 0);
         q8_decode_unpack(paths[k], wq, ws, packed, IN, OUT);
         assert_memory_equal(wq, p.wq, (size_t)IN * OUT);
         assert_memory_equal(ws, p.ws, (size_t)OUT * (IN / Q8_GS) * sizeof *ws);
+        memcpy(ws, p.ws, (size_t)OUT * (IN / Q8_GS) * sizeof *ws);
+        ws[5] = nextafterf(ws[5], 1.0f);   /* not an fp16 value: refused */
+        assert_int_equal(q8_decode_pack(paths[k], packed, p.wq, ws, IN, OUT), -1);
         free(packed), free(wq), free(ws);
     }
     free_problem(&p);
@@ -449,7 +509,7 @@ static void test_decode_products(void **state)
             void *packed = xmalloc(q8_decode_pack_bytes(path, IN, OUT));
             void *aux = xmalloc((size_t)M * IN);
             float *want = alloc_y((size_t)M * OUT), *got = alloc_y((size_t)M * OUT);
-            q8_decode_pack(path, packed, p.wq, p.ws, IN, OUT);
+            assert_int_equal(q8_decode_pack(path, packed, p.wq, p.ws, IN, OUT), 0);
             q8_decode_prep(path, aux, p.xq, M, IN);
             for (int bias = 0; bias < 2; bias++) {
                 const float *b = bias ? p.bias : NULL;
@@ -519,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_quantize_round_trip),
         cmocka_unit_test(test_quantize_zero_groups),
         cmocka_unit_test(test_quantize_paths_match_scalar),
+        cmocka_unit_test(test_half_scales),
         cmocka_unit_test(test_pack_weights),
         cmocka_unit_test(test_paths_match_scalar),
         cmocka_unit_test(test_extreme_sums_exact),
