@@ -35,6 +35,7 @@ typedef struct {
     const char *save_quantized;   /* --save-quantized FILE.h5 */
     infer_quant quant;
     infer_kv kv;
+    bool kv_given;                /* --kv; else bf16 for int8 and bf16 weights, fp32 for fp32 */
     int n, top_k;                 /* n < 0: the default for the mode */
     int seq_len;                  /* --eval windows; 0: n_positions */
     long long eval_windows;       /* --eval-windows: the first N only; 0: all */
@@ -51,7 +52,8 @@ static void usage(FILE *f)
         "Generates text from a gpt-cpu checkpoint (reads /config, /model, /tokenizer).\n"
         "  --quant Q        int8 (default): weights and LM head int8, one scale per 32 values;\n"
         "                   bf16: weights rounded to bf16, computed in fp32; fp32\n"
-        "  --kv K           the KV cache: fp32 (default) or bf16 (half the memory)\n"
+        "  --kv K           the KV cache: bf16 (default for int8 and bf16: half the memory\n"
+        "                   and the bytes attention reads) or fp32 (default for fp32)\n"
         "  --prompt TEXT    the prompt (default: a newline)\n"
         "  -n N             tokens to generate (default 256; --bench 240)\n"
         "  --temperature T  0 = greedy (default 0.8; --bench 0)\n"
@@ -118,8 +120,10 @@ static int parse_value(options *o, const char *flag, const char *val, char *err,
         rc = parse_long(val, 1, INT64_MAX, &v) ? -1 : (o->eval_windows = v, 0);
     else if (strcmp(flag, "--quant") == 0)
         rc = infer_quant_parse(val, &o->quant);
-    else if (strcmp(flag, "--kv") == 0)
+    else if (strcmp(flag, "--kv") == 0) {
         rc = infer_kv_parse(val, &o->kv);
+        o->kv_given = true;
+    }
     else if (strcmp(flag, "-n") == 0)
         rc = parse_long(val, 0, 1 << 30, &v) ? -1 : (o->n = (int)v, 0);
     else if (strcmp(flag, "--top-k") == 0)
@@ -173,6 +177,8 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
         snprintf(err, errlen, "--save-quantized writes int8 weights: it needs --quant int8");
         return -1;
     }
+    if (!o->kv_given)
+        o->kv = o->quant == INFER_FP32 ? INFER_KV_FP32 : INFER_KV_BF16;
     if (o->n < 0)
         o->n = o->bench ? BENCH_NEW_TOKENS : 256;
     if (o->temperature < 0)

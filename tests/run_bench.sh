@@ -233,8 +233,9 @@ infer_ckpt() {   # name config extra-set... -> prints the checkpoint path
     fi
     echo "$out/$(cat "$out/latest")"
 }
-infer_bench() {   # work checkpoint quant [kv]
-    for i in $(seq "$INFER_RUNS"); do "$BUILD/infer" --ckpt "$2" --quant "$3" --kv "${4:-fp32}" --bench; done > "$BUILD/bench-infer.json" ||
+infer_bench() {   # work checkpoint quant [kv] (without kv: infer's default for the quant)
+    kv=${4:+--kv $4}
+    for i in $(seq "$INFER_RUNS"); do "$BUILD/infer" --ckpt "$2" --quant "$3" $kv --bench; done > "$BUILD/bench-infer.json" ||
         { echo "infer --bench failed" >&2; exit 1; }
     python3 - "$BUILD/bench-infer.json" "$1" "$BENCH_JSONL" <<'PY'
 import json, statistics, sys
@@ -253,8 +254,8 @@ PY
 }
 ck=$(infer_ckpt seed384 launch/configs/seed384.json)
 for q in int8 bf16 fp32; do infer_bench seed384 "$ck" $q; done
-infer_bench seed384 "$ck" int8 bf16
+infer_bench seed384 "$ck" int8 fp32
 ck=$(infer_ckpt gpt2-124M launch/configs/gpt2-124M.json --set batch_size=1)
 for q in int8 fp32; do infer_bench gpt2-124M "$ck" $q; done
-infer_bench gpt2-124M "$ck" int8 bf16
+infer_bench gpt2-124M "$ck" int8 fp32
 echo "figures: $BENCH_JSONL"
