@@ -110,6 +110,16 @@ void f16_to_f32(float *out, const uint16_t *in, size_t n)
     f16_to_f32_isa(cpu_isa(), out, in, n);
 }
 
+uint16_t f32_to_f16_one(float x)
+{
+    return cvt_f16_bits(f32_bits(x));
+}
+
+float f16_to_f32_one(uint16_t h)
+{
+    return bits_f32(cvt_f16_to_f32_bits(h));
+}
+
 void f32_to_bf16(uint16_t *out, const float *in, size_t n)
 {
     f32_to_bf16_isa(cpu_isa(), out, in, n);

@@ -21,6 +21,10 @@ void round_to_bf16(float *x, size_t n);
  * inf, NaN quiet; fp16 -> fp32 is exact.  F16C on the SIMD paths. */
 void f32_to_f16(uint16_t *out, const float *in, size_t n);
 void f16_to_f32(float *out, const uint16_t *in, size_t n);
+/* One value, on the calling thread (the functions above may start threads):
+ * for loops that convert a value now and then, such as q8's fp16 scales. */
+uint16_t f32_to_f16_one(float x);
+float f16_to_f32_one(uint16_t h);
 
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
 void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);

@@ -248,11 +248,8 @@ int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, i
                 for (int i = 0; i < Q8_GS; i++)
                     w[decode_at(B, r, i)] = (uint8_t)((row ? row[i] : 0) + offset);
                 const float s = row ? ws[(size_t)o * G + g] : 0.0f;
-                uint16_t h;
-                float back;
-                f32_to_f16(&h, &s, 1);
-                f16_to_f32(&back, &h, 1);
-                inexact |= back != s;
+                const uint16_t h = f32_to_f16_one(s);
+                inexact |= f16_to_f32_one(h) != s;
                 memcpy(w + 8 * 4 * B + 2 * r, &h, sizeof h);
             }
         }
@@ -267,10 +264,8 @@ static float unpack_group(q8_path path, int8_t *q, const void *packed, int IN, i
     for (int i = 0; i < Q8_GS; i++)
         q[i] = (int8_t)(w[decode_at(B, o % B, i)] - offset);
     uint16_t h;
-    float s;
     memcpy(&h, w + 8 * 4 * B + 2 * (o % B), sizeof h);
-    f16_to_f32(&s, &h, 1);
-    return s;
+    return f16_to_f32_one(h);
 }
 
 void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, int IN, int OUT)

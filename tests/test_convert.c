@@ -400,6 +400,12 @@ static void test_f16_all_values(void **state)
             assert_int_equal(back[i], nan ? (i | 0x200) : i);
         }
     }
+    for (int i = 0; i < N; i++) {   /* the one-value forms give the scalar path's bits */
+        const float one = f16_to_f32_one((uint16_t)i);
+        assert_memory_equal(&one, &ref[i], sizeof one);
+        bool nan = ((i >> 10) & 0x1F) == 0x1F && (i & 0x3FF);
+        assert_int_equal(f32_to_f16_one(ref[i]), nan ? (i | 0x200) : i);
+    }
     free(h), free(back), free(f), free(ref);
 }
 

@@ -213,21 +213,12 @@ static void test_quantize_paths_match_scalar(void **state)
  * quantized with it round-trip within half a step, never to -128. */
 static float half_round_trip(float s)
 {
-    uint16_t h;
-    float back;
-    f32_to_f16(&h, &s, 1);
-    f16_to_f32(&back, &h, 1);
-    return back;
+    return f16_to_f32_one(f32_to_f16_one(s));
 }
 
 static float half_below(float h)   /* the fp16 value below h > 0, an fp16 value */
 {
-    uint16_t bits;
-    float below;
-    f32_to_f16(&bits, &h, 1);
-    bits--;
-    f16_to_f32(&below, &bits, 1);
-    return below;
+    return f16_to_f32_one((uint16_t)(f32_to_f16_one(h) - 1));
 }
 
 static void test_half_scales(void **state)
