@@ -35,12 +35,23 @@ void cpu_thread_columns(int C, int *c0, int *c1);
  * size_t `off` and `len` naming the chunk's start and length, spread over the
  * OpenMP threads when n >= par_min (below that a parallel region costs more
  * than it saves).  Each chunk's values are handled by one call, so results do
- * not depend on the number of threads. */
+ * not depend on the number of threads.  Below par_min no parallel construct
+ * is entered at all: one with a false `if` still builds (mallocs) a team of
+ * one, a microsecond that inference's decode threads would pay dozens of
+ * times per token. */
 #define CPU_FOR_CHUNKS(n, chunk, par_min, off, len, body)                        \
     do {                                                                        \
         const size_t n_ = (n), chunk_ = (chunk), par_min_ = (par_min);         \
         const size_t nchunks_ = (n_ + chunk_ - 1) / chunk_;                     \
-        _Pragma("omp parallel for schedule(static) if (n_ >= par_min_)")        \
+        if (n_ < par_min_) {                                                    \
+            for (size_t c_ = 0; c_ < nchunks_; c_++) {                          \
+                const size_t off = c_ * chunk_;                                 \
+                const size_t len = n_ - off < chunk_ ? n_ - off : chunk_;       \
+                body;                                                           \
+            }                                                                   \
+            break;                                                              \
+        }                                                                       \
+        _Pragma("omp parallel for schedule(static)")                            \
         for (size_t c_ = 0; c_ < nchunks_; c_++) {                              \
             const size_t off = c_ * chunk_;                                     \
             const size_t len = n_ - off < chunk_ ? n_ - off : chunk_;           \

@@ -89,7 +89,13 @@ void layernorm_forward_isa(isa_t isa, float *out, float *mean, float *rstd, cons
                            const float *weight, const float *bias, int N, int C)
 {
     const layernorm_ops *ops = ops_for(isa);
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
+    if ((size_t)N * C < PAR_MIN) {   /* no parallel construct at all (cpu.h, CPU_FOR_CHUNKS) */
+        for (int n = 0; n < N; n++)
+            ops->forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight,
+                             bias, C);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         ops->forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight,
                          bias, C);

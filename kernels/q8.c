@@ -131,7 +131,11 @@ void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, si
 {
     const q8_ops *ops = ops_for(path);
     const size_t groups = n / Q8_GS, per = QCHUNK / Q8_GS, chunks = (groups + per - 1) / per;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    if (n < PAR_MIN) {   /* no parallel construct at all (cpu.h, CPU_FOR_CHUNKS) */
+        ops->quantize(q, scales, x, groups, half_scales);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (size_t c = 0; c < chunks; c++)
         ops->quantize(q + c * QCHUNK, scales + c * per, x + c * QCHUNK,
                       groups - c * per < per ? groups - c * per : per, half_scales);
