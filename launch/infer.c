@@ -271,8 +271,7 @@ static int packing_mat(void *ctx, const char *name, const infer_linear *l, char 
         rc = -1;
     }
     if (rc == 0 && q8_decode_pack(p->m->decode_path, w->wv, w->wq, w->ws, l->in, l->out) != 0) {
-        snprintf(err, errlen, "%s: int8 scales that are not fp16 values (a file from an older "
-                 "build?): quantize the checkpoint again", name);
+        snprintf(err, errlen, "%s: int8 scales that are not fp16 values", name);
         rc = -1;
     }
     if (rc == 0)

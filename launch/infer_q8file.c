@@ -284,5 +284,17 @@ int infer_q8file_matrix(const infer_q8file *q, const char *name, const infer_lin
             snprintf(err, errlen, "%s: /q8/%s has a negative or non-finite scale", q->path, sname);
             return -1;
         }
+    /* A file written before weight scales were fp16 values (q8.h): such a
+     * group moves to the fp16 scale just above its own and its values are
+     * rounded again, |q s / h| <= |q| <= 127 (one more rounding, half a step
+     * at most), so the decode layouts take it. */
+    for (size_t g = 0; g < ng; g++) {
+        const float s = l->ws[g], h = q8_half_ceil(s);
+        if (h == s)
+            continue;
+        for (size_t i = g * Q8_GS; i < (g + 1) * Q8_GS; i++)
+            l->wq[i] = (int8_t)lrintf((float)l->wq[i] * s / h);
+        l->ws[g] = h;
+    }
     return 0;
 }

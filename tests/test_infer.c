@@ -450,6 +450,29 @@ static void poke_int8(const char *path, const char *dataset, int8_t value)
     H5Fclose(f);
 }
 
+/* Element 0 of a float dataset := value, with its checksum attribute made
+ * to match (a file as an older build would have written it). */
+static void set_first_float(const char *path, const char *dataset, float value)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, dataset, H5P_DEFAULT);
+    hid_t fs = H5Dget_space(d);
+    const size_t n = (size_t)H5Sget_simple_extent_npoints(fs);
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    x[0] = value;
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    const uint64_t sum = ckpt_checksum(x, n);
+    hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+    assert_true(H5Awrite(a, H5T_NATIVE_UINT64, &sum) >= 0);
+    H5Aclose(a);
+    free(x);
+    H5Sclose(fs);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
 /* --save-quantized: the file loads to the very int8 weights of quantizing the
  * checkpoint at load, so the logits are bit-identical; it is refused when
  * damaged, and in any precision but int8. */
@@ -523,6 +546,28 @@ static void test_save_quantized(void **state)
     assert_memory_equal(sa.logits, sb.logits, DIMS.vocab_size * sizeof(float));
     infer_state_free(&sa);
     infer_state_free(&sb);
+    infer_model_free(&b);
+    tokenizer_free(tb);
+
+    /* A scale that is not an fp16 value, as files from before fp16 scales
+     * hold: its group loads with the fp16 scale above it, values rounded again. */
+    const infer_linear *fc = &a.h[1].fc;
+    const size_t nfc = (size_t)fc->in * fc->out;
+    int8_t *q0 = alloc_checked(nfc), *q1 = alloc_checked(nfc);
+    float *s0 = alloc_checked(nfc / Q8_GS * sizeof *s0), *s1 = alloc_checked(nfc / Q8_GS * sizeof *s1);
+    int8_values(&a, fc, q0, s0);
+    const float old = nextafterf(0.75f * s0[0], 1.0f), h = q8_half_ceil(old);
+    assert_true(h != old);
+    set_first_float(qf, "/q8/transformer.h.1.mlp.c_fc.weight_scale", old);
+    if (infer_load(qf, INFER_INT8, &b, &tb, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    int8_values(&b, &b.h[1].fc, q1, s1);
+    assert_true(s1[0] == h);
+    for (int i = 0; i < Q8_GS; i++)
+        assert_int_equal(q1[i], (int8_t)lrintf((float)q0[i] * old / h));
+    assert_memory_equal(q1 + Q8_GS, q0 + Q8_GS, nfc - Q8_GS);   /* the other groups as saved */
+    assert_memory_equal(s1 + 1, s0 + 1, (nfc / Q8_GS - 1) * sizeof *s0);
+    free(q0), free(q1), free(s0), free(s1);
     infer_model_free(&b);
     tokenizer_free(tb);
 
