@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/attention_impl.h"
+#include "kernels/convert.h"
 
 /* A tile of K, V, Q, dO, their transposes or gradients holds bt x hs floats.
  * 16 KiB keeps the full tile edge up to hs = 64 (bt = 32 at hs = 128) and the
@@ -103,15 +104,10 @@ static void scale_scalar(float *x, int n, float a)
         x[i] *= a;
 }
 
-/* Value i of a KV cache row block, fp32 or bf16 (the top half of an fp32). */
+/* Value i of a KV cache row block, fp32 or bf16. */
 static float kv_value(const void *p, bool bf16, size_t i)
 {
-    if (!bf16)
-        return ((const float *)p)[i];
-    const uint32_t bits = (uint32_t)((const uint16_t *)p)[i] << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
+    return bf16 ? bf16_to_f32_one(((const uint16_t *)p)[i]) : ((const float *)p)[i];
 }
 
 static void cached_scalar(float *out, const float *q, const void *k, const void *v, bool bf16,

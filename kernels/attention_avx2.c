@@ -287,25 +287,27 @@ static float cached_exps(float *att, int n, float mx)
     return simd_hsum8(sum);
 }
 
-/* out = inv sum_t att[t] v[t]: 64 columns at a time held in 8 registers
- * while the rows stream past. */
+/* out = inv sum_t att[t] v[t]: up to 64 columns at a time (nv vectors)
+ * held in registers while the rows stream past. */
 static void cached_values(float *out, const float *att, const void *v, bool bf16, int n, int hs,
                           float inv)
 {
     for (int c0 = 0; c0 < hs; c0 += 64) {
+        const int nv = hs - c0 >= 64 ? 8 : (hs - c0 + 7) / 8;
         __m256 acc[8];
         size_t rem[8];
         for (int j = 0; j < 8; j++) {
             acc[j] = _mm256_setzero_ps();
-            rem[j] = c0 + 8 * j < hs ? (size_t)(hs - c0 - 8 * j) : 0;
+            rem[j] = j < nv ? (size_t)(hs - c0 - 8 * j) : 0;
         }
         for (int t = 0; t < n; t++) {
             const __m256 a = _mm256_set1_ps(att[t]);
             const size_t at = (size_t)t * hs + c0;
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                acc[j] = _mm256_fmadd_ps(a, kv_load8(v, bf16, at + 8 * j, rem[j]), acc[j]);
+                if (j < nv)
+                    acc[j] = _mm256_fmadd_ps(a, kv_load8(v, bf16, at + 8 * j, rem[j]), acc[j]);
         }
-        for (int j = 0; j < 8 && rem[j]; j++)
+        for (int j = 0; j < nv; j++)
             simd_store8(out + c0 + 8 * j, rem[j], _mm256_mul_ps(acc[j], _mm256_set1_ps(inv)));
     }
 }

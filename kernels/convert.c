@@ -120,6 +120,11 @@ float f16_to_f32_one(uint16_t h)
     return bits_f32(cvt_f16_to_f32_bits(h));
 }
 
+float bf16_to_f32_one(uint16_t b)
+{
+    return bits_f32((uint32_t)b << 16);
+}
+
 void f32_to_bf16(uint16_t *out, const float *in, size_t n)
 {
     f32_to_bf16_isa(cpu_isa(), out, in, n);

@@ -19,20 +19,20 @@ enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
 /* ---- quantization (weights: scalar, once at load; activations: per path,
  * before every product) ---- */
 
-/* One group of Q8_GS values.  Division, not a multiply by 127/amax: it is
- * what q8.h promises, and the round trip then errs by at most scale/2. */
 float q8_half_ceil(float s)
 {
     if (!(s > 0.0f))
         return s;
-    if (s >= 65504.0f)
-        return 65504.0f;
+    if (s >= Q8_SCALE_MAX)
+        return Q8_SCALE_MAX;
     int e;
     frexpf(s, &e);   /* s in [2^(e-1), 2^e): fp16 spacing 2^(e-11), 2^-24 when subnormal */
     const float ulp = ldexpf(1.0f, e - 11 > -24 ? e - 11 : -24);
     return ceilf(s / ulp) * ulp;   /* both exact: ulp is a power of two */
 }
 
+/* One group of Q8_GS values.  Division, not a multiply by 127/amax: it is
+ * what q8.h promises, and the round trip then errs by at most scale/2. */
 static float quantize_group(int8_t *q, const float *x, bool half)
 {
     float amax = 0.0f;
@@ -245,7 +245,7 @@ int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, i
 #pragma omp parallel for schedule(static) reduction(| : inexact) if ((size_t)IN * OUT >= PAR_MIN)
     for (int b = 0; b < blocks; b++)
         for (int g = 0; g < G; g++) {
-            uint8_t *w = (uint8_t *)dst + decode_group(B, G, b, g);
+            uint8_t *w = (uint8_t *)dst + decode_group(B, G, b, g), *sc = w + 8 * 4 * B;
             for (int r = 0; r < B; r++) {
                 const int o = b * B + r;
                 const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
@@ -254,7 +254,7 @@ int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, i
                 const float s = row ? ws[(size_t)o * G + g] : 0.0f;
                 const uint16_t h = f32_to_f16_one(s);
                 inexact |= f16_to_f32_one(h) != s;
-                memcpy(w + 8 * 4 * B + 2 * r, &h, sizeof h);
+                memcpy(sc + 2 * r, &h, sizeof h);
             }
         }
     return inexact ? -1 : 0;

@@ -8,7 +8,9 @@
  * Weights (q8_pack_weights) round their scale up to an fp16 value first,
  * scale = q8_half_ceil(max|x| / 127), as llama.cpp's Q8_0 keeps it: the
  * decode layouts then store a scale in 2 bytes, not 4, which is 6% of an int8
- * model's bytes per token.  Rounding up keeps every |x / scale| <= 127.
+ * model's bytes per token.  Rounding up keeps every |x / scale| <= 127 while
+ * max|x| <= Q8_WEIGHT_MAX; past it the scale stops at fp16's largest and the
+ * values clip, so callers refuse such weights (infer does).
  *
  * y = x W + bias, with W stored [IN, OUT] row-major as in the checkpoint
  * (Conv1D convention), runs on a transposed int8 copy: Wq [OUT, IN] with
@@ -34,6 +36,8 @@
 #include "kernels/cpu.h"
 
 #define Q8_GS 32   /* values per scale group */
+#define Q8_SCALE_MAX 65504.0f                  /* fp16's largest: the weights' largest scale */
+#define Q8_WEIGHT_MAX (Q8_SCALE_MAX * 127.0f)   /* the largest |weight| int8 can hold */
 
 typedef enum { Q8_SCALAR = 0, Q8_AVX2, Q8_AVX512, Q8_VNNI, Q8_PATH_COUNT } q8_path;
 
@@ -48,8 +52,8 @@ void q8_quantize_path(q8_path path, int8_t *q, float *scales, const float *x, si
                       bool half_scales);
 /* q8_quantize with the weights' fp16 scales, for a matrix already [out, in] */
 void q8_quantize_weights(int8_t *q, float *scales, const float *x, size_t n);
-/* The smallest fp16 value >= s (s >= 0 and finite), as a float; fp16's
- * largest, 65504, for s beyond it. */
+/* The smallest fp16 value >= s (s >= 0 and finite), as a float;
+ * Q8_SCALE_MAX for s beyond it. */
 float q8_half_ceil(float s);
 /* x[i] = q[i] * scales[i / Q8_GS] */
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n);
@@ -87,7 +91,8 @@ void q8_matvec_range(float *y, const int8_t *xq, const float *xs, const int8_t *
  * takes the AVX2 one), or Q8_SCALAR: none, use q8_matvec_range. */
 q8_path q8_decode_path(void);
 size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT);
-/* 0, or -1 if a scale in ws is not an fp16 value (not q8_pack_weights's). */
+/* 0, or -1 if a scale in ws is not an fp16 value (not q8_pack_weights's);
+ * dst is written either way, and is not to be used after -1. */
 int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
 /* q8_decode_pack's inverse: wq [OUT, IN] and ws [OUT, IN/32] back. */
 void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, int IN, int OUT);

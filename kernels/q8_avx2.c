@@ -149,8 +149,9 @@ decode_blocks(float *y, const int8_t *xq, const float *xs, const int8_t *xabs, c
             }
         }
         for (int b = 0; b < nblk; b++) {
-            const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(p[b] + (size_t)g * DGROUP + 8 * 32));
-            const __m256 d = _mm256_mul_ps(_mm256_set1_ps(xs[g]), _mm256_cvtph_ps(sc));
+            const __m128i h = _mm_loadu_si128(   /* the block's fp16 scales of group g */
+                (const __m128i *)(const void *)(p[b] + (size_t)g * DGROUP + 8 * 32));
+            const __m256 d = _mm256_mul_ps(_mm256_set1_ps(xs[g]), _mm256_cvtph_ps(h));
             acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s[b])));
         }
     }

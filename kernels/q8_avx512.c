@@ -178,9 +178,8 @@ void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int3
             }
             const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
                                                   _mm512_set1_epi32(xsum[g]));
-            const __m512 d = _mm512_mul_ps(
-                _mm512_set1_ps(xs[g]),
-                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p + 8 * 64))));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 8 * 64));
+            const __m512 d = _mm512_mul_ps(_mm512_set1_ps(xs[g]), _mm512_cvtph_ps(h));
             acc = _mm512_add_ps(acc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
         }
         const int n = o1 - o < B ? o1 - o : B;

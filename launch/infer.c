@@ -204,15 +204,32 @@ static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst,
     return 0;
 }
 
+/* int8 holds |w| <= Q8_WEIGHT_MAX (q8.h); 0, or -1 with a reason. */
+static int int8_range(const char *name, const float *w, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(w[i]) > Q8_WEIGHT_MAX) {
+            snprintf(err, errlen, "%s has a weight of %g, beyond int8's range (|w| <= %g): use "
+                     "--quant fp32", name, w[i], Q8_WEIGHT_MAX);
+            return -1;
+        }
+    return 0;
+}
+
 static int read_matrix(void *ctx, const char *name, const infer_linear *l, char *err,
                        size_t errlen)
 {
     const fp32_source *src = ctx;
+    const size_t n = (size_t)l->out * l->in;
     if (l == &src->m->lm_head) {   /* the tied head: wte's rows are already [out, in] */
-        q8_quantize_weights(l->wq, l->ws, src->m->wte, (size_t)l->out * l->in);
+        if (int8_range("transformer.wte.weight", src->m->wte, n, err, errlen) != 0)
+            return -1;
+        q8_quantize_weights(l->wq, l->ws, src->m->wte, n);
         return 0;
     }
     if (read_f32(ctx, name, l->in, l->out, l->wq ? src->tmp : l->w, err, errlen) != 0)
+        return -1;
+    if (l->wq && int8_range(name, src->tmp, n, err, errlen) != 0)
         return -1;
     if (l->wq)
         q8_pack_weights(l->wq, l->ws, src->tmp, l->in, l->out);
@@ -574,8 +591,7 @@ static void linear(const infer_model *m, infer_state *s, float *y, const float *
 }
 
 /* The KV cache holds each layer's heads apart, [L, H, n_positions, hs], so a
- * head's rows are contiguous: fp32 is read in place, bf16 widened once per
- * head and pass into this thread's scratch. */
+ * head's rows are contiguous and attention_cached reads them in place. */
 static void kv_put(const infer_state *s, void *cache, size_t at, const float *x, int n)
 {
     if (s->kv == INFER_KV_BF16)

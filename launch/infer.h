@@ -22,7 +22,7 @@
  *         speed or memory (both are fp32's).
  *   int8  every matrix of the blocks and the (tied) LM head quantized at load
  *         with q8_pack_weights (one scale per 32 values along the reduction
- *         axis); activations quantized per token and group before each
+ *         axis, an fp16 value); activations quantized per token and group before each
  *         product (exact int32 group sums).  The embeddings, the biases,
  *         LayerNorm, softmax and GELU stay fp32: the token embedding looked
  *         up from the int8 head cost greedy agreement with fp32 on Tiny
@@ -30,13 +30,14 @@
  *         infer-quality), so the fp32 wte stays for the input side.
  *         Needs n_embd to be a multiple of 32.  Where the active ISA has a
  *         decode layout (AVX2, AVX512-VNNI: q8_decode_path) the matrices are
- *         held only in it (1.125 bytes per weight) and prefill and decode
+ *         held only in it (1.0625 bytes per weight) and prefill and decode
  *         both run on it (q8_decode_matmul / q8_decode_matvec); elsewhere
  *         they stay [out, in] for q8_matmul.  Both give the same bits.
  * The KV cache, for keys and for values, is [n_layer, n_head, n_positions,
  * head size] (a head's rows contiguous), fp32 or bf16 (--kv: half the memory
- * and the bytes attention reads, at bf16's rounding of K and V), allocated
- * once; nothing is allocated after infer_state_create.
+ * and the bytes attention reads, at bf16's rounding of K and V; infer_main's
+ * default for int8 and bf16 weights), read in place by attention_cached,
+ * allocated once; nothing is allocated after infer_state_create.
  * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
  * split each product's outputs and the attention's heads, and each recomputes
  * the small vectors all of them need (LayerNorm, residual, quantized inputs),

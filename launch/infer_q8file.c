@@ -280,14 +280,15 @@ int infer_q8file_matrix(const infer_q8file *q, const char *name, const infer_lin
             return -1;
         }
     for (size_t i = 0; i < ng; i++)
-        if (!(l->ws[i] >= 0 && isfinite(l->ws[i]))) {
-            snprintf(err, errlen, "%s: /q8/%s has a negative or non-finite scale", q->path, sname);
+        if (!(l->ws[i] >= 0 && l->ws[i] <= Q8_SCALE_MAX)) {
+            snprintf(err, errlen, "%s: /q8/%s has a negative, non-finite or too large scale "
+                     "(int8 scales are fp16 values)", q->path, sname);
             return -1;
         }
     /* A file written before weight scales were fp16 values (q8.h): such a
      * group moves to the fp16 scale just above its own and its values are
-     * rounded again, |q s / h| <= |q| <= 127 (one more rounding, half a step
-     * at most), so the decode layouts take it. */
+     * rounded again, |q s / h| <= |q| <= 127 as s <= h (one more rounding,
+     * half a step at most), so the decode layouts take it. */
     for (size_t g = 0; g < ng; g++) {
         const float s = l->ws[g], h = q8_half_ceil(s);
         if (h == s)

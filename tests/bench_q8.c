@@ -12,7 +12,8 @@
  *            weights from DRAM, as decode of a model larger than the cache does.
  * Prints shape, path, the median and the fastest of REPS calls in ms (on a
  * shared machine the fastest shows what the kernel can do), GB/s of weights
- * streamed (int8 values plus their fp32 scales; fp32 weights for oneDNN),
+ * streamed (int8 values plus their scales: fp32 in the [out, in] copy, fp16 in
+ * the decode layout; fp32 weights for oneDNN),
  * then the matmul time per token of each model (its layer products plus the
  * LM head; attention and the rest not included), and a few prefill (M = 16)
  * shapes.  With BENCH_JSONL=path every figure is also appended there as a
@@ -105,7 +106,10 @@ static void setup(const shape *s)
         cur.wv_bytes = q8_decode_pack_bytes(dp, (int)IN, (int)OUT);
         cur.wv = alloc_or_die(cur.ncopies * cur.wv_bytes);
         cur.aux = alloc_or_die(IN);
-        q8_decode_pack(dp, cur.wv, cur.wq, cur.ws, (int)IN, (int)OUT);
+        if (q8_decode_pack(dp, cur.wv, cur.wq, cur.ws, (int)IN, (int)OUT) != 0) {
+            fprintf(stderr, "bench_q8: weight scales that are not fp16 values\n");
+            exit(1);
+        }
         q8_decode_prep(dp, cur.aux, cur.xq, 1, IN);
         replicate(cur.wv, cur.wv_bytes, cur.ncopies);
     }

@@ -108,7 +108,7 @@ for work in ("seed384-bf16", "seed384-fp32", "gpt2-124M-bf16", "gpt2-124M-fp32",
 PY
 
 echo "== the same model and batch in PyTorch (Debian's python3-torch), where it is installed"
-TORCH_PY=${TORCH_PY:-$(for p in python3 /usr/bin/python3; do "$p" -c "import torch" 2>/dev/null && { echo "$p"; break; }; done)}
+TORCH_PY=${TORCH_PY:-$(for p in python3 /usr/bin/python3; do "$p" -c "import torch" 2>/dev/null && { echo "$p"; break; }; done; true)}
 if [ -n "$TORCH_PY" ]; then
     for cfg in seed384 gpt2-124M; do
         steps=$STEPS; [ "$cfg" = gpt2-124M ] && steps=$GPT2_STEPS

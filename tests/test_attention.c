@@ -424,8 +424,8 @@ static void check_cached(isa_t isa, bool bf16, int n, int hs)
     attention_cached_isa(isa, out, q, bf16 ? (const void *)k16 : k, bf16 ? (const void *)v16 : v,
                          bf16, n, hs, att);
     char what[96];
-    snprintf(what, sizeof what, "cached %s %s n %d hs %d", cpu_isa_name(isa), bf16 ? "bf16" : "fp32",
-             n, hs);
+    snprintf(what, sizeof what, "cached %s %s n %d hs %d", cpu_isa_name(isa),
+             bf16 ? "bf16" : "fp32", n, hs);
     assert_true(test_close(what, out, want, hs, FWD_ATOL, FWD_RTOL));
     free(q), free(k), free(v), free(out), free(want), free(att), free(k16), free(v16), free(ref);
 }
@@ -444,27 +444,41 @@ static void test_cached_matches_reference(void **state)
     }
 }
 
-/* The rows of a prompt and the same queries one by one: query t's output
- * does not depend on how many more rows the cache holds (it reads 0..t). */
-static void test_cached_rows_do_not_depend_on_n(void **state)
+/* A query over rows 0..n-1 reads those rows only: NaN in every row past n
+ * (and in 8 guard rows past the cache) leaves every bit of the result as it
+ * is with real rows there, fp32 and bf16, for n = 1..41 (all the short last
+ * blocks of 8 rows). */
+static void test_cached_reads_only_n_rows(void **state)
 {
     (void)state;
-    enum { N = 41, HS = 64 };
-    float q[HS], k[N * HS], v[N * HS], a[HS], b[HS], att[N];
-    test_fill(q, HS, 41, QKV_SCALE), test_fill(k, N * HS, 42, QKV_SCALE), test_fill(v, N * HS, 43, 1);
+    enum { N = 41, HS = 64, ROWS = N + 8, NKV = ROWS * HS };
+    float q[HS], a[HS], b[HS], att[ROWS];
+    float *k = alloc_floats(NKV), *v = alloc_floats(NKV), *kn = alloc_floats(NKV),
+          *vn = alloc_floats(NKV);
+    uint16_t *k16 = malloc(NKV * 2), *v16 = malloc(NKV * 2), *k16n = malloc(NKV * 2),
+             *v16n = malloc(NKV * 2);
+    assert_non_null(k16), assert_non_null(v16), assert_non_null(k16n), assert_non_null(v16n);
+    test_fill(q, HS, 41, QKV_SCALE), test_fill(k, NKV, 42, QKV_SCALE), test_fill(v, NKV, 43, 1);
+    f32_to_bf16(k16, k, NKV), f32_to_bf16(v16, v, NKV);
     for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
         if (!cpu_isa_supported(isa))
             continue;
-        for (int n = 1; n <= N; n++) {   /* the same first n rows, in a cache of n or of N */
-            float kk[N * HS], vv[N * HS];
-            memcpy(kk, k, sizeof kk), memcpy(vv, v, sizeof vv);
+        for (int n = 1; n <= N; n++) {
+            memcpy(kn, k, NKV * 4), memcpy(vn, v, NKV * 4);
+            memcpy(k16n, k16, NKV * 2), memcpy(v16n, v16, NKV * 2);
+            for (size_t i = (size_t)n * HS; i < NKV; i++) {
+                kn[i] = vn[i] = NAN;
+                k16n[i] = v16n[i] = 0x7FC0;   /* bf16 NaN */
+            }
             attention_cached_isa(isa, a, q, k, v, false, n, HS, att);
-            for (size_t i = (size_t)n * HS; i < N * HS; i++)
-                kk[i] = vv[i] = NAN;   /* rows past n must not be read */
-            attention_cached_isa(isa, b, q, kk, vv, false, n, HS, att);
+            attention_cached_isa(isa, b, q, kn, vn, false, n, HS, att);
+            assert_memory_equal(a, b, sizeof a);
+            attention_cached_isa(isa, a, q, k16, v16, true, n, HS, att);
+            attention_cached_isa(isa, b, q, k16n, v16n, true, n, HS, att);
             assert_memory_equal(a, b, sizeof a);
         }
     }
+    free(k), free(v), free(kn), free(vn), free(k16), free(v16), free(k16n), free(v16n);
 }
 
 /* simd_math.h's vector exp, which the AVX2 / AVX-512 primitives use.  Each
@@ -562,7 +576,7 @@ int main(void)
         cmocka_unit_test(test_default_path_matches_explicit),
         cmocka_unit_test(test_vector_exp),
         cmocka_unit_test(test_cached_matches_reference),
-        cmocka_unit_test(test_cached_rows_do_not_depend_on_n),
+        cmocka_unit_test(test_cached_reads_only_n_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

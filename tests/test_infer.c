@@ -428,6 +428,14 @@ static void test_checkpoint_load(void **state)
     infer_model_free(&a);
     tokenizer_free(tok);
     gpt2_destroy(&g48);
+    /* a weight int8 cannot hold (its group's scale would pass fp16's largest) */
+    g.p.h[1].fcw[7] = 1e7f;
+    snprintf(path, sizeof path, "%s/big.h5", dir);
+    write_ckpt(path, &g, DIMS.n_embd);
+    expect_refused(path, INFER_INT8, "transformer.h.1.mlp.c_fc.weight has a weight of 1e+07");
+    assert_int_equal(infer_load(path, INFER_FP32, &a, &tok, err, sizeof err), 0);
+    infer_model_free(&a);
+    tokenizer_free(tok);
 
     gpt2_destroy(&g);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -554,7 +562,8 @@ static void test_save_quantized(void **state)
     const infer_linear *fc = &a.h[1].fc;
     const size_t nfc = (size_t)fc->in * fc->out;
     int8_t *q0 = alloc_checked(nfc), *q1 = alloc_checked(nfc);
-    float *s0 = alloc_checked(nfc / Q8_GS * sizeof *s0), *s1 = alloc_checked(nfc / Q8_GS * sizeof *s1);
+    float *s0 = alloc_checked(nfc / Q8_GS * sizeof *s0);
+    float *s1 = alloc_checked(nfc / Q8_GS * sizeof *s1);
     int8_values(&a, fc, q0, s0);
     const float old = nextafterf(0.75f * s0[0], 1.0f), h = q8_half_ceil(old);
     assert_true(h != old);
@@ -563,13 +572,16 @@ static void test_save_quantized(void **state)
         fail_msg("%s", err);
     int8_values(&b, &b.h[1].fc, q1, s1);
     assert_true(s1[0] == h);
-    for (int i = 0; i < Q8_GS; i++)
-        assert_int_equal(q1[i], (int8_t)lrintf((float)q0[i] * old / h));
+    for (int i = 0; i < Q8_GS; i++)   /* the saved value, to half a new step */
+        assert_true(q1[i] != -128 && fabs((double)q1[i] * h - (double)q0[i] * old) <= 0.5 * h);
     assert_memory_equal(q1 + Q8_GS, q0 + Q8_GS, nfc - Q8_GS);   /* the other groups as saved */
     assert_memory_equal(s1 + 1, s0 + 1, (nfc / Q8_GS - 1) * sizeof *s0);
     free(q0), free(q1), free(s0), free(s1);
     infer_model_free(&b);
     tokenizer_free(tb);
+    set_first_float(qf, "/q8/transformer.h.1.mlp.c_fc.weight_scale", 1e5f);   /* past fp16 */
+    expect_refused(qf, INFER_INT8, "too large scale");
+    set_first_float(qf, "/q8/transformer.h.1.mlp.c_fc.weight_scale", old);
 
     expect_refused(qf, INFER_FP32, "runs only with --quant int8");
     expect_refused(qf, INFER_BF16, "runs only with --quant int8");
