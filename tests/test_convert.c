@@ -210,6 +210,9 @@ static void test_all_bf16_round_trip(void **state)
         assert_true(same_f32_bits("widen", f, fwant, NB));
         assert_true(same_u16("round trip", back, want, NB));
     }
+    for (uint32_t i = 0; i < NB; i++)   /* the one-value form */
+        f[i] = bf16_to_f32_one((uint16_t)i);
+    assert_true(same_f32_bits("widen one", f, fwant, NB));
     free(h), free(back), free(want), free(f), free(fwant);
 }
 
