@@ -45,7 +45,7 @@ static float quantize_group(int8_t *q, const float *x, bool half)
     float amax = 0.0f;
     for (int k = 0; k < Q8_GS; k++)
         amax = fmaxf(amax, fabsf(x[k]));
-    const float scale = half ? q8_half_ceil(amax / 127.0f) : amax / 127.0f;
+    const float scale = q8_group_scale(amax, half);
     for (int k = 0; k < Q8_GS; k++) {
         /* the clamp only matters when scale is subnormal and lost precision */
         const long v = scale == 0.0f ? 0 : lrintf(x[k] / scale);
@@ -252,7 +252,7 @@ int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, i
 #pragma omp parallel for schedule(static) reduction(| : inexact) if ((size_t)IN * OUT >= PAR_MIN)
     for (int b = 0; b < blocks; b++)
         for (int g = 0; g < G; g++) {
-            uint8_t *w = (uint8_t *)dst + decode_group(B, G, b, g), *sc = w + 8 * 4 * B;
+            uint8_t *w = (uint8_t *)dst + decode_group(B, G, b, g), *sc = w + Q8_DECODE_WEIGHTS(B);
             for (int r = 0; r < B; r++) {
                 const int o = b * B + r;
                 const int8_t *row = o < OUT ? wq + (size_t)o * IN + g * Q8_GS : NULL;
@@ -275,7 +275,7 @@ static float unpack_group(q8_path path, int8_t *q, const void *packed, int IN, i
     for (int i = 0; i < Q8_GS; i++)
         q[i] = (int8_t)(w[decode_at(B, o % B, i)] - offset);
     uint16_t h;
-    memcpy(&h, w + 8 * 4 * B + 2 * (o % B), sizeof h);
+    memcpy(&h, w + Q8_DECODE_WEIGHTS(B) + 2 * (o % B), sizeof h);
     return f16_to_f32_one(h);
 }
 

@@ -96,7 +96,7 @@ static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bo
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
-        const float scale = half ? q8_half_ceil(amax / 127.0f) : amax / 127.0f;
+        const float scale = q8_group_scale(amax, half);
         scales[g] = scale;
         if (scale == 0.0f) {
             _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
@@ -150,7 +150,7 @@ decode_blocks(float *y, const int8_t *xq, const float *xs, const int8_t *xabs, c
         }
         for (int b = 0; b < nblk; b++) {
             const __m128i h = _mm_loadu_si128(   /* the block's fp16 scales of group g */
-                (const __m128i *)(const void *)(p[b] + (size_t)g * DGROUP + 8 * 32));
+                (const __m128i *)(const void *)(p[b] + (size_t)g * DGROUP + Q8_DECODE_WEIGHTS(DB)));
             const __m256 d = _mm256_mul_ps(_mm256_set1_ps(xs[g]), _mm256_cvtph_ps(h));
             acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(d, _mm256_cvtepi32_ps(s[b])));
         }

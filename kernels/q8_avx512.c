@@ -137,7 +137,7 @@ static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bo
     for (size_t g = 0; g < groups; g++, x += Q8_GS, q += Q8_GS) {
         const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        const float scale = half ? q8_half_ceil(amax / 127.0f) : amax / 127.0f;
+        const float scale = q8_group_scale(amax, half);
         scales[g] = scale;
         if (scale == 0.0f) {
             _mm256_storeu_si256((__m256i *)q, _mm256_setzero_si256());
@@ -178,7 +178,8 @@ void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int3
             }
             const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
                                                   _mm512_set1_epi32(xsum[g]));
-            const __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(p + 8 * 64));
+            const __m256i h =
+                _mm256_loadu_si256((const __m256i *)(const void *)(p + Q8_DECODE_WEIGHTS(B)));
             const __m512 d = _mm512_mul_ps(_mm512_set1_ps(xs[g]), _mm512_cvtph_ps(h));
             acc = _mm512_add_ps(acc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum)));
         }

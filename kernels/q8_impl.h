@@ -35,6 +35,12 @@ typedef struct {
 
 extern const q8_ops q8_ops_avx2, q8_ops_avx512, q8_ops_vnni;
 
+/* A group's scale from its max |x| (q8.h), for every path's quantize. */
+static inline float q8_group_scale(float amax, bool half)
+{
+    return half ? q8_half_ceil(amax / 127.0f) : amax / 127.0f;
+}
+
 /* The decode layouts' loops (q8.h), in q8_vnni.c and q8_avx2.c */
 void q8_vnni_matvec_impl(float *y, const int8_t *xq, const float *xs, const int32_t *xsum,
                          const void *packed, const float *bias, int IN, int o0, int o1);
@@ -47,6 +53,7 @@ void q8_avx2_matvec_impl(float *y, const int8_t *xq, const float *xs, const int8
  * half of VNNI's 64-byte ones).  Keeping each block's scales after its last
  * group instead, every read aligned, ran seed384 decode 5% slower on an AVX2
  * Zen 2: the scales became a second stream per block.  VNNI is unmeasured. */
-#define Q8_DECODE_GROUP(B) (8 * 4 * (B) + 2 * (B))
+#define Q8_DECODE_WEIGHTS(B) (8 * 4 * (B))   /* a group's chunks; its scales follow */
+#define Q8_DECODE_GROUP(B) (Q8_DECODE_WEIGHTS(B) + 2 * (B))
 
 #endif

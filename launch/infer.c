@@ -576,13 +576,15 @@ void infer_state_free(infer_state *s)
 static void linear(const infer_model *m, infer_state *s, float *y, const float *x,
                    const infer_linear *l, int n)
 {
-    if (l->wv) {
-        q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);
-        q8_decode_prep(m->decode_path, s->aux, s->xq, n, l->in);
-        q8_decode_matmul(m->decode_path, y, s->xq, s->xs, s->aux, l->wv, l->b, n, l->in, l->out);
-    } else if (l->wq) {
+    if (l->wv || l->wq) {   /* int8 */
         q8_quantize(s->xq, s->xs, x, (size_t)n * l->in);   /* groups never straddle rows */
-        q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
+        if (l->wv) {
+            q8_decode_prep(m->decode_path, s->aux, s->xq, n, l->in);
+            q8_decode_matmul(m->decode_path, y, s->xq, s->xs, s->aux, l->wv, l->b, n, l->in,
+                             l->out);
+        } else {
+            q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
+        }
     } else if (n == 1) {
         gemv_n(y, x, l->w, l->b, l->in, l->out);
     } else {
@@ -719,13 +721,13 @@ static void decode_linear(const infer_model *m, const lane *p, float *y, const f
 {
     int o0, o1;
     share(l->out, &o0, &o1);
+    if (l->wv || l->wq)   /* int8; below q8's threshold, so on this thread */
+        q8_quantize(p->xq, p->xs, x, (size_t)l->in);
     if (l->wv) {
-        q8_quantize(p->xq, p->xs, x, (size_t)l->in);   /* below q8's threshold: this thread */
         q8_decode_prep(m->decode_path, p->aux, p->xq, 1, l->in);
         if (o0 < o1)
             q8_decode_matvec(m->decode_path, y, p->xq, p->xs, p->aux, l->wv, l->b, l->in, o0, o1);
     } else if (l->wq) {
-        q8_quantize(p->xq, p->xs, x, (size_t)l->in);
         if (o0 < o1)
             q8_matvec_range(y, p->xq, p->xs, l->wq, l->ws, l->b, l->in, l->out, o0, o1);
     } else if (o0 < o1) {
