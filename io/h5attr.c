@@ -7,6 +7,12 @@
 #include <stdint.h>
 #include <string.h>
 
+void h5_quiet(void)
+{
+    H5dont_atexit();   /* only effective before the library initialises: first */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val)
 {
     hid_t sp = H5Screate(H5S_SCALAR);

@@ -7,6 +7,12 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+/* Before a process's first HDF5 call: no error stack printed (callers report
+ * one line) and no exit handler.  HDF5 1.10's handler crashes on a file whose
+ * close failed (a full disk); every file is closed explicitly, so it has
+ * nothing else to do. */
+void h5_quiet(void);
+
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val);
 int h5_attr_i64(hid_t obj, const char *name, long long v);
 int h5_attr_f64(hid_t obj, const char *name, double v);

@@ -1,6 +1,7 @@
 #include "trainer/status.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -52,7 +53,7 @@ int status_open(status_log *s, const char *out_dir, int log_every, char *err, si
     snprintf(path, sizeof path, "%s/log.jsonl", out_dir);
     s->log = fopen(path, "a");
     if (!s->log) {
-        snprintf(err, errlen, "%s: cannot open for appending", path);
+        snprintf(err, errlen, "%s: cannot open for appending: %s", path, strerror(errno));
         return -1;
     }
     return 0;
