@@ -55,27 +55,7 @@ static const char *os_reason(const char *guess)
 
 uint64_t ckpt_checksum(const float *x, size_t n)
 {
-    const uint64_t k = 0x9E3779B97F4A7C15ull;
-    uint64_t h[4] = {1, 2, 3, 4}, w;
-    size_t words = n / 2, i = 0;
-    for (; i + 4 <= words; i += 4)   /* four independent lanes: a few GB/s */
-        for (int l = 0; l < 4; l++) {
-            memcpy(&w, x + 2 * (i + l), 8);
-            h[l] = ((h[l] ^ w) << 31 | (h[l] ^ w) >> 33) * k;
-        }
-    for (; i < words; i++) {
-        memcpy(&w, x + 2 * i, 8);
-        h[i % 4] = ((h[i % 4] ^ w) << 31 | (h[i % 4] ^ w) >> 33) * k;
-    }
-    uint64_t r = n;
-    if (n % 2) {
-        uint32_t last;
-        memcpy(&last, x + n - 1, 4);
-        r ^= (uint64_t)last << 32;
-    }
-    for (int l = 0; l < 4; l++)
-        r = ((r ^ h[l]) << 27 | (r ^ h[l]) >> 37) * k;
-    return r;
+    return fs_checksum(x, n * sizeof(float));
 }
 
 static const char *const GROUPS[3] = {"/model", "/optimizer/m", "/optimizer/v"};
