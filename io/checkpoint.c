@@ -508,7 +508,7 @@ tokenizer *ckpt_model_tokenizer(ckpt_model_file *m, char *err, size_t errlen)
                   : -1;
     tokenizer *t = NULL;
     if (g < 0 || h5_attr_read_str(g, "type", type, sizeof type) != 0)
-        fail(&e, "/tokenizer type is missing");
+        fail(&e, "/tokenizer: attribute \"type\" is missing or not a short string");
     else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
         snprintf(err, errlen, "out of memory");
     else if (strcmp(type, "bpe") == 0)

@@ -21,7 +21,10 @@ int h5_attr_str(hid_t obj, const char *name, const char *s);
 /* A scalar attribute converted to memtype. */
 int h5_attr_read(hid_t obj, const char *name, hid_t memtype, void *val);
 int h5_attr_read_i64(hid_t obj, const char *name, long long *v);
-/* A fixed-length string attribute into buf (cap bytes, NUL-terminated). */
+/* A string attribute into buf (cap bytes, NUL-terminated): fixed-length
+ * (NUL-terminated, NUL- or space-padded) or variable-length, ASCII or UTF-8,
+ * as h5py and the C API write them; -1 also when it does not fit in cap or
+ * holds more than one string. */
 int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap);
 
 /* A contiguous dataset name in g of rows x cols (cols 0: a vector), stored as
