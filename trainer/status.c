@@ -164,7 +164,8 @@ void status_done(status_log *s, int step, double tokens_per_s, double train_s,
     cJSON *o = record("event", step, 0);
     cJSON_DeleteItemFromObject(o, "max_steps");
     cJSON_AddStringToObject(o, "message", "done");
-    cJSON_AddNumberToObject(o, "loss", final_loss);
+    if (final_loss == final_loss)   /* not NaN: a step ran */
+        cJSON_AddNumberToObject(o, "loss", final_loss);
     if (val_loss == val_loss)   /* not NaN: an eval ran */
         cJSON_AddNumberToObject(o, "val_loss", val_loss);
     cJSON_AddNumberToObject(o, "tokens_per_s", tokens_per_s);

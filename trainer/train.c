@@ -511,7 +511,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     }
     double t_start = mono_time(), t_train = 0;
     int skipped = 0, consecutive = 0, rc = 0;
-    res->final_val_loss = NAN;
+    res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
     const int first = tr->start_step;   /* issue 6: a resumed run starts there */
     res->steps_done = first;
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
@@ -571,6 +571,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         bool stopping = apply_control(tr, done);
         res->final_loss = loss;
         res->steps_done = done;
+        res->steps_run = done - first;
 
         /* a stop request skips the eval: a scheduler's grace period is short */
         bool last = done == c->max_steps;
