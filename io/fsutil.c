@@ -288,6 +288,11 @@ int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, char *err, size_t
     }
     if (!mkdtemp(tmp))
         return fail(err, errlen, tmp, "cannot create directory");
+    if (chmod(tmp, 0755) != 0) {   /* mkdtemp's 0700 would hide the data from other users */
+        fail(err, errlen, tmp, "cannot set permissions");
+        rmdir(tmp);
+        return -1;
+    }
     return 0;
 }
 

@@ -47,7 +47,8 @@ int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err
  * beside its final name (fs_temp_dir_beside, same file system), then
  * fs_replace_dir swaps it in with one rename (an existing one is exchanged
  * atomically, or where the file system cannot, moved aside first: then the
- * name is briefly absent, never half-replaced) and deletes the old one. */
+ * name is briefly absent, never half-replaced) and deletes the old one.  The
+ * new directory has mode 0755, as fs_mkdir_p makes them. */
 int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, char *err, size_t errlen);
 int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen);
 /* Deletes dir and the files in it (no subdirectories); best effort. */
