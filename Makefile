@@ -87,6 +87,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
 $(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(BUILD)/tests/test_infer_sample: $(BUILD)/obj/tests/test_infer_sample.o $(INFER_OBJS) $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # issue 8: the ZeroMQ client tests/e2e_serve.sh drives build/infer --serve with
 $(BUILD)/tests/serve_client: $(BUILD)/obj/tests/serve_client.o

@@ -44,37 +44,18 @@ static int fail(const ectx *e, const char *fmt, ...)
     return -1;
 }
 
-/* We report one line ourselves; HDF5 would print its whole error stack. */
-static void quiet_hdf5(void)
+/* What the system said about a failed HDF5 call (its file driver leaves errno
+ * set: ENOSPC, EROFS, EACCES), or guess when it said nothing. */
+static const char *os_reason(const char *guess)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return errno ? strerror(errno) : guess;
 }
 
 /* ---- tensors -------------------------------------------------------------- */
 
 uint64_t ckpt_checksum(const float *x, size_t n)
 {
-    const uint64_t k = 0x9E3779B97F4A7C15ull;
-    uint64_t h[4] = {1, 2, 3, 4}, w;
-    size_t words = n / 2, i = 0;
-    for (; i + 4 <= words; i += 4)   /* four independent lanes: a few GB/s */
-        for (int l = 0; l < 4; l++) {
-            memcpy(&w, x + 2 * (i + l), 8);
-            h[l] = ((h[l] ^ w) << 31 | (h[l] ^ w) >> 33) * k;
-        }
-    for (; i < words; i++) {
-        memcpy(&w, x + 2 * i, 8);
-        h[i % 4] = ((h[i % 4] ^ w) << 31 | (h[i % 4] ^ w) >> 33) * k;
-    }
-    uint64_t r = n;
-    if (n % 2) {
-        uint32_t last;
-        memcpy(&last, x + n - 1, 4);
-        r ^= (uint64_t)last << 32;
-    }
-    for (int l = 0; l < 4; l++)
-        r = ((r ^ h[l]) << 27 | (r ^ h[l]) >> 37) * k;
-    return r;
+    return fs_checksum(x, n * sizeof(float));
 }
 
 static const char *const GROUPS[3] = {"/model", "/optimizer/m", "/optimizer/v"};
@@ -130,7 +111,7 @@ static int write_tensors(hid_t file, int i, const ckpt_state *s, float *buf, int
         if (!arena && s->moments->get(s->moments->ctx, i - 1, t, buf) != 0)
             rc = fail(e, "cannot collect %s/%s", group, t->name);
         else if (write_tensor(g, t, arena ? arena + t->offset : buf) != 0)
-            rc = fail(e, "cannot write %s/%s (disk full?)", group, t->name);
+            rc = fail(e, "cannot write %s/%s: %s", group, t->name, os_reason("disk full?"));
         else if (fd >= 0)   /* start the writeback now: the disk works while the next tensor
                              * is checksummed and copied, and the final fsync has less left */
             sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -311,7 +292,7 @@ static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
              write_tensors(f, 1, s, buf, fd, e) || write_tensors(f, 2, s, buf, fd, e) ? -1 : 0;
     free(buf);
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = fail(e, "flushing the file failed (disk full?)");
+        rc = fail(e, "flushing the file failed: %s", os_reason("disk full?"));
     return rc;
 }
 
@@ -323,21 +304,25 @@ int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
     char tmp[1100];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return fail(&e, "path too long");
-    quiet_hdf5();
+    h5_quiet();
     /* the 1.10 format (readable by HDF5 >= 1.10, h5py's too): every piece of
      * metadata is checksummed (the 1.8 format's v1 B-trees are not); the data
      * carries our own checksum (HDF5's Fletcher-32 filter halved the write speed) */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0)
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    errno = 0;
     hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fapl >= 0)
         H5Pclose(fapl);
-    if (f < 0)
-        return fail(&e, "cannot create %s (directory missing or not writable?)", tmp);
+    if (f < 0) {   /* a full disk can fail it after the file was made */
+        fail(&e, "cannot create %s: %s", tmp, os_reason("directory missing or not writable?"));
+        unlink(tmp);
+        return -1;
+    }
     int rc = write_all(f, s, &e);
     if (H5Fclose(f) < 0 && rc == 0)
-        rc = fail(&e, "closing %s failed (disk full?)", tmp);
+        rc = fail(&e, "closing %s failed: %s", tmp, os_reason("disk full?"));
     /* HDF5 does not fsync: reopen with POSIX and sync before the rename */
     char why[300];
     if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)
@@ -414,7 +399,7 @@ int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen)
     struct stat st;
     if (stat(path, &st) != 0)
         return fail(&e, "cannot open: %s", strerror(errno));
-    quiet_hdf5();
+    h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return fail(&e, "not a readable HDF5 file (truncated or damaged)");
@@ -471,7 +456,7 @@ int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, ch
     if (!probe)
         return fail(&e, "cannot open: %s", strerror(errno));
     fclose(probe);
-    quiet_hdf5();
+    h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return fail(&e, "not a readable HDF5 file (truncated or damaged)");
@@ -523,7 +508,7 @@ tokenizer *ckpt_model_tokenizer(ckpt_model_file *m, char *err, size_t errlen)
                   : -1;
     tokenizer *t = NULL;
     if (g < 0 || h5_attr_read_str(g, "type", type, sizeof type) != 0)
-        fail(&e, "/tokenizer type is missing");
+        fail(&e, "/tokenizer: attribute \"type\" is missing or not a short string");
     else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
         snprintf(err, errlen, "out of memory");
     else if (strcmp(type, "bpe") == 0)

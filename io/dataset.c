@@ -1,9 +1,137 @@
 #include "io/dataset.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "io/fsutil.h"
 #include "io/sampler.h"
+#include "io/tokenizer.h"
+
+const char *const dataset_files[3] = {"train.tok", "val.tok", "tokenizer.json"};
+
+int dataset_owns_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (strcmp(name, DATASET_MANIFEST) == 0 || (n > 4 && strcmp(name + n - 4, ".tmp") == 0))
+        return 1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, dataset_files[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int dataset_write_manifest(const char *dir, char *err, size_t errlen)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "format", 1);
+    cJSON *files = cJSON_AddObjectToObject(root, "files");
+    char path[4200], hex[20];
+    int rc = files ? 0 : -1;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        uint64_t bytes, sum;
+        snprintf(path, sizeof path, "%s/%s", dir, dataset_files[i]);
+        rc = fs_checksum_file(path, &bytes, &sum, err, errlen);
+        cJSON *f = rc == 0 ? cJSON_AddObjectToObject(files, dataset_files[i]) : NULL;
+        snprintf(hex, sizeof hex, "%016" PRIx64, sum);
+        if (rc == 0 && (!f || !cJSON_AddNumberToObject(f, "bytes", (double)bytes) ||
+                        !cJSON_AddStringToObject(f, "checksum", hex)))
+            rc = -1;
+    }
+    char *text = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
+    if (rc == 0 && !text)
+        snprintf(err, errlen, "out of memory writing the manifest");
+    snprintf(path, sizeof path, "%s/%s", dir, DATASET_MANIFEST);
+    if (text)
+        rc = fs_write_file_atomic(path, text, strlen(text), err, errlen);
+    else
+        rc = -1;
+    free(text);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* dir's files against its manifest: each one present, of the recorded size
+ * and checksum. */
+static int check_manifest(const char *dir, char *err, size_t errlen)
+{
+    char path[4200], why[600];
+    uint8_t *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/%s", dir, DATASET_MANIFEST);
+    if (fs_read_file(path, &text, &len, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s (not a complete dataset: run build/prep again)", why);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength((const char *)text, len);
+    free(text);
+    cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
+    int rc = cJSON_IsObject(files) ? 0 : -1;
+    if (rc)
+        snprintf(err, errlen, "%s: not a dataset manifest (run build/prep again)", path);
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(files, dataset_files[i]);
+        cJSON *b = cJSON_GetObjectItemCaseSensitive(f, "bytes");
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(f, "checksum");
+        char *end = NULL;
+        uint64_t want = cJSON_IsString(c) ? strtoull(c->valuestring, &end, 16) : 0;
+        if (!cJSON_IsNumber(b) || !end || *end || end == c->valuestring) {
+            snprintf(err, errlen, "%s: no valid entry for %s (run build/prep again)", path,
+                     dataset_files[i]);
+            rc = -1;
+            break;
+        }
+        uint64_t bytes, sum;
+        snprintf(path, sizeof path, "%s/%s", dir, dataset_files[i]);
+        if (fs_checksum_file(path, &bytes, &sum, err, errlen) != 0) {
+            rc = -1;
+        } else if (bytes != (uint64_t)b->valuedouble || sum != want) {
+            snprintf(err, errlen, "%s: its %s differs from %s's: the dataset's files come from "
+                     "different preparations (run build/prep again)", path,
+                     bytes != (uint64_t)b->valuedouble ? "size" : "checksum", DATASET_MANIFEST);
+            rc = -1;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, DATASET_MANIFEST);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen)
+{
+    if (check_manifest(dir, err, errlen) != 0)
+        return -1;
+    char path[4200], why[600];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    tokenizer *t = tokenizer_load(path, why, sizeof why);
+    if (!t) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    int vocab = tokenizer_vocab_size(t);
+    tokenizer_free(t);
+    if (vocab > model_vocab) {
+        snprintf(err, errlen, "%s: a vocabulary of %d tokens does not fit the model's vocab_size %d",
+                 path, vocab, model_vocab);
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        token_shard sh;
+        snprintf(path, sizeof path, "%s/%s", dir, dataset_files[i]);
+        if (shard_open(&sh, path, err, errlen) != 0)
+            return -1;
+        uint32_t v = sh.vocab_size;
+        shard_close(&sh);
+        if (v > (uint32_t)vocab) {
+            snprintf(err, errlen, "%s: tokens go up to %" PRIu32 " but tokenizer.json has %d: the "
+                     "files come from different preparations", path, v, vocab);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int open_split(token_shard *s, const char *dir, const char *name, int T, int model_vocab,
                       char *err, size_t errlen)

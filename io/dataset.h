@@ -22,6 +22,24 @@ typedef struct {
     uint64_t seed;
 } dataset;
 
+/* A data directory's files, as build/prep writes them: the splits, the
+ * tokenizer and last DATASET_MANIFEST, which records the size and fs_checksum
+ * of the other three, so that files of different preparations (a crash
+ * between renames, a val.tok copied from elsewhere) are told apart:
+ *   {"format": 1, "files": {"train.tok": {"bytes": N, "checksum": "16 hex"}, ...}} */
+#define DATASET_MANIFEST "manifest.json"
+extern const char *const dataset_files[3];   /* train.tok, val.tok, tokenizer.json */
+
+/* Whether a file name is one a data directory holds (its files, the manifest,
+ * or the .tmp files of an interrupted write). */
+int dataset_owns_name(const char *name);
+/* Writes DIR/manifest.json for the three files now in dir. */
+int dataset_write_manifest(const char *dir, char *err, size_t errlen);
+/* Everything a run needs from DIR before its first step: the manifest matches
+ * every file (read whole), the splits' headers are sound, the tokenizer loads,
+ * its vocabulary is at most model_vocab and holds every split's tokens. */
+int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen);
+
 /* Opens DIR/train.tok and DIR/val.tok; refuses files whose vocabulary exceeds
  * model_vocab or that are too short for windows of T+1 tokens. */
 int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t seed, char *err,

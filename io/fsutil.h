@@ -36,4 +36,22 @@ int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
 /* mkdir -p with mode 0755. */
 int fs_mkdir_p(const char *dir, char *err, size_t errlen);
 
+/* A fast 64-bit checksum of bytes (not cryptographic: it finds damaged or
+ * mismatched files).  For a multiple of 4 bytes it equals ckpt_checksum of
+ * them as floats, the checkpoint format's. */
+uint64_t fs_checksum(const void *data, size_t bytes);
+/* The size and fs_checksum of a file (memory-mapped, read once). */
+int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err, size_t errlen);
+
+/* Directories that appear whole: a new one is built in a temporary directory
+ * beside its final name (fs_temp_dir_beside, same file system), then
+ * fs_replace_dir swaps it in with one rename (an existing one is exchanged
+ * atomically, or where the file system cannot, moved aside first: then the
+ * name is briefly absent, never half-replaced) and deletes the old one.  The
+ * new directory has mode 0755, as fs_mkdir_p makes them. */
+int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, char *err, size_t errlen);
+int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen);
+/* Deletes dir and the files in it (no subdirectories); best effort. */
+void fs_remove_dir(const char *dir);
+
 #endif

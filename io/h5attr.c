@@ -7,6 +7,12 @@
 #include <stdint.h>
 #include <string.h>
 
+void h5_quiet(void)
+{
+    H5dont_atexit();   /* only effective before the library initialises: first */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
@@ -64,22 +70,51 @@ int h5_attr_read_i64(hid_t obj, const char *name, long long *v)
 }
 
 
-/* A fixed-length string attribute (as attr_str writes them) into buf. */
+/* A variable-length string (h5py's default for str) read as memtype mt. */
+static int read_vlen_str(hid_t a, hid_t mt, char *buf, size_t cap)
+{
+    char *s = NULL;
+    int rc = H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &s) < 0 || !s ||
+                     strlen(s) >= cap ? -1 : 0;
+    if (rc == 0)
+        strcpy(buf, s);
+    if (s)
+        H5free_memory(s);
+    return rc;
+}
+
+/* A fixed-length string of size bytes, padded with NULs (ours: NULLTERM;
+ * numpy bytes via h5py: NULLPAD, not terminated when full) or spaces: read
+ * into size + 1 bytes, so a full string keeps its last character. */
+static int read_fixed_str(hid_t a, hid_t mt, size_t size, char *buf, size_t cap)
+{
+    if (size >= cap || H5Tset_size(mt, size + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0)
+        return -1;
+    memset(buf, 0, cap);
+    return H5Aread(a, mt, buf) < 0 ? -1 : 0;
+}
+
+/* One string (a scalar, or a single element), fixed-length or variable, in
+ * its own character set, into buf. */
 int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
 {
     if (H5Aexists(obj, name) <= 0)
         return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     hid_t ft = a < 0 ? -1 : H5Aget_type(a);
-    size_t size = ft < 0 ? 0 : H5Tget_size(ft);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
     int rc = -1;
-    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft) && size < cap) {
+    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING &&
+        H5Sget_simple_extent_npoints(sp) == 1) {   /* more would overrun buf */
         hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, size);
-        memset(buf, 0, cap);
-        rc = H5Aread(a, mt, buf) < 0 ? -1 : 0;
-        H5Tclose(mt);
+        if (mt >= 0 && H5Tset_cset(mt, H5Tget_cset(ft)) >= 0)   /* no conversion between sets */
+            rc = H5Tis_variable_str(ft) > 0 ? read_vlen_str(a, mt, buf, cap)
+                                            : read_fixed_str(a, mt, H5Tget_size(ft), buf, cap);
+        if (mt >= 0)
+            H5Tclose(mt);
     }
+    if (sp >= 0)
+        H5Sclose(sp);
     if (ft >= 0)
         H5Tclose(ft);
     if (a >= 0)

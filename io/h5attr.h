@@ -7,6 +7,12 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+/* Before a process's first HDF5 call: no error stack printed (callers report
+ * one line) and no exit handler.  HDF5 1.10's handler crashes on a file whose
+ * close failed (a full disk); every file is closed explicitly, so it has
+ * nothing else to do. */
+void h5_quiet(void);
+
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val);
 int h5_attr_i64(hid_t obj, const char *name, long long v);
 int h5_attr_f64(hid_t obj, const char *name, double v);
@@ -15,7 +21,10 @@ int h5_attr_str(hid_t obj, const char *name, const char *s);
 /* A scalar attribute converted to memtype. */
 int h5_attr_read(hid_t obj, const char *name, hid_t memtype, void *val);
 int h5_attr_read_i64(hid_t obj, const char *name, long long *v);
-/* A fixed-length string attribute into buf (cap bytes, NUL-terminated). */
+/* A string attribute into buf (cap bytes, NUL-terminated): fixed-length
+ * (NUL-terminated, NUL- or space-padded) or variable-length, ASCII or UTF-8,
+ * as h5py and the C API write them; -1 also when it does not fit in cap or
+ * holds more than one string. */
 int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap);
 
 /* A contiguous dataset name in g of rows x cols (cols 0: a vector), stored as

@@ -1,4 +1,7 @@
-/* prep: text files -> DIR/tokenizer.json, DIR/train.tok, DIR/val.tok (see DESIGN.md). */
+/* prep: text files -> DIR/tokenizer.json, DIR/train.tok, DIR/val.tok (see DESIGN.md)
+ * and DIR/manifest.json, all built in a directory beside DIR and renamed into
+ * place together. */
+#include "io/dataset.h"
 #include "io/fsutil.h"
 #include "io/shard.h"
 #include "io/tokenizer.h"
@@ -283,22 +286,70 @@ static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t
     return t;
 }
 
-static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *ids,
-                         uint64_t ntrain, uint64_t nval)
+/* DIR may be replaced whole only if it is a data directory: a file of anything
+ * else there (the corpus itself, say) would go with it.  Creates DIR's parent. */
+static int check_out_dir(const char *dir)
 {
-    char err[600], path[PATH_BYTES];   /* fits: parse_args bounds the length of dir */
+    char err[600], parent[PATH_BYTES];
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        snprintf(parent, sizeof parent, "%s", dir);   /* fits: parse_args bounds dir */
+        char *slash = strrchr(parent, '/');
+        while (slash && slash > parent && slash[1] == '\0') {   /* "a/b/" */
+            *slash = '\0';
+            slash = strrchr(parent, '/');
+        }
+        if (!slash)
+            return 0;
+        slash[slash == parent] = '\0';
+        return fs_mkdir_p(parent, err, sizeof err) ? die(EXIT_IO, "%s", err) : 0;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return die(EXIT_IO, "%s: exists and is not a directory", dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return die(EXIT_IO, "%s: cannot list directory: %s", dir, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !dataset_owns_name(e->d_name))
+            rc = die(EXIT_IO, "%s holds %s, which is not a dataset file: --out must be a new "
+                     "directory or a dataset to replace", dir, e->d_name);
+    closedir(d);
+    return rc;
+}
+
+static int write_files(const char *dir, const tokenizer *t, const uint32_t *ids,
+                       uint64_t ntrain, uint64_t nval, char *err, size_t errlen)
+{
+    char path[PATH_BYTES + 128];
     uint32_t vocab = (uint32_t)tokenizer_vocab_size(t);
     snprintf(path, sizeof path, "%s/train.tok", dir);
-    int rc = shard_write(path, ids, ntrain, vocab, err, sizeof err);
+    int rc = shard_write(path, ids, ntrain, vocab, err, errlen);
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/val.tok", dir);
-        rc = shard_write(path, ids + ntrain, nval, vocab, err, sizeof err);
+        rc = shard_write(path, ids + ntrain, nval, vocab, err, errlen);
     }
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-        rc = tokenizer_save(t, path, err, sizeof err);
+        rc = tokenizer_save(t, path, err, errlen);
     }
-    return rc == 0 ? 0 : die(EXIT_IO, "%s", err);
+    return rc == 0 ? dataset_write_manifest(dir, err, errlen) : -1;
+}
+
+/* The dataset goes to a directory beside dir, which then replaces dir in one
+ * rename: a reader sees the old dataset or the new one, never a mix. */
+static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *ids,
+                         uint64_t ntrain, uint64_t nval)
+{
+    char err[PATH_BYTES + 600], tmp[PATH_BYTES + 64];
+    if (fs_temp_dir_beside(dir, tmp, sizeof tmp, err, sizeof err) != 0)
+        return die(EXIT_IO, "%s", err);
+    if (write_files(tmp, t, ids, ntrain, nval, err, sizeof err) != 0 ||
+        fs_replace_dir(tmp, dir, err, sizeof err) != 0) {
+        fs_remove_dir(tmp);
+        return die(EXIT_IO, "%s", err);
+    }
+    return 0;
 }
 
 /* Tokenizes text, splits it like nanoGPT (train = floor(n * (1 - F))) and writes DIR. */
@@ -342,12 +393,12 @@ int main(int argc, char **argv)
     file_list files = {0};
     uint8_t *text = NULL;
     size_t n = 0;
-    char err[600], stats[64];
+    char stats[64];
     int rc = parse_args(argc, argv, &a);
     if (!rc)
         rc = collect_inputs(&a, &files);
-    if (!rc && fs_mkdir_p(a.out, err, sizeof err) != 0)
-        rc = die(EXIT_IO, "%s", err);
+    if (!rc)
+        rc = check_out_dir(a.out);
     if (!rc)
         rc = read_corpus(&files, &text, &n);
     if (!rc) {

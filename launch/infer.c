@@ -838,7 +838,7 @@ int infer_argmax(const float *x, int n)
 {
     int best = 0;
     for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
+        if (x[i] > x[best] || (isnan(x[best]) && !isnan(x[i])))
             best = i;
     return best;
 }
@@ -848,6 +848,10 @@ int infer_sampler_init(infer_sampler *s, int n_vocab, float temperature, int top
 {
     *s = (infer_sampler){.n_vocab = n_vocab, .temperature = temperature, .top_k = top_k,
                          .top_p = top_p, .rng = seed};
+    if (n_vocab < 1) {
+        snprintf(err, errlen, "the sampler needs a vocabulary of at least one token");
+        return -1;
+    }
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     if (!s->cand) {
         snprintf(err, errlen, "out of memory for the sampler");
@@ -910,12 +914,17 @@ static void select_top(infer_cand *c, int n, int k)
 }
 
 /* Keeps the smallest prefix of the candidates (sorted here) whose probability
- * reaches top_p; returns its length and its total in *mass. */
-static int nucleus(infer_cand *c, int n, float top_p, float *mass)
+ * reaches top_p (<= 0: the most likely alone); returns its length, at least 1,
+ * and its total in *mass.  pmax: the largest probability. */
+static int nucleus(infer_cand *c, int n, float top_p, float pmax, float *mass)
 {
     /* llama2.c's shortcut: a candidate below (1 - p) / (n - 1) can never be in
-     * the nucleus, so most of the vocabulary is dropped before sorting */
-    const float cutoff = n > 1 ? (1.0f - top_p) / (n - 1) : 0.0f;
+     * the nucleus, so most of the vocabulary is dropped before sorting.  That
+     * holds for all but the first: with p small and a flat distribution the
+     * most likely is below it too, and nothing would be left. */
+    float cutoff = n > 1 ? (1.0f - top_p) / (n - 1) : 0.0f;
+    if (cutoff > pmax)
+        cutoff = pmax;
     int kept = 0;
     for (int i = 0; i < n; i++)
         if (c[i].prob >= cutoff)
@@ -933,30 +942,40 @@ static int nucleus(infer_cand *c, int n, float top_p, float *mass)
     return kept;
 }
 
+/* Every value the sampler can be given draws a token in 0..n_vocab-1; where
+ * there is no distribution to draw from, the argmax, which is the limit:
+ *  - temperature <= 0 or NaN (greedy);
+ *  - a best logit of +inf (that token is certain), or none finite or above
+ *    -inf (NaN logits are never drawn; all NaN: token 0);
+ *  - a temperature so small that the best scaled logit overflows (1e-39
+ *    turned every probability into NaN).
+ * Otherwise the best logit is among the candidates with exp(0) = 1, so the
+ * sum is in [1, n] and no probability is NaN. */
 int infer_sample(infer_sampler *s, const float *logits)
 {
     int n = s->n_vocab;
-    if (s->temperature <= 0)
-        return infer_argmax(logits, n);
-    infer_cand *c = s->cand;
+    const int best = infer_argmax(logits, n);
+    const float t = s->temperature, mx = logits[best] / t;
+    if (!(t > 0) || !isfinite(mx))
+        return best;
+    infer_cand *c = s->cand;   /* top-k on the logits: a huge t would round them to ties */
     for (int i = 0; i < n; i++)
-        c[i] = (infer_cand){logits[i] / s->temperature, i};
+        c[i] = (infer_cand){isnan(logits[i]) ? -INFINITY : logits[i], i};
     if (s->top_k > 0 && s->top_k < n) {
         select_top(c, n, s->top_k);
         n = s->top_k;
     }
-    float mx = c[0].prob, sum = 0;
-    for (int i = 1; i < n; i++)
-        mx = c[i].prob > mx ? c[i].prob : mx;
+    float sum = 0;
     for (int i = 0; i < n; i++) {
-        c[i].prob = expf(c[i].prob - mx);
+        float x = c[i].prob / t - mx;   /* NaN: -inf / inf */
+        c[i].prob = isnan(x) ? 0.0f : expf(x);
         sum += c[i].prob;
     }
     for (int i = 0; i < n; i++)
         c[i].prob /= sum;
     float mass = 1.0f;
-    if (s->top_p > 0 && s->top_p < 1)
-        n = nucleus(c, n, s->top_p, &mass);
+    if (s->top_p < 1)   /* NaN: off, as 1 */
+        n = nucleus(c, n, s->top_p, 1.0f / sum, &mass);
     float r = rng_uniform(&s->rng) * mass, cum = 0;
     for (int i = 0; i < n; i++) {
         cum += c[i].prob;

@@ -183,7 +183,7 @@ typedef struct {
     int n_vocab;                  /* sample among ids 0..n_vocab-1 (the tokenizer's) */
     float temperature;            /* 0: greedy */
     int top_k;                    /* 0: off */
-    float top_p;                  /* 1: off */
+    float top_p;                  /* 1: off; <= 0: greedy */
     uint64_t rng;
     infer_cand *cand;             /* [n_vocab] */
 } infer_sampler;
@@ -191,8 +191,12 @@ typedef struct {
 int infer_sampler_init(infer_sampler *s, int n_vocab, float temperature, int top_k,
                        float top_p, uint64_t seed, char *err, size_t errlen);
 void infer_sampler_free(infer_sampler *s);
-/* The next token from logits (at least n_vocab values; left unchanged). */
+/* The next token from logits (at least n_vocab values; left unchanged), in
+ * 0..n_vocab-1 for any parameters and any logits (inf, NaN included): the
+ * argmax where the distribution degenerates (infer.c).  Needs no model: it
+ * runs on any buffer. */
 int infer_sample(infer_sampler *s, const float *logits);
+/* The first index of the largest value; NaN is never the largest (all NaN: 0). */
 int infer_argmax(const float *x, int n);
 
 /* Generation: the prompt toks[0..n_prompt) (1 <= n_prompt <= n_positions) as

@@ -20,7 +20,7 @@ for b in "$BUILD"/tests/bench_*; do
 done
 
 data="$BUILD/data/bench-bytes"
-[ -f "$data/train.tok" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte
+[ -f "$data/manifest.json" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte
 
 train_bench() {   # name config extra-set...
     name=$1; config=$2; shift 2

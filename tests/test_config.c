@@ -67,6 +67,7 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "checkpoint_every=-1", "checkpoint_every >= 0");
     expect_error(NULL, "zero_stage=3", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "zero_stage=-1", "zero_stage must be 0, 1 or 2");
+    expect_error(NULL, "seed=-1", "seed must be >= 0");
     expect_error("{\"batch_size\": 100000, \"seq_len\": 256}", NULL, "2^24");
 }
 

@@ -214,6 +214,8 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: batch_size x seq_len (%lld) exceeds 2^24 tokens per micro-batch",
             (long long)c->batch_size * c->seq_len);
     REQUIRE(c->max_steps > 0, "config: max_steps must be positive");
+    REQUIRE(c->seed >= 0, "config: seed must be >= 0 (build/loader's --seed is too), not %lld",
+            c->seed);
     REQUIRE(c->warmup_steps >= 0 && c->lr_decay_steps > 0,
             "config: warmup_steps must be >= 0 and lr_decay_steps > 0");
     REQUIRE(c->lr > 0 && c->min_lr >= 0 && c->min_lr <= c->lr, "config: need 0 <= min_lr <= lr, lr > 0");

@@ -1,6 +1,7 @@
 #include "trainer/status.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -52,7 +53,7 @@ int status_open(status_log *s, const char *out_dir, int log_every, char *err, si
     snprintf(path, sizeof path, "%s/log.jsonl", out_dir);
     s->log = fopen(path, "a");
     if (!s->log) {
-        snprintf(err, errlen, "%s: cannot open for appending", path);
+        snprintf(err, errlen, "%s: cannot open for appending: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -163,7 +164,8 @@ void status_done(status_log *s, int step, double tokens_per_s, double train_s,
     cJSON *o = record("event", step, 0);
     cJSON_DeleteItemFromObject(o, "max_steps");
     cJSON_AddStringToObject(o, "message", "done");
-    cJSON_AddNumberToObject(o, "loss", final_loss);
+    if (final_loss == final_loss)   /* not NaN: a step ran */
+        cJSON_AddNumberToObject(o, "loss", final_loss);
     if (val_loss == val_loss)   /* not NaN: an eval ran */
         cJSON_AddNumberToObject(o, "val_loss", val_loss);
     cJSON_AddNumberToObject(o, "tokens_per_s", tokens_per_s);

@@ -194,16 +194,27 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
     }
     long long avail = available_memory_bytes();
+    int rc = 0;
     if (avail > 0 && need > (double)avail) {
         snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
                  "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
+        rc = -1;
+    }
+    /* the data and its tokenizer (which the first checkpoint stores) before any step */
+    if (rc == 0)
+        rc = dataset_check(c->data_dir, c->vocab_size, err, errlen);
+    if (rc == 0)
+        rc = dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed,
+                          err, errlen);
+    if (rc == 0)
+        rc = gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen);
+    /* each rank checked its own view (hosts may hold their own copies): all stop
+     * together, before the first collective, or the others would wait for it */
+    if (comm_max_int(rc != 0, "the check of the data")) {
+        if (rc == 0)
+            snprintf(err, errlen, "another rank could not start (its message says why)");
         return -1;
     }
-    if (dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed, err,
-                     errlen) != 0)
-        return -1;
-    if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen) != 0)
-        return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
     scaler_init(&tr->scaler, tr->fp16 ? 65536.0f : 1.0f, tr->fp16 ? 2000 : 0);
@@ -500,7 +511,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     }
     double t_start = mono_time(), t_train = 0;
     int skipped = 0, consecutive = 0, rc = 0;
-    res->final_val_loss = NAN;
+    res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
     const int first = tr->start_step;   /* issue 6: a resumed run starts there */
     res->steps_done = first;
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
@@ -560,6 +571,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         bool stopping = apply_control(tr, done);
         res->final_loss = loss;
         res->steps_done = done;
+        res->steps_run = done - first;
 
         /* a stop request skips the eval: a scheduler's grace period is short */
         bool last = done == c->max_steps;

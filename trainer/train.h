@@ -9,9 +9,10 @@
 #include "trainer/config.h"
 
 typedef struct {
-    float final_loss;       /* mean train loss of the last step */
+    float final_loss;       /* mean train loss of the last step, NaN if none ran */
     float final_val_loss;   /* last eval, NaN if none ran */
     int steps_done;
+    int steps_run;          /* by this process: 0 when a resume had none left */
     double train_seconds;   /* time in training steps (eval excluded) */
     double tokens_per_s;    /* median over the steps after the first */
 } train_result;

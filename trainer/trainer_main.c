@@ -37,7 +37,8 @@ static void usage(FILE *f)
             "  --resume auto|PATH  continue from OUT_DIR's newest valid checkpoint (auto:\n"
             "                   a fresh start if there is none) or from the checkpoint PATH\n"
             "  --help           this text\n"
-            "SIGINT/SIGTERM stop the run after the current step (a second one kills it).\n"
+            "SIGINT/SIGTERM/SIGHUP stop the run after the current step and save (a second\n"
+            "one kills it).\n"
             "SIGUSR1 writes a checkpoint after the current step and goes on.\n");
 }
 
@@ -146,6 +147,7 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND | SA_RESTART};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);   /* a closed terminal: save rather than die */
     struct sigaction su = {.sa_handler = on_checkpoint_signal, .sa_flags = SA_RESTART};
     sigaction(SIGUSR1, &su, NULL);   /* issue 6: checkpoint and go on */
 
@@ -160,6 +162,11 @@ int main(int argc, char **argv)
     comm_finalize();
     if (world.rank != 0)
         return 0;
+    if (res.steps_run == 0) {   /* a resume at max_steps: no loss to report */
+        fprintf(stderr, "done: nothing left to train: at step %d of max_steps %d\n", res.steps_done,
+                cfg.max_steps);
+        return 0;
+    }
     char val[32] = "not evaluated";
     if (res.final_val_loss == res.final_val_loss)   /* not NaN */
         snprintf(val, sizeof val, "%.4f", res.final_val_loss);

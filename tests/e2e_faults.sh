@@ -1,0 +1,147 @@
+#!/bin/sh
+# End to end: faults from the file system and the user, each refused or
+# survived with one line and the documented exit code (1: the run could not go
+# on; 2: bad options), nothing already saved lost.
+#  - out_dir on a tmpfs that holds one checkpoint, not two: the second save
+#    fails with "No space left on device", exit 1, no crash in HDF5's exit
+#    handler, no .tmp file left, the first checkpoint still resumes
+#    (background and synchronous writes);
+#  - a read-only out_dir: exit 1 with the OS reason;
+#  - prep into a full tmpfs: the old dataset stays whole and usable;
+#  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0;
+#  - a missing, corrupt or too-large tokenizer.json, a foreign val.tok, a
+#    dataset without its manifest: refused before step 1 with one line.
+# The tmpfs parts need root (mount); without it they print SKIP lines.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+tmp=$(mktemp -d)
+pid=
+mounts=
+cleanup() {
+    if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
+    for m in $mounts; do umount "$m" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL e2e_faults: $*"; exit 1; }
+
+[ -f "$CORPUS/fortunes" ] || fail "corpus $CORPUS/fortunes not found (run make deps)"
+"$BUILD/prep" --input "$CORPUS/fortunes" --out "$tmp/data" 2>/dev/null || fail "prep failed"
+# 22k parameters: a checkpoint (parameters and Adam moments) is 0.29 MB
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 32, "n_embd": 32, "n_layer": 1, "n_head": 2,
+ "batch_size": 4, "lr": 2e-3, "max_steps": 4, "eval_every": 0, "log_every": 100,
+ "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}
+JSON
+# trainer expecting exit code $1, then its arguments; stderr in $tmp/err
+expect_exit() {
+    want=$1; shift
+    set +e
+    "$BUILD/trainer" --config "$tmp/cfg.json" "$@" >/dev/null 2>"$tmp/err"
+    got=$?
+    set -e
+    [ "$got" -eq "$want" ] || { cat "$tmp/err"; fail "exit $got, not $want: $*"; }
+}
+# the one error line of the last run, which must contain $1
+one_error_line() {
+    n=$(grep -c '^trainer: ' "$tmp/err" || true)
+    [ "$n" -eq 1 ] || { cat "$tmp/err"; fail "$n error lines, not 1 (wanted: $1)"; }
+    grep '^trainer: ' "$tmp/err" | grep -qF "$1" || { cat "$tmp/err"; fail "no \"$1\" in the error"; }
+    if grep -qiE 'segmentation|signal|backtrace|HDF5-DIAG' "$tmp/err"; then
+        cat "$tmp/err"; fail "a crash or library trace after the error line"
+    fi
+}
+
+# ---- refused before step 1 ---------------------------------------------------
+refused_before_training() {   # dir, expected text
+    out="$tmp/run-$(basename "$1")"
+    expect_exit 1 --set data_dir="$1" --set out_dir="$out"
+    one_error_line "$2"
+    if grep -q '"type": *"step"' "$out/log.jsonl" 2>/dev/null || grep -q '^step ' "$tmp/err"; then
+        fail "$1: a step ran before the refusal"
+    fi
+    ls "$out" 2>/dev/null | grep -q '\.h5' && fail "$1: a checkpoint was written"
+    return 0
+}
+mk() { rm -rf "$tmp/$1"; cp -r "$tmp/data" "$tmp/$1"; }
+mk notok; rm "$tmp/notok/tokenizer.json"
+refused_before_training "$tmp/notok" "tokenizer.json: cannot read: No such file or directory"
+mk badtok; printf '{"type": "bpe", "vocab_size": 300, "merges": [[1, ' > "$tmp/badtok/tokenizer.json"
+refused_before_training "$tmp/badtok" "tokenizer.json: its size differs from manifest.json's"
+"$BUILD/prep" --input "$CORPUS/fortunes" --out "$tmp/bigtok" --tokenizer bpe --vocab 300 2>/dev/null ||
+    fail "prep bpe failed"
+refused_before_training "$tmp/bigtok" "a vocabulary of 300 tokens does not fit the model's vocab_size 256"
+"$BUILD/prep" --input "$CORPUS/debian" --out "$tmp/other" 2>/dev/null || fail "prep of another corpus failed"
+mk foreign; cp "$tmp/other/val.tok" "$tmp/foreign/val.tok"
+refused_before_training "$tmp/foreign" "val.tok: its size differs from manifest.json's"
+mk nomanifest; rm "$tmp/nomanifest/manifest.json"
+refused_before_training "$tmp/nomanifest" "manifest.json: cannot open"
+echo "missing, corrupt and too-large tokenizers, a foreign val.tok and no manifest: refused before step 1"
+
+# ---- SIGHUP --------------------------------------------------------------------
+"$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/hup" --set max_steps=1000000 \
+    >/dev/null 2>"$tmp/hup.err" &
+pid=$!
+i=0   # until a step is logged (the run is in its loop)
+until grep -q '"type":"step"' "$tmp/hup/log.jsonl" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 600 ] || fail "no step logged within 60 s"
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/hup.err"; fail "the trainer died before SIGHUP"; }
+    sleep 0.1
+done
+kill -HUP "$pid"
+set +e; wait "$pid"; rc=$?; set -e
+pid=
+[ "$rc" -eq 0 ] || { cat "$tmp/hup.err"; fail "SIGHUP: exit $rc, not 0 (as for SIGTERM)"; }
+grep -q "stop requested" "$tmp/hup.err" || { cat "$tmp/hup.err"; fail "SIGHUP: no stop event"; }
+ck=$(cat "$tmp/hup/latest")
+[ -f "$tmp/hup/$ck" ] || fail "SIGHUP: latest names $ck, which is missing"
+echo "SIGHUP: stopped after the step and saved $ck, exit 0"
+
+# ---- tmpfs: disk full, read-only ------------------------------------------------
+mount_tmpfs() {   # dir, size, options
+    mkdir -p "$1"
+    mount -t tmpfs -o "size=$2${3:+,$3}" tmpfs "$1" 2>/dev/null || return 1
+    mounts="$1 $mounts"
+}
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP e2e_faults disk full, read-only out_dir, prep into a full disk: need root to mount a tmpfs"
+    exit 0
+fi
+if ! mount_tmpfs "$tmp/full" 300k; then
+    echo "SKIP e2e_faults disk full, read-only out_dir, prep into a full disk: mount -t tmpfs is not permitted here"
+    exit 0
+fi
+for async in 1 0; do
+    out="$tmp/full/a$async"
+    expect_exit 1 --set out_dir="$out" --set checkpoint_every=2 --set checkpoint_async=$async
+    one_error_line "No space left on device"
+    [ "$(cat "$out/latest")" = "ckpt_000002.h5" ] || fail "async=$async: latest is not ckpt_000002.h5"
+    ls "$out" | grep -q '\.tmp' && fail "async=$async: a .tmp file was left: $(ls "$out")"
+    expect_exit 0 --set out_dir="$tmp/resumed$async" --resume "$out/ckpt_000002.h5" --set max_steps=3
+    grep -q "resumed from $out/ckpt_000002.h5 at step 2" "$tmp/err" || { cat "$tmp/err"; fail "no resume"; }
+    rm -rf "$out"   # room for the next round
+done
+echo "disk full during a save: one line, exit 1, no crash, no .tmp left, the earlier checkpoint resumes"
+
+mount_tmpfs "$tmp/ro" 1m || fail "second tmpfs"
+mkdir "$tmp/ro/run"
+mount -o remount,ro "$tmp/ro" || fail "remount read-only"
+expect_exit 1 --set out_dir="$tmp/ro/run"
+one_error_line "Read-only file system"
+expect_exit 1 --set out_dir="$tmp/ro/new"
+one_error_line "Read-only file system"
+echo "read-only out_dir: one line with the OS reason, exit 1"
+
+# prep replacing a dataset on a disk too small for the new one: the old stays
+mount_tmpfs "$tmp/small" 160k || fail "third tmpfs"
+"$BUILD/prep" --input "$CORPUS/debian" --out "$tmp/small/data" 2>/dev/null || fail "prep of a small corpus failed"
+before=$(cat "$tmp/small/data/manifest.json")
+set +e; "$BUILD/prep" --input "$CORPUS" --out "$tmp/small/data" 2>"$tmp/err"; rc=$?; set -e
+[ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "prep into a full disk: exit $rc, not 1"; }
+grep -q "No space left on device" "$tmp/err" || { cat "$tmp/err"; fail "prep: no OS reason"; }
+[ "$(cat "$tmp/small/data/manifest.json")" = "$before" ] || fail "prep: the old dataset was touched"
+[ "$(ls "$tmp/small")" = "data" ] || fail "prep left a temporary directory: $(ls "$tmp/small")"
+expect_exit 0 --set data_dir="$tmp/small/data" --set out_dir="$tmp/onsmall" --set max_steps=1
+echo "prep into a full disk: one line, exit 1, the old dataset whole and usable"
+echo "e2e_faults: PASS"

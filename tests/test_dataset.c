@@ -1,0 +1,207 @@
+/* A data directory before training: the manifest ties its files together
+ * (a file from another preparation is refused, naming it), the tokenizer must
+ * load and fit the model, and directories are replaced whole.  fs_checksum
+ * equals the checkpoint format's ckpt_checksum on whole words. */
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "io/dataset.h"
+#include "io/fsutil.h"
+#include "io/tokenizer.h"
+#include "tests/test_util.h"
+
+static char root[64];
+
+static int make_root(void **state)
+{
+    (void)state;
+    strcpy(root, "/tmp/test_dataset.XXXXXX");
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int remove_root(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    return system(cmd);
+}
+
+/* A complete dataset in root/name: n train tokens (offset by shift), 40 val
+ * tokens, tokenizer t, and its manifest. */
+static void make_dataset(const char *name, int n, int shift, const tokenizer *t)
+{
+    char dir[128], path[192], err[256];
+    uint32_t toks[200];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    assert_int_equal(fs_mkdir_p(dir, err, sizeof err), 0);
+    for (int i = 0; i < 200; i++)
+        toks[i] = (uint32_t)((i * 7 + shift) % 256);
+    snprintf(path, sizeof path, "%s/train.tok", dir);
+    assert_int_equal(shard_write(path, toks, (uint64_t)n, 256, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/val.tok", dir);
+    assert_int_equal(shard_write(path, toks + 100, 40, 256, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    assert_int_equal(tokenizer_save(t, path, err, sizeof err), 0);
+    assert_int_equal(dataset_write_manifest(dir, err, sizeof err), 0);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "cp %s/%s %s/%s", root, from, root, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void expect_refused(const char *name, int vocab, const char *what)
+{
+    char dir[128], err[512] = "";
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    assert_int_equal(dataset_check(dir, vocab, err, sizeof err), -1);
+    if (!strstr(err, what))
+        fail_msg("expected \"%s\" in: %s", what, err);
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_manifest_finds_mixed_files(void **state)
+{
+    (void)state;
+    tokenizer *byte = tokenizer_new_byte();
+    char dir[128], err[512];
+    make_dataset("a", 100, 0, byte);
+    make_dataset("b", 100, 1, byte);   /* same sizes, other tokens */
+    make_dataset("c", 120, 0, byte);   /* another size */
+    snprintf(dir, sizeof dir, "%s/a", root);
+    assert_int_equal(dataset_check(dir, 256, err, sizeof err), 0);
+    assert_int_equal(dataset_check(dir, 300, err, sizeof err), 0);   /* padded vocab_size */
+
+    copy_file("b/train.tok", "a/train.tok");
+    expect_refused("a", 256, "train.tok: its checksum differs");
+    copy_file("c/train.tok", "a/train.tok");
+    expect_refused("a", 256, "train.tok: its size differs");
+    copy_file("b/val.tok", "c/val.tok");
+    expect_refused("c", 256, "val.tok: its checksum differs");
+
+    snprintf(dir, sizeof dir, "%s/b/manifest.json", root);
+    unlink(dir);
+    expect_refused("b", 256, "manifest.json: cannot open");
+    fs_write_file_atomic(dir, "{\"files\": 3}", 12, err, sizeof err);
+    expect_refused("b", 256, "not a dataset manifest");
+    fs_write_file_atomic(dir, "[", 1, err, sizeof err);
+    expect_refused("b", 256, "not a dataset manifest");
+    tokenizer_free(byte);
+}
+
+static void test_tokenizer_checked_before_training(void **state)
+{
+    (void)state;
+    char dir[128], path[192], err[512];
+    tokenizer *byte = tokenizer_new_byte();
+    make_dataset("t", 100, 0, byte);
+    snprintf(dir, sizeof dir, "%s/t", root);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+
+    /* corrupt, yet consistent with the manifest (written after it) */
+    fs_write_file_atomic(path, "{\"type\": \"byte\"", 15, err, sizeof err);
+    assert_int_equal(dataset_write_manifest(dir, err, sizeof err), 0);
+    expect_refused("t", 256, "tokenizer.json");
+
+    /* a BPE vocabulary larger than the model's */
+    const uint32_t merges[] = {97, 98, 256, 99};
+    tokenizer *bpe = tokenizer_new_bpe(merges, 2, err, sizeof err);
+    assert_non_null(bpe);
+    assert_int_equal(tokenizer_save(bpe, path, err, sizeof err), 0);
+    assert_int_equal(dataset_write_manifest(dir, err, sizeof err), 0);
+    expect_refused("t", 257, "a vocabulary of 258 tokens does not fit the model's vocab_size 257");
+    assert_int_equal(dataset_check(dir, 258, err, sizeof err), 0);
+
+    /* shards whose tokens go beyond the tokenizer's vocabulary */
+    uint32_t toks[50];
+    for (int i = 0; i < 50; i++)
+        toks[i] = (uint32_t)i;
+    snprintf(path, sizeof path, "%s/val.tok", dir);
+    assert_int_equal(shard_write(path, toks, 50, 300, err, sizeof err), 0);
+    assert_int_equal(dataset_write_manifest(dir, err, sizeof err), 0);
+    expect_refused("t", 400, "val.tok: tokens go up to 300 but tokenizer.json has 258");
+
+    /* missing: the manifest names it */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    unlink(path);
+    expect_refused("t", 400, "tokenizer.json: cannot read");
+    tokenizer_free(byte);
+    tokenizer_free(bpe);
+}
+
+static bool is_empty_dir(const char *dir)
+{
+    char cmd[320];
+    snprintf(cmd, sizeof cmd, "test -d %s && test -z \"$(ls -A %s)\"", dir, dir);
+    return system(cmd) == 0;
+}
+
+static void test_directories_replaced_whole(void **state)
+{
+    (void)state;
+    char dir[128], tmp[192], path[256], err[512];
+    tokenizer *byte = tokenizer_new_byte();
+    make_dataset("old", 100, 0, byte);
+    snprintf(dir, sizeof dir, "%s/old", root);
+    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, err, sizeof err), 0);
+    assert_non_null(strstr(tmp, "/old.tmp-"));
+    snprintf(path, sizeof path, "%s/only-new", tmp);
+    assert_int_equal(fs_write_file_atomic(path, "x", 1, err, sizeof err), 0);
+    assert_int_equal(fs_replace_dir(tmp, dir, err, sizeof err), 0);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/only-new", dir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/train.tok", dir);
+    assert_int_not_equal(stat(path, &st), 0);   /* nothing of the old one is left */
+    assert_int_not_equal(stat(tmp, &st), 0);
+
+    snprintf(dir, sizeof dir, "%s/fresh/", root);   /* a new name, with a trailing slash */
+    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, err, sizeof err), 0);
+    assert_int_equal(fs_replace_dir(tmp, dir, err, sizeof err), 0);
+    assert_true(is_empty_dir(dir));
+
+    assert_true(dataset_owns_name("train.tok") && dataset_owns_name("manifest.json") &&
+                dataset_owns_name("val.tok.tmp"));
+    assert_false(dataset_owns_name("input.txt"));
+    tokenizer_free(byte);
+}
+
+static void test_checksum_matches_the_checkpoint_format(void **state)
+{
+    (void)state;
+    float x[37];
+    test_fill(x, 37, 3, 1.0f);
+    for (size_t n = 0; n <= 37; n++)
+        assert_true(fs_checksum(x, n * 4) == ckpt_checksum(x, n));
+    /* the values checkpoints have always carried (computed before fs_checksum existed) */
+    assert_true(ckpt_checksum(x, 37) == 0x1928a06523ea84c5ull);
+    assert_true(ckpt_checksum(x, 36) == 0x3d3f86c769418cfeull);
+    uint8_t b[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    for (size_t n = 1; n < 16; n++) {   /* a tail byte changes it, and so does the length */
+        assert_true(fs_checksum(b, n) != fs_checksum(b, n - 1));
+        uint8_t c[16];
+        memcpy(c, b, 16);
+        c[n - 1] ^= 1;
+        assert_true(fs_checksum(c, n) != fs_checksum(b, n));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_manifest_finds_mixed_files, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_tokenizer_checked_before_training, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_directories_replaced_whole, make_root, remove_root),
+        cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
