@@ -137,6 +137,8 @@ static int collect(void *ctx, int token)
 {
     infer_server *sv = ctx;
     uint32_t id = (uint32_t)token;
+    if (token == tokenizer_eos(sv->tok))   /* ends the text; not part of it */
+        return 1;
     size_t n = tokenizer_decode(sv->tok, &id, 1, NULL, 0);
     if (sv->text_len + n + 1 > sv->text_cap) {
         size_t cap = 2 * (sv->text_len + n + 1);
