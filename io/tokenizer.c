@@ -1306,19 +1306,14 @@ static int add_gpt2_vocab(cJSON *root, const tokenizer *t)
 {
     cJSON *vocab = cJSON_AddNumberToObject(root, "eos_id", t->eos)
                        ? cJSON_AddArrayToObject(root, "vocab") : NULL;
-    char *spelled = malloc(2 * MAX_CHUNK + 1);
+    size_t longest = 0;
+    for (uint32_t id = 0; id < t->vocab; id++)
+        longest = t->tok_len[id] > longest ? t->tok_len[id] : longest;
+    char *spelled = malloc(2 * longest + 1);
     int ok = vocab && spelled;
     for (uint32_t id = 0; ok && id < t->vocab; id++) {
-        uint32_t len = t->tok_len[id];
-        if (len > MAX_CHUNK) {   /* only tokens no merge makes can be this long */
-            char *bigger = realloc(spelled, 2 * (size_t)len + 1);
-            ok = bigger != NULL;
-            spelled = bigger ? bigger : spelled;
-        }
-        if (ok) {
-            gpt2_spell(t->pool + t->tok_off[id], len, spelled);
-            ok = cJSON_AddItemToArray(vocab, cJSON_CreateString(spelled));
-        }
+        gpt2_spell(t->pool + t->tok_off[id], t->tok_len[id], spelled);
+        ok = cJSON_AddItemToArray(vocab, cJSON_CreateString(spelled));
     }
     free(spelled);
     return ok;
