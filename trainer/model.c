@@ -536,6 +536,18 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
     TIMED(m, OP_RESIDUAL, residual_forward(a->res3, a->res3, a->res2, (size_t)N * C));
 }
 
+/* The padding rows' logits (gpt2_options.vocab_real) of rows x V logits. */
+static void mask_padding(const gpt2 *m, float *logits, int rows)
+{
+    int V = m->dims.vocab_size, R = m->opt.vocab_real;
+    if (R <= 0 || R >= V)
+        return;
+#pragma omp parallel for if (rows >= 64)
+    for (int r = 0; r < rows; r++)
+        for (int v = R; v < V; v++)
+            logits[(size_t)r * V + v] = -INFINITY;
+}
+
 /* 16-bit mode's LM head: logits a chunk of logit_rows at a time; with
  * targets each chunk becomes the losses and the unscaled gradient
  * softmax - onehot in dout_half [N,V] (backward applies dloss), otherwise the
@@ -554,6 +566,7 @@ static bool lm_head_forward_half(gpt2 *m, const int *targets, int N)
         int rows = N - r0 < m->logit_rows ? N - r0 : m->logit_rows;
         TIMED(m, OP_LM_HEAD, gemm_packed(head, rows, 1.0f, m->lnf_half + (size_t)r0 * C, C, NULL,
                                          false, m->logits, V));
+        mask_padding(m, m->logits, rows);
         if (!targets)
             return false;
         TIMED(m, OP_XENT, softmax_xent_backward16(m->losses + r0, m->logits,
@@ -594,6 +607,7 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     } else {
         TIMED(m, OP_LM_HEAD,
               gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V));
+        mask_padding(m, m->logits, N);
         if (!targets)
             return 0.0f;
         TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false));

@@ -203,6 +203,8 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
     if (dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed, err,
                      errlen) != 0)
         return -1;
+    opt.vocab_real = (int)(tr->data.train.vocab_size > tr->data.val.vocab_size
+                               ? tr->data.train.vocab_size : tr->data.val.vocab_size);
     if (gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen) != 0)
         return -1;
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
