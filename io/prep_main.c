@@ -19,8 +19,9 @@ typedef struct {
     const char **inputs;
     int ninputs;
     const char *out;
-    int bpe;
+    int bpe, gpt2;
     const char *vocab_arg, *fraction_arg;   /* NULL = not given */
+    const char *vocab_file, *merges_file;   /* --tokenizer gpt2 */
     long vocab;
     double val_fraction;
 } prep_args;
@@ -35,13 +36,17 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: prep --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N]\n"
-            "            [--val-fraction F]\n"
+            "usage: prep --input PATH... --out DIR [--tokenizer byte|bpe|gpt2] [--vocab N]\n"
+            "            [--vocab-file FILE --merges FILE] [--val-fraction F]\n"
             "Concatenates the input files (a directory means its regular files, sorted by name,\n"
             "without *.dat and *.u8), tokenizes them and writes DIR/tokenizer.json,\n"
             "DIR/train.tok (the first 1-F of the tokens) and DIR/val.tok (the last F).\n"
-            "  --tokenizer   byte (default; token = byte value) or bpe (trained on the input)\n"
+            "  --tokenizer   byte (default; token = byte value), bpe (trained on the input) or\n"
+            "                gpt2 (GPT-2's, from --vocab-file and --merges; <|endoftext|>\n"
+            "                between input files)\n"
             "  --vocab       BPE vocabulary size, 257..%d (default %d)\n"
+            "  --vocab-file  GPT-2's encoder.json (OpenAI) or vocab.json (Hugging Face)\n"
+            "  --merges      GPT-2's vocab.bpe (OpenAI) or merges.txt (Hugging Face)\n"
             "  --val-fraction  in (0, 1), default 0.1\n",
             1 << 20, DEFAULT_BPE_VOCAB);
 }
@@ -84,7 +89,8 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
         return *i > first ? 0 : die(EXIT_USAGE, "--input needs at least one path");
     }
     int known = !strcmp(flag, "--out") || !strcmp(flag, "--tokenizer") ||
-                !strcmp(flag, "--vocab") || !strcmp(flag, "--val-fraction");
+                !strcmp(flag, "--vocab") || !strcmp(flag, "--val-fraction") ||
+                !strcmp(flag, "--vocab-file") || !strcmp(flag, "--merges");
     if (!known)
         return die(EXIT_USAGE, "unknown option '%s' (see --help)", flag);
     if (*i >= argc)
@@ -96,10 +102,16 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
         a->vocab_arg = v;
     else if (!strcmp(flag, "--val-fraction"))
         a->fraction_arg = v;
-    else if (strcmp(v, "byte") && strcmp(v, "bpe"))
-        return die(EXIT_USAGE, "--tokenizer must be byte or bpe, not '%s'", v);
-    else
+    else if (!strcmp(flag, "--vocab-file"))
+        a->vocab_file = v;
+    else if (!strcmp(flag, "--merges"))
+        a->merges_file = v;
+    else if (strcmp(v, "byte") && strcmp(v, "bpe") && strcmp(v, "gpt2"))
+        return die(EXIT_USAGE, "--tokenizer must be byte, bpe or gpt2, not '%s'", v);
+    else {
         a->bpe = !strcmp(v, "bpe");
+        a->gpt2 = !strcmp(v, "gpt2");
+    }
     return 0;
 }
 
@@ -109,6 +121,10 @@ static int check_numbers(prep_args *a)
     if (!(f > 0 && f < 1))
         return die(EXIT_USAGE, "--val-fraction must be in (0, 1), not '%s'", a->fraction_arg);
     a->val_fraction = f;
+    if (a->gpt2 != (a->vocab_file || a->merges_file) || (a->gpt2 && !(a->vocab_file && a->merges_file)))
+        return die(EXIT_USAGE, "--tokenizer gpt2 goes with both --vocab-file and --merges");
+    if (a->gpt2 && a->vocab_arg)
+        return die(EXIT_USAGE, "--vocab is for bpe: gpt2's vocabulary is --vocab-file");
     if (!a->bpe) {
         if (a->vocab_arg && parse_number(a->vocab_arg) != 256)
             return die(EXIT_USAGE, "--vocab %s needs --tokenizer bpe (the byte vocabulary is 256)",
@@ -241,7 +257,8 @@ static int collect_inputs(const prep_args *a, file_list *l)
     return 0;
 }
 
-static int read_corpus(const file_list *l, uint8_t **text, size_t *len)
+/* ends[i]: where file i ends in the text. */
+static int read_corpus(const file_list *l, uint8_t **text, size_t *len, size_t *ends)
 {
     uint8_t *all = NULL;
     size_t n = 0;
@@ -262,6 +279,7 @@ static int read_corpus(const file_list *l, uint8_t **text, size_t *len)
         all = grown;
         memcpy(all + n, data, k);
         n += k;
+        ends[i] = n;
         free(data);
     }
     *text = all;
@@ -271,9 +289,15 @@ static int read_corpus(const file_list *l, uint8_t **text, size_t *len)
 
 static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t n)
 {
+    char err[1024];
+    if (a->gpt2) {
+        tokenizer *g = tokenizer_load_gpt2(a->vocab_file, a->merges_file, err, sizeof err);
+        if (!g)
+            die(EXIT_IO, "%s", err);
+        return g;
+    }
     if (!a->bpe)
         return tokenizer_new_byte();
-    char err[256];
     tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, err, sizeof err);
     if (!t)
         die(EXIT_IO, "%s", err);
@@ -301,18 +325,39 @@ static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *id
     return rc == 0 ? 0 : die(EXIT_IO, "%s", err);
 }
 
+/* A tokenizer with an end-of-text token (gpt2) encodes each file on its own, with
+ * that token between files; the others encode the concatenation.  SIZE_MAX when out
+ * of memory. */
+static size_t encode_files(const tokenizer *t, const uint8_t *text, const size_t *ends,
+                           size_t nfiles, uint32_t *ids)
+{
+    if (tokenizer_eos(t) < 0)
+        return tokenizer_encode(t, text, ends[nfiles - 1], ids);
+    size_t count = 0;
+    for (size_t i = 0, start = 0; i < nfiles; start = ends[i++]) {
+        if (i > 0)
+            ids[count++] = (uint32_t)tokenizer_eos(t);
+        size_t k = tokenizer_encode(t, text + start, ends[i] - start, ids + count);
+        if (k == SIZE_MAX)
+            return SIZE_MAX;
+        count += k;
+    }
+    return count;
+}
+
 /* Tokenizes text, splits it like nanoGPT (train = floor(n * (1 - F))) and writes DIR. */
 static int tokenize_and_write(const prep_args *a, const uint8_t *text, size_t n,
-                              const char *stats, double start)
+                              const size_t *ends, size_t nfiles, const char *stats, double start)
 {
     tokenizer *t = make_tokenizer(a, text, n);
-    uint32_t *ids = malloc((n + 1) * sizeof *ids);
-    if (!t || !ids) {
+    uint32_t *ids = malloc((n + nfiles + 1) * sizeof *ids);
+    size_t encoded = t && ids ? encode_files(t, text, ends, nfiles, ids) : 0;
+    if (!t || !ids || encoded == SIZE_MAX) {
         tokenizer_free(t);
         free(ids);
         return t ? die(EXIT_IO, "out of memory") : EXIT_IO;
     }
-    uint64_t count = tokenizer_encode(t, text, n, ids);
+    uint64_t count = encoded;
     uint64_t ntrain = (uint64_t)((double)count * (1.0 - a->val_fraction)), nval = count - ntrain;
     int rc;
     if (ntrain < 2 || nval < 2)
@@ -341,18 +386,20 @@ int main(int argc, char **argv)
     prep_args a;
     file_list files = {0};
     uint8_t *text = NULL;
-    size_t n = 0;
+    size_t n = 0, *ends = NULL;
     char err[600], stats[64];
     int rc = parse_args(argc, argv, &a);
     if (!rc)
         rc = collect_inputs(&a, &files);
     if (!rc && fs_mkdir_p(a.out, err, sizeof err) != 0)
         rc = die(EXIT_IO, "%s", err);
+    if (!rc && !(ends = malloc(files.n * sizeof *ends)))
+        rc = die(EXIT_IO, "out of memory");
     if (!rc)
-        rc = read_corpus(&files, &text, &n);
+        rc = read_corpus(&files, &text, &n, ends);
     if (!rc) {
         snprintf(stats, sizeof stats, "%zu bytes from %zu file%s", n, files.n, files.n == 1 ? "" : "s");
-        rc = tokenize_and_write(&a, text, n, stats, start);
+        rc = tokenize_and_write(&a, text, n, ends, files.n, stats, start);
     }
     for (size_t i = 0; i < files.n; i++)
         free(files.paths[i]);
@@ -360,5 +407,6 @@ int main(int argc, char **argv)
     free(files.ids);
     free(a.inputs);
     free(text);
+    free(ends);
     return rc;
 }

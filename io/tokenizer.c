@@ -1,16 +1,21 @@
-/* Byte and byte-level BPE tokenizers.
+/* Byte, byte-level BPE and GPT-2 tokenizers.
  *
- * Both training and encoding first cut the text into chunks GPT-2 style (contractions,
+ * BPE training and encoding first cut the text into chunks GPT-2 style (contractions,
  * an optional space plus a run of letters, digits or punctuation, whitespace runs), so
  * merges never cross a word boundary.  Bytes >= 0x80 count as letters, which keeps
  * UTF-8 sequences inside words without decoding them.  Chunks are capped at MAX_CHUNK
  * bytes, which bounds the work per chunk and the length of every token.
+ *
+ * gpt2 cuts with GPT-2's own pattern (PCRE2, Unicode classes) and no cap, as the
+ * reference encoders do, then applies the same rank-ordered merging to each chunk.
  */
 #include "io/tokenizer.h"
 
 #include "io/fsutil.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <cjson/cJSON.h>
+#include <pcre2.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +37,14 @@ typedef struct {
 static uint64_t pair_key(uint32_t a, uint32_t b)
 {
     return (uint64_t)a << 32 | b;
+}
+
+static uint64_t hash_bytes(const uint8_t *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 0x100000001b3ULL;
+    return h;
 }
 
 static size_t mix64(uint64_t k)
@@ -170,14 +183,23 @@ static size_t chunk_end(const uint8_t *s, size_t n, size_t i)
 
 /* --------------------------------------------------------------- tokenizer */
 
+enum { KIND_BYTE, KIND_BPE, KIND_GPT2 };
+
 struct tokenizer {
-    int bpe;
+    int kind;
+    int eos;              /* -1: none */
+    uint32_t vocab;       /* ids 0..vocab-1 */
     uint32_t nmerges;
-    uint32_t *merges;     /* merges[2i], merges[2i+1] make token 256+i */
+    uint32_t *merges;     /* merges[2i], merges[2i+1] make token merge_out[i] */
+    uint32_t *merge_out;  /* 256+i for bpe */
+    uint32_t byte_id[BYTE_VOCAB];   /* the token of each single byte */
     pair_map ranks;       /* (a, b) -> i */
     uint32_t *tok_off;    /* bytes of token id: pool[tok_off[id] .. + tok_len[id]] */
     uint32_t *tok_len;
     uint8_t *pool;
+    uint32_t *by_bytes;   /* gpt2: open-addressing table of ids keyed by their bytes */
+    size_t by_bytes_cap;
+    pcre2_code *re;       /* gpt2: the pre-tokenization pattern */
 };
 
 void tokenizer_free(tokenizer *t)
@@ -185,10 +207,13 @@ void tokenizer_free(tokenizer *t)
     if (!t)
         return;
     free(t->merges);
+    free(t->merge_out);
     map_free(&t->ranks);
     free(t->tok_off);
     free(t->tok_len);
     free(t->pool);
+    free(t->by_bytes);
+    pcre2_code_free(t->re);
     free(t);
 }
 
@@ -213,6 +238,7 @@ static int check_merges(tokenizer *t, char *err, size_t errlen)
             snprintf(err, errlen, "merge %u ([%u, %u]) repeats merge %u", i, a, b, *prev);
             return -1;
         }
+        t->merge_out[i] = BYTE_VOCAB + i;
         t->tok_len[BYTE_VOCAB + i] = t->tok_len[a] + t->tok_len[b];
         if (t->tok_len[BYTE_VOCAB + i] > MAX_CHUNK) {
             snprintf(err, errlen, "merge %u makes a token longer than %d bytes", i, MAX_CHUNK);
@@ -247,7 +273,7 @@ static int build_pool(tokenizer *t, char *err, size_t errlen)
     return 0;
 }
 
-static tokenizer *tokenizer_create(int bpe, const uint32_t *merges, size_t nmerges, char *err,
+static tokenizer *tokenizer_create(int kind, const uint32_t *merges, size_t nmerges, char *err,
                                    size_t errlen)
 {
     if (nmerges > MAX_VOCAB - BYTE_VOCAB) {
@@ -260,19 +286,25 @@ static tokenizer *tokenizer_create(int bpe, const uint32_t *merges, size_t nmerg
         return NULL;
     }
     size_t vocab = BYTE_VOCAB + nmerges;
-    t->bpe = bpe;
+    t->kind = kind;
+    t->eos = -1;
+    t->vocab = (uint32_t)vocab;
     t->nmerges = (uint32_t)nmerges;
     t->merges = malloc((2 * nmerges + 1) * sizeof *t->merges);
+    t->merge_out = malloc((nmerges + 1) * sizeof *t->merge_out);
     t->tok_off = malloc(vocab * sizeof *t->tok_off);
     t->tok_len = malloc(vocab * sizeof *t->tok_len);
-    int ok = t->merges && t->tok_off && t->tok_len && map_init(&t->ranks, nmerges) == 0;
+    int ok = t->merges && t->merge_out && t->tok_off && t->tok_len &&
+             map_init(&t->ranks, nmerges) == 0;
     if (!ok) {
         fail_oom(err, errlen);
     } else {
         if (nmerges)   /* the byte tokenizer passes NULL */
             memcpy(t->merges, merges, 2 * nmerges * sizeof *t->merges);
-        for (uint32_t id = 0; id < BYTE_VOCAB; id++)
+        for (uint32_t id = 0; id < BYTE_VOCAB; id++) {
             t->tok_len[id] = 1;
+            t->byte_id[id] = id;
+        }
         ok = check_merges(t, err, errlen) == 0 && build_pool(t, err, errlen) == 0;
     }
     if (!ok) {
@@ -285,28 +317,40 @@ static tokenizer *tokenizer_create(int bpe, const uint32_t *merges, size_t nmerg
 tokenizer *tokenizer_new_byte(void)
 {
     char err[64];
-    return tokenizer_create(0, NULL, 0, err, sizeof err);
+    return tokenizer_create(KIND_BYTE, NULL, 0, err, sizeof err);
 }
 
 tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, char *err, size_t errlen)
 {
-    return tokenizer_create(1, merges, nmerges, err, errlen);
+    return tokenizer_create(KIND_BPE, merges, nmerges, err, errlen);
 }
 
 const uint32_t *tokenizer_merges(const tokenizer *t, size_t *n)
 {
     *n = t->nmerges;
-    return t->bpe ? t->merges : NULL;
+    return t->kind != KIND_BYTE ? t->merges : NULL;
+}
+
+const uint8_t *tokenizer_vocab(const tokenizer *t, const uint32_t **lens)
+{
+    *lens = t->tok_len;
+    return t->pool;
+}
+
+int tokenizer_eos(const tokenizer *t)
+{
+    return t->eos;
 }
 
 int tokenizer_vocab_size(const tokenizer *t)
 {
-    return (int)(BYTE_VOCAB + t->nmerges);
+    return (int)t->vocab;
 }
 
 const char *tokenizer_type(const tokenizer *t)
 {
-    return t->bpe ? "bpe" : "byte";
+    static const char *names[] = {"byte", "bpe", "gpt2"};
+    return names[t->kind];
 }
 
 /* ---------------------------------------------------------------- encoding */
@@ -352,14 +396,25 @@ static void push_candidate(const tokenizer *t, uint64_t *h, size_t *nh, const ui
         heap_push_u64(h, nh, (uint64_t)*rank << 32 | p);
 }
 
-/* Applies merges in rank order to one chunk, kept as a linked list of symbols. */
-static size_t encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids)
+/* Work space for a chunk of n bytes: symbols, their links, and a heap of 3n
+ * (n-1 initial pairs + 2 per merge). */
+typedef struct {
+    uint32_t *sym, *next, *prev;
+    uint64_t *heap;
+} chunk_scratch;
+
+/* Applies merges in rank order to one chunk, kept as a linked list of symbols.  With
+ * merges that only use tokens made by earlier ones (checked when the tokenizer is
+ * built), this gives what GPT-2's "merge every occurrence of the best pair, repeat"
+ * gives. */
+static size_t encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids,
+                           chunk_scratch w)
 {
-    uint32_t sym[MAX_CHUNK], next[MAX_CHUNK], prev[MAX_CHUNK];
-    uint64_t heap[3 * MAX_CHUNK];   /* n-1 initial pairs + 2 per merge */
+    uint32_t *sym = w.sym, *next = w.next, *prev = w.prev;
+    uint64_t *heap = w.heap;
     size_t nh = 0;
     for (uint32_t i = 0; i < n; i++) {
-        sym[i] = s[i];
+        sym[i] = t->byte_id[s[i]];
         next[i] = i + 1;
         prev[i] = i - 1;   /* wraps to DEAD for the first symbol */
     }
@@ -372,7 +427,7 @@ static size_t encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uin
         if (sym[p] == DEAD || q >= n || sym[p] != t->merges[2 * rank] ||
             sym[q] != t->merges[2 * rank + 1])
             continue;
-        sym[p] = BYTE_VOCAB + rank;
+        sym[p] = t->merge_out[rank];
         sym[q] = DEAD;
         next[p] = next[q];
         if (next[p] < n)
@@ -388,17 +443,29 @@ static size_t encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uin
     return k;
 }
 
+/* A chunk of at most MAX_CHUNK bytes, with work space on the stack. */
+static size_t encode_short(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids)
+{
+    uint32_t sym[MAX_CHUNK], next[MAX_CHUNK], prev[MAX_CHUNK];
+    uint64_t heap[3 * MAX_CHUNK];
+    return encode_chunk(t, s, n, ids, (chunk_scratch){sym, next, prev, heap});
+}
+
+static size_t encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
+
 size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
 {
-    if (!t->bpe) {
+    if (t->kind == KIND_BYTE) {
         for (size_t i = 0; i < n; i++)
             ids[i] = text[i];
         return n;
     }
+    if (t->kind == KIND_GPT2)
+        return encode_gpt2(t, text, n, ids);
     size_t k = 0;
     for (size_t i = 0; i < n;) {
         size_t end = chunk_end(text, n, i);
-        k += encode_chunk(t, text + i, (uint32_t)(end - i), ids + k);
+        k += encode_short(t, text + i, (uint32_t)(end - i), ids + k);
         i = end;
     }
     return k;
@@ -408,7 +475,7 @@ size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint3
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t *out,
                         size_t cap)
 {
-    uint32_t vocab = BYTE_VOCAB + t->nmerges;
+    uint32_t vocab = t->vocab;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] >= vocab)
@@ -418,6 +485,491 @@ size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8
             memcpy(out + k, t->pool + t->tok_off[ids[i]], k + len <= cap ? len : cap - k);
         k += len;
     }
+    return k;
+}
+
+/* -------------------------------------------------------------------- gpt2 */
+
+/* GPT-2's pre-tokenization pattern.  \s under PCRE2_UCP is Unicode White_Space, as in
+ * OpenAI's and Hugging Face's encoders (the JS reference's \s differs on U+0085 and
+ * U+FEFF). */
+static const char GPT2_PATTERN[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char GPT2_EOS[] = "<|endoftext|>";
+
+enum {
+    MAP_CODEPOINTS = 324,  /* GPT-2's byte-to-unicode map uses U+0021..U+0143 */
+    CACHE_MAX_LEN = 64,    /* longer chunks are rare and not cached */
+    NO_ID = -1,
+};
+
+/* The code point GPT-2 spells byte b with: printable Latin-1 bytes stand for themselves,
+ * the others (controls, space, 0x7f-0xa0, 0xad) for U+0100 onwards in byte order. */
+static uint32_t byte_codepoint(int b)
+{
+    static uint32_t cp[BYTE_VOCAB];
+    if (!cp['!']) {   /* filled once; the same on every call, so a race is harmless */
+        uint32_t next = 256;
+        for (int i = 0; i < BYTE_VOCAB; i++) {
+            int printable = (i >= '!' && i <= '~') || (i >= 0xa1 && i <= 0xac) || i >= 0xae;
+            cp[i] = printable ? (uint32_t)i : next++;
+        }
+    }
+    return cp[b];
+}
+
+/* The byte a code point spells, or -1. */
+static int codepoint_byte(uint32_t c)
+{
+    static int16_t byte[MAP_CODEPOINTS];
+    static int filled;
+    if (!filled) {
+        for (int i = 0; i < MAP_CODEPOINTS; i++)
+            byte[i] = -1;
+        for (int b = 0; b < BYTE_VOCAB; b++)
+            byte[byte_codepoint(b)] = (int16_t)b;
+        filled = 1;
+    }
+    return c < MAP_CODEPOINTS ? byte[c] : -1;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (> 0), or minus the length of the
+ * maximal ill-formed subpart there: what a UTF-8 decoder (WHATWG, Python, Node) replaces
+ * by one U+FFFD. */
+static long utf8_step(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0], lo = 0x80, hi = 0xbf;
+    size_t need;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 1;
+    else if (c >= 0xe0 && c <= 0xef)
+        need = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        need = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return -1;
+    for (size_t i = 1; i <= need; i++) {
+        if (i >= n || s[i] < lo || s[i] > hi)
+            return -(long)i;
+        lo = 0x80, hi = 0xbf;
+    }
+    return (long)need + 1;
+}
+
+/* A token in GPT-2's spelling (UTF-8, one code point per byte) -> its bytes in out
+ * (room for strlen(s)); -1 if a code point is not in the map. */
+static long gpt2_unspell(const char *s, size_t n, uint8_t *out)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        long len = utf8_step(u + i, n - i);
+        if (len <= 0)
+            return -1;
+        uint32_t c = len == 1 ? u[i] : len == 2 ? (uint32_t)(u[i] & 0x1f) << 6 | (u[i + 1] & 0x3f)
+                                               : MAP_CODEPOINTS;
+        int b = codepoint_byte(c);
+        if (b < 0)
+            return -1;
+        out[k++] = (uint8_t)b;
+        i += (size_t)len;
+    }
+    return (long)k;
+}
+
+/* Bytes -> GPT-2's spelling, NUL-terminated (out needs 2n + 1). */
+static void gpt2_spell(const uint8_t *s, size_t n, char *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = byte_codepoint(s[i]);
+        if (c < 0x80) {
+            out[k++] = (char)c;
+        } else {
+            out[k++] = (char)(0xc0 | c >> 6);
+            out[k++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    out[k] = 0;
+}
+
+static size_t by_bytes_slot(const tokenizer *t, const uint8_t *s, size_t n)
+{
+    size_t i = mix64(hash_bytes(s, n)) & (t->by_bytes_cap - 1);
+    for (;; i = (i + 1) & (t->by_bytes_cap - 1)) {
+        uint32_t id = t->by_bytes[i];
+        if (id == UINT32_MAX ||
+            (t->tok_len[id] == n && memcmp(t->pool + t->tok_off[id], s, n) == 0))
+            return i;
+    }
+}
+
+/* The id of the token with these bytes, or NO_ID. */
+static long token_id(const tokenizer *t, const uint8_t *s, size_t n)
+{
+    uint32_t id = t->by_bytes[by_bytes_slot(t, s, n)];
+    return id == UINT32_MAX ? NO_ID : (long)id;
+}
+
+/* The vocabulary part of a gpt2 tokenizer: token bytes, the bytes -> id table, each
+ * byte's token and the eos. */
+static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
+                             char *err, size_t errlen)
+{
+    if (vocab < BYTE_VOCAB || vocab > MAX_VOCAB) {
+        snprintf(err, errlen, "a GPT-2 vocabulary of %zu tokens (must be %d..%d)", vocab,
+                 BYTE_VOCAB, MAX_VOCAB);
+        return NULL;
+    }
+    tokenizer *t = calloc(1, sizeof *t);
+    size_t total = 0;
+    for (size_t id = 0; id < vocab; id++)
+        total += lens[id];
+    if (t) {
+        t->kind = KIND_GPT2;
+        t->vocab = (uint32_t)vocab;
+        t->by_bytes_cap = 64;
+        while (t->by_bytes_cap < 2 * vocab)
+            t->by_bytes_cap *= 2;
+        t->tok_off = malloc(vocab * sizeof *t->tok_off);
+        t->tok_len = malloc(vocab * sizeof *t->tok_len);
+        t->pool = malloc(total + 1);
+        t->by_bytes = malloc(t->by_bytes_cap * sizeof *t->by_bytes);
+    }
+    if (!t || !t->tok_off || !t->tok_len || !t->pool || !t->by_bytes ||
+        map_init(&t->ranks, 0) != 0 || total > UINT32_MAX) {
+        fail_oom(err, errlen);
+        tokenizer_free(t);
+        return NULL;
+    }
+    memcpy(t->pool, bytes, total);
+    memcpy(t->tok_len, lens, vocab * sizeof *lens);
+    memset(t->by_bytes, 0xff, t->by_bytes_cap * sizeof *t->by_bytes);
+    int ok = 1;
+    for (uint32_t id = 0, off = 0; ok && id < vocab; off += lens[id++]) {
+        t->tok_off[id] = off;
+        size_t slot = by_bytes_slot(t, bytes + off, lens[id]);
+        if (lens[id] == 0 || t->by_bytes[slot] != UINT32_MAX) {
+            snprintf(err, errlen, "token %u is %s", id,
+                     lens[id] ? "a repeat of an earlier one" : "empty");
+            ok = 0;
+        }
+        t->by_bytes[slot] = id;
+    }
+    for (int b = 0; ok && b < BYTE_VOCAB; b++) {
+        uint8_t c = (uint8_t)b;
+        long id = token_id(t, &c, 1);
+        if (id == NO_ID) {
+            snprintf(err, errlen, "the vocabulary has no token for the byte 0x%02x", b);
+            ok = 0;
+        }
+        t->byte_id[b] = (uint32_t)id;
+    }
+    t->eos = ok ? (int)token_id(t, (const uint8_t *)GPT2_EOS, strlen(GPT2_EOS)) : NO_ID;
+    if (ok && t->eos == NO_ID) {
+        snprintf(err, errlen, "the vocabulary has no %s token", GPT2_EOS);
+        ok = 0;
+    }
+    if (!ok) {
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Merges as id pairs: each must join two tokens made before it (bytes, or earlier
+ * merges) into a token of the vocabulary, and be new. */
+static int gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, char *err,
+                           size_t errlen)
+{
+    if (nmerges > MAX_VOCAB) {
+        snprintf(err, errlen, "%zu merges exceed the limit of %d", nmerges, MAX_VOCAB);
+        return -1;
+    }
+    t->nmerges = (uint32_t)nmerges;
+    t->merges = malloc((2 * nmerges + 1) * sizeof *t->merges);
+    t->merge_out = malloc((nmerges + 1) * sizeof *t->merge_out);
+    uint32_t *made = malloc(t->vocab * sizeof *made);   /* merge that first makes id, +1 */
+    uint8_t *cat = malloc(2 * MAX_CHUNK + 1);
+    int rc = t->merges && t->merge_out && made && cat && map_init(&t->ranks, nmerges) == 0
+                 ? 0 : fail_oom(err, errlen);
+    if (rc == 0) {
+        memcpy(t->merges, merges, 2 * nmerges * sizeof *merges);
+        memset(made, 0, t->vocab * sizeof *made);
+    }
+    for (uint32_t i = 0; rc == 0 && i < nmerges; i++) {
+        uint32_t a = merges[2 * i], b = merges[2 * i + 1];
+        long out = NO_ID;
+        if (a < t->vocab && b < t->vocab && t->tok_len[a] + t->tok_len[b] <= 2 * MAX_CHUNK) {
+            memcpy(cat, t->pool + t->tok_off[a], t->tok_len[a]);
+            memcpy(cat + t->tok_len[a], t->pool + t->tok_off[b], t->tok_len[b]);
+            out = token_id(t, cat, t->tok_len[a] + t->tok_len[b]);
+        }
+        if (out == NO_ID) {
+            snprintf(err, errlen, "merge %u ([%u, %u]) makes a token that is not in the "
+                     "vocabulary", i, a, b);
+            rc = -1;
+        } else if ((t->tok_len[a] > 1 && made[a] == 0) || (t->tok_len[b] > 1 && made[b] == 0)) {
+            snprintf(err, errlen, "merge %u ([%u, %u]) uses a token no earlier merge makes", i,
+                     a, b);
+            rc = -1;
+        } else if (map_get(&t->ranks, pair_key(a, b))) {
+            snprintf(err, errlen, "merge %u ([%u, %u]) repeats an earlier merge", i, a, b);
+            rc = -1;
+        } else if (map_put(&t->ranks, pair_key(a, b), i) != 0) {
+            rc = fail_oom(err, errlen);
+        } else {
+            t->merge_out[i] = (uint32_t)out;
+            if (made[out] == 0)
+                made[out] = i + 1;
+        }
+    }
+    free(made);
+    free(cat);
+    return rc;
+}
+
+static int gpt2_compile(tokenizer *t, char *err, size_t errlen)
+{
+    int code;
+    PCRE2_SIZE at;
+    t->re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+                          &code, &at, NULL);
+    if (!t->re) {
+        PCRE2_UCHAR why[120];
+        pcre2_get_error_message(code, why, sizeof why);
+        snprintf(err, errlen, "PCRE2 refuses GPT-2's pattern: %s", (const char *)why);
+        return -1;
+    }
+    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);   /* without JIT it still matches, slower */
+    return 0;
+}
+
+tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
+                              const uint32_t *merges, size_t nmerges, char *err, size_t errlen)
+{
+    tokenizer *t = gpt2_alloc(bytes, lens, vocab, err, errlen);
+    if (t && (gpt2_set_merges(t, merges, nmerges, err, errlen) != 0 ||
+              gpt2_compile(t, err, errlen) != 0)) {
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------ gpt2 encoding */
+
+/* Chunk bytes -> ids, for the words a text repeats.  Cleared when full. */
+typedef struct {
+    uint64_t hash;
+    uint32_t key_off, ids_off;
+    uint16_t key_len, nids;   /* key_len 0: empty slot */
+} cache_entry;
+
+typedef struct {
+    cache_entry *slots;
+    size_t cap, len;
+    uint8_t *keys;
+    uint32_t *ids;
+    size_t keys_len, ids_len, arena;   /* both arenas hold `arena` elements */
+} word_cache;
+
+typedef struct {
+    const tokenizer *t;
+    pcre2_match_data *md;
+    word_cache cache;
+    chunk_scratch big;   /* for chunks over MAX_CHUNK bytes */
+    size_t big_cap;
+} gpt2_ctx;
+
+static int cache_init(word_cache *c, size_t text_len)
+{
+    c->cap = 256;
+    while (c->cap < (1 << 16) && c->cap < text_len / 4)
+        c->cap *= 2;
+    c->arena = c->cap * 8;
+    c->slots = calloc(c->cap, sizeof *c->slots);
+    c->keys = malloc(c->arena);
+    c->ids = malloc(c->arena * sizeof *c->ids);
+    return c->slots && c->keys && c->ids ? 0 : -1;
+}
+
+static void cache_free(word_cache *c)
+{
+    free(c->slots);
+    free(c->keys);
+    free(c->ids);
+}
+
+static cache_entry *cache_slot(const word_cache *c, uint64_t h, const uint8_t *s, size_t n)
+{
+    for (size_t i = mix64(h) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+        cache_entry *e = &c->slots[i];
+        if (e->key_len == 0 ||
+            (e->hash == h && e->key_len == n && memcmp(c->keys + e->key_off, s, n) == 0))
+            return e;
+    }
+}
+
+static void cache_put(word_cache *c, cache_entry *e, uint64_t h, const uint8_t *s, size_t n,
+                      const uint32_t *ids, size_t k)
+{
+    if (2 * (c->len + 1) > c->cap || c->keys_len + n > c->arena || c->ids_len + k > c->arena) {
+        memset(c->slots, 0, c->cap * sizeof *c->slots);
+        c->len = c->keys_len = c->ids_len = 0;
+        e = cache_slot(c, h, s, n);
+    }
+    *e = (cache_entry){h, (uint32_t)c->keys_len, (uint32_t)c->ids_len, (uint16_t)n, (uint16_t)k};
+    memcpy(c->keys + c->keys_len, s, n);
+    memcpy(c->ids + c->ids_len, ids, k * sizeof *ids);
+    c->keys_len += n;
+    c->ids_len += k;
+    c->len++;
+}
+
+static int big_reserve(gpt2_ctx *c, size_t n)
+{
+    if (n <= c->big_cap)
+        return 0;
+    free(c->big.sym);
+    free(c->big.heap);
+    c->big.sym = malloc(3 * n * sizeof *c->big.sym);
+    c->big.heap = malloc(3 * n * sizeof *c->big.heap);
+    c->big_cap = c->big.sym && c->big.heap ? n : 0;
+    c->big.next = c->big.sym ? c->big.sym + n : NULL;
+    c->big.prev = c->big.sym ? c->big.sym + 2 * n : NULL;
+    return c->big_cap ? 0 : -1;
+}
+
+/* One pre-tokenized chunk -> ids; SIZE_MAX when out of memory. */
+static size_t gpt2_chunk(gpt2_ctx *c, const uint8_t *s, size_t n, uint32_t *ids)
+{
+    if (n == 1) {
+        ids[0] = c->t->byte_id[s[0]];
+        return 1;
+    }
+    if (n > CACHE_MAX_LEN) {
+        if (n <= MAX_CHUNK)
+            return encode_short(c->t, s, (uint32_t)n, ids);
+        if (n >= UINT32_MAX || big_reserve(c, n) != 0)
+            return SIZE_MAX;
+        return encode_chunk(c->t, s, (uint32_t)n, ids, c->big);
+    }
+    uint64_t h = hash_bytes(s, n);
+    cache_entry *e = cache_slot(&c->cache, h, s, n);
+    if (e->key_len) {
+        memcpy(ids, c->cache.ids + e->ids_off, e->nids * sizeof *ids);
+        return e->nids;
+    }
+    size_t k = encode_short(c->t, s, (uint32_t)n, ids);
+    cache_put(&c->cache, e, h, s, n, ids, k);
+    return k;
+}
+
+/* A replaced ill-formed sequence: at off in the matched text, raw_len bytes in the input. */
+typedef struct {
+    size_t off, raw_len;
+} fix;
+
+/* Splits subject (the input, or its copy with U+FFFD for each ill-formed sequence,
+ * listed in fixes) with the pattern and encodes the input bytes of each piece. */
+static size_t gpt2_split(gpt2_ctx *c, const uint8_t *subject, size_t len, const uint8_t *raw,
+                         const fix *fixes, size_t nfixes, uint32_t *ids)
+{
+    size_t k = 0, at = 0, raw_at = 0, shift = 0, f = 0;
+    while (at < len) {
+        int rc = pcre2_match(c->t->re, subject, len, at, PCRE2_NO_UTF_CHECK, c->md, NULL);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+            return SIZE_MAX;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+        /* Every character matches some branch, so a gap or no match cannot happen on
+         * valid UTF-8; should one, its bytes still become a chunk of their own. */
+        size_t end = rc < 0 ? len : ov[0] > at ? ov[0] : ov[1];
+        for (; f < nfixes && fixes[f].off < end; f++)
+            shift += 3 - fixes[f].raw_len;
+        size_t raw_end = end - shift;
+        size_t got = gpt2_chunk(c, raw + raw_at, raw_end - raw_at, ids + k);
+        if (got == SIZE_MAX)
+            return SIZE_MAX;
+        k += got;
+        at = end;
+        raw_at = raw_end;
+    }
+    return k;
+}
+
+/* The input with each maximal ill-formed sequence replaced by U+FFFD (EF BF BD). */
+static uint8_t *replace_ill_formed(const uint8_t *text, size_t n, size_t *len, fix **fixes,
+                                   size_t *nfixes)
+{
+    size_t cap = 0, nf = 0, k = 0;
+    uint8_t *out = malloc(3 * n + 1);
+    fix *fs = NULL;
+    for (size_t i = 0; out && i < n;) {
+        long step = utf8_step(text + i, n - i);
+        if (step > 0) {
+            memcpy(out + k, text + i, (size_t)step);
+            k += (size_t)step;
+            i += (size_t)step;
+            continue;
+        }
+        if (grow(&fs, &cap, nf + 1, sizeof *fs) != 0) {
+            free(out);
+            out = NULL;
+            break;
+        }
+        fs[nf++] = (fix){k, (size_t)-step};
+        memcpy(out + k, "\xef\xbf\xbd", 3);
+        k += 3;
+        i += (size_t)-step;
+    }
+    if (!out)
+        free(fs);
+    *len = k;
+    *fixes = fs;
+    *nfixes = nf;
+    return out;
+}
+
+static size_t first_ill_formed(const uint8_t *text, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (text[i] < 0x80) {
+            i++;
+            continue;
+        }
+        long step = utf8_step(text + i, n - i);
+        if (step < 0)
+            return i;
+        i += (size_t)step;
+    }
+    return n;
+}
+
+static size_t encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
+{
+    gpt2_ctx c = {.t = t, .md = pcre2_match_data_create(1, NULL)};
+    size_t k = SIZE_MAX;
+    if (c.md && cache_init(&c.cache, n) == 0) {
+        if (first_ill_formed(text, n) == n) {
+            k = gpt2_split(&c, text, n, text, NULL, 0, ids);
+        } else {
+            size_t len, nfixes;
+            fix *fixes;
+            uint8_t *sub = replace_ill_formed(text, n, &len, &fixes, &nfixes);
+            if (sub)
+                k = gpt2_split(&c, sub, len, text, fixes, nfixes, ids);
+            free(sub);
+            free(fixes);
+        }
+    }
+    pcre2_match_data_free(c.md);
+    cache_free(&c.cache);
+    free(c.big.sym);
+    free(c.big.heap);
     return k;
 }
 
@@ -479,14 +1031,6 @@ static void trainer_free(trainer *tr)
     free(tr->occ);
     free(tr->heap);
     free(tr->touched);
-}
-
-static uint64_t hash_bytes(const uint8_t *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return h;
 }
 
 static int word_equals(const trainer *tr, const word *w, const uint8_t *s, size_t n)
@@ -758,11 +1302,36 @@ tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size, ch
 
 /* -------------------------------------------------------------------- JSON */
 
+/* gpt2's "eos_id" and "vocab": every token in GPT-2's spelling, by id. */
+static int add_gpt2_vocab(cJSON *root, const tokenizer *t)
+{
+    cJSON *vocab = cJSON_AddNumberToObject(root, "eos_id", t->eos)
+                       ? cJSON_AddArrayToObject(root, "vocab") : NULL;
+    char *spelled = malloc(2 * MAX_CHUNK + 1);
+    int ok = vocab && spelled;
+    for (uint32_t id = 0; ok && id < t->vocab; id++) {
+        uint32_t len = t->tok_len[id];
+        if (len > MAX_CHUNK) {   /* only tokens no merge makes can be this long */
+            char *bigger = realloc(spelled, 2 * (size_t)len + 1);
+            ok = bigger != NULL;
+            spelled = bigger ? bigger : spelled;
+        }
+        if (ok) {
+            gpt2_spell(t->pool + t->tok_off[id], len, spelled);
+            ok = cJSON_AddItemToArray(vocab, cJSON_CreateString(spelled));
+        }
+    }
+    free(spelled);
+    return ok;
+}
+
 static cJSON *to_json(const tokenizer *t)
 {
     cJSON *root = cJSON_CreateObject();
     int ok = cJSON_AddStringToObject(root, "type", tokenizer_type(t)) &&
              cJSON_AddNumberToObject(root, "vocab_size", tokenizer_vocab_size(t));
+    if (ok && t->kind == KIND_GPT2)
+        ok = add_gpt2_vocab(root, t);
     cJSON *merges = ok ? cJSON_AddArrayToObject(root, "merges") : NULL;
     ok = merges != NULL;
     for (uint32_t i = 0; ok && i < t->nmerges; i++) {
@@ -825,6 +1394,85 @@ static uint32_t *parse_merges(const cJSON *arr, uint32_t n, char *err, size_t er
     return m;
 }
 
+/* Tokens in GPT-2's spelling (strings) -> their bytes concatenated, and lengths;
+ * at[i] names token i in errors. */
+typedef struct {
+    uint8_t *bytes;
+    uint32_t *lens;
+    size_t n, len;
+} vocab_bytes;
+
+static void vocab_bytes_free(vocab_bytes *v)
+{
+    free(v->bytes);
+    free(v->lens);
+}
+
+static int vocab_bytes_init(vocab_bytes *v, size_t n, size_t max_bytes, char *err,
+                            size_t errlen)
+{
+    *v = (vocab_bytes){.bytes = malloc(max_bytes + 1), .lens = calloc(n + 1, sizeof *v->lens),
+                       .n = n};
+    return v->bytes && v->lens ? 0 : fail_oom(err, errlen);
+}
+
+/* Appends the token spelled s; -1 with a reason if it is not GPT-2's spelling. */
+static int vocab_bytes_add(vocab_bytes *v, size_t id, const char *s, char *err, size_t errlen)
+{
+    long k = gpt2_unspell(s, strlen(s), v->bytes + v->len);
+    if (k <= 0) {
+        snprintf(err, errlen, "token %zu (\"%.40s\") is not in GPT-2's byte-to-unicode "
+                 "spelling", id, s);
+        return -1;
+    }
+    v->lens[id] = (uint32_t)k;
+    v->len += (size_t)k;
+    return 0;
+}
+
+static tokenizer *gpt2_from_json(const cJSON *root, uint32_t vocab, char *err, size_t errlen)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(root, "merges");
+    uint32_t eos;
+    if (!cJSON_IsArray(arr) || (uint32_t)cJSON_GetArraySize(arr) != vocab) {
+        snprintf(err, errlen, "\"vocab\" must be an array of vocab_size = %u strings", vocab);
+        return NULL;
+    }
+    if (!cJSON_IsArray(merges) || cJSON_GetArraySize(merges) > MAX_VOCAB) {
+        snprintf(err, errlen, "\"merges\" must be an array of at most %d pairs", MAX_VOCAB);
+        return NULL;
+    }
+    if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "eos_id"), MAX_VOCAB, &eos) != 0) {
+        snprintf(err, errlen, "missing or invalid \"eos_id\"");
+        return NULL;
+    }
+    size_t max_bytes = 0;
+    for (const cJSON *e = arr->child; e; e = e->next)
+        max_bytes += cJSON_IsString(e) ? strlen(e->valuestring) : 0;
+    vocab_bytes v;
+    int ok = vocab_bytes_init(&v, vocab, max_bytes, err, errlen) == 0;
+    size_t id = 0;
+    for (const cJSON *e = arr->child; ok && e; e = e->next, id++) {
+        ok = cJSON_IsString(e);
+        if (!ok)
+            snprintf(err, errlen, "vocab entry %zu is not a string", id);
+        else
+            ok = vocab_bytes_add(&v, id, e->valuestring, err, errlen) == 0;
+    }
+    uint32_t n = (uint32_t)cJSON_GetArraySize(merges);
+    uint32_t *m = ok ? parse_merges(merges, n, err, errlen) : NULL;
+    tokenizer *t = m ? tokenizer_new_gpt2(v.bytes, v.lens, vocab, m, n, err, errlen) : NULL;
+    if (t && (uint32_t)t->eos != eos) {
+        snprintf(err, errlen, "eos_id %u is not the id of %s (%d)", eos, GPT2_EOS, t->eos);
+        tokenizer_free(t);
+        t = NULL;
+    }
+    free(m);
+    vocab_bytes_free(&v);
+    return t;
+}
+
 static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(root)) {
@@ -847,8 +1495,10 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
             snprintf(err, errlen, "byte tokenizer must have vocab_size 256 and no merges");
             return NULL;
         }
-        return tokenizer_create(0, NULL, 0, err, errlen);
+        return tokenizer_create(KIND_BYTE, NULL, 0, err, errlen);
     }
+    if (strcmp(type->valuestring, "gpt2") == 0)
+        return gpt2_from_json(root, vocab, err, errlen);
     if (strcmp(type->valuestring, "bpe") != 0) {
         snprintf(err, errlen, "unknown tokenizer type \"%.40s\"", type->valuestring);
         return NULL;
@@ -858,8 +1508,20 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
         return NULL;
     }
     uint32_t *m = parse_merges(merges, vocab - BYTE_VOCAB, err, errlen);
-    tokenizer *t = m ? tokenizer_create(1, m, vocab - BYTE_VOCAB, err, errlen) : NULL;
+    tokenizer *t = m ? tokenizer_create(KIND_BPE, m, vocab - BYTE_VOCAB, err, errlen) : NULL;
     free(m);
+    return t;
+}
+
+tokenizer *tokenizer_parse(const char *json, size_t len, char *err, size_t errlen)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    tokenizer *t = NULL;
+    if (!root)
+        snprintf(err, errlen, "not a tokenizer file (invalid JSON)");
+    else
+        t = from_json(root, err, errlen);
+    cJSON_Delete(root);
     return t;
 }
 
@@ -869,16 +1531,150 @@ tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
     size_t len;
     if (fs_read_file(path, &data, &len, err, errlen) != 0)
         return NULL;
-    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
-    free(data);
     char why[200];
-    tokenizer *t = NULL;
-    if (!root)
-        snprintf(why, sizeof why, "not a tokenizer file (invalid JSON)");
-    else
-        t = from_json(root, why, sizeof why);
-    cJSON_Delete(root);
+    tokenizer *t = tokenizer_parse((const char *)data, len, why, sizeof why);
+    free(data);
     if (!t)
         snprintf(err, errlen, "%s: %s", path, why);
+    return t;
+}
+
+/* ------------------------------------------- OpenAI / Hugging Face files */
+
+/* encoder.json / vocab.json: {"token": id, ...} with ids 0..n-1, each once. */
+static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+        return NULL;
+    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
+    free(data);
+    size_t n = cJSON_IsObject(root) ? (size_t)cJSON_GetArraySize(root) : 0;
+    vocab_bytes v = {0};
+    uint32_t *order = NULL;   /* order[id] = member index + 1 */
+    int ok = n > 0 && vocab_bytes_init(&v, n, len, err, errlen) == 0 &&
+             (order = calloc(n, sizeof *order)) != NULL;
+    if (!root || n == 0)
+        snprintf(err, errlen, "not a GPT-2 vocabulary (a JSON object of token -> id)");
+    else if (ok && !order)
+        fail_oom(err, errlen);
+    size_t i = 0;
+    const cJSON *e = NULL;
+    for (e = ok ? root->child : NULL; ok && e; e = e->next, i++) {
+        uint32_t id;
+        ok = json_uint(e, (double)n - 1, &id) == 0 && order[id] == 0;
+        if (!ok)
+            snprintf(err, errlen, "token \"%.40s\" has id %g: ids must be 0..%zu, each once",
+                     e->string, cJSON_IsNumber(e) ? e->valuedouble : -1.0, n - 1);
+        else
+            order[id] = (uint32_t)i + 1;
+    }
+    /* The bytes in id order: index the members once, then append by id. */
+    const cJSON **member = ok ? malloc(n * sizeof *member) : NULL;
+    if (ok && !member)
+        ok = fail_oom(err, errlen) == 0;
+    i = 0;
+    for (e = member ? root->child : NULL; e; e = e->next)
+        member[i++] = e;
+    for (size_t id = 0; ok && id < n; id++)
+        ok = vocab_bytes_add(&v, id, member[order[id] - 1]->string, err, errlen) == 0;
+    tokenizer *t = ok ? gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
+    free(member);
+    free(order);
+    vocab_bytes_free(&v);
+    cJSON_Delete(root);
+    return t;
+}
+
+/* One line "a b" of vocab.bpe / merges.txt -> the ids of a and b; -1 with a reason. */
+static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pair, char *err,
+                      size_t errlen)
+{
+    char *space = strchr(line, ' ');
+    if (!space || space == line || !space[1] || strchr(space + 1, ' ')) {
+        snprintf(err, errlen, "\"%.60s\" is not two tokens separated by a space", line);
+        return -1;
+    }
+    *space = 0;
+    char *part[2] = {line, space + 1};
+    for (int j = 0; j < 2; j++) {
+        long k = gpt2_unspell(part[j], strlen(part[j]), buf);
+        long id = k > 0 ? token_id(t, buf, (size_t)k) : NO_ID;
+        if (id == NO_ID) {
+            snprintf(err, errlen, "\"%.40s\" is not in the vocabulary", part[j]);
+            return -1;
+        }
+        pair[j] = (uint32_t)id;
+    }
+    return 0;
+}
+
+/* vocab.bpe / merges.txt: an optional "#version" line, then one merge per line. */
+static uint32_t *gpt2_merges_file(const tokenizer *t, const char *path, size_t *nmerges,
+                                  char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len, cap = 0, n = 0, lineno = 0;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+        return NULL;
+    uint32_t *m = NULL;
+    uint8_t *buf = malloc(len + 1);
+    char why[200];
+    int ok = buf != NULL;
+    if (!ok)
+        fail_oom(err, errlen);
+    for (char *line = (char *)data, *end; ok && line < (char *)data + len; line = end + 1) {
+        end = memchr(line, '\n', (size_t)((char *)data + len - line));
+        end = end ? end : (char *)data + len;
+        *end = 0;
+        lineno++;
+        if (end > line && end[-1] == '\r')
+            end[-1] = 0;
+        if (!*line || (lineno == 1 && strncmp(line, "#version", 8) == 0))
+            continue;
+        ok = grow(&m, &cap, 2 * n + 2, sizeof *m) == 0;
+        if (!ok)
+            fail_oom(err, errlen);
+        else if (merge_line(t, line, buf, m + 2 * n, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
+            ok = 0;
+        }
+        n++;
+    }
+    free(buf);
+    free(data);
+    if (!ok) {
+        free(m);
+        return NULL;
+    }
+    *nmerges = n;
+    return m ? m : calloc(1, sizeof *m);
+}
+
+tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
+                               size_t errlen)
+{
+    char why[300];
+    tokenizer *t = gpt2_vocab_file(vocab_path, why, sizeof why);
+    if (!t) {
+        snprintf(err, errlen, "%s: %s", vocab_path, why);
+        return NULL;
+    }
+    size_t n = 0;
+    uint32_t *m = gpt2_merges_file(t, merges_path, &n, why, sizeof why);
+    int rc = m ? gpt2_set_merges(t, m, n, why, sizeof why) : -1;
+    if (!m)
+        snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
+    else if (rc != 0)
+        snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
+                 vocab_path, merges_path);
+    else
+        rc = gpt2_compile(t, err, errlen);
+    free(m);
+    if (rc != 0) {
+        tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }

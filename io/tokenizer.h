@@ -1,9 +1,19 @@
-/* tokenizer: byte-level (vocab 256, token = byte value) and byte-level BPE.
+/* tokenizer: byte-level (vocab 256, token = byte value), byte-level BPE, and GPT-2's.
  *
  * BPE token ids: 0..255 are the bytes; id 256+i is merge i, the concatenation of
  * the two earlier tokens merges[i].  Encoding applies merges in rank order, so
- * decode(encode(x)) == x for every byte string x.  Saved as JSON:
+ * decode(encode(x)) == x for every byte string x.
+ *
+ * gpt2: OpenAI's byte-level BPE with its own vocabulary (id -> bytes), merges (id pairs
+ * in rank order) and pre-tokenization pattern, giving the ids OpenAI's and Hugging
+ * Face's encoders give.  Input that is not valid UTF-8 is split as those encoders split
+ * its decoding (each maximal invalid sequence read as U+FFFD), but the raw bytes are
+ * encoded, so decoding stays exact.  <|endoftext|> is its eos; as text it is not special.
+ *
+ * Saved as JSON:
  *   {"type": "byte"|"bpe", "vocab_size": N, "merges": [[a, b], ...]}
+ *   {"type": "gpt2", "vocab_size": N, "eos_id": E, "vocab": [token, ...],
+ *    "merges": [[a, b], ...]}   (tokens in GPT-2's byte-to-unicode spelling, by id)
  */
 #ifndef IO_TOKENIZER_H
 #define IO_TOKENIZER_H
@@ -24,10 +34,25 @@ tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, char *err, 
 /* The merges in that layout, *n of them (NULL and 0 for the byte tokenizer). */
 const uint32_t *tokenizer_merges(const tokenizer *t, size_t *n);
 
-int tokenizer_vocab_size(const tokenizer *t);
-const char *tokenizer_type(const tokenizer *t);   /* "byte" or "bpe" */
+/* GPT-2's tokenizer from its vocabulary (token id's bytes: lens[id] of them, all tokens
+ * concatenated in id order in bytes) and merges (merges[2i], merges[2i+1] are the ids of
+ * merge i's parts).  It must hold every single byte and <|endoftext|>.  NULL with a
+ * reason in err when they do not belong together. */
+tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
+                              const uint32_t *merges, size_t nmerges, char *err, size_t errlen);
+/* From OpenAI's encoder.json + vocab.bpe or Hugging Face's vocab.json + merges.txt. */
+tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
+                               size_t errlen);
+/* Every token's bytes concatenated in id order, their lengths in *lens. */
+const uint8_t *tokenizer_vocab(const tokenizer *t, const uint32_t **lens);
+/* The end-of-text id, or -1 if the tokenizer has none (byte, bpe). */
+int tokenizer_eos(const tokenizer *t);
 
-/* Writes at most n ids (n always suffices); returns the count. */
+int tokenizer_vocab_size(const tokenizer *t);
+const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
+
+/* Writes at most n ids (n always suffices); returns the count, or SIZE_MAX when
+ * out of memory (gpt2 only: its matcher and word cache are allocated per call). */
 size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
 /* Returns the number of bytes the ids decode to; writes at most cap of them. */
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t *out,
@@ -36,5 +61,7 @@ size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8
 /* 0 on success, -1 with a reason in err.  Save is atomic (temp + rename). */
 int tokenizer_save(const tokenizer *t, const char *path, char *err, size_t errlen);
 tokenizer *tokenizer_load(const char *path, char *err, size_t errlen);
+/* The same from a tokenizer.json already in memory (len bytes, no NUL needed). */
+tokenizer *tokenizer_parse(const char *json, size_t len, char *err, size_t errlen);
 
 #endif
