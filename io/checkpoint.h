@@ -7,8 +7,8 @@
  *   /config                     one attribute per config key, and "json": the whole config
  *   /train                      attributes step, tokens_seen, data_cursor (next global sample
  *                               index), seed, loss_scale
- *   /tokenizer                  attributes type ("byte"|"bpe"), vocab_size; dataset merges
- *                               int32 [n,2] for bpe (token 256+i = merges[i][0] + merges[i][1])
+ *   /tokenizer                  attributes type ("byte"|"bpe"|"gpt2"), vocab_size; merges
+ *                               and gpt2's vocabulary as io/tokenizer_h5.h lays them out
  *   /meta                       attributes format_version, program, version, time (unix s)
  *
  * Every tensor dataset has a uint64 attribute "checksum" (ckpt_checksum of its

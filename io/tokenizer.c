@@ -638,8 +638,7 @@ static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t 
         t->pool = malloc(total + 1);
         t->by_bytes = malloc(t->by_bytes_cap * sizeof *t->by_bytes);
     }
-    if (!t || !t->tok_off || !t->tok_len || !t->pool || !t->by_bytes ||
-        map_init(&t->ranks, 0) != 0 || total > UINT32_MAX) {
+    if (!t || !t->tok_off || !t->tok_len || !t->pool || !t->by_bytes || total > UINT32_MAX) {
         fail_oom(err, errlen);
         tokenizer_free(t);
         return NULL;
@@ -1394,12 +1393,11 @@ static uint32_t *parse_merges(const cJSON *arr, uint32_t n, char *err, size_t er
     return m;
 }
 
-/* Tokens in GPT-2's spelling (strings) -> their bytes concatenated, and lengths;
- * at[i] names token i in errors. */
+/* Tokens in GPT-2's spelling (strings) -> their bytes concatenated, and lengths. */
 typedef struct {
     uint8_t *bytes;
     uint32_t *lens;
-    size_t n, len;
+    size_t len;
 } vocab_bytes;
 
 static void vocab_bytes_free(vocab_bytes *v)
@@ -1411,8 +1409,7 @@ static void vocab_bytes_free(vocab_bytes *v)
 static int vocab_bytes_init(vocab_bytes *v, size_t n, size_t max_bytes, char *err,
                             size_t errlen)
 {
-    *v = (vocab_bytes){.bytes = malloc(max_bytes + 1), .lens = calloc(n + 1, sizeof *v->lens),
-                       .n = n};
+    *v = (vocab_bytes){.bytes = malloc(max_bytes + 1), .lens = calloc(n + 1, sizeof *v->lens)};
     return v->bytes && v->lens ? 0 : fail_oom(err, errlen);
 }
 
@@ -1551,37 +1548,31 @@ static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
     cJSON *root = cJSON_ParseWithLength((const char *)data, len);
     free(data);
     size_t n = cJSON_IsObject(root) ? (size_t)cJSON_GetArraySize(root) : 0;
-    vocab_bytes v = {0};
-    uint32_t *order = NULL;   /* order[id] = member index + 1 */
-    int ok = n > 0 && vocab_bytes_init(&v, n, len, err, errlen) == 0 &&
-             (order = calloc(n, sizeof *order)) != NULL;
-    if (!root || n == 0)
+    if (n == 0) {
         snprintf(err, errlen, "not a GPT-2 vocabulary (a JSON object of token -> id)");
-    else if (ok && !order)
+        cJSON_Delete(root);
+        return NULL;
+    }
+    vocab_bytes v;
+    const cJSON **by_id = calloc(n, sizeof *by_id);
+    int ok = vocab_bytes_init(&v, n, len, err, errlen) == 0;
+    if (ok && !by_id) {
         fail_oom(err, errlen);
-    size_t i = 0;
-    const cJSON *e = NULL;
-    for (e = ok ? root->child : NULL; ok && e; e = e->next, i++) {
+        ok = 0;
+    }
+    for (const cJSON *e = ok ? root->child : NULL; ok && e; e = e->next) {
         uint32_t id;
-        ok = json_uint(e, (double)n - 1, &id) == 0 && order[id] == 0;
+        ok = json_uint(e, (double)n - 1, &id) == 0 && !by_id[id];
         if (!ok)
             snprintf(err, errlen, "token \"%.40s\" has id %g: ids must be 0..%zu, each once",
                      e->string, cJSON_IsNumber(e) ? e->valuedouble : -1.0, n - 1);
         else
-            order[id] = (uint32_t)i + 1;
+            by_id[id] = e;
     }
-    /* The bytes in id order: index the members once, then append by id. */
-    const cJSON **member = ok ? malloc(n * sizeof *member) : NULL;
-    if (ok && !member)
-        ok = fail_oom(err, errlen) == 0;
-    i = 0;
-    for (e = member ? root->child : NULL; e; e = e->next)
-        member[i++] = e;
     for (size_t id = 0; ok && id < n; id++)
-        ok = vocab_bytes_add(&v, id, member[order[id] - 1]->string, err, errlen) == 0;
+        ok = vocab_bytes_add(&v, id, by_id[id]->string, err, errlen) == 0;
     tokenizer *t = ok ? gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
-    free(member);
-    free(order);
+    free(by_id);
     vocab_bytes_free(&v);
     cJSON_Delete(root);
     return t;

@@ -1000,8 +1000,10 @@ infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampl
     while (st.n_generated < n_new) {
         int next = infer_sample(sp, s->logits);
         st.n_generated++;
-        if (on_token)
-            on_token(ctx, next);
+        if (on_token && on_token(ctx, next)) {
+            st.stopped = 1;
+            break;
+        }
         if (st.n_generated == n_new)
             break;
         if (pos == m->d.n_positions) {   /* no cache row left for this token */

@@ -197,7 +197,8 @@ int infer_argmax(const float *x, int n);
 
 /* Generation: the prompt toks[0..n_prompt) (1 <= n_prompt <= n_positions) as
  * one pass from position 0, then up to n_new sampled tokens, one forward
- * each, every one passed to on_token (NULL: none) as it comes.  Stops early
+ * each, every one passed to on_token (NULL: none) as it comes, which may end
+ * generation there.  Stops early
  * when the context is full: a token sampled at position n_positions has no
  * cache row to run in.  toks needs room for n_positions ids (it gets the new
  * ones). */
@@ -206,9 +207,11 @@ typedef struct {
     double decode_cpu_s;          /* CPU time of all threads while decoding (spinning too) */
     int n_generated;
     int context_full;
+    int stopped;                  /* on_token asked to stop (e.g. at the end-of-text token) */
 } infer_gen_stats;
 
-typedef void (*infer_token_fn)(void *ctx, int token);
+/* Returns nonzero to end generation after this token. */
+typedef int (*infer_token_fn)(void *ctx, int token);
 
 infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampler *sp, int *toks,
                                int n_prompt, int n_new, infer_token_fn on_token, void *ctx);

@@ -42,6 +42,7 @@ typedef struct {
     float temperature, top_p;     /* temperature < 0: the default for the mode */
     uint64_t seed;
     bool bench;
+    bool ignore_eos;              /* --ignore-eos: the end-of-text token does not stop */
 } options;
 
 static void usage(FILE *f)
@@ -60,6 +61,7 @@ static void usage(FILE *f)
         "  --top-k K        sample among the K most likely tokens (default 40, 0 = all)\n"
         "  --top-p P        then among the smallest set with probability >= P (default 0.95)\n"
         "  --seed S         sampling seed (default: from the clock); same seed, same text\n"
+        "  --ignore-eos     go on past the tokenizer's end-of-text token (gpt2's <|endoftext|>)\n"
         "  --bench          batch 1, a 16-token prompt (or --prompt), 240 tokens; prints one\n"
         "                   JSON object: prefill/decode tokens/s, quant, rss_mb, ...\n"
         "  --eval FILE.tok  the trainer's eval on a token file (prep's val.tok): windows of\n"
@@ -73,7 +75,8 @@ static void usage(FILE *f)
         "                   to FILE.h5, which --ckpt then loads without quantizing again\n"
         "  --seq-len T      --eval window (default n_positions; the trainer's seq_len)\n"
         "  --eval-windows N only the first N windows (the trainer's eval_batches x batch_size)\n"
-        "Generation stops after N tokens or when the context (n_positions) is full.\n"
+        "Generation stops after N tokens, at the end-of-text token (printed as nothing) or\n"
+        "when the context (n_positions) is full.\n"
         "Exit status: 0 ok, 1 unusable checkpoint, 2 bad arguments.\n");
 }
 
@@ -156,6 +159,10 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
             o->bench = true;
             continue;
         }
+        if (strcmp(a, "--ignore-eos") == 0) {
+            o->ignore_eos = true;
+            continue;
+        }
         if (i + 1 >= argc && a[0] == '-') {
             snprintf(err, errlen, "%s needs a value (see --help)", a);
             return -1;
@@ -193,15 +200,19 @@ typedef struct {
     const tokenizer *tok;
     uint8_t *buf;
     size_t cap;
+    int eos;   /* stops generation; -1: none */
 } stream_out;
 
-static void emit(void *ctx, int token)
+static int emit(void *ctx, int token)
 {
     stream_out *o = ctx;
     uint32_t id = (uint32_t)token;
+    if (token == o->eos)
+        return 1;
     size_t n = tokenizer_decode(o->tok, &id, 1, o->buf, o->cap);
     fwrite(o->buf, 1, n < o->cap ? n : o->cap, stdout);
     fflush(stdout);
+    return 0;
 }
 
 /* VmRSS or VmHWM from /proc/self/status, in MB (0 if unavailable). */
@@ -250,6 +261,11 @@ static int encode_prompt(const options *o, const tokenizer *tok, int T, int *tok
         return -1;
     }
     size_t n = tokenizer_encode(tok, (const uint8_t *)text, len, ids);
+    if (n == SIZE_MAX) {
+        snprintf(err, errlen, "out of memory encoding the prompt");
+        free(ids);
+        return -1;
+    }
     if (o->bench && !(o->prompt && *o->prompt) && n > BENCH_PROMPT_TOKENS)
         n = BENCH_PROMPT_TOKENS;
     if (n > (size_t)T) {
@@ -428,14 +444,15 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
             print_bench(m, o, n_prompt,
                         infer_generate(m, &s, &sp, toks, n_prompt, o->n, NULL, NULL));
         } else {
-            stream_out out = {tok, buf, cap};
+            stream_out out = {tok, buf, cap, o->ignore_eos ? -1 : tokenizer_eos(tok)};
             fwrite(o->prompt ? o->prompt : "", 1, o->prompt ? strlen(o->prompt) : 0, stdout);
             infer_gen_stats st = infer_generate(m, &s, &sp, toks, n_prompt, o->n, emit, &out);
             printf("\n");
             fflush(stdout);   /* the text ends before the summary on a terminal */
             fprintf(stderr, "infer: %d tokens, %.1f tokens/s%s\n", st.n_generated,
                     st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0,
-                    st.context_full ? " (stopped: the context is full)" : "");
+                    st.context_full ? " (stopped: the context is full)"
+                    : st.stopped    ? " (stopped: end of text)" : "");
         }
         infer_sampler_free(&sp);
         rc = 0;

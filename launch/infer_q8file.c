@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "io/h5attr.h"
+#include "io/tokenizer_h5.h"
 #include "kernels/q8.h"
 
 struct infer_q8file {
@@ -90,13 +91,7 @@ static int write_header(hid_t f, const infer_model *m, const tokenizer *tok)
              h5_attr_i64(cfg, "n_positions", d->n_positions) | h5_attr_i64(cfg, "n_embd", d->n_embd) |
              h5_attr_i64(cfg, "n_layer", d->n_layer) | h5_attr_i64(cfg, "n_head", d->n_head) |
              h5_attr_str(cfg, "quant", "int8") | h5_attr_i64(cfg, "q8_group_size", Q8_GS) |
-             h5_attr_str(tg, "type", tokenizer_type(tok)) |
-             h5_attr_i64(tg, "vocab_size", tokenizer_vocab_size(tok));
-    size_t n = 0;
-    const uint32_t *merges = tokenizer_merges(tok, &n);
-    if (rc == 0 && merges && n)   /* as the checkpoint: int32 [n, 2] */
-        rc = h5_write_checked(tg, "merges", H5T_STD_I32LE, H5T_NATIVE_UINT32, merges, (int)n, 2,
-                           n * 2 * sizeof(uint32_t));
+             tokenizer_h5_write(tg, tok);
     hid_t groups[3] = {meta, cfg, tg};
     for (int i = 0; i < 3; i++)
         if (groups[i] >= 0)

@@ -133,7 +133,7 @@ static int parse_request(const cJSON *o, request *r, char *err, size_t errlen)
 }
 
 /* Appends token's bytes to the text buffer (growing it). */
-static void collect(void *ctx, int token)
+static int collect(void *ctx, int token)
 {
     infer_server *sv = ctx;
     uint32_t id = (uint32_t)token;
@@ -143,12 +143,13 @@ static void collect(void *ctx, int token)
         uint8_t *p = realloc(sv->text, cap);
         if (!p) {
             sv->oom = 1;
-            return;
+            return 0;
         }
         sv->text = p;
         sv->text_cap = cap;
     }
     sv->text_len += tokenizer_decode(sv->tok, &id, 1, sv->text + sv->text_len, n);
+    return 0;
 }
 
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if there is none; *bad

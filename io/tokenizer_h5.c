@@ -1,0 +1,127 @@
+#include "io/tokenizer_h5.h"
+
+#include "io/h5attr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_ELEMS = 1 << 26 };   /* far above GPT-2's 50k merges and ~300 kB of vocab */
+
+static int write_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, int rank,
+                         hsize_t rows, const void *data)
+{
+    hsize_t dims[2] = {rows, 2};
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t d = sp < 0 ? -1 : H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ? -1 : 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return rc;
+}
+
+int tokenizer_h5_write(hid_t g, const tokenizer *t)
+{
+    int rc = h5_attr_str(g, "type", tokenizer_type(t)) |
+             h5_attr_i64(g, "vocab_size", tokenizer_vocab_size(t));
+    size_t n = 0;
+    const uint32_t *merges = tokenizer_merges(t, &n);
+    if (rc == 0 && merges && n)
+        rc = write_dataset(g, "merges", H5T_STD_I32LE, H5T_NATIVE_UINT32, 2, n, merges);
+    if (rc == 0 && tokenizer_eos(t) >= 0) {
+        const uint32_t *lens;
+        const uint8_t *bytes = tokenizer_vocab(t, &lens);
+        size_t vocab = (size_t)tokenizer_vocab_size(t), total = 0;
+        for (size_t id = 0; id < vocab; id++)
+            total += lens[id];
+        rc = h5_attr_i64(g, "eos_id", tokenizer_eos(t)) |
+             write_dataset(g, "vocab", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, total, bytes) |
+             write_dataset(g, "vocab_lengths", H5T_STD_I32LE, H5T_NATIVE_UINT32, 1, vocab, lens);
+    }
+    return rc;
+}
+
+/* Dataset name of rank 1 (n elements) or 2 (n pairs) into a new buffer of memory type
+ * mtype, elem bytes each; NULL if it is missing, misshapen or unreadable. */
+static void *read_dataset(hid_t g, const char *name, int rank, hid_t mtype, size_t elem,
+                          size_t *n)
+{
+    hid_t d = H5Lexists(g, name, H5P_DEFAULT) > 0 ? H5Dopen2(g, name, H5P_DEFAULT) : -1;
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    int ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == rank &&
+             H5Sget_simple_extent_dims(sp, dims, NULL) == rank && (rank == 1 || dims[1] == 2) &&
+             dims[0] < MAX_ELEMS;
+    void *buf = ok ? malloc((size_t)dims[0] * (size_t)rank * elem + 1) : NULL;
+    if (buf && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        free(buf);
+        buf = NULL;
+    }
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    *n = (size_t)dims[0];
+    return buf;
+}
+
+static tokenizer *read_gpt2(hid_t g, const uint32_t *merges, size_t nmerges, char *err,
+                            size_t errlen)
+{
+    size_t total, vocab;
+    long long eos, size;
+    char why[200];
+    uint8_t *bytes = read_dataset(g, "vocab", 1, H5T_NATIVE_UINT8, 1, &total);
+    uint32_t *lens = read_dataset(g, "vocab_lengths", 1, H5T_NATIVE_UINT32, 4, &vocab);
+    size_t sum = 0;
+    for (size_t id = 0; lens && id < vocab; id++)
+        sum += lens[id];
+    tokenizer *t = NULL;
+    if (!bytes || !lens || sum != total)
+        snprintf(err, errlen, "/tokenizer/vocab and vocab_lengths are missing or disagree");
+    else if (h5_attr_read_i64(g, "eos_id", &eos) != 0 ||
+             h5_attr_read_i64(g, "vocab_size", &size) != 0 || size != (long long)vocab)
+        snprintf(err, errlen, "/tokenizer eos_id or vocab_size is missing or wrong");
+    else if (!(t = tokenizer_new_gpt2(bytes, lens, vocab, merges, nmerges, why, sizeof why)))
+        snprintf(err, errlen, "/tokenizer: %s", why);
+    else if (tokenizer_eos(t) != eos) {
+        snprintf(err, errlen, "/tokenizer eos_id %lld is not <|endoftext|>", eos);
+        tokenizer_free(t);
+        t = NULL;
+    }
+    free(bytes);
+    free(lens);
+    return t;
+}
+
+tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
+{
+    char type[32], why[200];
+    if (h5_attr_read_str(g, "type", type, sizeof type) != 0) {
+        snprintf(err, errlen, "/tokenizer type is missing");
+        return NULL;
+    }
+    if (strcmp(type, "byte") == 0) {
+        tokenizer *t = tokenizer_new_byte();
+        if (!t)
+            snprintf(err, errlen, "out of memory");
+        return t;
+    }
+    if (strcmp(type, "bpe") != 0 && strcmp(type, "gpt2") != 0) {
+        snprintf(err, errlen, "unknown tokenizer type '%s'", type);
+        return NULL;
+    }
+    size_t n;
+    uint32_t *merges = read_dataset(g, "merges", 2, H5T_NATIVE_UINT32, 4, &n);
+    tokenizer *t = NULL;
+    if (!merges)
+        snprintf(err, errlen, "/tokenizer/merges is missing or unreadable");
+    else if (strcmp(type, "gpt2") == 0)
+        t = read_gpt2(g, merges, n, err, errlen);
+    else if (!(t = tokenizer_new_bpe(merges, n, why, sizeof why)))
+        snprintf(err, errlen, "/tokenizer: %s", why);
+    free(merges);
+    return t;
+}
