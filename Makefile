@@ -29,7 +29,8 @@ ISA_VNNI   := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
 
 SRCS    := $(filter-out %_main.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o)
-PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor $(BUILD)/infer $(BUILD)/loader
+PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor $(BUILD)/infer $(BUILD)/loader \
+           $(BUILD)/import $(BUILD)/export
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 
@@ -85,8 +86,12 @@ $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
 $(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # issue 8: the inference program; its engine, service and int8 file are also linked by tests/test_infer
-INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file)
+INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file infer_gguf)
 $(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(INFER_OBJS) $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/import: $(BUILD)/obj/launch/import_main.o $(BUILD)/libgpt.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/export: $(BUILD)/obj/launch/export_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # issue 5: the batch server for loader_endpoint (io/loader.h, remote mode)
 $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a

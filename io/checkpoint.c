@@ -215,9 +215,8 @@ static int fill_meta(hid_t g, const ckpt_state *s)
 
 /* One attribute per config key (integers as int64, other numbers as float64,
  * strings as strings), plus "json", the whole config. */
-static int fill_config(hid_t g, const ckpt_state *s)
+static int fill_config_json(hid_t g, const char *json)
 {
-    char *json = config_to_json(s->cfg);
     cJSON *root = json ? cJSON_Parse(json) : NULL;
     int rc = root ? 0 : -1;
     for (cJSON *it = root ? root->child : NULL; it && rc == 0; it = it->next) {
@@ -232,6 +231,13 @@ static int fill_config(hid_t g, const ckpt_state *s)
     if (rc == 0)
         rc = h5_attr_str(g, "json", json);
     cJSON_Delete(root);
+    return rc;
+}
+
+static int fill_config(hid_t g, const ckpt_state *s)
+{
+    char *json = config_to_json(s->cfg);
+    int rc = fill_config_json(g, json);
     free(json);
     return rc;
 }
@@ -287,16 +293,15 @@ static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
 
 /* ---- durable rename ------------------------------------------------------- */
 
-int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
+/* Creates path.tmp (its name left in tmp) in the 1.10 format (readable by
+ * HDF5 >= 1.10, h5py's too): every piece of metadata is checksummed (the 1.8
+ * format's v1 B-trees are not); the data carries our own checksum (HDF5's
+ * Fletcher-32 filter halved the write speed).  -1 with the reason set. */
+static hid_t create_tmp(const char *path, char *tmp, size_t tmplen, const ectx *e)
 {
-    ectx e = {path, err, errlen};
-    char tmp[1100];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return fail(&e, "path too long");
+    if (snprintf(tmp, tmplen, "%s.tmp", path) >= (int)tmplen)
+        return fail(e, "path too long");
     h5_quiet();
-    /* the 1.10 format (readable by HDF5 >= 1.10, h5py's too): every piece of
-     * metadata is checksummed (the 1.8 format's v1 B-trees are not); the data
-     * carries our own checksum (HDF5's Fletcher-32 filter halved the write speed) */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0)
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
@@ -305,26 +310,90 @@ int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
     if (fapl >= 0)
         H5Pclose(fapl);
     if (f < 0) {   /* a full disk can fail it after the file was made */
-        fail(&e, "cannot create %s: %s", tmp, os_reason("directory missing or not writable?"));
+        fail(e, "cannot create %s: %s", tmp, os_reason("directory missing or not writable?"));
         unlink(tmp);
         return -1;
     }
-    int rc = write_all(f, s, &e);
+    return f;
+}
+
+/* Closes f and, when everything was written (rc 0), fsyncs tmp and renames it
+ * to path; otherwise deletes tmp.  Returns rc, or -1 on a failure here. */
+static int commit_tmp(hid_t f, int rc, const char *tmp, const char *path, const ectx *e)
+{
     if (H5Fclose(f) < 0 && rc == 0)
-        rc = fail(&e, "closing %s failed: %s", tmp, os_reason("disk full?"));
+        rc = fail(e, "closing %s failed: %s", tmp, os_reason("disk full?"));
     /* HDF5 does not fsync: reopen with POSIX and sync before the rename */
     char why[300];
     if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)
-        rc = fail(&e, "%s", why);
+        rc = fail(e, "%s", why);
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = fail(&e, "cannot rename %s into place: %s", tmp, strerror(errno));
+        rc = fail(e, "cannot rename %s into place: %s", tmp, strerror(errno));
     if (rc != 0) {
         unlink(tmp);
         return rc;
     }
     if (fs_fsync_parent(path, why, sizeof why) != 0)
-        return fail(&e, "%s", why);
+        return fail(e, "%s", why);
     return 0;
+}
+
+int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
+{
+    ectx e = {path, err, errlen};
+    char tmp[1100];
+    hid_t f = create_tmp(path, tmp, sizeof tmp, &e);
+    return f < 0 ? -1 : commit_tmp(f, write_all(f, s, &e), tmp, path, &e);
+}
+
+/* /meta, /config, /tokenizer, then each tensor of /model as fill makes it. */
+static int write_model_only(hid_t f, const char *config_json, const tokenizer *tok,
+                            const ckpt_tensor_desc *t, int n, ckpt_fill_fn fill, void *ctx,
+                            const ectx *e)
+{
+    const ckpt_state s = {.tok = tok};
+    size_t most = 1;
+    for (int i = 0; i < n; i++)
+        if ((size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1) > most)
+            most = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+    hid_t g = H5Gcreate2(f, "/config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = g < 0 || fill_config_json(g, config_json) ? fail(e, "cannot write /config") : 0;
+    if (g >= 0)
+        H5Gclose(g);
+    if (rc || with_group(f, "/meta", fill_meta, &s, e) ||
+        with_group(f, "/tokenizer", fill_tokenizer, &s, e))
+        return -1;
+    float *buf = malloc(most * sizeof *buf);
+    g = buf ? H5Gcreate2(f, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    if (g < 0)
+        rc = fail(e, buf ? "cannot create /model" : "out of memory for a tensor buffer");
+    for (int i = 0; i < n && rc == 0; i++) {
+        size_t numel = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+        char why[400];
+        if (fill(ctx, i, buf, why, sizeof why) != 0)
+            rc = fail(e, "%s", why);
+        else if (h5_write_checked(g, t[i].name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, buf, t[i].rows,
+                                  t[i].cols, numel * sizeof(float)) != 0)
+            rc = fail(e, "cannot write /model/%s: %s", t[i].name, os_reason("disk full?"));
+    }
+    if (g >= 0)
+        H5Gclose(g);
+    free(buf);
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        rc = fail(e, "flushing the file failed: %s", os_reason("disk full?"));
+    return rc;
+}
+
+int ckpt_write_model(const char *path, const char *config_json, const tokenizer *tok,
+                     const ckpt_tensor_desc *t, int n, ckpt_fill_fn fill, void *ctx, char *err,
+                     size_t errlen)
+{
+    ectx e = {path, err, errlen};
+    char tmp[1100];
+    hid_t f = create_tmp(path, tmp, sizeof tmp, &e);
+    if (f < 0)
+        return -1;
+    return commit_tmp(f, write_model_only(f, config_json, tok, t, n, fill, ctx, &e), tmp, path, &e);
 }
 
 /* ---- reading ---------------------------------------------------------------- */

@@ -71,6 +71,21 @@ typedef struct {
 /* Writes path atomically (path.tmp, fsync, rename, fsync of the directory). */
 int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen);
 
+/* A checkpoint of weights alone (an imported model: no /optimizer, no
+ * /train, so it can start a run with --init-from but not resume one):
+ * /meta, /config (attributes from config_json, an object that must hold the
+ * dimension keys), /tokenizer (tok NULL: "byte") and /model with n tensors,
+ * each [rows] (cols 0) or [rows, cols], filled one at a time into a buffer of
+ * the largest by fill (0, or -1 with a reason).  Atomic as ckpt_write. */
+typedef struct {
+    const char *name;
+    int rows, cols;
+} ckpt_tensor_desc;
+typedef int (*ckpt_fill_fn)(void *ctx, int i, float *buf, char *err, size_t errlen);
+int ckpt_write_model(const char *path, const char *config_json, const tokenizer *tok,
+                     const ckpt_tensor_desc *t, int n, ckpt_fill_fn fill, void *ctx, char *err,
+                     size_t errlen);
+
 /* Opens and validates path (format version, model dimensions against s->cfg,
  * every dataset and its shape), then loads it into s.  On failure s->model and
  * s->opt may be partly overwritten. */

@@ -1664,3 +1664,14 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
     }
     return t;
 }
+
+size_t tokenizer_spell_gpt2(const uint8_t *bytes, size_t n, char *out)
+{
+    gpt2_spell(bytes, n, out);
+    return strlen(out);
+}
+
+long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out)
+{
+    return gpt2_unspell(s, n, out);
+}

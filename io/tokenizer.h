@@ -48,6 +48,13 @@ const uint8_t *tokenizer_vocab(const tokenizer *t, const uint32_t **lens);
 /* The end-of-text id, or -1 if the tokenizer has none (byte, bpe). */
 int tokenizer_eos(const tokenizer *t);
 
+/* GPT-2's byte-to-unicode spelling of n bytes (vocab.json, merges.txt and GGUF
+ * write tokens so): out needs 2n + 1 bytes, gets a NUL; returns its length.
+ * tokenizer_unspell_gpt2 is its inverse: the bytes (at most n) in out, or -1
+ * when s is not such a spelling. */
+size_t tokenizer_spell_gpt2(const uint8_t *bytes, size_t n, char *out);
+long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out);
+
 int tokenizer_vocab_size(const tokenizer *t);
 const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
 

@@ -18,6 +18,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/q8.h"
 #include "kernels/softmax_xent.h"
+#include "launch/infer_gguf.h"
 #include "launch/infer_q8file.h"
 
 const char *infer_quant_name(infer_quant q)
@@ -466,9 +467,22 @@ static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, i
     return rc;
 }
 
+/* A file that starts with GGUF's magic (build/export --format gguf). */
+static int is_gguf(const char *path)
+{
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f)
+        fclose(f);
+    return n == sizeof magic && memcmp(magic, "GGUF", 4) == 0;
+}
+
 int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,
                size_t errlen)
 {
+    if (is_gguf(path))
+        return infer_gguf_load(path, q, m, tok, err, errlen);
     ckpt_model_file *f;
     gpt2_dims d;
     if (ckpt_model_open(path, &f, &d, err, errlen) != 0)

@@ -37,8 +37,23 @@ static const config_key keys[] = {
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
     KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),   /* issue 7 */
     KEY(checkpoint_async, KEY_INT),   /* issue 6 */
+    KEY(init_from, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
+_Static_assert(NKEYS <= 64, "run_config.keys_set has a bit per key");
+
+static void mark_set(run_config *c, const config_key *k)
+{
+    c->keys_set |= 1ull << (k - keys);
+}
+
+bool config_key_set(const run_config *c, const char *name)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return c->keys_set >> i & 1;
+    return false;
+}
 
 void config_defaults(run_config *c)
 {
@@ -85,6 +100,7 @@ static int set_number(run_config *c, const config_key *k, double v, const char *
             return -1;
         }
         *(float *)field = f;
+        mark_set(c, k);
         return 0;
     }
     if (v != floor(v) || (k->type == KEY_INT && (v < INT_MIN || v > INT_MAX)) ||
@@ -96,6 +112,7 @@ static int set_number(run_config *c, const config_key *k, double v, const char *
         *(int *)field = (int)v;
     else
         *(long long *)field = (long long)v;
+    mark_set(c, k);
     return 0;
 }
 
@@ -107,6 +124,7 @@ static int set_string(run_config *c, const config_key *k, const char *v, const c
         return -1;
     }
     strcpy((char *)c + k->offset, v);
+    mark_set(c, k);
     return 0;
 }
 

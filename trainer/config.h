@@ -34,6 +34,8 @@ typedef struct {
     char status_endpoint[128], control_endpoint[128];
     char control_token[128];   /* issue 7: required off loopback ($GPT_CONTROL_TOKEN too) */
     int status_public;         /* issue 7: 1 allows a non-loopback status_endpoint */
+    char init_from[512];       /* "": random init; else a checkpoint whose weights start the run */
+    unsigned long long keys_set;   /* bit i: key i was given (file or --set), not defaulted */
     /* derived by config_finalize, not a key */
     bool precision_auto;   /* precision was not given: bf16 where the CPU has it */
 } run_config;
@@ -45,6 +47,8 @@ int config_apply_json(run_config *c, const char *json, const char *origin, char 
 int config_load_file(run_config *c, const char *path, char *err, size_t errlen);
 /* Apply one "key=value" override. */
 int config_set(run_config *c, const char *assignment, char *err, size_t errlen);
+/* Whether key was given by the config file or --set (not left at its default). */
+bool config_key_set(const run_config *c, const char *key);
 /* Fill derived defaults (seq_len, lr_decay_steps) and check consistency. */
 int config_finalize(run_config *c, char *err, size_t errlen);
 /* The whole config as a JSON object (malloc'd string, caller frees). */

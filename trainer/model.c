@@ -12,8 +12,9 @@
 #include "kernels/gemm.h"
 #include "kernels/layernorm.h"
 #include "kernels/softmax_xent.h"
+#include "io/hf_names.h"
 
-enum { BLOCK_TENSORS = 12 };
+enum { BLOCK_TENSORS = HF_BLOCK_TENSORS };
 
 /* ---- profile ----------------------------------------------------------- */
 
@@ -47,51 +48,36 @@ void gpt2_profile_reset(gpt2 *m)
 
 /* ---- layout ------------------------------------------------------------ */
 
-static void add_tensor(gpt2 *m, const char *name, int d0, int d1, bool decay)
-{
-    param_tensor *t = &m->tensors[m->num_tensors++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ndim = d1 ? 2 : 1;
-    t->shape[0] = d0;
-    t->shape[1] = d1;
-    t->numel = (size_t)d0 * (d1 ? d1 : 1);
-    t->offset = m->num_params;
-    t->decay = decay;
-    m->num_params += t->numel;
-}
-
-/* The parameter table in Hugging Face order (the seed's stream per tensor
- * follows it), then the arena offsets in backward's order (model.h): wpe
- * first, wte last. */
-static void build_tensor_table(gpt2 *m)
+/* The parameter table in Hugging Face order (io/hf_names.h; the seed's
+ * stream per tensor follows it), then the arena offsets in backward's order
+ * (model.h): wpe first, wte last. */
+static int build_tensor_table(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
-    int C = d->n_embd;
-    char name[64];
-    m->num_tensors = 0;
+    int n = hf_gpt2_count(d->n_layer);
+    hf_tensor *hf = malloc((size_t)n * sizeof *hf);
+    if (!hf)
+        return -1;
+    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, hf);
+    m->num_tensors = n;
     m->num_params = 0;
-    add_tensor(m, "transformer.wte.weight", d->vocab_size, C, true);
-    add_tensor(m, "transformer.wpe.weight", d->n_positions, C, true);
-    for (int l = 0; l < d->n_layer; l++) {
-        static const struct { const char *suffix; int rows, cols; } blk[BLOCK_TENSORS] = {
-            {"ln_1.weight", 1, 0},       {"ln_1.bias", 1, 0},
-            {"attn.c_attn.weight", 1, 3}, {"attn.c_attn.bias", 3, 0},
-            {"attn.c_proj.weight", 1, 1}, {"attn.c_proj.bias", 1, 0},
-            {"ln_2.weight", 1, 0},       {"ln_2.bias", 1, 0},
-            {"mlp.c_fc.weight", 1, 4},   {"mlp.c_fc.bias", 4, 0},
-            {"mlp.c_proj.weight", 4, 1}, {"mlp.c_proj.bias", 1, 0},
-        };
-        for (int i = 0; i < BLOCK_TENSORS; i++) {
-            snprintf(name, sizeof name, "transformer.h.%d.%s", l, blk[i].suffix);
-            add_tensor(m, name, blk[i].rows * C, blk[i].cols * C, blk[i].cols != 0);
-        }
+    for (int i = 0; i < n; i++) {
+        param_tensor *t = &m->tensors[i];
+        snprintf(t->name, sizeof t->name, "%s", hf[i].name);
+        t->ndim = hf[i].cols ? 2 : 1;
+        t->shape[0] = hf[i].rows;
+        t->shape[1] = hf[i].cols;
+        t->numel = (size_t)hf[i].rows * (hf[i].cols ? hf[i].cols : 1);
+        t->offset = m->num_params;
+        t->decay = hf[i].matrix_weight;
+        m->num_params += t->numel;
     }
-    add_tensor(m, "transformer.ln_f.weight", C, 0, false);
-    add_tensor(m, "transformer.ln_f.bias", C, 0, false);
+    free(hf);
     param_tensor *wte = &m->tensors[0];
     for (int i = 1; i < m->num_tensors; i++)
         m->tensors[i].offset -= wte->numel;
     wte->offset = m->num_params - wte->numel;
+    return 0;
 }
 
 /* Point a gpt2_params at an arena laid out as the tensor table says. */
@@ -334,17 +320,16 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->B = m->max_B = B;
     m->T = m->max_T = T;
     m->half = opt->precision == PREC_BF16 ? GEMM_BF16 : opt->precision == PREC_FP16 ? GEMM_F16 : GEMM_F32;
-    m->tensors = calloc(4 + (size_t)BLOCK_TENSORS * d->n_layer, sizeof *m->tensors);
+    m->tensors = calloc((size_t)hf_gpt2_count(d->n_layer), sizeof *m->tensors);
     m->p.h = calloc(d->n_layer, sizeof *m->p.h);
     m->g.h = calloc(d->n_layer, sizeof *m->g.h);
     m->acts = calloc(d->n_layer, sizeof *m->acts);
-    if (m->tensors)
-        build_tensor_table(m);
+    bool table = m->tensors && build_tensor_table(m) == 0;
     m->params = alloc_floats(m->num_params);
     m->grads = alloc_floats(m->num_params);
     m->act_arena = alloc_floats(activation_floats(d, B, T, opt));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
-    bool ok = m->tensors && m->p.h && m->g.h && m->acts && m->params && m->grads &&
+    bool ok = table && m->p.h && m->g.h && m->acts && m->params && m->grads &&
               m->act_arena && m->scratch;
     if (opt->split_embed_grad) {
         m->embed_tokens = malloc((size_t)B * T * sizeof *m->embed_tokens);
@@ -551,6 +536,18 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
     TIMED(m, OP_RESIDUAL, residual_forward(a->res3, a->res3, a->res2, (size_t)N * C));
 }
 
+/* The padding rows' logits (gpt2_options.vocab_real) of rows x V logits. */
+static void mask_padding(const gpt2 *m, float *logits, int rows)
+{
+    int V = m->dims.vocab_size, R = m->opt.vocab_real;
+    if (R <= 0 || R >= V)
+        return;
+#pragma omp parallel for if (rows >= 64)
+    for (int r = 0; r < rows; r++)
+        for (int v = R; v < V; v++)
+            logits[(size_t)r * V + v] = -INFINITY;
+}
+
 /* 16-bit mode's LM head: logits a chunk of logit_rows at a time; with
  * targets each chunk becomes the losses and the unscaled gradient
  * softmax - onehot in dout_half [N,V] (backward applies dloss), otherwise the
@@ -569,6 +566,7 @@ static bool lm_head_forward_half(gpt2 *m, const int *targets, int N)
         int rows = N - r0 < m->logit_rows ? N - r0 : m->logit_rows;
         TIMED(m, OP_LM_HEAD, gemm_packed(head, rows, 1.0f, m->lnf_half + (size_t)r0 * C, C, NULL,
                                          false, m->logits, V));
+        mask_padding(m, m->logits, rows);
         if (!targets)
             return false;
         TIMED(m, OP_XENT, softmax_xent_backward16(m->losses + r0, m->logits,
@@ -609,6 +607,7 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     } else {
         TIMED(m, OP_LM_HEAD,
               gemm_f32(false, true, N, V, C, m->lnf, C, m->p.wte, C, NULL, false, m->logits, V));
+        mask_padding(m, m->logits, N);
         if (!targets)
             return 0.0f;
         TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, targets, N, V, 0.0f, false));

@@ -35,6 +35,10 @@ typedef struct {
     /* Backward with grads_ready set leaves the token embedding's input-side
      * gradient in embed_rows (by token) instead of adding it to g.wte. */
     bool split_embed_grad;
+    /* Tokens the data can hold (0: vocab_size).  Below vocab_size, the rest are
+     * padding rows (llm.c pads 50257 to 50304): their logits are -inf, so the
+     * loss and its gradient are those of the real vocabulary alone. */
+    int vocab_real;
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */

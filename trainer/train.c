@@ -16,6 +16,7 @@
 #include "kernels/adamw.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
+#include "trainer/init_from.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/scaler.h"
@@ -206,8 +207,11 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
     if (rc == 0)
         rc = dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed,
                           err, errlen);
-    if (rc == 0)
+    if (rc == 0) {   /* padding rows past the data's vocabulary are masked (model.h) */
+        opt.vocab_real = (int)(tr->data.train.vocab_size > tr->data.val.vocab_size
+                                   ? tr->data.train.vocab_size : tr->data.val.vocab_size);
         rc = gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen);
+    }
     /* each rank checked its own view (hosts may hold their own copies): all stop
      * together, before the first collective, or the others would wait for it */
     if (comm_max_int(rc != 0, "the check of the data")) {
@@ -216,6 +220,14 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         return -1;
     }
     gpt2_init_params(&tr->model, (uint64_t)c->seed);
+    if (c->init_from[0]) {   /* rank 0 reads, the broadcast below hands the weights out */
+        rc = w->rank == 0 ? init_from_load(c->init_from, &tr->model, err, errlen) : 0;
+        if (comm_max_int(rc != 0, "loading init_from")) {
+            if (rc == 0)
+                snprintf(err, errlen, "rank 0 could not load %s", c->init_from);
+            return -1;
+        }
+    }
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
     scaler_init(&tr->scaler, tr->fp16 ? 65536.0f : 1.0f, tr->fp16 ? 2000 : 0);
     /* every rank starts from rank 0's parameters, whatever its seed or file */

@@ -13,6 +13,7 @@
 #include "comm/comm.h"
 #include "comm/watchdog.h"
 #include "trainer/config.h"
+#include "trainer/init_from.h"
 #include "trainer/train.h"
 #include "trainer/checkpointing.h"   /* issue 6 */
 
@@ -32,10 +33,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: trainer --config FILE.json [--set key=value ...] [--resume auto|PATH]\n"
+            "               [--init-from CK.h5]\n"
             "  --config FILE    run configuration (JSON object; keys as in README.md)\n"
             "  --set key=value  override one config key (repeatable, applied in order)\n"
             "  --resume auto|PATH  continue from OUT_DIR's newest valid checkpoint (auto:\n"
             "                   a fresh start if there is none) or from the checkpoint PATH\n"
+            "  --init-from CK.h5  start from that checkpoint's weights (build/import makes one\n"
+            "                   from a Hugging Face GPT-2): its dimensions, a fresh optimizer\n"
             "  --help           this text\n"
             "SIGINT/SIGTERM/SIGHUP stop the run after the current step and save (a second\n"
             "one kills it).\n"
@@ -67,7 +71,7 @@ static int parse_args(int argc, char **argv, run_config *cfg)
             exit(0);
         }
         if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--set") != 0 &&
-            strcmp(argv[i], "--resume") != 0) {
+            strcmp(argv[i], "--resume") != 0 && strcmp(argv[i], "--init-from") != 0) {
             say(stderr, "trainer: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
@@ -90,9 +94,16 @@ static int parse_args(int argc, char **argv, run_config *cfg)
         return 2;
     }
     int rc = config_load_file(cfg, config_path, err, sizeof err);
+    char init_from[600];
     for (int i = 1; i < argc && rc == 0; i += 2)
-        if (strcmp(argv[i], "--set") == 0)
+        if (strcmp(argv[i], "--set") == 0) {
             rc = config_set(cfg, argv[i + 1], err, sizeof err);
+        } else if (strcmp(argv[i], "--init-from") == 0) {
+            snprintf(init_from, sizeof init_from, "init_from=%s", argv[i + 1]);
+            rc = config_set(cfg, init_from, err, sizeof err);
+        }
+    if (rc == 0 && cfg->init_from[0])
+        rc = init_from_dims(cfg, err, sizeof err);
     if (rc == 0)
         rc = config_finalize(cfg, err, sizeof err);
     if (rc != 0) {

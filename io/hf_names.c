@@ -1,0 +1,40 @@
+#include "io/hf_names.h"
+
+#include <stdio.h>
+
+int hf_gpt2_count(int n_layer)
+{
+    return 2 + HF_BLOCK_TENSORS * n_layer + 2;
+}
+
+static hf_tensor *put(hf_tensor *t, const char *name, int rows, int cols, bool matrix)
+{
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rows = rows;
+    t->cols = cols;
+    t->matrix_weight = matrix;
+    return t + 1;
+}
+
+void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, hf_tensor *out)
+{
+    static const struct { const char *suffix; int rows, cols; } blk[HF_BLOCK_TENSORS] = {
+        {"ln_1.weight", 1, 0},        {"ln_1.bias", 1, 0},
+        {"attn.c_attn.weight", 1, 3}, {"attn.c_attn.bias", 3, 0},
+        {"attn.c_proj.weight", 1, 1}, {"attn.c_proj.bias", 1, 0},
+        {"ln_2.weight", 1, 0},        {"ln_2.bias", 1, 0},
+        {"mlp.c_fc.weight", 1, 4},    {"mlp.c_fc.bias", 4, 0},
+        {"mlp.c_proj.weight", 4, 1},  {"mlp.c_proj.bias", 1, 0},
+    };
+    int C = n_embd;
+    char name[HF_NAME_MAX];
+    hf_tensor *t = put(out, "transformer.wte.weight", vocab_size, C, true);
+    t = put(t, "transformer.wpe.weight", n_positions, C, true);
+    for (int l = 0; l < n_layer; l++)
+        for (int i = 0; i < HF_BLOCK_TENSORS; i++) {
+            snprintf(name, sizeof name, "transformer.h.%d.%s", l, blk[i].suffix);
+            t = put(t, name, blk[i].rows * C, blk[i].cols * C, blk[i].cols != 0);
+        }
+    t = put(t, "transformer.ln_f.weight", C, 0, false);
+    put(t, "transformer.ln_f.bias", C, 0, false);
+}

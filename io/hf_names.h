@@ -1,0 +1,25 @@
+/* hf_names: GPT-2's parameter tensors under their Hugging Face names
+ * (GPT2LMHeadModel's state dict without the tied lm_head), in Hugging Face
+ * order, with their shapes in the Conv1D convention (weights [in, out]).
+ * The one place these names are spelled: the model's table, checkpoints,
+ * import and export all walk this list. */
+#ifndef IO_HF_NAMES_H
+#define IO_HF_NAMES_H
+
+#include <stdbool.h>
+
+#define HF_BLOCK_TENSORS 12
+#define HF_NAME_MAX 64
+
+typedef struct {
+    char name[HF_NAME_MAX];   /* e.g. transformer.h.0.attn.c_attn.weight */
+    int rows, cols;           /* cols 0: a vector of rows */
+    bool matrix_weight;       /* a 2-D weight (embeddings and products): weight decay applies */
+} hf_tensor;
+
+/* Number of tensors of a model with n_layer blocks. */
+int hf_gpt2_count(int n_layer);
+/* Fills out[0 .. hf_gpt2_count(n_layer)) for the dimensions V, T (positions), C, L. */
+void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, hf_tensor *out);
+
+#endif

@@ -1,0 +1,546 @@
+/* export: a checkpoint -> a Hugging Face folder or a GGUF file for llama.cpp.
+ *
+ *   build/export --ckpt CK.h5 --format hf --out DIR [--dtype f32|f16|bf16]
+ *   build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]
+ *
+ * hf: config.json as transformers' GPT2LMHeadModel reads it, model.safetensors
+ * under the checkpoint's own (Hugging Face) names in the Conv1D layout, and
+ * vocab.json + merges.txt.  gguf: llama.cpp's gpt2 architecture: its tensor
+ * names, each weight matrix transposed to [out, in] rows (ne = {in, out}), the
+ * gpt2.* hyper-parameters and the tokenizer.ggml.* vocabulary; q8_0 quantizes
+ * the weight matrices exactly as infer's int8 mode does (fp16 scales, one per
+ * 32 inputs), so the file holds the int8 model infer runs.  Norms, biases and
+ * the position embedding stay F32.
+ *
+ * The vocabulary of every tokenizer type is written GPT-2's way: each token's
+ * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
+ * of such spellings (none for the byte tokenizer).  Nothing is left under the
+ * output name when anything fails.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "io/fsutil.h"
+#include "io/gguf.h"
+#include "io/hf_names.h"
+#include "io/safetensors.h"
+#include "io/tokenizer.h"
+#include "kernels/convert.h"
+#include "kernels/q8.h"
+
+static const char USAGE[] =
+    "usage: build/export --ckpt CK.h5 --format hf --out DIR [--dtype f32|f16|bf16]\n"
+    "       build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]\n";
+
+typedef struct {
+    ckpt_model_file *ck;
+    gpt2_dims d;
+    tokenizer *tok;
+    hf_tensor *t;   /* the model's tensors, Hugging Face order */
+    int n;
+    float *buf;     /* the largest tensor */
+} model_src;
+
+static int open_model(model_src *m, const char *path, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    if (ckpt_model_open(path, &m->ck, &m->d, err, errlen) != 0)
+        return -1;
+    if (!(m->tok = ckpt_model_tokenizer(m->ck, err, errlen)))
+        return -1;
+    m->n = hf_gpt2_count(m->d.n_layer);
+    m->t = calloc((size_t)m->n, sizeof *m->t);
+    size_t most = (size_t)m->d.vocab_size * m->d.n_embd;
+    if ((size_t)m->d.n_positions * m->d.n_embd > most)
+        most = (size_t)m->d.n_positions * m->d.n_embd;
+    if ((size_t)4 * m->d.n_embd * m->d.n_embd > most)
+        most = (size_t)4 * m->d.n_embd * m->d.n_embd;
+    m->buf = malloc(most * sizeof *m->buf);
+    if (!m->t || !m->buf) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    hf_gpt2_tensors(m->d.vocab_size, m->d.n_positions, m->d.n_embd, m->d.n_layer, m->t);
+    return 0;
+}
+
+static void close_model(model_src *m)
+{
+    ckpt_model_close(m->ck);
+    tokenizer_free(m->tok);
+    free(m->t);
+    free(m->buf);
+}
+
+static int read_tensor(model_src *m, int i, char *err, size_t errlen)
+{
+    return ckpt_model_tensor(m->ck, m->t[i].name, m->t[i].rows, m->t[i].cols, m->buf, err, errlen);
+}
+
+/* ---- the vocabulary, spelled GPT-2's way ---------------------------------------- */
+
+typedef struct {
+    char **tok;      /* each token's spelling (NUL-terminated) */
+    size_t *len;
+    int n;
+    char **merge;    /* "left right" */
+    size_t *mlen;
+    size_t nmerges;
+} vocab_text;
+
+static void free_vocab(vocab_text *v)
+{
+    for (int i = 0; v->tok && i < v->n; i++)
+        free(v->tok[i]);
+    for (size_t i = 0; v->merge && i < v->nmerges; i++)
+        free(v->merge[i]);
+    free(v->tok);
+    free(v->len);
+    free(v->merge);
+    free(v->mlen);
+}
+
+static int spell_vocab(const tokenizer *t, vocab_text *v, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof *v);
+    v->n = tokenizer_vocab_size(t);
+    size_t nm = 0;
+    const uint32_t *merges = tokenizer_merges(t, &nm);
+    v->tok = calloc((size_t)v->n, sizeof *v->tok);
+    v->len = calloc((size_t)v->n, sizeof *v->len);
+    v->merge = calloc(nm ? nm : 1, sizeof *v->merge);
+    v->mlen = calloc(nm ? nm : 1, sizeof *v->mlen);
+    if (!v->tok || !v->len || !v->merge || !v->mlen)
+        goto oom;
+    uint8_t bytes[1024];
+    for (int id = 0; id < v->n; id++) {
+        uint32_t u = (uint32_t)id;
+        size_t nb = tokenizer_decode(t, &u, 1, bytes, sizeof bytes);
+        if (nb > sizeof bytes) {
+            snprintf(err, errlen, "token %d is longer than %zu bytes", id, sizeof bytes);
+            return -1;
+        }
+        if (!(v->tok[id] = malloc(2 * nb + 1)))
+            goto oom;
+        v->len[id] = tokenizer_spell_gpt2(bytes, nb, v->tok[id]);
+    }
+    for (size_t i = 0; i < nm; i++, v->nmerges++) {
+        uint32_t a = merges[2 * i], b = merges[2 * i + 1];
+        if (!(v->merge[i] = malloc(v->len[a] + v->len[b] + 2)))
+            goto oom;
+        v->mlen[i] = (size_t)sprintf(v->merge[i], "%s %s", v->tok[a], v->tok[b]);
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* ---- Hugging Face folder ----------------------------------------------------------- */
+
+static int write_json(const char *path, cJSON *o, char *err, size_t errlen)
+{
+    char *s = cJSON_Print(o);
+    int rc = s ? fs_write_file_atomic(path, s, strlen(s), err, errlen) : -1;
+    if (!s)
+        snprintf(err, errlen, "out of memory");
+    free(s);
+    return rc;
+}
+
+static int hf_config(const char *dir, const model_src *m, const char *dtype, char *err,
+                     size_t errlen)
+{
+    const gpt2_dims *d = &m->d;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
+    cJSON_AddStringToObject(o, "model_type", "gpt2");
+    cJSON_AddNumberToObject(o, "vocab_size", d->vocab_size);
+    cJSON_AddNumberToObject(o, "n_positions", d->n_positions);
+    cJSON_AddNumberToObject(o, "n_ctx", d->n_positions);
+    cJSON_AddNumberToObject(o, "n_embd", d->n_embd);
+    cJSON_AddNumberToObject(o, "n_layer", d->n_layer);
+    cJSON_AddNumberToObject(o, "n_head", d->n_head);
+    cJSON_AddNullToObject(o, "n_inner");
+    cJSON_AddStringToObject(o, "activation_function", "gelu_new");
+    cJSON_AddNumberToObject(o, "layer_norm_epsilon", 1e-5);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "resid_pdrop", 0.0);
+    cJSON_AddNumberToObject(o, "embd_pdrop", 0.0);
+    cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
+    cJSON_AddTrueToObject(o, "scale_attn_weights");
+    cJSON_AddFalseToObject(o, "scale_attn_by_inverse_layer_idx");
+    cJSON_AddFalseToObject(o, "reorder_and_upcast_attn");
+    cJSON_AddTrueToObject(o, "tie_word_embeddings");
+    cJSON_AddTrueToObject(o, "use_cache");
+    int eos = tokenizer_eos(m->tok);
+    if (eos >= 0) {
+        cJSON_AddNumberToObject(o, "bos_token_id", eos);
+        cJSON_AddNumberToObject(o, "eos_token_id", eos);
+    }
+    cJSON_AddStringToObject(o, "torch_dtype", dtype);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = write_json(path, o, err, errlen);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int hf_tokenizer(const char *dir, const vocab_text *v, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int id = 0; id < v->n; id++) {
+        if (cJSON_GetObjectItemCaseSensitive(o, v->tok[id])) {
+            snprintf(err, errlen, "tokens %d and another are the same bytes: vocab.json cannot "
+                     "hold both", id);
+            cJSON_Delete(o);
+            return -1;
+        }
+        cJSON_AddNumberToObject(o, v->tok[id], id);
+    }
+    char path[1200];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    int rc = write_json(path, o, err, errlen);
+    cJSON_Delete(o);
+    if (rc != 0)
+        return -1;
+    fs_atomic a;
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    if (fs_atomic_begin(&a, path, err, errlen) != 0)
+        return -1;
+    rc = fs_atomic_write(&a, "#version: 0.2\n", 14, err, errlen);
+    for (size_t i = 0; i < v->nmerges && rc == 0; i++)
+        rc = fs_atomic_write(&a, v->merge[i], v->mlen[i], err, errlen) ||
+             fs_atomic_write(&a, "\n", 1, err, errlen) ? -1 : 0;
+    if (rc != 0) {
+        fs_atomic_abort(&a);
+        return -1;
+    }
+    return fs_atomic_commit(&a, err, errlen);
+}
+
+static int parse_st_dtype(const char *s, st_dtype *d, const char **torch)
+{
+    static const struct { const char *name, *torch; st_dtype d; } all[] = {
+        {"f32", "float32", ST_F32}, {"f16", "float16", ST_F16}, {"bf16", "bfloat16", ST_BF16}};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(s, all[i].name) == 0) {
+            *d = all[i].d;
+            *torch = all[i].torch;
+            return 0;
+        }
+    return -1;
+}
+
+/* The folder is built as DIR.tmp and renamed into place whole. */
+static int export_hf(model_src *m, const char *out, const char *dtype_name, char *err, size_t errlen)
+{
+    st_dtype dt;
+    const char *torch;
+    if (parse_st_dtype(dtype_name, &dt, &torch) != 0) {
+        snprintf(err, errlen, "--dtype %s is not one of f32, f16, bf16", dtype_name);
+        return -1;
+    }
+    struct stat st;
+    if (strlen(out) > 1000) {
+        snprintf(err, errlen, "--out is longer than 1000 bytes");
+        return -1;
+    }
+    if (stat(out, &st) == 0) {
+        snprintf(err, errlen, "%s already exists (choose a new folder)", out);
+        return -1;
+    }
+    char tmp[1100], path[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    if (mkdir(tmp, 0755) != 0) {
+        snprintf(err, errlen, "%.900s: cannot create: %s", tmp, strerror(errno));
+        return -1;
+    }
+    vocab_text v;
+    st_writer *w = st_writer_new();
+    int rc = w ? spell_vocab(m->tok, &v, err, errlen) : -1;
+    for (int i = 0; i < m->n && rc == 0; i++) {
+        int64_t shape[2] = {m->t[i].rows, m->t[i].cols};
+        rc = st_writer_add(w, m->t[i].name, dt, m->t[i].cols ? 2 : 1, shape, err, errlen);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    const char *k[] = {"format"}, *val[] = {"pt"};
+    if (rc == 0)
+        rc = st_writer_begin(w, path, k, val, 1, err, errlen);
+    for (int i = 0; i < m->n && rc == 0; i++)
+        rc = read_tensor(m, i, err, errlen) || st_writer_put(w, m->buf, err, errlen) ? -1 : 0;
+    if (rc == 0)
+        rc = st_writer_commit(w, err, errlen);
+    if (rc == 0)
+        rc = hf_config(tmp, m, torch, err, errlen) || hf_tokenizer(tmp, &v, err, errlen) ? -1 : 0;
+    if (rc == 0 && rename(tmp, out) != 0) {
+        snprintf(err, errlen, "cannot rename %.450s to %.450s: %s", tmp, out, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = fs_fsync_parent(out, err, errlen);
+    st_writer_free(w);
+    free_vocab(&v);
+    if (rc != 0) {   /* the temporary folder and whatever it holds */
+        const char *files[] = {"model.safetensors", "model.safetensors.tmp", "config.json",
+                               "config.json.tmp", "vocab.json", "vocab.json.tmp", "merges.txt",
+                               "merges.txt.tmp"};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s", tmp, files[i]);
+            unlink(path);
+        }
+        rmdir(tmp);
+    }
+    return rc;
+}
+
+/* ---- GGUF ------------------------------------------------------------------------ */
+
+typedef enum { KIND_EMBED, KIND_POSITION, KIND_MATRIX, KIND_VECTOR } tensor_kind;
+
+/* llama.cpp's name for Hugging Face tensor i, and its kind. */
+static tensor_kind gguf_name(const model_src *m, int i, char *name, size_t cap)
+{
+    static const char *const block[HF_BLOCK_TENSORS] = {
+        "attn_norm.weight", "attn_norm.bias", "attn_qkv.weight",    "attn_qkv.bias",
+        "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
+        "ffn_up.weight",    "ffn_up.bias",    "ffn_down.weight",    "ffn_down.bias",
+    };
+    if (i == 0) {
+        snprintf(name, cap, "token_embd.weight");
+        return KIND_EMBED;
+    }
+    if (i == 1) {
+        snprintf(name, cap, "position_embd.weight");
+        return KIND_POSITION;
+    }
+    if (i >= m->n - 2) {
+        snprintf(name, cap, "output_norm.%s", i == m->n - 2 ? "weight" : "bias");
+        return KIND_VECTOR;
+    }
+    int l = (i - 2) / HF_BLOCK_TENSORS, k = (i - 2) % HF_BLOCK_TENSORS;
+    snprintf(name, cap, "blk.%d.%s", l, block[k]);
+    return m->t[i].cols ? KIND_MATRIX : KIND_VECTOR;
+}
+
+static ggml_type stored_type(tensor_kind kind, ggml_type chosen)
+{
+    return kind == KIND_EMBED || kind == KIND_MATRIX ? chosen : GGML_F32;
+}
+
+static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v, ggml_type type,
+                         const char *name)
+{
+    const gpt2_dims *d = &m->d;
+    uint32_t file_type = type == GGML_F32 ? 0 : type == GGML_F16 ? 1 : 7;   /* llama_ftype */
+    int32_t *types = malloc((size_t)v->n * sizeof *types);
+    if (!types)
+        return -1;
+    int eos = tokenizer_eos(m->tok);
+    for (int i = 0; i < v->n; i++)
+        types[i] = i == eos ? 3 : 1;   /* control, normal */
+    int rc = gguf_put_str(w, "general.architecture", "gpt2") | gguf_put_str(w, "general.name", name) |
+             gguf_put_u32(w, "general.file_type", file_type) |
+             (type == GGML_Q8_0 ? gguf_put_u32(w, "general.quantization_version", 2) : 0) |
+             gguf_put_u32(w, "gpt2.context_length", (uint32_t)d->n_positions) |
+             gguf_put_u32(w, "gpt2.embedding_length", (uint32_t)d->n_embd) |
+             gguf_put_u32(w, "gpt2.feed_forward_length", 4u * (uint32_t)d->n_embd) |
+             gguf_put_u32(w, "gpt2.block_count", (uint32_t)d->n_layer) |
+             gguf_put_u32(w, "gpt2.attention.head_count", (uint32_t)d->n_head) |
+             gguf_put_f32(w, "gpt2.attention.layer_norm_epsilon", 1e-5f) |
+             gguf_put_str(w, "tokenizer.ggml.model", "gpt2") |
+             gguf_put_str(w, "gpt_cpu.tokenizer.type", tokenizer_type(m->tok)) |
+             gguf_put_str(w, "tokenizer.ggml.pre", "gpt-2") |
+             gguf_put_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, v->len,
+                                (size_t)v->n) |
+             gguf_put_i32_array(w, "tokenizer.ggml.token_type", types, (size_t)v->n) |
+             gguf_put_str_array(w, "tokenizer.ggml.merges", (const char *const *)v->merge,
+                                v->mlen, v->nmerges);
+    if (eos >= 0)
+        rc |= gguf_put_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)eos) |
+              gguf_put_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    free(types);
+    return rc;
+}
+
+/* buf [rows, cols] -> [cols, rows] in dst */
+static void transpose(float *dst, const float *src, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+}
+
+/* rows x in values, each row quantized as Q8_0 blocks (scale, then 32 int8). */
+static int write_q8_0(gguf_writer *w, const int8_t *q, const float *scales, size_t rows, int in,
+                      char *err, size_t errlen)
+{
+    uint8_t block[GGUF_Q8_0_BYTES];
+    size_t groups = rows * (size_t)(in / GGUF_Q8_0_BLOCK);
+    for (size_t g = 0; g < groups; g++) {
+        uint16_t h = f32_to_f16_one(scales[g]);   /* exact: the scales are fp16 values */
+        memcpy(block, &h, 2);
+        memcpy(block + 2, q + g * GGUF_Q8_0_BLOCK, GGUF_Q8_0_BLOCK);
+        if (gguf_write_data(w, block, sizeof block, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One tensor in llama.cpp's orientation (matrices [out, in]) and type. */
+static int gguf_tensor_data(gguf_writer *w, model_src *m, int i, tensor_kind kind, ggml_type type,
+                            float *scratch, int8_t *q, float *scales, char *err, size_t errlen)
+{
+    if (read_tensor(m, i, err, errlen) != 0)
+        return -1;
+    const hf_tensor *t = &m->t[i];
+    size_t n = (size_t)t->rows * (t->cols ? t->cols : 1);
+    int in = kind == KIND_MATRIX ? t->rows : t->cols ? t->cols : t->rows;
+    size_t out = n / (size_t)in;
+    const float *x = m->buf;
+    if (kind == KIND_MATRIX && type != GGML_Q8_0) {
+        transpose(scratch, m->buf, t->rows, t->cols);
+        x = scratch;
+    }
+    if (type == GGML_F32)
+        return gguf_write_data(w, x, n * sizeof(float), err, errlen);
+    if (type == GGML_F16) {   /* into whichever buffer x is not */
+        uint16_t *h = (uint16_t *)(x == scratch ? m->buf : scratch);
+        f32_to_f16(h, x, n);
+        return gguf_write_data(w, h, n * 2, err, errlen);
+    }
+    if (kind == KIND_MATRIX)
+        q8_pack_weights(q, scales, m->buf, t->rows, t->cols);
+    else
+        q8_quantize_weights(q, scales, m->buf, n);
+    return write_q8_0(w, q, scales, out, in, err, errlen);
+}
+
+static int parse_ggml_type(const char *s, ggml_type *t)
+{
+    if (strcmp(s, "f32") == 0)
+        *t = GGML_F32;
+    else if (strcmp(s, "f16") == 0)
+        *t = GGML_F16;
+    else if (strcmp(s, "q8_0") == 0)
+        *t = GGML_Q8_0;
+    else
+        return -1;
+    return 0;
+}
+
+static int export_gguf(model_src *m, const char *out, const char *type_name, char *err,
+                       size_t errlen)
+{
+    ggml_type type;
+    if (parse_ggml_type(type_name, &type) != 0) {
+        snprintf(err, errlen, "--type %s is not one of f32, f16, q8_0", type_name);
+        return -1;
+    }
+    if (type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
+        snprintf(err, errlen, "q8_0 needs n_embd to be a multiple of %d, not %d", GGUF_Q8_0_BLOCK,
+                 m->d.n_embd);
+        return -1;
+    }
+    size_t most = (size_t)m->d.vocab_size * m->d.n_embd;
+    if ((size_t)4 * m->d.n_embd * m->d.n_embd > most)
+        most = (size_t)4 * m->d.n_embd * m->d.n_embd;
+    if ((size_t)m->d.n_positions * m->d.n_embd > most)
+        most = (size_t)m->d.n_positions * m->d.n_embd;
+    float *scratch = malloc(most * sizeof *scratch);
+    int8_t *q = malloc(most);
+    float *scales = malloc(most / GGUF_Q8_0_BLOCK * sizeof *scales + 4);
+    gguf_writer *w = gguf_writer_new();
+    vocab_text v = {0};
+    int rc = scratch && q && scales && w ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
+    if (rc == 0)
+        rc = spell_vocab(m->tok, &v, err, errlen);
+    const char *base = strrchr(out, '/');
+    if (rc == 0 && gguf_metadata(w, m, &v, type, base ? base + 1 : out) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    char name[96];
+    for (int i = 0; i < m->n && rc == 0; i++) {
+        tensor_kind kind = gguf_name(m, i, name, sizeof name);
+        const hf_tensor *t = &m->t[i];
+        uint64_t ne[2] = {(uint64_t)(t->cols ? t->cols : t->rows), (uint64_t)t->rows};
+        if (kind == KIND_MATRIX) {   /* Conv1D [in, out] -> ne {in, out} */
+            ne[0] = (uint64_t)t->rows;
+            ne[1] = (uint64_t)t->cols;
+        }
+        if (gguf_add_tensor(w, name, t->cols ? 2 : 1, ne, stored_type(kind, type)) != 0) {
+            snprintf(err, errlen, "%s: cannot be stored as %s", name, type_name);
+            rc = -1;
+        }
+    }
+    if (rc == 0)
+        rc = gguf_write_begin(w, out, err, errlen);
+    for (int i = 0; i < m->n && rc == 0; i++) {
+        tensor_kind kind = gguf_name(m, i, name, sizeof name);
+        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), scratch, q, scales, err,
+                              errlen);
+    }
+    if (rc == 0)
+        rc = gguf_write_commit(w, err, errlen);
+    gguf_writer_free(w);
+    free_vocab(&v);
+    free(scratch);
+    free(q);
+    free(scales);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *ckpt = NULL, *format = NULL, *out = NULL, *dtype = NULL, *type = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char **dst = NULL;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--ckpt") == 0)
+            dst = &ckpt;
+        else if (strcmp(argv[i], "--format") == 0)
+            dst = &format;
+        else if (strcmp(argv[i], "--out") == 0)
+            dst = &out;
+        else if (strcmp(argv[i], "--dtype") == 0)
+            dst = &dtype;
+        else if (strcmp(argv[i], "--type") == 0)
+            dst = &type;
+        if (!dst || i + 1 >= argc) {
+            fprintf(stderr, "export: unknown or incomplete option '%s'\n%s", argv[i], USAGE);
+            return 2;
+        }
+        *dst = argv[++i];
+    }
+    int hf = format && strcmp(format, "hf") == 0, gguf = format && strcmp(format, "gguf") == 0;
+    if (!ckpt || !out || (!hf && !gguf) || (hf && type) || (gguf && dtype)) {
+        fprintf(stderr, "export: --ckpt, --out and --format hf|gguf are required (--dtype goes "
+                "with hf, --type with gguf)\n%s", USAGE);
+        return 2;
+    }
+    char err[1024];
+    model_src m;
+    int rc = open_model(&m, ckpt, err, sizeof err);
+    if (rc == 0)
+        rc = hf ? export_hf(&m, out, dtype ? dtype : "f32", err, sizeof err)
+                : export_gguf(&m, out, type ? type : "f32", err, sizeof err);
+    close_model(&m);
+    if (rc != 0) {
+        fprintf(stderr, "export: %s\n", err);
+        return strstr(err, "is not one of") ? 2 : 1;
+    }
+    printf("export: %s -> %s\n", ckpt, out);
+    return 0;
+}

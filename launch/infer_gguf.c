@@ -1,0 +1,332 @@
+/* infer_gguf: build/infer --ckpt FILE.gguf, for the GGUF files build/export
+ * writes (llama.cpp's gpt2 layout; F32, F16 or Q8_0 matrices).
+ *
+ * Matrices come back to the checkpoint's Conv1D layout ([in, out]) for fp32
+ * and bf16 runs; an int8 run takes Q8_0 blocks as they are (they are what
+ * q8_pack_weights makes), so a q8_0 file runs the very int8 matrices and LM
+ * head the checkpoint would.  The token embedding of a q8_0 file exists only
+ * as Q8_0: its input side is its dequantized rows.  The tokenizer is rebuilt
+ * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
+ * names (a GGUF from elsewhere is taken as GPT-2's).
+ */
+#include "launch/infer_gguf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/gguf.h"
+#include "io/hf_names.h"
+#include "kernels/convert.h"
+
+typedef struct {
+    gguf_file f;
+    gpt2_dims d;
+    int L;
+    hf_tensor *hf;   /* Hugging Face name i <-> llama.cpp name i */
+    char (*gname)[96];
+    int n;
+} gguf_model;
+
+/* llama.cpp's names in Hugging Face order (io/hf_names.h). */
+static void name_tensors(gguf_model *g)
+{
+    static const char *const block[HF_BLOCK_TENSORS] = {
+        "attn_norm.weight",   "attn_norm.bias",   "attn_qkv.weight", "attn_qkv.bias",
+        "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
+        "ffn_up.weight",      "ffn_up.bias",      "ffn_down.weight", "ffn_down.bias",
+    };
+    snprintf(g->gname[0], 96, "token_embd.weight");
+    snprintf(g->gname[1], 96, "position_embd.weight");
+    for (int l = 0; l < g->L; l++)
+        for (int k = 0; k < HF_BLOCK_TENSORS; k++)
+            snprintf(g->gname[2 + l * HF_BLOCK_TENSORS + k], 96, "blk.%d.%s", l, block[k]);
+    snprintf(g->gname[g->n - 2], 96, "output_norm.weight");
+    snprintf(g->gname[g->n - 1], 96, "output_norm.bias");
+}
+
+/* The GGUF tensor holding Hugging Face tensor name, or NULL (err set). */
+static const gguf_tensor *find(const gguf_model *g, const char *name, int *index, char *err,
+                               size_t errlen)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->hf[i].name, name) == 0) {
+            const gguf_tensor *t = gguf_find_tensor(&g->f, g->gname[i]);
+            if (!t)
+                snprintf(err, errlen, "tensor %s is missing", g->gname[i]);
+            *index = i;
+            return t;
+        }
+    snprintf(err, errlen, "no tensor for %s", name);
+    return NULL;
+}
+
+/* A matrix of llama.cpp's (out rows of in values) has ne {in, out}; a vector
+ * or an embedding {cols, rows} as the checkpoint's [rows, cols]. */
+static int check_shape(const gguf_tensor *t, const hf_tensor *h, int matrix, char *err,
+                       size_t errlen)
+{
+    uint64_t ne0 = matrix ? (uint64_t)h->rows : (uint64_t)(h->cols ? h->cols : h->rows);
+    uint64_t ne1 = matrix ? (uint64_t)h->cols : (uint64_t)(h->cols ? h->rows : 1);
+    if (t->ne[0] != ne0 || (t->ndim == 2 ? t->ne[1] : 1) != ne1 || t->ndim != (h->cols ? 2 : 1)) {
+        snprintf(err, errlen, "tensor %s has the wrong shape for this model", t->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* n values of t as fp32, in the file's order. */
+static void widen(const gguf_tensor *t, float *dst, size_t n)
+{
+    if (t->type == GGML_F32) {
+        memcpy(dst, t->data, n * sizeof *dst);
+    } else if (t->type == GGML_F16 || t->type == GGML_BF16) {
+        uint16_t *h = malloc(n * sizeof *h);   /* the mapping may not be 2-byte aligned for SIMD */
+        memcpy(h, t->data, n * sizeof *h);
+        (t->type == GGML_F16 ? f16_to_f32 : bf16_to_f32)(dst, h, n);
+        free(h);
+    } else {
+        for (size_t g = 0; g < n / GGUF_Q8_0_BLOCK; g++) {
+            const uint8_t *b = t->data + g * GGUF_Q8_0_BYTES;
+            uint16_t h;
+            memcpy(&h, b, 2);
+            float s = f16_to_f32_one(h);
+            for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
+                dst[g * GGUF_Q8_0_BLOCK + j] = s * (float)(int8_t)b[2 + j];
+        }
+    }
+}
+
+/* infer_tensor_fn: fp32 values in the checkpoint's layout. */
+static int gguf_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
+                       size_t errlen)
+{
+    const gguf_model *g = ctx;
+    int i;
+    const gguf_tensor *t = find(g, name, &i, err, errlen);
+    int matrix = i >= 2 && g->hf[i].cols && g->hf[i].matrix_weight;
+    if (!t || check_shape(t, &g->hf[i], matrix, err, errlen) != 0)
+        return -1;
+    size_t n = (size_t)rows * (cols ? cols : 1);
+    if (!matrix) {
+        widen(t, dst, n);
+        return 0;
+    }
+    float *tmp = malloc(n * sizeof *tmp);   /* [out][in] -> [in][out] */
+    if (!tmp) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    widen(t, tmp, n);
+    for (int o = 0; o < cols; o++)
+        for (int k = 0; k < rows; k++)
+            dst[(size_t)k * cols + o] = tmp[(size_t)o * rows + k];
+    free(tmp);
+    return 0;
+}
+
+/* ---- int8 runs: Q8_0 blocks as the int8 matrices -------------------------------- */
+
+static int q8_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
+                  size_t errlen)
+{
+    return gguf_source(ctx, name, rows, cols, x, err, errlen);
+}
+
+static int q8_mat(void *ctx, const char *name, const infer_linear *l, char *err, size_t errlen)
+{
+    const gguf_model *g = ctx;
+    int i = 0;
+    const gguf_tensor *t = strcmp(name, "lm_head.weight") == 0
+                               ? gguf_find_tensor(&g->f, "token_embd.weight")
+                               : find(g, name, &i, err, errlen);
+    if (!t)
+        return -1;
+    if (t->type != GGML_Q8_0 || t->ne[0] != (uint64_t)l->in) {
+        snprintf(err, errlen, "tensor %s is %s: --quant int8 needs the q8_0 export (or use "
+                 "--quant fp32)", t->name, ggml_type_name(t->type));
+        return -1;
+    }
+    size_t groups = (size_t)l->out * (size_t)(l->in / GGUF_Q8_0_BLOCK);
+    for (size_t k = 0; k < groups; k++) {
+        const uint8_t *b = t->data + k * GGUF_Q8_0_BYTES;
+        uint16_t h;
+        memcpy(&h, b, 2);
+        l->ws[k] = f16_to_f32_one(h);
+        memcpy(l->wq + k * GGUF_Q8_0_BLOCK, b + 2, GGUF_Q8_0_BLOCK);
+        for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
+            if (l->wq[k * GGUF_Q8_0_BLOCK + j] == -128) {   /* the int8 kernels never see -128 */
+                snprintf(err, errlen, "tensor %s holds -128, which q8_0 as infer runs it cannot",
+                         t->name);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+/* ---- hyper-parameters and tokenizer ---------------------------------------------- */
+
+static int read_dims(gguf_model *g, char *err, size_t errlen)
+{
+    const char *arch;
+    uint64_t len, v[4], ff;
+    float eps;
+    static const char *const keys[4] = {"gpt2.context_length", "gpt2.embedding_length",
+                                        "gpt2.block_count", "gpt2.attention.head_count"};
+    if (gguf_get_str(&g->f, "general.architecture", &arch, &len, err, errlen) != 0)
+        return -1;
+    if (len != 4 || memcmp(arch, "gpt2", 4) != 0) {
+        snprintf(err, errlen, "general.architecture is %.*s: only gpt2 runs here", (int)len, arch);
+        return -1;
+    }
+    for (int k = 0; k < 4; k++)
+        if (gguf_get_uint(&g->f, keys[k], &v[k], err, errlen) != 0)
+            return -1;
+        else if (v[k] < 1 || v[k] > (1u << 30)) {
+            snprintf(err, errlen, "%s = %llu is out of range", keys[k], (unsigned long long)v[k]);
+            return -1;
+        }
+    if (gguf_get_uint(&g->f, "gpt2.feed_forward_length", &ff, err, errlen) != 0 ||
+        gguf_get_f32(&g->f, "gpt2.attention.layer_norm_epsilon", &eps, err, errlen) != 0)
+        return -1;
+    if (ff != 4 * v[1] || eps != 1e-5f) {
+        snprintf(err, errlen, "feed_forward_length %llu or layer_norm_epsilon %g: this model runs "
+                 "only 4 x n_embd and 1e-5", (unsigned long long)ff, eps);
+        return -1;
+    }
+    const gguf_tensor *embd = gguf_find_tensor(&g->f, "token_embd.weight");
+    if (!embd || embd->ndim != 2 || embd->ne[0] != v[1] || embd->ne[1] > (1u << 30)) {
+        snprintf(err, errlen, "token_embd.weight is missing or not [vocab, embedding_length]");
+        return -1;
+    }
+    g->d = (gpt2_dims){(int)embd->ne[1], (int)v[0], (int)v[1], (int)v[2], (int)v[3]};
+    g->L = (int)v[2];
+    return 0;
+}
+
+/* The id of a token spelling, by a linear search over tokens (load time only). */
+static int token_id(const char *const *tok, const size_t *len, int n, const char *s, size_t slen)
+{
+    for (int i = 0; i < n; i++)
+        if (len[i] == slen && memcmp(tok[i], s, slen) == 0)
+            return i;
+    return -1;
+}
+
+static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
+{
+    gguf_str_iter it, mit;
+    uint64_t n, nm = 0;
+    if (gguf_str_array(&g->f, "tokenizer.ggml.tokens", &it, &n, err, errlen) != 0)
+        return NULL;
+    if (n < 1 || n > (uint64_t)g->d.vocab_size) {
+        snprintf(err, errlen, "tokenizer.ggml.tokens has %llu tokens for a vocabulary of %d",
+                 (unsigned long long)n, g->d.vocab_size);
+        return NULL;
+    }
+    const char *type = "gpt2";
+    uint64_t tlen = 4;
+    if (gguf_find(&g->f, "gpt_cpu.tokenizer.type") &&
+        gguf_get_str(&g->f, "gpt_cpu.tokenizer.type", &type, &tlen, err, errlen) != 0)
+        return NULL;
+    if (tlen == 4 && memcmp(type, "byte", 4) == 0)
+        return tokenizer_new_byte();
+    const char **tok = malloc(n * sizeof *tok);
+    size_t *len = malloc(n * sizeof *len), total = 0;
+    for (uint64_t i = 0; tok && len && i < n; i++) {
+        uint64_t l;
+        gguf_str_next(&it, &tok[i], &l);
+        len[i] = (size_t)l;
+        total += l;
+    }
+    if (gguf_find(&g->f, "tokenizer.ggml.merges") &&
+        gguf_str_array(&g->f, "tokenizer.ggml.merges", &mit, &nm, err, errlen) != 0)
+        nm = 0;
+    uint32_t *merges = malloc((nm ? nm : 1) * 2 * sizeof *merges);
+    uint32_t *lens = malloc(n * sizeof *lens);
+    uint8_t *bytes = malloc(total + 1);
+    tokenizer *t = NULL;
+    int ok = tok && len && merges && lens && bytes;
+    if (!ok)
+        snprintf(err, errlen, "out of memory");
+    for (uint64_t i = 0; ok && i < nm; i++) {   /* "left right" -> two ids */
+        const char *s;
+        uint64_t l;
+        gguf_str_next(&mit, &s, &l);
+        const char *sp = memchr(s, ' ', l);
+        int a = sp ? token_id(tok, len, (int)n, s, (size_t)(sp - s)) : -1;
+        int b = sp ? token_id(tok, len, (int)n, sp + 1, (size_t)(s + l - sp - 1)) : -1;
+        if (a < 0 || b < 0) {
+            snprintf(err, errlen, "tokenizer.ggml.merges entry %llu is not two tokens",
+                     (unsigned long long)i);
+            ok = 0;
+        }
+        merges[2 * i] = (uint32_t)a;
+        merges[2 * i + 1] = (uint32_t)b;
+    }
+    size_t at = 0;
+    for (uint64_t i = 0; ok && i < n; i++) {   /* GPT-2's spelling back to bytes */
+        long got = tokenizer_unspell_gpt2(tok[i], len[i], bytes + at);
+        if (got < 0) {
+            snprintf(err, errlen, "tokenizer.ggml.tokens entry %llu is not GPT-2's byte spelling",
+                     (unsigned long long)i);
+            ok = 0;
+        }
+        lens[i] = (uint32_t)got;
+        at += (size_t)got;
+    }
+    if (ok && tlen == 3 && memcmp(type, "bpe", 3) == 0)
+        t = tokenizer_new_bpe(merges, nm, err, errlen);
+    else if (ok)
+        t = tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
+    free(tok);
+    free(len);
+    free(merges);
+    free(lens);
+    free(bytes);
+    return t;
+}
+
+int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,
+                    size_t errlen)
+{
+    gguf_model g = {0};
+    char why[600];
+    *tok = NULL;
+    int rc = gguf_open(path, &g.f, why, sizeof why);
+    int opened = rc == 0;
+    if (rc == 0)
+        rc = read_dims(&g, why, sizeof why);
+    if (rc == 0) {
+        g.n = hf_gpt2_count(g.L);
+        g.hf = calloc((size_t)g.n, sizeof *g.hf);
+        g.gname = calloc((size_t)g.n, sizeof *g.gname);
+        if (!g.hf || !g.gname) {
+            snprintf(why, sizeof why, "out of memory");
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        hf_gpt2_tensors(g.d.vocab_size, g.d.n_positions, g.d.n_embd, g.L, g.hf);
+        name_tensors(&g);
+        rc = infer_check_dims(&g.d, q, why, sizeof why);
+    }
+    if (rc == 0 && !(*tok = read_tokenizer(&g, why, sizeof why)))
+        rc = -1;
+    if (rc == 0 && q == INFER_INT8) {
+        static const infer_visitor v = {q8_vec, q8_mat};
+        rc = infer_model_load(m, &g.d, q, &v, &g, why, sizeof why);
+    } else if (rc == 0) {
+        rc = infer_model_build(m, &g.d, q, gguf_source, &g, why, sizeof why);
+    }
+    if (opened)
+        gguf_close(&g.f);
+    free(g.hf);
+    free(g.gname);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        tokenizer_free(*tok);
+        *tok = NULL;
+    }
+    return rc;
+}

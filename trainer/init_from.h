@@ -1,0 +1,25 @@
+/* init_from: start a run from the weights of a checkpoint (an imported GPT-2,
+ * or another run's checkpoint), with a fresh optimizer at step 0.
+ *
+ * The model's dimensions come from the file: a dimension the config leaves at
+ * its default is taken from it, one the config gives must agree, except
+ * vocab_size, which may be larger (padding rows, as llm.c pads 50257 to
+ * 50304): those rows start at zero.
+ */
+#ifndef TRAINER_INIT_FROM_H
+#define TRAINER_INIT_FROM_H
+
+#include <stddef.h>
+
+#include "trainer/config.h"
+#include "trainer/model.h"
+
+/* Reads c->init_from's dimensions into c (before config_finalize).  0, or -1
+ * with a one-line reason naming the key that disagrees. */
+int init_from_dims(run_config *c, char *err, size_t errlen);
+
+/* Fills m->params with the file's weights (m made with the dimensions
+ * init_from_dims settled; padded vocabulary rows zeroed). */
+int init_from_load(const char *path, gpt2 *m, char *err, size_t errlen);
+
+#endif
