@@ -1,10 +1,11 @@
 /* infer_gguf: build/infer --ckpt FILE.gguf, for the GGUF files build/export
  * writes (llama.cpp's gpt2 layout; F32, F16 or Q8_0 matrices).
  *
- * Matrices come back to the checkpoint's Conv1D layout ([in, out]) for fp32
- * and bf16 runs; an int8 run takes Q8_0 blocks as they are (they are what
- * q8_pack_weights makes), so a q8_0 file runs the very int8 matrices and LM
- * head the checkpoint would.  The token embedding of a q8_0 file exists only
+ * Matrices come back to the checkpoint's Conv1D layout ([in, out]) and are
+ * then rounded or quantized as --quant says, as a checkpoint's are; an int8
+ * run of a q8_0 file takes its blocks as they are (they are what
+ * q8_pack_weights makes), so it runs the very int8 matrices and LM head the
+ * checkpoint would.  The token embedding of a q8_0 file exists only
  * as Q8_0: its input side is its dequantized rows.  The tokenizer is rebuilt
  * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
  * names (a GGUF from elsewhere is taken as GPT-2's).
@@ -143,8 +144,7 @@ static int q8_mat(void *ctx, const char *name, const infer_linear *l, char *err,
     if (!t)
         return -1;
     if (t->type != GGML_Q8_0 || t->ne[0] != (uint64_t)l->in) {
-        snprintf(err, errlen, "tensor %s is %s: --quant int8 needs the q8_0 export (or use "
-                 "--quant fp32)", t->name, ggml_type_name(t->type));
+        snprintf(err, errlen, "tensor %s is %s in a q8_0 file", t->name, ggml_type_name(t->type));
         return -1;
     }
     size_t groups = (size_t)l->out * (size_t)(l->in / GGUF_Q8_0_BLOCK);
@@ -313,10 +313,11 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     }
     if (rc == 0 && !(*tok = read_tokenizer(&g, why, sizeof why)))
         rc = -1;
-    if (rc == 0 && q == INFER_INT8) {
+    const gguf_tensor *embd = gguf_find_tensor(&g.f, "token_embd.weight");
+    if (rc == 0 && q == INFER_INT8 && embd->type == GGML_Q8_0) {   /* the blocks as they are */
         static const infer_visitor v = {q8_vec, q8_mat};
         rc = infer_model_load(m, &g.d, q, &v, &g, why, sizeof why);
-    } else if (rc == 0) {
+    } else if (rc == 0) {   /* fp32 values, quantized or rounded at load as a checkpoint's */
         rc = infer_model_build(m, &g.d, q, gguf_source, &g, why, sizeof why);
     }
     if (opened)

@@ -104,7 +104,8 @@ fi
 for q in fp32:f32 int8:q8_0; do
     quant=${q%%:*}; type=${q#*:}
     a=$("$BUILD/infer" --ckpt "$ck" --quant "$quant" --prompt "The " -n 60 --temperature 0 2>/dev/null) || fail "infer $quant"
-    b=$("$BUILD/infer" --ckpt "$tmp/m_$type.gguf" --prompt "The " -n 60 --temperature 0 2>/dev/null) || fail "infer gguf $type"
+    b=$("$BUILD/infer" --ckpt "$tmp/m_$type.gguf" --quant "$quant" --prompt "The " -n 60 --temperature 0 2>/dev/null) ||
+        fail "infer gguf $type"
     [ "$a" = "$b" ] || { printf '%s\n---\n%s\n' "$a" "$b"; fail "greedy text from the $type GGUF differs"; }
 done
 echo "greedy generation: the f32 and q8_0 GGUF files give the checkpoint's text"

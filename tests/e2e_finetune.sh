@@ -1,13 +1,14 @@
 #!/bin/sh
 # Fine-tuning an imported GPT-2 (random weights written by PyTorch, imported with
 # build/import) on text tokenized with GPT-2's tokenizer:
-#  - the first step's loss is the imported model's (its large embeddings make
-#    confident, wrong logits: far above a fresh model's ln V), and 30 steps
-#    with --init-from lower it;
+#  - the first step's loss is of the imported model's kind (its large
+#    embeddings make confident, wrong logits: far above a fresh model's ln V,
+#    as infer --eval measures it on the val split), and 30 steps lower it;
 #  - np 2 (batch split over ranks) gives np 1's losses within 1e-5 relative per step;
 #  - a run stopped at step 15 and resumed with --resume auto gives steps 16..30
 #    bit for bit;
-#  - ZeRO 2 with bf16 and recompute, and a padded vocab_size, run under mpirun;
+#  - ZeRO 2 with bf16, recompute and a padded vocab_size (50304: the padding
+#    logits are masked) follows the fp32 run's losses within bf16 rounding;
 #  - a config whose dimensions disagree with the file is refused naming the key.
 set -e
 BUILD=${BUILD:-build}
@@ -64,17 +65,19 @@ assert sorted(a) == list(range(1, 31)), sorted(a)
 first, last = sum(a[s] for s in range(1, 6)) / 5, sum(a[s] for s in range(26, 31)) / 5
 assert last < first - 0.05, ("the loss did not go down", first, last)
 imported = json.load(open(tmp + "/eval.json"))["loss"]
-assert imported > 1.3 * math.log(50257), ("the imported model is too close to a fresh one", imported)
-assert abs(a[1] - imported) < 0.05 * imported, ("step 1 is not the imported model", a[1], imported)
+fresh = math.log(50257)   # a freshly initialised model's loss
+assert imported > 1.5 * fresh, ("the imported model is too close to a fresh one", imported)
+assert a[1] > 1.5 * fresh, ("step 1 does not start from the imported weights", a[1], imported)
 worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a)
 assert worst <= 1e-5, ("np 2 differs from np 1", worst)
 bad = [(s, a[s], c[s]) for s in range(16, 31) if a[s] != c[s]]
 assert not bad, ("the resumed run differs", bad)
-assert sorted(z) == list(range(1, 11)) and all(math.isfinite(v) for v in z.values()), z
-assert z[10] < z[1], ("ZeRO 2 bf16 recompute did not learn", z[1], z[10])
+assert sorted(z) == list(range(1, 11)), z
+zworst = max(abs(z[s] - a[s]) / a[s] for s in z)   # padding rows are masked: the same loss
+assert zworst < 0.03, ("ZeRO 2 bf16 recompute with padding strays from np 1 fp32", zworst, z, a)
 print("fine-tune: loss %.4f -> %.4f (imported model %.4f); np 2 within %.1e of np 1; "
-      "steps 16..30 bit-identical after resume; ZeRO 2 bf16 recompute vocab 50304: %.4f -> %.4f"
-      % (first, last, imported, worst, z[1], z[10]))
+      "steps 16..30 bit-identical after resume; ZeRO 2 bf16 recompute vocab 50304 within %.1e"
+      % (first, last, imported, worst, zworst))
 EOF
 
 if "$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/gpt2.h5" --set n_embd=128 \
