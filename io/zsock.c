@@ -13,23 +13,23 @@ static const struct {
     bool bind;
     bool token;        /* a non-loopback endpoint needs one */
     int64_t max_msg;   /* -1: unbounded (inproc, where only this process writes) */
-    int hwm;
+    int sndhwm, rcvhwm;
     int linger_ms;
     const char *what;  /* names the endpoint in messages */
 } kinds[ZSOCK_KINDS] = {
-    /* records queue for a slow subscriber up to hwm, then are dropped for it;
-     * linger: closing delivers what is queued, for a bounded time */
-    [ZSOCK_STATUS] = {ZMQ_XPUB, true, false, ZSOCK_STATUS_MAX_MSG, 1000, 500, "status_endpoint"},
-    [ZSOCK_CONTROL] = {ZMQ_ROUTER, true, true, ZSOCK_CONTROL_MAX_MSG, 16, 0, "control_endpoint"},
-    [ZSOCK_SERVE] = {ZMQ_ROUTER, true, true, ZSOCK_SERVE_MAX_MSG, 4, 0, "--serve"},
+    /* records queue for a slow subscriber up to sndhwm, then are dropped for
+     * it; every queue, in and out, is memory a flood of peers can claim */
+    [ZSOCK_STATUS] = {ZMQ_XPUB, true, false, ZSOCK_STATUS_MAX_MSG, 100, 16, 0, "status_endpoint"},
+    [ZSOCK_CONTROL] = {ZMQ_ROUTER, true, true, ZSOCK_CONTROL_MAX_MSG, 16, 16, 0, "control_endpoint"},
+    [ZSOCK_SERVE] = {ZMQ_ROUTER, true, true, ZSOCK_SERVE_MAX_MSG, 4, 4, 0, "--serve"},
     /* a rank keeps up to loader_depth (<= 1024) requests in flight */
-    [ZSOCK_LOADER] = {ZMQ_ROUTER, true, true, ZSOCK_LOADER_MAX_MSG, 1024, 0, "loader"},
-    [ZSOCK_LOADER_CLIENT] = {ZMQ_DEALER, false, false, ZSOCK_CLIENT_MAX_MSG, 1024, 0, "loader"},
-    [ZSOCK_PIPE_PUSH] = {ZMQ_PUSH, true, false, -1, 1, 0, "loader pipe"},
-    [ZSOCK_PIPE_PULL] = {ZMQ_PULL, false, false, -1, 1, 0, "loader pipe"},
-    [ZSOCK_EVENTS] = {ZMQ_PAIR, false, false, -1, 64, 0, "socket events"},
-    [ZSOCK_SUB] = {ZMQ_SUB, false, false, ZSOCK_CLIENT_MAX_MSG, 1000, 0, "status"},
-    [ZSOCK_REQ] = {ZMQ_REQ, false, false, ZSOCK_CLIENT_MAX_MSG, 16, 0, "request"},
+    [ZSOCK_LOADER] = {ZMQ_ROUTER, true, true, ZSOCK_LOADER_MAX_MSG, 1024, 1024, 0, "loader"},
+    [ZSOCK_LOADER_CLIENT] = {ZMQ_DEALER, false, false, ZSOCK_CLIENT_MAX_MSG, 1024, 1024, 0, "loader"},
+    [ZSOCK_PIPE_PUSH] = {ZMQ_PUSH, true, false, -1, 1, 1, 0, "loader pipe"},
+    [ZSOCK_PIPE_PULL] = {ZMQ_PULL, false, false, -1, 1, 1, 0, "loader pipe"},
+    [ZSOCK_EVENTS] = {ZMQ_PAIR, false, false, -1, 64, 64, 0, "socket events"},
+    [ZSOCK_SUB] = {ZMQ_SUB, false, false, ZSOCK_CLIENT_MAX_MSG, 1000, 1000, 0, "status"},
+    [ZSOCK_REQ] = {ZMQ_REQ, false, false, ZSOCK_CLIENT_MAX_MSG, 16, 16, 0, "request"},
 };
 
 int zsock_set(void *sock, int option, int value)
@@ -40,9 +40,10 @@ int zsock_set(void *sock, int option, int value)
 static int set_policy(void *s, zsock_kind k, const char *endpoint, const zsock_opts *o)
 {
     int64_t max_msg = o && o->max_msg > 0 ? o->max_msg : kinds[k].max_msg;
-    int hwm = o && o->hwm > 0 ? o->hwm : kinds[k].hwm;
+    bool own = o && o->hwm > 0;
     int rc = zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) |
-             zsock_set(s, ZMQ_SNDHWM, hwm) | zsock_set(s, ZMQ_RCVHWM, hwm) |
+             zsock_set(s, ZMQ_SNDHWM, own ? o->hwm : kinds[k].sndhwm) |
+             zsock_set(s, ZMQ_RCVHWM, own ? o->hwm : kinds[k].rcvhwm) |
              zsock_set(s, ZMQ_LINGER, kinds[k].linger_ms) |
              zsock_set(s, ZMQ_IPV6, strncmp(endpoint, "tcp://[", 7) == 0);
     if (k == ZSOCK_STATUS)   /* subscriptions reach the publisher, which decides (publisher.c) */

@@ -35,7 +35,7 @@ typedef enum {
  * byte, and subscribers take everything: "" is all they need). */
 enum {
     ZSOCK_TOKEN_MAX = 127,                 /* bytes of a token */
-    ZSOCK_STATUS_MAX_MSG = 64,         /* also bounds the handshake: READY is ~30 */
+    ZSOCK_STATUS_MAX_MSG = 32,         /* also bounds the handshake: READY is ~26 */
     ZSOCK_CONTROL_MAX_MSG = 128 * 1024,
     ZSOCK_SERVE_MAX_MSG = 1 << 20,
     ZSOCK_LOADER_MAX_MSG = 256,            /* a batch request and its token */

@@ -158,11 +158,11 @@ kill -STOP "$tpid"
 kill -9 "$lpid"
 wait "$lpid" 2>/dev/null || true
 lpid=
-done_steps=$(steps "$tmp/gone/log.jsonl")
 kill -CONT "$tpid"
 rc=0
 wait "$tpid" || rc=$?
 tpid=
+done_steps=$(steps "$tmp/gone/log.jsonl")   # with the batches it had already received
 [ "$rc" -ne 0 ] || fail "trainer exited 0 without its loader"
 grep -q "loader at $LEP did not answer within 2 s" "$tmp/gone.err" || { cat "$tmp/gone.err"; fail "no message naming the loader"; }
 want=$(printf 'ckpt_%06d.h5' "$done_steps")
@@ -185,7 +185,7 @@ start_serve() {   # endpoint
     "$BUILD/infer" --ckpt "$ck" --serve "$1" 2>"$tmp/serve.err" &
     spid=$!
     i=0
-    until grep -q "serving on" "$tmp/serve.err"; do
+    until grep -q "serving on" "$tmp/serve.err" 2>/dev/null; do
         i=$((i + 1)); [ $i -le 300 ] || fail "server did not start"
         kill -0 "$spid" 2>/dev/null || { cat "$tmp/serve.err"; fail "server exited"; }
         sleep 0.1
