@@ -194,7 +194,10 @@ start_serve() {   # endpoint
 sep=tcp://127.0.0.1:$serve_port
 start_serve "$sep"
 flood "serve: 2 MB requests" "$spid" - msgs "$sep" 4 20 2097152
-flood "serve: queued requests never read" "$spid" - msgs "$sep" 4 300 900000
+flood "serve: garbage requests never read" "$spid" - msgs "$sep" 4 300 900000
+# requests that take a while (a generation each): the queue fills and the senders block
+flood "serve: queued generations never read" "$spid" - msgs "$sep" 4 300 900000 \
+    '{"prompt": "A", "max_tokens": 100000, "temperature": 0}'
 "$BUILD/tests/serve_client" "$sep" '{"prompt":"A","max_tokens":4,"seed":1}' > "$tmp/r" &&
     grep -q '"ok":true' "$tmp/r" || fail "serve after the floods: $(cat "$tmp/r")"
 kill -TERM "$spid"
