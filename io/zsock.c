@@ -18,7 +18,9 @@ static const struct {
     const char *what;  /* names the endpoint in messages */
 } kinds[ZSOCK_KINDS] = {
     /* records queue for a slow subscriber up to sndhwm, then are dropped for
-     * it; every queue, in and out, is memory a flood of peers can claim */
+     * it; every queue, in and out, is memory a flood of peers can claim;
+     * linger 0: a socket closed by a rebind goes at once (publisher_close
+     * lingers for the last records) */
     [ZSOCK_STATUS] = {ZMQ_XPUB, true, false, ZSOCK_STATUS_MAX_MSG, 100, 16, 0, "status_endpoint"},
     [ZSOCK_CONTROL] = {ZMQ_ROUTER, true, true, ZSOCK_CONTROL_MAX_MSG, 16, 16, 0, "control_endpoint"},
     [ZSOCK_SERVE] = {ZMQ_ROUTER, true, true, ZSOCK_SERVE_MAX_MSG, 4, 4, 0, "--serve"},

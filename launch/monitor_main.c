@@ -264,8 +264,10 @@ static void *open_socket(void *ctx, zsock_kind kind, const char *endpoint, doubl
         return NULL;
     }
     int ms = (int)(timeout_s * 1000);
-    if (kind == ZSOCK_REQ)
-        zsock_set(s, ZMQ_RCVTIMEO, ms), zsock_set(s, ZMQ_SNDTIMEO, ms);
+    if (kind == ZSOCK_REQ) {
+        zsock_set(s, ZMQ_RCVTIMEO, ms);
+        zsock_set(s, ZMQ_SNDTIMEO, ms);
+    }
     return s;
 }
 

@@ -223,8 +223,10 @@ void publisher_close(publisher *p)
         pthread_mutex_unlock(&p->queue.mu);
         pthread_join(p->thread, NULL);
     }
-    if (p->sock)
+    if (p->sock) {   /* the last records (the "done" event) still go out, for a bounded time */
+        zsock_set(p->sock, ZMQ_LINGER, PUBLISHER_CLOSE_LINGER_MS);
         zmq_close(p->sock);
+    }
     if (p->ctx)
         zmq_ctx_term(p->ctx);
     msgq_destroy(&p->queue);

@@ -36,7 +36,7 @@ size_t msgq_count(msg_queue *q);
 /* Subscription messages the status socket reads before it is bound afresh
  * (see publisher.c): with io/zsock.h's bound on one subscription's size, what
  * ZeroMQ keeps of them stays around a megabyte. */
-enum { PUBLISHER_QUEUE = 1024, PUBLISHER_MAX_SUBSCRIPTIONS = 1024 };
+enum { PUBLISHER_QUEUE = 1024, PUBLISHER_MAX_SUBSCRIPTIONS = 1024, PUBLISHER_CLOSE_LINGER_MS = 500 };
 
 typedef struct publisher publisher;
 
