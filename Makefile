@@ -112,8 +112,13 @@ $(BUILD)/tests/serve_client: $(BUILD)/obj/tests/serve_client.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# A hostile client that floods a socket (tests/e2e_sockets.sh).
+$(BUILD)/tests/zflood: $(BUILD)/obj/tests/zflood.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # Unit tests, then the end-to-end checks that drive the built programs.
-test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client
+test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
 
 bench: $(PROGS) $(BENCHES)

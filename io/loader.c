@@ -12,6 +12,8 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "io/zsock.h"
+
 enum { SEND_POLL_MS = 100 };   /* how often a blocked loader checks for stop */
 enum { ERROR_TEXT_BYTES = 512 };  /* room for a width-0 reply's reason */
 
@@ -20,11 +22,13 @@ struct loader {
     loader_options opt;
     int width;
     void *ctx, *push, *pull;
-    /* remote mode: a DEALER connected to build/loader, and the next batch to ask for */
-    char *endpoint;
-    void *dealer;
-    uint64_t req_step;
-    int req_micro;
+    /* remote mode: a DEALER connected to build/loader and its connection events;
+     * batches are numbered from first_step on (seq_of): next_seq is the one
+     * loader_next returns next, requests for [next_seq, sent_seq) are in flight */
+    char *endpoint, *token;
+    void *dealer, *events;
+    uint64_t next_seq, sent_seq;
+    int connects;
     size_t recv_cap;
     pthread_t thread;
     atomic_bool stop;
@@ -167,11 +171,14 @@ static void *produce(void *arg)
 
 /* ---- remote mode: requests ------------------------------------------------ */
 
-void loader_request_encode(uint8_t *buf, const loader_request *r)
+size_t loader_request_encode(uint8_t *buf, const loader_request *r)
 {
     memset(buf, 0, LOADER_REQUEST_BYTES);
     put_u32(buf, LOADER_REQUEST_MAGIC);
     put_u16(buf + 4, LOADER_REQUEST_VERSION);
+    put_u16(buf + 6, (uint16_t)r->token_len);
+    if (r->token_len)
+        memcpy(buf + LOADER_REQUEST_BYTES, r->token, r->token_len);
     put_u64(buf + 8, r->step);
     put_u32(buf + 16, (uint32_t)r->micro);
     put_u32(buf + 20, (uint32_t)r->rank);
@@ -182,6 +189,7 @@ void loader_request_encode(uint8_t *buf, const loader_request *r)
     put_u64(buf + 40, r->seed);
     put_u32(buf + 48, (uint32_t)r->vocab);
     put_u64(buf + 56, r->train_tokens);
+    return LOADER_REQUEST_BYTES + r->token_len;
 }
 
 /* A u32 field as a positive int; false if it does not fit. */
@@ -195,7 +203,8 @@ static bool get_count(const uint8_t *p, int *out)
 int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, char *err,
                           size_t errlen)
 {
-    if (len != LOADER_REQUEST_BYTES || get_u32(buf) != LOADER_REQUEST_MAGIC) {
+    if (len < LOADER_REQUEST_BYTES || len != (size_t)LOADER_REQUEST_BYTES + get_u16(buf + 6) ||
+        len > LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX || get_u32(buf) != LOADER_REQUEST_MAGIC) {
         snprintf(err, errlen, "request of %zu bytes is not a batch request", len);
         return -1;
     }
@@ -206,7 +215,9 @@ int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, cha
     }
     *r = (loader_request){.step = get_u64(buf + 8), .seed = get_u64(buf + 40),
                           .train_tokens = get_u64(buf + 56),
-                          .micro = (int)get_u32(buf + 16), .rank = (int)get_u32(buf + 20)};
+                          .micro = (int)get_u32(buf + 16), .rank = (int)get_u32(buf + 20),
+                          .token = (const char *)buf + LOADER_REQUEST_BYTES,
+                          .token_len = get_u16(buf + 6)};
     if (!get_count(buf + 24, &r->ranks) || !get_count(buf + 28, &r->B) ||
         !get_count(buf + 32, &r->T) || !get_count(buf + 36, &r->grad_accum) ||
         !get_count(buf + 48, &r->vocab)) {
@@ -254,7 +265,15 @@ struct loader_server {
     int *in, *tg;
     size_t tokens;   /* capacity of in/tg */
     uint64_t served, refused;
+    char *token;     /* NULL: requests need none */
 };
+
+int loader_server_set_token(loader_server *s, const char *token)
+{
+    free(s->token);
+    s->token = token && *token ? strdup(token) : NULL;
+    return token && *token && !s->token ? -1 : 0;
+}
 
 loader_server *loader_server_new(const dataset *d, char *err, size_t errlen)
 {
@@ -280,6 +299,7 @@ void loader_server_free(loader_server *s)
     free(s->buf);
     free(s->in);
     free(s->tg);
+    free(s->token);
     free(s);
 }
 
@@ -336,6 +356,10 @@ size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
         r = (loader_request){0};   /* nothing in a refused request is trusted */
         return error_reply(s, &r, why);
     }
+    if (s->token && !zsock_token_equal(r.token, r.token_len, s->token)) {
+        s->refused++;   /* a peer without the token learns nothing, not even why */
+        return 0;
+    }
     if (loader_request_check(&r, s->data, why, sizeof why) != 0)
         return error_reply(s, &r, why);
     if (!server_reserve(s, r.B, r.T))
@@ -383,7 +407,7 @@ static void answer_one(loader_server *s, void *sock, zmq_msg_t *frames, int n)
     const uint8_t *reply;
     zmq_msg_t *payload = &frames[n - 1];
     size_t len = loader_server_answer(s, zmq_msg_data(payload), zmq_msg_size(payload), &reply);
-    bool ok = true;
+    bool ok = len > 0;
     for (int i = 0; i < n - 1 && ok; i++)
         ok = zmq_send(sock, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]),
                       ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
@@ -396,11 +420,12 @@ static void answer_one(loader_server *s, void *sock, zmq_msg_t *frames, int n)
 int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *stop, char *err,
                       size_t errlen)
 {
-    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_ROUTER) : NULL;
-    int rc = -1, zero = 0;
-    if (!sock || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
-        zmq_bind(sock, endpoint) != 0) {
-        snprintf(err, errlen, "loader: cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    void *ctx = zmq_ctx_new(), *sock = NULL;
+    int rc = -1;
+    zsock_opts zo = {.token = s->token};
+    if (!ctx || !(sock = zsock_open(ctx, ZSOCK_LOADER, endpoint, &zo, err, errlen))) {
+        if (!ctx)
+            snprintf(err, errlen, "loader: cannot create a ZeroMQ context");
         goto out;
     }
     while (!atomic_load(stop)) {
@@ -427,58 +452,86 @@ out:
 
 /* ---- the trainer's side -------------------------------------------------- */
 
-static int set_int(void *sock, int option, int value)
+/* A batch's number in the run: batches are asked for and used in this order. */
+static uint64_t seq_of(const loader *l, uint64_t step, int micro)
 {
-    return zmq_setsockopt(sock, option, &value, sizeof value);
+    return (step - l->opt.first_step) * (uint64_t)l->opt.grad_accum + (uint64_t)micro;
 }
 
-/* Asks the server for the next micro-batch in order; false if it cannot be queued. */
-static bool request_next(loader *l)
+/* Asks the server for batch seq; false if it cannot be queued. */
+static bool request(loader *l, uint64_t seq)
 {
     const loader_options *o = &l->opt;
-    loader_request r = {.step = l->req_step, .micro = l->req_micro, .rank = o->rank,
+    loader_request r = {.step = o->first_step + seq / (uint64_t)o->grad_accum,
+                        .micro = (int)(seq % (uint64_t)o->grad_accum), .rank = o->rank,
                         .ranks = o->ranks, .B = o->B, .T = o->T, .grad_accum = o->grad_accum,
                         .seed = l->data->seed, .vocab = l->data->model_vocab,
-                        .train_tokens = l->data->train.count};
-    uint8_t buf[LOADER_REQUEST_BYTES];
-    loader_request_encode(buf, &r);
-    if (zmq_send(l->dealer, buf, sizeof buf, 0) < 0)
-        return false;
-    if (++l->req_micro == o->grad_accum)
-        l->req_micro = 0, l->req_step++;
+                        .train_tokens = l->data->train.count, .token = l->token,
+                        .token_len = l->token ? strlen(l->token) : 0};
+    uint8_t buf[LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX];
+    return zmq_send(l->dealer, buf, loader_request_encode(buf, &r), 0) >= 0;
+}
+
+/* Keeps `depth` requests in flight. */
+static bool request_ahead(loader *l)
+{
+    for (; l->sent_seq < l->next_seq + (uint64_t)l->opt.depth; l->sent_seq++)
+        if (!request(l, l->sent_seq))
+            return false;
+    return true;
+}
+
+/* After a reconnection (a restarted server) the requests the old one had
+ * taken are lost: every one still outstanding is asked for again.  Those
+ * that were still queued here reach the new server too; their second replies
+ * are discarded as stale (next_remote). */
+static bool request_again(loader *l)
+{
+    for (uint64_t seq = l->next_seq; seq < l->sent_seq; seq++)
+        if (!request(l, seq))
+            return false;
     return true;
 }
 
 /* Remote mode: connect a DEALER to the loader process and put `depth` requests
  * in flight.  Connecting never waits for the server: requests queue until it
  * is up, and only loader_next's timeout decides that it is not coming. */
-static int start_remote(loader *l, const char *endpoint, char *err, size_t errlen)
+static int start_remote(loader *l, const char *endpoint, const char *token, char *err,
+                        size_t errlen)
 {
     const loader_options *o = &l->opt;
     l->endpoint = strdup(endpoint);
-    l->req_step = o->first_step;
+    l->token = token && *token ? strdup(token) : NULL;
+    if (l->token && strlen(l->token) > ZSOCK_TOKEN_MAX) {
+        snprintf(err, errlen, "loader: the token is longer than %d bytes", ZSOCK_TOKEN_MAX);
+        return -1;
+    }
     /* room for the widest batch and for an error reply, +1 to detect longer messages */
     l->recv_cap = loader_message_bytes(o->B, o->T, 4);
     if (l->recv_cap < LOADER_HEADER_BYTES + ERROR_TEXT_BYTES)
         l->recv_cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
     l->recv_buf = malloc(l->recv_cap + 1);
     l->ctx = zmq_ctx_new();
-    if (l->ctx)
-        l->dealer = zmq_socket(l->ctx, ZMQ_DEALER);
-    if (!l->endpoint || !l->recv_buf || !l->dealer || set_int(l->dealer, ZMQ_LINGER, 0) ||
-        set_int(l->dealer, ZMQ_RCVTIMEO, o->timeout_ms) ||
-        set_int(l->dealer, ZMQ_SNDTIMEO, o->timeout_ms) || set_int(l->dealer, ZMQ_SNDHWM, 0) ||
-        set_int(l->dealer, ZMQ_RCVHWM, 0) || zmq_connect(l->dealer, endpoint) != 0) {
-        snprintf(err, errlen, "loader: cannot connect to %s: %s", endpoint,
-                 zmq_strerror(zmq_errno()));
+    if (!l->endpoint || !l->recv_buf || !l->ctx) {
+        snprintf(err, errlen, "loader: out of memory");
         return -1;
     }
-    for (int i = 0; i < o->depth; i++)
-        if (!request_next(l)) {
-            snprintf(err, errlen, "loader: cannot send to %s: %s", endpoint,
-                     zmq_strerror(zmq_errno()));
-            return -1;
-        }
+    /* a reply larger than the widest batch is refused unread (peer disconnected) */
+    zsock_opts zo = {.max_msg = (int64_t)l->recv_cap};
+    char events[64];
+    snprintf(events, sizeof events, "inproc://loader-events-%p", (void *)l);
+    if (!(l->dealer = zsock_open(l->ctx, ZSOCK_LOADER_CLIENT, endpoint, &zo, err, errlen)) ||
+        zsock_set(l->dealer, ZMQ_SNDTIMEO, o->timeout_ms) != 0 ||
+        zmq_socket_monitor(l->dealer, events, ZMQ_EVENT_CONNECTED) != 0 ||
+        !(l->events = zsock_open(l->ctx, ZSOCK_EVENTS, events, NULL, err, errlen))) {
+        if (l->dealer && !l->events)
+            snprintf(err, errlen, "loader: %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (!request_ahead(l)) {
+        snprintf(err, errlen, "loader: cannot send to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
     return 0;
 }
 
@@ -493,7 +546,9 @@ loader *loader_start(const dataset *d, const loader_options *o, char *err, size_
     l->opt = *o;
     l->opt.endpoint = NULL;   /* the caller's string need not outlive the loader */
     if (o->endpoint && o->endpoint[0]) {
-        if (start_remote(l, o->endpoint, err, errlen) != 0) {
+        const char *token = o->token ? o->token : zsock_env_token(LOADER_TOKEN_ENV);
+        l->opt.token = NULL;
+        if (start_remote(l, o->endpoint, token, err, errlen) != 0) {
             loader_stop(l);
             return NULL;
         }
@@ -509,17 +564,13 @@ loader *loader_start(const dataset *d, const loader_options *o, char *err, size_
     l->ctx = zmq_ctx_new();
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "inproc://loader-%p", (void *)l);
-    if (l->ctx) {
-        l->push = zmq_socket(l->ctx, ZMQ_PUSH);
-        l->pull = zmq_socket(l->ctx, ZMQ_PULL);
-    }
     /* half the depth queued at each end of the pipe */
-    int hwm = o->depth > 1 ? (o->depth + 1) / 2 : 1;
-    if (!l->send_buf || !l->recv_buf || !l->in_tmp || !l->tg_tmp || !l->push || !l->pull ||
-        set_int(l->push, ZMQ_SNDHWM, hwm) || set_int(l->pull, ZMQ_RCVHWM, hwm) ||
-        set_int(l->push, ZMQ_SNDTIMEO, SEND_POLL_MS) || set_int(l->push, ZMQ_LINGER, 0) ||
-        set_int(l->pull, ZMQ_LINGER, 0) || set_int(l->pull, ZMQ_RCVTIMEO, o->timeout_ms) ||
-        zmq_bind(l->push, endpoint) || zmq_connect(l->pull, endpoint) ||
+    zsock_opts half = {.hwm = o->depth > 1 ? (o->depth + 1) / 2 : 1};
+    if (!l->send_buf || !l->recv_buf || !l->in_tmp || !l->tg_tmp || !l->ctx ||
+        !(l->push = zsock_open(l->ctx, ZSOCK_PIPE_PUSH, endpoint, &half, err, errlen)) ||
+        !(l->pull = zsock_open(l->ctx, ZSOCK_PIPE_PULL, endpoint, &half, err, errlen)) ||
+        zsock_set(l->push, ZMQ_SNDTIMEO, SEND_POLL_MS) ||
+        zsock_set(l->pull, ZMQ_RCVTIMEO, o->timeout_ms) ||
         pthread_create(&l->thread, NULL, produce, l) != 0) {
         snprintf(err, errlen, "loader: cannot start (%s)", zmq_strerror(zmq_errno()));
         l->thread = 0;
@@ -540,6 +591,8 @@ void loader_stop(loader *l)
         zmq_close(l->push);
     if (l->pull)
         zmq_close(l->pull);
+    if (l->events)
+        zmq_close(l->events);
     if (l->dealer)
         zmq_close(l->dealer);
     if (l->ctx)
@@ -549,6 +602,7 @@ void loader_stop(loader *l)
     free(l->in_tmp);
     free(l->tg_tmp);
     free(l->endpoint);
+    free(l->token);
     free(l);
 }
 
@@ -570,27 +624,93 @@ static void drain_more(void *sock)
         zmq_recv(sock, scratch, sizeof scratch, ZMQ_DONTWAIT);
 }
 
+/* Reads one connection event; a reconnection re-sends what is outstanding. */
+static bool on_event(loader *l)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    int n = zmq_msg_recv(&m, l->events, ZMQ_DONTWAIT);
+    bool connected = n >= 2 && (((const uint8_t *)zmq_msg_data(&m))[0] |
+                                ((const uint8_t *)zmq_msg_data(&m))[1] << 8) == ZMQ_EVENT_CONNECTED;
+    drain_more(l->events);   /* the event's second part: the endpoint */
+    zmq_msg_close(&m);
+    /* the first connection delivers the requests queued before it */
+    return !connected || ++l->connects == 1 || request_again(l);
+}
+
+/* What a reply answers: 1 the batch expected now, 0 nothing outstanding (a
+ * second answer to a request sent again, or an answer to an earlier run's),
+ * -1 a later batch (it came before the one expected: a restarted server got
+ * its request first; that request is sent again, so order is restored). */
+static int classify(loader *l, const uint8_t *buf, size_t len)
+{
+    if (len < LOADER_HEADER_BYTES || get_u32(buf) != LOADER_MAGIC || get_u16(buf + 6) == 0 ||
+        get_u32(buf + 20) != (uint32_t)l->opt.rank)
+        return 1;   /* not a batch, or an error report: loader_decode says why */
+    uint64_t step = get_u64(buf + 8);
+    uint32_t micro = get_u32(buf + 16);
+    if (step < l->opt.first_step || micro >= (uint32_t)l->opt.grad_accum)
+        return 0;
+    uint64_t seq = seq_of(l, step, (int)micro);
+    if (seq == l->next_seq)
+        return 1;
+    return seq > l->next_seq && seq < l->sent_seq ? -1 : 0;
+}
+
+/* Waits for the reply to batch next_seq (until the timeout from now), handling
+ * connection events on the way.  Its length, or -1 (timeout or send error). */
+static int receive_expected(loader *l, double *wait_ms)
+{
+    double t0 = now_ms(), left;
+    while ((left = l->opt.timeout_ms - (now_ms() - t0)) > 0) {
+        zmq_pollitem_t items[2] = {{.socket = l->dealer, .events = ZMQ_POLLIN},
+                                   {.socket = l->events, .events = ZMQ_POLLIN}};
+        if (zmq_poll(items, 2, (long)left + 1) < 0 && zmq_errno() != EINTR)
+            break;
+        if ((items[1].revents & ZMQ_POLLIN) && !on_event(l))
+            break;
+        if (!(items[0].revents & ZMQ_POLLIN))
+            continue;
+        int len = zmq_recv(l->dealer, l->recv_buf, l->recv_cap + 1, ZMQ_DONTWAIT);
+        if (len < 0)
+            continue;
+        drain_more(l->dealer);
+        size_t n = (size_t)len < l->recv_cap + 1 ? (size_t)len : l->recv_cap + 1;
+        int c = classify(l, l->recv_buf, n);
+        if (c == 1) {
+            *wait_ms = now_ms() - t0;
+            return (int)n;
+        }
+        if (c < 0 && !request(l, seq_of(l, get_u64(l->recv_buf + 8), (int)get_u32(l->recv_buf + 16))))
+            break;
+    }
+    *wait_ms = now_ms() - t0;
+    return -1;
+}
+
 static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *targets,
                        double *wait_ms, char *err, size_t errlen)
 {
-    double t0 = now_ms();
-    int len = zmq_recv(l->dealer, l->recv_buf, l->recv_cap + 1, 0);
-    *wait_ms = now_ms() - t0;
+    if (seq_of(l, step, micro) != l->next_seq) {
+        snprintf(err, errlen, "loader: step %" PRIu64 " micro-batch %d asked out of order", step + 1,
+                 micro);
+        return -1;
+    }
+    int len = receive_expected(l, wait_ms);
     if (len < 0) {
         snprintf(err, errlen, "loader at %s did not answer within %g s (batch of step %" PRIu64 ")",
                  l->endpoint, l->opt.timeout_ms / 1e3, step + 1);
         return -1;
     }
-    drain_more(l->dealer);
-    size_t n = (size_t)len < l->recv_cap + 1 ? (size_t)len : l->recv_cap + 1;
     char why[400];
-    if (loader_decode(l->recv_buf, n, step, micro, l->opt.rank, l->opt.B, l->opt.T, inputs,
-                      targets, why, sizeof why) != 0) {
+    if (loader_decode(l->recv_buf, (size_t)len, step, micro, l->opt.rank, l->opt.B, l->opt.T,
+                      inputs, targets, why, sizeof why) != 0) {
         const char *p = strncmp(why, "loader: ", 8) == 0 ? why + 8 : why;
         snprintf(err, errlen, "loader at %s: %s", l->endpoint, p);
         return -1;
     }
-    if (!request_next(l)) {
+    l->next_seq++;
+    if (!request_ahead(l)) {
         snprintf(err, errlen, "loader at %s: cannot send a request: %s", l->endpoint,
                  zmq_strerror(zmq_errno()));
         return -1;

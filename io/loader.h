@@ -18,14 +18,21 @@
  * Remote mode (loader_options.endpoint non-empty): the batches come from a
  * separate `build/loader` process (a ROUTER socket; the rank is a DEALER).  The
  * rank asks for each micro-batch by its full address, so neither side keeps
- * state a restart could lose, and keeps `depth` requests in flight.  A request
- * (little-endian, LOADER_REQUEST_BYTES):
- *   u32 magic "GPTR", u16 version (1), u16 reserved (0), u64 step, u32 micro,
- *   u32 rank, u32 ranks, u32 B, u32 T, u32 grad_accum, u64 seed, u32 vocab,
- *   u32 reserved (0), u64 train tokens
+ * state a restart could lose, and keeps `depth` requests in flight.  When the
+ * connection comes back (the server was restarted), every request still
+ * unanswered is sent again; a reply that answers nothing outstanding (a second
+ * answer, or one to an earlier connection) is discarded, and one that comes
+ * before the batch expected is discarded and asked for again, so the batches
+ * stay those of an uninterrupted run, in order.  A request (little-endian,
+ * LOADER_REQUEST_BYTES, then the token):
+ *   u32 magic "GPTR", u16 version (1), u16 token length (0..ZSOCK_TOKEN_MAX),
+ *   u64 step, u32 micro, u32 rank, u32 ranks, u32 B, u32 T, u32 grad_accum,
+ *   u64 seed, u32 vocab, u32 reserved (0), u64 train tokens, token bytes
  * seed, T, vocab and the train split's size must be the server's own: they
  * decide which tokens a sample holds, so a mismatch is refused, not served.
  * The reply is one message in the format above (a batch or width 0 + reason).
+ * A server with a token ($GPT_LOADER_TOKEN; required off loopback) answers
+ * only requests that carry it, and others not at all.
  */
 #ifndef IO_LOADER_H
 #define IO_LOADER_H
@@ -44,7 +51,10 @@ typedef struct {
     int depth;             /* batches prepared ahead */
     int timeout_ms;        /* longest wait for one batch */
     const char *endpoint;  /* NULL or "": in-process thread; else a build/loader to ask */
+    const char *token;     /* remote: the server's token; NULL: $GPT_LOADER_TOKEN if set */
 } loader_options;
+
+#define LOADER_TOKEN_ENV "GPT_LOADER_TOKEN"
 
 typedef struct loader loader;
 
@@ -79,10 +89,12 @@ enum { LOADER_MAX_BATCH_TOKENS = 1 << 24 };
 typedef struct {
     uint64_t step, seed, train_tokens;
     int micro, rank, ranks, B, T, grad_accum, vocab;
+    const char *token;   /* token_len bytes (not NUL-terminated); decode: inside buf */
+    size_t token_len;
 } loader_request;
 
-/* Writes LOADER_REQUEST_BYTES into buf. */
-void loader_request_encode(uint8_t *buf, const loader_request *r);
+/* Writes the request into buf (LOADER_REQUEST_BYTES + token_len); returns its size. */
+size_t loader_request_encode(uint8_t *buf, const loader_request *r);
 /* Parses and checks a request on its own (size, magic, version, ranges).  0, or -1 with err. */
 int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, char *err,
                           size_t errlen);
@@ -94,7 +106,10 @@ typedef struct loader_server loader_server;
 /* A server of batches cut from d (which must outlive it).  NULL with err set. */
 loader_server *loader_server_new(const dataset *d, char *err, size_t errlen);
 void loader_server_free(loader_server *s);
-/* The reply to one request: a batch, or an error message; valid until the next call. */
+/* Requests must carry token from now on (NULL or "": none).  0, or -1 out of memory. */
+int loader_server_set_token(loader_server *s, const char *token);
+/* The reply to one request: a batch, or an error message; valid until the
+ * next call.  0 (no reply at all) for a request without the server's token. */
 size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
                             const uint8_t **reply);
 /* Binds a ROUTER socket on endpoint and answers requests until *stop becomes

@@ -180,6 +180,8 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
                  "give one");
         return -1;
     }
+    if (o->serve && infer_serve_check(o->serve, err, errlen) != 0)   /* before loading */
+        return -1;
     if (o->save_quantized && o->quant != INFER_INT8) {
         snprintf(err, errlen, "--save-quantized writes int8 weights: it needs --quant int8");
         return -1;

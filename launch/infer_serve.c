@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "io/zsock.h"
+
 /* The CLI's defaults (infer_main.c), so a request and the CLI agree. */
 enum { DEFAULT_MAX_TOKENS = 256, DEFAULT_TOP_K = 40 };
 #define DEFAULT_TEMPERATURE 0.8
@@ -119,9 +121,12 @@ static int parse_request(const cJSON *o, request *r, char *err, size_t errlen)
         } else if (strcmp(k, "top_p") == 0) {
             rc = get_float(f, 0, 1, true, &r->top_p);
             range = "a number in (0, 1]";
+        } else if (strcmp(k, "token") == 0) {
+            rc = cJSON_IsString(f) ? 0 : -1;   /* checked by check_token */
+            range = "a string";
         } else {
             snprintf(err, errlen, "unknown field '%.64s' (fields: prompt, max_tokens, "
-                     "temperature, top_k, top_p, seed)", k);
+                     "temperature, top_k, top_p, seed, token)", k);
             return -1;
         }
         if (rc != 0) {
@@ -208,6 +213,18 @@ static char *valid_utf8(const uint8_t *s, size_t n)
     return out;
 }
 
+/* 0 if the request carries the server's token (or the server has none). */
+static int check_token(const infer_server *sv, const cJSON *o, char *err, size_t errlen)
+{
+    if (!sv->token)
+        return 0;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "token");
+    if (cJSON_IsString(t) && zsock_token_equal(t->valuestring, strlen(t->valuestring), sv->token))
+        return 0;
+    snprintf(err, errlen, "%s token", cJSON_IsString(t) ? "wrong" : "missing");
+    return -1;
+}
+
 /* Runs a parsed request; adds the reply's fields to out, or -1 with a reason. */
 static int run_request(infer_server *sv, const request *r, cJSON *out, char *err, size_t errlen)
 {
@@ -267,7 +284,7 @@ char *infer_server_handle(infer_server *sv, const void *req, size_t len)
         snprintf(err, sizeof err, "request is not valid JSON");
     else if (!cJSON_IsObject(o))
         snprintf(err, sizeof err, "request must be a JSON object");
-    else if (parse_request(o, &r, err, sizeof err) == 0)
+    else if (check_token(sv, o, err, sizeof err) == 0 && parse_request(o, &r, err, sizeof err) == 0)
         rc = run_request(sv, &r, out, err, sizeof err);
     if (rc != 0) {   /* run_request adds its fields only once nothing can fail */
         cJSON_ReplaceItemInObject(out, "ok", cJSON_CreateFalse());
@@ -327,25 +344,30 @@ static void serve_one(infer_server *sv, void *sock)
             reply = infer_server_handle(sv, zmq_msg_data(&f[delim + 1]),
                                         zmq_msg_size(&f[delim + 1]));
         for (int i = 0; i <= delim; i++)
-            zmq_send(sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE);
-        zmq_send(sock, reply ? reply : "", reply ? strlen(reply) : 0, 0);
+            zmq_send(sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(sock, reply ? reply : "", reply ? strlen(reply) : 0, ZMQ_DONTWAIT);
         free(reply);
     }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&f[i]);
 }
 
+int infer_serve_check(const char *endpoint, char *err, size_t errlen)
+{
+    return zsock_endpoint_policy("--serve", endpoint, zsock_env_token(INFER_SERVE_TOKEN_ENV),
+                                 "a token ($" INFER_SERVE_TOKEN_ENV ")", err, errlen);
+}
+
 int infer_serve(infer_server *sv, const char *endpoint, char *err, size_t errlen)
 {
+    sv->token = zsock_env_token(INFER_SERVE_TOKEN_ENV);
+    zsock_opts zo = {.token = sv->token};
     void *ctx = zmq_ctx_new();
-    void *sock = ctx ? zmq_socket(ctx, ZMQ_ROUTER) : NULL;
-    int64_t maxsize = INFER_SERVE_MAX_BYTES;
-    int linger = 0, ipv6 = strchr(endpoint, '[') != NULL;
+    void *sock = ctx ? zsock_open(ctx, ZSOCK_SERVE, endpoint, &zo, err, errlen) : NULL;
     int rc = -1;
-    if (!sock || zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) != 0 ||
-        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6) != 0 || zmq_bind(sock, endpoint) != 0) {
-        snprintf(err, errlen, "--serve %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    if (!sock) {
+        if (!ctx)
+            snprintf(err, errlen, "--serve: cannot create a ZeroMQ context");
     } else {
         struct sigaction sa = {.sa_handler = on_signal};
         sigaction(SIGINT, &sa, NULL);

@@ -13,6 +13,7 @@
 
 #include "io/dataset.h"
 #include "io/loader.h"
+#include "io/zsock.h"
 
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 
@@ -40,6 +41,8 @@ static void usage(FILE *f)
             "  --seq-len  tokens per sample (default 256)\n"
             "  --vocab    the model's vocab_size (default 256)\n"
             "  --seed     the run's seed, which orders the samples (default 1337)\n"
+            "A non-loopback endpoint needs a token: $" LOADER_TOKEN_ENV ", which every\n"
+            "trainer then needs too (requests without it get no reply).\n"
             "SIGINT or SIGTERM stops it.\n");
 }
 
@@ -97,8 +100,12 @@ static int parse_args(int argc, char **argv, loader_args *a)
     }
     if (!a->data || !a->endpoint)
         return die(-1, "--data and --endpoint are required (see --help)");
-    if (strncmp(a->endpoint, "ipc://", 6) != 0 && strncmp(a->endpoint, "tcp://", 6) != 0)
-        return die(-1, "--endpoint must be ipc://PATH or tcp://HOST:PORT, not \"%s\"", a->endpoint);
+    char err[300];
+    if (zsock_endpoint_none(a->endpoint) ||
+        zsock_endpoint_policy("--endpoint", a->endpoint, zsock_env_token(LOADER_TOKEN_ENV),
+                              "a token ($" LOADER_TOKEN_ENV ")", err, sizeof err) != 0)
+        return die(-1, "%s", zsock_endpoint_none(a->endpoint)
+                                 ? "--endpoint must be ipc://PATH or tcp://HOST:PORT" : err);
     return 0;
 }
 
@@ -113,7 +120,10 @@ int main(int argc, char **argv)
     if (dataset_open(&d, a.data, (int)a.seq_len, (int)a.vocab, (uint64_t)a.seed, err, sizeof err))
         return die(EXIT_RUN, "%s", err);
     loader_server *s = loader_server_new(&d, err, sizeof err);
-    if (!s) {
+    if (!s || loader_server_set_token(s, zsock_env_token(LOADER_TOKEN_ENV)) != 0) {
+        if (s)
+            snprintf(err, sizeof err, "out of memory");
+        loader_server_free(s);
         dataset_close(&d);
         return die(EXIT_RUN, "%s", err);
     }

@@ -17,8 +17,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "io/zsock.h"
 #include "launch/plot.h"
-#include "trainer/control.h"
 
 typedef struct {
     const char *connect, *control, *command, *token;
@@ -146,8 +146,9 @@ static int parse_args(int argc, char **argv, options *o)
     }
     char err[256];
     const char *ep = o->control ? o->control : o->connect;
-    if (endpoint_is_none(ep) || endpoint_check(o->control ? "--control" : "--connect", ep, err, sizeof err) != 0) {
-        fprintf(stderr, "monitor: %s\n", endpoint_is_none(ep) ? "an endpoint is required" : err);
+    if (zsock_endpoint_none(ep) ||
+        zsock_endpoint_check(o->control ? "--control" : "--connect", ep, err, sizeof err) != 0) {
+        fprintf(stderr, "monitor: %s\n", zsock_endpoint_none(ep) ? "an endpoint is required" : err);
         return 2;
     }
     return 0;
@@ -252,25 +253,20 @@ static void show_record(view *v, const cJSON *r)
     print_line(v, text);
 }
 
-static void *open_socket(void *ctx, int type, const char *endpoint, double timeout_s)
+/* A SUB (timeout 0) or REQ client with the project's socket policy
+ * (io/zsock.h); NULL after printing why. */
+static void *open_socket(void *ctx, zsock_kind kind, const char *endpoint, double timeout_s)
 {
-    void *s = zmq_socket(ctx, type);
-    int linger = 0, ipv6 = endpoint_is_ipv6(endpoint), ms = (int)(timeout_s * 1000);
-    int64_t maxsize = 1 << 20;   /* a hostile peer cannot make us buffer more */
-    if (!s)
+    char err[256];
+    void *s = zsock_open(ctx, kind, endpoint, NULL, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "monitor: %s\n", err);
         return NULL;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(s, ZMQ_IPV6, &ipv6, sizeof ipv6);
-    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
-    if (type == ZMQ_REQ) {
-        zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
-        zmq_setsockopt(s, ZMQ_SNDTIMEO, &ms, sizeof ms);
     }
-    if (type == ZMQ_SUB)
-        zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
-    if (zmq_connect(s, endpoint) != 0) {
-        zmq_close(s);
-        return NULL;
+    int ms = (int)(timeout_s * 1000);
+    if (kind == ZSOCK_REQ) {
+        zsock_set(s, ZMQ_RCVTIMEO, ms);
+        zsock_set(s, ZMQ_SNDTIMEO, ms);
     }
     return s;
 }
@@ -305,11 +301,9 @@ static char *receive(void *sock, double wait_s)
 
 static int watch(void *ctx, const options *o)
 {
-    void *sock = open_socket(ctx, ZMQ_SUB, o->connect, 0);
-    if (!sock) {
-        fprintf(stderr, "monitor: %s: %s\n", o->connect, zmq_strerror(zmq_errno()));
+    void *sock = open_socket(ctx, ZSOCK_SUB, o->connect, 0);
+    if (!sock)
         return 1;
-    }
     view v = {.tty = isatty(STDOUT_FILENO)};
     double timeout = o->timeout_s > 0 ? o->timeout_s : o->once ? 10 : 1e9;
     int rc = 0;
@@ -348,11 +342,9 @@ static int watch(void *ctx, const options *o)
 static int control(void *ctx, const options *o)
 {
     double timeout = o->timeout_s > 0 ? o->timeout_s : 10;
-    void *sock = open_socket(ctx, ZMQ_REQ, o->control, timeout);
-    if (!sock) {
-        fprintf(stderr, "monitor: %s: %s\n", o->control, zmq_strerror(zmq_errno()));
+    void *sock = open_socket(ctx, ZSOCK_REQ, o->control, timeout);
+    if (!sock)
         return 1;
-    }
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "command", o->command);
     if (o->token && *o->token)
@@ -389,11 +381,9 @@ static int control(void *ctx, const options *o)
  * (counted from the start, not between records) or Ctrl-C. */
 static int collect_feed(void *ctx, const options *o, plot_data *d)
 {
-    void *sock = open_socket(ctx, ZMQ_SUB, o->connect, 0);
-    if (!sock) {
-        fprintf(stderr, "monitor: %s: %s\n", o->connect, zmq_strerror(zmq_errno()));
+    void *sock = open_socket(ctx, ZSOCK_SUB, o->connect, 0);
+    if (!sock)
         return 1;
-    }
     double until = now_s() + (o->timeout_s > 0 ? o->timeout_s : 1e9);
     bool done = false;
     while (!done && !interrupted && now_s() < until) {

@@ -42,7 +42,8 @@ expect_usage() {   # expected-substring, loader args...
 }
 expect_usage "required" --data "$tmp/data"
 expect_usage "not a valid number" --data "$tmp/data" --endpoint "$EP" --seq-len 32x
-expect_usage "must be ipc://" --data "$tmp/data" --endpoint "udp://x"
+expect_usage "expected tcp://HOST:PORT" --data "$tmp/data" --endpoint "udp://x"
+GPT_LOADER_TOKEN= expect_usage "needs a token" --data "$tmp/data" --endpoint "tcp://0.0.0.0:5999"
 expect_usage "cannot open" --data "$tmp/nothing" --endpoint "$EP"
 
 start_loader() {   # a loader on $EP with the config's T, vocab and seed; waits for its socket

@@ -1,5 +1,5 @@
 /* control: request parsing and validation (bad JSON, unknown commands, size,
- * tokens), endpoint rules of the config, and the REP server answering while
+ * tokens), endpoint rules of the config (io/zsock's policy: test_zsock), and the REP server answering while
  * handing commands to control_poll. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "io/zsock.h"
 #include "trainer/control.h"
 
 /* Parses text; expects cmd, or (cmd NONE) an error message containing fragment. */
@@ -91,27 +92,6 @@ static void test_tokens(void **state)
     EXPECT("{\"command\": \"nope\"}", "s3cret", CONTROL_NONE, "missing token");
 }
 
-static void test_endpoints(void **state)
-{
-    (void)state;
-    const char *loop[] = {"tcp://127.0.0.1:5555", "tcp://127.0.0.2:1", "tcp://localhost:80",
-                          "tcp://[::1]:5555", "ipc:///tmp/x", "none", ""};
-    const char *open[] = {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555",
-                          "tcp://127.evil.example:5555", "tcp://10.1.2.3:5555", "tcp://[::]:5555"};
-    for (size_t i = 0; i < sizeof loop / sizeof *loop; i++)
-        assert_true(endpoint_is_loopback(loop[i]));
-    for (size_t i = 0; i < sizeof open / sizeof *open; i++)
-        assert_false(endpoint_is_loopback(open[i]));
-    char err[256];
-    const char *bad[] = {"127.0.0.1:5555", "tcp://127.0.0.1", "tcp://127.0.0.1:0", "tcp://:5555",
-                         "tcp://127.0.0.1:99999", "tcp://127.0.0.1:55x", "udp://1.2.3.4:5", "ipc://"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        assert_int_equal(endpoint_check("k", bad[i], err, sizeof err), -1);
-        assert_non_null(strstr(err, "expected tcp://HOST:PORT"));
-    }
-    assert_int_equal(endpoint_check("k", "tcp://*:5555", err, sizeof err), 0);
-}
-
 /* config_finalize with the given --set assignments: 0 ok, else -1 and err. */
 static int finalize_with(const char *a, const char *b, char *err, size_t errlen)
 {
@@ -168,11 +148,10 @@ static char *latest(void *ctx)
 static const char *ask(void *ctx, const char *ep, const char *req, size_t len, bool two_frames)
 {
     static char reply[4096];
-    void *s = zmq_socket(ctx, ZMQ_REQ);
-    int ms = 2000, linger = 0;
-    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_connect(s, ep);
+    char err[256];
+    void *s = zsock_open(ctx, ZSOCK_REQ, ep, NULL, err, sizeof err);
+    assert_non_null(s);
+    zsock_set(s, ZMQ_RCVTIMEO, 2000);
     if (two_frames)
         zmq_send(s, req, len, ZMQ_SNDMORE);
     zmq_send(s, req, len, 0);
@@ -222,7 +201,7 @@ static void test_server(void **state)
     assert_int_equal(control_wait(c, 0.05), CONTROL_NONE);
 
     /* an oversized message is dropped by the transport; the server keeps serving */
-    size_t n = CONTROL_MAX_MESSAGE + 1000;
+    size_t n = ZSOCK_CONTROL_MAX_MSG + 1000;
     char *big = calloc(n, 1);
     memset(big, 'x', n);
     assert_null(ask(ctx, ep, big, n, false));
@@ -271,7 +250,6 @@ int main(void)
         cmocka_unit_test(test_malformed_requests),
         cmocka_unit_test(test_request_size_limit),
         cmocka_unit_test(test_tokens),
-        cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_config_endpoint_rules),
         cmocka_unit_test(test_server),
         cmocka_unit_test(test_server_none_and_busy),

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "io/zsock.h"
 #include "trainer/publisher.h"
 
 static double now(void)
@@ -117,6 +118,69 @@ static void test_publisher_delivers_to_subscriber(void **state)
     assert_true(now() - t0 < 3.0);
 }
 
+/* Waits up to ~10 s for one record on sub, sending as it goes. */
+static int receive_one(publisher *p, void *sub, char *buf, size_t n)
+{
+    int got = -1;
+    for (int i = 0; i < 100 && got < 0; i++) {
+        publisher_send(p, "{\"type\":\"step\",\"step\":7}", true);
+        got = zmq_recv(sub, buf, n - 1, 0);
+    }
+    if (got >= 0)
+        buf[got] = '\0';
+    return got;
+}
+
+/* A flood of distinct subscriptions makes the socket bind afresh (what libzmq
+ * kept of them goes), and subscribers old and new get records afterwards; a
+ * subscription over the size bound is refused without harm. */
+static void test_publisher_survives_subscription_flood(void **state)
+{
+    (void)state;
+    char ep[128], err[256], buf[256];
+    snprintf(ep, sizeof ep, "ipc:///tmp/gpt-test-pubflood-%d", (int)getpid());
+    publisher *p = publisher_open(ep, err, sizeof err);
+    assert_non_null(p);
+    void *ctx = zmq_ctx_new();
+    void *old = zsock_open(ctx, ZSOCK_SUB, ep, NULL, err, sizeof err);
+    zsock_set(old, ZMQ_RCVTIMEO, 100);
+    assert_true(receive_one(p, old, buf, sizeof buf) > 0);
+
+    void *x = zmq_socket(ctx, ZMQ_XSUB);
+    int linger = 2000, unbounded = 0;   /* XSUB drops what exceeds its SNDHWM */
+    zmq_setsockopt(x, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(x, ZMQ_SNDHWM, &unbounded, sizeof unbounded);
+    assert_int_equal(zmq_connect(x, ep), 0);
+    char topic[12];
+    for (int i = 0; i < 3 * PUBLISHER_MAX_SUBSCRIPTIONS; i++) {
+        int n = snprintf(topic, sizeof topic, "%c%d", 1, i);
+        zmq_send(x, topic, (size_t)n, 0);
+    }
+    for (int i = 0; i < 200 && publisher_rebinds(p) == 0; i++)
+        usleep(50 * 1000);
+    assert_true(publisher_rebinds(p) > 0);
+    zmq_close(x);
+
+    char huge[ZSOCK_STATUS_MAX_MSG + 100];   /* refused by the transport */
+    memset(huge, 'x', sizeof huge);
+    huge[0] = 1;
+    void *y = zmq_socket(ctx, ZMQ_XSUB);
+    zmq_setsockopt(y, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect(y, ep);
+    zmq_send(y, huge, sizeof huge, 0);
+    zmq_close(y);
+
+    void *fresh = zsock_open(ctx, ZSOCK_SUB, ep, NULL, err, sizeof err);
+    zsock_set(fresh, ZMQ_RCVTIMEO, 100);
+    assert_true(receive_one(p, fresh, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "{\"type\":\"step\",\"step\":7}");
+    assert_true(receive_one(p, old, buf, sizeof buf) > 0);   /* reconnected by itself */
+    zmq_close(fresh);
+    zmq_close(old);
+    zmq_ctx_term(ctx);
+    publisher_close(p);
+}
+
 static void test_publisher_refuses_busy_endpoint(void **state)
 {
     (void)state;
@@ -139,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_queue_push_never_blocks),
         cmocka_unit_test(test_publisher_none_keeps_latest_step),
         cmocka_unit_test(test_publisher_delivers_to_subscriber),
+        cmocka_unit_test(test_publisher_survives_subscription_flood),
         cmocka_unit_test(test_publisher_refuses_busy_endpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

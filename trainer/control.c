@@ -11,62 +11,9 @@
 #include <time.h>
 #include <zmq.h>
 
-/* ---- endpoints ---- */
+#include "io/zsock.h"
 
-bool endpoint_is_none(const char *ep)
-{
-    return ep[0] == '\0' || strcmp(ep, "none") == 0;
-}
-
-bool endpoint_is_ipv6(const char *ep)
-{
-    return strncmp(ep, "tcp://[", 7) == 0;
-}
-
-/* The host part of tcp://HOST:PORT into host (brackets kept); false if malformed. */
-static bool tcp_host(const char *ep, char *host, size_t n)
-{
-    if (strncmp(ep, "tcp://", 6) != 0)
-        return false;
-    const char *h = ep + 6, *colon = strrchr(h, ':');
-    if (!colon || colon == h || (size_t)(colon - h) >= n || strchr(h, ';'))
-        return false;
-    memcpy(host, h, (size_t)(colon - h));
-    host[colon - h] = '\0';
-    const char *port = colon + 1;
-    if (strcmp(port, "*") == 0)
-        return true;
-    char *end;
-    long p = strtol(port, &end, 10);
-    return *port && !*end && isdigit((unsigned char)*port) && p > 0 && p < 65536;
-}
-
-bool endpoint_is_loopback(const char *ep)
-{
-    if (endpoint_is_none(ep) || strncmp(ep, "ipc://", 6) == 0)
-        return true;   /* no socket, or a local file */
-    char host[256];
-    if (!tcp_host(ep, host, sizeof host))
-        return false;
-    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
-        return true;
-    if (strncmp(host, "127.", 4) != 0)
-        return false;
-    for (const char *s = host; *s; s++)   /* digits and dots only: not a host name */
-        if (!isdigit((unsigned char)*s) && *s != '.')
-            return false;
-    return true;
-}
-
-int endpoint_check(const char *key, const char *ep, char *err, size_t errlen)
-{
-    char host[256];
-    if (endpoint_is_none(ep) || (strncmp(ep, "ipc://", 6) == 0 && ep[6]) ||
-        tcp_host(ep, host, sizeof host))
-        return 0;
-    snprintf(err, errlen, "%s \"%s\": expected tcp://HOST:PORT, ipc://PATH or none", key, ep);
-    return -1;
-}
+/* ---- the config ---- */
 
 const char *control_token(const run_config *c)
 {
@@ -78,24 +25,20 @@ const char *control_token(const run_config *c)
 
 int control_check_config(const run_config *c, char *err, size_t errlen)
 {
-    if (endpoint_check("config: status_endpoint", c->status_endpoint, err, errlen) != 0 ||
-        endpoint_check("config: control_endpoint", c->control_endpoint, err, errlen) != 0)
+    if (zsock_endpoint_check("config: status_endpoint", c->status_endpoint, err, errlen) != 0 ||
+        zsock_endpoint_policy("config: control_endpoint", c->control_endpoint, control_token(c),
+                              "a control_token (config key or GPT_CONTROL_TOKEN)", err, errlen) != 0)
         return -1;
     if (c->status_public != 0 && c->status_public != 1) {
         snprintf(err, errlen, "config: status_public must be 0 or 1");
         return -1;
     }
-    if (!c->status_public && !endpoint_is_loopback(c->status_endpoint)) {
+    if (!c->status_public && !zsock_endpoint_loopback(c->status_endpoint)) {
         snprintf(err, errlen, "config: status_endpoint %s is not a loopback address "
                  "(set status_public=1 to publish status on the network)", c->status_endpoint);
         return -1;
     }
-    if (!endpoint_is_loopback(c->control_endpoint) && !control_token(c)) {
-        snprintf(err, errlen, "config: control_endpoint %s is not a loopback address and needs "
-                 "a control_token (config key or GPT_CONTROL_TOKEN)", c->control_endpoint);
-        return -1;
-    }
-    if (!endpoint_is_none(c->status_endpoint) &&
+    if (!zsock_endpoint_none(c->status_endpoint) &&
         strcmp(c->status_endpoint, c->control_endpoint) == 0) {
         snprintf(err, errlen, "config: status_endpoint and control_endpoint are the same (%s)",
                  c->status_endpoint);
@@ -113,16 +56,6 @@ static const struct {
     {"status", CONTROL_STATUS}, {"checkpoint", CONTROL_CHECKPOINT}, {"stop", CONTROL_STOP},
     {"pause", CONTROL_PAUSE},   {"resume", CONTROL_RESUME},
 };
-
-/* Compares in time independent of where the strings differ (the token is a secret). */
-static bool token_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned diff = (unsigned)(la ^ lb);
-    for (size_t i = 0; i < lb; i++)
-        diff |= (unsigned char)(i < la ? a[i] : 0) ^ (unsigned char)b[i];
-    return diff == 0;
-}
 
 /* Parses buf as exactly one JSON object (trailing bytes other than spaces refused). */
 static cJSON *parse_object(const char *buf, size_t len)
@@ -145,7 +78,7 @@ static control_cmd check_request(const cJSON *o, const char *token, char *msg, s
 {
     if (token && *token) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "token");
-        if (!cJSON_IsString(t) || !token_equal(t->valuestring, token)) {
+        if (!cJSON_IsString(t) || !zsock_token_equal(t->valuestring, strlen(t->valuestring), token)) {
             snprintf(msg, msglen, "%s token", cJSON_IsString(t) ? "wrong" : "missing");
             return CONTROL_NONE;
         }
@@ -400,18 +333,6 @@ static void *server_main(void *arg)
     }
 }
 
-/* Bounded everything: message size, queued requests, linger at close. */
-static int set_rep_options(void *sock, const char *endpoint)
-{
-    int64_t maxsize = CONTROL_MAX_MESSAGE;
-    int hwm = 16, linger = 0, ipv6 = endpoint_is_ipv6(endpoint);
-    return zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) |
-           zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm) |
-           zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm) |
-           zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) |
-           zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6);
-}
-
 control_server *control_open(const control_options *o, char *err, size_t errlen)
 {
     control_server *c = calloc(1, sizeof *c);
@@ -423,12 +344,14 @@ control_server *control_open(const control_options *o, char *err, size_t errlen)
     c->token = o->token && *o->token ? strdup(o->token) : NULL;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->changed, NULL);
-    if (endpoint_is_none(o->endpoint))
+    if (zsock_endpoint_none(o->endpoint))
         return c;
     c->ctx = zmq_ctx_new();
-    c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_ROUTER) : NULL;   /* see serve_one */
-    if (!c->sock || set_rep_options(c->sock, o->endpoint) != 0 || zmq_bind(c->sock, o->endpoint) != 0) {
-        snprintf(err, errlen, "control_endpoint %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
+    zsock_opts zo = {.token = o->token};
+    c->sock = c->ctx ? zsock_open(c->ctx, ZSOCK_CONTROL, o->endpoint, &zo, err, errlen) : NULL;
+    if (!c->sock) {   /* a ROUTER: see serve_one */
+        if (!c->ctx)
+            snprintf(err, errlen, "control_endpoint: cannot create a ZeroMQ context");
         control_close(c);
         return NULL;
     }

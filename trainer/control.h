@@ -9,8 +9,8 @@
  * client sends (garbage, huge or multipart messages, floods) reaches the
  * training loop other than as one of those commands.
  *
- * Also here: the endpoint checks of the config (loopback unless the config
- * says otherwise) shared with the status publisher. */
+ * Also here: the config's endpoint checks (io/zsock.h's policy: loopback
+ * unless the config says otherwise) for the status publisher and this server. */
 #ifndef TRAINER_CONTROL_H
 #define TRAINER_CONTROL_H
 
@@ -29,15 +29,10 @@ typedef enum {
 } control_cmd;
 
 /* Largest request that gets parsed; larger ones get an error reply, and the
- * transport drops anything above CONTROL_MAX_MESSAGE without reading it. */
-enum { CONTROL_MAX_REQUEST = 64 * 1024, CONTROL_MAX_MESSAGE = 128 * 1024 };
+ * transport (io/zsock.h) drops anything above ZSOCK_CONTROL_MAX_MSG unread. */
+enum { CONTROL_MAX_REQUEST = 64 * 1024 };
 
-/* ---- endpoints ---- */
-bool endpoint_is_none(const char *ep);      /* "none" or "": no socket */
-bool endpoint_is_ipv6(const char *ep);      /* tcp://[v6-address]:port */
-bool endpoint_is_loopback(const char *ep);  /* 127.x, localhost, [::1], ipc://, none */
-/* 0 if ep is tcp://HOST:PORT, ipc://PATH or none; -1 with a reason naming key. */
-int endpoint_check(const char *key, const char *ep, char *err, size_t errlen);
+/* ---- the config ---- */
 /* config_finalize's checks of status_endpoint, status_public, control_endpoint
  * and control_token (a non-loopback control endpoint needs a token). */
 int control_check_config(const run_config *c, char *err, size_t errlen);

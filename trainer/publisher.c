@@ -1,6 +1,7 @@
 #include "trainer/publisher.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +9,7 @@
 #include <time.h>
 #include <zmq.h>
 
-#include "trainer/control.h"
+#include "io/zsock.h"
 
 /* ---- the bounded drop-oldest queue ---- */
 
@@ -100,17 +101,59 @@ size_t msgq_count(msg_queue *q)
 
 struct publisher {
     msg_queue queue;
-    void *ctx, *sock;        /* NULL when the endpoint is "none" */
+    char *endpoint;
+    void *ctx, *sock;        /* sock NULL when the endpoint is "none" (or between binds) */
     pthread_t thread;
     bool running;
     int quit;                /* under queue.mu */
+    unsigned subscriptions;  /* subscription messages read since sock was bound */
+    atomic_uint rebinds;
     pthread_mutex_t latest_mu;
     char *latest;            /* latest step record */
 };
 
+/* Binds the status socket (retrying a while: a port just closed may still be
+ * held by ZeroMQ's I/O thread).  0, or -1 with err set. */
+static int bind_status(publisher *p, char *err, size_t errlen)
+{
+    for (int tries = 0;; tries++) {
+        p->sock = zsock_open(p->ctx, ZSOCK_STATUS, p->endpoint, NULL, err, errlen);
+        if (p->sock || zmq_errno() != EADDRINUSE || tries == 100)
+            return p->sock ? 0 : -1;
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+}
+
+/* Reads the subscription messages waiting (XPUB_MANUAL: they reach us, not
+ * ZeroMQ's subscription trie) and subscribes each sender to everything,
+ * whatever its topic.  ZeroMQ still keeps every distinct topic a peer sent
+ * until it disconnects, and a peer cannot be disconnected alone: after
+ * PUBLISHER_MAX_SUBSCRIPTIONS of them the socket is closed and bound again,
+ * which frees them all (subscribers reconnect and subscribe by themselves). */
+static void read_subscriptions(publisher *p)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (p->sock && zmq_msg_recv(&m, p->sock, ZMQ_DONTWAIT) >= 0) {
+        const uint8_t *d = zmq_msg_data(&m);
+        if (zmq_msg_size(&m) > 0 && d[0] == 1)
+            zmq_setsockopt(p->sock, ZMQ_SUBSCRIBE, "", 0);   /* the pipe it came from */
+        if (++p->subscriptions >= PUBLISHER_MAX_SUBSCRIPTIONS) {
+            char err[256];
+            zmq_close(p->sock);
+            p->sock = NULL;
+            p->subscriptions = 0;
+            atomic_fetch_add(&p->rebinds, 1);
+            bind_status(p, err, sizeof err);
+        }
+    }
+    zmq_msg_close(&m);
+}
+
 /* Sender thread: pops records and sends them without ever blocking.  A PUB
  * socket drops messages for a subscriber whose pipe is full (SNDHWM) by
- * itself, so a failed send is only possible when the socket is closing. */
+ * itself, so a failed send is only possible when the socket is closing.
+ * Between records it answers subscriptions (at least every 50 ms). */
 static void *sender_main(void *arg)
 {
     publisher *p = arg;
@@ -118,9 +161,14 @@ static void *sender_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals belong to the main thread */
     for (;;) {
-        char *msg = msgq_pop(&p->queue, 0.2);
+        char err[256];
+        if (!p->sock)   /* a rebind that failed: try again */
+            bind_status(p, err, sizeof err);
+        read_subscriptions(p);
+        char *msg = msgq_pop(&p->queue, 0.05);
         if (msg) {
-            zmq_send(p->sock, msg, strlen(msg), ZMQ_DONTWAIT);
+            if (p->sock)
+                zmq_send(p->sock, msg, strlen(msg), ZMQ_DONTWAIT);
             free(msg);
             continue;
         }
@@ -132,16 +180,6 @@ static void *sender_main(void *arg)
     }
 }
 
-/* Socket options: a bounded per-subscriber buffer, and a bounded linger so
- * that closing with a gone subscriber never hangs shutdown. */
-static int set_pub_options(void *sock, const char *endpoint)
-{
-    int hwm = 1000, linger = 500, ipv6 = endpoint_is_ipv6(endpoint);
-    return zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm) |
-           zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) |
-           zmq_setsockopt(sock, ZMQ_IPV6, &ipv6, sizeof ipv6);
-}
-
 publisher *publisher_open(const char *endpoint, char *err, size_t errlen)
 {
     publisher *p = calloc(1, sizeof *p);
@@ -151,12 +189,13 @@ publisher *publisher_open(const char *endpoint, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&p->latest_mu, NULL);
-    if (endpoint_is_none(endpoint))
+    if (zsock_endpoint_none(endpoint))
         return p;
+    p->endpoint = strdup(endpoint);
     p->ctx = zmq_ctx_new();
-    p->sock = p->ctx ? zmq_socket(p->ctx, ZMQ_PUB) : NULL;
-    if (!p->sock || set_pub_options(p->sock, endpoint) != 0 || zmq_bind(p->sock, endpoint) != 0) {
-        snprintf(err, errlen, "status_endpoint %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    if (!p->endpoint || !p->ctx || bind_status(p, err, errlen) != 0) {
+        if (!p->endpoint || !p->ctx)
+            snprintf(err, errlen, "status_endpoint %s: cannot create a ZeroMQ context", endpoint);
         publisher_close(p);
         return NULL;
     }
@@ -169,6 +208,11 @@ publisher *publisher_open(const char *endpoint, char *err, size_t errlen)
     return p;
 }
 
+unsigned publisher_rebinds(publisher *p)
+{
+    return p ? atomic_load(&p->rebinds) : 0;
+}
+
 void publisher_close(publisher *p)
 {
     if (!p)
@@ -179,11 +223,14 @@ void publisher_close(publisher *p)
         pthread_mutex_unlock(&p->queue.mu);
         pthread_join(p->thread, NULL);
     }
-    if (p->sock)
+    if (p->sock) {   /* the last records (the "done" event) still go out, for a bounded time */
+        zsock_set(p->sock, ZMQ_LINGER, PUBLISHER_CLOSE_LINGER_MS);
         zmq_close(p->sock);
+    }
     if (p->ctx)
         zmq_ctx_term(p->ctx);
     msgq_destroy(&p->queue);
+    free(p->endpoint);
     pthread_mutex_destroy(&p->latest_mu);
     free(p->latest);
     free(p);

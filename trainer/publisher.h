@@ -2,7 +2,9 @@
  * topic frame).  The training thread only copies a record into a bounded
  * queue (drop-oldest when full, drops counted); a background thread drains it
  * with non-blocking sends, so a slow, stuck or absent subscriber never slows
- * training.  The publisher also keeps the latest step record, for the
+ * training.  Every subscriber gets every record, whatever topic it subscribes
+ * to (subscribe to ""), and no subscription traffic grows the trainer's memory
+ * (publisher.c).  The publisher also keeps the latest step record, for the
  * control server's "status" reply. */
 #ifndef TRAINER_PUBLISHER_H
 #define TRAINER_PUBLISHER_H
@@ -31,7 +33,10 @@ char *msgq_pop(msg_queue *q, double timeout_s);
 uint64_t msgq_dropped(msg_queue *q);
 size_t msgq_count(msg_queue *q);
 
-enum { PUBLISHER_QUEUE = 1024 };
+/* Subscription messages the status socket reads before it is bound afresh
+ * (see publisher.c): with io/zsock.h's bound on one subscription's size, what
+ * ZeroMQ keeps of them stays around a megabyte. */
+enum { PUBLISHER_QUEUE = 1024, PUBLISHER_MAX_SUBSCRIPTIONS = 1024, PUBLISHER_CLOSE_LINGER_MS = 500 };
 
 typedef struct publisher publisher;
 
@@ -42,6 +47,8 @@ publisher *publisher_open(const char *endpoint, char *err, size_t errlen);
 void publisher_close(publisher *p);
 /* Queues one record for sending; is_step: also keep it as the latest step. */
 void publisher_send(publisher *p, const char *json, bool is_step);
+/* Times the socket was bound afresh after a flood of subscriptions. */
+unsigned publisher_rebinds(publisher *p);
 /* Records dropped so far because the queue was full. */
 uint64_t publisher_dropped(publisher *p);
 /* A copy of the latest step record (caller frees), or NULL before the first. */

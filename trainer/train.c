@@ -483,6 +483,15 @@ static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
                            tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
 }
 
+/* A step that failed (a loader error: every rank has it, train_step agrees)
+ * ends the run; the steps done since the last save are saved first. */
+static void save_before_error(trainer *tr, int done, int saved)
+{
+    char serr[1024];
+    if (done > saved && save_checkpoint(tr, done, serr, sizeof serr) != 0)
+        status_event(&tr->status, "error", done, serr);
+}
+
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
     double scale = tr->scaler.scale;
@@ -522,7 +531,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         return -1;
     }
     double t_start = mono_time(), t_train = 0;
-    int skipped = 0, consecutive = 0, rc = 0;
+    int skipped = 0, consecutive = 0, rc = 0, saved = tr->start_step;
     res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
     const int first = tr->start_step;   /* issue 6: a resumed run starts there */
     res->steps_done = first;
@@ -540,6 +549,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         double t0 = mono_time();
         float loss, norm;
         if (train_step(tr, step, &loss, err, errlen) != 0) {
+            save_before_error(tr, step, saved);
             rc = -1;
             break;
         }
@@ -603,6 +613,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             int due = checkpoint_due(c, tr->world, done, last || stopping, &tr->status, err, errlen);
             if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
                 rc = -1;
+            else if (due > 0)
+                saved = done;
         }
         if (stopping) {
             status_event(&tr->status, "event", done, "stop requested: stopped after this step");

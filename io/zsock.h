@@ -1,0 +1,77 @@
+/* zsock: every ZeroMQ socket the project creates, with its policy set in one
+ * place.  A socket kind fixes the socket type, whether it binds or connects,
+ * the largest message it accepts (ZMQ_MAXMSGSIZE: a larger one disconnects
+ * the peer before it is read), its queue bounds (high-water marks, per peer)
+ * and its linger.  A socket that binds a non-loopback endpoint needs a token
+ * where its kind says so (control, serve, loader): the endpoint policy is
+ * checked here, before anything is bound.  Requests then carry the token, and
+ * the server compares it with zsock_token_equal.
+ *
+ * Endpoints: tcp://HOST:PORT (HOST a name, an IPv4 address, [v6] or *),
+ * ipc://PATH, or "none"/"" for no socket.  Loopback: 127.x.y.z, localhost,
+ * [::1], ipc:// (a local file). */
+#ifndef IO_ZSOCK_H
+#define IO_ZSOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    ZSOCK_STATUS,         /* XPUB (manual), binds: status records out, subscriptions in */
+    ZSOCK_CONTROL,        /* ROUTER, binds: the trainer's control requests */
+    ZSOCK_SERVE,          /* ROUTER, binds: infer --serve requests */
+    ZSOCK_LOADER,         /* ROUTER, binds: build/loader's batch requests */
+    ZSOCK_LOADER_CLIENT,  /* DEALER, connects: a rank asking build/loader */
+    ZSOCK_PIPE_PUSH,      /* PUSH, binds inproc: the loader thread's batches */
+    ZSOCK_PIPE_PULL,      /* PULL, connects inproc */
+    ZSOCK_EVENTS,         /* PAIR, connects inproc: a zmq_socket_monitor's events */
+    ZSOCK_SUB,            /* SUB to everything, connects: monitor, tests */
+    ZSOCK_REQ,            /* REQ, connects: monitor --control, tests' clients */
+    ZSOCK_KINDS
+} zsock_kind;
+
+/* The largest message each bound kind reads (a subscription is its topic + 1
+ * byte, and subscribers take everything: "" is all they need). */
+enum {
+    ZSOCK_TOKEN_MAX = 127,                 /* bytes of a token */
+    ZSOCK_STATUS_MAX_MSG = 32,         /* also bounds the handshake: READY is ~26 */
+    ZSOCK_CONTROL_MAX_MSG = 128 * 1024,
+    ZSOCK_SERVE_MAX_MSG = 1 << 20,
+    ZSOCK_LOADER_MAX_MSG = 256,            /* a batch request and its token */
+    ZSOCK_CLIENT_MAX_MSG = 1 << 20,        /* replies and records a client reads */
+};
+
+typedef struct {
+    int hwm;           /* > 0: messages queued per peer each way, instead of the kind's */
+    int64_t max_msg;   /* > 0: the largest message read, instead of the kind's */
+    const char *token; /* a binding kind that needs one off loopback: NULL or "" = none */
+} zsock_opts;
+
+/* Creates a socket of kind k in ctx with its policy, checks the endpoint
+ * policy and binds or connects it.  o may be NULL.  NULL with a one-line
+ * reason in err (naming endpoint). */
+void *zsock_open(void *ctx, zsock_kind k, const char *endpoint, const zsock_opts *o, char *err,
+                 size_t errlen);
+/* Sets an int option (timeouts): 0, or -1 with errno. */
+int zsock_set(void *sock, int option, int value);
+
+/* ---- endpoint policy ---- */
+bool zsock_endpoint_none(const char *ep);      /* "none" or "": no socket */
+bool zsock_endpoint_loopback(const char *ep);  /* 127.x, localhost, [::1], ipc://, none */
+/* 0 if ep is tcp://HOST:PORT, ipc://PATH or none; -1 with a reason naming key. */
+int zsock_endpoint_check(const char *key, const char *ep, char *err, size_t errlen);
+/* zsock_endpoint_check, and a non-loopback endpoint needs a token (NULL or ""
+ * is none; longer than ZSOCK_TOKEN_MAX is refused).  tokenname says where a
+ * token comes from, for the message. */
+int zsock_endpoint_policy(const char *key, const char *ep, const char *token,
+                          const char *tokenname, char *err, size_t errlen);
+
+/* ---- tokens ---- */
+/* $name if set and not empty, else NULL. */
+const char *zsock_env_token(const char *name);
+/* Whether the len bytes at got are the token want, in time independent of
+ * where they differ (a token is a secret). */
+bool zsock_token_equal(const char *got, size_t len, const char *want);
+
+#endif

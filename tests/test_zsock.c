@@ -1,0 +1,144 @@
+/* zsock: the endpoint policy (syntax, loopback or not, a token off loopback),
+ * token comparison, and that a socket gets its kind's bounds (an oversized
+ * message never reaches the application; a refused endpoint is never bound). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "io/zsock.h"
+
+static void test_loopback_and_syntax(void **state)
+{
+    (void)state;
+    const char *loop[] = {"tcp://127.0.0.1:5555", "tcp://127.0.0.2:1", "tcp://localhost:80",
+                          "tcp://[::1]:5555", "ipc:///tmp/x", "none", ""};
+    const char *open[] = {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://eth0:5555",
+                          "tcp://127.evil.example:5555", "tcp://10.1.2.3:5555", "tcp://[::]:5555"};
+    for (size_t i = 0; i < sizeof loop / sizeof *loop; i++)
+        assert_true(zsock_endpoint_loopback(loop[i]));
+    for (size_t i = 0; i < sizeof open / sizeof *open; i++)
+        assert_false(zsock_endpoint_loopback(open[i]));
+    char err[256];
+    const char *bad[] = {"127.0.0.1:5555", "tcp://127.0.0.1", "tcp://127.0.0.1:0", "tcp://:5555",
+                         "tcp://127.0.0.1:99999", "tcp://127.0.0.1:55x", "udp://1.2.3.4:5", "ipc://"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(zsock_endpoint_check("k", bad[i], err, sizeof err), -1);
+        assert_non_null(strstr(err, "expected tcp://HOST:PORT"));
+        /* the policy checks the syntax first, token or not */
+        assert_int_equal(zsock_endpoint_policy("k", bad[i], "tk", "a token", err, sizeof err), -1);
+    }
+    assert_int_equal(zsock_endpoint_check("k", "tcp://*:5555", err, sizeof err), 0);
+}
+
+static void test_token_policy(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    /* loopback: no token needed, one allowed */
+    assert_int_equal(zsock_endpoint_policy("--x", "tcp://127.0.0.1:5", NULL, "a token", err,
+                                           sizeof err), 0);
+    assert_int_equal(zsock_endpoint_policy("--x", "ipc:///tmp/s", "", "a token", err, sizeof err), 0);
+    assert_int_equal(zsock_endpoint_policy("--x", "tcp://[::1]:5", "tk", "a token", err,
+                                           sizeof err), 0);
+    /* off loopback: refused without one ("" is none), naming the key and the source */
+    const char *open[] = {"tcp://0.0.0.0:5555", "tcp://*:1", "tcp://[::]:2", "tcp://host:3"};
+    for (size_t i = 0; i < sizeof open / sizeof *open; i++) {
+        assert_int_equal(zsock_endpoint_policy("--x", open[i], NULL, "$TOK", err, sizeof err), -1);
+        assert_non_null(strstr(err, "--x"));
+        assert_non_null(strstr(err, "not a loopback address and needs $TOK"));
+        assert_null(strchr(err, '\n'));
+        assert_int_equal(zsock_endpoint_policy("--x", open[i], "", "$TOK", err, sizeof err), -1);
+        assert_int_equal(zsock_endpoint_policy("--x", open[i], "tk", "$TOK", err, sizeof err), 0);
+    }
+    char long_token[ZSOCK_TOKEN_MAX + 2];
+    memset(long_token, 'a', sizeof long_token - 1);
+    long_token[sizeof long_token - 1] = '\0';
+    assert_int_equal(zsock_endpoint_policy("--x", "tcp://*:1", long_token, "t", err, sizeof err), -1);
+    assert_non_null(strstr(err, "longer than"));
+    long_token[ZSOCK_TOKEN_MAX] = '\0';
+    assert_int_equal(zsock_endpoint_policy("--x", "tcp://*:1", long_token, "t", err, sizeof err), 0);
+}
+
+static void test_token_equal(void **state)
+{
+    (void)state;
+    assert_true(zsock_token_equal("s3cret", 6, "s3cret"));
+    assert_false(zsock_token_equal("s3cret", 5, "s3cret"));        /* a prefix */
+    assert_false(zsock_token_equal("s3cretX", 7, "s3cret"));       /* longer */
+    assert_false(zsock_token_equal("s3creT", 6, "s3cret"));
+    assert_false(zsock_token_equal("s3cr\0t", 6, "s3cr"));         /* NUL inside */
+    assert_false(zsock_token_equal("", 0, "s3cret"));
+    assert_true(zsock_token_equal("", 0, ""));
+}
+
+/* zsock_open refuses what the policy refuses, before binding anything. */
+static void test_open_applies_policy(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    char err[256] = "";
+    const zsock_kind needs_token[] = {ZSOCK_CONTROL, ZSOCK_SERVE, ZSOCK_LOADER};
+    for (size_t i = 0; i < sizeof needs_token / sizeof *needs_token; i++) {
+        assert_null(zsock_open(ctx, needs_token[i], "tcp://0.0.0.0:5555", NULL, err, sizeof err));
+        assert_non_null(strstr(err, "needs a token"));
+        zsock_opts empty = {.token = ""};
+        assert_null(zsock_open(ctx, needs_token[i], "tcp://0.0.0.0:5555", &empty, err, sizeof err));
+    }
+    assert_null(zsock_open(ctx, ZSOCK_SERVE, "udp://1.2.3.4:5", NULL, err, sizeof err));
+    assert_non_null(strstr(err, "expected tcp://HOST:PORT"));
+    assert_null(zsock_open(ctx, ZSOCK_SERVE, "none", NULL, err, sizeof err));
+    zsock_opts tk = {.token = "tk"};
+    void *s = zsock_open(ctx, ZSOCK_SERVE, "tcp://0.0.0.0:*", &tk, err, sizeof err);
+    assert_non_null(s);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+}
+
+/* A message over the kind's bound disconnects its sender unread; the next
+ * peer's message of the allowed size gets through. */
+static void test_max_message_size(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    char ep[128], err[256];
+    snprintf(ep, sizeof ep, "ipc:///tmp/gpt-test-zsock-%d", (int)getpid());
+    void *srv = zsock_open(ctx, ZSOCK_LOADER, ep, NULL, err, sizeof err);
+    assert_non_null(srv);
+    zsock_set(srv, ZMQ_RCVTIMEO, 300);
+    static char big[ZSOCK_LOADER_MAX_MSG + 1], ok[ZSOCK_LOADER_MAX_MSG];
+    void *c1 = zsock_open(ctx, ZSOCK_REQ, ep, NULL, err, sizeof err);
+    assert_non_null(c1);
+    assert_int_equal(zmq_send(c1, big, sizeof big, 0), (int)sizeof big);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    assert_int_equal(zmq_msg_recv(&m, srv, 0), -1);   /* nothing arrives */
+    void *c2 = zsock_open(ctx, ZSOCK_REQ, ep, NULL, err, sizeof err);
+    memset(ok, 'k', sizeof ok);
+    assert_int_equal(zmq_send(c2, ok, sizeof ok, 0), (int)sizeof ok);
+    size_t body = 0;   /* routing id, empty delimiter, then the body */
+    for (int i = 0; i < 3 && zmq_msg_recv(&m, srv, 0) >= 0; i++)
+        body = zmq_msg_size(&m);
+    assert_int_equal(body, sizeof ok);
+    zmq_msg_close(&m);
+    zmq_close(c1);
+    zmq_close(c2);
+    zmq_close(srv);
+    zmq_ctx_term(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loopback_and_syntax),
+        cmocka_unit_test(test_token_policy),
+        cmocka_unit_test(test_token_equal),
+        cmocka_unit_test(test_open_applies_policy),
+        cmocka_unit_test(test_max_message_size),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
