@@ -35,7 +35,7 @@ typedef struct {
     char control_token[128];   /* issue 7: required off loopback ($GPT_CONTROL_TOKEN too) */
     int status_public;         /* issue 7: 1 allows a non-loopback status_endpoint */
     /* derived by config_finalize, not a key */
-    bool precision_auto;   /* precision was not given: bf16 where the CPU has it */
+    bool precision_auto;   /* precision auto: train_run picks by measurement */
 } run_config;
 
 void config_defaults(run_config *c);

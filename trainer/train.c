@@ -16,6 +16,7 @@
 #include "kernels/adamw.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
+#include "trainer/autotune.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/scaler.h"
@@ -609,11 +610,34 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return rc;
 }
 
-int train_run(const run_config *c, const comm_world *world, train_result *res, char *err,
+/* precision auto: rank 0 times the products (or reads its cache) and every
+ * rank takes its choice, so all ranks run the same precision. */
+static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
+{
+    float shared[4] = {0};
+    if (w->rank == 0) {
+        precision_choose(c, pc);
+        shared[0] = strcmp(pc->chosen, "bf16") == 0 ? GEMM_BF16
+                    : strcmp(pc->chosen, "fp16") == 0 ? GEMM_F16 : GEMM_F32;
+        for (int i = 0; i < 3; i++)
+            shared[1 + i] = (float)pc->gflops[i];
+    }
+    if (w->size > 1)
+        comm_broadcast_floats(shared, 4, 0);
+    static const char *const names[3] = {"fp32", "bf16", "fp16"};
+    snprintf(c->precision, sizeof c->precision, "%s", names[(int)shared[0]]);
+}
+
+int train_run(const run_config *config, const comm_world *world, train_result *res, char *err,
               size_t errlen)
 {
     trainer tr;
     memset(res, 0, sizeof *res);
+    run_config resolved = *config;
+    const run_config *c = &resolved;
+    precision_choice pc = {.chosen = ""};
+    if (resolved.precision_auto)
+        resolve_precision(&resolved, world, &pc);
     int rc = trainer_open(&tr, c, world, err, errlen);
     if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
@@ -621,14 +645,23 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
             status_event(&tr.status, "error", 0, err);
     }
     if (rc == 0) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "training %zu parameters, %s, recompute %s, %d threads, "
-                 "%d x %d tokens per micro-batch", tr.model.num_params, c->precision, c->recompute,
+        char msg[512], fields[512] = "{}";
+        int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr.model.num_params,
+                           c->precision);
+        if (c->precision_auto) {
+            len += snprintf(msg + len, sizeof msg - len, " (auto:");
+            for (int i = 0; i < 3; i++)
+                if (pc.gflops[i] > 0)
+                    len += snprintf(msg + len, sizeof msg - len, " %s %.0f",
+                                    i == 0 ? "fp32" : i == 1 ? "bf16" : "fp16", pc.gflops[i]);
+            len += snprintf(msg + len, sizeof msg - len, " GFLOP/s, %s %.2f s)",
+                            pc.from_cache ? "cached, measured in" : "measured in", pc.measure_s);
+            precision_choice_json(&pc, fields, sizeof fields);
+        }
+        snprintf(msg + len, sizeof msg - len, ", recompute %s, %d threads, "
+                 "%d x %d tokens per micro-batch", c->recompute,
                  omp_get_max_threads(), c->batch_size, c->seq_len);
-        status_event(&tr.status, "event", 0, msg);
-        if (c->precision_auto && tr.model.half == GEMM_F32)
-            status_event(&tr.status, "event", 0,
-                         "precision fp32: this CPU has no AVX512-BF16 or AMX (set precision=bf16 to emulate it)");
+        status_event_fields(&tr.status, 0, msg, fields);
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");
