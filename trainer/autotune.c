@@ -28,10 +28,15 @@ static const char *const dtype_names[3] = {"fp32", "bf16", "fp16"};
 
 /* The products of one training step, as trainer/model.c runs them in dtype:
  * fp32 reads the weights as stored, 16-bit modes a packed copy. */
+static int timed_tokens(const run_config *c)
+{
+    const int BT = c->batch_size * c->seq_len;
+    return BT < TUNE_TOKENS ? BT : TUNE_TOKENS;
+}
+
 static int step_products(const run_config *c, gemm_dtype dtype, gemm_shape *s)
 {
-    const int C = c->n_embd, BT = c->batch_size * c->seq_len;
-    const int N = BT < TUNE_TOKENS ? BT : TUNE_TOKENS;
+    const int C = c->n_embd, N = timed_tokens(c);
     const int V = c->vocab_size < TUNE_VOCAB ? c->vocab_size : TUNE_VOCAB;
     const bool half = dtype != GEMM_F32;
     const int io[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, V}};
@@ -62,14 +67,17 @@ static void build_id(char *buf, size_t n)
         snprintf(buf, n, "unknown");
 }
 
+/* What the measurement depends on: the machine, the build and the shapes it
+ * times (so runs that differ only in batch_size or rank count, once both
+ * have more than TUNE_TOKENS tokens a micro-batch, share a choice). */
 static void cache_key(const run_config *c, char *buf, size_t n)
 {
     char build[64];
     build_id(build, sizeof build);
-    snprintf(buf, n, "cpu=%s;isa=%s;bf16=%d;amx=%d;%s;build=%s;threads=%d;C=%d;L=%d;V=%d;B=%d;T=%d",
+    snprintf(buf, n, "cpu=%s;isa=%s;bf16=%d;amx=%d;%s;build=%s;threads=%d;C=%d;L=%d;V=%d;tokens=%d",
              cpu_model_name(), cpu_isa_name(cpu_isa()), cpu_has_bf16(), cpu_has_amx_bf16(),
              gemm_library(), build, omp_get_max_threads(), c->n_embd, c->n_layer, c->vocab_size,
-             c->batch_size, c->seq_len);
+             timed_tokens(c));
 }
 
 static uint64_t fnv1a(const char *s)
