@@ -645,7 +645,8 @@ int train_run(const run_config *config, const comm_world *world, train_result *r
             status_event(&tr.status, "error", 0, err);
     }
     if (rc == 0) {
-        char msg[512], fields[512] = "{}";
+        char msg[512], fields[512];
+        snprintf(fields, sizeof fields, "{\"precision\":\"%.7s\"}", c->precision);
         int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr.model.num_params,
                            c->precision);
         if (c->precision_auto) {
