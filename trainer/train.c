@@ -170,18 +170,44 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     return rc;
 }
 
-static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, char *err,
-                        size_t errlen)
+static gpt2_options model_options(const run_config *c, const comm_world *w)
+{
+    return (gpt2_options){.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
+                                       : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
+                                                                           : PREC_FP32,
+                          .recompute = strcmp(c->recompute, "block") == 0,
+                          .split_embed_grad = w->size > 1};
+}
+
+/* precision auto: rank 0 times the products (or reads its cache) and every
+ * rank takes its choice, so all ranks run the same precision. */
+static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
+{
+    float shared[4] = {0};
+    if (w->rank == 0) {
+        precision_choose(c, pc);
+        shared[0] = strcmp(pc->chosen, "bf16") == 0 ? GEMM_BF16
+                    : strcmp(pc->chosen, "fp16") == 0 ? GEMM_F16 : GEMM_F32;
+        for (int i = 0; i < 3; i++)
+            shared[1 + i] = (float)pc->gflops[i];
+    }
+    if (w->size > 1)
+        comm_broadcast_floats(shared, 4, 0);
+    static const char *const names[3] = {"fp32", "bf16", "fp16"};
+    snprintf(c->precision, sizeof c->precision, "%s", names[(int)shared[0]]);
+}
+
+/* Checks the memory the run needs, then (precision auto) measures the
+ * precision, so a model too large for memory is refused before any product
+ * of its size is timed. */
+static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precision_choice *pc,
+                        char *err, size_t errlen)
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = c;
     tr->world = w;
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    gpt2_options opt = {.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
-                                     : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
-                                                                         : PREC_FP32,
-                        .recompute = strcmp(c->recompute, "block") == 0,
-                        .split_embed_grad = w->size > 1};
+    gpt2_options opt = model_options(c, w);
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /   /* + Adam m, v */
                       (c->zero_stage >= 1 ? w->size : 1);
@@ -189,7 +215,9 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
         need += 3.0 * sizeof(float) * (double)gpt2_count_params(&dims);
-    if (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native())) {
+    /* (auto picks only precisions with a native product: no widening buffer) */
+    if (!c->precision_auto &&
+        (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native()))) {
         /* the fp32 widening buffer of 16-bit operands without a native product */
         double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
         need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
@@ -199,6 +227,10 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
                  "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
         return -1;
+    }
+    if (c->precision_auto) {
+        resolve_precision(c, w, pc);
+        opt = model_options(c, w);
     }
     if (dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed, err,
                      errlen) != 0)
@@ -610,35 +642,15 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return rc;
 }
 
-/* precision auto: rank 0 times the products (or reads its cache) and every
- * rank takes its choice, so all ranks run the same precision. */
-static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
-{
-    float shared[4] = {0};
-    if (w->rank == 0) {
-        precision_choose(c, pc);
-        shared[0] = strcmp(pc->chosen, "bf16") == 0 ? GEMM_BF16
-                    : strcmp(pc->chosen, "fp16") == 0 ? GEMM_F16 : GEMM_F32;
-        for (int i = 0; i < 3; i++)
-            shared[1 + i] = (float)pc->gflops[i];
-    }
-    if (w->size > 1)
-        comm_broadcast_floats(shared, 4, 0);
-    static const char *const names[3] = {"fp32", "bf16", "fp16"};
-    snprintf(c->precision, sizeof c->precision, "%s", names[(int)shared[0]]);
-}
-
 int train_run(const run_config *config, const comm_world *world, train_result *res, char *err,
               size_t errlen)
 {
     trainer tr;
     memset(res, 0, sizeof *res);
-    run_config resolved = *config;
+    run_config resolved = *config;   /* precision auto becomes the measured one */
     const run_config *c = &resolved;
     precision_choice pc = {.chosen = ""};
-    if (resolved.precision_auto)
-        resolve_precision(&resolved, world, &pc);
-    int rc = trainer_open(&tr, c, world, err, errlen);
+    int rc = trainer_open(&tr, &resolved, world, &pc, err, errlen);
     if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
         if (rc != 0)
