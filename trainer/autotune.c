@@ -110,12 +110,18 @@ int precision_cache_path(const run_config *c, char *buf, size_t n)
                : -1;
 }
 
-static bool known_precision(const char *name)
+const char *precision_name(gemm_dtype dtype)
+{
+    return dtype_names[dtype];
+}
+
+/* The gemm_dtype named name, -1 for none. */
+static int precision_index(const char *name)
 {
     for (int i = 0; i < 3; i++)
         if (strcmp(name, dtype_names[i]) == 0)
-            return true;
-    return false;
+            return i;
+    return -1;
 }
 
 /* The cached choice for key at path; false when absent, damaged or another key's. */
@@ -131,9 +137,11 @@ static bool cache_read(const char *path, const char *key, precision_choice *out)
     const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(o, "key"));
     const char *chosen = cJSON_GetStringValue(cJSON_GetObjectItem(o, "precision"));
     cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
-    bool ok = k && strcmp(k, key) == 0 && chosen && known_precision(chosen) && cJSON_IsObject(g);
+    bool ok = k && strcmp(k, key) == 0 && chosen && precision_index(chosen) >= 0 &&
+              cJSON_IsObject(g);
     if (ok) {
         memset(out, 0, sizeof *out);
+        out->dtype = (gemm_dtype)precision_index(chosen);
         snprintf(out->chosen, sizeof out->chosen, "%s", chosen);
         for (int i = 0; i < 3; i++) {
             cJSON *v = cJSON_GetObjectItem(g, dtype_names[i]);
@@ -197,6 +205,7 @@ static void measure(const run_config *c, precision_choice *out)
             best = d;
         gemm_timing_destroy(sets[d]);
     }
+    out->dtype = (gemm_dtype)best;
     snprintf(out->chosen, sizeof out->chosen, "%s", dtype_names[best]);
     out->measure_s = omp_get_wtime() - t0;
 }

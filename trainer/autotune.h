@@ -17,14 +17,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kernels/gemm.h"
 #include "trainer/config.h"
 
 typedef struct {
-    char chosen[8];       /* "fp32", "bf16" or "fp16" */
+    gemm_dtype dtype;     /* the choice */
+    char chosen[8];       /* its name: "fp32", "bf16" or "fp16" */
     double gflops[3];     /* fp32, bf16, fp16 products (gemm_dtype order); 0: not native */
     double measure_s;     /* the time the measurement took (when it ran) */
     bool from_cache;
 } precision_choice;
+
+/* The config name of a precision: "fp32", "bf16", "fp16". */
+const char *precision_name(gemm_dtype dtype);
 
 /* Measures (or reads the cache for) the products of the model c describes
  * with the current OpenMP threads.  Never fails: without a working

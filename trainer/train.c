@@ -183,18 +183,14 @@ static gpt2_options model_options(const run_config *c, const comm_world *w)
  * rank takes its choice, so all ranks run the same precision. */
 static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
 {
-    float shared[4] = {0};
+    float chosen = 0;
     if (w->rank == 0) {
         precision_choose(c, pc);
-        shared[0] = strcmp(pc->chosen, "bf16") == 0 ? GEMM_BF16
-                    : strcmp(pc->chosen, "fp16") == 0 ? GEMM_F16 : GEMM_F32;
-        for (int i = 0; i < 3; i++)
-            shared[1 + i] = (float)pc->gflops[i];
+        chosen = (float)pc->dtype;
     }
     if (w->size > 1)
-        comm_broadcast_floats(shared, 4, 0);
-    static const char *const names[3] = {"fp32", "bf16", "fp16"};
-    snprintf(c->precision, sizeof c->precision, "%s", names[(int)shared[0]]);
+        comm_broadcast_floats(&chosen, 1, 0);
+    snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
 }
 
 /* Checks the memory the run needs, then (precision auto) measures the
@@ -642,13 +638,36 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return rc;
 }
 
+/* The "training ..." event: the model, its precision (for auto, the rates
+ * measured and whether they came from the cache) and the batch. */
+static void report_start(trainer *tr, const precision_choice *pc)
+{
+    const run_config *c = tr->cfg;
+    char msg[512], fields[512];
+    snprintf(fields, sizeof fields, "{\"precision\":\"%.7s\"}", c->precision);
+    int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
+                       c->precision);
+    if (c->precision_auto) {
+        len += snprintf(msg + len, sizeof msg - len, " (auto:");
+        for (int d = GEMM_F32; d <= GEMM_F16; d++)
+            if (pc->gflops[d] > 0)
+                len += snprintf(msg + len, sizeof msg - len, " %s %.0f",
+                                precision_name((gemm_dtype)d), pc->gflops[d]);
+        len += snprintf(msg + len, sizeof msg - len, " GFLOP/s, %s %.2f s)",
+                        pc->from_cache ? "cached, measured in" : "measured in", pc->measure_s);
+        precision_choice_json(pc, fields, sizeof fields);
+    }
+    snprintf(msg + len, sizeof msg - len, ", recompute %s, %d threads, %d x %d tokens per micro-batch",
+             c->recompute, omp_get_max_threads(), c->batch_size, c->seq_len);
+    status_event_fields(&tr->status, 0, msg, fields);
+}
+
 int train_run(const run_config *config, const comm_world *world, train_result *res, char *err,
               size_t errlen)
 {
     trainer tr;
     memset(res, 0, sizeof *res);
     run_config resolved = *config;   /* precision auto becomes the measured one */
-    const run_config *c = &resolved;
     precision_choice pc = {.chosen = ""};
     int rc = trainer_open(&tr, &resolved, world, &pc, err, errlen);
     if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
@@ -657,24 +676,7 @@ int train_run(const run_config *config, const comm_world *world, train_result *r
             status_event(&tr.status, "error", 0, err);
     }
     if (rc == 0) {
-        char msg[512], fields[512];
-        snprintf(fields, sizeof fields, "{\"precision\":\"%.7s\"}", c->precision);
-        int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr.model.num_params,
-                           c->precision);
-        if (c->precision_auto) {
-            len += snprintf(msg + len, sizeof msg - len, " (auto:");
-            for (int i = 0; i < 3; i++)
-                if (pc.gflops[i] > 0)
-                    len += snprintf(msg + len, sizeof msg - len, " %s %.0f",
-                                    i == 0 ? "fp32" : i == 1 ? "bf16" : "fp16", pc.gflops[i]);
-            len += snprintf(msg + len, sizeof msg - len, " GFLOP/s, %s %.2f s)",
-                            pc.from_cache ? "cached, measured in" : "measured in", pc.measure_s);
-            precision_choice_json(&pc, fields, sizeof fields);
-        }
-        snprintf(msg + len, sizeof msg - len, ", recompute %s, %d threads, "
-                 "%d x %d tokens per micro-batch", c->recompute,
-                 omp_get_max_threads(), c->batch_size, c->seq_len);
-        status_event_fields(&tr.status, 0, msg, fields);
+        report_start(&tr, &pc);
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");
