@@ -441,7 +441,9 @@ const char *gemm_library(void)
 {
     static char name[64];
     const dnnl_version_t *v = dnnl_version();
-    snprintf(name, sizeof name, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+    /* the ISA it runs (ONEDNN_MAX_CPU_ISA can lower it): dnnl_cpu_isa_t bits */
+    snprintf(name, sizeof name, "oneDNN %d.%d.%d isa 0x%x", v->major, v->minor, v->patch,
+             (unsigned)dnnl_get_effective_cpu_isa());
     return name;
 }
 

@@ -85,7 +85,8 @@ void gemm_timing_destroy(gemm_timing *t);
 /* Whether products of dtype run natively (fp32 always). */
 bool gemm_native(gemm_dtype dtype);
 
-/* The matmul library and its version, e.g. "oneDNN 2.6.3". */
+/* The matmul library, its version and the ISA it runs, e.g.
+ * "oneDNN 2.6.3 isa 0x3e7". */
 const char *gemm_library(void);
 
 /* The implementation oneDNN picks for a plain M x K x N product of dtype
