@@ -52,6 +52,8 @@ DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf
         libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
         openssh-client iproute2
 DEBS += libpcre2-dev nodejs
+# interop tests and the PyTorch rows of `make bench` run on Debian's python3 (/usr/bin/python3)
+DEBS += python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

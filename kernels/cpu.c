@@ -38,6 +38,39 @@ bool cpu_has_avx512_vnni(void)
     return __builtin_cpu_supports("avx512vnni") && cpu_isa_supported(ISA_AVX512);
 }
 
+bool cpu_has_amx_bf16(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("amx-bf16");
+}
+
+bool cpu_has_avx512_fp16(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512fp16");
+}
+
+const char *cpu_model_name(void)
+{
+    static char name[128];
+    if (name[0])
+        return name;
+    snprintf(name, sizeof name, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon) {
+            snprintf(name, sizeof name, "%s", colon + 1 + (colon[1] == ' '));
+            name[strcspn(name, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    return name;
+}
+
 static isa_t best_isa(void)
 {
     const char *forced = getenv("GPT_ISA");

@@ -21,6 +21,12 @@ bool cpu_has_bf16(void);             /* AVX512-BF16 or AMX-BF16 */
  * an isa_t of its own, since only kernels/q8 has such a path. */
 bool cpu_has_avx512_vnni(void);
 
+/* AMX-BF16 tiles (oneDNN's avx512_core_amx products), AVX512-FP16 arithmetic. */
+bool cpu_has_amx_bf16(void);
+bool cpu_has_avx512_fp16(void);
+/* The CPU's model name as /proc/cpuinfo gives it ("unknown" without one). */
+const char *cpu_model_name(void);
+
 /* The table of the requested path, or the scalar one when this CPU cannot run
  * it: a kernel never executes instructions the CPU lacks. */
 const void *cpu_pick(isa_t isa, const void *scalar, const void *avx2, const void *avx512);

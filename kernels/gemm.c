@@ -3,6 +3,7 @@
 #include "kernels/convert.h"
 
 #include <assert.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +430,148 @@ bool gemm_bf16_native(void)
         cache.bf16_native = lookup(&probe) != NULL;
     }
     return cache.bf16_native == 1;
+}
+
+bool gemm_native(gemm_dtype dtype)
+{
+    return weights_native(dtype);
+}
+
+const char *gemm_library(void)
+{
+    static char name[64];
+    const dnnl_version_t *v = dnnl_version();
+    /* the ISA it runs (ONEDNN_MAX_CPU_ISA can lower it): dnnl_cpu_isa_t bits */
+    snprintf(name, sizeof name, "oneDNN %d.%d.%d isa 0x%x", v->major, v->minor, v->patch,
+             (unsigned)dnnl_get_effective_cpu_isa());
+    return name;
+}
+
+const char *gemm_impl_name(gemm_dtype dtype, int M, int N, int K)
+{
+    static char name[128];
+    init_engine();
+    dnnl_memory_desc_t a_md = matrix_md(M, K, K, false, operand_type(dtype));
+    dnnl_memory_desc_t b_md = matrix_md(K, N, N, false, operand_type(dtype));
+    dnnl_memory_desc_t c_md = matrix_md(M, N, N, false, dnnl_f32);
+    dnnl_matmul_desc_t desc;
+    check(dnnl_matmul_desc_init(&desc, &a_md, &b_md, NULL, &c_md), "matmul_desc_init");
+    dnnl_primitive_desc_t pd;
+    name[0] = '\0';
+    if (dnnl_primitive_desc_create(&pd, &desc, NULL, cache.engine, NULL) != dnnl_success)
+        return name;
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+        snprintf(name, sizeof name, "%s", impl);
+    dnnl_primitive_desc_destroy(pd);
+    return name;
+}
+
+/* The operands of one timed product. */
+typedef struct {
+    void *a, *b;
+    float *c;
+    gemm_weights *w;
+} timed_product;
+
+struct gemm_timing {
+    gemm_dtype dtype;
+    int n;
+    gemm_shape *shapes;
+    timed_product *ops;
+    double *best;   /* each product's fastest run so far (seconds) */
+};
+
+static bool timed_alloc(timed_product *t, gemm_dtype dtype, const gemm_shape *s)
+{
+    size_t value = dtype == GEMM_F32 ? sizeof(float) : sizeof(uint16_t);
+    t->a = calloc((size_t)s->M * s->K, value);
+    t->c = calloc((size_t)s->M * s->N, sizeof(float));
+    if (s->packed) {
+        float *master = calloc((size_t)s->K * s->N, sizeof(float));
+        t->w = master ? gemm_weights_create(dtype, false, s->K, s->N, s->N) : NULL;
+        if (t->w)
+            gemm_weights_pack(t->w, master);
+        free(master);
+        return t->a && t->c && t->w;
+    }
+    t->b = calloc((size_t)s->K * s->N, value);
+    return t->a && t->b && t->c;
+}
+
+/* Seconds one run of product i takes. */
+static double timed_run(const gemm_timing *t, int i)
+{
+    const gemm_shape *s = &t->shapes[i];
+    const timed_product *p = &t->ops[i];
+    double t0 = omp_get_wtime();
+    if (s->packed)
+        gemm_packed(p->w, s->M, 1.0f, p->a, s->K, NULL, false, p->c, s->N);
+    else
+        gemm(t->dtype, s->trans_a, s->trans_b, s->M, s->N, s->K, p->a, s->trans_a ? s->M : s->K,
+             p->b, s->trans_b ? s->K : s->N, NULL, s->trans_a, p->c, s->N);
+    return omp_get_wtime() - t0;
+}
+
+gemm_timing *gemm_timing_create(gemm_dtype dtype, const gemm_shape *shapes, int n)
+{
+    if (!gemm_native(dtype))
+        return NULL;
+    gemm_timing *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (gemm_timing){.dtype = dtype, .n = n, .shapes = malloc((size_t)n * sizeof *shapes),
+                       .ops = calloc((size_t)n, sizeof *t->ops),
+                       .best = malloc((size_t)n * sizeof *t->best)};
+    bool ok = t->shapes && t->ops && t->best;
+    if (ok)
+        memcpy(t->shapes, shapes, (size_t)n * sizeof *shapes);
+    for (int i = 0; ok && i < n; i++)
+        ok = timed_alloc(&t->ops[i], dtype, &shapes[i]);
+    if (!ok) {
+        gemm_timing_destroy(t);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)   /* the first run pays for creation: not a sample */
+        timed_run(t, i);
+    for (int i = 0; i < n; i++)
+        t->best[i] = 1e30;
+    return t;
+}
+
+void gemm_timing_pass(gemm_timing *t)
+{
+    for (int i = 0; i < t->n; i++) {
+        double dt = timed_run(t, i);
+        t->best[i] = dt < t->best[i] ? dt : t->best[i];
+    }
+}
+
+double gemm_timing_gflops(const gemm_timing *t)
+{
+    double flops = 0, seconds = 0;
+    for (int i = 0; i < t->n; i++) {
+        const gemm_shape *s = &t->shapes[i];
+        flops += s->count * 2.0 * s->M * s->N * s->K;
+        seconds += s->count * t->best[i];
+    }
+    return flops / seconds / 1e9;
+}
+
+void gemm_timing_destroy(gemm_timing *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; t->ops && i < t->n; i++) {
+        free(t->ops[i].a);
+        free(t->ops[i].b);
+        free(t->ops[i].c);
+        gemm_weights_destroy(t->ops[i].w);
+    }
+    free(t->ops);
+    free(t->shapes);
+    free(t->best);
+    free(t);
 }
 
 void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,

@@ -59,6 +59,40 @@ void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, i
 void gemm_f32_ref(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
                   const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc);
 
+/* One product of a timing set: C[M,N] = op(A)[M,K] @ op(B)[K,N], B a
+ * gemm_weights copy when packed (trans_b unused then), weighted by count (how
+ * often one training step runs it).  Weight-gradient products (trans_a)
+ * accumulate into C, as training does. */
+typedef struct {
+    int M, N, K;
+    bool trans_a, trans_b, packed;
+    double count;
+} gemm_shape;
+
+/* Times a set of products with dtype operands (zeros: the time does not
+ * depend on them).  Create runs each product once (primitive creation, page
+ * faults, tile set-up); each pass runs them all again and keeps each one's
+ * fastest time, so passes of several sets can alternate and share a noisy
+ * host's slow moments.  NULL when dtype has no native product here (fp16 with
+ * this oneDNN; bf16 without AVX512-BF16/AMX) or memory runs out. */
+typedef struct gemm_timing gemm_timing;
+gemm_timing *gemm_timing_create(gemm_dtype dtype, const gemm_shape *shapes, int n);
+void gemm_timing_pass(gemm_timing *t);
+/* sum(count * 2MNK) / sum(count * fastest time), in GFLOP/s. */
+double gemm_timing_gflops(const gemm_timing *t);
+void gemm_timing_destroy(gemm_timing *t);
+
+/* Whether products of dtype run natively (fp32 always). */
+bool gemm_native(gemm_dtype dtype);
+
+/* The matmul library, its version and the ISA it runs, e.g.
+ * "oneDNN 2.6.3 isa 0x3e7". */
+const char *gemm_library(void);
+
+/* The implementation oneDNN picks for a plain M x K x N product of dtype
+ * ("brg:avx512_core_amx", "gemm:jit", ...), "" when it has none. */
+const char *gemm_impl_name(gemm_dtype dtype, int M, int N, int K);
+
 /* Releases every cached primitive (tests under LeakSanitizer, program exit). */
 void gemm_release(void);
 

@@ -48,6 +48,27 @@ double peak_fp32_gflops(void)
     return cached = total;
 }
 
+double peak_matmul_gflops(gemm_dtype dtype, int S)
+{
+    if (!gemm_native(dtype))
+        return 0;
+    enum { REPS = 4 };
+    size_t value = dtype == GEMM_F32 ? sizeof(float) : sizeof(uint16_t);
+    char *a = calloc((size_t)2 * S * S, value);
+    float *c = malloc((size_t)S * S * sizeof *c);
+    double best = 0;
+    for (int r = 0; a && c && r <= REPS; r++) {   /* run 0 creates the primitive */
+        double t0 = omp_get_wtime();
+        gemm(dtype, false, false, S, S, S, a, S, a + (size_t)S * S * value, S, NULL,
+             false, c, S);
+        double rate = 2.0 * S * S * S / (omp_get_wtime() - t0) / 1e9;
+        best = r > 0 && rate > best ? rate : best;
+    }
+    free(a);
+    free(c);
+    return best;
+}
+
 double peak_bf16_gflops(void)
 {
     static double cached;
@@ -56,24 +77,31 @@ double peak_bf16_gflops(void)
     const char *env = getenv("GPT_PEAK_BF16_GFLOPS");
     if (env && atof(env) > 0)
         return cached = atof(env);
-    if (!gemm_bf16_native())
-        return cached = peak_fp32_gflops();
-    enum { S = 1024, REPS = 5 };
-    uint16_t *a = calloc((size_t)2 * S * S, sizeof *a);
-    float *c = malloc((size_t)S * S * sizeof *c);
-    if (!a || !c) {
-        free(a);
-        free(c);
-        return cached = peak_fp32_gflops();
-    }
+    double rate = peak_matmul_gflops(GEMM_BF16, 1024);
+    return cached = rate > 0 ? rate : peak_fp32_gflops();
+}
+
+double peak_memory_gb_s(void)
+{
+    enum { N = 16 << 20, REPS = 5 };   /* 64 MB per array: far beyond any cache */
+    float *a = malloc((size_t)N * sizeof *a), *b = malloc((size_t)N * sizeof *b),
+          *c = malloc((size_t)N * sizeof *c);
     double best = 0;
-    for (int r = 0; r < REPS; r++) {   /* the first call creates the primitive */
-        double t0 = omp_get_wtime();
-        gemm(GEMM_BF16, false, false, S, S, S, a, S, a + (size_t)S * S, S, NULL, false, c, S);
-        double rate = 2.0 * S * S * S / (omp_get_wtime() - t0) / 1e9;
-        best = rate > best ? rate : best;
+    if (a && b && c) {
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < N; i++)   /* first touch by the threads that use the pages */
+            a[i] = 0, b[i] = 1, c[i] = 2;
+        for (int r = 0; r < REPS; r++) {
+            double t0 = omp_get_wtime();
+#pragma omp parallel for schedule(static)
+            for (long i = 0; i < N; i++)
+                a[i] = b[i] + 0.5f * c[i];
+            double rate = 3.0 * sizeof(float) * N / (omp_get_wtime() - t0) / 1e9;
+            best = rate > best ? rate : best;
+        }
     }
     free(a);
+    free(b);
     free(c);
-    return cached = best;
+    return best;
 }

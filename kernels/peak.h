@@ -7,6 +7,8 @@
 #ifndef KERNELS_PEAK_H
 #define KERNELS_PEAK_H
 
+#include "kernels/gemm.h"
+
 double peak_fp32_gflops(void);
 
 /* The ceiling bf16 training is measured against: the rate of oneDNN's bf16
@@ -15,6 +17,17 @@ double peak_fp32_gflops(void);
  * the environment overrides it.  (The tile units' register-resident peak is
  * several times higher, but no product from memory comes near it.) */
 double peak_bf16_gflops(void);
+
+/* The rate of oneDNN's matmul on an S x S x S product of dtype operands
+ * (fp32 results), best of a few runs after one that creates the primitive:
+ * what a large, well-shaped product reaches here.  0 when dtype has no native
+ * product on this CPU. */
+double peak_matmul_gflops(gemm_dtype dtype, int S);
+
+/* Main-memory bandwidth in GB/s: the best of a few runs of a STREAM triad
+ * (a = b + s c, 3 x 64 MB of floats, all OpenMP threads), counting the bytes
+ * read and written. */
+double peak_memory_gb_s(void);
 
 /* FLOPs of `iters` iterations of the FMA loop of one path (tests, internals). */
 double peak_fma_loop_avx512(long iters);

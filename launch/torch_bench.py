@@ -4,10 +4,51 @@ side-by-side comparison with build/trainer on this machine.
 
     python3 launch/torch_bench.py --config launch/configs/seed384.json [--steps 20] [--bf16]
 
-Prints one JSON line: {"bench": "torch", "work": ..., "ms_per_step": ..., "tokens_per_s": ...}.
-"""
-import argparse, json, math, os, statistics, sys, time
+Prints one JSON line: {"bench": "torch", "work": ..., "ms_per_step": ..., "tokens_per_s": ...,
+"blas_core": ...}.  Run it once without and once with --bf16 and take the faster as
+PyTorch's best on this CPU.
 
+Debian's OpenBLAS 0.3.21 does not know recent CPUs and falls back to its SSE3
+kernels ("Core: Prescott"), which makes PyTorch's fp32 products ~5x slow; unless
+OPENBLAS_CORETYPE is set, it is set here (before torch loads OpenBLAS) to
+SkylakeX on CPUs with AVX-512 and Haswell on CPUs with AVX2, and the core
+OpenBLAS runs is printed on stderr and in the JSON line.
+"""
+import argparse, ctypes, ctypes.util, json, math, os, statistics, sys, time
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_openblas_core():
+    if "OPENBLAS_CORETYPE" not in os.environ:
+        flags = cpu_flags()
+        core = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
+        if core:
+            os.environ["OPENBLAS_CORETYPE"] = core
+
+
+def blas_core():
+    """The kernel set OpenBLAS runs (the BLAS torch's libblas.so.3 resolves to)."""
+    for name in ("libblas.so.3", ctypes.util.find_library("openblas") or "libopenblas.so.0"):
+        try:
+            lib = ctypes.CDLL(name)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+        except (OSError, AttributeError):
+            continue
+    return "not OpenBLAS"
+
+
+choose_openblas_core()
 try:
     import torch
     import torch.nn as nn
@@ -83,8 +124,12 @@ def main():
         times.append(time.perf_counter() - t0)
     ms = statistics.median(times[1:]) * 1e3
     name = os.path.splitext(os.path.basename(a.config))[0] + ("-bf16" if a.bf16 else "-fp32")
+    core = blas_core()
+    print("torch_bench %s: OpenBLAS core %s (OPENBLAS_CORETYPE=%s)" % (
+          name, core, os.environ.get("OPENBLAS_CORETYPE", "")), file=sys.stderr)
     print(json.dumps({"bench": "torch", "work": name, "threads": torch.get_num_threads(),
-                      "ms_per_step": round(ms, 1), "tokens_per_s": round(B * T / ms * 1e3)}))
+                      "ms_per_step": round(ms, 1), "tokens_per_s": round(B * T / ms * 1e3),
+                      "blas_core": core}))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,13 @@ command -v h5diff >/dev/null || fail "h5diff not found (run make deps: hdf5-tool
 [ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 
-# lr_decay_steps is fixed so that a 6-step run has the 12-step run's schedule
+# lr_decay_steps is fixed so that a 6-step run has the 12-step run's schedule;
+# the runs compared share one precision (auto could measure differently per
+# rank count): bf16 where the CPU multiplies it natively, else fp32
+prec=fp32
+grep -q -E 'avx512_bf16|amx_bf16' /proc/cpuinfo && prec=bf16
 cat > "$tmp/cfg.json" <<JSON
-{"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+{"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4, "precision": "$prec",
  "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 12,
  "lr_decay_steps": 12, "eval_every": 0, "log_every": 100,
  "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}

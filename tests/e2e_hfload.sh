@@ -2,14 +2,14 @@
 # Interop: a checkpoint's /model, loaded under its Hugging Face names into a
 # PyTorch GPT-2 forward (launch/hf_load.py), gives the trainer's own eval loss on
 # the same val windows.  Needs Debian's python3-h5py and python3-torch; without
-# them the test says so and is skipped.
+# them (make deps installs them) it prints SKIP and exits 77.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
 PY=/usr/bin/python3
 if ! $PY -c 'import h5py, torch' 2>/dev/null; then
-    echo "SKIP e2e_hfload: python3-h5py and python3-torch are not installed"
-    exit 0
+    echo "SKIP e2e_hfload: $PY cannot import h5py and torch (make deps installs python3-h5py, python3-torch)"
+    exit 77
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

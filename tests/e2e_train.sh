@@ -39,6 +39,11 @@ assert abs(first - math.log(256)) < 0.3, first
 assert last < first - 1.5, (first, last)        # from ~5.5 to well under 4 on real text
 assert len(evals) == 2 and all(math.isfinite(e["val_loss"]) for e in evals)
 assert evals[-1]["val_loss"] < first - 1.0
+# the default precision auto: the training event names what it measured and chose
+ev = [r for r in recs if r.get("message", "").startswith("training ")][0]
+g = ev["measured_gflops"]
+assert ev["precision"] in g and g["fp32"] > 0 and ev["measure_s"] >= 0, ev
+assert g[ev["precision"]] == max(g.values()) or ev["precision"] == "fp32", ev
 print("loss %.3f -> %.3f, val %.3f" % (first, last, evals[-1]["val_loss"]))
 PY
 

@@ -1,28 +1,58 @@
 #!/bin/sh
 # Runs each cmocka test binary given on the command line, then the end-to-end
-# checks (tests/e2e_*.sh) against the programs in $BUILD.  Prints one closing
-# line "N passed, N failed" and exits non-zero if anything failed.
+# checks (tests/e2e_*.sh) against the programs in $BUILD.  A test that cannot
+# run part of itself here prints "SKIP <what>: <reason>" on stdout; an e2e
+# script that cannot run at all also exits 77.  Closes with the skipped items
+# and their reasons, then "N passed, N failed, N skipped" (skipped counts the
+# SKIP lines; an e2e script that exited 77 is not counted as passed), and
+# exits non-zero if anything failed.
 BUILD=${BUILD:-build}
 passed=0
 failed=0
 failed_names=""
+out=$(mktemp)
+skips=$(mktemp)
+trap 'rm -f "$out" "$out.rc" "$skips"' EXIT
 # issue 6: library leaks listed in tests/lsan.supp (HDF5 error paths) are not ours
 SUPP="suppressions=$(pwd)/tests/lsan.supp"
+
+# run NAME COMMAND...: runs it with its output shown and kept; collects its SKIP
+# lines; counts it passed (0), skipped (77: it printed why) or failed.
+run() {
+    name=$1
+    shift
+    echo "== $name"
+    { "$@"; echo $? >"$out.rc"; } | tee "$out"
+    rc=$(cat "$out.rc")
+    grep '^SKIP ' "$out" | sort -u | sed "s|^|$name: |" >>"$skips"
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+    elif [ "$rc" -eq 77 ] && grep -q '^SKIP ' "$out"; then
+        :
+    else
+        failed=$((failed + 1))
+        failed_names="$failed_names $name"
+    fi
+}
+
 for t in "$@"; do
-    echo "== $t"
-    if LSAN_OPTIONS="$SUPP${LSAN_OPTIONS:+:$LSAN_OPTIONS}" "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $t"; fi
+    run "$t" env LSAN_OPTIONS="$SUPP${LSAN_OPTIONS:+:$LSAN_OPTIONS}" "$t"
 done
 if [ -z "$SKIP_E2E" ]; then
     for t in tests/e2e_*.sh; do
         [ -f "$t" ] || continue
-        echo "== $t"
         # The programs under test initialise Open MPI, HDF5 and ZeroMQ, whose
         # one-time allocations LeakSanitizer reports (often from dlopen'ed
         # plugins it cannot name): leak checks stay on for the unit tests above,
         # address and UB checks stay on here.
-        if BUILD=$BUILD ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} sh "$t"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_names="$failed_names $t"; fi
+        run "$t" env BUILD="$BUILD" ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}" sh "$t"
     done
 fi
+skipped=$(wc -l <"$skips")
+if [ "$skipped" -gt 0 ]; then
+    echo "skipped:"
+    sed 's/^/  /' "$skips"
+fi
 [ -n "$failed_names" ] && echo "failed:$failed_names"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -202,7 +202,7 @@ static void check_against_reference(problem *pb, float fwd_atol, float fwd_rtol,
 {
     char what[128];
     for (int isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "attention"))
             continue;
         fill_nan(pb->out, pb->n1);
         fill_nan(pb->lse, pb->nl);
@@ -281,7 +281,7 @@ static void test_backward_by_finite_differences(void **state)
     problem pb = problem_new((shape){1, 5, 8, 2});
     const float eps = 1e-2f;
     for (int isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "attention"))
             continue;
         run_forward(&pb, isa);
         run_backward(&pb, isa);
@@ -338,7 +338,7 @@ static void test_causality(void **state)
     (void)state;
     const int positions[] = {0, 3, 62, 63, 64, 100, 148};
     for (int isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "attention"))
             continue;
         for (size_t p = 0; p < sizeof positions / sizeof positions[0]; p++)
             check_causal(isa, positions[p]);
@@ -353,7 +353,7 @@ static void test_thread_count_does_not_matter(void **state)
     problem one = problem_new(s), many = problem_new(s);
     const int saved = omp_get_max_threads();
     for (int isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "attention"))
             continue;
         omp_set_num_threads(1);
         run_forward(&one, isa), run_backward(&one, isa);
@@ -435,12 +435,14 @@ static void test_cached_matches_reference(void **state)
     (void)state;
     static const int ns[] = {1, 7, 8, 9, 64, 137, 256}, hss[] = {64, 24, 12, 80, 128};
     for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "attention"))
             continue;
         for (int b = 0; b < 2; b++)
             for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
                 for (size_t j = 0; j < sizeof hss / sizeof hss[0]; j++)
                     check_cached(isa, b, ns[i], hss[j]);
+        print_message("attention_cached %s: fp32 and bf16 caches match the reference\n",
+                      cpu_isa_name(isa));
     }
 }
 
@@ -461,7 +463,7 @@ static void test_cached_reads_only_n_rows(void **state)
     test_fill(q, HS, 41, QKV_SCALE), test_fill(k, NKV, 42, QKV_SCALE), test_fill(v, NKV, 43, 1);
     f32_to_bf16(k16, k, NKV), f32_to_bf16(v16, v, NKV);
     for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "attention"))
             continue;
         for (int n = 1; n <= N; n++) {
             memcpy(kn, k, NKV * 4), memcpy(vn, v, NKV * 4);

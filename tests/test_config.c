@@ -29,6 +29,8 @@ static void test_json_and_set_override_defaults(void **state)
     assert_int_equal(c.zero_stage, 2);
     assert_int_equal(c.seq_len, c.n_positions);
     assert_int_equal(c.lr_decay_steps, c.max_steps);
+    assert_string_equal(c.precision, "auto");   /* measured at start by the trainer */
+    assert_true(c.precision_auto);
 }
 
 static void expect_error(const char *json, const char *set, const char *fragment)
@@ -81,6 +83,7 @@ static void test_json_dump_round_trips(void **state)
     assert_int_equal(config_set(&a, "beta2=0.99", err, sizeof err), 0);
     assert_int_equal(config_set(&a, "precision=fp32", err, sizeof err), 0);
     assert_int_equal(config_finalize(&a, err, sizeof err), 0);
+    assert_false(a.precision_auto);   /* an explicit precision is honoured */
     char *json = config_to_json(&a);
     config_defaults(&b);
     assert_int_equal(config_apply_json(&b, json, "dump", err, sizeof err), 0);

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/convert.h"
+#include "tests/test_util.h"
 
 enum { NRANDOM = (1 << 22) + 13 };   /* odd, so every path ends on a partial vector */
 #define GUARD16 0xA5A5u
@@ -158,9 +159,7 @@ static int same_f32_bits(const char *what, const float *got, const float *want, 
 
 static int supported_or_skip(isa_t isa)
 {
-    if (!cpu_isa_supported(isa))
-        print_message("%s: not supported here, skipped\n", cpu_isa_name(isa));
-    return cpu_isa_supported(isa);
+    return test_isa_runs(isa, "convert");
 }
 
 /* ---- tests ---- */
@@ -364,7 +363,7 @@ static void test_f16_known_values(void **state)
         {0x1.006p0f, 0x3C02},     {-0.0f, 0x8000},          {0x1p-30f, 0x0000},
     };
     for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "convert"))
             continue;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             uint16_t h;
@@ -393,7 +392,7 @@ static void test_f16_all_values(void **state)
             assert_true(ref[i] == f16_value_reference((uint16_t)i) &&
                         !!signbit(ref[i]) == !!(i & 0x8000));
     for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "convert"))
             continue;
         f16_to_f32_isa(isa, f, h, N);
         assert_memory_equal(f, ref, N * sizeof *f);
@@ -440,7 +439,7 @@ static void test_f16_paths_match_scalar(void **state)
             assert_true(d <= fabs(f16_value_reference(down) - x[i]));
     }
     for (isa_t isa = 1; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "convert"))
             continue;
         f32_to_f16_isa(isa, got, x, N);
         assert_memory_equal(got, want, N * sizeof *got);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "kernels/convert.h"
+#include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "tests/test_util.h"
 
@@ -192,7 +193,7 @@ static void test_bf16_native_path(void **state)
     (void)state;
     gemm_release();
     if (!gemm_bf16_native())
-        fprintf(stderr, "note: no native bf16 matmul on this CPU; testing the widened path twice\n");
+        test_skip("gemm bf16 native path", "oneDNN has no bf16 matmul on this CPU (the widened path runs twice)");
     bf16_all_variants();
 }
 
@@ -207,6 +208,40 @@ static void test_bf16_widened_path(void **state)
     gemm_release();
 }
 
+/* Where the CPU has AMX, oneDNN runs bf16 products on the tiles (its
+ * implementation name says so) and they match fp32 within bf16 rounding. */
+static void test_bf16_uses_amx(void **state)
+{
+    (void)state;
+    gemm_release();
+    if (!cpu_has_amx_bf16()) {
+        test_skip("gemm bf16 on AMX", "this CPU has no AMX-BF16");
+        return;
+    }
+    enum { S = 256 };
+    char bf16[128], fp32[128];   /* gemm_impl_name's buffer is reused */
+    snprintf(bf16, sizeof bf16, "%s", gemm_impl_name(GEMM_BF16, S, S, S));
+    snprintf(fp32, sizeof fp32, "%s", gemm_impl_name(GEMM_F32, S, S, S));
+    print_message("%dx%dx%d products: bf16 %s, fp32 %s\n", S, S, S, bf16, fp32);
+    assert_non_null(strstr(bf16, "amx"));
+    assert_null(strstr(fp32, "amx"));
+    float *A = malloc(S * S * sizeof *A), *B = malloc(S * S * sizeof *B);
+    float *C = malloc(S * S * sizeof *C), *R = malloc(S * S * sizeof *R);
+    uint16_t *Ah = malloc(S * S * sizeof *Ah), *Bh = malloc(S * S * sizeof *Bh);
+    test_fill(A, S * S, 41, 1.0f);
+    test_fill(B, S * S, 42, 1.0f);
+    f32_to_bf16(Ah, A, S * S);
+    f32_to_bf16(Bh, B, S * S);
+    gemm(GEMM_BF16, false, false, S, S, S, Ah, S, Bh, S, NULL, false, C, S);
+    gemm_f32(false, false, S, S, S, A, S, B, S, NULL, false, R, S);
+    /* each operand is off by up to 2^-9 relative, so each term a*b (|a*b| ~
+     * 1/4) by ~2^-10 and a sum of S terms by ~sqrt(S) 2^-10 = 0.016: 0.1 is
+     * six of those, far below what a wrong product gives (values ~5) */
+    assert_true(test_close("bf16 (AMX) vs fp32", C, R, S * S, 0.1f, 0.01f));
+    free(A), free(B), free(C), free(R), free(Ah), free(Bh);
+    check_bf16_case(true, false, S, S, S, true, true);   /* exact values, weight-gradient form */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_packed_weights),
         cmocka_unit_test(test_scaled_product),
         cmocka_unit_test(test_packed_weights_widened),
+        cmocka_unit_test(test_bf16_uses_amx),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

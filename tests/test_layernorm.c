@@ -210,10 +210,8 @@ static void test_backward_scalar_vs_finite_differences(void **state)
 static void test_simd_vs_scalar(void **state)
 {
     for (isa_t isa = ISA_AVX2; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa)) {
-            print_message("%s: not supported here, skipped\n", cpu_isa_name(isa));
+        if (!test_isa_runs(isa, "layernorm"))
             continue;
-        }
         for (int s = 0; s < NSHAPES; s++) {
             ln_case ref = case_new(shapes[s][0], shapes[s][1], 300 + s), got = case_copy(&ref);
             const size_t NC = (size_t)ref.N * ref.C;
@@ -250,7 +248,7 @@ static void test_thread_count_invariance(void **state)
 {
     const int saved = omp_get_max_threads();
     for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
-        if (!cpu_isa_supported(isa))
+        if (!test_isa_runs(isa, "layernorm"))
             continue;
         ln_case one = case_new(512, 1100, 400), three = case_copy(&one);
         omp_set_num_threads(1);

@@ -351,9 +351,12 @@ static void test_paths_match_scalar(void **state)
                 checked += compare_paths(&p, (i + j + k) % 2 == 1);
                 free_problem(&p);
             }
-    for (q8_path path = Q8_AVX2; path < Q8_PATH_COUNT; path++)
-        print_message("%s: %s\n", q8_path_name(path),
-                      q8_path_supported(path) ? "bit-identical to scalar" : "not supported here");
+    for (q8_path path = Q8_AVX2; path < Q8_PATH_COUNT; path++) {
+        if (q8_path_supported(path))
+            print_message("%s: bit-identical to scalar\n", q8_path_name(path));
+        else
+            printf("SKIP q8 %s path: this CPU cannot run it\n", q8_path_name(path));
+    }
     print_message("%d path x shape comparisons\n", checked);
 }
 
@@ -492,7 +495,7 @@ static void test_decode_products(void **state)
     for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
         const q8_path path = paths[k];
         if (!q8_path_supported(path)) {
-            print_message("no %s here: its decode layout skipped\n", q8_path_name(path));
+            printf("SKIP q8 %s decode layout: this CPU cannot run it\n", q8_path_name(path));
             continue;
         }
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

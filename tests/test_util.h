@@ -4,10 +4,32 @@
 #define TESTS_TEST_UTIL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/cpu.h"
+
+/* A part of a test this machine cannot run: one "SKIP <what>: <reason>" line
+ * on stdout, which tests/run_tests.sh counts and lists as skipped. */
+static inline void test_skip(const char *what, const char *reason)
+{
+    printf("SKIP %s: %s\n", what, reason);
+    fflush(stdout);
+}
+
+/* Whether this CPU runs kernel's isa path; a SKIP line when it does not. */
+static inline bool test_isa_runs(isa_t isa, const char *kernel)
+{
+    if (cpu_isa_supported(isa))
+        return true;
+    printf("SKIP %s %s path: this CPU cannot run %s code\n", kernel, cpu_isa_name(isa),
+           cpu_isa_name(isa));
+    fflush(stdout);
+    return false;
+}
 
 static inline float test_randf(uint64_t *state)   /* uniform in [-1, 1) */
 {

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "io/fsutil.h"
-#include "kernels/cpu.h"
 #include "trainer/control.h"
 
 typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
@@ -67,7 +66,7 @@ void config_defaults(run_config *c)
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .checkpoint_async = 1, .seed = 1337,
     };
-    c->precision[0] = '\0';   /* chosen by config_finalize from the CPU */
+    strcpy(c->precision, "auto");
     strcpy(c->recompute, "none");
     strcpy(c->optimizer_offload, "none");
     strcpy(c->data_dir, "data");
@@ -246,13 +245,13 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
     REQUIRE(c->checkpoint_async == 0 || c->checkpoint_async == 1,
             "config: checkpoint_async must be 0 or 1");
-    if (c->precision[0] == '\0') {
-        c->precision_auto = true;
-        strcpy(c->precision, cpu_has_bf16() ? "bf16" : "fp32");
-    }
-    REQUIRE(strcmp(c->precision, "fp32") == 0 || strcmp(c->precision, "bf16") == 0 ||
-                strcmp(c->precision, "fp16") == 0,
-            "config: precision must be fp32, bf16 or fp16, not \"%s\"", c->precision);
+    if (c->precision[0] == '\0')
+        strcpy(c->precision, "auto");
+    /* auto: the trainer times this CPU's products at start (trainer/autotune.h) */
+    c->precision_auto = strcmp(c->precision, "auto") == 0;
+    REQUIRE(c->precision_auto || strcmp(c->precision, "fp32") == 0 ||
+                strcmp(c->precision, "bf16") == 0 || strcmp(c->precision, "fp16") == 0,
+            "config: precision must be auto, fp32, bf16 or fp16, not \"%s\"", c->precision);
     REQUIRE(strcmp(c->recompute, "none") == 0 || strcmp(c->recompute, "block") == 0,
             "config: recompute must be none or block, not \"%s\"", c->recompute);
     REQUIRE(c->zero_stage >= 0 && c->zero_stage <= 2, "config: zero_stage must be 0, 1 or 2, not %d",

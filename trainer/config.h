@@ -37,7 +37,7 @@ typedef struct {
     char init_from[512];       /* "": random init; else a checkpoint whose weights start the run */
     unsigned long long keys_set;   /* bit i: key i was given (file or --set), not defaulted */
     /* derived by config_finalize, not a key */
-    bool precision_auto;   /* precision was not given: bf16 where the CPU has it */
+    bool precision_auto;   /* precision auto: train_run picks by measurement */
 } run_config;
 
 void config_defaults(run_config *c);

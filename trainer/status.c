@@ -158,6 +158,20 @@ void status_event(status_log *s, const char *type, int step, const char *message
         fprintf(stderr, "%s: %s\n", type, message);
 }
 
+void status_event_fields(status_log *s, int step, const char *message, const char *fields)
+{
+    cJSON *o = record("event", step, 0);
+    cJSON_DeleteItemFromObject(o, "max_steps");
+    cJSON_AddStringToObject(o, "message", message);
+    cJSON *extra = cJSON_Parse(fields);
+    for (cJSON *item = extra ? extra->child : NULL; item; item = item->next)
+        cJSON_AddItemToObject(o, item->string, cJSON_Duplicate(item, true));
+    cJSON_Delete(extra);
+    emit(s, o);
+    if (!s->muted)
+        fprintf(stderr, "event: %s\n", message);
+}
+
 void status_done(status_log *s, int step, double tokens_per_s, double train_s,
                  double peak_gflops, float final_loss, float val_loss)
 {

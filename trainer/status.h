@@ -43,6 +43,10 @@ void status_eval(status_log *s, int step, int max_steps, float val_loss, double 
 /* type is "event" or "error"; events are also echoed on stderr. */
 void status_event(status_log *s, const char *type, int step, const char *message);
 
+/* An "event" record with the fields of the JSON object `fields` added next to
+ * message (e.g. the training event's precision measurement); echoed on stderr. */
+void status_event_fields(status_log *s, int step, const char *message, const char *fields);
+
 /* The closing "event" record (message "done") with the run's summary figures. */
 void status_done(status_log *s, int step, double tokens_per_s, double train_s,
                  double peak_gflops, float final_loss, float val_loss);

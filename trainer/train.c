@@ -16,6 +16,7 @@
 #include "kernels/adamw.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
+#include "trainer/autotune.h"
 #include "trainer/init_from.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -170,18 +171,40 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     return rc;
 }
 
-static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, char *err,
-                        size_t errlen)
+static gpt2_options model_options(const run_config *c, const comm_world *w)
+{
+    return (gpt2_options){.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
+                                       : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
+                                                                           : PREC_FP32,
+                          .recompute = strcmp(c->recompute, "block") == 0,
+                          .split_embed_grad = w->size > 1};
+}
+
+/* precision auto: rank 0 times the products (or reads its cache) and every
+ * rank takes its choice, so all ranks run the same precision. */
+static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
+{
+    float chosen = 0;
+    if (w->rank == 0) {
+        precision_choose(c, pc);
+        chosen = (float)pc->dtype;
+    }
+    if (w->size > 1)
+        comm_broadcast_floats(&chosen, 1, 0);
+    snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
+}
+
+/* Checks the memory the run needs, then (precision auto) measures the
+ * precision, so a model too large for memory is refused before any product
+ * of its size is timed. */
+static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precision_choice *pc,
+                        char *err, size_t errlen)
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = c;
     tr->world = w;
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    gpt2_options opt = {.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
-                                     : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
-                                                                         : PREC_FP32,
-                        .recompute = strcmp(c->recompute, "block") == 0,
-                        .split_embed_grad = w->size > 1};
+    gpt2_options opt = model_options(c, w);
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
                   2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /   /* + Adam m, v */
                       (c->zero_stage >= 1 ? w->size : 1);
@@ -189,7 +212,9 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
         need += 3.0 * sizeof(float) * (double)gpt2_count_params(&dims);
-    if (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native())) {
+    /* (auto picks only precisions with a native product: no widening buffer) */
+    if (!c->precision_auto &&
+        (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native()))) {
         /* the fp32 widening buffer of 16-bit operands without a native product */
         double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
         need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
@@ -200,6 +225,16 @@ static int trainer_open(trainer *tr, const run_config *c, const comm_world *w, c
         snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
                  "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
         rc = -1;
+    }
+    /* every rank measures together (a collective), before the model is made */
+    if (comm_max_int(rc != 0, "the memory check")) {
+        if (rc == 0)
+            snprintf(err, errlen, "another rank could not start (its message says why)");
+        return -1;
+    }
+    if (c->precision_auto) {
+        resolve_precision(c, w, pc);
+        opt = model_options(c, w);
     }
     /* the data and its tokenizer (which the first checkpoint stores) before any step */
     if (rc == 0)
@@ -645,26 +680,45 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return rc;
 }
 
-int train_run(const run_config *c, const comm_world *world, train_result *res, char *err,
+/* The "training ..." event: the model, its precision (for auto, the rates
+ * measured and whether they came from the cache) and the batch. */
+static void report_start(trainer *tr, const precision_choice *pc)
+{
+    const run_config *c = tr->cfg;
+    char msg[512], fields[512];
+    snprintf(fields, sizeof fields, "{\"precision\":\"%.7s\"}", c->precision);
+    int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
+                       c->precision);
+    if (c->precision_auto) {
+        len += snprintf(msg + len, sizeof msg - len, " (auto:");
+        for (int d = GEMM_F32; d <= GEMM_F16; d++)
+            if (pc->gflops[d] > 0)
+                len += snprintf(msg + len, sizeof msg - len, " %s %.0f",
+                                precision_name((gemm_dtype)d), pc->gflops[d]);
+        len += snprintf(msg + len, sizeof msg - len, " GFLOP/s, %s %.2f s)",
+                        pc->from_cache ? "cached, measured in" : "measured in", pc->measure_s);
+        precision_choice_json(pc, fields, sizeof fields);
+    }
+    snprintf(msg + len, sizeof msg - len, ", recompute %s, %d threads, %d x %d tokens per micro-batch",
+             c->recompute, omp_get_max_threads(), c->batch_size, c->seq_len);
+    status_event_fields(&tr->status, 0, msg, fields);
+}
+
+int train_run(const run_config *config, const comm_world *world, train_result *res, char *err,
               size_t errlen)
 {
     trainer tr;
     memset(res, 0, sizeof *res);
-    int rc = trainer_open(&tr, c, world, err, errlen);
+    run_config resolved = *config;   /* precision auto becomes the measured one */
+    precision_choice pc = {.chosen = ""};
+    int rc = trainer_open(&tr, &resolved, world, &pc, err, errlen);
     if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
         if (rc != 0)
             status_event(&tr.status, "error", 0, err);
     }
     if (rc == 0) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "training %zu parameters, %s, recompute %s, %d threads, "
-                 "%d x %d tokens per micro-batch", tr.model.num_params, c->precision, c->recompute,
-                 omp_get_max_threads(), c->batch_size, c->seq_len);
-        status_event(&tr.status, "event", 0, msg);
-        if (c->precision_auto && tr.model.half == GEMM_F32)
-            status_event(&tr.status, "event", 0,
-                         "precision fp32: this CPU has no AVX512-BF16 or AMX (set precision=bf16 to emulate it)");
+        report_start(&tr, &pc);
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");

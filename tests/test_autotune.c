@@ -1,0 +1,130 @@
+/* autotune: precision auto times fp32 and each native 16-bit product of the
+ * model's shapes, takes the fastest, and caches the choice per CPU, build,
+ * threads and shapes; a damaged or foreign cache file is measured over. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/gemm.h"
+#include "trainer/autotune.h"
+
+static char dir[] = "/tmp/test_autotune_XXXXXX";
+
+static void small_config(run_config *c)
+{
+    char err[256];
+    config_defaults(c);
+    c->vocab_size = 512, c->n_positions = 64, c->n_embd = 64, c->n_layer = 2, c->n_head = 2;
+    c->batch_size = 2;
+    assert_int_equal(config_finalize(c, err, sizeof err), 0);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_measures_then_caches(void **state)
+{
+    (void)state;
+    run_config c;
+    small_config(&c);
+    char path[1024];
+    assert_int_equal(precision_cache_path(&c, path, sizeof path), 0);
+    assert_non_null(strstr(path, dir));
+    unlink(path);
+
+    precision_choice first, again;
+    precision_choose(&c, &first);
+    assert_false(first.from_cache);
+    assert_true(first.gflops[GEMM_F32] > 0);
+    /* a 16-bit product is measured exactly where it runs natively */
+    assert_int_equal(first.gflops[GEMM_BF16] > 0, gemm_native(GEMM_BF16));
+    assert_int_equal(first.gflops[GEMM_F16] > 0, gemm_native(GEMM_F16));
+    /* the choice is fp32 unless a 16-bit rate beats it */
+    const int chosen = strcmp(first.chosen, "fp32") == 0 ? GEMM_F32
+                       : strcmp(first.chosen, "bf16") == 0 ? GEMM_BF16 : GEMM_F16;
+    for (int d = GEMM_F32; d <= GEMM_F16; d++)
+        assert_true(first.gflops[chosen] >= first.gflops[d] / 1.06);
+    assert_true(first.measure_s > 0 && first.measure_s < 30);
+    assert_int_equal(access(path, R_OK), 0);
+
+    precision_choose(&c, &again);
+    assert_true(again.from_cache);
+    assert_string_equal(again.chosen, first.chosen);
+    assert_true(again.gflops[GEMM_F32] == first.gflops[GEMM_F32]);
+
+    /* another model is another key */
+    run_config other = c;
+    other.n_embd = 128;
+    char other_path[1024];
+    assert_int_equal(precision_cache_path(&other, other_path, sizeof other_path), 0);
+    assert_string_not_equal(path, other_path);
+    print_message("chose %s: fp32 %.0f, bf16 %.0f GFLOP/s, %.3f s\n", first.chosen,
+                  first.gflops[GEMM_F32], first.gflops[GEMM_BF16], first.measure_s);
+}
+
+/* Damaged files, a foreign key and an unknown precision are measured over
+ * (and the file rewritten), never trusted or fatal. */
+static void test_bad_cache_is_ignored(void **state)
+{
+    (void)state;
+    run_config c;
+    small_config(&c);
+    char path[1024];
+    assert_int_equal(precision_cache_path(&c, path, sizeof path), 0);
+    static const char *const bad[] = {
+        "", "{\"precision\":\"bf16\"", "[1,2]",
+        "{\"precision\":\"bf16\",\"measured_gflops\":{\"fp32\":1},\"key\":\"another machine\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_text(path, bad[i]);
+        precision_choice p;
+        precision_choose(&c, &p);
+        assert_false(p.from_cache);
+        precision_choose(&c, &p);   /* rewritten whole */
+        assert_true(p.from_cache);
+    }
+    char json[512];
+    precision_choice p;
+    precision_choose(&c, &p);
+    precision_choice_json(&p, json, sizeof json);
+    assert_non_null(strstr(json, "\"measured_gflops\":{\"fp32\":"));
+    assert_non_null(strstr(json, "\"cached\":true"));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir))
+        return -1;
+    setenv("XDG_CACHE_HOME", dir, 1);
+    unsetenv("GPT_PRECISION_CACHE");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    gemm_release();
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_measures_then_caches),
+        cmocka_unit_test(test_bad_cache_is_ignored),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

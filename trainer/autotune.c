@@ -1,0 +1,234 @@
+#include "trainer/autotune.h"
+
+#include <cjson/cJSON.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/fsutil.h"
+#include "kernels/cpu.h"
+#include "kernels/gemm.h"
+
+/* The timed products have at most this many token rows and LM-head columns:
+ * enough for oneDNN to pick the kernels and blocking the full products get,
+ * small enough that a pass over all of them takes milliseconds. */
+enum { TUNE_TOKENS = 256, TUNE_VOCAB = 2048 };
+/* Timed passes (after one that creates the primitives) run at least this
+ * often and this long, in seconds. */
+enum { TUNE_MIN_PASSES = 2 };
+#define TUNE_BUDGET_S 0.05
+/* A 16-bit precision also converts activations and gradients outside the
+ * products, so it is taken only when its products are this much faster. */
+#define TUNE_MARGIN 1.05
+
+static const char *const dtype_names[3] = {"fp32", "bf16", "fp16"};
+
+/* The products of one training step, as trainer/model.c runs them in dtype:
+ * fp32 reads the weights as stored, 16-bit modes a packed copy. */
+static int timed_tokens(const run_config *c)
+{
+    const int BT = c->batch_size * c->seq_len;
+    return BT < TUNE_TOKENS ? BT : TUNE_TOKENS;
+}
+
+static int step_products(const run_config *c, gemm_dtype dtype, gemm_shape *s)
+{
+    const int C = c->n_embd, N = timed_tokens(c);
+    const int V = c->vocab_size < TUNE_VOCAB ? c->vocab_size : TUNE_VOCAB;
+    const bool half = dtype != GEMM_F32;
+    const int io[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, V}};
+    int n = 0;
+    for (int l = 0; l < 5; l++) {
+        const int IC = io[l][0], OC = io[l][1];
+        const bool head = l == 4;
+        /* the LM head runs once a step on V columns, each block linear n_layer times */
+        const double count = head ? (double)c->vocab_size / V : c->n_layer;
+        /* forward: [N,IC] @ w; the head's weight is wte [V,C], read transposed */
+        s[n++] = (gemm_shape){N, OC, IC, false, head, half, count};
+        /* input gradient: dout [N,OC] @ w^T */
+        s[n++] = (gemm_shape){N, IC, OC, false, !head, half, count};
+        /* weight gradient: inp^T @ dout, or for the head dlogits^T @ lnf */
+        s[n++] = head ? (gemm_shape){OC, IC, N, true, false, false, count}
+                      : (gemm_shape){IC, OC, N, true, false, false, count};
+    }
+    return n;
+}
+
+/* This program file's size and time stamp: a rebuild is a new build. */
+static void build_id(char *buf, size_t n)
+{
+    struct stat st;
+    if (stat("/proc/self/exe", &st) == 0)
+        snprintf(buf, n, "%lld:%lld", (long long)st.st_size, (long long)st.st_mtime);
+    else
+        snprintf(buf, n, "unknown");
+}
+
+/* What the measurement depends on: the machine, the build and the shapes it
+ * times (so runs that differ only in batch_size or rank count, once both
+ * have more than TUNE_TOKENS tokens a micro-batch, share a choice). */
+static void cache_key(const run_config *c, char *buf, size_t n)
+{
+    char build[64];
+    build_id(build, sizeof build);
+    snprintf(buf, n, "cpu=%s;isa=%s;bf16=%d;amx=%d;%s;build=%s;threads=%d;C=%d;L=%d;V=%d;tokens=%d",
+             cpu_model_name(), cpu_isa_name(cpu_isa()), cpu_has_bf16(), cpu_has_amx_bf16(),
+             gemm_library(), build, omp_get_max_threads(), c->n_embd, c->n_layer, c->vocab_size,
+             timed_tokens(c));
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int cache_dir(char *buf, size_t n)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        return snprintf(buf, n, "%s/gpt-cpu", xdg) < (int)n ? 0 : -1;
+    if (home && *home)
+        return snprintf(buf, n, "%s/.cache/gpt-cpu", home) < (int)n ? 0 : -1;
+    return -1;
+}
+
+int precision_cache_path(const run_config *c, char *buf, size_t n)
+{
+    char dir[768], key[1024];
+    if (cache_dir(dir, sizeof dir) != 0)
+        return -1;
+    cache_key(c, key, sizeof key);
+    return snprintf(buf, n, "%s/precision-%016llx.json", dir, (unsigned long long)fnv1a(key)) <
+                   (int)n
+               ? 0
+               : -1;
+}
+
+const char *precision_name(gemm_dtype dtype)
+{
+    return dtype_names[dtype];
+}
+
+/* The gemm_dtype named name, -1 for none. */
+static int precision_index(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, dtype_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* The cached choice for key at path; false when absent, damaged or another key's. */
+static bool cache_read(const char *path, const char *key, precision_choice *out)
+{
+    uint8_t *text;
+    size_t len;
+    char err[256];
+    if (fs_read_file(path, &text, &len, err, sizeof err) != 0)
+        return false;
+    cJSON *o = cJSON_Parse((const char *)text);
+    free(text);
+    const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(o, "key"));
+    const char *chosen = cJSON_GetStringValue(cJSON_GetObjectItem(o, "precision"));
+    cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
+    bool ok = k && strcmp(k, key) == 0 && chosen && precision_index(chosen) >= 0 &&
+              cJSON_IsObject(g);
+    if (ok) {
+        memset(out, 0, sizeof *out);
+        out->dtype = (gemm_dtype)precision_index(chosen);
+        snprintf(out->chosen, sizeof out->chosen, "%s", chosen);
+        for (int i = 0; i < 3; i++) {
+            cJSON *v = cJSON_GetObjectItem(g, dtype_names[i]);
+            out->gflops[i] = cJSON_IsNumber(v) ? v->valuedouble : 0;
+        }
+        out->measure_s = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "measure_s"));
+        out->from_cache = true;
+    }
+    cJSON_Delete(o);
+    return ok;
+}
+
+static cJSON *choice_object(const precision_choice *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "precision", p->chosen);
+    cJSON *g = cJSON_AddObjectToObject(o, "measured_gflops");
+    for (int i = 0; i < 3; i++)
+        if (p->gflops[i] > 0)
+            cJSON_AddNumberToObject(g, dtype_names[i], p->gflops[i]);
+    cJSON_AddNumberToObject(o, "measure_s", p->measure_s);
+    return o;
+}
+
+/* Best effort: a run whose cache cannot be written measures again next time. */
+static void cache_write(const char *path, const char *key, const precision_choice *p)
+{
+    char dir[1024], err[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    cJSON *o = choice_object(p);
+    cJSON_AddStringToObject(o, "key", key);
+    char *text = cJSON_PrintUnformatted(o);
+    if (text && fs_mkdir_p(dir, err, sizeof err) == 0)
+        fs_write_file_atomic(path, text, strlen(text), err, sizeof err);
+    free(text);
+    cJSON_Delete(o);
+}
+
+static void measure(const run_config *c, precision_choice *out)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = omp_get_wtime();
+    gemm_timing *sets[3] = {NULL};
+    gemm_shape shapes[15];
+    for (int d = GEMM_F32; d <= GEMM_F16; d++)
+        sets[d] = gemm_timing_create((gemm_dtype)d, shapes, step_products(c, (gemm_dtype)d, shapes));
+    /* passes alternate between precisions, so a busy moment of the host slows
+     * one pass of each rather than all of one */
+    double t1 = omp_get_wtime();
+    for (int pass = 0; pass < TUNE_MIN_PASSES || omp_get_wtime() - t1 < TUNE_BUDGET_S; pass++)
+        for (int d = GEMM_F32; d <= GEMM_F16; d++)
+            if (sets[d])
+                gemm_timing_pass(sets[d]);
+    int best = GEMM_F32;
+    for (int d = GEMM_F32; d <= GEMM_F16; d++) {
+        out->gflops[d] = sets[d] ? gemm_timing_gflops(sets[d]) : 0;
+        if (d != GEMM_F32 && out->gflops[d] > TUNE_MARGIN * out->gflops[best])
+            best = d;
+        gemm_timing_destroy(sets[d]);
+    }
+    out->dtype = (gemm_dtype)best;
+    snprintf(out->chosen, sizeof out->chosen, "%s", dtype_names[best]);
+    out->measure_s = omp_get_wtime() - t0;
+}
+
+void precision_choose(const run_config *c, precision_choice *out)
+{
+    char key[1024], path[1024];
+    const char *use = getenv("GPT_PRECISION_CACHE");
+    bool cached = !(use && strcmp(use, "0") == 0) && precision_cache_path(c, path, sizeof path) == 0;
+    cache_key(c, key, sizeof key);
+    if (cached && cache_read(path, key, out))
+        return;
+    measure(c, out);
+    if (cached)
+        cache_write(path, key, out);
+}
+
+void precision_choice_json(const precision_choice *p, char *buf, size_t n)
+{
+    cJSON *o = choice_object(p);
+    cJSON_AddBoolToObject(o, "cached", p->from_cache);
+    char *text = cJSON_PrintUnformatted(o);
+    snprintf(buf, n, "%s", text ? text : "{}");
+    free(text);
+    cJSON_Delete(o);
+}

@@ -1,0 +1,46 @@
+/* autotune: precision "auto" decided by timing the run's own matrix products.
+ *
+ * Whether bf16 beats fp32 depends on more than the CPU's flags: AMX tiles make
+ * oneDNN's bf16 products several times faster than fp32, AVX512-BF16 alone
+ * (vdpbf16ps) is often slower.  So the products one training step runs (the
+ * four block linears and the LM head, forward, input and weight gradients, at
+ * the run's C and V, with fewer token rows so it takes a fraction of a second)
+ * are timed in each precision with a native product here, and the fastest is
+ * taken.  The result is cached per CPU model, build, threads and shapes in
+ * $XDG_CACHE_HOME/gpt-cpu/ (else ~/.cache/gpt-cpu/), so a restart does not
+ * pay again; a cache file that does not parse or names another key is ignored
+ * and rewritten.  GPT_PRECISION_CACHE=0 in the environment bypasses it.
+ */
+#ifndef TRAINER_AUTOTUNE_H
+#define TRAINER_AUTOTUNE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kernels/gemm.h"
+#include "trainer/config.h"
+
+typedef struct {
+    gemm_dtype dtype;     /* the choice */
+    char chosen[8];       /* its name: "fp32", "bf16" or "fp16" */
+    double gflops[3];     /* fp32, bf16, fp16 products (gemm_dtype order); 0: not native */
+    double measure_s;     /* the time the measurement took (when it ran) */
+    bool from_cache;
+} precision_choice;
+
+/* The config name of a precision: "fp32", "bf16", "fp16". */
+const char *precision_name(gemm_dtype dtype);
+
+/* Measures (or reads the cache for) the products of the model c describes
+ * with the current OpenMP threads.  Never fails: without a working
+ * measurement the choice is fp32. */
+void precision_choose(const run_config *c, precision_choice *out);
+
+/* The choice as a JSON object (fields precision, measured_gflops {fp32,
+ * bf16[, fp16]}, measure_s, cached) for the training event. */
+void precision_choice_json(const precision_choice *p, char *buf, size_t n);
+
+/* The cache file for c on this machine and build (tests). */
+int precision_cache_path(const run_config *c, char *buf, size_t n);
+
+#endif
