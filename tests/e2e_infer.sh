@@ -3,7 +3,8 @@
 #  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
 #    int8, bf16 and fp32; the same --seed gives the same text;
 #  - --eval: fp32 gives the trainer's own val loss on the same windows; int8 agrees with
-#    fp32 on the greedy next token at >= 99% of the positions and raises the loss <= 1%;
+#    fp32 on the greedy next token at >= 99% of the positions and raises the loss <= 1%, and
+#    so does bf16 (2-byte weights), on its active path and widening (GPT_ISA=avx2);
 #  - greedy generation stops when the context (n_positions) is full;
 #  - --bench prints one JSON object with the required fields;
 #  - a truncated checkpoint is refused with one line and exit 1, bad flags exit 2.
