@@ -64,11 +64,13 @@ void bf16mm_pack(uint16_t *p, const float *w, bool trans, int in, int out)
         uint16_t *pb = p + (size_t)k * bf16mm_block_len(in);
         for (size_t e = 0; e < bf16mm_block_len(in); e++)
             pb[e] = 0;   /* padding: outputs past out, the input past an odd in */
-        const int o0 = k * BF16MM_NB, o1 = o0 + bf16mm_block_outs(out, k);
-        for (int i = 0; i < in; i++)
-            for (int o = o0; o < o1; o++)
-                p[at(in, i, o)] =
-                    f32_to_bf16_one(trans ? w[(size_t)o * in + i] : w[(size_t)i * out + o]);
+        const int o0 = k * BF16MM_NB, outs = bf16mm_block_outs(out, k);
+        for (int i = 0; i < in; i++) {   /* W[i][o0 + j] -> pair i / 2, slot j, half i & 1 */
+            uint16_t *dst = pb + (size_t)(i / 2) * BF16MM_NB * 2 + (i & 1);
+            for (int j = 0; j < outs; j++)
+                dst[2 * j] = f32_to_bf16_one(trans ? w[(size_t)(o0 + j) * in + i]
+                                                   : w[(size_t)i * out + o0 + j]);
+        }
     }
 }
 
