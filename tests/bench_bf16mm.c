@@ -1,7 +1,8 @@
 /* bench_bf16mm: the bf16-weight products of decode (one row) at the seed384
  * and GPT-2 124M shapes, on every bf16mm path this CPU runs, against fp32's
  * gemv (gemv_n; gemv_t for the tied LM head, as infer decodes fp32), and a
- * 16-row prefill product.  One thread; calls rotate through copies of the
+ * 16-row prefill product.  One thread; weights on 2 MB pages as infer holds
+ * them; calls rotate through copies of the
  * weights totalling >= 256 MB, so each streams its weights from DRAM as a
  * decode of a model larger than the cache does.  Prints the median of REPS
  * calls in ms and GB/s of weights read, then the products' time per token of
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/bf16mm.h"
 #include "kernels/gemv.h"
@@ -38,13 +40,15 @@ static const shape shapes[] = {
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
+/* 2 MB pages where the kernel gives them, as infer's weights ask for */
 static void *alloc_or_die(size_t bytes)
 {
-    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!p) {
+    void *p = NULL;
+    if (posix_memalign(&p, 2 << 20, bytes) != 0) {
         fprintf(stderr, "bench_bf16mm: out of memory (%zu bytes)\n", bytes);
         exit(1);
     }
+    madvise(p, bytes, MADV_HUGEPAGE);
     return p;
 }
 
