@@ -2,11 +2,11 @@
  * and GPT-2 124M shapes, on every bf16mm path this CPU runs, against fp32's
  * gemv (gemv_n; gemv_t for the tied LM head, as infer decodes fp32), and a
  * 16-row prefill product.  One thread; weights on 2 MB pages as infer holds
- * them; calls rotate through copies of the
- * weights totalling >= 256 MB, so each streams its weights from DRAM as a
- * decode of a model larger than the cache does.  Prints the median of REPS
- * calls in ms and GB/s of weights read, then the products' time per token of
- * each model.  With BENCH_JSONL=path every figure is appended there too. */
+ * them; calls rotate through copies of the weights totalling >= 256 MB (past
+ * most last-level caches), so each streams its weights from memory as the
+ * decode of a large model does.  Prints the median of REPS calls in ms and
+ * GB/s of weights read, then the products' time per token of each model.
+ * With BENCH_JSONL=path every figure is appended there too. */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
