@@ -26,6 +26,8 @@ ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
 # AVX-512 plus VNNI (vpdpbusd), for the int8 kernels: *_vnni.c, picked with cpu_has_avx512_vnni()
 ISA_VNNI   := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
+# AVX-512 plus AVX512-BF16 (vdpbf16ps), for bf16-weight products: *_bf16.c, picked with cpu_has_avx512_bf16()
+ISA_BF16   := $(ISA_AVX512) -mavx512bf16
 
 SRCS    := $(filter-out %_main.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o)
@@ -76,6 +78,7 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/%_avx2.o:   ISA = $(ISA_AVX2)
 $(BUILD)/obj/%_avx512.o: ISA = $(ISA_AVX512)
 $(BUILD)/obj/%_vnni.o:   ISA = $(ISA_VNNI)
+$(BUILD)/obj/%_bf16.o:   ISA = $(ISA_BF16)
 
 $(BUILD)/libgpt.a: $(OBJS)
 	@rm -f $@

@@ -125,6 +125,11 @@ float bf16_to_f32_one(uint16_t b)
     return bits_f32((uint32_t)b << 16);
 }
 
+uint16_t f32_to_bf16_one(float x)
+{
+    return cvt_bf16_bits(f32_bits(x));
+}
+
 void f32_to_bf16(uint16_t *out, const float *in, size_t n)
 {
     f32_to_bf16_isa(cpu_isa(), out, in, n);

@@ -26,6 +26,7 @@ void f16_to_f32(float *out, const uint16_t *in, size_t n);
 uint16_t f32_to_f16_one(float x);
 float f16_to_f32_one(uint16_t h);
 float bf16_to_f32_one(uint16_t b);
+uint16_t f32_to_bf16_one(float x);
 
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
 void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);

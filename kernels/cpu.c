@@ -71,6 +71,12 @@ const char *cpu_model_name(void)
     return name;
 }
 
+bool cpu_has_avx512_bf16(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && cpu_isa_supported(ISA_AVX512);
+}
+
 static isa_t best_isa(void)
 {
     const char *forced = getenv("GPT_ISA");

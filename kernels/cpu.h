@@ -20,6 +20,9 @@ bool cpu_has_bf16(void);             /* AVX512-BF16 or AMX-BF16 */
 /* AVX512-VNNI on top of the ISA_AVX512 set: the int8 kernels' vpdpbusd path.  Not
  * an isa_t of its own, since only kernels/q8 has such a path. */
 bool cpu_has_avx512_vnni(void);
+/* AVX512-BF16 (vdpbf16ps) on top of the ISA_AVX512 set: the bf16-weight
+ * products' dot path (kernels/bf16mm.h). */
+bool cpu_has_avx512_bf16(void);
 
 /* AMX-BF16 tiles (oneDNN's avx512_core_amx products), AVX512-FP16 arithmetic. */
 bool cpu_has_amx_bf16(void);

@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "io/checkpoint.h"
 #include "kernels/attention.h"
+#include "kernels/bf16mm.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -81,46 +83,57 @@ static float *take_f(bump *b, size_t n)
     return take(b, n * sizeof(float));
 }
 
-/* i8, sc NULL for an int8 model held in a decode layout (packed one matrix
- * at a time as it loads: see packing_mat). */
-static void layout_linear(infer_linear *l, int in, int out, bool int8, bump *f, bump *i8,
-                          bump *sc)
+/* The arenas: f fp32, i8 and sc int8 values and scales, h bf16 matrices. */
+typedef struct {
+    bump *f, *i8, *sc, *h;
+} arenas;
+
+/* a->i8, a->sc NULL for an int8 model held in a decode layout (packed one
+ * matrix at a time as it loads: see packing_mat). */
+static void layout_linear(infer_linear *l, int in, int out, infer_quant q, const arenas *a)
 {
-    *l = (infer_linear){.in = in, .out = out, .b = take_f(f, (size_t)out)};
-    if (int8 && i8) {
-        l->wq = take(i8, (size_t)in * out);
-        l->ws = take_f(sc, (size_t)in * out / Q8_GS);
-    } else if (!int8) {
-        l->w = take_f(f, (size_t)in * out);
+    *l = (infer_linear){.in = in, .out = out, .b = take_f(a->f, (size_t)out)};
+    if (q == INFER_INT8 && a->i8) {
+        l->wq = take(a->i8, (size_t)in * out);
+        l->ws = take_f(a->sc, (size_t)in * out / Q8_GS);
+    } else if (q == INFER_BF16) {
+        l->wh = take(a->h, bf16mm_packed_len(in, out) * sizeof *l->wh);
+    } else if (q == INFER_FP32) {
+        l->w = take_f(a->f, (size_t)in * out);
     }
 }
 
-static void layout(infer_model *m, bump *f, bump *i8, bump *sc)
+/* A bf16 model holds wte only as its LM head (bf16mm's layout), which the
+ * embedding is read from too; m->wte is the loader's temporary then. */
+static void layout(infer_model *m, arenas a)
 {
     const gpt2_dims *d = &m->d;
     size_t C = d->n_embd;
-    bool int8 = m->quant == INFER_INT8;
+    const infer_quant q = m->quant;
     if (m->decode_path != Q8_SCALAR)
-        i8 = sc = NULL;
-    m->wte = take_f(f, d->vocab_size * C);
-    m->wpe = take_f(f, d->n_positions * C);
+        a.i8 = a.sc = NULL;
+    if (q != INFER_BF16)
+        m->wte = take_f(a.f, d->vocab_size * C);
+    m->wpe = take_f(a.f, d->n_positions * C);
     for (int l = 0; l < d->n_layer; l++) {
         infer_block *b = &m->h[l];
-        b->ln1w = take_f(f, C);
-        b->ln1b = take_f(f, C);
-        b->ln2w = take_f(f, C);
-        b->ln2b = take_f(f, C);
-        layout_linear(&b->qkv, C, 3 * C, int8, f, i8, sc);
-        layout_linear(&b->attproj, C, C, int8, f, i8, sc);
-        layout_linear(&b->fc, C, 4 * C, int8, f, i8, sc);
-        layout_linear(&b->fcproj, 4 * C, C, int8, f, i8, sc);
+        b->ln1w = take_f(a.f, C);
+        b->ln1b = take_f(a.f, C);
+        b->ln2w = take_f(a.f, C);
+        b->ln2b = take_f(a.f, C);
+        layout_linear(&b->qkv, C, 3 * C, q, &a);
+        layout_linear(&b->attproj, C, C, q, &a);
+        layout_linear(&b->fc, C, 4 * C, q, &a);
+        layout_linear(&b->fcproj, 4 * C, C, q, &a);
     }
-    m->lnfw = take_f(f, C);
-    m->lnfb = take_f(f, C);
+    m->lnfw = take_f(a.f, C);
+    m->lnfb = take_f(a.f, C);
     m->lm_head = (infer_linear){.in = C, .out = d->vocab_size};
-    if (int8 && i8) {   /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
-        m->lm_head.wq = take(i8, d->vocab_size * C);
-        m->lm_head.ws = take_f(sc, d->vocab_size * C / Q8_GS);
+    if (q == INFER_INT8 && a.i8) {   /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
+        m->lm_head.wq = take(a.i8, d->vocab_size * C);
+        m->lm_head.ws = take_f(a.sc, d->vocab_size * C / Q8_GS);
+    } else if (q == INFER_BF16) {
+        m->lm_head.wh = take(a.h, bf16mm_packed_len(C, d->vocab_size) * sizeof *m->lm_head.wh);
     }
 }
 
@@ -177,19 +190,19 @@ int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, ch
     if (v->vec(ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
         v->vec(ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
         return -1;
-    if (m->quant == INFER_INT8)
+    if (m->quant != INFER_FP32)
         return v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
     return 0;
 }
 
-/* Loading from fp32 tensors (a checkpoint, a training model): an int8 matrix
- * passes through tmp and q8_pack_weights, the int8 LM head is quantized from
- * wte, which was read before it. */
+/* Loading from fp32 tensors (a checkpoint, a training model): an int8 or bf16
+ * matrix passes through tmp and q8_pack_weights or bf16mm_pack, the LM head
+ * is quantized or packed from wte, which was read before it. */
 typedef struct {
     infer_tensor_fn fn;
     void *ctx;
     const infer_model *m;
-    float *tmp;              /* [4C x C], the largest matrix of a block; int8 only */
+    float *tmp;              /* [4C x C], the largest matrix of a block; int8 and bf16 */
 } fp32_source;
 
 static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
@@ -222,24 +235,40 @@ static int read_matrix(void *ctx, const char *name, const infer_linear *l, char 
 {
     const fp32_source *src = ctx;
     const size_t n = (size_t)l->out * l->in;
+    if (l == &src->m->lm_head && l->wh) {   /* the tied head: wte is W^T */
+        bf16mm_pack(l->wh, src->m->wte, true, l->in, l->out);
+        return 0;
+    }
     if (l == &src->m->lm_head) {   /* the tied head: wte's rows are already [out, in] */
         if (int8_range("transformer.wte.weight", src->m->wte, n, err, errlen) != 0)
             return -1;
         q8_quantize_weights(l->wq, l->ws, src->m->wte, n);
         return 0;
     }
-    if (read_f32(ctx, name, l->in, l->out, l->wq ? src->tmp : l->w, err, errlen) != 0)
+    if (read_f32(ctx, name, l->in, l->out, l->w ? l->w : src->tmp, err, errlen) != 0)
         return -1;
     if (l->wq && int8_range(name, src->tmp, n, err, errlen) != 0)
         return -1;
     if (l->wq)
         q8_pack_weights(l->wq, l->ws, src->tmp, l->in, l->out);
+    if (l->wh)
+        bf16mm_pack(l->wh, src->tmp, false, l->in, l->out);
     return 0;
 }
 
+/* Weights: decode reads all of them once per token, so they ask for 2 MB
+ * pages (transparent huge pages where the kernel is set to "madvise"): with
+ * 4 KB pages the page walks of that stream cost bench_bf16mm's bf16 products
+ * about a fifth of their time.  Advice only: a kernel without it keeps 4 KB. */
 static void *alloc_bytes(size_t n)
 {
-    return aligned_alloc(64, n ? n : 64);   /* n is a multiple of 64 (bump) */
+    enum { HUGE_PAGE = 2 << 20 };
+    void *p = NULL;
+    if (posix_memalign(&p, n >= HUGE_PAGE ? HUGE_PAGE : 64, n ? n : 64) != 0)
+        return NULL;
+    if (n >= HUGE_PAGE)
+        madvise(p, n, MADV_HUGEPAGE);
+    return p;
 }
 
 /* Every int8 matrix: the blocks' four, then the LM head. */
@@ -284,7 +313,7 @@ static int packing_mat(void *ctx, const char *name, const infer_linear *l, char 
     w->ws = p->ws;
     int rc = p->inner->mat(p->ctx, name, w, err, errlen);
     size_t bytes = (q8_decode_pack_bytes(p->m->decode_path, l->in, l->out) + 63) & ~(size_t)63;
-    if (rc == 0 && !(w->wv = aligned_alloc(64, bytes))) {
+    if (rc == 0 && !(w->wv = alloc_bytes(bytes))) {
         snprintf(err, errlen, "out of memory for %s (%.1f MB)", name, bytes / 1e6);
         rc = -1;
     }
@@ -324,30 +353,41 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     m->quant = q;
     m->decode_path = q == INFER_INT8 ? q8_decode_path() : Q8_SCALAR;
     m->h = calloc(d->n_layer, sizeof *m->h);
-    bump f = {0}, i8 = {0}, sc = {0};
+    bump f = {0}, i8 = {0}, sc = {0}, h = {0};
     if (m->h)
-        layout(m, &f, &i8, &sc);
+        layout(m, (arenas){&f, &i8, &sc, &h});
     m->f32 = m->h ? alloc_bytes(f.used) : NULL;
     m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
     m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
-    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales))) {
+    m->bf16 = m->h && h.used ? alloc_bytes(h.used) : NULL;
+    float *wte = q == INFER_BF16 ? malloc((size_t)d->vocab_size * d->n_embd * sizeof *wte) : NULL;
+    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) ||
+        (h.used && (!m->bf16 || !wte))) {
         snprintf(err, errlen, "out of memory for the weights (%.1f MB)",
-                 (f.used + i8.used + sc.used) / 1e6);
+                 (f.used + i8.used + sc.used + h.used) / 1e6);
+        free(wte);
         infer_model_free(m);
         return -1;
     }
     f = (bump){(char *)m->f32, 0};
     i8 = (bump){(char *)m->i8, 0};
     sc = (bump){(char *)m->scales, 0};
-    layout(m, &f, &i8, &sc);
+    h = (bump){(char *)m->bf16, 0};
+    layout(m, (arenas){&f, &i8, &sc, &h});
+    if (wte)
+        m->wte = wte;   /* read, then packed into the LM head */
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
-    m->weight_bytes = f.used + i8.used + sc.used;
-    if ((m->decode_path != Q8_SCALAR ? load_packed(m, v, ctx, err, errlen)
-                                     : infer_model_walk(m, v, ctx, err, errlen)) != 0) {
+    m->weight_bytes = f.used + i8.used + sc.used + h.used;
+    int rc = m->decode_path != Q8_SCALAR ? load_packed(m, v, ctx, err, errlen)
+                                         : infer_model_walk(m, v, ctx, err, errlen);
+    free(wte);
+    if (wte)
+        m->wte = NULL;
+    if (rc != 0) {
         infer_model_free(m);
         return -1;
     }
-    if (q == INFER_BF16)
+    if (q == INFER_BF16)   /* the fp32 ones (embeddings, biases, LayerNorm) at bf16 precision too */
         round_to_bf16(m->f32, f.used / sizeof(float));
     return 0;
 }
@@ -357,7 +397,7 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
 {
     static const infer_visitor v = {read_f32, read_matrix};
     fp32_source src = {fn, ctx, m, NULL};
-    if (q == INFER_INT8 &&
+    if (q != INFER_FP32 &&
         !(src.tmp = malloc((size_t)4 * d->n_embd * d->n_embd * sizeof *src.tmp))) {
         snprintf(err, errlen, "out of memory for the weights");
         return -1;
@@ -399,6 +439,7 @@ void infer_model_free(infer_model *m)
     free(m->f32);
     free(m->i8);
     free(m->scales);
+    free(m->bf16);
     memset(m, 0, sizeof *m);
 }
 
@@ -599,6 +640,8 @@ static void linear(const infer_model *m, infer_state *s, float *y, const float *
         } else {
             q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
         }
+    } else if (l->wh) {
+        bf16mm_matmul(y, x, l->wh, l->b, n, l->in, l->out);
     } else if (n == 1) {
         gemv_n(y, x, l->w, l->b, l->in, l->out);
     } else {
@@ -688,7 +731,7 @@ static void block(const infer_model *m, infer_state *s, int l, int n, int pos)
 static void lm_head(const infer_model *m, infer_state *s, float *logits, const float *x, int n)
 {
     int C = m->d.n_embd, V = m->d.vocab_size;
-    if (m->quant == INFER_INT8)
+    if (m->quant != INFER_FP32)
         linear(m, s, logits, x, &m->lm_head, n);
     else if (n == 1)
         gemv_t(logits, x, m->wte, NULL, C, V);
@@ -696,11 +739,15 @@ static void lm_head(const infer_model *m, infer_state *s, float *logits, const f
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
 }
 
-/* x [C] = the token's embedding + the position's. */
+/* x [C] = the token's embedding + the position's (bf16: the token's row of
+ * wte read back from the LM head, the same values). */
 static void embed(const infer_model *m, float *x, int token, int pos)
 {
     const int C = m->d.n_embd;
-    const float *te = m->wte + (size_t)token * C, *pe = m->wpe + (size_t)pos * C;
+    const float *pe = m->wpe + (size_t)pos * C;
+    if (!m->wte)
+        bf16mm_column(x, m->lm_head.wh, C, token);
+    const float *te = m->wte ? m->wte + (size_t)token * C : x;
     for (int c = 0; c < C; c++)
         x[c] = te[c] + pe[c];
 }
@@ -708,7 +755,9 @@ static void embed(const infer_model *m, float *x, int token, int pos)
 /* ---- decode: one token, one parallel region ------------------------------- */
 
 /* This thread's share [*o0, *o1) of n outputs: contiguous whole blocks of 64
- * (cache lines of y and of W's rows are not shared; q8 wants multiples of 8). */
+ * (cache lines of y and of W's rows are not shared; q8 wants multiples of 8,
+ * bf16mm of BF16MM_NB). */
+_Static_assert(64 % BF16MM_NB == 0, "a decode share is whole bf16mm blocks");
 static void share(int n, int *o0, int *o1)
 {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num(), blocks = (n + 63) / 64;
@@ -744,6 +793,9 @@ static void decode_linear(const infer_model *m, const lane *p, float *y, const f
     } else if (l->wq) {
         if (o0 < o1)
             q8_matvec_range(y, p->xq, p->xs, l->wq, l->ws, l->b, l->in, l->out, o0, o1);
+    } else if (l->wh) {
+        if (o0 < o1)
+            bf16mm_matvec_range(y, x, l->wh, l->b, l->in, l->out, o0, o1);
     } else if (o0 < o1) {
         gemv_n_range(y, x, l->w, l->b, l->in, l->out, o0, o1);
     }
@@ -795,7 +847,7 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
         for (int l = 0; l < m->d.n_layer; l++)
             decode_block(m, s, &p, l, pos);
         layernorm_forward(p.xb, p.stat, p.stat + 1, p.x, m->lnfw, m->lnfb, 1, C);
-        if (m->quant == INFER_INT8) {
+        if (m->quant != INFER_FP32) {
             decode_linear(m, &p, s->logits, p.xb, &m->lm_head);
         } else {
             int o0, o1;

@@ -17,9 +17,14 @@
  * Precisions (--quant):
  *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32) for
  *         several rows, through gemv (kernels/gemv.h) when decoding one.
- *   bf16  every weight rounded to bf16 precision at load (round_to_bf16), then
- *         run exactly as fp32: it shows the accuracy of bf16 weights, not their
- *         speed or memory (both are fp32's).
+ *   bf16  every weight rounded to bf16 (nearest even) at load.  The matrices
+ *         and the tied LM head are held in 2 bytes a weight in bf16mm's
+ *         layout and multiplied by kernels/bf16mm.h for decode and prefill
+ *         alike: with AVX512-BF16 by vdpbf16ps, which rounds the product
+ *         inputs to bf16 too; elsewhere widened to fp32 in registers, which
+ *         gives fp32's decode arithmetic on the rounded weights.  The token
+ *         embedding is read back from the LM head (wte is held once); wpe,
+ *         the biases and LayerNorm stay fp32 arrays holding bf16 values.
  *   int8  every matrix of the blocks and the (tied) LM head quantized at load
  *         with q8_pack_weights (one scale per 32 values along the reduction
  *         axis, an fp16 value); activations quantized per token and group before each
@@ -41,7 +46,7 @@
  * Decoding one token (n = 1) runs in one OpenMP parallel region: the threads
  * split each product's outputs and the attention's heads, and each recomputes
  * the small vectors all of them need (LayerNorm, residual, quantized inputs),
- * so a layer costs five barriers; fp32/bf16 products go through gemv there.
+ * so a layer costs five barriers; fp32 products go through gemv there, bf16 ones through bf16mm.
  * Functions that can fail return 0 or -1 with a one-line reason in err.
  */
 #ifndef LAUNCH_INFER_H
@@ -67,6 +72,7 @@ typedef struct {
     int8_t *wq;
     float *ws;
     void *wv;   /* int8 with a decode layout: wq/ws repacked (q8_decode_pack), wq/ws NULL */
+    uint16_t *wh;   /* bf16: W in bf16mm_pack's layout (kernels/bf16mm.h), w NULL */
     float *b;   /* NULL: no bias */
 } infer_linear;
 
@@ -78,12 +84,13 @@ typedef struct {
 typedef struct {
     gpt2_dims d;
     infer_quant quant;
-    float *wte, *wpe, *lnfw, *lnfb;
+    float *wte, *wpe, *lnfw, *lnfb;   /* wte NULL for bf16: it is the LM head's */
     infer_block *h;               /* [n_layer] */
-    infer_linear lm_head;         /* int8: wte quantized; fp32/bf16: unused (wte^T via gemm) */
+    infer_linear lm_head;         /* int8: wte quantized; bf16: wte^T packed; fp32: unused (wte^T via gemm) */
     float *f32;                   /* arenas the pointers above point into */
     int8_t *i8;
     float *scales;
+    uint16_t *bf16;
     size_t weight_bytes;          /* bytes of all weights as held */
     q8_path decode_path;          /* int8: the layout of every wv, Q8_SCALAR if none */
 } infer_model;
@@ -95,8 +102,8 @@ typedef int (*infer_tensor_fn)(void *ctx, const char *name, int rows, int cols, 
 
 /* The model's tensors by Hugging Face name, in file order: each fp32 tensor
  * (embeddings, LayerNorm, biases; rows x cols floats, cols 0 for a vector) to
- * vec, each matrix to mat (its bias went to vec just before); an int8 model's
- * LM head last, to mat as "lm_head.weight" (wte quantized, [vocab_size,
+ * vec, each matrix to mat (its bias went to vec just before); an int8 or bf16
+ * model's LM head last, to mat as "lm_head.weight" (from wte, [vocab_size,
  * n_embd]).  A visitor reads or writes the arrays the pointers point to; it returns
  * 0, or -1 with a reason in err, which ends the walk. */
 typedef struct {

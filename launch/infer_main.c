@@ -52,7 +52,7 @@ static void usage(FILE *f)
         "                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--bench]\n"
         "Generates text from a gpt-cpu checkpoint (reads /config, /model, /tokenizer).\n"
         "  --quant Q        int8 (default): weights and LM head int8, one scale per 32 values;\n"
-        "                   bf16: weights rounded to bf16, computed in fp32; fp32\n"
+        "                   bf16: weights held as bf16 (2 bytes), bf16 products; fp32\n"
         "  --kv K           the KV cache: bf16 (default for int8 and bf16: half the memory\n"
         "                   and the bytes attention reads) or fp32 (default for fp32)\n"
         "  --prompt TEXT    the prompt (default: a newline)\n"

@@ -3,7 +3,8 @@
 #  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
 #    int8, bf16 and fp32; the same --seed gives the same text;
 #  - --eval: fp32 gives the trainer's own val loss on the same windows; int8 agrees with
-#    fp32 on the greedy next token at >= 99% of the positions and raises the loss <= 1%;
+#    fp32 on the greedy next token at >= 99% of the positions and raises the loss <= 1%, and
+#    so does bf16 (2-byte weights), on its active path and widening (GPT_ISA=avx2);
 #  - greedy generation stops when the context (n_positions) is full;
 #  - --bench prints one JSON object with the required fields;
 #  - a truncated checkpoint is refused with one line and exit 1, bad flags exit 2.
@@ -64,13 +65,36 @@ assert q["greedy_agreement"] >= 0.99, q
 assert q["loss_increase"] <= 0.01, q
 PY
 
+# bf16 (2-byte weights) against fp32 on the same windows: on the active path
+# (vdpbf16ps where the CPU has AVX512-BF16, activations rounded to bf16 too)
+# and widening the weights (GPT_ISA=avx2: fp32's arithmetic on bf16 weights);
+# greedy text against fp32's, for the record (one near tie changes the rest)
+"$BUILD/infer" --ckpt "$ck" --quant fp32 --prompt "The " -n 40 --temperature 0 >"$tmp/greedy.fp32" 2>/dev/null
+for isa in "" avx2; do
+    GPT_ISA=$isa "$BUILD/infer" --ckpt "$ck" --quant bf16 --eval "$tmp/data/val.tok" --eval-windows 400 \
+        >"$tmp/eval.bf16" 2>"$tmp/err" || { cat "$tmp/err"; fail "--eval --quant bf16 (GPT_ISA=$isa) failed"; }
+    GPT_ISA=$isa "$BUILD/infer" --ckpt "$ck" --quant bf16 --prompt "The " -n 40 --temperature 0 \
+        >"$tmp/greedy.bf16" 2>/dev/null || fail "--quant bf16 greedy (GPT_ISA=$isa) failed"
+    python3 - "$tmp/eval.bf16" "$tmp/greedy.fp32" "$tmp/greedy.bf16" "${isa:-best}" <<'PY' || fail "--eval --quant bf16 figures"
+import json, sys
+b = json.loads(open(sys.argv[1]).read())
+f, g = open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+same = next((i for i, (x, y) in enumerate(zip(f, g)) if x != y), min(len(f), len(g)))
+print("eval: bf16 (GPT_ISA=%s) %.6f (+%.3f%%), greedy agreement %.4f; greedy text: first %d of %d bytes as fp32's" %
+      (sys.argv[4], b["loss"], 100 * b["loss_increase"], b["greedy_agreement"], same, len(f)))
+assert b["ref_quant"] == "fp32", b
+assert b["greedy_agreement"] >= 0.99, b
+assert abs(b["loss_increase"]) <= 0.01, b
+PY
+done
+
 # the context is 64 tokens: greedy generation of 1000 stops when it is full
 "$BUILD/infer" --ckpt "$ck" --prompt "Hello" -n 1000 --temperature 0 >"$tmp/full" 2>"$tmp/err" ||
     fail "long generation failed"
 grep -q "60 tokens.*context is full" "$tmp/err" || { cat "$tmp/err"; fail "no context-full stop"; }
 
 # --bench: one JSON object with the required fields
-for q in int8 fp32; do
+for q in int8 bf16 fp32; do
     "$BUILD/infer" --ckpt "$ck" --quant $q --bench -n 40 >"$tmp/bench.json" 2>"$tmp/err" ||
         { cat "$tmp/err"; fail "--bench failed"; }
     python3 - "$tmp/bench.json" $q <<'PY' || fail "--bench output"

@@ -297,6 +297,6 @@ ck=$(infer_ckpt seed384 launch/configs/seed384.json)
 for q in int8 bf16 fp32; do infer_bench seed384 "$ck" $q; done
 infer_bench seed384 "$ck" int8 fp32
 ck=$(infer_ckpt gpt2-124M launch/configs/gpt2-124M.json --set batch_size=1)
-for q in int8 fp32; do infer_bench gpt2-124M "$ck" $q; done
+for q in int8 bf16 fp32; do infer_bench gpt2-124M "$ck" $q; done
 infer_bench gpt2-124M "$ck" int8 fp32
 echo "figures: $BENCH_JSONL"
