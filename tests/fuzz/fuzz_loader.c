@@ -2,10 +2,13 @@
  * byte, then one message as it arrives on the socket:
  *   mode 0  a batch (or error) reply, decoded by a rank that expects the
  *           step, micro-batch, rank and shape its header names (so that a
- *           well-formed reply gets all the way through), or B = T = 2;
+ *           well-formed reply gets all the way through), or B = T = 2; a
+ *           refused one gets a one-line printable reason;
  *   mode 1  a request to build/loader, answered from a small in-memory
  *           dataset: the reply must be a batch the rank accepts, or an error
  *           reply, never anything else. */
+#include <ctype.h>
+
 #include "io/loader.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -33,6 +36,9 @@ static void decode_reply(const uint8_t *msg, size_t len)
     char err[512];
     if (in && tg && loader_decode(msg, len, step, micro, rank, B, t, in, tg, err, sizeof err) == 0)
         FUZZ_CHECK(len == loader_message_bytes(B, t, msg[6]));
+    else if (in && tg)   /* the rank prints it: one line, nothing a terminal would act on */
+        for (const char *c = err; *c; c++)
+            FUZZ_CHECK(isprint((unsigned char)*c));
     free(in);
     free(tg);
 }
