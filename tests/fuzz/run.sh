@@ -29,7 +29,7 @@ for name in "$@"; do
         echo "fuzz_$name: ${execs:-0} executions in ${secs} s, no failure"
     else
         echo "fuzz_$name: FAILED after ${execs:-0} executions (input kept in $regress/; log $log):"
-        grep -E 'ERROR|SUMMARY|runtime error|fuzz property|Test unit written' "$log" | head -n 8 | sed 's/^/  /'
+        grep -aE 'ERROR|SUMMARY|runtime error|fuzz property|Test unit written' "$log" | head -n 8 | sed 's/^/  /'
         failed="$failed $name"
     fi
 done
