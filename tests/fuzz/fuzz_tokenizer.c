@@ -1,7 +1,9 @@
 /* fuzz_tokenizer: tokenizer.json, as prep writes it and the trainer and infer
  * read it, for every tokenizer type: the type field picks the parser
  * (tokenizer_parse dispatches on it), so a new type is fuzzed here as soon as
- * its seeds are in tests/fuzz/corpus/tokenizer/.  Input: a whole file.
+ * its seeds are in tests/fuzz/corpus/tokenizer/ (gpt2: a tokenizer.json that
+ * prep --tokenizer gpt2 wrote; GPT-2's own encoder.json/vocab.bpe files are
+ * another format and get a target of their own).  Input: a whole file.
  * An accepted tokenizer must encode any bytes (here: the file itself) to ids
  * below its vocabulary that decode back to the same bytes, and its merges
  * must rebuild the same tokenizer (as a checkpoint stores it). */
