@@ -7,23 +7,8 @@
  * An accepted tokenizer must encode any bytes (here: the file itself) to ids
  * below its vocabulary that decode back to the same bytes, and its merges
  * must rebuild the same tokenizer (as a checkpoint stores it). */
-#include "io/tokenizer.h"
 #include "tests/fuzz/fuzz.h"
-
-static void check_round_trip(const tokenizer *t, const uint8_t *text, size_t n)
-{
-    uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-    uint8_t *back = malloc(n ? n : 1);
-    FUZZ_CHECK(ids && back);
-    size_t k = tokenizer_encode(t, text, n, ids);
-    FUZZ_CHECK(k <= n);
-    for (size_t i = 0; i < k; i++)
-        FUZZ_CHECK(ids[i] < (uint32_t)tokenizer_vocab_size(t));
-    FUZZ_CHECK(tokenizer_decode(t, ids, k, back, n) == n);
-    FUZZ_CHECK(memcmp(back, text, n) == 0);
-    free(ids);
-    free(back);
-}
+#include "tests/fuzz/tokcheck.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
