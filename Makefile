@@ -22,6 +22,17 @@ ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDLIBS  += -fsanitize=address,undefined
 endif
+# The libFuzzer build of `make fuzz` (clang, coverage-instrumented, ASan+UBSan)
+ifeq ($(SAN),fuzz)
+  BUILD   := build-fuzz
+  CC      := clang
+  CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+             -Wno-pass-failed   # OpenMP simd loops that instrumented code cannot vectorize
+  LDLIBS  += -fsanitize=address,undefined
+  # clang 14's __builtin_cpu_supports does not know every feature kernels/cpu.c asks about
+  $(BUILD)/obj/kernels/cpu.o: CC := gcc
+  $(BUILD)/obj/kernels/cpu.o: CFLAGS := -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I. -MMD -MP
+endif
 ISA_AVX2   := -mavx2 -mfma -mf16c
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma -mf16c
 # AVX-512 plus VNNI (vpdpbusd), for the int8 kernels: *_vnni.c, picked with cpu_has_avx512_vnni()
@@ -36,7 +47,7 @@ PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor $(BUILD)/infer $(BUIL
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/bench_*.c))
 
-.PHONY: all deps test bench shakespeare infer-quality run help clean
+.PHONY: all deps test bench shakespeare infer-quality run help clean fuzz fuzz-targets
 .SECONDARY:
 all: $(PROGS)
 
@@ -46,6 +57,7 @@ help:
 	@echo "make              build build/prep, build/trainer, build/monitor and build/infer"
 	@echo "make run          prepare the default corpus and train a small model on it"
 	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
+	@echo "make fuzz         run every libFuzzer target FUZZ_S seconds (default 60)"
 	@echo "make bench        kernel and seed384 training benchmarks -> build/bench.jsonl"
 	@echo "make shakespeare  nanoGPT's shakespeare_char recipe (TINYSHAKESPEARE=path)"
 	@echo "make infer-quality  int8 vs fp32 inference on Tiny Shakespeare val (TINYSHAKESPEARE=path)"
@@ -56,6 +68,7 @@ DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf
 DEBS += libpcre2-dev nodejs
 # interop tests and the PyTorch rows of `make bench` run on Debian's python3 (/usr/bin/python3)
 DEBS += python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
+DEBS += clang libclang-rt-14-dev   # make fuzz
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -88,7 +101,8 @@ $(BUILD)/prep: $(BUILD)/obj/io/prep_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
+$(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/monitor_view.o \
+                  $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 # issue 8: the inference program; its engine, service and int8 file are also linked by tests/test_infer
 INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file infer_gguf)
@@ -121,6 +135,27 @@ $(BUILD)/tests/serve_client: $(BUILD)/obj/tests/serve_client.o
 $(BUILD)/tests/zflood: $(BUILD)/obj/tests/zflood.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Fuzzing: a libFuzzer target per parser of outside bytes, tests/fuzz/fuzz_NAME.c,
+# with seeds in tests/fuzz/corpus/NAME/ and the inputs that once failed in
+# tests/fuzz/regress/NAME/.  `make fuzz` builds them with clang (SAN=fuzz) and
+# runs each for FUZZ_S seconds; `make test` replays every seed and regression
+# input through the same targets linked with a plain driver (no libFuzzer).
+FUZZ_S       ?= 60
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJS    := $(INFER_OBJS) $(BUILD)/obj/launch/plot.o $(BUILD)/obj/launch/monitor_view.o
+FUZZ_REPLAYS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
+TESTS        += $(FUZZ_REPLAYS)
+$(BUILD)/tests/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay.o $(FUZZ_OBJS) $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_OBJS) $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+fuzz-targets: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+fuzz:
+	@$(MAKE) --no-print-directory SAN=fuzz fuzz-targets
+	@FUZZ_S=$(FUZZ_S) sh tests/fuzz/run.sh $(FUZZ_NAMES)
 
 # Unit tests, then the end-to-end checks that drive the built programs.
 test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood
@@ -155,6 +190,6 @@ infer-quality: $(PROGS)
 	@BUILD=$(BUILD) TINYSHAKESPEARE=$(TINYSHAKESPEARE) sh tests/infer_quality.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(OBJS:.o=.d) $(wildcard $(BUILD)/obj/*/*.d)
+-include $(OBJS:.o=.d) $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/tests/fuzz/*.d)

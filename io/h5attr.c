@@ -4,6 +4,7 @@
 
 #include "io/checkpoint.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -48,13 +49,24 @@ int h5_attr_str(hid_t obj, const char *name, const char *s)
     return rc;
 }
 
+/* True if attribute a holds exactly one value: H5Aread writes every value it
+ * holds, and a file may hold an array where a scalar belongs. */
+static bool one_value(hid_t a)
+{
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    bool one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    return one;
+}
+
 /* Reads a scalar attribute converted to memtype; -1 if missing or unreadable. */
 int h5_attr_read(hid_t obj, const char *name, hid_t memtype, void *val)
 {
     if (H5Aexists(obj, name) <= 0)
         return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Aread(a, memtype, val);
+    herr_t rc = !one_value(a) ? -1 : H5Aread(a, memtype, val);
     if (a >= 0)
         H5Aclose(a);
     return rc < 0 ? -1 : 0;

@@ -1,5 +1,6 @@
 #include "io/loader.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -105,8 +106,11 @@ int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int 
     }
     int width = get_u16(buf + 6);
     if (width == 0) {   /* the loader's own error report */
-        int n = (int)(len - LOADER_HEADER_BYTES);
-        snprintf(err, errlen, "loader: %.*s", n < 400 ? n : 400, (const char *)buf + LOADER_HEADER_BYTES);
+        size_t n = len - LOADER_HEADER_BYTES;   /* not int: a huge n went negative, unbounded */
+        snprintf(err, errlen, "loader: %.*s", (int)(n < 400 ? n : 400), (const char *)buf + LOADER_HEADER_BYTES);
+        for (char *c = err; *c; c++)   /* the peer's text: keep it one printable line */
+            if (!isprint((unsigned char)*c))
+                *c = '?';
         return -1;
     }
     if (get_u64(buf + 8) != step || get_u32(buf + 16) != (uint32_t)micro ||

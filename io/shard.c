@@ -83,22 +83,18 @@ static int parse_header(token_shard *s, const uint8_t *h, uint64_t size, const c
     return 0;
 }
 
-static int read_header(int fd, uint8_t *h, uint64_t size, const char *path, char *err,
-                       size_t errlen)
+int shard_parse(token_shard *s, const void *buf, size_t len, const char *name, char *err,
+                size_t errlen)
 {
-    if (size < HEADER_BYTES) {
-        snprintf(err, errlen, "%s: truncated token file (expected at least %d bytes, found %" PRIu64 ")",
-                 path, HEADER_BYTES, size);
+    memset(s, 0, sizeof *s);
+    if (len < HEADER_BYTES) {
+        snprintf(err, errlen, "%s: truncated token file (expected at least %d bytes, found %zu)",
+                 name, HEADER_BYTES, len);
         return -1;
     }
-    ssize_t r;
-    do
-        r = pread(fd, h, HEADER_BYTES, 0);
-    while (r < 0 && errno == EINTR);
-    if (r != HEADER_BYTES) {
-        snprintf(err, errlen, "%s: cannot read header: %s", path, r < 0 ? strerror(errno) : "short read");
+    if (parse_header(s, buf, len, name, err, errlen) != 0)
         return -1;
-    }
+    s->data = (const uint8_t *)buf + HEADER_BYTES;
     return 0;
 }
 
@@ -111,30 +107,28 @@ int shard_open(token_shard *s, const char *path, char *err, size_t errlen)
         return -1;
     }
     struct stat st;
-    uint8_t h[HEADER_BYTES];
+    void *map = NULL;   /* an empty file is not mapped: shard_parse refuses it unread */
     int rc = -1;
     if (fstat(fd, &st) != 0)
         snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode))
         snprintf(err, errlen, "%s: not a regular file", path);
-    else if (read_header(fd, h, (uint64_t)st.st_size, path, err, errlen) == 0 &&
-             parse_header(s, h, (uint64_t)st.st_size, path, err, errlen) == 0)
-        rc = 0;
-    if (rc == 0) {
-        s->map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (s->map == MAP_FAILED) {
-            snprintf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
-            s->map = NULL;
-            rc = -1;
-        }
+    else if (st.st_size > 0 &&
+             (map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        snprintf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
+        map = NULL;
+    } else {
+        rc = shard_parse(s, map, (size_t)st.st_size, path, err, errlen);
     }
     close(fd);
     if (rc != 0) {
+        if (map)
+            munmap(map, (size_t)st.st_size);
         memset(s, 0, sizeof *s);
         return -1;
     }
+    s->map = map;
     s->map_len = (size_t)st.st_size;
-    s->data = (const uint8_t *)s->map + HEADER_BYTES;
     return 0;
 }
 

@@ -23,6 +23,10 @@ typedef struct {
 
 /* All return 0 on success, -1 with a one-line reason in err. */
 int shard_open(token_shard *s, const char *path, char *err, size_t errlen);
+/* The same checks on a whole file already in memory (len bytes at buf, which
+ * must outlive s; name is for messages).  s->map stays NULL: nothing to unmap. */
+int shard_parse(token_shard *s, const void *buf, size_t len, const char *name, char *err,
+                size_t errlen);
 void shard_close(token_shard *s);
 /* Writes to PATH.tmp, fsyncs, renames: a reader never sees a partial file. */
 int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32_t vocab_size,

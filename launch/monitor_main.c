@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "launch/monitor_view.h"
 #include "launch/plot.h"
 
 typedef struct {
@@ -26,16 +27,6 @@ typedef struct {
     bool json, once, log_y, connect_given;
     double timeout_s;   /* < 0: not given */
 } options;
-
-/* What the progress line shows, carried over from record to record. */
-typedef struct {
-    bool have_step, tty, line_open;
-    int last_step;
-    double loss_avg;
-    int ckpt_step;
-    double ckpt_time;   /* 0: no checkpoint seen */
-    char line[512];     /* the last progress line, redrawn after other output */
-} view;
 
 static volatile sig_atomic_t interrupted;
 
@@ -154,105 +145,6 @@ static int parse_args(int argc, char **argv, options *o)
     return 0;
 }
 
-static double num(const cJSON *r, const char *key, double dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
-static const char *str(const cJSON *r, const char *key)
-{
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, key));
-    return s ? s : "";
-}
-
-/* Seconds as 42s, 3m05s, 2h07m. */
-static void fmt_duration(char *buf, size_t n, double s)
-{
-    if (!(s >= 0) || s > 1e9)
-        snprintf(buf, n, "?");
-    else if (s < 60)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else
-        snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
-}
-
-/* The progress line of a step record into v->line. */
-static void format_step(view *v, const cJSON *r)
-{
-    int step = (int)num(r, "step", 0), max = (int)num(r, "max_steps", 0);
-    double loss = num(r, "loss", NAN);
-    if (!v->have_step || step <= v->last_step || !isfinite(v->loss_avg))   /* first, or a restart */
-        v->loss_avg = loss;
-    else
-        v->loss_avg = 0.9 * v->loss_avg + 0.1 * loss;   /* exponential moving average */
-    v->have_step = true;
-    v->last_step = step;
-    if (num(r, "last_checkpoint_step", 0) > 0) {   /* the trainer repeats it in step records */
-        v->ckpt_step = (int)num(r, "last_checkpoint_step", 0);
-        v->ckpt_time = num(r, "last_checkpoint_time", 0);
-    }
-    enum { BAR = 20 };
-    char bar[BAR + 1], eta[32], ckpt[64] = "ckpt none";
-    int filled = max > 0 ? (int)((double)step / max * BAR) : 0;
-    for (int i = 0; i < BAR; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[BAR] = '\0';
-    fmt_duration(eta, sizeof eta, num(r, "eta_s", NAN));
-    if (v->ckpt_time > 0) {
-        char age[32];
-        fmt_duration(age, sizeof age, now_s() - v->ckpt_time);
-        snprintf(ckpt, sizeof ckpt, "ckpt step %d, %s ago", v->ckpt_step, age);
-    }
-    snprintf(v->line, sizeof v->line,
-             "step %d/%d [%s] %3.0f%% | loss %.4f (avg %.4f) | lr %.2e | %.0f tok/s | mfu %.1f%% | eta %s | %s",
-             step, max, bar, max > 0 ? 100.0 * step / max : 0.0, loss, v->loss_avg, num(r, "lr", NAN),
-             num(r, "tokens_per_s", 0), 100 * num(r, "mfu", 0), eta, ckpt);
-}
-
-/* A whole line of output; on a terminal the progress line is redrawn after it. */
-static void print_line(view *v, const char *text)
-{
-    if (v->tty && v->line_open)
-        printf("\r\033[K");
-    printf("%s\n", text);
-    v->line_open = false;
-    if (v->tty && v->have_step) {
-        printf("%s", v->line);
-        v->line_open = true;
-    }
-}
-
-/* One record in the progress view. */
-static void show_record(view *v, const cJSON *r)
-{
-    const char *type = str(r, "type");
-    char text[640];
-    if (!strcmp(type, "step")) {
-        format_step(v, r);
-        if (v->tty) {
-            printf("\r\033[K%s", v->line);
-            v->line_open = true;
-        } else {
-            printf("%s\n", v->line);
-        }
-        return;
-    }
-    if (!strcmp(type, "eval"))
-        snprintf(text, sizeof text, "step %d: val loss %.4f", (int)num(r, "step", 0), num(r, "val_loss", NAN));
-    else if (!strcmp(type, "checkpoint")) {
-        v->ckpt_step = (int)num(r, "step", 0);
-        v->ckpt_time = num(r, "time", now_s());
-        snprintf(text, sizeof text, "step %d: checkpoint %s", v->ckpt_step,
-                 *str(r, "path") ? str(r, "path") : str(r, "message"));
-    } else {
-        snprintf(text, sizeof text, "%s: %s", *type ? type : "record", str(r, "message"));
-    }
-    print_line(v, text);
-}
-
 /* A SUB (timeout 0) or REQ client with the project's socket policy
  * (io/zsock.h); NULL after printing why. */
 static void *open_socket(void *ctx, zsock_kind kind, const char *endpoint, double timeout_s)
@@ -304,7 +196,7 @@ static int watch(void *ctx, const options *o)
     void *sock = open_socket(ctx, ZSOCK_SUB, o->connect, 0);
     if (!sock)
         return 1;
-    view v = {.tty = isatty(STDOUT_FILENO)};
+    monitor_view v = {.tty = isatty(STDOUT_FILENO)};
     double timeout = o->timeout_s > 0 ? o->timeout_s : o->once ? 10 : 1e9;
     int rc = 0;
     while (!interrupted) {
@@ -324,7 +216,7 @@ static int watch(void *ctx, const options *o)
             if (o->json)
                 printf("%s\n", msg);
             else
-                show_record(&v, r);
+                monitor_show_record(&v, r, now_s());
             fflush(stdout);
         }
         cJSON_Delete(r);
@@ -365,11 +257,11 @@ static int control(void *ctx, const options *o)
     if (o->json || !r) {
         printf("%s\n", reply);
     } else {
-        printf("%s: %s\n", ok ? "ok" : "refused", str(r, "message"));
+        printf("%s: %s\n", ok ? "ok" : "refused", monitor_str(r, "message"));
         const cJSON *latest = cJSON_GetObjectItemCaseSensitive(r, "latest");
         if (cJSON_IsObject(latest)) {
-            view v = {0};
-            show_record(&v, latest);
+            monitor_view v = {0};
+            monitor_show_record(&v, latest, now_s());
         }
     }
     cJSON_Delete(r);
@@ -391,7 +283,7 @@ static int collect_feed(void *ctx, const options *o, plot_data *d)
         cJSON *r = msg ? cJSON_Parse(msg) : NULL;
         if (cJSON_IsObject(r)) {
             plot_add(d, r);
-            done = !strcmp(str(r, "type"), "event") && !strcmp(str(r, "message"), "done");
+            done = !strcmp(monitor_str(r, "type"), "event") && !strcmp(monitor_str(r, "message"), "done");
         }
         cJSON_Delete(r);
         free(msg);

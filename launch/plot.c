@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,8 +68,8 @@ void plot_add(plot_data *d, const cJSON *r)
         }
         if (isfinite(loss))
             series_push(&d->loss, step, loss);
-        if (field(r, "max_steps") > 0)
-            d->max_steps = (int)field(r, "max_steps");
+        if (field(r, "max_steps") > 0)   /* any number may come in: clamp before converting */
+            d->max_steps = (int)fmin(field(r, "max_steps"), INT_MAX);
     } else if (!strcmp(type, "eval")) {
         double val = field(r, "val_loss");
         series_truncate(&d->val, step);
@@ -152,6 +153,10 @@ static void axis_linear(axis *a, double min, double max)
         max += pad;
     }
     double d = nice_num(nice_num(max - min, false) / (TARGET_TICKS - 1), true);
+    if (!(d > 0 && isfinite(d))) {   /* a span too small or too large to divide: no ticks */
+        *a = (axis){.lo = min, .hi = max, .decimals = -1};
+        return;
+    }
     *a = (axis){.lo = floor(min / d) * d, .hi = ceil(max / d) * d};
     for (int i = 0; a->ntick < MAX_TICKS; i++) {
         double t = a->lo + i * d;   /* not a running sum: no drift in the labels */
@@ -326,14 +331,15 @@ static void svg_legend(FILE *f, const plot_data *d, int half)
 static void svg_title(FILE *f, const plot_data *d)
 {
     char title[256], val[96] = "";
-    int n = d->loss.n, steps = n ? (int)d->loss.x[n - 1] : 0;
+    int n = d->loss.n;
+    double steps = n ? d->loss.x[n - 1] : 0;   /* any finite number a record held */
     if (d->val.n > 0)
         snprintf(val, sizeof val, ", val loss %.4f at step %.0f", d->val.y[d->val.n - 1],
                  d->val.x[d->val.n - 1]);
     if (n > 0 && d->max_steps > 0)
-        snprintf(title, sizeof title, "step %d/%d: loss %.4f%s", steps, d->max_steps, d->loss.y[n - 1], val);
+        snprintf(title, sizeof title, "step %.0f/%d: loss %.4f%s", steps, d->max_steps, d->loss.y[n - 1], val);
     else if (n > 0)
-        snprintf(title, sizeof title, "step %d: loss %.4f%s", steps, d->loss.y[n - 1], val);
+        snprintf(title, sizeof title, "step %.0f: loss %.4f%s", steps, d->loss.y[n - 1], val);
     else
         snprintf(title, sizeof title, "no step records%s", val);
     fprintf(f, "<text x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">%s</text>\n",

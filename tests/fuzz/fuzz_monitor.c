@@ -1,0 +1,62 @@
+/* fuzz_monitor: status records as build/monitor reads them, from the status
+ * socket (the progress view) and from a run's log.jsonl (--plot, which also
+ * draws them).  Input: records one per line, as the feed or the log holds
+ * them; the first byte also picks a terminal or not, and a log-scale plot. */
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "launch/monitor_view.h"
+#include "launch/plot.h"
+#include "tests/fuzz/fuzz.h"
+
+static char svg[64];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    /* the view prints; nobody reads it here */
+    FUZZ_CHECK(freopen("/dev/null", "w", stdout));
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";   /* cheap fsync */
+    snprintf(svg, sizeof svg, "%s/fuzz_monitor.%d.svg", dir, (int)getpid());
+    return 0;
+}
+
+static void show_lines(char *text, bool tty)
+{
+    monitor_view v = {.tty = tty};
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *r = cJSON_Parse(line);
+        if (cJSON_IsObject(r))
+            monitor_show_record(&v, r, 1.7e9);
+        cJSON_Delete(r);
+    }
+}
+
+/* The log as a file (plot_read_log reads a path), collected and drawn. */
+static void plot_log(const uint8_t *data, size_t size, bool log_y)
+{
+    int fd = memfd_create("log.jsonl", MFD_CLOEXEC);
+    FUZZ_CHECK(fd >= 0);
+    FUZZ_CHECK(write(fd, data, size) == (ssize_t)size);
+    char path[64], err[512];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    plot_data d = {0};
+    int malformed;
+    FUZZ_CHECK(plot_read_log(&d, path, &malformed, err, sizeof err) == 0);
+    close(fd);
+    if ((d.loss.n > 0 || d.val.n > 0) && plot_write_svg(&d, svg, log_y, err, sizeof err) != 0)
+        FUZZ_CHECK(strstr(err, "nothing to plot"));   /* log scale, no positive loss */
+    unlink(svg);
+    plot_free(&d);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = fuzz_cstr(data, size);
+    if (!text)
+        return 0;
+    bool flag = size > 0 && (data[0] & 1);
+    show_lines(text, flag);
+    plot_log(data, size, flag);
+    free(text);
+    return 0;
+}

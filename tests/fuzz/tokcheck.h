@@ -1,0 +1,29 @@
+/* tokcheck: the property every tokenizer the fuzz targets load must keep. */
+#ifndef TESTS_FUZZ_TOKCHECK_H
+#define TESTS_FUZZ_TOKCHECK_H
+
+#include "io/tokenizer.h"
+#include "tests/fuzz/fuzz.h"
+
+/* Any n bytes encode to ids below the vocabulary that decode back to them. */
+static inline void check_round_trip(const tokenizer *t, const uint8_t *text, size_t n)
+{
+    uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    uint8_t *back = malloc(n ? n : 1);
+    FUZZ_CHECK(ids && back);
+    size_t k = tokenizer_encode(t, text, n, ids);
+    if (k == SIZE_MAX) {   /* out of memory (gpt2 allocates per call) */
+        free(ids);
+        free(back);
+        return;
+    }
+    FUZZ_CHECK(k <= n);
+    for (size_t i = 0; i < k; i++)
+        FUZZ_CHECK(ids[i] < (uint32_t)tokenizer_vocab_size(t));
+    FUZZ_CHECK(tokenizer_decode(t, ids, k, back, n) == n);
+    FUZZ_CHECK(memcmp(back, text, n) == 0);
+    free(ids);
+    free(back);
+}
+
+#endif
