@@ -17,8 +17,10 @@
  * small enough that a pass over all of them takes milliseconds. */
 enum { TUNE_TOKENS = 256, TUNE_VOCAB = 2048 };
 /* Timed passes (after one that creates the primitives) run at least this
- * often and this long, in seconds. */
-enum { TUNE_MIN_PASSES = 2 };
+ * often and this long, in seconds.  Each product keeps its fastest pass: on
+ * a host with more runnable threads than cores most passes wait for a
+ * descheduled OpenMP thread, so a few samples are not enough. */
+enum { TUNE_MIN_PASSES = 4 };
 #define TUNE_BUDGET_S 0.05
 /* A 16-bit precision also converts activations and gradients outside the
  * products, so it is taken only when its products are this much faster. */
