@@ -41,6 +41,8 @@ struct grad_buckets {
     int per;                  /* requests per bucket and phase: 2 per other rank */
     MPI_Request *scatter, *gather;   /* [count][per] each */
     double busy_s;            /* seconds inside these calls since buckets_begin */
+    double flight_s;          /* seconds with an exchange in flight since buckets_begin */
+    double flight_since;      /* when the current in-flight period began (< 0: none) */
     const zero_shard *shard;
     buckets_mode mode;
     float *recv;              /* [SLOTS][size-1][piece]: the other ranks' parts */
@@ -76,6 +78,21 @@ static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
 }
 
 static void start_progress(grad_buckets *b);
+
+/* Marks, at time now, the start or end of a period with some exchange in
+ * flight: their sum is the whole communication time, hidden behind compute
+ * or not.  The training thread's calls mark it with the same clock reading
+ * they start and end their own timing with, so its busy time (the exposed
+ * part) always lies inside. */
+static void account_flight(grad_buckets *b, bool flying, double now)
+{
+    if (flying && b->flight_since < 0) {
+        b->flight_since = now;
+    } else if (!flying && b->flight_since >= 0) {
+        b->flight_s += now - b->flight_since;
+        b->flight_since = -1;
+    }
+}
 
 /* Bucket starts from the end of the arena: each bucket takes up to
  * bucket_floats values and ends at the earliest cut it can (so it holds whole
@@ -270,6 +287,7 @@ static void advance(grad_buckets *b, bool parallel)
     while (b->finished < b->reduced && test(b, b->gather, b->finished))
         b->finished++;
     b->in_flight = b->finished < b->started;
+    account_flight(b, b->in_flight, MPI_Wtime());
 }
 
 /* While anything is in flight: advance() every PROGRESS_US, so the
@@ -307,7 +325,8 @@ void buckets_begin(grad_buckets *b)
 {
     pthread_mutex_lock(&b->lock);
     b->started = b->reduced = b->finished = 0;
-    b->busy_s = 0;
+    b->busy_s = b->flight_s = 0;
+    b->flight_since = -1;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -326,6 +345,8 @@ void buckets_ready(grad_buckets *b, size_t from)
         return;
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
+    if (b->started < b->count && startable(b, b->started, from))
+        account_flight(b, true, t0);
     while (b->started < b->count && startable(b, b->started, from)) {
         while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
             wait_scatter(b);
@@ -337,7 +358,9 @@ void buckets_ready(grad_buckets *b, size_t from)
         advance(b, true);
     if (b->in_flight)
         pthread_cond_signal(&b->wake);
-    b->busy_s += MPI_Wtime() - t0;
+    double t1 = MPI_Wtime();
+    account_flight(b, b->in_flight, t1);
+    b->busy_s += t1 - t0;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -347,6 +370,7 @@ double buckets_finish(grad_buckets *b)
     pthread_mutex_lock(&b->lock);   /* the progress thread waits from here on */
     b->in_flight = false;
     double t0 = MPI_Wtime();
+    account_flight(b, b->finished < b->started, t0);
     watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
                                               : "the gradient reduce-scatter");
     while (b->reduced < b->started)
@@ -355,7 +379,17 @@ double buckets_finish(grad_buckets *b)
                 MPI_STATUSES_IGNORE);
     b->finished = b->reduced;
     watchdog_disarm();
-    b->busy_s += MPI_Wtime() - t0;
+    double t1 = MPI_Wtime();
+    account_flight(b, false, t1);
+    b->busy_s += t1 - t0;
     pthread_mutex_unlock(&b->lock);
     return b->busy_s;
+}
+
+double buckets_flight_seconds(grad_buckets *b)
+{
+    pthread_mutex_lock(&b->lock);
+    double s = b->flight_s;
+    pthread_mutex_unlock(&b->lock);
+    return s;
 }

@@ -50,7 +50,11 @@ void buckets_destroy(grad_buckets *b);
 void buckets_begin(grad_buckets *b);
 /* grads[from..n) are final: start their buckets, progress the others. */
 void buckets_ready(grad_buckets *b, size_t from);
-/* Start the rest, wait for all; returns the seconds spent waiting here. */
+/* Start the rest, wait for all; returns the seconds this thread spent in
+ * these calls since buckets_begin (the exposed communication). */
 double buckets_finish(grad_buckets *b);
+/* Seconds since buckets_begin with some exchange in flight, hidden behind
+ * backward or not (after buckets_finish: the whole communication time). */
+double buckets_flight_seconds(grad_buckets *b);
 
 #endif

@@ -4,7 +4,8 @@
 # samples; losses within 1e-5 relative at every step, same val loss; 1 MB
 # buckets, so the ~1.7 MB of gradients are reduced in two overlapped pieces),
 # as does np 3 with a parameter count that does not divide by 3 and gradient
-# accumulation; and a config error is reported once.
+# accumulation; and a config error is reported once.  Every step of np > 1
+# reports its exposed and total communication.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -68,6 +69,8 @@ done
 python3 - "$tmp" <<'PY' || fail "np 1, np 2/3 and ZeRO runs differ"
 import json, sys
 tmp = sys.argv[1]
+def steps(run):
+    return [r for r in map(json.loads, open("%s/%s/log.jsonl" % (tmp, run))) if r["type"] == "step"]
 def load(run):
     recs = [json.loads(l) for l in open("%s/%s/log.jsonl" % (tmp, run))]
     steps = [r for r in recs if r["type"] == "step"]
@@ -76,6 +79,7 @@ def load(run):
 for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
                           ("odd1", 3, ("odd3-0", "odd3-1", "odd3-2"))):
     l1, v1, r1, opt1, n1 = load(base)
+    assert all(r["comm_total_ms"] == r["comm_exposed_ms"] == r["comm_hidden"] == 0 for r in steps(base))
     for run in runs:
         l2, v2, r2, opt2, n2 = load(run)
         assert len(l1) == len(l2) == 20 and r1 == {1} and r2 == {ranks}, run
@@ -87,6 +91,12 @@ for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
         # stage 0 keeps all the moments; stages 1 and 2 this rank's share (rank 0's: ceil(n/N))
         share = 1 if run in ("np2", "odd3-0") else ranks
         assert abs(opt2 * share - opt1) < 1e-3 * opt1, (run, opt1, opt2)
+        # every step reports its communication: some in flight, the exposed
+        # part no more than it (the accounting brackets differ by microseconds)
+        for r in steps(run):
+            e, t, h = r["comm_exposed_ms"], r["comm_total_ms"], r["comm_hidden"]
+            assert 0 < t and 0 <= e <= t + 0.5 and 0 <= h < 1, (run, r)
+            assert abs(h - max(0.0, 1 - e / t)) < 1e-9, (run, r)
         print("%s vs %s: worst step loss difference %.2g relative, optimizer %.3f MB of %.3f" %
               (base, run, worst, opt2, opt1))
 PY

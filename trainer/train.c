@@ -49,6 +49,9 @@ typedef struct {
     bool fp16;
     double loader_wait_s;    /* time the last step waited for them */
     double comm_s;           /* time waiting for gradient reduction in the last step */
+    double comm_exposed_s;   /* the last step's waits for any communication (gradients,
+                              * embedding rows, ZeRO's parameter allgather) */
+    double comm_total_s;     /* the last step's communication in flight, hidden or not */
     dataset data;
     gpt2 model;
     adamw_state opt;
@@ -332,6 +335,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     zero_grads(tr);
     tr->loader_wait_s = 0;
     tr->comm_s = 0;
+    tr->comm_exposed_s = tr->comm_total_s = 0;
     for (int j = 0; j < c->grad_accum; j++) {
         bool reduce = tr->buckets && (j == c->grad_accum - 1 || c->zero_stage >= 2);
         double wait_ms = 0;
@@ -353,8 +357,13 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
         /* A rank that failed to read its batch still takes part in every
          * reduction (with whatever gradients it has), so no rank hangs; then
          * all agree.  Time inside the reduction calls is the exposed comm. */
-        if (reduce)
-            tr->comm_s += buckets_finish(tr->buckets) + add_embed_grad(tr, rc == 0);
+        if (reduce) {
+            double embed_s, grads_s = buckets_finish(tr->buckets);
+            embed_s = add_embed_grad(tr, rc == 0);
+            tr->comm_s += grads_s + embed_s;
+            tr->comm_exposed_s += grads_s + embed_s;
+            tr->comm_total_s += buckets_flight_seconds(tr->buckets) + embed_s;
+        }
     }
     if (comm_max_int(rc != 0, "the end-of-step agreement")) {
         if (rc == 0)
@@ -380,6 +389,21 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
     st->optimizer_ms = x[3];
     st->peak_rss_mb = x[4];
     st->comm_tail_ms = -x[5];
+    /* the communication figures of the rank that waited least: the last to
+     * finish backward, whose waits are what the overlap did not hide (the
+     * others' also count the time they waited for it) */
+    double c[3] = {st->comm_exposed_ms, st->comm_total_ms, st->comm_hidden};
+    comm_pick_least(c, 3, 0);
+    st->comm_exposed_ms = c[0];
+    st->comm_total_ms = c[1];
+    st->comm_hidden = c[2];
+}
+
+/* The part of the step's communication that overlapped compute (1: all of
+ * it; 0 with none, as on one rank). */
+static double hidden_fraction(double exposed_s, double total_s)
+{
+    return total_s > exposed_s && total_s > 0 ? 1.0 - exposed_s / total_s : 0.0;
 }
 
 /* Control requests reach rank 0, but every rank must act on them at the same
@@ -441,8 +465,13 @@ static bool update_params(trainer *tr, float lr, float *norm)
         return false;
     double t0 = mono_time();
     bool stepped = optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale);
-    if (stepped && tr->zero && tr->world->size > 1)
+    if (stepped && tr->zero && tr->world->size > 1) {
+        double tg = mono_time();
         zero_allgather(&tr->shard, m->params);
+        tg = mono_time() - tg;   /* nothing to hide behind: all exposed */
+        tr->comm_exposed_s += tg;
+        tr->comm_total_s += tg;
+    }
     tr->optimizer_s = mono_time() - t0;
     return stepped;
 }
@@ -542,6 +571,9 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         int done = step + 1;
         step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
                          .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
+                         .comm_exposed_ms = tr->comm_exposed_s * 1e3,
+                         .comm_total_ms = tr->comm_total_s * 1e3,
+                         .comm_hidden = hidden_fraction(tr->comm_exposed_s, tr->comm_total_s),
                          .optimizer_ms = tr->optimizer_s * 1e3,
                          .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
                          .loader_wait_ms = tr->loader_wait_s * 1e3,
