@@ -1,8 +1,10 @@
 #include "comm/buckets.h"
 
 #include "comm/watchdog.h"
+#include "kernels/convert.h"
 
 #include <mpi.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,8 +47,15 @@ struct grad_buckets {
     double flight_since;      /* when the current in-flight period began (< 0: none) */
     const zero_shard *shard;
     buckets_mode mode;
-    float *recv;              /* [SLOTS][size-1][piece]: the other ranks' parts */
+    bool bf16;                /* the wire carries bf16 (BUCKETS_WIRE_BF16) */
+    size_t elem;              /* bytes of one value on the wire */
+    void *recv;               /* [SLOTS][size-1][piece] wire values: the other ranks' parts */
     size_t piece;             /* the largest part of one bucket inside one shard */
+    /* bf16 wire only: what is sent, converted from the arena ([SLOTS][bucket]
+     * for the reduce-scatter, [SLOTS][piece] for our summed part), and the
+     * others' summed parts ([SLOTS][size-1][piece]) until they are widened */
+    uint16_t *scatter_out, *gather_out, *gather_in;
+    size_t bucket_max;        /* the largest bucket */
     bool threaded;            /* the progress thread runs */
     pthread_t progress;
     pthread_mutex_t lock;     /* held around every MPI call on these requests */
@@ -117,7 +126,8 @@ static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int n
 }
 
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
-                             int ncuts, const zero_shard *shard, buckets_mode mode)
+                             int ncuts, const zero_shard *shard, buckets_mode mode,
+                             buckets_wire wire)
 {
     grad_buckets *b = calloc(1, sizeof *b);
     if (!b)
@@ -138,14 +148,27 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
     cut_buckets(n, bucket_floats, cuts, ncuts, b->starts);
     b->shard = shard;
     b->mode = mode;
+    b->bf16 = wire == BUCKETS_WIRE_BF16;
+    b->elem = b->bf16 ? sizeof(uint16_t) : sizeof(float);
     b->per = 2 * (shard->size - 1);
     size_t nreq = (size_t)b->count * (size_t)b->per + 1;
     size_t largest = (size_t)shard->counts[0];   /* zero_init gives rank 0 the most */
     b->piece = largest < bucket_floats ? largest : bucket_floats;
+    for (int i = 0; i < b->count; i++) {
+        size_t len = (i ? b->starts[i - 1] : n) - b->starts[i];
+        b->bucket_max = len > b->bucket_max ? len : b->bucket_max;
+    }
     b->scatter = malloc(nreq * sizeof *b->scatter);
     b->gather = malloc(nreq * sizeof *b->gather);
-    b->recv = malloc((SLOTS * (size_t)(shard->size - 1) * b->piece + 1) * sizeof(float));
-    if (!b->scatter || !b->gather || !b->recv) {
+    size_t parts = SLOTS * (size_t)(shard->size - 1) * b->piece + 1;
+    b->recv = malloc(parts * b->elem);
+    if (b->bf16) {
+        b->scatter_out = malloc((SLOTS * b->bucket_max + 1) * sizeof(uint16_t));
+        b->gather_out = malloc((SLOTS * b->piece + 1) * sizeof(uint16_t));
+        b->gather_in = malloc(parts * sizeof(uint16_t));
+    }
+    if (!b->scatter || !b->gather || !b->recv ||
+        (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in))) {
         buckets_destroy(b);
         return NULL;
     }
@@ -174,6 +197,9 @@ void buckets_destroy(grad_buckets *b)
         free(b->scatter);
         free(b->gather);
         free(b->recv);
+        free(b->scatter_out);
+        free(b->gather_out);
+        free(b->gather_in);
         free(b->starts);
     }
     free(b);
@@ -198,12 +224,29 @@ static void clip_to_shard(const zero_shard *z, int r, size_t start, size_t end, 
         *lo = *hi = start;
 }
 
-/* Slot of the other rank q (skipping our own) for bucket i. */
-static float *recv_buffer(const grad_buckets *b, int i, int q)
+/* The part of the other rank q (skipping our own) for bucket i in a buffer
+ * of [SLOTS][size-1][piece] values of elem bytes. */
+static void *peer_slot(const grad_buckets *b, void *base, size_t elem, int i, int q)
 {
     int peer = q < b->shard->rank ? q : q - 1;
     size_t slot = (size_t)(i % SLOTS) * (size_t)(b->shard->size - 1) + (size_t)peer;
-    return b->recv + slot * b->piece;
+    return (char *)base + slot * b->piece * elem;
+}
+
+/* out[0..n) += the bf16 values in[0..n), widened a cache-sized piece at a
+ * time by kernels/convert (fp32 accumulation of what arrived in bf16). */
+enum { WIDEN = 4096 };
+
+static void add_bf16(float *out, const uint16_t *in, size_t n, bool parallel)
+{
+#pragma omp parallel for if (parallel && n > (1 << 16)) schedule(static)
+    for (size_t o = 0; o < n; o += WIDEN) {
+        float wide[WIDEN];
+        size_t len = n - o < WIDEN ? n - o : WIDEN;
+        bf16_to_f32(wide, in + o, len);   /* below convert's threshold: this thread */
+        for (size_t k = 0; k < len; k++)
+            out[o + k] += wide[k];
+    }
 }
 
 /* One phase of bucket i's exchange with every other rank q, sends posted
@@ -211,32 +254,48 @@ static float *recv_buffer(const grad_buckets *b, int i, int q)
  *  - scatter: our part of q's shard goes to q, q's part of ours comes into a
  *    receive slot;
  *  - gather (allreduce): our summed part goes to q, q's summed part comes
- *    straight into the arena (our scatter sends from there are done). */
+ *    straight into the arena (our scatter sends from there are done).
+ * On a bf16 wire the scatter sends a bf16 copy of each part, the gather
+ * finish_scatter's bf16 copy of ours, and q's summed part waits in
+ * gather_in until finish_gather widens it. */
 static void start_exchange(grad_buckets *b, int i, bool gather)
 {
     const zero_shard *z = b->shard;
     MPI_Request *req = requests(gather ? b->gather : b->scatter, b, i);
     const int tag = gather ? TAG_GATHER : TAG_SCATTER;
+    const MPI_Datatype type = b->bf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    uint16_t *out16 = b->bf16 ? (gather ? b->gather_out + (size_t)(i % SLOTS) * b->piece
+                                        : b->scatter_out + (size_t)(i % SLOTS) * b->bucket_max)
+                              : NULL;
     for (int q = 0; q < z->size; q++) {
         if (q == z->rank)
             continue;
         size_t qlo, qhi;
         clip_to_shard(z, q, start, end, &qlo, &qhi);
-        const float *send = b->grads + (gather ? lo : qlo);
         size_t nsend = gather ? hi - lo : qhi - qlo, nrecv = gather ? qhi - qlo : hi - lo;
-        float *recv = gather ? b->grads + qlo : recv_buffer(b, i, q);
+        const void *send = b->grads + (gather ? lo : qlo);
+        void *recv = gather ? (void *)(b->grads + qlo) : peer_slot(b, b->recv, b->elem, i, q);
+        if (b->bf16 && gather) {
+            send = out16;
+            recv = peer_slot(b, b->gather_in, sizeof(uint16_t), i, q);
+        } else if (b->bf16) {
+            send = out16 + (qlo - start);
+            f32_to_bf16(out16 + (qlo - start), b->grads + qlo, nsend);
+        }
         if (nsend > 0)
-            MPI_Isend(send, (int)nsend, MPI_FLOAT, q, tag, MPI_COMM_WORLD, req++);
+            MPI_Isend(send, (int)nsend, type, q, tag, MPI_COMM_WORLD, req++);
         if (nrecv > 0)
-            MPI_Irecv(recv, (int)nrecv, MPI_FLOAT, q, tag, MPI_COMM_WORLD, req++);
+            MPI_Irecv(recv, (int)nrecv, type, q, tag, MPI_COMM_WORLD, req++);
     }
 }
 
 /* The oldest reduce-scatter's messages are complete: add the parts received
- * into our shard, then start the allgather or release the rest. */
+ * into our shard, then start the allgather or release the rest.  On a bf16
+ * wire our summed part is rounded to bf16 in the arena too, so every rank
+ * ends with the same values. */
 static void finish_scatter(grad_buckets *b, bool parallel)
 {
     const zero_shard *z = b->shard;
@@ -244,17 +303,27 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    float *out = b->grads + lo;
+    size_t len = hi - lo;
     for (int q = 0; q < z->size; q++) {
-        if (q == z->rank || hi == lo)
+        if (q == z->rank || len == 0)
             continue;
-        const float *in = recv_buffer(b, i, q);
-        float *out = b->grads + lo;
-        size_t len = hi - lo;
+        const void *in = peer_slot(b, b->recv, b->elem, i, q);
+        if (b->bf16) {
+            add_bf16(out, in, len, parallel);
+            continue;
+        }
+        const float *in32 = in;
 #pragma omp parallel for simd if (parallel && len > (1 << 16)) schedule(static)
         for (size_t k = 0; k < len; k++)
-            out[k] += in[k];
+            out[k] += in32[k];
     }
     if (b->mode == BUCKETS_ALLREDUCE) {
+        if (b->bf16) {
+            uint16_t *mine = b->gather_out + (size_t)(i % SLOTS) * b->piece;
+            f32_to_bf16(mine, out, len);
+            bf16_to_f32(out, mine, len);
+        }
         start_exchange(b, i, true);
         return;
     }
@@ -265,8 +334,40 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     b->finished = b->reduced;
 }
 
+/* The oldest allgather's messages are complete (bf16 wire: widen the others'
+ * summed parts into the arena). */
+static void finish_gather(grad_buckets *b)
+{
+    const zero_shard *z = b->shard;
+    int i = b->finished++;
+    size_t start, end;
+    bucket_range(b, i, &start, &end);
+    for (int q = 0; b->bf16 && q < z->size; q++) {
+        size_t qlo, qhi;
+        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        if (q != z->rank)
+            bf16_to_f32(b->grads + qlo, peer_slot(b, b->gather_in, sizeof(uint16_t), i, q),
+                        qhi - qlo);
+    }
+}
+
+/* Bucket i may finish its reduce-scatter: on a bf16 wire its allgather needs
+ * the send and receive slots of bucket i - SLOTS, whose allgather must be done. */
+static bool gather_slot_free(const grad_buckets *b, int i)
+{
+    return !b->bf16 || b->mode != BUCKETS_ALLREDUCE || i - b->finished < SLOTS;
+}
+
+static void wait_gather(grad_buckets *b)
+{
+    MPI_Waitall(b->per, requests(b->gather, b, b->finished), MPI_STATUSES_IGNORE);
+    finish_gather(b);
+}
+
 static void wait_scatter(grad_buckets *b)
 {
+    while (!gather_slot_free(b, b->reduced))
+        wait_gather(b);
     MPI_Waitall(b->per, requests(b->scatter, b, b->reduced), MPI_STATUSES_IGNORE);
     finish_scatter(b, true);
 }
@@ -282,10 +383,18 @@ static bool test(grad_buckets *b, MPI_Request *all, int i)
  * (parallel: the adds may use this thread's OpenMP team). */
 static void advance(grad_buckets *b, bool parallel)
 {
-    while (b->reduced < b->started && test(b, b->scatter, b->reduced))
-        finish_scatter(b, parallel);
-    while (b->finished < b->reduced && test(b, b->gather, b->finished))
-        b->finished++;
+    for (bool moved = true; moved;) {
+        moved = false;
+        while (b->finished < b->reduced && test(b, b->gather, b->finished)) {
+            finish_gather(b);
+            moved = true;
+        }
+        while (b->reduced < b->started && gather_slot_free(b, b->reduced) &&
+               test(b, b->scatter, b->reduced)) {
+            finish_scatter(b, parallel);
+            moved = true;
+        }
+    }
     b->in_flight = b->finished < b->started;
     account_flight(b, b->in_flight, MPI_Wtime());
 }
@@ -297,6 +406,8 @@ static void *progress_main(void *arg)
 {
     grad_buckets *b = arg;
     const struct timespec pause = {0, PROGRESS_US * 1000L};
+    /* its conversions stay on this thread: a team would compete with training's */
+    omp_set_num_threads(1);
     pthread_mutex_lock(&b->lock);
     while (!b->quit) {
         if (!b->in_flight) {
@@ -375,9 +486,8 @@ double buckets_finish(grad_buckets *b)
                                               : "the gradient reduce-scatter");
     while (b->reduced < b->started)
         wait_scatter(b);
-    MPI_Waitall((b->reduced - b->finished) * b->per, requests(b->gather, b, b->finished),
-                MPI_STATUSES_IGNORE);
-    b->finished = b->reduced;
+    while (b->finished < b->reduced)
+        wait_gather(b);
     watchdog_disarm();
     double t1 = MPI_Wtime();
     account_flight(b, false, t1);

@@ -39,11 +39,17 @@ typedef struct grad_buckets grad_buckets;
 
 typedef enum { BUCKETS_ALLREDUCE, BUCKETS_REDUCE_SCATTER, BUCKETS_RELEASE } buckets_mode;
 
+/* What the exchange sends: fp32 values, or bf16 (half the bytes; rounded to
+ * nearest even, added in fp32 on arrival).  Under ALLREDUCE each summed part
+ * is rounded to bf16 once by its owner, so all ranks end with the same sum. */
+typedef enum { BUCKETS_WIRE_FP32, BUCKETS_WIRE_BF16 } buckets_wire;
+
 /* grads[0..n) reduced over MPI_COMM_WORLD, split by shard (kept by the caller,
  * alive as long as b).  cuts[0..ncuts): the tensors' offsets, ascending (NULL,
  * 0: buckets of exactly bucket_floats). */
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
-                             int ncuts, const zero_shard *shard, buckets_mode mode);
+                             int ncuts, const zero_shard *shard, buckets_mode mode,
+                             buckets_wire wire);
 void buckets_destroy(grad_buckets *b);
 
 /* Start of a backward whose gradients are to be reduced. */

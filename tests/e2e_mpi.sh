@@ -5,7 +5,8 @@
 # buckets, so the ~1.7 MB of gradients are reduced in two overlapped pieces),
 # as does np 3 with a parameter count that does not divide by 3 and gradient
 # accumulation; and a config error is reported once.  Every step of np > 1
-# reports its exposed and total communication.
+# reports its exposed and total communication.  grad_wire=bf16 stays within
+# bf16 precision of the fp32 wire.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -37,6 +38,28 @@ for z in 1 2; do
         --set bucket_mb=1 --set out_dir="$tmp/zero$z" >/dev/null 2>"$tmp/err2" ||
         { cat "$tmp/err2"; fail "np 2 zero_stage $z run failed"; }
 done
+
+# gradients as bf16 on the wire: np 2 (stages 0 and 2) within bf16's
+# precision of the fp32 wire at every step, but not identical (so the wire
+# did change); np 1 has no wire and is unaffected, bit for bit
+for z in 0 2; do
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=$z \
+        --set bucket_mb=1 --set grad_wire=bf16 --set out_dir="$tmp/wire$z" >/dev/null 2>"$tmp/err2" ||
+        { cat "$tmp/err2"; fail "np 2 grad_wire=bf16 zero_stage $z run failed"; }
+done
+"$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=8 --set grad_wire=bf16 --set out_dir="$tmp/wire-np1" \
+    2>"$tmp/err1" || { cat "$tmp/err1"; fail "np 1 grad_wire=bf16 run failed"; }
+python3 - "$tmp" <<'PY' || fail "bf16 wire"
+import json, sys
+tmp = sys.argv[1]
+steps = lambda run: [r["loss"] for r in map(json.loads, open("%s/%s/log.jsonl" % (tmp, run))) if r["type"] == "step"]
+assert steps("wire-np1") == steps("np1"), "np 1 changed with grad_wire=bf16"
+for base, run in (("np2", "wire0"), ("zero2", "wire2")):
+    a, b = steps(base), steps(run)
+    worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+    assert len(a) == len(b) == 20 and a != b and worst < 2e-3, (run, worst)
+    print("%s vs %s (bf16 wire): worst step loss difference %.2g relative" % (base, run, worst))
+PY
 
 # the moments in a memory-mapped file (optimizer_offload file:DIR) change nothing
 mkdir "$tmp/offload"

@@ -151,7 +151,9 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
             qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
         tr->buckets = cuts ? buckets_create(m->grads, m->num_params,
                                             (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
-                                            cuts, m->num_tensors, &tr->shard, mode)
+                                            cuts, m->num_tensors, &tr->shard, mode,
+                                            strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
+                                                                              : BUCKETS_WIRE_FP32)
                            : NULL;
         free(cuts);
         if (!tr->buckets) {
