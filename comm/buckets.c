@@ -21,7 +21,10 @@ enum { SLOTS = 2 };
 
 /* Pairs exchange at most one message each way per bucket and phase, posted
  * in bucket order on both sides, so one tag per phase matches them all. */
-enum { TAG_SCATTER = 0, TAG_GATHER = 1 };
+enum { TAG_SCATTER = 0, TAG_GATHER = 1, TAG_PARAMS = 2 };
+
+/* A bucket's state in the parameter allgather. */
+enum { PARAMS_IDLE, PARAMS_POSTED, PARAMS_ARRIVED };
 
 /* Open MPI moves a large message along only inside MPI calls (over TCP about
  * one fragment per socket and call), and backward reports only between its
@@ -56,6 +59,12 @@ struct grad_buckets {
      * others' summed parts ([SLOTS][size-1][piece]) until they are widened */
     uint16_t *scatter_out, *gather_out, *gather_in;
     size_t bucket_max;        /* the largest bucket */
+    /* ZeRO's parameter allgather (buckets_params_start), on the same buckets */
+    float *params;
+    MPI_Request *pgather;     /* [count][per] */
+    unsigned char *pstate;    /* [count]: PARAMS_* */
+    int ppending;             /* buckets posted and not yet arrived */
+    double pstart, pflight_s; /* when it was posted; how long until all arrived */
     bool threaded;            /* the progress thread runs */
     pthread_t progress;
     pthread_mutex_t lock;     /* held around every MPI call on these requests */
@@ -160,6 +169,8 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
     }
     b->scatter = malloc(nreq * sizeof *b->scatter);
     b->gather = malloc(nreq * sizeof *b->gather);
+    b->pgather = malloc(nreq * sizeof *b->pgather);
+    b->pstate = calloc((size_t)b->count + 1, 1);
     size_t parts = SLOTS * (size_t)(shard->size - 1) * b->piece + 1;
     b->recv = malloc(parts * b->elem);
     if (b->bf16) {
@@ -167,13 +178,13 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
         b->gather_out = malloc((SLOTS * b->piece + 1) * sizeof(uint16_t));
         b->gather_in = malloc(parts * sizeof(uint16_t));
     }
-    if (!b->scatter || !b->gather || !b->recv ||
+    if (!b->scatter || !b->gather || !b->pgather || !b->pstate || !b->recv ||
         (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in))) {
         buckets_destroy(b);
         return NULL;
     }
     for (size_t i = 0; i < nreq; i++)
-        b->scatter[i] = b->gather[i] = MPI_REQUEST_NULL;
+        b->scatter[i] = b->gather[i] = b->pgather[i] = MPI_REQUEST_NULL;
     if (mode == BUCKETS_RELEASE) {   /* from the start: the model touched the whole arena */
         release_range(grads, 0, shard->begin);
         release_range(grads, shard->begin + shard->len, n);
@@ -196,6 +207,8 @@ void buckets_destroy(grad_buckets *b)
         pthread_cond_destroy(&b->wake);
         free(b->scatter);
         free(b->gather);
+        free(b->pgather);
+        free(b->pstate);
         free(b->recv);
         free(b->scatter_out);
         free(b->gather_out);
@@ -372,6 +385,13 @@ static void wait_scatter(grad_buckets *b)
     finish_scatter(b, true);
 }
 
+static void params_arrived(grad_buckets *b, int i)
+{
+    b->pstate[i] = PARAMS_ARRIVED;
+    if (--b->ppending == 0)
+        b->pflight_s = MPI_Wtime() - b->pstart;
+}
+
 static bool test(grad_buckets *b, MPI_Request *all, int i)
 {
     int flag;
@@ -395,8 +415,11 @@ static void advance(grad_buckets *b, bool parallel)
             moved = true;
         }
     }
-    b->in_flight = b->finished < b->started;
-    account_flight(b, b->in_flight, MPI_Wtime());
+    for (int i = 0; i < b->count && b->ppending > 0; i++)
+        if (b->pstate[i] == PARAMS_POSTED && test(b, b->pgather, i))
+            params_arrived(b, i);
+    account_flight(b, b->finished < b->started, MPI_Wtime());
+    b->in_flight = b->finished < b->started || b->ppending > 0;
 }
 
 /* While anything is in flight: advance() every PROGRESS_US, so the
@@ -464,13 +487,13 @@ void buckets_ready(grad_buckets *b, size_t from)
         start_exchange(b, b->started++, false);
     }
     if (b->threaded)
-        b->in_flight = b->finished < b->started;
+        b->in_flight = b->finished < b->started || b->ppending > 0;
     else
         advance(b, true);
     if (b->in_flight)
         pthread_cond_signal(&b->wake);
     double t1 = MPI_Wtime();
-    account_flight(b, b->in_flight, t1);
+    account_flight(b, b->finished < b->started, t1);
     b->busy_s += t1 - t0;
     pthread_mutex_unlock(&b->lock);
 }
@@ -479,7 +502,7 @@ double buckets_finish(grad_buckets *b)
 {
     buckets_ready(b, 0);
     pthread_mutex_lock(&b->lock);   /* the progress thread waits from here on */
-    b->in_flight = false;
+    b->in_flight = b->ppending > 0;
     double t0 = MPI_Wtime();
     account_flight(b, b->finished < b->started, t0);
     watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
@@ -500,6 +523,82 @@ double buckets_flight_seconds(grad_buckets *b)
 {
     pthread_mutex_lock(&b->lock);
     double s = b->flight_s;
+    pthread_mutex_unlock(&b->lock);
+    return s;
+}
+
+/* Bucket i of the parameter allgather: our part of it (inside our shard) to
+ * every other rank, theirs straight into params. */
+static void post_params(grad_buckets *b, int i)
+{
+    const zero_shard *z = b->shard;
+    MPI_Request *req = requests(b->pgather, b, i);
+    size_t start, end, lo, hi;
+    bucket_range(b, i, &start, &end);
+    clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    for (int q = 0; q < z->size; q++) {
+        size_t qlo, qhi;
+        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        if (q == z->rank)
+            continue;
+        if (hi > lo)
+            MPI_Isend(b->params + lo, (int)(hi - lo), MPI_FLOAT, q, TAG_PARAMS, MPI_COMM_WORLD, req++);
+        if (qhi > qlo)
+            MPI_Irecv(b->params + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_PARAMS, MPI_COMM_WORLD,
+                      req++);
+    }
+    b->pstate[i] = PARAMS_POSTED;
+}
+
+/* Bucket i and [lo, hi) share values. */
+static bool overlaps(const grad_buckets *b, int i, size_t lo, size_t hi)
+{
+    size_t start, end;
+    bucket_range(b, i, &start, &end);
+    return start < hi && lo < end;
+}
+
+void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
+                          const size_t *sizes, int n)
+{
+    pthread_mutex_lock(&b->lock);
+    b->params = params;
+    b->pstart = MPI_Wtime();
+    b->pflight_s = 0;
+    b->ppending = b->count;
+    memset(b->pstate, PARAMS_IDLE, (size_t)b->count);
+    /* the buckets of each range in turn, each in arena order; then any left */
+    for (int k = 0; k <= n; k++)
+        for (int i = b->count - 1; i >= 0; i--)
+            if (b->pstate[i] == PARAMS_IDLE &&
+                (k == n || overlaps(b, i, offsets[k], offsets[k] + sizes[k])))
+                post_params(b, i);
+    b->in_flight = true;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->lock);
+}
+
+double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
+{
+    pthread_mutex_lock(&b->lock);
+    double t0 = MPI_Wtime();
+    for (int i = b->count - 1; i >= 0 && b->ppending > 0; i--) {
+        if (b->pstate[i] != PARAMS_POSTED || !overlaps(b, i, lo, hi))
+            continue;
+        watchdog_arm("the parameter allgather");
+        MPI_Waitall(b->per, requests(b->pgather, b, i), MPI_STATUSES_IGNORE);
+        watchdog_disarm();
+        params_arrived(b, i);
+    }
+    double waited = MPI_Wtime() - t0;
+    pthread_mutex_unlock(&b->lock);
+    return waited;
+}
+
+double buckets_params_flight_seconds(grad_buckets *b)
+{
+    pthread_mutex_lock(&b->lock);
+    double s = b->ppending > 0 ? 0 : b->pflight_s;
     pthread_mutex_unlock(&b->lock);
     return s;
 }

@@ -63,4 +63,19 @@ double buckets_finish(grad_buckets *b);
  * backward or not (after buckets_finish: the whole communication time). */
 double buckets_flight_seconds(grad_buckets *b);
 
+/* ZeRO's parameter allgather on the same buckets, overlapped with the next
+ * forward: every rank's shard of params (fresh from its optimizer step) is
+ * sent to all ranks, bucket by bucket, the buckets holding the ranges
+ * [offsets[k], offsets[k] + sizes[k]) posted first, in k order (the order
+ * forward reads them), the rest after.  Returns at once; the progress thread
+ * moves them along.  The training thread makes no other MPI call until all
+ * have arrived (it waits for [0, n) at the latest). */
+void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
+                          const size_t *sizes, int n);
+/* Wait until params[lo, hi) have arrived; returns the seconds waited. */
+double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi);
+/* Seconds from buckets_params_start until the last bucket arrived (0 while
+ * any is still in flight). */
+double buckets_params_flight_seconds(grad_buckets *b);
+
 #endif

@@ -43,7 +43,10 @@ typedef struct {
     bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
     zero_shard shard;        /* this rank's part of the parameters (for buckets, or
                               * zero: the summed gradients are model.grads[shard]) */
-    double optimizer_s;      /* the last optimizer step, allgather included */
+    double optimizer_s;      /* the last optimizer step */
+    bool params_stale;       /* ZeRO: only this rank's shard of the parameters is
+                              * current until the allgather (gather_params) */
+    size_t *fwd_offsets, *fwd_sizes;   /* the tensors in the order forward reads them */
     loader *batches;         /* training batches, prepared ahead by a thread */
     loss_scaler scaler;      /* fp16: dynamic loss scale; else fixed at 1 */
     bool fp16;
@@ -117,6 +120,13 @@ static void services_open(trainer *tr, const run_config *c)
     }
 }
 
+/* Forward reached parameters that ZeRO's allgather may still be bringing. */
+static void on_params_needed(void *ctx, size_t lo, size_t hi)
+{
+    trainer *tr = ctx;
+    tr->comm_exposed_s += buckets_params_wait(tr->buckets, lo, hi);
+}
+
 static int cmp_size(const void *a, const void *b)
 {
     const size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -156,7 +166,17 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
                                                                               : BUCKETS_WIRE_FP32)
                            : NULL;
         free(cuts);
-        if (!tr->buckets) {
+        tr->fwd_offsets = malloc((size_t)m->num_tensors * sizeof *tr->fwd_offsets);
+        tr->fwd_sizes = malloc((size_t)m->num_tensors * sizeof *tr->fwd_sizes);
+        for (int i = 0; tr->fwd_offsets && tr->fwd_sizes && i < m->num_tensors; i++) {
+            tr->fwd_offsets[i] = m->tensors[i].offset;   /* the table is in forward order */
+            tr->fwd_sizes[i] = m->tensors[i].numel;
+        }
+        if (tr->zero) {
+            tr->model.params_needed = on_params_needed;
+            tr->model.params_needed_ctx = tr;
+        }
+        if (!tr->buckets || !tr->fwd_offsets || !tr->fwd_sizes) {
             snprintf(err, errlen, "out of memory allocating gradient buckets");
             return -1;
         }
@@ -240,6 +260,8 @@ static void trainer_close(trainer *tr)
 {
     checkpoint_close(&tr->status);   /* issue 6: joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
+    free(tr->fwd_offsets);
+    free(tr->fwd_sizes);
     sparse_rows_free(&tr->embed_sum);
     zero_free(&tr->shard);
     control_close(tr->ctl);   /* issue 7 */
@@ -338,6 +360,13 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     tr->loader_wait_s = 0;
     tr->comm_s = 0;
     tr->comm_exposed_s = tr->comm_total_s = 0;
+    /* ZeRO: the last update's allgather runs behind the loader and the first
+     * forward, which waits for each block's parameters as it reaches them */
+    bool gathering = tr->params_stale;
+    if (gathering)
+        buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
+                             tr->model.num_tensors);
+    tr->params_stale = false;
     for (int j = 0; j < c->grad_accum; j++) {
         bool reduce = tr->buckets && (j == c->grad_accum - 1 || c->zero_stage >= 2);
         double wait_ms = 0;
@@ -347,8 +376,14 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
         tr->loader_wait_s += wait_ms / 1e3;
         if (reduce)
             buckets_begin(tr->buckets);
-        if (rc == 0) {
+        if (rc == 0)
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
+        if (gathering) {   /* all arrived (forward read them all; or this rank has no batch) */
+            tr->comm_exposed_s += buckets_params_wait(tr->buckets, 0, tr->model.num_params);
+            tr->comm_total_s += buckets_params_flight_seconds(tr->buckets);
+            gathering = false;
+        }
+        if (rc == 0) {
             if (reduce) {
                 tr->model.grads_ready = on_grads_ready;
                 tr->model.grads_ready_ctx = tr->buckets;
@@ -467,15 +502,22 @@ static bool update_params(trainer *tr, float lr, float *norm)
         return false;
     double t0 = mono_time();
     bool stepped = optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale);
-    if (stepped && tr->zero && tr->world->size > 1) {
-        double tg = mono_time();
-        zero_allgather(&tr->shard, m->params);
-        tg = mono_time() - tg;   /* nothing to hide behind: all exposed */
-        tr->comm_exposed_s += tg;
-        tr->comm_total_s += tg;
-    }
+    tr->params_stale = stepped && tr->zero && tr->world->size > 1;
     tr->optimizer_s = mono_time() - t0;
     return stepped;
+}
+
+/* ZeRO: the whole of the updated parameters on every rank now (evaluation
+ * and checkpoints read them between steps); every rank calls it at the same
+ * point.  Otherwise the next step gathers them behind its forward. */
+static void gather_params(trainer *tr)
+{
+    if (!tr->params_stale)
+        return;
+    buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
+                         tr->model.num_tensors);
+    buckets_params_wait(tr->buckets, 0, tr->model.num_params);
+    tr->params_stale = false;
 }
 
 /* Under ZeRO the moments are this rank's shard: checkpointing.c moves them
@@ -601,6 +643,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             (done % c->eval_every == 0 || last)) {
             double te = mono_time();
             float val;
+            gather_params(tr);
             if (evaluate(tr, &val, err, errlen) != 0) {
                 rc = -1;
                 break;
@@ -611,6 +654,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         /* issue 6: periodic, final, SIGUSR1 and stop-time checkpoints */
         if (rc == 0) {   /* also collects a finished background write (-1: it failed) */
             int due = checkpoint_due(c, tr->world, done, last || stopping, &tr->status, err, errlen);
+            if (due > 0)
+                gather_params(tr);
             if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
                 rc = -1;
         }
@@ -619,6 +664,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             break;
         }
     }
+    gather_params(tr);   /* the model stays whole after the run */
     res->train_seconds = t_train;
     int n = res->steps_done - first < ntimed_cap ? res->steps_done - first : ntimed_cap;
     if (n > 1) {   /* the first step pays for primitive creation and page faults */
