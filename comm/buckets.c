@@ -115,14 +115,21 @@ static void account_flight(grad_buckets *b, bool flying, double now)
 /* Bucket starts from the end of the arena: each bucket takes up to
  * bucket_floats values and ends at the earliest cut it can (so it holds whole
  * tensors and is final as soon as its last tensor is); a run with no cut
- * inside its reach is cut at bucket_floats.  Returns the count; starts NULL:
- * only counts. */
+ * inside its reach is cut at its reach.  Toward the start of the arena (the
+ * end of backward) a bucket reaches at most half of what is left before it,
+ * down to TAIL_FLOATS: nothing follows the last buckets' exchange to hide
+ * it, so they stay small (one bucket_mb bucket there left a whole bucket's
+ * exchange after backward).  Returns the count; starts NULL: only counts. */
+enum { TAIL_FLOATS = 1 << 18 };
+
 static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
                        size_t *starts)
 {
     int count = 0, c = ncuts - 1;   /* cuts ascending; c: the last one below pos */
     for (size_t pos = n; pos > 0; count++) {
-        size_t lo = pos > bucket_floats ? pos - bucket_floats : 0, start = lo;
+        size_t half = pos / 2 > TAIL_FLOATS ? pos / 2 : TAIL_FLOATS;
+        size_t reach = bucket_floats < half ? bucket_floats : half;
+        size_t lo = pos > reach ? pos - reach : 0, start = lo;
         while (c >= 0 && cuts[c] >= pos)
             c--;
         for (int k = c; k >= 0 && cuts[k] >= lo; k--)
@@ -474,9 +481,21 @@ static bool startable(const grad_buckets *b, int i, size_t from)
 
 void buckets_ready(grad_buckets *b, size_t from)
 {
-    /* With the progress thread this thread only starts buckets. */
-    if (b->threaded && !(b->started < b->count && startable(b, b->started, from)))
+    /* With the progress thread, a report that starts nothing also moves the
+     * exchange along, without ever waiting for the lock: the progress thread
+     * may be waiting for a core (every core busy with this rank's OpenMP
+     * threads, spinning between ops, and other processes), and the exchange
+     * moves only inside MPI calls. */
+    if (b->threaded && !(b->started < b->count && startable(b, b->started, from))) {
+        if (pthread_mutex_trylock(&b->lock) != 0)
+            return;
+        double t0 = MPI_Wtime();
+        if (b->in_flight)
+            advance(b, true);
+        b->busy_s += MPI_Wtime() - t0;
+        pthread_mutex_unlock(&b->lock);
         return;
+    }
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
     if (b->started < b->count && startable(b, b->started, from))
