@@ -2,7 +2,9 @@
  *
  * The gradient arena is cut into buckets of at most bucket_floats from its
  * end (backward finishes the last layers first), each ending at a tensor
- * boundary where one is in reach, so a bucket is final with its last tensor.
+ * boundary where one is in reach, so a bucket is final with its last tensor;
+ * toward the arena's start they shrink (at most half of what is left), so
+ * little is left to exchange when backward ends.
  * As backward reports that every gradient from some offset on is final, the
  * buckets wholly past it start a non-blocking reduction.  Open MPI only moves
  * data inside MPI calls, so a progress thread advances the reductions in
@@ -26,7 +28,9 @@
  *    the next backward finds them zeroed.  buckets_create releases them a
  *    first time (the arena must hold zeros, as it does after gpt2_create).
  * Received parts wait in a few slots of bucket size; a bucket that finds none
- * free first completes the reduce-scatter of the oldest in flight.
+ * free first completes the reduce-scatter of the oldest in flight.  ZeRO's
+ * parameter allgather runs on the same buckets and progress thread
+ * (buckets_params_start).
  */
 #ifndef COMM_BUCKETS_H
 #define COMM_BUCKETS_H
