@@ -155,6 +155,7 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
         bucket_floats = (size_t)1 << 30;
     b->grads = grads;
     b->n = n;
+    b->flight_since = -1;
     b->count = cut_buckets(n, bucket_floats, cuts, ncuts, NULL);
     b->starts = malloc(((size_t)b->count + 1) * sizeof *b->starts);
     if (!b->starts) {
