@@ -8,8 +8,9 @@
  * receive slots.  Every rank's gradients are a known function of (rank,
  * index) with small integer values, so the sums are exact and each rank can
  * compute the expected result alone.  Failures are agreed over ranks before
- * asserting, so a failing rank never leaves another waiting in MPI.  The
- * bf16 wire is checked against the same sums with each value that crosses
+ * asserting, so a failing rank never leaves another waiting in MPI.  ZeRO's
+ * parameter allgather is checked range by range as forward waits for them;
+ * the bf16 wire is checked against the same sums with each value that crosses
  * it rounded to bf16 (kernels/convert's scalar rounding).
  */
 #include <setjmp.h>
@@ -217,6 +218,51 @@ static void bf16_wire_reduce_scatter(void **state)
     check_bf16_wire(300001, 9973, NULL, 0, BUCKETS_RELEASE);
 }
 
+/* ZeRO's parameter allgather on the buckets: each rank holds only its shard
+ * (the rest -1), ranges are waited for in a given order, and each is whole
+ * when its wait returns; then everything is. */
+static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int ncuts)
+{
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    float *g = calloc(n, sizeof *g), *p = malloc(n * sizeof *p);
+    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_REDUCE_SCATTER,
+                                     BUCKETS_WIRE_FP32);
+    assert_non_null(b);
+    /* forward's order: the last range first (as wte), then from the start */
+    size_t offsets[3] = {n - n / 4, 0, n / 3}, sizes[3] = {n / 4, n / 3, n - n / 4 - n / 3};
+    int ok = 1;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = i >= z.begin && i < z.begin + z.len ? grad_value(round, i) : -1.0f;
+        buckets_params_start(b, p, offsets, sizes, 3);
+        for (int k = 0; k < 3; k++) {
+            buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
+            for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)
+                ok &= p[i] == grad_value(round, i);
+        }
+        buckets_params_wait(b, 0, n);
+        for (size_t i = 0; i < n; i++)
+            ok &= p[i] == grad_value(round, i);
+        ok &= buckets_params_flight_seconds(b) >= 0;
+    }
+    assert_int_equal(failed_anywhere(ok), 0);
+    buckets_destroy(b);
+    free(g);
+    free(p);
+    zero_free(&z);
+}
+
+static void params_gather_in_forward_order(void **state)
+{
+    (void)state;
+    check_params_gather(10007, 1000, NULL, 0);
+    static const size_t cuts[] = {0, 300, 600, 900, 3400, 3700, 4000, 4300, 4600};
+    check_params_gather(10007, 1000, cuts, (int)(sizeof cuts / sizeof cuts[0]));
+    check_params_gather(300001, 9973, NULL, 0);   /* the shrinking tail buckets */
+    check_params_gather(4, 1, NULL, 0);           /* np 3: uneven tiny shards */
+}
+
 static void allreduce_uneven_buckets(void **state)
 {
     (void)state;
@@ -308,6 +354,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(reduce_scatter_releases_the_rest),
         cmocka_unit_test(reduce_scatter_fewer_values_than_ranks),
         cmocka_unit_test(reduce_scatter_accumulates),
+        cmocka_unit_test(params_gather_in_forward_order),
         cmocka_unit_test(bf16_wire_allreduce),
         cmocka_unit_test(bf16_wire_reduce_scatter),
         cmocka_unit_test(sparse_rows_sum_union),
