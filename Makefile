@@ -164,6 +164,12 @@ test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood
 bench: $(PROGS) $(BENCHES)
 	@BUILD=$(BUILD) sh tests/run_bench.sh
 
+# Data parallel across two network-namespace hosts at 10 and 1 Gbit/s (tc tbf),
+# fp32 and bf16 gradients on the wire (root) -> build/bench_net.jsonl
+.PHONY: bench-net
+bench-net: $(PROGS)
+	@BUILD=$(BUILD) sh tests/bench_net.sh
+
 # The default job: byte-level model on the fortunes corpus (or CORPUS=...).
 # The quick start: prepare the corpus, train with NP MPI ranks (a run already
 # there is resumed, so a second `make run` only prints a new sample), then

@@ -1,8 +1,10 @@
 #include "comm/buckets.h"
 
 #include "comm/watchdog.h"
+#include "kernels/convert.h"
 
 #include <mpi.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,7 +21,10 @@ enum { SLOTS = 2 };
 
 /* Pairs exchange at most one message each way per bucket and phase, posted
  * in bucket order on both sides, so one tag per phase matches them all. */
-enum { TAG_SCATTER = 0, TAG_GATHER = 1 };
+enum { TAG_SCATTER = 0, TAG_GATHER = 1, TAG_PARAMS = 2 };
+
+/* A bucket's state in the parameter allgather. */
+enum { PARAMS_IDLE, PARAMS_POSTED, PARAMS_ARRIVED };
 
 /* Open MPI moves a large message along only inside MPI calls (over TCP about
  * one fragment per socket and call), and backward reports only between its
@@ -41,10 +46,25 @@ struct grad_buckets {
     int per;                  /* requests per bucket and phase: 2 per other rank */
     MPI_Request *scatter, *gather;   /* [count][per] each */
     double busy_s;            /* seconds inside these calls since buckets_begin */
+    double flight_s;          /* seconds with an exchange in flight since buckets_begin */
+    double flight_since;      /* when the current in-flight period began (< 0: none) */
     const zero_shard *shard;
     buckets_mode mode;
-    float *recv;              /* [SLOTS][size-1][piece]: the other ranks' parts */
+    bool bf16;                /* the wire carries bf16 (BUCKETS_WIRE_BF16) */
+    size_t elem;              /* bytes of one value on the wire */
+    void *recv;               /* [SLOTS][size-1][piece] wire values: the other ranks' parts */
     size_t piece;             /* the largest part of one bucket inside one shard */
+    /* bf16 wire only: what is sent, converted from the arena ([SLOTS][bucket]
+     * for the reduce-scatter, [SLOTS][piece] for our summed part), and the
+     * others' summed parts ([SLOTS][size-1][piece]) until they are widened */
+    uint16_t *scatter_out, *gather_out, *gather_in;
+    size_t bucket_max;        /* the largest bucket */
+    /* ZeRO's parameter allgather (buckets_params_start), on the same buckets */
+    float *params;
+    MPI_Request *pgather;     /* [count][per] */
+    unsigned char *pstate;    /* [count]: PARAMS_* */
+    int ppending;             /* buckets posted and not yet arrived */
+    double pstart, pflight_s; /* when it was posted; how long until all arrived */
     bool threaded;            /* the progress thread runs */
     pthread_t progress;
     pthread_mutex_t lock;     /* held around every MPI call on these requests */
@@ -77,17 +97,39 @@ static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
 
 static void start_progress(grad_buckets *b);
 
+/* Marks, at time now, the start or end of a period with some exchange in
+ * flight: their sum is the whole communication time, hidden behind compute
+ * or not.  The training thread's calls mark it with the same clock reading
+ * they start and end their own timing with, so its busy time (the exposed
+ * part) always lies inside. */
+static void account_flight(grad_buckets *b, bool flying, double now)
+{
+    if (flying && b->flight_since < 0) {
+        b->flight_since = now;
+    } else if (!flying && b->flight_since >= 0) {
+        b->flight_s += now - b->flight_since;
+        b->flight_since = -1;
+    }
+}
+
 /* Bucket starts from the end of the arena: each bucket takes up to
  * bucket_floats values and ends at the earliest cut it can (so it holds whole
  * tensors and is final as soon as its last tensor is); a run with no cut
- * inside its reach is cut at bucket_floats.  Returns the count; starts NULL:
- * only counts. */
+ * inside its reach is cut at its reach.  Toward the start of the arena (the
+ * end of backward) a bucket reaches at most half of what is left before it,
+ * down to TAIL_FLOATS: nothing follows the last buckets' exchange to hide
+ * it, so they stay small (one bucket_mb bucket there left a whole bucket's
+ * exchange after backward).  Returns the count; starts NULL: only counts. */
+enum { TAIL_FLOATS = 1 << 18 };
+
 static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
                        size_t *starts)
 {
     int count = 0, c = ncuts - 1;   /* cuts ascending; c: the last one below pos */
     for (size_t pos = n; pos > 0; count++) {
-        size_t lo = pos > bucket_floats ? pos - bucket_floats : 0, start = lo;
+        size_t half = pos / 2 > TAIL_FLOATS ? pos / 2 : TAIL_FLOATS;
+        size_t reach = bucket_floats < half ? bucket_floats : half;
+        size_t lo = pos > reach ? pos - reach : 0, start = lo;
         while (c >= 0 && cuts[c] >= pos)
             c--;
         for (int k = c; k >= 0 && cuts[k] >= lo; k--)
@@ -100,7 +142,8 @@ static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int n
 }
 
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
-                             int ncuts, const zero_shard *shard, buckets_mode mode)
+                             int ncuts, const zero_shard *shard, buckets_mode mode,
+                             buckets_wire wire)
 {
     grad_buckets *b = calloc(1, sizeof *b);
     if (!b)
@@ -112,6 +155,7 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
         bucket_floats = (size_t)1 << 30;
     b->grads = grads;
     b->n = n;
+    b->flight_since = -1;
     b->count = cut_buckets(n, bucket_floats, cuts, ncuts, NULL);
     b->starts = malloc(((size_t)b->count + 1) * sizeof *b->starts);
     if (!b->starts) {
@@ -121,19 +165,34 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
     cut_buckets(n, bucket_floats, cuts, ncuts, b->starts);
     b->shard = shard;
     b->mode = mode;
+    b->bf16 = wire == BUCKETS_WIRE_BF16;
+    b->elem = b->bf16 ? sizeof(uint16_t) : sizeof(float);
     b->per = 2 * (shard->size - 1);
     size_t nreq = (size_t)b->count * (size_t)b->per + 1;
     size_t largest = (size_t)shard->counts[0];   /* zero_init gives rank 0 the most */
     b->piece = largest < bucket_floats ? largest : bucket_floats;
+    for (int i = 0; i < b->count; i++) {
+        size_t len = (i ? b->starts[i - 1] : n) - b->starts[i];
+        b->bucket_max = len > b->bucket_max ? len : b->bucket_max;
+    }
     b->scatter = malloc(nreq * sizeof *b->scatter);
     b->gather = malloc(nreq * sizeof *b->gather);
-    b->recv = malloc((SLOTS * (size_t)(shard->size - 1) * b->piece + 1) * sizeof(float));
-    if (!b->scatter || !b->gather || !b->recv) {
+    b->pgather = malloc(nreq * sizeof *b->pgather);
+    b->pstate = calloc((size_t)b->count + 1, 1);
+    size_t parts = SLOTS * (size_t)(shard->size - 1) * b->piece + 1;
+    b->recv = malloc(parts * b->elem);
+    if (b->bf16) {
+        b->scatter_out = malloc((SLOTS * b->bucket_max + 1) * sizeof(uint16_t));
+        b->gather_out = malloc((SLOTS * b->piece + 1) * sizeof(uint16_t));
+        b->gather_in = malloc(parts * sizeof(uint16_t));
+    }
+    if (!b->scatter || !b->gather || !b->pgather || !b->pstate || !b->recv ||
+        (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in))) {
         buckets_destroy(b);
         return NULL;
     }
     for (size_t i = 0; i < nreq; i++)
-        b->scatter[i] = b->gather[i] = MPI_REQUEST_NULL;
+        b->scatter[i] = b->gather[i] = b->pgather[i] = MPI_REQUEST_NULL;
     if (mode == BUCKETS_RELEASE) {   /* from the start: the model touched the whole arena */
         release_range(grads, 0, shard->begin);
         release_range(grads, shard->begin + shard->len, n);
@@ -156,7 +215,12 @@ void buckets_destroy(grad_buckets *b)
         pthread_cond_destroy(&b->wake);
         free(b->scatter);
         free(b->gather);
+        free(b->pgather);
+        free(b->pstate);
         free(b->recv);
+        free(b->scatter_out);
+        free(b->gather_out);
+        free(b->gather_in);
         free(b->starts);
     }
     free(b);
@@ -181,12 +245,29 @@ static void clip_to_shard(const zero_shard *z, int r, size_t start, size_t end, 
         *lo = *hi = start;
 }
 
-/* Slot of the other rank q (skipping our own) for bucket i. */
-static float *recv_buffer(const grad_buckets *b, int i, int q)
+/* The part of the other rank q (skipping our own) for bucket i in a buffer
+ * of [SLOTS][size-1][piece] values of elem bytes. */
+static void *peer_slot(const grad_buckets *b, void *base, size_t elem, int i, int q)
 {
     int peer = q < b->shard->rank ? q : q - 1;
     size_t slot = (size_t)(i % SLOTS) * (size_t)(b->shard->size - 1) + (size_t)peer;
-    return b->recv + slot * b->piece;
+    return (char *)base + slot * b->piece * elem;
+}
+
+/* out[0..n) += the bf16 values in[0..n), widened a cache-sized piece at a
+ * time by kernels/convert (fp32 accumulation of what arrived in bf16). */
+enum { WIDEN = 4096 };
+
+static void add_bf16(float *out, const uint16_t *in, size_t n, bool parallel)
+{
+#pragma omp parallel for if (parallel && n > (1 << 16)) schedule(static)
+    for (size_t o = 0; o < n; o += WIDEN) {
+        float wide[WIDEN];
+        size_t len = n - o < WIDEN ? n - o : WIDEN;
+        bf16_to_f32(wide, in + o, len);   /* below convert's threshold: this thread */
+        for (size_t k = 0; k < len; k++)
+            out[o + k] += wide[k];
+    }
 }
 
 /* One phase of bucket i's exchange with every other rank q, sends posted
@@ -194,32 +275,48 @@ static float *recv_buffer(const grad_buckets *b, int i, int q)
  *  - scatter: our part of q's shard goes to q, q's part of ours comes into a
  *    receive slot;
  *  - gather (allreduce): our summed part goes to q, q's summed part comes
- *    straight into the arena (our scatter sends from there are done). */
+ *    straight into the arena (our scatter sends from there are done).
+ * On a bf16 wire the scatter sends a bf16 copy of each part, the gather
+ * finish_scatter's bf16 copy of ours, and q's summed part waits in
+ * gather_in until finish_gather widens it. */
 static void start_exchange(grad_buckets *b, int i, bool gather)
 {
     const zero_shard *z = b->shard;
     MPI_Request *req = requests(gather ? b->gather : b->scatter, b, i);
     const int tag = gather ? TAG_GATHER : TAG_SCATTER;
+    const MPI_Datatype type = b->bf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    uint16_t *out16 = b->bf16 ? (gather ? b->gather_out + (size_t)(i % SLOTS) * b->piece
+                                        : b->scatter_out + (size_t)(i % SLOTS) * b->bucket_max)
+                              : NULL;
     for (int q = 0; q < z->size; q++) {
         if (q == z->rank)
             continue;
         size_t qlo, qhi;
         clip_to_shard(z, q, start, end, &qlo, &qhi);
-        const float *send = b->grads + (gather ? lo : qlo);
         size_t nsend = gather ? hi - lo : qhi - qlo, nrecv = gather ? qhi - qlo : hi - lo;
-        float *recv = gather ? b->grads + qlo : recv_buffer(b, i, q);
+        const void *send = b->grads + (gather ? lo : qlo);
+        void *recv = gather ? (void *)(b->grads + qlo) : peer_slot(b, b->recv, b->elem, i, q);
+        if (b->bf16 && gather) {
+            send = out16;
+            recv = peer_slot(b, b->gather_in, sizeof(uint16_t), i, q);
+        } else if (b->bf16) {
+            send = out16 + (qlo - start);
+            f32_to_bf16(out16 + (qlo - start), b->grads + qlo, nsend);
+        }
         if (nsend > 0)
-            MPI_Isend(send, (int)nsend, MPI_FLOAT, q, tag, MPI_COMM_WORLD, req++);
+            MPI_Isend(send, (int)nsend, type, q, tag, MPI_COMM_WORLD, req++);
         if (nrecv > 0)
-            MPI_Irecv(recv, (int)nrecv, MPI_FLOAT, q, tag, MPI_COMM_WORLD, req++);
+            MPI_Irecv(recv, (int)nrecv, type, q, tag, MPI_COMM_WORLD, req++);
     }
 }
 
 /* The oldest reduce-scatter's messages are complete: add the parts received
- * into our shard, then start the allgather or release the rest. */
+ * into our shard, then start the allgather or release the rest.  On a bf16
+ * wire our summed part is rounded to bf16 in the arena too, so every rank
+ * ends with the same values. */
 static void finish_scatter(grad_buckets *b, bool parallel)
 {
     const zero_shard *z = b->shard;
@@ -227,17 +324,27 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
     clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    float *out = b->grads + lo;
+    size_t len = hi - lo;
     for (int q = 0; q < z->size; q++) {
-        if (q == z->rank || hi == lo)
+        if (q == z->rank || len == 0)
             continue;
-        const float *in = recv_buffer(b, i, q);
-        float *out = b->grads + lo;
-        size_t len = hi - lo;
+        const void *in = peer_slot(b, b->recv, b->elem, i, q);
+        if (b->bf16) {
+            add_bf16(out, in, len, parallel);
+            continue;
+        }
+        const float *in32 = in;
 #pragma omp parallel for simd if (parallel && len > (1 << 16)) schedule(static)
         for (size_t k = 0; k < len; k++)
-            out[k] += in[k];
+            out[k] += in32[k];
     }
     if (b->mode == BUCKETS_ALLREDUCE) {
+        if (b->bf16) {
+            uint16_t *mine = b->gather_out + (size_t)(i % SLOTS) * b->piece;
+            f32_to_bf16(mine, out, len);
+            bf16_to_f32(out, mine, len);
+        }
         start_exchange(b, i, true);
         return;
     }
@@ -248,10 +355,49 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     b->finished = b->reduced;
 }
 
+/* The oldest allgather's messages are complete (bf16 wire: widen the others'
+ * summed parts into the arena). */
+static void finish_gather(grad_buckets *b)
+{
+    const zero_shard *z = b->shard;
+    int i = b->finished++;
+    size_t start, end;
+    bucket_range(b, i, &start, &end);
+    for (int q = 0; b->bf16 && q < z->size; q++) {
+        size_t qlo, qhi;
+        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        if (q != z->rank)
+            bf16_to_f32(b->grads + qlo, peer_slot(b, b->gather_in, sizeof(uint16_t), i, q),
+                        qhi - qlo);
+    }
+}
+
+/* Bucket i may finish its reduce-scatter: on a bf16 wire its allgather needs
+ * the send and receive slots of bucket i - SLOTS, whose allgather must be done. */
+static bool gather_slot_free(const grad_buckets *b, int i)
+{
+    return !b->bf16 || b->mode != BUCKETS_ALLREDUCE || i - b->finished < SLOTS;
+}
+
+static void wait_gather(grad_buckets *b)
+{
+    MPI_Waitall(b->per, requests(b->gather, b, b->finished), MPI_STATUSES_IGNORE);
+    finish_gather(b);
+}
+
 static void wait_scatter(grad_buckets *b)
 {
+    while (!gather_slot_free(b, b->reduced))
+        wait_gather(b);
     MPI_Waitall(b->per, requests(b->scatter, b, b->reduced), MPI_STATUSES_IGNORE);
     finish_scatter(b, true);
+}
+
+static void params_arrived(grad_buckets *b, int i)
+{
+    b->pstate[i] = PARAMS_ARRIVED;
+    if (--b->ppending == 0)
+        b->pflight_s = MPI_Wtime() - b->pstart;
 }
 
 static bool test(grad_buckets *b, MPI_Request *all, int i)
@@ -265,11 +411,23 @@ static bool test(grad_buckets *b, MPI_Request *all, int i)
  * (parallel: the adds may use this thread's OpenMP team). */
 static void advance(grad_buckets *b, bool parallel)
 {
-    while (b->reduced < b->started && test(b, b->scatter, b->reduced))
-        finish_scatter(b, parallel);
-    while (b->finished < b->reduced && test(b, b->gather, b->finished))
-        b->finished++;
-    b->in_flight = b->finished < b->started;
+    for (bool moved = true; moved;) {
+        moved = false;
+        while (b->finished < b->reduced && test(b, b->gather, b->finished)) {
+            finish_gather(b);
+            moved = true;
+        }
+        while (b->reduced < b->started && gather_slot_free(b, b->reduced) &&
+               test(b, b->scatter, b->reduced)) {
+            finish_scatter(b, parallel);
+            moved = true;
+        }
+    }
+    for (int i = 0; i < b->count && b->ppending > 0; i++)
+        if (b->pstate[i] == PARAMS_POSTED && test(b, b->pgather, i))
+            params_arrived(b, i);
+    account_flight(b, b->finished < b->started, MPI_Wtime());
+    b->in_flight = b->finished < b->started || b->ppending > 0;
 }
 
 /* While anything is in flight: advance() every PROGRESS_US, so the
@@ -279,6 +437,8 @@ static void *progress_main(void *arg)
 {
     grad_buckets *b = arg;
     const struct timespec pause = {0, PROGRESS_US * 1000L};
+    /* its conversions stay on this thread: a team would compete with training's */
+    omp_set_num_threads(1);
     pthread_mutex_lock(&b->lock);
     while (!b->quit) {
         if (!b->in_flight) {
@@ -307,7 +467,8 @@ void buckets_begin(grad_buckets *b)
 {
     pthread_mutex_lock(&b->lock);
     b->started = b->reduced = b->finished = 0;
-    b->busy_s = 0;
+    b->busy_s = b->flight_s = 0;
+    b->flight_since = -1;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -321,23 +482,39 @@ static bool startable(const grad_buckets *b, int i, size_t from)
 
 void buckets_ready(grad_buckets *b, size_t from)
 {
-    /* With the progress thread this thread only starts buckets. */
-    if (b->threaded && !(b->started < b->count && startable(b, b->started, from)))
+    /* With the progress thread, a report that starts nothing also moves the
+     * exchange along, without ever waiting for the lock: the progress thread
+     * may be waiting for a core (every core busy with this rank's OpenMP
+     * threads, spinning between ops, and other processes), and the exchange
+     * moves only inside MPI calls. */
+    if (b->threaded && !(b->started < b->count && startable(b, b->started, from))) {
+        if (pthread_mutex_trylock(&b->lock) != 0)
+            return;
+        double t0 = MPI_Wtime();
+        if (b->in_flight)
+            advance(b, true);
+        b->busy_s += MPI_Wtime() - t0;
+        pthread_mutex_unlock(&b->lock);
         return;
+    }
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
+    if (b->started < b->count && startable(b, b->started, from))
+        account_flight(b, true, t0);
     while (b->started < b->count && startable(b, b->started, from)) {
         while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
             wait_scatter(b);
         start_exchange(b, b->started++, false);
     }
     if (b->threaded)
-        b->in_flight = b->finished < b->started;
+        b->in_flight = b->finished < b->started || b->ppending > 0;
     else
         advance(b, true);
     if (b->in_flight)
         pthread_cond_signal(&b->wake);
-    b->busy_s += MPI_Wtime() - t0;
+    double t1 = MPI_Wtime();
+    account_flight(b, b->finished < b->started, t1);
+    b->busy_s += t1 - t0;
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -345,17 +522,103 @@ double buckets_finish(grad_buckets *b)
 {
     buckets_ready(b, 0);
     pthread_mutex_lock(&b->lock);   /* the progress thread waits from here on */
-    b->in_flight = false;
+    b->in_flight = b->ppending > 0;
     double t0 = MPI_Wtime();
+    account_flight(b, b->finished < b->started, t0);
     watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
                                               : "the gradient reduce-scatter");
     while (b->reduced < b->started)
         wait_scatter(b);
-    MPI_Waitall((b->reduced - b->finished) * b->per, requests(b->gather, b, b->finished),
-                MPI_STATUSES_IGNORE);
-    b->finished = b->reduced;
+    while (b->finished < b->reduced)
+        wait_gather(b);
     watchdog_disarm();
-    b->busy_s += MPI_Wtime() - t0;
+    double t1 = MPI_Wtime();
+    account_flight(b, false, t1);
+    b->busy_s += t1 - t0;
     pthread_mutex_unlock(&b->lock);
     return b->busy_s;
+}
+
+double buckets_flight_seconds(grad_buckets *b)
+{
+    pthread_mutex_lock(&b->lock);
+    double s = b->flight_s;
+    pthread_mutex_unlock(&b->lock);
+    return s;
+}
+
+/* Bucket i of the parameter allgather: our part of it (inside our shard) to
+ * every other rank, theirs straight into params. */
+static void post_params(grad_buckets *b, int i)
+{
+    const zero_shard *z = b->shard;
+    MPI_Request *req = requests(b->pgather, b, i);
+    size_t start, end, lo, hi;
+    bucket_range(b, i, &start, &end);
+    clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    for (int q = 0; q < z->size; q++) {
+        size_t qlo, qhi;
+        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        if (q == z->rank)
+            continue;
+        if (hi > lo)
+            MPI_Isend(b->params + lo, (int)(hi - lo), MPI_FLOAT, q, TAG_PARAMS, MPI_COMM_WORLD, req++);
+        if (qhi > qlo)
+            MPI_Irecv(b->params + qlo, (int)(qhi - qlo), MPI_FLOAT, q, TAG_PARAMS, MPI_COMM_WORLD,
+                      req++);
+    }
+    b->pstate[i] = PARAMS_POSTED;
+}
+
+/* Bucket i and [lo, hi) share values. */
+static bool overlaps(const grad_buckets *b, int i, size_t lo, size_t hi)
+{
+    size_t start, end;
+    bucket_range(b, i, &start, &end);
+    return start < hi && lo < end;
+}
+
+void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
+                          const size_t *sizes, int n)
+{
+    pthread_mutex_lock(&b->lock);
+    b->params = params;
+    b->pstart = MPI_Wtime();
+    b->pflight_s = 0;
+    b->ppending = b->count;
+    memset(b->pstate, PARAMS_IDLE, (size_t)b->count);
+    /* the buckets of each range in turn, each in arena order; then any left */
+    for (int k = 0; k <= n; k++)
+        for (int i = b->count - 1; i >= 0; i--)
+            if (b->pstate[i] == PARAMS_IDLE &&
+                (k == n || overlaps(b, i, offsets[k], offsets[k] + sizes[k])))
+                post_params(b, i);
+    b->in_flight = true;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->lock);
+}
+
+double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
+{
+    pthread_mutex_lock(&b->lock);
+    double t0 = MPI_Wtime();
+    for (int i = b->count - 1; i >= 0 && b->ppending > 0; i--) {
+        if (b->pstate[i] != PARAMS_POSTED || !overlaps(b, i, lo, hi))
+            continue;
+        watchdog_arm("the parameter allgather");
+        MPI_Waitall(b->per, requests(b->pgather, b, i), MPI_STATUSES_IGNORE);
+        watchdog_disarm();
+        params_arrived(b, i);
+    }
+    double waited = MPI_Wtime() - t0;
+    pthread_mutex_unlock(&b->lock);
+    return waited;
+}
+
+double buckets_params_flight_seconds(grad_buckets *b)
+{
+    pthread_mutex_lock(&b->lock);
+    double s = b->ppending > 0 ? 0 : b->pflight_s;
+    pthread_mutex_unlock(&b->lock);
+    return s;
 }

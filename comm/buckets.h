@@ -2,7 +2,9 @@
  *
  * The gradient arena is cut into buckets of at most bucket_floats from its
  * end (backward finishes the last layers first), each ending at a tensor
- * boundary where one is in reach, so a bucket is final with its last tensor.
+ * boundary where one is in reach, so a bucket is final with its last tensor;
+ * toward the arena's start they shrink (at most half of what is left), so
+ * little is left to exchange when backward ends.
  * As backward reports that every gradient from some offset on is final, the
  * buckets wholly past it start a non-blocking reduction.  Open MPI only moves
  * data inside MPI calls, so a progress thread advances the reductions in
@@ -26,7 +28,9 @@
  *    the next backward finds them zeroed.  buckets_create releases them a
  *    first time (the arena must hold zeros, as it does after gpt2_create).
  * Received parts wait in a few slots of bucket size; a bucket that finds none
- * free first completes the reduce-scatter of the oldest in flight.
+ * free first completes the reduce-scatter of the oldest in flight.  ZeRO's
+ * parameter allgather runs on the same buckets and progress thread
+ * (buckets_params_start).
  */
 #ifndef COMM_BUCKETS_H
 #define COMM_BUCKETS_H
@@ -39,18 +43,43 @@ typedef struct grad_buckets grad_buckets;
 
 typedef enum { BUCKETS_ALLREDUCE, BUCKETS_REDUCE_SCATTER, BUCKETS_RELEASE } buckets_mode;
 
+/* What the exchange sends: fp32 values, or bf16 (half the bytes; rounded to
+ * nearest even, added in fp32 on arrival).  Under ALLREDUCE each summed part
+ * is rounded to bf16 once by its owner, so all ranks end with the same sum. */
+typedef enum { BUCKETS_WIRE_FP32, BUCKETS_WIRE_BF16 } buckets_wire;
+
 /* grads[0..n) reduced over MPI_COMM_WORLD, split by shard (kept by the caller,
  * alive as long as b).  cuts[0..ncuts): the tensors' offsets, ascending (NULL,
  * 0: buckets of exactly bucket_floats). */
 grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
-                             int ncuts, const zero_shard *shard, buckets_mode mode);
+                             int ncuts, const zero_shard *shard, buckets_mode mode,
+                             buckets_wire wire);
 void buckets_destroy(grad_buckets *b);
 
 /* Start of a backward whose gradients are to be reduced. */
 void buckets_begin(grad_buckets *b);
 /* grads[from..n) are final: start their buckets, progress the others. */
 void buckets_ready(grad_buckets *b, size_t from);
-/* Start the rest, wait for all; returns the seconds spent waiting here. */
+/* Start the rest, wait for all; returns the seconds this thread spent in
+ * these calls since buckets_begin (the exposed communication). */
 double buckets_finish(grad_buckets *b);
+/* Seconds since buckets_begin with some exchange in flight, hidden behind
+ * backward or not (after buckets_finish: the whole communication time). */
+double buckets_flight_seconds(grad_buckets *b);
+
+/* ZeRO's parameter allgather on the same buckets, overlapped with the next
+ * forward: every rank's shard of params (fresh from its optimizer step) is
+ * sent to all ranks, bucket by bucket, the buckets holding the ranges
+ * [offsets[k], offsets[k] + sizes[k]) posted first, in k order (the order
+ * forward reads them), the rest after.  Returns at once; the progress thread
+ * moves them along.  The training thread makes no other MPI call until all
+ * have arrived (it waits for [0, n) at the latest). */
+void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
+                          const size_t *sizes, int n);
+/* Wait until params[lo, hi) have arrived; returns the seconds waited. */
+double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi);
+/* Seconds from buckets_params_start until the last bucket arrived (0 while
+ * any is still in flight). */
+double buckets_params_flight_seconds(grad_buckets *b);
 
 #endif

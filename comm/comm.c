@@ -68,6 +68,19 @@ void comm_max_doubles(double *x, int n)
     watchdog_disarm();
 }
 
+void comm_pick_least(double *x, int n, int key)
+{
+    struct {
+        double value;
+        int rank;
+    } least = {x[key], 0};
+    MPI_Comm_rank(MPI_COMM_WORLD, &least.rank);
+    watchdog_arm("the status reduction");
+    MPI_Allreduce(MPI_IN_PLACE, &least, 1, MPI_DOUBLE_INT, MPI_MINLOC, MPI_COMM_WORLD);
+    MPI_Bcast(x, n, MPI_DOUBLE, least.rank, MPI_COMM_WORLD);
+    watchdog_disarm();
+}
+
 int comm_or_int(int x, const char *what)
 {
     watchdog_arm(what);

@@ -25,6 +25,9 @@ double comm_sum_double(double x);
 int comm_max_int(int x, const char *what);
 /* x[i] = its largest value over ranks (per-rank figures for the status). */
 void comm_max_doubles(double *x, int n);
+/* Every rank gets x[0..n) of the rank whose x[key] is the least (ties: the
+ * lowest rank): figures that belong together, from one rank. */
+void comm_pick_least(double *x, int n, int key);
 /* Bitwise OR over ranks: several flags agreed in one reduction (what as above). */
 int comm_or_int(int x, const char *what);
 /* Rank root's x[0..n) copied to every rank. */

@@ -138,9 +138,9 @@ int main(int argc, char **argv)
     b.grads = malloc(b.n * sizeof(float));
     if (!b.grads || zero_init(&b.z, b.n, rank, size) != 0 ||
         !(b.shard_out = malloc((b.z.len + 1) * sizeof(float))) ||
-        !(b.rs = buckets_create(b.grads, b.n, b.bucket, NULL, 0, &b.z, BUCKETS_REDUCE_SCATTER)) ||
-        !(b.rs_one = buckets_create(b.grads, b.n, b.n, NULL, 0, &b.z, BUCKETS_REDUCE_SCATTER)) ||
-        !(b.ar = buckets_create(b.grads, b.n, b.bucket, NULL, 0, &b.z, BUCKETS_ALLREDUCE))) {
+        !(b.rs = buckets_create(b.grads, b.n, b.bucket, NULL, 0, &b.z, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
+        !(b.rs_one = buckets_create(b.grads, b.n, b.n, NULL, 0, &b.z, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
+        !(b.ar = buckets_create(b.grads, b.n, b.bucket, NULL, 0, &b.z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32))) {
         fprintf(stderr, "bench_comm: out of memory\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
     }

@@ -4,7 +4,9 @@
 # samples; losses within 1e-5 relative at every step, same val loss; 1 MB
 # buckets, so the ~1.7 MB of gradients are reduced in two overlapped pieces),
 # as does np 3 with a parameter count that does not divide by 3 and gradient
-# accumulation; and a config error is reported once.
+# accumulation; and a config error is reported once.  Every step of np > 1
+# reports its exposed and total communication.  grad_wire=bf16 stays within
+# bf16 precision of the fp32 wire.
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -37,6 +39,43 @@ for z in 1 2; do
         { cat "$tmp/err2"; fail "np 2 zero_stage $z run failed"; }
 done
 
+# gradients as bf16 on the wire: np 2 (stages 0 and 2) within bf16's
+# precision of the fp32 wire at every step, but not identical (so the wire
+# did change); np 1 has no wire and is unaffected, bit for bit
+for z in 0 2; do
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=$z \
+        --set bucket_mb=1 --set grad_wire=bf16 --set out_dir="$tmp/wire$z" >/dev/null 2>"$tmp/err2" ||
+        { cat "$tmp/err2"; fail "np 2 grad_wire=bf16 zero_stage $z run failed"; }
+done
+"$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=8 --set grad_wire=bf16 --set out_dir="$tmp/wire-np1" \
+    2>"$tmp/err1" || { cat "$tmp/err1"; fail "np 1 grad_wire=bf16 run failed"; }
+python3 - "$tmp" <<'PY' || fail "bf16 wire"
+import json, sys
+tmp = sys.argv[1]
+steps = lambda run: [r["loss"] for r in map(json.loads, open("%s/%s/log.jsonl" % (tmp, run))) if r["type"] == "step"]
+assert steps("wire-np1") == steps("np1"), "np 1 changed with grad_wire=bf16"
+for base, run in (("np2", "wire0"), ("zero2", "wire2")):
+    a, b = steps(base), steps(run)
+    worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+    assert len(a) == len(b) == 20 and a != b and worst < 2e-3, (run, worst)
+    print("%s vs %s (bf16 wire): worst step loss difference %.2g relative" % (base, run, worst))
+PY
+
+# ZeRO 1 in bf16 mode, where forward packs each block's weights as their
+# parameters arrive from the allgather: the same losses as stage 0, bit for bit
+for z in 0 1; do
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=$z \
+        --set bucket_mb=1 --set precision=bf16 --set eval_every=0 --set out_dir="$tmp/bf16-z$z" \
+        >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 bf16 zero_stage $z run failed"; }
+done
+python3 - "$tmp/bf16-z0/log.jsonl" "$tmp/bf16-z1/log.jsonl" <<'PY' || fail "bf16 ZeRO 1 differs from stage 0"
+import json, sys
+steps = lambda p: [r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"]
+a, b = steps(sys.argv[1]), steps(sys.argv[2])
+assert len(a) == 20 and a == b, (a, b)
+print("bf16: ZeRO 1 (allgather behind forward) equals stage 0 bit for bit")
+PY
+
 # the moments in a memory-mapped file (optimizer_offload file:DIR) change nothing
 mkdir "$tmp/offload"
 for o in host "file:$tmp/offload"; do
@@ -68,6 +107,8 @@ done
 python3 - "$tmp" <<'PY' || fail "np 1, np 2/3 and ZeRO runs differ"
 import json, sys
 tmp = sys.argv[1]
+def steps(run):
+    return [r for r in map(json.loads, open("%s/%s/log.jsonl" % (tmp, run))) if r["type"] == "step"]
 def load(run):
     recs = [json.loads(l) for l in open("%s/%s/log.jsonl" % (tmp, run))]
     steps = [r for r in recs if r["type"] == "step"]
@@ -76,6 +117,7 @@ def load(run):
 for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
                           ("odd1", 3, ("odd3-0", "odd3-1", "odd3-2"))):
     l1, v1, r1, opt1, n1 = load(base)
+    assert all(r["comm_total_ms"] == r["comm_exposed_ms"] == r["comm_hidden"] == 0 for r in steps(base))
     for run in runs:
         l2, v2, r2, opt2, n2 = load(run)
         assert len(l1) == len(l2) == 20 and r1 == {1} and r2 == {ranks}, run
@@ -87,6 +129,12 @@ for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
         # stage 0 keeps all the moments; stages 1 and 2 this rank's share (rank 0's: ceil(n/N))
         share = 1 if run in ("np2", "odd3-0") else ranks
         assert abs(opt2 * share - opt1) < 1e-3 * opt1, (run, opt1, opt2)
+        # every step reports its communication: some in flight, the exposed
+        # part no more than it (the accounting brackets differ by microseconds)
+        for r in steps(run):
+            e, t, h = r["comm_exposed_ms"], r["comm_total_ms"], r["comm_hidden"]
+            assert 0 < t and 0 <= e <= t + 0.5 and 0 <= h < 1, (run, r)
+            assert abs(h - max(0.0, 1 - e / t)) < 1e-9, (run, r)
         print("%s vs %s: worst step loss difference %.2g relative, optimizer %.3f MB of %.3f" %
               (base, run, worst, opt2, opt1))
 PY

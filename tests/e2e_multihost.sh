@@ -6,7 +6,8 @@
 # and Open MPI over TCP on the veth only.  Checks:
 #   1. 20 steps across the two hosts (1 rank each) give the same losses as an
 #      np 2 run on one host (within 1e-5 relative) -- and the traffic did cross
-#      the veth (its byte counters);
+#      the veth (its byte counters); with the link limited to 1 Gbit/s (tc tbf)
+#      the losses are the same and the limit did hold traffic back;
 #   2. host B's link goes down mid-run: the job ends within 60 s with the
 #      watchdog's "stuck or unreachable" (or mpirun naming the lost rank);
 #   3. --resume auto on host A alone (np 1) continues from the last checkpoint
@@ -23,48 +24,18 @@ command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
 [ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
 command -v ip >/dev/null || skip "no ip binary (apt-get install iproute2)"
 
-id=$$
-nsA=gptmhA$id nsB=gptmhB$id
-vA=gmh${id}a vB=gmh${id}b          # interface names: at most 15 characters
-ipA=10.200.0.1 ipB=10.200.0.2
 tmp=$(mktemp -d)
 job=""
+. tests/netns_hosts.sh
 cleanup() {
     set +e
     [ -n "$job" ] && kill -9 "$job" 2>/dev/null
-    for ns in "$nsA" "$nsB"; do   # processes this test left in its namespaces
-        pids=$(ip netns pids "$ns" 2>/dev/null) || continue
-        [ -n "$pids" ] && kill -9 $pids 2>/dev/null
-    done
-    ip netns del "$nsA" 2>/dev/null
-    ip netns del "$nsB" 2>/dev/null
-    ip link del "$vA" 2>/dev/null   # gone with its namespace unless it never moved
+    hosts_down
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-
-ip netns add "$nsA" 2>"$tmp/nserr" || skip "ip netns add failed: $(head -1 "$tmp/nserr")"
-ip netns add "$nsB" || fail "second namespace"
-ip link add "$vA" type veth peer name "$vB" 2>"$tmp/nserr" || skip "no veth pairs: $(head -1 "$tmp/nserr")"
-ip link set "$vA" netns "$nsA" && ip link set "$vB" netns "$nsB" || fail "moving the veth ends"
-ip -n "$nsA" addr add "$ipA/24" dev "$vA" && ip -n "$nsB" addr add "$ipB/24" dev "$vB" || fail "addresses"
-for ns in "$nsA" "$nsB"; do ip -n "$ns" link set lo up || fail "lo up in $ns"; done
-ip -n "$nsA" link set "$vA" up && ip -n "$nsB" link set "$vB" up || fail "veth up"
-
-# The rsh agent: Open MPI runs `AGENT HOST orted ARGS...` (the words of one
-# shell command line, as for ssh); run it in HOST's namespace.
-cat > "$tmp/netns-rsh" <<EOF
-#!/bin/sh
-case \$1 in
-$ipA) ns=$nsA ;;
-$ipB) ns=$nsB ;;
-*) echo "netns-rsh: unknown host \$1" >&2; exit 255 ;;
-esac
-shift
-exec ip netns exec "\$ns" sh -c "\$*"
-EOF
-chmod +x "$tmp/netns-rsh"
+hosts_up || skip "$hosts_error"
 
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 cat > "$tmp/cfg.json" <<JSON
@@ -104,6 +75,29 @@ assert worst < 1e-5, worst
 print("one host np 2 vs two hosts: worst step loss difference %.2g relative" % worst)
 PY
 echo "two hosts: $((sent / 1000000)) MB sent over the veth by host A"
+
+# 1b. the link limited to 1 Gbit/s (tc tbf on both ends): the shaper holds
+# the gradient traffic back (it counts overlimits), the losses stay those of
+# the unlimited link bit for bit, and the steps take at least the wire time
+command -v tc >/dev/null || fail "no tc binary (apt-get install iproute2)"
+link_rate 1gbit
+timeout 120 ip netns exec "$nsA" $MH -- --config "$tmp/cfg.json" --set max_steps=6 --set out_dir="$tmp/slow" \
+    >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "two-host run at 1 Gbit/s failed"; }
+over=$(tc -n "$nsA" -s qdisc show dev "$vA" | sed -n 's/.*overlimits \([0-9]*\).*/\1/p' | head -1)
+[ "${over:-0}" -gt 0 ] || { tc -n "$nsA" -s qdisc show dev "$vA"; fail "the 1 Gbit/s limit never held a packet back"; }
+link_rate none
+python3 - "$tmp/two/log.jsonl" "$tmp/slow/log.jsonl" <<'PY' || fail "1 Gbit/s link"
+import json, sys
+load = lambda p: [r for r in map(json.loads, open(p)) if r["type"] == "step"]
+fast, slow = load(sys.argv[1]), load(sys.argv[2])
+assert [r["loss"] for r in slow] == [r["loss"] for r in fast][:6], "losses differ at 1 Gbit/s"
+# each step sends ~1.7 MB of gradients each way: >= 14 ms on a 1 Gbit/s wire
+med = lambda rs, k: sorted(r[k] for r in rs[1:])[len(rs[1:]) // 2]
+assert med(slow, "comm_total_ms") >= 10, med(slow, "comm_total_ms")
+print("1 Gbit/s link: step %.0f ms, communication %.0f ms (%.0f exposed); unlimited: step %.0f ms, %.0f ms"
+      % (med(slow, "step_ms"), med(slow, "comm_total_ms"), med(slow, "comm_exposed_ms"),
+         med(fast, "step_ms"), med(fast, "comm_total_ms")))
+PY
 
 # 2. lose host B mid-run (its link goes down): the job must end, not hang
 ip netns exec "$nsA" $MH -- --config "$tmp/cfg.json" --set max_steps=100000 --set lr_decay_steps=100000 \

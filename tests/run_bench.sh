@@ -44,12 +44,12 @@ train_bench() {   # name config extra-set...
         --set max_steps="$STEPS" --set eval_every=0 --set log_every=5 --set warmup_steps=2 "$@" >/dev/null ||
         { cat "$BUILD/bench-$name.stderr"; exit 1; }
     # MPI rows (BENCH_TRANSPORT set): the fraction of the communication hidden
-    # behind backward is 1 - exposed / alone, where exposed is comm_tail_ms
-    # (what the last rank out of backward still waits for) and alone is
-    # bench_comm's time for the same reduction of the same size on the same
-    # transport (rows already in $BENCH_JSONL); under ZeRO the parameter
-    # allgather (never hidden, timed inside the optimizer step) counts on both
-    # sides.  The np 1 row is the work's name before "-np2-".
+    # behind compute is 1 - exposed / alone, where exposed is comm_exposed_ms
+    # (what the last rank out of backward still waits for, the embedding rows
+    # and under ZeRO the wait for the parameter allgather behind forward
+    # included) and alone is bench_comm's time for the same reduction of the
+    # same size on the same transport (rows already in $BENCH_JSONL), plus the
+    # allgather under ZeRO.  The np 1 row is the work's name before "-np2-".
     python3 - "$out/log.jsonl" "$name" "$BENCH_JSONL" "${BENCH_TRANSPORT:-}" <<'PY'
 import json, statistics, sys
 log, name, jsonl, transport = sys.argv[1:5]
@@ -64,6 +64,7 @@ row = {"bench": "train", "work": name, "ms_per_step": round(med("step_ms"), 1),
        "peak_gflops": done["peak_gflops"], "peak_rss_mb": round(done["peak_rss_mb"]),
        "train_peak_rss_mb": round(steps[-1].get("peak_rss_mb", 0)),   # largest rank, before the final save
        "ranks": ranks, "comm_ms": round(med("comm_ms"), 1), "comm_tail_ms": round(med("comm_tail_ms"), 1),
+       "comm_exposed_ms": round(med("comm_exposed_ms"), 1), "comm_total_ms": round(med("comm_total_ms"), 1),
        "optimizer_ms": round(med("optimizer_ms"), 1),
        "optimizer_mb": round(steps[-1]["optimizer_mb"], 1),
        "loader_wait_ms": round(med("loader_wait_ms"), 2)}
@@ -85,9 +86,9 @@ if transport:
     alone = comm["pairwise reduce-scatter, buckets" if zero else "pairwise allreduce, buckets"]
     gather = comm["MPI_Allgatherv in place"] if zero else 0
     row.update(transport=transport, comm_alone_ms=round(alone + gather, 1),
-               hidden=round(max(0.0, 1 - (row["comm_tail_ms"] + gather) / (alone + gather)), 2))
+               hidden=round(max(0.0, 1 - row["comm_exposed_ms"] / (alone + gather)), 2))
     line += "  comm exposed %6.1f ms of %6.1f ms alone (%3.0f%% hidden; waits up to %.1f ms with rank skew)" % (
-        row["comm_tail_ms"] + gather, row["comm_alone_ms"], 100 * row["hidden"], row["comm_ms"] + gather)
+        row["comm_exposed_ms"], row["comm_alone_ms"], 100 * row["hidden"], row["comm_ms"])
     np1 = [r for r in map(json.loads, open(jsonl)) if r.get("bench") == "train" and
            r.get("work") == name.split("-np2-")[0]]
     if np1:

@@ -8,7 +8,10 @@
  * receive slots.  Every rank's gradients are a known function of (rank,
  * index) with small integer values, so the sums are exact and each rank can
  * compute the expected result alone.  Failures are agreed over ranks before
- * asserting, so a failing rank never leaves another waiting in MPI.
+ * asserting, so a failing rank never leaves another waiting in MPI.  ZeRO's
+ * parameter allgather is checked range by range as forward waits for them;
+ * the bf16 wire is checked against the same sums with each value that crosses
+ * it rounded to bf16 (kernels/convert's scalar rounding).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +26,7 @@
 #include "comm/buckets.h"
 #include "comm/sparse.h"
 #include "comm/zero.h"
+#include "kernels/convert.h"
 
 /* MPI's one-time allocations are not ours: leak checks would report them. */
 const char *__asan_default_options(void);
@@ -68,7 +72,7 @@ static void check_allreduce(size_t n, size_t bucket, const size_t *cuts, int ncu
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = malloc(n * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_ALLREDUCE);
+    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
@@ -90,7 +94,8 @@ static void check_reduce_scatter(size_t n, size_t bucket, bool release)
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = malloc((n ? n : 1) * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER);
+    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER,
+                                     BUCKETS_WIRE_FP32);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
@@ -117,7 +122,7 @@ static void check_accumulate(size_t n, size_t bucket)
     zero_shard z;
     assert_int_equal(zero_init(&z, n, rank, size), 0);
     float *g = calloc(n, sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, BUCKETS_RELEASE);
+    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, BUCKETS_RELEASE, BUCKETS_WIRE_FP32);
     assert_non_null(b);
     for (int micro = 0; micro < 3; micro++) {
         for (size_t i = 0; i < n; i++)
@@ -131,6 +136,131 @@ static void check_accumulate(size_t n, size_t bucket)
     buckets_destroy(b);
     free(g);
     zero_free(&z);
+}
+
+/* bf16 wire: values no bf16 holds exactly, so the sums differ from a fp32
+ * wire's.  The owner r of index i adds the others' values, each rounded to
+ * bf16 on the wire, to its own fp32 value, in rank order as finish_scatter
+ * does. */
+static float wire_value(int r, size_t i)
+{
+    return grad_value(r, i) + 0.001f * (float)(r + 1);
+}
+
+static float bf16_round(float x)
+{
+    round_to_bf16(&x, 1);
+    return x;
+}
+
+static float wire_sum(const zero_shard *z, size_t i)
+{
+    int owner = 0;
+    while (i >= (size_t)z->displs[owner] + (size_t)z->counts[owner])
+        owner++;
+    float s = wire_value(owner, i);
+    for (int r = 0; r < size; r++)
+        if (r != owner)
+            s += bf16_round(wire_value(r, i));
+    return s;
+}
+
+/* mode ALLREDUCE: every rank ends with the owner's sum rounded to bf16;
+ * otherwise the shard holds the fp32 sum and the rest as the mode leaves it. */
+static void check_bf16_wire(size_t n, size_t bucket, const size_t *cuts, int ncuts,
+                            buckets_mode mode)
+{
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    float *g = calloc(n, sizeof *g);
+    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, mode, BUCKETS_WIRE_BF16);
+    assert_non_null(b);
+    int ok = 1, differs = 0;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)   /* backward writes every gradient */
+            g[i] = wire_value(rank, i);
+        reduce(b, n, n / 5 + 1);
+        for (size_t i = 0; i < n; i++) {
+            bool mine = i >= z.begin && i < z.begin + z.len;
+            float want = mode == BUCKETS_ALLREDUCE ? bf16_round(wire_sum(&z, i))
+                         : mine                    ? wire_sum(&z, i)
+                         : mode == BUCKETS_RELEASE ? 0.0f
+                                                   : wire_value(rank, i);
+            ok &= g[i] == want;
+            float exact = 0;   /* what a fp32 wire gives */
+            for (int r = 0; r < size; r++)
+                exact += wire_value(r, i);
+            differs |= wire_sum(&z, i) != exact;
+        }
+    }
+    /* with others to hear from, the test values tell the wires apart */
+    ok &= size == 1 || n < 1000 || differs;
+    assert_int_equal(failed_anywhere(ok), 0);
+    buckets_destroy(b);
+    free(g);
+    zero_free(&z);
+}
+
+static void bf16_wire_allreduce(void **state)
+{
+    (void)state;
+    check_bf16_wire(10007, 1000, NULL, 0, BUCKETS_ALLREDUCE);   /* > the slots */
+    check_bf16_wire(5, 1 << 20, NULL, 0, BUCKETS_ALLREDUCE);
+    check_bf16_wire(2, 1, NULL, 0, BUCKETS_ALLREDUCE);          /* np 3: an empty shard */
+    static const size_t cuts[] = {0, 300, 600, 900, 3400, 3700, 4000, 4300, 4600};
+    check_bf16_wire(10007, 1000, cuts, (int)(sizeof cuts / sizeof cuts[0]), BUCKETS_ALLREDUCE);
+}
+
+static void bf16_wire_reduce_scatter(void **state)
+{
+    (void)state;
+    check_bf16_wire(10007, 1000, NULL, 0, BUCKETS_REDUCE_SCATTER);
+    check_bf16_wire(300001, 9973, NULL, 0, BUCKETS_RELEASE);
+}
+
+/* ZeRO's parameter allgather on the buckets: each rank holds only its shard
+ * (the rest -1), ranges are waited for in a given order, and each is whole
+ * when its wait returns; then everything is. */
+static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int ncuts)
+{
+    zero_shard z;
+    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    float *g = calloc(n, sizeof *g), *p = malloc(n * sizeof *p);
+    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_REDUCE_SCATTER,
+                                     BUCKETS_WIRE_FP32);
+    assert_non_null(b);
+    /* forward's order: the last range first (as wte), then from the start */
+    size_t offsets[3] = {n - n / 4, 0, n / 3}, sizes[3] = {n / 4, n / 3, n - n / 4 - n / 3};
+    int ok = 1;
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = i >= z.begin && i < z.begin + z.len ? grad_value(round, i) : -1.0f;
+        buckets_params_start(b, p, offsets, sizes, 3);
+        for (int k = 0; k < 3; k++) {
+            buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
+            for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)
+                ok &= p[i] == grad_value(round, i);
+        }
+        buckets_params_wait(b, 0, n);
+        for (size_t i = 0; i < n; i++)
+            ok &= p[i] == grad_value(round, i);
+        ok &= buckets_params_flight_seconds(b) >= 0;
+    }
+    assert_int_equal(failed_anywhere(ok), 0);
+    buckets_destroy(b);
+    free(g);
+    free(p);
+    zero_free(&z);
+}
+
+static void params_gather_in_forward_order(void **state)
+{
+    (void)state;
+    check_params_gather(10007, 1000, NULL, 0);
+    static const size_t cuts[] = {0, 300, 600, 900, 3400, 3700, 4000, 4300, 4600};
+    check_params_gather(10007, 1000, cuts, (int)(sizeof cuts / sizeof cuts[0]));
+    check_params_gather(300001, 9973, NULL, 0);   /* the shrinking tail buckets */
+    check_params_gather(4, 1, NULL, 0);           /* np 3: uneven tiny shards */
 }
 
 static void allreduce_uneven_buckets(void **state)
@@ -224,6 +354,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(reduce_scatter_releases_the_rest),
         cmocka_unit_test(reduce_scatter_fewer_values_than_ranks),
         cmocka_unit_test(reduce_scatter_accumulates),
+        cmocka_unit_test(params_gather_in_forward_order),
+        cmocka_unit_test(bf16_wire_allreduce),
+        cmocka_unit_test(bf16_wire_reduce_scatter),
         cmocka_unit_test(sparse_rows_sum_union),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,7 @@ static const config_key keys[] = {
     KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),   /* issue 7 */
     KEY(checkpoint_async, KEY_INT),   /* issue 6 */
     KEY(init_from, KEY_STR),
+    KEY(grad_wire, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
 _Static_assert(NKEYS <= 64, "run_config.keys_set has a bit per key");
@@ -68,6 +69,7 @@ void config_defaults(run_config *c)
     };
     strcpy(c->precision, "auto");
     strcpy(c->recompute, "none");
+    strcpy(c->grad_wire, "fp32");
     strcpy(c->optimizer_offload, "none");
     strcpy(c->data_dir, "data");
     strcpy(c->out_dir, "runs/default");
@@ -261,6 +263,8 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: optimizer_offload must be none, host or file:DIR, not \"%s\"",
             c->optimizer_offload);
     REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
+    REQUIRE(strcmp(c->grad_wire, "fp32") == 0 || strcmp(c->grad_wire, "bf16") == 0,
+            "config: grad_wire must be fp32 or bf16, not \"%s\"", c->grad_wire);
     REQUIRE(c->comm_timeout_s >= 0, "config: comm_timeout_s must be >= 0 (0 waits forever)");
     REQUIRE(c->loader_depth >= 1 && c->loader_depth <= 1024,
             "config: loader_depth must be in 1..1024");

@@ -21,6 +21,7 @@ typedef struct {
     char precision[8], recompute[8];
     /* distribution (comm/) */
     int zero_stage, bucket_mb;
+    char grad_wire[8];      /* fp32 | bf16: gradient buckets on the wire (comm/buckets.h) */
     float comm_timeout_s;   /* longest wait on other ranks before aborting (0: forever) */
     int loader_depth;       /* training batches prepared ahead */
     float loader_timeout_s; /* longest wait for one batch before giving up */

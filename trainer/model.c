@@ -430,10 +430,13 @@ static void to_half(gpt2 *m, uint16_t *out, const float *x, size_t n)
 }
 
 /* The packed weights from the fp32 masters (after every parameter change). */
-static void pack_weights(gpt2 *m)
+/* Packs matrices [first, first + count) (packed_shape's numbering): forward
+ * packs each block's just before the block, whose parameters may have only
+ * just arrived (params_needed). */
+static void pack_weights(gpt2 *m, int first, int count)
 {
     TIMED(m, OP_CONVERT, {
-        for (int i = 0; i < 4 * m->dims.n_layer + 1; i++) {
+        for (int i = first; i < first + count; i++) {
             const float *w;
             int ic, oc;
             packed_shape(m, i, &w, &ic, &oc);
@@ -441,7 +444,19 @@ static void pack_weights(gpt2 *m)
             gemm_weights_pack(m->packed[i].bwd, w);
         }
     });
-    m->half_stale = false;
+}
+
+/* Forward is about to read tensors [first, first + count) of the table. */
+static void need_params(gpt2 *m, int first, int count)
+{
+    if (!m->params_needed)
+        return;
+    size_t lo = m->num_params, hi = 0;
+    for (const param_tensor *t = m->tensors + first; t < m->tensors + first + count; t++) {
+        lo = t->offset < lo ? t->offset : lo;
+        hi = t->offset + t->numel > hi ? t->offset + t->numel : hi;
+    }
+    m->params_needed(m->params_needed_ctx, lo, hi);
 }
 
 /* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In 16-bit mode inp is first
@@ -590,14 +605,21 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     m->B = B;   /* backward uses the shape of the last forward */
     m->T = T;
     m->pass = 0;
-    if (m->half != GEMM_F32 && m->half_stale)
-        pack_weights(m);
+    const bool pack = m->half != GEMM_F32 && m->half_stale;
+    need_params(m, 0, 2);   /* wte, wpe */
     TIMED(m, OP_EMBED, embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C));
     const float *res = m->encoded;
     for (int l = 0; l < L; l++) {
+        need_params(m, 2 + l * BLOCK_TENSORS, BLOCK_TENSORS);
+        if (pack)
+            pack_weights(m, 4 * l, 4);
         block_forward(m, l, res, B, T);
         res = m->acts[l].res3;
     }
+    need_params(m, m->num_tensors - 2, 2);   /* ln_f */
+    if (pack)
+        pack_weights(m, 4 * L, 1);   /* the LM head (wte) */
+    m->half_stale = false;
     TIMED(m, OP_LAYERNORM, layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw,
                                              m->p.lnfb, N, C));
     if (m->half != GEMM_F32) {

@@ -138,6 +138,11 @@ typedef struct {
      * reduction can start during the rest of backward. */
     void (*grads_ready)(void *ctx, size_t from);
     void *grads_ready_ctx;
+    /* If set, forward calls it before it first reads the parameters [lo, hi)
+     * of the arena (the embeddings, each block, the final LayerNorm), which
+     * may still be arriving when forward starts (ZeRO's allgather). */
+    void (*params_needed)(void *ctx, size_t lo, size_t hi);
+    void *params_needed_ctx;
     /* split_embed_grad and grads_ready set: the input side of wte's gradient
      * for the distinct tokens of the micro-batch, in increasing order:
      * g.wte[embed_tokens[i]] is to get embed_rows[i] (the caller adds it, after

@@ -115,6 +115,9 @@ void status_step(status_log *s, const step_stats *st)
     cJSON_AddNumberToObject(o, "loader_wait_ms", st->loader_wait_ms);
     cJSON_AddNumberToObject(o, "comm_ms", st->comm_ms);
     cJSON_AddNumberToObject(o, "comm_tail_ms", st->comm_tail_ms);
+    cJSON_AddNumberToObject(o, "comm_exposed_ms", st->comm_exposed_ms);
+    cJSON_AddNumberToObject(o, "comm_total_ms", st->comm_total_ms);
+    cJSON_AddNumberToObject(o, "comm_hidden", st->comm_hidden);
     cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
     cJSON_AddNumberToObject(o, "peak_rss_mb", st->peak_rss_mb);
     cJSON_AddNumberToObject(o, "optimizer_mb", st->optimizer_mb);
@@ -132,10 +135,15 @@ void status_step(status_log *s, const step_stats *st)
         cJSON_AddNumberToObject(o, "last_checkpoint_time", s->last_ckpt_time);
     }
     emit(s, o);
-    if (!s->muted && (st->step % s->log_every == 0 || st->step == st->max_steps))
-        fprintf(stderr, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | mfu %.1f%% | eta %.0fs\n",
-                st->step, st->max_steps, st->loss, st->lr, st->grad_norm, st->step_ms,
-                st->tokens_per_s, 100 * st->mfu, st->eta_s);
+    if (s->muted || (st->step % s->log_every != 0 && st->step != st->max_steps))
+        return;
+    char comm[96] = "";
+    if (st->ranks > 1)
+        snprintf(comm, sizeof comm, " | comm %.0f of %.0f ms exposed (%.0f%% hidden)",
+                 st->comm_exposed_ms, st->comm_total_ms, 100 * st->comm_hidden);
+    fprintf(stderr, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | mfu %.1f%%%s | eta %.0fs\n",
+            st->step, st->max_steps, st->loss, st->lr, st->grad_norm, st->step_ms,
+            st->tokens_per_s, 100 * st->mfu, comm, st->eta_s);
 }
 
 void status_eval(status_log *s, int step, int max_steps, float val_loss, double eval_s)

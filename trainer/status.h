@@ -17,9 +17,14 @@ typedef struct {
     double comm_tail_ms;   /* the least comm_ms over ranks: the last rank to finish backward
                             * waits only for what the reduction did not hide, the others
                             * also for it (comm_ms, the largest, counts that skew) */
+    /* Of the rank that waited least (as comm_tail_ms): */
+    double comm_exposed_ms;   /* the step's waits for communication: gradient reduction,
+                               * embedding rows and ZeRO's parameter allgather */
+    double comm_total_ms;     /* the step's communication in flight, hidden or not */
+    double comm_hidden;       /* 1 - exposed / total */
     double peak_rss_mb;    /* the largest RSS so far (with several ranks: of the largest rank) */
     double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
-    double optimizer_ms;   /* the optimizer step (and ZeRO's parameter allgather) */
+    double optimizer_ms;   /* the optimizer step (ZeRO's allgather overlaps the next forward) */
     double loss_scale;     /* fp16 loss scale (0: not fp16, field omitted) */
     long long overflows;   /* fp16 steps skipped for non-finite gradients */
     int loader_queue;      /* batches ready ahead of the trainer (-1: unknown) */

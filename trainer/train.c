@@ -45,12 +45,18 @@ typedef struct {
     bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
     zero_shard shard;        /* this rank's part of the parameters (for buckets, or
                               * zero: the summed gradients are model.grads[shard]) */
-    double optimizer_s;      /* the last optimizer step, allgather included */
+    double optimizer_s;      /* the last optimizer step */
+    bool params_stale;       /* ZeRO: only this rank's shard of the parameters is
+                              * current until the allgather (gather_params) */
+    size_t *fwd_offsets, *fwd_sizes;   /* the tensors in the order forward reads them */
     loader *batches;         /* training batches, prepared ahead by a thread */
     loss_scaler scaler;      /* fp16: dynamic loss scale; else fixed at 1 */
     bool fp16;
     double loader_wait_s;    /* time the last step waited for them */
     double comm_s;           /* time waiting for gradient reduction in the last step */
+    double comm_exposed_s;   /* the last step's waits for any communication (gradients,
+                              * embedding rows, ZeRO's parameter allgather) */
+    double comm_total_s;     /* the last step's communication in flight, hidden or not */
     dataset data;
     gpt2 model;
     adamw_state opt;
@@ -116,6 +122,13 @@ static void services_open(trainer *tr, const run_config *c)
     }
 }
 
+/* Forward reached parameters that ZeRO's allgather may still be bringing. */
+static void on_params_needed(void *ctx, size_t lo, size_t hi)
+{
+    trainer *tr = ctx;
+    tr->comm_exposed_s += buckets_params_wait(tr->buckets, lo, hi);
+}
+
 static int cmp_size(const void *a, const void *b)
 {
     const size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -150,10 +163,22 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
             qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
         tr->buckets = cuts ? buckets_create(m->grads, m->num_params,
                                             (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
-                                            cuts, m->num_tensors, &tr->shard, mode)
+                                            cuts, m->num_tensors, &tr->shard, mode,
+                                            strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
+                                                                              : BUCKETS_WIRE_FP32)
                            : NULL;
         free(cuts);
-        if (!tr->buckets) {
+        tr->fwd_offsets = malloc((size_t)m->num_tensors * sizeof *tr->fwd_offsets);
+        tr->fwd_sizes = malloc((size_t)m->num_tensors * sizeof *tr->fwd_sizes);
+        for (int i = 0; tr->fwd_offsets && tr->fwd_sizes && i < m->num_tensors; i++) {
+            tr->fwd_offsets[i] = m->tensors[i].offset;   /* the table is in forward order */
+            tr->fwd_sizes[i] = m->tensors[i].numel;
+        }
+        if (tr->zero) {
+            tr->model.params_needed = on_params_needed;
+            tr->model.params_needed_ctx = tr;
+        }
+        if (!tr->buckets || !tr->fwd_offsets || !tr->fwd_sizes) {
             snprintf(err, errlen, "out of memory allocating gradient buckets");
             return -1;
         }
@@ -293,6 +318,8 @@ static void trainer_close(trainer *tr)
 {
     checkpoint_close(&tr->status);   /* issue 6: joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
+    free(tr->fwd_offsets);
+    free(tr->fwd_sizes);
     sparse_rows_free(&tr->embed_sum);
     zero_free(&tr->shard);
     control_close(tr->ctl);   /* issue 7 */
@@ -390,6 +417,14 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     zero_grads(tr);
     tr->loader_wait_s = 0;
     tr->comm_s = 0;
+    tr->comm_exposed_s = tr->comm_total_s = 0;
+    /* ZeRO: the last update's allgather runs behind the loader and the first
+     * forward, which waits for each block's parameters as it reaches them */
+    bool gathering = tr->params_stale;
+    if (gathering)
+        buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
+                             tr->model.num_tensors);
+    tr->params_stale = false;
     for (int j = 0; j < c->grad_accum; j++) {
         bool reduce = tr->buckets && (j == c->grad_accum - 1 || c->zero_stage >= 2);
         double wait_ms = 0;
@@ -399,8 +434,14 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
         tr->loader_wait_s += wait_ms / 1e3;
         if (reduce)
             buckets_begin(tr->buckets);
-        if (rc == 0) {
+        if (rc == 0)
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
+        if (gathering) {   /* all arrived (forward read them all; or this rank has no batch) */
+            tr->comm_exposed_s += buckets_params_wait(tr->buckets, 0, tr->model.num_params);
+            tr->comm_total_s += buckets_params_flight_seconds(tr->buckets);
+            gathering = false;
+        }
+        if (rc == 0) {
             if (reduce) {
                 tr->model.grads_ready = on_grads_ready;
                 tr->model.grads_ready_ctx = tr->buckets;
@@ -411,8 +452,13 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
         /* A rank that failed to read its batch still takes part in every
          * reduction (with whatever gradients it has), so no rank hangs; then
          * all agree.  Time inside the reduction calls is the exposed comm. */
-        if (reduce)
-            tr->comm_s += buckets_finish(tr->buckets) + add_embed_grad(tr, rc == 0);
+        if (reduce) {
+            double embed_s, grads_s = buckets_finish(tr->buckets);
+            embed_s = add_embed_grad(tr, rc == 0);
+            tr->comm_s += grads_s + embed_s;
+            tr->comm_exposed_s += grads_s + embed_s;
+            tr->comm_total_s += buckets_flight_seconds(tr->buckets) + embed_s;
+        }
     }
     if (comm_max_int(rc != 0, "the end-of-step agreement")) {
         if (rc == 0)
@@ -438,6 +484,21 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
     st->optimizer_ms = x[3];
     st->peak_rss_mb = x[4];
     st->comm_tail_ms = -x[5];
+    /* the communication figures of the rank that waited least: the last to
+     * finish backward, whose waits are what the overlap did not hide (the
+     * others' also count the time they waited for it) */
+    double c[3] = {st->comm_exposed_ms, st->comm_total_ms, st->comm_hidden};
+    comm_pick_least(c, 3, 0);
+    st->comm_exposed_ms = c[0];
+    st->comm_total_ms = c[1];
+    st->comm_hidden = c[2];
+}
+
+/* The part of the step's communication that overlapped compute (1: all of
+ * it; 0 with none, as on one rank). */
+static double hidden_fraction(double exposed_s, double total_s)
+{
+    return total_s > exposed_s && total_s > 0 ? 1.0 - exposed_s / total_s : 0.0;
 }
 
 /* Control requests reach rank 0, but every rank must act on them at the same
@@ -499,10 +560,22 @@ static bool update_params(trainer *tr, float lr, float *norm)
         return false;
     double t0 = mono_time();
     bool stepped = optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale);
-    if (stepped && tr->zero && tr->world->size > 1)
-        zero_allgather(&tr->shard, m->params);
+    tr->params_stale = stepped && tr->zero && tr->world->size > 1;
     tr->optimizer_s = mono_time() - t0;
     return stepped;
+}
+
+/* ZeRO: the whole of the updated parameters on every rank now (evaluation
+ * and checkpoints read them between steps); every rank calls it at the same
+ * point.  Otherwise the next step gathers them behind its forward. */
+static void gather_params(trainer *tr)
+{
+    if (!tr->params_stale)
+        return;
+    buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
+                         tr->model.num_tensors);
+    buckets_params_wait(tr->buckets, 0, tr->model.num_params);
+    tr->params_stale = false;
 }
 
 /* Under ZeRO the moments are this rank's shard: checkpointing.c moves them
@@ -610,6 +683,9 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         int done = step + 1;
         step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
                          .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
+                         .comm_exposed_ms = tr->comm_exposed_s * 1e3,
+                         .comm_total_ms = tr->comm_total_s * 1e3,
+                         .comm_hidden = hidden_fraction(tr->comm_exposed_s, tr->comm_total_s),
                          .optimizer_ms = tr->optimizer_s * 1e3,
                          .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
                          .loader_wait_ms = tr->loader_wait_s * 1e3,
@@ -636,6 +712,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             (done % c->eval_every == 0 || last)) {
             double te = mono_time();
             float val;
+            gather_params(tr);
             if (evaluate(tr, &val, err, errlen) != 0) {
                 rc = -1;
                 break;
@@ -646,6 +723,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         /* issue 6: periodic, final, SIGUSR1 and stop-time checkpoints */
         if (rc == 0) {   /* also collects a finished background write (-1: it failed) */
             int due = checkpoint_due(c, tr->world, done, last || stopping, &tr->status, err, errlen);
+            if (due > 0)
+                gather_params(tr);
             if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
                 rc = -1;
             else if (due > 0)
@@ -656,6 +735,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             break;
         }
     }
+    gather_params(tr);   /* the model stays whole after the run */
     res->train_seconds = t_train;
     int n = res->steps_done - first < ntimed_cap ? res->steps_done - first : ntimed_cap;
     if (n > 1) {   /* the first step pays for primitive creation and page faults */

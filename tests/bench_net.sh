@@ -1,0 +1,102 @@
+#!/bin/sh
+# make bench-net: data parallel over a network link at real rates.  Two
+# "hosts" on this machine (network namespaces joined by a veth,
+# tests/netns_hosts.sh), one rank each, Open MPI over TCP, the link limited by
+# tc tbf; for each model, gradient wire (grad_wire fp32, bf16) and link
+# (shared memory: both ranks on one host; then each rate) the median step
+# time, exposed and total communication per step, the hidden fraction and
+# np 2 / np 1: the speed against one process with all the threads on the same
+# global batch (tokens per second of np 2 over those of np 1).
+#
+#   BENCH_NET_MODELS  configs in launch/configs (default: seed384 gpt2-124M)
+#   BENCH_NET_RATES   tc rates (default: 10gbit 1gbit)
+#   BENCH_NET_WIRES   grad_wire values (default: fp32 bf16)
+#   BENCH_STEPS       steps per run (default 20; the first 2 are not counted)
+#   THREADS           threads of np 1 (default: this process's CPUs); np 2 ranks
+#                     get half each
+# Prints a table and writes each row as a JSON line to $BUILD/bench_net.jsonl.
+# Needs root (namespaces, tc); otherwise prints "SKIP bench_net: ..." and exits 77.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+MODELS=${BENCH_NET_MODELS:-seed384 gpt2-124M}
+RATES=${BENCH_NET_RATES:-10gbit 1gbit}
+WIRES=${BENCH_NET_WIRES:-fp32 bf16}
+STEPS=${BENCH_STEPS:-20}
+THREADS=${THREADS:-$(nproc)}
+half=$((THREADS / 2 > 1 ? THREADS / 2 : 1))
+out="$BUILD/bench_net.jsonl"
+skip() { echo "SKIP bench_net: $*"; exit 77; }
+fail() { echo "FAIL bench_net: $*"; exit 1; }
+command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+[ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces and tc"
+command -v ip >/dev/null && command -v tc >/dev/null || skip "no ip or tc binary (apt-get install iproute2)"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+tmp=$(mktemp -d)
+. tests/netns_hosts.sh
+cleanup() { set +e; hosts_down; rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+hosts_up || skip "$hosts_error"
+
+data="$BUILD/data/bench-bytes"
+[ -f "$data/train.tok" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte 2>/dev/null ||
+    fail "prep failed"
+: > "$out"
+
+RUN="sh launch/run.sh --bind-to none"
+TWO="$RUN --threads $half --hosts $ipA,$ipB --tcp --iface $ipA/24 --mca plm_rsh_agent $tmp/netns-rsh"
+
+# run NAME MODEL BATCH LAUNCHER... -- TRAINER_ARGS: one training run, its step
+# records summarised into a row of $out
+run() {
+    name=$1 model=$2 batch=$3
+    shift 3
+    dir="$tmp/$name"
+    "$@" --config "launch/configs/$model.json" --set data_dir="$data" --set out_dir="$dir" \
+        --set max_steps="$STEPS" --set eval_every=0 --set log_every=100000 --set batch_size="$batch" \
+        --set status_endpoint=none --set control_endpoint=none >/dev/null 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "$name"; }
+    python3 - "$dir/log.jsonl" "$name" "$out" <<'PY'
+import json, statistics, sys
+log, name, out = sys.argv[1:4]
+steps = [r for r in map(json.loads, open(log)) if r["type"] == "step"]
+steps = steps[2:] if len(steps) > 3 else steps   # the first steps pay for start-up
+med = lambda k: statistics.median(r.get(k, 0) for r in steps)
+row = {"bench": "net", "name": name, "steps": len(steps), "step_ms": round(med("step_ms"), 1),
+       "tokens_per_s": round(med("tokens_per_s")), "comm_exposed_ms": round(med("comm_exposed_ms"), 1),
+       "comm_total_ms": round(med("comm_total_ms"), 1), "comm_hidden": round(med("comm_hidden"), 2)}
+with open(out, "a") as f:
+    f.write(json.dumps(row) + "\n")
+PY
+}
+
+for model in $MODELS; do
+    batch=$(python3 -c "import json; print(json.load(open('launch/configs/$model.json'))['batch_size'])")
+    [ $((batch % 2)) -eq 0 ] || fail "$model: batch_size $batch does not split over 2 ranks"
+    run "$model np1" "$model" "$batch" $RUN --threads "$THREADS" -n 1 --
+    for wire in $WIRES; do
+        run "$model np2 $wire shm" "$model" $((batch / 2)) $RUN --threads "$half" -n 2 -- --set grad_wire="$wire"
+        for rate in $RATES; do
+            link_rate "$rate"
+            run "$model np2 $wire $rate" "$model" $((batch / 2)) ip netns exec "$nsA" $TWO -- --set grad_wire="$wire"
+            link_rate none
+        done
+    done
+done
+
+python3 - "$out" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+np1 = {r["name"].split()[0]: r for r in rows if r["name"].endswith(" np1")}
+print("%-28s %9s %9s %9s %7s %10s" % ("run", "step ms", "exposed", "comm", "hidden", "np2/np1"))
+for r in rows:
+    ref = np1[r["name"].split()[0]]
+    r["np2_over_np1"] = round(r["tokens_per_s"] / ref["tokens_per_s"], 3)
+    print("%-28s %9.0f %9.1f %9.1f %6.0f%% %10.3f" % (r["name"], r["step_ms"], r["comm_exposed_ms"],
+          r["comm_total_ms"], 100 * r["comm_hidden"], r["np2_over_np1"]))
+with open(sys.argv[1], "w") as f:
+    for r in rows:
+        f.write(json.dumps(r) + "\n")
+PY
