@@ -11,6 +11,7 @@
 #include "io/fsutil.h"
 #include "kernels/cpu.h"
 #include "trainer/control.h"
+#include "trainer/metrics.h"
 
 typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
 
@@ -37,6 +38,7 @@ static const config_key keys[] = {
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
     KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),   /* issue 7 */
     KEY(checkpoint_async, KEY_INT),   /* issue 6 */
+    KEY(metrics_endpoint, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
 
@@ -59,6 +61,7 @@ void config_defaults(run_config *c)
     strcpy(c->out_dir, "runs/default");
     strcpy(c->status_endpoint, "tcp://127.0.0.1:5555");
     strcpy(c->control_endpoint, "tcp://127.0.0.1:5556");
+    strcpy(c->metrics_endpoint, "tcp://127.0.0.1:5557");
 }
 
 static const config_key *find_key(const char *name)
@@ -252,7 +255,7 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: loader_endpoint must be empty (a loader thread) or tcp://HOST:PORT or "
             "ipc://PATH, not \"%s\"", c->loader_endpoint);
     /* issue 7: status/control endpoints (loopback unless the config says otherwise) */
-    if (control_check_config(c, err, errlen) != 0)
+    if (control_check_config(c, err, errlen) != 0 || metrics_check_config(c, err, errlen) != 0)
         return -1;
     return 0;
 }

@@ -34,6 +34,7 @@ typedef struct {
     char status_endpoint[128], control_endpoint[128];
     char control_token[128];   /* issue 7: required off loopback ($GPT_CONTROL_TOKEN too) */
     int status_public;         /* issue 7: 1 allows a non-loopback status_endpoint */
+    char metrics_endpoint[128];   /* Prometheus' HTTP endpoint (trainer/metrics.h) */
     /* derived by config_finalize, not a key */
     bool precision_auto;   /* precision was not given: bf16 where the CPU has it */
 } run_config;

@@ -22,6 +22,7 @@
 #include "trainer/status.h"
 #include "trainer/control.h"     /* issue 7 */
 #include "trainer/publisher.h"   /* issue 7 */
+#include "trainer/metrics.h"
 #include "trainer/checkpointing.h"   /* issue 6 */
 
 /* Stop with an error after this many consecutive non-finite steps (fp16:
@@ -92,6 +93,17 @@ static long long available_memory_bytes(void)
     return avail;
 }
 
+/* How many times a supervisor started this job again: launch/run.sh
+ * --max-restarts sets GPT_RESTARTS, Slurm sets SLURM_RESTART_COUNT on a
+ * requeued job. */
+static int restart_count(void)
+{
+    const char *v = getenv("GPT_RESTARTS");
+    if (!v || !*v)
+        v = getenv("SLURM_RESTART_COUNT");
+    return v ? atoi(v) : 0;
+}
+
 /* issue 7: the status socket and the control server (rank 0).  An endpoint
  * that cannot be bound (port in use) is reported and the run goes on without
  * it: training matters more than watching it. */
@@ -112,6 +124,14 @@ static void services_open(trainer *tr, const run_config *c)
         snprintf(msg, sizeof msg, "%s; running without the control server", why);
         status_event(&tr->status, "event", 0, msg);
     }
+    char where[300];
+    if (metrics_open(&tr->status.metrics, c->metrics_endpoint, restart_count(), where,
+                     sizeof where, why, sizeof why) != 0)
+        snprintf(msg, sizeof msg, "%s; running without the metrics endpoint", why);
+    else
+        snprintf(msg, sizeof msg, "metrics on %s", where);
+    if (!endpoint_is_none(c->metrics_endpoint))
+        status_event(&tr->status, "event", 0, msg);
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -238,6 +258,8 @@ static void trainer_close(trainer *tr)
     sparse_rows_free(&tr->embed_sum);
     zero_free(&tr->shard);
     control_close(tr->ctl);   /* issue 7 */
+    metrics_close(tr->status.metrics);
+    tr->status.metrics = NULL;
     tr->status.pub = NULL;
     publisher_close(tr->pub);
     status_close(&tr->status);
@@ -626,6 +648,11 @@ int train_run(const run_config *c, const comm_world *world, train_result *res, c
                  "%d x %d tokens per micro-batch", tr.model.num_params, c->precision, c->recompute,
                  omp_get_max_threads(), c->batch_size, c->seq_len);
         status_event(&tr.status, "event", 0, msg);
+        if (restart_count() > 0) {
+            snprintf(msg, sizeof msg, "restart %d: started again at step %d", restart_count(),
+                     tr.start_step);
+            status_event(&tr.status, "event", tr.start_step, msg);
+        }
         if (c->precision_auto && tr.model.half == GEMM_F32)
             status_event(&tr.status, "event", 0,
                          "precision fp32: this CPU has no AVX512-BF16 or AMX (set precision=bf16 to emulate it)");
