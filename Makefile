@@ -48,6 +48,8 @@ help:
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
         libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
         openssh-client iproute2
+# tests/e2e_slurm.sh (a one-node Slurm cluster) and tests/e2e_metrics.sh (a Prometheus server)
+DEBS += munge slurmctld slurmd slurm-client prometheus
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
