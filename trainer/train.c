@@ -126,12 +126,13 @@ static void services_open(trainer *tr, const run_config *c)
     }
     char where[300];
     if (metrics_open(&tr->status.metrics, c->metrics_endpoint, restart_count(), where,
-                     sizeof where, why, sizeof why) != 0)
+                     sizeof where, why, sizeof why) != 0) {
         snprintf(msg, sizeof msg, "%s; running without the metrics endpoint", why);
-    else
-        snprintf(msg, sizeof msg, "metrics on %s", where);
-    if (!endpoint_is_none(c->metrics_endpoint))
         status_event(&tr->status, "event", 0, msg);
+    } else if (tr->status.metrics && strcmp(strrchr(c->metrics_endpoint, ':'), ":0") == 0) {
+        snprintf(msg, sizeof msg, "metrics on %s", where);   /* port 0: the one it got */
+        status_event(&tr->status, "event", 0, msg);
+    }
 }
 
 static int cmp_size(const void *a, const void *b)
