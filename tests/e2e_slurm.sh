@@ -142,8 +142,11 @@ saved_last() {
 }
 since() { $PY -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$1"; }
 now() { date +%s.%N; }
-# a requeued job waits for Slurm's requeue delay (about 2 minutes): start it now
-start_now() { scontrol update jobid="$1" StartTime=now; }
+# A requeued job waits for Slurm's requeue delay (about 2 minutes): start it
+# now, once the node has finished cleaning up after its last run (an earlier
+# start can fail at once with exit code 1).
+node_idle() { [ "$(sinfo -h -o %T)" = idle ]; }
+start_now() { wait_for 60 node_idle || fail "node not idle: $(sinfo -h -o %T)"; scontrol update jobid="$1" StartTime=now; }
 
 # 1. reference
 ref=$(submit ref) || fail "sbatch refused the job"
@@ -168,8 +171,12 @@ wait_for 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "time-limi
 usr1_s=$(since "$t")
 wait_for 60 pending "$job" || { cat "$tmp/req.out"; fail "the job did not requeue itself: $(state "$job")"; }
 start_now "$job"
-wait_for 300 done_job "$job" || { cat "$tmp/req.out"; fail "requeued job did not finish"; }
-[ "$(state "$job")" = COMPLETED ] || { cat "$tmp/req.out"; fail "requeued job: $(state "$job")"; }
+why() {   # what Slurm says about job $1
+    scontrol show job "$1" | grep -E "JobState|Restarts|ExitCode" | tr -s ' '
+    grep -E "JobId=$1( |$)|job_?id[ =]$1\b" "$tmp/slurmctld.log" | tail -5
+}
+wait_for 300 done_job "$job" || { cat "$tmp/req.out"; why "$job"; fail "requeued job did not finish"; }
+[ "$(state "$job")" = COMPLETED ] || { cat "$tmp/req.out"; why "$job"; fail "requeued job: $(state "$job")"; }
 $PY - "$tmp/ref/log.jsonl" "$tmp/req/log.jsonl" <<'PY' || { cat "$tmp/req.out"; fail "requeued job"; }
 import json, sys
 ref = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[1])) if r["type"] == "step"}
