@@ -109,7 +109,7 @@ version=$(sinfo -V)
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
- "lr": 2e-3, "warmup_steps": 5, "max_steps": 60, "precision": "fp32",
+ "lr": 2e-3, "warmup_steps": 5, "max_steps": 120, "precision": "fp32",
  "batch_size": 4, "eval_every": 0, "log_every": 1000, "checkpoint_every": 10,
  "data_dir": "$tmp/data", "status_endpoint": "none", "control_endpoint": "none",
  "metrics_endpoint": "none"}
@@ -143,10 +143,15 @@ saved_last() {
 since() { $PY -c "import time,sys; print('%.1f' % (time.time() - float(sys.argv[1])))" "$1"; }
 now() { date +%s.%N; }
 # A requeued job waits for Slurm's requeue delay (about 2 minutes): start it
-# now, once the node has finished cleaning up after its last run (an earlier
-# start can fail at once with exit code 1).
+# now, once the node is idle and the kill is over a second old -- slurmd refuses
+# a job whose credential is not newer than the kill, in whole seconds ("Job N
+# already killed, do not launch batch job"), which that delay otherwise covers.
 node_idle() { [ "$(sinfo -h -o %T)" = idle ]; }
-start_now() { wait_for 60 node_idle || fail "node not idle: $(sinfo -h -o %T)"; scontrol update jobid="$1" StartTime=now; }
+start_now() {
+    wait_for 60 node_idle || fail "node not idle: $(sinfo -h -o %T)"
+    sleep 2
+    scontrol update jobid="$1" StartTime=now
+}
 
 # 1. reference
 ref=$(submit ref) || fail "sbatch refused the job"
@@ -174,6 +179,7 @@ start_now "$job"
 why() {   # what Slurm says about job $1
     scontrol show job "$1" | grep -E "JobState|Restarts|ExitCode" | tr -s ' '
     grep -E "JobId=$1( |$)|job_?id[ =]$1\b" "$tmp/slurmctld.log" | tail -5
+    grep -i -E "error|fail" "$tmp/slurmd.log" | tail -5
 }
 wait_for 300 done_job "$job" || { cat "$tmp/req.out"; why "$job"; fail "requeued job did not finish"; }
 [ "$(state "$job")" = COMPLETED ] || { cat "$tmp/req.out"; why "$job"; fail "requeued job: $(state "$job")"; }
@@ -183,12 +189,14 @@ ref = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[1])) if r["ty
 recs = [json.loads(l) for l in open(sys.argv[2])]
 steps = [r for r in recs if r["type"] == "step"]
 # each start resumed at the step it stopped at: no step twice, none missing
-assert [r["step"] for r in steps] == list(range(1, 61)), [r["step"] for r in steps]
+assert [r["step"] for r in steps] == list(range(1, 121)), [r["step"] for r in steps]
 bad = [(r["step"], r["loss"], ref[r["step"]]) for r in steps if r["loss"] != ref[r["step"]]]
 assert not bad, bad[:5]
 starts = [r["message"] for r in recs if r["type"] == "event" and r["message"].startswith("restart ")]
 assert len(starts) == 2 and starts[0].startswith("restart 1: ") and starts[1].startswith("restart 2: "), starts
-print("requeued twice (%s; %s): 60 steps, every loss equal to the uninterrupted job's" % tuple(starts))
+# the time-limit stop landed mid-run, not after the last step
+assert int(starts[1].rsplit(" ", 1)[1]) < 120, starts
+print("requeued twice (%s; %s): 120 steps, every loss equal to the uninterrupted job's" % tuple(starts))
 PY
 
 # 3. scancel
@@ -200,6 +208,7 @@ t=$(now)
 wait_for 60 saved_last "$tmp/cancel" "$c0" || { cat "$tmp/cancel.out"; fail "scancel: no checkpoint of the last step"; }
 cancel_s=$(since "$t")
 wait_for 90 done_job "$job" || fail "cancelled job still $(state "$job")"
+saved_last "$tmp/cancel" "$c0" || fail "scancel: the last step logged is not the checkpoint"
 echo "scancel: checkpoint $(cat "$tmp/cancel/latest") is the last step logged"
 echo "$version, $(mpirun --version | head -1), launcher ${GPT_LAUNCHER:-srun}: seconds to a saved" \
      "checkpoint: requeue $requeue_s, time-limit signal $usr1_s, scancel $cancel_s"
