@@ -69,6 +69,8 @@ DEBS += libpcre2-dev nodejs
 # interop tests and the PyTorch rows of `make bench` run on Debian's python3 (/usr/bin/python3)
 DEBS += python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
 DEBS += clang libclang-rt-14-dev   # make fuzz
+# tests/e2e_slurm.sh (a one-node Slurm cluster) and tests/e2e_metrics.sh (a Prometheus server)
+DEBS += munge slurmctld slurmd slurm-client prometheus
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

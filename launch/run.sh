@@ -3,7 +3,7 @@
 #
 #   launch/run.sh [-n RANKS] [--hostfile FILE | --hosts h1,h2,...] [--ranks-per-node K]
 #                 [--threads T] [--tcp] [--iface LIST] [-o] [--kill-grace S] [--keepalive S]
-#                 [--dry-run] [MPIRUN_OPTS...]
+#                 [--max-restarts N] [--dry-run] [MPIRUN_OPTS...]
 #                 -- [PROGRAM] TRAINER_ARGS...
 #
 # It prints the exact mpirun command on stderr, then execs it.  Anything before
@@ -39,6 +39,17 @@
 #                       disappears (cable, power) is noticed after about 3 x S seconds
 #                       instead of hours (default 5; 0 keeps Open MPI's 300 s + 9 x 20 s).
 #                       Keep 3 x S below the trainer's comm_timeout_s.
+#   --max-restarts N    supervise the job: when it exits non-zero (a rank died, a host
+#                       vanished), start it again with --resume auto, at most N times,
+#                       leaving out hosts that no longer answer (checked with the rsh
+#                       agent mpirun uses: ssh, or --mca plm_rsh_agent CMD); -n shrinks
+#                       in proportion.  Each restart is an "event" record in OUT_DIR's
+#                       log.jsonl, and the trainer gets GPT_RESTARTS=K (its start event and
+#                       gpt_restarts_total say so).  Never restarted: exit code 2 (a bad
+#                       config or command line), a failure with no new step and no host
+#                       lost since the last start, or a job stopped by SIGTERM/SIGINT/
+#                       SIGHUP to run.sh (forwarded to mpirun, so the trainer saves).
+#                       SIGUSR1 is forwarded (the trainer saves and goes on).
 #   --dry-run           print the command, do not run it
 #
 # Always added: --allow-run-as-root when run as root; the kill grace and keepalive
@@ -65,7 +76,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$here/$BUILD ;; esac
 
-ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra=""
+ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra="" maxr=0
 grace=15 keepalive=5
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 posint() { case $2 in '' | *[!0-9]* | 0*) die "$1 must be a positive integer, got '$2'" ;; esac; }
@@ -81,6 +92,7 @@ while [ $# -gt 0 ]; do
     -o | --oversubscribe) over=1; shift ;;
     --kill-grace) need "$@"; posint "$1" "$2"; grace=$2; shift 2 ;;
     --keepalive) need "$@"; case $2 in 0) ;; *) posint "$1" "$2" ;; esac; keepalive=$2; shift 2 ;;
+    --max-restarts) need "$@"; case $2 in 0) ;; *) posint "$1" "$2" ;; esac; maxr=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
     -h | --help) usage 0 ;;
     --) shift; break ;;
@@ -90,49 +102,180 @@ done
 [ -n "$hostfile" ] && [ -n "$hosts" ] && die "give --hostfile or --hosts, not both"
 command -v mpirun >/dev/null 2>&1 || die "mpirun not found (make deps installs openmpi-bin)"
 
-cmd=mpirun
-[ "$(id -u)" -eq 0 ] && cmd="$cmd --allow-run-as-root"
-if [ -n "$hostfile" ]; then
-    cmd="$cmd --hostfile $(q "$hostfile")"
-elif [ -n "$hosts" ]; then
-    if [ -n "$rpn" ]; then   # every host needs K slots for ppr:K:node
-        hosts=$(printf '%s' "$hosts" | sed "s/\([^,:]\{1,\}\)\(:[0-9]*\)\{0,1\}/\1:$rpn/g")
-    fi
-    cmd="$cmd --host $(q "$hosts")"
-fi
-[ -n "$ranks" ] && cmd="$cmd -np $ranks"
-[ -z "$ranks" ] && [ -z "$hostfile" ] && [ -z "$hosts" ] && [ -z "$rpn" ] && cmd="$cmd -np 1"
-[ -n "$rpn" ] && cmd="$cmd --map-by ppr:$rpn:node"
-if [ "$threads" = 1 ]; then
-    : # Open MPI's default binding: one core per rank
-else
-    cmd="$cmd --bind-to none"
-fi
-[ "$over" -eq 1 ] && cmd="$cmd --oversubscribe"
-[ "$tcp" -eq 1 ] && cmd="$cmd --mca btl tcp,self"
-[ -n "$iface" ] && cmd="$cmd --mca btl_tcp_if_include $(q "$iface") --mca oob_tcp_if_include $(q "$iface")"
-cmd="$cmd --mca odls_base_sigkill_timeout $grace"
-[ "$keepalive" -gt 0 ] && cmd="$cmd --mca oob_tcp_keepalive_time $keepalive \
---mca oob_tcp_keepalive_intvl $keepalive --mca oob_tcp_keepalive_probes 2"
-if [ -n "$threads" ]; then
-    cmd="$cmd -x OMP_NUM_THREADS=$threads"
-elif [ -n "${OMP_NUM_THREADS:-}" ]; then
-    cmd="$cmd -x OMP_NUM_THREADS"
-fi
-for v in GPT_CONTROL_TOKEN GPT_ISA GPT_PEAK_GFLOPS ASAN_OPTIONS LSAN_OPTIONS; do
-    eval "set_=\${$v+x}"
-    [ -n "$set_" ] && cmd="$cmd -x $v"
-done
-cmd="$cmd$extra"
-
+# the program (build/trainer unless the first word after -- names one) and its arguments
+prog=""
 case ${1:-} in
 '' | -*)
     [ -x "$BUILD/trainer" ] || die "$BUILD/trainer not built (run make)"
-    cmd="$cmd $(q "$BUILD/trainer")" ;;
+    prog=" $(q "$BUILD/trainer")" ;;
 esac
-for a in "$@"; do cmd="$cmd $(q "$a")"; done
+targs="" resumed="" skip_next=0
+for a in "$@"; do
+    targs="$targs $(q "$a")"
+    # the restarts' arguments: any --resume replaced by --resume auto
+    if [ "$skip_next" -eq 1 ]; then skip_next=0; continue; fi
+    case $a in --resume) skip_next=1; continue ;; esac
+    resumed="$resumed $(q "$a")"
+done
+resumed="$resumed --resume auto"
 
-# the token is passed by name (-x), never printed; print the command as run
-echo "+ $cmd" >&2
-[ "$dry" -eq 1 ] && exit 0
-eval "exec $cmd"
+# Builds the mpirun line in $cmd for the current hosts/hostfile/ranks and trainer args $1.
+build_cmd() {
+    cmd=mpirun
+    [ "$(id -u)" -eq 0 ] && cmd="$cmd --allow-run-as-root"
+    if [ -n "$hostfile" ]; then
+        cmd="$cmd --hostfile $(q "$hostfile")"
+    elif [ -n "$hosts" ]; then
+        if [ -n "$rpn" ]; then   # every host needs K slots for ppr:K:node
+            hosts=$(printf '%s' "$hosts" | sed "s/\([^,:]\{1,\}\)\(:[0-9]*\)\{0,1\}/\1:$rpn/g")
+        fi
+        cmd="$cmd --host $(q "$hosts")"
+    fi
+    [ -n "$ranks" ] && cmd="$cmd -np $ranks"
+    [ -z "$ranks" ] && [ -z "$hostfile" ] && [ -z "$hosts" ] && [ -z "$rpn" ] && cmd="$cmd -np 1"
+    [ -n "$rpn" ] && cmd="$cmd --map-by ppr:$rpn:node"
+    if [ "$threads" = 1 ]; then
+        : # Open MPI's default binding: one core per rank
+    else
+        cmd="$cmd --bind-to none"
+    fi
+    [ "$over" -eq 1 ] && cmd="$cmd --oversubscribe"
+    [ "$tcp" -eq 1 ] && cmd="$cmd --mca btl tcp,self"
+    [ -n "$iface" ] && cmd="$cmd --mca btl_tcp_if_include $(q "$iface") --mca oob_tcp_if_include $(q "$iface")"
+    cmd="$cmd --mca odls_base_sigkill_timeout $grace"
+    [ "$keepalive" -gt 0 ] && cmd="$cmd --mca oob_tcp_keepalive_time $keepalive"\
+" --mca oob_tcp_keepalive_intvl $keepalive --mca oob_tcp_keepalive_probes 2"
+    if [ -n "$threads" ]; then
+        cmd="$cmd -x OMP_NUM_THREADS=$threads"
+    elif [ -n "${OMP_NUM_THREADS:-}" ]; then
+        cmd="$cmd -x OMP_NUM_THREADS"
+    fi
+    for v in GPT_CONTROL_TOKEN GPT_RESTARTS GPT_ISA GPT_PEAK_GFLOPS ASAN_OPTIONS LSAN_OPTIONS; do
+        eval "set_=\${$v+x}"
+        [ -n "$set_" ] && cmd="$cmd -x $v"
+    done
+    cmd="$cmd$extra$prog$1"
+}
+
+if [ "$maxr" -eq 0 ]; then
+    build_cmd "$targs"
+    # the token is passed by name (-x), never printed; print the command as run
+    echo "+ $cmd" >&2
+    [ "$dry" -eq 1 ] && exit 0
+    eval "exec $cmd"
+fi
+
+# ---- supervised: restart on failure (--max-restarts) ----
+
+# out_dir, for the restart records: the last --set out_dir=, else the config file's
+out_dir() {
+    od="" cfg="" prev=""
+    for a in "$@"; do
+        case $prev in
+        --set) case $a in out_dir=*) od=${a#out_dir=} ;; esac ;;
+        --config) cfg=$a ;;
+        esac
+        prev=$a
+    done
+    [ -z "$od" ] && [ -r "$cfg" ] &&
+        od=$(tr '\n' ' ' < "$cfg" | sed -n 's/.*"out_dir"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
+    printf '%s' "${od:-runs/default}"
+}
+log=$(out_dir "$@")/log.jsonl
+steps_logged() { grep -c '"type":"step"' "$log" 2>/dev/null || :; }
+
+# the rsh agent mpirun uses (--mca plm_rsh_agent CMD), else ssh that never prompts
+agent="ssh -o BatchMode=yes -o ConnectTimeout=5"
+prev=""
+for a in $(eval "printf '%s\n' $extra"); do
+    [ "$prev" = plm_rsh_agent ] && agent=$a
+    prev=$a
+done
+host_answers() {
+    case $1 in localhost | 127.* | "$(hostname)" | "$(hostname -f 2>/dev/null)") return 0 ;; esac
+    timeout 15 $agent "$1" true </dev/null >/dev/null 2>&1
+}
+# Drops hosts that do not answer from $hosts or $hostfile (a filtered copy);
+# sets alive and total (in slots; 0 0 without hosts).
+prune_hosts() {
+    alive=0 total=0
+    if [ -n "$hosts" ]; then
+        kept=""
+        for h in $(printf '%s' "$hosts" | tr ',' ' '); do
+            n=${h#*:}; [ "$n" = "$h" ] && n=1
+            total=$((total + n))
+            if host_answers "${h%%:*}"; then kept="$kept${kept:+,}$h"; alive=$((alive + n)); fi
+        done
+        hosts=$kept
+    elif [ -n "$hostfile" ]; then
+        new="$sv_tmp/hostfile.$attempt"
+        : > "$new"
+        while read -r h rest; do
+            case $h in '' | '#'*) continue ;; esac
+            n=$(printf '%s' "$rest" | sed -n 's/.*slots=\([0-9]*\).*/\1/p'); n=${n:-1}
+            total=$((total + n))
+            if host_answers "$h"; then echo "$h $rest" >> "$new"; alive=$((alive + n)); fi
+        done < "$hostfile"
+        hostfile=$new
+    fi
+}
+# One "event" record in log.jsonl (the trainer is not running: no interleaving).
+log_event() {
+    [ -d "$(dirname "$log")" ] || return 0
+    step=$(grep -o '"step":[0-9]*' "$log" 2>/dev/null | tail -1 | cut -d: -f2)
+    msg=$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')
+    printf '{"type":"event","step":%s,"message":"%s","restarts":%s,"time":%s}\n' \
+        "${step:-0}" "$msg" "$2" "$(date +%s.%N)" >> "$log"
+}
+
+[ "$dry" -eq 1 ] && { build_cmd "$targs"; echo "+ $cmd" >&2; exit 0; }
+sv_tmp=$(mktemp -d)
+child="" stopping=0
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
+trap '[ -n "$child" ] && kill -USR1 "$child" 2>/dev/null' USR1
+trap 'rm -rf "$sv_tmp"' EXIT
+attempt=0 args=$targs
+while :; do
+    GPT_RESTARTS=$attempt; export GPT_RESTARTS
+    build_cmd "$args"
+    echo "+ $cmd" >&2
+    before=$(steps_logged)
+    eval "exec $cmd" &
+    child=$!
+    while :; do   # a trapped signal interrupts wait: wait again until the job is gone
+        wait "$child"; rc=$?
+        kill -0 "$child" 2>/dev/null || break
+    done
+    child=""
+    [ "$rc" -eq 0 ] && exit 0
+    if [ "$stopping" -eq 1 ]; then
+        echo "run.sh: stopped by a signal (job exit code $rc): not restarting" >&2; exit "$rc"
+    fi
+    if [ "$rc" -eq 2 ]; then
+        echo "run.sh: exit code 2 (bad configuration or arguments): not restarting" >&2; exit 2
+    fi
+    if [ "$attempt" -ge "$maxr" ]; then
+        echo "run.sh: job failed (exit code $rc) after $attempt restarts: giving up" >&2; exit "$rc"
+    fi
+    prune_hosts
+    if [ "$total" -gt 0 ] && [ "$alive" -eq 0 ]; then
+        echo "run.sh: job failed (exit code $rc) and no host answers: giving up" >&2; exit "$rc"
+    fi
+    if [ "$(steps_logged)" = "$before" ] && [ "$alive" -eq "$total" ]; then
+        echo "run.sh: job failed (exit code $rc) without a new step and with every host" \
+             "answering: not restarting (the same start would fail again)" >&2; exit "$rc"
+    fi
+    if [ -n "$ranks" ] && [ "$alive" -lt "$total" ]; then
+        ranks=$((ranks * alive / total))
+        [ "$ranks" -lt 1 ] && ranks=1
+    fi
+    attempt=$((attempt + 1))
+    lost=""
+    [ "$alive" -lt "$total" ] && lost=", $((total - alive)) of $total slots lost to hosts that do not answer"
+    why="restart $attempt of $maxr: the job exited with code $rc$lost; resuming from the last checkpoint"
+    echo "run.sh: $why" >&2
+    log_event "$why" "$attempt"
+    args=$resumed
+    sleep 1
+    [ "$stopping" -eq 1 ] && exit "$rc"
+done

@@ -11,7 +11,10 @@
 #   2. host B's link goes down mid-run: the job ends within 60 s with the
 #      watchdog's "stuck or unreachable" (or mpirun naming the lost rank);
 #   3. --resume auto on host A alone (np 1) continues from the last checkpoint
-#      and its losses match the ones the two hosts had computed.
+#      and its losses match the ones the two hosts had computed;
+#   4. under launch/run.sh --max-restarts, host B's link goes down mid-run: the
+#      supervisor leaves B out, finishes the run on host A alone, and the
+#      losses after the restart equal those of a run resumed by hand.
 # Without root, `ip` or network namespaces it prints "SKIP e2e_multihost: ..."
 # and exits 77.
 set -e
@@ -152,4 +155,52 @@ assert worst < 1e-5, worst
 print("resumed at step %d on host A alone: %d steps match the two-host run (worst %.2g relative)"
       % (last, len(common), worst))
 PY
+
+# 4. the supervisor: host B lost, the run finishes on host A alone
+ip -n "$nsB" link set "$vB" up || fail "link up again"
+inA $MH --max-restarts 2 -- --config "$tmp/cfg.json" --set max_steps=150 --set lr_decay_steps=150 \
+    --set checkpoint_every=5 --set keep_checkpoints=1000 --set comm_timeout_s=10 \
+    --set out_dir="$tmp/sup" >/dev/null 2>"$tmp/err5" &
+job=$!
+i=0
+sup_ckpts() { n=$(grep -c '"type":"checkpoint"' "$tmp/sup/log.jsonl" 2>/dev/null) || :; echo "${n:-0}"; }
+while [ "$(sup_ckpts)" -lt 2 ] && [ $i -lt 600 ]; do
+    kill -0 "$job" 2>/dev/null || { cat "$tmp/err5"; fail "supervised two-host run ended early"; }
+    sleep 0.1; i=$((i + 1))
+done
+[ $i -lt 600 ] || fail "no checkpoints from the supervised two-host run within 60 s"
+ip -n "$nsB" link set "$vB" down || fail "link down"
+cut_at=$(date +%s.%N)
+again=""
+while kill -0 "$job" 2>/dev/null; do
+    if [ -z "$again" ] && [ -n "$(sed -n '/"restarts":1/,$p' "$tmp/sup/log.jsonl" | grep -m1 '"type":"step"')" ]; then
+        again=$(date +%s.%N)
+    fi
+    [ "$(python3 -c "import time,sys; print(int(time.time() - float(sys.argv[1])))" "$cut_at")" -lt 240 ] ||
+        { cat "$tmp/err5"; fail "supervised run not done 240 s after the cut"; }
+    sleep 0.1
+done
+wait "$job" || { cat "$tmp/err5"; fail "the supervised run failed after losing host B"; }
+job=""
+pids=$(ip netns pids "$nsB") && [ -n "$pids" ] && kill -9 $pids 2>/dev/null || :
+grep -q "^+ mpirun .*--host $ipA " "$tmp/err5" || { cat "$tmp/err5"; fail "the restart did not leave host B out"; }
+from=$(sed -n 's/.*"message":"resumed from \([^"]*\) at step.*/\1/p' "$tmp/sup/log.jsonl" | tail -1)
+[ -n "$from" ] || fail "no 'resumed from' event after the restart"
+inA sh launch/run.sh -n 1 -- --config "$tmp/cfg.json" --set max_steps=150 --set lr_decay_steps=150 \
+    --set out_dir="$tmp/hand" --resume "$from" >/dev/null 2>"$tmp/err6" || { cat "$tmp/err6"; fail "resume by hand failed"; }
+python3 - "$tmp/sup/log.jsonl" "$tmp/hand/log.jsonl" <<'PY' || { cat "$tmp/err5"; fail "supervised restart"; }
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+ev = [i for i, r in enumerate(recs) if r["type"] == "event" and r.get("restarts") == 1]
+assert ev and "slots lost" in recs[ev[0]]["message"], [r for r in recs if r.get("restarts")]
+after = [r for r in recs[ev[0]:] if r["type"] == "step"]
+assert after and after[-1]["step"] == 150 and {r["ranks"] for r in after} == {1}
+hand = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[2])) if r["type"] == "step"}
+assert sorted(hand) == [r["step"] for r in after], (min(hand), after[0]["step"])
+worst = max(abs(r["loss"] - hand[r["step"]]) / hand[r["step"]] for r in after)
+assert worst < 1e-5, worst
+print("supervisor: %s; %d steps on host A alone equal a resume by hand (worst %.2g relative)"
+      % (recs[ev[0]]["message"], len(after), worst))
+PY
+echo "host B lost: training again on host A after $(python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$cut_at" "$again") s"
 echo "PASS e2e_multihost ($(($(date +%s) - t0)) s)"

@@ -2,7 +2,8 @@
 # by tests/e2e_multihost.sh and tests/bench_net.sh: network namespaces $nsA
 # and $nsB joined by a veth pair ($vA, $vB) with addresses $ipA and $ipB, and
 # $tmp/netns-rsh, an rsh agent for mpirun (plm_rsh_agent) that runs Open MPI's
-# remote command in the named host's namespace instead of over ssh.
+# remote command in the named host's namespace instead of over ssh; a host whose
+# link is down does not answer, as ssh would not.
 # Needs root and `ip`; the caller sets $tmp (a scratch directory) first.
 #   hosts_up        0, or 1 with the reason in $hosts_error (skip: no namespaces
 #                   or veth here); fails the caller's way (fail) on later steps
@@ -40,7 +41,7 @@ hosts_up() {
 #!/bin/sh
 case \$1 in
 $ipA) ns=$nsA ;;
-$ipB) ns=$nsB ;;
+$ipB) ns=$nsB; ip -n $nsB link show $vB | grep -q "state UP" || { echo "netns-rsh: \$1 unreachable" >&2; exit 255; } ;;
 *) echo "netns-rsh: unknown host \$1" >&2; exit 255 ;;
 esac
 shift

@@ -10,6 +10,7 @@
 
 #include "io/fsutil.h"
 #include "trainer/control.h"
+#include "trainer/metrics.h"
 
 typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
 
@@ -38,6 +39,7 @@ static const config_key keys[] = {
     KEY(checkpoint_async, KEY_INT),   /* issue 6 */
     KEY(init_from, KEY_STR),
     KEY(grad_wire, KEY_STR),
+    KEY(metrics_endpoint, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
 _Static_assert(NKEYS <= 64, "run_config.keys_set has a bit per key");
@@ -75,6 +77,7 @@ void config_defaults(run_config *c)
     strcpy(c->out_dir, "runs/default");
     strcpy(c->status_endpoint, "tcp://127.0.0.1:5555");
     strcpy(c->control_endpoint, "tcp://127.0.0.1:5556");
+    strcpy(c->metrics_endpoint, "tcp://127.0.0.1:5557");
 }
 
 static const config_key *find_key(const char *name)
@@ -275,7 +278,7 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: loader_endpoint must be empty (a loader thread) or tcp://HOST:PORT or "
             "ipc://PATH, not \"%s\"", c->loader_endpoint);
     /* issue 7: status/control endpoints (loopback unless the config says otherwise) */
-    if (control_check_config(c, err, errlen) != 0)
+    if (control_check_config(c, err, errlen) != 0 || metrics_check_config(c, err, errlen) != 0)
         return -1;
     return 0;
 }

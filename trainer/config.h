@@ -37,6 +37,7 @@ typedef struct {
     int status_public;         /* issue 7: 1 allows a non-loopback status_endpoint */
     char init_from[512];       /* "": random init; else a checkpoint whose weights start the run */
     unsigned long long keys_set;   /* bit i: key i was given (file or --set), not defaulted */
+    char metrics_endpoint[128];   /* Prometheus' HTTP endpoint (trainer/metrics.h) */
     /* derived by config_finalize, not a key */
     bool precision_auto;   /* precision auto: train_run picks by measurement */
 } run_config;

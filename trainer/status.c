@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "trainer/metrics.h"
 #include "trainer/publisher.h"
 
 double wall_time(void)
@@ -92,6 +93,7 @@ static void emit(status_log *s, cJSON *o)
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(o, "type"));
     if (line && s->pub)
         publisher_send(s->pub, line, type && strcmp(type, "step") == 0);
+    metrics_observe(s->metrics, o);
     if (type && strcmp(type, "checkpoint") == 0) {
         s->last_ckpt_step = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "step"));
         s->last_ckpt_time = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "time"));

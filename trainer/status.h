@@ -36,6 +36,7 @@ typedef struct {
     int log_every;
     bool muted;   /* ranks other than 0: every call does nothing */
     struct publisher *pub;   /* issue 7: status socket, NULL for none (trainer/publisher.h) */
+    struct metrics *metrics; /* Prometheus endpoint, NULL for none (trainer/metrics.h) */
     int last_ckpt_step;      /* issue 7: the last "checkpoint" record (0: none), */
     double last_ckpt_time;   /* repeated in step records for late subscribers */
 } status_log;

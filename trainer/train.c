@@ -24,6 +24,7 @@
 #include "trainer/status.h"
 #include "trainer/control.h"     /* issue 7 */
 #include "trainer/publisher.h"   /* issue 7 */
+#include "trainer/metrics.h"
 #include "trainer/checkpointing.h"   /* issue 6 */
 
 /* Stop with an error after this many consecutive non-finite steps (fp16:
@@ -100,6 +101,17 @@ static long long available_memory_bytes(void)
     return avail;
 }
 
+/* How many times a supervisor started this job again: launch/run.sh
+ * --max-restarts sets GPT_RESTARTS, Slurm sets SLURM_RESTART_COUNT on a
+ * requeued job. */
+static int restart_count(void)
+{
+    const char *v = getenv("GPT_RESTARTS");
+    if (!v || !*v)
+        v = getenv("SLURM_RESTART_COUNT");
+    return v ? atoi(v) : 0;
+}
+
 /* issue 7: the status socket and the control server (rank 0).  An endpoint
  * that cannot be bound (port in use) is reported and the run goes on without
  * it: training matters more than watching it. */
@@ -118,6 +130,15 @@ static void services_open(trainer *tr, const run_config *c)
     tr->ctl = control_open(&co, why, sizeof why);
     if (!tr->ctl) {
         snprintf(msg, sizeof msg, "%s; running without the control server", why);
+        status_event(&tr->status, "event", 0, msg);
+    }
+    char where[300];
+    if (metrics_open(&tr->status.metrics, c->metrics_endpoint, restart_count(), where,
+                     sizeof where, why, sizeof why) != 0) {
+        snprintf(msg, sizeof msg, "%s; running without the metrics endpoint", why);
+        status_event(&tr->status, "event", 0, msg);
+    } else if (tr->status.metrics && strcmp(strrchr(c->metrics_endpoint, ':'), ":0") == 0) {
+        snprintf(msg, sizeof msg, "metrics on %s", where);   /* port 0: the one it got */
         status_event(&tr->status, "event", 0, msg);
     }
 }
@@ -323,6 +344,8 @@ static void trainer_close(trainer *tr)
     sparse_rows_free(&tr->embed_sum);
     zero_free(&tr->shard);
     control_close(tr->ctl);   /* issue 7 */
+    metrics_close(tr->status.metrics);
+    tr->status.metrics = NULL;
     tr->status.pub = NULL;
     publisher_close(tr->pub);
     status_close(&tr->status);
@@ -799,6 +822,12 @@ int train_run(const run_config *config, const comm_world *world, train_result *r
     }
     if (rc == 0) {
         report_start(&tr, &pc);
+        if (restart_count() > 0) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "restart %d: started again at step %d", restart_count(),
+                     tr.start_step);
+            status_event(&tr.status, "event", tr.start_step, msg);
+        }
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");

@@ -154,8 +154,13 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* the first signal asks for a clean stop; a second one kills as usual */
-    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND | SA_RESTART};
+    /* the first signal asks for a clean stop; a second one kills as usual --
+     * except in a Slurm job, where a cancel or requeue signals every process of
+     * the job and the launcher (srun, mpirun) forwards the same signal again:
+     * there a repeat is the same request, and Slurm's SIGKILL after KillWait
+     * is the hard stop */
+    struct sigaction sa = {.sa_handler = on_stop_signal,
+                           .sa_flags = SA_RESTART | (getenv("SLURM_JOB_ID") ? 0 : SA_RESETHAND)};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);   /* a closed terminal: save rather than die */

@@ -1,0 +1,129 @@
+#!/bin/sh
+# launch/run.sh --max-restarts on one host (np 2):
+#   1. a rank killed mid-run: the supervisor starts the job again with
+#      --resume auto, the restart is an event in log.jsonl (the supervisor's and
+#      the trainer's own "restart 1"), the run finishes, and every step's loss
+#      equals an uninterrupted run's;
+#   2. a bad config (exit code 2) is not restarted;
+#   3. SIGTERM to the supervisor stops the job without a restart, and the
+#      trainer's checkpoint is the last step it logged.
+set -e
+BUILD=${BUILD:-build}
+CORPUS=${CORPUS:-/usr/share/games/fortunes}
+fail() { echo "FAIL e2e_supervise: $*"; exit 1; }
+command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+tmp=$(mktemp -d)
+sup=""
+cleanup() {
+    set +e
+    [ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+cat > "$tmp/cfg.json" <<JSON
+{"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "lr": 2e-3, "warmup_steps": 5, "max_steps": 150, "precision": "fp32",
+ "batch_size": 4, "eval_every": 0, "log_every": 1000, "checkpoint_every": 10,
+ "data_dir": "$tmp/data", "status_endpoint": "none", "control_endpoint": "none",
+ "metrics_endpoint": "none"}
+JSON
+RUN="sh launch/run.sh -n 2 -o --threads 1 --bind-to none --kill-grace 2"
+steps() { n=$(grep -c '"type":"step"' "$1" 2>/dev/null) || :; echo "${n:-0}"; }
+ckpts() { n=$(grep -c '"type":"checkpoint"' "$1" 2>/dev/null) || :; echo "${n:-0}"; }
+# the trainer processes of this test's out_dir $1 (by their own command line)
+ranks_of() { ps -eo pid=,comm=,args= | awk -v d="$1" '$2 == "trainer" && index($0, d) { print $1 }'; }
+
+# reference: uninterrupted
+$RUN -- --config "$tmp/cfg.json" --set out_dir="$tmp/ref" >/dev/null 2>"$tmp/err.ref" ||
+    { cat "$tmp/err.ref"; fail "reference run failed"; }
+
+# 1. kill one rank after the second checkpoint
+t0=$(date +%s)
+$RUN --max-restarts 2 -- --config "$tmp/cfg.json" --set max_steps=150 --set out_dir="$tmp/sup" \
+    >/dev/null 2>"$tmp/err.sup" &
+sup=$!
+i=0
+while [ "$(ckpts "$tmp/sup/log.jsonl")" -lt 2 ] && [ $i -lt 600 ]; do
+    kill -0 "$sup" 2>/dev/null || { cat "$tmp/err.sup"; fail "supervised run ended early"; }
+    sleep 0.1; i=$((i + 1))
+done
+[ $i -lt 600 ] || fail "no second checkpoint within 60 s"
+victim=$(ranks_of "$tmp/sup" | tail -1)
+[ -n "$victim" ] || fail "no trainer process found"
+kill -9 "$victim"
+killed_at=$(date +%s.%N)
+killed_step=$(steps "$tmp/sup/log.jsonl")
+# training again: a step record after the restart event
+again=""
+for i in $(seq 1 600); do
+    if grep -q '"restarts":1' "$tmp/sup/log.jsonl" 2>/dev/null &&
+        [ -n "$(sed -n '/"restarts":1/,$p' "$tmp/sup/log.jsonl" | grep '"type":"step"' | head -1)" ]; then
+        again=$(date +%s.%N); break
+    fi
+    kill -0 "$sup" 2>/dev/null || break
+    sleep 0.1
+done
+wait "$sup" || { cat "$tmp/err.sup"; fail "supervised run did not finish after the restart"; }
+sup=""
+[ -n "$again" ] || fail "no step after the restart event"
+[ "$(grep -c '^+ mpirun' "$tmp/err.sup")" -eq 2 ] || { cat "$tmp/err.sup"; fail "expected exactly one restart"; }
+grep '^+ mpirun' "$tmp/err.sup" | tail -1 | grep -q -- '--resume auto' || fail "the restart has no --resume auto"
+$PY - "$tmp/ref/log.jsonl" "$tmp/sup/log.jsonl" <<'PY' || { cat "$tmp/err.sup"; fail "supervised run"; }
+import json, sys
+ref = {r["step"]: r["loss"] for r in map(json.loads, open(sys.argv[1])) if r["type"] == "step"}
+recs = [json.loads(l) for l in open(sys.argv[2])]
+sup_ev = [r for r in recs if r["type"] == "event" and r.get("restarts") == 1]
+assert sup_ev and "restart 1 of 2" in sup_ev[0]["message"], sup_ev
+tr_ev = [r for r in recs if r["type"] == "event" and r.get("message", "").startswith("restart 1: ")]
+assert tr_ev, "no trainer restart event"
+done = [r for r in recs if r.get("message") == "done"]
+assert done and done[-1]["step"] == 150, done
+after = [r for r in recs[recs.index(sup_ev[0]):] if r["type"] == "step"]
+assert after and after[-1]["step"] == 150
+worst = max(abs(r["loss"] - ref[r["step"]]) / ref[r["step"]] for r in after)
+assert worst < 1e-5, worst
+print("rank killed: restarted at step %d (%s), %d steps after it match the uninterrupted run "
+      "(worst %.2g relative)" % (after[0]["step"] - 1, tr_ev[0]["message"], len(after), worst))
+PY
+echo "rank killed at step $killed_step: training again after $($PY -c "print('%.1f' % ($again - $killed_at))") s"
+
+# 2. a configuration error is not restarted
+if $RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=-1 --set out_dir="$tmp/bad" \
+    >/dev/null 2>"$tmp/err.bad"; then fail "a bad config succeeded"; else rc=$?; fi
+[ "$rc" -eq 2 ] || { cat "$tmp/err.bad"; fail "bad config: exit code $rc, not 2"; }
+[ "$(grep -c '^+ mpirun' "$tmp/err.bad")" -eq 1 ] || { cat "$tmp/err.bad"; fail "a bad config was restarted"; }
+grep -q "not restarting" "$tmp/err.bad" || fail "no 'not restarting' message"
+echo "bad config: exit code 2, not restarted"
+
+# 3. SIGTERM to the supervisor: the trainer saves, nothing restarts
+$RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=100000 --set out_dir="$tmp/term" \
+    >/dev/null 2>"$tmp/err.term" &
+sup=$!
+i=0
+while [ "$(steps "$tmp/term/log.jsonl")" -lt 20 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+kill -TERM "$sup"
+term_at=$(date +%s.%N)
+wait "$sup" || :
+sup=""
+saved_after=$($PY -c "import os,sys; print('%.1f' % (os.path.getmtime(sys.argv[1]) - float(sys.argv[2])))" \
+    "$tmp/term/latest" "$term_at")
+[ "$(grep -c '^+ mpirun' "$tmp/err.term")" -eq 1 ] || { cat "$tmp/err.term"; fail "SIGTERM led to a restart"; }
+grep -q "stopped by a signal" "$tmp/err.term" || { cat "$tmp/err.term"; fail "no stop message"; }
+$PY - "$tmp/term" <<'PY' || { cat "$tmp/err.term"; fail "SIGTERM checkpoint"; }
+import json, sys
+d = sys.argv[1]
+recs = [json.loads(l) for l in open(d + "/log.jsonl")]
+last = max(r["step"] for r in recs if r["type"] == "step")
+latest = open(d + "/latest").read().strip()
+assert latest == "ckpt_%06d.h5" % last, (latest, last)
+assert not any(r.get("restarts") for r in recs)
+print("SIGTERM: checkpoint %s is the last step logged" % latest)
+PY
+echo "SIGTERM to the supervisor: checkpoint written $saved_after s later"
+echo "PASS e2e_supervise ($(($(date +%s) - t0)) s)"
