@@ -17,6 +17,7 @@
 #ifndef KERNELS_SIMD_H
 #define KERNELS_SIMD_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -73,7 +74,15 @@ SIMD_INLINE vfloat vexp(vfloat x) { return simd_exp16(x); }
 SIMD_INLINE float vhsum(vfloat v) { return _mm512_reduce_add_ps(v); }
 SIMD_INLINE float vhmax(vfloat v) { return _mm512_reduce_max_ps(v); }
 #define vcmp(a, b, pred) _mm512_cmp_ps_mask(a, b, pred)
+SIMD_INLINE vmask vmask_from(int d)   /* lanes d, d + 1, ... */
+{
+    return d <= 0 ? (vmask)0xFFFF : (vmask)(0xFFFFu << d);
+}
 SIMD_INLINE vfloat vkeep(vmask m, vfloat x) { return _mm512_maskz_mov_ps(m, x); }   /* else 0 */
+SIMD_INLINE vfloat vmax_where(vmask m, vfloat acc, vfloat x)   /* acc, or max(acc, x) in m */
+{
+    return _mm512_mask_max_ps(acc, m, acc, x);
+}
 
 /* Doubles: the float lanes of a widened in two halves. */
 SIMD_INLINE vdouble vzero_pd(void) { return _mm512_setzero_pd(); }
@@ -158,7 +167,15 @@ SIMD_INLINE vfloat vexp(vfloat x) { return simd_exp8(x); }
 SIMD_INLINE float vhsum(vfloat v) { return simd_hsum8(v); }
 SIMD_INLINE float vhmax(vfloat v) { return simd_hmax8(v); }
 #define vcmp(a, b, pred) _mm256_castps_si256(_mm256_cmp_ps(a, b, pred))
+SIMD_INLINE vmask vmask_from(int d)
+{
+    return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(d - 1));
+}
 SIMD_INLINE vfloat vkeep(vmask m, vfloat x) { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
+SIMD_INLINE vfloat vmax_where(vmask m, vfloat acc, vfloat x)
+{
+    return _mm256_max_ps(acc, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, _mm256_castsi256_ps(m)));
+}
 
 SIMD_INLINE vdouble vzero_pd(void) { return _mm256_setzero_pd(); }
 SIMD_INLINE vdouble vcvt_lo_pd(vfloat a) { return _mm256_cvtps_pd(_mm256_castps256_ps128(a)); }
