@@ -118,7 +118,8 @@ static void softmax_cols(float *st, int bk, int bq, bool diag, float scale, floa
         vfloat sum = vzero();
         for (int j = 0; j < jvis; j++) {
             float *s = st + j * ATTN_BT + i0;
-            const vfloat e = vkeep(visible(diag, j, i0), vexp(vfmsub(vload(s, rem), vscale, m_new)));
+            const vfloat x = vfmsub(vload(s, rem), vscale, m_new);
+            const vfloat e = vkeep(visible(diag, j, i0), vexp(x));
             sum = vadd(sum, e);
             vstore(s, rem, e);
         }

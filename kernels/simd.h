@@ -5,8 +5,11 @@
  * X_simd_avx2.o (8 floats a vector), and with the AVX-512 flags and
  * -DSIMD_AVX512 into X_simd_avx512.o (16 floats).  SIMD_NAME(x) gives the
  * object's exported names (x_avx2 / x_avx512), which the dispatch in X.c
- * picks at run time.  Each operation here is the instruction sequence that
- * path used when it had a source file of its own, so results are unchanged.
+ * picks at run time.  Where a kernel's two paths need different code (a
+ * transpose, a register block), X_simd.c says so with #ifdef SIMD_AVX512.
+ * The reductions (vhsum, vhmax) add lanes in a width-dependent order, so the
+ * two paths may differ in the last bits; each is tested against the scalar
+ * reference.
  *
  * Tails: vload/vstore take the count of values left from p (any int: <= 0 is
  * none, >= VW a whole vector).  Lanes past it read as 0 and are not written:
@@ -174,7 +177,8 @@ SIMD_INLINE vmask vmask_from(int d)
 SIMD_INLINE vfloat vkeep(vmask m, vfloat x) { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
 SIMD_INLINE vfloat vmax_where(vmask m, vfloat acc, vfloat x)
 {
-    return _mm256_max_ps(acc, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, _mm256_castsi256_ps(m)));
+    const vfloat ninf = _mm256_set1_ps(-INFINITY);
+    return _mm256_max_ps(acc, _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(m)));
 }
 
 SIMD_INLINE vdouble vzero_pd(void) { return _mm256_setzero_pd(); }
