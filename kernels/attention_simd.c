@@ -39,7 +39,7 @@ SIMD_INLINE void mm_block(int mr, int nv, int last, float *C, int ldc, const flo
         UNROLL for (int v = 0; v < nv; v++)
             bv[v] = vload(b + v * VW, width[v]);
         UNROLL for (int r = 0; r < mr; r++) {
-            const vfloat ar = vset1(A[(size_t)r * sam + (size_t)k * sak]);
+            const vfloat ar = vbroadcast(&A[(size_t)r * sam + (size_t)k * sak]);
             UNROLL for (int v = 0; v < nv; v++)
                 c[r][v] = vfmadd(ar, bv[v], c[r][v]);
         }

@@ -49,6 +49,7 @@ SIMD_INLINE vmask vmask_n(ptrdiff_t rem)   /* the first rem lanes */
 }
 SIMD_INLINE vfloat vzero(void) { return _mm512_setzero_ps(); }
 SIMD_INLINE vfloat vset1(float x) { return _mm512_set1_ps(x); }
+SIMD_INLINE vfloat vbroadcast(const float *p) { return _mm512_set1_ps(*p); }   /* vset1(*p) */
 SIMD_INLINE vfloat vloadu(const float *p) { return _mm512_loadu_ps(p); }
 SIMD_INLINE void vstoreu(float *p, vfloat x) { _mm512_storeu_ps(p, x); }
 SIMD_INLINE vfloat vload(const float *p, ptrdiff_t rem)
@@ -136,6 +137,8 @@ SIMD_INLINE vmask vmask_n(ptrdiff_t rem)
 }
 SIMD_INLINE vfloat vzero(void) { return _mm256_setzero_ps(); }
 SIMD_INLINE vfloat vset1(float x) { return _mm256_set1_ps(x); }
+/* the memory form: gcc then keeps attention's mm loop as written (not unrolled twice) */
+SIMD_INLINE vfloat vbroadcast(const float *p) { return _mm256_broadcast_ss(p); }
 SIMD_INLINE vfloat vloadu(const float *p) { return _mm256_loadu_ps(p); }
 SIMD_INLINE void vstoreu(float *p, vfloat x) { _mm256_storeu_ps(p, x); }
 SIMD_INLINE vfloat vload(const float *p, ptrdiff_t rem)
@@ -205,12 +208,11 @@ SIMD_INLINE vint vi_select(vmask m, vint a, vint b) { return _mm256_blendv_epi8(
 /* AVX2 has no 16-bit masked moves: a partial vector goes through a stack copy. */
 SIMD_INLINE vint vload_u16(const uint16_t *p, ptrdiff_t rem)
 {
+    if (rem >= VW)
+        return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
     uint16_t tail[VW] = {0};
-    if (rem < VW) {
-        memcpy(tail, p, (size_t)(rem > 0 ? rem : 0) * sizeof *p);
-        p = tail;
-    }
-    return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+    memcpy(tail, p, (size_t)(rem > 0 ? rem : 0) * sizeof *p);
+    return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)tail));
 }
 SIMD_INLINE void vstore_u16(uint16_t *p, ptrdiff_t rem, vint x)
 {
