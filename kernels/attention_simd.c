@@ -27,17 +27,17 @@ SIMD_INLINE void mm_block(int mr, int nv, int last, float *C, int ldc, const flo
                           int sak, const float *B, int ldb, int k0, int k1, bool acc)
 {
     vfloat c[ATTN_MR][NV];
-    int width[NV];
+    vtail tail[NV];
     UNROLL for (int v = 0; v < nv; v++)
-        width[v] = v == nv - 1 ? last : VW;
+        tail[v] = vtail_n(v == nv - 1 ? last : VW);
     UNROLL for (int r = 0; r < mr; r++)
         UNROLL for (int v = 0; v < nv; v++)
-            c[r][v] = acc ? vload(C + (size_t)r * ldc + v * VW, width[v]) : vzero();
+            c[r][v] = acc ? vload_t(C + (size_t)r * ldc + v * VW, tail[v]) : vzero();
     for (int k = k0; k < k1; k++) {
         const float *b = B + (size_t)k * ldb;
         vfloat bv[NV];
         UNROLL for (int v = 0; v < nv; v++)
-            bv[v] = vload(b + v * VW, width[v]);
+            bv[v] = vload_t(b + v * VW, tail[v]);
         UNROLL for (int r = 0; r < mr; r++) {
             const vfloat ar = vbroadcast(&A[(size_t)r * sam + (size_t)k * sak]);
             UNROLL for (int v = 0; v < nv; v++)
@@ -46,7 +46,7 @@ SIMD_INLINE void mm_block(int mr, int nv, int last, float *C, int ldc, const flo
     }
     UNROLL for (int r = 0; r < mr; r++)
         UNROLL for (int v = 0; v < nv; v++)
-            vstore(C + (size_t)r * ldc + v * VW, width[v], c[r][v]);
+            vstore_t(C + (size_t)r * ldc + v * VW, tail[v], c[r][v]);
 }
 
 /* mm for a constant mr: whole blocks of NV vectors, then the column tail with

@@ -64,6 +64,11 @@ SIMD_INLINE void vstore(float *p, ptrdiff_t rem, vfloat x)
 {
     _mm512_mask_storeu_ps(p, vmask_n(rem), x);
 }
+/* A tail worked out once for many loads and stores (a loop's invariant). */
+typedef __mmask16 vtail;
+SIMD_INLINE vtail vtail_n(ptrdiff_t rem) { return vmask_n(rem); }
+SIMD_INLINE vfloat vload_t(const float *p, vtail t) { return _mm512_maskz_loadu_ps(t, p); }
+SIMD_INLINE void vstore_t(float *p, vtail t, vfloat x) { _mm512_mask_storeu_ps(p, t, x); }
 SIMD_INLINE vfloat vadd(vfloat a, vfloat b) { return _mm512_add_ps(a, b); }
 SIMD_INLINE vfloat vsub(vfloat a, vfloat b) { return _mm512_sub_ps(a, b); }
 SIMD_INLINE vfloat vmul(vfloat a, vfloat b) { return _mm512_mul_ps(a, b); }
@@ -159,6 +164,10 @@ SIMD_INLINE void vstore(float *p, ptrdiff_t rem, vfloat x)
     else
         _mm256_maskstore_ps(p, vmask_n(rem), x);
 }
+typedef int vtail;
+SIMD_INLINE vtail vtail_n(ptrdiff_t rem) { return rem < VW ? (int)rem : VW; }
+SIMD_INLINE vfloat vload_t(const float *p, vtail t) { return vload(p, t); }
+SIMD_INLINE void vstore_t(float *p, vtail t, vfloat x) { vstore(p, t, x); }
 SIMD_INLINE vfloat vadd(vfloat a, vfloat b) { return _mm256_add_ps(a, b); }
 SIMD_INLINE vfloat vsub(vfloat a, vfloat b) { return _mm256_sub_ps(a, b); }
 SIMD_INLINE vfloat vmul(vfloat a, vfloat b) { return _mm256_mul_ps(a, b); }
