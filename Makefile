@@ -1,8 +1,9 @@
 # gpt-cpu: a distributed CPU transformer trainer.  `make help` lists the targets.
 #
 # The build never assumes the build machine's ISA: the base objects are plain
-# x86-64, files named *_avx2.c / *_avx512.c are compiled for that ISA only and
-# are reached through run-time dispatch (kernels/cpu.h).
+# x86-64, files named *_avx2.c / *_avx512.c are compiled for that ISA only,
+# *_simd.c once for each, and all are reached through run-time dispatch
+# (kernels/cpu.h).
 
 CC      ?= gcc
 BUILD   ?= build
@@ -40,8 +41,10 @@ ISA_VNNI   := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
 # AVX-512 plus AVX512-BF16 (vdpbf16ps), for bf16-weight products: *_bf16.c, picked with cpu_has_avx512_bf16()
 ISA_BF16   := $(ISA_AVX512) -mavx512bf16
 
-SRCS    := $(filter-out %_main.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
-OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o)
+SRCS    := $(filter-out %_main.c %_simd.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
+SIMD_SRCS := $(wildcard kernels/*_simd.c)
+OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o) \
+           $(SIMD_SRCS:%.c=$(BUILD)/obj/%_avx2.o) $(SIMD_SRCS:%.c=$(BUILD)/obj/%_avx512.o)
 PROGS   := $(BUILD)/prep $(BUILD)/trainer $(BUILD)/monitor $(BUILD)/infer $(BUILD)/loader \
            $(BUILD)/import $(BUILD)/export
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -94,6 +97,13 @@ $(BUILD)/obj/%_avx2.o:   ISA = $(ISA_AVX2)
 $(BUILD)/obj/%_avx512.o: ISA = $(ISA_AVX512)
 $(BUILD)/obj/%_vnni.o:   ISA = $(ISA_VNNI)
 $(BUILD)/obj/%_bf16.o:   ISA = $(ISA_BF16)
+# kernels/*_simd.c: one source per kernel, compiled once per ISA (kernels/simd.h)
+$(BUILD)/obj/%_simd_avx2.o: %_simd.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+$(BUILD)/obj/%_simd_avx512.o: %_simd.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX512) -DSIMD_AVX512 -c $< -o $@
 
 $(BUILD)/libgpt.a: $(OBJS)
 	@rm -f $@

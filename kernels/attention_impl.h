@@ -45,8 +45,9 @@ typedef struct {
 } attn_ops;
 
 extern const attn_ops attn_ops_avx2, attn_ops_avx512;
-/* The AVX-512 table's cached entry too: a decode query's rows are one head
- * wide (64 values), and the kernel waits on the cache's bytes, not on lanes. */
+/* attention_cached_avx2.c: the cached entry of both SIMD tables.  A decode
+ * query's rows are one head wide (64 values), and the kernel waits on the
+ * cache's bytes, not on lanes. */
 void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                       int hs, float *att);
 

@@ -35,11 +35,6 @@ typedef struct {
 
 extern const convert_ops convert_ops_avx2, convert_ops_avx512;
 
-/* IEEE fp16 with F16C (8 lanes), shared by the AVX2 and AVX-512 tables:
- * the conversion instructions are the same width-independent rule. */
-void convert_to_f16_f16c(uint16_t *out, const float *in, size_t n);
-void convert_from_f16_f16c(float *out, const uint16_t *in, size_t n);
-
 /* fp32 bits -> fp16 bits, round to nearest even; overflow to inf; NaN kept
  * quiet with the top of its payload (as F16C's vcvtps2ph does). */
 static inline uint16_t cvt_f16_bits(uint32_t b)

@@ -1,8 +1,9 @@
 /* cpu: which SIMD instruction set the kernels run on.
  *
  * Every kernel has a scalar reference and, where it pays, AVX2 and AVX-512
- * paths compiled into separate objects (*_avx2.c, *_avx512.c).  The active
- * path is the best one this CPU supports, or the one named by the
+ * paths compiled into separate objects: one source X_simd.c compiled once per
+ * ISA (kernels/simd.h), or *_avx2.c / *_avx512.c where the code differs.  The
+ * active path is the best one this CPU supports, or the one named by the
  * environment variable GPT_ISA (scalar|avx2|avx512) for tests and benchmarks.
  */
 #ifndef KERNELS_CPU_H

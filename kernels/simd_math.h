@@ -1,7 +1,7 @@
 /* simd_math: vector exp, lane masks and horizontal reductions shared by the
- * *_avx2.c and *_avx512.c kernels.  Include it only from those files (or
- * under a target pragma, see below): each half is compiled only under the
- * ISA flags its file gets from the Makefile.
+ * SIMD kernels (kernels/simd.h builds on them).  Include it only from files
+ * the Makefile compiles with ISA flags (or under a target pragma, see below):
+ * each half is compiled only under the ISA flags its file gets.
  *
  * simd_exp8 / simd_exp16 compute exp(x) to about 1 ulp (Cephes' expf):
  * x = n ln2 + r with |r| <= ln2/2, exp(r) = 1 + r + r^2 P(r) with P of degree
@@ -101,12 +101,6 @@ SIMD_INLINE __m256 simd_exp8(__m256 x)
 
 #if defined(__AVX512F__) && !defined(KERNELS_SIMD_MATH_AVX512)
 #define KERNELS_SIMD_MATH_AVX512
-
-/* The first min(rem, 16) lanes. */
-SIMD_INLINE __mmask16 simd_mask16(size_t rem)
-{
-    return rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
-}
 
 SIMD_INLINE __m512 simd_exp16(__m512 x)
 {

@@ -1,0 +1,115 @@
+/* attention_cached (attention.h) for AVX2 + FMA (8 floats a vector): one
+ * decode query over a KV cache.  Both SIMD tables of attention_simd.c use it:
+ * a decode query's rows are one head wide (64 values), and the kernel waits
+ * on the cache's bytes, not on lanes.  Tails use vmaskmov (simd_load8 /
+ * simd_store8), so any head size works; exp is simd_math.h's. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/attention_impl.h"
+#include "kernels/simd_math.h"
+
+/* The 8 values from i of a cache block p, fp32 or bf16 widened (its bits are
+ * an fp32's top half); lanes past rem read as 0 and touch no memory. */
+SIMD_INLINE __m256 kv_load8(const void *p, bool bf16, size_t i, size_t rem)
+{
+    if (!bf16)
+        return simd_load8((const float *)p + i, rem);
+    const uint16_t *b = (const uint16_t *)p + i;
+    uint16_t tail[8] = {0};
+    if (rem < 8) {
+        memcpy(tail, b, rem * sizeof *b);
+        b = tail;
+    }
+    const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)b);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* Lane r = the sum of the 8 lanes of s[r]. */
+SIMD_INLINE __m256 reduce8(const __m256 s[8])
+{
+    const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
+    const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(s[4], s[5]), _mm256_hadd_ps(s[6], s[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
+                         _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+/* att[t] = scale (q . k[t]) for t < n, 8 rows at a time with no horizontal
+ * sum per row; a short last block repeats row n-1 and stores only its own
+ * lanes, so every row gets the same arithmetic.  Returns max_t att[t]. */
+static float cached_scores(float *att, const float *q, const void *k, bool bf16, int n, int hs,
+                           float scale)
+{
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    for (int t = 0; t < n; t += 8) {
+        __m256 acc[8];
+        size_t row[8];
+        for (int r = 0; r < 8; r++) {
+            acc[r] = _mm256_setzero_ps();
+            row[r] = (size_t)(t + r < n ? t + r : n - 1) * hs;
+        }
+        for (int c = 0; c < hs; c += 8) {
+            const size_t rem = (size_t)(hs - c);
+            const __m256 qv = simd_load8(q + c, rem);
+            _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++)
+                acc[r] = _mm256_fmadd_ps(qv, kv_load8(k, bf16, row[r] + c, rem), acc[r]);
+        }
+        const __m256 s = _mm256_mul_ps(reduce8(acc), _mm256_set1_ps(scale));
+        simd_store8(att + t, (size_t)(n - t), s);
+        mx = _mm256_max_ps(mx, s);   /* repeated lanes hold row n-1's score */
+    }
+    return simd_hmax8(mx);
+}
+
+/* att[t] = exp(att[t] - mx) for t < n; returns their sum. */
+static float cached_exps(float *att, int n, float mx)
+{
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (int t = 0; t < n; t += 8) {
+        const size_t rem = (size_t)(n - t);
+        __m256 e = simd_exp8(_mm256_sub_ps(simd_load8(att + t, rem), m));
+        if (rem < 8)
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(simd_mask8(rem)));
+        simd_store8(att + t, rem, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return simd_hsum8(sum);
+}
+
+/* out = inv sum_t att[t] v[t]: up to 64 columns at a time (nv vectors)
+ * held in registers while the rows stream past. */
+static void cached_values(float *out, const float *att, const void *v, bool bf16, int n, int hs,
+                          float inv)
+{
+    for (int c0 = 0; c0 < hs; c0 += 64) {
+        const int nv = hs - c0 >= 64 ? 8 : (hs - c0 + 7) / 8;
+        __m256 acc[8];
+        size_t rem[8];
+        for (int j = 0; j < 8; j++) {
+            acc[j] = _mm256_setzero_ps();
+            rem[j] = j < nv ? (size_t)(hs - c0 - 8 * j) : 0;
+        }
+        for (int t = 0; t < n; t++) {
+            const __m256 a = _mm256_set1_ps(att[t]);
+            const size_t at = (size_t)t * hs + c0;
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                if (j < nv)
+                    acc[j] = _mm256_fmadd_ps(a, kv_load8(v, bf16, at + 8 * j, rem[j]), acc[j]);
+        }
+        for (int j = 0; j < nv; j++)
+            simd_store8(out + c0 + 8 * j, rem[j], _mm256_mul_ps(acc[j], _mm256_set1_ps(inv)));
+    }
+}
+
+void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
+                      int hs, float *att)
+{
+    const float mx = cached_scores(att, q, k, bf16, n, hs, 1.0f / sqrtf((float)hs));
+    cached_values(out, att, v, bf16, n, hs, 1.0f / cached_exps(att, n, mx));
+}
+
