@@ -49,22 +49,23 @@ RUN="sh launch/run.sh --bind-to none"
 TWO="$RUN --threads $half --hosts $ipA,$ipB --tcp --iface $ipA/24 --mca plm_rsh_agent $tmp/netns-rsh"
 
 # run NAME MODEL BATCH LAUNCHER... -- TRAINER_ARGS: one training run, its step
-# records summarised into a row of $out
+# records summarised into a row of $out (sh has no locals: run_* names only)
 run() {
-    name=$1 model=$2 batch=$3
+    run_name=$1 run_model=$2 run_batch=$3
     shift 3
-    dir="$tmp/$name"
-    "$@" --config "launch/configs/$model.json" --set data_dir="$data" --set out_dir="$dir" \
-        --set max_steps="$STEPS" --set eval_every=0 --set log_every=100000 --set batch_size="$batch" \
+    run_dir="$tmp/$(echo "$run_name" | tr ' ' '-')"   # no spaces: the remote rank's shell splits them
+    "$@" --config "launch/configs/$run_model.json" --set data_dir="$data" --set out_dir="$run_dir" \
+        --set max_steps="$STEPS" --set eval_every=0 --set log_every=100000 --set batch_size="$run_batch" \
         --set status_endpoint=none --set control_endpoint=none >/dev/null 2>"$tmp/err" ||
-        { cat "$tmp/err"; fail "$name"; }
-    python3 - "$dir/log.jsonl" "$name" "$out" <<'PY'
+        { cat "$tmp/err"; fail "$run_name"; }
+    python3 - "$run_dir/log.jsonl" "$run_name" "$out" <<'PY'
 import json, statistics, sys
 log, name, out = sys.argv[1:4]
 steps = [r for r in map(json.loads, open(log)) if r["type"] == "step"]
 steps = steps[2:] if len(steps) > 3 else steps   # the first steps pay for start-up
 med = lambda k: statistics.median(r.get(k, 0) for r in steps)
-row = {"bench": "net", "name": name, "steps": len(steps), "step_ms": round(med("step_ms"), 1),
+row = {"bench": "net", "name": name, "steps": len(steps), "ranks": steps[-1]["ranks"],
+       "tokens_per_rank": round(steps[-1]["tokens_per_s"] * steps[-1]["step_ms"] / 1e3 / steps[-1]["ranks"]), "step_ms": round(med("step_ms"), 1),
        "tokens_per_s": round(med("tokens_per_s")), "comm_exposed_ms": round(med("comm_exposed_ms"), 1),
        "comm_total_ms": round(med("comm_total_ms"), 1), "comm_hidden": round(med("comm_hidden"), 2)}
 with open(out, "a") as f:
