@@ -116,7 +116,7 @@ $(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
 $(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/monitor_view.o \
                   $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-# issue 8: the inference program; its engine, service and int8 file are also linked by tests/test_infer
+# the inference program; its engine, service and int8 file are also linked by tests/test_infer
 INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file infer_gguf)
 $(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -124,7 +124,7 @@ $(BUILD)/import: $(BUILD)/obj/launch/import_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/export: $(BUILD)/obj/launch/export_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-# issue 5: the batch server for loader_endpoint (io/loader.h, remote mode)
+# the batch server for loader_endpoint (io/loader.h, remote mode)
 $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -138,7 +138,7 @@ $(BUILD)/tests/test_infer_sample: $(BUILD)/obj/tests/test_infer_sample.o $(INFER
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-# issue 8: the ZeroMQ client tests/e2e_serve.sh drives build/infer --serve with
+# the ZeroMQ client tests/e2e_serve.sh drives build/infer --serve with
 $(BUILD)/tests/serve_client: $(BUILD)/obj/tests/serve_client.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -203,7 +203,7 @@ shakespeare: $(PROGS)
 	$(BUILD)/trainer --config launch/configs/shakespeare_char.json \
 	  --set data_dir=$(BUILD)/data/shakespeare_char --set out_dir=$(BUILD)/runs/shakespeare_char
 
-# issue 8: trains shakespeare_char, then int8 against fp32 on the whole val split
+# trains shakespeare_char, then int8 against fp32 on the whole val split
 infer-quality: $(PROGS)
 	@BUILD=$(BUILD) TINYSHAKESPEARE=$(TINYSHAKESPEARE) sh tests/infer_quality.sh
 

@@ -1,4 +1,4 @@
-/* checkpoint: the HDF5 checkpoint file of DESIGN.md ("Checkpoint file").
+/* checkpoint: the HDF5 checkpoint file of docs/design.md ("Checkpoint file").
  *
  *   /model/<HF name>            float32 parameters, Hugging Face GPT-2 names and shapes
  *                               (the LM head is tied to wte and not stored)

@@ -1,4 +1,4 @@
-/* prep: text files -> DIR/tokenizer.json, DIR/train.tok, DIR/val.tok (see DESIGN.md)
+/* prep: text files -> DIR/tokenizer.json, DIR/train.tok, DIR/val.tok (see docs/design.md)
  * and DIR/manifest.json, all built in a directory beside DIR and renamed into
  * place together. */
 #include "io/dataset.h"

@@ -1,4 +1,4 @@
-/* tokenizer_h5: a tokenizer as the /tokenizer group of a checkpoint (DESIGN.md), so a
+/* tokenizer_h5: a tokenizer as the /tokenizer group of a checkpoint (docs/design.md), so a
  * checkpoint or int8 model file encodes and decodes without the data directory.
  *
  *   attributes  type ("byte"|"bpe"|"gpt2"), vocab_size; eos_id for gpt2

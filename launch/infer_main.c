@@ -1,4 +1,4 @@
-/* build/infer: text generation from a checkpoint (DESIGN.md, issue 8).
+/* build/infer: text generation from a checkpoint (docs/design.md).
  *
  * Reads only /config, /model and /tokenizer of the file; the trainer renames
  * each checkpoint into place when complete, so a file under a final name is

@@ -1,5 +1,5 @@
 #!/bin/sh
-# launch/run.sh -- start build/trainer under mpirun for the common cases (issue 9).
+# launch/run.sh -- start build/trainer under mpirun for the common cases.
 #
 #   launch/run.sh [-n RANKS] [--hostfile FILE | --hosts h1,h2,...] [--ranks-per-node K]
 #                 [--threads T] [--tcp] [--iface LIST] [-o] [--kill-grace S] [--keepalive S]

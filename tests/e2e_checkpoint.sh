@@ -1,5 +1,5 @@
 #!/bin/sh
-# End to end (issue 6): HDF5 checkpoints and --resume.
+# End to end: HDF5 checkpoints and --resume.
 #  - 12 steps straight vs 6 steps + checkpoint + --resume auto to 12: the losses
 #    of steps 7..12 are bit-identical and so are the final /model and /optimizer;
 #  - resuming on another rank count (1 -> 2, 2 -> 4, 2 -> 1), with and without

@@ -1,5 +1,5 @@
 #!/bin/sh
-# End to end (issue 6): SIGKILL at random moments while checkpoints are being
+# End to end: SIGKILL at random moments while checkpoints are being
 # written never costs the newest complete checkpoint.  A small model saves
 # after every step (checkpoint_every=1, so most of the time goes to writing:
 # the kills land in HDF5 writes, fsyncs, renames and pointer updates), in turn

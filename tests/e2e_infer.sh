@@ -1,5 +1,5 @@
 #!/bin/sh
-# End to end (issue 8): build/infer on a checkpoint the trainer wrote.
+# End to end: build/infer on a checkpoint the trainer wrote.
 #  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
 #    int8, bf16 and fp32; the same --seed gives the same text;
 #  - --eval: fp32 gives the trainer's own val loss on the same windows; int8 agrees with

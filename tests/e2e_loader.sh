@@ -1,5 +1,5 @@
 #!/bin/sh
-# End to end (issue 5): the separate loader process (build/loader, loader_endpoint).
+# End to end: the separate loader process (build/loader, loader_endpoint).
 #  - build/loader answers --help and refuses bad arguments with one line;
 #  - 20 steps fed by build/loader over ipc:// have the step losses of the
 #    in-process loader thread, bit for bit (fp32, same config);

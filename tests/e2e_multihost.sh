@@ -1,5 +1,5 @@
 #!/bin/sh
-# Multi-host training on this machine (issue 9): two network namespaces, each a
+# Multi-host training on this machine: two network namespaces, each a
 # "host" with its own address (10.200.0.1 and 10.200.0.2 on a veth pair, only
 # inside namespaces this test creates), mpirun started from host A through
 # launch/run.sh with an rsh agent that enters host B's namespace instead of ssh,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# End to end (issue 8): build/infer --serve on a checkpoint the trainer wrote.
+# End to end: build/infer --serve on a checkpoint the trainer wrote.
 #  - four clients at once, two requests each, while garbage arrives (raw TCP bytes that are
 #    not ZeroMQ, a request that is not JSON, one with a NUL byte, out-of-range values, an
 #    unknown field, a two-part request): every request is answered, the bad ones with

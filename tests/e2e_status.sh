@@ -1,6 +1,6 @@
 #!/bin/sh
 # End to end: a trainer publishes status records and answers control requests.
-# `monitor --once --json` gets a record with every field DESIGN.md requires;
+# `monitor --once --json` gets a record with every field docs/design.md requires;
 # `status` replies ok; garbage, unknown and oversized requests get error
 # replies (or are dropped) while the run goes on; `pause` stops the step count
 # until `resume`; `stop` ends the run with exit code 0; non-loopback endpoints
@@ -62,7 +62,7 @@ field() {   # python expression on the reply r, reading stdin
     python3 -c "import json, sys; r = json.load(sys.stdin); print($1)"
 }
 
-# one record from the live feed, with every field of DESIGN.md's status messages
+# one record from the live feed, with every field of docs/design.md's status messages
 "$BUILD/monitor" --connect "$status_ep" --once --json --timeout 60 > "$tmp/once" ||
     fail "monitor --once got nothing"
 python3 - "$tmp/once" <<'PY' || fail "status record check"

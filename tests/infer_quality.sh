@@ -1,5 +1,5 @@
 #!/bin/sh
-# make infer-quality (issue 8): int8 (with infer's default bf16 KV cache) against fp32
+# make infer-quality: int8 (with infer's default bf16 KV cache) against fp32
 # (fp32 cache) on the whole Tiny Shakespeare val split.  Trains nanoGPT's shakespeare_char recipe (as `make shakespeare`, into its
 # own run directory), then `build/infer --eval` in int8 (which also runs fp32 on the
 # same windows) and checks: fp32 gives the trainer's final val loss, int8 agrees

@@ -210,7 +210,7 @@ echo "   gpt2-124M (4 x 256 per step: np 1 x B 4 above vs np 2 x B 2), ZeRO 0 an
 mpi_rows gpt2-124M launch/configs/gpt2-124M.json "$GPT2_STEPS" 2 0 1
 LAUNCH=
 
-# issue 6: how long a save stops the loop (async: the copy, or under ZeRO the
+# how long a save stops the loop (async: the copy, or under ZeRO the
 # gather, into rank 0's snapshot) against the step time, and how much slower
 # the steps that run while the writer thread writes are
 ckpt_bench() {   # name config steps every extra-set...
@@ -264,7 +264,7 @@ kill -STOP "$mon"   # a subscriber that never reads: its queue fills, the publis
 train_bench status-stopped-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none
 kill -9 "$mon" 2>/dev/null || true
 INFER_RUNS=${INFER_RUNS:-3}
-echo "== inference (issue 8): batch 1, 16-token prompt, 240 new tokens, greedy; median of $INFER_RUNS runs"
+echo "== inference: batch 1, 16-token prompt, 240 new tokens, greedy; median of $INFER_RUNS runs"
 # Random-init checkpoints are enough for speed: one training step writes them.
 infer_ckpt() {   # name config extra-set... -> prints the checkpoint path
     out="$BUILD/runs/bench-infer-$1"; config=$2; shift 2

@@ -13,7 +13,7 @@ failed_names=""
 out=$(mktemp)
 skips=$(mktemp)
 trap 'rm -f "$out" "$out.rc" "$skips"' EXIT
-# issue 6: library leaks listed in tests/lsan.supp (HDF5 error paths) are not ours
+# library leaks listed in tests/lsan.supp (HDF5 error paths) are not ours
 SUPP="suppressions=$(pwd)/tests/lsan.supp"
 
 # run NAME COMMAND...: runs it with its output shown and kept; collects its SKIP

@@ -1,4 +1,4 @@
-/* gemv (issue 8, fp32 decode): every SIMD path this CPU has gives results
+/* gemv (fp32 decode): every SIMD path this CPU has gives results
  * bit-identical to the scalar reference, for shapes with and without tails,
  * with and without a bias, on 1 and 2 threads; the reference itself agrees
  * with a double-precision product. */

@@ -1,4 +1,4 @@
-/* infer (issue 8): on small random models, KV-cache decoding gives the logits
+/* infer: on small random models, KV-cache decoding gives the logits
  * of a full recomputation (gpt2_forward) at every position; a batched prefill
  * equals token-by-token decoding; int8 agrees with fp32 on the greedy next
  * token, and so does bf16, which holds 2-byte weights (and where it widens

@@ -35,8 +35,8 @@ static const config_key keys[] = {
     KEY(eval_batches, KEY_INT),     KEY(log_every, KEY_INT),       KEY(checkpoint_every, KEY_INT),
     KEY(keep_checkpoints, KEY_INT), KEY(seed, KEY_I64),            KEY(data_dir, KEY_STR),
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
-    KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),   /* issue 7 */
-    KEY(checkpoint_async, KEY_INT),   /* issue 6 */
+    KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),
+    KEY(checkpoint_async, KEY_INT),
     KEY(init_from, KEY_STR),
     KEY(grad_wire, KEY_STR),
     KEY(metrics_endpoint, KEY_STR),
@@ -277,7 +277,7 @@ int config_finalize(run_config *c, char *err, size_t errlen)
                 strncmp(c->loader_endpoint, "ipc://", 6) == 0,
             "config: loader_endpoint must be empty (a loader thread) or tcp://HOST:PORT or "
             "ipc://PATH, not \"%s\"", c->loader_endpoint);
-    /* issue 7: status/control endpoints (loopback unless the config says otherwise) */
+    /* status/control endpoints (loopback unless the config says otherwise) */
     if (control_check_config(c, err, errlen) != 0 || metrics_check_config(c, err, errlen) != 0)
         return -1;
     return 0;
@@ -290,7 +290,7 @@ char *config_to_json(const run_config *c)
         const config_key *k = &keys[i];
         const void *field = (const char *)c + k->offset;
         if (strcmp(k->name, "control_token") == 0)
-            continue;   /* issue 7: a secret stays out of dumps (checkpoints, logs) */
+            continue;   /* a secret stays out of dumps (checkpoints, logs) */
         switch (k->type) {
         case KEY_INT: cJSON_AddNumberToObject(o, k->name, *(const int *)field); break;
         case KEY_I64: cJSON_AddNumberToObject(o, k->name, (double)*(const long long *)field); break;

@@ -1,6 +1,6 @@
 /* config: the run configuration, read from a JSON file with --set overrides.
  *
- * Keys follow GPT-2/Hugging Face names for the model and DESIGN.md for the run.
+ * Keys follow GPT-2/Hugging Face names for the model and docs/design.md for the run.
  * Every key has a default (config_defaults); an unknown key, a value of the
  * wrong type or an impossible combination is refused with a one-line reason.
  */
@@ -29,12 +29,12 @@ typedef struct {
     char optimizer_offload[256];
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
-    int checkpoint_async;   /* issue 6: 1 writes checkpoints on a thread from a snapshot; 0 in the loop */
+    int checkpoint_async;   /* 1 writes checkpoints on a thread from a snapshot; 0 in the loop */
     long long seed;
     char data_dir[512], out_dir[512];
     char status_endpoint[128], control_endpoint[128];
-    char control_token[128];   /* issue 7: required off loopback ($GPT_CONTROL_TOKEN too) */
-    int status_public;         /* issue 7: 1 allows a non-loopback status_endpoint */
+    char control_token[128];   /* required off loopback ($GPT_CONTROL_TOKEN too) */
+    int status_public;         /* 1 allows a non-loopback status_endpoint */
     char init_from[512];       /* "": random init; else a checkpoint whose weights start the run */
     unsigned long long keys_set;   /* bit i: key i was given (file or --set), not defaulted */
     char metrics_endpoint[128];   /* Prometheus' HTTP endpoint (trainer/metrics.h) */

@@ -89,7 +89,7 @@ static void emit(status_log *s, cJSON *o)
         fprintf(s->log, "%s\n", line);
         fflush(s->log);
     }
-    /* issue 7: the same record on the status socket; remember the last checkpoint */
+    /* the same record on the status socket; remember the last checkpoint */
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(o, "type"));
     if (line && s->pub)
         publisher_send(s->pub, line, type && strcmp(type, "step") == 0);
@@ -131,8 +131,8 @@ void status_step(status_log *s, const step_stats *st)
         cJSON_AddNumberToObject(o, "overflows", (double)st->overflows);
     }
     cJSON_AddNumberToObject(o, "skipped_steps", st->skipped_steps);
-    cJSON_AddNumberToObject(o, "status_dropped", (double)publisher_dropped(s->pub));   /* issue 7 */
-    if (s->last_ckpt_step > 0) {   /* issue 7: a late subscriber needs nothing earlier */
+    cJSON_AddNumberToObject(o, "status_dropped", (double)publisher_dropped(s->pub));
+    if (s->last_ckpt_step > 0) {   /* a late subscriber needs nothing earlier */
         cJSON_AddNumberToObject(o, "last_checkpoint_step", s->last_ckpt_step);
         cJSON_AddNumberToObject(o, "last_checkpoint_time", s->last_ckpt_time);
     }
@@ -199,7 +199,6 @@ void status_done(status_log *s, int step, double tokens_per_s, double train_s,
     emit(s, o);
 }
 
-/* issue 6 */
 void status_checkpoint(status_log *s, int step, int max_steps, const char *path, double size_mb,
                        double write_s, double blocked_s)
 {

@@ -1,5 +1,5 @@
 /* status: the run's status records.  Each record is one JSON object (fields
- * as DESIGN.md: type, step, max_steps, loss, lr, tokens_per_s, mfu, ...),
+ * as docs/design.md: type, step, max_steps, loss, lr, tokens_per_s, mfu, ...),
  * appended as a line to OUT_DIR/log.jsonl; step records also print a one-line
  * progress report on stderr. */
 #ifndef TRAINER_STATUS_H
@@ -35,9 +35,9 @@ typedef struct {
     FILE *log;
     int log_every;
     bool muted;   /* ranks other than 0: every call does nothing */
-    struct publisher *pub;   /* issue 7: status socket, NULL for none (trainer/publisher.h) */
+    struct publisher *pub;   /* status socket, NULL for none (trainer/publisher.h) */
     struct metrics *metrics; /* Prometheus endpoint, NULL for none (trainer/metrics.h) */
-    int last_ckpt_step;      /* issue 7: the last "checkpoint" record (0: none), */
+    int last_ckpt_step;      /* the last "checkpoint" record (0: none), */
     double last_ckpt_time;   /* repeated in step records for late subscribers */
 } status_log;
 
@@ -64,7 +64,7 @@ double process_peak_rss_mb(void);
 double wall_time(void);
 double mono_time(void);
 
-/* issue 6: a "checkpoint" record (path, size_mb, write_s, and blocked_s: the
+/* a "checkpoint" record (path, size_mb, write_s, and blocked_s: the
  * time the training loop waited for it), also echoed on stderr. */
 void status_checkpoint(status_log *s, int step, int max_steps, const char *path, double size_mb,
                        double write_s, double blocked_s);

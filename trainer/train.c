@@ -22,10 +22,10 @@
 #include "trainer/optimizer.h"
 #include "trainer/scaler.h"
 #include "trainer/status.h"
-#include "trainer/control.h"     /* issue 7 */
-#include "trainer/publisher.h"   /* issue 7 */
+#include "trainer/control.h"
+#include "trainer/publisher.h"
 #include "trainer/metrics.h"
-#include "trainer/checkpointing.h"   /* issue 6 */
+#include "trainer/checkpointing.h"
 
 /* Stop with an error after this many consecutive non-finite steps (fp16:
  * after the scale has been halved this many times in a row, 2^16 -> 2^-24). */
@@ -62,10 +62,10 @@ typedef struct {
     gpt2 model;
     adamw_state opt;
     status_log status;
-    publisher *pub;          /* issue 7: status socket (rank 0) */
-    control_server *ctl;     /* issue 7: control requests (rank 0) */
+    publisher *pub;          /* status socket (rank 0) */
+    control_server *ctl;     /* control requests (rank 0) */
     int *inputs, *targets;   /* [B,T] */
-    int start_step;          /* issue 6: 0, or the step a resumed run starts at */
+    int start_step;          /* 0, or the step a resumed run starts at */
 } trainer;
 
 /* A number from a one-line file (cgroup limits), or -1 ("max", missing). */
@@ -112,7 +112,7 @@ static int restart_count(void)
     return v ? atoi(v) : 0;
 }
 
-/* issue 7: the status socket and the control server (rank 0).  An endpoint
+/* the status socket and the control server (rank 0).  An endpoint
  * that cannot be bound (port in use) is reported and the run goes on without
  * it: training matters more than watching it. */
 static void services_open(trainer *tr, const run_config *c)
@@ -331,19 +331,19 @@ static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precisi
     }
     if (status_open(&tr->status, c->out_dir, c->log_every, err, errlen) != 0)
         return -1;
-    services_open(tr, c);   /* issue 7 */
+    services_open(tr, c);
     return 0;
 }
 
 static void trainer_close(trainer *tr)
 {
-    checkpoint_close(&tr->status);   /* issue 6: joins a write in flight, before the model goes */
+    checkpoint_close(&tr->status);   /* joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
     free(tr->fwd_offsets);
     free(tr->fwd_sizes);
     sparse_rows_free(&tr->embed_sum);
     zero_free(&tr->shard);
-    control_close(tr->ctl);   /* issue 7 */
+    control_close(tr->ctl);
     metrics_close(tr->status.metrics);
     tr->status.metrics = NULL;
     tr->status.pub = NULL;
@@ -664,7 +664,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     double t_start = mono_time(), t_train = 0;
     int skipped = 0, consecutive = 0, rc = 0, saved = tr->start_step;
     res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
-    const int first = tr->start_step;   /* issue 6: a resumed run starts there */
+    const int first = tr->start_step;   /* a resumed run starts there */
     res->steps_done = first;
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
                          .rank = tr->world->rank, .ranks = tr->world->size,
@@ -743,7 +743,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             status_eval(&tr->status, done, c->max_steps, val, mono_time() - te);
             res->final_val_loss = val;
         }
-        /* issue 6: periodic, final, SIGUSR1 and stop-time checkpoints */
+        /* periodic, final, SIGUSR1 and stop-time checkpoints */
         if (rc == 0) {   /* also collects a finished background write (-1: it failed) */
             int due = checkpoint_due(c, tr->world, done, last || stopping, &tr->status, err, errlen);
             if (due > 0)
@@ -770,7 +770,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     free(step_s);
     loader_stop(tr->batches);
     tr->batches = NULL;
-    /* issue 6: the last save (end of run, stop request) is on disk before the run ends */
+    /* the last save (end of run, stop request) is on disk before the run ends */
     char ferr[1024];
     if (checkpoint_finish(tr->world, &tr->status, ferr, sizeof ferr) != 0) {
         if (rc == 0) {
@@ -815,7 +815,7 @@ int train_run(const run_config *config, const comm_world *world, train_result *r
     run_config resolved = *config;   /* precision auto becomes the measured one */
     precision_choice pc = {.chosen = ""};
     int rc = trainer_open(&tr, &resolved, world, &pc, err, errlen);
-    if (rc == 0) {   /* issue 6: resume before any output: a refused checkpoint is one line */
+    if (rc == 0) {   /* resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
         if (rc != 0)
             status_event(&tr.status, "error", 0, err);

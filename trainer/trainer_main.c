@@ -15,7 +15,7 @@
 #include "trainer/config.h"
 #include "trainer/init_from.h"
 #include "trainer/train.h"
-#include "trainer/checkpointing.h"   /* issue 6 */
+#include "trainer/checkpointing.h"
 
 static bool quiet;   /* a rank other than 0: command-line errors are rank 0's to print */
 
@@ -52,7 +52,7 @@ static void on_stop_signal(int sig)
     train_request_stop();
 }
 
-static void on_checkpoint_signal(int sig)   /* issue 6 */
+static void on_checkpoint_signal(int sig)
 {
     (void)sig;
     checkpoint_request();
@@ -85,7 +85,7 @@ static int parse_args(int argc, char **argv, run_config *cfg)
                 return 2;
             }
             config_path = argv[i];
-        } else if (strcmp(argv[i - 1], "--resume") == 0) {   /* issue 6 */
+        } else if (strcmp(argv[i - 1], "--resume") == 0) {
             checkpoint_set_resume(argv[i]);
         }
     }
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);   /* a closed terminal: save rather than die */
     struct sigaction su = {.sa_handler = on_checkpoint_signal, .sa_flags = SA_RESTART};
-    sigaction(SIGUSR1, &su, NULL);   /* issue 6: checkpoint and go on */
+    sigaction(SIGUSR1, &su, NULL);   /* checkpoint and go on */
 
     train_result res;
     if (train_run(&cfg, &world, &res, err, sizeof err) != 0) {
