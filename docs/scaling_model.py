@@ -1,0 +1,34 @@
+import math, sys
+# per-rank compute per step C (s), fp32 gradient bytes S, buckets nb (measured layouts)
+models = {"seed384": (0.56, 53.4e6, 9), "gpt2-124M": (2.56, 497.8e6, 25)}
+o, L, p = 20e-6, 50e-6, 200e-6     # per-message CPU cost, one-way latency, progress poll
+h = 0.5                            # share of compute the exchange can hide behind
+tail = 1 << 20                     # last bucket, bytes (TAIL_FLOATS fp32)
+eff_tcp = 0.94
+def comm(N, rate, S, nb, sched):
+    B = rate / 8 * eff_tcp
+    bw = 2 * (N - 1) / N * S / B
+    if sched == "pairwise": lat = nb * 2 * (p + (N - 1) * o + L)
+    elif sched == "ring":   lat = nb * 2 * (N - 1) * (p + o + L)
+    else:                   lat = nb * 2 * math.log2(N) * (p + o + L)
+    per_bucket_lat = lat / nb
+    t_tail = per_bucket_lat + 2 * (N - 1) / N * tail / B
+    return bw + lat, t_tail
+def row(model, wire, sched, rate):
+    C, S, nb = models[model]
+    if wire == "bf16": S /= 2
+    out = []
+    for N in (2, 4, 8, 16, 32, 64):
+        t, t_tail = comm(N, rate, S, nb, sched)
+        exposed = max(t - h * C, t_tail)
+        out.append((C + exposed, C / (C + exposed)))
+    return out
+print("| model | wire | schedule | link | " + " | ".join("N=%d" % n for n in (2,4,8,16,32,64)) + " |")
+print("|---|---|---|---|" + "---|" * 6)
+for model in models:
+    for wire in ("fp32", "bf16"):
+        for rate in (1e9, 10e9, 25e9, 100e9):
+            for sched in ("pairwise", "ring", "halving"):
+                r = row(model, wire, sched, rate)
+                print("| %s | %s | %s | %g Gbit/s | %s |" % (model, wire, sched, rate / 1e9,
+                      " | ".join("%.2f s, %.0f%%" % (t, 100 * e) for t, e in r)))
