@@ -147,10 +147,21 @@ now() { date +%s.%N; }
 # a job whose credential is not newer than the kill, in whole seconds ("Job N
 # already killed, do not launch batch job"), which that delay otherwise covers.
 node_idle() { [ "$(sinfo -h -o %T)" = idle ]; }
+# scontrol and scancel refuse a job still in a transition state (completing,
+# requeueing) with a non-zero exit (Slurm's error number modulo 256): ask again
+# for a while, then fail saying what Slurm said, instead of set -e's silent exit
+slurm_retry() {
+    i=0
+    until "$@" 2>"$tmp/scontrol.err"; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "$* kept failing: $(cat "$tmp/scontrol.err")"
+        sleep 0.3
+    done
+}
 start_now() {
     wait_for 60 node_idle || fail "node not idle: $(sinfo -h -o %T)"
     sleep 2
-    scontrol update jobid="$1" StartTime=now
+    slurm_retry scontrol update jobid="$1" StartTime=now
 }
 
 # 1. reference
@@ -159,10 +170,10 @@ wait_for 300 done_job "$ref" || { cat "$tmp/ref.out"; fail "reference job did no
 [ "$(state "$ref")" = COMPLETED ] || { cat "$tmp/ref.out"; fail "reference job: $(state "$ref")"; }
 
 # 2. requeue, then the time-limit warning
-job=$(submit req)
+job=$(submit req) || fail "sbatch refused the job"
 wait_for 300 more_steps "$tmp/req" 15 || { cat "$tmp/req.out"; fail "no 15 steps in 300 s"; }
 c0=$(ckpts "$tmp/req")
-scontrol requeue "$job"
+slurm_retry scontrol requeue "$job"
 t=$(now)
 wait_for 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "requeue: no checkpoint of the last step"; }
 requeue_s=$(since "$t")
@@ -170,7 +181,7 @@ wait_for 60 pending "$job" || fail "requeued job not pending: $(state "$job")"
 start_now "$job"
 wait_for 300 more_steps "$tmp/req" 35 || { cat "$tmp/req.out"; fail "requeued job did not go on"; }
 c0=$(ckpts "$tmp/req")
-scancel --batch -s USR1 "$job"   # what --signal=B:USR1@120 sends before the time limit
+slurm_retry scancel --batch -s USR1 "$job"   # what --signal=B:USR1@120 sends before the time limit
 t=$(now)
 wait_for 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "time-limit signal: no checkpoint of the last step"; }
 usr1_s=$(since "$t")
@@ -200,10 +211,10 @@ print("requeued twice (%s; %s): 120 steps, every loss equal to the uninterrupted
 PY
 
 # 3. scancel
-job=$(submit cancel --set max_steps=100000)
+job=$(submit cancel --set max_steps=100000) || fail "sbatch refused the job"
 wait_for 300 more_steps "$tmp/cancel" 15 || { cat "$tmp/cancel.out"; fail "no 15 steps in 300 s"; }
 c0=$(ckpts "$tmp/cancel")
-scancel "$job"
+slurm_retry scancel "$job"
 t=$(now)
 wait_for 60 saved_last "$tmp/cancel" "$c0" || { cat "$tmp/cancel.out"; fail "scancel: no checkpoint of the last step"; }
 cancel_s=$(since "$t")
