@@ -170,7 +170,7 @@ fuzz:
 	@FUZZ_S=$(FUZZ_S) sh tests/fuzz/run.sh $(FUZZ_NAMES)
 
 # Unit tests, then the end-to-end checks that drive the built programs.
-test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood
+test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood $(BUILD)/tests/bench_tokenizer
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
 
 bench: $(PROGS) $(BENCHES)

@@ -56,7 +56,7 @@ run() {
     run_dir="$tmp/$(echo "$run_name" | tr ' ' '-')"   # no spaces: the remote rank's shell splits them
     "$@" --config "launch/configs/$run_model.json" --set data_dir="$data" --set out_dir="$run_dir" \
         --set max_steps="$STEPS" --set eval_every=0 --set log_every=100000 --set batch_size="$run_batch" \
-        --set status_endpoint=none --set control_endpoint=none >/dev/null 2>"$tmp/err" ||
+        --set status_endpoint=none --set control_endpoint=none --set metrics_endpoint=none >/dev/null 2>"$tmp/err" ||
         { cat "$tmp/err"; fail "$run_name"; }
     python3 - "$run_dir/log.jsonl" "$run_name" "$out" <<'PY'
 import json, statistics, sys

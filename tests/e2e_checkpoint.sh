@@ -33,7 +33,7 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4, "precision": "$prec",
  "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 12,
  "lr_decay_steps": 12, "eval_every": 0, "log_every": 100,
- "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data"}
 JSON
 train() {   # out_dir, more trainer args...
     out=$1; shift

@@ -21,7 +21,7 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 128, "n_layer": 2, "n_head": 4,
  "batch_size": 2, "seq_len": 32, "lr": 1e-3, "warmup_steps": 2, "max_steps": 1000000, "lr_decay_steps": 100000,
  "eval_every": 0, "log_every": 1000, "checkpoint_every": 1, "keep_checkpoints": 2,
- "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data",
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data",
  "out_dir": "$tmp/run"}
 JSON
 lines() { cat "$tmp/run/log.jsonl" 2>/dev/null | wc -l; }

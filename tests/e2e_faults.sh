@@ -32,7 +32,7 @@ fail() { echo "FAIL e2e_faults: $*"; exit 1; }
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 32, "n_layer": 1, "n_head": 2,
  "batch_size": 4, "lr": 2e-3, "max_steps": 4, "eval_every": 0, "log_every": 100,
- "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data"}
 JSON
 # trainer expecting exit code $1, then its arguments; stderr in $tmp/err
 expect_exit() {

@@ -27,7 +27,7 @@ head -c 400000 "$CORPUS" >"$tmp/corpus.txt" 2>/dev/null || cat "$CORPUS"/* | hea
 cat > "$tmp/ft.json" <<JSON
 {"batch_size": 4, "seq_len": 64, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 3,
  "max_steps": 30, "lr_decay_steps": 30, "eval_every": 0, "log_every": 100,
- "precision": "fp32", "status_endpoint": "none", "control_endpoint": "none",
+ "precision": "fp32", "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none",
  "data_dir": "$tmp/data"}
 JSON
 train() {   # out_dir, then trainer arguments; runs np 1 unless MP is set

@@ -94,7 +94,7 @@ cat >"$tmp/cfg.json" <<JSON
 {"vocab_size": 50304, "n_positions": 32, "n_embd": 32, "n_layer": 1, "n_head": 2,
  "batch_size": 8, "lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 5, "max_steps": 120,
  "eval_every": 120, "eval_batches": 2, "log_every": 60, "precision": "fp32",
- "status_endpoint": "none", "control_endpoint": "none",
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none",
  "data_dir": "$tmp/hello", "out_dir": "$tmp/run"}
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/train.err" || { cat "$tmp/train.err"; fail "trainer"; }

@@ -20,7 +20,7 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "max_steps": 30, "precision": "fp32",
  "eval_every": 30, "eval_batches": 10, "log_every": 100, "status_endpoint": "none",
- "control_endpoint": "none", "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
+ "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/err" || { cat "$tmp/err"; fail "training failed"; }
 val=$($PY -c 'import json,sys; print([r["val_loss"] for r in map(json.loads, open(sys.argv[1])) if r["type"] == "eval"][-1])' "$tmp/run/log.jsonl")

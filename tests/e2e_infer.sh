@@ -21,7 +21,7 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "max_steps": 400,
  "eval_every": 400, "eval_batches": 50, "log_every": 100, "precision": "fp32",
- "status_endpoint": "none", "control_endpoint": "none",
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none",
  "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/train.err" || { cat "$tmp/train.err"; fail "trainer failed"; }

@@ -28,7 +28,7 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 20,
  "lr_decay_steps": 20, "precision": "fp32", "eval_every": 0, "log_every": 100, "seed": 1337,
- "status_endpoint": "none", "control_endpoint": "none", "data_dir": "$tmp/data"}
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data"}
 JSON
 EP="ipc://$tmp/loader.sock"
 REMOTE="--set loader_endpoint=$EP --set loader_timeout_s=$TIMEOUT_S"

@@ -45,7 +45,7 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 128, "n_layer": 2, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 20, "lr_decay_steps": 20, "precision": "fp32",
  "batch_size": 4, "eval_every": 0, "log_every": 100, "data_dir": "$tmp/data",
- "status_endpoint": "none", "control_endpoint": "none"}
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none"}
 JSON
 # both "hosts" are this machine: no binding (the two ranks would share core 0).
 # Host B is noticed gone within ~6 s (keepalive 2 x 2 probes, below comm_timeout_s);

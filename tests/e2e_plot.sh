@@ -27,7 +27,7 @@ cat > "$tmp/cfg.json" <<JSON
  "batch_size": 4, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 5, "max_steps": 40,
  "eval_every": 20, "eval_batches": 2, "log_every": 100,
  "data_dir": "$tmp/data", "out_dir": "$tmp/run",
- "status_endpoint": "none", "control_endpoint": "none"}
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none"}
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/stderr" || { tail -5 "$tmp/stderr"; fail "trainer exited non-zero"; }
 

@@ -16,7 +16,7 @@ rm -rf "$run"
 mkdir -p "$BUILD/runs"
 "$BUILD/trainer" --config launch/configs/shakespeare_char.json --set data_dir="$data" \
     --set out_dir="$run" --set eval_every=2000 --set status_endpoint=none \
-    --set control_endpoint=none >/dev/null 2>"$run.stderr" || { cat "$run.stderr"; exit 1; }
+    --set control_endpoint=none --set metrics_endpoint=none >/dev/null 2>"$run.stderr" || { cat "$run.stderr"; exit 1; }
 ck="$run/$(cat "$run/latest")"
 "$BUILD/infer" --ckpt "$ck" --quant int8 --eval "$data/val.tok" > "$run/eval.json"
 python3 - "$run/log.jsonl" "$run/eval.json" "$BUILD/bench.jsonl" <<'PY'

@@ -255,13 +255,13 @@ LAUNCH=
 ckpt_bench gpt2-124M-bf16 launch/configs/gpt2-124M.json 8 3 --set precision=bf16
 echo "== status publishing must not slow training: no socket / nobody listening / a stopped subscriber"
 port=$((30000 + $$ % 20000))
-train_bench status-none launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint=none --set control_endpoint=none
-train_bench status-no-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none
+train_bench status-none launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint=none --set control_endpoint=none --set metrics_endpoint=none
+train_bench status-no-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none --set metrics_endpoint=none
 "$BUILD/monitor" --connect "tcp://127.0.0.1:$port" --json >/dev/null 2>&1 &
 mon=$!
 sleep 0.3
 kill -STOP "$mon"   # a subscriber that never reads: its queue fills, the publisher drops
-train_bench status-stopped-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none
+train_bench status-stopped-subscriber launch/configs/shakespeare_char.json --set max_steps=300 --set status_endpoint="tcp://127.0.0.1:$port" --set control_endpoint=none --set metrics_endpoint=none
 kill -9 "$mon" 2>/dev/null || true
 INFER_RUNS=${INFER_RUNS:-3}
 echo "== inference: batch 1, 16-token prompt, 240 new tokens, greedy; median of $INFER_RUNS runs"
@@ -271,7 +271,7 @@ infer_ckpt() {   # name config extra-set... -> prints the checkpoint path
     if [ ! -f "$out/latest" ]; then
         "$BUILD/trainer" --config "$config" --set data_dir="$data" --set out_dir="$out" \
             --set max_steps=1 --set eval_every=0 --set status_endpoint=none \
-            --set control_endpoint=none "$@" >/dev/null 2>"$out.stderr" || { cat "$out.stderr" >&2; exit 1; }
+            --set control_endpoint=none --set metrics_endpoint=none "$@" >/dev/null 2>"$out.stderr" || { cat "$out.stderr" >&2; exit 1; }
     fi
     echo "$out/$(cat "$out/latest")"
 }
