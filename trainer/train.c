@@ -251,9 +251,12 @@ static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precisi
     tr->world = w;
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
     gpt2_options opt = model_options(c, w);
+    /* Adam's m and v, unless they live in a memory-mapped file (optimizer_offload
+     * file:DIR), whose pages the kernel writes back and drops as memory runs short */
+    bool moments_in_file = strncmp(c->optimizer_offload, "file:", 5) == 0;
     double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
-                  2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /   /* + Adam m, v */
-                      (c->zero_stage >= 1 ? w->size : 1);
+                  (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /
+                                               (c->zero_stage >= 1 ? w->size : 1));
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
