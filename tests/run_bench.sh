@@ -7,7 +7,7 @@
 # is installed, per-op profiles, data parallel, the time checkpoints
 # block training, status publishing, and inference decode/prefill (seed384 and
 # gpt2-124M).  Prints tables and writes every figure as a JSON line to
-# $BUILD/bench.jsonl.
+# $BUILD/bench.jsonl.  GPT-2 import and fine-tuning rows last (tests/bench_gpt2.sh).
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -301,3 +301,6 @@ ck=$(infer_ckpt gpt2-124M launch/configs/gpt2-124M.json --set batch_size=1)
 for q in int8 bf16 fp32; do infer_bench gpt2-124M "$ck" $q; done
 infer_bench gpt2-124M "$ck" int8 fp32
 echo "figures: $BENCH_JSONL"
+
+echo "== GPT-2 in: import of a 124M-size Hugging Face folder, fine-tuning it at T 1024 (np 1, np 2)"
+sh tests/bench_gpt2.sh || [ $? -eq 77 ]
