@@ -38,3 +38,21 @@ void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, h
     t = put(t, "transformer.ln_f.weight", C, 0, false);
     put(t, "transformer.ln_f.bias", C, 0, false);
 }
+
+void hf_gpt2_llama_name(int i, int n_layer, char *out, size_t cap)
+{
+    static const char *const block[HF_BLOCK_TENSORS] = {
+        "attn_norm.weight",   "attn_norm.bias",   "attn_qkv.weight", "attn_qkv.bias",
+        "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
+        "ffn_up.weight",      "ffn_up.bias",      "ffn_down.weight", "ffn_down.bias",
+    };
+    int n = hf_gpt2_count(n_layer);
+    if (i == 0)
+        snprintf(out, cap, "token_embd.weight");
+    else if (i == 1)
+        snprintf(out, cap, "position_embd.weight");
+    else if (i >= n - 2)
+        snprintf(out, cap, "output_norm.%s", i == n - 2 ? "weight" : "bias");
+    else
+        snprintf(out, cap, "blk.%d.%s", (i - 2) / HF_BLOCK_TENSORS, block[(i - 2) % HF_BLOCK_TENSORS]);
+}

@@ -1,12 +1,14 @@
 /* hf_names: GPT-2's parameter tensors under their Hugging Face names
  * (GPT2LMHeadModel's state dict without the tied lm_head), in Hugging Face
- * order, with their shapes in the Conv1D convention (weights [in, out]).
- * The one place these names are spelled: the model's table, checkpoints,
- * import and export all walk this list. */
+ * order, with their shapes in the Conv1D convention (weights [in, out]), and
+ * llama.cpp's names for the same tensors.  The one place these names are
+ * spelled: the model's table, checkpoints, import, export and GGUF loading all
+ * walk this list. */
 #ifndef IO_HF_NAMES_H
 #define IO_HF_NAMES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define HF_BLOCK_TENSORS 12
 #define HF_NAME_MAX 64
@@ -21,5 +23,10 @@ typedef struct {
 int hf_gpt2_count(int n_layer);
 /* Fills out[0 .. hf_gpt2_count(n_layer)) for the dimensions V, T (positions), C, L. */
 void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, hf_tensor *out);
+
+/* llama.cpp's name (its gpt2 architecture in GGUF files) for tensor i of
+ * hf_gpt2_tensors' list: token_embd, position_embd, blk.N.attn_norm ...,
+ * output_norm. */
+void hf_gpt2_llama_name(int i, int n_layer, char *out, size_t cap);
 
 #endif

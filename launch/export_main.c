@@ -307,26 +307,10 @@ typedef enum { KIND_EMBED, KIND_POSITION, KIND_MATRIX, KIND_VECTOR } tensor_kind
 /* llama.cpp's name for Hugging Face tensor i, and its kind. */
 static tensor_kind gguf_name(const model_src *m, int i, char *name, size_t cap)
 {
-    static const char *const block[HF_BLOCK_TENSORS] = {
-        "attn_norm.weight", "attn_norm.bias", "attn_qkv.weight",    "attn_qkv.bias",
-        "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
-        "ffn_up.weight",    "ffn_up.bias",    "ffn_down.weight",    "ffn_down.bias",
-    };
-    if (i == 0) {
-        snprintf(name, cap, "token_embd.weight");
-        return KIND_EMBED;
-    }
-    if (i == 1) {
-        snprintf(name, cap, "position_embd.weight");
-        return KIND_POSITION;
-    }
-    if (i >= m->n - 2) {
-        snprintf(name, cap, "output_norm.%s", i == m->n - 2 ? "weight" : "bias");
-        return KIND_VECTOR;
-    }
-    int l = (i - 2) / HF_BLOCK_TENSORS, k = (i - 2) % HF_BLOCK_TENSORS;
-    snprintf(name, cap, "blk.%d.%s", l, block[k]);
-    return m->t[i].cols ? KIND_MATRIX : KIND_VECTOR;
+    hf_gpt2_llama_name(i, m->d.n_layer, name, cap);
+    if (i < 2)
+        return i == 0 ? KIND_EMBED : KIND_POSITION;
+    return m->t[i].matrix_weight ? KIND_MATRIX : KIND_VECTOR;
 }
 
 static ggml_type stored_type(tensor_kind kind, ggml_type chosen)

@@ -32,18 +32,8 @@ typedef struct {
 /* llama.cpp's names in Hugging Face order (io/hf_names.h). */
 static void name_tensors(gguf_model *g)
 {
-    static const char *const block[HF_BLOCK_TENSORS] = {
-        "attn_norm.weight",   "attn_norm.bias",   "attn_qkv.weight", "attn_qkv.bias",
-        "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
-        "ffn_up.weight",      "ffn_up.bias",      "ffn_down.weight", "ffn_down.bias",
-    };
-    snprintf(g->gname[0], 96, "token_embd.weight");
-    snprintf(g->gname[1], 96, "position_embd.weight");
-    for (int l = 0; l < g->L; l++)
-        for (int k = 0; k < HF_BLOCK_TENSORS; k++)
-            snprintf(g->gname[2 + l * HF_BLOCK_TENSORS + k], 96, "blk.%d.%s", l, block[k]);
-    snprintf(g->gname[g->n - 2], 96, "output_norm.weight");
-    snprintf(g->gname[g->n - 1], 96, "output_norm.bias");
+    for (int i = 0; i < g->n; i++)
+        hf_gpt2_llama_name(i, g->L, g->gname[i], sizeof g->gname[i]);
 }
 
 /* The GGUF tensor holding Hugging Face tensor name, or NULL (err set). */
