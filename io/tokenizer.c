@@ -558,9 +558,7 @@ static long utf8_step(const uint8_t *s, size_t n)
     return (long)need + 1;
 }
 
-/* A token in GPT-2's spelling (UTF-8, one code point per byte) -> its bytes in out
- * (room for strlen(s)); -1 if a code point is not in the map. */
-static long gpt2_unspell(const char *s, size_t n, uint8_t *out)
+long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out)
 {
     const uint8_t *u = (const uint8_t *)s;
     size_t k = 0;
@@ -579,8 +577,7 @@ static long gpt2_unspell(const char *s, size_t n, uint8_t *out)
     return (long)k;
 }
 
-/* Bytes -> GPT-2's spelling, NUL-terminated (out needs 2n + 1). */
-static void gpt2_spell(const uint8_t *s, size_t n, char *out)
+size_t tokenizer_spell_gpt2(const uint8_t *s, size_t n, char *out)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -593,6 +590,7 @@ static void gpt2_spell(const uint8_t *s, size_t n, char *out)
         }
     }
     out[k] = 0;
+    return k;
 }
 
 static size_t by_bytes_slot(const tokenizer *t, const uint8_t *s, size_t n)
@@ -1312,7 +1310,7 @@ static int add_gpt2_vocab(cJSON *root, const tokenizer *t)
     char *spelled = malloc(2 * longest + 1);
     int ok = vocab && spelled;
     for (uint32_t id = 0; ok && id < t->vocab; id++) {
-        gpt2_spell(t->pool + t->tok_off[id], t->tok_len[id], spelled);
+        tokenizer_spell_gpt2(t->pool + t->tok_off[id], t->tok_len[id], spelled);
         ok = cJSON_AddItemToArray(vocab, cJSON_CreateString(spelled));
     }
     free(spelled);
@@ -1411,7 +1409,7 @@ static int vocab_bytes_init(vocab_bytes *v, size_t n, size_t max_bytes, char *er
 /* Appends the token spelled s; -1 with a reason if it is not GPT-2's spelling. */
 static int vocab_bytes_add(vocab_bytes *v, size_t id, const char *s, char *err, size_t errlen)
 {
-    long k = gpt2_unspell(s, strlen(s), v->bytes + v->len);
+    long k = tokenizer_unspell_gpt2(s, strlen(s), v->bytes + v->len);
     if (k <= 0) {
         snprintf(err, errlen, "token %zu (\"%.40s\") is not in GPT-2's byte-to-unicode "
                  "spelling", id, s);
@@ -1585,7 +1583,7 @@ static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pa
     *space = 0;
     char *part[2] = {line, space + 1};
     for (int j = 0; j < 2; j++) {
-        long k = gpt2_unspell(part[j], strlen(part[j]), buf);
+        long k = tokenizer_unspell_gpt2(part[j], strlen(part[j]), buf);
         long id = k > 0 ? token_id(t, buf, (size_t)k) : NO_ID;
         if (id == NO_ID) {
             snprintf(err, errlen, "\"%.40s\" is not in the vocabulary", part[j]);
@@ -1663,15 +1661,4 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
         return NULL;
     }
     return t;
-}
-
-size_t tokenizer_spell_gpt2(const uint8_t *bytes, size_t n, char *out)
-{
-    gpt2_spell(bytes, n, out);
-    return strlen(out);
-}
-
-long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out)
-{
-    return gpt2_unspell(s, n, out);
 }
