@@ -108,13 +108,16 @@ version=$(sinfo -V)
 
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
 cat > "$tmp/cfg.json" <<JSON
-{"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
+{"vocab_size": 256, "n_positions": 128, "n_embd": 256, "n_layer": 4, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 120, "precision": "fp32",
- "batch_size": 4, "eval_every": 0, "log_every": 1000, "checkpoint_every": 10,
+ "batch_size": 8, "eval_every": 0, "log_every": 1000, "checkpoint_every": 10,
  "data_dir": "$tmp/data", "status_endpoint": "none", "control_endpoint": "none",
  "metrics_endpoint": "none"}
 JSON
-# 2 ranks of 1 thread: MPI inside the allocation
+# 2 ranks of 1 thread: MPI inside the allocation.  The model is large enough
+# (tens of ms a step) that a job is still running when the test signals it: a
+# tiny one could finish all 120 steps between two polls, and Slurm then
+# refuses to signal a job that has no batch step left.
 submit() {   # out_dir, then trainer arguments; prints the job id
     d=$1; shift
     sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --output="$tmp/$d.out" \
