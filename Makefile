@@ -41,7 +41,7 @@ ISA_VNNI   := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mfma
 # AVX-512 plus AVX512-BF16 (vdpbf16ps), for bf16-weight products: *_bf16.c, picked with cpu_has_avx512_bf16()
 ISA_BF16   := $(ISA_AVX512) -mavx512bf16
 
-SRCS    := $(filter-out %_main.c %_simd.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c))
+SRCS    := $(filter-out %_simd.c,$(wildcard kernels/*.c io/*.c trainer/*.c comm/*.c infer/*.c))
 SIMD_SRCS := $(wildcard kernels/*_simd.c)
 OBJS    := $(SRCS:%.c=$(BUILD)/obj/%.o) \
            $(SIMD_SRCS:%.c=$(BUILD)/obj/%_avx2.o) $(SIMD_SRCS:%.c=$(BUILD)/obj/%_avx512.o)
@@ -109,16 +109,14 @@ $(BUILD)/libgpt.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/prep: $(BUILD)/obj/io/prep_main.o $(BUILD)/libgpt.a
+$(BUILD)/prep: $(BUILD)/obj/launch/prep_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/trainer: $(BUILD)/obj/trainer/trainer_main.o $(BUILD)/libgpt.a
+$(BUILD)/trainer: $(BUILD)/obj/launch/trainer_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/monitor: $(BUILD)/obj/launch/monitor_main.o $(BUILD)/obj/launch/monitor_view.o \
                   $(BUILD)/obj/launch/plot.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-# the inference program; its engine, service and int8 file are also linked by tests/test_infer
-INFER_OBJS := $(patsubst %,$(BUILD)/obj/launch/%.o,infer infer_serve infer_q8file infer_gguf)
-$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(INFER_OBJS) $(BUILD)/libgpt.a
+$(BUILD)/infer: $(BUILD)/obj/launch/infer_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/import: $(BUILD)/obj/launch/import_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -129,12 +127,6 @@ $(BUILD)/loader: $(BUILD)/obj/launch/loader_main.o $(BUILD)/libgpt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
-$(BUILD)/tests/test_infer: $(BUILD)/obj/tests/test_infer.o $(INFER_OBJS) $(BUILD)/libgpt.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
-$(BUILD)/tests/test_infer_sample: $(BUILD)/obj/tests/test_infer_sample.o $(INFER_OBJS) $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -155,7 +147,7 @@ $(BUILD)/tests/zflood: $(BUILD)/obj/tests/zflood.o
 # input through the same targets linked with a plain driver (no libFuzzer).
 FUZZ_S       ?= 60
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_OBJS    := $(INFER_OBJS) $(BUILD)/obj/launch/plot.o $(BUILD)/obj/launch/monitor_view.o
+FUZZ_OBJS    := $(BUILD)/obj/launch/plot.o $(BUILD)/obj/launch/monitor_view.o
 FUZZ_REPLAYS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 TESTS        += $(FUZZ_REPLAYS)
 $(BUILD)/tests/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay.o $(FUZZ_OBJS) $(BUILD)/libgpt.a

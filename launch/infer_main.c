@@ -17,9 +17,9 @@
 #include "io/shard.h"
 #include "io/tokenizer.h"
 #include "kernels/gemm.h"
-#include "launch/infer.h"
-#include "launch/infer_q8file.h"
-#include "launch/infer_serve.h"
+#include "infer/infer.h"
+#include "infer/q8file.h"
+#include "infer/serve.h"
 
 #define BENCH_PROMPT_TOKENS 16
 #define BENCH_NEW_TOKENS 240

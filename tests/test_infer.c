@@ -21,8 +21,8 @@
 #include "kernels/bf16mm.h"
 #include "kernels/convert.h"
 #include "kernels/gemm.h"
-#include "launch/infer.h"
-#include "launch/infer_q8file.h"
+#include "infer/infer.h"
+#include "infer/q8file.h"
 #include "tests/test_util.h"
 
 enum { SEQ = 40 };

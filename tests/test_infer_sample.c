@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "launch/infer.h"
+#include "infer/infer.h"
 
 enum { V = 50, DRAWS = 200 };
 

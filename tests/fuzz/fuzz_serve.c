@@ -3,7 +3,7 @@
  * one JSON object with a boolean "ok" and, when false, an "error" string. */
 #include <cjson/cJSON.h>
 
-#include "launch/infer_serve.h"
+#include "infer/serve.h"
 #include "tests/fuzz/fuzz.h"
 #include "trainer/model.h"
 

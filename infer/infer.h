@@ -11,7 +11,7 @@
  *   infer_sample        greedy, or temperature + top-k + top-p with a seeded RNG
  *   infer_generate      prompt pass, then sample / forward one token at a time
  *   infer_eval_window   the trainer's loss on one window (build/infer --eval)
- * infer_serve.h and infer_q8file.h build the service and the saved int8 file
+ * serve.h and q8file.h build the service and the saved int8 file
  * on these.
  *
  * Precisions (--quant):
@@ -49,8 +49,8 @@
  * so a layer costs five barriers; fp32 products go through gemv there, bf16 ones through bf16mm.
  * Functions that can fail return 0 or -1 with a one-line reason in err.
  */
-#ifndef LAUNCH_INFER_H
-#define LAUNCH_INFER_H
+#ifndef INFER_INFER_H
+#define INFER_INFER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* infer_q8file: --save-quantized files; the layout is in infer_q8file.h. */
-#include "launch/infer_q8file.h"
+#include "infer/q8file.h"
 
 #include <errno.h>
 #include <hdf5.h>

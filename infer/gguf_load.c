@@ -10,7 +10,7 @@
  * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
  * names (a GGUF from elsewhere is taken as GPT-2's).
  */
-#include "launch/infer_gguf.h"
+#include "infer/gguf_load.h"
 
 #include <stdio.h>
 #include <stdlib.h>

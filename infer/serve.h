@@ -1,4 +1,4 @@
-/* infer_serve: build/infer --serve ENDPOINT, generation as a ZeroMQ service.
+/* serve: build/infer --serve ENDPOINT, generation as a ZeroMQ service.
  *
  * A REP socket: one request, one reply, in arrival order.  ZeroMQ queues the
  * requests of every connected REQ (or DEALER) client while one is being
@@ -23,15 +23,15 @@
  * needs "token": that value ({"ok": false, "error": "wrong token"} otherwise);
  * a non-loopback endpoint is refused without one.
  */
-#ifndef LAUNCH_INFER_SERVE_H
-#define LAUNCH_INFER_SERVE_H
+#ifndef INFER_SERVE_H
+#define INFER_SERVE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "io/tokenizer.h"
 #include "io/zsock.h"
-#include "launch/infer.h"
+#include "infer/infer.h"
 
 #define INFER_SERVE_MAX_BYTES ZSOCK_SERVE_MAX_MSG
 #define INFER_SERVE_TOKEN_ENV "GPT_SERVE_TOKEN"

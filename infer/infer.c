@@ -1,5 +1,5 @@
 /* infer: GPT-2 inference with a KV cache; see infer.h for the contract. */
-#include "launch/infer.h"
+#include "infer/infer.h"
 
 #include <math.h>
 #include <omp.h>
@@ -20,8 +20,8 @@
 #include "kernels/layernorm.h"
 #include "kernels/q8.h"
 #include "kernels/softmax_xent.h"
-#include "launch/infer_gguf.h"
-#include "launch/infer_q8file.h"
+#include "infer/gguf_load.h"
+#include "infer/q8file.h"
 
 const char *infer_quant_name(infer_quant q)
 {

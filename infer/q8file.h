@@ -1,4 +1,4 @@
-/* infer_q8file: an int8 model saved once (build/infer --save-quantized) and
+/* q8file: an int8 model saved once (build/infer --save-quantized) and
  * loaded without quantizing again.
  *
  * An HDF5 file laid out as a checkpoint (io/checkpoint.h), so the same reader
@@ -15,13 +15,13 @@
  * Loading it gives the very weights quantizing the checkpoint at load gives,
  * so the output is bit-identical.  Written to PATH.tmp, fsynced and renamed.
  */
-#ifndef LAUNCH_INFER_Q8FILE_H
-#define LAUNCH_INFER_Q8FILE_H
+#ifndef INFER_Q8FILE_H
+#define INFER_Q8FILE_H
 
 #include <stddef.h>
 
 #include "io/tokenizer.h"
-#include "launch/infer.h"
+#include "infer/infer.h"
 
 /* m must be int8.  0, or -1 with a one-line reason in err. */
 int infer_q8file_save(const char *path, const infer_model *m, const tokenizer *tok, char *err,

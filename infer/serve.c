@@ -1,5 +1,5 @@
 /* infer_serve: the --serve request loop; the protocol is in infer_serve.h. */
-#include "launch/infer_serve.h"
+#include "infer/serve.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
