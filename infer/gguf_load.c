@@ -5,8 +5,8 @@
  * then rounded or quantized as --quant says, as a checkpoint's are; an int8
  * run of a q8_0 file takes its blocks as they are (they are what
  * q8_pack_weights makes), so it runs the very int8 matrices and LM head the
- * checkpoint would.  The token embedding of a q8_0 file exists only
- * as Q8_0: its input side is its dequantized rows.  The tokenizer is rebuilt
+ * checkpoint would, the token embedding (the LM head's rows) included.  The
+ * tokenizer is rebuilt
  * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
  * names (a GGUF from elsewhere is taken as GPT-2's).
  */

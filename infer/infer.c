@@ -103,8 +103,9 @@ static void layout_linear(infer_linear *l, int in, int out, infer_quant q, const
     }
 }
 
-/* A bf16 model holds wte only as its LM head (bf16mm's layout), which the
- * embedding is read from too; m->wte is the loader's temporary then. */
+/* An int8 or bf16 model holds wte only as its LM head (int8 rows, or
+ * bf16mm's layout), which the embedding is read from too; m->wte is the
+ * loader's temporary then. */
 static void layout(infer_model *m, arenas a)
 {
     const gpt2_dims *d = &m->d;
@@ -112,7 +113,7 @@ static void layout(infer_model *m, arenas a)
     const infer_quant q = m->quant;
     if (m->decode_path != Q8_SCALAR)
         a.i8 = a.sc = NULL;
-    if (q != INFER_BF16)
+    if (q == INFER_FP32)
         m->wte = take_f(a.f, d->vocab_size * C);
     m->wpe = take_f(a.f, d->n_positions * C);
     for (int l = 0; l < d->n_layer; l++) {
@@ -181,7 +182,7 @@ int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, ch
 {
     const gpt2_dims *d = &m->d;
     int C = d->n_embd;
-    if (v->vec(ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
+    if ((m->wte && v->vec(ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen)) ||
         v->vec(ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
         return -1;
     for (int l = 0; l < d->n_layer; l++)
@@ -343,8 +344,11 @@ static int load_packed(infer_model *m, const infer_visitor *v, void *ctx, char *
     return rc;
 }
 
-int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
-                     void *ctx, char *err, size_t errlen)
+/* read_wte: v gives fp32 tensors (infer_model_build), so an int8 or bf16
+ * model's LM head is made from wte, read into a temporary first; other
+ * visitors fill the head as it is stored and never see wte. */
+static int load_model(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                      void *ctx, bool read_wte, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     if (infer_check_dims(d, q, err, errlen) != 0)
@@ -360,9 +364,10 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
     m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
     m->bf16 = m->h && h.used ? alloc_bytes(h.used) : NULL;
-    float *wte = q == INFER_BF16 ? malloc((size_t)d->vocab_size * d->n_embd * sizeof *wte) : NULL;
-    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) ||
-        (h.used && (!m->bf16 || !wte))) {
+    float *wte = read_wte && q != INFER_FP32
+                     ? malloc((size_t)d->vocab_size * d->n_embd * sizeof *wte) : NULL;
+    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) || (h.used && !m->bf16) ||
+        (read_wte && q != INFER_FP32 && !wte)) {
         snprintf(err, errlen, "out of memory for the weights (%.1f MB)",
                  (f.used + i8.used + sc.used + h.used) / 1e6);
         free(wte);
@@ -375,7 +380,7 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     h = (bump){(char *)m->bf16, 0};
     layout(m, (arenas){&f, &i8, &sc, &h});
     if (wte)
-        m->wte = wte;   /* read, then packed into the LM head */
+        m->wte = wte;   /* read, then quantized or packed into the LM head */
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used + h.used;
     int rc = m->decode_path != Q8_SCALAR ? load_packed(m, v, ctx, err, errlen)
@@ -392,6 +397,12 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     return 0;
 }
 
+int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                     void *ctx, char *err, size_t errlen)
+{
+    return load_model(m, d, q, v, ctx, false, err, errlen);
+}
+
 int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
                       void *ctx, char *err, size_t errlen)
 {
@@ -402,7 +413,7 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
         snprintf(err, errlen, "out of memory for the weights");
         return -1;
     }
-    int rc = infer_model_load(m, d, q, &v, &src, err, errlen);
+    int rc = load_model(m, d, q, &v, &src, true, err, errlen);
     free(src.tmp);
     return rc;
 }
@@ -739,14 +750,22 @@ static void lm_head(const infer_model *m, infer_state *s, float *logits, const f
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
 }
 
-/* x [C] = the token's embedding + the position's (bf16: the token's row of
- * wte read back from the LM head, the same values). */
+/* x [C] = the token's embedding + the position's.  int8 and bf16 read the
+ * token's row of wte back from the LM head: int8 its Q8_0 row dequantized, as
+ * llama.cpp looks up a Q8_0 token_embd, so a checkpoint and its q8_0 GGUF run
+ * alike; bf16 the very bf16 values. */
 static void embed(const infer_model *m, float *x, int token, int pos)
 {
     const int C = m->d.n_embd;
     const float *pe = m->wpe + (size_t)pos * C;
-    if (!m->wte)
-        bf16mm_column(x, m->lm_head.wh, C, token);
+    const infer_linear *h = &m->lm_head;
+    if (h->wh)
+        bf16mm_column(x, h->wh, C, token);
+    else if (h->wv)
+        q8_decode_row(m->decode_path, x, h->wv, C, token);
+    else if (h->wq)   /* inline: q8_dequantize is an OpenMP construct, and decode embeds per thread */
+        for (int c = 0; c < C; c++)
+            x[c] = (float)h->wq[(size_t)token * C + c] * h->ws[((size_t)token * C + c) / Q8_GS];
     const float *te = m->wte ? m->wte + (size_t)token * C : x;
     for (int c = 0; c < C; c++)
         x[c] = te[c] + pe[c];
