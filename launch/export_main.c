@@ -10,7 +10,10 @@
  * gpt2.* hyper-parameters and the tokenizer.ggml.* vocabulary; q8_0 quantizes
  * the weight matrices exactly as infer's int8 mode does (fp16 scales, one per
  * 32 inputs), so the file holds the int8 model infer runs.  Norms, biases and
- * the position embedding stay F32.
+ * the position embedding stay F32.  token_embd has a row per token of the
+ * tokenizer: llama.cpp refuses one of any other size, so a vocabulary padded
+ * for speed (50257 -> 50304) loses its padding rows, which the trainer never
+ * gives a logit.
  *
  * The vocabulary of every tokenizer type is written GPT-2's way: each token's
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
@@ -377,14 +380,16 @@ static int write_q8_0(gguf_writer *w, const int8_t *q, const float *scales, size
     return 0;
 }
 
-/* One tensor in llama.cpp's orientation (matrices [out, in]) and type. */
+/* One tensor in llama.cpp's orientation (matrices [out, in]) and type; of the
+ * token embedding only the first n_tok rows (the tokenizer's tokens). */
 static int gguf_tensor_data(gguf_writer *w, model_src *m, int i, tensor_kind kind, ggml_type type,
-                            float *scratch, int8_t *q, float *scales, char *err, size_t errlen)
+                            int n_tok, float *scratch, int8_t *q, float *scales, char *err,
+                            size_t errlen)
 {
     if (read_tensor(m, i, err, errlen) != 0)
         return -1;
     const hf_tensor *t = &m->t[i];
-    size_t n = (size_t)t->rows * (t->cols ? t->cols : 1);
+    size_t n = (size_t)(kind == KIND_EMBED ? n_tok : t->rows) * (t->cols ? t->cols : 1);
     int in = kind == KIND_MATRIX ? t->rows : t->cols ? t->cols : t->rows;
     size_t out = n / (size_t)in;
     const float *x = m->buf;
@@ -447,6 +452,11 @@ static int export_gguf(model_src *m, const char *out, const char *type_name, cha
         snprintf(err, errlen, "out of memory");
     if (rc == 0)
         rc = spell_vocab(m->tok, &v, err, errlen);
+    if (rc == 0 && v.n > m->d.vocab_size) {
+        snprintf(err, errlen, "the tokenizer has %d tokens but the model only %d rows", v.n,
+                 m->d.vocab_size);
+        rc = -1;
+    }
     const char *base = strrchr(out, '/');
     if (rc == 0 && gguf_metadata(w, m, &v, type, base ? base + 1 : out) != 0) {
         snprintf(err, errlen, "out of memory");
@@ -460,6 +470,8 @@ static int export_gguf(model_src *m, const char *out, const char *type_name, cha
         if (kind == KIND_MATRIX) {   /* Conv1D [in, out] -> ne {in, out} */
             ne[0] = (uint64_t)t->rows;
             ne[1] = (uint64_t)t->cols;
+        } else if (kind == KIND_EMBED) {   /* llama.cpp wants a row per token: no padding rows */
+            ne[1] = (uint64_t)v.n;
         }
         if (gguf_add_tensor(w, name, t->cols ? 2 : 1, ne, stored_type(kind, type)) != 0) {
             snprintf(err, errlen, "%s: cannot be stored as %s", name, type_name);
@@ -470,8 +482,8 @@ static int export_gguf(model_src *m, const char *out, const char *type_name, cha
         rc = gguf_write_begin(w, out, err, errlen);
     for (int i = 0; i < m->n && rc == 0; i++) {
         tensor_kind kind = gguf_name(m, i, name, sizeof name);
-        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), scratch, q, scales, err,
-                              errlen);
+        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), v.n, scratch, q, scales,
+                              err, errlen);
     }
     if (rc == 0)
         rc = gguf_write_commit(w, err, errlen);
