@@ -525,9 +525,10 @@ int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok,
     if (is_gguf(path))
         return infer_gguf_load(path, q, m, tok, err, errlen);
     ckpt_model_file *f;
-    gpt2_dims d;
-    if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
+    ckpt_dims cd;
+    if (ckpt_model_open(path, &f, &cd, err, errlen) != 0)
         return -1;
+    gpt2_dims d = {cd.vocab_size, cd.n_positions, cd.n_embd, cd.n_layer, cd.n_head};
     *tok = NULL;
     int rc = load_open(f, path, &d, q, m, tok, err, errlen);
     ckpt_model_close(f);

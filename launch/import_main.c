@@ -198,7 +198,8 @@ static int check_tied(importer *im, const float *wte, size_t n, char *err, size_
     return rc;
 }
 
-static int fill(void *ctx, int i, float *buf, char *err, size_t errlen)
+/* ckpt_stream.get: tensor i of /model (the only group), converted and checked. */
+static int fill(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
 {
     importer *im = ctx;
     const st_tensor *t = im->have[i];
@@ -253,7 +254,7 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     im.want = calloc((size_t)im.n, sizeof *im.want);
     im.have = calloc((size_t)im.n, sizeof *im.have);
-    ckpt_tensor_desc *desc = calloc((size_t)im.n, sizeof *desc);
+    ckpt_tensor *desc = calloc((size_t)im.n, sizeof *desc);
     if (rc == 0 && (!im.want || !im.have || !desc)) {
         snprintf(err, errlen, "out of memory");
         rc = -1;
@@ -268,8 +269,10 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
     char *cfg = rc == 0 ? config_json(&d, dir) : NULL;
     if (rc == 0) {
         for (int i = 0; i < im.n; i++)
-            desc[i] = (ckpt_tensor_desc){im.want[i].name, im.want[i].rows, im.want[i].cols};
-        rc = ckpt_write_model(out, cfg, tok, desc, im.n, fill, &im, err, errlen);
+            desc[i] = (ckpt_tensor){im.want[i].name, im.want[i].rows, im.want[i].cols, 0};
+        const ckpt_state s = {.config_json = cfg, .tok = tok, .tensors = desc, .num_tensors = im.n,
+                              .stream = {.get = fill, .ctx = &im}, .weights_only = true};
+        rc = ckpt_write(out, &s, err, errlen);
     }
     if (opened)
         st_close(&im.st);

@@ -23,6 +23,7 @@
 #include "kernels/gemm.h"
 #include "infer/infer.h"
 #include "infer/q8file.h"
+#include "trainer/ckpt_view.h"
 #include "tests/test_util.h"
 
 enum { SEQ = 40 };
@@ -457,8 +458,11 @@ static void write_ckpt(const char *path, gpt2 *g, int n_embd_attr)
     cfg.n_head = DIMS.n_head;
     assert_int_equal(config_finalize(&cfg, err, sizeof err), 0);
     assert_int_equal(optimizer_create(&opt, g->num_params, err, sizeof err), 0);
-    ckpt_state st = {.cfg = &cfg, .model = g, .opt = &opt, .train = {.step = 1, .loss_scale = 1}};
-    assert_int_equal(ckpt_write(path, &st, err, sizeof err), 0);
+    ckpt_view v;
+    assert_int_equal(ckpt_view_init(&v, &cfg, g, &opt, err, sizeof err), 0);
+    v.s.train = (ckpt_train_info){.step = 1, .loss_scale = 1};
+    assert_int_equal(ckpt_write(path, &v.s, err, sizeof err), 0);
+    ckpt_view_free(&v);
     optimizer_destroy(&opt);
 }
 
