@@ -120,7 +120,7 @@ static void services_open(trainer *tr, const run_config *c)
     }
     tr->status.pub = tr->pub;
     control_options co = {.endpoint = c->control_endpoint, .token = control_token(c),
-                          .checkpoint_available = true,   /* via checkpoint_request() */
+                          .checkpoint_available = true,   /* via req->checkpoints */
                           .latest_step = publisher_latest_step_cb, .ctx = tr->pub};
     tr->ctl = control_open(&co, why, sizeof why);
     if (!tr->ctl) {
