@@ -38,13 +38,6 @@ expect_usage "expected tcp://HOST:PORT" --data "$tmp/data" --endpoint "udp://x"
 GPT_LOADER_TOKEN= expect_usage "needs a token" --data "$tmp/data" --endpoint "tcp://0.0.0.0:5999"
 expect_usage "cannot open" --data "$tmp/nothing" --endpoint "$EP"
 
-start_loader() {   # a loader on $EP with the config's T, vocab and seed; waits for its socket
-    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
-    "$BUILD/loader" --data "$tmp/data" --endpoint "$EP" --seq-len 32 --vocab 256 --seed 1337 \
-        2>>"$tmp/loader.err" &
-    lpid=$!
-    SHOW_ON_FAIL="$tmp/loader.err" WATCH=$lpid wait_for_file "$tmp/loader.sock" 30
-}
 train() {   # out_dir, more trainer args...
     out=$1; shift
     "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" "$@" 2>"$tmp/stderr" ||

@@ -45,13 +45,6 @@ steps() { count_records "$1" step; }
 # log, at least n steps, pid that must stay alive; looks often, as the runs
 # of 60 steps are stopped mid-run
 wait_steps() { WATCH=$3 POLL_S=0.02 wait_for_record "$1" step 60 "$2"; }
-start_loader() {   # a loader on $LEP with the config's T, vocab and seed; waits for its socket
-    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
-    "$BUILD/loader" --data "$tmp/data" --endpoint "$LEP" --seq-len 32 --vocab 256 --seed 1337 \
-        2>>"$tmp/loader.err" &
-    lpid=$!
-    SHOW_ON_FAIL="$tmp/loader.err" WATCH=$lpid wait_for_file "$tmp/loader.sock" 30
-}
 # flood NAME PID LOG ENDPOINT subs|msgs CLIENTS N SIZE: RSS of PID before and
 # after (printed), bounded growth, PID alive; LOG (or -): its steps go on
 flood() {

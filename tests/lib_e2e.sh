@@ -15,6 +15,10 @@
 #                       one thread a rank, the sanitizer options passed on)
 #   prep_bytes DIR      byte-level dataset of $CORPUS in DIR
 #   free_ports N        N free TCP ports on loopback, one line
+#   start_loader        build/loader serving $tmp/data on ipc://$tmp/loader.sock
+#                       (seq-len 32, vocab 256, seed 1337: the configs of the
+#                       loader tests), stderr to $tmp/loader.err, its pid in
+#                       $lpid; returns once it listens
 # Waiting: every wait polls for an event (a log record, a file, a line of
 # text, a process gone) up to a timeout in seconds and fails saying what did
 # not happen; WATCH=PID makes a wait fail at once when that process has ended
@@ -90,6 +94,13 @@ import socket, sys
 ss = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+start_loader() {
+    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
+    "$BUILD/loader" --data "$tmp/data" --endpoint "ipc://$tmp/loader.sock" --seq-len 32 --vocab 256 \
+        --seed 1337 2>>"$tmp/loader.err" &
+    lpid=$!
+    SHOW_ON_FAIL="$tmp/loader.err" WATCH=$lpid wait_for_file "$tmp/loader.sock" 30
 }
 
 poll() {
