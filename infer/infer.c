@@ -137,14 +137,6 @@ static void layout(infer_model *m, arenas a)
     }
 }
 
-static int all_finite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
-}
-
 static int walk_block(const infer_model *m, int l, const infer_visitor *v, void *ctx, char *err,
                       size_t errlen)
 {
@@ -211,7 +203,7 @@ static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst,
     const fp32_source *src = ctx;
     if (src->fn(src->ctx, name, rows, cols, dst, err, errlen) != 0)
         return -1;
-    if (!all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
+    if (!f32_all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
         snprintf(err, errlen, "%s has non-finite values", name);
         return -1;
     }

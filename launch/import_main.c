@@ -20,6 +20,7 @@
 #include "io/hf_names.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
+#include "kernels/convert.h"
 
 static const char USAGE[] = "usage: build/import --hf DIR --out CK.h5\n";
 
@@ -172,14 +173,6 @@ static int match_tensors(importer *im, const hf_dims *d, char *err, size_t errle
     return 0;
 }
 
-static int all_finite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
-}
-
 /* The tied head must be the embedding: an untied model would silently lose it. */
 static int check_tied(importer *im, const float *wte, size_t n, char *err, size_t errlen)
 {
@@ -206,7 +199,7 @@ static int fill(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
     size_t n = (size_t)st_numel(t);
     if (st_read_f32(&im->st, t, buf, err, errlen) != 0)
         return -1;
-    if (!all_finite(buf, n)) {
+    if (!f32_all_finite(buf, n)) {
         snprintf(err, errlen, "model.safetensors: %s holds NaN or infinite values", t->name);
         return -1;
     }
