@@ -168,6 +168,12 @@ test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood $(BUIL
 bench: $(PROGS) $(BENCHES)
 	@BUILD=$(BUILD) sh tests/run_bench.sh
 
+# Data parallel over shared memory: np 1 against np 2 (stage 0, ZeRO 1),
+# alternating rounds -> build/bench_dp.jsonl
+.PHONY: bench-dp
+bench-dp: $(PROGS)
+	@BUILD=$(BUILD) sh tests/bench_dp.sh
+
 # Data parallel across two network-namespace hosts at 10 and 1 Gbit/s (tc tbf),
 # fp32 and bf16 gradients on the wire (root) -> build/bench_net.jsonl
 .PHONY: bench-net
