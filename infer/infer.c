@@ -138,14 +138,6 @@ static void layout(infer_model *m, arenas a)
     }
 }
 
-static int all_finite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
-}
-
 static int walk_block(const infer_model *m, int l, const infer_visitor *v, void *ctx, char *err,
                       size_t errlen)
 {
@@ -212,7 +204,7 @@ static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst,
     const fp32_source *src = ctx;
     if (src->fn(src->ctx, name, rows, cols, dst, err, errlen) != 0)
         return -1;
-    if (!all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
+    if (!f32_all_finite(dst, (size_t)rows * (cols ? cols : 1))) {
         snprintf(err, errlen, "%s has non-finite values", name);
         return -1;
     }
@@ -536,9 +528,10 @@ int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok,
     if (is_gguf(path))
         return infer_gguf_load(path, q, m, tok, err, errlen);
     ckpt_model_file *f;
-    gpt2_dims d;
-    if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
+    ckpt_dims cd;
+    if (ckpt_model_open(path, &f, &cd, err, errlen) != 0)
         return -1;
+    gpt2_dims d = {cd.vocab_size, cd.n_positions, cd.n_embd, cd.n_layer, cd.n_head};
     *tok = NULL;
     int rc = load_open(f, path, &d, q, m, tok, err, errlen);
     ckpt_model_close(f);

@@ -59,59 +59,52 @@ uint64_t ckpt_checksum(const float *x, size_t n)
     return fs_checksum(x, n * sizeof(float));
 }
 
-static const char *const GROUPS[3] = {"/model", "/optimizer/m", "/optimizer/v"};
+static const char *const GROUPS[CKPT_GROUPS] = {"/model", "/optimizer/m", "/optimizer/v"};
 
-/* Where group i's values are in memory: params, opt->m, opt->v; NULL when the
- * moments go through s->moments instead. */
-static float *group_arena(const ckpt_state *s, int i)
+static size_t numel(const ckpt_tensor *t)
 {
-    if (i == 0)
-        return s->model->params;
-    if (s->moments)
-        return NULL;
-    return i == 1 ? s->opt->m : s->opt->v;
+    return (size_t)t->rows * (size_t)(t->cols ? t->cols : 1);
 }
 
-/* The buffer s->moments needs (one tensor, the largest), or NULL when
- * s->moments is unset; *oom tells a failed allocation from that. */
-static float *moments_buffer(const ckpt_state *s, bool *oom)
+/* The buffer s->stream needs (one tensor, the largest) when one of the first
+ * ngroups groups has no arena, else NULL; *oom tells a failed allocation from
+ * that. */
+static float *stream_buffer(const ckpt_state *s, int ngroups, bool *oom)
 {
     size_t most = 1;
+    bool streamed = false;
     *oom = false;
-    if (!s->moments)
+    for (int g = 0; g < ngroups; g++)
+        streamed |= !s->arena[g];
+    if (!streamed)
         return NULL;
-    for (int i = 0; i < s->model->num_tensors; i++)
-        if (s->model->tensors[i].numel > most)
-            most = s->model->tensors[i].numel;
+    for (int i = 0; i < s->num_tensors; i++)
+        if (numel(&s->tensors[i]) > most)
+            most = numel(&s->tensors[i]);
     float *buf = malloc(most * sizeof(float));
     *oom = !buf;
     return buf;
 }
 
-/* A contiguous float32 dataset (the tensor t, values x) with its "checksum" attribute. */
-static int write_tensor(hid_t g, const param_tensor *t, const float *x)
-{
-    return h5_write_checked(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, t->shape[0],
-                            t->ndim == 2 ? t->shape[1] : 0, t->numel * sizeof(float));
-}
-
-/* Every tensor of the model's table into group i (GROUPS), from its arena or
- * fetched one at a time into buf by s->moments. */
-static int write_tensors(hid_t file, int i, const ckpt_state *s, float *buf, int fd,
+/* Every tensor of the list into group gi (GROUPS), from its arena or filled
+ * one at a time into buf by s->stream. */
+static int write_tensors(hid_t file, int gi, const ckpt_state *s, float *buf, int fd,
                          const ectx *e)
 {
-    const char *group = GROUPS[i];
-    const gpt2 *m = s->model;
-    const float *arena = group_arena(s, i);
+    const char *group = GROUPS[gi];
+    const float *arena = s->arena[gi];
     hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0)
         return fail(e, "cannot create %s", group);
     int rc = 0;
-    for (int k = 0; k < m->num_tensors && rc == 0; k++) {
-        const param_tensor *t = &m->tensors[k];
-        if (!arena && s->moments->get(s->moments->ctx, i - 1, t, buf) != 0)
-            rc = fail(e, "cannot collect %s/%s", group, t->name);
-        else if (write_tensor(g, t, arena ? arena + t->offset : buf) != 0)
+    for (int k = 0; k < s->num_tensors && rc == 0; k++) {
+        const ckpt_tensor *t = &s->tensors[k];
+        char why[400] = "";
+        if (!arena && s->stream.get(s->stream.ctx, gi, k, buf, why, sizeof why) != 0)
+            rc = fail(e, "cannot collect %s/%s%s%s", group, t->name, why[0] ? ": " : "", why);
+        else if (h5_write_checked(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                                  arena ? arena + t->offset : buf, t->rows, t->cols,
+                                  numel(t) * sizeof(float)) != 0)
             rc = fail(e, "cannot write %s/%s: %s", group, t->name, os_reason("disk full?"));
         else if (fd >= 0)   /* start the writeback now: the disk works while the next tensor
                              * is checksummed and copied, and the final fsync has less left */
@@ -170,24 +163,25 @@ static hid_t open_group(hid_t file, const char *group, const ectx *e)
     return g < 0 ? fail(e, "cannot open %s", group) : g;
 }
 
-/* Checks (load false) or loads every tensor of the model's table from group
- * i (GROUPS): into its arena, or one at a time into buf, handed to s->moments. */
-static int read_tensors(hid_t file, int i, const ckpt_state *s, bool load, float *buf,
+/* Checks (load false) or loads every tensor of the list from group gi
+ * (GROUPS): into its arena, or one at a time into buf, handed to s->stream. */
+static int read_tensors(hid_t file, int gi, const ckpt_state *s, bool load, float *buf,
                         const ectx *e)
 {
-    const char *group = GROUPS[i];
-    const gpt2 *m = s->model;
-    float *arena = group_arena(s, i);
+    const char *group = GROUPS[gi];
+    float *arena = s->arena[gi];
     hid_t g = open_group(file, group, e);
     if (g < 0)
         return -1;
     int rc = 0;
-    for (int k = 0; k < m->num_tensors && rc == 0; k++) {
-        const param_tensor *t = &m->tensors[k];
+    for (int k = 0; k < s->num_tensors && rc == 0; k++) {
+        const ckpt_tensor *t = &s->tensors[k];
         float *dst = !load ? NULL : arena ? arena + t->offset : buf;
-        rc = tensor_io(g, group, t->name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0, dst, e);
-        if (rc == 0 && load && !arena && s->moments->put(s->moments->ctx, i - 1, t, buf) != 0)
-            rc = fail(e, "cannot hand out %s/%s", group, t->name);
+        char why[400] = "";
+        rc = tensor_io(g, group, t->name, t->rows, t->cols, dst, e);
+        if (rc == 0 && load && !arena &&
+            s->stream.put(s->stream.ctx, gi, k, buf, why, sizeof why) != 0)
+            rc = fail(e, "cannot hand out %s/%s%s%s", group, t->name, why[0] ? ": " : "", why);
     }
     H5Gclose(g);
     return rc;
@@ -215,8 +209,9 @@ static int fill_meta(hid_t g, const ckpt_state *s)
 
 /* One attribute per config key (integers as int64, other numbers as float64,
  * strings as strings), plus "json", the whole config. */
-static int fill_config_json(hid_t g, const char *json)
+static int fill_config(hid_t g, const ckpt_state *s)
 {
+    const char *json = s->config_json;
     cJSON *root = json ? cJSON_Parse(json) : NULL;
     int rc = root ? 0 : -1;
     for (cJSON *it = root ? root->child : NULL; it && rc == 0; it = it->next) {
@@ -234,14 +229,6 @@ static int fill_config_json(hid_t g, const char *json)
     return rc;
 }
 
-static int fill_config(hid_t g, const ckpt_state *s)
-{
-    char *json = config_to_json(s->cfg);
-    int rc = fill_config_json(g, json);
-    free(json);
-    return rc;
-}
-
 static int fill_train(hid_t g, const ckpt_state *s)
 {
     const ckpt_train_info *t = &s->train;
@@ -252,8 +239,8 @@ static int fill_train(hid_t g, const ckpt_state *s)
 
 static int fill_optimizer(hid_t g, const ckpt_state *s)
 {
-    const run_config *c = s->cfg;
-    return h5_attr_i64(g, "step", s->opt->step) | h5_attr_f64(g, "lr", c->lr) |
+    const ckpt_optimizer_info *c = &s->opt;
+    return h5_attr_i64(g, "step", c->step) | h5_attr_f64(g, "lr", c->lr) |
            h5_attr_f64(g, "beta1", c->beta1) | h5_attr_f64(g, "beta2", c->beta2) |
            h5_attr_f64(g, "eps", c->eps) | h5_attr_f64(g, "weight_decay", c->weight_decay) |
            h5_attr_f64(g, "grad_clip", c->grad_clip);
@@ -270,21 +257,24 @@ static int fill_tokenizer(hid_t g, const ckpt_state *s)
     return rc;
 }
 
+/* /meta, /config, /train, /tokenizer, /model, /optimizer (weights_only:
+ * neither /train nor /optimizer). */
 static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
 {
-    bool oom;
-    float *buf = moments_buffer(s, &oom);
+    bool oom, all = !s->weights_only;
+    float *buf = stream_buffer(s, all ? CKPT_GROUPS : 1, &oom);
     if (oom)
         return fail(e, "out of memory for a tensor buffer");
     int *fdp = NULL, fd = -1;   /* the default (sec2) driver's handle is an int * to its fd */
     if (H5Fget_vfd_handle(f, H5P_DEFAULT, (void **)&fdp) >= 0 && fdp)
         fd = *fdp;
     int rc = with_group(f, "/meta", fill_meta, s, e) || with_group(f, "/config", fill_config, s, e) ||
-             with_group(f, "/train", fill_train, s, e) ||
+             (all && with_group(f, "/train", fill_train, s, e)) ||
              with_group(f, "/tokenizer", fill_tokenizer, s, e) ||
-             write_tensors(f, 0, s, buf, fd, e) ||
-             with_group(f, "/optimizer", fill_optimizer, s, e) ||
-             write_tensors(f, 1, s, buf, fd, e) || write_tensors(f, 2, s, buf, fd, e) ? -1 : 0;
+             write_tensors(f, CKPT_MODEL, s, buf, fd, e) ||
+             (all && (with_group(f, "/optimizer", fill_optimizer, s, e) ||
+                      write_tensors(f, CKPT_M, s, buf, fd, e) ||
+                      write_tensors(f, CKPT_V, s, buf, fd, e))) ? -1 : 0;
     free(buf);
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         rc = fail(e, "flushing the file failed: %s", os_reason("disk full?"));
@@ -346,62 +336,12 @@ int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
     return f < 0 ? -1 : commit_tmp(f, write_all(f, s, &e), tmp, path, &e);
 }
 
-/* /meta, /config, /tokenizer, then each tensor of /model as fill makes it. */
-static int write_model_only(hid_t f, const char *config_json, const tokenizer *tok,
-                            const ckpt_tensor_desc *t, int n, ckpt_fill_fn fill, void *ctx,
-                            const ectx *e)
-{
-    const ckpt_state s = {.tok = tok};
-    size_t most = 1;
-    for (int i = 0; i < n; i++)
-        if ((size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1) > most)
-            most = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
-    hid_t g = H5Gcreate2(f, "/config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = g < 0 || fill_config_json(g, config_json) ? fail(e, "cannot write /config") : 0;
-    if (g >= 0)
-        H5Gclose(g);
-    if (rc || with_group(f, "/meta", fill_meta, &s, e) ||
-        with_group(f, "/tokenizer", fill_tokenizer, &s, e))
-        return -1;
-    float *buf = malloc(most * sizeof *buf);
-    g = buf ? H5Gcreate2(f, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    if (g < 0)
-        rc = fail(e, buf ? "cannot create /model" : "out of memory for a tensor buffer");
-    for (int i = 0; i < n && rc == 0; i++) {
-        size_t numel = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
-        char why[400];
-        if (fill(ctx, i, buf, why, sizeof why) != 0)
-            rc = fail(e, "%s", why);
-        else if (h5_write_checked(g, t[i].name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, buf, t[i].rows,
-                                  t[i].cols, numel * sizeof(float)) != 0)
-            rc = fail(e, "cannot write /model/%s: %s", t[i].name, os_reason("disk full?"));
-    }
-    if (g >= 0)
-        H5Gclose(g);
-    free(buf);
-    if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = fail(e, "flushing the file failed: %s", os_reason("disk full?"));
-    return rc;
-}
-
-int ckpt_write_model(const char *path, const char *config_json, const tokenizer *tok,
-                     const ckpt_tensor_desc *t, int n, ckpt_fill_fn fill, void *ctx, char *err,
-                     size_t errlen)
-{
-    ectx e = {path, err, errlen};
-    char tmp[1100];
-    hid_t f = create_tmp(path, tmp, sizeof tmp, &e);
-    if (f < 0)
-        return -1;
-    return commit_tmp(f, write_model_only(f, config_json, tok, t, n, fill, ctx, &e), tmp, path, &e);
-}
-
 /* ---- reading ---------------------------------------------------------------- */
 
-/* Format version and model dimensions against the config. */
-static int check_header(hid_t f, const run_config *c, const ectx *e)
+/* /meta format_version, then the dimensions /config holds (each 1..2^30). */
+static int read_header(hid_t f, ckpt_dims *d, const ectx *e)
 {
-    long long version;
+    long long version, v[NDIMS];
     hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
     int rc = g < 0 ? -1 : h5_attr_read_i64(g, "format_version", &version);
     if (g >= 0)
@@ -414,17 +354,25 @@ static int check_header(hid_t f, const run_config *c, const ectx *e)
     g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
     if (g < 0)
         return fail(e, "no /config group: not a gpt-cpu checkpoint");
-    const int want[NDIMS] = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    for (int i = 0; i < NDIMS && rc == 0; i++) {
-        long long have;
-        if (h5_attr_read_i64(g, DIM_KEYS[i], &have) != 0)
-            rc = fail(e, "no /config %s attribute", DIM_KEYS[i]);
-        else if (have != want[i])
-            rc = fail(e, "model mismatch: %s is %lld in the checkpoint but %d in the config",
-                      DIM_KEYS[i], have, want[i]);
-    }
+    for (int i = 0; i < NDIMS && rc == 0; i++)
+        if (h5_attr_read_i64(g, DIM_KEYS[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30))
+            rc = fail(e, "/config %s is missing or invalid", DIM_KEYS[i]);
     H5Gclose(g);
+    if (rc == 0)
+        *d = (ckpt_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
     return rc;
+}
+
+/* The header, then s->check on its dimensions. */
+static int check_header(hid_t f, const ckpt_state *s, const ectx *e)
+{
+    ckpt_dims d;
+    char why[400] = "";
+    if (read_header(f, &d, e) != 0)
+        return -1;
+    if (s->check && s->check(s->check_ctx, &d, why, sizeof why) != 0)
+        return fail(e, "%s", why[0] ? why : "refused");
+    return 0;
 }
 
 static int read_train(hid_t f, ckpt_state *s, const ectx *e)
@@ -447,7 +395,7 @@ static int read_train(hid_t f, ckpt_state *s, const ectx *e)
     s->train = (ckpt_train_info){.step = (int)step, .tokens_seen = (uint64_t)tokens,
                                  .data_cursor = (uint64_t)cursor, .seed = seed,
                                  .loss_scale = scale};
-    s->opt->step = (int)opt_step;
+    s->opt.step = (int)opt_step;
     return 0;
 }
 
@@ -462,17 +410,16 @@ int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen)
     if (f < 0)
         return fail(&e, "not a readable HDF5 file (truncated or damaged)");
     bool oom;
-    float *buf = moments_buffer(s, &oom);
-    int rc = oom ? fail(&e, "out of memory for a tensor buffer") : check_header(f, s->cfg, &e);
-    for (int i = 0; i < 3 && rc == 0; i++)   /* every shape first, then the data */
-        rc = read_tensors(f, i, s, false, buf, &e);
-    for (int i = 0; i < 3 && rc == 0; i++)
-        rc = read_tensors(f, i, s, true, buf, &e);
+    float *buf = stream_buffer(s, CKPT_GROUPS, &oom);
+    int rc = oom ? fail(&e, "out of memory for a tensor buffer") : check_header(f, s, &e);
+    for (int g = 0; g < CKPT_GROUPS && rc == 0; g++)   /* every shape first, then the data */
+        rc = read_tensors(f, g, s, false, buf, &e);
+    for (int g = 0; g < CKPT_GROUPS && rc == 0; g++)
+        rc = read_tensors(f, g, s, true, buf, &e);
     if (rc == 0)
         rc = read_train(f, s, &e);
     free(buf);
     H5Fclose(f);
-    gpt2_params_changed(s->model);
     return rc;
 }
 
@@ -483,29 +430,7 @@ struct ckpt_model_file {
     char path[];
 };
 
-
-/* /meta format_version, then the dimensions /config holds (each 1..2^30). */
-static int read_dims(hid_t f, gpt2_dims *d, const ectx *e)
-{
-    long long version = 0, v[NDIMS];
-    hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
-    int rc = g < 0 ? -1 : h5_attr_read_i64(g, "format_version", &version);
-    if (g >= 0)
-        H5Gclose(g);
-    if (rc != 0 || version != CKPT_FORMAT_VERSION)
-        return fail(e, "not a gpt-cpu checkpoint of format version %d", CKPT_FORMAT_VERSION);
-    g = H5Lexists(f, "/config", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
-    for (int i = 0; i < NDIMS && rc == 0; i++)
-        if (g < 0 || h5_attr_read_i64(g, DIM_KEYS[i], &v[i]) != 0 || v[i] < 1 || v[i] > (1 << 30))
-            rc = fail(e, "/config %s is missing or invalid", DIM_KEYS[i]);
-    if (g >= 0)
-        H5Gclose(g);
-    if (rc == 0)
-        *d = (gpt2_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
-    return rc;
-}
-
-int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, char *err,
+int ckpt_model_open(const char *path, ckpt_model_file **out, ckpt_dims *dims, char *err,
                     size_t errlen)
 {
     ectx e = {path, err, errlen};
@@ -525,7 +450,7 @@ int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, ch
     }
     *m = (ckpt_model_file){.file = f, .model = -1};
     strcpy(m->path, path);
-    if (read_dims(f, dims, &e) != 0) {
+    if (read_header(f, dims, &e) != 0) {
         ckpt_model_close(m);
         return -1;
     }

@@ -21,18 +21,21 @@
 #ifndef IO_CHECKPOINT_H
 #define IO_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "io/tokenizer.h"
-#include "trainer/config.h"
-#include "trainer/model.h"
-#include "trainer/optimizer.h"
 
 #define CKPT_FORMAT_VERSION 1
 #ifndef GPT_CPU_VERSION
 #define GPT_CPU_VERSION "0.1.0"
 #endif
+
+/* The model dimensions /config holds (its keys of these names, each 1..2^30). */
+typedef struct {
+    int vocab_size, n_positions, n_embd, n_layer, n_head;
+} ckpt_dims;
 
 typedef struct {
     int step;               /* optimizer steps done: a resumed run starts at this step */
@@ -42,53 +45,63 @@ typedef struct {
     double loss_scale;      /* fp16 loss scale; 0 when the run was not fp16 */
 } ckpt_train_info;
 
-/* Adam moments that are not whole in this process (ZeRO shards them over
- * ranks) pass through one buffer the size of the largest tensor: ckpt_write
- * calls get to fill it before it writes each tensor, ckpt_read calls put with
- * each tensor once it is read and its checksum verified.  Tensors come in the
- * model's table order, m (moment 0) before v (moment 1); t is an entry of the
- * model's table.  A non-zero return fails the write or read. */
+/* /optimizer's attributes: AdamW's step count and hyper-parameters. */
 typedef struct {
-    int (*get)(void *ctx, int moment, const param_tensor *t, float *buf);
-    int (*put)(void *ctx, int moment, const param_tensor *t, const float *buf);
-    void *ctx;
-} ckpt_moments;
+    int step;
+    double lr, beta1, beta2, eps, weight_decay, grad_clip;
+} ckpt_optimizer_info;
 
-/* What a checkpoint holds, as views into the trainer's state (nothing owned).
- * Writing reads cfg, model->params, opt->m/v/step, tok (NULL: stored as "byte")
- * and train; reading checks the file against cfg and model's tensor table and
- * fills model->params, opt->m, opt->v, opt->step and train.  With moments set,
- * opt->m and opt->v are not used: the moments go through it. */
+/* One tensor of /model, stored again under /optimizer/m and /optimizer/v. */
 typedef struct {
-    const run_config *cfg;
-    gpt2 *model;
-    adamw_state *opt;
-    const ckpt_moments *moments;   /* NULL: opt->m and opt->v hold all of them */
+    const char *name;   /* Hugging Face name */
+    int rows, cols;     /* shape [rows] (cols 0) or [rows, cols] */
+    size_t offset;      /* where its values start in a group's arena */
+} ckpt_tensor;
+
+/* The three groups of tensors, each holding every tensor of the list. */
+enum { CKPT_MODEL, CKPT_M, CKPT_V, CKPT_GROUPS };
+
+/* Values that are not whole in this process (ZeRO shards the moments over
+ * ranks; an import converts one tensor at a time) pass through one buffer the
+ * size of the largest tensor: writing calls get to fill it before it writes
+ * tensor i of group g, reading calls put with it once tensor i is read and
+ * its checksum verified.  Tensors come in list order, group after group.  A
+ * non-zero return fails the write or read (err: a reason, or left empty). */
+typedef struct {
+    int (*get)(void *ctx, int g, int i, float *buf, char *err, size_t errlen);
+    int (*put)(void *ctx, int g, int i, const float *buf, char *err, size_t errlen);
+    void *ctx;
+} ckpt_stream;
+
+/* What a checkpoint holds, as data (nothing owned).  Writing stores
+ * config_json (a JSON object: one /config attribute per key, and "json", the
+ * whole text), tok (NULL: stored as "byte"), the tensors of the list from
+ * each group's arena (arena[g] NULL: through stream) and, unless
+ * weights_only, opt and train.  Reading fills the arenas (or stream.put),
+ * opt.step and train; check, when set, sees /config's dimensions before any
+ * tensor is read and refuses the file by returning non-zero (why: the
+ * reason). */
+typedef struct {
+    const char *config_json;
     const tokenizer *tok;
+    const ckpt_tensor *tensors;
+    int num_tensors;
+    float *arena[CKPT_GROUPS];
+    ckpt_stream stream;
+    bool weights_only;   /* /meta, /config, /tokenizer, /model alone: an imported model
+                          * starts a run with --init-from but cannot resume one */
+    ckpt_optimizer_info opt;
     ckpt_train_info train;
+    int (*check)(void *ctx, const ckpt_dims *file, char *why, size_t whylen);
+    void *check_ctx;
 } ckpt_state;
 
 /* Writes path atomically (path.tmp, fsync, rename, fsync of the directory). */
 int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen);
 
-/* A checkpoint of weights alone (an imported model: no /optimizer, no
- * /train, so it can start a run with --init-from but not resume one):
- * /meta, /config (attributes from config_json, an object that must hold the
- * dimension keys), /tokenizer (tok NULL: "byte") and /model with n tensors,
- * each [rows] (cols 0) or [rows, cols], filled one at a time into a buffer of
- * the largest by fill (0, or -1 with a reason).  Atomic as ckpt_write. */
-typedef struct {
-    const char *name;
-    int rows, cols;
-} ckpt_tensor_desc;
-typedef int (*ckpt_fill_fn)(void *ctx, int i, float *buf, char *err, size_t errlen);
-int ckpt_write_model(const char *path, const char *config_json, const tokenizer *tok,
-                     const ckpt_tensor_desc *t, int n, ckpt_fill_fn fill, void *ctx, char *err,
-                     size_t errlen);
-
-/* Opens and validates path (format version, model dimensions against s->cfg,
- * every dataset and its shape), then loads it into s.  On failure s->model and
- * s->opt may be partly overwritten. */
+/* Opens and validates path (format version, s->check, every dataset and its
+ * shape), then loads it into s.  On failure the arenas may be partly
+ * overwritten. */
 int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen);
 
 /* DIR/ckpt_%06d.h5 for train.step: writes it, points DIR/latest at it, then
@@ -109,14 +122,14 @@ long ckpt_newest_step(const char *dir);
 int ckpt_load_auto(const char *dir, ckpt_state *s, char *path, size_t pathlen, char *warn,
                    size_t warnlen, char *err, size_t errlen);
 
-/* Reading the model alone (build/infer): a checkpoint opened read-only of which
- * only /meta, /config, /tokenizer and /model are read, nothing compared with a
- * run config.  Tensors are checked and read as ckpt_read does. */
+/* Reading the model alone (build/infer, --init-from, build/export): a
+ * checkpoint opened read-only of which only /meta, /config, /tokenizer and
+ * /model are read.  Tensors are checked and read as ckpt_read does. */
 typedef struct ckpt_model_file ckpt_model_file;
 
-/* Opens path, checks /meta format_version and puts the /config dimensions (each
- * 1..2^30) in dims.  Close *out with ckpt_model_close. */
-int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, char *err,
+/* Opens path, checks /meta format_version and puts the /config dimensions in
+ * dims.  Close *out with ckpt_model_close. */
+int ckpt_model_open(const char *path, ckpt_model_file **out, ckpt_dims *dims, char *err,
                     size_t errlen);
 /* A new tokenizer as /tokenizer describes it (free with tokenizer_free), or NULL
  * with the reason in err. */

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Formats a one-line reason into err (printf-style) and returns -1, so that
+ * an error path reads `return fs_fail(err, errlen, "...", ...);`. */
+int fs_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 typedef struct {
     int fd;
     char *path;   /* final name */

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,15 +10,6 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 const char *ggml_type_name(ggml_type t)
 {
@@ -194,14 +184,14 @@ static int write_zeros(gguf_writer *w, size_t n, char *err, size_t errlen)
 int gguf_write_begin(gguf_writer *w, const char *path, char *err, size_t errlen)
 {
     if (w->kv.oom || w->info.oom)
-        return fail(err, errlen, "%s: out of memory", path);
+        return fs_fail(err, errlen, "%s: out of memory", path);
     bytes head = {0};
     put(&head, "GGUF", 4);
     put_u32(&head, 3);
     put_u64(&head, w->ntensors);
     put_u64(&head, w->nkv);
     if (head.oom)
-        return fail(err, errlen, "%s: out of memory", path);
+        return fs_fail(err, errlen, "%s: out of memory", path);
     uint64_t end = head.n + w->kv.n + w->info.n;
     int rc = fs_atomic_begin(&w->out, path, err, errlen);
     w->open = rc == 0;
@@ -220,7 +210,7 @@ int gguf_write_begin(gguf_writer *w, const char *path, char *err, size_t errlen)
 int gguf_write_data(gguf_writer *w, const void *data, size_t n, char *err, size_t errlen)
 {
     if (!w->open || w->written >= w->ntensors || w->current + n > w->sizes[w->written])
-        return fail(err, errlen, "gguf: more tensor data than the tensor infos declare");
+        return fs_fail(err, errlen, "gguf: more tensor data than the tensor infos declare");
     if (fs_atomic_write(&w->out, data, n, err, errlen) != 0)
         return -1;
     w->current += n;
@@ -234,7 +224,7 @@ int gguf_write_data(gguf_writer *w, const void *data, size_t n, char *err, size_
 int gguf_write_commit(gguf_writer *w, char *err, size_t errlen)
 {
     if (!w->open || w->written != w->ntensors || w->current)
-        return fail(err, errlen, "gguf: %llu of %llu tensors written",
+        return fs_fail(err, errlen, "gguf: %llu of %llu tensors written",
                     (unsigned long long)w->written, (unsigned long long)w->ntensors);
     w->open = 0;
     return fs_atomic_commit(&w->out, err, errlen);
@@ -301,19 +291,19 @@ static int parse_kvs(cursor *c, gguf_file *f, char *err, size_t errlen)
         const uint8_t *key;
         uint64_t klen;
         if (take_str(c, &key, &klen) != 0 || klen == 0 || klen > 65535 || take_u32(c, &kv->type) != 0)
-            return fail(err, errlen, "metadata entry %llu is truncated", (unsigned long long)i);
+            return fs_fail(err, errlen, "metadata entry %llu is truncated", (unsigned long long)i);
         if (!(kv->key = strndup((const char *)key, klen)))
-            return fail(err, errlen, "out of memory");
+            return fs_fail(err, errlen, "out of memory");
         kv->count = 1;
         cursor at = *c;
         if (kv->type == GGUF_ARRAY && (take_u32(&at, &kv->elem) != 0 || take_u64(&at, &kv->count) != 0))
-            return fail(err, errlen, "%s: truncated array", kv->key);
+            return fs_fail(err, errlen, "%s: truncated array", kv->key);
         kv->val = kv->type == GGUF_ARRAY ? at.p : c->p;
         if (skip_value(c, kv->type, 0) != 0)
-            return fail(err, errlen, "%s: bad or truncated value", kv->key);
+            return fs_fail(err, errlen, "%s: bad or truncated value", kv->key);
         for (uint64_t j = 0; j < i; j++)
             if (strcmp(f->kv[j].key, kv->key) == 0)
-                return fail(err, errlen, "%s: appears twice", kv->key);
+                return fs_fail(err, errlen, "%s: appears twice", kv->key);
     }
     return 0;
 }
@@ -326,32 +316,32 @@ static int parse_infos(cursor *c, gguf_file *f, char *err, size_t errlen)
         uint64_t nlen;
         uint32_t ndim, type;
         if (take_str(c, &name, &nlen) != 0 || nlen == 0 || nlen > 64 || take_u32(c, &ndim) != 0)
-            return fail(err, errlen, "tensor info %llu is truncated", (unsigned long long)i);
+            return fs_fail(err, errlen, "tensor info %llu is truncated", (unsigned long long)i);
         if (!(t->name = strndup((const char *)name, nlen)))
-            return fail(err, errlen, "out of memory");
+            return fs_fail(err, errlen, "out of memory");
         if (ndim < 1 || ndim > GGUF_MAX_DIMS)
-            return fail(err, errlen, "tensor %s: %u dimensions", t->name, ndim);
+            return fs_fail(err, errlen, "tensor %s: %u dimensions", t->name, ndim);
         t->ndim = (int)ndim;
         uint64_t n = 1;
         for (uint32_t d = 0; d < ndim; d++) {
             if (take_u64(c, &t->ne[d]) != 0)
-                return fail(err, errlen, "tensor %s: truncated", t->name);
+                return fs_fail(err, errlen, "tensor %s: truncated", t->name);
             if (t->ne[d] == 0 || t->ne[d] > (1ull << 40) || (n *= t->ne[d]) > (1ull << 40))
-                return fail(err, errlen, "tensor %s: bad shape", t->name);
+                return fs_fail(err, errlen, "tensor %s: bad shape", t->name);
         }
         if (take_u32(c, &type) != 0 || take_u64(c, &t->offset) != 0)
-            return fail(err, errlen, "tensor %s: truncated", t->name);
+            return fs_fail(err, errlen, "tensor %s: truncated", t->name);
         if (!known_type(type))
-            return fail(err, errlen, "tensor %s: ggml type %u is not supported (F32, F16, BF16, "
+            return fs_fail(err, errlen, "tensor %s: ggml type %u is not supported (F32, F16, BF16, "
                         "Q8_0)", t->name, type);
         t->type = (ggml_type)type;
         if (t->type == GGML_Q8_0 && t->ne[0] % GGUF_Q8_0_BLOCK)
-            return fail(err, errlen, "tensor %s: Q8_0 rows of %llu values", t->name,
+            return fs_fail(err, errlen, "tensor %s: Q8_0 rows of %llu values", t->name,
                         (unsigned long long)t->ne[0]);
         t->bytes = n / t->ne[0] * ggml_row_bytes(t->type, t->ne[0]);
         for (uint64_t j = 0; j < i; j++)
             if (strcmp(f->tensors[j].name, t->name) == 0)
-                return fail(err, errlen, "tensor %s: appears twice", t->name);
+                return fs_fail(err, errlen, "tensor %s: appears twice", t->name);
     }
     return 0;
 }
@@ -368,7 +358,7 @@ static int place_tensors(gguf_file *f, uint64_t data_start, char *err, size_t er
     uint64_t room = f->size - data_start;
     const gguf_tensor **order = malloc((f->ntensors ? f->ntensors : 1) * sizeof *order);
     if (!order)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     for (uint64_t i = 0; i < f->ntensors; i++)
         order[i] = &f->tensors[i];
     qsort(order, f->ntensors, sizeof *order, by_offset);
@@ -376,13 +366,13 @@ static int place_tensors(gguf_file *f, uint64_t data_start, char *err, size_t er
     for (uint64_t i = 0; i < f->ntensors && rc == 0; i++) {
         const gguf_tensor *t = order[i];
         if (t->offset % f->alignment)
-            rc = fail(err, errlen, "tensor %s: offset %llu is not aligned to %u", t->name,
+            rc = fs_fail(err, errlen, "tensor %s: offset %llu is not aligned to %u", t->name,
                       (unsigned long long)t->offset, f->alignment);
         else if (t->offset > room || t->bytes > room - t->offset)
-            rc = fail(err, errlen, "tensor %s: its %llu bytes at %llu are past the end of the "
+            rc = fs_fail(err, errlen, "tensor %s: its %llu bytes at %llu are past the end of the "
                       "file", t->name, (unsigned long long)t->bytes, (unsigned long long)t->offset);
         else if (i > 0 && order[i - 1]->offset + order[i - 1]->bytes > t->offset)
-            rc = fail(err, errlen, "tensor %s overlaps %s", t->name, order[i - 1]->name);
+            rc = fs_fail(err, errlen, "tensor %s overlaps %s", t->name, order[i - 1]->name);
     }
     free(order);
     for (uint64_t i = 0; i < f->ntensors && rc == 0; i++)
@@ -400,7 +390,7 @@ static int read_alignment(gguf_file *f, char *err, size_t errlen)
     if (kv->type == GGUF_U32)
         memcpy(&a, kv->val, 4);
     if (a == 0 || a > (1u << 16) || (a & (a - 1)))
-        return fail(err, errlen, "general.alignment must be a u32 power of two up to 65536");
+        return fs_fail(err, errlen, "general.alignment must be a u32 power of two up to 65536");
     f->alignment = a;
     return 0;
 }
@@ -409,26 +399,26 @@ static int parse(cursor *c, gguf_file *f, char *err, size_t errlen)
 {
     char magic[4];
     if (take(c, magic, 4) != 0 || memcmp(magic, "GGUF", 4) != 0)
-        return fail(err, errlen, "not a GGUF file (no GGUF magic)");
+        return fs_fail(err, errlen, "not a GGUF file (no GGUF magic)");
     if (take_u32(c, &f->version) != 0 || take_u64(c, &f->ntensors) != 0 || take_u64(c, &f->nkv) != 0)
-        return fail(err, errlen, "truncated GGUF header");
+        return fs_fail(err, errlen, "truncated GGUF header");
     if (f->version != 2 && f->version != 3)
-        return fail(err, errlen, "GGUF version %u is not supported (2 and 3 are)", f->version);
+        return fs_fail(err, errlen, "GGUF version %u is not supported (2 and 3 are)", f->version);
     /* each entry takes at least 12 (key-value) or 24 (tensor info) bytes */
     if (f->nkv > c->left / 12 || f->ntensors > c->left / 24)
-        return fail(err, errlen, "%llu metadata entries and %llu tensors cannot fit in the file",
+        return fs_fail(err, errlen, "%llu metadata entries and %llu tensors cannot fit in the file",
                     (unsigned long long)f->nkv, (unsigned long long)f->ntensors);
     f->kv = calloc(f->nkv ? f->nkv : 1, sizeof *f->kv);
     f->tensors = calloc(f->ntensors ? f->ntensors : 1, sizeof *f->tensors);
     if (!f->kv || !f->tensors)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     if (parse_kvs(c, f, err, errlen) != 0 || read_alignment(f, err, errlen) != 0 ||
         parse_infos(c, f, err, errlen) != 0)
         return -1;
     uint64_t at = (uint64_t)(c->p - f->base);
     uint64_t data_start = (at + f->alignment - 1) / f->alignment * f->alignment;
     if (data_start > f->size)
-        return fail(err, errlen, "the data section starts past the end of the file");
+        return fs_fail(err, errlen, "the data section starts past the end of the file");
     return place_tensors(f, data_start, err, errlen);
 }
 
@@ -450,23 +440,23 @@ int gguf_open(const char *path, gguf_file *f, char *err, size_t errlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(err, errlen, "%s: %s", path, strerror(errno));
+        fs_fail(err, errlen, "%s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
     }
     if (st.st_size < 24) {
         close(fd);
-        return fail(err, errlen, "%s: too short for a GGUF file", path);
+        return fs_fail(err, errlen, "%s: too short for a GGUF file", path);
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
-        return fail(err, errlen, "%s: cannot map: %s", path, strerror(errno));
+        return fs_fail(err, errlen, "%s: cannot map: %s", path, strerror(errno));
     char why[400];
     if (gguf_parse(map, (size_t)st.st_size, f, why, sizeof why) != 0) {
         munmap(map, (size_t)st.st_size);
-        return fail(err, errlen, "%s: %s", path, why);
+        return fs_fail(err, errlen, "%s: %s", path, why);
     }
     f->mapped = 1;
     return 0;
@@ -505,7 +495,7 @@ static const gguf_kv *need(const gguf_file *f, const char *key, char *err, size_
 {
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv)
-        fail(err, errlen, "metadata %s is missing", key);
+        fs_fail(err, errlen, "metadata %s is missing", key);
     return kv;
 }
 
@@ -516,14 +506,14 @@ int gguf_get_uint(const gguf_file *f, const char *key, uint64_t *v, char *err, s
         return -1;
     static const int8_t sign[GGUF_NTYPES] = {0, 1, 0, 1, 0, 1, -1, -1, -1, -1, 0, 1, -1};
     if (kv->type >= GGUF_NTYPES || sign[kv->type] < 0)
-        return fail(err, errlen, "metadata %s is not an integer", key);
+        return fs_fail(err, errlen, "metadata %s is not an integer", key);
     size_t n = SCALAR_BYTES[kv->type];
     uint64_t u = 0;
     memcpy(&u, kv->val, n);
     if (sign[kv->type] && n < 8 && (u >> (8 * n - 1) & 1))
-        return fail(err, errlen, "metadata %s is negative", key);
+        return fs_fail(err, errlen, "metadata %s is negative", key);
     if (sign[kv->type] && n == 8 && (int64_t)u < 0)
-        return fail(err, errlen, "metadata %s is negative", key);
+        return fs_fail(err, errlen, "metadata %s is negative", key);
     *v = u;
     return 0;
 }
@@ -534,7 +524,7 @@ int gguf_get_f32(const gguf_file *f, const char *key, float *v, char *err, size_
     if (!kv)
         return -1;
     if (kv->type != GGUF_F32)
-        return fail(err, errlen, "metadata %s is not a float32", key);
+        return fs_fail(err, errlen, "metadata %s is not a float32", key);
     memcpy(v, kv->val, 4);
     return 0;
 }
@@ -546,7 +536,7 @@ int gguf_get_str(const gguf_file *f, const char *key, const char **s, uint64_t *
     if (!kv)
         return -1;
     if (kv->type != GGUF_STRING)
-        return fail(err, errlen, "metadata %s is not a string", key);
+        return fs_fail(err, errlen, "metadata %s is not a string", key);
     memcpy(len, kv->val, 8);
     *s = (const char *)kv->val + 8;
     return 0;
@@ -559,7 +549,7 @@ int gguf_str_array(const gguf_file *f, const char *key, gguf_str_iter *it, uint6
     if (!kv)
         return -1;
     if (kv->type != GGUF_ARRAY || kv->elem != GGUF_STRING)
-        return fail(err, errlen, "metadata %s is not an array of strings", key);
+        return fs_fail(err, errlen, "metadata %s is not an array of strings", key);
     *n = kv->count;
     it->at = kv->val;
     it->left = kv->count;

@@ -3,7 +3,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,15 +11,6 @@
 
 #include "io/fsutil.h"
 #include "kernels/convert.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 const char *st_dtype_name(st_dtype d)
 {
@@ -71,29 +61,29 @@ static int parse_tensor(const cJSON *e, st_tensor *t, char *err, size_t errlen)
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsObject(e) || !cJSON_IsString(dtype) || !cJSON_IsArray(shape) ||
         !cJSON_IsArray(offs))
-        return fail(err, errlen, "tensor %s: needs dtype, shape and data_offsets", name);
+        return fs_fail(err, errlen, "tensor %s: needs dtype, shape and data_offsets", name);
     if (parse_dtype(dtype->valuestring, &t->dtype) != 0)
-        return fail(err, errlen, "tensor %s: dtype %s is not supported (F32, F16, BF16)", name,
+        return fs_fail(err, errlen, "tensor %s: dtype %s is not supported (F32, F16, BF16)", name,
                     dtype->valuestring);
     int ndim = cJSON_GetArraySize(shape);
     if (ndim > ST_MAX_DIMS)
-        return fail(err, errlen, "tensor %s: %d dimensions (at most %d)", name, ndim, ST_MAX_DIMS);
+        return fs_fail(err, errlen, "tensor %s: %d dimensions (at most %d)", name, ndim, ST_MAX_DIMS);
     t->ndim = ndim;
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         uint64_t d;
         if (json_u64(cJSON_GetArrayItem(shape, i), &d) != 0 || d > (1ull << 40))
-            return fail(err, errlen, "tensor %s: bad shape", name);
+            return fs_fail(err, errlen, "tensor %s: bad shape", name);
         t->shape[i] = (int64_t)d;
         numel *= d;
         if (numel > (1ull << 48))
-            return fail(err, errlen, "tensor %s: shape too large", name);
+            return fs_fail(err, errlen, "tensor %s: shape too large", name);
     }
     if (cJSON_GetArraySize(offs) != 2 || json_u64(cJSON_GetArrayItem(offs, 0), &t->begin) != 0 ||
         json_u64(cJSON_GetArrayItem(offs, 1), &t->end) != 0 || t->begin > t->end)
-        return fail(err, errlen, "tensor %s: bad data_offsets", name);
+        return fs_fail(err, errlen, "tensor %s: bad data_offsets", name);
     if (t->end - t->begin != numel * st_dtype_size(t->dtype))
-        return fail(err, errlen, "tensor %s: %llu bytes of data for %llu %s values", name,
+        return fs_fail(err, errlen, "tensor %s: %llu bytes of data for %llu %s values", name,
                     (unsigned long long)(t->end - t->begin), (unsigned long long)numel,
                     st_dtype_name(t->dtype));
     return 0;
@@ -112,7 +102,7 @@ static int check_tiling(const st_header *h, uint64_t data_len, char *err, size_t
 {
     const st_tensor **order = malloc((size_t)(h->n ? h->n : 1) * sizeof *order);
     if (!order)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     for (int i = 0; i < h->n; i++)
         order[i] = &h->tensors[i];
     qsort(order, (size_t)h->n, sizeof *order, by_begin);
@@ -120,18 +110,18 @@ static int check_tiling(const st_header *h, uint64_t data_len, char *err, size_t
     int rc = 0;
     for (int i = 0; i < h->n && rc == 0; i++) {
         if (order[i]->begin < at)
-            rc = fail(err, errlen, "tensor %s: data overlaps %s", order[i]->name,
+            rc = fs_fail(err, errlen, "tensor %s: data overlaps %s", order[i]->name,
                       order[i - 1]->name);
         else if (order[i]->begin > at)
-            rc = fail(err, errlen, "tensor %s: a gap of %llu bytes before its data",
+            rc = fs_fail(err, errlen, "tensor %s: a gap of %llu bytes before its data",
                       order[i]->name, (unsigned long long)(order[i]->begin - at));
         at = order[i]->end;
     }
     if (rc == 0 && at != data_len)
         rc = at > data_len
-                 ? fail(err, errlen, "data offsets end at %llu, past the file's %llu data bytes",
+                 ? fs_fail(err, errlen, "data offsets end at %llu, past the file's %llu data bytes",
                         (unsigned long long)at, (unsigned long long)data_len)
-                 : fail(err, errlen, "%llu bytes after the last tensor's data",
+                 : fs_fail(err, errlen, "%llu bytes after the last tensor's data",
                         (unsigned long long)(data_len - at));
     free(order);
     return rc;
@@ -151,24 +141,24 @@ static int parse_entries(const cJSON *root, st_header *h, char *err, size_t errl
     int n = cJSON_GetArraySize(root);
     h->tensors = calloc((size_t)(n ? n : 1), sizeof *h->tensors);
     if (!h->tensors)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     for (const cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
             for (const cJSON *m = e->child; m; m = m->next)
                 if (!cJSON_IsString(m))
-                    return fail(err, errlen, "__metadata__ value %s is not a string", m->string);
+                    return fs_fail(err, errlen, "__metadata__ value %s is not a string", m->string);
             if (!cJSON_IsObject(e))
-                return fail(err, errlen, "__metadata__ is not an object");
+                return fs_fail(err, errlen, "__metadata__ is not an object");
             continue;
         }
         for (int i = 0; i < h->n; i++)
             if (strcmp(h->tensors[i].name, e->string) == 0)
-                return fail(err, errlen, "tensor %s appears twice", e->string);
+                return fs_fail(err, errlen, "tensor %s appears twice", e->string);
         st_tensor *t = &h->tensors[h->n];
         if (parse_tensor(e, t, err, errlen) != 0)
             return -1;
         if (!(t->name = strdup(e->string)))
-            return fail(err, errlen, "out of memory");
+            return fs_fail(err, errlen, "out of memory");
         h->n++;
     }
     return 0;
@@ -181,7 +171,7 @@ int st_parse_header(const char *json, size_t len, uint64_t data_len, st_header *
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "the header is not a JSON object");
+        return fs_fail(err, errlen, "the header is not a JSON object");
     }
     int rc = parse_entries(root, out, err, errlen);
     cJSON_Delete(root);
@@ -213,12 +203,12 @@ int st_open(st_file *f, const char *path, char *err, size_t errlen)
     memset(f, 0, sizeof *f);
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0)
-        return fail(err, errlen, "%s: %s", path, strerror(errno));
+        return fs_fail(err, errlen, "%s: %s", path, strerror(errno));
     struct stat st;
     uint8_t len8[8];
     if (fstat(f->fd, &st) != 0 || st.st_size < 8 || read_at(f->fd, len8, 8, 0) != 0) {
         st_close(f);
-        return fail(err, errlen, "%s: too short for a safetensors file", path);
+        return fs_fail(err, errlen, "%s: too short for a safetensors file", path);
     }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
@@ -226,7 +216,7 @@ int st_open(st_file *f, const char *path, char *err, size_t errlen)
     uint64_t size = (uint64_t)st.st_size;
     if (hlen > ST_MAX_HEADER || hlen > size - 8) {
         st_close(f);
-        return fail(err, errlen, "%s: header length %llu is past the end of the file (%llu bytes)",
+        return fs_fail(err, errlen, "%s: header length %llu is past the end of the file (%llu bytes)",
                     path, (unsigned long long)hlen, (unsigned long long)size);
     }
     char *json = malloc(hlen ? hlen : 1);
@@ -239,7 +229,7 @@ int st_open(st_file *f, const char *path, char *err, size_t errlen)
     free(json);
     if (rc != 0) {
         st_close(f);
-        return fail(err, errlen, "%s: %s", path, why);
+        return fs_fail(err, errlen, "%s: %s", path, why);
     }
     f->data_start = 8 + hlen;
     return 0;
@@ -268,17 +258,17 @@ int st_read_f32(const st_file *f, const st_tensor *t, float *dst, char *err, siz
     uint64_t n = st_numel(t), off = f->data_start + t->begin;
     if (t->dtype == ST_F32) {
         if (read_at(f->fd, dst, n * 4, off) != 0)
-            return fail(err, errlen, "tensor %s: %s", t->name, strerror(errno));
+            return fs_fail(err, errlen, "tensor %s: %s", t->name, strerror(errno));
         return 0;
     }
     uint16_t *half = malloc((size_t)(n < ST_CHUNK ? n : ST_CHUNK) * 2 + 2);
     if (!half)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     int rc = 0;
     for (uint64_t i = 0; i < n && rc == 0; i += ST_CHUNK) {
         size_t k = (size_t)(n - i < ST_CHUNK ? n - i : ST_CHUNK);
         if (read_at(f->fd, half, k * 2, off + i * 2) != 0)
-            rc = fail(err, errlen, "tensor %s: %s", t->name, strerror(errno));
+            rc = fs_fail(err, errlen, "tensor %s: %s", t->name, strerror(errno));
         else if (t->dtype == ST_F16)
             f16_to_f32(dst + i, half, k);
         else
@@ -304,19 +294,19 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, cons
                   char *err, size_t errlen)
 {
     if (ndim < 0 || ndim > ST_MAX_DIMS || w->open)
-        return fail(err, errlen, "tensor %s: cannot be added", name);
+        return fs_fail(err, errlen, "tensor %s: cannot be added", name);
     if (w->h.n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 64;
         st_tensor *t = realloc(w->h.tensors, (size_t)cap * sizeof *t);
         if (!t)
-            return fail(err, errlen, "out of memory");
+            return fs_fail(err, errlen, "out of memory");
         w->h.tensors = t;
         w->cap = cap;
     }
     st_tensor *t = &w->h.tensors[w->h.n];
     memset(t, 0, sizeof *t);
     if (!(t->name = strdup(name)))
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     t->dtype = dtype;
     t->ndim = ndim;
     memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
@@ -370,7 +360,7 @@ int st_writer_begin(st_writer *w, const char *path, const char *const *meta_keys
     size_t len;
     char *json = header_json(w, meta_keys, meta_values, nmeta, &len);
     if (!json)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     uint8_t len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)len >> (8 * i));
@@ -388,14 +378,14 @@ int st_writer_begin(st_writer *w, const char *path, const char *const *meta_keys
 int st_writer_put(st_writer *w, const float *values, char *err, size_t errlen)
 {
     if (!w->open || w->next >= w->h.n)
-        return fail(err, errlen, "safetensors: more tensors written than declared");
+        return fs_fail(err, errlen, "safetensors: more tensors written than declared");
     const st_tensor *t = &w->h.tensors[w->next++];
     uint64_t n = st_numel(t);
     if (t->dtype == ST_F32)
         return fs_atomic_write(&w->out, values, n * 4, err, errlen);
     uint16_t *half = malloc((size_t)(n < ST_CHUNK ? n : ST_CHUNK) * 2 + 2);
     if (!half)
-        return fail(err, errlen, "out of memory");
+        return fs_fail(err, errlen, "out of memory");
     int rc = 0;
     for (uint64_t i = 0; i < n && rc == 0; i += ST_CHUNK) {
         size_t k = (size_t)(n - i < ST_CHUNK ? n - i : ST_CHUNK);
@@ -412,7 +402,7 @@ int st_writer_put(st_writer *w, const float *values, char *err, size_t errlen)
 int st_writer_commit(st_writer *w, char *err, size_t errlen)
 {
     if (!w->open || w->next != w->h.n)
-        return fail(err, errlen, "safetensors: %d of %d tensors written", w->next, w->h.n);
+        return fs_fail(err, errlen, "safetensors: %d of %d tensors written", w->next, w->h.n);
     w->open = 0;
     return fs_atomic_commit(&w->out, err, errlen);
 }

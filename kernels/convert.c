@@ -2,6 +2,7 @@
  * run-time dispatch.  See convert_impl.h for the rounding rule. */
 #include "kernels/convert.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -128,6 +129,14 @@ float bf16_to_f32_one(uint16_t b)
 uint16_t f32_to_bf16_one(float x)
 {
     return cvt_bf16_bits(f32_bits(x));
+}
+
+int f32_all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
 }
 
 void f32_to_bf16(uint16_t *out, const float *in, size_t n)

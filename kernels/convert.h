@@ -28,6 +28,10 @@ float f16_to_f32_one(uint16_t h);
 float bf16_to_f32_one(uint16_t b);
 uint16_t f32_to_bf16_one(float x);
 
+/* 1 if none of the n values is NaN or infinite: weights converted from a file
+ * are checked before use (a model of NaNs would run, and say nothing). */
+int f32_all_finite(const float *x, size_t n);
+
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
 void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);
 void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);

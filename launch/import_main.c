@@ -20,6 +20,7 @@
 #include "io/hf_names.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
+#include "kernels/convert.h"
 
 static const char USAGE[] = "usage: build/import --hf DIR --out CK.h5\n";
 
@@ -172,14 +173,6 @@ static int match_tensors(importer *im, const hf_dims *d, char *err, size_t errle
     return 0;
 }
 
-static int all_finite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
-}
-
 /* The tied head must be the embedding: an untied model would silently lose it. */
 static int check_tied(importer *im, const float *wte, size_t n, char *err, size_t errlen)
 {
@@ -198,14 +191,15 @@ static int check_tied(importer *im, const float *wte, size_t n, char *err, size_
     return rc;
 }
 
-static int fill(void *ctx, int i, float *buf, char *err, size_t errlen)
+/* ckpt_stream.get: tensor i of /model (the only group), converted and checked. */
+static int fill(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
 {
     importer *im = ctx;
     const st_tensor *t = im->have[i];
     size_t n = (size_t)st_numel(t);
     if (st_read_f32(&im->st, t, buf, err, errlen) != 0)
         return -1;
-    if (!all_finite(buf, n)) {
+    if (!f32_all_finite(buf, n)) {
         snprintf(err, errlen, "model.safetensors: %s holds NaN or infinite values", t->name);
         return -1;
     }
@@ -253,7 +247,7 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     im.want = calloc((size_t)im.n, sizeof *im.want);
     im.have = calloc((size_t)im.n, sizeof *im.have);
-    ckpt_tensor_desc *desc = calloc((size_t)im.n, sizeof *desc);
+    ckpt_tensor *desc = calloc((size_t)im.n, sizeof *desc);
     if (rc == 0 && (!im.want || !im.have || !desc)) {
         snprintf(err, errlen, "out of memory");
         rc = -1;
@@ -268,8 +262,10 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
     char *cfg = rc == 0 ? config_json(&d, dir) : NULL;
     if (rc == 0) {
         for (int i = 0; i < im.n; i++)
-            desc[i] = (ckpt_tensor_desc){im.want[i].name, im.want[i].rows, im.want[i].cols};
-        rc = ckpt_write_model(out, cfg, tok, desc, im.n, fill, &im, err, errlen);
+            desc[i] = (ckpt_tensor){im.want[i].name, im.want[i].rows, im.want[i].cols, 0};
+        const ckpt_state s = {.config_json = cfg, .tok = tok, .tensors = desc, .num_tensors = im.n,
+                              .stream = {.get = fill, .ctx = &im}, .weights_only = true};
+        rc = ckpt_write(out, &s, err, errlen);
     }
     if (opened)
         st_close(&im.st);

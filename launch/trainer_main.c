@@ -15,7 +15,6 @@
 #include "trainer/config.h"
 #include "trainer/init_from.h"
 #include "trainer/train.h"
-#include "trainer/checkpointing.h"
 
 static bool quiet;   /* a rank other than 0: command-line errors are rank 0's to print */
 
@@ -46,21 +45,26 @@ static void usage(FILE *f)
             "SIGUSR1 writes a checkpoint after the current step and goes on.\n");
 }
 
+/* The run's requests: at file scope because a signal handler reaches no
+ * other object; train_run is given a pointer to it. */
+static train_requests requests;
+
 static void on_stop_signal(int sig)
 {
     (void)sig;
-    train_request_stop();
+    requests.stop = 1;
 }
 
 static void on_checkpoint_signal(int sig)
 {
     (void)sig;
-    checkpoint_request();
+    requests.checkpoints++;
 }
 
-/* Parses the command line into cfg: the config file first, then every --set
- * in order, whatever their position.  0 on success, else the exit code. */
-static int parse_args(int argc, char **argv, run_config *cfg)
+/* Parses the command line into cfg (and --resume's value into *resume): the
+ * config file first, then every --set in order, whatever their position.  0
+ * on success, else the exit code. */
+static int parse_args(int argc, char **argv, run_config *cfg, const char **resume)
 {
     char err[512];
     const char *config_path = NULL;
@@ -86,7 +90,7 @@ static int parse_args(int argc, char **argv, run_config *cfg)
             }
             config_path = argv[i];
         } else if (strcmp(argv[i - 1], "--resume") == 0) {
-            checkpoint_set_resume(argv[i]);
+            *resume = argv[i];
         }
     }
     if (!config_path) {
@@ -140,7 +144,8 @@ int main(int argc, char **argv)
     /* before MPI is up, only mpirun's environment says which rank this is */
     const char *rank_env = getenv("OMPI_COMM_WORLD_RANK");
     quiet = rank_env && atoi(rank_env) != 0;
-    int rc = parse_args(argc, argv, &cfg);
+    const char *resume = NULL;   /* a fresh start */
+    int rc = parse_args(argc, argv, &cfg, &resume);
     if (rc != 0)
         return rc;
     comm_world world;
@@ -168,7 +173,7 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &su, NULL);   /* checkpoint and go on */
 
     train_result res;
-    if (train_run(&cfg, &world, &res, err, sizeof err) != 0) {
+    if (train_run(&cfg, resume, &world, &requests, &res, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
         watchdog_stop();
         comm_finalize();

@@ -20,6 +20,7 @@
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "tests/test_util.h"
+#include "trainer/ckpt_view.h"
 #include "trainer/status.h"
 
 enum { RUNS = 3 };
@@ -142,8 +143,11 @@ static void bench(const workload *w, const char *dir, FILE *jsonl)
     snprintf(ck, sizeof ck, "%s/ckpt_%s.h5", dir, w->name);
     snprintf(plain, sizeof plain, "%s/plain_%s.bin", dir, w->name);
     arenas mem = {{(char *)model.params, (char *)opt.m, (char *)opt.v}, n * sizeof(float)};
-    ckpt_state s = {.cfg = &cfg, .model = &model, .opt = &opt,
-                    .train = {.step = 1, .seed = cfg.seed}};
+    ckpt_view v;
+    if (ckpt_view_init(&v, &cfg, &model, &opt, err, sizeof err) != 0)
+        die(w->name, err);
+    ckpt_state s = v.s;
+    s.train = (ckpt_train_info){.step = 1, .seed = cfg.seed};
     double ws[RUNS], pw[RUNS], rs[RUNS], pr[RUNS];
     size_t bytes = 0;
     for (int r = 0; r < RUNS; r++) {
@@ -181,6 +185,7 @@ static void bench(const workload *w, const char *dir, FILE *jsonl)
                 "\"save_gb_s\":%.3f,\"plain_write_gb_s\":%.3f,\"load_s\":%.3f,\"load_gb_s\":%.3f,"
                 "\"plain_read_gb_s\":%.3f,\"runs\":%d}\n",
                 w->name, bytes, mw, gb / mw, gb / mp, mr, gb / mr, gb / mq, RUNS);
+    ckpt_view_free(&v);
     optimizer_destroy(&opt);
     gpt2_destroy(&model);
 }

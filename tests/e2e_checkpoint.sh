@@ -13,16 +13,13 @@
 #    write paths give the same file): steps go on while a 39 MB checkpoint is
 #    written; a failed background write stops the run with a one-line error.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
+NAME=e2e_checkpoint
+. tests/lib_e2e.sh
 pid=
-trap 'if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_checkpoint: $*"; exit 1; }
+on_exit 'kill -9 $pid 2>/dev/null'
 
 command -v h5diff >/dev/null || fail "h5diff not found (run make deps: hdf5-tools)"
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 
 # lr_decay_steps is fixed so that a 6-step run has the 12-step run's schedule;
 # the runs compared share one precision (auto could measure differently per
@@ -71,12 +68,10 @@ ls "$tmp/b" | grep -q '\.tmp$' && fail "a .tmp file was left behind"
 # of the straight run; np 2 zero_stage 1 saves the same file whether the shards
 # go to the snapshot (async) or one tensor at a time (sync), and its step-6
 # file continues on np 4 (4 shards: tensors cut across ranks) and on np 1
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+need_mpirun
 mpi() {   # np, out_dir, more trainer args...
     np=$1; out=$2; shift 2
-    mpirun --oversubscribe --bind-to none -np "$np" -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS \
-        "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" --set batch_size=$((8 / np)) "$@" \
+    $MPIRUN -np "$np" "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" --set batch_size=$((8 / np)) "$@" \
         >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "np $np run failed: $*"; }
 }
 mpi 2 "$tmp/r12" --resume "$tmp/b/ckpt_000006.h5"
@@ -133,8 +128,7 @@ assert b[-6:] == a[-6:] and [s for s, _ in b[-6:]] == list(range(7, 13)), (a[-6:
 print("zero_stage 1: fell back past damaged moments, steps 7..12 bit-identical")
 PY
 mkdir -p "$tmp/zbad/ckpt_000006.h5.tmp"
-if mpirun --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS \
-    "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/zbad" --set batch_size=4 \
+if $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/zbad" --set batch_size=4 \
     --set zero_stage=1 --set checkpoint_async=0 --set checkpoint_every=6 --set comm_timeout_s=30 \
     >/dev/null 2>"$tmp/err"; then fail "zero_stage 1: a failed save did not stop the run"; fi
 grep -q "trainer: rank 0: .*ckpt_000006.h5.tmp" "$tmp/err" || { cat "$tmp/err"; fail "zero_stage 1: no error line for the failed save"; }
@@ -166,21 +160,14 @@ expect_refused "already holds checkpoints of a run (newest: step 13): continue i
 [ "$(ls -l "$tmp/b")" = "$before" ] || fail "a refused fresh run changed the checkpoints"
 
 # SIGUSR1: a checkpoint, training goes on; SIGTERM: finish the step, save, exit 0
-records() { cat "$tmp/s/log.jsonl" 2>/dev/null | grep -c "\"type\":\"$1\"" || true; }
-wait_for() {   # type, count: up to 60 s for that many records of the type
-    i=0
-    while [ "$(records "$1")" -lt "$2" ]; do
-        i=$((i + 1)); [ $i -le 600 ] || fail "timed out waiting for $2 $1 record(s)"; sleep 0.1
-    done
-}
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/s" --set max_steps=1000000 \
     2>"$tmp/s.err" &
 pid=$!
-wait_for step 3
+wait_for_record "$tmp/s/log.jsonl" step 60 3
 kill -USR1 "$pid"
-wait_for checkpoint 1
-n=$(records step)
-wait_for step $((n + 2))   # still training
+wait_for_record "$tmp/s/log.jsonl" checkpoint 60
+n=$(count_records "$tmp/s/log.jsonl" step)
+wait_for_record "$tmp/s/log.jsonl" step 60 $((n + 2))   # still training
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=

@@ -7,15 +7,12 @@
 # must load the checkpoint `latest` names without skipping anything, every
 # tensor checksum verified, and train on from it.  KILL_TRIALS (default 20).
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
+NAME=e2e_checkpoint_kill
+. tests/lib_e2e.sh
 TRIALS=${KILL_TRIALS:-20}
-tmp=$(mktemp -d)
 pid=
-trap 'if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_checkpoint_kill: $*"; exit 1; }
-
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+on_exit 'kill -9 $pid 2>/dev/null'
+prep_bytes "$tmp/data"
 # 0.43M parameters: a 5 MB file, written in tens of ms; a step of 2 x 32 tokens takes ~1 ms
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 128, "n_layer": 2, "n_head": 4,
@@ -25,9 +22,10 @@ cat > "$tmp/cfg.json" <<JSON
  "out_dir": "$tmp/run"}
 JSON
 lines() { cat "$tmp/run/log.jsonl" 2>/dev/null | wc -l; }
-# a random delay of 0..0.127 s
+# a random delay of 0..0.127 s: the kill lands at a random moment of the writes
 pause() { sleep "$(od -An -N1 -tu1 /dev/urandom | awk '{printf "%.3f", $1 / 2000}')"; }
 
+training_since() { [ "$(lines)" -gt $(($1 + 2)) ] && [ -f "$tmp/run/latest" ]; }
 # Each launch but the first resumes from the kill before it: its stderr must
 # say it resumed from the file `latest` named, with nothing skipped (every
 # tensor and its checksum read).  The last launch trains one step and exits.
@@ -43,11 +41,9 @@ while [ $i -le "$TRIALS" ]; do
         "$BUILD/trainer" --config "$tmp/cfg.json" --set checkpoint_async=$((i % 2)) --resume auto \
             2>"$tmp/train.err" &
         pid=$!
-        j=0   # until it trains (a record after the start-up events) and a checkpoint exists, up to 30 s
-        while [ "$(lines)" -le $((n + 2)) ] || [ ! -f "$tmp/run/latest" ]; do
-            j=$((j + 1)); [ $j -le 3000 ] || fail "trial $i: no progress"; sleep 0.01
-            kill -0 "$pid" 2>/dev/null || { cat "$tmp/train.err"; fail "trial $i: the trainer exited"; }
-        done
+        # until it trains (a record after the start-up events) and a checkpoint exists
+        SHOW_ON_FAIL="$tmp/train.err" WATCH=$pid POLL_S=0.01 \
+            wait_until 30 "progress in trial $i" training_since "$n"
     fi
     if [ -n "$latest" ]; then
         grep -q "resumed from $tmp/run/$latest at step $step" "$tmp/train.err" ||

@@ -72,7 +72,7 @@ if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
     h5diff "$tmp/gpt2.h5" "$tmp/again.h5" /model /model >/dev/null || fail "re-imported /model differs"
     echo "hf: import -> export -> import gives /model bit for bit, GPT-2's vocab.json and merges.txt"
 else
-    echo "SKIP e2e_export GPT-2 round trip: no GPT-2 vocabulary in $TOKDIR (make deps)"
+    skip_part "GPT-2 round trip" "no GPT-2 vocabulary in $TOKDIR (make deps)"
 fi
 
 # ---- GGUF ------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ if command -v npm >/dev/null && npm install --silent --prefix "$tmp/npm" @huggin
             fail "@huggingface/gguf lists other metadata or tensors for $t"
     done
 else
-    echo "SKIP e2e_export @huggingface/gguf: npm or the registry is not reachable"
+    skip_part @huggingface/gguf "npm or the registry is not reachable"
 fi
 
 a=$("$BUILD/infer" --ckpt "$ck" --quant fp32 --prompt "The " -n 60 --temperature 0 2>/dev/null) || fail "infer fp32"

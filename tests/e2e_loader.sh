@@ -9,21 +9,13 @@
 #    a new loader on the same endpoint + --resume auto finishes the run with
 #    the losses of the uninterrupted one.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
+NAME=e2e_loader
+. tests/lib_e2e.sh
 lpid=
 tpid=
-cleanup() {
-    for p in $lpid $tpid; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL e2e_loader: $*"; exit 1; }
+on_exit 'kill -9 $lpid $tpid 2>/dev/null'
 TIMEOUT_S=3
-
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 20,
@@ -46,18 +38,6 @@ expect_usage "expected tcp://HOST:PORT" --data "$tmp/data" --endpoint "udp://x"
 GPT_LOADER_TOKEN= expect_usage "needs a token" --data "$tmp/data" --endpoint "tcp://0.0.0.0:5999"
 expect_usage "cannot open" --data "$tmp/nothing" --endpoint "$EP"
 
-start_loader() {   # a loader on $EP with the config's T, vocab and seed; waits for its socket
-    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
-    "$BUILD/loader" --data "$tmp/data" --endpoint "$EP" --seq-len 32 --vocab 256 --seed 1337 \
-        2>>"$tmp/loader.err" &
-    lpid=$!
-    i=0
-    while [ ! -S "$tmp/loader.sock" ]; do
-        i=$((i + 1)); [ $i -le 100 ] || { cat "$tmp/loader.err"; fail "loader did not bind in 10 s"; }
-        kill -0 "$lpid" 2>/dev/null || { cat "$tmp/loader.err"; fail "loader exited at start"; }
-        sleep 0.1
-    done
-}
 train() {   # out_dir, more trainer args...
     out=$1; shift
     "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$out" "$@" 2>"$tmp/stderr" ||
@@ -90,13 +70,9 @@ grep -q "loader at $EP: the trainer's seed is 7, this loader serves 1337" "$tmp/
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/kill" --set checkpoint_every=5 \
     --set loader_depth=2 $REMOTE 2>"$tmp/kill.err" &
 tpid=$!
-steps() { n=$(grep -c '"type":"step"' "$tmp/kill/log.jsonl" 2>/dev/null || true); echo "${n:-0}"; }
-i=0
-while [ "$(steps)" -lt 6 ]; do   # ckpt_000005.h5 is written before step 6 is logged
-    i=$((i + 1)); [ $i -le 3000 ] || fail "trainer made no progress in 60 s"
-    kill -0 "$tpid" 2>/dev/null || { cat "$tmp/kill.err"; fail "trainer ended before the loader was killed"; }
-    sleep 0.02
-done
+# ckpt_000005.h5 is written before step 6 is logged; looks often, as the
+# run would otherwise end before it is stopped
+SHOW_ON_FAIL="$tmp/kill.err" WATCH=$tpid POLL_S=0.02 wait_for_record "$tmp/kill/log.jsonl" step 60 6
 kill -STOP "$tpid"
 kill -9 "$lpid"
 wait "$lpid" 2>/dev/null || true
@@ -112,7 +88,7 @@ elapsed_ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q "loader at $EP did not answer within $TIMEOUT_S s" "$tmp/kill.err" || { cat "$tmp/kill.err"; fail "no message naming the loader"; }
 ls "$tmp/kill" | grep -q '\.tmp$' && fail "a .tmp file was left behind"
 last=$(cat "$tmp/kill/latest")
-echo "loader killed at step $(steps): trainer exited $rc after $elapsed_ms ms, latest $last"
+echo "loader killed at step $(count_records "$tmp/kill/log.jsonl" step): trainer exited $rc after $elapsed_ms ms, latest $last"
 
 # a new loader on the same endpoint, and the trainer resumes
 start_loader

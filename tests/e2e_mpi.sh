@@ -8,19 +8,16 @@
 # reports its exposed and total communication.  grad_wire=bf16 stays within
 # bf16 precision of the fp32 wire.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_mpi: $*"; exit 1; }
-command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS"
+NAME=e2e_mpi
+. tests/lib_e2e.sh
+need_mpirun
+job=
+on_exit 'kill -9 $job $victim 2>/dev/null'
 
 # the bucketed allreduce and reduce-scatter against a scalar sum, uneven shards
 $MPIRUN -np 3 "$BUILD/tests/test_buckets" >"$tmp/buckets.out" 2>&1 || { cat "$tmp/buckets.out"; fail "test_buckets under np 3"; }
 
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 128, "n_layer": 2, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 20, "precision": "fp32",
@@ -174,55 +171,54 @@ PY
 
 # control reaches every rank: a pause longer than comm_timeout_s does not trip
 # the watchdog, resume continues, stop ends all ranks with exit 0
-port=$((20000 + $$ % 20000))
+port=$(free_ports 1)
 $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
     --set eval_every=0 --set comm_timeout_s=2 --set status_endpoint=none \
     --set control_endpoint="tcp://127.0.0.1:$port" --set out_dir="$tmp/ctl" >/dev/null 2>"$tmp/err7" &
 job=$!
 ctl() { "$BUILD/monitor" --control "tcp://127.0.0.1:$port" "$1" --timeout 10 >/dev/null; }
-# step records so far (0 before the log exists, or if it is read mid-write)
-steps() { n=$(grep -c '"type":"step"' "$tmp/ctl/log.jsonl" 2>/dev/null || true); case $n in '' | *[!0-9]*) n=0 ;; esac; echo "$n"; }
-i=0
-while [ "$(steps)" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-ctl pause || { kill "$job"; fail "pause refused"; }
-sleep 1; before=$(steps); sleep 3; after=$(steps)
-[ "$before" -eq "$after" ] || { kill "$job"; fail "steps went on while paused ($before -> $after)"; }
-ctl resume || { kill "$job"; fail "resume refused"; }
-sleep 1
-[ "$(steps)" -gt "$after" ] || { kill "$job"; fail "no steps after resume"; }
-ctl checkpoint || { kill "$job"; fail "checkpoint refused"; }
-i=0
-while ! ls "$tmp/ctl"/ckpt_*.h5 >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-ls "$tmp/ctl"/ckpt_*.h5 >/dev/null 2>&1 || { kill "$job"; fail "no checkpoint after the checkpoint command"; }
-sleep 0.5
-[ "$(steps)" -gt "$after" ] || { kill "$job"; fail "training stopped after the checkpoint"; }
-ctl stop || { kill "$job"; fail "stop refused"; }
-i=0
-while kill -0 "$job" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+log=$tmp/ctl/log.jsonl
+steps() { count_records "$log" step; }
+SHOW_ON_FAIL="$tmp/err7"
+WATCH=$job wait_for_record "$log" step 60 3
+ctl pause || fail "pause refused"
+# the loop pauses at its next step boundary and says so
+WATCH=$job wait_for_record "$log" event/paused 60
+before=$(steps)
+sleep 3   # what is tested: paused longer than comm_timeout_s, no step and no watchdog
+after=$(steps)
+[ "$before" -eq "$after" ] || fail "steps went on while paused ($before -> $after)"
+ctl resume || fail "resume refused"
+WATCH=$job wait_for_record "$log" step 60 $((after + 1))
+ctl checkpoint || fail "checkpoint refused"
+WATCH=$job wait_for_file "$tmp/ctl/latest" 60   # written once the checkpoint is whole
+n=$(steps)
+WATCH=$job wait_for_record "$log" step 60 $((n + 1))   # training goes on after the checkpoint
+ctl stop || fail "stop refused"
+wait_for_exit "$job" 60
 wait "$job" || { cat "$tmp/err7"; fail "np 2 run did not exit 0 after stop"; }
+job=
+SHOW_ON_FAIL=
 echo "pause, resume, checkpoint and stop reach both ranks"
 
 # a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
 # other rank's watchdog gives up after comm_timeout_s)
 lose_rank() {   # signal, expected-stderr-pattern
     $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
-        --set eval_every=0 --set comm_timeout_s=5 --set out_dir="$tmp/lost" >/dev/null 2>"$tmp/err4" &
+        --set eval_every=0 --set comm_timeout_s=5 --set out_dir="$tmp/lost-$1" >/dev/null 2>"$tmp/err4" &
     job=$!
-    i=0
-    while [ ! -s "$tmp/lost/log.jsonl" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-    sleep 1
-    victim=$(pgrep -f "out_dir=$tmp/lost" | while read -r p; do
+    # both ranks in their loop: a step of both is logged
+    WATCH=$job wait_for_record "$tmp/lost-$1/log.jsonl" step 60
+    victim=$(pgrep -f "out_dir=$tmp/lost-$1" | while read -r p; do
         [ "$(cat /proc/"$p"/comm 2>/dev/null)" = trainer ] && echo "$p"; done | tail -1)
-    [ -n "$victim" ] || { kill "$job"; fail "no trainer rank found to $1"; }
+    [ -n "$victim" ] || fail "no trainer rank found to $1"
     kill -"$1" "$victim"
-    i=0
-    while kill -0 "$job" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-    if kill -0 "$job" 2>/dev/null; then
-        kill -9 "$job" "$victim" 2>/dev/null; fail "job still running 60 s after SIG$1 to a rank"
-    fi
+    t0=$(date +%s)
+    poll 60 ended "$job" || fail "job still running 60 s after SIG$1 to a rank"
     wait "$job" && fail "job exited 0 after losing a rank"
+    job=
     grep -q "$2" "$tmp/err4" || { cat "$tmp/err4"; fail "no message matching '$2' after SIG$1"; }
-    echo "SIG$1 to a rank: job ended after $((i / 10)) s"
+    echo "SIG$1 to a rank: job ended after $(($(date +%s) - t0)) s"
 }
 lose_rank KILL "process rank"
 lose_rank STOP "stuck or unreachable"

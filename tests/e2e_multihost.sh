@@ -19,28 +19,17 @@
 # and exits 77.
 set -e
 [ -n "$MH_TRACE" ] && set -x
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-skip() { echo "SKIP e2e_multihost: $*"; exit 77; }
-fail() { echo "FAIL e2e_multihost: $*"; exit 1; }
-command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+NAME=e2e_multihost
+. tests/lib_e2e.sh
+need_mpirun
 [ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
 command -v ip >/dev/null || skip "no ip binary (apt-get install iproute2)"
 
-tmp=$(mktemp -d)
 job=""
 . tests/netns_hosts.sh
-cleanup() {
-    set +e
-    [ -n "$job" ] && kill -9 "$job" 2>/dev/null
-    hosts_down
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+on_exit 'kill -9 $job 2>/dev/null; hosts_down'
 hosts_up || skip "$hosts_error"
-
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 128, "n_layer": 2, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 20, "lr_decay_steps": 20, "precision": "fp32",
@@ -106,18 +95,13 @@ PY
 ip netns exec "$nsA" $MH -- --config "$tmp/cfg.json" --set max_steps=100000 --set lr_decay_steps=100000 \
     --set checkpoint_every=5 --set comm_timeout_s=10 --set out_dir="$tmp/cut" >/dev/null 2>"$tmp/err3" &
 job=$!
-i=0
-ckpts() { n=$(grep -c '"type":"checkpoint"' "$tmp/cut/log.jsonl" 2>/dev/null) || :; echo "${n:-0}"; }
-while [ "$(ckpts)" -lt 2 ] && [ $i -lt 600 ]; do
-    kill -0 "$job" 2>/dev/null || { cat "$tmp/err3"; fail "long two-host run ended early"; }
-    sleep 0.1; i=$((i + 1))
-done
-[ $i -lt 600 ] || fail "no checkpoints from the long two-host run within 60 s"
-sleep 0.5   # a few steps past the checkpoint, to compare with the resumed run
+SHOW_ON_FAIL="$tmp/err3" WATCH=$job wait_for_record "$tmp/cut/log.jsonl" checkpoint 60 2
+# a few steps past the checkpoint, to compare with the resumed run
+n=$(count_records "$tmp/cut/log.jsonl" step)
+SHOW_ON_FAIL="$tmp/err3" WATCH=$job wait_for_record "$tmp/cut/log.jsonl" step 60 $((n + 3))
 ip -n "$nsB" link set "$vB" down || fail "link down"
 cut_at=$(date +%s)
-while kill -0 "$job" 2>/dev/null && [ $(($(date +%s) - cut_at)) -lt 60 ]; do sleep 0.2; done
-if kill -0 "$job" 2>/dev/null; then cat "$tmp/err3"; fail "job still running 60 s after host B was cut off"; fi
+poll 60 ended "$job" || { cat "$tmp/err3"; fail "job still running 60 s after host B was cut off"; }
 ended=$(($(date +%s) - cut_at))
 if wait "$job"; then job=""; fail "job exited 0 after losing host B"; fi
 job=""
@@ -162,24 +146,14 @@ inA $MH --max-restarts 2 -- --config "$tmp/cfg.json" --set max_steps=150 --set l
     --set checkpoint_every=5 --set keep_checkpoints=1000 --set comm_timeout_s=10 \
     --set out_dir="$tmp/sup" >/dev/null 2>"$tmp/err5" &
 job=$!
-i=0
-sup_ckpts() { n=$(grep -c '"type":"checkpoint"' "$tmp/sup/log.jsonl" 2>/dev/null) || :; echo "${n:-0}"; }
-while [ "$(sup_ckpts)" -lt 2 ] && [ $i -lt 600 ]; do
-    kill -0 "$job" 2>/dev/null || { cat "$tmp/err5"; fail "supervised two-host run ended early"; }
-    sleep 0.1; i=$((i + 1))
-done
-[ $i -lt 600 ] || fail "no checkpoints from the supervised two-host run within 60 s"
+SHOW_ON_FAIL="$tmp/err5" WATCH=$job wait_for_record "$tmp/sup/log.jsonl" checkpoint 60 2
 ip -n "$nsB" link set "$vB" down || fail "link down"
 cut_at=$(date +%s.%N)
-again=""
-while kill -0 "$job" 2>/dev/null; do
-    if [ -z "$again" ] && [ -n "$(sed -n '/"restarts":1/,$p' "$tmp/sup/log.jsonl" | grep -m1 '"type":"step"')" ]; then
-        again=$(date +%s.%N)
-    fi
-    [ "$(python3 -c "import time,sys; print(int(time.time() - float(sys.argv[1])))" "$cut_at")" -lt 240 ] ||
-        { cat "$tmp/err5"; fail "supervised run not done 240 s after the cut"; }
-    sleep 0.1
-done
+# training again: a step record after the supervisor's restart event
+stepped_again() { [ -n "$(sed -n '/"restarts":1/,$p' "$tmp/sup/log.jsonl" | grep -m1 '"type":"step"')" ]; }
+SHOW_ON_FAIL="$tmp/err5" WATCH=$job wait_until 240 "step after the restart" stepped_again
+again=$(date +%s.%N)
+SHOW_ON_FAIL="$tmp/err5" wait_for_exit "$job" 240
 wait "$job" || { cat "$tmp/err5"; fail "the supervised run failed after losing host B"; }
 job=""
 pids=$(ip netns pids "$nsB") && [ -n "$pids" ] && kill -9 $pids 2>/dev/null || :

@@ -5,21 +5,12 @@
 # log is a one-line error with exit 1; a live run plotted from the status feed
 # ends at the trainer's "done" event.  No SVG renderer needed.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
+NAME=e2e_plot
+. tests/lib_e2e.sh
 pid=""
 plotter=""
-cleanup() {
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-    [ -n "$plotter" ] && kill -9 "$plotter" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL e2e_plot: $*"; exit 1; }
-
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+on_exit 'kill -9 $pid $plotter 2>/dev/null'
+prep_bytes "$tmp/data"
 
 # sockets off for the log run: the default ports may belong to another run
 cat > "$tmp/cfg.json" <<JSON
@@ -92,12 +83,7 @@ expect_error "$tmp/empty.jsonl"
 # the live feed: the plot is written at the trainer's "done" event, which a
 # `stop` brings about; --once first, so the plotting subscriber is connected
 # before the run ends (PUB/SUB drops what comes before a subscriber joins)
-ports=$(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(2)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
-set -- $ports
+set -- $(free_ports 2)
 status_ep=tcp://127.0.0.1:$1
 control_ep=tcp://127.0.0.1:$2
 "$BUILD/trainer" --config "$tmp/cfg.json" --set "status_endpoint=$status_ep" \
@@ -107,10 +93,8 @@ pid=$!
 "$BUILD/monitor" --plot "$tmp/live.svg" --connect "$status_ep" --timeout 120 > "$tmp/live.out" 2>&1 &
 plotter=$!
 "$BUILD/monitor" --connect "$status_ep" --once --timeout 60 > /dev/null || fail "no live records"
-evals() { grep -c '"type":"eval"' "$tmp/run2/log.jsonl" 2>/dev/null || true; }
-n=0   # an eval or two on the way (up to 120 s on a loaded machine)
-while [ "$(evals)" -lt 2 ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n + 1)); done
-[ "$(evals)" -ge 2 ] || fail "the live run made $(evals) evals in 120 s"
+# an eval or two on the way (up to 120 s on a loaded machine)
+WATCH=$pid wait_for_record "$tmp/run2/log.jsonl" eval 120 2
 "$BUILD/monitor" --control "$control_ep" stop --timeout 20 > /dev/null || fail "stop refused"
 rc=0
 wait "$pid" || rc=$?
@@ -124,5 +108,5 @@ python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' "$tmp/
 last=$(grep '"type":"step"' "$tmp/run2/log.jsonl" | tail -1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["step"])')
 grep -q "step $last/1000000" "$tmp/live.svg" || fail "live plot does not end at the last step ($last)"
 grep -q 'id="val_markers"' "$tmp/live.svg" ||
-    fail "live plot has no eval markers ($(evals) evals logged; monitor: $(cat "$tmp/live.out"))"
+    fail "live plot has no eval markers ($(count_records "$tmp/run2/log.jsonl" eval) evals logged; monitor: $(cat "$tmp/live.out"))"
 echo "PASS e2e_plot ($counts step/eval records; live: $(cat "$tmp/live.out"))"

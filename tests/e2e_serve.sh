@@ -7,17 +7,14 @@
 #  - a request gives the text the CLI prints after the prompt for the same seed and options;
 #  - a second server on the same port is refused with one line; SIGTERM ends the server, exit 0.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
+NAME=e2e_serve
+. tests/lib_e2e.sh
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_serve: $*"; [ -f "$tmp/serve.err" ] && tail -5 "$tmp/serve.err"; exit 1; }
+on_exit 'kill $pid 2>/dev/null'
+SHOW_ON_FAIL="$tmp/serve.err"
 client="$BUILD/tests/serve_client"
 [ -x "$client" ] || fail "$client not built"
-
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 5, "max_steps": 60,
@@ -28,25 +25,21 @@ JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/train.err" || { cat "$tmp/train.err"; fail "trainer failed"; }
 ck="$tmp/run/$(cat "$tmp/run/latest")"
 
-port=$(python3 -c '
-import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_ports 1)
 ep=tcp://127.0.0.1:$port
 "$BUILD/infer" --ckpt "$ck" --serve "$ep" 2>"$tmp/serve.err" &
 pid=$!
-for i in $(seq 100); do
-    grep -q "serving on" "$tmp/serve.err" && break
-    kill -0 "$pid" 2>/dev/null || fail "server exited"
-    sleep 0.1
-done
-grep -q "serving on" "$tmp/serve.err" || fail "server did not start"
+WATCH=$pid wait_for_text "$tmp/serve.err" "serving on" 60
 
 # four clients at once, and garbage in the middle of them
+clients=
 for c in 1 2 3 4; do
     "$client" "$ep" "{\"prompt\": \"Q$c \", \"max_tokens\": 30, \"seed\": $c, \"top_k\": 20}" \
         "{\"prompt\": \"A$c \", \"max_tokens\": 20, \"seed\": 1$c, \"temperature\": 0}" \
         >"$tmp/c$c.out" 2>"$tmp/c$c.err" &
+    clients="$clients $!"
 done
+on_exit 'kill $clients 2>/dev/null'
 python3 tests/send_garbage.py "$port" || fail "raw TCP write"
 printf '{"prompt": "a\000b"}' > "$tmp/nul"
 head -c 300 /dev/urandom > "$tmp/random"
@@ -55,8 +48,8 @@ head -c 300 /dev/urandom > "$tmp/random"
     '{"promt": "x"}' >"$tmp/bad.out" || fail "bad requests were not all answered"
 "$client" "$ep" --parts '{"prompt": "a"}' '{"prompt": "b"}' >>"$tmp/bad.out" ||
     fail "two-part request not answered"
-for c in 1 2 3 4; do
-    for i in $(seq 600); do [ "$(wc -l < "$tmp/c$c.out")" -ge 2 ] && break; sleep 0.1; done
+for c in $clients; do
+    wait_for_exit "$c" 60
 done
 kill -0 "$pid" 2>/dev/null || fail "server died"
 

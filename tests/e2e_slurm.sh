@@ -13,38 +13,29 @@
 # Without root or the packages, or if Slurm does not come up, it prints SKIP
 # and exits 77.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-skip() { echo "SKIP e2e_slurm: $*"; exit 77; }
-fail() { echo "FAIL e2e_slurm: $*"; exit 1; }
+NAME=e2e_slurm
+. tests/lib_e2e.sh
 [ "$(id -u)" -eq 0 ] || skip "needs root to run slurmd"
 for b in munged slurmctld slurmd sbatch scontrol squeue scancel; do
     command -v "$b" >/dev/null 2>&1 ||
         skip "no $b (apt-get install munge slurmctld slurmd slurm-client)"
 done
-PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
-tmp=$(mktemp -d)
 chmod 755 "$tmp"   # munged wants a socket directory everyone can traverse
 export SLURM_CONF="$tmp/slurm.conf"
 pids=""
-cleanup() {
-    set +e
-    scancel --full -u root >/dev/null 2>&1
-    sleep 1
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    if [ -f "$tmp/munge/pid" ]; then
-        m=$(cat "$tmp/munge/pid")
-        kill "$m" 2>/dev/null
-        i=0
-        while kill -0 "$m" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+no_jobs() { [ -z "$(squeue -h 2>/dev/null)" ]; }
+# the jobs cancelled and gone before the daemons stop; munged gone before its
+# directory is removed
+on_exit 'scancel --full -u root >/dev/null 2>&1 && poll 10 no_jobs
+for p in $pids; do kill "$p" 2>/dev/null; done
+for p in $pids; do wait "$p" 2>/dev/null; done
+if [ -f "$tmp/munge/pid" ]; then
+    m=$(cat "$tmp/munge/pid")
+    kill "$m" 2>/dev/null
+    poll 5 ended "$m"
+fi'
 
 # munge: a key and a socket of our own
 mkdir -m 700 "$tmp/munge"
@@ -55,14 +46,14 @@ munged --force --key-file="$tmp/munge/key" --socket="$tmp/munge/sock" --pid-file
     skip "munged does not start: $(head -1 "$tmp/munge.err")"
 chmod 755 "$tmp/munge"
 
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+set -- $(free_ports 2)
 node=$(hostname -s)
 mkdir "$tmp/state" "$tmp/spool"
 cat > "$SLURM_CONF" <<EOF
 ClusterName=gpte2e
 SlurmctldHost=$node(127.0.0.1)
-SlurmctldPort=$(port)
-SlurmdPort=$(port)
+SlurmctldPort=$1
+SlurmdPort=$2
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -94,16 +85,12 @@ slurmctld -D -i >"$tmp/slurmctld.out" 2>&1 &
 pids="$pids $!"
 slurmd -D -N "$node" >"$tmp/slurmd.out" 2>&1 &
 pids="$pids $!"
-i=0
-until [ "$(sinfo -h -o %T 2>/dev/null)" = idle ]; do
-    i=$((i + 1))
-    if [ $i -gt 150 ]; then
-        why=$(cat "$tmp/slurmctld.out" "$tmp/slurmd.out" "$tmp/slurmctld.log" "$tmp/slurmd.log" 2>/dev/null |
-              grep -i -m1 -E "error|fatal" || echo "node never idle")
-        skip "Slurm did not come up: $why"
-    fi
-    sleep 0.2
-done
+node_idle() { [ "$(sinfo -h -o %T 2>/dev/null)" = idle ]; }
+if ! poll 30 node_idle; then
+    why=$(cat "$tmp/slurmctld.out" "$tmp/slurmd.out" "$tmp/slurmctld.log" "$tmp/slurmd.log" 2>/dev/null |
+          grep -i -m1 -E "error|fatal" || echo "node never idle")
+    skip "Slurm did not come up: $why"
+fi
 version=$(sinfo -V)
 
 "$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
@@ -124,20 +111,12 @@ submit() {   # out_dir, then trainer arguments; prints the job id
         launch/slurm/train.sbatch --config "$tmp/cfg.json" --set out_dir="$tmp/$d" "$@"
 }
 state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
-steps() { n=$(grep -c '"type":"step"' "$1/log.jsonl" 2>/dev/null) || :; echo "${n:-0}"; }
+steps() { count_records "$1/log.jsonl" step; }
 last_step() { grep '"type":"step"' "$1/log.jsonl" | tail -1 | sed 's/.*"step":\([0-9]*\).*/\1/'; }
-wait_for() {   # seconds, then a condition (a command); fails when time runs out
-    lim=$1; shift
-    end=$(($(date +%s) + lim))
-    until "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.1
-    done
-}
 done_job() { case $(state "$1") in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) return 0 ;; esac; return 1; }
 pending() { [ "$(state "$1")" = PENDING ]; }
 more_steps() { [ "$(steps "$1")" -ge "$2" ]; }
-ckpts() { n=$(grep -c '"type":"checkpoint"' "$1/log.jsonl" 2>/dev/null) || :; echo "${n:-0}"; }
+ckpts() { count_records "$1/log.jsonl" checkpoint; }
 # a checkpoint newer than the $2-th, of the last step logged, is on disk (latest names it)
 saved_last() {
     [ "$(ckpts "$1")" -gt "$2" ] && [ -f "$1/latest" ] &&
@@ -149,53 +128,47 @@ now() { date +%s.%N; }
 # now, once the node is idle and the kill is over a second old -- slurmd refuses
 # a job whose credential is not newer than the kill, in whole seconds ("Job N
 # already killed, do not launch batch job"), which that delay otherwise covers.
-node_idle() { [ "$(sinfo -h -o %T)" = idle ]; }
 # scontrol and scancel refuse a job still in a transition state (completing,
 # requeueing) with a non-zero exit (Slurm's error number modulo 256): ask again
 # for a while, then fail saying what Slurm said, instead of set -e's silent exit
 slurm_retry() {
-    i=0
-    until "$@" 2>"$tmp/scontrol.err"; do
-        i=$((i + 1))
-        [ $i -lt 100 ] || fail "$* kept failing: $(cat "$tmp/scontrol.err")"
-        sleep 0.3
-    done
+    poll 30 "$@" 2>"$tmp/scontrol.err" || fail "$* kept failing: $(cat "$tmp/scontrol.err")"
 }
 start_now() {
-    wait_for 60 node_idle || fail "node not idle: $(sinfo -h -o %T)"
-    sleep 2
+    poll 60 node_idle || fail "node not idle: $(sinfo -h -o %T)"
+    sleep 2   # Slurm's rule in whole seconds (above), not an event to wait for
     slurm_retry scontrol update jobid="$1" StartTime=now
 }
 
 # 1. reference
 ref=$(submit ref) || fail "sbatch refused the job"
-wait_for 300 done_job "$ref" || { cat "$tmp/ref.out"; fail "reference job did not end in 300 s"; }
+poll 300 done_job "$ref" || { cat "$tmp/ref.out"; fail "reference job did not end in 300 s"; }
 [ "$(state "$ref")" = COMPLETED ] || { cat "$tmp/ref.out"; fail "reference job: $(state "$ref")"; }
 
 # 2. requeue, then the time-limit warning
 job=$(submit req) || fail "sbatch refused the job"
-wait_for 300 more_steps "$tmp/req" 15 || { cat "$tmp/req.out"; fail "no 15 steps in 300 s"; }
+poll 300 more_steps "$tmp/req" 15 || { cat "$tmp/req.out"; fail "no 15 steps in 300 s"; }
 c0=$(ckpts "$tmp/req")
 slurm_retry scontrol requeue "$job"
 t=$(now)
-wait_for 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "requeue: no checkpoint of the last step"; }
+poll 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "requeue: no checkpoint of the last step"; }
 requeue_s=$(since "$t")
-wait_for 60 pending "$job" || fail "requeued job not pending: $(state "$job")"
+poll 60 pending "$job" || fail "requeued job not pending: $(state "$job")"
 start_now "$job"
-wait_for 300 more_steps "$tmp/req" 35 || { cat "$tmp/req.out"; fail "requeued job did not go on"; }
+poll 300 more_steps "$tmp/req" 35 || { cat "$tmp/req.out"; fail "requeued job did not go on"; }
 c0=$(ckpts "$tmp/req")
 slurm_retry scancel --batch -s USR1 "$job"   # what --signal=B:USR1@120 sends before the time limit
 t=$(now)
-wait_for 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "time-limit signal: no checkpoint of the last step"; }
+poll 60 saved_last "$tmp/req" "$c0" || { cat "$tmp/req.out"; fail "time-limit signal: no checkpoint of the last step"; }
 usr1_s=$(since "$t")
-wait_for 60 pending "$job" || { cat "$tmp/req.out"; fail "the job did not requeue itself: $(state "$job")"; }
+poll 60 pending "$job" || { cat "$tmp/req.out"; fail "the job did not requeue itself: $(state "$job")"; }
 start_now "$job"
 why() {   # what Slurm says about job $1
     scontrol show job "$1" | grep -E "JobState|Restarts|ExitCode" | tr -s ' '
     grep -E "JobId=$1( |$)|job_?id[ =]$1\b" "$tmp/slurmctld.log" | tail -5
     grep -i -E "error|fail" "$tmp/slurmd.log" | tail -5
 }
-wait_for 300 done_job "$job" || { cat "$tmp/req.out"; why "$job"; fail "requeued job did not finish"; }
+poll 300 done_job "$job" || { cat "$tmp/req.out"; why "$job"; fail "requeued job did not finish"; }
 [ "$(state "$job")" = COMPLETED ] || { cat "$tmp/req.out"; why "$job"; fail "requeued job: $(state "$job")"; }
 $PY - "$tmp/ref/log.jsonl" "$tmp/req/log.jsonl" <<'PY' || { cat "$tmp/req.out"; fail "requeued job"; }
 import json, sys
@@ -215,13 +188,13 @@ PY
 
 # 3. scancel
 job=$(submit cancel --set max_steps=100000) || fail "sbatch refused the job"
-wait_for 300 more_steps "$tmp/cancel" 15 || { cat "$tmp/cancel.out"; fail "no 15 steps in 300 s"; }
+poll 300 more_steps "$tmp/cancel" 15 || { cat "$tmp/cancel.out"; fail "no 15 steps in 300 s"; }
 c0=$(ckpts "$tmp/cancel")
 slurm_retry scancel "$job"
 t=$(now)
-wait_for 60 saved_last "$tmp/cancel" "$c0" || { cat "$tmp/cancel.out"; fail "scancel: no checkpoint of the last step"; }
+poll 60 saved_last "$tmp/cancel" "$c0" || { cat "$tmp/cancel.out"; fail "scancel: no checkpoint of the last step"; }
 cancel_s=$(since "$t")
-wait_for 90 done_job "$job" || fail "cancelled job still $(state "$job")"
+poll 90 done_job "$job" || fail "cancelled job still $(state "$job")"
 saved_last "$tmp/cancel" "$c0" || fail "scancel: the last step logged is not the checkpoint"
 echo "scancel: checkpoint $(cat "$tmp/cancel/latest") is the last step logged"
 echo "$version, $(mpirun --version | head -1), launcher ${GPT_LAUNCHER:-srun}: seconds to a saved" \

@@ -15,30 +15,19 @@
 #  - --serve: a bad endpoint exits 2; a non-loopback one needs $GPT_SERVE_TOKEN
 #    (exit 2 without), and then every request needs the token.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
+NAME=e2e_sockets
+. tests/lib_e2e.sh
 ZFLOOD=${ZFLOOD:-$BUILD/tests/zflood}
 MAX_GROWTH_MB=${MAX_GROWTH_MB:-20}
-tmp=$(mktemp -d)
 lpid=
 tpid=
 spid=
-cleanup() {
-    for p in $lpid $tpid $spid; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL e2e_sockets: $*"; exit 1; }
+on_exit 'kill -9 $lpid $tpid $spid 2>/dev/null'
 [ -x "$ZFLOOD" ] || fail "$ZFLOOD not built"
 [ -x "$BUILD/tests/serve_client" ] || fail "$BUILD/tests/serve_client not built"
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 
-set -- $(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
+set -- $(free_ports 3)
 status_ep=tcp://127.0.0.1:$1
 control_ep=tcp://127.0.0.1:$2
 serve_port=$3
@@ -52,27 +41,10 @@ cat > "$tmp/cfg.json" <<JSON
 JSON
 
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-steps() { n=$(grep -c '"type":"step"' "$1" 2>/dev/null || true); echo "${n:-0}"; }
-wait_steps() {   # log, at least n steps, pid that must stay alive
-    i=0
-    while [ "$(steps "$1")" -lt "$2" ]; do
-        i=$((i + 1)); [ $i -le 1500 ] || fail "no step $2 in 30 s ($1)"
-        kill -0 "$3" 2>/dev/null || fail "process $3 ended before step $2"
-        sleep 0.02
-    done
-}
-start_loader() {   # a loader on $LEP with the config's T, vocab and seed; waits for its socket
-    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
-    "$BUILD/loader" --data "$tmp/data" --endpoint "$LEP" --seq-len 32 --vocab 256 --seed 1337 \
-        2>>"$tmp/loader.err" &
-    lpid=$!
-    i=0
-    while [ ! -S "$tmp/loader.sock" ]; do
-        i=$((i + 1)); [ $i -le 100 ] || { cat "$tmp/loader.err"; fail "loader did not bind in 10 s"; }
-        kill -0 "$lpid" 2>/dev/null || { cat "$tmp/loader.err"; fail "loader exited at start"; }
-        sleep 0.1
-    done
-}
+steps() { count_records "$1" step; }
+# log, at least n steps, pid that must stay alive; looks often, as the runs
+# of 60 steps are stopped mid-run
+wait_steps() { WATCH=$3 POLL_S=0.02 wait_for_record "$1" step 60 "$2"; }
 # flood NAME PID LOG ENDPOINT subs|msgs CLIENTS N SIZE: RSS of PID before and
 # after (printed), bounded growth, PID alive; LOG (or -): its steps go on
 flood() {
@@ -80,7 +52,7 @@ flood() {
     before=$(rss_mb "$pid")
     [ "$flog" = - ] || s0=$(steps "$flog")
     sent=$("$ZFLOOD" "$@") || fail "zflood $*"
-    sleep 1   # what the flood left queued is processed or dropped
+    sleep 1   # measured: the RSS once what the flood left queued is processed or dropped
     kill -0 "$pid" 2>/dev/null || fail "$name: the process died"
     after=$(rss_mb "$pid")
     echo "flood $name ($3 clients x $4 x $5 B, ${sent#zflood: }): RSS $before -> $after MB"
@@ -132,7 +104,7 @@ kill -9 "$lpid"
 wait "$lpid" 2>/dev/null || true
 killed_at=$(steps "$tmp/restart/log.jsonl")
 kill -CONT "$tpid"
-sleep 1   # the trainer waits for batches that do not come
+sleep 1   # what is tested: the trainer waits a while for batches that do not come
 start_loader
 rc=0
 wait "$tpid" || rc=$?
@@ -184,12 +156,7 @@ GPT_SERVE_TOKEN= expect_usage "needs a token" "tcp://0.0.0.0:$serve_port"
 start_serve() {   # endpoint
     "$BUILD/infer" --ckpt "$ck" --serve "$1" 2>"$tmp/serve.err" &
     spid=$!
-    i=0
-    until grep -q "serving on" "$tmp/serve.err" 2>/dev/null; do
-        i=$((i + 1)); [ $i -le 300 ] || fail "server did not start"
-        kill -0 "$spid" 2>/dev/null || { cat "$tmp/serve.err"; fail "server exited"; }
-        sleep 0.1
-    done
+    SHOW_ON_FAIL="$tmp/serve.err" WATCH=$spid wait_for_text "$tmp/serve.err" "serving on" 60
 }
 sep=tcp://127.0.0.1:$serve_port
 start_serve "$sep"

@@ -6,31 +6,14 @@
 # until `resume`; `stop` ends the run with exit code 0; non-loopback endpoints
 # without an explicit opt-in are refused.  Ports are random, every wait bounded.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
+NAME=e2e_status
+. tests/lib_e2e.sh
 pid=""
-cleanup() {
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL e2e_status: $*"
-    [ -f "$tmp/stderr" ] && tail -5 "$tmp/stderr"
-    exit 1
-}
+on_exit 'kill -9 $pid 2>/dev/null'
+SHOW_ON_FAIL="$tmp/stderr"
+prep_bytes "$tmp/data"
 
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
-
-# two free ports on loopback (the kernel picks them)
-ports=$(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(2)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
-set -- $ports
+set -- $(free_ports 2)
 status_ep=tcp://127.0.0.1:$1
 control_ep=tcp://127.0.0.1:$2
 ctl_port=$2
@@ -103,25 +86,21 @@ ctl status > "$tmp/r" || fail "status after bad requests: $(cat "$tmp/r")"
 
 # pause: the step count stays put until resume
 ctl pause > "$tmp/r" || fail "pause: $(cat "$tmp/r")"
-n=0   # the loop pauses at its next step boundary and says so in the log
-while ! grep -q '"message":"paused"' "$tmp/run/log.jsonl" && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+# the loop pauses at its next step boundary and says so in the log
+wait_for_record "$tmp/run/log.jsonl" event/paused 60
 s1=$(ctl status | field 'r["latest"]["step"]')
 state=$(ctl status | field 'r["state"]')
-sleep 1.5
+sleep 1.5   # what is tested: no step in this time while paused
 s2=$(ctl status | field 'r["latest"]["step"]')
 [ "$state" = paused ] || fail "state while paused: $state"
 [ "$s1" = "$s2" ] || fail "steps advanced while paused: $s1 -> $s2"
 ctl resume > "$tmp/r" || fail "resume: $(cat "$tmp/r")"
-n=0
-s3=$s2
-while [ "$s3" = "$s2" ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n + 1)); s3=$(ctl status | field 'r["latest"]["step"]'); done
-[ "$s3" -gt "$s2" ] || fail "steps did not advance after resume ($s2 -> $s3)"
+advanced() { s3=$(ctl status | field 'r["latest"]["step"]'); [ "$s3" -gt "$s2" ]; }
+poll 60 advanced || fail "steps did not advance after resume ($s2 -> $s3)"
 
 # stop: the run ends by itself with exit code 0
 ctl stop > "$tmp/r" || fail "stop: $(cat "$tmp/r")"
-n=0
-while kill -0 "$pid" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
-kill -0 "$pid" 2>/dev/null && fail "trainer still running 60 s after stop"
+wait_for_exit "$pid" 60
 rc=0
 wait "$pid" || rc=$?
 pid=""

@@ -8,24 +8,13 @@
 #   3. SIGTERM to the supervisor stops the job without a restart, and the
 #      trainer's checkpoint is the last step it logged.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-fail() { echo "FAIL e2e_supervise: $*"; exit 1; }
-command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PY=/usr/bin/python3
+NAME=e2e_supervise
+. tests/lib_e2e.sh
+need_mpirun
 [ -x "$PY" ] || PY=python3
-tmp=$(mktemp -d)
 sup=""
-cleanup() {
-    set +e
-    [ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+on_exit '[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null'
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 150, "precision": "fp32",
@@ -34,8 +23,6 @@ cat > "$tmp/cfg.json" <<JSON
  "metrics_endpoint": "none"}
 JSON
 RUN="sh launch/run.sh -n 2 -o --threads 1 --bind-to none --kill-grace 2"
-steps() { n=$(grep -c '"type":"step"' "$1" 2>/dev/null) || :; echo "${n:-0}"; }
-ckpts() { n=$(grep -c '"type":"checkpoint"' "$1" 2>/dev/null) || :; echo "${n:-0}"; }
 # the trainer processes of this test's out_dir $1 (by their own command line)
 ranks_of() { ps -eo pid=,comm=,args= | awk -v d="$1" '$2 == "trainer" && index($0, d) { print $1 }'; }
 
@@ -48,30 +35,18 @@ t0=$(date +%s)
 $RUN --max-restarts 2 -- --config "$tmp/cfg.json" --set max_steps=150 --set out_dir="$tmp/sup" \
     >/dev/null 2>"$tmp/err.sup" &
 sup=$!
-i=0
-while [ "$(ckpts "$tmp/sup/log.jsonl")" -lt 2 ] && [ $i -lt 600 ]; do
-    kill -0 "$sup" 2>/dev/null || { cat "$tmp/err.sup"; fail "supervised run ended early"; }
-    sleep 0.1; i=$((i + 1))
-done
-[ $i -lt 600 ] || fail "no second checkpoint within 60 s"
+SHOW_ON_FAIL="$tmp/err.sup" WATCH=$sup wait_for_record "$tmp/sup/log.jsonl" checkpoint 60 2
 victim=$(ranks_of "$tmp/sup" | tail -1)
 [ -n "$victim" ] || fail "no trainer process found"
 kill -9 "$victim"
 killed_at=$(date +%s.%N)
-killed_step=$(steps "$tmp/sup/log.jsonl")
+killed_step=$(count_records "$tmp/sup/log.jsonl" step)
 # training again: a step record after the restart event
-again=""
-for i in $(seq 1 600); do
-    if grep -q '"restarts":1' "$tmp/sup/log.jsonl" 2>/dev/null &&
-        [ -n "$(sed -n '/"restarts":1/,$p' "$tmp/sup/log.jsonl" | grep '"type":"step"' | head -1)" ]; then
-        again=$(date +%s.%N); break
-    fi
-    kill -0 "$sup" 2>/dev/null || break
-    sleep 0.1
-done
+stepped_again() { [ -n "$(sed -n '/"restarts":1/,$p' "$tmp/sup/log.jsonl" | grep '"type":"step"' | head -1)" ]; }
+SHOW_ON_FAIL="$tmp/err.sup" WATCH=$sup wait_until 60 "step after the restart event" stepped_again
+again=$(date +%s.%N)
 wait "$sup" || { cat "$tmp/err.sup"; fail "supervised run did not finish after the restart"; }
 sup=""
-[ -n "$again" ] || fail "no step after the restart event"
 [ "$(grep -c '^+ mpirun' "$tmp/err.sup")" -eq 2 ] || { cat "$tmp/err.sup"; fail "expected exactly one restart"; }
 grep '^+ mpirun' "$tmp/err.sup" | tail -1 | grep -q -- '--resume auto' || fail "the restart has no --resume auto"
 $PY - "$tmp/ref/log.jsonl" "$tmp/sup/log.jsonl" <<'PY' || { cat "$tmp/err.sup"; fail "supervised run"; }
@@ -105,8 +80,7 @@ echo "bad config: exit code 2, not restarted"
 $RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=100000 --set out_dir="$tmp/term" \
     >/dev/null 2>"$tmp/err.term" &
 sup=$!
-i=0
-while [ "$(steps "$tmp/term/log.jsonl")" -lt 20 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+SHOW_ON_FAIL="$tmp/err.term" WATCH=$sup wait_for_record "$tmp/term/log.jsonl" step 60 20
 kill -TERM "$sup"
 term_at=$(date +%s.%N)
 wait "$sup" || :

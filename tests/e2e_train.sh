@@ -4,14 +4,9 @@
 # that log.jsonl holds well-formed step and eval records, and that bad
 # configurations are refused with a one-line reason and a non-zero exit.
 set -e
-BUILD=${BUILD:-build}
-CORPUS=${CORPUS:-/usr/share/games/fortunes}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL e2e_train: $*"; exit 1; }
-
-[ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+NAME=e2e_train
+. tests/lib_e2e.sh
+prep_bytes "$tmp/data"
 
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,

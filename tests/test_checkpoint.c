@@ -3,7 +3,8 @@
  * refused with a one-line reason; keep_checkpoints, the latest pointer, no
  * *.tmp left behind; --resume auto falls back past a damaged newest file;
  * moments handed out and taken in one tensor at a time (ZeRO's path) give
- * the same file and values; SIGKILL during saves never costs the newest. */
+ * the same file and values; a weights-only file reads as a model and is
+ * refused for resuming; SIGKILL during saves never costs the newest. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,11 +22,13 @@
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "tests/test_util.h"
+#include "trainer/ckpt_view.h"
 
 typedef struct {
     run_config cfg;
     gpt2 model;
     adamw_state opt;
+    ckpt_view v;   /* the state above as io/checkpoint.h's data */
     char dir[64];
 } fixture;
 
@@ -48,10 +51,12 @@ static void make_state(fixture *f, int C, uint64_t seed)
     test_fill(f->opt.m, f->opt.n, seed + 1, 0.1f);
     test_fill(f->opt.v, f->opt.n, seed + 2, 0.01f);
     f->opt.step = 2;   /* <= every train step saved below */
+    assert_int_equal(ckpt_view_init(&f->v, &f->cfg, &f->model, &f->opt, err, sizeof err), 0);
 }
 
 static void free_state(fixture *f)
 {
+    ckpt_view_free(&f->v);
     optimizer_destroy(&f->opt);
     gpt2_destroy(&f->model);
 }
@@ -79,9 +84,10 @@ static int teardown(void **state)
 
 static ckpt_state view(fixture *f, int step)
 {
-    return (ckpt_state){.cfg = &f->cfg, .model = &f->model, .opt = &f->opt,
-                        .train = {.step = step, .tokens_seen = 1000u * step,
-                                  .data_cursor = 10u * step, .seed = 42, .loss_scale = 1}};
+    ckpt_state s = f->v.s;
+    s.train = (ckpt_train_info){.step = step, .tokens_seen = 1000u * step,
+                                .data_cursor = 10u * step, .seed = 42, .loss_scale = 1};
+    return s;
 }
 
 static void save(fixture *f, int step, char *path, size_t pathlen)
@@ -129,13 +135,14 @@ static void test_round_trip_is_bit_exact(void **state)
 
     make_state(&g, 16, 99);   /* different contents, same shapes */
     ckpt_state r = view(&g, 0);
+    r.opt.step = 0;   /* the file's must come back */
     if (ckpt_read(path, &r, err, sizeof err) != 0)
         fail_msg("%s", err);
     size_t bytes = f->model.num_params * sizeof(float);
     assert_memory_equal(g.model.params, f->model.params, bytes);
     assert_memory_equal(g.opt.m, f->opt.m, bytes);
     assert_memory_equal(g.opt.v, f->opt.v, bytes);
-    assert_int_equal(g.opt.step, 2);
+    assert_int_equal(r.opt.step, 2);
     assert_int_equal(r.train.step, 5);
     assert_int_equal(r.train.tokens_seen, 5000);
     assert_int_equal(r.train.data_cursor, 50);
@@ -290,7 +297,7 @@ static void test_foreign_files_are_refused(void **state)
     free_state(f);
 }
 
-/* ckpt_moments standing in for ZeRO shards: the whole moments of a fixture,
+/* ckpt_stream standing in for ZeRO shards: the whole moments of a fixture,
  * handed out and taken in one tensor at a time, counting the calls. */
 typedef struct {
     adamw_state *opt;
@@ -298,23 +305,25 @@ typedef struct {
     int calls, fail_at;   /* fail_at: the call that fails (-1: none) */
 } moments_src;
 
-static int get_moment(void *ctx, int moment, const param_tensor *t, float *buf)
+static int get_moment(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
 {
     moments_src *m = ctx;
+    const param_tensor *t = &m->model->tensors[i];
     /* in table order, m's tensors before v's */
-    assert_int_equal(moment * m->model->num_tensors + (int)(t - m->model->tensors), m->calls);
+    assert_int_equal((g - CKPT_M) * m->model->num_tensors + i, m->calls);
     if (m->calls++ == m->fail_at)
         return -1;
-    memcpy(buf, (moment ? m->opt->v : m->opt->m) + t->offset, t->numel * sizeof(float));
+    memcpy(buf, (g == CKPT_V ? m->opt->v : m->opt->m) + t->offset, t->numel * sizeof(float));
     return 0;
 }
 
-static int put_moment(void *ctx, int moment, const param_tensor *t, const float *buf)
+static int put_moment(void *ctx, int g, int i, const float *buf, char *err, size_t errlen)
 {
     moments_src *m = ctx;
-    assert_int_equal(moment * m->model->num_tensors + (int)(t - m->model->tensors), m->calls);
+    const param_tensor *t = &m->model->tensors[i];
+    assert_int_equal((g - CKPT_M) * m->model->num_tensors + i, m->calls);
     m->calls++;
-    memcpy((moment ? m->opt->v : m->opt->m) + t->offset, buf, t->numel * sizeof(float));
+    memcpy((g == CKPT_V ? m->opt->v : m->opt->m) + t->offset, buf, t->numel * sizeof(float));
     return 0;
 }
 
@@ -328,10 +337,8 @@ static void test_moments_one_tensor_at_a_time(void **state)
     ckpt_state s = view(f, 5);
     assert_int_equal(ckpt_write(ref, &s, err, sizeof err), 0);
     moments_src src = {.opt = &f->opt, .model = &f->model, .fail_at = -1};
-    ckpt_moments io = {.get = get_moment, .put = put_moment, .ctx = &src};
-    adamw_state no_moments = {.step = f->opt.step};   /* m, v NULL: never read */
-    s.opt = &no_moments;
-    s.moments = &io;
+    s.arena[CKPT_M] = s.arena[CKPT_V] = NULL;   /* the moments through the stream alone */
+    s.stream = (ckpt_stream){.get = get_moment, .put = put_moment, .ctx = &src};
     if (ckpt_write(path, &s, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(src.calls, 2 * f->model.num_tensors);
@@ -347,14 +354,13 @@ static void test_moments_one_tensor_at_a_time(void **state)
     test_fill(g.opt.m, g.opt.n, 7, 1.0f);
     test_fill(g.opt.v, g.opt.n, 8, 1.0f);
     moments_src dst = {.opt = &g.opt, .model = &g.model, .fail_at = -1};
-    ckpt_moments in = {.put = put_moment, .ctx = &dst};
-    adamw_state step_only = {0};
-    r.opt = &step_only;
-    r.moments = &in;
+    r.arena[CKPT_M] = r.arena[CKPT_V] = NULL;
+    r.stream = (ckpt_stream){.put = put_moment, .ctx = &dst};
+    r.opt.step = 0;
     if (ckpt_read(ref, &r, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_int_equal(dst.calls, 2 * g.model.num_tensors);
-    assert_int_equal(step_only.step, 2);
+    assert_int_equal(r.opt.step, 2);
     assert_memory_equal(g.opt.m, f->opt.m, bytes);
     assert_memory_equal(g.opt.v, f->opt.v, bytes);
     assert_memory_equal(g.model.params, f->model.params, bytes);
@@ -371,6 +377,42 @@ static void test_moments_one_tensor_at_a_time(void **state)
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(count_suffix(f->dir, ".tmp"), 0);
     free_state(&g);
+    free_state(f);
+}
+
+/* A weights-only file (build/import's): /model alone, no /optimizer or
+ * /train.  build/infer's reader finds its dimensions and tensors; --resume
+ * refuses it. */
+static void test_weights_only_file(void **state)
+{
+    fixture *f = *state;
+    char path[256], err[512];
+    make_state(f, 16, 1);
+    snprintf(path, sizeof path, "%s/weights.h5", f->dir);
+    ckpt_state s = view(f, 0);
+    s.weights_only = true;
+    s.arena[CKPT_M] = s.arena[CKPT_V] = NULL;   /* not written, so never read */
+    if (ckpt_write(path, &s, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    ckpt_model_file *m;
+    ckpt_dims d;
+    if (ckpt_model_open(path, &m, &d, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_true(d.vocab_size == 64 && d.n_positions == 16 && d.n_embd == 16 && d.n_layer == 2 &&
+                d.n_head == 2);
+    const param_tensor *t = &f->model.tensors[f->model.num_tensors - 1];
+    float *x = malloc(t->numel * sizeof *x);
+    assert_non_null(x);
+    if (ckpt_model_tensor(m, t->name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0, x, err,
+                          sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_memory_equal(x, f->model.params + t->offset, t->numel * sizeof *x);
+    tokenizer *tok = ckpt_model_tokenizer(m, err, sizeof err);   /* none given: "byte" */
+    assert_non_null(tok);
+    tokenizer_free(tok);
+    ckpt_model_close(m);
+    free(x);
+    expect_refused(f, path, "/optimizer/m is missing");
     free_state(f);
 }
 
@@ -499,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_anywhere_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moments_one_tensor_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_weights_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_during_saves_keeps_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_last_two_and_points_latest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_falls_back_past_a_damaged_newest, setup, teardown),

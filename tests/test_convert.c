@@ -9,7 +9,9 @@
  * - every SIMD path bit-identical to the scalar one on the same patterns;
  * - awkward lengths (tails, a partial last chunk) leave the bytes past n
  *   untouched; round_to_bf16 in place equals narrow-then-widen;
- * - the public entry points equal the active path.
+ * - the public entry points equal the active path;
+ * - f32_all_finite finds one NaN or infinity at any position, not a large
+ *   finite value, a denormal or a negative zero.
  * All comparisons are on bit patterns: NaN != NaN would hide errors. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,6 +355,31 @@ static float f16_value_reference(uint16_t h)   /* by its definition, in double *
     return (float)((h & 0x8000) ? -v : v);
 }
 
+static void test_all_finite(void **state)
+{
+    (void)state;
+    enum { N = 37 };
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(i - 18) * 1e3f;
+    x[3] = FLT_MAX;
+    x[4] = -FLT_MAX;
+    x[5] = 1e-45f;   /* the smallest denormal */
+    x[6] = -0.0f;
+    assert_true(f32_all_finite(x, N));
+    assert_true(f32_all_finite(x, 0));
+    const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 4; k++) {
+        for (int at = 0; at < N; at++) {
+            float keep = x[at];
+            x[at] = bad[k];
+            assert_false(f32_all_finite(x, N));
+            assert_int_equal(f32_all_finite(x, (size_t)at), 1);   /* before it: all finite */
+            x[at] = keep;
+        }
+    }
+}
+
 static void test_f16_known_values(void **state)
 {
     (void)state;
@@ -457,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_awkward_lengths),
         cmocka_unit_test(test_unaligned),
         cmocka_unit_test(test_public_dispatch),
+        cmocka_unit_test(test_all_finite),
         cmocka_unit_test(test_f16_known_values),
         cmocka_unit_test(test_f16_all_values),
         cmocka_unit_test(test_f16_paths_match_scalar),

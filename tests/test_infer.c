@@ -23,6 +23,7 @@
 #include "kernels/gemm.h"
 #include "infer/infer.h"
 #include "infer/q8file.h"
+#include "trainer/ckpt_view.h"
 #include "tests/test_util.h"
 
 enum { SEQ = 40 };
@@ -62,6 +63,12 @@ static void make_infer(infer_model *m, infer_state *s, const gpt2 *g, infer_quan
     make_infer_kv(m, s, g, q, INFER_KV_FP32);
 }
 
+static void free_infer(infer_model *m, infer_state *s)
+{
+    infer_state_free(s);
+    infer_model_free(m);
+}
+
 /* Logits at every position, one token per call. */
 static void decode_each(const infer_model *m, infer_state *s, const int *toks, int n, float *out)
 {
@@ -70,6 +77,55 @@ static void decode_each(const infer_model *m, infer_state *s, const int *toks, i
         infer_forward(m, s, &toks[t], 1, t, NULL);
         memcpy(out + (size_t)t * V, s->logits, V * sizeof(float));
     }
+}
+
+/* How far logits got[n x V] are from ref[n x V], accumulated over calls: the
+ * squares of the errors and of ref (for a relative L2 error), and how many
+ * positions have the same greedy token. */
+typedef struct {
+    double err2, ref2;
+    int agree, total;
+} logit_diff;
+
+static void logit_diff_add(logit_diff *d, const float *ref, const float *got, int n, int V)
+{
+    for (int t = 0; t < n; t++, d->total++)
+        d->agree += infer_argmax(ref + (size_t)t * V, V) == infer_argmax(got + (size_t)t * V, V);
+    for (size_t i = 0; i < (size_t)n * V; i++) {
+        d->err2 += (double)(got[i] - ref[i]) * (got[i] - ref[i]);
+        d->ref2 += (double)ref[i] * ref[i];
+    }
+}
+
+static double logit_diff_rel(const logit_diff *d)
+{
+    return sqrt(d->err2 / d->ref2);
+}
+
+/* Mode q against fp32 on the same model (from model_seed): the full-sequence
+ * logits of five random sequences (token_seed, token_seed + 1, ...). */
+static logit_diff against_fp32(infer_quant q, uint64_t model_seed, uint64_t token_seed)
+{
+    enum { RUNS = 5 };
+    gpt2 g;
+    infer_model mf, mq;
+    infer_state sf, sq;
+    make_gpt2(&g, model_seed);
+    make_infer(&mf, &sf, &g, INFER_FP32);
+    make_infer(&mq, &sq, &g, q);
+    int toks[SEQ], V = DIMS.vocab_size;
+    float *lf = malloc(sizeof(float) * SEQ * V), *lq = malloc(sizeof(float) * SEQ * V);
+    logit_diff d = {0};
+    for (int r = 0; r < RUNS; r++) {
+        random_tokens(toks, SEQ, V, token_seed + r);
+        infer_forward(&mf, &sf, toks, SEQ, 0, lf);
+        infer_forward(&mq, &sq, toks, SEQ, 0, lq);
+        logit_diff_add(&d, lf, lq, SEQ, V);
+    }
+    free(lf), free(lq);
+    free_infer(&mf, &sf), free_infer(&mq, &sq);
+    gpt2_destroy(&g);
+    return d;
 }
 
 static void test_kv_cache_matches_full_recompute(void **state)
@@ -91,8 +147,7 @@ static void test_kv_cache_matches_full_recompute(void **state)
         assert_true(test_close(what, got + t * V, g.logits + t * V, V, 1e-5f, 1e-4f));
     }
     free(got);
-    infer_state_free(&s);
-    infer_model_free(&m);
+    free_infer(&m, &s);
     gpt2_destroy(&g);
 }
 
@@ -186,26 +241,20 @@ static void test_bf16_kv_cache(void **state)
     make_gpt2(&g, 13);
     make_infer_kv(&m32, &s32, &g, INFER_FP32, INFER_KV_FP32);
     make_infer_kv(&m16, &s16, &g, INFER_FP32, INFER_KV_BF16);
-    int toks[SEQ], V = DIMS.vocab_size, agree = 0;
+    int toks[SEQ], V = DIMS.vocab_size;
     random_tokens(toks, SEQ, V, 5);
     float *a = malloc(sizeof(float) * SEQ * V), *b = malloc(sizeof(float) * SEQ * V);
     decode_each(&m32, &s32, toks, SEQ, a);
     decode_each(&m16, &s16, toks, SEQ, b);
-    double err2 = 0, ref2 = 0;
-    for (size_t i = 0; i < (size_t)SEQ * V; i++) {
-        err2 += (double)(a[i] - b[i]) * (a[i] - b[i]);
-        ref2 += (double)a[i] * a[i];
-    }
-    for (int t = 0; t < SEQ; t++)
-        agree += infer_argmax(a + (size_t)t * V, V) == infer_argmax(b + (size_t)t * V, V);
+    logit_diff d = {0};
+    logit_diff_add(&d, a, b, SEQ, V);
     print_message("bf16 KV cache vs fp32: logits rel. error %.2e, greedy %d/%d\n",
-                  sqrt(err2 / ref2), agree, SEQ);
-    assert_true(sqrt(err2 / ref2) < 1e-2);
-    assert_true(sqrt(err2 / ref2) > 0);   /* the cache really is bf16 */
-    assert_true(agree >= SEQ - 1);
+                  logit_diff_rel(&d), d.agree, SEQ);
+    assert_true(logit_diff_rel(&d) < 1e-2);
+    assert_true(logit_diff_rel(&d) > 0);   /* the cache really is bf16 */
+    assert_true(d.agree >= SEQ - 1);
     free(a), free(b);
-    infer_state_free(&s32), infer_state_free(&s16);
-    infer_model_free(&m32), infer_model_free(&m16);
+    free_infer(&m32, &s32), free_infer(&m16, &s16);
     gpt2_destroy(&g);
 }
 
@@ -213,38 +262,11 @@ static void test_bf16_kv_cache(void **state)
 static void test_int8_agrees_with_fp32(void **state)
 {
     (void)state;
-    enum { RUNS = 5 };
-    gpt2 g;
-    infer_model mf, mq;
-    infer_state sf, sq;
-    make_gpt2(&g, 13);
-    make_infer(&mf, &sf, &g, INFER_FP32);
-    make_infer(&mq, &sq, &g, INFER_INT8);
-    int toks[SEQ], V = DIMS.vocab_size, agree = 0, total = 0;
-    float *lf = malloc(sizeof(float) * SEQ * V), *lq = malloc(sizeof(float) * SEQ * V);
-    double err2 = 0, ref2 = 0;
-    for (int r = 0; r < RUNS; r++) {
-        random_tokens(toks, SEQ, V, 100 + r);
-        infer_forward(&mf, &sf, toks, SEQ, 0, lf);
-        infer_forward(&mq, &sq, toks, SEQ, 0, lq);
-        for (int t = 0; t < SEQ; t++, total++)
-            agree += infer_argmax(lf + t * V, V) == infer_argmax(lq + t * V, V);
-        for (int i = 0; i < SEQ * V; i++) {
-            err2 += (double)(lq[i] - lf[i]) * (lq[i] - lf[i]);
-            ref2 += (double)lf[i] * lf[i];
-        }
-    }
+    logit_diff d = against_fp32(INFER_INT8, 13, 100);
     fprintf(stderr, "int8 vs fp32: greedy token agrees on %d/%d positions, logits rel. error %.4f\n",
-            agree, total, sqrt(err2 / ref2));
-    assert_true(agree >= 0.95 * total);
-    assert_true(sqrt(err2 / ref2) < 0.02);
-    free(lf);
-    free(lq);
-    infer_state_free(&sf);
-    infer_state_free(&sq);
-    infer_model_free(&mf);
-    infer_model_free(&mq);
-    gpt2_destroy(&g);
+            d.agree, d.total, logit_diff_rel(&d));
+    assert_true(d.agree >= 0.95 * d.total);
+    assert_true(logit_diff_rel(&d) < 0.02);
 }
 
 /* --eval's window: the trainer's loss (gpt2_forward with targets) on the same
@@ -267,8 +289,7 @@ static void test_eval_window_matches_trainer_loss(void **state)
     for (int t = 0; t < SEQ; t++)
         assert_int_equal(greedy[t], infer_argmax(g.logits + (size_t)t * V, V));
     free(logits);
-    infer_state_free(&s);
-    infer_model_free(&m);
+    free_infer(&m, &s);
     gpt2_destroy(&g);
 }
 
@@ -362,13 +383,13 @@ static void test_bf16_widen_is_fp32_on_rounded_weights(void **state)
         decode_each(&mb, &sb, toks, SEQ, b);
         assert_true(test_close("bf16 widened vs fp32 on rounded weights", b, a, (size_t)SEQ * V,
                                1e-4f, 1e-5f));
-        for (int t = 0; t < SEQ; t++)
-            assert_int_equal(infer_argmax(b + (size_t)t * V, V), infer_argmax(a + (size_t)t * V, V));
+        logit_diff d = {0};
+        logit_diff_add(&d, a, b, SEQ, V);
+        assert_int_equal(d.agree, SEQ);   /* every greedy token */
     }
     cpu_set_isa(saved);
     free(a), free(b);
-    infer_state_free(&sf), infer_state_free(&sb);
-    infer_model_free(&mf), infer_model_free(&mb);
+    free_infer(&mf, &sf), free_infer(&mb, &sb);
     gpt2_destroy(&g);
 }
 
@@ -377,37 +398,13 @@ static void test_bf16_widen_is_fp32_on_rounded_weights(void **state)
 static void test_bf16_agrees_with_fp32(void **state)
 {
     (void)state;
-    enum { RUNS = 5 };
-    gpt2 g;
-    infer_model mf, mb;
-    infer_state sf, sb;
-    make_gpt2(&g, 17);
-    make_infer(&mf, &sf, &g, INFER_FP32);
-    make_infer(&mb, &sb, &g, INFER_BF16);
-    int toks[SEQ], V = DIMS.vocab_size, agree = 0, total = 0;
-    float *lf = malloc(sizeof(float) * SEQ * V), *lb = malloc(sizeof(float) * SEQ * V);
-    double err2 = 0, ref2 = 0;
-    for (int r = 0; r < RUNS; r++) {
-        random_tokens(toks, SEQ, V, 200 + r);
-        infer_forward(&mf, &sf, toks, SEQ, 0, lf);
-        infer_forward(&mb, &sb, toks, SEQ, 0, lb);
-        for (int t = 0; t < SEQ; t++, total++)
-            agree += infer_argmax(lf + t * V, V) == infer_argmax(lb + t * V, V);
-        for (int i = 0; i < SEQ * V; i++) {
-            err2 += (double)(lb[i] - lf[i]) * (lb[i] - lf[i]);
-            ref2 += (double)lf[i] * lf[i];
-        }
-    }
+    logit_diff d = against_fp32(INFER_BF16, 17, 200);
     print_message("bf16 (%s) vs fp32: greedy token agrees on %d/%d positions, logits rel. "
-                  "error %.4f\n", bf16mm_path_name(bf16mm_path_active()), agree, total,
-                  sqrt(err2 / ref2));
-    assert_true(agree >= 0.95 * total);
-    assert_true(sqrt(err2 / ref2) < 0.02);
-    assert_true(sqrt(err2 / ref2) > 0);   /* the weights really are bf16 */
-    free(lf), free(lb);
-    infer_state_free(&sf), infer_state_free(&sb);
-    infer_model_free(&mf), infer_model_free(&mb);
-    gpt2_destroy(&g);
+                  "error %.4f\n", bf16mm_path_name(bf16mm_path_active()), d.agree, d.total,
+                  logit_diff_rel(&d));
+    assert_true(d.agree >= 0.95 * d.total);
+    assert_true(logit_diff_rel(&d) < 0.02);
+    assert_true(logit_diff_rel(&d) > 0);   /* the weights really are bf16 */
 }
 
 static void sample_run(int *out, int n, const float *logits, int V, float temp, int k, float p,
@@ -479,8 +476,11 @@ static void write_ckpt(const char *path, gpt2 *g, int n_embd_attr)
     cfg.n_head = DIMS.n_head;
     assert_int_equal(config_finalize(&cfg, err, sizeof err), 0);
     assert_int_equal(optimizer_create(&opt, g->num_params, err, sizeof err), 0);
-    ckpt_state st = {.cfg = &cfg, .model = g, .opt = &opt, .train = {.step = 1, .loss_scale = 1}};
-    assert_int_equal(ckpt_write(path, &st, err, sizeof err), 0);
+    ckpt_view v;
+    assert_int_equal(ckpt_view_init(&v, &cfg, g, &opt, err, sizeof err), 0);
+    v.s.train = (ckpt_train_info){.step = 1, .loss_scale = 1};
+    assert_int_equal(ckpt_write(path, &v.s, err, sizeof err), 0);
+    ckpt_view_free(&v);
     optimizer_destroy(&opt);
 }
 
@@ -519,10 +519,7 @@ static void test_checkpoint_load(void **state)
     infer_forward(&a, &sa, toks, SEQ, 0, NULL);
     infer_forward(&b, &sb, toks, SEQ, 0, NULL);
     assert_memory_equal(sa.logits, sb.logits, DIMS.vocab_size * sizeof(float));
-    infer_state_free(&sa);
-    infer_state_free(&sb);
-    infer_model_free(&a);
-    infer_model_free(&b);
+    free_infer(&a, &sa), free_infer(&b, &sb);
     tokenizer_free(tok);
 
     expect_refused("/tmp/no/such/ckpt.h5", INFER_FP32, "No such file");

@@ -50,34 +50,51 @@ static int remove_data(void **state)
     return system(cmd);
 }
 
+/* The test data with the sampling seed given (the model vocabulary excludes
+ * the damaged id only in the error test). */
+static void open_data(dataset *d, uint64_t seed)
+{
+    char err[256];
+    assert_int_equal(dataset_open(d, dir, T, VOCAB + 6, seed, err, sizeof err), 0);
+}
+
+/* Steps [from, to) of l, every micro-batch, equal direct reads of d for the
+ * options' rank; sleep_us before each read makes a slow trainer. */
+static void expect_batches(loader *l, dataset *d, const loader_options *o, uint64_t from,
+                           uint64_t to, int sleep_us)
+{
+    size_t bytes = sizeof(int) * (size_t)o->B * T;
+    int *in = malloc(bytes), *tg = malloc(bytes), *rin = malloc(bytes), *rtg = malloc(bytes);
+    char err[256];
+    for (uint64_t s = from; s < to; s++)
+        for (int j = 0; j < o->grad_accum; j++) {
+            double wait;
+            if (sleep_us)
+                usleep(sleep_us);
+            assert_int_equal(loader_next(l, s, j, in, tg, &wait, err, sizeof err), 0);
+            uint64_t first = dataset_first_sample(s, j, o->grad_accum, o->rank, o->ranks, o->B);
+            assert_int_equal(dataset_train_batch(d, first, o->B, rin, rtg, err, sizeof err), 0);
+            assert_memory_equal(in, rin, bytes);
+            assert_memory_equal(tg, rtg, bytes);
+        }
+    free(in), free(tg), free(rin), free(rtg);
+}
+
 /* The loader's batches for (rank of ranks) from start equal direct reads. */
 static void check_sequence(int B, int accum, int rank, int ranks, uint64_t start, int nsteps,
                            int consumer_sleep_us)
 {
     dataset d;
     char err[256];
-    /* the model vocabulary excludes the damaged id only in the error test */
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     loader_options o = {.B = B, .T = T, .grad_accum = accum, .rank = rank, .ranks = ranks,
                         .first_step = start, .depth = 4, .timeout_ms = 5000};
     loader *l = loader_start(&d, &o, err, sizeof err);
     assert_non_null(l);
-    int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
-    int *rin = malloc(sizeof(int) * B * T), *rtg = malloc(sizeof(int) * B * T);
-    for (uint64_t s = start; s < start + (uint64_t)nsteps; s++)
-        for (int j = 0; j < accum; j++) {
-            double wait;
-            if (consumer_sleep_us)
-                usleep(consumer_sleep_us);   /* a slow trainer: the queue stays full */
-            assert_int_equal(loader_next(l, s, j, in, tg, &wait, err, sizeof err), 0);
-            uint64_t first = dataset_first_sample(s, j, accum, rank, ranks, B);
-            assert_int_equal(dataset_train_batch(&d, first, B, rin, rtg, err, sizeof err), 0);
-            assert_memory_equal(in, rin, sizeof(int) * B * T);
-            assert_memory_equal(tg, rtg, sizeof(int) * B * T);
-        }
+    /* with a sleep, a slow trainer: the queue stays full */
+    expect_batches(l, &d, &o, start, start + (uint64_t)nsteps, consumer_sleep_us);
     loader_stop(l);
     dataset_close(&d);
-    free(in), free(tg), free(rin), free(rtg);
 }
 
 static void test_same_batches_as_direct_reads(void **state)
@@ -94,7 +111,7 @@ static void test_queue_depth_is_reported(void **state)
     (void)state;
     dataset d;
     char err[256];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
                         .first_step = 0, .depth = 4, .timeout_ms = 5000};
     loader *l = loader_start(&d, &o, err, sizeof err);
@@ -164,7 +181,7 @@ static void test_loader_errors_and_timeout(void **state)
     (void)state;
     dataset d;
     char err[256];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     d.model_vocab = VOCAB;   /* now the last train token is out of range */
     loader_options o = {.B = 64, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
                         .first_step = 0, .depth = 2, .timeout_ms = 300};
@@ -230,7 +247,7 @@ static void test_request_mismatch_is_refused(void **state)
     (void)state;
     dataset d;
     char err[256];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     loader_request r = sample_request();
     assert_int_equal(loader_request_check(&r, &d, err, sizeof err), 0);
     const char *want[4] = {"seq_len is 17", "vocab_size is 999", "seed is 4", "different data"};
@@ -252,7 +269,7 @@ static void test_server_answers_garbage_with_errors(void **state)
     (void)state;
     dataset d;
     char err[256];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     loader_server *s = loader_server_new(&d, err, sizeof err);
     assert_non_null(s);
     const uint8_t *reply;
@@ -301,6 +318,24 @@ static void *serve(void *arg)
     return NULL;
 }
 
+/* A loader server of d on endpoint, in thread th, until stop_server. */
+static void start_server(server_thread *st, pthread_t *th, dataset *d, const char *endpoint)
+{
+    char err[256];
+    *st = (server_thread){.endpoint = endpoint};
+    st->srv = loader_server_new(d, err, sizeof err);
+    assert_non_null(st->srv);
+    assert_int_equal(pthread_create(th, NULL, serve, st), 0);
+}
+
+static void stop_server(server_thread *st, pthread_t th)
+{
+    atomic_store(&st->stop, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(st->rc, 0);
+    loader_server_free(st->srv);
+}
+
 /* A server with a token answers only requests that carry it, and the others
  * not at all; the token travels after the fixed fields. */
 static void test_server_token(void **state)
@@ -308,7 +343,7 @@ static void test_server_token(void **state)
     (void)state;
     dataset d;
     char err[256];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     loader_server *s = loader_server_new(&d, err, sizeof err);
     assert_int_equal(loader_server_set_token(s, "s3cret"), 0);
     uint8_t req[LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX];
@@ -344,48 +379,36 @@ static void test_remote_same_batches(void **state)
     (void)state;
     dataset d;
     char err[256], endpoint[128];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/loader.sock", dir);
-    server_thread st = {.endpoint = endpoint};
-    st.srv = loader_server_new(&d, err, sizeof err);
+    server_thread st;
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, serve, &st), 0);
+    start_server(&st, &th, &d, endpoint);
 
-    enum { B = 3, ACCUM = 2 };
-    loader_options o = {.B = B, .T = T, .grad_accum = ACCUM, .rank = 1, .ranks = 2,
+    enum { B = 3 };
+    loader_options o = {.B = B, .T = T, .grad_accum = 2, .rank = 1, .ranks = 2,
                         .first_step = 9, .depth = 3, .timeout_ms = 5000, .endpoint = endpoint};
     loader *l = loader_start(&d, &o, err, sizeof err);
     assert_non_null(l);
-    int in[B * T], tg[B * T], rin[B * T], rtg[B * T];
-    double wait;
-    for (uint64_t s = 9; s < 30; s++)
-        for (int j = 0; j < ACCUM; j++) {
-            assert_int_equal(loader_next(l, s, j, in, tg, &wait, err, sizeof err), 0);
-            uint64_t first = dataset_first_sample(s, j, ACCUM, 1, 2, B);
-            assert_int_equal(dataset_train_batch(&d, first, B, rin, rtg, err, sizeof err), 0);
-            assert_memory_equal(in, rin, sizeof in);
-            assert_memory_equal(tg, rtg, sizeof tg);
-        }
+    expect_batches(l, &d, &o, 9, 30, 0);
     loader_stop(l);
 
     dataset other;   /* this rank's seed disagrees with the server's */
-    assert_int_equal(dataset_open(&other, dir, T, VOCAB + 6, 4, err, sizeof err), 0);
+    open_data(&other, 4);
     l = loader_start(&other, &o, err, sizeof err);
     assert_non_null(l);
+    int in[B * T], tg[B * T];
+    double wait;
     assert_int_equal(loader_next(l, 9, 0, in, tg, &wait, err, sizeof err), -1);
     assert_non_null(strstr(err, endpoint));
     assert_non_null(strstr(err, "seed is 4"));
     loader_stop(l);
     dataset_close(&other);
 
-    atomic_store(&st.stop, 1);
-    pthread_join(th, NULL);
-    assert_int_equal(st.rc, 0);
-    loader_server_free(st.srv);
+    stop_server(&st, th);
     dataset_close(&d);
 }
 
-/* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
 /* The server is stopped and started again on the same endpoint between two
  * batches, with requests in flight: the rank asks again and gets the batches
  * of a direct read, in order, as io/loader.h promises. */
@@ -394,33 +417,18 @@ static void test_remote_server_restart(void **state)
     (void)state;
     dataset d;
     char err[256], endpoint[128];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/restart.sock", dir);
-    enum { B = 2, ACCUM = 3, RESTARTS = 3 };
-    loader_options o = {.B = B, .T = T, .grad_accum = ACCUM, .rank = 0, .ranks = 1,
+    loader_options o = {.B = 2, .T = T, .grad_accum = 3, .rank = 0, .ranks = 1,
                         .first_step = 4, .depth = 5, .timeout_ms = 10000, .endpoint = endpoint};
     loader *l = loader_start(&d, &o, err, sizeof err);
     assert_non_null(l);
-    int in[B * T], tg[B * T], rin[B * T], rtg[B * T];
-    double wait;
-    uint64_t s = 4;
-    for (int round = 0; round < RESTARTS; round++) {
-        server_thread st = {.endpoint = endpoint};
-        st.srv = loader_server_new(&d, err, sizeof err);
+    for (uint64_t s = 4; s < 16; s += 4) {   /* three servers, four steps each */
+        server_thread st;
         pthread_t th;
-        assert_int_equal(pthread_create(&th, NULL, serve, &st), 0);
-        for (int k = 0; k < 4; k++, s++)
-            for (int j = 0; j < ACCUM; j++) {
-                assert_int_equal(loader_next(l, s, j, in, tg, &wait, err, sizeof err), 0);
-                uint64_t first = dataset_first_sample(s, j, ACCUM, 0, 1, B);
-                assert_int_equal(dataset_train_batch(&d, first, B, rin, rtg, err, sizeof err), 0);
-                assert_memory_equal(in, rin, sizeof in);
-                assert_memory_equal(tg, rtg, sizeof tg);
-            }
-        atomic_store(&st.stop, 1);   /* gone with `depth` requests in flight */
-        pthread_join(th, NULL);
-        assert_int_equal(st.rc, 0);
-        loader_server_free(st.srv);
+        start_server(&st, &th, &d, endpoint);
+        expect_batches(l, &d, &o, s, s + 4, 0);
+        stop_server(&st, th);   /* gone with `depth` requests in flight */
     }
     loader_stop(l);
     dataset_close(&d);
@@ -478,27 +486,17 @@ static void test_remote_discards_stale_and_reordered(void **state)
     (void)state;
     dataset d;
     char err[256], endpoint[128];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/shuffle.sock", dir);
     shuffler sh = {.endpoint = endpoint};
     sh.srv = loader_server_new(&d, err, sizeof err);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, shuffle_serve, &sh), 0);
-    enum { B = 2, ACCUM = 2 };
-    loader_options o = {.B = B, .T = T, .grad_accum = ACCUM, .rank = 0, .ranks = 1,
+    loader_options o = {.B = 2, .T = T, .grad_accum = 2, .rank = 0, .ranks = 1,
                         .first_step = 3, .depth = 4, .timeout_ms = 10000, .endpoint = endpoint};
     loader *l = loader_start(&d, &o, err, sizeof err);
     assert_non_null(l);
-    int in[B * T], tg[B * T], rin[B * T], rtg[B * T];
-    double wait;
-    for (uint64_t s = 3; s < 13; s++)
-        for (int j = 0; j < ACCUM; j++) {
-            assert_int_equal(loader_next(l, s, j, in, tg, &wait, err, sizeof err), 0);
-            uint64_t first = dataset_first_sample(s, j, ACCUM, 0, 1, B);
-            assert_int_equal(dataset_train_batch(&d, first, B, rin, rtg, err, sizeof err), 0);
-            assert_memory_equal(in, rin, sizeof in);
-            assert_memory_equal(tg, rtg, sizeof tg);
-        }
+    expect_batches(l, &d, &o, 3, 13, 0);
     loader_stop(l);
     atomic_store(&sh.stop, 1);
     pthread_join(th, NULL);
@@ -506,12 +504,13 @@ static void test_remote_discards_stale_and_reordered(void **state)
     dataset_close(&d);
 }
 
+/* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
 static void test_remote_silent_endpoint_times_out(void **state)
 {
     (void)state;
     dataset d;
     char err[256], endpoint[128];
-    assert_int_equal(dataset_open(&d, dir, T, VOCAB + 6, 3, err, sizeof err), 0);
+    open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/nobody.sock", dir);
     loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1, .depth = 2,
                         .timeout_ms = 300, .endpoint = endpoint};
@@ -530,23 +529,26 @@ static void test_remote_silent_endpoint_times_out(void **state)
     dataset_close(&d);
 }
 
+/* a test that reads the dataset made for it */
+#define WITH_DATA(test) cmocka_unit_test_setup_teardown(test, make_data, remove_data)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_same_batches_as_direct_reads, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_slow_consumer_loses_nothing, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_queue_depth_is_reported, make_data, remove_data),
+        WITH_DATA(test_same_batches_as_direct_reads),
+        WITH_DATA(test_slow_consumer_loses_nothing),
+        WITH_DATA(test_queue_depth_is_reported),
         cmocka_unit_test(test_global_batch_independent_of_ranks),
         cmocka_unit_test(test_bad_messages_are_refused),
-        cmocka_unit_test_setup_teardown(test_loader_errors_and_timeout, make_data, remove_data),
+        WITH_DATA(test_loader_errors_and_timeout),
         cmocka_unit_test(test_request_round_trip_and_validation),
-        cmocka_unit_test_setup_teardown(test_request_mismatch_is_refused, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_server_answers_garbage_with_errors, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_remote_same_batches, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_server_token, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_remote_server_restart, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_remote_discards_stale_and_reordered, make_data, remove_data),
-        cmocka_unit_test_setup_teardown(test_remote_silent_endpoint_times_out, make_data, remove_data),
+        WITH_DATA(test_request_mismatch_is_refused),
+        WITH_DATA(test_server_answers_garbage_with_errors),
+        WITH_DATA(test_remote_same_batches),
+        WITH_DATA(test_server_token),
+        WITH_DATA(test_remote_server_restart),
+        WITH_DATA(test_remote_discards_stale_and_reordered),
+        WITH_DATA(test_remote_silent_endpoint_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,21 +12,48 @@
 
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
+#include "trainer/ckpt_view.h"
 
-/* The handler bumps requests; the loop compares it with what it has handled,
- * so a signal arriving while the loop looks is never lost. */
-static volatile sig_atomic_t requests;
-static sig_atomic_t handled;
-static const char *resume_spec;
+/* Rank 0's background writer (checkpoint_async = 1).  Who touches what:
+ *  - the snapshot (buf and everything down to blocked_s) is written by the
+ *    training thread only while running is false, and read by the writer
+ *    thread only between pthread_create and pthread_join;
+ *  - the result (rc, err, path, write_s, size_mb) is written by the writer
+ *    only, and read by the training thread only after pthread_join;
+ *  - finished (release/acquire) only tells the training thread that a join
+ *    will not block; running and thread belong to the training thread.
+ * pthread_create and pthread_join order the two sides, so no lock is needed.
+ * The status log and the publisher are used by the training thread alone. */
+typedef struct {
+    bool running;
+    pthread_t thread;
+    atomic_int finished;
+    /* snapshot */
+    float *buf;              /* params, m, v: 3 x cap floats, allocated once */
+    size_t cap;
+    run_config cfg;
+    ckpt_view view;          /* the live model's tensor table with the arenas in buf */
+    int done, max_steps;
+    double blocked_s;
+    /* result */
+    int rc;
+    char err[768], path[1100];
+    double write_s, size_mb;
+} saver_state;
 
-void checkpoint_set_resume(const char *spec)
+struct checkpointer {
+    const char *resume;   /* --resume: "auto", a path, or NULL */
+    sig_atomic_t handled; /* checkpoint requests acted on (checkpoint_due) */
+    bool warned;          /* the no-snapshot warning was given */
+    saver_state saver;
+};
+
+checkpointer *checkpointer_new(const char *resume)
 {
-    resume_spec = spec;
-}
-
-void checkpoint_request(void)
-{
-    requests++;
+    checkpointer *ck = calloc(1, sizeof *ck);
+    if (ck)
+        ck->resume = resume;
+    return ck;
 }
 
 /* Global samples per optimizer step (train.c: B per rank per micro-batch). */
@@ -62,21 +89,41 @@ static float *shard_of(const shard_io *io, int moment)
     return moment ? io->opt->v : io->opt->m;
 }
 
-/* ckpt_moments.get on rank 0: the tensor from every rank's shard. */
-static int gather_tensor(void *ctx, int moment, const param_tensor *t, float *buf)
+/* ckpt_stream.get on rank 0 (groups CKPT_M, CKPT_V): tensor i from every
+ * rank's shard. */
+static int gather_tensor(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
 {
     const shard_io *io = ctx;
-    zero_broadcast_int(moment * io->m->num_tensors + (int)(t - io->m->tensors));
+    const param_tensor *t = &io->m->tensors[i];
+    int moment = g - CKPT_M;
+    zero_broadcast_int(moment * io->m->num_tensors + i);
     zero_gather_range(io->z, shard_of(io, moment), t->offset, t->numel, buf);
     return 0;
 }
 
-/* ckpt_moments.put on rank 0: each rank's slice of the tensor to it. */
-static int scatter_tensor(void *ctx, int moment, const param_tensor *t, const float *buf)
+/* ckpt_stream.put on rank 0: each rank's slice of tensor i to it. */
+static int scatter_tensor(void *ctx, int g, int i, const float *buf, char *err, size_t errlen)
 {
     const shard_io *io = ctx;
-    zero_broadcast_int(moment * io->m->num_tensors + (int)(t - io->m->tensors));
+    const param_tensor *t = &io->m->tensors[i];
+    int moment = g - CKPT_M;
+    zero_broadcast_int(moment * io->m->num_tensors + i);
     zero_scatter_range(io->z, buf, t->offset, t->numel, shard_of(io, moment));
+    return 0;
+}
+
+/* v viewing the state, with the moments under ZeRO (z) moved by io through
+ * get or put. */
+static int shard_view(ckpt_view *v, const run_config *c, shard_io *io, bool save, char *err,
+                      size_t errlen)
+{
+    if (ckpt_view_init(v, c, io->m, io->opt, err, errlen) != 0)
+        return -1;
+    if (io->z) {
+        v->s.arena[CKPT_M] = v->s.arena[CKPT_V] = NULL;
+        v->s.stream = (ckpt_stream){.get = save ? gather_tensor : NULL,
+                                    .put = save ? NULL : scatter_tensor, .ctx = io};
+    }
     return 0;
 }
 
@@ -98,8 +145,8 @@ static void serve(const shard_io *io, bool save)
     }
 }
 
-/* Rank 0 writes s (model, opt, train set) with its tokenizer (stored so infer
- * needs no data dir); the path written goes to path, its size to *mb. */
+/* Rank 0 writes s (tensors, opt, train set) with its tokenizer (stored so
+ * infer needs no data dir); the path written goes to path, its size to *mb. */
 static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pathlen, double *mb,
                       char *err, size_t errlen)
 {
@@ -128,81 +175,51 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
     double t0 = mono_time(), mb;
     char path[1100];
     shard_io io = {z, m, opt};
-    ckpt_moments gather = {.get = gather_tensor, .ctx = &io};
-    ckpt_state s = {.cfg = c, .model = m, .opt = opt, .moments = z ? &gather : NULL,
-                    .train = train_info(c, w, done, loss_scale)};
-    if (write_file(c, &s, path, sizeof path, &mb, err, errlen) != 0)
+    ckpt_view v;
+    if (shard_view(&v, c, &io, true, err, errlen) != 0)
+        return -1;
+    v.s.train = train_info(c, w, done, loss_scale);
+    int rc = write_file(c, &v.s, path, sizeof path, &mb, err, errlen);
+    ckpt_view_free(&v);
+    if (rc != 0)
         return -1;
     double dt = mono_time() - t0;
     status_checkpoint(st, done, c->max_steps, path, mb, dt, dt);
     return 0;
 }
 
-/* Rank 0's background writer (checkpoint_async = 1).  Who touches what:
- *  - the snapshot (buf and everything down to blocked_s) is written by the
- *    training thread only while running is false, and read by the writer
- *    thread only between pthread_create and pthread_join;
- *  - the result (rc, err, path, write_s, size_mb) is written by the writer
- *    only, and read by the training thread only after pthread_join;
- *  - finished (release/acquire) only tells the training thread that a join
- *    will not block; running and thread belong to the training thread.
- * pthread_create and pthread_join order the two sides, so no lock is needed.
- * The status log and the publisher are used by the training thread alone. */
-static struct {
-    bool running;
-    pthread_t thread;
-    atomic_int finished;
-    /* snapshot */
-    float *buf;              /* params, m, v: 3 x cap floats, allocated once */
-    size_t cap;
-    run_config cfg;
-    gpt2 model;              /* the live model's struct with params -> buf: the writer reads
-                              * only its tensor table (fixed after gpt2_create) and params */
-    adamw_state opt;         /* m, v -> buf; step */
-    ckpt_train_info train;
-    int done, max_steps;
-    double blocked_s;
-    /* result */
-    int rc;
-    char err[768], path[1100];
-    double write_s, size_mb;
-} saver;
-
 static void *writer_main(void *arg)
 {
-    (void)arg;
+    saver_state *sv = arg;
     double t0 = mono_time();
-    ckpt_state s = {.cfg = &saver.cfg, .model = &saver.model, .opt = &saver.opt,
-                    .train = saver.train};
-    saver.rc = write_file(&saver.cfg, &s, saver.path, sizeof saver.path, &saver.size_mb,
-                          saver.err, sizeof saver.err);
-    saver.write_s = mono_time() - t0;
-    atomic_store_explicit(&saver.finished, 1, memory_order_release);
+    sv->rc = write_file(&sv->cfg, &sv->view.s, sv->path, sizeof sv->path, &sv->size_mb, sv->err,
+                        sizeof sv->err);
+    sv->write_s = mono_time() - t0;
+    atomic_store_explicit(&sv->finished, 1, memory_order_release);
     return NULL;
 }
 
 /* The result of the last write: its record, or -1 with the reason in err. */
-static int report(status_log *st, char *err, size_t errlen)
+static int report(const saver_state *sv, status_log *st, char *err, size_t errlen)
 {
-    if (saver.rc != 0) {
-        snprintf(err, errlen, "checkpoint of step %d failed: %s", saver.done, saver.err);
+    if (sv->rc != 0) {
+        snprintf(err, errlen, "checkpoint of step %d failed: %s", sv->done, sv->err);
         return -1;
     }
-    status_checkpoint(st, saver.done, saver.max_steps, saver.path, saver.size_mb, saver.write_s,
-                      saver.blocked_s);
+    status_checkpoint(st, sv->done, sv->max_steps, sv->path, sv->size_mb, sv->write_s,
+                      sv->blocked_s);
     return 0;
 }
 
 /* Rank 0: joins the writer when it has finished (or, with wait, waits for it)
  * and reports it.  0 also when there is nothing to collect yet. */
-static int collect(status_log *st, bool wait, char *err, size_t errlen)
+static int collect(saver_state *sv, status_log *st, bool wait, char *err, size_t errlen)
 {
-    if (!saver.running ||
-        (!wait && !atomic_load_explicit(&saver.finished, memory_order_acquire)))
+    if (!sv->running || (!wait && !atomic_load_explicit(&sv->finished, memory_order_acquire)))
         return 0;
-    pthread_join(saver.thread, NULL);
-    saver.running = false;
-    return report(st, err, errlen);
+    pthread_join(sv->thread, NULL);
+    sv->running = false;
+    return report(sv, st, err, errlen);
 }
 
 /* dst = src (src NULL: zeros) with the process's OpenMP threads (memory
@@ -225,41 +242,43 @@ static void copy_floats(float *dst, const float *src, size_t n)
 /* The snapshot for n parameters (params, m, v), allocated once and touched
  * here: first touch of fresh pages runs at 0.6-1.5 GB/s in a VM, which a
  * save would otherwise pay in blocked time.  False when there is no memory. */
-static bool reserve_snapshot(size_t n)
+static bool reserve_snapshot(saver_state *sv, size_t n)
 {
-    if (saver.cap == n && saver.buf)
+    if (sv->cap == n && sv->buf)
         return true;
-    free(saver.buf);
-    saver.buf = n <= SIZE_MAX / (3 * sizeof(float)) ? malloc(3 * n * sizeof(float)) : NULL;
-    saver.cap = saver.buf ? n : 0;
-    if (saver.buf)
-        copy_floats(saver.buf, NULL, 3 * n);
-    return saver.buf != NULL;
+    free(sv->buf);
+    sv->buf = n <= SIZE_MAX / (3 * sizeof(float)) ? malloc(3 * n * sizeof(float)) : NULL;
+    sv->cap = sv->buf ? n : 0;
+    if (sv->buf)
+        copy_floats(sv->buf, NULL, 3 * n);
+    return sv->buf != NULL;
 }
 
-void checkpoint_prepare(const run_config *c, const comm_world *w, const gpt2 *m)
+void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world *w, const gpt2 *m)
 {
     if (c->checkpoint_async && w->rank == 0)
-        reserve_snapshot(m->num_params);   /* no memory: the first save says so */
+        reserve_snapshot(&ck->saver, m->num_params);   /* no memory: the first save says so */
 }
 
-static int save_async(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      const zero_shard *z, int done, double loss_scale, status_log *st,
-                      char *err, size_t errlen)
+/* The snapshot's view: m's tensor table with its arenas in the snapshot. */
+static int snapshot_view(saver_state *sv, const run_config *c, const gpt2 *m, int step,
+                         char *err, size_t errlen)
 {
-    static bool warned;
-    double t0 = mono_time();
-    if (collect(st, true, err, errlen) != 0)   /* at most one write in flight */
-        return -1;
     size_t n = m->num_params;
-    if (!reserve_snapshot(n)) {
-        if (!warned)
-            status_event(st, "event", done, "warning: no memory for the checkpoint snapshot: "
-                         "checkpoints are written synchronously");
-        warned = true;
-        return save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
-    }
-    float *buf = saver.buf;
+    adamw_state moments = {.m = sv->buf + n, .v = sv->buf + 2 * n, .n = n, .step = step};
+    ckpt_view_free(&sv->view);
+    if (ckpt_view_init(&sv->view, c, m, &moments, err, errlen) != 0)
+        return -1;
+    sv->view.s.arena[CKPT_MODEL] = sv->buf;
+    return 0;
+}
+
+/* Copies (under ZeRO: gathers) the state into the snapshot. */
+static void copy_state(saver_state *sv, const gpt2 *m, const adamw_state *opt,
+                       const zero_shard *z)
+{
+    size_t n = m->num_params;
+    float *buf = sv->buf;
     copy_floats(buf, m->params, n);
     if (z) {   /* the shards straight into the snapshot: no other full copy anywhere */
         zero_broadcast_int(REQ_SHARDS);
@@ -269,18 +288,11 @@ static int save_async(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
         copy_floats(buf + n, opt->m, n);
         copy_floats(buf + 2 * n, opt->v, n);
     }
-    saver.cfg = *c;
-    saver.model = *m;
-    saver.model.params = buf;
-    saver.opt = (adamw_state){.m = buf + n, .v = buf + 2 * n, .n = n, .step = opt->step};
-    saver.train = train_info(c, w, done, loss_scale);
-    saver.done = done;
-    saver.max_steps = c->max_steps;
-    saver.rc = 0;
-    saver.err[0] = saver.path[0] = '\0';
-    saver.write_s = saver.size_mb = 0;
-    atomic_store_explicit(&saver.finished, 0, memory_order_relaxed);
-    saver.blocked_s = mono_time() - t0;   /* the wait for the previous write and the copy (gather) */
+}
+
+/* Starts the writer thread on the snapshot; without a thread it writes here. */
+static int start_writer(saver_state *sv, double t0, status_log *st, char *err, size_t errlen)
+{
     /* the writer takes none of the signals the trainer handles (a stop or
      * checkpoint request must reach the training thread's flags, and the
      * writer's system calls stay uninterrupted) */
@@ -291,24 +303,53 @@ static int save_async(const run_config *c, const comm_world *w, gpt2 *m, adamw_s
     sigaddset(&block, SIGUSR1);
     sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
-    int prc = pthread_create(&saver.thread, NULL, writer_main, NULL);
+    int prc = pthread_create(&sv->thread, NULL, writer_main, sv);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (prc != 0) {   /* no thread: write it here */
-        writer_main(NULL);
-        saver.blocked_s = mono_time() - t0;
-        return report(st, err, errlen);
+        writer_main(sv);
+        sv->blocked_s = mono_time() - t0;
+        return report(sv, st, err, errlen);
     }
-    saver.running = true;
+    sv->running = true;
     return 0;
 }
 
-int checkpoint_due(const run_config *c, const comm_world *w, int done, bool final,
-                   status_log *st, char *err, size_t errlen)
+static int save_async(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+                      adamw_state *opt, const zero_shard *z, int done, double loss_scale,
+                      status_log *st, char *err, size_t errlen)
 {
-    sig_atomic_t seen = requests;
-    bool asked = seen != handled;
-    handled = seen;
-    bool failed = w->rank == 0 && collect(st, false, err, errlen) != 0;
+    saver_state *sv = &ck->saver;
+    double t0 = mono_time();
+    if (collect(sv, st, true, err, errlen) != 0)   /* at most one write in flight */
+        return -1;
+    if (!reserve_snapshot(sv, m->num_params)) {
+        if (!ck->warned)
+            status_event(st, "event", done, "warning: no memory for the checkpoint snapshot: "
+                         "checkpoints are written synchronously");
+        ck->warned = true;
+        return save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
+    }
+    if (snapshot_view(sv, c, m, opt->step, err, errlen) != 0)
+        return -1;
+    copy_state(sv, m, opt, z);
+    sv->cfg = *c;
+    sv->view.s.train = train_info(c, w, done, loss_scale);
+    sv->done = done;
+    sv->max_steps = c->max_steps;
+    sv->rc = 0;
+    sv->err[0] = sv->path[0] = '\0';
+    sv->write_s = sv->size_mb = 0;
+    atomic_store_explicit(&sv->finished, 0, memory_order_relaxed);
+    sv->blocked_s = mono_time() - t0;   /* the wait for the previous write and the copy (gather) */
+    return start_writer(sv, t0, st, err, errlen);
+}
+
+int checkpoint_due(checkpointer *ck, const run_config *c, const comm_world *w, int done,
+                   bool final, sig_atomic_t requests, status_log *st, char *err, size_t errlen)
+{
+    bool asked = requests != ck->handled;
+    ck->handled = requests;
+    bool failed = w->rank == 0 && collect(&ck->saver, st, false, err, errlen) != 0;
     int flags = comm_or_int((asked ? 1 : 0) | (failed ? 2 : 0), "the checkpoint agreement");
     if (flags & 2) {
         if (!failed)
@@ -318,15 +359,15 @@ int checkpoint_due(const run_config *c, const comm_world *w, int done, bool fina
     return (flags & 1) || final || (c->checkpoint_every > 0 && done % c->checkpoint_every == 0);
 }
 
-int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                    const zero_shard *z, int done, double loss_scale, status_log *st, char *err,
-                    size_t errlen)
+int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+                    adamw_state *opt, const zero_shard *z, int done, double loss_scale,
+                    status_log *st, char *err, size_t errlen)
 {
     int rc = 0;
     shard_io io = {z, m, opt};
     if (w->rank == 0)
         rc = c->checkpoint_async
-                 ? save_async(c, w, m, opt, z, done, loss_scale, st, err, errlen)
+                 ? save_async(ck, c, w, m, opt, z, done, loss_scale, st, err, errlen)
                  : save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
     if (z && w->rank == 0)
         zero_broadcast_int(REQ_DONE);
@@ -340,9 +381,10 @@ int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_sta
     return 0;
 }
 
-int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t errlen)
+int checkpoint_finish(checkpointer *ck, const comm_world *w, status_log *st, char *err,
+                      size_t errlen)
 {
-    int rc = w->rank == 0 ? collect(st, true, err, errlen) : 0;
+    int rc = w->rank == 0 ? collect(&ck->saver, st, true, err, errlen) : 0;
     if (comm_max_int(rc != 0, "the end of a checkpoint write")) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
@@ -351,14 +393,16 @@ int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t err
     return 0;
 }
 
-void checkpoint_close(status_log *st)
+void checkpoint_close(checkpointer *ck, status_log *st)
 {
     char err[1024];
-    if (collect(st, true, err, sizeof err) != 0)
-        status_event(st, "error", saver.done, err);
-    free(saver.buf);
-    saver.buf = NULL;
-    saver.cap = 0;
+    if (!ck)
+        return;
+    if (collect(&ck->saver, st, true, err, sizeof err) != 0)
+        status_event(st, "error", ck->saver.done, err);
+    ckpt_view_free(&ck->saver.view);
+    free(ck->saver.buf);
+    free(ck);
 }
 
 /* Warnings when the run's data order differs from the checkpointed run's. */
@@ -380,50 +424,61 @@ static void check_data_order(const run_config *c, const comm_world *w, const ckp
     }
 }
 
+/* Loads the checkpoint resume names into v (rank 0): 1 loaded (its path in
+ * path), 0 none to load (auto, an empty out_dir), -1 failed. */
+static int load_resume(const char *resume, const run_config *c, ckpt_view *v, status_log *st,
+                       char *path, size_t pathlen, char *err, size_t errlen)
+{
+    char warn[1024], msg[1400];
+    if (strcmp(resume, "auto") != 0) {
+        snprintf(path, pathlen, "%s", resume);
+        return ckpt_read(resume, &v->s, err, errlen) == 0 ? 1 : -1;
+    }
+    int found = ckpt_load_auto(c->out_dir, &v->s, path, pathlen, warn, sizeof warn, err, errlen);
+    if (found == 0) {
+        snprintf(msg, sizeof msg, "resume auto: no checkpoint in %s, starting fresh", c->out_dir);
+        status_event(st, "event", 0, msg);
+    } else if (found > 0 && warn[0]) {
+        snprintf(msg, sizeof msg, "warning: resume auto skipped: %s", warn);
+        status_event(st, "event", v->s.train.step, msg);
+    }
+    return found;
+}
+
 /* Rank 0's part of checkpoint_resume: finds and loads the checkpoint. */
-static int resume_rank0(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                        const zero_shard *z, status_log *st, int *start_step, double *loss_scale,
-                        char *err, size_t errlen)
+static int resume_rank0(const char *resume, const run_config *c, const comm_world *w, gpt2 *m,
+                        adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
+                        double *loss_scale, char *err, size_t errlen)
 {
     shard_io io = {z, m, opt};
-    ckpt_moments scatter = {.put = scatter_tensor, .ctx = &io};
-    ckpt_state s = {.cfg = c, .model = m, .opt = opt, .moments = z ? &scatter : NULL};
-    char path[1100], warn[1024], msg[1400];
-    if (strcmp(resume_spec, "auto") != 0) {
-        if (ckpt_read(resume_spec, &s, err, errlen) != 0)
-            return -1;
-        snprintf(path, sizeof path, "%s", resume_spec);
-    } else {
-        int found = ckpt_load_auto(c->out_dir, &s, path, sizeof path, warn, sizeof warn, err, errlen);
-        if (found < 0)
-            return -1;
-        if (found == 0) {
-            snprintf(msg, sizeof msg, "resume auto: no checkpoint in %s, starting fresh", c->out_dir);
-            status_event(st, "event", 0, msg);
-            return 0;
-        }
-        if (warn[0]) {
-            snprintf(msg, sizeof msg, "warning: resume auto skipped: %s", warn);
-            status_event(st, "event", s.train.step, msg);
-        }
-    }
-    *start_step = s.train.step;
-    if (s.train.loss_scale > 0)
-        *loss_scale = s.train.loss_scale;
-    snprintf(msg, sizeof msg, "resumed from %s at step %d", path, s.train.step);
-    status_event(st, "event", s.train.step, msg);
-    check_data_order(c, w, &s.train, st);
-    if (s.train.step >= c->max_steps) {
+    ckpt_view v;
+    char path[1100], msg[1400];
+    if (shard_view(&v, c, &io, false, err, errlen) != 0)
+        return -1;
+    int found = load_resume(resume, c, &v, st, path, sizeof path, err, errlen);
+    const ckpt_train_info t = v.s.train;
+    ckpt_view_loaded(&v, m, opt);
+    ckpt_view_free(&v);
+    if (found <= 0)
+        return found;
+    *start_step = t.step;
+    if (t.loss_scale > 0)
+        *loss_scale = t.loss_scale;
+    snprintf(msg, sizeof msg, "resumed from %s at step %d", path, t.step);
+    status_event(st, "event", t.step, msg);
+    check_data_order(c, w, &t, st);
+    if (t.step >= c->max_steps) {
         snprintf(msg, sizeof msg, "the checkpoint is at step %d, max_steps is %d: nothing to train",
-                 s.train.step, c->max_steps);
-        status_event(st, "event", s.train.step, msg);
+                 t.step, c->max_steps);
+        status_event(st, "event", t.step, msg);
     }
     return 0;
 }
 
-int checkpoint_check_fresh(const run_config *c, const comm_world *w, char *err, size_t errlen)
+int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const comm_world *w,
+                           char *err, size_t errlen)
 {
-    if (resume_spec)
+    if (ck->resume)
         return 0;
     int newest = comm_max_int(w->rank == 0 ? (int)ckpt_newest_step(c->out_dir) : -1,
                               "the check of out_dir for earlier checkpoints");
@@ -434,17 +489,17 @@ int checkpoint_check_fresh(const run_config *c, const comm_world *w, char *err, 
     return -1;
 }
 
-int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      const zero_shard *z, status_log *st, int *start_step, double *loss_scale,
-                      char *err, size_t errlen)
+int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+                      adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
+                      double *loss_scale, char *err, size_t errlen)
 {
     *start_step = 0;
-    if (!resume_spec)
+    if (!ck->resume)
         return 0;
     int rc = 0;
     shard_io io = {z, m, opt};
     if (w->rank == 0)
-        rc = resume_rank0(c, w, m, opt, z, st, start_step, loss_scale, err, errlen);
+        rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, loss_scale, err, errlen);
     if (z && w->rank == 0)
         zero_broadcast_int(REQ_DONE);
     else if (z)

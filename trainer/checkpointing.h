@@ -8,7 +8,7 @@
  * with an error.
  *
  * checkpoint_async = 1 (the default): rank 0 copies the state (params, Adam m
- * and v, step, loss scale) into a snapshot owned by this module (allocated and
+ * and v, step, loss scale) into a snapshot owned by the checkpointer (allocated and
  * touched once, by checkpoint_prepare) and a writer thread writes the file from it, so the
  * loop is blocked only for the copy (blocked_s; write_s is the thread's time).
  * At most one write is in flight: a save first waits for the previous one.  The
@@ -32,11 +32,14 @@
  *    and writes it; the others send the slice of it their shard holds;
  *  - resume: rank 0 reads one tensor at a time into such a buffer and sends
  *    each rank the slice of it that rank's shard holds.
- * Every function here is collective over w.
+ * The state between calls (the resume request, the requests handled, the
+ * snapshot and its writer) belongs to a checkpointer, one per run.
+ * Every function here taking w is collective over w.
  */
 #ifndef TRAINER_CHECKPOINTING_H
 #define TRAINER_CHECKPOINTING_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -47,53 +50,56 @@
 #include "trainer/optimizer.h"
 #include "trainer/status.h"
 
-/* --resume: "auto", a checkpoint path, or NULL for a fresh start (the default). */
-void checkpoint_set_resume(const char *spec);
+typedef struct checkpointer checkpointer;
 
-/* Ask for a checkpoint after the current step (SIGUSR1; signal-safe). */
-void checkpoint_request(void);
+/* A run's checkpointing; resume is --resume's "auto", a checkpoint path, or
+ * NULL for a fresh start (kept by pointer).  NULL when out of memory. */
+checkpointer *checkpointer_new(const char *resume);
 
 /* Before training: with checkpoint_async, rank 0 allocates and touches the
  * snapshot now rather than at the first save (not collective). */
-void checkpoint_prepare(const run_config *c, const comm_world *w, const gpt2 *m);
+void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world *w, const gpt2 *m);
 
 /* Whether to save after step `done` (1-based); final: the run stops after it.
- * Consumes a pending checkpoint_request; all ranks agree (a signal may reach one).
- * Also collects a finished background write (its "checkpoint" record).  1: save,
- * 0: not now, -1: a background write failed (one-line reason in err). */
-int checkpoint_due(const run_config *c, const comm_world *w, int done, bool final,
-                   status_log *st, char *err, size_t errlen);
+ * requests counts the checkpoint requests so far (SIGUSR1, the control
+ * socket): one more than at the last call asks for a save, and all ranks
+ * agree (a signal may reach one).  Also collects a finished background write
+ * (its "checkpoint" record).  1: save, 0: not now, -1: a background write
+ * failed (one-line reason in err). */
+int checkpoint_due(checkpointer *ck, const run_config *c, const comm_world *w, int done,
+                   bool final, sig_atomic_t requests, status_log *st, char *err, size_t errlen);
 
 /* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 (async: waits for
  * the previous write, snapshots the state and starts the writer; its record
  * comes later).  opt holds this rank's shard of the moments when z is set
  * (ZeRO), all of them when z is NULL.  0, or -1 with a one-line reason in err
  * (also when the previous background write failed). */
-int checkpoint_save(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                    const zero_shard *z, int done, double loss_scale, status_log *st, char *err,
-                    size_t errlen);
+int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+                    adamw_state *opt, const zero_shard *z, int done, double loss_scale,
+                    status_log *st, char *err, size_t errlen);
 
 /* The end of the run (also after an error or a stop request): waits for the
  * write in flight and emits its record.  0, or -1 when it failed.  Collective. */
-int checkpoint_finish(const comm_world *w, status_log *st, char *err, size_t errlen);
+int checkpoint_finish(checkpointer *ck, const comm_world *w, status_log *st, char *err,
+                      size_t errlen);
 
 /* trainer_close: joins a write still in flight (its failure becomes an "error"
- * record), then frees the snapshot.  Rank 0 alone has anything to do; not collective. */
-void checkpoint_close(status_log *st);
+ * record), then frees ck (NULL: nothing).  Not collective. */
+void checkpoint_close(checkpointer *ck, status_log *st);
 
 /* Before anything is written to out_dir: a fresh start (no --resume) is
  * refused when out_dir already holds checkpoints, since its saves and log
  * would be mixed with (and could replace) the other run's.  0, or -1 with a
  * one-line reason.  Collective. */
-int checkpoint_check_fresh(const run_config *c, const comm_world *w, char *err, size_t errlen);
+int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const comm_world *w,
+                           char *err, size_t errlen);
 
 /* Applies the --resume request: loads the checkpoint into m and opt (under
- * ZeRO, z: this rank's shard of the moments) and sets
- * *start_step (0 for a fresh start) and *loss_scale (unchanged for a fresh start), with status events saying what happened.
-
- * 0, or -1 with a one-line reason in err. */
-int checkpoint_resume(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                      const zero_shard *z, status_log *st, int *start_step, double *loss_scale,
-                      char *err, size_t errlen);
+ * ZeRO, z: this rank's shard of the moments) and sets *start_step (0 for a
+ * fresh start) and *loss_scale (unchanged for a fresh start), with status
+ * events saying what happened.  0, or -1 with a one-line reason in err. */
+int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+                      adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
+                      double *loss_scale, char *err, size_t errlen);
 
 #endif

@@ -31,16 +31,11 @@
  * after the scale has been halved this many times in a row, 2^16 -> 2^-24). */
 enum { MAX_CONSECUTIVE_SKIPS = 10, MAX_CONSECUTIVE_OVERFLOWS = 40 };
 
-static volatile sig_atomic_t stop_requested;
-
-void train_request_stop(void)
-{
-    stop_requested = 1;
-}
-
 typedef struct {
     const run_config *cfg;
     const comm_world *world;
+    train_requests *req;     /* stop and checkpoint requests (signals, control socket) */
+    checkpointer *ckpt;      /* when to save, the background writer, --resume */
     grad_buckets *buckets;   /* with several ranks; else NULL */
     sparse_rows embed_sum;   /* with several ranks: wte's input-side gradient rows */
     bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
@@ -125,7 +120,7 @@ static void services_open(trainer *tr, const run_config *c)
     }
     tr->status.pub = tr->pub;
     control_options co = {.endpoint = c->control_endpoint, .token = control_token(c),
-                          .checkpoint_available = true,   /* via checkpoint_request() */
+                          .checkpoint_available = true,   /* via req->checkpoints */
                           .latest_step = publisher_latest_step_cb, .ctx = tr->pub};
     tr->ctl = control_open(&co, why, sizeof why);
     if (!tr->ctl) {
@@ -243,12 +238,14 @@ static void resolve_precision(run_config *c, const comm_world *w, precision_choi
 /* Checks the memory the run needs, then (precision auto) measures the
  * precision, so a model too large for memory is refused before any product
  * of its size is timed. */
-static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precision_choice *pc,
-                        char *err, size_t errlen)
+static int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_world *w,
+                        train_requests *req, precision_choice *pc, char *err, size_t errlen)
 {
     memset(tr, 0, sizeof *tr);
     tr->cfg = c;
     tr->world = w;
+    tr->req = req;
+    tr->ckpt = checkpointer_new(resume);
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
     gpt2_options opt = model_options(c, w);
     /* Adam's m and v, unless they live in a memory-mapped file (optimizer_offload
@@ -270,7 +267,10 @@ static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precisi
     }
     long long avail = available_memory_bytes();
     int rc = 0;
-    if (avail > 0 && need > (double)avail) {
+    if (!tr->ckpt) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else if (avail > 0 && need > (double)avail) {
         snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
                  "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
         rc = -1;
@@ -326,7 +326,7 @@ static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precisi
         snprintf(err, errlen, "out of memory allocating batch buffers");
         return -1;
     }
-    if (checkpoint_check_fresh(c, w, err, errlen) != 0)   /* before out_dir is written */
+    if (checkpoint_check_fresh(tr->ckpt, c, w, err, errlen) != 0)   /* before out_dir is written */
         return -1;
     if (w->rank != 0) {   /* rank 0 alone reports */
         tr->status.muted = true;
@@ -340,7 +340,7 @@ static int trainer_open(trainer *tr, run_config *c, const comm_world *w, precisi
 
 static void trainer_close(trainer *tr)
 {
-    checkpoint_close(&tr->status);   /* joins a write in flight, before the model goes */
+    checkpoint_close(tr->ckpt, &tr->status);   /* joins a write in flight, before the model goes */
     buckets_destroy(tr->buckets);
     free(tr->fwd_offsets);
     free(tr->fwd_sizes);
@@ -545,9 +545,9 @@ static bool apply_control(trainer *tr, int done)
         if (tr->ctl)   /* rank 0 only */
             cmd = paused ? control_wait(tr->ctl, 0.2) : control_poll(tr->ctl);
         if (cmd == CONTROL_STOP) {
-            train_request_stop();
+            tr->req->stop = 1;
         } else if (cmd == CONTROL_CHECKPOINT) {
-            checkpoint_request();   /* saved after this step, as for SIGUSR1 */
+            tr->req->checkpoints++;   /* saved after this step, as for SIGUSR1 */
         } else if (cmd == CONTROL_PAUSE || cmd == CONTROL_RESUME) {
             paused = cmd == CONTROL_PAUSE;
             paused_since = mono_time();
@@ -557,12 +557,12 @@ static bool apply_control(trainer *tr, int done)
             status_event(&tr->status, "event", done, "paused");
         }
         /* the pause state is rank 0's alone: the others only echo the agreement */
-        int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (stop_requested ? CTL_STOP : 0) |
+        int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (tr->req->stop ? CTL_STOP : 0) |
                     (cmd != CONTROL_NONE ? CTL_MORE : 0);
         state = comm_or_int(state, "the end-of-step agreement");
         paused = state & CTL_PAUSED;
         if (state & CTL_STOP)
-            train_request_stop();
+            tr->req->stop = 1;
         if ((state & CTL_STOP) || !(state & (CTL_PAUSED | CTL_MORE)))
             return state & CTL_STOP;
     }
@@ -613,8 +613,8 @@ static const zero_shard *moment_shards(const trainer *tr)
 
 static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 {
-    return checkpoint_save(tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr), done,
-                           tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
+    return checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr),
+                           done, tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
 }
 
 /* A step that failed (a loader error: every rank has it, train_step agrees)
@@ -629,9 +629,10 @@ static void save_before_error(trainer *tr, int done, int saved)
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
     double scale = tr->scaler.scale;
-    checkpoint_prepare(tr->cfg, tr->world, &tr->model);   /* the async snapshot, before training */
-    int rc = checkpoint_resume(tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr),
-                               &tr->status, &tr->start_step, &scale, err, errlen);
+    checkpoint_prepare(tr->ckpt, tr->cfg, tr->world, &tr->model);   /* the async snapshot */
+    int rc = checkpoint_resume(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt,
+                               moment_shards(tr), &tr->status, &tr->start_step, &scale, err,
+                               errlen);
     if (rc == 0 && tr->fp16)   /* non-fp16 runs save 0, which leaves the scale as it was */
         tr->scaler.scale = (float)scale;
     return rc;
@@ -748,7 +749,8 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         }
         /* periodic, final, SIGUSR1 and stop-time checkpoints */
         if (rc == 0) {   /* also collects a finished background write (-1: it failed) */
-            int due = checkpoint_due(c, tr->world, done, last || stopping, &tr->status, err, errlen);
+            int due = checkpoint_due(tr->ckpt, c, tr->world, done, last || stopping,
+                                     tr->req->checkpoints, &tr->status, err, errlen);
             if (due > 0)
                 gather_params(tr);
             if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
@@ -775,7 +777,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     tr->batches = NULL;
     /* the last save (end of run, stop request) is on disk before the run ends */
     char ferr[1024];
-    if (checkpoint_finish(tr->world, &tr->status, ferr, sizeof ferr) != 0) {
+    if (checkpoint_finish(tr->ckpt, tr->world, &tr->status, ferr, sizeof ferr) != 0) {
         if (rc == 0) {
             snprintf(err, errlen, "%s", ferr);
             rc = -1;
@@ -810,14 +812,14 @@ static void report_start(trainer *tr, const precision_choice *pc)
     status_event_fields(&tr->status, 0, msg, fields);
 }
 
-int train_run(const run_config *config, const comm_world *world, train_result *res, char *err,
-              size_t errlen)
+int train_run(const run_config *config, const char *resume, const comm_world *world,
+              train_requests *req, train_result *res, char *err, size_t errlen)
 {
     trainer tr;
     memset(res, 0, sizeof *res);
     run_config resolved = *config;   /* precision auto becomes the measured one */
     precision_choice pc = {.chosen = ""};
-    int rc = trainer_open(&tr, &resolved, world, &pc, err, errlen);
+    int rc = trainer_open(&tr, &resolved, resume, world, req, &pc, err, errlen);
     if (rc == 0) {   /* resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
         if (rc != 0)
@@ -829,6 +831,13 @@ int train_run(const run_config *config, const comm_world *world, train_result *r
             char msg[128];
             snprintf(msg, sizeof msg, "restart %d: started again at step %d", restart_count(),
                      tr.start_step);
+            status_event(&tr.status, "event", tr.start_step, msg);
+        }
+        if (world->size > BUCKETS_PAIRWISE_MAX_RANKS) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%d ranks: past %d the scaling model puts recursive halving "
+                     "ahead of the pairwise gradient exchange, which runs (docs/scaling.md)",
+                     world->size, BUCKETS_PAIRWISE_MAX_RANKS);
             status_event(&tr.status, "event", tr.start_step, msg);
         }
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())

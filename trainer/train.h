@@ -3,6 +3,7 @@
 #ifndef TRAINER_TRAIN_H
 #define TRAINER_TRAIN_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "comm/comm.h"
@@ -17,12 +18,18 @@ typedef struct {
     double tokens_per_s;    /* median over the steps after the first */
 } train_result;
 
-/* Runs c->max_steps steps on every rank of world (rank 0 reports); 0 on
- * success, -1 with a one-line reason in err. */
-int train_run(const run_config *c, const comm_world *world, train_result *result, char *err,
-              size_t errlen);
+/* What a running train_run is asked to do after the current step: written
+ * by signal handlers (hence volatile sig_atomic_t) and by the run itself (the
+ * control socket's requests), read by the run at each step's end. */
+typedef struct {
+    volatile sig_atomic_t stop;          /* non-zero: stop (saving first) */
+    volatile sig_atomic_t checkpoints;   /* one more per request: save and go on */
+} train_requests;
 
-/* Ask a running train_run to stop after the current step (signal-safe). */
-void train_request_stop(void);
+/* Runs c->max_steps steps on every rank of world (rank 0 reports), resuming
+ * as resume says ("auto", a checkpoint path, NULL: a fresh start) and taking
+ * the requests in req.  0 on success, -1 with a one-line reason in err. */
+int train_run(const run_config *c, const char *resume, const comm_world *world,
+              train_requests *req, train_result *result, char *err, size_t errlen);
 
 #endif

@@ -15,11 +15,12 @@
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "tests/fuzz/fuzz.h"
-#include "trainer/optimizer.h"
+#include "trainer/ckpt_view.h"
 
 static run_config cfg;
 static gpt2 model;
 static adamw_state opt;
+static ckpt_view view;   /* model and opt as io/checkpoint.h's data */
 static uint8_t *image;   /* the valid checkpoint */
 static size_t image_len;
 static char ckpt_path[64];   /* the edited file */
@@ -51,9 +52,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const uint32_t merges[8] = {'a', 'b', 'c', 'd', 256, 257, 258, 'e'};
     tokenizer *tok = tokenizer_new_bpe(merges, 4, err, sizeof err);
     FUZZ_CHECK(tok);
-    ckpt_state s = {.cfg = &cfg, .model = &model, .opt = &opt, .tok = tok,
-                    .train = {.step = 3, .tokens_seen = 96, .data_cursor = 12, .seed = 1,
-                              .loss_scale = 1}};
+    FUZZ_CHECK(ckpt_view_init(&view, &cfg, &model, &opt, err, sizeof err) == 0);
+    ckpt_state s = view.s;
+    s.tok = tok;
+    s.train = (ckpt_train_info){.step = 3, .tokens_seen = 96, .data_cursor = 12, .seed = 1,
+                                .loss_scale = 1};
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(ckpt_path, sizeof ckpt_path, "%s/fuzz_checkpoint.%d.h5", dir, (int)getpid());
     FUZZ_CHECK(ckpt_write(ckpt_path, &s, err, sizeof err) == 0);
@@ -158,7 +161,7 @@ static void read_model(const char *path)
 {
     char err[512] = "";
     ckpt_model_file *m;
-    gpt2_dims d;
+    ckpt_dims d;
     if (ckpt_model_open(path, &m, &d, err, sizeof err) != 0) {
         FUZZ_CHECK(err[0]);
         return;
@@ -182,10 +185,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512] = "";
     edit(data, size);
     read_model(ckpt_path);
-    ckpt_state s = {.cfg = &cfg, .model = &model, .opt = &opt};   /* --resume */
+    ckpt_state s = view.s;   /* --resume */
     if (ckpt_read(ckpt_path, &s, err, sizeof err) != 0)
         FUZZ_CHECK(err[0]);
     else
-        FUZZ_CHECK(s.train.step >= 0 && opt.step <= s.train.step);
+        FUZZ_CHECK(s.train.step >= 0 && s.opt.step <= s.train.step);
     return 0;
 }
