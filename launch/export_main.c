@@ -12,8 +12,8 @@
  * 32 inputs), so the file holds the int8 model infer runs.  Norms, biases and
  * the position embedding stay F32.  token_embd has a row per token of the
  * tokenizer: llama.cpp refuses one of any other size, so a vocabulary padded
- * for speed (50257 -> 50304) loses its padding rows, which the trainer never
- * gives a logit.
+ * for speed (50257 -> 50304) loses its padding rows, whose logits the trainer
+ * masks to -inf.
  *
  * The vocabulary of every tokenizer type is written GPT-2's way: each token's
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
