@@ -138,54 +138,64 @@ static void layout(infer_model *m, arenas a)
     }
 }
 
-static int walk_block(const infer_model *m, int l, const infer_visitor *v, void *ctx, char *err,
-                      size_t errlen)
+/* Tensor j of block b (io/hf_names.h's block order): a matrix, or else the
+ * vector it returns. */
+static const infer_linear *block_matrix(const infer_block *b, int j)
 {
-    infer_block *b = &m->h[l];
-    int C = m->d.n_embd;
-    char name[96];
-    struct { const char *suffix; float *dst; } vecs[4] = {
-        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
-        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
-        if (v->vec(ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
-            return -1;
+    switch (j) {
+    case HF_QKV_W: return &b->qkv;
+    case HF_ATTPROJ_W: return &b->attproj;
+    case HF_FC_W: return &b->fc;
+    case HF_FCPROJ_W: return &b->fcproj;
+    default: return NULL;
     }
-    struct { const char *suffix; const infer_linear *lin; } lins[4] = {
-        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
-        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
+}
+
+static float *block_vector(const infer_block *b, int j)
+{
+    float *const vec[HF_BLOCK_TENSORS] = {
+        [HF_LN1_W] = b->ln1w,      [HF_LN1_B] = b->ln1b,          [HF_QKV_B] = b->qkv.b,
+        [HF_ATTPROJ_B] = b->attproj.b, [HF_LN2_W] = b->ln2w,      [HF_LN2_B] = b->ln2b,
+        [HF_FC_B] = b->fc.b,       [HF_FCPROJ_B] = b->fcproj.b,
     };
-    for (int i = 0; i < 4; i++) {
-        const infer_linear *lin = lins[i].lin;
-        snprintf(name, sizeof name, "transformer.h.%d.%s.bias", l, lins[i].suffix);
-        if (v->vec(ctx, name, lin->out, 0, lin->b, err, errlen) != 0)
-            return -1;
-        snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, lins[i].suffix);
-        if (v->mat(ctx, name, lin, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
+    return vec[j];
+}
+
+/* Visits tensor i of io/hf_names.h's list (t) in m. */
+static int walk_tensor(const infer_model *m, int i, const hf_tensor *t, const infer_visitor *v,
+                       void *ctx, char *err, size_t errlen)
+{
+    int n = hf_gpt2_count(m->d.n_layer);
+    if (i == 0)
+        return m->wte ? v->vec(ctx, t->name, t->rows, t->cols, m->wte, err, errlen) : 0;
+    if (i == 1)
+        return v->vec(ctx, t->name, t->rows, t->cols, m->wpe, err, errlen);
+    if (i >= n - 2)
+        return v->vec(ctx, t->name, t->rows, 0, i == n - 2 ? m->lnfw : m->lnfb, err, errlen);
+    const infer_block *b = &m->h[(i - 2) / HF_BLOCK_TENSORS];
+    int j = (i - 2) % HF_BLOCK_TENSORS;
+    const infer_linear *lin = block_matrix(b, j);
+    return lin ? v->mat(ctx, t->name, lin, err, errlen)
+               : v->vec(ctx, t->name, t->rows, 0, block_vector(b, j), err, errlen);
 }
 
 int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
                      size_t errlen)
 {
     const gpt2_dims *d = &m->d;
-    int C = d->n_embd;
-    if ((m->wte && v->vec(ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen)) ||
-        v->vec(ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
+    int n = hf_gpt2_count(d->n_layer), rc = 0;
+    hf_tensor *t = malloc((size_t)n * sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory for the tensor list");
         return -1;
-    for (int l = 0; l < d->n_layer; l++)
-        if (walk_block(m, l, v, ctx, err, errlen) != 0)
-            return -1;
-    if (v->vec(ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
-        v->vec(ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
-        return -1;
-    if (m->quant != INFER_FP32)
-        return v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
-    return 0;
+    }
+    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, t);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = walk_tensor(m, i, &t[i], v, ctx, err, errlen);
+    free(t);
+    if (rc == 0 && m->quant != INFER_FP32)
+        rc = v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
+    return rc;
 }
 
 /* Loading from fp32 tensors (a checkpoint, a training model): an int8 or bf16
@@ -410,28 +420,6 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
     return rc;
 }
 
-/* A training model's tensors, found by name in its table. */
-static int gpt2_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
-                       size_t errlen)
-{
-    const gpt2 *g = ctx;
-    for (int i = 0; i < g->num_tensors; i++) {
-        const param_tensor *t = &g->tensors[i];
-        if (strcmp(t->name, name) == 0 && t->shape[0] == rows && t->shape[1] == cols) {
-            memcpy(dst, g->params + t->offset, t->numel * sizeof *dst);
-            return 0;
-        }
-    }
-    snprintf(err, errlen, "model has no tensor %s of that shape", name);
-    return -1;
-}
-
-int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *err,
-                          size_t errlen)
-{
-    return infer_model_build(m, &g->dims, q, gpt2_source, (void *)g, err, errlen);
-}
-
 void infer_model_free(infer_model *m)
 {
     infer_linear **all = m->h ? malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all) : NULL;
@@ -528,10 +516,9 @@ int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok,
     if (is_gguf(path))
         return infer_gguf_load(path, q, m, tok, err, errlen);
     ckpt_model_file *f;
-    ckpt_dims cd;
-    if (ckpt_model_open(path, &f, &cd, err, errlen) != 0)
+    gpt2_dims d;
+    if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
         return -1;
-    gpt2_dims d = {cd.vocab_size, cd.n_positions, cd.n_embd, cd.n_layer, cd.n_head};
     *tok = NULL;
     int rc = load_open(f, path, &d, q, m, tok, err, errlen);
     ckpt_model_close(f);

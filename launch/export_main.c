@@ -43,7 +43,7 @@ static const char USAGE[] =
 
 typedef struct {
     ckpt_model_file *ck;
-    ckpt_dims d;
+    gpt2_dims d;
     tokenizer *tok;
     hf_tensor *t;   /* the model's tensors, Hugging Face order */
     int n;
@@ -160,7 +160,7 @@ static int write_json(const char *path, cJSON *o, char *err, size_t errlen)
 static int hf_config(const char *dir, const model_src *m, const char *dtype, char *err,
                      size_t errlen)
 {
-    const ckpt_dims *d = &m->d;
+    const gpt2_dims *d = &m->d;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
     cJSON_AddStringToObject(o, "model_type", "gpt2");
@@ -324,7 +324,7 @@ static ggml_type stored_type(tensor_kind kind, ggml_type chosen)
 static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v, ggml_type type,
                          const char *name)
 {
-    const ckpt_dims *d = &m->d;
+    const gpt2_dims *d = &m->d;
     uint32_t file_type = type == GGML_F32 ? 0 : type == GGML_F16 ? 1 : 7;   /* llama_ftype */
     int32_t *types = malloc((size_t)v->n * sizeof *types);
     if (!types)

@@ -24,6 +24,7 @@
 #include "infer/infer.h"
 #include "infer/q8file.h"
 #include "trainer/ckpt_view.h"
+#include "tests/infer_from_gpt2.h"
 #include "tests/test_util.h"
 
 enum { SEQ = 40 };
