@@ -203,10 +203,90 @@ static int token_id(const char *const *tok, const size_t *len, int n, const char
     return -1;
 }
 
+/* tokenizer.ggml.tokens' strings (GPT-2's byte spelling), pointing into the
+ * mapped file. */
+typedef struct {
+    const char **tok;
+    size_t *len, total;
+    int n;
+} gguf_vocab;
+
+static int read_vocab(gguf_str_iter *it, int n, gguf_vocab *v, char *err, size_t errlen)
+{
+    *v = (gguf_vocab){malloc(n * sizeof *v->tok), malloc(n * sizeof *v->len), 0, n};
+    if (!v->tok || !v->len) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t l;
+        gguf_str_next(it, &v->tok[i], &l);
+        v->len[i] = (size_t)l;
+        v->total += l;
+    }
+    return 0;
+}
+
+/* tokenizer.ggml.merges ("left right" strings) as pairs of token ids in
+ * *merges (2 * *nm values; none when the key is absent or unreadable). */
+static int read_merges(const gguf_model *g, const gguf_vocab *v, uint32_t **merges, uint64_t *nm,
+                       char *err, size_t errlen)
+{
+    gguf_str_iter it;
+    *nm = 0;
+    if (gguf_find(&g->f, "tokenizer.ggml.merges") &&
+        gguf_str_array(&g->f, "tokenizer.ggml.merges", &it, nm, err, errlen) != 0)
+        *nm = 0;
+    if (!(*merges = malloc((*nm ? *nm : 1) * 2 * sizeof **merges))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint64_t i = 0; i < *nm; i++) {
+        const char *s;
+        uint64_t l;
+        gguf_str_next(&it, &s, &l);
+        const char *sp = memchr(s, ' ', l);
+        int a = sp ? token_id(v->tok, v->len, v->n, s, (size_t)(sp - s)) : -1;
+        int b = sp ? token_id(v->tok, v->len, v->n, sp + 1, (size_t)(s + l - sp - 1)) : -1;
+        if (a < 0 || b < 0) {
+            snprintf(err, errlen, "tokenizer.ggml.merges entry %llu is not two tokens",
+                     (unsigned long long)i);
+            return -1;
+        }
+        (*merges)[2 * i] = (uint32_t)a;
+        (*merges)[2 * i + 1] = (uint32_t)b;
+    }
+    return 0;
+}
+
+/* Each token's bytes (GPT-2's spelling undone), concatenated, and their lengths. */
+static int unspell_vocab(const gguf_vocab *v, uint8_t **bytes, uint32_t **lens, char *err,
+                         size_t errlen)
+{
+    *bytes = malloc(v->total + 1);
+    *lens = malloc(v->n * sizeof **lens);
+    if (!*bytes || !*lens) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t at = 0;
+    for (int i = 0; i < v->n; i++) {
+        long got = tokenizer_unspell_gpt2(v->tok[i], v->len[i], *bytes + at);
+        if (got < 0) {
+            snprintf(err, errlen, "tokenizer.ggml.tokens entry %d is not GPT-2's byte spelling", i);
+            return -1;
+        }
+        (*lens)[i] = (uint32_t)got;
+        at += (size_t)got;
+    }
+    return 0;
+}
+
+/* The tokenizer the tokenizer.ggml.* keys (and gpt_cpu.tokenizer.type) describe. */
 static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
 {
-    gguf_str_iter it, mit;
-    uint64_t n, nm = 0;
+    gguf_str_iter it;
+    uint64_t n;
     if (gguf_str_array(&g->f, "tokenizer.ggml.tokens", &it, &n, err, errlen) != 0)
         return NULL;
     if (n < 1 || n > (uint64_t)g->d.vocab_size) {
@@ -221,56 +301,19 @@ static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
         return NULL;
     if (tlen == 4 && memcmp(type, "byte", 4) == 0)
         return tokenizer_new_byte();
-    const char **tok = malloc(n * sizeof *tok);
-    size_t *len = malloc(n * sizeof *len), total = 0;
-    for (uint64_t i = 0; tok && len && i < n; i++) {
-        uint64_t l;
-        gguf_str_next(&it, &tok[i], &l);
-        len[i] = (size_t)l;
-        total += l;
-    }
-    if (gguf_find(&g->f, "tokenizer.ggml.merges") &&
-        gguf_str_array(&g->f, "tokenizer.ggml.merges", &mit, &nm, err, errlen) != 0)
-        nm = 0;
-    uint32_t *merges = malloc((nm ? nm : 1) * 2 * sizeof *merges);
-    uint32_t *lens = malloc(n * sizeof *lens);
-    uint8_t *bytes = malloc(total + 1);
+    gguf_vocab v;
+    uint32_t *merges = NULL, *lens = NULL;
+    uint8_t *bytes = NULL;
+    uint64_t nm = 0;
     tokenizer *t = NULL;
-    int ok = tok && len && merges && lens && bytes;
-    if (!ok)
-        snprintf(err, errlen, "out of memory");
-    for (uint64_t i = 0; ok && i < nm; i++) {   /* "left right" -> two ids */
-        const char *s;
-        uint64_t l;
-        gguf_str_next(&mit, &s, &l);
-        const char *sp = memchr(s, ' ', l);
-        int a = sp ? token_id(tok, len, (int)n, s, (size_t)(sp - s)) : -1;
-        int b = sp ? token_id(tok, len, (int)n, sp + 1, (size_t)(s + l - sp - 1)) : -1;
-        if (a < 0 || b < 0) {
-            snprintf(err, errlen, "tokenizer.ggml.merges entry %llu is not two tokens",
-                     (unsigned long long)i);
-            ok = 0;
-        }
-        merges[2 * i] = (uint32_t)a;
-        merges[2 * i + 1] = (uint32_t)b;
-    }
-    size_t at = 0;
-    for (uint64_t i = 0; ok && i < n; i++) {   /* GPT-2's spelling back to bytes */
-        long got = tokenizer_unspell_gpt2(tok[i], len[i], bytes + at);
-        if (got < 0) {
-            snprintf(err, errlen, "tokenizer.ggml.tokens entry %llu is not GPT-2's byte spelling",
-                     (unsigned long long)i);
-            ok = 0;
-        }
-        lens[i] = (uint32_t)got;
-        at += (size_t)got;
-    }
-    if (ok && tlen == 3 && memcmp(type, "bpe", 3) == 0)
-        t = tokenizer_new_bpe(merges, nm, err, errlen);
-    else if (ok)
-        t = tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
-    free(tok);
-    free(len);
+    if (read_vocab(&it, (int)n, &v, err, errlen) == 0 &&
+        read_merges(g, &v, &merges, &nm, err, errlen) == 0 &&
+        unspell_vocab(&v, &bytes, &lens, err, errlen) == 0)
+        t = tlen == 3 && memcmp(type, "bpe", 3) == 0
+                ? tokenizer_new_bpe(merges, nm, err, errlen)
+                : tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
+    free(v.tok);
+    free(v.len);
     free(merges);
     free(lens);
     free(bytes);
