@@ -194,27 +194,50 @@ static int read_dims(gguf_model *g, char *err, size_t errlen)
     return 0;
 }
 
-/* The id of a token spelling, by a linear search over tokens (load time only). */
-static int token_id(const char *const *tok, const size_t *len, int n, const char *s, size_t slen)
-{
-    for (int i = 0; i < n; i++)
-        if (len[i] == slen && memcmp(tok[i], s, slen) == 0)
-            return i;
-    return -1;
-}
-
 /* tokenizer.ggml.tokens' strings (GPT-2's byte spelling), pointing into the
- * mapped file. */
+ * mapped file, and their ids ordered by spelling (then id) for the merges'
+ * lookups (a linear search made loading quadratic in the vocabulary). */
 typedef struct {
     const char **tok;
     size_t *len, total;
     int n;
+    int *order;
 } gguf_vocab;
+
+static int spelling_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+static int by_spelling(const void *x, const void *y, void *ctx)
+{
+    const gguf_vocab *v = ctx;
+    int i = *(const int *)x, j = *(const int *)y;
+    int c = spelling_cmp(v->tok[i], v->len[i], v->tok[j], v->len[j]);
+    return c ? c : (i > j) - (i < j);
+}
+
+/* The lowest id spelled s, or -1. */
+static int token_id(const gguf_vocab *v, const char *s, size_t slen)
+{
+    int lo = 0, hi = v->n;   /* the first place whose spelling is not below s */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, k = v->order[mid];
+        if (spelling_cmp(v->tok[k], v->len[k], s, slen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int k = lo < v->n ? v->order[lo] : -1;
+    return k >= 0 && spelling_cmp(v->tok[k], v->len[k], s, slen) == 0 ? k : -1;
+}
 
 static int read_vocab(gguf_str_iter *it, int n, gguf_vocab *v, char *err, size_t errlen)
 {
-    *v = (gguf_vocab){malloc(n * sizeof *v->tok), malloc(n * sizeof *v->len), 0, n};
-    if (!v->tok || !v->len) {
+    *v = (gguf_vocab){malloc(n * sizeof *v->tok), malloc(n * sizeof *v->len), 0, n,
+                      malloc(n * sizeof *v->order)};
+    if (!v->tok || !v->len || !v->order) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -223,7 +246,9 @@ static int read_vocab(gguf_str_iter *it, int n, gguf_vocab *v, char *err, size_t
         gguf_str_next(it, &v->tok[i], &l);
         v->len[i] = (size_t)l;
         v->total += l;
+        v->order[i] = i;
     }
+    qsort_r(v->order, n, sizeof *v->order, by_spelling, v);
     return 0;
 }
 
@@ -246,8 +271,8 @@ static int read_merges(const gguf_model *g, const gguf_vocab *v, uint32_t **merg
         uint64_t l;
         gguf_str_next(&it, &s, &l);
         const char *sp = memchr(s, ' ', l);
-        int a = sp ? token_id(v->tok, v->len, v->n, s, (size_t)(sp - s)) : -1;
-        int b = sp ? token_id(v->tok, v->len, v->n, sp + 1, (size_t)(s + l - sp - 1)) : -1;
+        int a = sp ? token_id(v, s, (size_t)(sp - s)) : -1;
+        int b = sp ? token_id(v, sp + 1, (size_t)(s + l - sp - 1)) : -1;
         if (a < 0 || b < 0) {
             snprintf(err, errlen, "tokenizer.ggml.merges entry %llu is not two tokens",
                      (unsigned long long)i);
@@ -314,6 +339,7 @@ static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
                 : tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
     free(v.tok);
     free(v.len);
+    free(v.order);
     free(merges);
     free(lens);
     free(bytes);
