@@ -424,34 +424,88 @@ static int parse_ggml_type(const char *s, ggml_type *t)
     return 0;
 }
 
-static int export_gguf(model_src *m, const char *out, const char *type_name, char *err,
-                       size_t errlen)
+/* The --type, and whether the model's shape allows it. */
+static int gguf_type_for(const model_src *m, const char *type_name, ggml_type *type, char *err,
+                         size_t errlen)
 {
-    ggml_type type;
-    if (parse_ggml_type(type_name, &type) != 0) {
+    if (parse_ggml_type(type_name, type) != 0) {
         snprintf(err, errlen, "--type %s is not one of f32, f16, q8_0", type_name);
         return -1;
     }
-    if (type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
+    if (*type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
         snprintf(err, errlen, "q8_0 needs n_embd to be a multiple of %d, not %d", GGUF_Q8_0_BLOCK,
                  m->d.n_embd);
         return -1;
     }
-    size_t most = (size_t)m->d.vocab_size * m->d.n_embd;
-    if ((size_t)4 * m->d.n_embd * m->d.n_embd > most)
-        most = (size_t)4 * m->d.n_embd * m->d.n_embd;
-    if ((size_t)m->d.n_positions * m->d.n_embd > most)
-        most = (size_t)m->d.n_positions * m->d.n_embd;
+    return 0;
+}
+
+/* Each tensor's name, shape (ggml's ne order) and stored type. */
+static int add_tensor_infos(gguf_writer *w, const model_src *m, const vocab_text *v,
+                            ggml_type type, const char *type_name, char *err, size_t errlen)
+{
+    char name[96];
+    for (int i = 0; i < m->n; i++) {
+        tensor_kind kind = gguf_name(m, i, name, sizeof name);
+        const hf_tensor *t = &m->t[i];
+        uint64_t ne[2] = {(uint64_t)(t->cols ? t->cols : t->rows), (uint64_t)t->rows};
+        if (kind == KIND_MATRIX) {   /* Conv1D [in, out] -> ne {in, out} */
+            ne[0] = (uint64_t)t->rows;
+            ne[1] = (uint64_t)t->cols;
+        } else if (kind == KIND_EMBED) {   /* llama.cpp wants a row per token: no padding rows */
+            ne[1] = (uint64_t)v->n;
+        }
+        if (gguf_add_tensor(w, name, t->cols ? 2 : 1, ne, stored_type(kind, type)) != 0) {
+            snprintf(err, errlen, "%s: cannot be stored as %s", name, type_name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Writes out: header and infos, then each tensor's data through buffers the
+ * size of the largest tensor, then the atomic rename. */
+static int write_gguf_file(gguf_writer *w, model_src *m, const vocab_text *v, ggml_type type,
+                           const char *out, char *err, size_t errlen)
+{
+    size_t C = m->d.n_embd, most = (size_t)m->d.vocab_size * C;
+    if (4 * C * C > most)
+        most = 4 * C * C;
+    if ((size_t)m->d.n_positions * C > most)
+        most = (size_t)m->d.n_positions * C;
     float *scratch = malloc(most * sizeof *scratch);
     int8_t *q = malloc(most);
     float *scales = malloc(most / GGUF_Q8_0_BLOCK * sizeof *scales + 4);
-    gguf_writer *w = gguf_writer_new();
-    vocab_text v = {0};
-    int rc = scratch && q && scales && w ? 0 : -1;
+    int rc = scratch && q && scales ? 0 : -1;
     if (rc != 0)
         snprintf(err, errlen, "out of memory");
     if (rc == 0)
-        rc = spell_vocab(m->tok, &v, err, errlen);
+        rc = gguf_write_begin(w, out, err, errlen);
+    char name[96];
+    for (int i = 0; i < m->n && rc == 0; i++) {
+        tensor_kind kind = gguf_name(m, i, name, sizeof name);
+        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), v->n, scratch, q, scales,
+                              err, errlen);
+    }
+    if (rc == 0)
+        rc = gguf_write_commit(w, err, errlen);
+    free(scratch);
+    free(q);
+    free(scales);
+    return rc;
+}
+
+static int export_gguf(model_src *m, const char *out, const char *type_name, char *err,
+                       size_t errlen)
+{
+    ggml_type type;
+    if (gguf_type_for(m, type_name, &type, err, errlen) != 0)
+        return -1;
+    gguf_writer *w = gguf_writer_new();
+    vocab_text v = {0};
+    int rc = w ? spell_vocab(m->tok, &v, err, errlen) : -1;
+    if (!w)
+        snprintf(err, errlen, "out of memory");
     if (rc == 0 && v.n > m->d.vocab_size) {
         snprintf(err, errlen, "the tokenizer has %d tokens but the model only %d rows", v.n,
                  m->d.vocab_size);
@@ -462,36 +516,12 @@ static int export_gguf(model_src *m, const char *out, const char *type_name, cha
         snprintf(err, errlen, "out of memory");
         rc = -1;
     }
-    char name[96];
-    for (int i = 0; i < m->n && rc == 0; i++) {
-        tensor_kind kind = gguf_name(m, i, name, sizeof name);
-        const hf_tensor *t = &m->t[i];
-        uint64_t ne[2] = {(uint64_t)(t->cols ? t->cols : t->rows), (uint64_t)t->rows};
-        if (kind == KIND_MATRIX) {   /* Conv1D [in, out] -> ne {in, out} */
-            ne[0] = (uint64_t)t->rows;
-            ne[1] = (uint64_t)t->cols;
-        } else if (kind == KIND_EMBED) {   /* llama.cpp wants a row per token: no padding rows */
-            ne[1] = (uint64_t)v.n;
-        }
-        if (gguf_add_tensor(w, name, t->cols ? 2 : 1, ne, stored_type(kind, type)) != 0) {
-            snprintf(err, errlen, "%s: cannot be stored as %s", name, type_name);
-            rc = -1;
-        }
-    }
     if (rc == 0)
-        rc = gguf_write_begin(w, out, err, errlen);
-    for (int i = 0; i < m->n && rc == 0; i++) {
-        tensor_kind kind = gguf_name(m, i, name, sizeof name);
-        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), v.n, scratch, q, scales,
-                              err, errlen);
-    }
+        rc = add_tensor_infos(w, m, &v, type, type_name, err, errlen);
     if (rc == 0)
-        rc = gguf_write_commit(w, err, errlen);
+        rc = write_gguf_file(w, m, &v, type, out, err, errlen);
     gguf_writer_free(w);
     free_vocab(&v);
-    free(scratch);
-    free(q);
-    free(scales);
     return rc;
 }
 
