@@ -28,11 +28,11 @@
  *   int8  every matrix of the blocks and the (tied) LM head quantized at load
  *         with q8_pack_weights (one scale per 32 values along the reduction
  *         axis, an fp16 value); activations quantized per token and group before each
- *         product (exact int32 group sums).  The embeddings, the biases,
- *         LayerNorm, softmax and GELU stay fp32: the token embedding looked
- *         up from the int8 head cost greedy agreement with fp32 on Tiny
- *         Shakespeare 99.2% -> 98.9%, and from fp16 -> 99.1% (make
- *         infer-quality), so the fp32 wte stays for the input side.
+ *         product (exact int32 group sums).  wte is held once, as the LM
+ *         head's Q8_0 rows, and the token embedding is read back from them
+ *         (q8_decode_row), as llama.cpp does with a q8_0 GGUF file, so the
+ *         two give the same tokens; wpe, the biases, LayerNorm, softmax and
+ *         GELU stay fp32.
  *         Needs n_embd to be a multiple of 32.  Where the active ISA has a
  *         decode layout (AVX2, AVX512-VNNI: q8_decode_path) the matrices are
  *         held only in it (1.0625 bytes per weight) and prefill and decode
@@ -101,10 +101,10 @@ typedef int (*infer_tensor_fn)(void *ctx, const char *name, int rows, int cols, 
                                char *err, size_t errlen);
 
 /* The model's tensors by Hugging Face name, in io/hf_names.h's order: each
- * fp32 tensor (embeddings, LayerNorm, biases; rows x cols floats, cols 0 for a
- * vector) to vec, each matrix to mat; an int8 or bf16
+ * fp32 tensor (wpe, LayerNorm, biases, and wte in fp32 mode only; rows x cols
+ * floats, cols 0 for a vector) to vec, each matrix to mat; an int8 or bf16
  * model's LM head last, to mat as "lm_head.weight" (from wte, [vocab_size,
- * n_embd]).  A visitor reads or writes the arrays the pointers point to; it returns
+ * n_embd]), which holds the token embedding for those modes.  A visitor reads or writes the arrays the pointers point to; it returns
  * 0, or -1 with a reason in err, which ends the walk. */
 typedef struct {
     int (*vec)(void *ctx, const char *name, int rows, int cols, float *x, char *err,

@@ -1,4 +1,4 @@
-/* infer_q8file: --save-quantized files; the layout is in infer_q8file.h. */
+/* q8file: --save-quantized files; the layout is in q8file.h. */
 #include "infer/q8file.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* infer_serve: the --serve request loop; the protocol is in infer_serve.h. */
+/* serve: the --serve request loop; the protocol is in serve.h. */
 #include "infer/serve.h"
 
 #include <cjson/cJSON.h>

@@ -105,7 +105,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$hostfile" ] && [ -n "$hosts" ] && die "give --hostfile or --hosts, not both"
-if [ -z "$threads" ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "$hostfile$hosts" ]; then
+# (not inside a multi-node Slurm or PBS allocation, where mpirun spreads the
+# ranks over nodes this one's CPU count says nothing about)
+if [ -z "$threads" ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "$hostfile$hosts" ] &&
+    [ "${SLURM_JOB_NUM_NODES:-1}" -le 1 ] && [ -z "${PBS_NODEFILE:-}" ]; then
     cpus=$(nproc 2>/dev/null || echo 1)
     per=${ranks:-${rpn:-1}}
     [ "$per" -le "$cpus" ] && threads=$((cpus / per))

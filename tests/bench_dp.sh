@@ -30,11 +30,10 @@ half=$((THREADS / 2 > 1 ? THREADS / 2 : 1))
 RUNS=${BENCH_DP_RUNS:-"np2-zero0;;--set zero_stage=0
 np2-zero1;;--set zero_stage=1"}
 out="$BUILD/bench_dp.jsonl" log="$BUILD/bench_dp.log"
-fail() { echo "FAIL bench_dp: $*"; exit 1; }
-command -v mpirun >/dev/null || { echo "SKIP bench_dp: mpirun not found (run make deps)"; exit 77; }
+NAME=bench_dp
+. tests/lib_e2e.sh
+command -v mpirun >/dev/null || skip "mpirun not found (run make deps)"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 data="$BUILD/data/bench-bytes"
 [ -f "$data/train.tok" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte 2>/dev/null ||

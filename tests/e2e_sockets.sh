@@ -52,7 +52,7 @@ flood() {
     before=$(rss_mb "$pid")
     [ "$flog" = - ] || s0=$(steps "$flog")
     sent=$("$ZFLOOD" "$@") || fail "zflood $*"
-    sleep 1   # measured: the RSS once what the flood left queued is processed or dropped
+    sleep 1   # the RSS is read once what the flood left queued is processed or dropped
     kill -0 "$pid" 2>/dev/null || fail "$name: the process died"
     after=$(rss_mb "$pid")
     echo "flood $name ($3 clients x $4 x $5 B, ${sent#zflood: }): RSS $before -> $after MB"

@@ -16,9 +16,8 @@ import numpy as np
 # per GGUF type: the generated tokens that must equal ours (from the first),
 # the largest |logit difference| on the teacher-forced window, the share of
 # its positions where the top-1 tokens agree, and the relative difference of
-# the mean val cross-entropy.  Measured on this test's model: max |dlogit|
-# 1.6e-4 / 2.0e-3 / 2.5e-2 (logits up to 7.5), loss 5e-8 / 6e-7 / 5e-6
-# relative, all tokens equal; the bounds leave room for other CPUs' kernels.
+# the mean val cross-entropy; the bounds leave room for other CPUs' kernels
+# (the figures of a run are printed).
 BOUNDS = {
     "f32": {"same_tokens": 40, "max_dlogit": 1e-3, "top1": 1.0, "loss_rel": 1e-5},
     "f16": {"same_tokens": 40, "max_dlogit": 1e-2, "top1": 1.0, "loss_rel": 1e-5},
@@ -65,7 +64,10 @@ def main():
              same, len(ours["generated"]), n, dl, float(np.abs(a).max()), 100 * top1,
              le["windows"], ev["loss"], le["loss"], rel, ev["accuracy"], le["accuracy"]))
     check(ours["prompt"] == llama["prompt"], "the prompt's tokens differ")
-    check(same >= min(b["same_tokens"], len(ours["generated"])), "greedy tokens differ early")
+    check(len(ours["generated"]) == len(llama["generated"]) >= b["same_tokens"],
+          "%d and %d tokens generated, %d expected" % (len(ours["generated"]),
+                                                        len(llama["generated"]), b["same_tokens"]))
+    check(same >= b["same_tokens"], "greedy tokens differ early")
     check(dl <= b["max_dlogit"], "logits differ by more than %g" % b["max_dlogit"])
     check(top1 >= b["top1"], "top-1 agreement below %g" % b["top1"])
     check(le["windows"] == ev["windows"] and le["tokens"] == ev["tokens"], "other eval windows")
