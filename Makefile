@@ -168,6 +168,12 @@ test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood $(BUIL
 bench: $(PROGS) $(BENCHES)
 	@BUILD=$(BUILD) sh tests/run_bench.sh
 
+# Data parallel over shared memory: np 1 against np 2 (stage 0, ZeRO 1),
+# alternating rounds -> build/bench_dp.jsonl
+.PHONY: bench-dp
+bench-dp: $(PROGS)
+	@BUILD=$(BUILD) sh tests/bench_dp.sh
+
 # Data parallel across two network-namespace hosts at 10 and 1 Gbit/s (tc tbf),
 # fp32 and bf16 gradients on the wire (root) -> build/bench_net.jsonl
 .PHONY: bench-net
@@ -180,10 +186,9 @@ bench-net: $(PROGS)
 # generate a sample from the last checkpoint with the int8 inference program.
 NP      ?= 2
 RUN_DIR := $(BUILD)/runs/default
-MPIRUN  := mpirun --bind-to none $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root)
 run: $(PROGS)
 	$(BUILD)/prep --input $(CORPUS) --out $(BUILD)/data/default --tokenizer byte
-	$(MPIRUN) -np $(NP) $(BUILD)/trainer --config launch/configs/default.json \
+	BUILD=$(BUILD) sh launch/run.sh -n $(NP) -- --config launch/configs/default.json \
 	  --set data_dir=$(BUILD)/data/default --set out_dir=$(RUN_DIR) --resume auto
 	$(BUILD)/infer --ckpt $(RUN_DIR)/$$(cat $(RUN_DIR)/latest) --prompt "A fortune: " -n 200 \
 	  --temperature 0.8 --top-k 40 --seed 1

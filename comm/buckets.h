@@ -41,6 +41,17 @@
 
 typedef struct grad_buckets grad_buckets;
 
+/* The schedule by rank count.  docs/scaling.md models the pairwise exchange
+ * against a ring and recursive halving: they move the same bytes, and each of
+ * their dependent steps waits for a progress poll, so per bucket and phase
+ * pairwise costs p + L + (N-1) o, halving log2 N (p + o + L) and a ring
+ * (N-1) (p + o + L).  With the model's costs halving is cheaper only from 97
+ * ranks on and a ring never (docs/scaling_model.py prints the crossover), so
+ * up to BUCKETS_PAIRWISE_MAX_RANKS the exchange is pairwise, the schedule
+ * the model picks; past it no cheaper schedule is built and pairwise still
+ * runs (correct at any count), which the trainer reports at its start. */
+enum { BUCKETS_PAIRWISE_MAX_RANKS = 96 };
+
 typedef enum { BUCKETS_ALLREDUCE, BUCKETS_REDUCE_SCATTER, BUCKETS_RELEASE } buckets_mode;
 
 /* What the exchange sends: fp32 values, or bf16 (half the bytes; rounded to

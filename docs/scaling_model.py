@@ -5,12 +5,20 @@ o, L, p = 20e-6, 50e-6, 200e-6     # per-message CPU cost, one-way latency, prog
 h = 0.5                            # share of compute the exchange can hide behind
 tail = 1 << 20                     # last bucket, bytes (TAIL_FLOATS fp32)
 eff_tcp = 0.94
+def per_bucket(N, sched):
+    """Latency of one bucket's phase: pairwise posts its N-1 messages at once;
+    a ring takes N-1 dependent steps, recursive halving log2 N (one more fold
+    step when N is not a power of two), each waiting for a progress poll."""
+    if sched == "pairwise": return p + L + (N - 1) * o
+    if sched == "ring":     return (N - 1) * (p + o + L)
+    return (math.ceil(math.log2(N)) + (N & (N - 1) != 0)) * (p + o + L)
+def crossover(sched, top=4096):
+    """The fewest ranks from which sched costs less per bucket and phase than pairwise."""
+    return next((N for N in range(2, top + 1) if per_bucket(N, sched) < per_bucket(N, "pairwise")), None)
 def comm(N, rate, S, nb, sched):
     B = rate / 8 * eff_tcp
     bw = 2 * (N - 1) / N * S / B
-    if sched == "pairwise": lat = nb * 2 * (p + (N - 1) * o + L)
-    elif sched == "ring":   lat = nb * 2 * (N - 1) * (p + o + L)
-    else:                   lat = nb * 2 * math.log2(N) * (p + o + L)
+    lat = nb * 2 * per_bucket(N, sched)
     per_bucket_lat = lat / nb
     t_tail = per_bucket_lat + 2 * (N - 1) / N * tail / B
     return bw + lat, t_tail
@@ -32,3 +40,8 @@ for model in models:
                 r = row(model, wire, sched, rate)
                 print("| %s | %s | %s | %g Gbit/s | %s |" % (model, wire, sched, rate / 1e9,
                       " | ".join("%.2f s, %.0f%%" % (t, 100 * e) for t, e in r)))
+for sched in ("halving", "ring"):
+    n = crossover(sched)
+    print("%s costs less per bucket and phase than pairwise %s" % (sched,
+          "from %d ranks on (%.2f ms against %.2f ms there)" % (n, 1e3 * per_bucket(n, sched),
+          1e3 * per_bucket(n, "pairwise")) if n else "at no rank count up to 4096"))

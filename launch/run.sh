@@ -17,7 +17,12 @@
 #   --hosts LIST        comma-separated hosts; with --ranks-per-node K each gets K slots
 #   --ranks-per-node K  K ranks on every node (--map-by ppr:K:node)
 #   --threads T         OpenMP threads per rank (exported as OMP_NUM_THREADS to every
-#                       rank).  T = 1 keeps Open MPI's binding (one core per rank);
+#                       rank).  Default, on this machine alone (no hosts, no hostfile)
+#                       with OMP_NUM_THREADS unset: its CPUs divided among the ranks
+#                       (at least 1), so the ranks' threads never outnumber its cores
+#                       (each rank would otherwise start one per CPU, and OpenMP's
+#                       threads spin at every barrier waiting for one that lost its
+#                       core).  T = 1 keeps Open MPI's binding (one core per rank);
 #                       T > 1 or no --threads uses --bind-to none, because Open MPI
 #                       binds each rank to a single core when np <= 2 and all its
 #                       threads would share it.  (The alternative, --map-by slot:PE=T,
@@ -100,6 +105,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$hostfile" ] && [ -n "$hosts" ] && die "give --hostfile or --hosts, not both"
+if [ -z "$threads" ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "$hostfile$hosts" ]; then
+    cpus=$(nproc 2>/dev/null || echo 1)
+    per=${ranks:-${rpn:-1}}
+    [ "$per" -le "$cpus" ] && threads=$((cpus / per))
+fi
 command -v mpirun >/dev/null 2>&1 || die "mpirun not found (make deps installs openmpi-bin)"
 
 # the program (build/trainer unless the first word after -- names one) and its arguments

@@ -982,6 +982,13 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
                      tr.start_step);
             status_event(&tr.status, "event", tr.start_step, msg);
         }
+        if (world->size > BUCKETS_PAIRWISE_MAX_RANKS) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%d ranks: past %d the scaling model puts recursive halving "
+                     "ahead of the pairwise gradient exchange, which runs (docs/scaling.md)",
+                     world->size, BUCKETS_PAIRWISE_MAX_RANKS);
+            status_event(&tr.status, "event", tr.start_step, msg);
+        }
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
             status_event(&tr.status, "event", 0,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");
