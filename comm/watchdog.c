@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+/* One per process, as the process is what it guards: comm's waits arm it
+ * from wherever they are, without a pointer passed down to them. */
 static struct {
     pthread_t thread;
     pthread_mutex_t lock;

@@ -5,8 +5,8 @@
  * then rounded or quantized as --quant says, as a checkpoint's are; an int8
  * run of a q8_0 file takes its blocks as they are (they are what
  * q8_pack_weights makes), so it runs the very int8 matrices and LM head the
- * checkpoint would.  The token embedding of a q8_0 file exists only
- * as Q8_0: its input side is its dequantized rows.  The tokenizer is rebuilt
+ * checkpoint would, the token embedding (the LM head's rows) included.  The
+ * tokenizer is rebuilt
  * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
  * names (a GGUF from elsewhere is taken as GPT-2's).
  */
@@ -194,19 +194,124 @@ static int read_dims(gguf_model *g, char *err, size_t errlen)
     return 0;
 }
 
-/* The id of a token spelling, by a linear search over tokens (load time only). */
-static int token_id(const char *const *tok, const size_t *len, int n, const char *s, size_t slen)
+/* tokenizer.ggml.tokens' strings (GPT-2's byte spelling), pointing into the
+ * mapped file, and their ids ordered by spelling (then id) for the merges'
+ * lookups (a linear search made loading quadratic in the vocabulary). */
+typedef struct {
+    const char **tok;
+    size_t *len, total;
+    int n;
+    int *order;
+} gguf_vocab;
+
+static int spelling_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    for (int i = 0; i < n; i++)
-        if (len[i] == slen && memcmp(tok[i], s, slen) == 0)
-            return i;
-    return -1;
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
 }
 
+static int by_spelling(const void *x, const void *y, void *ctx)
+{
+    const gguf_vocab *v = ctx;
+    int i = *(const int *)x, j = *(const int *)y;
+    int c = spelling_cmp(v->tok[i], v->len[i], v->tok[j], v->len[j]);
+    return c ? c : (i > j) - (i < j);
+}
+
+/* The lowest id spelled s, or -1. */
+static int token_id(const gguf_vocab *v, const char *s, size_t slen)
+{
+    int lo = 0, hi = v->n;   /* the first place whose spelling is not below s */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, k = v->order[mid];
+        if (spelling_cmp(v->tok[k], v->len[k], s, slen) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int k = lo < v->n ? v->order[lo] : -1;
+    return k >= 0 && spelling_cmp(v->tok[k], v->len[k], s, slen) == 0 ? k : -1;
+}
+
+static int read_vocab(gguf_str_iter *it, int n, gguf_vocab *v, char *err, size_t errlen)
+{
+    *v = (gguf_vocab){malloc(n * sizeof *v->tok), malloc(n * sizeof *v->len), 0, n,
+                      malloc(n * sizeof *v->order)};
+    if (!v->tok || !v->len || !v->order) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t l;
+        gguf_str_next(it, &v->tok[i], &l);
+        v->len[i] = (size_t)l;
+        v->total += l;
+        v->order[i] = i;
+    }
+    qsort_r(v->order, n, sizeof *v->order, by_spelling, v);
+    return 0;
+}
+
+/* tokenizer.ggml.merges ("left right" strings) as pairs of token ids in
+ * *merges (2 * *nm values; none when the key is absent or unreadable). */
+static int read_merges(const gguf_model *g, const gguf_vocab *v, uint32_t **merges, uint64_t *nm,
+                       char *err, size_t errlen)
+{
+    gguf_str_iter it;
+    *nm = 0;
+    if (gguf_find(&g->f, "tokenizer.ggml.merges") &&
+        gguf_str_array(&g->f, "tokenizer.ggml.merges", &it, nm, err, errlen) != 0)
+        *nm = 0;
+    if (!(*merges = malloc((*nm ? *nm : 1) * 2 * sizeof **merges))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint64_t i = 0; i < *nm; i++) {
+        const char *s;
+        uint64_t l;
+        gguf_str_next(&it, &s, &l);
+        const char *sp = memchr(s, ' ', l);
+        int a = sp ? token_id(v, s, (size_t)(sp - s)) : -1;
+        int b = sp ? token_id(v, sp + 1, (size_t)(s + l - sp - 1)) : -1;
+        if (a < 0 || b < 0) {
+            snprintf(err, errlen, "tokenizer.ggml.merges entry %llu is not two tokens",
+                     (unsigned long long)i);
+            return -1;
+        }
+        (*merges)[2 * i] = (uint32_t)a;
+        (*merges)[2 * i + 1] = (uint32_t)b;
+    }
+    return 0;
+}
+
+/* Each token's bytes (GPT-2's spelling undone), concatenated, and their lengths. */
+static int unspell_vocab(const gguf_vocab *v, uint8_t **bytes, uint32_t **lens, char *err,
+                         size_t errlen)
+{
+    *bytes = malloc(v->total + 1);
+    *lens = malloc(v->n * sizeof **lens);
+    if (!*bytes || !*lens) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t at = 0;
+    for (int i = 0; i < v->n; i++) {
+        long got = tokenizer_unspell_gpt2(v->tok[i], v->len[i], *bytes + at);
+        if (got < 0) {
+            snprintf(err, errlen, "tokenizer.ggml.tokens entry %d is not GPT-2's byte spelling", i);
+            return -1;
+        }
+        (*lens)[i] = (uint32_t)got;
+        at += (size_t)got;
+    }
+    return 0;
+}
+
+/* The tokenizer the tokenizer.ggml.* keys (and gpt_cpu.tokenizer.type) describe. */
 static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
 {
-    gguf_str_iter it, mit;
-    uint64_t n, nm = 0;
+    gguf_str_iter it;
+    uint64_t n;
     if (gguf_str_array(&g->f, "tokenizer.ggml.tokens", &it, &n, err, errlen) != 0)
         return NULL;
     if (n < 1 || n > (uint64_t)g->d.vocab_size) {
@@ -221,56 +326,20 @@ static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
         return NULL;
     if (tlen == 4 && memcmp(type, "byte", 4) == 0)
         return tokenizer_new_byte();
-    const char **tok = malloc(n * sizeof *tok);
-    size_t *len = malloc(n * sizeof *len), total = 0;
-    for (uint64_t i = 0; tok && len && i < n; i++) {
-        uint64_t l;
-        gguf_str_next(&it, &tok[i], &l);
-        len[i] = (size_t)l;
-        total += l;
-    }
-    if (gguf_find(&g->f, "tokenizer.ggml.merges") &&
-        gguf_str_array(&g->f, "tokenizer.ggml.merges", &mit, &nm, err, errlen) != 0)
-        nm = 0;
-    uint32_t *merges = malloc((nm ? nm : 1) * 2 * sizeof *merges);
-    uint32_t *lens = malloc(n * sizeof *lens);
-    uint8_t *bytes = malloc(total + 1);
+    gguf_vocab v;
+    uint32_t *merges = NULL, *lens = NULL;
+    uint8_t *bytes = NULL;
+    uint64_t nm = 0;
     tokenizer *t = NULL;
-    int ok = tok && len && merges && lens && bytes;
-    if (!ok)
-        snprintf(err, errlen, "out of memory");
-    for (uint64_t i = 0; ok && i < nm; i++) {   /* "left right" -> two ids */
-        const char *s;
-        uint64_t l;
-        gguf_str_next(&mit, &s, &l);
-        const char *sp = memchr(s, ' ', l);
-        int a = sp ? token_id(tok, len, (int)n, s, (size_t)(sp - s)) : -1;
-        int b = sp ? token_id(tok, len, (int)n, sp + 1, (size_t)(s + l - sp - 1)) : -1;
-        if (a < 0 || b < 0) {
-            snprintf(err, errlen, "tokenizer.ggml.merges entry %llu is not two tokens",
-                     (unsigned long long)i);
-            ok = 0;
-        }
-        merges[2 * i] = (uint32_t)a;
-        merges[2 * i + 1] = (uint32_t)b;
-    }
-    size_t at = 0;
-    for (uint64_t i = 0; ok && i < n; i++) {   /* GPT-2's spelling back to bytes */
-        long got = tokenizer_unspell_gpt2(tok[i], len[i], bytes + at);
-        if (got < 0) {
-            snprintf(err, errlen, "tokenizer.ggml.tokens entry %llu is not GPT-2's byte spelling",
-                     (unsigned long long)i);
-            ok = 0;
-        }
-        lens[i] = (uint32_t)got;
-        at += (size_t)got;
-    }
-    if (ok && tlen == 3 && memcmp(type, "bpe", 3) == 0)
-        t = tokenizer_new_bpe(merges, nm, err, errlen);
-    else if (ok)
-        t = tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
-    free(tok);
-    free(len);
+    if (read_vocab(&it, (int)n, &v, err, errlen) == 0 &&
+        read_merges(g, &v, &merges, &nm, err, errlen) == 0 &&
+        unspell_vocab(&v, &bytes, &lens, err, errlen) == 0)
+        t = tlen == 3 && memcmp(type, "bpe", 3) == 0
+                ? tokenizer_new_bpe(merges, nm, err, errlen)
+                : tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
+    free(v.tok);
+    free(v.len);
+    free(v.order);
     free(merges);
     free(lens);
     free(bytes);

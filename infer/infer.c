@@ -103,8 +103,9 @@ static void layout_linear(infer_linear *l, int in, int out, infer_quant q, const
     }
 }
 
-/* A bf16 model holds wte only as its LM head (bf16mm's layout), which the
- * embedding is read from too; m->wte is the loader's temporary then. */
+/* An int8 or bf16 model holds wte only as its LM head (int8 rows, or
+ * bf16mm's layout), which the embedding is read from too; m->wte is the
+ * loader's temporary then. */
 static void layout(infer_model *m, arenas a)
 {
     const gpt2_dims *d = &m->d;
@@ -112,7 +113,7 @@ static void layout(infer_model *m, arenas a)
     const infer_quant q = m->quant;
     if (m->decode_path != Q8_SCALAR)
         a.i8 = a.sc = NULL;
-    if (q != INFER_BF16)
+    if (q == INFER_FP32)
         m->wte = take_f(a.f, d->vocab_size * C);
     m->wpe = take_f(a.f, d->n_positions * C);
     for (int l = 0; l < d->n_layer; l++) {
@@ -137,54 +138,64 @@ static void layout(infer_model *m, arenas a)
     }
 }
 
-static int walk_block(const infer_model *m, int l, const infer_visitor *v, void *ctx, char *err,
-                      size_t errlen)
+/* Tensor j of block b (io/hf_names.h's block order): a matrix, or else the
+ * vector it returns. */
+static const infer_linear *block_matrix(const infer_block *b, int j)
 {
-    infer_block *b = &m->h[l];
-    int C = m->d.n_embd;
-    char name[96];
-    struct { const char *suffix; float *dst; } vecs[4] = {
-        {"ln_1.weight", b->ln1w}, {"ln_1.bias", b->ln1b},
-        {"ln_2.weight", b->ln2w}, {"ln_2.bias", b->ln2b},
-    };
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "transformer.h.%d.%s", l, vecs[i].suffix);
-        if (v->vec(ctx, name, C, 0, vecs[i].dst, err, errlen) != 0)
-            return -1;
+    switch (j) {
+    case HF_QKV_W: return &b->qkv;
+    case HF_ATTPROJ_W: return &b->attproj;
+    case HF_FC_W: return &b->fc;
+    case HF_FCPROJ_W: return &b->fcproj;
+    default: return NULL;
     }
-    struct { const char *suffix; const infer_linear *lin; } lins[4] = {
-        {"attn.c_attn", &b->qkv}, {"attn.c_proj", &b->attproj},
-        {"mlp.c_fc", &b->fc}, {"mlp.c_proj", &b->fcproj},
+}
+
+static float *block_vector(const infer_block *b, int j)
+{
+    float *const vec[HF_BLOCK_TENSORS] = {
+        [HF_LN1_W] = b->ln1w,      [HF_LN1_B] = b->ln1b,          [HF_QKV_B] = b->qkv.b,
+        [HF_ATTPROJ_B] = b->attproj.b, [HF_LN2_W] = b->ln2w,      [HF_LN2_B] = b->ln2b,
+        [HF_FC_B] = b->fc.b,       [HF_FCPROJ_B] = b->fcproj.b,
     };
-    for (int i = 0; i < 4; i++) {
-        const infer_linear *lin = lins[i].lin;
-        snprintf(name, sizeof name, "transformer.h.%d.%s.bias", l, lins[i].suffix);
-        if (v->vec(ctx, name, lin->out, 0, lin->b, err, errlen) != 0)
-            return -1;
-        snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, lins[i].suffix);
-        if (v->mat(ctx, name, lin, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
+    return vec[j];
+}
+
+/* Visits tensor i of io/hf_names.h's list (t) in m. */
+static int walk_tensor(const infer_model *m, int i, const hf_tensor *t, const infer_visitor *v,
+                       void *ctx, char *err, size_t errlen)
+{
+    int n = hf_gpt2_count(m->d.n_layer);
+    if (i == 0)
+        return m->wte ? v->vec(ctx, t->name, t->rows, t->cols, m->wte, err, errlen) : 0;
+    if (i == 1)
+        return v->vec(ctx, t->name, t->rows, t->cols, m->wpe, err, errlen);
+    if (i >= n - 2)
+        return v->vec(ctx, t->name, t->rows, 0, i == n - 2 ? m->lnfw : m->lnfb, err, errlen);
+    const infer_block *b = &m->h[(i - 2) / HF_BLOCK_TENSORS];
+    int j = (i - 2) % HF_BLOCK_TENSORS;
+    const infer_linear *lin = block_matrix(b, j);
+    return lin ? v->mat(ctx, t->name, lin, err, errlen)
+               : v->vec(ctx, t->name, t->rows, 0, block_vector(b, j), err, errlen);
 }
 
 int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
                      size_t errlen)
 {
     const gpt2_dims *d = &m->d;
-    int C = d->n_embd;
-    if (v->vec(ctx, "transformer.wte.weight", d->vocab_size, C, m->wte, err, errlen) ||
-        v->vec(ctx, "transformer.wpe.weight", d->n_positions, C, m->wpe, err, errlen))
+    int n = hf_gpt2_count(d->n_layer), rc = 0;
+    hf_tensor *t = malloc((size_t)n * sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory for the tensor list");
         return -1;
-    for (int l = 0; l < d->n_layer; l++)
-        if (walk_block(m, l, v, ctx, err, errlen) != 0)
-            return -1;
-    if (v->vec(ctx, "transformer.ln_f.weight", C, 0, m->lnfw, err, errlen) ||
-        v->vec(ctx, "transformer.ln_f.bias", C, 0, m->lnfb, err, errlen))
-        return -1;
-    if (m->quant != INFER_FP32)
-        return v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
-    return 0;
+    }
+    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, t);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = walk_tensor(m, i, &t[i], v, ctx, err, errlen);
+    free(t);
+    if (rc == 0 && m->quant != INFER_FP32)
+        rc = v->mat(ctx, "lm_head.weight", &m->lm_head, err, errlen);
+    return rc;
 }
 
 /* Loading from fp32 tensors (a checkpoint, a training model): an int8 or bf16
@@ -335,8 +346,11 @@ static int load_packed(infer_model *m, const infer_visitor *v, void *ctx, char *
     return rc;
 }
 
-int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
-                     void *ctx, char *err, size_t errlen)
+/* read_wte: v gives fp32 tensors (infer_model_build), so an int8 or bf16
+ * model's LM head is made from wte, read into a temporary first; other
+ * visitors fill the head as it is stored and never see wte. */
+static int load_model(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                      void *ctx, bool read_wte, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     if (infer_check_dims(d, q, err, errlen) != 0)
@@ -352,9 +366,10 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
     m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
     m->bf16 = m->h && h.used ? alloc_bytes(h.used) : NULL;
-    float *wte = q == INFER_BF16 ? malloc((size_t)d->vocab_size * d->n_embd * sizeof *wte) : NULL;
-    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) ||
-        (h.used && (!m->bf16 || !wte))) {
+    float *wte = read_wte && q != INFER_FP32
+                     ? malloc((size_t)d->vocab_size * d->n_embd * sizeof *wte) : NULL;
+    if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) || (h.used && !m->bf16) ||
+        (read_wte && q != INFER_FP32 && !wte)) {
         snprintf(err, errlen, "out of memory for the weights (%.1f MB)",
                  (f.used + i8.used + sc.used + h.used) / 1e6);
         free(wte);
@@ -367,7 +382,7 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     h = (bump){(char *)m->bf16, 0};
     layout(m, (arenas){&f, &i8, &sc, &h});
     if (wte)
-        m->wte = wte;   /* read, then packed into the LM head */
+        m->wte = wte;   /* read, then quantized or packed into the LM head */
     memset(m->f32, 0, f.used);   /* the alignment gaps too, so round_to_bf16 sees only numbers */
     m->weight_bytes = f.used + i8.used + sc.used + h.used;
     int rc = m->decode_path != Q8_SCALAR ? load_packed(m, v, ctx, err, errlen)
@@ -384,6 +399,12 @@ int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const in
     return 0;
 }
 
+int infer_model_load(infer_model *m, const gpt2_dims *d, infer_quant q, const infer_visitor *v,
+                     void *ctx, char *err, size_t errlen)
+{
+    return load_model(m, d, q, v, ctx, false, err, errlen);
+}
+
 int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
                       void *ctx, char *err, size_t errlen)
 {
@@ -394,31 +415,9 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
         snprintf(err, errlen, "out of memory for the weights");
         return -1;
     }
-    int rc = infer_model_load(m, d, q, &v, &src, err, errlen);
+    int rc = load_model(m, d, q, &v, &src, true, err, errlen);
     free(src.tmp);
     return rc;
-}
-
-/* A training model's tensors, found by name in its table. */
-static int gpt2_source(void *ctx, const char *name, int rows, int cols, float *dst, char *err,
-                       size_t errlen)
-{
-    const gpt2 *g = ctx;
-    for (int i = 0; i < g->num_tensors; i++) {
-        const param_tensor *t = &g->tensors[i];
-        if (strcmp(t->name, name) == 0 && t->shape[0] == rows && t->shape[1] == cols) {
-            memcpy(dst, g->params + t->offset, t->numel * sizeof *dst);
-            return 0;
-        }
-    }
-    snprintf(err, errlen, "model has no tensor %s of that shape", name);
-    return -1;
-}
-
-int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *err,
-                          size_t errlen)
-{
-    return infer_model_build(m, &g->dims, q, gpt2_source, (void *)g, err, errlen);
 }
 
 void infer_model_free(infer_model *m)
@@ -517,10 +516,9 @@ int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok,
     if (is_gguf(path))
         return infer_gguf_load(path, q, m, tok, err, errlen);
     ckpt_model_file *f;
-    ckpt_dims cd;
-    if (ckpt_model_open(path, &f, &cd, err, errlen) != 0)
+    gpt2_dims d;
+    if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
         return -1;
-    gpt2_dims d = {cd.vocab_size, cd.n_positions, cd.n_embd, cd.n_layer, cd.n_head};
     *tok = NULL;
     int rc = load_open(f, path, &d, q, m, tok, err, errlen);
     ckpt_model_close(f);
@@ -732,14 +730,22 @@ static void lm_head(const infer_model *m, infer_state *s, float *logits, const f
         gemm_f32(false, true, n, V, C, x, C, m->wte, C, NULL, false, logits, V);
 }
 
-/* x [C] = the token's embedding + the position's (bf16: the token's row of
- * wte read back from the LM head, the same values). */
+/* x [C] = the token's embedding + the position's.  int8 and bf16 read the
+ * token's row of wte back from the LM head: int8 its Q8_0 row dequantized, as
+ * llama.cpp looks up a Q8_0 token_embd, so a checkpoint and its q8_0 GGUF run
+ * alike; bf16 the very bf16 values. */
 static void embed(const infer_model *m, float *x, int token, int pos)
 {
     const int C = m->d.n_embd;
     const float *pe = m->wpe + (size_t)pos * C;
-    if (!m->wte)
-        bf16mm_column(x, m->lm_head.wh, C, token);
+    const infer_linear *h = &m->lm_head;
+    if (h->wh)
+        bf16mm_column(x, h->wh, C, token);
+    else if (h->wv)
+        q8_decode_row(m->decode_path, x, h->wv, C, token);
+    else if (h->wq)   /* inline: q8_dequantize is an OpenMP construct, and decode embeds per thread */
+        for (int c = 0; c < C; c++)
+            x[c] = (float)h->wq[(size_t)token * C + c] * h->ws[((size_t)token * C + c) / Q8_GS];
     const float *te = m->wte ? m->wte + (size_t)token * C : x;
     for (int c = 0; c < C; c++)
         x[c] = te[c] + pe[c];

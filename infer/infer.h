@@ -57,7 +57,7 @@
 
 #include "io/tokenizer.h"
 #include "kernels/q8.h"
-#include "trainer/model.h"
+#include "io/hf_names.h"
 
 typedef enum { INFER_FP32 = 0, INFER_BF16, INFER_INT8 } infer_quant;
 
@@ -100,9 +100,9 @@ typedef struct {
 typedef int (*infer_tensor_fn)(void *ctx, const char *name, int rows, int cols, float *dst,
                                char *err, size_t errlen);
 
-/* The model's tensors by Hugging Face name, in file order: each fp32 tensor
- * (embeddings, LayerNorm, biases; rows x cols floats, cols 0 for a vector) to
- * vec, each matrix to mat (its bias went to vec just before); an int8 or bf16
+/* The model's tensors by Hugging Face name, in io/hf_names.h's order: each
+ * fp32 tensor (embeddings, LayerNorm, biases; rows x cols floats, cols 0 for a
+ * vector) to vec, each matrix to mat; an int8 or bf16
  * model's LM head last, to mat as "lm_head.weight" (from wte, [vocab_size,
  * n_embd]).  A visitor reads or writes the arrays the pointers point to; it returns
  * 0, or -1 with a reason in err, which ends the walk. */
@@ -125,9 +125,6 @@ int infer_check_dims(const gpt2_dims *d, infer_quant q, char *err, size_t errlen
  * quantizes or rounds them as q says.  Refuses non-finite weights. */
 int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_tensor_fn fn,
                       void *ctx, char *err, size_t errlen);
-/* The same from a training model in memory (tests). */
-int infer_model_from_gpt2(infer_model *m, const gpt2 *g, infer_quant q, char *err,
-                          size_t errlen);
 /* Reads /meta format_version, /config dims, /model and /tokenizer of path.
  * *tok gets a new tokenizer (free with tokenizer_free). */
 int infer_load(const char *path, infer_quant q, infer_model *m, tokenizer **tok, char *err,

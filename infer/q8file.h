@@ -4,7 +4,7 @@
  * An HDF5 file laid out as a checkpoint (io/checkpoint.h), so the same reader
  * opens and validates it: /meta (format_version), /config (the model
  * dimensions, and quant "int8", q8_group_size 32), /tokenizer, and /model with
- * the tensors that stay fp32 (embeddings, LayerNorm, biases), each with its
+ * the tensors that stay fp32 (wpe, LayerNorm, biases), each with its
  * checksum.  The matrices and the tied LM head are in /q8, as q8_pack_weights
  * left them:
  *   /q8/<name>        int8 [out, in] (transposed: the Conv1D weight's columns
@@ -12,6 +12,8 @@
  *                     layout), "checksum" attribute = ckpt_checksum of its
  *                     bytes read as in*out/4 floats
  *   /q8/<name>_scale  float [out, in/32], with its checksum
+ * The token embedding is the LM head's rows (a file from before that also has
+ * /model/transformer.wte.weight, which is not read).
  * Loading it gives the very weights quantizing the checkpoint at load gives,
  * so the output is bit-identical.  Written to PATH.tmp, fsynced and renamed.
  */

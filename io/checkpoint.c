@@ -339,7 +339,7 @@ int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
 /* ---- reading ---------------------------------------------------------------- */
 
 /* /meta format_version, then the dimensions /config holds (each 1..2^30). */
-static int read_header(hid_t f, ckpt_dims *d, const ectx *e)
+static int read_header(hid_t f, gpt2_dims *d, const ectx *e)
 {
     long long version, v[NDIMS];
     hid_t g = H5Lexists(f, "/meta", H5P_DEFAULT) > 0 ? H5Gopen2(f, "/meta", H5P_DEFAULT) : -1;
@@ -359,14 +359,14 @@ static int read_header(hid_t f, ckpt_dims *d, const ectx *e)
             rc = fail(e, "/config %s is missing or invalid", DIM_KEYS[i]);
     H5Gclose(g);
     if (rc == 0)
-        *d = (ckpt_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
+        *d = (gpt2_dims){(int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4]};
     return rc;
 }
 
 /* The header, then s->check on its dimensions. */
 static int check_header(hid_t f, const ckpt_state *s, const ectx *e)
 {
-    ckpt_dims d;
+    gpt2_dims d;
     char why[400] = "";
     if (read_header(f, &d, e) != 0)
         return -1;
@@ -430,7 +430,7 @@ struct ckpt_model_file {
     char path[];
 };
 
-int ckpt_model_open(const char *path, ckpt_model_file **out, ckpt_dims *dims, char *err,
+int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, char *err,
                     size_t errlen)
 {
     ectx e = {path, err, errlen};

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/hf_names.h"   /* gpt2_dims: the dimensions /config holds, each 1..2^30 */
 #include "io/tokenizer.h"
 
 #define CKPT_FORMAT_VERSION 1
@@ -32,10 +33,6 @@
 #define GPT_CPU_VERSION "0.1.0"
 #endif
 
-/* The model dimensions /config holds (its keys of these names, each 1..2^30). */
-typedef struct {
-    int vocab_size, n_positions, n_embd, n_layer, n_head;
-} ckpt_dims;
 
 typedef struct {
     int step;               /* optimizer steps done: a resumed run starts at this step */
@@ -92,7 +89,7 @@ typedef struct {
                           * starts a run with --init-from but cannot resume one */
     ckpt_optimizer_info opt;
     ckpt_train_info train;
-    int (*check)(void *ctx, const ckpt_dims *file, char *why, size_t whylen);
+    int (*check)(void *ctx, const gpt2_dims *file, char *why, size_t whylen);
     void *check_ctx;
 } ckpt_state;
 
@@ -129,7 +126,7 @@ typedef struct ckpt_model_file ckpt_model_file;
 
 /* Opens path, checks /meta format_version and puts the /config dimensions in
  * dims.  Close *out with ckpt_model_close. */
-int ckpt_model_open(const char *path, ckpt_model_file **out, ckpt_dims *dims, char *err,
+int ckpt_model_open(const char *path, ckpt_model_file **out, gpt2_dims *dims, char *err,
                     size_t errlen);
 /* A new tokenizer as /tokenizer describes it (free with tokenizer_free), or NULL
  * with the reason in err. */

@@ -19,12 +19,12 @@ static hf_tensor *put(hf_tensor *t, const char *name, int rows, int cols, bool m
 void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, hf_tensor *out)
 {
     static const struct { const char *suffix; int rows, cols; } blk[HF_BLOCK_TENSORS] = {
-        {"ln_1.weight", 1, 0},        {"ln_1.bias", 1, 0},
-        {"attn.c_attn.weight", 1, 3}, {"attn.c_attn.bias", 3, 0},
-        {"attn.c_proj.weight", 1, 1}, {"attn.c_proj.bias", 1, 0},
-        {"ln_2.weight", 1, 0},        {"ln_2.bias", 1, 0},
-        {"mlp.c_fc.weight", 1, 4},    {"mlp.c_fc.bias", 4, 0},
-        {"mlp.c_proj.weight", 4, 1},  {"mlp.c_proj.bias", 1, 0},
+        [HF_LN1_W] = {"ln_1.weight", 1, 0},           [HF_LN1_B] = {"ln_1.bias", 1, 0},
+        [HF_QKV_W] = {"attn.c_attn.weight", 1, 3},    [HF_QKV_B] = {"attn.c_attn.bias", 3, 0},
+        [HF_ATTPROJ_W] = {"attn.c_proj.weight", 1, 1}, [HF_ATTPROJ_B] = {"attn.c_proj.bias", 1, 0},
+        [HF_LN2_W] = {"ln_2.weight", 1, 0},           [HF_LN2_B] = {"ln_2.bias", 1, 0},
+        [HF_FC_W] = {"mlp.c_fc.weight", 1, 4},        [HF_FC_B] = {"mlp.c_fc.bias", 4, 0},
+        [HF_FCPROJ_W] = {"mlp.c_proj.weight", 4, 1},  [HF_FCPROJ_B] = {"mlp.c_proj.bias", 1, 0},
     };
     int C = n_embd;
     char name[HF_NAME_MAX];
@@ -42,9 +42,12 @@ void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, h
 void hf_gpt2_llama_name(int i, int n_layer, char *out, size_t cap)
 {
     static const char *const block[HF_BLOCK_TENSORS] = {
-        "attn_norm.weight",   "attn_norm.bias",   "attn_qkv.weight", "attn_qkv.bias",
-        "attn_output.weight", "attn_output.bias", "ffn_norm.weight", "ffn_norm.bias",
-        "ffn_up.weight",      "ffn_up.bias",      "ffn_down.weight", "ffn_down.bias",
+        [HF_LN1_W] = "attn_norm.weight",      [HF_LN1_B] = "attn_norm.bias",
+        [HF_QKV_W] = "attn_qkv.weight",       [HF_QKV_B] = "attn_qkv.bias",
+        [HF_ATTPROJ_W] = "attn_output.weight", [HF_ATTPROJ_B] = "attn_output.bias",
+        [HF_LN2_W] = "ffn_norm.weight",       [HF_LN2_B] = "ffn_norm.bias",
+        [HF_FC_W] = "ffn_up.weight",          [HF_FC_B] = "ffn_up.bias",
+        [HF_FCPROJ_W] = "ffn_down.weight",    [HF_FCPROJ_B] = "ffn_down.bias",
     };
     int n = hf_gpt2_count(n_layer);
     if (i == 0)

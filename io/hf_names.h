@@ -10,8 +10,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define HF_BLOCK_TENSORS 12
 #define HF_NAME_MAX 64
+
+/* A GPT-2 model's dimensions, under the config keys of the same names. */
+typedef struct {
+    int vocab_size, n_positions, n_embd, n_layer, n_head;
+} gpt2_dims;
+
+/* The tensors of one block, in the order hf_gpt2_tensors lists them. */
+enum {
+    HF_LN1_W, HF_LN1_B, HF_QKV_W, HF_QKV_B, HF_ATTPROJ_W, HF_ATTPROJ_B,
+    HF_LN2_W, HF_LN2_B, HF_FC_W, HF_FC_B, HF_FCPROJ_W, HF_FCPROJ_B,
+    HF_BLOCK_TENSORS
+};
 
 typedef struct {
     char name[HF_NAME_MAX];   /* e.g. transformer.h.0.attn.c_attn.weight */

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 #include <pcre2.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,34 +504,38 @@ enum {
     NO_ID = -1,
 };
 
-/* The code point GPT-2 spells byte b with: printable Latin-1 bytes stand for themselves,
- * the others (controls, space, 0x7f-0xa0, 0xad) for U+0100 onwards in byte order. */
+/* GPT-2's byte <-> code point maps: printable Latin-1 bytes stand for
+ * themselves, the others (controls, space, 0x7f-0xa0, 0xad) for U+0100
+ * onwards in byte order.  Filled once (pthread_once: tokenizers are used from
+ * several threads), constant after. */
+static uint32_t byte_cp[BYTE_VOCAB];
+static int16_t cp_byte[MAP_CODEPOINTS];
+static pthread_once_t maps_once = PTHREAD_ONCE_INIT;
+
+static void fill_byte_maps(void)
+{
+    uint32_t next = 256;
+    for (int i = 0; i < MAP_CODEPOINTS; i++)
+        cp_byte[i] = -1;
+    for (int b = 0; b < BYTE_VOCAB; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+        byte_cp[b] = printable ? (uint32_t)b : next++;
+        cp_byte[byte_cp[b]] = (int16_t)b;
+    }
+}
+
+/* The code point GPT-2 spells byte b with. */
 static uint32_t byte_codepoint(int b)
 {
-    static uint32_t cp[BYTE_VOCAB];
-    if (!cp['!']) {   /* filled once; the same on every call, so a race is harmless */
-        uint32_t next = 256;
-        for (int i = 0; i < BYTE_VOCAB; i++) {
-            int printable = (i >= '!' && i <= '~') || (i >= 0xa1 && i <= 0xac) || i >= 0xae;
-            cp[i] = printable ? (uint32_t)i : next++;
-        }
-    }
-    return cp[b];
+    pthread_once(&maps_once, fill_byte_maps);
+    return byte_cp[b];
 }
 
 /* The byte a code point spells, or -1. */
 static int codepoint_byte(uint32_t c)
 {
-    static int16_t byte[MAP_CODEPOINTS];
-    static int filled;
-    if (!filled) {
-        for (int i = 0; i < MAP_CODEPOINTS; i++)
-            byte[i] = -1;
-        for (int b = 0; b < BYTE_VOCAB; b++)
-            byte[byte_codepoint(b)] = (int16_t)b;
-        filled = 1;
-    }
-    return c < MAP_CODEPOINTS ? byte[c] : -1;
+    pthread_once(&maps_once, fill_byte_maps);
+    return c < MAP_CODEPOINTS ? cp_byte[c] : -1;
 }
 
 /* Length of the well-formed UTF-8 sequence at s (> 0), or minus the length of the

@@ -287,6 +287,16 @@ void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, i
             ws[(size_t)o * G + g] = unpack_group(path, wq + (size_t)o * IN + g * Q8_GS, packed, IN, o, g);
 }
 
+void q8_decode_row(q8_path path, float *x, const void *packed, int IN, int o)
+{
+    int8_t q[Q8_GS];
+    for (int g = 0; g < IN / Q8_GS; g++) {
+        const float s = unpack_group(path, q, packed, IN, o, g);
+        for (int i = 0; i < Q8_GS; i++)   /* no OpenMP construct: callers run it per thread */
+            x[g * Q8_GS + i] = (float)q[i] * s;
+    }
+}
+
 void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, int rows, int IN)
 {
     for (int m = 0; m < rows; m++) {

@@ -96,6 +96,9 @@ size_t q8_decode_pack_bytes(q8_path path, int IN, int OUT);
 int q8_decode_pack(q8_path path, void *dst, const int8_t *wq, const float *ws, int IN, int OUT);
 /* q8_decode_pack's inverse: wq [OUT, IN] and ws [OUT, IN/32] back. */
 void q8_decode_unpack(q8_path path, int8_t *wq, float *ws, const void *packed, int IN, int OUT);
+/* Output o's IN weights from the layout, dequantized (x[i] = q[i] * scale):
+ * a row of wte from the packed LM head, for the token embedding. */
+void q8_decode_row(q8_path path, float *x, const void *packed, int IN, int o);
 /* aux (rows x IN bytes, 32-byte aligned) <- what path's products need of
  * each row of xq [rows, IN] */
 void q8_decode_prep(q8_path path, void *aux, const int8_t *xq, int rows, int IN);

@@ -10,7 +10,10 @@
  * gpt2.* hyper-parameters and the tokenizer.ggml.* vocabulary; q8_0 quantizes
  * the weight matrices exactly as infer's int8 mode does (fp16 scales, one per
  * 32 inputs), so the file holds the int8 model infer runs.  Norms, biases and
- * the position embedding stay F32.
+ * the position embedding stay F32.  token_embd has a row per token of the
+ * tokenizer: llama.cpp refuses one of any other size, so a vocabulary padded
+ * for speed (50257 -> 50304) loses its padding rows, whose logits the trainer
+ * masks to -inf.
  *
  * The vocabulary of every tokenizer type is written GPT-2's way: each token's
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
@@ -40,7 +43,7 @@ static const char USAGE[] =
 
 typedef struct {
     ckpt_model_file *ck;
-    ckpt_dims d;
+    gpt2_dims d;
     tokenizer *tok;
     hf_tensor *t;   /* the model's tensors, Hugging Face order */
     int n;
@@ -157,7 +160,7 @@ static int write_json(const char *path, cJSON *o, char *err, size_t errlen)
 static int hf_config(const char *dir, const model_src *m, const char *dtype, char *err,
                      size_t errlen)
 {
-    const ckpt_dims *d = &m->d;
+    const gpt2_dims *d = &m->d;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
     cJSON_AddStringToObject(o, "model_type", "gpt2");
@@ -321,7 +324,7 @@ static ggml_type stored_type(tensor_kind kind, ggml_type chosen)
 static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v, ggml_type type,
                          const char *name)
 {
-    const ckpt_dims *d = &m->d;
+    const gpt2_dims *d = &m->d;
     uint32_t file_type = type == GGML_F32 ? 0 : type == GGML_F16 ? 1 : 7;   /* llama_ftype */
     int32_t *types = malloc((size_t)v->n * sizeof *types);
     if (!types)
@@ -377,14 +380,16 @@ static int write_q8_0(gguf_writer *w, const int8_t *q, const float *scales, size
     return 0;
 }
 
-/* One tensor in llama.cpp's orientation (matrices [out, in]) and type. */
+/* One tensor in llama.cpp's orientation (matrices [out, in]) and type; of the
+ * token embedding only the first n_tok rows (the tokenizer's tokens). */
 static int gguf_tensor_data(gguf_writer *w, model_src *m, int i, tensor_kind kind, ggml_type type,
-                            float *scratch, int8_t *q, float *scales, char *err, size_t errlen)
+                            int n_tok, float *scratch, int8_t *q, float *scales, char *err,
+                            size_t errlen)
 {
     if (read_tensor(m, i, err, errlen) != 0)
         return -1;
     const hf_tensor *t = &m->t[i];
-    size_t n = (size_t)t->rows * (t->cols ? t->cols : 1);
+    size_t n = (size_t)(kind == KIND_EMBED ? n_tok : t->rows) * (t->cols ? t->cols : 1);
     int in = kind == KIND_MATRIX ? t->rows : t->cols ? t->cols : t->rows;
     size_t out = n / (size_t)in;
     const float *x = m->buf;
@@ -419,67 +424,104 @@ static int parse_ggml_type(const char *s, ggml_type *t)
     return 0;
 }
 
-static int export_gguf(model_src *m, const char *out, const char *type_name, char *err,
-                       size_t errlen)
+/* The --type, and whether the model's shape allows it. */
+static int gguf_type_for(const model_src *m, const char *type_name, ggml_type *type, char *err,
+                         size_t errlen)
 {
-    ggml_type type;
-    if (parse_ggml_type(type_name, &type) != 0) {
+    if (parse_ggml_type(type_name, type) != 0) {
         snprintf(err, errlen, "--type %s is not one of f32, f16, q8_0", type_name);
         return -1;
     }
-    if (type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
+    if (*type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
         snprintf(err, errlen, "q8_0 needs n_embd to be a multiple of %d, not %d", GGUF_Q8_0_BLOCK,
                  m->d.n_embd);
         return -1;
     }
-    size_t most = (size_t)m->d.vocab_size * m->d.n_embd;
-    if ((size_t)4 * m->d.n_embd * m->d.n_embd > most)
-        most = (size_t)4 * m->d.n_embd * m->d.n_embd;
-    if ((size_t)m->d.n_positions * m->d.n_embd > most)
-        most = (size_t)m->d.n_positions * m->d.n_embd;
-    float *scratch = malloc(most * sizeof *scratch);
-    int8_t *q = malloc(most);
-    float *scales = malloc(most / GGUF_Q8_0_BLOCK * sizeof *scales + 4);
-    gguf_writer *w = gguf_writer_new();
-    vocab_text v = {0};
-    int rc = scratch && q && scales && w ? 0 : -1;
-    if (rc != 0)
-        snprintf(err, errlen, "out of memory");
-    if (rc == 0)
-        rc = spell_vocab(m->tok, &v, err, errlen);
-    const char *base = strrchr(out, '/');
-    if (rc == 0 && gguf_metadata(w, m, &v, type, base ? base + 1 : out) != 0) {
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    }
+    return 0;
+}
+
+/* Each tensor's name, shape (ggml's ne order) and stored type. */
+static int add_tensor_infos(gguf_writer *w, const model_src *m, const vocab_text *v,
+                            ggml_type type, const char *type_name, char *err, size_t errlen)
+{
     char name[96];
-    for (int i = 0; i < m->n && rc == 0; i++) {
+    for (int i = 0; i < m->n; i++) {
         tensor_kind kind = gguf_name(m, i, name, sizeof name);
         const hf_tensor *t = &m->t[i];
         uint64_t ne[2] = {(uint64_t)(t->cols ? t->cols : t->rows), (uint64_t)t->rows};
         if (kind == KIND_MATRIX) {   /* Conv1D [in, out] -> ne {in, out} */
             ne[0] = (uint64_t)t->rows;
             ne[1] = (uint64_t)t->cols;
+        } else if (kind == KIND_EMBED) {   /* llama.cpp wants a row per token: no padding rows */
+            ne[1] = (uint64_t)v->n;
         }
         if (gguf_add_tensor(w, name, t->cols ? 2 : 1, ne, stored_type(kind, type)) != 0) {
             snprintf(err, errlen, "%s: cannot be stored as %s", name, type_name);
-            rc = -1;
+            return -1;
         }
     }
+    return 0;
+}
+
+/* Writes out: header and infos, then each tensor's data through buffers the
+ * size of the largest tensor, then the atomic rename. */
+static int write_gguf_file(gguf_writer *w, model_src *m, const vocab_text *v, ggml_type type,
+                           const char *out, char *err, size_t errlen)
+{
+    size_t C = m->d.n_embd, most = (size_t)m->d.vocab_size * C;
+    if (4 * C * C > most)
+        most = 4 * C * C;
+    if ((size_t)m->d.n_positions * C > most)
+        most = (size_t)m->d.n_positions * C;
+    float *scratch = malloc(most * sizeof *scratch);
+    int8_t *q = malloc(most);
+    float *scales = malloc(most / GGUF_Q8_0_BLOCK * sizeof *scales + 4);
+    int rc = scratch && q && scales ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
     if (rc == 0)
         rc = gguf_write_begin(w, out, err, errlen);
+    char name[96];
     for (int i = 0; i < m->n && rc == 0; i++) {
         tensor_kind kind = gguf_name(m, i, name, sizeof name);
-        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), scratch, q, scales, err,
-                              errlen);
+        rc = gguf_tensor_data(w, m, i, kind, stored_type(kind, type), v->n, scratch, q, scales,
+                              err, errlen);
     }
     if (rc == 0)
         rc = gguf_write_commit(w, err, errlen);
-    gguf_writer_free(w);
-    free_vocab(&v);
     free(scratch);
     free(q);
     free(scales);
+    return rc;
+}
+
+static int export_gguf(model_src *m, const char *out, const char *type_name, char *err,
+                       size_t errlen)
+{
+    ggml_type type;
+    if (gguf_type_for(m, type_name, &type, err, errlen) != 0)
+        return -1;
+    gguf_writer *w = gguf_writer_new();
+    vocab_text v = {0};
+    int rc = w ? spell_vocab(m->tok, &v, err, errlen) : -1;
+    if (!w)
+        snprintf(err, errlen, "out of memory");
+    if (rc == 0 && v.n > m->d.vocab_size) {
+        snprintf(err, errlen, "the tokenizer has %d tokens but the model only %d rows", v.n,
+                 m->d.vocab_size);
+        rc = -1;
+    }
+    const char *base = strrchr(out, '/');
+    if (rc == 0 && gguf_metadata(w, m, &v, type, base ? base + 1 : out) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = add_tensor_infos(w, m, &v, type, type_name, err, errlen);
+    if (rc == 0)
+        rc = write_gguf_file(w, m, &v, type, out, err, errlen);
+    gguf_writer_free(w);
+    free_vocab(&v);
     return rc;
 }
 

@@ -395,7 +395,7 @@ static void test_weights_only_file(void **state)
     if (ckpt_write(path, &s, err, sizeof err) != 0)
         fail_msg("%s", err);
     ckpt_model_file *m;
-    ckpt_dims d;
+    gpt2_dims d;
     if (ckpt_model_open(path, &m, &d, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_true(d.vocab_size == 64 && d.n_positions == 16 && d.n_embd == 16 && d.n_layer == 2 &&

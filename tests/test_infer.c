@@ -24,6 +24,7 @@
 #include "infer/infer.h"
 #include "infer/q8file.h"
 #include "trainer/ckpt_view.h"
+#include "tests/infer_from_gpt2.h"
 #include "tests/test_util.h"
 
 enum { SEQ = 40 };
@@ -290,6 +291,28 @@ static void test_eval_window_matches_trainer_loss(void **state)
         assert_int_equal(greedy[t], infer_argmax(g.logits + (size_t)t * V, V));
     free(logits);
     free_infer(&m, &s);
+    gpt2_destroy(&g);
+}
+
+/* int8 mode holds wte only as the LM head's int8 rows, which the embedding
+ * is read from: no fp32 copy of V x C floats. */
+static void test_int8_holds_wte_once(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model mf, mi;
+    char err[256];
+    make_gpt2(&g, 15);
+    assert_int_equal(infer_model_from_gpt2(&mf, &g, INFER_FP32, err, sizeof err), 0);
+    assert_int_equal(infer_model_from_gpt2(&mi, &g, INFER_INT8, err, sizeof err), 0);
+    assert_null(mi.wte);
+    const size_t V = DIMS.vocab_size, C = DIMS.n_embd, L = DIMS.n_layer;
+    /* fp32's floats less wte and the matrices, then ~1 byte a weight for those */
+    const size_t floats = mf.weight_bytes / 4 - V * C - L * 12 * C * C;
+    print_message("weights: fp32 %zu bytes, int8 %zu\n", mf.weight_bytes, mi.weight_bytes);
+    assert_true(mi.weight_bytes < 4 * floats + 1.2 * (V * C + L * 12 * C * C));
+    infer_model_free(&mf);
+    infer_model_free(&mi);
     gpt2_destroy(&g);
 }
 
@@ -702,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_bf16_kv_cache),
         cmocka_unit_test(test_int8_agrees_with_fp32),
         cmocka_unit_test(test_eval_window_matches_trainer_loss),
+        cmocka_unit_test(test_int8_holds_wte_once),
         cmocka_unit_test(test_bf16_holds_2_bytes),
         cmocka_unit_test(test_prefill_matches_token_by_token_bf16),
         cmocka_unit_test(test_bf16_widen_is_fp32_on_rounded_weights),

@@ -461,7 +461,7 @@ static void test_matmul_vs_fp32(void **state)
 /* ---- dispatch and threads ---- */
 
 /* Both decode layouts (plain C, any CPU): unpacking gives back wq and ws
- * exactly. */
+ * exactly, and each row dequantized alone is q8_dequantize's. */
 static void test_decode_layout_roundtrip(void **state)
 {
     static const q8_path paths[] = {Q8_AVX2, Q8_VNNI};
@@ -475,6 +475,12 @@ static void test_decode_layout_roundtrip(void **state)
         q8_decode_unpack(paths[k], wq, ws, packed, IN, OUT);
         assert_memory_equal(wq, p.wq, (size_t)IN * OUT);
         assert_memory_equal(ws, p.ws, (size_t)OUT * (IN / Q8_GS) * sizeof *ws);
+        float row[96], want[96];
+        for (int o = 0; o < OUT; o++) {
+            q8_decode_row(paths[k], row, packed, IN, o);
+            q8_dequantize(want, p.wq + (size_t)o * IN, p.ws + (size_t)o * (IN / Q8_GS), IN);
+            assert_memory_equal(row, want, sizeof row);
+        }
         memcpy(ws, p.ws, (size_t)OUT * (IN / Q8_GS) * sizeof *ws);
         ws[5] = nextafterf(ws[5], 1.0f);   /* not an fp16 value: refused */
         assert_int_equal(q8_decode_pack(paths[k], packed, p.wq, ws, IN, OUT), -1);

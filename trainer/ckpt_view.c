@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* ckpt_state.check: the file's dimensions must be the run config's. */
-static int check_dims(void *ctx, const ckpt_dims *file, char *why, size_t whylen)
+static int check_dims(void *ctx, const gpt2_dims *file, char *why, size_t whylen)
 {
     const run_config *c = ctx;
     const struct { const char *key; int have, want; } dims[] = {

@@ -8,7 +8,7 @@
 int init_from_dims(run_config *c, char *err, size_t errlen)
 {
     ckpt_model_file *f;
-    ckpt_dims d;
+    gpt2_dims d;
     char why[1024];
     if (ckpt_model_open(c->init_from, &f, &d, why, sizeof why) != 0) {
         snprintf(err, errlen, "init_from: %s", why);
@@ -38,7 +38,7 @@ int init_from_dims(run_config *c, char *err, size_t errlen)
 int init_from_load(const char *path, gpt2 *m, char *err, size_t errlen)
 {
     ckpt_model_file *f;
-    ckpt_dims d;
+    gpt2_dims d;
     if (ckpt_model_open(path, &f, &d, err, errlen) != 0)
         return -1;
     int rc = 0;

@@ -688,22 +688,22 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
 
     linear_backward(m, dbig, g->fcprojw, g->fcprojb, dres, a->fch_gelu, h.fch_gelu, w->fcprojw,
                     &pk[3], N, 4 * C, C);
-    block_ready(m, l, 10);   /* mlp.c_proj */
+    block_ready(m, l, HF_FCPROJ_W);
     TIMED(m, OP_GELU, gelu_backward(dbig, a->fch, dbig, (size_t)N * 4 * C));
     linear_backward(m, dln, g->fcw, g->fcb, dbig, a->ln2, h.ln2, w->fcw, &pk[2], N, C, 4 * C);
-    block_ready(m, l, 8);    /* mlp.c_fc */
+    block_ready(m, l, HF_FC_W);
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln2w, g->ln2b, dln, a->res2, w->ln2w,
                                               a->ln2_mean, a->ln2_rstd, N, C));
-    block_ready(m, l, 6);    /* ln_2 */
+    block_ready(m, l, HF_LN2_W);
     linear_backward(m, datt, g->attprojw, g->attprojb, dres, a->atty, h.atty, w->attprojw,
                     &pk[1], N, C, C);
-    block_ready(m, l, 4);    /* attn.c_proj */
+    block_ready(m, l, HF_ATTPROJ_W);
     TIMED(m, OP_ATTENTION, attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH));
     linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, &pk[0], N, C, 3 * C);
-    block_ready(m, l, 2);    /* attn.c_attn */
+    block_ready(m, l, HF_QKV_W);
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,
                                               a->ln1_mean, a->ln1_rstd, N, C));
-    block_ready(m, l, 0);    /* ln_1: the whole block */
+    block_ready(m, l, HF_LN1_W);   /* the whole block */
 }
 
 void gpt2_backward(gpt2 *m, float dloss_scale)

@@ -18,11 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/hf_names.h"
 #include "kernels/gemm.h"
-
-typedef struct {
-    int vocab_size, n_positions, n_embd, n_layer, n_head;
-} gpt2_dims;
 
 /* fp32 everywhere, or 16-bit (bf16 or IEEE fp16) operands for the matrix
  * products with fp32 accumulation; everything else stays fp32 either way. */

@@ -161,7 +161,7 @@ static void read_model(const char *path)
 {
     char err[512] = "";
     ckpt_model_file *m;
-    ckpt_dims d;
+    gpt2_dims d;
     if (ckpt_model_open(path, &m, &d, err, sizeof err) != 0) {
         FUZZ_CHECK(err[0]);
         return;

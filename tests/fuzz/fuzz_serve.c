@@ -5,7 +5,7 @@
 
 #include "infer/serve.h"
 #include "tests/fuzz/fuzz.h"
-#include "trainer/model.h"
+#include "tests/infer_from_gpt2.h"
 
 static infer_model model;
 static tokenizer *tok;

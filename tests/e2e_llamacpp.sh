@@ -1,0 +1,90 @@
+#!/bin/sh
+# llama.cpp itself runs our GGUF files: the prebuilt CPU libraries of the npm
+# package node-llama-cpp (make deps installs it into build/npm; nothing is
+# compiled) load build/export's f32, f16 and q8_0 files of a small model with
+# GPT-2's tokenizer, trained here on a vocabulary padded to 50304 as llm.c pads it.
+# For each file, against build/infer on the same file (tests/infer_trace gives
+# its token ids and logits; both sides with an fp32 KV cache):
+#  - llama.cpp tokenizes the prompt into our ids;
+#  - greedy generation (llama.cpp's own sampler at temperature 0): f32 gives our
+#    tokens, all of them, and build/infer prints the text llama.cpp detokenizes;
+#    f16 and q8_0 at least their first tokens (see below);
+#  - teacher forced on a val window: llama.cpp's logits within a bound of ours
+#    and its top-1 token ours at (nearly) every position;
+#  - on the first val windows, llama.cpp's mean cross-entropy within a bound of
+#    build/infer --eval's.
+# What llama.cpp computes differently: GELU through an fp16 table (input and
+# output rounded to fp16) in every type; f16 matrices multiply fp16-rounded
+# activations; q8_0 matrices multiply activations quantized as Q8_0 with fp16
+# scales (ours keep fp32 scales).  Also: build/infer --quant int8 on the
+# checkpoint and the q8_0 file give the same greedy text.
+# Skips (exit 77) without node, the package, Debian's numpy or GPT-2's vocabulary,
+# or when no prebuilt binary of the package runs on this machine.
+set -e
+NAME=e2e_llamacpp
+. tests/lib_e2e.sh
+MODULES=${NODE_MODULES:-build/npm/node_modules}
+command -v node >/dev/null 2>&1 || skip "node is not installed"
+[ -f "$MODULES/node-llama-cpp/package.json" ] || skip "no node-llama-cpp in $MODULES (make deps)"
+$PY -c 'import numpy' 2>/dev/null || skip "needs python3-numpy (make deps)"
+need_gpt2_vocab
+[ -x "$BUILD/tests/infer_trace" ] || fail "$BUILD/tests/infer_trace is not built (make test builds it)"
+
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer gpt2 --vocab-file "$TOKDIR/encoder.json" \
+    --merges "$TOKDIR/vocab.bpe" 2>/dev/null || fail "prep --tokenizer gpt2"
+cat >"$tmp/cfg.json" <<JSON
+{"vocab_size": 50304, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+ "batch_size": 4, "lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 10, "max_steps": 100,
+ "eval_every": 100, "eval_batches": 2, "log_every": 100, "precision": "fp32",
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none",
+ "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
+JSON
+"$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/err" || { cat "$tmp/err"; fail "training failed"; }
+ck="$tmp/run/$(cat "$tmp/run/latest")"
+
+PROMPT="The meaning of life is"
+N=40
+W=8
+# the first val window (n_positions tokens), teacher forced on both sides
+$PY -c '
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+w, n = struct.unpack_from("<I", d, 12)[0], struct.unpack_from("<Q", d, 16)[0]
+print(*struct.unpack_from("<%d%s" % (64, "H" if w == 2 else "I"), d, 32))' "$tmp/data/val.tok" >"$tmp/ids"
+for t in f32 f16 q8_0; do
+    q=fp32
+    [ "$t" = q8_0 ] && q=int8
+    g="$tmp/m_$t.gguf"
+    "$BUILD/export" --ckpt "$ck" --format gguf --out "$g" --type "$t" >/dev/null || fail "export $t"
+    "$BUILD/tests/infer_trace" "$g" $q fp32 gen "$PROMPT" $N >"$tmp/ours_$t.json" || fail "infer_trace gen $t"
+    "$BUILD/tests/infer_trace" "$g" $q fp32 logits "$tmp/ids" "$tmp/ours_$t.f32" || fail "infer_trace logits $t"
+    rc=0
+    node tests/llamacpp_run.mjs "$MODULES" "$g" "$PROMPT" $N "$tmp/ids" "$tmp/llama_$t.f32" \
+        "$tmp/llama_$t.txt" "$tmp/data/val.tok" $W >"$tmp/llama_$t.json" 2>"$tmp/err" || rc=$?
+    if [ $rc -eq 77 ]; then cat "$tmp/llama_$t.json"; exit 77; fi
+    [ $rc -eq 0 ] || { cat "$tmp/llama_$t.json" "$tmp/err"; fail "llama.cpp could not run the $t file"; }
+    "$BUILD/infer" --ckpt "$g" --quant $q --kv fp32 --prompt "$PROMPT" -n $N --temperature 0 \
+        --ignore-eos >"$tmp/infer_$t.txt" 2>/dev/null || fail "infer on the $t file"
+    "$BUILD/infer" --ckpt "$g" --quant $q --kv fp32 --eval "$tmp/data/val.tok" --eval-windows $W \
+        >"$tmp/eval_$t.json" || fail "infer --eval on the $t file"
+    $PY tests/llamacpp_compare.py "$t" "$tmp/ours_$t.json" "$tmp/llama_$t.json" "$tmp/ids" "$tmp/ours_$t.f32" \
+        "$tmp/llama_$t.f32" "$tmp/eval_$t.json" || fail "llama.cpp and build/infer differ on the $t file"
+    if [ "$t" = f32 ]; then
+        [ "$(cat "$tmp/infer_$t.txt")" = "$(cat "$tmp/llama_$t.txt")" ] ||
+            { cat "$tmp/infer_$t.txt"; echo; cat "$tmp/llama_$t.txt"; echo; fail "build/infer's text differs"; }
+        echo "f32: build/infer prints the text llama.cpp generates and detokenizes"
+    fi
+done
+$PY -c 'import json, sys; o = json.load(open(sys.argv[1]))
+print("llama.cpp: %s %s through node-llama-cpp, %s" % (o["release"]["repo"], o["release"]["release"], o["system_info"].strip()))' \
+    "$tmp/llama_f32.json"
+
+# the checkpoint's int8 run is the q8_0 file's: the token embedding is the
+# LM head's Q8_0 rows in both
+a=$("$BUILD/infer" --ckpt "$ck" --quant int8 --prompt "$PROMPT" -n $N --temperature 0 --ignore-eos 2>/dev/null) ||
+    fail "infer int8 on the checkpoint"
+b=$("$BUILD/infer" --ckpt "$tmp/m_q8_0.gguf" --prompt "$PROMPT" -n $N --temperature 0 --ignore-eos 2>/dev/null) ||
+    fail "infer on the q8_0 file"
+[ "$a" = "$b" ] || { printf '%s\n---\n%s\n' "$a" "$b"; fail "int8 from the checkpoint and the q8_0 file differ"; }
+echo "int8: the checkpoint and its q8_0 GGUF generate the same greedy text"
+echo "PASS e2e_llamacpp"
