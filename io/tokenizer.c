@@ -616,20 +616,11 @@ static long token_id(const tokenizer *t, const uint8_t *s, size_t n)
     return id == UINT32_MAX ? NO_ID : (long)id;
 }
 
-/* The vocabulary part of a gpt2 tokenizer: token bytes, the bytes -> id table, each
- * byte's token and the eos. */
-static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
-                             char *err, size_t errlen)
+/* An empty gpt2 tokenizer sized for vocab tokens of total bytes: the arrays
+ * allocated, the bytes -> id table (open addressing, at most half full) empty. */
+static tokenizer *gpt2_new(size_t vocab, size_t total, char *err, size_t errlen)
 {
-    if (vocab < BYTE_VOCAB || vocab > MAX_VOCAB) {
-        snprintf(err, errlen, "a GPT-2 vocabulary of %zu tokens (must be %d..%d)", vocab,
-                 BYTE_VOCAB, MAX_VOCAB);
-        return NULL;
-    }
     tokenizer *t = calloc(1, sizeof *t);
-    size_t total = 0;
-    for (size_t id = 0; id < vocab; id++)
-        total += lens[id];
     if (t) {
         t->kind = KIND_GPT2;
         t->vocab = (uint32_t)vocab;
@@ -646,35 +637,68 @@ static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t 
         tokenizer_free(t);
         return NULL;
     }
-    memcpy(t->pool, bytes, total);
-    memcpy(t->tok_len, lens, vocab * sizeof *lens);
     memset(t->by_bytes, 0xff, t->by_bytes_cap * sizeof *t->by_bytes);
-    int ok = 1;
-    for (uint32_t id = 0, off = 0; ok && id < vocab; off += lens[id++]) {
+    return t;
+}
+
+/* Each token's place in the pool and its slot in the bytes -> id table; a
+ * token must be non-empty and new.  0, or -1 with the reason in err. */
+static int gpt2_index_tokens(tokenizer *t, const uint8_t *bytes, const uint32_t *lens,
+                             char *err, size_t errlen)
+{
+    for (uint32_t id = 0, off = 0; id < t->vocab; off += lens[id++]) {
         t->tok_off[id] = off;
         size_t slot = by_bytes_slot(t, bytes + off, lens[id]);
         if (lens[id] == 0 || t->by_bytes[slot] != UINT32_MAX) {
             snprintf(err, errlen, "token %u is %s", id,
                      lens[id] ? "a repeat of an earlier one" : "empty");
-            ok = 0;
+            return -1;
         }
         t->by_bytes[slot] = id;
     }
-    for (int b = 0; ok && b < BYTE_VOCAB; b++) {
+    return 0;
+}
+
+/* Each byte's token and the eos, which a GPT-2 vocabulary must have. */
+static int gpt2_find_special(tokenizer *t, char *err, size_t errlen)
+{
+    for (int b = 0; b < BYTE_VOCAB; b++) {
         uint8_t c = (uint8_t)b;
         long id = token_id(t, &c, 1);
         if (id == NO_ID) {
             snprintf(err, errlen, "the vocabulary has no token for the byte 0x%02x", b);
-            ok = 0;
+            return -1;
         }
         t->byte_id[b] = (uint32_t)id;
     }
-    t->eos = ok ? (int)token_id(t, (const uint8_t *)GPT2_EOS, strlen(GPT2_EOS)) : NO_ID;
-    if (ok && t->eos == NO_ID) {
+    t->eos = (int)token_id(t, (const uint8_t *)GPT2_EOS, strlen(GPT2_EOS));
+    if (t->eos == NO_ID) {
         snprintf(err, errlen, "the vocabulary has no %s token", GPT2_EOS);
-        ok = 0;
+        return -1;
     }
-    if (!ok) {
+    return 0;
+}
+
+/* The vocabulary part of a gpt2 tokenizer: token bytes, the bytes -> id table, each
+ * byte's token and the eos. */
+static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
+                             char *err, size_t errlen)
+{
+    if (vocab < BYTE_VOCAB || vocab > MAX_VOCAB) {
+        snprintf(err, errlen, "a GPT-2 vocabulary of %zu tokens (must be %d..%d)", vocab,
+                 BYTE_VOCAB, MAX_VOCAB);
+        return NULL;
+    }
+    size_t total = 0;
+    for (size_t id = 0; id < vocab; id++)
+        total += lens[id];
+    tokenizer *t = gpt2_new(vocab, total, err, errlen);
+    if (!t)
+        return NULL;
+    memcpy(t->pool, bytes, total);
+    memcpy(t->tok_len, lens, vocab * sizeof *lens);
+    if (gpt2_index_tokens(t, bytes, lens, err, errlen) != 0 ||
+        gpt2_find_special(t, err, errlen) != 0) {
         tokenizer_free(t);
         return NULL;
     }

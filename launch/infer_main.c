@@ -465,6 +465,54 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
     return rc;
 }
 
+/* --eval: the perplexity, and for a quantized model the fp32 one it is
+ * compared with (loaded again from the checkpoint).  The exit code. */
+static int eval_mode(const options *o, const infer_model *m)
+{
+    char err[512];
+    infer_model ref = {0};
+    bool has_ref = o->quant != INFER_FP32;
+    tokenizer *tok2 = NULL;
+    int rc;
+    if (has_ref && infer_load(o->ckpt, INFER_FP32, &ref, &tok2, err, sizeof err) != 0) {
+        fprintf(stderr, "infer: %s\n", err);
+        rc = 1;
+    } else {
+        rc = run_eval(o, m, has_ref ? &ref : NULL);
+    }
+    tokenizer_free(tok2);
+    if (has_ref)
+        infer_model_free(&ref);
+    return rc;
+}
+
+/* --save-quantized: the int8 file.  The exit code. */
+static int save_mode(const options *o, const infer_model *m, const tokenizer *tok)
+{
+    char err[512];
+    int rc = infer_q8file_save(o->save_quantized, m, tok, err, sizeof err) != 0;
+    if (rc)
+        fprintf(stderr, "infer: %s\n", err);
+    else
+        fprintf(stderr, "infer: wrote %s (%.1f MB of weights)\n", o->save_quantized,
+                m->weight_bytes / 1e6);
+    return rc;
+}
+
+/* --serve: the HTTP server, until it stops.  The exit code. */
+static int serve_mode(const options *o, const infer_model *m, const tokenizer *tok)
+{
+    char err[512];
+    infer_server sv;
+    int rc = infer_server_init(&sv, m, tok, o->kv, err, sizeof err) != 0 ||
+             infer_serve(&sv, o->serve, err, sizeof err) != 0;
+    if (rc)
+        fprintf(stderr, "infer: %s\n", err);
+    if (sv.m)
+        infer_server_free(&sv);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -484,37 +532,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "infer: %s\n", err);
         return 1;
     }
-    if (o.eval) {
-        infer_model ref = {0};
-        bool has_ref = o.quant != INFER_FP32;
-        tokenizer *tok2 = NULL;
-        if (has_ref && infer_load(o.ckpt, INFER_FP32, &ref, &tok2, err, sizeof err) != 0) {
-            fprintf(stderr, "infer: %s\n", err);
-            rc = 1;
-        } else {
-            rc = run_eval(&o, &m, has_ref ? &ref : NULL);
-        }
-        tokenizer_free(tok2);
-        if (has_ref)
-            infer_model_free(&ref);
-    } else if (o.save_quantized) {
-        rc = infer_q8file_save(o.save_quantized, &m, tok, err, sizeof err) != 0;
-        if (rc)
-            fprintf(stderr, "infer: %s\n", err);
-        else
-            fprintf(stderr, "infer: wrote %s (%.1f MB of weights)\n", o.save_quantized,
-                    m.weight_bytes / 1e6);
-    } else if (o.serve) {
-        infer_server sv;
-        rc = infer_server_init(&sv, &m, tok, o.kv, err, sizeof err) != 0 ||
-             infer_serve(&sv, o.serve, err, sizeof err) != 0;
-        if (rc)
-            fprintf(stderr, "infer: %s\n", err);
-        if (sv.m)
-            infer_server_free(&sv);
-    } else {
+    if (o.eval)
+        rc = eval_mode(&o, &m);
+    else if (o.save_quantized)
+        rc = save_mode(&o, &m, tok);
+    else if (o.serve)
+        rc = serve_mode(&o, &m, tok);
+    else
         rc = run(&o, &m, tok);
-    }
     infer_model_free(&m);
     tokenizer_free(tok);
     gemm_release();

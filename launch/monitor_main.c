@@ -82,52 +82,72 @@ static bool plot_args_bad(const options *o)
     return why != NULL;
 }
 
+/* --timeout's value: 0, or 2 after printing why. */
+static int parse_timeout(const char *v, options *o)
+{
+    char *end;
+    o->timeout_s = strtod(v, &end);
+    if (*end || end == v || !(o->timeout_s > 0 && o->timeout_s < 1e6)) {
+        fprintf(stderr, "monitor: --timeout \"%s\" is not a positive number of seconds\n", v);
+        return 2;
+    }
+    return 0;
+}
+
+/* The argument argv[*i] (and its value, *i then moves past it); 0, or the
+ * exit code after printing why. */
+static int parse_arg(int argc, char **argv, int *i, options *o)
+{
+    const char *a = argv[*i];
+    bool takes_value = !strcmp(a, "--connect") || !strcmp(a, "--control") ||
+                       !strcmp(a, "--timeout") || !strcmp(a, "--token") ||
+                       !strcmp(a, "--plot") || !strcmp(a, "--log");
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        usage(stdout);
+        exit(0);
+    }
+    if (takes_value && *i + 1 >= argc) {
+        fprintf(stderr, "monitor: %s needs a value\n", a);
+        return 2;
+    }
+    const char *v = takes_value ? argv[++*i] : NULL;
+    if (!strcmp(a, "--connect")) {
+        o->connect = v;
+        o->connect_given = true;
+    } else if (!strcmp(a, "--plot")) {
+        o->plot = v;
+    } else if (!strcmp(a, "--log")) {
+        o->log = v;
+    } else if (!strcmp(a, "--log-y")) {
+        o->log_y = true;
+    } else if (!strcmp(a, "--control")) {
+        o->control = v;
+    } else if (!strcmp(a, "--token")) {
+        o->token = v;
+    } else if (!strcmp(a, "--timeout")) {
+        return parse_timeout(v, o);
+    } else if (!strcmp(a, "--json")) {
+        o->json = true;
+    } else if (!strcmp(a, "--once")) {
+        o->once = true;
+    } else if (o->control && !o->command && a[0] != '-') {
+        o->command = a;
+    } else {
+        fprintf(stderr, "monitor: unknown argument \"%s\" (try --help)\n", a);
+        return 2;
+    }
+    return 0;
+}
+
 /* Parses argv into o; 0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, options *o)
 {
     *o = (options){.connect = "tcp://127.0.0.1:5555", .timeout_s = -1,
                    .token = getenv("GPT_CONTROL_TOKEN")};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool takes_value = !strcmp(a, "--connect") || !strcmp(a, "--control") ||
-                           !strcmp(a, "--timeout") || !strcmp(a, "--token") ||
-                           !strcmp(a, "--plot") || !strcmp(a, "--log");
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            exit(0);
-        } else if (takes_value && i + 1 >= argc) {
-            fprintf(stderr, "monitor: %s needs a value\n", a);
-            return 2;
-        } else if (!strcmp(a, "--connect")) {
-            o->connect = argv[++i];
-            o->connect_given = true;
-        } else if (!strcmp(a, "--plot")) {
-            o->plot = argv[++i];
-        } else if (!strcmp(a, "--log")) {
-            o->log = argv[++i];
-        } else if (!strcmp(a, "--log-y")) {
-            o->log_y = true;
-        } else if (!strcmp(a, "--control")) {
-            o->control = argv[++i];
-        } else if (!strcmp(a, "--token")) {
-            o->token = argv[++i];
-        } else if (!strcmp(a, "--timeout")) {
-            char *end;
-            o->timeout_s = strtod(argv[++i], &end);
-            if (*end || end == argv[i] || !(o->timeout_s > 0 && o->timeout_s < 1e6)) {
-                fprintf(stderr, "monitor: --timeout \"%s\" is not a positive number of seconds\n", argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(a, "--json")) {
-            o->json = true;
-        } else if (!strcmp(a, "--once")) {
-            o->once = true;
-        } else if (o->control && !o->command && a[0] != '-') {
-            o->command = a;
-        } else {
-            fprintf(stderr, "monitor: unknown argument \"%s\" (try --help)\n", a);
-            return 2;
-        }
+        int rc = parse_arg(argc, argv, &i, o);
+        if (rc != 0)
+            return rc;
     }
     if (plot_args_bad(o))
         return 2;

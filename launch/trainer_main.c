@@ -64,11 +64,10 @@ static void on_checkpoint_signal(int sig)
 /* Parses the command line into cfg (and --resume's value into *resume): the
  * config file first, then every --set in order, whatever their position.  0
  * on success, else the exit code. */
-static int parse_args(int argc, char **argv, run_config *cfg, const char **resume)
+/* The first pass over argv: each option is known and has its value; finds
+ * --config's file and --resume's value.  0, or the exit code after saying why. */
+static int scan_args(int argc, char **argv, const char **config_path, const char **resume)
 {
-    char err[512];
-    const char *config_path = NULL;
-    config_defaults(cfg);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -84,41 +83,59 @@ static int parse_args(int argc, char **argv, run_config *cfg, const char **resum
             return 2;
         }
         if (strcmp(argv[i++], "--config") == 0) {
-            if (config_path) {
+            if (*config_path) {
                 say(stderr, "trainer: --config given twice\n");
                 return 2;
             }
-            config_path = argv[i];
+            *config_path = argv[i];
         } else if (strcmp(argv[i - 1], "--resume") == 0) {
             *resume = argv[i];
         }
     }
-    if (!config_path) {
+    if (!*config_path) {
         say(stderr, "trainer: --config FILE is required (try --help)\n");
         return 2;
     }
-    int rc = config_load_file(cfg, config_path, err, sizeof err);
+    return 0;
+}
+
+/* The config: the file, then --set and --init-from in their order (so they
+ * win over the file wherever they stand), then init_from's dimensions and
+ * the checks.  0, or -1 with the reason in err. */
+static int build_config(int argc, char **argv, const char *config_path, run_config *cfg,
+                        char *err, size_t errlen)
+{
+    int rc = config_load_file(cfg, config_path, err, errlen);
     char init_from[600];
     for (int i = 1; i < argc && rc == 0; i += 2)
         if (strcmp(argv[i], "--set") == 0) {
-            rc = config_set(cfg, argv[i + 1], err, sizeof err);
+            rc = config_set(cfg, argv[i + 1], err, errlen);
         } else if (strcmp(argv[i], "--init-from") == 0) {
             snprintf(init_from, sizeof init_from, "init_from=%s", argv[i + 1]);
-            rc = config_set(cfg, init_from, err, sizeof err);
+            rc = config_set(cfg, init_from, err, errlen);
         }
     if (rc == 0 && cfg->init_from[0])
-        rc = init_from_dims(cfg, err, sizeof err);
+        rc = init_from_dims(cfg, err, errlen);
     if (rc == 0)
-        rc = config_finalize(cfg, err, sizeof err);
-    if (rc != 0) {
+        rc = config_finalize(cfg, err, errlen);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, run_config *cfg, const char **resume)
+{
+    char err[512];
+    const char *config_path = NULL;
+    config_defaults(cfg);
+    int rc = scan_args(argc, argv, &config_path, resume);
+    if (rc != 0)
+        return rc;
+    if (build_config(argc, argv, config_path, cfg, err, sizeof err) != 0) {
         say(stderr, "trainer: %s\n", err);
         return 2;
     }
     return 0;
 }
 
-/* OpenMP threads per rank: OMP_NUM_THREADS if set (with a warning when the
- * rank is bound to fewer CPUs), else this rank's share of the CPUs it may use. */
 static void choose_threads(const comm_world *w)
 {
     int cpus = comm_cpus_available();
@@ -135,6 +152,37 @@ static void choose_threads(const comm_world *w)
     if (cpus >= sysconf(_SC_NPROCESSORS_ONLN) && w->local_size > 1)
         share = cpus / w->local_size;
     omp_set_num_threads(share > 0 ? share : 1);
+}
+
+/* The first signal asks for a clean stop; a second one kills as usual --
+ * except in a Slurm job, where a cancel or requeue signals every process of
+ * the job and the launcher (srun, mpirun) forwards the same signal again:
+ * there a repeat is the same request, and Slurm's SIGKILL after KillWait
+ * is the hard stop. */
+static void install_signal_handlers(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal,
+                           .sa_flags = SA_RESTART | (getenv("SLURM_JOB_ID") ? 0 : SA_RESETHAND)};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);   /* a closed terminal: save rather than die */
+    struct sigaction su = {.sa_handler = on_checkpoint_signal, .sa_flags = SA_RESTART};
+    sigaction(SIGUSR1, &su, NULL);   /* checkpoint and go on */
+}
+
+/* Rank 0's closing line on stderr. */
+static void report_done(const train_result *res, const run_config *cfg)
+{
+    if (res->steps_run == 0) {   /* a resume at max_steps: no loss to report */
+        fprintf(stderr, "done: nothing left to train: at step %d of max_steps %d\n", res->steps_done,
+                cfg->max_steps);
+        return;
+    }
+    char val[32] = "not evaluated";
+    if (res->final_val_loss == res->final_val_loss)   /* not NaN */
+        snprintf(val, sizeof val, "%.4f", res->final_val_loss);
+    fprintf(stderr, "done: %d steps, train loss %.4f, val loss %s, %.1f s training, %.0f tok/s (median)\n",
+            res->steps_done, res->final_loss, val, res->train_seconds, res->tokens_per_s);
 }
 
 int main(int argc, char **argv)
@@ -158,20 +206,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "trainer: cannot start the watchdog thread\n");
         return 1;
     }
-
-    /* the first signal asks for a clean stop; a second one kills as usual --
-     * except in a Slurm job, where a cancel or requeue signals every process of
-     * the job and the launcher (srun, mpirun) forwards the same signal again:
-     * there a repeat is the same request, and Slurm's SIGKILL after KillWait
-     * is the hard stop */
-    struct sigaction sa = {.sa_handler = on_stop_signal,
-                           .sa_flags = SA_RESTART | (getenv("SLURM_JOB_ID") ? 0 : SA_RESETHAND)};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);   /* a closed terminal: save rather than die */
-    struct sigaction su = {.sa_handler = on_checkpoint_signal, .sa_flags = SA_RESTART};
-    sigaction(SIGUSR1, &su, NULL);   /* checkpoint and go on */
-
+    install_signal_handlers();
     train_result res;
     if (train_run(&cfg, resume, &world, &requests, &res, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
@@ -183,15 +218,6 @@ int main(int argc, char **argv)
     comm_finalize();
     if (world.rank != 0)
         return 0;
-    if (res.steps_run == 0) {   /* a resume at max_steps: no loss to report */
-        fprintf(stderr, "done: nothing left to train: at step %d of max_steps %d\n", res.steps_done,
-                cfg.max_steps);
-        return 0;
-    }
-    char val[32] = "not evaluated";
-    if (res.final_val_loss == res.final_val_loss)   /* not NaN */
-        snprintf(val, sizeof val, "%.4f", res.final_val_loss);
-    fprintf(stderr, "done: %d steps, train loss %.4f, val loss %s, %.1f s training, %.0f tok/s (median)\n",
-            res.steps_done, res.final_loss, val, res.train_seconds, res.tokens_per_s);
+    report_done(&res, &cfg);
     return 0;
 }

@@ -342,27 +342,67 @@ static void spell_byte(int b, char *out)
  * "th", "the", " the", "  ", "<|endoftext|>" made by merges 0..3 (the last by none). */
 static const char *TOY_WORDS[] = {"th", "the", " the", "  ", "<|endoftext|>"};
 
-static tokenizer *toy_gpt2(void)
+/* The toy's vocabulary with these five words after the bytes (token 0, byte
+ * 0xff, replaced by tok0 unless NULL), cut to vocab tokens, and its merges. */
+static tokenizer *toy_gpt2_with(const char *const words[5], const char *tok0, size_t vocab,
+                                char *err, size_t errlen)
 {
     uint8_t bytes[256 + 64];
     uint32_t lens[261];
     size_t k = 0;
     for (int id = 0; id < 256; id++) {
-        bytes[k++] = (uint8_t)(255 - id);
-        lens[id] = 1;
+        lens[id] = id == 0 && tok0 ? (uint32_t)strlen(tok0) : 1;
+        if (id == 0 && tok0)
+            memcpy(bytes, tok0, lens[0]);
+        else
+            bytes[k] = (uint8_t)(255 - id);
+        k += lens[id];
     }
     for (int w = 0; w < 5; w++) {
-        lens[256 + w] = (uint32_t)strlen(TOY_WORDS[w]);
-        memcpy(bytes + k, TOY_WORDS[w], lens[256 + w]);
+        lens[256 + w] = (uint32_t)strlen(words[w]);
+        memcpy(bytes + k, words[w], lens[256 + w]);
         k += lens[256 + w];
     }
     const uint32_t merges[] = {255 - 't', 255 - 'h', 256, 255 - 'e', 255 - ' ', 257,
                                255 - ' ', 255 - ' '};
+    return tokenizer_new_gpt2(bytes, lens, vocab, merges, 4, err, errlen);
+}
+
+static tokenizer *toy_gpt2(void)
+{
     char err[256] = "";
-    tokenizer *t = tokenizer_new_gpt2(bytes, lens, 261, merges, 4, err, sizeof err);
+    tokenizer *t = toy_gpt2_with(TOY_WORDS, NULL, 261, err, sizeof err);
     if (!t)
         fprintf(stderr, "toy: %s\n", err);
     return t;
+}
+
+/* A vocabulary no GPT-2 tokenizer can use is refused, saying what is wrong. */
+static void test_gpt2_bad_vocab(void **state)
+{
+    (void)state;
+    static const char *const eot[5] = {"th", "the", " the", "  ", "<|eot|>"};
+    static const char *const empty[5] = {"th", "", " the", "  ", "<|endoftext|>"};
+    static const char *const twice[5] = {"th", "the", "the", "  ", "<|endoftext|>"};
+    static const struct {
+        const char *const *words;
+        const char *tok0;
+        size_t vocab;
+        const char *want;
+    } cases[] = {
+        {TOY_WORDS, NULL, 255, "a GPT-2 vocabulary of 255 tokens (must be 256.."},
+        {empty, NULL, 261, "token 257 is empty"},
+        {twice, NULL, 261, "token 258 is a repeat of an earlier one"},
+        {TOY_WORDS, "t", 261, "token 139 is a repeat of an earlier one"},   /* 255 - 't' */
+        {TOY_WORDS, "xy", 261, "the vocabulary has no token for the byte 0xff"},
+        {eot, NULL, 261, "the vocabulary has no <|endoftext|> token"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        assert_null(toy_gpt2_with(cases[i].words, cases[i].tok0, cases[i].vocab, err, sizeof err));
+        if (strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("case %zu: \"%s\", want \"%s\"", i, err, cases[i].want);
+    }
 }
 
 static void check_ids(const tokenizer *t, const char *text, const uint32_t *want, size_t n)
@@ -647,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_rejected),
         cmocka_unit_test(test_gpt2_toy_by_hand),
         cmocka_unit_test(test_gpt2_ill_formed),
+        cmocka_unit_test(test_gpt2_bad_vocab),
         cmocka_unit_test(test_gpt2_toy_roundtrip),
         cmocka_unit_test(test_gpt2_save_parse),
         cmocka_unit_test(test_gpt2_corrupt_json),

@@ -213,12 +213,9 @@ int config_set(run_config *c, const char *assignment, char *err, size_t errlen)
         }                                           \
     } while (0)
 
-int config_finalize(run_config *c, char *err, size_t errlen)
+/* The model's and the batch's dimensions. */
+static int check_dims(const run_config *c, char *err, size_t errlen)
 {
-    if (c->seq_len == 0)
-        c->seq_len = c->n_positions;
-    if (c->lr_decay_steps == 0)
-        c->lr_decay_steps = c->max_steps;
     REQUIRE(c->vocab_size > 0 && c->n_positions > 0 && c->n_embd > 0 && c->n_layer > 0 &&
                 c->n_head > 0,
             "config: vocab_size, n_positions, n_embd, n_layer and n_head must be positive");
@@ -235,6 +232,12 @@ int config_finalize(run_config *c, char *err, size_t errlen)
     REQUIRE((long long)c->batch_size * c->seq_len <= 1 << 24,
             "config: batch_size x seq_len (%lld) exceeds 2^24 tokens per micro-batch",
             (long long)c->batch_size * c->seq_len);
+    return 0;
+}
+
+/* The length of the run, the schedule, AdamW and the periodic work. */
+static int check_schedule(const run_config *c, char *err, size_t errlen)
+{
     REQUIRE(c->max_steps > 0, "config: max_steps must be positive");
     REQUIRE(c->seed >= 0, "config: seed must be >= 0 (build/loader's --seed is too), not %lld",
             c->seed);
@@ -250,6 +253,12 @@ int config_finalize(run_config *c, char *err, size_t errlen)
             "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
     REQUIRE(c->checkpoint_async == 0 || c->checkpoint_async == 1,
             "config: checkpoint_async must be 0 or 1");
+    return 0;
+}
+
+/* How the steps compute and communicate; precision defaults to auto. */
+static int check_compute(run_config *c, char *err, size_t errlen)
+{
     if (c->precision[0] == '\0')
         strcpy(c->precision, "auto");
     /* auto: the trainer times this CPU's products at start (trainer/autotune.h) */
@@ -268,6 +277,12 @@ int config_finalize(run_config *c, char *err, size_t errlen)
     REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
     REQUIRE(strcmp(c->grad_wire, "fp32") == 0 || strcmp(c->grad_wire, "bf16") == 0,
             "config: grad_wire must be fp32 or bf16, not \"%s\"", c->grad_wire);
+    return 0;
+}
+
+/* Timeouts and the loader. */
+static int check_runtime(const run_config *c, char *err, size_t errlen)
+{
     REQUIRE(c->comm_timeout_s >= 0, "config: comm_timeout_s must be >= 0 (0 waits forever)");
     REQUIRE(c->loader_depth >= 1 && c->loader_depth <= 1024,
             "config: loader_depth must be in 1..1024");
@@ -277,6 +292,18 @@ int config_finalize(run_config *c, char *err, size_t errlen)
                 strncmp(c->loader_endpoint, "ipc://", 6) == 0,
             "config: loader_endpoint must be empty (a loader thread) or tcp://HOST:PORT or "
             "ipc://PATH, not \"%s\"", c->loader_endpoint);
+    return 0;
+}
+
+int config_finalize(run_config *c, char *err, size_t errlen)
+{
+    if (c->seq_len == 0)
+        c->seq_len = c->n_positions;
+    if (c->lr_decay_steps == 0)
+        c->lr_decay_steps = c->max_steps;
+    if (check_dims(c, err, errlen) != 0 || check_schedule(c, err, errlen) != 0 ||
+        check_compute(c, err, errlen) != 0 || check_runtime(c, err, errlen) != 0)
+        return -1;
     /* status/control endpoints (loopback unless the config says otherwise) */
     if (control_check_config(c, err, errlen) != 0 || metrics_check_config(c, err, errlen) != 0)
         return -1;

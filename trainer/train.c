@@ -151,6 +151,59 @@ static int cmp_size(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The gradient buckets, which end at tensor boundaries: each is final with
+ * its last tensor.  NULL when out of memory. */
+static grad_buckets *make_buckets(const trainer *tr)
+{
+    const run_config *c = tr->cfg;
+    const gpt2 *m = &tr->model;
+    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
+                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
+                                             : BUCKETS_ALLREDUCE;
+    size_t *cuts = malloc((size_t)m->num_tensors * sizeof *cuts);
+    if (!cuts)
+        return NULL;
+    for (int i = 0; i < m->num_tensors; i++)
+        cuts[i] = m->tensors[i].offset;
+    qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
+    grad_buckets *b = buckets_create(m->grads, m->num_params,
+                                     (size_t)c->bucket_mb * (1 << 20) / sizeof(float), cuts,
+                                     m->num_tensors, &tr->shard, mode,
+                                     strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
+                                                                       : BUCKETS_WIRE_FP32);
+    free(cuts);
+    return b;
+}
+
+/* With several ranks: the buckets, the tensors in forward order (for ZeRO's
+ * allgather, which forward waits on) and the summed embedding rows. */
+static int open_rank_exchange(trainer *tr, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    gpt2 *m = &tr->model;
+    tr->buckets = make_buckets(tr);
+    tr->fwd_offsets = malloc((size_t)m->num_tensors * sizeof *tr->fwd_offsets);
+    tr->fwd_sizes = malloc((size_t)m->num_tensors * sizeof *tr->fwd_sizes);
+    for (int i = 0; tr->fwd_offsets && tr->fwd_sizes && i < m->num_tensors; i++) {
+        tr->fwd_offsets[i] = m->tensors[i].offset;   /* the table is in forward order */
+        tr->fwd_sizes[i] = m->tensors[i].numel;
+    }
+    if (tr->zero) {
+        m->params_needed = on_params_needed;
+        m->params_needed_ctx = tr;
+    }
+    if (!tr->buckets || !tr->fwd_offsets || !tr->fwd_sizes) {
+        snprintf(err, errlen, "out of memory allocating gradient buckets");
+        return -1;
+    }
+    if (sparse_rows_init(&tr->embed_sum, c->batch_size * c->seq_len, c->n_embd,
+                         c->vocab_size) != 0) {
+        snprintf(err, errlen, "out of memory allocating the embedding gradient rows");
+        return -1;
+    }
+    return 0;
+}
+
 /* How gradients are combined, in buckets during backward: stage 0
  * allreduces them and keeps the whole optimizer state; stage 1
  * reduce-scatters them and keeps only this rank's shard of the state; stage 2
@@ -167,43 +220,8 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     }
     if (tr->zero)
         n = tr->shard.len;
-    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
-                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
-                                             : BUCKETS_ALLREDUCE;
-    if (w->size > 1) {   /* buckets end at tensor boundaries: final with their last tensor */
-        const gpt2 *m = &tr->model;
-        size_t *cuts = malloc((size_t)m->num_tensors * sizeof *cuts);
-        for (int i = 0; cuts && i < m->num_tensors; i++)
-            cuts[i] = m->tensors[i].offset;
-        if (cuts)
-            qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
-        tr->buckets = cuts ? buckets_create(m->grads, m->num_params,
-                                            (size_t)c->bucket_mb * (1 << 20) / sizeof(float),
-                                            cuts, m->num_tensors, &tr->shard, mode,
-                                            strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
-                                                                              : BUCKETS_WIRE_FP32)
-                           : NULL;
-        free(cuts);
-        tr->fwd_offsets = malloc((size_t)m->num_tensors * sizeof *tr->fwd_offsets);
-        tr->fwd_sizes = malloc((size_t)m->num_tensors * sizeof *tr->fwd_sizes);
-        for (int i = 0; tr->fwd_offsets && tr->fwd_sizes && i < m->num_tensors; i++) {
-            tr->fwd_offsets[i] = m->tensors[i].offset;   /* the table is in forward order */
-            tr->fwd_sizes[i] = m->tensors[i].numel;
-        }
-        if (tr->zero) {
-            tr->model.params_needed = on_params_needed;
-            tr->model.params_needed_ctx = tr;
-        }
-        if (!tr->buckets || !tr->fwd_offsets || !tr->fwd_sizes) {
-            snprintf(err, errlen, "out of memory allocating gradient buckets");
-            return -1;
-        }
-    }
-    if (w->size > 1 && sparse_rows_init(&tr->embed_sum, c->batch_size * c->seq_len, c->n_embd,
-                                        c->vocab_size) != 0) {
-        snprintf(err, errlen, "out of memory allocating the embedding gradient rows");
+    if (w->size > 1 && open_rank_exchange(tr, err, errlen) != 0)
         return -1;
-    }
     int rc = strncmp(c->optimizer_offload, "file:", 5) == 0
                  ? optimizer_create_in_file(&tr->opt, n, c->optimizer_offload + 5, w->rank, err,
                                             errlen)
@@ -235,6 +253,126 @@ static void resolve_precision(run_config *c, const comm_world *w, precision_choi
     snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
 }
 
+/* Whether rc == 0 on every rank (a collective, what names it for the
+ * watchdog): -1 on all of them otherwise, and a rank that did not fail itself
+ * puts why_other in err. */
+static int all_ranks_ok(int rc, const char *what, const char *why_other, char *err, size_t errlen)
+{
+    if (!comm_max_int(rc != 0, what))
+        return 0;
+    if (rc == 0)
+        snprintf(err, errlen, "%s", why_other);
+    return -1;
+}
+
+/* The bytes the run will hold on this rank: the model and its activations,
+ * the optimizer's moments and the buffers the options add. */
+static double memory_needed(const run_config *c, const comm_world *w, const gpt2_dims *dims,
+                            const gpt2_options *opt)
+{
+    /* Adam's m and v, unless they live in a memory-mapped file (optimizer_offload
+     * file:DIR), whose pages the kernel writes back and drops as memory runs short */
+    bool moments_in_file = strncmp(c->optimizer_offload, "file:", 5) == 0;
+    double need = (double)gpt2_memory_bytes(dims, c->batch_size, c->seq_len, opt) +
+                  (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(dims) /
+                                               (c->zero_stage >= 1 ? w->size : 1));
+    if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
+        need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
+    if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
+        need += 3.0 * sizeof(float) * (double)gpt2_count_params(dims);
+    /* (auto picks only precisions with a native product: no widening buffer) */
+    if (!c->precision_auto &&
+        (opt->precision == PREC_FP16 || (opt->precision == PREC_BF16 && !gemm_bf16_native()))) {
+        /* the fp32 widening buffer of 16-bit operands without a native product */
+        double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
+        need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
+    }
+    return need;
+}
+
+/* Refuses a run too large for the memory left (or a checkpointer that could
+ * not be made), on every rank together before the model is made. */
+static int check_memory(const trainer *tr, const gpt2_dims *dims, const gpt2_options *opt,
+                        char *err, size_t errlen)
+{
+    double need = memory_needed(tr->cfg, tr->world, dims, opt);
+    long long avail = available_memory_bytes();
+    int rc = 0;
+    if (!tr->ckpt) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else if (avail > 0 && need > (double)avail) {
+        snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
+                 "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
+        rc = -1;
+    }
+    return all_ranks_ok(rc, "the memory check",
+                        "another rank could not start (its message says why)", err, errlen);
+}
+
+/* The data and its tokenizer (which the first checkpoint stores), then the
+ * model.  Each rank checks its own view (hosts may hold their own copies):
+ * all stop together, before the first collective, or the others would wait. */
+static int open_data_and_model(trainer *tr, const gpt2_dims *dims, gpt2_options opt, char *err,
+                               size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    int rc = dataset_check(c->data_dir, c->vocab_size, err, errlen);
+    if (rc == 0)
+        rc = dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed,
+                          err, errlen);
+    if (rc == 0) {   /* padding rows past the data's vocabulary are masked (model.h) */
+        opt.vocab_real = (int)(tr->data.train.vocab_size > tr->data.val.vocab_size
+                                   ? tr->data.train.vocab_size : tr->data.val.vocab_size);
+        rc = gpt2_create(&tr->model, dims, c->batch_size, c->seq_len, &opt, err, errlen);
+    }
+    return all_ranks_ok(rc, "the check of the data",
+                        "another rank could not start (its message says why)", err, errlen);
+}
+
+/* The first parameters: the seed's, or init_from's weights (rank 0 reads
+ * them); every rank then starts from rank 0's, whatever its seed or file. */
+static int init_params(trainer *tr, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    gpt2_init_params(&tr->model, (uint64_t)c->seed);
+    if (c->init_from[0]) {
+        int rc = tr->world->rank == 0 ? init_from_load(c->init_from, &tr->model, err, errlen) : 0;
+        char why[sizeof c->init_from + 32];
+        snprintf(why, sizeof why, "rank 0 could not load %s", c->init_from);
+        if (all_ranks_ok(rc, "loading init_from", why, err, errlen) != 0)
+            return -1;
+    }
+    if (tr->world->size > 1)
+        comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
+    return 0;
+}
+
+static int alloc_batch(trainer *tr, char *err, size_t errlen)
+{
+    size_t bt = (size_t)tr->cfg->batch_size * tr->cfg->seq_len;
+    tr->inputs = malloc(bt * sizeof(int));
+    tr->targets = malloc(bt * sizeof(int));
+    if (!tr->inputs || !tr->targets) {
+        snprintf(err, errlen, "out of memory allocating batch buffers");
+        return -1;
+    }
+    return 0;
+}
+
+/* The log and the sockets: rank 0 alone reports. */
+static int open_reporting(trainer *tr, char *err, size_t errlen)
+{
+    if (tr->world->rank != 0) {
+        tr->status.muted = true;
+        return 0;
+    }
+    if (status_open(&tr->status, tr->cfg->out_dir, tr->cfg->log_every, err, errlen) != 0)
+        return -1;
+    services_open(tr, tr->cfg);
+    return 0;
+}
+
 /* Checks the memory the run needs, then (precision auto) measures the
  * precision, so a model too large for memory is refused before any product
  * of its size is timed. */
@@ -248,94 +386,21 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
     tr->ckpt = checkpointer_new(resume);
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
     gpt2_options opt = model_options(c, w);
-    /* Adam's m and v, unless they live in a memory-mapped file (optimizer_offload
-     * file:DIR), whose pages the kernel writes back and drops as memory runs short */
-    bool moments_in_file = strncmp(c->optimizer_offload, "file:", 5) == 0;
-    double need = (double)gpt2_memory_bytes(&dims, c->batch_size, c->seq_len, &opt) +
-                  (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(&dims) /
-                                               (c->zero_stage >= 1 ? w->size : 1));
-    if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
-        need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
-    if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
-        need += 3.0 * sizeof(float) * (double)gpt2_count_params(&dims);
-    /* (auto picks only precisions with a native product: no widening buffer) */
-    if (!c->precision_auto &&
-        (opt.precision == PREC_FP16 || (opt.precision == PREC_BF16 && !gemm_bf16_native()))) {
-        /* the fp32 widening buffer of 16-bit operands without a native product */
-        double wide = c->vocab_size > 4 * c->n_embd ? c->vocab_size : 4.0 * c->n_embd;
-        need += 4.0 * ((double)c->batch_size * c->seq_len * wide + (double)c->vocab_size * c->n_embd);
-    }
-    long long avail = available_memory_bytes();
-    int rc = 0;
-    if (!tr->ckpt) {
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    } else if (avail > 0 && need > (double)avail) {
-        snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
-                 "(reduce batch_size, seq_len or the model size)", need / 1e9, avail / 1e9);
-        rc = -1;
-    }
-    /* every rank measures together (a collective), before the model is made */
-    if (comm_max_int(rc != 0, "the memory check")) {
-        if (rc == 0)
-            snprintf(err, errlen, "another rank could not start (its message says why)");
+    if (check_memory(tr, &dims, &opt, err, errlen) != 0)
         return -1;
-    }
     if (c->precision_auto) {
         resolve_precision(c, w, pc);
         opt = model_options(c, w);
     }
-    /* the data and its tokenizer (which the first checkpoint stores) before any step */
-    if (rc == 0)
-        rc = dataset_check(c->data_dir, c->vocab_size, err, errlen);
-    if (rc == 0)
-        rc = dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed,
-                          err, errlen);
-    if (rc == 0) {   /* padding rows past the data's vocabulary are masked (model.h) */
-        opt.vocab_real = (int)(tr->data.train.vocab_size > tr->data.val.vocab_size
-                                   ? tr->data.train.vocab_size : tr->data.val.vocab_size);
-        rc = gpt2_create(&tr->model, &dims, c->batch_size, c->seq_len, &opt, err, errlen);
-    }
-    /* each rank checked its own view (hosts may hold their own copies): all stop
-     * together, before the first collective, or the others would wait for it */
-    if (comm_max_int(rc != 0, "the check of the data")) {
-        if (rc == 0)
-            snprintf(err, errlen, "another rank could not start (its message says why)");
+    if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 || init_params(tr, err, errlen) != 0)
         return -1;
-    }
-    gpt2_init_params(&tr->model, (uint64_t)c->seed);
-    if (c->init_from[0]) {   /* rank 0 reads, the broadcast below hands the weights out */
-        rc = w->rank == 0 ? init_from_load(c->init_from, &tr->model, err, errlen) : 0;
-        if (comm_max_int(rc != 0, "loading init_from")) {
-            if (rc == 0)
-                snprintf(err, errlen, "rank 0 could not load %s", c->init_from);
-            return -1;
-        }
-    }
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
     scaler_init(&tr->scaler, tr->fp16 ? 65536.0f : 1.0f, tr->fp16 ? 2000 : 0);
-    /* every rank starts from rank 0's parameters, whatever its seed or file */
-    if (w->size > 1)
-        comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
-    if (open_reduction(tr, err, errlen) != 0)
+    if (open_reduction(tr, err, errlen) != 0 || alloc_batch(tr, err, errlen) != 0)
         return -1;
-    size_t bt = (size_t)c->batch_size * c->seq_len;
-    tr->inputs = malloc(bt * sizeof(int));
-    tr->targets = malloc(bt * sizeof(int));
-    if (!tr->inputs || !tr->targets) {
-        snprintf(err, errlen, "out of memory allocating batch buffers");
-        return -1;
-    }
     if (checkpoint_check_fresh(tr->ckpt, c, w, err, errlen) != 0)   /* before out_dir is written */
         return -1;
-    if (w->rank != 0) {   /* rank 0 alone reports */
-        tr->status.muted = true;
-        return 0;
-    }
-    if (status_open(&tr->status, c->out_dir, c->log_every, err, errlen) != 0)
-        return -1;
-    services_open(tr, c);
-    return 0;
+    return open_reporting(tr, err, errlen);
 }
 
 static void trainer_close(trainer *tr)
@@ -380,11 +445,8 @@ static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
         if (rc == 0)
             sum += (double)gpt2_forward(&tr->model, tr->inputs, tr->targets, B, c->seq_len) * B;
     }
-    if (comm_max_int(rc != 0, "the evaluation")) {
-        if (rc == 0)
-            snprintf(err, errlen, "another rank failed during eval");
+    if (all_ranks_ok(rc, "the evaluation", "another rank failed during eval", err, errlen) != 0)
         return -1;
-    }
     *val_loss = (float)(comm_sum_double(sum) / (double)windows);
     return 0;
 }
@@ -426,6 +488,50 @@ static void zero_grads(trainer *tr)
         gpt2_zero_grad(&tr->model);
 }
 
+/* ZeRO: the last update's allgather runs behind the loader and the first
+ * forward, which waits for each block's parameters as it reaches them.
+ * Returns whether one was started. */
+static bool start_param_gather(trainer *tr)
+{
+    bool gathering = tr->params_stale;
+    if (gathering)
+        buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
+                             tr->model.num_tensors);
+    tr->params_stale = false;
+    return gathering;
+}
+
+/* After the first forward: all of the allgather arrived (forward read them
+ * all; or this rank has no batch). */
+static void finish_param_gather(trainer *tr)
+{
+    tr->comm_exposed_s += buckets_params_wait(tr->buckets, 0, tr->model.num_params);
+    tr->comm_total_s += buckets_params_flight_seconds(tr->buckets);
+}
+
+/* Backward, handing each finished tensor's gradients to the buckets when
+ * this micro-batch reduces. */
+static void backward(trainer *tr, float dloss, bool reduce)
+{
+    if (reduce) {
+        tr->model.grads_ready = on_grads_ready;
+        tr->model.grads_ready_ctx = tr->buckets;
+    }
+    gpt2_backward(&tr->model, dloss);
+    tr->model.grads_ready = NULL;
+}
+
+/* The end of a reduction: the last buckets, then the embedding rows.  Time
+ * inside these calls is the exposed comm.  have: this rank ran backward. */
+static void finish_reduction(trainer *tr, bool have)
+{
+    double embed_s, grads_s = buckets_finish(tr->buckets);
+    embed_s = add_embed_grad(tr, have);
+    tr->comm_s += grads_s + embed_s;
+    tr->comm_exposed_s += grads_s + embed_s;
+    tr->comm_total_s += buckets_flight_seconds(tr->buckets) + embed_s;
+}
+
 /* One optimizer step over grad_accum micro-batches on every rank; returns the
  * mean loss over the global batch, with the gradients summed over ranks (all
  * of them, or under ZeRO this rank's shard).  The loader delivers this rank's
@@ -444,13 +550,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     tr->loader_wait_s = 0;
     tr->comm_s = 0;
     tr->comm_exposed_s = tr->comm_total_s = 0;
-    /* ZeRO: the last update's allgather runs behind the loader and the first
-     * forward, which waits for each block's parameters as it reaches them */
-    bool gathering = tr->params_stale;
-    if (gathering)
-        buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
-                             tr->model.num_tensors);
-    tr->params_stale = false;
+    bool gathering = start_param_gather(tr);
     for (int j = 0; j < c->grad_accum; j++) {
         bool reduce = tr->buckets && (j == c->grad_accum - 1 || c->zero_stage >= 2);
         double wait_ms = 0;
@@ -462,35 +562,20 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
             buckets_begin(tr->buckets);
         if (rc == 0)
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
-        if (gathering) {   /* all arrived (forward read them all; or this rank has no batch) */
-            tr->comm_exposed_s += buckets_params_wait(tr->buckets, 0, tr->model.num_params);
-            tr->comm_total_s += buckets_params_flight_seconds(tr->buckets);
-            gathering = false;
-        }
-        if (rc == 0) {
-            if (reduce) {
-                tr->model.grads_ready = on_grads_ready;
-                tr->model.grads_ready_ctx = tr->buckets;
-            }
-            gpt2_backward(&tr->model, dloss);
-            tr->model.grads_ready = NULL;
-        }
+        if (gathering)
+            finish_param_gather(tr);
+        gathering = false;
+        if (rc == 0)
+            backward(tr, dloss, reduce);
         /* A rank that failed to read its batch still takes part in every
          * reduction (with whatever gradients it has), so no rank hangs; then
-         * all agree.  Time inside the reduction calls is the exposed comm. */
-        if (reduce) {
-            double embed_s, grads_s = buckets_finish(tr->buckets);
-            embed_s = add_embed_grad(tr, rc == 0);
-            tr->comm_s += grads_s + embed_s;
-            tr->comm_exposed_s += grads_s + embed_s;
-            tr->comm_total_s += buckets_flight_seconds(tr->buckets) + embed_s;
-        }
+         * all agree. */
+        if (reduce)
+            finish_reduction(tr, rc == 0);
     }
-    if (comm_max_int(rc != 0, "the end-of-step agreement")) {
-        if (rc == 0)
-            snprintf(err, errlen, "another rank failed reading its batch");
+    if (all_ranks_ok(rc, "the end-of-step agreement", "another rank failed reading its batch",
+                     err, errlen) != 0)
         return -1;
-    }
     *loss = (float)(comm_sum_double(sum) / (c->grad_accum * world->size));
     return 0;
 }
@@ -651,131 +736,156 @@ static double run_peak_gflops(const trainer *tr)
     return tr->model.half == GEMM_BF16 ? peak_bf16_gflops() : peak_fp32_gflops();
 }
 
-static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
+/* What the run loop carries from step to step, for the status records, the
+ * final median and the error paths. */
+typedef struct {
+    int first;                 /* the first step: 0, or where a resumed run starts */
+    int saved;                 /* the last step on disk */
+    int skipped, consecutive;  /* non-finite steps: all, and in a row */
+    double tokens_per_step, flops_per_step;
+    double peak_flops;         /* every rank's threads */
+    double t_start, t_train;   /* the loop's start; time in steps (eval excluded) */
+    double *step_s;            /* step times for the median: the first ntimed_cap steps */
+    int ntimed_cap;
+} run_state;
+
+/* The loop's figures, res before any step, and the loader, which starts
+ * preparing batches at once. */
+static int loop_open(trainer *tr, run_state *rs, train_result *res, char *err, size_t errlen)
 {
     const run_config *c = tr->cfg;
-    double tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum * tr->world->size;
-    double flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * tokens_per_step;
-    double peak = run_peak_gflops(tr) * 1e9 * tr->world->size;   /* every rank's threads */
-    /* step times for the median; the first MAX_TIMED steps are enough */
-    enum { MAX_TIMED = 100000 };
-    int ntimed_cap = c->max_steps < MAX_TIMED ? c->max_steps : MAX_TIMED;
-    double *step_s = calloc((size_t)ntimed_cap, sizeof *step_s);
-    if (!step_s) {
+    enum { MAX_TIMED = 100000 };   /* enough steps for the median */
+    *rs = (run_state){.first = tr->start_step, .saved = tr->start_step,
+                      .ntimed_cap = c->max_steps < MAX_TIMED ? c->max_steps : MAX_TIMED};
+    rs->tokens_per_step = (double)c->batch_size * c->seq_len * c->grad_accum * tr->world->size;
+    rs->flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * rs->tokens_per_step;
+    rs->peak_flops = run_peak_gflops(tr) * 1e9 * tr->world->size;
+    rs->step_s = calloc((size_t)rs->ntimed_cap, sizeof *rs->step_s);
+    if (!rs->step_s) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    double t_start = mono_time(), t_train = 0;
-    int skipped = 0, consecutive = 0, rc = 0, saved = tr->start_step;
+    rs->t_start = mono_time();
     res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
-    const int first = tr->start_step;   /* a resumed run starts there */
-    res->steps_done = first;
+    res->steps_done = rs->first;
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
                          .rank = tr->world->rank, .ranks = tr->world->size,
-                         .first_step = (uint64_t)first, .depth = c->loader_depth,
+                         .first_step = (uint64_t)rs->first, .depth = c->loader_depth,
                          .timeout_ms = (int)(c->loader_timeout_s * 1e3),
                          .endpoint = c->loader_endpoint};
     if (!(tr->batches = loader_start(&tr->data, &lo, err, errlen))) {
-        free(step_s);
+        free(rs->step_s);
         return -1;
     }
+    return 0;
+}
 
-    for (int step = first; step < c->max_steps && rc == 0; step++) {
-        double t0 = mono_time();
-        float loss, norm;
-        if (train_step(tr, step, &loss, err, errlen) != 0) {
-            save_before_error(tr, step, saved);
-            rc = -1;
-            break;
-        }
-        float lr = lr_schedule(c, step);
-        if (!update_params(tr, lr, &norm)) {
-            skipped++;
-            char msg[200];
-            snprintf(msg, sizeof msg, "step %d skipped: loss %g, gradient norm %g is not finite%s",
-                     step + 1, loss, norm, tr->fp16 ? " (fp16: loss scale halved)" : "");
-            status_event(&tr->status, "event", step + 1, msg);
-            if (++consecutive >= (tr->fp16 ? MAX_CONSECUTIVE_OVERFLOWS : MAX_CONSECUTIVE_SKIPS)) {
-                snprintf(err, errlen, "%d consecutive steps with non-finite loss or gradients; "
-                         "stopping (lower lr or check the data)", consecutive);
-                rc = -1;
-            }
-        } else {
-            consecutive = 0;
-        }
-        double dt = mono_time() - t0;
-        if (step - first < ntimed_cap)
-            step_s[step - first] = dt;
-        t_train += dt;
-        int done = step + 1;
-        step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
-                         .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
-                         .comm_exposed_ms = tr->comm_exposed_s * 1e3,
-                         .comm_total_ms = tr->comm_total_s * 1e3,
-                         .comm_hidden = hidden_fraction(tr->comm_exposed_s, tr->comm_total_s),
-                         .optimizer_ms = tr->optimizer_s * 1e3,
-                         .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
-                         .loader_wait_ms = tr->loader_wait_s * 1e3,
-                         .loader_queue = loader_queue_depth(tr->batches),
-                         .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
-                         .tokens_per_s = tokens_per_step / dt, .mfu = flops_per_step / dt / peak,
-                         .elapsed_s = mono_time() - t_start,
-                         .eta_s = t_train / (done - first) * (c->max_steps - done),
-                         .rss_mb = process_rss_mb(), .peak_rss_mb = process_peak_rss_mb(),
-                         .skipped_steps = skipped,
-                         .loss_scale = tr->fp16 ? tr->scaler.scale : 0,
-                         .overflows = tr->scaler.overflows};
-        gather_rank_figures(tr, &st);
-        status_step(&tr->status, &st);
-        /* all ranks stop together, even if the signal reached only one */
-        bool stopping = apply_control(tr, done);
-        res->final_loss = loss;
-        res->steps_done = done;
-        res->steps_run = done - first;
+/* The update with the step's learning rate, or a skipped step (non-finite
+ * gradients) reported; too many skips in a row end the run. */
+static int update_or_skip(trainer *tr, run_state *rs, int step, float loss, float *lr,
+                          float *norm, char *err, size_t errlen)
+{
+    *lr = lr_schedule(tr->cfg, step);
+    if (update_params(tr, *lr, norm)) {
+        rs->consecutive = 0;
+        return 0;
+    }
+    rs->skipped++;
+    char msg[200];
+    snprintf(msg, sizeof msg, "step %d skipped: loss %g, gradient norm %g is not finite%s",
+             step + 1, loss, *norm, tr->fp16 ? " (fp16: loss scale halved)" : "");
+    status_event(&tr->status, "event", step + 1, msg);
+    if (++rs->consecutive < (tr->fp16 ? MAX_CONSECUTIVE_OVERFLOWS : MAX_CONSECUTIVE_SKIPS))
+        return 0;
+    snprintf(err, errlen, "%d consecutive steps with non-finite loss or gradients; "
+             "stopping (lower lr or check the data)", rs->consecutive);
+    return -1;
+}
 
-        /* a stop request skips the eval: a scheduler's grace period is short */
-        bool last = done == c->max_steps;
-        if (rc == 0 && !stopping && c->eval_every > 0 &&
-            (done % c->eval_every == 0 || last)) {
-            double te = mono_time();
-            float val;
-            gather_params(tr);
-            if (evaluate(tr, &val, err, errlen) != 0) {
-                rc = -1;
-                break;
-            }
-            status_eval(&tr->status, done, c->max_steps, val, mono_time() - te);
-            res->final_val_loss = val;
-        }
-        /* periodic, final, SIGUSR1 and stop-time checkpoints */
-        if (rc == 0) {   /* also collects a finished background write (-1: it failed) */
-            int due = checkpoint_due(tr->ckpt, c, tr->world, done, last || stopping,
-                                     tr->req->checkpoints, &tr->status, err, errlen);
-            if (due > 0)
-                gather_params(tr);
-            if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
-                rc = -1;
-            else if (due > 0)
-                saved = done;
-        }
-        if (stopping) {
-            status_event(&tr->status, "event", done, "stop requested: stopped after this step");
-            break;
-        }
+/* Times the step (for the median and the ETA) and writes its status record. */
+static void log_step(trainer *tr, run_state *rs, int done, float loss, float lr, float norm,
+                     double dt)
+{
+    const run_config *c = tr->cfg;
+    int timed = done - 1 - rs->first;
+    if (timed < rs->ntimed_cap)
+        rs->step_s[timed] = dt;
+    rs->t_train += dt;
+    step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
+                     .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
+                     .comm_exposed_ms = tr->comm_exposed_s * 1e3,
+                     .comm_total_ms = tr->comm_total_s * 1e3,
+                     .comm_hidden = hidden_fraction(tr->comm_exposed_s, tr->comm_total_s),
+                     .optimizer_ms = tr->optimizer_s * 1e3,
+                     .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
+                     .loader_wait_ms = tr->loader_wait_s * 1e3,
+                     .loader_queue = loader_queue_depth(tr->batches),
+                     .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
+                     .tokens_per_s = rs->tokens_per_step / dt,
+                     .mfu = rs->flops_per_step / dt / rs->peak_flops,
+                     .elapsed_s = mono_time() - rs->t_start,
+                     .eta_s = rs->t_train / (done - rs->first) * (c->max_steps - done),
+                     .rss_mb = process_rss_mb(), .peak_rss_mb = process_peak_rss_mb(),
+                     .skipped_steps = rs->skipped,
+                     .loss_scale = tr->fp16 ? tr->scaler.scale : 0,
+                     .overflows = tr->scaler.overflows};
+    gather_rank_figures(tr, &st);
+    status_step(&tr->status, &st);
+}
+
+/* The val loss every eval_every steps and at the last one, on the whole
+ * parameters. */
+static int eval_step(trainer *tr, int done, train_result *res, char *err, size_t errlen)
+{
+    double te = mono_time();
+    float val;
+    gather_params(tr);
+    if (evaluate(tr, &val, err, errlen) != 0)
+        return -1;
+    status_eval(&tr->status, done, tr->cfg->max_steps, val, mono_time() - te);
+    res->final_val_loss = val;
+    return 0;
+}
+
+/* Periodic, final, SIGUSR1 and stop-time checkpoints; also collects a
+ * finished background write (-1: it failed). */
+static int checkpoint_step(trainer *tr, run_state *rs, int done, bool final, char *err,
+                           size_t errlen)
+{
+    int due = checkpoint_due(tr->ckpt, tr->cfg, tr->world, done, final, tr->req->checkpoints,
+                             &tr->status, err, errlen);
+    if (due > 0)
+        gather_params(tr);
+    if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
+        return -1;
+    if (due > 0)
+        rs->saved = done;
+    return 0;
+}
+
+/* The median step time over the steps after the first, which pays for
+ * primitive creation and page faults. */
+static double median_tokens_per_s(run_state *rs, int steps_done)
+{
+    int n = steps_done - rs->first < rs->ntimed_cap ? steps_done - rs->first : rs->ntimed_cap;
+    if (n > 1) {
+        qsort(rs->step_s + 1, (size_t)n - 1, sizeof *rs->step_s, cmp_double);
+        return rs->tokens_per_step / rs->step_s[1 + (n - 1) / 2];
     }
-    gather_params(tr);   /* the model stays whole after the run */
-    res->train_seconds = t_train;
-    int n = res->steps_done - first < ntimed_cap ? res->steps_done - first : ntimed_cap;
-    if (n > 1) {   /* the first step pays for primitive creation and page faults */
-        qsort(step_s + 1, (size_t)n - 1, sizeof *step_s, cmp_double);
-        res->tokens_per_s = tokens_per_step / step_s[1 + (n - 1) / 2];
-    } else if (n == 1) {
-        res->tokens_per_s = tokens_per_step / step_s[0];
-    }
-    free(step_s);
+    return n == 1 ? rs->tokens_per_step / rs->step_s[0] : 0;
+}
+
+/* The model whole again, the loader stopped, and the last save (end of run,
+ * stop request) on disk before the run ends; rc is the loop's. */
+static int loop_close(trainer *tr, run_state *rs, train_result *res, int rc, char *err,
+                      size_t errlen)
+{
+    gather_params(tr);
+    res->train_seconds = rs->t_train;
+    res->tokens_per_s = median_tokens_per_s(rs, res->steps_done);
+    free(rs->step_s);
     loader_stop(tr->batches);
     tr->batches = NULL;
-    /* the last save (end of run, stop request) is on disk before the run ends */
     char ferr[1024];
     if (checkpoint_finish(tr->ckpt, tr->world, &tr->status, ferr, sizeof ferr) != 0) {
         if (rc == 0) {
@@ -786,6 +896,45 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         }
     }
     return rc;
+}
+
+/* The run: step, update, log, control, eval, checkpoint, until max_steps, a
+ * stop request or an error. */
+static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    run_state rs;
+    if (loop_open(tr, &rs, res, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    for (int step = rs.first; step < c->max_steps && rc == 0; step++) {
+        double t0 = mono_time();
+        float loss, lr, norm;
+        if (train_step(tr, step, &loss, err, errlen) != 0) {
+            save_before_error(tr, step, rs.saved);
+            rc = -1;
+            break;
+        }
+        rc = update_or_skip(tr, &rs, step, loss, &lr, &norm, err, errlen);
+        int done = step + 1;
+        log_step(tr, &rs, done, loss, lr, norm, mono_time() - t0);
+        /* all ranks stop together, even if the signal reached only one */
+        bool stopping = apply_control(tr, done);
+        res->final_loss = loss;
+        res->steps_done = done;
+        res->steps_run = done - rs.first;
+        bool last = done == c->max_steps;
+        /* a stop request skips the eval: a scheduler's grace period is short */
+        if (rc == 0 && !stopping && c->eval_every > 0 && (done % c->eval_every == 0 || last))
+            rc = eval_step(tr, done, res, err, errlen);
+        if (rc == 0)
+            rc = checkpoint_step(tr, &rs, done, last || stopping, err, errlen);
+        if (stopping) {
+            status_event(&tr->status, "event", done, "stop requested: stopped after this step");
+            break;
+        }
+    }
+    return loop_close(tr, &rs, res, rc, err, errlen);
 }
 
 /* The "training ..." event: the model, its precision (for auto, the rates
