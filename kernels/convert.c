@@ -15,22 +15,6 @@ enum { CHUNK = 1 << 15, PAR_MIN = 1 << 16 };
 
 /* ---- scalar reference ---- */
 
-/* memcpy, not a pointer cast: reads the bits without breaking aliasing rules
- * and without any float operation that could quiet a signalling NaN. */
-static uint32_t f32_bits(float x)
-{
-    uint32_t b;
-    memcpy(&b, &x, sizeof b);
-    return b;
-}
-
-static float bits_f32(uint32_t b)
-{
-    float x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
-
 static void to_bf16_scalar(uint16_t *out, const float *in, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -9,8 +9,25 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/cpu.h"
+
+/* A float's bits and back: memcpy, not a pointer cast, so aliasing rules hold
+ * and no float operation can quiet a signalling NaN. */
+static inline uint32_t f32_bits(float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+static inline float bits_f32(uint32_t b)
+{
+    float x;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
 
 void f32_to_bf16(uint16_t *out, const float *in, size_t n);
 void bf16_to_f32(float *out, const uint16_t *in, size_t n);

@@ -36,20 +36,6 @@ enum { NGUARD = 40 };   /* guard values past n: more than one vector of any widt
 static const size_t lengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 33, 65537};
 enum { NLENGTHS = sizeof lengths / sizeof lengths[0] };
 
-static uint32_t f32_bits(float x)
-{
-    uint32_t b;
-    memcpy(&b, &x, sizeof b);
-    return b;
-}
-
-static float bits_f32(uint32_t b)
-{
-    float x;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
-
 static void *xmalloc(size_t bytes)
 {
     void *p = malloc(bytes ? bytes : 1);

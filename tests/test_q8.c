@@ -46,13 +46,6 @@ static void *xmalloc(size_t bytes)
     return p;
 }
 
-static uint32_t f32_bits(float x)
-{
-    uint32_t b;
-    memcpy(&b, &x, sizeof b);
-    return b;
-}
-
 /* Uniform in [-127, 127]: the full range the kernels accept. */
 static void fill_i8(int8_t *q, size_t n, uint64_t seed)
 {
