@@ -17,6 +17,11 @@
 
 enum { SEND_POLL_MS = 100 };   /* how often a blocked loader checks for stop */
 enum { ERROR_TEXT_BYTES = 512 };  /* room for a width-0 reply's reason */
+/* A remote loader silent this long while batches are outstanding gets them
+ * asked for again: requests lost with a server that died, or a reconnection
+ * whose event was not seen, then cost this wait, not the whole timeout.
+ * Replies are matched by step, so the duplicates are dropped as stale. */
+enum { RESEND_MS = 2000 };
 
 struct loader {
     const dataset *data;
@@ -665,16 +670,24 @@ static int classify(loader *l, const uint8_t *buf, size_t len)
  * connection events on the way.  Its length, or -1 (timeout or send error). */
 static int receive_expected(loader *l, double *wait_ms)
 {
-    double t0 = now_ms(), left;
+    double t0 = now_ms(), heard = t0, left;
     while ((left = l->opt.timeout_ms - (now_ms() - t0)) > 0) {
         zmq_pollitem_t items[2] = {{.socket = l->dealer, .events = ZMQ_POLLIN},
                                    {.socket = l->events, .events = ZMQ_POLLIN}};
-        if (zmq_poll(items, 2, (long)left + 1) < 0 && zmq_errno() != EINTR)
+        double quiet = RESEND_MS - (now_ms() - heard), poll_ms = quiet < left ? quiet : left;
+        if (zmq_poll(items, 2, poll_ms > 0 ? (long)poll_ms + 1 : 0) < 0 && zmq_errno() != EINTR)
             break;
         if ((items[1].revents & ZMQ_POLLIN) && !on_event(l))
             break;
-        if (!(items[0].revents & ZMQ_POLLIN))
+        if (!(items[0].revents & ZMQ_POLLIN)) {
+            if (now_ms() - heard >= RESEND_MS) {
+                if (!request_again(l))
+                    break;
+                heard = now_ms();
+            }
             continue;
+        }
+        heard = now_ms();
         int len = zmq_recv(l->dealer, l->recv_buf, l->recv_cap + 1, ZMQ_DONTWAIT);
         if (len < 0)
             continue;

@@ -504,6 +504,63 @@ static void test_remote_discards_stale_and_reordered(void **state)
     dataset_close(&d);
 }
 
+/* A stand-in server that never answers the first `drop` requests it gets, as
+ * a server that died with them would: the rank asks for them again after a
+ * silence and gets every batch, in order, long before its timeout. */
+typedef struct {
+    loader_server *srv;
+    const char *endpoint;
+    int drop;
+    atomic_int stop;
+} forgetter;
+
+static void *forget_serve(void *arg)
+{
+    forgetter *fg = arg;
+    void *ctx = zmq_ctx_new();
+    char err[256];
+    void *sock = zsock_open(ctx, ZSOCK_LOADER, fg->endpoint, NULL, err, sizeof err);
+    zsock_set(sock, ZMQ_RCVTIMEO, 100);
+    uint8_t id[64], req[LOADER_REQUEST_BYTES];
+    while (!atomic_load(&fg->stop)) {
+        int idn = zmq_recv(sock, id, sizeof id, 0);
+        if (idn < 0 || zmq_recv(sock, req, sizeof req, 0) < 0 || fg->drop-- > 0)
+            continue;
+        const uint8_t *reply;
+        size_t n = loader_server_answer(fg->srv, req, sizeof req, &reply);
+        zmq_send(sock, id, (size_t)idn, ZMQ_SNDMORE);
+        zmq_send(sock, reply, n, 0);
+    }
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return NULL;
+}
+
+static void test_remote_asks_again_after_silence(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256], endpoint[128];
+    open_data(&d, 3);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/forget.sock", dir);
+    forgetter fg = {.endpoint = endpoint, .drop = 2};
+    fg.srv = loader_server_new(&d, err, sizeof err);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, forget_serve, &fg), 0);
+    /* both first requests are dropped; without asking again the first batch
+     * would fail after the 60 s timeout */
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 2, .timeout_ms = 60000, .endpoint = endpoint};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    expect_batches(l, &d, &o, 0, 6, 0);
+    loader_stop(l);
+    atomic_store(&fg.stop, 1);
+    pthread_join(th, NULL);
+    loader_server_free(fg.srv);
+    dataset_close(&d);
+}
+
 /* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
 static void test_remote_silent_endpoint_times_out(void **state)
 {
@@ -548,6 +605,7 @@ int main(void)
         WITH_DATA(test_server_token),
         WITH_DATA(test_remote_server_restart),
         WITH_DATA(test_remote_discards_stale_and_reordered),
+        WITH_DATA(test_remote_asks_again_after_silence),
         WITH_DATA(test_remote_silent_endpoint_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
