@@ -81,20 +81,23 @@ expect_error "$tmp/missing.jsonl"
 expect_error "$tmp/empty.jsonl"
 
 # the live feed: the plot is written at the trainer's "done" event, which a
-# `stop` brings about; --once first, so the plotting subscriber is connected
-# before the run ends (PUB/SUB drops what comes before a subscriber joins)
+# `stop` brings about.  PUB/SUB drops what comes before a subscriber joins, so
+# the plotter starts before the trainer binds (it connects on its first retry
+# after the bind), a --once subscriber shows records flow, and the evals
+# counted are those logged after that
 set -- $(free_ports 2)
 status_ep=tcp://127.0.0.1:$1
 control_ep=tcp://127.0.0.1:$2
+"$BUILD/monitor" --plot "$tmp/live.svg" --connect "$status_ep" --timeout 120 > "$tmp/live.out" 2>&1 &
+plotter=$!
 "$BUILD/trainer" --config "$tmp/cfg.json" --set "status_endpoint=$status_ep" \
     --set "control_endpoint=$control_ep" --set max_steps=1000000 --set eval_every=50 \
     --set "out_dir=$tmp/run2" 2>"$tmp/stderr" &
 pid=$!
-"$BUILD/monitor" --plot "$tmp/live.svg" --connect "$status_ep" --timeout 120 > "$tmp/live.out" 2>&1 &
-plotter=$!
 "$BUILD/monitor" --connect "$status_ep" --once --timeout 60 > /dev/null || fail "no live records"
-# an eval or two on the way (up to 120 s on a loaded machine)
-WATCH=$pid wait_for_record "$tmp/run2/log.jsonl" eval 120 2
+# two evals more on the way (up to 120 s on a loaded machine)
+n0=$(count_records "$tmp/run2/log.jsonl" eval)
+WATCH=$pid wait_for_record "$tmp/run2/log.jsonl" eval 120 $((n0 + 2))
 "$BUILD/monitor" --control "$control_ep" stop --timeout 20 > /dev/null || fail "stop refused"
 rc=0
 wait "$pid" || rc=$?
