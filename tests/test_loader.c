@@ -434,19 +434,39 @@ static void test_remote_server_restart(void **state)
     dataset_close(&d);
 }
 
-/* A stand-in server that answers each pair of requests in reverse order and
- * twice, then an answer to a batch never asked for: the rank still gets the
- * batches of a direct read, in order (out-of-order, repeated and stale
- * replies are discarded, and what was discarded early is asked for again). */
+/* A stand-in for build/loader's server: a thread that answers requests with
+ * srv's replies, misbehaving as its serve function says, until stop. */
 typedef struct {
     loader_server *srv;
     const char *endpoint;
+    int drop;          /* forget_serve: requests never answered */
     atomic_int stop;
-} shuffler;
+} standin;
 
+static void start_standin(standin *sd, pthread_t *th, dataset *d, const char *endpoint,
+                          void *(*serve_fn)(void *))
+{
+    char err[256];
+    sd->endpoint = endpoint;
+    sd->srv = loader_server_new(d, err, sizeof err);
+    assert_non_null(sd->srv);
+    assert_int_equal(pthread_create(th, NULL, serve_fn, sd), 0);
+}
+
+static void stop_standin(standin *sd, pthread_t th)
+{
+    atomic_store(&sd->stop, 1);
+    pthread_join(th, NULL);
+    loader_server_free(sd->srv);
+}
+
+/* Answers each pair of requests in reverse order and twice, then an answer to
+ * a batch never asked for: the rank still gets the batches of a direct read,
+ * in order (out-of-order, repeated and stale replies are discarded, and what
+ * was discarded early is asked for again). */
 static void *shuffle_serve(void *arg)
 {
-    shuffler *sh = arg;
+    standin *sh = arg;
     void *ctx = zmq_ctx_new();
     char err[256];
     void *sock = zsock_open(ctx, ZSOCK_LOADER, sh->endpoint, NULL, err, sizeof err);
@@ -488,35 +508,25 @@ static void test_remote_discards_stale_and_reordered(void **state)
     char err[256], endpoint[128];
     open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/shuffle.sock", dir);
-    shuffler sh = {.endpoint = endpoint};
-    sh.srv = loader_server_new(&d, err, sizeof err);
+    standin sh = {0};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, shuffle_serve, &sh), 0);
+    start_standin(&sh, &th, &d, endpoint, shuffle_serve);
     loader_options o = {.B = 2, .T = T, .grad_accum = 2, .rank = 0, .ranks = 1,
                         .first_step = 3, .depth = 4, .timeout_ms = 10000, .endpoint = endpoint};
     loader *l = loader_start(&d, &o, err, sizeof err);
     assert_non_null(l);
     expect_batches(l, &d, &o, 3, 13, 0);
     loader_stop(l);
-    atomic_store(&sh.stop, 1);
-    pthread_join(th, NULL);
-    loader_server_free(sh.srv);
+    stop_standin(&sh, th);
     dataset_close(&d);
 }
 
-/* A stand-in server that never answers the first `drop` requests it gets, as
- * a server that died with them would: the rank asks for them again after a
- * silence and gets every batch, in order, long before its timeout. */
-typedef struct {
-    loader_server *srv;
-    const char *endpoint;
-    int drop;
-    atomic_int stop;
-} forgetter;
-
+/* Never answers the first `drop` requests it gets, as a server that died with
+ * them would: the rank asks for them again after a silence and gets every
+ * batch, in order, long before its timeout. */
 static void *forget_serve(void *arg)
 {
-    forgetter *fg = arg;
+    standin *fg = arg;
     void *ctx = zmq_ctx_new();
     char err[256];
     void *sock = zsock_open(ctx, ZSOCK_LOADER, fg->endpoint, NULL, err, sizeof err);
@@ -543,10 +553,9 @@ static void test_remote_asks_again_after_silence(void **state)
     char err[256], endpoint[128];
     open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/forget.sock", dir);
-    forgetter fg = {.endpoint = endpoint, .drop = 2};
-    fg.srv = loader_server_new(&d, err, sizeof err);
+    standin fg = {.drop = 2};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, forget_serve, &fg), 0);
+    start_standin(&fg, &th, &d, endpoint, forget_serve);
     /* both first requests are dropped; without asking again the first batch
      * would fail after the 60 s timeout */
     loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
@@ -555,9 +564,7 @@ static void test_remote_asks_again_after_silence(void **state)
     assert_non_null(l);
     expect_batches(l, &d, &o, 0, 6, 0);
     loader_stop(l);
-    atomic_store(&fg.stop, 1);
-    pthread_join(th, NULL);
-    loader_server_free(fg.srv);
+    stop_standin(&fg, th);
     dataset_close(&d);
 }
 
