@@ -36,8 +36,7 @@ command -v mpirun >/dev/null || skip "mpirun not found (run make deps)"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 data="$BUILD/data/bench-bytes"
-[ -f "$data/train.tok" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte 2>/dev/null ||
-    fail "prep failed"
+[ -f "$data/train.tok" ] || prep_bytes "$data"
 batch=$(python3 -c "import json; print(json.load(open('launch/configs/$MODEL.json'))['batch_size'])")
 [ $((batch % 2)) -eq 0 ] || fail "$MODEL: batch_size $batch does not split over 2 ranks"
 : > "$out"

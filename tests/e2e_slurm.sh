@@ -93,7 +93,7 @@ if ! poll 30 node_idle; then
 fi
 version=$(sinfo -V)
 
-"$BUILD/prep" --input "$CORPUS" --out "$tmp/data" --tokenizer byte 2>/dev/null || fail "prep failed"
+prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 128, "n_embd": 256, "n_layer": 4, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 120, "precision": "fp32",
