@@ -48,7 +48,17 @@ typedef struct {
     hf_tensor *t;   /* the model's tensors, Hugging Face order */
     int n;
     float *buf;     /* the largest tensor */
+    size_t most;    /* its values */
 } model_src;
+
+/* Values of the largest tensor: wte, wpe or a block's [C, 4C] product. */
+static size_t largest_tensor(const gpt2_dims *d)
+{
+    size_t C = (size_t)d->n_embd, most = (size_t)d->vocab_size * C;
+    if ((size_t)d->n_positions * C > most)
+        most = (size_t)d->n_positions * C;
+    return 4 * C * C > most ? 4 * C * C : most;
+}
 
 static int open_model(model_src *m, const char *path, char *err, size_t errlen)
 {
@@ -59,12 +69,8 @@ static int open_model(model_src *m, const char *path, char *err, size_t errlen)
         return -1;
     m->n = hf_gpt2_count(m->d.n_layer);
     m->t = calloc((size_t)m->n, sizeof *m->t);
-    size_t most = (size_t)m->d.vocab_size * m->d.n_embd;
-    if ((size_t)m->d.n_positions * m->d.n_embd > most)
-        most = (size_t)m->d.n_positions * m->d.n_embd;
-    if ((size_t)4 * m->d.n_embd * m->d.n_embd > most)
-        most = (size_t)4 * m->d.n_embd * m->d.n_embd;
-    m->buf = malloc(most * sizeof *m->buf);
+    m->most = largest_tensor(&m->d);
+    m->buf = malloc(m->most * sizeof *m->buf);
     if (!m->t || !m->buf) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -468,11 +474,7 @@ static int add_tensor_infos(gguf_writer *w, const model_src *m, const vocab_text
 static int write_gguf_file(gguf_writer *w, model_src *m, const vocab_text *v, ggml_type type,
                            const char *out, char *err, size_t errlen)
 {
-    size_t C = m->d.n_embd, most = (size_t)m->d.vocab_size * C;
-    if (4 * C * C > most)
-        most = 4 * C * C;
-    if ((size_t)m->d.n_positions * C > most)
-        most = (size_t)m->d.n_positions * C;
+    size_t most = m->most;
     float *scratch = malloc(most * sizeof *scratch);
     int8_t *q = malloc(most);
     float *scales = malloc(most / GGUF_Q8_0_BLOCK * sizeof *scales + 4);
