@@ -18,9 +18,11 @@
 enum { SEND_POLL_MS = 100 };   /* how often a blocked loader checks for stop */
 enum { ERROR_TEXT_BYTES = 512 };  /* room for a width-0 reply's reason */
 /* A remote loader silent this long while batches are outstanding gets them
- * asked for again: requests lost with a server that died, or a reconnection
- * whose event was not seen, then cost this wait, not the whole timeout.
- * Replies are matched by step, so the duplicates are dropped as stale. */
+ * asked for again on a new connection: requests lost with a server that died,
+ * a reconnection whose event was not seen, or a connection the server no
+ * longer reads then cost this wait, not the whole timeout.  Each further
+ * silence doubles the wait, so that a server merely slower than this still
+ * gets to answer.  Replies are matched by step, so duplicates are dropped. */
 enum { RESEND_MS = 2000 };
 
 struct loader {
@@ -34,7 +36,7 @@ struct loader {
     char *endpoint, *token;
     void *dealer, *events;
     uint64_t next_seq, sent_seq;
-    int connects;
+    int connects, sockets;   /* connections of this socket; sockets opened */
     size_t recv_cap;
     pthread_t thread;
     atomic_bool stop;
@@ -478,7 +480,11 @@ static bool request(loader *l, uint64_t seq)
                         .train_tokens = l->data->train.count, .token = l->token,
                         .token_len = l->token ? strlen(l->token) : 0};
     uint8_t buf[LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX];
-    return zmq_send(l->dealer, buf, loader_request_encode(buf, &r), 0) >= 0;
+    size_t len = loader_request_encode(buf, &r);
+    int rc;
+    while ((rc = zmq_send(l->dealer, buf, len, 0)) < 0 && zmq_errno() == EINTR)
+        ;   /* a signal (a stop request, SIGCONT after SIGSTOP) is no failure */
+    return rc >= 0;
 }
 
 /* Keeps `depth` requests in flight. */
@@ -500,6 +506,36 @@ static bool request_again(loader *l)
         if (!request(l, seq))
             return false;
     return true;
+}
+
+static void close_dealer(loader *l)
+{
+    if (l->events)
+        zmq_close(l->events);
+    if (l->dealer)
+        zmq_close(l->dealer);
+    l->events = l->dealer = NULL;
+}
+
+/* A new DEALER to the loader process, with a new identity, and the monitor of
+ * its connections; requests queued on the old one are dropped with it. */
+static int open_dealer(loader *l, char *err, size_t errlen)
+{
+    close_dealer(l);
+    /* a reply larger than the widest batch is refused unread (peer disconnected) */
+    zsock_opts zo = {.max_msg = (int64_t)l->recv_cap};
+    char events[64];
+    snprintf(events, sizeof events, "inproc://loader-events-%p-%d", (void *)l, l->sockets++);
+    l->connects = 0;
+    if (!(l->dealer = zsock_open(l->ctx, ZSOCK_LOADER_CLIENT, l->endpoint, &zo, err, errlen)) ||
+        zsock_set(l->dealer, ZMQ_SNDTIMEO, l->opt.timeout_ms) != 0 ||
+        zmq_socket_monitor(l->dealer, events, ZMQ_EVENT_CONNECTED) != 0 ||
+        !(l->events = zsock_open(l->ctx, ZSOCK_EVENTS, events, NULL, err, errlen))) {
+        if (l->dealer && !l->events)
+            snprintf(err, errlen, "loader: %s: %s", l->endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
 }
 
 /* Remote mode: connect a DEALER to the loader process and put `depth` requests
@@ -525,18 +561,8 @@ static int start_remote(loader *l, const char *endpoint, const char *token, char
         snprintf(err, errlen, "loader: out of memory");
         return -1;
     }
-    /* a reply larger than the widest batch is refused unread (peer disconnected) */
-    zsock_opts zo = {.max_msg = (int64_t)l->recv_cap};
-    char events[64];
-    snprintf(events, sizeof events, "inproc://loader-events-%p", (void *)l);
-    if (!(l->dealer = zsock_open(l->ctx, ZSOCK_LOADER_CLIENT, endpoint, &zo, err, errlen)) ||
-        zsock_set(l->dealer, ZMQ_SNDTIMEO, o->timeout_ms) != 0 ||
-        zmq_socket_monitor(l->dealer, events, ZMQ_EVENT_CONNECTED) != 0 ||
-        !(l->events = zsock_open(l->ctx, ZSOCK_EVENTS, events, NULL, err, errlen))) {
-        if (l->dealer && !l->events)
-            snprintf(err, errlen, "loader: %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    if (open_dealer(l, err, errlen) != 0)
         return -1;
-    }
     if (!request_ahead(l)) {
         snprintf(err, errlen, "loader: cannot send to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         return -1;
@@ -600,10 +626,7 @@ void loader_stop(loader *l)
         zmq_close(l->push);
     if (l->pull)
         zmq_close(l->pull);
-    if (l->events)
-        zmq_close(l->events);
-    if (l->dealer)
-        zmq_close(l->dealer);
+    close_dealer(l);
     if (l->ctx)
         zmq_ctx_term(l->ctx);
     free(l->send_buf);
@@ -670,24 +693,27 @@ static int classify(loader *l, const uint8_t *buf, size_t len)
  * connection events on the way.  Its length, or -1 (timeout or send error). */
 static int receive_expected(loader *l, double *wait_ms)
 {
-    double t0 = now_ms(), heard = t0, left;
+    double t0 = now_ms(), heard = t0, patience = RESEND_MS, left;
     while ((left = l->opt.timeout_ms - (now_ms() - t0)) > 0) {
         zmq_pollitem_t items[2] = {{.socket = l->dealer, .events = ZMQ_POLLIN},
                                    {.socket = l->events, .events = ZMQ_POLLIN}};
-        double quiet = RESEND_MS - (now_ms() - heard), poll_ms = quiet < left ? quiet : left;
+        double quiet = patience - (now_ms() - heard), poll_ms = quiet < left ? quiet : left;
         if (zmq_poll(items, 2, poll_ms > 0 ? (long)poll_ms + 1 : 0) < 0 && zmq_errno() != EINTR)
             break;
         if ((items[1].revents & ZMQ_POLLIN) && !on_event(l))
             break;
         if (!(items[0].revents & ZMQ_POLLIN)) {
-            if (now_ms() - heard >= RESEND_MS) {
-                if (!request_again(l))
+            if (now_ms() - heard >= patience) {
+                char why[256];
+                if (open_dealer(l, why, sizeof why) != 0 || !request_again(l))
                     break;
                 heard = now_ms();
+                patience *= 2;
             }
             continue;
         }
         heard = now_ms();
+        patience = RESEND_MS;
         int len = zmq_recv(l->dealer, l->recv_buf, l->recv_cap + 1, ZMQ_DONTWAIT);
         if (len < 0)
             continue;
@@ -738,7 +764,7 @@ static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *ta
 int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, double *wait_ms,
                 char *err, size_t errlen)
 {
-    if (l->dealer)
+    if (l->endpoint)
         return next_remote(l, step, micro, inputs, targets, wait_ms, err, errlen);
     double t0 = now_ms();
     int len = zmq_recv(l->pull, l->recv_buf, l->msg_bytes + 1, 0);
@@ -755,7 +781,7 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
 
 int loader_queue_depth(const loader *l)
 {
-    if (l->dealer)
+    if (l->endpoint)
         return -1;   /* replies waiting in the socket cannot be counted */
     return (int)(atomic_load(&((loader *)l)->produced) - l->consumed);
 }

@@ -568,6 +568,56 @@ static void test_remote_asks_again_after_silence(void **state)
     dataset_close(&d);
 }
 
+/* Never answers the first connection it gets, as a server that no longer
+ * reads a connection the rank still thinks is up: asking again on it would
+ * wait for the whole timeout; the rank opens a new connection instead. */
+static void *deaf_serve(void *arg)
+{
+    standin *df = arg;
+    void *ctx = zmq_ctx_new();
+    char err[256];
+    void *sock = zsock_open(ctx, ZSOCK_LOADER, df->endpoint, NULL, err, sizeof err);
+    zsock_set(sock, ZMQ_RCVTIMEO, 100);
+    uint8_t id[64], deaf_to[64], req[LOADER_REQUEST_BYTES];
+    int deaf_len = -1;
+    while (!atomic_load(&df->stop)) {
+        int idn = zmq_recv(sock, id, sizeof id, 0);
+        if (idn < 0 || zmq_recv(sock, req, sizeof req, 0) < 0)
+            continue;
+        if (deaf_len < 0)
+            memcpy(deaf_to, id, (size_t)(deaf_len = idn));
+        if (idn == deaf_len && memcmp(id, deaf_to, (size_t)idn) == 0)
+            continue;
+        const uint8_t *reply;
+        size_t n = loader_server_answer(df->srv, req, sizeof req, &reply);
+        zmq_send(sock, id, (size_t)idn, ZMQ_SNDMORE);
+        zmq_send(sock, reply, n, 0);
+    }
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    return NULL;
+}
+
+static void test_remote_reconnects_when_ignored(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256], endpoint[128];
+    open_data(&d, 3);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/deaf.sock", dir);
+    standin df = {0};
+    pthread_t th;
+    start_standin(&df, &th, &d, endpoint, deaf_serve);
+    loader_options o = {.B = 2, .T = T, .grad_accum = 2, .rank = 0, .ranks = 1,
+                        .first_step = 5, .depth = 3, .timeout_ms = 15000, .endpoint = endpoint};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    expect_batches(l, &d, &o, 5, 9, 0);   /* without a new connection: the timeout */
+    loader_stop(l);
+    stop_standin(&df, th);
+    dataset_close(&d);
+}
+
 /* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
 static void test_remote_silent_endpoint_times_out(void **state)
 {
@@ -613,6 +663,7 @@ int main(void)
         WITH_DATA(test_remote_server_restart),
         WITH_DATA(test_remote_discards_stale_and_reordered),
         WITH_DATA(test_remote_asks_again_after_silence),
+        WITH_DATA(test_remote_reconnects_when_ignored),
         WITH_DATA(test_remote_silent_endpoint_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
