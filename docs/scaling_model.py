@@ -31,6 +31,13 @@ def row(model, wire, sched, rate):
         exposed = max(t - h * C, t_tail)
         out.append((C + exposed, C / (C + exposed)))
     return out
+if len(sys.argv) == 6 and sys.argv[1] == "--comm":
+    # the time in flight of one step's exchange: --comm MODEL WIRE N GBIT
+    model, wire, N, gbit = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    _, S, nb = models[model]
+    t, _ = comm(N, gbit * 1e9, S / 2 if wire == "bf16" else S, nb, "pairwise")
+    print("%.0f ms" % (1e3 * t))
+    sys.exit(0)
 print("| model | wire | schedule | link | " + " | ".join("N=%d" % n for n in (2,4,8,16,32,64)) + " |")
 print("|---|---|---|---|" + "---|" * 6)
 for model in models:

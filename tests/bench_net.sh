@@ -1,16 +1,19 @@
 #!/bin/sh
-# make bench-net: data parallel over a network link at real rates.  Two
-# "hosts" on this machine (network namespaces joined by a veth,
-# tests/netns_hosts.sh), one rank each, Open MPI over TCP, the link limited by
-# tc tbf; for each model, gradient wire (grad_wire fp32, bf16) and link
-# (shared memory: both ranks on one host; then each rate) the median step
-# time, exposed and total communication per step, the hidden fraction and
-# np 2 / np 1: the speed against one process with all the threads on the same
-# global batch (tokens per second of np 2 over those of np 1).
+# make bench-net: data parallel over network links at real rates.  Two (or
+# three) "hosts" on this machine (network namespaces on a bridge,
+# tests/netns_hosts.sh), one rank each with half the config's batch, Open MPI
+# over TCP, each host's link limited by tc tbf; for each model, gradient wire
+# (grad_wire fp32, bf16) and link (shared memory: all ranks on one host; then
+# each rate) the median step time, exposed and total communication per step,
+# the hidden fraction and npN / np1: the speed against one process with all
+# the threads on the same global batch (tokens per second of np N over those
+# of np 1).
 #
 #   BENCH_NET_MODELS  configs in launch/configs (default: seed384 gpt2-124M)
 #   BENCH_NET_RATES   tc rates (default: 10gbit 1gbit)
 #   BENCH_NET_WIRES   grad_wire values (default: fp32 bf16)
+#   BENCH_NET_HOSTS   hosts, one rank each (default 2; 3 puts 3 ranks on this
+#                     machine's cores: compare its rates with its own shm row)
 #   BENCH_STEPS       steps per run (default 20; the first 2 are not counted)
 #   THREADS           threads of np 1 (default: this process's CPUs); np 2 ranks
 #                     get half each
@@ -23,6 +26,7 @@ MODELS=${BENCH_NET_MODELS:-seed384 gpt2-124M}
 RATES=${BENCH_NET_RATES:-10gbit 1gbit}
 WIRES=${BENCH_NET_WIRES:-fp32 bf16}
 STEPS=${BENCH_STEPS:-20}
+HOSTS=${BENCH_NET_HOSTS:-2}
 THREADS=${THREADS:-$(nproc)}
 half=$((THREADS / 2 > 1 ? THREADS / 2 : 1))
 out="$BUILD/bench_net.jsonl"
@@ -38,7 +42,7 @@ tmp=$(mktemp -d)
 cleanup() { set +e; hosts_down; rm -rf "$tmp"; }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-hosts_up || skip "$hosts_error"
+hosts_up "$HOSTS" || skip "$hosts_error"
 
 data="$BUILD/data/bench-bytes"
 [ -f "$data/train.tok" ] || "$BUILD/prep" --input "$CORPUS" --out "$data" --tokenizer byte 2>/dev/null ||
@@ -46,7 +50,8 @@ data="$BUILD/data/bench-bytes"
 : > "$out"
 
 RUN="sh launch/run.sh --bind-to none"
-TWO="$RUN --threads $half --hosts $ipA,$ipB --tcp --iface $ipA/24 --mca plm_rsh_agent $tmp/netns-rsh"
+addrs=$(for h in $host_names; do printf '%s,' "$(var ip "$h")"; done)
+MULTI="$RUN --threads $half --hosts ${addrs%,} --tcp --iface $ipA/24 --mca plm_rsh_agent $tmp/netns-rsh"
 
 # run NAME MODEL BATCH LAUNCHER... -- TRAINER_ARGS: one training run, its step
 # records summarised into a row of $out (sh has no locals: run_* names only)
@@ -76,12 +81,15 @@ PY
 for model in $MODELS; do
     batch=$(python3 -c "import json; print(json.load(open('launch/configs/$model.json'))['batch_size'])")
     [ $((batch % 2)) -eq 0 ] || fail "$model: batch_size $batch does not split over 2 ranks"
-    run "$model np1" "$model" "$batch" $RUN --threads "$THREADS" -n 1 --
+    per=$((batch / 2))
+    run "$model np1" "$model" $((per * HOSTS)) $RUN --threads "$THREADS" -n 1 --
     for wire in $WIRES; do
-        run "$model np2 $wire shm" "$model" $((batch / 2)) $RUN --threads "$half" -n 2 -- --set grad_wire="$wire"
+        run "$model np$HOSTS $wire shm" "$model" "$per" $RUN --threads "$half" -n "$HOSTS" -o -- \
+            --set grad_wire="$wire"
         for rate in $RATES; do
             link_rate "$rate"
-            run "$model np2 $wire $rate" "$model" $((batch / 2)) ip netns exec "$nsA" $TWO -- --set grad_wire="$wire"
+            run "$model np$HOSTS $wire $rate" "$model" "$per" ip netns exec "$nsA" $MULTI -- \
+                --set grad_wire="$wire"
             link_rate none
         done
     done
@@ -91,12 +99,12 @@ python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 np1 = {r["name"].split()[0]: r for r in rows if r["name"].endswith(" np1")}
-print("%-28s %9s %9s %9s %7s %10s" % ("run", "step ms", "exposed", "comm", "hidden", "np2/np1"))
+print("%-28s %9s %9s %9s %7s %10s" % ("run", "step ms", "exposed", "comm", "hidden", "npN/np1"))
 for r in rows:
     ref = np1[r["name"].split()[0]]
-    r["np2_over_np1"] = round(r["tokens_per_s"] / ref["tokens_per_s"], 3)
+    r["npN_over_np1"] = round(r["tokens_per_s"] / ref["tokens_per_s"], 3)
     print("%-28s %9.0f %9.1f %9.1f %6.0f%% %10.3f" % (r["name"], r["step_ms"], r["comm_exposed_ms"],
-          r["comm_total_ms"], 100 * r["comm_hidden"], r["np2_over_np1"]))
+          r["comm_total_ms"], 100 * r["comm_hidden"], r["npN_over_np1"]))
 with open(sys.argv[1], "w") as f:
     for r in rows:
         f.write(json.dumps(r) + "\n")
