@@ -7,13 +7,18 @@
  * random tokens and then N timed ones (default 5), and prints the wall time
  * per micro-batch of each kind of op, forward and backward, with the share of
  * the total and the fwd+bwd tokens/s (no optimizer, no communication: the
- * trainer's own figures are the `make bench` training rows).  With
+ * trainer's own figures are the `make bench` training rows).  Then the same
+ * matrix products timed alone, each on its own hot operands (the fastest of
+ * a few passes, as the precision choice times them), against the products'
+ * rate inside the step: the gap is what the step's memory traffic costs
+ * them (their operands and outputs are activations, cold in cache).  With
  * BENCH_JSONL=path the table is also appended there as one JSON object.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/autotune.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
 #include "tests/bench_util.h"
@@ -63,6 +68,23 @@ static double op_flops(gpt2_op op, const run_config *c)
     return 0;
 }
 
+/* The step's products timed alone: GFLOP/s over all of them, or 0 when the
+ * precision has no native product here. */
+static double products_alone_gflops(const run_config *c, gemm_dtype dtype)
+{
+    enum { PASSES = 5 };
+    gemm_shape shapes[PRECISION_STEP_PRODUCTS];
+    int n = precision_step_products(c, dtype, c->batch_size * c->seq_len, c->vocab_size, shapes);
+    gemm_timing *t = gemm_timing_create(dtype, shapes, n);
+    if (!t)
+        return 0;
+    for (int pass = 0; pass < PASSES; pass++)
+        gemm_timing_pass(t);
+    double gflops = gemm_timing_gflops(t);
+    gemm_timing_destroy(t);
+    return gflops;
+}
+
 static void print_profile(const gpt2 *m, const run_config *c, int steps, double seconds)
 {
     double total = 0;
@@ -80,8 +102,11 @@ static void print_profile(const gpt2 *m, const run_config *c, int steps, double 
     if (jsonl)
         fprintf(jsonl, "{\"bench\": \"profile\", \"work\": \"%s\", \"ms_per_step\": %.2f", work,
                 1e3 * seconds / steps);
+    double flops = 0, product_ms = 0;
     for (int op = 0; op < OP_COUNT; op++) {
         double f = 1e3 * m->op_seconds[0][op] / steps, b = 1e3 * m->op_seconds[1][op] / steps;
+        if (op_flops(op, c) > 0)
+            flops += op_flops(op, c), product_ms += f + b;
         printf("   %-10s %9.2f %9.2f %5.1f%%", gpt2_op_name(op), f, b,
                100 * (f + b) / (1e3 * total / steps));
         if (op_flops(op, c) > 0)
@@ -90,8 +115,14 @@ static void print_profile(const gpt2 *m, const run_config *c, int steps, double 
         if (jsonl)
             fprintf(jsonl, ", \"%s_ms\": [%.2f, %.2f]", gpt2_op_name(op), f, b);
     }
+    double in_step = flops / (product_ms * 1e-3) / 1e9;
+    double alone = products_alone_gflops(c, m->half);
+    if (alone > 0)
+        printf("   products: %.0f GFLOP/s in the step, %.0f alone on hot operands (in the step at "
+               "%.0f%% of alone)\n", in_step, alone, 100 * in_step / alone);
     if (jsonl) {
-        fprintf(jsonl, "}\n");
+        fprintf(jsonl, ", \"products_gflops\": %.1f, \"products_alone_gflops\": %.1f}\n", in_step,
+                alone);
         fclose(jsonl);
     }
 }

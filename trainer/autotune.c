@@ -28,18 +28,15 @@ enum { TUNE_MIN_PASSES = 4 };
 
 static const char *const dtype_names[3] = {"fp32", "bf16", "fp16"};
 
-/* The products of one training step, as trainer/model.c runs them in dtype:
- * fp32 reads the weights as stored, 16-bit modes a packed copy. */
 static int timed_tokens(const run_config *c)
 {
     const int BT = c->batch_size * c->seq_len;
     return BT < TUNE_TOKENS ? BT : TUNE_TOKENS;
 }
 
-static int step_products(const run_config *c, gemm_dtype dtype, gemm_shape *s)
+int precision_step_products(const run_config *c, gemm_dtype dtype, int N, int V, gemm_shape *s)
 {
-    const int C = c->n_embd, N = timed_tokens(c);
-    const int V = c->vocab_size < TUNE_VOCAB ? c->vocab_size : TUNE_VOCAB;
+    const int C = c->n_embd;
     const bool half = dtype != GEMM_F32;
     const int io[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, V}};
     int n = 0;
@@ -190,9 +187,11 @@ static void measure(const run_config *c, precision_choice *out)
     memset(out, 0, sizeof *out);
     double t0 = omp_get_wtime();
     gemm_timing *sets[3] = {NULL};
-    gemm_shape shapes[15];
+    gemm_shape shapes[PRECISION_STEP_PRODUCTS];
+    const int N = timed_tokens(c), V = c->vocab_size < TUNE_VOCAB ? c->vocab_size : TUNE_VOCAB;
     for (int d = GEMM_F32; d <= GEMM_F16; d++)
-        sets[d] = gemm_timing_create((gemm_dtype)d, shapes, step_products(c, (gemm_dtype)d, shapes));
+        sets[d] = gemm_timing_create((gemm_dtype)d, shapes,
+                                     precision_step_products(c, (gemm_dtype)d, N, V, shapes));
     /* passes alternate between precisions, so a busy moment of the host slows
      * one pass of each rather than all of one */
     double t1 = omp_get_wtime();

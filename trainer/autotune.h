@@ -28,6 +28,13 @@ typedef struct {
     bool from_cache;
 } precision_choice;
 
+/* The products of one training step, as trainer/model.c runs them in dtype
+ * (fp32 reads the weights as stored, 16-bit modes a packed copy), with N
+ * token rows and the LM head on V of the vocabulary's columns (counted
+ * vocab_size / V times): PRECISION_STEP_PRODUCTS shapes into s. */
+enum { PRECISION_STEP_PRODUCTS = 15 };
+int precision_step_products(const run_config *c, gemm_dtype dtype, int N, int V, gemm_shape *s);
+
 /* The config name of a precision: "fp32", "bf16", "fp16". */
 const char *precision_name(gemm_dtype dtype);
 
