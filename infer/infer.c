@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "io/checkpoint.h"
@@ -18,6 +17,7 @@
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
 #include "kernels/layernorm.h"
+#include "kernels/pages.h"
 #include "kernels/q8.h"
 #include "kernels/softmax_xent.h"
 #include "infer/gguf_load.h"
@@ -259,21 +259,6 @@ static int read_matrix(void *ctx, const char *name, const infer_linear *l, char 
     return 0;
 }
 
-/* Weights: decode reads all of them once per token, so they ask for 2 MB
- * pages (transparent huge pages where the kernel is set to "madvise"): with
- * 4 KB pages the page walks of that stream cost bench_bf16mm's bf16 products
- * about a fifth of their time.  Advice only: a kernel without it keeps 4 KB. */
-static void *alloc_bytes(size_t n)
-{
-    enum { HUGE_PAGE = 2 << 20 };
-    void *p = NULL;
-    if (posix_memalign(&p, n >= HUGE_PAGE ? HUGE_PAGE : 64, n ? n : 64) != 0)
-        return NULL;
-    if (n >= HUGE_PAGE)
-        madvise(p, n, MADV_HUGEPAGE);
-    return p;
-}
-
 /* Every int8 matrix: the blocks' four, then the LM head. */
 static int int8_matrices(infer_model *m, infer_linear **all)
 {
@@ -316,7 +301,7 @@ static int packing_mat(void *ctx, const char *name, const infer_linear *l, char 
     w->ws = p->ws;
     int rc = p->inner->mat(p->ctx, name, w, err, errlen);
     size_t bytes = (q8_decode_pack_bytes(p->m->decode_path, l->in, l->out) + 63) & ~(size_t)63;
-    if (rc == 0 && !(w->wv = alloc_bytes(bytes))) {
+    if (rc == 0 && !(w->wv = pages_alloc(bytes))) {
         snprintf(err, errlen, "out of memory for %s (%.1f MB)", name, bytes / 1e6);
         rc = -1;
     }
@@ -362,10 +347,10 @@ static int load_model(infer_model *m, const gpt2_dims *d, infer_quant q, const i
     bump f = {0}, i8 = {0}, sc = {0}, h = {0};
     if (m->h)
         layout(m, (arenas){&f, &i8, &sc, &h});
-    m->f32 = m->h ? alloc_bytes(f.used) : NULL;
-    m->i8 = m->h && i8.used ? alloc_bytes(i8.used) : NULL;
-    m->scales = m->h && sc.used ? alloc_bytes(sc.used) : NULL;
-    m->bf16 = m->h && h.used ? alloc_bytes(h.used) : NULL;
+    m->f32 = m->h ? pages_alloc(f.used) : NULL;
+    m->i8 = m->h && i8.used ? pages_alloc(i8.used) : NULL;
+    m->scales = m->h && sc.used ? pages_alloc(sc.used) : NULL;
+    m->bf16 = m->h && h.used ? pages_alloc(h.used) : NULL;
     float *wte = read_wte && q != INFER_FP32
                      ? malloc((size_t)d->vocab_size * d->n_embd * sizeof *wte) : NULL;
     if (!m->h || !m->f32 || (i8.used && (!m->i8 || !m->scales)) || (h.used && !m->bf16) ||

@@ -11,6 +11,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/layernorm.h"
+#include "kernels/pages.h"
 #include "kernels/softmax_xent.h"
 #include "io/hf_names.h"
 
@@ -172,22 +173,25 @@ size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o
 
 /* ---- allocation -------------------------------------------------------- */
 
+/* Zeroed now: the first touch happens here, not inside the first step.
+ * Rounded up to whole 64-byte lines, which vector tails may read. */
+static void *alloc_zeroed(size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = pages_alloc(bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
 static float *alloc_floats(size_t n)
 {
-    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes);   /* first touch now, not inside the first step */
-    return p;
+    return alloc_zeroed(n * sizeof(float));
 }
 
 static uint16_t *alloc_half(size_t n)
 {
-    size_t bytes = (n * sizeof(uint16_t) + 63) & ~(size_t)63;
-    uint16_t *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (p)
-        memset(p, 0, bytes);
-    return p;
+    return alloc_zeroed(n * sizeof(uint16_t));
 }
 
 static void bind_half_activations(gpt2 *m)
