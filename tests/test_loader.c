@@ -436,12 +436,17 @@ static void test_remote_server_restart(void **state)
 
 /* A stand-in for build/loader's server: a thread that answers requests with
  * srv's replies, misbehaving as its serve function says, until stop. */
-typedef struct {
+typedef struct standin standin;
+struct standin {
     loader_server *srv;
     const char *endpoint;
-    int drop;          /* forget_serve: requests never answered */
+    /* skipping_serve: whether a request from this peer goes unanswered */
+    bool (*ignores)(standin *sd, const uint8_t *id, int idn);
+    int drop;                 /* forget: requests never answered */
+    uint8_t deaf_to[64];      /* deaf: the first peer, never answered */
+    int deaf_len;
     atomic_int stop;
-} standin;
+};
 
 static void start_standin(standin *sd, pthread_t *th, dataset *d, const char *endpoint,
                           void *(*serve_fn)(void *))
@@ -521,29 +526,36 @@ static void test_remote_discards_stale_and_reordered(void **state)
     dataset_close(&d);
 }
 
-/* Never answers the first `drop` requests it gets, as a server that died with
- * them would: the rank asks for them again after a silence and gets every
- * batch, in order, long before its timeout. */
-static void *forget_serve(void *arg)
+/* Answers requests in order except those sd->ignores says to leave unanswered. */
+static void *skipping_serve(void *arg)
 {
-    standin *fg = arg;
+    standin *sd = arg;
     void *ctx = zmq_ctx_new();
     char err[256];
-    void *sock = zsock_open(ctx, ZSOCK_LOADER, fg->endpoint, NULL, err, sizeof err);
+    void *sock = zsock_open(ctx, ZSOCK_LOADER, sd->endpoint, NULL, err, sizeof err);
     zsock_set(sock, ZMQ_RCVTIMEO, 100);
     uint8_t id[64], req[LOADER_REQUEST_BYTES];
-    while (!atomic_load(&fg->stop)) {
+    while (!atomic_load(&sd->stop)) {
         int idn = zmq_recv(sock, id, sizeof id, 0);
-        if (idn < 0 || zmq_recv(sock, req, sizeof req, 0) < 0 || fg->drop-- > 0)
+        if (idn < 0 || zmq_recv(sock, req, sizeof req, 0) < 0 || sd->ignores(sd, id, idn))
             continue;
         const uint8_t *reply;
-        size_t n = loader_server_answer(fg->srv, req, sizeof req, &reply);
+        size_t n = loader_server_answer(sd->srv, req, sizeof req, &reply);
         zmq_send(sock, id, (size_t)idn, ZMQ_SNDMORE);
         zmq_send(sock, reply, n, 0);
     }
     zmq_close(sock);
     zmq_ctx_term(ctx);
     return NULL;
+}
+
+/* Never answers the first `drop` requests it gets, as a server that died with
+ * them would: the rank asks for them again after a silence and gets every
+ * batch, in order, long before its timeout. */
+static bool forget(standin *sd, const uint8_t *id, int idn)
+{
+    (void)id, (void)idn;
+    return sd->drop-- > 0;
 }
 
 static void test_remote_asks_again_after_silence(void **state)
@@ -553,9 +565,9 @@ static void test_remote_asks_again_after_silence(void **state)
     char err[256], endpoint[128];
     open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/forget.sock", dir);
-    standin fg = {.drop = 2};
+    standin fg = {.ignores = forget, .drop = 2};
     pthread_t th;
-    start_standin(&fg, &th, &d, endpoint, forget_serve);
+    start_standin(&fg, &th, &d, endpoint, skipping_serve);
     /* both first requests are dropped; without asking again the first batch
      * would fail after the 60 s timeout */
     loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
@@ -571,31 +583,11 @@ static void test_remote_asks_again_after_silence(void **state)
 /* Never answers the first connection it gets, as a server that no longer
  * reads a connection the rank still thinks is up: asking again on it would
  * wait for the whole timeout; the rank opens a new connection instead. */
-static void *deaf_serve(void *arg)
+static bool deaf(standin *sd, const uint8_t *id, int idn)
 {
-    standin *df = arg;
-    void *ctx = zmq_ctx_new();
-    char err[256];
-    void *sock = zsock_open(ctx, ZSOCK_LOADER, df->endpoint, NULL, err, sizeof err);
-    zsock_set(sock, ZMQ_RCVTIMEO, 100);
-    uint8_t id[64], deaf_to[64], req[LOADER_REQUEST_BYTES];
-    int deaf_len = -1;
-    while (!atomic_load(&df->stop)) {
-        int idn = zmq_recv(sock, id, sizeof id, 0);
-        if (idn < 0 || zmq_recv(sock, req, sizeof req, 0) < 0)
-            continue;
-        if (deaf_len < 0)
-            memcpy(deaf_to, id, (size_t)(deaf_len = idn));
-        if (idn == deaf_len && memcmp(id, deaf_to, (size_t)idn) == 0)
-            continue;
-        const uint8_t *reply;
-        size_t n = loader_server_answer(df->srv, req, sizeof req, &reply);
-        zmq_send(sock, id, (size_t)idn, ZMQ_SNDMORE);
-        zmq_send(sock, reply, n, 0);
-    }
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
-    return NULL;
+    if (sd->deaf_len == 0)
+        memcpy(sd->deaf_to, id, (size_t)(sd->deaf_len = idn));
+    return idn == sd->deaf_len && memcmp(id, sd->deaf_to, (size_t)idn) == 0;
 }
 
 static void test_remote_reconnects_when_ignored(void **state)
@@ -605,9 +597,9 @@ static void test_remote_reconnects_when_ignored(void **state)
     char err[256], endpoint[128];
     open_data(&d, 3);
     snprintf(endpoint, sizeof endpoint, "ipc://%s/deaf.sock", dir);
-    standin df = {0};
+    standin df = {.ignores = deaf};
     pthread_t th;
-    start_standin(&df, &th, &d, endpoint, deaf_serve);
+    start_standin(&df, &th, &d, endpoint, skipping_serve);
     loader_options o = {.B = 2, .T = T, .grad_accum = 2, .rank = 0, .ranks = 1,
                         .first_step = 5, .depth = 3, .timeout_ms = 15000, .endpoint = endpoint};
     loader *l = loader_start(&d, &o, err, sizeof err);
