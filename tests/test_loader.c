@@ -465,6 +465,26 @@ static void stop_standin(standin *sd, pthread_t th)
     loader_server_free(sd->srv);
 }
 
+/* Steps [o.first_step, end) read from stand-in sd (serve_fn on socket
+ * `sock` in the test's directory) are the batches of a direct read, in order. */
+static void expect_from_standin(standin *sd, void *(*serve_fn)(void *), const char *sock,
+                                loader_options o, uint64_t end)
+{
+    dataset d;
+    char err[256], endpoint[128];
+    open_data(&d, 3);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/%s", dir, sock);
+    pthread_t th;
+    start_standin(sd, &th, &d, endpoint, serve_fn);
+    o.endpoint = endpoint;
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    expect_batches(l, &d, &o, o.first_step, end, 0);
+    loader_stop(l);
+    stop_standin(sd, th);
+    dataset_close(&d);
+}
+
 /* Answers each pair of requests in reverse order and twice, then an answer to
  * a batch never asked for: the rank still gets the batches of a direct read,
  * in order (out-of-order, repeated and stale replies are discarded, and what
@@ -509,21 +529,10 @@ static void *shuffle_serve(void *arg)
 static void test_remote_discards_stale_and_reordered(void **state)
 {
     (void)state;
-    dataset d;
-    char err[256], endpoint[128];
-    open_data(&d, 3);
-    snprintf(endpoint, sizeof endpoint, "ipc://%s/shuffle.sock", dir);
     standin sh = {0};
-    pthread_t th;
-    start_standin(&sh, &th, &d, endpoint, shuffle_serve);
     loader_options o = {.B = 2, .T = T, .grad_accum = 2, .rank = 0, .ranks = 1,
-                        .first_step = 3, .depth = 4, .timeout_ms = 10000, .endpoint = endpoint};
-    loader *l = loader_start(&d, &o, err, sizeof err);
-    assert_non_null(l);
-    expect_batches(l, &d, &o, 3, 13, 0);
-    loader_stop(l);
-    stop_standin(&sh, th);
-    dataset_close(&d);
+                        .first_step = 3, .depth = 4, .timeout_ms = 10000};
+    expect_from_standin(&sh, shuffle_serve, "shuffle.sock", o, 13);
 }
 
 /* Answers requests in order except those sd->ignores says to leave unanswered. */
@@ -561,23 +570,12 @@ static bool forget(standin *sd, const uint8_t *id, int idn)
 static void test_remote_asks_again_after_silence(void **state)
 {
     (void)state;
-    dataset d;
-    char err[256], endpoint[128];
-    open_data(&d, 3);
-    snprintf(endpoint, sizeof endpoint, "ipc://%s/forget.sock", dir);
     standin fg = {.ignores = forget, .drop = 2};
-    pthread_t th;
-    start_standin(&fg, &th, &d, endpoint, skipping_serve);
     /* both first requests are dropped; without asking again the first batch
      * would fail after the 60 s timeout */
     loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
-                        .first_step = 0, .depth = 2, .timeout_ms = 60000, .endpoint = endpoint};
-    loader *l = loader_start(&d, &o, err, sizeof err);
-    assert_non_null(l);
-    expect_batches(l, &d, &o, 0, 6, 0);
-    loader_stop(l);
-    stop_standin(&fg, th);
-    dataset_close(&d);
+                        .first_step = 0, .depth = 2, .timeout_ms = 60000};
+    expect_from_standin(&fg, skipping_serve, "forget.sock", o, 6);
 }
 
 /* Never answers the first connection it gets, as a server that no longer
@@ -593,21 +591,11 @@ static bool deaf(standin *sd, const uint8_t *id, int idn)
 static void test_remote_reconnects_when_ignored(void **state)
 {
     (void)state;
-    dataset d;
-    char err[256], endpoint[128];
-    open_data(&d, 3);
-    snprintf(endpoint, sizeof endpoint, "ipc://%s/deaf.sock", dir);
     standin df = {.ignores = deaf};
-    pthread_t th;
-    start_standin(&df, &th, &d, endpoint, skipping_serve);
+    /* without a new connection the first batch fails after the 15 s timeout */
     loader_options o = {.B = 2, .T = T, .grad_accum = 2, .rank = 0, .ranks = 1,
-                        .first_step = 5, .depth = 3, .timeout_ms = 15000, .endpoint = endpoint};
-    loader *l = loader_start(&d, &o, err, sizeof err);
-    assert_non_null(l);
-    expect_batches(l, &d, &o, 5, 9, 0);   /* without a new connection: the timeout */
-    loader_stop(l);
-    stop_standin(&df, th);
-    dataset_close(&d);
+                        .first_step = 5, .depth = 3, .timeout_ms = 15000};
+    expect_from_standin(&df, skipping_serve, "deaf.sock", o, 9);
 }
 
 /* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
