@@ -1,6 +1,7 @@
 #include "kernels/pages.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 enum { HUGE_PAGE = 2 << 20 };
@@ -13,5 +14,13 @@ void *pages_alloc(size_t bytes)
         return NULL;
     if (huge)
         madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
+void *pages_alloc_zeroed(size_t bytes)
+{
+    void *p = pages_alloc(bytes);
+    if (p)
+        memset(p, 0, bytes);
     return p;
 }

@@ -16,5 +16,8 @@
  * and advised onto 2 MB pages (advice only: a kernel without them keeps
  * 4 KB), below that 64-byte aligned.  NULL when out of memory. */
 void *pages_alloc(size_t bytes);
+/* The same, zeroed now (so the first touch happens here, not later in a
+ * hot loop). */
+void *pages_alloc_zeroed(size_t bytes);
 
 #endif

@@ -173,15 +173,10 @@ size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o
 
 /* ---- allocation -------------------------------------------------------- */
 
-/* Zeroed now: the first touch happens here, not inside the first step.
- * Rounded up to whole 64-byte lines, which vector tails may read. */
+/* Rounded up to whole 64-byte lines, which vector tails may read. */
 static void *alloc_zeroed(size_t bytes)
 {
-    bytes = (bytes + 63) & ~(size_t)63;
-    void *p = pages_alloc(bytes);
-    if (p)
-        memset(p, 0, bytes);
-    return p;
+    return pages_alloc_zeroed((bytes + 63) & ~(size_t)63);
 }
 
 static float *alloc_floats(size_t n)

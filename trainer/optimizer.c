@@ -15,15 +15,13 @@
 int optimizer_create(adamw_state *s, size_t n, char *err, size_t errlen)
 {
     *s = (adamw_state){.n = n};
-    s->m = pages_alloc((n ? n : 1) * sizeof(float));
-    s->v = pages_alloc((n ? n : 1) * sizeof(float));
+    s->m = pages_alloc_zeroed((n ? n : 1) * sizeof(float));
+    s->v = pages_alloc_zeroed((n ? n : 1) * sizeof(float));
     if (!s->m || !s->v) {
         snprintf(err, errlen, "out of memory allocating optimizer state (%.1f MB)", 8.0 * n / 1e6);
         optimizer_destroy(s);
         return -1;
     }
-    memset(s->m, 0, n * sizeof(float));
-    memset(s->v, 0, n * sizeof(float));
     return 0;
 }
 
