@@ -690,8 +690,9 @@ static int classify(loader *l, const uint8_t *buf, size_t len)
 }
 
 /* Waits for the reply to batch next_seq (until the timeout from now), handling
- * connection events on the way.  Its length, or -1 (timeout or send error). */
-static int receive_expected(loader *l, double *wait_ms)
+ * connection events on the way.  Its length, -1 at the timeout, or -2 when a
+ * socket cannot be polled, opened or sent to (the reason in err). */
+static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen)
 {
     double t0 = now_ms(), heard = t0, patience = RESEND_MS, left;
     while ((left = l->opt.timeout_ms - (now_ms() - t0)) > 0) {
@@ -699,14 +700,15 @@ static int receive_expected(loader *l, double *wait_ms)
                                    {.socket = l->events, .events = ZMQ_POLLIN}};
         double quiet = patience - (now_ms() - heard), poll_ms = quiet < left ? quiet : left;
         if (zmq_poll(items, 2, poll_ms > 0 ? (long)poll_ms + 1 : 0) < 0 && zmq_errno() != EINTR)
-            break;
+            goto failed;
         if ((items[1].revents & ZMQ_POLLIN) && !on_event(l))
-            break;
+            goto failed;
         if (!(items[0].revents & ZMQ_POLLIN)) {
             if (now_ms() - heard >= patience) {
-                char why[256];
-                if (open_dealer(l, why, sizeof why) != 0 || !request_again(l))
-                    break;
+                if (open_dealer(l, err, errlen) != 0)
+                    goto out;
+                if (!request_again(l))
+                    goto failed;
                 heard = now_ms();
                 patience *= 2;
             }
@@ -725,10 +727,15 @@ static int receive_expected(loader *l, double *wait_ms)
             return (int)n;
         }
         if (c < 0 && !request(l, seq_of(l, get_u64(l->recv_buf + 8), (int)get_u32(l->recv_buf + 16))))
-            break;
+            goto failed;
     }
     *wait_ms = now_ms() - t0;
     return -1;
+failed:
+    snprintf(err, errlen, "loader at %s: %s", l->endpoint, zmq_strerror(zmq_errno()));
+out:
+    *wait_ms = now_ms() - t0;
+    return -2;
 }
 
 static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *targets,
@@ -739,7 +746,9 @@ static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *ta
                  micro);
         return -1;
     }
-    int len = receive_expected(l, wait_ms);
+    int len = receive_expected(l, wait_ms, err, errlen);
+    if (len == -2)
+        return -1;
     if (len < 0) {
         snprintf(err, errlen, "loader at %s did not answer within %g s (batch of step %" PRIu64 ")",
                  l->endpoint, l->opt.timeout_ms / 1e3, step + 1);
