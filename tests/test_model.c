@@ -248,6 +248,48 @@ static void test_logit_chunks_match_whole(void **state)
     gpt2_destroy(&b);
 }
 
+/* What forward asks for before reading parameters (ZeRO waits for each range
+ * of the allgather): one tensor at a time, every tensor, in the order read.
+ * wte ends the arena and wpe starts it: one range for both would be the
+ * whole arena, and the allgather's overlap with forward gone. */
+typedef struct {
+    const gpt2 *m;
+    int calls, covered;
+    bool one_tensor_each;
+} needs_seen;
+
+static void record_need(void *ctx, size_t lo, size_t hi)
+{
+    needs_seen *s = ctx;
+    bool match = false;
+    for (int i = 0; i < s->m->num_tensors; i++)
+        match |= s->m->tensors[i].offset == lo && s->m->tensors[i].numel == hi - lo;
+    s->one_tensor_each &= match;
+    s->covered += (int)(hi - lo);
+    s->calls++;
+}
+
+static void test_forward_asks_for_one_tensor_at_a_time(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 40, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2};
+    int B = 1, T = 8, in[8], tg[8];
+    random_tokens(in, B * T, d.vocab_size, 41);
+    random_tokens(tg, B * T, d.vocab_size, 42);
+    gpt2 m;
+    char err[256];
+    assert_int_equal(gpt2_create(&m, &d, B, T, &FP32, err, sizeof err), 0);
+    gpt2_init_params(&m, 5);
+    needs_seen seen = {.m = &m, .one_tensor_each = true};
+    m.params_needed = record_need;
+    m.params_needed_ctx = &seen;
+    gpt2_forward(&m, in, tg, B, T);
+    assert_true(seen.one_tensor_each);
+    assert_int_equal(seen.calls, m.num_tensors);
+    assert_int_equal(seen.covered, (int)m.num_params);
+    gpt2_destroy(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_half_gradients_track_fp32),
         cmocka_unit_test(test_recompute_is_bit_identical),
         cmocka_unit_test(test_logit_chunks_match_whole),
+        cmocka_unit_test(test_forward_asks_for_one_tensor_at_a_time),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

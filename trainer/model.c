@@ -445,17 +445,15 @@ static void pack_weights(gpt2 *m, int first, int count)
     });
 }
 
-/* Forward is about to read tensors [first, first + count) of the table. */
+/* Forward is about to read tensors [first, first + count) of the table: ask
+ * for each one's range (not their union: wte ends the arena and wpe starts
+ * it, so theirs would be everything). */
 static void need_params(gpt2 *m, int first, int count)
 {
     if (!m->params_needed)
         return;
-    size_t lo = m->num_params, hi = 0;
-    for (const param_tensor *t = m->tensors + first; t < m->tensors + first + count; t++) {
-        lo = t->offset < lo ? t->offset : lo;
-        hi = t->offset + t->numel > hi ? t->offset + t->numel : hi;
-    }
-    m->params_needed(m->params_needed_ctx, lo, hi);
+    for (const param_tensor *t = m->tensors + first; t < m->tensors + first + count; t++)
+        m->params_needed(m->params_needed_ctx, t->offset, t->offset + t->numel);
 }
 
 /* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In 16-bit mode inp is first
