@@ -292,6 +292,8 @@ struct gemm_weights {
     dnnl_memory_t master;      /* native: the fp32 master as stored (handle set per pack) */
     dnnl_memory_t packed;      /* native: the blocked copy, allocated by oneDNN */
     dnnl_primitive_t reorder;  /* native: master -> packed (converts and re-lays out) */
+    dnnl_memory_t master_half; /* native bf16: the master rounded to bf16, laid out as stored */
+    dnnl_primitive_t reorder_half;   /* native bf16: master_half -> packed (re-lays out only) */
     gemm_weights *wide;        /* no native product: fp32 weights packed from the master
                                 * rounded to dtype, so products widen only A */
     uint16_t *row;             /* no native product: one row of B in dtype */
@@ -309,18 +311,30 @@ static bool weights_native(gemm_dtype dtype)
     return dtype == GEMM_F32 || (dtype == GEMM_BF16 && gemm_bf16_native());
 }
 
+/* A reorder from src_md into dst_md and a memory object for its source (whose
+ * handle is set per pack). */
+static void reorder_create(const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md,
+                           dnnl_primitive_t *reorder, dnnl_memory_t *src)
+{
+    dnnl_primitive_desc_t rpd;
+    check(dnnl_reorder_primitive_desc_create(&rpd, src_md, cache.engine, dst_md, cache.engine,
+                                             NULL),
+          "reorder pd_create");
+    check(dnnl_primitive_create(reorder, rpd), "reorder create");
+    dnnl_primitive_desc_destroy(rpd);
+    *src = memory_for(src_md);
+}
+
 static bool weights_create_native(gemm_weights *w)
 {
     dnnl_memory_desc_t src_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_f32), dst_md;
     if (!blocked_md(w->dtype, w->K, w->N, &dst_md))
         return false;
-    dnnl_primitive_desc_t rpd;
-    check(dnnl_reorder_primitive_desc_create(&rpd, &src_md, cache.engine, &dst_md, cache.engine,
-                                             NULL),
-          "reorder pd_create");
-    check(dnnl_primitive_create(&w->reorder, rpd), "reorder create");
-    dnnl_primitive_desc_destroy(rpd);
-    w->master = memory_for(&src_md);
+    reorder_create(&src_md, &dst_md, &w->reorder, &w->master);
+    if (w->dtype == GEMM_BF16) {
+        dnnl_memory_desc_t half_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_bf16);
+        reorder_create(&half_md, &dst_md, &w->reorder_half, &w->master_half);
+    }
     return dnnl_memory_create(&w->packed, &dst_md, cache.engine, DNNL_MEMORY_ALLOCATE) ==
            dnnl_success;
 }
@@ -358,6 +372,10 @@ void gemm_weights_destroy(gemm_weights *w)
         dnnl_primitive_destroy(w->reorder);
     if (w->master)
         dnnl_memory_destroy(w->master);
+    if (w->reorder_half)
+        dnnl_primitive_destroy(w->reorder_half);
+    if (w->master_half)
+        dnnl_memory_destroy(w->master_half);
     if (w->packed)
         dnnl_memory_destroy(w->packed);
     gemm_weights_destroy(w->wide);
@@ -374,13 +392,19 @@ size_t gemm_weights_bytes(const gemm_weights *w)
     return dnnl_memory_desc_get_size(md);
 }
 
+static void reorder_run(dnnl_primitive_t reorder, dnnl_memory_t src, const void *data,
+                        dnnl_memory_t dst)
+{
+    dnnl_memory_set_data_handle(src, (void *)data);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    check(dnnl_primitive_execute(reorder, cache.stream, 2, args), "reorder execute");
+    check(dnnl_stream_wait(cache.stream), "stream_wait");
+}
+
 void gemm_weights_pack(gemm_weights *w, const float *B)
 {
     if (w->native) {
-        dnnl_memory_set_data_handle(w->master, (void *)B);
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, w->master}, {DNNL_ARG_TO, w->packed}};
-        check(dnnl_primitive_execute(w->reorder, cache.stream, 2, args), "reorder execute");
-        check(dnnl_stream_wait(cache.stream), "stream_wait");
+        reorder_run(w->reorder, w->master, B, w->packed);
         return;
     }
     void (*narrow)(uint16_t *, const float *, size_t) =
@@ -393,6 +417,23 @@ void gemm_weights_pack(gemm_weights *w, const float *B)
         widener(w->dtype)(rounded + (size_t)r * cols, w->row, (size_t)cols);
     }
     gemm_weights_pack(w->wide, rounded);
+}
+
+void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B, uint16_t *scratch,
+                            size_t scratch_len)
+{
+    int rows, cols;
+    stored_shape(w, &rows, &cols);
+    const size_t n = (size_t)rows * cols;
+    assert(wt->K == w->N && wt->N == w->K && wt->trans_b != w->trans_b && wt->ldb == w->ldb);
+    if (!w->reorder_half || !wt->reorder_half || w->ldb != cols || scratch_len < n) {
+        gemm_weights_pack(w, B);
+        gemm_weights_pack(wt, B);
+        return;
+    }
+    f32_to_bf16(scratch, B, n);
+    reorder_run(w->reorder_half, w->master_half, scratch, w->packed);
+    reorder_run(wt->reorder_half, wt->master_half, scratch, wt->packed);
 }
 
 void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,

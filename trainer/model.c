@@ -428,19 +428,21 @@ static void to_half(gpt2 *m, uint16_t *out, const float *x, size_t n)
     TIMED(m, OP_CONVERT, (m->half == GEMM_F16 ? f32_to_f16 : f32_to_bf16)(out, x, n));
 }
 
-/* The packed weights from the fp32 masters (after every parameter change). */
-/* Packs matrices [first, first + count) (packed_shape's numbering): forward
- * packs each block's just before the block, whose parameters may have only
- * just arrived (params_needed). */
+/* The packed weights from the fp32 masters (after every parameter change):
+ * matrices [first, first + count) (packed_shape's numbering).  Forward packs
+ * each block's just before the block, whose parameters may have only just
+ * arrived (params_needed).  The bf16 rounding of each master goes through
+ * the logits buffer, which is idle until the LM head writes it. */
 static void pack_weights(gpt2 *m, int first, int count)
 {
+    uint16_t *scratch = (uint16_t *)m->logits;
+    const size_t scratch_len = 2 * (size_t)m->logit_rows * m->dims.vocab_size;
     TIMED(m, OP_CONVERT, {
         for (int i = first; i < first + count; i++) {
             const float *w;
             int ic, oc;
             packed_shape(m, i, &w, &ic, &oc);
-            gemm_weights_pack(m->packed[i].fwd, w);
-            gemm_weights_pack(m->packed[i].bwd, w);
+            gemm_weights_pack_pair(m->packed[i].fwd, m->packed[i].bwd, w, scratch, scratch_len);
         }
     });
 }
