@@ -108,11 +108,20 @@ static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
 
 /* Rows of logits held at once.  16-bit mode makes them a chunk at a time and
  * keeps only their 16-bit gradient, so the fp32 [B*T,V] logits (823 MB for
- * gpt2-124M at B 4, T 1024) are never whole; fp32 mode holds them all. */
+ * gpt2-124M at B 4, T 1024) are never whole; fp32 mode holds them all.
+ * Chunks of about 16 MB keep that buffer small (and in cache for the
+ * softmax); at least 256 rows, so the LM head's weights are read once per 256
+ * rows or more, and at least n_embd / 2, so the buffer holds the head's bf16
+ * rounding (pack_weights). */
 static int logit_rows(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
-    enum { LOGIT_CHUNK_FLOATS = 1 << 25 };   /* 128 MB */
-    int rows = B * T, chunk = o->logit_rows ? o->logit_rows : LOGIT_CHUNK_FLOATS / d->vocab_size;
+    enum { LOGIT_CHUNK_FLOATS = 1 << 22, MIN_ROWS = 256 };
+    int rows = B * T, chunk = o->logit_rows;
+    if (!chunk) {
+        chunk = LOGIT_CHUNK_FLOATS / d->vocab_size;
+        chunk = chunk > MIN_ROWS ? chunk : MIN_ROWS;
+        chunk = chunk > d->n_embd / 2 ? chunk : d->n_embd / 2;
+    }
     if (o->precision == PREC_FP32 || chunk >= rows)
         return rows;
     return chunk > 1 ? chunk : 1;
