@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "kernels/elementwise_impl.h"
 
@@ -118,4 +119,9 @@ void residual_forward(float *out, const float *a, const float *b, size_t n)
 void bias_backward(float *dbias, const float *dout, int N, int OC)
 {
     bias_backward_isa(cpu_isa(), dbias, dout, N, OC);
+}
+
+void zero_floats(float *x, size_t n)
+{
+    CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, memset(x + i, 0, len * sizeof *x));
 }

@@ -226,6 +226,28 @@ static void test_bias_backward_thread_count_invariance(void **state)
 
 /* ---- dispatch ---- */
 
+/* zero_floats clears exactly [x, x + n): short (one thread) and long
+ * (threaded, ragged last chunk) ranges inside a guarded buffer. */
+static void test_zero_floats_exact_range(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 1, 1000, (1 << 17) + 37};
+    for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+        const size_t n = lens[k], pad = 19;
+        float *buf = alloc_floats(n + 2 * pad), *orig = alloc_floats(n + 2 * pad);
+        test_fill(buf, n + 2 * pad, 120 + k, 1.0f);
+        for (size_t i = 0; i < n + 2 * pad; i++)
+            buf[i] = buf[i] == 0.0f ? 1.0f : buf[i];   /* no zeros before */
+        memcpy(orig, buf, (n + 2 * pad) * sizeof *buf);
+        zero_floats(buf + pad, n);
+        for (size_t i = 0; i < n + 2 * pad; i++) {
+            const bool inside = i >= pad && i < pad + n;
+            assert_true(inside ? buf[i] == 0.0f : buf[i] == orig[i]);
+        }
+        free(buf), free(orig);
+    }
+}
+
 static void test_public_dispatch(void **state)
 {
     const isa_t isa = cpu_isa();
@@ -263,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_bias_backward_scalar_vs_double),
         cmocka_unit_test(test_bias_backward_simd_vs_scalar),
         cmocka_unit_test(test_bias_backward_thread_count_invariance),
+        cmocka_unit_test(test_zero_floats_exact_range),
         cmocka_unit_test(test_public_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

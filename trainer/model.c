@@ -766,7 +766,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
 
 void gpt2_zero_grad(gpt2 *m)
 {
-    memset(m->grads, 0, m->num_params * sizeof *m->grads);
+    zero_floats(m->grads, m->num_params);
 }
 
 double gpt2_flops_per_token(const gpt2 *m, int T)

@@ -14,6 +14,7 @@
 #include "io/dataset.h"
 #include "io/loader.h"
 #include "kernels/adamw.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
 #include "trainer/autotune.h"
@@ -483,7 +484,7 @@ static double add_embed_grad(trainer *tr, bool have)
 static void zero_grads(trainer *tr)
 {
     if (tr->cfg->zero_stage >= 2 && tr->buckets)
-        memset(tr->model.grads + tr->shard.begin, 0, tr->shard.len * sizeof(float));
+        zero_floats(tr->model.grads + tr->shard.begin, tr->shard.len);
     else
         gpt2_zero_grad(&tr->model);
 }
