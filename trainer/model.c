@@ -115,10 +115,10 @@ static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
  * rounding (pack_weights). */
 static int logit_rows(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
-    enum { LOGIT_CHUNK_FLOATS = 1 << 22, MIN_ROWS = 256 };
+    enum { LOGIT_CHUNK_FLOATS = 1 << 22, MIN_ROWS = 256, ROW_MULTIPLE = 64 };
     int rows = B * T, chunk = o->logit_rows;
     if (!chunk) {
-        chunk = LOGIT_CHUNK_FLOATS / d->vocab_size;
+        chunk = LOGIT_CHUNK_FLOATS / d->vocab_size / ROW_MULTIPLE * ROW_MULTIPLE;
         chunk = chunk > MIN_ROWS ? chunk : MIN_ROWS;
         chunk = chunk > d->n_embd / 2 ? chunk : d->n_embd / 2;
     }
