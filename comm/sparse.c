@@ -59,9 +59,10 @@ static int find(const int *ids, int n, int id)
     return (int)(p - ids);
 }
 
-int sparse_rows_sum(sparse_rows *s, const int *ids, const float *rows, int n)
+/* Gathers every rank's ids into s->ids as their sorted union; returns its size. */
+static int gather_union(sparse_rows *s, const int *ids, int n, const char *what)
 {
-    watchdog_arm("the embedding gradient's row ids");
+    watchdog_arm(what);
     MPI_Allgather(&n, 1, MPI_INT, s->counts, 1, MPI_INT, MPI_COMM_WORLD);
     int total = 0;
     for (int r = 0; r < s->size; r++) {
@@ -75,10 +76,34 @@ int sparse_rows_sum(sparse_rows *s, const int *ids, const float *rows, int n)
     for (int i = 0; i < total; i++)
         if (u == 0 || s->ids[i] != s->ids[u - 1])
             s->ids[u++] = s->ids[i];
+    return u;
+}
+
+int sparse_rows_sum(sparse_rows *s, const int *ids, const float *rows, int n)
+{
+    const int u = gather_union(s, ids, n, "the embedding gradient's row ids");
     const size_t C = (size_t)s->ncols;
     memset(s->sum, 0, (size_t)u * C * sizeof *s->sum);
     for (int i = 0; i < n; i++)
         memcpy(s->sum + (size_t)find(s->ids, u, ids[i]) * C, rows + (size_t)i * C, C * sizeof *s->sum);
     comm_sum_floats(s->sum, (size_t)u * C);
+    return u;
+}
+
+int sparse_rows_fetch(sparse_rows *s, const zero_shard *z, float *arena, size_t table,
+                      const int *ids, int n)
+{
+    const int u = gather_union(s, ids, n, "the embedding's row ids");
+    const size_t C = (size_t)s->ncols, lo = z->begin, hi = z->begin + z->len;
+    /* each value is nonzero on its owner alone, so the sum is its value */
+    memset(s->sum, 0, (size_t)u * C * sizeof *s->sum);
+    for (int i = 0; i < u; i++) {
+        const size_t row = table + (size_t)s->ids[i] * C;
+        for (size_t k = row > lo ? row : lo; k < row + C && k < hi; k++)
+            s->sum[(size_t)i * C + (k - row)] = arena[k];
+    }
+    comm_sum_floats(s->sum, (size_t)u * C);
+    for (int i = 0; i < u; i++)
+        memcpy(arena + table + (size_t)s->ids[i] * C, s->sum + (size_t)i * C, C * sizeof *arena);
     return u;
 }

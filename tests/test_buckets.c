@@ -11,7 +11,8 @@
  * asserting, so a failing rank never leaves another waiting in MPI.  ZeRO's
  * parameter allgather is checked range by range as forward waits for them;
  * the bf16 wire is checked against the same sums with each value that crosses
- * it rounded to bf16 (kernels/convert's scalar rounding).
+ * it rounded to bf16 (kernels/convert's scalar rounding).  sparse_rows also
+ * fetches a sharded table's rows from their owners.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -342,6 +343,45 @@ static void sparse_rows_sum_union(void **state)
     assert_false(failed_anywhere(ok));
 }
 
+/* A table of MAXID rows x C (C does not divide the shards: rows straddle
+ * them) at an offset inside an arena sharded over the ranks; each rank's
+ * shard holds the values (index * 3 + 1), the rest stale (-1).  Each rank
+ * asks for its own ids (repeats, any order; rank 1 of 3 for none): afterwards
+ * the rows of the union hold the true values everywhere, every other value
+ * is as it was. */
+static void sparse_rows_fetch_from_owners(void **state)
+{
+    (void)state;
+    enum { C = 7, MAXID = 23, OFF = 5, N = OFF + MAXID * C + 3 };
+    zero_shard z;
+    assert_int_equal(zero_init(&z, N, rank, size), 0);
+    float arena[N];
+    for (int i = 0; i < N; i++)
+        arena[i] = (size_t)i >= z.begin && (size_t)i < z.begin + z.len ? (float)(i * 3 + 1) : -1.0f;
+    int ids[8], n = 0;
+    for (int k = 0; k < 4 && !(size == 3 && rank == 1); k++)
+        ids[n++] = (rank * 5 + 17 * k) % MAXID, ids[n++] = (rank * 5 + 17 * k) % MAXID;
+    sparse_rows s;
+    assert_int_equal(sparse_rows_init(&s, 8, C, MAXID), 0);
+    int u = sparse_rows_fetch(&s, &z, arena, OFF, ids, n);
+    bool ok = true, asked[MAXID] = {false};
+    int want_u = 0;
+    for (int r = 0; r < size; r++)
+        for (int k = 0; k < 4 && !(size == 3 && r == 1); k++)
+            asked[(r * 5 + 17 * k) % MAXID] = true;
+    for (int id = 0; id < MAXID; id++)
+        want_u += asked[id];
+    for (int i = 0; i < N; i++) {
+        const bool mine = (size_t)i >= z.begin && (size_t)i < z.begin + z.len;
+        const bool fetched = i >= OFF && i < OFF + MAXID * C && asked[(i - OFF) / C];
+        ok = ok && arena[i] == (mine || fetched ? (float)(i * 3 + 1) : -1.0f);
+    }
+    ok = ok && u == want_u;
+    sparse_rows_free(&s);
+    zero_free(&z);
+    assert_false(failed_anywhere(ok));
+}
+
 int main(int argc, char **argv)
 {
     int provided;
@@ -358,6 +398,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(bf16_wire_allreduce),
         cmocka_unit_test(bf16_wire_reduce_scatter),
         cmocka_unit_test(sparse_rows_sum_union),
+        cmocka_unit_test(sparse_rows_fetch_from_owners),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

@@ -614,7 +614,10 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     m->T = T;
     m->pass = 0;
     const bool pack = m->half != GEMM_F32 && m->half_stale;
-    need_params(m, 0, 2);   /* wte, wpe */
+    /* the embedding reads only its tokens' rows of wte, which the caller
+     * makes current (params_needed); the whole of wte is asked for before the
+     * LM head */
+    need_params(m, 1, 1);   /* wpe */
     TIMED(m, OP_EMBED, embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C));
     const float *res = m->encoded;
     for (int l = 0; l < L; l++) {
@@ -625,6 +628,7 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
         res = m->acts[l].res3;
     }
     need_params(m, m->num_tensors - 2, 2);   /* ln_f */
+    need_params(m, 0, 1);                    /* wte, for the LM head */
     if (pack)
         pack_weights(m, 4 * L, 1);   /* the LM head (wte) */
     m->half_stale = false;

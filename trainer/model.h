@@ -136,9 +136,11 @@ typedef struct {
     void (*grads_ready)(void *ctx, size_t from);
     void *grads_ready_ctx;
     /* If set, forward calls it before it first reads the parameters [lo, hi)
-     * of the arena, once per tensor in the order forward reads them (wte,
-     * wpe, each block's, the final LayerNorm's): they may still be arriving
-     * when forward starts (ZeRO's allgather). */
+     * of the arena, once per tensor in the order forward reads them (wpe,
+     * each block's, the final LayerNorm's, wte): they may still be arriving
+     * when forward starts (ZeRO's allgather).  The embedding before them reads
+     * only the rows of wte of its input tokens: the caller makes those
+     * current before forward (ZeRO: sparse_rows_fetch). */
     void (*params_needed)(void *ctx, size_t lo, size_t hi);
     void *params_needed_ctx;
     /* split_embed_grad and grads_ready set: the input side of wte's gradient

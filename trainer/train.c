@@ -185,9 +185,12 @@ static int open_rank_exchange(trainer *tr, char *err, size_t errlen)
     tr->buckets = make_buckets(tr);
     tr->fwd_offsets = malloc((size_t)m->num_tensors * sizeof *tr->fwd_offsets);
     tr->fwd_sizes = malloc((size_t)m->num_tensors * sizeof *tr->fwd_sizes);
+    /* the order forward asks for them (gpt2.params_needed): the table's, but
+     * wte (its first) last, for the LM head */
     for (int i = 0; tr->fwd_offsets && tr->fwd_sizes && i < m->num_tensors; i++) {
-        tr->fwd_offsets[i] = m->tensors[i].offset;   /* the table is in forward order */
-        tr->fwd_sizes[i] = m->tensors[i].numel;
+        const param_tensor *t = &m->tensors[(i + 1) % m->num_tensors];
+        tr->fwd_offsets[i] = t->offset;
+        tr->fwd_sizes[i] = t->numel;
     }
     if (tr->zero) {
         m->params_needed = on_params_needed;
@@ -489,15 +492,23 @@ static void zero_grads(trainer *tr)
         gpt2_zero_grad(&tr->model);
 }
 
-/* ZeRO: the last update's allgather runs behind the loader and the first
- * forward, which waits for each block's parameters as it reaches them.
+/* ZeRO: the last update's allgather runs behind the first forward, which
+ * waits for each block's parameters as it reaches them and for wte at the
+ * LM head.  The rows of wte its embedding reads come first, from their
+ * owners (every rank takes part; one without a batch asks for none).
  * Returns whether one was started. */
-static bool start_param_gather(trainer *tr)
+static bool start_param_gather(trainer *tr, bool have_batch)
 {
     bool gathering = tr->params_stale;
-    if (gathering)
+    if (gathering) {
+        const run_config *c = tr->cfg;
+        double t0 = mono_time();
+        sparse_rows_fetch(&tr->embed_sum, &tr->shard, tr->model.params, tr->model.tensors[0].offset,
+                          tr->inputs, have_batch ? c->batch_size * c->seq_len : 0);
+        tr->comm_exposed_s += mono_time() - t0;
         buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
                              tr->model.num_tensors);
+    }
     tr->params_stale = false;
     return gathering;
 }
@@ -551,7 +562,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     tr->loader_wait_s = 0;
     tr->comm_s = 0;
     tr->comm_exposed_s = tr->comm_total_s = 0;
-    bool gathering = start_param_gather(tr);
+    bool gathering = false;
     for (int j = 0; j < c->grad_accum; j++) {
         bool reduce = tr->buckets && (j == c->grad_accum - 1 || c->zero_stage >= 2);
         double wait_ms = 0;
@@ -559,6 +570,8 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
             rc = loader_next(tr->batches, (uint64_t)step, j, tr->inputs, tr->targets, &wait_ms,
                              err, errlen);
         tr->loader_wait_s += wait_ms / 1e3;
+        if (j == 0)
+            gathering = start_param_gather(tr, rc == 0);
         if (reduce)
             buckets_begin(tr->buckets);
         if (rc == 0)
