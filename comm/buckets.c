@@ -47,8 +47,8 @@ enum { PROGRESS_US = 200 };
 struct grad_buckets {
     float *grads;
     size_t n;
-    int count;                /* buckets; bucket 0 is the last one of the arena */
-    size_t *starts;           /* [count]: bucket i is [starts[i], i ? starts[i-1] : n) */
+    int count;                /* buckets, the shard's pieces; bucket 0 is the last one of
+                               * the arena */
     /* prefixes of the buckets, in order: reduce-scatter posted, then
      * reduce-scatter done (summed; allgather posted), then all done */
     int started, reduced, finished;
@@ -62,7 +62,7 @@ struct grad_buckets {
     bool bf16;                /* the wire carries bf16 (BUCKETS_WIRE_BF16) */
     size_t elem;              /* bytes of one value on the wire */
     void *recv;               /* [SLOTS][size-1][piece] wire values: the other ranks' parts */
-    size_t piece;             /* the largest part of one bucket inside one shard */
+    size_t piece;             /* the largest slice of one bucket */
     /* bf16 wire only: what is sent, converted from the arena ([SLOTS][bucket]
      * for the reduce-scatter, [SLOTS][piece] for our summed part), and the
      * others' summed parts ([SLOTS][size-1][piece]) until they are widened */
@@ -150,8 +150,38 @@ static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int n
     return count;
 }
 
-grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
-                             int ncuts, const zero_shard *shard, buckets_mode mode,
+int buckets_layout(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts, size_t *bounds)
+{
+    /* MPI counts are ints: cap a bucket at 2^30 values */
+    if (bucket_floats == 0 || bucket_floats > ((size_t)1 << 30))
+        bucket_floats = (size_t)1 << 30;
+    int count = cut_buckets(n, bucket_floats, cuts, ncuts, bounds);
+    for (int i = 0; bounds && i < count / 2; i++) {   /* descending starts -> ascending bounds */
+        size_t t = bounds[i];
+        bounds[i] = bounds[count - 1 - i];
+        bounds[count - 1 - i] = t;
+    }
+    if (bounds)
+        bounds[count] = n;
+    return count;
+}
+
+/* Bucket i covers [*start, *end) of the arena, counted from its end: the
+ * shard's piece count - 1 - i. */
+static void bucket_range(const grad_buckets *b, int i, size_t *start, size_t *end)
+{
+    *start = b->shard->bounds[b->count - 1 - i];
+    *end = b->shard->bounds[b->count - i];
+}
+
+/* [*lo, *hi) = rank r's slice of bucket i; [start, lo) and [hi, end) are
+ * always the parts outside it. */
+static void slice_of(const grad_buckets *b, int i, int r, size_t *lo, size_t *hi)
+{
+    zero_slice(b->shard, b->count - 1 - i, r, lo, hi);
+}
+
+grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode mode,
                              buckets_wire wire)
 {
     grad_buckets *b = calloc(1, sizeof *b);
@@ -159,33 +189,25 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
         return NULL;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->wake, NULL);
-    /* MPI counts are ints: cap a bucket at 2^30 values */
-    if (bucket_floats == 0 || bucket_floats > ((size_t)1 << 30))
-        bucket_floats = (size_t)1 << 30;
     b->grads = grads;
-    b->n = n;
+    b->n = shard->n;
     b->flight_since = -1;
-    b->count = cut_buckets(n, bucket_floats, cuts, ncuts, NULL);
-    b->starts = malloc(((size_t)b->count + 1) * sizeof *b->starts);
-    if (!b->starts) {
-        buckets_destroy(b);
-        return NULL;
-    }
-    cut_buckets(n, bucket_floats, cuts, ncuts, b->starts);
+    b->count = shard->npieces;
     b->shard = shard;
     b->mode = mode;
     b->bf16 = wire == BUCKETS_WIRE_BF16;
     b->elem = b->bf16 ? sizeof(uint16_t) : sizeof(float);
-    size_t largest = (size_t)shard->counts[0];   /* zero_init gives rank 0 the most */
-    b->piece = largest < bucket_floats ? largest : bucket_floats;
+    for (int i = 0; i < b->count; i++) {
+        size_t start, end, lo, hi;
+        bucket_range(b, i, &start, &end);
+        slice_of(b, i, 0, &lo, &hi);   /* rank 0's slice is the longest */
+        b->bucket_max = end - start > b->bucket_max ? end - start : b->bucket_max;
+        b->piece = hi - lo > b->piece ? hi - lo : b->piece;
+    }
     /* fp32 chunks: the parameter allgather's, the most a part is cut into */
     size_t chunks = (b->piece * sizeof(float) + CHUNK_BYTES - 1) / CHUNK_BYTES;
     b->per = 2 * (shard->size - 1) * (int)(chunks ? chunks : 1);
     size_t nreq = (size_t)b->count * (size_t)b->per + 1;
-    for (int i = 0; i < b->count; i++) {
-        size_t len = (i ? b->starts[i - 1] : n) - b->starts[i];
-        b->bucket_max = len > b->bucket_max ? len : b->bucket_max;
-    }
     b->scatter = malloc(nreq * sizeof *b->scatter);
     b->gather = malloc(nreq * sizeof *b->gather);
     b->pgather = malloc(nreq * sizeof *b->pgather);
@@ -204,9 +226,13 @@ grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const
     }
     for (size_t i = 0; i < nreq; i++)
         b->scatter[i] = b->gather[i] = b->pgather[i] = MPI_REQUEST_NULL;
-    if (mode == BUCKETS_RELEASE) {   /* from the start: the model touched the whole arena */
-        release_range(grads, 0, shard->begin);
-        release_range(grads, shard->begin + shard->len, n);
+    for (int i = 0; mode == BUCKETS_RELEASE && i < b->count; i++) {
+        /* from the start: the model touched the whole arena */
+        size_t start, end, lo, hi;
+        bucket_range(b, i, &start, &end);
+        slice_of(b, i, shard->rank, &lo, &hi);
+        release_range(grads, start, lo);
+        release_range(grads, hi, end);
     }
     start_progress(b);
     return b;
@@ -232,28 +258,8 @@ void buckets_destroy(grad_buckets *b)
         free(b->scatter_out);
         free(b->gather_out);
         free(b->gather_in);
-        free(b->starts);
     }
     free(b);
-}
-
-/* Bucket i covers [*start, *end) of the arena, counted from its end. */
-static void bucket_range(const grad_buckets *b, int i, size_t *start, size_t *end)
-{
-    *start = b->starts[i];
-    *end = i ? b->starts[i - 1] : b->n;
-}
-
-/* [*lo, *hi) = [start, end) within rank r's shard; start, start when they
- * do not meet, so [start, lo) and [hi, end) are always the parts outside. */
-static void clip_to_shard(const zero_shard *z, int r, size_t start, size_t end, size_t *lo,
-                          size_t *hi)
-{
-    size_t b = (size_t)z->displs[r], e = b + (size_t)z->counts[r];
-    *lo = start > b ? start : b;
-    *hi = end < e ? end : e;
-    if (*hi <= *lo)
-        *lo = *hi = start;
 }
 
 /* The part of the other rank q (skipping our own) for bucket i in a buffer
@@ -315,7 +321,7 @@ static void start_exchange(grad_buckets *b, int i, bool gather)
     const MPI_Datatype type = b->bf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
-    clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    slice_of(b, i, z->rank, &lo, &hi);
     uint16_t *out16 = b->bf16 ? (gather ? b->gather_out + (size_t)(i % SLOTS) * b->piece
                                         : b->scatter_out + (size_t)(i % SLOTS) * b->bucket_max)
                               : NULL;
@@ -323,7 +329,7 @@ static void start_exchange(grad_buckets *b, int i, bool gather)
         if (q == z->rank)
             continue;
         size_t qlo, qhi;
-        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        slice_of(b, i, q, &qlo, &qhi);
         size_t nsend = gather ? hi - lo : qhi - qlo, nrecv = gather ? qhi - qlo : hi - lo;
         const void *send = b->grads + (gather ? lo : qlo);
         void *recv = gather ? (void *)(b->grads + qlo) : peer_slot(b, b->recv, b->elem, i, q);
@@ -349,7 +355,7 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     int i = b->reduced++;
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
-    clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    slice_of(b, i, z->rank, &lo, &hi);
     float *out = b->grads + lo;
     size_t len = hi - lo;
     for (int q = 0; q < z->size; q++) {
@@ -391,7 +397,7 @@ static void finish_gather(grad_buckets *b)
     bucket_range(b, i, &start, &end);
     for (int q = 0; b->bf16 && q < z->size; q++) {
         size_t qlo, qhi;
-        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        slice_of(b, i, q, &qlo, &qhi);
         if (q != z->rank)
             bf16_to_f32(b->grads + qlo, peer_slot(b, b->gather_in, sizeof(uint16_t), i, q),
                         qhi - qlo);
@@ -581,10 +587,10 @@ static void post_params(grad_buckets *b, int i)
     MPI_Request *req = requests(b->pgather, b, i);
     size_t start, end, lo, hi;
     bucket_range(b, i, &start, &end);
-    clip_to_shard(z, z->rank, start, end, &lo, &hi);
+    slice_of(b, i, z->rank, &lo, &hi);
     for (int q = 0; q < z->size; q++) {
         size_t qlo, qhi;
-        clip_to_shard(z, q, start, end, &qlo, &qhi);
+        slice_of(b, i, q, &qlo, &qhi);
         if (q == z->rank)
             continue;
         req = post_chunks(true, b->params + lo, hi - lo, sizeof(float), MPI_FLOAT, q, TAG_PARAMS,

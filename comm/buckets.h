@@ -12,16 +12,17 @@
  * better; otherwise each report does it).  buckets_finish starts what is
  * left and waits for everything.
  *
- * Each bucket is reduce-scattered by pairwise exchange over the shards of a
- * zero_shard partition: this rank sends every other rank the part of the
- * bucket inside that rank's shard (MPI_Isend straight from the arena) and
- * receives their parts of its own shard, which it adds into its own slice of
- * the arena.  Then, by mode:
+ * The buckets are the pieces of a zero_shard (buckets_layout cuts them), and
+ * each is reduce-scattered by pairwise exchange over its slices: this rank
+ * sends every other rank that rank's slice of the bucket (MPI_Isend straight
+ * from the arena) and receives their values of its own slice, which it adds
+ * into the arena.  Every rank sends and receives on every bucket, so all
+ * links carry data both ways throughout.  Then, by mode:
  *  - ALLREDUCE (ZeRO stage 0): the summed slices are exchanged the same way,
  *    straight into the arena, so every rank ends with the whole sum.  (Faster
  *    here than Open MPI 4.1's MPI_Iallreduce: tests/bench_comm.)
- *  - REDUCE_SCATTER (stage 1): grads[shard] holds the sum over ranks, the
- *    rest of the arena this rank's own gradients.
+ *  - REDUCE_SCATTER (stage 1): the shard's slices hold the sum over ranks,
+ *    the rest of the arena this rank's own gradients.
  *  - RELEASE (stage 2): as REDUCE_SCATTER, and each bucket's pages outside the
  *    shard are given back to the kernel (MADV_DONTNEED) as soon as its sends
  *    are done, so after backward the gradients take the shard's memory, and
@@ -59,11 +60,14 @@ typedef enum { BUCKETS_ALLREDUCE, BUCKETS_REDUCE_SCATTER, BUCKETS_RELEASE } buck
  * is rounded to bf16 once by its owner, so all ranks end with the same sum. */
 typedef enum { BUCKETS_WIRE_FP32, BUCKETS_WIRE_BF16 } buckets_wire;
 
-/* grads[0..n) reduced over MPI_COMM_WORLD, split by shard (kept by the caller,
- * alive as long as b).  cuts[0..ncuts): the tensors' offsets, ascending (NULL,
- * 0: buckets of exactly bucket_floats). */
-grad_buckets *buckets_create(float *grads, size_t n, size_t bucket_floats, const size_t *cuts,
-                             int ncuts, const zero_shard *shard, buckets_mode mode,
+/* The buckets of an arena of n values, for zero_init: bounds[0..count]
+ * ascending from 0 to n (NULL: only the count is returned).  cuts[0..ncuts):
+ * the tensors' offsets, ascending (NULL, 0: buckets of exactly bucket_floats). */
+int buckets_layout(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts, size_t *bounds);
+
+/* grads[0..shard->n) reduced over MPI_COMM_WORLD in the shard's pieces (the
+ * shard is kept by the caller, alive as long as b). */
+grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode mode,
                              buckets_wire wire);
 void buckets_destroy(grad_buckets *b);
 

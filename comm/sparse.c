@@ -94,13 +94,13 @@ int sparse_rows_fetch(sparse_rows *s, const zero_shard *z, float *arena, size_t 
                       const int *ids, int n)
 {
     const int u = gather_union(s, ids, n, "the embedding's row ids");
-    const size_t C = (size_t)s->ncols, lo = z->begin, hi = z->begin + z->len;
+    const size_t C = (size_t)s->ncols;
     /* each value is nonzero on its owner alone, so the sum is its value */
     memset(s->sum, 0, (size_t)u * C * sizeof *s->sum);
     for (int i = 0; i < u; i++) {
         const size_t row = table + (size_t)s->ids[i] * C;
-        for (size_t k = row > lo ? row : lo; k < row + C && k < hi; k++)
-            s->sum[(size_t)i * C + (k - row)] = arena[k];
+        for (size_t b = row, len; (len = zero_next_held(z, z->rank, &b, row + C)) > 0; b += len)
+            memcpy(s->sum + (size_t)i * C + (b - row), arena + b, len * sizeof *arena);
     }
     comm_sum_floats(s->sum, (size_t)u * C);
     for (int i = 0; i < u; i++)

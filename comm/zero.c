@@ -7,93 +7,131 @@
 
 #include "comm/watchdog.h"
 
-int zero_init(zero_shard *z, size_t n, int rank, int size)
+/* The values of piece k each rank's slice takes (the last ranks' may be
+ * shorter or empty). */
+static size_t slice_base(const zero_shard *z, int k)
 {
-    size_t base = (n + (size_t)size - 1) / (size_t)size;
-    if (base > INT_MAX)
-        return -1;
+    size_t len = z->bounds[k + 1] - z->bounds[k];
+    size_t per = (len + (size_t)z->size - 1) / (size_t)z->size;
+    return (per + ZERO_ALIGN - 1) / ZERO_ALIGN * ZERO_ALIGN;
+}
+
+void zero_slice(const zero_shard *z, int k, int r, size_t *lo, size_t *hi)
+{
+    size_t b = z->bounds[k], e = z->bounds[k + 1], base = slice_base(z, k);
+    size_t s = base * (size_t)r;
+    *lo = s < e - b ? b + s : e;
+    *hi = s + base < e - b ? b + s + base : e;
+}
+
+int zero_init(zero_shard *z, const size_t *bounds, int npieces, int rank, int size)
+{
+    memset(z, 0, sizeof *z);
     z->rank = rank;
     z->size = size;
-    z->counts = malloc((size_t)size * sizeof(int));
-    z->displs = malloc((size_t)size * sizeof(int));
-    if (!z->counts || !z->displs) {
+    z->npieces = npieces;
+    z->bounds = malloc(((size_t)npieces + 1) * sizeof *z->bounds);
+    z->at = malloc(((size_t)npieces + 1) * sizeof *z->at);
+    if (!z->bounds || !z->at || npieces < 1 || bounds[0] != 0) {
         zero_free(z);
         return -1;
     }
-    for (int r = 0; r < size; r++) {
-        size_t b = base * (size_t)r < n ? base * (size_t)r : n;
-        size_t e = b + base < n ? b + base : n;
-        z->counts[r] = (int)(e - b);
-        z->displs[r] = (int)b;   /* offsets up to n: checked against INT_MAX below */
-        if (b > INT_MAX) {
+    memcpy(z->bounds, bounds, ((size_t)npieces + 1) * sizeof *bounds);
+    z->n = bounds[npieces];
+    for (int k = 0; k < npieces; k++) {
+        if (bounds[k + 1] <= bounds[k]) {
             zero_free(z);
             return -1;
         }
+        size_t lo, hi;
+        zero_slice(z, k, rank, &lo, &hi);
+        z->at[k] = z->len;
+        z->len += hi - lo;
     }
-    z->begin = (size_t)z->displs[rank];
-    z->len = (size_t)z->counts[rank];
+    /* MPI counts and the gathers' displacements are ints */
+    if (z->n > INT_MAX) {
+        zero_free(z);
+        return -1;
+    }
     return 0;
 }
 
 void zero_free(zero_shard *z)
 {
-    free(z->counts);
-    free(z->displs);
-    z->counts = z->displs = NULL;
+    free(z->bounds);
+    free(z->at);
+    z->bounds = z->at = NULL;
 }
 
-void zero_allgather(const zero_shard *z, float *params)
+/* The piece holding value i (< n). */
+static int piece_of(const zero_shard *z, size_t i)
 {
-    watchdog_arm("the parameter allgather");
-    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, z->counts, z->displs, MPI_FLOAT,
-                   MPI_COMM_WORLD);
-    watchdog_disarm();
+    int lo = 0, hi = z->npieces - 1;   /* bounds[lo] <= i < bounds[hi + 1] */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (z->bounds[mid] <= i)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
-void zero_gather_to_root(const zero_shard *z, const float *x, float *full)
+size_t zero_next_held(const zero_shard *z, int r, size_t *lo, size_t hi)
 {
-    watchdog_arm("a gather of optimizer shards");
-    MPI_Gatherv(x, (int)z->len, MPI_FLOAT, full, z->counts, z->displs, MPI_FLOAT, 0,
-                MPI_COMM_WORLD);
-    watchdog_disarm();
+    if (!z)
+        return *lo < hi ? hi - *lo : 0;
+    for (int k = *lo < z->n ? piece_of(z, *lo) : z->npieces; k < z->npieces && z->bounds[k] < hi;
+         k++) {
+        size_t s, e;
+        zero_slice(z, k, r, &s, &e);
+        s = s > *lo ? s : *lo;
+        e = e < hi ? e : hi;
+        if (e > s) {
+            *lo = s;
+            return e - s;
+        }
+    }
+    return 0;
 }
 
-void zero_scatter_from_root(const zero_shard *z, const float *full, float *x)
+size_t zero_index(const zero_shard *z, size_t i)
 {
-    watchdog_arm("a scatter of optimizer shards");
-    MPI_Scatterv(full, z->counts, z->displs, MPI_FLOAT, x, (int)z->len, MPI_FLOAT, 0,
-                 MPI_COMM_WORLD);
-    watchdog_disarm();
+    if (!z)
+        return i;
+    int k = piece_of(z, i);
+    size_t lo, hi;
+    zero_slice(z, k, z->rank, &lo, &hi);
+    return z->at[k] + (i - lo);
 }
 
-/* The part of [off, off + n) that rank r's shard holds: its first index in *b
- * and its length (0: none). */
-static size_t shard_overlap(const zero_shard *z, int r, size_t off, size_t n, size_t *b)
+int zero_owner(const zero_shard *z, size_t i)
 {
-    size_t lo = (size_t)z->displs[r], hi = lo + (size_t)z->counts[r];
-    *b = lo > off ? lo : off;
-    size_t e = hi < off + n ? hi : off + n;
-    return e > *b ? e - *b : 0;
+    if (!z)
+        return 0;
+    int k = piece_of(z, i);
+    return (int)((i - z->bounds[k]) / slice_base(z, k));
 }
 
-/* Point to point in rank order rather than Gatherv/Scatterv: no per-call
- * count arrays, and rank 0 takes the pieces straight into the tensor. */
+/* Point to point, a message per slice, in rank order: rank 0 takes each
+ * slice straight into its place, with no staging buffer. */
 enum { RANGE_TAG = 0x5a31 };
 
 void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n, float *out)
 {
-    watchdog_arm("a gather of an optimizer tensor");
+    watchdog_arm("a gather of optimizer shards");
     for (int r = 0; r < z->size; r++) {
-        size_t b, len = shard_overlap(z, r, off, n, &b);
-        if (len == 0 || (z->rank != 0 && z->rank != r))
+        if (z->rank != 0 && z->rank != r)
             continue;
-        if (z->rank == 0 && r == 0)
-            memcpy(out + (b - off), x + (b - z->begin), len * sizeof(float));
-        else if (z->rank == 0)
-            MPI_Recv(out + (b - off), (int)len, MPI_FLOAT, r, RANGE_TAG, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE);
-        else
-            MPI_Send(x + (b - z->begin), (int)len, MPI_FLOAT, 0, RANGE_TAG, MPI_COMM_WORLD);
+        for (size_t b = off, len; (len = zero_next_held(z, r, &b, off + n)) > 0; b += len) {
+            if (z->rank == 0 && r == 0)
+                memcpy(out + (b - off), x + zero_index(z, b), len * sizeof(float));
+            else if (z->rank == 0)
+                MPI_Recv(out + (b - off), (int)len, MPI_FLOAT, r, RANGE_TAG, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE);
+            else
+                MPI_Send(x + zero_index(z, b), (int)len, MPI_FLOAT, 0, RANGE_TAG, MPI_COMM_WORLD);
+        }
     }
     watchdog_disarm();
 }
@@ -102,16 +140,17 @@ void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t
 {
     watchdog_arm("a scatter of an optimizer tensor");
     for (int r = 0; r < z->size; r++) {
-        size_t b, len = shard_overlap(z, r, off, n, &b);
-        if (len == 0 || (z->rank != 0 && z->rank != r))
+        if (z->rank != 0 && z->rank != r)
             continue;
-        if (z->rank == 0 && r == 0)
-            memcpy(x + (b - z->begin), in + (b - off), len * sizeof(float));
-        else if (z->rank == 0)
-            MPI_Send(in + (b - off), (int)len, MPI_FLOAT, r, RANGE_TAG, MPI_COMM_WORLD);
-        else
-            MPI_Recv(x + (b - z->begin), (int)len, MPI_FLOAT, 0, RANGE_TAG, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE);
+        for (size_t b = off, len; (len = zero_next_held(z, r, &b, off + n)) > 0; b += len) {
+            if (z->rank == 0 && r == 0)
+                memcpy(x + zero_index(z, b), in + (b - off), len * sizeof(float));
+            else if (z->rank == 0)
+                MPI_Send(in + (b - off), (int)len, MPI_FLOAT, r, RANGE_TAG, MPI_COMM_WORLD);
+            else
+                MPI_Recv(x + zero_index(z, b), (int)len, MPI_FLOAT, 0, RANGE_TAG, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE);
+        }
     }
     watchdog_disarm();
 }

@@ -1,42 +1,67 @@
-/* zero: ZeRO stages 1 and 2 — each rank owns a contiguous 1/N of the
- * flattened parameters, with their fp32 Adam moments; the others' moments are
- * never held (stage 2: nor, after backward, the others' gradients).
+/* zero: ZeRO stages 1 and 2 — each rank owns 1/N of the flattened
+ * parameters, with their fp32 Adam moments; the others' moments are never
+ * held (stage 2: nor, after backward, the others' gradients).
  *
- * Per step: gradients are reduce-scattered (comm/buckets.h: each rank ends
- * with the sum over ranks of its own shard), each rank updates its shard, and
- * the updated parameters are all-gathered.  A parameter count that does not
- * divide by N gives the last ranks fewer values (ceil(n/N) each until n runs
- * out); nothing is padded in memory.
+ * The arena is cut into pieces (the gradient buckets: comm/buckets.h) and
+ * rank r owns slice r of every piece, as FSDP shards each flat parameter.
+ * So each bucket's reduce-scatter and allgather send and receive on every
+ * link at once; with one contiguous 1/N per rank, a bucket lay in a single
+ * shard and its reduce-scatter ran one way (its owner receiving from N-1
+ * senders while the other direction idled).  A rank's shard is its slices in
+ * arena order, back to back: moments and offload files are indexed by it.
+ *
+ * Per step: gradients are reduce-scattered (each rank ends with the sum over
+ * ranks of its own slices), each rank updates its shard, and the updated
+ * parameters are all-gathered.  A piece that does not divide by N gives the
+ * last ranks less (slices are whole multiples of ZERO_ALIGN values until the
+ * piece runs out); nothing is padded in memory.
+ *
+ * Functions taking a shard accept NULL for "not sharded": one rank holds
+ * everything and shard indices are arena indices.
  */
 #ifndef COMM_ZERO_H
 #define COMM_ZERO_H
 
 #include <stddef.h>
 
+/* Slices are multiples of this many values (a 64-byte line of floats), so
+ * two ranks never write one cache line and slices start aligned alike. */
+enum { ZERO_ALIGN = 16 };
+
 typedef struct {
-    size_t begin, len;      /* this rank's shard of the n values */
-    int *counts, *displs;   /* every rank's shard, for the MPI calls */
+    size_t n;        /* values in the sharded vector */
+    size_t len;      /* this rank's values: its slices of every piece */
     int rank, size;
+    int npieces;
+    size_t *bounds;  /* [npieces + 1], ascending from 0 to n: piece k is
+                      * [bounds[k], bounds[k + 1]) */
+    size_t *at;      /* [npieces]: where this rank's slice of piece k starts
+                      * in its shard */
 } zero_shard;
 
-/* 0, or -1 if n / size does not fit an MPI count or memory runs out. */
-int zero_init(zero_shard *z, size_t n, int rank, int size);
+/* The vector [0, bounds[npieces]) in npieces pieces.  0, or -1 if memory
+ * runs out or a count does not fit an MPI int. */
+int zero_init(zero_shard *z, const size_t *bounds, int npieces, int rank, int size);
 void zero_free(zero_shard *z);
 
-/* Every rank's params[its shard] copied to all ranks (in place). */
-void zero_allgather(const zero_shard *z, float *params);
-/* Rank 0 receives every shard of x (len values each) into full[0..n); others pass NULL. */
-void zero_gather_to_root(const zero_shard *z, const float *x, float *full);
-/* Rank 0's full[0..n) scattered: every rank receives its shard into x. */
-void zero_scatter_from_root(const zero_shard *z, const float *full, float *x);
+/* Rank r's slice of piece k: [*lo, *hi) (empty: *lo == *hi, inside the piece). */
+void zero_slice(const zero_shard *z, int k, int r, size_t *lo, size_t *hi);
+/* The first part of [*lo, hi) that rank r holds: moves *lo to where it
+ * begins and returns its length, contiguous in r's shard (0: none is left).
+ *   for (size_t b = lo, len; (len = zero_next_held(z, r, &b, hi)) > 0; b += len) */
+size_t zero_next_held(const zero_shard *z, int r, size_t *lo, size_t hi);
+/* Where value i, which this rank holds, sits in its shard. */
+size_t zero_index(const zero_shard *z, size_t i);
+/* The rank that holds value i. */
+int zero_owner(const zero_shard *z, size_t i);
 
 /* One tensor at a time (checkpoints: memory bounded by the tensor, not the
- * state).  The vector is sharded as z; x is this rank's shard [len] of it.
- * Rank 0 receives the values [off, off + n) into out[0..n) (others pass NULL),
- * every rank sending the part its shard holds. */
+ * state), or the whole vector (off 0, n: z->n).  x is this rank's shard of the vector.  Rank 0 receives the values
+ * [off, off + n) into out[0..n) (others pass NULL), every rank sending the
+ * parts its shard holds. */
 void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n, float *out);
 /* Rank 0's in[0..n), the values [off, off + n) of the vector (others pass
- * NULL): every rank receives the part its shard holds into x. */
+ * NULL): every rank receives the parts its shard holds into x. */
 void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t n, float *x);
 /* Rank 0's x on every rank: what rank 0 asks of the shards next while it
  * reads or writes a checkpoint (the others wait here meanwhile). */

@@ -2,7 +2,9 @@
  * floats (default: seed384's 13,340,928 parameters): Open MPI's reduce-scatter and
  * allreduce against comm/buckets' pairwise-exchange reduce-scatter and
  * allreduce (everything ready at once: nothing to overlap with), and
- * the parameter allgather (Open MPI's, and by pairwise exchange).  Each figure
+ * the parameter allgather (Open MPI's, and by pairwise exchange, whole and in
+ * buckets).  The whole-arena rows shard the arena in N contiguous pieces, the
+ * bucketed ones each bucket in N slices (comm/zero.h), as the trainer does.  Each figure
  * is the median over REPS of the slowest rank.  These are the times the
  * trainer's exposed comm (comm_tail_ms) is compared with to find the fraction hidden.
  *
@@ -23,7 +25,8 @@ enum { REPS = 9 };
 typedef struct {
     float *grads, *shard_out;
     size_t n, bucket;
-    zero_shard z;
+    zero_shard one, z;        /* the arena as one piece; in buckets */
+    int *counts, *displs;     /* every rank's slice of the one piece, for MPI */
     grad_buckets *rs, *rs_one, *ar;
 } bench;
 
@@ -35,7 +38,7 @@ static void fill(bench *b)
 
 static void mpi_reduce_scatter(bench *b)
 {
-    MPI_Reduce_scatter(b->grads, b->shard_out, b->z.counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Reduce_scatter(b->grads, b->shard_out, b->counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
 
 static void mpi_allreduce(bench *b)
@@ -80,23 +83,46 @@ static void iallreduce_buckets(bench *b)
 
 static void mpi_allgather(bench *b)
 {
-    zero_allgather(&b->z, b->grads);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b->grads, b->counts, b->displs, MPI_FLOAT,
+                   MPI_COMM_WORLD);
 }
 
 /* Every rank sends its shard to every other and receives theirs. */
 static void pairwise_allgather(bench *b)
 {
-    const zero_shard *z = &b->z;
+    const zero_shard *z = &b->one;
     MPI_Request *req = malloc(2 * (size_t)z->size * sizeof *req);
     int k = 0;
     for (int q = 0; q < z->size; q++) {
         if (q == z->rank)
             continue;
-        MPI_Irecv(b->grads + z->displs[q], z->counts[q], MPI_FLOAT, q, 1, MPI_COMM_WORLD, &req[k++]);
-        MPI_Isend(b->grads + z->begin, (int)z->len, MPI_FLOAT, q, 1, MPI_COMM_WORLD, &req[k++]);
+        MPI_Irecv(b->grads + b->displs[q], b->counts[q], MPI_FLOAT, q, 1, MPI_COMM_WORLD, &req[k++]);
+        MPI_Isend(b->grads + b->displs[z->rank], b->counts[z->rank], MPI_FLOAT, q, 1,
+                  MPI_COMM_WORLD, &req[k++]);
     }
     MPI_Waitall(k, req, MPI_STATUSES_IGNORE);
     free(req);
+}
+
+/* The trainer's ZeRO allgather: every bucket's slices, all posted at once. */
+static void pairwise_allgather_buckets(bench *b)
+{
+    buckets_params_start(b->rs, b->grads, NULL, NULL, 0);
+    buckets_params_wait(b->rs, 0, b->n);
+}
+
+/* z over the buckets of bucket floats as the trainer cuts them. */
+static int shard(zero_shard *z, size_t n, size_t bucket, int rank, int size)
+{
+    int count = buckets_layout(n, bucket, NULL, 0, NULL);
+    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
+    int rc = bounds ? 0 : -1;
+    if (bounds) {
+        buckets_layout(n, bucket, NULL, 0, bounds);
+        rc = zero_init(z, bounds, count, rank, size);
+    }
+    free(bounds);
+    return rc;
 }
 
 static void row(bench *b, const char *name, void (*op)(bench *), const char *label, FILE *jsonl)
@@ -111,13 +137,13 @@ static void row(bench *b, const char *name, void (*op)(bench *), const char *lab
         MPI_Allreduce(&dt, &t[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     }
     double median = bench_median(t, REPS);
-    if (b->z.rank != 0)
+    if (b->one.rank != 0)
         return;
     printf("comm %-4s np %d  %-34s %6.1f MB  %7.2f ms (median of %d, min %.2f)\n", label,
-           b->z.size, name, b->n * 4 / 1e6, median * 1e3, REPS, t[0] * 1e3);
+           b->one.size, name, b->n * 4 / 1e6, median * 1e3, REPS, t[0] * 1e3);
     if (jsonl)
         fprintf(jsonl, "{\"bench\": \"comm\", \"transport\": \"%s\", \"ranks\": %d, \"work\": \"%s\", "
-                "\"mb\": %.1f, \"bucket_mb\": %.1f, \"ms\": %.3f}\n", label, b->z.size, name,
+                "\"mb\": %.1f, \"bucket_mb\": %.1f, \"ms\": %.3f}\n", label, b->one.size, name,
                 b->n * 4 / 1e6, b->bucket * 4 / 1e6, median * 1e3);
 }
 
@@ -136,13 +162,21 @@ int main(int argc, char **argv)
         return 0;
     }
     b.grads = malloc(b.n * sizeof(float));
-    if (!b.grads || zero_init(&b.z, b.n, rank, size) != 0 ||
-        !(b.shard_out = malloc((b.z.len + 1) * sizeof(float))) ||
-        !(b.rs = buckets_create(b.grads, b.n, b.bucket, NULL, 0, &b.z, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
-        !(b.rs_one = buckets_create(b.grads, b.n, b.n, NULL, 0, &b.z, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
-        !(b.ar = buckets_create(b.grads, b.n, b.bucket, NULL, 0, &b.z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32))) {
+    b.counts = malloc((size_t)size * sizeof *b.counts);
+    b.displs = malloc((size_t)size * sizeof *b.displs);
+    if (!b.grads || !b.counts || !b.displs || zero_init(&b.one, (size_t[]){0, b.n}, 1, rank, size) != 0 || shard(&b.z, b.n, b.bucket, rank, size) != 0 ||
+        !(b.shard_out = malloc((b.one.len + 1) * sizeof(float))) ||
+        !(b.rs = buckets_create(b.grads, &b.z, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
+        !(b.rs_one = buckets_create(b.grads, &b.one, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
+        !(b.ar = buckets_create(b.grads, &b.z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32))) {
         fprintf(stderr, "bench_comm: out of memory\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    for (int r = 0; r < size; r++) {
+        size_t lo, hi;
+        zero_slice(&b.one, 0, r, &lo, &hi);
+        b.counts[r] = (int)(hi - lo);
+        b.displs[r] = (int)lo;
     }
     FILE *jsonl = rank == 0 ? bench_jsonl_open() : NULL;
     row(&b, "MPI_Reduce_scatter", mpi_reduce_scatter, label, jsonl);
@@ -153,12 +187,16 @@ int main(int argc, char **argv)
     row(&b, "pairwise allreduce, buckets", pairwise_allreduce_buckets, label, jsonl);
     row(&b, "MPI_Allgatherv in place", mpi_allgather, label, jsonl);
     row(&b, "pairwise allgather", pairwise_allgather, label, jsonl);
+    row(&b, "pairwise allgather, buckets", pairwise_allgather_buckets, label, jsonl);
     if (jsonl)
         fclose(jsonl);
     buckets_destroy(b.rs);
     buckets_destroy(b.rs_one);
     buckets_destroy(b.ar);
     zero_free(&b.z);
+    zero_free(&b.one);
+    free(b.counts);
+    free(b.displs);
     free(b.shard_out);
     free(b.grads);
     MPI_Finalize();

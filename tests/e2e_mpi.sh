@@ -123,9 +123,11 @@ for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
         # the global norm (clipping at 1.0 acts on it) from the shards' norms
         assert max(abs(a - b) / a for a, b in zip(n1, n2)) < 1e-4, (run, n1, n2)
         assert len(v1) == len(v2) == 2 and all(abs(a - b) / a < 1e-5 for a, b in zip(v1, v2)), (run, v1, v2)
-        # stage 0 keeps all the moments; stages 1 and 2 this rank's share (rank 0's: ceil(n/N))
+        # stage 0 keeps all the moments; stages 1 and 2 this rank's share: rank
+        # 0's slice of each bucket, ceil(len/N) rounded up to 16 values (up to
+        # 15 values of 8 bytes above 1/N per bucket; these runs have a few)
         share = 1 if run in ("np2", "odd3-0") else ranks
-        assert abs(opt2 * share - opt1) < 1e-3 * opt1, (run, opt1, opt2)
+        assert -1e-6 <= opt2 - opt1 / share <= 8 * 15 * 8e-6, (run, opt1, opt2)
         # every step reports its communication: some in flight, the exposed
         # part no more than it (the accounting brackets differ by microseconds)
         for r in steps(run):

@@ -12,7 +12,8 @@
  * parameter allgather is checked range by range as forward waits for them;
  * the bf16 wire is checked against the same sums with each value that crosses
  * it rounded to bf16 (kernels/convert's scalar rounding).  sparse_rows also
- * fetches a sharded table's rows from their owners.
+ * fetches a sharded table's rows from their owners, and the shard layout
+ * (comm/zero.h) is checked alone and by moving ranges to and from rank 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,6 +61,21 @@ static double reduce(grad_buckets *b, size_t n, size_t step)
     return buckets_finish(b);
 }
 
+/* z over the buckets buckets_layout cuts for an arena of n values. */
+static void make_shard(zero_shard *z, size_t n, size_t bucket, const size_t *cuts, int ncuts)
+{
+    int count = buckets_layout(n, bucket, cuts, ncuts, NULL);
+    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
+    assert_int_equal(buckets_layout(n, bucket, cuts, ncuts, bounds), count);
+    assert_int_equal(zero_init(z, bounds, count, rank, size), 0);
+    free(bounds);
+}
+
+static bool mine(const zero_shard *z, size_t i)
+{
+    return zero_owner(z, i) == rank;
+}
+
 /* 1 on any rank if ok is false on any rank. */
 static int failed_anywhere(int ok)
 {
@@ -71,9 +87,9 @@ static int failed_anywhere(int ok)
 static void check_allreduce(size_t n, size_t bucket, const size_t *cuts, int ncuts)
 {
     zero_shard z;
-    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    make_shard(&z, n, bucket, cuts, ncuts);
     float *g = malloc(n * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32);
+    grad_buckets *b = buckets_create(g, &z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
@@ -93,22 +109,21 @@ static void check_allreduce(size_t n, size_t bucket, const size_t *cuts, int ncu
 static void check_reduce_scatter(size_t n, size_t bucket, bool release)
 {
     zero_shard z;
-    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    make_shard(&z, n, bucket, NULL, 0);
     float *g = malloc((n ? n : 1) * sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER,
+    grad_buckets *b = buckets_create(g, &z, release ? BUCKETS_RELEASE : BUCKETS_REDUCE_SCATTER,
                                      BUCKETS_WIRE_FP32);
     assert_non_null(b);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++)   /* stage 2 zeroes only the shard */
-            if (!release || round == 0 || (i >= z.begin && i < z.begin + z.len))
+            if (!release || round == 0 || mine(&z, i))
                 g[i] = 0;
         for (size_t i = 0; i < n; i++)   /* backward accumulates */
             g[i] += grad_value(rank, i);
         reduce(b, n, n / 7 + 1);
         for (size_t i = 0; i < n; i++) {
-            bool mine = i >= z.begin && i < z.begin + z.len;
-            ok &= g[i] == (mine ? summed(i) : release ? 0.0f : grad_value(rank, i));
+            ok &= g[i] == (mine(&z, i) ? summed(i) : release ? 0.0f : grad_value(rank, i));
         }
     }
     assert_int_equal(failed_anywhere(ok), 0);
@@ -121,9 +136,9 @@ static void check_reduce_scatter(size_t n, size_t bucket, bool release)
 static void check_accumulate(size_t n, size_t bucket)
 {
     zero_shard z;
-    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    make_shard(&z, n, bucket, NULL, 0);
     float *g = calloc(n, sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, NULL, 0, &z, BUCKETS_RELEASE, BUCKETS_WIRE_FP32);
+    grad_buckets *b = buckets_create(g, &z, BUCKETS_RELEASE, BUCKETS_WIRE_FP32);
     assert_non_null(b);
     for (int micro = 0; micro < 3; micro++) {
         for (size_t i = 0; i < n; i++)
@@ -131,8 +146,8 @@ static void check_accumulate(size_t n, size_t bucket)
         reduce(b, n, n / 3 + 1);
     }
     int ok = 1;
-    for (size_t i = z.begin; i < z.begin + z.len; i++)
-        ok &= g[i] == 3 * summed(i);
+    for (size_t i = 0; i < n; i++)
+        ok &= !mine(&z, i) || g[i] == 3 * summed(i);
     assert_int_equal(failed_anywhere(ok), 0);
     buckets_destroy(b);
     free(g);
@@ -156,9 +171,7 @@ static float bf16_round(float x)
 
 static float wire_sum(const zero_shard *z, size_t i)
 {
-    int owner = 0;
-    while (i >= (size_t)z->displs[owner] + (size_t)z->counts[owner])
-        owner++;
+    int owner = zero_owner(z, i);
     float s = wire_value(owner, i);
     for (int r = 0; r < size; r++)
         if (r != owner)
@@ -172,9 +185,9 @@ static void check_bf16_wire(size_t n, size_t bucket, const size_t *cuts, int ncu
                             buckets_mode mode)
 {
     zero_shard z;
-    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    make_shard(&z, n, bucket, cuts, ncuts);
     float *g = calloc(n, sizeof *g);
-    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, mode, BUCKETS_WIRE_BF16);
+    grad_buckets *b = buckets_create(g, &z, mode, BUCKETS_WIRE_BF16);
     assert_non_null(b);
     int ok = 1, differs = 0;
     for (int round = 0; round < 2; round++) {
@@ -182,9 +195,8 @@ static void check_bf16_wire(size_t n, size_t bucket, const size_t *cuts, int ncu
             g[i] = wire_value(rank, i);
         reduce(b, n, n / 5 + 1);
         for (size_t i = 0; i < n; i++) {
-            bool mine = i >= z.begin && i < z.begin + z.len;
             float want = mode == BUCKETS_ALLREDUCE ? bf16_round(wire_sum(&z, i))
-                         : mine                    ? wire_sum(&z, i)
+                         : mine(&z, i)             ? wire_sum(&z, i)
                          : mode == BUCKETS_RELEASE ? 0.0f
                                                    : wire_value(rank, i);
             ok &= g[i] == want;
@@ -225,9 +237,9 @@ static void bf16_wire_reduce_scatter(void **state)
 static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int ncuts)
 {
     zero_shard z;
-    assert_int_equal(zero_init(&z, n, rank, size), 0);
+    make_shard(&z, n, bucket, cuts, ncuts);
     float *g = calloc(n, sizeof *g), *p = malloc(n * sizeof *p);
-    grad_buckets *b = buckets_create(g, n, bucket, cuts, ncuts, &z, BUCKETS_REDUCE_SCATTER,
+    grad_buckets *b = buckets_create(g, &z, BUCKETS_REDUCE_SCATTER,
                                      BUCKETS_WIRE_FP32);
     assert_non_null(b);
     /* forward's order: the last range first (as wte), then from the start */
@@ -235,7 +247,7 @@ static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int
     int ok = 1;
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++)
-            p[i] = i >= z.begin && i < z.begin + z.len ? grad_value(round, i) : -1.0f;
+            p[i] = mine(&z, i) ? grad_value(round, i) : -1.0f;
         buckets_params_start(b, p, offsets, sizes, 3);
         for (int k = 0; k < 3; k++) {
             buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
@@ -343,21 +355,22 @@ static void sparse_rows_sum_union(void **state)
     assert_false(failed_anywhere(ok));
 }
 
-/* A table of MAXID rows x C (C does not divide the shards: rows straddle
- * them) at an offset inside an arena sharded over the ranks; each rank's
- * shard holds the values (index * 3 + 1), the rest stale (-1).  Each rank
- * asks for its own ids (repeats, any order; rank 1 of 3 for none): afterwards
- * the rows of the union hold the true values everywhere, every other value
- * is as it was. */
+/* A table of MAXID rows x C (rows straddle pieces and slices: C divides
+ * neither) at an offset inside an arena sharded over the ranks in pieces of
+ * 40 and 60 values and the rest; each rank's shard holds the values
+ * (index * 3 + 1), the rest stale (-1).  Each rank asks for its own ids
+ * (repeats, any order; rank 1 of 3 for none): afterwards the rows of the
+ * union hold the true values everywhere, every other value is as it was. */
 static void sparse_rows_fetch_from_owners(void **state)
 {
     (void)state;
     enum { C = 7, MAXID = 23, OFF = 5, N = OFF + MAXID * C + 3 };
+    const size_t bounds[] = {0, 40, 100, N};
     zero_shard z;
-    assert_int_equal(zero_init(&z, N, rank, size), 0);
+    assert_int_equal(zero_init(&z, bounds, 3, rank, size), 0);
     float arena[N];
     for (int i = 0; i < N; i++)
-        arena[i] = (size_t)i >= z.begin && (size_t)i < z.begin + z.len ? (float)(i * 3 + 1) : -1.0f;
+        arena[i] = mine(&z, (size_t)i) ? (float)(i * 3 + 1) : -1.0f;
     int ids[8], n = 0;
     for (int k = 0; k < 4 && !(size == 3 && rank == 1); k++)
         ids[n++] = (rank * 5 + 17 * k) % MAXID, ids[n++] = (rank * 5 + 17 * k) % MAXID;
@@ -372,14 +385,102 @@ static void sparse_rows_fetch_from_owners(void **state)
     for (int id = 0; id < MAXID; id++)
         want_u += asked[id];
     for (int i = 0; i < N; i++) {
-        const bool mine = (size_t)i >= z.begin && (size_t)i < z.begin + z.len;
         const bool fetched = i >= OFF && i < OFF + MAXID * C && asked[(i - OFF) / C];
-        ok = ok && arena[i] == (mine || fetched ? (float)(i * 3 + 1) : -1.0f);
+        ok = ok && arena[i] == (mine(&z, (size_t)i) || fetched ? (float)(i * 3 + 1) : -1.0f);
     }
     ok = ok && u == want_u;
     sparse_rows_free(&s);
     zero_free(&z);
     assert_false(failed_anywhere(ok));
+}
+
+/* The layout alone, for rank counts 1 to 5 (no messages: zero_init only
+ * computes): every value has exactly one owner, whose shard indices run
+ * 0..len-1 in arena order; zero_next_held walks exactly the owned parts of a
+ * range; and every piece with ZERO_ALIGN values per rank gives each rank a
+ * slice, so each bucket's exchange runs on every link both ways. */
+static void shard_slices_every_piece(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    const size_t cuts[] = {0, 7, 100, 1000, 1001, 2100};
+    for (int ranks = 1; ranks <= 5; ranks++) {
+        int count = buckets_layout(N, 600, cuts, 6, NULL);
+        size_t bounds[64];
+        assert_true(count < 64);
+        buckets_layout(N, 600, cuts, 6, bounds);
+        int *owner = malloc(N * sizeof *owner);
+        for (size_t i = 0; i < N; i++)
+            owner[i] = -1;
+        for (int r = 0; r < ranks; r++) {
+            zero_shard z;
+            assert_int_equal(zero_init(&z, bounds, count, r, ranks), 0);
+            size_t next = 0;   /* the shard index the next owned value must have */
+            for (size_t i = 0; i < N; i++) {
+                if (zero_owner(&z, i) != r)
+                    continue;
+                assert_int_equal(owner[i], -1);
+                owner[i] = r;
+                assert_int_equal(zero_index(&z, i), next++);
+            }
+            assert_int_equal(next, z.len);
+            for (int k = 0; k < count; k++) {
+                size_t lo, hi;
+                zero_slice(&z, k, r, &lo, &hi);
+                if (bounds[k + 1] - bounds[k] >= (size_t)ranks * ZERO_ALIGN)
+                    assert_true(hi > lo);
+            }
+            /* a walk over [95, 2500) visits the owned values there, in order */
+            size_t seen = 95;
+            for (size_t b = 95, len; (len = zero_next_held(&z, r, &b, 2500)) > 0; b += len) {
+                for (size_t i = seen; i < b; i++)
+                    assert_int_not_equal(zero_owner(&z, i), r);
+                for (size_t i = b; i < b + len; i++) {
+                    assert_int_equal(zero_owner(&z, i), r);
+                    assert_int_equal(zero_index(&z, i), zero_index(&z, b) + (i - b));
+                }
+                seen = b + len;
+            }
+            for (size_t i = seen; i < 2500; i++)
+                assert_int_not_equal(zero_owner(&z, i), r);
+            zero_free(&z);
+        }
+        for (size_t i = 0; i < N; i++)
+            assert_int_not_equal(owner[i], -1);
+        free(owner);
+    }
+}
+
+/* A vector sharded over the ranks (x[k] on its owner = 5 * index + 2): rank
+ * 0 gathers a range that spans pieces, and the whole vector; then scatters a
+ * new range back, which lands in each owner's shard. */
+static void shard_ranges_gather_and_scatter(void **state)
+{
+    (void)state;
+    zero_shard z;
+    make_shard(&z, 10007, 1000, NULL, 0);
+    float *x = malloc((z.len + 1) * sizeof *x), *out = malloc(z.n * sizeof *out);
+    for (size_t i = 0; i < z.n; i++)
+        if (mine(&z, i))
+            x[zero_index(&z, i)] = (float)(5 * i + 2);
+    int ok = 1;
+    zero_gather_range(&z, x, 1234, 5000, rank == 0 ? out : NULL);
+    for (size_t i = 0; rank == 0 && i < 5000; i++)
+        ok &= out[i] == (float)(5 * (i + 1234) + 2);
+    zero_gather_range(&z, x, 0, z.n, rank == 0 ? out : NULL);
+    for (size_t i = 0; rank == 0 && i < z.n; i++)
+        ok &= out[i] == (float)(5 * i + 2);
+    for (size_t i = 0; i < 3000; i++)
+        out[i] = -(float)i;
+    zero_scatter_range(&z, rank == 0 ? out : NULL, 4000, 3000, x);
+    for (size_t i = 0; i < z.n; i++)
+        if (mine(&z, i))
+            ok &= x[zero_index(&z, i)] ==
+                  (i >= 4000 && i < 7000 ? -(float)(i - 4000) : (float)(5 * i + 2));
+    assert_int_equal(failed_anywhere(ok), 0);
+    free(x);
+    free(out);
+    zero_free(&z);
 }
 
 int main(int argc, char **argv)
@@ -399,6 +500,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(bf16_wire_reduce_scatter),
         cmocka_unit_test(sparse_rows_sum_union),
         cmocka_unit_test(sparse_rows_fetch_from_owners),
+        cmocka_unit_test(shard_slices_every_piece),
+        cmocka_unit_test(shard_ranges_gather_and_scatter),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

@@ -133,8 +133,8 @@ static void serve(const shard_io *io, bool save)
     int nt = io->m->num_tensors;
     for (int req; (req = zero_broadcast_int(REQ_DONE)) != REQ_DONE;) {
         if (req == REQ_SHARDS) {
-            zero_gather_to_root(io->z, io->opt->m, NULL);
-            zero_gather_to_root(io->z, io->opt->v, NULL);
+            zero_gather_range(io->z, io->opt->m, 0, io->z->n, NULL);
+            zero_gather_range(io->z, io->opt->v, 0, io->z->n, NULL);
             continue;
         }
         const param_tensor *t = &io->m->tensors[req % nt];
@@ -282,8 +282,8 @@ static void copy_state(saver_state *sv, const gpt2 *m, const adamw_state *opt,
     copy_floats(buf, m->params, n);
     if (z) {   /* the shards straight into the snapshot: no other full copy anywhere */
         zero_broadcast_int(REQ_SHARDS);
-        zero_gather_to_root(z, opt->m, buf + n);
-        zero_gather_to_root(z, opt->v, buf + 2 * n);
+        zero_gather_range(z, opt->m, 0, n, buf + n);
+        zero_gather_range(z, opt->v, 0, n, buf + 2 * n);
     } else {
         copy_floats(buf + n, opt->m, n);
         copy_floats(buf + 2 * n, opt->v, n);

@@ -86,7 +86,7 @@ float grad_global_norm(const gpt2 *m)
     return (float)sqrt(sumsq(m->grads, m->num_params));
 }
 
-bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_config *c, float lr,
+bool optimizer_step(adamw_state *s, gpt2 *m, const zero_shard *z, const run_config *c, float lr,
                     float grad_norm, float loss_scale)
 {
     if (!isfinite(grad_norm))
@@ -95,18 +95,17 @@ bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_confi
     if (c->grad_clip > 0 && grad_norm > c->grad_clip)
         scale *= c->grad_clip / (grad_norm + 1e-6f);
     s->step++;
-    size_t lo_all = s->offset, hi_all = s->offset + s->n;
-    for (int i = 0; i < m->num_tensors; i++) {   /* the tensors that overlap the range */
+    for (int i = 0; i < m->num_tensors; i++) {   /* each tensor's parts this rank holds */
         const param_tensor *t = &m->tensors[i];
-        size_t lo = t->offset > lo_all ? t->offset : lo_all;
-        size_t hi = t->offset + t->numel < hi_all ? t->offset + t->numel : hi_all;
-        if (lo >= hi)
-            continue;
         adamw_params p = {.lr = lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps,
                           .weight_decay = t->decay ? c->weight_decay : 0.0f,
                           .grad_scale = scale, .step = s->step};
-        size_t k = lo - lo_all;
-        adamw_update(m->params + lo, grads + k, s->m + k, s->v + k, hi - lo, &p);
+        const size_t hi = t->offset + t->numel;
+        for (size_t b = t->offset, len; (len = zero_next_held(z, z ? z->rank : 0, &b, hi)) > 0;
+             b += len) {
+            size_t k = zero_index(z, b);
+            adamw_update(m->params + b, m->grads + b, s->m + k, s->v + k, len, &p);
+        }
     }
     gpt2_params_changed(m);
     return true;

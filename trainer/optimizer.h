@@ -6,14 +6,15 @@
 
 #include <stdbool.h>
 
+#include "comm/zero.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
 
-/* The moments of parameters [offset, offset + n): all of them, or this rank's
- * shard under ZeRO (set offset after optimizer_create). */
+/* The moments of all parameters, or of this rank's shard under ZeRO
+ * (comm/zero.h: indexed as the shard). */
 typedef struct {
     float *m, *v;   /* first and second moments, [n] each */
-    size_t offset, n;
+    size_t n;
     int step;       /* optimizer steps taken */
     void *map;      /* file-backed moments: the mapping, else NULL */
     size_t map_len;
@@ -36,11 +37,11 @@ float lr_schedule(const run_config *c, int step);
 float grad_global_norm(const gpt2 *m);
 
 /* Clip to grad_clip (0: no clipping) and apply one AdamW update with lr to
- * params [offset, offset+n); grads holds the gradients of exactly those,
- * multiplied by loss_scale (1 unless fp16 loss scaling), and grad_norm is the
- * norm of the whole model's unscaled gradients.  A non-finite grad_norm skips
- * the update and returns false. */
-bool optimizer_step(adamw_state *s, gpt2 *m, const float *grads, const run_config *c, float lr,
+ * the parameters this rank holds in z (NULL: all of them); their gradients in
+ * m->grads are multiplied by loss_scale (1 unless fp16 loss scaling), and
+ * grad_norm is the norm of the whole model's unscaled gradients.  A
+ * non-finite grad_norm skips the update and returns false. */
+bool optimizer_step(adamw_state *s, gpt2 *m, const zero_shard *z, const run_config *c, float lr,
                     float grad_norm, float loss_scale);
 
 #endif

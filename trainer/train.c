@@ -152,28 +152,39 @@ static int cmp_size(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The gradient buckets, which end at tensor boundaries: each is final with
- * its last tensor.  NULL when out of memory. */
-static grad_buckets *make_buckets(const trainer *tr)
+/* The shard over the gradient buckets, which end at tensor boundaries: each
+ * is final with its last tensor.  -1 when out of memory. */
+static int shard_arena(trainer *tr)
 {
-    const run_config *c = tr->cfg;
     const gpt2 *m = &tr->model;
-    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
-                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
-                                             : BUCKETS_ALLREDUCE;
+    const size_t bucket_floats = (size_t)tr->cfg->bucket_mb * (1 << 20) / sizeof(float);
     size_t *cuts = malloc((size_t)m->num_tensors * sizeof *cuts);
     if (!cuts)
-        return NULL;
+        return -1;
     for (int i = 0; i < m->num_tensors; i++)
         cuts[i] = m->tensors[i].offset;
     qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
-    grad_buckets *b = buckets_create(m->grads, m->num_params,
-                                     (size_t)c->bucket_mb * (1 << 20) / sizeof(float), cuts,
-                                     m->num_tensors, &tr->shard, mode,
-                                     strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
-                                                                       : BUCKETS_WIRE_FP32);
+    int count = buckets_layout(m->num_params, bucket_floats, cuts, m->num_tensors, NULL);
+    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
+    int rc = -1;
+    if (bounds) {
+        buckets_layout(m->num_params, bucket_floats, cuts, m->num_tensors, bounds);
+        rc = zero_init(&tr->shard, bounds, count, tr->world->rank, tr->world->size);
+    }
+    free(bounds);
     free(cuts);
-    return b;
+    return rc;
+}
+
+static grad_buckets *make_buckets(const trainer *tr)
+{
+    const run_config *c = tr->cfg;
+    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
+                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
+                                             : BUCKETS_ALLREDUCE;
+    return buckets_create(tr->model.grads, &tr->shard, mode,
+                          strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
+                                                            : BUCKETS_WIRE_FP32);
 }
 
 /* With several ranks: the buckets, the tensors in forward order (for ZeRO's
@@ -218,7 +229,7 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     const comm_world *w = tr->world;
     size_t n = tr->model.num_params;
     tr->zero = c->zero_stage >= 1;
-    if (zero_init(&tr->shard, n, w->rank, w->size) != 0) {
+    if (shard_arena(tr) != 0) {
         snprintf(err, errlen, "cannot shard %zu parameters over %d ranks", n, w->size);
         return -1;
     }
@@ -230,7 +241,6 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
                  ? optimizer_create_in_file(&tr->opt, n, c->optimizer_offload + 5, w->rank, err,
                                             errlen)
                  : optimizer_create(&tr->opt, n, err, errlen);
-    tr->opt.offset = tr->zero ? tr->shard.begin : 0;
     return rc;
 }
 
@@ -455,6 +465,14 @@ static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
     return 0;
 }
 
+/* What this rank updates: under ZeRO its shard (the moments are the
+ * shard's, and checkpointing.c moves them to and from the file without a
+ * whole copy on any rank); otherwise everything (NULL). */
+static const zero_shard *held(const trainer *tr)
+{
+    return tr->zero ? &tr->shard : NULL;
+}
+
 static void on_grads_ready(void *ctx, size_t from)
 {
     buckets_ready(ctx, from);
@@ -471,12 +489,14 @@ static double add_embed_grad(trainer *tr, bool have)
     const int u = sparse_rows_sum(&tr->embed_sum, m->embed_tokens, m->embed_rows,
                                   have ? m->n_embed_tokens : 0);
     const size_t C = (size_t)m->dims.n_embd, wte = m->tensors[0].offset;
-    const size_t lo = tr->zero ? tr->shard.begin : 0, hi = tr->zero ? lo + tr->shard.len : m->num_params;
+    const zero_shard *z = held(tr);
     for (int i = 0; i < u; i++) {
         const size_t row = wte + (size_t)tr->embed_sum.ids[i] * C;
         const float *add = tr->embed_sum.sum + (size_t)i * C;
-        for (size_t k = row > lo ? row : lo; k < row + C && k < hi; k++)
-            m->grads[k] += add[k - row];
+        for (size_t b = row, len; (len = zero_next_held(z, tr->world->rank, &b, row + C)) > 0;
+             b += len)
+            for (size_t k = b; k < b + len; k++)
+                m->grads[k] += add[k - row];
     }
     return mono_time() - t0;
 }
@@ -486,9 +506,13 @@ static double add_embed_grad(trainer *tr, bool have)
  * bring the pages back. */
 static void zero_grads(trainer *tr)
 {
-    if (tr->cfg->zero_stage >= 2 && tr->buckets)
-        zero_floats(tr->model.grads + tr->shard.begin, tr->shard.len);
-    else
+    if (tr->cfg->zero_stage >= 2 && tr->buckets) {
+        for (int k = 0; k < tr->shard.npieces; k++) {
+            size_t lo, hi;
+            zero_slice(&tr->shard, k, tr->shard.rank, &lo, &hi);
+            zero_floats(tr->model.grads + lo, hi - lo);
+        }
+    } else
         gpt2_zero_grad(&tr->model);
 }
 
@@ -667,6 +691,18 @@ static bool apply_control(trainer *tr, int done)
     }
 }
 
+/* The sum of squares of this rank's shard of the gradients. */
+static double shard_sumsq(const trainer *tr)
+{
+    double sum = 0;
+    for (int k = 0; k < tr->shard.npieces; k++) {
+        size_t lo, hi;
+        zero_slice(&tr->shard, k, tr->shard.rank, &lo, &hi);
+        sum += sumsq(tr->model.grads + lo, hi - lo);
+    }
+    return sum;
+}
+
 /* Clip and apply AdamW: to the whole model, or (ZeRO) to this rank's shard,
  * whose updated values are then gathered by every rank.  *norm is the global
  * gradient norm; false when it is not finite and the step was skipped. */
@@ -675,16 +711,15 @@ static bool update_params(trainer *tr, float lr, float *norm)
     gpt2 *m = &tr->model;
     float scale = tr->scaler.scale;
     tr->optimizer_s = 0;
-    const float *grads = m->grads + (tr->zero ? tr->shard.begin : 0);
     /* the gradients carry the loss scale: their norm too; under ZeRO the
      * global norm is the root of the shards' sums of squares */
-    *norm = tr->zero ? (float)(sqrt(comm_sum_double(sumsq(grads, tr->shard.len))) / scale)
+    *norm = tr->zero ? (float)(sqrt(comm_sum_double(shard_sumsq(tr))) / scale)
                      : grad_global_norm(m) / scale;
     /* every rank sees the same norm, so all skip (and rescale) together */
     if (!scaler_update(&tr->scaler, isfinite(*norm)))
         return false;
     double t0 = mono_time();
-    bool stepped = optimizer_step(&tr->opt, m, grads, tr->cfg, lr, *norm, scale);
+    bool stepped = optimizer_step(&tr->opt, m, held(tr), tr->cfg, lr, *norm, scale);
     tr->params_stale = stepped && tr->zero && tr->world->size > 1;
     tr->optimizer_s = mono_time() - t0;
     return stepped;
@@ -703,16 +738,9 @@ static void gather_params(trainer *tr)
     tr->params_stale = false;
 }
 
-/* Under ZeRO the moments are this rank's shard: checkpointing.c moves them
- * to and from the file without a whole copy on any rank. */
-static const zero_shard *moment_shards(const trainer *tr)
-{
-    return tr->zero ? &tr->shard : NULL;
-}
-
 static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 {
-    return checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, moment_shards(tr),
+    return checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
                            done, tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
 }
 
@@ -730,7 +758,7 @@ static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
     double scale = tr->scaler.scale;
     checkpoint_prepare(tr->ckpt, tr->cfg, tr->world, &tr->model);   /* the async snapshot */
     int rc = checkpoint_resume(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt,
-                               moment_shards(tr), &tr->status, &tr->start_step, &scale, err,
+                               held(tr), &tr->status, &tr->start_step, &scale, err,
                                errlen);
     if (rc == 0 && tr->fp16)   /* non-fp16 runs save 0, which leaves the scale as it was */
         tr->scaler.scale = (float)scale;
