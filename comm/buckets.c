@@ -70,6 +70,8 @@ struct grad_buckets {
     size_t bucket_max;        /* the largest bucket */
     /* ZeRO's parameter allgather (buckets_params_start), on the same buckets */
     float *params;
+    bool pbf16;               /* this allgather carries bf16 */
+    uint16_t *psend;          /* bf16 wire, ZeRO: our slices as sent ([shard len]) */
     MPI_Request *pgather;     /* [count][per] */
     unsigned char *pstate;    /* [count]: PARAMS_* */
     int ppending;             /* buckets posted and not yet arrived */
@@ -214,13 +216,16 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     b->pstate = calloc((size_t)b->count + 1, 1);
     size_t parts = SLOTS * (size_t)(shard->size - 1) * b->piece + 1;
     b->recv = malloc(parts * b->elem);
+    if (b->bf16 && mode != BUCKETS_ALLREDUCE)
+        b->psend = malloc((shard->len + 1) * sizeof(uint16_t));
     if (b->bf16) {
         b->scatter_out = malloc((SLOTS * b->bucket_max + 1) * sizeof(uint16_t));
         b->gather_out = malloc((SLOTS * b->piece + 1) * sizeof(uint16_t));
         b->gather_in = malloc(parts * sizeof(uint16_t));
     }
     if (!b->scatter || !b->gather || !b->pgather || !b->pstate || !b->recv ||
-        (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in))) {
+        (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in)) ||
+        (b->bf16 && mode != BUCKETS_ALLREDUCE && !b->psend)) {
         buckets_destroy(b);
         return NULL;
     }
@@ -258,6 +263,7 @@ void buckets_destroy(grad_buckets *b)
         free(b->scatter_out);
         free(b->gather_out);
         free(b->gather_in);
+        free(b->psend);
     }
     free(b);
 }
@@ -284,6 +290,22 @@ static void add_bf16(float *out, const uint16_t *in, size_t n, bool parallel)
         bf16_to_f32(wide, in + o, len);   /* below convert's threshold: this thread */
         for (size_t k = 0; k < len; k++)
             out[o + k] += wide[k];
+    }
+}
+
+/* x[0..n) holds n bf16 values in its first 2n bytes (as received): widens
+ * them to fp32 in place.  From the end, a piece at a time through a copy:
+ * each value moves to a higher address, so no piece overwrites bytes not yet
+ * read. */
+static void widen_in_place(float *x, size_t n)
+{
+    const uint16_t *in = (const uint16_t *)(void *)x;
+    for (size_t end = n; end > 0;) {
+        uint16_t piece[WIDEN];
+        size_t len = end < WIDEN ? end : WIDEN;
+        memcpy(piece, in + (end - len), len * sizeof *piece);
+        bf16_to_f32(x + (end - len), piece, len);
+        end -= len;
     }
 }
 
@@ -427,6 +449,13 @@ static void wait_scatter(grad_buckets *b)
 
 static void params_arrived(grad_buckets *b, int i)
 {
+    const zero_shard *z = b->shard;
+    for (int q = 0; b->pbf16 && q < z->size; q++) {
+        size_t qlo, qhi;
+        slice_of(b, i, q, &qlo, &qhi);
+        if (q != z->rank)
+            widen_in_place(b->params + qlo, qhi - qlo);
+    }
     b->pstate[i] = PARAMS_ARRIVED;
     if (--b->ppending == 0)
         b->pflight_s = MPI_Wtime() - b->pstart;
@@ -579,24 +608,29 @@ double buckets_flight_seconds(grad_buckets *b)
     return s;
 }
 
-/* Bucket i of the parameter allgather: our part of it (inside our shard) to
- * every other rank, theirs straight into params. */
+/* Bucket i of the parameter allgather: our slice of it to every other rank,
+ * theirs straight into params (bf16: into the first half of their slice's
+ * place, widened when they have arrived). */
 static void post_params(grad_buckets *b, int i)
 {
     const zero_shard *z = b->shard;
     MPI_Request *req = requests(b->pgather, b, i);
-    size_t start, end, lo, hi;
-    bucket_range(b, i, &start, &end);
+    const size_t elem = b->pbf16 ? sizeof(uint16_t) : sizeof(float);
+    const MPI_Datatype type = b->pbf16 ? MPI_UINT16_T : MPI_FLOAT;
+    size_t lo, hi;
     slice_of(b, i, z->rank, &lo, &hi);
+    void *send = b->params + lo;
+    if (b->pbf16) {
+        send = b->psend + z->at[b->count - 1 - i];
+        f32_to_bf16(send, b->params + lo, hi - lo);
+    }
     for (int q = 0; q < z->size; q++) {
         size_t qlo, qhi;
         slice_of(b, i, q, &qlo, &qhi);
         if (q == z->rank)
             continue;
-        req = post_chunks(true, b->params + lo, hi - lo, sizeof(float), MPI_FLOAT, q, TAG_PARAMS,
-                          req);
-        req = post_chunks(false, b->params + qlo, qhi - qlo, sizeof(float), MPI_FLOAT, q,
-                          TAG_PARAMS, req);
+        req = post_chunks(true, send, hi - lo, elem, type, q, TAG_PARAMS, req);
+        req = post_chunks(false, b->params + qlo, qhi - qlo, elem, type, q, TAG_PARAMS, req);
     }
     b->pstate[i] = PARAMS_POSTED;
 }
@@ -610,10 +644,11 @@ static bool overlaps(const grad_buckets *b, int i, size_t lo, size_t hi)
 }
 
 void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
-                          const size_t *sizes, int n)
+                          const size_t *sizes, int n, buckets_wire wire)
 {
     pthread_mutex_lock(&b->lock);
     b->params = params;
+    b->pbf16 = wire == BUCKETS_WIRE_BF16 && b->psend;
     b->pstart = MPI_Wtime();
     b->pflight_s = 0;
     b->ppending = b->count;

@@ -88,9 +88,12 @@ double buckets_flight_seconds(grad_buckets *b);
  * [offsets[k], offsets[k] + sizes[k]) posted first, in k order (the order
  * forward reads them), the rest after.  Returns at once; the progress thread
  * moves them along.  The training thread makes no other MPI call until all
- * have arrived (it waits for [0, n) at the latest). */
+ * have arrived (it waits for [0, n) at the latest).  wire BF16 (with buckets
+ * made for a bf16 wire under ZeRO; otherwise fp32 is sent) sends the
+ * values as bf16, exact only where params already hold bf16-representable
+ * values, as the trainer's bf16 parameters do. */
 void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
-                          const size_t *sizes, int n);
+                          const size_t *sizes, int n, buckets_wire wire);
 /* Wait until params[lo, hi) have arrived; returns the seconds waited. */
 double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi);
 /* Seconds from buckets_params_start until the last bucket arrived (0 while

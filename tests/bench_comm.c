@@ -107,7 +107,7 @@ static void pairwise_allgather(bench *b)
 /* The trainer's ZeRO allgather: every bucket's slices, all posted at once. */
 static void pairwise_allgather_buckets(bench *b)
 {
-    buckets_params_start(b->rs, b->grads, NULL, NULL, 0);
+    buckets_params_start(b->rs, b->grads, NULL, NULL, 0, BUCKETS_WIRE_FP32);
     buckets_params_wait(b->rs, 0, b->n);
 }
 

@@ -233,30 +233,44 @@ static void bf16_wire_reduce_scatter(void **state)
 
 /* ZeRO's parameter allgather on the buckets: each rank holds only its shard
  * (the rest -1), ranges are waited for in a given order, and each is whole
- * when its wait returns; then everything is. */
-static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int ncuts)
+ * when its wait returns; then everything is.  On a bf16 wire the values
+ * (which no bf16 holds) arrive rounded to bf16 and widened in place; the
+ * owner's stay as they were. */
+static float param_value(int round, size_t i, buckets_wire wire)
+{
+    return wire == BUCKETS_WIRE_BF16 ? grad_value(round, i) + 0.001f * (float)(i % 5 + 1)
+                                     : grad_value(round, i);
+}
+
+static float want_param(const zero_shard *z, int round, size_t i, buckets_wire wire)
+{
+    float v = param_value(round, i, wire);
+    return wire == BUCKETS_WIRE_BF16 && !mine(z, i) ? bf16_round(v) : v;
+}
+
+static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int ncuts,
+                                buckets_wire wire)
 {
     zero_shard z;
     make_shard(&z, n, bucket, cuts, ncuts);
     float *g = calloc(n, sizeof *g), *p = malloc(n * sizeof *p);
-    grad_buckets *b = buckets_create(g, &z, BUCKETS_REDUCE_SCATTER,
-                                     BUCKETS_WIRE_FP32);
+    grad_buckets *b = buckets_create(g, &z, BUCKETS_REDUCE_SCATTER, wire);
     assert_non_null(b);
     /* forward's order: the last range first (as wte), then from the start */
     size_t offsets[3] = {n - n / 4, 0, n / 3}, sizes[3] = {n / 4, n / 3, n - n / 4 - n / 3};
     int ok = 1;
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++)
-            p[i] = mine(&z, i) ? grad_value(round, i) : -1.0f;
-        buckets_params_start(b, p, offsets, sizes, 3);
+            p[i] = mine(&z, i) ? param_value(round, i, wire) : -1.0f;
+        buckets_params_start(b, p, offsets, sizes, 3, wire);
         for (int k = 0; k < 3; k++) {
             buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
             for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)
-                ok &= p[i] == grad_value(round, i);
+                ok &= p[i] == want_param(&z, round, i, wire);
         }
         buckets_params_wait(b, 0, n);
         for (size_t i = 0; i < n; i++)
-            ok &= p[i] == grad_value(round, i);
+            ok &= p[i] == want_param(&z, round, i, wire);
         ok &= buckets_params_flight_seconds(b) >= 0;
     }
     assert_int_equal(failed_anywhere(ok), 0);
@@ -269,11 +283,13 @@ static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int
 static void params_gather_in_forward_order(void **state)
 {
     (void)state;
-    check_params_gather(10007, 1000, NULL, 0);
     static const size_t cuts[] = {0, 300, 600, 900, 3400, 3700, 4000, 4300, 4600};
-    check_params_gather(10007, 1000, cuts, (int)(sizeof cuts / sizeof cuts[0]));
-    check_params_gather(300001, 9973, NULL, 0);   /* the shrinking tail buckets */
-    check_params_gather(4, 1, NULL, 0);           /* np 3: uneven tiny shards */
+    for (buckets_wire w = BUCKETS_WIRE_FP32; w <= BUCKETS_WIRE_BF16; w++) {
+        check_params_gather(10007, 1000, NULL, 0, w);
+        check_params_gather(10007, 1000, cuts, (int)(sizeof cuts / sizeof cuts[0]), w);
+        check_params_gather(300001, 9973, NULL, 0, w);   /* the shrinking tail buckets */
+        check_params_gather(4, 1, NULL, 0, w);           /* np 3: uneven tiny shards */
+    }
 }
 
 static void allreduce_uneven_buckets(void **state)

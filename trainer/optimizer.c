@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kernels/adamw.h"
+#include "kernels/convert.h"
 #include "kernels/pages.h"
 
 int optimizer_create(adamw_state *s, size_t n, char *err, size_t errlen)
@@ -59,8 +60,28 @@ int optimizer_create_in_file(adamw_state *s, size_t n, const char *dir, int rank
     return 0;
 }
 
+int optimizer_master_init(adamw_state *s, gpt2 *m, const zero_shard *z)
+{
+    if (!s->master)
+        s->master = malloc((z->len ? z->len : 1) * sizeof *s->master);
+    if (!s->master)
+        return -1;
+    for (size_t b = 0, len; (len = zero_next_held(z, z->rank, &b, m->num_params)) > 0; b += len)
+        memcpy(s->master + zero_index(z, b), m->params + b, len * sizeof *s->master);
+    round_to_bf16(m->params, m->num_params);
+    gpt2_params_changed(m);
+    return 0;
+}
+
+void optimizer_master_restore(const adamw_state *s, gpt2 *m, const zero_shard *z)
+{
+    for (size_t b = 0, len; (len = zero_next_held(z, z->rank, &b, m->num_params)) > 0; b += len)
+        memcpy(m->params + b, s->master + zero_index(z, b), len * sizeof *s->master);
+}
+
 void optimizer_destroy(adamw_state *s)
 {
+    free(s->master);
     if (s->map) {
         munmap(s->map, s->map_len);
     } else {
@@ -104,7 +125,13 @@ bool optimizer_step(adamw_state *s, gpt2 *m, const zero_shard *z, const run_conf
         for (size_t b = t->offset, len; (len = zero_next_held(z, z ? z->rank : 0, &b, hi)) > 0;
              b += len) {
             size_t k = zero_index(z, b);
-            adamw_update(m->params + b, m->grads + b, s->m + k, s->v + k, len, &p);
+            if (!s->master) {
+                adamw_update(m->params + b, m->grads + b, s->m + k, s->v + k, len, &p);
+                continue;
+            }
+            adamw_update(s->master + k, m->grads + b, s->m + k, s->v + k, len, &p);
+            memcpy(m->params + b, s->master + k, len * sizeof *m->params);
+            round_to_bf16(m->params + b, len);
         }
     }
     gpt2_params_changed(m);

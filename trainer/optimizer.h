@@ -14,6 +14,8 @@
  * (comm/zero.h: indexed as the shard). */
 typedef struct {
     float *m, *v;   /* first and second moments, [n] each */
+    float *master;  /* bf16 parameters (optimizer_master_init): the shard's fp32
+                     * values [n], which the update applies to; else NULL */
     size_t n;
     int step;       /* optimizer steps taken */
     void *map;      /* file-backed moments: the mapping, else NULL */
@@ -29,6 +31,16 @@ int optimizer_create(adamw_state *s, size_t n, char *err, size_t errlen);
 int optimizer_create_in_file(adamw_state *s, size_t n, const char *dir, int rank, char *err,
                              size_t errlen);
 void optimizer_destroy(adamw_state *s);
+
+/* bf16 parameters (ZeRO with bf16 on the wire): every rank computes with
+ * the same bf16-rounded weights, so the allgather can send bf16, and the
+ * shard's fp32 values live on in s->master (as mixed-precision training
+ * keeps fp32 master weights).  Init takes them from m->params (whole and
+ * exact on every rank) and rounds the arena; from then on each update
+ * rounds its result into the arena.  0, or -1 when memory runs out. */
+int optimizer_master_init(adamw_state *s, gpt2 *m, const zero_shard *z);
+/* The shard's fp32 values back into m->params (for an exact allgather). */
+void optimizer_master_restore(const adamw_state *s, gpt2 *m, const zero_shard *z);
 
 /* Learning rate for step (0-based). */
 float lr_schedule(const run_config *c, int step);

@@ -14,6 +14,7 @@
 #include "io/dataset.h"
 #include "io/loader.h"
 #include "kernels/adamw.h"
+#include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
@@ -45,6 +46,9 @@ typedef struct {
     double optimizer_s;      /* the last optimizer step */
     bool params_stale;       /* ZeRO: only this rank's shard of the parameters is
                               * current until the allgather (gather_params) */
+    bool bf16_params;        /* ZeRO, bf16 precision and wire: the allgather sends bf16,
+                              * every rank computes with the bf16-rounded weights and the
+                              * shard's fp32 values are opt.master */
     size_t *fwd_offsets, *fwd_sizes;   /* the tensors in the order forward reads them */
     loader *batches;         /* training batches, prepared ahead by a thread */
     loss_scaler scaler;      /* fp16: dynamic loss scale; else fixed at 1 */
@@ -235,6 +239,8 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     }
     if (tr->zero)
         n = tr->shard.len;
+    tr->bf16_params = tr->zero && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
+                      strcmp(c->precision, "bf16") == 0;
     if (w->size > 1 && open_rank_exchange(tr, err, errlen) != 0)
         return -1;
     int rc = strncmp(c->optimizer_offload, "file:", 5) == 0
@@ -290,6 +296,9 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
     double need = (double)gpt2_memory_bytes(dims, c->batch_size, c->seq_len, opt) +
                   (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(dims) /
                                                (c->zero_stage >= 1 ? w->size : 1));
+    if (c->zero_stage >= 1 && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
+        (c->precision_auto || opt->precision == PREC_BF16))   /* bf16 parameters' masters */
+        need += sizeof(float) * (double)gpt2_count_params(dims) / w->size;
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
@@ -473,6 +482,11 @@ static const zero_shard *held(const trainer *tr)
     return tr->zero ? &tr->shard : NULL;
 }
 
+static buckets_wire params_wire(const trainer *tr)
+{
+    return tr->bf16_params ? BUCKETS_WIRE_BF16 : BUCKETS_WIRE_FP32;
+}
+
 static void on_grads_ready(void *ctx, size_t from)
 {
     buckets_ready(ctx, from);
@@ -531,7 +545,7 @@ static bool start_param_gather(trainer *tr, bool have_batch)
                           tr->inputs, have_batch ? c->batch_size * c->seq_len : 0);
         tr->comm_exposed_s += mono_time() - t0;
         buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
-                             tr->model.num_tensors);
+                             tr->model.num_tensors, params_wire(tr));
     }
     tr->params_stale = false;
     return gathering;
@@ -733,15 +747,36 @@ static void gather_params(trainer *tr)
     if (!tr->params_stale)
         return;
     buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
-                         tr->model.num_tensors);
+                         tr->model.num_tensors, params_wire(tr));
     buckets_params_wait(tr->buckets, 0, tr->model.num_params);
     tr->params_stale = false;
 }
 
+/* bf16 parameters: the model's exact fp32 values on every rank (gathered
+ * from the shards' masters: checkpoints store those), or rounded again. */
+static void exact_params(trainer *tr, bool exact)
+{
+    gpt2 *m = &tr->model;
+    if (!exact) {
+        round_to_bf16(m->params, m->num_params);
+        gpt2_params_changed(m);
+        return;
+    }
+    optimizer_master_restore(&tr->opt, m, &tr->shard);
+    buckets_params_start(tr->buckets, m->params, NULL, NULL, 0, BUCKETS_WIRE_FP32);
+    buckets_params_wait(tr->buckets, 0, m->num_params);
+    gpt2_params_changed(m);
+}
+
 static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 {
-    return checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
-                           done, tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
+    if (tr->bf16_params)
+        exact_params(tr, true);
+    int rc = checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
+                             done, tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
+    if (tr->bf16_params)
+        exact_params(tr, false);
+    return rc;
 }
 
 /* A step that failed (a loader error: every rank has it, train_step agrees)
@@ -1013,6 +1048,10 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
     int rc = trainer_open(&tr, &resolved, resume, world, req, &pc, err, errlen);
     if (rc == 0) {   /* resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
+        if (rc == 0 && tr.bf16_params && optimizer_master_init(&tr.opt, &tr.model, &tr.shard) != 0) {
+            snprintf(err, errlen, "out of memory allocating the fp32 master weights");
+            rc = -1;
+        }
         if (rc != 0)
             status_event(&tr.status, "error", 0, err);
     }
