@@ -12,6 +12,8 @@
 #   BENCH_NET_MODELS  configs in launch/configs (default: seed384 gpt2-124M)
 #   BENCH_NET_RATES   tc rates (default: 10gbit 1gbit)
 #   BENCH_NET_WIRES   grad_wire values (default: fp32 bf16)
+#   BENCH_NET_ZERO    zero_stage values (default: 0); rows of stages other than
+#                     0 end in " zN"
 #   BENCH_NET_HOSTS   hosts, one rank each (default 2; 3 puts 3 ranks on this
 #                     machine's cores: compare its rates with its own shm row)
 #   BENCH_STEPS       steps per run (default 20; the first 2 are not counted)
@@ -25,6 +27,7 @@ CORPUS=${CORPUS:-/usr/share/games/fortunes}
 MODELS=${BENCH_NET_MODELS:-seed384 gpt2-124M}
 RATES=${BENCH_NET_RATES:-10gbit 1gbit}
 WIRES=${BENCH_NET_WIRES:-fp32 bf16}
+ZEROS=${BENCH_NET_ZERO:-0}
 STEPS=${BENCH_STEPS:-20}
 HOSTS=${BENCH_NET_HOSTS:-2}
 THREADS=${THREADS:-$(nproc)}
@@ -84,13 +87,16 @@ for model in $MODELS; do
     per=$((batch / 2))
     run "$model np1" "$model" $((per * HOSTS)) $RUN --threads "$THREADS" -n 1 --
     for wire in $WIRES; do
-        run "$model np$HOSTS $wire shm" "$model" "$per" $RUN --threads "$half" -n "$HOSTS" -o -- \
-            --set grad_wire="$wire"
-        for rate in $RATES; do
-            link_rate "$rate"
-            run "$model np$HOSTS $wire $rate" "$model" "$per" ip netns exec "$nsA" $MULTI -- \
-                --set grad_wire="$wire"
-            link_rate none
+        for zero in $ZEROS; do
+            z=$([ "$zero" = 0 ] || echo " z$zero")
+            run "$model np$HOSTS $wire shm$z" "$model" "$per" $RUN --threads "$half" -n "$HOSTS" -o -- \
+                --set grad_wire="$wire" --set zero_stage="$zero"
+            for rate in $RATES; do
+                link_rate "$rate"
+                run "$model np$HOSTS $wire $rate$z" "$model" "$per" ip netns exec "$nsA" $MULTI -- \
+                    --set grad_wire="$wire" --set zero_stage="$zero"
+                link_rate none
+            done
         done
     done
 done
