@@ -278,10 +278,13 @@ static void *peer_slot(const grad_buckets *b, void *base, size_t elem, int i, in
 }
 
 /* out[0..n) += the bf16 values in[0..n), widened a cache-sized piece at a
- * time by kernels/convert (fp32 accumulation of what arrived in bf16). */
+ * time by kernels/convert (fp32 accumulation of what arrived in bf16).
+ * round (the last part added to a sum that goes back out in bf16): each
+ * piece of the sum is then rounded to bf16 while it is in cache, its bits
+ * into round[0..n) and the rounded values back into out. */
 enum { WIDEN = 4096 };
 
-static void add_bf16(float *out, const uint16_t *in, size_t n, bool parallel)
+static void add_bf16(float *out, const uint16_t *in, size_t n, uint16_t *round, bool parallel)
 {
 #pragma omp parallel for if (parallel && n > (1 << 16)) schedule(static)
     for (size_t o = 0; o < n; o += WIDEN) {
@@ -290,6 +293,10 @@ static void add_bf16(float *out, const uint16_t *in, size_t n, bool parallel)
         bf16_to_f32(wide, in + o, len);   /* below convert's threshold: this thread */
         for (size_t k = 0; k < len; k++)
             out[o + k] += wide[k];
+        if (round) {
+            f32_to_bf16(round + o, out + o, len);
+            bf16_to_f32(out + o, round + o, len);
+        }
     }
 }
 
@@ -380,12 +387,18 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     slice_of(b, i, z->rank, &lo, &hi);
     float *out = b->grads + lo;
     size_t len = hi - lo;
+    /* allreduce on a bf16 wire: our summed part goes out as bf16, and every
+     * rank must end with the same values, so the sum is rounded in place */
+    uint16_t *mine = b->bf16 && b->mode == BUCKETS_ALLREDUCE
+                         ? b->gather_out + (size_t)(i % SLOTS) * b->piece
+                         : NULL;
+    const int last = z->rank == z->size - 1 ? z->size - 2 : z->size - 1;   /* the last peer */
     for (int q = 0; q < z->size; q++) {
         if (q == z->rank || len == 0)
             continue;
         const void *in = peer_slot(b, b->recv, b->elem, i, q);
         if (b->bf16) {
-            add_bf16(out, in, len, parallel);
+            add_bf16(out, in, len, q == last ? mine : NULL, parallel);
             continue;
         }
         const float *in32 = in;
@@ -394,11 +407,6 @@ static void finish_scatter(grad_buckets *b, bool parallel)
             out[k] += in32[k];
     }
     if (b->mode == BUCKETS_ALLREDUCE) {
-        if (b->bf16) {
-            uint16_t *mine = b->gather_out + (size_t)(i % SLOTS) * b->piece;
-            f32_to_bf16(mine, out, len);
-            bf16_to_f32(out, mine, len);
-        }
         start_exchange(b, i, true);
         return;
     }

@@ -179,7 +179,8 @@ static float wire_sum(const zero_shard *z, size_t i)
     return s;
 }
 
-/* mode ALLREDUCE: every rank ends with the owner's sum rounded to bf16;
+/* mode ALLREDUCE: every rank ends with the owner's sum rounded to bf16 (one
+ * rank alone sends nothing and keeps its fp32 values);
  * otherwise the shard holds the fp32 sum and the rest as the mode leaves it. */
 static void check_bf16_wire(size_t n, size_t bucket, const size_t *cuts, int ncuts,
                             buckets_mode mode)
@@ -195,7 +196,8 @@ static void check_bf16_wire(size_t n, size_t bucket, const size_t *cuts, int ncu
             g[i] = wire_value(rank, i);
         reduce(b, n, n / 5 + 1);
         for (size_t i = 0; i < n; i++) {
-            float want = mode == BUCKETS_ALLREDUCE ? bf16_round(wire_sum(&z, i))
+            float want = mode == BUCKETS_ALLREDUCE && size > 1 ? bf16_round(wire_sum(&z, i))
+                         : mode == BUCKETS_ALLREDUCE ? wire_sum(&z, i)   /* no wire crossed */
                          : mine(&z, i)             ? wire_sum(&z, i)
                          : mode == BUCKETS_RELEASE ? 0.0f
                                                    : wire_value(rank, i);
