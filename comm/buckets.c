@@ -72,6 +72,10 @@ struct grad_buckets {
     float *params;
     bool pbf16;               /* this allgather carries bf16 */
     uint16_t *psend;          /* bf16 wire, ZeRO: our slices as sent ([shard len]) */
+    uint16_t *pstage;         /* bf16 received for the buckets read early
+                               * (buckets_params_read_early), else NULL */
+    size_t *pstage_at;        /* [count]: where bucket i's peers' slices start in
+                               * pstage (in peer order); SIZE_MAX: received in place */
     MPI_Request *pgather;     /* [count][per] */
     unsigned char *pstate;    /* [count]: PARAMS_* */
     int ppending;             /* buckets posted and not yet arrived */
@@ -264,6 +268,8 @@ void buckets_destroy(grad_buckets *b)
         free(b->gather_out);
         free(b->gather_in);
         free(b->psend);
+        free(b->pstage);
+        free(b->pstage_at);
     }
     free(b);
 }
@@ -455,13 +461,39 @@ static void wait_scatter(grad_buckets *b)
     finish_scatter(b, true);
 }
 
+static bool params_staged(const grad_buckets *b, int i)
+{
+    return b->pstage && b->pstage_at[i] != SIZE_MAX;
+}
+
+/* Where peer q's slice of bucket i arrives in bf16: in the staging buffer
+ * for a bucket read early, else in the first half of its own place. */
+static uint16_t *params_landing(const grad_buckets *b, int i, int q)
+{
+    size_t qlo, qhi;
+    slice_of(b, i, q, &qlo, &qhi);
+    if (!params_staged(b, i))
+        return (uint16_t *)(void *)(b->params + qlo);
+    size_t at = b->pstage_at[i];
+    for (int r = 0; r < q; r++) {
+        size_t lo, hi;
+        slice_of(b, i, r, &lo, &hi);
+        at += r == b->shard->rank ? 0 : hi - lo;
+    }
+    return b->pstage + at;
+}
+
 static void params_arrived(grad_buckets *b, int i)
 {
     const zero_shard *z = b->shard;
     for (int q = 0; b->pbf16 && q < z->size; q++) {
         size_t qlo, qhi;
         slice_of(b, i, q, &qlo, &qhi);
-        if (q != z->rank)
+        if (q == z->rank)
+            continue;
+        if (params_staged(b, i))
+            bf16_to_f32(b->params + qlo, params_landing(b, i, q), qhi - qlo);
+        else
             widen_in_place(b->params + qlo, qhi - qlo);
     }
     b->pstate[i] = PARAMS_ARRIVED;
@@ -617,8 +649,8 @@ double buckets_flight_seconds(grad_buckets *b)
 }
 
 /* Bucket i of the parameter allgather: our slice of it to every other rank,
- * theirs straight into params (bf16: into the first half of their slice's
- * place, widened when they have arrived). */
+ * theirs straight into params (bf16: to params_landing, widened when they
+ * have arrived). */
 static void post_params(grad_buckets *b, int i)
 {
     const zero_shard *z = b->shard;
@@ -638,7 +670,8 @@ static void post_params(grad_buckets *b, int i)
         if (q == z->rank)
             continue;
         req = post_chunks(true, send, hi - lo, elem, type, q, TAG_PARAMS, req);
-        req = post_chunks(false, b->params + qlo, qhi - qlo, elem, type, q, TAG_PARAMS, req);
+        void *recv = b->pbf16 ? (void *)params_landing(b, i, q) : (void *)(b->params + qlo);
+        req = post_chunks(false, recv, qhi - qlo, elem, type, q, TAG_PARAMS, req);
     }
     b->pstate[i] = PARAMS_POSTED;
 }
@@ -649,6 +682,28 @@ static bool overlaps(const grad_buckets *b, int i, size_t lo, size_t hi)
     size_t start, end;
     bucket_range(b, i, &start, &end);
     return start < hi && lo < end;
+}
+
+int buckets_params_read_early(grad_buckets *b, size_t lo, size_t hi)
+{
+    if (!b->psend)   /* no bf16 allgather: what arrives is the owners' values */
+        return 0;
+    free(b->pstage_at);
+    free(b->pstage);
+    b->pstage = NULL;
+    b->pstage_at = malloc((size_t)b->count * sizeof *b->pstage_at);
+    if (!b->pstage_at)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < b->count; i++) {
+        size_t start, end, mlo, mhi;
+        bucket_range(b, i, &start, &end);
+        slice_of(b, i, b->shard->rank, &mlo, &mhi);
+        b->pstage_at[i] = overlaps(b, i, lo, hi) ? total : SIZE_MAX;
+        total += overlaps(b, i, lo, hi) ? (end - start) - (mhi - mlo) : 0;
+    }
+    b->pstage = malloc((total + 1) * sizeof *b->pstage);
+    return b->pstage ? 0 : -1;
 }
 
 void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,

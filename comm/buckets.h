@@ -94,6 +94,12 @@ double buckets_flight_seconds(grad_buckets *b);
  * values, as the trainer's bf16 parameters do. */
 void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
                           const size_t *sizes, int n, buckets_wire wire);
+/* params[lo, hi) are read before they are waited for (the embedding's rows
+ * of wte, which come first by other means: comm/sparse.h): their bf16
+ * allgather arrives in a staging buffer instead of in place, where it would
+ * overwrite them with packed bf16 until widened.  Call before the first
+ * buckets_params_start; 0, or -1 when memory runs out. */
+int buckets_params_read_early(grad_buckets *b, size_t lo, size_t hi);
 /* Wait until params[lo, hi) have arrived; returns the seconds waited. */
 double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi);
 /* Seconds from buckets_params_start until the last bucket arrived (0 while

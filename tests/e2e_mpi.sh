@@ -77,15 +77,18 @@ PY
 # every rank computes with the bf16-rounded weights, each shard's fp32 values
 # stay with its owner, and checkpoints store those (a resume continues bit
 # for bit; some stored values are not bf16 values).  Close to stage 0 with
-# the same wire, not equal (the non-product weights are rounded too).
+# the same wire, not equal (the non-product weights are rounded too).  A
+# wider model, whose embedding reads its rows of wte while wte's bucket is
+# still arriving (in place it would read packed bf16 there).
+wide="--set n_embd=256 --set n_layer=4"
 for run in full res; do
     [ $run = res ] && resume="--resume $tmp/bp-full/ckpt_000010.h5" || resume=
-    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" $wide --set batch_size=2 --set zero_stage=1 \
         --set bucket_mb=1 --set precision=bf16 --set grad_wire=bf16 --set eval_every=0 \
         --set checkpoint_every=10 --set out_dir="$tmp/bp-$run" $resume >/dev/null 2>"$tmp/err2" ||
         { cat "$tmp/err2"; fail "np 2 bf16 parameters ($run) failed"; }
 done
-$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set bucket_mb=1 \
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" $wide --set batch_size=2 --set bucket_mb=1 \
     --set precision=bf16 --set grad_wire=bf16 --set eval_every=0 --set out_dir="$tmp/bp-z0" \
     >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 bf16 wire stage 0 failed"; }
 $PY - "$tmp" <<'PY' || fail "bf16 parameters"

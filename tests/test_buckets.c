@@ -235,9 +235,9 @@ static void bf16_wire_reduce_scatter(void **state)
 
 /* ZeRO's parameter allgather on the buckets: each rank holds only its shard
  * (the rest -1), ranges are waited for in a given order, and each is whole
- * when its wait returns; then everything is.  On a bf16 wire the values
- * (which no bf16 holds) arrive rounded to bf16 and widened in place; the
- * owner's stay as they were. */
+ * when its wait returns; then everything is, and a range read early is
+ * never disturbed before.  On a bf16 wire the values (which no bf16 holds)
+ * arrive rounded to bf16 and widened; the owner's stay as they were. */
 static float param_value(int round, size_t i, buckets_wire wire)
 {
     return wire == BUCKETS_WIRE_BF16 ? grad_value(round, i) + 0.001f * (float)(i % 5 + 1)
@@ -258,13 +258,20 @@ static void check_params_gather(size_t n, size_t bucket, const size_t *cuts, int
     float *g = calloc(n, sizeof *g), *p = malloc(n * sizeof *p);
     grad_buckets *b = buckets_create(g, &z, BUCKETS_REDUCE_SCATTER, wire);
     assert_non_null(b);
-    /* forward's order: the last range first (as wte), then from the start */
+    /* forward's order: the last range first (as wte), then from the start;
+     * the end of the last range is read before its wait (as the embedding's
+     * rows of wte, which every rank holds already) */
     size_t offsets[3] = {n - n / 4, 0, n / 3}, sizes[3] = {n / 4, n / 3, n - n / 4 - n / 3};
+    const size_t early = n - n / 8;
+    assert_int_equal(buckets_params_read_early(b, early, n), 0);
     int ok = 1;
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++)
-            p[i] = mine(&z, i) ? param_value(round, i, wire) : -1.0f;
+            p[i] = mine(&z, i) || i >= early ? want_param(&z, round, i, wire) : -1.0f;
         buckets_params_start(b, p, offsets, sizes, 3, wire);
+        buckets_params_wait(b, offsets[1], offsets[1] + sizes[1]);
+        for (size_t i = early; i < n; i++)   /* not waited for: never disturbed */
+            ok &= p[i] == want_param(&z, round, i, wire);
         for (int k = 0; k < 3; k++) {
             buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
             for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)

@@ -211,7 +211,12 @@ static int open_rank_exchange(trainer *tr, char *err, size_t errlen)
         m->params_needed = on_params_needed;
         m->params_needed_ctx = tr;
     }
-    if (!tr->buckets || !tr->fwd_offsets || !tr->fwd_sizes) {
+    /* the embedding reads its rows of wte (fetched first) before wte's bucket
+     * of a bf16 allgather is waited for */
+    const param_tensor *wte = &m->tensors[0];
+    if (!tr->buckets || !tr->fwd_offsets || !tr->fwd_sizes ||
+        (tr->bf16_params &&
+         buckets_params_read_early(tr->buckets, wte->offset, wte->offset + wte->numel) != 0)) {
         snprintf(err, errlen, "out of memory allocating gradient buckets");
         return -1;
     }
@@ -297,8 +302,9 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
                   (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(dims) /
                                                (c->zero_stage >= 1 ? w->size : 1));
     if (c->zero_stage >= 1 && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
-        (c->precision_auto || opt->precision == PREC_BF16))   /* bf16 parameters' masters */
-        need += sizeof(float) * (double)gpt2_count_params(dims) / w->size;
+        (c->precision_auto || opt->precision == PREC_BF16))   /* bf16 parameters: the masters,
+                                                                  * the bf16 sent and wte's staged */
+        need += 6.0 * (double)gpt2_count_params(dims) / w->size + 2.0 * c->vocab_size * c->n_embd;
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
