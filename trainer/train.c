@@ -303,8 +303,10 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
                                                (c->zero_stage >= 1 ? w->size : 1));
     if (c->zero_stage >= 1 && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
         (c->precision_auto || opt->precision == PREC_BF16))   /* bf16 parameters: the masters,
-                                                                  * the bf16 sent and wte's staged */
-        need += 6.0 * (double)gpt2_count_params(dims) / w->size + 2.0 * c->vocab_size * c->n_embd;
+                                                                  * the bf16 sent, and wte's buckets
+                                                                  * staged (one may reach past it) */
+        need += 6.0 * (double)gpt2_count_params(dims) / w->size +
+                2.0 * ((double)c->vocab_size * c->n_embd + c->bucket_mb * (1 << 20) / 4.0);
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
