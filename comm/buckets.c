@@ -46,7 +46,6 @@ enum { PROGRESS_US = 200 };
 
 struct grad_buckets {
     float *grads;
-    size_t n;
     int count;                /* buckets, the shard's pieces; bucket 0 is the last one of
                                * the arena */
     /* prefixes of the buckets, in order: reduce-scatter posted, then
@@ -156,20 +155,26 @@ static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int n
     return count;
 }
 
-int buckets_layout(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts, size_t *bounds)
+int buckets_shard(zero_shard *z, size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
+                  int rank, int size)
 {
     /* MPI counts are ints: cap a bucket at 2^30 values */
     if (bucket_floats == 0 || bucket_floats > ((size_t)1 << 30))
         bucket_floats = (size_t)1 << 30;
-    int count = cut_buckets(n, bucket_floats, cuts, ncuts, bounds);
-    for (int i = 0; bounds && i < count / 2; i++) {   /* descending starts -> ascending bounds */
+    int count = cut_buckets(n, bucket_floats, cuts, ncuts, NULL);
+    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
+    if (!bounds)
+        return -1;
+    cut_buckets(n, bucket_floats, cuts, ncuts, bounds);
+    for (int i = 0; i < count / 2; i++) {   /* descending starts -> ascending bounds */
         size_t t = bounds[i];
         bounds[i] = bounds[count - 1 - i];
         bounds[count - 1 - i] = t;
     }
-    if (bounds)
-        bounds[count] = n;
-    return count;
+    bounds[count] = n;
+    int rc = zero_init(z, bounds, count, rank, size);
+    free(bounds);
+    return rc;
 }
 
 /* Bucket i covers [*start, *end) of the arena, counted from its end: the
@@ -196,7 +201,6 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->wake, NULL);
     b->grads = grads;
-    b->n = shard->n;
     b->flight_since = -1;
     b->count = shard->npieces;
     b->shard = shard;

@@ -12,7 +12,7 @@
  * better; otherwise each report does it).  buckets_finish starts what is
  * left and waits for everything.
  *
- * The buckets are the pieces of a zero_shard (buckets_layout cuts them), and
+ * The buckets are the pieces of a zero_shard (buckets_shard cuts them), and
  * each is reduce-scattered by pairwise exchange over its slices: this rank
  * sends every other rank that rank's slice of the bucket (MPI_Isend straight
  * from the arena) and receives their values of its own slice, which it adds
@@ -60,10 +60,12 @@ typedef enum { BUCKETS_ALLREDUCE, BUCKETS_REDUCE_SCATTER, BUCKETS_RELEASE } buck
  * is rounded to bf16 once by its owner, so all ranks end with the same sum. */
 typedef enum { BUCKETS_WIRE_FP32, BUCKETS_WIRE_BF16 } buckets_wire;
 
-/* The buckets of an arena of n values, for zero_init: bounds[0..count]
- * ascending from 0 to n (NULL: only the count is returned).  cuts[0..ncuts):
- * the tensors' offsets, ascending (NULL, 0: buckets of exactly bucket_floats). */
-int buckets_layout(size_t n, size_t bucket_floats, const size_t *cuts, int ncuts, size_t *bounds);
+/* z: an arena of n values sharded over size ranks (zero_init), its pieces the
+ * buckets of at most bucket_floats values.  cuts[0..ncuts): the tensors'
+ * offsets, ascending (NULL, 0: buckets of exactly bucket_floats).  0, or -1
+ * when memory runs out or zero_init refuses. */
+int buckets_shard(zero_shard *z, size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
+                  int rank, int size);
 
 /* grads[0..shard->n) reduced over MPI_COMM_WORLD in the shard's pieces (the
  * shard is kept by the caller, alive as long as b). */

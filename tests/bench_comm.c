@@ -111,20 +111,6 @@ static void pairwise_allgather_buckets(bench *b)
     buckets_params_wait(b->rs, 0, b->n);
 }
 
-/* z over the buckets of bucket floats as the trainer cuts them. */
-static int shard(zero_shard *z, size_t n, size_t bucket, int rank, int size)
-{
-    int count = buckets_layout(n, bucket, NULL, 0, NULL);
-    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
-    int rc = bounds ? 0 : -1;
-    if (bounds) {
-        buckets_layout(n, bucket, NULL, 0, bounds);
-        rc = zero_init(z, bounds, count, rank, size);
-    }
-    free(bounds);
-    return rc;
-}
-
 static void row(bench *b, const char *name, void (*op)(bench *), const char *label, FILE *jsonl)
 {
     double t[REPS];
@@ -164,7 +150,7 @@ int main(int argc, char **argv)
     b.grads = malloc(b.n * sizeof(float));
     b.counts = malloc((size_t)size * sizeof *b.counts);
     b.displs = malloc((size_t)size * sizeof *b.displs);
-    if (!b.grads || !b.counts || !b.displs || zero_init(&b.one, (size_t[]){0, b.n}, 1, rank, size) != 0 || shard(&b.z, b.n, b.bucket, rank, size) != 0 ||
+    if (!b.grads || !b.counts || !b.displs || zero_init(&b.one, (size_t[]){0, b.n}, 1, rank, size) != 0 || buckets_shard(&b.z, b.n, b.bucket, NULL, 0, rank, size) != 0 ||
         !(b.shard_out = malloc((b.one.len + 1) * sizeof(float))) ||
         !(b.rs = buckets_create(b.grads, &b.z, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||
         !(b.rs_one = buckets_create(b.grads, &b.one, BUCKETS_REDUCE_SCATTER, BUCKETS_WIRE_FP32)) ||

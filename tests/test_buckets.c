@@ -61,14 +61,10 @@ static double reduce(grad_buckets *b, size_t n, size_t step)
     return buckets_finish(b);
 }
 
-/* z over the buckets buckets_layout cuts for an arena of n values. */
+/* z over the buckets buckets_shard cuts for an arena of n values. */
 static void make_shard(zero_shard *z, size_t n, size_t bucket, const size_t *cuts, int ncuts)
 {
-    int count = buckets_layout(n, bucket, cuts, ncuts, NULL);
-    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
-    assert_int_equal(buckets_layout(n, bucket, cuts, ncuts, bounds), count);
-    assert_int_equal(zero_init(z, bounds, count, rank, size), 0);
-    free(bounds);
+    assert_int_equal(buckets_shard(z, n, bucket, cuts, ncuts, rank, size), 0);
 }
 
 static bool mine(const zero_shard *z, size_t i)
@@ -430,16 +426,12 @@ static void shard_slices_every_piece(void **state)
     enum { N = 3000 };
     const size_t cuts[] = {0, 7, 100, 1000, 1001, 2100};
     for (int ranks = 1; ranks <= 5; ranks++) {
-        int count = buckets_layout(N, 600, cuts, 6, NULL);
-        size_t bounds[64];
-        assert_true(count < 64);
-        buckets_layout(N, 600, cuts, 6, bounds);
         int *owner = malloc(N * sizeof *owner);
         for (size_t i = 0; i < N; i++)
             owner[i] = -1;
         for (int r = 0; r < ranks; r++) {
             zero_shard z;
-            assert_int_equal(zero_init(&z, bounds, count, r, ranks), 0);
+            assert_int_equal(buckets_shard(&z, N, 600, cuts, 6, r, ranks), 0);
             size_t next = 0;   /* the shard index the next owned value must have */
             for (size_t i = 0; i < N; i++) {
                 if (zero_owner(&z, i) != r)
@@ -449,10 +441,10 @@ static void shard_slices_every_piece(void **state)
                 assert_int_equal(zero_index(&z, i), next++);
             }
             assert_int_equal(next, z.len);
-            for (int k = 0; k < count; k++) {
+            for (int k = 0; k < z.npieces; k++) {
                 size_t lo, hi;
                 zero_slice(&z, k, r, &lo, &hi);
-                if (bounds[k + 1] - bounds[k] >= (size_t)ranks * ZERO_ALIGN)
+                if (z.bounds[k + 1] - z.bounds[k] >= (size_t)ranks * ZERO_ALIGN)
                     assert_true(hi > lo);
             }
             /* a walk over [95, 2500) visits the owned values there, in order */

@@ -66,17 +66,21 @@ int optimizer_master_init(adamw_state *s, gpt2 *m, const zero_shard *z)
         s->master = malloc((z->len ? z->len : 1) * sizeof *s->master);
     if (!s->master)
         return -1;
-    for (size_t b = 0, len; (len = zero_next_held(z, z->rank, &b, m->num_params)) > 0; b += len)
-        memcpy(s->master + zero_index(z, b), m->params + b, len * sizeof *s->master);
-    round_to_bf16(m->params, m->num_params);
-    gpt2_params_changed(m);
+    for (int k = 0; k < z->npieces; k++) {
+        size_t lo, hi;
+        zero_slice(z, k, z->rank, &lo, &hi);
+        memcpy(s->master + z->at[k], m->params + lo, (hi - lo) * sizeof *s->master);
+    }
     return 0;
 }
 
 void optimizer_master_restore(const adamw_state *s, gpt2 *m, const zero_shard *z)
 {
-    for (size_t b = 0, len; (len = zero_next_held(z, z->rank, &b, m->num_params)) > 0; b += len)
-        memcpy(m->params + b, s->master + zero_index(z, b), len * sizeof *s->master);
+    for (int k = 0; k < z->npieces; k++) {
+        size_t lo, hi;
+        zero_slice(z, k, z->rank, &lo, &hi);
+        memcpy(m->params + lo, s->master + z->at[k], (hi - lo) * sizeof *s->master);
+    }
 }
 
 void optimizer_destroy(adamw_state *s)

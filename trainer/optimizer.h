@@ -36,8 +36,8 @@ void optimizer_destroy(adamw_state *s);
  * the same bf16-rounded weights, so the allgather can send bf16, and the
  * shard's fp32 values live on in s->master (as mixed-precision training
  * keeps fp32 master weights).  Init takes them from m->params (whole and
- * exact on every rank) and rounds the arena; from then on each update
- * rounds its result into the arena.  0, or -1 when memory runs out. */
+ * exact on every rank; the caller then rounds the arena); from then on each
+ * update rounds its result into the arena.  0, or -1 when memory runs out. */
 int optimizer_master_init(adamw_state *s, gpt2 *m, const zero_shard *z);
 /* The shard's fp32 values back into m->params (for an exact allgather). */
 void optimizer_master_restore(const adamw_state *s, gpt2 *m, const zero_shard *z);

@@ -168,14 +168,8 @@ static int shard_arena(trainer *tr)
     for (int i = 0; i < m->num_tensors; i++)
         cuts[i] = m->tensors[i].offset;
     qsort(cuts, (size_t)m->num_tensors, sizeof *cuts, cmp_size);
-    int count = buckets_layout(m->num_params, bucket_floats, cuts, m->num_tensors, NULL);
-    size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
-    int rc = -1;
-    if (bounds) {
-        buckets_layout(m->num_params, bucket_floats, cuts, m->num_tensors, bounds);
-        rc = zero_init(&tr->shard, bounds, count, tr->world->rank, tr->world->size);
-    }
-    free(bounds);
+    int rc = buckets_shard(&tr->shard, m->num_params, bucket_floats, cuts, m->num_tensors,
+                           tr->world->rank, tr->world->size);
     free(cuts);
     return rc;
 }
@@ -228,6 +222,14 @@ static int open_rank_exchange(trainer *tr, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the run has bf16 parameters (trainer.bf16_params), given whether
+ * its precision is (or may become) bf16. */
+static bool bf16_params_wanted(const run_config *c, const comm_world *w, bool bf16_precision)
+{
+    return c->zero_stage >= 1 && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
+           bf16_precision;
+}
+
 /* How gradients are combined, in buckets during backward: stage 0
  * allreduces them and keeps the whole optimizer state; stage 1
  * reduce-scatters them and keeps only this rank's shard of the state; stage 2
@@ -244,8 +246,7 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     }
     if (tr->zero)
         n = tr->shard.len;
-    tr->bf16_params = tr->zero && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
-                      strcmp(c->precision, "bf16") == 0;
+    tr->bf16_params = bf16_params_wanted(c, w, strcmp(c->precision, "bf16") == 0);
     if (w->size > 1 && open_rank_exchange(tr, err, errlen) != 0)
         return -1;
     int rc = strncmp(c->optimizer_offload, "file:", 5) == 0
@@ -301,10 +302,9 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
     double need = (double)gpt2_memory_bytes(dims, c->batch_size, c->seq_len, opt) +
                   (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(dims) /
                                                (c->zero_stage >= 1 ? w->size : 1));
-    if (c->zero_stage >= 1 && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
-        (c->precision_auto || opt->precision == PREC_BF16))   /* bf16 parameters: the masters,
-                                                                  * the bf16 sent, and wte's buckets
-                                                                  * staged (one may reach past it) */
+    /* bf16 parameters (auto may choose bf16): the masters, the bf16 sent, and
+     * wte's buckets staged (one may reach past it) */
+    if (bf16_params_wanted(c, w, c->precision_auto || opt->precision == PREC_BF16))
         need += 6.0 * (double)gpt2_count_params(dims) / w->size +
                 2.0 * ((double)c->vocab_size * c->n_embd + c->bucket_mb * (1 << 20) / 4.0);
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
@@ -760,16 +760,19 @@ static void gather_params(trainer *tr)
     tr->params_stale = false;
 }
 
-/* bf16 parameters: the model's exact fp32 values on every rank (gathered
- * from the shards' masters: checkpoints store those), or rounded again. */
-static void exact_params(trainer *tr, bool exact)
+/* bf16 parameters: every rank's weights rounded to bf16, as all compute
+ * with them (the same values everywhere: each rounds the same fp32). */
+static void round_params(trainer *tr)
+{
+    round_to_bf16(tr->model.params, tr->model.num_params);
+    gpt2_params_changed(&tr->model);
+}
+
+/* bf16 parameters: the model's exact fp32 values on every rank, gathered
+ * from the shards' masters (checkpoints store those). */
+static void exact_params(trainer *tr)
 {
     gpt2 *m = &tr->model;
-    if (!exact) {
-        round_to_bf16(m->params, m->num_params);
-        gpt2_params_changed(m);
-        return;
-    }
     optimizer_master_restore(&tr->opt, m, &tr->shard);
     buckets_params_start(tr->buckets, m->params, NULL, NULL, 0, BUCKETS_WIRE_FP32);
     buckets_params_wait(tr->buckets, 0, m->num_params);
@@ -779,11 +782,11 @@ static void exact_params(trainer *tr, bool exact)
 static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
 {
     if (tr->bf16_params)
-        exact_params(tr, true);
+        exact_params(tr);
     int rc = checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
                              done, tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
     if (tr->bf16_params)
-        exact_params(tr, false);
+        round_params(tr);
     return rc;
 }
 
@@ -1056,9 +1059,12 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
     int rc = trainer_open(&tr, &resolved, resume, world, req, &pc, err, errlen);
     if (rc == 0) {   /* resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
-        if (rc == 0 && tr.bf16_params && optimizer_master_init(&tr.opt, &tr.model, &tr.shard) != 0) {
-            snprintf(err, errlen, "out of memory allocating the fp32 master weights");
-            rc = -1;
+        if (rc == 0 && tr.bf16_params) {   /* the exact values loaded become the masters */
+            rc = optimizer_master_init(&tr.opt, &tr.model, &tr.shard);
+            if (rc != 0)
+                snprintf(err, errlen, "out of memory allocating the fp32 master weights");
+            else
+                round_params(&tr);
         }
         if (rc != 0)
             status_event(&tr.status, "error", 0, err);
