@@ -325,7 +325,7 @@ static void reorder_create(const dnnl_memory_desc_t *src_md, const dnnl_memory_d
     *src = memory_for(src_md);
 }
 
-static bool weights_create_native(gemm_weights *w)
+static bool weights_create_native(gemm_weights *w, void *memory)
 {
     dnnl_memory_desc_t src_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_f32), dst_md;
     if (!blocked_md(w->dtype, w->K, w->N, &dst_md))
@@ -335,11 +335,26 @@ static bool weights_create_native(gemm_weights *w)
         dnnl_memory_desc_t half_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_bf16);
         reorder_create(&half_md, &dst_md, &w->reorder_half, &w->master_half);
     }
-    return dnnl_memory_create(&w->packed, &dst_md, cache.engine, DNNL_MEMORY_ALLOCATE) ==
-           dnnl_success;
+    return dnnl_memory_create(&w->packed, &dst_md, cache.engine,
+                              memory ? memory : DNNL_MEMORY_ALLOCATE) == dnnl_success;
+}
+
+size_t gemm_weights_size(gemm_dtype dtype, int K, int N)
+{
+    init_engine();
+    dnnl_memory_desc_t md;
+    if (!weights_native(dtype) || !blocked_md(dtype, K, N, &md))
+        return 0;
+    return dnnl_memory_desc_get_size(&md);
 }
 
 gemm_weights *gemm_weights_create(gemm_dtype dtype, bool trans_b, int K, int N, int ldb)
+{
+    return gemm_weights_create_in(dtype, trans_b, K, N, ldb, NULL);
+}
+
+gemm_weights *gemm_weights_create_in(gemm_dtype dtype, bool trans_b, int K, int N, int ldb,
+                                     void *memory)
 {
     init_engine();
     gemm_weights *w = calloc(1, sizeof *w);
@@ -349,7 +364,9 @@ gemm_weights *gemm_weights_create(gemm_dtype dtype, bool trans_b, int K, int N, 
                         .K = K, .N = N, .ldb = ldb};
     bool ok;
     if (w->native) {
-        ok = weights_create_native(w);
+        ok = weights_create_native(w, memory);
+    } else if (memory) {   /* gemm_weights_size said 0: nothing to place */
+        ok = false;
     } else {   /* the rounded copy is dense: row stride = its columns */
         int rows, cols;
         stored_shape(w, &rows, &cols);

@@ -43,6 +43,14 @@ typedef struct gemm_weights gemm_weights;
 /* Weights of K x N taken from fp32 masters stored as B[K,N] (trans_b false) or
  * B[N,K] (trans_b true) with row stride ldb.  NULL when out of memory. */
 gemm_weights *gemm_weights_create(gemm_dtype dtype, bool trans_b, int K, int N, int ldb);
+/* The same, its packed copy placed in memory (gemm_weights_size bytes, 64-byte
+ * aligned, outliving w) instead of allocated: processes that share memory can
+ * share one copy.  NULL where gemm_weights_size is 0. */
+gemm_weights *gemm_weights_create_in(gemm_dtype dtype, bool trans_b, int K, int N, int ldb,
+                                     void *memory);
+/* Bytes of the packed copy of K x N weights in dtype; 0 when it is not a
+ * native 16-bit or fp32 layout (the widening fallback keeps its own). */
+size_t gemm_weights_size(gemm_dtype dtype, int K, int N);
 void gemm_weights_destroy(gemm_weights *w);
 /* Refreshes w from the master B (after every optimizer step). */
 void gemm_weights_pack(gemm_weights *w, const float *B);

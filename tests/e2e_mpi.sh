@@ -73,6 +73,36 @@ assert len(a) == 20 and a == b, (a, b)
 print("bf16: ZeRO 1 (allgather behind forward) equals stage 0 bit for bit")
 PY
 
+# those runs shared one packed copy of the bf16 weights between the two ranks
+# (each packs its share and waits for the other's): the same losses as each
+# rank packing all of them, bit for bit.  Where the CPU has no native bf16
+# product there is no packed copy to share, and the test says so.
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 \
+    --set bucket_mb=1 --set precision=bf16 --set eval_every=0 --set share_packed=0 \
+    --set out_dir="$tmp/bf16-private" >/dev/null 2>"$tmp/err2" ||
+    { cat "$tmp/err2"; fail "np 2 bf16 share_packed=0 run failed"; }
+python3 - "$tmp/bf16-z1/log.jsonl" "$tmp/bf16-private/log.jsonl" <<'PY' || fail "shared packed weights"
+import json, sys
+recs = lambda p: list(map(json.loads, open(p)))
+steps = lambda p: [r["loss"] for r in recs(p) if r["type"] == "step"]
+shared = lambda p: any("packed weights shared by 2 ranks" in r.get("message", "") for r in recs(p))
+assert steps(sys.argv[1]) == steps(sys.argv[2]), "shared packing changed the losses"
+assert not shared(sys.argv[2]), "share_packed=0 still shared"
+print("bf16: packed weights shared by 2 ranks, losses equal to private packing" if shared(sys.argv[1])
+      else "bf16: no native bf16 product here, nothing shared (both runs packed privately)")
+PY
+
+# an evaluation where rank 1 has no window (the validation set holds one)
+# right after an update: rank 1 still packs its share, or rank 0's forward
+# waits for it until the watchdog stops the job
+"$BUILD/prep" --input "$CORPUS" --out "$tmp/tinyval" --tokenizer byte --val-fraction 0.00002 \
+    2>/dev/null || fail "prep of a one-window validation set failed"
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set precision=bf16 \
+    --set data_dir="$tmp/tinyval" --set eval_every=2 --set max_steps=4 --set comm_timeout_s=10 \
+    --set out_dir="$tmp/tinyval-run" >/dev/null 2>"$tmp/err2" ||
+    { cat "$tmp/err2"; fail "np 2 bf16 with an evaluation rank 1 has no window for failed"; }
+[ "$(count_records "$tmp/tinyval-run/log.jsonl" eval)" -ge 2 ] || fail "the one-window evaluations did not run"
+
 # ZeRO 1 with bf16 precision and wire also gathers the parameters in bf16:
 # every rank computes with the bf16-rounded weights, each shard's fp32 values
 # stay with its owner, and checkpoints store those (a resume continues bit

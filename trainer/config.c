@@ -38,7 +38,7 @@ static const config_key keys[] = {
     KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),
     KEY(checkpoint_async, KEY_INT),
     KEY(init_from, KEY_STR),
-    KEY(grad_wire, KEY_STR),
+    KEY(grad_wire, KEY_STR),        KEY(share_packed, KEY_INT),
     KEY(metrics_endpoint, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
@@ -68,6 +68,7 @@ void config_defaults(run_config *c)
         .loader_depth = 8, .loader_timeout_s = 30,
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .checkpoint_async = 1, .seed = 1337,
+        .share_packed = 1,
     };
     strcpy(c->precision, "auto");
     strcpy(c->recompute, "none");
@@ -253,6 +254,7 @@ static int check_schedule(const run_config *c, char *err, size_t errlen)
             "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
     REQUIRE(c->checkpoint_async == 0 || c->checkpoint_async == 1,
             "config: checkpoint_async must be 0 or 1");
+    REQUIRE(c->share_packed == 0 || c->share_packed == 1, "config: share_packed must be 0 or 1");
     return 0;
 }
 

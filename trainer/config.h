@@ -27,6 +27,7 @@ typedef struct {
     float loader_timeout_s; /* longest wait for one batch before giving up */
     char loader_endpoint[256]; /* "": a loader thread per rank; else build/loader's endpoint */
     char optimizer_offload[256];
+    int share_packed;       /* 1: the ranks on a node share one packed 16-bit copy of the weights */
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
     int checkpoint_async;   /* 1 writes checkpoints on a thread from a snapshot; 0 in the loop */

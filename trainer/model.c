@@ -216,28 +216,110 @@ static void bind_half_activations(gpt2 *m)
     m->lnf_half = p;
 }
 
-/* The matrix behind packed[i]: W [IC,OC] of block i/4, or wte [V,C] last. */
+/* The shape of the matrix behind packed[i]: W [IC,OC] of block i/4, or the
+ * LM head's wte [V,C] last (logits = x @ wte^T, dx = dlogits @ wte). */
+static void matrix_dims(const gpt2_dims *d, int i, int *ic, int *oc)
+{
+    static const int in_mult[4] = {1, 1, 1, 4}, out_mult[4] = {3, 1, 4, 1};
+    bool head = i == 4 * d->n_layer;
+    *ic = head ? d->n_embd : in_mult[i % 4] * d->n_embd;
+    *oc = head ? d->vocab_size : out_mult[i % 4] * d->n_embd;
+}
+
 static void packed_shape(const gpt2 *m, int i, const float **w, int *ic, int *oc)
 {
-    int C = m->dims.n_embd;
-    if (i == 4 * m->dims.n_layer) {   /* LM head: logits = x @ wte^T, dx = dlogits @ wte */
-        *w = m->p.wte, *ic = C, *oc = m->dims.vocab_size;
+    matrix_dims(&m->dims, i, ic, oc);
+    if (i == 4 * m->dims.n_layer) {
+        *w = m->p.wte;
         return;
     }
     const block_params *b = &m->p.h[i / 4];
-    static const int in_mult[4] = {1, 1, 1, 4}, out_mult[4] = {3, 1, 4, 1};
     const float *ws[4] = {b->qkvw, b->attprojw, b->fcw, b->fcprojw};
-    *w = ws[i % 4], *ic = in_mult[i % 4] * C, *oc = out_mult[i % 4] * C;
+    *w = ws[i % 4];
+}
+
+static gemm_dtype half_dtype(gpt2_precision p)
+{
+    return p == PREC_BF16 ? GEMM_BF16 : p == PREC_FP16 ? GEMM_F16 : GEMM_F32;
+}
+
+int gpt2_pack_share_copies(const gpt2_dims *d)
+{
+    return 2 * (4 * d->n_layer + 1);
+}
+
+/* Bytes of copy k in a pack_share, from its start to the next copy's (whole
+ * pages, so sharers packing neighbours never write one line); 0: no native
+ * packed layout. */
+static size_t share_copy_bytes(const gpt2_dims *d, gemm_dtype dtype, int k)
+{
+    int ic, oc;
+    matrix_dims(d, k / 2, &ic, &oc);
+    size_t n = k % 2 ? gemm_weights_size(dtype, oc, ic) : gemm_weights_size(dtype, ic, oc);
+    return (n + 4095) / 4096 * 4096;
+}
+
+size_t gpt2_pack_share_bytes(const gpt2_dims *d, const gpt2_options *o)
+{
+    gemm_dtype dtype = half_dtype(o->precision);
+    if (dtype == GEMM_F32)
+        return 0;
+    size_t total = 0;
+    for (int k = 0; k < gpt2_pack_share_copies(d); k++) {
+        size_t n = share_copy_bytes(d, dtype, k);
+        if (n == 0)
+            return 0;
+        total += n;
+    }
+    return total;
+}
+
+/* Who packs each copy under pack_share: a block's four matrices (both
+ * copies, rounded once) go largest first to the least loaded sharer, ties to
+ * the first counting from a sharer that turns with the block, so each block's
+ * packing is split about evenly and no sharer is always the heavier; the LM
+ * head, the largest, gives its two copies to two sharers. */
+static int assign_pack_owners(gpt2 *m)
+{
+    const gpt2_pack_share *s = m->opt.pack_share;
+    int L = m->dims.n_layer, n = s->size;
+    m->pack_owner = malloc((size_t)gpt2_pack_share_copies(&m->dims) * sizeof *m->pack_owner);
+    size_t *load = calloc((size_t)n, sizeof *load);
+    if (!m->pack_owner || !load) {
+        free(load);
+        return -1;
+    }
+    static const int largest_first[4] = {2, 3, 0, 1};   /* fc, fcproj, qkv, attproj */
+    for (int l = 0; l < L; l++) {
+        for (int r = 0; r < n; r++)
+            load[r] = 0;
+        for (int j = 0; j < 4; j++) {
+            int i = 4 * l + largest_first[j], ic, oc, best = l % n;
+            matrix_dims(&m->dims, i, &ic, &oc);
+            for (int t = 0; t < n; t++)
+                if (load[(l + t) % n] < load[best])
+                    best = (l + t) % n;
+            load[best] += (size_t)ic * oc;
+            m->pack_owner[2 * i] = m->pack_owner[2 * i + 1] = best;
+        }
+    }
+    m->pack_owner[2 * 4 * L] = L % n;
+    m->pack_owner[2 * 4 * L + 1] = (L + 1) % n;
+    free(load);
+    return 0;
 }
 
 /* The packed weights of 16-bit mode (made from params before the first
- * forward); 0 on success.  Needs the parameter pointers bound. */
+ * forward), in pack_share's memory when there is one; 0 on success.  Needs
+ * the parameter pointers bound. */
 static int create_packed(gpt2 *m)
 {
+    const gpt2_pack_share *share = m->opt.pack_share;
     int count = 4 * m->dims.n_layer + 1;
     m->packed = calloc(count, sizeof *m->packed);
-    if (!m->packed)
+    if (!m->packed || (share && assign_pack_owners(m) != 0))
         return -1;
+    char *at = share ? share->memory : NULL;
     for (int i = 0; i < count; i++) {
         const float *w;
         int ic, oc;
@@ -245,8 +327,10 @@ static int create_packed(gpt2 *m)
         /* block weights are stored [IC,OC]; wte is stored [V,C] = [OC,IC] */
         bool head = i == count - 1;
         int ld = head ? ic : oc;
-        m->packed[i].fwd = gemm_weights_create(m->half, head, ic, oc, ld);
-        m->packed[i].bwd = gemm_weights_create(m->half, !head, oc, ic, ld);
+        m->packed[i].fwd = gemm_weights_create_in(m->half, head, ic, oc, ld, at);
+        at = at ? at + share_copy_bytes(&m->dims, m->half, 2 * i) : NULL;
+        m->packed[i].bwd = gemm_weights_create_in(m->half, !head, oc, ic, ld, at);
+        at = at ? at + share_copy_bytes(&m->dims, m->half, 2 * i + 1) : NULL;
         if (!m->packed[i].fwd || !m->packed[i].bwd)
             return -1;
     }
@@ -261,6 +345,7 @@ static void destroy_packed(gpt2 *m)
         gemm_weights_destroy(m->packed[i].bwd);
     }
     free(m->packed);
+    free(m->pack_owner);
 }
 
 /* The 16-bit arenas of bf16/fp16 mode; 0 on success. */
@@ -327,7 +412,7 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->opt = *opt;
     m->B = m->max_B = B;
     m->T = m->max_T = T;
-    m->half = opt->precision == PREC_BF16 ? GEMM_BF16 : opt->precision == PREC_FP16 ? GEMM_F16 : GEMM_F32;
+    m->half = half_dtype(opt->precision);
     m->tensors = calloc((size_t)hf_gpt2_count(d->n_layer), sizeof *m->tensors);
     m->p.h = calloc(d->n_layer, sizeof *m->p.h);
     m->g.h = calloc(d->n_layer, sizeof *m->g.h);
@@ -446,14 +531,45 @@ static void pack_weights(gpt2 *m, int first, int count)
 {
     uint16_t *scratch = (uint16_t *)m->logits;
     const size_t scratch_len = 2 * (size_t)m->logit_rows * m->dims.vocab_size;
+    const gpt2_pack_share *s = m->opt.pack_share;
     TIMED(m, OP_CONVERT, {
         for (int i = first; i < first + count; i++) {
             const float *w;
             int ic, oc;
             packed_shape(m, i, &w, &ic, &oc);
-            gemm_weights_pack_pair(m->packed[i].fwd, m->packed[i].bwd, w, scratch, scratch_len);
+            bool fwd = !s || m->pack_owner[2 * i] == s->rank;
+            bool bwd = !s || m->pack_owner[2 * i + 1] == s->rank;
+            if (fwd && bwd)
+                gemm_weights_pack_pair(m->packed[i].fwd, m->packed[i].bwd, w, scratch,
+                                       scratch_len);
+            else if (fwd || bwd)
+                gemm_weights_pack(fwd ? m->packed[i].fwd : m->packed[i].bwd, w);
+            if (s && fwd)
+                s->publish(s->ctx, 2 * i, m->pack_gen);
+            if (s && bwd)
+                s->publish(s->ctx, 2 * i + 1, m->pack_gen);
         }
     });
+}
+
+/* pack_share: copy k of the current generation, once its sharer has
+ * published it (at once for this sharer's own copies). */
+static void await_copy(gpt2 *m, int k)
+{
+    const gpt2_pack_share *s = m->opt.pack_share;
+    if (s && m->pack_owner[k] != s->rank)
+        TIMED(m, OP_CONVERT, s->await(s->ctx, k, m->pack_gen));
+}
+
+/* The packed weights block l's forward reads (l = n_layer: the LM head's),
+ * repacked first when the parameters changed. */
+static void ready_forward_weights(gpt2 *m, int l, bool pack)
+{
+    int n = l < m->dims.n_layer ? 4 : 1;
+    if (pack)
+        pack_weights(m, 4 * l, n);
+    for (int i = 4 * l; i < 4 * l + n; i++)
+        await_copy(m, 2 * i);
 }
 
 /* Forward is about to read tensors [first, first + count) of the table: ask
@@ -493,10 +609,11 @@ static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const fl
         });
     } else {
         to_half(m, m->dout_half, dout, (size_t)N * OC);
+        await_copy(m, 2 * (int)(pk - m->packed) + 1);
         TIMED(m, OP_MATMUL, {
             gemm_packed(pk->bwd, N, 1.0f, m->dout_half, OC, NULL, false, dinp, IC);
-            gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL, true, dw,
-                 OC);
+            gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL,
+                 true, dw, OC);
         });
     }
     TIMED(m, OP_BIAS, bias_backward(db, dout, N, OC));
@@ -614,6 +731,8 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     m->T = T;
     m->pass = 0;
     const bool pack = m->half != GEMM_F32 && m->half_stale;
+    if (pack)
+        m->pack_gen++;
     /* the embedding reads only its tokens' rows of wte, which the caller
      * makes current (params_needed); the whole of wte is asked for before the
      * LM head */
@@ -622,15 +741,15 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     const float *res = m->encoded;
     for (int l = 0; l < L; l++) {
         need_params(m, 2 + l * BLOCK_TENSORS, BLOCK_TENSORS);
-        if (pack)
-            pack_weights(m, 4 * l, 4);
+        if (m->half != GEMM_F32)
+            ready_forward_weights(m, l, pack);
         block_forward(m, l, res, B, T);
         res = m->acts[l].res3;
     }
     need_params(m, m->num_tensors - 2, 2);   /* ln_f */
     need_params(m, 0, 1);                    /* wte, for the LM head */
-    if (pack)
-        pack_weights(m, 4 * L, 1);   /* the LM head (wte) */
+    if (m->half != GEMM_F32)
+        ready_forward_weights(m, L, pack);
     m->half_stale = false;
     TIMED(m, OP_LAYERNORM, layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw,
                                              m->p.lnfb, N, C));
@@ -718,6 +837,20 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
     block_ready(m, l, HF_LN1_W);   /* the whole block */
 }
 
+void gpt2_pack_share_now(gpt2 *m)
+{
+    if (!m->opt.pack_share || m->half == GEMM_F32 || !m->half_stale)
+        return;
+    m->pack_gen++;
+    for (int l = 0; l < m->dims.n_layer; l++) {
+        need_params(m, 2 + l * BLOCK_TENSORS, BLOCK_TENSORS);
+        pack_weights(m, 4 * l, 4);
+    }
+    need_params(m, 0, 1);
+    pack_weights(m, 4 * m->dims.n_layer, 1);
+    m->half_stale = false;
+}
+
 void gpt2_backward(gpt2 *m, float dloss_scale)
 {
     int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer;
@@ -732,6 +865,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     /* through the tied LM head: 16-bit mode has the unscaled dlogits from
      * forward; fp32 mode turns its logits into dlogits in place now */
     if (m->half != GEMM_F32) {
+        await_copy(m, 2 * 4 * L + 1);
         TIMED(m, OP_LM_HEAD, {
             gemm_scaled(m->half, true, false, V, C, N, dloss_scale, m->dout_half, V, m->lnf_half,
                         C, true, m->g.wte, C);

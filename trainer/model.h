@@ -25,6 +25,22 @@
  * products with fp32 accumulation; everything else stays fp32 either way. */
 typedef enum { PREC_FP32 = 0, PREC_BF16, PREC_FP16 } gpt2_precision;
 
+/* 16-bit mode, processes on one node: one packed copy of the weights that
+ * all of them map (gpt2_pack_share_bytes at `memory`, the same layout in
+ * each).  Copy k (2i: matrix i's forward copy, 2i+1: its backward copy) is
+ * packed by one sharer when forward first reaches it after a parameter
+ * change, which then publishes it; the others await it before reading it.
+ * Every sharer must take part in every repack: one that runs no forward
+ * after a change calls gpt2_pack_share_now.  A sharer repacks only after the
+ * others are done reading the last copy, which the caller guarantees. */
+typedef struct {
+    void *memory;
+    int rank, size;
+    void (*publish)(void *ctx, int copy, unsigned generation);
+    void (*await)(void *ctx, int copy, unsigned generation);
+    void *ctx;
+} gpt2_pack_share;
+
 typedef struct {
     gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
@@ -36,6 +52,7 @@ typedef struct {
      * padding rows (llm.c pads 50257 to 50304): their logits are -inf, so the
      * loss and its gradient are those of the real vocabulary alone. */
     int vocab_real;
+    const gpt2_pack_share *pack_share;   /* NULL: this process packs its own */
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */
@@ -107,6 +124,8 @@ typedef struct {
     gemm_dtype half;            /* GEMM_BF16 or GEMM_F16; GEMM_F32 in fp32 mode */
     bool half_stale;            /* params changed since the packed weights were made */
     packed_matrix *packed;      /* [4L+1]: per block qkv, attproj, fc, fcproj; then wte */
+    int *pack_owner;            /* pack_share: [2(4L+1)] the sharer that packs each copy */
+    unsigned pack_gen;          /* pack_share: repacks so far */
     uint16_t *act_half_arena;
     block_acts_half *acts_half; /* [L] */
     uint16_t *lnf_half;         /* [B,T,C] */
@@ -166,6 +185,14 @@ void gpt2_init_params(gpt2 *m, uint64_t seed);
 /* Call after changing m->params (optimizer step, loading): the 16-bit copy is
  * remade before the next forward. */
 void gpt2_params_changed(gpt2 *m);
+/* Bytes of memory a pack_share needs for this model; 0 where 16-bit weights
+ * are not packed natively (fp32 mode, no native bf16 product). */
+size_t gpt2_pack_share_bytes(const gpt2_dims *d, const gpt2_options *o);
+/* Copies (flags) a pack_share has: two per weight matrix. */
+int gpt2_pack_share_copies(const gpt2_dims *d);
+/* pack_share: this sharer's part of a repack that is due, for a sharer that
+ * runs no forward now (nothing to do otherwise). */
+void gpt2_pack_share_now(gpt2 *m);
 
 /* Forward pass on inputs [B,T]; with targets [B,T] returns the mean loss and
  * fills m->losses, otherwise returns 0 and leaves the logits in m->logits

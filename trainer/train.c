@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "comm/buckets.h"
+#include "comm/node_share.h"
 #include "comm/sparse.h"
 #include "comm/comm.h"
 #include "comm/zero.h"
@@ -59,6 +60,8 @@ typedef struct {
                               * embedding rows, ZeRO's parameter allgather) */
     double comm_total_s;     /* the last step's communication in flight, hidden or not */
     dataset data;
+    node_share *node;        /* the packed weights shared on this node; else NULL */
+    gpt2_pack_share pack_share;
     gpt2 model;
     adamw_state opt;
     status_log status;
@@ -265,6 +268,42 @@ static gpt2_options model_options(const run_config *c, const comm_world *w)
                           .split_embed_grad = w->size > 1};
 }
 
+static void publish_copy(void *ctx, int copy, unsigned gen)
+{
+    node_share_publish(ctx, copy, gen);
+}
+
+static void await_copy(void *ctx, int copy, unsigned gen)
+{
+    node_share_await(ctx, copy, gen);
+}
+
+/* Several ranks on this node in 16-bit precision: one packed copy of the
+ * weights for all of them (model.h, gpt2_pack_share).  Every rank calls it
+ * with the same settings (it is collective); without the memory each rank
+ * packs its own, which rank 0 notes. */
+static void open_pack_share(trainer *tr, gpt2_options *opt)
+{
+    const run_config *c = tr->cfg;
+    gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
+    size_t bytes = tr->world->size > 1 && c->share_packed ? gpt2_pack_share_bytes(&dims, opt) : 0;
+    if (bytes == 0)
+        return;
+    char why[160];
+    tr->node = node_share_open(bytes, gpt2_pack_share_copies(&dims), why, sizeof why);
+    if (!tr->node) {
+        if (why[0] && tr->world->rank == 0)
+            fprintf(stderr, "note: every rank packs its own weights (%s)\n", why);
+        return;
+    }
+    tr->pack_share = (gpt2_pack_share){.memory = node_share_memory(tr->node),
+                                       .rank = node_share_rank(tr->node),
+                                       .size = node_share_size(tr->node),
+                                       .publish = publish_copy, .await = await_copy,
+                                       .ctx = tr->node};
+    opt->pack_share = &tr->pack_share;
+}
+
 /* precision auto: rank 0 times the products (or reads its cache) and every
  * rank takes its choice, so all ranks run the same precision. */
 static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
@@ -423,6 +462,7 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
         resolve_precision(c, w, pc);
         opt = model_options(c, w);
     }
+    open_pack_share(tr, &opt);
     if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 || init_params(tr, err, errlen) != 0)
         return -1;
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
@@ -452,6 +492,7 @@ static void trainer_close(trainer *tr)
     free(tr->targets);
     optimizer_destroy(&tr->opt);
     gpt2_destroy(&tr->model);
+    node_share_close(tr->node);   /* collective: every rank closes its trainer */
     dataset_close(&tr->data);
     gemm_release();
 }
@@ -476,6 +517,7 @@ static int evaluate(trainer *tr, float *val_loss, char *err, size_t errlen)
         if (rc == 0)
             sum += (double)gpt2_forward(&tr->model, tr->inputs, tr->targets, B, c->seq_len) * B;
     }
+    gpt2_pack_share_now(&tr->model);   /* a rank with no windows (or a failed one) */
     if (all_ranks_ok(rc, "the evaluation", "another rank failed during eval", err, errlen) != 0)
         return -1;
     *val_loss = (float)(comm_sum_double(sum) / (double)windows);
@@ -622,6 +664,8 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
             buckets_begin(tr->buckets);
         if (rc == 0)
             sum += gpt2_forward(&tr->model, tr->inputs, tr->targets, B, T);
+        else   /* the other ranks' forward waits for this one's share of the weights */
+            gpt2_pack_share_now(&tr->model);
         if (gathering)
             finish_param_gather(tr);
         gathering = false;
@@ -1044,8 +1088,12 @@ static void report_start(trainer *tr, const precision_choice *pc)
                         pc->from_cache ? "cached, measured in" : "measured in", pc->measure_s);
         precision_choice_json(pc, fields, sizeof fields);
     }
-    snprintf(msg + len, sizeof msg - len, ", recompute %s, %d threads, %d x %d tokens per micro-batch",
-             c->recompute, omp_get_max_threads(), c->batch_size, c->seq_len);
+    len += snprintf(msg + len, sizeof msg - len,
+                    ", recompute %s, %d threads, %d x %d tokens per micro-batch", c->recompute,
+                    omp_get_max_threads(), c->batch_size, c->seq_len);
+    if (tr->node)
+        snprintf(msg + len, sizeof msg - len, ", packed weights shared by %d ranks",
+                 node_share_size(tr->node));
     status_event_fields(&tr->status, 0, msg, fields);
 }
 

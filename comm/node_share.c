@@ -1,0 +1,155 @@
+#include "comm/node_share.h"
+
+#include "comm/watchdog.h"
+
+#include <mpi.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+/* Where Open MPI puts a shared window's backing file (osc_sm_backing_directory). */
+#define BACKING_DIR "/dev/shm"
+
+enum { ALIGN = 4096 };
+
+struct node_share {
+    MPI_Comm node;
+    MPI_Win win;
+    _Atomic unsigned *flags;   /* [items] */
+    char *memory;
+    int rank, size;
+};
+
+static size_t round_up(size_t n)
+{
+    return (n + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+/* Whether the backing directory has room: a tmpfs file grows page by page,
+ * and a page it cannot get is a SIGBUS later, not an error now. */
+static int backing_has_room(size_t bytes)
+{
+    struct statvfs fs;
+    return statvfs(BACKING_DIR, &fs) != 0 ||
+           (double)fs.f_bavail * fs.f_frsize >= 1.1 * (double)bytes;
+}
+
+/* The window: node rank 0 allocates it all; every rank maps it at its own
+ * address, the same offset from a page boundary everywhere, so aligning
+ * from the start lands on the same byte in every process. */
+static int map_window(node_share *s, size_t bytes, int items)
+{
+    size_t flag_bytes = round_up((size_t)items * sizeof *s->flags);
+    MPI_Aint want = s->rank == 0 ? (MPI_Aint)(flag_bytes + bytes + ALIGN) : 0, got;
+    int unit;
+    char *base;
+    if (MPI_Win_allocate_shared(want, 1, MPI_INFO_NULL, s->node, &base, &s->win) != MPI_SUCCESS)
+        return -1;
+    if (MPI_Win_shared_query(s->win, 0, &got, &unit, &base) != MPI_SUCCESS) {
+        MPI_Win_free(&s->win);
+        return -1;
+    }
+    char *start = (char *)(((uintptr_t)base + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+    s->flags = (_Atomic unsigned *)start;
+    s->memory = start + flag_bytes;
+    return 0;
+}
+
+node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    int world_rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    node_share *s = calloc(1, sizeof *s);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node);
+    int size, ok = s != NULL;
+    MPI_Comm_size(node, &size);
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);
+    if (size == 1 || !ok) {
+        if (!ok)
+            snprintf(err, errlen, "out of memory");
+        MPI_Comm_free(&node);
+        free(s);
+        return NULL;
+    }
+    s->node = node;
+    MPI_Comm_rank(node, &s->rank);
+    s->size = size;
+    MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+    ok = backing_has_room(bytes);
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);
+    if (!ok) {
+        snprintf(err, errlen, "%s has less than %.0f MB free", BACKING_DIR, bytes / 1e6);
+    } else {
+        ok = map_window(s, bytes, items) == 0;
+        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);
+        if (!ok)
+            snprintf(err, errlen, "no shared window of %.0f MB", bytes / 1e6);
+        else if (s->rank == 0)
+            for (int i = 0; i < items; i++)
+                atomic_init(&s->flags[i], 0);
+    }
+    if (!ok) {   /* a window mapped on some ranks only is left mapped: freeing
+                  * it is collective, and its pages were never touched */
+        MPI_Comm_free(&s->node);
+        free(s);
+        return NULL;
+    }
+    MPI_Barrier(node);   /* the flags are zero before anyone reads them */
+    return s;
+}
+
+void node_share_close(node_share *s)
+{
+    if (!s)
+        return;
+    MPI_Barrier(s->node);   /* nobody reads it any more */
+    MPI_Win_free(&s->win);
+    MPI_Comm_free(&s->node);
+    free(s);
+}
+
+void *node_share_memory(const node_share *s)
+{
+    return s->memory;
+}
+
+int node_share_rank(const node_share *s)
+{
+    return s->rank;
+}
+
+int node_share_size(const node_share *s)
+{
+    return s->size;
+}
+
+void node_share_publish(node_share *s, int item, unsigned gen)
+{
+    atomic_store_explicit(&s->flags[item], gen, memory_order_release);
+}
+
+static int reached(node_share *s, int item, unsigned gen)
+{
+    unsigned have = atomic_load_explicit(&s->flags[item], memory_order_acquire);
+    return (int)(have - gen) >= 0;
+}
+
+/* The other rank packs while this one waits, usually well under a
+ * millisecond: spin a little, then sleep in short naps so a core shared
+ * with the exchange's progress thread is given up. */
+void node_share_await(node_share *s, int item, unsigned gen)
+{
+    for (int spin = 0; spin < 2000; spin++)
+        if (reached(s, item, gen))
+            return;
+    const struct timespec nap = {0, 20000};
+    watchdog_arm("a packed weight matrix from another rank on this node");
+    while (!reached(s, item, gen))
+        nanosleep(&nap, NULL);
+    watchdog_disarm();
+}
