@@ -124,6 +124,42 @@ static void test_gradient_accumulation_equals_big_batch(void **state)
     gpt2_destroy(&small);
 }
 
+/* gpt2_zero_grad leaves the weight matrices' old gradients for backward's
+ * products to overwrite: a backward after it gives the same gradients, bit
+ * for bit, on a model whose gradients held another batch's as on a fresh
+ * one, in fp32 and in bf16 (its own products). */
+static void test_zero_grad_replaces_old_gradients(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 40, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2};
+    const gpt2_options opts[2] = {FP32, {.precision = PREC_BF16}};
+    int B = 2, T = 8, in[2][16], tg[2][16];
+    for (int k = 0; k < 2; k++) {
+        random_tokens(in[k], B * T, d.vocab_size, 20 + k);
+        random_tokens(tg[k], B * T, d.vocab_size, 30 + k);
+    }
+    for (int o = 0; o < 2; o++) {
+        gpt2 used, fresh;
+        char err[256];
+        assert_int_equal(gpt2_create(&used, &d, B, T, &opts[o], err, sizeof err), 0);
+        assert_int_equal(gpt2_create(&fresh, &d, B, T, &opts[o], err, sizeof err), 0);
+        gpt2_init_params(&used, 3);
+        gpt2_init_params(&fresh, 3);
+        gpt2_zero_grad(&used);
+        gpt2_forward(&used, in[0], tg[0], B, T);
+        gpt2_backward(&used, 1.0f / (B * T));
+        gpt2_zero_grad(&used);
+        gpt2_forward(&used, in[1], tg[1], B, T);
+        gpt2_backward(&used, 1.0f / (B * T));
+        gpt2_zero_grad(&fresh);
+        gpt2_forward(&fresh, in[1], tg[1], B, T);
+        gpt2_backward(&fresh, 1.0f / (B * T));
+        assert_memory_equal(used.grads, fresh.grads, used.num_params * sizeof(float));
+        gpt2_destroy(&used);
+        gpt2_destroy(&fresh);
+    }
+}
+
 static void test_same_seed_same_params(void **state)
 {
     (void)state;
@@ -296,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_initial_loss_is_ln_vocab),
         cmocka_unit_test(test_gradient_accumulation_equals_big_batch),
+        cmocka_unit_test(test_zero_grad_replaces_old_gradients),
         cmocka_unit_test(test_same_seed_same_params),
         cmocka_unit_test(test_half_gradients_track_fp32),
         cmocka_unit_test(test_recompute_is_bit_identical),

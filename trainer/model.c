@@ -605,7 +605,7 @@ static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const fl
     if (m->half == GEMM_F32) {
         TIMED(m, OP_MATMUL, {
             gemm_f32(false, true, N, IC, OC, dout, OC, w, OC, NULL, false, dinp, IC);
-            gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, true, dw, OC);
+            gemm_f32(true, false, IC, OC, N, inp, IC, dout, OC, NULL, !m->grads_fresh, dw, OC);
         });
     } else {
         to_half(m, m->dout_half, dout, (size_t)N * OC);
@@ -613,7 +613,7 @@ static void linear_backward(gpt2 *m, float *dinp, float *dw, float *db, const fl
         TIMED(m, OP_MATMUL, {
             gemm_packed(pk->bwd, N, 1.0f, m->dout_half, OC, NULL, false, dinp, IC);
             gemm(m->half, true, false, IC, OC, N, inp_half, IC, m->dout_half, OC, NULL,
-                 true, dw, OC);
+                 !m->grads_fresh, dw, OC);
         });
     }
     TIMED(m, OP_BIAS, bias_backward(db, dout, N, OC));
@@ -868,7 +868,7 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         await_copy(m, 2 * 4 * L + 1);
         TIMED(m, OP_LM_HEAD, {
             gemm_scaled(m->half, true, false, V, C, N, dloss_scale, m->dout_half, V, m->lnf_half,
-                        C, true, m->g.wte, C);
+                        C, !m->grads_fresh, m->g.wte, C);
             notify_grads_ready(m, m->tensors[0].offset);   /* wte (input side: embed_rows) */
             gemm_packed(m->packed[4 * L].bwd, N, dloss_scale, m->dout_half, V, NULL, false, dln,
                         C);
@@ -876,7 +876,8 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     } else {
         TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true));
         TIMED(m, OP_LM_HEAD, {
-            gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, true, m->g.wte, C);
+            gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, !m->grads_fresh,
+                     m->g.wte, C);
             notify_grads_ready(m, m->tensors[0].offset);   /* wte (input side: embed_rows) */
             gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
         });
@@ -899,12 +900,29 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
         TIMED(m, OP_EMBED, embed_backward_split(m, dres, B, T, C));
     else
         TIMED(m, OP_EMBED, embed_backward(m->g.wte, NULL, m->g.wpe, dres, m->inputs, B, T, C));
+    m->grads_fresh = false;
     notify_grads_ready(m, 0);
+}
+
+/* Whether backward's weight-gradient product is the first to write tensor t
+ * (the table's order: wte, wpe, the blocks', ln_f's): wte (the LM head's)
+ * and each block's four matrices. */
+static bool written_by_product(const gpt2 *m, int t)
+{
+    if (t == 0)
+        return true;
+    if (t < 2 || t >= 2 + m->dims.n_layer * BLOCK_TENSORS)
+        return false;
+    int k = (t - 2) % BLOCK_TENSORS;
+    return k == HF_QKV_W || k == HF_ATTPROJ_W || k == HF_FC_W || k == HF_FCPROJ_W;
 }
 
 void gpt2_zero_grad(gpt2 *m)
 {
-    zero_floats(m->grads, m->num_params);
+    for (int t = 0; t < m->num_tensors; t++)
+        if (!written_by_product(m, t))
+            zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
+    m->grads_fresh = true;
 }
 
 double gpt2_flops_per_token(const gpt2 *m, int T)

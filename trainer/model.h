@@ -133,6 +133,8 @@ typedef struct {
                                  * from forward to backward the unscaled dlogits */
 
     float *params, *grads;      /* arenas of num_params floats */
+    bool grads_fresh;           /* gpt2_zero_grad left the weight matrices' gradients
+                                 * as they were: backward's products write them */
     size_t num_params;
     gpt2_params p, g;
     param_tensor *tensors;
@@ -202,6 +204,10 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
 /* Backward of (dloss_scale * sum of losses) of the last forward; accumulates
  * into m->grads.  For a mean over N tokens pass 1/N. */
 void gpt2_backward(gpt2 *m, float dloss_scale);
+/* The next backward's gradients replace the current ones.  The weight
+ * matrices' are not cleared (their products write them, rather than add,
+ * saving a pass over most of the arena), so m->grads reads as zero only
+ * outside them until that backward. */
 void gpt2_zero_grad(gpt2 *m);
 
 /* Name of an op kind for profile tables ("matmul", "attention", ...). */
