@@ -623,6 +623,15 @@ void buckets_ready(grad_buckets *b, size_t from)
     pthread_mutex_unlock(&b->lock);
 }
 
+void buckets_poke(grad_buckets *b)
+{
+    if (pthread_mutex_trylock(&b->lock) != 0)
+        return;
+    int flag;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+    pthread_mutex_unlock(&b->lock);
+}
+
 double buckets_finish(grad_buckets *b)
 {
     buckets_ready(b, 0);

@@ -77,6 +77,13 @@ void buckets_destroy(grad_buckets *b);
 void buckets_begin(grad_buckets *b);
 /* grads[from..n) are final: start their buckets, progress the others. */
 void buckets_ready(grad_buckets *b, size_t from);
+/* Lets MPI move what this rank still owes the others while the calling
+ * thread waits on something else: a transfer whose requests are all done
+ * here may still have its acknowledgement queued, and the peer's send
+ * completes only when it goes out (Open MPI moves it only inside MPI calls,
+ * and the progress thread sleeps once nothing is pending here).  Never
+ * blocks; does nothing if the lock is busy (then MPI is being called). */
+void buckets_poke(grad_buckets *b);
 /* Start the rest, wait for all; returns the seconds this thread spent in
  * these calls since buckets_begin (the exposed communication). */
 double buckets_finish(grad_buckets *b);

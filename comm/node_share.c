@@ -142,14 +142,17 @@ static int reached(node_share *s, int item, unsigned gen)
 /* The other rank packs while this one waits, usually well under a
  * millisecond: spin a little, then sleep in short naps so a core shared
  * with the exchange's progress thread is given up. */
-void node_share_await(node_share *s, int item, unsigned gen)
+void node_share_await(node_share *s, int item, unsigned gen, void (*idle)(void *), void *arg)
 {
     for (int spin = 0; spin < 2000; spin++)
         if (reached(s, item, gen))
             return;
     const struct timespec nap = {0, 20000};
     watchdog_arm("a packed weight matrix from another rank on this node");
-    while (!reached(s, item, gen))
+    while (!reached(s, item, gen)) {
+        if (idle)
+            idle(arg);
         nanosleep(&nap, NULL);
+    }
     watchdog_disarm();
 }

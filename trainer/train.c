@@ -270,12 +270,18 @@ static gpt2_options model_options(const run_config *c, const comm_world *w)
 
 static void publish_copy(void *ctx, int copy, unsigned gen)
 {
-    node_share_publish(ctx, copy, gen);
+    node_share_publish(((const trainer *)ctx)->node, copy, gen);
+}
+
+static void poke_exchange(void *buckets)
+{
+    buckets_poke(buckets);
 }
 
 static void await_copy(void *ctx, int copy, unsigned gen)
 {
-    node_share_await(ctx, copy, gen);
+    const trainer *tr = ctx;
+    node_share_await(tr->node, copy, gen, tr->buckets ? poke_exchange : NULL, tr->buckets);
 }
 
 /* Several ranks on this node in 16-bit precision: one packed copy of the
@@ -300,7 +306,7 @@ static void open_pack_share(trainer *tr, gpt2_options *opt)
                                        .rank = node_share_rank(tr->node),
                                        .size = node_share_size(tr->node),
                                        .publish = publish_copy, .await = await_copy,
-                                       .ctx = tr->node};
+                                       .ctx = tr};
     opt->pack_share = &tr->pack_share;
 }
 
