@@ -16,6 +16,8 @@ on_exit 'kill -9 $job $victim 2>/dev/null'
 
 # the bucketed allreduce and reduce-scatter against a scalar sum, uneven shards
 $MPIRUN -np 3 "$BUILD/tests/test_buckets" >"$tmp/buckets.out" 2>&1 || { cat "$tmp/buckets.out"; fail "test_buckets under np 3"; }
+# memory shared by the ranks of a node, its items published and awaited
+$MPIRUN -np 3 "$BUILD/tests/test_node_share" >"$tmp/share.out" 2>&1 || { cat "$tmp/share.out"; fail "test_node_share under np 3"; }
 
 prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON

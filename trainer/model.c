@@ -561,16 +561,6 @@ static void await_copy(gpt2 *m, int k)
         TIMED(m, OP_CONVERT, s->await(s->ctx, k, m->pack_gen));
 }
 
-/* The packed weights block l's forward reads (l = n_layer: the LM head's),
- * repacked first when the parameters changed. */
-static void ready_forward_weights(gpt2 *m, int l, bool pack)
-{
-    int n = l < m->dims.n_layer ? 4 : 1;
-    if (pack)
-        pack_weights(m, 4 * l, n);
-    for (int i = 4 * l; i < 4 * l + n; i++)
-        await_copy(m, 2 * i);
-}
 
 /* Forward is about to read tensors [first, first + count) of the table: ask
  * for each one's range (not their union: wte ends the arena and wpe starts
@@ -581,6 +571,26 @@ static void need_params(gpt2 *m, int first, int count)
         return;
     for (const param_tensor *t = m->tensors + first; t < m->tensors + first + count; t++)
         m->params_needed(m->params_needed_ctx, t->offset, t->offset + t->numel);
+}
+
+/* What block l's forward reads (l = n_layer: the LM head's wte): its
+ * parameters, and in 16-bit mode its packed weights, repacked first when
+ * pack (the parameters changed) and, shared, once the other sharers'
+ * copies are in. */
+static void ready_block(gpt2 *m, int l, bool pack)
+{
+    const bool head = l == m->dims.n_layer;
+    if (head)
+        need_params(m, 0, 1);
+    else
+        need_params(m, 2 + l * BLOCK_TENSORS, BLOCK_TENSORS);
+    if (m->half == GEMM_F32)
+        return;
+    int n = head ? 1 : 4;
+    if (pack)
+        pack_weights(m, 4 * l, n);
+    for (int i = 4 * l; i < 4 * l + n; i++)
+        await_copy(m, 2 * i);
 }
 
 /* out[N,OC] = inp[N,IC] @ w[IC,OC] + b[OC].  In 16-bit mode inp is first
@@ -740,16 +750,12 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     TIMED(m, OP_EMBED, embed_forward(m->encoded, inputs, m->p.wte, m->p.wpe, B, T, C));
     const float *res = m->encoded;
     for (int l = 0; l < L; l++) {
-        need_params(m, 2 + l * BLOCK_TENSORS, BLOCK_TENSORS);
-        if (m->half != GEMM_F32)
-            ready_forward_weights(m, l, pack);
+        ready_block(m, l, pack);
         block_forward(m, l, res, B, T);
         res = m->acts[l].res3;
     }
     need_params(m, m->num_tensors - 2, 2);   /* ln_f */
-    need_params(m, 0, 1);                    /* wte, for the LM head */
-    if (m->half != GEMM_F32)
-        ready_forward_weights(m, L, pack);
+    ready_block(m, L, pack);                 /* wte, for the LM head */
     m->half_stale = false;
     TIMED(m, OP_LAYERNORM, layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, res, m->p.lnfw,
                                              m->p.lnfb, N, C));
@@ -842,12 +848,8 @@ void gpt2_pack_share_now(gpt2 *m)
     if (!m->opt.pack_share || m->half == GEMM_F32 || !m->half_stale)
         return;
     m->pack_gen++;
-    for (int l = 0; l < m->dims.n_layer; l++) {
-        need_params(m, 2 + l * BLOCK_TENSORS, BLOCK_TENSORS);
-        pack_weights(m, 4 * l, 4);
-    }
-    need_params(m, 0, 1);
-    pack_weights(m, 4 * m->dims.n_layer, 1);
+    for (int l = 0; l <= m->dims.n_layer; l++)
+        ready_block(m, l, true);
     m->half_stale = false;
 }
 
