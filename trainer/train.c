@@ -783,10 +783,13 @@ static bool update_params(trainer *tr, float lr, float *norm)
     gpt2 *m = &tr->model;
     float scale = tr->scaler.scale;
     tr->optimizer_s = 0;
-    /* the gradients carry the loss scale: their norm too; under ZeRO the
-     * global norm is the root of the shards' sums of squares */
-    *norm = tr->zero ? (float)(sqrt(comm_sum_double(shard_sumsq(tr))) / scale)
-                     : grad_global_norm(m) / scale;
+    /* the gradients carry the loss scale: their norm too.  With several
+     * ranks it is the root of the sum of each rank's sum over its slices
+     * (under ZeRO the slices are all a rank holds; under stage 0 every rank
+     * holds the same sums, and each squaring only its slices halves the
+     * pass at np 2) */
+    *norm = tr->zero || tr->buckets ? (float)(sqrt(comm_sum_double(shard_sumsq(tr))) / scale)
+                                    : grad_global_norm(m) / scale;
     /* every rank sees the same norm, so all skip (and rescale) together */
     if (!scaler_update(&tr->scaler, isfinite(*norm)))
         return false;
