@@ -290,14 +290,18 @@ SHOW_ON_FAIL=
 echo "pause, resume, checkpoint and stop reach both ranks"
 
 # a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
-# other rank's watchdog gives up after comm_timeout_s)
-lose_rank() {   # signal, expected-stderr-pattern
+# other rank's watchdog gives up after comm_timeout_s), also in bf16, where
+# the other rank may be waiting for the stopped one's share of the packed
+# weights rather than in MPI
+lose_rank() {   # signal, expected-stderr-pattern, precision
+    dir=$tmp/lost-$1-$3
     $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
-        --set eval_every=0 --set comm_timeout_s=5 --set out_dir="$tmp/lost-$1" >/dev/null 2>"$tmp/err4" &
+        --set eval_every=0 --set comm_timeout_s=5 --set precision="$3" --set out_dir="$dir" \
+        >/dev/null 2>"$tmp/err4" &
     job=$!
     # both ranks in their loop: a step of both is logged
-    WATCH=$job wait_for_record "$tmp/lost-$1/log.jsonl" step 60
-    victim=$(pgrep -f "out_dir=$tmp/lost-$1" | while read -r p; do
+    WATCH=$job wait_for_record "$dir/log.jsonl" step 60
+    victim=$(pgrep -f "out_dir=$dir" | while read -r p; do
         [ "$(cat /proc/"$p"/comm 2>/dev/null)" = trainer ] && echo "$p"; done | tail -1)
     [ -n "$victim" ] || fail "no trainer rank found to $1"
     kill -"$1" "$victim"
@@ -306,8 +310,9 @@ lose_rank() {   # signal, expected-stderr-pattern
     wait "$job" && fail "job exited 0 after losing a rank"
     job=
     grep -q "$2" "$tmp/err4" || { cat "$tmp/err4"; fail "no message matching '$2' after SIG$1"; }
-    echo "SIG$1 to a rank: job ended after $(($(date +%s) - t0)) s"
+    echo "SIG$1 to a rank ($3): job ended after $(($(date +%s) - t0)) s"
 }
-lose_rank KILL "process rank"
-lose_rank STOP "stuck or unreachable"
+lose_rank KILL "process rank" fp32
+lose_rank STOP "stuck or unreachable" fp32
+lose_rank STOP "stuck or unreachable" bf16
 echo "PASS e2e_mpi"
