@@ -3,7 +3,8 @@
  *   bench_model [CONFIG.json] [--set key=value ...] [--steps N]
  *
  * Builds the model of a trainer config (default launch/configs/seed384.json)
- * with its precision and recompute setting, runs one warm-up micro-batch of
+ * with its precision (auto: the trainer's measured choice) and recompute
+ * setting, runs one warm-up micro-batch of
  * random tokens and then N timed ones (default 5), and prints the wall time
  * per micro-batch of each kind of op, forward and backward, with the share of
  * the total and the fwd+bwd tokens/s (no optimizer, no communication: the
@@ -133,6 +134,11 @@ int main(int argc, char **argv)
     int steps = 5;
     if (parse_args(argc, argv, &c, &steps) != 0)
         return 2;
+    if (c.precision_auto) {   /* what the trainer would run: the same measured choice */
+        precision_choice pc;
+        precision_choose(&c, &pc);
+        snprintf(c.precision, sizeof c.precision, "%s", precision_name(pc.dtype));
+    }
     gpt2_dims d = {c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head};
     gpt2_options o = {.precision = strcmp(c.precision, "bf16") == 0   ? PREC_BF16
                                    : strcmp(c.precision, "fp16") == 0 ? PREC_FP16
