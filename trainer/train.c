@@ -288,15 +288,15 @@ static void await_copy(void *ctx, int copy, unsigned gen)
  * weights for all of them (model.h, gpt2_pack_share).  Every rank calls it
  * with the same settings (it is collective); without the memory each rank
  * packs its own, which rank 0 notes. */
-static void open_pack_share(trainer *tr, gpt2_options *opt)
+static void open_pack_share(trainer *tr, const gpt2_dims *dims, gpt2_options *opt)
 {
-    const run_config *c = tr->cfg;
-    gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    size_t bytes = tr->world->size > 1 && c->share_packed ? gpt2_pack_share_bytes(&dims, opt) : 0;
+    if (tr->world->size == 1 || !tr->cfg->share_packed)
+        return;
+    size_t bytes = gpt2_pack_share_bytes(dims, opt);
     if (bytes == 0)
         return;
     char why[160];
-    tr->node = node_share_open(bytes, gpt2_pack_share_copies(&dims), why, sizeof why);
+    tr->node = node_share_open(bytes, gpt2_pack_share_copies(dims), why, sizeof why);
     if (!tr->node) {
         if (why[0] && tr->world->rank == 0)
             fprintf(stderr, "note: every rank packs its own weights (%s)\n", why);
@@ -470,7 +470,7 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
         resolve_precision(c, w, pc);
         opt = model_options(c, w);
     }
-    open_pack_share(tr, &opt);
+    open_pack_share(tr, &dims, &opt);
     if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 || init_params(tr, err, errlen) != 0)
         return -1;
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
