@@ -13,7 +13,9 @@
  *
  * Tails: vload/vstore take the count of values left from p (any int: <= 0 is
  * none, >= VW a whole vector).  Lanes past it read as 0 and are not written:
- * vmaskmov on AVX2 (a plain move for whole vectors), lane masks on AVX-512.
+ * vmaskmov on AVX2, lane masks on AVX-512, and a plain move for whole vectors
+ * on both (on AMD Zen 5 a masked 512-bit load of a whole vector streams from
+ * memory at a third of a plain load's rate: docs/benchmarks.md).
  * A vmask is a lane predicate: all-ones / zero int lanes on AVX2, a k mask on
  * AVX-512.
  */
@@ -54,15 +56,18 @@ SIMD_INLINE vfloat vloadu(const float *p) { return _mm512_loadu_ps(p); }
 SIMD_INLINE void vstoreu(float *p, vfloat x) { _mm512_storeu_ps(p, x); }
 SIMD_INLINE vfloat vload(const float *p, ptrdiff_t rem)
 {
-    return _mm512_maskz_loadu_ps(vmask_n(rem), p);
+    return rem >= VW ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(vmask_n(rem), p);
 }
 SIMD_INLINE vfloat vload_or(const float *p, ptrdiff_t rem, float fill)   /* lanes past rem: fill */
 {
-    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), vmask_n(rem), p);
+    return rem >= VW ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(_mm512_set1_ps(fill), vmask_n(rem), p);
 }
 SIMD_INLINE void vstore(float *p, ptrdiff_t rem, vfloat x)
 {
-    _mm512_mask_storeu_ps(p, vmask_n(rem), x);
+    if (rem >= VW)
+        _mm512_storeu_ps(p, x);
+    else
+        _mm512_mask_storeu_ps(p, vmask_n(rem), x);
 }
 /* A tail worked out once for many loads and stores (a loop's invariant). */
 typedef __mmask16 vtail;
@@ -115,11 +120,15 @@ SIMD_INLINE vint vi_select(vmask m, vint a, vint b) { return _mm512_mask_blend_e
 /* uint16 values <-> the low halves of 32-bit lanes (stored values must fit) */
 SIMD_INLINE vint vload_u16(const uint16_t *p, ptrdiff_t rem)
 {
-    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(vmask_n(rem), p));
+    return _mm512_cvtepu16_epi32(rem >= VW ? _mm256_loadu_si256((const __m256i *)p)
+                                           : _mm256_maskz_loadu_epi16(vmask_n(rem), p));
 }
 SIMD_INLINE void vstore_u16(uint16_t *p, ptrdiff_t rem, vint x)
 {
-    _mm512_mask_cvtepi32_storeu_epi16(p, vmask_n(rem), x);   /* vpmovdw: truncation */
+    if (rem >= VW)   /* vpmovdw: truncation */
+        _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(x));
+    else
+        _mm512_mask_cvtepi32_storeu_epi16(p, vmask_n(rem), x);
 }
 
 #else /* AVX2 + FMA */
