@@ -45,30 +45,40 @@ static float reduce16(const vfloat a[NS])
     return vhsum(s);
 }
 
+/* rows (<= V) outputs from row o; inlined with rows == V for the full passes,
+ * so the accumulators stay in registers (a run-time count spills them to the
+ * stack, and every FMA then waits on a store). */
+SIMD_INLINE void t_block(float *y, const float *x, const float *w, int ldw, const float *b,
+                         int in, int o, int rows)
+{
+    vfloat acc[V][NS];
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < NS; k++)
+            acc[r][k] = vzero();
+    for (int i = 0; i < in; i += 16) {
+        vfloat xv[NS];
+        for (int k = 0; k < NS; k++)
+            xv[k] = vload(x + i + k * VW, in - i - k * VW);
+        for (int r = 0; r < rows; r++) {
+            const float *wr = w + (size_t)(o + r) * ldw + i;
+            for (int k = 0; k < NS; k++)
+                acc[r][k] = vfmadd(xv[k], vload(wr + k * VW, in - i - k * VW), acc[r][k]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        const float s = reduce16(acc[r]);
+        y[o + r] = b ? s + b[o + r] : s;
+    }
+}
+
 static void t_rows(float *y, const float *x, const float *w, int ldw, const float *b, int in,
                    int o0, int o1)
 {
-    for (int o = o0; o < o1; o += V) {
-        const int rows = o1 - o < V ? o1 - o : V;
-        vfloat acc[V][NS];
-        for (int r = 0; r < V; r++)
-            for (int k = 0; k < NS; k++)
-                acc[r][k] = vzero();
-        for (int i = 0; i < in; i += 16) {
-            vfloat xv[NS];
-            for (int k = 0; k < NS; k++)
-                xv[k] = vload(x + i + k * VW, in - i - k * VW);
-            for (int r = 0; r < rows; r++) {
-                const float *wr = w + (size_t)(o + r) * ldw + i;
-                for (int k = 0; k < NS; k++)
-                    acc[r][k] = vfmadd(xv[k], vload(wr + k * VW, in - i - k * VW), acc[r][k]);
-            }
-        }
-        for (int r = 0; r < rows; r++) {
-            const float s = reduce16(acc[r]);
-            y[o + r] = b ? s + b[o + r] : s;
-        }
-    }
+    int o = o0;
+    for (; o + V <= o1; o += V)
+        t_block(y, x, w, ldw, b, in, o, V);
+    if (o < o1)
+        t_block(y, x, w, ldw, b, in, o, o1 - o);
 }
 
 const gemv_ops SIMD_NAME(gemv_ops) = {n_rows, t_rows};
