@@ -16,7 +16,8 @@
 
 /* Buckets whose reduce-scatter is in flight at once: backward completes
  * about one bucket per layer, so two keep the exchange going while costing
- * two buckets of memory. */
+ * two buckets of memory.  Ready buckets beyond them wait for a slot (the
+ * progress thread starts them), never the training thread. */
 enum { SLOTS = 2 };
 
 /* Pairs exchange at most one message each way per bucket and phase, posted
@@ -51,6 +52,7 @@ struct grad_buckets {
     /* prefixes of the buckets, in order: reduce-scatter posted, then
      * reduce-scatter done (summed; allgather posted), then all done */
     int started, reduced, finished;
+    size_t ready_from;        /* gradients from this arena offset on are final */
     int per;                  /* requests per bucket and phase: 2 per other rank and chunk */
     MPI_Request *scatter, *gather;   /* [count][per] each */
     double busy_s;            /* seconds inside these calls since buckets_begin */
@@ -202,6 +204,7 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     pthread_cond_init(&b->wake, NULL);
     b->grads = grads;
     b->flight_since = -1;
+    b->ready_from = SIZE_MAX;   /* nothing to start before a backward reports */
     b->count = shard->npieces;
     b->shard = shard;
     b->mode = mode;
@@ -512,6 +515,30 @@ static bool test(grad_buckets *b, MPI_Request *all, int i)
     return flag;
 }
 
+/* Bucket i (< count) can start: every gradient in it is final. */
+static bool startable(const grad_buckets *b, int i, size_t from)
+{
+    size_t start, end;
+    bucket_range(b, i, &start, &end);
+    return start >= from;
+}
+
+/* Starts, in order, the buckets whose gradients are final, as far as the
+ * receive slots allow; returns whether it started any.  The rest wait for
+ * advance() to free a slot: a burst of ready buckets (wte's, at the top of
+ * backward) would otherwise hold the training thread until the link had
+ * carried all but the last SLOTS of them. */
+static bool start_ready(grad_buckets *b)
+{
+    bool any = false;
+    while (b->started < b->count && b->started - b->reduced < SLOTS &&
+           startable(b, b->started, b->ready_from)) {
+        start_exchange(b, b->started++, false);
+        any = true;
+    }
+    return any;
+}
+
 /* Drive the transfers along; complete, in order, the phases that are done
  * (parallel: the adds may use this thread's OpenMP team). */
 static void advance(grad_buckets *b, bool parallel)
@@ -527,6 +554,7 @@ static void advance(grad_buckets *b, bool parallel)
             finish_scatter(b, parallel);
             moved = true;
         }
+        moved |= start_ready(b);
     }
     for (int i = 0; i < b->count && b->ppending > 0; i++)
         if (b->pstate[i] == PARAMS_POSTED && test(b, b->pgather, i))
@@ -572,17 +600,10 @@ void buckets_begin(grad_buckets *b)
 {
     pthread_mutex_lock(&b->lock);
     b->started = b->reduced = b->finished = 0;
+    b->ready_from = SIZE_MAX;
     b->busy_s = b->flight_s = 0;
     b->flight_since = -1;
     pthread_mutex_unlock(&b->lock);
-}
-
-/* Bucket i (< count) can start: every gradient in it is final. */
-static bool startable(const grad_buckets *b, int i, size_t from)
-{
-    size_t start, end;
-    bucket_range(b, i, &start, &end);
-    return start >= from;
 }
 
 void buckets_ready(grad_buckets *b, size_t from)
@@ -604,13 +625,11 @@ void buckets_ready(grad_buckets *b, size_t from)
     }
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
+    if (from < b->ready_from)
+        b->ready_from = from;
     if (b->started < b->count && startable(b, b->started, from))
         account_flight(b, true, t0);
-    while (b->started < b->count && startable(b, b->started, from)) {
-        while (b->started - b->reduced >= SLOTS)   /* its receive slot is still in use */
-            wait_scatter(b);
-        start_exchange(b, b->started++, false);
-    }
+    start_ready(b);
     if (b->threaded)
         b->in_flight = b->finished < b->started || b->ppending > 0;
     else
@@ -641,8 +660,10 @@ double buckets_finish(grad_buckets *b)
     account_flight(b, b->finished < b->started, t0);
     watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
                                               : "the gradient reduce-scatter");
-    while (b->reduced < b->started)
+    while (b->reduced < b->started) {
         wait_scatter(b);
+        start_ready(b);   /* a bucket that waited for this slot */
+    }
     while (b->finished < b->reduced)
         wait_gather(b);
     watchdog_disarm();

@@ -75,7 +75,8 @@ void buckets_destroy(grad_buckets *b);
 
 /* Start of a backward whose gradients are to be reduced. */
 void buckets_begin(grad_buckets *b);
-/* grads[from..n) are final: start their buckets, progress the others. */
+/* grads[from..n) are final: start their buckets (those that find no free
+ * receive slot start as slots free up), progress the others. */
 void buckets_ready(grad_buckets *b, size_t from);
 /* Lets MPI move what this rank still owes the others while the calling
  * thread waits on something else: a transfer whose requests are all done
