@@ -33,8 +33,15 @@ enum { TAG_SCATTER = 0, TAG_GATHER = 1, TAG_PARAMS = 2 };
  * the same way, so each chunk lands where its receive expects it. */
 enum { CHUNK_BYTES = 1 << 20 };
 
-/* A bucket's state in the parameter allgather. */
-enum { PARAMS_IDLE, PARAMS_POSTED, PARAMS_ARRIVED };
+/* A bucket's state in the parameter allgather: not in it, waiting its turn
+ * to be posted, posted, arrived. */
+enum { PARAMS_IDLE, PARAMS_QUEUED, PARAMS_POSTED, PARAMS_ARRIVED };
+
+/* Parameter buckets in flight at once.  Posted all together, they share the
+ * link and all land near the end, the first block's with the LM head's; a
+ * few at a time in the order forward reads them, the first arrive first and
+ * forward computes behind the rest. */
+enum { PARAMS_WINDOW = 4 };
 
 /* Open MPI moves a large message along only inside MPI calls (over TCP about
  * one fragment per socket and call), and backward reports only between its
@@ -79,7 +86,10 @@ struct grad_buckets {
                                * pstage (in peer order); SIZE_MAX: received in place */
     MPI_Request *pgather;     /* [count][per] */
     unsigned char *pstate;    /* [count]: PARAMS_* */
-    int ppending;             /* buckets posted and not yet arrived */
+    int *porder;              /* [count]: the queued buckets in forward's order */
+    int pnext, pqueued;       /* porder[pnext..pqueued) are not posted yet */
+    int pposted;              /* posted and not yet arrived */
+    int ppending;             /* queued or posted, not yet arrived */
     double pstart, pflight_s; /* when it was posted; how long until all arrived */
     bool threaded;            /* the progress thread runs */
     pthread_t progress;
@@ -112,6 +122,7 @@ static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
 }
 
 static void start_progress(grad_buckets *b);
+static void post_params_window(grad_buckets *b);
 
 /* Marks, at time now, the start or end of a period with some exchange in
  * flight: their sum is the whole communication time, hidden behind compute
@@ -225,6 +236,7 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     b->gather = malloc(nreq * sizeof *b->gather);
     b->pgather = malloc(nreq * sizeof *b->pgather);
     b->pstate = calloc((size_t)b->count + 1, 1);
+    b->porder = malloc(((size_t)b->count + 1) * sizeof *b->porder);
     size_t parts = SLOTS * (size_t)(shard->size - 1) * b->piece + 1;
     b->recv = malloc(parts * b->elem);
     if (b->bf16 && mode != BUCKETS_ALLREDUCE)
@@ -234,7 +246,7 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
         b->gather_out = malloc((SLOTS * b->piece + 1) * sizeof(uint16_t));
         b->gather_in = malloc(parts * sizeof(uint16_t));
     }
-    if (!b->scatter || !b->gather || !b->pgather || !b->pstate || !b->recv ||
+    if (!b->scatter || !b->gather || !b->pgather || !b->pstate || !b->porder || !b->recv ||
         (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in)) ||
         (b->bf16 && mode != BUCKETS_ALLREDUCE && !b->psend)) {
         buckets_destroy(b);
@@ -270,6 +282,7 @@ void buckets_destroy(grad_buckets *b)
         free(b->gather);
         free(b->pgather);
         free(b->pstate);
+        free(b->porder);
         free(b->recv);
         free(b->scatter_out);
         free(b->gather_out);
@@ -504,6 +517,7 @@ static void params_arrived(grad_buckets *b, int i)
             widen_in_place(b->params + qlo, qhi - qlo);
     }
     b->pstate[i] = PARAMS_ARRIVED;
+    b->pposted--;
     if (--b->ppending == 0)
         b->pflight_s = MPI_Wtime() - b->pstart;
 }
@@ -559,6 +573,7 @@ static void advance(grad_buckets *b, bool parallel)
     for (int i = 0; i < b->count && b->ppending > 0; i++)
         if (b->pstate[i] == PARAMS_POSTED && test(b, b->pgather, i))
             params_arrived(b, i);
+    post_params_window(b);
     account_flight(b, b->finished < b->started, MPI_Wtime());
     b->in_flight = b->finished < b->started || b->ppending > 0;
 }
@@ -708,6 +723,19 @@ static void post_params(grad_buckets *b, int i)
         req = post_chunks(false, recv, qhi - qlo, elem, type, q, TAG_PARAMS, req);
     }
     b->pstate[i] = PARAMS_POSTED;
+    b->pposted++;
+}
+
+/* Posts the next queued bucket, in forward's order. */
+static void post_next_params(grad_buckets *b)
+{
+    post_params(b, b->porder[b->pnext++]);
+}
+
+static void post_params_window(grad_buckets *b)
+{
+    while (b->pnext < b->pqueued && b->pposted < PARAMS_WINDOW)
+        post_next_params(b);
 }
 
 /* Bucket i and [lo, hi) share values. */
@@ -749,13 +777,17 @@ void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
     b->pstart = MPI_Wtime();
     b->pflight_s = 0;
     b->ppending = b->count;
+    b->pnext = b->pqueued = b->pposted = 0;
     memset(b->pstate, PARAMS_IDLE, (size_t)b->count);
     /* the buckets of each range in turn, each in arena order; then any left */
     for (int k = 0; k <= n; k++)
         for (int i = b->count - 1; i >= 0; i--)
             if (b->pstate[i] == PARAMS_IDLE &&
-                (k == n || overlaps(b, i, offsets[k], offsets[k] + sizes[k])))
-                post_params(b, i);
+                (k == n || overlaps(b, i, offsets[k], offsets[k] + sizes[k]))) {
+                b->pstate[i] = PARAMS_QUEUED;
+                b->porder[b->pqueued++] = i;
+            }
+    post_params_window(b);
     b->in_flight = true;
     pthread_cond_signal(&b->wake);
     pthread_mutex_unlock(&b->lock);
@@ -766,13 +798,16 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
     for (int i = b->count - 1; i >= 0 && b->ppending > 0; i--) {
-        if (b->pstate[i] != PARAMS_POSTED || !overlaps(b, i, lo, hi))
+        if (b->pstate[i] == PARAMS_IDLE || b->pstate[i] == PARAMS_ARRIVED || !overlaps(b, i, lo, hi))
             continue;
+        while (b->pstate[i] == PARAMS_QUEUED)   /* in order, past the window if need be */
+            post_next_params(b);
         watchdog_arm("the parameter allgather");
         MPI_Waitall(b->per, requests(b->pgather, b, i), MPI_STATUSES_IGNORE);
         watchdog_disarm();
         params_arrived(b, i);
     }
+    post_params_window(b);
     double waited = MPI_Wtime() - t0;
     pthread_mutex_unlock(&b->lock);
     return waited;
