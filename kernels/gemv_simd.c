@@ -12,6 +12,7 @@
 enum {
     V = 4,          /* rows per pass in gemv_t */
     NS = 16 / VW,   /* vectors per gemv.h lane group */
+    PREFETCH_ROWS = 4,   /* rows ahead that n_rows prefetches */
 };
 
 /* y[o0..o1) serves as the accumulators (in L1), so W is read row by row in
@@ -25,8 +26,12 @@ static void n_rows(float *y, const float *x, const float *w, const float *b, int
         const vfloat xv = vset1(x[i]);
         const float *wi = w + (size_t)i * out;
         int o = o0;
-        for (; o + VW <= o1; o += VW)
+        const float *ahead = wi + (size_t)PREFETCH_ROWS * out;
+        for (; o + VW <= o1; o += VW) {
+            if (i + PREFETCH_ROWS < in)
+                _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
             vstoreu(y + o, vfmadd(xv, vloadu(wi + o), vloadu(y + o)));
+        }
         if (o < o1)
             vstore(y + o, o1 - o, vfmadd(xv, vload(wi + o, o1 - o), vload(y + o, o1 - o)));
     }
