@@ -69,7 +69,7 @@ while time.time() < deadline:
     time.sleep(0.5)
 assert got, "Prometheus has no gpt_loss/gpt_step sample after 60 s"
 step, loss = int(got["gpt_step"][1]), got["gpt_loss"][1]
-recs = [json.loads(l) for l in open(log)]
+recs = [json.loads(l) for l in open(log) if l.endswith("\n")]   # the trainer may be mid-line
 logged = {r["step"]: r["loss"] for r in recs if r["type"] == "step"}
 assert step in logged, "step %d not in log.jsonl" % step
 assert abs(logged[step] - loss) <= 1e-7 * abs(loss), (logged[step], loss)
@@ -83,7 +83,8 @@ PY
 window() {   # prints "median_step_ms max_rss_mb steps" of the step records from line $1 on
     $PY - "$tmp/run/log.jsonl" "$1" <<'PY'
 import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1])][int(sys.argv[2]):]
+# whole lines only: the trainer may be writing the last one
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.endswith("\n")][int(sys.argv[2]):]
 s = sorted(r["step_ms"] for r in recs if r["type"] == "step")
 print("%.3f %.1f %d" % (s[len(s) // 2], max(r["rss_mb"] for r in recs if r["type"] == "step"), len(s)))
 PY
