@@ -601,7 +601,9 @@ static bool start_param_gather(trainer *tr, bool have_batch)
         double t0 = mono_time();
         sparse_rows_fetch(&tr->embed_sum, &tr->shard, tr->model.params, tr->model.tensors[0].offset,
                           tr->inputs, have_batch ? c->batch_size * c->seq_len : 0);
-        tr->comm_exposed_s += mono_time() - t0;
+        const double fetch_s = mono_time() - t0;   /* in flight, and all of it exposed */
+        tr->comm_exposed_s += fetch_s;
+        tr->comm_total_s += fetch_s;
         buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
                              tr->model.num_tensors, params_wire(tr));
     }
