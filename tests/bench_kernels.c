@@ -2,7 +2,8 @@
  * fp32 <-> bf16 conversion kernels on every path this CPU supports, at the seed384 sizes (N = 8*256
  * rows, C = 384, V = 16000, 13.3M parameters), with the default OpenMP
  * threads.  Prints kernel, isa, the median of REPS timed calls in ms, and
- * GB/s counting each array the kernel must read or write once.  With
+ * GB/s counting each array the kernel must read or write once, and a note
+ * where the path the dispatch picks is not the fastest.  With
  * BENCH_JSONL=path each line is also appended there as a JSON object. */
 #include <stdbool.h>
 #include <stdio.h>
@@ -193,6 +194,27 @@ static double median_ms(const bench *bn, isa_t isa)
     return bench_median(t, REPS);
 }
 
+/* A higher ISA tier is not always the faster one (masked 512-bit loads once
+ * made AVX-512 two to three times slower than AVX2 on AMD Zen 5), and the
+ * dispatch picks by the CPU's features: say so when the active path of a
+ * kernel is over SLOWER times another path's, in a second measurement of both
+ * as well as the first (the host's speed moves between minutes). */
+#define SLOWER 1.2
+
+static void check_active_path(const bench *bn, const double ms[ISA_COUNT])
+{
+    const isa_t active = cpu_isa();
+    for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+        if (isa == active || !cpu_isa_supported(isa) || ms[active] <= SLOWER * ms[isa])
+            continue;
+        const double again_active = median_ms(bn, active), again = median_ms(bn, isa);
+        if (again_active > SLOWER * again)
+            printf("note: %s: the active %s path took %.3f and %.3f ms, %s %.3f and %.3f ms\n",
+                   bn->name, cpu_isa_name(active), ms[active], again_active, cpu_isa_name(isa),
+                   ms[isa], again);
+    }
+}
+
 int main(void)
 {
     FILE *jsonl = bench_jsonl_open();
@@ -201,17 +223,20 @@ int main(void)
            NPARAMS, omp_get_max_threads(), REPS);
     printf("%-18s %-7s %10s %8s\n", "kernel", "isa", "ms", "GB/s");
     for (size_t k = 0; k < sizeof benches / sizeof benches[0]; k++) {
+        double ms[ISA_COUNT] = {0};
         for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
             if (!cpu_isa_supported(isa))
                 continue;
-            const double ms = median_ms(&benches[k], isa), gbps = benches[k].bytes / (ms * 1e6);
-            printf("%-18s %-7s %10.3f %8.1f\n", benches[k].name, cpu_isa_name(isa), ms, gbps);
+            ms[isa] = median_ms(&benches[k], isa);
+            const double gbps = benches[k].bytes / (ms[isa] * 1e6);
+            printf("%-18s %-7s %10.3f %8.1f\n", benches[k].name, cpu_isa_name(isa), ms[isa], gbps);
             if (jsonl)
                 fprintf(jsonl,
                         "{\"bench\":\"kernel\",\"kernel\":\"%s\",\"isa\":\"%s\",\"ms\":%.4f,"
                         "\"gbps\":%.2f}\n",
-                        benches[k].name, cpu_isa_name(isa), ms, gbps);
+                        benches[k].name, cpu_isa_name(isa), ms[isa], gbps);
         }
+        check_active_path(&benches[k], ms);
     }
     if (jsonl)
         fclose(jsonl);
