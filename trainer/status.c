@@ -45,6 +45,20 @@ double process_peak_rss_mb(void)
     return (double)ru.ru_maxrss * 1024.0 / 1e6;   /* ru_maxrss is in KiB */
 }
 
+/* A log cut off inside a record (a full disk, a crash mid-write) gets its
+ * newline before anything is appended, so the records after it stay whole
+ * lines and only the cut one is unreadable. */
+static void end_cut_line(FILE *f)
+{
+    if (fseek(f, -1, SEEK_END) != 0)   /* empty */
+        return;
+    const int last = fgetc(f);
+    if (last != EOF && last != '\n') {
+        fputc('\n', f);
+        fflush(f);
+    }
+}
+
 int status_open(status_log *s, const char *out_dir, int log_every, char *err, size_t errlen)
 {
     s->log_every = log_every;
@@ -52,11 +66,12 @@ int status_open(status_log *s, const char *out_dir, int log_every, char *err, si
         return -1;
     char path[1024];
     snprintf(path, sizeof path, "%s/log.jsonl", out_dir);
-    s->log = fopen(path, "a");
+    s->log = fopen(path, "a+");   /* reads only its last byte; writes append */
     if (!s->log) {
         snprintf(err, errlen, "%s: cannot open for appending: %s", path, strerror(errno));
         return -1;
     }
+    end_cut_line(s->log);
     return 0;
 }
 

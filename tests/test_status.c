@@ -1,0 +1,87 @@
+/* status: log.jsonl is appended to on resume; a log cut off inside a record
+ * (a full disk, a crash mid-write) keeps the records appended after it whole. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "trainer/status.h"
+
+/* Writes text as dir/log.jsonl (NULL: no file), opens the log there, appends
+ * one event record and closes it; returns the file's lines in lines[]. */
+static int append_event(const char *text, char lines[][512], int max)
+{
+    char dir[] = "/tmp/test_status.XXXXXX", path[600], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    if (text) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+    }
+    status_log s = {0};
+    assert_int_equal(status_open(&s, dir, 1, err, sizeof err), 0);
+    status_event(&s, "event", 7, "resumed");
+    status_close(&s);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int n = 0;
+    while (n < max && fgets(lines[n], 512, f))
+        n++;
+    fclose(f);
+    unlink(path);
+    rmdir(dir);
+    return n;
+}
+
+/* line is one whole record: an object whose message is "resumed" */
+static void assert_event(const char *line)
+{
+    cJSON *r = cJSON_Parse(line);
+    assert_true(cJSON_IsObject(r));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(r, "message")), "resumed");
+    cJSON_Delete(r);
+}
+
+static void test_new_log(void **state)
+{
+    (void)state;
+    char lines[4][512];
+    assert_int_equal(append_event(NULL, lines, 4), 1);
+    assert_event(lines[0]);
+}
+
+static void test_whole_log_gets_no_blank_line(void **state)
+{
+    (void)state;
+    char lines[4][512];
+    assert_int_equal(append_event("{\"type\":\"step\",\"step\":6}\n", lines, 4), 2);
+    assert_string_equal(lines[0], "{\"type\":\"step\",\"step\":6}\n");
+    assert_event(lines[1]);
+}
+
+static void test_cut_record_stays_apart(void **state)
+{
+    (void)state;
+    char lines[4][512];
+    assert_int_equal(append_event("{\"type\":\"step\",\"step\":6}\n{\"type\":\"st", lines, 4), 3);
+    assert_string_equal(lines[1], "{\"type\":\"st\n");
+    assert_event(lines[2]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_log),
+        cmocka_unit_test(test_whole_log_gets_no_blank_line),
+        cmocka_unit_test(test_cut_record_stays_apart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
