@@ -53,7 +53,8 @@ static void end_cut_line(FILE *f)
     if (fseek(f, -1, SEEK_END) != 0)   /* empty */
         return;
     const int last = fgetc(f);
-    if (last != EOF && last != '\n') {
+    /* C asks for a positioning call between reading and writing a stream */
+    if (last != EOF && last != '\n' && fseek(f, 0, SEEK_END) == 0) {
         fputc('\n', f);
         fflush(f);
     }
