@@ -26,9 +26,10 @@ static void n_rows(float *y, const float *x, const float *w, const float *b, int
         const vfloat xv = vset1(x[i]);
         const float *wi = w + (size_t)i * out;
         int o = o0;
-        const float *ahead = wi + (size_t)PREFETCH_ROWS * out;
+        /* NULL near the end: a pointer past W is not formed, let alone read */
+        const float *ahead = i + PREFETCH_ROWS < in ? wi + (size_t)PREFETCH_ROWS * out : NULL;
         for (; o + VW <= o1; o += VW) {
-            if (i + PREFETCH_ROWS < in)
+            if (ahead)
                 _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
             vstoreu(y + o, vfmadd(xv, vloadu(wi + o), vloadu(y + o)));
         }
