@@ -27,7 +27,7 @@ cat > "$tmp/cfg.json" <<JSON
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=8 --set out_dir="$tmp/np1" 2>"$tmp/err1" ||
     { cat "$tmp/err1"; fail "np 1 run failed"; }
-$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set bucket_mb=1 --set out_dir="$tmp/np2" \
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=0 --set bucket_mb=1 --set out_dir="$tmp/np2" \
     >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 run failed"; }
 
 # ZeRO stages 1 and 2: the optimizer state (and for 2 the gradients) are
@@ -120,7 +120,7 @@ for run in full res; do
         --set checkpoint_every=10 --set out_dir="$tmp/bp-$run" $resume >/dev/null 2>"$tmp/err2" ||
         { cat "$tmp/err2"; fail "np 2 bf16 parameters ($run) failed"; }
 done
-$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" $wide --set batch_size=2 --set bucket_mb=1 \
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" $wide --set batch_size=2 --set zero_stage=0 --set bucket_mb=1 \
     --set precision=bf16 --set grad_wire=bf16 --set eval_every=0 --set out_dir="$tmp/bp-z0" \
     >/dev/null 2>"$tmp/err2" || { cat "$tmp/err2"; fail "np 2 bf16 wire stage 0 failed"; }
 $PY - "$tmp" <<'PY' || fail "bf16 parameters"

@@ -64,7 +64,7 @@ void config_defaults(run_config *c)
         .batch_size = 8, .seq_len = 0, .grad_accum = 1,
         .lr = 3e-4f, .min_lr = 3e-5f, .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f,
         .eps = 1e-8f, .grad_clip = 1.0f, .warmup_steps = 100, .max_steps = 1000,
-        .lr_decay_steps = 0, .zero_stage = 0, .bucket_mb = 4, .comm_timeout_s = 60,
+        .lr_decay_steps = 0, .zero_stage = 1, .bucket_mb = 4, .comm_timeout_s = 60,
         .loader_depth = 8, .loader_timeout_s = 30,
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .checkpoint_async = 1, .seed = 1337,

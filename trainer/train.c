@@ -41,7 +41,7 @@ typedef struct {
     checkpointer *ckpt;      /* when to save, the background writer, --resume */
     grad_buckets *buckets;   /* with several ranks; else NULL */
     sparse_rows embed_sum;   /* with several ranks: wte's input-side gradient rows */
-    bool zero;               /* zero_stage >= 1: optimizer state sharded over ranks */
+    bool zero;               /* zero_stage >= 1 on several ranks: optimizer state sharded */
     zero_shard shard;        /* this rank's part of the parameters (for buckets, or
                               * zero: the summed gradients are model.grads[shard]) */
     double optimizer_s;      /* the last optimizer step */
@@ -242,7 +242,8 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     const run_config *c = tr->cfg;
     const comm_world *w = tr->world;
     size_t n = tr->model.num_params;
-    tr->zero = c->zero_stage >= 1;
+    /* one rank holds everything: stage 0, without the shard's bookkeeping */
+    tr->zero = c->zero_stage >= 1 && w->size > 1;
     if (shard_arena(tr) != 0) {
         snprintf(err, errlen, "cannot shard %zu parameters over %d ranks", n, w->size);
         return -1;
@@ -799,7 +800,7 @@ static bool update_params(trainer *tr, float lr, float *norm)
         return false;
     double t0 = mono_time();
     bool stepped = optimizer_step(&tr->opt, m, held(tr), tr->cfg, lr, *norm, scale);
-    tr->params_stale = stepped && tr->zero && tr->world->size > 1;
+    tr->params_stale = stepped && tr->zero;
     tr->optimizer_s = mono_time() - t0;
     return stepped;
 }
