@@ -12,7 +12,7 @@
 #   BENCH_NET_MODELS  configs in launch/configs (default: seed384 gpt2-124M)
 #   BENCH_NET_RATES   tc rates (default: 10gbit 1gbit)
 #   BENCH_NET_WIRES   grad_wire values (default: fp32 bf16)
-#   BENCH_NET_ZERO    zero_stage values (default: 0); rows of stages other than
+#   BENCH_NET_ZERO    zero_stage values (default: 1, the trainer's); rows of stages other than
 #                     0 end in " zN"
 #   BENCH_NET_HOSTS   hosts, one rank each (default 2; 3 puts 3 ranks on this
 #                     machine's cores: compare its rates with its own shm row)
@@ -27,7 +27,7 @@ CORPUS=${CORPUS:-/usr/share/games/fortunes}
 MODELS=${BENCH_NET_MODELS:-seed384 gpt2-124M}
 RATES=${BENCH_NET_RATES:-10gbit 1gbit}
 WIRES=${BENCH_NET_WIRES:-fp32 bf16}
-ZEROS=${BENCH_NET_ZERO:-0}
+ZEROS=${BENCH_NET_ZERO:-1}
 STEPS=${BENCH_STEPS:-20}
 HOSTS=${BENCH_NET_HOSTS:-2}
 THREADS=${THREADS:-$(nproc)}
