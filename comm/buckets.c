@@ -58,7 +58,9 @@ struct grad_buckets {
                                * the arena */
     /* prefixes of the buckets, in order: reduce-scatter posted, then
      * reduce-scatter done (summed; allgather posted), then all done */
-    int started, reduced, finished;
+    int started, reduced, finished;   /* started: written under the lock with an
+                                       * atomic store, as buckets_ready reads it
+                                       * without the lock */
     size_t ready_from;        /* gradients from this arena offset on are final */
     int per;                  /* requests per bucket and phase: 2 per other rank and chunk */
     MPI_Request *scatter, *gather;   /* [count][per] each */
@@ -547,7 +549,8 @@ static bool start_ready(grad_buckets *b)
     bool any = false;
     while (b->started < b->count && b->started - b->reduced < SLOTS &&
            startable(b, b->started, b->ready_from)) {
-        start_exchange(b, b->started++, false);
+        start_exchange(b, b->started, false);
+        __atomic_store_n(&b->started, b->started + 1, __ATOMIC_RELAXED);
         any = true;
     }
     return any;
@@ -614,7 +617,8 @@ static void start_progress(grad_buckets *b)
 void buckets_begin(grad_buckets *b)
 {
     pthread_mutex_lock(&b->lock);
-    b->started = b->reduced = b->finished = 0;
+    __atomic_store_n(&b->started, 0, __ATOMIC_RELAXED);
+    b->reduced = b->finished = 0;
     b->ready_from = SIZE_MAX;
     b->busy_s = b->flight_s = 0;
     b->flight_since = -1;
@@ -627,8 +631,11 @@ void buckets_ready(grad_buckets *b, size_t from)
      * exchange along, without ever waiting for the lock: the progress thread
      * may be waiting for a core (every core busy with this rank's OpenMP
      * threads, spinning between ops, and other processes), and the exchange
-     * moves only inside MPI calls. */
-    if (b->threaded && !(b->started < b->count && startable(b, b->started, from))) {
+     * moves only inside MPI calls.  `started` is read once without the lock:
+     * the progress thread may have started more since, and a bucket that
+     * cannot start from `from` means no later one can. */
+    int started = __atomic_load_n(&b->started, __ATOMIC_RELAXED);
+    if (b->threaded && !(started < b->count && startable(b, started, from))) {
         if (pthread_mutex_trylock(&b->lock) != 0)
             return;
         double t0 = MPI_Wtime();
@@ -808,6 +815,9 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
         params_arrived(b, i);
     }
     post_params_window(b);
+    /* nothing left in flight: the progress thread must not call MPI while the
+     * caller goes on to its own MPI calls */
+    b->in_flight = b->finished < b->started || b->ppending > 0;
     double waited = MPI_Wtime() - t0;
     pthread_mutex_unlock(&b->lock);
     return waited;
