@@ -51,6 +51,53 @@ static void mm_scalar(float *C, int ldc, const float *A, int sam, int sak, const
     }
 }
 
+/* bf16 attention in plain C (attn_bf16_ops), vdpbf16ps's order of the sums
+ * (the odd product first): the scalar path's, the fast one's reference. */
+static void mm_bf16_scalar(float *C, int ldc, const uint16_t *A, int sam, int sak,
+                           const uint16_t *B, int ldb, int mr, int ncols, int kk0, int kk1,
+                           bool acc)
+{
+    for (int r = 0; r < mr; r++)
+        for (int n = 0; n < ncols; n++) {
+            float c = acc ? C[(size_t)r * ldc + n] : 0.0f;
+            for (int kk = kk0; kk < kk1; kk++) {
+                const uint16_t *a = A + 2 * ((size_t)r * sam + (size_t)kk * sak);
+                const uint16_t *b = B + 2 * ((size_t)kk * ldb + n);
+                c += bf16_to_f32_one(a[1]) * bf16_to_f32_one(b[1]);
+                c += bf16_to_f32_one(a[0]) * bf16_to_f32_one(b[0]);
+            }
+            C[(size_t)r * ldc + n] = c;
+        }
+}
+
+static void pair_rows_scalar(uint16_t *dst, int ldd, const float *src, int lds, int rows,
+                             int cols)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            uint16_t *d = dst + 2 * ((size_t)(r / 2) * ldd + c);
+            d[r % 2] = f32_to_bf16_one(src[(size_t)r * lds + c]);
+            if (r % 2 == 0 && r + 1 == rows)
+                d[1] = 0;
+        }
+}
+
+static void pair_cols_scalar(uint16_t *dst, int ldd, const float *src, int lds, int rows,
+                             int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        uint16_t *d = dst + 2 * (size_t)r * ldd;
+        for (int c = 0; c < cols; c++)
+            d[c] = f32_to_bf16_one(src[(size_t)r * lds + c]);
+        if (cols % 2)
+            d[cols] = 0;
+    }
+}
+
+static const attn_bf16_ops attn_bf16_scalar = {
+    .mm = mm_bf16_scalar, .pair_rows = pair_rows_scalar, .pair_cols = pair_cols_scalar,
+};
+
 static void softmax_cols_scalar(float *st, int bk, int bq, bool diag, float scale, float *m,
                                 float *l, float *alpha)
 {
@@ -146,19 +193,6 @@ static const attn_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &attn_ops_scalar, &attn_ops_avx2, &attn_ops_avx512);
 }
 
-/* ---- the tiled driver ---- */
-
-/* One (b,h) slice: rows of q/k/v/dq/dk/dv have stride ld (3C), rows of
- * out/dout have stride ldo (C); lse has T entries. */
-typedef struct {
-    const attn_ops *ops;
-    const float *q, *k, *v, *out, *dout, *lse;
-    float *dq, *dk, *dv, *out_w, *lse_w;
-    size_t o3, o1, ol;
-    int ld, ldo, T, hs, bt;
-    float scale;
-} head;
-
 /* Tile edge for head size hs: the full ATTN_BT unless hs x ATTN_BT would not
  * fit a packed tile; kept a multiple of ATTN_MR where possible. */
 static int tile_edge(int hs)
@@ -167,13 +201,46 @@ static int tile_edge(int hs)
     return bt > ATTN_MR ? bt - bt % ATTN_MR : bt;
 }
 
+/* The bf16 primitives of a path for heads of size hs, or NULL (fp32
+ * products): AVX512-BF16 on the AVX-512 path of a CPU that has it, their
+ * emulation on the scalar path (what the tests hold the fast one to), none on
+ * AVX2.  Pairs need an even head size and tile edge. */
+static const attn_bf16_ops *bf16_ops_for(isa_t isa, bool bf16, int hs)
+{
+    if (!bf16 || hs % 2 || tile_edge(hs) % 2)
+        return NULL;
+    if (isa == ISA_SCALAR)
+        return &attn_bf16_scalar;
+    return isa == ISA_AVX512 && cpu_has_avx512_bf16() ? &attn_bf16_avx512bf16 : NULL;
+}
+
+bool attention_bf16_native(void)
+{
+    return cpu_isa() == ISA_AVX512 && cpu_has_avx512_bf16();
+}
+
+/* ---- the tiled driver ---- */
+
+/* One (b,h) slice: rows of q/k/v/dq/dk/dv have stride ld (3C), rows of
+ * out/dout have stride ldo (C); lse has T entries. */
+typedef struct {
+    const attn_ops *ops;
+    const attn_bf16_ops *b16;   /* bf16 products, or NULL: fp32 */
+    const float *q, *k, *v, *out, *dout, *lse;
+    float *dq, *dk, *dv, *out_w, *lse_w;
+    size_t o3, o1, ol;
+    int ld, ldo, T, hs, bt;
+    float scale;
+} head;
+
 /* Geometry of (b,h) = (bh / H, bh % H) and its q, k, v rows; the caller binds
  * the other arrays through the offsets o3 (in [B,T,3C]), o1 ([B,T,C]), ol ([B,H,T]). */
-static head head_at(const attn_ops *ops, const float *qkv, int bh, int T, int C, int H)
+static head head_at(isa_t isa, bool bf16, const float *qkv, int bh, int T, int C, int H)
 {
     const int b = bh / H, h = bh % H, hs = C / H;
     head hd = {
-        .ops = ops, .ld = 3 * C, .ldo = C, .T = T, .hs = hs, .bt = tile_edge(hs),
+        .ops = ops_for(isa), .b16 = bf16_ops_for(isa, bf16, hs),
+        .ld = 3 * C, .ldo = C, .T = T, .hs = hs, .bt = tile_edge(hs),
         .scale = 1.0f / sqrtf((float)hs),
         .o3 = (size_t)b * T * 3 * C + (size_t)h * hs,
         .o1 = (size_t)b * T * C + (size_t)h * hs,
@@ -203,6 +270,11 @@ typedef struct {
     float st[ATTN_BT * ATTN_BT];    /* scores, then probabilities: [key*BT + query] */
     float m[ATTN_BT], l[ATTN_BT];   /* running max and sum per query */
     float alpha[ATTN_BT];           /* rescaling of o by this key tile */
+    /* bf16 products (head.b16): their operands in pairs (attn_bf16_ops) */
+    uint16_t qt16[TILE_CAP];        /* Q^T, pairs of d: [dd][i], bt words a row */
+    uint16_t k16[TILE_CAP];         /* K of the key tile, pairs of d: [j][dd] */
+    uint16_t v16[TILE_CAP];         /* V of the key tile, pairs of keys: [jj][d] */
+    uint16_t p16[ATTN_BT * ATTN_BT];   /* P^T, pairs of keys: [jj][i], ATTN_BT words a row */
 } fwd_bufs;
 
 /* Forward for query tile q0 (bq rows) against key tile k0. */
@@ -213,22 +285,38 @@ static void fwd_tile(const head *hd, fwd_bufs *w, int q0, int k0, int bq)
     const int bk = diag ? bq : hd->bt, hs = hd->hs;
 
     /* S^T = K Q^T; on the diagonal, key group j0 only sees queries >= j0 */
+    if (hd->b16)
+        hd->b16->pair_cols(w->k16, hs / 2, hd->k + (size_t)k0 * hd->ld, hd->ld, bk, hs);
     for (int j0 = 0; j0 < bk; j0 += ATTN_MR) {
-        const int i0 = diag ? j0 : 0;
-        ops->mm(w->st + j0 * ATTN_BT + i0, ATTN_BT, hd->k + (size_t)(k0 + j0) * hd->ld, hd->ld,
-                1, w->qt + i0, hd->bt, imin(ATTN_MR, bk - j0), bq - i0, 0, hs, false);
+        const int i0 = diag ? j0 : 0, mr = imin(ATTN_MR, bk - j0);
+        float *st = w->st + j0 * ATTN_BT + i0;
+        if (hd->b16)
+            hd->b16->mm(st, ATTN_BT, w->k16 + j0 * hs, hs / 2, 1, w->qt16 + 2 * i0, hd->bt,
+                        mr, bq - i0, 0, hs / 2, false);
+        else
+            ops->mm(st, ATTN_BT, hd->k + (size_t)(k0 + j0) * hd->ld, hd->ld, 1, w->qt + i0,
+                    hd->bt, mr, bq - i0, 0, hs, false);
     }
     ops->softmax_cols(w->st, bk, bq, diag, hd->scale, w->m, w->l, w->alpha);
 
     /* o = alpha * o + P V; the first key tile writes */
-    copy_rows(w->v, hs, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+    if (hd->b16) {
+        hd->b16->pair_rows(w->v16, hs, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+        hd->b16->pair_rows(w->p16, ATTN_BT, w->st, ATTN_BT, bk, bq);
+    } else {
+        copy_rows(w->v, hs, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+    }
     for (int r0 = 0; r0 < bq; r0 += ATTN_MR) {
         const int mr = imin(ATTN_MR, bq - r0), ncols = diag ? imin(bk, r0 + mr) : bk;
         float *o = w->o + r0 * hs;
         if (k0 > 0)
             for (int r = 0; r < mr; r++)
                 ops->scale(o + r * hs, hs, w->alpha[r0 + r]);
-        ops->mm(o, hs, w->st + r0, 1, ATTN_BT, w->v, hs, mr, hs, 0, ncols, k0 > 0);
+        if (hd->b16)
+            hd->b16->mm(o, hs, w->p16 + 2 * r0, 1, ATTN_BT, w->v16, hs, mr, hs, 0,
+                        (ncols + 1) / 2, k0 > 0);
+        else
+            ops->mm(o, hs, w->st + r0, 1, ATTN_BT, w->v, hs, mr, hs, 0, ncols, k0 > 0);
     }
 }
 
@@ -239,6 +327,8 @@ static void fwd_head(const head *hd)
     for (int q0 = 0; q0 < hd->T; q0 += hd->bt) {
         const int bq = imin(hd->bt, hd->T - q0);
         hd->ops->pack_t(w.qt, hd->bt, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
+        if (hd->b16)
+            hd->b16->pair_rows(w.qt16, hd->bt, w.qt, hd->bt, hs, bq);
         for (int i = 0; i < bq; i++) {
             w.m[i] = -INFINITY;
             w.l[i] = 0.0f;
@@ -263,6 +353,13 @@ typedef struct {
     float p[ATTN_BT * ATTN_BT], ds[ATTN_BT * ATTN_BT];   /* [query*BT + key] */
     float sg[ATTN_MR * ATTN_BT];          /* S, then dP, of one query row group */
     float d[ATTN_BT];                     /* D_i = dO_i . O_i */
+    /* bf16 products (head.b16): their operands in pairs (attn_bf16_ops) */
+    uint16_t kt16[TILE_CAP], vt16[TILE_CAP];   /* K^T, V^T, pairs of d: [dd][j] */
+    uint16_t k16[TILE_CAP];                    /* K, pairs of keys: [jj][d] */
+    uint16_t q16[TILE_CAP], dout16[TILE_CAP];  /* Q, dO, pairs of d: [i][dd] */
+    uint16_t q16t[TILE_CAP], dout16t[TILE_CAP];   /* Q, dO, pairs of queries: [ii][d] */
+    uint16_t ds16[ATTN_BT * ATTN_BT];          /* dS, pairs of keys: [i][jj] */
+    uint16_t p16t[ATTN_BT * ATTN_BT], ds16t[ATTN_BT * ATTN_BT];   /* pairs of queries: [ii][j] */
 } bwd_bufs;
 
 /* Query rows r0.. of the tile pair: P, dS, and dQ += dS K. */
@@ -273,17 +370,34 @@ static void bwd_query_group(const head *hd, bwd_bufs *w, int q0, int k0, int bk,
     const int ncols = diag ? imin(bk, r0 + mr) : bk, hs = hd->hs;
     const size_t qrow = (size_t)(q0 + r0);
 
-    ops->mm(w->sg, ATTN_BT, w->q + r0 * hs, hs, 1, w->kt, hd->bt, mr, ncols, 0, hs, false);
+    if (hd->b16)
+        hd->b16->mm(w->sg, ATTN_BT, w->q16 + r0 * hs, hs / 2, 1, w->kt16, hd->bt, mr, ncols,
+                    0, hs / 2, false);
+    else
+        ops->mm(w->sg, ATTN_BT, w->q + r0 * hs, hs, 1, w->kt, hd->bt, mr, ncols, 0, hs, false);
     for (int r = 0; r < mr; r++)
         ops->exp_row(w->p + (r0 + r) * ATTN_BT, w->sg + r * ATTN_BT, diag ? r0 + r + 1 : bk,
                      ncols, hd->scale, hd->lse[qrow + r]);
-    ops->mm(w->sg, ATTN_BT, w->dout + r0 * hs, hs, 1, w->vt, hd->bt, mr, ncols, 0, hs, false);
+    if (hd->b16)
+        hd->b16->mm(w->sg, ATTN_BT, w->dout16 + r0 * hs, hs / 2, 1, w->vt16, hd->bt, mr,
+                    ncols, 0, hs / 2, false);
+    else
+        ops->mm(w->sg, ATTN_BT, w->dout + r0 * hs, hs, 1, w->vt, hd->bt, mr, ncols, 0, hs,
+                false);
     for (int r = 0; r < mr; r++)
         ops->ds_row(w->ds + (r0 + r) * ATTN_BT, w->p + (r0 + r) * ATTN_BT, w->sg + r * ATTN_BT,
                     ncols, w->d[r0 + r], hd->scale);
     /* the first key tile writes dQ, later ones accumulate */
-    ops->mm(hd->dq + qrow * hd->ld, hd->ld, w->ds + r0 * ATTN_BT, ATTN_BT, 1, w->k, hs, mr, hs,
-            0, ncols, k0 > 0);
+    float *dq = hd->dq + qrow * hd->ld;
+    if (hd->b16) {
+        uint16_t *ds16 = w->ds16 + r0 * ATTN_BT;
+        hd->b16->pair_cols(ds16, ATTN_BT / 2, w->ds + r0 * ATTN_BT, ATTN_BT, mr, ncols);
+        hd->b16->mm(dq, hd->ld, ds16, ATTN_BT / 2, 1, w->k16, hs, mr, hs, 0, (ncols + 1) / 2,
+                    k0 > 0);
+    } else {
+        ops->mm(dq, hd->ld, w->ds + r0 * ATTN_BT, ATTN_BT, 1, w->k, hs, mr, hs, 0, ncols,
+                k0 > 0);
+    }
 }
 
 /* Key rows j0.. of the tile pair: dV += P^T dO, dK += dS^T Q.  On the diagonal
@@ -293,9 +407,18 @@ static void bwd_key_group(const head *hd, bwd_bufs *w, int q0, int k0, int bq, i
 {
     const bool diag = q0 == k0;
     const int lo = diag ? j0 : 0, hs = hd->hs;
+    float *dv = w->dv + j0 * hs, *dk = w->dk + j0 * hs;
 
-    hd->ops->mm(w->dv + j0 * hs, hs, w->p + j0, 1, ATTN_BT, w->dout, hs, mr, hs, lo, bq, !diag);
-    hd->ops->mm(w->dk + j0 * hs, hs, w->ds + j0, 1, ATTN_BT, w->q, hs, mr, hs, lo, bq, !diag);
+    if (hd->b16) {   /* lo is even: a multiple of ATTN_MR */
+        const int kk1 = (bq + 1) / 2;
+        hd->b16->mm(dv, hs, w->p16t + 2 * j0, 1, ATTN_BT, w->dout16t, hs, mr, hs, lo / 2, kk1,
+                    !diag);
+        hd->b16->mm(dk, hs, w->ds16t + 2 * j0, 1, ATTN_BT, w->q16t, hs, mr, hs, lo / 2, kk1,
+                    !diag);
+        return;
+    }
+    hd->ops->mm(dv, hs, w->p + j0, 1, ATTN_BT, w->dout, hs, mr, hs, lo, bq, !diag);
+    hd->ops->mm(dk, hs, w->ds + j0, 1, ATTN_BT, w->q, hs, mr, hs, lo, bq, !diag);
 }
 
 static void bwd_tile(const head *hd, bwd_bufs *w, int q0, int k0, int bk)
@@ -305,8 +428,18 @@ static void bwd_tile(const head *hd, bwd_bufs *w, int q0, int k0, int bk)
     copy_rows(w->dout, hs, hd->dout + (size_t)q0 * hd->ldo, hd->ldo, bq, hs);
     for (int i = 0; i < bq; i++)
         w->d[i] = hd->ops->dot(w->dout + i * hs, hd->out + (size_t)(q0 + i) * hd->ldo, hs);
+    if (hd->b16) {
+        hd->b16->pair_cols(w->q16, hs / 2, w->q, hs, bq, hs);
+        hd->b16->pair_cols(w->dout16, hs / 2, w->dout, hs, bq, hs);
+        hd->b16->pair_rows(w->q16t, hs, w->q, hs, bq, hs);
+        hd->b16->pair_rows(w->dout16t, hs, w->dout, hs, bq, hs);
+    }
     for (int r0 = 0; r0 < bq; r0 += ATTN_MR)
         bwd_query_group(hd, w, q0, k0, bk, r0, imin(ATTN_MR, bq - r0));
+    if (hd->b16) {
+        hd->b16->pair_rows(w->p16t, ATTN_BT, w->p, ATTN_BT, bq, bk);
+        hd->b16->pair_rows(w->ds16t, ATTN_BT, w->ds, ATTN_BT, bq, bk);
+    }
     for (int j0 = 0; j0 < bk; j0 += ATTN_MR)
         bwd_key_group(hd, w, q0, k0, bq, j0, imin(ATTN_MR, bk - j0));
 }
@@ -321,6 +454,11 @@ static void bwd_head(const head *hd)
         hd->ops->pack_t(w.kt, hd->bt, k, hd->ld, bk, hs);
         hd->ops->pack_t(w.vt, hd->bt, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
         copy_rows(w.k, hs, k, hd->ld, bk, hs);
+        if (hd->b16) {
+            hd->b16->pair_rows(w.kt16, hd->bt, w.kt, hd->bt, hs, bk);
+            hd->b16->pair_rows(w.vt16, hd->bt, w.vt, hd->bt, hs, bk);
+            hd->b16->pair_rows(w.k16, hs, w.k, hs, bk, hs);
+        }
         for (int q0 = k0; q0 < hd->T; q0 += hd->bt)
             bwd_tile(hd, &w, q0, k0, bk);
         copy_rows(hd->dk + (size_t)k0 * hd->ld, hd->ld, w.dk, hs, bk, hs);
@@ -336,13 +474,12 @@ static void check_shape(int B, int T, int C, int H)
 }
 
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
-                           int C, int H)
+                           int C, int H, bool bf16)
 {
     check_shape(B, T, C, H);
-    const attn_ops *ops = ops_for(isa);
 #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * H; bh++) {
-        head hd = head_at(ops, qkv, bh, T, C, H);
+        head hd = head_at(isa, bf16, qkv, bh, T, C, H);
         hd.out_w = out + hd.o1;
         hd.lse_w = lse + hd.ol;
         fwd_head(&hd);
@@ -350,13 +487,13 @@ void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, 
 }
 
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
-                            const float *out, const float *lse, int B, int T, int C, int H)
+                            const float *out, const float *lse, int B, int T, int C, int H,
+                            bool bf16)
 {
     check_shape(B, T, C, H);
-    const attn_ops *ops = ops_for(isa);
 #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * H; bh++) {
-        head hd = head_at(ops, qkv, bh, T, C, H);
+        head hd = head_at(isa, bf16, qkv, bh, T, C, H);
         hd.out = out + hd.o1;
         hd.dout = dout + hd.o1;
         hd.lse = lse + hd.ol;
@@ -380,13 +517,14 @@ void attention_cached(float *out, const float *q, const void *k, const void *v, 
     attention_cached_isa(cpu_isa(), out, q, k, v, bf16, n, hs, att);
 }
 
-void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H)
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H,
+                       bool bf16)
 {
-    attention_forward_isa(cpu_isa(), out, lse, qkv, B, T, C, H);
+    attention_forward_isa(cpu_isa(), out, lse, qkv, B, T, C, H, bf16);
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                        const float *lse, int B, int T, int C, int H)
+                        const float *lse, int B, int T, int C, int H, bool bf16)
 {
-    attention_backward_isa(cpu_isa(), dqkv, dout, qkv, out, lse, B, T, C, H);
+    attention_backward_isa(cpu_isa(), dqkv, dout, qkv, out, lse, B, T, C, H, bf16);
 }

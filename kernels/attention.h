@@ -14,10 +14,17 @@
 
 #include "kernels/cpu.h"
 
-void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H);
+/* bf16: the products take Q, K, V, P, dO and dS rounded to bf16 (fp32 sums,
+ * as vdpbf16ps makes them) where the path has bf16 products, else fp32;
+ * softmax, lse and the outputs stay fp32. */
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H,
+                       bool bf16);
 /* dqkv is written (not accumulated). */
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                        const float *lse, int B, int T, int C, int H);
+                        const float *lse, int B, int T, int C, int H, bool bf16);
+/* Whether the active path has native bf16 products (AVX-512 with
+ * AVX512-BF16); the scalar path emulates them for the tests. */
+bool attention_bf16_native(void);
 
 /* Inference with a KV cache: one query q [hs] over cache rows 0..n-1 (n >= 1)
  * of one head, k and v [n, hs] contiguous, stored as fp32 or (bf16 = true) as
@@ -29,10 +36,11 @@ void attention_cached(float *out, const float *q, const void *k, const void *v, 
                       int hs, float *att);
 
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
-                           int C, int H);
+                           int C, int H, bool bf16);
 void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
                           bool bf16, int n, int hs, float *att);
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
-                            const float *out, const float *lse, int B, int T, int C, int H);
+                            const float *out, const float *lse, int B, int T, int C, int H,
+                            bool bf16);
 
 #endif

@@ -9,6 +9,7 @@
 #define KERNELS_ATTENTION_IMPL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum {
     ATTN_BT = 64,   /* tile edge: query rows / key columns per tile; tile buffers use this stride */
@@ -43,6 +44,25 @@ typedef struct {
     void (*cached)(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                    int hs, float *att);
 } attn_ops;
+
+/* bf16 attention's primitives.  Its operands hold bf16 values in pairs: word
+ * w is X[2w] (the even k) and X[2w + 1] (the odd k) of pair kk = k / 2. */
+typedef struct {
+    /* C[r*ldc + n] = (acc ? C[r*ldc + n] : 0) + sum over kk0 <= kk < kk1 of
+     * A_lo * B_lo + A_hi * B_hi, A's word r*sam + kk*sak and B's kk*ldb + n,
+     * in fp32, for r < mr (1 <= mr <= ATTN_MR) and n < ncols. */
+    void (*mm)(float *C, int ldc, const uint16_t *A, int sam, int sak, const uint16_t *B,
+               int ldb, int mr, int ncols, int kk0, int kk1, bool acc);
+    /* Word [kk*ldd + c] of dst = rows 2kk, 2kk + 1 of src (stride lds), column c
+     * (< cols), rounded to bf16; a missing last row is 0. */
+    void (*pair_rows)(uint16_t *dst, int ldd, const float *src, int lds, int rows, int cols);
+    /* Word [r*ldd + kk] of dst = values 2kk, 2kk + 1 of row r (< rows) of src,
+     * rounded to bf16; an odd last value pairs with 0. */
+    void (*pair_cols)(uint16_t *dst, int ldd, const float *src, int lds, int rows, int cols);
+} attn_bf16_ops;
+
+/* attention_bf16.c: vdpbf16ps and the conversions of AVX512-BF16 */
+extern const attn_bf16_ops attn_bf16_avx512bf16;
 
 extern const attn_ops attn_ops_avx2, attn_ops_avx512;
 /* attention_cached_avx2.c: the cached entry of both SIMD tables.  A decode

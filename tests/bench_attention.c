@@ -28,23 +28,23 @@ typedef struct {
     float *qkv, *out, *lse, *dout, *dqkv;
 } buffers;
 
-static void run(const buffers *bf, isa_t isa, bool backward)
+static void run(const buffers *bf, isa_t isa, bool backward, bool bf16)
 {
     const bench_size *s = &bf->s;
     if (backward)
         attention_backward_isa(isa, bf->dqkv, bf->dout, bf->qkv, bf->out, bf->lse, s->B, s->T,
-                               s->C, s->H);
+                               s->C, s->H, bf16);
     else
-        attention_forward_isa(isa, bf->out, bf->lse, bf->qkv, s->B, s->T, s->C, s->H);
+        attention_forward_isa(isa, bf->out, bf->lse, bf->qkv, s->B, s->T, s->C, s->H, bf16);
 }
 
-static double median_ms(const buffers *bf, isa_t isa, bool backward)
+static double median_ms(const buffers *bf, isa_t isa, bool backward, bool bf16)
 {
     double t[REPS];
-    run(bf, isa, backward);   /* warm-up: page faults, caches */
+    run(bf, isa, backward, bf16);   /* warm-up: page faults, caches */
     for (int r = 0; r < REPS; r++) {
         const double t0 = bench_now_s();
-        run(bf, isa, backward);
+        run(bf, isa, backward, bf16);
         t[r] = 1e3 * (bench_now_s() - t0);
     }
     return bench_median(t, REPS);
@@ -86,8 +86,14 @@ static void bench_size_all_isas(FILE *jsonl, const bench_size *s)
     for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
         if (!cpu_isa_supported(isa))
             continue;
-        report(jsonl, s, isa, "attention_fwd", median_ms(&bf, isa, false), 2 * mm_flops);
-        report(jsonl, s, isa, "attention_bwd", median_ms(&bf, isa, true), 5 * mm_flops);
+        report(jsonl, s, isa, "attention_fwd", median_ms(&bf, isa, false, false), 2 * mm_flops);
+        report(jsonl, s, isa, "attention_bwd", median_ms(&bf, isa, true, false), 5 * mm_flops);
+        if (isa == ISA_AVX512 && cpu_has_avx512_bf16()) {   /* vdpbf16ps products */
+            report(jsonl, s, isa, "attention_fwd_bf16", median_ms(&bf, isa, false, true),
+                   2 * mm_flops);
+            report(jsonl, s, isa, "attention_bwd_bf16", median_ms(&bf, isa, true, true),
+                   5 * mm_flops);
+        }
     }
     free(bf.qkv), free(bf.out), free(bf.lse), free(bf.dout), free(bf.dqkv);
 }

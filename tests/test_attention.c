@@ -172,15 +172,26 @@ static void problem_free(problem *pb)
     free(pb->ref_out), free(pb->ref_lse), free(pb->ref_dqkv);
 }
 
+static void run_forward_in(problem *pb, isa_t isa, bool bf16)
+{
+    attention_forward_isa(isa, pb->out, pb->lse, pb->qkv, pb->s.B, pb->s.T, pb->s.C, pb->s.H,
+                          bf16);
+}
+
+static void run_backward_in(problem *pb, isa_t isa, bool bf16)
+{
+    attention_backward_isa(isa, pb->dqkv, pb->dout, pb->qkv, pb->out, pb->lse, pb->s.B, pb->s.T,
+                           pb->s.C, pb->s.H, bf16);
+}
+
 static void run_forward(problem *pb, isa_t isa)
 {
-    attention_forward_isa(isa, pb->out, pb->lse, pb->qkv, pb->s.B, pb->s.T, pb->s.C, pb->s.H);
+    run_forward_in(pb, isa, false);
 }
 
 static void run_backward(problem *pb, isa_t isa)
 {
-    attention_backward_isa(isa, pb->dqkv, pb->dout, pb->qkv, pb->out, pb->lse, pb->s.B, pb->s.T,
-                           pb->s.C, pb->s.H);
+    run_backward_in(pb, isa, false);
 }
 
 static void describe(char *buf, size_t n, const char *what, isa_t isa, const shape *s)
@@ -227,6 +238,78 @@ static void test_matches_reference(void **state)
         check_against_reference(&pb, FWD_ATOL, FWD_RTOL, BWD_ATOL, BWD_RTOL);
         problem_free(&pb);
     }
+}
+
+/* bf16 products: Q, K, V, P, dO and dS rounded to bf16 (relative error up to
+ * 2^-9 each) with fp32 sums, against the double reference: the scalar path's
+ * emulation and, where the CPU has AVX512-BF16, vdpbf16ps; the fast path
+ * also against the emulation (same roundings, other sums and exp: a P or dS
+ * one ulp of exp apart can round to neighbouring bf16 values), and both away
+ * from the fp32 path's results, so the products really are bf16.  Measured
+ * worst absolute errors: out and lse 8.9e-3, dqkv 1.0e-2; between the paths
+ * 1e-5 on out, 2.0e-3 on a dqkv of 0.50. */
+static const float BF16_FWD_ATOL = 2e-2f, BF16_FWD_RTOL = 1e-2f;
+static const float BF16_BWD_ATOL = 3e-2f, BF16_BWD_RTOL = 2e-2f;
+static const float BF16_PATHS_ATOL = 4e-3f, BF16_PATHS_RTOL = 4e-3f;
+
+static float *copy_floats(const float *x, size_t n)
+{
+    float *p = alloc_floats(n);
+    memcpy(p, x, n * sizeof *p);
+    return p;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
+static void check_bf16_shape(shape s, bool fast)
+{
+    char what[128];
+    problem pb = problem_new(s);
+    problem_reference(&pb);
+    run_forward(&pb, ISA_SCALAR), run_backward(&pb, ISA_SCALAR);
+    float *out32 = copy_floats(pb.out, pb.n1), *dqkv32 = copy_floats(pb.dqkv, pb.n3);
+    float *out16 = NULL, *dqkv16 = NULL;
+    const isa_t paths[2] = {ISA_SCALAR, ISA_AVX512};
+    for (int p = 0; p < 1 + fast; p++) {
+        const isa_t isa = paths[p];
+        fill_nan(pb.out, pb.n1), fill_nan(pb.lse, pb.nl), fill_nan(pb.dqkv, pb.n3);
+        run_forward_in(&pb, isa, true);
+        run_backward_in(&pb, isa, true);
+        describe(what, sizeof what, "bf16 out", isa, &s);
+        assert_true(test_close(what, pb.out, pb.ref_out, pb.n1, BF16_FWD_ATOL, BF16_FWD_RTOL));
+        describe(what, sizeof what, "bf16 lse", isa, &s);
+        assert_true(test_close(what, pb.lse, pb.ref_lse, pb.nl, BF16_FWD_ATOL, BF16_FWD_RTOL));
+        describe(what, sizeof what, "bf16 dqkv", isa, &s);
+        assert_true(test_close(what, pb.dqkv, pb.ref_dqkv, pb.n3, BF16_BWD_ATOL, BF16_BWD_RTOL));
+        assert_true(max_abs_diff(pb.out, out32, pb.n1) > 1e-4f);
+        assert_true(max_abs_diff(pb.dqkv, dqkv32, pb.n3) > 1e-4f);
+        if (isa == ISA_SCALAR) {
+            out16 = copy_floats(pb.out, pb.n1), dqkv16 = copy_floats(pb.dqkv, pb.n3);
+            continue;
+        }
+        describe(what, sizeof what, "bf16 out against the emulation", isa, &s);
+        assert_true(test_close(what, pb.out, out16, pb.n1, BF16_PATHS_ATOL, BF16_PATHS_RTOL));
+        describe(what, sizeof what, "bf16 dqkv against the emulation", isa, &s);
+        assert_true(test_close(what, pb.dqkv, dqkv16, pb.n3, BF16_PATHS_ATOL, BF16_PATHS_RTOL));
+    }
+    free(out32), free(dqkv32), free(out16), free(dqkv16);
+    problem_free(&pb);
+}
+
+static void test_bf16_matches_reference(void **state)
+{
+    (void)state;
+    const bool fast = cpu_isa_supported(ISA_AVX512) && cpu_has_avx512_bf16();
+    if (!fast)
+        test_skip("attention bf16 avx512 path", "this CPU has no AVX512-BF16");
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
+        check_bf16_shape(shapes[c], fast);
 }
 
 /* q and k ~U(-10,10): scaled scores reach +-100, where exp overflows unless
@@ -373,8 +456,8 @@ static void test_default_path_matches_explicit(void **state)
     (void)state;
     const shape s = {1, 40, 64, 2};
     problem a = problem_new(s), b = problem_new(s);
-    attention_forward(a.out, a.lse, a.qkv, s.B, s.T, s.C, s.H);
-    attention_backward(a.dqkv, a.dout, a.qkv, a.out, a.lse, s.B, s.T, s.C, s.H);
+    attention_forward(a.out, a.lse, a.qkv, s.B, s.T, s.C, s.H, false);
+    attention_backward(a.dqkv, a.dout, a.qkv, a.out, a.lse, s.B, s.T, s.C, s.H, false);
     run_forward(&b, cpu_isa()), run_backward(&b, cpu_isa());
     assert_memory_equal(a.out, b.out, a.n1 * sizeof(float));
     assert_memory_equal(a.dqkv, b.dqkv, a.n3 * sizeof(float));
@@ -571,6 +654,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_large_scores),
+        cmocka_unit_test(test_bf16_matches_reference),
         cmocka_unit_test(test_reference_backward_by_finite_differences),
         cmocka_unit_test(test_backward_by_finite_differences),
         cmocka_unit_test(test_causality),
