@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/attention_impl.h"
@@ -226,6 +227,10 @@ bool attention_bf16_native(void)
 typedef struct {
     const attn_ops *ops;
     const attn_bf16_ops *b16;   /* bf16 products, or NULL: fp32 */
+    /* bf16: the head's operands converted once (every tile reads them many
+     * times), T rounded up to even rows: forward K (pairs of d) and V (pairs
+     * of keys); backward Q and dO, each both ways */
+    uint16_t *k16, *v16, *q16, *q16t, *dout16, *dout16t;
     const float *q, *k, *v, *out, *dout, *lse;
     float *dq, *dk, *dv, *out_w, *lse_w;
     size_t o3, o1, ol;
@@ -272,8 +277,6 @@ typedef struct {
     float alpha[ATTN_BT];           /* rescaling of o by this key tile */
     /* bf16 products (head.b16): their operands in pairs (attn_bf16_ops) */
     uint16_t qt16[TILE_CAP];        /* Q^T, pairs of d: [dd][i], bt words a row */
-    uint16_t k16[TILE_CAP];         /* K of the key tile, pairs of d: [j][dd] */
-    uint16_t v16[TILE_CAP];         /* V of the key tile, pairs of keys: [jj][d] */
     uint16_t p16[ATTN_BT * ATTN_BT];   /* P^T, pairs of keys: [jj][i], ATTN_BT words a row */
 } fwd_bufs;
 
@@ -285,14 +288,12 @@ static void fwd_tile(const head *hd, fwd_bufs *w, int q0, int k0, int bq)
     const int bk = diag ? bq : hd->bt, hs = hd->hs;
 
     /* S^T = K Q^T; on the diagonal, key group j0 only sees queries >= j0 */
-    if (hd->b16)
-        hd->b16->pair_cols(w->k16, hs / 2, hd->k + (size_t)k0 * hd->ld, hd->ld, bk, hs);
     for (int j0 = 0; j0 < bk; j0 += ATTN_MR) {
         const int i0 = diag ? j0 : 0, mr = imin(ATTN_MR, bk - j0);
         float *st = w->st + j0 * ATTN_BT + i0;
         if (hd->b16)
-            hd->b16->mm(st, ATTN_BT, w->k16 + j0 * hs, hs / 2, 1, w->qt16 + 2 * i0, hd->bt,
-                        mr, bq - i0, 0, hs / 2, false);
+            hd->b16->mm(st, ATTN_BT, hd->k16 + (size_t)(k0 + j0) * hs, hs / 2, 1,
+                        w->qt16 + 2 * i0, hd->bt, mr, bq - i0, 0, hs / 2, false);
         else
             ops->mm(st, ATTN_BT, hd->k + (size_t)(k0 + j0) * hd->ld, hd->ld, 1, w->qt + i0,
                     hd->bt, mr, bq - i0, 0, hs, false);
@@ -300,12 +301,10 @@ static void fwd_tile(const head *hd, fwd_bufs *w, int q0, int k0, int bq)
     ops->softmax_cols(w->st, bk, bq, diag, hd->scale, w->m, w->l, w->alpha);
 
     /* o = alpha * o + P V; the first key tile writes */
-    if (hd->b16) {
-        hd->b16->pair_rows(w->v16, hs, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+    if (hd->b16)
         hd->b16->pair_rows(w->p16, ATTN_BT, w->st, ATTN_BT, bk, bq);
-    } else {
+    else
         copy_rows(w->v, hs, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
-    }
     for (int r0 = 0; r0 < bq; r0 += ATTN_MR) {
         const int mr = imin(ATTN_MR, bq - r0), ncols = diag ? imin(bk, r0 + mr) : bk;
         float *o = w->o + r0 * hs;
@@ -313,8 +312,8 @@ static void fwd_tile(const head *hd, fwd_bufs *w, int q0, int k0, int bq)
             for (int r = 0; r < mr; r++)
                 ops->scale(o + r * hs, hs, w->alpha[r0 + r]);
         if (hd->b16)
-            hd->b16->mm(o, hs, w->p16 + 2 * r0, 1, ATTN_BT, w->v16, hs, mr, hs, 0,
-                        (ncols + 1) / 2, k0 > 0);
+            hd->b16->mm(o, hs, w->p16 + 2 * r0, 1, ATTN_BT, hd->v16 + (size_t)k0 * hs, hs, mr,
+                        hs, 0, (ncols + 1) / 2, k0 > 0);
         else
             ops->mm(o, hs, w->st + r0, 1, ATTN_BT, w->v, hs, mr, hs, 0, ncols, k0 > 0);
     }
@@ -324,6 +323,10 @@ static void fwd_head(const head *hd)
 {
     fwd_bufs w;
     const int hs = hd->hs;
+    if (hd->b16) {
+        hd->b16->pair_cols(hd->k16, hs / 2, hd->k, hd->ld, hd->T, hs);
+        hd->b16->pair_rows(hd->v16, hs, hd->v, hd->ld, hd->T, hs);
+    }
     for (int q0 = 0; q0 < hd->T; q0 += hd->bt) {
         const int bq = imin(hd->bt, hd->T - q0);
         hd->ops->pack_t(w.qt, hd->bt, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
@@ -356,8 +359,6 @@ typedef struct {
     /* bf16 products (head.b16): their operands in pairs (attn_bf16_ops) */
     uint16_t kt16[TILE_CAP], vt16[TILE_CAP];   /* K^T, V^T, pairs of d: [dd][j] */
     uint16_t k16[TILE_CAP];                    /* K, pairs of keys: [jj][d] */
-    uint16_t q16[TILE_CAP], dout16[TILE_CAP];  /* Q, dO, pairs of d: [i][dd] */
-    uint16_t q16t[TILE_CAP], dout16t[TILE_CAP];   /* Q, dO, pairs of queries: [ii][d] */
     uint16_t ds16[ATTN_BT * ATTN_BT];          /* dS, pairs of keys: [i][jj] */
     uint16_t p16t[ATTN_BT * ATTN_BT], ds16t[ATTN_BT * ATTN_BT];   /* pairs of queries: [ii][j] */
 } bwd_bufs;
@@ -371,7 +372,7 @@ static void bwd_query_group(const head *hd, bwd_bufs *w, int q0, int k0, int bk,
     const size_t qrow = (size_t)(q0 + r0);
 
     if (hd->b16)
-        hd->b16->mm(w->sg, ATTN_BT, w->q16 + r0 * hs, hs / 2, 1, w->kt16, hd->bt, mr, ncols,
+        hd->b16->mm(w->sg, ATTN_BT, hd->q16 + qrow * hs, hs / 2, 1, w->kt16, hd->bt, mr, ncols,
                     0, hs / 2, false);
     else
         ops->mm(w->sg, ATTN_BT, w->q + r0 * hs, hs, 1, w->kt, hd->bt, mr, ncols, 0, hs, false);
@@ -379,7 +380,7 @@ static void bwd_query_group(const head *hd, bwd_bufs *w, int q0, int k0, int bk,
         ops->exp_row(w->p + (r0 + r) * ATTN_BT, w->sg + r * ATTN_BT, diag ? r0 + r + 1 : bk,
                      ncols, hd->scale, hd->lse[qrow + r]);
     if (hd->b16)
-        hd->b16->mm(w->sg, ATTN_BT, w->dout16 + r0 * hs, hs / 2, 1, w->vt16, hd->bt, mr,
+        hd->b16->mm(w->sg, ATTN_BT, hd->dout16 + qrow * hs, hs / 2, 1, w->vt16, hd->bt, mr,
                     ncols, 0, hs / 2, false);
     else
         ops->mm(w->sg, ATTN_BT, w->dout + r0 * hs, hs, 1, w->vt, hd->bt, mr, ncols, 0, hs,
@@ -411,9 +412,10 @@ static void bwd_key_group(const head *hd, bwd_bufs *w, int q0, int k0, int bq, i
 
     if (hd->b16) {   /* lo is even: a multiple of ATTN_MR */
         const int kk1 = (bq + 1) / 2;
-        hd->b16->mm(dv, hs, w->p16t + 2 * j0, 1, ATTN_BT, w->dout16t, hs, mr, hs, lo / 2, kk1,
-                    !diag);
-        hd->b16->mm(dk, hs, w->ds16t + 2 * j0, 1, ATTN_BT, w->q16t, hs, mr, hs, lo / 2, kk1,
+        const size_t at = (size_t)q0 * hs;   /* q0 is even: a multiple of the tile edge */
+        hd->b16->mm(dv, hs, w->p16t + 2 * j0, 1, ATTN_BT, hd->dout16t + at, hs, mr, hs, lo / 2,
+                    kk1, !diag);
+        hd->b16->mm(dk, hs, w->ds16t + 2 * j0, 1, ATTN_BT, hd->q16t + at, hs, mr, hs, lo / 2, kk1,
                     !diag);
         return;
     }
@@ -424,16 +426,15 @@ static void bwd_key_group(const head *hd, bwd_bufs *w, int q0, int k0, int bq, i
 static void bwd_tile(const head *hd, bwd_bufs *w, int q0, int k0, int bk)
 {
     const int bq = imin(hd->bt, hd->T - q0), hs = hd->hs;
-    copy_rows(w->q, hs, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
-    copy_rows(w->dout, hs, hd->dout + (size_t)q0 * hd->ldo, hd->ldo, bq, hs);
-    for (int i = 0; i < bq; i++)
-        w->d[i] = hd->ops->dot(w->dout + i * hs, hd->out + (size_t)(q0 + i) * hd->ldo, hs);
-    if (hd->b16) {
-        hd->b16->pair_cols(w->q16, hs / 2, w->q, hs, bq, hs);
-        hd->b16->pair_cols(w->dout16, hs / 2, w->dout, hs, bq, hs);
-        hd->b16->pair_rows(w->q16t, hs, w->q, hs, bq, hs);
-        hd->b16->pair_rows(w->dout16t, hs, w->dout, hs, bq, hs);
+    const float *dout = hd->dout + (size_t)q0 * hd->ldo;
+    if (!hd->b16) {
+        copy_rows(w->q, hs, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
+        copy_rows(w->dout, hs, dout, hd->ldo, bq, hs);
+        dout = w->dout;
     }
+    const int ldo = hd->b16 ? hd->ldo : hs;
+    for (int i = 0; i < bq; i++)
+        w->d[i] = hd->ops->dot(dout + i * ldo, hd->out + (size_t)(q0 + i) * hd->ldo, hs);
     for (int r0 = 0; r0 < bq; r0 += ATTN_MR)
         bwd_query_group(hd, w, q0, k0, bk, r0, imin(ATTN_MR, bq - r0));
     if (hd->b16) {
@@ -448,16 +449,23 @@ static void bwd_head(const head *hd)
 {
     bwd_bufs w;
     const int hs = hd->hs;
+    if (hd->b16) {
+        hd->b16->pair_cols(hd->q16, hs / 2, hd->q, hd->ld, hd->T, hs);
+        hd->b16->pair_cols(hd->dout16, hs / 2, hd->dout, hd->ldo, hd->T, hs);
+        hd->b16->pair_rows(hd->q16t, hs, hd->q, hd->ld, hd->T, hs);
+        hd->b16->pair_rows(hd->dout16t, hs, hd->dout, hd->ldo, hd->T, hs);
+    }
     for (int k0 = 0; k0 < hd->T; k0 += hd->bt) {
         const int bk = imin(hd->bt, hd->T - k0);
         const float *k = hd->k + (size_t)k0 * hd->ld;
         hd->ops->pack_t(w.kt, hd->bt, k, hd->ld, bk, hs);
         hd->ops->pack_t(w.vt, hd->bt, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
-        copy_rows(w.k, hs, k, hd->ld, bk, hs);
         if (hd->b16) {
             hd->b16->pair_rows(w.kt16, hd->bt, w.kt, hd->bt, hs, bk);
             hd->b16->pair_rows(w.vt16, hd->bt, w.vt, hd->bt, hs, bk);
-            hd->b16->pair_rows(w.k16, hs, w.k, hs, bk, hs);
+            hd->b16->pair_rows(w.k16, hs, k, hd->ld, bk, hs);
+        } else {
+            copy_rows(w.k, hs, k, hd->ld, bk, hs);
         }
         for (int q0 = k0; q0 < hd->T; q0 += hd->bt)
             bwd_tile(hd, &w, q0, k0, bk);
@@ -473,16 +481,34 @@ static void check_shape(int B, int T, int C, int H)
     (void)B, (void)T, (void)C, (void)H;
 }
 
+/* A thread's planes for bf16 heads (head.k16 ...), or NULL: n of T rows
+ * (rounded up to even) x hs.  Allocated once per call and thread; without
+ * them the heads run in fp32. */
+static uint16_t *bf16_planes(isa_t isa, bool bf16, int n, int T, int hs)
+{
+    if (!bf16_ops_for(isa, bf16, hs))
+        return NULL;
+    return malloc((size_t)n * (T + 1) * hs * sizeof(uint16_t));
+}
+
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
                            int C, int H, bool bf16)
 {
     check_shape(B, T, C, H);
-#pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < B * H; bh++) {
-        head hd = head_at(isa, bf16, qkv, bh, T, C, H);
-        hd.out_w = out + hd.o1;
-        hd.lse_w = lse + hd.ol;
-        fwd_head(&hd);
+    const int hs = C / H;
+#pragma omp parallel
+    {
+        uint16_t *planes = bf16_planes(isa, bf16, 2, T, hs);
+#pragma omp for schedule(dynamic)
+        for (int bh = 0; bh < B * H; bh++) {
+            head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
+            hd.k16 = planes;
+            hd.v16 = planes + (size_t)(T + 1) * hs;
+            hd.out_w = out + hd.o1;
+            hd.lse_w = lse + hd.ol;
+            fwd_head(&hd);
+        }
+        free(planes);
     }
 }
 
@@ -491,16 +517,25 @@ void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const flo
                             bool bf16)
 {
     check_shape(B, T, C, H);
-#pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < B * H; bh++) {
-        head hd = head_at(isa, bf16, qkv, bh, T, C, H);
-        hd.out = out + hd.o1;
-        hd.dout = dout + hd.o1;
-        hd.lse = lse + hd.ol;
-        hd.dq = dqkv + hd.o3;
-        hd.dk = hd.dq + C;
-        hd.dv = hd.dq + 2 * C;
-        bwd_head(&hd);
+    const int hs = C / H;
+    const size_t plane = (size_t)(T + 1) * hs;
+#pragma omp parallel
+    {
+        uint16_t *planes = bf16_planes(isa, bf16, 4, T, hs);
+#pragma omp for schedule(dynamic)
+        for (int bh = 0; bh < B * H; bh++) {
+            head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
+            hd.q16 = planes, hd.q16t = planes + plane;
+            hd.dout16 = planes + 2 * plane, hd.dout16t = planes + 3 * plane;
+            hd.out = out + hd.o1;
+            hd.dout = dout + hd.o1;
+            hd.lse = lse + hd.ol;
+            hd.dq = dqkv + hd.o3;
+            hd.dk = hd.dq + C;
+            hd.dv = hd.dq + 2 * C;
+            bwd_head(&hd);
+        }
+        free(planes);
     }
 }
 
