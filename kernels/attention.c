@@ -18,6 +18,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,7 +29,7 @@
 
 /* A tile of K, V, Q, dO, their transposes or gradients holds bt x hs floats.
  * 16 KiB keeps the full tile edge up to hs = 64 (bt = 32 at hs = 128) and the
- * backward's stack near 150 KiB. */
+ * backward's stack near 200 KiB (with its bf16 tiles). */
 enum { TILE_CAP = ATTN_BT * 64 };
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -481,35 +482,36 @@ static void check_shape(int B, int T, int C, int H)
     (void)B, (void)T, (void)C, (void)H;
 }
 
-/* A thread's planes for bf16 heads (head.k16 ...), or NULL: n of T rows
- * (rounded up to even) x hs.  Allocated once per call and thread; without
- * them the heads run in fp32. */
-static uint16_t *bf16_planes(isa_t isa, bool bf16, int n, int T, int hs)
+/* The planes of bf16 heads (head.k16 ...) for the whole call: n per thread
+ * of threads, each of T rows (rounded up to even) x hs; NULL for fp32 heads.
+ * Allocated once per call, for every thread at once: without them the whole
+ * call runs in fp32, whatever head a thread gets. */
+static uint16_t *bf16_planes(isa_t isa, bool bf16, size_t plane, int n, int threads, int hs)
 {
     if (!bf16_ops_for(isa, bf16, hs))
         return NULL;
-    return malloc((size_t)n * (T + 1) * hs * sizeof(uint16_t));
+    return malloc(plane * n * threads * sizeof(uint16_t));
 }
 
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
                            int C, int H, bool bf16)
 {
     check_shape(B, T, C, H);
-    const int hs = C / H;
-#pragma omp parallel
-    {
-        uint16_t *planes = bf16_planes(isa, bf16, 2, T, hs);
-#pragma omp for schedule(dynamic)
-        for (int bh = 0; bh < B * H; bh++) {
-            head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
-            hd.k16 = planes;
-            hd.v16 = planes + (size_t)(T + 1) * hs;
-            hd.out_w = out + hd.o1;
-            hd.lse_w = lse + hd.ol;
-            fwd_head(&hd);
+    const int hs = C / H, threads = omp_get_max_threads();
+    const size_t plane = (size_t)(T + 1) * hs;
+    uint16_t *planes = bf16_planes(isa, bf16, plane, 2, threads, hs);
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int bh = 0; bh < B * H; bh++) {
+        head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
+        if (planes) {
+            hd.k16 = planes + 2 * plane * omp_get_thread_num();
+            hd.v16 = hd.k16 + plane;
         }
-        free(planes);
+        hd.out_w = out + hd.o1;
+        hd.lse_w = lse + hd.ol;
+        fwd_head(&hd);
     }
+    free(planes);
 }
 
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
@@ -517,26 +519,27 @@ void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const flo
                             bool bf16)
 {
     check_shape(B, T, C, H);
-    const int hs = C / H;
+    const int hs = C / H, threads = omp_get_max_threads();
     const size_t plane = (size_t)(T + 1) * hs;
-#pragma omp parallel
-    {
-        uint16_t *planes = bf16_planes(isa, bf16, 4, T, hs);
-#pragma omp for schedule(dynamic)
-        for (int bh = 0; bh < B * H; bh++) {
-            head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
-            hd.q16 = planes, hd.q16t = planes + plane;
-            hd.dout16 = planes + 2 * plane, hd.dout16t = planes + 3 * plane;
-            hd.out = out + hd.o1;
-            hd.dout = dout + hd.o1;
-            hd.lse = lse + hd.ol;
-            hd.dq = dqkv + hd.o3;
-            hd.dk = hd.dq + C;
-            hd.dv = hd.dq + 2 * C;
-            bwd_head(&hd);
+    uint16_t *planes = bf16_planes(isa, bf16, plane, 4, threads, hs);
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int bh = 0; bh < B * H; bh++) {
+        head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
+        if (planes) {
+            hd.q16 = planes + 4 * plane * omp_get_thread_num();
+            hd.q16t = hd.q16 + plane;
+            hd.dout16 = hd.q16 + 2 * plane;
+            hd.dout16t = hd.q16 + 3 * plane;
         }
-        free(planes);
+        hd.out = out + hd.o1;
+        hd.dout = dout + hd.o1;
+        hd.lse = lse + hd.ol;
+        hd.dq = dqkv + hd.o3;
+        hd.dk = hd.dq + C;
+        hd.dv = hd.dq + 2 * C;
+        bwd_head(&hd);
     }
+    free(planes);
 }
 
 void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
