@@ -91,7 +91,6 @@ struct grad_buckets {
     int *porder;              /* [count]: the queued buckets in forward's order */
     int pnext, pqueued;       /* porder[pnext..pqueued) are not posted yet */
     int pposted;              /* posted and not yet arrived */
-    int ppending;             /* queued or posted, not yet arrived */
     double pstart, pflight_s; /* when it was posted; how long until all arrived */
     bool threaded;            /* the progress thread runs */
     pthread_t progress;
@@ -125,6 +124,18 @@ static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
 
 static void start_progress(grad_buckets *b);
 static void post_params_window(grad_buckets *b);
+
+/* Parameter buckets queued or posted that have not arrived yet. */
+static int params_pending(const grad_buckets *b)
+{
+    return b->pqueued - b->pnext + b->pposted;
+}
+
+/* Whether anything is in flight: the progress thread runs while it is. */
+static bool any_in_flight(const grad_buckets *b)
+{
+    return b->finished < b->started || params_pending(b) > 0;
+}
 
 /* Marks, at time now, the start or end of a period with some exchange in
  * flight: their sum is the whole communication time, hidden behind compute
@@ -520,7 +531,7 @@ static void params_arrived(grad_buckets *b, int i)
     }
     b->pstate[i] = PARAMS_ARRIVED;
     b->pposted--;
-    if (--b->ppending == 0)
+    if (params_pending(b) == 0)
         b->pflight_s = MPI_Wtime() - b->pstart;
 }
 
@@ -573,12 +584,12 @@ static void advance(grad_buckets *b, bool parallel)
         }
         moved |= start_ready(b);
     }
-    for (int i = 0; i < b->count && b->ppending > 0; i++)
+    for (int i = 0; i < b->count && params_pending(b) > 0; i++)
         if (b->pstate[i] == PARAMS_POSTED && test(b, b->pgather, i))
             params_arrived(b, i);
     post_params_window(b);
     account_flight(b, b->finished < b->started, MPI_Wtime());
-    b->in_flight = b->finished < b->started || b->ppending > 0;
+    b->in_flight = any_in_flight(b);
 }
 
 /* While anything is in flight: advance() every PROGRESS_US, so the
@@ -653,7 +664,7 @@ void buckets_ready(grad_buckets *b, size_t from)
         account_flight(b, true, t0);
     start_ready(b);
     if (b->threaded)
-        b->in_flight = b->finished < b->started || b->ppending > 0;
+        b->in_flight = any_in_flight(b);
     else
         advance(b, true);
     if (b->in_flight)
@@ -677,7 +688,7 @@ double buckets_finish(grad_buckets *b)
 {
     buckets_ready(b, 0);
     pthread_mutex_lock(&b->lock);   /* the progress thread waits from here on */
-    b->in_flight = b->ppending > 0;
+    b->in_flight = params_pending(b) > 0;
     double t0 = MPI_Wtime();
     account_flight(b, b->finished < b->started, t0);
     watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
@@ -783,7 +794,6 @@ void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
     b->pbf16 = wire == BUCKETS_WIRE_BF16 && b->psend;
     b->pstart = MPI_Wtime();
     b->pflight_s = 0;
-    b->ppending = b->count;
     b->pnext = b->pqueued = b->pposted = 0;
     memset(b->pstate, PARAMS_IDLE, (size_t)b->count);
     /* the buckets of each range in turn, each in arena order; then any left */
@@ -804,7 +814,7 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
 {
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
-    for (int i = b->count - 1; i >= 0 && b->ppending > 0; i--) {
+    for (int i = b->count - 1; i >= 0 && params_pending(b) > 0; i--) {
         if (b->pstate[i] == PARAMS_IDLE || b->pstate[i] == PARAMS_ARRIVED || !overlaps(b, i, lo, hi))
             continue;
         while (b->pstate[i] == PARAMS_QUEUED)   /* in order, past the window if need be */
@@ -817,7 +827,7 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
     post_params_window(b);
     /* nothing left in flight: the progress thread must not call MPI while the
      * caller goes on to its own MPI calls */
-    b->in_flight = b->finished < b->started || b->ppending > 0;
+    b->in_flight = any_in_flight(b);
     double waited = MPI_Wtime() - t0;
     pthread_mutex_unlock(&b->lock);
     return waited;
@@ -826,7 +836,7 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
 double buckets_params_flight_seconds(grad_buckets *b)
 {
     pthread_mutex_lock(&b->lock);
-    double s = b->ppending > 0 ? 0 : b->pflight_s;
+    double s = params_pending(b) > 0 ? 0 : b->pflight_s;
     pthread_mutex_unlock(&b->lock);
     return s;
 }
