@@ -6,14 +6,12 @@
 #include <string.h>
 
 #include "kernels/attention_impl.h"
+#define SIMD_AVX512   /* kernels/simd.h's 16-lane tails; this file has the AVX-512 flags */
+#include "kernels/simd.h"
 
 enum { NV = 4 };
 
-static __mmask16 lanes(int n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
+/* the first n of 32 16-bit lanes */
 static __mmask32 halves(int n)
 {
     return n >= 32 ? (__mmask32)0xFFFFFFFFu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1);
@@ -27,13 +25,12 @@ static inline __attribute__((always_inline)) void block(int mr, int nv, int last
                                                         int kk0, int kk1, bool acc)
 {
     __m512 c[ATTN_MR][NV];
-    __mmask16 m[NV];
+    vtail m[NV];
     for (int v = 0; v < nv; v++)
-        m[v] = v == nv - 1 ? lanes(last) : (__mmask16)0xFFFF;
+        m[v] = vtail_n(v == nv - 1 ? last : 16);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            c[r][v] = acc ? _mm512_maskz_loadu_ps(m[v], C + (size_t)r * ldc + 16 * v)
-                          : _mm512_setzero_ps();
+            c[r][v] = acc ? vload_t(C + (size_t)r * ldc + 16 * v, m[v]) : vzero();
     for (int kk = kk0; kk < kk1; kk++) {
         const uint16_t *b = B + 2 * (size_t)kk * ldb;
         __m512i bv[NV];
@@ -49,7 +46,7 @@ static inline __attribute__((always_inline)) void block(int mr, int nv, int last
     }
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16 * v, m[v], c[r][v]);
+            vstore_t(C + (size_t)r * ldc + 16 * v, m[v], c[r][v]);
 }
 
 static inline __attribute__((always_inline)) void rows(int mr, float *C, int ldc,
@@ -97,12 +94,6 @@ static void mm(float *C, int ldc, const uint16_t *A, int sam, int sak, const uin
     }
 }
 
-/* 16 floats from x[0..n) (zeros past n); whole vectors unmasked */
-static __m512 load16(const float *x, int n)
-{
-    return n >= 16 ? _mm512_loadu_ps(x) : _mm512_maskz_loadu_ps(lanes(n), x);
-}
-
 static void pair_rows(uint16_t *dst, int ldd, const float *src, int lds, int rows, int cols)
 {
     /* vcvtne2ps2bf16 gives row a's 16 values then row b's: interleave them */
@@ -113,8 +104,8 @@ static void pair_rows(uint16_t *dst, int ldd, const float *src, int lds, int row
         const float *a = src + (size_t)r * lds, *b = a + lds;
         uint16_t *d = dst + 2 * (size_t)(r / 2) * ldd;
         for (int c = 0; c < cols; c += 16) {
-            const __m512 va = load16(a + c, cols - c);
-            const __m512 vb = r + 1 < rows ? load16(b + c, cols - c) : _mm512_setzero_ps();
+            const __m512 va = vload(a + c, cols - c);
+            const __m512 vb = r + 1 < rows ? vload(b + c, cols - c) : vzero();
             const __m512i ab = (__m512i)_mm512_cvtne2ps_pbh(vb, va);
             _mm512_mask_storeu_epi16(d + 2 * c, halves(2 * (cols - c)),
                                      _mm512_permutexvar_epi16(order, ab));
@@ -129,7 +120,7 @@ static void pair_cols(uint16_t *dst, int ldd, const float *src, int lds, int row
         const float *x = src + (size_t)r * lds;
         uint16_t *d = dst + 2 * (size_t)r * ldd;
         for (int c = 0; c < cols; c += 32) {
-            const __m512 lo = load16(x + c, cols - c), hi = load16(x + c + 16, cols - c - 16);
+            const __m512 lo = vload(x + c, cols - c), hi = vload(x + c + 16, cols - c - 16);
             _mm512_mask_storeu_epi16(d + c, halves(even - c),
                                      (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         }

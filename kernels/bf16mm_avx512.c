@@ -10,13 +10,10 @@
 #include <stdint.h>
 
 #include "kernels/bf16mm_impl.h"
+#define SIMD_AVX512   /* kernels/simd.h's 16-lane tails; this file has the AVX-512 flags */
+#include "kernels/simd.h"
 
 enum { R = 4, V = BF16MM_NB / 16 };   /* rows per pass, vectors per block */
-
-static __mmask16 tail_mask(int rem)
-{
-    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? 0 : (__mmask16)((1u << rem) - 1);
-}
 
 #ifdef __AVX512BF16__
 #define BF16MM_FN bf16mm_dot
@@ -34,8 +31,7 @@ static inline __attribute__((always_inline)) void block_rows(__m512 acc[R][V],
         for (int r = 0; r < rows; r++) {
             const float *x = a->x + (size_t)(m0 + r) * in + 2 * c;
             const int rem = in - 2 * c;
-            const __m512 lo = _mm512_maskz_loadu_ps(tail_mask(rem), x);
-            const __m512 hi = _mm512_maskz_loadu_ps(tail_mask(rem - 16), x + 16);
+            const __m512 lo = vload(x, rem), hi = vload(x + 16, rem - 16);
             _mm512_store_si512(xb[r], (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         }
         const int np = pairs - c < 16 ? pairs - c : 16;
@@ -111,11 +107,11 @@ static inline __attribute__((always_inline)) void pass(const bf16mm_args *a, int
     for (int r = 0; r < rows; r++) {
         float *y = a->y + (size_t)(m0 + r) * a->out + o0;
         for (int v = 0; v < V; v++) {
-            const __mmask16 mk = tail_mask(outs - 16 * v);
+            const int left = outs - 16 * v;
             __m512 s = acc[r][v];
             if (a->b)
-                s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(mk, a->b + o0 + 16 * v));
-            _mm512_mask_storeu_ps(y + 16 * v, mk, s);
+                s = _mm512_add_ps(s, vload(a->b + o0 + 16 * v, left));
+            vstore(y + 16 * v, left, s);
         }
     }
 }
