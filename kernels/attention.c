@@ -428,12 +428,12 @@ static void bwd_tile(const head *hd, bwd_bufs *w, int q0, int k0, int bk)
 {
     const int bq = imin(hd->bt, hd->T - q0), hs = hd->hs;
     const float *dout = hd->dout + (size_t)q0 * hd->ldo;
-    if (!hd->b16) {
+    int ldo = hd->ldo;
+    if (!hd->b16) {   /* the fp32 products read contiguous copies (bf16: the planes) */
         copy_rows(w->q, hs, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
         copy_rows(w->dout, hs, dout, hd->ldo, bq, hs);
-        dout = w->dout;
+        dout = w->dout, ldo = hs;
     }
-    const int ldo = hd->b16 ? hd->ldo : hs;
     for (int i = 0; i < bq; i++)
         w->d[i] = hd->ops->dot(dout + i * ldo, hd->out + (size_t)(q0 + i) * hd->ldo, hs);
     for (int r0 = 0; r0 < bq; r0 += ATTN_MR)
