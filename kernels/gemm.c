@@ -230,13 +230,20 @@ static void (*widener(gemm_dtype dtype))(float *, const uint16_t *, size_t)
     return dtype == GEMM_F16 ? f16_to_f32 : bf16_to_f32;
 }
 
+/* Values a rows x cols matrix with row stride ld spans: the last row ends at
+ * its last column (a view into a wider matrix may end there). */
+static size_t span(int rows, int cols, int ld)
+{
+    return rows ? (size_t)(rows - 1) * ld + cols : 0;
+}
+
 /* 16-bit operands without a native product: widen both (as stored, with
  * their strides) to fp32 and multiply those; the products are the same. */
 static void product_widened(const gemm_entry *key, const void *A, const void *B,
                             const float *bias, float *C)
 {
-    size_t na = (size_t)(key->trans_a ? key->K : key->M) * key->lda;
-    size_t nb = (size_t)(key->trans_b ? key->N : key->K) * key->ldb;
+    size_t na = key->trans_a ? span(key->K, key->M, key->lda) : span(key->M, key->K, key->lda);
+    size_t nb = key->trans_b ? span(key->N, key->K, key->ldb) : span(key->K, key->N, key->ldb);
     float *a = work_buffer(&cache.widened, &cache.widened_cap, na + nb), *b = a + na;
     void (*widen)(float *, const uint16_t *, size_t) = widener(key->dtype);
     widen(a, A, na);
@@ -458,8 +465,9 @@ void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int l
 {
     assert(alpha == 1.0f || !bias);
     if (!w->native) {
-        float *a = work_buffer(&cache.widened, &cache.widened_cap, (size_t)M * lda);
-        widener(w->dtype)(a, A, (size_t)M * lda);
+        const size_t n = span(M, w->K, lda);
+        float *a = work_buffer(&cache.widened, &cache.widened_cap, n);
+        widener(w->dtype)(a, A, n);
         gemm_packed(w->wide, M, alpha, a, lda, bias, accumulate, C, ldc);
         return;
     }

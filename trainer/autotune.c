@@ -1,6 +1,7 @@
 #include "trainer/autotune.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "io/fsutil.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "trainer/model.h"
 
 /* The timed products have at most this many token rows and LM-head columns:
  * enough for oneDNN to pick the kernels and blocking the full products get,
@@ -97,16 +99,30 @@ static int cache_dir(char *buf, size_t n)
     return -1;
 }
 
-int precision_cache_path(const run_config *c, char *buf, size_t n)
+/* The cache file of a measurement kind ("precision", "head-grad") for key. */
+static int cache_file(const char *kind, const char *key, char *buf, size_t n)
 {
-    char dir[768], key[1024];
+    char dir[768];
     if (cache_dir(dir, sizeof dir) != 0)
         return -1;
-    cache_key(c, key, sizeof key);
-    return snprintf(buf, n, "%s/precision-%016llx.json", dir, (unsigned long long)fnv1a(key)) <
+    return snprintf(buf, n, "%s/%s-%016llx.json", dir, kind, (unsigned long long)fnv1a(key)) <
                    (int)n
                ? 0
                : -1;
+}
+
+int precision_cache_path(const run_config *c, char *buf, size_t n)
+{
+    char key[1024];
+    cache_key(c, key, sizeof key);
+    return cache_file("precision", key, buf, n);
+}
+
+/* GPT_PRECISION_CACHE=0 in the environment bypasses every cache here. */
+static bool cache_wanted(void)
+{
+    const char *use = getenv("GPT_PRECISION_CACHE");
+    return !(use && strcmp(use, "0") == 0);
 }
 
 const char *precision_name(gemm_dtype dtype)
@@ -123,21 +139,30 @@ static int precision_index(const char *name)
     return -1;
 }
 
-/* The cached choice for key at path; false when absent, damaged or another key's. */
-static bool cache_read(const char *path, const char *key, precision_choice *out)
+/* The cached object at path, NULL when absent, damaged or another key's. */
+static cJSON *cache_load(const char *path, const char *key)
 {
     uint8_t *text;
     size_t len;
     char err[256];
     if (fs_read_file(path, &text, &len, err, sizeof err) != 0)
-        return false;
+        return NULL;
     cJSON *o = cJSON_Parse((const char *)text);
     free(text);
     const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(o, "key"));
+    if (k && strcmp(k, key) == 0)
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+/* The cached precision for key at path; false when absent, damaged or another key's. */
+static bool cache_read(const char *path, const char *key, precision_choice *out)
+{
+    cJSON *o = cache_load(path, key);
     const char *chosen = cJSON_GetStringValue(cJSON_GetObjectItem(o, "precision"));
     cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
-    bool ok = k && strcmp(k, key) == 0 && chosen && precision_index(chosen) >= 0 &&
-              cJSON_IsObject(g);
+    bool ok = chosen && precision_index(chosen) >= 0 && cJSON_IsObject(g);
     if (ok) {
         memset(out, 0, sizeof *out);
         out->dtype = (gemm_dtype)precision_index(chosen);
@@ -165,21 +190,20 @@ static cJSON *choice_object(const precision_choice *p)
     return o;
 }
 
-/* Best effort: a run whose cache cannot be written measures again next time. */
-static void cache_write(const char *path, const char *key, const precision_choice *p)
+/* Best effort: a run whose cache cannot be written measures again next time.
+ * Adds key to o and writes it. */
+static void cache_store(const char *path, const char *key, cJSON *o)
 {
     char dir[1024], err[256];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    cJSON *o = choice_object(p);
     cJSON_AddStringToObject(o, "key", key);
     char *text = cJSON_PrintUnformatted(o);
     if (text && fs_mkdir_p(dir, err, sizeof err) == 0)
         fs_write_file_atomic(path, text, strlen(text), err, sizeof err);
     free(text);
-    cJSON_Delete(o);
 }
 
 static void measure(const run_config *c, precision_choice *out)
@@ -214,22 +238,130 @@ static void measure(const run_config *c, precision_choice *out)
 void precision_choose(const run_config *c, precision_choice *out)
 {
     char key[1024], path[1024];
-    const char *use = getenv("GPT_PRECISION_CACHE");
-    bool cached = !(use && strcmp(use, "0") == 0) && precision_cache_path(c, path, sizeof path) == 0;
+    bool cached = cache_wanted() && precision_cache_path(c, path, sizeof path) == 0;
     cache_key(c, key, sizeof key);
     if (cached && cache_read(path, key, out))
         return;
     measure(c, out);
-    if (cached)
-        cache_write(path, key, out);
+    if (cached) {
+        cJSON *o = choice_object(out);
+        cache_store(path, key, o);
+        cJSON_Delete(o);
+    }
 }
 
-void precision_choice_json(const precision_choice *p, char *buf, size_t n)
+/* o and whether it came from the cache, as text into buf; deletes o. */
+static void event_json(cJSON *o, bool from_cache, char *buf, size_t n)
 {
-    cJSON *o = choice_object(p);
-    cJSON_AddBoolToObject(o, "cached", p->from_cache);
+    cJSON_AddBoolToObject(o, "cached", from_cache);
     char *text = cJSON_PrintUnformatted(o);
     snprintf(buf, n, "%s", text ? text : "{}");
     free(text);
     cJSON_Delete(o);
+}
+
+void precision_choice_json(const precision_choice *p, char *buf, size_t n)
+{
+    event_json(choice_object(p), p->from_cache, buf, n);
+}
+
+/* ---- the LM head's weight gradient -------------------------------------- */
+
+/* The products' dtype of c's precision (fp32 for one it does not name). */
+static gemm_dtype run_dtype(const run_config *c)
+{
+    int i = precision_index(c->precision);
+    return i < 0 ? GEMM_F32 : (gemm_dtype)i;
+}
+
+static void head_grad_key(const run_config *c, char *buf, size_t n)
+{
+    char key[1024];
+    cache_key(c, key, sizeof key);
+    snprintf(buf, n, "%s;head_grad;dtype=%s", key, dtype_names[run_dtype(c)]);
+}
+
+int head_grad_cache_path(const run_config *c, char *buf, size_t n)
+{
+    char key[1100];
+    head_grad_key(c, key, sizeof key);
+    return cache_file("head-grad", key, buf, n);
+}
+
+static void head_grad_measure(const run_config *c, head_grad_choice *out)
+{
+    const gemm_dtype dtype = run_dtype(c);
+    const int N = timed_tokens(c), V = c->vocab_size, C = c->n_embd;
+    const size_t value = dtype == GEMM_F32 ? sizeof(float) : sizeof(uint16_t);
+    memset(out, 0, sizeof *out);
+    double t0 = omp_get_wtime();
+    /* zeros: the time does not depend on the values */
+    void *dlogits = calloc((size_t)N * V, value), *lnf = calloc((size_t)N * C, value);
+    float *dwte = calloc((size_t)V * C, sizeof *dwte);
+    out->ms[0] = out->ms[1] = INFINITY;
+    /* the first pass creates the primitives and touches the pages; passes
+     * alternate between the forms, as measure() does between precisions */
+    for (int pass = 0; dlogits && lnf && dwte &&
+                       (pass <= TUNE_MIN_PASSES || omp_get_wtime() - t0 < TUNE_BUDGET_S);
+         pass++)
+        for (int split = 0; split < 2; split++) {
+            double t = omp_get_wtime();
+            gpt2_head_weight_grad(dtype, split, V, C, N, 1.0f, dlogits, lnf, true, dwte);
+            t = (omp_get_wtime() - t) * 1e3;
+            if (pass > 0 && t < out->ms[split])
+                out->ms[split] = t;
+        }
+    out->split = out->ms[1] * TUNE_MARGIN < out->ms[0];
+    out->measure_s = omp_get_wtime() - t0;
+    free(dlogits);
+    free(lnf);
+    free(dwte);
+}
+
+static cJSON *head_grad_object(const head_grad_choice *h)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "split", h->split);
+    cJSON *ms = cJSON_AddObjectToObject(o, "ms");
+    if (isfinite(h->ms[0]) && isfinite(h->ms[1])) {
+        cJSON_AddNumberToObject(ms, "one", h->ms[0]);
+        cJSON_AddNumberToObject(ms, "two", h->ms[1]);
+    }
+    cJSON_AddNumberToObject(o, "measure_s", h->measure_s);
+    return o;
+}
+
+static bool head_grad_read(const char *path, const char *key, head_grad_choice *out)
+{
+    cJSON *o = cache_load(path, key), *split = cJSON_GetObjectItem(o, "split");
+    cJSON *ms = cJSON_GetObjectItem(o, "ms");
+    bool ok = cJSON_IsBool(split) && cJSON_IsObject(ms);
+    if (ok) {
+        *out = (head_grad_choice){.split = cJSON_IsTrue(split), .from_cache = true};
+        out->measure_s = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "measure_s"));
+        out->ms[0] = cJSON_GetNumberValue(cJSON_GetObjectItem(ms, "one"));
+        out->ms[1] = cJSON_GetNumberValue(cJSON_GetObjectItem(ms, "two"));
+    }
+    cJSON_Delete(o);
+    return ok;
+}
+
+void head_grad_choose(const run_config *c, head_grad_choice *out)
+{
+    char key[1100], path[1024];
+    bool cached = cache_wanted() && head_grad_cache_path(c, path, sizeof path) == 0;
+    head_grad_key(c, key, sizeof key);
+    if (cached && head_grad_read(path, key, out))
+        return;
+    head_grad_measure(c, out);
+    if (cached) {
+        cJSON *o = head_grad_object(out);
+        cache_store(path, key, o);
+        cJSON_Delete(o);
+    }
+}
+
+void head_grad_choice_json(const head_grad_choice *h, char *buf, size_t n)
+{
+    event_json(head_grad_object(h), h->from_cache, buf, n);
 }

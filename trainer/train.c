@@ -1,5 +1,6 @@
 #include "trainer/train.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -63,6 +64,7 @@ typedef struct {
     node_share *node;        /* the packed weights shared on this node; else NULL */
     gpt2_pack_share pack_share;
     gpt2 model;
+    head_grad_choice head_grad;   /* the LM head's weight-gradient form, measured */
     adamw_state opt;
     status_log status;
     publisher *pub;          /* status socket (rank 0) */
@@ -325,6 +327,20 @@ static void resolve_precision(run_config *c, const comm_world *w, precision_choi
     snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
 }
 
+/* Rank 0 times the LM head's weight-gradient forms (or reads its cache) and
+ * every rank takes its choice, so all ranks run the same products. */
+static void resolve_head_grad(trainer *tr, gpt2_options *opt)
+{
+    float split = 0;
+    if (tr->world->rank == 0) {
+        head_grad_choose(tr->cfg, &tr->head_grad);
+        split = tr->head_grad.split;
+    }
+    if (tr->world->size > 1)
+        comm_broadcast_floats(&split, 1, 0);
+    opt->head_grad_split = split != 0;
+}
+
 /* Whether rc == 0 on every rank (a collective, what names it for the
  * watchdog): -1 on all of them otherwise, and a rank that did not fail itself
  * puts why_other in err. */
@@ -453,8 +469,8 @@ static int open_reporting(trainer *tr, char *err, size_t errlen)
 }
 
 /* Checks the memory the run needs, then (precision auto) measures the
- * precision, so a model too large for memory is refused before any product
- * of its size is timed. */
+ * precision and the LM head's weight-gradient form, so a model too large for
+ * memory is refused before any product of its size is timed. */
 static int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_world *w,
                         train_requests *req, precision_choice *pc, char *err, size_t errlen)
 {
@@ -471,6 +487,7 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
         resolve_precision(c, w, pc);
         opt = model_options(c, w);
     }
+    resolve_head_grad(tr, &opt);
     open_pack_share(tr, &dims, &opt);
     if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 || init_params(tr, err, errlen) != 0)
         return -1;
@@ -1083,13 +1100,33 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return loop_close(tr, &rs, res, rc, err, errlen);
 }
 
+/* The event's fields: the precision's and the LM head's weight-gradient
+ * form's (head_grad), in fields (n bytes). */
+static void start_fields(const trainer *tr, const precision_choice *pc, char *fields, size_t n)
+{
+    char text[512], head[256];
+    if (tr->cfg->precision_auto)
+        precision_choice_json(pc, text, sizeof text);
+    else
+        snprintf(text, sizeof text, "{\"precision\":\"%.7s\"}", tr->cfg->precision);
+    head_grad_choice_json(&tr->head_grad, head, sizeof head);
+    cJSON *o = cJSON_Parse(text);
+    cJSON_AddItemToObject(o, "head_grad", cJSON_Parse(head));
+    char *all = cJSON_PrintUnformatted(o);
+    snprintf(fields, n, "%s", all ? all : text);
+    free(all);
+    cJSON_Delete(o);
+}
+
 /* The "training ..." event: the model, its precision (for auto, the rates
- * measured and whether they came from the cache) and the batch. */
+ * measured and whether they came from the cache), the LM head's weight-
+ * gradient form and the batch. */
 static void report_start(trainer *tr, const precision_choice *pc)
 {
     const run_config *c = tr->cfg;
-    char msg[512], fields[512];
-    snprintf(fields, sizeof fields, "{\"precision\":\"%.7s\"}", c->precision);
+    const head_grad_choice *hg = &tr->head_grad;
+    char msg[640], fields[768];
+    start_fields(tr, pc, fields, sizeof fields);
     int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
                        c->precision);
     if (c->precision_auto) {
@@ -1100,8 +1137,11 @@ static void report_start(trainer *tr, const precision_choice *pc)
                                 precision_name((gemm_dtype)d), pc->gflops[d]);
         len += snprintf(msg + len, sizeof msg - len, " GFLOP/s, %s %.2f s)",
                         pc->from_cache ? "cached, measured in" : "measured in", pc->measure_s);
-        precision_choice_json(pc, fields, sizeof fields);
     }
+    len += snprintf(msg + len, sizeof msg - len,
+                    ", LM-head weight gradient in %s (one %.3g ms, two %.3g ms%s)",
+                    hg->split ? "two products" : "one product", hg->ms[0], hg->ms[1],
+                    hg->from_cache ? ", cached" : "");
     len += snprintf(msg + len, sizeof msg - len,
                     ", recompute %s, %d threads, %d x %d tokens per micro-batch", c->recompute,
                     omp_get_max_threads(), c->batch_size, c->seq_len);
