@@ -15,6 +15,7 @@ typedef struct {
     gemm_dtype dtype;
     bool trans_a, trans_b, has_bias, accumulate;
     bool packed;              /* B is a gemm_weights' blocked copy (ldb unused) */
+    bool gemm_kernel;         /* oneDNN's gemm kernel, not its first choice */
     float alpha;              /* the product is scaled by it (no bias then) */
     int M, N, K, lda, ldb, ldc;
     dnnl_primitive_t prim;
@@ -33,6 +34,7 @@ static struct {
     size_t widened_cap;
     float *rounded;           /* gemm_weights_pack without a native product: B rounded */
     size_t rounded_cap;
+    bool trans_a_gemm;        /* gemm_set_trans_a_kernel */
 } cache = {.bf16_native = -1};
 
 static void check(dnnl_status_t st, const char *what)
@@ -116,6 +118,34 @@ static bool blocked_md(gemm_dtype dtype, int K, int N, dnnl_memory_desc_t *out)
 
 /* Creates the primitive; returns false (and creates nothing) when oneDNN has
  * no implementation for this data type on this CPU. */
+/* oneDNN's first implementation for desc, or with gemm_kernel its first
+ * "gemm:" one where it offers one. */
+static dnnl_status_t primitive_desc_create(dnnl_primitive_desc_t *pd,
+                                           const dnnl_matmul_desc_t *desc,
+                                           const_dnnl_primitive_attr_t attr, bool gemm_kernel)
+{
+    dnnl_primitive_desc_iterator_t it;
+    dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, desc, attr, cache.engine, NULL);
+    if (st != dnnl_success)
+        return st;
+    *pd = dnnl_primitive_desc_iterator_fetch(it);
+    while (gemm_kernel) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_t next;
+        if (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) ==
+                dnnl_success &&
+            impl && strncmp(impl, "gemm:", 5) == 0)
+            break;
+        if (dnnl_primitive_desc_iterator_next(it) != dnnl_success)
+            break;   /* none: keep the first, which *pd still is */
+        next = dnnl_primitive_desc_iterator_fetch(it);
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = next;
+    }
+    dnnl_primitive_desc_iterator_destroy(it);
+    return *pd ? dnnl_success : dnnl_runtime_error;
+}
+
 static bool entry_create(gemm_entry *e)
 {
     dnnl_data_type_t in = operand_type(e->dtype);
@@ -144,7 +174,7 @@ static bool entry_create(gemm_entry *e)
         dnnl_post_ops_destroy(ops);
     }
     dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, cache.engine, NULL);
+    dnnl_status_t st = primitive_desc_create(&pd, &desc, attr, e->gemm_kernel);
     dnnl_primitive_attr_destroy(attr);
     if (st == dnnl_unimplemented && e->dtype == GEMM_BF16)
         return false;
@@ -166,7 +196,9 @@ static gemm_entry *lookup(const gemm_entry *key)
     for (int i = 0; i < cache.count; i++) {
         gemm_entry *e = &cache.entries[i];
         if (e->dtype == key->dtype && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
-            e->packed == key->packed && e->alpha == key->alpha && e->has_bias == key->has_bias && e->accumulate == key->accumulate && e->M == key->M &&
+            e->packed == key->packed && e->gemm_kernel == key->gemm_kernel &&
+            e->alpha == key->alpha && e->has_bias == key->has_bias &&
+            e->accumulate == key->accumulate && e->M == key->M &&
             e->N == key->N && e->K == key->K && e->lda == key->lda && e->ldb == key->ldb &&
             e->ldc == key->ldc)
             return e;
@@ -274,7 +306,8 @@ static void product(const gemm_entry *key, const void *A, const void *B, const f
 void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
           int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
 {
-    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b, .alpha = 1.0f,
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
+                      .gemm_kernel = trans_a && cache.trans_a_gemm, .alpha = 1.0f,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = N, .K = K,
                       .lda = lda, .ldb = ldb, .ldc = ldc};
     product(&key, A, B, bias, C);
@@ -284,7 +317,8 @@ void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int
                  const void *A, int lda, const void *B, int ldb, bool accumulate, float *C,
                  int ldc)
 {
-    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b, .alpha = alpha,
+    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
+                      .gemm_kernel = trans_a && cache.trans_a_gemm, .alpha = alpha,
                       .accumulate = accumulate, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
                       .ldc = ldc};
     product(&key, A, B, NULL, C);
@@ -479,6 +513,16 @@ void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int l
     product(&key, A, B, bias, C);
 }
 
+void gemm_set_trans_a_kernel(bool gemm_kernel)
+{
+    cache.trans_a_gemm = gemm_kernel;
+}
+
+bool gemm_trans_a_kernel(void)
+{
+    return cache.trans_a_gemm;
+}
+
 void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda,
               const float *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
 {
@@ -542,6 +586,7 @@ typedef struct {
 
 struct gemm_timing {
     gemm_dtype dtype;
+    bool trans_a_gemm;   /* gemm_set_trans_a_kernel's setting at creation */
     int n;
     gemm_shape *shapes;
     timed_product *ops;
@@ -565,18 +610,22 @@ static bool timed_alloc(timed_product *t, gemm_dtype dtype, const gemm_shape *s)
     return t->a && t->b && t->c;
 }
 
-/* Seconds one run of product i takes. */
+/* Seconds one run of product i takes (with the set's kernel setting). */
 static double timed_run(const gemm_timing *t, int i)
 {
     const gemm_shape *s = &t->shapes[i];
     const timed_product *p = &t->ops[i];
+    const bool setting = cache.trans_a_gemm;
+    cache.trans_a_gemm = t->trans_a_gemm;
     double t0 = omp_get_wtime();
     if (s->packed)
         gemm_packed(p->w, s->M, 1.0f, p->a, s->K, NULL, false, p->c, s->N);
     else
         gemm(t->dtype, s->trans_a, s->trans_b, s->M, s->N, s->K, p->a, s->trans_a ? s->M : s->K,
              p->b, s->trans_b ? s->K : s->N, NULL, s->trans_a, p->c, s->N);
-    return omp_get_wtime() - t0;
+    double seconds = omp_get_wtime() - t0;
+    cache.trans_a_gemm = setting;
+    return seconds;
 }
 
 gemm_timing *gemm_timing_create(gemm_dtype dtype, const gemm_shape *shapes, int n)
@@ -586,7 +635,8 @@ gemm_timing *gemm_timing_create(gemm_dtype dtype, const gemm_shape *shapes, int 
     gemm_timing *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    *t = (gemm_timing){.dtype = dtype, .n = n, .shapes = malloc((size_t)n * sizeof *shapes),
+    *t = (gemm_timing){.dtype = dtype, .trans_a_gemm = cache.trans_a_gemm, .n = n,
+                       .shapes = malloc((size_t)n * sizeof *shapes),
                        .ops = calloc((size_t)n, sizeof *t->ops),
                        .best = malloc((size_t)n * sizeof *t->best)};
     bool ok = t->shapes && t->ops && t->best;

@@ -27,6 +27,14 @@ void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, con
 void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                  const void *A, int lda, const void *B, int ldb, bool accumulate, float *C,
                  int ldc);
+/* The implementation of products with a transposed A (C = A^T B: the weight
+ * gradients): oneDNN's first choice (its brgemm kernels where the ISA has
+ * them) by default, or with gemm_kernel its older gemm kernel, which on some
+ * CPUs and shapes is much faster (trainer/autotune.h measures which).  Part
+ * of each cached product's key: later calls run the products it names. */
+void gemm_set_trans_a_kernel(bool gemm_kernel);
+bool gemm_trans_a_kernel(void);
+
 /* Whether bf16 products run natively (AVX512-BF16/AMX or oneDNN's AVX-512 path);
  * GPT_BF16_EMULATE=1 in the environment forces the widening path. */
 bool gemm_bf16_native(void);
@@ -87,8 +95,9 @@ typedef struct {
 } gemm_shape;
 
 /* Times a set of products with dtype operands (zeros: the time does not
- * depend on them).  Create runs each product once (primitive creation, page
- * faults, tile set-up); each pass runs them all again and keeps each one's
+ * depend on them), with gemm_set_trans_a_kernel's setting at creation.
+ * Create runs each product once (primitive creation, page faults, tile
+ * set-up); each pass runs them all again and keeps each one's
  * fastest time, so passes of several sets can alternate and share a noisy
  * host's slow moments.  NULL when dtype has no native product here (fp16 with
  * this oneDNN; bf16 without AVX512-BF16/AMX) or memory runs out. */

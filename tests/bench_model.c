@@ -88,16 +88,16 @@ static double products_alone_gflops(const run_config *c, gemm_dtype dtype)
 
 static void print_profile(const gpt2 *m, const run_config *c, int steps, double seconds)
 {
-    const char *head_grad = m->opt.head_grad_split ? "two" : "one";
+    const char *kernel = gemm_trans_a_kernel() ? "gemm" : "first";
     double total = 0;
     for (int p = 0; p < 2; p++)
         for (int op = 0; op < OP_COUNT; op++)
             total += m->op_seconds[p][op];
     double tokens = (double)c->batch_size * c->seq_len;
     char work[128];
-    snprintf(work, sizeof work, "%s V%d C%d L%d B%d T%d recompute=%s head_grad=%s", c->precision,
-             c->vocab_size, c->n_embd, c->n_layer, c->batch_size, c->seq_len, c->recompute,
-             head_grad);
+    snprintf(work, sizeof work, "%s V%d C%d L%d B%d T%d recompute=%s weight_grad=%s",
+             c->precision, c->vocab_size, c->n_embd, c->n_layer, c->batch_size, c->seq_len,
+             c->recompute, kernel);
     printf("== profile %s: %.1f ms per fwd+bwd, %.0f tok/s (ops account for %.1f ms)\n", work,
            1e3 * seconds / steps, tokens * steps / seconds, 1e3 * total / steps);
     printf("   %-10s %9s %9s %6s\n", "op", "fwd ms", "bwd ms", "share");
@@ -146,9 +146,9 @@ int main(int argc, char **argv)
                                    : strcmp(c.precision, "fp16") == 0 ? PREC_FP16
                                                                       : PREC_FP32,
                       .recompute = strcmp(c.recompute, "none") != 0};
-    head_grad_choice hg;   /* as the trainer: the measured (or cached) form */
-    head_grad_choose(&c, &hg);
-    o.head_grad_split = hg.split;
+    weight_grad_choice wg;   /* as the trainer: the measured (or cached) kernel */
+    weight_grad_choose(&c, &wg);
+    gemm_set_trans_a_kernel(wg.gemm_kernel);
     gpt2 m;
     char err[256];
     if (gpt2_create(&m, &d, c.batch_size, c.seq_len, &o, err, sizeof err) != 0) {

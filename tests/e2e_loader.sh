@@ -17,7 +17,7 @@ on_exit 'kill -9 $lpid $tpid 2>/dev/null'
 TIMEOUT_S=3
 prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
-{"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
+{"vocab_size": 256, "n_positions": 32, "n_embd": 192, "n_layer": 4, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 20,
  "lr_decay_steps": 20, "precision": "fp32", "eval_every": 0, "log_every": 100, "seed": 1337,
  "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data"}
@@ -66,7 +66,8 @@ fi
 grep -q "loader at $EP: the trainer's seed is 7, this loader serves 1337" "$tmp/err" || { cat "$tmp/err"; fail "seed mismatch message"; }
 
 # kill -9 the loader mid-run.  The trainer is stopped while the loader is
-# killed so the kill lands before step 20 however fast the steps are.
+# killed; the model is wide enough that steps take milliseconds, so the stop
+# lands a few steps after step 6, well before step 20.
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/kill" --set checkpoint_every=5 \
     --set loader_depth=2 $REMOTE 2>"$tmp/kill.err" &
 tpid=$!

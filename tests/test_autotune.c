@@ -1,7 +1,7 @@
 /* autotune: precision auto times fp32 and each native 16-bit product of the
  * model's shapes, takes the fastest, and caches the choice per CPU, build,
  * threads and shapes; a damaged or foreign cache file is measured over.  The
- * LM head's weight-gradient form is timed and cached the same way. */
+ * weight gradients' kernel is timed and cached the same way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,42 +105,44 @@ static void test_bad_cache_is_ignored(void **state)
     assert_non_null(strstr(json, "\"cached\":true"));
 }
 
-/* Both forms are timed, the choice follows the times, it is cached per
- * precision, and a damaged file is measured over. */
-static void test_head_grad_form(void **state)
+/* Both kernels are timed, the choice follows the rates, it is cached per
+ * products' dtype, and a damaged file is measured over. */
+static void test_weight_grad_kernel(void **state)
 {
     (void)state;
     run_config c;
     small_config(&c);
     char path[1024], bf16_path[1024];
     snprintf(c.precision, sizeof c.precision, "fp32");
-    assert_int_equal(head_grad_cache_path(&c, path, sizeof path), 0);
+    assert_int_equal(weight_grad_cache_path(&c, path, sizeof path), 0);
     unlink(path);
-    head_grad_choice first, again;
-    head_grad_choose(&c, &first);
+    weight_grad_choice first, again;
+    weight_grad_choose(&c, &first);
     assert_false(first.from_cache);
-    assert_true(first.ms[0] > 0 && first.ms[1] > 0 && isfinite(first.ms[0]) &&
-                isfinite(first.ms[1]));
-    /* two products only when they were faster */
-    assert_true(!first.split || first.ms[1] < first.ms[0]);
-    head_grad_choose(&c, &again);
+    assert_true(first.gflops[0] > 0 && first.gflops[1] > 0);
+    /* the gemm kernel only when it was faster */
+    assert_true(!first.gemm_kernel || first.gflops[1] > first.gflops[0]);
+    weight_grad_choose(&c, &again);
     assert_true(again.from_cache);
-    assert_int_equal(again.split, first.split);
+    assert_int_equal(again.gemm_kernel, first.gemm_kernel);
+    /* the setting in force before is left as it was */
+    assert_false(gemm_trans_a_kernel());
 
     run_config half = c;
     snprintf(half.precision, sizeof half.precision, "bf16");
-    assert_int_equal(head_grad_cache_path(&half, bf16_path, sizeof bf16_path), 0);
-    assert_string_not_equal(path, bf16_path);
+    assert_int_equal(weight_grad_cache_path(&half, bf16_path, sizeof bf16_path), 0);
+    /* a bf16 run without native bf16 products runs (and measures) fp32 ones */
+    assert_int_equal(strcmp(path, bf16_path) != 0, gemm_native(GEMM_BF16));
 
-    write_text(path, "{\"split\":true,\"ms\":");
-    head_grad_choose(&c, &again);
+    write_text(path, "{\"kernel\":\"gemm\",\"measured_gflops\":");
+    weight_grad_choose(&c, &again);
     assert_false(again.from_cache);
     char json[256];
-    head_grad_choice_json(&again, json, sizeof json);
-    assert_non_null(strstr(json, "\"ms\":{\"one\":"));
+    weight_grad_choice_json(&again, json, sizeof json);
+    assert_non_null(strstr(json, "\"measured_gflops\":{\"first\":"));
     assert_non_null(strstr(json, "\"cached\":false"));
-    print_message("LM-head weight gradient (V %d, C %d): one %.3f ms, two %.3f ms\n",
-                  c.vocab_size, c.n_embd, first.ms[0], first.ms[1]);
+    print_message("weight gradients (V %d, C %d): first choice %.0f, gemm kernel %.0f GFLOP/s\n",
+                  c.vocab_size, c.n_embd, first.gflops[0], first.gflops[1]);
 }
 
 static int setup(void **state)
@@ -167,7 +169,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measures_then_caches),
         cmocka_unit_test(test_bad_cache_is_ignored),
-        cmocka_unit_test(test_head_grad_form),
+        cmocka_unit_test(test_weight_grad_kernel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -146,6 +146,21 @@ static void packed_all_variants(void)
             }
 }
 
+/* The weight-gradient form on oneDNN's gemm kernel (gemm_set_trans_a_kernel)
+ * against the reference, fp32 and bf16 (native or widened). */
+static void test_trans_a_gemm_kernel(void **state)
+{
+    (void)state;
+    gemm_set_trans_a_kernel(true);
+    for (int acc = 0; acc < 2; acc++) {
+        check_case(true, false, 37, 53, 29, false, acc, 0);
+        check_case(true, false, 67, 96, 128, false, acc, 3);   /* odd M, as an LM head's V */
+        check_case(true, true, 64, 40, 33, true, acc, 1);
+        check_bf16_case(true, false, 67, 96, 128, false, acc);
+    }
+    gemm_set_trans_a_kernel(false);
+}
+
 static void test_packed_weights(void **state)
 {
     (void)state;
@@ -296,6 +311,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_variants),
         cmocka_unit_test(test_model_shapes),
+        cmocka_unit_test(test_trans_a_gemm_kernel),
         cmocka_unit_test(test_cache_reuse_gives_same_result),
         cmocka_unit_test(test_bf16_native_path),
         cmocka_unit_test(test_bf16_widened_path),

@@ -1,7 +1,6 @@
 #include "trainer/autotune.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,7 +11,6 @@
 #include "io/fsutil.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
-#include "trainer/model.h"
 
 /* The timed products have at most this many token rows and LM-head columns:
  * enough for oneDNN to pick the kernels and blocking the full products get,
@@ -27,6 +25,8 @@ enum { TUNE_MIN_PASSES = 4 };
 /* A 16-bit precision also converts activations and gradients outside the
  * products, so it is taken only when its products are this much faster. */
 #define TUNE_MARGIN 1.05
+/* The weight gradients leave oneDNN's first choice only for a clear gain. */
+#define TUNE_KERNEL_MARGIN 1.03
 
 static const char *const dtype_names[3] = {"fp32", "bf16", "fp16"};
 
@@ -265,103 +265,120 @@ void precision_choice_json(const precision_choice *p, char *buf, size_t n)
     event_json(choice_object(p), p->from_cache, buf, n);
 }
 
-/* ---- the LM head's weight gradient -------------------------------------- */
+/* ---- the weight gradients' kernel ---------------------------------------- */
 
-/* The products' dtype of c's precision (fp32 for one it does not name). */
-static gemm_dtype run_dtype(const run_config *c)
+/* The dtype whose products the weight gradients of c's precision run: a
+ * 16-bit one without a native product here is widened to fp32. */
+static gemm_dtype weight_grad_dtype(const run_config *c)
 {
     int i = precision_index(c->precision);
-    return i < 0 ? GEMM_F32 : (gemm_dtype)i;
+    gemm_dtype d = i < 0 ? GEMM_F32 : (gemm_dtype)i;
+    return gemm_native(d) ? d : GEMM_F32;
 }
 
-static void head_grad_key(const run_config *c, char *buf, size_t n)
+static void weight_grad_key(const run_config *c, char *buf, size_t n)
 {
     char key[1024];
     cache_key(c, key, sizeof key);
-    snprintf(buf, n, "%s;head_grad;dtype=%s", key, dtype_names[run_dtype(c)]);
+    snprintf(buf, n, "%s;weight_grad;dtype=%s", key, dtype_names[weight_grad_dtype(c)]);
 }
 
-int head_grad_cache_path(const run_config *c, char *buf, size_t n)
+int weight_grad_cache_path(const run_config *c, char *buf, size_t n)
 {
     char key[1100];
-    head_grad_key(c, key, sizeof key);
-    return cache_file("head-grad", key, buf, n);
+    weight_grad_key(c, key, sizeof key);
+    return cache_file("weight-grad", key, buf, n);
 }
 
-static void head_grad_measure(const run_config *c, head_grad_choice *out)
+/* The weight-gradient products of one step, the LM head's at the whole
+ * vocabulary (its V decides the kernel's fate more than any other shape):
+ * the count into s. */
+static int weight_grad_products(const run_config *c, gemm_dtype dtype, gemm_shape *s)
 {
-    const gemm_dtype dtype = run_dtype(c);
-    const int N = timed_tokens(c), V = c->vocab_size, C = c->n_embd;
-    const size_t value = dtype == GEMM_F32 ? sizeof(float) : sizeof(uint16_t);
+    gemm_shape all[PRECISION_STEP_PRODUCTS];
+    int n = 0, total = precision_step_products(c, dtype, timed_tokens(c), c->vocab_size, all);
+    for (int i = 0; i < total; i++)
+        if (all[i].trans_a)
+            s[n++] = all[i];
+    return n;
+}
+
+static void weight_grad_measure(const run_config *c, weight_grad_choice *out)
+{
+    const gemm_dtype dtype = weight_grad_dtype(c);
+    const bool setting = gemm_trans_a_kernel();
+    gemm_shape shapes[PRECISION_STEP_PRODUCTS];
+    const int n = weight_grad_products(c, dtype, shapes);
+    gemm_timing *sets[2];
     memset(out, 0, sizeof *out);
     double t0 = omp_get_wtime();
-    /* zeros: the time does not depend on the values */
-    void *dlogits = calloc((size_t)N * V, value), *lnf = calloc((size_t)N * C, value);
-    float *dwte = calloc((size_t)V * C, sizeof *dwte);
-    out->ms[0] = out->ms[1] = INFINITY;
-    /* the first pass creates the primitives and touches the pages; passes
-     * alternate between the forms, as measure() does between precisions */
-    for (int pass = 0; dlogits && lnf && dwte &&
-                       (pass <= TUNE_MIN_PASSES || omp_get_wtime() - t0 < TUNE_BUDGET_S);
+    for (int k = 0; k < 2; k++) {   /* [0] oneDNN's first choice, [1] its gemm kernel */
+        gemm_set_trans_a_kernel(k);
+        sets[k] = gemm_timing_create(dtype, shapes, n);
+    }
+    gemm_set_trans_a_kernel(setting);
+    double t1 = omp_get_wtime();
+    for (int pass = 0;
+         sets[0] && sets[1] && (pass < TUNE_MIN_PASSES || omp_get_wtime() - t1 < TUNE_BUDGET_S);
          pass++)
-        for (int split = 0; split < 2; split++) {
-            double t = omp_get_wtime();
-            gpt2_head_weight_grad(dtype, split, V, C, N, 1.0f, dlogits, lnf, true, dwte);
-            t = (omp_get_wtime() - t) * 1e3;
-            if (pass > 0 && t < out->ms[split])
-                out->ms[split] = t;
-        }
-    out->split = out->ms[1] * TUNE_MARGIN < out->ms[0];
+        for (int k = 0; k < 2; k++)
+            gemm_timing_pass(sets[k]);
+    for (int k = 0; k < 2; k++) {
+        out->gflops[k] = sets[0] && sets[1] ? gemm_timing_gflops(sets[k]) : 0;
+        gemm_timing_destroy(sets[k]);
+    }
+    out->gemm_kernel = out->gflops[1] > TUNE_KERNEL_MARGIN * out->gflops[0];
     out->measure_s = omp_get_wtime() - t0;
-    free(dlogits);
-    free(lnf);
-    free(dwte);
 }
 
-static cJSON *head_grad_object(const head_grad_choice *h)
+static cJSON *weight_grad_object(const weight_grad_choice *w)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "split", h->split);
-    cJSON *ms = cJSON_AddObjectToObject(o, "ms");
-    if (isfinite(h->ms[0]) && isfinite(h->ms[1])) {
-        cJSON_AddNumberToObject(ms, "one", h->ms[0]);
-        cJSON_AddNumberToObject(ms, "two", h->ms[1]);
+    cJSON_AddStringToObject(o, "kernel", w->gemm_kernel ? "gemm" : "first");
+    cJSON *g = cJSON_AddObjectToObject(o, "measured_gflops");
+    if (w->gflops[0] > 0) {
+        cJSON_AddNumberToObject(g, "first", w->gflops[0]);
+        cJSON_AddNumberToObject(g, "gemm", w->gflops[1]);
     }
-    cJSON_AddNumberToObject(o, "measure_s", h->measure_s);
+    cJSON_AddNumberToObject(o, "measure_s", w->measure_s);
     return o;
 }
 
-static bool head_grad_read(const char *path, const char *key, head_grad_choice *out)
+static bool weight_grad_read(const char *path, const char *key, weight_grad_choice *out)
 {
-    cJSON *o = cache_load(path, key), *split = cJSON_GetObjectItem(o, "split");
-    cJSON *ms = cJSON_GetObjectItem(o, "ms");
-    bool ok = cJSON_IsBool(split) && cJSON_IsObject(ms);
+    cJSON *o = cache_load(path, key);
+    const char *kernel = cJSON_GetStringValue(cJSON_GetObjectItem(o, "kernel"));
+    cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
+    bool ok = kernel && (strcmp(kernel, "gemm") == 0 || strcmp(kernel, "first") == 0) &&
+              cJSON_IsObject(g);
     if (ok) {
-        *out = (head_grad_choice){.split = cJSON_IsTrue(split), .from_cache = true};
+        *out = (weight_grad_choice){.gemm_kernel = strcmp(kernel, "gemm") == 0,
+                                    .from_cache = true};
+        cJSON *first = cJSON_GetObjectItem(g, "first"), *gemm = cJSON_GetObjectItem(g, "gemm");
+        out->gflops[0] = cJSON_IsNumber(first) ? first->valuedouble : 0;
+        out->gflops[1] = cJSON_IsNumber(gemm) ? gemm->valuedouble : 0;
         out->measure_s = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "measure_s"));
-        out->ms[0] = cJSON_GetNumberValue(cJSON_GetObjectItem(ms, "one"));
-        out->ms[1] = cJSON_GetNumberValue(cJSON_GetObjectItem(ms, "two"));
     }
     cJSON_Delete(o);
     return ok;
 }
 
-void head_grad_choose(const run_config *c, head_grad_choice *out)
+void weight_grad_choose(const run_config *c, weight_grad_choice *out)
 {
     char key[1100], path[1024];
-    bool cached = cache_wanted() && head_grad_cache_path(c, path, sizeof path) == 0;
-    head_grad_key(c, key, sizeof key);
-    if (cached && head_grad_read(path, key, out))
+    bool cached = cache_wanted() && weight_grad_cache_path(c, path, sizeof path) == 0;
+    weight_grad_key(c, key, sizeof key);
+    if (cached && weight_grad_read(path, key, out))
         return;
-    head_grad_measure(c, out);
+    weight_grad_measure(c, out);
     if (cached) {
-        cJSON *o = head_grad_object(out);
+        cJSON *o = weight_grad_object(out);
         cache_store(path, key, o);
         cJSON_Delete(o);
     }
 }
 
-void head_grad_choice_json(const head_grad_choice *h, char *buf, size_t n)
+void weight_grad_choice_json(const weight_grad_choice *w, char *buf, size_t n)
 {
-    event_json(head_grad_object(h), h->from_cache, buf, n);
+    event_json(weight_grad_object(w), w->from_cache, buf, n);
 }

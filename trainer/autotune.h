@@ -1,5 +1,5 @@
-/* autotune: precision "auto" and the LM head's weight-gradient form, decided
- * by timing the run's own matrix products.
+/* autotune: precision "auto" and the weight gradients' kernel, decided by
+ * timing the run's own matrix products.
  *
  * Whether bf16 beats fp32 depends on more than the CPU's flags: AMX tiles make
  * oneDNN's bf16 products several times faster than fp32, AVX512-BF16 alone
@@ -51,30 +51,30 @@ void precision_choice_json(const precision_choice *p, char *buf, size_t n);
 /* The cache file for c on this machine and build (tests). */
 int precision_cache_path(const run_config *c, char *buf, size_t n);
 
-/* The LM head's weight gradient in one product or two (gpt2_options.
- * head_grad_split): oneDNN picks its implementation by the operands' layout,
- * and the two halves' (rows V apart holding fewer than V values) take
- * another one, much faster on some CPUs (docs/operations.md) and possibly
- * slower on others.  So both are timed at the run's
- * V and C with at most 256 token rows, alternating, and cached as the
- * precision is (the key adds the dtype): a restart runs the same form, and a
- * resumed run stays bit-identical to an uninterrupted one. */
+/* The weight gradients' kernel (gemm_set_trans_a_kernel): oneDNN's first
+ * choice or its gemm kernel, whichever runs the step's weight-gradient
+ * products faster here (the LM head's at the whole vocabulary, the others
+ * as the precision's measurement has them), the gemm kernel only when 3%
+ * faster.  Timed alternating and cached as the precision is (the key adds
+ * the products' dtype): a restart runs the same kernel, so a resumed run
+ * stays bit-identical to an uninterrupted one. */
 typedef struct {
-    bool split;           /* the choice */
-    double ms[2];         /* one product, two: the fastest time of each */
+    bool gemm_kernel;     /* the choice */
+    double gflops[2];     /* first choice, gemm kernel; 0: not measured */
     double measure_s;
     bool from_cache;
-} head_grad_choice;
+} weight_grad_choice;
 
-/* Measures (or reads the cache for) the form for c's precision (fp32, bf16 or
- * fp16, not auto).  Never fails: without a working measurement the choice is
- * one product. */
-void head_grad_choose(const run_config *c, head_grad_choice *out);
+/* Measures (or reads the cache for) the kernel for c's precision (fp32, bf16
+ * or fp16, not auto).  Never fails: without a working measurement the choice
+ * is oneDNN's first. */
+void weight_grad_choose(const run_config *c, weight_grad_choice *out);
 
-/* The choice as a JSON object (split, ms {one, two}, measure_s, cached). */
-void head_grad_choice_json(const head_grad_choice *h, char *buf, size_t n);
+/* The choice as a JSON object (kernel "first" | "gemm", measured_gflops
+ * {first, gemm}, measure_s, cached). */
+void weight_grad_choice_json(const weight_grad_choice *w, char *buf, size_t n);
 
-/* The cache file of the form for c (tests). */
-int head_grad_cache_path(const run_config *c, char *buf, size_t n);
+/* The cache file of the choice for c (tests). */
+int weight_grad_cache_path(const run_config *c, char *buf, size_t n);
 
 #endif

@@ -862,18 +862,6 @@ void gpt2_pack_share_now(gpt2 *m)
     m->half_stale = false;
 }
 
-void gpt2_head_weight_grad(gemm_dtype dtype, bool split, int V, int C, int N, float alpha,
-                           const void *dlogits, const void *lnf, bool accumulate, float *dwte)
-{
-    const int parts = split ? 2 : 1;
-    const size_t value = dtype == GEMM_F32 ? sizeof(float) : sizeof(uint16_t);
-    for (int p = 0; p < parts; p++) {
-        const int v0 = V * p / parts, v1 = V * (p + 1) / parts;
-        gemm_scaled(dtype, true, false, v1 - v0, C, N, alpha, (const char *)dlogits + v0 * value,
-                    V, lnf, C, accumulate, dwte + (size_t)v0 * C, C);
-    }
-}
-
 void gpt2_backward(gpt2 *m, float dloss_scale)
 {
     int C = m->dims.n_embd, V = m->dims.vocab_size, L = m->dims.n_layer;
@@ -890,8 +878,8 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     if (m->half != GEMM_F32) {
         await_copy(m, 2 * 4 * L + 1);
         TIMED(m, OP_LM_HEAD, {
-            gpt2_head_weight_grad(m->half, m->opt.head_grad_split, V, C, N, dloss_scale,
-                                  m->dout_half, m->lnf_half, !m->grads_fresh, m->g.wte);
+            gemm_scaled(m->half, true, false, V, C, N, dloss_scale, m->dout_half, V, m->lnf_half,
+                        C, !m->grads_fresh, m->g.wte, C);
             notify_grads_ready(m, m->tensors[0].offset);   /* wte (input side: embed_rows) */
             gemm_packed(m->packed[4 * L].bwd, N, dloss_scale, m->dout_half, V, NULL, false, dln,
                         C);
@@ -899,8 +887,8 @@ void gpt2_backward(gpt2 *m, float dloss_scale)
     } else {
         TIMED(m, OP_XENT, softmax_xent(m->losses, m->logits, m->targets, N, V, dloss_scale, true));
         TIMED(m, OP_LM_HEAD, {
-            gpt2_head_weight_grad(GEMM_F32, m->opt.head_grad_split, V, C, N, 1.0f, m->logits,
-                                  m->lnf, !m->grads_fresh, m->g.wte);
+            gemm_f32(true, false, V, C, N, m->logits, V, m->lnf, C, NULL, !m->grads_fresh,
+                     m->g.wte, C);
             notify_grads_ready(m, m->tensors[0].offset);   /* wte (input side: embed_rows) */
             gemm_f32(false, false, N, C, V, m->logits, V, m->p.wte, C, NULL, false, dln, C);
         });

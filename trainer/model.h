@@ -52,11 +52,6 @@ typedef struct {
      * padding rows (llm.c pads 50257 to 50304): their logits are -inf, so the
      * loss and its gradient are those of the real vocabulary alone. */
     int vocab_real;
-    /* The LM head's weight gradient as two products over halves of the
-     * vocabulary instead of one: oneDNN runs them with another implementation
-     * (their rows are V apart but hold fewer than V values), faster on some
-     * CPUs and shapes, slower on others; trainer/autotune.h measures which. */
-    bool head_grad_split;
     const gpt2_pack_share *pack_share;   /* NULL: this process packs its own */
 } gpt2_options;
 
@@ -214,12 +209,6 @@ void gpt2_backward(gpt2 *m, float dloss_scale);
  * saving a pass over most of the arena), so m->grads reads as zero only
  * outside them until that backward. */
 void gpt2_zero_grad(gpt2 *m);
-
-/* The LM head's weight gradient as backward runs it: dwte[V,C] (+= when
- * accumulate) alpha * dlogits^T lnf, dlogits [N,V] and lnf [N,C] holding
- * dtype values, in one product or in two (gpt2_options.head_grad_split). */
-void gpt2_head_weight_grad(gemm_dtype dtype, bool split, int V, int C, int N, float alpha,
-                           const void *dlogits, const void *lnf, bool accumulate, float *dwte);
 
 /* Name of an op kind for profile tables ("matmul", "attention", ...). */
 const char *gpt2_op_name(gpt2_op op);

@@ -64,7 +64,7 @@ typedef struct {
     node_share *node;        /* the packed weights shared on this node; else NULL */
     gpt2_pack_share pack_share;
     gpt2 model;
-    head_grad_choice head_grad;   /* the LM head's weight-gradient form, measured */
+    weight_grad_choice weight_grad;   /* the weight gradients' kernel, measured */
     adamw_state opt;
     status_log status;
     publisher *pub;          /* status socket (rank 0) */
@@ -327,18 +327,18 @@ static void resolve_precision(run_config *c, const comm_world *w, precision_choi
     snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
 }
 
-/* Rank 0 times the LM head's weight-gradient forms (or reads its cache) and
- * every rank takes its choice, so all ranks run the same products. */
-static void resolve_head_grad(trainer *tr, gpt2_options *opt)
+/* Rank 0 times the weight gradients' kernels (or reads its cache) and every
+ * rank takes its choice, so all ranks run the same products. */
+static void resolve_weight_grad(trainer *tr)
 {
-    float split = 0;
+    float gemm_kernel = 0;
     if (tr->world->rank == 0) {
-        head_grad_choose(tr->cfg, &tr->head_grad);
-        split = tr->head_grad.split;
+        weight_grad_choose(tr->cfg, &tr->weight_grad);
+        gemm_kernel = tr->weight_grad.gemm_kernel;
     }
     if (tr->world->size > 1)
-        comm_broadcast_floats(&split, 1, 0);
-    opt->head_grad_split = split != 0;
+        comm_broadcast_floats(&gemm_kernel, 1, 0);
+    gemm_set_trans_a_kernel(gemm_kernel != 0);
 }
 
 /* Whether rc == 0 on every rank (a collective, what names it for the
@@ -468,8 +468,8 @@ static int open_reporting(trainer *tr, char *err, size_t errlen)
     return 0;
 }
 
-/* Checks the memory the run needs, then (precision auto) measures the
- * precision and the LM head's weight-gradient form, so a model too large for
+/* Checks the memory the run needs, then measures (precision auto) the
+ * precision and the weight gradients' kernel, so a model too large for
  * memory is refused before any product of its size is timed. */
 static int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_world *w,
                         train_requests *req, precision_choice *pc, char *err, size_t errlen)
@@ -487,7 +487,7 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
         resolve_precision(c, w, pc);
         opt = model_options(c, w);
     }
-    resolve_head_grad(tr, &opt);
+    resolve_weight_grad(tr);
     open_pack_share(tr, &dims, &opt);
     if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 || init_params(tr, err, errlen) != 0)
         return -1;
@@ -1100,18 +1100,18 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return loop_close(tr, &rs, res, rc, err, errlen);
 }
 
-/* The event's fields: the precision's and the LM head's weight-gradient
- * form's (head_grad), in fields (n bytes). */
+/* The event's fields: the precision's and the weight gradients' kernel's
+ * (weight_grad), in fields (n bytes). */
 static void start_fields(const trainer *tr, const precision_choice *pc, char *fields, size_t n)
 {
-    char text[512], head[256];
+    char text[512], kernel[256];
     if (tr->cfg->precision_auto)
         precision_choice_json(pc, text, sizeof text);
     else
         snprintf(text, sizeof text, "{\"precision\":\"%.7s\"}", tr->cfg->precision);
-    head_grad_choice_json(&tr->head_grad, head, sizeof head);
+    weight_grad_choice_json(&tr->weight_grad, kernel, sizeof kernel);
     cJSON *o = cJSON_Parse(text);
-    cJSON_AddItemToObject(o, "head_grad", cJSON_Parse(head));
+    cJSON_AddItemToObject(o, "weight_grad", cJSON_Parse(kernel));
     char *all = cJSON_PrintUnformatted(o);
     snprintf(fields, n, "%s", all ? all : text);
     free(all);
@@ -1119,12 +1119,12 @@ static void start_fields(const trainer *tr, const precision_choice *pc, char *fi
 }
 
 /* The "training ..." event: the model, its precision (for auto, the rates
- * measured and whether they came from the cache), the LM head's weight-
- * gradient form and the batch. */
+ * measured and whether they came from the cache), the weight gradients'
+ * kernel and the batch. */
 static void report_start(trainer *tr, const precision_choice *pc)
 {
     const run_config *c = tr->cfg;
-    const head_grad_choice *hg = &tr->head_grad;
+    const weight_grad_choice *wg = &tr->weight_grad;
     char msg[640], fields[768];
     start_fields(tr, pc, fields, sizeof fields);
     int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
@@ -1139,9 +1139,9 @@ static void report_start(trainer *tr, const precision_choice *pc)
                         pc->from_cache ? "cached, measured in" : "measured in", pc->measure_s);
     }
     len += snprintf(msg + len, sizeof msg - len,
-                    ", LM-head weight gradient in %s (one %.3g ms, two %.3g ms%s)",
-                    hg->split ? "two products" : "one product", hg->ms[0], hg->ms[1],
-                    hg->from_cache ? ", cached" : "");
+                    ", weight gradients on oneDNN's %s (first choice %.0f, gemm %.0f GFLOP/s%s)",
+                    wg->gemm_kernel ? "gemm kernel" : "first choice", wg->gflops[0],
+                    wg->gflops[1], wg->from_cache ? ", cached" : "");
     len += snprintf(msg + len, sizeof msg - len,
                     ", recompute %s, %d threads, %d x %d tokens per micro-batch", c->recompute,
                     omp_get_max_threads(), c->batch_size, c->seq_len);
