@@ -116,8 +116,6 @@ static bool blocked_md(gemm_dtype dtype, int K, int N, dnnl_memory_desc_t *out)
     return true;
 }
 
-/* Creates the primitive; returns false (and creates nothing) when oneDNN has
- * no implementation for this data type on this CPU. */
 /* oneDNN's first implementation for desc, or with gemm_kernel its first
  * "gemm:" one where it offers one. */
 static dnnl_status_t primitive_desc_create(dnnl_primitive_desc_t *pd,
@@ -146,6 +144,8 @@ static dnnl_status_t primitive_desc_create(dnnl_primitive_desc_t *pd,
     return *pd ? dnnl_success : dnnl_runtime_error;
 }
 
+/* Creates the primitive; returns false (and creates nothing) when oneDNN has
+ * no implementation for this data type on this CPU. */
 static bool entry_create(gemm_entry *e)
 {
     dnnl_data_type_t in = operand_type(e->dtype);
