@@ -303,25 +303,32 @@ static void product(const gemm_entry *key, const void *A, const void *B, const f
     }
 }
 
-void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
-          int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
+/* gemm and gemm_scaled: a product of operands as stored (not packed), the
+ * transposed-A ones on the kernel gemm_set_trans_a_kernel names. */
+static void plain_product(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K,
+                          float alpha, const void *A, int lda, const void *B, int ldb,
+                          const float *bias, bool accumulate, float *C, int ldc)
 {
     gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
-                      .gemm_kernel = trans_a && cache.trans_a_gemm, .alpha = 1.0f,
+                      .gemm_kernel = trans_a && cache.trans_a_gemm, .alpha = alpha,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = N, .K = K,
                       .lda = lda, .ldb = ldb, .ldc = ldc};
     product(&key, A, B, bias, C);
+}
+
+void gemm(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, const void *A,
+          int lda, const void *B, int ldb, const float *bias, bool accumulate, float *C, int ldc)
+{
+    plain_product(dtype, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, bias, accumulate, C,
+                  ldc);
 }
 
 void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                  const void *A, int lda, const void *B, int ldb, bool accumulate, float *C,
                  int ldc)
 {
-    gemm_entry key = {.dtype = dtype, .trans_a = trans_a, .trans_b = trans_b,
-                      .gemm_kernel = trans_a && cache.trans_a_gemm, .alpha = alpha,
-                      .accumulate = accumulate, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
-                      .ldc = ldc};
-    product(&key, A, B, NULL, C);
+    plain_product(dtype, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, accumulate, C,
+                  ldc);
 }
 
 /* ---- packed weights ---------------------------------------------------- */

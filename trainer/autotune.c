@@ -99,7 +99,7 @@ static int cache_dir(char *buf, size_t n)
     return -1;
 }
 
-/* The cache file of a measurement kind ("precision", "head-grad") for key. */
+/* The cache file of a measurement kind ("precision", "weight-grad") for key. */
 static int cache_file(const char *kind, const char *key, char *buf, size_t n)
 {
     char dir[768];
@@ -250,21 +250,6 @@ void precision_choose(const run_config *c, precision_choice *out)
     }
 }
 
-/* o and whether it came from the cache, as text into buf; deletes o. */
-static void event_json(cJSON *o, bool from_cache, char *buf, size_t n)
-{
-    cJSON_AddBoolToObject(o, "cached", from_cache);
-    char *text = cJSON_PrintUnformatted(o);
-    snprintf(buf, n, "%s", text ? text : "{}");
-    free(text);
-    cJSON_Delete(o);
-}
-
-void precision_choice_json(const precision_choice *p, char *buf, size_t n)
-{
-    event_json(choice_object(p), p->from_cache, buf, n);
-}
-
 /* ---- the weight gradients' kernel ---------------------------------------- */
 
 /* The dtype whose products the weight gradients of c's precision run: a
@@ -378,7 +363,22 @@ void weight_grad_choose(const run_config *c, weight_grad_choice *out)
     }
 }
 
-void weight_grad_choice_json(const weight_grad_choice *w, char *buf, size_t n)
+void autotune_event_json(const run_config *c, const precision_choice *pc,
+                         const weight_grad_choice *w, char *buf, size_t n)
 {
-    event_json(weight_grad_object(w), w->from_cache, buf, n);
+    cJSON *o;
+    if (c->precision_auto) {
+        o = choice_object(pc);
+        cJSON_AddBoolToObject(o, "cached", pc->from_cache);
+    } else {
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "precision", c->precision);
+    }
+    cJSON *kernel = weight_grad_object(w);
+    cJSON_AddBoolToObject(kernel, "cached", w->from_cache);
+    cJSON_AddItemToObject(o, "weight_grad", kernel);
+    char *text = cJSON_PrintUnformatted(o);
+    snprintf(buf, n, "%s", text ? text : "{}");
+    free(text);
+    cJSON_Delete(o);
 }

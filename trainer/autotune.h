@@ -44,10 +44,6 @@ const char *precision_name(gemm_dtype dtype);
  * measurement the choice is fp32. */
 void precision_choose(const run_config *c, precision_choice *out);
 
-/* The choice as a JSON object (fields precision, measured_gflops {fp32,
- * bf16[, fp16]}, measure_s, cached) for the training event. */
-void precision_choice_json(const precision_choice *p, char *buf, size_t n);
-
 /* The cache file for c on this machine and build (tests). */
 int precision_cache_path(const run_config *c, char *buf, size_t n);
 
@@ -70,9 +66,12 @@ typedef struct {
  * is oneDNN's first. */
 void weight_grad_choose(const run_config *c, weight_grad_choice *out);
 
-/* The choice as a JSON object (kernel "first" | "gemm", measured_gflops
- * {first, gemm}, measure_s, cached). */
-void weight_grad_choice_json(const weight_grad_choice *w, char *buf, size_t n);
+/* The training event's fields as a JSON object: precision (c's, or for auto
+ * pc's choice with measured_gflops {fp32, bf16[, fp16]}, measure_s, cached)
+ * and weight_grad (kernel "first" | "gemm", measured_gflops {first, gemm},
+ * measure_s, cached). */
+void autotune_event_json(const run_config *c, const precision_choice *pc,
+                         const weight_grad_choice *w, char *buf, size_t n);
 
 /* The cache file of the choice for c (tests). */
 int weight_grad_cache_path(const run_config *c, char *buf, size_t n);

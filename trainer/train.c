@@ -1,6 +1,5 @@
 #include "trainer/train.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -1100,24 +1099,6 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
     return loop_close(tr, &rs, res, rc, err, errlen);
 }
 
-/* The event's fields: the precision's and the weight gradients' kernel's
- * (weight_grad), in fields (n bytes). */
-static void start_fields(const trainer *tr, const precision_choice *pc, char *fields, size_t n)
-{
-    char text[512], kernel[256];
-    if (tr->cfg->precision_auto)
-        precision_choice_json(pc, text, sizeof text);
-    else
-        snprintf(text, sizeof text, "{\"precision\":\"%.7s\"}", tr->cfg->precision);
-    weight_grad_choice_json(&tr->weight_grad, kernel, sizeof kernel);
-    cJSON *o = cJSON_Parse(text);
-    cJSON_AddItemToObject(o, "weight_grad", cJSON_Parse(kernel));
-    char *all = cJSON_PrintUnformatted(o);
-    snprintf(fields, n, "%s", all ? all : text);
-    free(all);
-    cJSON_Delete(o);
-}
-
 /* The "training ..." event: the model, its precision (for auto, the rates
  * measured and whether they came from the cache), the weight gradients'
  * kernel and the batch. */
@@ -1126,7 +1107,7 @@ static void report_start(trainer *tr, const precision_choice *pc)
     const run_config *c = tr->cfg;
     const weight_grad_choice *wg = &tr->weight_grad;
     char msg[640], fields[768];
-    start_fields(tr, pc, fields, sizeof fields);
+    autotune_event_json(c, pc, wg, fields, sizeof fields);
     int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
                        c->precision);
     if (c->precision_auto) {
