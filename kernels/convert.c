@@ -45,8 +45,42 @@ static void from_f16_scalar(float *out, const uint16_t *in, size_t n)
         out[i] = bits_f32(cvt_f16_to_f32_bits(in[i]));
 }
 
-static const convert_ops convert_ops_scalar = {to_bf16_scalar, from_bf16_scalar,
-                                               round_bf16_scalar, to_f16_scalar, from_f16_scalar};
+/* Value (k, n) of a block's source as bf16, 0 past its kvals x ncols;
+ * stride_k / stride_n: elements between rows / columns of the source. */
+static uint32_t block_value(const float *src, size_t stride_k, size_t stride_n, int k, int n,
+                            int kvals, int ncols)
+{
+    if (k >= kvals || n >= ncols)
+        return 0;
+    return cvt_bf16_bits(f32_bits(src[(size_t)k * stride_k + (size_t)n * stride_n]));
+}
+
+static void pairs_block(uint32_t *out, int a_blk, int n_blk, const float *src, size_t stride_k,
+                        size_t stride_n, int kvals, int ncols)
+{
+    for (int p = 0; p < a_blk; p++)
+        for (int j = 0; j < n_blk; j++)
+            out[(size_t)p * n_blk + j] =
+                block_value(src, stride_k, stride_n, 2 * p, j, kvals, ncols) |
+                block_value(src, stride_k, stride_n, 2 * p + 1, j, kvals, ncols) << 16;
+}
+
+static void pairs_rows_scalar(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
+                              int kvals, int ncols)
+{
+    pairs_block(out, a_blk, n_blk, src, ldb, 1, kvals, ncols);
+}
+
+static void pairs_cols_scalar(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
+                              int kvals, int ncols)
+{
+    pairs_block(out, a_blk, n_blk, src, 1, ldb, kvals, ncols);
+}
+
+static const convert_ops convert_ops_scalar = {to_bf16_scalar,    from_bf16_scalar,
+                                               round_bf16_scalar, to_f16_scalar,
+                                               from_f16_scalar,   pairs_rows_scalar,
+                                               pairs_cols_scalar};
 
 /* ---- driver ---- */
 
@@ -71,6 +105,41 @@ void round_to_bf16_isa(isa_t isa, float *x, size_t n)
 {
     const convert_ops *ops = ops_for(isa);
     CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->round_bf16(x + i, len));
+}
+
+/* Blocks in the order that reads B once, in storage order: with B row-major
+ * a band of 2 a_blk rows at a time (every block along N), transposed a band
+ * of n_blk columns (stored as rows).  Threads take whole blocks, so the
+ * result does not depend on their number. */
+void f32_to_bf16_pairs_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst, const float *B,
+                           size_t ldb, bool trans)
+{
+    const convert_ops *ops = ops_for(isa);
+    if (l->a_blk % 16 || l->n_blk % 16)
+        ops = &convert_ops_scalar;   /* the SIMD blocks' unit */
+    const int kb_rows = 2 * l->a_blk;
+    const long nblocks = (long)l->k_blocks * l->n_blocks;
+#pragma omp parallel for schedule(static) if (nblocks > 1 && (size_t)l->K * l->N >= PAR_MIN)
+    for (long b = 0; b < nblocks; b++) {
+        const int kb = (int)(trans ? b % l->k_blocks : b / l->n_blocks);
+        const int nb = (int)(trans ? b / l->k_blocks : b % l->n_blocks);
+        const int k0 = kb * kb_rows, n0 = nb * l->n_blk;
+        const int kvals = l->K - k0 < kb_rows ? l->K - k0 : kb_rows;
+        const int ncols = l->N - n0 < l->n_blk ? l->N - n0 : l->n_blk;
+        uint32_t *out = (uint32_t *)(void *)(dst + kb * l->kb_stride + nb * l->nb_stride);
+        if (kvals <= 0 || ncols <= 0)   /* a block of padding only */
+            memset(out, 0, (size_t)l->a_blk * l->n_blk * sizeof *out);
+        else if (trans)
+            ops->pairs_cols(out, l->a_blk, l->n_blk, B + (size_t)n0 * ldb + k0, ldb, kvals, ncols);
+        else
+            ops->pairs_rows(out, l->a_blk, l->n_blk, B + (size_t)k0 * ldb + n0, ldb, kvals, ncols);
+    }
+}
+
+void f32_to_bf16_pairs(const bf16_pair_layout *l, uint16_t *dst, const float *B, size_t ldb,
+                       bool trans)
+{
+    f32_to_bf16_pairs_isa(cpu_isa(), l, dst, B, ldb, trans);
 }
 
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n)

@@ -7,6 +7,7 @@
 #ifndef KERNELS_CONVERT_H
 #define KERNELS_CONVERT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -49,6 +50,29 @@ uint16_t f32_to_bf16_one(float x);
  * are checked before use (a model of NaNs would run, and say nothing). */
 int f32_all_finite(const float *x, size_t n);
 
+/* The blocked layout oneDNN's bf16 products read their weights in (tags
+ * such as BA16a64b2a): the K x N matrix (K the products' reduction) cut into
+ * blocks of 2 * a_blk rows by n_blk columns; inside a block, row pair p
+ * (rows 2p, 2p + 1) is n_blk 32-bit words, word j holding (2p, j) in its low
+ * half and (2p + 1, j) in its high half, so that vdpbf16ps and AMX read a
+ * pair per lane.  Values past K or N are zero. */
+typedef struct {
+    int K, N;
+    int a_blk, n_blk;              /* a block: a_blk row pairs of n_blk words */
+    int k_blocks, n_blocks;        /* blocks along K and N, padding included */
+    size_t kb_stride, nb_stride;   /* bf16 values from one block to the next along K, N */
+} bf16_pair_layout;
+
+/* dst = B rounded to bf16 in layout l (padding zero).  B is K x N with row
+ * stride ldb, or with trans stored transposed: element (k, n) at
+ * B[n * ldb + k].  oneDNN's reorder writes the same bytes, but walks a tall
+ * source such as the LM head's 50257 x 768 across its rows at a few GB/s;
+ * this reads each source in storage order, near memory speed. */
+void f32_to_bf16_pairs(const bf16_pair_layout *l, uint16_t *dst, const float *B, size_t ldb,
+                       bool trans);
+
+void f32_to_bf16_pairs_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst, const float *B,
+                           size_t ldb, bool trans);
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
 void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);
 void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);

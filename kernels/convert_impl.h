@@ -31,6 +31,16 @@ typedef struct {
     void (*round_bf16)(float *x, size_t n);   /* in place: x = from_bf16(to_bf16(x)) */
     void (*to_f16)(uint16_t *out, const float *in, size_t n);
     void (*from_f16)(float *out, const uint16_t *in, size_t n);
+    /* One block of bf16_pair_layout: src is its first value (k0, n0), of
+     * which kvals (1..2 a_blk) rows and ncols (1..n_blk) columns exist, the
+     * rest is padding (zero); out is the block's words, pair p at
+     * out + p * n_blk.  pairs_rows reads B row-major (rows k of ldb values),
+     * pairs_cols transposed (rows n, each pair adjacent).  The SIMD tables
+     * take a_blk and n_blk in multiples of 16. */
+    void (*pairs_rows)(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
+                       int kvals, int ncols);
+    void (*pairs_cols)(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
+                       int kvals, int ncols);
 } convert_ops;
 
 extern const convert_ops convert_ops_avx2, convert_ops_avx512;

@@ -67,4 +67,111 @@ static void from_f16(float *out, const uint16_t *in, size_t n)
     }
 }
 
-const convert_ops SIMD_NAME(convert_ops) = {to_bf16, from_bf16, round_bf16, to_f16, from_f16};
+/* ---- bf16_pair_layout blocks ---- */
+
+/* VW floats at p, of which rem exist (the rest read as 0), as bf16 in the
+ * low halves of the lanes. */
+SIMD_INLINE vint bf16_load(const float *p, ptrdiff_t rem)
+{
+    return bf16_lanes(vbits(vload(p, rem)));
+}
+
+SIMD_INLINE void store_words(uint32_t *p, vint x)
+{
+    vstoreu((float *)(void *)p, vfrombits(x));   /* a bit copy, no float arithmetic */
+}
+
+static void pairs_rows(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
+                       int kvals, int ncols)
+{
+    for (int p = 0; p < a_blk; p++) {
+        const float *lo = src + (size_t)2 * p * ldb, *hi = lo + ldb;
+        const int rows = kvals - 2 * p;   /* of this pair's two rows, how many exist */
+        for (int j = 0; j < n_blk; j += VW) {
+            const ptrdiff_t rem = ncols - j;
+            const vint a = rows > 0 ? bf16_load(lo + j, rem) : vi_set1(0);
+            const vint b = rows > 1 ? bf16_load(hi + j, rem) : vi_set1(0);
+            store_words(out + (size_t)p * n_blk + j, vi_or(a, vi_slli(b, 16)));
+        }
+    }
+}
+
+/* 2 VW consecutive floats (rem of them exist) as VW pair words: the bf16 of
+ * value 2q in word q's low half, of 2q + 1 in its high half. */
+SIMD_INLINE vint pair_words(const float *p, ptrdiff_t rem)
+{
+    const vint a = bf16_load(p, rem), b = bf16_load(p + VW, rem - VW);
+#ifdef __AVX512F__
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)),
+                              _mm512_cvtepi32_epi16(b), 1);
+#else
+    /* packus (exact: lanes hold 0..0xFFFF) interleaves the 128-bit halves */
+    return _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+#endif
+}
+
+/* r[i][j] <- r[j][i] for a VW x VW tile of 32-bit words */
+static void transpose(vint r[VW])
+{
+#ifdef __AVX512F__
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    /* u[4g + c]: in each 128-bit lane L, rows 4g..4g+3 of column 4L + c */
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512i even0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+        const __m512i even1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+        const __m512i odd0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+        const __m512i odd1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_i32x4(even0, even1, 0x88);
+        r[8 + c] = _mm512_shuffle_i32x4(even0, even1, 0xDD);
+        r[4 + c] = _mm512_shuffle_i32x4(odd0, odd1, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(odd0, odd1, 0xDD);
+    }
+#else
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 8; g += 4) {
+        u[g] = _mm256_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm256_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm256_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm256_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+    }
+#endif
+}
+
+/* Tiles of VW columns (source rows) by VW pairs: each row's pairs converted
+ * in place, then the tile transposed into VW rows of the block. */
+static void pairs_cols(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
+                       int kvals, int ncols)
+{
+    for (int j0 = 0; j0 < n_blk; j0 += VW)
+        for (int p0 = 0; p0 < a_blk; p0 += VW) {
+            vint r[VW];
+            for (int j = 0; j < VW; j++)
+                r[j] = j0 + j < ncols ? pair_words(src + (size_t)(j0 + j) * ldb + 2 * p0,
+                                                   kvals - 2 * p0)
+                                      : vi_set1(0);
+            transpose(r);
+            for (int p = 0; p < VW; p++)
+                store_words(out + (size_t)(p0 + p) * n_blk + j0, r[p]);
+        }
+}
+
+const convert_ops SIMD_NAME(convert_ops) = {to_bf16, from_bf16,  round_bf16, to_f16,
+                                            from_f16, pairs_rows, pairs_cols};

@@ -340,8 +340,8 @@ struct gemm_weights {
     dnnl_memory_t master;      /* native: the fp32 master as stored (handle set per pack) */
     dnnl_memory_t packed;      /* native: the blocked copy, allocated by oneDNN */
     dnnl_primitive_t reorder;  /* native: master -> packed (converts and re-lays out) */
-    dnnl_memory_t master_half; /* native bf16: the master rounded to bf16, laid out as stored */
-    dnnl_primitive_t reorder_half;   /* native bf16: master_half -> packed (re-lays out only) */
+    bool pairs;                /* native bf16 in a layout f32_to_bf16_pairs writes: */
+    bf16_pair_layout layout;   /* packed by it rather than by the reorder */
     gemm_weights *wide;        /* no native product: fp32 weights packed from the master
                                 * rounded to dtype, so products widen only A */
     uint16_t *row;             /* no native product: one row of B in dtype */
@@ -373,16 +373,34 @@ static void reorder_create(const dnnl_memory_desc_t *src_md, const dnnl_memory_d
     *src = memory_for(src_md);
 }
 
+/* Whether md is a bf16_pair_layout (blocks of 2 a_blk x n_blk, pairs of
+ * rows innermost, no offset or extra data), and which. */
+static bool pair_layout_of(const dnnl_memory_desc_t *md, bf16_pair_layout *l)
+{
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->ndims != 2 || md->data_type != dnnl_bf16 || md->format_kind != dnnl_blocked ||
+        md->offset0 != 0 || md->padded_offsets[0] || md->padded_offsets[1] || md->extra.flags ||
+        b->inner_nblks != 3 || b->inner_idxs[0] != 0 || b->inner_idxs[1] != 1 ||
+        b->inner_idxs[2] != 0 || b->inner_blks[2] != 2)
+        return false;
+    const dnnl_dim_t k_rows = 2 * b->inner_blks[0], n_cols = b->inner_blks[1];
+    if (md->padded_dims[0] % k_rows || md->padded_dims[1] % n_cols)
+        return false;
+    *l = (bf16_pair_layout){.K = (int)md->dims[0], .N = (int)md->dims[1],
+                            .a_blk = (int)b->inner_blks[0], .n_blk = (int)n_cols,
+                            .k_blocks = (int)(md->padded_dims[0] / k_rows),
+                            .n_blocks = (int)(md->padded_dims[1] / n_cols),
+                            .kb_stride = (size_t)b->strides[0], .nb_stride = (size_t)b->strides[1]};
+    return true;
+}
+
 static bool weights_create_native(gemm_weights *w, void *memory)
 {
     dnnl_memory_desc_t src_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_f32), dst_md;
     if (!blocked_md(w->dtype, w->K, w->N, &dst_md))
         return false;
     reorder_create(&src_md, &dst_md, &w->reorder, &w->master);
-    if (w->dtype == GEMM_BF16) {
-        dnnl_memory_desc_t half_md = matrix_md(w->K, w->N, w->ldb, w->trans_b, dnnl_bf16);
-        reorder_create(&half_md, &dst_md, &w->reorder_half, &w->master_half);
-    }
+    w->pairs = pair_layout_of(&dst_md, &w->layout);
     return dnnl_memory_create(&w->packed, &dst_md, cache.engine,
                               memory ? memory : DNNL_MEMORY_ALLOCATE) == dnnl_success;
 }
@@ -437,10 +455,6 @@ void gemm_weights_destroy(gemm_weights *w)
         dnnl_primitive_destroy(w->reorder);
     if (w->master)
         dnnl_memory_destroy(w->master);
-    if (w->reorder_half)
-        dnnl_primitive_destroy(w->reorder_half);
-    if (w->master_half)
-        dnnl_memory_destroy(w->master_half);
     if (w->packed)
         dnnl_memory_destroy(w->packed);
     gemm_weights_destroy(w->wide);
@@ -468,6 +482,12 @@ static void reorder_run(dnnl_primitive_t reorder, dnnl_memory_t src, const void 
 
 void gemm_weights_pack(gemm_weights *w, const float *B)
 {
+    if (w->pairs) {
+        void *packed;
+        check(dnnl_memory_get_data_handle(w->packed, &packed), "get_data_handle");
+        f32_to_bf16_pairs(&w->layout, packed, B, (size_t)w->ldb, w->trans_b);
+        return;
+    }
     if (w->native) {
         reorder_run(w->reorder, w->master, B, w->packed);
         return;
@@ -484,21 +504,12 @@ void gemm_weights_pack(gemm_weights *w, const float *B)
     gemm_weights_pack(w->wide, rounded);
 }
 
-void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B, uint16_t *scratch,
-                            size_t scratch_len)
+void gemm_weights_pack_onednn(gemm_weights *w, const float *B)
 {
-    int rows, cols;
-    stored_shape(w, &rows, &cols);
-    const size_t n = (size_t)rows * cols;
-    assert(wt->K == w->N && wt->N == w->K && wt->trans_b != w->trans_b && wt->ldb == w->ldb);
-    if (!w->reorder_half || !wt->reorder_half || w->ldb != cols || scratch_len < n) {
+    if (w->native)
+        reorder_run(w->reorder, w->master, B, w->packed);
+    else
         gemm_weights_pack(w, B);
-        gemm_weights_pack(wt, B);
-        return;
-    }
-    f32_to_bf16(scratch, B, n);
-    reorder_run(w->reorder_half, w->master_half, scratch, w->packed);
-    reorder_run(wt->reorder_half, wt->master_half, scratch, wt->packed);
 }
 
 void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,

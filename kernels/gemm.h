@@ -62,14 +62,10 @@ size_t gemm_weights_size(gemm_dtype dtype, int K, int N);
 void gemm_weights_destroy(gemm_weights *w);
 /* Refreshes w from the master B (after every optimizer step). */
 void gemm_weights_pack(gemm_weights *w, const float *B);
-/* Refreshes w and wt, the copies of one master B for a product and for its
- * transpose (wt made with K and N swapped and trans_b flipped): B is rounded to
- * bf16 once, into scratch, and each copy re-laid out from those 16-bit
- * values, reading half the bytes that two gemm_weights_pack calls read
- * (bit-identical result).  Where that does not apply (no native bf16
- * product, a strided master, scratch shorter than B) it is those two calls. */
-void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B, uint16_t *scratch,
-                            size_t scratch_len);
+/* The same bytes by oneDNN's own reorder: gemm_weights_pack writes the bf16
+ * pair layouts itself (kernels/convert.h), and this is what tests and
+ * benchmarks compare it with. */
+void gemm_weights_pack_onednn(gemm_weights *w, const float *B);
 /* Bytes the packed copy holds. */
 size_t gemm_weights_bytes(const gemm_weights *w);
 /* C[M,N] = alpha * A[M,K] @ W (+ bias[N]) (+ C if accumulate); A holds dtype

@@ -3,8 +3,10 @@
  * rows, C = 384, V = 16000, 13.3M parameters), with the default OpenMP
  * threads.  Prints kernel, isa, the median of REPS timed calls in ms, and
  * GB/s counting each array the kernel must read or write once, and a note
- * where the path the dispatch picks is not the fastest.  With
- * BENCH_JSONL=path each line is also appended there as a JSON object. */
+ * where the path the dispatch picks is not the fastest.  Then gpt2-124M's
+ * LM head weights packed for its two bf16 products by gemm_weights_pack
+ * against oneDNN's reorder into the same layout.  With BENCH_JSONL=path each line
+ * is also appended there as a JSON object. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include "kernels/adamw.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 #include "kernels/layernorm.h"
 #include "kernels/softmax_xent.h"
 #include "tests/bench_util.h"
@@ -157,6 +160,28 @@ static void run_round_bf16(isa_t isa)
     round_to_bf16_isa(isa, buf.wide, NPARAMS);
 }
 
+/* The LM head's weights wte[V,C] into the pair layout oneDNN's bf16
+ * products use (blocks of 32 x 64), for the backward product (B = wte,
+ * K = V) and, transposed, for the forward one (B = wte^T, K = C). */
+static void run_pack(isa_t isa, bool trans)
+{
+    const int K = trans ? C : V, cols = trans ? V : C;
+    const bf16_pair_layout l = {.K = K, .N = cols, .a_blk = 16, .n_blk = 64,
+                                .k_blocks = (K + 31) / 32, .n_blocks = (cols + 63) / 64,
+                                .kb_stride = 32 * 64, .nb_stride = (size_t)32 * 64 * ((K + 31) / 32)};
+    f32_to_bf16_pairs_isa(isa, &l, buf.half, buf.param, C, trans);
+}
+
+static void run_pack_rows(isa_t isa)
+{
+    run_pack(isa, false);
+}
+
+static void run_pack_cols(isa_t isa)
+{
+    run_pack(isa, true);
+}
+
 typedef struct {
     const char *name;
     double bytes;              /* compulsory traffic of one call */
@@ -178,6 +203,8 @@ static const bench benches[] = {
     {"f32_to_bf16", NPARAMS * (F + 2.0), run_to_bf16, NULL},
     {"bf16_to_f32", NPARAMS * (F + 2.0), run_from_bf16, NULL},
     {"round_to_bf16", 2.0 * NPARAMS * F, run_round_bf16, NULL},
+    {"pack_bf16_pairs", (double)V * C * (F + 2.0), run_pack_rows, NULL},
+    {"pack_bf16_pairs_t", (double)V * C * (F + 2.0), run_pack_cols, NULL},
 };
 
 static double median_ms(const bench *bn, isa_t isa)
@@ -215,6 +242,43 @@ static void check_active_path(const bench *bn, const double ms[ISA_COUNT])
     }
 }
 
+/* gemm_weights_pack (the active path, or oneDNN's reorder where the layout
+ * is not a pair layout) against oneDNN's reorder, on gpt2-124M's LM head
+ * (50257 x 768: 154 MB of fp32, past every cache) for both products;
+ * skipped without a native bf16 product. */
+static void pack_against_onednn(FILE *jsonl)
+{
+    enum { HV = 50257, HC = 768 };
+    if (gemm_weights_size(GEMM_BF16, HC, HV) == 0) {
+        printf("SKIP weights pack against oneDNN: no native bf16 product on this CPU\n");
+        return;
+    }
+    float *wte = alloc_filled((size_t)HV * HC, 9, 0.1f);
+    for (int trans = 0; trans < 2; trans++) {
+        gemm_weights *w = trans ? gemm_weights_create(GEMM_BF16, true, HC, HV, HC)
+                                : gemm_weights_create(GEMM_BF16, false, HV, HC, HC);
+        double t[2][REPS];
+        for (int r = -WARMUP; r < REPS; r++)
+            for (int v = 0; v < 2; v++) {   /* alternating, so drift hits both */
+                const double t0 = bench_now_s();
+                (v ? gemm_weights_pack_onednn : gemm_weights_pack)(w, wte);
+                if (r >= 0)
+                    t[v][r] = 1e3 * (bench_now_s() - t0);
+            }
+        const double ours = bench_median(t[0], REPS), theirs = bench_median(t[1], REPS);
+        printf("weights pack gpt2-124M LM head, %s: gemm_weights_pack %.2f ms, oneDNN's reorder "
+               "%.2f ms (%.1fx)\n",
+               trans ? "forward copy (wte^T)" : "backward copy (wte)", ours, theirs, theirs / ours);
+        if (jsonl)
+            fprintf(jsonl,
+                    "{\"bench\":\"weights_pack\",\"copy\":\"%s\",\"ms\":%.4f,"
+                    "\"onednn_ms\":%.4f}\n",
+                    trans ? "forward" : "backward", ours, theirs);
+        gemm_weights_destroy(w);
+    }
+    free(wte);
+}
+
 int main(void)
 {
     FILE *jsonl = bench_jsonl_open();
@@ -238,6 +302,7 @@ int main(void)
         }
         check_active_path(&benches[k], ms);
     }
+    pack_against_onednn(jsonl);
     if (jsonl)
         fclose(jsonl);
     return 0;

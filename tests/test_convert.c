@@ -10,6 +10,8 @@
  * - awkward lengths (tails, a partial last chunk) leave the bytes past n
  *   untouched; round_to_bf16 in place equals narrow-then-widen;
  * - the public entry points equal the active path;
+ * - f32_to_bf16_pairs on every path equal to the bf16 pair layout's
+ *   definition, computed value by value with the reference rounding;
  * - f32_all_finite finds one NaN or infinity at any position, not a large
  *   finite value, a denormal or a negative zero.
  * All comparisons are on bit patterns: NaN != NaN would hide errors. */
@@ -461,6 +463,78 @@ static void test_f16_paths_match_scalar(void **state)
     free(x), free(want), free(got);
 }
 
+/* ---- the bf16 pair layout ---- */
+
+/* The layout's definition, value by value: element (k, n) of B at block
+ * (k / 2a, n / n_blk), pair (k % 2a) / 2, word n % n_blk, half k % 2;
+ * every other value zero.  Rounded by the independent reference. */
+static void pairs_reference(const bf16_pair_layout *l, uint16_t *dst, size_t len, const float *B,
+                            size_t ldb, bool trans)
+{
+    memset(dst, 0, len * sizeof *dst);
+    const int rows = 2 * l->a_blk;
+    for (int k = 0; k < l->K; k++)
+        for (int n = 0; n < l->N; n++) {
+            const size_t at = (size_t)(k / rows) * l->kb_stride + (size_t)(n / l->n_blk) * l->nb_stride +
+                              (size_t)(k % rows / 2) * l->n_blk * 2 + (size_t)(n % l->n_blk) * 2 + k % 2;
+            assert_true(at < len);
+            dst[at] = ref_bf16(f32_bits(trans ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n]));
+        }
+}
+
+/* K x N in blocks of 2 a_blk x n_blk; k_major: blocks along K adjacent (as
+ * oneDNN lays them out), else blocks along N. */
+static bf16_pair_layout pair_layout(int K, int N, int a_blk, int n_blk, bool k_major)
+{
+    bf16_pair_layout l = {.K = K, .N = N, .a_blk = a_blk, .n_blk = n_blk,
+                          .k_blocks = (K + 2 * a_blk - 1) / (2 * a_blk),
+                          .n_blocks = (N + n_blk - 1) / n_blk};
+    const size_t block = (size_t)2 * a_blk * n_blk;
+    l.kb_stride = k_major ? block : block * l.n_blocks;
+    l.nb_stride = k_major ? block * l.k_blocks : block;
+    return l;
+}
+
+/* Every path against the definition: oneDNN's block shapes and others (a
+ * shape the SIMD paths hand to the scalar one), sizes with partial blocks
+ * in K, N or both, a row stride wider than the row, both storage orders,
+ * both block orders, awkward patterns (ties, NaNs, denormals); the bytes
+ * past the layout untouched. */
+static void test_pair_layout(void **state)
+{
+    static const int blocks[][2] = {{16, 64}, {16, 32}, {16, 16}, {32, 16}, {8, 24}};
+    static const int sizes[][2] = {{1, 1}, {32, 64}, {37, 70}, {64, 130}, {100, 17}, {33, 1}};
+    enum { GUARD = 64 };
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++)
+            for (int trans = 0; trans < 2; trans++)
+                for (int k_major = 0; k_major < 2; k_major++) {
+                    const int K = sizes[z][0], N = sizes[z][1];
+                    const bf16_pair_layout l = pair_layout(K, N, blocks[b][0], blocks[b][1], k_major);
+                    const size_t ldb = (size_t)(trans ? K : N) + 3;
+                    const size_t len = (size_t)l.k_blocks * l.n_blocks * 2 * l.a_blk * l.n_blk;
+                    float *B = pattern_floats(ldb * (trans ? N : K), 7 + z);
+                    uint16_t *want = xmalloc(len * sizeof *want);
+                    uint16_t *got = xmalloc((len + GUARD) * sizeof *got);
+                    pairs_reference(&l, want, len, B, ldb, trans);
+                    for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+                        if (!cpu_isa_supported(isa))
+                            continue;   /* said once, by the other tests */
+                        for (size_t i = 0; i < len + GUARD; i++)
+                            got[i] = GUARD16;
+                        f32_to_bf16_pairs_isa(isa, &l, got, B, ldb, trans);
+                        char what[96];
+                        snprintf(what, sizeof what, "%s %dx%d blocks %dx%d%s%s", cpu_isa_name(isa),
+                                 K, N, l.a_blk, l.n_blk, trans ? " trans" : "",
+                                 k_major ? " k-major" : "");
+                        assert_true(same_u16(what, got, want, len));
+                        for (size_t i = len; i < len + GUARD; i++)
+                            assert_int_equal(got[i], GUARD16);
+                    }
+                    free(B), free(want), free(got);
+                }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_f16_known_values),
         cmocka_unit_test(test_f16_all_values),
         cmocka_unit_test(test_f16_paths_match_scalar),
+        cmocka_unit_test(test_pair_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

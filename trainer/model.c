@@ -525,29 +525,22 @@ static void to_half(gpt2 *m, uint16_t *out, const float *x, size_t n)
 /* The packed weights from the fp32 masters (after every parameter change):
  * matrices [first, first + count) (packed_shape's numbering).  Forward packs
  * each block's just before the block, whose parameters may have only just
- * arrived (params_needed).  The bf16 rounding of each master goes through
- * the logits buffer, which is idle until the LM head writes it. */
+ * arrived (params_needed). */
 static void pack_weights(gpt2 *m, int first, int count)
 {
-    uint16_t *scratch = (uint16_t *)m->logits;
-    const size_t scratch_len = 2 * (size_t)m->logit_rows * m->dims.vocab_size;
     const gpt2_pack_share *s = m->opt.pack_share;
     TIMED(m, OP_CONVERT, {
         for (int i = first; i < first + count; i++) {
             const float *w;
             int ic, oc;
             packed_shape(m, i, &w, &ic, &oc);
-            bool fwd = !s || m->pack_owner[2 * i] == s->rank;
-            bool bwd = !s || m->pack_owner[2 * i + 1] == s->rank;
-            if (fwd && bwd)
-                gemm_weights_pack_pair(m->packed[i].fwd, m->packed[i].bwd, w, scratch,
-                                       scratch_len);
-            else if (fwd || bwd)
-                gemm_weights_pack(fwd ? m->packed[i].fwd : m->packed[i].bwd, w);
-            if (s && fwd)
-                s->publish(s->ctx, 2 * i, m->pack_gen);
-            if (s && bwd)
-                s->publish(s->ctx, 2 * i + 1, m->pack_gen);
+            for (int dir = 0; dir < 2; dir++) {   /* the forward copy, then the backward one */
+                if (s && m->pack_owner[2 * i + dir] != s->rank)
+                    continue;
+                gemm_weights_pack(dir ? m->packed[i].bwd : m->packed[i].fwd, w);
+                if (s)
+                    s->publish(s->ctx, 2 * i + dir, m->pack_gen);
+            }
         }
     });
 }
