@@ -107,6 +107,28 @@ void round_to_bf16_isa(isa_t isa, float *x, size_t n)
     CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->round_bf16(x + i, len));
 }
 
+/* The SIMD blocks' unit is 16 pairs by 16 words; other shapes go scalar. */
+static const convert_ops *pairs_ops(isa_t isa, const bf16_pair_layout *l)
+{
+    return l->a_blk % 16 || l->n_blk % 16 ? &convert_ops_scalar : ops_for(isa);
+}
+
+/* Block (kb, nb) of layout l from B (trans: stored transposed). */
+static void pack_block(const convert_ops *ops, const bf16_pair_layout *l, uint16_t *dst,
+                       const float *B, size_t ldb, bool trans, int kb, int nb)
+{
+    const int k0 = kb * 2 * l->a_blk, n0 = nb * l->n_blk;
+    const int kvals = l->K - k0 < 2 * l->a_blk ? l->K - k0 : 2 * l->a_blk;
+    const int ncols = l->N - n0 < l->n_blk ? l->N - n0 : l->n_blk;
+    uint32_t *out = (uint32_t *)(void *)(dst + kb * l->kb_stride + nb * l->nb_stride);
+    if (kvals <= 0 || ncols <= 0)   /* a block of padding only */
+        memset(out, 0, (size_t)l->a_blk * l->n_blk * sizeof *out);
+    else if (trans)
+        ops->pairs_cols(out, l->a_blk, l->n_blk, B + (size_t)n0 * ldb + k0, ldb, kvals, ncols);
+    else
+        ops->pairs_rows(out, l->a_blk, l->n_blk, B + (size_t)k0 * ldb + n0, ldb, kvals, ncols);
+}
+
 /* Blocks in the order that reads B once, in storage order: with B row-major
  * a band of 2 a_blk rows at a time (every block along N), transposed a band
  * of n_blk columns (stored as rows).  Threads take whole blocks, so the
@@ -114,26 +136,48 @@ void round_to_bf16_isa(isa_t isa, float *x, size_t n)
 void f32_to_bf16_pairs_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst, const float *B,
                            size_t ldb, bool trans)
 {
-    const convert_ops *ops = ops_for(isa);
-    if (l->a_blk % 16 || l->n_blk % 16)
-        ops = &convert_ops_scalar;   /* the SIMD blocks' unit */
-    const int kb_rows = 2 * l->a_blk;
+    const convert_ops *ops = pairs_ops(isa, l);
     const long nblocks = (long)l->k_blocks * l->n_blocks;
 #pragma omp parallel for schedule(static) if (nblocks > 1 && (size_t)l->K * l->N >= PAR_MIN)
     for (long b = 0; b < nblocks; b++) {
         const int kb = (int)(trans ? b % l->k_blocks : b / l->n_blocks);
         const int nb = (int)(trans ? b / l->k_blocks : b % l->n_blocks);
-        const int k0 = kb * kb_rows, n0 = nb * l->n_blk;
-        const int kvals = l->K - k0 < kb_rows ? l->K - k0 : kb_rows;
-        const int ncols = l->N - n0 < l->n_blk ? l->N - n0 : l->n_blk;
-        uint32_t *out = (uint32_t *)(void *)(dst + kb * l->kb_stride + nb * l->nb_stride);
-        if (kvals <= 0 || ncols <= 0)   /* a block of padding only */
-            memset(out, 0, (size_t)l->a_blk * l->n_blk * sizeof *out);
-        else if (trans)
-            ops->pairs_cols(out, l->a_blk, l->n_blk, B + (size_t)n0 * ldb + k0, ldb, kvals, ncols);
-        else
-            ops->pairs_rows(out, l->a_blk, l->n_blk, B + (size_t)k0 * ldb + n0, ldb, kvals, ncols);
+        pack_block(ops, l, dst, B, ldb, trans, kb, nb);
     }
+}
+
+static int gcd(int a, int b)
+{
+    return b ? gcd(b, a % b) : a;
+}
+
+/* Bands of `band` rows of B, whole blocks of both layouts: l's row blocks
+ * of the band, then lt's column blocks, which read the same rows again
+ * while they are in cache. */
+void f32_to_bf16_pairs_both_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst,
+                                const bf16_pair_layout *lt, uint16_t *dst_t, const float *B,
+                                size_t ldb)
+{
+    const convert_ops *ops = pairs_ops(isa, l), *ops_t = pairs_ops(isa, lt);
+    const int rows = 2 * l->a_blk, band = rows / gcd(rows, lt->n_blk) * lt->n_blk;
+    const int l_per = band / rows, lt_per = band / lt->n_blk;
+    const int by_l = (l->k_blocks + l_per - 1) / l_per, by_lt = (lt->n_blocks + lt_per - 1) / lt_per;
+    const int bands = by_l > by_lt ? by_l : by_lt;
+#pragma omp parallel for schedule(static) if (bands > 1 && (size_t)l->K * l->N >= PAR_MIN)
+    for (int r = 0; r < bands; r++) {
+        for (int kb = r * l_per; kb < (r + 1) * l_per && kb < l->k_blocks; kb++)
+            for (int nb = 0; nb < l->n_blocks; nb++)
+                pack_block(ops, l, dst, B, ldb, false, kb, nb);
+        for (int nb = r * lt_per; nb < (r + 1) * lt_per && nb < lt->n_blocks; nb++)
+            for (int kb = 0; kb < lt->k_blocks; kb++)
+                pack_block(ops_t, lt, dst_t, B, ldb, true, kb, nb);
+    }
+}
+
+void f32_to_bf16_pairs_both(const bf16_pair_layout *l, uint16_t *dst, const bf16_pair_layout *lt,
+                            uint16_t *dst_t, const float *B, size_t ldb)
+{
+    f32_to_bf16_pairs_both_isa(cpu_isa(), l, dst, lt, dst_t, B, ldb);
 }
 
 void f32_to_bf16_pairs(const bf16_pair_layout *l, uint16_t *dst, const float *B, size_t ldb,

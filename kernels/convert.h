@@ -70,9 +70,18 @@ typedef struct {
  * this reads each source in storage order, near memory speed. */
 void f32_to_bf16_pairs(const bf16_pair_layout *l, uint16_t *dst, const float *B, size_t ldb,
                        bool trans);
+/* Both copies of one master at once: dst in layout l from B as stored
+ * (K x N, row-major) and dst_t in layout lt from B transposed (lt is N x K),
+ * reading B once: bands of rows that are whole blocks of both layouts, the
+ * second copy packed while the band is still in cache. */
+void f32_to_bf16_pairs_both(const bf16_pair_layout *l, uint16_t *dst, const bf16_pair_layout *lt,
+                            uint16_t *dst_t, const float *B, size_t ldb);
 
 void f32_to_bf16_pairs_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst, const float *B,
                            size_t ldb, bool trans);
+void f32_to_bf16_pairs_both_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst,
+                                const bf16_pair_layout *lt, uint16_t *dst_t, const float *B,
+                                size_t ldb);
 void f32_to_f16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);
 void f16_to_f32_isa(isa_t isa, float *out, const uint16_t *in, size_t n);
 void f32_to_bf16_isa(isa_t isa, uint16_t *out, const float *in, size_t n);

@@ -480,12 +480,17 @@ static void reorder_run(dnnl_primitive_t reorder, dnnl_memory_t src, const void 
     check(dnnl_stream_wait(cache.stream), "stream_wait");
 }
 
+static uint16_t *packed_data(const gemm_weights *w)
+{
+    void *packed;
+    check(dnnl_memory_get_data_handle(w->packed, &packed), "get_data_handle");
+    return packed;
+}
+
 void gemm_weights_pack(gemm_weights *w, const float *B)
 {
     if (w->pairs) {
-        void *packed;
-        check(dnnl_memory_get_data_handle(w->packed, &packed), "get_data_handle");
-        f32_to_bf16_pairs(&w->layout, packed, B, (size_t)w->ldb, w->trans_b);
+        f32_to_bf16_pairs(&w->layout, packed_data(w), B, (size_t)w->ldb, w->trans_b);
         return;
     }
     if (w->native) {
@@ -502,6 +507,19 @@ void gemm_weights_pack(gemm_weights *w, const float *B)
         widener(w->dtype)(rounded + (size_t)r * cols, w->row, (size_t)cols);
     }
     gemm_weights_pack(w->wide, rounded);
+}
+
+void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B)
+{
+    assert(wt->K == w->N && wt->N == w->K && wt->trans_b != w->trans_b && wt->ldb == w->ldb);
+    if (!w->pairs || !wt->pairs) {
+        gemm_weights_pack(w, B);
+        gemm_weights_pack(wt, B);
+        return;
+    }
+    const gemm_weights *stored = w->trans_b ? wt : w, *transposed = w->trans_b ? w : wt;
+    f32_to_bf16_pairs_both(&stored->layout, packed_data(stored), &transposed->layout,
+                           packed_data(transposed), B, (size_t)w->ldb);
 }
 
 void gemm_weights_pack_onednn(gemm_weights *w, const float *B)

@@ -62,6 +62,11 @@ size_t gemm_weights_size(gemm_dtype dtype, int K, int N);
 void gemm_weights_destroy(gemm_weights *w);
 /* Refreshes w from the master B (after every optimizer step). */
 void gemm_weights_pack(gemm_weights *w, const float *B);
+/* Refreshes w and wt, the copies of one master B for a product and for its
+ * transpose (wt made with K and N swapped and trans_b flipped, the same
+ * ldb): reading B once where both are bf16 pair layouts, else two
+ * gemm_weights_pack calls; the same bytes either way. */
+void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B);
 /* The same bytes by oneDNN's own reorder: gemm_weights_pack writes the bf16
  * pair layouts itself (kernels/convert.h), and this is what tests and
  * benchmarks compare it with. */

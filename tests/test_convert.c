@@ -11,7 +11,8 @@
  *   untouched; round_to_bf16 in place equals narrow-then-widen;
  * - the public entry points equal the active path;
  * - f32_to_bf16_pairs on every path equal to the bf16 pair layout's
- *   definition, computed value by value with the reference rounding;
+ *   definition, computed value by value with the reference rounding, and
+ *   f32_to_bf16_pairs_both equal to it for both copies;
  * - f32_all_finite finds one NaN or infinity at any position, not a large
  *   finite value, a denormal or a negative zero.
  * All comparisons are on bit patterns: NaN != NaN would hide errors. */
@@ -535,6 +536,43 @@ static void test_pair_layout(void **state)
                 }
 }
 
+/* Both copies from one read equal each packed on its own by the reference:
+ * block shapes whose bands span several blocks of one layout, partial
+ * blocks, a row stride wider than the row. */
+static void test_pair_layout_both(void **state)
+{
+    static const int blocks[][4] = {{16, 64, 16, 64}, {16, 32, 16, 64}, {16, 16, 32, 16},
+                                    {8, 24, 16, 64}};
+    static const int sizes[][2] = {{1, 1}, {64, 64}, {37, 70}, {130, 100}, {200, 17}};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            const int K = sizes[z][0], N = sizes[z][1];
+            const bf16_pair_layout l = pair_layout(K, N, blocks[b][0], blocks[b][1], true);
+            const bf16_pair_layout lt = pair_layout(N, K, blocks[b][2], blocks[b][3], true);
+            const size_t ldb = (size_t)N + 5;
+            const size_t len = (size_t)l.k_blocks * l.n_blocks * 2 * l.a_blk * l.n_blk;
+            const size_t len_t = (size_t)lt.k_blocks * lt.n_blocks * 2 * lt.a_blk * lt.n_blk;
+            float *B = pattern_floats(ldb * K, 11 + z);
+            uint16_t *want = xmalloc(len * sizeof *want), *want_t = xmalloc(len_t * sizeof *want_t);
+            uint16_t *got = xmalloc(len * sizeof *got), *got_t = xmalloc(len_t * sizeof *got_t);
+            pairs_reference(&l, want, len, B, ldb, false);
+            pairs_reference(&lt, want_t, len_t, B, ldb, true);
+            for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+                if (!cpu_isa_supported(isa))
+                    continue;
+                memset(got, 0xA5, len * sizeof *got);
+                memset(got_t, 0xA5, len_t * sizeof *got_t);
+                f32_to_bf16_pairs_both_isa(isa, &l, got, &lt, got_t, B, ldb);
+                char what[96];
+                snprintf(what, sizeof what, "%s both %dx%d blocks %dx%d / %dx%d", cpu_isa_name(isa),
+                         K, N, l.a_blk, l.n_blk, lt.a_blk, lt.n_blk);
+                assert_true(same_u16(what, got, want, len));
+                assert_true(same_u16(what, got_t, want_t, len_t));
+            }
+            free(B), free(want), free(want_t), free(got), free(got_t);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_f16_all_values),
         cmocka_unit_test(test_f16_paths_match_scalar),
         cmocka_unit_test(test_pair_layout),
+        cmocka_unit_test(test_pair_layout_both),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

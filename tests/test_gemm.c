@@ -179,8 +179,9 @@ static void test_packed_weights_widened(void **state)
 
 /* gemm_weights_pack writes the bf16 pair layouts itself: the same bytes as
  * oneDNN's reorder into the layout oneDNN chose (padding included), for
- * both storage orders and shapes with partial blocks; other dtypes take the
- * reorder either way. */
+ * both storage orders and shapes with partial blocks, and so does
+ * gemm_weights_pack_pair for a copy and its transpose's; other dtypes take
+ * the reorder either way. */
 static void check_pack_case(gemm_dtype dt, bool tb, int K, int N)
 {
     const size_t bytes = gemm_weights_size(dt, K, N);
@@ -201,8 +202,21 @@ static void check_pack_case(gemm_dtype dt, bool tb, int K, int N)
     print_message("%s %dx%d%s: %zu bytes\n", dt == GEMM_BF16 ? "bf16" : dt == GEMM_F16 ? "fp16" : "fp32", K, N,
                   tb ? " trans" : "", bytes);
     assert_memory_equal(ours, theirs, bytes);
-    gemm_weights_destroy(w), gemm_weights_destroy(w1);
-    free(B), free(ours), free(theirs);
+    /* with the transpose's copy, from one read of B */
+    const size_t bytes_t = gemm_weights_size(dt, N, K);
+    void *ours_t = aligned_alloc(64, (bytes_t + 63) / 64 * 64), *theirs_t = aligned_alloc(64, (bytes_t + 63) / 64 * 64);
+    assert_true(ours_t && theirs_t);
+    memset(ours, 0x5A, bytes);
+    memset(ours_t, 0x5A, bytes_t);
+    gemm_weights *wt = gemm_weights_create_in(dt, !tb, N, K, ld, ours_t);
+    gemm_weights *wt1 = gemm_weights_create_in(dt, !tb, N, K, ld, theirs_t);
+    assert_true(wt && wt1);
+    gemm_weights_pack_pair(w, wt, B);
+    gemm_weights_pack_onednn(wt1, B);
+    assert_memory_equal(ours, theirs, bytes);
+    assert_memory_equal(ours_t, theirs_t, bytes_t);
+    gemm_weights_destroy(w), gemm_weights_destroy(w1), gemm_weights_destroy(wt), gemm_weights_destroy(wt1);
+    free(B), free(ours), free(theirs), free(ours_t), free(theirs_t);
 }
 
 static void test_pack_matches_onednn(void **state)

@@ -534,13 +534,16 @@ static void pack_weights(gpt2 *m, int first, int count)
             const float *w;
             int ic, oc;
             packed_shape(m, i, &w, &ic, &oc);
-            for (int dir = 0; dir < 2; dir++) {   /* the forward copy, then the backward one */
-                if (s && m->pack_owner[2 * i + dir] != s->rank)
-                    continue;
-                gemm_weights_pack(dir ? m->packed[i].bwd : m->packed[i].fwd, w);
-                if (s)
-                    s->publish(s->ctx, 2 * i + dir, m->pack_gen);
-            }
+            bool fwd = !s || m->pack_owner[2 * i] == s->rank;
+            bool bwd = !s || m->pack_owner[2 * i + 1] == s->rank;
+            if (fwd && bwd)
+                gemm_weights_pack_pair(m->packed[i].fwd, m->packed[i].bwd, w);
+            else if (fwd || bwd)
+                gemm_weights_pack(fwd ? m->packed[i].fwd : m->packed[i].bwd, w);
+            if (s && fwd)
+                s->publish(s->ctx, 2 * i, m->pack_gen);
+            if (s && bwd)
+                s->publish(s->ctx, 2 * i + 1, m->pack_gen);
         }
     });
 }
