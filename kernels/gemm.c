@@ -374,7 +374,9 @@ static void reorder_create(const dnnl_memory_desc_t *src_md, const dnnl_memory_d
 }
 
 /* Whether md is a bf16_pair_layout (blocks of 2 a_blk x n_blk, pairs of
- * rows innermost, no offset or extra data), and which. */
+ * rows innermost, no offset or extra data) whose blocks tile its memory
+ * exactly, so that packing them writes every byte oneDNN's reorder would;
+ * and which. */
 static bool pair_layout_of(const dnnl_memory_desc_t *md, bf16_pair_layout *l)
 {
     const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
@@ -391,7 +393,11 @@ static bool pair_layout_of(const dnnl_memory_desc_t *md, bf16_pair_layout *l)
                             .k_blocks = (int)(md->padded_dims[0] / k_rows),
                             .n_blocks = (int)(md->padded_dims[1] / n_cols),
                             .kb_stride = (size_t)b->strides[0], .nb_stride = (size_t)b->strides[1]};
-    return true;
+    const size_t block = (size_t)k_rows * n_cols;
+    const bool k_inner = l->kb_stride == block && l->nb_stride == block * l->k_blocks;
+    const bool n_inner = l->nb_stride == block && l->kb_stride == block * l->n_blocks;
+    return (k_inner || n_inner) &&
+           dnnl_memory_desc_get_size(md) == block * l->k_blocks * l->n_blocks * sizeof(uint16_t);
 }
 
 static bool weights_create_native(gemm_weights *w, void *memory)
