@@ -6,10 +6,10 @@
  * (S^T = K Q^T, so that the packed operand is the one reused across the inner
  * loop), pushed through the online softmax, and P V is accumulated in a
  * tile-sized buffer that is normalised and written out at the end.
- * Backward, per (b,h) and key tile (outer): K^T and V^T are packed once, then
- * every query tile at or below the diagonal recomputes P from lse, adds its
- * share to dQ (in dqkv) and to dK, dV (tile buffers, written out after the
- * last query tile).
+ * Backward, per (b,h): D_i = dO_i . O_i for every query first; then per key
+ * tile (outer) K^T and V^T are packed once, and every query tile at or
+ * below the diagonal recomputes P from lse, adds its share to dQ (in dqkv)
+ * and to dK, dV (tile buffers, written out after the last query tile).
  * Causal trimming works on groups of ATTN_MR rows, so diagonal tiles cost
  * little more than the triangle they cover.  Each (b,h) is computed by one
  * thread in a fixed order: results do not depend on the thread count.
@@ -21,6 +21,7 @@
 #include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -226,6 +227,7 @@ bool attention_bf16_native(void)
 /* One (b,h) slice: rows of q/k/v/dq/dk/dv have stride ld (3C), rows of
  * out/dout have stride ldo (C); lse has T entries. */
 typedef struct {
+    isa_t isa;
     const attn_ops *ops;
     const attn_bf16_ops *b16;   /* bf16 products, or NULL: fp32 */
     /* bf16: the head's operands converted once (every tile reads them many
@@ -234,6 +236,7 @@ typedef struct {
     uint16_t *k16, *v16, *q16, *q16t, *dout16, *dout16t;
     const float *q, *k, *v, *out, *dout, *lse;
     float *dq, *dk, *dv, *out_w, *lse_w;
+    float *d;   /* backward: D_i = dO_i . O_i for the T queries */
     size_t o3, o1, ol;
     int ld, ldo, T, hs, bt;
     float scale;
@@ -245,7 +248,7 @@ static head head_at(isa_t isa, bool bf16, const float *qkv, int bh, int T, int C
 {
     const int b = bh / H, h = bh % H, hs = C / H;
     head hd = {
-        .ops = ops_for(isa), .b16 = bf16_ops_for(isa, bf16, hs),
+        .isa = isa, .ops = ops_for(isa), .b16 = bf16_ops_for(isa, bf16, hs),
         .ld = 3 * C, .ldo = C, .T = T, .hs = hs, .bt = tile_edge(hs),
         .scale = 1.0f / sqrtf((float)hs),
         .o3 = (size_t)b * T * 3 * C + (size_t)h * hs,
@@ -256,6 +259,16 @@ static head head_at(isa_t isa, bool bf16, const float *qkv, int bh, int T, int C
     hd.k = hd.q + C;
     hd.v = hd.q + 2 * C;
     return hd;
+}
+
+/* bf16 heads: rows x hs values of Q, K or V (row stride ld) transposed into
+ * pairs of d, [dd][r] with bt words a row, in one pass (one block of
+ * convert.h's pair layout). */
+static void pair_transposed(const head *hd, uint16_t *dst, const float *src, int rows)
+{
+    const bf16_pair_layout l = {.K = hd->hs, .N = rows, .a_blk = hd->hs / 2, .n_blk = hd->bt,
+                                .k_blocks = 1, .n_blocks = 1};
+    f32_to_bf16_pairs_isa(hd->isa, &l, dst, src, (size_t)hd->ld, true);
 }
 
 /* dst rows (stride dld) = src rows (stride sld), rows x cols. */
@@ -330,9 +343,10 @@ static void fwd_head(const head *hd)
     }
     for (int q0 = 0; q0 < hd->T; q0 += hd->bt) {
         const int bq = imin(hd->bt, hd->T - q0);
-        hd->ops->pack_t(w.qt, hd->bt, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
         if (hd->b16)
-            hd->b16->pair_rows(w.qt16, hd->bt, w.qt, hd->bt, hs, bq);
+            pair_transposed(hd, w.qt16, hd->q + (size_t)q0 * hd->ld, bq);
+        else
+            hd->ops->pack_t(w.qt, hd->bt, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
         for (int i = 0; i < bq; i++) {
             w.m[i] = -INFINITY;
             w.l[i] = 0.0f;
@@ -356,7 +370,6 @@ typedef struct {
     float q[TILE_CAP], dout[TILE_CAP];    /* Q, dO of the query tile: [i*hs + d] */
     float p[ATTN_BT * ATTN_BT], ds[ATTN_BT * ATTN_BT];   /* [query*BT + key] */
     float sg[ATTN_MR * ATTN_BT];          /* S, then dP, of one query row group */
-    float d[ATTN_BT];                     /* D_i = dO_i . O_i */
     /* bf16 products (head.b16): their operands in pairs (attn_bf16_ops) */
     uint16_t kt16[TILE_CAP], vt16[TILE_CAP];   /* K^T, V^T, pairs of d: [dd][j] */
     uint16_t k16[TILE_CAP];                    /* K, pairs of keys: [jj][d] */
@@ -388,7 +401,7 @@ static void bwd_query_group(const head *hd, bwd_bufs *w, int q0, int k0, int bk,
                 false);
     for (int r = 0; r < mr; r++)
         ops->ds_row(w->ds + (r0 + r) * ATTN_BT, w->p + (r0 + r) * ATTN_BT, w->sg + r * ATTN_BT,
-                    ncols, w->d[r0 + r], hd->scale);
+                    ncols, hd->d[qrow + r], hd->scale);
     /* the first key tile writes dQ, later ones accumulate */
     float *dq = hd->dq + qrow * hd->ld;
     if (hd->b16) {
@@ -427,15 +440,10 @@ static void bwd_key_group(const head *hd, bwd_bufs *w, int q0, int k0, int bq, i
 static void bwd_tile(const head *hd, bwd_bufs *w, int q0, int k0, int bk)
 {
     const int bq = imin(hd->bt, hd->T - q0), hs = hd->hs;
-    const float *dout = hd->dout + (size_t)q0 * hd->ldo;
-    int ldo = hd->ldo;
     if (!hd->b16) {   /* the fp32 products read contiguous copies (bf16: the planes) */
         copy_rows(w->q, hs, hd->q + (size_t)q0 * hd->ld, hd->ld, bq, hs);
-        copy_rows(w->dout, hs, dout, hd->ldo, bq, hs);
-        dout = w->dout, ldo = hs;
+        copy_rows(w->dout, hs, hd->dout + (size_t)q0 * hd->ldo, hd->ldo, bq, hs);
     }
-    for (int i = 0; i < bq; i++)
-        w->d[i] = hd->ops->dot(dout + i * ldo, hd->out + (size_t)(q0 + i) * hd->ldo, hs);
     for (int r0 = 0; r0 < bq; r0 += ATTN_MR)
         bwd_query_group(hd, w, q0, k0, bk, r0, imin(ATTN_MR, bq - r0));
     if (hd->b16) {
@@ -456,16 +464,18 @@ static void bwd_head(const head *hd)
         hd->b16->pair_rows(hd->q16t, hs, hd->q, hd->ld, hd->T, hs);
         hd->b16->pair_rows(hd->dout16t, hs, hd->dout, hd->ldo, hd->T, hs);
     }
+    for (int i = 0; i < hd->T; i++)
+        hd->d[i] = hd->ops->dot(hd->dout + (size_t)i * hd->ldo, hd->out + (size_t)i * hd->ldo, hs);
     for (int k0 = 0; k0 < hd->T; k0 += hd->bt) {
         const int bk = imin(hd->bt, hd->T - k0);
-        const float *k = hd->k + (size_t)k0 * hd->ld;
-        hd->ops->pack_t(w.kt, hd->bt, k, hd->ld, bk, hs);
-        hd->ops->pack_t(w.vt, hd->bt, hd->v + (size_t)k0 * hd->ld, hd->ld, bk, hs);
+        const float *k = hd->k + (size_t)k0 * hd->ld, *v = hd->v + (size_t)k0 * hd->ld;
         if (hd->b16) {
-            hd->b16->pair_rows(w.kt16, hd->bt, w.kt, hd->bt, hs, bk);
-            hd->b16->pair_rows(w.vt16, hd->bt, w.vt, hd->bt, hs, bk);
+            pair_transposed(hd, w.kt16, k, bk);
+            pair_transposed(hd, w.vt16, v, bk);
             hd->b16->pair_rows(w.k16, hs, k, hd->ld, bk, hs);
         } else {
+            hd->ops->pack_t(w.kt, hd->bt, k, hd->ld, bk, hs);
+            hd->ops->pack_t(w.vt, hd->bt, v, hd->ld, bk, hs);
             copy_rows(w.k, hs, k, hd->ld, bk, hs);
         }
         for (int q0 = k0; q0 < hd->T; q0 += hd->bt)
@@ -522,9 +532,16 @@ void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const flo
     const int hs = C / H, threads = omp_get_max_threads();
     const size_t plane = (size_t)(T + 1) * hs;
     uint16_t *planes = bf16_planes(isa, bf16, plane, 4, threads, hs);
+    float *d = malloc(((size_t)T * threads + 1) * sizeof *d);
+    if (!d) {
+        fprintf(stderr, "fatal: out of memory for attention backward's %d x %d row sums\n", T,
+                threads);
+        abort();
+    }
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
     for (int bh = 0; bh < B * H; bh++) {
         head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
+        hd.d = d + (size_t)T * omp_get_thread_num();
         if (planes) {
             hd.q16 = planes + 4 * plane * omp_get_thread_num();
             hd.q16t = hd.q16 + plane;
@@ -539,6 +556,7 @@ void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const flo
         hd.dv = hd.dq + 2 * C;
         bwd_head(&hd);
     }
+    free(d);
     free(planes);
 }
 

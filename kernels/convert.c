@@ -107,12 +107,6 @@ void round_to_bf16_isa(isa_t isa, float *x, size_t n)
     CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, ops->round_bf16(x + i, len));
 }
 
-/* The SIMD blocks' unit is 16 pairs by 16 words; other shapes go scalar. */
-static const convert_ops *pairs_ops(isa_t isa, const bf16_pair_layout *l)
-{
-    return l->a_blk % 16 || l->n_blk % 16 ? &convert_ops_scalar : ops_for(isa);
-}
-
 /* Block (kb, nb) of layout l from B (trans: stored transposed). */
 static void pack_block(const convert_ops *ops, const bf16_pair_layout *l, uint16_t *dst,
                        const float *B, size_t ldb, bool trans, int kb, int nb)
@@ -129,6 +123,15 @@ static void pack_block(const convert_ops *ops, const bf16_pair_layout *l, uint16
         ops->pairs_rows(out, l->a_blk, l->n_blk, B + (size_t)k0 * ldb + n0, ldb, kvals, ncols);
 }
 
+/* Block b of the walk described below. */
+static void pack_nth(const convert_ops *ops, const bf16_pair_layout *l, uint16_t *dst,
+                     const float *B, size_t ldb, bool trans, long b)
+{
+    const int kb = (int)(trans ? b % l->k_blocks : b / l->n_blocks);
+    const int nb = (int)(trans ? b / l->k_blocks : b % l->n_blocks);
+    pack_block(ops, l, dst, B, ldb, trans, kb, nb);
+}
+
 /* Blocks in the order that reads B once, in storage order: with B row-major
  * a band of 2 a_blk rows at a time (every block along N), transposed a band
  * of n_blk columns (stored as rows).  Threads take whole blocks, so the
@@ -136,14 +139,18 @@ static void pack_block(const convert_ops *ops, const bf16_pair_layout *l, uint16
 void f32_to_bf16_pairs_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *dst, const float *B,
                            size_t ldb, bool trans)
 {
-    const convert_ops *ops = pairs_ops(isa, l);
+    const convert_ops *ops = ops_for(isa);
     const long nblocks = (long)l->k_blocks * l->n_blocks;
-#pragma omp parallel for schedule(static) if (nblocks > 1 && (size_t)l->K * l->N >= PAR_MIN)
-    for (long b = 0; b < nblocks; b++) {
-        const int kb = (int)(trans ? b % l->k_blocks : b / l->n_blocks);
-        const int nb = (int)(trans ? b / l->k_blocks : b % l->n_blocks);
-        pack_block(ops, l, dst, B, ldb, trans, kb, nb);
+    if (nblocks > 1 && (size_t)l->K * l->N >= PAR_MIN) {
+#pragma omp parallel for schedule(static)
+        for (long b = 0; b < nblocks; b++)
+            pack_nth(ops, l, dst, B, ldb, trans, b);
+        return;
     }
+    /* small ones (attention's tiles, inside its threads) enter no parallel
+     * construct at all: even a false `if` builds a team of one */
+    for (long b = 0; b < nblocks; b++)
+        pack_nth(ops, l, dst, B, ldb, trans, b);
 }
 
 static int gcd(int a, int b)
@@ -158,7 +165,7 @@ void f32_to_bf16_pairs_both_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *
                                 const bf16_pair_layout *lt, uint16_t *dst_t, const float *B,
                                 size_t ldb)
 {
-    const convert_ops *ops = pairs_ops(isa, l), *ops_t = pairs_ops(isa, lt);
+    const convert_ops *ops = ops_for(isa);
     const int rows = 2 * l->a_blk, band = rows / gcd(rows, lt->n_blk) * lt->n_blk;
     const int l_per = band / rows, lt_per = band / lt->n_blk;
     const int by_l = (l->k_blocks + l_per - 1) / l_per, by_lt = (lt->n_blocks + lt_per - 1) / lt_per;
@@ -170,7 +177,7 @@ void f32_to_bf16_pairs_both_isa(isa_t isa, const bf16_pair_layout *l, uint16_t *
                 pack_block(ops, l, dst, B, ldb, false, kb, nb);
         for (int nb = r * lt_per; nb < (r + 1) * lt_per && nb < lt->n_blocks; nb++)
             for (int kb = 0; kb < lt->k_blocks; kb++)
-                pack_block(ops_t, lt, dst_t, B, ldb, true, kb, nb);
+                pack_block(ops, lt, dst_t, B, ldb, true, kb, nb);
     }
 }
 

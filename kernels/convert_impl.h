@@ -35,8 +35,7 @@ typedef struct {
      * which kvals (1..2 a_blk) rows and ncols (1..n_blk) columns exist, the
      * rest is padding (zero); out is the block's words, pair p at
      * out + p * n_blk.  pairs_rows reads B row-major (rows k of ldb values),
-     * pairs_cols transposed (rows n, each pair adjacent).  The SIMD tables
-     * take a_blk and n_blk in multiples of 16. */
+     * pairs_cols transposed (rows n, each pair adjacent). */
     void (*pairs_rows)(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
                        int kvals, int ncols);
     void (*pairs_cols)(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,

@@ -76,9 +76,10 @@ SIMD_INLINE vint bf16_load(const float *p, ptrdiff_t rem)
     return bf16_lanes(vbits(vload(p, rem)));
 }
 
-SIMD_INLINE void store_words(uint32_t *p, vint x)
+/* The first n (at most VW) words of x at p. */
+SIMD_INLINE void store_words(uint32_t *p, ptrdiff_t n, vint x)
 {
-    vstoreu((float *)(void *)p, vfrombits(x));   /* a bit copy, no float arithmetic */
+    vstore((float *)(void *)p, n, vfrombits(x));   /* a bit copy, no float arithmetic */
 }
 
 static void pairs_rows(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
@@ -91,7 +92,7 @@ static void pairs_rows(uint32_t *out, int a_blk, int n_blk, const float *src, si
             const ptrdiff_t rem = ncols - j;
             const vint a = rows > 0 ? bf16_load(lo + j, rem) : vi_set1(0);
             const vint b = rows > 1 ? bf16_load(hi + j, rem) : vi_set1(0);
-            store_words(out + (size_t)p * n_blk + j, vi_or(a, vi_slli(b, 16)));
+            store_words(out + (size_t)p * n_blk + j, n_blk - j, vi_or(a, vi_slli(b, 16)));
         }
     }
 }
@@ -156,7 +157,8 @@ static void transpose(vint r[VW])
 }
 
 /* Tiles of VW columns (source rows) by VW pairs: each row's pairs converted
- * in place, then the tile transposed into VW rows of the block. */
+ * in place, then the tile transposed into VW rows of the block (fewer at
+ * the block's edges). */
 static void pairs_cols(uint32_t *out, int a_blk, int n_blk, const float *src, size_t ldb,
                        int kvals, int ncols)
 {
@@ -168,8 +170,8 @@ static void pairs_cols(uint32_t *out, int a_blk, int n_blk, const float *src, si
                                                    kvals - 2 * p0)
                                       : vi_set1(0);
             transpose(r);
-            for (int p = 0; p < VW; p++)
-                store_words(out + (size_t)(p0 + p) * n_blk + j0, r[p]);
+            for (int p = 0; p < VW && p0 + p < a_blk; p++)
+                store_words(out + (size_t)(p0 + p) * n_blk + j0, n_blk - j0, r[p]);
         }
 }
 

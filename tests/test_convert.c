@@ -503,7 +503,7 @@ static bf16_pair_layout pair_layout(int K, int N, int a_blk, int n_blk, bool k_m
  * past the layout untouched. */
 static void test_pair_layout(void **state)
 {
-    static const int blocks[][2] = {{16, 64}, {16, 32}, {16, 16}, {32, 16}, {8, 24}};
+    static const int blocks[][2] = {{16, 64}, {16, 32}, {16, 16}, {32, 16}, {8, 24}, {32, 4}, {3, 5}};
     static const int sizes[][2] = {{1, 1}, {32, 64}, {37, 70}, {64, 130}, {100, 17}, {33, 1}};
     enum { GUARD = 64 };
     for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
