@@ -117,6 +117,22 @@ for prec in fp32 bf16 fp16; do
     train_bench gpt2-124M-$prec launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=$prec
     train_bench gpt2-124M-$prec-recompute launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=$prec --set recompute=block
 done
+# A second auto row and a second row of the fastest explicit precision, in the
+# opposite order: the default is judged on the mean of two runs each, as the
+# first runs of this block come out slower than later ones on a shared host
+# whatever their precision.
+for cfg in seed384 gpt2-124M; do
+    steps=$STEPS; [ "$cfg" = gpt2-124M ] && steps=$GPT2_STEPS
+    fastest=$(python3 -c '
+import json, sys
+rows = [r for r in map(json.loads, open(sys.argv[1])) if r.get("bench") == "train"]
+rows = [r for r in rows if r["work"] in [sys.argv[2] + "-" + p for p in ("fp32", "bf16", "fp16")]]
+print(max(rows, key=lambda r: r["tokens_per_s"])["work"].rsplit("-", 1)[1])' "$BENCH_JSONL" "$cfg")
+    train_bench "$cfg-$fastest-again" launch/configs/$cfg.json --set max_steps="$steps" --set precision="$fastest"
+    export GPT_PRECISION_CACHE=0
+    train_bench "$cfg-auto-again" launch/configs/$cfg.json --set max_steps="$steps"
+    unset GPT_PRECISION_CACHE
+done
 # checkpoint_async=0: the async snapshot (1.5 GB here) is not what recompute is about
 train_bench gpt2-124M-T1024-bf16 launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=bf16 --set seq_len=1024 --set checkpoint_async=0
 train_bench gpt2-124M-T1024-bf16-recompute launch/configs/gpt2-124M.json --set max_steps="$GPT2_STEPS" --set precision=bf16 --set seq_len=1024 --set recompute=block --set checkpoint_async=0
@@ -156,18 +172,20 @@ for cfg in ("seed384", "gpt2-124M"):
         continue
     best_t = max(tries, key=lambda r: r["tokens_per_s"])
     best_o = max(explicit, key=lambda r: r["tokens_per_s"])
+    # the mean of each one's two runs, where the second ones ran
+    mean = lambda r: (r["tokens_per_s"] + ours.get(r["work"] + "-again", r)["tokens_per_s"]) / 2
     row = {"bench": "compare", "work": cfg, "torch_best": best_t["work"],
            "torch_tokens_per_s": best_t["tokens_per_s"], "blas_core": best_t.get("blas_core", ""),
-           "auto_precision": auto.get("precision", ""), "auto_tokens_per_s": auto["tokens_per_s"],
-           "fastest_explicit": best_o["work"], "fastest_tokens_per_s": best_o["tokens_per_s"],
-           "vs_torch": round(auto["tokens_per_s"] / best_t["tokens_per_s"], 2),
-           "auto_vs_fastest": round(auto["tokens_per_s"] / best_o["tokens_per_s"], 3)}
+           "auto_precision": auto.get("precision", ""), "auto_tokens_per_s": round(mean(auto)),
+           "fastest_explicit": best_o["work"], "fastest_tokens_per_s": round(mean(best_o)),
+           "vs_torch": round(mean(auto) / best_t["tokens_per_s"], 2),
+           "auto_vs_fastest": round(mean(auto) / mean(best_o), 3)}
     print("%-10s PyTorch's best %6d tok/s (%s; %s)  ours %6d tok/s (auto: %s) = %.2fx (target >= %.1fx)" % (
           cfg, row["torch_tokens_per_s"], " ".join("%s %d" % (r["work"].rsplit("-", 1)[1], r["tokens_per_s"]) for r in tries),
           "OpenBLAS core " + row["blas_core"], row["auto_tokens_per_s"], row["auto_precision"],
           row["vs_torch"], target[cfg]))
-    print("%-10s auto %6d tok/s = %.1f%% of the fastest explicit precision (%s, %d tok/s; target >= 97%%)" % (
-          cfg, row["auto_tokens_per_s"], 100 * row["auto_vs_fastest"], best_o["work"], best_o["tokens_per_s"]))
+    print("%-10s auto %6d tok/s = %.1f%% of the fastest explicit precision (%s, %d tok/s; target >= 97%%; means of two runs each)" % (
+          cfg, row["auto_tokens_per_s"], 100 * row["auto_vs_fastest"], best_o["work"], row["fastest_tokens_per_s"]))
     open(sys.argv[1], "a").write(json.dumps(row) + "\n")
 PY
 else
