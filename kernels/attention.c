@@ -283,7 +283,7 @@ static void copy_rows(float *dst, int dld, const float *src, int sld, int rows, 
  * qkv lie 12*C bytes apart, so a tile's rows alias a few L1 sets and evict
  * each other. */
 typedef struct {
-    float qt[TILE_CAP];             /* Q^T of the query tile: [d*bt + i] */
+    float qt[TILE_CAP];             /* fp32 products: Q^T of the query tile: [d*bt + i] */
     float v[TILE_CAP];              /* V of the key tile: [j*hs + d] */
     float o[TILE_CAP];              /* unnormalised output of the query tile: [i*hs + d] */
     float st[ATTN_BT * ATTN_BT];    /* scores, then probabilities: [key*BT + query] */
@@ -364,7 +364,7 @@ static void fwd_head(const head *hd)
 /* Working set of the backward pass over one key tile (contiguous copies for
  * the reason given at fwd_bufs). */
 typedef struct {
-    float kt[TILE_CAP], vt[TILE_CAP];     /* K^T, V^T of the key tile: [d*bt + j] */
+    float kt[TILE_CAP], vt[TILE_CAP];     /* fp32 products: K^T, V^T of the key tile: [d*bt + j] */
     float k[TILE_CAP];                    /* K of the key tile: [j*hs + d] */
     float dk[TILE_CAP], dv[TILE_CAP];     /* their gradients, accumulated over query tiles */
     float q[TILE_CAP], dout[TILE_CAP];    /* Q, dO of the query tile: [i*hs + d] */

@@ -65,9 +65,11 @@ typedef struct {
 
 /* dst = B rounded to bf16 in layout l (padding zero).  B is K x N with row
  * stride ldb, or with trans stored transposed: element (k, n) at
- * B[n * ldb + k].  oneDNN's reorder writes the same bytes, but walks a tall
- * source such as the LM head's 50257 x 768 across its rows at a few GB/s;
- * this reads each source in storage order, near memory speed. */
+ * B[n * ldb + k].  oneDNN's reorder writes the same bytes (fp32 denormals
+ * aside, which its conversion may flush to zero and this rounds as
+ * convert.h says; bf16 products treat denormal inputs as zero anyway), but
+ * walks a tall source such as the LM head's 50257 x 768 across its rows at
+ * a few GB/s; this reads each source in storage order, near memory speed. */
 void f32_to_bf16_pairs(const bf16_pair_layout *l, uint16_t *dst, const float *B, size_t ldb,
                        bool trans);
 /* Both copies of one master at once: dst in layout l from B as stored

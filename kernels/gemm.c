@@ -528,6 +528,11 @@ void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B)
                            packed_data(transposed), B, (size_t)w->ldb);
 }
 
+bool gemm_weights_packed_here(const gemm_weights *w)
+{
+    return w->pairs;
+}
+
 void gemm_weights_pack_onednn(gemm_weights *w, const float *B)
 {
     if (w->native)

@@ -67,10 +67,13 @@ void gemm_weights_pack(gemm_weights *w, const float *B);
  * ldb): reading B once where both are bf16 pair layouts, else two
  * gemm_weights_pack calls; the same bytes either way. */
 void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B);
-/* The same bytes by oneDNN's own reorder: gemm_weights_pack writes the bf16
- * pair layouts itself (kernels/convert.h), and this is what tests and
- * benchmarks compare it with. */
+/* The same bytes (fp32 denormals aside) by oneDNN's own reorder:
+ * gemm_weights_pack writes the bf16 pair layouts itself (kernels/convert.h),
+ * and this is what tests and benchmarks compare it with. */
 void gemm_weights_pack_onednn(gemm_weights *w, const float *B);
+/* Whether gemm_weights_pack writes w itself (oneDNN chose a bf16 pair layout
+ * for it) rather than through oneDNN's reorder. */
+bool gemm_weights_packed_here(const gemm_weights *w);
 /* Bytes the packed copy holds. */
 size_t gemm_weights_bytes(const gemm_weights *w);
 /* C[M,N] = alpha * A[M,K] @ W (+ bias[N]) (+ C if accumulate); A holds dtype

@@ -496,8 +496,8 @@ static bf16_pair_layout pair_layout(int K, int N, int a_blk, int n_blk, bool k_m
     return l;
 }
 
-/* Every path against the definition: oneDNN's block shapes and others (a
- * shape the SIMD paths hand to the scalar one), sizes with partial blocks
+/* Every path against the definition: oneDNN's block shapes and others
+ * (narrower than a vector, or not a multiple of one), sizes with partial blocks
  * in K, N or both, a row stride wider than the row, both storage orders,
  * both block orders, awkward patterns (ties, NaNs, denormals); the bytes
  * past the layout untouched. */
