@@ -111,8 +111,7 @@ static size_t stored_layers(const gpt2_dims *d, const gpt2_options *o)
  * gpt2-124M at B 4, T 1024) are never whole; fp32 mode holds them all.
  * Chunks of about 16 MB keep that buffer small (and in cache for the
  * softmax); at least 256 rows, so the LM head's weights are read once per 256
- * rows or more, and at least n_embd / 2, so the buffer holds the head's bf16
- * rounding (pack_weights). */
+ * rows or more. */
 static int logit_rows(const gpt2_dims *d, int B, int T, const gpt2_options *o)
 {
     enum { LOGIT_CHUNK_FLOATS = 1 << 22, MIN_ROWS = 256, ROW_MULTIPLE = 64 };
@@ -120,7 +119,6 @@ static int logit_rows(const gpt2_dims *d, int B, int T, const gpt2_options *o)
     if (!chunk) {
         chunk = LOGIT_CHUNK_FLOATS / d->vocab_size / ROW_MULTIPLE * ROW_MULTIPLE;
         chunk = chunk > MIN_ROWS ? chunk : MIN_ROWS;
-        chunk = chunk > d->n_embd / 2 ? chunk : d->n_embd / 2;
     }
     if (o->precision == PREC_FP32 || chunk >= rows)
         return rows;
