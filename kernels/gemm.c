@@ -495,24 +495,10 @@ static uint16_t *packed_data(const gemm_weights *w)
 
 void gemm_weights_pack(gemm_weights *w, const float *B)
 {
-    if (w->pairs) {
+    if (w->pairs)
         f32_to_bf16_pairs(&w->layout, packed_data(w), B, (size_t)w->ldb, w->trans_b);
-        return;
-    }
-    if (w->native) {
-        reorder_run(w->reorder, w->master, B, w->packed);
-        return;
-    }
-    void (*narrow)(uint16_t *, const float *, size_t) =
-        w->dtype == GEMM_F16 ? f32_to_f16 : f32_to_bf16;
-    int rows, cols;
-    stored_shape(w, &rows, &cols);
-    float *rounded = work_buffer(&cache.rounded, &cache.rounded_cap, (size_t)rows * cols);
-    for (int r = 0; r < rows; r++) {
-        narrow(w->row, B + (size_t)r * w->ldb, (size_t)cols);
-        widener(w->dtype)(rounded + (size_t)r * cols, w->row, (size_t)cols);
-    }
-    gemm_weights_pack(w->wide, rounded);
+    else
+        gemm_weights_pack_onednn(w, B);
 }
 
 void gemm_weights_pack_pair(gemm_weights *w, gemm_weights *wt, const float *B)
@@ -533,12 +519,24 @@ bool gemm_weights_packed_here(const gemm_weights *w)
     return w->pairs;
 }
 
+/* oneDNN's reorder; without a native product, into the fp32 copy of the
+ * master rounded to the dtype. */
 void gemm_weights_pack_onednn(gemm_weights *w, const float *B)
 {
-    if (w->native)
+    if (w->native) {
         reorder_run(w->reorder, w->master, B, w->packed);
-    else
-        gemm_weights_pack(w, B);
+        return;
+    }
+    void (*narrow)(uint16_t *, const float *, size_t) =
+        w->dtype == GEMM_F16 ? f32_to_f16 : f32_to_bf16;
+    int rows, cols;
+    stored_shape(w, &rows, &cols);
+    float *rounded = work_buffer(&cache.rounded, &cache.rounded_cap, (size_t)rows * cols);
+    for (int r = 0; r < rows; r++) {
+        narrow(w->row, B + (size_t)r * w->ldb, (size_t)cols);
+        widener(w->dtype)(rounded + (size_t)r * cols, w->row, (size_t)cols);
+    }
+    gemm_weights_pack_onednn(w->wide, rounded);
 }
 
 void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int lda,
