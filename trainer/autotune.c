@@ -191,7 +191,7 @@ static cJSON *choice_object(const precision_choice *p)
 }
 
 /* Best effort: a run whose cache cannot be written measures again next time.
- * Adds key to o and writes it. */
+ * Adds key to o, writes it and deletes o. */
 static void cache_store(const char *path, const char *key, cJSON *o)
 {
     char dir[1024], err[256];
@@ -204,6 +204,19 @@ static void cache_store(const char *path, const char *key, cJSON *o)
     if (text && fs_mkdir_p(dir, err, sizeof err) == 0)
         fs_write_file_atomic(path, text, strlen(text), err, sizeof err);
     free(text);
+    cJSON_Delete(o);
+}
+
+/* Timing passes over the sets in turn (NULL ones skipped), at least
+ * TUNE_MIN_PASSES and until TUNE_BUDGET_S: a busy moment of the host slows
+ * one pass of each rather than all of one. */
+static void alternate_passes(gemm_timing *const *sets, int n)
+{
+    const double t0 = omp_get_wtime();
+    for (int pass = 0; pass < TUNE_MIN_PASSES || omp_get_wtime() - t0 < TUNE_BUDGET_S; pass++)
+        for (int i = 0; i < n; i++)
+            if (sets[i])
+                gemm_timing_pass(sets[i]);
 }
 
 static void measure(const run_config *c, precision_choice *out)
@@ -216,13 +229,7 @@ static void measure(const run_config *c, precision_choice *out)
     for (int d = GEMM_F32; d <= GEMM_F16; d++)
         sets[d] = gemm_timing_create((gemm_dtype)d, shapes,
                                      precision_step_products(c, (gemm_dtype)d, N, V, shapes));
-    /* passes alternate between precisions, so a busy moment of the host slows
-     * one pass of each rather than all of one */
-    double t1 = omp_get_wtime();
-    for (int pass = 0; pass < TUNE_MIN_PASSES || omp_get_wtime() - t1 < TUNE_BUDGET_S; pass++)
-        for (int d = GEMM_F32; d <= GEMM_F16; d++)
-            if (sets[d])
-                gemm_timing_pass(sets[d]);
+    alternate_passes(sets, 3);
     int best = GEMM_F32;
     for (int d = GEMM_F32; d <= GEMM_F16; d++) {
         out->gflops[d] = sets[d] ? gemm_timing_gflops(sets[d]) : 0;
@@ -243,11 +250,8 @@ void precision_choose(const run_config *c, precision_choice *out)
     if (cached && cache_read(path, key, out))
         return;
     measure(c, out);
-    if (cached) {
-        cJSON *o = choice_object(out);
-        cache_store(path, key, o);
-        cJSON_Delete(o);
-    }
+    if (cached)
+        cache_store(path, key, choice_object(out));
 }
 
 /* ---- the weight gradients' kernel ---------------------------------------- */
@@ -302,12 +306,8 @@ static void weight_grad_measure(const run_config *c, weight_grad_choice *out)
         sets[k] = gemm_timing_create(dtype, shapes, n);
     }
     gemm_set_trans_a_kernel(setting);
-    double t1 = omp_get_wtime();
-    for (int pass = 0;
-         sets[0] && sets[1] && (pass < TUNE_MIN_PASSES || omp_get_wtime() - t1 < TUNE_BUDGET_S);
-         pass++)
-        for (int k = 0; k < 2; k++)
-            gemm_timing_pass(sets[k]);
+    if (sets[0] && sets[1])
+        alternate_passes(sets, 2);
     for (int k = 0; k < 2; k++) {
         out->gflops[k] = sets[0] && sets[1] ? gemm_timing_gflops(sets[k]) : 0;
         gemm_timing_destroy(sets[k]);
@@ -356,11 +356,8 @@ void weight_grad_choose(const run_config *c, weight_grad_choice *out)
     if (cached && weight_grad_read(path, key, out))
         return;
     weight_grad_measure(c, out);
-    if (cached) {
-        cJSON *o = weight_grad_object(out);
-        cache_store(path, key, o);
-        cJSON_Delete(o);
-    }
+    if (cached)
+        cache_store(path, key, weight_grad_object(out));
 }
 
 void autotune_event_json(const run_config *c, const precision_choice *pc,
