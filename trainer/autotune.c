@@ -209,7 +209,8 @@ static void cache_store(const char *path, const char *key, cJSON *o)
 
 /* Timing passes over the sets in turn (NULL ones skipped), at least
  * TUNE_MIN_PASSES and until TUNE_BUDGET_S: a busy moment of the host slows
- * one pass of each rather than all of one. */
+ * one pass of each rather than all of one.  Each product keeps its fastest
+ * pass, so a second call refines the first's figures. */
 static void alternate_passes(gemm_timing *const *sets, int n)
 {
     const double t0 = omp_get_wtime();
@@ -229,14 +230,20 @@ static void measure(const run_config *c, precision_choice *out)
     for (int d = GEMM_F32; d <= GEMM_F16; d++)
         sets[d] = gemm_timing_create((gemm_dtype)d, shapes,
                                      precision_step_products(c, (gemm_dtype)d, N, V, shapes));
-    alternate_passes(sets, 3);
     int best = GEMM_F32;
-    for (int d = GEMM_F32; d <= GEMM_F16; d++) {
-        out->gflops[d] = sets[d] ? gemm_timing_gflops(sets[d]) : 0;
-        if (d != GEMM_F32 && out->gflops[d] > TUNE_MARGIN * out->gflops[best])
-            best = d;
-        gemm_timing_destroy(sets[d]);
+    /* a choice other than fp32 must hold over a second budget: one busy
+     * moment of the host should not change what a run computes in */
+    for (int round = 0; round < 2 && (round == 0 || best != GEMM_F32); round++) {
+        alternate_passes(sets, 3);
+        best = GEMM_F32;
+        for (int d = GEMM_F32; d <= GEMM_F16; d++) {
+            out->gflops[d] = sets[d] ? gemm_timing_gflops(sets[d]) : 0;
+            if (d != GEMM_F32 && out->gflops[d] > TUNE_MARGIN * out->gflops[best])
+                best = d;
+        }
     }
+    for (int d = GEMM_F32; d <= GEMM_F16; d++)
+        gemm_timing_destroy(sets[d]);
     out->dtype = (gemm_dtype)best;
     snprintf(out->chosen, sizeof out->chosen, "%s", dtype_names[best]);
     out->measure_s = omp_get_wtime() - t0;
@@ -306,13 +313,16 @@ static void weight_grad_measure(const run_config *c, weight_grad_choice *out)
         sets[k] = gemm_timing_create(dtype, shapes, n);
     }
     gemm_set_trans_a_kernel(setting);
-    if (sets[0] && sets[1])
+    /* leaving oneDNN's first choice must hold over a second budget */
+    for (int round = 0; round < 2 && sets[0] && sets[1] && (round == 0 || out->gemm_kernel);
+         round++) {
         alternate_passes(sets, 2);
-    for (int k = 0; k < 2; k++) {
-        out->gflops[k] = sets[0] && sets[1] ? gemm_timing_gflops(sets[k]) : 0;
-        gemm_timing_destroy(sets[k]);
+        for (int k = 0; k < 2; k++)
+            out->gflops[k] = gemm_timing_gflops(sets[k]);
+        out->gemm_kernel = out->gflops[1] > TUNE_KERNEL_MARGIN * out->gflops[0];
     }
-    out->gemm_kernel = out->gflops[1] > TUNE_KERNEL_MARGIN * out->gflops[0];
+    for (int k = 0; k < 2; k++)
+        gemm_timing_destroy(sets[k]);
     out->measure_s = omp_get_wtime() - t0;
 }
 
