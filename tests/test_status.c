@@ -76,12 +76,42 @@ static void test_cut_record_stays_apart(void **state)
     assert_event(lines[2]);
 }
 
+/* A log that cannot be written (here /dev/full) is noticed, not ignored; a
+ * record written again later starts on its own line. */
+static void test_failed_write_is_noticed(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_status.XXXXXX", path[600], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    assert_int_equal(symlink("/dev/full", path), 0);
+    status_log s = {0};
+    assert_int_equal(status_open(&s, dir, 1, err, sizeof err), 0);
+    status_event(&s, "event", 7, "resumed");
+    assert_true(s.log_failing);
+    status_close(&s);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_peak_rss_not_below_rss(void **state)
+{
+    (void)state;
+    char *block = malloc(64 << 20);
+    assert_non_null(block);
+    memset(block, 1, 64 << 20);
+    assert_true(process_peak_rss_mb() >= process_rss_mb());
+    free(block);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_log),
         cmocka_unit_test(test_whole_log_gets_no_blank_line),
         cmocka_unit_test(test_cut_record_stays_apart),
+        cmocka_unit_test(test_failed_write_is_noticed),
+        cmocka_unit_test(test_peak_rss_not_below_rss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +43,10 @@ double process_peak_rss_mb(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss * 1024.0 / 1e6;   /* ru_maxrss is in KiB */
+    /* ru_maxrss (KiB) is updated lazily by the kernel and can trail the
+     * resident size just read from statm: a peak is never below the present */
+    const double peak = (double)ru.ru_maxrss * 1024.0 / 1e6, now = process_rss_mb();
+    return peak > now ? peak : now;
 }
 
 /* A log cut off inside a record (a full disk, a crash mid-write) gets its
@@ -65,8 +69,8 @@ int status_open(status_log *s, const char *out_dir, int log_every, char *err, si
     s->log_every = log_every;
     if (fs_mkdir_p(out_dir, err, errlen) != 0)
         return -1;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/log.jsonl", out_dir);
+    char *path = s->log_path;
+    snprintf(path, sizeof s->log_path, "%s/log.jsonl", out_dir);
     s->log = fopen(path, "a+");   /* reads only its last byte; writes append */
     if (!s->log) {
         snprintf(err, errlen, "%s: cannot open for appending: %s", path, strerror(errno));
@@ -92,6 +96,27 @@ static cJSON *record(const char *type, int step, int max_steps)
     return o;
 }
 
+/* Appends line and its newline in one write (the stream is in append mode
+ * and unbuffered after status_open's flush).  A failed write (a full disk)
+ * is said on stderr when it starts failing, so records are not lost
+ * silently; what it cut off is ended before the next record. */
+static void log_append(status_log *s, const char *line)
+{
+    struct iovec iov[3] = {{.iov_base = "\n", .iov_len = s->log_cut},
+                           {.iov_base = (void *)line, .iov_len = strlen(line)},
+                           {.iov_base = "\n", .iov_len = 1}};
+    const size_t want = iov[0].iov_len + iov[1].iov_len + 1;
+    errno = 0;
+    const ssize_t n = writev(fileno(s->log), iov, 3);
+    const bool ok = n == (ssize_t)want;
+    if (!ok && !s->log_failing)
+        fprintf(stderr, "warning: %s: write failed (%s): status records are being lost\n",
+                s->log_path, strerror(errno ? errno : ENOSPC));
+    if (n > 0)
+        s->log_cut = !ok;
+    s->log_failing = !ok;
+}
+
 /* Adds the time stamp, appends the record as one line, frees it. */
 static void emit(status_log *s, cJSON *o)
 {
@@ -101,10 +126,8 @@ static void emit(status_log *s, cJSON *o)
     }
     cJSON_AddNumberToObject(o, "time", wall_time());
     char *line = cJSON_PrintUnformatted(o);
-    if (line && s->log) {
-        fprintf(s->log, "%s\n", line);
-        fflush(s->log);
-    }
+    if (line && s->log)
+        log_append(s, line);
     /* the same record on the status socket; remember the last checkpoint */
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(o, "type"));
     if (line && s->pub)

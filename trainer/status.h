@@ -33,6 +33,9 @@ typedef struct {
 
 typedef struct {
     FILE *log;
+    char log_path[1024];
+    bool log_failing;   /* the last write to log failed (said once on stderr) */
+    bool log_cut;       /* it left part of a record: the next one starts a line */
     int log_every;
     bool muted;   /* ranks other than 0: every call does nothing */
     struct publisher *pub;   /* status socket, NULL for none (trainer/publisher.h) */
