@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "io/sampler.h"
 #include "io/tokenizer.h"
@@ -97,6 +98,29 @@ static int check_manifest(const char *dir, char *err, size_t errlen)
     }
     cJSON_Delete(root);
     return rc;
+}
+
+int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t errlen)
+{
+    char path[1100], why[512];
+    ckpt_model_file *f;
+    gpt2_dims dims;
+    if (ckpt_model_open(ckpt, &f, &dims, why, sizeof why) != 0)
+        return 0;
+    tokenizer *t = ckpt_model_tokenizer(f, why, sizeof why);
+    ckpt_model_close(f);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    tokenizer *data = t ? tokenizer_load(path, why, sizeof why) : NULL;
+    const bool same = !data || tokenizer_same(data, t);
+    if (!same)
+        snprintf(err, errlen, "%s holds a %s tokenizer of %d tokens and %s a %s%s one of %d: the "
+                 "token ids would mean other text (prepare the data with the model's tokenizer)",
+                 ckpt, tokenizer_type(t), tokenizer_vocab_size(t), path,
+                 strcmp(tokenizer_type(t), tokenizer_type(data)) == 0 ? "different " : "",
+                 tokenizer_type(data), tokenizer_vocab_size(data));
+    tokenizer_free(data);
+    tokenizer_free(t);
+    return same ? 0 : -1;
 }
 
 int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen)

@@ -40,6 +40,11 @@ int dataset_write_manifest(const char *dir, char *err, size_t errlen);
  * its vocabulary is at most model_vocab and holds every split's tokens. */
 int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen);
 
+/* Whether DIR/tokenizer.json is the tokenizer the checkpoint ckpt stores: 0,
+ * or -1 with a reason naming both.  What cannot be read passes here (the
+ * checkpoint's loading and dataset_check say why). */
+int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t errlen);
+
 /* Opens DIR/train.tok and DIR/val.tok; refuses files whose vocabulary exceeds
  * model_vocab or that are too short for windows of T+1 tokens. */
 int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t seed, char *err,

@@ -348,6 +348,19 @@ int tokenizer_vocab_size(const tokenizer *t)
     return (int)t->vocab;
 }
 
+bool tokenizer_same(const tokenizer *a, const tokenizer *b)
+{
+    if (a->kind != b->kind || a->vocab != b->vocab || a->eos != b->eos ||
+        a->nmerges != b->nmerges ||
+        (a->nmerges && memcmp(a->merges, b->merges, 2 * (size_t)a->nmerges * sizeof *a->merges)))
+        return false;
+    for (uint32_t id = 0; id < a->vocab; id++)
+        if (a->tok_len[id] != b->tok_len[id] ||
+            memcmp(a->pool + a->tok_off[id], b->pool + b->tok_off[id], a->tok_len[id]) != 0)
+            return false;
+    return true;
+}
+
 const char *tokenizer_type(const tokenizer *t)
 {
     static const char *names[] = {"byte", "bpe", "gpt2"};

@@ -18,6 +18,7 @@
 #ifndef IO_TOKENIZER_H
 #define IO_TOKENIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ size_t tokenizer_spell_gpt2(const uint8_t *bytes, size_t n, char *out);
 long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out);
 
 int tokenizer_vocab_size(const tokenizer *t);
+/* Whether a and b turn every text into the same ids and back: the same kind,
+ * end-of-text id, merges and bytes of every token. */
+bool tokenizer_same(const tokenizer *a, const tokenizer *b);
 const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
 
 /* Writes at most n ids (n always suffices); returns the count, or SIZE_MAX when

@@ -247,6 +247,7 @@ static void test_save_load(void **state)
         tokenizer *back = tokenizer_load(path, err, sizeof err);
         assert_non_null(back);
         check_same_encoding(kinds[i], back);
+        assert_true(tokenizer_same(kinds[i], back));
         tokenizer_free(back);
         tokenizer_free(kinds[i]);
     }
@@ -255,6 +256,31 @@ static void test_save_load(void **state)
     assert_int_equal(access(tmp, F_OK), -1);   /* the temporary was renamed away */
     unlink(path);
     rmdir(dir);
+}
+
+/* tokenizer_same: a copy is the same; another kind, or a bpe of the same size
+ * trained on other text (other merges), is not. */
+static void test_same(void **state)
+{
+    (void)state;
+    char err[256];
+    size_t n;
+    tokenizer *a = train_str("abababab cdcdcd", 258), *b = train_str("cdcdcdcd ababab", 258);
+    assert_non_null(a);
+    const uint32_t *merges = tokenizer_merges(a, &n);
+    tokenizer *c = tokenizer_new_bpe(merges, n, err, sizeof err);
+    tokenizer *byte = tokenizer_new_byte();
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_int_equal(tokenizer_vocab_size(a), tokenizer_vocab_size(b));
+    assert_true(tokenizer_same(a, c));
+    assert_false(tokenizer_same(a, b));
+    assert_false(tokenizer_same(a, byte));
+    assert_true(tokenizer_same(byte, byte));
+    tokenizer_free(a);
+    tokenizer_free(b);
+    tokenizer_free(c);
+    tokenizer_free(byte);
 }
 
 static void test_from_merges(void **state)
@@ -683,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_bpe_bad_vocab),
         cmocka_unit_test(test_decode_cap),
         cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_same),
         cmocka_unit_test(test_from_merges),
         cmocka_unit_test(test_corrupt_rejected),
         cmocka_unit_test(test_gpt2_toy_by_hand),

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "io/checkpoint.h"
+#include "io/dataset.h"
 #include "io/tokenizer.h"
 #include "trainer/ckpt_view.h"
 
@@ -461,6 +462,8 @@ static int resume_rank0(const char *resume, const run_config *c, const comm_worl
     ckpt_view_free(&v);
     if (found <= 0)
         return found;
+    if (dataset_check_tokenizer(c->data_dir, path, err, errlen) != 0)
+        return -1;
     *start_step = t.step;
     if (t.loss_scale > 0)
         *loss_scale = t.loss_scale;

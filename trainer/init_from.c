@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "io/dataset.h"
 
 int init_from_dims(run_config *c, char *err, size_t errlen)
 {
@@ -15,6 +16,8 @@ int init_from_dims(run_config *c, char *err, size_t errlen)
         return -1;
     }
     ckpt_model_close(f);
+    if (dataset_check_tokenizer(c->data_dir, c->init_from, err, errlen) != 0)
+        return -1;
     struct { const char *key; int *field, file; } dims[] = {
         {"vocab_size", &c->vocab_size, d.vocab_size}, {"n_positions", &c->n_positions, d.n_positions},
         {"n_embd", &c->n_embd, d.n_embd},             {"n_layer", &c->n_layer, d.n_layer},

@@ -4,7 +4,7 @@
  * The model's dimensions come from the file: a dimension the config leaves at
  * its default is taken from it, one the config gives must agree, except
  * vocab_size, which may be larger (padding rows, as llm.c pads 50257 to
- * 50304): those rows start at zero.
+ * 50304): those rows start at zero.  The data's tokenizer must be the file's.
  */
 #ifndef TRAINER_INIT_FROM_H
 #define TRAINER_INIT_FROM_H
