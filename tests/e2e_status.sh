@@ -3,7 +3,7 @@
 # `monitor --once --json` gets a record with every field docs/design.md requires;
 # `status` replies ok; garbage, unknown and oversized requests get error
 # replies (or are dropped) while the run goes on; `pause` stops the step count
-# until `resume`; `stop` ends the run with exit code 0; non-loopback endpoints
+# until `resume`, and a checkpoint asked for meanwhile is written at once; `stop` ends the run with exit code 0; non-loopback endpoints
 # without an explicit opt-in are refused.  Ports are random, every wait bounded.
 set -e
 NAME=e2e_status
@@ -94,6 +94,14 @@ sleep 1.5   # what is tested: no step in this time while paused
 s2=$(ctl status | field 'r["latest"]["step"]')
 [ "$state" = paused ] || fail "state while paused: $state"
 [ "$s1" = "$s2" ] || fail "steps advanced while paused: $s1 -> $s2"
+# a checkpoint asked for during the pause is written during it, of the paused step
+n0=$(count_records "$tmp/run/log.jsonl" checkpoint)
+ctl checkpoint > "$tmp/r" || fail "checkpoint while paused: $(cat "$tmp/r")"
+grep -q "checkpoint now" "$tmp/r" || fail "checkpoint reply while paused: $(cat "$tmp/r")"
+wait_for_record "$tmp/run/log.jsonl" checkpoint 60 $((n0 + 1))
+[ -f "$tmp/run/ckpt_$(printf %06d "$s1").h5" ] || fail "no checkpoint of paused step $s1"
+s2=$(ctl status | field 'r["latest"]["step"]')
+[ "$s1" = "$s2" ] || fail "steps advanced while paused for a checkpoint: $s1 -> $s2"
 ctl resume > "$tmp/r" || fail "resume: $(cat "$tmp/r")"
 advanced() { s3=$(ctl status | field 'r["latest"]["step"]'); [ "$s3" -gt "$s2" ]; }
 poll 60 advanced || fail "steps did not advance after resume ($s2 -> $s3)"

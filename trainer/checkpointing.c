@@ -345,6 +345,11 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
     return start_writer(sv, t0, st, err, errlen);
 }
 
+bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests)
+{
+    return requests != ck->handled;
+}
+
 int checkpoint_due(checkpointer *ck, const run_config *c, const comm_world *w, int done,
                    bool final, sig_atomic_t requests, status_log *st, char *err, size_t errlen)
 {

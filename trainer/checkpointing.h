@@ -60,6 +60,10 @@ checkpointer *checkpointer_new(const char *resume);
  * snapshot now rather than at the first save (not collective). */
 void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world *w, const gpt2 *m);
 
+/* Whether requests (as for checkpoint_due) holds one not yet acted on, on
+ * this rank. */
+bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests);
+
 /* Whether to save after step `done` (1-based); final: the run stops after it.
  * requests counts the checkpoint requests so far (SIGUSR1, the control
  * socket): one more than at the last call asks for a save, and all ranks

@@ -222,7 +222,8 @@ static void apply_command(control_server *c, control_cmd cmd, cJSON *r)
         break;
     case CONTROL_CHECKPOINT:
         ok = c->opt.checkpoint_available;
-        msg = ok ? "checkpoint after the current step" : "checkpoints are not available yet";
+        msg = !ok ? "checkpoints are not available yet"
+              : c->loop_paused ? "checkpoint now (paused)" : "checkpoint after the current step";
         c->checkpoint_pending |= ok;
         break;
     default:

@@ -743,47 +743,6 @@ static double hidden_fraction(double exposed_s, double total_s)
     return total_s > exposed_s && total_s > 0 ? 1.0 - exposed_s / total_s : 0.0;
 }
 
-/* Control requests reach rank 0, but every rank must act on them at the same
- * step boundary: rank 0 polls, then all ranks agree on its pause state (and on
- * any rank's stop signal) in one small reduction.  A pause keeps every rank
- * here, agreeing again each time rank 0 has waited 0.2 s for a request, so no
- * wait is long enough for the watchdog to take a pause for a lost peer.
- * Checkpoint requests need no broadcast: checkpoint_due agrees on them.
- * Returns whether the run stops after this step, the same on every rank. */
-enum { CTL_PAUSED = 1, CTL_STOP = 2, CTL_MORE = 4 };
-
-static bool apply_control(trainer *tr, int done)
-{
-    bool paused = false;
-    double paused_since = 0;
-    for (;;) {
-        control_cmd cmd = CONTROL_NONE;
-        if (tr->ctl)   /* rank 0 only */
-            cmd = paused ? control_wait(tr->ctl, 0.2) : control_poll(tr->ctl);
-        if (cmd == CONTROL_STOP) {
-            tr->req->stop = 1;
-        } else if (cmd == CONTROL_CHECKPOINT) {
-            tr->req->checkpoints++;   /* saved after this step, as for SIGUSR1 */
-        } else if (cmd == CONTROL_PAUSE || cmd == CONTROL_RESUME) {
-            paused = cmd == CONTROL_PAUSE;
-            paused_since = mono_time();
-            status_event(&tr->status, "event", done, paused ? "paused" : "resumed");
-        } else if (paused && mono_time() - paused_since > 5) {   /* for monitors joining now */
-            paused_since = mono_time();
-            status_event(&tr->status, "event", done, "paused");
-        }
-        /* the pause state is rank 0's alone: the others only echo the agreement */
-        int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (tr->req->stop ? CTL_STOP : 0) |
-                    (cmd != CONTROL_NONE ? CTL_MORE : 0);
-        state = comm_or_int(state, "the end-of-step agreement");
-        paused = state & CTL_PAUSED;
-        if (state & CTL_STOP)
-            tr->req->stop = 1;
-        if ((state & CTL_STOP) || !(state & (CTL_PAUSED | CTL_MORE)))
-            return state & CTL_STOP;
-    }
-}
-
 /* The sum of squares of this rank's shard of the gradients. */
 static double shard_sumsq(const trainer *tr)
 {
@@ -1060,6 +1019,57 @@ static int loop_close(trainer *tr, run_state *rs, train_result *res, int rc, cha
     return rc;
 }
 
+/* Control requests reach rank 0, but every rank must act on them at the same
+ * step boundary: rank 0 polls, then all ranks agree on its pause state (and on
+ * any rank's stop signal) in one small reduction.  A pause keeps every rank
+ * here, agreeing again each time rank 0 has waited 0.2 s for a request, so no
+ * wait is long enough for the watchdog to take a pause for a lost peer; a
+ * checkpoint asked for meanwhile (socket or SIGUSR1, on any rank) is saved
+ * then, not when the pause ends.  Outside a pause checkpoint requests need no
+ * broadcast: checkpoint_due agrees on them after the step.  Sets *stopping
+ * (the same on every rank); 0, or -1 when a save during a pause failed. */
+enum { CTL_PAUSED = 1, CTL_STOP = 2, CTL_MORE = 4, CTL_SAVE = 8 };
+
+static int apply_control(trainer *tr, run_state *rs, int done, bool *stopping, char *err,
+                         size_t errlen)
+{
+    bool paused = false;
+    double paused_since = 0;
+    for (;;) {
+        control_cmd cmd = CONTROL_NONE;
+        if (tr->ctl)   /* rank 0 only */
+            cmd = paused ? control_wait(tr->ctl, 0.2) : control_poll(tr->ctl);
+        if (cmd == CONTROL_STOP) {
+            tr->req->stop = 1;
+        } else if (cmd == CONTROL_CHECKPOINT) {
+            tr->req->checkpoints++;   /* saved after this step, as for SIGUSR1 */
+        } else if (cmd == CONTROL_PAUSE || cmd == CONTROL_RESUME) {
+            paused = cmd == CONTROL_PAUSE;
+            paused_since = mono_time();
+            status_event(&tr->status, "event", done, paused ? "paused" : "resumed");
+        } else if (paused && mono_time() - paused_since > 5) {   /* for monitors joining now */
+            paused_since = mono_time();
+            status_event(&tr->status, "event", done, "paused");
+        }
+        /* the pause state is rank 0's alone: the others only echo the agreement */
+        int state = (paused && tr->world->rank == 0 ? CTL_PAUSED : 0) | (tr->req->stop ? CTL_STOP : 0) |
+                    (cmd != CONTROL_NONE ? CTL_MORE : 0) |
+                    (checkpoint_requested(tr->ckpt, tr->req->checkpoints) ? CTL_SAVE : 0);
+        state = comm_or_int(state, "the end-of-step agreement");
+        paused = state & CTL_PAUSED;
+        *stopping = state & CTL_STOP;
+        if (*stopping)
+            tr->req->stop = 1;
+        if (*stopping || !(state & (CTL_PAUSED | CTL_MORE)))
+            return 0;
+        /* written whole before waiting on: its record, and a failure, are seen now */
+        if ((state & CTL_PAUSED) && (state & CTL_SAVE) &&
+            (checkpoint_step(tr, rs, done, false, err, errlen) != 0 ||
+             checkpoint_finish(tr->ckpt, tr->world, &tr->status, err, errlen) != 0))
+            return -1;
+    }
+}
+
 /* The run: step, update, log, control, eval, checkpoint, until max_steps, a
  * stop request or an error. */
 static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
@@ -1081,7 +1091,12 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         int done = step + 1;
         log_step(tr, &rs, done, loss, lr, norm, mono_time() - t0);
         /* all ranks stop together, even if the signal reached only one */
-        bool stopping = apply_control(tr, done);
+        bool stopping;
+        char cerr[1024];
+        if (apply_control(tr, &rs, done, &stopping, cerr, sizeof cerr) != 0 && rc == 0) {
+            snprintf(err, errlen, "%s", cerr);
+            rc = -1;
+        }
         res->final_loss = loss;
         res->steps_done = done;
         res->steps_run = done - rs.first;
