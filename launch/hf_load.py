@@ -11,34 +11,75 @@ installed it is also loaded into GPT2LMHeadModel itself.  The loss is the mean
 cross-entropy over the first N val windows of T+1 tokens (all of them by default), the
 windows the trainer's eval uses; --expect compares it with the trainer's val_loss.
 Needs h5py and torch (Debian: python3-h5py python3-torch).
+
+A file that cannot be read or is not what it should be (missing, truncated, not a
+checkpoint, not a token shard) is one line on stderr, `hf_load.py: FILE: reason`, and
+exit status 1; bad arguments exit 2.
 """
-import argparse, json, math, struct, sys
+import argparse, json, math, os, struct, sys
 
 try:
     import h5py
     import torch
     import torch.nn.functional as F
 except ImportError as e:
-    sys.exit("hf_load: %s (install python3-h5py and python3-torch)" % e)
+    sys.exit("hf_load.py: %s (install python3-h5py and python3-torch)" % e)
+
+
+def fail(what, reason):
+    """One line on stderr and exit status 1."""
+    print("hf_load.py: %s: %s" % (what, reason), file=sys.stderr)
+    sys.exit(1)
+
+
+def reason(e):
+    """An expected error as one line: the system's words for an errno (h5py's
+    message repeats the path), else the library's message."""
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno)
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    return str(e)
 
 
 def read_tokens(path):
-    """A token shard: 32-byte header (magic, version, width, count, vocab), then tokens."""
+    """A token shard: 32-byte header (magic, version, width, count, vocab), then tokens.
+    OSError if it cannot be read, ValueError if it is not a whole token shard."""
     with open(path, "rb") as f:
         head = f.read(32)
+        if len(head) < 32:
+            raise ValueError("not a token shard (shorter than its 32-byte header)")
         magic, version, width, count, vocab, _ = struct.unpack("<8sIIQII", head)
         if magic != b"GPTTOKS\0" or version != 1 or width not in (2, 4):
-            sys.exit("hf_load: %s is not a token shard" % path)
+            raise ValueError("not a token shard (magic, version or token width)")
+        body = f.read(count * width)
+        if len(body) != count * width:
+            raise ValueError("truncated: %d of the header's %d tokens" % (len(body) // width, count))
         dtype = torch.int16 if width == 2 else torch.int32
-        data = torch.frombuffer(bytearray(f.read(count * width)), dtype=dtype)
+        data = torch.frombuffer(bytearray(body), dtype=dtype) if count else torch.zeros(0, dtype=dtype)
     return data.to(torch.int64) & (0xFFFF if width == 2 else 0xFFFFFFFF)
 
 
+def model_names(n_layer):
+    """The /model tensors the forward reads, Hugging Face names."""
+    block = ["ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"]
+    names = ["transformer.wte.weight", "transformer.wpe.weight",
+             "transformer.ln_f.weight", "transformer.ln_f.bias"]
+    for l in range(n_layer):
+        names += ["transformer.h.%d.%s.%s" % (l, b, wb) for b in block for wb in ("weight", "bias")]
+    return names
+
+
 def load_state(path):
+    """The config's dimensions and /model; OSError, KeyError or ValueError (h5py's) when
+    the file is unreadable or not a full-precision checkpoint."""
     with h5py.File(path, "r") as f:
         cfg = {k: int(f["config"].attrs[k]) for k in
                ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")}
-        cfg["seq_len"] = int(f["config"].attrs.get("seq_len", cfg["n_positions"]))
+        cfg["seq_len"] = int(f["config"].attrs.get("seq_len", cfg["n_positions"])) or cfg["n_positions"]
+        for name in model_names(cfg["n_layer"]):
+            if name not in f["model"]:
+                raise KeyError("no /model/%s (an int8 model file or not a gpt-cpu checkpoint)" % name)
         state = {name: torch.from_numpy(f["model"][name][()]) for name in f["model"]}
     state["lm_head.weight"] = state["transformer.wte.weight"]   # tied, not stored
     return cfg, state
@@ -78,7 +119,7 @@ def try_transformers(cfg, sd):
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias"))]
     if missing or unexpected:
-        sys.exit("hf_load: GPT2LMHeadModel refused keys: missing %s unexpected %s" % (missing, unexpected))
+        sys.exit("hf_load.py: GPT2LMHeadModel refused keys: missing %s unexpected %s" % (missing, unexpected))
     return "loaded into transformers.GPT2LMHeadModel without renaming"
 
 
@@ -89,10 +130,27 @@ def main():
     ap.add_argument("--windows", type=int, default=0, help="val windows to score (0: all)")
     ap.add_argument("--expect", type=float, help="the trainer's val_loss on the same windows")
     a = ap.parse_args()
-    cfg, sd = load_state(a.ckpt)
+    if a.windows < 0:
+        ap.error("--windows must be 0 or more, not %d" % a.windows)
+    try:
+        cfg, sd = load_state(a.ckpt)
+    except (OSError, KeyError, ValueError) as e:
+        fail(a.ckpt, reason(e))
+    if not os.path.isdir(a.data):
+        fail(a.data, "no such directory (--data is the run's data_dir)" if not os.path.exists(a.data)
+             else "not a directory (--data is the run's data_dir)")
     T = cfg["seq_len"]
-    val = read_tokens(a.data + "/val.tok")
+    path = os.path.join(a.data, "val.tok")
+    try:
+        val = read_tokens(path)
+    except (OSError, ValueError) as e:
+        fail(path, reason(e))
     n = (val.numel() - 1) // T
+    if n < 1:
+        fail(path, "%d tokens: not one window of seq_len + 1 = %d" % (val.numel(), T + 1))
+    if int(val.max()) >= cfg["vocab_size"]:
+        fail(path, "token %d is past the checkpoint's vocab_size %d (another tokenizer's data?)"
+             % (int(val.max()), cfg["vocab_size"]))
     if a.windows:
         n = min(n, a.windows)
     total = 0.0
@@ -106,7 +164,7 @@ def main():
     note = try_transformers(cfg, sd)
     print(json.dumps({"ckpt": a.ckpt, "windows": n, "loss": loss, "note": note}))
     if a.expect is not None and abs(loss - a.expect) > 1e-4 * max(1.0, abs(a.expect)):
-        sys.exit("hf_load: PyTorch loss %.6f differs from the trainer's %.6f" % (loss, a.expect))
+        sys.exit("hf_load.py: PyTorch loss %.6f differs from the trainer's %.6f" % (loss, a.expect))
 
 
 if __name__ == "__main__":
