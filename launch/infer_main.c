@@ -48,9 +48,13 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: build/infer --ckpt FILE.h5 [--quant int8|bf16|fp32] [--kv fp32|bf16] [--prompt TEXT] [-n N]\n"
-        "                   [--temperature T] [--top-k K] [--top-p P] [--seed S] [--bench]\n"
-        "Generates text from a gpt-cpu checkpoint (reads /config, /model, /tokenizer).\n"
+        "usage: build/infer --ckpt FILE.h5|FILE.gguf [--quant int8|bf16|fp32] [--kv fp32|bf16]\n"
+        "                   [--prompt TEXT] [-n N] [--temperature T] [--top-k K] [--top-p P]\n"
+        "                   [--seed S] [--ignore-eos]\n"
+        "                   [--bench | --eval FILE.tok [--seq-len T] [--eval-windows N]\n"
+        "                    | --serve ENDPOINT | --save-quantized FILE.h5]\n"
+        "Generates text from a gpt-cpu checkpoint (reads /config, /model, /tokenizer) or a GGUF\n"
+        "file of build/export.\n"
         "  --quant Q        int8 (default): weights and LM head int8, one scale per 32 values;\n"
         "                   bf16: weights held as bf16 (2 bytes), bf16 products; fp32\n"
         "  --kv K           the KV cache: bf16 (default for int8 and bf16: half the memory\n"
@@ -70,7 +74,8 @@ static void usage(FILE *f)
         "                   fp32 model's loss and how often its greedy token agrees\n"
         "  --serve ENDPOINT answer JSON requests on a ZeroMQ REP endpoint (tcp://127.0.0.1:PORT):\n"
         "                   {prompt, max_tokens, temperature, top_k, top_p, seed} ->\n"
-        "                   {ok, text, tokens, tokens_per_s, ...} (see README); until SIGTERM\n"
+        "                   {ok, text, tokens, tokens_per_s, ...} (see docs/inference.md);\n"
+        "                   until SIGINT/SIGTERM\n"
         "  --save-quantized FILE.h5  quantize once and save the int8 model (with the tokenizer)\n"
         "                   to FILE.h5, which --ckpt then loads without quantizing again\n"
         "  --seq-len T      --eval window (default n_positions; the trainer's seq_len)\n"

@@ -41,6 +41,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: monitor [--connect ENDPOINT] [--json] [--once] [--timeout S]\n"
             "       monitor --control ENDPOINT COMMAND [--token T] [--json] [--timeout S]\n"
+            "       monitor --plot F.svg [--log FILE | --connect ENDPOINT [--timeout S]] [--log-y]\n"
             "  --connect EP   status socket of the run (default tcp://127.0.0.1:5555)\n"
             "  --json         print the raw JSON records (or reply) instead of the progress view\n"
             "  --once         print one record and exit (exit 1 if none within the timeout)\n"
@@ -53,6 +54,7 @@ static void usage(FILE *f)
             "                 val_loss against step into an SVG file, from --log FILE (a run's\n"
             "                 OUT_DIR/log.jsonl) or else from the live feed at --connect, collected\n"
             "                 until a \"done\" event, --timeout S or Ctrl-C\n"
+            "  --log FILE     the run log --plot reads (OUT_DIR/log.jsonl) instead of the feed\n"
             "  --log-y        log-scale loss axis for --plot\n");
 }
 

@@ -33,7 +33,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: trainer --config FILE.json [--set key=value ...] [--resume auto|PATH]\n"
             "               [--init-from CK.h5]\n"
-            "  --config FILE    run configuration (JSON object; keys as in README.md)\n"
+            "  --config FILE    run configuration (JSON object; keys in docs/config.md)\n"
             "  --set key=value  override one config key (repeatable, applied in order)\n"
             "  --resume auto|PATH  continue from OUT_DIR's newest valid checkpoint (auto:\n"
             "                   a fresh start if there is none) or from the checkpoint PATH\n"
