@@ -57,13 +57,20 @@ all: $(PROGS)
 help:
 	@echo "make deps         install the Debian packages (apt-get, idempotent) and fetch"
 	@echo "                  GPT-2's reference encoder with npm into build/npm"
-	@echo "make              build build/prep, build/trainer, build/monitor and build/infer"
+	@echo "make              build the seven programs: build/prep, trainer, monitor, infer,"
+	@echo "                  loader, import and export"
 	@echo "make run          prepare the default corpus and train a small model on it"
-	@echo "make test         build and run the cmocka suite (SAN=1: under ASan+UBSan)"
+	@echo "make test         build and run the cmocka suite and the end-to-end checks"
+	@echo "                  (SAN=1: under ASan+UBSan)"
 	@echo "make fuzz         run every libFuzzer target FUZZ_S seconds (default 60)"
-	@echo "make bench        kernel and seed384 training benchmarks -> build/bench.jsonl"
+	@echo "make bench        hardware, kernel, training, inference and GPT-2 import/fine-tune"
+	@echo "                  benchmarks -> build/bench.jsonl"
+	@echo "make bench-dp     np 2 against np 1 over shared memory -> build/bench_dp.jsonl"
+	@echo "make bench-net    data parallel over two emulated hosts at 10 and 1 Gbit/s (root)"
+	@echo "                  -> build/bench_net.jsonl"
 	@echo "make shakespeare  nanoGPT's shakespeare_char recipe (TINYSHAKESPEARE=path)"
 	@echo "make infer-quality  int8 vs fp32 inference on Tiny Shakespeare val (TINYSHAKESPEARE=path)"
+	@echo "make clean        remove build, build-san and build-fuzz"
 
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
         libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
