@@ -75,10 +75,10 @@ static int get_int(const cJSON *v, double lo, double hi, double *out)
     return 0;
 }
 
-static int get_float(const cJSON *v, double lo, double hi, bool open_lo, float *out)
+static int get_float(const cJSON *v, double lo, double hi, float *out)
 {
     double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    if (!(x >= lo && x <= hi) || (open_lo && x == lo))
+    if (!(x >= lo && x <= hi))
         return -1;
     *out = (float)x;
     return 0;
@@ -116,11 +116,11 @@ static int parse_request(const cJSON *o, request *r, char *err, size_t errlen)
             range = "an integer in 0..2^53";
             r->seed = (uint64_t)v;
         } else if (strcmp(k, "temperature") == 0) {
-            rc = get_float(f, 0, 100, false, &r->temperature);
+            rc = get_float(f, 0, 100, &r->temperature);
             range = "a number in 0..100";
         } else if (strcmp(k, "top_p") == 0) {
-            rc = get_float(f, 0, 1, true, &r->top_p);
-            range = "a number in (0, 1]";
+            rc = get_float(f, 0, 1, &r->top_p);
+            range = "a number in 0..1";
         } else if (strcmp(k, "token") == 0) {
             rc = cJSON_IsString(f) ? 0 : -1;   /* checked by check_token */
             range = "a string";

@@ -63,7 +63,8 @@ static void usage(FILE *f)
         "  -n N             tokens to generate (default 256; --bench 240)\n"
         "  --temperature T  0 = greedy (default 0.8; --bench 0)\n"
         "  --top-k K        sample among the K most likely tokens (default 40, 0 = all)\n"
-        "  --top-p P        then among the smallest set with probability >= P (default 0.95)\n"
+        "  --top-p P        then among the smallest set with probability >= P (0..1,\n"
+        "                   default 0.95; 0 = the most likely token, 1 = off)\n"
         "  --seed S         sampling seed (default: from the clock); same seed, same text\n"
         "  --ignore-eos     go on past the tokenizer's end-of-text token (gpt2's <|endoftext|>)\n"
         "  --bench          batch 1, a 16-token prompt (or --prompt), 240 tokens; prints one\n"
@@ -141,7 +142,7 @@ static int parse_value(options *o, const char *flag, const char *val, char *err,
     else if (strcmp(flag, "--temperature") == 0)
         rc = parse_float(val, 0, 100, &o->temperature);
     else if (strcmp(flag, "--top-p") == 0)
-        rc = parse_float(val, 1e-6, 1, &o->top_p);
+        rc = parse_float(val, 0, 1, &o->top_p);
     else {
         snprintf(err, errlen, "unknown option '%s' (see --help)", flag);
         return -1;

@@ -44,7 +44,7 @@ python3 tests/send_garbage.py "$port" || fail "raw TCP write"
 printf '{"prompt": "a\000b"}' > "$tmp/nul"
 head -c 300 /dev/urandom > "$tmp/random"
 "$client" "$ep" 'garbage {' "@$tmp/nul" "@$tmp/random" '[1, 2]' '{"max_tokens": -1}' \
-    '{"temperature": 101}' '{"top_p": 0}' '{"top_k": 1.5}' '{"seed": "x"}' '{"prompt": 7}' \
+    '{"temperature": 101}' '{"top_p": -0.1}' '{"top_k": 1.5}' '{"seed": "x"}' '{"prompt": 7}' \
     '{"promt": "x"}' >"$tmp/bad.out" || fail "bad requests were not all answered"
 "$client" "$ep" --parts '{"prompt": "a"}' '{"prompt": "b"}' >>"$tmp/bad.out" ||
     fail "two-part request not answered"
