@@ -932,6 +932,10 @@ static void log_step(trainer *tr, run_state *rs, int done, float loss, float lr,
     if (timed < rs->ntimed_cap)
         rs->step_s[timed] = dt;
     rs->t_train += dt;
+    /* the peak is measured in a few milliseconds at start; on a busy host it
+     * can come out below what the steps then reach, and MFU is not > 100% */
+    if (rs->flops_per_step / dt > rs->peak_flops)
+        rs->peak_flops = rs->flops_per_step / dt;
     step_stats st = {.step = done, .max_steps = c->max_steps, .ranks = tr->world->size,
                      .loss = loss, .comm_ms = tr->comm_s * 1e3, .comm_tail_ms = tr->comm_s * 1e3,
                      .comm_exposed_ms = tr->comm_exposed_s * 1e3,
