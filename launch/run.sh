@@ -196,6 +196,8 @@ out_dir() {
 }
 log=$(out_dir "$@")/log.jsonl
 steps_logged() { grep -c '"type":"step"' "$log" 2>/dev/null || :; }
+# the trainer's closing records: one more than before a stop means it saved and finished
+runs_done() { grep -c '"message":"done"' "$log" 2>/dev/null || :; }
 
 # the rsh agent mpirun uses (--mca plm_rsh_agent CMD), else ssh that never prompts
 agent="ssh -o BatchMode=yes -o ConnectTimeout=5"
@@ -252,7 +254,7 @@ while :; do
     GPT_RESTARTS=$attempt; export GPT_RESTARTS
     build_cmd "$args"
     echo "+ $cmd" >&2
-    before=$(steps_logged)
+    before=$(steps_logged) done_before=$(runs_done)
     eval "exec $cmd" &
     child=$!
     while :; do   # a trapped signal interrupts wait: wait again until the job is gone
@@ -262,6 +264,10 @@ while :; do
     child=""
     [ "$rc" -eq 0 ] && exit 0
     if [ "$stopping" -eq 1 ]; then
+        # mpirun reports a job it signalled as failed even when every rank saved and exited 0
+        if [ "$(runs_done)" != "$done_before" ]; then
+            echo "run.sh: stopped by a signal: the trainer saved and finished" >&2; exit 0
+        fi
         echo "run.sh: stopped by a signal (job exit code $rc): not restarting" >&2; exit "$rc"
     fi
     if [ "$rc" -eq 2 ]; then

@@ -5,8 +5,8 @@
 #      the trainer's own "restart 1"), the run finishes, and every step's loss
 #      equals an uninterrupted run's;
 #   2. a bad config (exit code 2) is not restarted;
-#   3. SIGTERM to the supervisor stops the job without a restart, and the
-#      trainer's checkpoint is the last step it logged.
+#   3. SIGTERM to the supervisor stops the job without a restart, exit code 0,
+#      and the trainer's checkpoint is the last step it logged.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -83,8 +83,10 @@ sup=$!
 SHOW_ON_FAIL="$tmp/err.term" WATCH=$sup wait_for_record "$tmp/term/log.jsonl" step 60 20
 kill -TERM "$sup"
 term_at=$(date +%s.%N)
-wait "$sup" || :
+rc=0
+wait "$sup" || rc=$?
 sup=""
+[ "$rc" -eq 0 ] || { cat "$tmp/err.term"; fail "a clean stop exited $rc"; }
 saved_after=$($PY -c "import os,sys; print('%.1f' % (os.path.getmtime(sys.argv[1]) - float(sys.argv[2])))" \
     "$tmp/term/latest" "$term_at")
 [ "$(grep -c '^+ mpirun' "$tmp/err.term")" -eq 1 ] || { cat "$tmp/err.term"; fail "SIGTERM led to a restart"; }
