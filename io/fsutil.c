@@ -198,6 +198,14 @@ int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
     return 0;
 }
 
+int fs_require_new(const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0)
+        return fs_fail(err, errlen, "%s already exists (choose a new %s)", path, what);
+    return 0;
+}
+
 int fs_mkdir_p(const char *dir, char *err, size_t errlen)
 {
     if (dir[0] == '\0') {

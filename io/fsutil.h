@@ -37,6 +37,11 @@ int fs_fsync_parent(const char *path, char *err, size_t errlen);
 /* Reads the whole file into a malloc'd buffer (NUL-terminated, not counted in *len). */
 int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
 
+/* -1 with "PATH already exists (choose a new WHAT)" when anything (even a
+ * dangling symlink) has that name: the tools that write a new file or folder
+ * never replace one, which may be the very file they read. */
+int fs_require_new(const char *path, const char *what, char *err, size_t errlen);
+
 /* mkdir -p with mode 0755. */
 int fs_mkdir_p(const char *dir, char *err, size_t errlen);
 

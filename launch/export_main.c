@@ -17,8 +17,9 @@
  *
  * The vocabulary of every tokenizer type is written GPT-2's way: each token's
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
- * of such spellings (none for the byte tokenizer).  Nothing is left under the
- * output name when anything fails.
+ * of such spellings (none for the byte tokenizer).  An existing output name is
+ * refused before anything is read, and nothing is left under it when anything
+ * fails.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -39,7 +40,8 @@
 
 static const char USAGE[] =
     "usage: build/export --ckpt CK.h5 --format hf --out DIR [--dtype f32|f16|bf16]\n"
-    "       build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]\n";
+    "       build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]\n"
+    "--out must be a new name: an existing file or folder is refused.\n";
 
 typedef struct {
     ckpt_model_file *ck;
@@ -256,13 +258,8 @@ static int export_hf(model_src *m, const char *out, const char *dtype_name, char
         snprintf(err, errlen, "--dtype %s is not one of f32, f16, bf16", dtype_name);
         return -1;
     }
-    struct stat st;
     if (strlen(out) > 1000) {
         snprintf(err, errlen, "--out is longer than 1000 bytes");
-        return -1;
-    }
-    if (stat(out, &st) == 0) {
-        snprintf(err, errlen, "%s already exists (choose a new folder)", out);
         return -1;
     }
     char tmp[1100], path[1200];
@@ -559,6 +556,11 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[1024];
+    /* before the checkpoint is opened: --out may well name it */
+    if (fs_require_new(out, hf ? "folder" : "file name", err, sizeof err) != 0) {
+        fprintf(stderr, "export: %s\n", err);
+        return 2;
+    }
     model_src m;
     int rc = open_model(&m, ckpt, err, sizeof err);
     if (rc == 0)

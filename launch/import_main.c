@@ -3,9 +3,10 @@
  *
  *   build/import --hf DIR --out CK.h5
  *
- * DIR holds config.json, model.safetensors, vocab.json and merges.txt.
- * Everything is checked before the output is created: the architecture keys
- * of config.json, every tensor's presence, dtype and shape, the tied lm_head.
+ * DIR holds config.json, model.safetensors, vocab.json and merges.txt.  An
+ * existing --out is refused.  Everything is checked before the output is
+ * created: the architecture keys of config.json, every tensor's presence,
+ * dtype and shape, the tied lm_head.
  * Tensors then stream one at a time from the safetensors file into the HDF5
  * file, so a model is never held twice in memory.
  */
@@ -22,7 +23,8 @@
 #include "io/tokenizer.h"
 #include "kernels/convert.h"
 
-static const char USAGE[] = "usage: build/import --hf DIR --out CK.h5\n";
+static const char USAGE[] = "usage: build/import --hf DIR --out CK.h5\n"
+                            "--out must be a new name: an existing file is refused.\n";
 
 typedef struct {
     int vocab_size, n_positions, n_embd, n_layer, n_head;
@@ -303,6 +305,10 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[1024];
+    if (fs_require_new(out, "file name", err, sizeof err) != 0) {
+        fprintf(stderr, "import: %s\n", err);
+        return 2;
+    }
     if (import(dir, out, err, sizeof err) != 0) {
         fprintf(stderr, "import: %s\n", err);
         return 1;

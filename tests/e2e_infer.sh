@@ -121,6 +121,10 @@ expect_exit 1 "truncated or damaged" --ckpt "$tmp/q8half.h5"
 expect_exit 1 "runs only with --quant int8" --ckpt "$tmp/q8.h5" --quant fp32
 expect_exit 2 "needs --quant int8" --ckpt "$ck" --quant bf16 --save-quantized "$tmp/x.h5"
 expect_exit 1 "No such file" --ckpt "$tmp/none.h5"
+# --save-quantized never replaces a file, not even the checkpoint it reads
+sum=$(cksum <"$ck")
+expect_exit 2 "$ck already exists (choose a new file name)" --ckpt "$ck" --save-quantized "$ck"
+[ "$(cksum <"$ck")" = "$sum" ] && [ ! -e "$ck.tmp" ] || fail "--save-quantized onto --ckpt changed it"
 expect_exit 2 "invalid value 'int4' for --quant" --ckpt "$ck" --quant int4
 expect_exit 2 "unknown option '--frobnicate'" --ckpt "$ck" --frobnicate 1
 expect_exit 2 "invalid value 'x' for -n" --ckpt "$ck" -n x
