@@ -50,7 +50,9 @@ static void usage(FILE *f)
             "  --vocab       BPE vocabulary size, 257..%d (default %d)\n"
             "  --vocab-file  GPT-2's encoder.json (OpenAI) or vocab.json (Hugging Face)\n"
             "  --merges      GPT-2's vocab.bpe (OpenAI) or merges.txt (Hugging Face)\n"
-            "  --val-fraction  in (0, 1), default 0.1\n",
+            "  --val-fraction  in (0, 1), default 0.1\n"
+            "An existing DIR is replaced only if it holds nothing but dataset files, and no\n"
+            "input may be DIR or inside it.\n",
             1 << 20, DEFAULT_BPE_VOCAB);
 }
 
@@ -310,6 +312,28 @@ static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t
     return t;
 }
 
+/* An --input that is DIR or lies inside it would be read, then replaced by
+ * the dataset made of it.  Real paths are compared, so links and ".." count;
+ * a DIR not there yet holds nothing, and a missing input is collect_inputs'
+ * to report. */
+static int check_inputs_outside_out(const prep_args *a)
+{
+    char *out = realpath(a->out, NULL);
+    if (!out)
+        return 0;
+    size_t n = strlen(out);
+    int rc = 0;
+    for (int i = 0; i < a->ninputs && !rc; i++) {
+        char *in = realpath(a->inputs[i], NULL);
+        if (in && strncmp(in, out, n) == 0 && (in[n] == '\0' || in[n] == '/' || n == 1))
+            rc = die(EXIT_USAGE, "--input %s is the --out directory or inside it, which prep "
+                     "replaces (choose another --out)", a->inputs[i]);
+        free(in);
+    }
+    free(out);
+    return rc;
+}
+
 /* DIR may be replaced whole only if it is a data directory: a file of anything
  * else there (the corpus itself, say) would go with it.  Creates DIR's parent. */
 static int check_out_dir(const char *dir)
@@ -440,6 +464,8 @@ int main(int argc, char **argv)
     size_t n = 0, *ends = NULL;
     char stats[64];
     int rc = parse_args(argc, argv, &a);
+    if (!rc)
+        rc = check_inputs_outside_out(&a);
     if (!rc)
         rc = collect_inputs(&a, &files);
     if (!rc)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # End-to-end check of $BUILD/prep on a corpus made here: byte and BPE outputs,
 # token-file sizes against their headers, the train/val split, directory inputs
-# (skipping *.dat, *.u8 and links to files already read), and one-line errors.
+# (skipping *.dat, *.u8 and links to files already read), and one-line errors
+# (an input that is the output dataset or inside it among them).
 set -e
 NAME=e2e_prep
 . tests/lib_e2e.sh
@@ -86,6 +87,16 @@ expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --val-fraction abc
 expect_error 1 --input "$tmp/no-such-file" --out "$tmp/x"
 printf 'abc' >"$tmp/tiny.txt"
 expect_error 1 --input "$tmp/tiny.txt" --out "$tmp/x"
+# an --input that is the --out dataset or inside it (by real path): exit 2, the dataset unchanged
+sum=$(cat "$tmp/byte"/* | cksum)
+ln -s byte "$tmp/bytelink"
+for args in "$tmp/byte --out $tmp/byte" "$tmp/corpus.txt $tmp/byte/train.tok --out $tmp/byte/" \
+            "$tmp/bytelink/../byte --out $tmp/bytelink"; do
+    # shellcheck disable=SC2086 # $tmp (mktemp -d) has no spaces
+    expect_error 2 --input $args
+    grep -q "is the --out directory or inside it" "$tmp/err" || fail "own dataset as input: $(cat "$tmp/err")"
+done
+[ "$(cat "$tmp/byte"/* | cksum)" = "$sum" ] || fail "prep of its own dataset changed it"
 "$PREP" --help | grep -q 'usage:' || fail "--help"
 
 leftover=$(find "$tmp" -name '*.tmp')
