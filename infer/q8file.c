@@ -36,7 +36,7 @@ static int write_vec(void *ctx, const char *name, int rows, int cols, float *x, 
     if (h5_write_checked(w->model, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, rows, cols,
                       (size_t)rows * (cols ? cols : 1) * sizeof(float)) == 0)
         return 0;
-    snprintf(err, errlen, "cannot write /model/%s (disk full?)", name);
+    snprintf(err, errlen, "cannot write /model/%s: %s", name, h5_os_reason("disk full?"));
     return -1;
 }
 
@@ -68,7 +68,7 @@ static int write_mat(void *ctx, const char *name, const infer_linear *l, char *e
     if (l->wv)
         free(wq), free(ws);
     if (rc != 0)
-        snprintf(err, errlen, "cannot write /q8/%s (disk full?)", name);
+        snprintf(err, errlen, "cannot write /q8/%s: %s", name, h5_os_reason("disk full?"));
     return rc;
 }
 
@@ -102,8 +102,9 @@ static int write_header(hid_t f, const infer_model *m, const tokenizer *tok)
 static int write_file(hid_t f, const infer_model *m, const tokenizer *tok, char *err,
                       size_t errlen)
 {
+    errno = 0;
     if (write_header(f, m, tok) != 0) {
-        snprintf(err, errlen, "cannot write the header groups (disk full?)");
+        snprintf(err, errlen, "cannot write the header groups: %s", h5_os_reason("disk full?"));
         return -1;
     }
     writer w = {new_group(f, "/model"), new_group(f, "/q8"), m->decode_path};
@@ -134,16 +135,20 @@ int infer_q8file_save(const char *path, const infer_model *m, const tokenizer *t
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);   /* the 1.10 format: all metadata checksummed */
     if (fapl >= 0)
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    errno = 0;
     hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (fapl >= 0)
         H5Pclose(fapl);
-    if (f < 0) {
-        snprintf(err, errlen, "%s: cannot create (directory missing or not writable?)", tmp);
+    if (f < 0) {   /* a full disk can fail it after the file was made */
+        snprintf(err, errlen, "%s: cannot create: %s", tmp,
+                 h5_os_reason("directory missing or not writable?"));
+        unlink(tmp);
         return -1;
     }
     int rc = write_file(f, m, tok, why, sizeof why);
+    errno = 0;
     if (H5Fclose(f) < 0 && rc == 0) {
-        snprintf(why, sizeof why, "closing failed (disk full?)");
+        snprintf(why, sizeof why, "closing failed: %s", h5_os_reason("disk full?"));
         rc = -1;
     }
     if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)   /* HDF5 does not fsync */

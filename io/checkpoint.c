@@ -45,13 +45,6 @@ static int fail(const ectx *e, const char *fmt, ...)
     return -1;
 }
 
-/* What the system said about a failed HDF5 call (its file driver leaves errno
- * set: ENOSPC, EROFS, EACCES), or guess when it said nothing. */
-static const char *os_reason(const char *guess)
-{
-    return errno ? strerror(errno) : guess;
-}
-
 /* ---- tensors -------------------------------------------------------------- */
 
 uint64_t ckpt_checksum(const float *x, size_t n)
@@ -105,7 +98,7 @@ static int write_tensors(hid_t file, int gi, const ckpt_state *s, float *buf, in
         else if (h5_write_checked(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
                                   arena ? arena + t->offset : buf, t->rows, t->cols,
                                   numel(t) * sizeof(float)) != 0)
-            rc = fail(e, "cannot write %s/%s: %s", group, t->name, os_reason("disk full?"));
+            rc = fail(e, "cannot write %s/%s: %s", group, t->name, h5_os_reason("disk full?"));
         else if (fd >= 0)   /* start the writeback now: the disk works while the next tensor
                              * is checksummed and copied, and the final fsync has less left */
             sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -277,7 +270,7 @@ static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
                       write_tensors(f, CKPT_V, s, buf, fd, e))) ? -1 : 0;
     free(buf);
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = fail(e, "flushing the file failed: %s", os_reason("disk full?"));
+        rc = fail(e, "flushing the file failed: %s", h5_os_reason("disk full?"));
     return rc;
 }
 
@@ -300,7 +293,7 @@ static hid_t create_tmp(const char *path, char *tmp, size_t tmplen, const ectx *
     if (fapl >= 0)
         H5Pclose(fapl);
     if (f < 0) {   /* a full disk can fail it after the file was made */
-        fail(e, "cannot create %s: %s", tmp, os_reason("directory missing or not writable?"));
+        fail(e, "cannot create %s: %s", tmp, h5_os_reason("directory missing or not writable?"));
         unlink(tmp);
         return -1;
     }
@@ -312,7 +305,7 @@ static hid_t create_tmp(const char *path, char *tmp, size_t tmplen, const ectx *
 static int commit_tmp(hid_t f, int rc, const char *tmp, const char *path, const ectx *e)
 {
     if (H5Fclose(f) < 0 && rc == 0)
-        rc = fail(e, "closing %s failed: %s", tmp, os_reason("disk full?"));
+        rc = fail(e, "closing %s failed: %s", tmp, h5_os_reason("disk full?"));
     /* HDF5 does not fsync: reopen with POSIX and sync before the rename */
     char why[300];
     if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)

@@ -4,6 +4,7 @@
 
 #include "io/checkpoint.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -12,6 +13,11 @@ void h5_quiet(void)
 {
     H5dont_atexit();   /* only effective before the library initialises: first */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+const char *h5_os_reason(const char *guess)
+{
+    return errno ? strerror(errno) : guess;
 }
 
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val)
@@ -140,6 +146,7 @@ int h5_write_checked(hid_t g, const char *name, hid_t ftype, hid_t mtype, const 
                      int rows, int cols, size_t bytes)
 {
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    errno = 0;
     hid_t sp = H5Screate_simple(cols ? 2 : 1, dims, NULL);
     hid_t d = sp < 0 ? -1 : H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     uint64_t sum = ckpt_checksum(x, bytes / sizeof(float));

@@ -13,6 +13,11 @@
  * nothing else to do. */
 void h5_quiet(void);
 
+/* What the system said about a failed HDF5 call (its file driver leaves errno
+ * set: ENOSPC, EROFS, EACCES), or guess when it said nothing; errno must be
+ * cleared before the call. */
+const char *h5_os_reason(const char *guess);
+
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val);
 int h5_attr_i64(hid_t obj, const char *name, long long v);
 int h5_attr_f64(hid_t obj, const char *name, double v);
@@ -29,7 +34,7 @@ int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap);
 
 /* A contiguous dataset name in g of rows x cols (cols 0: a vector), stored as
  * ftype from x in mtype, with a "checksum" attribute (ckpt_checksum) over its
- * bytes, a multiple of 4. */
+ * bytes, a multiple of 4.  Clears errno first, for h5_os_reason. */
 int h5_write_checked(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *x,
                      int rows, int cols, size_t bytes);
 

@@ -8,6 +8,8 @@
 #    (background and synchronous writes);
 #  - a read-only out_dir: exit 1 with the OS reason;
 #  - prep into a full tmpfs: the old dataset stays whole and usable;
+#  - infer --save-quantized into a full tmpfs: "No space left on device", exit 1,
+#    no .tmp file left;
 #  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0;
 #  - a missing, corrupt or too-large tokenizer.json, a foreign val.tok, a
 #    dataset without its manifest: refused before step 1 with one line.
@@ -93,7 +95,7 @@ mount_tmpfs() {   # dir, size, options
     mount -t tmpfs -o "size=$2${3:+,$3}" tmpfs "$1" 2>/dev/null || return 1
     mounts="$1 $mounts"
 }
-tmpfs_parts="disk full, read-only out_dir, prep into a full disk"
+tmpfs_parts="disk full, read-only out_dir, prep and infer --save-quantized into a full disk"
 if [ "$(id -u)" -ne 0 ]; then
     skip_part "$tmpfs_parts" "need root to mount a tmpfs"
     exit 0
@@ -134,4 +136,17 @@ grep -q "No space left on device" "$tmp/err" || { cat "$tmp/err"; fail "prep: no
 [ "$(ls "$tmp/small")" = "data" ] || fail "prep left a temporary directory: $(ls "$tmp/small")"
 expect_exit 0 --set data_dir="$tmp/small/data" --set out_dir="$tmp/onsmall" --set max_steps=1
 echo "prep into a full disk: one line, exit 1, the old dataset whole and usable"
+
+# infer --save-quantized onto a disk full before or during the write: the OS reason, no .tmp left
+mount_tmpfs "$tmp/q8" 100k || fail "fourth tmpfs"
+ck="$tmp/resumed0/$(cat "$tmp/resumed0/latest")"
+for room in 0 24; do
+    dd if=/dev/zero of="$tmp/q8/fill" bs=1k count=$((100 - room)) 2>/dev/null || true
+    set +e; "$BUILD/infer" --ckpt "$ck" --save-quantized "$tmp/q8/m.h5" 2>"$tmp/err"; rc=$?; set -e
+    [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "save onto a full disk: exit $rc"; }
+    grep -q "No space left on device" "$tmp/err" || { cat "$tmp/err"; fail "save onto a full disk: no OS reason"; }
+    [ "$(ls "$tmp/q8")" = "fill" ] || fail "save onto a full disk left $(ls "$tmp/q8")"
+    rm "$tmp/q8/fill"
+done
+echo "infer --save-quantized onto a full disk: one line with the OS reason, exit 1, nothing left"
 echo "e2e_faults: PASS"
