@@ -41,7 +41,17 @@
 static const char USAGE[] =
     "usage: build/export --ckpt CK.h5 --format hf --out DIR [--dtype f32|f16|bf16]\n"
     "       build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]\n"
-    "--out must be a new name: an existing file or folder is refused.\n";
+    "Writes a checkpoint's model and tokenizer for other programs.\n"
+    "  --ckpt CK.h5  the checkpoint (the trainer's or build/import's)\n"
+    "  --format F    hf: a Hugging Face folder (config.json, model.safetensors, vocab.json,\n"
+    "                merges.txt) that transformers loads; gguf: one file llama.cpp and\n"
+    "                build/infer load\n"
+    "  --out PATH    the folder (hf) or file (gguf) to write: a new name, an existing file\n"
+    "                or folder is refused\n"
+    "  --dtype D     hf only: the tensors as f32 (default), f16 or bf16\n"
+    "  --type T      gguf only: the weight matrices and token embedding as f32 (default),\n"
+    "                f16 or q8_0 (infer's int8 model; needs n_embd a multiple of 32)\n"
+    "Exit status: 0 ok, 1 unusable checkpoint or failed write, 2 bad arguments.\n";
 
 typedef struct {
     ckpt_model_file *ck;
@@ -544,15 +554,19 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--type") == 0)
             dst = &type;
         if (!dst || i + 1 >= argc) {
-            fprintf(stderr, "export: unknown or incomplete option '%s'\n%s", argv[i], USAGE);
+            fprintf(stderr, "export: unknown or incomplete option '%s' (see --help)\n", argv[i]);
             return 2;
         }
         *dst = argv[++i];
     }
     int hf = format && strcmp(format, "hf") == 0, gguf = format && strcmp(format, "gguf") == 0;
-    if (!ckpt || !out || (!hf && !gguf) || (hf && type) || (gguf && dtype)) {
-        fprintf(stderr, "export: --ckpt, --out and --format hf|gguf are required (--dtype goes "
-                "with hf, --type with gguf)\n%s", USAGE);
+    if (format && !hf && !gguf) {
+        fprintf(stderr, "export: --format %s is not one of hf, gguf\n", format);
+        return 2;
+    }
+    if (!ckpt || !out || !format || (hf && type) || (gguf && dtype)) {
+        fprintf(stderr, "export: --ckpt, --out and --format are required (--dtype goes with hf, "
+                "--type with gguf; see --help)\n");
         return 2;
     }
     char err[1024];

@@ -23,8 +23,14 @@
 #include "io/tokenizer.h"
 #include "kernels/convert.h"
 
-static const char USAGE[] = "usage: build/import --hf DIR --out CK.h5\n"
-                            "--out must be a new name: an existing file is refused.\n";
+static const char USAGE[] =
+    "usage: build/import --hf DIR --out CK.h5\n"
+    "Turns a Hugging Face GPT-2 folder into a checkpoint without optimizer state, which\n"
+    "build/trainer --init-from fine-tunes and build/infer runs.\n"
+    "  --hf DIR     the folder: config.json, model.safetensors (F32, F16 or BF16),\n"
+    "               vocab.json and merges.txt\n"
+    "  --out CK.h5  the checkpoint to write: a new name, an existing file is refused\n"
+    "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments.\n";
 
 typedef struct {
     int vocab_size, n_positions, n_embd, n_layer, n_head;
@@ -292,12 +298,12 @@ int main(int argc, char **argv)
         else if (i + 1 < argc && strcmp(argv[i], "--out") == 0)
             out = argv[++i];
         else {
-            fprintf(stderr, "import: unknown or incomplete option '%s'\n%s", argv[i], USAGE);
+            fprintf(stderr, "import: unknown or incomplete option '%s' (see --help)\n", argv[i]);
             return 2;
         }
     }
     if (!dir || !out) {
-        fprintf(stderr, "import: --hf and --out are required\n%s", USAGE);
+        fprintf(stderr, "import: --hf and --out are required (see --help)\n");
         return 2;
     }
     if (strlen(dir) > 1000) {

@@ -13,8 +13,10 @@
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
 #  - an unwritable output path, a checkpoint without a tokenizer and an unknown
-#    --type are refused with one line, nothing left under the output name; an
-#    existing output name (the checkpoint itself too) is refused, the file unchanged.
+#    --type or --format are refused with one line, nothing left under the output
+#    name; an existing output name (the checkpoint itself too) is refused, the
+#    file unchanged; a truncated GGUF file is refused naming it once;
+#  - --help describes every flag.
 set -e
 NAME=e2e_export
 . tests/lib_e2e.sh
@@ -136,6 +138,7 @@ refuse() {   # expected exit code, expected text, export arguments...
     echo "refused: $(cat "$tmp/err")"
 }
 refuse 2 "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
+refuse 2 "--format onnx is not one of hf, gguf" --ckpt "$ck" --format onnx --out "$tmp/x.gguf"
 [ ! -e "$tmp/x.gguf" ] || fail "left x.gguf"
 mkdir "$tmp/ro"
 if [ "$(id -u)" -ne 0 ]; then
@@ -155,4 +158,7 @@ for f in hf gguf; do
     refuse 2 "$ck already exists (choose a new" --ckpt "$ck" --format $f --out "$ck"
 done
 [ "$(cksum <"$ck")" = "$sum" ] && [ ! -e "$ck.tmp" ] || fail "an export onto its checkpoint changed it"
+for f in --ckpt --format --out --dtype --type; do
+    "$BUILD/export" --help | grep -q -- "^  $f " || fail "export --help does not describe $f"
+done
 echo "PASS e2e_export"

@@ -125,4 +125,7 @@ rc=0; "$BUILD/import" --hf "$tmp/f32" --out "$f" >/dev/null 2>"$tmp/err" || rc=$
 grep -q -- "$f already exists (choose a new file name)" "$tmp/err" || { cat "$tmp/err"; fail "--out onto an input"; }
 [ "$(cksum <"$f")" = "$sum" ] && [ ! -e "$f.tmp" ] || fail "--out onto an input changed it"
 echo "refused an existing --out: $(cat "$tmp/err")"
+for f in --hf --out; do
+    "$BUILD/import" --help | grep -q -- "^  $f " || fail "import --help does not describe $f"
+done
 echo "PASS e2e_import"
