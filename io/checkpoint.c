@@ -107,6 +107,21 @@ static int write_tensors(hid_t file, int gi, const ckpt_state *s, float *buf, in
     return rc;
 }
 
+/* What a file lacking a training checkpoint's part is instead, for the
+ * message: infer's int8 file, a model's weights alone (build/import), or
+ * `otherwise`. */
+static const char *missing_hint(hid_t any, const char *otherwise)
+{
+    hid_t f = H5Iget_file_id(any);
+    const char *hint = H5Lexists(f, "/q8", H5P_DEFAULT) > 0
+        ? ": an int8 file (infer --save-quantized), which only infer --quant int8 reads"
+        : H5Lexists(f, "/model", H5P_DEFAULT) > 0 && H5Lexists(f, "/optimizer", H5P_DEFAULT) <= 0
+        ? ": the model's weights alone (no optimizer state): start a run from it with --init-from"
+        : otherwise;
+    H5Fclose(f);
+    return hint;
+}
+
 /* The one reader of a stored tensor: group/name must be a float dataset of
  * shape [rows] (cols 0) or [rows, cols]; with dst (NULL: only check the shape)
  * it is read into dst and must match its "checksum" attribute. */
@@ -115,7 +130,7 @@ static int tensor_io(hid_t g, const char *group, const char *name, int rows, int
 {
     int nd = cols ? 2 : 1;
     if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
-        return fail(e, "%s/%s is missing", group, name);
+        return fail(e, "%s/%s is missing%s", group, name, missing_hint(g, ""));
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
     hid_t sp = d < 0 ? -1 : H5Dget_space(d);
     hid_t ty = d < 0 ? -1 : H5Dget_type(d);
@@ -151,7 +166,7 @@ static int tensor_io(hid_t g, const char *group, const char *name, int rows, int
 static hid_t open_group(hid_t file, const char *group, const ectx *e)
 {
     if (H5Lexists(file, group, H5P_DEFAULT) <= 0)
-        return fail(e, "%s is missing (not a gpt-cpu checkpoint?)", group);
+        return fail(e, "%s is missing%s", group, missing_hint(file, " (not a gpt-cpu checkpoint?)"));
     hid_t g = H5Gopen2(file, group, H5P_DEFAULT);
     return g < 0 ? fail(e, "cannot open %s", group) : g;
 }

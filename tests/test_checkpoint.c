@@ -412,7 +412,7 @@ static void test_weights_only_file(void **state)
     tokenizer_free(tok);
     ckpt_model_close(m);
     free(x);
-    expect_refused(f, path, "/optimizer/m is missing");
+    expect_refused(f, path, "/optimizer/m is missing: the model's weights alone (no optimizer state)");
     free_state(f);
 }
 
