@@ -58,6 +58,11 @@ static void test_bad_configs_are_refused(void **state)
     expect_error("{\"n_layer\": 2.5}", NULL, "must be an integer");
     expect_error("{\"data_dir\": 3}", NULL, "must be a string");
     expect_error("[1, 2]", NULL, "not a JSON object");
+    expect_error("{\"n_layer\": 2,\n \"lr\": 1e-3,,\n}", NULL,
+                 "not valid JSON (line 2: \"lr\": 1e-3,,)");
+    expect_error("{\"n_layer\": 2, \"n_layer\": 3}", NULL, "\"n_layer\" is given twice");
+    expect_error(NULL, "out_dir=", "out_dir must not be empty");
+    expect_error(NULL, "data_dir=", "data_dir must not be empty");
     expect_error("{\"n_embd\": 100, \"n_head\": 3}", NULL, "not divisible");
     expect_error(NULL, "lr", "expected key=value");
     expect_error(NULL, "lr=abc", "not a number");

@@ -133,33 +133,76 @@ static int set_string(run_config *c, const config_key *k, const char *v, const c
     return 0;
 }
 
+/* "ORIGIN: not valid JSON (line L: TEXT)" for a parse that failed at `at`:
+ * the line it failed on (cJSON points past the last good token, which can be
+ * the line's end). */
+static void json_error(const char *json, const char *at, const char *origin, char *err,
+                       size_t errlen)
+{
+    if (!at || at < json) {
+        snprintf(err, errlen, "%s: not valid JSON", origin);
+        return;
+    }
+    int line = 1;
+    const char *start = json;
+    for (const char *p = json; p < at; p++)
+        if (*p == '\n' && p + 1 < at) {
+            line++;
+            start = p + 1;
+        }
+    while (*start == ' ' || *start == '\t')
+        start++;
+    int n = 0;
+    while (n < 60 && start[n] && start[n] != '\n')
+        n++;
+    snprintf(err, errlen, "%s: not valid JSON (line %d: %.*s)", origin, line, n, start);
+}
+
+/* Sets key k (NULL: unknown) from one JSON value. */
+static int apply_item(run_config *c, const config_key *k, const cJSON *item, const char *origin,
+                      char *err, size_t errlen)
+{
+    if (!k) {
+        snprintf(err, errlen, "%s: unknown config key \"%s\"", origin, item->string);
+        return -1;
+    }
+    if (k->type == KEY_STR) {
+        if (!cJSON_IsString(item)) {
+            snprintf(err, errlen, "%s: %s must be a string", origin, k->name);
+            return -1;
+        }
+        return set_string(c, k, item->valuestring, origin, err, errlen);
+    }
+    if (!cJSON_IsNumber(item)) {
+        snprintf(err, errlen, "%s: %s must be a number", origin, k->name);
+        return -1;
+    }
+    return set_number(c, k, item->valuedouble, origin, err, errlen);
+}
+
 int config_apply_json(run_config *c, const char *json, const char *origin, char *err,
                       size_t errlen)
 {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
-        snprintf(err, errlen, "%s: not a JSON object", origin);
+        if (root)
+            snprintf(err, errlen, "%s: not a JSON object", origin);
+        else
+            json_error(json, cJSON_GetErrorPtr(), origin, err, errlen);
         cJSON_Delete(root);
         return -1;
     }
     int rc = 0;
+    bool seen[NKEYS] = {false};
     for (cJSON *item = root->child; item && rc == 0; item = item->next) {
         const config_key *k = find_key(item->string);
-        if (!k) {
-            snprintf(err, errlen, "%s: unknown config key \"%s\"", origin, item->string);
-            rc = -1;
-        } else if (k->type == KEY_STR) {
-            if (!cJSON_IsString(item)) {
-                snprintf(err, errlen, "%s: %s must be a string", origin, k->name);
-                rc = -1;
-            } else {
-                rc = set_string(c, k, item->valuestring, origin, err, errlen);
-            }
-        } else if (!cJSON_IsNumber(item)) {
-            snprintf(err, errlen, "%s: %s must be a number", origin, k->name);
+        if (k && seen[k - keys]) {   /* which one wins would be cJSON's accident */
+            snprintf(err, errlen, "%s: config key \"%s\" is given twice", origin, k->name);
             rc = -1;
         } else {
-            rc = set_number(c, k, item->valuedouble, origin, err, errlen);
+            if (k)
+                seen[k - keys] = true;
+            rc = apply_item(c, k, item, origin, err, errlen);
         }
     }
     cJSON_Delete(root);
@@ -285,6 +328,8 @@ static int check_compute(run_config *c, char *err, size_t errlen)
 /* Timeouts and the loader. */
 static int check_runtime(const run_config *c, char *err, size_t errlen)
 {
+    REQUIRE(c->data_dir[0], "config: data_dir must not be empty");
+    REQUIRE(c->out_dir[0], "config: out_dir must not be empty");
     REQUIRE(c->comm_timeout_s >= 0, "config: comm_timeout_s must be >= 0 (0 waits forever)");
     REQUIRE(c->loader_depth >= 1 && c->loader_depth <= 1024,
             "config: loader_depth must be in 1..1024");
