@@ -354,6 +354,10 @@ static void serve_one(infer_server *sv, void *sock)
 
 int infer_serve_check(const char *endpoint, char *err, size_t errlen)
 {
+    if (zsock_endpoint_none(endpoint)) {   /* "none" is a valid endpoint elsewhere, not here */
+        snprintf(err, errlen, "--serve needs an endpoint to listen on, not \"%s\"", endpoint);
+        return -1;
+    }
     return zsock_endpoint_policy("--serve", endpoint, zsock_env_token(INFER_SERVE_TOKEN_ENV),
                                  "a token ($" INFER_SERVE_TOKEN_ENV ")", err, errlen);
 }

@@ -4,6 +4,7 @@
  * each checkpoint into place when complete, so a file under a final name is
  * never one being written.  Exit 0 on success, 1 when the checkpoint cannot
  * be used, 2 on bad command-line input. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -93,8 +94,9 @@ static void usage(FILE *f)
 static int parse_long(const char *s, long long lo, long long hi, long long *v)
 {
     char *end;
+    errno = 0;
     long long x = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || x < lo || x > hi)
+    if (*s == '\0' || *end != '\0' || errno == ERANGE || x < lo || x > hi)
         return -1;
     *v = x;
     return 0;

@@ -82,21 +82,21 @@ static int parse_args(int argc, char **argv, loader_args *a)
         if (i + 1 >= argc)
             return die(-1, "%s needs a value (see --help)", opt);
         const char *v = argv[++i];
-        int ok = 1;
+        long long lo = 0, hi = 0, *num = NULL;
         if (strcmp(opt, "--data") == 0)
             a->data = v;
         else if (strcmp(opt, "--endpoint") == 0)
             a->endpoint = v;
         else if (strcmp(opt, "--seq-len") == 0)
-            ok = parse_int(v, 1, 1 << 20, &a->seq_len);
+            lo = 1, hi = 1 << 20, num = &a->seq_len;
         else if (strcmp(opt, "--vocab") == 0)
-            ok = parse_int(v, 1, INT32_MAX, &a->vocab);
-        else if (strcmp(opt, "--seed") == 0)
-            ok = parse_int(v, 0, INT64_MAX, &a->seed);   /* the trainer's seed is a long long >= 0 */
+            lo = 1, hi = INT32_MAX, num = &a->vocab;
+        else if (strcmp(opt, "--seed") == 0)   /* the trainer's seed is a long long >= 0 */
+            lo = 0, hi = INT64_MAX, num = &a->seed;
         else
             return die(-1, "unknown option %s (see --help)", opt);
-        if (!ok)
-            return die(-1, "%s: \"%s\" is not a valid number", opt, v);
+        if (num && !parse_int(v, lo, hi, num))
+            return die(-1, "%s: \"%s\" is not a whole number in %lld..%lld", opt, v, lo, hi);
     }
     if (!a->data || !a->endpoint)
         return die(-1, "--data and --endpoint are required (see --help)");

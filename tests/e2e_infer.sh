@@ -129,6 +129,8 @@ expect_exit 2 "invalid value 'int4' for --quant" --ckpt "$ck" --quant int4
 expect_exit 2 "unknown option '--frobnicate'" --ckpt "$ck" --frobnicate 1
 expect_exit 2 "invalid value 'x' for -n" --ckpt "$ck" -n x
 expect_exit 2 "invalid value '1.5' for --top-p" --ckpt "$ck" --top-p 1.5
+expect_exit 2 "invalid value '18446744073709551616' for --seed" --ckpt "$ck" --seed 18446744073709551616
+expect_exit 2 "needs an endpoint to listen on" --ckpt "$ck" --serve none
 expect_exit 2 "--ckpt FILE.h5 is required" --prompt hi
 expect_exit 1 "cannot open" --ckpt "$ck" --eval "$tmp/none.tok"
 expect_exit 2 "exceeds n_positions" --ckpt "$ck" --eval "$tmp/data/val.tok" --seq-len 65
