@@ -406,10 +406,11 @@ int plot_write_svg(const plot_data *d, const char *path, bool log_y, char *err, 
         snprintf(err, errlen, "%s: path too long", path);
         return -1;
     }
+    /* errors name path, the file asked for: the temporary is ours */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -419,11 +420,11 @@ int plot_write_svg(const plot_data *d, const char *path, bool log_y, char *err, 
         snprintf(err, errlen, "%s: nothing to plot (no finite%s losses)", path, log_y ? " positive" : "");
     /* flush + fsync before the rename, so the final name never holds a torn file */
     if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0 || ferror(f))) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         rc = -1;
     }
     if (fclose(f) != 0 && rc == 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         rc = -1;
     }
     if (rc == 0 && rename(tmp, path) != 0) {
