@@ -43,9 +43,16 @@ static int int_key(const cJSON *cfg, const char *key, const char *alt, int *out,
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (!v && alt)
         v = cJSON_GetObjectItemCaseSensitive(cfg, alt);
+    if (!v) {
+        snprintf(err, errlen, "config.json: %s is missing", key);
+        return -1;
+    }
     if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (1 << 30) ||
         v->valuedouble != floor(v->valuedouble)) {
-        snprintf(err, errlen, "config.json: %s is missing or not a positive integer", key);
+        char *text = cJSON_PrintUnformatted(v);
+        snprintf(err, errlen, "config.json: %s is %.40s, not a whole number in 1..2^30", key,
+                 text ? text : "?");
+        free(text);
         return -1;
     }
     *out = (int)v->valuedouble;

@@ -98,6 +98,9 @@ refuse "$d" "ln_f.bias: 256 bytes of data for 64 F16"
 d=$(variant missing)
 st_edit "$d/model.safetensors" 'e = h.pop("transformer.h.1.mlp.c_proj.bias"); h["transformer.h.1.extra"] = e'
 refuse "$d" "transformer.h.1.mlp.c_proj.bias is missing"
+d=$(variant positions)
+cfg_edit "$d" 'c["n_positions"] = 1e12'
+refuse "$d" "n_positions is 1000000000000, not a whole number in 1..2^30"
 d=$(variant eps)
 cfg_edit "$d" 'c["layer_norm_epsilon"] = 1e-6'
 refuse "$d" "unsupported layer_norm_epsilon"
