@@ -33,7 +33,7 @@ expect_usage() {   # expected-substring, loader args...
     [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "$want" "$tmp/err" || { cat "$tmp/err"; fail "refusal of: $*"; }
 }
 expect_usage "required" --data "$tmp/data"
-expect_usage "not a valid number" --data "$tmp/data" --endpoint "$EP" --seq-len 32x
+expect_usage "\"32x\" is not a whole number in 1..1048576" --data "$tmp/data" --endpoint "$EP" --seq-len 32x
 expect_usage "expected tcp://HOST:PORT" --data "$tmp/data" --endpoint "udp://x"
 GPT_LOADER_TOKEN= expect_usage "needs a token" --data "$tmp/data" --endpoint "tcp://0.0.0.0:5999"
 expect_usage "cannot open" --data "$tmp/nothing" --endpoint "$EP"

@@ -54,7 +54,7 @@ expect_refused "vocab_size" --config "$tmp/cfg.json" --set vocab_size=100
 expect_refused "not a number" --config "$tmp/cfg.json" --set lr=fast
 expect_refused "memory" --config "$tmp/cfg.json" --set n_embd=32768 --set n_head=8 --set n_positions=4096
 echo '{"n_layer": 2,' > "$tmp/bad.json"
-expect_refused "not a JSON object" --config "$tmp/bad.json"
+expect_refused "not valid JSON (line 1: {\"n_layer\": 2,)" --config "$tmp/bad.json"
 expect_refused "required" --set lr=1
 # --set wins over the file whatever the order on the command line
 expect_refused "not divisible" --set n_head=3 --config "$tmp/cfg.json"
