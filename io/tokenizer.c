@@ -1646,13 +1646,15 @@ static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pa
     return 0;
 }
 
-/* vocab.bpe / merges.txt: an optional "#version" line, then one merge per line. */
+/* vocab.bpe / merges.txt: an optional "#version" line, then one merge per
+ * line.  *unreadable tells a file that could not be read from bad content. */
 static uint32_t *gpt2_merges_file(const tokenizer *t, const char *path, size_t *nmerges,
-                                  char *err, size_t errlen)
+                                  bool *unreadable, char *err, size_t errlen)
 {
     uint8_t *data;
     size_t len, cap = 0, n = 0, lineno = 0;
-    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+    *unreadable = fs_read_file(path, &data, &len, err, errlen) != 0;
+    if (*unreadable)
         return NULL;
     uint32_t *m = NULL;
     uint8_t *buf = malloc(len + 1);
@@ -1696,9 +1698,12 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
     if (!t)
         return NULL;
     size_t n = 0;
-    uint32_t *m = gpt2_merges_file(t, merges_path, &n, why, sizeof why);
+    bool unreadable;
+    uint32_t *m = gpt2_merges_file(t, merges_path, &n, &unreadable, why, sizeof why);
     int rc = m ? gpt2_set_merges(t, m, n, why, sizeof why) : -1;
-    if (!m)
+    if (!m && unreadable)
+        snprintf(err, errlen, "%s", why);
+    else if (!m)
         snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
     else if (rc != 0)
         snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
