@@ -4,7 +4,8 @@
 # samples; losses within 1e-5 relative at every step, same val loss; 1 MB
 # buckets, so the ~1.7 MB of gradients are reduced in two overlapped pieces),
 # as does np 3 with a parameter count that does not divide by 3 and gradient
-# accumulation; and a config error is reported once.  Every step of np > 1
+# accumulation; a config error is reported once, and a rank that cannot start
+# stops the others at once.  Every step of np > 1
 # reports its exposed and total communication.  grad_wire=bf16 stays within
 # bf16 precision of the fp32 wire.
 set -e
@@ -104,6 +105,18 @@ $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set
     --set out_dir="$tmp/tinyval-run" >/dev/null 2>"$tmp/err2" ||
     { cat "$tmp/err2"; fail "np 2 bf16 with an evaluation rank 1 has no window for failed"; }
 [ "$(count_records "$tmp/tinyval-run/log.jsonl" eval)" -ge 2 ] || fail "the one-window evaluations did not run"
+
+# a rank that cannot start (here rank 1 alone: its optimizer file's folder is
+# missing) stops every rank at once with its reason, not at the watchdog
+start=$(date +%s)
+if $MPIRUN -np 1 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/start1" \
+    --set comm_timeout_s=30 : -np 1 "$BUILD/trainer" --config "$tmp/cfg.json" \
+    --set out_dir="$tmp/start1" --set comm_timeout_s=30 --set optimizer_offload=file:"$tmp/missing" \
+    >/dev/null 2>"$tmp/err3"; then fail "a rank that could not start was not noticed"; fi
+took=$(($(date +%s) - start))
+grep -q "rank 1: optimizer_offload: cannot create a file in .*missing" "$tmp/err3" &&
+    grep -q "rank 0: another rank could not start" "$tmp/err3" || { cat "$tmp/err3"; fail "start failure messages"; }
+[ "$took" -lt 25 ] || fail "a start failure on one rank took $took s to stop the job (the watchdog's 30?)"
 
 # ZeRO 1 with bf16 precision and wire also gathers the parameters in bf16:
 # every rank computes with the bf16-rounded weights, each shard's fp32 values

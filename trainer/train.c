@@ -492,11 +492,17 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
         return -1;
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
     scaler_init(&tr->scaler, tr->fp16 ? 65536.0f : 1.0f, tr->fp16 ? 2000 : 0);
-    if (open_reduction(tr, err, errlen) != 0 || alloc_batch(tr, err, errlen) != 0)
+    int rc = open_reduction(tr, err, errlen);
+    if (rc == 0)
+        rc = alloc_batch(tr, err, errlen);
+    if (all_ranks_ok(rc, "the start of the gradient exchange",
+                     "another rank could not start (its message says why)", err, errlen) != 0)
         return -1;
     if (checkpoint_check_fresh(tr->ckpt, c, w, err, errlen) != 0)   /* before out_dir is written */
         return -1;
-    return open_reporting(tr, err, errlen);
+    return all_ranks_ok(open_reporting(tr, err, errlen), "opening the log",
+                        "rank 0 could not open its log or sockets (its message says why)", err,
+                        errlen);
 }
 
 static void trainer_close(trainer *tr)
@@ -882,10 +888,6 @@ static int loop_open(trainer *tr, run_state *rs, train_result *res, char *err, s
     rs->flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * rs->tokens_per_step;
     rs->peak_flops = run_peak_gflops(tr) * 1e9 * tr->world->size;
     rs->step_s = calloc((size_t)rs->ntimed_cap, sizeof *rs->step_s);
-    if (!rs->step_s) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     rs->t_start = mono_time();
     res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
     res->steps_done = rs->first;
@@ -894,7 +896,18 @@ static int loop_open(trainer *tr, run_state *rs, train_result *res, char *err, s
                          .first_step = (uint64_t)rs->first, .depth = c->loader_depth,
                          .timeout_ms = (int)(c->loader_timeout_s * 1e3),
                          .endpoint = c->loader_endpoint};
-    if (!(tr->batches = loader_start(&tr->data, &lo, err, errlen))) {
+    int rc = 0;
+    if (!rs->step_s) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else if (!(tr->batches = loader_start(&tr->data, &lo, err, errlen))) {
+        rc = -1;
+    }
+    /* every rank enters the loop, or none: the others would wait in its first collective */
+    if (all_ranks_ok(rc, "the start of the training loop",
+                     "another rank could not start (its message says why)", err, errlen) != 0) {
+        loader_stop(tr->batches);
+        tr->batches = NULL;
         free(rs->step_s);
         return -1;
     }
@@ -1165,7 +1178,9 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
             rc = optimizer_master_init(&tr.opt, &tr.model, &tr.shard);
             if (rc != 0)
                 snprintf(err, errlen, "out of memory allocating the fp32 master weights");
-            else
+            rc = all_ranks_ok(rc, "the fp32 master weights",
+                              "another rank could not start (its message says why)", err, errlen);
+            if (rc == 0)
                 round_params(&tr);
         }
         if (rc != 0)
