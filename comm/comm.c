@@ -53,12 +53,17 @@ double comm_sum_double(double x)
     return x;
 }
 
-int comm_max_int(int x, const char *what)
+int comm_max_int_after(int x, const char *what, double work_s)
 {
-    watchdog_arm(what);
+    watchdog_arm_for(what, work_s);
     MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     watchdog_disarm();
     return x;
+}
+
+int comm_max_int(int x, const char *what)
+{
+    return comm_max_int_after(x, what, 0);
 }
 
 void comm_max_doubles(double *x, int n)

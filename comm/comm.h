@@ -23,6 +23,9 @@ double comm_sum_double(double x);
 /* Largest value over ranks: used to agree on flags (stop, error).  what names
  * the agreement in the watchdog's message if a rank never joins it. */
 int comm_max_int(int x, const char *what);
+/* The same where the ranks wait for work_s of known work on one of them
+ * (watchdog_arm_for). */
+int comm_max_int_after(int x, const char *what, double work_s);
 /* x[i] = its largest value over ranks (per-rank figures for the status). */
 void comm_max_doubles(double *x, int n);
 /* Every rank gets x[0..n) of the rank whose x[key] is the least (ties: the

@@ -17,6 +17,7 @@ static struct {
     double timeout_s;
     const char *what;     /* NULL when disarmed */
     double armed_at;      /* CLOCK_MONOTONIC seconds */
+    double work_s;        /* allowed beyond timeout_s for this wait */
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static double now(void)
@@ -36,9 +37,10 @@ static void *watch(void *arg)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 1;
         pthread_cond_timedwait(&wd.wake, &wd.lock, &until);
-        if (wd.what && now() - wd.armed_at > wd.timeout_s) {
+        if (wd.what && now() - wd.armed_at > wd.timeout_s + wd.work_s) {
             fprintf(stderr, "trainer: rank %d: waited %.0f s for the other ranks in %s; a peer rank "
-                    "is stuck or unreachable, aborting the job\n", wd.rank, wd.timeout_s, wd.what);
+                    "is stuck or unreachable, aborting the job\n", wd.rank,
+                    wd.timeout_s + wd.work_s, wd.what);
             fflush(stderr);
             _exit(3);
         }
@@ -72,12 +74,23 @@ void watchdog_stop(void)
     wd.running = false;
 }
 
-void watchdog_arm(const char *what)
+void watchdog_arm_for(const char *what, double work_s)
 {
     pthread_mutex_lock(&wd.lock);
     wd.what = what;
     wd.armed_at = now();
+    wd.work_s = work_s > 0 ? work_s : 0;
     pthread_mutex_unlock(&wd.lock);
+}
+
+void watchdog_arm(const char *what)
+{
+    watchdog_arm_for(what, 0);
+}
+
+double watchdog_io_seconds(double bytes)
+{
+    return bytes / 25e6;
 }
 
 void watchdog_disarm(void)

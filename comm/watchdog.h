@@ -16,6 +16,14 @@ void watchdog_stop(void);
 
 /* what must be a string literal (it is read by the watchdog thread). */
 void watchdog_arm(const char *what);
+/* The same for a wait that includes work of known length on a peer (rank 0
+ * writing a checkpoint, a transfer of known size): it may last work_s beyond
+ * the timeout, so a large model's save is not taken for a lost peer. */
+void watchdog_arm_for(const char *what, double work_s);
 void watchdog_disarm(void);
+
+/* Seconds to allow for moving `bytes` through a slow disk or link (25 MB/s:
+ * a busy network file system, a 1 Gbit/s link shared by several ranks). */
+double watchdog_io_seconds(double bytes);
 
 #endif

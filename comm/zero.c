@@ -119,7 +119,8 @@ enum { RANGE_TAG = 0x5a31 };
 
 void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n, float *out)
 {
-    watchdog_arm("a gather of optimizer shards");
+    /* the last rank's one send waits for all of the others' */
+    watchdog_arm_for("a gather of optimizer shards", watchdog_io_seconds(n * sizeof(float)));
     for (int r = 0; r < z->size; r++) {
         if (z->rank != 0 && z->rank != r)
             continue;
@@ -138,7 +139,7 @@ void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n
 
 void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t n, float *x)
 {
-    watchdog_arm("a scatter of an optimizer tensor");
+    watchdog_arm_for("a scatter of an optimizer tensor", watchdog_io_seconds(n * sizeof(float)));
     for (int r = 0; r < z->size; r++) {
         if (z->rank != 0 && z->rank != r)
             continue;

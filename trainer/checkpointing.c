@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "comm/watchdog.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 #include "io/tokenizer.h"
@@ -45,6 +46,7 @@ typedef struct {
 struct checkpointer {
     const char *resume;   /* --resume: "auto", a path, or NULL */
     sig_atomic_t handled; /* checkpoint requests acted on (checkpoint_due) */
+    double write_s;       /* what the other ranks allow rank 0 for writing a file */
     bool warned;          /* the no-snapshot warning was given */
     saver_state saver;
 };
@@ -257,6 +259,7 @@ static bool reserve_snapshot(saver_state *sv, size_t n)
 
 void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world *w, const gpt2 *m)
 {
+    ck->write_s = watchdog_io_seconds(3.0 * sizeof(float) * (double)m->num_params);   /* params, m, v */
     if (c->checkpoint_async && w->rank == 0)
         reserve_snapshot(&ck->saver, m->num_params);   /* no memory: the first save says so */
 }
@@ -379,7 +382,7 @@ int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, 
         zero_broadcast_int(REQ_DONE);
     else if (z)
         serve(&io, true);
-    if (comm_max_int(rc != 0, "the end of a checkpoint save")) {
+    if (comm_max_int_after(rc != 0, "the end of a checkpoint save", ck->write_s)) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
         return -1;
@@ -391,7 +394,7 @@ int checkpoint_finish(checkpointer *ck, const comm_world *w, status_log *st, cha
                       size_t errlen)
 {
     int rc = w->rank == 0 ? collect(&ck->saver, st, true, err, errlen) : 0;
-    if (comm_max_int(rc != 0, "the end of a checkpoint write")) {
+    if (comm_max_int_after(rc != 0, "the end of a checkpoint write", ck->write_s)) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to write the checkpoint");
         return -1;
