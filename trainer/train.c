@@ -994,6 +994,8 @@ static int checkpoint_step(trainer *tr, run_state *rs, int done, bool final, cha
 {
     int due = checkpoint_due(tr->ckpt, tr->cfg, tr->world, done, final, tr->req->checkpoints,
                              &tr->status, err, errlen);
+    if (due > 0 && rs->saved == done)   /* saved during a pause: the same state again */
+        due = 0;
     if (due > 0)
         gather_params(tr);
     if (due < 0 || (due > 0 && save_checkpoint(tr, done, err, errlen) != 0))
