@@ -170,15 +170,7 @@ build_cmd() {
     cmd="$cmd$extra$prog$1"
 }
 
-if [ "$maxr" -eq 0 ]; then
-    build_cmd "$targs"
-    # the token is passed by name (-x), never printed; print the command as run
-    echo "+ $cmd" >&2
-    [ "$dry" -eq 1 ] && exit 0
-    eval "exec $cmd"
-fi
-
-# ---- supervised: restart on failure (--max-restarts) ----
+# ---- the job, supervised: restarted on failure up to --max-restarts times ----
 
 # out_dir, for the restart records: the last --set out_dir=, else the config file's
 out_dir() {
@@ -195,9 +187,11 @@ out_dir() {
     printf '%s' "${od:-runs/default}"
 }
 log=$(out_dir "$@")/log.jsonl
-steps_logged() { grep -c '"type":"step"' "$log" 2>/dev/null || :; }
+# records of a kind in the log (0 while there is none)
+count_in_log() { n=$(grep -c "$1" "$log" 2>/dev/null); echo "${n:-0}"; }
+steps_logged() { count_in_log '"type":"step"'; }
 # the trainer's closing records: one more than before a stop means it saved and finished
-runs_done() { grep -c '"message":"done"' "$log" 2>/dev/null || :; }
+runs_done() { count_in_log '"message":"done"'; }
 
 # the rsh agent mpirun uses (--mca plm_rsh_agent CMD), else ssh that never prompts
 agent="ssh -o BatchMode=yes -o ConnectTimeout=5"
@@ -243,7 +237,12 @@ log_event() {
         "${step:-0}" "$msg" "$2" "$(date +%s.%N)" >> "$log"
 }
 
+# the token is passed by name (-x), never printed; print the command as run
 [ "$dry" -eq 1 ] && { build_cmd "$targs"; echo "+ $cmd" >&2; exit 0; }
+# mpirun runs in a session of its own: a terminal's Ctrl-C reaches run.sh
+# alone, which forwards one SIGTERM.  Open MPI takes a second signal (the
+# terminal's SIGINT and then ours) as "kill now", and no rank would save.
+session=$(command -v setsid >/dev/null && echo "setsid " || :)
 sv_tmp=$(mktemp -d)
 child="" stopping=0
 trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
@@ -255,7 +254,7 @@ while :; do
     build_cmd "$args"
     echo "+ $cmd" >&2
     before=$(steps_logged) done_before=$(runs_done)
-    eval "exec $cmd" &
+    eval "exec $session$cmd" &
     child=$!
     while :; do   # a trapped signal interrupts wait: wait again until the job is gone
         wait "$child"; rc=$?
@@ -273,6 +272,7 @@ while :; do
     if [ "$rc" -eq 2 ]; then
         echo "run.sh: exit code 2 (bad configuration or arguments): not restarting" >&2; exit 2
     fi
+    [ "$maxr" -eq 0 ] && exit "$rc"
     if [ "$attempt" -ge "$maxr" ]; then
         echo "run.sh: job failed (exit code $rc) after $attempt restarts: giving up" >&2; exit "$rc"
     fi

@@ -6,7 +6,9 @@
 #      equals an uninterrupted run's;
 #   2. a bad config (exit code 2) is not restarted;
 #   3. SIGTERM to the supervisor stops the job without a restart, exit code 0,
-#      and the trainer's checkpoint is the last step it logged.
+#      and the trainer's checkpoint is the last step it logged;
+#   4. so does Ctrl-C (SIGINT to the terminal's process group) without
+#      --max-restarts.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -102,4 +104,28 @@ assert not any(r.get("restarts") for r in recs)
 print("SIGTERM: checkpoint %s is the last step logged" % latest)
 PY
 echo "SIGTERM to the supervisor: checkpoint written $saved_after s later"
+
+# 4. Ctrl-C in a terminal (SIGINT to run.sh's whole process group) on a job
+#    without --max-restarts: mpirun gets one signal, from run.sh, so the
+#    trainer saves; run.sh exits 0
+$PY - "$tmp/int" "$tmp/err.int" $RUN -- --config "$tmp/cfg.json" --set max_steps=100000 \
+    --set out_dir="$tmp/int" <<'PY' || { cat "$tmp/err.int"; fail "Ctrl-C"; }
+import os, signal, subprocess, sys, time
+out, err, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+def session():   # a terminal's foreground job: its own group, SIGINT not ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setsid()
+p = subprocess.Popen(cmd, preexec_fn=session, stdout=subprocess.DEVNULL, stderr=open(err, "w"))
+log, t0 = out + "/log.jsonl", time.time()
+while time.time() - t0 < 60 and not (os.path.exists(log) and open(log).read().count('"step"') >= 20):
+    time.sleep(0.2)
+os.killpg(p.pid, signal.SIGINT)
+rc = p.wait(timeout=90)
+recs = [__import__("json").loads(l) for l in open(log)]
+last = max(r["step"] for r in recs if r["type"] == "step")
+latest = open(out + "/latest").read().strip()
+assert rc == 0, ("exit code", rc)
+assert latest == "ckpt_%06d.h5" % last, (latest, last)
+print("Ctrl-C: exit 0, checkpoint %s is the last step logged" % latest)
+PY
 echo "PASS e2e_supervise ($(($(date +%s) - t0)) s)"
