@@ -163,7 +163,8 @@ build_cmd() {
     elif [ -n "${OMP_NUM_THREADS:-}" ]; then
         cmd="$cmd -x OMP_NUM_THREADS"
     fi
-    for v in GPT_CONTROL_TOKEN GPT_RESTARTS GPT_ISA GPT_PEAK_GFLOPS ASAN_OPTIONS LSAN_OPTIONS; do
+    for v in GPT_CONTROL_TOKEN GPT_LOADER_TOKEN GPT_RESTARTS GPT_ISA GPT_PEAK_GFLOPS ASAN_OPTIONS \
+        LSAN_OPTIONS; do
         eval "set_=\${$v+x}"
         [ -n "$set_" ] && cmd="$cmd -x $v"
     done
@@ -193,13 +194,13 @@ steps_logged() { count_in_log '"type":"step"'; }
 # the trainer's closing records: one more than before a stop means it saved and finished
 runs_done() { count_in_log '"message":"done"'; }
 
-# the rsh agent mpirun uses (--mca plm_rsh_agent CMD), else ssh that never prompts
-agent="ssh -o BatchMode=yes -o ConnectTimeout=5"
-prev=""
-for a in $(eval "printf '%s\n' $extra"); do
-    [ "$prev" = plm_rsh_agent ] && agent=$a
-    prev=$a
-done
+# the rsh agent mpirun uses (--mca plm_rsh_agent CMD, which may hold spaces,
+# or OMPI_MCA_plm_rsh_agent; of Open MPI's "A : B" list the first), else ssh
+# that never prompts
+agent=$(eval "printf '%s\n' $extra" | awk 'prev == "plm_rsh_agent" { a = $0 } { prev = $0 } END { print a }')
+agent=${agent:-${OMPI_MCA_plm_rsh_agent:-}}
+agent=${agent%% :*}
+agent=${agent:-ssh -o BatchMode=yes -o ConnectTimeout=5}
 host_answers() {
     case $1 in localhost | 127.* | "$(hostname)" | "$(hostname -f 2>/dev/null)") return 0 ;; esac
     timeout 15 $agent "$1" true </dev/null >/dev/null 2>&1
