@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <dirent.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -356,4 +357,39 @@ int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen)
     }
     fs_remove_dir(tmp);
     return fs_fsync_parent(dir, err, errlen);
+}
+
+int fs_lock_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/lock", dir) >= (int)sizeof path)
+        return fs_fail(err, errlen, "%s: path too long", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fs_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int why = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (why == EWOULDBLOCK)
+            return fs_fail(err, errlen, "%s is in use by process %s (another run writes there)",
+                           dir, pid[0] ? pid : "?");
+        return fs_fail(err, errlen, "%s: cannot lock: %s", path, strerror(why));
+    }
+    char pid[32];
+    const int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        close(fd);
+        return fs_fail(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return fd;
+}
+
+void fs_unlock_dir(int fd)
+{
+    if (fd >= 0)
+        close(fd);
 }

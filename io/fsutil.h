@@ -42,6 +42,13 @@ int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
  * never replace one, which may be the very file they read. */
 int fs_require_new(const char *path, const char *what, char *err, size_t errlen);
 
+/* Holds DIR/lock (an exclusive flock, released when the process ends or
+ * fs_unlock_dir closes the returned descriptor): one writer per directory.
+ * The descriptor, or -1 with "DIR is in use by process PID" when another
+ * process holds it, or the OS reason. */
+int fs_lock_dir(const char *dir, char *err, size_t errlen);
+void fs_unlock_dir(int fd);
+
 /* mkdir -p with mode 0755. */
 int fs_mkdir_p(const char *dir, char *err, size_t errlen);
 

@@ -3,7 +3,8 @@
 # `monitor --once --json` gets a record with every field docs/design.md requires;
 # `status` replies ok; garbage, unknown and oversized requests get error
 # replies (or are dropped) while the run goes on; `pause` stops the step count
-# until `resume`, and a checkpoint asked for meanwhile is written at once; `stop` ends the run with exit code 0; non-loopback endpoints
+# until `resume`, and a checkpoint asked for meanwhile is written at once; a
+# second run on the same out_dir is refused; `stop` ends the run with exit code 0; non-loopback endpoints
 # without an explicit opt-in are refused.  Ports are random, every wait bounded.
 set -e
 NAME=e2e_status
@@ -83,6 +84,11 @@ if ctl "$big" > "$tmp/r"; then fail "oversized request accepted"; fi
 grep -q "too large" "$tmp/r" || fail "oversized request reply: $(head -c 200 "$tmp/r")"
 kill -0 "$pid" 2>/dev/null || fail "trainer died after bad requests"
 ctl status > "$tmp/r" || fail "status after bad requests: $(cat "$tmp/r")"
+
+# a second run on the same out_dir (a requeued job beside this one) is refused
+if "$BUILD/trainer" --config "$tmp/cfg.json" --set status_endpoint=none --set control_endpoint=none \
+    --resume auto 2>"$tmp/err2"; then fail "a second run on the same out_dir was accepted"; fi
+grep -q "$tmp/run is in use by process $pid" "$tmp/err2" || { cat "$tmp/err2"; fail "second run's refusal"; }
 
 # pause: the step count stays put until resume
 ctl pause > "$tmp/r" || fail "pause: $(cat "$tmp/r")"

@@ -13,6 +13,7 @@
 #include "comm/comm.h"
 #include "comm/zero.h"
 #include "io/dataset.h"
+#include "io/fsutil.h"
 #include "io/loader.h"
 #include "kernels/adamw.h"
 #include "kernels/convert.h"
@@ -39,6 +40,7 @@ typedef struct {
     const comm_world *world;
     train_requests *req;     /* stop and checkpoint requests (signals, control socket) */
     checkpointer *ckpt;      /* when to save, the background writer, --resume */
+    int out_lock;            /* rank 0: out_dir's lock (fs_lock_dir), else -1 */
     grad_buckets *buckets;   /* with several ranks; else NULL */
     sparse_rows embed_sum;   /* with several ranks: wte's input-side gradient rows */
     bool zero;               /* zero_stage >= 1 on several ranks: optimizer state sharded */
@@ -463,7 +465,11 @@ static int open_reporting(trainer *tr, char *err, size_t errlen)
         tr->status.muted = true;
         return 0;
     }
-    if (status_open(&tr->status, tr->cfg->out_dir, tr->cfg->log_every, err, errlen) != 0)
+    /* one run writes an out_dir: a second one (a requeued job beside a
+     * lingering one) would interleave its log and checkpoints with it */
+    if (fs_mkdir_p(tr->cfg->out_dir, err, errlen) != 0 ||
+        (tr->out_lock = fs_lock_dir(tr->cfg->out_dir, err, errlen)) < 0 ||
+        status_open(&tr->status, tr->cfg->out_dir, tr->cfg->log_every, err, errlen) != 0)
         return -1;
     services_open(tr, tr->cfg);
     return 0;
@@ -476,6 +482,7 @@ static int trainer_open(trainer *tr, run_config *c, const char *resume, const co
                         train_requests *req, precision_choice *pc, char *err, size_t errlen)
 {
     memset(tr, 0, sizeof *tr);
+    tr->out_lock = -1;
     tr->cfg = c;
     tr->world = w;
     tr->req = req;
@@ -526,6 +533,7 @@ static void trainer_close(trainer *tr)
     optimizer_destroy(&tr->opt);
     gpt2_destroy(&tr->model);
     node_share_close(tr->node);   /* collective: every rank closes its trainer */
+    fs_unlock_dir(tr->out_lock);
     dataset_close(&tr->data);
     gemm_release();
 }
