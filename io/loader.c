@@ -363,13 +363,16 @@ size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
     size_t n;
     *reply = s->buf;
     s->served++;
-    if (loader_request_decode(req, len, &r, why, sizeof why) != 0) {
+    const bool decoded = loader_request_decode(req, len, &r, why, sizeof why) == 0;
+    /* a peer without the token learns nothing, not even why; a request that
+     * does not decode carries no token to show */
+    if (s->token && (!decoded || !zsock_token_equal(r.token, r.token_len, s->token))) {
+        s->refused++;
+        return 0;
+    }
+    if (!decoded) {
         r = (loader_request){0};   /* nothing in a refused request is trusted */
         return error_reply(s, &r, why);
-    }
-    if (s->token && !zsock_token_equal(r.token, r.token_len, s->token)) {
-        s->refused++;   /* a peer without the token learns nothing, not even why */
-        return 0;
     }
     if (loader_request_check(&r, s->data, why, sizeof why) != 0)
         return error_reply(s, &r, why);
