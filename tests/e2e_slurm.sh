@@ -101,6 +101,11 @@ cat > "$tmp/cfg.json" <<JSON
  "data_dir": "$tmp/data", "status_endpoint": "none", "control_endpoint": "none",
  "metrics_endpoint": "none"}
 JSON
+# the script resumes by itself: a --resume of the user's, which its own would
+# silently override, is refused before anything starts
+if BUILD=$BUILD bash launch/slurm/train.sbatch --config "$tmp/cfg.json" --resume "$tmp/x.h5" \
+    2>"$tmp/resume.err"; then fail "train.sbatch took a --resume of its caller's"; fi
+grep -q "resumes by itself" "$tmp/resume.err" || { cat "$tmp/resume.err"; fail "--resume refusal"; }
 # 2 ranks of 1 thread: MPI inside the allocation.  The model is large enough
 # (tens of ms a step) that a job is still running when the test signals it: a
 # tiny one could finish all 120 steps between two polls, and Slurm then
