@@ -1646,16 +1646,12 @@ static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pa
     return 0;
 }
 
-/* vocab.bpe / merges.txt: an optional "#version" line, then one merge per
- * line.  *unreadable tells a file that could not be read from bad content. */
-static uint32_t *gpt2_merges_file(const tokenizer *t, const char *path, size_t *nmerges,
-                                  bool *unreadable, char *err, size_t errlen)
+/* vocab.bpe / merges.txt (len bytes at data, which it edits; path names it
+ * in errors): an optional "#version" line, then one merge per line. */
+static uint32_t *gpt2_merges_parse(const tokenizer *t, const char *path, uint8_t *data,
+                                   size_t len, size_t *nmerges, char *err, size_t errlen)
 {
-    uint8_t *data;
-    size_t len, cap = 0, n = 0, lineno = 0;
-    *unreadable = fs_read_file(path, &data, &len, err, errlen) != 0;
-    if (*unreadable)
-        return NULL;
+    size_t cap = 0, n = 0, lineno = 0;
     uint32_t *m = NULL;
     uint8_t *buf = malloc(len + 1);
     char why[200];
@@ -1681,7 +1677,6 @@ static uint32_t *gpt2_merges_file(const tokenizer *t, const char *path, size_t *
         n++;
     }
     free(buf);
-    free(data);
     if (!ok) {
         free(m);
         return NULL;
@@ -1694,16 +1689,19 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
                                size_t errlen)
 {
     char why[300];
+    uint8_t *data;
+    size_t len, n = 0;
     tokenizer *t = gpt2_vocab_file(vocab_path, err, errlen);
     if (!t)
         return NULL;
-    size_t n = 0;
-    bool unreadable;
-    uint32_t *m = gpt2_merges_file(t, merges_path, &n, &unreadable, why, sizeof why);
+    if (fs_read_file(merges_path, &data, &len, err, errlen) != 0) {   /* its errors name it */
+        tokenizer_free(t);
+        return NULL;
+    }
+    uint32_t *m = gpt2_merges_parse(t, merges_path, data, len, &n, why, sizeof why);
+    free(data);
     int rc = m ? gpt2_set_merges(t, m, n, why, sizeof why) : -1;
-    if (!m && unreadable)
-        snprintf(err, errlen, "%s", why);
-    else if (!m)
+    if (!m)
         snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
     else if (rc != 0)
         snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
