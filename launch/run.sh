@@ -270,10 +270,10 @@ while :; do
         fi
         echo "run.sh: stopped by a signal (job exit code $rc): not restarting" >&2; exit "$rc"
     fi
+    [ "$maxr" -eq 0 ] && exit "$rc"   # not supervised: nothing to say about restarts
     if [ "$rc" -eq 2 ]; then
         echo "run.sh: exit code 2 (bad configuration or arguments): not restarting" >&2; exit 2
     fi
-    [ "$maxr" -eq 0 ] && exit "$rc"
     if [ "$attempt" -ge "$maxr" ]; then
         echo "run.sh: job failed (exit code $rc) after $attempt restarts: giving up" >&2; exit "$rc"
     fi
