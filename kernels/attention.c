@@ -21,12 +21,12 @@
 #include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/attention_impl.h"
 #include "kernels/convert.h"
+#include "kernels/pages.h"
 
 /* A tile of K, V, Q, dO, their transposes or gradients holds bt x hs floats.
  * 16 KiB keeps the full tile edge up to hs = 64 (bt = 32 at hs = 128) and the
@@ -492,62 +492,79 @@ static void check_shape(int B, int T, int C, int H)
     (void)B, (void)T, (void)C, (void)H;
 }
 
-/* The planes of bf16 heads (head.k16 ...) for the whole call: n per thread
- * of threads, each of T rows (rounded up to even) x hs; NULL for fp32 heads.
- * Allocated once per call, for every thread at once: without them the whole
- * call runs in fp32, whatever head a thread gets. */
-static uint16_t *bf16_planes(isa_t isa, bool bf16, size_t plane, int n, int threads, int hs)
+/* A thread's work: backward's row sums D [T] first, then the four planes of
+ * bf16 heads (forward uses two), each of T rows (rounded up to even) x hs. */
+static size_t work_plane(int T, int hs)
 {
-    if (!bf16_ops_for(isa, bf16, hs))
-        return NULL;
-    return malloc(plane * n * threads * sizeof(uint16_t));
+    return (size_t)(T + 1) * hs;
+}
+
+int attention_work_init(attention_work *w, int T, int hs, int threads)
+{
+    assert(T >= 0 && hs > 0 && threads > 0);
+    const size_t bytes = (size_t)T * sizeof(float) + 4 * work_plane(T, hs) * sizeof(uint16_t);
+    *w = (attention_work){.per_thread = (bytes + 63) / 64 * 64, .T = T, .hs = hs,
+                          .threads = threads};
+    w->mem = pages_alloc_zeroed(w->per_thread * w->threads);
+    return w->mem ? 0 : -1;
+}
+
+void attention_work_free(attention_work *w)
+{
+    free(w->mem);
+    *w = (attention_work){0};
+}
+
+static float *work_d(const attention_work *w, int thread)
+{
+    return (float *)((char *)w->mem + w->per_thread * thread);
+}
+
+/* Plane i of a thread's bf16 heads. */
+static uint16_t *work_plane_at(const attention_work *w, int thread, int i)
+{
+    return (uint16_t *)(work_d(w, thread) + w->T) + work_plane(w->T, w->hs) * i;
+}
+
+/* The threads a call runs on: as many as OpenMP would use, at most the work's. */
+static int work_threads(const attention_work *w, int T, int hs)
+{
+    assert(w->mem && T <= w->T && hs == w->hs);
+    (void)T, (void)hs;
+    return imin(omp_get_max_threads(), w->threads);
 }
 
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
-                           int C, int H, bool bf16)
+                           int C, int H, bool bf16, const attention_work *w)
 {
     check_shape(B, T, C, H);
-    const int hs = C / H, threads = omp_get_max_threads();
-    const size_t plane = (size_t)(T + 1) * hs;
-    uint16_t *planes = bf16_planes(isa, bf16, plane, 2, threads, hs);
+    const int threads = work_threads(w, T, C / H);
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
     for (int bh = 0; bh < B * H; bh++) {
-        head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
-        if (planes) {
-            hd.k16 = planes + 2 * plane * omp_get_thread_num();
-            hd.v16 = hd.k16 + plane;
-        }
+        head hd = head_at(isa, bf16, qkv, bh, T, C, H);
+        hd.k16 = work_plane_at(w, omp_get_thread_num(), 0);
+        hd.v16 = work_plane_at(w, omp_get_thread_num(), 1);
         hd.out_w = out + hd.o1;
         hd.lse_w = lse + hd.ol;
         fwd_head(&hd);
     }
-    free(planes);
 }
 
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
                             const float *out, const float *lse, int B, int T, int C, int H,
-                            bool bf16)
+                            bool bf16, const attention_work *w)
 {
     check_shape(B, T, C, H);
-    const int hs = C / H, threads = omp_get_max_threads();
-    const size_t plane = (size_t)(T + 1) * hs;
-    uint16_t *planes = bf16_planes(isa, bf16, plane, 4, threads, hs);
-    float *d = malloc(((size_t)T * threads + 1) * sizeof *d);
-    if (!d) {
-        fprintf(stderr, "fatal: out of memory for attention backward's %d x %d row sums\n", T,
-                threads);
-        abort();
-    }
+    const int threads = work_threads(w, T, C / H);
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
     for (int bh = 0; bh < B * H; bh++) {
-        head hd = head_at(isa, planes != NULL, qkv, bh, T, C, H);
-        hd.d = d + (size_t)T * omp_get_thread_num();
-        if (planes) {
-            hd.q16 = planes + 4 * plane * omp_get_thread_num();
-            hd.q16t = hd.q16 + plane;
-            hd.dout16 = hd.q16 + 2 * plane;
-            hd.dout16t = hd.q16 + 3 * plane;
-        }
+        head hd = head_at(isa, bf16, qkv, bh, T, C, H);
+        const int t = omp_get_thread_num();
+        hd.d = work_d(w, t);
+        hd.q16 = work_plane_at(w, t, 0);
+        hd.q16t = work_plane_at(w, t, 1);
+        hd.dout16 = work_plane_at(w, t, 2);
+        hd.dout16t = work_plane_at(w, t, 3);
         hd.out = out + hd.o1;
         hd.dout = dout + hd.o1;
         hd.lse = lse + hd.ol;
@@ -556,8 +573,6 @@ void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const flo
         hd.dv = hd.dq + 2 * C;
         bwd_head(&hd);
     }
-    free(d);
-    free(planes);
 }
 
 void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
@@ -574,13 +589,14 @@ void attention_cached(float *out, const float *q, const void *k, const void *v, 
 }
 
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H,
-                       bool bf16)
+                       bool bf16, const attention_work *w)
 {
-    attention_forward_isa(cpu_isa(), out, lse, qkv, B, T, C, H, bf16);
+    attention_forward_isa(cpu_isa(), out, lse, qkv, B, T, C, H, bf16, w);
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                        const float *lse, int B, int T, int C, int H, bool bf16)
+                        const float *lse, int B, int T, int C, int H, bool bf16,
+                        const attention_work *w)
 {
-    attention_backward_isa(cpu_isa(), dqkv, dout, qkv, out, lse, B, T, C, H, bf16);
+    attention_backward_isa(cpu_isa(), dqkv, dout, qkv, out, lse, B, T, C, H, bf16, w);
 }

@@ -11,17 +11,35 @@
 #define KERNELS_ATTENTION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "kernels/cpu.h"
 
+/* Work memory of attention_forward and attention_backward, made once (by
+ * the model) so that no call allocates: per thread, a head's operands
+ * converted to bf16 and backward's row sums D.  A call runs on at most
+ * threads threads. */
+typedef struct {
+    void *mem;
+    size_t per_thread;   /* bytes */
+    int T, hs, threads;  /* the largest T and the head size it was made for */
+} attention_work;
+
+/* Work for sequences of up to T tokens of heads of size hs, for calls on
+ * up to threads threads.  0, or -1 when memory runs out. */
+int attention_work_init(attention_work *w, int T, int hs, int threads);
+void attention_work_free(attention_work *w);
+
 /* bf16: the products take Q, K, V, P, dO and dS rounded to bf16 (fp32 sums,
  * as vdpbf16ps makes them) where the path has bf16 products, else fp32;
- * softmax, lse and the outputs stay fp32. */
+ * softmax, lse and the outputs stay fp32.  w: made for at least this T and
+ * for hs = C / H. */
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H,
-                       bool bf16);
+                       bool bf16, const attention_work *w);
 /* dqkv is written (not accumulated). */
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                        const float *lse, int B, int T, int C, int H, bool bf16);
+                        const float *lse, int B, int T, int C, int H, bool bf16,
+                        const attention_work *w);
 /* Whether the active path has native bf16 products (AVX-512 with
  * AVX512-BF16); the scalar path emulates them for the tests. */
 bool attention_bf16_native(void);
@@ -36,11 +54,11 @@ void attention_cached(float *out, const float *q, const void *k, const void *v, 
                       int hs, float *att);
 
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
-                           int C, int H, bool bf16);
+                           int C, int H, bool bf16, const attention_work *w);
 void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
                           bool bf16, int n, int hs, float *att);
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
                             const float *out, const float *lse, int B, int T, int C, int H,
-                            bool bf16);
+                            bool bf16, const attention_work *w);
 
 #endif

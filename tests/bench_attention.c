@@ -26,6 +26,7 @@ static const bench_size sizes[] = {
 typedef struct {
     bench_size s;
     float *qkv, *out, *lse, *dout, *dqkv;
+    attention_work work;
 } buffers;
 
 static void run(const buffers *bf, isa_t isa, bool backward, bool bf16)
@@ -33,9 +34,10 @@ static void run(const buffers *bf, isa_t isa, bool backward, bool bf16)
     const bench_size *s = &bf->s;
     if (backward)
         attention_backward_isa(isa, bf->dqkv, bf->dout, bf->qkv, bf->out, bf->lse, s->B, s->T,
-                               s->C, s->H, bf16);
+                               s->C, s->H, bf16, &bf->work);
     else
-        attention_forward_isa(isa, bf->out, bf->lse, bf->qkv, s->B, s->T, s->C, s->H, bf16);
+        attention_forward_isa(isa, bf->out, bf->lse, bf->qkv, s->B, s->T, s->C, s->H, bf16,
+                              &bf->work);
 }
 
 static double median_ms(const buffers *bf, isa_t isa, bool backward, bool bf16)
@@ -80,7 +82,11 @@ static void bench_size_all_isas(FILE *jsonl, const bench_size *s)
     const size_t n3 = (size_t)s->B * s->T * 3 * s->C, n1 = (size_t)s->B * s->T * s->C;
     buffers bf = {*s, alloc_filled(n3, 1), alloc_filled(n1, 2),
                   alloc_filled((size_t)s->B * s->H * s->T, 3), alloc_filled(n1, 4),
-                  alloc_filled(n3, 5)};
+                  alloc_filled(n3, 5), {0}};
+    if (attention_work_init(&bf.work, s->T, s->C / s->H, omp_get_max_threads()) != 0) {
+        fprintf(stderr, "bench_attention: out of memory\n");
+        exit(1);
+    }
     /* one causal T x T/2 x hs matrix product per (b,h) */
     const double mm_flops = 2.0 * s->B * s->H * ((double)s->T * s->T / 2) * (s->C / s->H);
     for (isa_t isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
@@ -96,6 +102,7 @@ static void bench_size_all_isas(FILE *jsonl, const bench_size *s)
         }
     }
     free(bf.qkv), free(bf.out), free(bf.lse), free(bf.dout), free(bf.dqkv);
+    attention_work_free(&bf.work);
 }
 
 int main(void)

@@ -28,7 +28,7 @@ static const shape shapes[] = {
 
 /* Inputs ~U(-2,2) give scaled scores of standard deviation ~1.3: the softmax
  * is far from uniform and the running max moves between tiles. */
-enum { QKV_SEED = 11, DOUT_SEED = 12 };
+enum { QKV_SEED = 11, DOUT_SEED = 12, WORK_THREADS = 3 };
 static const float QKV_SCALE = 2.0f;
 
 /* Tolerances (absolute + relative, elementwise): fp32 with ~1-ulp exp against
@@ -43,6 +43,7 @@ typedef struct {
     size_t n3, n1, nl;   /* elements of qkv/dqkv, out/dout, lse */
     float *qkv, *dout, *out, *lse, *dqkv;
     float *ref_out, *ref_lse, *ref_dqkv;
+    attention_work work;
 } problem;
 
 static float *alloc_floats(size_t n)
@@ -155,6 +156,8 @@ static problem problem_new(shape s)
     pb.dout = alloc_floats(pb.n1), pb.out = alloc_floats(pb.n1), pb.lse = alloc_floats(pb.nl);
     test_fill(pb.qkv, pb.n3, QKV_SEED, QKV_SCALE);
     test_fill(pb.dout, pb.n1, DOUT_SEED, 1.0f);
+    /* threads: the most any test here asks for */
+    assert_int_equal(attention_work_init(&pb.work, s.T, s.C / s.H, WORK_THREADS), 0);
     return pb;
 }
 
@@ -170,18 +173,19 @@ static void problem_free(problem *pb)
 {
     free(pb->qkv), free(pb->dqkv), free(pb->dout), free(pb->out), free(pb->lse);
     free(pb->ref_out), free(pb->ref_lse), free(pb->ref_dqkv);
+    attention_work_free(&pb->work);
 }
 
 static void run_forward_in(problem *pb, isa_t isa, bool bf16)
 {
     attention_forward_isa(isa, pb->out, pb->lse, pb->qkv, pb->s.B, pb->s.T, pb->s.C, pb->s.H,
-                          bf16);
+                          bf16, &pb->work);
 }
 
 static void run_backward_in(problem *pb, isa_t isa, bool bf16)
 {
     attention_backward_isa(isa, pb->dqkv, pb->dout, pb->qkv, pb->out, pb->lse, pb->s.B, pb->s.T,
-                           pb->s.C, pb->s.H, bf16);
+                           pb->s.C, pb->s.H, bf16, &pb->work);
 }
 
 static void run_forward(problem *pb, isa_t isa)
@@ -445,7 +449,7 @@ static void test_thread_count_does_not_matter(void **state)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             omp_set_num_threads(1);
             run_forward_in(&one, isa, bf16), run_backward_in(&one, isa, bf16);
-            omp_set_num_threads(3);
+            omp_set_num_threads(WORK_THREADS);
             run_forward_in(&many, isa, bf16), run_backward_in(&many, isa, bf16);
             assert_memory_equal(one.out, many.out, one.n1 * sizeof(float));
             assert_memory_equal(one.lse, many.lse, one.nl * sizeof(float));
@@ -456,14 +460,36 @@ static void test_thread_count_does_not_matter(void **state)
     problem_free(&one), problem_free(&many);
 }
 
+/* Work made for longer sequences (as the model's, for its largest T) gives
+ * the same bits. */
+static void test_larger_work_same_bits(void **state)
+{
+    (void)state;
+    const shape s = {2, 45, 64, 2};
+    problem a = problem_new(s), b = problem_new(s);
+    attention_work_free(&b.work);
+    assert_int_equal(attention_work_init(&b.work, 3 * s.T + 1, s.C / s.H, WORK_THREADS), 0);
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (!test_isa_runs(isa, "attention"))
+            continue;
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            run_forward_in(&a, isa, bf16), run_backward_in(&a, isa, bf16);
+            run_forward_in(&b, isa, bf16), run_backward_in(&b, isa, bf16);
+            assert_memory_equal(a.out, b.out, a.n1 * sizeof(float));
+            assert_memory_equal(a.dqkv, b.dqkv, a.n3 * sizeof(float));
+        }
+    }
+    problem_free(&a), problem_free(&b);
+}
+
 /* The dispatching entry points run the active path. */
 static void test_default_path_matches_explicit(void **state)
 {
     (void)state;
     const shape s = {1, 40, 64, 2};
     problem a = problem_new(s), b = problem_new(s);
-    attention_forward(a.out, a.lse, a.qkv, s.B, s.T, s.C, s.H, false);
-    attention_backward(a.dqkv, a.dout, a.qkv, a.out, a.lse, s.B, s.T, s.C, s.H, false);
+    attention_forward(a.out, a.lse, a.qkv, s.B, s.T, s.C, s.H, false, &a.work);
+    attention_backward(a.dqkv, a.dout, a.qkv, a.out, a.lse, s.B, s.T, s.C, s.H, false, &a.work);
     run_forward(&b, cpu_isa()), run_backward(&b, cpu_isa());
     assert_memory_equal(a.out, b.out, a.n1 * sizeof(float));
     assert_memory_equal(a.dqkv, b.dqkv, a.n3 * sizeof(float));
@@ -665,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_backward_by_finite_differences),
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_thread_count_does_not_matter),
+        cmocka_unit_test(test_larger_work_same_bits),
         cmocka_unit_test(test_default_path_matches_explicit),
         cmocka_unit_test(test_vector_exp),
         cmocka_unit_test(test_cached_matches_reference),

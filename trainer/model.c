@@ -1,6 +1,7 @@
 #include "trainer/model.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,7 +422,8 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->act_arena = alloc_floats(activation_floats(d, B, T, opt));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
     bool ok = table && m->p.h && m->g.h && m->acts && m->params && m->grads &&
-              m->act_arena && m->scratch;
+              m->act_arena && m->scratch &&
+              attention_work_init(&m->att_work, T, d->n_embd / d->n_head, omp_get_max_threads()) == 0;
     if (opt->split_embed_grad) {
         m->embed_tokens = malloc((size_t)B * T * sizeof *m->embed_tokens);
         m->embed_rows = alloc_floats((size_t)B * T * d->n_embd);
@@ -455,6 +457,7 @@ void gpt2_destroy(gpt2 *m)
     free(m->grads);
     free(m->act_arena);
     free(m->scratch);
+    attention_work_free(&m->att_work);
     free(m->act_half_arena);
     free(m->acts_half);
     free(m->dout_half);
@@ -676,7 +679,8 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
           layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C));
     linear_forward(m, a->qkv, a->ln1, h.ln1, w->qkvw, &pk[0], w->qkvb, N, C, 3 * C);
     TIMED(m, OP_ATTENTION,
-          attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH, attention_in_bf16(m)));
+          attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH, attention_in_bf16(m),
+                            &m->att_work));
     linear_forward(m, a->res2, a->atty, h.atty, w->attprojw, &pk[1], w->attprojb, N, C, C);
     TIMED(m, OP_RESIDUAL, residual_forward(a->res2, a->res2, res_in, (size_t)N * C));
     TIMED(m, OP_LAYERNORM,
@@ -838,7 +842,7 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
                     &pk[1], N, C, C);
     block_ready(m, l, HF_ATTPROJ_W);
     TIMED(m, OP_ATTENTION, attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH,
-                                              attention_in_bf16(m)));
+                                              attention_in_bf16(m), &m->att_work));
     linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, &pk[0], N, C, 3 * C);
     block_ready(m, l, HF_QKV_W);
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "io/hf_names.h"
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
 
 /* fp32 everywhere, or 16-bit (bf16 or IEEE fp16) operands for the matrix
@@ -148,6 +149,7 @@ typedef struct {
     float *logits;              /* [logit_rows,V]; fp32 mode: dlogits after backward */
     float *losses;              /* [B,T] */
     float *scratch;             /* backward: dres, dln [B,T,C]; datt [B,T,C]; dbig [B,T,4C] */
+    attention_work att_work;    /* attention's per-thread work, up to max_T */
     const int *inputs, *targets;  /* of the last forward */
     bool have_targets;
     /* If set, backward calls it each time the gradients from arena offset
