@@ -27,6 +27,8 @@
 #                       binds each rank to a single core when np <= 2 and all its
 #                       threads would share it.  (The alternative, --map-by slot:PE=T,
 #                       needs T free cores per rank on every node; pass it yourself.)
+#                       A --bind-to of yours, or a --map-by with PE=N (which binds each
+#                       rank to N cores), replaces run.sh's --bind-to none.
 #   --tcp               TCP only between ranks (--mca btl tcp,self), also within a node
 #   --iface LIST        network interfaces/CIDRs for MPI and Open MPI's own traffic
 #                       (btl_tcp_if_include and oob_tcp_if_include)
@@ -81,7 +83,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$here/$BUILD ;; esac
 
-ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra="" maxr=0
+ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra="" maxr=0 ubind=0
 grace=15 keepalive=5
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 posint() { case $2 in '' | *[!0-9]* | 0*) die "$1 must be a positive integer, got '$2'" ;; esac; }
@@ -99,6 +101,15 @@ while [ $# -gt 0 ]; do
     --keepalive) need "$@"; case $2 in 0) ;; *) posint "$1" "$2" ;; esac; keepalive=$2; shift 2 ;;
     --max-restarts) need "$@"; case $2 in 0) ;; *) posint "$1" "$2" ;; esac; maxr=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
+    # mpirun options passed on, noted when they bind the ranks: run.sh's own
+    # --bind-to none must then stay out (mpirun takes the last binding given,
+    # --bind-to none undoes a PE=N mapping's, and the printed command would
+    # show two)
+    --bind-to | -bind-to) need "$@"; ubind=1; extra="$extra $(q "$1") $(q "$2")"; shift 2 ;;
+    --map-by | -map-by)
+        need "$@"
+        case $2 in *:[Pp][Ee]=*) ubind=1 ;; esac
+        extra="$extra $(q "$1") $(q "$2")"; shift 2 ;;
     -h | --help) usage 0 ;;
     --) shift; break ;;
     *) extra="$extra $(q "$1")"; shift ;;
@@ -149,6 +160,8 @@ build_cmd() {
     [ -n "$rpn" ] && cmd="$cmd --map-by ppr:$rpn:node"
     if [ "$threads" = 1 ]; then
         : # Open MPI's default binding: one core per rank
+    elif [ "$ubind" -eq 1 ]; then
+        : # the user's binding, among the options passed on
     else
         cmd="$cmd --bind-to none"
     fi

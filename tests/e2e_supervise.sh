@@ -9,11 +9,27 @@
 #      and the trainer's checkpoint is the last step it logged;
 #   4. so does Ctrl-C (SIGINT to the terminal's process group) without
 #      --max-restarts.
+# First, the command run.sh builds from options of the user's that it also
+# sets itself (--dry-run prints it, nothing runs): a --bind-to of the user's,
+# or a --map-by with PE=N, which binds, replaces run.sh's --bind-to none.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
 need_mpirun
 [ -x "$PY" ] || PY=python3
+
+# run.sh --dry-run ARGS: what it prints (the command, or why not) in $said,
+# its exit code in $rc; `true` as the program needs no build
+dry() { rc=0; said=$(sh launch/run.sh --dry-run "$@" 2>&1 >/dev/null) || rc=$?; }
+binds() { printf '%s\n' "$said" | grep -o -- '--*bind-to [^ ]*' | tr '\n' ' '; }
+dry --threads 2 -- true
+[ "$(binds)" = "--bind-to none " ] || fail "--threads 2: bindings '$(binds)' in: $said"
+dry --threads 2 --bind-to core -- true
+[ "$(binds)" = "--bind-to core " ] || fail "--threads 2 --bind-to core: bindings '$(binds)' in: $said"
+dry --threads 2 --map-by slot:PE=2 -- true
+[ -z "$(binds)" ] || fail "--threads 2 --map-by slot:PE=2: bindings '$(binds)' in: $said"
+echo "dry run: the user's --bind-to or --map-by ...:PE=N replaces run.sh's --bind-to none"
+
 sup=""
 on_exit '[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null'
 prep_bytes "$tmp/data"
