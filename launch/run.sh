@@ -14,8 +14,11 @@
 #   -n RANKS            total ranks (default: what the hosts/hostfile/ranks-per-node give,
 #                       or 1 with neither hosts nor hostfile)
 #   --hostfile FILE     Open MPI hostfile (see launch/hostfile.example)
-#   --hosts LIST        comma-separated hosts; with --ranks-per-node K each gets K slots
-#   --ranks-per-node K  K ranks on every node (--map-by ppr:K:node)
+#   --hosts LIST        comma-separated hosts, each HOST or HOST:SLOTS; with
+#                       --ranks-per-node K those without a count get K slots
+#   --ranks-per-node K  K ranks on every node (--map-by ppr:K:node); a HOST:SLOTS in
+#                       --hosts with SLOTS other than K is refused (K is what each
+#                       host gets: give the count in one place)
 #   --threads T         OpenMP threads per rank (exported as OMP_NUM_THREADS to every
 #                       rank).  Default, on this machine alone (no hosts, no hostfile)
 #                       with OMP_NUM_THREADS unset: its CPUs divided among the ranks
@@ -116,6 +119,16 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$hostfile" ] && [ -n "$hosts" ] && die "give --hostfile or --hosts, not both"
+# ppr:K:node puts K ranks on every host whatever its count says, and the count
+# would be rewritten to K: another count of the user's is a contradiction
+if [ -n "$hosts" ] && [ -n "$rpn" ]; then
+    for h in $(printf '%s' "$hosts" | tr ',' ' '); do
+        case $h in
+        *:*) [ "${h#*:}" = "$rpn" ] ||
+            die "--hosts gives $h, but --ranks-per-node $rpn puts $rpn ranks on every host: give the count once" ;;
+        esac
+    done
+fi
 # (not inside a multi-node Slurm or PBS allocation, where mpirun spreads the
 # ranks over nodes this one's CPU count says nothing about)
 if [ -z "$threads" ] && [ -z "${OMP_NUM_THREADS:-}" ] && [ -z "$hostfile$hosts" ] &&
@@ -150,7 +163,7 @@ build_cmd() {
     if [ -n "$hostfile" ]; then
         cmd="$cmd --hostfile $(q "$hostfile")"
     elif [ -n "$hosts" ]; then
-        if [ -n "$rpn" ]; then   # every host needs K slots for ppr:K:node
+        if [ -n "$rpn" ]; then   # every host needs K slots for ppr:K:node (those without a count)
             hosts=$(printf '%s' "$hosts" | sed "s/\([^,:]\{1,\}\)\(:[0-9]*\)\{0,1\}/\1:$rpn/g")
         fi
         cmd="$cmd --host $(q "$hosts")"

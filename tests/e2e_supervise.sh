@@ -11,7 +11,9 @@
 #      --max-restarts.
 # First, the command run.sh builds from options of the user's that it also
 # sets itself (--dry-run prints it, nothing runs): a --bind-to of the user's,
-# or a --map-by with PE=N, which binds, replaces run.sh's --bind-to none.
+# or a --map-by with PE=N, which binds, replaces run.sh's --bind-to none;
+# --ranks-per-node K gives K slots to each host of --hosts without a count,
+# and a host's count other than K is refused.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -21,6 +23,8 @@ need_mpirun
 # run.sh --dry-run ARGS: what it prints (the command, or why not) in $said,
 # its exit code in $rc; `true` as the program needs no build
 dry() { rc=0; said=$(sh launch/run.sh --dry-run "$@" 2>&1 >/dev/null) || rc=$?; }
+# refused: exit code 2 and one line, which names $1
+refused() { [ "$rc" -eq 2 ] && [ "$(printf '%s\n' "$said" | wc -l)" -eq 1 ] && printf '%s' "$said" | grep -q -F -- "$1"; }
 binds() { printf '%s\n' "$said" | grep -o -- '--*bind-to [^ ]*' | tr '\n' ' '; }
 dry --threads 2 -- true
 [ "$(binds)" = "--bind-to none " ] || fail "--threads 2: bindings '$(binds)' in: $said"
@@ -29,6 +33,11 @@ dry --threads 2 --bind-to core -- true
 dry --threads 2 --map-by slot:PE=2 -- true
 [ -z "$(binds)" ] || fail "--threads 2 --map-by slot:PE=2: bindings '$(binds)' in: $said"
 echo "dry run: the user's --bind-to or --map-by ...:PE=N replaces run.sh's --bind-to none"
+dry --hosts a:2,b --ranks-per-node 2 -- true
+case $said in *"--host a:2,b:2 "*) ;; *) fail "--hosts a:2,b --ranks-per-node 2 gave: $said" ;; esac
+dry --hosts a:2,b:3 --ranks-per-node 2 -- true
+refused b:3 || fail "--hosts a:2,b:3 --ranks-per-node 2 was not refused in one line naming b:3 (exit $rc): $said"
+echo "dry run: --hosts a:2,b:3 --ranks-per-node 2 refused: $said"
 
 sup=""
 on_exit '[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null'
