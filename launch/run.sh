@@ -88,7 +88,13 @@ case $BUILD in /*) ;; *) BUILD=$here/$BUILD ;; esac
 
 ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra="" maxr=0 ubind=0
 grace=15 keepalive=5
-need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
+# An option where the value belongs is the user's next option, not a value:
+# taken as one, `--hosts --dry-run` would run the job for real.  (A negative
+# number is left to posint, which says what it must be.)
+need() {
+    [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"
+    case $2 in -*[!0-9]*) die "$1 needs a value, not the option $2" ;; esac
+}
 posint() { case $2 in '' | *[!0-9]* | 0*) die "$1 must be a positive integer, got '$2'" ;; esac; }
 while [ $# -gt 0 ]; do
     case $1 in
