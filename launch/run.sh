@@ -18,7 +18,8 @@
 #                       --ranks-per-node K those without a count get K slots
 #   --ranks-per-node K  K ranks on every node (--map-by ppr:K:node); a HOST:SLOTS in
 #                       --hosts with SLOTS other than K is refused (K is what each
-#                       host gets: give the count in one place)
+#                       host gets: give the count in one place), and so is a --map-by
+#                       of yours, which would replace ppr:K:node
 #   --threads T         OpenMP threads per rank (exported as OMP_NUM_THREADS to every
 #                       rank).  Default, on this machine alone (no hosts, no hostfile)
 #                       with OMP_NUM_THREADS unset: its CPUs divided among the ranks
@@ -87,6 +88,7 @@ BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$here/$BUILD ;; esac
 
 ranks="" hostfile="" hosts="" rpn="" threads="" tcp=0 iface="" over=0 dry=0 extra="" maxr=0 ubind=0
+umap=""
 grace=15 keepalive=5
 # An option where the value belongs is the user's next option, not a value:
 # taken as one, `--hosts --dry-run` would run the job for real.  (A negative
@@ -116,7 +118,7 @@ while [ $# -gt 0 ]; do
     # show two)
     --bind-to | -bind-to) need "$@"; ubind=1; extra="$extra $(q "$1") $(q "$2")"; shift 2 ;;
     --map-by | -map-by)
-        need "$@"
+        need "$@"; umap=$2
         case $2 in *:[Pp][Ee]=*) ubind=1 ;; esac
         extra="$extra $(q "$1") $(q "$2")"; shift 2 ;;
     -h | --help) usage 0 ;;
@@ -125,6 +127,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$hostfile" ] && [ -n "$hosts" ] && die "give --hostfile or --hosts, not both"
+# mpirun takes the last --map-by: the user's would silently replace the
+# ppr:K:node that --ranks-per-node is
+[ -n "$rpn" ] && [ -n "$umap" ] && die "--ranks-per-node $rpn is --map-by ppr:$rpn:node, which" \
+    "--map-by $umap would replace: give one (with --map-by, a host's slots go in --hosts HOST:N or the hostfile)"
 # ppr:K:node puts K ranks on every host whatever its count says, and the count
 # would be rewritten to K: another count of the user's is a contradiction
 if [ -n "$hosts" ] && [ -n "$rpn" ]; then

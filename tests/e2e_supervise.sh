@@ -13,8 +13,9 @@
 # sets itself (--dry-run prints it, nothing runs): a --bind-to of the user's,
 # or a --map-by with PE=N, which binds, replaces run.sh's --bind-to none;
 # --ranks-per-node K gives K slots to each host of --hosts without a count,
-# and a host's count other than K is refused; an option after one that takes
-# a value is refused, not taken as the value.
+# and a host's count other than K is refused, as is a --map-by of the user's
+# with it; an option after one that takes a value is refused, not taken as
+# the value.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -39,6 +40,9 @@ case $said in *"--host a:2,b:2 "*) ;; *) fail "--hosts a:2,b --ranks-per-node 2 
 dry --hosts a:2,b:3 --ranks-per-node 2 -- true
 refused b:3 || fail "--hosts a:2,b:3 --ranks-per-node 2 was not refused in one line naming b:3 (exit $rc): $said"
 echo "dry run: --hosts a:2,b:3 --ranks-per-node 2 refused: $said"
+dry --hosts a,b --ranks-per-node 2 --map-by node -- true
+refused "--map-by" || fail "--ranks-per-node 2 --map-by node was not refused (exit $rc): $said"
+echo "dry run: --ranks-per-node 2 --map-by node refused: $said"
 for opt in --hosts --iface --hostfile; do
     dry $opt -o -- true
     refused "$opt needs a value" || fail "$opt -o: -o taken as its value (exit $rc): $said"
