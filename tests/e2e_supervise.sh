@@ -52,8 +52,10 @@ echo "dry run: an option where a value belongs refused: $said"
 sup=""
 on_exit '[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null'
 prep_bytes "$tmp/data"
+# a model large enough that its 150 steps take seconds (about 15 ms each here):
+# the rank killed after the second checkpoint must still be training
 cat > "$tmp/cfg.json" <<JSON
-{"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
+{"vocab_size": 256, "n_positions": 128, "n_embd": 128, "n_layer": 4, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 150, "precision": "fp32",
  "batch_size": 4, "eval_every": 0, "log_every": 1000, "checkpoint_every": 10,
  "data_dir": "$tmp/data", "status_endpoint": "none", "control_endpoint": "none",
