@@ -26,9 +26,8 @@ enum { TAG_SCATTER = 0, TAG_GATHER = 1, TAG_PARAMS = 2 };
 
 /* Each part goes as messages of at most CHUNK_BYTES.  Over TCP, Open MPI
  * moves one large message each way between two ranks at about half the
- * link's rate (the two directions take turns: 60 of 120 MB/s at 1 Gbit/s,
- * 620 of 1,100 MB/s at 10 Gbit/s with a short queue); parts cut into 1 MB
- * messages keep both directions busy at the full rate.  Messages between
+ * link's rate (the two directions take turns: docs/scaling.md); parts cut
+ * into 1 MB messages keep both directions busy at the full rate.  Messages between
  * two ranks with one tag match in the order posted, and both ends cut a part
  * the same way, so each chunk lands where its receive expects it. */
 enum { CHUNK_BYTES = 1 << 20 };

@@ -20,7 +20,7 @@
  * links carry data both ways throughout.  Then, by mode:
  *  - ALLREDUCE (ZeRO stage 0): the summed slices are exchanged the same way,
  *    straight into the arena, so every rank ends with the whole sum.  (Faster
- *    here than Open MPI 4.1's MPI_Iallreduce: tests/bench_comm.)
+ *    than Open MPI's MPI_Iallreduce: tests/bench_comm compares them.)
  *  - REDUCE_SCATTER (stage 1): the shard's slices hold the sum over ranks,
  *    the rest of the arena this rank's own gradients.
  *  - RELEASE (stage 2): as REDUCE_SCATTER, and each bucket's pages outside the

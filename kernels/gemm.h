@@ -41,7 +41,7 @@ bool gemm_bf16_native(void);
 
 /* A weight matrix for repeated products C = A @ W: W (K x N) is copied from its
  * fp32 master into the dtype and the blocked layout oneDNN's matmul reads
- * fastest (bf16 with AMX: ~20-30% faster than plain row-major operands).  The
+ * fastest (with AMX notably faster than plain row-major operands).  The
  * layout depends only on dtype, K and N, so one packed copy serves any M.
  * Where the dtype has no native product (fp16; bf16 without AVX512-BF16/AMX)
  * the copy is fp32 holding the values rounded to the dtype (4 bytes a value),

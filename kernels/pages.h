@@ -2,9 +2,9 @@
  *
  * Training streams through its arenas (parameters, gradients, activations,
  * optimizer moments) and decode through all of its weights every step; with
- * 4 KB pages the page walks of those streams cost them time (a fifth of the
- * bf16 decode products' time in bench_bf16mm, about 5% of seed384's bf16
- * training step in bench_model).  Where the kernel's transparent huge
+ * 4 KB pages the page walks of those streams cost them time (measured in
+ * bench_bf16mm and bench_model: docs/benchmarks.md, "Measurements behind code
+ * choices").  Where the kernel's transparent huge
  * pages are set to "madvise" (Debian's default) a buffer must ask for them.
  */
 #ifndef KERNELS_PAGES_H

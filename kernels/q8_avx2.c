@@ -119,8 +119,8 @@ const q8_ops q8_ops_avx2 = {tile, quantize};
  * weights (and zeroes them where x is 0), maddubs multiplies by |x| (from
  * aux), madd sums the pairs into exact int32.  Blocks go four at a time,
  * one from each quarter of the range: four streams from memory keep more
- * lines in flight than one (one stream reached ~19 GB/s, four ~24 of the
- * ~29 here: bench_q8), and the four share each broadcast of x. */
+ * lines in flight than one (bench_q8 compares them), and the four share
+ * each broadcast of x. */
 enum { DB = 8, DGROUP = Q8_DECODE_GROUP(DB), NS = 4 /* streams */ };
 
 static inline __attribute__((always_inline)) void

@@ -51,8 +51,9 @@ void q8_avx2_matvec_impl(float *y, const int8_t *xq, const float *xs, const int8
  * fp16 scales.  Groups then start 16 (AVX2) or 32 (VNNI) bytes past a cache
  * line in turn, so one in four of AVX2's 32-byte reads crosses a line (and
  * half of VNNI's 64-byte ones).  Keeping each block's scales after its last
- * group instead, every read aligned, ran seed384 decode 5% slower on an AVX2
- * Zen 2: the scales became a second stream per block.  VNNI is unmeasured. */
+ * group instead, every read aligned, made decode slower on AVX2 (the scales
+ * became a second stream per block: docs/benchmarks.md, "Measurements behind
+ * code choices"). */
 #define Q8_DECODE_WEIGHTS(B) (8 * 4 * (B))   /* a group's chunks; its scales follow */
 #define Q8_DECODE_GROUP(B) (Q8_DECODE_WEIGHTS(B) + 2 * (B))
 

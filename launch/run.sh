@@ -41,7 +41,7 @@
 #                       seconds before SIGKILL (--mca odls_base_sigkill_timeout S,
 #                       default 15, Open MPI's own default is 1).  The trainer stops
 #                       after the current step and saves a checkpoint on SIGTERM, which
-#                       1 s is not enough for (open-mpi/ompi#12149).  The price: mpirun
+#                       1 s is not enough for (docs/operations.md).  The price: mpirun
 #                       4.1 sleeps the whole grace, twice, on every stop or abort (a lost
 #                       rank included), even when the ranks are gone at once, so the job
 #                       ends about 2 x S after the failure; lower it when a fast exit

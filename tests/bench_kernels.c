@@ -221,8 +221,8 @@ static double median_ms(const bench *bn, isa_t isa)
     return bench_median(t, REPS);
 }
 
-/* A higher ISA tier is not always the faster one (masked 512-bit loads once
- * made AVX-512 two to three times slower than AVX2 on AMD Zen 5), and the
+/* A higher ISA tier is not always the faster one (masked 512-bit loads can
+ * make AVX-512 slower than AVX2: docs/benchmarks.md), and the
  * dispatch picks by the CPU's features: say so when the active path of a
  * kernel is over SLOWER times another path's, in a second measurement of both
  * as well as the first (the host's speed moves between minutes). */

@@ -227,8 +227,8 @@ static int collect(saver_state *sv, status_log *st, bool wait, char *err, size_t
 
 /* dst = src (src NULL: zeros) with the process's OpenMP threads (memory
  * bandwidth, not one core), one contiguous piece per thread: pieces this
- * large make glibc's memcpy use non-temporal stores, 1.6x faster here than
- * 1 MB pieces copied through the cache. */
+ * large make glibc's memcpy use non-temporal stores, faster than 1 MB pieces
+ * copied through the cache (bench_ckpt). */
 static void copy_floats(float *dst, const float *src, size_t n)
 {
 #pragma omp parallel
@@ -243,8 +243,8 @@ static void copy_floats(float *dst, const float *src, size_t n)
 }
 
 /* The snapshot for n parameters (params, m, v), allocated once and touched
- * here: first touch of fresh pages runs at 0.6-1.5 GB/s in a VM, which a
- * save would otherwise pay in blocked time.  False when there is no memory. */
+ * here: the first touch of fresh pages is slow (page faults, zeroing; worst in
+ * a VM), and a save would otherwise pay it in blocked time.  False when there is no memory. */
 static bool reserve_snapshot(saver_state *sv, size_t n)
 {
     if (sv->cap == n && sv->buf)

@@ -45,7 +45,7 @@ typedef struct {
 typedef struct {
     gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
-    int logit_rows;   /* 16-bit mode: rows of logits made at a time (0: what fits 128 MB) */
+    int logit_rows;   /* 16-bit mode: rows of logits made at a time (0: chunks of about 16 MB, at least 256 rows) */
     /* Backward with grads_ready set leaves the token embedding's input-side
      * gradient in embed_rows (by token) instead of adding it to g.wte. */
     bool split_embed_grad;

@@ -1,5 +1,6 @@
-/* train: the single-process training loop (data, forward/backward, clipping,
- * AdamW, periodic eval on the val split, status records). */
+/* train: the training loop every rank runs (data, forward/backward, the
+ * gradient exchange, clipping, AdamW, periodic eval on the val split, status
+ * records, checkpoints). */
 #ifndef TRAINER_TRAIN_H
 #define TRAINER_TRAIN_H
 
