@@ -27,7 +27,8 @@ static int known_type(uint32_t t)
     return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0;
 }
 
-uint64_t ggml_row_bytes(ggml_type t, uint64_t ne0)
+/* Bytes of a row of ne0 values of type t (ne0 a multiple of the block size). */
+static uint64_t ggml_row_bytes(ggml_type t, uint64_t ne0)
 {
     if (t == GGML_Q8_0)
         return ne0 / GGUF_Q8_0_BLOCK * GGUF_Q8_0_BYTES;

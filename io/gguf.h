@@ -33,8 +33,6 @@ typedef enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_BF16 = 30 } ggml_
 #define GGUF_Q8_0_BYTES 34
 
 const char *ggml_type_name(ggml_type t);
-/* Bytes of a row of ne0 values of type t (ne0 a multiple of the block size). */
-uint64_t ggml_row_bytes(ggml_type t, uint64_t ne0);
 
 /* ---- writing ---------------------------------------------------------------- */
 typedef struct gguf_writer gguf_writer;

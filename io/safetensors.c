@@ -12,7 +12,7 @@
 #include "io/fsutil.h"
 #include "kernels/convert.h"
 
-const char *st_dtype_name(st_dtype d)
+static const char *st_dtype_name(st_dtype d)
 {
     return d == ST_F32 ? "F32" : d == ST_F16 ? "F16" : "BF16";
 }

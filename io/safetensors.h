@@ -44,7 +44,6 @@ int st_parse_header(const char *json, size_t len, uint64_t data_len, st_header *
                     size_t errlen);
 void st_header_free(st_header *h);
 
-const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);
 /* Number of elements (product of the shape; 1 for a scalar). */
 uint64_t st_numel(const st_tensor *t);

@@ -6,6 +6,7 @@
 
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/peak_impl.h"
 
 /* Scalar machines: two FMA-less float ops per cycle is a fair stand-in. */
 static double fma_loop_scalar(long iters)

@@ -29,8 +29,4 @@ double peak_matmul_gflops(gemm_dtype dtype, int S);
  * read and written. */
 double peak_memory_gb_s(void);
 
-/* FLOPs of `iters` iterations of the FMA loop of one path (tests, internals). */
-double peak_fma_loop_avx512(long iters);
-double peak_fma_loop_avx2(long iters);
-
 #endif

@@ -1,7 +1,7 @@
 /* peak.c's FMA loop on one vector path, one source for AVX2 and AVX-512
  * (kernels/simd.h): NACC independent accumulators hide the 4-cycle FMA
  * latency on 2 ports. */
-#include "kernels/peak.h"
+#include "kernels/peak_impl.h"
 #include "kernels/simd.h"
 
 enum { NACC = VW == 16 ? 12 : 10 };

@@ -339,14 +339,8 @@ void q8_decode_matmul(q8_path path, float *y, const int8_t *xq, const float *xs,
     }
 }
 
-void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
-                   const float *ws, const float *bias, int M, int IN, int OUT)
-{
-    q8_matmul_path(q8_path_for_isa(isa), y, xq, xs, wq, ws, bias, M, IN, OUT);
-}
-
 void q8_matmul(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,
                const float *bias, int M, int IN, int OUT)
 {
-    q8_matmul_isa(cpu_isa(), y, xq, xs, wq, ws, bias, M, IN, OUT);
+    q8_matmul_path(q8_path_for_isa(cpu_isa()), y, xq, xs, wq, ws, bias, M, IN, OUT);
 }

@@ -68,8 +68,6 @@ void q8_pack_weights(int8_t *wq, float *ws, const float *w, int in, int out);
  * not hold -128.  Threads over OUT (and M). */
 void q8_matmul(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,
                const float *bias, int M, int IN, int OUT);
-void q8_matmul_isa(isa_t isa, float *y, const int8_t *xq, const float *xs, const int8_t *wq,
-                   const float *ws, const float *bias, int M, int IN, int OUT);
 /* Outputs [o0, o1) of a single row (M = 1) on the calling thread alone, on
  * the active path: for a caller that splits OUT over its own threads.  o0
  * must be a multiple of 8; the results are q8_matmul's. */

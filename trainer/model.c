@@ -742,7 +742,6 @@ float gpt2_forward(gpt2 *m, const int *inputs, const int *targets, int B, int T)
     }
     m->inputs = inputs;
     m->targets = targets;
-    m->have_targets = targets != NULL;
     m->B = B;   /* backward uses the shape of the last forward */
     m->T = T;
     m->pass = 0;

@@ -151,7 +151,6 @@ typedef struct {
     float *scratch;             /* backward: dres, dln [B,T,C]; datt [B,T,C]; dbig [B,T,4C] */
     attention_work att_work;    /* attention's per-thread work, up to max_T */
     const int *inputs, *targets;  /* of the last forward */
-    bool have_targets;
     /* If set, backward calls it each time the gradients from arena offset
      * `from` to the end are final (after the LM head, and within each block
      * after each product's weight gradient, last layer first), so their
