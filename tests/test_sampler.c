@@ -1,5 +1,7 @@
 /* sampler and dataset: each epoch is a permutation (every sample exactly once),
- * orders differ by epoch and seed and are reproducible; batches are the
+ * orders differ by epoch and seed and are reproducible, are exactly the
+ * permutation io/sampler.h specifies (a second implementation here) and match
+ * pinned values (the checkpoints' stability contract); batches are the
  * windows the sampler names; bad data is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,6 +43,85 @@ static void test_orders_depend_on_seed_and_epoch_only(void **state)
     }
     assert_true(same_epoch < 20 && same_seed < 20);   /* ~1 expected by chance */
     assert_int_equal(sampler_offset(n + 5, n, 7), sampler_permute(5, n, 7, 1));
+}
+
+/* The permutation as io/sampler.h specifies it, written from that text alone
+ * (not from sampler.c): a second path for every position of every order. */
+static uint64_t spec_mix(uint64_t z)
+{
+    z ^= z >> 30;
+    z *= 0xBF58476D1CE4E5B9ULL;
+    z ^= z >> 27;
+    z *= 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z;
+}
+
+static uint64_t spec_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch)
+{
+    if (n <= 1)
+        return 0;
+    unsigned h = 1;
+    uint64_t domain = 4;   /* 4^h */
+    while (domain < n) {
+        h++;
+        domain *= 4;
+    }
+    const uint64_t low = ((uint64_t)1 << h) - 1;   /* mod 2^h */
+    const uint64_t key = spec_mix(seed * 0x9E3779B97F4A7C15ULL + epoch + 1);
+    uint64_t x = i;
+    do {
+        uint64_t L = x >> h, R = x & low;
+        for (uint64_t round = 0; round <= 3; round++) {
+            const uint64_t newR = L ^ (spec_mix(R ^ spec_mix(key + round)) & low);
+            L = R;
+            R = newR;
+        }
+        x = L * ((uint64_t)1 << h) + R;
+    } while (x >= n);
+    return x;
+}
+
+static void test_order_is_the_specified_permutation(void **state)
+{
+    (void)state;
+    const uint64_t sizes[] = {0, 1, 2, 3, 4, 5, 16, 17, 63, 64, 65, 1000, 4097, 70001};
+    const uint64_t seeds[] = {0, 1, 42, 0xFFFFFFFFFFFFFFFFULL};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++)
+            for (uint64_t epoch = 0; epoch < 3; epoch++)
+                for (uint64_t i = 0; i < sizes[k]; i++)
+                    if (sampler_permute(i, sizes[k], seeds[s], epoch) !=
+                        spec_permute(i, sizes[k], seeds[s], epoch))
+                        fail_msg("n %llu seed %llu epoch %llu position %llu: %llu, specified %llu",
+                                 (unsigned long long)sizes[k], (unsigned long long)seeds[s],
+                                 (unsigned long long)epoch, (unsigned long long)i,
+                                 (unsigned long long)sampler_permute(i, sizes[k], seeds[s], epoch),
+                                 (unsigned long long)spec_permute(i, sizes[k], seeds[s], epoch));
+    /* a far epoch and a large split: key and domain arithmetic past 32 bits */
+    const uint64_t big = (uint64_t)3 << 40;
+    for (uint64_t i = 0; i < 1000; i++)
+        assert_int_equal(sampler_permute(i * 7919, big, 42, 123456789),
+                         spec_permute(i * 7919, big, 42, 123456789));
+}
+
+/* The stability contract: a checkpoint resumes on the same samples with any
+ * build, so these orders never change (n = 1000, seed 42).  A change of the
+ * rounds, the key, the mixer or the cycle walk breaks resumed runs; if the
+ * order ever has to change, the checkpoint format has to change with it. */
+static void test_order_is_pinned(void **state)
+{
+    (void)state;
+    const uint64_t pos[] = {0, 1, 2, 3, 4, 5, 6, 7, 500, 998, 999};
+    const uint64_t want[2][11] = {
+        {385, 211, 599, 307, 918, 93, 241, 280, 212, 194, 737},
+        {712, 784, 22, 498, 240, 356, 645, 805, 590, 350, 157},
+    };
+    for (uint64_t epoch = 0; epoch < 2; epoch++)
+        for (size_t k = 0; k < sizeof pos / sizeof pos[0]; k++) {
+            assert_int_equal(sampler_permute(pos[k], 1000, 42, epoch), want[epoch][k]);
+            assert_int_equal(sampler_offset(epoch * 1000 + pos[k], 1000, 42), want[epoch][k]);
+        }
 }
 
 static char dir[64];
@@ -112,6 +193,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_epoch_is_a_permutation),
         cmocka_unit_test(test_orders_depend_on_seed_and_epoch_only),
+        cmocka_unit_test(test_order_is_the_specified_permutation),
+        cmocka_unit_test(test_order_is_pinned),
         cmocka_unit_test_setup_teardown(test_batches_are_the_sampled_windows, make_data, remove_data),
         cmocka_unit_test_setup_teardown(test_refuses_data_the_model_cannot_embed, make_data, remove_data),
     };
