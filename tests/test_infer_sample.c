@@ -2,7 +2,10 @@
  * the extremes beyond) draws a token in range, and the argmax wherever the
  * distribution collapses onto it: temperatures that underflow, top-k 1,
  * top-p 0 or tiny, +inf logits.  NaN and -inf logits are never drawn.  Run
- * under SAN=1 this also checks that no index leaves the candidate buffer. */
+ * under SAN=1 this also checks that no index leaves the candidate buffer.
+ * Then the distribution itself: 20000 draws with fixed seeds against
+ * softmax(logits / T), top-k and the top-p nucleus (its boundary inclusive),
+ * by a chi-square bound. */
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -178,6 +181,123 @@ static void test_vocabulary_of_one(void **state)
     assert_int_equal(infer_sampler_init(&s, 0, 1.0f, 0, 1.0f, 1, err, sizeof err), -1);
 }
 
+/* ---- the distribution drawn from ---- */
+
+enum { NDRAWS = 20000 };
+
+/* Counts of NDRAWS draws over a vocabulary of nv <= 8 tokens. */
+static void count_draws(long *counts, const float *logits, int nv, float t, int k, float p,
+                        uint64_t seed)
+{
+    static int out[NDRAWS];
+    draw(out, NDRAWS, logits, nv, t, k, p, seed);
+    for (int i = 0; i < nv; i++)
+        counts[i] = 0;
+    for (int i = 0; i < NDRAWS; i++)
+        counts[out[i]]++;
+}
+
+/* Pearson's chi-square of counts against probabilities want (summing to 1):
+ * a token of probability 0 must never be drawn, and the statistic must stay
+ * below the 0.1% point of its distribution.  The seeds are fixed, so this is
+ * deterministic; the bound says how far from the distribution the draws may
+ * be (a probability off by 0.01 adds ~4-20 to the statistic here). */
+static void expect_distribution(const char *what, const long *counts, const double *want, int nv)
+{
+    static const double crit[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32};
+    double chi2 = 0;
+    int df = -1;
+    for (int i = 0; i < nv; i++) {
+        if (want[i] == 0) {
+            if (counts[i] != 0)
+                fail_msg("%s: token %d (probability 0) drawn %ld times", what, i, counts[i]);
+            continue;
+        }
+        const double e = want[i] * NDRAWS;
+        chi2 += (counts[i] - e) * (counts[i] - e) / e;
+        df++;
+    }
+    print_message("%s: chi-square %.2f, %d degrees of freedom\n", what, chi2, df);
+    if (df > 0 && !(chi2 < crit[df]))
+        fail_msg("%s: chi-square %.2f >= %.2f (%d degrees of freedom)", what, chi2, crit[df], df);
+}
+
+/* Logits whose softmax is (0.5, 0.3, 0.15, 0.05). */
+static const double P4[4] = {0.5, 0.3, 0.15, 0.05};
+
+static void p4_logits(float *x)
+{
+    for (int i = 0; i < 4; i++)
+        x[i] = (float)log(P4[i]) + 1.25f;   /* any shift: softmax is the same */
+}
+
+/* The nucleus is the smallest prefix of the tokens, most likely first, whose
+ * probability reaches top_p (docs/inference.md), renormalised. */
+static void test_top_p_keeps_the_nucleus(void **state)
+{
+    (void)state;
+    float x[4];
+    long counts[4];
+    p4_logits(x);
+    /* 0.5 < 0.7 <= 0.8: {0, 1} */
+    count_draws(counts, x, 4, 1.0f, 0, 0.7f, 21);
+    expect_distribution("top-p 0.7", counts, (const double[]){0.5 / 0.8, 0.3 / 0.8, 0, 0}, 4);
+    /* 0.8 < 0.85 <= 0.95: {0, 1, 2} */
+    count_draws(counts, x, 4, 1.0f, 0, 0.85f, 22);
+    expect_distribution("top-p 0.85", counts,
+                        (const double[]){0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0}, 4);
+    /* 0.4: the most likely alone reaches it */
+    count_draws(counts, x, 4, 1.0f, 0, 0.4f, 23);
+    expect_distribution("top-p 0.4", counts, (const double[]){1, 0, 0, 0}, 4);
+    /* top-p after top-k: top-k 3 leaves (0.5, 0.3, 0.15) / 0.95; 0.8 needs
+     * 0.5/0.95 + 0.3/0.95 = 0.84 of it: {0, 1} */
+    count_draws(counts, x, 4, 1.0f, 3, 0.8f, 24);
+    expect_distribution("top-k 3 top-p 0.8", counts, (const double[]){0.5 / 0.8, 0.3 / 0.8, 0, 0},
+                        4);
+}
+
+/* "Reaches" is inclusive: four equal logits give probabilities of exactly
+ * 0.25 (exp(0) / 4), ties go to the lowest index, so top-p 0.5 is reached
+ * exactly by {0, 1} and 0.75 by {0, 1, 2}; an exclusive rule would take one
+ * token more. */
+static void test_top_p_boundary_is_inclusive(void **state)
+{
+    (void)state;
+    const float x[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+    long counts[4];
+    count_draws(counts, x, 4, 1.0f, 0, 0.5f, 25);
+    expect_distribution("flat, top-p 0.5", counts, (const double[]){0.5, 0.5, 0, 0}, 4);
+    count_draws(counts, x, 4, 1.0f, 0, 0.75f, 26);
+    expect_distribution("flat, top-p 0.75", counts, (const double[]){1 / 3.0, 1 / 3.0, 1 / 3.0, 0},
+                        4);
+}
+
+/* With top-p 1 and top-k 0 the draws follow softmax(logits / T). */
+static void test_draws_follow_the_softmax(void **state)
+{
+    (void)state;
+    float x[4];
+    long counts[4];
+    p4_logits(x);
+    count_draws(counts, x, 4, 1.0f, 0, 1.0f, 27);
+    expect_distribution("T 1", counts, P4, 4);
+    double half[4], sum = 0;   /* softmax(l / 2) is proportional to sqrt(P4) */
+    for (int i = 0; i < 4; i++)
+        sum += half[i] = sqrt(P4[i]);
+    for (int i = 0; i < 4; i++)
+        half[i] /= sum;
+    count_draws(counts, x, 4, 2.0f, 0, 1.0f, 28);
+    expect_distribution("T 2", counts, half, 4);
+    /* top-k 2: the two most likely, renormalised */
+    count_draws(counts, x, 4, 1.0f, 2, 1.0f, 29);
+    expect_distribution("top-k 2", counts, (const double[]){0.5 / 0.8, 0.3 / 0.8, 0, 0}, 4);
+    /* the order of the vocabulary plays no part */
+    const float y[5] = {x[2], -INFINITY, x[0], x[3], x[1]};
+    long c5[5];
+    count_draws(c5, y, 5, 1.0f, 0, 1.0f, 30);
+    expect_distribution("T 1, shuffled", c5, (const double[]){P4[2], 0, P4[0], P4[3], P4[1]}, 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +307,9 @@ int main(void)
         cmocka_unit_test(test_huge_temperatures_spread),
         cmocka_unit_test(test_non_finite_logits),
         cmocka_unit_test(test_vocabulary_of_one),
+        cmocka_unit_test(test_top_p_keeps_the_nucleus),
+        cmocka_unit_test(test_top_p_boundary_is_inclusive),
+        cmocka_unit_test(test_draws_follow_the_softmax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
