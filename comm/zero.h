@@ -14,7 +14,9 @@
  * ranks of its own slices), each rank updates its shard, and the updated
  * parameters are all-gathered.  A piece that does not divide by N gives the
  * last ranks less (slices are whole multiples of ZERO_ALIGN values until the
- * piece runs out); nothing is padded in memory.
+ * piece runs out); nothing is padded in memory.  Exactly: rank r's slice of
+ * a piece of len values is [r * base, min((r + 1) * base, len)) of it (empty
+ * past len), base = ceil(len / N) rounded up to a multiple of ZERO_ALIGN.
  *
  * Functions taking a shard accept NULL for "not sharded": one rank holds
  * everything and shard indices are arena indices.

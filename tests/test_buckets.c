@@ -468,6 +468,79 @@ static void shard_slices_every_piece(void **state)
     }
 }
 
+/* comm/zero.h's rule for a piece of len values over ranks: slices of base
+ * values, base = ceil(len / ranks) rounded up to a multiple of ZERO_ALIGN
+ * (computed here apart from zero.c). */
+static size_t rule_base(size_t len, int ranks)
+{
+    size_t per = len / (size_t)ranks;
+    if (per * (size_t)ranks < len)
+        per++;
+    while (per % ZERO_ALIGN != 0)
+        per++;
+    return per;
+}
+
+/* The layout exhaustively, without messages: pieces of every length 1..MAXLEN
+ * (back to back in one arena, so each starts at an odd offset) over 1..8
+ * ranks.  Each rank's slice is [r * base, min((r + 1) * base, len)) of the
+ * piece by the rule above, each value is covered by exactly one rank's slice
+ * and zero_owner names it, and each rank's shard holds its slices in arena
+ * order from index 0 to len - 1. */
+static void shard_layout_every_piece_length(void **state)
+{
+    (void)state;
+    enum { MAXLEN = 2048, MAXRANKS = 8 };
+    size_t *bounds = malloc((MAXLEN + 1) * sizeof *bounds);
+    bounds[0] = 0;
+    for (size_t k = 0; k < MAXLEN; k++)
+        bounds[k + 1] = bounds[k] + (k + 1);   /* piece k: k + 1 values */
+    const size_t n = bounds[MAXLEN];
+    unsigned char *cover = malloc(n);
+    zero_shard z[MAXRANKS];
+    for (int ranks = 1; ranks <= MAXRANKS; ranks++) {
+        memset(cover, 0, n);
+        for (int r = 0; r < ranks; r++) {
+            assert_int_equal(zero_init(&z[r], bounds, MAXLEN, r, ranks), 0);
+            assert_int_equal(z[r].n, n);
+        }
+        size_t held[MAXRANKS] = {0};   /* each rank's shard so far */
+        for (int k = 0; k < MAXLEN; k++) {
+            const size_t b = bounds[k], len = bounds[k + 1] - b, base = rule_base(len, ranks);
+            for (int r = 0; r < ranks; r++) {
+                size_t lo, hi;
+                zero_slice(&z[r], k, r, &lo, &hi);
+                const size_t wlo = b + (r * base < len ? r * base : len);
+                const size_t whi = b + ((r + 1) * base < len ? (r + 1) * base : len);
+                if (lo != wlo || hi != whi)
+                    fail_msg("piece of %zu over %d ranks: rank %d's slice [%zu, %zu), want [%zu, %zu)",
+                             len, ranks, r, lo - b, hi - b, wlo - b, whi - b);
+                /* any rank's view of the layout is the same */
+                size_t lo0, hi0;
+                zero_slice(&z[0], k, r, &lo0, &hi0);
+                assert_true(lo0 == lo && hi0 == hi);
+                for (size_t i = lo; i < hi; i++) {
+                    cover[i]++;
+                    if (zero_owner(&z[0], i) != r || zero_owner(&z[r], i) != r)
+                        fail_msg("piece of %zu over %d ranks: value %zu of it owned by %d, "
+                                 "in rank %d's slice", len, ranks, i - b, zero_owner(&z[0], i), r);
+                    assert_int_equal(zero_index(&z[r], i), held[r] + (i - lo));
+                }
+                held[r] += hi - lo;
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (cover[i] != 1)
+                fail_msg("%d ranks: value %zu is in %d slices", ranks, i, cover[i]);
+        for (int r = 0; r < ranks; r++) {
+            assert_int_equal(z[r].len, held[r]);
+            zero_free(&z[r]);
+        }
+    }
+    free(cover);
+    free(bounds);
+}
+
 /* A vector sharded over the ranks (x[k] on its owner = 5 * index + 2): rank
  * 0 gathers a range that spans pieces, and the whole vector; then scatters a
  * new range back, which lands in each owner's shard. */
@@ -518,6 +591,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(sparse_rows_sum_union),
         cmocka_unit_test(sparse_rows_fetch_from_owners),
         cmocka_unit_test(shard_slices_every_piece),
+        cmocka_unit_test(shard_layout_every_piece_length),
         cmocka_unit_test(shard_ranges_gather_and_scatter),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
