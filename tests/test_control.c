@@ -1,6 +1,6 @@
 /* control: request parsing and validation (bad JSON, unknown commands, size,
  * tokens), endpoint rules of the config (io/zsock's policy: test_zsock), and the REP server answering while
- * handing commands to control_poll. */
+ * handing commands to control_poll, over ipc and over TCP on a free port. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "tests/test_net.h"
 #include "trainer/control.h"
 
 /* Parses text; expects cmd, or (cmd NONE) an error message containing fragment. */
@@ -221,22 +222,41 @@ static void test_server(void **state)
     control_close(c);
 }
 
+/* control_open with o (void *) on endpoint, for test_open_on_free_port. */
+static void *open_control_at(const char *endpoint, void *o, char *err, size_t errlen)
+{
+    control_options *opt = o;
+    opt->endpoint = endpoint;
+    return control_open(opt, err, errlen);
+}
+
+/* "none" is no server; over TCP the server binds a free loopback port and
+ * answers there, and a second server on the same port is refused with a
+ * one-line reason.  A port that cannot be had here is a SKIP line; a bind
+ * that fails on a free port is a failure. */
 static void test_server_none_and_busy(void **state)
 {
     (void)state;
     char err[256];
-    control_options o = {.endpoint = "none"};
+    control_options o = {.endpoint = "none", .latest_step = latest};
     control_server *c = control_open(&o, err, sizeof err);
     assert_non_null(c);
     assert_int_equal(control_poll(c), CONTROL_NONE);
     control_close(c);
     assert_int_equal(control_poll(NULL), CONTROL_NONE);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + ((int)getpid() + 7) % 30000);
-    o.endpoint = ep;
-    control_server *a = control_open(&o, err, sizeof err);
-    if (!a)   /* the port happened to be taken */
-        return;
+    bool failed;
+    control_server *a = test_open_on_free_port(open_control_at, &o, "control server over tcp",
+                                               ep, sizeof ep, &failed, err, sizeof err);
+    if (failed)
+        fail_msg("control_open on the free port %s: %s", ep, err);
+    if (!a)
+        return;   /* no port to be had here: test_open_on_free_port printed a SKIP line */
+    void *ctx = zmq_ctx_new();
+    const char *r = ASK("{\"command\":\"status\"}");
+    assert_non_null(r);
+    assert_non_null(strstr(r, "\"ok\":true"));
+    zmq_ctx_term(ctx);
     assert_null(control_open(&o, err, sizeof err));   /* busy: a one-line reason */
     assert_non_null(strstr(err, "control_endpoint tcp://127.0.0.1:"));
     assert_null(strchr(err, '\n'));

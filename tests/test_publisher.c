@@ -1,5 +1,6 @@
 /* publisher: the drop-oldest queue (drops counted, newest kept, push never
- * blocks) and the PUB socket delivering records to a subscriber. */
+ * blocks) and the PUB socket delivering records to a subscriber, over ipc
+ * and over TCP on a free port. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "tests/test_net.h"
 #include "trainer/publisher.h"
 
 static double now(void)
@@ -181,14 +183,35 @@ static void test_publisher_survives_subscription_flood(void **state)
     publisher_close(p);
 }
 
+static void *open_publisher_at(const char *endpoint, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    return publisher_open(endpoint, err, errlen);
+}
+
+/* Over TCP on a free loopback port: a subscriber gets the records, and a
+ * second publisher on the same port is refused with a one-line reason.  A
+ * port that cannot be had here is a SKIP line; a bind that fails on a free
+ * port is a failure. */
 static void test_publisher_refuses_busy_endpoint(void **state)
 {
     (void)state;
-    char ep[128], err[256] = "";
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + (int)getpid() % 30000);
-    publisher *a = publisher_open(ep, err, sizeof err);
-    if (!a)   /* the port happened to be taken: the second half of the test still holds */
-        return;
+    char ep[128], err[256] = "", buf[256];
+    bool failed;
+    publisher *a = test_open_on_free_port(open_publisher_at, NULL, "status publisher over tcp",
+                                          ep, sizeof ep, &failed, err, sizeof err);
+    if (failed)
+        fail_msg("publisher_open on the free port %s: %s", ep, err);
+    if (!a)
+        return;   /* no port to be had here: test_open_on_free_port printed a SKIP line */
+    void *ctx = zmq_ctx_new();
+    void *sub = zsock_open(ctx, ZSOCK_SUB, ep, NULL, err, sizeof err);
+    assert_non_null(sub);
+    zsock_set(sub, ZMQ_RCVTIMEO, 100);
+    assert_true(receive_one(a, sub, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "{\"type\":\"step\",\"step\":7}");
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
     publisher *b = publisher_open(ep, err, sizeof err);
     assert_null(b);
     assert_non_null(strstr(err, "status_endpoint"));
