@@ -1,10 +1,11 @@
-/* checkpoint: a tiny model and optimizer state round-trip bit-exactly; files
- * with other model dimensions, truncated, bit-flipped or foreign files are
- * refused with a one-line reason; keep_checkpoints, the latest pointer, no
- * *.tmp left behind; --resume auto falls back past a damaged newest file;
- * moments handed out and taken in one tensor at a time (ZeRO's path) give
- * the same file and values; a weights-only file reads as a model and is
- * refused for resuming; SIGKILL during saves never costs the newest. */
+/* checkpoint: a tiny model, its optimizer state and an fp16 run's loss scale
+ * round-trip bit-exactly; files with other model dimensions, truncated,
+ * bit-flipped or foreign files are refused with a one-line reason;
+ * keep_checkpoints, the latest pointer, no *.tmp left behind; --resume auto
+ * falls back past a damaged newest file; moments handed out and taken in one
+ * tensor at a time (ZeRO's path) give the same file and values; a
+ * weights-only file reads as a model and is refused for resuming; SIGKILL
+ * during saves never costs the newest. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,6 +130,7 @@ static void test_round_trip_is_bit_exact(void **state)
     assert_non_null(tok);
     ckpt_state s = view(f, 5);
     s.tok = tok;
+    s.train.loss_scale = 8192;   /* an fp16 run's: not the 1 or 0 a lost value reads as */
     snprintf(path, sizeof path, "%s/one.h5", f->dir);
     assert_int_equal(ckpt_write(path, &s, err, sizeof err), 0);
     tokenizer_free(tok);
@@ -136,6 +138,7 @@ static void test_round_trip_is_bit_exact(void **state)
     make_state(&g, 16, 99);   /* different contents, same shapes */
     ckpt_state r = view(&g, 0);
     r.opt.step = 0;   /* the file's must come back */
+    r.train.loss_scale = 0;
     if (ckpt_read(path, &r, err, sizeof err) != 0)
         fail_msg("%s", err);
     size_t bytes = f->model.num_params * sizeof(float);
@@ -147,7 +150,7 @@ static void test_round_trip_is_bit_exact(void **state)
     assert_int_equal(r.train.tokens_seen, 5000);
     assert_int_equal(r.train.data_cursor, 50);
     assert_int_equal(r.train.seed, 42);
-    assert_true(r.train.loss_scale == 1.0);
+    assert_true(r.train.loss_scale == 8192.0);
 
     /* the BPE merges are stored as int32 [n,2] */
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
