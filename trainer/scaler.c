@@ -10,7 +10,8 @@ bool scaler_update(loss_scaler *s, bool finite)
     if (!finite) {
         s->overflows++;
         s->good_steps = 0;
-        s->scale *= 0.5f;
+        if (s->growth_interval > 0)   /* a fixed scale stays (scaler.h) */
+            s->scale *= 0.5f;
         return false;
     }
     if (s->growth_interval > 0 && ++s->good_steps >= s->growth_interval) {

@@ -4,7 +4,11 @@
  * survive fp16's narrow range; gradients are divided by it again before
  * clipping and the update.  A step whose gradients overflowed (inf/NaN) is
  * skipped and the scale halved; after growth_interval finite steps in a row it
- * doubles.  In fp32 and bf16 the scale stays 1.
+ * doubles.  In fp32 and bf16 (growth_interval 0) the scale is fixed at 1: a
+ * non-finite step is still skipped and counted, but halving would buy nothing
+ * in fp32's range (bf16 has it too) and would drift for good: a resumed run
+ * restarts at 1, and after 150 skips the scale is 0, so is every gradient,
+ * and every later step is skipped.
  */
 #ifndef TRAINER_SCALER_H
 #define TRAINER_SCALER_H
@@ -17,6 +21,7 @@ typedef struct {
     long long overflows;   /* steps skipped for non-finite gradients */
 } loss_scaler;
 
+/* growth_interval 0: the scale stays initial_scale (fp32 and bf16: 1). */
 void scaler_init(loss_scaler *s, float initial_scale, int growth_interval);
 /* Called once per step with whether the scaled gradients were finite; returns
  * whether the step may be applied, and updates the scale for the next one. */
