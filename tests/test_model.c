@@ -1,6 +1,9 @@
 /* model: finite-difference check of the gradient of every parameter tensor,
- * loss at initialisation near ln(vocab_size), gradient accumulation, and that
- * eval-only forward gives the training loss. */
+ * loss at initialisation near ln(vocab_size), gradient accumulation; the
+ * 16-bit modes against fp32; recompute and logit chunks bit-identical; a
+ * padded vocabulary masked out of loss and gradients; the split embedding
+ * gradient adding up to the whole; eval-only forward (no targets) gives the
+ * training loss. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -474,6 +477,56 @@ static void test_split_embed_grad_adds_up(void **state)
     }
 }
 
+/* Forward without targets (evaluation of logits, generation) computes the
+ * logits the training forward does: bit for bit in fp32, where the training
+ * forward leaves them in place; and their cross-entropy, taken here in
+ * double, is the training forward's loss for every position, in fp32 and
+ * bf16 (whose training forward turns each chunk into its gradient).
+ * The kernel's exp and log are float: each position's loss within 2.5e-7
+ * [measured 1.0e-7 on the AVX-512, AVX2 and scalar paths], their mean 1e-7
+ * [3.6e-8]. */
+static void test_eval_forward_gives_training_loss(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 50, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 2};
+    int B = 2, T = 16, N = B * T, V = d.vocab_size, in[32], tg[32];
+    random_tokens(in, N, V, 71);
+    random_tokens(tg, N, V, 72);
+    for (gpt2_precision p = PREC_FP32; p <= PREC_BF16; p++) {
+        gpt2_options o = {.precision = p};
+        gpt2 m;
+        char err[256];
+        assert_int_equal(gpt2_create(&m, &d, B, T, &o, err, sizeof err), 0);
+        gpt2_init_params(&m, 7);
+        test_fill(m.p.wte, (size_t)V * d.n_embd, 73, 0.5f);   /* logits well spread */
+        gpt2_params_changed(&m);
+        assert_true(gpt2_forward(&m, in, NULL, B, T) == 0.0f);
+        float *logits = malloc((size_t)N * V * sizeof *logits), *want = malloc(N * sizeof *want);
+        assert_true(logits && want);
+        memcpy(logits, m.logits, (size_t)N * V * sizeof *logits);
+        double mean = 0;
+        for (int r = 0; r < N; r++) {
+            const float *x = logits + (size_t)r * V;
+            double mx = x[0], sum = 0;
+            for (int v = 1; v < V; v++)
+                mx = fmax(mx, x[v]);
+            for (int v = 0; v < V; v++)
+                sum += exp(x[v] - mx);
+            want[r] = (float)(log(sum) + mx - x[tg[r]]);
+            mean += want[r];
+        }
+        mean /= N;
+        float loss = gpt2_forward(&m, in, tg, B, T);
+        if (p == PREC_FP32)
+            assert_memory_equal(m.logits, logits, (size_t)N * V * sizeof *logits);
+        assert_true(test_close("eval losses", m.losses, want, N, 0.0f, 2.5e-7f));
+        assert_true(fabs(loss - mean) <= 1e-7 * mean);
+        free(logits);
+        free(want);
+        gpt2_destroy(&m);
+    }
+}
+
 /* What forward asks for before reading parameters (ZeRO waits for each range
  * of the allgather): one tensor at a time, every tensor, in the order read.
  * wte ends the arena and wpe starts it: one range for both would be the
@@ -529,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_logit_chunks_match_whole),
         cmocka_unit_test(test_vocab_padding_is_masked),
         cmocka_unit_test(test_split_embed_grad_adds_up),
+        cmocka_unit_test(test_eval_forward_gives_training_loss),
         cmocka_unit_test(test_forward_asks_for_one_tensor_at_a_time),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
