@@ -19,9 +19,9 @@
 
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
+#include "tests/bench_util.h"
 #include "tests/test_util.h"
 #include "trainer/ckpt_view.h"
-#include "trainer/status.h"
 
 enum { RUNS = 3 };
 static const size_t CHUNK = 64u << 20;   /* plain I/O in 64 MB calls */
@@ -70,7 +70,7 @@ static char *piece(const arenas *a, size_t o, size_t n, size_t *len)
 /* write() + fsync() of n bytes to path; seconds. */
 static double plain_write(const char *path, const arenas *a, size_t n)
 {
-    double t0 = mono_time();
+    double t0 = bench_now_s();
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         die(path, strerror(errno));
@@ -84,13 +84,13 @@ static double plain_write(const char *path, const arenas *a, size_t n)
     }
     if (fsync(fd) != 0 || close(fd) != 0)
         die(path, strerror(errno));
-    return mono_time() - t0;
+    return bench_now_s() - t0;
 }
 
 /* read() of the n bytes of path; seconds. */
 static double plain_read(const char *path, const arenas *a, size_t n)
 {
-    double t0 = mono_time();
+    double t0 = bench_now_s();
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         die(path, strerror(errno));
@@ -103,19 +103,7 @@ static double plain_read(const char *path, const arenas *a, size_t n)
         o += (size_t)r;
     }
     close(fd);
-    return mono_time() - t0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return x[n / 2];
+    return bench_now_s() - t0;
 }
 
 static void bench(const workload *w, const char *dir, FILE *jsonl)
@@ -155,27 +143,27 @@ static void bench(const workload *w, const char *dir, FILE *jsonl)
          * file would also time freeing its blocks) */
         unlink(ck);
         unlink(plain);
-        double t0 = mono_time();
+        double t0 = bench_now_s();
         if (ckpt_write(ck, &s, err, sizeof err) != 0)
             die(w->name, err);
-        ws[r] = mono_time() - t0;
+        ws[r] = bench_now_s() - t0;
         struct stat st;
         if (stat(ck, &st) != 0)
             die(ck, strerror(errno));
         bytes = (size_t)st.st_size;
         pw[r] = plain_write(plain, &mem, bytes);
         drop_cache(ck);
-        t0 = mono_time();
+        t0 = bench_now_s();
         if (ckpt_read(ck, &s, err, sizeof err) != 0)
             die(w->name, err);
-        rs[r] = mono_time() - t0;
+        rs[r] = bench_now_s() - t0;
         drop_cache(plain);
         pr[r] = plain_read(plain, &mem, bytes);
     }
     unlink(ck);
     unlink(plain);
-    double mw = median(ws, RUNS), mp = median(pw, RUNS), mr = median(rs, RUNS),
-           mq = median(pr, RUNS), gb = (double)bytes / 1e9;
+    double mw = bench_median(ws, RUNS), mp = bench_median(pw, RUNS),
+           mr = bench_median(rs, RUNS), mq = bench_median(pr, RUNS), gb = (double)bytes / 1e9;
     printf("%-10s %7.0f MB  save %5.2f s %5.2f GB/s  plain write+fsync %5.2f GB/s (%3.0f%%)  "
            "load %5.2f s %5.2f GB/s  plain read %5.2f GB/s (%3.0f%%)\n",
            w->name, bytes / 1e6, mw, gb / mw, gb / mp, 100 * mp / mw, mr, gb / mr, gb / mq,

@@ -22,12 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <omp.h>
 
 #include "kernels/gemm.h"
 #include "kernels/q8.h"
+#include "tests/bench_util.h"
 #include "tests/test_util.h"
 
 enum { WARMUP = 2, REPS = 20, NPATHS = Q8_PATH_COUNT + 3 /* + fp32 baselines, decode layout */ };
@@ -186,19 +186,6 @@ static void run(int path, size_t copy)
                        cur.ws + copy * cur.ws_count, cur.bias, s->M, s->IN, s->OUT);
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median (and in *best the fastest) of REPS calls.  stream: copy r of the
  * rotation, so each copy is touched once per ncopies calls. */
 static double median_ms(int path, int stream, double *best)
@@ -206,14 +193,14 @@ static double median_ms(int path, int stream, double *best)
     double t[REPS];
     for (int r = -WARMUP; r < REPS; r++) {
         const size_t copy = stream ? (size_t)(r + WARMUP) % cur.ncopies : 0;
-        const double t0 = now_ms();
+        const double t0 = bench_now_s();
         run(path, copy);
         if (r >= 0)
-            t[r] = now_ms() - t0;
+            t[r] = 1e3 * (bench_now_s() - t0);
     }
-    qsort(t, REPS, sizeof t[0], cmp_double);
+    const double median = bench_median(t, REPS);   /* sorts t */
     *best = t[0];
-    return (t[REPS / 2 - 1] + t[REPS / 2]) / 2;
+    return median;
 }
 
 static const char *path_name(int path)
