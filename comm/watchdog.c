@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/clock.h"
+
 /* One per process, as the process is what it guards: comm's waits arm it
  * from wherever they are, without a pointer passed down to them. */
 static struct {
@@ -20,13 +22,6 @@ static struct {
     double work_s;        /* allowed beyond timeout_s for this wait */
 } wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Wakes every second (cheap) and checks the armed wait's age. */
 static void *watch(void *arg)
 {
@@ -37,7 +32,7 @@ static void *watch(void *arg)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 1;
         pthread_cond_timedwait(&wd.wake, &wd.lock, &until);
-        if (wd.what && now() - wd.armed_at > wd.timeout_s + wd.work_s) {
+        if (wd.what && clock_mono_s() - wd.armed_at > wd.timeout_s + wd.work_s) {
             fprintf(stderr, "trainer: rank %d: waited %.0f s for the other ranks in %s; a peer rank "
                     "is stuck or unreachable, aborting the job\n", wd.rank,
                     wd.timeout_s + wd.work_s, wd.what);
@@ -78,7 +73,7 @@ void watchdog_arm_for(const char *what, double work_s)
 {
     pthread_mutex_lock(&wd.lock);
     wd.what = what;
-    wd.armed_at = now();
+    wd.armed_at = clock_mono_s();
     wd.work_s = work_s > 0 ? work_s : 0;
     pthread_mutex_unlock(&wd.lock);
 }

@@ -7,11 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "io/checkpoint.h"
 #include "kernels/attention.h"
 #include "kernels/bf16mm.h"
+#include "kernels/clock.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -1037,20 +1037,13 @@ int infer_sample(infer_sampler *s, const float *logits)
 
 /* ---- generation ------------------------------------------------------------ */
 
-static double clock_s(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampler *sp, int *toks,
                                int n_prompt, int n_new, infer_token_fn on_token, void *ctx)
 {
     infer_gen_stats st = {0};
-    double t0 = clock_s(CLOCK_MONOTONIC);
+    double t0 = clock_mono_s();
     infer_forward(m, s, toks, n_prompt, 0, NULL);
-    double t1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    double t1 = clock_mono_s(), c1 = clock_cpu_s();
     int pos = n_prompt;
     while (st.n_generated < n_new) {
         int next = infer_sample(sp, s->logits);
@@ -1070,7 +1063,7 @@ infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampl
         pos++;
     }
     st.prefill_s = t1 - t0;
-    st.decode_s = clock_s(CLOCK_MONOTONIC) - t1;
-    st.decode_cpu_s = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c1;
+    st.decode_s = clock_mono_s() - t1;
+    st.decode_cpu_s = clock_cpu_s() - c1;
     return st;
 }

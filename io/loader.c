@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "kernels/clock.h"
 
 enum { SEND_POLL_MS = 100 };   /* how often a blocked loader checks for stop */
 enum { ERROR_TEXT_BYTES = 512 };  /* room for a width-0 reply's reason */
@@ -641,11 +641,9 @@ void loader_stop(loader *l)
     free(l);
 }
 
-static double now_ms(void)
+static double now_ms(void)   /* the loader's timeouts are in ms */
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+    return clock_mono_s() * 1e3;
 }
 
 /* Drops the rest of a multi-part message, which no loader sends: the next

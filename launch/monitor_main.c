@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "kernels/clock.h"
 #include "launch/monitor_view.h"
 #include "launch/plot.h"
 
@@ -56,13 +56,6 @@ static void usage(FILE *f)
             "                 until a \"done\" event, --timeout S or Ctrl-C\n"
             "  --log FILE     the run log --plot reads (OUT_DIR/log.jsonl) instead of the feed\n"
             "  --log-y        log-scale loss axis for --plot\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* The combinations --plot does not take; true after printing why. */
@@ -189,9 +182,9 @@ static void *open_socket(void *ctx, zsock_kind kind, const char *endpoint, doubl
  * NULL on timeout or interruption. */
 static char *receive(void *sock, double wait_s)
 {
-    double until = now_s() + wait_s;
+    double until = clock_wall_s() + wait_s;
     while (!interrupted) {
-        double left = until - now_s();
+        double left = until - clock_wall_s();
         if (left <= 0)
             return NULL;
         zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
@@ -238,7 +231,7 @@ static int watch(void *ctx, const options *o)
             if (o->json)
                 printf("%s\n", msg);
             else
-                monitor_show_record(&v, r, now_s());
+                monitor_show_record(&v, r, clock_wall_s());
             fflush(stdout);
         }
         cJSON_Delete(r);
@@ -283,7 +276,7 @@ static int control(void *ctx, const options *o)
         const cJSON *latest = cJSON_GetObjectItemCaseSensitive(r, "latest");
         if (cJSON_IsObject(latest)) {
             monitor_view v = {0};
-            monitor_show_record(&v, latest, now_s());
+            monitor_show_record(&v, latest, clock_wall_s());
         }
     }
     cJSON_Delete(r);
@@ -298,10 +291,10 @@ static int collect_feed(void *ctx, const options *o, plot_data *d)
     void *sock = open_socket(ctx, ZSOCK_SUB, o->connect, 0);
     if (!sock)
         return 1;
-    double until = now_s() + (o->timeout_s > 0 ? o->timeout_s : 1e9);
+    double until = clock_wall_s() + (o->timeout_s > 0 ? o->timeout_s : 1e9);
     bool done = false;
-    while (!done && !interrupted && now_s() < until) {
-        char *msg = receive(sock, until - now_s());
+    while (!done && !interrupted && clock_wall_s() < until) {
+        char *msg = receive(sock, until - clock_wall_s());
         cJSON *r = msg ? cJSON_Parse(msg) : NULL;
         if (cJSON_IsObject(r)) {
             plot_add(d, r);

@@ -5,6 +5,7 @@
 #include "io/fsutil.h"
 #include "io/shard.h"
 #include "io/tokenizer.h"
+#include "kernels/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 enum { EXIT_IO = 1, EXIT_USAGE = 2, DEFAULT_BPE_VOCAB = 4096, PATH_BYTES = 4096 };
 
@@ -66,13 +66,6 @@ static int die(int code, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return code;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* NaN unless s is exactly a number, so range checks written as !(lo <= x) reject it. */
@@ -445,7 +438,8 @@ static int tokenize_and_write(const prep_args *a, const uint8_t *text, size_t n,
     if (rc == 0)
         fprintf(stderr, "prep: %s -> %llu tokens (%s, vocab %d): train %llu, val %llu -> %s (%.2f s)\n",
                 stats, (unsigned long long)count, tokenizer_type(t), tokenizer_vocab_size(t),
-                (unsigned long long)ntrain, (unsigned long long)nval, a->out, now() - start);
+                (unsigned long long)ntrain, (unsigned long long)nval, a->out,
+                clock_mono_s() - start);
     free(ids);
     tokenizer_free(t);
     return rc;
@@ -458,7 +452,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    double start = now();
+    double start = clock_mono_s();
     prep_args a;
     file_list files = {0};
     uint8_t *text = NULL;

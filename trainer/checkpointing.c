@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 #include "io/tokenizer.h"
+#include "kernels/clock.h"
 #include "trainer/ckpt_view.h"
 
 /* Rank 0's background writer (checkpoint_async = 1).  Who touches what:
@@ -175,7 +176,7 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
                      const zero_shard *z, int done, double loss_scale, status_log *st, char *err,
                      size_t errlen)
 {
-    double t0 = mono_time(), mb;
+    double t0 = clock_mono_s(), mb;
     char path[1100];
     shard_io io = {z, m, opt};
     ckpt_view v;
@@ -186,7 +187,7 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
     ckpt_view_free(&v);
     if (rc != 0)
         return -1;
-    double dt = mono_time() - t0;
+    double dt = clock_mono_s() - t0;
     status_checkpoint(st, done, c->max_steps, path, mb, dt, dt);
     return 0;
 }
@@ -194,10 +195,10 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
 static void *writer_main(void *arg)
 {
     saver_state *sv = arg;
-    double t0 = mono_time();
+    double t0 = clock_mono_s();
     sv->rc = write_file(&sv->cfg, &sv->view.s, sv->path, sizeof sv->path, &sv->size_mb, sv->err,
                         sizeof sv->err);
-    sv->write_s = mono_time() - t0;
+    sv->write_s = clock_mono_s() - t0;
     atomic_store_explicit(&sv->finished, 1, memory_order_release);
     return NULL;
 }
@@ -311,7 +312,7 @@ static int start_writer(saver_state *sv, double t0, status_log *st, char *err, s
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (prc != 0) {   /* no thread: write it here */
         writer_main(sv);
-        sv->blocked_s = mono_time() - t0;
+        sv->blocked_s = clock_mono_s() - t0;
         return report(sv, st, err, errlen);
     }
     sv->running = true;
@@ -323,7 +324,7 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
                       status_log *st, char *err, size_t errlen)
 {
     saver_state *sv = &ck->saver;
-    double t0 = mono_time();
+    double t0 = clock_mono_s();
     if (collect(sv, st, true, err, errlen) != 0)   /* at most one write in flight */
         return -1;
     if (!reserve_snapshot(sv, m->num_params)) {
@@ -344,7 +345,7 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
     sv->err[0] = sv->path[0] = '\0';
     sv->write_s = sv->size_mb = 0;
     atomic_store_explicit(&sv->finished, 0, memory_order_relaxed);
-    sv->blocked_s = mono_time() - t0;   /* the wait for the previous write and the copy (gather) */
+    sv->blocked_s = clock_mono_s() - t0;   /* the wait for the previous write and the copy (gather) */
     return start_writer(sv, t0, st, err, errlen);
 }
 

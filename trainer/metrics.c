@@ -14,10 +14,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "io/zsock.h"
+#include "kernels/clock.h"
 
 /* ---- the table: record field -> metric ---- */
 
@@ -261,20 +261,6 @@ struct metrics {
     conn conns[METRICS_MAX_CONN];
 };
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void conn_close(conn *c)
 {
     close(c->fd);
@@ -307,7 +293,7 @@ static char *respond(metrics *m, const conn *c, bool too_large, size_t *len)
         pthread_mutex_lock(&m->mu);
         snap = m->values;
         pthread_mutex_unlock(&m->mu);
-        double now = wall_now();
+        double now = clock_wall_s();
         body_len = metrics_render(&snap, now, NULL, 0);
         body = malloc(body_len + 1);
         if (!body)
@@ -385,7 +371,7 @@ static void accept_all(metrics *m)
             close(fd);
             continue;
         }
-        *free_slot = (conn){.fd = fd, .deadline = mono_now() + METRICS_TIMEOUT_S};
+        *free_slot = (conn){.fd = fd, .deadline = clock_mono_s() + METRICS_TIMEOUT_S};
     }
 }
 
@@ -399,7 +385,7 @@ static void *serve(void *arg)
         int n = 0, slot[METRICS_MAX_CONN];
         pf[n++] = (struct pollfd){.fd = m->wake[0], .events = POLLIN};
         pf[n++] = (struct pollfd){.fd = m->listen_fd, .events = POLLIN};
-        double now = mono_now(), next = now + 1;
+        double now = clock_mono_s(), next = now + 1;
         for (int i = 0; i < METRICS_MAX_CONN; i++) {
             conn *c = &m->conns[i];
             if (c->fd < 0)
@@ -445,7 +431,7 @@ int metrics_open(metrics **out, const char *endpoint, int restarts, char *where,
         snprintf(err, errlen, "metrics: out of memory");
         return -1;
     }
-    metrics_values_init(&m->values, wall_now(), restarts);
+    metrics_values_init(&m->values, clock_wall_s(), restarts);
     for (int i = 0; i < METRICS_MAX_CONN; i++)
         m->conns[i].fd = -1;
     m->listen_fd = listen_on(endpoint, where, wherelen, err, errlen);

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kernels/attention.h"
+#include "kernels/clock.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -20,20 +20,13 @@ enum { BLOCK_TENSORS = HF_BLOCK_TENSORS };
 
 /* ---- profile ----------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Runs the statement and adds its wall time to op in the current pass
  * (variadic: a braced statement may hold commas). */
-#define TIMED(m, op, ...)                                   \
-    do {                                                    \
-        double t0_ = now_s();                               \
-        __VA_ARGS__;                                        \
-        (m)->op_seconds[(m)->pass][op] += now_s() - t0_;    \
+#define TIMED(m, op, ...)                                          \
+    do {                                                           \
+        double t0_ = clock_mono_s();                               \
+        __VA_ARGS__;                                               \
+        (m)->op_seconds[(m)->pass][op] += clock_mono_s() - t0_;    \
     } while (0)
 
 const char *gpt2_op_name(gpt2_op op)

@@ -6,26 +6,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "kernels/clock.h"
 #include "trainer/metrics.h"
 #include "trainer/publisher.h"
-
-double wall_time(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-double mono_time(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 double process_rss_mb(void)
 {
@@ -124,7 +110,7 @@ static void emit(status_log *s, cJSON *o)
         cJSON_Delete(o);
         return;
     }
-    cJSON_AddNumberToObject(o, "time", wall_time());
+    cJSON_AddNumberToObject(o, "time", clock_wall_s());
     char *line = cJSON_PrintUnformatted(o);
     if (line && s->log)
         log_append(s, line);

@@ -63,9 +63,6 @@ void status_done(status_log *s, int step, double tokens_per_s, double train_s,
 /* Resident set size now and at its peak, in MB. */
 double process_rss_mb(void);
 double process_peak_rss_mb(void);
-/* Seconds since the epoch (time stamps), and of a monotonic clock (intervals). */
-double wall_time(void);
-double mono_time(void);
 
 /* a "checkpoint" record (path, size_mb, write_s, and blocked_s: the
  * time the training loop waited for it), also echoed on stderr. */

@@ -16,6 +16,7 @@
 #include "io/fsutil.h"
 #include "io/loader.h"
 #include "kernels/adamw.h"
+#include "kernels/clock.h"
 #include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -590,7 +591,7 @@ static void on_grads_ready(void *ctx, size_t from)
 static double add_embed_grad(trainer *tr, bool have)
 {
     gpt2 *m = &tr->model;
-    const double t0 = mono_time();
+    const double t0 = clock_mono_s();
     const int u = sparse_rows_sum(&tr->embed_sum, m->embed_tokens, m->embed_rows,
                                   have ? m->n_embed_tokens : 0);
     const size_t C = (size_t)m->dims.n_embd, wte = m->tensors[0].offset;
@@ -603,7 +604,7 @@ static double add_embed_grad(trainer *tr, bool have)
             for (size_t k = b; k < b + len; k++)
                 m->grads[k] += add[k - row];
     }
-    return mono_time() - t0;
+    return clock_mono_s() - t0;
 }
 
 /* Zero the gradients for the next step.  Stage 2's reduction already zeroed
@@ -631,10 +632,10 @@ static bool start_param_gather(trainer *tr, bool have_batch)
     bool gathering = tr->params_stale;
     if (gathering) {
         const run_config *c = tr->cfg;
-        double t0 = mono_time();
+        double t0 = clock_mono_s();
         sparse_rows_fetch(&tr->embed_sum, &tr->shard, tr->model.params, tr->model.tensors[0].offset,
                           tr->inputs, have_batch ? c->batch_size * c->seq_len : 0);
-        const double fetch_s = mono_time() - t0;   /* in flight, and all of it exposed */
+        const double fetch_s = clock_mono_s() - t0;   /* in flight, and all of it exposed */
         tr->comm_exposed_s += fetch_s;
         tr->comm_total_s += fetch_s;
         buckets_params_start(tr->buckets, tr->model.params, tr->fwd_offsets, tr->fwd_sizes,
@@ -789,10 +790,10 @@ static bool update_params(trainer *tr, float lr, float *norm)
     /* every rank sees the same norm, so all skip (and rescale) together */
     if (!scaler_update(&tr->scaler, isfinite(*norm)))
         return false;
-    double t0 = mono_time();
+    double t0 = clock_mono_s();
     bool stepped = optimizer_step(&tr->opt, m, held(tr), tr->cfg, lr, *norm, scale);
     tr->params_stale = stepped && tr->zero;
-    tr->optimizer_s = mono_time() - t0;
+    tr->optimizer_s = clock_mono_s() - t0;
     return stepped;
 }
 
@@ -898,7 +899,7 @@ static int loop_open(trainer *tr, run_state *rs, train_result *res, char *err, s
     rs->flops_per_step = gpt2_flops_per_token(&tr->model, c->seq_len) * rs->tokens_per_step;
     rs->peak_flops = run_peak_gflops(tr) * 1e9 * tr->world->size;
     rs->step_s = calloc((size_t)rs->ntimed_cap, sizeof *rs->step_s);
-    rs->t_start = mono_time();
+    rs->t_start = clock_mono_s();
     res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
     res->steps_done = rs->first;
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
@@ -971,7 +972,7 @@ static void log_step(trainer *tr, run_state *rs, int done, float loss, float lr,
                      .lr = lr, .grad_norm = norm, .step_ms = dt * 1e3,
                      .tokens_per_s = rs->tokens_per_step / dt,
                      .mfu = rs->flops_per_step / dt / rs->peak_flops,
-                     .elapsed_s = mono_time() - rs->t_start,
+                     .elapsed_s = clock_mono_s() - rs->t_start,
                      .eta_s = rs->t_train / (done - rs->first) * (c->max_steps - done),
                      .rss_mb = process_rss_mb(), .peak_rss_mb = process_peak_rss_mb(),
                      .skipped_steps = rs->skipped,
@@ -985,12 +986,12 @@ static void log_step(trainer *tr, run_state *rs, int done, float loss, float lr,
  * parameters. */
 static int eval_step(trainer *tr, int done, train_result *res, char *err, size_t errlen)
 {
-    double te = mono_time();
+    double te = clock_mono_s();
     float val;
     gather_params(tr);
     if (evaluate(tr, &val, err, errlen) != 0)
         return -1;
-    status_eval(&tr->status, done, tr->cfg->max_steps, val, mono_time() - te);
+    status_eval(&tr->status, done, tr->cfg->max_steps, val, clock_mono_s() - te);
     res->final_val_loss = val;
     return 0;
 }
@@ -1074,10 +1075,10 @@ static int apply_control(trainer *tr, run_state *rs, int done, bool *stopping, c
             tr->req->checkpoints++;   /* saved after this step, as for SIGUSR1 */
         } else if (cmd == CONTROL_PAUSE || cmd == CONTROL_RESUME) {
             paused = cmd == CONTROL_PAUSE;
-            paused_since = mono_time();
+            paused_since = clock_mono_s();
             status_event(&tr->status, "event", done, paused ? "paused" : "resumed");
-        } else if (paused && mono_time() - paused_since > 5) {   /* for monitors joining now */
-            paused_since = mono_time();
+        } else if (paused && clock_mono_s() - paused_since > 5) {   /* for monitors joining now */
+            paused_since = clock_mono_s();
             status_event(&tr->status, "event", done, "paused");
         }
         /* the pause state is rank 0's alone: the others only echo the agreement */
@@ -1109,7 +1110,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         return -1;
     int rc = 0;
     for (int step = rs.first; step < c->max_steps && rc == 0; step++) {
-        double t0 = mono_time();
+        double t0 = clock_mono_s();
         float loss, lr, norm;
         if (train_step(tr, step, &loss, err, errlen) != 0) {
             save_before_error(tr, step, rs.saved);
@@ -1118,7 +1119,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
         }
         rc = update_or_skip(tr, &rs, step, loss, &lr, &norm, err, errlen);
         int done = step + 1;
-        log_step(tr, &rs, done, loss, lr, norm, mono_time() - t0);
+        log_step(tr, &rs, done, loss, lr, norm, clock_mono_s() - t0);
         /* all ranks stop together, even if the signal reached only one */
         bool stopping;
         char cerr[1024];
