@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "io/hash.h"
 #include "kernels/attention.h"
 #include "kernels/bf16mm.h"
 #include "kernels/clock.h"
@@ -919,11 +920,7 @@ void infer_sampler_free(infer_sampler *s)
 /* splitmix64: a fixed sequence per seed, on every machine. */
 static float rng_uniform(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)((z >> 40) * (1.0 / 16777216.0));   /* [0, 1) */
+    return (float)((splitmix64(state) >> 40) * (1.0 / 16777216.0));   /* [0, 1) */
 }
 
 /* Higher probability first; equal ones by index, so the order is total and

@@ -1,11 +1,6 @@
 #include "io/sampler.h"
 
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+#include "io/hash.h"
 
 /* One pass of a 4-round balanced Feistel network on 2*half bits: a bijection
  * of [0, 4^half) keyed by key. */
@@ -14,7 +9,7 @@ static uint64_t feistel(uint64_t x, int half, uint64_t key)
     uint64_t mask = (1ULL << half) - 1;
     uint64_t left = x >> half, right = x & mask;
     for (uint64_t round = 0; round < 4; round++) {
-        uint64_t f = mix64(right ^ mix64(key + round)) & mask;
+        uint64_t f = splitmix64_mix(right ^ splitmix64_mix(key + round)) & mask;
         uint64_t next = left ^ f;
         left = right;
         right = next;
@@ -29,7 +24,7 @@ uint64_t sampler_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch)
     int half = 1;
     while ((1ULL << (2 * half)) < n)
         half++;
-    uint64_t key = mix64(seed * 0x9E3779B97F4A7C15ULL + epoch + 1);
+    uint64_t key = splitmix64_mix(seed * 0x9E3779B97F4A7C15ULL + epoch + 1);
     /* cycle walking: the domain is < 4n, so a handful of passes on average */
     uint64_t x = i;
     do

@@ -12,6 +12,7 @@
 #include "io/tokenizer.h"
 
 #include "io/fsutil.h"
+#include "io/hash.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cjson/cJSON.h>
@@ -38,14 +39,6 @@ typedef struct {
 static uint64_t pair_key(uint32_t a, uint32_t b)
 {
     return (uint64_t)a << 32 | b;
-}
-
-static uint64_t hash_bytes(const uint8_t *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return h;
 }
 
 static size_t mix64(uint64_t k)
@@ -613,7 +606,7 @@ size_t tokenizer_spell_gpt2(const uint8_t *s, size_t n, char *out)
 
 static size_t by_bytes_slot(const tokenizer *t, const uint8_t *s, size_t n)
 {
-    size_t i = mix64(hash_bytes(s, n)) & (t->by_bytes_cap - 1);
+    size_t i = mix64(fnv1a64(s, n)) & (t->by_bytes_cap - 1);
     for (;; i = (i + 1) & (t->by_bytes_cap - 1)) {
         uint32_t id = t->by_bytes[i];
         if (id == UINT32_MAX ||
@@ -896,7 +889,7 @@ static size_t gpt2_chunk(gpt2_ctx *c, const uint8_t *s, size_t n, uint32_t *ids)
             return SIZE_MAX;
         return encode_chunk(c->t, s, (uint32_t)n, ids, c->big);
     }
-    uint64_t h = hash_bytes(s, n);
+    uint64_t h = fnv1a64(s, n);
     cache_entry *e = cache_slot(&c->cache, h, s, n);
     if (e->key_len) {
         memcpy(ids, c->cache.ids + e->ids_off, e->nids * sizeof *ids);
@@ -1108,7 +1101,7 @@ static int count_chunk(trainer *tr, const uint8_t *s, size_t n)
         return 0;
     if (2 * (tr->nwords + 1) > tr->table_cap && table_grow(tr) != 0)
         return -1;
-    uint64_t h = hash_bytes(s, n);
+    uint64_t h = fnv1a64(s, n);
     size_t i = h & (tr->table_cap - 1);
     for (; tr->table[i]; i = (i + 1) & (tr->table_cap - 1)) {
         word *w = &tr->words[tr->table[i] - 1];

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "io/fsutil.h"
+#include "io/hash.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
 
@@ -81,14 +82,6 @@ static void cache_key(const run_config *c, char *buf, size_t n)
              timed_tokens(c));
 }
 
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    return h;
-}
-
 static int cache_dir(char *buf, size_t n)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -105,10 +98,8 @@ static int cache_file(const char *kind, const char *key, char *buf, size_t n)
     char dir[768];
     if (cache_dir(dir, sizeof dir) != 0)
         return -1;
-    return snprintf(buf, n, "%s/%s-%016llx.json", dir, kind, (unsigned long long)fnv1a(key)) <
-                   (int)n
-               ? 0
-               : -1;
+    const unsigned long long h = fnv1a64(key, strlen(key));
+    return snprintf(buf, n, "%s/%s-%016llx.json", dir, kind, h) < (int)n ? 0 : -1;
 }
 
 int precision_cache_path(const run_config *c, char *buf, size_t n)

@@ -14,6 +14,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/pages.h"
 #include "kernels/softmax_xent.h"
+#include "io/hash.h"
 #include "io/hf_names.h"
 
 enum { BLOCK_TENSORS = HF_BLOCK_TENSORS };
@@ -461,14 +462,6 @@ void gpt2_destroy(gpt2 *m)
 }
 
 /* ---- initialisation ---------------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 /* Box-Muller on two 53-bit uniforms in (0,1]. */
 static void fill_normal(float *x, size_t n, float std, uint64_t *s)
