@@ -33,8 +33,6 @@
  * backward's stack near 200 KiB (with its bf16 tiles). */
 enum { TILE_CAP = ATTN_BT * 64 };
 
-static int imin(int a, int b) { return a < b ? a : b; }
-
 /* ---- scalar primitives (the reference path: plain loops and expf) ---- */
 
 static void mm_scalar(float *C, int ldc, const float *A, int sam, int sak, const float *B,

@@ -41,6 +41,12 @@ const void *cpu_pick(isa_t isa, const void *scalar, const void *avx2, const void
  * number of threads. */
 void cpu_thread_columns(int C, int *c0, int *c1);
 
+/* The smaller of two ints: the width of a last, partial chunk or tile. */
+static inline int imin(int a, int b)
+{
+    return a < b ? a : b;
+}
+
 /* The driver of the flat kernels: runs `body` once per chunk of [0, n), with
  * size_t `off` and `len` naming the chunk's start and length, spread over the
  * OpenMP threads when n >= par_min (below that a parallel region costs more

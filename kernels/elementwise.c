@@ -13,11 +13,6 @@ enum {
     CHUNK = 1 << 13,     /* values per work item of the flat loops */
 };
 
-static int imin(int a, int b)
-{
-    return a < b ? a : b;
-}
-
 /* ---- scalar reference ---- */
 
 static void gelu_forward_scalar(float *out, const float *inp, size_t n)

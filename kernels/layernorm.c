@@ -11,11 +11,6 @@
 /* Below this many values a parallel region costs more than it saves. */
 enum { PAR_MIN = 1 << 15 };
 
-static int imin(int a, int b)
-{
-    return a < b ? a : b;
-}
-
 /* ---- scalar reference ---- */
 
 static void forward_row_scalar(float *out, float *mean, float *rstd, const float *inp,
