@@ -116,7 +116,7 @@ void bias_backward(float *dbias, const float *dout, int N, int OC)
     bias_backward_isa(cpu_isa(), dbias, dout, N, OC);
 }
 
-void zero_floats(float *x, size_t n)
+void fill_zeros(float *x, size_t n)
 {
     CPU_FOR_CHUNKS(n, CHUNK, PAR_MIN, i, len, memset(x + i, 0, len * sizeof *x));
 }

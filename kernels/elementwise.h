@@ -19,7 +19,7 @@ void residual_forward(float *out, const float *a, const float *b, size_t n);
 void bias_backward(float *dbias, const float *dout, int N, int OC);
 /* x[0, n) = 0 on the OpenMP team: one core's stores fill about half of what
  * the memory takes (the gradient arena is zeroed every step). */
-void zero_floats(float *x, size_t n);
+void fill_zeros(float *x, size_t n);
 
 void gelu_forward_isa(isa_t isa, float *out, const float *inp, size_t n);
 void gelu_backward_isa(isa_t isa, float *dinp, const float *inp, const float *dout, size_t n);

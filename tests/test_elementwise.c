@@ -226,9 +226,9 @@ static void test_bias_backward_thread_count_invariance(void **state)
 
 /* ---- dispatch ---- */
 
-/* zero_floats clears exactly [x, x + n): short (one thread) and long
+/* fill_zeros clears exactly [x, x + n): short (one thread) and long
  * (threaded, ragged last chunk) ranges inside a guarded buffer. */
-static void test_zero_floats_exact_range(void **state)
+static void test_fill_zeros_exact_range(void **state)
 {
     (void)state;
     static const size_t lens[] = {0, 1, 1000, (1 << 17) + 37};
@@ -239,7 +239,7 @@ static void test_zero_floats_exact_range(void **state)
         for (size_t i = 0; i < n + 2 * pad; i++)
             buf[i] = buf[i] == 0.0f ? 1.0f : buf[i];   /* no zeros before */
         memcpy(orig, buf, (n + 2 * pad) * sizeof *buf);
-        zero_floats(buf + pad, n);
+        fill_zeros(buf + pad, n);
         for (size_t i = 0; i < n + 2 * pad; i++) {
             const bool inside = i >= pad && i < pad + n;
             assert_true(inside ? buf[i] == 0.0f : buf[i] == orig[i]);
@@ -285,7 +285,7 @@ int main(void)
         cmocka_unit_test(test_bias_backward_scalar_vs_double),
         cmocka_unit_test(test_bias_backward_simd_vs_scalar),
         cmocka_unit_test(test_bias_backward_thread_count_invariance),
-        cmocka_unit_test(test_zero_floats_exact_range),
+        cmocka_unit_test(test_fill_zeros_exact_range),
         cmocka_unit_test(test_public_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -915,7 +915,7 @@ void gpt2_zero_grad(gpt2 *m)
 {
     for (int t = 0; t < m->num_tensors; t++)
         if (!written_by_product(m, t))
-            zero_floats(m->grads + m->tensors[t].offset, m->tensors[t].numel);
+            fill_zeros(m->grads + m->tensors[t].offset, m->tensors[t].numel);
     m->grads_fresh = true;
 }
 

@@ -616,7 +616,7 @@ static void zero_grads(trainer *tr)
         for (int k = 0; k < tr->shard.npieces; k++) {
             size_t lo, hi;
             zero_slice(&tr->shard, k, tr->shard.rank, &lo, &hi);
-            zero_floats(tr->model.grads + lo, hi - lo);
+            fill_zeros(tr->model.grads + lo, hi - lo);
         }
     } else
         gpt2_zero_grad(&tr->model);
