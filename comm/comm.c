@@ -104,6 +104,13 @@ void comm_broadcast_floats(float *x, size_t n, int root)
     }
 }
 
+void comm_broadcast_int(int *x, int root, const char *what)
+{
+    watchdog_arm(what);
+    MPI_Bcast(x, 1, MPI_INT, root, MPI_COMM_WORLD);
+    watchdog_disarm();
+}
+
 int comm_cpus_available(void)
 {
     cpu_set_t set;

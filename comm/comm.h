@@ -35,6 +35,8 @@ void comm_pick_least(double *x, int n, int key);
 int comm_or_int(int x, const char *what);
 /* Rank root's x[0..n) copied to every rank. */
 void comm_broadcast_floats(float *x, size_t n, int root);
+/* Rank root's *x copied to every rank; what names the wait for the watchdog. */
+void comm_broadcast_int(int *x, int root, const char *what);
 
 /* CPUs this process may run on (its affinity mask): mpirun binds ranks. */
 int comm_cpus_available(void);

@@ -155,11 +155,3 @@ void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t
     }
     watchdog_disarm();
 }
-
-int zero_broadcast_int(int x)
-{
-    watchdog_arm("rank 0 reading or writing a checkpoint");
-    MPI_Bcast(&x, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    watchdog_disarm();
-    return x;
-}

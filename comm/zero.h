@@ -65,8 +65,5 @@ void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n
 /* Rank 0's in[0..n), the values [off, off + n) of the vector (others pass
  * NULL): every rank receives the parts its shard holds into x. */
 void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t n, float *x);
-/* Rank 0's x on every rank: what rank 0 asks of the shards next while it
- * reads or writes a checkpoint (the others wait here meanwhile). */
-int zero_broadcast_int(int x);
 
 #endif

@@ -82,6 +82,14 @@ static ckpt_train_info train_info(const run_config *c, const comm_world *w, int 
  * to another file simply hands out every tensor again. */
 enum { REQ_DONE = -1, REQ_SHARDS = -2 };   /* >= 0: tensor k of m, or k - num_tensors of v */
 
+/* Rank 0's req on every rank: what rank 0 asks of the shards next while it
+ * reads or writes a checkpoint (the others wait here meanwhile). */
+static int broadcast_request(int req)
+{
+    comm_broadcast_int(&req, 0, "rank 0 reading or writing a checkpoint");
+    return req;
+}
+
 typedef struct {
     const zero_shard *z;
     const gpt2 *m;
@@ -100,7 +108,7 @@ static int gather_tensor(void *ctx, int g, int i, float *buf, char *err, size_t 
     const shard_io *io = ctx;
     const param_tensor *t = &io->m->tensors[i];
     int moment = g - CKPT_M;
-    zero_broadcast_int(moment * io->m->num_tensors + i);
+    broadcast_request(moment * io->m->num_tensors + i);
     zero_gather_range(io->z, shard_of(io, moment), t->offset, t->numel, buf);
     return 0;
 }
@@ -111,7 +119,7 @@ static int scatter_tensor(void *ctx, int g, int i, const float *buf, char *err, 
     const shard_io *io = ctx;
     const param_tensor *t = &io->m->tensors[i];
     int moment = g - CKPT_M;
-    zero_broadcast_int(moment * io->m->num_tensors + i);
+    broadcast_request(moment * io->m->num_tensors + i);
     zero_scatter_range(io->z, buf, t->offset, t->numel, shard_of(io, moment));
     return 0;
 }
@@ -135,7 +143,7 @@ static int shard_view(ckpt_view *v, const run_config *c, shard_io *io, bool save
 static void serve(const shard_io *io, bool save)
 {
     int nt = io->m->num_tensors;
-    for (int req; (req = zero_broadcast_int(REQ_DONE)) != REQ_DONE;) {
+    for (int req; (req = broadcast_request(REQ_DONE)) != REQ_DONE;) {
         if (req == REQ_SHARDS) {
             zero_gather_range(io->z, io->opt->m, 0, io->z->n, NULL);
             zero_gather_range(io->z, io->opt->v, 0, io->z->n, NULL);
@@ -286,7 +294,7 @@ static void copy_state(saver_state *sv, const gpt2 *m, const adamw_state *opt,
     float *buf = sv->buf;
     copy_floats(buf, m->params, n);
     if (z) {   /* the shards straight into the snapshot: no other full copy anywhere */
-        zero_broadcast_int(REQ_SHARDS);
+        broadcast_request(REQ_SHARDS);
         zero_gather_range(z, opt->m, 0, n, buf + n);
         zero_gather_range(z, opt->v, 0, n, buf + 2 * n);
     } else {
@@ -380,7 +388,7 @@ int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, 
                  ? save_async(ck, c, w, m, opt, z, done, loss_scale, st, err, errlen)
                  : save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
     if (z && w->rank == 0)
-        zero_broadcast_int(REQ_DONE);
+        broadcast_request(REQ_DONE);
     else if (z)
         serve(&io, true);
     if (comm_max_int_after(rc != 0, "the end of a checkpoint save", ck->write_s)) {
@@ -513,7 +521,7 @@ int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_wo
     if (w->rank == 0)
         rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, loss_scale, err, errlen);
     if (z && w->rank == 0)
-        zero_broadcast_int(REQ_DONE);
+        broadcast_request(REQ_DONE);
     else if (z)
         serve(&io, false);
     if (comm_max_int(rc != 0, "the checkpoint load")) {

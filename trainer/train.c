@@ -321,13 +321,13 @@ static void open_pack_share(trainer *tr, const gpt2_dims *dims, gpt2_options *op
  * rank takes its choice, so all ranks run the same precision. */
 static void resolve_precision(run_config *c, const comm_world *w, precision_choice *pc)
 {
-    float chosen = 0;
+    int chosen = 0;
     if (w->rank == 0) {
         precision_choose(c, pc);
-        chosen = (float)pc->dtype;
+        chosen = (int)pc->dtype;
     }
     if (w->size > 1)
-        comm_broadcast_floats(&chosen, 1, 0);
+        comm_broadcast_int(&chosen, 0, "the precision choice");
     snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
 }
 
@@ -335,13 +335,13 @@ static void resolve_precision(run_config *c, const comm_world *w, precision_choi
  * rank takes its choice, so all ranks run the same products. */
 static void resolve_weight_grad(trainer *tr)
 {
-    float gemm_kernel = 0;
+    int gemm_kernel = 0;
     if (tr->world->rank == 0) {
         weight_grad_choose(tr->cfg, &tr->weight_grad);
         gemm_kernel = tr->weight_grad.gemm_kernel;
     }
     if (tr->world->size > 1)
-        comm_broadcast_floats(&gemm_kernel, 1, 0);
+        comm_broadcast_int(&gemm_kernel, 0, "the weight-gradient kernel choice");
     gemm_set_trans_a_kernel(gemm_kernel != 0);
 }
 
