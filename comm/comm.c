@@ -35,11 +35,11 @@ void comm_finalize(void)
     MPI_Finalize();
 }
 
-void comm_sum_floats(float *x, size_t n)
+void comm_sum_floats(float *x, size_t n, const char *what)
 {
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
-        watchdog_arm("a gradient allreduce");
+        watchdog_arm(what);
         MPI_Allreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
         watchdog_disarm();
     }

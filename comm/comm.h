@@ -1,6 +1,8 @@
 /* comm: the MPI side of training.  Every rank runs the same loop; these are the
- * collectives it needs: averaging gradients, agreeing on losses, flags and the
- * initial parameters.  A run started without mpirun is a world of one rank.
+ * collectives it needs beside the gradient buckets (comm/buckets.h) and ZeRO's
+ * shards (comm/zero.h): agreeing on losses, norms, flags and choices,
+ * broadcasting the initial parameters, summing the embedding's rows for
+ * comm/sparse.h.  A run started without mpirun is a world of one rank.
  */
 #ifndef COMM_COMM_H
 #define COMM_COMM_H
@@ -17,8 +19,9 @@ typedef struct {
 int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen);
 void comm_finalize(void);
 
-/* x[i] summed over all ranks, in place (the buffer may exceed INT_MAX values). */
-void comm_sum_floats(float *x, size_t n);
+/* x[i] summed over all ranks, in place (the buffer may exceed INT_MAX values);
+ * what names the sum in the watchdog's message, as for comm_max_int. */
+void comm_sum_floats(float *x, size_t n, const char *what);
 double comm_sum_double(double x);
 /* Largest value over ranks: used to agree on flags (stop, error).  what names
  * the agreement in the watchdog's message if a rank never joins it. */

@@ -86,7 +86,7 @@ int sparse_rows_sum(sparse_rows *s, const int *ids, const float *rows, int n)
     memset(s->sum, 0, (size_t)u * C * sizeof *s->sum);
     for (int i = 0; i < n; i++)
         memcpy(s->sum + (size_t)find(s->ids, u, ids[i]) * C, rows + (size_t)i * C, C * sizeof *s->sum);
-    comm_sum_floats(s->sum, (size_t)u * C);
+    comm_sum_floats(s->sum, (size_t)u * C, "the embedding gradient's rows");
     return u;
 }
 
@@ -102,7 +102,7 @@ int sparse_rows_fetch(sparse_rows *s, const zero_shard *z, float *arena, size_t 
         for (size_t b = row, len; (len = zero_next_held(z, z->rank, &b, row + C)) > 0; b += len)
             memcpy(s->sum + (size_t)i * C + (b - row), arena + b, len * sizeof *arena);
     }
-    comm_sum_floats(s->sum, (size_t)u * C);
+    comm_sum_floats(s->sum, (size_t)u * C, "the embedding's rows");
     for (int i = 0; i < u; i++)
         memcpy(arena + table + (size_t)s->ids[i] * C, s->sum + (size_t)i * C, C * sizeof *arena);
     return u;
