@@ -16,14 +16,20 @@ trap 'rm -f "$out" "$out.rc" "$skips"' EXIT
 # library leaks listed in tests/lsan.supp (HDF5 error paths) are not ours
 SUPP="suppressions=$(pwd)/tests/lsan.supp"
 
+# A test that hangs fails after TEST_TIMEOUT seconds (default 20 minutes, far
+# beyond the slowest, under the sanitizers too) instead of holding CI until its
+# own limit with no name to show.
+TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
+
 # run NAME COMMAND...: runs it with its output shown and kept; collects its SKIP
 # lines; counts it passed (0), skipped (77: it printed why) or failed.
 run() {
     name=$1
     shift
     echo "== $name"
-    { "$@"; echo $? >"$out.rc"; } | tee "$out"
+    { timeout -k 10 "$TEST_TIMEOUT" "$@"; echo $? >"$out.rc"; } | tee "$out"
     rc=$(cat "$out.rc")
+    [ "$rc" -eq 124 ] && echo "$name: timed out after $TEST_TIMEOUT s"
     grep '^SKIP ' "$out" | sort -u | sed "s|^|$name: |" >>"$skips"
     if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1))
