@@ -307,49 +307,22 @@ static void on_signal(int sig)
     quit = 1;
 }
 
-/* The socket is a ROUTER speaking the REP protocol (peer id, envelope frames
- * up to an empty delimiter, then the body): a peer that sends a malformed
- * message cannot wedge a REP state machine, and every reply goes back on the
- * envelope of its request.  A message without a delimiter is dropped, as REP
- * would; a body of several parts gets an error reply. */
-enum { MAX_FRAMES = 16 };
-
+/* The socket is a ROUTER speaking the REP protocol: a peer that sends a
+ * malformed message cannot wedge a REP state machine (zsock_recv_request
+ * drops what REP would), and every reply goes back on the envelope of its
+ * request.  A body of several parts gets an error reply. */
 static void serve_one(infer_server *sv, void *sock)
 {
-    zmq_msg_t f[MAX_FRAMES];
-    int n = 0, more = 1, overflow = 0;
-    while (more) {   /* a message arrives whole: read (or drain) all of it */
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            zmq_msg_close(&part);
-            break;
-        }
-        more = zmq_msg_more(&part);
-        if (n < MAX_FRAMES)
-            f[n++] = part;
-        else {
-            zmq_msg_close(&part);
-            overflow = 1;
-        }
-    }
-    int delim = 1;
-    while (delim < n && zmq_msg_size(&f[delim]) != 0)
-        delim++;
-    if (delim < n - 1) {   /* an envelope, then a body */
-        char *reply;
-        if (n - delim - 1 > 1 || overflow)
-            reply = strdup("{\"ok\":false,\"error\":\"a request is one message part\"}");
-        else
-            reply = infer_server_handle(sv, zmq_msg_data(&f[delim + 1]),
-                                        zmq_msg_size(&f[delim + 1]));
-        for (int i = 0; i <= delim; i++)
-            zmq_send(sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(sock, reply ? reply : "", reply ? strlen(reply) : 0, ZMQ_DONTWAIT);
-        free(reply);
-    }
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&f[i]);
+    zsock_request q;
+    if (!zsock_recv_request(sock, ZSOCK_SERVE, &q))
+        return;
+    size_t len;
+    const void *body = zsock_request_body(&q, &len);
+    char *reply = q.multipart ? strdup("{\"ok\":false,\"error\":\"a request is one message part\"}")
+                              : infer_server_handle(sv, body, len);
+    zsock_reply(sock, &q, reply ? reply : "", reply ? strlen(reply) : 0);
+    free(reply);
+    zsock_request_close(&q);
 }
 
 int infer_serve_check(const char *endpoint, char *err, size_t errlen)

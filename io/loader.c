@@ -386,49 +386,33 @@ size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
     return n;
 }
 
-enum { MAX_ENVELOPE = 8 };   /* routing frames echoed back (DEALER: 1, REQ: 2) */
-
-/* Receives one multi-part request: envelope frames then the payload (last).
- * Returns the number of frames (0 on error or an oversized envelope). */
-static int recv_request(void *sock, zmq_msg_t *frames)
+/* A request of several parts, refused as one that does not decode is
+ * (loader_server_answer): without the server's token to show, no reply. */
+static size_t refuse_parts(loader_server *s, const uint8_t **reply)
 {
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < MAX_ENVELOPE + 1)
-            frames[n++] = m;
-        else
-            zmq_msg_close(&m);   /* far too many frames: drained, not answered */
-    }
-    if (more || n > MAX_ENVELOPE) {
-        for (int i = 0; i < n; i++)
-            zmq_msg_close(&frames[i]);
+    *reply = s->buf;
+    s->served++;
+    if (s->token) {
+        s->refused++;
         return 0;
     }
-    return n;
+    return error_reply(s, &(loader_request){0}, "a request is one message part");
 }
 
-/* Answers the request in frames[0..n) and sends the reply behind its envelope.
- * A peer that went away is not waited for (ROUTER drops, DONTWAIT). */
-static void answer_one(loader_server *s, void *sock, zmq_msg_t *frames, int n)
+/* Receives one request and sends its reply behind its envelope (zsock_reply:
+ * a peer that went away is not waited for). */
+static void answer_one(loader_server *s, void *sock)
 {
+    zsock_request q;
+    if (!zsock_recv_request(sock, ZSOCK_LOADER, &q))
+        return;
     const uint8_t *reply;
-    zmq_msg_t *payload = &frames[n - 1];
-    size_t len = loader_server_answer(s, zmq_msg_data(payload), zmq_msg_size(payload), &reply);
-    bool ok = len > 0;
-    for (int i = 0; i < n - 1 && ok; i++)
-        ok = zmq_send(sock, zmq_msg_data(&frames[i]), zmq_msg_size(&frames[i]),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
-    if (ok && n > 1)
-        zmq_send(sock, reply, len, ZMQ_DONTWAIT);
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&frames[i]);
+    size_t len;
+    const uint8_t *body = zsock_request_body(&q, &len);
+    len = q.multipart ? refuse_parts(s, &reply) : loader_server_answer(s, body, len, &reply);
+    if (len > 0)
+        zsock_reply(sock, &q, reply, len);
+    zsock_request_close(&q);
 }
 
 int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *stop, char *err,
@@ -450,10 +434,7 @@ int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *
         }
         if (!(item.revents & ZMQ_POLLIN))
             continue;
-        zmq_msg_t frames[MAX_ENVELOPE + 1];
-        int n = recv_request(sock, frames);
-        if (n > 0)
-            answer_one(s, sock, frames, n);
+        answer_one(s, sock);
     }
     rc = 0;
 out:

@@ -12,6 +12,7 @@ static const struct {
     int type;
     bool bind;
     bool token;        /* a non-loopback endpoint needs one */
+    bool rep;          /* a ROUTER speaking the REP protocol: requests carry a delimiter */
     int64_t max_msg;   /* -1: unbounded (inproc, where only this process writes) */
     int sndhwm, rcvhwm;
     int linger_ms;
@@ -21,17 +22,17 @@ static const struct {
      * it; every queue, in and out, is memory a flood of peers can claim;
      * linger 0: a socket closed by a rebind goes at once (publisher_close
      * lingers for the last records) */
-    [ZSOCK_STATUS] = {ZMQ_XPUB, true, false, ZSOCK_STATUS_MAX_MSG, 100, 16, 0, "status_endpoint"},
-    [ZSOCK_CONTROL] = {ZMQ_ROUTER, true, true, ZSOCK_CONTROL_MAX_MSG, 16, 16, 0, "control_endpoint"},
-    [ZSOCK_SERVE] = {ZMQ_ROUTER, true, true, ZSOCK_SERVE_MAX_MSG, 4, 4, 0, "--serve"},
+    [ZSOCK_STATUS] = {ZMQ_XPUB, true, false, false, ZSOCK_STATUS_MAX_MSG, 100, 16, 0, "status_endpoint"},
+    [ZSOCK_CONTROL] = {ZMQ_ROUTER, true, true, true, ZSOCK_CONTROL_MAX_MSG, 16, 16, 0, "control_endpoint"},
+    [ZSOCK_SERVE] = {ZMQ_ROUTER, true, true, true, ZSOCK_SERVE_MAX_MSG, 4, 4, 0, "--serve"},
     /* a rank keeps up to loader_depth (<= 1024) requests in flight */
-    [ZSOCK_LOADER] = {ZMQ_ROUTER, true, true, ZSOCK_LOADER_MAX_MSG, 1024, 1024, 0, "loader"},
-    [ZSOCK_LOADER_CLIENT] = {ZMQ_DEALER, false, false, ZSOCK_CLIENT_MAX_MSG, 1024, 1024, 0, "loader"},
-    [ZSOCK_PIPE_PUSH] = {ZMQ_PUSH, true, false, -1, 1, 1, 0, "loader pipe"},
-    [ZSOCK_PIPE_PULL] = {ZMQ_PULL, false, false, -1, 1, 1, 0, "loader pipe"},
-    [ZSOCK_EVENTS] = {ZMQ_PAIR, false, false, -1, 64, 64, 0, "socket events"},
-    [ZSOCK_SUB] = {ZMQ_SUB, false, false, ZSOCK_CLIENT_MAX_MSG, 1000, 1000, 0, "status"},
-    [ZSOCK_REQ] = {ZMQ_REQ, false, false, ZSOCK_CLIENT_MAX_MSG, 16, 16, 0, "request"},
+    [ZSOCK_LOADER] = {ZMQ_ROUTER, true, true, false, ZSOCK_LOADER_MAX_MSG, 1024, 1024, 0, "loader"},
+    [ZSOCK_LOADER_CLIENT] = {ZMQ_DEALER, false, false, false, ZSOCK_CLIENT_MAX_MSG, 1024, 1024, 0, "loader"},
+    [ZSOCK_PIPE_PUSH] = {ZMQ_PUSH, true, false, false, -1, 1, 1, 0, "loader pipe"},
+    [ZSOCK_PIPE_PULL] = {ZMQ_PULL, false, false, false, -1, 1, 1, 0, "loader pipe"},
+    [ZSOCK_EVENTS] = {ZMQ_PAIR, false, false, false, -1, 64, 64, 0, "socket events"},
+    [ZSOCK_SUB] = {ZMQ_SUB, false, false, false, ZSOCK_CLIENT_MAX_MSG, 1000, 1000, 0, "status"},
+    [ZSOCK_REQ] = {ZMQ_REQ, false, false, false, ZSOCK_CLIENT_MAX_MSG, 16, 16, 0, "request"},
 };
 
 int zsock_set(void *sock, int option, int value)
@@ -80,6 +81,76 @@ void *zsock_open(void *ctx, zsock_kind k, const char *endpoint, const zsock_opts
         return NULL;
     }
     return s;
+}
+
+/* ---- requests on a bound ROUTER ---- */
+
+/* Reads every frame of one message (a message arrives whole) into r, the
+ * first ZSOCK_MAX_FRAMES kept; the number of frames, or -1 if none could be
+ * read or the message broke off. */
+static int recv_whole(void *sock, zsock_request *r)
+{
+    int total = 0, more = 1;
+    r->n = 0;
+    while (more) {
+        zmq_msg_t spare, *m = r->n < ZSOCK_MAX_FRAMES ? &r->frame[r->n] : &spare;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(m);
+            break;
+        }
+        more = zmq_msg_more(m);
+        total++;
+        if (m == &spare)
+            zmq_msg_close(m);
+        else
+            r->n++;
+    }
+    return more ? -1 : total;
+}
+
+/* Frames in the envelope: up to the first empty one after the routing id;
+ * without one, the routing id alone, or -1 where the REP protocol needs it. */
+static int envelope_frames(zsock_request *r, bool rep)
+{
+    for (int i = 1; i < r->n; i++)
+        if (zmq_msg_size(&r->frame[i]) == 0)
+            return i + 1;
+    return rep ? -1 : 1;
+}
+
+bool zsock_recv_request(void *sock, zsock_kind k, zsock_request *r)
+{
+    int total = recv_whole(sock, r);
+    r->envelope = total < 0 ? -1 : envelope_frames(r, kinds[k].rep);
+    if (r->envelope < 0 || r->envelope >= r->n) {   /* no body to answer */
+        zsock_request_close(r);
+        return false;
+    }
+    r->multipart = total - r->envelope > 1;
+    return true;
+}
+
+const void *zsock_request_body(zsock_request *r, size_t *len)
+{
+    *len = zmq_msg_size(&r->frame[r->envelope]);
+    return zmq_msg_data(&r->frame[r->envelope]);
+}
+
+int zsock_reply(void *sock, zsock_request *r, const void *reply, size_t len)
+{
+    for (int i = 0; i < r->envelope; i++)
+        if (zmq_send(sock, zmq_msg_data(&r->frame[i]), zmq_msg_size(&r->frame[i]),
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            return -1;
+    return zmq_send(sock, reply, len, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+void zsock_request_close(zsock_request *r)
+{
+    for (int i = 0; i < r->n; i++)
+        zmq_msg_close(&r->frame[i]);
+    r->n = 0;
 }
 
 /* ---- endpoint policy ---- */

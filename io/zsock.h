@@ -9,13 +9,18 @@
  *
  * Endpoints: tcp://HOST:PORT (HOST a name, an IPv4 address, [v6] or *),
  * ipc://PATH, or "none"/"" for no socket.  Loopback: 127.x.y.z, localhost,
- * [::1], ipc:// (a local file). */
+ * [::1], ipc:// (a local file).
+ *
+ * The servers (control, serve, loader) read and answer requests with
+ * zsock_recv_request and zsock_reply, so that whatever a peer sends is
+ * handled the same way on every socket. */
 #ifndef IO_ZSOCK_H
 #define IO_ZSOCK_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zmq.h>
 
 typedef enum {
     ZSOCK_STATUS,         /* XPUB (manual), binds: status records out, subscriptions in */
@@ -55,6 +60,39 @@ void *zsock_open(void *ctx, zsock_kind k, const char *endpoint, const zsock_opts
                  size_t errlen);
 /* Sets an int option (timeouts): 0, or -1 with errno. */
 int zsock_set(void *sock, int option, int value);
+
+/* ---- requests on a bound ROUTER (control, serve, loader) ---- */
+
+enum { ZSOCK_MAX_FRAMES = 16 };   /* frames of a message kept: its envelope and the body's first */
+
+/* One message read whole: its envelope (the peer's routing id, then up to and
+ * including the first empty frame: the REP protocol's delimiter), sent back
+ * ahead of the reply, and its body.  Whatever a peer sends:
+ *  - dropped, as a REP socket would, is a message without a body and, on the
+ *    kinds that speak the REP protocol (control, serve), one without the
+ *    delimiter.  The loader's DEALER clients send none: there the envelope
+ *    is the routing id alone;
+ *  - a body of several frames (any number: those past ZSOCK_MAX_FRAMES are
+ *    read and discarded) is flagged multipart, and the server answers it as
+ *    a malformed request;
+ *  - a frame over the kind's size bound never arrives (zsock_open). */
+typedef struct {
+    zmq_msg_t frame[ZSOCK_MAX_FRAMES];
+    int n;            /* frames kept */
+    int envelope;     /* frame[0 .. envelope) is the envelope, frame[envelope] the body */
+    bool multipart;   /* the body has more than one frame */
+} zsock_request;
+
+/* Reads one message from sock (a ROUTER of kind k) without waiting.  True: a
+ * request to answer, to release with zsock_request_close; false: none was
+ * waiting, or it was dropped (above). */
+bool zsock_recv_request(void *sock, zsock_kind k, zsock_request *r);
+/* The body's (first) frame and its size. */
+const void *zsock_request_body(zsock_request *r, size_t *len);
+/* Sends r's envelope, then reply, without waiting: a server never blocks on
+ * a peer (one that is gone or does not read loses the reply).  0, or -1. */
+int zsock_reply(void *sock, zsock_request *r, const void *reply, size_t len);
+void zsock_request_close(zsock_request *r);
 
 /* ---- endpoint policy ---- */
 bool zsock_endpoint_none(const char *ep);      /* "none" or "": no socket */

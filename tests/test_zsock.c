@@ -1,6 +1,7 @@
 /* zsock: the endpoint policy (syntax, loopback or not, a token off loopback),
- * token comparison, and that a socket gets its kind's bounds (an oversized
- * message never reaches the application; a refused endpoint is never bound). */
+ * token comparison, that a socket gets its kind's bounds (an oversized
+ * message never reaches the application; a refused endpoint is never bound),
+ * and how a server reads requests and answers them whatever a peer sends. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,6 +132,127 @@ static void test_max_message_size(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* Sends the n frames of parts from a client; an empty string is an empty frame. */
+static void send_parts(void *client, const char *const *parts, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(zmq_send(client, parts[i], strlen(parts[i]), i + 1 < n ? ZMQ_SNDMORE : 0),
+                         (int)strlen(parts[i]));
+}
+
+/* Waits for a message on srv, then reads it as a request of kind k. */
+static bool request_arrives(void *srv, zsock_kind k, zsock_request *q)
+{
+    zmq_pollitem_t item = {.socket = srv, .events = ZMQ_POLLIN};
+    assert_int_equal(zmq_poll(&item, 1, 2000), 1);
+    return zsock_recv_request(srv, k, q);
+}
+
+/* The client's next message, one frame, as a string ("" if none came). */
+static const char *reply_of(void *client)
+{
+    static char buf[256];
+    int n = zmq_recv(client, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+/* A request and its reply on a REP-protocol ROUTER; what is dropped (no body,
+ * no delimiter) and what is flagged multipart (a body of several frames,
+ * however many). */
+static void test_requests(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    char ep[128], err[256];
+    snprintf(ep, sizeof ep, "ipc:///tmp/gpt-test-zsock-req-%d", (int)getpid());
+    void *srv = zsock_open(ctx, ZSOCK_CONTROL, ep, NULL, err, sizeof err);
+    assert_non_null(srv);
+    zsock_request q;
+    assert_false(zsock_recv_request(srv, ZSOCK_CONTROL, &q));   /* nothing waiting */
+
+    void *req = zsock_open(ctx, ZSOCK_REQ, ep, NULL, err, sizeof err);
+    zsock_set(req, ZMQ_RCVTIMEO, 2000);
+    send_parts(req, (const char *[]){"ping"}, 1);
+    assert_true(request_arrives(srv, ZSOCK_CONTROL, &q));
+    size_t len;
+    const char *body = zsock_request_body(&q, &len);
+    assert_int_equal(q.envelope, 2);   /* routing id, delimiter */
+    assert_int_equal(len, 4);
+    assert_memory_equal(body, "ping", 4);
+    assert_false(q.multipart);
+    assert_int_equal(zsock_reply(srv, &q, "pong", 4), 0);
+    zsock_request_close(&q);
+    assert_string_equal(reply_of(req), "pong");
+
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    zsock_set(dealer, ZMQ_RCVTIMEO, 2000);
+    assert_int_equal(zmq_connect(dealer, ep), 0);
+    send_parts(dealer, (const char *[]){"no delimiter"}, 1);
+    assert_false(request_arrives(srv, ZSOCK_CONTROL, &q));
+    send_parts(dealer, (const char *[]){""}, 1);   /* a delimiter and no body */
+    assert_false(request_arrives(srv, ZSOCK_CONTROL, &q));
+    send_parts(dealer, (const char *[]){"", "a", "b"}, 3);
+    assert_true(request_arrives(srv, ZSOCK_CONTROL, &q));
+    assert_true(q.multipart);
+    zsock_request_close(&q);
+    const char *many[ZSOCK_MAX_FRAMES + 8];
+    for (size_t i = 0; i < sizeof many / sizeof *many; i++)
+        many[i] = i == 0 ? "" : "part";
+    send_parts(dealer, many, (int)(sizeof many / sizeof *many));
+    assert_true(request_arrives(srv, ZSOCK_CONTROL, &q));
+    assert_true(q.multipart);   /* answered like any malformed request */
+    assert_int_equal(zsock_reply(srv, &q, "one part", 8), 0);
+    zsock_request_close(&q);
+    assert_string_equal(reply_of(dealer), "");   /* the delimiter, */
+    assert_string_equal(reply_of(dealer), "one part");   /* then the reply */
+
+    zmq_close(dealer);
+    zmq_close(req);
+    zmq_close(srv);
+    zmq_ctx_term(ctx);
+}
+
+/* The loader's ROUTER: its DEALER clients send no delimiter, so the envelope
+ * is the routing id alone; a REQ client's delimiter still goes back. */
+static void test_requests_without_delimiter(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    char ep[128], err[256];
+    snprintf(ep, sizeof ep, "ipc:///tmp/gpt-test-zsock-ldr-%d", (int)getpid());
+    void *srv = zsock_open(ctx, ZSOCK_LOADER, ep, NULL, err, sizeof err);
+    assert_non_null(srv);
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    zsock_set(dealer, ZMQ_RCVTIMEO, 2000);
+    assert_int_equal(zmq_connect(dealer, ep), 0);
+    zsock_request q;
+    send_parts(dealer, (const char *[]){"batch?"}, 1);
+    assert_true(request_arrives(srv, ZSOCK_LOADER, &q));
+    assert_int_equal(q.envelope, 1);
+    assert_false(q.multipart);
+    assert_int_equal(zsock_reply(srv, &q, "batch", 5), 0);
+    zsock_request_close(&q);
+    assert_string_equal(reply_of(dealer), "batch");
+    send_parts(dealer, (const char *[]){"a", "b"}, 2);
+    assert_true(request_arrives(srv, ZSOCK_LOADER, &q));
+    assert_true(q.multipart);
+    zsock_request_close(&q);
+
+    void *req = zsock_open(ctx, ZSOCK_REQ, ep, NULL, err, sizeof err);
+    zsock_set(req, ZMQ_RCVTIMEO, 2000);
+    send_parts(req, (const char *[]){"batch?"}, 1);
+    assert_true(request_arrives(srv, ZSOCK_LOADER, &q));
+    assert_int_equal(q.envelope, 2);
+    assert_int_equal(zsock_reply(srv, &q, "batch", 5), 0);
+    zsock_request_close(&q);
+    assert_string_equal(reply_of(req), "batch");
+    zmq_close(req);
+    zmq_close(dealer);
+    zmq_close(srv);
+    zmq_ctx_term(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +261,8 @@ int main(void)
         cmocka_unit_test(test_token_equal),
         cmocka_unit_test(test_open_applies_policy),
         cmocka_unit_test(test_max_message_size),
+        cmocka_unit_test(test_requests),
+        cmocka_unit_test(test_requests_without_delimiter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

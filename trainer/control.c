@@ -258,62 +258,21 @@ static char *handle_request(control_server *c, const char *buf, size_t len, bool
     return text;
 }
 
-enum { MAX_FRAMES = 16 };
-
-/* Reads every frame of one message into f (at most MAX_FRAMES kept, the rest
- * drained: a message arrives whole); returns the number kept, or -1 if there
- * were more or nothing could be read. */
-static int recv_frames(void *sock, zmq_msg_t *f)
-{
-    int n = 0, more = 1, overflow = 0;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, sock, n == 0 && !overflow ? ZMQ_DONTWAIT : 0) < 0) {
-            zmq_msg_close(&part);
-            break;
-        }
-        more = zmq_msg_more(&part);
-        if (n < MAX_FRAMES)
-            f[n++] = part;   /* zmq_msg_t may be moved by value once received */
-        else {
-            zmq_msg_close(&part);
-            overflow = 1;
-        }
-    }
-    if (overflow || n == 0) {
-        for (int i = 0; i < n; i++)
-            zmq_msg_close(&f[i]);
-        return -1;
-    }
-    return n;
-}
-
 /* Receives one request and answers it.  The socket is a ROUTER speaking the
- * REP protocol (frames: peer id, envelope up to an empty delimiter, body), so
- * that a hostile or broken peer cannot wedge a REP state machine: a message
- * without a delimiter is dropped, as REP would, and every reply goes back on
- * the envelope of the request it answers. */
+ * REP protocol, so that a hostile or broken peer cannot wedge a REP state
+ * machine: zsock_recv_request drops what REP would, and every reply goes back
+ * on the envelope of the request it answers. */
 static void serve_one(control_server *c)
 {
-    zmq_msg_t f[MAX_FRAMES];
-    int n = recv_frames(c->sock, f);
-    if (n < 0)
+    zsock_request q;
+    if (!zsock_recv_request(c->sock, ZSOCK_CONTROL, &q))
         return;
-    int delim = 1;
-    while (delim < n && zmq_msg_size(&f[delim]) != 0)
-        delim++;
-    if (delim < n - 1) {   /* an envelope, then a body */
-        bool multipart = n - delim - 1 > 1;
-        char *reply = handle_request(c, zmq_msg_data(&f[delim + 1]), zmq_msg_size(&f[delim + 1]),
-                                     multipart);
-        for (int i = 0; i <= delim; i++)   /* the envelope back, then the reply */
-            zmq_send(c->sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(c->sock, reply ? reply : "", reply ? strlen(reply) : 0, ZMQ_DONTWAIT);
-        free(reply);
-    }
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&f[i]);
+    size_t len;
+    const char *body = zsock_request_body(&q, &len);
+    char *reply = handle_request(c, body, len, q.multipart);
+    zsock_reply(c->sock, &q, reply ? reply : "", reply ? strlen(reply) : 0);
+    free(reply);
+    zsock_request_close(&q);
 }
 
 static void *server_main(void *arg)
