@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,45 +218,14 @@ void infer_q8file_close(infer_q8file *f)
     free(f);
 }
 
-/* Reads /q8/name, of class cls (H5T_INTEGER: int8; H5T_FLOAT), rows x cols, into
- * dst as mtype and checks its checksum over bytes. */
-static int read_dataset(const infer_q8file *q, const char *name, H5T_class_t cls, hid_t mtype,
-                        void *dst, int rows, int cols, size_t bytes, char *err, size_t errlen)
+/* Reads /q8/name, rows x cols of mtype, into dst (h5_read_checked). */
+static int read_dataset(const infer_q8file *q, const char *name, hid_t mtype, void *dst, int rows,
+                        int cols, char *err, size_t errlen)
 {
-    hid_t d = H5Lexists(q->q8, name, H5P_DEFAULT) > 0 ? H5Dopen2(q->q8, name, H5P_DEFAULT) : -1;
-    if (d < 0) {
-        snprintf(err, errlen, "%s: /q8/%s is missing", q->path, name);
-        return -1;
-    }
-    hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
-    hsize_t dims[H5S_MAX_RANK] = {0};
-    bool ok = sp >= 0 && ty >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
-              H5Sget_simple_extent_dims(sp, dims, NULL) == 2 && dims[0] == (hsize_t)rows &&
-              dims[1] == (hsize_t)cols && H5Tget_class(ty) == cls &&
-              (cls != H5T_INTEGER || (H5Tget_size(ty) == 1 && H5Tget_sign(ty) == H5T_SGN_2));
-    if (ty >= 0)
-        H5Tclose(ty);
-    if (sp >= 0)
-        H5Sclose(sp);
-    uint64_t sum = 0;
-    hid_t a = -1;
-    bool read_ok = ok && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
-    bool have_sum = read_ok && H5Aexists(d, "checksum") > 0 &&
-                    (a = H5Aopen(d, "checksum", H5P_DEFAULT)) >= 0 &&
-                    H5Aread(a, H5T_NATIVE_UINT64, &sum) >= 0;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Dclose(d);
-    if (!ok)
-        snprintf(err, errlen, "%s: /q8/%s is not a %s tensor of shape [%d,%d]", q->path, name,
-                 cls == H5T_INTEGER ? "int8" : "float", rows, cols);
-    else if (!read_ok)
-        snprintf(err, errlen, "%s: /q8/%s cannot be read (truncated or damaged)", q->path, name);
-    else if (!have_sum || sum != ckpt_checksum(dst, bytes / sizeof(float)))
-        snprintf(err, errlen, "%s: /q8/%s is damaged (%s)", q->path, name,
-                 have_sum ? "checksum mismatch" : "no checksum attribute");
-    else
+    char why[300];
+    if (h5_read_checked(q->q8, "/q8", name, mtype, dst, rows, cols, why, sizeof why) == 0)
         return 0;
+    snprintf(err, errlen, "%s: %s", q->path, why);
     return -1;
 }
 
@@ -267,10 +235,8 @@ int infer_q8file_matrix(const infer_q8file *q, const char *name, const infer_lin
     char sname[128];
     snprintf(sname, sizeof sname, "%s_scale", name);
     size_t n = (size_t)l->out * l->in, ng = n / Q8_GS;
-    if (read_dataset(q, name, H5T_INTEGER, H5T_NATIVE_INT8, l->wq, l->out, l->in, n, err,
-                     errlen) != 0 ||
-        read_dataset(q, sname, H5T_FLOAT, H5T_NATIVE_FLOAT, l->ws, l->out, l->in / Q8_GS,
-                     ng * sizeof(float), err, errlen) != 0)
+    if (read_dataset(q, name, H5T_NATIVE_INT8, l->wq, l->out, l->in, err, errlen) != 0 ||
+        read_dataset(q, sname, H5T_NATIVE_FLOAT, l->ws, l->out, l->in / Q8_GS, err, errlen) != 0)
         return -1;
     /* what q8_quantize can produce: the kernels rely on it (q8.h) */
     for (size_t i = 0; i < n; i++)

@@ -122,43 +122,17 @@ static const char *missing_hint(hid_t any, const char *otherwise)
     return hint;
 }
 
-/* The one reader of a stored tensor: group/name must be a float dataset of
- * shape [rows] (cols 0) or [rows, cols]; with dst (NULL: only check the shape)
- * it is read into dst and must match its "checksum" attribute. */
+/* A stored tensor group/name of shape [rows] (cols 0) or [rows, cols], read
+ * into dst (NULL: only its shape is checked) by h5_read_checked; a missing
+ * one says what the file is instead, when it is not a training checkpoint. */
 static int tensor_io(hid_t g, const char *group, const char *name, int rows, int cols,
                      float *dst, const ectx *e)
 {
-    int nd = cols ? 2 : 1;
     if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
         return fail(e, "%s/%s is missing%s", group, name, missing_hint(g, ""));
-    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-    hid_t ty = d < 0 ? -1 : H5Dget_type(d);
-    hsize_t dims[H5S_MAX_RANK] = {0};
-    int have = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-    if (have == nd)
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-    bool ok = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT && have == nd &&
-              dims[0] == (hsize_t)rows && (nd == 1 || dims[1] == (hsize_t)cols);
-    if (ty >= 0)
-        H5Tclose(ty);
-    if (sp >= 0)
-        H5Sclose(sp);
-    uint64_t sum = 0;
-    bool read_ok = ok && dst && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0;
-    bool have_sum = read_ok && h5_attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
-    if (d >= 0)
-        H5Dclose(d);
-    if (!ok)
-        return fail(e, "%s/%s is not a float tensor of shape [%d%s%.0d]", group, name, rows,
-                    cols ? "," : "", cols);
-    if (!dst)
-        return 0;
-    if (!read_ok)
-        return fail(e, "%s/%s cannot be read (truncated or damaged)", group, name);
-    if (!have_sum || sum != ckpt_checksum(dst, (size_t)rows * (size_t)(cols ? cols : 1)))
-        return fail(e, "%s/%s is damaged (%s)", group, name,
-                    have_sum ? "checksum mismatch" : "no checksum attribute");
+    char why[300];
+    if (h5_read_checked(g, group, name, H5T_NATIVE_FLOAT, dst, rows, cols, why, sizeof why) != 0)
+        return fail(e, "%s", why);
     return 0;
 }
 

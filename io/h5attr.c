@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 void h5_quiet(void)
@@ -157,4 +158,57 @@ int h5_write_checked(hid_t g, const char *name, hid_t ftype, hid_t mtype, const 
     if (sp >= 0)
         H5Sclose(sp);
     return rc;
+}
+
+/* Whether dataset d is of mtype's class (an integer: also of its size and
+ * sign) and of shape rows x cols (cols 0: a vector of rows). */
+static bool shaped_as(hid_t d, hid_t mtype, int rows, int cols)
+{
+    hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    int nd = cols ? 2 : 1;
+    H5T_class_t cls = H5Tget_class(mtype);
+    bool ok = sp >= 0 && ty >= 0 && H5Sget_simple_extent_ndims(sp) == nd &&
+              H5Sget_simple_extent_dims(sp, dims, NULL) == nd && dims[0] == (hsize_t)rows &&
+              (nd == 1 || dims[1] == (hsize_t)cols) && H5Tget_class(ty) == cls &&
+              (cls != H5T_INTEGER ||
+               (H5Tget_size(ty) == H5Tget_size(mtype) && H5Tget_sign(ty) == H5Tget_sign(mtype)));
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return ok;
+}
+
+int h5_read_checked(hid_t g, const char *where, const char *name, hid_t mtype, void *x, int rows,
+                    int cols, char *err, size_t errlen)
+{
+    if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
+        snprintf(err, errlen, "%s/%s is missing", where, name);
+        return -1;
+    }
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    bool ok = d >= 0 && shaped_as(d, mtype, rows, cols);
+    size_t bytes = (size_t)rows * (size_t)(cols ? cols : 1) * H5Tget_size(mtype);
+    uint64_t sum = 0;
+    bool read_ok = ok && x && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0;
+    bool have_sum = read_ok && h5_attr_read(d, "checksum", H5T_NATIVE_UINT64, &sum) == 0;
+    if (d >= 0)
+        H5Dclose(d);
+    if (!ok) {
+        char type[16] = "float";
+        if (H5Tget_class(mtype) == H5T_INTEGER)
+            snprintf(type, sizeof type, "%sint%zu", H5Tget_sign(mtype) == H5T_SGN_NONE ? "u" : "",
+                     8 * H5Tget_size(mtype));
+        snprintf(err, errlen, "%s/%s is not a%s %s tensor of shape [%d%s%.0d]", where, name,
+                 type[0] == 'i' ? "n" : "", type, rows, cols ? "," : "", cols);
+    } else if (x && !read_ok) {
+        snprintf(err, errlen, "%s/%s cannot be read (truncated or damaged)", where, name);
+    } else if (x && (!have_sum || sum != ckpt_checksum(x, bytes / sizeof(float)))) {
+        snprintf(err, errlen, "%s/%s is damaged (%s)", where, name,
+                 have_sum ? "checksum mismatch" : "no checksum attribute");
+    } else {
+        return 0;
+    }
+    return -1;
 }

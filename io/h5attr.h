@@ -1,6 +1,7 @@
 /* h5attr: scalar attributes of HDF5 objects, and datasets with their
  * checksum attribute, as the checkpoint layout uses them.  Each returns 0, or -1 when the attribute cannot be written or is
- * missing or unreadable (HDF5's own error printing is the caller's to turn off). */
+ * missing or unreadable (HDF5's own error printing is the caller's to turn off);
+ * h5_read_checked also says why. */
 #ifndef IO_H5ATTR_H
 #define IO_H5ATTR_H
 
@@ -37,5 +38,12 @@ int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap);
  * bytes, a multiple of 4.  Clears errno first, for h5_os_reason. */
 int h5_write_checked(hid_t g, const char *name, hid_t ftype, hid_t mtype, const void *x,
                      int rows, int cols, size_t bytes);
+/* The reader of such a dataset: name in g must be of mtype's class (an
+ * integer type also of its size and sign) and of shape rows x cols (cols 0: a
+ * vector); it is read into x as mtype and must match its "checksum"
+ * attribute.  x NULL: only the shape is checked.  -1 with a one-line reason
+ * in err naming where/name (where: g's path, for the message). */
+int h5_read_checked(hid_t g, const char *where, const char *name, hid_t mtype, void *x, int rows,
+                    int cols, char *err, size_t errlen);
 
 #endif

@@ -2,12 +2,14 @@
  * writes str as variable-length UTF-8 and numpy bytes as fixed-length
  * NULLPAD (no terminator when full); Fortran-style writers pad with spaces.
  * Each reads back whole; what cannot fit or is not one string is refused
- * without writing past the buffer (run under SAN=1). */
+ * without writing past the buffer (run under SAN=1).  And h5_read_checked on
+ * what h5_write_checked wrote, and on each way a dataset can be wrong. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <hdf5.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,11 +117,68 @@ static void test_what_does_not_fit_is_refused(void **state)
     H5Sclose(scalar);
 }
 
+static void expect_unread(hid_t g, const char *name, hid_t mtype, int rows, int cols,
+                          const char *want)
+{
+    char err[256] = "";
+    float x[16];
+    assert_int_equal(h5_read_checked(g, "/g", name, mtype, x, rows, cols, err, sizeof err), -1);
+    if (!strstr(err, want))
+        fail_msg("\"%s\" does not say \"%s\"", err, want);
+}
+
+static void test_checked_datasets(void **state)
+{
+    (void)state;
+    float x[12], back[12];
+    int8_t q[8] = {1, -2, 3, -4, 5, -6, 7, -127}, qback[8];
+    for (int i = 0; i < 12; i++)
+        x[i] = 0.5f * (float)i - 1.0f;
+    hid_t g = H5Gcreate2(file, "g", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(g >= 0);
+    assert_int_equal(h5_write_checked(g, "m", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, 3, 4,
+                                      sizeof x), 0);
+    assert_int_equal(h5_write_checked(g, "v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, 12, 0,
+                                      sizeof x), 0);
+    assert_int_equal(h5_write_checked(g, "q", H5T_STD_I8LE, H5T_NATIVE_INT8, q, 2, 4,
+                                      sizeof q), 0);
+    char err[256];
+    assert_int_equal(h5_read_checked(g, "/g", "m", H5T_NATIVE_FLOAT, back, 3, 4, err,
+                                     sizeof err), 0);
+    assert_memory_equal(back, x, sizeof x);
+    assert_int_equal(h5_read_checked(g, "/g", "v", H5T_NATIVE_FLOAT, back, 12, 0, err,
+                                     sizeof err), 0);
+    assert_int_equal(h5_read_checked(g, "/g", "q", H5T_NATIVE_INT8, qback, 2, 4, err,
+                                     sizeof err), 0);
+    assert_memory_equal(qback, q, sizeof q);
+    assert_int_equal(h5_read_checked(g, "/g", "m", H5T_NATIVE_FLOAT, NULL, 3, 4, err,
+                                     sizeof err), 0);   /* the shape alone */
+
+    expect_unread(g, "absent", H5T_NATIVE_FLOAT, 3, 4, "/g/absent is missing");
+    expect_unread(g, "m", H5T_NATIVE_FLOAT, 4, 3, "/g/m is not a float tensor of shape [4,3]");
+    expect_unread(g, "m", H5T_NATIVE_FLOAT, 12, 0, "not a float tensor of shape [12]");
+    expect_unread(g, "q", H5T_NATIVE_FLOAT, 2, 4, "not a float tensor");
+    expect_unread(g, "m", H5T_NATIVE_INT8, 3, 4, "/g/m is not an int8 tensor of shape [3,4]");
+    expect_unread(g, "q", H5T_NATIVE_UINT8, 2, 4, "not a uint8 tensor");   /* the sign counts */
+
+    uint64_t wrong = 1;   /* a checksum that is not the data's, then none */
+    hid_t d = H5Dopen2(g, "m", H5P_DEFAULT);
+    hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+    assert_true(H5Awrite(a, H5T_NATIVE_UINT64, &wrong) >= 0);
+    H5Aclose(a);
+    expect_unread(g, "m", H5T_NATIVE_FLOAT, 3, 4, "/g/m is damaged (checksum mismatch)");
+    assert_true(H5Adelete(d, "checksum") >= 0);
+    H5Dclose(d);
+    expect_unread(g, "m", H5T_NATIVE_FLOAT, 3, 4, "/g/m is damaged (no checksum attribute)");
+    H5Gclose(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strings_of_every_writer),
         cmocka_unit_test(test_what_does_not_fit_is_refused),
+        cmocka_unit_test(test_checked_datasets),
     };
     return cmocka_run_group_tests(tests, open_file, close_file);
 }
