@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "io/le.h"
 
 const char *ggml_type_name(ggml_type t)
 {
@@ -66,8 +67,8 @@ static void put(bytes *b, const void *x, size_t n)
     b->n += n;
 }
 
-static void put_u32(bytes *b, uint32_t v) { put(b, &v, 4); }   /* x86-64: little-endian */
-static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
+static void put_u32(bytes *b, uint32_t v) { uint8_t p[4]; le_put_u32(p, v); put(b, p, 4); }
+static void put_u64(bytes *b, uint64_t v) { uint8_t p[8]; le_put_u64(p, v); put(b, p, 8); }
 static void put_str(bytes *b, const char *s, size_t n)
 {
     put_u64(b, n);

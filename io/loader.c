@@ -12,6 +12,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "io/le.h"
 #include "io/zsock.h"
 #include "kernels/clock.h"
 
@@ -49,13 +50,6 @@ struct loader {
 
 /* ---- wire format ------------------------------------------------------- */
 
-static void put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint16_t get_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t get_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-
 size_t loader_message_bytes(int B, int T, int width)
 {
     return LOADER_HEADER_BYTES + 2 * (size_t)B * T * (size_t)width;
@@ -65,28 +59,28 @@ static void put_tokens(uint8_t *p, const int *x, size_t n, int width)
 {
     for (size_t i = 0; i < n; i++) {
         if (width == 2)
-            put_u16(p + 2 * i, (uint16_t)x[i]);
+            le_put_u16(p + 2 * i, (uint16_t)x[i]);
         else
-            put_u32(p + 4 * i, (uint32_t)x[i]);
+            le_put_u32(p + 4 * i, (uint32_t)x[i]);
     }
 }
 
 static void get_tokens(int *x, const uint8_t *p, size_t n, int width)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = width == 2 ? (int)get_u16(p + 2 * i) : (int)get_u32(p + 4 * i);
+        x[i] = width == 2 ? (int)le_get_u16(p + 2 * i) : (int)le_get_u32(p + 4 * i);
 }
 
 static void put_header(uint8_t *buf, uint64_t step, int micro, int rank, int B, int T, int width)
 {
-    put_u32(buf, LOADER_MAGIC);
-    put_u16(buf + 4, LOADER_VERSION);
-    put_u16(buf + 6, (uint16_t)width);
-    put_u64(buf + 8, step);
-    put_u32(buf + 16, (uint32_t)micro);
-    put_u32(buf + 20, (uint32_t)rank);
-    put_u32(buf + 24, (uint32_t)B);
-    put_u32(buf + 28, (uint32_t)T);
+    le_put_u32(buf, LOADER_MAGIC);
+    le_put_u16(buf + 4, LOADER_VERSION);
+    le_put_u16(buf + 6, (uint16_t)width);
+    le_put_u64(buf + 8, step);
+    le_put_u32(buf + 16, (uint32_t)micro);
+    le_put_u32(buf + 20, (uint32_t)rank);
+    le_put_u32(buf + 24, (uint32_t)B);
+    le_put_u32(buf + 28, (uint32_t)T);
 }
 
 size_t loader_encode(uint8_t *buf, uint64_t step, int micro, int rank, int B, int T, int width,
@@ -102,16 +96,16 @@ size_t loader_encode(uint8_t *buf, uint64_t step, int micro, int rank, int B, in
 int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int rank, int B, int T,
                   int *inputs, int *targets, char *err, size_t errlen)
 {
-    if (len < LOADER_HEADER_BYTES || get_u32(buf) != LOADER_MAGIC) {
+    if (len < LOADER_HEADER_BYTES || le_get_u32(buf) != LOADER_MAGIC) {
         snprintf(err, errlen, "loader: message of %zu bytes is not a batch", len);
         return -1;
     }
-    if (get_u16(buf + 4) != LOADER_VERSION) {
-        snprintf(err, errlen, "loader: batch format version %u, expected %d", get_u16(buf + 4),
+    if (le_get_u16(buf + 4) != LOADER_VERSION) {
+        snprintf(err, errlen, "loader: batch format version %u, expected %d", le_get_u16(buf + 4),
                  LOADER_VERSION);
         return -1;
     }
-    int width = get_u16(buf + 6);
+    int width = le_get_u16(buf + 6);
     if (width == 0) {   /* the loader's own error report */
         size_t n = len - LOADER_HEADER_BYTES;   /* not int: a huge n went negative, unbounded */
         snprintf(err, errlen, "loader: %.*s", (int)(n < 400 ? n : 400), (const char *)buf + LOADER_HEADER_BYTES);
@@ -120,17 +114,17 @@ int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int 
                 *c = '?';
         return -1;
     }
-    if (get_u64(buf + 8) != step || get_u32(buf + 16) != (uint32_t)micro ||
-        get_u32(buf + 20) != (uint32_t)rank) {
+    if (le_get_u64(buf + 8) != step || le_get_u32(buf + 16) != (uint32_t)micro ||
+        le_get_u32(buf + 20) != (uint32_t)rank) {
         snprintf(err, errlen, "loader: got step %" PRIu64 " micro-batch %u for rank %u, expected "
-                 "step %" PRIu64 " micro-batch %d for rank %d", get_u64(buf + 8), get_u32(buf + 16),
-                 get_u32(buf + 20), step, micro, rank);
+                 "step %" PRIu64 " micro-batch %d for rank %d", le_get_u64(buf + 8),
+                 le_get_u32(buf + 16), le_get_u32(buf + 20), step, micro, rank);
         return -1;
     }
-    if (get_u32(buf + 24) != (uint32_t)B || get_u32(buf + 28) != (uint32_t)T ||
+    if (le_get_u32(buf + 24) != (uint32_t)B || le_get_u32(buf + 28) != (uint32_t)T ||
         (width != 2 && width != 4) || len != loader_message_bytes(B, T, width)) {
         snprintf(err, errlen, "loader: batch of %u x %u tokens, width %d, %zu bytes does not match "
-                 "%d x %d", get_u32(buf + 24), get_u32(buf + 28), width, len, B, T);
+                 "%d x %d", le_get_u32(buf + 24), le_get_u32(buf + 28), width, len, B, T);
         return -1;
     }
     size_t n = (size_t)B * T;
@@ -185,28 +179,28 @@ static void *produce(void *arg)
 size_t loader_request_encode(uint8_t *buf, const loader_request *r)
 {
     memset(buf, 0, LOADER_REQUEST_BYTES);
-    put_u32(buf, LOADER_REQUEST_MAGIC);
-    put_u16(buf + 4, LOADER_REQUEST_VERSION);
-    put_u16(buf + 6, (uint16_t)r->token_len);
+    le_put_u32(buf, LOADER_REQUEST_MAGIC);
+    le_put_u16(buf + 4, LOADER_REQUEST_VERSION);
+    le_put_u16(buf + 6, (uint16_t)r->token_len);
     if (r->token_len)
         memcpy(buf + LOADER_REQUEST_BYTES, r->token, r->token_len);
-    put_u64(buf + 8, r->step);
-    put_u32(buf + 16, (uint32_t)r->micro);
-    put_u32(buf + 20, (uint32_t)r->rank);
-    put_u32(buf + 24, (uint32_t)r->ranks);
-    put_u32(buf + 28, (uint32_t)r->B);
-    put_u32(buf + 32, (uint32_t)r->T);
-    put_u32(buf + 36, (uint32_t)r->grad_accum);
-    put_u64(buf + 40, r->seed);
-    put_u32(buf + 48, (uint32_t)r->vocab);
-    put_u64(buf + 56, r->train_tokens);
+    le_put_u64(buf + 8, r->step);
+    le_put_u32(buf + 16, (uint32_t)r->micro);
+    le_put_u32(buf + 20, (uint32_t)r->rank);
+    le_put_u32(buf + 24, (uint32_t)r->ranks);
+    le_put_u32(buf + 28, (uint32_t)r->B);
+    le_put_u32(buf + 32, (uint32_t)r->T);
+    le_put_u32(buf + 36, (uint32_t)r->grad_accum);
+    le_put_u64(buf + 40, r->seed);
+    le_put_u32(buf + 48, (uint32_t)r->vocab);
+    le_put_u64(buf + 56, r->train_tokens);
     return LOADER_REQUEST_BYTES + r->token_len;
 }
 
 /* A u32 field as a positive int; false if it does not fit. */
 static bool get_count(const uint8_t *p, int *out)
 {
-    uint32_t v = get_u32(p);
+    uint32_t v = le_get_u32(p);
     *out = (int)v;
     return v >= 1 && v <= INT32_MAX;
 }
@@ -214,30 +208,31 @@ static bool get_count(const uint8_t *p, int *out)
 int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, char *err,
                           size_t errlen)
 {
-    if (len < LOADER_REQUEST_BYTES || len != (size_t)LOADER_REQUEST_BYTES + get_u16(buf + 6) ||
-        len > LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX || get_u32(buf) != LOADER_REQUEST_MAGIC) {
+    if (len < LOADER_REQUEST_BYTES || len != (size_t)LOADER_REQUEST_BYTES + le_get_u16(buf + 6) ||
+        len > LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX || le_get_u32(buf) != LOADER_REQUEST_MAGIC) {
         snprintf(err, errlen, "request of %zu bytes is not a batch request", len);
         return -1;
     }
-    if (get_u16(buf + 4) != LOADER_REQUEST_VERSION) {
-        snprintf(err, errlen, "request format version %u, this loader speaks %d", get_u16(buf + 4),
-                 LOADER_REQUEST_VERSION);
+    if (le_get_u16(buf + 4) != LOADER_REQUEST_VERSION) {
+        snprintf(err, errlen, "request format version %u, this loader speaks %d",
+                 le_get_u16(buf + 4), LOADER_REQUEST_VERSION);
         return -1;
     }
-    *r = (loader_request){.step = get_u64(buf + 8), .seed = get_u64(buf + 40),
-                          .train_tokens = get_u64(buf + 56),
-                          .micro = (int)get_u32(buf + 16), .rank = (int)get_u32(buf + 20),
+    *r = (loader_request){.step = le_get_u64(buf + 8), .seed = le_get_u64(buf + 40),
+                          .train_tokens = le_get_u64(buf + 56),
+                          .micro = (int)le_get_u32(buf + 16), .rank = (int)le_get_u32(buf + 20),
                           .token = (const char *)buf + LOADER_REQUEST_BYTES,
-                          .token_len = get_u16(buf + 6)};
+                          .token_len = le_get_u16(buf + 6)};
     if (!get_count(buf + 24, &r->ranks) || !get_count(buf + 28, &r->B) ||
         !get_count(buf + 32, &r->T) || !get_count(buf + 36, &r->grad_accum) ||
         !get_count(buf + 48, &r->vocab)) {
         snprintf(err, errlen, "request with a zero or negative ranks, B, T, grad_accum or vocab");
         return -1;
     }
-    if (get_u32(buf + 20) >= (uint32_t)r->ranks || get_u32(buf + 16) >= (uint32_t)r->grad_accum) {
+    if (le_get_u32(buf + 20) >= (uint32_t)r->ranks ||
+        le_get_u32(buf + 16) >= (uint32_t)r->grad_accum) {
         snprintf(err, errlen, "request for rank %u of %d, micro-batch %u of %d is out of range",
-                 get_u32(buf + 20), r->ranks, get_u32(buf + 16), r->grad_accum);
+                 le_get_u32(buf + 20), r->ranks, le_get_u32(buf + 16), r->grad_accum);
         return -1;
     }
     if ((uint64_t)r->B * (uint64_t)r->T > LOADER_MAX_BATCH_TOKENS) {
@@ -658,11 +653,11 @@ static bool on_event(loader *l)
  * its request first; that request is sent again, so order is restored). */
 static int classify(loader *l, const uint8_t *buf, size_t len)
 {
-    if (len < LOADER_HEADER_BYTES || get_u32(buf) != LOADER_MAGIC || get_u16(buf + 6) == 0 ||
-        get_u32(buf + 20) != (uint32_t)l->opt.rank)
+    if (len < LOADER_HEADER_BYTES || le_get_u32(buf) != LOADER_MAGIC || le_get_u16(buf + 6) == 0 ||
+        le_get_u32(buf + 20) != (uint32_t)l->opt.rank)
         return 1;   /* not a batch, or an error report: loader_decode says why */
-    uint64_t step = get_u64(buf + 8);
-    uint32_t micro = get_u32(buf + 16);
+    uint64_t step = le_get_u64(buf + 8);
+    uint32_t micro = le_get_u32(buf + 16);
     if (step < l->opt.first_step || micro >= (uint32_t)l->opt.grad_accum)
         return 0;
     uint64_t seq = seq_of(l, step, (int)micro);
@@ -708,7 +703,8 @@ static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen
             *wait_ms = now_ms() - t0;
             return (int)n;
         }
-        if (c < 0 && !request(l, seq_of(l, get_u64(l->recv_buf + 8), (int)get_u32(l->recv_buf + 16))))
+        if (c < 0 && !request(l, seq_of(l, le_get_u64(l->recv_buf + 8),
+                                        (int)le_get_u32(l->recv_buf + 16))))
             goto failed;
     }
     *wait_ms = now_ms() - t0;

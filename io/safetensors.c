@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "io/le.h"
 #include "kernels/convert.h"
 
 static const char *st_dtype_name(st_dtype d)
@@ -210,9 +211,7 @@ int st_open(st_file *f, const char *path, char *err, size_t errlen)
         st_close(f);
         return fs_fail(err, errlen, "%s: too short for a safetensors file", path);
     }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = hlen << 8 | len8[i];
+    uint64_t hlen = le_get_u64(len8);
     uint64_t size = (uint64_t)st.st_size;
     if (hlen > ST_MAX_HEADER || hlen > size - 8) {
         st_close(f);
@@ -362,8 +361,7 @@ int st_writer_begin(st_writer *w, const char *path, const char *const *meta_keys
     if (!json)
         return fs_fail(err, errlen, "out of memory");
     uint8_t len8[8];
-    for (int i = 0; i < 8; i++)
-        len8[i] = (uint8_t)((uint64_t)len >> (8 * i));
+    le_put_u64(len8, len);
     int rc = fs_atomic_begin(&w->out, path, err, errlen);
     if (rc == 0) {
         w->open = 1;

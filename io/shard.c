@@ -1,6 +1,7 @@
 #include "io/shard.h"
 
 #include "io/fsutil.h"
+#include "io/le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,28 +20,6 @@
 enum { HEADER_BYTES = 32, SHARD_VERSION = 1 };
 static const char MAGIC[8] = "GPTTOKS";   /* 7 letters + the terminating NUL */
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)v);
-    put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* Checks a header against the file size; fills s on success. */
 static int parse_header(token_shard *s, const uint8_t *h, uint64_t size, const char *path,
                         char *err, size_t errlen)
@@ -49,9 +28,9 @@ static int parse_header(token_shard *s, const uint8_t *h, uint64_t size, const c
         snprintf(err, errlen, "%s: not a token file (bad magic)", path);
         return -1;
     }
-    uint32_t version = get_u32(h + 8), width = get_u32(h + 12);
-    uint64_t count = get_u64(h + 16);
-    uint32_t vocab = get_u32(h + 24);
+    uint32_t version = le_get_u32(h + 8), width = le_get_u32(h + 12);
+    uint64_t count = le_get_u64(h + 16);
+    uint32_t vocab = le_get_u32(h + 24);
     if (version != SHARD_VERSION) {
         snprintf(err, errlen, "%s: unsupported token file version %" PRIu32 " (expected %d)",
                  path, version, SHARD_VERSION);
@@ -172,10 +151,10 @@ int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32
     uint32_t width = vocab_size <= 65536 ? 2 : 4;
     uint8_t h[HEADER_BYTES] = {0};
     memcpy(h, MAGIC, sizeof MAGIC);
-    put_u32(h + 8, SHARD_VERSION);
-    put_u32(h + 12, width);
-    put_u64(h + 16, count);
-    put_u32(h + 24, vocab_size);
+    le_put_u32(h + 8, SHARD_VERSION);
+    le_put_u32(h + 12, width);
+    le_put_u64(h + 16, count);
+    le_put_u32(h + 24, vocab_size);
     fs_atomic a;
     if (fs_atomic_begin(&a, path, err, errlen) != 0)
         return -1;
