@@ -199,6 +199,36 @@ int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
     return 0;
 }
 
+int fs_map_file(const char *path, const void **data, size_t *len, char *err, size_t errlen)
+{
+    *data = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, errlen, path, "cannot open");
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = fail(err, errlen, path, "cannot stat");
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = fs_fail(err, errlen, "%s: not a regular file", path);
+    } else if (st.st_size > 0) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            rc = fail(err, errlen, path, "cannot map");
+        else
+            *data = map, *len = (size_t)st.st_size;
+    }
+    close(fd);
+    return rc;
+}
+
+void fs_unmap_file(const void *data, size_t len)
+{
+    if (data)
+        munmap((void *)data, len);
+}
+
 int fs_require_new(const char *path, const char *what, char *err, size_t errlen)
 {
     struct stat st;
@@ -275,25 +305,14 @@ uint64_t fs_checksum(const void *data, size_t bytes)
 
 int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(err, errlen, path, "cannot read");
-        if (fd >= 0)
-            close(fd);
+    const void *map;
+    size_t n;
+    if (fs_map_file(path, &map, &n, err, errlen) != 0)
         return -1;
-    }
-    size_t n = (size_t)st.st_size;
-    void *map = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    int rc = map == MAP_FAILED ? fail(err, errlen, path, "cannot map") : 0;
-    close(fd);
-    if (rc == 0) {
-        *bytes = n;
-        *sum = fs_checksum(map, n);
-    }
-    if (map && map != MAP_FAILED)
-        munmap(map, n);
-    return rc;
+    *bytes = n;
+    *sum = fs_checksum(map, n);
+    fs_unmap_file(map, n);
+    return 0;
 }
 
 int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, char *err, size_t errlen)

@@ -1,4 +1,4 @@
-/* fsutil: whole-file reads and crash-safe writes shared by the io/ modules.
+/* fsutil: whole-file reads and maps, and crash-safe writes, shared by the io/ modules.
  *
  * Atomic writes go to PATH.tmp, are fsynced, renamed over PATH and the directory
  * is fsynced, so PATH holds either the old or the complete new contents.
@@ -36,6 +36,10 @@ int fs_fsync_parent(const char *path, char *err, size_t errlen);
 
 /* Reads the whole file into a malloc'd buffer (NUL-terminated, not counted in *len). */
 int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
+/* Maps a whole regular file read-only: *data, *len bytes, until
+ * fs_unmap_file.  An empty file is not mapped: *data NULL, *len 0. */
+int fs_map_file(const char *path, const void **data, size_t *len, char *err, size_t errlen);
+void fs_unmap_file(const void *data, size_t len);
 
 /* -1 with "PATH already exists (choose a new WHAT)" when anything (even a
  * dangling symlink) has that name: the tools that write a new file or folder

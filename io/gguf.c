@@ -1,13 +1,8 @@
 #include "io/gguf.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "io/fsutil.h"
 #include "io/le.h"
@@ -439,25 +434,15 @@ int gguf_parse(const uint8_t *buf, size_t len, gguf_file *f, char *err, size_t e
 int gguf_open(const char *path, gguf_file *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        fs_fail(err, errlen, "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    const void *map;
+    size_t len;
+    if (fs_map_file(path, &map, &len, err, errlen) != 0)
         return -1;
-    }
-    if (st.st_size < 24) {
-        close(fd);
-        return fs_fail(err, errlen, "%s: too short for a GGUF file", path);
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return fs_fail(err, errlen, "%s: cannot map: %s", path, strerror(errno));
     char why[400];
-    if (gguf_parse(map, (size_t)st.st_size, f, why, sizeof why) != 0) {
-        munmap(map, (size_t)st.st_size);
+    int rc = len < 24 ? fs_fail(why, sizeof why, "too short for a GGUF file")
+                      : gguf_parse(map, len, f, why, sizeof why);
+    if (rc != 0) {
+        fs_unmap_file(map, len);
         return fs_fail(err, errlen, "%s: %s", path, why);
     }
     f->mapped = 1;
@@ -467,7 +452,7 @@ int gguf_open(const char *path, gguf_file *f, char *err, size_t errlen)
 void gguf_close(gguf_file *f)
 {
     if (f->mapped)
-        munmap((void *)f->base, f->size);
+        fs_unmap_file(f->base, f->size);
     for (uint64_t i = 0; f->kv && i < f->nkv; i++)
         free((char *)f->kv[i].key);
     for (uint64_t i = 0; f->tensors && i < f->ntensors; i++)

@@ -3,14 +3,9 @@
 #include "io/fsutil.h"
 #include "io/le.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Tokens are stored and read (shard_token) in host order, which the format fixes as little-endian. */
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -79,42 +74,23 @@ int shard_parse(token_shard *s, const void *buf, size_t len, const char *name, c
 
 int shard_open(token_shard *s, const char *path, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    void *map = NULL;   /* an empty file is not mapped: shard_parse refuses it unread */
-    int rc = -1;
-    if (fstat(fd, &st) != 0)
-        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        snprintf(err, errlen, "%s: not a regular file", path);
-    else if (st.st_size > 0 &&
-             (map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
-        snprintf(err, errlen, "%s: cannot map: %s", path, strerror(errno));
-        map = NULL;
-    } else {
-        rc = shard_parse(s, map, (size_t)st.st_size, path, err, errlen);
-    }
-    close(fd);
-    if (rc != 0) {
-        if (map)
-            munmap(map, (size_t)st.st_size);
+    const void *map;
+    size_t len;
+    /* an empty file is not mapped: shard_parse refuses it unread */
+    if (fs_map_file(path, &map, &len, err, errlen) != 0 ||
+        shard_parse(s, map, len, path, err, errlen) != 0) {
+        fs_unmap_file(map, len);
         memset(s, 0, sizeof *s);
         return -1;
     }
     s->map = map;
-    s->map_len = (size_t)st.st_size;
+    s->map_len = len;
     return 0;
 }
 
 void shard_close(token_shard *s)
 {
-    if (s->map)
-        munmap(s->map, s->map_len);
+    fs_unmap_file(s->map, s->map_len);
     memset(s, 0, sizeof *s);
 }
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 typedef struct {
-    void *map;            /* whole file, read-only */
+    const void *map;      /* whole file, read-only */
     size_t map_len;
     const uint8_t *data;  /* first token */
     uint64_t count;

@@ -61,7 +61,7 @@ refused_before_training() {   # dir, expected text
 }
 mk() { rm -rf "$tmp/$1"; cp -r "$tmp/data" "$tmp/$1"; }
 mk notok; rm "$tmp/notok/tokenizer.json"
-refused_before_training "$tmp/notok" "tokenizer.json: cannot read: No such file or directory"
+refused_before_training "$tmp/notok" "tokenizer.json: cannot open: No such file or directory"
 mk badtok; printf '{"type": "bpe", "vocab_size": 300, "merges": [[1, ' > "$tmp/badtok/tokenizer.json"
 refused_before_training "$tmp/badtok" "tokenizer.json: its size differs from manifest.json's"
 "$BUILD/prep" --input "$CORPUS/fortunes" --out "$tmp/bigtok" --tokenizer bpe --vocab 300 2>/dev/null ||

@@ -1,7 +1,8 @@
 /* A data directory before training: the manifest ties its files together
  * (a file from another preparation is refused, naming it), the tokenizer must
  * load and fit the model, and directories are replaced whole.  fs_checksum
- * equals the checkpoint format's ckpt_checksum on whole words. */
+ * equals the checkpoint format's ckpt_checksum on whole words; fs_map_file
+ * maps a file whole, an empty one as nothing, and says why it cannot. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -133,7 +134,7 @@ static void test_tokenizer_checked_before_training(void **state)
     /* missing: the manifest names it */
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     unlink(path);
-    expect_refused("t", 400, "tokenizer.json: cannot read");
+    expect_refused("t", 400, "tokenizer.json: cannot open");
     tokenizer_free(byte);
     tokenizer_free(bpe);
 }
@@ -195,6 +196,37 @@ static void test_checksum_matches_the_checkpoint_format(void **state)
     }
 }
 
+static void test_map_file(void **state)
+{
+    (void)state;
+    char path[128], err[256];
+    const void *data;
+    size_t len;
+    snprintf(path, sizeof path, "%s/five", root);
+    assert_int_equal(fs_write_file_atomic(path, "abcde", 5, err, sizeof err), 0);
+    assert_int_equal(fs_map_file(path, &data, &len, err, sizeof err), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "abcde", 5);
+    fs_unmap_file(data, len);
+
+    snprintf(path, sizeof path, "%s/empty", root);
+    assert_int_equal(fs_write_file_atomic(path, "", 0, err, sizeof err), 0);
+    assert_int_equal(fs_map_file(path, &data, &len, err, sizeof err), 0);
+    assert_null(data);
+    assert_int_equal(len, 0);
+    fs_unmap_file(data, len);   /* nothing to do */
+    uint64_t bytes = 1, sum;
+    assert_int_equal(fs_checksum_file(path, &bytes, &sum, err, sizeof err), 0);
+    assert_true(bytes == 0 && sum == fs_checksum(NULL, 0));
+
+    snprintf(path, sizeof path, "%s/missing", root);
+    assert_int_equal(fs_map_file(path, &data, &len, err, sizeof err), -1);
+    assert_null(data);
+    assert_non_null(strstr(err, "/missing: cannot open: No such file or directory"));
+    assert_int_equal(fs_map_file(root, &data, &len, err, sizeof err), -1);
+    assert_non_null(strstr(err, ": not a regular file"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +234,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokenizer_checked_before_training, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_directories_replaced_whole, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
+        cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
