@@ -4,7 +4,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +52,10 @@ void infer_server_free(infer_server *sv)
     free(sv->toks);
     free(sv->ids);
     free(sv->text);
+    if (sv->sock)
+        zmq_close(sv->sock);
+    if (sv->ctx)
+        zmq_ctx_term(sv->ctx);
     memset(sv, 0, sizeof *sv);
 }
 
@@ -299,28 +302,20 @@ char *infer_server_handle(infer_server *sv, const void *req, size_t len)
 
 /* ---- the socket ------------------------------------------------------------ */
 
-static volatile sig_atomic_t quit;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    quit = 1;
-}
-
 /* The socket is a ROUTER speaking the REP protocol: a peer that sends a
  * malformed message cannot wedge a REP state machine (zsock_recv_request
  * drops what REP would), and every reply goes back on the envelope of its
  * request.  A body of several parts gets an error reply. */
-static void serve_one(infer_server *sv, void *sock)
+static void serve_one(infer_server *sv)
 {
     zsock_request q;
-    if (!zsock_recv_request(sock, ZSOCK_SERVE, &q))
+    if (!zsock_recv_request(sv->sock, ZSOCK_SERVE, &q))
         return;
     size_t len;
     const void *body = zsock_request_body(&q, &len);
     char *reply = q.multipart ? strdup("{\"ok\":false,\"error\":\"a request is one message part\"}")
                               : infer_server_handle(sv, body, len);
-    zsock_reply(sock, &q, reply ? reply : "", reply ? strlen(reply) : 0);
+    zsock_reply(sv->sock, &q, reply ? reply : "", reply ? strlen(reply) : 0);
     free(reply);
     zsock_request_close(&q);
 }
@@ -335,36 +330,29 @@ int infer_serve_check(const char *endpoint, char *err, size_t errlen)
                                  "a token ($" INFER_SERVE_TOKEN_ENV ")", err, errlen);
 }
 
-int infer_serve(infer_server *sv, const char *endpoint, char *err, size_t errlen)
+int infer_serve_bind(infer_server *sv, const char *endpoint, char *err, size_t errlen)
 {
     sv->token = zsock_env_token(INFER_SERVE_TOKEN_ENV);
     zsock_opts zo = {.token = sv->token};
-    void *ctx = zmq_ctx_new();
-    void *sock = ctx ? zsock_open(ctx, ZSOCK_SERVE, endpoint, &zo, err, errlen) : NULL;
-    int rc = -1;
-    if (!sock) {
-        if (!ctx)
-            snprintf(err, errlen, "--serve: cannot create a ZeroMQ context");
-    } else {
-        struct sigaction sa = {.sa_handler = on_signal};
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        fprintf(stderr, "infer: serving on %s\n", endpoint);
-        while (!quit) {
-            zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-            int ready = zmq_poll(&item, 1, 500);
-            if (ready < 0 && zmq_errno() != EINTR) {
-                snprintf(err, errlen, "--serve %s: %s", endpoint, zmq_strerror(zmq_errno()));
-                break;
-            }
-            if (ready > 0)
-                serve_one(sv, sock);
+    sv->endpoint = endpoint;
+    sv->ctx = zmq_ctx_new();
+    sv->sock = sv->ctx ? zsock_open(sv->ctx, ZSOCK_SERVE, endpoint, &zo, err, errlen) : NULL;
+    if (!sv->ctx)
+        snprintf(err, errlen, "--serve: cannot create a ZeroMQ context");
+    return sv->sock ? 0 : -1;
+}
+
+int infer_serve(infer_server *sv, const atomic_int *stop, char *err, size_t errlen)
+{
+    while (!atomic_load(stop)) {
+        zmq_pollitem_t item = {sv->sock, 0, ZMQ_POLLIN, 0};
+        int ready = zmq_poll(&item, 1, 500);
+        if (ready < 0 && zmq_errno() != EINTR) {
+            snprintf(err, errlen, "--serve %s: %s", sv->endpoint, zmq_strerror(zmq_errno()));
+            return -1;
         }
-        rc = quit ? 0 : -1;
+        if (ready > 0)
+            serve_one(sv);
     }
-    if (sock)
-        zmq_close(sock);
-    if (ctx)
-        zmq_ctx_term(ctx);
-    return rc;
+    return 0;
 }

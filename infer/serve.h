@@ -26,6 +26,7 @@
 #ifndef INFER_SERVE_H
 #define INFER_SERVE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,8 @@ typedef struct {
     size_t text_len, text_cap;
     int oom;                  /* the text buffer could not grow */
     const char *token;        /* NULL: requests need none */
+    void *ctx, *sock;         /* infer_serve_bind's socket */
+    const char *endpoint;
 } infer_server;
 
 int infer_server_init(infer_server *sv, const infer_model *m, const tokenizer *tok, infer_kv kv,
@@ -59,8 +62,12 @@ char *infer_server_handle(infer_server *sv, const void *req, size_t len);
 
 /* --serve's endpoint policy (syntax; a token off loopback): 0, or -1 with err. */
 int infer_serve_check(const char *endpoint, char *err, size_t errlen);
-/* Binds a REP socket to endpoint and answers requests until SIGINT or
- * SIGTERM; 0, or -1 with a one-line reason in err. */
-int infer_serve(infer_server *sv, const char *endpoint, char *err, size_t errlen);
+/* Binds sv's socket (a ROUTER speaking the REP protocol) to endpoint, which
+ * must outlive sv; infer_server_free closes it.  0, or -1 with a one-line
+ * reason in err. */
+int infer_serve_bind(infer_server *sv, const char *endpoint, char *err, size_t errlen);
+/* Answers requests on the bound socket until *stop becomes non-zero (checked
+ * every 500 ms).  0 once stopped, or -1 with a one-line reason in err. */
+int infer_serve(infer_server *sv, const atomic_int *stop, char *err, size_t errlen);
 
 #endif

@@ -5,6 +5,8 @@
  * never one being written.  Exit 0 on success, 1 when the checkpoint cannot
  * be used, 2 on bad command-line input. */
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -512,13 +514,28 @@ static int save_mode(const options *o, const infer_model *m, const tokenizer *to
     return rc;
 }
 
-/* --serve: the HTTP server, until it stops.  The exit code. */
+static atomic_int stop_serving;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&stop_serving, 1);
+}
+
+/* --serve: the ZeroMQ service, until SIGINT or SIGTERM.  The exit code. */
 static int serve_mode(const options *o, const infer_model *m, const tokenizer *tok)
 {
     char err[512];
     infer_server sv;
     int rc = infer_server_init(&sv, m, tok, o->kv, err, sizeof err) != 0 ||
-             infer_serve(&sv, o->serve, err, sizeof err) != 0;
+             infer_serve_bind(&sv, o->serve, err, sizeof err) != 0;
+    if (rc == 0) {
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        fprintf(stderr, "infer: serving on %s\n", o->serve);   /* bound: a refusal is one line */
+        rc = infer_serve(&sv, &stop_serving, err, sizeof err) != 0;
+    }
     if (rc)
         fprintf(stderr, "infer: %s\n", err);
     if (sv.m)
