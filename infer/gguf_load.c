@@ -66,13 +66,17 @@ static int check_shape(const gguf_tensor *t, const hf_tensor *h, int matrix, cha
     return 0;
 }
 
-/* n values of t as fp32, in the file's order. */
-static void widen(const gguf_tensor *t, float *dst, size_t n)
+/* n values of t as fp32, in the file's order.  0, or -1 with err set. */
+static int widen(const gguf_tensor *t, float *dst, size_t n, char *err, size_t errlen)
 {
     if (t->type == GGML_F32) {
         memcpy(dst, t->data, n * sizeof *dst);
     } else if (t->type == GGML_F16 || t->type == GGML_BF16) {
         uint16_t *h = malloc(n * sizeof *h);   /* the mapping may not be 2-byte aligned for SIMD */
+        if (!h) {
+            snprintf(err, errlen, "out of memory widening %s", t->name);
+            return -1;
+        }
         memcpy(h, t->data, n * sizeof *h);
         (t->type == GGML_F16 ? f16_to_f32 : bf16_to_f32)(dst, h, n);
         free(h);
@@ -86,6 +90,7 @@ static void widen(const gguf_tensor *t, float *dst, size_t n)
                 dst[g * GGUF_Q8_0_BLOCK + j] = s * (float)(int8_t)b[2 + j];
         }
     }
+    return 0;
 }
 
 /* infer_tensor_fn: fp32 values in the checkpoint's layout. */
@@ -99,21 +104,20 @@ static int gguf_source(void *ctx, const char *name, int rows, int cols, float *d
     if (!t || check_shape(t, &g->hf[i], matrix, err, errlen) != 0)
         return -1;
     size_t n = (size_t)rows * (cols ? cols : 1);
-    if (!matrix) {
-        widen(t, dst, n);
-        return 0;
-    }
+    if (!matrix)
+        return widen(t, dst, n, err, errlen);
     float *tmp = malloc(n * sizeof *tmp);   /* [out][in] -> [in][out] */
     if (!tmp) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    widen(t, tmp, n);
-    for (int o = 0; o < cols; o++)
-        for (int k = 0; k < rows; k++)
-            dst[(size_t)k * cols + o] = tmp[(size_t)o * rows + k];
+    int rc = widen(t, tmp, n, err, errlen);
+    if (rc == 0)
+        for (int o = 0; o < cols; o++)
+            for (int k = 0; k < rows; k++)
+                dst[(size_t)k * cols + o] = tmp[(size_t)o * rows + k];
     free(tmp);
-    return 0;
+    return rc;
 }
 
 /* ---- int8 runs: Q8_0 blocks as the int8 matrices -------------------------------- */
