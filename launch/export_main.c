@@ -260,14 +260,9 @@ static int parse_st_dtype(const char *s, st_dtype *d, const char **torch)
 }
 
 /* The folder is built as DIR.tmp and renamed into place whole. */
-static int export_hf(model_src *m, const char *out, const char *dtype_name, char *err, size_t errlen)
+static int export_hf(model_src *m, const char *out, st_dtype dt, const char *torch, char *err,
+                     size_t errlen)
 {
-    st_dtype dt;
-    const char *torch;
-    if (parse_st_dtype(dtype_name, &dt, &torch) != 0) {
-        snprintf(err, errlen, "--dtype %s is not one of f32, f16, bf16", dtype_name);
-        return -1;
-    }
     if (strlen(out) > 1000) {
         snprintf(err, errlen, "--out is longer than 1000 bytes");
         return -1;
@@ -437,15 +432,10 @@ static int parse_ggml_type(const char *s, ggml_type *t)
     return 0;
 }
 
-/* The --type, and whether the model's shape allows it. */
-static int gguf_type_for(const model_src *m, const char *type_name, ggml_type *type, char *err,
-                         size_t errlen)
+/* Whether the model's shape allows type. */
+static int check_type_fits(const model_src *m, ggml_type type, char *err, size_t errlen)
 {
-    if (parse_ggml_type(type_name, type) != 0) {
-        snprintf(err, errlen, "--type %s is not one of f32, f16, q8_0", type_name);
-        return -1;
-    }
-    if (*type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
+    if (type == GGML_Q8_0 && m->d.n_embd % GGUF_Q8_0_BLOCK) {
         snprintf(err, errlen, "q8_0 needs n_embd to be a multiple of %d, not %d", GGUF_Q8_0_BLOCK,
                  m->d.n_embd);
         return -1;
@@ -455,7 +445,7 @@ static int gguf_type_for(const model_src *m, const char *type_name, ggml_type *t
 
 /* Each tensor's name, shape (ggml's ne order) and stored type. */
 static int add_tensor_infos(gguf_writer *w, const model_src *m, const vocab_text *v,
-                            ggml_type type, const char *type_name, char *err, size_t errlen)
+                            ggml_type type, char *err, size_t errlen)
 {
     char name[96];
     for (int i = 0; i < m->n; i++) {
@@ -469,7 +459,7 @@ static int add_tensor_infos(gguf_writer *w, const model_src *m, const vocab_text
             ne[1] = (uint64_t)v->n;
         }
         if (gguf_add_tensor(w, name, t->cols ? 2 : 1, ne, stored_type(kind, type)) != 0) {
-            snprintf(err, errlen, "%s: cannot be stored as %s", name, type_name);
+            snprintf(err, errlen, "%s: cannot be stored as %s", name, ggml_type_name(type));
             return -1;
         }
     }
@@ -504,11 +494,9 @@ static int write_gguf_file(gguf_writer *w, model_src *m, const vocab_text *v, gg
     return rc;
 }
 
-static int export_gguf(model_src *m, const char *out, const char *type_name, char *err,
-                       size_t errlen)
+static int export_gguf(model_src *m, const char *out, ggml_type type, char *err, size_t errlen)
 {
-    ggml_type type;
-    if (gguf_type_for(m, type_name, &type, err, errlen) != 0)
+    if (check_type_fits(m, type, err, errlen) != 0)
         return -1;
     gguf_writer *w = gguf_writer_new();
     vocab_text v = {0};
@@ -526,7 +514,7 @@ static int export_gguf(model_src *m, const char *out, const char *type_name, cha
         rc = -1;
     }
     if (rc == 0)
-        rc = add_tensor_infos(w, m, &v, type, type_name, err, errlen);
+        rc = add_tensor_infos(w, m, &v, type, err, errlen);
     if (rc == 0)
         rc = write_gguf_file(w, m, &v, type, out, err, errlen);
     gguf_writer_free(w);
@@ -569,6 +557,17 @@ int main(int argc, char **argv)
                 "--type with gguf; see --help)\n");
         return 2;
     }
+    st_dtype dt;   /* the one of the two that does not apply is f32, unused */
+    const char *torch;
+    ggml_type gt;
+    if (parse_st_dtype(dtype ? dtype : "f32", &dt, &torch) != 0) {
+        fprintf(stderr, "export: --dtype %s is not one of f32, f16, bf16\n", dtype);
+        return 2;
+    }
+    if (parse_ggml_type(type ? type : "f32", &gt) != 0) {
+        fprintf(stderr, "export: --type %s is not one of f32, f16, q8_0\n", type);
+        return 2;
+    }
     char err[1024];
     /* before the checkpoint is opened: --out may well name it */
     if (fs_require_new(out, hf ? "folder" : "file name", err, sizeof err) != 0) {
@@ -578,12 +577,12 @@ int main(int argc, char **argv)
     model_src m;
     int rc = open_model(&m, ckpt, err, sizeof err);
     if (rc == 0)
-        rc = hf ? export_hf(&m, out, dtype ? dtype : "f32", err, sizeof err)
-                : export_gguf(&m, out, type ? type : "f32", err, sizeof err);
+        rc = hf ? export_hf(&m, out, dt, torch, err, sizeof err)
+                : export_gguf(&m, out, gt, err, sizeof err);
     close_model(&m);
     if (rc != 0) {
         fprintf(stderr, "export: %s\n", err);
-        return strstr(err, "is not one of") ? 2 : 1;
+        return 1;
     }
     printf("export: %s -> %s\n", ckpt, out);
     return 0;
