@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,8 @@
 #include "io/dataset.h"
 #include "io/loader.h"
 #include "io/zsock.h"
+#define CLI_NAME "loader"
+#include "launch/cli.h"
 
 enum { EXIT_RUN = 1, EXIT_USAGE = 2 };
 
@@ -44,17 +45,6 @@ static void usage(FILE *f)
             "A non-loopback endpoint needs a token: $" LOADER_TOKEN_ENV ", which every\n"
             "trainer then needs too (requests without it get no reply).\n"
             "SIGINT or SIGTERM stops it.\n");
-}
-
-static int die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("loader: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
 }
 
 /* A whole decimal number in [lo, hi]; false otherwise. */

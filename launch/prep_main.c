@@ -6,11 +6,12 @@
 #include "io/shard.h"
 #include "io/tokenizer.h"
 #include "kernels/clock.h"
+#define CLI_NAME "prep"
+#include "launch/cli.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,17 +56,6 @@ static void usage(FILE *f)
             "An existing DIR is replaced only if it holds nothing but dataset files, and no\n"
             "input may be DIR or inside it.\n",
             1 << 20, DEFAULT_BPE_VOCAB);
-}
-
-static int die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("prep: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
 }
 
 /* NaN unless s is exactly a number, so range checks written as !(lo <= x) reject it. */
