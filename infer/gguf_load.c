@@ -113,9 +113,7 @@ static int gguf_source(void *ctx, const char *name, int rows, int cols, float *d
     }
     int rc = widen(t, tmp, n, err, errlen);
     if (rc == 0)
-        for (int o = 0; o < cols; o++)
-            for (int k = 0; k < rows; k++)
-                dst[(size_t)k * cols + o] = tmp[(size_t)o * rows + k];
+        hf_transpose(dst, tmp, cols, rows);
     free(tmp);
     return rc;
 }

@@ -59,3 +59,10 @@ void hf_gpt2_llama_name(int i, int n_layer, char *out, size_t cap)
     else
         snprintf(out, cap, "blk.%d.%s", (i - 2) / HF_BLOCK_TENSORS, block[(i - 2) % HF_BLOCK_TENSORS]);
 }
+
+void hf_transpose(float *dst, const float *src, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+}

@@ -1,9 +1,9 @@
 /* hf_names: GPT-2's parameter tensors under their Hugging Face names
  * (GPT2LMHeadModel's state dict without the tied lm_head), in Hugging Face
  * order, with their shapes in the Conv1D convention (weights [in, out]), and
- * llama.cpp's names for the same tensors.  The one place these names are
- * spelled: the model's table, checkpoints, import, export and GGUF loading all
- * walk this list. */
+ * llama.cpp's names for the same tensors, whose weights are [out, in].  The
+ * one place these names are spelled: the model's table, checkpoints, import,
+ * export and GGUF loading all walk this list. */
 #ifndef IO_HF_NAMES_H
 #define IO_HF_NAMES_H
 
@@ -39,5 +39,8 @@ void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, h
  * hf_gpt2_tensors' list: token_embd, position_embd, blk.N.attn_norm ...,
  * output_norm. */
 void hf_gpt2_llama_name(int i, int n_layer, char *out, size_t cap);
+/* A weight matrix from one layout to the other: src [rows, cols] into dst
+ * [cols, rows] (Conv1D's [in, out] into llama.cpp's [out, in] and back). */
+void hf_transpose(float *dst, const float *src, int rows, int cols);
 
 #endif

@@ -364,14 +364,6 @@ static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v
     return rc;
 }
 
-/* buf [rows, cols] -> [cols, rows] in dst */
-static void transpose(float *dst, const float *src, int rows, int cols)
-{
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
-}
-
 /* rows x in values, each row quantized as Q8_0 blocks (scale, then 32 int8). */
 static int write_q8_0(gguf_writer *w, const int8_t *q, const float *scales, size_t rows, int in,
                       char *err, size_t errlen)
@@ -402,7 +394,7 @@ static int gguf_tensor_data(gguf_writer *w, model_src *m, int i, tensor_kind kin
     size_t out = n / (size_t)in;
     const float *x = m->buf;
     if (kind == KIND_MATRIX && type != GGML_Q8_0) {
-        transpose(scratch, m->buf, t->rows, t->cols);
+        hf_transpose(scratch, m->buf, t->rows, t->cols);
         x = scratch;
     }
     if (type == GGML_F32)
