@@ -18,6 +18,7 @@
 #include <omp.h>
 
 #include "io/fsutil.h"
+#include "io/procmem.h"
 #include "io/shard.h"
 #include "io/tokenizer.h"
 #include "kernels/gemm.h"
@@ -232,21 +233,6 @@ static int emit(void *ctx, int token)
     return 0;
 }
 
-/* VmRSS or VmHWM from /proc/self/status, in MB (0 if unavailable). */
-static double proc_mb(const char *key)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    size_t klen = strlen(key);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':')
-            kb = atof(line + klen + 1);
-    if (f)
-        fclose(f);
-    return kb / 1024.0;
-}
-
 static void print_bench(const infer_model *m, const options *o, int n_prompt,
                         infer_gen_stats st)
 {
@@ -261,7 +247,8 @@ static void print_bench(const infer_model *m, const options *o, int n_prompt,
            infer_quant_name(m->quant), infer_kv_name(o->kv), n_prompt, st.n_generated,
            st.prefill_s > 0 ? n_prompt / st.prefill_s : 0.0,
            st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.prefill_s, st.decode_s,
-           st.decode_cpu_s, proc_mb("VmRSS"), proc_mb("VmHWM"), m->weight_bytes / 1e6, omp_get_max_threads(),
+           st.decode_cpu_s, process_rss_mb(), process_peak_rss_mb(), m->weight_bytes / 1e6,
+           omp_get_max_threads(),
            st.context_full ? "true" : "false", o->temperature, m->d.vocab_size,
            m->d.n_positions, m->d.n_embd, m->d.n_layer, m->d.n_head);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "io/procmem.h"   /* process_rss_mb, process_peak_rss_mb: rss_mb, peak_rss_mb */
+
 typedef struct {
     int step, max_steps, ranks;
     float loss, lr, grad_norm;
@@ -59,10 +61,6 @@ void status_event_fields(status_log *s, int step, const char *message, const cha
 /* The closing "event" record (message "done") with the run's summary figures. */
 void status_done(status_log *s, int step, double tokens_per_s, double train_s,
                  double peak_gflops, float final_loss, float val_loss);
-
-/* Resident set size now and at its peak, in MB. */
-double process_rss_mb(void);
-double process_peak_rss_mb(void);
 
 /* a "checkpoint" record (path, size_mb, write_s, and blocked_s: the
  * time the training loop waited for it), also echoed on stderr. */
