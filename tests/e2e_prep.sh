@@ -98,6 +98,15 @@ for args in "$tmp/byte --out $tmp/byte" "$tmp/corpus.txt $tmp/byte/train.tok --o
 done
 [ "$(cat "$tmp/byte"/* | cksum)" = "$sum" ] || fail "prep of its own dataset changed it"
 "$PREP" --help | grep -q 'usage:' || fail "--help"
+# an --out directory holding a file that is not a dataset's (notes, the corpus):
+# refused with exit 1 and one line naming it, the file untouched
+mkdir "$tmp/notes"
+printf 'my notes\n' >"$tmp/notes/notes.txt"
+expect_error 1 --input "$tmp/corpus.txt" --out "$tmp/notes"
+grep -q "prep: $tmp/notes holds notes.txt, which is not a dataset file: --out must be a new directory or a dataset to replace" \
+    "$tmp/err" || fail "--out with another file: $(cat "$tmp/err")"
+[ "$(cat "$tmp/notes/notes.txt" 2>/dev/null)" = "my notes" ] || fail "prep deleted or changed notes.txt in --out"
+[ "$(ls "$tmp/notes")" = notes.txt ] || fail "prep wrote into a refused --out: $(ls "$tmp/notes")"
 
 leftover=$(find "$tmp" -name '*.tmp')
 [ -z "$leftover" ] || fail "temporary files left: $leftover"
