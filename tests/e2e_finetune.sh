@@ -11,7 +11,7 @@
 #    logits are masked) follows the fp32 run's losses within bf16 rounding;
 #  - a config whose dimensions disagree with the file is refused naming the key,
 #    and data prepared with another tokenizer is refused naming both (by
-#    --init-from and by --resume).
+#    --init-from (exit 2) and by --resume (exit 1)).
 set -e
 NAME=e2e_finetune
 . tests/lib_e2e.sh
@@ -78,11 +78,13 @@ grep -q "n_embd is 128 but .*gpt2.h5 has 64" "$tmp/stderr" || { cat "$tmp/stderr
 # data tokenized otherwise (bytes) would give the model's ids other meanings
 "$BUILD/prep" --input "$tmp/corpus.txt" --out "$tmp/bytes" --tokenizer byte 2>/dev/null || fail "prep bytes"
 if "$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/gpt2.h5" --set data_dir="$tmp/bytes" \
-    --set out_dir="$tmp/bad" 2>"$tmp/stderr"; then fail "byte-level data was accepted for GPT-2"; fi
+    --set out_dir="$tmp/bad" 2>"$tmp/stderr"; then fail "byte-level data was accepted for GPT-2"; else rc=$?; fi
+[ "$rc" -eq 2 ] || { cat "$tmp/stderr"; fail "--init-from with another tokenizer: exit $rc, not 2"; }
 grep -q "gpt2.h5 holds a gpt2 tokenizer of 50257 tokens and .*bytes/tokenizer.json a byte one of 256" \
     "$tmp/stderr" || { cat "$tmp/stderr"; fail "wrong refusal of the tokenizer"; }
 if "$BUILD/trainer" --config "$tmp/ft.json" --set data_dir="$tmp/bytes" --set out_dir="$tmp/np1" \
     --set vocab_size=50257 --set n_positions=64 --set n_embd=64 --set n_layer=2 --set n_head=4 \
-    --set max_steps=40 --resume auto 2>"$tmp/stderr"; then fail "resumed on byte-level data"; fi
+    --set max_steps=40 --resume auto 2>"$tmp/stderr"; then fail "resumed on byte-level data"; else rc=$?; fi
+[ "$rc" -eq 1 ] || { cat "$tmp/stderr"; fail "--resume with another tokenizer: exit $rc, not 1"; }
 grep -q "ckpt_000030.h5 holds a gpt2 tokenizer" "$tmp/stderr" || { cat "$tmp/stderr"; fail "wrong refusal on resume"; }
 echo "PASS e2e_finetune"
