@@ -5,6 +5,7 @@
 #  - resuming on another rank count (1 -> 2, 2 -> 4, 2 -> 1), with and without
 #    ZeRO stage 1, continues within fp32 rounding; ZeRO's sync (one tensor at a
 #    time) and async (gather into the snapshot) saves write the same file;
+#  - --resume at max_steps: "done: nothing left to train", exit 0, no loss;
 #  - a damaged newest checkpoint makes --resume auto fall back to the one before,
 #    with a warning; other model dimensions are refused naming the key;
 #  - SIGUSR1 writes a checkpoint and training goes on; SIGTERM finishes the step,
@@ -62,6 +63,21 @@ for g in /model /optimizer/m /optimizer/v; do
         fail "$g differs between the straight and the resumed run"
 done
 ls "$tmp/b" | grep -q '\.tmp$' && fail "a .tmp file was left behind"
+
+# --resume from a checkpoint already at max_steps: nothing to train, one line,
+# exit 0, and a done record without a loss (no step ran)
+cp -r "$tmp/a" "$tmp/done"
+train "$tmp/done" --resume auto
+grep -q "^done: nothing left to train: at step 12 of max_steps 12$" "$tmp/stderr" ||
+    { cat "$tmp/stderr"; fail "resume at max_steps: no 'nothing left to train' line"; }
+python3 - "$tmp/a/log.jsonl" "$tmp/done/log.jsonl" <<'PY' || fail "resume at max_steps: log records"
+import json, sys
+before = sum(1 for _ in open(sys.argv[1]))
+recs = [json.loads(l) for l in open(sys.argv[2])][before:]
+assert not [r for r in recs if r["type"] == "step"], "a step ran"
+done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"]
+assert len(done) == 1 and done[0]["step"] == 12 and "loss" not in done[0], done
+PY
 
 # the rank count and ZeRO: np 1's step-6 checkpoint continues on np 2 (batch 4,
 # the same global batch), with and without zero_stage 1, within fp32 rounding
