@@ -107,6 +107,26 @@ grep -q "prep: $tmp/notes holds notes.txt, which is not a dataset file: --out mu
     "$tmp/err" || fail "--out with another file: $(cat "$tmp/err")"
 [ "$(cat "$tmp/notes/notes.txt" 2>/dev/null)" = "my notes" ] || fail "prep deleted or changed notes.txt in --out"
 [ "$(ls "$tmp/notes")" = notes.txt ] || fail "prep wrote into a refused --out: $(ls "$tmp/notes")"
+# prep over an existing dataset (the BPE one, now with the byte tokenizer):
+# the new dataset replaces it whole, and nothing is left beside it (the
+# DIR.tmp-XXXXXX it was built in holds the old one after the exchange)
+old_manifest=$(cat "$tmp/bpe/manifest.json")
+"$PREP" --input "$tmp/corpus.txt" --out "$tmp/bpe" --tokenizer byte 2>"$tmp/log" || fail "re-prep: $(cat "$tmp/log")"
+[ "$(cat "$tmp/bpe/manifest.json")" != "$old_manifest" ] || fail "re-prep: manifest.json is the old one"
+grep -q '"type":"byte"' "$tmp/bpe/tokenizer.json" || fail "re-prep: tokenizer.json is the old one"
+[ $(($(count_of "$tmp/bpe/train.tok") + $(count_of "$tmp/bpe/val.tok"))) -eq "$bytes" ] ||
+    fail "re-prep: the token files are not the byte-level ones"
+[ "$(ls "$tmp/bpe" | tr '\n' ' ')" = "manifest.json tokenizer.json train.tok val.tok " ] ||
+    fail "re-prep: the dataset holds $(ls "$tmp/bpe")"
+python3 - "$tmp/bpe" <<'PY' || fail "re-prep: manifest.json does not describe the files beside it"
+import json, os, sys
+files = json.load(open(os.path.join(sys.argv[1], "manifest.json")))["files"]
+assert sorted(files) == ["tokenizer.json", "train.tok", "val.tok"], files
+for name, f in files.items():
+    assert f["bytes"] == os.path.getsize(os.path.join(sys.argv[1], name)), (name, f)
+PY
+left=$(ls -d "$tmp"/bpe.tmp-* 2>/dev/null || true)
+[ -z "$left" ] || fail "re-prep left a temporary directory: $left"
 
 leftover=$(find "$tmp" -name '*.tmp')
 [ -z "$leftover" ] || fail "temporary files left: $leftover"
