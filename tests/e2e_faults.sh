@@ -10,7 +10,8 @@
 #  - prep into a full tmpfs: the old dataset stays whole and usable;
 #  - infer --save-quantized into a full tmpfs: "No space left on device", exit 1,
 #    no .tmp file left;
-#  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0;
+#  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0; a
+#    second SIGHUP during that save kills it, the earlier checkpoint kept;
 #  - a missing, corrupt or too-large tokenizer.json, a foreign val.tok, a
 #    dataset without its manifest: refused before step 1 with one line.
 # The tmpfs parts need root (mount); without it they print SKIP lines.
@@ -88,6 +89,42 @@ grep -q "stop requested" "$tmp/hup.err" || { cat "$tmp/hup.err"; fail "SIGHUP: n
 ck=$(cat "$tmp/hup/latest")
 [ -f "$tmp/hup/$ck" ] || fail "SIGHUP: latest names $ck, which is missing"
 echo "SIGHUP: stopped after the step and saved $ck, exit 0"
+
+# ---- a second SIGHUP during the stop's save ------------------------------------
+# kills the run (the first resets the handler; not under Slurm, hence env -u).
+# 12.8M parameters: a 153 MB checkpoint, a good part of a second to write.  The
+# run is frozen (SIGSTOP) while its ckpt_*.h5.tmp exists, so the second SIGHUP
+# is pending when it goes on and lands in the save whatever the machine's
+# speed.  What was saved before (by SIGUSR1) is not lost: latest still names
+# it, --resume auto loads it, and that run's save removes the killed one's .tmp.
+big="--set n_embd=512 --set n_layer=4 --set n_head=8"
+env -u SLURM_JOB_ID "$BUILD/trainer" --config "$tmp/cfg.json" $big --set out_dir="$tmp/hup2" \
+    --set max_steps=1000000 >/dev/null 2>"$tmp/hup2.err" &
+pid=$!
+SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid wait_for_record "$tmp/hup2/log.jsonl" step 60
+kill -USR1 "$pid"
+SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid wait_for_record "$tmp/hup2/log.jsonl" checkpoint 60
+saved=$(cat "$tmp/hup2/latest")
+kill -HUP "$pid"
+saving() { ls "$tmp/hup2" | grep -q '^ckpt_.*\.h5\.tmp$'; }
+SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid POLL_S=0.01 wait_until 60 "checkpoint write after SIGHUP" saving
+kill -STOP "$pid"
+saving || { kill -CONT "$pid"; fail "second SIGHUP: the save ended before the run was frozen"; }
+kill -HUP "$pid"
+kill -CONT "$pid"
+set +e; wait "$pid" 2>/dev/null; rc=$?; set -e
+pid=
+[ "$rc" -eq 129 ] || { cat "$tmp/hup2.err"; fail "second SIGHUP during the save: exit $rc, not 129 (killed by SIGHUP)"; }
+if grep -q '^done' "$tmp/hup2.err"; then cat "$tmp/hup2.err"; fail "second SIGHUP: the run finished"; fi
+[ "$(cat "$tmp/hup2/latest")" = "$saved" ] && [ -f "$tmp/hup2/$saved" ] ||
+    fail "second SIGHUP: latest no longer names the whole $saved"
+killed_in=$(ls "$tmp/hup2" | grep '\.tmp$' || true)
+step=$(echo "$saved" | sed 's/ckpt_0*\([0-9]*\)\.h5/\1/')
+expect_exit 0 $big --set out_dir="$tmp/hup2" --resume auto --set max_steps=$((step + 1))
+grep -q "resumed from $tmp/hup2/$saved at step $step" "$tmp/err" || { cat "$tmp/err"; fail "second SIGHUP: no resume from $saved"; }
+if grep -q "skipped" "$tmp/err"; then cat "$tmp/err"; fail "second SIGHUP: the resume skipped a checkpoint"; fi
+if ls "$tmp/hup2" | grep -q '\.tmp$'; then fail "second SIGHUP: a .tmp left after the next save: $(ls "$tmp/hup2")"; fi
+echo "second SIGHUP during the save: killed by it (left ${killed_in:-no .tmp}); $saved resumed, nothing left after the next save"
 
 # ---- tmpfs: disk full, read-only ------------------------------------------------
 mount_tmpfs() {   # dir, size, options
