@@ -148,8 +148,15 @@ print("resumed at step %d on host A alone: %d steps match the two-host run (wors
       % (last, len(common), worst))
 PY
 
-# 4. the supervisor: host B lost, the run finishes on host A alone
+# 4. the supervisor: host B lost, the run finishes on host A alone.  Host B is
+# cut off once two checkpoints (step 10) are logged, and the two hosts must
+# still be training then: on the unlimited veth the 140 steps left take ~0.4 s
+# (3 ms each), which a poll on a busy host can miss, and the job would end
+# without a restart.  At 1 Gbit/s each step's ~1.7 MB of gradients take at
+# least 14 ms on the wire whatever the CPU, so those steps last over 2 s; the
+# rest runs on host A alone, where the link is not used.
 ip -n "$nsB" link set "$vB" up || fail "link up again"
+link_rate 1gbit
 inA $MH --max-restarts 2 -- --config "$tmp/cfg.json" --set max_steps=150 --set lr_decay_steps=150 \
     --set checkpoint_every=5 --set keep_checkpoints=1000 --set comm_timeout_s=10 \
     --set out_dir="$tmp/sup" >/dev/null 2>"$tmp/err5" &
