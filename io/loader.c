@@ -350,6 +350,19 @@ static bool server_reserve(loader_server *s, int B, int T)
     return true;
 }
 
+/* A request that cannot be read (it does not decode, or comes in several
+ * parts) carries no token to show: a server with one does not answer it, as
+ * a peer without the token learns nothing, not even why; others get why. */
+static size_t refuse_unread(loader_server *s, const char *why)
+{
+    if (s->token) {
+        s->refused++;
+        return 0;
+    }
+    const loader_request none = {0};   /* nothing in a refused request is trusted */
+    return error_reply(s, &none, why);
+}
+
 size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
                             const uint8_t **reply)
 {
@@ -358,16 +371,11 @@ size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
     size_t n;
     *reply = s->buf;
     s->served++;
-    const bool decoded = loader_request_decode(req, len, &r, why, sizeof why) == 0;
-    /* a peer without the token learns nothing, not even why; a request that
-     * does not decode carries no token to show */
-    if (s->token && (!decoded || !zsock_token_equal(r.token, r.token_len, s->token))) {
+    if (loader_request_decode(req, len, &r, why, sizeof why) != 0)
+        return refuse_unread(s, why);
+    if (s->token && !zsock_token_equal(r.token, r.token_len, s->token)) {
         s->refused++;
         return 0;
-    }
-    if (!decoded) {
-        r = (loader_request){0};   /* nothing in a refused request is trusted */
-        return error_reply(s, &r, why);
     }
     if (loader_request_check(&r, s->data, why, sizeof why) != 0)
         return error_reply(s, &r, why);
@@ -381,19 +389,6 @@ size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
     return n;
 }
 
-/* A request of several parts, refused as one that does not decode is
- * (loader_server_answer): without the server's token to show, no reply. */
-static size_t refuse_parts(loader_server *s, const uint8_t **reply)
-{
-    *reply = s->buf;
-    s->served++;
-    if (s->token) {
-        s->refused++;
-        return 0;
-    }
-    return error_reply(s, &(loader_request){0}, "a request is one message part");
-}
-
 /* Receives one request and sends its reply behind its envelope (zsock_reply:
  * a peer that went away is not waited for). */
 static void answer_one(loader_server *s, void *sock)
@@ -401,10 +396,14 @@ static void answer_one(loader_server *s, void *sock)
     zsock_request q;
     if (!zsock_recv_request(sock, ZSOCK_LOADER, &q))
         return;
-    const uint8_t *reply;
+    const uint8_t *reply = s->buf;
     size_t len;
     const uint8_t *body = zsock_request_body(&q, &len);
-    len = q.multipart ? refuse_parts(s, &reply) : loader_server_answer(s, body, len, &reply);
+    if (q.multipart) {
+        s->served++;
+        len = refuse_unread(s, "a request is one message part");
+    } else
+        len = loader_server_answer(s, body, len, &reply);
     if (len > 0)
         zsock_reply(sock, &q, reply, len);
     zsock_request_close(&q);
