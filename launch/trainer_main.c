@@ -196,6 +196,10 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &cfg, &resume);
     if (rc != 0)
         return rc;
+    /* before MPI starts, which takes a second or more on a busy host: a signal
+     * then would end the process by its default action, a checkpoint request
+     * (SIGUSR1) killing the run.  Open MPI leaves these handlers in place. */
+    install_signal_handlers();
     comm_world world;
     if (comm_init(&argc, &argv, &world, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: %s\n", err);
@@ -206,7 +210,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "trainer: cannot start the watchdog thread\n");
         return 1;
     }
-    install_signal_handlers();
     train_result res;
     if (train_run(&cfg, resume, &world, &requests, &res, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
