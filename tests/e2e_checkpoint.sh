@@ -10,6 +10,7 @@
 #    with a warning; other model dimensions are refused naming the key;
 #  - SIGUSR1 writes a checkpoint and training goes on; SIGTERM finishes the step,
 #    writes a checkpoint at that step and exits 0;
+#  - the same two signals while MPI is still starting: saved after step 1;
 #  - checkpoint_async=1 (the default; the straight run above uses 0, so the two
 #    write paths give the same file): steps go on while a 39 MB checkpoint is
 #    written; a failed background write stops the run with a one-line error.
@@ -202,6 +203,41 @@ last=$(cat "$tmp/s/latest")
 step=$(echo "$last" | sed 's/ckpt_0*\([0-9]*\)\.h5/\1/')
 train "$tmp/s" --resume auto --set max_steps=$((step + 1))
 grep -q "resumed from $tmp/s/$last at step $step" "$tmp/stderr" || { cat "$tmp/stderr"; fail "SIGTERM checkpoint does not resume"; }
+
+# a signal while MPI is still starting: the handlers are in place before
+# comm_init, so SIGUSR1 saves after the first step and the run goes on, and
+# SIGTERM saves and exits 0 (their default actions would kill the process).
+# The signal goes as soon as /proc shows the handler, not after a fixed sleep,
+# which on a loaded host could fall before main.
+signal_at_start() {   # signal, out_dir
+    "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$2" --set max_steps=1000000 \
+        2>"$2.err" &
+    pid=$!
+    i=0
+    until mask=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null) &&
+        [ -n "$mask" ] && [ $((0x${mask#????????????} & 0x200)) -ne 0 ]; do
+        i=$((i + 1))
+        [ "$i" -lt 2000 ] || fail "$1 at start: no SIGUSR1 handler within 20 s"
+        sleep 0.01
+    done
+    [ ! -e "$2/log.jsonl" ] || [ "$(count_records "$2/log.jsonl" step)" -eq 0 ] ||
+        fail "$1 at start: a step ended before the signal could go"
+    kill "-$1" "$pid"
+}
+signal_at_start USR1 "$tmp/early"
+SHOW_ON_FAIL="$tmp/early.err" wait_for_record "$tmp/early/log.jsonl" checkpoint 60
+n=$(count_records "$tmp/early/log.jsonl" step)
+SHOW_ON_FAIL="$tmp/early.err" wait_for_record "$tmp/early/log.jsonl" step 60 $((n + 2))
+[ "$(cat "$tmp/early/latest")" = ckpt_000001.h5 ] || fail "SIGUSR1 at start: latest is not step 1"
+kill -TERM "$pid"
+rc=0; wait "$pid" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$tmp/early.err"; fail "SIGUSR1 at start, then SIGTERM: exit $rc"; }
+signal_at_start TERM "$tmp/early_term"
+rc=0; wait "$pid" || rc=$?
+pid=
+[ "$rc" -eq 0 ] || { cat "$tmp/early_term.err"; fail "SIGTERM at start: exit $rc, not 0"; }
+[ "$(cat "$tmp/early_term/latest")" = ckpt_000001.h5 ] || fail "SIGTERM at start: latest is not step 1"
+echo "signals at start: SIGUSR1 saved step 1 and training went on; SIGTERM saved step 1, exit 0"
 
 # async save of a larger model (3.2M parameters, a 39 MB file): step records
 # come while the file is written (no timing is asserted)
