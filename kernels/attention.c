@@ -497,11 +497,21 @@ static size_t work_plane(int T, int hs)
     return (size_t)(T + 1) * hs;
 }
 
+static size_t work_per_thread(int T, int hs)
+{
+    const size_t bytes = (size_t)T * sizeof(float) + 4 * work_plane(T, hs) * sizeof(uint16_t);
+    return (bytes + 63) / 64 * 64;
+}
+
+size_t attention_work_bytes(int T, int hs, int threads)
+{
+    return work_per_thread(T, hs) * (size_t)threads;
+}
+
 int attention_work_init(attention_work *w, int T, int hs, int threads)
 {
     assert(T >= 0 && hs > 0 && threads > 0);
-    const size_t bytes = (size_t)T * sizeof(float) + 4 * work_plane(T, hs) * sizeof(uint16_t);
-    *w = (attention_work){.per_thread = (bytes + 63) / 64 * 64, .T = T, .hs = hs,
+    *w = (attention_work){.per_thread = work_per_thread(T, hs), .T = T, .hs = hs,
                           .threads = threads};
     w->mem = pages_alloc_zeroed(w->per_thread * w->threads);
     return w->mem ? 0 : -1;

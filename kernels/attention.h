@@ -28,6 +28,8 @@ typedef struct {
 /* Work for sequences of up to T tokens of heads of size hs, for calls on
  * up to threads threads.  0, or -1 when memory runs out. */
 int attention_work_init(attention_work *w, int T, int hs, int threads);
+/* The bytes attention_work_init takes for these sizes. */
+size_t attention_work_bytes(int T, int hs, int threads);
 void attention_work_free(attention_work *w);
 
 /* bf16: the products take Q, K, V, P, dO and dS rounded to bf16 (fp32 sums,

@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <omp.h>
 
+#include "kernels/attention.h"
 #include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "trainer/model.h"
@@ -270,6 +272,23 @@ static void test_half_gradients_track_fp32(void **state)
             gpt2_destroy(&h);
         }
     }
+}
+
+/* The memory check counts attention's work, which grows with the threads
+ * the model is made for. */
+static void test_memory_counts_attention_work(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 40, .n_positions = 64, .n_embd = 32, .n_layer = 2, .n_head = 4};
+    gpt2_options o = {.precision = PREC_BF16};
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    size_t one = gpt2_memory_bytes(&d, 2, 64, &o);
+    omp_set_num_threads(3);
+    size_t three = gpt2_memory_bytes(&d, 2, 64, &o);
+    omp_set_num_threads(threads);
+    assert_true(attention_work_bytes(64, 8, 1) > 0);
+    assert_int_equal(three - one, attention_work_bytes(64, 8, 3) - attention_work_bytes(64, 8, 1));
 }
 
 /* recompute: block gives bit-identical loss and gradients, fp32, bf16 and
@@ -578,6 +597,7 @@ int main(void)
         cmocka_unit_test(test_zero_grad_replaces_old_gradients),
         cmocka_unit_test(test_same_seed_same_params),
         cmocka_unit_test(test_half_gradients_track_fp32),
+        cmocka_unit_test(test_memory_counts_attention_work),
         cmocka_unit_test(test_recompute_is_bit_identical),
         cmocka_unit_test(test_logit_chunks_match_whole),
         cmocka_unit_test(test_vocab_padding_is_masked),

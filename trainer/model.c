@@ -168,6 +168,7 @@ size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *o
     return sizeof(float) * (2 * gpt2_count_params(d) + activation_floats(d, B, T, o) +
                             scratch_floats(d, B, T) +
                             (o->split_embed_grad ? (size_t)B * T * (d->n_embd + 1) + d->vocab_size : 0)) +
+           attention_work_bytes(T, d->n_embd / d->n_head, omp_get_max_threads()) +
            (o->precision != PREC_FP32
                 ? sizeof(uint16_t) * half_values(d, B, T, o) + packed_bytes(d, o)
                 : 0);

@@ -177,7 +177,8 @@ typedef struct {
 
 /* Number of parameters of a model of these dimensions. */
 size_t gpt2_count_params(const gpt2_dims *d);
-/* Bytes the model needs for a B x T micro-batch (all arenas); for memory checks. */
+/* Bytes the model needs for a B x T micro-batch (all arenas, and attention's
+ * work for the current OpenMP thread count); for memory checks. */
 size_t gpt2_memory_bytes(const gpt2_dims *d, int B, int T, const gpt2_options *opt);
 /* 0 on success, -1 with a reason in err (allocation failure). */
 int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *opt, char *err,
