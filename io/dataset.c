@@ -54,9 +54,8 @@ int dataset_write_manifest(const char *dir, char *err, size_t errlen)
     return rc;
 }
 
-/* dir's files against its manifest: each one present, of the recorded size
- * and checksum. */
-static int check_manifest(const char *dir, char *err, size_t errlen)
+/* dir's manifest, parsed (the caller deletes it); NULL with err set. */
+static cJSON *read_manifest(const char *dir, char *err, size_t errlen)
 {
     char path[4200], why[600];
     uint8_t *text;
@@ -64,37 +63,58 @@ static int check_manifest(const char *dir, char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/%s", dir, DATASET_MANIFEST);
     if (fs_read_file(path, &text, &len, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s (not a complete dataset: run build/prep again)", why);
-        return -1;
+        return NULL;
     }
     cJSON *root = cJSON_ParseWithLength((const char *)text, len);
     free(text);
-    cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
-    int rc = cJSON_IsObject(files) ? 0 : -1;
-    if (rc)
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "files"))) {
         snprintf(err, errlen, "%s: not a dataset manifest (run build/prep again)", path);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* The size and checksum the manifest records for one file; -1 if its entry
+ * is missing or malformed. */
+static int manifest_entry(const cJSON *root, const char *name, uint64_t *bytes, uint64_t *sum)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "files"),
+                                                      name);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(f, "bytes");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(f, "checksum");
+    char *end = NULL;
+    *sum = cJSON_IsString(c) ? strtoull(c->valuestring, &end, 16) : 0;
+    if (!cJSON_IsNumber(b) || !end || *end || end == c->valuestring)
+        return -1;
+    *bytes = (uint64_t)b->valuedouble;
+    return 0;
+}
+
+/* dir's files against its manifest: each one present, of the recorded size
+ * and checksum. */
+static int check_manifest(const char *dir, char *err, size_t errlen)
+{
+    cJSON *root = read_manifest(dir, err, errlen);
+    int rc = root ? 0 : -1;
     for (int i = 0; i < 3 && rc == 0; i++) {
-        cJSON *f = cJSON_GetObjectItemCaseSensitive(files, dataset_files[i]);
-        cJSON *b = cJSON_GetObjectItemCaseSensitive(f, "bytes");
-        cJSON *c = cJSON_GetObjectItemCaseSensitive(f, "checksum");
-        char *end = NULL;
-        uint64_t want = cJSON_IsString(c) ? strtoull(c->valuestring, &end, 16) : 0;
-        if (!cJSON_IsNumber(b) || !end || *end || end == c->valuestring) {
-            snprintf(err, errlen, "%s: no valid entry for %s (run build/prep again)", path,
-                     dataset_files[i]);
+        char path[4200];
+        uint64_t want_bytes, want_sum, bytes, sum;
+        if (manifest_entry(root, dataset_files[i], &want_bytes, &want_sum) != 0) {
+            snprintf(err, errlen, "%s/%s: no valid entry for %s (run build/prep again)", dir,
+                     DATASET_MANIFEST, dataset_files[i]);
             rc = -1;
             break;
         }
-        uint64_t bytes, sum;
         snprintf(path, sizeof path, "%s/%s", dir, dataset_files[i]);
         if (fs_checksum_file(path, &bytes, &sum, err, errlen) != 0) {
             rc = -1;
-        } else if (bytes != (uint64_t)b->valuedouble || sum != want) {
+        } else if (bytes != want_bytes || sum != want_sum) {
             snprintf(err, errlen, "%s: its %s differs from %s's: the dataset's files come from "
                      "different preparations (run build/prep again)", path,
-                     bytes != (uint64_t)b->valuedouble ? "size" : "checksum", DATASET_MANIFEST);
+                     bytes != want_bytes ? "size" : "checksum", DATASET_MANIFEST);
             rc = -1;
         }
-        snprintf(path, sizeof path, "%s/%s", dir, DATASET_MANIFEST);
     }
     cJSON_Delete(root);
     return rc;
@@ -183,6 +203,12 @@ int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t s
                  size_t errlen)
 {
     *d = (dataset){.T = T, .model_vocab = model_vocab, .seed = seed};
+    char why[600];
+    cJSON *manifest = read_manifest(dir, why, sizeof why);
+    uint64_t bytes;
+    if (!manifest || manifest_entry(manifest, "train.tok", &bytes, &d->train_checksum) != 0)
+        d->train_checksum = 0;
+    cJSON_Delete(manifest);
     if (open_split(&d->train, dir, "train.tok", T, model_vocab, err, errlen) != 0)
         return -1;
     if (open_split(&d->val, dir, "val.tok", T, model_vocab, err, errlen) != 0) {

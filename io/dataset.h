@@ -20,6 +20,7 @@ typedef struct {
     int T;
     int model_vocab;      /* every token must be below it */
     uint64_t seed;
+    uint64_t train_checksum;   /* train.tok's, as the manifest records it; 0: no manifest */
 } dataset;
 
 /* A data directory's files, as build/prep writes them: the splits, the
@@ -46,7 +47,9 @@ int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen);
 int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t errlen);
 
 /* Opens DIR/train.tok and DIR/val.tok; refuses files whose vocabulary exceeds
- * model_vocab or that are too short for windows of T+1 tokens. */
+ * model_vocab or that are too short for windows of T+1 tokens.  Takes
+ * train.tok's checksum from the manifest, unchecked (dataset_check checks it),
+ * so that two processes can tell whether they hold the same data. */
 int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t seed, char *err,
                  size_t errlen);
 void dataset_close(dataset *d);

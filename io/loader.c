@@ -194,6 +194,7 @@ size_t loader_request_encode(uint8_t *buf, const loader_request *r)
     le_put_u64(buf + 40, r->seed);
     le_put_u32(buf + 48, (uint32_t)r->vocab);
     le_put_u64(buf + 56, r->train_tokens);
+    le_put_u64(buf + 64, r->train_checksum);
     return LOADER_REQUEST_BYTES + r->token_len;
 }
 
@@ -220,6 +221,7 @@ int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, cha
     }
     *r = (loader_request){.step = le_get_u64(buf + 8), .seed = le_get_u64(buf + 40),
                           .train_tokens = le_get_u64(buf + 56),
+                          .train_checksum = le_get_u64(buf + 64),
                           .micro = (int)le_get_u32(buf + 16), .rank = (int)le_get_u32(buf + 20),
                           .token = (const char *)buf + LOADER_REQUEST_BYTES,
                           .token_len = le_get_u16(buf + 6)};
@@ -256,6 +258,10 @@ int loader_request_check(const loader_request *r, const dataset *d, char *err, s
     else if (r->train_tokens != d->train.count)
         snprintf(err, errlen, "the trainer's train split has %" PRIu64 " tokens, this loader's "
                  "has %" PRIu64 " (different data)", r->train_tokens, d->train.count);
+    else if (r->train_checksum && d->train_checksum && r->train_checksum != d->train_checksum)
+        snprintf(err, errlen, "the trainer's train.tok has checksum %016" PRIx64 ", this loader's "
+                 "%016" PRIx64 " (different data of the same size)", r->train_checksum,
+                 d->train_checksum);
     else
         return 0;
     return -1;
@@ -455,7 +461,8 @@ static bool request(loader *l, uint64_t seq)
                         .micro = (int)(seq % (uint64_t)o->grad_accum), .rank = o->rank,
                         .ranks = o->ranks, .B = o->B, .T = o->T, .grad_accum = o->grad_accum,
                         .seed = l->data->seed, .vocab = l->data->model_vocab,
-                        .train_tokens = l->data->train.count, .token = l->token,
+                        .train_tokens = l->data->train.count,
+                        .train_checksum = l->data->train_checksum, .token = l->token,
                         .token_len = l->token ? strlen(l->token) : 0};
     uint8_t buf[LOADER_REQUEST_BYTES + ZSOCK_TOKEN_MAX];
     size_t len = loader_request_encode(buf, &r);

@@ -25,11 +25,13 @@
  * before the batch expected is discarded and asked for again, so the batches
  * stay those of an uninterrupted run, in order.  A request (little-endian,
  * LOADER_REQUEST_BYTES, then the token):
- *   u32 magic "GPTR", u16 version (1), u16 token length (0..ZSOCK_TOKEN_MAX),
+ *   u32 magic "GPTR", u16 version (2), u16 token length (0..ZSOCK_TOKEN_MAX),
  *   u64 step, u32 micro, u32 rank, u32 ranks, u32 B, u32 T, u32 grad_accum,
- *   u64 seed, u32 vocab, u32 reserved (0), u64 train tokens, token bytes
- * seed, T, vocab and the train split's size must be the server's own: they
- * decide which tokens a sample holds, so a mismatch is refused, not served.
+ *   u64 seed, u32 vocab, u32 reserved (0), u64 train tokens,
+ *   u64 train checksum (the manifest's for train.tok; 0: unknown), token bytes
+ * seed, T, vocab and the train split (its size, and its checksum where both
+ * sides know it) must be the server's own: they decide which tokens a sample
+ * holds, so a mismatch is refused, not served.
  * The reply is one message in the format above (a batch or width 0 + reason).
  * A server with a token ($GPT_LOADER_TOKEN; required off loopback) answers
  * only requests that carry it, and others not at all.
@@ -82,12 +84,12 @@ int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int 
 
 /* ---- remote mode: requests and the server side (build/loader) ---------- */
 
-enum { LOADER_REQUEST_MAGIC = 0x52545047, LOADER_REQUEST_VERSION = 1, LOADER_REQUEST_BYTES = 64 };
+enum { LOADER_REQUEST_MAGIC = 0x52545047, LOADER_REQUEST_VERSION = 2, LOADER_REQUEST_BYTES = 72 };
 /* Largest batch a server builds (tokens per micro-batch): bounds what a request can allocate. */
 enum { LOADER_MAX_BATCH_TOKENS = 1 << 24 };
 
 typedef struct {
-    uint64_t step, seed, train_tokens;
+    uint64_t step, seed, train_tokens, train_checksum;
     int micro, rank, ranks, B, T, grad_accum, vocab;
     const char *token;   /* token_len bytes (not NUL-terminated); decode: inside buf */
     size_t token_len;
@@ -98,7 +100,8 @@ size_t loader_request_encode(uint8_t *buf, const loader_request *r);
 /* Parses and checks a request on its own (size, magic, version, ranges).  0, or -1 with err. */
 int loader_request_decode(const uint8_t *buf, size_t len, loader_request *r, char *err,
                           size_t errlen);
-/* Checks that a well-formed request matches the data d serves (seed, T, vocab, corpus). */
+/* Checks that a well-formed request matches the data d serves (seed, T, vocab,
+ * the train split's size and checksum). */
 int loader_request_check(const loader_request *r, const dataset *d, char *err, size_t errlen);
 
 typedef struct loader_server loader_server;

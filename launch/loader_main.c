@@ -107,7 +107,10 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : EXIT_USAGE;
     char err[512];
     dataset d;
-    if (dataset_open(&d, a.data, (int)a.seq_len, (int)a.vocab, (uint64_t)a.seed, err, sizeof err))
+    /* the checks a trainer makes of its own data directory: a loader serving
+     * files of mixed preparations would train every rank on them */
+    if (dataset_check(a.data, (int)a.vocab, err, sizeof err) != 0 ||
+        dataset_open(&d, a.data, (int)a.seq_len, (int)a.vocab, (uint64_t)a.seed, err, sizeof err))
         return die(EXIT_RUN, "%s", err);
     loader_server *s = loader_server_new(&d, err, sizeof err);
     if (!s || loader_server_set_token(s, zsock_env_token(LOADER_TOKEN_ENV)) != 0) {

@@ -3,7 +3,9 @@
 #  - build/loader answers --help and refuses bad arguments with one line;
 #  - 20 steps fed by build/loader over ipc:// have the step losses of the
 #    in-process loader thread, bit for bit (fp32, same config);
-#  - a trainer whose seed differs from the loader's is refused, naming both;
+#  - a trainer whose seed differs from the loader's is refused, naming both,
+#    and so is one whose data has the loader's size and other tokens; a
+#    loader refuses a data directory of mixed preparations;
 #  - kill -9 of the loader mid-run: the trainer exits non-zero naming the
 #    loader, its timeout and the batch it waited for, leaving only whole
 #    checkpoints;
@@ -14,7 +16,8 @@ NAME=e2e_loader
 . tests/lib_e2e.sh
 lpid=
 tpid=
-on_exit 'kill -9 $lpid $tpid 2>/dev/null'
+apid=
+on_exit 'kill -9 $lpid $tpid $apid 2>/dev/null'
 TIMEOUT_S=3
 prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
@@ -65,6 +68,26 @@ if "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/seed" --set see
     fail "a trainer with another seed was served"
 fi
 grep -q "loader at $EP: the trainer's seed is 7, this loader serves 1337" "$tmp/err" || { cat "$tmp/err"; fail "seed mismatch message"; }
+
+# data of the same size and other content (the corpus with its letters
+# rotated): refused by the train split's checksum, which requests carry
+corpus_text() { if [ -d "$CORPUS" ]; then find "$CORPUS" -type f | sort | xargs cat; else cat "$CORPUS"; fi; }
+corpus_text 2>/dev/null | head -c 200000 > "$tmp/a.txt"
+tr 'a-zA-Z' 'n-za-mN-ZA-M' < "$tmp/a.txt" > "$tmp/b.txt"
+for x in a b; do "$BUILD/prep" --input "$tmp/$x.txt" --out "$tmp/data_$x" --tokenizer byte 2>/dev/null || fail "prep $x"; done
+# the loader checks its directory as a trainer does: files of mixed preparations are refused
+cp -r "$tmp/data_a" "$tmp/data_mixed" && cp "$tmp/data_b/val.tok" "$tmp/data_mixed/val.tok"
+expect_usage "val.tok: its checksum differs from manifest.json's" --data "$tmp/data_mixed" --endpoint "$EP"
+"$BUILD/loader" --data "$tmp/data_a" --endpoint "ipc://$tmp/loader_a.sock" --seq-len 32 --vocab 256 \
+    --seed 1337 2>"$tmp/loader_a.err" &
+apid=$!
+SHOW_ON_FAIL="$tmp/loader_a.err" WATCH=$apid wait_for_file "$tmp/loader_a.sock" 30
+if "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/other" --set data_dir="$tmp/data_b" \
+    --set loader_endpoint="ipc://$tmp/loader_a.sock" --set loader_timeout_s=$TIMEOUT_S 2>"$tmp/err"; then
+    fail "a trainer with other data of the same size was served"
+fi
+kill "$apid"
+grep -q "different data of the same size" "$tmp/err" || { cat "$tmp/err"; fail "same-size data mismatch message"; }
 
 # kill -9 the loader mid-run.  The trainer is stopped while the loader is
 # killed, a few steps after step 6.  The stop must find it with batches still

@@ -17,6 +17,7 @@
 
 #include <zmq.h>
 
+#include "io/fsutil.h"
 #include "io/loader.h"
 #include "io/zsock.h"
 
@@ -39,7 +40,14 @@ static int make_data(void **state)
     snprintf(path, sizeof path, "%s/val.tok", dir);
     rc |= shard_write(path, tok, 100, VOCAB + 6, err, sizeof err);
     free(tok);
-    return rc;
+    /* a manifest, whose train.tok checksum requests carry (the tokenizer is
+     * a placeholder: only its bytes are checksummed) */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    rc |= !f || fputs("{}", f) < 0;
+    if (f)
+        rc |= fclose(f);
+    return rc | dataset_write_manifest(dir, err, sizeof err);
 }
 
 static int remove_data(void **state)
@@ -217,10 +225,12 @@ static void test_request_round_trip_and_validation(void **state)
     (void)state;
     uint8_t buf[LOADER_REQUEST_BYTES + 1];
     loader_request r = sample_request(), back;
+    r.train_checksum = 0x0123456789abcdefull;
     char err[256];
     loader_request_encode(buf, &r);
     assert_int_equal(loader_request_decode(buf, LOADER_REQUEST_BYTES, &back, err, sizeof err), 0);
-    assert_true(back.step == r.step && back.seed == r.seed && back.train_tokens == r.train_tokens);
+    assert_true(back.step == r.step && back.seed == r.seed && back.train_tokens == r.train_tokens &&
+                back.train_checksum == r.train_checksum);
     assert_true(back.micro == r.micro && back.rank == r.rank && back.ranks == r.ranks &&
                 back.B == r.B && back.T == r.T && back.grad_accum == r.grad_accum &&
                 back.vocab == r.vocab);
@@ -241,22 +251,33 @@ static void test_request_round_trip_and_validation(void **state)
     }
 }
 
-/* A request matches the served data only with the same T, vocab, seed and corpus. */
+/* A request matches the served data only with the same T, vocab, seed and
+ * corpus: its size, and its checksum where the request knows it. */
 static void test_request_mismatch_is_refused(void **state)
 {
     (void)state;
     dataset d;
-    char err[256];
+    char err[256], path[128];
     open_data(&d, 3);
+    uint64_t bytes, sum;
+    snprintf(path, sizeof path, "%s/train.tok", dir);
+    assert_int_equal(fs_checksum_file(path, &bytes, &sum, err, sizeof err), 0);
+    assert_true(d.train_checksum == sum);   /* the manifest's, which is the file's */
     loader_request r = sample_request();
+    r.train_checksum = sum;
     assert_int_equal(loader_request_check(&r, &d, err, sizeof err), 0);
-    const char *want[4] = {"seq_len is 17", "vocab_size is 999", "seed is 4", "different data"};
-    for (int i = 0; i < 4; i++) {
+    r.train_checksum = 0;   /* a trainer whose data has no manifest */
+    assert_int_equal(loader_request_check(&r, &d, err, sizeof err), 0);
+    r.train_checksum = sum;
+    const char *want[5] = {"seq_len is 17", "vocab_size is 999", "seed is 4", "different data)",
+                           "different data of the same size"};
+    for (int i = 0; i < 5; i++) {
         loader_request m = r;
         if (i == 0) m.T = T + 1;
         if (i == 1) m.vocab = 999;
         if (i == 2) m.seed = 4;
         if (i == 3) m.train_tokens = NTOK + 1;
+        if (i == 4) m.train_checksum = sum ^ 1;
         assert_int_equal(loader_request_check(&m, &d, err, sizeof err), -1);
         assert_non_null(strstr(err, want[i]));
     }
