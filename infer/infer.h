@@ -12,7 +12,8 @@
  *   infer_generate      prompt pass, then sample / forward one token at a time
  *   infer_eval_window   the trainer's loss on one window (build/infer --eval)
  * serve.h and q8file.h build the service and the saved int8 file
- * on these.
+ * on these.  load.c fills the model (infer_load .. infer_model_free); infer.c
+ * holds the run state, the forward, sampling and generation.
  *
  * Precisions (--quant):
  *   fp32  the checkpoint's weights, products through oneDNN (gemm_f32) for
