@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernels/gemm.h"
@@ -112,6 +115,40 @@ static void test_bad_cache_is_ignored(void **state)
     assert_non_null(strstr(json, "\"cached\":true"));   /* the precision's, printed first */
 }
 
+/* A rebuild (here: this program's time stamp moved) measures again, into
+ * the file of the build before it: rebuilds do not add a file each to the
+ * cache. */
+static void test_rebuild_replaces_its_file(void **state)
+{
+    (void)state;
+    run_config c;
+    small_config(&c);
+    char exe[1024], path[1024], rebuilt[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    struct stat st;
+    assert_int_equal(stat(exe, &st), 0);
+    assert_int_equal(precision_cache_path(&c, path, sizeof path), 0);
+    precision_choice p;
+    precision_choose(&c, &p);
+    precision_choose(&c, &p);
+    assert_true(p.from_cache);
+
+    struct timespec moved[2] = {st.st_atim, st.st_mtim};
+    moved[1].tv_sec += 1;
+    assert_int_equal(utimensat(AT_FDCWD, exe, moved, 0), 0);
+    assert_int_equal(precision_cache_path(&c, rebuilt, sizeof rebuilt), 0);
+    precision_choose(&c, &p);
+    const bool measured = !p.from_cache;
+    precision_choose(&c, &p);
+    const bool cached = p.from_cache;
+    struct timespec back[2] = {st.st_atim, st.st_mtim};
+    assert_int_equal(utimensat(AT_FDCWD, exe, back, 0), 0);
+    assert_string_equal(rebuilt, path);
+    assert_true(measured && cached);
+}
+
 /* Both kernels are timed, the choice follows the rates, it is cached per
  * products' dtype, and a damaged file is measured over. */
 static void test_weight_grad_kernel(void **state)
@@ -183,6 +220,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measures_then_caches),
         cmocka_unit_test(test_bad_cache_is_ignored),
+        cmocka_unit_test(test_rebuild_replaces_its_file),
         cmocka_unit_test(test_weight_grad_kernel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -92,13 +92,19 @@ static int cache_dir(char *buf, size_t n)
     return -1;
 }
 
-/* The cache file of a measurement kind ("precision", "weight-grad") for key. */
+/* The cache file of a measurement kind ("precision", "weight-grad") for key.
+ * It is named by the key without its build, so that a rebuild's measurement
+ * replaces the last build's (the key inside tells them apart) rather than
+ * adding a file per build for good. */
 static int cache_file(const char *kind, const char *key, char *buf, size_t n)
 {
-    char dir[768];
+    char dir[768], slot[1200];
     if (cache_dir(dir, sizeof dir) != 0)
         return -1;
-    const unsigned long long h = fnv1a64(key, strlen(key));
+    const char *build = strstr(key, ";build="), *rest = build ? strchr(build + 1, ';') : NULL;
+    snprintf(slot, sizeof slot, "%.*s%s", build ? (int)(build - key) : (int)strlen(key), key,
+             rest ? rest : "");
+    const unsigned long long h = fnv1a64(slot, strlen(slot));
     return snprintf(buf, n, "%s/%s-%016llx.json", dir, kind, h) < (int)n ? 0 : -1;
 }
 
