@@ -49,7 +49,7 @@ static size_t mix64(uint64_t k)
     return (size_t)k;
 }
 
-static int map_init(pair_map *m, size_t expected)
+static int tok_map_init(pair_map *m, size_t expected)
 {
     m->cap = 64;
     while (m->cap < 2 * expected)
@@ -63,7 +63,7 @@ static int map_init(pair_map *m, size_t expected)
     return 0;
 }
 
-static void map_free(pair_map *m)
+static void tok_map_free(pair_map *m)
 {
     free(m->keys);
     free(m->vals);
@@ -77,7 +77,7 @@ static size_t map_slot(const pair_map *m, uint64_t key)
     return i;
 }
 
-static const uint32_t *map_get(const pair_map *m, uint64_t key)
+static const uint32_t *tok_map_get(const pair_map *m, uint64_t key)
 {
     size_t i = map_slot(m, key);
     return m->keys[i] == key ? &m->vals[i] : NULL;
@@ -86,8 +86,8 @@ static const uint32_t *map_get(const pair_map *m, uint64_t key)
 static int map_grow(pair_map *m)
 {
     pair_map bigger;
-    if (map_init(&bigger, m->cap) != 0) {
-        map_free(&bigger);
+    if (tok_map_init(&bigger, m->cap) != 0) {
+        tok_map_free(&bigger);
         return -1;
     }
     for (size_t i = 0; i < m->cap; i++)
@@ -97,13 +97,13 @@ static int map_grow(pair_map *m)
             bigger.vals[j] = m->vals[i];
         }
     bigger.len = m->len;
-    map_free(m);
+    tok_map_free(m);
     *m = bigger;
     return 0;
 }
 
 /* Inserts key (which must be absent). */
-static int map_put(pair_map *m, uint64_t key, uint32_t val)
+static int tok_map_put(pair_map *m, uint64_t key, uint32_t val)
 {
     if (2 * (m->len + 1) > m->cap && map_grow(m) != 0)
         return -1;
@@ -115,7 +115,7 @@ static int map_put(pair_map *m, uint64_t key, uint32_t val)
 }
 
 /* Grows *p (of *cap elements of size elem) to hold at least need elements. */
-static int grow(void *p, size_t *cap, size_t need, size_t elem)
+static int tok_grow(void *p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -157,7 +157,7 @@ static size_t contraction_len(const uint8_t *s, size_t n)
 }
 
 /* End of the chunk starting at s[i]; never more than MAX_CHUNK bytes. */
-static size_t chunk_end(const uint8_t *s, size_t n, size_t i)
+static size_t tok_chunk_end(const uint8_t *s, size_t n, size_t i)
 {
     if (n - i > MAX_CHUNK)
         n = i + MAX_CHUNK;
@@ -202,7 +202,7 @@ void tokenizer_free(tokenizer *t)
         return;
     free(t->merges);
     free(t->merge_out);
-    map_free(&t->ranks);
+    tok_map_free(&t->ranks);
     free(t->tok_off);
     free(t->tok_len);
     free(t->pool);
@@ -211,7 +211,7 @@ void tokenizer_free(tokenizer *t)
     free(t);
 }
 
-static int fail_oom(char *err, size_t errlen)
+static int tok_fail_oom(char *err, size_t errlen)
 {
     snprintf(err, errlen, "tokenizer: out of memory");
     return -1;
@@ -227,7 +227,7 @@ static int check_merges(tokenizer *t, char *err, size_t errlen)
                      i, a, b);
             return -1;
         }
-        const uint32_t *prev = map_get(&t->ranks, pair_key(a, b));
+        const uint32_t *prev = tok_map_get(&t->ranks, pair_key(a, b));
         if (prev) {
             snprintf(err, errlen, "merge %u ([%u, %u]) repeats merge %u", i, a, b, *prev);
             return -1;
@@ -238,8 +238,8 @@ static int check_merges(tokenizer *t, char *err, size_t errlen)
             snprintf(err, errlen, "merge %u makes a token longer than %d bytes", i, MAX_CHUNK);
             return -1;
         }
-        if (map_put(&t->ranks, pair_key(a, b), i) != 0)
-            return fail_oom(err, errlen);
+        if (tok_map_put(&t->ranks, pair_key(a, b), i) != 0)
+            return tok_fail_oom(err, errlen);
     }
     return 0;
 }
@@ -255,7 +255,7 @@ static int build_pool(tokenizer *t, char *err, size_t errlen)
     }
     t->pool = malloc(total);
     if (!t->pool)
-        return fail_oom(err, errlen);
+        return tok_fail_oom(err, errlen);
     for (uint32_t id = 0; id < BYTE_VOCAB; id++)
         t->pool[id] = (uint8_t)id;
     for (uint32_t i = 0; i < t->nmerges; i++) {
@@ -267,8 +267,8 @@ static int build_pool(tokenizer *t, char *err, size_t errlen)
     return 0;
 }
 
-static tokenizer *tokenizer_create(int kind, const uint32_t *merges, size_t nmerges, char *err,
-                                   size_t errlen)
+static tokenizer *tok_create(int kind, const uint32_t *merges, size_t nmerges, char *err,
+                             size_t errlen)
 {
     if (nmerges > MAX_VOCAB - BYTE_VOCAB) {
         snprintf(err, errlen, "%zu merges exceed the vocabulary limit of %d", nmerges, MAX_VOCAB);
@@ -276,7 +276,7 @@ static tokenizer *tokenizer_create(int kind, const uint32_t *merges, size_t nmer
     }
     tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
         return NULL;
     }
     size_t vocab = BYTE_VOCAB + nmerges;
@@ -289,9 +289,9 @@ static tokenizer *tokenizer_create(int kind, const uint32_t *merges, size_t nmer
     t->tok_off = malloc(vocab * sizeof *t->tok_off);
     t->tok_len = malloc(vocab * sizeof *t->tok_len);
     int ok = t->merges && t->merge_out && t->tok_off && t->tok_len &&
-             map_init(&t->ranks, nmerges) == 0;
+             tok_map_init(&t->ranks, nmerges) == 0;
     if (!ok) {
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
     } else {
         if (nmerges)   /* the byte tokenizer passes NULL */
             memcpy(t->merges, merges, 2 * nmerges * sizeof *t->merges);
@@ -311,12 +311,12 @@ static tokenizer *tokenizer_create(int kind, const uint32_t *merges, size_t nmer
 tokenizer *tokenizer_new_byte(void)
 {
     char err[64];
-    return tokenizer_create(KIND_BYTE, NULL, 0, err, sizeof err);
+    return tok_create(KIND_BYTE, NULL, 0, err, sizeof err);
 }
 
 tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, char *err, size_t errlen)
 {
-    return tokenizer_create(KIND_BPE, merges, nmerges, err, errlen);
+    return tok_create(KIND_BPE, merges, nmerges, err, errlen);
 }
 
 const uint32_t *tokenizer_merges(const tokenizer *t, size_t *n)
@@ -398,7 +398,7 @@ static uint64_t heap_pop_u64(uint64_t *h, size_t *n)
 static void push_candidate(const tokenizer *t, uint64_t *h, size_t *nh, const uint32_t *sym,
                            uint32_t p, uint32_t q)
 {
-    const uint32_t *rank = map_get(&t->ranks, pair_key(sym[p], sym[q]));
+    const uint32_t *rank = tok_map_get(&t->ranks, pair_key(sym[p], sym[q]));
     if (rank)
         heap_push_u64(h, nh, (uint64_t)*rank << 32 | p);
 }
@@ -414,8 +414,8 @@ typedef struct {
  * merges that only use tokens made by earlier ones (checked when the tokenizer is
  * built), this gives what GPT-2's "merge every occurrence of the best pair, repeat"
  * gives. */
-static size_t encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids,
-                           chunk_scratch w)
+static size_t tok_encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids,
+                               chunk_scratch w)
 {
     uint32_t *sym = w.sym, *next = w.next, *prev = w.prev;
     uint64_t *heap = w.heap;
@@ -451,14 +451,14 @@ static size_t encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uin
 }
 
 /* A chunk of at most MAX_CHUNK bytes, with work space on the stack. */
-static size_t encode_short(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids)
+static size_t tok_encode_short(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids)
 {
     uint32_t sym[MAX_CHUNK], next[MAX_CHUNK], prev[MAX_CHUNK];
     uint64_t heap[3 * MAX_CHUNK];
-    return encode_chunk(t, s, n, ids, (chunk_scratch){sym, next, prev, heap});
+    return tok_encode_chunk(t, s, n, ids, (chunk_scratch){sym, next, prev, heap});
 }
 
-static size_t encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
+static size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
 
 size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
 {
@@ -468,11 +468,11 @@ size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint3
         return n;
     }
     if (t->kind == KIND_GPT2)
-        return encode_gpt2(t, text, n, ids);
+        return tok_encode_gpt2(t, text, n, ids);
     size_t k = 0;
     for (size_t i = 0; i < n;) {
-        size_t end = chunk_end(text, n, i);
-        k += encode_short(t, text + i, (uint32_t)(end - i), ids + k);
+        size_t end = tok_chunk_end(text, n, i);
+        k += tok_encode_short(t, text + i, (uint32_t)(end - i), ids + k);
         i = end;
     }
     return k;
@@ -616,7 +616,7 @@ static size_t by_bytes_slot(const tokenizer *t, const uint8_t *s, size_t n)
 }
 
 /* The id of the token with these bytes, or NO_ID. */
-static long token_id(const tokenizer *t, const uint8_t *s, size_t n)
+static long tok_gpt2_token_id(const tokenizer *t, const uint8_t *s, size_t n)
 {
     uint32_t id = t->by_bytes[by_bytes_slot(t, s, n)];
     return id == UINT32_MAX ? NO_ID : (long)id;
@@ -639,7 +639,7 @@ static tokenizer *gpt2_new(size_t vocab, size_t total, char *err, size_t errlen)
         t->by_bytes = malloc(t->by_bytes_cap * sizeof *t->by_bytes);
     }
     if (!t || !t->tok_off || !t->tok_len || !t->pool || !t->by_bytes || total > UINT32_MAX) {
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
         tokenizer_free(t);
         return NULL;
     }
@@ -670,14 +670,14 @@ static int gpt2_find_special(tokenizer *t, char *err, size_t errlen)
 {
     for (int b = 0; b < BYTE_VOCAB; b++) {
         uint8_t c = (uint8_t)b;
-        long id = token_id(t, &c, 1);
+        long id = tok_gpt2_token_id(t, &c, 1);
         if (id == NO_ID) {
             snprintf(err, errlen, "the vocabulary has no token for the byte 0x%02x", b);
             return -1;
         }
         t->byte_id[b] = (uint32_t)id;
     }
-    t->eos = (int)token_id(t, (const uint8_t *)GPT2_EOS, strlen(GPT2_EOS));
+    t->eos = (int)tok_gpt2_token_id(t, (const uint8_t *)GPT2_EOS, strlen(GPT2_EOS));
     if (t->eos == NO_ID) {
         snprintf(err, errlen, "the vocabulary has no %s token", GPT2_EOS);
         return -1;
@@ -687,8 +687,8 @@ static int gpt2_find_special(tokenizer *t, char *err, size_t errlen)
 
 /* The vocabulary part of a gpt2 tokenizer: token bytes, the bytes -> id table, each
  * byte's token and the eos. */
-static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
-                             char *err, size_t errlen)
+static tokenizer *tok_gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
+                                 char *err, size_t errlen)
 {
     if (vocab < BYTE_VOCAB || vocab > MAX_VOCAB) {
         snprintf(err, errlen, "a GPT-2 vocabulary of %zu tokens (must be %d..%d)", vocab,
@@ -713,8 +713,8 @@ static tokenizer *gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t 
 
 /* Merges as id pairs: each must join two tokens made before it (bytes, or earlier
  * merges) into a token of the vocabulary, and be new. */
-static int gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, char *err,
-                           size_t errlen)
+static int tok_gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, char *err,
+                               size_t errlen)
 {
     if (nmerges > MAX_VOCAB) {
         snprintf(err, errlen, "%zu merges exceed the limit of %d", nmerges, MAX_VOCAB);
@@ -725,8 +725,8 @@ static int gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges,
     t->merge_out = malloc((nmerges + 1) * sizeof *t->merge_out);
     uint32_t *made = malloc(t->vocab * sizeof *made);   /* merge that first makes id, +1 */
     uint8_t *cat = malloc(2 * MAX_CHUNK + 1);
-    int rc = t->merges && t->merge_out && made && cat && map_init(&t->ranks, nmerges) == 0
-                 ? 0 : fail_oom(err, errlen);
+    int rc = t->merges && t->merge_out && made && cat && tok_map_init(&t->ranks, nmerges) == 0
+                 ? 0 : tok_fail_oom(err, errlen);
     if (rc == 0) {
         memcpy(t->merges, merges, 2 * nmerges * sizeof *merges);
         memset(made, 0, t->vocab * sizeof *made);
@@ -737,7 +737,7 @@ static int gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges,
         if (a < t->vocab && b < t->vocab && t->tok_len[a] + t->tok_len[b] <= 2 * MAX_CHUNK) {
             memcpy(cat, t->pool + t->tok_off[a], t->tok_len[a]);
             memcpy(cat + t->tok_len[a], t->pool + t->tok_off[b], t->tok_len[b]);
-            out = token_id(t, cat, t->tok_len[a] + t->tok_len[b]);
+            out = tok_gpt2_token_id(t, cat, t->tok_len[a] + t->tok_len[b]);
         }
         if (out == NO_ID) {
             snprintf(err, errlen, "merge %u ([%u, %u]) makes a token that is not in the "
@@ -747,11 +747,11 @@ static int gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges,
             snprintf(err, errlen, "merge %u ([%u, %u]) uses a token no earlier merge makes", i,
                      a, b);
             rc = -1;
-        } else if (map_get(&t->ranks, pair_key(a, b))) {
+        } else if (tok_map_get(&t->ranks, pair_key(a, b))) {
             snprintf(err, errlen, "merge %u ([%u, %u]) repeats an earlier merge", i, a, b);
             rc = -1;
-        } else if (map_put(&t->ranks, pair_key(a, b), i) != 0) {
-            rc = fail_oom(err, errlen);
+        } else if (tok_map_put(&t->ranks, pair_key(a, b), i) != 0) {
+            rc = tok_fail_oom(err, errlen);
         } else {
             t->merge_out[i] = (uint32_t)out;
             if (made[out] == 0)
@@ -763,7 +763,7 @@ static int gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges,
     return rc;
 }
 
-static int gpt2_compile(tokenizer *t, char *err, size_t errlen)
+static int tok_gpt2_compile(tokenizer *t, char *err, size_t errlen)
 {
     int code;
     PCRE2_SIZE at;
@@ -782,9 +782,9 @@ static int gpt2_compile(tokenizer *t, char *err, size_t errlen)
 tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
                               const uint32_t *merges, size_t nmerges, char *err, size_t errlen)
 {
-    tokenizer *t = gpt2_alloc(bytes, lens, vocab, err, errlen);
-    if (t && (gpt2_set_merges(t, merges, nmerges, err, errlen) != 0 ||
-              gpt2_compile(t, err, errlen) != 0)) {
+    tokenizer *t = tok_gpt2_alloc(bytes, lens, vocab, err, errlen);
+    if (t && (tok_gpt2_set_merges(t, merges, nmerges, err, errlen) != 0 ||
+              tok_gpt2_compile(t, err, errlen) != 0)) {
         tokenizer_free(t);
         return NULL;
     }
@@ -884,10 +884,10 @@ static size_t gpt2_chunk(gpt2_ctx *c, const uint8_t *s, size_t n, uint32_t *ids)
     }
     if (n > CACHE_MAX_LEN) {
         if (n <= MAX_CHUNK)
-            return encode_short(c->t, s, (uint32_t)n, ids);
+            return tok_encode_short(c->t, s, (uint32_t)n, ids);
         if (n >= UINT32_MAX || big_reserve(c, n) != 0)
             return SIZE_MAX;
-        return encode_chunk(c->t, s, (uint32_t)n, ids, c->big);
+        return tok_encode_chunk(c->t, s, (uint32_t)n, ids, c->big);
     }
     uint64_t h = fnv1a64(s, n);
     cache_entry *e = cache_slot(&c->cache, h, s, n);
@@ -895,7 +895,7 @@ static size_t gpt2_chunk(gpt2_ctx *c, const uint8_t *s, size_t n, uint32_t *ids)
         memcpy(ids, c->cache.ids + e->ids_off, e->nids * sizeof *ids);
         return e->nids;
     }
-    size_t k = encode_short(c->t, s, (uint32_t)n, ids);
+    size_t k = tok_encode_short(c->t, s, (uint32_t)n, ids);
     cache_put(&c->cache, e, h, s, n, ids, k);
     return k;
 }
@@ -947,7 +947,7 @@ static uint8_t *replace_ill_formed(const uint8_t *text, size_t n, size_t *len, f
             i += (size_t)step;
             continue;
         }
-        if (grow(&fs, &cap, nf + 1, sizeof *fs) != 0) {
+        if (tok_grow(&fs, &cap, nf + 1, sizeof *fs) != 0) {
             free(out);
             out = NULL;
             break;
@@ -981,7 +981,7 @@ static size_t first_ill_formed(const uint8_t *text, size_t n)
     return n;
 }
 
-static size_t encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
+static size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
 {
     gpt2_ctx c = {.t = t, .md = pcre2_match_data_create(1, NULL)};
     size_t k = SIZE_MAX;
@@ -1059,7 +1059,7 @@ static void trainer_free(trainer *tr)
     free(tr->syms);
     free(tr->table);
     free(tr->pairs);
-    map_free(&tr->pair_index);
+    tok_map_free(&tr->pair_index);
     free(tr->occ);
     free(tr->heap);
     free(tr->touched);
@@ -1111,8 +1111,8 @@ static int count_chunk(trainer *tr, const uint8_t *s, size_t n)
         }
     }
     if (tr->nwords >= UINT32_MAX - 1 ||
-        grow(&tr->words, &tr->cap_words, tr->nwords + 1, sizeof *tr->words) != 0 ||
-        grow(&tr->syms, &tr->cap_syms, tr->nsyms + n, sizeof *tr->syms) != 0)
+        tok_grow(&tr->words, &tr->cap_words, tr->nwords + 1, sizeof *tr->words) != 0 ||
+        tok_grow(&tr->syms, &tr->cap_syms, tr->nsyms + n, sizeof *tr->syms) != 0)
         return -1;
     tr->words[tr->nwords] = (word){.hash = h, .off = tr->nsyms, .len = (uint32_t)n, .freq = 1};
     for (size_t k = 0; k < n; k++)
@@ -1130,7 +1130,7 @@ static int heap_before(const heap_entry *x, const heap_entry *y)
 
 static int heap_push(trainer *tr, heap_entry e)
 {
-    if (grow(&tr->heap, &tr->cap_heap, tr->nheap + 1, sizeof *tr->heap) != 0)
+    if (tok_grow(&tr->heap, &tr->cap_heap, tr->nheap + 1, sizeof *tr->heap) != 0)
         return -1;
     size_t i = tr->nheap++;
     while (i > 0 && heap_before(&e, &tr->heap[(i - 1) / 2])) {
@@ -1162,13 +1162,13 @@ static heap_entry heap_pop(trainer *tr)
 
 static int find_pair(trainer *tr, uint32_t a, uint32_t b, uint32_t stamp, uint32_t *idx)
 {
-    const uint32_t *found = map_get(&tr->pair_index, pair_key(a, b));
+    const uint32_t *found = tok_map_get(&tr->pair_index, pair_key(a, b));
     if (found) {
         *idx = *found;
         return 0;
     }
-    if (grow(&tr->pairs, &tr->cap_pairs, tr->npairs + 1, sizeof *tr->pairs) != 0 ||
-        map_put(&tr->pair_index, pair_key(a, b), (uint32_t)tr->npairs) != 0)
+    if (tok_grow(&tr->pairs, &tr->cap_pairs, tr->npairs + 1, sizeof *tr->pairs) != 0 ||
+        tok_map_put(&tr->pair_index, pair_key(a, b), (uint32_t)tr->npairs) != 0)
         return -1;
     tr->pairs[tr->npairs] = (pair_stat){.a = a, .b = b, .where = NO_OCC, .stamp = stamp - 1};
     *idx = (uint32_t)tr->npairs++;
@@ -1189,14 +1189,14 @@ static int pair_add(trainer *tr, uint32_t a, uint32_t b, int64_t delta, uint32_t
         return 0;
     if (p->where == NO_OCC || tr->occ[p->where].word != w) {
         if (tr->nocc >= NO_OCC - 1 ||
-            grow(&tr->occ, &tr->cap_occ, tr->nocc + 1, sizeof *tr->occ) != 0)
+            tok_grow(&tr->occ, &tr->cap_occ, tr->nocc + 1, sizeof *tr->occ) != 0)
             return -1;
         tr->occ[tr->nocc] = (occurrence){.word = w, .next = p->where};
         p->where = (uint32_t)tr->nocc++;
     }
     if (p->stamp != stamp) {
         p->stamp = stamp;
-        if (grow(&tr->touched, &tr->cap_touched, tr->ntouched + 1, sizeof *tr->touched) != 0)
+        if (tok_grow(&tr->touched, &tr->cap_touched, tr->ntouched + 1, sizeof *tr->touched) != 0)
             return -1;
         tr->touched[tr->ntouched++] = idx;
     }
@@ -1289,12 +1289,12 @@ static int64_t learn_merges(trainer *tr, const uint8_t *text, size_t n, uint32_t
                             uint32_t *merges)
 {
     for (size_t i = 0; i < n;) {
-        size_t end = chunk_end(text, n, i);
+        size_t end = tok_chunk_end(text, n, i);
         if (count_chunk(tr, text + i, end - i) != 0)
             return -1;
         i = end;
     }
-    if (map_init(&tr->pair_index, tr->nsyms) != 0 || count_pairs(tr) != 0)
+    if (tok_map_init(&tr->pair_index, tr->nsyms) != 0 || count_pairs(tr) != 0)
         return -1;
     for (uint32_t m = 0; m < want; m++) {
         int64_t best = best_pair(tr);
@@ -1325,9 +1325,9 @@ tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size, ch
     trainer_free(&tr);
     tokenizer *t = NULL;
     if (got < 0)
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
     else
-        t = tokenizer_create(1, merges, (size_t)got, err, errlen);
+        t = tokenizer_new_bpe(merges, (size_t)got, err, errlen);
     free(merges);
     return t;
 }
@@ -1397,7 +1397,7 @@ static int json_uint(const cJSON *item, double max, uint32_t *out)
     return 0;
 }
 
-/* Reads the "merges" array; its ids are range-checked again by tokenizer_create. */
+/* Reads the "merges" array; its ids are range-checked again by tok_create. */
 static uint32_t *parse_merges(const cJSON *arr, uint32_t n, char *err, size_t errlen)
 {
     if (!cJSON_IsArray(arr) || (uint32_t)cJSON_GetArraySize(arr) != n) {
@@ -1406,7 +1406,7 @@ static uint32_t *parse_merges(const cJSON *arr, uint32_t n, char *err, size_t er
     }
     uint32_t *m = malloc((2 * (size_t)n + 1) * sizeof *m);
     if (!m) {
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
         return NULL;
     }
     uint32_t i = 0;
@@ -1438,7 +1438,7 @@ static int vocab_bytes_init(vocab_bytes *v, size_t n, size_t max_bytes, char *er
                             size_t errlen)
 {
     *v = (vocab_bytes){.bytes = malloc(max_bytes + 1), .lens = calloc(n + 1, sizeof *v->lens)};
-    return v->bytes && v->lens ? 0 : fail_oom(err, errlen);
+    return v->bytes && v->lens ? 0 : tok_fail_oom(err, errlen);
 }
 
 /* Appends the token spelled s; -1 with a reason if it is not GPT-2's spelling. */
@@ -1520,7 +1520,7 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
             snprintf(err, errlen, "byte tokenizer must have vocab_size 256 and no merges");
             return NULL;
         }
-        return tokenizer_create(KIND_BYTE, NULL, 0, err, errlen);
+        return tok_create(KIND_BYTE, NULL, 0, err, errlen);
     }
     if (strcmp(type->valuestring, "gpt2") == 0)
         return gpt2_from_json(root, vocab, err, errlen);
@@ -1533,7 +1533,7 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
         return NULL;
     }
     uint32_t *m = parse_merges(merges, vocab - BYTE_VOCAB, err, errlen);
-    tokenizer *t = m ? tokenizer_create(KIND_BPE, m, vocab - BYTE_VOCAB, err, errlen) : NULL;
+    tokenizer *t = m ? tok_create(KIND_BPE, m, vocab - BYTE_VOCAB, err, errlen) : NULL;
     free(m);
     return t;
 }
@@ -1580,7 +1580,7 @@ static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, s
     const cJSON **by_id = calloc(n, sizeof *by_id);
     int ok = vocab_bytes_init(&v, n, len, err, errlen) == 0;
     if (ok && !by_id) {
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
         ok = 0;
     }
     for (const cJSON *e = ok ? root->child : NULL; ok && e; e = e->next) {
@@ -1594,7 +1594,7 @@ static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, s
     }
     for (size_t id = 0; ok && id < n; id++)
         ok = vocab_bytes_add(&v, id, by_id[id]->string, err, errlen) == 0;
-    tokenizer *t = ok ? gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
+    tokenizer *t = ok ? tok_gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
     free(by_id);
     vocab_bytes_free(&v);
     cJSON_Delete(root);
@@ -1629,7 +1629,7 @@ static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pa
     char *part[2] = {line, space + 1};
     for (int j = 0; j < 2; j++) {
         long k = tokenizer_unspell_gpt2(part[j], strlen(part[j]), buf);
-        long id = k > 0 ? token_id(t, buf, (size_t)k) : NO_ID;
+        long id = k > 0 ? tok_gpt2_token_id(t, buf, (size_t)k) : NO_ID;
         if (id == NO_ID) {
             snprintf(err, errlen, "\"%.40s\" is not in the vocabulary", part[j]);
             return -1;
@@ -1650,7 +1650,7 @@ static uint32_t *gpt2_merges_parse(const tokenizer *t, const char *path, uint8_t
     char why[200];
     int ok = buf != NULL;
     if (!ok)
-        fail_oom(err, errlen);
+        tok_fail_oom(err, errlen);
     for (char *line = (char *)data, *end; ok && line < (char *)data + len; line = end + 1) {
         end = memchr(line, '\n', (size_t)((char *)data + len - line));
         end = end ? end : (char *)data + len;
@@ -1660,9 +1660,9 @@ static uint32_t *gpt2_merges_parse(const tokenizer *t, const char *path, uint8_t
             end[-1] = 0;
         if (!*line || (lineno == 1 && strncmp(line, "#version", 8) == 0))
             continue;
-        ok = grow(&m, &cap, 2 * n + 2, sizeof *m) == 0;
+        ok = tok_grow(&m, &cap, 2 * n + 2, sizeof *m) == 0;
         if (!ok)
-            fail_oom(err, errlen);
+            tok_fail_oom(err, errlen);
         else if (merge_line(t, line, buf, m + 2 * n, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
             ok = 0;
@@ -1693,14 +1693,14 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
     }
     uint32_t *m = gpt2_merges_parse(t, merges_path, data, len, &n, why, sizeof why);
     free(data);
-    int rc = m ? gpt2_set_merges(t, m, n, why, sizeof why) : -1;
+    int rc = m ? tok_gpt2_set_merges(t, m, n, why, sizeof why) : -1;
     if (!m)
         snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
     else if (rc != 0)
         snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
                  vocab_path, merges_path);
     else
-        rc = gpt2_compile(t, err, errlen);
+        rc = tok_gpt2_compile(t, err, errlen);
     free(m);
     if (rc != 0) {
         tokenizer_free(t);
