@@ -1,0 +1,390 @@
+/* tokenizer_files: the tokenizer.json files prep writes and every program reads,
+ * and GPT-2's vocabulary and merges as OpenAI (encoder.json, vocab.bpe) and
+ * Hugging Face (vocab.json, merges.txt) publish them (io/tokenizer_internal.h).
+ */
+#include "io/tokenizer_internal.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/fsutil.h"
+
+/* ---------------------------------------------------------- tokenizer.json */
+
+/* gpt2's "eos_id" and "vocab": every token in GPT-2's spelling, by id. */
+static int add_gpt2_vocab(cJSON *root, const tokenizer *t)
+{
+    cJSON *vocab = cJSON_AddNumberToObject(root, "eos_id", t->eos)
+                       ? cJSON_AddArrayToObject(root, "vocab") : NULL;
+    size_t longest = 0;
+    for (uint32_t id = 0; id < t->vocab; id++)
+        longest = t->tok_len[id] > longest ? t->tok_len[id] : longest;
+    char *spelled = malloc(2 * longest + 1);
+    int ok = vocab && spelled;
+    for (uint32_t id = 0; ok && id < t->vocab; id++) {
+        tokenizer_spell_gpt2(t->pool + t->tok_off[id], t->tok_len[id], spelled);
+        ok = cJSON_AddItemToArray(vocab, cJSON_CreateString(spelled));
+    }
+    free(spelled);
+    return ok;
+}
+
+static cJSON *to_json(const tokenizer *t)
+{
+    cJSON *root = cJSON_CreateObject();
+    int ok = cJSON_AddStringToObject(root, "type", tokenizer_type(t)) &&
+             cJSON_AddNumberToObject(root, "vocab_size", tokenizer_vocab_size(t));
+    if (ok && t->kind == KIND_GPT2)
+        ok = add_gpt2_vocab(root, t);
+    cJSON *merges = ok ? cJSON_AddArrayToObject(root, "merges") : NULL;
+    ok = merges != NULL;
+    for (uint32_t i = 0; ok && i < t->nmerges; i++) {
+        int pair[2] = {(int)t->merges[2 * i], (int)t->merges[2 * i + 1]};
+        ok = cJSON_AddItemToArray(merges, cJSON_CreateIntArray(pair, 2));
+    }
+    if (!ok) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+int tokenizer_save(const tokenizer *t, const char *path, char *err, size_t errlen)
+{
+    cJSON *root = to_json(t);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    size_t len = strlen(text);
+    text[len] = '\n';   /* replaces the NUL, which is not written */
+    int rc = fs_write_file_atomic(path, text, len + 1, err, errlen);
+    free(text);
+    return rc;
+}
+
+static int json_uint(const cJSON *item, double max, uint32_t *out)
+{
+    if (!cJSON_IsNumber(item) || !(item->valuedouble >= 0) || item->valuedouble > max ||
+        floor(item->valuedouble) != item->valuedouble)
+        return -1;
+    *out = (uint32_t)item->valuedouble;
+    return 0;
+}
+
+/* Reads the "merges" array; its ids are range-checked again by tok_create. */
+static uint32_t *parse_merges(const cJSON *arr, uint32_t n, char *err, size_t errlen)
+{
+    if (!cJSON_IsArray(arr) || (uint32_t)cJSON_GetArraySize(arr) != n) {
+        snprintf(err, errlen, "\"merges\" must be an array of vocab_size - 256 = %u pairs", n);
+        return NULL;
+    }
+    uint32_t *m = malloc((2 * (size_t)n + 1) * sizeof *m);
+    if (!m) {
+        tok_fail_oom(err, errlen);
+        return NULL;
+    }
+    uint32_t i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++)
+        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 ||
+            json_uint(e->child, MAX_VOCAB, &m[2 * i]) != 0 ||
+            json_uint(e->child->next, MAX_VOCAB, &m[2 * i + 1]) != 0) {
+            snprintf(err, errlen, "merge %u is not a pair of token ids", i);
+            free(m);
+            return NULL;
+        }
+    return m;
+}
+
+/* Tokens in GPT-2's spelling (strings) -> their bytes concatenated, and lengths. */
+typedef struct {
+    uint8_t *bytes;
+    uint32_t *lens;
+    size_t len;
+} vocab_bytes;
+
+static void vocab_bytes_free(vocab_bytes *v)
+{
+    free(v->bytes);
+    free(v->lens);
+}
+
+static int vocab_bytes_init(vocab_bytes *v, size_t n, size_t max_bytes, char *err,
+                            size_t errlen)
+{
+    *v = (vocab_bytes){.bytes = malloc(max_bytes + 1), .lens = calloc(n + 1, sizeof *v->lens)};
+    return v->bytes && v->lens ? 0 : tok_fail_oom(err, errlen);
+}
+
+/* Appends the token spelled s; -1 with a reason if it is not GPT-2's spelling. */
+static int vocab_bytes_add(vocab_bytes *v, size_t id, const char *s, char *err, size_t errlen)
+{
+    long k = tokenizer_unspell_gpt2(s, strlen(s), v->bytes + v->len);
+    if (k <= 0) {
+        snprintf(err, errlen, "token %zu (\"%.40s\") is not in GPT-2's byte-to-unicode "
+                 "spelling", id, s);
+        return -1;
+    }
+    v->lens[id] = (uint32_t)k;
+    v->len += (size_t)k;
+    return 0;
+}
+
+static tokenizer *gpt2_from_json(const cJSON *root, uint32_t vocab, char *err, size_t errlen)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(root, "merges");
+    uint32_t eos;
+    if (!cJSON_IsArray(arr) || (uint32_t)cJSON_GetArraySize(arr) != vocab) {
+        snprintf(err, errlen, "\"vocab\" must be an array of vocab_size = %u strings", vocab);
+        return NULL;
+    }
+    if (!cJSON_IsArray(merges) || cJSON_GetArraySize(merges) > MAX_VOCAB) {
+        snprintf(err, errlen, "\"merges\" must be an array of at most %d pairs", MAX_VOCAB);
+        return NULL;
+    }
+    if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "eos_id"), MAX_VOCAB, &eos) != 0) {
+        snprintf(err, errlen, "missing or invalid \"eos_id\"");
+        return NULL;
+    }
+    size_t max_bytes = 0;
+    for (const cJSON *e = arr->child; e; e = e->next)
+        max_bytes += cJSON_IsString(e) ? strlen(e->valuestring) : 0;
+    vocab_bytes v;
+    int ok = vocab_bytes_init(&v, vocab, max_bytes, err, errlen) == 0;
+    size_t id = 0;
+    for (const cJSON *e = arr->child; ok && e; e = e->next, id++) {
+        ok = cJSON_IsString(e);
+        if (!ok)
+            snprintf(err, errlen, "vocab entry %zu is not a string", id);
+        else
+            ok = vocab_bytes_add(&v, id, e->valuestring, err, errlen) == 0;
+    }
+    uint32_t n = (uint32_t)cJSON_GetArraySize(merges);
+    uint32_t *m = ok ? parse_merges(merges, n, err, errlen) : NULL;
+    tokenizer *t = m ? tokenizer_new_gpt2(v.bytes, v.lens, vocab, m, n, err, errlen) : NULL;
+    if (t && (uint32_t)t->eos != eos) {
+        snprintf(err, errlen, "eos_id %u is not the id of %s (%d)", eos, GPT2_EOS, t->eos);
+        tokenizer_free(t);
+        t = NULL;
+    }
+    free(m);
+    vocab_bytes_free(&v);
+    return t;
+}
+
+static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
+{
+    if (!cJSON_IsObject(root)) {
+        snprintf(err, errlen, "not a tokenizer file (not a JSON object)");
+        return NULL;
+    }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(root, "merges");
+    uint32_t vocab;
+    if (!cJSON_IsString(type)) {
+        snprintf(err, errlen, "not a tokenizer file (no \"type\")");
+        return NULL;
+    }
+    if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "vocab_size"), MAX_VOCAB, &vocab) != 0) {
+        snprintf(err, errlen, "missing or invalid \"vocab_size\"");
+        return NULL;
+    }
+    if (strcmp(type->valuestring, "byte") == 0) {
+        if (vocab != BYTE_VOCAB || (merges && cJSON_GetArraySize(merges) != 0)) {
+            snprintf(err, errlen, "byte tokenizer must have vocab_size 256 and no merges");
+            return NULL;
+        }
+        return tok_create(KIND_BYTE, NULL, 0, err, errlen);
+    }
+    if (strcmp(type->valuestring, "gpt2") == 0)
+        return gpt2_from_json(root, vocab, err, errlen);
+    if (strcmp(type->valuestring, "bpe") != 0) {
+        snprintf(err, errlen, "unknown tokenizer type \"%.40s\"", type->valuestring);
+        return NULL;
+    }
+    if (vocab < BYTE_VOCAB) {
+        snprintf(err, errlen, "BPE vocab_size %u is below %d", vocab, BYTE_VOCAB);
+        return NULL;
+    }
+    uint32_t *m = parse_merges(merges, vocab - BYTE_VOCAB, err, errlen);
+    tokenizer *t = m ? tok_create(KIND_BPE, m, vocab - BYTE_VOCAB, err, errlen) : NULL;
+    free(m);
+    return t;
+}
+
+tokenizer *tokenizer_parse(const char *json, size_t len, char *err, size_t errlen)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    tokenizer *t = NULL;
+    if (!root)
+        snprintf(err, errlen, "not a tokenizer file (invalid JSON)");
+    else
+        t = from_json(root, err, errlen);
+    cJSON_Delete(root);
+    return t;
+}
+
+tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+        return NULL;
+    char why[200];
+    tokenizer *t = tokenizer_parse((const char *)data, len, why, sizeof why);
+    free(data);
+    if (!t)
+        snprintf(err, errlen, "%s: %s", path, why);
+    return t;
+}
+
+/* ------------------------------------------- OpenAI / Hugging Face files */
+
+/* encoder.json / vocab.json: {"token": id, ...} with ids 0..n-1, each once. */
+static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
+    size_t n = cJSON_IsObject(root) ? (size_t)cJSON_GetArraySize(root) : 0;
+    if (n == 0) {
+        snprintf(err, errlen, "not a GPT-2 vocabulary (a JSON object of token -> id)");
+        cJSON_Delete(root);
+        return NULL;
+    }
+    vocab_bytes v;
+    const cJSON **by_id = calloc(n, sizeof *by_id);
+    int ok = vocab_bytes_init(&v, n, len, err, errlen) == 0;
+    if (ok && !by_id) {
+        tok_fail_oom(err, errlen);
+        ok = 0;
+    }
+    for (const cJSON *e = ok ? root->child : NULL; ok && e; e = e->next) {
+        uint32_t id;
+        ok = json_uint(e, (double)n - 1, &id) == 0 && !by_id[id];
+        if (!ok)
+            snprintf(err, errlen, "token \"%.40s\" has id %g: ids must be 0..%zu, each once",
+                     e->string, cJSON_IsNumber(e) ? e->valuedouble : -1.0, n - 1);
+        else
+            by_id[id] = e;
+    }
+    for (size_t id = 0; ok && id < n; id++)
+        ok = vocab_bytes_add(&v, id, by_id[id]->string, err, errlen) == 0;
+    tokenizer *t = ok ? tok_gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
+    free(by_id);
+    vocab_bytes_free(&v);
+    cJSON_Delete(root);
+    return t;
+}
+
+/* The file's errors name it once: fs_read_file's already do. */
+static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+        return NULL;
+    char why[300];
+    tokenizer *t = gpt2_vocab_parse(data, len, why, sizeof why);
+    free(data);
+    if (!t)
+        snprintf(err, errlen, "%s: %s", path, why);
+    return t;
+}
+
+/* One line "a b" of vocab.bpe / merges.txt -> the ids of a and b; -1 with a reason. */
+static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pair, char *err,
+                      size_t errlen)
+{
+    char *space = strchr(line, ' ');
+    if (!space || space == line || !space[1] || strchr(space + 1, ' ')) {
+        snprintf(err, errlen, "\"%.60s\" is not two tokens separated by a space", line);
+        return -1;
+    }
+    *space = 0;
+    char *part[2] = {line, space + 1};
+    for (int j = 0; j < 2; j++) {
+        long k = tokenizer_unspell_gpt2(part[j], strlen(part[j]), buf);
+        long id = k > 0 ? tok_gpt2_token_id(t, buf, (size_t)k) : NO_ID;
+        if (id == NO_ID) {
+            snprintf(err, errlen, "\"%.40s\" is not in the vocabulary", part[j]);
+            return -1;
+        }
+        pair[j] = (uint32_t)id;
+    }
+    return 0;
+}
+
+/* vocab.bpe / merges.txt (len bytes at data, which it edits; path names it
+ * in errors): an optional "#version" line, then one merge per line. */
+static uint32_t *gpt2_merges_parse(const tokenizer *t, const char *path, uint8_t *data,
+                                   size_t len, size_t *nmerges, char *err, size_t errlen)
+{
+    size_t cap = 0, n = 0, lineno = 0;
+    uint32_t *m = NULL;
+    uint8_t *buf = malloc(len + 1);
+    char why[200];
+    int ok = buf != NULL;
+    if (!ok)
+        tok_fail_oom(err, errlen);
+    for (char *line = (char *)data, *end; ok && line < (char *)data + len; line = end + 1) {
+        end = memchr(line, '\n', (size_t)((char *)data + len - line));
+        end = end ? end : (char *)data + len;
+        *end = 0;
+        lineno++;
+        if (end > line && end[-1] == '\r')
+            end[-1] = 0;
+        if (!*line || (lineno == 1 && strncmp(line, "#version", 8) == 0))
+            continue;
+        ok = tok_grow(&m, &cap, 2 * n + 2, sizeof *m) == 0;
+        if (!ok)
+            tok_fail_oom(err, errlen);
+        else if (merge_line(t, line, buf, m + 2 * n, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
+            ok = 0;
+        }
+        n++;
+    }
+    free(buf);
+    if (!ok) {
+        free(m);
+        return NULL;
+    }
+    *nmerges = n;
+    return m ? m : calloc(1, sizeof *m);
+}
+
+tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
+                               size_t errlen)
+{
+    char why[300];
+    uint8_t *data;
+    size_t len, n = 0;
+    tokenizer *t = gpt2_vocab_file(vocab_path, err, errlen);
+    if (!t)
+        return NULL;
+    if (fs_read_file(merges_path, &data, &len, err, errlen) != 0) {   /* its errors name it */
+        tokenizer_free(t);
+        return NULL;
+    }
+    uint32_t *m = gpt2_merges_parse(t, merges_path, data, len, &n, why, sizeof why);
+    free(data);
+    int rc = m ? tok_gpt2_set_merges(t, m, n, why, sizeof why) : -1;
+    if (!m)
+        snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
+    else if (rc != 0)
+        snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
+                 vocab_path, merges_path);
+    else
+        rc = tok_gpt2_compile(t, err, errlen);
+    free(m);
+    if (rc != 0) {
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}

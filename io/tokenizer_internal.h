@@ -1,0 +1,122 @@
+/* tokenizer_internal: what the tokenizer's four files share (private to them:
+ * io/tokenizer.h is the interface).
+ *
+ *   tokenizer.c        the struct, the byte and BPE tokenizers, the pre-split,
+ *                      rank-ordered merging, encode and decode
+ *   tokenizer_gpt2.c   GPT-2's tokenizer: its vocabulary, merges, spelling and encoding
+ *   tokenizer_train.c  learning BPE merges from a corpus
+ *   tokenizer_files.c  tokenizer.json, and GPT-2's vocabulary and merges files
+ *
+ * Every function declared here starts with tok_, so none of these names collides
+ * with another module's in libgpt.a.
+ */
+#ifndef IO_TOKENIZER_INTERNAL_H
+#define IO_TOKENIZER_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/tokenizer.h"
+
+enum { BYTE_VOCAB = 256, MAX_VOCAB = 1 << 20, MAX_CHUNK = 256 };
+
+/* Open-addressing map from a token pair to a 32-bit value. */
+typedef struct {
+    uint64_t *keys;
+    uint32_t *vals;
+    size_t cap, len;   /* cap is a power of two, kept at least twice len */
+} pair_map;
+
+static inline uint64_t pair_key(uint32_t a, uint32_t b)
+{
+    return (uint64_t)a << 32 | b;
+}
+
+static inline size_t mix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k;
+}
+
+/* Sized for expected keys; 0, or -1 when out of memory (tok_map_free it either way). */
+int tok_map_init(pair_map *m, size_t expected);
+void tok_map_free(pair_map *m);
+/* The value of key, or NULL when absent. */
+const uint32_t *tok_map_get(const pair_map *m, uint64_t key);
+/* Inserts key (which must be absent). */
+int tok_map_put(pair_map *m, uint64_t key, uint32_t val);
+
+/* Grows *p (of *cap elements of size elem) to hold at least need elements. */
+int tok_grow(void *p, size_t *cap, size_t need, size_t elem);
+
+/* End of the chunk starting at s[i]; never more than MAX_CHUNK bytes. */
+size_t tok_chunk_end(const uint8_t *s, size_t n, size_t i);
+
+enum { KIND_BYTE, KIND_BPE, KIND_GPT2 };
+
+struct tokenizer {
+    int kind;
+    int eos;              /* -1: none */
+    uint32_t vocab;       /* ids 0..vocab-1 */
+    uint32_t nmerges;
+    uint32_t *merges;     /* merges[2i], merges[2i+1] make token merge_out[i] */
+    uint32_t *merge_out;  /* 256+i for bpe */
+    uint32_t byte_id[BYTE_VOCAB];   /* the token of each single byte */
+    pair_map ranks;       /* (a, b) -> i */
+    uint32_t *tok_off;    /* bytes of token id: pool[tok_off[id] .. + tok_len[id]] */
+    uint32_t *tok_len;
+    uint8_t *pool;
+    uint32_t *by_bytes;   /* gpt2: open-addressing table of ids keyed by their bytes */
+    size_t by_bytes_cap;
+    pcre2_code *re;       /* gpt2: the pre-tokenization pattern */
+};
+
+/* Puts "tokenizer: out of memory" in err; returns -1. */
+int tok_fail_oom(char *err, size_t errlen);
+/* A byte (no merges) or bpe tokenizer: merges checked, token bytes laid out for
+ * decoding.  NULL with a reason in err. */
+tokenizer *tok_create(int kind, const uint32_t *merges, size_t nmerges, char *err,
+                      size_t errlen);
+
+/* Work space for a chunk of n bytes: symbols, their links, and a heap of 3n
+ * (n-1 initial pairs + 2 per merge). */
+typedef struct {
+    uint32_t *sym, *next, *prev;
+    uint64_t *heap;
+} chunk_scratch;
+
+/* Applies merges in rank order to one chunk, kept as a linked list of symbols.  With
+ * merges that only use tokens made by earlier ones (checked when the tokenizer is
+ * built), this gives what GPT-2's "merge every occurrence of the best pair, repeat"
+ * gives. */
+size_t tok_encode_chunk(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids,
+                        chunk_scratch w);
+/* A chunk of at most MAX_CHUNK bytes, with work space on the stack. */
+size_t tok_encode_short(const tokenizer *t, const uint8_t *s, uint32_t n, uint32_t *ids);
+
+/* -------------------------------------------------------------------- gpt2 */
+
+static const char GPT2_EOS[] = "<|endoftext|>";
+enum { NO_ID = -1 };
+
+/* tokenizer_encode for gpt2. */
+size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
+/* The id of the token with these bytes, or NO_ID. */
+long tok_gpt2_token_id(const tokenizer *t, const uint8_t *s, size_t n);
+/* The vocabulary part of a gpt2 tokenizer: token bytes, the bytes -> id table, each
+ * byte's token and the eos. */
+tokenizer *tok_gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
+                          char *err, size_t errlen);
+/* Merges as id pairs: each must join two tokens made before it (bytes, or earlier
+ * merges) into a token of the vocabulary, and be new.  0, or -1 with a reason in err. */
+int tok_gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, char *err,
+                        size_t errlen);
+/* Compiles GPT-2's pre-tokenization pattern into t->re; 0, or -1 with PCRE2's reason
+ * in err. */
+int tok_gpt2_compile(tokenizer *t, char *err, size_t errlen);
+
+#endif
