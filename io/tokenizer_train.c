@@ -15,7 +15,7 @@
 /* A distinct chunk of the corpus: its current symbols and how often it occurs. */
 typedef struct {
     uint64_t hash;     /* of the original bytes, for the counting table */
-    size_t off;        /* into trainer.syms */
+    size_t off;        /* into bpe_trainer.syms */
     uint32_t len;
     uint32_t stamp;    /* last merge that rewrote it, so a word is visited once per merge */
     uint64_t freq;
@@ -56,9 +56,9 @@ typedef struct {
     size_t nheap, cap_heap;
     uint32_t *touched;   /* pairs whose count rose during the current merge */
     size_t ntouched, cap_touched;
-} trainer;
+} bpe_trainer;
 
-static void trainer_free(trainer *tr)
+static void bpe_trainer_free(bpe_trainer *tr)
 {
     free(tr->words);
     free(tr->syms);
@@ -70,7 +70,7 @@ static void trainer_free(trainer *tr)
     free(tr->touched);
 }
 
-static int word_equals(const trainer *tr, const word *w, const uint8_t *s, size_t n)
+static int word_equals(const bpe_trainer *tr, const word *w, const uint8_t *s, size_t n)
 {
     if (w->len != n)
         return 0;
@@ -81,7 +81,7 @@ static int word_equals(const trainer *tr, const word *w, const uint8_t *s, size_
     return 1;
 }
 
-static int table_grow(trainer *tr)
+static int table_grow(bpe_trainer *tr)
 {
     size_t cap = tr->table_cap ? 2 * tr->table_cap : 1 << 16;
     uint32_t *t = calloc(cap, sizeof *t);
@@ -100,7 +100,7 @@ static int table_grow(trainer *tr)
 }
 
 /* Counts one chunk; chunks of one byte can never merge and are not kept. */
-static int count_chunk(trainer *tr, const uint8_t *s, size_t n)
+static int count_chunk(bpe_trainer *tr, const uint8_t *s, size_t n)
 {
     if (n < 2)
         return 0;
@@ -133,7 +133,7 @@ static int heap_before(const heap_entry *x, const heap_entry *y)
     return x->a != y->a ? x->a < y->a : x->b < y->b;   /* ties: lowest ids first */
 }
 
-static int heap_push(trainer *tr, heap_entry e)
+static int heap_push(bpe_trainer *tr, heap_entry e)
 {
     if (tok_grow(&tr->heap, &tr->cap_heap, tr->nheap + 1, sizeof *tr->heap) != 0)
         return -1;
@@ -146,7 +146,7 @@ static int heap_push(trainer *tr, heap_entry e)
     return 0;
 }
 
-static heap_entry heap_pop(trainer *tr)
+static heap_entry heap_pop(bpe_trainer *tr)
 {
     heap_entry *h = tr->heap, top = h[0], last = h[--tr->nheap];
     size_t n = tr->nheap, i = 0;
@@ -165,7 +165,7 @@ static heap_entry heap_pop(trainer *tr)
     return top;
 }
 
-static int find_pair(trainer *tr, uint32_t a, uint32_t b, uint32_t stamp, uint32_t *idx)
+static int find_pair(bpe_trainer *tr, uint32_t a, uint32_t b, uint32_t stamp, uint32_t *idx)
 {
     const uint32_t *found = tok_map_get(&tr->pair_index, pair_key(a, b));
     if (found) {
@@ -182,7 +182,7 @@ static int find_pair(trainer *tr, uint32_t a, uint32_t b, uint32_t stamp, uint32
 
 /* Adds delta to the count of (a, b); a rise also records word w and queues the pair
  * so its new count reaches the heap. */
-static int pair_add(trainer *tr, uint32_t a, uint32_t b, int64_t delta, uint32_t w,
+static int pair_add(bpe_trainer *tr, uint32_t a, uint32_t b, int64_t delta, uint32_t w,
                     uint32_t stamp)
 {
     uint32_t idx;
@@ -208,7 +208,7 @@ static int pair_add(trainer *tr, uint32_t a, uint32_t b, int64_t delta, uint32_t
     return 0;
 }
 
-static int flush_touched(trainer *tr)
+static int flush_touched(bpe_trainer *tr)
 {
     for (size_t i = 0; i < tr->ntouched; i++) {
         const pair_stat *p = &tr->pairs[tr->touched[i]];
@@ -222,7 +222,7 @@ static int flush_touched(trainer *tr)
 
 /* Replaces every (a, b) in word w by z, left to right, moving the counts of the
  * neighbouring pairs from the old symbols to z. */
-static int merge_in_word(trainer *tr, uint32_t w, uint32_t a, uint32_t b, uint32_t z,
+static int merge_in_word(bpe_trainer *tr, uint32_t w, uint32_t a, uint32_t b, uint32_t z,
                          uint32_t stamp)
 {
     uint32_t *s = tr->syms + tr->words[w].off;
@@ -248,7 +248,7 @@ static int merge_in_word(trainer *tr, uint32_t w, uint32_t a, uint32_t b, uint32
     return rc;
 }
 
-static int apply_merge(trainer *tr, uint32_t pair, uint32_t z, uint32_t stamp)
+static int apply_merge(bpe_trainer *tr, uint32_t pair, uint32_t z, uint32_t stamp)
 {
     uint32_t a = tr->pairs[pair].a, b = tr->pairs[pair].b;
     for (uint32_t o = tr->pairs[pair].where; o != NO_OCC; o = tr->occ[o].next) {
@@ -264,7 +264,7 @@ static int apply_merge(trainer *tr, uint32_t pair, uint32_t z, uint32_t stamp)
 
 /* Most frequent pair, or -1 when nothing is left to merge.  Entries whose count is
  * out of date are re-queued with the current count (counts only fall between pushes). */
-static int64_t best_pair(trainer *tr)
+static int64_t best_pair(bpe_trainer *tr)
 {
     while (tr->nheap > 0) {
         heap_entry e = heap_pop(tr);
@@ -278,7 +278,7 @@ static int64_t best_pair(trainer *tr)
     return -1;
 }
 
-static int count_pairs(trainer *tr)
+static int count_pairs(bpe_trainer *tr)
 {
     for (uint32_t w = 0; w < tr->nwords; w++) {
         const uint32_t *s = tr->syms + tr->words[w].off;
@@ -290,7 +290,7 @@ static int count_pairs(trainer *tr)
 }
 
 /* Learns up to want merges into merges[]; returns how many, or -1 when out of memory. */
-static int64_t learn_merges(trainer *tr, const uint8_t *text, size_t n, uint32_t want,
+static int64_t learn_merges(bpe_trainer *tr, const uint8_t *text, size_t n, uint32_t want,
                             uint32_t *merges)
 {
     for (size_t i = 0; i < n;) {
@@ -325,9 +325,9 @@ tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size, ch
     }
     uint32_t want = (uint32_t)vocab_size - BYTE_VOCAB;
     uint32_t *merges = malloc(2 * (size_t)want * sizeof *merges);
-    trainer tr = {0};
+    bpe_trainer tr = {0};
     int64_t got = merges ? learn_merges(&tr, text, n, want, merges) : -1;
-    trainer_free(&tr);
+    bpe_trainer_free(&tr);
     tokenizer *t = NULL;
     if (got < 0)
         tok_fail_oom(err, errlen);
