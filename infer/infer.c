@@ -86,8 +86,9 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     s->lane_xq = aligned_alloc(64, 4 * lanes);
     s->lane_xs = alloc_f(lanes / 8);
     s->lane_aux = aligned_alloc(64, 4 * lanes);
-    if (!s->lane_aux || !s->aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq || !s->lane_xs ||!s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq || !s->xs ||
-        !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
+    if (!s->lane_aux || !s->aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq ||
+        !s->lane_xs || !s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq ||
+        !s->xs || !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
         !s->logits) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
                  2.0 * kv_bytes / 1e6);
@@ -236,7 +237,7 @@ static void embed(const infer_model *m, float *x, int token, int pos)
         bf16mm_column(x, h->wh, C, token);
     else if (h->wv)
         q8_decode_row(m->decode_path, x, h->wv, C, token);
-    else if (h->wq)   /* inline: q8_dequantize is an OpenMP construct, and decode embeds per thread */
+    else if (h->wq)   /* inline: q8_dequantize is an OpenMP construct; decode embeds per thread */
         for (int c = 0; c < C; c++)
             x[c] = (float)h->wq[(size_t)token * C + c] * h->ws[((size_t)token * C + c) / Q8_GS];
     const float *te = m->wte ? m->wte + (size_t)token * C : x;
@@ -331,7 +332,8 @@ static void decode(const infer_model *m, infer_state *s, int token, int pos)
 #pragma omp parallel num_threads(s->nthreads)
     {
         const int t = omp_get_thread_num();
-        const lane p = {s->lane_x + (size_t)t * s->lane_stride, s->lane_xb + (size_t)t * s->lane_stride,
+        const lane p = {s->lane_x + (size_t)t * s->lane_stride,
+                        s->lane_xb + (size_t)t * s->lane_stride,
                         s->lane_stat + (size_t)t * 16, s->lane_xq + (size_t)t * 4 * s->lane_stride,
                         s->lane_xs + (size_t)t * s->lane_stride / 8,
                         (int8_t *)s->lane_aux + (size_t)t * 4 * s->lane_stride};

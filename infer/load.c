@@ -127,7 +127,8 @@ static void layout(infer_model *m, arenas a)
     m->lnfw = take_f(a.f, C);
     m->lnfb = take_f(a.f, C);
     m->lm_head = (infer_linear){.in = C, .out = d->vocab_size};
-    if (q == INFER_INT8 && a.i8) {   /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
+    /* the tied head: logits = x wte^T, so wte's rows are already [out, in] */
+    if (q == INFER_INT8 && a.i8) {
         m->lm_head.wq = take(a.i8, d->vocab_size * C);
         m->lm_head.ws = take_f(a.sc, d->vocab_size * C / Q8_GS);
     } else if (q == INFER_BF16) {
