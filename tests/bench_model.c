@@ -63,7 +63,7 @@ static double op_flops(gpt2_op op, const run_config *c)
 {
     double N = (double)c->batch_size * c->seq_len, C = c->n_embd;
     if (op == OP_MATMUL)
-        return (strcmp(c->recompute, "none") ? 4 : 3) * 2 * N * 12 * C * C * c->n_layer;
+        return (c->recompute == RECOMPUTE_BLOCK ? 4 : 3) * 2 * N * 12 * C * C * c->n_layer;
     if (op == OP_LM_HEAD)
         return 3 * 2 * N * C * c->vocab_size;
     return 0;
@@ -96,8 +96,8 @@ static void print_profile(const gpt2 *m, const run_config *c, int steps, double 
     double tokens = (double)c->batch_size * c->seq_len;
     char work[128];
     snprintf(work, sizeof work, "%s V%d C%d L%d B%d T%d recompute=%s weight_grad=%s",
-             c->precision, c->vocab_size, c->n_embd, c->n_layer, c->batch_size, c->seq_len,
-             c->recompute, kernel);
+             config_precision_name(c->precision), c->vocab_size, c->n_embd, c->n_layer,
+             c->batch_size, c->seq_len, config_recompute_name(c->recompute), kernel);
     printf("== profile %s: %.1f ms per fwd+bwd, %.0f tok/s (ops account for %.1f ms)\n", work,
            1e3 * seconds / steps, tokens * steps / seconds, 1e3 * total / steps);
     printf("   %-10s %9s %9s %6s\n", "op", "fwd ms", "bwd ms", "share");
@@ -139,13 +139,13 @@ int main(int argc, char **argv)
     if (c.precision_auto) {   /* what the trainer would run: the same measured choice */
         precision_choice pc;
         precision_choose(&c, &pc);
-        snprintf(c.precision, sizeof c.precision, "%s", precision_name(pc.dtype));
+        c.precision = precision_of_dtype(pc.dtype);
     }
     gpt2_dims d = {c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head};
-    gpt2_options o = {.precision = strcmp(c.precision, "bf16") == 0   ? PREC_BF16
-                                   : strcmp(c.precision, "fp16") == 0 ? PREC_FP16
-                                                                      : PREC_FP32,
-                      .recompute = strcmp(c.recompute, "none") != 0};
+    gpt2_options o = {.precision = c.precision == PRECISION_BF16   ? PREC_BF16
+                                   : c.precision == PRECISION_FP16 ? PREC_FP16
+                                                                   : PREC_FP32,
+                      .recompute = c.recompute == RECOMPUTE_BLOCK};
     weight_grad_choice wg;   /* as the trainer: the measured (or cached) kernel */
     weight_grad_choose(&c, &wg);
     gemm_set_trans_a_kernel(wg.gemm_kernel);

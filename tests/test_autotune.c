@@ -157,7 +157,7 @@ static void test_weight_grad_kernel(void **state)
     run_config c;
     small_config(&c);
     char path[1024], bf16_path[1024];
-    snprintf(c.precision, sizeof c.precision, "fp32");
+    c.precision = PRECISION_FP32;
     assert_int_equal(weight_grad_cache_path(&c, path, sizeof path), 0);
     unlink(path);
     weight_grad_choice first, again;
@@ -177,7 +177,7 @@ static void test_weight_grad_kernel(void **state)
     assert_false(gemm_trans_a_kernel());
 
     run_config half = c;
-    snprintf(half.precision, sizeof half.precision, "bf16");
+    half.precision = PRECISION_BF16;
     assert_int_equal(weight_grad_cache_path(&half, bf16_path, sizeof bf16_path), 0);
     /* a bf16 run without native bf16 products runs (and measures) fp32 ones */
     assert_int_equal(strcmp(path, bf16_path) != 0, gemm_native(GEMM_BF16));

@@ -29,7 +29,7 @@ static void test_json_and_set_override_defaults(void **state)
     assert_int_equal(c.zero_stage, 2);
     assert_int_equal(c.seq_len, c.n_positions);
     assert_int_equal(c.lr_decay_steps, c.max_steps);
-    assert_string_equal(c.precision, "auto");   /* measured at start by the trainer */
+    assert_int_equal(c.precision, PRECISION_AUTO);   /* measured at start by the trainer */
     assert_true(c.precision_auto);
 }
 
@@ -68,7 +68,15 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "lr=abc", "not a number");
     expect_error(NULL, "nope=1", "unknown config key");
     expect_error(NULL, "seq_len=100000", "seq_len");
-    expect_error(NULL, "precision=fp8", "precision");
+    expect_error(NULL, "precision=fp8",
+                 "config: precision must be auto, fp32, bf16 or fp16, not \"fp8\"");
+    expect_error("{\"recompute\": \"blocks\"}", NULL,
+                 "config: recompute must be none or block, not \"blocks\"");
+    expect_error(NULL, "grad_wire=fp16", "config: grad_wire must be fp32 or bf16, not \"fp16\"");
+    expect_error(NULL, "optimizer_offload=file:",
+                 "config: optimizer_offload must be none, host or file:DIR, not \"file:\"");
+    expect_error(NULL, "optimizer_offload=disk",
+                 "config: optimizer_offload must be none, host or file:DIR, not \"disk\"");
     expect_error(NULL, "min_lr=1", "min_lr");
     expect_error(NULL, "lr=1e39", "out of range");
     expect_error(NULL, "checkpoint_every=-1", "checkpoint_every >= 0");
@@ -87,9 +95,19 @@ static void test_json_dump_round_trips(void **state)
     assert_int_equal(config_set(&a, "data_dir=some/where", err, sizeof err), 0);
     assert_int_equal(config_set(&a, "beta2=0.99", err, sizeof err), 0);
     assert_int_equal(config_set(&a, "precision=fp32", err, sizeof err), 0);
+    assert_int_equal(config_set(&a, "recompute=block", err, sizeof err), 0);
+    assert_int_equal(config_set(&a, "grad_wire=bf16", err, sizeof err), 0);
+    assert_int_equal(config_set(&a, "optimizer_offload=file:/tmp/moments", err, sizeof err), 0);
     assert_int_equal(config_finalize(&a, err, sizeof err), 0);
     assert_false(a.precision_auto);   /* an explicit precision is honoured */
+    assert_true(a.precision == PRECISION_FP32 && a.recompute == RECOMPUTE_BLOCK &&
+                a.grad_wire == GRAD_WIRE_BF16 && a.optimizer_offload == OFFLOAD_FILE);
+    assert_string_equal(a.optimizer_offload_dir, "/tmp/moments");
     char *json = config_to_json(&a);
+    /* the dump names them as the config did */
+    assert_non_null(strstr(json, "\"precision\":\"fp32\",\"recompute\":\"block\""));
+    assert_non_null(strstr(json, "\"optimizer_offload\":\"file:/tmp/moments\""));
+    assert_non_null(strstr(json, "\"grad_wire\":\"bf16\""));
     config_defaults(&b);
     assert_int_equal(config_apply_json(&b, json, "dump", err, sizeof err), 0);
     free(json);

@@ -30,6 +30,10 @@ enum { TUNE_MIN_PASSES = 4 };
 #define TUNE_KERNEL_MARGIN 1.03
 
 static const char *const dtype_names[3] = {"fp32", "bf16", "fp16"};
+/* The precision each gemm_dtype's products run. */
+static const run_precision dtype_precisions[3] = {
+    [GEMM_F32] = PRECISION_FP32, [GEMM_BF16] = PRECISION_BF16, [GEMM_F16] = PRECISION_FP16,
+};
 
 static int timed_tokens(const run_config *c)
 {
@@ -125,6 +129,11 @@ static bool cache_wanted(void)
 const char *precision_name(gemm_dtype dtype)
 {
     return dtype_names[dtype];
+}
+
+run_precision precision_of_dtype(gemm_dtype dtype)
+{
+    return dtype_precisions[dtype];
 }
 
 /* The gemm_dtype named name, -1 for none. */
@@ -264,8 +273,9 @@ void precision_choose(const run_config *c, precision_choice *out)
  * 16-bit one without a native product here is widened to fp32. */
 static gemm_dtype weight_grad_dtype(const run_config *c)
 {
-    int i = precision_index(c->precision);
-    gemm_dtype d = i < 0 ? GEMM_F32 : (gemm_dtype)i;
+    gemm_dtype d = c->precision == PRECISION_BF16   ? GEMM_BF16
+                   : c->precision == PRECISION_FP16 ? GEMM_F16
+                                                    : GEMM_F32;
     return gemm_native(d) ? d : GEMM_F32;
 }
 
@@ -376,7 +386,7 @@ void autotune_event_json(const run_config *c, const precision_choice *pc,
         cJSON_AddBoolToObject(o, "cached", pc->from_cache);
     } else {
         o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "precision", c->precision);
+        cJSON_AddStringToObject(o, "precision", config_precision_name(c->precision));
     }
     cJSON *kernel = weight_grad_object(w);
     cJSON_AddBoolToObject(kernel, "cached", w->from_cache);

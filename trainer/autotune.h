@@ -38,6 +38,8 @@ int precision_step_products(const run_config *c, gemm_dtype dtype, int N, int V,
 
 /* The config name of a precision: "fp32", "bf16", "fp16". */
 const char *precision_name(gemm_dtype dtype);
+/* The config precision whose products run in dtype. */
+run_precision precision_of_dtype(gemm_dtype dtype);
 
 /* Measures (or reads the cache for) the products of the model c describes
  * with the current OpenMP threads.  Never fails: without a working

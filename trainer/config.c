@@ -12,15 +12,43 @@
 #include "trainer/control.h"
 #include "trainer/metrics.h"
 
-typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR } key_type;
+/* KEY_ENUM: one of a few names, stored as their index (an enum of config.h);
+ * KEY_OFFLOAD: optimizer_offload, the same plus file:DIR. */
+typedef enum { KEY_INT, KEY_I64, KEY_FLOAT, KEY_STR, KEY_ENUM, KEY_OFFLOAD } key_type;
 
 typedef struct {
     const char *name;
     key_type type;
-    size_t offset, size;   /* size: capacity of a string field */
+    size_t offset, size;        /* size: capacity of a string field */
+    const char *const *names;   /* KEY_ENUM, KEY_OFFLOAD: the values' names, by value */
+    int count;
 } config_key;
 
-#define KEY(field, type) {#field, type, offsetof(run_config, field), sizeof(((run_config *)0)->field)}
+/* The names of the enum keys' values, indexed by value: the config file's,
+ * the dumps' (checkpoints, log) and the error messages' list. */
+static const char *const precision_names[] = {
+    [PRECISION_AUTO] = "auto", [PRECISION_FP32] = "fp32", [PRECISION_BF16] = "bf16",
+    [PRECISION_FP16] = "fp16",
+};
+static const char *const recompute_names[] = {
+    [RECOMPUTE_NONE] = "none", [RECOMPUTE_BLOCK] = "block",
+};
+static const char *const grad_wire_names[] = {[GRAD_WIRE_FP32] = "fp32", [GRAD_WIRE_BF16] = "bf16"};
+/* file: is followed by the directory (optimizer_offload_dir) */
+static const char *const offload_names[] = {
+    [OFFLOAD_NONE] = "none", [OFFLOAD_HOST] = "host", [OFFLOAD_FILE] = "file:",
+};
+/* enum fields are written and read through an int */
+_Static_assert(sizeof(run_precision) == sizeof(int) && sizeof(run_recompute) == sizeof(int) &&
+                   sizeof(run_grad_wire) == sizeof(int) && sizeof(run_offload) == sizeof(int),
+               "enum keys are ints");
+
+#define KEY(field, key_type)                                                     \
+    {.name = #field, .type = key_type, .offset = offsetof(run_config, field), \
+     .size = sizeof(((run_config *)0)->field)}
+#define ENUM_KEY(field, key_type, value_names)                                   \
+    {.name = #field, .type = key_type, .offset = offsetof(run_config, field), \
+     .names = value_names, .count = sizeof value_names / sizeof value_names[0]}
 
 static const config_key keys[] = {
     KEY(vocab_size, KEY_INT),       KEY(n_positions, KEY_INT),     KEY(n_embd, KEY_INT),
@@ -29,16 +57,18 @@ static const config_key keys[] = {
     KEY(min_lr, KEY_FLOAT),         KEY(weight_decay, KEY_FLOAT),  KEY(beta1, KEY_FLOAT),
     KEY(beta2, KEY_FLOAT),          KEY(eps, KEY_FLOAT),           KEY(grad_clip, KEY_FLOAT),
     KEY(warmup_steps, KEY_INT),     KEY(max_steps, KEY_INT),       KEY(lr_decay_steps, KEY_INT),
-    KEY(precision, KEY_STR),        KEY(recompute, KEY_STR),       KEY(zero_stage, KEY_INT),
+    ENUM_KEY(precision, KEY_ENUM, precision_names),
+    ENUM_KEY(recompute, KEY_ENUM, recompute_names),                KEY(zero_stage, KEY_INT),
     KEY(bucket_mb, KEY_INT),        KEY(comm_timeout_s, KEY_FLOAT),
-    KEY(loader_depth, KEY_INT),     KEY(loader_timeout_s, KEY_FLOAT), KEY(loader_endpoint, KEY_STR),        KEY(optimizer_offload, KEY_STR), KEY(eval_every, KEY_INT),
+    KEY(loader_depth, KEY_INT),     KEY(loader_timeout_s, KEY_FLOAT), KEY(loader_endpoint, KEY_STR),
+    ENUM_KEY(optimizer_offload, KEY_OFFLOAD, offload_names),       KEY(eval_every, KEY_INT),
     KEY(eval_batches, KEY_INT),     KEY(log_every, KEY_INT),       KEY(checkpoint_every, KEY_INT),
     KEY(keep_checkpoints, KEY_INT), KEY(seed, KEY_I64),            KEY(data_dir, KEY_STR),
     KEY(out_dir, KEY_STR),          KEY(status_endpoint, KEY_STR), KEY(control_endpoint, KEY_STR),
     KEY(control_token, KEY_STR),    KEY(status_public, KEY_INT),
     KEY(checkpoint_async, KEY_INT),
     KEY(init_from, KEY_STR),
-    KEY(grad_wire, KEY_STR),        KEY(share_packed, KEY_INT),
+    ENUM_KEY(grad_wire, KEY_ENUM, grad_wire_names),                KEY(share_packed, KEY_INT),
     KEY(metrics_endpoint, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
@@ -68,12 +98,9 @@ void config_defaults(run_config *c)
         .loader_depth = 8, .loader_timeout_s = 30,
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .checkpoint_async = 1, .seed = 1337,
-        .share_packed = 1,
+        .share_packed = 1, .precision = PRECISION_AUTO, .recompute = RECOMPUTE_NONE,
+        .optimizer_offload = OFFLOAD_NONE, .grad_wire = GRAD_WIRE_FP32,
     };
-    strcpy(c->precision, "auto");
-    strcpy(c->recompute, "none");
-    strcpy(c->grad_wire, "fp32");
-    strcpy(c->optimizer_offload, "none");
     strcpy(c->data_dir, "data");
     strcpy(c->out_dir, "runs/default");
     strcpy(c->status_endpoint, "tcp://127.0.0.1:5555");
@@ -133,6 +160,73 @@ static int set_string(run_config *c, const config_key *k, const char *v, const c
     return 0;
 }
 
+/* "config: KEY must be A, B or C, not "V"": the names of k's values in order. */
+static int refuse_name(const config_key *k, const char *v, char *err, size_t errlen)
+{
+    char allowed[128];
+    size_t len = 0;
+    for (int i = 0; i < k->count && len < sizeof allowed; i++) {
+        const char *sep = i == 0 ? "" : i == k->count - 1 ? " or " : ", ";
+        const char *arg = k->type == KEY_OFFLOAD && i == OFFLOAD_FILE ? "DIR" : "";
+        len += (size_t)snprintf(allowed + len, sizeof allowed - len, "%s%s%s", sep, k->names[i],
+                                arg);
+    }
+    snprintf(err, errlen, "config: %s must be %s, not \"%s\"", k->name, allowed, v);
+    return -1;
+}
+
+/* Sets an enum key from the name of one of its values. */
+static int set_enum(run_config *c, const config_key *k, const char *v, char *err, size_t errlen)
+{
+    /* an empty precision means auto (the default was empty before auto had a name) */
+    if (!*v && k->names == precision_names)
+        v = precision_names[PRECISION_AUTO];
+    for (int i = 0; i < k->count; i++)
+        if (strcmp(v, k->names[i]) == 0) {
+            *(int *)((char *)c + k->offset) = i;
+            mark_set(c, k);
+            return 0;
+        }
+    return refuse_name(k, v, err, errlen);
+}
+
+/* optimizer_offload: none or host, or file: followed by a directory. */
+static int set_offload(run_config *c, const config_key *k, const char *v, const char *origin,
+                       char *err, size_t errlen)
+{
+    const char *file = offload_names[OFFLOAD_FILE];
+    const size_t prefix = strlen(file);
+    if (strncmp(v, file, prefix) != 0)
+        return set_enum(c, k, v, err, errlen);
+    if (!v[prefix])
+        return refuse_name(k, v, err, errlen);
+    if (strlen(v + prefix) >= sizeof c->optimizer_offload_dir) {
+        snprintf(err, errlen, "%s: %s is too long (max %zu bytes)", origin, k->name,
+                 prefix + sizeof c->optimizer_offload_dir - 1);
+        return -1;
+    }
+    strcpy(c->optimizer_offload_dir, v + prefix);
+    c->optimizer_offload = OFFLOAD_FILE;
+    mark_set(c, k);
+    return 0;
+}
+
+static bool is_text_key(const config_key *k)
+{
+    return k->type == KEY_STR || k->type == KEY_ENUM || k->type == KEY_OFFLOAD;
+}
+
+/* Sets a key whose value is text: a string or a name. */
+static int set_text(run_config *c, const config_key *k, const char *v, const char *origin,
+                    char *err, size_t errlen)
+{
+    if (k->type == KEY_ENUM)
+        return set_enum(c, k, v, err, errlen);
+    if (k->type == KEY_OFFLOAD)
+        return set_offload(c, k, v, origin, err, errlen);
+    return set_string(c, k, v, origin, err, errlen);
+}
+
 /* "ORIGIN: not valid JSON (line L: TEXT)" for a parse that failed at `at`:
  * the line it failed on (cJSON points past the last good token, which can be
  * the line's end). */
@@ -166,12 +260,12 @@ static int apply_item(run_config *c, const config_key *k, const cJSON *item, con
         snprintf(err, errlen, "%s: unknown config key \"%s\"", origin, item->string);
         return -1;
     }
-    if (k->type == KEY_STR) {
+    if (is_text_key(k)) {
         if (!cJSON_IsString(item)) {
             snprintf(err, errlen, "%s: %s must be a string", origin, k->name);
             return -1;
         }
-        return set_string(c, k, item->valuestring, origin, err, errlen);
+        return set_text(c, k, item->valuestring, origin, err, errlen);
     }
     if (!cJSON_IsNumber(item)) {
         snprintf(err, errlen, "%s: %s must be a number", origin, k->name);
@@ -236,8 +330,8 @@ int config_set(run_config *c, const char *assignment, char *err, size_t errlen)
         snprintf(err, errlen, "--set: unknown config key \"%s\"", name);
         return -1;
     }
-    if (k->type == KEY_STR)
-        return set_string(c, k, value, "--set", err, errlen);
+    if (is_text_key(k))
+        return set_text(c, k, value, "--set", err, errlen);
     char *end;
     errno = 0;
     double v = strtod(value, &end);
@@ -301,27 +395,14 @@ static int check_schedule(const run_config *c, char *err, size_t errlen)
     return 0;
 }
 
-/* How the steps compute and communicate; precision defaults to auto. */
+/* How the steps compute and communicate (the names were checked when read). */
 static int check_compute(run_config *c, char *err, size_t errlen)
 {
-    if (c->precision[0] == '\0')
-        strcpy(c->precision, "auto");
     /* auto: the trainer times this CPU's products at start (trainer/autotune.h) */
-    c->precision_auto = strcmp(c->precision, "auto") == 0;
-    REQUIRE(c->precision_auto || strcmp(c->precision, "fp32") == 0 ||
-                strcmp(c->precision, "bf16") == 0 || strcmp(c->precision, "fp16") == 0,
-            "config: precision must be auto, fp32, bf16 or fp16, not \"%s\"", c->precision);
-    REQUIRE(strcmp(c->recompute, "none") == 0 || strcmp(c->recompute, "block") == 0,
-            "config: recompute must be none or block, not \"%s\"", c->recompute);
+    c->precision_auto = c->precision == PRECISION_AUTO;
     REQUIRE(c->zero_stage >= 0 && c->zero_stage <= 2, "config: zero_stage must be 0, 1 or 2, not %d",
             c->zero_stage);
-    REQUIRE(strcmp(c->optimizer_offload, "none") == 0 || strcmp(c->optimizer_offload, "host") == 0 ||
-                (strncmp(c->optimizer_offload, "file:", 5) == 0 && c->optimizer_offload[5]),
-            "config: optimizer_offload must be none, host or file:DIR, not \"%s\"",
-            c->optimizer_offload);
     REQUIRE(c->bucket_mb > 0, "config: bucket_mb must be positive");
-    REQUIRE(strcmp(c->grad_wire, "fp32") == 0 || strcmp(c->grad_wire, "bf16") == 0,
-            "config: grad_wire must be fp32 or bf16, not \"%s\"", c->grad_wire);
     return 0;
 }
 
@@ -370,9 +451,27 @@ char *config_to_json(const run_config *c)
         case KEY_I64: cJSON_AddNumberToObject(o, k->name, (double)*(const long long *)field); break;
         case KEY_FLOAT: cJSON_AddNumberToObject(o, k->name, *(const float *)field); break;
         case KEY_STR: cJSON_AddStringToObject(o, k->name, (const char *)field); break;
+        case KEY_ENUM: cJSON_AddStringToObject(o, k->name, k->names[*(const int *)field]); break;
+        case KEY_OFFLOAD: {
+            char text[256];
+            snprintf(text, sizeof text, "%s%s", k->names[c->optimizer_offload],
+                     c->optimizer_offload == OFFLOAD_FILE ? c->optimizer_offload_dir : "");
+            cJSON_AddStringToObject(o, k->name, text);
+            break;
+        }
         }
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
+}
+
+const char *config_precision_name(run_precision p)
+{
+    return precision_names[p];
+}
+
+const char *config_recompute_name(run_recompute r)
+{
+    return recompute_names[r];
 }

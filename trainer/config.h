@@ -10,6 +10,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The keys that take one of a few names are these enums (the names in
+ * config.c's tables, the only place that parses or prints them). */
+typedef enum { PRECISION_AUTO, PRECISION_FP32, PRECISION_BF16, PRECISION_FP16 } run_precision;
+typedef enum { RECOMPUTE_NONE, RECOMPUTE_BLOCK } run_recompute;
+/* none and host both keep the moments in memory; file: in optimizer_offload_dir */
+typedef enum { OFFLOAD_NONE, OFFLOAD_HOST, OFFLOAD_FILE } run_offload;
+/* gradient buckets on the wire (comm/buckets.h) */
+typedef enum { GRAD_WIRE_FP32, GRAD_WIRE_BF16 } run_grad_wire;
+
 typedef struct {
     /* model */
     int vocab_size, n_positions, n_embd, n_layer, n_head;
@@ -18,15 +27,17 @@ typedef struct {
     /* optimisation */
     float lr, min_lr, weight_decay, beta1, beta2, eps, grad_clip;
     int warmup_steps, max_steps, lr_decay_steps;
-    char precision[8], recompute[8];
+    run_precision precision;   /* auto until the trainer measures (precision_auto stays) */
+    run_recompute recompute;
     /* distribution (comm/) */
     int zero_stage, bucket_mb;
-    char grad_wire[8];      /* fp32 | bf16: gradient buckets on the wire (comm/buckets.h) */
+    run_grad_wire grad_wire;
     float comm_timeout_s;   /* longest wait on other ranks before aborting (0: forever) */
     int loader_depth;       /* training batches prepared ahead */
     float loader_timeout_s; /* longest wait for one batch before giving up */
     char loader_endpoint[256]; /* "": a loader thread per rank; else build/loader's endpoint */
-    char optimizer_offload[256];
+    run_offload optimizer_offload;
+    char optimizer_offload_dir[251];   /* file:DIR's DIR (the key's value at most 255 bytes) */
     int share_packed;       /* 1: the ranks on a node share one packed 16-bit copy of the weights */
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
@@ -56,5 +67,8 @@ bool config_key_set(const run_config *c, const char *key);
 int config_finalize(run_config *c, char *err, size_t errlen);
 /* The whole config as a JSON object (malloc'd string, caller frees). */
 char *config_to_json(const run_config *c);
+/* The names the config gives these values ("bf16", "block"). */
+const char *config_precision_name(run_precision p);
+const char *config_recompute_name(run_recompute r);
 
 #endif

@@ -121,8 +121,7 @@ static grad_buckets *make_buckets(const trainer *tr)
                         : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
                                              : BUCKETS_ALLREDUCE;
     return buckets_create(tr->model.grads, &tr->shard, mode,
-                          strcmp(c->grad_wire, "bf16") == 0 ? BUCKETS_WIRE_BF16
-                                                            : BUCKETS_WIRE_FP32);
+                          c->grad_wire == GRAD_WIRE_BF16 ? BUCKETS_WIRE_BF16 : BUCKETS_WIRE_FP32);
 }
 
 /* With several ranks: the buckets, the tensors in forward order (for ZeRO's
@@ -166,8 +165,7 @@ static int open_rank_exchange(trainer *tr, char *err, size_t errlen)
  * its precision is (or may become) bf16. */
 static bool bf16_params_wanted(const run_config *c, const comm_world *w, bool bf16_precision)
 {
-    return c->zero_stage >= 1 && w->size > 1 && strcmp(c->grad_wire, "bf16") == 0 &&
-           bf16_precision;
+    return c->zero_stage >= 1 && w->size > 1 && c->grad_wire == GRAD_WIRE_BF16 && bf16_precision;
 }
 
 /* How gradients are combined, in buckets during backward: stage 0
@@ -189,11 +187,11 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     }
     if (tr->zero)
         n = tr->shard.len;
-    tr->bf16_params = bf16_params_wanted(c, w, strcmp(c->precision, "bf16") == 0);
+    tr->bf16_params = bf16_params_wanted(c, w, c->precision == PRECISION_BF16);
     if (w->size > 1 && open_rank_exchange(tr, err, errlen) != 0)
         return -1;
-    int rc = strncmp(c->optimizer_offload, "file:", 5) == 0
-                 ? optimizer_create_in_file(&tr->opt, n, c->optimizer_offload + 5, w->rank, err,
+    int rc = c->optimizer_offload == OFFLOAD_FILE
+                 ? optimizer_create_in_file(&tr->opt, n, c->optimizer_offload_dir, w->rank, err,
                                             errlen)
                  : optimizer_create(&tr->opt, n, err, errlen);
     return rc;
@@ -201,10 +199,10 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
 
 static gpt2_options model_options(const run_config *c, const comm_world *w)
 {
-    return (gpt2_options){.precision = strcmp(c->precision, "bf16") == 0   ? PREC_BF16
-                                       : strcmp(c->precision, "fp16") == 0 ? PREC_FP16
-                                                                           : PREC_FP32,
-                          .recompute = strcmp(c->recompute, "block") == 0,
+    return (gpt2_options){.precision = c->precision == PRECISION_BF16   ? PREC_BF16
+                                       : c->precision == PRECISION_FP16 ? PREC_FP16
+                                                                        : PREC_FP32,
+                          .recompute = c->recompute == RECOMPUTE_BLOCK,
                           .split_embed_grad = w->size > 1};
 }
 
@@ -261,7 +259,7 @@ static void resolve_precision(run_config *c, const comm_world *w, precision_choi
     }
     if (w->size > 1)
         comm_broadcast_int(&chosen, 0, "the precision choice");
-    snprintf(c->precision, sizeof c->precision, "%s", precision_name((gemm_dtype)chosen));
+    c->precision = precision_of_dtype((gemm_dtype)chosen);
 }
 
 /* Rank 0 times the weight gradients' kernels (or reads its cache) and every
@@ -294,7 +292,7 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
 {
     /* Adam's m and v, unless they live in a memory-mapped file (optimizer_offload
      * file:DIR), whose pages the kernel writes back and drops as memory runs short */
-    bool moments_in_file = strncmp(c->optimizer_offload, "file:", 5) == 0;
+    bool moments_in_file = c->optimizer_offload == OFFLOAD_FILE;
     double need = (double)gpt2_memory_bytes(dims, c->batch_size, c->seq_len, opt) +
                   (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(dims) /
                                                (c->zero_stage >= 1 ? w->size : 1));

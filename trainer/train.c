@@ -631,7 +631,7 @@ static void report_start(trainer *tr, const precision_choice *pc)
     char msg[640], fields[768];
     autotune_event_json(c, pc, wg, fields, sizeof fields);
     int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
-                       c->precision);
+                       config_precision_name(c->precision));
     if (c->precision_auto) {
         len += snprintf(msg + len, sizeof msg - len, " (auto:");
         for (int d = GEMM_F32; d <= GEMM_F16; d++)
@@ -646,8 +646,9 @@ static void report_start(trainer *tr, const precision_choice *pc)
                     wg->gemm_kernel ? "gemm kernel" : "first choice", wg->gflops[0],
                     wg->gflops[1], wg->from_cache ? ", cached" : "");
     len += snprintf(msg + len, sizeof msg - len,
-                    ", recompute %s, %d threads, %d x %d tokens per micro-batch", c->recompute,
-                    omp_get_max_threads(), c->batch_size, c->seq_len);
+                    ", recompute %s, %d threads, %d x %d tokens per micro-batch",
+                    config_recompute_name(c->recompute), omp_get_max_threads(), c->batch_size,
+                    c->seq_len);
     if (tr->node)
         snprintf(msg + len, sizeof msg - len, ", packed weights shared by %d ranks",
                  node_share_size(tr->node));
