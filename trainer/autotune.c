@@ -29,8 +29,8 @@ enum { TUNE_MIN_PASSES = 4 };
 /* The weight gradients leave oneDNN's first choice only for a clear gain. */
 #define TUNE_KERNEL_MARGIN 1.03
 
-static const char *const dtype_names[3] = {"fp32", "bf16", "fp16"};
-/* The precision each gemm_dtype's products run. */
+/* The precision each gemm_dtype's products run: its name is the dtype's in
+ * the cache files and the training event. */
 static const run_precision dtype_precisions[3] = {
     [GEMM_F32] = PRECISION_FP32, [GEMM_BF16] = PRECISION_BF16, [GEMM_F16] = PRECISION_FP16,
 };
@@ -128,7 +128,7 @@ static bool cache_wanted(void)
 
 const char *precision_name(gemm_dtype dtype)
 {
-    return dtype_names[dtype];
+    return config_precision_name(dtype_precisions[dtype]);
 }
 
 run_precision precision_of_dtype(gemm_dtype dtype)
@@ -140,7 +140,7 @@ run_precision precision_of_dtype(gemm_dtype dtype)
 static int precision_index(const char *name)
 {
     for (int i = 0; i < 3; i++)
-        if (strcmp(name, dtype_names[i]) == 0)
+        if (strcmp(name, precision_name((gemm_dtype)i)) == 0)
             return i;
     return -1;
 }
@@ -174,7 +174,7 @@ static bool cache_read(const char *path, const char *key, precision_choice *out)
         out->dtype = (gemm_dtype)precision_index(chosen);
         snprintf(out->chosen, sizeof out->chosen, "%s", chosen);
         for (int i = 0; i < 3; i++) {
-            cJSON *v = cJSON_GetObjectItem(g, dtype_names[i]);
+            cJSON *v = cJSON_GetObjectItem(g, precision_name((gemm_dtype)i));
             out->gflops[i] = cJSON_IsNumber(v) ? v->valuedouble : 0;
         }
         out->measure_s = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "measure_s"));
@@ -191,7 +191,7 @@ static cJSON *choice_object(const precision_choice *p)
     cJSON *g = cJSON_AddObjectToObject(o, "measured_gflops");
     for (int i = 0; i < 3; i++)
         if (p->gflops[i] > 0)
-            cJSON_AddNumberToObject(g, dtype_names[i], p->gflops[i]);
+            cJSON_AddNumberToObject(g, precision_name((gemm_dtype)i), p->gflops[i]);
     cJSON_AddNumberToObject(o, "measure_s", p->measure_s);
     return o;
 }
@@ -251,7 +251,7 @@ static void measure(const run_config *c, precision_choice *out)
     for (int d = GEMM_F32; d <= GEMM_F16; d++)
         gemm_timing_destroy(sets[d]);
     out->dtype = (gemm_dtype)best;
-    snprintf(out->chosen, sizeof out->chosen, "%s", dtype_names[best]);
+    snprintf(out->chosen, sizeof out->chosen, "%s", precision_name((gemm_dtype)best));
     out->measure_s = omp_get_wtime() - t0;
 }
 
@@ -283,7 +283,7 @@ static void weight_grad_key(const run_config *c, char *buf, size_t n)
 {
     char key[1024];
     cache_key(c, key, sizeof key);
-    snprintf(buf, n, "%s;weight_grad;dtype=%s", key, dtype_names[weight_grad_dtype(c)]);
+    snprintf(buf, n, "%s;weight_grad;dtype=%s", key, precision_name(weight_grad_dtype(c)));
 }
 
 int weight_grad_cache_path(const run_config *c, char *buf, size_t n)
