@@ -225,7 +225,7 @@ static void await_copy(void *ctx, int copy, unsigned gen)
 /* Several ranks on this node in 16-bit precision: one packed copy of the
  * weights for all of them (model.h, gpt2_pack_share).  Every rank calls it
  * with the same settings (it is collective); without the memory each rank
- * packs its own, which rank 0 notes. */
+ * packs its own, and the training event says why. */
 static void open_pack_share(trainer *tr, const gpt2_dims *dims, gpt2_options *opt)
 {
     if (tr->world->size == 1 || !tr->cfg->share_packed)
@@ -233,13 +233,10 @@ static void open_pack_share(trainer *tr, const gpt2_dims *dims, gpt2_options *op
     size_t bytes = gpt2_pack_share_bytes(dims, opt);
     if (bytes == 0)
         return;
-    char why[160];
-    tr->node = node_share_open(bytes, gpt2_pack_share_copies(dims), why, sizeof why);
-    if (!tr->node) {
-        if (why[0] && tr->world->rank == 0)
-            fprintf(stderr, "note: every rank packs its own weights (%s)\n", why);
+    tr->node = node_share_open(bytes, gpt2_pack_share_copies(dims), tr->pack_unshared,
+                               sizeof tr->pack_unshared);
+    if (!tr->node)
         return;
-    }
     tr->pack_share = (gpt2_pack_share){.memory = node_share_memory(tr->node),
                                        .rank = node_share_rank(tr->node),
                                        .size = node_share_size(tr->node),

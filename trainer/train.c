@@ -652,6 +652,9 @@ static void report_start(trainer *tr, const precision_choice *pc)
     if (tr->node)
         snprintf(msg + len, sizeof msg - len, ", packed weights shared by %d ranks",
                  node_share_size(tr->node));
+    else if (tr->pack_unshared[0])
+        snprintf(msg + len, sizeof msg - len, ", every rank packs its own weights (%s)",
+                 tr->pack_unshared);
     status_event_fields(&tr->status, 0, msg, fields);
 }
 

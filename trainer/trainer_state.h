@@ -54,6 +54,7 @@ typedef struct {
     double comm_total_s;     /* the last step's communication in flight, hidden or not */
     dataset data;
     node_share *node;        /* the packed weights shared on this node; else NULL */
+    char pack_unshared[160]; /* why the ranks could not share them, for the training event */
     gpt2_pack_share pack_share;
     gpt2 model;
     weight_grad_choice weight_grad;   /* the weight gradients' kernel, measured */
