@@ -6,10 +6,18 @@
 #                 [--max-restarts N] [--dry-run] [MPIRUN_OPTS...]
 #                 -- [PROGRAM] TRAINER_ARGS...
 #
-# It prints the exact mpirun command on stderr, then execs it.  Anything before
-# `--` that is not one of the options above goes to mpirun unchanged.  After
-# `--`, arguments starting with "-" go to build/trainer (of this checkout); a
-# first argument that does not start with "-" is taken as the program to run.
+# It prints the exact mpirun command on stderr, then runs it as a child in a
+# session of its own (setsid) and stays its parent: SIGTERM, SIGINT or SIGHUP
+# to run.sh reach mpirun as one SIGTERM (the trainer saves after its current
+# step and exits), SIGUSR1 as SIGUSR1 (it saves and goes on).  run.sh exits with
+# the job's code, or 0 after such a stop when the trainer logged a new "done"
+# record (mpirun reports a job it signalled as failed even when every rank
+# saved and exited 0).
+#
+# Anything before `--` that is not one of the options above goes to mpirun
+# unchanged.  After `--`, arguments starting with "-" go to build/trainer (of
+# this checkout); a first argument that does not start with "-" is taken as
+# the program to run.
 #
 #   -n RANKS            total ranks (default: what the hosts/hostfile/ranks-per-node give,
 #                       or 1 with neither hosts nor hostfile)
@@ -22,11 +30,14 @@
 #                       of yours, which would replace ppr:K:node
 #   --threads T         OpenMP threads per rank (exported as OMP_NUM_THREADS to every
 #                       rank).  Default, on this machine alone (no hosts, no hostfile)
-#                       with OMP_NUM_THREADS unset: its CPUs divided among the ranks
-#                       (at least 1), so the ranks' threads never outnumber its cores
-#                       (each rank would otherwise start one per CPU, and OpenMP's
-#                       threads spin at every barrier waiting for one that lost its
-#                       core).  T = 1 keeps Open MPI's binding (one core per rank);
+#                       with OMP_NUM_THREADS unset: its CPUs divided among the ranks,
+#                       so the ranks' threads never outnumber its cores (each rank
+#                       would otherwise start one per CPU, and OpenMP's threads spin
+#                       at every barrier waiting for one that lost its core); with
+#                       more ranks than CPUs none is set and --bind-to none is added
+#                       (each rank then runs one thread: the trainer divides the
+#                       node's CPUs among its ranks itself, at least 1 each).
+#                       T = 1 keeps Open MPI's binding (one core per rank);
 #                       T > 1 or no --threads uses --bind-to none, because Open MPI
 #                       binds each rank to a single core when np <= 2 and all its
 #                       threads would share it.  (The alternative, --map-by slot:PE=T,
@@ -55,19 +66,20 @@
 #                       leaving out hosts that no longer answer (checked with the rsh
 #                       agent mpirun uses: ssh, or --mca plm_rsh_agent CMD); -n shrinks
 #                       in proportion.  Each restart is an "event" record in OUT_DIR's
-#                       log.jsonl, and the trainer gets GPT_RESTARTS=K (its start event and
-#                       gpt_restarts_total say so).  Never restarted: exit code 2 (a bad
-#                       config or command line), a failure with no new step and no host
-#                       lost since the last start, or a job stopped by SIGTERM/SIGINT/
-#                       SIGHUP to run.sh (forwarded to mpirun, so the trainer saves).
-#                       SIGUSR1 is forwarded (the trainer saves and goes on).
-#   --dry-run           print the command, do not run it
+#                       log.jsonl, and the trainer gets GPT_RESTARTS=K (its event
+#                       "restart K: started again at step S" and gpt_restarts_total say
+#                       so).  Never restarted: exit code 2 (a bad config or command
+#                       line), a failure with no new step and no host lost since the
+#                       last start, or a job stopped by SIGTERM/SIGINT/SIGHUP to run.sh.
+#   --dry-run           print the command as the first start would run it, and exit
 #
 # Always added: --allow-run-as-root when run as root; the kill grace and keepalive
-# above; -x for the variables every rank needs if they are set
-# (OMP_NUM_THREADS, GPT_CONTROL_TOKEN, GPT_ISA, GPT_PEAK_GFLOPS, ASAN_OPTIONS,
-# LSAN_OPTIONS).  The trainer and data paths must be the same on every host
-# (a shared or identical directory tree).
+# above; -x GPT_RESTARTS (0, then the restart count); -x for the variables every
+# rank needs if they are set (OMP_NUM_THREADS, GPT_CONTROL_TOKEN, GPT_LOADER_TOKEN,
+# GPT_ISA, GPT_PEAK_GFLOPS, GPT_PEAK_BF16_GFLOPS, GPT_BF16_EMULATE, ASAN_OPTIONS,
+# LSAN_OPTIONS; by name, so a token never shows in the printed command).  The
+# trainer and data paths must be the same on every host (a shared or identical
+# directory tree).
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2
@@ -201,8 +213,8 @@ build_cmd() {
     elif [ -n "${OMP_NUM_THREADS:-}" ]; then
         cmd="$cmd -x OMP_NUM_THREADS"
     fi
-    for v in GPT_CONTROL_TOKEN GPT_LOADER_TOKEN GPT_RESTARTS GPT_ISA GPT_PEAK_GFLOPS ASAN_OPTIONS \
-        LSAN_OPTIONS; do
+    for v in GPT_CONTROL_TOKEN GPT_LOADER_TOKEN GPT_RESTARTS GPT_ISA GPT_PEAK_GFLOPS \
+        GPT_PEAK_BF16_GFLOPS GPT_BF16_EMULATE ASAN_OPTIONS LSAN_OPTIONS; do
         eval "set_=\${$v+x}"
         [ -n "$set_" ] && cmd="$cmd -x $v"
     done
@@ -276,8 +288,12 @@ log_event() {
         "${step:-0}" "$msg" "$2" "$(date +%s.%N)" >> "$log"
 }
 
+attempt=0 args=$targs
+# the job's attempt (0 the first); set before the dry run, so that it prints
+# the command as run
+GPT_RESTARTS=$attempt; export GPT_RESTARTS
 # the token is passed by name (-x), never printed; print the command as run
-[ "$dry" -eq 1 ] && { build_cmd "$targs"; echo "+ $cmd" >&2; exit 0; }
+[ "$dry" -eq 1 ] && { build_cmd "$args"; echo "+ $cmd" >&2; exit 0; }
 # mpirun runs in a session of its own: a terminal's Ctrl-C reaches run.sh
 # alone, which forwards one SIGTERM.  Open MPI takes a second signal (the
 # terminal's SIGINT and then ours) as "kill now", and no rank would save.
@@ -287,9 +303,7 @@ child="" stopping=0
 trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
 trap '[ -n "$child" ] && kill -USR1 "$child" 2>/dev/null' USR1
 trap 'rm -rf "$sv_tmp"' EXIT
-attempt=0 args=$targs
 while :; do
-    GPT_RESTARTS=$attempt; export GPT_RESTARTS
     build_cmd "$args"
     echo "+ $cmd" >&2
     before=$(steps_logged) done_before=$(runs_done)
@@ -328,6 +342,7 @@ while :; do
         [ "$ranks" -lt 1 ] && ranks=1
     fi
     attempt=$((attempt + 1))
+    GPT_RESTARTS=$attempt
     lost=""
     [ "$alive" -lt "$total" ] && lost=", $((total - alive)) of $total slots lost to hosts that do not answer"
     why="restart $attempt of $maxr: the job exited with code $rc$lost; resuming from the last checkpoint"
