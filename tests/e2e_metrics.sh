@@ -28,7 +28,7 @@ cat > "$tmp/cfg.json" <<JSON
 JSON
 OMP_NUM_THREADS=1 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/err" &
 job=$!
-# the start event names the port it got
+# the event "metrics on ..." at the start names the port it got
 SHOW_ON_FAIL="$tmp/err" WATCH=$job wait_for_text "$tmp/err" "metrics on http:" 60
 url=$(sed -n 's/.*metrics on \(http:[^ ]*\).*/\1/p' "$tmp/err" | head -1)
 target=$(echo "$url" | sed 's|http://\([^/]*\)/metrics|\1|')
