@@ -544,9 +544,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "export: --format %s is not one of hf, gguf\n", format);
         return 2;
     }
-    if (!ckpt || !out || !format || (hf && type) || (gguf && dtype)) {
-        fprintf(stderr, "export: --ckpt, --out and --format are required (--dtype goes with hf, "
-                "--type with gguf; see --help)\n");
+    if (!ckpt || !out || !format) {
+        fprintf(stderr, "export: --ckpt, --out and --format are required (see --help)\n");
+        return 2;
+    }
+    if ((hf && type) || (gguf && dtype)) {
+        fprintf(stderr, "export: %s applies to --format %s only\n", hf ? "--type" : "--dtype",
+                hf ? "gguf" : "hf");
         return 2;
     }
     st_dtype dt;   /* the one of the two that does not apply is f32, unused */

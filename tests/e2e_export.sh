@@ -12,9 +12,9 @@
 #  - greedy generation from the f32 GGUF equals the checkpoint's, and from the
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
-#  - an unwritable output path, a checkpoint without a tokenizer and an unknown
-#    --type or --format are refused with one line, nothing left under the output
-#    name; an existing output name (the checkpoint itself too) is refused, the
+#  - an unwritable output path, a checkpoint without a tokenizer, an unknown
+#    --type or --format, and --type with hf or --dtype with gguf are refused with
+#    one line, nothing left under the output name; an existing output name (the checkpoint itself too) is refused, the
 #    file unchanged; a truncated GGUF file is refused naming it once;
 #  - --help describes every flag.
 set -e
@@ -139,6 +139,9 @@ refuse() {   # expected exit code, expected text, export arguments...
 }
 refuse 2 "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
 refuse 2 "--format onnx is not one of hf, gguf" --ckpt "$ck" --format onnx --out "$tmp/x.gguf"
+refuse 2 "--type applies to --format gguf only" --ckpt "$ck" --format hf --out "$tmp/x" --type f16
+refuse 2 "--dtype applies to --format hf only" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --dtype f16
+[ ! -e "$tmp/x" ] || fail "left x"
 [ ! -e "$tmp/x.gguf" ] || fail "left x.gguf"
 mkdir "$tmp/ro"
 if [ "$(id -u)" -ne 0 ]; then
