@@ -189,7 +189,8 @@ static int fill_meta(hid_t g, const ckpt_state *s)
            h5_attr_str(g, "version", GPT_CPU_VERSION) | h5_attr_f64(g, "time", (double)time(NULL));
 }
 
-/* One attribute per config key (integers as int64, other numbers as float64,
+/* One attribute per config key (a whole value as int64, whatever the key's
+ * type: JSON keeps no type, and 1.0 prints as 1; other numbers as float64,
  * strings as strings), plus "json", the whole config. */
 static int fill_config(hid_t g, const ckpt_state *s)
 {
