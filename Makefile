@@ -197,9 +197,10 @@ bench-net: $(PROGS)
 	@BUILD=$(BUILD) sh tests/bench_net.sh
 
 # The default job: byte-level model on the fortunes corpus (or CORPUS=...).
-# The quick start: prepare the corpus, train with NP MPI ranks (a run already
-# there is resumed, so a second `make run` only prints a new sample), then
-# generate a sample from the last checkpoint with the int8 inference program.
+# The quick start: prepare the corpus, train with NP MPI ranks (a finished run
+# there is resumed with no step left, so a second `make run` prints the same
+# sample again), then generate a sample from the last checkpoint with the int8
+# inference program (--seed 1).
 NP      ?= 2
 RUN_DIR := $(BUILD)/runs/default
 run: $(PROGS)
