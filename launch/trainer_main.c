@@ -61,9 +61,6 @@ static void on_checkpoint_signal(int sig)
     requests.checkpoints++;
 }
 
-/* Parses the command line into cfg (and --resume's value into *resume): the
- * config file first, then every --set in order, whatever their position.  0
- * on success, else the exit code. */
 /* The first pass over argv: each option is known and has its value; finds
  * --config's file and --resume's value.  0, or the exit code after saying why. */
 static int scan_args(int argc, char **argv, const char **config_path, const char **resume)
@@ -121,6 +118,9 @@ static int build_config(int argc, char **argv, const char *config_path, run_conf
     return rc;
 }
 
+/* Parses the command line into cfg (and --resume's value into *resume): the
+ * config file first, then every --set and --init-from in order, whatever
+ * their position.  0 on success, else the exit code. */
 static int parse_args(int argc, char **argv, run_config *cfg, const char **resume)
 {
     char err[512];
