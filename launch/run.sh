@@ -76,8 +76,8 @@
 # Always added: --allow-run-as-root when run as root; the kill grace and keepalive
 # above; -x GPT_RESTARTS (0, then the restart count); -x for the variables every
 # rank needs if they are set (OMP_NUM_THREADS, GPT_CONTROL_TOKEN, GPT_LOADER_TOKEN,
-# GPT_ISA, GPT_PEAK_GFLOPS, GPT_PEAK_BF16_GFLOPS, GPT_BF16_EMULATE, ASAN_OPTIONS,
-# LSAN_OPTIONS; by name, so a token never shows in the printed command).  The
+# GPT_ISA, GPT_PEAK_GFLOPS, GPT_PEAK_BF16_GFLOPS, GPT_BF16_EMULATE,
+# GPT_PRECISION_CACHE, ASAN_OPTIONS, LSAN_OPTIONS; by name, so a token never shows in the printed command).  The
 # trainer and data paths must be the same on every host (a shared or identical
 # directory tree).
 
@@ -214,7 +214,7 @@ build_cmd() {
         cmd="$cmd -x OMP_NUM_THREADS"
     fi
     for v in GPT_CONTROL_TOKEN GPT_LOADER_TOKEN GPT_RESTARTS GPT_ISA GPT_PEAK_GFLOPS \
-        GPT_PEAK_BF16_GFLOPS GPT_BF16_EMULATE ASAN_OPTIONS LSAN_OPTIONS; do
+        GPT_PEAK_BF16_GFLOPS GPT_BF16_EMULATE GPT_PRECISION_CACHE ASAN_OPTIONS LSAN_OPTIONS; do
         eval "set_=\${$v+x}"
         [ -n "$set_" ] && cmd="$cmd -x $v"
     done

@@ -646,9 +646,9 @@ static void report_start(trainer *tr, const precision_choice *pc)
                     wg->gemm_kernel ? "gemm kernel" : "first choice", wg->gflops[0],
                     wg->gflops[1], wg->from_cache ? ", cached" : "");
     len += snprintf(msg + len, sizeof msg - len,
-                    ", recompute %s, %d threads, %d x %d tokens per micro-batch",
-                    config_recompute_name(c->recompute), omp_get_max_threads(), c->batch_size,
-                    c->seq_len);
+                    ", recompute %s, %d thread%s, %d x %d tokens per micro-batch",
+                    config_recompute_name(c->recompute), omp_get_max_threads(),
+                    omp_get_max_threads() == 1 ? "" : "s", c->batch_size, c->seq_len);
     if (tr->node)
         snprintf(msg + len, sizeof msg - len, ", packed weights shared by %d ranks",
                  node_share_size(tr->node));
