@@ -86,6 +86,16 @@ static void make_model(gpt2 *m, const gpt2_dims *d)
         fail_msg("%s", err);
 }
 
+/* A model with its parameters set to a fixed pattern, and fresh Adam state. */
+static void make_model_and_state(gpt2 *m, adamw_state *s, const gpt2_dims *d)
+{
+    char err[256];
+    make_model(m, d);
+    if (optimizer_create(s, m->num_params, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    test_fill(m->params, m->num_params, 3, 0.5f);
+}
+
 static double norm_double(const float *x, size_t n)
 {
     double s = 0;
@@ -211,11 +221,8 @@ static void test_step_matches_double_adamw(void **state)
     for (int clip_off = 0; clip_off < 2; clip_off++) {
         c.grad_clip = clip_off ? 0.0f : 1.0f;
         gpt2 m;
-        make_model(&m, &d);
         adamw_state s;
-        char err[256];
-        assert_int_equal(optimizer_create(&s, m.num_params, err, sizeof err), 0);
-        test_fill(m.params, m.num_params, 3, 0.5f);
+        make_model_and_state(&m, &s, &d);
         ref_adamw r = {calloc(m.num_params, sizeof(double)), calloc(m.num_params, sizeof(double)),
                        calloc(m.num_params, sizeof(double)), 0};
         assert_true(r.p && r.m && r.v);
@@ -247,11 +254,8 @@ static void test_nonfinite_norm_skips_the_step(void **state)
     run_config c;
     config_defaults(&c);
     gpt2 m;
-    make_model(&m, &d);
     adamw_state s;
-    char err[256];
-    assert_int_equal(optimizer_create(&s, m.num_params, err, sizeof err), 0);
-    test_fill(m.params, m.num_params, 3, 0.5f);
+    make_model_and_state(&m, &s, &d);
     size_t bytes = m.num_params * sizeof(float);
     float *before = malloc(bytes), *zeros = calloc(m.num_params, sizeof(float));
     assert_true(before && zeros);
