@@ -245,11 +245,8 @@ static void test_server_none_and_busy(void **state)
     control_close(c);
     assert_int_equal(control_poll(NULL), CONTROL_NONE);
     char ep[64];
-    bool failed;
     control_server *a = test_open_on_free_port(open_control_at, &o, "control server over tcp",
-                                               ep, sizeof ep, &failed, err, sizeof err);
-    if (failed)
-        fail_msg("control_open on the free port %s: %s", ep, err);
+                                               ep, sizeof ep);
     if (!a)
         return;   /* no port to be had here: test_open_on_free_port printed a SKIP line */
     void *ctx = zmq_ctx_new();

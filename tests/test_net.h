@@ -6,9 +6,12 @@
 #ifndef TESTS_TEST_NET_H
 #define TESTS_TEST_NET_H
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,26 +47,22 @@ typedef void *(*test_open_fn)(const char *endpoint, void *arg, char *err, size_t
 /* Opens a server on a free loopback port, its endpoint in ep.  Returns it;
  * or NULL with a SKIP line for what when this machine has no free port to
  * give (after a few tries: another process may take the port between its
- * choice and the open); or NULL with *failed set and err saying why when
- * open_fn failed on a port that a plain socket can still bind, which is the
- * code under test's failure. */
+ * choice and the open).  open_fn failing on a port that a plain socket can
+ * still bind is the code under test's failure: the test fails, saying why. */
 static inline void *test_open_on_free_port(test_open_fn open_fn, void *arg, const char *what,
-                                           char *ep, size_t eplen, bool *failed, char *err,
-                                           size_t errlen)
+                                           char *ep, size_t eplen)
 {
-    *failed = false;
+    char err[256] = "";
     for (int attempt = 0; attempt < 5; attempt++) {
         const int port = test_tcp_bind_port(0);
         if (port == 0)
             break;
         snprintf(ep, eplen, "tcp://127.0.0.1:%d", port);
-        void *s = open_fn(ep, arg, err, errlen);
+        void *s = open_fn(ep, arg, err, sizeof err);
         if (s)
             return s;
-        if (test_tcp_bind_port(port) == port) {
-            *failed = true;
-            return NULL;
-        }
+        if (test_tcp_bind_port(port) == port)
+            fail_msg("%s on the free port %s: %s", what, ep, err);
     }
     test_skip(what, "no free TCP port on 127.0.0.1 here");
     return NULL;

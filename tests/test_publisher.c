@@ -187,11 +187,8 @@ static void test_publisher_refuses_busy_endpoint(void **state)
 {
     (void)state;
     char ep[128], err[256] = "", buf[256];
-    bool failed;
     publisher *a = test_open_on_free_port(open_publisher_at, NULL, "status publisher over tcp",
-                                          ep, sizeof ep, &failed, err, sizeof err);
-    if (failed)
-        fail_msg("publisher_open on the free port %s: %s", ep, err);
+                                          ep, sizeof ep);
     if (!a)
         return;   /* no port to be had here: test_open_on_free_port printed a SKIP line */
     void *ctx = zmq_ctx_new();
