@@ -273,9 +273,10 @@ void precision_choose(const run_config *c, precision_choice *out)
  * 16-bit one without a native product here is widened to fp32. */
 static gemm_dtype weight_grad_dtype(const run_config *c)
 {
-    gemm_dtype d = c->precision == PRECISION_BF16   ? GEMM_BF16
-                   : c->precision == PRECISION_FP16 ? GEMM_F16
-                                                    : GEMM_F32;
+    gemm_dtype d = GEMM_F32;
+    for (int i = GEMM_F32; i <= GEMM_F16; i++)
+        if (dtype_precisions[i] == c->precision)
+            d = (gemm_dtype)i;
     return gemm_native(d) ? d : GEMM_F32;
 }
 
