@@ -77,9 +77,9 @@
 # above; -x GPT_RESTARTS (0, then the restart count); -x for the variables every
 # rank needs if they are set (OMP_NUM_THREADS, GPT_CONTROL_TOKEN, GPT_LOADER_TOKEN,
 # GPT_ISA, GPT_PEAK_GFLOPS, GPT_PEAK_BF16_GFLOPS, GPT_BF16_EMULATE,
-# GPT_PRECISION_CACHE, ASAN_OPTIONS, LSAN_OPTIONS; by name, so a token never shows in the printed command).  The
-# trainer and data paths must be the same on every host (a shared or identical
-# directory tree).
+# GPT_PRECISION_CACHE, ASAN_OPTIONS, LSAN_OPTIONS; by name, so a token never
+# shows in the printed command).  The trainer and data paths must be the same
+# on every host (a shared or identical directory tree).
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2
