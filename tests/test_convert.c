@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/hash.h"
 #include "kernels/convert.h"
 #include "tests/test_util.h"
 
@@ -76,14 +77,6 @@ static uint16_t ref_bf16(uint32_t bits)
 
 /* ---- test patterns ---- */
 
-static uint64_t next_u64(uint64_t *s)   /* splitmix64 */
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 /* Hand-picked: signed zeros, ties both ways, just off ties, the overflow
  * edge, infinities, quiet and signalling NaNs, denormals. */
 static const uint32_t special[] = {
@@ -100,7 +93,7 @@ enum { NSPECIAL = sizeof special / sizeof special[0] };
 static uint32_t random_pattern(uint64_t *s)
 {
     static const uint32_t lows[] = {0x8000, 0x7FFF, 0x8001, 0x0000, 0xFFFF};
-    const uint64_t r = next_u64(s);
+    const uint64_t r = splitmix64(s);
     uint32_t b = (uint32_t)r;
     const uint32_t low = lows[(r >> 32) % 5];
     switch ((r >> 40) % 8) {
@@ -229,7 +222,7 @@ static void test_simd_vs_scalar(void **state)
              *hin = xmalloc(NRANDOM * sizeof *hin);
     uint64_t s = 3;
     for (size_t i = 0; i < NRANDOM; i++)
-        hin[i] = (uint16_t)next_u64(&s);
+        hin[i] = (uint16_t)splitmix64(&s);
     f32_to_bf16_isa(ISA_SCALAR, hwant, x, NRANDOM);
     bf16_to_f32_isa(ISA_SCALAR, wwant, hin, NRANDOM);
     memcpy(rwant, x, NRANDOM * sizeof *x);
