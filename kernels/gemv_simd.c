@@ -10,32 +10,51 @@
 #include "kernels/simd.h"
 
 enum {
-    V = 4,          /* rows per pass in gemv_t */
+    V = 6,          /* rows per pass in gemv_t */
     NS = 16 / VW,   /* vectors per gemv.h lane group */
-    PREFETCH_ROWS = 4,   /* rows ahead that n_rows prefetches */
+    R = 4,          /* rows per pass in gemv_n */
 };
 
+/* rows (<= R) rows of W from row i into y[o0..o1); inlined with rows == R for
+ * the full passes, as t_block below.  Each accumulator is loaded and stored
+ * once per pass, its FMAs in row order (gemv.h's), and the rows are
+ * sequential streams in flight together. */
+SIMD_INLINE void n_block(float *y, const float *x, const float *w, int out, int i, int rows,
+                         int o0, int o1)
+{
+    vfloat xv[R];
+    const float *wi[R];
+    for (int r = 0; r < rows; r++) {
+        xv[r] = vset1(x[i + r]);
+        wi[r] = w + (size_t)(i + r) * out;
+    }
+    int o = o0;
+    for (; o + VW <= o1; o += VW) {
+        vfloat acc = vloadu(y + o);
+        for (int r = 0; r < rows; r++)
+            acc = vfmadd(xv[r], vloadu(wi[r] + o), acc);
+        vstoreu(y + o, acc);
+    }
+    if (o < o1) {
+        vfloat acc = vload(y + o, o1 - o);
+        for (int r = 0; r < rows; r++)
+            acc = vfmadd(xv[r], vload(wi[r] + o, o1 - o), acc);
+        vstore(y + o, o1 - o, acc);
+    }
+}
+
 /* y[o0..o1) serves as the accumulators (in L1), so W is read row by row in
- * its layout, one sequential stream, whatever the width of the share. */
+ * its layout, whatever the width of the share, R rows a pass. */
 static void n_rows(float *y, const float *x, const float *w, const float *b, int in, int out,
                    int o0, int o1)
 {
     for (int o = o0; o < o1; o += VW)
         vstore(y + o, o1 - o, vzero());
-    for (int i = 0; i < in; i++) {
-        const vfloat xv = vset1(x[i]);
-        const float *wi = w + (size_t)i * out;
-        int o = o0;
-        /* NULL near the end: a pointer past W is not formed, let alone read */
-        const float *ahead = i + PREFETCH_ROWS < in ? wi + (size_t)PREFETCH_ROWS * out : NULL;
-        for (; o + VW <= o1; o += VW) {
-            if (ahead)
-                _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
-            vstoreu(y + o, vfmadd(xv, vloadu(wi + o), vloadu(y + o)));
-        }
-        if (o < o1)
-            vstore(y + o, o1 - o, vfmadd(xv, vload(wi + o, o1 - o), vload(y + o, o1 - o)));
-    }
+    int i = 0;
+    for (; i + R <= in; i += R)
+        n_block(y, x, w, out, i, R, o0, o1);
+    if (i < in)
+        n_block(y, x, w, out, i, in - i, o0, o1);
     if (b)
         for (int o = o0; o < o1; o += VW)
             vstore(y + o, o1 - o, vadd(vload(y + o, o1 - o), vload(b + o, o1 - o)));
