@@ -51,6 +51,18 @@ enum { PARAMS_WINDOW = 4 };
  * MPI_THREAD_SERIALIZED asks. */
 enum { PROGRESS_US = 200 };
 
+/* A wait on a bucket's messages that lasts this long has stalled on some
+ * peer: from then on, once a period, it tells the watchdog which peers. */
+#define STALL_S 1.0
+
+/* One phase's requests for every bucket ([count][per], bucket i's from
+ * i * per on), each beside the rank it exchanges with, so a stalled wait can
+ * name the peers it waits for. */
+typedef struct {
+    MPI_Request *req;
+    int *peer;
+} phase_requests;
+
 struct grad_buckets {
     float *grads;
     int count;                /* buckets, the shard's pieces; bucket 0 is the last one of
@@ -62,7 +74,7 @@ struct grad_buckets {
                                        * without the lock */
     size_t ready_from;        /* gradients from this arena offset on are final */
     int per;                  /* requests per bucket and phase: 2 per other rank and chunk */
-    MPI_Request *scatter, *gather;   /* [count][per] each */
+    phase_requests scatter, gather;
     double busy_s;            /* seconds inside these calls since buckets_begin */
     double flight_s;          /* seconds with an exchange in flight since buckets_begin */
     double flight_since;      /* when the current in-flight period began (< 0: none) */
@@ -85,7 +97,7 @@ struct grad_buckets {
                                * (buckets_params_read_early), else NULL */
     size_t *pstage_at;        /* [count]: where bucket i's peers' slices start in
                                * pstage (in peer order); SIZE_MAX: received in place */
-    MPI_Request *pgather;     /* [count][per] */
+    phase_requests pgather;
     unsigned char *pstate;    /* [count]: PARAMS_* */
     int *porder;              /* [count]: the queued buckets in forward's order */
     int pnext, pqueued;       /* porder[pnext..pqueued) are not posted yet */
@@ -96,6 +108,7 @@ struct grad_buckets {
     pthread_mutex_t lock;     /* held around every MPI call on these requests */
     pthread_cond_t wake;      /* in flight, or quitting */
     bool in_flight, quit;
+    int *stalled;             /* [size]: the peers a stalled wait still waits for */
 };
 
 /* grads[lo, hi) = 0, the whole pages inside it returned to the kernel (a
@@ -116,9 +129,27 @@ static void release_range(float *grads, size_t lo, size_t hi)
     memset((void *)pz, 0, z - pz);
 }
 
-static MPI_Request *requests(MPI_Request *all, const grad_buckets *b, int i)
+/* Where bucket i's requests start in a phase's arrays. */
+static size_t first_request(const grad_buckets *b, int i)
 {
-    return all + (size_t)i * (size_t)b->per;
+    return (size_t)i * (size_t)b->per;
+}
+
+static int phase_alloc(phase_requests *ph, size_t n)
+{
+    ph->req = malloc(n * sizeof *ph->req);
+    ph->peer = malloc(n * sizeof *ph->peer);
+    if (!ph->req || !ph->peer)
+        return -1;
+    for (size_t k = 0; k < n; k++)
+        ph->req[k] = MPI_REQUEST_NULL;
+    return 0;
+}
+
+static void phase_free(phase_requests *ph)
+{
+    free(ph->req);
+    free(ph->peer);
 }
 
 static void start_progress(grad_buckets *b);
@@ -244,9 +275,9 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     size_t chunks = (b->piece * sizeof(float) + CHUNK_BYTES - 1) / CHUNK_BYTES;
     b->per = 2 * (shard->size - 1) * (int)(chunks ? chunks : 1);
     size_t nreq = (size_t)b->count * (size_t)b->per + 1;
-    b->scatter = malloc(nreq * sizeof *b->scatter);
-    b->gather = malloc(nreq * sizeof *b->gather);
-    b->pgather = malloc(nreq * sizeof *b->pgather);
+    int phases_rc = phase_alloc(&b->scatter, nreq) | phase_alloc(&b->gather, nreq) |
+                    phase_alloc(&b->pgather, nreq);
+    b->stalled = malloc((size_t)shard->size * sizeof *b->stalled);
     b->pstate = calloc((size_t)b->count + 1, 1);
     b->porder = malloc(((size_t)b->count + 1) * sizeof *b->porder);
     size_t parts = SLOTS * (size_t)(shard->size - 1) * b->piece + 1;
@@ -258,14 +289,12 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
         b->gather_out = malloc((SLOTS * b->piece + 1) * sizeof(uint16_t));
         b->gather_in = malloc(parts * sizeof(uint16_t));
     }
-    if (!b->scatter || !b->gather || !b->pgather || !b->pstate || !b->porder || !b->recv ||
+    if (phases_rc != 0 || !b->stalled || !b->pstate || !b->porder || !b->recv ||
         (b->bf16 && (!b->scatter_out || !b->gather_out || !b->gather_in)) ||
         (b->bf16 && mode != BUCKETS_ALLREDUCE && !b->psend)) {
         buckets_destroy(b);
         return NULL;
     }
-    for (size_t i = 0; i < nreq; i++)
-        b->scatter[i] = b->gather[i] = b->pgather[i] = MPI_REQUEST_NULL;
     for (int i = 0; mode == BUCKETS_RELEASE && i < b->count; i++) {
         /* from the start: the model touched the whole arena */
         size_t start, end, lo, hi;
@@ -290,9 +319,10 @@ void buckets_destroy(grad_buckets *b)
     if (b) {
         pthread_mutex_destroy(&b->lock);
         pthread_cond_destroy(&b->wake);
-        free(b->scatter);
-        free(b->gather);
-        free(b->pgather);
+        phase_free(&b->scatter);
+        phase_free(&b->gather);
+        phase_free(&b->pgather);
+        free(b->stalled);
         free(b->pstate);
         free(b->porder);
         free(b->recv);
@@ -355,20 +385,22 @@ static void widen_in_place(float *x, size_t n)
 }
 
 /* Posts n values of elem bytes at buf as sends to (or receives from) rank q,
- * CHUNK_BYTES at a time; returns the request after the last one used. */
-static MPI_Request *post_chunks(bool send, void *buf, size_t n, size_t elem, MPI_Datatype type,
-                                int q, int tag, MPI_Request *req)
+ * CHUNK_BYTES at a time, into ph's requests from k on; returns the index
+ * after the last one used. */
+static size_t post_chunks(bool send, void *buf, size_t n, size_t elem, MPI_Datatype type, int q,
+                          int tag, const phase_requests *ph, size_t k)
 {
     const size_t chunk = CHUNK_BYTES / elem;
-    for (size_t o = 0; o < n; o += chunk) {
+    for (size_t o = 0; o < n; o += chunk, k++) {
         int len = (int)(n - o < chunk ? n - o : chunk);
         void *p = (char *)buf + o * elem;
+        ph->peer[k] = q;
         if (send)
-            MPI_Isend(p, len, type, q, tag, MPI_COMM_WORLD, req++);
+            MPI_Isend(p, len, type, q, tag, MPI_COMM_WORLD, &ph->req[k]);
         else
-            MPI_Irecv(p, len, type, q, tag, MPI_COMM_WORLD, req++);
+            MPI_Irecv(p, len, type, q, tag, MPI_COMM_WORLD, &ph->req[k]);
     }
-    return req;
+    return k;
 }
 
 /* One phase of bucket i's exchange with every other rank q, sends posted
@@ -383,7 +415,8 @@ static MPI_Request *post_chunks(bool send, void *buf, size_t n, size_t elem, MPI
 static void start_exchange(grad_buckets *b, int i, bool gather)
 {
     const zero_shard *z = b->shard;
-    MPI_Request *req = requests(gather ? b->gather : b->scatter, b, i);
+    const phase_requests *ph = gather ? &b->gather : &b->scatter;
+    size_t k = first_request(b, i);
     const int tag = gather ? TAG_GATHER : TAG_SCATTER;
     const MPI_Datatype type = b->bf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t start, end, lo, hi;
@@ -407,8 +440,8 @@ static void start_exchange(grad_buckets *b, int i, bool gather)
             send = out16 + (qlo - start);
             f32_to_bf16(out16 + (qlo - start), b->grads + qlo, nsend);
         }
-        req = post_chunks(true, (void *)send, nsend, b->elem, type, q, tag, req);
-        req = post_chunks(false, recv, nrecv, b->elem, type, q, tag, req);
+        k = post_chunks(true, (void *)send, nsend, b->elem, type, q, tag, ph, k);
+        k = post_chunks(false, recv, nrecv, b->elem, type, q, tag, ph, k);
     }
 }
 
@@ -479,9 +512,52 @@ static bool gather_slot_free(const grad_buckets *b, int i)
     return !b->bf16 || b->mode != BUCKETS_ALLREDUCE || i - b->finished < SLOTS;
 }
 
+/* Whether all of bucket i's requests of ph are complete. */
+static bool test(grad_buckets *b, const phase_requests *ph, int i)
+{
+    int flag;
+    MPI_Testall(b->per, ph->req + first_request(b, i), &flag, MPI_STATUSES_IGNORE);
+    return flag;
+}
+
+/* Completes bucket i's requests of ph that are done, one by one (MPI_Testall
+ * completes none unless all are), and tells the watchdog the peers of the
+ * rest.  Requests are posted peer by peer in rank order, so each peer's are
+ * adjacent and its rank is listed once. */
+static void name_stalled_peers(grad_buckets *b, const phase_requests *ph, int i)
+{
+    int n = 0;
+    for (size_t k = first_request(b, i); k < first_request(b, i + 1); k++) {
+        int done;
+        MPI_Test(&ph->req[k], &done, MPI_STATUS_IGNORE);   /* true for MPI_REQUEST_NULL */
+        if (!done && (n == 0 || b->stalled[n - 1] != ph->peer[k]))
+            b->stalled[n++] = ph->peer[k];
+    }
+    watchdog_waiting_for(b->stalled, n);
+}
+
+/* Waits for bucket i's requests of ph, spinning in MPI as MPI_Waitall does.
+ * Past STALL_S it says which peers it still waits for, and again each
+ * STALL_S (the set only shrinks), so a watchdog that gives up on the wait
+ * names them; the watchdog forgets them when the wait ends. */
+static void wait_requests(grad_buckets *b, const phase_requests *ph, int i)
+{
+    double look_at = MPI_Wtime() + STALL_S;
+    bool stalled = false;
+    while (!test(b, ph, i)) {
+        if (MPI_Wtime() >= look_at) {
+            name_stalled_peers(b, ph, i);
+            stalled = true;
+            look_at += STALL_S;
+        }
+    }
+    if (stalled)
+        watchdog_waiting_for(NULL, 0);
+}
+
 static void wait_gather(grad_buckets *b)
 {
-    MPI_Waitall(b->per, requests(b->gather, b, b->finished), MPI_STATUSES_IGNORE);
+    wait_requests(b, &b->gather, b->finished);
     finish_gather(b);
 }
 
@@ -489,7 +565,7 @@ static void wait_scatter(grad_buckets *b)
 {
     while (!gather_slot_free(b, b->reduced))
         wait_gather(b);
-    MPI_Waitall(b->per, requests(b->scatter, b, b->reduced), MPI_STATUSES_IGNORE);
+    wait_requests(b, &b->scatter, b->reduced);
     finish_scatter(b, true);
 }
 
@@ -534,13 +610,6 @@ static void params_arrived(grad_buckets *b, int i)
         b->pflight_s = MPI_Wtime() - b->pstart;
 }
 
-static bool test(grad_buckets *b, MPI_Request *all, int i)
-{
-    int flag;
-    MPI_Testall(b->per, requests(all, b, i), &flag, MPI_STATUSES_IGNORE);
-    return flag;
-}
-
 /* Bucket i (< count) can start: every gradient in it is final. */
 static bool startable(const grad_buckets *b, int i, size_t from)
 {
@@ -572,19 +641,19 @@ static void advance(grad_buckets *b, bool parallel)
 {
     for (bool moved = true; moved;) {
         moved = false;
-        while (b->finished < b->reduced && test(b, b->gather, b->finished)) {
+        while (b->finished < b->reduced && test(b, &b->gather, b->finished)) {
             finish_gather(b);
             moved = true;
         }
         while (b->reduced < b->started && gather_slot_free(b, b->reduced) &&
-               test(b, b->scatter, b->reduced)) {
+               test(b, &b->scatter, b->reduced)) {
             finish_scatter(b, parallel);
             moved = true;
         }
         moved |= start_ready(b);
     }
     for (int i = 0; i < b->count && params_pending(b) > 0; i++)
-        if (b->pstate[i] == PARAMS_POSTED && test(b, b->pgather, i))
+        if (b->pstate[i] == PARAMS_POSTED && test(b, &b->pgather, i))
             params_arrived(b, i);
     post_params_window(b);
     account_flight(b, b->finished < b->started, MPI_Wtime());
@@ -720,7 +789,7 @@ double buckets_flight_seconds(grad_buckets *b)
 static void post_params(grad_buckets *b, int i)
 {
     const zero_shard *z = b->shard;
-    MPI_Request *req = requests(b->pgather, b, i);
+    size_t k = first_request(b, i);
     const size_t elem = b->pbf16 ? sizeof(uint16_t) : sizeof(float);
     const MPI_Datatype type = b->pbf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t lo, hi;
@@ -735,9 +804,9 @@ static void post_params(grad_buckets *b, int i)
         slice_of(b, i, q, &qlo, &qhi);
         if (q == z->rank)
             continue;
-        req = post_chunks(true, send, hi - lo, elem, type, q, TAG_PARAMS, req);
+        k = post_chunks(true, send, hi - lo, elem, type, q, TAG_PARAMS, &b->pgather, k);
         void *recv = b->pbf16 ? (void *)params_landing(b, i, q) : (void *)(b->params + qlo);
-        req = post_chunks(false, recv, qhi - qlo, elem, type, q, TAG_PARAMS, req);
+        k = post_chunks(false, recv, qhi - qlo, elem, type, q, TAG_PARAMS, &b->pgather, k);
     }
     b->pstate[i] = PARAMS_POSTED;
     b->pposted++;
@@ -819,7 +888,7 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
         while (b->pstate[i] == PARAMS_QUEUED)   /* in order, past the window if need be */
             post_next_params(b);
         watchdog_arm("the parameter allgather");
-        MPI_Waitall(b->per, requests(b->pgather, b, i), MPI_STATUSES_IGNORE);
+        wait_requests(b, &b->pgather, i);
         watchdog_disarm();
         params_arrived(b, i);
     }

@@ -6,9 +6,34 @@
 #include <mpi.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Collectives take an int count: send large buffers in pieces. */
 enum { MAX_CHUNK = 1 << 30 };
+
+/* Every rank's host name, COMM_HOST_CHARS each, and pointers to them: one
+ * world per process, kept until comm_finalize. */
+static char *host_names;
+static const char **hosts;
+
+/* Fills hosts from an allgather of every rank's processor name (a host name
+ * is at most 64 characters on Linux; a longer one is cut). */
+static int gather_hosts(int size)
+{
+    char mine[MPI_MAX_PROCESSOR_NAME + 1] = "";
+    int len;
+    MPI_Get_processor_name(mine, &len);
+    mine[COMM_HOST_CHARS - 1] = '\0';
+    host_names = malloc((size_t)size * COMM_HOST_CHARS);
+    hosts = malloc((size_t)size * sizeof *hosts);
+    if (!host_names || !hosts)
+        return -1;
+    MPI_Allgather(mine, COMM_HOST_CHARS, MPI_CHAR, host_names, COMM_HOST_CHARS, MPI_CHAR,
+                  MPI_COMM_WORLD);
+    for (int r = 0; r < size; r++)
+        hosts[r] = host_names + (size_t)r * COMM_HOST_CHARS;
+    return 0;
+}
 
 int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
 {
@@ -27,12 +52,21 @@ int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
     MPI_Comm_rank(local, &w->local_rank);
     MPI_Comm_size(local, &w->local_size);
     MPI_Comm_free(&local);
+    if (gather_hosts(w->size) != 0) {
+        snprintf(err, errlen, "out of memory for %d host names", w->size);
+        return -1;
+    }
+    w->hosts = hosts;
     return 0;
 }
 
 void comm_finalize(void)
 {
     MPI_Finalize();
+    free(hosts);
+    free(host_names);
+    hosts = NULL;
+    host_names = NULL;
 }
 
 void comm_sum_floats(float *x, size_t n, const char *what)

@@ -13,7 +13,12 @@
 typedef struct {
     int rank, size;               /* in MPI_COMM_WORLD */
     int local_rank, local_size;   /* among the ranks on this node */
+    const char *const *hosts;     /* [size]: each rank's host (MPI_Get_processor_name,
+                                   * at most COMM_HOST_CHARS - 1 characters), for the
+                                   * watchdog's message; valid until comm_finalize */
 } comm_world;
+
+enum { COMM_HOST_CHARS = 64 };
 
 /* MPI_Init_thread; fills w.  Returns 0, or -1 with a reason in err. */
 int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen);

@@ -123,6 +123,16 @@ if grep -q "stuck or unreachable" "$tmp/err3"; then cat "$tmp/err3"; fail "a sta
 grep -q "rank 1: optimizer_offload: cannot create a file in .*missing" "$tmp/err3" &&
     grep -q "rank 0: another rank could not start" "$tmp/err3" || { cat "$tmp/err3"; fail "start failure messages"; }
 
+# an environment only rank 1 cannot honour (as GPT_ISA on a host whose CPU
+# lacks the path): rank 1 says so, naming itself and its host, before MPI
+# starts; the job ends with its exit status 2
+if $MPIRUN -np 1 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/env1" \
+    : -np 1 env GPT_ISA=avx1024 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/env1" \
+    >/dev/null 2>"$tmp/err_env"; then fail "a rank that refused its environment was not noticed"; else rc=$?; fi
+[ "$rc" -eq 2 ] || { cat "$tmp/err_env"; fail "an environment refused on rank 1: exit $rc, not 2"; }
+grep -q "^trainer: rank 1 on $(hostname): GPT_ISA=avx1024 is not a kernel path" "$tmp/err_env" ||
+    { cat "$tmp/err_env"; fail "rank 1's refusal of its environment is not named"; }
+
 # ZeRO 1 with bf16 precision and wire also gathers the parameters in bf16:
 # every rank computes with the bf16-rounded weights, each shard's fp32 values
 # stay with its owner, and checkpoints store those (a resume continues bit
@@ -319,29 +329,52 @@ SHOW_ON_FAIL=
 echo "pause, resume, checkpoint and stop reach both ranks"
 
 # a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
-# other rank's watchdog gives up after comm_timeout_s), also in bf16, where
+# other ranks' watchdog gives up after comm_timeout_s), also in bf16, where
 # the other rank may be waiting for the stopped one's share of the packed
-# weights rather than in MPI
-lose_rank() {   # signal, expected-stderr-pattern, precision
-    dir=$tmp/lost-$1-$3
-    $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
-        --set eval_every=0 --set comm_timeout_s=5 --set precision="$3" --set out_dir="$dir" \
+# weights rather than in MPI.  A survivor stalled in the gradient exchange or
+# the parameter allgather names the ranks it still waits for, the stopped one
+# among them; one stalled in a collective (the stopped rank was past its
+# exchange) cannot tell, and where the stop lands is up to the scheduler, so
+# only a message from the exchange is required to name it.  Under ZeRO stage
+# 0 with 8 micro-batches a step is mostly compute that ends in the exchange,
+# and a second after a step is logged the stop almost always lands there.
+lose_rank() {   # signal, expected-stderr-pattern, precision, ranks[, settings]
+    dir=$tmp/lost-$1-$3-$4
+    $MPIRUN -np "$4" "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
+        --set eval_every=0 --set comm_timeout_s=5 --set precision="$3" --set out_dir="$dir" $5 \
         >/dev/null 2>"$tmp/err4" &
     job=$!
-    # both ranks in their loop: a step of both is logged
+    # every rank in its loop: a step of all is logged
     WATCH=$job wait_for_record "$dir/log.jsonl" step 60
+    sleep 1
     victim=$(pgrep -f "out_dir=$dir" | while read -r p; do
         [ "$(cat /proc/"$p"/comm 2>/dev/null)" = trainer ] && echo "$p"; done | tail -1)
     [ -n "$victim" ] || fail "no trainer rank found to $1"
+    victim_rank=$(tr '\0' '\n' </proc/"$victim"/environ | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
     kill -"$1" "$victim"
     t0=$(date +%s)
     poll 60 ended "$job" || fail "job still running 60 s after SIG$1 to a rank"
     wait "$job" && fail "job exited 0 after losing a rank"
     job=
     grep -q "$2" "$tmp/err4" || { cat "$tmp/err4"; fail "no message matching '$2' after SIG$1"; }
-    echo "SIG$1 to a rank ($3): job ended after $(($(date +%s) - t0)) s"
+    [ "$1" = KILL ] || python3 - "$tmp/err4" "$victim_rank" <<'PY' || { cat "$tmp/err4"; fail "SIG$1: the stalled wait does not name rank $victim_rank"; }
+import re, sys
+# the stopped rank's own watchdog may speak too, once mpirun's SIGCONT wakes it
+lines = [l for l in open(sys.argv[1])
+         if "aborting the job" in l and not l.startswith("trainer: rank %s:" % sys.argv[2])]
+for line in lines:
+    named = re.search(r"still waiting for ranks? (.*?)(?: and \d+ more)?; ", line)
+    exchange = re.search(r" in the (gradient|parameter allgather)", line)
+    assert named or not exchange, line
+    if named:
+        ranks = re.findall(r"(?:^|, | and )(\d+)", named.group(1))
+        assert sys.argv[2] in ranks, (sys.argv[2], ranks)
+print("  " + "\n  ".join(l.strip() for l in lines))
+PY
+    echo "SIG$1 to rank $victim_rank of $4 ($3): job ended after $(($(date +%s) - t0)) s"
 }
-lose_rank KILL "process rank" fp32
-lose_rank STOP "stuck or unreachable" fp32
-lose_rank STOP "stuck or unreachable" bf16
+lose_rank KILL "process rank" fp32 2
+lose_rank STOP "stuck or unreachable" fp32 2
+lose_rank STOP "stuck or unreachable" fp32 3 "--set zero_stage=0 --set grad_accum=8"
+lose_rank STOP "stuck or unreachable" bf16 2
 echo "PASS e2e_mpi"
