@@ -34,6 +34,10 @@ static inline uint64_t pair_key(uint32_t a, uint32_t b)
     return (uint64_t)a << 32 | b;
 }
 
+/* The pair maps' and caches' slot hash: the first half of MurmurHash3's
+ * finaliser.  One multiply spreads a pair key's high word (the left id) into
+ * the low bits that pick the slot; io/hash.h's splitmix64_mix takes two, and
+ * this lookup is the BPE merge loop's inner step. */
 static inline size_t mix64(uint64_t k)
 {
     k ^= k >> 33;
