@@ -79,24 +79,57 @@ bool cpu_has_avx512_bf16(void)
 
 static isa_t best_isa(void)
 {
-    const char *forced = getenv("GPT_ISA");
-    if (forced && *forced) {
-        for (int i = 0; i < ISA_COUNT; i++)
-            if (strcmp(forced, isa_names[i]) == 0 && cpu_isa_supported((isa_t)i))
-                return (isa_t)i;
-        fprintf(stderr, "warning: GPT_ISA=%s is unknown or not supported here; using the best path\n",
-                forced);
-    }
     for (int i = ISA_COUNT - 1; i > 0; i--)
         if (cpu_isa_supported((isa_t)i))
             return (isa_t)i;
     return ISA_SCALAR;
 }
 
+/* "scalar, avx2 or avx512": the names of the paths up to last. */
+static void names_upto(isa_t last, char *buf, size_t n)
+{
+    size_t len = 0;
+    for (int i = 0; i <= (int)last && len < n; i++) {
+        const char *sep = i == 0 ? "" : i == (int)last ? " or " : ", ";
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", sep, isa_names[i]);
+    }
+}
+
+int cpu_isa_parse(const char *value, isa_t best, isa_t *isa, char *err, size_t errlen)
+{
+    *isa = best;
+    if (!value || !*value)
+        return 0;
+    char names[64];
+    for (int i = 0; i < ISA_COUNT; i++) {
+        if (strcmp(value, isa_names[i]) != 0)
+            continue;
+        if (i > (int)best) {
+            names_upto(best, names, sizeof names);
+            snprintf(err, errlen, "GPT_ISA=%s: this CPU cannot run that path (it runs %s)", value,
+                     names);
+            return -1;
+        }
+        *isa = (isa_t)i;
+        return 0;
+    }
+    names_upto(ISA_COUNT - 1, names, sizeof names);
+    snprintf(err, errlen, "GPT_ISA=%s is not a kernel path (%s)", value, names);
+    return -1;
+}
+
+int cpu_isa_from_env(char *err, size_t errlen)
+{
+    isa_t isa;
+    const int rc = cpu_isa_parse(getenv("GPT_ISA"), best_isa(), &isa, err, errlen);
+    active_isa = (int)isa;
+    return rc;
+}
+
 isa_t cpu_isa(void)
 {
     if (active_isa < 0)
-        active_isa = best_isa();
+        cpu_isa_from_env(NULL, 0);
     return (isa_t)active_isa;
 }
 

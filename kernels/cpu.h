@@ -5,18 +5,33 @@
  * ISA (kernels/simd.h), or *_avx2.c / *_avx512.c where the code differs.  The
  * active path is the best one this CPU supports, or the one named by the
  * environment variable GPT_ISA (scalar|avx2|avx512) for tests and benchmarks.
+ * The paths are nested: a CPU that runs one runs every path below it.
  */
 #ifndef KERNELS_CPU_H
 #define KERNELS_CPU_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_COUNT } isa_t;
 
 bool cpu_isa_supported(isa_t isa);   /* can this CPU run that path? */
-isa_t cpu_isa(void);                 /* the active path */
+/* The active path: cpu_isa_from_env's, on the first call if no one called
+ * it (a bad GPT_ISA then runs the best path), until cpu_set_isa. */
+isa_t cpu_isa(void);
 void cpu_set_isa(isa_t isa);         /* force a path (must be supported) */
 const char *cpu_isa_name(isa_t isa);
+
+/* The path a GPT_ISA value names on a CPU whose best path is best: 0 and
+ * *isa (best for NULL or empty), or -1 with a one-line reason naming the
+ * accepted values (*isa = best), for a name of no path or of a path above
+ * best. */
+int cpu_isa_parse(const char *value, isa_t best, isa_t *isa, char *err, size_t errlen);
+/* Makes the path $GPT_ISA names on this CPU the active one: what a program
+ * calls at start, to refuse a value that cannot be honoured (cpu_isa_parse's
+ * -1 and reason; the best path is then active). */
+int cpu_isa_from_env(char *err, size_t errlen);
+
 bool cpu_has_bf16(void);             /* AVX512-BF16 or AMX-BF16 */
 /* AVX512-VNNI on top of the ISA_AVX512 set: the int8 kernels' vpdpbusd path.  Not
  * an isa_t of its own, since only kernels/q8 has such a path. */

@@ -1,6 +1,7 @@
 #include "kernels/gemm.h"
 
 #include "kernels/convert.h"
+#include "kernels/env.h"
 
 #include <assert.h>
 #include <omp.h>
@@ -576,13 +577,17 @@ void gemm_f32(bool trans_a, bool trans_b, int M, int N, int K, const float *A, i
 
 bool gemm_bf16_native(void)
 {
-    if (cache.bf16_native < 0 && getenv("GPT_BF16_EMULATE")) {
-        cache.bf16_native = 0;   /* tests and comparisons of the widening path */
-    } else if (cache.bf16_native < 0) {
-        init_engine();
-        gemm_entry probe = {.dtype = GEMM_BF16, .alpha = 1.0f, .M = 16, .N = 16, .K = 16,
-                            .lda = 16, .ldb = 16, .ldc = 16};
-        cache.bf16_native = lookup(&probe) != NULL;
+    if (cache.bf16_native < 0) {
+        bool emulate;   /* a bad value: native (the trainer refuses it at start) */
+        env_flag(GEMM_BF16_EMULATE_ENV, false, &emulate, NULL, 0);
+        if (emulate) {
+            cache.bf16_native = 0;   /* tests and comparisons of the widening path */
+        } else {
+            init_engine();
+            gemm_entry probe = {.dtype = GEMM_BF16, .alpha = 1.0f, .M = 16, .N = 16, .K = 16,
+                                .lda = 16, .ldb = 16, .ldc = 16};
+            cache.bf16_native = lookup(&probe) != NULL;
+        }
     }
     return cache.bf16_native == 1;
 }

@@ -36,7 +36,9 @@ void gemm_set_trans_a_kernel(bool gemm_kernel);
 bool gemm_trans_a_kernel(void);
 
 /* Whether bf16 products run natively (AVX512-BF16/AMX or oneDNN's AVX-512 path);
- * GPT_BF16_EMULATE=1 in the environment forces the widening path. */
+ * GPT_BF16_EMULATE=1 in the environment (0 or 1, kernels/env.h) forces the
+ * widening path.  Read on the first call after gemm_release. */
+#define GEMM_BF16_EMULATE_ENV "GPT_BF16_EMULATE"
 bool gemm_bf16_native(void);
 
 /* A weight matrix for repeated products C = A @ W: W (K x N) is copied from its

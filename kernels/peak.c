@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "kernels/cpu.h"
+#include "kernels/env.h"
 #include "kernels/gemm.h"
 #include "kernels/peak_impl.h"
 
@@ -31,9 +32,10 @@ double peak_fp32_gflops(void)
     static double cached;
     if (cached > 0)
         return cached;
-    const char *env = getenv("GPT_PEAK_GFLOPS");
-    if (env && atof(env) > 0)
-        return cached = atof(env);
+    double set;   /* a bad value: measured instead (the trainer refuses it at start) */
+    env_positive(PEAK_FP32_ENV, &set, NULL, 0);
+    if (set > 0)
+        return cached = set;
     double total = 0;
     fma_loop(100000);   /* wake the vector units up before timing */
 #pragma omp parallel reduction(+ : total)
@@ -75,9 +77,10 @@ double peak_bf16_gflops(void)
     static double cached;
     if (cached > 0)
         return cached;
-    const char *env = getenv("GPT_PEAK_BF16_GFLOPS");
-    if (env && atof(env) > 0)
-        return cached = atof(env);
+    double set;
+    env_positive(PEAK_BF16_ENV, &set, NULL, 0);
+    if (set > 0)
+        return cached = set;
     double rate = peak_matmul_gflops(GEMM_BF16, 1024);
     return cached = rate > 0 ? rate : peak_fp32_gflops();
 }

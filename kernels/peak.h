@@ -2,12 +2,17 @@
  *
  * Every OpenMP thread runs independent chains of fused multiply-adds on the
  * widest vector path this CPU has for ~20 ms; the sum over threads is the
- * figure.  GPT_PEAK_GFLOPS in the environment overrides it.
+ * figure.  GPT_PEAK_GFLOPS in the environment (a number > 0, kernels/env.h)
+ * overrides it.
  */
 #ifndef KERNELS_PEAK_H
 #define KERNELS_PEAK_H
 
 #include "kernels/gemm.h"
+
+/* The variables that replace the fp32 and bf16 figures below. */
+#define PEAK_FP32_ENV "GPT_PEAK_GFLOPS"
+#define PEAK_BF16_ENV "GPT_PEAK_BF16_GFLOPS"
 
 double peak_fp32_gflops(void);
 

@@ -36,6 +36,7 @@
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
 #include "kernels/convert.h"
+#include "kernels/cpu.h"
 #include "kernels/q8.h"
 
 static const char USAGE[] =
@@ -51,7 +52,8 @@ static const char USAGE[] =
     "  --dtype D     hf only: the tensors as f32 (default), f16 or bf16\n"
     "  --type T      gguf only: the weight matrices and token embedding as f32 (default),\n"
     "                f16 or q8_0 (infer's int8 model; needs n_embd a multiple of 32)\n"
-    "Exit status: 0 ok, 1 unusable checkpoint or failed write, 2 bad arguments.\n";
+    "Exit status: 0 ok, 1 unusable checkpoint or failed write, 2 bad arguments or GPT_ISA\n"
+    "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
 
 typedef struct {
     ckpt_model_file *ck;
@@ -566,7 +568,8 @@ int main(int argc, char **argv)
     }
     char err[1024];
     /* before the checkpoint is opened: --out may well name it */
-    if (fs_require_new(out, hf ? "folder" : "file name", err, sizeof err) != 0) {
+    if (cpu_isa_from_env(err, sizeof err) != 0 ||
+        fs_require_new(out, hf ? "folder" : "file name", err, sizeof err) != 0) {
         fprintf(stderr, "export: %s\n", err);
         return 2;
     }

@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
 #include "kernels/convert.h"
+#include "kernels/cpu.h"
 
 static const char USAGE[] =
     "usage: build/import --hf DIR --out CK.h5\n"
@@ -30,7 +31,8 @@ static const char USAGE[] =
     "  --hf DIR     the folder: config.json, model.safetensors (F32, F16 or BF16),\n"
     "               vocab.json and merges.txt\n"
     "  --out CK.h5  the checkpoint to write: a new name, an existing file is refused\n"
-    "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments.\n";
+    "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
+    "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
 
 typedef struct {
     int vocab_size, n_positions, n_embd, n_layer, n_head;
@@ -318,7 +320,8 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[1024];
-    if (fs_require_new(out, "file name", err, sizeof err) != 0) {
+    if (cpu_isa_from_env(err, sizeof err) != 0 ||
+        fs_require_new(out, "file name", err, sizeof err) != 0) {
         fprintf(stderr, "import: %s\n", err);
         return 2;
     }

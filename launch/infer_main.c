@@ -21,6 +21,7 @@
 #include "io/procmem.h"
 #include "io/shard.h"
 #include "io/tokenizer.h"
+#include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "infer/infer.h"
 #include "infer/q8file.h"
@@ -91,7 +92,8 @@ static void usage(FILE *f)
         "  --eval-windows N only the first N windows (the trainer's eval_batches x batch_size)\n"
         "Generation stops after N tokens, at the end-of-text token (printed as nothing) or\n"
         "when the context (n_positions) is full.\n"
-        "Exit status: 0 ok, 1 unusable checkpoint, 2 bad arguments.\n");
+        "Exit status: 0 ok, 1 unusable checkpoint, 2 bad arguments or GPT_ISA (a kernel path:\n"
+        "scalar, avx2 or avx512, one this CPU runs).\n");
 }
 
 /* ---- arguments --------------------------------------------------------------- */
@@ -195,7 +197,8 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
                  "give one");
         return -1;
     }
-    if (o->serve && infer_serve_check(o->serve, err, errlen) != 0)   /* before loading */
+    if (cpu_isa_from_env(err, errlen) != 0 ||
+        (o->serve && infer_serve_check(o->serve, err, errlen) != 0))   /* before loading */
         return -1;
     if (o->save_quantized && o->quant != INFER_INT8) {
         snprintf(err, errlen, "--save-quantized writes int8 weights: it needs --quant int8");

@@ -68,8 +68,8 @@
 #                       in proportion.  Each restart is an "event" record in OUT_DIR's
 #                       log.jsonl, and the trainer gets GPT_RESTARTS=K (its event
 #                       "restart K: started again at step S" and gpt_restarts_total say
-#                       so).  Never restarted: exit code 2 (a bad config or command
-#                       line), a failure with no new step and no host lost since the
+#                       so).  Never restarted: exit code 2 (a bad config, command line
+#                       or environment), a failure with no new step and no host lost since the
 #                       last start, or a job stopped by SIGTERM/SIGINT/SIGHUP to run.sh.
 #   --dry-run           print the command as the first start would run it, and exit
 #
@@ -324,7 +324,7 @@ while :; do
     fi
     [ "$maxr" -eq 0 ] && exit "$rc"   # not supervised: nothing to say about restarts
     if [ "$rc" -eq 2 ]; then
-        echo "run.sh: exit code 2 (bad configuration or arguments): not restarting" >&2; exit 2
+        echo "run.sh: exit code 2 (bad configuration, arguments or environment): not restarting" >&2; exit 2
     fi
     if [ "$attempt" -ge "$maxr" ]; then
         echo "run.sh: job failed (exit code $rc) after $attempt restarts: giving up" >&2; exit "$rc"

@@ -12,6 +12,7 @@
 
 #include "comm/comm.h"
 #include "comm/watchdog.h"
+#include "kernels/env.h"
 #include "trainer/config.h"
 #include "trainer/init_from.h"
 #include "trainer/train.h"
@@ -196,6 +197,18 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &cfg, &resume);
     if (rc != 0)
         return rc;
+    if (train_check_env(err, sizeof err) != 0 ||
+        env_thread_counts("OMP_NUM_THREADS", err, sizeof err) != 0) {
+        /* every rank says it: the environment may differ by host (GPT_ISA
+         * against each host's CPU), unlike the command line */
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        if (rank_env)
+            fprintf(stderr, "trainer: rank %s on %s: %s\n", rank_env, host, err);
+        else
+            fprintf(stderr, "trainer: %s\n", err);
+        return 2;
+    }
     /* before MPI starts, which takes a second or more on a busy host: a signal
      * then would end the process by its default action, a checkpoint request
      * (SIGUSR1) killing the run.  Open MPI leaves these handlers in place. */
@@ -206,7 +219,7 @@ int main(int argc, char **argv)
         return 1;
     }
     choose_threads(&world);
-    if (world.size > 1 && watchdog_start(world.rank, cfg.comm_timeout_s) != 0) {
+    if (world.size > 1 && watchdog_start(world.rank, cfg.comm_timeout_s, world.hosts) != 0) {
         fprintf(stderr, "trainer: cannot start the watchdog thread\n");
         return 1;
     }

@@ -107,6 +107,7 @@ static void bench_size_all_isas(FILE *jsonl, const bench_size *s)
 
 int main(void)
 {
+    bench_check_isa("bench_attention");
     FILE *jsonl = bench_jsonl_open();
     printf("attention, %d threads, median of %d\n", omp_get_max_threads(), REPS);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)

@@ -76,6 +76,7 @@ static double time_path(int path, const shape *s, const float *x, float *y, cons
 
 int main(void)
 {
+    bench_check_isa("bench_bf16mm");
     omp_set_num_threads(1);
     FILE *jl = bench_jsonl_open();
     double per_token[2][NPATHS] = {{0}};

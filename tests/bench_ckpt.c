@@ -180,6 +180,7 @@ static void bench(const workload *w, const char *dir, FILE *jsonl)
 
 int main(void)
 {
+    bench_check_isa("bench_ckpt");
     const char *only = getenv("BENCH_CKPT_WORK");
     const char *jsonl_path = getenv("BENCH_JSONL");
     char err[512], dir[512];

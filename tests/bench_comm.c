@@ -135,6 +135,7 @@ static void row(bench *b, const char *name, void (*op)(bench *), const char *lab
 
 int main(int argc, char **argv)
 {
+    bench_check_isa("bench_comm");
     MPI_Init(&argc, &argv);
     bench b = {.n = argc > 1 ? strtoull(argv[1], NULL, 10) : 13340928,
                .bucket = (size_t)(argc > 2 ? atof(argv[2]) : 25) * (1 << 20) / sizeof(float)};

@@ -15,6 +15,7 @@ enum { SQUARE = 2048 };
 
 int main(void)
 {
+    bench_check_isa("bench_hw");
     char tiers[128];
     int n = snprintf(tiers, sizeof tiers, "%s", cpu_isa_name(cpu_isa()));
     if (cpu_has_avx512_vnni())

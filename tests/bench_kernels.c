@@ -281,6 +281,7 @@ static void pack_against_onednn(FILE *jsonl)
 
 int main(void)
 {
+    bench_check_isa("bench_kernels");
     FILE *jsonl = bench_jsonl_open();
     alloc_all();
     printf("kernel benchmarks: N=%d C=%d V=%d params=%zu, %d threads, median of %d\n", N, C, V,

@@ -22,6 +22,7 @@
 #include "trainer/autotune.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
+#include "trainer/train.h"
 #include "tests/bench_util.h"
 
 static int parse_args(int argc, char **argv, run_config *c, int *steps)
@@ -134,23 +135,24 @@ int main(int argc, char **argv)
 {
     run_config c;
     int steps = 5;
+    char err[256];
     if (parse_args(argc, argv, &c, &steps) != 0)
         return 2;
+    if (train_check_env(err, sizeof err) != 0) {   /* as the trainer: a bad value stops it */
+        fprintf(stderr, "bench_model: %s\n", err);
+        return 2;
+    }
     if (c.precision_auto) {   /* what the trainer would run: the same measured choice */
         precision_choice pc;
         precision_choose(&c, &pc);
         c.precision = precision_of_dtype(pc.dtype);
     }
     gpt2_dims d = {c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head};
-    gpt2_options o = {.precision = c.precision == PRECISION_BF16   ? PREC_BF16
-                                   : c.precision == PRECISION_FP16 ? PREC_FP16
-                                                                   : PREC_FP32,
-                      .recompute = c.recompute == RECOMPUTE_BLOCK};
+    gpt2_options o = train_model_options(&c, 1);
     weight_grad_choice wg;   /* as the trainer: the measured (or cached) kernel */
     weight_grad_choose(&c, &wg);
     gemm_set_trans_a_kernel(wg.gemm_kernel);
     gpt2 m;
-    char err[256];
     if (gpt2_create(&m, &d, c.batch_size, c.seq_len, &o, err, sizeof err) != 0) {
         fprintf(stderr, "bench_model: %s\n", err);
         return 1;

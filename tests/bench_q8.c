@@ -290,6 +290,7 @@ static void per_token(const char *model, FILE *jsonl)
 
 int main(void)
 {
+    bench_check_isa("bench_q8");
     const char *jsonl_path = getenv("BENCH_JSONL");
     FILE *jsonl = jsonl_path && *jsonl_path ? fopen(jsonl_path, "a") : NULL;
     if (jsonl_path && *jsonl_path && !jsonl) {

@@ -1,11 +1,14 @@
 /* Helpers shared by the tests/bench_*.c programs: a monotonic clock, the
- * median of a set of timings, and the JSON-lines file make bench collects. */
+ * median of a set of timings, the JSON-lines file make bench collects, and
+ * the check of GPT_ISA. */
 #ifndef TESTS_BENCH_UTIL_H
 #define TESTS_BENCH_UTIL_H
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "kernels/cpu.h"
 
 static inline double bench_now_s(void)
 {
@@ -40,6 +43,18 @@ static inline FILE *bench_jsonl_open(void)
         exit(1);
     }
     return f;
+}
+
+/* The path GPT_ISA names made active, as the programs do at start; a value
+ * they would refuse stops the benchmark too (exit 2), since figures of
+ * another path than the one asked for are worse than none. */
+static inline void bench_check_isa(const char *prog)
+{
+    char err[256];
+    if (cpu_isa_from_env(err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        exit(2);
+    }
 }
 
 #endif

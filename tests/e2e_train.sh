@@ -2,7 +2,8 @@
 # End to end: prep a real corpus (Debian's fortunes, installed by `make deps`),
 # train a small byte-level model for 60 steps, and check that the loss falls,
 # that log.jsonl holds well-formed step and eval records, and that bad
-# configurations are refused with a one-line reason and a non-zero exit.
+# configurations and environment variables are refused with a one-line reason
+# and a non-zero exit.
 set -e
 NAME=e2e_train
 . tests/lib_e2e.sh
@@ -42,9 +43,9 @@ assert g[ev["precision"]] == max(g.values()) or ev["precision"] == "fp32", ev
 print("loss %.3f -> %.3f, val %.3f" % (first, last, evals[-1]["val_loss"]))
 PY
 
-expect_refused() {   # expected-substring, trainer args...
+expect_refused() {   # expected-substring, trainer args ($env_set: VAR=value for its environment)
     want=$1; shift
-    if "$BUILD/trainer" "$@" 2>"$tmp/err"; then fail "accepted: $*"; fi
+    if env ${env_set:-} "$BUILD/trainer" "$@" 2>"$tmp/err"; then fail "accepted: ${env_set:-} $*"; fi
     [ "$(wc -l < "$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "error is not one line: $*"; }
     grep -q "$want" "$tmp/err" || { cat "$tmp/err"; fail "error does not mention '$want'"; }
 }
@@ -58,4 +59,24 @@ expect_refused "not valid JSON (line 1: {\"n_layer\": 2,)" --config "$tmp/bad.js
 expect_refused "required" --set lr=1
 # --set wins over the file whatever the order on the command line
 expect_refused "not divisible" --set n_head=3 --config "$tmp/cfg.json"
+# an environment variable the trainer reads, set to a value it cannot honour:
+# refused the same way, before the run starts (nothing made under out_dir)
+for env_set in GPT_ISA=avx1024 GPT_PEAK_GFLOPS=fast GPT_PEAK_BF16_GFLOPS=-1 GPT_BF16_EMULATE=yes \
+    GPT_PRECISION_CACHE=off GPT_RESTARTS=-1 SLURM_RESTART_COUNT=x; do
+    expect_refused "^trainer: $env_set is not " --config "$tmp/cfg.json" --set out_dir="$tmp/never"
+done
+env_set=
+[ ! -e "$tmp/never" ] || fail "a refused environment made $tmp/never"
+# OMP_NUM_THREADS that OpenMP refuses (it warns itself, then would run on every
+# CPU): the trainer stops; one it takes (spaces around a count) runs
+for v in 0 2,x; do
+    if OMP_NUM_THREADS=$v "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/never" 2>"$tmp/err"; then
+        fail "accepted OMP_NUM_THREADS=$v"
+    fi
+    [ "$(tail -n 1 "$tmp/err")" = "trainer: OMP_NUM_THREADS=$v is not a list of thread counts >= 1 (such as 4 or 4,1)" ] ||
+        { cat "$tmp/err"; fail "OMP_NUM_THREADS=$v: no reason"; }
+done
+[ ! -e "$tmp/never" ] || fail "a refused OMP_NUM_THREADS made $tmp/never"
+OMP_NUM_THREADS="1 " "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/spaced" --set max_steps=1 \
+    2>"$tmp/err" || { cat "$tmp/err"; fail "OMP_NUM_THREADS='1 ' refused"; }
 echo "PASS e2e_train"

@@ -1,5 +1,6 @@
-/* config: JSON keys and --set overrides, type and consistency errors, and the
- * JSON dump reading back to the same config. */
+/* config: JSON keys and --set overrides, type and consistency errors, the
+ * JSON dump reading back to the same config, and the model options the
+ * trainer makes of a config. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "trainer/config.h"
+#include "trainer/train.h"
 
 static void test_json_and_set_override_defaults(void **state)
 {
@@ -116,12 +118,34 @@ static void test_json_dump_round_trips(void **state)
     assert_memory_equal(&a, &b, sizeof a);
 }
 
+static void test_precision_names_reach_the_model(void **state)
+{
+    (void)state;
+    const struct {
+        const char *set;
+        gpt2_precision model;
+    } cases[] = {{"precision=fp32", PREC_FP32}, {"precision=bf16", PREC_BF16},
+                 {"precision=fp16", PREC_FP16}, {"precision=auto", PREC_FP32}};
+    char err[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_config c;
+        config_defaults(&c);
+        assert_int_equal(config_set(&c, cases[i].set, err, sizeof err), 0);
+        assert_int_equal(config_set(&c, "recompute=block", err, sizeof err), 0);
+        assert_int_equal(config_finalize(&c, err, sizeof err), 0);
+        gpt2_options one = train_model_options(&c, 1), two = train_model_options(&c, 2);
+        assert_int_equal(one.precision, cases[i].model);
+        assert_true(one.recompute && !one.split_embed_grad && two.split_embed_grad);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_and_set_override_defaults),
         cmocka_unit_test(test_bad_configs_are_refused),
         cmocka_unit_test(test_json_dump_round_trips),
+        cmocka_unit_test(test_precision_names_reach_the_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include "io/fsutil.h"
 #include "io/hash.h"
 #include "kernels/cpu.h"
+#include "kernels/env.h"
 #include "kernels/gemm.h"
 
 /* The timed products have at most this many token rows and LM-head columns:
@@ -119,11 +120,13 @@ int precision_cache_path(const run_config *c, char *buf, size_t n)
     return cache_file("precision", key, buf, n);
 }
 
-/* GPT_PRECISION_CACHE=0 in the environment bypasses every cache here. */
+/* GPT_PRECISION_CACHE=0 in the environment bypasses every cache here; a bad
+ * value keeps them (the trainer refuses it at start). */
 static bool cache_wanted(void)
 {
-    const char *use = getenv("GPT_PRECISION_CACHE");
-    return !(use && strcmp(use, "0") == 0);
+    bool wanted;
+    env_flag(PRECISION_CACHE_ENV, true, &wanted, NULL, 0);
+    return wanted;
 }
 
 const char *precision_name(gemm_dtype dtype)

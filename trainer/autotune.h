@@ -10,7 +10,8 @@
  * taken.  The result is cached per CPU model, build, threads and shapes in
  * $XDG_CACHE_HOME/gpt-cpu/ (else ~/.cache/gpt-cpu/), so a restart does not
  * pay again; a cache file that does not parse or names another key is ignored
- * and rewritten.  GPT_PRECISION_CACHE=0 in the environment bypasses it.
+ * and rewritten.  GPT_PRECISION_CACHE=0 in the environment (0 or 1,
+ * kernels/env.h) bypasses it.
  */
 #ifndef TRAINER_AUTOTUNE_H
 #define TRAINER_AUTOTUNE_H
@@ -20,6 +21,8 @@
 
 #include "kernels/gemm.h"
 #include "trainer/config.h"
+
+#define PRECISION_CACHE_ENV "GPT_PRECISION_CACHE"
 
 typedef struct {
     gemm_dtype dtype;     /* the choice */

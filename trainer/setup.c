@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/fsutil.h"
+#include "kernels/env.h"
 #include "trainer/init_from.h"
 #include "trainer/metrics.h"
 
@@ -44,12 +45,10 @@ static long long available_memory_bytes(void)
     return avail;
 }
 
-int restart_count(void)
+int restart_count(int *count, char *err, size_t errlen)
 {
     const char *v = getenv("GPT_RESTARTS");
-    if (!v || !*v)
-        v = getenv("SLURM_RESTART_COUNT");
-    return v ? atoi(v) : 0;
+    return env_count(v && *v ? "GPT_RESTARTS" : "SLURM_RESTART_COUNT", 0, count, err, errlen);
 }
 
 /* the status socket and the control server (rank 0).  An endpoint
@@ -73,7 +72,9 @@ static void services_open(trainer *tr, const run_config *c)
         status_event(&tr->status, "event", 0, msg);
     }
     char where[300];
-    if (metrics_open(&tr->status.metrics, c->metrics_endpoint, restart_count(), where,
+    int restarts;
+    restart_count(&restarts, NULL, 0);   /* checked at start: train_check_env */
+    if (metrics_open(&tr->status.metrics, c->metrics_endpoint, restarts, where,
                      sizeof where, why, sizeof why) != 0) {
         snprintf(msg, sizeof msg, "%s; running without the metrics endpoint", why);
         status_event(&tr->status, "event", 0, msg);
@@ -197,13 +198,15 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     return rc;
 }
 
-static gpt2_options model_options(const run_config *c, const comm_world *w)
+gpt2_options train_model_options(const run_config *c, int ranks)
 {
-    return (gpt2_options){.precision = c->precision == PRECISION_BF16   ? PREC_BF16
-                                       : c->precision == PRECISION_FP16 ? PREC_FP16
-                                                                        : PREC_FP32,
+    static const gpt2_precision model_precisions[] = {
+        [PRECISION_AUTO] = PREC_FP32,   /* not measured yet: the memory check's first guess */
+        [PRECISION_FP32] = PREC_FP32, [PRECISION_BF16] = PREC_BF16, [PRECISION_FP16] = PREC_FP16,
+    };
+    return (gpt2_options){.precision = model_precisions[c->precision],
                           .recompute = c->recompute == RECOMPUTE_BLOCK,
-                          .split_embed_grad = w->size > 1};
+                          .split_embed_grad = ranks > 1};
 }
 
 static void publish_copy(void *ctx, int copy, unsigned gen)
@@ -411,12 +414,12 @@ int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_worl
     tr->req = req;
     tr->ckpt = checkpointer_new(resume);
     gpt2_dims dims = {c->vocab_size, c->n_positions, c->n_embd, c->n_layer, c->n_head};
-    gpt2_options opt = model_options(c, w);
+    gpt2_options opt = train_model_options(c, w->size);
     if (check_memory(tr, &dims, &opt, err, errlen) != 0)
         return -1;
     if (c->precision_auto) {
         resolve_precision(c, w, pc);
-        opt = model_options(c, w);
+        opt = train_model_options(c, w->size);
     }
     resolve_weight_grad(tr);
     open_pack_share(tr, &dims, &opt);

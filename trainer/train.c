@@ -9,7 +9,9 @@
 #include "kernels/adamw.h"
 #include "kernels/clock.h"
 #include "kernels/convert.h"
+#include "kernels/cpu.h"
 #include "kernels/elementwise.h"
+#include "kernels/env.h"
 #include "kernels/peak.h"
 
 /* Stop with an error after this many consecutive non-finite steps (fp16:
@@ -658,6 +660,21 @@ static void report_start(trainer *tr, const precision_choice *pc)
     status_event_fields(&tr->status, 0, msg, fields);
 }
 
+int train_check_env(char *err, size_t errlen)
+{
+    double gflops;
+    bool flag;
+    int restarts;
+    if (cpu_isa_from_env(err, errlen) != 0 ||
+        env_positive(PEAK_FP32_ENV, &gflops, err, errlen) != 0 ||
+        env_positive(PEAK_BF16_ENV, &gflops, err, errlen) != 0 ||
+        env_flag(GEMM_BF16_EMULATE_ENV, false, &flag, err, errlen) != 0 ||
+        env_flag(PRECISION_CACHE_ENV, true, &flag, err, errlen) != 0 ||
+        restart_count(&restarts, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
 int train_run(const run_config *config, const char *resume, const comm_world *world,
               train_requests *req, train_result *res, char *err, size_t errlen)
 {
@@ -682,9 +699,11 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
     }
     if (rc == 0) {
         report_start(&tr, &pc);
-        if (restart_count() > 0) {
+        int restarts;
+        restart_count(&restarts, NULL, 0);   /* checked at start: train_check_env */
+        if (restarts > 0) {
             char msg[128];
-            snprintf(msg, sizeof msg, "restart %d: started again at step %d", restart_count(),
+            snprintf(msg, sizeof msg, "restart %d: started again at step %d", restarts,
                      tr.start_step);
             status_event(&tr.status, "event", tr.start_step, msg);
         }

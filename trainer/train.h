@@ -9,6 +9,7 @@
 
 #include "comm/comm.h"
 #include "trainer/config.h"
+#include "trainer/model.h"
 
 typedef struct {
     float final_loss;       /* mean train loss of the last step, NaN if none ran */
@@ -32,5 +33,18 @@ typedef struct {
  * the requests in req.  0 on success, -1 with a one-line reason in err. */
 int train_run(const run_config *c, const char *resume, const comm_world *world,
               train_requests *req, train_result *result, char *err, size_t errlen);
+
+/* The environment variables train_run reads (docs/config.md: GPT_ISA, the
+ * peaks, GPT_BF16_EMULATE, GPT_PRECISION_CACHE, the restart count), checked
+ * before it starts (and GPT_ISA's path made active): the modules that read
+ * them later cannot fail and take a bad value's default.  0, or -1 with a
+ * one-line reason naming the first variable whose value cannot be honoured. */
+int train_check_env(char *err, size_t errlen);
+
+/* The model options train_run starts from for c on `ranks` ranks (the data
+ * and the node's sharing add theirs): c's precision, auto taken as fp32
+ * until train_run has measured it, and recompute.  tests/bench_model builds
+ * the trainer's model with them. */
+gpt2_options train_model_options(const run_config *c, int ranks);
 
 #endif

@@ -83,7 +83,8 @@ int all_ranks_ok(int rc, const char *what, const char *why_other, char *err, siz
 
 /* How many times a supervisor started this job again: launch/run.sh
  * --max-restarts sets GPT_RESTARTS, Slurm sets SLURM_RESTART_COUNT on a
- * requeued job. */
-int restart_count(void);
+ * requeued job (read when GPT_RESTARTS is unset or empty).  0 and *count,
+ * or -1 with the reason (kernels/env.h) and *count = 0. */
+int restart_count(int *count, char *err, size_t errlen);
 
 #endif
