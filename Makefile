@@ -63,8 +63,8 @@ help:
 	@echo "make test         build and run the cmocka suite and the end-to-end checks"
 	@echo "                  (SAN=1: under ASan+UBSan)"
 	@echo "make fuzz         run every libFuzzer target FUZZ_S seconds (default 60)"
-	@echo "make bench        hardware, kernel, training, inference and GPT-2 import/fine-tune"
-	@echo "                  benchmarks -> build/bench.jsonl"
+	@echo "make bench        hardware, kernel, training, inference (against llama.cpp) and GPT-2"
+	@echo "                  import/fine-tune benchmarks -> build/bench.jsonl"
 	@echo "make bench-dp     np 2 against np 1 over shared memory -> build/bench_dp.jsonl"
 	@echo "make bench-net    data parallel over two emulated hosts at 10 and 1 Gbit/s (root)"
 	@echo "                  -> build/bench_net.jsonl"
@@ -75,7 +75,7 @@ help:
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
         libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
         openssh-client iproute2
-DEBS += libpcre2-dev nodejs
+DEBS += libpcre2-dev nodejs cmake git   # cmake, git: llama.cpp for make bench (tests/llamacpp_build.sh)
 # interop tests and the PyTorch rows of `make bench` run on Debian's python3 (/usr/bin/python3)
 DEBS += python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
 DEBS += clang libclang-rt-14-dev   # make fuzz

@@ -7,7 +7,8 @@
 # is installed, per-op profiles, data parallel, the time checkpoints
 # block training, status publishing, and inference decode/prefill (seed384 and
 # gpt2-124M).  Prints tables and writes every figure as a JSON line to
-# $BUILD/bench.jsonl.  GPT-2 import and fine-tuning rows last (tests/bench_gpt2.sh).
+# $BUILD/bench.jsonl.  GPT-2 import, decode against llama.cpp and fine-tuning rows
+# last (tests/bench_gpt2.sh).
 set -e
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
@@ -335,5 +336,5 @@ for q in int8 bf16 fp32; do infer_bench gpt2-124M "$ck" $q; done
 infer_bench gpt2-124M "$ck" int8 fp32
 echo "figures: $BENCH_JSONL"
 
-echo "== GPT-2 in: import of a 124M-size Hugging Face folder, fine-tuning it at T 1024 (np 1, np 2)"
+echo "== GPT-2 in and out: import of a 124M-size Hugging Face folder, its decode as GGUF against llama.cpp, fine-tuning it at T 1024 (np 1, np 2)"
 sh tests/bench_gpt2.sh || [ $? -eq 77 ]
