@@ -18,7 +18,10 @@ enum {
 /* rows (<= R) rows of W from row i into y[o0..o1); inlined with rows == R for
  * the full passes, as t_block below.  Each accumulator is loaded and stored
  * once per pass, its FMAs in row order (gemv.h's), and the rows are
- * sequential streams in flight together. */
+ * sequential streams in flight together.  Each load asks for the same column
+ * of the next pass's rows into L2: the hardware prefetchers alone left one
+ * thread well short of the memory's rate on Zen 4 (docs/benchmarks.md); a
+ * prefetch past the matrix's end is dropped, never a fault. */
 SIMD_INLINE void n_block(float *y, const float *x, const float *w, int out, int i, int rows,
                          int o0, int o1)
 {
@@ -31,8 +34,10 @@ SIMD_INLINE void n_block(float *y, const float *x, const float *w, int out, int 
     int o = o0;
     for (; o + VW <= o1; o += VW) {
         vfloat acc = vloadu(y + o);
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < rows; r++) {
+            _mm_prefetch((const char *)(wi[r] + (size_t)R * out + o), _MM_HINT_T1);
             acc = vfmadd(xv[r], vloadu(wi[r] + o), acc);
+        }
         vstoreu(y + o, acc);
     }
     if (o < o1) {
@@ -72,7 +77,8 @@ static float reduce16(const vfloat a[NS])
 
 /* rows (<= V) outputs from row o; inlined with rows == V for the full passes,
  * so the accumulators stay in registers (a run-time count spills them to the
- * stack, and every FMA then waits on a store). */
+ * stack, and every FMA then waits on a store).  The next block's rows are
+ * prefetched into L2 as n_block does. */
 SIMD_INLINE void t_block(float *y, const float *x, const float *w, int ldw, const float *b,
                          int in, int o, int rows)
 {
@@ -86,6 +92,7 @@ SIMD_INLINE void t_block(float *y, const float *x, const float *w, int ldw, cons
             xv[k] = vload(x + i + k * VW, in - i - k * VW);
         for (int r = 0; r < rows; r++) {
             const float *wr = w + (size_t)(o + r) * ldw + i;
+            _mm_prefetch((const char *)(wr + (size_t)V * ldw), _MM_HINT_T1);
             for (int k = 0; k < NS; k++)
                 acc[r][k] = vfmadd(xv[k], vload(wr + k * VW, in - i - k * VW), acc[r][k]);
         }
