@@ -537,12 +537,15 @@ static void name_stalled_peers(grad_buckets *b, const phase_requests *ph, int i)
 }
 
 /* Waits for bucket i's requests of ph, spinning in MPI as MPI_Waitall does.
- * Past STALL_S it says which peers it still waits for, and again each
- * STALL_S (the set only shrinks), so a watchdog that gives up on the wait
- * names them; the watchdog forgets them when the wait ends. */
+ * When the first test fails it says which peers it still waits for, and again
+ * each STALL_S (the set only shrinks), so a watchdog that gives up on the wait
+ * names them; the watchdog forgets them when the wait ends.  Named at once,
+ * not after a delay: the watchdog's clock runs from the start of the whole
+ * exchange, and a wait that began just before it gives up must name its
+ * peers too (one pass of MPI_Test over the bucket's requests). */
 static void wait_requests(grad_buckets *b, const phase_requests *ph, int i)
 {
-    double look_at = MPI_Wtime() + STALL_S;
+    double look_at = MPI_Wtime();
     bool stalled = false;
     while (!test(b, ph, i)) {
         if (MPI_Wtime() >= look_at) {
