@@ -51,8 +51,8 @@ enum { PARAMS_WINDOW = 4 };
  * MPI_THREAD_SERIALIZED asks. */
 enum { PROGRESS_US = 200 };
 
-/* A wait on a bucket's messages that lasts this long has stalled on some
- * peer: from then on, once a period, it tells the watchdog which peers. */
+/* How often a wait on a bucket's messages tells the watchdog again which
+ * peers it still waits for (wait_requests). */
 #define STALL_S 1.0
 
 /* One phase's requests for every bucket ([count][per], bucket i's from
