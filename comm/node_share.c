@@ -21,6 +21,7 @@ struct node_share {
     _Atomic unsigned *flags;   /* [items] */
     char *memory;
     int rank, size;
+    int *world_ranks;          /* [size]: each node rank's rank in the world */
 };
 
 static size_t round_up(size_t n)
@@ -58,6 +59,27 @@ static int map_window(node_share *s, size_t bytes, int items)
     return 0;
 }
 
+/* The world's rank of each of the node's ranks, for the watchdog's message. */
+static int world_ranks_of(node_share *s)
+{
+    int *node_ranks = malloc((size_t)s->size * sizeof *node_ranks);
+    s->world_ranks = malloc((size_t)s->size * sizeof *s->world_ranks);
+    if (!node_ranks || !s->world_ranks) {
+        free(node_ranks);
+        return -1;
+    }
+    MPI_Group node, world;
+    MPI_Comm_group(s->node, &node);
+    MPI_Comm_group(MPI_COMM_WORLD, &world);
+    for (int r = 0; r < s->size; r++)
+        node_ranks[r] = r;
+    MPI_Group_translate_ranks(node, s->size, node_ranks, world, s->world_ranks);
+    MPI_Group_free(&node);
+    MPI_Group_free(&world);
+    free(node_ranks);
+    return 0;
+}
+
 node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
 {
     err[0] = '\0';
@@ -79,6 +101,15 @@ node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
     s->node = node;
     MPI_Comm_rank(node, &s->rank);
     s->size = size;
+    ok = world_ranks_of(s) == 0;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);
+    if (!ok) {
+        snprintf(err, errlen, "out of memory");
+        MPI_Comm_free(&s->node);
+        free(s->world_ranks);
+        free(s);
+        return NULL;
+    }
     MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
     ok = backing_has_room(bytes);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);
@@ -96,6 +127,7 @@ node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
     if (!ok) {   /* a window mapped on some ranks only is left mapped: freeing
                   * it is collective, and its pages were never touched */
         MPI_Comm_free(&s->node);
+        free(s->world_ranks);
         free(s);
         return NULL;
     }
@@ -110,6 +142,7 @@ void node_share_close(node_share *s)
     MPI_Barrier(s->node);   /* nobody reads it any more */
     MPI_Win_free(&s->win);
     MPI_Comm_free(&s->node);
+    free(s->world_ranks);
     free(s);
 }
 
@@ -142,13 +175,15 @@ static int reached(node_share *s, int item, unsigned gen)
 /* The other rank packs while this one waits, usually well under a
  * millisecond: spin a little, then sleep in short naps so a core shared
  * with the exchange's progress thread is given up. */
-void node_share_await(node_share *s, int item, unsigned gen, void (*idle)(void *), void *arg)
+void node_share_await(node_share *s, int item, unsigned gen, int publisher,
+                      void (*idle)(void *), void *arg)
 {
     for (int spin = 0; spin < 2000; spin++)
         if (reached(s, item, gen))
             return;
     const struct timespec nap = {0, 20000};
     watchdog_arm("a packed weight matrix from another rank on this node");
+    watchdog_waiting_for(&s->world_ranks[publisher], 1);
     while (!reached(s, item, gen)) {
         if (idle)
             idle(arg);

@@ -33,10 +33,12 @@ int node_share_size(const node_share *s);
 /* Item i now holds generation gen (the writes before it are visible to any
  * rank that sees the flag). */
 void node_share_publish(node_share *s, int item, unsigned gen);
-/* Returns once item i holds generation gen or later (under the watchdog:
- * a rank that never publishes it stops the job).  While it waits it calls
- * idle(arg) now and then (unless NULL): the rank it waits for may itself be
- * waiting for this one's MPI to move (buckets_poke). */
-void node_share_await(node_share *s, int item, unsigned gen, void (*idle)(void *), void *arg);
+/* Returns once item i holds generation gen or later.  publisher is the node
+ * rank that publishes it: under the watchdog, one that never does stops the
+ * job and is named.  While it waits it calls idle(arg) now and then (unless
+ * NULL): the rank it waits for may itself be waiting for this one's MPI to
+ * move (buckets_poke). */
+void node_share_await(node_share *s, int item, unsigned gen, int publisher,
+                      void (*idle)(void *), void *arg);
 
 #endif

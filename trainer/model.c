@@ -542,7 +542,7 @@ static void await_copy(gpt2 *m, int k)
 {
     const gpt2_pack_share *s = m->opt.pack_share;
     if (s && m->pack_owner[k] != s->rank)
-        TIMED(m, OP_CONVERT, s->await(s->ctx, k, m->pack_gen));
+        TIMED(m, OP_CONVERT, s->await(s->ctx, k, m->pack_owner[k], m->pack_gen));
 }
 
 

@@ -38,7 +38,7 @@ typedef struct {
     void *memory;
     int rank, size;
     void (*publish)(void *ctx, int copy, unsigned generation);
-    void (*await)(void *ctx, int copy, unsigned generation);
+    void (*await)(void *ctx, int copy, int sharer, unsigned generation);   /* sharer packs it */
     void *ctx;
 } gpt2_pack_share;
 

@@ -219,10 +219,10 @@ static void poke_exchange(void *buckets)
     buckets_poke(buckets);
 }
 
-static void await_copy(void *ctx, int copy, unsigned gen)
+static void await_copy(void *ctx, int copy, int sharer, unsigned gen)
 {
     const trainer *tr = ctx;
-    node_share_await(tr->node, copy, gen, tr->buckets ? poke_exchange : NULL, tr->buckets);
+    node_share_await(tr->node, copy, gen, sharer, tr->buckets ? poke_exchange : NULL, tr->buckets);
 }
 
 /* Several ranks on this node in 16-bit precision: one packed copy of the
