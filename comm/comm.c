@@ -5,11 +5,153 @@
 #include <limits.h>
 #include <mpi.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include "kernels/clock.h"
 
 /* Collectives take an int count: send large buffers in pieces. */
 enum { MAX_CHUNK = 1 << 30 };
+
+/* The roll call: which ranks a stalled collective still lacks.
+ *
+ * MPI cannot say which ranks a collective waits for, so the watchdog could
+ * not name a hung peer when the others waited in one.  The agreements below
+ * are therefore nonblocking collectives that this file waits for itself; a
+ * wait that lasts longer than ROLL_CALL_S tells every peer, on a duplicate
+ * of the world, the number of the collective it has reached (every rank
+ * counts these collectives in the same order, so the numbers agree), and the
+ * ranks it has not heard that number from are the ones the watchdog names.
+ * A collective that ends sooner, as every one does in a healthy run, sends
+ * nothing.  A peer's note is taken at the start of every wait, so none piles
+ * up. */
+#define ROLL_CALL_S 0.5
+/* Spin this long on a collective (the blocking calls would spin forever),
+ * then nap between tests so a long wait (a checkpoint written by rank 0)
+ * leaves the core to the work it waits for. */
+#define SPIN_S 0.01
+enum { ROLL_TAG = 0x7c11 };
+
+static struct {
+    MPI_Comm comm;         /* a duplicate of the world, for the notes alone */
+    int rank, size;
+    long count;            /* collectives waited for so far */
+    long *reached;         /* [size]: the newest collective each rank said it reached */
+    long *note;            /* [size]: what was sent to each peer (the send's buffer) */
+    MPI_Request *sends;    /* [size] */
+    int *missing;          /* [size]: the ranks not heard from, for the watchdog */
+} roll;
+
+static int roll_open(int rank, int size)
+{
+    roll.rank = rank;
+    roll.size = size;
+    roll.count = 0;
+    roll.reached = calloc((size_t)size, sizeof *roll.reached);
+    roll.note = calloc((size_t)size, sizeof *roll.note);
+    roll.sends = malloc((size_t)size * sizeof *roll.sends);
+    roll.missing = malloc((size_t)size * sizeof *roll.missing);
+    if (!roll.reached || !roll.note || !roll.sends || !roll.missing)
+        return -1;
+    for (int r = 0; r < size; r++)
+        roll.sends[r] = MPI_REQUEST_NULL;
+    MPI_Comm_dup(MPI_COMM_WORLD, &roll.comm);
+    return 0;
+}
+
+/* Takes the peers' notes that have arrived; true if there were any. */
+static bool roll_listen(void)
+{
+    bool heard = false;
+    for (;;) {
+        int pending;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, ROLL_TAG, roll.comm, &pending, &st);
+        if (!pending)
+            return heard;
+        long n;
+        MPI_Recv(&n, 1, MPI_LONG, st.MPI_SOURCE, ROLL_TAG, roll.comm, MPI_STATUS_IGNORE);
+        if (n > roll.reached[st.MPI_SOURCE])
+            roll.reached[st.MPI_SOURCE] = n;
+        heard = true;
+    }
+}
+
+/* Tells every peer that this rank reached collective roll.count.  A peer
+ * that has not taken the last note yet is not listening: it gets none. */
+static void roll_announce(void)
+{
+    for (int r = 0; r < roll.size; r++) {
+        int done = 1;
+        if (r == roll.rank)
+            continue;
+        if (roll.sends[r] != MPI_REQUEST_NULL)
+            MPI_Test(&roll.sends[r], &done, MPI_STATUS_IGNORE);
+        if (!done)
+            continue;
+        roll.note[r] = roll.count;
+        MPI_Isend(&roll.note[r], 1, MPI_LONG, r, ROLL_TAG, roll.comm, &roll.sends[r]);
+    }
+}
+
+/* The watchdog names the ranks not heard from at this collective. */
+static void roll_tell_watchdog(void)
+{
+    int n = 0;
+    for (int r = 0; r < roll.size; r++)
+        if (r != roll.rank && roll.reached[r] < roll.count)
+            roll.missing[n++] = r;
+    watchdog_waiting_for(roll.missing, n);
+}
+
+/* Waits for the nonblocking collective req, holding the roll call if it
+ * lasts (the caller has armed the watchdog). */
+static void wait_collective(MPI_Request *req)
+{
+    const struct timespec nap = {0, 200000};
+    roll.count++;
+    roll_listen();
+    double start = clock_mono_s();
+    bool called = false;
+    for (;;) {
+        int done;
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        double waited = clock_mono_s() - start;
+        if (waited < SPIN_S)
+            continue;
+        if (!called && waited > ROLL_CALL_S) {
+            roll_announce();
+            called = true;
+            roll_tell_watchdog();
+        }
+        if (called && roll_listen())
+            roll_tell_watchdog();
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* Notes still on their way are let go: MPI completes them in the background. */
+static void roll_close(void)
+{
+    if (roll.sends) {
+        roll_listen();
+        for (int r = 0; r < roll.size; r++)
+            if (roll.sends[r] != MPI_REQUEST_NULL)
+                MPI_Request_free(&roll.sends[r]);
+        MPI_Comm_free(&roll.comm);
+    }
+    free(roll.reached);
+    free(roll.note);
+    free(roll.sends);
+    free(roll.missing);
+    roll.reached = roll.note = NULL;
+    roll.sends = NULL;
+    roll.missing = NULL;
+}
 
 /* Every rank's host name, COMM_HOST_CHARS each, and pointers to them: one
  * world per process, kept until comm_finalize. */
@@ -52,8 +194,8 @@ int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
     MPI_Comm_rank(local, &w->local_rank);
     MPI_Comm_size(local, &w->local_size);
     MPI_Comm_free(&local);
-    if (gather_hosts(w->size) != 0) {
-        snprintf(err, errlen, "out of memory for %d host names", w->size);
+    if (gather_hosts(w->size) != 0 || roll_open(w->rank, w->size) != 0) {
+        snprintf(err, errlen, "out of memory for %d ranks' host names", w->size);
         return -1;
     }
     w->hosts = hosts;
@@ -62,6 +204,7 @@ int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
 
 void comm_finalize(void)
 {
+    roll_close();
     MPI_Finalize();
     free(hosts);
     free(host_names);
@@ -79,19 +222,26 @@ void comm_sum_floats(float *x, size_t n, const char *what)
     }
 }
 
+/* x[0..n) reduced with op over all ranks, in place, under the watchdog and
+ * the roll call. */
+static void agree(void *x, int n, MPI_Datatype type, MPI_Op op, const char *what, double work_s)
+{
+    MPI_Request req;
+    watchdog_arm_for(what, work_s);
+    MPI_Iallreduce(MPI_IN_PLACE, x, n, type, op, MPI_COMM_WORLD, &req);
+    wait_collective(&req);
+    watchdog_disarm();
+}
+
 double comm_sum_double(double x)
 {
-    watchdog_arm("a sum over ranks");
-    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    watchdog_disarm();
+    agree(&x, 1, MPI_DOUBLE, MPI_SUM, "a sum over ranks", 0);
     return x;
 }
 
 int comm_max_int_after(int x, const char *what, double work_s)
 {
-    watchdog_arm_for(what, work_s);
-    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    watchdog_disarm();
+    agree(&x, 1, MPI_INT, MPI_MAX, what, work_s);
     return x;
 }
 
@@ -102,9 +252,7 @@ int comm_max_int(int x, const char *what)
 
 void comm_max_doubles(double *x, int n)
 {
-    watchdog_arm("the status reduction");
-    MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    watchdog_disarm();
+    agree(x, n, MPI_DOUBLE, MPI_MAX, "the status reduction", 0);
 }
 
 void comm_pick_least(double *x, int n, int key)
@@ -114,17 +262,17 @@ void comm_pick_least(double *x, int n, int key)
         int rank;
     } least = {x[key], 0};
     MPI_Comm_rank(MPI_COMM_WORLD, &least.rank);
+    agree(&least, 1, MPI_DOUBLE_INT, MPI_MINLOC, "the status reduction", 0);
+    /* every rank has reached this broadcast (the reduction just ended), so
+     * the roll call has nothing to add */
     watchdog_arm("the status reduction");
-    MPI_Allreduce(MPI_IN_PLACE, &least, 1, MPI_DOUBLE_INT, MPI_MINLOC, MPI_COMM_WORLD);
     MPI_Bcast(x, n, MPI_DOUBLE, least.rank, MPI_COMM_WORLD);
     watchdog_disarm();
 }
 
 int comm_or_int(int x, const char *what)
 {
-    watchdog_arm(what);
-    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_BOR, MPI_COMM_WORLD);
-    watchdog_disarm();
+    agree(&x, 1, MPI_INT, MPI_BOR, what, 0);
     return x;
 }
 
@@ -140,8 +288,19 @@ void comm_broadcast_floats(float *x, size_t n, int root)
 
 void comm_broadcast_int(int *x, int root, const char *what)
 {
+    MPI_Request req;
     watchdog_arm(what);
-    MPI_Bcast(x, 1, MPI_INT, root, MPI_COMM_WORLD);
+    MPI_Ibcast(x, 1, MPI_INT, root, MPI_COMM_WORLD, &req);
+    wait_collective(&req);
+    watchdog_disarm();
+}
+
+void comm_gather_ints(int x, int *all, const char *what)
+{
+    MPI_Request req;
+    watchdog_arm(what);
+    MPI_Iallgather(&x, 1, MPI_INT, all, 1, MPI_INT, MPI_COMM_WORLD, &req);
+    wait_collective(&req);
     watchdog_disarm();
 }
 

@@ -3,6 +3,13 @@
  * shards (comm/zero.h): agreeing on losses, norms, flags and choices,
  * broadcasting the initial parameters, summing the embedding's rows for
  * comm/sparse.h.  A run started without mpirun is a world of one rank.
+ *
+ * Every wait here is under the watchdog (comm/watchdog.h).  The agreements
+ * (sums and maxima of a few values, flags, a broadcast int, a gathered int)
+ * also tell it which ranks have not reached them when one stalls, so the
+ * message names the hung peer.  The bulk transfers (comm_sum_floats,
+ * comm_broadcast_floats) follow an agreement that all ranks have passed and
+ * stay blocking: Open MPI's nonblocking sum of megabytes is twice as slow.
  */
 #ifndef COMM_COMM_H
 #define COMM_COMM_H
@@ -45,6 +52,9 @@ int comm_or_int(int x, const char *what);
 void comm_broadcast_floats(float *x, size_t n, int root);
 /* Rank root's *x copied to every rank; what names the wait for the watchdog. */
 void comm_broadcast_int(int *x, int root, const char *what);
+
+/* all[r] = rank r's x, for every rank (all holds the world's size). */
+void comm_gather_ints(int x, int *all, const char *what);
 
 /* CPUs this process may run on (its affinity mask): mpirun binds ranks. */
 int comm_cpus_available(void);

@@ -62,13 +62,13 @@ static int find(const int *ids, int n, int id)
 /* Gathers every rank's ids into s->ids as their sorted union; returns its size. */
 static int gather_union(sparse_rows *s, const int *ids, int n, const char *what)
 {
-    watchdog_arm(what);
-    MPI_Allgather(&n, 1, MPI_INT, s->counts, 1, MPI_INT, MPI_COMM_WORLD);
+    comm_gather_ints(n, s->counts, what);
     int total = 0;
     for (int r = 0; r < s->size; r++) {
         s->displs[r] = total;
         total += s->counts[r];
     }
+    watchdog_arm(what);
     MPI_Allgatherv(ids, n, MPI_INT, s->ids, s->counts, s->displs, MPI_INT, MPI_COMM_WORLD);
     watchdog_disarm();
     qsort(s->ids, (size_t)total, sizeof *s->ids, cmp_int);

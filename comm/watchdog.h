@@ -6,9 +6,9 @@
  * is caught sooner by mpirun itself): the watchdog prints one line naming this
  * rank and what it was waiting for, and exits the process with status 3 so
  * mpirun takes the whole job down.  Checkpoints already on disk stay valid.
- * A wait on messages from known peers (the gradient exchange) tells the
- * watchdog which peers it still waits for, and the line names them and their
- * hosts, so the user knows which node hung; a collective's wait cannot tell.
+ * A wait that knows which peers it still waits for (the gradient exchange,
+ * comm's roll call in a stalled agreement) tells the watchdog, and the line
+ * names them and their hosts, so the user knows which node hung.
  */
 #ifndef COMM_WATCHDOG_H
 #define COMM_WATCHDOG_H

@@ -7,7 +7,8 @@
 # accumulation; a config error is reported once, and a rank that cannot start
 # stops the others at once.  Every step of np > 1
 # reports its exposed and total communication.  grad_wire=bf16 stays within
-# bf16 precision of the fp32 wire.
+# bf16 precision of the fp32 wire.  A rank that hangs is named by the others'
+# watchdog, in an agreement as in the gradient exchange.
 set -e
 NAME=e2e_mpi
 . tests/lib_e2e.sh
@@ -19,6 +20,16 @@ on_exit 'kill -9 $job $victim 2>/dev/null'
 $MPIRUN -np 3 "$BUILD/tests/test_buckets" >"$tmp/buckets.out" 2>&1 || { cat "$tmp/buckets.out"; fail "test_buckets under np 3"; }
 # memory shared by the ranks of a node, its items published and awaited
 $MPIRUN -np 3 "$BUILD/tests/test_node_share" >"$tmp/share.out" 2>&1 || { cat "$tmp/share.out"; fail "test_node_share under np 3"; }
+# the agreements against a scalar reference, with late ranks; a rank that
+# never joins one is named by every other rank's watchdog
+$MPIRUN -np 3 "$BUILD/tests/test_comm" >"$tmp/comm.out" 2>&1 || { cat "$tmp/comm.out"; fail "test_comm under np 3"; }
+if $MPIRUN -np 3 "$BUILD/tests/test_comm" --stall >"$tmp/stall.out" 2>&1; then
+    cat "$tmp/stall.out"; fail "an agreement that rank 2 never joined ended"
+fi
+for r in 0 1; do
+    grep -q "rank $r: waited 2 s .* in a sum over ranks, still waiting for rank 2 (host " "$tmp/stall.out" ||
+        { cat "$tmp/stall.out"; fail "rank $r's watchdog did not name rank 2, which never joined the sum"; }
+done
 
 prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
@@ -331,13 +342,12 @@ echo "pause, resume, checkpoint and stop reach both ranks"
 # a lost rank never hangs the job: killed (mpirun sees it) or stopped (the
 # other ranks' watchdog gives up after comm_timeout_s), also in bf16, where
 # the other rank may be waiting for the stopped one's share of the packed
-# weights rather than in MPI.  A survivor stalled in the gradient exchange or
-# the parameter allgather names the ranks it still waits for, the stopped one
-# among them; one stalled in a collective (the stopped rank was past its
-# exchange) cannot tell, and where the stop lands is up to the scheduler, so
-# only a message from the exchange is required to name it.  Under ZeRO stage
-# 0 with 8 micro-batches a step is mostly compute that ends in the exchange,
-# and a second after a step is logged the stop almost always lands there.
+# weights rather than in MPI.  Wherever a survivor stalls (the gradient
+# exchange, the parameter allgather, an agreement, a packed matrix) it names
+# the ranks it still waits for, the stopped one among them; only the bulk sums
+# of the embedding's rows cannot (they stay blocking MPI sums, twice as fast
+# as nonblocking ones), and in these small models' short steps a stop lands
+# there now and then.
 lose_rank() {   # signal, expected-stderr-pattern, precision, ranks[, settings]
     dir=$tmp/lost-$1-$3-$4
     $MPIRUN -np "$4" "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
@@ -364,8 +374,8 @@ lines = [l for l in open(sys.argv[1])
          if "aborting the job" in l and not l.startswith("trainer: rank %s:" % sys.argv[2])]
 for line in lines:
     named = re.search(r"still waiting for ranks? (.*?)(?: and \d+ more)?; ", line)
-    exchange = re.search(r" in the (gradient|parameter allgather)", line)
-    assert named or not exchange, line
+    bulk = re.search(r" in the embedding('s| gradient's) rows", line)
+    assert named or bulk, line
     if named:
         ranks = re.findall(r"(?:^|, | and )(\d+)", named.group(1))
         assert sys.argv[2] in ranks, (sys.argv[2], ranks)

@@ -22,10 +22,12 @@
 
 #include <mpi.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm/buckets.h"
+#include "comm/comm.h"
 #include "comm/sparse.h"
 #include "comm/zero.h"
 #include "kernels/convert.h"
@@ -575,10 +577,14 @@ static void shard_ranges_gather_and_scatter(void **state)
 
 int main(int argc, char **argv)
 {
-    int provided;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    comm_world world;
+    char err[256];
+    if (comm_init(&argc, &argv, &world, err, sizeof err) != 0) {
+        fprintf(stderr, "test_buckets: %s\n", err);
+        return 1;
+    }
+    rank = world.rank;
+    size = world.size;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(allreduce_uneven_buckets),
         cmocka_unit_test(reduce_scatter_keeps_own_gradients),
@@ -595,6 +601,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(shard_ranges_gather_and_scatter),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    MPI_Finalize();
+    comm_finalize();
     return rc;
 }
