@@ -135,7 +135,13 @@ static int q8_mat(void *ctx, const char *name, const infer_linear *l, char *err,
                                : find(g, name, &i, err, errlen);
     if (!t)
         return -1;
-    if (t->type != GGML_Q8_0 || t->ne[0] != (uint64_t)l->in) {
+    /* the blocks are read as the model's shape says: a tensor of another
+     * shape would be read past its own bytes */
+    if (t->ndim != 2 || t->ne[0] != (uint64_t)l->in || t->ne[1] != (uint64_t)l->out) {
+        snprintf(err, errlen, "tensor %s has the wrong shape for this model", t->name);
+        return -1;
+    }
+    if (t->type != GGML_Q8_0) {
         snprintf(err, errlen, "tensor %s is %s in a q8_0 file", t->name, ggml_type_name(t->type));
         return -1;
     }
