@@ -12,6 +12,7 @@
  */
 #include "infer/gguf_load.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,10 @@ static int q8_mat(void *ctx, const char *name, const infer_linear *l, char *err,
         uint16_t h;
         memcpy(&h, b, 2);
         l->ws[k] = f16_to_f32_one(h);
+        if (!isfinite(l->ws[k])) {   /* fp32 and bf16 refuse it as a non-finite weight */
+            snprintf(err, errlen, "tensor %s has a non-finite Q8_0 scale", t->name);
+            return -1;
+        }
         memcpy(l->wq + k * GGUF_Q8_0_BLOCK, b + 2, GGUF_Q8_0_BLOCK);
         for (int j = 0; j < GGUF_Q8_0_BLOCK; j++)
             if (l->wq[k * GGUF_Q8_0_BLOCK + j] == -128) {   /* the int8 kernels never see -128 */

@@ -1,7 +1,8 @@
 /* infer on GGUF files (build/infer --ckpt FILE.gguf) that a tool other than
  * build/export may have written: a small q8_0 file laid out as export lays it
  * out loads with every --quant; one whose tensors disagree with its metadata
- * is refused with one line, whatever --quant asks, before a weight is used. */
+ * or whose Q8_0 scales are not finite is refused with one line, whatever
+ * --quant asks, before a weight is used. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,11 +184,24 @@ static void test_matrix_shorter_than_the_model(void **state)
     expect_refused(&s, "blk.0.ffn_down.weight has the wrong shape");
 }
 
+/* fp32 and bf16 refuse such a scale as a non-finite weight; int8 ran it. */
+static void test_non_finite_q8_0_scale(void **state)
+{
+    (void)state;
+    spec s = VALID;
+    const uint16_t bad[] = {0x7c00, 0xfc00, 0x7e00};   /* +inf, -inf, NaN */
+    for (int i = 0; i < 3; i++) {
+        s.qkv_scale = bad[i];
+        expect_refused(&s, "non-finite");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file_runs),
         cmocka_unit_test(test_matrix_shorter_than_the_model),
+        cmocka_unit_test(test_non_finite_q8_0_scale),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
