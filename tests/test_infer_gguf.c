@@ -1,8 +1,9 @@
 /* infer on GGUF files (build/infer --ckpt FILE.gguf) that a tool other than
  * build/export may have written: a small q8_0 file laid out as export lays it
- * out loads with every --quant; one whose tensors disagree with its metadata
- * or whose Q8_0 scales are not finite is refused with one line, whatever
- * --quant asks, before a weight is used. */
+ * out loads with every --quant; one whose tensors disagree with its metadata,
+ * whose Q8_0 scales are not finite, or whose tokenizer has more tokens than
+ * the model has rows is refused with one line, whatever --quant asks, before
+ * a weight is used. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,12 +197,23 @@ static void test_non_finite_q8_0_scale(void **state)
     }
 }
 
+/* The byte tokenizer has 256 tokens whatever the file's token count: a model
+ * of fewer rows would be asked for logits and embeddings it does not have. */
+static void test_tokenizer_larger_than_the_model(void **state)
+{
+    (void)state;
+    spec s = VALID;
+    s.vocab = 100;
+    expect_refused(&s, "the tokenizer has 256 tokens but the model only 100");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file_runs),
         cmocka_unit_test(test_matrix_shorter_than_the_model),
         cmocka_unit_test(test_non_finite_q8_0_scale),
+        cmocka_unit_test(test_tokenizer_larger_than_the_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
