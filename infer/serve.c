@@ -216,6 +216,21 @@ static char *valid_utf8(const uint8_t *s, size_t n)
     return out;
 }
 
+/* Whether JSON text that cJSON parsed holds the escape \u0000.  cJSON
+ * decodes it to a NUL byte, which ends the C string it returns: a prompt,
+ * field name or token would be cut short there without a word.  In valid
+ * JSON a backslash is always inside a string and starts an escape. */
+static bool escaped_nul(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '\\') {
+            if (strncmp(s + 1, "u0000", 5) == 0)
+                return true;
+            s++;   /* the escaped character: "\\u0000" is text, not a NUL */
+        }
+    return false;
+}
+
 /* 0 if the request carries the server's token (or the server has none). */
 static int check_token(const infer_server *sv, const cJSON *o, char *err, size_t errlen)
 {
@@ -287,6 +302,8 @@ char *infer_server_handle(infer_server *sv, const void *req, size_t len)
         snprintf(err, sizeof err, "request is not valid JSON");
     else if (!cJSON_IsObject(o))
         snprintf(err, sizeof err, "request must be a JSON object");
+    else if (escaped_nul(text))
+        snprintf(err, sizeof err, "request holds \\u0000: a NUL byte is not allowed in a string");
     else if (check_token(sv, o, err, sizeof err) == 0 && parse_request(o, &r, err, sizeof err) == 0)
         rc = run_request(sv, &r, out, err, sizeof err);
     if (rc != 0) {   /* run_request adds its fields only once nothing can fail */

@@ -1,9 +1,10 @@
 #!/bin/sh
 # End to end: build/infer --serve on a checkpoint the trainer wrote.
 #  - four clients at once, two requests each, while garbage arrives (raw TCP bytes that are
-#    not ZeroMQ, a request that is not JSON, one with a NUL byte, out-of-range values, an
-#    unknown field, a two-part request): every request is answered, the bad ones with
-#    ok false and one line, and the server keeps serving;
+#    not ZeroMQ, a request that is not JSON, one with a NUL byte or a \u0000 escape (cJSON
+#    would cut the prompt there), out-of-range values, an unknown field, a two-part
+#    request): every request is answered, the bad ones with ok false and one line, and
+#    the server keeps serving;
 #  - a request gives the text the CLI prints after the prompt for the same seed and options;
 #  - a second server on the same port is refused with one line; SIGTERM ends the server, exit 0.
 set -e
@@ -43,8 +44,8 @@ on_exit 'kill $clients 2>/dev/null'
 python3 tests/send_garbage.py "$port" || fail "raw TCP write"
 printf '{"prompt": "a\000b"}' > "$tmp/nul"
 head -c 300 /dev/urandom > "$tmp/random"
-"$client" "$ep" 'garbage {' "@$tmp/nul" "@$tmp/random" '[1, 2]' '{"max_tokens": -1}' \
-    '{"temperature": 101}' '{"top_p": -0.1}' '{"top_k": 1.5}' '{"seed": "x"}' '{"prompt": 7}' \
+"$client" "$ep" 'garbage {' "@$tmp/nul" '{"prompt": "a\u0000b"}' "@$tmp/random" '[1, 2]' \
+    '{"max_tokens": -1}' '{"temperature": 101}' '{"top_p": -0.1}' '{"top_k": 1.5}' '{"seed": "x"}' '{"prompt": 7}' \
     '{"promt": "x"}' >"$tmp/bad.out" || fail "bad requests were not all answered"
 "$client" "$ep" --parts '{"prompt": "a"}' '{"prompt": "b"}' >>"$tmp/bad.out" ||
     fail "two-part request not answered"
@@ -74,8 +75,8 @@ for c in range(1, 5):
         want = cli("%s/cli%d.%s" % (tmp, c, f), p)
         assert r["text"] == want, (c, r["text"], want)
 bad = [json.loads(l) for l in open(tmp + "/bad.out").read().splitlines()]
-wants = ["not valid JSON", "NUL byte", "", "JSON object", "max_tokens must be", "temperature must be",
-         "top_p must be", "top_k must be", "seed must be", "prompt must be", "unknown field 'promt'",
+wants = ["not valid JSON", "NUL byte", "holds \\u0000", "", "JSON object", "max_tokens must be",
+         "temperature must be", "top_p must be", "top_k must be", "seed must be", "prompt must be", "unknown field 'promt'",
          "one message part"]
 assert len(bad) == len(wants), bad
 for r, w in zip(bad, wants):
