@@ -451,6 +451,36 @@ static int load_q8file(infer_model *m, const gpt2_dims *d, ckpt_model_file *f,
     return infer_model_load(m, d, INFER_INT8, &v, &src, err, errlen);
 }
 
+/* /config's dimensions against the shapes in the file, before anything is
+ * allocated for them: a config claiming more positions, layers or width than
+ * the tensors have got the weights allocated and zeroed at its size first
+ * (gigabytes for a small file), and one claiming fewer layers ran part of the
+ * model.  Only shapes are read.  A --save-quantized file (q8) holds wte and
+ * the matrices in /q8, whose shapes are checked as they load. */
+static int check_shapes(ckpt_model_file *f, const char *path, const gpt2_dims *d, bool q8,
+                        char *err, size_t errlen)
+{
+    int n = hf_gpt2_count(d->n_layer), rc = 0;
+    hf_tensor *t = malloc((size_t)n * sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory for the tensor list");
+        return -1;
+    }
+    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, t);
+    for (int i = 0; i < n && rc == 0; i++)
+        if (!q8 || i == 1 || !t[i].cols)
+            rc = ckpt_model_tensor(f, t[i].name, t[i].rows, t[i].cols, NULL, err, errlen);
+    free(t);
+    char next[HF_NAME_MAX], why[300];
+    snprintf(next, sizeof next, "transformer.h.%d.ln_1.weight", d->n_layer);
+    if (rc == 0 && ckpt_model_tensor(f, next, d->n_embd, 0, NULL, why, sizeof why) == 0) {
+        snprintf(err, errlen, "%s: /config n_layer is %d but /model holds more blocks", path,
+                 d->n_layer);
+        rc = -1;
+    }
+    return rc;
+}
+
 static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, infer_quant q,
                      infer_model *m, tokenizer **tok, char *err, size_t errlen)
 {
@@ -473,6 +503,10 @@ static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, i
     if (has_q8 && q != INFER_INT8) {
         snprintf(err, errlen, "%s holds int8 weights (written by --save-quantized): it runs "
                  "only with --quant int8", path);
+        infer_q8file_close(q8);
+        return -1;
+    }
+    if (check_shapes(f, path, d, has_q8, err, errlen) != 0) {
         infer_q8file_close(q8);
         return -1;
     }

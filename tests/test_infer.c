@@ -4,7 +4,8 @@
  * token, and so does bf16, which holds 2-byte weights (and where it widens
  * them, is fp32 on the rounded weights); seeded sampling is reproducible and
  * honours top-k / top-p; a checkpoint written by ckpt_write loads to the same
- * model, and damaged or unrunnable ones are refused with one line. */
+ * model, and damaged or unrunnable ones, or ones whose /config disagrees with
+ * /model, are refused with one line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/procmem.h"
 #include "kernels/bf16mm.h"
 #include "kernels/convert.h"
 #include "kernels/gemm.h"
@@ -556,6 +558,43 @@ static void test_checkpoint_load(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* /config's attribute key := value (the dimensions the loader is told). */
+static void set_config(const char *path, const char *key, long long value)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "/config", H5P_DEFAULT);
+    hid_t a = H5Aopen(g, key, H5P_DEFAULT);
+    assert_true(H5Awrite(a, H5T_NATIVE_LLONG, &value) >= 0);
+    H5Aclose(a);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+/* A /config that disagrees with /model is refused before the weights are
+ * allocated at its size: 4M positions had 1 GB of wpe zeroed before its
+ * shape was seen, and one layer fewer than /model holds ran part of it. */
+static void test_config_disagrees_with_model(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_infer_XXXXXX", path[128], cmd[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ckpt.h5", dir);
+    gpt2 g;
+    make_gpt2(&g, 21);
+    write_ckpt(path, &g, DIMS.n_embd);
+    set_config(path, "n_positions", 1 << 22);
+    const double peak = process_peak_rss_mb();
+    expect_refused(path, INFER_FP32, "wpe.weight is not a float tensor of shape [4194304,64]");
+    expect_refused(path, INFER_INT8, "wpe.weight is not a float tensor of shape [4194304,64]");
+    assert_true(process_peak_rss_mb() - peak < 100);
+    write_ckpt(path, &g, DIMS.n_embd);
+    set_config(path, "n_layer", DIMS.n_layer - 1);
+    expect_refused(path, INFER_INT8, "/config n_layer is 1 but /model holds more blocks");
+    gpt2_destroy(&g);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Overwrites element 0 of an int8 dataset in place (its checksum then lies). */
 static void poke_int8(const char *path, const char *dataset, int8_t value)
 {
@@ -732,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_bf16_agrees_with_fp32),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_checkpoint_load),
+        cmocka_unit_test(test_config_disagrees_with_model),
         cmocka_unit_test(test_save_quantized),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
