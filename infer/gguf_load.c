@@ -119,6 +119,32 @@ static int gguf_source(void *ctx, const char *name, int rows, int cols, float *d
     return rc;
 }
 
+/* Every tensor's shape against the metadata's dimensions, and no block past
+ * block_count, before anything is allocated for them (as a checkpoint's
+ * are): a context_length of millions had gigabytes of position embeddings
+ * zeroed before their shape was seen, and a smaller block_count ran part of
+ * the model.  Only the tensor infos are read. */
+static int check_tensors(const gguf_model *g, char *err, size_t errlen)
+{
+    for (int i = 0; i < g->n; i++) {
+        const gguf_tensor *t = gguf_find_tensor(&g->f, g->gname[i]);
+        int matrix = i >= 2 && g->hf[i].cols && g->hf[i].matrix_weight;
+        if (!t) {
+            snprintf(err, errlen, "tensor %s is missing", g->gname[i]);
+            return -1;
+        }
+        if (check_shape(t, &g->hf[i], matrix, err, errlen) != 0)
+            return -1;
+    }
+    char next[96];
+    snprintf(next, sizeof next, "blk.%d.attn_norm.weight", g->L);
+    if (gguf_find_tensor(&g->f, next)) {
+        snprintf(err, errlen, "gpt2.block_count is %d but the file holds more blocks", g->L);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- int8 runs: Q8_0 blocks as the int8 matrices -------------------------------- */
 
 static int q8_vec(void *ctx, const char *name, int rows, int cols, float *x, char *err,
@@ -382,6 +408,8 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
         name_tensors(&g);
         rc = infer_check_dims(&g.d, q, why, sizeof why);
     }
+    if (rc == 0)
+        rc = check_tensors(&g, why, sizeof why);
     if (rc == 0 && !(*tok = read_tokenizer(&g, why, sizeof why)))
         rc = -1;
     /* the byte and bpe tokenizers are rebuilt from their type and merges, not

@@ -1,9 +1,9 @@
 /* infer on GGUF files (build/infer --ckpt FILE.gguf) that a tool other than
  * build/export may have written: a small q8_0 file laid out as export lays it
- * out loads with every --quant; one whose tensors disagree with its metadata,
- * whose Q8_0 scales are not finite, or whose tokenizer has more tokens than
- * the model has rows is refused with one line, whatever --quant asks, before
- * a weight is used. */
+ * out loads with every --quant; one whose tensors disagree with its metadata
+ * (before anything is allocated at the metadata's size), whose Q8_0 scales
+ * are not finite, or whose tokenizer has more tokens than the model has rows
+ * is refused with one line, whatever --quant asks, before a weight is used. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,9 +16,10 @@
 #include "infer/infer.h"
 #include "io/gguf.h"
 #include "io/hf_names.h"
+#include "io/procmem.h"
 #include "kernels/convert.h"
 
-enum { C = 32, T = 8, L = 1, H = 2 };
+enum { C = 32, T = 8, H = 2 };
 
 static char dir[] = "/tmp/test_infer_gguf.XXXXXX";
 static char path[256];
@@ -26,12 +27,16 @@ static char path[256];
 /* What the file holds; the defaults describe a valid one. */
 typedef struct {
     int vocab;             /* token_embd's rows */
+    int layers;            /* blocks of tensors */
+    int block_count;       /* gpt2.block_count */
+    int context;           /* gpt2.context_length (position_embd has T rows) */
     const char *type;      /* gpt_cpu.tokenizer.type */
     const char *short_of;  /* this Q8_0 matrix (llama.cpp name) is declared a row short */
     uint16_t qkv_scale;    /* fp16 bits of blk.0.attn_qkv.weight's first scale */
 } spec;
 
-static const spec VALID = {.vocab = 256, .type = "byte", .qkv_scale = 0x2000};
+static const spec VALID = {.vocab = 256, .layers = 1, .block_count = 1, .context = T,
+                           .type = "byte", .qkv_scale = 0x2000};
 
 static int setup(void **state)
 {
@@ -60,10 +65,10 @@ static void put_metadata(gguf_writer *w, const spec *s)
         len[i] = tokenizer_spell_gpt2(&b, 1, tok[i]);
     }
     assert_int_equal(gguf_put_str(w, "general.architecture", "gpt2") |
-                     gguf_put_u32(w, "gpt2.context_length", T) |
+                     gguf_put_u32(w, "gpt2.context_length", (uint32_t)s->context) |
                      gguf_put_u32(w, "gpt2.embedding_length", C) |
                      gguf_put_u32(w, "gpt2.feed_forward_length", 4 * C) |
-                     gguf_put_u32(w, "gpt2.block_count", L) |
+                     gguf_put_u32(w, "gpt2.block_count", (uint32_t)s->block_count) |
                      gguf_put_u32(w, "gpt2.attention.head_count", H) |
                      gguf_put_f32(w, "gpt2.attention.layer_norm_epsilon", 1e-5f) |
                      gguf_put_str(w, "gpt_cpu.tokenizer.type", s->type) |
@@ -96,19 +101,19 @@ static void put_f32(gguf_writer *w, size_t n)
     }
 }
 
-/* A GGUF of a C x L model: token_embd and the matrices Q8_0, the rest F32. */
+/* A GGUF of a C-wide model: token_embd and the matrices Q8_0, the rest F32. */
 static void write_gguf(const spec *s)
 {
     char err[256], name[96];
-    int n = hf_gpt2_count(L);
+    int n = hf_gpt2_count(s->layers);
     hf_tensor t[64];
     uint64_t ne[64][2];
     int ndim[64], q8[64];
-    hf_gpt2_tensors(s->vocab, T, C, L, t);
+    hf_gpt2_tensors(s->vocab, T, C, s->layers, t);
     gguf_writer *w = gguf_writer_new();
     put_metadata(w, s);
     for (int i = 0; i < n; i++) {
-        hf_gpt2_llama_name(i, L, name, sizeof name);
+        hf_gpt2_llama_name(i, s->layers, name, sizeof name);
         q8[i] = i == 0 || (i >= 2 && t[i].cols && t[i].matrix_weight);
         ndim[i] = t[i].cols ? 2 : 1;
         ne[i][0] = (uint64_t)(q8[i] && i ? t[i].rows : t[i].cols ? t[i].cols : t[i].rows);
@@ -207,6 +212,23 @@ static void test_tokenizer_larger_than_the_model(void **state)
     expect_refused(&s, "the tokenizer has 256 tokens but the model only 100");
 }
 
+/* The metadata's dimensions are checked against the tensors before anything
+ * is allocated for them: a context_length of 4M had 512 MB of position
+ * embeddings zeroed before their shape was seen; a smaller block_count ran
+ * the first blocks alone. */
+static void test_metadata_disagrees_with_tensors(void **state)
+{
+    (void)state;
+    spec s = VALID;
+    s.context = 1 << 22;
+    const double peak = process_peak_rss_mb();
+    expect_refused(&s, "position_embd.weight has the wrong shape");
+    assert_true(process_peak_rss_mb() - peak < 100);
+    s = VALID;
+    s.layers = 2;
+    expect_refused(&s, "gpt2.block_count is 1 but the file holds more blocks");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_matrix_shorter_than_the_model),
         cmocka_unit_test(test_non_finite_q8_0_scale),
         cmocka_unit_test(test_tokenizer_larger_than_the_model),
+        cmocka_unit_test(test_metadata_disagrees_with_tensors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
