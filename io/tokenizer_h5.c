@@ -28,7 +28,8 @@ int tokenizer_h5_write(hid_t g, const tokenizer *t)
              h5_attr_i64(g, "vocab_size", tokenizer_vocab_size(t));
     size_t n = 0;
     const uint32_t *merges = tokenizer_merges(t, &n);
-    if (rc == 0 && merges && n)
+    /* an empty list too: a reader cannot tell a missing one from a lost one */
+    if (rc == 0 && merges)
         rc = write_dataset(g, "merges", H5T_STD_I32LE, H5T_NATIVE_UINT32, 2, n, merges);
     if (rc == 0 && tokenizer_eos(t) >= 0) {
         const uint32_t *lens;
@@ -65,6 +66,18 @@ static void *read_dataset(hid_t g, const char *name, int rank, hid_t mtype, size
         H5Dclose(d);
     *n = (size_t)dims[0];
     return buf;
+}
+
+/* The merges as pairs, *n of them.  Files written before empty lists were
+ * stored have no dataset for a tokenizer without merges: none is no merges
+ * (vocab_size is checked against the count either way). */
+static uint32_t *read_merges(hid_t g, size_t *n)
+{
+    if (H5Lexists(g, "merges", H5P_DEFAULT) == 0) {
+        *n = 0;
+        return calloc(2, sizeof(uint32_t));
+    }
+    return read_dataset(g, "merges", 2, H5T_NATIVE_UINT32, 4, n);
 }
 
 static tokenizer *read_gpt2(hid_t g, const uint32_t *merges, size_t nmerges, char *err,
@@ -113,13 +126,16 @@ tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
         snprintf(err, errlen, "unknown tokenizer type '%s'", type);
         return NULL;
     }
-    size_t n;
-    uint32_t *merges = read_dataset(g, "merges", 2, H5T_NATIVE_UINT32, 4, &n);
+    size_t n = 0;
+    long long size;
+    uint32_t *merges = read_merges(g, &n);
     tokenizer *t = NULL;
     if (!merges)
-        snprintf(err, errlen, "/tokenizer/merges is missing or unreadable");
+        snprintf(err, errlen, "/tokenizer/merges is unreadable");
     else if (strcmp(type, "gpt2") == 0)
         t = read_gpt2(g, merges, n, err, errlen);
+    else if (h5_attr_read_i64(g, "vocab_size", &size) != 0 || size != 256 + (long long)n)
+        snprintf(err, errlen, "/tokenizer vocab_size is missing or not 256 + %zu merges", n);
     else if (!(t = tokenizer_new_bpe(merges, n, why, sizeof why)))
         snprintf(err, errlen, "/tokenizer: %s", why);
     free(merges);

@@ -4,7 +4,8 @@
  * keep_checkpoints, the latest pointer, no *.tmp left behind; --resume auto
  * falls back past a damaged newest file; moments handed out and taken in one
  * tensor at a time (ZeRO's path) give the same file and values; a
- * weights-only file reads as a model and is refused for resuming; SIGKILL
+ * weights-only file reads as a model and is refused for resuming; a tokenizer
+ * without merges (bpe or gpt2) reads back; SIGKILL
  * during saves never costs the newest. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -419,6 +420,83 @@ static void test_weights_only_file(void **state)
     free_state(f);
 }
 
+/* The tokenizer path's file holds, read back as a model file reads it; NULL
+ * with the reason in err. */
+static tokenizer *stored_tokenizer(const char *path, char *err, size_t errlen)
+{
+    ckpt_model_file *m;
+    gpt2_dims d;
+    if (ckpt_model_open(path, &m, &d, err, errlen) != 0)
+        return NULL;
+    tokenizer *t = ckpt_model_tokenizer(m, err, errlen);
+    ckpt_model_close(m);
+    return t;
+}
+
+/* Writes tok into path (a weights-only file) and reads it back: the same tokenizer. */
+static void tokenizer_round_trip(fixture *f, const char *path, const tokenizer *tok)
+{
+    char err[512];
+    ckpt_state s = view(f, 0);
+    s.weights_only = true;
+    s.tok = tok;
+    if (ckpt_write(path, &s, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    tokenizer *back = stored_tokenizer(path, err, sizeof err);
+    if (!back)
+        fail_msg("%s", err);
+    assert_true(tokenizer_same(back, tok));
+    tokenizer_free(back);
+}
+
+/* A BPE training that finds nothing to merge (a corpus of one-byte chunks)
+ * and a GPT-2 vocabulary without merges make tokenizers with no merges: the
+ * file must still load.  Files written before empty lists were stored lack
+ * the dataset; they load when vocab_size agrees, and are refused otherwise. */
+static void test_tokenizer_without_merges(void **state)
+{
+    fixture *f = *state;
+    char path[256], err[512];
+    make_state(f, 16, 1);
+    snprintf(path, sizeof path, "%s/tok.h5", f->dir);
+    tokenizer *bpe = tokenizer_new_bpe(NULL, 0, err, sizeof err);
+    assert_non_null(bpe);
+    tokenizer_round_trip(f, path, bpe);
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(file >= 0 && H5Ldelete(file, "/tokenizer/merges", H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+    tokenizer *back = stored_tokenizer(path, err, sizeof err);
+    if (!back)
+        fail_msg("%s", err);
+    assert_true(tokenizer_same(back, bpe));
+    tokenizer_free(back);
+    tokenizer_free(bpe);
+
+    uint32_t one[2] = {'a', 'b'};   /* vocab_size 257: a lost list is not "no merges" */
+    bpe = tokenizer_new_bpe(one, 1, err, sizeof err);
+    assert_non_null(bpe);
+    tokenizer_round_trip(f, path, bpe);
+    tokenizer_free(bpe);
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(file >= 0 && H5Ldelete(file, "/tokenizer/merges", H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+    assert_null(stored_tokenizer(path, err, sizeof err));
+    assert_non_null(strstr(err, "vocab_size"));
+
+    uint8_t bytes[256 + sizeof "<|endoftext|>"];
+    uint32_t lens[257];
+    for (int b = 0; b < 256; b++)
+        bytes[b] = (uint8_t)b, lens[b] = 1;
+    memcpy(bytes + 256, "<|endoftext|>", 13);
+    lens[256] = 13;
+    tokenizer *g2 = tokenizer_new_gpt2(bytes, lens, 257, NULL, 0, err, sizeof err);
+    if (!g2)
+        fail_msg("%s", err);
+    tokenizer_round_trip(f, path, g2);
+    tokenizer_free(g2);
+    free_state(f);
+}
+
 /* A child process doing nothing but saves (a new step each time, state filled
  * from the step number) is SIGKILLed at random moments, 40 times: each time
  * --resume auto's loader must load a checkpoint with nothing skipped, no older
@@ -545,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moments_one_tensor_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weights_only_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokenizer_without_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_during_saves_keeps_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_last_two_and_points_latest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_falls_back_past_a_damaged_newest, setup, teardown),
