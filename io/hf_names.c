@@ -2,6 +2,25 @@
 
 #include <stdio.h>
 
+int hf_gpt2_dims_check(const gpt2_dims *d, char *err, size_t errlen)
+{
+    const struct { const char *key; int v, max; } dims[] = {
+        {"vocab_size", d->vocab_size, 1 << 24}, {"n_positions", d->n_positions, 1 << 20},
+        {"n_embd", d->n_embd, 1 << 16},         {"n_layer", d->n_layer, 1 << 12},
+        {"n_head", d->n_head, d->n_embd},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].v < 1 || dims[i].v > dims[i].max) {
+            snprintf(err, errlen, "%s %d is outside 1..%d", dims[i].key, dims[i].v, dims[i].max);
+            return -1;
+        }
+    if (d->n_embd % d->n_head != 0) {
+        snprintf(err, errlen, "n_head %d does not divide n_embd %d", d->n_head, d->n_embd);
+        return -1;
+    }
+    return 0;
+}
+
 int hf_gpt2_count(int n_layer)
 {
     return 2 + HF_BLOCK_TENSORS * n_layer + 2;

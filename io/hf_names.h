@@ -30,6 +30,12 @@ typedef struct {
     bool matrix_weight;       /* a 2-D weight (embeddings and products): weight decay applies */
 } hf_tensor;
 
+/* Whether d fits the tensor list and the programs that walk it: every
+ * dimension positive, n_head dividing n_embd, and each within the trainer's
+ * limits (vocab_size <= 2^24, n_positions <= 2^20, n_embd <= 2^16, n_layer
+ * <= 4096), so the tensor count and every shape fit an int and every size a
+ * size_t.  0, or -1 with a one-line reason naming the dimension in err. */
+int hf_gpt2_dims_check(const gpt2_dims *d, char *err, size_t errlen);
 /* Number of tensors of a model with n_layer blocks. */
 int hf_gpt2_count(int n_layer);
 /* Fills out[0 .. hf_gpt2_count(n_layer)) for the dimensions V, T (positions), C, L. */

