@@ -393,7 +393,10 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     *tok = NULL;
     if (gguf_open(path, &g.f, err, errlen) != 0)   /* its errors name the file */
         return -1;
+    /* the dimensions first: the tensor list is sized from them in int arithmetic */
     int rc = read_dims(&g, why, sizeof why);
+    if (rc == 0)
+        rc = infer_check_dims(&g.d, q, why, sizeof why);
     if (rc == 0) {
         g.n = hf_gpt2_count(g.L);
         g.hf = calloc((size_t)g.n, sizeof *g.hf);
@@ -406,7 +409,6 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     if (rc == 0) {
         hf_gpt2_tensors(g.d.vocab_size, g.d.n_positions, g.d.n_embd, g.L, g.hf);
         name_tensors(&g);
-        rc = infer_check_dims(&g.d, q, why, sizeof why);
     }
     if (rc == 0)
         rc = check_tensors(&g, why, sizeof why);

@@ -5,7 +5,8 @@
  * them, is fp32 on the rounded weights); seeded sampling is reproducible and
  * honours top-k / top-p; a checkpoint written by ckpt_write loads to the same
  * model, and damaged or unrunnable ones, or ones whose /config disagrees with
- * /model, are refused with one line. */
+ * /model, are refused with one line, as are GGUF files whose metadata does
+ * not fit their model. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/gguf.h"
 #include "io/procmem.h"
 #include "kernels/bf16mm.h"
 #include "kernels/convert.h"
@@ -755,6 +757,59 @@ static void test_save_quantized(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The head of a GGUF file in build/export's gpt2 layout: its metadata, a
+ * tokenizer of type tok_type listing ntok tokens (byte i spelled GPT-2's way)
+ * with the given merges, and only a token embedding of 256 rows: enough for
+ * what infer checks before it reads the weights. */
+static void write_gguf_head(const char *path, uint32_t blocks, const char *tok_type, int ntok,
+                            const char *const *merges, size_t nm)
+{
+    char err[256], spelled[256][3];
+    const char *tok[256];
+    size_t len[256], mlen[8];
+    gguf_writer *w = gguf_writer_new();
+    assert_true(w && ntok <= 256 && nm <= 8);
+    for (int i = 0; i < ntok; i++) {
+        uint8_t b = (uint8_t)i;
+        len[i] = tokenizer_spell_gpt2(&b, 1, spelled[i]);
+        tok[i] = spelled[i];
+    }
+    for (size_t i = 0; i < nm; i++)
+        mlen[i] = strlen(merges[i]);
+    int rc = gguf_put_str(w, "general.architecture", "gpt2") |
+             gguf_put_u32(w, "gpt2.context_length", 16) | gguf_put_u32(w, "gpt2.embedding_length", 64) |
+             gguf_put_u32(w, "gpt2.feed_forward_length", 256) | gguf_put_u32(w, "gpt2.block_count", blocks) |
+             gguf_put_u32(w, "gpt2.attention.head_count", 4) |
+             gguf_put_f32(w, "gpt2.attention.layer_norm_epsilon", 1e-5f) |
+             gguf_put_str(w, "gpt_cpu.tokenizer.type", tok_type) |
+             gguf_put_str_array(w, "tokenizer.ggml.tokens", tok, len, (size_t)ntok) |
+             gguf_put_str_array(w, "tokenizer.ggml.merges", merges, mlen, nm) |
+             gguf_add_tensor(w, "token_embd.weight", 2, (const uint64_t[]){64, 256}, GGML_F32);
+    assert_int_equal(rc, 0);
+    float *x = calloc(256 * 64, sizeof *x);
+    assert_non_null(x);
+    if (gguf_write_begin(w, path, err, sizeof err) != 0 ||
+        gguf_write_data(w, x, 256 * 64 * sizeof *x, err, sizeof err) != 0 ||
+        gguf_write_commit(w, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    free(x);
+    gguf_writer_free(w);
+}
+
+/* GGUF files whose metadata would make infer overrun its own buffers are
+ * refused before the weights: a block_count that overflows the tensor list. */
+static void test_gguf_metadata_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_infer_XXXXXX", path[128], cmd[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    write_gguf_head(path, 1u << 30, "byte", 256, NULL, 0);
+    expect_refused(path, INFER_FP32, "n_layer 1073741824");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -773,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_load),
         cmocka_unit_test(test_config_disagrees_with_model),
         cmocka_unit_test(test_save_quantized),
+        cmocka_unit_test(test_gguf_metadata_refused),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();
