@@ -347,7 +347,7 @@ static int unspell_vocab(const gguf_vocab *v, uint8_t **bytes, uint32_t **lens, 
 }
 
 /* The tokenizer the tokenizer.ggml.* keys (and gpt_cpu.tokenizer.type) describe. */
-static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
+static tokenizer *build_tokenizer(const gguf_model *g, char *err, size_t errlen)
 {
     gguf_str_iter it;
     uint64_t n;
@@ -382,6 +382,22 @@ static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
     free(merges);
     free(lens);
     free(bytes);
+    return t;
+}
+
+/* byte and bpe tokenizers are rebuilt from their type and merges, not from
+ * the token list, and a token past the model's rows is read from beyond its
+ * embedding and logits: the tokenizer must have exactly the listed tokens. */
+static tokenizer *read_tokenizer(const gguf_model *g, char *err, size_t errlen)
+{
+    tokenizer *t = build_tokenizer(g, err, errlen);
+    const gguf_kv *kv = gguf_find(&g->f, "tokenizer.ggml.tokens");
+    if (t && (uint64_t)tokenizer_vocab_size(t) != kv->count) {
+        snprintf(err, errlen, "tokenizer.ggml.tokens has %llu tokens but its %s tokenizer %d",
+                 (unsigned long long)kv->count, tokenizer_type(t), tokenizer_vocab_size(t));
+        tokenizer_free(t);
+        t = NULL;
+    }
     return t;
 }
 

@@ -797,7 +797,9 @@ static void write_gguf_head(const char *path, uint32_t blocks, const char *tok_t
 }
 
 /* GGUF files whose metadata would make infer overrun its own buffers are
- * refused before the weights: a block_count that overflows the tensor list. */
+ * refused before the weights: a block_count that overflows the tensor list,
+ * and a tokenizer rebuilt with more tokens than the model has rows (the
+ * prompt's ids and the sampler would read past the embedding and logits). */
 static void test_gguf_metadata_refused(void **state)
 {
     (void)state;
@@ -806,6 +808,11 @@ static void test_gguf_metadata_refused(void **state)
     snprintf(path, sizeof path, "%s/m.gguf", dir);
     write_gguf_head(path, 1u << 30, "byte", 256, NULL, 0);
     expect_refused(path, INFER_FP32, "n_layer 1073741824");
+    const char *merges[] = {"a b", "a c"};   /* 258 tokens for 256 rows */
+    write_gguf_head(path, 1, "bpe", 256, merges, 2);
+    expect_refused(path, INFER_FP32, "tokenizer.ggml.tokens has 256 tokens but its bpe tokenizer 258");
+    write_gguf_head(path, 1, "byte", 200, NULL, 0);   /* bytes 200..255 have no row */
+    expect_refused(path, INFER_FP32, "tokenizer.ggml.tokens has 200 tokens but its byte tokenizer 256");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }
