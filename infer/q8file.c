@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,21 +181,19 @@ int infer_q8file_open(const char *path, infer_q8file **out, char *err, size_t er
         H5Fclose(f);
         return 0;
     }
+    /* h5_attr_read_i64 refuses an array where the scalar belongs: H5Aread
+     * would write all of its values */
     long long group = 0;
     hid_t cfg = H5Gopen2(f, "/config", H5P_DEFAULT);   /* exists: the checkpoint reader saw it */
-    hid_t a = cfg < 0 || H5Aexists(cfg, "q8_group_size") <= 0
-                  ? -1 : H5Aopen(cfg, "q8_group_size", H5P_DEFAULT);
-    int64_t v = 0;
-    if (a >= 0 && H5Aread(a, H5T_NATIVE_INT64, &v) >= 0)
-        group = v;
-    if (a >= 0)
-        H5Aclose(a);
+    const bool have = cfg >= 0 && h5_attr_read_i64(cfg, "q8_group_size", &group) == 0;
     if (cfg >= 0)
         H5Gclose(cfg);
     infer_q8file *q = group == Q8_GS ? malloc(sizeof *q + strlen(path) + 1) : NULL;
     hid_t g = q ? H5Gopen2(f, "/q8", H5P_DEFAULT) : -1;
     if (g < 0) {
-        if (group != Q8_GS)
+        if (!have)
+            snprintf(err, errlen, "%s: /config q8_group_size is missing or not one integer", path);
+        else if (group != Q8_GS)
             snprintf(err, errlen, "%s: /config q8_group_size is %lld, not %d", path, group, Q8_GS);
         else
             snprintf(err, errlen, "%s: cannot open /q8", path);

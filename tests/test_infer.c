@@ -636,6 +636,27 @@ static void set_first_float(const char *path, const char *dataset, float value)
     H5Fclose(f);
 }
 
+/* /config q8_group_size := an array of n int64 values where one belongs. */
+static void make_group_size_array(const char *path, int n)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "/config", H5P_DEFAULT);
+    assert_true(H5Adelete(g, "q8_group_size") >= 0);
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t a = H5Acreate2(g, "q8_group_size", H5T_NATIVE_INT64, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int64_t *v = calloc((size_t)n, sizeof *v);
+    assert_non_null(v);
+    for (int i = 0; i < n; i++)
+        v[i] = Q8_GS;
+    assert_true(H5Awrite(a, H5T_NATIVE_INT64, v) >= 0);
+    free(v);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
 /* --save-quantized: the file loads to the very int8 weights of quantizing the
  * checkpoint at load, so the logits are bit-identical; it is refused when
  * damaged, and in any precision but int8. */
@@ -744,6 +765,12 @@ static void test_save_quantized(void **state)
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/half.h5", dir);
     expect_refused(cmd, INFER_INT8, "damaged");
+    /* an array where q8_group_size's one value belongs (H5Aread would write it all) */
+    snprintf(cmd, sizeof cmd, "cp %s %s/array.h5", qf, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/array.h5", dir);
+    make_group_size_array(cmd, 4096);
+    expect_refused(cmd, INFER_INT8, "q8_group_size is missing or not one integer");
     /* a changed weight no longer matches its checksum */
     int8_t *wq = alloc_checked((size_t)a.h[1].fc.in * a.h[1].fc.out);
     float *ws = alloc_checked((size_t)a.h[1].fc.in * a.h[1].fc.out / Q8_GS * sizeof *ws);
