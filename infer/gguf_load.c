@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/fsutil.h"
 #include "io/gguf.h"
 #include "io/hf_names.h"
 #include "kernels/convert.h"
@@ -405,7 +406,7 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
                     size_t errlen)
 {
     gguf_model g = {0};
-    char why[600];
+    char why[600] = "";
     *tok = NULL;
     if (gguf_open(path, &g.f, err, errlen) != 0)   /* its errors name the file */
         return -1;
@@ -448,6 +449,7 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     free(g.hf);
     free(g.gname);
     if (rc != 0) {
+        fs_printable(why);   /* it may quote a tensor name or token of the file */
         snprintf(err, errlen, "%s: %s", path, why);
         tokenizer_free(*tok);
         *tok = NULL;

@@ -21,6 +21,13 @@ int fs_fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
+void fs_printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 static int fail(char *err, size_t errlen, const char *path, const char *what)
 {
     snprintf(err, errlen, "%s: %s: %s", path, what, strerror(errno));

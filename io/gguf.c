@@ -428,6 +428,7 @@ int gguf_parse(const uint8_t *buf, size_t len, gguf_file *f, char *err, size_t e
     if (parse(&c, f, err, errlen) == 0)
         return 0;
     gguf_close(f);
+    fs_printable(err);   /* it may quote a key or tensor name */
     return -1;
 }
 

@@ -178,8 +178,10 @@ int st_parse_header(const char *json, size_t len, uint64_t data_len, st_header *
     cJSON_Delete(root);
     if (rc == 0)
         rc = check_tiling(out, data_len, err, errlen);
-    if (rc != 0)
+    if (rc != 0) {
         st_header_free(out);
+        fs_printable(err);   /* it may quote a tensor name */
+    }
     return rc;
 }
 

@@ -236,9 +236,10 @@ tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
     size_t len;
     if (fs_read_file(path, &data, &len, err, errlen) != 0)
         return NULL;
-    char why[200];
+    char why[200] = "";
     tokenizer *t = tokenizer_parse((const char *)data, len, why, sizeof why);
     free(data);
+    fs_printable(why);   /* it may quote a token */
     if (!t)
         snprintf(err, errlen, "%s: %s", path, why);
     return t;
@@ -288,9 +289,10 @@ static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
     size_t len;
     if (fs_read_file(path, &data, &len, err, errlen) != 0)
         return NULL;
-    char why[300];
+    char why[300] = "";
     tokenizer *t = gpt2_vocab_parse(data, len, why, sizeof why);
     free(data);
+    fs_printable(why);   /* it may quote a token */
     if (!t)
         snprintf(err, errlen, "%s: %s", path, why);
     return t;
@@ -361,7 +363,7 @@ static uint32_t *gpt2_merges_parse(const tokenizer *t, const char *path, uint8_t
 tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
                                size_t errlen)
 {
-    char why[300];
+    char why[300] = "";
     uint8_t *data;
     size_t len, n = 0;
     tokenizer *t = gpt2_vocab_file(vocab_path, err, errlen);
@@ -374,6 +376,7 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
     uint32_t *m = gpt2_merges_parse(t, merges_path, data, len, &n, why, sizeof why);
     free(data);
     int rc = m ? tok_gpt2_set_merges(t, m, n, why, sizeof why) : -1;
+    fs_printable(why);   /* it may quote a line */
     if (!m)
         snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
     else if (rc != 0)

@@ -335,6 +335,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (import(dir, out, err, sizeof err) != 0) {
+        fs_printable(err);   /* it may quote a tensor name of the file */
         fprintf(stderr, "import: %s\n", err);
         return 1;
     }

@@ -116,6 +116,19 @@ cfg_edit "$d" 'c["n_inner"] = 100'
 refuse "$d" "unsupported n_inner"
 $PY tests/hf_gpt2.py make "$tmp/untied" --tokenizer-dir "$TOKDIR" --lm-head differ
 refuse "$tmp/untied" "lm_head.weight differs from wte"
+d=$(variant control_name)   # a name quoted in the reason stays one printable line
+$PY - "$d/model.safetensors" <<'EOF'
+import json, struct, sys
+data = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", data[:8])
+h = json.loads(data[8:8 + n])
+end = max(e["data_offsets"][1] for k, e in h.items() if k != "__metadata__")
+h["extra\nline"] = {"dtype": "F32", "shape": [1], "data_offsets": [end, end + 4]}
+new = json.dumps(h).encode()
+new += b" " * (-len(new) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(new)) + new + data[8 + n:] + bytes(4))
+EOF
+refuse "$d" "extra?line is not a GPT-2 parameter"
 d=$(variant foreign_merges)
 printf '#version: 0.2\nzz qq\n' >"$d/merges.txt"
 refuse "$d" "merges.txt"

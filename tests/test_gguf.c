@@ -194,6 +194,7 @@ static void refuse(buf *b, const char *why)
     }
     if (!strstr(err, why))
         fail_msg("said \"%s\", wanted \"%s\"", err, why);
+    assert_null(strchr(err, '\n'));
 }
 
 static void test_hand_made(void **state)
@@ -217,6 +218,8 @@ static void test_hand_made(void **state)
     refuse(&b, "cannot fit");
     hand_made(&b, 3, 1, 13, GGML_F32, 1, 16, 0);
     refuse(&b, "k.v: bad or truncated value");
+    memcpy(memmem(b.b, b.n, "k.v", 3), "k\nv", 3);   /* the file's text, quoted on one line */
+    refuse(&b, "k?v: bad or truncated value");
     hand_made(&b, 3, 1, GGUF_U32, 2 /* Q4_0 */, 1, 16, 0);
     refuse(&b, "ggml type 2 is not supported");
     hand_made(&b, 3, 1, GGUF_U32, GGML_F32, 5, 16, 0);

@@ -202,6 +202,8 @@ static void test_bad_headers(void **state)
     refuse(meta, strlen(meta), 0, "not a string");
     refuse("{\"x\":{\"dtype\":\"F32\"}}", 21, 0, "needs dtype, shape and data_offsets");
     refuse("", 0, 0, "not a JSON object");
+    const char *nl = "{\"a\\nb\\u001b\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
+    refuse(nl, strlen(nl), 8, "tensor a?b?: dtype F64");                  /* one printable line */
 #undef T
     FILE *f = fopen(path, "wb");   /* shorter than the length field */
     fputs("abc", f);

@@ -625,6 +625,17 @@ static void test_gpt2_files(void **state)
     }
     assert_null(tokenizer_load_gpt2(merges, vocab, err, sizeof err));   /* swapped */
     assert_non_null(strstr(err, merges));
+    f = fopen(vocab, "w");   /* a token quoted in the reason stays on one printable line */
+    fputs("{\"a\\nb\\u001b\": 7}", f);
+    fclose(f);
+    assert_null(tokenizer_load_gpt2(vocab, merges, err, sizeof err));
+    assert_non_null(strstr(err, "token \"a?b?\" has id 7"));
+    f = fopen(merges, "w");
+    fputs("#version: 0.2\nt \x1b[31mh\n", f);
+    fclose(f);
+    write_vocab_json(vocab);
+    assert_null(tokenizer_load_gpt2(vocab, merges, err, sizeof err));
+    assert_non_null(strstr(err, "\"?[31mh\" is not in the vocabulary"));
     tokenizer_free(t);
     tokenizer_free(toy);
     unlink(vocab);
