@@ -431,13 +431,6 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
         rc = check_tensors(&g, why, sizeof why);
     if (rc == 0 && !(*tok = read_tokenizer(&g, why, sizeof why)))
         rc = -1;
-    /* the byte and bpe tokenizers are rebuilt from their type and merges, not
-     * from the token list: their ids can pass the model's rows */
-    if (rc == 0 && tokenizer_vocab_size(*tok) > g.d.vocab_size) {
-        snprintf(why, sizeof why, "the tokenizer has %d tokens but the model only %d",
-                 tokenizer_vocab_size(*tok), g.d.vocab_size);
-        rc = -1;
-    }
     const gguf_tensor *embd = gguf_find_tensor(&g.f, "token_embd.weight");
     if (rc == 0 && q == INFER_INT8 && embd->type == GGML_Q8_0) {   /* the blocks as they are */
         static const infer_visitor v = {q8_vec, q8_mat};
