@@ -63,6 +63,11 @@ static void test_bad_configs_are_refused(void **state)
     expect_error("{\"n_layer\": 2,\n \"lr\": 1e-3,,\n}", NULL,
                  "not valid JSON (line 2: \"lr\": 1e-3,,)");
     expect_error("{\"n_layer\": 2, \"n_layer\": 3}", NULL, "\"n_layer\" is given twice");
+    /* an object closed too early: the keys after it are not silently dropped */
+    expect_error("{\"n_layer\": 2},\n \"max_steps\": 3}", NULL,
+                 "text after the JSON object (line 1: {\"n_layer\": 2},)");
+    expect_error("{\"n_layer\": 2}\n{\"max_steps\": 3}\n", NULL,
+                 "text after the JSON object (line 2: {\"max_steps\": 3})");
     expect_error(NULL, "out_dir=", "out_dir must not be empty");
     expect_error(NULL, "data_dir=", "data_dir must not be empty");
     expect_error("{\"n_embd\": 100, \"n_head\": 3}", NULL, "not divisible");

@@ -1,6 +1,7 @@
 #include "trainer/config.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -227,14 +228,14 @@ static int set_text(run_config *c, const config_key *k, const char *v, const cha
     return set_string(c, k, v, origin, err, errlen);
 }
 
-/* "ORIGIN: not valid JSON (line L: TEXT)" for a parse that failed at `at`:
- * the line it failed on (cJSON points past the last good token, which can be
- * the line's end). */
-static void json_error(const char *json, const char *at, const char *origin, char *err,
-                       size_t errlen)
+/* "ORIGIN: WHAT (line L: TEXT)" for a parse that failed at `at`: the line it
+ * failed on (cJSON points past the last good token, which can be the line's
+ * end). */
+static void json_error(const char *json, const char *at, const char *what, const char *origin,
+                       char *err, size_t errlen)
 {
     if (!at || at < json) {
-        snprintf(err, errlen, "%s: not valid JSON", origin);
+        snprintf(err, errlen, "%s: %s", origin, what);
         return;
     }
     int line = 1;
@@ -249,7 +250,7 @@ static void json_error(const char *json, const char *at, const char *origin, cha
     int n = 0;
     while (n < 60 && start[n] && start[n] != '\n')
         n++;
-    snprintf(err, errlen, "%s: not valid JSON (line %d: %.*s)", origin, line, n, start);
+    snprintf(err, errlen, "%s: %s (line %d: %.*s)", origin, what, line, n, start);
 }
 
 /* Sets key k (NULL: unknown) from one JSON value. */
@@ -277,12 +278,22 @@ static int apply_item(run_config *c, const config_key *k, const cJSON *item, con
 int config_apply_json(run_config *c, const char *json, const char *origin, char *err,
                       size_t errlen)
 {
-    cJSON *root = cJSON_Parse(json);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &end, false);
     if (!root || !cJSON_IsObject(root)) {
         if (root)
             snprintf(err, errlen, "%s: not a JSON object", origin);
         else
-            json_error(json, cJSON_GetErrorPtr(), origin, err, errlen);
+            json_error(json, cJSON_GetErrorPtr(), "not valid JSON", origin, err, errlen);
+        cJSON_Delete(root);
+        return -1;
+    }
+    /* nothing but spaces may follow the object: an object closed too early
+     * would otherwise drop the keys after it without a word */
+    while (end && isspace((unsigned char)*end))
+        end++;
+    if (end && *end) {   /* +1: the line of the text itself, not of the object's end */
+        json_error(json, end + 1, "text after the JSON object", origin, err, errlen);
         cJSON_Delete(root);
         return -1;
     }
