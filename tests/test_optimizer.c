@@ -14,6 +14,7 @@
  * Each asserted quantity moves by far more under the faults these tests
  * are for (no clipping, no unscaling, decay on 1-D tensors, no cosine).
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,6 +77,11 @@ static void test_lr_schedule_is_nanogpts(void **state)
     c.warmup_steps = 0;
     for (int s = 0; s <= 120; s++)
         check_lr(&c, s, nanogpt_lr(lr, min_lr, 0, c.lr_decay_steps, s));
+    /* the longest warmup the config takes: a tiny lr, not a negative one
+     * from warmup_steps + 1 overflowing */
+    c.warmup_steps = INT_MAX;
+    check_lr(&c, 0, lr / 2147483648.0);
+    check_lr(&c, 999, lr * 1000 / 2147483648.0);
 }
 
 static void make_model(gpt2 *m, const gpt2_dims *d)

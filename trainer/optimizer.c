@@ -97,8 +97,8 @@ void optimizer_destroy(adamw_state *s)
 
 float lr_schedule(const run_config *c, int step)
 {
-    if (step < c->warmup_steps)
-        return c->lr * (float)(step + 1) / (float)(c->warmup_steps + 1);
+    if (step < c->warmup_steps)   /* + 1 in float: warmup_steps may be INT_MAX */
+        return c->lr * (float)(step + 1) / ((float)c->warmup_steps + 1.0f);
     if (step >= c->lr_decay_steps)
         return c->min_lr;
     double ratio = (double)(step - c->warmup_steps) / (double)(c->lr_decay_steps - c->warmup_steps);
