@@ -12,6 +12,8 @@
 #    no .tmp file left;
 #  - log.jsonl filling a tmpfs mid-run: one warning, the run goes on, the
 #    record after the cut one on its own line;
+#  - a loss that turns non-finite: stopped after 10 skipped steps, exit 1,
+#    the checkpoints of the steps before still there and resumable;
 #  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0; a
 #    second SIGHUP during that save kills it, the earlier checkpoint kept;
 #  - a missing, corrupt or too-large tokenizer.json, a foreign val.tok, a
@@ -76,6 +78,26 @@ refused_before_training "$tmp/foreign" "val.tok: its size differs from manifest.
 mk nomanifest; rm "$tmp/nomanifest/manifest.json"
 refused_before_training "$tmp/nomanifest" "manifest.json: cannot open"
 echo "missing, corrupt and too-large tokenizers, a foreign val.tok and no manifest: refused before step 1"
+
+# ---- a run that diverges --------------------------------------------------------
+# 10 good steps saved every 5 (two kept), then resumed with an lr that makes
+# the loss non-finite from step 12: the run stops after 10 skipped steps with
+# one line, exit 1, and the good steps' checkpoints are still what --resume
+# auto finds.  The saves due at the skipped steps 15 and 20 (whose state is the
+# one that produced the non-finite gradients) wait for a step that updates,
+# instead of pushing ckpt_000005 and ckpt_000010 out of keep_checkpoints.
+div="--set out_dir=$tmp/diverge --set checkpoint_every=5 --set keep_checkpoints=2"
+expect_exit 0 $div --set max_steps=10
+expect_exit 1 $div --set max_steps=40 --set lr=1e30 --set warmup_steps=0 --resume auto
+one_error_line "10 consecutive steps with non-finite loss or gradients"
+saved=$(cd "$tmp/diverge" && echo ckpt_*.h5)
+[ "$saved" = "ckpt_000005.h5 ckpt_000010.h5" ] ||
+    fail "a diverged run left $saved, not the good steps' ckpt_000005.h5 ckpt_000010.h5"
+[ "$(cat "$tmp/diverge/latest")" = ckpt_000010.h5 ] || fail "latest does not name ckpt_000010.h5"
+expect_exit 0 $div --set max_steps=12 --resume auto
+grep -q "resumed from $tmp/diverge/ckpt_000010.h5 at step 10" "$tmp/err" ||
+    { cat "$tmp/err"; fail "no resume from the last good checkpoint"; }
+echo "a run whose loss turns non-finite: one line, exit 1, the good checkpoints kept and resumable"
 
 # ---- SIGHUP --------------------------------------------------------------------
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/hup" --set max_steps=1000000 \

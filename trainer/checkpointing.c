@@ -362,8 +362,8 @@ bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests)
     return requests != ck->handled;
 }
 
-int checkpoint_due(checkpointer *ck, const run_config *c, const comm_world *w, int done,
-                   bool final, sig_atomic_t requests, status_log *st, char *err, size_t errlen)
+int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, sig_atomic_t requests,
+                   status_log *st, char *err, size_t errlen)
 {
     bool asked = requests != ck->handled;
     ck->handled = requests;
@@ -374,7 +374,7 @@ int checkpoint_due(checkpointer *ck, const run_config *c, const comm_world *w, i
             snprintf(err, errlen, "rank 0 failed to write a checkpoint");
         return -1;
     }
-    return (flags & 1) || final || (c->checkpoint_every > 0 && done % c->checkpoint_every == 0);
+    return (flags & 1) || wanted;
 }
 
 int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,

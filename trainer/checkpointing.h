@@ -1,7 +1,8 @@
 /* checkpointing: when the training loop saves a checkpoint, and resuming from
  * one (--resume auto|PATH).  The file format is io/checkpoint.h.
  *
- * Saves happen every checkpoint_every steps, at the end of the run, after the
+ * Saves happen every checkpoint_every steps (one that falls on a step whose
+ * update was skipped waits for the next that updates: train.c), at the end of the run, after the
  * step during which SIGINT/SIGTERM arrived (the run then stops) and after the
  * step during which SIGUSR1 arrived (the run goes on).  Each save appends a
  * "checkpoint" status record (write_s, blocked_s).  A failed save stops the run
@@ -64,14 +65,15 @@ void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world 
  * this rank. */
 bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests);
 
-/* Whether to save after step `done` (1-based); final: the run stops after it.
+/* Whether to save after this step: wanted (the loop's own reason, the same
+ * on every rank: the end of the run, a periodic save) or a request.
  * requests counts the checkpoint requests so far (SIGUSR1, the control
  * socket): one more than at the last call asks for a save, and all ranks
  * agree (a signal may reach one).  Also collects a finished background write
  * (its "checkpoint" record).  1: save, 0: not now, -1: a background write
  * failed (one-line reason in err). */
-int checkpoint_due(checkpointer *ck, const run_config *c, const comm_world *w, int done,
-                   bool final, sig_atomic_t requests, status_log *st, char *err, size_t errlen);
+int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, sig_atomic_t requests,
+                   status_log *st, char *err, size_t errlen);
 
 /* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 (async: waits for
  * the previous write, snapshots the state and starts the writer; its record

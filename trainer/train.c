@@ -359,6 +359,7 @@ typedef struct {
     int first;                 /* the first step: 0, or where a resumed run starts */
     int saved;                 /* the last step on disk */
     int skipped, consecutive;  /* non-finite steps: all, and in a row */
+    bool save_owed;            /* a periodic save waiting for a step that updates */
     double tokens_per_step, flops_per_step;
     double peak_flops;         /* every rank's threads */
     double t_start, t_train;   /* the loop's start; time in steps (eval excluded) */
@@ -475,13 +476,27 @@ static int eval_step(trainer *tr, int done, train_result *res, char *err, size_t
     return 0;
 }
 
+/* Whether the loop saves after step done of its own accord: at the end of
+ * the run, and every checkpoint_every steps.  A periodic save that falls on
+ * a skipped step (non-finite gradients) waits for the next step that
+ * updates: the state it would save is the one that produced them, and with
+ * keep_checkpoints it would push out the checkpoints from before, leaving a
+ * run that diverges none to go on from.  Every rank decides alike (the
+ * skips follow the global norm). */
+static bool save_wanted(const run_config *c, run_state *rs, int done, bool final)
+{
+    if (c->checkpoint_every > 0 && done % c->checkpoint_every == 0)
+        rs->save_owed = true;
+    return final || (rs->save_owed && rs->consecutive == 0);
+}
+
 /* Periodic, final, SIGUSR1 and stop-time checkpoints; also collects a
  * finished background write (-1: it failed). */
 static int checkpoint_step(trainer *tr, run_state *rs, int done, bool final, char *err,
                            size_t errlen)
 {
-    int due = checkpoint_due(tr->ckpt, tr->cfg, tr->world, done, final, tr->req->checkpoints,
-                             &tr->status, err, errlen);
+    int due = checkpoint_due(tr->ckpt, tr->world, save_wanted(tr->cfg, rs, done, final),
+                             tr->req->checkpoints, &tr->status, err, errlen);
     if (due > 0 && rs->saved == done)   /* saved during a pause: the same state again */
         due = 0;
     if (due > 0)
@@ -490,6 +505,8 @@ static int checkpoint_step(trainer *tr, run_state *rs, int done, bool final, cha
         return -1;
     if (due > 0)
         rs->saved = done;
+    if (rs->saved == done)
+        rs->save_owed = false;
     return 0;
 }
 
