@@ -90,6 +90,10 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "zero_stage=3", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "zero_stage=-1", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "seed=-1", "seed must be >= 0");
+    /* integers too large for their key are out of range, not "not an integer" */
+    expect_error(NULL, "n_layer=3000000000", "n_layer = 3000000000 is out of range");
+    expect_error(NULL, "seed=1152921504606846976", "seed = 1152921504606846976 is out of range");
+    expect_error("{\"seed\": 1e300}", NULL, "is out of range");
     expect_error("{\"batch_size\": 100000, \"seq_len\": 256}", NULL, "2^24");
 }
 

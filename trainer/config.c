@@ -136,9 +136,16 @@ static int set_number(run_config *c, const config_key *k, double v, const char *
         mark_set(c, k);
         return 0;
     }
-    if (v != floor(v) || (k->type == KEY_INT && (v < INT_MIN || v > INT_MAX)) ||
-        fabs(v) > 9.0e15) {
+    if (v != floor(v)) {
         snprintf(err, errlen, "%s: %s must be an integer, got %g", origin, k->name, v);
+        return -1;
+    }
+    /* 64-bit keys: the integers a double, and so the JSON dumps, hold exactly */
+    const double lo = k->type == KEY_INT ? INT_MIN : -0x1p53;
+    const double hi = k->type == KEY_INT ? INT_MAX : 0x1p53;
+    if (v < lo || v > hi) {
+        snprintf(err, errlen, "%s: %s = %.20g is out of range (%.0f..%.0f)", origin, k->name, v,
+                 lo, hi);
         return -1;
     }
     if (k->type == KEY_INT)
