@@ -90,6 +90,10 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "zero_stage=3", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "zero_stage=-1", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "seed=-1", "seed must be >= 0");
+    /* a loader endpoint that cannot be connected to, before anything is written */
+    expect_error(NULL, "loader_endpoint=tcp://127.0.0.1:notaport",
+                 "config: loader_endpoint \"tcp://127.0.0.1:notaport\": expected");
+    expect_error(NULL, "loader_endpoint=tcp://", "config: loader_endpoint");
     /* integers too large for their key are out of range, not "not an integer" */
     expect_error(NULL, "n_layer=3000000000", "n_layer = 3000000000 is out of range");
     expect_error(NULL, "seed=1152921504606846976", "seed = 1152921504606846976 is out of range");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "io/fsutil.h"
+#include "io/zsock.h"
 #include "trainer/control.h"
 #include "trainer/metrics.h"
 
@@ -438,6 +439,11 @@ static int check_runtime(const run_config *c, char *err, size_t errlen)
                 strncmp(c->loader_endpoint, "ipc://", 6) == 0,
             "config: loader_endpoint must be empty (a loader thread) or tcp://HOST:PORT or "
             "ipc://PATH, not \"%s\"", c->loader_endpoint);
+    /* the rest of its form too: the loader would refuse it only after the
+     * out_dir, its log and the precision measurement */
+    if (c->loader_endpoint[0] &&
+        zsock_endpoint_check("config: loader_endpoint", c->loader_endpoint, err, errlen) != 0)
+        return -1;
     return 0;
 }
 
