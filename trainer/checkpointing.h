@@ -2,11 +2,11 @@
  * one (--resume auto|PATH).  The file format is io/checkpoint.h.
  *
  * Saves happen every checkpoint_every steps (one that falls on a step whose
- * update was skipped waits for the next that updates: train.c), at the end of the run, after the
- * step during which SIGINT/SIGTERM arrived (the run then stops) and after the
- * step during which SIGUSR1 arrived (the run goes on).  Each save appends a
- * "checkpoint" status record (write_s, blocked_s).  A failed save stops the run
- * with an error.
+ * update was skipped waits for the next that updates: train.c), at the end
+ * of the run, after the step during which SIGINT/SIGTERM arrived (the run
+ * then stops) and after the step during which SIGUSR1 arrived (the run goes
+ * on).  Each save appends a "checkpoint" status record (write_s, blocked_s).
+ * A failed save stops the run with an error.
  *
  * checkpoint_async = 1 (the default): rank 0 copies the state (params, Adam m
  * and v, step, loss scale) into a snapshot owned by the checkpointer (allocated and
