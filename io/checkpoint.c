@@ -602,7 +602,7 @@ static void read_latest(const char *dir, char *name, size_t cap)
     size_t len;
     name[0] = '\0';
     snprintf(path, sizeof path, "%s/latest", dir);
-    if (fs_read_file(path, &data, &len, err, sizeof err) != 0)
+    if (fs_read_file_max(path, 4096, &data, &len, err, sizeof err) != 0)
         return;
     data[strcspn((char *)data, "\r\n")] = '\0';
     if (ckpt_name_step((char *)data) >= 0 && strlen((char *)data) < cap)

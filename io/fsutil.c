@@ -161,17 +161,21 @@ int fs_write_file_atomic(const char *path, const void *buf, size_t n, char *err,
     return fs_atomic_commit(&a, err, errlen);
 }
 
-/* Reads until EOF rather than trusting st_size, so pipes and growing files work too. */
-int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen)
+/* Reads until EOF rather than trusting st_size, so pipes and growing files
+ * work too; reads at most max + 1 bytes, enough to tell a file too long. */
+int fs_read_file_max(const char *path, size_t max, uint8_t **data, size_t *len, char *err,
+                     size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return fail(err, errlen, path, "cannot open");
     struct stat st;
     size_t cap = (fstat(fd, &st) == 0 && st.st_size > 0) ? (size_t)st.st_size + 4096 : 4096;
+    if (max < SIZE_MAX - 1 && cap > max + 2)
+        cap = max + 2;
     size_t n = 0;
     uint8_t *buf = malloc(cap);
-    while (buf) {
+    while (buf && n <= max) {
         if (n + 1 >= cap) {
             uint8_t *bigger = realloc(buf, cap * 2);
             if (!bigger) {
@@ -200,10 +204,21 @@ int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
+    if (n > max) {
+        snprintf(err, errlen, "%s: longer than %zu bytes, not the small file expected here", path,
+                 max);
+        free(buf);
+        return -1;
+    }
     buf[n] = 0;
     *data = buf;
     *len = n;
     return 0;
+}
+
+int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen)
+{
+    return fs_read_file_max(path, SIZE_MAX, data, len, err, errlen);
 }
 
 int fs_map_file(const char *path, const void **data, size_t *len, char *err, size_t errlen)

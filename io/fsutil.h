@@ -41,6 +41,11 @@ int fs_fsync_parent(const char *path, char *err, size_t errlen);
 
 /* Reads the whole file into a malloc'd buffer (NUL-terminated, not counted in *len). */
 int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
+/* The same for a file that is small by nature (a config, a pointer file):
+ * more than max bytes is an error, so /dev/zero or a FIFO that never ends
+ * given by mistake is refused instead of filling the memory. */
+int fs_read_file_max(const char *path, size_t max, uint8_t **data, size_t *len, char *err,
+                     size_t errlen);
 /* Maps a whole regular file read-only: *data, *len bytes, until
  * fs_unmap_file.  An empty file is not mapped: *data NULL, *len 0. */
 int fs_map_file(const char *path, const void **data, size_t *len, char *err, size_t errlen);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "trainer/config.h"
 #include "trainer/train.h"
@@ -152,6 +153,28 @@ static void test_precision_names_reach_the_model(void **state)
     }
 }
 
+/* A file that is no config by its size (/dev/zero given by mistake never
+ * ends) is refused without reading it all; a small one from a pipe loads. */
+static void test_config_file_size_is_bounded(void **state)
+{
+    (void)state;
+    run_config c;
+    char err[256];
+    config_defaults(&c);
+    assert_int_equal(config_load_file(&c, "/dev/zero", err, sizeof err), -1);
+    assert_non_null(strstr(err, "/dev/zero: longer than 16777216 bytes"));
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    const char json[] = "{\"n_layer\": 3}";
+    assert_int_equal(write(fds[1], json, sizeof json - 1), (int)(sizeof json - 1));
+    close(fds[1]);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fds[0]);
+    assert_int_equal(config_load_file(&c, path, err, sizeof err), 0);
+    close(fds[0]);
+    assert_int_equal(c.n_layer, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs_are_refused),
         cmocka_unit_test(test_json_dump_round_trips),
         cmocka_unit_test(test_precision_names_reach_the_model),
+        cmocka_unit_test(test_config_file_size_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

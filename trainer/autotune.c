@@ -154,7 +154,7 @@ static cJSON *cache_load(const char *path, const char *key)
     uint8_t *text;
     size_t len;
     char err[256];
-    if (fs_read_file(path, &text, &len, err, sizeof err) != 0)
+    if (fs_read_file_max(path, 1 << 20, &text, &len, err, sizeof err) != 0)
         return NULL;
     cJSON *o = cJSON_Parse((const char *)text);
     free(text);

@@ -322,11 +322,14 @@ int config_apply_json(run_config *c, const char *json, const char *origin, char 
     return rc;
 }
 
+/* A config is a few hundred bytes; a file far larger was given by mistake. */
+enum { CONFIG_MAX_BYTES = 16 << 20 };
+
 int config_load_file(run_config *c, const char *path, char *err, size_t errlen)
 {
     size_t len;
     uint8_t *text;
-    if (fs_read_file(path, &text, &len, err, errlen) != 0)
+    if (fs_read_file_max(path, CONFIG_MAX_BYTES, &text, &len, err, errlen) != 0)
         return -1;
     int rc = config_apply_json(c, (const char *)text, path, err, errlen);
     free(text);
