@@ -300,7 +300,7 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
      * wte's buckets staged (one may reach past it) */
     if (bf16_params_wanted(c, w, c->precision_auto || opt->precision == PREC_BF16))
         need += 6.0 * (double)gpt2_count_params(dims) / w->size +
-                2.0 * ((double)c->vocab_size * c->n_embd + c->bucket_mb * (1 << 20) / 4.0);
+                2.0 * ((double)c->vocab_size * c->n_embd + c->bucket_mb * 1048576.0 / 4.0);
     if (c->share_packed && w->local_size > 1)   /* the node's ranks share one packed copy */
         need -= (double)gpt2_pack_share_bytes(dims, opt) * (w->local_size - 1) / w->local_size;
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
