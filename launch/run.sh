@@ -69,7 +69,8 @@
 #                       log.jsonl, and the trainer gets GPT_RESTARTS=K (its event
 #                       "restart K: started again at step S" and gpt_restarts_total say
 #                       so).  Never restarted: exit code 2 (a bad config, command line
-#                       or environment), a failure with no new step and no host lost since the
+#                       or environment), 4 (the training diverged: resumed, it would
+#                       again), a failure with no new step and no host lost since the
 #                       last start, or a job stopped by SIGTERM/SIGINT/SIGHUP to run.sh.
 #   --dry-run           print the command as the first start would run it, and exit
 #
@@ -325,6 +326,9 @@ while :; do
     [ "$maxr" -eq 0 ] && exit "$rc"   # not supervised: nothing to say about restarts
     if [ "$rc" -eq 2 ]; then
         echo "run.sh: exit code 2 (bad configuration, arguments or environment): not restarting" >&2; exit 2
+    fi
+    if [ "$rc" -eq 4 ]; then
+        echo "run.sh: exit code 4 (the training diverged; resumed, it would again): not restarting" >&2; exit 4
     fi
     if [ "$attempt" -ge "$maxr" ]; then
         echo "run.sh: job failed (exit code $rc) after $attempt restarts: giving up" >&2; exit "$rc"

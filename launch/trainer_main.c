@@ -43,8 +43,15 @@ static void usage(FILE *f)
             "  --help           this text\n"
             "SIGINT/SIGTERM/SIGHUP stop the run after the current step and save (a second\n"
             "one kills it).\n"
-            "SIGUSR1 writes a checkpoint after the current step and goes on.\n");
+            "SIGUSR1 writes a checkpoint after the current step and goes on.\n"
+            "Exit status: 0 done; 1 an error; 2 a bad command line, config or environment;\n"
+            "3 a peer rank hung (the watchdog); 4 the training diverged (too many steps\n"
+            "with a non-finite loss in a row: a restart would diverge again).\n");
 }
+
+/* Exit status 4: a supervisor (launch/run.sh) does not restart a run that
+ * diverged, since it would resume from the same state and diverge again. */
+enum { EXIT_DIVERGED = 4 };
 
 /* The run's requests: at file scope because a signal handler reaches no
  * other object; train_run is given a pointer to it. */
@@ -228,7 +235,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
         watchdog_stop();
         comm_finalize();
-        return 1;
+        return res.diverged ? EXIT_DIVERGED : 1;
     }
     watchdog_stop();
     comm_finalize();

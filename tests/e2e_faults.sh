@@ -82,13 +82,13 @@ echo "missing, corrupt and too-large tokenizers, a foreign val.tok and no manife
 # ---- a run that diverges --------------------------------------------------------
 # 10 good steps saved every 5 (two kept), then resumed with an lr that makes
 # the loss non-finite from step 12: the run stops after 10 skipped steps with
-# one line, exit 1, and the good steps' checkpoints are still what --resume
+# one line, exit 4, and the good steps' checkpoints are still what --resume
 # auto finds.  The saves due at the skipped steps 15 and 20 (whose state is the
 # one that produced the non-finite gradients) wait for a step that updates,
 # instead of pushing ckpt_000005 and ckpt_000010 out of keep_checkpoints.
 div="--set out_dir=$tmp/diverge --set checkpoint_every=5 --set keep_checkpoints=2"
 expect_exit 0 $div --set max_steps=10
-expect_exit 1 $div --set max_steps=40 --set lr=1e30 --set warmup_steps=0 --resume auto
+expect_exit 4 $div --set max_steps=40 --set lr=1e30 --set warmup_steps=0 --resume auto
 one_error_line "10 consecutive steps with non-finite loss or gradients"
 saved=$(cd "$tmp/diverge" && echo ckpt_*.h5)
 [ "$saved" = "ckpt_000005.h5 ckpt_000010.h5" ] ||
@@ -97,7 +97,7 @@ saved=$(cd "$tmp/diverge" && echo ckpt_*.h5)
 expect_exit 0 $div --set max_steps=12 --resume auto
 grep -q "resumed from $tmp/diverge/ckpt_000010.h5 at step 10" "$tmp/err" ||
     { cat "$tmp/err"; fail "no resume from the last good checkpoint"; }
-echo "a run whose loss turns non-finite: one line, exit 1, the good checkpoints kept and resumable"
+echo "a run whose loss turns non-finite: one line, exit 4, the good checkpoints kept and resumable"
 
 # ---- SIGHUP --------------------------------------------------------------------
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/hup" --set max_steps=1000000 \

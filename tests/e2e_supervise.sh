@@ -4,7 +4,8 @@
 #      --resume auto, the restart is an event in log.jsonl (the supervisor's and
 #      the trainer's own "restart 1"), the run finishes, and every step's loss
 #      equals an uninterrupted run's;
-#   2. a bad config (exit code 2) is not restarted;
+#   2. a bad config (exit code 2) is not restarted, nor a run that diverged
+#      (exit code 4: resumed, it would diverge again);
 #   3. SIGTERM to the supervisor stops the job without a restart, exit code 0,
 #      and the trainer's checkpoint is the last step it logged;
 #   4. so does Ctrl-C (SIGINT to the terminal's process group) without
@@ -114,6 +115,14 @@ if $RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=-1 --set ou
 [ "$(grep -c '^+ mpirun' "$tmp/err.bad")" -eq 1 ] || { cat "$tmp/err.bad"; fail "a bad config was restarted"; }
 grep -q "not restarting" "$tmp/err.bad" || fail "no 'not restarting' message"
 echo "bad config: exit code 2, not restarted"
+if $RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=40 --set lr=1e30 \
+    --set warmup_steps=0 --set out_dir="$tmp/diverge" >/dev/null 2>"$tmp/err.div"; then
+    fail "a diverging run succeeded"
+else rc=$?; fi
+[ "$rc" -eq 4 ] || { cat "$tmp/err.div"; fail "diverged run: exit code $rc, not 4"; }
+[ "$(grep -c '^+ mpirun' "$tmp/err.div")" -eq 1 ] || { cat "$tmp/err.div"; fail "a diverged run was restarted"; }
+grep -q "the training diverged.*not restarting" "$tmp/err.div" || { cat "$tmp/err.div"; fail "no 'not restarting' message"; }
+echo "diverged run: exit code 4, not restarted"
 
 # 3. SIGTERM to the supervisor: the trainer saves, nothing restarts
 $RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=100000 --set out_dir="$tmp/term" \

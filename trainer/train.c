@@ -614,6 +614,7 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
             break;
         }
         rc = update_or_skip(tr, &rs, step, loss, &lr, &norm, err, errlen);
+        res->diverged = rc != 0;
         int done = step + 1;
         log_step(tr, &rs, done, loss, lr, norm, clock_mono_s() - t0);
         /* all ranks stop together, even if the signal reached only one */

@@ -5,6 +5,7 @@
 #define TRAINER_TRAIN_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "comm/comm.h"
@@ -18,6 +19,7 @@ typedef struct {
     int steps_run;          /* by this process: 0 when a resume had none left */
     double train_seconds;   /* time in training steps (eval excluded) */
     double tokens_per_s;    /* median over the steps after the first */
+    bool diverged;          /* stopped after too many non-finite steps in a row */
 } train_result;
 
 /* What a running train_run is asked to do after the current step: written
