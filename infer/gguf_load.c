@@ -427,10 +427,10 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
         hf_gpt2_tensors(g.d.vocab_size, g.d.n_positions, g.d.n_embd, g.L, g.hf);
         name_tensors(&g);
     }
-    if (rc == 0)
-        rc = check_tensors(&g, why, sizeof why);
     if (rc == 0 && !(*tok = read_tokenizer(&g, why, sizeof why)))
         rc = -1;
+    if (rc == 0)
+        rc = check_tensors(&g, why, sizeof why);
     const gguf_tensor *embd = gguf_find_tensor(&g.f, "token_embd.weight");
     if (rc == 0 && q == INFER_INT8 && embd->type == GGML_Q8_0) {   /* the blocks as they are */
         static const infer_visitor v = {q8_vec, q8_mat};
