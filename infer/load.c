@@ -38,19 +38,8 @@ int infer_quant_parse(const char *s, infer_quant *q)
 
 int infer_check_dims(const gpt2_dims *d, infer_quant q, char *err, size_t errlen)
 {
-    const long long lim = 1 << 24;   /* keeps every size_t product of two dims far from overflow */
-    if (d->vocab_size < 1 || d->n_positions < 1 || d->n_embd < 1 || d->n_layer < 1 ||
-        d->n_head < 1 || d->vocab_size > lim || d->n_positions > lim || d->n_embd > lim ||
-        d->n_layer > 4096 || d->n_head > d->n_embd) {
-        snprintf(err, errlen, "config has invalid model dimensions (vocab_size %d, n_positions "
-                 "%d, n_embd %d, n_layer %d, n_head %d)", d->vocab_size, d->n_positions,
-                 d->n_embd, d->n_layer, d->n_head);
+    if (hf_gpt2_dims_check(d, err, errlen) != 0)
         return -1;
-    }
-    if (d->n_embd % d->n_head) {
-        snprintf(err, errlen, "n_head %d does not divide n_embd %d", d->n_head, d->n_embd);
-        return -1;
-    }
     if (q == INFER_INT8 && d->n_embd % Q8_GS) {
         snprintf(err, errlen, "n_embd %d is not a multiple of %d, which int8 needs "
                  "(use --quant fp32)", d->n_embd, Q8_GS);

@@ -15,7 +15,7 @@ int hf_gpt2_dims_check(const gpt2_dims *d, char *err, size_t errlen)
             return -1;
         }
     if (d->n_embd % d->n_head != 0) {
-        snprintf(err, errlen, "n_head %d does not divide n_embd %d", d->n_head, d->n_embd);
+        snprintf(err, errlen, "n_embd %d is not divisible by n_head %d", d->n_embd, d->n_head);
         return -1;
     }
     return 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "io/fsutil.h"
+#include "io/hf_names.h"
 #include "io/zsock.h"
 #include "trainer/control.h"
 #include "trainer/metrics.h"
@@ -376,16 +377,13 @@ int config_set(run_config *c, const char *assignment, char *err, size_t errlen)
 /* The model's and the batch's dimensions. */
 static int check_dims(const run_config *c, char *err, size_t errlen)
 {
-    REQUIRE(c->vocab_size > 0 && c->n_positions > 0 && c->n_embd > 0 && c->n_layer > 0 &&
-                c->n_head > 0,
-            "config: vocab_size, n_positions, n_embd, n_layer and n_head must be positive");
-    REQUIRE(c->n_embd % c->n_head == 0, "config: n_embd (%d) is not divisible by n_head (%d)",
-            c->n_embd, c->n_head);
-    /* bounds that keep every size product far from 64-bit overflow; memory is checked later */
-    REQUIRE(c->vocab_size <= 1 << 24 && c->n_positions <= 1 << 20 && c->n_embd <= 1 << 16 &&
-                c->n_layer <= 1 << 12 && c->n_embd / c->n_head <= 4096,
-            "config: model too large (vocab_size <= 2^24, n_positions <= 2^20, n_embd <= 65536, "
-            "n_layer <= 4096, head size <= 4096)");
+    /* bounds that keep every size product far from overflow; memory is checked later */
+    const gpt2_dims d = {.vocab_size = c->vocab_size, .n_positions = c->n_positions,
+                         .n_embd = c->n_embd, .n_layer = c->n_layer, .n_head = c->n_head};
+    char why[160];
+    REQUIRE(hf_gpt2_dims_check(&d, why, sizeof why) == 0, "config: %s", why);
+    REQUIRE(c->n_embd / c->n_head <= 4096, "config: head size %d is larger than 4096",
+            c->n_embd / c->n_head);
     REQUIRE(c->seq_len > 0 && c->seq_len <= c->n_positions,
             "config: seq_len (%d) must be in 1..n_positions (%d)", c->seq_len, c->n_positions);
     REQUIRE(c->batch_size > 0 && c->grad_accum > 0, "config: batch_size and grad_accum must be positive");
