@@ -17,7 +17,9 @@
 # output rounded to fp16) in every type; f16 matrices multiply fp16-rounded
 # activations; q8_0 matrices multiply activations quantized as Q8_0 with fp16
 # scales (ours keep fp32 scales).  Also: build/infer --quant int8 on the
-# checkpoint and the q8_0 file give the same greedy text.
+# checkpoint and the q8_0 file give the same greedy text, and llama.cpp's own
+# llama-completion program, built here from the package's source, prints
+# build/infer's greedy text on the f32 file (skipped without cmake or git).
 # Skips (exit 77) without node, the package, Debian's numpy or GPT-2's vocabulary,
 # or when no prebuilt binary of the package runs on this machine.
 set -e
@@ -75,6 +77,24 @@ for t in f32 f16 q8_0; do
         echo "f32: build/infer prints the text llama.cpp generates and detokenizes"
     fi
 done
+# llama-completion, the program llama.cpp's users run a GGUF file with (the
+# README's command), built for this CPU from the package's source (a few
+# minutes the first time): greedy on the f32 file it prints build/infer's text
+rc=0
+completion=$(BUILD=$BUILD NODE_MODULES=$MODULES sh tests/llamacpp_build.sh llama-completion) || rc=$?
+if [ $rc -eq 77 ]; then
+    echo "$completion"
+elif [ $rc -ne 0 ]; then
+    fail "llama-completion could not be built (its log is named above)"
+else
+    "$completion" -m "$tmp/m_f32.gguf" -no-cnv -p "$PROMPT" -n $N --temp 0 --ignore-eos -t 2 \
+        </dev/null >"$tmp/completion.txt" 2>"$tmp/completion.err" ||
+        { tail -5 "$tmp/completion.err"; fail "llama-completion could not run the f32 file"; }
+    [ "$(cat "$tmp/completion.txt")" = "$(cat "$tmp/infer_f32.txt")" ] ||
+        { cat "$tmp/completion.txt"; echo; cat "$tmp/infer_f32.txt"; echo
+          fail "llama-completion's greedy text differs from build/infer's"; }
+    echo "llama-completion (greedy, f32 file) prints build/infer's text"
+fi
 $PY -c 'import json, sys; o = json.load(open(sys.argv[1]))
 print("llama.cpp: %s %s through node-llama-cpp, %s" % (o["release"]["repo"], o["release"]["release"], o["system_info"].strip()))' \
     "$tmp/llama_f32.json"
