@@ -415,17 +415,14 @@ int infer_gguf_load(const char *path, infer_quant q, infer_model *m, tokenizer *
     if (rc == 0)
         rc = infer_check_dims(&g.d, q, why, sizeof why);
     if (rc == 0) {
-        g.n = hf_gpt2_count(g.L);
-        g.hf = calloc((size_t)g.n, sizeof *g.hf);
-        g.gname = calloc((size_t)g.n, sizeof *g.gname);
-        if (!g.hf || !g.gname) {
+        g.hf = hf_gpt2_tensor_list(&g.d, &g.n);
+        g.gname = g.hf ? calloc((size_t)g.n, sizeof *g.gname) : NULL;
+        if (!g.gname) {
             snprintf(why, sizeof why, "out of memory");
             rc = -1;
+        } else {
+            name_tensors(&g);
         }
-    }
-    if (rc == 0) {
-        hf_gpt2_tensors(g.d.vocab_size, g.d.n_positions, g.d.n_embd, g.L, g.hf);
-        name_tensors(&g);
     }
     if (rc == 0 && !(*tok = read_tokenizer(&g, why, sizeof why)))
         rc = -1;

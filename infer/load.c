@@ -169,14 +169,12 @@ static int walk_tensor(const infer_model *m, int i, const hf_tensor *t, const in
 int infer_model_walk(const infer_model *m, const infer_visitor *v, void *ctx, char *err,
                      size_t errlen)
 {
-    const gpt2_dims *d = &m->d;
-    int n = hf_gpt2_count(d->n_layer), rc = 0;
-    hf_tensor *t = malloc((size_t)n * sizeof *t);
+    int n, rc = 0;
+    hf_tensor *t = hf_gpt2_tensor_list(&m->d, &n);
     if (!t) {
         snprintf(err, errlen, "out of memory for the tensor list");
         return -1;
     }
-    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, t);
     for (int i = 0; i < n && rc == 0; i++)
         rc = walk_tensor(m, i, &t[i], v, ctx, err, errlen);
     free(t);
@@ -449,13 +447,12 @@ static int load_q8file(infer_model *m, const gpt2_dims *d, ckpt_model_file *f,
 static int check_shapes(ckpt_model_file *f, const char *path, const gpt2_dims *d, bool q8,
                         char *err, size_t errlen)
 {
-    int n = hf_gpt2_count(d->n_layer), rc = 0;
-    hf_tensor *t = malloc((size_t)n * sizeof *t);
+    int n, rc = 0;
+    hf_tensor *t = hf_gpt2_tensor_list(d, &n);
     if (!t) {
         snprintf(err, errlen, "out of memory for the tensor list");
         return -1;
     }
-    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, t);
     for (int i = 0; i < n && rc == 0; i++)
         if (!q8 || i == 1 || !t[i].cols)
             rc = ckpt_model_tensor(f, t[i].name, t[i].rows, t[i].cols, NULL, err, errlen);

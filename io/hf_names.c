@@ -1,6 +1,7 @@
 #include "io/hf_names.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 int hf_gpt2_dims_check(const gpt2_dims *d, char *err, size_t errlen)
 {
@@ -56,6 +57,15 @@ void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, h
         }
     t = put(t, "transformer.ln_f.weight", C, 0, false);
     put(t, "transformer.ln_f.bias", C, 0, false);
+}
+
+hf_tensor *hf_gpt2_tensor_list(const gpt2_dims *d, int *n)
+{
+    *n = hf_gpt2_count(d->n_layer);
+    hf_tensor *t = malloc((size_t)*n * sizeof *t);
+    if (t)
+        hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, t);
+    return t;
 }
 
 void hf_gpt2_llama_name(int i, int n_layer, char *out, size_t cap)

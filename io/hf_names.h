@@ -40,6 +40,9 @@ int hf_gpt2_dims_check(const gpt2_dims *d, char *err, size_t errlen);
 int hf_gpt2_count(int n_layer);
 /* Fills out[0 .. hf_gpt2_count(n_layer)) for the dimensions V, T (positions), C, L. */
 void hf_gpt2_tensors(int vocab_size, int n_positions, int n_embd, int n_layer, hf_tensor *out);
+/* The same list for d in a new array (free it) of *n entries; NULL when out
+ * of memory. */
+hf_tensor *hf_gpt2_tensor_list(const gpt2_dims *d, int *n);
 
 /* llama.cpp's name (its gpt2 architecture in GGUF files) for tensor i of
  * hf_gpt2_tensors' list: token_embd, position_embd, blk.N.attn_norm ...,

@@ -87,15 +87,13 @@ static int open_model(model_src *m, const char *path, char *err, size_t errlen)
     }
     if (!(m->tok = ckpt_model_tokenizer(m->ck, err, errlen)))
         return -1;
-    m->n = hf_gpt2_count(m->d.n_layer);
-    m->t = calloc((size_t)m->n, sizeof *m->t);
+    m->t = hf_gpt2_tensor_list(&m->d, &m->n);
     m->most = largest_tensor(&m->d);
     m->buf = malloc(m->most * sizeof *m->buf);
     if (!m->t || !m->buf) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    hf_gpt2_tensors(m->d.vocab_size, m->d.n_positions, m->d.n_embd, m->d.n_layer, m->t);
     return 0;
 }
 

@@ -268,10 +268,10 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
                  tokenizer_vocab_size(tok), d.vocab_size);
         rc = -1;
     }
-    importer im = {.n = hf_gpt2_count(d.n_layer)};
+    importer im = {0};
     char path[1100];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    im.want = calloc((size_t)im.n, sizeof *im.want);
+    im.want = hf_gpt2_tensor_list(&d, &im.n);
     im.have = calloc((size_t)im.n, sizeof *im.have);
     ckpt_tensor *desc = calloc((size_t)im.n, sizeof *desc);
     if (rc == 0 && (!im.want || !im.have || !desc)) {
@@ -281,10 +281,8 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
     int opened = rc == 0 && st_open(&im.st, path, err, errlen) == 0;
     if (rc == 0 && !opened)
         rc = -1;
-    if (rc == 0) {
-        hf_gpt2_tensors(d.vocab_size, d.n_positions, d.n_embd, d.n_layer, im.want);
+    if (rc == 0)
         rc = match_tensors(&im, &d, err, errlen);
-    }
     char *cfg = rc == 0 ? config_json(&d, dir) : NULL;
     if (rc == 0) {
         for (int i = 0; i < im.n; i++)

@@ -50,11 +50,10 @@ void gpt2_profile_reset(gpt2 *m)
 static int build_tensor_table(gpt2 *m)
 {
     const gpt2_dims *d = &m->dims;
-    int n = hf_gpt2_count(d->n_layer);
-    hf_tensor *hf = malloc((size_t)n * sizeof *hf);
+    int n;
+    hf_tensor *hf = hf_gpt2_tensor_list(d, &n);
     if (!hf)
         return -1;
-    hf_gpt2_tensors(d->vocab_size, d->n_positions, d->n_embd, d->n_layer, hf);
     m->num_tensors = n;
     m->num_params = 0;
     for (int i = 0; i < n; i++) {
