@@ -240,7 +240,8 @@ int tok_gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, ch
     int rc = t->merges && t->merge_out && made && cat && tok_map_init(&t->ranks, nmerges) == 0
                  ? 0 : tok_fail_oom(err, errlen);
     if (rc == 0) {
-        memcpy(t->merges, merges, 2 * nmerges * sizeof *merges);
+        if (nmerges > 0)   /* merges may be NULL without any */
+            memcpy(t->merges, merges, 2 * nmerges * sizeof *merges);
         memset(made, 0, t->vocab * sizeof *made);
     }
     for (uint32_t i = 0; rc == 0 && i < nmerges; i++) {
