@@ -275,8 +275,12 @@ static int encode_prompt(const options *o, const tokenizer *tok, int T, int *tok
         free(ids);
         return -1;
     }
-    if (o->bench && !(o->prompt && *o->prompt) && n > BENCH_PROMPT_TOKENS)
-        n = BENCH_PROMPT_TOKENS;
+    if (o->bench && !(o->prompt && *o->prompt)) {
+        /* the default prompt leaves half of a short context to generate in */
+        size_t most = T >= 2 * BENCH_PROMPT_TOKENS ? BENCH_PROMPT_TOKENS : (size_t)(T + 1) / 2;
+        if (n > most)
+            n = most;
+    }
     if (n > (size_t)T) {
         snprintf(err, errlen, "the prompt is %zu tokens but the context holds %d", n, T);
         free(ids);

@@ -97,6 +97,13 @@ done
     fail "long generation failed"
 grep -q "60 tokens.*context is full" "$tmp/err" || { cat "$tmp/err"; fail "no context-full stop"; }
 
+# --bench's default prompt in a context shorter than it: half the context
+"$BUILD/trainer" --config "$tmp/cfg.json" --set n_positions=8 --set max_steps=2 \
+    --set out_dir="$tmp/short" 2>"$tmp/err" || { cat "$tmp/err"; fail "trainer (context 8) failed"; }
+"$BUILD/infer" --ckpt "$tmp/short/$(cat "$tmp/short/latest")" --bench >"$tmp/bench.json" 2>"$tmp/err" ||
+    { cat "$tmp/err"; fail "--bench in a context of 8 tokens failed"; }
+grep -q '"n_prompt":4' "$tmp/bench.json" || { cat "$tmp/bench.json"; fail "--bench in a context of 8: not a 4-token prompt"; }
+
 # --bench: one JSON object with the required fields
 for q in int8 bf16 fp32; do
     "$BUILD/infer" --ckpt "$ck" --quant $q --bench -n 40 >"$tmp/bench.json" 2>"$tmp/err" ||
