@@ -1,6 +1,8 @@
 /* elementwise: tanh-GELU, residual add, bias gradient, zeroing.
  * GELU is GPT-2's tanh approximation:
  *   gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+ * Non-finite inputs give on every path what that formula gives: NaN stays
+ * NaN, gelu(+inf) = inf, gelu(-inf) = NaN and gelu'(+-inf) = NaN.
  */
 #ifndef KERNELS_ELEMENTWISE_H
 #define KERNELS_ELEMENTWISE_H

@@ -7,7 +7,10 @@
  * This is tanh by exp without the cancellation that 1 + tanh(u) suffers for
  * negative x when tanh is formed as 1 - 2 / (exp(2u) + 1).  x is clamped to
  * [-GELU_XMAX, GELU_XMAX] so that no intermediate overflows; below -GELU_XMAX
- * both gelu and gelu' are set to exactly 0 (the true values are < 1e-35). */
+ * gelu is x * 0 and gelu' is 0 (the true values are < 1e-35).  Infinities
+ * give what the scalar formula gives: gelu(+inf) = inf, gelu(-inf) = NaN
+ * (-inf * 0) and gelu'(+-inf) = NaN, so an overflowed activation stays
+ * non-finite for the loss scaler to see instead of turning into 0 or 1. */
 #include <stddef.h>
 #include <string.h>
 
@@ -39,7 +42,7 @@ SIMD_INLINE vfloat gelu(vfloat x)
 {
     vfloat e;
     const vfloat s = gelu_s(clamp(x), &e);
-    return vkeep(live(x), vmul(x, s));
+    return vmul(x, vkeep(live(x), s));   /* x * 0 below -GELU_XMAX: -0, or NaN at -inf */
 }
 
 SIMD_INLINE vfloat gelu_grad(vfloat x)
@@ -50,7 +53,8 @@ SIMD_INLINE vfloat gelu_grad(vfloat x)
     const vfloat q =
         vfmadd(vset1((float)(6 * GELU_K * GELU_A)), vmul(xc, xc), vset1((float)(2 * GELU_K)));
     const vfloat t = vfmadd(vmul(xc, vmul(e, s)), q, vset1(1.0f));
-    return vkeep(live(x), vmul(s, t));   /* s (1 + x (1 - s) q) */
+    /* s (1 + x (1 - s) q); x - x is 0, or NaN where x is infinite */
+    return vadd(vkeep(live(x), vmul(s, t)), vsub(x, x));
 }
 
 static void gelu_forward(float *out, const float *inp, size_t n)

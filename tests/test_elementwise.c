@@ -119,6 +119,40 @@ static void test_gelu_simd_vs_scalar(void **state)
     }
 }
 
+/* a == b (infinities), or within the derivative's tolerance (finite values) */
+static bool same_or_close(float a, float b)
+{
+    return a == b || fabsf(a - b) <= DGELU_ATOL + DGELU_RTOL * fabsf(b);
+}
+
+/* Infinities and NaNs: each SIMD path gives the scalar formula's value,
+ * NaN where it is NaN (gelu(-inf), gelu'(+-inf)): a path that saturates
+ * them to 0 or 1 would hide an overflowed activation from the loss scaler.
+ * 19 values, so the specials also sit in a partial last vector. */
+static void test_gelu_non_finite_as_scalar(void **state)
+{
+    static const float specials[] = {INFINITY, -INFINITY, NAN, -NAN, 1e30f, -1e30f, 3e38f, -3e38f,
+                                     -10.5f,   10.5f,     0.0f, -0.0f, 1.0f,  -1.0f,  -INFINITY,
+                                     NAN,      INFINITY,  -20.0f, INFINITY};
+    enum { N = sizeof specials / sizeof specials[0] };
+    float dout[N], ref[N], dref[N], got[N], dgot[N];
+    for (int i = 0; i < N; i++)
+        dout[i] = 0.5f + (float)i;
+    gelu_forward_isa(ISA_SCALAR, ref, specials, N);
+    gelu_backward_isa(ISA_SCALAR, dref, specials, dout, N);
+    for (isa_t isa = next_isa(ISA_SCALAR); isa < ISA_COUNT; isa = next_isa(isa)) {
+        gelu_forward_isa(isa, got, specials, N);
+        gelu_backward_isa(isa, dgot, specials, dout, N);
+        for (int i = 0; i < N; i++) {
+            const bool fwd_ok = isnan(ref[i]) ? isnan(got[i]) : same_or_close(got[i], ref[i]);
+            const bool bwd_ok = isnan(dref[i]) ? isnan(dgot[i]) : same_or_close(dgot[i], dref[i]);
+            if (!fwd_ok || !bwd_ok)
+                fail_msg("%s x=%g: gelu %g (scalar %g), dgelu %g (scalar %g)", cpu_isa_name(isa),
+                         specials[i], got[i], ref[i], dgot[i], dref[i]);
+        }
+    }
+}
+
 static void test_gelu_backward_in_place(void **state)
 {
     const size_t n = 100003;
@@ -280,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_gelu_known_values),
         cmocka_unit_test(test_gelu_scalar_vs_double),
         cmocka_unit_test(test_gelu_simd_vs_scalar),
+        cmocka_unit_test(test_gelu_non_finite_as_scalar),
         cmocka_unit_test(test_gelu_backward_in_place),
         cmocka_unit_test(test_residual_exact),
         cmocka_unit_test(test_bias_backward_scalar_vs_double),
