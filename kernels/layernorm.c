@@ -80,20 +80,33 @@ static const layernorm_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &layernorm_ops_scalar, &layernorm_ops_avx2, &layernorm_ops_avx512);
 }
 
+/* Row n on ops' path.  The SIMD paths sum in float, which overflows for a
+ * row whose deviations pass ~1e17 (768 squares above FLT_MAX): var is then
+ * inf and rstd 0, so out would be the bias and every gradient through it 0,
+ * where the scalar path's double sums give the normalised row.  rstd that is
+ * not > 0 (0, or NaN from an overflowed mean) sends the row to the scalar
+ * path, which also gives NaN for a row holding a NaN or an infinity. */
+static void forward_row(const layernorm_ops *ops, float *out, float *mean, float *rstd,
+                        const float *inp, const float *weight, const float *bias, int C, int n)
+{
+    const size_t at = (size_t)n * C;
+    ops->forward_row(out + at, &mean[n], &rstd[n], inp + at, weight, bias, C);
+    if (!(rstd[n] > 0.0f) && ops != &layernorm_ops_scalar)
+        forward_row_scalar(out + at, &mean[n], &rstd[n], inp + at, weight, bias, C);
+}
+
 void layernorm_forward_isa(isa_t isa, float *out, float *mean, float *rstd, const float *inp,
                            const float *weight, const float *bias, int N, int C)
 {
     const layernorm_ops *ops = ops_for(isa);
     if ((size_t)N * C < PAR_MIN) {   /* no parallel construct at all (cpu.h, CPU_FOR_CHUNKS) */
         for (int n = 0; n < N; n++)
-            ops->forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight,
-                             bias, C);
+            forward_row(ops, out, mean, rstd, inp, weight, bias, C, n);
         return;
     }
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
-        ops->forward_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, weight,
-                         bias, C);
+        forward_row(ops, out, mean, rstd, inp, weight, bias, C, n);
 }
 
 void layernorm_backward_isa(isa_t isa, float *dinp, float *dweight, float *dbias,

@@ -232,6 +232,33 @@ static void test_simd_vs_scalar(void **state)
     }
 }
 
+/* Rows of finite values whose squares (or sums) overflow float: the SIMD
+ * paths' float statistics give var = inf there, and the row must still be
+ * normalised as the scalar path's double sums do, not collapse to the bias
+ * with rstd 0.  C = 65: 64 + a one-value tail. */
+static void test_huge_rows_as_scalar(void **state)
+{
+    static const float scales[] = {1e18f, 1e25f, 3e36f, 1e38f};
+    enum { N = sizeof scales / sizeof scales[0], C = 65 };
+    for (isa_t isa = ISA_AVX2; isa < ISA_COUNT; isa++) {
+        if (!test_isa_runs(isa, "layernorm"))
+            continue;
+        ln_case ref = case_new(N, C, 600);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < C; i++)   /* spread around a mean of 1.5 scale */
+                ref.inp[(size_t)n * C + i] = scales[n] * (1.5f + (float)(i % 7) / 4.0f);
+        ln_case got = case_copy(&ref);
+        run_forward(ISA_SCALAR, &ref);
+        run_forward(isa, &got);
+        print_message("%s: rows of magnitude up to 1e38\n", cpu_isa_name(isa));
+        assert_true(test_close("out", got.out, ref.out, (size_t)N * C, FWD_ATOL, FWD_RTOL));
+        assert_true(test_close("mean", got.mean, ref.mean, N, FWD_ATOL, FWD_RTOL));
+        assert_true(test_close("rstd", got.rstd, ref.rstd, N, 0.0f, FWD_RTOL));
+        case_free(&ref);
+        case_free(&got);
+    }
+}
+
 static void assert_same_bits(const ln_case *a, const ln_case *b)
 {
     const size_t NC = (size_t)a->N * a->C;
@@ -286,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_forward_scalar_vs_double),
         cmocka_unit_test(test_backward_scalar_vs_finite_differences),
         cmocka_unit_test(test_simd_vs_scalar),
+        cmocka_unit_test(test_huge_rows_as_scalar),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_public_dispatch),
     };
