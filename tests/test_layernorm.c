@@ -232,6 +232,35 @@ static void test_simd_vs_scalar(void **state)
     }
 }
 
+/* Constant rows, and rows whose variance is far below eps around a large
+ * mean: rstd is then near 1/sqrt(eps) = 316, which magnifies any rounding
+ * of the mean into out.  The scalar path's double mean makes a constant row
+ * exactly its bias; the SIMD paths must agree to the forward tolerance.
+ * C = 97: whole vectors and a one-value tail on both widths. */
+static void test_flat_rows_as_scalar(void **state)
+{
+    static const float level[] = {0.1f, 3.3f, 1000.1f, 12345.6f, -777.7f, 1000.0f, -50.0f};
+    static const float ripple[] = {0, 0, 0, 0, 0, 1e-4f, 1e-5f};
+    enum { N = sizeof level / sizeof level[0], C = 97 };
+    for (isa_t isa = ISA_AVX2; isa < ISA_COUNT; isa++) {
+        if (!test_isa_runs(isa, "layernorm"))
+            continue;
+        ln_case ref = case_new(N, C, 700);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < C; i++)
+                ref.inp[(size_t)n * C + i] = level[n] + ripple[n] * (float)(i % 5);
+        ln_case got = case_copy(&ref);
+        run_forward(ISA_SCALAR, &ref);
+        run_forward(isa, &got);
+        print_message("%s: constant and nearly constant rows\n", cpu_isa_name(isa));
+        assert_true(test_close("out", got.out, ref.out, (size_t)N * C, FWD_ATOL, FWD_RTOL));
+        assert_true(test_close("mean", got.mean, ref.mean, N, 0.0f, FWD_RTOL));
+        assert_true(test_close("rstd", got.rstd, ref.rstd, N, 0.0f, FWD_RTOL));
+        case_free(&ref);
+        case_free(&got);
+    }
+}
+
 /* Rows of finite values whose squares (or sums) overflow float: the SIMD
  * paths' float statistics give var = inf there, and the row must still be
  * normalised as the scalar path's double sums do, not collapse to the bias
@@ -314,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_backward_scalar_vs_finite_differences),
         cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_huge_rows_as_scalar),
+        cmocka_unit_test(test_flat_rows_as_scalar),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_public_dispatch),
     };
