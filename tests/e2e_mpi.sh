@@ -183,6 +183,13 @@ else:
 print("bf16 parameters under ZeRO 1: resume bit-exact, %.2g relative of stage 0, %s" % (worst, stored))
 PY
 
+# a bucket_mb past the model's size is one bucket, not that much memory: the
+# start's memory check (bf16 parameters stage wte's buckets) does not refuse it
+$MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=2 --set zero_stage=1 \
+    --set bucket_mb=2147483647 --set precision=bf16 --set grad_wire=bf16 --set eval_every=0 \
+    --set max_steps=2 --set out_dir="$tmp/bp-huge" >/dev/null 2>"$tmp/err2" ||
+    { cat "$tmp/err2"; fail "np 2 bf16 parameters with a bucket_mb past the model's size failed"; }
+
 # the moments in a memory-mapped file (optimizer_offload file:DIR) change nothing
 mkdir "$tmp/offload"
 for o in host "file:$tmp/offload"; do

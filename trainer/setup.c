@@ -297,10 +297,14 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
                   (moments_in_file ? 0.0 : 2.0 * sizeof(float) * (double)gpt2_count_params(dims) /
                                                (c->zero_stage >= 1 ? w->size : 1));
     /* bf16 parameters (auto may choose bf16): the masters, the bf16 sent, and
-     * wte's buckets staged (one may reach past it) */
-    if (bf16_params_wanted(c, w, c->precision_auto || opt->precision == PREC_BF16))
-        need += 6.0 * (double)gpt2_count_params(dims) / w->size +
-                2.0 * ((double)c->vocab_size * c->n_embd + c->bucket_mb * 1048576.0 / 4.0);
+     * wte's buckets staged (one may reach past it, by at most a bucket, and a
+     * bucket never holds more than the whole model: a bucket_mb past the
+     * model's size means one bucket, not that much memory) */
+    if (bf16_params_wanted(c, w, c->precision_auto || opt->precision == PREC_BF16)) {
+        double params = (double)gpt2_count_params(dims), bucket = c->bucket_mb * 1048576.0 / 4.0;
+        need += 6.0 * params / w->size +
+                2.0 * ((double)c->vocab_size * c->n_embd + (bucket < params ? bucket : params));
+    }
     if (c->share_packed && w->local_size > 1)   /* the node's ranks share one packed copy */
         need -= (double)gpt2_pack_share_bytes(dims, opt) * (w->local_size - 1) / w->local_size;
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
