@@ -286,13 +286,18 @@ void comm_broadcast_floats(float *x, size_t n, int root)
     }
 }
 
-void comm_broadcast_int(int *x, int root, const char *what)
+void comm_broadcast_int_after(int *x, int root, const char *what, double work_s)
 {
     MPI_Request req;
-    watchdog_arm(what);
+    watchdog_arm_for(what, work_s);
     MPI_Ibcast(x, 1, MPI_INT, root, MPI_COMM_WORLD, &req);
     wait_collective(&req);
     watchdog_disarm();
+}
+
+void comm_broadcast_int(int *x, int root, const char *what)
+{
+    comm_broadcast_int_after(x, root, what, 0);
 }
 
 void comm_gather_ints(int x, int *all, const char *what)

@@ -52,6 +52,9 @@ int comm_or_int(int x, const char *what);
 void comm_broadcast_floats(float *x, size_t n, int root);
 /* Rank root's *x copied to every rank; what names the wait for the watchdog. */
 void comm_broadcast_int(int *x, int root, const char *what);
+/* The same where root may first do work_s of known work (watchdog_arm_for):
+ * rank 0 reading or writing a checkpoint between the requests it hands out. */
+void comm_broadcast_int_after(int *x, int root, const char *what, double work_s);
 
 /* all[r] = rank r's x, for every rank (all holds the world's size). */
 void comm_gather_ints(int x, int *all, const char *what);

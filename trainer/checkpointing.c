@@ -83,10 +83,13 @@ static ckpt_train_info train_info(const run_config *c, const comm_world *w, int 
 enum { REQ_DONE = -1, REQ_SHARDS = -2 };   /* >= 0: tensor k of m, or k - num_tensors of v */
 
 /* Rank 0's req on every rank: what rank 0 asks of the shards next while it
- * reads or writes a checkpoint (the others wait here meanwhile). */
-static int broadcast_request(int req)
+ * reads or writes a checkpoint.  The others wait here meanwhile, through
+ * whatever rank 0 reads or writes before its next request (all of /model
+ * before the first, the previous file's write before an async save's):
+ * work_s allows for that, as the save's and the load's agreements do. */
+static int broadcast_request(int req, double work_s)
 {
-    comm_broadcast_int(&req, 0, "rank 0 reading or writing a checkpoint");
+    comm_broadcast_int_after(&req, 0, "rank 0 reading or writing a checkpoint", work_s);
     return req;
 }
 
@@ -94,6 +97,7 @@ typedef struct {
     const zero_shard *z;
     const gpt2 *m;
     adamw_state *opt;   /* this rank's shard */
+    double work_s;      /* rank 0's time for a file (checkpointer.write_s) */
 } shard_io;
 
 static float *shard_of(const shard_io *io, int moment)
@@ -108,7 +112,7 @@ static int gather_tensor(void *ctx, int g, int i, float *buf, char *err, size_t 
     const shard_io *io = ctx;
     const param_tensor *t = &io->m->tensors[i];
     int moment = g - CKPT_M;
-    broadcast_request(moment * io->m->num_tensors + i);
+    broadcast_request(moment * io->m->num_tensors + i, io->work_s);
     zero_gather_range(io->z, shard_of(io, moment), t->offset, t->numel, buf);
     return 0;
 }
@@ -119,7 +123,7 @@ static int scatter_tensor(void *ctx, int g, int i, const float *buf, char *err, 
     const shard_io *io = ctx;
     const param_tensor *t = &io->m->tensors[i];
     int moment = g - CKPT_M;
-    broadcast_request(moment * io->m->num_tensors + i);
+    broadcast_request(moment * io->m->num_tensors + i, io->work_s);
     zero_scatter_range(io->z, buf, t->offset, t->numel, shard_of(io, moment));
     return 0;
 }
@@ -143,7 +147,7 @@ static int shard_view(ckpt_view *v, const run_config *c, shard_io *io, bool save
 static void serve(const shard_io *io, bool save)
 {
     int nt = io->m->num_tensors;
-    for (int req; (req = broadcast_request(REQ_DONE)) != REQ_DONE;) {
+    for (int req; (req = broadcast_request(REQ_DONE, io->work_s)) != REQ_DONE;) {
         if (req == REQ_SHARDS) {
             zero_gather_range(io->z, io->opt->m, 0, io->z->n, NULL);
             zero_gather_range(io->z, io->opt->v, 0, io->z->n, NULL);
@@ -186,7 +190,7 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
 {
     double t0 = clock_mono_s(), mb;
     char path[1100];
-    shard_io io = {z, m, opt};
+    shard_io io = {z, m, opt, 0};   /* rank 0 hands out the requests: no wait on them */
     ckpt_view v;
     if (shard_view(&v, c, &io, true, err, errlen) != 0)
         return -1;
@@ -288,13 +292,13 @@ static int snapshot_view(saver_state *sv, const run_config *c, const gpt2 *m, in
 
 /* Copies (under ZeRO: gathers) the state into the snapshot. */
 static void copy_state(saver_state *sv, const gpt2 *m, const adamw_state *opt,
-                       const zero_shard *z)
+                       const zero_shard *z, double work_s)
 {
     size_t n = m->num_params;
     float *buf = sv->buf;
     copy_floats(buf, m->params, n);
     if (z) {   /* the shards straight into the snapshot: no other full copy anywhere */
-        broadcast_request(REQ_SHARDS);
+        broadcast_request(REQ_SHARDS, work_s);
         zero_gather_range(z, opt->m, 0, n, buf + n);
         zero_gather_range(z, opt->v, 0, n, buf + 2 * n);
     } else {
@@ -344,7 +348,7 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
     }
     if (snapshot_view(sv, c, m, opt->step, err, errlen) != 0)
         return -1;
-    copy_state(sv, m, opt, z);
+    copy_state(sv, m, opt, z, ck->write_s);
     sv->cfg = *c;
     sv->view.s.train = train_info(c, w, done, loss_scale);
     sv->done = done;
@@ -382,13 +386,13 @@ int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, 
                     status_log *st, char *err, size_t errlen)
 {
     int rc = 0;
-    shard_io io = {z, m, opt};
+    shard_io io = {z, m, opt, ck->write_s};
     if (w->rank == 0)
         rc = c->checkpoint_async
                  ? save_async(ck, c, w, m, opt, z, done, loss_scale, st, err, errlen)
                  : save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
     if (z && w->rank == 0)
-        broadcast_request(REQ_DONE);
+        broadcast_request(REQ_DONE, ck->write_s);
     else if (z)
         serve(&io, true);
     if (comm_max_int_after(rc != 0, "the end of a checkpoint save", ck->write_s)) {
@@ -468,7 +472,7 @@ static int resume_rank0(const char *resume, const run_config *c, const comm_worl
                         adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
                         double *loss_scale, char *err, size_t errlen)
 {
-    shard_io io = {z, m, opt};
+    shard_io io = {z, m, opt, 0};   /* rank 0 hands out the requests: no wait on them */
     ckpt_view v;
     char path[1100], msg[1400];
     if (shard_view(&v, c, &io, false, err, errlen) != 0)
@@ -517,14 +521,15 @@ int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_wo
     if (!ck->resume)
         return 0;
     int rc = 0;
-    shard_io io = {z, m, opt};
+    shard_io io = {z, m, opt, ck->write_s};
     if (w->rank == 0)
         rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, loss_scale, err, errlen);
     if (z && w->rank == 0)
-        broadcast_request(REQ_DONE);
+        broadcast_request(REQ_DONE, ck->write_s);
     else if (z)
         serve(&io, false);
-    if (comm_max_int(rc != 0, "the checkpoint load")) {
+    /* the others wait here while rank 0 reads the whole file (without ZeRO) */
+    if (comm_max_int_after(rc != 0, "the checkpoint load", ck->write_s)) {
         if (rc == 0)
             snprintf(err, errlen, "rank 0 failed to load the checkpoint");
         return -1;
