@@ -65,10 +65,18 @@ static void put_tokens(uint8_t *p, const int *x, size_t n, int width)
     }
 }
 
-static void get_tokens(int *x, const uint8_t *p, size_t n, int width)
+/* Reads n tokens; the index of the first one at or above vocab, or n if none is.
+ * A rank indexes its embedding with them, so one out of range must be refused
+ * before it is used: a read and a write beyond the model's arrays. */
+static size_t get_tokens(int *x, const uint8_t *p, size_t n, int width, int vocab)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = width == 2 ? (int)le_get_u16(p + 2 * i) : (int)le_get_u32(p + 4 * i);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t t = width == 2 ? le_get_u16(p + 2 * i) : le_get_u32(p + 4 * i);
+        if (t >= (uint32_t)vocab)
+            return i;
+        x[i] = (int)t;
+    }
+    return n;
 }
 
 static void put_header(uint8_t *buf, uint64_t step, int micro, int rank, int B, int T, int width)
@@ -94,7 +102,7 @@ size_t loader_encode(uint8_t *buf, uint64_t step, int micro, int rank, int B, in
 }
 
 int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int rank, int B, int T,
-                  int *inputs, int *targets, char *err, size_t errlen)
+                  int vocab, int *inputs, int *targets, char *err, size_t errlen)
 {
     if (len < LOADER_HEADER_BYTES || le_get_u32(buf) != LOADER_MAGIC) {
         snprintf(err, errlen, "loader: message of %zu bytes is not a batch", len);
@@ -127,9 +135,16 @@ int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int 
                  "%d x %d", le_get_u32(buf + 24), le_get_u32(buf + 28), width, len, B, T);
         return -1;
     }
-    size_t n = (size_t)B * T;
-    get_tokens(inputs, buf + LOADER_HEADER_BYTES, n, width);
-    get_tokens(targets, buf + LOADER_HEADER_BYTES + n * width, n, width);
+    size_t n = (size_t)B * T, at = get_tokens(inputs, buf + LOADER_HEADER_BYTES, n, width, vocab);
+    if (at == n)
+        at = n + get_tokens(targets, buf + LOADER_HEADER_BYTES + n * width, n, width, vocab);
+    if (at < 2 * n) {
+        const uint8_t *p = buf + LOADER_HEADER_BYTES + at * (size_t)width;
+        snprintf(err, errlen, "loader: batch holds token %u (%s %zu), out of range for "
+                 "vocab_size %d", width == 2 ? le_get_u16(p) : le_get_u32(p),
+                 at < n ? "input" : "target", at % n, vocab);
+        return -1;
+    }
     return 0;
 }
 
@@ -740,7 +755,7 @@ static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *ta
     }
     char why[400];
     if (loader_decode(l->recv_buf, (size_t)len, step, micro, l->opt.rank, l->opt.B, l->opt.T,
-                      inputs, targets, why, sizeof why) != 0) {
+                      l->data->model_vocab, inputs, targets, why, sizeof why) != 0) {
         const char *p = strncmp(why, "loader: ", 8) == 0 ? why + 8 : why;
         snprintf(err, errlen, "loader at %s: %s", l->endpoint, p);
         return -1;
@@ -769,7 +784,7 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
     }
     l->consumed++;
     return loader_decode(l->recv_buf, (size_t)len, step, micro, l->opt.rank, l->opt.B, l->opt.T,
-                         inputs, targets, err, errlen);
+                         l->data->model_vocab, inputs, targets, err, errlen);
 }
 
 int loader_queue_depth(const loader *l)

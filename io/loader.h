@@ -11,8 +11,9 @@
  * of `width` bytes each:
  *   u32 magic "GPTB", u16 version (1), u16 width (2 or 4), u64 step, u32 micro,
  *   u32 rank, u32 B, u32 T
- * A message whose size, magic, version, step or shape is not the expected one
- * is refused with a clear error, never used.  A loader that cannot build a
+ * A message whose size, magic, version, step or shape is not the expected one,
+ * or that holds a token at or above the model's vocab_size, is refused with a
+ * clear error, never used.  A loader that cannot build a
  * batch (a damaged shard) sends a message with width 0 followed by the reason.
  *
  * Remote mode (loader_options.endpoint non-empty): the batches come from a
@@ -75,12 +76,13 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
 int loader_queue_depth(const loader *l);
 
 /* Encode / check one message (shared by both modes, build/loader and tests).
- * loader_encode returns the message size; buf must hold loader_message_bytes. */
+ * loader_encode returns the message size; buf must hold loader_message_bytes.
+ * loader_decode refuses a token at or above vocab (the model's vocab_size). */
 size_t loader_message_bytes(int B, int T, int width);
 size_t loader_encode(uint8_t *buf, uint64_t step, int micro, int rank, int B, int T, int width,
                      const int *inputs, const int *targets);
 int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int rank, int B, int T,
-                  int *inputs, int *targets, char *err, size_t errlen);
+                  int vocab, int *inputs, int *targets, char *err, size_t errlen);
 
 /* ---- remote mode: requests and the server side (build/loader) ---------- */
 

@@ -165,21 +165,48 @@ static void test_bad_messages_are_refused(void **state)
     uint8_t *buf = malloc(n + 8);
     char err[256];
     assert_int_equal(loader_encode(buf, 7, 1, 0, B, T, 2, in, tg), n);
-    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, out_in, out_tg, err, sizeof err), 0);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), 0);
     assert_memory_equal(in, out_in, sizeof in);
     assert_memory_equal(tg, out_tg, sizeof tg);
-    assert_int_equal(loader_decode(buf, n, 8, 1, 0, B, T, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, n, 8, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
     assert_non_null(strstr(err, "expected step 8"));
-    assert_int_equal(loader_decode(buf, n - 1, 7, 1, 0, B, T, out_in, out_tg, err, sizeof err), -1);
-    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T + 1, out_in, out_tg, err, sizeof err), -1);
-    assert_int_equal(loader_decode(buf, n, 7, 1, 1, B, T, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, n - 1, 7, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T + 1, VOCAB, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 1, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
     buf[4] = 9;   /* version */
-    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
     assert_non_null(strstr(err, "version"));
     memset(buf, 'x', 16);
-    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, out_in, out_tg, err, sizeof err), -1);
-    assert_int_equal(loader_decode(buf, 3, 7, 1, 0, B, T, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(buf, 3, 7, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
     free(buf);
+}
+
+/* A well-formed batch whose tokens the rank's model cannot index (a loader
+ * of another vocabulary, a damaged or hostile one) is refused, naming the
+ * token: the rank would read and write beyond its embedding with it. */
+static void test_out_of_range_tokens_are_refused(void **state)
+{
+    (void)state;
+    enum { B = 2 };
+    int in[B * T], tg[B * T], out_in[B * T], out_tg[B * T];
+    for (int i = 0; i < B * T; i++)
+        in[i] = tg[i] = i;
+    uint8_t buf[LOADER_HEADER_BYTES + 2 * B * T * 4];
+    char err[256];
+    size_t n = loader_encode(buf, 7, 1, 0, B, T, 2, in, tg);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, B * T, out_in, out_tg, err, sizeof err), 0);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, B * T - 1, out_in, out_tg, err,
+                                   sizeof err), -1);
+    assert_non_null(strstr(err, "token 31 (input 31), out of range for vocab_size 31"));
+    in[3] = 5, tg[5] = 65535;
+    n = loader_encode(buf, 7, 1, 0, B, T, 2, in, tg);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, 300, out_in, out_tg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "token 65535 (target 5)"));
+    tg[5] = -1;   /* width 4: 4294967295, which as an int would be negative */
+    n = loader_encode(buf, 7, 1, 0, B, T, 4, in, tg);
+    assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T, 300, out_in, out_tg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "token 4294967295 (target 5)"));
 }
 
 /* A damaged token reaches the trainer as an error naming it; afterwards the
@@ -299,7 +326,7 @@ static void test_server_answers_garbage_with_errors(void **state)
     loader_request r = sample_request();
     loader_request_encode(req, &r);
     size_t n = loader_server_answer(s, req, sizeof req, &reply);
-    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, in, tg, err, sizeof err), 0);
+    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, VOCAB + 6, in, tg, err, sizeof err), 0);
     uint64_t first = dataset_first_sample(r.step, 2, 3, 1, 3, 4);
     assert_int_equal(dataset_train_batch(&d, first, 4, rin, rtg, err, sizeof err), 0);
     assert_memory_equal(in, rin, sizeof in);
@@ -310,13 +337,13 @@ static void test_server_answers_garbage_with_errors(void **state)
         junk[i] = (uint8_t)(i * 37 + 11);
     for (size_t len = 0; len <= sizeof junk; len += 13) {
         n = loader_server_answer(s, junk, len, &reply);
-        assert_int_equal(loader_decode(reply, n, 0, 0, 0, 4, T, in, tg, err, sizeof err), -1);
+        assert_int_equal(loader_decode(reply, n, 0, 0, 0, 4, T, VOCAB + 6, in, tg, err, sizeof err), -1);
         assert_non_null(strstr(err, "not a batch request"));
     }
     r.seed = 99;
     loader_request_encode(req, &r);
     n = loader_server_answer(s, req, sizeof req, &reply);
-    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, in, tg, err, sizeof err), -1);
+    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, VOCAB + 6, in, tg, err, sizeof err), -1);
     assert_non_null(strstr(err, "seed is 99"));
     uint64_t refused, served = loader_server_served(s, &refused);
     assert_true(served == 26 && refused == 25);
@@ -389,7 +416,7 @@ static void test_server_token(void **state)
     assert_int_equal(loader_server_answer(s, junk, sizeof junk, &reply), 0);
     assert_int_equal(loader_server_answer(s, req, len - 1, &reply), 0);
     size_t n = loader_server_answer(s, req, len, &reply);
-    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, in, tg, err, sizeof err), 0);
+    assert_int_equal(loader_decode(reply, n, r.step, 2, 1, 4, T, VOCAB + 6, in, tg, err, sizeof err), 0);
     uint64_t refused, served = loader_server_served(s, &refused);
     assert_true(served == 7 && refused == 6);
     loader_server_free(s);
@@ -659,6 +686,7 @@ int main(void)
         WITH_DATA(test_queue_depth_is_reported),
         cmocka_unit_test(test_global_batch_independent_of_ranks),
         cmocka_unit_test(test_bad_messages_are_refused),
+        cmocka_unit_test(test_out_of_range_tokens_are_refused),
         WITH_DATA(test_loader_errors_and_timeout),
         cmocka_unit_test(test_request_round_trip_and_validation),
         WITH_DATA(test_request_mismatch_is_refused),

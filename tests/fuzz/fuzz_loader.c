@@ -34,8 +34,12 @@ static void decode_reply(const uint8_t *msg, size_t len)
     }
     int *in = malloc((size_t)B * t * sizeof *in), *tg = malloc((size_t)B * t * sizeof *tg);
     char err[512];
-    if (in && tg && loader_decode(msg, len, step, micro, rank, B, t, in, tg, err, sizeof err) == 0)
+    if (in && tg && loader_decode(msg, len, step, micro, rank, B, t, VOCAB, in, tg, err,
+                                  sizeof err) == 0) {
         FUZZ_CHECK(len == loader_message_bytes(B, t, msg[6]));
+        for (int i = 0; i < B * t; i++)   /* what the rank's embedding can index */
+            FUZZ_CHECK(in[i] >= 0 && in[i] < VOCAB && tg[i] >= 0 && tg[i] < VOCAB);
+    }
     else if (in && tg)   /* the rank prints it: one line, nothing a terminal would act on */
         for (const char *c = err; *c; c++)
             FUZZ_CHECK(isprint((unsigned char)*c));
@@ -72,7 +76,7 @@ static void answer_request(const uint8_t *req, size_t len)
         size_t bt = (size_t)r.B * (size_t)r.T;
         int *in = malloc(bt * sizeof *in), *tg = malloc(bt * sizeof *tg);
         FUZZ_CHECK(in && tg);
-        FUZZ_CHECK(loader_decode(reply, n, r.step, r.micro, r.rank, r.B, r.T, in, tg, err,
+        FUZZ_CHECK(loader_decode(reply, n, r.step, r.micro, r.rank, r.B, r.T, VOCAB, in, tg, err,
                                  sizeof err) == 0);
         for (size_t i = 0; i < bt; i++)
             FUZZ_CHECK(in[i] >= 0 && in[i] < VOCAB && tg[i] >= 0 && tg[i] < VOCAB);
