@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "io/fsutil.h"
 #include "io/zsock.h"
 #include "kernels/clock.h"
 #include "launch/monitor_view.h"
@@ -206,6 +207,17 @@ static char *receive(void *sock, double wait_s)
     return NULL;
 }
 
+/* A record or reply as one JSON line: printed again, not as it came, since
+ * the sender's text may hold newlines between its tokens, control characters
+ * or bytes after the object, which cJSON_Parse leaves unread. */
+static void print_json(const cJSON *r)
+{
+    char *line = cJSON_PrintUnformatted(r);
+    if (line)
+        printf("%s\n", line);
+    free(line);
+}
+
 static int watch(void *ctx, const options *o)
 {
     void *sock = open_socket(ctx, ZSOCK_SUB, o->connect, 0);
@@ -229,7 +241,7 @@ static int watch(void *ctx, const options *o)
         cJSON *r = cJSON_Parse(msg);
         if (r && cJSON_IsObject(r)) {
             if (o->json)
-                printf("%s\n", msg);
+                print_json(r);
             else
                 monitor_show_record(&v, r, clock_wall_s());
             fflush(stdout);
@@ -269,10 +281,17 @@ static int control(void *ctx, const options *o)
     }
     cJSON *r = cJSON_Parse(reply);
     bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
-    if (o->json || !r) {
+    if (!r) {   /* not JSON: shown as text, one printable line */
+        fs_printable(reply);
         printf("%s\n", reply);
+    } else if (o->json) {
+        print_json(r);
     } else {
-        printf("%s: %s\n", ok ? "ok" : "refused", monitor_str(r, "message"));
+        char *message = strdup(monitor_str(r, "message"));
+        if (message)
+            fs_printable(message);
+        printf("%s: %s\n", ok ? "ok" : "refused", message ? message : "");
+        free(message);
         const cJSON *latest = cJSON_GetObjectItemCaseSensitive(r, "latest");
         if (cJSON_IsObject(latest)) {
             monitor_view v = {0};

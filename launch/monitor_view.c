@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io/fsutil.h"
+
 static double num(const cJSON *r, const char *key, double dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
@@ -110,5 +112,8 @@ void monitor_show_record(monitor_view *v, const cJSON *r, double now)
     } else {
         snprintf(text, sizeof text, "%s: %s", *type ? type : "record", monitor_str(r, "message"));
     }
+    /* the strings are the publisher's: a newline or an escape sequence in them
+     * would break the one line per record, or reach the terminal as a command */
+    fs_printable(text);
     print_line(v, text);
 }

@@ -3,7 +3,8 @@
  * Each record (a cJSON object from the status feed or a control reply, any
  * fields, any values: it comes from a socket) becomes a line on stdout: step
  * records a progress line with a moving-average loss, redrawn in place on a
- * terminal; eval, checkpoint and other records a line of their own. */
+ * terminal; eval, checkpoint and other records a line of their own.  What a
+ * record's strings hold is printed with its control characters replaced. */
 #ifndef LAUNCH_MONITOR_VIEW_H
 #define LAUNCH_MONITOR_VIEW_H
 

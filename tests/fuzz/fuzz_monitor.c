@@ -10,14 +10,35 @@
 #include "tests/fuzz/fuzz.h"
 
 static char svg[64];
+static int out_fd;   /* stdout: what the view printed for one input */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    /* the view prints; nobody reads it here */
-    FUZZ_CHECK(freopen("/dev/null", "w", stdout));
+    /* the view prints into a memory file, read back after each input */
+    out_fd = memfd_create("view", MFD_CLOEXEC);
+    FUZZ_CHECK(out_fd >= 0 && dup2(out_fd, STDOUT_FILENO) == STDOUT_FILENO);
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";   /* cheap fsync */
     snprintf(svg, sizeof svg, "%s/fuzz_monitor.%d.svg", dir, (int)getpid());
     return 0;
+}
+
+/* The view printed text only: no control character but its newlines and, on
+ * a terminal, the "\r\033[K" that redraws the progress line (a record's
+ * strings come from a socket: an escape sequence there would reach the
+ * terminal as a command). */
+static void check_printed(bool tty)
+{
+    static char buf[1 << 16];
+    FUZZ_CHECK(fflush(stdout) == 0);
+    ssize_t n = pread(out_fd, buf, sizeof buf, 0);
+    FUZZ_CHECK(n >= 0);
+    for (ssize_t i = 0; i < n; i++) {
+        if (tty && i + 3 < n && !memcmp(buf + i, "\r\033[K", 4))
+            i += 3;
+        else
+            FUZZ_CHECK(buf[i] == '\n' || ((unsigned char)buf[i] >= 0x20 && buf[i] != 0x7f));
+    }
+    FUZZ_CHECK(ftruncate(out_fd, 0) == 0 && lseek(STDOUT_FILENO, 0, SEEK_SET) == 0);
 }
 
 static void show_lines(char *text, bool tty)
@@ -29,6 +50,7 @@ static void show_lines(char *text, bool tty)
             monitor_show_record(&v, r, 1.7e9);
         cJSON_Delete(r);
     }
+    check_printed(tty);
 }
 
 /* The log as a file (plot_read_log reads a path), collected and drawn. */
