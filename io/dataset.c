@@ -254,27 +254,34 @@ static int fill_row(const token_shard *s, uint64_t offset, int T, int vocab, int
     return 0;
 }
 
+/* The split's file is looked at before and after a batch is read from it:
+ * one rewritten in place under the run is refused before a page it lost is
+ * touched (SIGBUS), and a batch read while it changed is not used. */
 int dataset_train_batch(const dataset *d, uint64_t first, int B, int *inputs, int *targets,
                         char *err, size_t errlen)
 {
     uint64_t n = dataset_train_samples(d);
+    if (shard_check_unchanged(&d->train, err, errlen) != 0)
+        return -1;
     for (int b = 0; b < B; b++) {
         uint64_t off = sampler_offset(first + (uint64_t)b, n, d->seed);
         if (fill_row(&d->train, off, d->T, d->model_vocab, inputs + (size_t)b * d->T,
                      targets + (size_t)b * d->T, err, errlen) != 0)
             return -1;
     }
-    return 0;
+    return shard_check_unchanged(&d->train, err, errlen);
 }
 
 int dataset_val_batch(const dataset *d, uint64_t first, int B, int *inputs, int *targets,
                       char *err, size_t errlen)
 {
+    if (shard_check_unchanged(&d->val, err, errlen) != 0)
+        return -1;
     for (int b = 0; b < B; b++) {
         uint64_t off = (first + (uint64_t)b) * (uint64_t)d->T;
         if (fill_row(&d->val, off, d->T, d->model_vocab, inputs + (size_t)b * d->T,
                      targets + (size_t)b * d->T, err, errlen) != 0)
             return -1;
     }
-    return 0;
+    return shard_check_unchanged(&d->val, err, errlen);
 }

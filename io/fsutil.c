@@ -223,8 +223,19 @@ int fs_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
 
 int fs_map_file(const char *path, const void **data, size_t *len, char *err, size_t errlen)
 {
+    int fd;
+    if (fs_map_file_fd(path, data, len, &fd, err, errlen) != 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+int fs_map_file_fd(const char *path, const void **data, size_t *len, int *fd_out, char *err,
+                   size_t errlen)
+{
     *data = NULL;
     *len = 0;
+    *fd_out = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return fail(err, errlen, path, "cannot open");
@@ -241,7 +252,10 @@ int fs_map_file(const char *path, const void **data, size_t *len, char *err, siz
         else
             *data = map, *len = (size_t)st.st_size;
     }
-    close(fd);
+    if (rc == 0)
+        *fd_out = fd;
+    else
+        close(fd);
     return rc;
 }
 

@@ -49,6 +49,11 @@ int fs_read_file_max(const char *path, size_t max, uint8_t **data, size_t *len, 
 /* Maps a whole regular file read-only: *data, *len bytes, until
  * fs_unmap_file.  An empty file is not mapped: *data NULL, *len 0. */
 int fs_map_file(const char *path, const void **data, size_t *len, char *err, size_t errlen);
+/* fs_map_file that also leaves the file open in *fd (the caller closes it),
+ * so that the mapped file itself can be watched (fstat) after its name has
+ * moved on. */
+int fs_map_file_fd(const char *path, const void **data, size_t *len, int *fd, char *err,
+                   size_t errlen);
 void fs_unmap_file(const void *data, size_t len);
 
 /* -1 with "PATH already exists (choose a new WHAT)" when anything (even a

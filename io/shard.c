@@ -3,9 +3,13 @@
 #include "io/fsutil.h"
 #include "io/le.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Tokens are stored and read (shard_token) in host order, which the format fixes as little-endian. */
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -72,26 +76,68 @@ int shard_parse(token_shard *s, const void *buf, size_t len, const char *name, c
     return 0;
 }
 
+static int64_t mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 int shard_open(token_shard *s, const char *path, char *err, size_t errlen)
 {
     const void *map;
     size_t len;
+    int fd;
+    struct stat st;
     /* an empty file is not mapped: shard_parse refuses it unread */
-    if (fs_map_file(path, &map, &len, err, errlen) != 0 ||
-        shard_parse(s, map, len, path, err, errlen) != 0) {
+    if (fs_map_file_fd(path, &map, &len, &fd, err, errlen) != 0) {
+        memset(s, 0, sizeof *s);
+        return -1;
+    }
+    int rc = shard_parse(s, map, len, path, err, errlen);
+    char *name = rc == 0 ? strdup(path) : NULL;
+    if (rc == 0 && (!name || fstat(fd, &st) != 0)) {
+        snprintf(err, errlen, "%s: %s", path, name ? strerror(errno) : "out of memory");
+        rc = -1;
+    }
+    if (rc != 0) {
         fs_unmap_file(map, len);
+        close(fd);
+        free(name);
         memset(s, 0, sizeof *s);
         return -1;
     }
     s->map = map;
     s->map_len = len;
+    s->fd = fd;
+    s->mtime_ns = mtime_ns(&st);
+    s->path = name;
     return 0;
 }
 
 void shard_close(token_shard *s)
 {
+    if (s->map) {
+        close(s->fd);
+        free(s->path);
+    }
     fs_unmap_file(s->map, s->map_len);
     memset(s, 0, sizeof *s);
+}
+
+int shard_check_unchanged(const token_shard *s, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!s->map)
+        return 0;
+    if (fstat(s->fd, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot stat: %s", s->path, strerror(errno));
+        return -1;
+    }
+    if ((uint64_t)st.st_size == s->map_len && mtime_ns(&st) == s->mtime_ns)
+        return 0;
+    snprintf(err, errlen, "%s was %s while the run read it: its tokens are no longer those "
+             "checked (replace a dataset with build/prep, which swaps the directory whole)",
+             s->path, (uint64_t)st.st_size != s->map_len ? "resized" : "rewritten in place");
+    return -1;
 }
 
 /* Narrows to the file's width in blocks so a 2-byte shard never needs a full copy. */

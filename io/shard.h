@@ -19,6 +19,11 @@ typedef struct {
     uint64_t count;
     uint32_t width;       /* 2 or 4 */
     uint32_t vocab_size;
+    /* shard_open: the mapped file, still open, its time of last change then,
+     * and its path (for messages); unused while map is NULL */
+    int fd;
+    int64_t mtime_ns;
+    char *path;
 } token_shard;
 
 /* All return 0 on success, -1 with a one-line reason in err. */
@@ -28,6 +33,12 @@ int shard_open(token_shard *s, const char *path, char *err, size_t errlen);
 int shard_parse(token_shard *s, const void *buf, size_t len, const char *name, char *err,
                 size_t errlen);
 void shard_close(token_shard *s);
+/* Whether the file shard_open mapped is still as it was: a file rewritten in
+ * place (cp over it, a truncation) under a running reader changes the tokens
+ * it maps, or takes pages away (SIGBUS on the next read of them).  0, or -1
+ * with a reason naming the file; 0 also for a shard that maps no file.  A new
+ * file renamed over the path (what build/prep does) leaves the mapped one be. */
+int shard_check_unchanged(const token_shard *s, char *err, size_t errlen);
 /* Writes to PATH.tmp, fsyncs, renames: a reader never sees a partial file. */
 int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32_t vocab_size,
                 char *err, size_t errlen);

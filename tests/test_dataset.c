@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -227,6 +228,68 @@ static void test_map_file(void **state)
     assert_non_null(strstr(err, ": not a regular file"));
 }
 
+/* Writes root/d/NAME: n tokens 0, 1, ... (mod 256). */
+static void write_split(const char *name, uint32_t n)
+{
+    char path[192], err[256];
+    uint32_t *toks = malloc(n * sizeof *toks);
+    for (uint32_t i = 0; i < n; i++)
+        toks[i] = i % 256;
+    snprintf(path, sizeof path, "%s/d/%s", root, name);
+    assert_int_equal(shard_write(path, toks, n, 256, err, sizeof err), 0);
+    free(toks);
+}
+
+/* Sets the time of last change of root/d/train.tok t seconds from what it
+ * is: a rewrite within the file system's clock tick keeps the old time. */
+static void shift_mtime(int t)
+{
+    char path[192];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/d/train.tok", root);
+    assert_int_equal(stat(path, &st), 0);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    times[1].tv_sec += t;
+    assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+}
+
+/* A split rewritten in place under a running reader (cp over it, a
+ * truncation) is refused, naming it, where the reader used to die of SIGBUS
+ * on a page the file no longer had, or train on whatever the file now held;
+ * a new file renamed over it (build/prep's way) leaves the reader on the old. */
+static void test_split_changed_under_the_run(void **state)
+{
+    (void)state;
+    char dir[128], path[192], err[512];
+    snprintf(dir, sizeof dir, "%s/d", root);
+    assert_int_equal(fs_mkdir_p(dir, err, sizeof err), 0);
+    write_split("train.tok", 50000);   /* many pages: a truncation takes them away */
+    write_split("val.tok", 100);
+    dataset d;
+    assert_int_equal(dataset_open(&d, dir, 8, 256, 1, err, sizeof err), 0);
+    int in[4 * 8], tg[4 * 8];
+    assert_int_equal(dataset_train_batch(&d, 0, 4, in, tg, err, sizeof err), 0);
+    /* prep's replacement: another file under the name, the mapped one intact */
+    write_split("train.tok", 60000);
+    assert_int_equal(dataset_train_batch(&d, 0, 4, in, tg, err, sizeof err), 0);
+    dataset_close(&d);
+
+    assert_int_equal(dataset_open(&d, dir, 8, 256, 1, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/train.tok", dir);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\7\0\7\0", 4, 4000), 4);   /* same size, other tokens */
+    close(fd);
+    shift_mtime(1);
+    assert_int_equal(dataset_train_batch(&d, 0, 4, in, tg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "train.tok was rewritten in place while the run read it"));
+    assert_int_equal(truncate(path, 0), 0);
+    assert_int_equal(dataset_train_batch(&d, 0, 4, in, tg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "train.tok was resized while the run read it"));
+    assert_int_equal(dataset_val_batch(&d, 0, 4, in, tg, err, sizeof err), 0);   /* untouched */
+    dataset_close(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +298,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_directories_replaced_whole, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
