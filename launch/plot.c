@@ -85,17 +85,39 @@ static bool blank(const char *s)
     return *s == '\0';
 }
 
+/* The next line of f into line (cap bytes, NUL-terminated, without its
+ * newline); 0 at the end of the file, -1 for a line that does not fit.  A
+ * NUL byte in the line ends it for the parser: that line is malformed. */
+static int read_line(FILE *f, char *line, size_t cap)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+        if (n + 1 == cap)
+            return -1;
+        line[n++] = (char)c;
+    }
+    line[n] = '\0';
+    return c == EOF && n == 0 ? 0 : 1;
+}
+
 int plot_read_log(plot_data *d, const char *path, int *malformed, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    char *line = malloc(PLOT_MAX_LINE + 1);
+    if (!f || !line) {
+        snprintf(err, errlen, "%s: %s", path, f ? "out of memory" : strerror(errno));
+        if (f)
+            fclose(f);
+        free(line);
         return -1;
     }
-    char *line = NULL;
-    size_t cap = 0;
     *malformed = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    int rc, lines = 0;
+    /* a line is held whole to be parsed: one longer than any record (a file
+     * of NULs, /dev/zero given by mistake) is refused, not read into memory */
+    while ((rc = read_line(f, line, PLOT_MAX_LINE + 1)) > 0) {
+        lines++;
         if (blank(line))
             continue;
         cJSON *r = cJSON_Parse(line);
@@ -108,11 +130,12 @@ int plot_read_log(plot_data *d, const char *path, int *malformed, char *err, siz
     int bad = ferror(f);
     free(line);
     fclose(f);
-    if (bad) {
+    if (rc < 0)
+        snprintf(err, errlen, "%s: line %d is longer than %d MB: not a run's log.jsonl", path,
+                 lines + 1, PLOT_MAX_LINE >> 20);
+    else if (bad)
         snprintf(err, errlen, "%s: read error", path);
-        return -1;
-    }
-    return 0;
+    return rc < 0 || bad ? -1 : 0;
 }
 
 void plot_free(plot_data *d)

@@ -28,8 +28,12 @@ typedef struct {
  * checkpoint: points from there on are replaced by the resumed run's. */
 void plot_add(plot_data *d, const cJSON *record);
 
+/* The longest log.jsonl line read (a record is a few KB). */
+enum { PLOT_MAX_LINE = 16 << 20 };
+
 /* Reads every line of a log.jsonl into d; *malformed counts the lines that are
- * not JSON objects.  0, or -1 with a reason in err (missing or unreadable). */
+ * not JSON objects.  0, or -1 with a reason in err (missing or unreadable, or
+ * a line longer than PLOT_MAX_LINE). */
 int plot_read_log(plot_data *d, const char *path, int *malformed, char *err, size_t errlen);
 
 /* Writes the SVG to path atomically (temp file + rename).  0, or -1 with a

@@ -2,7 +2,7 @@
 # End to end: `monitor --plot` draws a real run's log.jsonl (40 steps, evals at
 # 20 and 40) as well-formed SVG with one loss point per step record and one
 # marker per eval; malformed lines are skipped and counted; a missing or empty
-# log is a one-line error with exit 1; a live run plotted from the status feed
+# log, or one with a line longer than 16 MB, is a one-line error with exit 1; a live run plotted from the status feed
 # ends at the trainer's "done" event.  No SVG renderer needed.
 set -e
 NAME=e2e_plot
@@ -79,6 +79,11 @@ expect_error() {   # log file
 expect_error "$tmp/missing.jsonl"
 : > "$tmp/empty.jsonl"
 expect_error "$tmp/empty.jsonl"
+# a line longer than any record (here a record behind 17 MB of blanks; a file
+# of NULs, /dev/zero) is refused, not read whole into memory
+{ head -c $((17 << 20)) /dev/zero | tr '\0' ' '; grep -m 1 '"type":"step"' "$tmp/run/log.jsonl"; } > "$tmp/long.jsonl"
+expect_error "$tmp/long.jsonl"
+grep -q "long.jsonl: line 1 is longer than 16 MB" "$tmp/err" || fail "long line: $(cat "$tmp/err")"
 
 # the live feed: the plot is written at the trainer's "done" event, which a
 # `stop` brings about.  PUB/SUB drops what comes before a subscriber joins, so
