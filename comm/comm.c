@@ -204,8 +204,12 @@ int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
 
 void comm_finalize(void)
 {
+    /* MPI_Finalize waits for the other ranks too: one that hangs before its
+     * own must not hold the rest of the job forever */
+    watchdog_arm("the end of the job");
     roll_close();
     MPI_Finalize();
+    watchdog_disarm();
     free(hosts);
     free(host_names);
     hosts = NULL;

@@ -233,12 +233,12 @@ int main(int argc, char **argv)
     train_result res;
     if (train_run(&cfg, resume, &world, &requests, &res, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
+        comm_finalize();   /* under the watchdog */
         watchdog_stop();
-        comm_finalize();
         return res.diverged ? EXIT_DIVERGED : 1;
     }
-    watchdog_stop();
     comm_finalize();
+    watchdog_stop();
     if (world.rank != 0)
         return 0;
     report_done(&res, &cfg);
