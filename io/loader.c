@@ -775,7 +775,11 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
     if (l->endpoint)
         return next_remote(l, step, micro, inputs, targets, wait_ms, err, errlen);
     double t0 = now_ms();
-    int len = zmq_recv(l->pull, l->recv_buf, l->msg_bytes + 1, 0);
+    int len;
+    /* a signal (a stop or checkpoint request, which the run takes after the
+     * step) interrupts the wait; the batch is still needed */
+    while ((len = zmq_recv(l->pull, l->recv_buf, l->msg_bytes + 1, 0)) < 0 && zmq_errno() == EINTR)
+        continue;
     *wait_ms = now_ms() - t0;
     if (len < 0) {
         snprintf(err, errlen, "loader: no batch for step %" PRIu64 " within %d ms (the loader "

@@ -7,6 +7,7 @@
  * silent endpoint times out. */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
@@ -111,6 +112,65 @@ static void test_same_batches_as_direct_reads(void **state)
     check_sequence(4, 1, 0, 1, 0, 30, 0);
     check_sequence(2, 2, 1, 2, 0, 20, 0);
     check_sequence(3, 1, 2, 3, 17, 20, 0);   /* resumed at step 17 */
+}
+
+/* A signal that interrupts the wait for a batch (SIGHUP or SIGTERM asking
+ * the run to stop after the step, SIGUSR1 for a checkpoint) is no reason to
+ * give up the batch: the run must finish its step.  A second thread keeps
+ * interrupting this one while it reads batches the loader is slow to make. */
+static volatile sig_atomic_t interrupts;
+static void count_interrupt(int sig)
+{
+    (void)sig;
+    interrupts++;
+}
+
+typedef struct {
+    pthread_t target;
+    volatile int done;
+} interrupter;
+
+static void *interrupt_often(void *arg)
+{
+    interrupter *it = arg;
+    while (!it->done) {
+        pthread_kill(it->target, SIGUSR2);
+        usleep(200);
+    }
+    return NULL;
+}
+
+static void test_signals_do_not_lose_a_batch(void **state)
+{
+    (void)state;
+    struct sigaction sa = {.sa_handler = count_interrupt}, old;   /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    dataset d;
+    char err[256];
+    open_data(&d, 3);
+    loader_options o = {.B = 256, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 1, .timeout_ms = 5000};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    interrupter it = {.target = pthread_self()};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, interrupt_often, &it), 0);
+    /* taken as fast as they come, so this thread mostly waits for them */
+    size_t bytes = sizeof(int) * (size_t)o.B * T;
+    int *in = malloc(bytes), *tg = malloc(bytes);
+    double wait;
+    for (uint64_t s = 0; s < 300; s++)
+        if (loader_next(l, s, 0, in, tg, &wait, err, sizeof err) != 0)
+            fail_msg("step %d: %s", (int)s, err);
+    free(in), free(tg);
+    expect_batches(l, &d, &o, 300, 302, 0);
+    it.done = 1;
+    pthread_join(t, NULL);
+    assert_true(interrupts > 0);
+    loader_stop(l);
+    dataset_close(&d);
+    sigaction(SIGUSR2, &old, NULL);
 }
 
 /* The queue fills up to about the configured depth while nobody reads it. */
@@ -684,6 +744,7 @@ int main(void)
         WITH_DATA(test_same_batches_as_direct_reads),
         WITH_DATA(test_slow_consumer_loses_nothing),
         WITH_DATA(test_queue_depth_is_reported),
+        WITH_DATA(test_signals_do_not_lose_a_batch),
         cmocka_unit_test(test_global_batch_independent_of_ranks),
         cmocka_unit_test(test_bad_messages_are_refused),
         cmocka_unit_test(test_out_of_range_tokens_are_refused),
