@@ -2,6 +2,7 @@
 
 #include "io/h5attr.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,11 +70,13 @@ static void *read_dataset(hid_t g, const char *name, int rank, hid_t mtype, size
 }
 
 /* The merges as pairs, *n of them.  Files written before empty lists were
- * stored have no dataset for a tokenizer without merges: none is no merges
- * (vocab_size is checked against the count either way). */
-static uint32_t *read_merges(hid_t g, size_t *n)
+ * stored have no dataset for a bpe tokenizer without merges: for bpe
+ * (missing_ok), none is no merges, as its vocab_size (256 + merges) tells a
+ * lost list apart.  A gpt2 tokenizer's vocabulary says nothing of its
+ * merges, so a missing list stays an error there. */
+static uint32_t *read_merges(hid_t g, bool missing_ok, size_t *n)
 {
-    if (H5Lexists(g, "merges", H5P_DEFAULT) == 0) {
+    if (missing_ok && H5Lexists(g, "merges", H5P_DEFAULT) == 0) {
         *n = 0;
         return calloc(2, sizeof(uint32_t));
     }
@@ -128,10 +131,10 @@ tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
     }
     size_t n = 0;
     long long size;
-    uint32_t *merges = read_merges(g, &n);
+    uint32_t *merges = read_merges(g, strcmp(type, "bpe") == 0, &n);
     tokenizer *t = NULL;
     if (!merges)
-        snprintf(err, errlen, "/tokenizer/merges is unreadable");
+        snprintf(err, errlen, "/tokenizer/merges is missing or unreadable");
     else if (strcmp(type, "gpt2") == 0)
         t = read_gpt2(g, merges, n, err, errlen);
     else if (h5_attr_read_i64(g, "vocab_size", &size) != 0 || size != 256 + (long long)n)

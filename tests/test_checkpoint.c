@@ -494,6 +494,12 @@ static void test_tokenizer_without_merges(void **state)
         fail_msg("%s", err);
     tokenizer_round_trip(f, path, g2);
     tokenizer_free(g2);
+    /* a gpt2 vocabulary says nothing of its merges: a lost list is refused */
+    file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(file >= 0 && H5Ldelete(file, "/tokenizer/merges", H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+    assert_null(stored_tokenizer(path, err, sizeof err));
+    assert_non_null(strstr(err, "/tokenizer/merges is missing"));
     free_state(f);
 }
 
