@@ -154,7 +154,8 @@ static void test_precision_names_reach_the_model(void **state)
 }
 
 /* A file that is no config by its size (/dev/zero given by mistake never
- * ends) is refused without reading it all; a small one from a pipe loads. */
+ * ends) is refused without reading it all; a small one from a pipe loads;
+ * one holding a NUL byte is refused. */
 static void test_config_file_size_is_bounded(void **state)
 {
     (void)state;
@@ -173,6 +174,15 @@ static void test_config_file_size_is_bounded(void **state)
     assert_int_equal(config_load_file(&c, path, err, sizeof err), 0);
     close(fds[0]);
     assert_int_equal(c.n_layer, 3);
+    /* keys behind a NUL byte are not dropped unheard */
+    assert_int_equal(pipe(fds), 0);
+    const char nul[] = "{\"n_layer\": 2}\0{\"max_steps\": 3}";
+    assert_int_equal(write(fds[1], nul, sizeof nul - 1), (int)(sizeof nul - 1));
+    close(fds[1]);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fds[0]);
+    assert_int_equal(config_load_file(&c, path, err, sizeof err), -1);
+    close(fds[0]);
+    assert_non_null(strstr(err, "holds a NUL byte"));
 }
 
 int main(void)

@@ -332,6 +332,11 @@ int config_load_file(run_config *c, const char *path, char *err, size_t errlen)
     uint8_t *text;
     if (fs_read_file_max(path, CONFIG_MAX_BYTES, &text, &len, err, errlen) != 0)
         return -1;
+    if (strlen((const char *)text) != len) {   /* the parser would stop at it, unheard */
+        snprintf(err, errlen, "%s: holds a NUL byte, not JSON text", path);
+        free(text);
+        return -1;
+    }
     int rc = config_apply_json(c, (const char *)text, path, err, errlen);
     free(text);
     return rc;
