@@ -201,7 +201,7 @@ static int fill_config(hid_t g, const ckpt_state *s)
         double v = it->valuedouble;
         if (cJSON_IsString(it))
             rc = h5_attr_str(g, it->string, it->valuestring);
-        else if (fabs(v) < 9e15 && v == floor(v))
+        else if (fabs(v) <= 0x1p53 && v == floor(v))   /* the config's integer keys */
             rc = h5_attr_i64(g, it->string, (long long)v);
         else
             rc = h5_attr_f64(g, it->string, v);
