@@ -837,9 +837,9 @@ static void test_gguf_metadata_refused(void **state)
     expect_refused(path, INFER_FP32, "n_layer 1073741824");
     const char *merges[] = {"a b", "a c"};   /* 258 tokens for 256 rows */
     write_gguf_head(path, 1, "bpe", 256, merges, 2);
-    expect_refused(path, INFER_FP32, "tokenizer.ggml.tokens has 256 tokens but its bpe tokenizer 258");
+    expect_refused(path, INFER_FP32, "tokenizer.ggml.tokens has 256 tokens but its bpe tokenizer has 258");
     write_gguf_head(path, 1, "byte", 200, NULL, 0);   /* bytes 200..255 have no row */
-    expect_refused(path, INFER_FP32, "tokenizer.ggml.tokens has 200 tokens but its byte tokenizer 256");
+    expect_refused(path, INFER_FP32, "tokenizer.ggml.tokens has 200 tokens but its byte tokenizer has 256");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }

@@ -209,7 +209,7 @@ static void test_tokenizer_larger_than_the_model(void **state)
     (void)state;
     spec s = VALID;
     s.vocab = 100;
-    expect_refused(&s, "tokenizer.ggml.tokens has 100 tokens but its byte tokenizer 256");
+    expect_refused(&s, "tokenizer.ggml.tokens has 100 tokens but its byte tokenizer has 256");
 }
 
 /* The metadata's dimensions are checked against the tensors before anything
