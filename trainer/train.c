@@ -476,27 +476,23 @@ static int eval_step(trainer *tr, int done, train_result *res, char *err, size_t
     return 0;
 }
 
-/* Whether the loop saves after step done of its own accord: at the end of
- * the run, and every checkpoint_every steps.  A periodic save that falls on
- * a skipped step (non-finite gradients) waits for the next step that
- * updates: the state it would save is the one that produced them, and with
- * keep_checkpoints it would push out the checkpoints from before, leaving a
- * run that diverges none to go on from.  Every rank decides alike (the
- * skips follow the global norm). */
-static bool save_wanted(const run_config *c, run_state *rs, int done, bool final)
-{
-    if (c->checkpoint_every > 0 && done % c->checkpoint_every == 0)
-        rs->save_owed = true;
-    return final || (rs->save_owed && rs->consecutive == 0);
-}
-
 /* Periodic, final, SIGUSR1 and stop-time checkpoints; also collects a
- * finished background write (-1: it failed). */
+ * finished background write (-1: it failed).  The loop saves of its own
+ * accord at the end of the run and every checkpoint_every steps; a periodic
+ * save that falls on a skipped step (non-finite gradients) is owed until the
+ * next step that updates: the state it would save is the one that produced
+ * them, and with keep_checkpoints it would push out the checkpoints from
+ * before, leaving a run that diverges none to go on from.  Every rank
+ * decides alike (the skips follow the global norm). */
 static int checkpoint_step(trainer *tr, run_state *rs, int done, bool final, char *err,
                            size_t errlen)
 {
-    int due = checkpoint_due(tr->ckpt, tr->world, save_wanted(tr->cfg, rs, done, final),
-                             tr->req->checkpoints, &tr->status, err, errlen);
+    const int every = tr->cfg->checkpoint_every;
+    if (every > 0 && done % every == 0)
+        rs->save_owed = true;
+    bool wanted = final || (rs->save_owed && rs->consecutive == 0);
+    int due = checkpoint_due(tr->ckpt, tr->world, wanted, tr->req->checkpoints, &tr->status,
+                             err, errlen);
     if (due > 0 && rs->saved == done)   /* saved during a pause: the same state again */
         due = 0;
     if (due > 0)
