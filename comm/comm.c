@@ -195,7 +195,7 @@ int comm_init(int *argc, char ***argv, comm_world *w, char *err, size_t errlen)
     MPI_Comm_size(local, &w->local_size);
     MPI_Comm_free(&local);
     if (gather_hosts(w->size) != 0 || roll_open(w->rank, w->size) != 0) {
-        snprintf(err, errlen, "out of memory for %d ranks' host names", w->size);
+        snprintf(err, errlen, "out of memory for %d ranks' host names and roll call", w->size);
         return -1;
     }
     w->hosts = hosts;

@@ -8,8 +8,10 @@
  * (sums and maxima of a few values, flags, a broadcast int, a gathered int)
  * also tell it which ranks have not reached them when one stalls, so the
  * message names the hung peer.  The bulk transfers (comm_sum_floats,
- * comm_broadcast_floats) follow an agreement that all ranks have passed and
- * stay blocking: Open MPI's nonblocking sum of megabytes is twice as slow.
+ * comm_broadcast_floats, comm_pick_least's broadcast; comm/sparse.c's row
+ * ids, comm/zero.c's shard gathers) follow an agreement that all ranks have
+ * passed and stay blocking: Open MPI's nonblocking sum of megabytes is twice
+ * as slow.
  */
 #ifndef COMM_COMM_H
 #define COMM_COMM_H

@@ -80,12 +80,13 @@ static const layernorm_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &layernorm_ops_scalar, &layernorm_ops_avx2, &layernorm_ops_avx512);
 }
 
-/* Row n on ops' path.  The SIMD paths sum in float, which overflows for a
- * row whose deviations pass ~1e17 (768 squares above FLT_MAX): var is then
- * inf and rstd 0, so out would be the bias and every gradient through it 0,
- * where the scalar path's double sums give the normalised row.  rstd that is
- * not > 0 (0, or NaN from an overflowed mean) sends the row to the scalar
- * path, which also gives NaN for a row holding a NaN or an infinity. */
+/* Row n on ops' path.  The SIMD paths sum the squared deviations in float,
+ * which overflows for a row whose deviations pass ~1e17 (768 squares above
+ * FLT_MAX): var is then inf and rstd 0, so out would be the bias and every
+ * gradient through it 0, where the scalar path's double sums give the
+ * normalised row.  rstd that is not > 0 (0 from an overflowed variance, NaN
+ * from a non-finite input) sends the row to the scalar path, which also gives
+ * NaN for a row holding a NaN or an infinity. */
 static void forward_row(const layernorm_ops *ops, float *out, float *mean, float *rstd,
                         const float *inp, const float *weight, const float *bias, int C, int n)
 {

@@ -34,8 +34,6 @@ static const char USAGE[] =
     "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
 
-typedef gpt2_dims hf_dims;
-
 /* An integer key of config.json in [1, 2^30]; alt is a second name for it (or NULL). */
 static int int_key(const cJSON *cfg, const char *key, const char *alt, int *out, char *err,
                    size_t errlen)
@@ -60,7 +58,7 @@ static int int_key(const cJSON *cfg, const char *key, const char *alt, int *out,
 }
 
 /* What this model cannot run is refused, naming the key. */
-static int check_architecture(const cJSON *cfg, const hf_dims *d, char *err, size_t errlen)
+static int check_architecture(const cJSON *cfg, const gpt2_dims *d, char *err, size_t errlen)
 {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_epsilon");
@@ -95,7 +93,7 @@ static int check_architecture(const cJSON *cfg, const hf_dims *d, char *err, siz
 
 /* Dimensions past the trainer's limits are refused before the tensor list is
  * built: its count and shapes are ints, which n_layer 2^30 would overflow. */
-static int check_size(const hf_dims *d, char *err, size_t errlen)
+static int check_size(const gpt2_dims *d, char *err, size_t errlen)
 {
     char why[200];
     if (hf_gpt2_dims_check(d, why, sizeof why) == 0)
@@ -104,7 +102,7 @@ static int check_size(const hf_dims *d, char *err, size_t errlen)
     return -1;
 }
 
-static int read_config(const char *dir, hf_dims *d, char *err, size_t errlen)
+static int read_config(const char *dir, gpt2_dims *d, char *err, size_t errlen)
 {
     char path[1100];
     uint8_t *text;
@@ -164,7 +162,7 @@ static int is_buffer(const char *name)
 }
 
 /* Every tensor present with its shape, nothing unknown, before anything is written. */
-static int match_tensors(importer *im, const hf_dims *d, char *err, size_t errlen)
+static int match_tensors(importer *im, const gpt2_dims *d, char *err, size_t errlen)
 {
     for (int i = 0; i < im->n; i++) {
         const hf_tensor *w = &im->want[i];
@@ -240,7 +238,7 @@ static tokenizer *read_tokenizer(const char *dir, char *err, size_t errlen)
     return tokenizer_load_gpt2(vocab, merges, err, errlen);
 }
 
-static char *config_json(const hf_dims *d, const char *dir)
+static char *config_json(const gpt2_dims *d, const char *dir)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "vocab_size", d->vocab_size);
@@ -256,7 +254,7 @@ static char *config_json(const hf_dims *d, const char *dir)
 
 static int import(const char *dir, const char *out, char *err, size_t errlen)
 {
-    hf_dims d;
+    gpt2_dims d;
     if (read_config(dir, &d, err, errlen) != 0)
         return -1;
     tokenizer *tok = read_tokenizer(dir, err, errlen);

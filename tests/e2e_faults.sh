@@ -12,7 +12,7 @@
 #    no .tmp file left;
 #  - log.jsonl filling a tmpfs mid-run: one warning, the run goes on, the
 #    record after the cut one on its own line;
-#  - a loss that turns non-finite: stopped after 10 skipped steps, exit 1,
+#  - a loss that turns non-finite: stopped after 10 skipped steps, exit 4,
 #    the checkpoints of the steps before still there and resumable;
 #  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0; a
 #    second SIGHUP during that save kills it, the earlier checkpoint kept;
