@@ -313,6 +313,16 @@ void comm_gather_ints(int x, int *all, const char *what)
     watchdog_disarm();
 }
 
+void comm_gather_int_lists(const int *x, int n, int *all, const int *counts, const int *displs,
+                           const char *what)
+{
+    MPI_Request req;
+    watchdog_arm(what);
+    MPI_Iallgatherv(x, n, MPI_INT, all, counts, displs, MPI_INT, MPI_COMM_WORLD, &req);
+    wait_collective(&req);
+    watchdog_disarm();
+}
+
 int comm_cpus_available(void)
 {
     cpu_set_t set;

@@ -5,13 +5,12 @@
  * comm/sparse.h.  A run started without mpirun is a world of one rank.
  *
  * Every wait here is under the watchdog (comm/watchdog.h).  The agreements
- * (sums and maxima of a few values, flags, a broadcast int, a gathered int)
+ * (sums and maxima of a few values, flags, a broadcast int, gathered ints)
  * also tell it which ranks have not reached them when one stalls, so the
  * message names the hung peer.  The bulk transfers (comm_sum_floats,
- * comm_broadcast_floats, comm_pick_least's broadcast; comm/sparse.c's row
- * ids, comm/zero.c's shard gathers) follow an agreement that all ranks have
- * passed and stay blocking: Open MPI's nonblocking sum of megabytes is twice
- * as slow.
+ * comm_broadcast_floats, comm_pick_least's broadcast; comm/zero.c's shard
+ * gathers) follow an agreement that all ranks have passed and stay blocking:
+ * Open MPI's nonblocking sum of megabytes is twice as slow.
  */
 #ifndef COMM_COMM_H
 #define COMM_COMM_H
@@ -60,6 +59,9 @@ void comm_broadcast_int_after(int *x, int root, const char *what, double work_s)
 
 /* all[r] = rank r's x, for every rank (all holds the world's size). */
 void comm_gather_ints(int x, int *all, const char *what);
+/* Every rank's x[0..n) into all, rank r's counts[r] values at displs[r]. */
+void comm_gather_int_lists(const int *x, int n, int *all, const int *counts, const int *displs,
+                           const char *what);
 
 /* CPUs this process may run on (its affinity mask): mpirun binds ranks. */
 int comm_cpus_available(void);

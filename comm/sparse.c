@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "comm/comm.h"
-#include "comm/watchdog.h"
 
 /* the union has at most size * max_rows ids, and never more than max_id */
 static size_t union_most(int size, int max_rows, int max_id)
@@ -68,9 +67,7 @@ static int gather_union(sparse_rows *s, const int *ids, int n, const char *what)
         s->displs[r] = total;
         total += s->counts[r];
     }
-    watchdog_arm(what);
-    MPI_Allgatherv(ids, n, MPI_INT, s->ids, s->counts, s->displs, MPI_INT, MPI_COMM_WORLD);
-    watchdog_disarm();
+    comm_gather_int_lists(ids, n, s->ids, s->counts, s->displs, what);
     qsort(s->ids, (size_t)total, sizeof *s->ids, cmp_int);
     int u = 0;
     for (int i = 0; i < total; i++)

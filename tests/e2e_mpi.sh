@@ -372,10 +372,10 @@ echo "pause, resume, checkpoint and stop reach both ranks"
 # weights rather than in MPI.  Wherever a survivor stalls (the gradient
 # exchange, the parameter allgather, an agreement, a packed matrix) it names
 # the ranks it still waits for, the stopped one among them; only the bulk
-# transfers cannot (the embedding's row ids and rows, the status figures'
-# broadcast, the parameter broadcast, the optimizer shards' gathers: they
-# stay blocking, as MPI's nonblocking sums are twice as slow), and in these
-# small models' short steps a stop lands there now and then.
+# transfers cannot (the embedding's rows, the status figures' broadcast, the
+# parameter broadcast, the optimizer shards' gathers: they stay blocking, as
+# MPI's nonblocking sums are twice as slow), and in these small models' short
+# steps a stop lands there now and then.
 lose_rank() {   # signal, expected-stderr-pattern, precision, ranks[, settings]
     dir=$tmp/lost-$1-$3-$4
     $MPIRUN -np "$4" "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set max_steps=100000 \
@@ -402,7 +402,7 @@ lines = [l for l in open(sys.argv[1])
          if "aborting the job" in l and not l.startswith("trainer: rank %s:" % sys.argv[2])]
 for line in lines:
     named = re.search(r"still waiting for ranks? (.*?)(?: and \d+ more)?; ", line)
-    bulk = re.search(r" in (the embedding('s| gradient's) row|the status reduction"
+    bulk = re.search(r" in (the embedding('s| gradient's) rows|the status reduction"
                      r"|the parameter broadcast|a gather of optimizer|a scatter of an optimizer)", line)
     assert named or bulk, line
     if named:
