@@ -217,7 +217,8 @@ static int fill_train(hid_t g, const ckpt_state *s)
     const ckpt_train_info *t = &s->train;
     return h5_attr_i64(g, "step", t->step) | h5_attr_i64(g, "tokens_seen", (long long)t->tokens_seen) |
            h5_attr_i64(g, "data_cursor", (long long)t->data_cursor) | h5_attr_i64(g, "seed", t->seed) |
-           h5_attr_f64(g, "loss_scale", t->loss_scale);
+           h5_attr_f64(g, "loss_scale", t->loss_scale) |
+           h5_attr_i64(g, "loss_scale_steps", t->loss_scale_steps);
 }
 
 static int fill_optimizer(hid_t g, const ckpt_state *s)
@@ -360,12 +361,15 @@ static int check_header(hid_t f, const ckpt_state *s, const ectx *e)
 
 static int read_train(hid_t f, ckpt_state *s, const ectx *e)
 {
-    long long step, tokens, cursor, seed, opt_step;
+    long long step, tokens, cursor, seed, opt_step, scale_steps = 0;
     double scale;
     hid_t g = H5Gopen2(f, "/train", H5P_DEFAULT);
     int rc = g < 0 || h5_attr_read_i64(g, "step", &step) || h5_attr_read_i64(g, "tokens_seen", &tokens) ||
              h5_attr_read_i64(g, "data_cursor", &cursor) || h5_attr_read_i64(g, "seed", &seed) ||
              h5_attr_read(g, "loss_scale", H5T_NATIVE_DOUBLE, &scale);
+    /* absent from files written before the count was kept: 0, as a fresh scaler */
+    if (rc == 0 && H5Aexists(g, "loss_scale_steps") > 0)
+        rc = h5_attr_read_i64(g, "loss_scale_steps", &scale_steps);
     if (g >= 0)
         H5Gclose(g);
     g = rc ? -1 : H5Gopen2(f, "/optimizer", H5P_DEFAULT);
@@ -373,11 +377,11 @@ static int read_train(hid_t f, ckpt_state *s, const ectx *e)
     if (g >= 0)
         H5Gclose(g);
     if (rc || step < 0 || step > INT32_MAX || opt_step < 0 || opt_step > step || tokens < 0 ||
-        cursor < 0)
+        cursor < 0 || scale_steps < 0 || scale_steps > INT32_MAX)
         return fail(e, "/train or /optimizer attributes are missing or invalid");
     s->train = (ckpt_train_info){.step = (int)step, .tokens_seen = (uint64_t)tokens,
                                  .data_cursor = (uint64_t)cursor, .seed = seed,
-                                 .loss_scale = scale};
+                                 .loss_scale = scale, .loss_scale_steps = scale_steps};
     s->opt.step = (int)opt_step;
     return 0;
 }

@@ -6,7 +6,7 @@
  *   /optimizer/m/<name>, /v/    AdamW moments, same shapes
  *   /config                     one attribute per config key, and "json": the whole config
  *   /train                      attributes step, tokens_seen, data_cursor (next global sample
- *                               index), seed, loss_scale
+ *                               index), seed, loss_scale, loss_scale_steps (fp16)
  *   /tokenizer                  attributes type ("byte"|"bpe"|"gpt2"), vocab_size; merges
  *                               and gpt2's vocabulary as io/tokenizer_h5.h lays them out
  *   /meta                       attributes format_version, program, version, time (unix s)
@@ -40,6 +40,8 @@ typedef struct {
     uint64_t data_cursor;   /* next global training sample index */
     long long seed;
     double loss_scale;      /* fp16 loss scale; 0 when the run was not fp16 */
+    long long loss_scale_steps;   /* fp16: finite steps in a row towards the scale's next
+                                   * doubling (0 in files written before it was kept) */
 } ckpt_train_info;
 
 /* /optimizer's attributes: AdamW's step count and hyper-parameters. */

@@ -13,7 +13,9 @@
 #  - the same two signals while MPI is still starting: saved after step 1;
 #  - checkpoint_async=1 (the default; the straight run above uses 0, so the two
 #    write paths give the same file): steps go on while a 39 MB checkpoint is
-#    written; a failed background write stops the run with a one-line error.
+#    written; a failed background write stops the run with a one-line error;
+#  - fp16: resumed before the loss scale doubles, the run doubles it at the
+#    same step as a straight run and its steps stay bit-identical.
 set -e
 NAME=e2e_checkpoint
 . tests/lib_e2e.sh
@@ -262,4 +264,32 @@ if "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/bad" --set chec
 grep -q "trainer: rank 0: checkpoint of step 3 failed: .*ckpt_000003.h5.tmp" "$tmp/err" ||
     { cat "$tmp/err"; fail "no error line for the failed background write"; }
 [ "$(grep -c '"type":"error"' "$tmp/bad/log.jsonl")" -eq 1 ] || fail "async failure: not one error record"
+# fp16: the loss scaler's count towards its next doubling (2000 finite steps)
+# is in the checkpoint, so a run resumed at step 1500 doubles its scale at
+# step 2000 as the straight run does, and every step after the resume is the
+# same; without the count the resumed run kept the old scale
+cat > "$tmp/fp16.json" <<JSON
+{"vocab_size": 256, "n_positions": 32, "n_embd": 32, "n_layer": 1, "n_head": 2, "precision": "fp16",
+ "batch_size": 2, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 2100,
+ "lr_decay_steps": 2100, "eval_every": 0, "log_every": 100000,
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data"}
+JSON
+for run in "fp16-straight" "fp16-resumed --set max_steps=1500" "fp16-resumed --resume auto"; do
+    set -- $run
+    out=$1; shift
+    "$BUILD/trainer" --config "$tmp/fp16.json" --set out_dir="$tmp/$out" "$@" 2>"$tmp/stderr" ||
+        { cat "$tmp/stderr"; fail "fp16 run $run"; }
+done
+python3 - "$tmp/fp16-straight/log.jsonl" "$tmp/fp16-resumed/log.jsonl" <<'PY' || fail "fp16 resume"
+import json, sys
+def steps(p):
+    return {r["step"]: r for r in map(json.loads, open(p)) if r["type"] == "step"}
+a, b = steps(sys.argv[1]), steps(sys.argv[2])
+assert a[1500]["loss_scale"] != a[2100]["loss_scale"], "the scale did not change after step 1500"
+bad = [s for s in range(1501, 2101)
+       if (a[s]["loss"], a[s]["loss_scale"]) != (b[s]["loss"], b[s]["loss_scale"])]
+assert not bad, "step %d: straight loss %r scale %r, resumed %r %r" % (
+    bad[0], a[bad[0]]["loss"], a[bad[0]]["loss_scale"], b[bad[0]]["loss"], b[bad[0]]["loss_scale"])
+print("fp16: resumed at 1500, steps 1501..2100 bit-identical, the scale doubled at the same step")
+PY
 echo "PASS e2e_checkpoint"

@@ -66,12 +66,15 @@ static uint64_t samples_per_step(const run_config *c, const comm_world *w)
     return (uint64_t)c->grad_accum * (uint64_t)c->batch_size * (uint64_t)w->size;
 }
 
+/* scaler: the fp16 loss scaler, NULL for other precisions (scale 0 in the file) */
 static ckpt_train_info train_info(const run_config *c, const comm_world *w, int done,
-                                  double loss_scale)
+                                  const loss_scaler *scaler)
 {
     uint64_t samples = (uint64_t)done * samples_per_step(c, w);
     return (ckpt_train_info){.step = done, .tokens_seen = samples * (uint64_t)c->seq_len,
-                             .data_cursor = samples, .seed = c->seed, .loss_scale = loss_scale};
+                             .data_cursor = samples, .seed = c->seed,
+                             .loss_scale = scaler ? scaler->scale : 0,
+                             .loss_scale_steps = scaler ? scaler->good_steps : 0};
 }
 
 /* Moments sharded over ranks (ZeRO) move one tensor at a time.  Rank 0 drives:
@@ -185,8 +188,8 @@ static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pat
 /* checkpoint_async = 0: rank 0 writes the file in the loop (under ZeRO
  * gathering the moments one tensor at a time). */
 static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                     const zero_shard *z, int done, double loss_scale, status_log *st, char *err,
-                     size_t errlen)
+                     const zero_shard *z, int done, const loss_scaler *scaler, status_log *st,
+                     char *err, size_t errlen)
 {
     double t0 = clock_mono_s(), mb;
     char path[1100];
@@ -194,7 +197,7 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
     ckpt_view v;
     if (shard_view(&v, c, &io, true, err, errlen) != 0)
         return -1;
-    v.s.train = train_info(c, w, done, loss_scale);
+    v.s.train = train_info(c, w, done, scaler);
     int rc = write_file(c, &v.s, path, sizeof path, &mb, err, errlen);
     ckpt_view_free(&v);
     if (rc != 0)
@@ -332,8 +335,8 @@ static int start_writer(saver_state *sv, double t0, status_log *st, char *err, s
 }
 
 static int save_async(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
-                      adamw_state *opt, const zero_shard *z, int done, double loss_scale,
-                      status_log *st, char *err, size_t errlen)
+                      adamw_state *opt, const zero_shard *z, int done,
+                      const loss_scaler *scaler, status_log *st, char *err, size_t errlen)
 {
     saver_state *sv = &ck->saver;
     double t0 = clock_mono_s();
@@ -344,13 +347,13 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
             status_event(st, "event", done, "warning: no memory for the checkpoint snapshot: "
                          "checkpoints are written synchronously");
         ck->warned = true;
-        return save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
+        return save_sync(c, w, m, opt, z, done, scaler, st, err, errlen);
     }
     if (snapshot_view(sv, c, m, opt->step, err, errlen) != 0)
         return -1;
     copy_state(sv, m, opt, z, ck->write_s);
     sv->cfg = *c;
-    sv->view.s.train = train_info(c, w, done, loss_scale);
+    sv->view.s.train = train_info(c, w, done, scaler);
     sv->done = done;
     sv->max_steps = c->max_steps;
     sv->rc = 0;
@@ -382,15 +385,15 @@ int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, sig_atomi
 }
 
 int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
-                    adamw_state *opt, const zero_shard *z, int done, double loss_scale,
-                    status_log *st, char *err, size_t errlen)
+                    adamw_state *opt, const zero_shard *z, int done,
+                    const loss_scaler *scaler, status_log *st, char *err, size_t errlen)
 {
     int rc = 0;
     shard_io io = {z, m, opt, ck->write_s};
     if (w->rank == 0)
         rc = c->checkpoint_async
-                 ? save_async(ck, c, w, m, opt, z, done, loss_scale, st, err, errlen)
-                 : save_sync(c, w, m, opt, z, done, loss_scale, st, err, errlen);
+                 ? save_async(ck, c, w, m, opt, z, done, scaler, st, err, errlen)
+                 : save_sync(c, w, m, opt, z, done, scaler, st, err, errlen);
     if (z && w->rank == 0)
         broadcast_request(REQ_DONE, ck->write_s);
     else if (z)
@@ -470,7 +473,7 @@ static int load_resume(const char *resume, const run_config *c, ckpt_view *v, st
 /* Rank 0's part of checkpoint_resume: finds and loads the checkpoint. */
 static int resume_rank0(const char *resume, const run_config *c, const comm_world *w, gpt2 *m,
                         adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
-                        double *loss_scale, char *err, size_t errlen)
+                        loss_scaler *scaler, char *err, size_t errlen)
 {
     shard_io io = {z, m, opt, 0};   /* rank 0 hands out the requests: no wait on them */
     ckpt_view v;
@@ -486,8 +489,10 @@ static int resume_rank0(const char *resume, const run_config *c, const comm_worl
     if (dataset_check_tokenizer(c->data_dir, path, err, errlen) != 0)
         return -1;
     *start_step = t.step;
-    if (t.loss_scale > 0)
-        *loss_scale = t.loss_scale;
+    if (scaler && t.loss_scale > 0) {   /* a checkpoint of another precision has none */
+        scaler->scale = (float)t.loss_scale;
+        scaler->good_steps = (int)t.loss_scale_steps;
+    }
     snprintf(msg, sizeof msg, "resumed from %s at step %d", path, t.step);
     status_event(st, "event", t.step, msg);
     check_data_order(c, w, &t, st);
@@ -515,7 +520,7 @@ int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const co
 
 int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
                       adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
-                      double *loss_scale, char *err, size_t errlen)
+                      loss_scaler *scaler, char *err, size_t errlen)
 {
     *start_step = 0;
     if (!ck->resume)
@@ -523,7 +528,7 @@ int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_wo
     int rc = 0;
     shard_io io = {z, m, opt, ck->write_s};
     if (w->rank == 0)
-        rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, loss_scale, err, errlen);
+        rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, scaler, err, errlen);
     if (z && w->rank == 0)
         broadcast_request(REQ_DONE, ck->write_s);
     else if (z)
@@ -536,7 +541,11 @@ int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_wo
     }
     if (w->size > 1) {   /* the other ranks take rank 0's state (values >= 0: max = rank 0's) */
         *start_step = comm_max_int(w->rank == 0 ? *start_step : 0, "the checkpoint load");
-        *loss_scale = comm_sum_double(w->rank == 0 ? *loss_scale : 0);
+        if (scaler) {
+            scaler->scale = (float)comm_sum_double(w->rank == 0 ? scaler->scale : 0);
+            scaler->good_steps = comm_max_int(w->rank == 0 ? scaler->good_steps : 0,
+                                              "the checkpoint load");
+        }
         opt->step = comm_max_int(w->rank == 0 ? opt->step : 0, "the checkpoint load");
         comm_broadcast_floats(m->params, m->num_params, 0);
         if (!z) {   /* under ZeRO the shards came with the tensors */

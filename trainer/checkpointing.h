@@ -49,6 +49,7 @@
 #include "trainer/config.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/scaler.h"
 #include "trainer/status.h"
 
 typedef struct checkpointer checkpointer;
@@ -81,8 +82,8 @@ int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, sig_atomi
  * (ZeRO), all of them when z is NULL.  0, or -1 with a one-line reason in err
  * (also when the previous background write failed). */
 int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
-                    adamw_state *opt, const zero_shard *z, int done, double loss_scale,
-                    status_log *st, char *err, size_t errlen);
+                    adamw_state *opt, const zero_shard *z, int done,
+                    const loss_scaler *scaler, status_log *st, char *err, size_t errlen);
 
 /* The end of the run (also after an error or a stop request): waits for the
  * write in flight and emits its record.  0, or -1 when it failed.  Collective. */
@@ -102,10 +103,12 @@ int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const co
 
 /* Applies the --resume request: loads the checkpoint into m and opt (under
  * ZeRO, z: this rank's shard of the moments) and sets *start_step (0 for a
- * fresh start) and *loss_scale (unchanged for a fresh start), with status
- * events saying what happened.  0, or -1 with a one-line reason in err. */
+ * fresh start) and the fp16 loss scaler's scale and count (scaler NULL for
+ * other precisions; unchanged for a fresh start or a checkpoint without
+ * them), with status events saying what happened.  0, or -1 with a one-line
+ * reason in err. */
 int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
                       adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
-                      double *loss_scale, char *err, size_t errlen);
+                      loss_scaler *scaler, char *err, size_t errlen);
 
 #endif

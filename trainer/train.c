@@ -313,7 +313,7 @@ static int save_checkpoint(trainer *tr, int done, char *err, size_t errlen)
     if (tr->bf16_params)
         exact_params(tr);
     int rc = checkpoint_save(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
-                             done, tr->fp16 ? tr->scaler.scale : 0, &tr->status, err, errlen);
+                             done, tr->fp16 ? &tr->scaler : NULL, &tr->status, err, errlen);
     if (tr->bf16_params)
         round_params(tr);
     return rc;
@@ -330,14 +330,10 @@ static void save_before_error(trainer *tr, int done, int saved)
 
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
-    double scale = tr->scaler.scale;
     checkpoint_prepare(tr->ckpt, tr->cfg, tr->world, &tr->model);   /* the async snapshot */
-    int rc = checkpoint_resume(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt,
-                               held(tr), &tr->status, &tr->start_step, &scale, err,
-                               errlen);
-    if (rc == 0 && tr->fp16)   /* non-fp16 runs save 0, which leaves the scale as it was */
-        tr->scaler.scale = (float)scale;
-    return rc;
+    return checkpoint_resume(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
+                             &tr->status, &tr->start_step, tr->fp16 ? &tr->scaler : NULL, err,
+                             errlen);
 }
 
 static int cmp_double(const void *a, const void *b)
