@@ -226,15 +226,21 @@ void comm_sum_floats(float *x, size_t n, const char *what)
     }
 }
 
-/* x[0..n) reduced with op over all ranks, in place, under the watchdog and
- * the roll call. */
+/* Waits for the nonblocking collective req (just posted) under the watchdog
+ * (what, work_s: watchdog_arm_for) and the roll call. */
+static void finish(MPI_Request *req, const char *what, double work_s)
+{
+    watchdog_arm_for(what, work_s);
+    wait_collective(req);
+    watchdog_disarm();
+}
+
+/* x[0..n) reduced with op over all ranks, in place. */
 static void agree(void *x, int n, MPI_Datatype type, MPI_Op op, const char *what, double work_s)
 {
     MPI_Request req;
-    watchdog_arm_for(what, work_s);
     MPI_Iallreduce(MPI_IN_PLACE, x, n, type, op, MPI_COMM_WORLD, &req);
-    wait_collective(&req);
-    watchdog_disarm();
+    finish(&req, what, work_s);
 }
 
 double comm_sum_double(double x)
@@ -293,10 +299,8 @@ void comm_broadcast_floats(float *x, size_t n, int root)
 void comm_broadcast_int_after(int *x, int root, const char *what, double work_s)
 {
     MPI_Request req;
-    watchdog_arm_for(what, work_s);
     MPI_Ibcast(x, 1, MPI_INT, root, MPI_COMM_WORLD, &req);
-    wait_collective(&req);
-    watchdog_disarm();
+    finish(&req, what, work_s);
 }
 
 void comm_broadcast_int(int *x, int root, const char *what)
@@ -307,20 +311,16 @@ void comm_broadcast_int(int *x, int root, const char *what)
 void comm_gather_ints(int x, int *all, const char *what)
 {
     MPI_Request req;
-    watchdog_arm(what);
     MPI_Iallgather(&x, 1, MPI_INT, all, 1, MPI_INT, MPI_COMM_WORLD, &req);
-    wait_collective(&req);
-    watchdog_disarm();
+    finish(&req, what, 0);
 }
 
 void comm_gather_int_lists(const int *x, int n, int *all, const int *counts, const int *displs,
                            const char *what)
 {
     MPI_Request req;
-    watchdog_arm(what);
     MPI_Iallgatherv(x, n, MPI_INT, all, counts, displs, MPI_INT, MPI_COMM_WORLD, &req);
-    wait_collective(&req);
-    watchdog_disarm();
+    finish(&req, what, 0);
 }
 
 int comm_cpus_available(void)
