@@ -268,18 +268,11 @@ grep -q "trainer: rank 0: checkpoint of step 3 failed: .*ckpt_000003.h5.tmp" "$t
 # is in the checkpoint, so a run resumed at step 1500 doubles its scale at
 # step 2000 as the straight run does, and every step after the resume is the
 # same; without the count the resumed run kept the old scale
-cat > "$tmp/fp16.json" <<JSON
-{"vocab_size": 256, "n_positions": 32, "n_embd": 32, "n_layer": 1, "n_head": 2, "precision": "fp16",
- "batch_size": 2, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 3, "max_steps": 2100,
- "lr_decay_steps": 2100, "eval_every": 0, "log_every": 100000,
- "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data"}
-JSON
-for run in "fp16-straight" "fp16-resumed --set max_steps=1500" "fp16-resumed --resume auto"; do
-    set -- $run
-    out=$1; shift
-    "$BUILD/trainer" --config "$tmp/fp16.json" --set out_dir="$tmp/$out" "$@" 2>"$tmp/stderr" ||
-        { cat "$tmp/stderr"; fail "fp16 run $run"; }
-done
+fp16="--set precision=fp16 --set n_positions=32 --set n_embd=32 --set n_layer=1 --set n_head=2
+      --set batch_size=2 --set max_steps=2100 --set lr_decay_steps=2100 --set log_every=100000"
+train "$tmp/fp16-straight" $fp16
+train "$tmp/fp16-resumed" $fp16 --set max_steps=1500
+train "$tmp/fp16-resumed" $fp16 --resume auto
 python3 - "$tmp/fp16-straight/log.jsonl" "$tmp/fp16-resumed/log.jsonl" <<'PY' || fail "fp16 resume"
 import json, sys
 def steps(p):
