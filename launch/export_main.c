@@ -87,10 +87,26 @@ static int open_model(model_src *m, const char *path, char *err, size_t errlen)
     }
     if (!(m->tok = ckpt_model_tokenizer(m->ck, err, errlen)))
         return -1;
-    m->t = hf_gpt2_tensor_list(&m->d, &m->n);
+    if (!(m->t = hf_gpt2_tensor_list(&m->d, &m->n))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* every shape against /config before the buffers are sized by it: a
+     * /config claiming fewer blocks than /model holds exported part of the
+     * model, one claiming huge dimensions failed as "out of memory" */
+    for (int i = 0; i < m->n; i++)
+        if (ckpt_model_tensor(m->ck, m->t[i].name, m->t[i].rows, m->t[i].cols, NULL, err,
+                              errlen) != 0)
+            return -1;
+    char next[HF_NAME_MAX];
+    snprintf(next, sizeof next, "transformer.h.%d.ln_1.weight", m->d.n_layer);
+    if (ckpt_model_tensor(m->ck, next, m->d.n_embd, 0, NULL, why, sizeof why) == 0) {
+        snprintf(err, errlen, "%.800s: /config n_layer is %d but /model holds more blocks", path,
+                 m->d.n_layer);
+        return -1;
+    }
     m->most = largest_tensor(&m->d);
-    m->buf = malloc(m->most * sizeof *m->buf);
-    if (!m->t || !m->buf) {
+    if (!(m->buf = malloc(m->most * sizeof *m->buf))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

@@ -13,7 +13,7 @@
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
 #  - an unwritable output path, a checkpoint without a tokenizer or with /config
-#    dimensions past the trainer's limits, an unknown
+#    dimensions past the trainer's limits or past /model's shapes, an unknown
 #    --type or --format, and --type with hf or --dtype with gguf are refused with
 #    one line, nothing left under the output name; an existing output name (the checkpoint itself too) is refused, the
 #    file unchanged; a truncated GGUF file is refused naming it once;
@@ -163,6 +163,22 @@ f = h5py.File(sys.argv[1], "r+"); f["config"].attrs["n_layer"] = numpy.int64(1 <
 for f in hf gguf; do
     refuse 1 "/config n_layer 1073741824 is outside 1..4096" --ckpt "$tmp/huge.h5" --format $f --out "$tmp/huge.$f"
     [ ! -e "$tmp/huge.$f" ] && [ ! -e "$tmp/huge.$f.tmp" ] || fail "left huge.$f"
+done
+# /config against /model's shapes before anything is sized by it: fewer blocks
+# than the file holds exported part of the model (exit 0), huge dimensions
+# failed as "out of memory"
+cp "$ck" "$tmp/fewer.h5"
+$PY -c 'import h5py, numpy, sys
+f = h5py.File(sys.argv[1], "r+"); f["config"].attrs["n_layer"] = numpy.int64(1)' "$tmp/fewer.h5"
+cp "$ck" "$tmp/wide.h5"
+$PY -c 'import h5py, numpy, sys
+f = h5py.File(sys.argv[1], "r+"); f["config"].attrs["vocab_size"] = numpy.int64(1 << 24)
+f["config"].attrs["n_embd"] = numpy.int64(1 << 16)' "$tmp/wide.h5"
+for f in hf gguf; do
+    refuse 1 "/config n_layer is 1 but /model holds more blocks" --ckpt "$tmp/fewer.h5" --format $f --out "$tmp/fewer.$f"
+    refuse 1 "transformer.wte.weight is not a float tensor of shape \[16777216,65536\]" \
+        --ckpt "$tmp/wide.h5" --format $f --out "$tmp/wide.$f"
+    [ ! -e "$tmp/fewer.$f" ] && [ ! -e "$tmp/fewer.$f.tmp" ] && [ ! -e "$tmp/wide.$f" ] || fail "left fewer.$f"
 done
 refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
 # an existing file, even the checkpoint being read, is never replaced
