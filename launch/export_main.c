@@ -87,6 +87,11 @@ static int open_model(model_src *m, const char *path, char *err, size_t errlen)
     }
     if (!(m->tok = ckpt_model_tokenizer(m->ck, err, errlen)))
         return -1;
+    if (tokenizer_vocab_size(m->tok) > m->d.vocab_size) {
+        snprintf(err, errlen, "%.800s: the tokenizer has %d tokens but the model only %d rows",
+                 path, tokenizer_vocab_size(m->tok), m->d.vocab_size);
+        return -1;
+    }
     if (!(m->t = hf_gpt2_tensor_list(&m->d, &m->n))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -517,11 +522,6 @@ static int export_gguf(model_src *m, const char *out, ggml_type type, char *err,
     int rc = w ? spell_vocab(m->tok, &v, err, errlen) : -1;
     if (!w)
         snprintf(err, errlen, "out of memory");
-    if (rc == 0 && v.n > m->d.vocab_size) {
-        snprintf(err, errlen, "the tokenizer has %d tokens but the model only %d rows", v.n,
-                 m->d.vocab_size);
-        rc = -1;
-    }
     const char *base = strrchr(out, '/');
     if (rc == 0 && gguf_metadata(w, m, &v, type, base ? base + 1 : out) != 0) {
         snprintf(err, errlen, "out of memory");

@@ -13,7 +13,8 @@
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
 #  - an unwritable output path, a checkpoint without a tokenizer or with /config
-#    dimensions past the trainer's limits or past /model's shapes, an unknown
+#    dimensions past the trainer's limits or past /model's shapes or a tokenizer
+#    larger than the model, an unknown
 #    --type or --format, and --type with hf or --dtype with gguf are refused with
 #    one line, nothing left under the output name; an existing output name (the checkpoint itself too) is refused, the
 #    file unchanged; a truncated GGUF file is refused naming it once;
@@ -179,6 +180,17 @@ for f in hf gguf; do
     refuse 1 "transformer.wte.weight is not a float tensor of shape \[16777216,65536\]" \
         --ckpt "$tmp/wide.h5" --format $f --out "$tmp/wide.$f"
     [ ! -e "$tmp/fewer.$f" ] && [ ! -e "$tmp/fewer.$f.tmp" ] && [ ! -e "$tmp/wide.$f" ] || fail "left fewer.$f"
+done
+# a tokenizer with more tokens than the model has rows: vocab.json held ids
+# past config.json's vocab_size
+cp "$ck" "$tmp/bigtok.h5"
+$PY -c 'import h5py, numpy, sys
+g = h5py.File(sys.argv[1], "r+")["tokenizer"]
+g.attrs["type"] = numpy.bytes_("bpe"); g.attrs["vocab_size"] = numpy.int64(258)
+g["merges"] = numpy.array([[32, 32], [101, 32]], dtype=numpy.int32)' "$tmp/bigtok.h5"
+for f in hf gguf; do
+    refuse 1 "the tokenizer has 258 tokens but the model only 256 rows" --ckpt "$tmp/bigtok.h5" --format $f --out "$tmp/bigtok.$f"
+    [ ! -e "$tmp/bigtok.$f" ] && [ ! -e "$tmp/bigtok.$f.tmp" ] || fail "left bigtok.$f"
 done
 refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
 # an existing file, even the checkpoint being read, is never replaced
