@@ -231,6 +231,9 @@ static int hf_config(const char *dir, const model_src *m, const char *dtype, cha
     if (eos >= 0) {
         cJSON_AddNumberToObject(o, "bos_token_id", eos);
         cJSON_AddNumberToObject(o, "eos_token_id", eos);
+    } else {   /* absent, GPT2Config would take GPT-2's 50256 */
+        cJSON_AddNullToObject(o, "bos_token_id");
+        cJSON_AddNullToObject(o, "eos_token_id");
     }
     cJSON_AddStringToObject(o, "torch_dtype", dtype);
     char path[1200];

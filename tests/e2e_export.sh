@@ -58,8 +58,9 @@ import json, sys
 c = json.load(open(sys.argv[1] + "/config.json"))
 want = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 256, "n_positions": 64,
         "n_ctx": 64, "n_embd": 64, "n_layer": 2, "n_head": 4, "layer_norm_epsilon": 1e-5,
-        "activation_function": "gelu_new", "tie_word_embeddings": True}
-bad = {k: (c.get(k), v) for k, v in want.items() if c.get(k) != v}
+        "activation_function": "gelu_new", "tie_word_embeddings": True,
+        "bos_token_id": None, "eos_token_id": None}   # absent: GPT2Config's 50256
+bad = {k: (c.get(k, "absent"), v) for k, v in want.items() if c.get(k, "absent") != v}
 assert not bad, bad
 v = json.load(open(sys.argv[1] + "/vocab.json"))
 assert len(v) == 256 and sorted(v.values()) == list(range(256)) and v["!"] == 33 and v["\u0120"] == 32, len(v)
