@@ -297,8 +297,12 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
         snprintf(err, errlen, "--out is longer than 1000 bytes");
         return -1;
     }
-    char tmp[1100], path[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')   /* "DIR/" names DIR, not DIR/.tmp inside it */
+        len--;
+    char dir[1001], tmp[1100], path[1200];
+    snprintf(dir, sizeof dir, "%.*s", (int)len, out);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     if (mkdir(tmp, 0755) != 0) {
         snprintf(err, errlen, "%.900s: cannot create: %s", tmp, strerror(errno));
         return -1;
@@ -320,12 +324,12 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
         rc = st_writer_commit(w, err, errlen);
     if (rc == 0)
         rc = hf_config(tmp, m, torch, err, errlen) || hf_tokenizer(tmp, &v, err, errlen) ? -1 : 0;
-    if (rc == 0 && rename(tmp, out) != 0) {
-        snprintf(err, errlen, "cannot rename %.450s to %.450s: %s", tmp, out, strerror(errno));
+    if (rc == 0 && rename(tmp, dir) != 0) {
+        snprintf(err, errlen, "cannot rename %.450s to %.450s: %s", tmp, dir, strerror(errno));
         rc = -1;
     }
     if (rc == 0)
-        rc = fs_fsync_parent(out, err, errlen);
+        rc = fs_fsync_parent(dir, err, errlen);
     st_writer_free(w);
     free_vocab(&v);
     if (rc != 0) {   /* the temporary folder and whatever it holds */

@@ -53,6 +53,10 @@ tol = 1e-5 if dt == "f32" else 1e-2
 print("hf %s: trainer val loss %.6f, PyTorch on the export %.6f (relative %.1e)" % (dt, a, b, rel))
 sys.exit(0 if rel <= tol else 1)' "$val" "$theirs" "$dt" || fail "hf $dt: loss differs"
 done
+# a folder named with a trailing slash is that folder (not DIR/.tmp inside it)
+"$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/slash/" >/dev/null || fail "export hf to DIR/"
+cmp "$tmp/slash/model.safetensors" "$tmp/hf_f32/model.safetensors" || fail "DIR/ holds another model"
+[ ! -e "$tmp/slash.tmp" ] || fail "left slash.tmp"
 $PY - "$tmp/hf_f32" <<'EOF' || fail "hf config.json"
 import json, sys
 c = json.load(open(sys.argv[1] + "/config.json"))
