@@ -323,8 +323,9 @@ static int parse_infos(cursor *c, gguf_file *f, char *err, size_t errlen)
         for (uint32_t d = 0; d < ndim; d++) {
             if (take_u64(c, &t->ne[d]) != 0)
                 return fs_fail(err, errlen, "tensor %s: truncated", t->name);
-            if (t->ne[d] == 0 || t->ne[d] > (1ull << 40) || (n *= t->ne[d]) > (1ull << 40))
+            if (t->ne[d] == 0 || t->ne[d] > (1ull << 40) / n)   /* the product, unwrapped */
                 return fs_fail(err, errlen, "tensor %s: bad shape", t->name);
+            n *= t->ne[d];
         }
         if (take_u32(c, &type) != 0 || take_u64(c, &t->offset) != 0)
             return fs_fail(err, errlen, "tensor %s: truncated", t->name);

@@ -236,6 +236,28 @@ static void test_hand_made(void **state)
     refuse(&b, "no GGUF magic");
 }
 
+/* A shape whose element count wraps 64 bits: 2^32 x 2^32 multiplied to 0
+ * and the tensor parsed as 0 bytes, every dimension within the limit. */
+static void test_shape_product_wraps(void **state)
+{
+    (void)state;
+    buf b = {.n = 0};
+    put(&b, "GGUF", 4);
+    put32(&b, 3);
+    put64(&b, 1);   /* tensors */
+    put64(&b, 0);   /* metadata */
+    put64(&b, 1);
+    put(&b, "t", 1);
+    put32(&b, 2);
+    put64(&b, 1ull << 32);
+    put64(&b, 1ull << 32);
+    put32(&b, GGML_F32);
+    put64(&b, 0);
+    memset(b.b + b.n, 0, 64);
+    b.n += 64;
+    refuse(&b, "bad shape");
+}
+
 static void test_unfinished_writer_leaves_nothing(void **state)
 {
     (void)state;
@@ -259,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_every_prefix_refused),
         cmocka_unit_test(test_hand_made),
+        cmocka_unit_test(test_shape_product_wraps),
         cmocka_unit_test(test_unfinished_writer_leaves_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
