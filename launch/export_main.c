@@ -56,6 +56,7 @@ static const char USAGE[] =
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
 
 typedef struct {
+    const char *path;   /* the checkpoint's */
     ckpt_model_file *ck;
     gpt2_dims d;
     tokenizer *tok;
@@ -77,6 +78,7 @@ static size_t largest_tensor(const gpt2_dims *d)
 static int open_model(model_src *m, const char *path, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
+    m->path = path;
     if (ckpt_model_open(path, &m->ck, &m->d, err, errlen) != 0)
         return -1;
     /* /config allows up to 2^30 each: the tensor list and buffers below need less */
@@ -126,9 +128,18 @@ static void close_model(model_src *m)
     free(m->buf);
 }
 
+/* Tensor i into m->buf; NaN and inf are refused, as infer and import refuse
+ * them (q8_0 turned them into finite int8 weights that infer ran). */
 static int read_tensor(model_src *m, int i, char *err, size_t errlen)
 {
-    return ckpt_model_tensor(m->ck, m->t[i].name, m->t[i].rows, m->t[i].cols, m->buf, err, errlen);
+    const hf_tensor *t = &m->t[i];
+    if (ckpt_model_tensor(m->ck, t->name, t->rows, t->cols, m->buf, err, errlen) != 0)
+        return -1;
+    if (!f32_all_finite(m->buf, (size_t)t->rows * (size_t)(t->cols ? t->cols : 1))) {
+        snprintf(err, errlen, "%.800s: /model/%s holds NaN or infinite values", m->path, t->name);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the vocabulary, spelled GPT-2's way ---------------------------------------- */

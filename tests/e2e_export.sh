@@ -14,7 +14,7 @@
 #    token embedding is the LM head's Q8_0 rows in both);
 #  - an unwritable output path, a checkpoint without a tokenizer or with /config
 #    dimensions past the trainer's limits or past /model's shapes or a tokenizer
-#    larger than the model, an unknown
+#    larger than the model or NaN weights, an unknown
 #    --type or --format, and --type with hf or --dtype with gguf are refused with
 #    one line, nothing left under the output name; an existing output name (the checkpoint itself too) is refused, the
 #    file unchanged; a truncated GGUF file is refused naming it once;
@@ -197,6 +197,33 @@ for f in hf gguf; do
     refuse 1 "the tokenizer has 258 tokens but the model only 256 rows" --ckpt "$tmp/bigtok.h5" --format $f --out "$tmp/bigtok.$f"
     [ ! -e "$tmp/bigtok.$f" ] && [ ! -e "$tmp/bigtok.$f.tmp" ] || fail "left bigtok.$f"
 done
+# NaN and inf weights (with a matching checksum) are refused: q8_0 made them
+# finite int8 weights that infer ran
+cp "$ck" "$tmp/nan.h5"
+$PY - "$tmp/nan.h5" <<'EOF'
+import h5py, numpy, sys
+def checksum(a):   # io/checkpoint.h's
+    b = a.astype("<f4").tobytes(); n = len(b) // 4; M = (1 << 64) - 1; K = 0x9E3779B97F4A7C15
+    rot = lambda x, s: ((x << s) | (x >> (64 - s))) & M
+    h = [1, 2, 3, 4]
+    for i in range(n // 2):
+        h[i % 4] = rot(h[i % 4] ^ int.from_bytes(b[8 * i:8 * i + 8], "little"), 31) * K & M
+    r = n ^ (int.from_bytes(b[4 * n - 4:4 * n], "little") << 32 if n % 2 else 0)
+    for l in range(4):
+        r = rot(r ^ h[l], 27) * K & M
+    return r
+d = h5py.File(sys.argv[1], "r+")["model/transformer.h.0.attn.c_attn.weight"]
+assert checksum(d[...]) == int(d.attrs["checksum"])
+a = d[...]; a[3, 5] = numpy.nan; a[10, 7] = numpy.inf; d[...] = a
+d.attrs["checksum"] = numpy.uint64(checksum(a))
+EOF
+for t in f32 q8_0; do
+    refuse 1 "/model/transformer.h.0.attn.c_attn.weight holds NaN or infinite values" \
+        --ckpt "$tmp/nan.h5" --format gguf --type $t --out "$tmp/nan_$t.gguf"
+    [ ! -e "$tmp/nan_$t.gguf" ] && [ ! -e "$tmp/nan_$t.gguf.tmp" ] || fail "left nan_$t.gguf"
+done
+refuse 1 "holds NaN or infinite values" --ckpt "$tmp/nan.h5" --format hf --out "$tmp/nan_hf"
+[ ! -e "$tmp/nan_hf" ] && [ ! -e "$tmp/nan_hf.tmp" ] || fail "left nan_hf"
 refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
 # an existing file, even the checkpoint being read, is never replaced
 sum=$(cksum <"$ck")
