@@ -126,4 +126,24 @@ if "$BUILD/monitor" --connect "$status_ep" --once --timeout 1 > /dev/null 2>"$tm
     fail "monitor --once succeeded with no trainer"
 fi
 [ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "monitor timeout message is not one line"
+# a status port taken by another process: the run goes on without the socket,
+# and the control server's status reply still carries the latest step
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(120)' \
+    "${status_ep##*:}" &
+holder=$!
+on_exit 'kill $holder 2>/dev/null'
+sleep 0.5
+"$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/taken" 2>"$tmp/stderr" &
+pid=$!
+WATCH=$pid wait_for_record "$tmp/taken/log.jsonl" step 60
+grep -q "running without the status socket" "$tmp/stderr" || fail "no event for the taken port"
+ctl status > "$tmp/r" || fail "status with the status port taken: $(cat "$tmp/r")"
+[ "$(field 'r["latest"]["type"]' < "$tmp/r")" = step ] ||
+    fail "status reply without the latest step when the status port is taken: $(cat "$tmp/r")"
+ctl stop > /dev/null || fail "stop with the status port taken"
+wait_for_exit "$pid" 60
+pid=""
+kill $holder 2>/dev/null || :
+
 echo "PASS e2e_status (paused at step $s1, resumed to $s3)"

@@ -61,6 +61,7 @@ static void services_open(trainer *tr, const run_config *c)
     if (!tr->pub) {
         snprintf(msg, sizeof msg, "%s; running without the status socket", why);
         status_event(&tr->status, "event", 0, msg);
+        tr->pub = publisher_open("none", why, sizeof why);   /* the latest step, for "status" */
     }
     tr->status.pub = tr->pub;
     control_options co = {.endpoint = c->control_endpoint, .token = control_token(c),
