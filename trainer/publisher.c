@@ -162,7 +162,12 @@ static void *sender_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals belong to the main thread */
     for (;;) {
         char err[256];
-        if (!p->sock)   /* a rebind that failed: try again */
+        pthread_mutex_lock(&p->queue.mu);
+        const int quitting = p->quit;
+        pthread_mutex_unlock(&p->queue.mu);
+        /* a rebind that failed: try again, but not when closing, where each
+         * record left would wait for the retries of a port someone took */
+        if (!p->sock && !quitting)
             bind_status(p, err, sizeof err);
         read_subscriptions(p);
         char *msg = msgq_pop(&p->queue, 0.05);
