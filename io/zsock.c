@@ -72,9 +72,16 @@ void *zsock_open(void *ctx, zsock_kind k, const char *endpoint, const zsock_opts
             return NULL;
         }
     }
+    /* ZeroMQ binds an address or an interface, not a host name: localhost,
+     * loopback to the policy, is bound as 127.0.0.1 (its clients resolve it) */
+    char addr[64];
+    const char *bind_ep = endpoint;
+    if (kinds[k].bind && strncmp(endpoint, "tcp://localhost:", 16) == 0 &&
+        (size_t)snprintf(addr, sizeof addr, "tcp://127.0.0.1:%s", endpoint + 16) < sizeof addr)
+        bind_ep = addr;
     void *s = zmq_socket(ctx, kinds[k].type);
     if (!s || set_policy(s, k, endpoint, o) != 0 ||
-        (kinds[k].bind ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint)) != 0) {
+        (kinds[k].bind ? zmq_bind(s, bind_ep) : zmq_connect(s, endpoint)) != 0) {
         snprintf(err, errlen, "%s %s: %s", what, endpoint, zmq_strerror(zmq_errno()));
         if (s)
             zmq_close(s);

@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "tests/test_net.h"
 
 static void test_loopback_and_syntax(void **state)
 {
@@ -213,6 +214,36 @@ static void test_requests(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* localhost, which the policy counts as loopback, is bound (ZeroMQ binds
+ * addresses and interfaces, not host names) and reached by a client. */
+static void test_localhost_binds(void **state)
+{
+    (void)state;
+    const int port = test_tcp_bind_port(0);
+    if (port == 0) {
+        test_skip("zsock on localhost", "no free TCP port on 127.0.0.1 here");
+        return;
+    }
+    void *ctx = zmq_ctx_new();
+    char ep[64], err[256] = "";
+    snprintf(ep, sizeof ep, "tcp://localhost:%d", port);
+    void *srv = zsock_open(ctx, ZSOCK_CONTROL, ep, NULL, err, sizeof err);
+    if (!srv)
+        fail_msg("%s", err);
+    void *req = zsock_open(ctx, ZSOCK_REQ, ep, NULL, err, sizeof err);
+    assert_non_null(req);
+    zsock_set(req, ZMQ_RCVTIMEO, 2000);
+    send_parts(req, (const char *[]){"ping"}, 1);
+    zsock_request q;
+    assert_true(request_arrives(srv, ZSOCK_CONTROL, &q));
+    assert_int_equal(zsock_reply(srv, &q, "pong", 4), 0);
+    zsock_request_close(&q);
+    assert_string_equal(reply_of(req), "pong");
+    zmq_close(req);
+    zmq_close(srv);
+    zmq_ctx_term(ctx);
+}
+
 /* The loader's ROUTER: its DEALER clients send no delimiter, so the envelope
  * is the routing id alone; a REQ client's delimiter still goes back. */
 static void test_requests_without_delimiter(void **state)
@@ -263,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_max_message_size),
         cmocka_unit_test(test_requests),
         cmocka_unit_test(test_requests_without_delimiter),
+        cmocka_unit_test(test_localhost_binds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
