@@ -276,7 +276,10 @@ static int control(void *ctx, const options *o)
     free(text);
     zmq_close(sock);
     if (!reply) {
-        fprintf(stderr, "monitor: no reply from %s within %g s\n", o->control, timeout);
+        if (interrupted)
+            fprintf(stderr, "monitor: interrupted before a reply from %s\n", o->control);
+        else
+            fprintf(stderr, "monitor: no reply from %s within %g s\n", o->control, timeout);
         return 1;
     }
     cJSON *r = cJSON_Parse(reply);

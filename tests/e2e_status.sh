@@ -146,4 +146,14 @@ wait_for_exit "$pid" 60
 pid=""
 kill $holder 2>/dev/null || :
 
+# Ctrl-C while waiting for a reply says so, not that the wait ran out
+"$BUILD/monitor" --control "$control_ep" status --timeout 30 2>"$tmp/err" &
+mpid=$!
+sleep 0.5
+kill -INT $mpid
+rc=0
+wait $mpid || rc=$?
+[ "$rc" -eq 1 ] && grep -q "interrupted before a reply" "$tmp/err" ||
+    fail "monitor --control interrupted: exit $rc, $(cat "$tmp/err")"
+
 echo "PASS e2e_status (paused at step $s1, resumed to $s3)"
