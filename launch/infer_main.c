@@ -529,7 +529,11 @@ static int serve_mode(const options *o, const infer_model *m, const tokenizer *t
         struct sigaction sa = {.sa_handler = on_signal};
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
-        fprintf(stderr, "infer: serving on %s\n", o->serve);   /* bound: a refusal is one line */
+        char bound[256];   /* with tcp://HOST:*, the port ZeroMQ picked */
+        size_t n = sizeof bound;
+        if (zmq_getsockopt(sv.sock, ZMQ_LAST_ENDPOINT, bound, &n) != 0)
+            snprintf(bound, sizeof bound, "%s", o->serve);
+        fprintf(stderr, "infer: serving on %s\n", bound);   /* bound: a refusal is one line */
         rc = infer_serve(&sv, &stop_serving, err, sizeof err) != 0;
     }
     if (rc)

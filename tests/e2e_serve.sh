@@ -95,4 +95,14 @@ kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=
 [ "$rc" -eq 0 ] || fail "server exit $rc after SIGTERM"
+# a port left to ZeroMQ (tcp://HOST:*): the line names the one it got, which answers
+"$BUILD/infer" --ckpt "$ck" --serve "tcp://127.0.0.1:*" 2>"$tmp/serve.err" &
+pid=$!
+WATCH=$pid wait_for_text "$tmp/serve.err" "serving on" 60
+got=$(sed -n 's/.*serving on //p' "$tmp/serve.err")
+case $got in tcp://127.0.0.1:[0-9]*) ;; *) fail "serving on '$got', not the port it got" ;; esac
+"$client" "$got" '{"prompt": "Z", "max_tokens": 2}' | grep -q '"ok":true' || fail "no reply on $got"
+kill -TERM "$pid"
+wait "$pid" || fail "server on $got did not exit 0 on SIGTERM"
+pid=
 echo "PASS e2e_serve"
