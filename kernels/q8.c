@@ -47,9 +47,10 @@ static float quantize_group(int8_t *q, const float *x, bool half)
         amax = fmaxf(amax, fabsf(x[k]));
     const float scale = q8_group_scale(amax, half);
     for (int k = 0; k < Q8_GS; k++) {
-        /* the clamp only matters when scale is subnormal and lost precision */
-        const long v = scale == 0.0f ? 0 : lrintf(x[k] / scale);
-        q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        /* clamped before rounding: a subnormal scale loses precision, and past
+         * Q8_WEIGHT_MAX x / scale can pass what lrintf's long holds */
+        const float v = scale == 0.0f ? 0.0f : fminf(fmaxf(x[k] / scale, -127.0f), 127.0f);
+        q[k] = (int8_t)lrintf(v);
     }
     return scale;
 }

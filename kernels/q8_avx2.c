@@ -84,7 +84,7 @@ static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
 static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bool half)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     /* packs interleave 128-bit lanes: this puts the 8 groups of 4 bytes back in order */
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (size_t g = 0; g < groups; g++, x += Q8_GS, q += Q8_GS) {
@@ -104,8 +104,8 @@ static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bo
         }
         const __m256 d = _mm256_set1_ps(scale);
         __m256i i[4];
-        for (int k = 0; k < 4; k++)
-            i[k] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_div_ps(v[k], d)), lo), hi);
+        for (int k = 0; k < 4; k++)   /* clamped before the conversion, which overflows past 2^31 */
+            i[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v[k], d), lo), hi));
         const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]),
                                              _mm256_packs_epi32(i[2], i[3]));
         _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(b, order));

@@ -133,7 +133,7 @@ static void tile(const q8_args *a, int m0, int m1, int o0, int o1)
 /* q8.h's quantization of one group per iteration: two vectors of 16 */
 static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bool half)
 {
-    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     for (size_t g = 0; g < groups; g++, x += Q8_GS, q += Q8_GS) {
         const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
@@ -144,10 +144,9 @@ static void quantize(int8_t *q, float *scales, const float *x, size_t groups, bo
             continue;
         }
         const __m512 d = _mm512_set1_ps(scale);
-        for (int h = 0; h < 2; h++) {
-            __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(h ? x1 : x0, d));
-            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-            _mm_storeu_si128((__m128i *)(q + 16 * h), _mm512_cvtepi32_epi8(v));
+        for (int h = 0; h < 2; h++) {   /* clamped before the conversion, which overflows past 2^31 */
+            const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(h ? x1 : x0, d), lo), hi);
+            _mm_storeu_si128((__m128i *)(q + 16 * h), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
         }
     }
 }

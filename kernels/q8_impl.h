@@ -23,7 +23,7 @@ typedef struct {
     void (*tile)(const q8_args *a, int m0, int m1, int o0, int o1);
     /* q8_quantize of groups consecutive groups of Q8_GS values, bit-identical to
      * the scalar path: max |x| is exact in any order, and scale = amax / 127,
-     * q = round-to-nearest-even(x / scale) clamped to [-127, 127], are the same
+     * q = round-to-nearest-even(x / scale clamped to [-127, 127]), are the same
      * IEEE operations in a vector (cvtps rounds as lrintf does, both in the
      * default rounding mode); half: scale = q8_half_ceil(max / 127) */
     void (*quantize)(int8_t *q, float *scales, const float *x, size_t groups, bool half);

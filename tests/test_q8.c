@@ -173,8 +173,10 @@ static void test_quantize_zero_groups(void **state)
 
 /* Every path's quantization is the scalar one's, bit for bit: groups over 20
  * binades, zero and signed-zero groups, subnormal ones (a scale that loses
- * precision, or underflows to 0), and values exactly halfway between two
- * steps (ties go to even). */
+ * precision, or underflows to 0), values exactly halfway between two steps
+ * (ties go to even), and weights past Q8_WEIGHT_MAX, whose fp16 scale stops
+ * at its largest and whose values clip to +-127 with their sign (x / scale
+ * passes what an int32, then what a long, holds). */
 static void test_quantize_paths_match_scalar(void **state)
 {
     const size_t n = (size_t)Q8_GS * 2100;
@@ -189,8 +191,12 @@ static void test_quantize_paths_match_scalar(void **state)
         x[3 * Q8_GS + k] = k ? (k - 16) + 0.5f : 127.0f;   /* group 3: scale 1, halves */
     }
     x[4 * Q8_GS + 3] = 1e-44f;                        /* group 4: the scale underflows */
+    for (int k = 0; k < Q8_GS; k++)                   /* group 5: 2^24 .. 2^117, signs alternate */
+        x[5 * Q8_GS + k] = (k % 2 ? -1.0f : 1.0f) * ldexpf(1.0f, 24 + 3 * k);
     for (int half = 1; half >= 0; half--) {   /* the weights' fp16 scales, then fp32 */
         q8_quantize_path(Q8_SCALAR, q_ref, s_ref, x, n, half);
+        for (int k = 0; half && k < Q8_GS; k++)
+            assert_int_equal(q_ref[5 * Q8_GS + k], k % 2 ? -127 : 127);
         for (int p = Q8_AVX2; p < Q8_PATH_COUNT; p++) {
             if (!q8_path_supported((q8_path)p))
                 continue;
