@@ -76,9 +76,9 @@ static int parse_tensor(const cJSON *e, st_tensor *t, char *err, size_t errlen)
         if (json_u64(cJSON_GetArrayItem(shape, i), &d) != 0 || d > (1ull << 40))
             return fs_fail(err, errlen, "tensor %s: bad shape", name);
         t->shape[i] = (int64_t)d;
-        numel *= d;
-        if (numel > (1ull << 48))
+        if (d && numel > (1ull << 48) / d)   /* checked before it can wrap */
             return fs_fail(err, errlen, "tensor %s: shape too large", name);
+        numel *= d;
     }
     if (cJSON_GetArraySize(offs) != 2 || json_u64(cJSON_GetArrayItem(offs, 0), &t->begin) != 0 ||
         json_u64(cJSON_GetArrayItem(offs, 1), &t->end) != 0 || t->begin > t->end)

@@ -189,6 +189,8 @@ static void test_bad_headers(void **state)
            "8 bytes of data for 3 F32");                                  /* dtype x shape */
     refuse(T("F32", "[-2]", 0, 8) "}", strlen(T("F32", "[-2]", 0, 8) "}"), 8, "bad shape");
     refuse(T("F32", "[2.5]", 0, 8) "}", strlen(T("F32", "[2.5]", 0, 8) "}"), 8, "bad shape");
+    const char *wraps = T("F32", "[1099511627776,1099511627776]", 0, 0) "}";   /* 2^80 values */
+    refuse(wraps, strlen(wraps), 0, "shape too large");
     refuse(T("F32", "[2]", 8, 0) "}", strlen(T("F32", "[2]", 8, 0) "}"), 8, "bad data_offsets");
     const char *overlap = T("F32", "[2]", 0, 8) ",\"y\":{\"dtype\":\"F32\",\"shape\":[1],"
                                                  "\"data_offsets\":[4,8]}}";
