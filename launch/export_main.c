@@ -254,18 +254,37 @@ static int hf_config(const char *dir, const model_src *m, const char *dtype, cha
     return rc;
 }
 
+static int by_spelling(const void *a, const void *b)
+{
+    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
+}
+
+/* vocab.json maps each spelling to one id: -1 with a reason when two tokens
+ * are the same bytes.  Sorted, so GPT-2's 50257 tokens take milliseconds. */
+static int check_distinct(const vocab_text *v, char *err, size_t errlen)
+{
+    char ***sorted = malloc((v->n ? (size_t)v->n : 1) * sizeof *sorted);
+    if (!sorted)
+        return fs_fail(err, errlen, "out of memory");
+    for (int id = 0; id < v->n; id++)
+        sorted[id] = &v->tok[id];
+    qsort(sorted, (size_t)v->n, sizeof *sorted, by_spelling);
+    int rc = 0;
+    for (int i = 1; i < v->n && rc == 0; i++)
+        if (strcmp(*sorted[i - 1], *sorted[i]) == 0)
+            rc = fs_fail(err, errlen, "tokens %td and %td are the same bytes: vocab.json cannot "
+                         "hold both", sorted[i - 1] - v->tok, sorted[i] - v->tok);
+    free(sorted);
+    return rc;
+}
+
 static int hf_tokenizer(const char *dir, const vocab_text *v, char *err, size_t errlen)
 {
+    if (check_distinct(v, err, errlen) != 0)
+        return -1;
     cJSON *o = cJSON_CreateObject();
-    for (int id = 0; id < v->n; id++) {
-        if (cJSON_GetObjectItemCaseSensitive(o, v->tok[id])) {
-            snprintf(err, errlen, "tokens %d and another are the same bytes: vocab.json cannot "
-                     "hold both", id);
-            cJSON_Delete(o);
-            return -1;
-        }
+    for (int id = 0; id < v->n; id++)
         cJSON_AddNumberToObject(o, v->tok[id], id);
-    }
     char path[1200];
     snprintf(path, sizeof path, "%s/vocab.json", dir);
     int rc = write_json(path, o, err, errlen);
@@ -300,7 +319,8 @@ static int parse_st_dtype(const char *s, st_dtype *d, const char **torch)
     return -1;
 }
 
-/* The folder is built as DIR.tmp and renamed into place whole. */
+/* The folder is built in a fresh DIR.tmp-XXXXXX beside it (one that a killed
+ * export left behind is no obstacle) and renamed into place whole. */
 static int export_hf(model_src *m, const char *out, st_dtype dt, const char *torch, char *err,
                      size_t errlen)
 {
@@ -309,18 +329,15 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
         return -1;
     }
     size_t len = strlen(out);
-    while (len > 1 && out[len - 1] == '/')   /* "DIR/" names DIR, not DIR/.tmp inside it */
+    while (len > 1 && out[len - 1] == '/')   /* "DIR/" names DIR, not a folder inside it */
         len--;
     char dir[1001], tmp[1100], path[1200];
     snprintf(dir, sizeof dir, "%.*s", (int)len, out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
-    if (mkdir(tmp, 0755) != 0) {
-        snprintf(err, errlen, "%.900s: cannot create: %s", tmp, strerror(errno));
+    if (fs_temp_dir_beside(dir, tmp, sizeof tmp, err, errlen) != 0)
         return -1;
-    }
-    vocab_text v;
+    vocab_text v = {0};
     st_writer *w = st_writer_new();
-    int rc = w ? spell_vocab(m->tok, &v, err, errlen) : -1;
+    int rc = w ? spell_vocab(m->tok, &v, err, errlen) : fs_fail(err, errlen, "out of memory");
     for (int i = 0; i < m->n && rc == 0; i++) {
         int64_t shape[2] = {m->t[i].rows, m->t[i].cols};
         rc = st_writer_add(w, m->t[i].name, dt, m->t[i].cols ? 2 : 1, shape, err, errlen);
@@ -343,16 +360,8 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
         rc = fs_fsync_parent(dir, err, errlen);
     st_writer_free(w);
     free_vocab(&v);
-    if (rc != 0) {   /* the temporary folder and whatever it holds */
-        const char *files[] = {"model.safetensors", "model.safetensors.tmp", "config.json",
-                               "config.json.tmp", "vocab.json", "vocab.json.tmp", "merges.txt",
-                               "merges.txt.tmp"};
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-            snprintf(path, sizeof path, "%s/%s", tmp, files[i]);
-            unlink(path);
-        }
-        rmdir(tmp);
-    }
+    if (rc != 0)   /* the temporary folder and whatever it holds */
+        fs_remove_dir(tmp);
     return rc;
 }
 

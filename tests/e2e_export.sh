@@ -53,10 +53,19 @@ tol = 1e-5 if dt == "f32" else 1e-2
 print("hf %s: trainer val loss %.6f, PyTorch on the export %.6f (relative %.1e)" % (dt, a, b, rel))
 sys.exit(0 if rel <= tol else 1)' "$val" "$theirs" "$dt" || fail "hf $dt: loss differs"
 done
-# a folder named with a trailing slash is that folder (not DIR/.tmp inside it)
+no_temp() {   # what an export leaves beside its output is only the output
+    left=$(ls "$tmp" | grep '\.tmp' || true)
+    [ -z "$left" ] || fail "left $left: $1"
+}
+# a folder named with a trailing slash is that folder (not a folder inside it)
 "$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/slash/" >/dev/null || fail "export hf to DIR/"
 cmp "$tmp/slash/model.safetensors" "$tmp/hf_f32/model.safetensors" || fail "DIR/ holds another model"
-[ ! -e "$tmp/slash.tmp" ] || fail "left slash.tmp"
+no_temp "export hf to DIR/"
+# the temporary folder of a killed export is no obstacle to the next one
+mkdir "$tmp/again.tmp" "$tmp/again.tmp-a1b2c3"
+"$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/again" >/dev/null || fail "export beside a killed one's folder"
+cmp "$tmp/again/model.safetensors" "$tmp/hf_f32/model.safetensors" || fail "again holds another model"
+rmdir "$tmp/again.tmp" "$tmp/again.tmp-a1b2c3"
 $PY - "$tmp/hf_f32" <<'EOF' || fail "hf config.json"
 import json, sys
 c = json.load(open(sys.argv[1] + "/config.json"))
@@ -142,6 +151,7 @@ refuse() {   # expected exit code, expected text, export arguments...
     [ "$rc" -eq "$code" ] || { cat "$tmp/err"; fail "exit $rc, not $code: $*"; }
     [ "$(wc -l <"$tmp/err")" -eq 1 ] || { cat "$tmp/err"; fail "not one line: $*"; }
     grep -q -- "$want" "$tmp/err" || { cat "$tmp/err"; fail "wanted '$want': $*"; }
+    no_temp "$*"
     echo "refused: $(cat "$tmp/err")"
 }
 refuse 2 "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
@@ -160,7 +170,7 @@ fi
 cp "$ck" "$tmp/notok.h5"
 $PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f["tokenizer"]' "$tmp/notok.h5"
 refuse 1 "/tokenizer" --ckpt "$tmp/notok.h5" --format hf --out "$tmp/notok"
-[ ! -e "$tmp/notok" ] && [ ! -e "$tmp/notok.tmp" ] || fail "left a folder for a checkpoint without a tokenizer"
+[ ! -e "$tmp/notok" ] || fail "left a folder for a checkpoint without a tokenizer"
 # /config allows each dimension up to 2^30; past the trainer's limits the tensor
 # list built from them overflowed (n_layer 2^30 crashed export)
 cp "$ck" "$tmp/huge.h5"
@@ -168,7 +178,7 @@ $PY -c 'import h5py, numpy, sys
 f = h5py.File(sys.argv[1], "r+"); f["config"].attrs["n_layer"] = numpy.int64(1 << 30)' "$tmp/huge.h5"
 for f in hf gguf; do
     refuse 1 "/config n_layer 1073741824 is outside 1..4096" --ckpt "$tmp/huge.h5" --format $f --out "$tmp/huge.$f"
-    [ ! -e "$tmp/huge.$f" ] && [ ! -e "$tmp/huge.$f.tmp" ] || fail "left huge.$f"
+    [ ! -e "$tmp/huge.$f" ] || fail "left huge.$f"
 done
 # /config against /model's shapes before anything is sized by it: fewer blocks
 # than the file holds exported part of the model (exit 0), huge dimensions
@@ -184,7 +194,7 @@ for f in hf gguf; do
     refuse 1 "/config n_layer is 1 but /model holds more blocks" --ckpt "$tmp/fewer.h5" --format $f --out "$tmp/fewer.$f"
     refuse 1 "transformer.wte.weight is not a float tensor of shape \[16777216,65536\]" \
         --ckpt "$tmp/wide.h5" --format $f --out "$tmp/wide.$f"
-    [ ! -e "$tmp/fewer.$f" ] && [ ! -e "$tmp/fewer.$f.tmp" ] && [ ! -e "$tmp/wide.$f" ] || fail "left fewer.$f"
+    [ ! -e "$tmp/fewer.$f" ] && [ ! -e "$tmp/wide.$f" ] || fail "left fewer.$f"
 done
 # a tokenizer with more tokens than the model has rows: vocab.json held ids
 # past config.json's vocab_size
@@ -195,8 +205,20 @@ g.attrs["type"] = numpy.bytes_("bpe"); g.attrs["vocab_size"] = numpy.int64(258)
 g["merges"] = numpy.array([[32, 32], [101, 32]], dtype=numpy.int32)' "$tmp/bigtok.h5"
 for f in hf gguf; do
     refuse 1 "the tokenizer has 258 tokens but the model only 256 rows" --ckpt "$tmp/bigtok.h5" --format $f --out "$tmp/bigtok.$f"
-    [ ! -e "$tmp/bigtok.$f" ] && [ ! -e "$tmp/bigtok.$f.tmp" ] || fail "left bigtok.$f"
+    [ ! -e "$tmp/bigtok.$f" ] || fail "left bigtok.$f"
 done
+# two tokens spelling the same bytes ("ab"+"c" and "a"+"bc"): vocab.json maps
+# each spelling to one id, so the folder is refused (a model padded to 264 rows)
+sed -e 's/"vocab_size": 256/"vocab_size": 264/' -e 's/"max_steps": 400/"max_steps": 1/' \
+    -e "s|$tmp/run|$tmp/padded|" "$tmp/cfg.json" >"$tmp/padded.json"
+"$BUILD/trainer" --config "$tmp/padded.json" 2>"$tmp/err" || { cat "$tmp/err"; fail "padded training failed"; }
+cp "$tmp/padded/$(cat "$tmp/padded/latest")" "$tmp/dup.h5"
+$PY -c 'import h5py, numpy, sys
+g = h5py.File(sys.argv[1], "r+")["tokenizer"]
+g.attrs["type"] = numpy.bytes_("bpe"); g.attrs["vocab_size"] = numpy.int64(260)
+g["merges"] = numpy.array([[97, 98], [98, 99], [256, 99], [97, 257]], dtype=numpy.int32)' "$tmp/dup.h5"
+refuse 1 "tokens 25[89] and 25[89] are the same bytes" --ckpt "$tmp/dup.h5" --format hf --out "$tmp/dup"
+[ ! -e "$tmp/dup" ] || fail "left dup"
 # NaN and inf weights (with a matching checksum) are refused: q8_0 made them
 # finite int8 weights that infer ran
 cp "$ck" "$tmp/nan.h5"
@@ -220,10 +242,10 @@ EOF
 for t in f32 q8_0; do
     refuse 1 "/model/transformer.h.0.attn.c_attn.weight holds NaN or infinite values" \
         --ckpt "$tmp/nan.h5" --format gguf --type $t --out "$tmp/nan_$t.gguf"
-    [ ! -e "$tmp/nan_$t.gguf" ] && [ ! -e "$tmp/nan_$t.gguf.tmp" ] || fail "left nan_$t.gguf"
+    [ ! -e "$tmp/nan_$t.gguf" ] || fail "left nan_$t.gguf"
 done
 refuse 1 "holds NaN or infinite values" --ckpt "$tmp/nan.h5" --format hf --out "$tmp/nan_hf"
-[ ! -e "$tmp/nan_hf" ] && [ ! -e "$tmp/nan_hf.tmp" ] || fail "left nan_hf"
+[ ! -e "$tmp/nan_hf" ] || fail "left nan_hf"
 refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
 # an existing file, even the checkpoint being read, is never replaced
 sum=$(cksum <"$ck")
