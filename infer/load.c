@@ -209,13 +209,12 @@ static int read_f32(void *ctx, const char *name, int rows, int cols, float *dst,
 /* int8 holds |w| <= Q8_WEIGHT_MAX (q8.h); 0, or -1 with a reason. */
 static int int8_range(const char *name, const float *w, size_t n, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < n; i++)
-        if (fabsf(w[i]) > Q8_WEIGHT_MAX) {
-            snprintf(err, errlen, "%s has a weight of %g, beyond int8's range (|w| <= %g): use "
-                     "--quant fp32", name, w[i], Q8_WEIGHT_MAX);
-            return -1;
-        }
-    return 0;
+    size_t i = q8_weight_out_of_range(w, n);
+    if (i == n)
+        return 0;
+    snprintf(err, errlen, "%s has a weight of %g, beyond int8's range (|w| <= %g): use "
+             "--quant fp32", name, w[i], Q8_WEIGHT_MAX);
+    return -1;
 }
 
 static int read_matrix(void *ctx, const char *name, const infer_linear *l, char *err,

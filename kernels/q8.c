@@ -21,6 +21,14 @@ enum { OT = 64, MT = 16, PAR_MIN = 1 << 15, QCHUNK = 1 << 14, PACK_COLS = 16 };
 
 /* Bit arithmetic, not frexpf and ceilf: it runs once per group of every
  * weight matrix at load (2.7M times for GPT-2 124M). */
+size_t q8_weight_out_of_range(const float *x, size_t n)
+{
+    size_t i = 0;
+    while (i < n && fabsf(x[i]) <= Q8_WEIGHT_MAX)
+        i++;
+    return i;
+}
+
 float q8_half_ceil(float s)
 {
     if (!(s > 0.0f))

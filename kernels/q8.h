@@ -55,6 +55,9 @@ void q8_quantize_weights(int8_t *q, float *scales, const float *x, size_t n);
 /* The smallest fp16 value >= s (s >= 0 and finite), as a float;
  * Q8_SCALE_MAX for s beyond it. */
 float q8_half_ceil(float s);
+/* The index of the first |x[i]| > Q8_WEIGHT_MAX, a weight int8 cannot hold
+ * (callers refuse it), or n when there is none. */
+size_t q8_weight_out_of_range(const float *x, size_t n);
 /* x[i] = q[i] * scales[i / Q8_GS] */
 void q8_dequantize(float *x, const int8_t *q, const float *scales, size_t n);
 

@@ -458,6 +458,12 @@ static int gguf_tensor_data(gguf_writer *w, model_src *m, int i, tensor_kind kin
         f32_to_f16(h, x, n);
         return gguf_write_data(w, h, n * 2, err, errlen);
     }
+    size_t big = q8_weight_out_of_range(m->buf, n);
+    if (big < n) {
+        snprintf(err, errlen, "%.800s: /model/%s has a weight of %g, beyond q8_0's range "
+                 "(|w| <= %g): use --type f32", m->path, t->name, m->buf[big], Q8_WEIGHT_MAX);
+        return -1;
+    }
     if (kind == KIND_MATRIX)
         q8_pack_weights(q, scales, m->buf, t->rows, t->cols);
     else

@@ -13,11 +13,13 @@
 #    q8_0 one the checkpoint's int8 run's, whose --eval figures it gives too (the
 #    token embedding is the LM head's Q8_0 rows in both);
 #  - an unwritable output path, a checkpoint without a tokenizer or with /config
-#    dimensions past the trainer's limits or past /model's shapes or a tokenizer
-#    larger than the model or NaN weights, an unknown
-#    --type or --format, and --type with hf or --dtype with gguf are refused with
-#    one line, nothing left under the output name; an existing output name (the checkpoint itself too) is refused, the
-#    file unchanged; a truncated GGUF file is refused naming it once;
+#    dimensions past the trainer's limits or past /model's shapes, a tokenizer
+#    larger than the model or with two tokens of the same bytes (hf), NaN weights,
+#    weights past q8_0's range (q8_0), an unknown --type or --format, and --type
+#    with hf or --dtype with gguf are refused with one line, nothing left under
+#    the output name or beside it; an existing output name (the checkpoint itself
+#    too) is refused, the file unchanged; a truncated GGUF file is refused naming
+#    it once; the temporary folder of a killed hf export is no obstacle;
 #  - --help describes every flag.
 set -e
 NAME=e2e_export
@@ -222,7 +224,8 @@ refuse 1 "tokens 25[89] and 25[89] are the same bytes" --ckpt "$tmp/dup.h5" --fo
 # NaN and inf weights (with a matching checksum) are refused: q8_0 made them
 # finite int8 weights that infer ran
 cp "$ck" "$tmp/nan.h5"
-$PY - "$tmp/nan.h5" <<'EOF'
+cp "$ck" "$tmp/big.h5"
+$PY - "$tmp/nan.h5" "$tmp/big.h5" <<'EOF'
 import h5py, numpy, sys
 def checksum(a):   # io/checkpoint.h's
     b = a.astype("<f4").tobytes(); n = len(b) // 4; M = (1 << 64) - 1; K = 0x9E3779B97F4A7C15
@@ -234,10 +237,11 @@ def checksum(a):   # io/checkpoint.h's
     for l in range(4):
         r = rot(r ^ h[l], 27) * K & M
     return r
-d = h5py.File(sys.argv[1], "r+")["model/transformer.h.0.attn.c_attn.weight"]
-assert checksum(d[...]) == int(d.attrs["checksum"])
-a = d[...]; a[3, 5] = numpy.nan; a[10, 7] = numpy.inf; d[...] = a
-d.attrs["checksum"] = numpy.uint64(checksum(a))
+for path, bad in (sys.argv[1], (numpy.nan, numpy.inf)), (sys.argv[2], (-1e7, 9e6)):
+    d = h5py.File(path, "r+")["model/transformer.h.0.attn.c_attn.weight"]
+    assert checksum(d[...]) == int(d.attrs["checksum"])
+    a = d[...]; a[3, 5], a[10, 7] = bad; d[...] = a
+    d.attrs["checksum"] = numpy.uint64(checksum(a))
 EOF
 for t in f32 q8_0; do
     refuse 1 "/model/transformer.h.0.attn.c_attn.weight holds NaN or infinite values" \
@@ -245,6 +249,11 @@ for t in f32 q8_0; do
     [ ! -e "$tmp/nan_$t.gguf" ] || fail "left nan_$t.gguf"
 done
 refuse 1 "holds NaN or infinite values" --ckpt "$tmp/nan.h5" --format hf --out "$tmp/nan_hf"
+# weights past int8's range (infer --quant int8 refuses them) were clipped into q8_0
+refuse 1 "c_attn.weight has a weight of -1e+07, beyond q8_0's range" \
+    --ckpt "$tmp/big.h5" --format gguf --type q8_0 --out "$tmp/big.gguf"
+"$BUILD/export" --ckpt "$tmp/big.h5" --format gguf --type f32 --out "$tmp/big.gguf" >/dev/null ||
+    fail "f32 export of weights past q8_0's range"
 [ ! -e "$tmp/nan_hf" ] || fail "left nan_hf"
 refuse 2 "$tmp/hf_f32 already exists (choose a new folder)" --ckpt "$ck" --format hf --out "$tmp/hf_f32"
 # an existing file, even the checkpoint being read, is never replaced
