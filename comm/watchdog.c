@@ -27,7 +27,7 @@ static struct {
     const char *const *hosts;   /* [world size] or NULL */
     int waiting_for[NAMED];     /* the first peers the wait still waits for */
     int waiting_n;              /* how many it waits for (0: not known) */
-} wd = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+} wd = {.lock = PTHREAD_MUTEX_INITIALIZER};   /* wake: made by watchdog_start */
 
 /* Appends to out[0..cap) at *len, as far as it fits. */
 static void append(char *out, size_t cap, size_t *len, const char *fmt, ...)
@@ -66,9 +66,7 @@ static void *watch(void *arg)
     (void)arg;
     pthread_mutex_lock(&wd.lock);
     while (!wd.stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
+        struct timespec until = clock_deadline(1);
         pthread_cond_timedwait(&wd.wake, &wd.lock, &until);
         if (wd.what && clock_mono_s() - wd.armed_at > wd.timeout_s + wd.work_s) {
             char peers[1024];
@@ -92,8 +90,12 @@ int watchdog_start(int rank, double timeout_s, const char *const *hosts)
     wd.timeout_s = timeout_s;
     wd.hosts = hosts;
     wd.stopping = false;
-    if (pthread_create(&wd.thread, NULL, watch, NULL) != 0)
+    if (clock_cond_init(&wd.wake) != 0)
         return -1;
+    if (pthread_create(&wd.thread, NULL, watch, NULL) != 0) {
+        pthread_cond_destroy(&wd.wake);
+        return -1;
+    }
     wd.running = true;
     return 0;
 }
@@ -107,6 +109,7 @@ void watchdog_stop(void)
     pthread_cond_signal(&wd.wake);
     pthread_mutex_unlock(&wd.lock);
     pthread_join(wd.thread, NULL);
+    pthread_cond_destroy(&wd.wake);
     wd.running = false;
 }
 

@@ -8,6 +8,7 @@
 #ifndef KERNELS_CLOCK_H
 #define KERNELS_CLOCK_H
 
+#include <pthread.h>
 #include <time.h>
 
 static inline double clock_read_s(clockid_t id)
@@ -26,6 +27,31 @@ static inline double clock_mono_s(void)
 static inline double clock_wall_s(void)
 {
     return clock_read_s(CLOCK_REALTIME);
+}
+
+/* A condition variable whose timed waits run on the monotonic clock: on the
+ * default wall clock, a clock set back (an NTP step) stretches a wait by as
+ * much, and a watchdog or a control wait would sleep through it.  0 on success. */
+static inline int clock_cond_init(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    if (pthread_condattr_init(&a) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) || pthread_cond_init(c, &a) ? -1 : 0;
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+
+/* timeout_s from now, as pthread_cond_timedwait takes it for a condition
+ * variable made by clock_cond_init. */
+static inline struct timespec clock_deadline(double timeout_s)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long long ns = t.tv_nsec + (long long)(timeout_s * 1e9);
+    t.tv_sec += (time_t)(ns / 1000000000LL);
+    t.tv_nsec = (long)(ns % 1000000000LL);
+    return t;
 }
 
 /* CPU time of the process, all its threads together. */

@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "kernels/clock.h"
 
 /* ---- the config ---- */
 
@@ -165,11 +166,7 @@ control_cmd control_wait(control_server *c, double timeout_s)
         nanosleep(&ts, NULL);
         return CONTROL_NONE;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    long long ns = until.tv_nsec + (long long)(timeout_s * 1e9);
-    until.tv_sec += (time_t)(ns / 1000000000LL);
-    until.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec until = clock_deadline(timeout_s);
     pthread_mutex_lock(&c->mu);
     control_cmd cmd;
     while ((cmd = take_pending(c)) == CONTROL_NONE)
@@ -296,14 +293,19 @@ static void *server_main(void *arg)
 control_server *control_open(const control_options *o, char *err, size_t errlen)
 {
     control_server *c = calloc(1, sizeof *c);
-    if (!c) {
+    bool want_token = o->token && *o->token;
+    if (c && want_token)
+        c->token = strdup(o->token);
+    if (!c || (want_token && !c->token) || clock_cond_init(&c->changed) != 0) {
+        /* never a server without the token it was given */
         snprintf(err, errlen, "out of memory creating the control server");
+        if (c)
+            free(c->token);
+        free(c);
         return NULL;
     }
     c->opt = *o;
-    c->token = o->token && *o->token ? strdup(o->token) : NULL;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->changed, NULL);
     if (zsock_endpoint_none(o->endpoint))
         return c;
     c->ctx = zmq_ctx_new();

@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "io/zsock.h"
+#include "kernels/clock.h"
 
 /* ---- the bounded drop-oldest queue ---- */
 
@@ -17,11 +18,13 @@ int msgq_init(msg_queue *q, size_t cap)
 {
     memset(q, 0, sizeof *q);
     q->items = calloc(cap ? cap : 1, sizeof *q->items);
-    if (!q->items)
+    if (!q->items || clock_cond_init(&q->nonempty) != 0) {
+        free(q->items);
+        q->items = NULL;
         return -1;
+    }
     q->cap = cap ? cap : 1;
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->nonempty, NULL);
     return 0;
 }
 
@@ -62,11 +65,7 @@ bool msgq_push(msg_queue *q, const char *s)
 
 char *msgq_pop(msg_queue *q, double timeout_s)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    long long ns = until.tv_nsec + (long long)(timeout_s * 1e9);
-    until.tv_sec += (time_t)(ns / 1000000000LL);
-    until.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec until = clock_deadline(timeout_s);
     pthread_mutex_lock(&q->mu);
     while (q->count == 0 && timeout_s > 0)
         if (pthread_cond_timedwait(&q->nonempty, &q->mu, &until) == ETIMEDOUT)
