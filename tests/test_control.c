@@ -128,6 +128,11 @@ static void test_config_endpoint_rules(void **state)
     assert_int_equal(finalize_with("control_endpoint=5556", NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "control_endpoint"));
     assert_int_equal(finalize_with("status_endpoint=none", "control_endpoint=none", err, sizeof err), 0);
+    /* a port picked at random is one no client could find */
+    assert_int_equal(finalize_with("status_endpoint=tcp://127.0.0.1:*", NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "config: status_endpoint tcp://127.0.0.1:*: give a port number"));
+    assert_int_equal(finalize_with("control_endpoint=tcp://127.0.0.1:*", NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "config: control_endpoint tcp://127.0.0.1:*: give a port number"));
     /* the token never reaches a dump of the config */
     run_config c;
     config_defaults(&c);

@@ -24,11 +24,25 @@ const char *control_token(const run_config *c)
     return env && *env ? env : NULL;
 }
 
+/* -1 with a reason for tcp://HOST:*: ZeroMQ would bind a random port, which
+ * the trainer reports nowhere (and a status rebind would move). */
+static int fixed_port(const char *key, const char *ep, char *err, size_t errlen)
+{
+    size_t n = strlen(ep);
+    if (strncmp(ep, "tcp://", 6) != 0 || n < 2 || strcmp(ep + n - 2, ":*") != 0)
+        return 0;
+    snprintf(err, errlen, "config: %s %s: give a port number ('*' would pick one no client "
+             "could find)", key, ep);
+    return -1;
+}
+
 int control_check_config(const run_config *c, char *err, size_t errlen)
 {
     if (zsock_endpoint_check("config: status_endpoint", c->status_endpoint, err, errlen) != 0 ||
         zsock_endpoint_policy("config: control_endpoint", c->control_endpoint, control_token(c),
-                              "a control_token (config key or GPT_CONTROL_TOKEN)", err, errlen) != 0)
+                              "a control_token (config key or GPT_CONTROL_TOKEN)", err, errlen) != 0 ||
+        fixed_port("status_endpoint", c->status_endpoint, err, errlen) != 0 ||
+        fixed_port("control_endpoint", c->control_endpoint, err, errlen) != 0)
         return -1;
     if (c->status_public != 0 && c->status_public != 1) {
         snprintf(err, errlen, "config: status_public must be 0 or 1");
