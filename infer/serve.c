@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "io/utf8.h"
 #include "io/zsock.h"
 
 /* The CLI's defaults (infer_main.c), so a request and the CLI agree. */
@@ -162,60 +163,6 @@ static int collect(void *ctx, int token)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if there is none; *bad
- * gets how many bytes one U+FFFD replaces (the maximal subpart of a valid
- * sequence, at least 1), as Unicode recommends and Python does. */
-static size_t utf8_seq(const uint8_t *s, size_t n, size_t *bad)
-{
-    const uint8_t c = s[0];
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xBF;   /* the second byte's range */
-    *bad = 1;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;   /* no overlong forms */
-        hi = c == 0xED ? 0x9F : 0xBF;   /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;   /* nothing above U+10FFFF */
-    } else
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if (i >= n || s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) {
-            *bad = i;
-            return 0;
-        }
-    }
-    return len;
-}
-
-/* The text as a NUL-terminated UTF-8 string (malloc'd), invalid bytes replaced. */
-static char *valid_utf8(const uint8_t *s, size_t n)
-{
-    char *out = malloc(3 * n + 1), *p = out;   /* U+FFFD is 3 bytes, for >= 1 byte */
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n;) {
-        size_t bad, len = utf8_seq(s + i, n - i, &bad);
-        if (len) {
-            memcpy(p, s + i, len);
-            p += len;
-            i += len;
-        } else {
-            memcpy(p, "\xEF\xBF\xBD", 3);
-            p += 3;
-            i += bad;
-        }
-    }
-    *p = '\0';
-    return out;
-}
-
 /* Whether JSON text that cJSON parsed holds the escape \u0000.  cJSON
  * decodes it to a NUL byte, which ends the C string it returns: a prompt,
  * field name or token would be cut short there without a word.  In valid
@@ -266,7 +213,7 @@ static int run_request(infer_server *sv, const request *r, cJSON *out, char *err
     infer_gen_stats st = {0};
     if (r->max_tokens > 0)
         st = infer_generate(sv->m, &sv->s, &sv->sp, sv->toks, (int)n, r->max_tokens, collect, sv);
-    char *utf8 = sv->oom ? NULL : valid_utf8(sv->text, sv->text_len);
+    char *utf8 = sv->oom ? NULL : utf8_valid_copy(sv->text, sv->text_len);
     if (!utf8) {
         snprintf(err, errlen, "out of memory for the reply");
         return -1;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "io/hash.h"
+#include "io/utf8.h"
 
 /* ----------------------------------------- spelling, vocabulary and merges */
 
@@ -59,31 +60,6 @@ static int codepoint_byte(uint32_t c)
 {
     pthread_once(&maps_once, fill_byte_maps);
     return c < MAP_CODEPOINTS ? cp_byte[c] : -1;
-}
-
-/* Length of the well-formed UTF-8 sequence at s (> 0), or minus the length of the
- * maximal ill-formed subpart there: what a UTF-8 decoder (WHATWG, Python, Node) replaces
- * by one U+FFFD. */
-static long utf8_step(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0], lo = 0x80, hi = 0xbf;
-    size_t need;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        need = 1;
-    else if (c >= 0xe0 && c <= 0xef)
-        need = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4)
-        need = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else
-        return -1;
-    for (size_t i = 1; i <= need; i++) {
-        if (i >= n || s[i] < lo || s[i] > hi)
-            return -(long)i;
-        lo = 0x80, hi = 0xbf;
-    }
-    return (long)need + 1;
 }
 
 long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out)

@@ -1,5 +1,6 @@
 /* status: log.jsonl is appended to on resume; a log cut off inside a record
- * (a full disk, a crash mid-write) keeps the records appended after it whole. */
+ * (a full disk, a crash mid-write) keeps the records appended after it whole;
+ * a record quoting bytes that are not UTF-8 is still valid UTF-8. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,11 +12,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "io/utf8.h"
 #include "trainer/status.h"
 
 /* Writes text as dir/log.jsonl (NULL: no file), opens the log there, appends
- * one event record and closes it; returns the file's lines in lines[]. */
-static int append_event(const char *text, char lines[][512], int max)
+ * one event record with message and closes it; returns the file's lines in lines[]. */
+static int append_message(const char *text, const char *message, char lines[][512], int max)
 {
     char dir[] = "/tmp/test_status.XXXXXX", path[600], err[256];
     assert_non_null(mkdtemp(dir));
@@ -28,7 +30,7 @@ static int append_event(const char *text, char lines[][512], int max)
     }
     status_log s = {0};
     assert_int_equal(status_open(&s, dir, 1, err, sizeof err), 0);
-    status_event(&s, "event", 7, "resumed");
+    status_event(&s, "event", 7, message);
     status_close(&s);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
@@ -39,6 +41,11 @@ static int append_event(const char *text, char lines[][512], int max)
     unlink(path);
     rmdir(dir);
     return n;
+}
+
+static int append_event(const char *text, char lines[][512], int max)
+{
+    return append_message(text, "resumed", lines, max);
 }
 
 /* line is one whole record: an object whose message is "resumed" */
@@ -74,6 +81,22 @@ static void test_cut_record_stays_apart(void **state)
     assert_int_equal(append_event("{\"type\":\"step\",\"step\":6}\n{\"type\":\"st", lines, 4), 3);
     assert_string_equal(lines[1], "{\"type\":\"st\n");
     assert_event(lines[2]);
+}
+
+/* A file name's stray bytes become U+FFFD: Python's json reader (strict
+ * UTF-8) refused the whole line. */
+static void test_record_is_utf8(void **state)
+{
+    (void)state;
+    char lines[2][512];
+    assert_int_equal(append_message(NULL, "from ck\xff\xe2\x82.h5 in caf\xc3\xa9", lines, 2), 1);
+    const uint8_t *u = (const uint8_t *)lines[0];
+    for (size_t i = 0, n = strlen(lines[0]); i < n; i += (size_t)utf8_step(u + i, n - i))
+        assert_true(utf8_step(u + i, n - i) > 0);
+    cJSON *r = cJSON_Parse(lines[0]);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(r, "message")),
+                        "from ck\xef\xbf\xbd\xef\xbf\xbd.h5 in caf\xc3\xa9");
+    cJSON_Delete(r);
 }
 
 /* A log that cannot be written (here /dev/full) is noticed, not ignored; a
@@ -112,6 +135,7 @@ int main(void)
         cmocka_unit_test(test_new_log),
         cmocka_unit_test(test_whole_log_gets_no_blank_line),
         cmocka_unit_test(test_cut_record_stays_apart),
+        cmocka_unit_test(test_record_is_utf8),
         cmocka_unit_test(test_failed_write_is_noticed),
         cmocka_unit_test(test_peak_rss_not_below_rss),
     };

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include "io/fsutil.h"
+#include "io/utf8.h"
 #include "kernels/clock.h"
 #include "trainer/metrics.h"
 #include "trainer/publisher.h"
@@ -87,7 +88,12 @@ static void emit(status_log *s, cJSON *o)
         return;
     }
     cJSON_AddNumberToObject(o, "time", clock_wall_s());
-    char *line = cJSON_PrintUnformatted(o);
+    /* a message or path quoting bytes that are not UTF-8 (a file name) would
+     * make a line that strict JSON readers refuse whole; JSON's own syntax is
+     * ASCII, so mending the text mends only the strings */
+    char *text = cJSON_PrintUnformatted(o);
+    char *line = text ? utf8_valid_copy(text, strlen(text)) : NULL;
+    free(text);
     if (line && s->log)
         log_append(s, line);
     /* the same record on the status socket; remember the last checkpoint */
