@@ -62,7 +62,8 @@
 #                       instead of hours (default 5; 0 keeps Open MPI's 300 s + 9 x 20 s).
 #                       Keep 3 x S below the trainer's comm_timeout_s.
 #   --max-restarts N    supervise the job: when it exits non-zero (a rank died, a host
-#                       vanished), start it again with --resume auto, at most N times,
+#                       vanished), start it again with --resume auto (a --resume PATH
+#                       of yours stays until the job has saved), at most N times,
 #                       leaving out hosts that no longer answer (checked with the rsh
 #                       agent mpirun uses: ssh, or --mca plm_rsh_agent CMD); -n shrinks
 #                       in proportion.  Each restart is an "event" record in OUT_DIR's
@@ -171,11 +172,15 @@ case ${1:-} in
     [ -x "$BUILD/trainer" ] || die "$BUILD/trainer not built (run make)"
     prog=" $(q "$BUILD/trainer")" ;;
 esac
-targs="" resumed="" skip_next=0
+targs="" resumed="" skip_next=0 from_path=0
 for a in "$@"; do
     targs="$targs $(q "$a")"
     # the restarts' arguments: any --resume replaced by --resume auto
-    if [ "$skip_next" -eq 1 ]; then skip_next=0; continue; fi
+    if [ "$skip_next" -eq 1 ]; then
+        skip_next=0
+        [ "$a" = auto ] || from_path=1
+        continue
+    fi
     case $a in --resume) skip_next=1; continue ;; esac
     resumed="$resumed $(q "$a")"
 done
@@ -242,6 +247,7 @@ log=$(out_dir "$@")/log.jsonl
 # records of a kind in the log (0 while there is none)
 count_in_log() { n=$(grep -c "$1" "$log" 2>/dev/null); echo "${n:-0}"; }
 steps_logged() { count_in_log '"type":"step"'; }
+saves_logged() { count_in_log '"type":"checkpoint"'; }
 # the trainer's closing records: one more than before a stop means it saved and finished
 runs_done() { count_in_log '"message":"done"'; }
 
@@ -289,7 +295,7 @@ log_event() {
         "${step:-0}" "$msg" "$2" "$(date +%s.%N)" >> "$log"
 }
 
-attempt=0 args=$targs
+attempt=0 args=$targs saves_before=$(saves_logged)
 # the job's attempt (0 the first); set before the dry run, so that it prints
 # the command as run
 GPT_RESTARTS=$attempt; export GPT_RESTARTS
@@ -352,7 +358,10 @@ while :; do
     why="restart $attempt of $maxr: the job exited with code $rc$lost; resuming from the last checkpoint"
     echo "run.sh: $why" >&2
     log_event "$why" "$attempt"
-    args=$resumed
+    # a job started with --resume PATH resumes from PATH again until it has
+    # saved: out_dir holds none of its checkpoints before, and auto would
+    # start afresh (or from an older run's) instead
+    [ "$from_path" -eq 0 ] || [ "$(saves_logged)" != "$saves_before" ] && args=$resumed
     sleep 1
     [ "$stopping" -eq 1 ] && exit "$rc"
 done

@@ -108,6 +108,23 @@ print("rank killed: restarted at step %d (%s), %d steps after it match the unint
 PY
 echo "rank killed at step $killed_step: training again after $($PY -c "print('%.1f' % ($again - $killed_at))") s"
 
+# 1b. a job started with --resume PATH that fails before it saved a checkpoint
+#     of its own starts again from PATH, not afresh from an empty out_dir
+$RUN --max-restarts 1 -- --config "$tmp/cfg.json" --resume "$tmp/ref/ckpt_000150.h5" \
+    --set max_steps=100000 --set checkpoint_every=0 --set out_dir="$tmp/from" \
+    >/dev/null 2>"$tmp/err.from" &
+sup=$!
+SHOW_ON_FAIL="$tmp/err.from" WATCH=$sup wait_for_record "$tmp/from/log.jsonl" step 60 3
+kill -9 "$(ranks_of "$tmp/from" | tail -1)"
+SHOW_ON_FAIL="$tmp/err.from" WATCH=$sup wait_for_record "$tmp/from/log.jsonl" "event/restart 1: " 60
+kill -TERM "$sup"
+wait "$sup" || { cat "$tmp/err.from"; fail "the job resumed from a file did not stop cleanly"; }
+sup=""
+restarted=$(grep -F '"message":"restart 1: ' "$tmp/from/log.jsonl")
+case $restarted in *"started again at step 150"*) ;;
+*) cat "$tmp/err.from"; fail "--resume PATH, failed before a save: the restart was: $restarted" ;; esac
+echo "--resume PATH, a rank killed before the first save: the restart resumed from PATH again"
+
 # 2. a configuration error is not restarted
 if $RUN --max-restarts 3 -- --config "$tmp/cfg.json" --set max_steps=-1 --set out_dir="$tmp/bad" \
     >/dev/null 2>"$tmp/err.bad"; then fail "a bad config succeeded"; else rc=$?; fi
