@@ -197,8 +197,11 @@ int main(int argc, char **argv)
 {
     run_config cfg;
     char err[512];
-    /* before MPI is up, only mpirun's environment says which rank this is */
+    /* before MPI is up, only the launcher's environment says which rank this
+     * is: mpirun's, or PMIx's (srun --mpi=pmix sets no OMPI_ variable) */
     const char *rank_env = getenv("OMPI_COMM_WORLD_RANK");
+    if (!rank_env)
+        rank_env = getenv("PMIX_RANK");
     quiet = rank_env && atoi(rank_env) != 0;
     const char *resume = NULL;   /* a fresh start */
     int rc = parse_args(argc, argv, &cfg, &resume);

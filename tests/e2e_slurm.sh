@@ -2,6 +2,7 @@
 # launch/slurm/train.sbatch on a one-node Slurm cluster that this test starts
 # from Debian's packages (munged, slurmctld, slurmd as root; every file in a
 # temporary directory; 2 CPUs; its own ports):
+#   0. a job with a bad config fails with one error line, not one per rank;
 #   1. a reference job runs uninterrupted;
 #   2. a second job is requeued mid-run (scontrol requeue), then gets the
 #      time-limit warning (SIGUSR1 to the batch script, as --signal=B:USR1@120
@@ -144,6 +145,14 @@ start_now() {
     sleep 2   # Slurm's rule in whole seconds (above), not an event to wait for
     slurm_retry scontrol update jobid="$1" StartTime=now
 }
+
+# 0. a bad config: one line from the trainer, not one per rank (srun's ranks
+#    know no OMPI_COMM_WORLD_RANK before MPI starts), and the job fails
+bad=$(submit bad --set max_steps=-1) || fail "sbatch refused the job"
+poll 120 done_job "$bad" || { cat "$tmp/bad.out"; fail "the job with a bad config did not end"; }
+[ "$(state "$bad")" = FAILED ] || { cat "$tmp/bad.out"; fail "bad config: job $(state "$bad")"; }
+[ "$(grep -c '^trainer: ' "$tmp/bad.out")" -eq 1 ] || { cat "$tmp/bad.out"; fail "bad config: not one error line"; }
+echo "bad config: one line, job FAILED: $(grep '^trainer: ' "$tmp/bad.out")"
 
 # 1. reference
 ref=$(submit ref) || fail "sbatch refused the job"
