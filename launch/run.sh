@@ -279,7 +279,7 @@ prune_hosts() {
         : > "$new"
         while read -r h rest; do
             case $h in '' | '#'*) continue ;; esac
-            n=$(printf '%s' "$rest" | sed -n 's/.*slots=\([0-9]*\).*/\1/p'); n=${n:-1}
+            n=$(printf '%s' "$rest" | sed -n 's/^\(.*[[:space:]]\)\{0,1\}slots=\([0-9]*\).*/\2/p'); n=${n:-1}
             total=$((total + n))
             if host_answers "$h"; then echo "$h $rest" >> "$new"; alive=$((alive + n)); fi
         done < "$hostfile"

@@ -16,7 +16,9 @@
 # --ranks-per-node K gives K slots to each host of --hosts without a count,
 # and a host's count other than K is refused, as is a --map-by of the user's
 # with it; an option after one that takes a value is refused, not taken as
-# the value.
+# the value.  And with a hostfile host that no longer answers, the restart's
+# -n shrinks by the host's slots=, not its max_slots= (an mpirun of the
+# test's own, which fails at once, shows the commands).
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -63,6 +65,23 @@ cat > "$tmp/cfg.json" <<JSON
  "metrics_endpoint": "none"}
 JSON
 RUN="sh launch/run.sh -n 2 -o --threads 1 --bind-to none --kill-grace 2"
+
+# A hostfile host that no longer answers: -n shrinks by its slots=, not by
+# max_slots= on the same line.  An mpirun of the test's own logs each command
+# and fails after one step; the rsh agent answers for no host.
+mkdir "$tmp/fakebin"
+printf '#!/bin/sh\necho "$*" >> "%s"\necho %s >> "%s"\nexit 1\n' "$tmp/fake.cmds" \
+    "'{\"type\":\"step\",\"step\":1}'" "$tmp/fake/log.jsonl" > "$tmp/fakebin/mpirun"
+printf '#!/bin/sh\nexit 255\n' > "$tmp/noanswer"
+chmod +x "$tmp/fakebin/mpirun" "$tmp/noanswer"
+mkdir "$tmp/fake"
+printf 'localhost slots=2 max_slots=8\nlost slots=2\n' > "$tmp/hosts"
+PATH="$tmp/fakebin:$PATH" sh launch/run.sh -n 4 --hostfile "$tmp/hosts" --max-restarts 1 \
+    --mca plm_rsh_agent "$tmp/noanswer" -- --config "$tmp/cfg.json" --set out_dir="$tmp/fake" \
+    2>"$tmp/err.fake" && fail "the failing job succeeded"
+np=$(sed -n '2s/.* -np \([0-9]*\) .*/\1/p' "$tmp/fake.cmds")
+[ "$np" = 2 ] || { cat "$tmp/err.fake"; fail "2 of 4 slots lost: the restart runs -np '$np', not 2"; }
+echo "hostfile: a host lost, the restart runs -np $np (by slots=, not max_slots=)"
 # the trainer processes of this test's out_dir $1 (by their own command line)
 ranks_of() { ps -eo pid=,comm=,args= | awk -v d="$1" '$2 == "trainer" && index($0, d) { print $1 }'; }
 
