@@ -295,7 +295,7 @@ log_event() {
         "${step:-0}" "$msg" "$2" "$(date +%s.%N)" >> "$log"
 }
 
-attempt=0 args=$targs saves_before=$(saves_logged)
+attempt=0 args=$targs saves_before=$(saves_logged) rc=""
 # the job's attempt (0 the first); set before the dry run, so that it prints
 # the command as run
 GPT_RESTARTS=$attempt; export GPT_RESTARTS
@@ -314,6 +314,11 @@ while :; do
     build_cmd "$args"
     echo "+ $cmd" >&2
     before=$(steps_logged) done_before=$(runs_done)
+    # a stop that came while no job ran (before the first, between two) found
+    # none to pass it to: the job is not started (the next command forks it)
+    if [ "$stopping" -eq 1 ]; then
+        echo "run.sh: stopped by a signal before the job started" >&2; exit "${rc:-143}"
+    fi
     eval "exec $session$cmd" &
     child=$!
     while :; do   # a trapped signal interrupts wait: wait again until the job is gone
@@ -363,5 +368,4 @@ while :; do
     # start afresh (or from an older run's) instead
     [ "$from_path" -eq 0 ] || [ "$(saves_logged)" != "$saves_before" ] && args=$resumed
     sleep 1
-    [ "$stopping" -eq 1 ] && exit "$rc"
 done

@@ -18,7 +18,8 @@
 # with it; an option after one that takes a value is refused, not taken as
 # the value.  And with a hostfile host that no longer answers, the restart's
 # -n shrinks by the host's slots=, not its max_slots= (an mpirun of the
-# test's own, which fails at once, shows the commands).
+# test's own, which fails at once, shows the commands); and a SIGTERM that
+# comes while run.sh prepares the start is not lost: the job is not started.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -82,6 +83,26 @@ PATH="$tmp/fakebin:$PATH" sh launch/run.sh -n 4 --hostfile "$tmp/hosts" --max-re
 np=$(sed -n '2s/.* -np \([0-9]*\) .*/\1/p' "$tmp/fake.cmds")
 [ "$np" = 2 ] || { cat "$tmp/err.fake"; fail "2 of 4 slots lost: the restart runs -np '$np', not 2"; }
 echo "hostfile: a host lost, the restart runs -np $np (by slots=, not max_slots=)"
+
+# SIGTERM while run.sh prepares the job's start (here: while it reads a
+# log.jsonl that a slow grep stands for a long one in): the job is not started
+mkdir "$tmp/slowbin"
+printf '#!/bin/sh\ntouch "%s"\nexec sleep 20\n' "$tmp/slow.started" > "$tmp/slowbin/mpirun"
+printf '#!/bin/sh\nsleep 2\nexec %s "$@"\n' "$(command -v grep)" > "$tmp/slowbin/grep"
+chmod +x "$tmp/slowbin/mpirun" "$tmp/slowbin/grep"
+t=$(date +%s)
+PATH="$tmp/slowbin:$PATH" sh launch/run.sh -- --config "$tmp/cfg.json" --set out_dir="$tmp/fake" \
+    2>"$tmp/err.slow" &
+sup=$!
+sleep 3   # the first grep after the trap (2..4 s)
+kill -TERM "$sup"
+rc=0
+wait "$sup" || rc=$?
+sup=""
+[ ! -e "$tmp/slow.started" ] && [ $(($(date +%s) - t)) -lt 15 ] ||
+    { cat "$tmp/err.slow"; fail "SIGTERM during the start: the job was started"; }
+[ "$rc" -eq 143 ] || { cat "$tmp/err.slow"; fail "SIGTERM during the start: exit code $rc, not 143"; }
+echo "SIGTERM while the job is being started: not started, exit code 143"
 # the trainer processes of this test's out_dir $1 (by their own command line)
 ranks_of() { ps -eo pid=,comm=,args= | awk -v d="$1" '$2 == "trainer" && index($0, d) { print $1 }'; }
 
