@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -641,19 +642,25 @@ int ckpt_load_auto(const char *dir, ckpt_state *s, char *path, size_t pathlen, c
         append(warn, warnlen, "no valid latest pointer, using the newest checkpoint that loads");
     int rc = -1;
     err[0] = '\0';
-    for (int i = -1; i < n && rc != 1; i++) {   /* i = -1: the one latest names */
-        const char *name = i < 0 ? latest : list[i].name;
-        if (!name[0] || (i >= 0 && strcmp(name, latest) == 0))
-            continue;
-        snprintf(path, pathlen, "%s/%s", dir, name);
-        if (ckpt_read(path, s, why, sizeof why) == 0) {
-            rc = 1;
-        } else {
-            append(warn, warnlen, why);
-            if (!err[0])
-                snprintf(err, errlen, "no checkpoint in %s loads; %s", dir, why);
+    /* The one latest names (i = -1), then the others up to its step, newest
+     * first; last the ones past it, which a run that went further left before
+     * this one resumed from an earlier point (prune keeps them): the run the
+     * user went back from is the last resort, not the first. */
+    long last = latest[0] ? ckpt_name_step(latest) : LONG_MAX;
+    for (int past = 0; past < 2 && rc != 1; past++)
+        for (int i = past ? 0 : -1; i < n && rc != 1; i++) {
+            const char *name = i < 0 ? latest : list[i].name;
+            if (!name[0] || (i >= 0 && (strcmp(name, latest) == 0 || (list[i].step > last) != past)))
+                continue;
+            snprintf(path, pathlen, "%s/%s", dir, name);
+            if (ckpt_read(path, s, why, sizeof why) == 0) {
+                rc = 1;
+            } else {
+                append(warn, warnlen, why);
+                if (!err[0])
+                    snprintf(err, errlen, "no checkpoint in %s loads; %s", dir, why);
+            }
         }
-    }
     free(list);
     return rc;
 }

@@ -609,6 +609,29 @@ static void test_auto_falls_back_past_a_damaged_newest(void **state)
     free_state(f);
 }
 
+/* A run that went back to step 4 saved 6: latest names 6, and 8 is the
+ * abandoned run's.  With 6 damaged, 4 comes before 8; with 4 damaged too, 8. */
+static void test_auto_prefers_steps_up_to_latest(void **state)
+{
+    fixture *f = *state;
+    char path[256], warn[1024], err[512];
+    make_state(f, 16, 1);
+    ckpt_state s = view(f, 0);
+    save(f, 4, path, sizeof path);
+    save(f, 8, path, sizeof path);
+    save(f, 6, path, sizeof path);
+    copy_prefix(path, path, 0.6);
+    assert_int_equal(ckpt_load_auto(f->dir, &s, path, sizeof path, warn, sizeof warn, err,
+                                    sizeof err), 1);
+    assert_int_equal(s.train.step, 4);
+    snprintf(path, sizeof path, "%s/ckpt_000004.h5", f->dir);
+    copy_prefix(path, path, 0.6);
+    assert_int_equal(ckpt_load_auto(f->dir, &s, path, sizeof path, warn, sizeof warn, err,
+                                    sizeof err), 1);
+    assert_int_equal(s.train.step, 8);
+    free_state(f);
+}
+
 static void test_name_steps(void **state)
 {
     (void)state;
@@ -632,6 +655,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokenizer_without_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_during_saves_keeps_the_newest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_last_two_and_points_latest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auto_prefers_steps_up_to_latest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_falls_back_past_a_damaged_newest, setup, teardown),
         cmocka_unit_test(test_name_steps),
     };
