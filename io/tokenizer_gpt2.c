@@ -17,11 +17,15 @@
 
 /* ----------------------------------------- spelling, vocabulary and merges */
 
-/* GPT-2's pre-tokenization pattern.  \s under PCRE2_UCP is Unicode White_Space, as in
- * OpenAI's and Hugging Face's encoders (the JS reference's \s differs on U+0085 and
- * U+FEFF). */
+/* GPT-2's pre-tokenization pattern.  Its \s is Unicode White_Space, as in OpenAI's
+ * and Hugging Face's encoders (the JS reference's \s differs on U+0085 and U+FEFF).
+ * PCRE2's \s under PCRE2_UCP also matches U+180E, white space before Unicode 6.3 and
+ * a symbol to those encoders, so BLANKS lists White_Space (a stable set) instead. */
+#define BLANKS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}" \
+               "\\x{205F}\\x{3000}"
 static const char GPT2_PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" BLANKS "\\p{L}\\p{N}]+|"
+    "[" BLANKS "]+(?![^" BLANKS "])|[" BLANKS "]+";
 
 enum {
     MAP_CODEPOINTS = 324,  /* GPT-2's byte-to-unicode map uses U+0021..U+0143 */
