@@ -369,19 +369,25 @@ static int write_files(const char *dir, const tokenizer *t, const uint32_t *ids,
 }
 
 /* The dataset goes to a directory beside dir, which then replaces dir in one
- * rename: a reader sees the old dataset or the new one, never a mix. */
+ * rename: a reader sees the old dataset or the new one, never a mix.  A dir
+ * that is a link to a dataset has the dataset it names replaced (a rename
+ * over the link itself fails), and stays a link. */
 static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *ids,
                          uint64_t ntrain, uint64_t nval)
 {
     char err[PATH_BYTES + 600], tmp[PATH_BYTES + 64];
-    if (fs_temp_dir_beside(dir, tmp, sizeof tmp, err, sizeof err) != 0)
-        return die(EXIT_IO, "%s", err);
-    if (write_files(tmp, t, ids, ntrain, nval, err, sizeof err) != 0 ||
-        fs_replace_dir(tmp, dir, err, sizeof err) != 0) {
+    char *real = realpath(dir, NULL);   /* NULL: no dataset there yet */
+    const char *target = real ? real : dir;
+    int rc = 0;
+    if (fs_temp_dir_beside(target, tmp, sizeof tmp, err, sizeof err) != 0)
+        rc = die(EXIT_IO, "%s", err);
+    else if (write_files(tmp, t, ids, ntrain, nval, err, sizeof err) != 0 ||
+             fs_replace_dir(tmp, target, err, sizeof err) != 0) {
         fs_remove_dir(tmp);
-        return die(EXIT_IO, "%s", err);
+        rc = die(EXIT_IO, "%s", err);
     }
-    return 0;
+    free(real);
+    return rc;
 }
 
 /* A tokenizer with an end-of-text token (gpt2) encodes each file on its own, with

@@ -127,6 +127,13 @@ for name, f in files.items():
 PY
 left=$(ls -d "$tmp"/bpe.tmp-* 2>/dev/null || true)
 [ -z "$left" ] || fail "re-prep left a temporary directory: $left"
+# an --out that is a link to a dataset (data on another disk, say): the dataset it
+# names is replaced, and the link stays a link to it
+ln -s bpe "$tmp/bpelink"
+"$PREP" --input "$tmp/corpus.txt" --out "$tmp/bpelink" --tokenizer bpe --vocab 300 2>"$tmp/log" ||
+    fail "prep through a link to a dataset: $(cat "$tmp/log")"
+[ -L "$tmp/bpelink" ] || fail "prep replaced the --out link"
+grep -q '"type":"bpe"' "$tmp/bpe/tokenizer.json" || fail "prep through a link: the dataset is the old one"
 
 leftover=$(find "$tmp" -name '*.tmp')
 [ -z "$leftover" ] || fail "temporary files left: $leftover"
