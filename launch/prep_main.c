@@ -3,6 +3,7 @@
  * place together. */
 #include "io/dataset.h"
 #include "io/fsutil.h"
+#include "io/hash.h"
 #include "io/shard.h"
 #include "io/tokenizer.h"
 #include "kernels/clock.h"
@@ -30,11 +31,13 @@ typedef struct {
     double val_fraction;
 } prep_args;
 
-/* The files to read, in order, with their identities so a link is not read twice. */
+/* The files to read, in order, with their identities so a link is not read twice
+ * (found through seen: a directory may hold millions of files). */
 typedef struct {
     char **paths;
     struct stat *ids;
     size_t n, cap;
+    size_t *seen;   /* open addressing, 2 * cap slots: index in ids + 1, 0 = empty */
 } file_list;
 
 static void usage(FILE *f)
@@ -148,12 +151,22 @@ static int parse_args(int argc, char **argv, prep_args *a)
     return check_numbers(a);
 }
 
+/* The slot of st's file in l->seen: the one holding it, or the empty one it would take. */
+static size_t seen_slot(const file_list *l, const struct stat *st)
+{
+    size_t mask = 2 * l->cap - 1;
+    size_t i = splitmix64_mix((uint64_t)st->st_ino ^ splitmix64_mix((uint64_t)st->st_dev)) & mask;
+    for (; l->seen[i]; i = (i + 1) & mask) {
+        const struct stat *x = &l->ids[l->seen[i] - 1];
+        if (x->st_dev == st->st_dev && x->st_ino == st->st_ino)
+            break;
+    }
+    return i;
+}
+
 static int already_listed(const file_list *l, const struct stat *st)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (l->ids[i].st_dev == st->st_dev && l->ids[i].st_ino == st->st_ino)
-            return 1;
-    return 0;
+    return l->cap && l->seen[seen_slot(l, st)];
 }
 
 static int list_add(file_list *l, char *path, const struct stat *st)
@@ -166,14 +179,21 @@ static int list_add(file_list *l, char *path, const struct stat *st)
         struct stat *s = realloc(l->ids, cap * sizeof *s);
         if (s)
             l->ids = s;
-        if (!p || !s) {
+        size_t *seen = calloc(2 * cap, sizeof *seen);
+        if (!p || !s || !seen) {
+            free(seen);
             free(path);
             return die(EXIT_IO, "out of memory");
         }
+        free(l->seen);
+        l->seen = seen;
         l->cap = cap;
+        for (size_t i = 0; i < l->n; i++)
+            l->seen[seen_slot(l, &l->ids[i])] = i + 1;
     }
     l->paths[l->n] = path;
-    l->ids[l->n++] = *st;
+    l->ids[l->n] = *st;
+    l->seen[seen_slot(l, st)] = ++l->n;
     return 0;
 }
 
@@ -473,6 +493,7 @@ int main(int argc, char **argv)
         free(files.paths[i]);
     free(files.paths);
     free(files.ids);
+    free(files.seen);
     free(a.inputs);
     free(text);
     free(ends);
