@@ -8,7 +8,8 @@
  * in rank order) and pre-tokenization pattern, giving the ids OpenAI's and Hugging
  * Face's encoders give.  Input that is not valid UTF-8 is split as those encoders split
  * its decoding (each maximal invalid sequence read as U+FFFD), but the raw bytes are
- * encoded, so decoding stays exact.  <|endoftext|> is its eos; as text it is not special.
+ * encoded, so decoding stays exact.  <|endoftext|> is its eos; as text it is not special
+ * here (prep splits a corpus's documents at that text itself).
  *
  * Saved as JSON:
  *   {"type": "byte"|"bpe", "vocab_size": N, "merges": [[a, b], ...]}

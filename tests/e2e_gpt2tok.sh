@@ -4,13 +4,13 @@
 #  - prep --tokenizer gpt2 on tests/data/gpt2_mixed.txt (prose, code, numbers, blank
 #    runs, contractions, accents, CJK, emoji, ill-formed UTF-8) and a larger text (Tiny
 #    Shakespeare, or generated mixed-Unicode text): its ids equal the reference's token
-#    for token, with <|endoftext|> between the two files, with OpenAI's file pair and
-#    with Hugging Face's names for them;
+#    for token, with <|endoftext|> between the two files and for that text in them,
+#    with OpenAI's file pair and with Hugging Face's names for them;
 #  - a vocab file and merges file that do not belong together: one line, exit 1, no
 #    tokenizer.json;
-#  - a tiny model trained on "Hello world<|endoftext|>" repeated: infer (checkpoint and
-#    int8 file) encodes the prompt with the checkpoint's tokenizer and stops at
-#    <|endoftext|>, or goes on with --ignore-eos.
+#  - a tiny model trained on one file of "Hello world<|endoftext|>" repeated: infer
+#    (checkpoint and int8 file) encodes the prompt with the checkpoint's tokenizer and
+#    stops at <|endoftext|>, or goes on with --ignore-eos.
 # Skips (exit 77) without node or the package.
 set -e
 NAME=e2e_gpt2tok
@@ -83,9 +83,8 @@ fi
     --vocab-file "$REF/encoder.json" 2>/dev/null && fail "--vocab-file without --merges accepted"
 
 # infer through the checkpoint's tokenizer; <|endoftext|> ends generation
-mkdir "$tmp/docs"
-for i in $(seq 1 300); do printf 'Hello world' >"$tmp/docs/$(printf %03d "$i")"; done
-"$BUILD/prep" --input "$tmp/docs" --out "$tmp/hello" --tokenizer gpt2 --vocab-file "$REF/encoder.json" \
+for i in $(seq 1 300); do printf 'Hello world<|endoftext|>'; done >"$tmp/docs.txt"
+"$BUILD/prep" --input "$tmp/docs.txt" --out "$tmp/hello" --tokenizer gpt2 --vocab-file "$REF/encoder.json" \
     --merges "$REF/vocab.bpe" 2>/dev/null || fail "prep of the hello corpus"
 cat >"$tmp/cfg.json" <<JSON
 {"vocab_size": 50304, "n_positions": 32, "n_embd": 32, "n_layer": 1, "n_head": 2,

@@ -8,6 +8,8 @@
 //                                               through the reference's BPE, so
 //                                               ill-formed bytes stay bytes
 //   node tests/gpt2_ref.js PKGDIR FILE --utf8   prints the file as the reference reads it
+// The text <|endoftext|> is the token 50256 (Hugging Face's reading, prep's): the
+// encoders run on the pieces between.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -68,17 +70,26 @@ function rawPiece(start, end) {   // code units [start, end) -> their input byte
 
 const t0 = process.hrtime.bigint(), cpu0 = process.cpuUsage();
 const ids = [];
-if (mode === '--raw') {
-  for (const match of text.matchAll(inner.pat)) {
-    const bytes = rawPiece(match.index, match.index + match[0].length);
-    const word = Array.from(bytes, x => inner.byte_encoder[x]).join('');
-    for (const t of inner.bpe(word).split(' ')) ids.push(inner.encoder[t]);
+const EOT = '<|endoftext|>';
+for (let start = 0; start <= text.length;) {
+  const hit = text.indexOf(EOT, start), end = hit < 0 ? text.length : hit;
+  const doc = text.slice(start, end);
+  if (mode === '--raw') {
+    for (const match of doc.matchAll(inner.pat)) {
+      const bytes = rawPiece(start + match.index, start + match.index + match[0].length);
+      const word = Array.from(bytes, x => inner.byte_encoder[x]).join('');
+      for (const t of inner.bpe(word).split(' ')) ids.push(inner.encoder[t]);
+    }
+  } else {
+    // encode() concatenates arrays (quadratic in the text): feed it pieces cut after a
+    // lone newline between two non-blanks, where GPT-2's pattern always ends a match.
+    for (const piece of doc.split(/(?<=\S\n)(?=\S)/u))
+      for (const id of encode(piece)) ids.push(id);
   }
-} else {
-  // encode() concatenates arrays (quadratic in the text): feed it pieces cut after a
-  // lone newline between two non-blanks, where GPT-2's pattern always ends a match.
-  for (const piece of text.split(/(?<=\S\n)(?=\S)/u))
-    for (const id of encode(piece)) ids.push(id);
+  if (hit < 0)
+    break;
+  ids.push(inner.encoder[EOT]);
+  start = hit + EOT.length;
 }
 const s = Number(process.hrtime.bigint() - t0) / 1e9, cpu = process.cpuUsage(cpu0);
 const cpuS = (cpu.user + cpu.system) / 1e6;
