@@ -198,6 +198,10 @@ static int run_request(infer_server *sv, const request *r, cJSON *out, char *err
     int T = sv->m->d.n_positions;
     size_t n = len <= INFER_SERVE_MAX_BYTES ? tokenizer_encode(sv->tok, (const uint8_t *)text,
                                                                len, sv->ids) : len;
+    if (n == SIZE_MAX) {
+        snprintf(err, errlen, "out of memory encoding the prompt");
+        return -1;
+    }
     if (n > (size_t)T) {
         snprintf(err, errlen, "the prompt is %zu tokens but the context holds %d", n, T);
         return -1;
