@@ -115,6 +115,60 @@ static void test_bad_cache_is_ignored(void **state)
     assert_non_null(strstr(json, "\"cached\":true"));   /* the precision's, printed first */
 }
 
+/* The file at path with text put right after its opening brace: a member
+ * named there comes first, so it is the one read. */
+static void put_first(const char *path, const char *text)
+{
+    char old[4096], new[4200];
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(old, 1, sizeof old - 1, f);
+    fclose(f);
+    old[n] = '\0';
+    assert_true(n > 0 && old[0] == '{');
+    snprintf(new, sizeof new, "{%s,%s", text, old + 1);
+    write_text(path, new);
+}
+
+/* Figures no measurement gives (negative, or far past any CPU) are damage,
+ * measured over: the training event prints them with %.0f into a line of
+ * fixed size, which 1e300 overran (the trainer crashed). */
+static void test_absurd_cached_figures_are_measured_over(void **state)
+{
+    (void)state;
+    run_config c;
+    small_config(&c);
+    char path[1024];
+    static const char *const precision_bad[] = {
+        "\"measured_gflops\":{\"fp32\":1e300}", "\"measured_gflops\":{\"bf16\":-1e300}",
+        "\"measured_gflops\":{\"fp32\":\"fast\"}", "\"measure_s\":1e300", "\"measure_s\":-1",
+    };
+    assert_int_equal(precision_cache_path(&c, path, sizeof path), 0);
+    for (size_t i = 0; i < sizeof precision_bad / sizeof precision_bad[0]; i++) {
+        precision_choice p;
+        precision_choose(&c, &p);   /* a good file to spoil */
+        put_first(path, precision_bad[i]);
+        precision_choose(&c, &p);
+        assert_false(p.from_cache);
+        assert_true(p.gflops[GEMM_F32] < 1e7 && p.measure_s < 1e6);
+    }
+    static const char *const kernel_bad[] = {
+        "\"measured_gflops\":{\"first\":1e300,\"gemm\":1}",
+        "\"measured_gflops\":{\"first\":1,\"gemm\":-1e300}", "\"measure_s\":-1e300",
+    };
+    c.precision = PRECISION_FP32;
+    assert_int_equal(weight_grad_cache_path(&c, path, sizeof path), 0);
+    for (size_t i = 0; i < sizeof kernel_bad / sizeof kernel_bad[0]; i++) {
+        weight_grad_choice w;
+        weight_grad_choose(&c, &w);
+        put_first(path, kernel_bad[i]);
+        weight_grad_choose(&c, &w);
+        assert_false(w.from_cache);
+        weight_grad_choose(&c, &w);   /* rewritten with what was measured */
+        assert_true(w.from_cache);
+    }
+}
+
 /* A rebuild (here: this program's time stamp moved) measures again, into
  * the file of the build before it: rebuilds do not add a file each to the
  * cache. */
@@ -220,6 +274,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_measures_then_caches),
         cmocka_unit_test(test_bad_cache_is_ignored),
+        cmocka_unit_test(test_absurd_cached_figures_are_measured_over),
         cmocka_unit_test(test_rebuild_replaces_its_file),
         cmocka_unit_test(test_weight_grad_kernel),
     };

@@ -165,23 +165,42 @@ static cJSON *cache_load(const char *path, const char *key)
     return NULL;
 }
 
+/* A cached figure beyond these is damage, not a measurement (the training
+ * event prints them with %.0f and %.2f into a line that has room for these). */
+#define CACHE_MAX_GFLOPS 1e7
+#define CACHE_MAX_SECONDS 1e6
+
+/* o's number name into *out: true when it is one in [0, max], or (optional)
+ * absent, which reads as 0. */
+static bool cached_figure(const cJSON *o, const char *name, double max, bool optional,
+                          double *out)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, name);
+    *out = 0;
+    if (!v)
+        return optional;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= max))
+        return false;
+    *out = v->valuedouble;
+    return true;
+}
+
 /* The cached precision for key at path; false when absent, damaged or another key's. */
 static bool cache_read(const char *path, const char *key, precision_choice *out)
 {
     cJSON *o = cache_load(path, key);
     const char *chosen = cJSON_GetStringValue(cJSON_GetObjectItem(o, "precision"));
     cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
-    bool ok = chosen && precision_index(chosen) >= 0 && cJSON_IsObject(g);
+    precision_choice p = {.from_cache = true};
+    bool ok = chosen && precision_index(chosen) >= 0 && cJSON_IsObject(g) &&
+              cached_figure(o, "measure_s", CACHE_MAX_SECONDS, false, &p.measure_s);
+    for (int i = 0; ok && i < 3; i++)
+        ok = cached_figure(g, precision_name((gemm_dtype)i), CACHE_MAX_GFLOPS, true,
+                           &p.gflops[i]);
     if (ok) {
-        memset(out, 0, sizeof *out);
-        out->dtype = (gemm_dtype)precision_index(chosen);
-        snprintf(out->chosen, sizeof out->chosen, "%s", chosen);
-        for (int i = 0; i < 3; i++) {
-            cJSON *v = cJSON_GetObjectItem(g, precision_name((gemm_dtype)i));
-            out->gflops[i] = cJSON_IsNumber(v) ? v->valuedouble : 0;
-        }
-        out->measure_s = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "measure_s"));
-        out->from_cache = true;
+        p.dtype = (gemm_dtype)precision_index(chosen);
+        snprintf(p.chosen, sizeof p.chosen, "%s", chosen);
+        *out = p;
     }
     cJSON_Delete(o);
     return ok;
@@ -355,15 +374,15 @@ static bool weight_grad_read(const char *path, const char *key, weight_grad_choi
     cJSON *o = cache_load(path, key);
     const char *kernel = cJSON_GetStringValue(cJSON_GetObjectItem(o, "kernel"));
     cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
+    weight_grad_choice w = {.from_cache = true};
     bool ok = kernel && (strcmp(kernel, "gemm") == 0 || strcmp(kernel, "first") == 0) &&
-              cJSON_IsObject(g);
+              cJSON_IsObject(g) &&
+              cached_figure(g, "first", CACHE_MAX_GFLOPS, true, &w.gflops[0]) &&
+              cached_figure(g, "gemm", CACHE_MAX_GFLOPS, true, &w.gflops[1]) &&
+              cached_figure(o, "measure_s", CACHE_MAX_SECONDS, false, &w.measure_s);
     if (ok) {
-        *out = (weight_grad_choice){.gemm_kernel = strcmp(kernel, "gemm") == 0,
-                                    .from_cache = true};
-        cJSON *first = cJSON_GetObjectItem(g, "first"), *gemm = cJSON_GetObjectItem(g, "gemm");
-        out->gflops[0] = cJSON_IsNumber(first) ? first->valuedouble : 0;
-        out->gflops[1] = cJSON_IsNumber(gemm) ? gemm->valuedouble : 0;
-        out->measure_s = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "measure_s"));
+        w.gemm_kernel = strcmp(kernel, "gemm") == 0;
+        *out = w;
     }
     cJSON_Delete(o);
     return ok;

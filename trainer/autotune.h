@@ -9,9 +9,10 @@
  * are timed in each precision with a native product here, and the fastest is
  * taken.  The result is cached per CPU model, build, threads and shapes in
  * $XDG_CACHE_HOME/gpt-cpu/ (else ~/.cache/gpt-cpu/), so a restart does not
- * pay again; a cache file that does not parse or names another key is ignored
- * and rewritten.  GPT_PRECISION_CACHE=0 in the environment (0 or 1,
- * kernels/env.h) bypasses it.
+ * pay again; a cache file that does not parse, names another key or holds
+ * figures no measurement gives is ignored and rewritten.
+ * GPT_PRECISION_CACHE=0 in the environment (0 or 1, kernels/env.h) bypasses
+ * it.
  */
 #ifndef TRAINER_AUTOTUNE_H
 #define TRAINER_AUTOTUNE_H
