@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
@@ -378,7 +379,8 @@ static int read_train(hid_t f, ckpt_state *s, const ectx *e)
     if (g >= 0)
         H5Gclose(g);
     if (rc || step < 0 || step > INT32_MAX || opt_step < 0 || opt_step > step || tokens < 0 ||
-        cursor < 0 || scale_steps < 0 || scale_steps > INT32_MAX)
+        cursor < 0 || scale_steps < 0 || scale_steps > INT32_MAX ||
+        !(scale == 0 || (scale >= FLT_MIN && scale <= FLT_MAX)))   /* 0: no loss scaler */
         return fail(e, "/train or /optimizer attributes are missing or invalid");
     s->train = (ckpt_train_info){.step = (int)step, .tokens_seen = (uint64_t)tokens,
                                  .data_cursor = (uint64_t)cursor, .seed = seed,

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
@@ -215,6 +216,16 @@ static void test_damaged_files_are_refused(void **state)
     assert_true(refused > (int)(len / 331) * 9 / 10);
     free(data);
     free_state(&g);
+
+    /* a loss scale a float cannot hold (inf, 0 after the cast) or a NaN: an
+     * fp16 resume would skip every step and blame the lr */
+    const double scales[] = {1e300, 1e-300, -8, NAN};
+    for (int i = 0; i < 4; i++) {
+        ckpt_state s = view(f, 3);
+        s.train.loss_scale = scales[i];
+        assert_int_equal(ckpt_write(bad, &s, err, sizeof err), 0);
+        expect_refused(f, bad, "/train or /optimizer attributes are missing or invalid");
+    }
 
     assert_int_equal(fs_write_file_atomic(bad, "not hdf5\n", 9, err, sizeof err), 0);
     expect_refused(f, bad, "not a readable HDF5 file");
