@@ -100,6 +100,7 @@ static void test_bad_configs_are_refused(void **state)
     expect_error(NULL, "seed=1152921504606846976", "seed = 1152921504606846976 is out of range");
     expect_error("{\"seed\": 1e300}", NULL, "is out of range");
     expect_error("{\"batch_size\": 100000, \"seq_len\": 256}", NULL, "2^24");
+    expect_error(NULL, "grad_accum=2000000000", "config: grad_accum 2000000000 is larger than 65536");
 }
 
 static void test_json_dump_round_trips(void **state)

@@ -392,6 +392,7 @@ static int check_dims(const run_config *c, char *err, size_t errlen)
     REQUIRE(c->seq_len > 0 && c->seq_len <= c->n_positions,
             "config: seq_len (%d) must be in 1..n_positions (%d)", c->seq_len, c->n_positions);
     REQUIRE(c->batch_size > 0 && c->grad_accum > 0, "config: batch_size and grad_accum must be positive");
+    REQUIRE(c->grad_accum <= 1 << 16, "config: grad_accum %d is larger than 65536", c->grad_accum);
     REQUIRE((long long)c->batch_size * c->seq_len <= 1 << 24,
             "config: batch_size x seq_len (%lld) exceeds 2^24 tokens per micro-batch",
             (long long)c->batch_size * c->seq_len);

@@ -203,7 +203,7 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
     if (all_ranks_ok(rc, "the end-of-step agreement", "another rank failed reading its batch",
                      err, errlen) != 0)
         return -1;
-    *loss = (float)(comm_sum_double(sum) / (c->grad_accum * world->size));
+    *loss = (float)(comm_sum_double(sum) / ((double)c->grad_accum * world->size));
     return 0;
 }
 
