@@ -13,14 +13,30 @@
 #include "io/le.h"
 #include "kernels/convert.h"
 
-static const char *st_dtype_name(st_dtype d)
+static const struct {
+    const char *name;
+    size_t size;
+} DTYPES[] = {
+    [ST_F32] = {"F32", 4},   [ST_F16] = {"F16", 2},   [ST_BF16] = {"BF16", 2},
+    [ST_F64] = {"F64", 8},   [ST_I64] = {"I64", 8},   [ST_U64] = {"U64", 8},
+    [ST_I32] = {"I32", 4},   [ST_U32] = {"U32", 4},   [ST_I16] = {"I16", 2},
+    [ST_U16] = {"U16", 2},   [ST_I8] = {"I8", 1},     [ST_U8] = {"U8", 1},
+    [ST_BOOL] = {"BOOL", 1}, [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_F8_E5M2] = {"F8_E5M2", 1},
+};
+
+const char *st_dtype_name(st_dtype d)
 {
-    return d == ST_F32 ? "F32" : d == ST_F16 ? "F16" : "BF16";
+    return DTYPES[d].name;
 }
 
 size_t st_dtype_size(st_dtype d)
 {
-    return d == ST_F32 ? 4 : 2;
+    return DTYPES[d].size;
+}
+
+int st_dtype_readable(st_dtype d)
+{
+    return d == ST_F32 || d == ST_F16 || d == ST_BF16;
 }
 
 uint64_t st_numel(const st_tensor *t)
@@ -33,10 +49,9 @@ uint64_t st_numel(const st_tensor *t)
 
 static int parse_dtype(const char *s, st_dtype *d)
 {
-    static const st_dtype all[] = {ST_F32, ST_F16, ST_BF16};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(s, st_dtype_name(all[i])) == 0) {
-            *d = all[i];
+    for (size_t i = 0; i < sizeof DTYPES / sizeof DTYPES[0]; i++)
+        if (strcmp(s, DTYPES[i].name) == 0) {
+            *d = (st_dtype)i;
             return 0;
         }
     return -1;
@@ -265,6 +280,9 @@ enum { ST_CHUNK = 1 << 20 };   /* 16-bit values widened per read */
 int st_read_f32(const st_file *f, const st_tensor *t, float *dst, char *err, size_t errlen)
 {
     uint64_t n = st_numel(t), off = f->data_start + t->begin;
+    if (!st_dtype_readable(t->dtype))
+        return fs_fail(err, errlen, "tensor %s: dtype %s is not supported (F32, F16, BF16)",
+                       t->name, st_dtype_name(t->dtype));
     if (t->dtype == ST_F32) {
         if (read_at(f->fd, dst, n * 4, off) != 0)
             return fs_fail(err, errlen, "tensor %s: %s", t->name, strerror(errno));
@@ -302,7 +320,7 @@ st_writer *st_writer_new(void)
 int st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                   char *err, size_t errlen)
 {
-    if (ndim < 0 || ndim > ST_MAX_DIMS || w->open)
+    if (ndim < 0 || ndim > ST_MAX_DIMS || w->open || !st_dtype_readable(dtype))
         return fs_fail(err, errlen, "tensor %s: cannot be added", name);
     if (w->h.n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 64;

@@ -9,8 +9,10 @@
  * Reading is as strict as the reference implementation: the header is at most
  * 100 MB of valid JSON, each tensor's byte span equals its element count times
  * its dtype's size, and the spans tile the data region exactly (no overlap, no
- * hole, nothing left over).  Only F32, F16 and BF16 tensors are supported;
- * tensors are read one at a time and widened to fp32, so a file larger than
+ * hole, nothing left over).  Every fixed-size dtype of the format is parsed,
+ * so a file is checked whole (older GPT-2 files keep their causal-mask
+ * buffers as U8 or BOOL), but only F32, F16 and BF16 tensors can be read;
+ * they are read one at a time and widened to fp32, so a file larger than
  * memory can be streamed.  Writing goes to PATH.tmp, renamed into place.
  * Every function that can fail returns 0, or -1 with a one-line reason in err.
  */
@@ -23,7 +25,11 @@
 #define ST_MAX_DIMS 4
 #define ST_MAX_HEADER (100u << 20)
 
-typedef enum { ST_F32, ST_F16, ST_BF16 } st_dtype;
+typedef enum {
+    ST_F32, ST_F16, ST_BF16,   /* the ones st_read_f32 reads */
+    ST_F64, ST_I64, ST_U64, ST_I32, ST_U32, ST_I16, ST_U16, ST_I8, ST_U8, ST_BOOL,
+    ST_F8_E4M3, ST_F8_E5M2
+} st_dtype;
 
 typedef struct {
     char *name;
@@ -45,6 +51,9 @@ int st_parse_header(const char *json, size_t len, uint64_t data_len, st_header *
 void st_header_free(st_header *h);
 
 size_t st_dtype_size(st_dtype d);
+const char *st_dtype_name(st_dtype d);
+/* Whether st_read_f32 reads tensors of this dtype (F32, F16, BF16). */
+int st_dtype_readable(st_dtype d);
 /* Number of elements (product of the shape; 1 for a scalar). */
 uint64_t st_numel(const st_tensor *t);
 

@@ -149,13 +149,24 @@ static int shape_is(const st_tensor *t, int rows, int cols)
                 : t->ndim == 1 && t->shape[0] == rows;
 }
 
+/* A tensor that is imported must be of a dtype st_read_f32 reads. */
+static int readable(const st_tensor *t, char *err, size_t errlen)
+{
+    if (st_dtype_readable(t->dtype))
+        return 0;
+    snprintf(err, errlen, "model.safetensors: %s is %s (only F32, F16 and BF16 are read)", t->name,
+             st_dtype_name(t->dtype));
+    return -1;
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* Buffers that are not parameters (the causal mask) are skipped. */
+/* Buffers that are not parameters (the causal mask) are skipped, whatever
+ * their dtype (F32, or U8 or BOOL as transformers 4.x saved them). */
 static int is_buffer(const char *name)
 {
     return ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias");
@@ -178,12 +189,16 @@ static int match_tensors(importer *im, const gpt2_dims *d, char *err, size_t err
                      w->cols ? "," : "", w->cols);
             return -1;
         }
+        if (readable(t, err, errlen) != 0)
+            return -1;
     }
     im->lm_head = st_find(&im->st, "lm_head.weight");
     if (im->lm_head && !shape_is(im->lm_head, d->vocab_size, d->n_embd)) {
         snprintf(err, errlen, "model.safetensors: lm_head.weight's shape differs from wte's");
         return -1;
     }
+    if (im->lm_head && readable(im->lm_head, err, errlen) != 0)
+        return -1;
     for (int k = 0; k < im->st.h.n; k++) {
         const st_tensor *t = &im->st.h.tensors[k];
         int known = t == im->lm_head || is_buffer(t->name);

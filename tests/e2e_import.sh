@@ -1,7 +1,8 @@
 #!/bin/sh
 # build/import of Hugging Face GPT-2 folders that PyTorch wrote (tests/hf_gpt2.py:
 # random weights, safetensors written byte by byte, in F32, F16 and BF16, with and
-# without the "transformer." prefix and a tied lm_head):
+# without the "transformer." prefix and a tied lm_head, causal masks in F32, U8 and
+# BOOL):
 #  - our fp32 eval loss (build/infer --eval) on fixed tokens equals PyTorch's on
 #    the same weights within 1e-5 relative;
 #  - bad folders are refused with one line and a non-zero exit, and nothing is
@@ -43,10 +44,12 @@ sys.exit(0 if rel <= 1e-5 else 1)' "$ours" "$theirs" "$2" || fail "$2: losses di
 }
 $PY tests/hf_gpt2.py make "$tmp/f32" --tokenizer-dir "$TOKDIR" --dtype F32
 compare "$tmp/f32" "F32"
-$PY tests/hf_gpt2.py make "$tmp/f16" --tokenizer-dir "$TOKDIR" --dtype F16 --no-prefix --seed 2
-compare "$tmp/f16" "F16, no transformer. prefix"
-$PY tests/hf_gpt2.py make "$tmp/bf16" --tokenizer-dir "$TOKDIR" --dtype BF16 --lm-head same --seed 3
-compare "$tmp/bf16" "BF16, tied lm_head stored"
+$PY tests/hf_gpt2.py make "$tmp/f16" --tokenizer-dir "$TOKDIR" --dtype F16 --no-prefix --seed 2 \
+    --mask-dtype U8
+compare "$tmp/f16" "F16, no transformer. prefix, U8 masks"
+$PY tests/hf_gpt2.py make "$tmp/bf16" --tokenizer-dir "$TOKDIR" --dtype BF16 --lm-head same --seed 3 \
+    --mask-dtype BOOL
+compare "$tmp/bf16" "BF16, tied lm_head stored, BOOL masks"
 
 # ---- refusals: one line, non-zero, nothing under the output name ----------------
 refuse() {   # $1: folder, $2: expected text in the message
@@ -96,6 +99,9 @@ refuse "$d" "has shape \[50257,64\], config.json makes it \[50257,128\]"
 d=$(variant dtype)
 st_edit "$d/model.safetensors" 'h["transformer.ln_f.bias"]["dtype"] = "F16"'
 refuse "$d" "ln_f.bias: 256 bytes of data for 64 F16"
+d=$(variant int_param)
+st_edit "$d/model.safetensors" 'h["transformer.ln_f.bias"]["dtype"] = "I32"'
+refuse "$d" "transformer.ln_f.bias is I32 (only F32, F16 and BF16 are read)"
 d=$(variant missing)
 st_edit "$d/model.safetensors" 'e = h.pop("transformer.h.1.mlp.c_proj.bias"); h["transformer.h.1.extra"] = e'
 refuse "$d" "transformer.h.1.mlp.c_proj.bias is missing"

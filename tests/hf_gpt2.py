@@ -4,12 +4,14 @@ reference side of tests/e2e_import.sh.
 
     hf_gpt2.py make DIR --tokenizer-dir D [--dtype F32|F16|BF16] [--no-prefix]
                         [--lm-head same|differ|none] [--dims V,T,C,L,H] [--seed S]
-                        [--wte-std X]
+                        [--wte-std X] [--mask-dtype F32|U8|BOOL]
     hf_gpt2.py loss DIR --tokens FILE.tok --seq-len T [--windows N]
 
 `make` writes config.json, model.safetensors (random GPT-2 weights, written
 here byte by byte, not by a library), vocab.json and merges.txt (copied from
-D's encoder.json and vocab.bpe, the same data under OpenAI's names).  `loss`
+D's encoder.json and vocab.bpe, the same data under OpenAI's names).  The causal
+mask buffers (attn.bias) are F32, or with --mask-dtype U8 or BOOL as transformers
+4.x saved them, beside a scalar attn.masked_bias.  `loss`
 reads the safetensors file with numpy and runs the plain PyTorch GPT-2 forward
 of launch/hf_load.py over the windows the trainer's eval uses.
 Needs Debian's python3-torch, python3-numpy and python3-h5py.
@@ -23,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from hf_load import gpt2_loss, read_tokens  # noqa: E402
 
 SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+MASK_DTYPES = ("F32", "U8", "BOOL")
 
 
 def tensor_bytes(t, dtype):
@@ -30,14 +33,17 @@ def tensor_bytes(t, dtype):
         return t.float().numpy().astype("<f4").tobytes()
     if dtype == "F16":
         return t.half().numpy().astype("<f2").tobytes()
+    if dtype in ("U8", "BOOL"):
+        return t.to(torch.uint8).numpy().tobytes()
     return t.bfloat16().view(torch.int16).numpy().astype("<i2").tobytes()
 
 
-def write_safetensors(path, tensors, dtype):
+def write_safetensors(path, tensors, dtype, mask_dtype="F32"):
     header, blobs, at = {"__metadata__": {"format": "pt"}}, [], 0
     for name, t in tensors.items():
-        b = tensor_bytes(t, dtype)
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [at, at + len(b)]}
+        dt = mask_dtype if name.endswith(".attn.bias") else dtype
+        b = tensor_bytes(t, dt)
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [at, at + len(b)]}
         blobs.append(b)
         at += len(b)
     h = json.dumps(header).encode()
@@ -53,7 +59,7 @@ def read_safetensors(path):
     header = json.loads(data[8:8 + n])
     base, out = 8 + n, {}
     for name, e in header.items():
-        if name == "__metadata__":
+        if name == "__metadata__" or e["dtype"] not in SIZES:   # a U8 or BOOL mask
             continue
         b, end = e["data_offsets"]
         raw = data[base + b:base + end]
@@ -67,7 +73,7 @@ def read_safetensors(path):
     return out
 
 
-def random_gpt2(V, T, C, L, H, seed, wte_std):
+def random_gpt2(V, T, C, L, H, seed, wte_std, masked_bias):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s, std=0.02: torch.randn(*s, generator=g) * std
     sd = {"transformer.wte.weight": r(V, C, std=wte_std), "transformer.wpe.weight": r(T, C, std=0.01)}
@@ -76,6 +82,7 @@ def random_gpt2(V, T, C, L, H, seed, wte_std):
         sd.update({
             p + "ln_1.weight": 1 + r(C, std=0.1), p + "ln_1.bias": r(C),
             p + "attn.bias": torch.ones(1, 1, T, T).tril(),   # a buffer, not a parameter
+            **({p + "attn.masked_bias": torch.tensor(-1e4)} if masked_bias else {}),
             p + "attn.c_attn.weight": r(C, 3 * C), p + "attn.c_attn.bias": r(3 * C),
             p + "attn.c_proj.weight": r(C, C), p + "attn.c_proj.bias": r(C),
             p + "ln_2.weight": 1 + r(C, std=0.1), p + "ln_2.bias": r(C),
@@ -90,14 +97,14 @@ def random_gpt2(V, T, C, L, H, seed, wte_std):
 def make(a):
     V, T, C, L, H = (int(x) for x in a.dims.split(","))
     os.makedirs(a.dir, exist_ok=True)
-    sd = random_gpt2(V, T, C, L, H, a.seed, a.wte_std)
+    sd = random_gpt2(V, T, C, L, H, a.seed, a.wte_std, a.mask_dtype != "F32")
     if a.lm_head == "same":
         sd["lm_head.weight"] = sd["transformer.wte.weight"]
     elif a.lm_head == "differ":
         sd["lm_head.weight"] = sd["transformer.wte.weight"] + 1e-3
     if a.no_prefix:
         sd = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in sd.items()}
-    write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype)
+    write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype, a.mask_dtype)
     cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": V,
            "n_positions": T, "n_ctx": T, "n_embd": C, "n_layer": L, "n_head": H, "n_inner": None,
            "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new",
@@ -136,6 +143,7 @@ def main():
     m.add_argument("--tokenizer-dir", required=True)
     m.add_argument("--dtype", default="F32", choices=sorted(SIZES))
     m.add_argument("--no-prefix", action="store_true")
+    m.add_argument("--mask-dtype", default="F32", choices=MASK_DTYPES)
     m.add_argument("--lm-head", default="none", choices=("same", "differ", "none"))
     m.add_argument("--dims", default="50257,64,64,2,4")
     m.add_argument("--seed", type=int, default=1)

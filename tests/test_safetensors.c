@@ -157,6 +157,31 @@ static void test_unfinished_writer_leaves_nothing(void **state)
     assert_int_equal(access(tmp, F_OK), -1);
 }
 
+/* Tensors of the dtypes that are not read (the U8 or BOOL causal mask of older
+ * GPT-2 files, an F64 scalar) are parsed with their sizes, so the file opens
+ * and its float tensors read; reading one of them is refused with a reason. */
+static void test_other_dtypes_parse(void **state)
+{
+    (void)state;
+    const char *h = "{\"mask\":{\"dtype\":\"U8\",\"shape\":[1,1,2,2],\"data_offsets\":[0,4]},"
+                    "\"flag\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[4,7]},"
+                    "\"x\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[7,15]},"
+                    "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[15,19]}}";
+    uint8_t data[19] = {1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x00, 0x00, 0xc0, 0x3f};
+    write_raw(h, strlen(h), data, sizeof data);
+    st_file f;
+    char err[512];
+    assert_int_equal(st_open(&f, path, err, sizeof err), 0);
+    float v[4];
+    assert_int_equal(st_read_f32(&f, st_find(&f, "w"), v, err, sizeof err), 0);
+    assert_true(v[0] == 1.5f);
+    assert_int_not_equal(st_read_f32(&f, st_find(&f, "mask"), v, err, sizeof err), 0);
+    assert_string_equal(err, "tensor mask: dtype U8 is not supported (F32, F16, BF16)");
+    assert_int_not_equal(st_read_f32(&f, st_find(&f, "x"), v, err, sizeof err), 0);
+    assert_non_null(strstr(err, "dtype F64"));
+    st_close(&f);
+}
+
 /* header -> the reason st_open must give (a substring) */
 static void refuse(const char *header, uint64_t hlen, size_t ndata, const char *why)
 {
@@ -184,7 +209,7 @@ static void test_bad_headers(void **state)
     refuse(ok, strlen(ok), 12, "4 bytes after the last");                 /* trailing bytes */
     refuse("[1,2]", 5, 0, "not a JSON object");
     refuse("{\"x\":", 5, 0, "not a JSON object");                         /* truncated header */
-    refuse(T("F64", "[1]", 0, 8) "}", strlen(T("F64", "[1]", 0, 8) "}"), 8, "not supported");
+    refuse(T("Q4", "[1]", 0, 8) "}", strlen(T("Q4", "[1]", 0, 8) "}"), 8, "dtype Q4 is not supported");
     refuse(T("F32", "[3]", 0, 8) "}", strlen(T("F32", "[3]", 0, 8) "}"), 8,
            "8 bytes of data for 3 F32");                                  /* dtype x shape */
     refuse(T("F32", "[-2]", 0, 8) "}", strlen(T("F32", "[-2]", 0, 8) "}"), 8, "bad shape");
@@ -204,8 +229,10 @@ static void test_bad_headers(void **state)
     refuse(meta, strlen(meta), 0, "not a string");
     refuse("{\"x\":{\"dtype\":\"F32\"}}", 21, 0, "needs dtype, shape and data_offsets");
     refuse("", 0, 0, "not a JSON object");
-    const char *nl = "{\"a\\nb\\u001b\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
-    refuse(nl, strlen(nl), 8, "tensor a?b?: dtype F64");                  /* one printable line */
+    const char *nl = "{\"a\\nb\\u001b\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,8]}}";
+    refuse(nl, strlen(nl), 8, "tensor a?b?: dtype Q4");                   /* one printable line */
+    refuse(T("U8", "[3]", 0, 4) "}", strlen(T("U8", "[3]", 0, 4) "}"), 4,
+           "4 bytes of data for 3 U8");                                   /* every dtype's size */
 #undef T
     FILE *f = fopen(path, "wb");   /* shorter than the length field */
     fputs("abc", f);
@@ -254,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_f16),
         cmocka_unit_test(test_roundtrip_bf16),
         cmocka_unit_test(test_unfinished_writer_leaves_nothing),
+        cmocka_unit_test(test_other_dtypes_parse),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_many_tensors_parse_fast),
     };
