@@ -9,7 +9,9 @@ The state dict uses GPT2LMHeadModel's keys (transformer.wte.weight, transformer.
 c_attn.weight [C,3C] in the Conv1D convention, ...).  When the `transformers` package is
 installed it is also loaded into GPT2LMHeadModel itself.  The loss is the mean
 cross-entropy over the first N val windows of T+1 tokens (all of them by default), the
-windows the trainer's eval uses; --expect compares it with the trainer's val_loss.
+windows the trainer's eval uses; --expect compares it with the trainer's val_loss.  As in
+the trainer, the logits of padding rows (a vocab_size above the data's vocabulary, as
+llm.c pads 50257 to 50304) are -inf.
 Needs h5py and torch (Debian: python3-h5py python3-torch).
 
 A file that cannot be read or is not what it should be (missing, truncated, not a
@@ -43,8 +45,9 @@ def reason(e):
 
 
 def read_tokens(path):
-    """A token shard: 32-byte header (magic, version, width, count, vocab), then tokens.
-    OSError if it cannot be read, ValueError if it is not a whole token shard."""
+    """A token shard: 32-byte header (magic, version, width, count, vocab), then tokens;
+    returns the tokens and the header's vocab.  OSError if it cannot be read, ValueError
+    if it is not a whole token shard."""
     with open(path, "rb") as f:
         head = f.read(32)
         if len(head) < 32:
@@ -57,7 +60,7 @@ def read_tokens(path):
             raise ValueError("truncated: %d of the header's %d tokens" % (len(body) // width, count))
         dtype = torch.int16 if width == 2 else torch.int32
         data = torch.frombuffer(bytearray(body), dtype=dtype) if count else torch.zeros(0, dtype=dtype)
-    return data.to(torch.int64) & (0xFFFF if width == 2 else 0xFFFFFFFF)
+    return data.to(torch.int64) & (0xFFFF if width == 2 else 0xFFFFFFFF), vocab
 
 
 def model_names(n_layer):
@@ -85,8 +88,9 @@ def load_state(path):
     return cfg, state
 
 
-def gpt2_loss(cfg, sd, idx, tgt):
-    """GPT-2 forward written against the HF names (Conv1D: y = x W + b)."""
+def gpt2_loss(cfg, sd, idx, tgt, vocab_real=None):
+    """GPT-2 forward written against the HF names (Conv1D: y = x W + b); the logits of
+    rows from vocab_real on (padding) are -inf, as the trainer masks them."""
     C, H = cfg["n_embd"], cfg["n_head"]
     B, T = idx.shape
     p = lambda n: sd["transformer." + n]
@@ -105,6 +109,8 @@ def gpt2_loss(cfg, sd, idx, tgt):
         x = x + m @ h("mlp.c_proj.weight") + h("mlp.c_proj.bias")
     x = F.layer_norm(x, (C,), p("ln_f.weight"), p("ln_f.bias"), 1e-5)
     logits = x @ sd["lm_head.weight"].t()
+    if vocab_real is not None:
+        logits[..., vocab_real:] = float("-inf")
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="sum")
 
 
@@ -142,7 +148,7 @@ def main():
     T = cfg["seq_len"]
     path = os.path.join(a.data, "val.tok")
     try:
-        val = read_tokens(path)
+        val, vocab_real = read_tokens(path)
     except (OSError, ValueError) as e:
         fail(path, reason(e))
     n = (val.numel() - 1) // T
@@ -159,7 +165,7 @@ def main():
             w = torch.arange(w0, min(n, w0 + 64))
             starts = (w * T).unsqueeze(1) + torch.arange(T + 1)
             win = val[starts]
-            total += float(gpt2_loss(cfg, sd, win[:, :-1], win[:, 1:]))
+            total += float(gpt2_loss(cfg, sd, win[:, :-1], win[:, 1:], vocab_real))
     loss = total / (n * T)
     note = try_transformers(cfg, sd)
     print(json.dumps({"ckpt": a.ckpt, "windows": n, "loss": loss, "note": note}))

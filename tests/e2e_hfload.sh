@@ -1,8 +1,9 @@
 #!/bin/sh
 # Interop: a checkpoint's /model, loaded under its Hugging Face names into a
 # PyTorch GPT-2 forward (launch/hf_load.py), gives the trainer's own eval loss on
-# the same val windows.  Needs Debian's python3-h5py and python3-torch; without
-# them (make deps installs them) it prints SKIP and exits 77.
+# the same val windows, with a vocabulary padded past the data's 256 tokens (the
+# padding logits masked on both sides).  Needs Debian's python3-h5py and
+# python3-torch; without them (make deps installs them) it prints SKIP and exits 77.
 set -e
 NAME=e2e_hfload
 . tests/lib_e2e.sh
@@ -10,7 +11,7 @@ $PY -c 'import h5py, torch' 2>/dev/null ||
     skip "$PY cannot import h5py and torch (make deps installs python3-h5py, python3-torch)"
 prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
-{"vocab_size": 256, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
+{"vocab_size": 320, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "max_steps": 30, "precision": "fp32",
  "eval_every": 30, "eval_batches": 10, "log_every": 100, "status_endpoint": "none",
  "control_endpoint": "none", "metrics_endpoint": "none", "data_dir": "$tmp/data", "out_dir": "$tmp/run"}

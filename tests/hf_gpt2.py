@@ -122,7 +122,7 @@ def loss(a):
           for k, v in read_safetensors(os.path.join(a.dir, "model.safetensors")).items()}
     sd["lm_head.weight"] = sd["transformer.wte.weight"]
     T = a.seq_len
-    val = read_tokens(a.tokens)
+    val, _ = read_tokens(a.tokens)
     n = (val.numel() - 1) // T
     if a.windows:
         n = min(n, a.windows)
