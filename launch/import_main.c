@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
@@ -253,6 +254,28 @@ static tokenizer *read_tokenizer(const char *dir, char *err, size_t errlen)
     return tokenizer_load_gpt2(vocab, merges, err, errlen);
 }
 
+/* When model.safetensors is missing, what the folder holds instead: a model
+ * sharded over several files, or PyTorch's pickle, which are not read. */
+static void missing_weights_hint(const char *dir, const char *path, char *err, size_t errlen)
+{
+    static const struct { const char *file, *hint; } other[] = {
+        {"model.safetensors.index.json", "a model sharded over several files is not supported; "
+                                         "save it as one model.safetensors"},
+        {"pytorch_model.bin", "convert it to model.safetensors first, the only weights file read"},
+    };
+    char alt[1100];
+    if (access(path, F_OK) == 0)
+        return;
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        snprintf(alt, sizeof alt, "%s/%s", dir, other[i].file);
+        if (access(alt, F_OK) == 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, errlen - n, " (the folder holds %s: %s)", other[i].file, other[i].hint);
+            return;
+        }
+    }
+}
+
 static char *config_json(const gpt2_dims *d, const char *dir)
 {
     cJSON *o = cJSON_CreateObject();
@@ -292,8 +315,10 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
         rc = -1;
     }
     int opened = rc == 0 && st_open(&im.st, path, err, errlen) == 0;
-    if (rc == 0 && !opened)
+    if (rc == 0 && !opened) {
+        missing_weights_hint(dir, path, err, errlen);
         rc = -1;
+    }
     if (rc == 0)
         rc = match_tensors(&im, &d, err, errlen);
     char *cfg = rc == 0 ? config_json(&d, dir) : NULL;

