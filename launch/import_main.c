@@ -178,7 +178,10 @@ static int match_tensors(importer *im, const gpt2_dims *d, char *err, size_t err
 {
     for (int i = 0; i < im->n; i++) {
         const hf_tensor *w = &im->want[i];
-        const st_tensor *t = im->have[i] = find(&im->st, w->name);
+        const st_tensor *t = find(&im->st, w->name);
+        if (!t && i == 0)   /* safetensors' save_model keeps the tied pair as lm_head.weight */
+            t = st_find(&im->st, "lm_head.weight");
+        im->have[i] = t;
         if (!t) {
             snprintf(err, errlen, "model.safetensors: %s is missing", w->name);
             return -1;
@@ -194,6 +197,8 @@ static int match_tensors(importer *im, const gpt2_dims *d, char *err, size_t err
             return -1;
     }
     im->lm_head = st_find(&im->st, "lm_head.weight");
+    if (im->lm_head == im->have[0])   /* it is wte: nothing to compare */
+        im->lm_head = NULL;
     if (im->lm_head && !shape_is(im->lm_head, d->vocab_size, d->n_embd)) {
         snprintf(err, errlen, "model.safetensors: lm_head.weight's shape differs from wte's");
         return -1;

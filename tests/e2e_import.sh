@@ -1,8 +1,8 @@
 #!/bin/sh
 # build/import of Hugging Face GPT-2 folders that PyTorch wrote (tests/hf_gpt2.py:
 # random weights, safetensors written byte by byte, in F32, F16 and BF16, with and
-# without the "transformer." prefix and a tied lm_head, causal masks in F32, U8 and
-# BOOL):
+# without the "transformer." prefix and a tied lm_head (also stored alone, without
+# wte), causal masks in F32, U8 and BOOL):
 #  - our fp32 eval loss (build/infer --eval) on fixed tokens equals PyTorch's on
 #    the same weights within 1e-5 relative;
 #  - bad folders are refused with one line and a non-zero exit, and nothing is
@@ -47,8 +47,8 @@ sys.exit(0 if rel <= 1e-5 else 1)' "$ours" "$theirs" "$2" || fail "$2: losses di
 $PY tests/hf_gpt2.py make "$tmp/f32" --tokenizer-dir "$TOKDIR" --dtype F32
 compare "$tmp/f32" "F32"
 $PY tests/hf_gpt2.py make "$tmp/f16" --tokenizer-dir "$TOKDIR" --dtype F16 --no-prefix --seed 2 \
-    --mask-dtype U8
-compare "$tmp/f16" "F16, no transformer. prefix, U8 masks"
+    --mask-dtype U8 --lm-head only
+compare "$tmp/f16" "F16, no transformer. prefix, U8 masks, lm_head without wte"
 $PY tests/hf_gpt2.py make "$tmp/bf16" --tokenizer-dir "$TOKDIR" --dtype BF16 --lm-head same --seed 3 \
     --mask-dtype BOOL
 compare "$tmp/bf16" "BF16, tied lm_head stored, BOOL masks"

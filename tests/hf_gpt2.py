@@ -3,7 +3,7 @@
 reference side of tests/e2e_import.sh.
 
     hf_gpt2.py make DIR --tokenizer-dir D [--dtype F32|F16|BF16] [--no-prefix]
-                        [--lm-head same|differ|none] [--dims V,T,C,L,H] [--seed S]
+                        [--lm-head same|differ|only|none] [--dims V,T,C,L,H] [--seed S]
                         [--wte-std X] [--mask-dtype F32|U8|BOOL]
     hf_gpt2.py loss DIR --tokens FILE.tok --seq-len T [--windows N]
 
@@ -102,6 +102,8 @@ def make(a):
         sd["lm_head.weight"] = sd["transformer.wte.weight"]
     elif a.lm_head == "differ":
         sd["lm_head.weight"] = sd["transformer.wte.weight"] + 1e-3
+    elif a.lm_head == "only":   # the tied pair under one name, as safetensors' save_model keeps it
+        sd["lm_head.weight"] = sd.pop("transformer.wte.weight")
     if a.no_prefix:
         sd = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in sd.items()}
     write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype, a.mask_dtype)
@@ -120,6 +122,7 @@ def loss(a):
         cfg = json.load(f)
     sd = {k if k.startswith("transformer.") or k.startswith("lm_head") else "transformer." + k: v
           for k, v in read_safetensors(os.path.join(a.dir, "model.safetensors")).items()}
+    sd.setdefault("transformer.wte.weight", sd.get("lm_head.weight"))   # --lm-head only
     sd["lm_head.weight"] = sd["transformer.wte.weight"]
     T = a.seq_len
     val, _ = read_tokens(a.tokens)
@@ -144,7 +147,7 @@ def main():
     m.add_argument("--dtype", default="F32", choices=sorted(SIZES))
     m.add_argument("--no-prefix", action="store_true")
     m.add_argument("--mask-dtype", default="F32", choices=MASK_DTYPES)
-    m.add_argument("--lm-head", default="none", choices=("same", "differ", "none"))
+    m.add_argument("--lm-head", default="none", choices=("same", "differ", "only", "none"))
     m.add_argument("--dims", default="50257,64,64,2,4")
     m.add_argument("--seed", type=int, default=1)
     m.add_argument("--wte-std", type=float, default=0.02,
