@@ -238,10 +238,15 @@ int st_open(st_file *f, const char *path, char *err, size_t errlen)
     }
     uint64_t hlen = le_get_u64(len8);
     uint64_t size = (uint64_t)st.st_size;
-    if (hlen > ST_MAX_HEADER || hlen > size - 8) {
+    if (hlen > size - 8) {
         st_close(f);
         return fs_fail(err, errlen, "%s: header length %llu is past the end of the file (%llu bytes)",
                     path, (unsigned long long)hlen, (unsigned long long)size);
+    }
+    if (hlen > ST_MAX_HEADER) {
+        st_close(f);
+        return fs_fail(err, errlen, "%s: header length %llu is over the format's limit of %u bytes",
+                    path, (unsigned long long)hlen, ST_MAX_HEADER);
     }
     char *json = malloc(hlen ? hlen : 1);
     int rc = json ? read_at(f->fd, json, hlen, 8) : -1;

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define ST_MAX_DIMS 4
-#define ST_MAX_HEADER (100u << 20)
+#define ST_MAX_HEADER 100000000u   /* the reference implementation's limit: 100 MB, not MiB */
 
 typedef enum {
     ST_F32, ST_F16, ST_BF16,   /* the ones st_read_f32 reads */

@@ -234,6 +234,13 @@ static void test_bad_headers(void **state)
     refuse(T("U8", "[3]", 0, 4) "}", strlen(T("U8", "[3]", 0, 4) "}"), 4,
            "4 bytes of data for 3 U8");                                   /* every dtype's size */
 #undef T
+    /* a header of 100,000,001 bytes: past the format's limit of 100 MB (not MiB) */
+    write_raw("", 100000001, NULL, 0);
+    assert_int_equal(truncate(path, 8 + 100000001), 0);   /* sparse */
+    st_file big;
+    char why[512];
+    assert_int_not_equal(st_open(&big, path, why, sizeof why), 0);
+    assert_non_null(strstr(why, "header length 100000001 is over the format's limit of 100000000"));
     FILE *f = fopen(path, "wb");   /* shorter than the length field */
     fputs("abc", f);
     fclose(f);
