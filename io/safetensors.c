@@ -171,11 +171,11 @@ static int parse_entries(const cJSON *root, st_header *h, char *err, size_t errl
         return fs_fail(err, errlen, "out of memory");
     for (const cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
+            if (!cJSON_IsObject(e))   /* first: an array's items have no names */
+                return fs_fail(err, errlen, "__metadata__ is not an object");
             for (const cJSON *m = e->child; m; m = m->next)
                 if (!cJSON_IsString(m))
                     return fs_fail(err, errlen, "__metadata__ value %s is not a string", m->string);
-            if (!cJSON_IsObject(e))
-                return fs_fail(err, errlen, "__metadata__ is not an object");
             continue;
         }
         st_tensor *t = &h->tensors[h->n];

@@ -227,6 +227,7 @@ static void test_bad_headers(void **state)
     refuse(dup, strlen(dup), 8, "appears twice");
     const char *meta = "{\"__metadata__\":{\"a\":1}}";
     refuse(meta, strlen(meta), 0, "not a string");
+    refuse("{\"__metadata__\":[1]}", 20, 0, "__metadata__ is not an object");
     refuse("{\"x\":{\"dtype\":\"F32\"}}", 21, 0, "needs dtype, shape and data_offsets");
     refuse("", 0, 0, "not a JSON object");
     const char *nl = "{\"a\\nb\\u001b\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,8]}}";
