@@ -220,7 +220,7 @@ static int hf_config(const char *dir, const model_src *m, const char *dtype, cha
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
     cJSON_AddStringToObject(o, "model_type", "gpt2");
-    cJSON_AddNumberToObject(o, "vocab_size", d->vocab_size);
+    cJSON_AddNumberToObject(o, "vocab_size", tokenizer_vocab_size(m->tok));   /* no padding rows */
     cJSON_AddNumberToObject(o, "n_positions", d->n_positions);
     cJSON_AddNumberToObject(o, "n_ctx", d->n_positions);
     cJSON_AddNumberToObject(o, "n_embd", d->n_embd);
@@ -339,7 +339,9 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
     st_writer *w = st_writer_new();
     int rc = w ? spell_vocab(m->tok, &v, err, errlen) : fs_fail(err, errlen, "out of memory");
     for (int i = 0; i < m->n && rc == 0; i++) {
-        int64_t shape[2] = {m->t[i].rows, m->t[i].cols};
+        /* wte (tensor 0) without the padding rows: a row per token, as vocab.json
+         * lists them, so that transformers never samples an id it cannot spell */
+        int64_t shape[2] = {i == 0 ? v.n : m->t[i].rows, m->t[i].cols};
         rc = st_writer_add(w, m->t[i].name, dt, m->t[i].cols ? 2 : 1, shape, err, errlen);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);

@@ -221,6 +221,21 @@ g.attrs["type"] = numpy.bytes_("bpe"); g.attrs["vocab_size"] = numpy.int64(260)
 g["merges"] = numpy.array([[97, 98], [98, 99], [256, 99], [97, 257]], dtype=numpy.int32)' "$tmp/dup.h5"
 refuse 1 "tokens 25[89] and 25[89] are the same bytes" --ckpt "$tmp/dup.h5" --format hf --out "$tmp/dup"
 [ ! -e "$tmp/dup" ] || fail "left dup"
+# the padded model's folder has a row per token (256), as vocab.json: transformers
+# would otherwise sample ids that no token spells
+padded="$tmp/padded/$(cat "$tmp/padded/latest")"
+"$BUILD/export" --ckpt "$padded" --format hf --out "$tmp/hf_padded" >/dev/null || fail "export of a padded model"
+$PY - "$padded" "$tmp/hf_padded" <<'EOF' || fail "padded model: the folder keeps padding rows"
+import h5py, json, sys
+sys.path.insert(0, "tests")
+from hf_gpt2 import read_safetensors
+ck, out = sys.argv[1:]
+wte = read_safetensors(out + "/model.safetensors")["transformer.wte.weight"]
+ours = h5py.File(ck, "r")["model/transformer.wte.weight"][...]
+assert ours.shape[0] == 264 and tuple(wte.shape) == (256, ours.shape[1]), (ours.shape, wte.shape)
+assert (wte.numpy() == ours[:256]).all()
+assert json.load(open(out + "/config.json"))["vocab_size"] == 256
+EOF
 # NaN and inf weights (with a matching checksum) are refused: q8_0 made them
 # finite int8 weights that infer ran
 cp "$ck" "$tmp/nan.h5"
