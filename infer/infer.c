@@ -378,10 +378,13 @@ void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int 
 }
 
 double infer_eval_window(const infer_model *m, infer_state *s, const int *tokens, int n,
-                         float *logits, float *losses, int *greedy)
+                         int n_vocab, float *logits, float *losses, int *greedy)
 {
     int V = m->d.vocab_size;
     infer_forward(m, s, tokens, n, 0, logits);
+    for (int i = 0; i < n; i++)   /* the padding rows, as the trainer masks them */
+        for (int v = n_vocab; v < V; v++)
+            logits[(size_t)i * V + v] = -INFINITY;
     if (greedy)
         for (int i = 0; i < n; i++)
             greedy[i] = infer_argmax(logits + (size_t)i * V, V);

@@ -174,10 +174,12 @@ void infer_forward(const infer_model *m, infer_state *s, const int *tokens, int 
 /* The trainer's eval on one window of n+1 tokens (1 <= n <= max_chunk): one
  * pass over tokens[0..n) from position 0, losses[i] = cross-entropy of
  * tokens[i+1] given tokens[0..i] (the trainer's softmax_xent), greedy[i] =
- * the argmax of row i (greedy NULL: not wanted).  logits: [n, vocab_size]
+ * the argmax of row i (greedy NULL: not wanted).  n_vocab: the tokenizer's
+ * vocabulary (tokens < it); the logits of ids n_vocab..vocab_size-1, padding
+ * rows, are -inf, as the trainer masks them.  logits: [n, vocab_size]
  * scratch.  Returns the sum of the losses. */
 double infer_eval_window(const infer_model *m, infer_state *s, const int *tokens, int n,
-                         float *logits, float *losses, int *greedy);
+                         int n_vocab, float *logits, float *losses, int *greedy);
 
 typedef struct {
     float prob;

@@ -335,12 +335,12 @@ static void evaluator_free(evaluator *e)
 
 /* The windows the trainer's eval cuts from its val split (io/dataset.h): window
  * w is tokens w*T .. w*T+T, for w < (count-1)/T.  ref (NULL: none) runs the
- * same windows for the agreement and its own loss.  Returns 0 or -1. */
-static int eval_windows(const token_shard *sh, int T, long long limit, evaluator *e,
+ * same windows for the agreement and its own loss.  V: the tokenizer's
+ * vocabulary (the model's rows past it are padding).  Returns 0 or -1. */
+static int eval_windows(const token_shard *sh, int T, int V, long long limit, evaluator *e,
                         evaluator *ref, eval_sums *sum, eval_sums *ref_sum, long long *windows,
                         char *err, size_t errlen)
 {
-    int V = e->m->d.vocab_size;
     int *toks = malloc((size_t)(T + 1) * sizeof *toks);
     if (!toks) {
         snprintf(err, errlen, "out of memory for --eval");
@@ -354,15 +354,15 @@ static int eval_windows(const token_shard *sh, int T, long long limit, evaluator
             uint32_t id = shard_token(sh, (uint64_t)w * T + t);
             if (id >= (uint32_t)V) {
                 snprintf(err, errlen, "token %u at position %llu is out of range for "
-                         "vocab_size %d", id, (unsigned long long)w * T + t, V);
+                         "the tokenizer's %d tokens", id, (unsigned long long)w * T + t, V);
                 free(toks);
                 return -1;
             }
             toks[t] = (int)id;
         }
-        sum->loss += infer_eval_window(e->m, &e->s, toks, T, e->logits, e->losses, e->greedy);
+        sum->loss += infer_eval_window(e->m, &e->s, toks, T, V, e->logits, e->losses, e->greedy);
         if (ref)
-            ref_sum->loss += infer_eval_window(ref->m, &ref->s, toks, T, ref->logits,
+            ref_sum->loss += infer_eval_window(ref->m, &ref->s, toks, T, V, ref->logits,
                                                ref->losses, ref->greedy);
         for (int t = 0; t < T; t++) {
             sum->correct += e->greedy[t] == toks[t + 1];
@@ -383,7 +383,8 @@ static int eval_windows(const token_shard *sh, int T, long long limit, evaluator
 
 /* --eval: one JSON object on stdout; ref is the fp32 model or NULL.  Returns
  * the exit status. */
-static int run_eval(const options *o, const infer_model *m, const infer_model *ref)
+static int run_eval(const options *o, const infer_model *m, const tokenizer *tok,
+                    const infer_model *ref)
 {
     char err[512];
     int T = o->seq_len ? o->seq_len : m->d.n_positions;
@@ -403,8 +404,8 @@ static int run_eval(const options *o, const infer_model *m, const infer_model *r
     if (rc == 0 && ref)   /* the reference: fp32 weights and cache */
         rc = evaluator_init(&r, ref, T, INFER_KV_FP32, err, sizeof err);
     if (rc == 0)
-        rc = eval_windows(&sh, T, o->eval_windows, &e, ref ? &r : NULL, &sum, &ref_sum,
-                          &windows, err, sizeof err);
+        rc = eval_windows(&sh, T, tokenizer_vocab_size(tok), o->eval_windows, &e,
+                          ref ? &r : NULL, &sum, &ref_sum, &windows, err, sizeof err);
     if (rc == 0) {
         double n = (double)windows * T;
         printf("{\"quant\":\"%s\",\"windows\":%lld,\"seq_len\":%d,\"tokens\":%.0f,"
@@ -478,7 +479,7 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
 
 /* --eval: the perplexity, and for a quantized model the fp32 one it is
  * compared with (loaded again from the checkpoint).  The exit code. */
-static int eval_mode(const options *o, const infer_model *m)
+static int eval_mode(const options *o, const infer_model *m, const tokenizer *tok)
 {
     char err[512];
     infer_model ref = {0};
@@ -489,7 +490,7 @@ static int eval_mode(const options *o, const infer_model *m)
         fprintf(stderr, "infer: %s\n", err);
         rc = 1;
     } else {
-        rc = run_eval(o, m, has_ref ? &ref : NULL);
+        rc = run_eval(o, m, tok, has_ref ? &ref : NULL);
     }
     tokenizer_free(tok2);
     if (has_ref)
@@ -563,7 +564,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (o.eval)
-        rc = eval_mode(&o, &m);
+        rc = eval_mode(&o, &m, tok);
     else if (o.save_quantized)
         rc = save_mode(&o, &m, tok);
     else if (o.serve)

@@ -2,8 +2,9 @@
 # End to end: build/infer on a checkpoint the trainer wrote.
 #  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
 #    int8, bf16 and fp32; the same --seed gives the same text;
-#  - --eval: fp32 gives the trainer's own val loss on the same windows; int8 agrees with
-#    fp32 on the greedy next token at >= 99% of the positions and raises the loss <= 1%, and
+#  - --eval: fp32 gives the trainer's own val loss on the same windows (a padded
+#    vocabulary too); int8 agrees with fp32 on the greedy next token at >= 99% of the
+#    positions and raises the loss <= 1%, and
 #    so does bf16 (2-byte weights), on its active path and widening (GPT_ISA=avx2,
 #    skipped on a CPU without AVX2, which infer refuses);
 #  - greedy generation stops when the context (n_positions) is full;
@@ -91,6 +92,20 @@ assert b["greedy_agreement"] >= 0.99, b
 assert abs(b["loss_increase"]) <= 0.01, b
 PY
 done
+
+# a vocabulary padded past the tokenizer's 256 tokens: the trainer masks the padding
+# rows out of its loss, and --eval does too, so it still gives the trainer's val loss
+"$BUILD/trainer" --config "$tmp/cfg.json" --set vocab_size=320 --set max_steps=30 \
+    --set eval_every=30 --set eval_batches=5 --set out_dir="$tmp/pad" 2>"$tmp/err" ||
+    { cat "$tmp/err"; fail "trainer (vocab_size 320) failed"; }
+"$BUILD/infer" --ckpt "$tmp/pad/$(cat "$tmp/pad/latest")" --quant fp32 --eval "$tmp/data/val.tok" \
+    --eval-windows 40 >"$tmp/eval.pad" 2>"$tmp/err" || { cat "$tmp/err"; fail "--eval (vocab_size 320) failed"; }
+python3 - "$tmp/pad/log.jsonl" "$tmp/eval.pad" <<'PY' || fail "--eval on a padded vocabulary"
+import json, sys
+val = [json.loads(l) for l in open(sys.argv[1]) if '"eval"' in l][-1]["val_loss"]
+f = json.loads(open(sys.argv[2]).read())
+assert f["windows"] == 40 and abs(f["loss"] - val) <= 1e-4 * val, (f["loss"], val)
+PY
 
 # the context is 64 tokens: greedy generation of 1000 stops when it is full
 "$BUILD/infer" --ckpt "$ck" --prompt "Hello" -n 1000 --temperature 0 >"$tmp/full" 2>"$tmp/err" ||

@@ -287,12 +287,46 @@ static void test_eval_window_matches_trainer_loss(void **state)
     int toks[SEQ + 1], greedy[SEQ], V = DIMS.vocab_size;
     random_tokens(toks, SEQ + 1, V, 8);
     float *logits = malloc(sizeof(float) * SEQ * V), losses[SEQ];
-    double sum = infer_eval_window(&m, &s, toks, SEQ, logits, losses, greedy);
+    double sum = infer_eval_window(&m, &s, toks, SEQ, V, logits, losses, greedy);
     float mean = gpt2_forward(&g, toks, toks + 1, 1, SEQ);
     assert_true(test_close("eval losses", losses, g.losses, SEQ, 1e-5f, 1e-4f));
     assert_true(fabs(sum / SEQ - mean) <= 1e-4 * mean);
     for (int t = 0; t < SEQ; t++)
         assert_int_equal(greedy[t], infer_argmax(g.logits + (size_t)t * V, V));
+    free(logits);
+    free_infer(&m, &s);
+    gpt2_destroy(&g);
+}
+
+/* A vocabulary padded past the tokenizer's R tokens (as llm.c pads 50257 to
+ * 50304): the trainer masks the padding rows' logits to -inf (vocab_real),
+ * and so does --eval's window, so its losses are the trainer's and its greedy
+ * tokens real ones, though the padding rows are made to dominate the logits. */
+static void test_eval_window_masks_padding(void **state)
+{
+    (void)state;
+    const int R = 200, V = DIMS.vocab_size, C = DIMS.n_embd;
+    char err[256];
+    gpt2 g;
+    gpt2_options o = {.vocab_real = R};
+    assert_int_equal(gpt2_create(&g, &DIMS, 1, SEQ, &o, err, sizeof err), 0);
+    gpt2_init_params(&g, 17);
+    for (size_t i = 0; i < (size_t)V * C; i++)
+        g.p.wte[i] *= i < (size_t)R * C ? 25.0f : 400.0f;
+    infer_model m;
+    infer_state s;
+    make_infer(&m, &s, &g, INFER_FP32);
+    int toks[SEQ + 1], greedy[SEQ];
+    random_tokens(toks, SEQ + 1, R, 9);
+    float *logits = malloc(sizeof(float) * SEQ * V), losses[SEQ];
+    double sum = infer_eval_window(&m, &s, toks, SEQ, R, logits, losses, greedy);
+    float mean = gpt2_forward(&g, toks, toks + 1, 1, SEQ);
+    assert_true(test_close("padded eval losses", losses, g.losses, SEQ, 1e-5f, 1e-4f));
+    assert_true(fabs(sum / SEQ - mean) <= 1e-4 * mean);
+    for (int t = 0; t < SEQ; t++) {
+        assert_true(greedy[t] < R);
+        assert_int_equal(greedy[t], infer_argmax(g.logits + (size_t)t * V, V));
+    }
     free(logits);
     free_infer(&m, &s);
     gpt2_destroy(&g);
@@ -853,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_bf16_kv_cache),
         cmocka_unit_test(test_int8_agrees_with_fp32),
         cmocka_unit_test(test_eval_window_matches_trainer_loss),
+        cmocka_unit_test(test_eval_window_masks_padding),
         cmocka_unit_test(test_int8_holds_wte_once),
         cmocka_unit_test(test_bf16_holds_2_bytes),
         cmocka_unit_test(test_prefill_matches_token_by_token_bf16),
