@@ -478,12 +478,15 @@ static int run(const options *o, const infer_model *m, const tokenizer *tok)
 }
 
 /* --eval: the perplexity, and for a quantized model the fp32 one it is
- * compared with (loaded again from the checkpoint).  The exit code. */
+ * compared with (loaded again from the checkpoint; a --save-quantized file
+ * holds no fp32 weights, so it has none).  The exit code. */
 static int eval_mode(const options *o, const infer_model *m, const tokenizer *tok)
 {
     char err[512];
     infer_model ref = {0};
-    bool has_ref = o->quant != INFER_FP32;
+    infer_q8file *q8 = NULL;   /* opened (1) only for a --save-quantized file */
+    bool has_ref = o->quant != INFER_FP32 && infer_q8file_open(o->ckpt, &q8, err, sizeof err) != 1;
+    infer_q8file_close(q8);
     tokenizer *tok2 = NULL;
     int rc;
     if (has_ref && infer_load(o->ckpt, INFER_FP32, &ref, &tok2, err, sizeof err) != 0) {

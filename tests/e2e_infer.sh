@@ -1,12 +1,12 @@
 #!/bin/sh
 # End to end: build/infer on a checkpoint the trainer wrote.
 #  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
-#    int8, bf16 and fp32; the same --seed gives the same text;
+#    int8, bf16 and fp32; the same --seed gives the same text; a --save-quantized file
+#    gives the int8 text and --eval figures;
 #  - --eval: fp32 gives the trainer's own val loss on the same windows (a padded
 #    vocabulary too); int8 agrees with fp32 on the greedy next token at >= 99% of the
-#    positions and raises the loss <= 1%, and
-#    so does bf16 (2-byte weights), on its active path and widening (GPT_ISA=avx2,
-#    skipped on a CPU without AVX2, which infer refuses);
+#    positions and raises the loss <= 1%, and so does bf16 (2-byte weights), on its active
+#    path and widening (GPT_ISA=avx2, skipped on a CPU without AVX2, which infer refuses);
 #  - greedy generation stops when the context (n_positions) is full;
 #  - --bench prints one JSON object with the required fields;
 #  - a truncated checkpoint is refused with one line and exit 1, bad flags and a
@@ -61,6 +61,14 @@ assert abs(f["loss"] - val) <= 1e-4 * val, (f["loss"], val)
 assert q["ref_quant"] == "fp32" and abs(q["ref_loss"] - f["loss"]) <= 1e-6 * f["loss"], q
 assert q["greedy_agreement"] >= 0.99, q
 assert q["loss_increase"] <= 0.01, q
+PY
+# the int8 file: the same int8 figures; it holds no fp32 weights to compare with
+"$BUILD/infer" --ckpt "$tmp/q8.h5" --eval "$tmp/data/val.tok" --eval-windows 400 \
+    >"$tmp/eval.q8" 2>"$tmp/err" || { cat "$tmp/err"; fail "--eval on the int8 file failed"; }
+python3 - "$tmp/eval.int8" "$tmp/eval.q8" <<'PY' || fail "--eval on the int8 file: other figures"
+import json, sys
+q, f = (json.loads(open(p).read()) for p in sys.argv[1:])
+assert "ref_loss" not in f and (f["loss"], f["accuracy"]) == (q["loss"], q["accuracy"]), (f, q)
 PY
 
 # bf16 (2-byte weights) against fp32 on the same windows: on the active path
