@@ -577,5 +577,11 @@ int main(int argc, char **argv)
     infer_model_free(&m);
     tokenizer_free(tok);
     gemm_release();
+    errno = 0;   /* the text or JSON is the result: a full disk is no success */
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "infer: cannot write the output: %s\n",
+                errno ? strerror(errno) : "disk full?");
+        rc = 1;
+    }
     return rc;
 }

@@ -179,5 +179,11 @@ expect_exit 2 "needs a value" --ckpt
 rc=0; GPT_ISA=avx1024 "$BUILD/infer" --ckpt "$tmp/none.h5" >/dev/null 2>"$tmp/err" || rc=$?
 [ "$rc" -eq 2 ] && [ "$(cat "$tmp/err")" = "infer: GPT_ISA=avx1024 is not a kernel path (scalar, avx2 or avx512)" ] ||
     { cat "$tmp/err"; fail "GPT_ISA=avx1024: exit $rc"; }
+# output that cannot be written (a full disk) is an error, not a silent success
+for mode in "--prompt The -n 5" "--eval $tmp/data/val.tok --eval-windows 2" "--bench -n 5"; do
+    rc=0; "$BUILD/infer" --ckpt "$ck" $mode >/dev/full 2>"$tmp/err" || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "^infer: cannot write the output: " "$tmp/err" ||
+        { cat "$tmp/err"; fail "infer $mode >/dev/full: exit $rc"; }
+done
 "$BUILD/infer" --help | grep -q "usage: build/infer" || fail "--help"
 echo "PASS e2e_infer"
