@@ -536,12 +536,15 @@ int infer_sample(infer_sampler *s, const float *logits)
     if (s->top_p < 1)   /* NaN: off, as 1 */
         n = nucleus(c, n, s->top_p, 1.0f / sum, &mass);
     float r = rng_uniform(&s->rng) * mass, cum = 0;
+    int last = 0;   /* the last candidate that can be drawn (probability > 0) */
     for (int i = 0; i < n; i++) {
         cum += c[i].prob;
         if (r < cum)
             return c[i].index;
+        if (c[i].prob > 0)
+            last = i;
     }
-    return c[n - 1].index;   /* rounding left r just above the total */
+    return c[last].index;   /* rounding left r at or above the total */
 }
 
 /* ---- generation ------------------------------------------------------------ */

@@ -168,6 +168,20 @@ static void test_non_finite_logits(void **state)
     assert_int_equal(infer_argmax((const float[]){NAN, NAN}, 2), 0);
 }
 
+/* Seed 3747935's first draw is the largest, 1 - 2^-24, and these
+ * probabilities sum (in float, in order) to less: the draw falls past every
+ * candidate, and must still not be the last, whose logit is -inf or NaN. */
+static void test_draw_past_the_rounded_total(void **state)
+{
+    (void)state;
+    float x[6] = {3.588f, 2.48f, -0.684f, 2.32f, 1.992f, -INFINITY};
+    int out[1];
+    for (int k = 0; k < 2; k++, x[5] = NAN) {
+        draw(out, 1, x, 6, 1.0f, 0, 1.0f, 3747935);
+        assert_int_not_equal(out[0], 5);
+    }
+}
+
 static void test_vocabulary_of_one(void **state)
 {
     (void)state;
@@ -306,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_flat_distribution_with_tiny_top_p),
         cmocka_unit_test(test_huge_temperatures_spread),
         cmocka_unit_test(test_non_finite_logits),
+        cmocka_unit_test(test_draw_past_the_rounded_total),
         cmocka_unit_test(test_vocabulary_of_one),
         cmocka_unit_test(test_top_p_keeps_the_nucleus),
         cmocka_unit_test(test_top_p_boundary_is_inclusive),
