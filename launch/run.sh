@@ -308,7 +308,10 @@ session=$(command -v setsid >/dev/null && echo "setsid " || :)
 sv_tmp=$(mktemp -d)
 child="" stopping=0
 trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
-trap '[ -n "$child" ] && kill -USR1 "$child" 2>/dev/null' USR1
+# (a checkpoint request with no job running has nothing to save: said, not kept,
+# since a job just starting would die of a SIGUSR1 before it handles one)
+trap 'if [ -n "$child" ]; then kill -USR1 "$child" 2>/dev/null; else
+      echo "run.sh: no job is running: the checkpoint request (SIGUSR1) is dropped" >&2; fi' USR1
 trap 'rm -rf "$sv_tmp"' EXIT
 while :; do
     build_cmd "$args"

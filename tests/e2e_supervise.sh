@@ -85,7 +85,8 @@ np=$(sed -n '2s/.* -np \([0-9]*\) .*/\1/p' "$tmp/fake.cmds")
 echo "hostfile: a host lost, the restart runs -np $np (by slots=, not max_slots=)"
 
 # SIGTERM while run.sh prepares the job's start (here: while it reads a
-# log.jsonl that a slow grep stands for a long one in): the job is not started
+# log.jsonl that a slow grep stands for a long one in): the job is not started;
+# a SIGUSR1 then has no job to save and is said to be dropped
 mkdir "$tmp/slowbin"
 printf '#!/bin/sh\ntouch "%s"\nexec sleep 20\n' "$tmp/slow.started" > "$tmp/slowbin/mpirun"
 printf '#!/bin/sh\nsleep 2\nexec %s "$@"\n' "$(command -v grep)" > "$tmp/slowbin/grep"
@@ -95,6 +96,7 @@ PATH="$tmp/slowbin:$PATH" sh launch/run.sh -- --config "$tmp/cfg.json" --set out
     2>"$tmp/err.slow" &
 sup=$!
 sleep 3   # the first grep after the trap (2..4 s)
+kill -USR1 "$sup"
 kill -TERM "$sup"
 rc=0
 wait "$sup" || rc=$?
@@ -102,7 +104,9 @@ sup=""
 [ ! -e "$tmp/slow.started" ] && [ $(($(date +%s) - t)) -lt 15 ] ||
     { cat "$tmp/err.slow"; fail "SIGTERM during the start: the job was started"; }
 [ "$rc" -eq 143 ] || { cat "$tmp/err.slow"; fail "SIGTERM during the start: exit code $rc, not 143"; }
-echo "SIGTERM while the job is being started: not started, exit code 143"
+grep -q "no job is running: the checkpoint request (SIGUSR1) is dropped" "$tmp/err.slow" ||
+    { cat "$tmp/err.slow"; fail "SIGUSR1 during the start: not said to be dropped"; }
+echo "SIGUSR1 and SIGTERM while the job is being started: not started, exit code 143"
 # the trainer processes of this test's out_dir $1 (by their own command line)
 ranks_of() { ps -eo pid=,comm=,args= | awk -v d="$1" '$2 == "trainer" && index($0, d) { print $1 }'; }
 
