@@ -38,13 +38,12 @@ struct loader {
     void *dealer, *events;
     uint64_t next_seq, sent_seq;
     int connects, sockets;   /* connections of this socket; sockets opened */
-    size_t recv_cap;
+    size_t recv_cap;         /* the longest message: a batch, or an error report */
     pthread_t thread;
     atomic_bool stop;
     atomic_long produced;   /* batches the thread has queued, and the trainer taken */
     long consumed;
-    uint8_t *send_buf, *recv_buf;
-    size_t msg_bytes;
+    uint8_t *send_buf, *recv_buf;   /* recv_cap bytes (+1 to receive) */
     int *in_tmp, *tg_tmp;   /* the thread's batch before encoding */
 };
 
@@ -176,7 +175,7 @@ static void *produce(void *arg)
                                     l->tg_tmp);
             } else {   /* tell the trainer why, then stop producing */
                 put_header(l->send_buf, step, j, o->rank, o->B, o->T, 0);
-                size_t n = strlen(err);
+                size_t n = strnlen(err, ERROR_TEXT_BYTES);
                 memcpy(l->send_buf + LOADER_HEADER_BYTES, err, n);
                 len = LOADER_HEADER_BYTES + n;
                 send_blocking(l, l->send_buf, len);
@@ -590,10 +589,13 @@ loader *loader_start(const dataset *d, const loader_options *o, char *err, size_
         return l;
     }
     l->width = d->model_vocab <= 65536 ? 2 : 4;
-    l->msg_bytes = loader_message_bytes(o->B, o->T, l->width);
+    /* room for a batch and for an error report, which a small batch is shorter than */
+    l->recv_cap = loader_message_bytes(o->B, o->T, l->width);
+    if (l->recv_cap < LOADER_HEADER_BYTES + ERROR_TEXT_BYTES)
+        l->recv_cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
     size_t n = (size_t)o->B * o->T;
-    l->send_buf = malloc(l->msg_bytes);
-    l->recv_buf = malloc(l->msg_bytes + 1);   /* +1: a longer message is detected, not cut */
+    l->send_buf = malloc(l->recv_cap);
+    l->recv_buf = malloc(l->recv_cap + 1);   /* +1: a longer message is detected, not cut */
     l->in_tmp = malloc(n * sizeof(int));
     l->tg_tmp = malloc(n * sizeof(int));
     l->ctx = zmq_ctx_new();
@@ -778,7 +780,7 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
     int len;
     /* a signal (a stop or checkpoint request, which the run takes after the
      * step) interrupts the wait; the batch is still needed */
-    while ((len = zmq_recv(l->pull, l->recv_buf, l->msg_bytes + 1, 0)) < 0 && zmq_errno() == EINTR)
+    while ((len = zmq_recv(l->pull, l->recv_buf, l->recv_cap + 1, 0)) < 0 && zmq_errno() == EINTR)
         continue;
     *wait_ms = now_ms() - t0;
     if (len < 0) {

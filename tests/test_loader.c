@@ -298,6 +298,29 @@ static void test_loader_errors_and_timeout(void **state)
     free(in), free(tg);
 }
 
+/* A batch smaller than the reason of its error (here 1 x 2 tokens, 8 bytes)
+ * still carries the whole reason: neither end's buffer is overrun by it. */
+static void test_small_batch_error_is_whole(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256];
+    assert_int_equal(dataset_open(&d, dir, 2, VOCAB + 6, 3, err, sizeof err), 0);
+    d.model_vocab = VOCAB;   /* the sample ending at the last train token is damaged */
+    loader_options o = {.B = 1, .T = 2, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 2, .timeout_ms = 5000};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    int in[2], tg[2], rc = 0;
+    double wait;
+    for (uint64_t s = 0; s < NTOK && rc == 0; s++)   /* one epoch reaches it */
+        rc = loader_next(l, s, 0, in, tg, &wait, err, sizeof err);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "out of range for vocab_size 300"));
+    loader_stop(l);
+    dataset_close(&d);
+}
+
 /* ---- remote mode ---------------------------------------------------------- */
 
 static loader_request sample_request(void)
@@ -749,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_bad_messages_are_refused),
         cmocka_unit_test(test_out_of_range_tokens_are_refused),
         WITH_DATA(test_loader_errors_and_timeout),
+        WITH_DATA(test_small_batch_error_is_whole),
         cmocka_unit_test(test_request_round_trip_and_validation),
         WITH_DATA(test_request_mismatch_is_refused),
         WITH_DATA(test_server_answers_garbage_with_errors),
