@@ -173,6 +173,38 @@ static void test_signals_do_not_lose_a_batch(void **state)
     sigaction(SIGUSR2, &old, NULL);
 }
 
+/* A process-directed signal may be delivered to any thread that does not
+ * block it: one the loader thread takes while it waits for room in the queue
+ * must not end it.  The main thread blocks the signal here, so that only the
+ * loader thread could take it. */
+static void test_loader_thread_survives_signals(void **state)
+{
+    (void)state;
+    struct sigaction sa = {.sa_handler = count_interrupt}, old;   /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &sa, &old), 0);
+    dataset d;
+    char err[256];
+    open_data(&d, 3);
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 1, .timeout_ms = 2000};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    sigset_t usr2, mask;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &usr2, &mask), 0);
+    for (int i = 0; i < 20; i++) {   /* the queue is full: the loader waits to send */
+        usleep(2000);
+        kill(getpid(), SIGUSR2);
+    }
+    expect_batches(l, &d, &o, 0, 10, 0);
+    loader_stop(l);
+    dataset_close(&d);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &mask, NULL), 0);   /* takes the pending one */
+    sigaction(SIGUSR2, &old, NULL);
+}
+
 /* The queue fills up to about the configured depth while nobody reads it. */
 static void test_queue_depth_is_reported(void **state)
 {
@@ -768,6 +800,7 @@ int main(void)
         WITH_DATA(test_slow_consumer_loses_nothing),
         WITH_DATA(test_queue_depth_is_reported),
         WITH_DATA(test_signals_do_not_lose_a_batch),
+        WITH_DATA(test_loader_thread_survives_signals),
         cmocka_unit_test(test_global_batch_independent_of_ranks),
         cmocka_unit_test(test_bad_messages_are_refused),
         cmocka_unit_test(test_out_of_range_tokens_are_refused),
