@@ -790,7 +790,7 @@ int loader_next(loader *l, uint64_t step, int micro, int *inputs, int *targets, 
     *wait_ms = now_ms() - t0;
     if (len < 0) {
         snprintf(err, errlen, "loader: no batch for step %" PRIu64 " within %d ms (the loader "
-                 "stopped answering)", step, l->opt.timeout_ms);
+                 "stopped answering)", step + 1, l->opt.timeout_ms);
         return -1;
     }
     l->consumed++;

@@ -324,6 +324,9 @@ static void test_loader_errors_and_timeout(void **state)
     assert_non_null(strstr(err, "out of range"));
     assert_int_equal(loader_next(l, s, 0, in, tg, &wait, err, sizeof err), -1);
     assert_non_null(strstr(err, "stopped answering"));
+    char want[64];   /* steps are counted from 1 in messages, as in the run's log */
+    snprintf(want, sizeof want, "no batch for step %d ", (int)s + 1);
+    assert_non_null(strstr(err, want));
     assert_true(wait >= 250 && wait < 3000);
     loader_stop(l);
     dataset_close(&d);
