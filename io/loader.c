@@ -755,9 +755,11 @@ static int next_remote(loader *l, uint64_t step, int micro, int *inputs, int *ta
     int len = receive_expected(l, wait_ms, err, errlen);
     if (len == -2)
         return -1;
-    if (len < 0) {
-        snprintf(err, errlen, "loader at %s did not answer within %g s (batch of step %" PRIu64 ")",
-                 l->endpoint, l->opt.timeout_ms / 1e3, step + 1);
+    if (len < 0) {   /* never answered: a server with a token ignores a rank without it */
+        snprintf(err, errlen, "loader at %s did not answer within %g s (batch of step %" PRIu64
+                 "%s)", l->endpoint, l->opt.timeout_ms / 1e3, step + 1,
+                 l->next_seq == 0 ? "; a loader with a token answers only requests that carry "
+                                    "it: $" LOADER_TOKEN_ENV : "");
         return -1;
     }
     char why[400];

@@ -541,6 +541,35 @@ static void test_server_token(void **state)
     dataset_close(&d);
 }
 
+/* A server with a token ignores a rank without it: the rank's timeout says a
+ * token may be why, as a silent server would otherwise look merely down. */
+static void test_remote_without_token_says_so(void **state)
+{
+    (void)state;
+    dataset d;
+    char err[256], endpoint[128];
+    open_data(&d, 3);
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/token.sock", dir);
+    server_thread st = {.endpoint = endpoint};
+    st.srv = loader_server_new(&d, err, sizeof err);
+    assert_non_null(st.srv);
+    assert_int_equal(loader_server_set_token(st.srv, "s3cret"), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, serve, &st), 0);
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1, .depth = 2,
+                        .timeout_ms = 300, .endpoint = endpoint, .token = "wrong"};
+    loader *l = loader_start(&d, &o, err, sizeof err);
+    assert_non_null(l);
+    int in[2 * T], tg[2 * T];
+    double wait;
+    assert_int_equal(loader_next(l, 0, 0, in, tg, &wait, err, sizeof err), -1);
+    assert_non_null(strstr(err, "did not answer within 0.3 s"));
+    assert_non_null(strstr(err, "$" LOADER_TOKEN_ENV));
+    loader_stop(l);
+    stop_server(&st, th);
+    dataset_close(&d);
+}
+
 /* A rank in remote mode gets the batches of a direct read, for a resumed
  * start and accumulation, from a server thread; a mismatched seed is refused
  * naming the endpoint. */
@@ -814,6 +843,7 @@ int main(void)
         WITH_DATA(test_server_answers_garbage_with_errors),
         WITH_DATA(test_remote_same_batches),
         WITH_DATA(test_server_token),
+        WITH_DATA(test_remote_without_token_says_so),
         WITH_DATA(test_remote_server_restart),
         WITH_DATA(test_remote_discards_stale_and_reordered),
         WITH_DATA(test_remote_asks_again_after_silence),
