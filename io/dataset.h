@@ -3,7 +3,8 @@
  *
  * Training batches: global sample g of the run is the window at
  * sampler_offset(g); micro-batch j of step s holds the samples
- * (s * grad_accum + j) * B + b for b < B.
+ * (s * grad_accum + j) * ranks * B + b for b < ranks * B, rank r the r-th B
+ * of them (dataset_first_sample).
  * Evaluation: the val split cut into consecutive, non-overlapping windows of
  * T+1 tokens (each predicts T tokens), in order.
  */

@@ -124,9 +124,10 @@ int loader_decode(const uint8_t *buf, size_t len, uint64_t step, int micro, int 
     }
     if (le_get_u64(buf + 8) != step || le_get_u32(buf + 16) != (uint32_t)micro ||
         le_get_u32(buf + 20) != (uint32_t)rank) {
+        /* steps as the log counts them, from 1 */
         snprintf(err, errlen, "loader: got step %" PRIu64 " micro-batch %u for rank %u, expected "
-                 "step %" PRIu64 " micro-batch %d for rank %d", le_get_u64(buf + 8),
-                 le_get_u32(buf + 16), le_get_u32(buf + 20), step, micro, rank);
+                 "step %" PRIu64 " micro-batch %d for rank %d", le_get_u64(buf + 8) + 1,
+                 le_get_u32(buf + 16), le_get_u32(buf + 20), step + 1, micro, rank);
         return -1;
     }
     if (le_get_u32(buf + 24) != (uint32_t)B || le_get_u32(buf + 28) != (uint32_t)T ||
@@ -608,18 +609,22 @@ loader *loader_start(const dataset *d, const loader_options *o, char *err, size_
     snprintf(endpoint, sizeof endpoint, "inproc://loader-%p", (void *)l);
     /* half the depth queued at each end of the pipe */
     zsock_opts half = {.hwm = o->depth > 1 ? (o->depth + 1) / 2 : 1};
-    if (!l->send_buf || !l->recv_buf || !l->in_tmp || !l->tg_tmp || !l->ctx ||
-        !(l->push = zsock_open(l->ctx, ZSOCK_PIPE_PUSH, endpoint, &half, err, errlen)) ||
-        !(l->pull = zsock_open(l->ctx, ZSOCK_PIPE_PULL, endpoint, &half, err, errlen)) ||
-        zsock_set(l->push, ZMQ_SNDTIMEO, SEND_POLL_MS) ||
-        zsock_set(l->pull, ZMQ_RCVTIMEO, o->timeout_ms) ||
-        pthread_create(&l->thread, NULL, produce, l) != 0) {
+    int rc = -1;
+    if (!l->send_buf || !l->recv_buf || !l->in_tmp || !l->tg_tmp || !l->ctx)
+        snprintf(err, errlen, "loader: cannot start: out of memory");
+    else if (!(l->push = zsock_open(l->ctx, ZSOCK_PIPE_PUSH, endpoint, &half, err, errlen)) ||
+             !(l->pull = zsock_open(l->ctx, ZSOCK_PIPE_PULL, endpoint, &half, err, errlen)))
+        ;   /* zsock_open said why */
+    else if (zsock_set(l->push, ZMQ_SNDTIMEO, SEND_POLL_MS) ||
+             zsock_set(l->pull, ZMQ_RCVTIMEO, o->timeout_ms))
         snprintf(err, errlen, "loader: cannot start (%s)", zmq_strerror(zmq_errno()));
-        l->thread = 0;
-        loader_stop(l);
-        return NULL;
-    }
-    return l;
+    else if ((rc = pthread_create(&l->thread, NULL, produce, l)) != 0)
+        snprintf(err, errlen, "loader: cannot start its thread (%s)", strerror(rc));
+    if (rc == 0)
+        return l;
+    l->thread = 0;
+    loader_stop(l);
+    return NULL;
 }
 
 void loader_stop(loader *l)

@@ -261,7 +261,7 @@ static void test_bad_messages_are_refused(void **state)
     assert_memory_equal(in, out_in, sizeof in);
     assert_memory_equal(tg, out_tg, sizeof tg);
     assert_int_equal(loader_decode(buf, n, 8, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
-    assert_non_null(strstr(err, "expected step 8"));
+    assert_non_null(strstr(err, "got step 8 micro-batch 1 for rank 0, expected step 9"));
     assert_int_equal(loader_decode(buf, n - 1, 7, 1, 0, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
     assert_int_equal(loader_decode(buf, n, 7, 1, 0, B, T + 1, VOCAB, out_in, out_tg, err, sizeof err), -1);
     assert_int_equal(loader_decode(buf, n, 7, 1, 1, B, T, VOCAB, out_in, out_tg, err, sizeof err), -1);
