@@ -24,7 +24,10 @@ enum { ERROR_TEXT_BYTES = 512 };  /* room for a width-0 reply's reason */
  * a reconnection whose event was not seen, or a connection the server no
  * longer reads then cost this wait, not the whole timeout.  Each further
  * silence doubles the wait, so that a server merely slower than this still
- * gets to answer.  Replies are matched by step, so duplicates are dropped. */
+ * gets to answer, and the wait kept for the next batch is twice the last one's:
+ * asking again costs a slow server's work, so a loader shared by many ranks
+ * that takes longer than this per batch must not be asked everything twice
+ * for every batch.  Replies are matched by step, so duplicates are dropped. */
 enum { RESEND_MS = 2000 };
 
 struct loader {
@@ -38,6 +41,7 @@ struct loader {
     char *endpoint, *token;
     void *dealer, *events;
     uint64_t next_seq, sent_seq;
+    double patience_ms;   /* silence before asking again (RESEND_MS) */
     int connects, sockets;   /* connections of this socket; sockets opened */
     size_t recv_cap;         /* the longest message: a batch, or an error report */
     pthread_t thread;
@@ -704,7 +708,8 @@ static int classify(loader *l, const uint8_t *buf, size_t len)
  * socket cannot be polled, opened or sent to (the reason in err). */
 static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen)
 {
-    double t0 = now_ms(), heard = t0, patience = RESEND_MS, left;
+    double t0 = now_ms(), heard = t0, left;
+    double patience = l->patience_ms > RESEND_MS ? l->patience_ms : RESEND_MS;
     while ((left = l->opt.timeout_ms - (now_ms() - t0)) > 0) {
         zmq_pollitem_t items[2] = {{.socket = l->dealer, .events = ZMQ_POLLIN},
                                    {.socket = l->events, .events = ZMQ_POLLIN}};
@@ -725,7 +730,6 @@ static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen
             continue;
         }
         heard = now_ms();
-        patience = RESEND_MS;
         int len = zmq_recv(l->dealer, l->recv_buf, l->recv_cap + 1, ZMQ_DONTWAIT);
         if (len < 0)
             continue;
@@ -734,6 +738,7 @@ static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen
         int c = classify(l, l->recv_buf, n);
         if (c == 1) {
             *wait_ms = now_ms() - t0;
+            l->patience_ms = 2 * *wait_ms;
             return (int)n;
         }
         if (c < 0 && !request(l, seq_of(l, le_get_u64(l->recv_buf + 8),

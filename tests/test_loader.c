@@ -644,6 +644,7 @@ struct standin {
     int drop;                 /* forget: requests never answered */
     uint8_t deaf_to[64];      /* deaf: the first peer, never answered */
     int deaf_len;
+    int seen;                 /* slow: requests received */
     atomic_int stop;
 };
 
@@ -797,6 +798,32 @@ static void test_remote_reconnects_when_ignored(void **state)
     expect_from_standin(&df, skipping_serve, "deaf.sock", o, 9);
 }
 
+/* Takes longer than the loader's 2 s patience for every request, as one
+ * loader shared by many ranks may: the rank waits longer after the first
+ * silence instead of asking for every batch twice (on a new connection, which
+ * loses the answer the server was already working on). */
+static bool slow(standin *sd, const uint8_t *id, int idn)
+{
+    (void)id, (void)idn;
+    sd->seen++;
+    usleep(2300 * 1000);
+    return false;
+}
+
+static void test_remote_slow_server_is_not_asked_twice(void **state)
+{
+    (void)state;
+    standin sl = {.ignores = slow};
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 1, .timeout_ms = 60000};
+    expect_from_standin(&sl, skipping_serve, "slow.sock", o, 3);
+    /* the first batch asked three times (after its 2 s silence, again on the
+     * new connection), then each once: 5; a rank that kept its 2 s patience
+     * asked every batch again: 7 */
+    if (sl.seen > 5)
+        fail_msg("%d requests for 3 batches", sl.seen);
+}
+
 /* Nobody serves the endpoint: the first batch fails after timeout_ms, naming it. */
 static void test_remote_silent_endpoint_times_out(void **state)
 {
@@ -848,6 +875,7 @@ int main(void)
         WITH_DATA(test_remote_discards_stale_and_reordered),
         WITH_DATA(test_remote_asks_again_after_silence),
         WITH_DATA(test_remote_reconnects_when_ignored),
+        WITH_DATA(test_remote_slow_server_is_not_asked_twice),
         WITH_DATA(test_remote_silent_endpoint_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
