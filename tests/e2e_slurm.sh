@@ -16,6 +16,11 @@
 set -e
 NAME=e2e_slurm
 . tests/lib_e2e.sh
+# --help describes the script without starting anything (no Slurm needed)
+sh launch/slurm/train.sbatch --help >"$tmp/help.out" 2>&1 &&
+    grep -q "^Launcher (environment GPT_LAUNCHER)" "$tmp/help.out" &&
+    ! grep -q "^train.sbatch: job" "$tmp/help.out" ||
+    { cat "$tmp/help.out"; fail "train.sbatch --help"; }
 [ "$(id -u)" -eq 0 ] || skip "needs root to run slurmd"
 for b in munged slurmctld slurmd sbatch scontrol squeue scancel; do
     command -v "$b" >/dev/null 2>&1 ||
