@@ -40,7 +40,7 @@
 #include "kernels/q8.h"
 
 static const char USAGE[] =
-    "usage: build/export --ckpt CK.h5 --format hf --out DIR [--dtype f32|f16|bf16]\n"
+    "usage: build/export --ckpt CK.h5 --format hf --out DIR [--dtype|--type f32|f16|bf16]\n"
     "       build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]\n"
     "Writes a checkpoint's model and tokenizer for other programs.\n"
     "  --ckpt CK.h5  the checkpoint (the trainer's or build/import's)\n"
@@ -50,8 +50,9 @@ static const char USAGE[] =
     "  --out PATH    the folder (hf) or file (gguf) to write: a new name, an existing file\n"
     "                or folder is refused\n"
     "  --dtype D     hf only: the tensors as f32 (default), f16 or bf16\n"
-    "  --type T      gguf only: the weight matrices and token embedding as f32 (default),\n"
-    "                f16 or q8_0 (infer's int8 model; needs n_embd a multiple of 32)\n"
+    "  --type T      gguf: the weight matrices and token embedding as f32 (default),\n"
+    "                f16 or q8_0 (infer's int8 model; needs n_embd a multiple of 32);\n"
+    "                hf: the same as --dtype\n"
     "Exit status: 0 ok, 1 unusable checkpoint or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
 
@@ -605,16 +606,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "export: --ckpt, --out and --format are required (see --help)\n");
         return 2;
     }
-    if ((hf && type) || (gguf && dtype)) {
-        fprintf(stderr, "export: %s applies to --format %s only\n", hf ? "--type" : "--dtype",
-                hf ? "gguf" : "hf");
+    if (gguf && dtype) {
+        fprintf(stderr, "export: --dtype applies to --format hf only\n");
         return 2;
+    }
+    /* DESIGN.md's command line gives both formats --type: for hf it is --dtype */
+    const char *dtype_opt = "--dtype";
+    if (hf && type) {
+        if (dtype) {
+            fprintf(stderr, "export: give --dtype or --type, not both (for hf they are one)\n");
+            return 2;
+        }
+        dtype = type;
+        dtype_opt = "--type";
+        type = NULL;
     }
     st_dtype dt;   /* the one of the two that does not apply is f32, unused */
     const char *torch;
     ggml_type gt;
     if (parse_st_dtype(dtype ? dtype : "f32", &dt, &torch) != 0) {
-        fprintf(stderr, "export: --dtype %s is not one of f32, f16, bf16\n", dtype);
+        fprintf(stderr, "export: %s %s is not one of f32, f16, bf16 for --format hf\n", dtype_opt,
+                dtype);
         return 2;
     }
     if (parse_ggml_type(type ? type : "f32", &gt) != 0) {

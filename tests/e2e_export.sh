@@ -15,9 +15,10 @@
 #  - an unwritable output path, a checkpoint without a tokenizer or with /config
 #    dimensions past the trainer's limits or past /model's shapes, a tokenizer
 #    larger than the model or with two tokens of the same bytes (hf), NaN weights,
-#    weights past q8_0's range (q8_0), an unknown --type or --format, and --type
-#    with hf or --dtype with gguf are refused with one line, nothing left under
-#    the output name or beside it; an existing output name (the checkpoint itself
+#    weights past q8_0's range (q8_0), an unknown --type or --format, --type q8_0
+#    or both --type and --dtype with hf, and --dtype with gguf are refused with
+#    one line, nothing left under the output name or beside it; --type names
+#    hf's dtype too (DESIGN.md's command line); an existing output name (the checkpoint itself
 #    too) is refused, the file unchanged; a truncated GGUF file is refused naming
 #    it once; the temporary folder of a killed hf export is no obstacle;
 #  - --help describes every flag.
@@ -55,6 +56,11 @@ tol = 1e-5 if dt == "f32" else 1e-2
 print("hf %s: trainer val loss %.6f, PyTorch on the export %.6f (relative %.1e)" % (dt, a, b, rel))
 sys.exit(0 if rel <= tol else 1)' "$val" "$theirs" "$dt" || fail "hf $dt: loss differs"
 done
+# DESIGN.md's command line gives both formats --type: for hf it is --dtype
+"$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/hf_type_f16" --type f16 >/dev/null ||
+    fail "export hf --type f16"
+cmp -s "$tmp/hf_f16/model.safetensors" "$tmp/hf_type_f16/model.safetensors" ||
+    fail "hf --type f16 differs from --dtype f16"
 no_temp() {   # what an export leaves beside its output is only the output
     left=$(ls "$tmp" | grep '\.tmp' || true)
     [ -z "$left" ] || fail "left $left: $1"
@@ -158,7 +164,8 @@ refuse() {   # expected exit code, expected text, export arguments...
 }
 refuse 2 "is not one of f32, f16, q8_0" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --type q4_0
 refuse 2 "--format onnx is not one of hf, gguf" --ckpt "$ck" --format onnx --out "$tmp/x.gguf"
-refuse 2 "--type applies to --format gguf only" --ckpt "$ck" --format hf --out "$tmp/x" --type f16
+refuse 2 "--type q8_0 is not one of f32, f16, bf16 for --format hf" --ckpt "$ck" --format hf --out "$tmp/x" --type q8_0
+refuse 2 "give --dtype or --type, not both" --ckpt "$ck" --format hf --out "$tmp/x" --type f16 --dtype f16
 refuse 2 "--dtype applies to --format hf only" --ckpt "$ck" --format gguf --out "$tmp/x.gguf" --dtype f16
 [ ! -e "$tmp/x" ] || fail "left x"
 [ ! -e "$tmp/x.gguf" ] || fail "left x.gguf"
