@@ -59,7 +59,7 @@
 #                       matters more than a checkpoint at the stop.
 #   --keepalive S       TCP keepalive on Open MPI's control connections: a node that
 #                       disappears (cable, power) is noticed after about 3 x S seconds
-#                       instead of hours (default 5; 0 keeps Open MPI's 300 s + 9 x 20 s).
+#                       instead of 8 minutes (default 5; 0 keeps Open MPI's 300 s + 9 x 20 s).
 #                       Keep 3 x S below the trainer's comm_timeout_s.
 #   --max-restarts N    supervise the job: when it exits non-zero (a rank died, a host
 #                       vanished), start it again with --resume auto (a --resume PATH
