@@ -92,8 +92,9 @@ static void usage(FILE *f)
         "  --eval-windows N only the first N windows (the trainer's eval_batches x batch_size)\n"
         "Generation stops after N tokens, at the end-of-text token (printed as nothing) or\n"
         "when the context (n_positions) is full.\n"
-        "Exit status: 0 ok, 1 unusable checkpoint, 2 bad arguments or GPT_ISA (a kernel path:\n"
-        "scalar, avx2 or avx512, one this CPU runs).\n");
+        "Exit status: 0 ok, 1 an unusable checkpoint or --eval file, a failed write or an\n"
+        "endpoint in use, 2 bad arguments or GPT_ISA (a kernel path: scalar, avx2 or avx512,\n"
+        "one this CPU runs).\n");
 }
 
 /* ---- arguments --------------------------------------------------------------- */
