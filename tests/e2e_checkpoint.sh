@@ -47,6 +47,9 @@ train "$tmp/b" --set max_steps=6 --set checkpoint_every=6
 [ "$(cat "$tmp/b/latest")" = "ckpt_000006.h5" ] || fail "latest does not name ckpt_000006.h5"
 train "$tmp/b" --resume auto
 grep -q "resumed from $tmp/b/ckpt_000006.h5 at step 6" "$tmp/stderr" || { cat "$tmp/stderr"; fail "no resume event"; }
+# the resumed run's start events carry the step it starts at, as a log reader orders them
+[ "$(grep '"message":"training ' "$tmp/b/log.jsonl" | tail -1 | sed 's/.*"step":\([0-9]*\).*/\1/')" = 6 ] ||
+    { grep '"training ' "$tmp/b/log.jsonl"; fail "the resumed run's training event is not at step 6"; }
 
 python3 - "$tmp/a/log.jsonl" "$tmp/b/log.jsonl" <<'PY' || fail "losses of the resumed run differ"
 import json, sys

@@ -667,7 +667,7 @@ static void report_start(trainer *tr, const precision_choice *pc)
     else if (tr->pack_unshared[0])
         snprintf(msg + len, sizeof msg - len, ", every rank packs its own weights (%s)",
                  tr->pack_unshared);
-    status_event_fields(&tr->status, 0, msg, fields);
+    status_event_fields(&tr->status, tr->start_step, msg, fields);
 }
 
 int train_check_env(char *err, size_t errlen)
@@ -725,7 +725,7 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
             status_event(&tr.status, "event", tr.start_step, msg);
         }
         if (tr.model.half == GEMM_BF16 && !gemm_bf16_native())
-            status_event(&tr.status, "event", 0,
+            status_event(&tr.status, "event", tr.start_step,
                          "bf16 matrix products are emulated in fp32: this CPU has no native bf16 path");
         rc = run_loop(&tr, res, err, errlen);
         if (rc != 0)
