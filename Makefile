@@ -207,7 +207,7 @@ run: $(PROGS)
 	$(BUILD)/prep --input $(CORPUS) --out $(BUILD)/data/default --tokenizer byte
 	BUILD=$(BUILD) sh launch/run.sh -n $(NP) -- --config launch/configs/default.json \
 	  --set data_dir=$(BUILD)/data/default --set out_dir=$(RUN_DIR) --resume auto
-	$(BUILD)/infer --ckpt $(RUN_DIR)/$$(cat $(RUN_DIR)/latest) --prompt "A fortune: " -n 200 \
+	$(BUILD)/infer --ckpt $(RUN_DIR)/$$(cat $(RUN_DIR)/latest) --prompt "A fortune: " -n 110 \
 	  --temperature 0.8 --top-k 40 --seed 1
 
 shakespeare: $(PROGS)
