@@ -652,7 +652,8 @@ int ckpt_load_auto(const char *dir, ckpt_state *s, char *path, size_t pathlen, c
     for (int past = 0; past < 2 && rc != 1; past++)
         for (int i = past ? 0 : -1; i < n && rc != 1; i++) {
             const char *name = i < 0 ? latest : list[i].name;
-            if (!name[0] || (i >= 0 && (strcmp(name, latest) == 0 || (list[i].step > last) != past)))
+            bool other_pass = i >= 0 && (list[i].step > last) != past;
+            if (!name[0] || (i >= 0 && strcmp(name, latest) == 0) || other_pass)
                 continue;
             snprintf(path, pathlen, "%s/%s", dir, name);
             if (ckpt_read(path, s, why, sizeof why) == 0) {
