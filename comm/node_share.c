@@ -80,9 +80,8 @@ static int world_ranks_of(node_share *s)
     return 0;
 }
 
-node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
+static node_share *open_shared(size_t bytes, int items, char *err, size_t errlen)
 {
-    err[0] = '\0';
     int world_rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     node_share *s = calloc(1, sizeof *s);
@@ -135,12 +134,27 @@ node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
     return s;
 }
 
+/* The open's and the close's collectives wait for the node's other ranks:
+ * under the watchdog, as every wait on peers is, so a rank that never joins
+ * them (stuck, or Open MPI's window failing on one rank) stops the job
+ * instead of holding the others forever. */
+node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
+{
+    err[0] = '\0';
+    watchdog_arm("the setup of memory shared by this node's ranks");
+    node_share *s = open_shared(bytes, items, err, errlen);
+    watchdog_disarm();
+    return s;
+}
+
 void node_share_close(node_share *s)
 {
     if (!s)
         return;
+    watchdog_arm("the release of memory shared by this node's ranks");
     MPI_Barrier(s->node);   /* nobody reads it any more */
     MPI_Win_free(&s->win);
+    watchdog_disarm();
     MPI_Comm_free(&s->node);
     free(s->world_ranks);
     free(s);

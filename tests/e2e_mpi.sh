@@ -5,7 +5,8 @@
 # buckets, so the ~1.7 MB of gradients are reduced in two overlapped pieces),
 # as does np 3 with a parameter count that does not divide by 3 and gradient
 # accumulation; a config error is reported once, and a rank that cannot start
-# stops the others at once.  Every step of np > 1
+# stops the others at once.  A rank that never joins the node's shared memory
+# is caught by the others' watchdog.  Every step of np > 1
 # reports its exposed and total communication.  grad_wire=bf16 stays within
 # bf16 precision of the fp32 wire.  A rank that hangs is named by the others'
 # watchdog, in an agreement as in the gradient exchange.
@@ -20,6 +21,15 @@ on_exit 'kill -9 $job $victim 2>/dev/null'
 $MPIRUN -np 3 "$BUILD/tests/test_buckets" >"$tmp/buckets.out" 2>&1 || { cat "$tmp/buckets.out"; fail "test_buckets under np 3"; }
 # memory shared by the ranks of a node, its items published and awaited
 $MPIRUN -np 3 "$BUILD/tests/test_node_share" >"$tmp/share.out" 2>&1 || { cat "$tmp/share.out"; fail "test_node_share under np 3"; }
+# a rank that never joins the shared memory's open or close stops the job by
+# the others' watchdog, not a wait without end
+for at in open close; do
+    if $MPIRUN -np 3 "$BUILD/tests/test_node_share" --stall $at >"$tmp/share-$at.out" 2>&1; then
+        cat "$tmp/share-$at.out"; fail "a node_share $at that rank 2 never joined ended"
+    fi
+    grep -q "rank [01]: waited 2 s for the other ranks in .* memory shared by this node's ranks; a peer rank is stuck" \
+        "$tmp/share-$at.out" || { cat "$tmp/share-$at.out"; fail "no watchdog in a node_share $at rank 2 never joined"; }
+done
 # the agreements against a scalar reference, with late ranks; a rank that
 # never joins one is named by the other ranks' watchdog (the first to fire
 # ends the job, so the second may not get to speak)

@@ -7,7 +7,9 @@
  * several generations (a barrier between them, as the trainer's end-of-step
  * collectives); a rank that publishes late makes the others call their idle
  * function while they wait.  Failures are agreed over ranks before
- * asserting, so a failing rank never leaves another waiting.
+ * asserting, so a failing rank never leaves another waiting.  With --stall
+ * open (or close) the last rank never joins the open (the close): the
+ * others' watchdog must stop the job (e2e_mpi checks their message).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,10 +19,13 @@
 #include <mpi.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "comm/node_share.h"
+#include "comm/watchdog.h"
 
 /* MPI's one-time allocations are not ours: leak checks would report them. */
 const char *__asan_default_options(void);
@@ -97,11 +102,34 @@ static void published_items_are_read_whole(void **state)
     node_share_close(s);
 }
 
+/* The last rank stays away from the open (at_open) or the close far beyond
+ * the watchdog's timeout. */
+static int stall(bool at_open)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (watchdog_start(rank, 2.0, NULL) != 0)
+        return 1;
+    const bool late = rank == world_size - 1;
+    char err[128];
+    if (late && at_open)
+        sleep(60);
+    node_share *s = node_share_open(4096, 2, err, sizeof err);
+    if (late && !at_open)
+        sleep(60);
+    node_share_close(s);
+    fprintf(stderr, "test_node_share: rank %d: the stalled %s ended\n", rank,
+            at_open ? "open" : "close");
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    if (argc > 2 && strcmp(argv[1], "--stall") == 0)
+        return stall(strcmp(argv[2], "open") == 0);
     /* one rank has nothing to share; several share (e2e_mpi runs this under mpirun) */
     const struct CMUnitTest alone[] = {cmocka_unit_test(alone_there_is_nothing_to_share)};
     const struct CMUnitTest shared[] = {cmocka_unit_test(published_items_are_read_whole)};
