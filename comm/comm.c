@@ -220,7 +220,7 @@ void comm_sum_floats(float *x, size_t n, const char *what)
 {
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
-        watchdog_arm(what);
+        watchdog_arm_for(what, watchdog_io_seconds((double)count * sizeof(float)));
         MPI_Allreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
         watchdog_disarm();
     }
@@ -290,7 +290,9 @@ void comm_broadcast_floats(float *x, size_t n, int root)
 {
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
-        watchdog_arm("the parameter broadcast");
+        /* up to gigabytes at a resume: the link's time for them is no hang */
+        watchdog_arm_for("the parameter broadcast",
+                         watchdog_io_seconds((double)count * sizeof(float)));
         MPI_Bcast(x + off, count, MPI_FLOAT, root, MPI_COMM_WORLD);
         watchdog_disarm();
     }
