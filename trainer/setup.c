@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "comm/watchdog.h"
 #include "io/fsutil.h"
 #include "kernels/env.h"
 #include "trainer/init_from.h"
@@ -277,13 +278,19 @@ static void resolve_weight_grad(trainer *tr)
     gemm_set_trans_a_kernel(gemm_kernel != 0);
 }
 
-int all_ranks_ok(int rc, const char *what, const char *why_other, char *err, size_t errlen)
+int all_ranks_ok_after(int rc, const char *what, double work_s, const char *why_other, char *err,
+                       size_t errlen)
 {
-    if (!comm_max_int(rc != 0, what))
+    if (!comm_max_int_after(rc != 0, what, work_s))
         return 0;
     if (rc == 0)
         snprintf(err, errlen, "%s", why_other);
     return -1;
+}
+
+int all_ranks_ok(int rc, const char *what, const char *why_other, char *err, size_t errlen)
+{
+    return all_ranks_ok_after(rc, what, 0, why_other, err, errlen);
 }
 
 /* The bytes the run will hold on this rank: the model and its activations,
@@ -372,7 +379,9 @@ static int init_params(trainer *tr, char *err, size_t errlen)
         int rc = tr->world->rank == 0 ? init_from_load(c->init_from, &tr->model, err, errlen) : 0;
         char why[sizeof c->init_from + 32];
         snprintf(why, sizeof why, "rank 0 could not load %s", c->init_from);
-        if (all_ranks_ok(rc, "loading init_from", why, err, errlen) != 0)
+        /* the others wait while rank 0 reads the weights (gigabytes for a large model) */
+        double read_s = watchdog_io_seconds(sizeof(float) * (double)tr->model.num_params);
+        if (all_ranks_ok_after(rc, "loading init_from", read_s, why, err, errlen) != 0)
             return -1;
     }
     if (tr->world->size > 1)

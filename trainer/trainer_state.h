@@ -78,8 +78,11 @@ void trainer_close(trainer *tr);
 
 /* Whether rc == 0 on every rank (a collective, what names it for the
  * watchdog): -1 on all of them otherwise, and a rank that did not fail itself
- * puts why_other in err. */
+ * puts why_other in err.  _after: some rank may first work for up to work_s
+ * more (watchdog_arm_for), such as rank 0 reading a large file. */
 int all_ranks_ok(int rc, const char *what, const char *why_other, char *err, size_t errlen);
+int all_ranks_ok_after(int rc, const char *what, double work_s, const char *why_other, char *err,
+                       size_t errlen);
 
 /* How many times a supervisor started this job again: launch/run.sh
  * --max-restarts sets GPT_RESTARTS, Slurm sets SLURM_RESTART_COUNT on a
