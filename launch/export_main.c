@@ -414,9 +414,12 @@ static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v
              gguf_put_i32_array(w, "tokenizer.ggml.token_type", types, (size_t)v->n) |
              gguf_put_str_array(w, "tokenizer.ggml.merges", (const char *const *)v->merge,
                                 v->mlen, v->nmerges);
-    if (eos >= 0)
-        rc |= gguf_put_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)eos) |
-              gguf_put_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    /* byte and BPE tokenizers have no end-of-text token, and GGUF cannot say
+     * "none": llama.cpp would take its default, id 11 (a vertical tab byte),
+     * and stop there.  The NUL byte, which text never holds, stands in. */
+    uint32_t stop = eos >= 0 ? (uint32_t)eos : 0;
+    rc |= gguf_put_u32(w, "tokenizer.ggml.bos_token_id", stop) |
+          gguf_put_u32(w, "tokenizer.ggml.eos_token_id", stop);
     free(types);
     return rc;
 }

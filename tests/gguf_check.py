@@ -109,8 +109,12 @@ def check_file(path, ck, q8):
                  "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "gpt_cpu.tokenizer.type"}
     if kind == "Q8_0":
         want_keys.add("general.quantization_version")
-    eos = [k for k in r.kv if k.endswith("_token_id")]
-    assert set(r.kv) - set(eos) == want_keys, sorted(set(r.kv) ^ want_keys)
+    want_keys |= {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"}
+    assert set(r.kv) == want_keys, sorted(set(r.kv) ^ want_keys)
+    # gpt2's <|endoftext|>; the others have none: the NUL byte, not llama.cpp's default 11
+    kind_tok = ck["tokenizer"].attrs["type"]
+    stop = 50256 if (kind_tok.decode() if isinstance(kind_tok, bytes) else kind_tok) == "gpt2" else 0
+    assert r.kv["tokenizer.ggml.eos_token_id"][1] == stop, r.kv["tokenizer.ggml.eos_token_id"]
     expect = {"general.architecture": "gpt2", "gpt2.context_length": cfg["n_positions"],
               "gpt2.embedding_length": cfg["n_embd"], "gpt2.feed_forward_length": 4 * cfg["n_embd"],
               "gpt2.block_count": cfg["n_layer"], "gpt2.attention.head_count": cfg["n_head"],
