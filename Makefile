@@ -165,6 +165,10 @@ FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_OBJS    := $(BUILD)/obj/launch/plot.o $(BUILD)/obj/launch/monitor_view.o
 FUZZ_REPLAYS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 TESTS        += $(FUZZ_REPLAYS)
+# the monitor's view and plot, which libgpt.a does not hold
+$(BUILD)/tests/test_monitor: $(BUILD)/obj/tests/test_monitor.o $(FUZZ_OBJS) $(BUILD)/libgpt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 $(BUILD)/tests/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay.o $(FUZZ_OBJS) $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

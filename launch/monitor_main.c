@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -218,6 +219,13 @@ static void print_json(const cJSON *r)
     free(line);
 }
 
+/* The width of the terminal on stdout, 0 if unknown. */
+static int terminal_cols(void)
+{
+    struct winsize ws;
+    return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
+}
+
 static int watch(void *ctx, const options *o)
 {
     void *sock = open_socket(ctx, ZSOCK_SUB, o->connect, 0);
@@ -240,10 +248,12 @@ static int watch(void *ctx, const options *o)
         }
         cJSON *r = cJSON_Parse(msg);
         if (r && cJSON_IsObject(r)) {
-            if (o->json)
+            if (o->json) {
                 print_json(r);
-            else
+            } else {
+                v.cols = v.tty ? terminal_cols() : 0;   /* asked each time: it may be resized */
                 monitor_show_record(&v, r, clock_wall_s());
+            }
             fflush(stdout);
         }
         cJSON_Delete(r);

@@ -74,6 +74,15 @@ static void format_step(monitor_view *v, const cJSON *r, double now)
              num(r, "tokens_per_s", 0), 100 * num(r, "mfu", 0), eta, ckpt);
 }
 
+/* The progress line in place of the one on the terminal's last row, cut to
+ * the terminal's width: the rows a longer line wraps onto would stay behind at
+ * each redraw. */
+static void draw_line(monitor_view *v)
+{
+    printf("\r\033[K%.*s", v->cols > 1 ? v->cols - 1 : (int)sizeof v->line, v->line);
+    v->line_open = true;
+}
+
 /* A whole line of output; on a terminal the progress line is redrawn after it. */
 static void print_line(monitor_view *v, const char *text)
 {
@@ -81,10 +90,8 @@ static void print_line(monitor_view *v, const char *text)
         printf("\r\033[K");
     printf("%s\n", text);
     v->line_open = false;
-    if (v->tty && v->have_step) {
-        printf("%s", v->line);
-        v->line_open = true;
-    }
+    if (v->tty && v->have_step)
+        draw_line(v);
 }
 
 /* One record in the progress view. */
@@ -94,12 +101,10 @@ void monitor_show_record(monitor_view *v, const cJSON *r, double now)
     char text[640];
     if (!strcmp(type, "step")) {
         format_step(v, r, now);
-        if (v->tty) {
-            printf("\r\033[K%s", v->line);
-            v->line_open = true;
-        } else {
+        if (v->tty)
+            draw_line(v);
+        else
             printf("%s\n", v->line);
-        }
         return;
     }
     if (!strcmp(type, "eval"))

@@ -14,6 +14,8 @@
 /* What the progress line shows, carried over from record to record. */
 typedef struct {
     bool have_step, tty, line_open;
+    int cols;           /* the terminal's width, 0 if unknown: the progress line is
+                         * cut to it, since \r cannot go back over a wrapped line */
     int last_step;
     double loss_avg;
     int ckpt_step;

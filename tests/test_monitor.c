@@ -1,0 +1,79 @@
+/* monitor: build/monitor's progress view (launch/monitor_view.c) as a
+ * terminal shows it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "launch/monitor_view.h"
+
+/* What the view prints for records (one JSON object a line) into out. */
+static void show(monitor_view *v, const char *records, char *out, size_t cap)
+{
+    int fd = memfd_create("view", 0), saved = dup(STDOUT_FILENO);
+    assert_true(fd >= 0 && saved >= 0);
+    fflush(stdout);
+    assert_int_equal(dup2(fd, STDOUT_FILENO), STDOUT_FILENO);
+    char *text = strdup(records);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *r = cJSON_Parse(line);
+        assert_true(cJSON_IsObject(r));
+        monitor_show_record(v, r, 1.7e9);
+        cJSON_Delete(r);
+    }
+    free(text);
+    fflush(stdout);
+    assert_int_equal(dup2(saved, STDOUT_FILENO), STDOUT_FILENO);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    assert_true(n >= 0);
+    out[n] = '\0';
+    close(fd);
+    close(saved);
+}
+
+static const char *const STEPS =
+    "{\"type\":\"step\",\"step\":1234,\"max_steps\":5000,\"loss\":3.1234,\"lr\":6e-4,"
+    "\"tokens_per_s\":12345,\"mfu\":0.123,\"eta_s\":3720,\"last_checkpoint_step\":1000,"
+    "\"last_checkpoint_time\":1699999900}\n"
+    "{\"type\":\"eval\",\"step\":1234,\"val_loss\":3.2}\n"
+    "{\"type\":\"step\",\"step\":1235,\"max_steps\":5000,\"loss\":3.1}\n";
+
+/* On an 80-column terminal every redraw of the progress line fits in a row:
+ * \r goes back to the start of the last row only, so the rows of a wrapped
+ * line would stay on the screen, one more at each record. */
+static void test_progress_line_fits_terminal(void **state)
+{
+    (void)state;
+    char out[8192];
+    monitor_view v = {.tty = true, .cols = 80};
+    show(&v, STEPS, out, sizeof out);
+    assert_non_null(strstr(out, "\r\033[Kstep 1234/5000 ["));
+    assert_non_null(strstr(out, "step 1234: val loss 3.2000\n"));
+    for (char *p = out; *p;) {   /* the text between \r, \n and ESC [ K */
+        size_t n = strcspn(p, "\r\n");
+        assert_true(n <= 79);
+        p += n + (p[n] != '\0');
+        if (!strncmp(p, "\033[K", 3))
+            p += 3;
+    }
+    /* not a terminal: whole lines, nothing cut */
+    monitor_view plain = {.cols = 80};
+    show(&plain, STEPS, out, sizeof out);
+    assert_null(strchr(out, '\r'));
+    assert_non_null(strstr(out, "| ckpt step 1000, 1m40s ago\n"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_progress_line_fits_terminal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
