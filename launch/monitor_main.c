@@ -233,9 +233,12 @@ static int watch(void *ctx, const options *o)
         return 1;
     monitor_view v = {.tty = isatty(STDOUT_FILENO)};
     double timeout = o->timeout_s > 0 ? o->timeout_s : o->once ? 10 : 1e9;
+    /* the wait is for a record: messages that are not one (not JSON, not an
+     * object) neither end it nor start it again */
+    double until = clock_wall_s() + timeout;
     int rc = 0;
     while (!interrupted) {
-        char *msg = receive(sock, timeout);
+        char *msg = receive(sock, until - clock_wall_s());
         if (!msg) {
             if (!interrupted) {
                 if (v.tty && v.line_open)
@@ -247,7 +250,8 @@ static int watch(void *ctx, const options *o)
             break;
         }
         cJSON *r = cJSON_Parse(msg);
-        if (r && cJSON_IsObject(r)) {
+        bool record = cJSON_IsObject(r);
+        if (record) {
             if (o->json) {
                 print_json(r);
             } else {
@@ -255,10 +259,11 @@ static int watch(void *ctx, const options *o)
                 monitor_show_record(&v, r, clock_wall_s());
             }
             fflush(stdout);
+            until = clock_wall_s() + timeout;
         }
         cJSON_Delete(r);
         free(msg);
-        if (o->once && r)
+        if (o->once && record)
             break;
     }
     if (v.tty && v.line_open)

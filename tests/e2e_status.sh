@@ -5,7 +5,8 @@
 # replies (or are dropped) while the run goes on; `pause` stops the step count
 # until `resume`, and a checkpoint asked for meanwhile is written at once; a
 # second run on the same out_dir is refused; `stop` ends the run with exit code 0; non-loopback endpoints
-# without an explicit opt-in are refused.  Ports are random, every wait bounded.
+# without an explicit opt-in are refused; a publisher of messages that are not
+# records does not satisfy or hold off `monitor --once`.  Ports are random, every wait bounded.
 set -e
 NAME=e2e_status
 . tests/lib_e2e.sh
@@ -155,5 +156,19 @@ rc=0
 wait $mpid || rc=$?
 [ "$rc" -eq 1 ] && grep -q "interrupted before a reply" "$tmp/err" ||
     fail "monitor --control interrupted: exit $rc, $(cat "$tmp/err")"
+
+# a publisher of messages that are not records (not JSON, or JSON but not an
+# object): --once prints none of them, and they do not hold its --timeout off
+ZFLOOD=${ZFLOOD:-$BUILD/tests/zflood}
+[ -x "$ZFLOOD" ] || fail "$ZFLOOD not built"
+set -- $(free_ports 1)
+"$ZFLOOD" pub "tcp://127.0.0.1:$1" 60 'not json' '[1]' 42 > /dev/null &
+zpid=$!
+on_exit 'kill $zpid 2>/dev/null'
+rc=0
+timeout 30 "$BUILD/monitor" --connect "tcp://127.0.0.1:$1" --once --timeout 2 > "$tmp/out" 2>"$tmp/err" || rc=$?
+[ "$rc" -eq 1 ] && [ ! -s "$tmp/out" ] && grep -q "no status record" "$tmp/err" ||
+    fail "monitor --once on messages that are not records: exit $rc, printed '$(cat "$tmp/out")'"
+kill $zpid
 
 echo "PASS e2e_status (paused at step $s1, resumed to $s3)"

@@ -1,4 +1,5 @@
-/* zflood: a hostile local client of the project's sockets (tests/e2e_sockets.sh).
+/* zflood: a hostile local client of the project's sockets (tests/e2e_sockets.sh), or
+ * publisher to its subscriber (tests/e2e_status.sh).
  *   zflood subs ENDPOINT CLIENTS N SIZE   CLIENTS XSUB peers each send N distinct
  *                                         subscriptions of SIZE bytes (> 4096: messages)
  *   zflood msgs ENDPOINT CLIENTS N SIZE [BODY]
@@ -6,6 +7,10 @@
  *                                         (an empty delimiter, then SIZE bytes: garbage,
  *                                         or BODY padded with spaces) and never read
  *                                         a reply
+ *   zflood pub ENDPOINT SECONDS MSG...   a status publisher that says what a
+ *                                         trainer never does: binds PUB and sends
+ *                                         the MSGs in turn, one each 50 ms, for
+ *                                         SECONDS (build/monitor's subscriber)
  * A DEALER whose send blocks for a second (the server's queue is full) stops;
  * what XSUB peers queue is sent for up to 5 s when they close.
  * Prints "zflood: sent S of T messages" and exits 0. */
@@ -13,12 +18,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
+
+static int publish(const char *endpoint, double seconds, char **msgs, int n)
+{
+    void *ctx = zmq_ctx_new(), *pub = zmq_socket(ctx, ZMQ_PUB);
+    int linger = 0;
+    zmq_setsockopt(pub, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(pub, endpoint) != 0) {
+        fprintf(stderr, "zflood: cannot bind %s: %s\n", endpoint, zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    long sent = 0, total = (long)(seconds * 20);
+    for (long i = 0; i < total; i++) {
+        sent += zmq_send(pub, msgs[i % n], strlen(msgs[i % n]), 0) >= 0;
+        usleep(50000);
+    }
+    printf("zflood: sent %ld of %ld messages\n", sent, total);
+    zmq_close(pub);
+    zmq_ctx_term(ctx);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && strcmp(argv[1], "pub") == 0)
+        return publish(argv[2], atof(argv[3]), argv + 4, argc - 4);
     if (argc < 6 || argc > 7 || (strcmp(argv[1], "subs") != 0 && strcmp(argv[1], "msgs") != 0)) {
-        fprintf(stderr, "usage: zflood subs|msgs ENDPOINT CLIENTS N SIZE [BODY]\n");
+        fprintf(stderr, "usage: zflood subs|msgs ENDPOINT CLIENTS N SIZE [BODY]\n"
+                        "       zflood pub ENDPOINT SECONDS MSG...\n");
         return 2;
     }
     int subs = strcmp(argv[1], "subs") == 0, clients = atoi(argv[3]), n = atoi(argv[4]);
