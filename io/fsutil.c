@@ -23,9 +23,14 @@ int fs_fail(char *err, size_t errlen, const char *fmt, ...)
 
 void fs_printable(char *s)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
+    for (unsigned char *p = (unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {   /* U+0080..U+009F */
+            p[0] = p[1] = '?';
+            p++;
+        }
+    }
 }
 
 static int fail(char *err, size_t errlen, const char *path, const char *what)

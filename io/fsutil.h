@@ -14,9 +14,10 @@
  * an error path reads `return fs_fail(err, errlen, "...", ...);`. */
 int fs_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Replaces each control character of s (below 0x20, and 0x7f) with '?', so
- * that a reason quoting a file's text (a tensor name, a token) stays one
- * printable line. */
+/* Replaces each control character of s (below 0x20, 0x7f, and the C1
+ * controls U+0080..U+009F in UTF-8, which terminals take as commands: U+009B
+ * is CSI) with '?' (one per byte), so that a reason quoting a file's text (a
+ * tensor name, a token) stays one printable line. */
 void fs_printable(char *s);
 
 typedef struct {

@@ -70,10 +70,26 @@ static void test_progress_line_fits_terminal(void **state)
     assert_non_null(strstr(out, "| ckpt step 1000, 1m40s ago\n"));
 }
 
+/* A publisher's strings reach the terminal without their control characters:
+ * C0, DEL, and C1 as UTF-8 (U+009B is CSI to xterm and VTE, as ESC [ is). */
+static void test_strings_printable(void **state)
+{
+    (void)state;
+    char out[4096];
+    monitor_view v = {.tty = true, .cols = 80};
+    show(&v,
+         "{\"type\":\"checkpoint\",\"step\":3,\"path\":\"a\\u001b[2Jb\\nc\\u007f\"}\n"
+         "{\"type\":\"x\\u009b2J\",\"message\":\"\\u0085\\u00e9\\u00a0\"}\n",
+         out, sizeof out);
+    assert_string_equal(out, "step 3: checkpoint a?[2Jb?c?\n"
+                             "x??2J: ??\u00e9\u00a0\n");   /* é and NBSP are text */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_progress_line_fits_terminal),
+        cmocka_unit_test(test_strings_printable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
