@@ -210,12 +210,21 @@ static char *receive(void *sock, double wait_s)
 
 /* A record or reply as one JSON line: printed again, not as it came, since
  * the sender's text may hold newlines between its tokens, control characters
- * or bytes after the object, which cJSON_Parse leaves unread. */
+ * or bytes after the object, which cJSON_Parse leaves unread.  cJSON escapes
+ * the C0 controls in strings but not the C1 ones (U+0080..U+009F, which
+ * terminals act on: U+009B is CSI), so those are written as \u escapes. */
 static void print_json(const cJSON *r)
 {
     char *line = cJSON_PrintUnformatted(r);
-    if (line)
-        printf("%s\n", line);
+    if (!line)
+        return;
+    for (const unsigned char *p = (const unsigned char *)line; *p; p++) {
+        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+            printf("\\u%04x", *++p);
+        else
+            putchar(*p);
+    }
+    putchar('\n');
     free(line);
 }
 

@@ -170,5 +170,20 @@ timeout 30 "$BUILD/monitor" --connect "tcp://127.0.0.1:$1" --once --timeout 2 > 
 [ "$rc" -eq 1 ] && [ ! -s "$tmp/out" ] && grep -q "no status record" "$tmp/err" ||
     fail "monitor --once on messages that are not records: exit $rc, printed '$(cat "$tmp/out")'"
 kill $zpid
+# nor do a record's control characters reach the terminal from --json: C0
+# and C1 (U+009B is CSI) come out as JSON escapes
+set -- $(free_ports 1)
+"$ZFLOOD" pub "tcp://127.0.0.1:$1" 60 '{"type":"event","message":"a\u001b[2Jb\u009b2Jc"}' > /dev/null &
+zpid=$!
+"$BUILD/monitor" --connect "tcp://127.0.0.1:$1" --once --json --timeout 20 > "$tmp/out" ||
+    fail "monitor --once --json got no record"
+kill $zpid
+python3 - "$tmp/out" <<'PY' || fail "control characters printed raw by --json: $(od -c "$tmp/out" | head -3)"
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+assert not any(b < 0x20 and b != 0x0a or b == 0x7f for b in raw), raw
+assert b"\xc2\x9b" not in raw and b"\\u009b" in raw, raw
+assert json.loads(raw)["message"] == "a\x1b[2Jb\x9b2Jc", raw
+PY
 
 echo "PASS e2e_status (paused at step $s1, resumed to $s3)"
