@@ -54,11 +54,20 @@ static double field(const cJSON *r, const char *key)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* A value the axes can place: finite and within 1e-300..1e300 in magnitude
+ * (or 0), so that spans, padding and powers of ten stay finite and nonzero
+ * (a denormal or 1e308 made coordinates NaN).  Every step and loss a run
+ * logs (an int, a float) is one. */
+static bool plottable(double v)
+{
+    return v == 0 || (fabs(v) >= 1e-300 && fabs(v) <= 1e300);
+}
+
 void plot_add(plot_data *d, const cJSON *r)
 {
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "type"));
     double step = field(r, "step");
-    if (!type || !isfinite(step))
+    if (!type || !plottable(step))
         return;
     if (!strcmp(type, "step")) {
         double loss = field(r, "loss");
@@ -66,14 +75,14 @@ void plot_add(plot_data *d, const cJSON *r)
             series_truncate(&d->loss, step);
             series_truncate(&d->val, step);
         }
-        if (isfinite(loss))
+        if (plottable(loss))
             series_push(&d->loss, step, loss);
         if (field(r, "max_steps") > 0)   /* any number may come in: clamp before converting */
             d->max_steps = (int)fmin(field(r, "max_steps"), INT_MAX);
     } else if (!strcmp(type, "eval")) {
         double val = field(r, "val_loss");
         series_truncate(&d->val, step);
-        if (isfinite(val))
+        if (plottable(val))
             series_push(&d->val, step, val);
     }
 }

@@ -23,9 +23,10 @@ typedef struct {
     int max_steps;      /* from the newest step record, 0 if unknown */
 } plot_data;
 
-/* Adds one record if it is a step or eval record with a finite loss.  A step
- * at or before the newest one means the run was resumed from an earlier
- * checkpoint: points from there on are replaced by the resumed run's. */
+/* Adds one record if it is a step or eval record with a finite loss (and
+ * step) of magnitude 1e-300..1e300 or 0.  A step at or before the newest one
+ * means the run was resumed from an earlier checkpoint: points from there on
+ * are replaced by the resumed run's. */
 void plot_add(plot_data *d, const cJSON *record);
 
 /* The longest log.jsonl line read (a record is a few KB). */

@@ -1,5 +1,5 @@
 /* monitor: build/monitor's progress view (launch/monitor_view.c) as a
- * terminal shows it. */
+ * terminal shows it, and the SVG of --plot (launch/plot.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "launch/monitor_view.h"
+#include "launch/plot.h"
 
 /* What the view prints for records (one JSON object a line) into out. */
 static void show(monitor_view *v, const char *records, char *out, size_t cap)
@@ -85,11 +86,66 @@ static void test_strings_printable(void **state)
                              "x??2J: ??\u00e9\u00a0\n");   /* é and NBSP are text */
 }
 
+/* The SVG of records (one JSON object a line) into svg; 0, or -1 with err. */
+static int plot(const char *records, bool log_y, char *svg, size_t cap, char *err, size_t errlen)
+{
+    plot_data d = {0};
+    char *text = strdup(records);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *r = cJSON_Parse(line);
+        assert_true(cJSON_IsObject(r));
+        plot_add(&d, r);
+        cJSON_Delete(r);
+    }
+    free(text);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/test_monitor.%d.svg", (int)getpid());
+    int rc = plot_write_svg(&d, path, log_y, err, errlen);
+    plot_free(&d);
+    svg[0] = '\0';
+    FILE *f = fopen(path, "r");
+    assert_true(rc != 0 || f);
+    if (f) {
+        svg[fread(svg, 1, cap - 1, f)] = '\0';
+        fclose(f);
+    }
+    unlink(path);
+    return rc;
+}
+
+/* Values at the ends of the double range (a hostile or damaged log) are left
+ * out rather than drawn at NaN coordinates: a denormal loss made a zero-width
+ * axis, +-1.7e308 an infinite one. */
+static void test_plot_extremes(void **state)
+{
+    (void)state;
+    static const char *const logs[] = {
+        "{\"type\":\"step\",\"step\":1,\"loss\":5e-324}\n",
+        "{\"type\":\"step\",\"step\":1,\"loss\":-1.7e308}\n{\"type\":\"step\",\"step\":2,\"loss\":-1.7e308}\n",
+        "{\"type\":\"step\",\"step\":1,\"loss\":-1.7e308}\n{\"type\":\"step\",\"step\":2,\"loss\":1.7e308}\n",
+        "{\"type\":\"step\",\"step\":-1.7e308,\"loss\":1}\n{\"type\":\"step\",\"step\":1.7e308,\"loss\":2}\n",
+        "{\"type\":\"step\",\"step\":1,\"loss\":5e-324}\n{\"type\":\"step\",\"step\":2,\"loss\":1}\n",
+        "{\"type\":\"step\",\"step\":1,\"loss\":1e300}\n{\"type\":\"eval\",\"step\":2,\"val_loss\":1.7e308}\n",
+    };
+    static char svg[1 << 16];
+    char err[256];
+    for (size_t i = 0; i < sizeof logs / sizeof *logs; i++)
+        for (int log_y = 0; log_y < 2; log_y++) {
+            if (plot(logs[i], log_y, svg, sizeof svg, err, sizeof err) != 0) {
+                assert_non_null(strstr(err, "nothing to plot"));
+                continue;
+            }
+            if (strstr(svg, "nan") || strstr(svg, "inf"))
+                fail_msg("log %zu%s: %s", i, log_y ? " (log y)" : "", svg);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_progress_line_fits_terminal),
         cmocka_unit_test(test_strings_printable),
+        cmocka_unit_test(test_plot_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

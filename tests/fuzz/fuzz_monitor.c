@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "io/fsutil.h"
 #include "launch/monitor_view.h"
 #include "launch/plot.h"
 #include "tests/fuzz/fuzz.h"
@@ -68,8 +69,15 @@ static void plot_log(const uint8_t *data, size_t size, bool log_y)
     int malformed;
     FUZZ_CHECK(plot_read_log(&d, path, &malformed, err, sizeof err) == 0);
     close(fd);
-    if ((d.loss.n > 0 || d.val.n > 0) && plot_write_svg(&d, svg, log_y, err, sizeof err) != 0)
+    if ((d.loss.n > 0 || d.val.n > 0) && plot_write_svg(&d, svg, log_y, err, sizeof err) != 0) {
         FUZZ_CHECK(strstr(err, "nothing to plot"));   /* log scale, no positive loss */
+    } else if (d.loss.n > 0 || d.val.n > 0) {   /* every coordinate and label a number */
+        uint8_t *text;
+        size_t len;
+        FUZZ_CHECK(fs_read_file(svg, &text, &len, err, sizeof err) == 0);
+        FUZZ_CHECK(!strstr((char *)text, "nan") && !strstr((char *)text, "inf"));
+        free(text);
+    }
     unlink(svg);
     plot_free(&d);
 }
