@@ -2,13 +2,13 @@
 #include "launch/plot.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "io/fsutil.h"
 
 /* Page geometry (px): the plot area is [X0, X1] x [Y0, Y1], y growing down. */
 enum { WIDTH = 800, HEIGHT = 480, X0 = 72, X1 = WIDTH - 24, Y0 = 48, Y1 = HEIGHT - 56 };
@@ -433,37 +433,19 @@ static int svg_body(FILE *f, const plot_data *d, bool log_y)
 
 int plot_write_svg(const plot_data *d, const char *path, bool log_y, char *err, size_t errlen)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "%s: path too long", path);
-        return -1;
-    }
-    /* errors name path, the file asked for: the temporary is ours */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
+    /* drawn in memory, then written whole: the final name never holds a torn file */
+    char *svg = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&svg, &len);
+    if (!f)
+        return fs_fail(err, errlen, "%s: out of memory", path);
     int rc = svg_body(f, d, log_y);
-    if (rc != 0)
-        snprintf(err, errlen, "%s: nothing to plot (no finite%s losses)", path, log_y ? " positive" : "");
-    /* flush + fsync before the rename, so the final name never holds a torn file */
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0 || ferror(f))) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        rc = -1;
-    }
-    if (fclose(f) != 0 && rc == 0) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0)
-        unlink(tmp);
+    if (fclose(f) != 0)
+        rc = fs_fail(err, errlen, "%s: out of memory", path);
+    else if (rc != 0)
+        fs_fail(err, errlen, "%s: nothing to plot (no finite%s losses)", path, log_y ? " positive" : "");
+    else
+        rc = fs_write_file_atomic(path, svg, len, err, errlen);
+    free(svg);
     return rc;
 }
