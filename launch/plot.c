@@ -313,15 +313,47 @@ static void svg_axes(FILE *f, const axis *ax, const axis *ay)
             18, (Y0 + Y1) / 2, ay->log ? "loss (log scale)" : "loss");
 }
 
+/* Writes the points [from, to) of s that share one column of the picture as
+ * at most four: the first, the lowest and highest (in their order) and the
+ * last, which draw the same line as all of them. */
+static void column_points(FILE *f, const plot_series *s, const int *idx, int from, int to,
+                          const axis *ax, const axis *ay, bool *first)
+{
+    int lo = from, hi = from;
+    for (int k = from; k < to; k++) {
+        lo = s->y[idx[k]] < s->y[idx[lo]] ? k : lo;
+        hi = s->y[idx[k]] > s->y[idx[hi]] ? k : hi;
+    }
+    int keep[4] = {from, lo < hi ? lo : hi, lo < hi ? hi : lo, to - 1};
+    for (int j = 0; j < 4; j++) {
+        if (j > 0 && keep[j] == keep[j - 1])
+            continue;
+        int i = idx[keep[j]];
+        fprintf(f, "%s%.1f,%.1f", *first ? "" : " ", axis_pos(ax, s->x[i], X0, X1),
+                axis_pos(ay, s->y[i], Y1, Y0));
+        *first = false;
+    }
+}
+
+/* The series as one polyline; a long run (a million steps) keeps a few points
+ * per half pixel of width, so the file stays small whatever the log's length. */
 static void svg_polyline(FILE *f, const char *id, const plot_series *s, const axis *ax, const axis *ay,
                          const char *color, double width)
 {
     fprintf(f, "<polyline id=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"%g\" stroke-linejoin=\"round\" points=\"",
             id, color, width);
-    for (int i = 0; i < s->n; i++)
+    int *idx = malloc((size_t)(s->n ? s->n : 1) * sizeof *idx), m = 0;
+    for (int i = 0; idx && i < s->n; i++)   /* the points the axes can place */
         if (y_ok(ay, s->y[i]))
-            fprintf(f, "%s%.1f,%.1f", i ? " " : "", axis_pos(ax, s->x[i], X0, X1),
-                    axis_pos(ay, s->y[i], Y1, Y0));
+            idx[m++] = i;
+    bool first = true;
+    for (int from = 0, to; idx && from < m; from = to) {
+        long col = lround(2 * axis_pos(ax, s->x[idx[from]], X0, X1));
+        for (to = from + 1; to < m && lround(2 * axis_pos(ax, s->x[idx[to]], X0, X1)) == col;)
+            to++;
+        column_points(f, s, idx, from, to, ax, ay, &first);
+    }
+    free(idx);
     fprintf(f, "\"/>\n");
     if (s->n == 1 && y_ok(ay, s->y[0]))   /* a one-point polyline draws nothing */
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%g\" fill=\"%s\"/>\n", axis_pos(ax, s->x[0], X0, X1),

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,12 +141,51 @@ static void test_plot_extremes(void **state)
         }
 }
 
+/* A long run's polyline keeps a few points per column of the picture, and
+ * still every spike: 200000 steps of a loss near 3 with one step at 50. */
+static void test_plot_long_run(void **state)
+{
+    (void)state;
+    enum { N = 200000, SPIKE = 123457 };
+    plot_data d = {0};
+    for (int i = 1; i <= N; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "type", "step");
+        cJSON_AddNumberToObject(r, "step", i);
+        cJSON_AddNumberToObject(r, "loss", i == SPIKE ? 50 : 3 + 0.1 * sin(i));
+        plot_add(&d, r);
+        cJSON_Delete(r);
+    }
+    char path[64], err[256];
+    snprintf(path, sizeof path, "/tmp/test_monitor.%d.svg", (int)getpid());
+    assert_int_equal(plot_write_svg(&d, path, false, err, sizeof err), 0);
+    plot_free(&d);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char svg[4 << 20];
+    size_t len = fread(svg, 1, sizeof svg - 1, f);
+    svg[len] = '\0';
+    fclose(f);
+    unlink(path);
+    assert_true(len < sizeof svg - 1);   /* a few hundred KB at most */
+    const char *p = strstr(svg, "id=\"loss\"");
+    assert_non_null(p);
+    p = strstr(p, "points=\"") + 8;
+    int points = 0;
+    double x, y, top = 1e9;
+    for (int used; sscanf(p, "%lf,%lf%n", &x, &y, &used) == 2; p += used, points++)
+        top = y < top ? y : top;
+    assert_true(points > 1000 && points < 8000);   /* 4 per half pixel of ~700 */
+    assert_true(top < 240);   /* the spike, near the top; the rest lies low */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_progress_line_fits_terminal),
         cmocka_unit_test(test_strings_printable),
         cmocka_unit_test(test_plot_extremes),
+        cmocka_unit_test(test_plot_long_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
