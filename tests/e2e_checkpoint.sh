@@ -218,13 +218,7 @@ signal_at_start() {   # signal, out_dir
     "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$2" --set max_steps=1000000 \
         2>"$2.err" &
     pid=$!
-    i=0
-    until mask=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null) &&
-        [ -n "$mask" ] && [ $((0x${mask#????????????} & 0x200)) -ne 0 ]; do
-        i=$((i + 1))
-        [ "$i" -lt 2000 ] || fail "$1 at start: no SIGUSR1 handler within 20 s"
-        sleep 0.01
-    done
+    SHOW_ON_FAIL="$2.err" WATCH=$pid POLL_S=0.01 wait_for_handler "$pid" "$1" 20
     [ ! -e "$2/log.jsonl" ] || [ "$(count_records "$2/log.jsonl" step)" -eq 0 ] ||
         fail "$1 at start: a step ended before the signal could go"
     kill "-$1" "$pid"

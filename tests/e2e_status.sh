@@ -147,10 +147,11 @@ wait_for_exit "$pid" 60
 pid=""
 kill $holder 2>/dev/null || :
 
-# Ctrl-C while waiting for a reply says so, not that the wait ran out
+# Ctrl-C while waiting for a reply says so, not that the wait ran out (sent
+# once the monitor handles it: before, SIGINT's default action would end it)
 "$BUILD/monitor" --control "$control_ep" status --timeout 30 2>"$tmp/err" &
 mpid=$!
-sleep 0.5
+WATCH=$mpid wait_for_handler "$mpid" INT 30
 kill -INT $mpid
 rc=0
 wait $mpid || rc=$?

@@ -34,6 +34,9 @@
 #   ended PID                         true once process PID has ended
 #   wait_for_exit PID SECONDS         until process PID has ended (then `wait`
 #                                     for its exit code)
+#   wait_for_handler PID SIG SECONDS  until process PID catches signal SIG (HUP,
+#                                     INT, USR1 or TERM): sent before, the
+#                                     signal's default action would end it
 BUILD=${BUILD:-build}
 CORPUS=${CORPUS:-/usr/share/games/fortunes}
 PY=/usr/bin/python3
@@ -137,3 +140,13 @@ e2e_has_text() { grep -q -F -- "$2" "$1" 2>/dev/null; }
 wait_for_text() { wait_until "$3" "'$2' in $1" e2e_has_text "$1" "$2"; }
 ended() { ! kill -0 "$1" 2>/dev/null; }
 wait_for_exit() { wait_until "$2" "end of process $1" ended "$1"; }
+# SigCgt: the caught signals' mask, in hex, the bit of signal N at N - 1
+e2e_catches() {
+    e2e_mask=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) && [ -n "$e2e_mask" ] &&
+        [ $((0x${e2e_mask#????????} >> ($2 - 1) & 1)) -eq 1 ]
+}
+wait_for_handler() {
+    case $2 in HUP) e2e_sig=1 ;; INT) e2e_sig=2 ;; USR1) e2e_sig=10 ;; TERM) e2e_sig=15 ;;
+    *) fail "wait_for_handler: no signal number for $2" ;; esac
+    wait_until "$3" "SIG$2 handler in process $1" e2e_catches "$1" "$e2e_sig"
+}
