@@ -128,13 +128,15 @@ if "$BUILD/monitor" --connect "$status_ep" --once --timeout 1 > /dev/null 2>"$tm
 fi
 [ "$(wc -l < "$tmp/err")" -eq 1 ] || fail "monitor timeout message is not one line"
 # a status port taken by another process: the run goes on without the socket,
-# and the control server's status reply still carries the latest step
+# and the control server's status reply still carries the latest step.  The
+# trainer starts once the holder listens (it says so with a file).
 python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(120)' \
-    "${status_ep##*:}" &
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); open(sys.argv[2], "w").close(); time.sleep(120)' \
+    "${status_ep##*:}" "$tmp/held" &
 holder=$!
 on_exit 'kill $holder 2>/dev/null'
-sleep 0.5
+WATCH=$holder wait_for_file "$tmp/held" 30
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/taken" 2>"$tmp/stderr" &
 pid=$!
 WATCH=$pid wait_for_record "$tmp/taken/log.jsonl" step 60
