@@ -95,7 +95,9 @@ t=$(date +%s)
 PATH="$tmp/slowbin:$PATH" sh launch/run.sh -- --config "$tmp/cfg.json" --set out_dir="$tmp/fake" \
     2>"$tmp/err.slow" &
 sup=$!
-sleep 3   # the first grep after the trap (2..4 s)
+# sent once run.sh has its traps (SIGUSR1's is set last): it is then in the
+# greps before the start, which take 4 s
+SHOW_ON_FAIL="$tmp/err.slow" WATCH=$sup wait_for_handler "$sup" USR1 30
 kill -USR1 "$sup"
 kill -TERM "$sup"
 rc=0
