@@ -116,13 +116,16 @@ echo "SIGHUP: stopped after the step and saved $ck, exit 0"
 
 # ---- a second SIGHUP during the stop's save ------------------------------------
 # kills the run (the first resets the handler; not under Slurm, hence env -u).
-# 12.8M parameters: a 153 MB checkpoint, a good part of a second to write.  The
-# run is frozen (SIGSTOP) while its ckpt_*.h5.tmp exists, so the second SIGHUP
-# is pending when it goes on and lands in the save whatever the machine's
-# speed.  What was saved before (by SIGUSR1) is not lost: latest still names
-# it, --resume auto loads it, and that run's save removes the killed one's .tmp.
+# 12.8M parameters: a 153 MB checkpoint, written on a disk of 40 MB/s
+# (tests/slow_disk.c) in 4 s, not the fraction of a second a poll on a loaded
+# host could miss.  The run is frozen (SIGSTOP) while its ckpt_*.h5.tmp exists,
+# so the second SIGHUP is pending when it goes on and lands in the save
+# whatever the machine's speed.  What was saved before (by SIGUSR1) is not
+# lost: latest still names it, --resume auto loads it, and that run's save
+# removes the killed one's .tmp.
 big="--set n_embd=512 --set n_layer=4 --set n_head=8"
-env -u SLURM_JOB_ID "$BUILD/trainer" --config "$tmp/cfg.json" $big --set out_dir="$tmp/hup2" \
+slow_disk 40
+env -u SLURM_JOB_ID $SLOW "$BUILD/trainer" --config "$tmp/cfg.json" $big --set out_dir="$tmp/hup2" \
     --set max_steps=1000000 >/dev/null 2>"$tmp/hup2.err" &
 pid=$!
 SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid wait_for_record "$tmp/hup2/log.jsonl" step 60
@@ -131,7 +134,7 @@ SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid wait_for_record "$tmp/hup2/log.jsonl" ch
 saved=$(cat "$tmp/hup2/latest")
 kill -HUP "$pid"
 saving() { ls "$tmp/hup2" | grep -q '^ckpt_.*\.h5\.tmp$'; }
-SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid POLL_S=0.01 wait_until 60 "checkpoint write after SIGHUP" saving
+SHOW_ON_FAIL="$tmp/hup2.err" WATCH=$pid wait_until 60 "checkpoint write after SIGHUP" saving
 kill -STOP "$pid"
 saving || { kill -CONT "$pid"; fail "second SIGHUP: the save ended before the run was frozen"; }
 kill -HUP "$pid"

@@ -330,14 +330,13 @@ PY
 # rank 0's next request while it writes (here the last save's file, before
 # an async save can start); a resume's others wait while rank 0 reads the
 # whole file (stage 0).  Neither wait is taken for a lost rank.
-${CC:-cc} -shared -fPIC -o "$tmp/slow_disk.so" tests/slow_disk.c -ldl || fail "cannot build the slow disk"
-slow="env LD_PRELOAD=$tmp/slow_disk.so SLOW_DISK_MBPS=30 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+slow_disk 30
 big="--set n_embd=384 --set n_layer=4 --set n_head=6 --set batch_size=1 --set max_steps=2 --set eval_every=0 --set comm_timeout_s=1"
-$MPIRUN -np 1 $slow "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=1 --set checkpoint_every=1 \
+$MPIRUN -np 1 $SLOW "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=1 --set checkpoint_every=1 \
     --set out_dir="$tmp/slow" : -np 1 "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=1 \
     --set checkpoint_every=1 --set out_dir="$tmp/slow" >/dev/null 2>"$tmp/err9" ||
     { cat "$tmp/err9"; fail "ZeRO 1 saves on a slow disk: the job did not finish"; }
-$MPIRUN -np 1 $slow "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=0 \
+$MPIRUN -np 1 $SLOW "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=0 \
     --resume "$tmp/slow/ckpt_000001.h5" --set out_dir="$tmp/slow-res" : -np 1 "$BUILD/trainer" \
     --config "$tmp/cfg.json" $big --set zero_stage=0 --resume "$tmp/slow/ckpt_000001.h5" \
     --set out_dir="$tmp/slow-res" >/dev/null 2>"$tmp/err9" ||

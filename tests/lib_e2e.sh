@@ -15,6 +15,9 @@
 #                       one thread a rank, the sanitizer options passed on)
 #   prep_bytes DIR      byte-level dataset of $CORPUS in DIR
 #   free_ports N        N free TCP ports on loopback, one line
+#   slow_disk MBPS      sets $SLOW, a command prefix under which a program's
+#                       pread and pwrite (HDF5's file I/O) go at MBPS MB/s
+#                       (tests/slow_disk.c)
 #   start_loader        build/loader serving $tmp/data on ipc://$tmp/loader.sock
 #                       (seq-len 32, vocab 256, seed 1337: the configs of the
 #                       loader tests), stderr to $tmp/loader.err, its pid in
@@ -97,6 +100,11 @@ import socket, sys
 ss = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+slow_disk() {
+    [ -f "$tmp/slow_disk.so" ] || ${CC:-cc} -shared -fPIC -o "$tmp/slow_disk.so" tests/slow_disk.c -ldl ||
+        fail "cannot build the slow disk"
+    SLOW="env LD_PRELOAD=$tmp/slow_disk.so SLOW_DISK_MBPS=$1 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 }
 start_loader() {
     rm -f "$tmp/loader.sock"   # a killed loader leaves it behind
