@@ -45,7 +45,8 @@ prep_bytes "$tmp/data"
 cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 32, "n_embd": 128, "n_layer": 2, "n_head": 4,
  "lr": 2e-3, "warmup_steps": 5, "max_steps": 20, "precision": "fp32",
- "eval_every": 10, "eval_batches": 4, "log_every": 100, "data_dir": "$tmp/data"}
+ "eval_every": 10, "eval_batches": 4, "log_every": 100, "data_dir": "$tmp/data",
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none"}
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=8 --set out_dir="$tmp/np1" 2>"$tmp/err1" ||
     { cat "$tmp/err1"; fail "np 1 run failed"; }

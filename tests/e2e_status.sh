@@ -25,7 +25,7 @@ cat > "$tmp/cfg.json" <<JSON
  "batch_size": 4, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 10, "max_steps": 200000,
  "eval_every": 500, "eval_batches": 2, "log_every": 100000,
  "data_dir": "$tmp/data", "out_dir": "$tmp/run",
- "status_endpoint": "$status_ep", "control_endpoint": "$control_ep"}
+ "status_endpoint": "$status_ep", "control_endpoint": "$control_ep", "metrics_endpoint": "none"}
 JSON
 
 # refused before anything starts: network endpoints without the explicit opt-in

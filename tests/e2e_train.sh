@@ -13,7 +13,8 @@ cat > "$tmp/cfg.json" <<JSON
 {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
  "batch_size": 8, "lr": 2e-3, "min_lr": 2e-4, "warmup_steps": 10, "max_steps": 60,
  "eval_every": 30, "eval_batches": 4, "log_every": 30,
- "data_dir": "$tmp/data", "out_dir": "$tmp/run"}
+ "data_dir": "$tmp/data", "out_dir": "$tmp/run",
+ "status_endpoint": "none", "control_endpoint": "none", "metrics_endpoint": "none"}
 JSON
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "trainer exited non-zero"; }
 
