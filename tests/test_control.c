@@ -225,6 +225,7 @@ static void test_server(void **state)
     assert_int_equal(control_poll(c), CONTROL_NONE);
     zmq_ctx_term(ctx);
     control_close(c);
+    test_ipc_remove(ep);
 }
 
 /* control_open with o (void *) on endpoint, for test_open_on_free_port. */

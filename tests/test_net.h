@@ -68,4 +68,11 @@ static inline void *test_open_on_free_port(test_open_fn open_fn, void *arg, cons
     return NULL;
 }
 
+/* ZeroMQ leaves an ipc:// endpoint's socket file behind when the socket
+ * bound to it closes: removed by the test once it is done with it. */
+static inline void test_ipc_remove(const char *endpoint)
+{
+    unlink(endpoint + strlen("ipc://"));
+}
+
 #endif

@@ -109,6 +109,7 @@ static void test_publisher_delivers_to_subscriber(void **state)
     for (int i = 0; i < 3000; i++)
         publisher_send(p, "{\"type\":\"event\",\"message\":\"x\"}", false);
     publisher_close(p);
+    test_ipc_remove(ep);
 }
 
 /* Waits up to ~10 s for one record on sub, sending as it goes. */
@@ -172,6 +173,7 @@ static void test_publisher_survives_subscription_flood(void **state)
     zmq_close(old);
     zmq_ctx_term(ctx);
     publisher_close(p);
+    test_ipc_remove(ep);
 }
 
 static void *open_publisher_at(const char *endpoint, void *arg, char *err, size_t errlen)

@@ -131,6 +131,7 @@ static void test_max_message_size(void **state)
     zmq_close(c2);
     zmq_close(srv);
     zmq_ctx_term(ctx);
+    test_ipc_remove(ep);
 }
 
 /* Sends the n frames of parts from a client; an empty string is an empty frame. */
@@ -212,6 +213,7 @@ static void test_requests(void **state)
     zmq_close(req);
     zmq_close(srv);
     zmq_ctx_term(ctx);
+    test_ipc_remove(ep);
 }
 
 /* localhost, which the policy counts as loopback, is bound (ZeroMQ binds
@@ -282,6 +284,7 @@ static void test_requests_without_delimiter(void **state)
     zmq_close(dealer);
     zmq_close(srv);
     zmq_ctx_term(ctx);
+    test_ipc_remove(ep);
 }
 
 int main(void)
