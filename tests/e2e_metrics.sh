@@ -86,12 +86,15 @@ import json, sys
 # whole lines only: the trainer may be writing the last one
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.endswith("\n")][int(sys.argv[2]):]
 s = sorted(r["step_ms"] for r in recs if r["type"] == "step")
-print("%.3f %.1f %d" % (s[len(s) // 2], max(r["rss_mb"] for r in recs if r["type"] == "step"), len(s)))
+rss = [r["rss_mb"] for r in recs if r["type"] == "step"]
+# a window without steps is "0 0 0": the caller says what that means
+print("%.3f %.1f %d" % (s[len(s) // 2] if s else 0, max(rss, default=0), len(s)))
 PY
 }
 lines() { wc -l < "$tmp/run/log.jsonl"; }
 secs=${METRICS_WINDOW_S:-8}
 l0=$(lines); sleep "$secs"; quiet=$(window "$l0")   # the quiet window measured
+[ "${quiet##* }" -ge 1 ] || fail "no training step finished in the quiet ${secs} s"
 nice -n 19 $PY - "$target" "$secs" >"$tmp/flood" 2>&1 <<'PY' &
 # connections opened and dropped, garbage, oversized requests, never-finished
 # requests held open, and well-formed scrapes, from several threads
