@@ -244,10 +244,11 @@ static int watch(void *ctx, const options *o)
     double timeout = o->timeout_s > 0 ? o->timeout_s : o->once ? 10 : 1e9;
     /* the wait is for a record: messages that are not one (not JSON, not an
      * object) neither end it nor start it again */
-    double until = clock_wall_s() + timeout;
+    double until = clock_mono_s() + timeout;
     int rc = 0;
+    bool shown = false;
     while (!interrupted) {
-        char *msg = receive(sock, until - clock_wall_s());
+        char *msg = receive(sock, until - clock_mono_s());
         if (!msg) {
             if (!interrupted) {
                 if (v.tty && v.line_open)
@@ -268,7 +269,8 @@ static int watch(void *ctx, const options *o)
                 monitor_show_record(&v, r, clock_wall_s());
             }
             fflush(stdout);
-            until = clock_wall_s() + timeout;
+            until = clock_mono_s() + timeout;
+            shown = true;
         }
         cJSON_Delete(r);
         free(msg);
@@ -277,6 +279,10 @@ static int watch(void *ctx, const options *o)
     }
     if (v.tty && v.line_open)
         printf("\n");
+    if (o->once && !shown && rc == 0) {   /* Ctrl-C before the record --once waits for */
+        fprintf(stderr, "monitor: interrupted before a status record from %s\n", o->connect);
+        rc = 1;
+    }
     zmq_close(sock);
     return rc;
 }

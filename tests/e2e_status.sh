@@ -159,6 +159,17 @@ rc=0
 wait $mpid || rc=$?
 [ "$rc" -eq 1 ] && grep -q "interrupted before a reply" "$tmp/err" ||
     fail "monitor --control interrupted: exit $rc, $(cat "$tmp/err")"
+# and while --once waits for a record (nobody publishes here): exit 1 saying so,
+# as it exits 1 when its wait runs out, not 0 with nothing shown
+set -- $(free_ports 1)
+"$BUILD/monitor" --once --connect "tcp://127.0.0.1:$1" --timeout 30 >"$tmp/out" 2>"$tmp/err" &
+mpid=$!
+WATCH=$mpid wait_for_handler "$mpid" INT 30
+kill -INT $mpid
+rc=0
+wait $mpid || rc=$?
+[ "$rc" -eq 1 ] && grep -q "interrupted before a status record" "$tmp/err" ||
+    fail "monitor --once interrupted: exit $rc, $(cat "$tmp/err")"
 
 # a publisher of messages that are not records (not JSON, or JSON but not an
 # object): --once prints none of them, and they do not hold its --timeout off
