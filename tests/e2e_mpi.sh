@@ -327,12 +327,12 @@ PY
 
 # rank 0 on a disk of 30 MB/s, faster than the 25 MB/s the others' watchdog
 # allows for a checkpoint's bytes: a model whose file (87 MB) takes 3 s is
-# saved and resumed with comm_timeout_s 1.  Under ZeRO the others wait for
+# saved and resumed with comm_timeout_s 2.  Under ZeRO the others wait for
 # rank 0's next request while it writes (here the last save's file, before
 # an async save can start); a resume's others wait while rank 0 reads the
 # whole file (stage 0).  Neither wait is taken for a lost rank.
 slow_disk 30
-big="--set n_embd=384 --set n_layer=4 --set n_head=6 --set batch_size=1 --set max_steps=2 --set eval_every=0 --set comm_timeout_s=1"
+big="--set n_embd=384 --set n_layer=4 --set n_head=6 --set batch_size=1 --set max_steps=2 --set eval_every=0 --set comm_timeout_s=2"
 $MPIRUN -np 1 $SLOW "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=1 --set checkpoint_every=1 \
     --set out_dir="$tmp/slow" : -np 1 "$BUILD/trainer" --config "$tmp/cfg.json" $big --set zero_stage=1 \
     --set checkpoint_every=1 --set out_dir="$tmp/slow" >/dev/null 2>"$tmp/err9" ||
