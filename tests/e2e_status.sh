@@ -149,27 +149,26 @@ wait_for_exit "$pid" 60
 pid=""
 kill $holder 2>/dev/null || :
 
-# Ctrl-C while waiting for a reply says so, not that the wait ran out (sent
-# once the monitor handles it: before, SIGINT's default action would end it)
-"$BUILD/monitor" --control "$control_ep" status --timeout 30 2>"$tmp/err" &
-mpid=$!
-WATCH=$mpid wait_for_handler "$mpid" INT 30
-kill -INT $mpid
-rc=0
-wait $mpid || rc=$?
-[ "$rc" -eq 1 ] && grep -q "interrupted before a reply" "$tmp/err" ||
-    fail "monitor --control interrupted: exit $rc, $(cat "$tmp/err")"
-# and while --once waits for a record (nobody publishes here): exit 1 saying so,
-# as it exits 1 when its wait runs out, not 0 with nothing shown
+# interrupted SAYING ARGS...: the monitor run with ARGS, Ctrl-C'd once it
+# handles SIGINT (before, SIGINT's default action would end it), exits 1 and
+# says SAYING, not that its wait ran out
+interrupted() {
+    saying=$1
+    shift
+    "$BUILD/monitor" "$@" >"$tmp/out" 2>"$tmp/err" &
+    mpid=$!
+    WATCH=$mpid wait_for_handler "$mpid" INT 30
+    kill -INT $mpid
+    rc=0
+    wait $mpid || rc=$?
+    [ "$rc" -eq 1 ] && grep -q "$saying" "$tmp/err" || fail "monitor $*: exit $rc, $(cat "$tmp/err")"
+}
+# while waiting for a control reply
+interrupted "interrupted before a reply" --control "$control_ep" status --timeout 30
+# and while --once waits for a record (nobody publishes here), as it exits 1
+# when its wait runs out, not 0 with nothing shown
 set -- $(free_ports 1)
-"$BUILD/monitor" --once --connect "tcp://127.0.0.1:$1" --timeout 30 >"$tmp/out" 2>"$tmp/err" &
-mpid=$!
-WATCH=$mpid wait_for_handler "$mpid" INT 30
-kill -INT $mpid
-rc=0
-wait $mpid || rc=$?
-[ "$rc" -eq 1 ] && grep -q "interrupted before a status record" "$tmp/err" ||
-    fail "monitor --once interrupted: exit $rc, $(cat "$tmp/err")"
+interrupted "interrupted before a status record" --once --connect "tcp://127.0.0.1:$1" --timeout 30
 
 # a publisher of messages that are not records (not JSON, or JSON but not an
 # object): --once prints none of them, and they do not hold its --timeout off
