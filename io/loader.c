@@ -547,6 +547,16 @@ static int open_dealer(loader *l, char *err, size_t errlen)
     return 0;
 }
 
+/* The longest message a rank takes: a batch of tokens `width` bytes wide, or
+ * an error report, which a small batch is shorter than (+1 when receiving,
+ * so that a longer message is detected, not cut). */
+static size_t message_cap(const loader_options *o, int width)
+{
+    size_t batch = loader_message_bytes(o->B, o->T, width);
+    return batch > LOADER_HEADER_BYTES + ERROR_TEXT_BYTES ? batch
+                                                          : LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
+}
+
 /* Remote mode: connect a DEALER to the loader process and put `depth` requests
  * in flight.  Connecting never waits for the server: requests queue until it
  * is up, and only loader_next's timeout decides that it is not coming. */
@@ -560,10 +570,7 @@ static int start_remote(loader *l, const char *endpoint, const char *token, char
         snprintf(err, errlen, "loader: the token is longer than %d bytes", ZSOCK_TOKEN_MAX);
         return -1;
     }
-    /* room for the widest batch and for an error reply, +1 to detect longer messages */
-    l->recv_cap = loader_message_bytes(o->B, o->T, 4);
-    if (l->recv_cap < LOADER_HEADER_BYTES + ERROR_TEXT_BYTES)
-        l->recv_cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
+    l->recv_cap = message_cap(o, 4);   /* the widest batch a server may send */
     l->recv_buf = malloc(l->recv_cap + 1);
     l->ctx = zmq_ctx_new();
     if (!l->endpoint || !l->recv_buf || !l->ctx) {
@@ -599,10 +606,7 @@ loader *loader_start(const dataset *d, const loader_options *o, char *err, size_
         return l;
     }
     l->width = d->model_vocab <= 65536 ? 2 : 4;
-    /* room for a batch and for an error report, which a small batch is shorter than */
-    l->recv_cap = loader_message_bytes(o->B, o->T, l->width);
-    if (l->recv_cap < LOADER_HEADER_BYTES + ERROR_TEXT_BYTES)
-        l->recv_cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
+    l->recv_cap = message_cap(o, l->width);
     size_t n = (size_t)o->B * o->T;
     l->send_buf = malloc(l->recv_cap);
     l->recv_buf = malloc(l->recv_cap + 1);   /* +1: a longer message is detected, not cut */
