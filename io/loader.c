@@ -5,7 +5,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include <zmq.h>
 
 #include "io/le.h"
+#include "io/signals.h"
 #include "io/zsock.h"
 #include "kernels/clock.h"
 
@@ -172,10 +172,7 @@ static void *produce(void *arg)
     loader *l = arg;
     const loader_options *o = &l->opt;
     char err[300];
-    sigset_t all;
-    sigfillset(&all);
-    /* signals belong to the main thread; one taken here would end the send (EINTR) */
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    signals_block_all();
     for (uint64_t step = o->first_step;; step++) {
         for (int j = 0; j < o->grad_accum; j++) {
             uint64_t first = dataset_first_sample(step, j, o->grad_accum, o->rank, o->ranks, o->B);

@@ -20,6 +20,7 @@
 #include "io/fsutil.h"
 #include "io/procmem.h"
 #include "io/shard.h"
+#include "io/signals.h"
 #include "io/tokenizer.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
@@ -515,12 +516,15 @@ static int save_mode(const options *o, const infer_model *m, const tokenizer *to
     return rc;
 }
 
-static atomic_int stop_serving;
+/* SIGINT and SIGTERM end a service cleanly once it serves; before that (a
+ * model still loading) they end the process as usual. */
+static atomic_int serving, stop_serving;
 
-static void on_signal(int sig)
+static bool on_signal(int sig)
 {
     (void)sig;
     atomic_store(&stop_serving, 1);
+    return atomic_load(&serving);
 }
 
 /* --serve: the ZeroMQ service, until SIGINT or SIGTERM.  The exit code. */
@@ -531,9 +535,7 @@ static int serve_mode(const options *o, const infer_model *m, const tokenizer *t
     int rc = infer_server_init(&sv, m, tok, o->kv, err, sizeof err) != 0 ||
              infer_serve_bind(&sv, o->serve, err, sizeof err) != 0;
     if (rc == 0) {
-        struct sigaction sa = {.sa_handler = on_signal};
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        atomic_store(&serving, 1);
         char bound[256];   /* with tcp://HOST:*, the port ZeroMQ picked */
         size_t n = sizeof bound;
         if (zmq_getsockopt(sv.sock, ZMQ_LAST_ENDPOINT, bound, &n) != 0)
@@ -560,6 +562,12 @@ int main(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "infer: %s\n", err);
         return 2;
+    }
+    /* before the first thread starts (io/signals.h says why) */
+    static const int stops[] = {SIGINT, SIGTERM};
+    if (o.serve && signals_start(stops, 2, on_signal) != 0) {
+        fprintf(stderr, "infer: cannot start the signal thread: %s\n", strerror(errno));
+        return 1;
     }
     infer_model m;
     tokenizer *tok;

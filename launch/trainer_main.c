@@ -1,9 +1,11 @@
 /* build/trainer: trains a GPT-2 model from a JSON config.
  *   trainer --config FILE.json [--set key=value ...]
  */
+#include <errno.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "comm/comm.h"
 #include "comm/watchdog.h"
+#include "io/signals.h"
 #include "kernels/env.h"
 #include "trainer/config.h"
 #include "trainer/init_from.h"
@@ -53,20 +56,29 @@ static void usage(FILE *f)
  * diverged, since it would resume from the same state and diverge again. */
 enum { EXIT_DIVERGED = 4 };
 
-/* The run's requests: at file scope because a signal handler reaches no
- * other object; train_run is given a pointer to it. */
+/* The run's requests, made by the signal thread (io/signals); train_run is
+ * given a pointer to it. */
 static train_requests requests;
 
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    requests.stop = 1;
-}
+/* Stop signals already taken once, one bit per signal number. */
+static atomic_uint stops_seen;
 
-static void on_checkpoint_signal(int sig)
+/* The first signal of a kind asks for a clean stop; a second one of that
+ * kind kills as usual -- except in a Slurm job, where a cancel or requeue
+ * signals every process of the job and the launcher (srun, mpirun) forwards
+ * the same signal again: there a repeat is the same request, and Slurm's
+ * SIGKILL after KillWait is the hard stop.  SIGUSR1 asks for a checkpoint. */
+static bool on_signal(int sig)
 {
-    (void)sig;
-    requests.checkpoints++;
+    if (sig == SIGUSR1) {
+        requests.checkpoints++;
+        return true;
+    }
+    unsigned bit = 1u << sig;
+    if ((atomic_fetch_or(&stops_seen, bit) & bit) && !getenv("SLURM_JOB_ID"))
+        return false;
+    requests.stop = 1;
+    return true;
 }
 
 /* The first pass over argv: each option is known and has its value; finds
@@ -162,22 +174,6 @@ static void choose_threads(const comm_world *w)
     omp_set_num_threads(share > 0 ? share : 1);
 }
 
-/* The first signal asks for a clean stop; a second one kills as usual --
- * except in a Slurm job, where a cancel or requeue signals every process of
- * the job and the launcher (srun, mpirun) forwards the same signal again:
- * there a repeat is the same request, and Slurm's SIGKILL after KillWait
- * is the hard stop. */
-static void install_signal_handlers(void)
-{
-    struct sigaction sa = {.sa_handler = on_stop_signal,
-                           .sa_flags = SA_RESTART | (getenv("SLURM_JOB_ID") ? 0 : SA_RESETHAND)};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);   /* a closed terminal: save rather than die */
-    struct sigaction su = {.sa_handler = on_checkpoint_signal, .sa_flags = SA_RESTART};
-    sigaction(SIGUSR1, &su, NULL);   /* checkpoint and go on */
-}
-
 /* Rank 0's closing line on stderr. */
 static void report_done(const train_result *res, const run_config *cfg)
 {
@@ -219,10 +215,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "trainer: %s\n", err);
         return 2;
     }
-    /* before MPI starts, which takes a second or more on a busy host: a signal
-     * then would end the process by its default action, a checkpoint request
-     * (SIGUSR1) killing the run.  Open MPI leaves these handlers in place. */
-    install_signal_handlers();
+    /* before MPI starts (its threads inherit the block, and it takes a second
+     * or more on a busy host: a signal then would end the process by its
+     * default action, a checkpoint request killing the run) and before any
+     * product runs (io/signals.h says why no handler may run on those threads);
+     * SIGHUP: a closed terminal saves rather than kills */
+    static const int taken[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+    if (signals_start(taken, 4, on_signal) != 0) {
+        fprintf(stderr, "trainer: cannot start the signal thread: %s\n", strerror(errno));
+        return 1;
+    }
     comm_world world;
     if (comm_init(&argc, &argv, &world, err, sizeof err) != 0) {
         fprintf(stderr, "trainer: %s\n", err);

@@ -2,7 +2,6 @@
 
 #include <omp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -46,7 +45,7 @@ typedef struct {
 
 struct checkpointer {
     const char *resume;   /* --resume: "auto", a path, or NULL */
-    sig_atomic_t handled; /* checkpoint requests acted on (checkpoint_due) */
+    int handled;          /* checkpoint requests acted on (checkpoint_due) */
     double write_s;       /* what the other ranks allow rank 0 for writing a file */
     bool warned;          /* the no-snapshot warning was given */
     saver_state saver;
@@ -313,18 +312,7 @@ static void copy_state(saver_state *sv, const gpt2 *m, const adamw_state *opt,
 /* Starts the writer thread on the snapshot; without a thread it writes here. */
 static int start_writer(saver_state *sv, double t0, status_log *st, char *err, size_t errlen)
 {
-    /* the writer takes none of the signals the trainer handles (a stop or
-     * checkpoint request must reach the training thread's flags, and the
-     * writer's system calls stay uninterrupted) */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGUSR1);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     int prc = pthread_create(&sv->thread, NULL, writer_main, sv);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (prc != 0) {   /* no thread: write it here */
         writer_main(sv);
         sv->blocked_s = clock_mono_s() - t0;
@@ -364,12 +352,12 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
     return start_writer(sv, t0, st, err, errlen);
 }
 
-bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests)
+bool checkpoint_requested(const checkpointer *ck, int requests)
 {
     return requests != ck->handled;
 }
 
-int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, sig_atomic_t requests,
+int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, int requests,
                    status_log *st, char *err, size_t errlen)
 {
     bool asked = requests != ck->handled;

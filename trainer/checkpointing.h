@@ -40,7 +40,6 @@
 #ifndef TRAINER_CHECKPOINTING_H
 #define TRAINER_CHECKPOINTING_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -64,7 +63,7 @@ void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world 
 
 /* Whether requests (as for checkpoint_due) holds one not yet acted on, on
  * this rank. */
-bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests);
+bool checkpoint_requested(const checkpointer *ck, int requests);
 
 /* Whether to save after this step: wanted (the loop's own reason, the same
  * on every rank: the end of the run, a periodic save) or a request.
@@ -73,7 +72,7 @@ bool checkpoint_requested(const checkpointer *ck, sig_atomic_t requests);
  * agree (a signal may reach one).  Also collects a finished background write
  * (its "checkpoint" record).  1: save, 0: not now, -1: a background write
  * failed (one-line reason in err). */
-int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, sig_atomic_t requests,
+int checkpoint_due(checkpointer *ck, const comm_world *w, bool wanted, int requests,
                    status_log *st, char *err, size_t errlen);
 
 /* Saves the state after `done` steps to OUT_DIR/ckpt_%06d.h5 (async: waits for

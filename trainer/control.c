@@ -4,13 +4,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
 
+#include "io/signals.h"
 #include "io/zsock.h"
 #include "kernels/clock.h"
 
@@ -289,9 +289,7 @@ static void serve_one(control_server *c)
 static void *server_main(void *arg)
 {
     control_server *c = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals belong to the main thread */
+    signals_block_all();
     for (;;) {
         pthread_mutex_lock(&c->mu);
         bool quit = c->quit;

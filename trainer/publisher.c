@@ -2,13 +2,13 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
 
+#include "io/signals.h"
 #include "io/zsock.h"
 #include "kernels/clock.h"
 
@@ -156,9 +156,7 @@ static void read_subscriptions(publisher *p)
 static void *sender_main(void *arg)
 {
     publisher *p = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals belong to the main thread */
+    signals_block_all();
     for (;;) {
         char err[256];
         pthread_mutex_lock(&p->queue.mu);

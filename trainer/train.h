@@ -4,7 +4,7 @@
 #ifndef TRAINER_TRAIN_H
 #define TRAINER_TRAIN_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -23,11 +23,11 @@ typedef struct {
 } train_result;
 
 /* What a running train_run is asked to do after the current step: written
- * by signal handlers (hence volatile sig_atomic_t) and by the run itself (the
- * control socket's requests), read by the run at each step's end. */
+ * by the program's signal thread and by the run itself (the control
+ * socket's requests), read by the run at each step's end. */
 typedef struct {
-    volatile sig_atomic_t stop;          /* non-zero: stop (saving first) */
-    volatile sig_atomic_t checkpoints;   /* one more per request: save and go on */
+    atomic_int stop;          /* non-zero: stop (saving first) */
+    atomic_int checkpoints;   /* one more per request: save and go on */
 } train_requests;
 
 /* Runs c->max_steps steps on every rank of world (rank 0 reports), resuming
