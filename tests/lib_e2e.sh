@@ -148,10 +148,15 @@ e2e_has_text() { grep -q -F -- "$2" "$1" 2>/dev/null; }
 wait_for_text() { wait_until "$3" "'$2' in $1" e2e_has_text "$1" "$2"; }
 ended() { ! kill -0 "$1" 2>/dev/null; }
 wait_for_exit() { wait_until "$2" "end of process $1" ended "$1"; }
-# SigCgt: the caught signals' mask, in hex, the bit of signal N at N - 1
+# Whether process $1 takes signal number $2 rather than dying of it: by a
+# handler (SigCgt), or blocked for its signal thread (SigBlk, the main
+# thread's mask: io/signals.h).  Masks in hex, the bit of signal N at N - 1.
 e2e_catches() {
-    e2e_mask=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) && [ -n "$e2e_mask" ] &&
-        [ $((0x${e2e_mask#????????} >> ($2 - 1) & 1)) -eq 1 ]
+    for e2e_field in SigCgt SigBlk; do
+        e2e_mask=$(sed -n "s/^$e2e_field:[[:space:]]*//p" "/proc/$1/status" 2>/dev/null) &&
+            [ -n "$e2e_mask" ] && [ $((0x${e2e_mask#????????} >> ($2 - 1) & 1)) -eq 1 ] && return 0
+    done
+    return 1
 }
 wait_for_handler() {
     case $2 in HUP) e2e_sig=1 ;; INT) e2e_sig=2 ;; USR1) e2e_sig=10 ;; TERM) e2e_sig=15 ;;
