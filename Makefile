@@ -145,6 +145,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# test_publisher counts the binds a close makes (tests/test_publisher.c)
+$(BUILD)/tests/test_publisher: LDLIBS += -Wl,--wrap=zmq_bind
+
 # the ZeroMQ client tests/e2e_serve.sh drives build/infer --serve with
 $(BUILD)/tests/serve_client: $(BUILD)/obj/tests/serve_client.o
 	@mkdir -p $(dir $@)

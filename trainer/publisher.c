@@ -115,9 +115,9 @@ struct publisher {
  * held by ZeroMQ's I/O thread).  0, or -1 with err set. */
 static int bind_status(publisher *p, char *err, size_t errlen)
 {
-    for (int tries = 0;; tries++) {
+    for (int tries = 1;; tries++) {
         p->sock = zsock_open(p->ctx, ZSOCK_STATUS, p->endpoint, NULL, err, errlen);
-        if (p->sock || zmq_errno() != EADDRINUSE || tries == 100)
+        if (p->sock || zmq_errno() != EADDRINUSE || tries == PUBLISHER_BIND_TRIES)
             return p->sock ? 0 : -1;
         nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
     }

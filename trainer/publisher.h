@@ -37,6 +37,8 @@ size_t msgq_count(msg_queue *q);
  * (see publisher.c): with io/zsock.h's bound on one subscription's size, what
  * ZeroMQ keeps of them stays around a megabyte. */
 enum { PUBLISHER_QUEUE = 1024, PUBLISHER_MAX_SUBSCRIPTIONS = 1024, PUBLISHER_CLOSE_LINGER_MS = 500 };
+/* The binds one (re)bind tries, 20 ms apart, while the port is still held. */
+enum { PUBLISHER_BIND_TRIES = 100 };
 
 typedef struct publisher publisher;
 
