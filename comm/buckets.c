@@ -214,9 +214,9 @@ static int cut_buckets(size_t n, size_t bucket_floats, const size_t *cuts, int n
 int buckets_shard(zero_shard *z, size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
                   int rank, int size)
 {
-    /* MPI counts are ints: cap a bucket at 2^30 values */
-    if (bucket_floats == 0 || bucket_floats > ((size_t)1 << 30))
-        bucket_floats = (size_t)1 << 30;
+    /* MPI counts are ints: a bucket is a piece of the shard (zero.h) */
+    if (bucket_floats == 0 || bucket_floats > ZERO_MAX_PIECE)
+        bucket_floats = ZERO_MAX_PIECE;
     int count = cut_buckets(n, bucket_floats, cuts, ncuts, NULL);
     size_t *bounds = malloc(((size_t)count + 1) * sizeof *bounds);
     if (!bounds)

@@ -1,6 +1,5 @@
 #include "comm/zero.h"
 
-#include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +38,7 @@ int zero_init(zero_shard *z, const size_t *bounds, int npieces, int rank, int si
     memcpy(z->bounds, bounds, ((size_t)npieces + 1) * sizeof *bounds);
     z->n = bounds[npieces];
     for (int k = 0; k < npieces; k++) {
-        if (bounds[k + 1] <= bounds[k]) {
+        if (bounds[k + 1] <= bounds[k] || bounds[k + 1] - bounds[k] > ZERO_MAX_PIECE) {
             zero_free(z);
             return -1;
         }
@@ -47,11 +46,6 @@ int zero_init(zero_shard *z, const size_t *bounds, int npieces, int rank, int si
         zero_slice(z, k, rank, &lo, &hi);
         z->at[k] = z->len;
         z->len += hi - lo;
-    }
-    /* MPI counts and the gathers' displacements are ints */
-    if (z->n > INT_MAX) {
-        zero_free(z);
-        return -1;
     }
     return 0;
 }

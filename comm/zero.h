@@ -29,6 +29,10 @@
 /* Slices are multiples of this many values (a 64-byte line of floats), so
  * two ranks never write one cache line and slices start aligned alike. */
 enum { ZERO_ALIGN = 16 };
+/* The longest piece.  MPI counts are ints, and a rank's part of a piece goes
+ * as one message (zero_gather_range, the buckets' chunks): the pieces, not
+ * the vector, are what must fit, so a vector past 2^31 values shards. */
+enum { ZERO_MAX_PIECE = 1 << 30 };
 
 typedef struct {
     size_t n;        /* values in the sharded vector */
@@ -42,7 +46,7 @@ typedef struct {
 } zero_shard;
 
 /* The vector [0, bounds[npieces]) in npieces pieces.  0, or -1 if memory
- * runs out or a count does not fit an MPI int. */
+ * runs out or a piece is empty or longer than ZERO_MAX_PIECE. */
 int zero_init(zero_shard *z, const size_t *bounds, int npieces, int rank, int size);
 void zero_free(zero_shard *z);
 

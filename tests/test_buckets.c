@@ -20,8 +20,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <mpi.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,6 +419,39 @@ static void sparse_rows_fetch_from_owners(void **state)
     assert_false(failed_anywhere(ok));
 }
 
+/* A model past 2^31 values on few ranks (no messages: only the layout):
+ * it shards, every rank's values add up to it, and each run zero_next_held
+ * gives (one message in zero_gather_range) is an int count for MPI; a piece
+ * longer than ZERO_MAX_PIECE is refused. */
+static void shard_beyond_int_counts(void **state)
+{
+    (void)state;
+    const size_t n = 5 * (size_t)ZERO_MAX_PIECE + 123;
+    for (int ranks = 1; ranks <= 3; ranks++) {
+        size_t total = 0;
+        for (int r = 0; r < ranks; r++) {
+            zero_shard z;
+            assert_int_equal(buckets_shard(&z, n, SIZE_MAX, NULL, 0, r, ranks), 0);
+            assert_true(z.n == n);
+            for (int k = 0; k < z.npieces; k++)
+                assert_true(z.bounds[k + 1] - z.bounds[k] <= ZERO_MAX_PIECE);
+            size_t held = 0;
+            for (size_t b = 0, len; (len = zero_next_held(&z, r, &b, n)) > 0; b += len) {
+                assert_true(len <= INT_MAX);
+                assert_int_equal(zero_owner(&z, b + len - 1), r);
+                assert_true(zero_index(&z, b + len - 1) == zero_index(&z, b) + len - 1);
+                held += len;
+            }
+            assert_true(held == z.len);
+            total += z.len;
+            zero_free(&z);
+        }
+        assert_true(total == n);
+    }
+    zero_shard z;
+    assert_int_equal(zero_init(&z, (size_t[]){0, (size_t)ZERO_MAX_PIECE + 1}, 1, 0, 1), -1);
+}
+
 /* The layout alone, for rank counts 1 to 5 (no messages: zero_init only
  * computes): every value has exactly one owner, whose shard indices run
  * 0..len-1 in arena order; zero_next_held walks exactly the owned parts of a
@@ -597,6 +632,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(sparse_rows_sum_union),
         cmocka_unit_test(sparse_rows_fetch_from_owners),
         cmocka_unit_test(shard_slices_every_piece),
+        cmocka_unit_test(shard_beyond_int_counts),
         cmocka_unit_test(shard_layout_every_piece_length),
         cmocka_unit_test(shard_ranges_gather_and_scatter),
     };

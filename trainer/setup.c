@@ -182,10 +182,10 @@ static int open_reduction(trainer *tr, char *err, size_t errlen)
     size_t n = tr->model.num_params;
     /* one rank holds everything: stage 0, without the shard's bookkeeping */
     tr->zero = c->zero_stage >= 1 && w->size > 1;
-    /* one rank has no exchange to shard for, nor its int-counted messages' limit */
+    /* one rank has no exchange to shard for */
     if (w->size > 1 && shard_arena(tr) != 0) {
-        snprintf(err, errlen, "cannot shard %zu parameters over %d ranks (at most 2^31 - 1 "
-                 "parameters exchange between ranks)", n, w->size);
+        snprintf(err, errlen, "cannot shard %zu parameters over %d ranks: out of memory", n,
+                 w->size);
         return -1;
     }
     if (tr->zero)
