@@ -438,13 +438,14 @@ static int load_q8file(infer_model *m, const gpt2_dims *d, ckpt_model_file *f,
 }
 
 /* /config's dimensions against the shapes in the file, before anything is
- * allocated for them: a config claiming more positions, layers or width than
- * the tensors have got the weights allocated and zeroed at its size first
- * (gigabytes for a small file), and one claiming fewer layers ran part of the
- * model.  Only shapes are read.  A --save-quantized file (q8) holds wte and
- * the matrices in /q8, whose shapes are checked as they load. */
-static int check_shapes(ckpt_model_file *f, const char *path, const gpt2_dims *d, bool q8,
-                        char *err, size_t errlen)
+ * allocated for them: a config claiming more positions, layers, width or
+ * vocabulary than the tensors have got the weights allocated (and zeroed) at
+ * its size first (gigabytes for a small file), and one claiming fewer layers
+ * ran part of the model.  Only shapes are read.  A --save-quantized file (q8
+ * not NULL) holds the matrices in /q8 as [out, in] (HF's [in, out]), wte as
+ * the tied head, lm_head.weight. */
+static int check_shapes(ckpt_model_file *f, const char *path, const gpt2_dims *d,
+                        const infer_q8file *q8, char *err, size_t errlen)
 {
     int n, rc = 0;
     hf_tensor *t = hf_gpt2_tensor_list(d, &n);
@@ -453,7 +454,11 @@ static int check_shapes(ckpt_model_file *f, const char *path, const gpt2_dims *d
         return -1;
     }
     for (int i = 0; i < n && rc == 0; i++)
-        if (!q8 || i == 1 || !t[i].cols)
+        if (q8 && i == 0)
+            rc = infer_q8file_check(q8, "lm_head.weight", t[i].rows, t[i].cols, err, errlen);
+        else if (q8 && i != 1 && t[i].cols)
+            rc = infer_q8file_check(q8, t[i].name, t[i].cols, t[i].rows, err, errlen);
+        else
             rc = ckpt_model_tensor(f, t[i].name, t[i].rows, t[i].cols, NULL, err, errlen);
     free(t);
     char next[HF_NAME_MAX], why[300];
@@ -491,7 +496,7 @@ static int load_open(ckpt_model_file *f, const char *path, const gpt2_dims *d, i
         infer_q8file_close(q8);
         return -1;
     }
-    if (check_shapes(f, path, d, has_q8, err, errlen) != 0) {
+    if (check_shapes(f, path, d, q8, err, errlen) != 0) {
         infer_q8file_close(q8);
         return -1;
     }

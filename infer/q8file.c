@@ -217,7 +217,8 @@ void infer_q8file_close(infer_q8file *f)
     free(f);
 }
 
-/* Reads /q8/name, rows x cols of mtype, into dst (h5_read_checked). */
+/* Reads /q8/name, rows x cols of mtype, into dst (NULL: only its shape is
+ * checked; h5_read_checked). */
 static int read_dataset(const infer_q8file *q, const char *name, hid_t mtype, void *dst, int rows,
                         int cols, char *err, size_t errlen)
 {
@@ -228,14 +229,30 @@ static int read_dataset(const infer_q8file *q, const char *name, hid_t mtype, vo
     return -1;
 }
 
+/* Reads (or with wq, ws NULL checks the shapes of) matrix name [out, in]. */
+static int read_matrix(const infer_q8file *q, const char *name, int8_t *wq, float *ws, int out,
+                       int in, char *err, size_t errlen)
+{
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s_scale", name);
+    return read_dataset(q, name, H5T_NATIVE_INT8, wq, out, in, err, errlen) != 0 ||
+                   read_dataset(q, sname, H5T_NATIVE_FLOAT, ws, out, in / Q8_GS, err, errlen) != 0
+               ? -1 : 0;
+}
+
+int infer_q8file_check(const infer_q8file *q, const char *name, int out, int in, char *err,
+                       size_t errlen)
+{
+    return read_matrix(q, name, NULL, NULL, out, in, err, errlen);
+}
+
 int infer_q8file_matrix(const infer_q8file *q, const char *name, const infer_linear *l,
                         char *err, size_t errlen)
 {
     char sname[128];
     snprintf(sname, sizeof sname, "%s_scale", name);
     size_t n = (size_t)l->out * l->in, ng = n / Q8_GS;
-    if (read_dataset(q, name, H5T_NATIVE_INT8, l->wq, l->out, l->in, err, errlen) != 0 ||
-        read_dataset(q, sname, H5T_NATIVE_FLOAT, l->ws, l->out, l->in / Q8_GS, err, errlen) != 0)
+    if (read_matrix(q, name, l->wq, l->ws, l->out, l->in, err, errlen) != 0)
         return -1;
     /* what q8_quantize can produce: the kernels rely on it (q8.h) */
     for (size_t i = 0; i < n; i++)

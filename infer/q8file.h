@@ -35,6 +35,11 @@ typedef struct infer_q8file infer_q8file;
  * infer_q8file_close), 0 when the file has none (a checkpoint), -1 with a
  * reason (path was already opened as a checkpoint, so that is rare). */
 int infer_q8file_open(const char *path, infer_q8file **out, char *err, size_t errlen);
+/* Checks that matrix name's int8 rows and scales are stored [out, in] and
+ * [out, in / Q8_GS], reading only their shapes: before anything is
+ * allocated at the size /config gives.  0, or -1 with err naming the tensor. */
+int infer_q8file_check(const infer_q8file *q, const char *name, int out, int in, char *err,
+                       size_t errlen);
 /* Reads matrix name's int8 rows and scales into l->wq, l->ws and checks them
  * (a file from before fp16 weight scales has its groups moved to them). */
 int infer_q8file_matrix(const infer_q8file *q, const char *name, const infer_linear *l,

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -691,6 +692,43 @@ static void make_group_size_array(const char *path, int n)
     H5Fclose(f);
 }
 
+/* The address space this process maps now, in bytes (VmSize). */
+static rlim_t mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f) && sscanf(line, "VmSize: %llu kB", &kb) != 1)
+        ;
+    if (f)
+        fclose(f);
+    assert_true(kb > 0);
+    return (rlim_t)kb * 1024;
+}
+
+/* expect_refused (int8) with 512 MB of address space to spare: a load that
+ * allocated at /config's size before reading the shapes it disagrees with
+ * ran out of memory instead, and said so. */
+static void expect_refused_unallocated(const char *path, const char *want)
+{
+    struct rlimit was, lim;
+    assert_int_equal(getrlimit(RLIMIT_AS, &was), 0);
+    lim = was;
+    lim.rlim_cur = mapped_bytes() + ((rlim_t)512 << 20);
+    if (was.rlim_max != RLIM_INFINITY && lim.rlim_cur > was.rlim_max)
+        lim.rlim_cur = was.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
+    infer_model m;
+    tokenizer *tok = NULL;
+    char err[512] = "";
+    const int rc = infer_load(path, INFER_INT8, &m, &tok, err, sizeof err);
+    assert_int_equal(setrlimit(RLIMIT_AS, &was), 0);   /* before any assertion can leave */
+    assert_int_equal(rc, -1);
+    assert_null(strchr(err, '\n'));
+    if (!strstr(err, want))
+        fail_msg("error '%s' does not mention '%s'", err, want);
+}
+
 /* --save-quantized: the file loads to the very int8 weights of quantizing the
  * checkpoint at load, so the logits are bit-identical; it is refused when
  * damaged, and in any precision but int8. */
@@ -805,6 +843,13 @@ static void test_save_quantized(void **state)
     snprintf(cmd, sizeof cmd, "%s/array.h5", dir);
     make_group_size_array(cmd, 4096);
     expect_refused(cmd, INFER_INT8, "q8_group_size is missing or not one integer");
+    /* a vocabulary /q8 does not hold: 1 GB of int8 head at /config's size */
+    snprintf(cmd, sizeof cmd, "cp %s %s/vocab.h5", qf, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/vocab.h5", dir);
+    set_config(cmd, "vocab_size", 1 << 24);
+    expect_refused_unallocated(cmd, "/q8/lm_head.weight is not an int8 tensor of shape "
+                                    "[16777216,64]");
     /* a changed weight no longer matches its checksum */
     int8_t *wq = alloc_checked((size_t)a.h[1].fc.in * a.h[1].fc.out);
     float *ws = alloc_checked((size_t)a.h[1].fc.in * a.h[1].fc.out / Q8_GS * sizeof *ws);
