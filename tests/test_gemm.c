@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <omp.h>
 
 #include "kernels/convert.h"
 #include "kernels/cpu.h"
@@ -159,6 +160,29 @@ static void test_trans_a_gemm_kernel(void **state)
         check_bf16_case(true, false, 67, 96, 128, false, acc);
     }
     gemm_set_trans_a_kernel(false);
+}
+
+/* Weight gradients with a long K (the tokens) on more threads than the
+ * product has column blocks: oneDNN then splits K among the threads and
+ * sums their parts in a last step (its brgemm kernels' parallel reduction,
+ * its gemm kernel's K partition), and the accumulation into C must
+ * survive that.  A CPU with a few cores runs the 16 threads in turn. */
+static void test_trans_a_long_k_many_threads(void **state)
+{
+    (void)state;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(16);
+    gemm_release();   /* oneDNN plans each product for the threads at its creation */
+    for (int kernel = 0; kernel < 2; kernel++) {
+        gemm_set_trans_a_kernel(kernel);
+        for (int acc = 0; acc < 2; acc++) {
+            check_case(true, false, 96, 288, 2048, false, acc, 0);
+            check_bf16_case(true, false, 96, 288, 2048, false, acc);
+        }
+    }
+    gemm_set_trans_a_kernel(false);
+    gemm_release();
+    omp_set_num_threads(threads);
 }
 
 static void test_packed_weights(void **state)
@@ -323,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_all_variants),
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_trans_a_gemm_kernel),
+        cmocka_unit_test(test_trans_a_long_k_many_threads),
         cmocka_unit_test(test_cache_reuse_gives_same_result),
         cmocka_unit_test(test_bf16_native_path),
         cmocka_unit_test(test_bf16_widened_path),
