@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <string.h>
 #include <sys/file.h>
@@ -356,26 +357,97 @@ int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err
     return 0;
 }
 
-int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, char *err, size_t errlen)
+/* name is base.tmp-XXXXXX (mkdtemp's six letters or digits), or that with
+ * ".old" after it (fs_replace_dir's old directory, moved aside). */
+static int temp_dir_of(const char *name, const char *base, size_t baselen)
 {
+    if (strncmp(name, base, baselen) != 0 || strncmp(name + baselen, ".tmp-", 5) != 0)
+        return 0;
+    const char *x = name + baselen + 5;
+    for (int i = 0; i < 6; i++)
+        if (!isalnum((unsigned char)x[i]))
+            return 0;
+    return x[6] == '\0' || strcmp(x + 6, ".old") == 0;
+}
+
+/* Removes the temporary directories beside dir[0..n) whose writer is dead: one
+ * whose lock nobody holds.  One that cannot be locked at all (a file system
+ * without flock) is left alone.  Names those removed in note ("" if none). */
+static void remove_dead_temp_dirs(const char *dir, size_t n, char *note, size_t notelen)
+{
+    const char *slash = memrchr(dir, '/', n);
+    const int prefix = slash ? (int)(slash + 1 - dir) : 0;   /* "a/b/" of "a/b/data" */
+    char parent[4200], path[4200];
+    snprintf(parent, sizeof parent, "%.*s", prefix ? prefix : 1, prefix ? dir : ".");
+    DIR *d = opendir(parent);
+    size_t used = 0;
+    note[0] = '\0';
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!temp_dir_of(e->d_name, dir + prefix, n - (size_t)prefix) ||
+            snprintf(path, sizeof path, "%.*s%s", prefix, dir, e->d_name) >= (int)sizeof path)
+            continue;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat held, named;
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
+            lstat(path, &named) == 0 && held.st_dev == named.st_dev &&
+            held.st_ino == named.st_ino && fs_remove_dir(path) == 0 && used + 1 < notelen)
+            used += (size_t)snprintf(note + used, notelen - used, "%s%s", used ? ", " : "", path);
+        close(fd);
+    }
+    if (d)
+        closedir(d);
+    if (used > 0 && used + 1 < notelen)
+        snprintf(note + used, notelen - used, ": left by an interrupted write of %.*s", (int)n, dir);
+}
+
+int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, int *lock, char *note,
+                       size_t notelen, char *err, size_t errlen)
+{
+    *lock = -1;
+    note[0] = '\0';
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/')   /* "data/" names "data" */
         n--;
-    if (snprintf(tmp, cap, "%.*s.tmp-XXXXXX", (int)n, dir) >= (int)cap) {
+    if (snprintf(tmp, cap, "%.*s.tmp-XXXXXX", (int)n, dir) >= (int)cap || n >= 4000) {
         snprintf(err, errlen, "%s: path too long", dir);
         return -1;
     }
-    if (!mkdtemp(tmp))
-        return fail(err, errlen, tmp, "cannot create directory");
-    if (chmod(tmp, 0755) != 0) {   /* mkdtemp's 0700 would hide the data from other users */
-        fail(err, errlen, tmp, "cannot set permissions");
-        rmdir(tmp);
-        return -1;
+    remove_dead_temp_dirs(dir, n, note, notelen);
+    for (;;) {
+        snprintf(tmp, cap, "%.*s.tmp-XXXXXX", (int)n, dir);
+        if (!mkdtemp(tmp))
+            return fail(err, errlen, tmp, "cannot create directory");
+        if (chmod(tmp, 0755) != 0) {   /* mkdtemp's 0700 would hide the data from other users */
+            fail(err, errlen, tmp, "cannot set permissions");
+            rmdir(tmp);
+            return -1;
+        }
+        /* Held until the directory is in place: another writer beside dir
+         * takes it for a dead one's only when the lock is free.  One may have
+         * caught it before it was taken here and removed it: then a new one is
+         * made.  On a file system without flock it goes unlocked. */
+        int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            fail(err, errlen, tmp, "cannot open");
+            rmdir(tmp);
+            return -1;
+        }
+        int rc;
+        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
+            ;
+        struct stat held, named;
+        if (rc != 0 || (fstat(fd, &held) == 0 && stat(tmp, &named) == 0 &&
+                        held.st_dev == named.st_dev && held.st_ino == named.st_ino)) {
+            *lock = fd;
+            return 0;
+        }
+        close(fd);
     }
-    return 0;
 }
 
-void fs_remove_dir(const char *dir)
+int fs_remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     char path[4200];
@@ -385,20 +457,12 @@ void fs_remove_dir(const char *dir)
             unlink(path);
     if (d)
         closedir(d);
-    rmdir(dir);
+    return rmdir(dir);
 }
 
-int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen)
+/* Puts tmp in the place of the existing directory dir and deletes the old one. */
+static int swap_dirs(const char *tmp, const char *dir, char *err, size_t errlen)
 {
-    char why[600];
-    if (fs_fsync_file(tmp, why, sizeof why) != 0) {   /* its entries, before it is published */
-        snprintf(err, errlen, "%s", why);
-        return -1;
-    }
-    if (rename(tmp, dir) == 0)   /* no dir yet (or an empty one) */
-        return fs_fsync_parent(dir, err, errlen);
-    if (errno != EEXIST && errno != ENOTEMPTY)
-        return fail(err, errlen, dir, "cannot rename a directory into place");
     /* tmp takes the old directory, which is then deleted */
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
         if (errno != EINVAL && errno != ENOSYS)
@@ -417,6 +481,29 @@ int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen)
     }
     fs_remove_dir(tmp);
     return fs_fsync_parent(dir, err, errlen);
+}
+
+int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen)
+{
+    char why[600];
+    if (fs_fsync_file(tmp, why, sizeof why) != 0) {   /* its entries, before it is published */
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    if (rename(tmp, dir) == 0)   /* no dir yet (or an empty one) */
+        return fs_fsync_parent(dir, err, errlen);
+    if (errno != EEXIST && errno != ENOTEMPTY)
+        return fail(err, errlen, dir, "cannot rename a directory into place");
+    /* The old directory waits for its deletion under a temporary name: locked,
+     * a writer beside it does not take it for a dead one's (a killed process
+     * leaves it unlocked, for the next one to remove). */
+    int old = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (old >= 0)
+        flock(old, LOCK_EX | LOCK_NB);
+    int rc = swap_dirs(tmp, dir, err, errlen);
+    if (old >= 0)
+        close(old);
+    return rc;
 }
 
 int fs_lock_dir(const char *dir, char *err, size_t errlen)

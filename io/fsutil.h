@@ -84,10 +84,20 @@ int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err
  * fs_replace_dir swaps it in with one rename (an existing one is exchanged
  * atomically, or where the file system cannot, moved aside first: then the
  * name is briefly absent, never half-replaced) and deletes the old one.  The
- * new directory has mode 0755, as fs_mkdir_p makes them. */
-int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, char *err, size_t errlen);
+ * new directory has mode 0755, as fs_mkdir_p makes them.
+ *
+ * fs_temp_dir_beside makes DIR.tmp-XXXXXX and holds an flock on it (the
+ * descriptor in *lock) for as long as the writer lives: the caller releases it
+ * with fs_unlock_dir once the directory is in place or removed.  First it
+ * removes the DIR.tmp-XXXXXX folders beside DIR whose lock is free, which a
+ * killed writer left, and names them in note as one line ("" when none); a
+ * live writer's folder stays, and so does any folder on a file system without
+ * flock. */
+int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, int *lock, char *note,
+                       size_t notelen, char *err, size_t errlen);
 int fs_replace_dir(const char *tmp, const char *dir, char *err, size_t errlen);
-/* Deletes dir and the files in it (no subdirectories); best effort. */
-void fs_remove_dir(const char *dir);
+/* Deletes dir and the files in it (no subdirectories); best effort: 0 when
+ * dir is gone. */
+int fs_remove_dir(const char *dir);
 
 #endif

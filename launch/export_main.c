@@ -48,7 +48,8 @@ static const char USAGE[] =
     "                merges.txt) that transformers loads; gguf: one file llama.cpp and\n"
     "                build/infer load\n"
     "  --out PATH    the folder (hf) or file (gguf) to write: a new name, an existing file\n"
-    "                or folder is refused\n"
+    "                or folder is refused.  A folder is built in PATH.tmp-XXXXXX beside it;\n"
+    "                those a killed export left are removed, and named on stderr\n"
     "  --dtype D     hf only: the tensors as f32 (default), f16 or bf16\n"
     "  --type T      gguf: the weight matrices and token embedding as f32 (default),\n"
     "                f16 or q8_0 (infer's int8 model; needs n_embd a multiple of 32);\n"
@@ -320,8 +321,9 @@ static int parse_st_dtype(const char *s, st_dtype *d, const char **torch)
     return -1;
 }
 
-/* The folder is built in a fresh DIR.tmp-XXXXXX beside it (one that a killed
- * export left behind is no obstacle) and renamed into place whole. */
+/* The folder is built in a fresh DIR.tmp-XXXXXX beside it (those a killed
+ * export left behind are removed, and named on stderr) and renamed into place
+ * whole. */
 static int export_hf(model_src *m, const char *out, st_dtype dt, const char *torch, char *err,
                      size_t errlen)
 {
@@ -332,13 +334,16 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
     size_t len = strlen(out);
     while (len > 1 && out[len - 1] == '/')   /* "DIR/" names DIR, not a folder inside it */
         len--;
-    char dir[1001], tmp[1100], path[1200];
+    char dir[1001], tmp[1100], path[1200], note[1024];
     snprintf(dir, sizeof dir, "%.*s", (int)len, out);
-    if (fs_temp_dir_beside(dir, tmp, sizeof tmp, err, errlen) != 0)
+    int lock, rc = fs_temp_dir_beside(dir, tmp, sizeof tmp, &lock, note, sizeof note, err, errlen);
+    if (note[0])
+        fprintf(stderr, "export: removed %s\n", note);
+    if (rc != 0)
         return -1;
     vocab_text v = {0};
     st_writer *w = st_writer_new();
-    int rc = w ? spell_vocab(m->tok, &v, err, errlen) : fs_fail(err, errlen, "out of memory");
+    rc = w ? spell_vocab(m->tok, &v, err, errlen) : fs_fail(err, errlen, "out of memory");
     for (int i = 0; i < m->n && rc == 0; i++) {
         /* wte (tensor 0) without the padding rows: a row per token, as vocab.json
          * lists them, so that transformers never samples an id it cannot spell */
@@ -365,6 +370,7 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
     free_vocab(&v);
     if (rc != 0)   /* the temporary folder and whatever it holds */
         fs_remove_dir(tmp);
+    fs_unlock_dir(lock);
     return rc;
 }
 

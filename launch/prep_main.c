@@ -57,7 +57,9 @@ static void usage(FILE *f)
             "  --merges      GPT-2's vocab.bpe (OpenAI) or merges.txt (Hugging Face)\n"
             "  --val-fraction  in (0, 1), default 0.1\n"
             "An existing DIR is replaced only if it holds nothing but dataset files, and no\n"
-            "input may be DIR or inside it.\n",
+            "input may be DIR or inside it.  DIR is built in DIR.tmp-XXXXXX beside it and\n"
+            "renamed into place; such folders a killed prep left are removed, and named on\n"
+            "stderr (those of a prep still running stay).\n",
             1 << 20, DEFAULT_BPE_VOCAB);
 }
 
@@ -395,17 +397,21 @@ static int write_files(const char *dir, const tokenizer *t, const uint32_t *ids,
 static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *ids,
                          uint64_t ntrain, uint64_t nval)
 {
-    char err[PATH_BYTES + 600], tmp[PATH_BYTES + 64];
+    char err[PATH_BYTES + 600], tmp[PATH_BYTES + 64], note[1024];
     char *real = realpath(dir, NULL);   /* NULL: no dataset there yet */
     const char *target = real ? real : dir;
-    int rc = 0;
-    if (fs_temp_dir_beside(target, tmp, sizeof tmp, err, sizeof err) != 0)
+    int lock, rc = fs_temp_dir_beside(target, tmp, sizeof tmp, &lock, note, sizeof note, err,
+                                      sizeof err);
+    if (note[0])
+        fprintf(stderr, "prep: removed %s\n", note);
+    if (rc != 0)
         rc = die(EXIT_IO, "%s", err);
     else if (write_files(tmp, t, ids, ntrain, nval, err, sizeof err) != 0 ||
              fs_replace_dir(tmp, target, err, sizeof err) != 0) {
         fs_remove_dir(tmp);
         rc = die(EXIT_IO, "%s", err);
     }
+    fs_unlock_dir(lock);
     free(real);
     return rc;
 }

@@ -20,7 +20,7 @@
 #    one line, nothing left under the output name or beside it; --type names
 #    hf's dtype too (DESIGN.md's command line); an existing output name (the checkpoint itself
 #    too) is refused, the file unchanged; a truncated GGUF file is refused naming
-#    it once; the temporary folder of a killed hf export is no obstacle;
+#    it once; the temporary folder of a killed hf export is removed by the next one;
 #  - --help describes every flag.
 set -e
 NAME=e2e_export
@@ -69,11 +69,19 @@ no_temp() {   # what an export leaves beside its output is only the output
 "$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/slash/" >/dev/null || fail "export hf to DIR/"
 cmp "$tmp/slash/model.safetensors" "$tmp/hf_f32/model.safetensors" || fail "DIR/ holds another model"
 no_temp "export hf to DIR/"
-# the temporary folder of a killed export is no obstacle to the next one
-mkdir "$tmp/again.tmp" "$tmp/again.tmp-a1b2c3"
-"$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/again" >/dev/null || fail "export beside a killed one's folder"
+# the temporary folder of a killed export is removed by the next one, which
+# says so in one line; a live export's (its lock held) and other names stay
+mkdir "$tmp/again.tmp" "$tmp/again.tmp-a1b2c3" "$tmp/again.tmp-live01"
+printf x >"$tmp/again.tmp-a1b2c3/model.safetensors.tmp"
+hold_lock "$tmp/again.tmp-live01"
+"$BUILD/export" --ckpt "$ck" --format hf --out "$tmp/again" >/dev/null 2>"$tmp/log" ||
+    fail "export beside a killed one's folder: $(cat "$tmp/log")"
 cmp "$tmp/again/model.safetensors" "$tmp/hf_f32/model.safetensors" || fail "again holds another model"
-rmdir "$tmp/again.tmp" "$tmp/again.tmp-a1b2c3"
+[ "$(cat "$tmp/log")" = "export: removed $tmp/again.tmp-a1b2c3: left by an interrupted write of $tmp/again" ] ||
+    fail "export beside a killed one's folder said: $(cat "$tmp/log")"
+[ -d "$tmp/again.tmp" ] && [ -d "$tmp/again.tmp-live01" ] || fail "export removed a folder not a dead export's"
+kill "$holder"
+rmdir "$tmp/again.tmp" "$tmp/again.tmp-live01"
 $PY - "$tmp/hf_f32" <<'EOF' || fail "hf config.json"
 import json, sys
 c = json.load(open(sys.argv[1] + "/config.json"))

@@ -2,7 +2,8 @@
 # End-to-end check of $BUILD/prep on a corpus made here: byte and BPE outputs,
 # token-file sizes against their headers, the train/val split, directory inputs
 # (skipping *.dat, *.u8 and links to files already read), and one-line errors
-# (an input that is the output dataset or inside it among them).
+# (an input that is the output dataset or inside it among them), and the
+# temporary folder a killed prep leaves removed by the next one.
 set -e
 NAME=e2e_prep
 . tests/lib_e2e.sh
@@ -151,6 +152,21 @@ ln -s bpe "$tmp/bpelink"
     fail "prep through a link to a dataset: $(cat "$tmp/log")"
 [ -L "$tmp/bpelink" ] || fail "prep replaced the --out link"
 grep -q '"type":"bpe"' "$tmp/bpe/tokenizer.json" || fail "prep through a link: the dataset is the old one"
+# a prep killed while writing leaves its DIR.tmp-XXXXXX (a copy of the dataset,
+# unlocked once its writer is dead): the next prep on DIR removes it and says so
+# in one line; the folder of a prep still writing (its lock held) stays
+real=$(realpath "$tmp")
+mkdir "$tmp/byte.tmp-dead01" "$tmp/byte.tmp-live01"
+printf x >"$tmp/byte.tmp-dead01/train.tok.tmp"
+hold_lock "$tmp/byte.tmp-live01"
+"$PREP" --input "$tmp/corpus.txt" --out "$tmp/byte" --tokenizer byte 2>"$tmp/log" ||
+    fail "prep beside a killed one's folder: $(cat "$tmp/log")"
+grep -qxF "prep: removed $real/byte.tmp-dead01: left by an interrupted write of $real/byte" "$tmp/log" ||
+    fail "prep beside a killed one's folder said: $(cat "$tmp/log")"
+[ ! -e "$tmp/byte.tmp-dead01" ] || fail "prep left a killed prep's folder"
+[ -d "$tmp/byte.tmp-live01" ] || fail "prep removed the folder of a prep still writing"
+kill "$holder"
+rmdir "$tmp/byte.tmp-live01"
 
 leftover=$(find "$tmp" -name '*.tmp')
 [ -z "$leftover" ] || fail "temporary files left: $leftover"

@@ -18,6 +18,9 @@
 #   slow_disk MBPS      sets $SLOW, a command prefix under which a program's
 #                       pread and pwrite (HDF5's file I/O) go at MBPS MB/s
 #                       (tests/slow_disk.c)
+#   hold_lock DIR       a process holding an flock on folder DIR, as a live
+#                       writer holds its DIR.tmp-XXXXXX (io/fsutil.h), its pid
+#                       in $holder; returns once the lock is held
 #   start_loader        build/loader serving $tmp/data on ipc://$tmp/loader.sock
 #                       (seq-len 32, vocab 256, seed 1337: the configs of the
 #                       loader tests), stderr to $tmp/loader.err, its pid in
@@ -105,6 +108,13 @@ slow_disk() {
     [ -f "$tmp/slow_disk.so" ] || ${CC:-cc} -shared -fPIC -o "$tmp/slow_disk.so" tests/slow_disk.c -ldl ||
         fail "cannot build the slow disk"
     SLOW="env LD_PRELOAD=$tmp/slow_disk.so SLOW_DISK_MBPS=$1 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+}
+hold_lock() {
+    rm -f "$tmp/held"
+    (flock 9 && : >"$tmp/held" && exec sleep 300) 9<"$1" &
+    holder=$!
+    on_exit "kill $holder 2>/dev/null"
+    wait_for_file "$tmp/held" 10
 }
 start_loader() {
     rm -f "$tmp/loader.sock"   # a killed loader leaves it behind

@@ -2,14 +2,18 @@
  * (a file from another preparation is refused, naming it), the tokenizer must
  * load and fit the model, and directories are replaced whole.  fs_checksum
  * equals the checkpoint format's ckpt_checksum on whole words; fs_map_file
- * maps a file whole, an empty one as nothing, and says why it cannot. */
+ * maps a file whole, an empty one as nothing, and says why it cannot.  A
+ * killed writer's temporary directory is removed by the next writer beside
+ * it, a live writer's is not. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -150,15 +154,19 @@ static bool is_empty_dir(const char *dir)
 static void test_directories_replaced_whole(void **state)
 {
     (void)state;
-    char dir[128], tmp[192], path[256], err[512];
+    char dir[128], tmp[192], path[256], err[512], note[512];
+    int lock;
     tokenizer *byte = tokenizer_new_byte();
     make_dataset("old", 100, 0, byte);
     snprintf(dir, sizeof dir, "%s/old", root);
-    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, err, sizeof err), 0);
+    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, &lock, note, sizeof note, err,
+                                        sizeof err), 0);
+    assert_string_equal(note, "");
     assert_non_null(strstr(tmp, "/old.tmp-"));
     snprintf(path, sizeof path, "%s/only-new", tmp);
     assert_int_equal(fs_write_file_atomic(path, "x", 1, err, sizeof err), 0);
     assert_int_equal(fs_replace_dir(tmp, dir, err, sizeof err), 0);
+    fs_unlock_dir(lock);
     struct stat st;
     snprintf(path, sizeof path, "%s/only-new", dir);
     assert_int_equal(stat(path, &st), 0);
@@ -167,14 +175,111 @@ static void test_directories_replaced_whole(void **state)
     assert_int_not_equal(stat(tmp, &st), 0);
 
     snprintf(dir, sizeof dir, "%s/fresh/", root);   /* a new name, with a trailing slash */
-    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, err, sizeof err), 0);
+    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, &lock, note, sizeof note, err,
+                                        sizeof err), 0);
     assert_int_equal(fs_replace_dir(tmp, dir, err, sizeof err), 0);
+    fs_unlock_dir(lock);
     assert_true(is_empty_dir(dir));
 
     assert_true(dataset_owns_name("train.tok") && dataset_owns_name("manifest.json") &&
                 dataset_owns_name("val.tok.tmp"));
     assert_false(dataset_owns_name("input.txt"));
     tokenizer_free(byte);
+}
+
+/* A process that began a temporary directory beside root/data and wrote a
+ * file in it, then waits (its path in *tmp) to be killed or to end. */
+static pid_t start_writer(char *tmp, size_t cap)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char dir[128], path[256], err[512], note[512];
+        int lock;
+        snprintf(dir, sizeof dir, "%s/data", root);
+        if (fs_temp_dir_beside(dir, tmp, cap, &lock, note, sizeof note, err, sizeof err) != 0)
+            _exit(1);
+        snprintf(path, sizeof path, "%s/train.tok.tmp", tmp);   /* a write under way */
+        if (fs_write_file_atomic(path, "x", 1, err, sizeof err) != 0 ||
+            write(fds[1], tmp, strlen(tmp) + 1) != (ssize_t)strlen(tmp) + 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    assert_true(read(fds[0], tmp, cap) > 0);
+    close(fds[0]);
+    return pid;
+}
+
+static void stop(pid_t pid)
+{
+    int status;
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* A writer killed mid-way leaves its DIR.tmp-XXXXXX (and fs_replace_dir's
+ * DIR.tmp-XXXXXX.old): the next writer beside DIR removes those and names
+ * them, and leaves a live writer's folder, and other names, alone. */
+static void test_killed_writers_folders_removed(void **state)
+{
+    (void)state;
+    char dir[128], live[192], dead[192], old[256], tmp[192], note[1024], err[512];
+    const char *keep[] = {"data.tmp-abc12", "data.tmp-abc1234", "data.tmp-ab.c12", "data2.tmp-abc123",
+                          "other.tmp-abc123", "data.tmp"};
+    snprintf(dir, sizeof dir, "%s/data", root);
+    pid_t live_pid = start_writer(live, sizeof live);
+    stop(start_writer(dead, sizeof dead));
+    snprintf(old, sizeof old, "%s/data.tmp-Zz09aB.old", root);
+    assert_int_equal(fs_mkdir_p(old, err, sizeof err), 0);
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        snprintf(tmp, sizeof tmp, "%s/%s", root, keep[i]);
+        assert_int_equal(fs_mkdir_p(tmp, err, sizeof err), 0);
+    }
+
+    int lock;
+    assert_int_equal(fs_temp_dir_beside(dir, tmp, sizeof tmp, &lock, note, sizeof note, err,
+                                        sizeof err), 0);
+    struct stat st;
+    assert_int_not_equal(lstat(dead, &st), 0);
+    assert_int_not_equal(lstat(old, &st), 0);
+    assert_non_null(strstr(note, dead));
+    assert_non_null(strstr(note, old));
+    assert_null(strstr(note, live));
+    assert_non_null(strstr(note, ": left by an interrupted write of "));
+    assert_non_null(strstr(note, dir));
+    assert_null(strchr(note, '\n'));
+    char path[256];
+    snprintf(path, sizeof path, "%s/train.tok.tmp", live);
+    assert_int_equal(stat(path, &st), 0);   /* the live writer's file is untouched */
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, keep[i]);
+        assert_int_equal(stat(path, &st), 0);
+    }
+
+    /* this writer's own folder is live to another one; once it is gone, the
+     * live writer's is a dead one's */
+    char again[192];
+    int lock2;
+    assert_int_equal(fs_temp_dir_beside(dir, again, sizeof again, &lock2, note, sizeof note, err,
+                                        sizeof err), 0);
+    assert_string_equal(note, "");
+    assert_int_equal(stat(tmp, &st), 0);
+    fs_remove_dir(again);
+    fs_unlock_dir(lock2);
+    stop(live_pid);
+    assert_int_equal(fs_replace_dir(tmp, dir, err, sizeof err), 0);
+    fs_unlock_dir(lock);
+    assert_int_equal(fs_temp_dir_beside(dir, again, sizeof again, &lock2, note, sizeof note, err,
+                                        sizeof err), 0);
+    assert_int_not_equal(lstat(live, &st), 0);
+    assert_non_null(strstr(note, live));
+    fs_remove_dir(again);
+    fs_unlock_dir(lock2);
 }
 
 static void test_checksum_matches_the_checkpoint_format(void **state)
@@ -296,6 +401,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manifest_finds_mixed_files, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_tokenizer_checked_before_training, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_directories_replaced_whole, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_killed_writers_folders_removed, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
