@@ -548,17 +548,35 @@ long ckpt_newest_step(const char *dir)
     return step;
 }
 
+void ckpt_remove_stale(const char *dir, char *note, size_t notelen)
+{
+    char path[1100];
+    size_t used = 0;
+    note[0] = '\0';
+    DIR *d = opendir(dir);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        size_t len = strlen(de->d_name);
+        if (strncmp(de->d_name, "ckpt_", 5) == 0 && len > 4 &&
+            strcmp(de->d_name + len - 4, ".tmp") == 0 &&
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name) < (int)sizeof path &&
+            unlink(path) == 0 && used + 1 < notelen)
+            used += (size_t)snprintf(note + used, notelen - used, "%s%s", used ? ", " : "", path);
+    }
+    if (d)
+        closedir(d);
+}
+
 /* After saving step `step`: deletes all but the newest keep checkpoints up to
- * that step, and stale ckpt_*.h5.tmp files (left by a crash; no write is in
- * progress while this runs).  Checkpoints past `step` belong to a run that
- * went further before this one resumed from an earlier point: they are not
- * this run's to delete, and counting them would delete the file just saved.
- * Best effort: a file that cannot be deleted now is retried at the next save. */
+ * that step, and stale ckpt_*.h5.tmp files.  Checkpoints past `step` belong
+ * to a run that went further before this one resumed from an earlier point:
+ * they are not this run's to delete, and counting them would delete the file
+ * just saved.  Best effort: a file that cannot be deleted now is retried at
+ * the next save. */
 static void prune(const char *dir, int keep, long step)
 {
     ckpt_entry *list;
     int n;
-    char path[1100];
+    char path[1100], note[8];
     if (list_ckpts(dir, &list, &n) == 0)
         for (int i = 0, kept = 0; i < n; i++) {
             if (list[i].step > step || kept++ < keep)
@@ -567,17 +585,7 @@ static void prune(const char *dir, int keep, long step)
             unlink(path);
         }
     free(list);
-    DIR *d = opendir(dir);
-    for (struct dirent *de; d && (de = readdir(d));) {
-        size_t len = strlen(de->d_name);
-        if (strncmp(de->d_name, "ckpt_", 5) == 0 && len > 4 &&
-            strcmp(de->d_name + len - 4, ".tmp") == 0) {
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            unlink(path);
-        }
-    }
-    if (d)
-        closedir(d);
+    ckpt_remove_stale(dir, note, sizeof note);
 }
 
 /* The pointer is written after the checkpoint is complete and before older

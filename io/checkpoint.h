@@ -109,6 +109,11 @@ int ckpt_read(const char *path, ckpt_state *s, char *err, size_t errlen);
 int ckpt_save(const char *dir, const ckpt_state *s, int keep, char *path, size_t pathlen,
               char *err, size_t errlen);
 
+/* Deletes the DIR/ckpt_*.h5.tmp files that saves interrupted by a crash left
+ * (a checkpoint's size each), naming them in note ("" when none).  Only for
+ * the process that writes DIR (it holds DIR/lock): no save is under way. */
+void ckpt_remove_stale(const char *dir, char *note, size_t notelen);
+
 /* The step of the newest DIR/ckpt_*.h5, or -1 when there is none (or DIR
  * cannot be read). */
 long ckpt_newest_step(const char *dir);

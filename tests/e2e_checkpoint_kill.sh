@@ -5,11 +5,13 @@
 # the kills land in HDF5 writes, fsyncs, renames and pointer updates), in turn
 # from the loop and from the background writer.  After each kill, --resume auto
 # must load the checkpoint `latest` names without skipping anything, every
-# tensor checksum verified, and train on from it.  KILL_TRIALS (default 20).
+# tensor checksum verified, and train on from it; the unfinished checkpoint a
+# kill left is removed at the start, and named.  KILL_TRIALS (default 20).
 set -e
 NAME=e2e_checkpoint_kill
 . tests/lib_e2e.sh
 TRIALS=${KILL_TRIALS:-20}
+stale=
 pid=
 on_exit 'kill -9 $pid 2>/dev/null'
 prep_bytes "$tmp/data"
@@ -30,6 +32,7 @@ training_since() { [ "$(lines)" -gt $(($1 + 2)) ] && [ -f "$tmp/run/latest" ]; }
 # say it resumed from the file `latest` named, with nothing skipped (every
 # tensor and its checksum read).  The last launch trains one step and exits.
 mid_write=0
+removed=0
 latest=
 i=0
 while [ $i -le "$TRIALS" ]; do
@@ -49,6 +52,11 @@ while [ $i -le "$TRIALS" ]; do
         grep -q "resumed from $tmp/run/$latest at step $step" "$tmp/train.err" ||
             { cat "$tmp/train.err"; fail "launch $i did not resume from $latest"; }
         if grep -q "skipped" "$tmp/train.err"; then cat "$tmp/train.err"; fail "launch $i skipped a checkpoint"; fi
+        for f in $stale; do   # the unfinished checkpoint goes at start, not at the first save
+            grep -q "^event: removed .*$tmp/run/$f.*: left by an interrupted save$" "$tmp/train.err" ||
+                { cat "$tmp/train.err"; fail "launch $i did not remove $f"; }
+            removed=$((removed + 1))
+        done
     fi
     [ $i -lt "$TRIALS" ] || break
     pause
@@ -56,10 +64,11 @@ while [ $i -le "$TRIALS" ]; do
     wait "$pid" 2>/dev/null || true
     pid=
     ls "$tmp/run" | grep -q '\.tmp$' && mid_write=$((mid_write + 1))
+    stale=$(ls "$tmp/run" | grep '^ckpt_.*\.tmp$' || true)
     latest=$(cat "$tmp/run/latest" 2>/dev/null) || fail "trial $i: no latest pointer after the kill"
     step=$(echo "$latest" | sed 's/ckpt_0*\([0-9]*\)\.h5/\1/')
     [ -f "$tmp/run/$latest" ] || fail "trial $i: latest names $latest, which does not exist"
     i=$((i + 1))
 done
-echo "$TRIALS SIGKILLs ($mid_write with a write in progress): the newest complete checkpoint always loaded"
+echo "$TRIALS SIGKILLs ($mid_write with a write in progress, $removed unfinished checkpoints removed): the newest complete checkpoint always loaded"
 echo "PASS e2e_checkpoint_kill"

@@ -568,7 +568,14 @@ static void test_keeps_the_last_two_and_points_latest(void **state)
     fixture *f = *state;
     char path[256], err[256], stale[256];
     make_state(f, 16, 1);
+    char note[512];
     snprintf(stale, sizeof stale, "%s/ckpt_000001.h5.tmp", f->dir);   /* a crashed save */
+    assert_int_equal(fs_write_file_atomic(stale, "x", 1, err, sizeof err), 0);
+    ckpt_remove_stale(f->dir, note, sizeof note);   /* a run starting in the directory */
+    assert_string_equal(note, stale);
+    assert_int_not_equal(access(stale, F_OK), 0);
+    ckpt_remove_stale(f->dir, note, sizeof note);
+    assert_string_equal(note, "");
     assert_int_equal(fs_write_file_atomic(stale, "x", 1, err, sizeof err), 0);
     for (int step = 2; step <= 5; step++)
         save(f, step, path, sizeof path);

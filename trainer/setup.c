@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "comm/watchdog.h"
+#include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "kernels/env.h"
 #include "trainer/init_from.h"
@@ -414,6 +415,14 @@ static int open_reporting(trainer *tr, char *err, size_t errlen)
         (tr->out_lock = fs_lock_dir(tr->cfg->out_dir, err, errlen)) < 0 ||
         status_open(&tr->status, tr->cfg->out_dir, tr->cfg->log_every, err, errlen) != 0)
         return -1;
+    /* a killed run's unfinished checkpoint would hold its disk space until
+     * this run's first save */
+    char stale[1024], msg[1100];
+    ckpt_remove_stale(tr->cfg->out_dir, stale, sizeof stale);
+    if (stale[0]) {
+        snprintf(msg, sizeof msg, "removed %s: left by an interrupted save", stale);
+        status_event(&tr->status, "event", 0, msg);
+    }
     services_open(tr, tr->cfg);
     return 0;
 }
