@@ -53,14 +53,36 @@ int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
     }
     memcpy(a->tmp, path, n);
     memcpy(a->tmp + n, ".tmp", 5);
-    a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (a->fd < 0) {
-        fail(err, errlen, a->tmp, "cannot create");
-        free(a->path);
-        free(a->tmp);
-        return -1;
+    /* PATH.tmp is locked (flock) until it is renamed or deleted: a second
+     * writer of PATH is refused instead of truncating the first one's file
+     * under it, and one that a killed writer left is taken over.  Opened
+     * without O_TRUNC: emptied only once locked, and only if it is still the
+     * file of that name (not one its writer has just renamed to PATH). */
+    for (;;) {
+        a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (a->fd < 0) {
+            fail(err, errlen, a->tmp, "cannot create");
+            break;
+        }
+        struct stat held, named;
+        if (flock(a->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+            snprintf(err, errlen, "%s: another process is writing it (%s is locked)", path,
+                     a->tmp);
+        } else if (fstat(a->fd, &held) != 0 || stat(a->tmp, &named) != 0 ||
+                   held.st_dev != named.st_dev || held.st_ino != named.st_ino) {
+            close(a->fd);
+            continue;
+        } else if (ftruncate(a->fd, 0) != 0) {
+            fail(err, errlen, a->tmp, "cannot truncate");
+        } else {
+            return 0;
+        }
+        close(a->fd);
+        break;
     }
-    return 0;
+    free(a->path);
+    free(a->tmp);
+    return -1;
 }
 
 int fs_atomic_write(fs_atomic *a, const void *buf, size_t n, char *err, size_t errlen)
@@ -89,10 +111,10 @@ static void release(fs_atomic *a)
 
 void fs_atomic_abort(fs_atomic *a)
 {
+    if (a->tmp && a->fd >= 0)   /* before the lock goes with the descriptor */
+        unlink(a->tmp);
     if (a->fd >= 0)
         close(a->fd);
-    if (a->tmp)
-        unlink(a->tmp);
     release(a);
 }
 
@@ -138,19 +160,17 @@ int fs_atomic_commit(fs_atomic *a, char *err, size_t errlen)
         fs_atomic_abort(a);
         return -1;
     }
-    int rc = close(a->fd);
-    a->fd = -1;
-    if (rc != 0) {
-        fail(err, errlen, a->tmp, "close failed");
-        fs_atomic_abort(a);
-        return -1;
-    }
-    if (rename(a->tmp, a->path) != 0) {
+    if (rename(a->tmp, a->path) != 0) {   /* locked until it has its final name */
         fail(err, errlen, a->path, "cannot rename temporary file into place");
         fs_atomic_abort(a);
         return -1;
     }
-    rc = fs_fsync_parent(a->path, err, errlen);
+    int rc = close(a->fd);
+    a->fd = -1;
+    if (rc != 0)
+        rc = fail(err, errlen, a->path, "close failed");
+    if (rc == 0)
+        rc = fs_fsync_parent(a->path, err, errlen);
     release(a);
     return rc;
 }

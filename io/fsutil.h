@@ -2,6 +2,9 @@
  *
  * Atomic writes go to PATH.tmp, are fsynced, renamed over PATH and the directory
  * is fsynced, so PATH holds either the old or the complete new contents.
+ * PATH.tmp is locked (flock) while it is written: fs_atomic_begin refuses a
+ * PATH that another live process is writing, and takes over the PATH.tmp a
+ * killed writer left.
  * Every function returns 0 on success, -1 with a one-line reason in err.
  */
 #ifndef IO_FSUTIL_H

@@ -4,7 +4,7 @@
  * equals the checkpoint format's ckpt_checksum on whole words; fs_map_file
  * maps a file whole, an empty one as nothing, and says why it cannot.  A
  * killed writer's temporary directory is removed by the next writer beside
- * it, a live writer's is not. */
+ * it, a live writer's is not; a file has one atomic writer at a time. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,31 +188,50 @@ static void test_directories_replaced_whole(void **state)
     tokenizer_free(byte);
 }
 
-/* A process that began a temporary directory beside root/data and wrote a
- * file in it, then waits (its path in *tmp) to be killed or to end. */
-static pid_t start_writer(char *tmp, size_t cap)
+/* A process that runs begin (which puts a NUL-terminated text in out, or
+ * fails) and then waits, holding what begin opened, to be killed (or to die
+ * with this one); out as the child made it. */
+static pid_t start_writer(int (*begin)(char *out, size_t cap), char *out, size_t cap)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        char dir[128], path[256], err[512], note[512];
-        int lock;
-        snprintf(dir, sizeof dir, "%s/data", root);
-        if (fs_temp_dir_beside(dir, tmp, cap, &lock, note, sizeof note, err, sizeof err) != 0)
-            _exit(1);
-        snprintf(path, sizeof path, "%s/train.tok.tmp", tmp);   /* a write under way */
-        if (fs_write_file_atomic(path, "x", 1, err, sizeof err) != 0 ||
-            write(fds[1], tmp, strlen(tmp) + 1) != (ssize_t)strlen(tmp) + 1)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (begin(out, cap) != 0 || write(fds[1], out, strlen(out) + 1) != (ssize_t)strlen(out) + 1)
             _exit(1);
         pause();
         _exit(0);
     }
     close(fds[1]);
-    assert_true(read(fds[0], tmp, cap) > 0);
+    assert_true(read(fds[0], out, cap) > 0);
     close(fds[0]);
     return pid;
+}
+
+/* A temporary directory beside root/data with a file being written in it. */
+static int begin_dir(char *tmp, size_t cap)
+{
+    char dir[128], path[256], err[512], note[512];
+    int lock;
+    snprintf(dir, sizeof dir, "%s/data", root);
+    if (fs_temp_dir_beside(dir, tmp, cap, &lock, note, sizeof note, err, sizeof err) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/train.tok.tmp", tmp);
+    return fs_write_file_atomic(path, "x", 1, err, sizeof err);
+}
+
+/* root/f.json being written: "first" in its f.json.tmp. */
+static int begin_file(char *out, size_t cap)
+{
+    char path[128], err[512];
+    fs_atomic a;   /* left open: the process waits inside the write */
+    snprintf(path, sizeof path, "%s/f.json", root);
+    snprintf(out, cap, "begun");
+    if (fs_atomic_begin(&a, path, err, sizeof err) != 0)
+        return -1;
+    return fs_atomic_write(&a, "first", 5, err, sizeof err);
 }
 
 static void stop(pid_t pid)
@@ -232,8 +252,8 @@ static void test_killed_writers_folders_removed(void **state)
     const char *keep[] = {"data.tmp-abc12", "data.tmp-abc1234", "data.tmp-ab.c12", "data2.tmp-abc123",
                           "other.tmp-abc123", "data.tmp"};
     snprintf(dir, sizeof dir, "%s/data", root);
-    pid_t live_pid = start_writer(live, sizeof live);
-    stop(start_writer(dead, sizeof dead));
+    pid_t live_pid = start_writer(begin_dir, live, sizeof live);
+    stop(start_writer(begin_dir, dead, sizeof dead));
     snprintf(old, sizeof old, "%s/data.tmp-Zz09aB.old", root);
     assert_int_equal(fs_mkdir_p(old, err, sizeof err), 0);
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
@@ -280,6 +300,33 @@ static void test_killed_writers_folders_removed(void **state)
     assert_non_null(strstr(note, live));
     fs_remove_dir(again);
     fs_unlock_dir(lock2);
+}
+
+/* Two writers of one file: the second is refused while the first lives (its
+ * PATH.tmp untouched), and takes the PATH.tmp over once the first is killed. */
+static void test_atomic_write_one_writer_at_a_time(void **state)
+{
+    (void)state;
+    char path[128], tmp[160], err[512], begun[8];
+    snprintf(path, sizeof path, "%s/f.json", root);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    pid_t pid = start_writer(begin_file, begun, sizeof begun);
+    fs_atomic a;
+    assert_int_equal(fs_atomic_begin(&a, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "another process is writing it"));
+    uint8_t *text;
+    size_t len;
+    assert_int_equal(fs_read_file(tmp, &text, &len, err, sizeof err), 0);
+    assert_string_equal((char *)text, "first");
+    free(text);
+    assert_int_not_equal(access(path, F_OK), 0);
+
+    stop(pid);   /* killed mid-write: its PATH.tmp stays, unlocked */
+    assert_int_equal(fs_write_file_atomic(path, "second", 6, err, sizeof err), 0);
+    assert_int_equal(fs_read_file(path, &text, &len, err, sizeof err), 0);
+    assert_string_equal((char *)text, "second");
+    free(text);
+    assert_int_not_equal(access(tmp, F_OK), 0);
 }
 
 static void test_checksum_matches_the_checkpoint_format(void **state)
@@ -402,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokenizer_checked_before_training, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_directories_replaced_whole, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_killed_writers_folders_removed, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_atomic_write_one_writer_at_a_time, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
