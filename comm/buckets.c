@@ -540,9 +540,10 @@ static void name_stalled_peers(grad_buckets *b, const phase_requests *ph, int i)
  * When the first test fails it says which peers it still waits for, and again
  * each STALL_S (the set only shrinks), so a watchdog that gives up on the wait
  * names them; the watchdog forgets them when the wait ends.  Named at once,
- * not after a delay: the watchdog's clock runs from the start of the whole
- * exchange, and a wait that began just before it gives up must name its
- * peers too (one pass of MPI_Test over the bucket's requests). */
+ * not after a delay: the watchdog's clock may have started before this wait
+ * (wait_scatter first waits for a gather slot), and a wait that began just
+ * before it gives up must name its peers too (one pass of MPI_Test over the
+ * bucket's requests). */
 static void wait_requests(grad_buckets *b, const phase_requests *ph, int i)
 {
     double look_at = MPI_Wtime();
@@ -762,14 +763,19 @@ double buckets_finish(grad_buckets *b)
     b->in_flight = params_pending(b) > 0;
     double t0 = MPI_Wtime();
     account_flight(b, b->finished < b->started, t0);
-    watchdog_arm(b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
-                                              : "the gradient reduce-scatter");
+    /* the watchdog's timeout is for a stall, not for the whole exchange (a
+     * slow link may carry it for longer): each bucket's phase gets it anew */
+    const char *what = b->mode == BUCKETS_ALLREDUCE ? "the gradient allreduce"
+                                                    : "the gradient reduce-scatter";
     while (b->reduced < b->started) {
+        watchdog_arm(what);
         wait_scatter(b);
         start_ready(b);   /* a bucket that waited for this slot */
     }
-    while (b->finished < b->reduced)
+    while (b->finished < b->reduced) {
+        watchdog_arm(what);
         wait_gather(b);
+    }
     watchdog_disarm();
     double t1 = MPI_Wtime();
     account_flight(b, false, t1);

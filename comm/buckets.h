@@ -10,8 +10,10 @@
  * data inside MPI calls, so a progress thread advances the reductions in
  * flight while backward computes (where MPI was initialised SERIALIZED or
  * better; otherwise each report does it).  buckets_finish starts what is
- * left and waits for everything; a wait that does not complete at once tells
- * the watchdog which peers it still waits for (comm/watchdog.h).
+ * left and waits for everything, arming the watchdog anew for each bucket's
+ * phase (a slow link that keeps moving is no hang); a wait that does not
+ * complete at once tells the watchdog which peers it still waits for
+ * (comm/watchdog.h).
  *
  * The buckets are the pieces of a zero_shard (buckets_shard cuts them), and
  * each is reduce-scattered by pairwise exchange over its slices: this rank

@@ -14,6 +14,11 @@
  * it rounded to bf16 (kernels/convert's scalar rounding).  sparse_rows also
  * fetches a sharded table's rows from their owners, and the shard layout
  * (comm/zero.h) is checked alone and by moving ranges to and from rank 0.
+ *
+ * With --slow-peer (under mpirun) the last rank's backward reports its
+ * buckets one at a time, a pause shorter than the watchdog's timeout between
+ * them and all of them longer: the others' exchange moves all the while, so
+ * it must end with the right sums, not at their watchdog.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,10 +32,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/buckets.h"
 #include "comm/comm.h"
 #include "comm/sparse.h"
+#include "comm/watchdog.h"
 #include "comm/zero.h"
 #include "kernels/convert.h"
 
@@ -610,6 +617,47 @@ static void shard_ranges_gather_and_scatter(void **state)
     zero_free(&z);
 }
 
+/* The watchdog's timeout in --slow-peer; the slow rank's pause between its
+ * buckets, and their count. */
+#define SLOW_TIMEOUT_S 2.0
+enum { SLOW_PAUSE_US = 700 * 1000, SLOW_BUCKETS = 8 };
+
+/* An allreduce the last rank feeds a bucket at a time (--slow-peer): 0 if
+ * every rank ends with the sums. */
+static int slow_peer(const comm_world *world)
+{
+    if (watchdog_start(rank, SLOW_TIMEOUT_S, world->hosts) != 0) {
+        fprintf(stderr, "test_buckets: cannot start the watchdog\n");
+        return 1;
+    }
+    const size_t bucket = 50000, n = SLOW_BUCKETS * bucket;
+    zero_shard z;
+    float *g = malloc(n * sizeof *g);
+    if (!g || buckets_shard(&z, n, bucket, NULL, 0, rank, size) != 0)
+        return 1;
+    grad_buckets *b = buckets_create(g, &z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32);
+    if (!b)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        g[i] = grad_value(rank, i);
+    buckets_begin(b);
+    for (size_t from = n; rank == size - 1 && from > 0; from -= bucket) {
+        usleep(SLOW_PAUSE_US);
+        buckets_ready(b, from - bucket);
+    }
+    buckets_finish(b);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= g[i] == summed(i);
+    buckets_destroy(b);
+    zero_free(&z);
+    free(g);
+    watchdog_stop();
+    fprintf(stderr, "test_buckets: rank %d: the slow peer's exchange ended, %s\n", rank,
+            ok ? "summed" : "WRONG SUMS");
+    return !ok;
+}
+
 int main(int argc, char **argv)
 {
     comm_world world;
@@ -620,6 +668,11 @@ int main(int argc, char **argv)
     }
     rank = world.rank;
     size = world.size;
+    if (argc > 1 && strcmp(argv[1], "--slow-peer") == 0) {
+        int rc = slow_peer(&world);
+        comm_finalize();
+        return rc;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(allreduce_uneven_buckets),
         cmocka_unit_test(reduce_scatter_keeps_own_gradients),
