@@ -216,16 +216,6 @@ void comm_finalize(void)
     host_names = NULL;
 }
 
-void comm_sum_floats(float *x, size_t n, const char *what)
-{
-    for (size_t off = 0; off < n; off += MAX_CHUNK) {
-        int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
-        watchdog_arm_for(what, watchdog_io_seconds((double)count * sizeof(float)));
-        MPI_Allreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-        watchdog_disarm();
-    }
-}
-
 /* Waits for the nonblocking collective req (just posted) under the watchdog
  * (what, work_s: watchdog_arm_for) and the roll call. */
 static void finish(MPI_Request *req, const char *what, double work_s)
@@ -241,6 +231,27 @@ static void agree(void *x, int n, MPI_Datatype type, MPI_Op op, const char *what
     MPI_Request req;
     MPI_Iallreduce(MPI_IN_PLACE, x, n, type, op, MPI_COMM_WORLD, &req);
     finish(&req, what, work_s);
+}
+
+/* Every rank reaches the blocking bulk transfer that follows (a nonblocking
+ * barrier under the roll call): a peer that hangs before it is named, as in
+ * an agreement; one that hangs inside the transfer cannot be. */
+static void all_arrive(const char *what)
+{
+    MPI_Request req;
+    MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    finish(&req, what, 0);
+}
+
+void comm_sum_floats(float *x, size_t n, const char *what)
+{
+    all_arrive(what);
+    for (size_t off = 0; off < n; off += MAX_CHUNK) {
+        int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
+        watchdog_arm_for(what, watchdog_io_seconds((double)count * sizeof(float)));
+        MPI_Allreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        watchdog_disarm();
+    }
 }
 
 double comm_sum_double(double x)
@@ -273,11 +284,9 @@ void comm_pick_least(double *x, int n, int key)
     } least = {x[key], 0};
     MPI_Comm_rank(MPI_COMM_WORLD, &least.rank);
     agree(&least, 1, MPI_DOUBLE_INT, MPI_MINLOC, "the status reduction", 0);
-    /* every rank has reached this broadcast (the reduction just ended), so
-     * the roll call has nothing to add */
-    watchdog_arm("the status reduction");
-    MPI_Bcast(x, n, MPI_DOUBLE, least.rank, MPI_COMM_WORLD);
-    watchdog_disarm();
+    MPI_Request req;
+    MPI_Ibcast(x, n, MPI_DOUBLE, least.rank, MPI_COMM_WORLD, &req);
+    finish(&req, "the status reduction", 0);
 }
 
 int comm_or_int(int x, const char *what)
@@ -288,6 +297,7 @@ int comm_or_int(int x, const char *what)
 
 void comm_broadcast_floats(float *x, size_t n, int root)
 {
+    all_arrive("the parameter broadcast");
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
         /* up to gigabytes at a resume: the link's time for them is no hang */

@@ -8,9 +8,9 @@
  * (sums and maxima of a few values, flags, a broadcast int, gathered ints)
  * also tell it which ranks have not reached them when one stalls, so the
  * message names the hung peer.  The bulk transfers (comm_sum_floats,
- * comm_broadcast_floats, comm_pick_least's broadcast; comm/zero.c's shard
- * gathers) follow an agreement that all ranks have passed and stay blocking:
- * Open MPI's nonblocking sum of megabytes is twice as slow.
+ * comm_broadcast_floats) stay blocking, as Open MPI's nonblocking sum of
+ * megabytes is twice as slow; each starts with a barrier that names a peer
+ * that never reaches it, so only a peer that hangs inside one goes unnamed.
  */
 #ifndef COMM_COMM_H
 #define COMM_COMM_H

@@ -108,7 +108,9 @@ int zero_owner(const zero_shard *z, size_t i)
 }
 
 /* Point to point, a message per slice, in rank order: rank 0 takes each
- * slice straight into its place, with no staging buffer. */
+ * slice straight into its place, with no staging buffer.  Rank 0 tells the
+ * watchdog the rank it moves slices with; the others wait for rank 0, which
+ * may be waiting for a rank before them: they name nobody. */
 enum { RANGE_TAG = 0x5a31 };
 
 void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n, float *out)
@@ -118,6 +120,8 @@ void zero_gather_range(const zero_shard *z, const float *x, size_t off, size_t n
     for (int r = 0; r < z->size; r++) {
         if (z->rank != 0 && z->rank != r)
             continue;
+        if (z->rank == 0 && r != 0)
+            watchdog_waiting_for(&r, 1);
         for (size_t b = off, len; (len = zero_next_held(z, r, &b, off + n)) > 0; b += len) {
             if (z->rank == 0 && r == 0)
                 memcpy(out + (b - off), x + zero_index(z, b), len * sizeof(float));
@@ -137,6 +141,8 @@ void zero_scatter_range(const zero_shard *z, const float *in, size_t off, size_t
     for (int r = 0; r < z->size; r++) {
         if (z->rank != 0 && z->rank != r)
             continue;
+        if (z->rank == 0 && r != 0)
+            watchdog_waiting_for(&r, 1);
         for (size_t b = off, len; (len = zero_next_held(z, r, &b, off + n)) > 0; b += len) {
             if (z->rank == 0 && r == 0)
                 memcpy(x + zero_index(z, b), in + (b - off), len * sizeof(float));

@@ -6,9 +6,10 @@
  * so each rank computes the expected result alone.  A rank that arrives late
  * (longer than the roll call's delay, shorter than the watchdog's timeout)
  * makes the others call the roll; the agreements after it must still agree,
- * whatever notes are left over.  With --stall the last rank never joins an
- * agreement: the others' watchdog must stop the job naming it (e2e_mpi checks
- * their message).
+ * whatever notes are left over.  With --stall WHAT the last rank never joins
+ * WHAT: an agreement (sum), a bulk sum or broadcast (floats, broadcast) or a
+ * gather of shards into rank 0 (gather); the others' watchdog must stop the
+ * job naming it (e2e_mpi checks their message).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 
 #include "comm/comm.h"
 #include "comm/watchdog.h"
+#include "comm/zero.h"
 
 /* MPI's one-time allocations are not ours: leak checks would report them. */
 const char *__asan_default_options(void);
@@ -77,13 +79,30 @@ static void late_ranks_are_waited_for(void **state)
     }
 }
 
-/* The last rank stays away from the sum far beyond the timeout. */
-static int stall(void)
+/* The last rank stays away from what far beyond the timeout. */
+static int stall(const char *what)
 {
+    enum { N = 3000 };
+    static float x[N], out[N];
     if (world.rank == world.size - 1)
         sleep(60);
-    comm_sum_double(1.0);
-    fprintf(stderr, "test_comm: rank %d: the stalled sum ended\n", world.rank);
+    if (strcmp(what, "sum") == 0) {
+        comm_sum_double(1.0);
+    } else if (strcmp(what, "floats") == 0) {
+        comm_sum_floats(x, N, "a test sum of floats");
+    } else if (strcmp(what, "broadcast") == 0) {
+        comm_broadcast_floats(x, N, 0);
+    } else {
+        /* rank 0 waits for the last rank's slice, the others for the agreement after */
+        const size_t bounds[] = {0, N};
+        zero_shard z;
+        if (zero_init(&z, bounds, 1, world.rank, world.size) != 0)
+            return 1;
+        zero_gather_range(&z, x, 0, N, world.rank == 0 ? out : NULL);
+        comm_max_int(0, "the end of a test gather");
+        zero_free(&z);
+    }
+    fprintf(stderr, "test_comm: rank %d: the stalled %s ended\n", world.rank, what);
     return 1;
 }
 
@@ -94,14 +113,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "test_comm: %s\n", err);
         return 1;
     }
-    bool stalled = argc > 1 && strcmp(argv[1], "--stall") == 0;
+    bool stalled = argc > 2 && strcmp(argv[1], "--stall") == 0;
     if (watchdog_start(world.rank, stalled ? 2.0 : 30.0, world.hosts) != 0) {
         fprintf(stderr, "test_comm: cannot start the watchdog\n");
         return 1;
     }
     int rc;
     if (stalled) {
-        rc = stall();
+        rc = stall(argv[2]);
     } else {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(agreements_match_the_reference),
