@@ -295,14 +295,13 @@ int comm_or_int(int x, const char *what)
     return x;
 }
 
-void comm_broadcast_floats(float *x, size_t n, int root)
+void comm_broadcast_floats(float *x, size_t n, int root, const char *what)
 {
-    all_arrive("the parameter broadcast");
+    all_arrive(what);
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
         /* up to gigabytes at a resume: the link's time for them is no hang */
-        watchdog_arm_for("the parameter broadcast",
-                         watchdog_io_seconds((double)count * sizeof(float)));
+        watchdog_arm_for(what, watchdog_io_seconds((double)count * sizeof(float)));
         MPI_Bcast(x + off, count, MPI_FLOAT, root, MPI_COMM_WORLD);
         watchdog_disarm();
     }

@@ -49,8 +49,8 @@ void comm_max_doubles(double *x, int n);
 void comm_pick_least(double *x, int n, int key);
 /* Bitwise OR over ranks: several flags agreed in one reduction (what as above). */
 int comm_or_int(int x, const char *what);
-/* Rank root's x[0..n) copied to every rank. */
-void comm_broadcast_floats(float *x, size_t n, int root);
+/* Rank root's x[0..n) copied to every rank (what as above). */
+void comm_broadcast_floats(float *x, size_t n, int root, const char *what);
 /* Rank root's *x copied to every rank; what names the wait for the watchdog. */
 void comm_broadcast_int(int *x, int root, const char *what);
 /* The same where root may first do work_s of known work (watchdog_arm_for):

@@ -422,7 +422,7 @@ lines = [l for l in open(sys.argv[1])
          if "aborting the job" in l and not l.startswith("trainer: rank %s:" % sys.argv[2])]
 for line in lines:
     named = re.search(r"still waiting for ranks? (.*?)(?: and \d+ more)?; ", line)
-    bulk = re.search(r" in (the embedding('s| gradient's) rows|the parameter broadcast"
+    bulk = re.search(r" in (the embedding('s| gradient's) rows|the parameter broadcast|the optimizer moments' broadcast"
                      r"|a gather of optimizer|a scatter of an optimizer)", line)
     assert named or bulk, line
     if named:

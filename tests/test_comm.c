@@ -91,7 +91,7 @@ static int stall(const char *what)
     } else if (strcmp(what, "floats") == 0) {
         comm_sum_floats(x, N, "a test sum of floats");
     } else if (strcmp(what, "broadcast") == 0) {
-        comm_broadcast_floats(x, N, 0);
+        comm_broadcast_floats(x, N, 0, "the parameter broadcast");
     } else {
         /* rank 0 waits for the last rank's slice, the others for the agreement after */
         const size_t bounds[] = {0, N};

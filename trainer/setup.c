@@ -386,7 +386,8 @@ static int init_params(trainer *tr, char *err, size_t errlen)
             return -1;
     }
     if (tr->world->size > 1)
-        comm_broadcast_floats(tr->model.params, tr->model.num_params, 0);
+        comm_broadcast_floats(tr->model.params, tr->model.num_params, 0,
+                              "the parameter broadcast");
     return 0;
 }
 
