@@ -1,7 +1,8 @@
 #!/bin/sh
 # End to end: prep a real corpus (Debian's fortunes, installed by `make deps`),
 # train a small byte-level model for 60 steps, and check that the loss falls,
-# that log.jsonl holds well-formed step and eval records, and that bad
+# that log.jsonl holds well-formed step and eval records, that grad_accum 2 x
+# batch 4 trains as batch 8 (loss, clip norm, lr every step), and that bad
 # configurations and environment variables are refused with a one-line reason
 # and a non-zero exit.
 set -e
@@ -42,6 +43,28 @@ g = ev["measured_gflops"]
 assert ev["precision"] in g and g["fp32"] > 0 and ev["measure_s"] >= 0, ev
 assert g[ev["precision"]] == max(g.values()) or ev["precision"] == "fp32", ev
 print("loss %.3f -> %.3f, val %.3f" % (first, last, evals[-1]["val_loss"]))
+PY
+
+# grad_accum 2 x batch 4 is batch 8 in one micro-batch: the loss averaged over
+# the same 8 sequences, one clip norm over the summed gradient, one learning
+# rate step per update (warmup, then decay; grad_clip 0.5 clips every step)
+for a in 1 2; do
+    "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/accum$a" --set precision=fp32 \
+        --set grad_accum=$a --set batch_size=$((8 / a)) --set max_steps=12 --set warmup_steps=4 \
+        --set eval_every=0 --set grad_clip=0.5 --set checkpoint_every=0 2>"$tmp/accum$a.err" ||
+        { cat "$tmp/accum$a.err"; fail "grad_accum $a: trainer exited non-zero"; }
+done
+python3 - "$tmp/accum1/log.jsonl" "$tmp/accum2/log.jsonl" <<'PY' || fail "grad_accum 2 x batch 4 differs from batch 8"
+import json, sys
+one, two = ([r for r in map(json.loads, open(p)) if r["type"] == "step"] for p in sys.argv[1:])
+assert len(one) == len(two) == 12, (len(one), len(two))
+worst = 0
+for a, b in zip(one, two):
+    for k in ("loss", "grad_norm", "lr"):
+        d = abs(a[k] - b[k]) / max(abs(a[k]), 1e-12)
+        assert d < 1e-5, (a["step"], k, a[k], b[k])
+        worst = max(worst, d)
+print("grad_accum 2 x batch 4: 12 steps' loss, gradient norm and lr within %.1e of batch 8" % worst)
 PY
 
 expect_refused() {   # expected-substring, trainer args ($env_set: VAR=value for its environment)
