@@ -198,21 +198,19 @@ static void test_server_answers_and_bounds(void **state)
     close(fd);
     free(big);
 
-    /* every slot held by a silent client: more connections are closed, and the
-     * server answers again once the holders go */
+    /* every slot held by a silent client (slowloris): a scrape is still answered,
+     * the oldest holder closed to make room */
     int held[METRICS_MAX_CONN];
     for (int i = 0; i < METRICS_MAX_CONN; i++)
         held[i] = connect_to(port);
     usleep(200000);
     r = exchange(port, "GET /metrics HTTP/1.1\r\n\r\n", 25);
-    assert_string_equal(r, "");   /* closed unanswered */
-    free(r);
-    for (int i = 0; i < METRICS_MAX_CONN; i++)
-        close(held[i]);
-    usleep(200000);
-    r = exchange(port, "GET /metrics HTTP/1.1\r\n\r\n", 25);
     assert_int_equal(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0);
     free(r);
+    char c;
+    assert_int_equal(recv(held[0], &c, 1, 0), 0);
+    for (int i = 0; i < METRICS_MAX_CONN; i++)
+        close(held[i]);
     metrics_close(m);
 }
 

@@ -356,22 +356,22 @@ static void conn_write(conn *c)
     }
 }
 
-/* Accepts what is pending; with every slot taken, closes new connections at once. */
+/* Accepts what is pending; with every slot taken, the oldest connection is closed
+ * for the new one: clients that connect and stall cannot keep out a scrape, which
+ * sends its request at once. */
 static void accept_all(metrics *m)
 {
     for (int k = 0; k < 256; k++) {
         int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        conn *free_slot = NULL;
-        for (int i = 0; i < METRICS_MAX_CONN && !free_slot; i++)
-            if (m->conns[i].fd < 0)
-                free_slot = &m->conns[i];
-        if (!free_slot) {
-            close(fd);
-            continue;
-        }
-        *free_slot = (conn){.fd = fd, .deadline = clock_mono_s() + METRICS_TIMEOUT_S};
+        conn *slot = &m->conns[0];   /* a free one, else the oldest */
+        for (int i = 1; i < METRICS_MAX_CONN && slot->fd >= 0; i++)
+            if (m->conns[i].fd < 0 || m->conns[i].deadline < slot->deadline)
+                slot = &m->conns[i];
+        if (slot->fd >= 0)
+            conn_close(slot);
+        *slot = (conn){.fd = fd, .deadline = clock_mono_s() + METRICS_TIMEOUT_S};
     }
 }
 

@@ -4,7 +4,7 @@
  * The training thread only copies numbers out of each status record into a
  * small table under a mutex (metrics_observe); the server thread renders a
  * copy of that table.  The server is bounded: at most METRICS_MAX_CONN open
- * connections (more are closed at once), requests up to METRICS_MAX_REQUEST
+ * connections (a new one closes the oldest), requests up to METRICS_MAX_REQUEST
  * bytes (larger ones get 431), and each connection METRICS_TIMEOUT_S seconds
  * from accept to its last byte; so floods, garbage and slow clients cost the
  * server fixed memory and the training loop nothing.
