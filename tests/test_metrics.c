@@ -188,6 +188,9 @@ static void test_server_answers_and_bounds(void **state)
     r = exchange(port, "\x01\x02garbage\n\n", 11);
     assert_int_equal(strncmp(r, "HTTP/1.1 400", 12), 0);
     free(r);
+    r = exchange(port, "GET /metrics\0 HTTP/1.1\r\n\r\n", 26);   /* a NUL: answered too */
+    assert_int_equal(strncmp(r, "HTTP/1.1 400", 12), 0);
+    free(r);
     char *big = malloc(3 * METRICS_MAX_REQUEST);
     memset(big, 'A', 3 * METRICS_MAX_REQUEST);
     int fd = connect_to(port);

@@ -334,7 +334,9 @@ static void conn_read(metrics *m, conn *c)
         return;
     c->in_len += (size_t)n;
     c->in[c->in_len] = '\0';
-    bool complete = strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n");
+    /* memmem: a NUL in the request must not hide its end (it is answered 400) */
+    bool complete = memmem(c->in, c->in_len, "\r\n\r\n", 4) ||
+                    memmem(c->in, c->in_len, "\n\n", 2);
     bool too_large = !complete && c->in_len == sizeof c->in - 1;
     if (complete || too_large) {
         c->out = respond(m, c, too_large, &c->out_len);
