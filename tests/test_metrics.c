@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "trainer/metrics.h"
@@ -233,6 +235,47 @@ static void test_silent_client_times_out(void **state)
     metrics_close(m);
 }
 
+/* A connection that arrives while the process is out of file descriptors cannot
+ * be accepted: the server waits for descriptors instead of polling again at once
+ * (a spin that takes a core from training), and answers once there are some. */
+static void test_out_of_fds_no_spin(void **state)
+{
+    (void)state;
+    metrics *m;
+    char where[128], err[256];
+    assert_int_equal(metrics_open(&m, "tcp://127.0.0.1:0", 0, where, sizeof where, err, sizeof err), 0);
+    int port = 0;
+    assert_int_equal(sscanf(where, "http://127.0.0.1:%d/metrics", &port), 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct rlimit was, none;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    none = was;
+    none.rlim_cur = (rlim_t)dup(0);   /* the lowest free descriptor: the next one is refused */
+    close((int)none.rlim_cur);
+    struct timespec cpu0, cpu1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    sleep(1);   /* the server thread's CPU over this second is what is measured */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);   /* before any assertion can leave */
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+    assert_int_equal(rc, 0);
+    double cpu = (double)(cpu1.tv_sec - cpu0.tv_sec) +
+                 1e-9 * (double)(cpu1.tv_nsec - cpu0.tv_nsec);
+    if (cpu > 0.5)
+        fail_msg("the server used %.2f s of CPU waiting for a file descriptor", cpu);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(send(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25, MSG_NOSIGNAL), 25);
+    char head[32] = "";
+    assert_true(recv(fd, head, sizeof head - 1, MSG_WAITALL) > 17);
+    assert_int_equal(strncmp(head, "HTTP/1.1 200 OK\r\n", 17), 0);
+    close(fd);
+    metrics_close(m);
+}
+
 static void test_none_and_bind_failure(void **state)
 {
     (void)state;
@@ -259,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_endpoint_rules),
         cmocka_unit_test(test_server_answers_and_bounds),
         cmocka_unit_test(test_silent_client_times_out),
+        cmocka_unit_test(test_out_of_fds_no_spin),
         cmocka_unit_test(test_none_and_bind_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

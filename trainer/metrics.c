@@ -360,13 +360,14 @@ static void conn_write(conn *c)
 
 /* Accepts what is pending; with every slot taken, the oldest connection is closed
  * for the new one: clients that connect and stall cannot keep out a scrape, which
- * sends its request at once. */
-static void accept_all(metrics *m)
+ * sends its request at once.  False when the process is out of file descriptors
+ * (the connection stays queued). */
+static bool accept_all(metrics *m)
 {
     for (int k = 0; k < 256; k++) {
         int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
-            return;
+            return errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM;
         conn *slot = &m->conns[0];   /* a free one, else the oldest */
         for (int i = 1; i < METRICS_MAX_CONN && slot->fd >= 0; i++)
             if (m->conns[i].fd < 0 || m->conns[i].deadline < slot->deadline)
@@ -375,6 +376,7 @@ static void accept_all(metrics *m)
             conn_close(slot);
         *slot = (conn){.fd = fd, .deadline = clock_mono_s() + METRICS_TIMEOUT_S};
     }
+    return true;
 }
 
 static void *serve(void *arg)
@@ -383,11 +385,14 @@ static void *serve(void *arg)
     /* below the training threads: under a flood of requests they get the CPU */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     struct pollfd pf[2 + METRICS_MAX_CONN];
+    /* out of file descriptors, the listening socket stays readable: it is left out
+     * of poll for a second at a time instead of spun on */
+    double accept_at = 0;
     for (;;) {
         int n = 0, slot[METRICS_MAX_CONN];
-        pf[n++] = (struct pollfd){.fd = m->wake[0], .events = POLLIN};
-        pf[n++] = (struct pollfd){.fd = m->listen_fd, .events = POLLIN};
         double now = clock_mono_s(), next = now + 1;
+        pf[n++] = (struct pollfd){.fd = m->wake[0], .events = POLLIN};
+        pf[n++] = (struct pollfd){.fd = now < accept_at ? -1 : m->listen_fd, .events = POLLIN};
         for (int i = 0; i < METRICS_MAX_CONN; i++) {
             conn *c = &m->conns[i];
             if (c->fd < 0)
@@ -416,8 +421,8 @@ static void *serve(void *arg)
             else
                 conn_read(m, c);
         }
-        if (pf[1].revents & POLLIN)
-            accept_all(m);
+        if ((pf[1].revents & POLLIN) && !accept_all(m))
+            accept_at = clock_mono_s() + 1;
     }
     return NULL;
 }
