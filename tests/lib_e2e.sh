@@ -161,7 +161,11 @@ wait_for_exit() { wait_until "$2" "end of process $1" ended "$1"; }
 # Whether process $1 takes signal number $2 rather than dying of it: by a
 # handler (SigCgt), or blocked for its signal thread (SigBlk, the main
 # thread's mask: io/signals.h).  Masks in hex, the bit of signal N at N - 1.
+# Not before its exec: until then the child is this script's shell, with
+# the shell's traps (INT TERM HUP), and a signal it took would be lost.
 e2e_catches() {
+    [ "$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null)" != "$(tr '\0' ' ' < /proc/$$/cmdline)" ] ||
+        return 1
     for e2e_field in SigCgt SigBlk; do
         e2e_mask=$(sed -n "s/^$e2e_field:[[:space:]]*//p" "/proc/$1/status" 2>/dev/null) &&
             [ -n "$e2e_mask" ] && [ $((0x${e2e_mask#????????} >> ($2 - 1) & 1)) -eq 1 ] && return 0
