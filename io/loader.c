@@ -299,8 +299,6 @@ struct loader_server {
     size_t tokens;   /* capacity of in/tg */
     uint64_t served, refused;
     char *token;     /* NULL: requests need none */
-    size_t peer_bytes;   /* replies queued for one peer (LOADER_PEER_BYTES) */
-    size_t largest;      /* the largest reply sent */
 };
 
 int loader_server_set_token(loader_server *s, const char *token)
@@ -318,7 +316,6 @@ loader_server *loader_server_new(const dataset *d, char *err, size_t errlen)
         s->width = d->model_vocab <= 65536 ? 2 : 4;
         s->cap = LOADER_HEADER_BYTES + ERROR_TEXT_BYTES;
         s->buf = malloc(s->cap);
-        s->peer_bytes = LOADER_PEER_BYTES;
     }
     if (!s || !s->buf) {
         free(s);
@@ -337,11 +334,6 @@ void loader_server_free(loader_server *s)
     free(s->tg);
     free(s->token);
     free(s);
-}
-
-void loader_server_set_peer_bytes(loader_server *s, size_t bytes)
-{
-    s->peer_bytes = bytes;
 }
 
 uint64_t loader_server_served(const loader_server *s, uint64_t *refused)
@@ -424,24 +416,13 @@ size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
     return n;
 }
 
-/* Cuts the peers' send queues so that each holds at most peer_bytes of
- * replies as large as the largest sent (loader.h); beyond, ZeroMQ drops a
- * peer's replies.  The cut only ever shrinks, and is set again before every
- * reply: a peer that connects later gets the queue the socket was bound with. */
-static void bound_queues(loader_server *s, void *sock, size_t len)
-{
-    if (len > s->largest)
-        s->largest = len;
-    if (s->largest > s->peer_bytes / ZSOCK_LOADER_HWM)
-        zsock_set(sock, ZMQ_SNDHWM,
-                  s->largest < s->peer_bytes ? (int)(s->peer_bytes / s->largest) : 1);
-}
-
-bool loader_server_answer_one(loader_server *s, void *sock)
+/* Receives one request and sends its reply behind its envelope (zsock_reply:
+ * a peer that went away is not waited for). */
+static void answer_one(loader_server *s, void *sock)
 {
     zsock_request q;
     if (!zsock_recv_request(sock, ZSOCK_LOADER, &q))
-        return false;
+        return;
     const uint8_t *reply = s->buf;
     size_t len;
     const uint8_t *body = zsock_request_body(&q, &len);
@@ -450,12 +431,9 @@ bool loader_server_answer_one(loader_server *s, void *sock)
         len = refuse_unread(s, "a request is one message part");
     } else
         len = loader_server_answer(s, body, len, &reply);
-    if (len > 0) {
-        bound_queues(s, sock, len);
+    if (len > 0)
         zsock_reply(sock, &q, reply, len);
-    }
     zsock_request_close(&q);
-    return true;
 }
 
 int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *stop, char *err,
@@ -477,7 +455,7 @@ int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *
         }
         if (!(item.revents & ZMQ_POLLIN))
             continue;
-        loader_server_answer_one(s, sock);
+        answer_one(s, sock);
     }
     rc = 0;
 out:

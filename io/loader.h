@@ -41,7 +41,6 @@
 #define IO_LOADER_H
 
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -118,20 +117,6 @@ int loader_server_set_token(loader_server *s, const char *token);
  * next call.  0 (no reply at all) for a request without the server's token. */
 size_t loader_server_answer(loader_server *s, const uint8_t *req, size_t len,
                             const uint8_t **reply);
-/* ZeroMQ bounds what waits for a peer in messages, and a reply can be 128 MB:
- * a peer that asks and never reads would pin ZSOCK_LOADER_HWM of them.  So
- * replies queued for one peer hold at most this many bytes: its queue is cut
- * to LOADER_PEER_BYTES over the largest reply built so far (1024 replies up
- * to 1 MB, 7 of the largest).  A rank whose loader_depth replies take more
- * than that is still served, but waits and asks again (io/loader.c's
- * RESEND_MS) when its requests outrun the queue. */
-enum { LOADER_PEER_BYTES = 1 << 30 };
-/* The budget per peer instead of LOADER_PEER_BYTES (> 0). */
-void loader_server_set_peer_bytes(loader_server *s, size_t bytes);
-/* Reads one request waiting on sock (a ZSOCK_LOADER socket) without waiting
- * and sends its reply, if it gets one; false if none was waiting (or it was
- * dropped unanswered: zsock_recv_request). */
-bool loader_server_answer_one(loader_server *s, void *sock);
 /* Binds a ROUTER socket on endpoint and answers requests until *stop becomes
  * non-zero (checked every ~100 ms).  0 after a stop, -1 with err set. */
 int loader_server_run(loader_server *s, const char *endpoint, const atomic_int *stop,

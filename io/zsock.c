@@ -25,10 +25,8 @@ static const struct {
     [ZSOCK_STATUS] = {ZMQ_XPUB, true, false, false, ZSOCK_STATUS_MAX_MSG, 100, 16, 0, "status_endpoint"},
     [ZSOCK_CONTROL] = {ZMQ_ROUTER, true, true, true, ZSOCK_CONTROL_MAX_MSG, 16, 16, 0, "control_endpoint"},
     [ZSOCK_SERVE] = {ZMQ_ROUTER, true, true, true, ZSOCK_SERVE_MAX_MSG, 4, 4, 0, "--serve"},
-    /* a rank keeps up to loader_depth (<= 1024) requests in flight; the
-     * server cuts its send queues for large replies (io/loader.c) */
-    [ZSOCK_LOADER] = {ZMQ_ROUTER, true, true, false, ZSOCK_LOADER_MAX_MSG, ZSOCK_LOADER_HWM,
-                      ZSOCK_LOADER_HWM, 0, "loader"},
+    /* a rank keeps up to loader_depth (<= 1024) requests in flight */
+    [ZSOCK_LOADER] = {ZMQ_ROUTER, true, true, false, ZSOCK_LOADER_MAX_MSG, 1024, 1024, 0, "loader"},
     [ZSOCK_LOADER_CLIENT] = {ZMQ_DEALER, false, false, false, ZSOCK_CLIENT_MAX_MSG, 1024, 1024, 0, "loader"},
     [ZSOCK_PIPE_PUSH] = {ZMQ_PUSH, true, false, false, -1, 1, 1, 0, "loader pipe"},
     [ZSOCK_PIPE_PULL] = {ZMQ_PULL, false, false, false, -1, 1, 1, 0, "loader pipe"},

@@ -45,7 +45,6 @@ enum {
     ZSOCK_SERVE_MAX_MSG = 1 << 20,
     ZSOCK_LOADER_MAX_MSG = 256,            /* a batch request and its token */
     ZSOCK_CLIENT_MAX_MSG = 1 << 20,        /* replies and records a client reads */
-    ZSOCK_LOADER_HWM = 1024,               /* build/loader's queues per peer, as bound */
 };
 
 typedef struct {

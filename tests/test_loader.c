@@ -4,8 +4,7 @@
  * Remote mode: requests round-trip, garbage and mismatches get an error reply,
  * a server thread on ipc:// serves the same batches, also across restarts and
  * with replies out of order, repeated or stale; a token gates the server; a
- * silent endpoint times out; a peer that never reads pins a bounded number
- * of replies. */
+ * silent endpoint times out. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -634,73 +633,6 @@ static void test_remote_server_restart(void **state)
     dataset_close(&d);
 }
 
-/* A peer that asks for large batches and never reads pins at most the
- * server's byte budget of replies, not ZSOCK_LOADER_HWM of them (counted as
- * the replies it finds waiting once it reads); a rank with requests in
- * flight still gets every batch, in order, from that server. */
-static void test_server_bounds_unread_replies(void **state)
-{
-    (void)state;
-    enum { B = 4096, N = 96, BUDGET = 16 * 256 * 1024 };   /* 16 replies of 256 KB */
-    dataset d;
-    char err[256], endpoint[128];
-    open_data(&d, 3);
-    snprintf(endpoint, sizeof endpoint, "ipc://%s/unread.sock", dir);
-    loader_server *s = loader_server_new(&d, err, sizeof err);
-    assert_non_null(s);
-    loader_server_set_peer_bytes(s, BUDGET);
-    void *ctx = zmq_ctx_new();
-    void *sock = zsock_open(ctx, ZSOCK_LOADER, endpoint, NULL, err, sizeof err);
-    assert_non_null(sock);
-    /* the client's own queue and socket buffer are as small as can be */
-    void *peer = zmq_socket(ctx, ZMQ_DEALER);
-    int one = 1, small = 4096, ms = 1000;
-    zmq_setsockopt(peer, ZMQ_RCVHWM, &one, sizeof one);
-    zmq_setsockopt(peer, ZMQ_RCVBUF, &small, sizeof small);
-    zmq_setsockopt(peer, ZMQ_RCVTIMEO, &ms, sizeof ms);
-    assert_int_equal(zmq_connect(peer, endpoint), 0);
-    loader_request r = sample_request();
-    r.rank = 0, r.ranks = 1, r.micro = 0, r.grad_accum = 1, r.B = B;
-    r.train_checksum = d.train_checksum;
-    uint8_t req[LOADER_REQUEST_BYTES];
-    for (int i = 0; i < N; i++) {
-        r.step = (uint64_t)i;
-        loader_request_encode(req, &r);
-        assert_int_equal(zmq_send(peer, req, sizeof req, 0), (int)sizeof req);
-    }
-    for (int answered = 0; answered < N;) {   /* every request answered before any is read */
-        zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
-        assert_true(zmq_poll(&item, 1, 10000) > 0);
-        answered += loader_server_answer_one(s, sock);
-    }
-    size_t cap = loader_message_bytes(B, T, 2);
-    uint8_t *buf = malloc(cap);
-    int got = 0;
-    while (zmq_recv(peer, buf, cap, 0) == (int)cap)
-        got++;
-    /* the budget's 16, and what the socket buffers and the client's queue
-     * held on the way */
-    if (got < 1 || got > 16 + 4)
-        fail_msg("%d of %d replies waited for a peer that did not read (budget: 16)", got, N);
-    free(buf);
-    zmq_close(peer);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
-
-    /* the cut queue still serves a rank whose requests fill it */
-    server_thread st = {.srv = s, .endpoint = endpoint};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, serve, &st), 0);
-    loader_options o = {.B = B, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1, .depth = 16,
-                        .timeout_ms = 10000, .endpoint = endpoint};
-    loader *l = loader_start(&d, &o, err, sizeof err);
-    assert_non_null(l);
-    expect_batches(l, &d, &o, 0, 40, 0);
-    loader_stop(l);
-    stop_server(&st, th);
-    dataset_close(&d);
-}
-
 /* A stand-in for build/loader's server: a thread that answers requests with
  * srv's replies, misbehaving as its serve function says, until stop. */
 typedef struct standin standin;
@@ -940,7 +872,6 @@ int main(void)
         WITH_DATA(test_server_token),
         WITH_DATA(test_remote_without_token_says_so),
         WITH_DATA(test_remote_server_restart),
-        WITH_DATA(test_server_bounds_unread_replies),
         WITH_DATA(test_remote_discards_stale_and_reordered),
         WITH_DATA(test_remote_asks_again_after_silence),
         WITH_DATA(test_remote_reconnects_when_ignored),
