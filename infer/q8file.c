@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
@@ -122,48 +121,19 @@ static int write_file(hid_t f, const infer_model *m, const tokenizer *tok, char 
 int infer_q8file_save(const char *path, const infer_model *m, const tokenizer *tok, char *err,
                       size_t errlen)
 {
-    char tmp[1100], why[400];
+    char why[400];
     if (m->quant != INFER_INT8) {
         snprintf(err, errlen, "--save-quantized needs --quant int8");
         return -1;
     }
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "%s: path too long", path);
+    fs_atomic a;
+    hid_t f = h5_create_atomic(&a, path, err, errlen);
+    if (f < 0)
         return -1;
-    }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* one line of ours, not HDF5's error stack */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);   /* the 1.10 format: all metadata checksummed */
-    if (fapl >= 0)
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
-    errno = 0;
-    hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (f < 0) {   /* a full disk can fail it after the file was made */
-        snprintf(err, errlen, "%s: cannot create: %s", tmp,
-                 h5_os_reason("directory missing or not writable?"));
-        unlink(tmp);
-        return -1;
-    }
     int rc = write_file(f, m, tok, why, sizeof why);
-    errno = 0;
-    if (H5Fclose(f) < 0 && rc == 0) {
-        snprintf(why, sizeof why, "closing failed: %s", h5_os_reason("disk full?"));
-        rc = -1;
-    }
-    if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)   /* HDF5 does not fsync */
-        rc = -1;
-    if (rc == 0 && rename(tmp, path) != 0) {
-        snprintf(why, sizeof why, "cannot rename the .tmp file into place: %s", strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && fs_fsync_parent(path, why, sizeof why) != 0)
-        rc = -1;
-    if (rc != 0) {
-        unlink(tmp);
+    if (rc != 0)
         snprintf(err, errlen, "%s: %s", path, why);
-    }
-    return rc;
+    return h5_commit_atomic(f, &a, rc, err, errlen);
 }
 
 /* ---- reading ------------------------------------------------------------------ */

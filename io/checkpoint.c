@@ -24,7 +24,8 @@
 /* File locking: HDF5 1.10 flock()s files it opens and refuses a second open of a
  * locked file (the reason in-place rewrites break).  We never reopen a file that
  * is being written, since each checkpoint is a new file renamed into place, so
- * locking stays on (HDF5_USE_FILE_LOCKING is left to the user, e.g. for NFS). */
+ * locking stays on for reading (HDF5_USE_FILE_LOCKING is left to the user, e.g.
+ * for NFS); a file being written is locked by h5_create_atomic instead. */
 
 static const char *const DIM_KEYS[] = {"vocab_size", "n_positions", "n_embd", "n_layer", "n_head"};
 enum { NDIMS = sizeof DIM_KEYS / sizeof DIM_KEYS[0] };
@@ -267,59 +268,12 @@ static int write_all(hid_t f, const ckpt_state *s, const ectx *e)
     return rc;
 }
 
-/* ---- durable rename ------------------------------------------------------- */
-
-/* Creates path.tmp (its name left in tmp) in the 1.10 format (readable by
- * HDF5 >= 1.10, h5py's too): every piece of metadata is checksummed (the 1.8
- * format's v1 B-trees are not); the data carries our own checksum (HDF5's
- * Fletcher-32 filter halved the write speed).  -1 with the reason set. */
-static hid_t create_tmp(const char *path, char *tmp, size_t tmplen, const ectx *e)
-{
-    if (snprintf(tmp, tmplen, "%s.tmp", path) >= (int)tmplen)
-        return fail(e, "path too long");
-    h5_quiet();
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0)
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
-    errno = 0;
-    hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (f < 0) {   /* a full disk can fail it after the file was made */
-        fail(e, "cannot create %s: %s", tmp, h5_os_reason("directory missing or not writable?"));
-        unlink(tmp);
-        return -1;
-    }
-    return f;
-}
-
-/* Closes f and, when everything was written (rc 0), fsyncs tmp and renames it
- * to path; otherwise deletes tmp.  Returns rc, or -1 on a failure here. */
-static int commit_tmp(hid_t f, int rc, const char *tmp, const char *path, const ectx *e)
-{
-    if (H5Fclose(f) < 0 && rc == 0)
-        rc = fail(e, "closing %s failed: %s", tmp, h5_os_reason("disk full?"));
-    /* HDF5 does not fsync: reopen with POSIX and sync before the rename */
-    char why[300];
-    if (rc == 0 && fs_fsync_file(tmp, why, sizeof why) != 0)
-        rc = fail(e, "%s", why);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = fail(e, "cannot rename %s into place: %s", tmp, strerror(errno));
-    if (rc != 0) {
-        unlink(tmp);
-        return rc;
-    }
-    if (fs_fsync_parent(path, why, sizeof why) != 0)
-        return fail(e, "%s", why);
-    return 0;
-}
-
 int ckpt_write(const char *path, const ckpt_state *s, char *err, size_t errlen)
 {
     ectx e = {path, err, errlen};
-    char tmp[1100];
-    hid_t f = create_tmp(path, tmp, sizeof tmp, &e);
-    return f < 0 ? -1 : commit_tmp(f, write_all(f, s, &e), tmp, path, &e);
+    fs_atomic a;
+    hid_t f = h5_create_atomic(&a, path, err, errlen);
+    return f < 0 ? -1 : h5_commit_atomic(f, &a, write_all(f, s, &e), err, errlen);
 }
 
 /* ---- reading ---------------------------------------------------------------- */

@@ -21,6 +21,42 @@ const char *h5_os_reason(const char *guess)
     return errno ? strerror(errno) : guess;
 }
 
+hid_t h5_create_atomic(fs_atomic *a, const char *path, char *err, size_t errlen)
+{
+    h5_quiet();
+    if (fs_atomic_begin(a, path, err, errlen) != 0)
+        return -1;
+    /* HDF5's own flock, on a descriptor of its own, would refuse the file
+     * ours holds; ours covers it until the rename */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) {
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+        H5Pset_file_locking(fapl, false, true);
+    }
+    errno = 0;
+    hid_t f = fapl < 0 ? -1 : H5Fcreate(a->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (f < 0) {   /* a full disk can fail it after the file was made */
+        snprintf(err, errlen, "%s: cannot create: %s", a->tmp,
+                 h5_os_reason("directory missing or not writable?"));
+        fs_atomic_abort(a);
+    }
+    return f;
+}
+
+int h5_commit_atomic(hid_t f, fs_atomic *a, int rc, char *err, size_t errlen)
+{
+    errno = 0;
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = fs_fail(err, errlen, "%s: closing failed: %s", a->tmp, h5_os_reason("disk full?"));
+    if (rc != 0) {
+        fs_atomic_abort(a);
+        return rc;
+    }
+    return fs_atomic_commit(a, err, errlen);   /* HDF5 does not fsync: this does, by a's descriptor */
+}
+
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val)
 {
     hid_t sp = H5Screate(H5S_SCALAR);

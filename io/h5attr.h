@@ -1,12 +1,15 @@
 /* h5attr: scalar attributes of HDF5 objects, and datasets with their
  * checksum attribute, as the checkpoint layout uses them.  Each returns 0, or -1 when the attribute cannot be written or is
  * missing or unreadable (HDF5's own error printing is the caller's to turn off);
- * h5_read_checked also says why. */
+ * h5_read_checked also says why.  New files are created and put in place
+ * as fsutil's atomic writes are (h5_create_atomic, h5_commit_atomic). */
 #ifndef IO_H5ATTR_H
 #define IO_H5ATTR_H
 
 #include <hdf5.h>
 #include <stddef.h>
+
+#include "io/fsutil.h"
 
 /* Before a process's first HDF5 call: no error stack printed (callers report
  * one line) and no exit handler.  HDF5 1.10's handler crashes on a file whose
@@ -18,6 +21,17 @@ void h5_quiet(void);
  * set: ENOSPC, EROFS, EACCES), or guess when it said nothing; errno must be
  * cleared before the call. */
 const char *h5_os_reason(const char *guess);
+
+/* A new HDF5 file for path, written as fs_atomic writes one: HDF5 creates
+ * PATH.tmp (the 1.10 format, readable by HDF5 >= 1.10 and h5py: every piece
+ * of metadata checksummed) under the lock a holds, so a second writer of path
+ * is refused with fs_atomic_begin's line and a killed one's PATH.tmp is taken
+ * over.  The file, or -1 with a one-line reason in err (a released). */
+hid_t h5_create_atomic(fs_atomic *a, const char *path, char *err, size_t errlen);
+/* Closes f and, when rc is 0 (everything written), fs_atomic_commit's it into
+ * place; otherwise, or when closing fails, deletes PATH.tmp.  Releases a;
+ * returns rc, or -1 with the reason in err when a step here fails. */
+int h5_commit_atomic(hid_t f, fs_atomic *a, int rc, char *err, size_t errlen);
 
 int h5_attr_write(hid_t obj, const char *name, hid_t type, const void *val);
 int h5_attr_i64(hid_t obj, const char *name, long long v);

@@ -6,7 +6,8 @@
  * tensor at a time (ZeRO's path) give the same file and values; a
  * weights-only file reads as a model and is refused for resuming; a tokenizer
  * without merges (bpe or gpt2) reads back; SIGKILL
- * during saves never costs the newest. */
+ * during saves never costs the newest; a file has one writer at a time, and
+ * a killed one's PATH.tmp is taken over. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "tests/test_util.h"
+#include "tests/test_writer.h"
 #include "trainer/ckpt_view.h"
 
 typedef struct {
@@ -395,6 +397,83 @@ static void test_moments_one_tensor_at_a_time(void **state)
     free_state(f);
 }
 
+/* A save stopped half-way (in the moments' stream), its PATH.tmp partly
+ * written: get_moment that at call pause_at tells the test so and waits
+ * there to be killed. */
+typedef struct {
+    moments_src src;
+    int pause_at, ready;
+    fixture *f;
+    const char *path;
+} paused_save;
+
+static int get_paused(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
+{
+    paused_save *p = ctx;
+    if (p->src.calls == p->pause_at && test_writer_ready(p->ready, "paused") == 0)
+        pause();
+    return get_moment(&p->src, g, i, buf, err, errlen);
+}
+
+static int begin_save(void *arg, int ready)
+{
+    paused_save *p = arg;
+    char err[512];
+    ckpt_state s = view(p->f, 5);
+    s.arena[CKPT_M] = s.arena[CKPT_V] = NULL;
+    s.stream = (ckpt_stream){.get = get_paused, .ctx = p};
+    p->ready = ready;
+    return ckpt_write(p->path, &s, err, sizeof err);
+}
+
+/* Two writers of one checkpoint (two imports to one --out): the second is
+ * refused with one line while the first lives, and leaves the first one's
+ * PATH.tmp as it was; once the first is killed, its PATH.tmp is taken over. */
+static void test_one_writer_at_a_time(void **state)
+{
+    fixture *f = *state, g;
+    char path[256], tmp[300], err[512], want[700], paused[8];
+    make_state(f, 16, 1);
+    snprintf(path, sizeof path, "%s/one.h5", f->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    paused_save p = {.src = {.opt = &f->opt, .model = &f->model, .fail_at = -1},
+                     .pause_at = f->model.num_tensors, .f = f, .path = path};   /* m done */
+    pid_t pid = test_writer_start(begin_save, &p, paused, sizeof paused);
+    uint8_t *before, *after;
+    size_t nbefore, nafter;
+    struct stat held, now;
+    assert_int_equal(fs_read_file(tmp, &before, &nbefore, err, sizeof err), 0);
+    assert_int_equal(stat(tmp, &held), 0);
+    assert_true(nbefore > f->model.num_params * sizeof(float));   /* /model is in it */
+
+    ckpt_state s = view(f, 6);
+    assert_int_equal(ckpt_write(path, &s, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: another process is writing it (%s is locked)", path, tmp);
+    assert_string_equal(err, want);
+    assert_int_equal(stat(tmp, &now), 0);
+    assert_true(now.st_ino == held.st_ino);
+    assert_int_equal(fs_read_file(tmp, &after, &nafter, err, sizeof err), 0);
+    assert_int_equal(nafter, nbefore);
+    assert_memory_equal(after, before, nbefore);
+    assert_int_equal(access(path, F_OK), -1);
+    free(before);
+    free(after);
+
+    test_writer_kill(pid);   /* its PATH.tmp stays, unlocked */
+    assert_int_equal(access(tmp, F_OK), 0);
+    if (ckpt_write(path, &s, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(access(tmp, F_OK), -1);
+    make_state(&g, 16, 99);
+    ckpt_state r = view(&g, 0);
+    if (ckpt_read(path, &r, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(r.train.step, 6);
+    assert_memory_equal(g.opt.v, f->opt.v, f->model.num_params * sizeof(float));
+    free_state(&g);
+    free_state(f);
+}
+
 /* A weights-only file (build/import's): /model alone, no /optimizer or
  * /train.  build/infer's reader finds its dimensions and tensors; --resume
  * refuses it. */
@@ -669,6 +748,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_anywhere_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moments_one_tensor_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_writer_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weights_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokenizer_without_merges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_during_saves_keeps_the_newest, setup, teardown),

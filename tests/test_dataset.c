@@ -11,10 +11,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -22,6 +19,7 @@
 #include "io/fsutil.h"
 #include "io/tokenizer.h"
 #include "tests/test_util.h"
+#include "tests/test_writer.h"
 
 static char root[64];
 
@@ -188,58 +186,30 @@ static void test_directories_replaced_whole(void **state)
     tokenizer_free(byte);
 }
 
-/* A process that runs begin (which puts a NUL-terminated text in out, or
- * fails) and then waits, holding what begin opened, to be killed (or to die
- * with this one); out as the child made it. */
-static pid_t start_writer(int (*begin)(char *out, size_t cap), char *out, size_t cap)
-{
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (begin(out, cap) != 0 || write(fds[1], out, strlen(out) + 1) != (ssize_t)strlen(out) + 1)
-            _exit(1);
-        pause();
-        _exit(0);
-    }
-    close(fds[1]);
-    assert_true(read(fds[0], out, cap) > 0);
-    close(fds[0]);
-    return pid;
-}
-
 /* A temporary directory beside root/data with a file being written in it. */
-static int begin_dir(char *tmp, size_t cap)
+static int begin_dir(void *arg, int ready)
 {
-    char dir[128], path[256], err[512], note[512];
+    char dir[128], tmp[192], path[256], err[512], note[512];
     int lock;
     snprintf(dir, sizeof dir, "%s/data", root);
-    if (fs_temp_dir_beside(dir, tmp, cap, &lock, note, sizeof note, err, sizeof err) != 0)
+    if (fs_temp_dir_beside(dir, tmp, sizeof tmp, &lock, note, sizeof note, err, sizeof err) != 0)
         return -1;
     snprintf(path, sizeof path, "%s/train.tok.tmp", tmp);
-    return fs_write_file_atomic(path, "x", 1, err, sizeof err);
+    if (fs_write_file_atomic(path, "x", 1, err, sizeof err) != 0)
+        return -1;
+    return test_writer_ready(ready, tmp);
 }
 
 /* root/f.json being written: "first" in its f.json.tmp. */
-static int begin_file(char *out, size_t cap)
+static int begin_file(void *arg, int ready)
 {
     char path[128], err[512];
     fs_atomic a;   /* left open: the process waits inside the write */
     snprintf(path, sizeof path, "%s/f.json", root);
-    snprintf(out, cap, "begun");
-    if (fs_atomic_begin(&a, path, err, sizeof err) != 0)
+    if (fs_atomic_begin(&a, path, err, sizeof err) != 0 ||
+        fs_atomic_write(&a, "first", 5, err, sizeof err) != 0)
         return -1;
-    return fs_atomic_write(&a, "first", 5, err, sizeof err);
-}
-
-static void stop(pid_t pid)
-{
-    int status;
-    kill(pid, SIGKILL);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    return test_writer_ready(ready, "begun");
 }
 
 /* A writer killed mid-way leaves its DIR.tmp-XXXXXX (and fs_replace_dir's
@@ -252,8 +222,8 @@ static void test_killed_writers_folders_removed(void **state)
     const char *keep[] = {"data.tmp-abc12", "data.tmp-abc1234", "data.tmp-ab.c12", "data2.tmp-abc123",
                           "other.tmp-abc123", "data.tmp"};
     snprintf(dir, sizeof dir, "%s/data", root);
-    pid_t live_pid = start_writer(begin_dir, live, sizeof live);
-    stop(start_writer(begin_dir, dead, sizeof dead));
+    pid_t live_pid = test_writer_start(begin_dir, NULL, live, sizeof live);
+    test_writer_kill(test_writer_start(begin_dir, NULL, dead, sizeof dead));
     snprintf(old, sizeof old, "%s/data.tmp-Zz09aB.old", root);
     assert_int_equal(fs_mkdir_p(old, err, sizeof err), 0);
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
@@ -291,7 +261,7 @@ static void test_killed_writers_folders_removed(void **state)
     assert_int_equal(stat(tmp, &st), 0);
     fs_remove_dir(again);
     fs_unlock_dir(lock2);
-    stop(live_pid);
+    test_writer_kill(live_pid);
     assert_int_equal(fs_replace_dir(tmp, dir, err, sizeof err), 0);
     fs_unlock_dir(lock);
     assert_int_equal(fs_temp_dir_beside(dir, again, sizeof again, &lock2, note, sizeof note, err,
@@ -310,7 +280,7 @@ static void test_atomic_write_one_writer_at_a_time(void **state)
     char path[128], tmp[160], err[512], begun[8];
     snprintf(path, sizeof path, "%s/f.json", root);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    pid_t pid = start_writer(begin_file, begun, sizeof begun);
+    pid_t pid = test_writer_start(begin_file, NULL, begun, sizeof begun);
     fs_atomic a;
     assert_int_equal(fs_atomic_begin(&a, path, err, sizeof err), -1);
     assert_non_null(strstr(err, "another process is writing it"));
@@ -321,7 +291,7 @@ static void test_atomic_write_one_writer_at_a_time(void **state)
     free(text);
     assert_int_not_equal(access(path, F_OK), 0);
 
-    stop(pid);   /* killed mid-write: its PATH.tmp stays, unlocked */
+    test_writer_kill(pid);   /* killed mid-write: its PATH.tmp stays, unlocked */
     assert_int_equal(fs_write_file_atomic(path, "second", 6, err, sizeof err), 0);
     assert_int_equal(fs_read_file(path, &text, &len, err, sizeof err), 0);
     assert_string_equal((char *)text, "second");

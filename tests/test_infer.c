@@ -6,7 +6,7 @@
  * honours top-k / top-p; a checkpoint written by ckpt_write loads to the same
  * model, and damaged or unrunnable ones, or ones whose /config disagrees with
  * /model, are refused with one line, as are GGUF files whose metadata does
- * not fit their model. */
+ * not fit their model; --save-quantized has one writer of a file at a time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "io/fsutil.h"
 #include "io/gguf.h"
 #include "io/procmem.h"
 #include "kernels/bf16mm.h"
@@ -31,6 +32,7 @@
 #include "trainer/ckpt_view.h"
 #include "tests/infer_from_gpt2.h"
 #include "tests/test_util.h"
+#include "tests/test_writer.h"
 
 enum { SEQ = 40 };
 static const gpt2_dims DIMS = {.vocab_size = 256, .n_positions = 48, .n_embd = 64, .n_layer = 2,
@@ -863,6 +865,62 @@ static void test_save_quantized(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* path being written by another process: "first" in its PATH.tmp. */
+static int begin_file(void *arg, int ready)
+{
+    char err[512];
+    fs_atomic a;   /* left open: the process waits inside the write */
+    if (fs_atomic_begin(&a, arg, err, sizeof err) != 0 ||
+        fs_atomic_write(&a, "first", 5, err, sizeof err) != 0)
+        return -1;
+    return test_writer_ready(ready, "begun");
+}
+
+/* --save-quantized to a name another process is writing is refused with one
+ * line and leaves that one's PATH.tmp alone; a killed writer's is taken over. */
+static void test_save_quantized_one_writer_at_a_time(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_infer_XXXXXX", ck[128], qf[128], tmp[140], want[400], cmd[160],
+         err[512], begun[8];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ck, sizeof ck, "%s/ckpt.h5", dir);
+    snprintf(qf, sizeof qf, "%s/q8.h5", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", qf);
+    gpt2 g;
+    make_gpt2(&g, 17);
+    write_ckpt(ck, &g, DIMS.n_embd);
+    gpt2_destroy(&g);
+    infer_model a, b;
+    tokenizer *ta = NULL, *tb = NULL;
+    assert_int_equal(infer_load(ck, INFER_INT8, &a, &ta, err, sizeof err), 0);
+
+    pid_t pid = test_writer_start(begin_file, qf, begun, sizeof begun);
+    assert_int_equal(infer_q8file_save(qf, &a, ta, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: another process is writing it (%s is locked)", qf, tmp);
+    assert_string_equal(err, want);
+    uint8_t *text;
+    size_t len;
+    assert_int_equal(fs_read_file(tmp, &text, &len, err, sizeof err), 0);
+    assert_string_equal((char *)text, "first");
+    free(text);
+    assert_int_equal(access(qf, F_OK), -1);
+
+    test_writer_kill(pid);   /* its PATH.tmp stays, unlocked */
+    if (infer_q8file_save(qf, &a, ta, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(access(tmp, F_OK), -1);
+    if (infer_load(qf, INFER_INT8, &b, &tb, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_true(same_int8(&a, &a.lm_head, &b, &b.lm_head));
+    infer_model_free(&b);
+    tokenizer_free(tb);
+    infer_model_free(&a);
+    tokenizer_free(ta);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The head of a GGUF file in build/export's gpt2 layout: its metadata, a
  * tokenizer of type tok_type listing ntok tokens (byte i spelled GPT-2's way)
  * with the given merges, and only a token embedding of 256 rows: enough for
@@ -942,6 +1000,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_load),
         cmocka_unit_test(test_config_disagrees_with_model),
         cmocka_unit_test(test_save_quantized),
+        cmocka_unit_test(test_save_quantized_one_writer_at_a_time),
         cmocka_unit_test(test_gguf_metadata_refused),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
