@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ctype.h>
@@ -40,6 +42,45 @@ static int fail(char *err, size_t errlen, const char *path, const char *what)
     return -1;
 }
 
+/* The PATH.tmp being written, for the handler fs_atomic_remove_on_signals
+ * installs: its name is in place before the flag is set, and the flag is
+ * cleared before the file is renamed or deleted. */
+static bool remove_on_signals;
+static char signal_tmp[4096];
+static volatile sig_atomic_t signal_tmp_set;
+
+static void remove_tmp(int sig)
+{
+    if (signal_tmp_set)
+        unlink(signal_tmp);
+    raise(sig);   /* delivered once this returns, with the default action (SA_RESETHAND) */
+}
+
+void fs_atomic_remove_on_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa = {.sa_handler = remove_tmp, .sa_flags = SA_RESETHAND}, old;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)   /* nohup, & */
+            sigaction(sigs[i], &sa, NULL);
+    remove_on_signals = true;
+}
+
+static void track(const fs_atomic *a)
+{
+    if (remove_on_signals && !signal_tmp_set && strlen(a->tmp) < sizeof signal_tmp) {
+        strcpy(signal_tmp, a->tmp);
+        signal_tmp_set = 1;
+    }
+}
+
+static void untrack(const fs_atomic *a)
+{
+    if (signal_tmp_set && strcmp(signal_tmp, a->tmp) == 0)
+        signal_tmp_set = 0;
+}
+
 int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
 {
     size_t n = strlen(path);
@@ -75,6 +116,7 @@ int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
         } else if (ftruncate(a->fd, 0) != 0) {
             fail(err, errlen, a->tmp, "cannot truncate");
         } else {
+            track(a);
             return 0;
         }
         close(a->fd);
@@ -111,8 +153,10 @@ static void release(fs_atomic *a)
 
 void fs_atomic_abort(fs_atomic *a)
 {
-    if (a->tmp && a->fd >= 0)   /* before the lock goes with the descriptor */
+    if (a->tmp && a->fd >= 0) {   /* before the lock goes with the descriptor */
+        untrack(a);
         unlink(a->tmp);
+    }
     if (a->fd >= 0)
         close(a->fd);
     release(a);
@@ -160,6 +204,7 @@ int fs_atomic_commit(fs_atomic *a, char *err, size_t errlen)
         fs_atomic_abort(a);
         return -1;
     }
+    untrack(a);   /* the name is about to be PATH's */
     if (rename(a->tmp, a->path) != 0) {   /* locked until it has its final name */
         fail(err, errlen, a->path, "cannot rename temporary file into place");
         fs_atomic_abort(a);

@@ -38,6 +38,12 @@ void fs_atomic_abort(fs_atomic *a);
 
 int fs_write_file_atomic(const char *path, const void *buf, size_t n, char *err, size_t errlen);
 
+/* For a program that writes one large file at a time (export, import): from
+ * now on SIGINT, SIGTERM and SIGHUP delete the PATH.tmp being written (it is
+ * this process's: locked) before they end the process as they would have.  A
+ * signal the process ignores (nohup, a background job) stays ignored. */
+void fs_atomic_remove_on_signals(void);
+
 /* fsync of a file by name (data written by another library, e.g. HDF5), and
  * of the directory holding path (a rename is durable only once it is on disk). */
 int fs_fsync_file(const char *path, char *err, size_t errlen);

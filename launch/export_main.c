@@ -649,6 +649,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "export: %s\n", err);
         return 2;
     }
+    fs_atomic_remove_on_signals();   /* Ctrl-C leaves no model-sized OUT.tmp behind */
     model_src m;
     int rc = open_model(&m, ckpt, err, sizeof err);
     if (rc == 0)

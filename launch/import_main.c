@@ -375,6 +375,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "import: %s\n", err);
         return 2;
     }
+    fs_atomic_remove_on_signals();   /* Ctrl-C leaves no model-sized OUT.tmp behind */
     if (import(dir, out, err, sizeof err) != 0) {
         fs_printable(err);   /* it may quote a tensor name of the file */
         fprintf(stderr, "import: %s\n", err);

@@ -4,7 +4,8 @@
  * equals the checkpoint format's ckpt_checksum on whole words; fs_map_file
  * maps a file whole, an empty one as nothing, and says why it cannot.  A
  * killed writer's temporary directory is removed by the next writer beside
- * it, a live writer's is not; a file has one atomic writer at a time. */
+ * it, a live writer's is not; a file has one atomic writer at a time, and
+ * its PATH.tmp goes with a writer that SIGINT or SIGTERM ends. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -299,6 +300,44 @@ static void test_atomic_write_one_writer_at_a_time(void **state)
     assert_int_not_equal(access(tmp, F_OK), 0);
 }
 
+/* begin_file in a program that asked for fs_atomic_remove_on_signals, started
+ * with the default actions, or ignoring SIGHUP (nohup) when arg is set. */
+static int begin_file_removed_on_signals(void *arg, int ready)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, arg ? SIG_IGN : SIG_DFL);
+    fs_atomic_remove_on_signals();
+    return begin_file(arg, ready);
+}
+
+/* A writer ended by SIGINT, SIGTERM or SIGHUP (Ctrl-C, a timeout, a closed
+ * terminal) takes its PATH.tmp along and still dies of the signal; one it
+ * ignores stays ignored. */
+static void test_atomic_write_removed_on_signals(void **state)
+{
+    (void)state;
+    char path[128], tmp[160], begun[8];
+    snprintf(path, sizeof path, "%s/f.json", root);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 4; i++) {
+        const bool nohup = i == 3;
+        pid_t pid = test_writer_start(begin_file_removed_on_signals, nohup ? "nohup" : NULL, begun,
+                                      sizeof begun);
+        assert_int_equal(access(tmp, F_OK), 0);
+        int status, sig = nohup ? SIGTERM : sigs[i];
+        if (nohup)
+            kill(pid, SIGHUP);   /* taken before SIGTERM (the lower number) were it not ignored */
+        kill(pid, sig);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), sig);
+        assert_int_not_equal(access(tmp, F_OK), 0);
+        assert_int_not_equal(access(path, F_OK), 0);
+    }
+}
+
 static void test_checksum_matches_the_checkpoint_format(void **state)
 {
     (void)state;
@@ -420,6 +459,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_directories_replaced_whole, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_killed_writers_folders_removed, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_atomic_write_one_writer_at_a_time, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_atomic_write_removed_on_signals, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
