@@ -140,6 +140,16 @@ static void test_endpoint_rules(void **state)
     }
 }
 
+/* A server on a free loopback port (*port) keeping ring records. */
+static metrics *open_local(int ring, int *port)
+{
+    metrics *m;
+    char where[128], err[256];
+    assert_int_equal(metrics_open(&m, "tcp://127.0.0.1:0", ring, where, sizeof where, err, sizeof err), 0);
+    assert_int_equal(sscanf(where, "http://127.0.0.1:%d/metrics", port), 1);
+    return m;
+}
+
 static int connect_to(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -170,11 +180,8 @@ static char *exchange(int port, const char *req, size_t len)
 static void test_server_answers_and_bounds(void **state)
 {
     (void)state;
-    metrics *m;
-    char where[128], err[256];
-    assert_int_equal(metrics_open(&m, "tcp://127.0.0.1:0", 3, where, sizeof where, err, sizeof err), 0);
-    int port = 0;
-    assert_int_equal(sscanf(where, "http://127.0.0.1:%d/metrics", &port), 1);
+    int port;
+    metrics *m = open_local(3, &port);
     cJSON *o = cJSON_Parse("{\"type\":\"step\",\"step\":5,\"loss\":2.5}");
     metrics_observe(m, o);
     cJSON_Delete(o);
@@ -222,11 +229,8 @@ static void test_server_answers_and_bounds(void **state)
 static void test_silent_client_times_out(void **state)
 {
     (void)state;
-    metrics *m;
-    char where[128], err[256];
-    assert_int_equal(metrics_open(&m, "tcp://127.0.0.1:0", 0, where, sizeof where, err, sizeof err), 0);
-    int port = 0;
-    assert_int_equal(sscanf(where, "http://127.0.0.1:%d/metrics", &port), 1);
+    int port;
+    metrics *m = open_local(0, &port);
     int fd = connect_to(port);
     char c;
     /* the server closes it after METRICS_TIMEOUT_S: recv sees the end, not its own timeout */
@@ -241,11 +245,8 @@ static void test_silent_client_times_out(void **state)
 static void test_out_of_fds_no_spin(void **state)
 {
     (void)state;
-    metrics *m;
-    char where[128], err[256];
-    assert_int_equal(metrics_open(&m, "tcp://127.0.0.1:0", 0, where, sizeof where, err, sizeof err), 0);
-    int port = 0;
-    assert_int_equal(sscanf(where, "http://127.0.0.1:%d/metrics", &port), 1);
+    int port;
+    metrics *m = open_local(0, &port);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
