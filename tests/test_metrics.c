@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -226,6 +227,62 @@ static void test_server_answers_and_bounds(void **state)
     metrics_close(m);
 }
 
+/* A client whose input the server did not read (a body after the request, or a
+ * request too large) still gets the whole reply: closing with unread input resets
+ * the connection, and a reset drops what the client has not yet acknowledged.  A
+ * small receive window keeps most of the reply unacknowledged until it is read. */
+static void test_reply_survives_unread_input(void **state)
+{
+    (void)state;
+    int port;
+    metrics *m = open_local(0, &port);
+    /* every step metric set: a reply larger than the window */
+    cJSON *o = cJSON_Parse("{\"type\":\"step\",\"step\":5,\"max_steps\":9,\"loss\":2.5,"
+                           "\"lr\":1e-3,\"grad_norm\":1,\"tokens_per_s\":1,\"step_ms\":1,"
+                           "\"comm_exposed_ms\":1,\"comm_total_ms\":1,\"comm_ms\":1,"
+                           "\"loader_wait_ms\":1,\"rss_mb\":1,\"peak_rss_mb\":1,\"mfu\":1,"
+                           "\"ranks\":1,\"eta_s\":1,\"loss_scale\":1,\"overflows\":1,"
+                           "\"skipped_steps\":1,\"status_dropped\":1}");
+    metrics_observe(m, o);
+    cJSON_Delete(o);
+    size_t len = 3 * METRICS_MAX_REQUEST;
+    char *req = malloc(len);
+    memset(req, 'A', len);
+    const char *get = "GET /metrics HTTP/1.1\r\nContent-Length: 12000\r\n\r\n";
+    for (int big = 0; big < 2; big++) {
+        if (!big)
+            memcpy(req, get, strlen(get));   /* a request and a body it never reads */
+        else
+            memset(req, 'A', strlen(get));   /* no blank line within 4 KiB: 431 */
+        int fd = socket(AF_INET, SOCK_STREAM, 0), small = 1;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+        struct timeval tv = {.tv_sec = 10};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+        usleep(200000);   /* the server answers and closes before anything is read */
+        char buf[1 << 16];
+        size_t n = 0;
+        ssize_t r;
+        while (n < sizeof buf - 1 && (r = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
+            n += (size_t)r;
+        if (r < 0)
+            fail_msg("%s: after %zu bytes of the reply: %s", big ? "431" : "200", n,
+                     strerror(errno));
+        buf[n] = '\0';
+        const char *body = strstr(buf, "\r\n\r\n");
+        assert_non_null(body);
+        assert_int_equal(strtoul(strstr(buf, "Content-Length: ") + 16, NULL, 10),
+                         n - (size_t)(body + 4 - buf));
+        assert_int_equal(strncmp(buf, big ? "HTTP/1.1 431" : "HTTP/1.1 200", 12), 0);
+        close(fd);
+    }
+    free(req);
+    metrics_close(m);
+}
+
 static void test_silent_client_times_out(void **state)
 {
     (void)state;
@@ -302,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_render_truncates_like_snprintf),
         cmocka_unit_test(test_endpoint_rules),
         cmocka_unit_test(test_server_answers_and_bounds),
+        cmocka_unit_test(test_reply_survives_unread_input),
         cmocka_unit_test(test_silent_client_times_out),
         cmocka_unit_test(test_out_of_fds_no_spin),
         cmocka_unit_test(test_none_and_bind_failure),

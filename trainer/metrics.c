@@ -251,6 +251,7 @@ typedef struct {
     char in[METRICS_MAX_REQUEST];
     char *out;           /* the response, once the request is complete */
     size_t out_len, out_off;
+    bool draining;       /* replied: input is read and dropped until the client closes */
 } conn;
 
 struct metrics {
@@ -352,10 +353,24 @@ static void conn_write(conn *c)
         return;
     if (n > 0)
         c->out_off += (size_t)n;
-    if (n < 0 || c->out_off == c->out_len) {
-        shutdown(c->fd, SHUT_WR);
+    if (n < 0) {
         conn_close(c);
+    } else if (c->out_off == c->out_len) {
+        /* closed with unread input, the socket would be reset, and a reset drops the
+         * part of the reply the client has not acknowledged yet */
+        shutdown(c->fd, SHUT_WR);
+        free(c->out);
+        c->out = NULL;
+        c->draining = true;
     }
+}
+
+/* Drops the client's input until it closes (or the connection's deadline). */
+static void conn_drain(conn *c)
+{
+    ssize_t n = recv(c->fd, c->in, sizeof c->in, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        conn_close(c);
 }
 
 /* Accepts what is pending; with every slot taken, the oldest connection is closed
@@ -418,6 +433,8 @@ static void *serve(void *arg)
                 continue;
             if (c->out)
                 conn_write(c);
+            else if (c->draining)
+                conn_drain(c);
             else
                 conn_read(m, c);
         }
