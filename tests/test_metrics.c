@@ -334,6 +334,56 @@ static void test_out_of_fds_no_spin(void **state)
     metrics_close(m);
 }
 
+/* poll fails (EINVAL) while RLIMIT_NOFILE is below the descriptors it is given:
+ * the server says so once on stderr, waits instead of spinning, and answers
+ * again once the limit is back. */
+static void test_poll_failure_said_and_survived(void **state)
+{
+    (void)state;
+    int port;
+    metrics *m = open_local(0, &port);
+    int held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = connect_to(port);
+    usleep(200000);   /* accepted: poll is given 2 + 4 descriptors */
+    FILE *said = tmpfile();
+    assert_non_null(said);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(said), 2);
+    struct rlimit was, few;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    few = was;
+    few.rlim_cur = 3;
+    struct timespec cpu0, cpu1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &few), 0);
+    send(held[0], "G", 1, MSG_NOSIGNAL);   /* wakes the server into its next poll */
+    sleep(2);   /* the server thread's CPU over these seconds is what is measured */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);   /* before any assertion can leave */
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+    dup2(saved, 2);
+    close(saved);
+    double cpu = (double)(cpu1.tv_sec - cpu0.tv_sec) +
+                 1e-9 * (double)(cpu1.tv_nsec - cpu0.tv_nsec);
+    if (cpu > 0.5)
+        fail_msg("the server used %.2f s of CPU while poll failed", cpu);
+    char text[512] = "";
+    rewind(said);
+    size_t len = fread(text, 1, sizeof text - 1, said);
+    text[len] = '\0';
+    fclose(said);
+    const char *w = strstr(text, "warning: metrics");
+    assert_non_null(w);
+    assert_null(strstr(w + 1, "warning: metrics"));   /* once, not at every retry */
+    char *r = exchange(port, "GET /metrics HTTP/1.1\r\n\r\n", 25);
+    assert_int_equal(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0);
+    free(r);
+    for (int i = 0; i < 4; i++)
+        close(held[i]);
+    metrics_close(m);
+}
+
 static void test_none_and_bind_failure(void **state)
 {
     (void)state;
@@ -362,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_reply_survives_unread_input),
         cmocka_unit_test(test_silent_client_times_out),
         cmocka_unit_test(test_out_of_fds_no_spin),
+        cmocka_unit_test(test_poll_failure_said_and_survived),
         cmocka_unit_test(test_none_and_bind_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -403,6 +403,7 @@ static void *serve(void *arg)
     /* out of file descriptors, the listening socket stays readable: it is left out
      * of poll for a second at a time instead of spun on */
     double accept_at = 0;
+    bool failing = false;   /* poll fails: said on stderr when it starts */
     for (;;) {
         int n = 0, slot[METRICS_MAX_CONN];
         double now = clock_mono_s(), next = now + 1;
@@ -421,8 +422,18 @@ static void *serve(void *arg)
             pf[n++] = (struct pollfd){.fd = c->fd, .events = c->out ? POLLOUT : POLLIN};
         }
         int r = poll(pf, (nfds_t)n, (int)((next - now) * 1e3) + 1);
-        if (r < 0 && errno != EINTR)
-            break;
+        if (r < 0 && errno != EINTR) {
+            /* EINVAL: RLIMIT_NOFILE lowered below the descriptors polled.  Tried again
+             * each second, waiting on the wake pipe alone (so metrics_close still ends it) */
+            if (!failing)
+                fprintf(stderr, "warning: metrics: poll failed (%s): the endpoint does not "
+                        "answer until it works again\n", strerror(errno));
+            failing = true;
+            if (poll(pf, 1, 1000) > 0)
+                break;
+            continue;
+        }
+        failing = false;
         if (r <= 0)
             continue;
         if (pf[0].revents)
