@@ -507,6 +507,9 @@ static int eval_mode(const options *o, const infer_model *m, const tokenizer *to
 static int save_mode(const options *o, const infer_model *m, const tokenizer *tok)
 {
     char err[512];
+    /* no signal thread in this mode, and no product computed while it writes
+     * (io/signals.h): a handler may run on any thread */
+    fs_atomic_remove_on_signals();   /* Ctrl-C leaves no model-sized OUT.tmp behind */
     int rc = infer_q8file_save(o->save_quantized, m, tok, err, sizeof err) != 0;
     if (rc)
         fprintf(stderr, "infer: %s\n", err);

@@ -2,7 +2,7 @@
 # End to end: build/infer on a checkpoint the trainer wrote.
 #  - a tiny byte-level model trained 400 steps; infer generates text after --prompt in
 #    int8, bf16 and fp32; the same --seed gives the same text; a --save-quantized file
-#    gives the int8 text and --eval figures;
+#    gives the int8 text and --eval figures, and one that SIGTERM stops leaves no .tmp;
 #  - --eval: fp32 gives the trainer's own val loss on the same windows (a padded
 #    vocabulary too); int8 agrees with fp32 on the greedy next token at >= 99% of the
 #    positions and raises the loss <= 1%, and so does bf16 (2-byte weights), on its active
@@ -43,6 +43,25 @@ cmp -s "$tmp/int8.a" "$tmp/int8.c" && fail "seeds 7 and 8 gave the same text"
 "$BUILD/infer" --ckpt "$ck" --save-quantized "$tmp/q8.h5" 2>"$tmp/err" || { cat "$tmp/err"; fail "--save-quantized"; }
 "$BUILD/infer" --ckpt "$tmp/q8.h5" --prompt "The " -n 40 --seed 7 >"$tmp/q8.a" 2>/dev/null || fail "loading the int8 file"
 cmp -s "$tmp/int8.a" "$tmp/q8.a" || fail "the int8 file gave other text than the checkpoint"
+# a --save-quantized that SIGTERM (or Ctrl-C) stops takes its model-sized .tmp along.
+# On a disk of 0.08 MB/s (tests/slow_disk.c) the 170 KB file takes 2 s; the process
+# is frozen (SIGSTOP) while its .tmp exists, so the signal lands in the write
+# whatever the machine's speed.
+slow_disk 0.08
+on_exit 'kill -9 $pid 2>/dev/null'
+$SLOW "$BUILD/infer" --ckpt "$ck" --save-quantized "$tmp/q8s.h5" 2>"$tmp/err" &
+pid=$!
+SHOW_ON_FAIL="$tmp/err" WATCH=$pid wait_for_file "$tmp/q8s.h5.tmp" 60
+kill -STOP "$pid"
+[ -e "$tmp/q8s.h5.tmp" ] || { kill -CONT "$pid"; fail "SIGTERM: the save ended before infer was frozen"; }
+kill -TERM "$pid"
+kill -CONT "$pid"
+set +e; wait "$pid" 2>/dev/null; rc=$?; set -e
+pid=
+[ "$rc" -eq 143 ] || { cat "$tmp/err"; fail "SIGTERM during --save-quantized: exit $rc, not 143"; }
+left=$(ls "$tmp" | grep '^q8s' || true)
+[ -z "$left" ] || fail "SIGTERM during --save-quantized left $left"
+echo "--save-quantized stopped by SIGTERM: killed by it, no q8s.h5.tmp left"
 
 # --eval on the trainer's val windows (eval_batches 50 x batch_size 8 = the first 400)
 for q in fp32 int8; do
