@@ -1,6 +1,7 @@
 /* h5attr: scalar attributes of HDF5 objects, and datasets with their
- * checksum attribute, as the checkpoint layout uses them.  Each returns 0, or -1 when the attribute cannot be written or is
- * missing or unreadable (HDF5's own error printing is the caller's to turn off);
+ * checksum attribute, as the checkpoint layout uses them.  Each returns 0,
+ * or -1 when the attribute cannot be written or is missing or unreadable
+ * (HDF5's own error printing is the caller's to turn off);
  * h5_read_checked also says why.  New files are created and put in place
  * as fsutil's atomic writes are (h5_create_atomic, h5_commit_atomic). */
 #ifndef IO_H5ATTR_H
