@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/utf8.h"
+
 int fs_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -29,7 +31,7 @@ void fs_printable(char *s)
     for (unsigned char *p = (unsigned char *)s; *p; p++) {
         if (*p < 0x20 || *p == 0x7f) {
             *p = '?';
-        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {   /* U+0080..U+009F */
+        } else if (utf8_is_c1(p)) {
             p[0] = p[1] = '?';
             p++;
         }

@@ -25,6 +25,11 @@ long utf8_step(const uint8_t *s, size_t n)
     return (long)need + 1;
 }
 
+bool utf8_is_c1(const uint8_t *s)
+{
+    return s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f;
+}
+
 char *utf8_valid_copy(const void *s, size_t n)
 {
     const uint8_t *u = s;

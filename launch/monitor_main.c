@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "io/fsutil.h"
+#include "io/utf8.h"
 #include "io/zsock.h"
 #include "kernels/clock.h"
 #include "launch/monitor_view.h"
@@ -219,7 +220,7 @@ static void print_json(const cJSON *r)
     if (!line)
         return;
     for (const unsigned char *p = (const unsigned char *)line; *p; p++) {
-        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+        if (utf8_is_c1(p))
             printf("\\u%04x", *++p);
         else
             putchar(*p);
