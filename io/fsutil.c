@@ -83,6 +83,16 @@ static void untrack(const fs_atomic *a)
         signal_tmp_set = 0;
 }
 
+/* Whether fd is still the file path names (follow: through a final symlink,
+ * as open did): a lock taken on fd guards that name only then, since another
+ * process may have renamed or removed the file between the open and the lock. */
+static bool still_named(int fd, const char *path, bool follow)
+{
+    struct stat held, named;
+    return fstat(fd, &held) == 0 && (follow ? stat(path, &named) : lstat(path, &named)) == 0 &&
+           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
 int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
 {
     size_t n = strlen(path);
@@ -107,12 +117,10 @@ int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
             fail(err, errlen, a->tmp, "cannot create");
             break;
         }
-        struct stat held, named;
         if (flock(a->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
             snprintf(err, errlen, "%s: another process is writing it (%s is locked)", path,
                      a->tmp);
-        } else if (fstat(a->fd, &held) != 0 || stat(a->tmp, &named) != 0 ||
-                   held.st_dev != named.st_dev || held.st_ino != named.st_ino) {
+        } else if (!still_named(a->fd, a->tmp, true)) {
             close(a->fd);
             continue;
         } else if (ftruncate(a->fd, 0) != 0) {
@@ -454,12 +462,10 @@ static void remove_dead_temp_dirs(const char *dir, size_t n, char *note, size_t 
             snprintf(path, sizeof path, "%.*s%s", prefix, dir, e->d_name) >= (int)sizeof path)
             continue;
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct stat held, named;
         if (fd < 0)
             continue;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
-            lstat(path, &named) == 0 && held.st_dev == named.st_dev &&
-            held.st_ino == named.st_ino && fs_remove_dir(path) == 0 && used + 1 < notelen)
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && still_named(fd, path, false) &&
+            fs_remove_dir(path) == 0 && used + 1 < notelen)
             used += (size_t)snprintf(note + used, notelen - used, "%s%s", used ? ", " : "", path);
         close(fd);
     }
@@ -504,9 +510,7 @@ int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, int *lock, char *
         int rc;
         while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
             ;
-        struct stat held, named;
-        if (rc != 0 || (fstat(fd, &held) == 0 && stat(tmp, &named) == 0 &&
-                        held.st_dev == named.st_dev && held.st_ino == named.st_ino)) {
+        if (rc != 0 || still_named(fd, tmp, true)) {
             *lock = fd;
             return 0;
         }
