@@ -506,7 +506,8 @@ void ckpt_remove_stale(const char *dir, char *note, size_t notelen)
 {
     char path[1100];
     size_t used = 0;
-    note[0] = '\0';
+    if (notelen > 0)
+        note[0] = '\0';
     DIR *d = opendir(dir);
     for (struct dirent *de; d && (de = readdir(d));) {
         size_t len = strlen(de->d_name);
@@ -530,7 +531,7 @@ static void prune(const char *dir, int keep, long step)
 {
     ckpt_entry *list;
     int n;
-    char path[1100], note[8];
+    char path[1100];
     if (list_ckpts(dir, &list, &n) == 0)
         for (int i = 0, kept = 0; i < n; i++) {
             if (list[i].step > step || kept++ < keep)
@@ -539,7 +540,7 @@ static void prune(const char *dir, int keep, long step)
             unlink(path);
         }
     free(list);
-    ckpt_remove_stale(dir, note, sizeof note);
+    ckpt_remove_stale(dir, NULL, 0);
 }
 
 /* The pointer is written after the checkpoint is complete and before older

@@ -110,8 +110,9 @@ int ckpt_save(const char *dir, const ckpt_state *s, int keep, char *path, size_t
               char *err, size_t errlen);
 
 /* Deletes the DIR/ckpt_*.h5.tmp files that saves interrupted by a crash left
- * (a checkpoint's size each), naming them in note ("" when none).  Only for
- * the process that writes DIR (it holds DIR/lock): no save is under way. */
+ * (a checkpoint's size each), naming them in note ("" when none; notelen 0:
+ * not named, note may be NULL).  Only for the process that writes DIR (it
+ * holds DIR/lock): no save is under way. */
 void ckpt_remove_stale(const char *dir, char *note, size_t notelen);
 
 /* The step of the newest DIR/ckpt_*.h5, or -1 when there is none (or DIR
