@@ -201,18 +201,6 @@ static int begin_dir(void *arg, int ready)
     return test_writer_ready(ready, tmp);
 }
 
-/* root/f.json being written: "first" in its f.json.tmp. */
-static int begin_file(void *arg, int ready)
-{
-    char path[128], err[512];
-    fs_atomic a;   /* left open: the process waits inside the write */
-    snprintf(path, sizeof path, "%s/f.json", root);
-    if (fs_atomic_begin(&a, path, err, sizeof err) != 0 ||
-        fs_atomic_write(&a, "first", 5, err, sizeof err) != 0)
-        return -1;
-    return test_writer_ready(ready, "begun");
-}
-
 /* A writer killed mid-way leaves its DIR.tmp-XXXXXX (and fs_replace_dir's
  * DIR.tmp-XXXXXX.old): the next writer beside DIR removes those and names
  * them, and leaves a live writer's folder, and other names, alone. */
@@ -281,7 +269,7 @@ static void test_atomic_write_one_writer_at_a_time(void **state)
     char path[128], tmp[160], err[512], begun[8];
     snprintf(path, sizeof path, "%s/f.json", root);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    pid_t pid = test_writer_start(begin_file, NULL, begun, sizeof begun);
+    pid_t pid = test_writer_start(test_writer_begin_file, path, begun, sizeof begun);
     fs_atomic a;
     assert_int_equal(fs_atomic_begin(&a, path, err, sizeof err), -1);
     assert_non_null(strstr(err, "another process is writing it"));
@@ -300,15 +288,18 @@ static void test_atomic_write_one_writer_at_a_time(void **state)
     assert_int_not_equal(access(tmp, F_OK), 0);
 }
 
-/* begin_file in a program that asked for fs_atomic_remove_on_signals, started
- * with the default actions, or ignoring SIGHUP (nohup) when arg is set. */
+/* root/f.json being written (test_writer_begin_file) by a program that asked
+ * for fs_atomic_remove_on_signals, started with the default actions, or
+ * ignoring SIGHUP (nohup) when arg is set. */
 static int begin_file_removed_on_signals(void *arg, int ready)
 {
+    char path[128];
+    snprintf(path, sizeof path, "%s/f.json", root);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, arg ? SIG_IGN : SIG_DFL);
     fs_atomic_remove_on_signals();
-    return begin_file(arg, ready);
+    return test_writer_begin_file(path, ready);
 }
 
 /* A writer ended by SIGINT, SIGTERM or SIGHUP (Ctrl-C, a timeout, a closed

@@ -766,22 +766,31 @@ static bool same_int8(const infer_model *ma, const infer_linear *a, const infer_
     return same;
 }
 
-static void test_save_quantized(void **state)
+/* In a new directory dir ("/tmp/test_infer_XXXXXX"): a seed-17 model's
+ * checkpoint ck, loaded as the int8 model *m, *tok, and the name qf of a
+ * --save-quantized file beside it (ck and qf: 128 bytes). */
+static void int8_model_in_new_dir(char *dir, char *ck, char *qf, infer_model *m, tokenizer **tok)
 {
-    (void)state;
-    char dir[] = "/tmp/test_infer_XXXXXX", ck[128], qf[128], cmd[300], err[512];
+    char err[512];
     assert_non_null(mkdtemp(dir));
-    snprintf(ck, sizeof ck, "%s/ckpt.h5", dir);
-    snprintf(qf, sizeof qf, "%s/q8.h5", dir);
+    snprintf(ck, 128, "%s/ckpt.h5", dir);
+    snprintf(qf, 128, "%s/q8.h5", dir);
     gpt2 g;
     make_gpt2(&g, 17);
     write_ckpt(ck, &g, DIMS.n_embd);
     gpt2_destroy(&g);
+    *tok = NULL;
+    assert_int_equal(infer_load(ck, INFER_INT8, m, tok, err, sizeof err), 0);
+}
 
+static void test_save_quantized(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_infer_XXXXXX", ck[128], qf[128], cmd[300], err[512];
     infer_model a, b;
     infer_state sa, sb;
-    tokenizer *ta = NULL, *tb = NULL;
-    assert_int_equal(infer_load(ck, INFER_INT8, &a, &ta, err, sizeof err), 0);
+    tokenizer *ta, *tb = NULL;
+    int8_model_in_new_dir(dir, ck, qf, &a, &ta);
     if (infer_q8file_save(qf, &a, ta, err, sizeof err) != 0)
         fail_msg("%s", err);
     if (infer_load(qf, INFER_INT8, &b, &tb, err, sizeof err) != 0)
@@ -865,17 +874,6 @@ static void test_save_quantized(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-/* path being written by another process: "first" in its PATH.tmp. */
-static int begin_file(void *arg, int ready)
-{
-    char err[512];
-    fs_atomic a;   /* left open: the process waits inside the write */
-    if (fs_atomic_begin(&a, arg, err, sizeof err) != 0 ||
-        fs_atomic_write(&a, "first", 5, err, sizeof err) != 0)
-        return -1;
-    return test_writer_ready(ready, "begun");
-}
-
 /* --save-quantized to a name another process is writing is refused with one
  * line and leaves that one's PATH.tmp alone; a killed writer's is taken over. */
 static void test_save_quantized_one_writer_at_a_time(void **state)
@@ -883,19 +881,12 @@ static void test_save_quantized_one_writer_at_a_time(void **state)
     (void)state;
     char dir[] = "/tmp/test_infer_XXXXXX", ck[128], qf[128], tmp[140], want[400], cmd[160],
          err[512], begun[8];
-    assert_non_null(mkdtemp(dir));
-    snprintf(ck, sizeof ck, "%s/ckpt.h5", dir);
-    snprintf(qf, sizeof qf, "%s/q8.h5", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", qf);
-    gpt2 g;
-    make_gpt2(&g, 17);
-    write_ckpt(ck, &g, DIMS.n_embd);
-    gpt2_destroy(&g);
     infer_model a, b;
-    tokenizer *ta = NULL, *tb = NULL;
-    assert_int_equal(infer_load(ck, INFER_INT8, &a, &ta, err, sizeof err), 0);
+    tokenizer *ta, *tb = NULL;
+    int8_model_in_new_dir(dir, ck, qf, &a, &ta);
+    snprintf(tmp, sizeof tmp, "%s.tmp", qf);
 
-    pid_t pid = test_writer_start(begin_file, qf, begun, sizeof begun);
+    pid_t pid = test_writer_start(test_writer_begin_file, qf, begun, sizeof begun);
     assert_int_equal(infer_q8file_save(qf, &a, ta, err, sizeof err), -1);
     snprintf(want, sizeof want, "%s: another process is writing it (%s is locked)", qf, tmp);
     assert_string_equal(err, want);

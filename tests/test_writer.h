@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/fsutil.h"
+
 /* Called by begin once the child is where the test wants it: hands the
  * NUL-terminated text to test_writer_start.  0, or -1 when it cannot. */
 static inline int test_writer_ready(int ready, const char *text)
@@ -41,6 +43,18 @@ static inline pid_t test_writer_start(int (*begin)(void *arg, int ready), void *
     assert_true(read(fds[0], out, cap) > 0);
     close(fds[0]);
     return pid;
+}
+
+/* A begin for test_writer_start: path (arg) being written, "first" in its
+ * PATH.tmp, the write left open. */
+static inline int test_writer_begin_file(void *path, int ready)
+{
+    char err[512];
+    fs_atomic a;   /* left open: the process waits inside the write */
+    if (fs_atomic_begin(&a, path, err, sizeof err) != 0 ||
+        fs_atomic_write(&a, "first", 5, err, sizeof err) != 0)
+        return -1;
+    return test_writer_ready(ready, "begun");
 }
 
 /* SIGKILLs such a child mid-write and reaps it. */
