@@ -233,10 +233,10 @@ static void agree(void *x, int n, MPI_Datatype type, MPI_Op op, const char *what
     finish(&req, what, work_s);
 }
 
-/* Every rank reaches the blocking bulk transfer that follows (a nonblocking
- * barrier under the roll call): a peer that hangs before it is named, as in
- * an agreement; one that hangs inside the transfer cannot be. */
-static void all_arrive(const char *what)
+/* A nonblocking barrier under the roll call: before a blocking bulk transfer,
+ * a peer that hangs before it is named, as in an agreement; one that hangs
+ * inside the transfer cannot be. */
+void comm_arrive(const char *what)
 {
     MPI_Request req;
     MPI_Ibarrier(MPI_COMM_WORLD, &req);
@@ -245,7 +245,7 @@ static void all_arrive(const char *what)
 
 void comm_sum_floats(float *x, size_t n, const char *what)
 {
-    all_arrive(what);
+    comm_arrive(what);
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
         watchdog_arm_for(what, watchdog_io_seconds((double)count * sizeof(float)));
@@ -297,7 +297,7 @@ int comm_or_int(int x, const char *what)
 
 void comm_broadcast_floats(float *x, size_t n, int root, const char *what)
 {
-    all_arrive(what);
+    comm_arrive(what);
     for (size_t off = 0; off < n; off += MAX_CHUNK) {
         int count = (int)(n - off < MAX_CHUNK ? n - off : MAX_CHUNK);
         /* up to gigabytes at a resume: the link's time for them is no hang */

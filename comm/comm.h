@@ -63,6 +63,10 @@ void comm_gather_ints(int x, int *all, const char *what);
 void comm_gather_int_lists(const int *x, int n, int *all, const int *counts, const int *displs,
                            const char *what);
 
+/* Waits until every rank has called it (what as above): before a blocking
+ * collective of another kind, so that a peer that never reaches it is named. */
+void comm_arrive(const char *what);
+
 /* CPUs this process may run on (its affinity mask): mpirun binds ranks. */
 int comm_cpus_available(void);
 

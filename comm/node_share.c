@@ -1,5 +1,6 @@
 #include "comm/node_share.h"
 
+#include "comm/comm.h"
 #include "comm/watchdog.h"
 
 #include <mpi.h>
@@ -19,9 +20,11 @@ struct node_share {
     MPI_Comm node;
     MPI_Win win;
     _Atomic unsigned *flags;   /* [items] */
+    _Atomic unsigned *left;    /* [size]: 1 once that node rank has come to the close */
     char *memory;
     int rank, size;
     int *world_ranks;          /* [size]: each node rank's rank in the world */
+    int *missing;              /* [size]: the world ranks the close still waits for */
 };
 
 static size_t round_up(size_t n)
@@ -43,7 +46,7 @@ static int backing_has_room(size_t bytes)
  * from the start lands on the same byte in every process. */
 static int map_window(node_share *s, size_t bytes, int items)
 {
-    size_t flag_bytes = round_up((size_t)items * sizeof *s->flags);
+    size_t flag_bytes = round_up((size_t)(items + s->size) * sizeof *s->flags);
     MPI_Aint want = s->rank == 0 ? (MPI_Aint)(flag_bytes + bytes + ALIGN) : 0, got;
     int unit;
     char *base;
@@ -55,6 +58,7 @@ static int map_window(node_share *s, size_t bytes, int items)
     }
     char *start = (char *)(((uintptr_t)base + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
     s->flags = (_Atomic unsigned *)start;
+    s->left = s->flags + items;
     s->memory = start + flag_bytes;
     return 0;
 }
@@ -64,7 +68,8 @@ static int world_ranks_of(node_share *s)
 {
     int *node_ranks = malloc((size_t)s->size * sizeof *node_ranks);
     s->world_ranks = malloc((size_t)s->size * sizeof *s->world_ranks);
-    if (!node_ranks || !s->world_ranks) {
+    s->missing = malloc((size_t)s->size * sizeof *s->missing);
+    if (!node_ranks || !s->world_ranks || !s->missing) {
         free(node_ranks);
         return -1;
     }
@@ -106,6 +111,7 @@ static node_share *open_shared(size_t bytes, int items, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         MPI_Comm_free(&s->node);
         free(s->world_ranks);
+        free(s->missing);
         free(s);
         return NULL;
     }
@@ -120,13 +126,14 @@ static node_share *open_shared(size_t bytes, int items, char *err, size_t errlen
         if (!ok)
             snprintf(err, errlen, "no shared window of %.0f MB", bytes / 1e6);
         else if (s->rank == 0)
-            for (int i = 0; i < items; i++)
+            for (int i = 0; i < items + s->size; i++)
                 atomic_init(&s->flags[i], 0);
     }
     if (!ok) {   /* a window mapped on some ranks only is left mapped: freeing
                   * it is collective, and its pages were never touched */
         MPI_Comm_free(&s->node);
         free(s->world_ranks);
+        free(s->missing);
         free(s);
         return NULL;
     }
@@ -137,14 +144,39 @@ static node_share *open_shared(size_t bytes, int items, char *err, size_t errlen
 /* The open's and the close's collectives wait for the node's other ranks:
  * under the watchdog, as every wait on peers is, so a rank that never joins
  * them (stuck, or Open MPI's window failing on one rank) stops the job
- * instead of holding the others forever. */
+ * instead of holding the others forever.  MPI cannot say whom a collective
+ * waits for, so both first wait for the ranks in a way that can: the open
+ * in comm's roll call (it is collective over the world), the close on marks
+ * in the shared memory. */
 node_share *node_share_open(size_t bytes, int items, char *err, size_t errlen)
 {
     err[0] = '\0';
+    comm_arrive("the setup of memory shared by this node's ranks");
     watchdog_arm("the setup of memory shared by this node's ranks");
     node_share *s = open_shared(bytes, items, err, errlen);
     watchdog_disarm();
     return s;
+}
+
+/* Marks this rank's arrival at the close and waits for every node rank's,
+ * telling the watchdog (armed) which world ranks it still lacks. */
+static void await_all_left(node_share *s)
+{
+    const struct timespec nap = {0, 1000000};
+    atomic_store_explicit(&s->left[s->rank], 1, memory_order_release);
+    int told = -1;
+    for (;;) {
+        int n = 0;
+        for (int r = 0; r < s->size; r++)
+            if (!atomic_load_explicit(&s->left[r], memory_order_acquire))
+                s->missing[n++] = s->world_ranks[r];
+        if (n == 0)
+            return;
+        if (n != told)
+            watchdog_waiting_for(s->missing, n);
+        told = n;
+        nanosleep(&nap, NULL);
+    }
 }
 
 void node_share_close(node_share *s)
@@ -152,11 +184,13 @@ void node_share_close(node_share *s)
     if (!s)
         return;
     watchdog_arm("the release of memory shared by this node's ranks");
+    await_all_left(s);
     MPI_Barrier(s->node);   /* nobody reads it any more */
     MPI_Win_free(&s->win);
     watchdog_disarm();
     MPI_Comm_free(&s->node);
     free(s->world_ranks);
+    free(s->missing);
     free(s);
 }
 

@@ -9,7 +9,8 @@
  * function while they wait.  Failures are agreed over ranks before
  * asserting, so a failing rank never leaves another waiting.  With --stall
  * open (or close) the last rank never joins the open (the close): the
- * others' watchdog must stop the job (e2e_mpi checks their message).
+ * others' watchdog must stop the job and name that rank (e2e_mpi checks their
+ * message).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "comm/comm.h"
 #include "comm/node_share.h"
 #include "comm/watchdog.h"
 
@@ -36,7 +38,7 @@ const char *__asan_default_options(void)
 
 enum { ITEMS = 7, ITEM_VALUES = 5000, GENERATIONS = 4 };
 
-static int world_size;
+static comm_world world;
 
 static bool all_ranks(bool ok)
 {
@@ -76,7 +78,7 @@ static void published_items_are_read_whole(void **state)
                                     sizeof err);
     assert_true(all_ranks(s != NULL));
     int me = node_share_rank(s), n = node_share_size(s), idle = 0;
-    assert_int_equal(n, world_size);   /* mpirun puts them all on this machine */
+    assert_int_equal(n, world.size);   /* mpirun puts them all on this machine */
     uint32_t *mem = node_share_memory(s);
     assert_int_equal((uintptr_t)mem % 4096, 0);
     bool ok = true;
@@ -106,11 +108,10 @@ static void published_items_are_read_whole(void **state)
  * the watchdog's timeout. */
 static int stall(bool at_open)
 {
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (watchdog_start(rank, 2.0, NULL) != 0)
+    const int rank = world.rank;
+    if (watchdog_start(rank, 2.0, world.hosts) != 0)
         return 1;
-    const bool late = rank == world_size - 1;
+    const bool late = rank == world.size - 1;
     char err[128];
     if (late && at_open)
         sleep(60);
@@ -125,16 +126,18 @@ static int stall(bool at_open)
 
 int main(int argc, char **argv)
 {
-    int provided;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
-    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    char err[128];
+    if (comm_init(&argc, &argv, &world, err, sizeof err) != 0) {
+        fprintf(stderr, "test_node_share: %s\n", err);
+        return 1;
+    }
     if (argc > 2 && strcmp(argv[1], "--stall") == 0)
         return stall(strcmp(argv[2], "open") == 0);
     /* one rank has nothing to share; several share (e2e_mpi runs this under mpirun) */
     const struct CMUnitTest alone[] = {cmocka_unit_test(alone_there_is_nothing_to_share)};
     const struct CMUnitTest shared[] = {cmocka_unit_test(published_items_are_read_whole)};
-    int rc = world_size == 1 ? cmocka_run_group_tests(alone, NULL, NULL)
+    int rc = world.size == 1 ? cmocka_run_group_tests(alone, NULL, NULL)
                              : cmocka_run_group_tests(shared, NULL, NULL);
-    MPI_Finalize();
+    comm_finalize();
     return rc;
 }
