@@ -711,6 +711,7 @@ static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen
 {
     double t0 = now_ms(), heard = t0, left;
     double patience = l->patience_ms > RESEND_MS ? l->patience_ms : RESEND_MS;
+    bool asked_again = false;
     while ((left = l->opt.timeout_ms - (now_ms() - t0)) > 0) {
         zmq_pollitem_t items[2] = {{.socket = l->dealer, .events = ZMQ_POLLIN},
                                    {.socket = l->events, .events = ZMQ_POLLIN}};
@@ -744,6 +745,11 @@ static int receive_expected(loader *l, double *wait_ms, char *err, size_t errlen
         }
         if (c < 0 && !request(l, seq_of(l, le_get_u64(l->recv_buf + 8),
                                         (int)le_get_u32(l->recv_buf + 16))))
+            goto failed;
+        /* a later batch came first: the expected one's reply may be lost (a
+         * server answers one connection in order), and the replies that keep
+         * coming would hold off the silence that asks again */
+        if (c < 0 && !asked_again && !(asked_again = request(l, l->next_seq)))
             goto failed;
     }
     *wait_ms = now_ms() - t0;

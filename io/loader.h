@@ -23,8 +23,9 @@
  * connection comes back (the server was restarted), every request still
  * unanswered is sent again; a reply that answers nothing outstanding (a second
  * answer, or one to an earlier connection) is discarded, and one that comes
- * before the batch expected is discarded and asked for again, so the batches
- * stay those of an uninterrupted run, in order.  A request (little-endian,
+ * before the batch expected is discarded and asked for again, as is the batch
+ * expected (its reply may have been lost), so the batches stay those of an
+ * uninterrupted run, in order.  A request (little-endian,
  * LOADER_REQUEST_BYTES, then the token):
  *   u32 magic "GPTR", u16 version (2), u16 token length (0..ZSOCK_TOKEN_MAX),
  *   u64 step, u32 micro, u32 rank, u32 ranks, u32 B, u32 T, u32 grad_accum,

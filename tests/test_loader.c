@@ -778,6 +778,17 @@ static void test_remote_asks_again_after_silence(void **state)
     expect_from_standin(&fg, skipping_serve, "forget.sock", o, 6);
 }
 
+/* Never answers the first request, answers the later ones: the rank asks
+ * for the lost batch again although other replies keep coming. */
+static void test_remote_asks_again_for_a_lost_reply(void **state)
+{
+    (void)state;
+    standin fg = {.ignores = forget, .drop = 1};
+    loader_options o = {.B = 2, .T = T, .grad_accum = 1, .rank = 0, .ranks = 1,
+                        .first_step = 0, .depth = 3, .timeout_ms = 15000};
+    expect_from_standin(&fg, skipping_serve, "lost.sock", o, 6);
+}
+
 /* Never answers the first connection it gets, as a server that no longer
  * reads a connection the rank still thinks is up: asking again on it would
  * wait for the whole timeout; the rank opens a new connection instead. */
@@ -874,6 +885,7 @@ int main(void)
         WITH_DATA(test_remote_server_restart),
         WITH_DATA(test_remote_discards_stale_and_reordered),
         WITH_DATA(test_remote_asks_again_after_silence),
+        WITH_DATA(test_remote_asks_again_for_a_lost_reply),
         WITH_DATA(test_remote_reconnects_when_ignored),
         WITH_DATA(test_remote_slow_server_is_not_asked_twice),
         WITH_DATA(test_remote_silent_endpoint_times_out),
