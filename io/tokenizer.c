@@ -140,6 +140,20 @@ size_t tok_chunk_end(const uint8_t *s, size_t n, size_t i)
     return j;
 }
 
+/* tok_chunk_end's split as a regular expression (io/tokenizer.h): a contraction,
+ * an optional space and a run of letters (ASCII ones and every non-ASCII
+ * character), of digits or of other ASCII characters, a blank run that leaves
+ * its last blank to a non-blank after it, any other blank run.  Written with
+ * \xHH escapes below 0x80 only, which Oniguruma, JavaScript and PCRE2 all read
+ * alike. */
+const char TOKENIZER_BPE_SPLIT_REGEX[] =
+    "'(?:[stmd]|re|ve|ll)"
+    "| ?[^\\x00-\\x40\\x5B-\\x60\\x7B-\\x7F]+"
+    "| ?[0-9]+"
+    "| ?[\\x00-\\x08\\x0E-\\x1F\\x21-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7F]+"
+    "|[\\x09-\\x0D\\x20]+(?![^\\x09-\\x0D\\x20])"
+    "|[\\x09-\\x0D\\x20]+";
+
 /* --------------------------------------------------------------- tokenizer */
 
 void tokenizer_free(tokenizer *t)

@@ -57,6 +57,13 @@ int tokenizer_eos(const tokenizer *t);
 size_t tokenizer_spell_gpt2(const uint8_t *bytes, size_t n, char *out);
 long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out);
 
+/* The bpe tokenizer's pre-split as a regular expression in the syntax Oniguruma
+ * (Hugging Face's tokenizers), JavaScript and PCRE2 share: on valid UTF-8 its
+ * successive matches are the chunks bpe encodes one by one, except where a chunk
+ * would reach 256 bytes (a run of one kind of byte, such as CJK text without
+ * spaces or a long line of '='), which bpe cuts there and no regex can. */
+extern const char TOKENIZER_BPE_SPLIT_REGEX[];
+
 int tokenizer_vocab_size(const tokenizer *t);
 /* Whether a and b turn every text into the same ids and back: the same kind,
  * end-of-text id, merges and bytes of every token. */

@@ -2,7 +2,8 @@
  * worked out by hand, JSON save/load, and refusal of corrupt tokenizer files.
  * gpt2: a toy vocabulary worked out by hand, and GPT-2's own (where `make deps` fetched
  * it into build/npm, or $GPT2_REF) against ids the reference JS encoder gave for
- * tests/data/gpt2_mixed.txt (tests/gpt2_ref.js made the .ids files). */
+ * tests/data/gpt2_mixed.txt (tests/gpt2_ref.js made the .ids files).  The regex
+ * export writes for bpe's pre-split against the split itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "io/fsutil.h"
 #include "io/tokenizer.h"
+#include "io/tokenizer_internal.h"   /* tok_chunk_end, MAX_CHUNK: the regex's reference */
 
 static uint32_t rnd(uint64_t *s)
 {
@@ -191,6 +193,58 @@ static void test_bpe_presplit_and_early_stop(void **state)
     assert_memory_equal(m, want, sizeof want);
     assert_int_equal(tokenizer_vocab_size(t), 258);
     tokenizer_free(t);
+}
+
+/* The end of the match of re at i in s[0..n), which must start at i. */
+static size_t match_end(pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, size_t i)
+{
+    assert_true(pcre2_match(re, (PCRE2_SPTR)s, n, i, 0, md, NULL) > 0);
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    assert_int_equal(ov[0], i);
+    return ov[1];
+}
+
+/* TOKENIZER_BPE_SPLIT_REGEX's matches, one after another, are tok_chunk_end's
+ * chunks on valid UTF-8 whose chunks stay under MAX_CHUNK bytes: random strings
+ * of pieces that meet each of its cases (contractions and near misses, every
+ * blank, runs of each class with and without a leading space, characters that
+ * Unicode calls blank but bpe a letter); and beyond MAX_CHUNK they differ. */
+static void test_bpe_split_regex(void **state)
+{
+    (void)state;
+    static const char *piece[] = {
+        " ", " ", "  ", "\t", "\n", "\r\n", "\v", "\f", "a", "Z", "xy", "0", "9", "'",
+        "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'r", "!", ".", "_", "`", "[", "{",
+        "@", "~", "/", ":", "\x7f", "\x01", "\x1f", "\xc3\xa9", "\xe4\xb8\xad",
+        "\xf0\x9f\x98\x80", "\xc2\x85", "\xc2\xa0", "\xe3\x80\x80", "\xef\xbb\xbf"};
+    const size_t npieces = sizeof piece / sizeof piece[0];
+    int code;
+    PCRE2_SIZE at;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)TOKENIZER_BPE_SPLIT_REGEX, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF, &code, &at, NULL);
+    assert_non_null(re);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    assert_non_null(md);
+    uint64_t s = 11;
+    char text[256];   /* 60 pieces of at most 4 bytes: every chunk under MAX_CHUNK */
+    for (int trial = 0; trial < 20000; trial++) {
+        size_t n = 0, parts = rnd(&s) % 60;
+        for (size_t k = 0; k < parts; k++)
+            n += (size_t)sprintf(text + n, "%s", piece[rnd(&s) % npieces]);
+        for (size_t i = 0; i < n;) {
+            size_t end = tok_chunk_end((const uint8_t *)text, n, i);
+            if (match_end(re, md, text, n, i) != end)
+                fail_msg("trial %d: at byte %zu of \"%s\" the regex and bpe disagree", trial, i,
+                         text);
+            i = end;
+        }
+    }
+    char run[MAX_CHUNK + 44];
+    memset(run, '=', sizeof run);
+    assert_int_equal(tok_chunk_end((const uint8_t *)run, sizeof run, 0), MAX_CHUNK);
+    assert_int_equal(match_end(re, md, run, sizeof run, 0), sizeof run);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
 }
 
 static void test_bpe_bad_vocab(void **state)
@@ -722,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_bpe_deterministic),
         cmocka_unit_test(test_bpe_by_hand),
         cmocka_unit_test(test_bpe_presplit_and_early_stop),
+        cmocka_unit_test(test_bpe_split_regex),
         cmocka_unit_test(test_bpe_bad_vocab),
         cmocka_unit_test(test_decode_cap),
         cmocka_unit_test(test_save_load),
