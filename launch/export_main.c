@@ -4,8 +4,11 @@
  *   build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]
  *
  * hf: config.json as transformers' GPT2LMHeadModel reads it, model.safetensors
- * under the checkpoint's own (Hugging Face) names in the Conv1D layout, and
- * vocab.json + merges.txt.  gguf: llama.cpp's gpt2 architecture: its tensor
+ * under the checkpoint's own (Hugging Face) names in the Conv1D layout,
+ * generation_config.json, and the tokenizer as tokenizer.json +
+ * tokenizer_config.json (Hugging Face's tokenizers library: our ids, our
+ * pre-split for bpe) and as vocab.json + merges.txt (the slow GPT2Tokenizer,
+ * build/import).  gguf: llama.cpp's gpt2 architecture: its tensor
  * names, each weight matrix transposed to [out, in] rows (ne = {in, out}), the
  * gpt2.* hyper-parameters and the tokenizer.ggml.* vocabulary; q8_0 quantizes
  * the weight matrices exactly as infer's int8 mode does (fp16 scales, one per
@@ -23,6 +26,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +48,12 @@ static const char USAGE[] =
     "       build/export --ckpt CK.h5 --format gguf --out FILE.gguf [--type f32|f16|q8_0]\n"
     "Writes a checkpoint's model and tokenizer for other programs.\n"
     "  --ckpt CK.h5  the checkpoint (the trainer's or build/import's)\n"
-    "  --format F    hf: a Hugging Face folder (config.json, model.safetensors, vocab.json,\n"
-    "                merges.txt) that transformers loads; gguf: one file llama.cpp and\n"
+    "  --format F    hf: a Hugging Face folder that transformers loads: config.json,\n"
+    "                generation_config.json, model.safetensors, and the tokenizer as\n"
+    "                tokenizer.json + tokenizer_config.json (fast tokenizers, transformers.js:\n"
+    "                our ids; for bpe but where a run of one kind of byte reaches 256 bytes)\n"
+    "                and as vocab.json + merges.txt (the slow GPT2Tokenizer: GPT-2's\n"
+    "                pre-split, other ids for bpe); gguf: one file llama.cpp and\n"
     "                build/infer load\n"
     "  --out PATH    the folder (hf) or file (gguf) to write: a new name, an existing file\n"
     "                or folder is refused.  A folder is built in PATH.tmp-XXXXXX beside it;\n"
@@ -205,13 +213,17 @@ oom:
 
 /* ---- Hugging Face folder ----------------------------------------------------------- */
 
-static int write_json(const char *path, cJSON *o, char *err, size_t errlen)
+/* Writes o as dir/name and frees it. */
+static int write_json(const char *dir, const char *name, cJSON *o, char *err, size_t errlen)
 {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     char *s = cJSON_Print(o);
     int rc = s ? fs_write_file_atomic(path, s, strlen(s), err, errlen) : -1;
     if (!s)
         snprintf(err, errlen, "out of memory");
     free(s);
+    cJSON_Delete(o);
     return rc;
 }
 
@@ -249,11 +261,7 @@ static int hf_config(const char *dir, const model_src *m, const char *dtype, cha
         cJSON_AddNullToObject(o, "eos_token_id");
     }
     cJSON_AddStringToObject(o, "torch_dtype", dtype);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = write_json(path, o, err, errlen);
-    cJSON_Delete(o);
-    return rc;
+    return write_json(dir, "config.json", o, err, errlen);
 }
 
 static int by_spelling(const void *a, const void *b)
@@ -280,24 +288,27 @@ static int check_distinct(const vocab_text *v, char *err, size_t errlen)
     return rc;
 }
 
-static int hf_tokenizer(const char *dir, const vocab_text *v, char *err, size_t errlen)
+/* {spelling: id}, vocab.json's and tokenizer.json's model.vocab. */
+static cJSON *vocab_object(const vocab_text *v)
 {
-    if (check_distinct(v, err, errlen) != 0)
-        return -1;
     cJSON *o = cJSON_CreateObject();
     for (int id = 0; id < v->n; id++)
         cJSON_AddNumberToObject(o, v->tok[id], id);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/vocab.json", dir);
-    int rc = write_json(path, o, err, errlen);
-    cJSON_Delete(o);
-    if (rc != 0)
+    return o;
+}
+
+/* vocab.json and merges.txt, as transformers' slow GPT2Tokenizer reads them. */
+static int hf_vocab_merges(const char *dir, const vocab_text *v, char *err, size_t errlen)
+{
+    if (check_distinct(v, err, errlen) != 0 ||
+        write_json(dir, "vocab.json", vocab_object(v), err, errlen) != 0)
         return -1;
     fs_atomic a;
+    char path[1200];
     snprintf(path, sizeof path, "%s/merges.txt", dir);
     if (fs_atomic_begin(&a, path, err, errlen) != 0)
         return -1;
-    rc = fs_atomic_write(&a, "#version: 0.2\n", 14, err, errlen);
+    int rc = fs_atomic_write(&a, "#version: 0.2\n", 14, err, errlen);
     for (size_t i = 0; i < v->nmerges && rc == 0; i++)
         rc = fs_atomic_write(&a, v->merge[i], v->mlen[i], err, errlen) ||
              fs_atomic_write(&a, "\n", 1, err, errlen) ? -1 : 0;
@@ -306,6 +317,147 @@ static int hf_tokenizer(const char *dir, const vocab_text *v, char *err, size_t 
         return -1;
     }
     return fs_atomic_commit(&a, err, errlen);
+}
+
+/* A ByteLevel step of tokenizer.json (pre-tokenizer, post-processor or decoder). */
+static cJSON *byte_level(bool add_prefix_space, bool trim_offsets, bool use_regex)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "ByteLevel");
+    cJSON_AddBoolToObject(o, "add_prefix_space", add_prefix_space);
+    cJSON_AddBoolToObject(o, "trim_offsets", trim_offsets);
+    cJSON_AddBoolToObject(o, "use_regex", use_regex);
+    return o;
+}
+
+/* How the text is cut into the pieces merges stay within, then spelled byte by
+ * byte: gpt2 with GPT-2's regex (ByteLevel's own), byte not at all, bpe with
+ * tokenizer.c's split written as a regex (Split, then ByteLevel without one). */
+static cJSON *pre_tokenizer(const tokenizer *t)
+{
+    const char *kind = tokenizer_type(t);
+    if (strcmp(kind, "bpe") != 0)
+        return byte_level(false, true, strcmp(kind, "gpt2") == 0);
+    cJSON *split = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex",
+                            TOKENIZER_BPE_SPLIT_REGEX);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddFalseToObject(split, "invert");   /* tokenizers.js takes true when absent */
+    cJSON *seq = cJSON_CreateObject();
+    cJSON_AddStringToObject(seq, "type", "Sequence");
+    cJSON *steps = cJSON_AddArrayToObject(seq, "pretokenizers");
+    cJSON_AddItemToArray(steps, split);
+    cJSON_AddItemToArray(steps, byte_level(false, true, false));
+    return seq;
+}
+
+/* The end-of-text token's fields as tokenizer.json's added_tokens and
+ * tokenizer_config.json's added_tokens_decoder give them: special, so that the
+ * text <|endoftext|> is that token, as prep reads it. */
+static cJSON *eos_token(const vocab_text *v, int eos, bool with_id)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (with_id)
+        cJSON_AddNumberToObject(o, "id", eos);
+    cJSON_AddStringToObject(o, "content", v->tok[eos]);
+    cJSON_AddFalseToObject(o, "single_word");
+    cJSON_AddFalseToObject(o, "lstrip");
+    cJSON_AddFalseToObject(o, "rstrip");
+    cJSON_AddTrueToObject(o, "normalized");
+    cJSON_AddTrueToObject(o, "special");
+    return o;
+}
+
+static cJSON *bpe_model(const vocab_text *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "BPE");
+    cJSON_AddNullToObject(o, "dropout");
+    cJSON_AddNullToObject(o, "unk_token");
+    cJSON_AddNullToObject(o, "continuing_subword_prefix");
+    cJSON_AddNullToObject(o, "end_of_word_suffix");
+    cJSON_AddFalseToObject(o, "fuse_unk");
+    cJSON_AddFalseToObject(o, "byte_fallback");
+    cJSON_AddFalseToObject(o, "ignore_merges");   /* true would skip merges for whole-word tokens */
+    cJSON_AddItemToObject(o, "vocab", vocab_object(v));
+    cJSON_AddItemToObject(o, "merges", cJSON_CreateStringArray((const char *const *)v->merge,
+                                                               (int)v->nmerges));
+    return o;
+}
+
+/* tokenizer.json, Hugging Face tokenizers' format (transformers' fast
+ * tokenizer, transformers.js): our ids for any valid UTF-8 text, but for bpe
+ * near the cut of a chunk of 256 bytes (TOKENIZER_BPE_SPLIT_REGEX). */
+static int hf_tokenizer_json(const char *dir, const tokenizer *t, const vocab_text *v, char *err,
+                             size_t errlen)
+{
+    int eos = tokenizer_eos(t);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "version", "1.0");
+    cJSON_AddNullToObject(o, "truncation");
+    cJSON_AddNullToObject(o, "padding");
+    cJSON *added = cJSON_AddArrayToObject(o, "added_tokens");
+    if (eos >= 0)
+        cJSON_AddItemToArray(added, eos_token(v, eos, true));
+    cJSON_AddNullToObject(o, "normalizer");
+    cJSON_AddItemToObject(o, "pre_tokenizer", pre_tokenizer(t));
+    cJSON_AddItemToObject(o, "post_processor", byte_level(true, false, true));
+    cJSON_AddItemToObject(o, "decoder", byte_level(true, true, true));
+    cJSON_AddItemToObject(o, "model", bpe_model(v));
+    return write_json(dir, "tokenizer.json", o, err, errlen);
+}
+
+/* tokenizer_config.json.  bpe names the generic fast class: the slow
+ * GPT2Tokenizer would read vocab.json and merges.txt with GPT-2's pre-split,
+ * not ours.  Without an end-of-text token (byte, bpe) the special tokens are
+ * null, or transformers would take GPT-2's <|endoftext|>, which those
+ * vocabularies do not hold. */
+static int hf_tokenizer_config(const char *dir, const model_src *m, const vocab_text *v,
+                               char *err, size_t errlen)
+{
+    int eos = tokenizer_eos(m->tok);
+    cJSON *o = cJSON_CreateObject();
+    bool bpe = strcmp(tokenizer_type(m->tok), "bpe") == 0;
+    cJSON_AddStringToObject(o, "tokenizer_class", bpe ? "PreTrainedTokenizerFast" : "GPT2Tokenizer");
+    cJSON_AddNumberToObject(o, "model_max_length", m->d.n_positions);
+    cJSON_AddFalseToObject(o, "add_prefix_space");
+    cJSON_AddFalseToObject(o, "clean_up_tokenization_spaces");   /* decode gives the text back */
+    static const char *special[] = {"bos_token", "eos_token", "unk_token"};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        if (eos >= 0)
+            cJSON_AddStringToObject(o, special[i], v->tok[eos]);
+        else
+            cJSON_AddNullToObject(o, special[i]);
+    cJSON *decoder = cJSON_AddObjectToObject(o, "added_tokens_decoder");
+    if (eos >= 0) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", eos);
+        cJSON_AddItemToObject(decoder, id, eos_token(v, eos, false));
+    }
+    return write_json(dir, "tokenizer_config.json", o, err, errlen);
+}
+
+/* generation_config.json as transformers saves one for a model whose config.json
+ * holds these ids: the end-of-text id, for GPT-2's tokenizer only. */
+static int hf_generation_config(const char *dir, const tokenizer *t, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "_from_model_config");
+    if (tokenizer_eos(t) >= 0) {
+        cJSON_AddNumberToObject(o, "bos_token_id", tokenizer_eos(t));
+        cJSON_AddNumberToObject(o, "eos_token_id", tokenizer_eos(t));
+    }
+    return write_json(dir, "generation_config.json", o, err, errlen);
+}
+
+/* Every file of the tokenizer. */
+static int hf_tokenizer(const char *dir, const model_src *m, const vocab_text *v, char *err,
+                        size_t errlen)
+{
+    return hf_vocab_merges(dir, v, err, errlen) || hf_tokenizer_json(dir, m->tok, v, err, errlen) ||
+           hf_tokenizer_config(dir, m, v, err, errlen) ||
+           hf_generation_config(dir, m->tok, err, errlen) ? -1 : 0;
 }
 
 static int parse_st_dtype(const char *s, st_dtype *d, const char **torch)
@@ -359,7 +511,7 @@ static int export_hf(model_src *m, const char *out, st_dtype dt, const char *tor
     if (rc == 0)
         rc = st_writer_commit(w, err, errlen);
     if (rc == 0)
-        rc = hf_config(tmp, m, torch, err, errlen) || hf_tokenizer(tmp, &v, err, errlen) ? -1 : 0;
+        rc = hf_config(tmp, m, torch, err, errlen) || hf_tokenizer(tmp, m, &v, err, errlen) ? -1 : 0;
     if (rc == 0 && rename(tmp, dir) != 0) {
         snprintf(err, errlen, "cannot rename %.450s to %.450s: %s", tmp, dir, strerror(errno));
         rc = -1;

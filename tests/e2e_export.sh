@@ -4,6 +4,9 @@
 #    numpy into the plain PyTorch GPT-2 forward (tests/hf_gpt2.py), gives the
 #    trainer's own eval loss within 1e-5 relative, in f32 (f16 and bf16 load too);
 #    an imported GPT-2 exported and imported again is the same /model bit for bit;
+#    tokenizer_config.json and generation_config.json name <|endoftext|> (50256)
+#    for GPT-2's tokenizer, and no special token for the byte one (their ids:
+#    tests/e2e_hftok.sh);
 #  - gguf: an independent reader, the npm package @huggingface/gguf (installed
 #    here where the npm registry answers), lists exactly the metadata keys and
 #    tensor infos llama.cpp's gpt2 loader wants; a numpy reader dequantizes the
@@ -93,6 +96,13 @@ bad = {k: (c.get(k, "absent"), v) for k, v in want.items() if c.get(k, "absent")
 assert not bad, bad
 v = json.load(open(sys.argv[1] + "/vocab.json"))
 assert len(v) == 256 and sorted(v.values()) == list(range(256)) and v["!"] == 33 and v["\u0120"] == 32, len(v)
+# no end-of-text token anywhere, so that transformers invents none
+t = json.load(open(sys.argv[1] + "/tokenizer_config.json"))
+want = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 64, "bos_token": None,
+        "eos_token": None, "unk_token": None, "added_tokens_decoder": {}}
+bad = {k: (t.get(k, "absent"), v) for k, v in want.items() if t.get(k, "absent") != v}
+assert not bad, bad
+assert json.load(open(sys.argv[1] + "/generation_config.json")) == {"_from_model_config": True}
 EOF
 
 if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
@@ -103,6 +113,17 @@ if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
         $PY -c 'import json,sys; assert json.load(open(sys.argv[1])) == json.load(open(sys.argv[2]))' \
             "$tmp/gpt2/vocab.json" "$tmp/gpt2_back/vocab.json" || fail "vocab.json differs from GPT-2's"
     diff "$tmp/gpt2/merges.txt" "$tmp/gpt2_back/merges.txt" >/dev/null || fail "merges.txt differs from GPT-2's"
+    $PY - "$tmp/gpt2_back" <<'EOF' || fail "hf: GPT-2's special token"
+import json, sys
+d = sys.argv[1]
+t, g = json.load(open(d + "/tokenizer_config.json")), json.load(open(d + "/generation_config.json"))
+eot = {"content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
+       "normalized": True, "special": True}
+assert [t[k] for k in ("bos_token", "eos_token", "unk_token")] == ["<|endoftext|>"] * 3, t
+assert t["added_tokens_decoder"] == {"50256": eot}, t["added_tokens_decoder"]
+assert json.load(open(d + "/tokenizer.json"))["added_tokens"] == [dict(id=50256, **eot)]
+assert g == {"_from_model_config": True, "bos_token_id": 50256, "eos_token_id": 50256}, g
+EOF
     "$BUILD/import" --hf "$tmp/gpt2_back" --out "$tmp/again.h5" >/dev/null || fail "import of the export"
     h5diff "$tmp/gpt2.h5" "$tmp/again.h5" /model /model >/dev/null || fail "re-imported /model differs"
     echo "hf: import -> export -> import gives /model bit for bit, GPT-2's vocab.json and merges.txt"

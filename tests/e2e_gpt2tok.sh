@@ -35,17 +35,6 @@ node tests/gpt2_ref.js "$REF" "$big" --raw >>"$tmp/ref.ids" 2>>"$tmp/ref.err" ||
 node tests/gpt2_ref.js "$REF" tests/data/gpt2_mixed.txt --utf8 >"$tmp/utf8.txt"
 node tests/gpt2_ref.js "$REF" "$tmp/utf8.txt" >"$tmp/utf8.ref.ids" 2>>"$tmp/ref.err"
 
-# prep's shards (train then val) as one id per line
-dump() {
-    python3 - "$1/train.tok" "$1/val.tok" <<'PY'
-import struct, sys
-for path in sys.argv[1:]:
-    data = open(path, "rb").read()
-    width, count = struct.unpack_from("<I", data, 12)[0], struct.unpack_from("<Q", data, 16)[0]
-    fmt = "<%d%s" % (count, "H" if width == 2 else "I")
-    sys.stdout.write("".join("%d\n" % t for t in struct.unpack_from(fmt, data, 32)))
-PY
-}
 compare() {   # ours reference what
     n=$(wc -l <"$2")
     bad=$(paste -d' ' "$1" "$2" | awk '$1 != $2' | wc -l)
@@ -56,7 +45,7 @@ compare() {   # ours reference what
 "$BUILD/prep" --input tests/data/gpt2_mixed.txt "$big" --out "$tmp/data" --tokenizer gpt2 \
     --vocab-file "$REF/encoder.json" --merges "$REF/vocab.bpe" 2>"$tmp/prep.err" ||
     { cat "$tmp/prep.err"; fail "prep --tokenizer gpt2"; }
-dump "$tmp/data" >"$tmp/ours.ids"
+dump_tokens "$tmp/data" >"$tmp/ours.ids"
 compare "$tmp/ours.ids" "$tmp/ref.ids" "mixed corpus + $(basename "$big")"
 
 # Hugging Face's names for the same pair; the unmodified reference on decoded text
@@ -67,7 +56,7 @@ cp "$REF/vocab.bpe" "$tmp/hf/merges.txt"
     --vocab-file "$tmp/hf/vocab.json" --merges "$tmp/hf/merges.txt" --val-fraction 0.5 2>/dev/null ||
     fail "prep with vocab.json + merges.txt"
 { cat "$tmp/utf8.ref.ids"; echo 50256; cat "$tmp/utf8.ref.ids"; } >"$tmp/utf8.ref2.ids"
-dump "$tmp/data-hf" >"$tmp/utf8.ours.ids"
+dump_tokens "$tmp/data-hf" >"$tmp/utf8.ours.ids"
 compare "$tmp/utf8.ours.ids" "$tmp/utf8.ref2.ids" "mixed corpus decoded, twice (vocab.json + merges.txt)"
 
 # files that do not belong together

@@ -14,6 +14,8 @@
 #   need_mpirun         fail without mpirun; sets $MPIRUN (oversubscribed, unbound,
 #                       one thread a rank, the sanitizer options passed on)
 #   prep_bytes DIR      byte-level dataset of $CORPUS in DIR
+#   dump_tokens DIR     the ids of prep's DIR/train.tok then DIR/val.tok, one a
+#                       line: the whole input's tokens
 #   free_ports N        N free TCP ports on loopback, one line
 #   slow_disk MBPS      sets $SLOW, a command prefix under which a program's
 #                       pread and pwrite (HDF5's file I/O) go at MBPS MB/s
@@ -94,6 +96,16 @@ need_mpirun() {
 prep_bytes() {
     [ -d "$CORPUS" ] || [ -f "$CORPUS" ] || fail "corpus $CORPUS not found (run make deps)"
     "$BUILD/prep" --input "$CORPUS" --out "$1" --tokenizer byte 2>/dev/null || fail "prep failed"
+}
+dump_tokens() {
+    $PY - "$1/train.tok" "$1/val.tok" <<'PY'
+import struct, sys
+for path in sys.argv[1:]:
+    data = open(path, "rb").read()
+    width, count = struct.unpack_from("<I", data, 12)[0], struct.unpack_from("<Q", data, 16)[0]
+    fmt = "<%d%s" % (count, "H" if width == 2 else "I")
+    sys.stdout.write("".join("%d\n" % t for t in struct.unpack_from(fmt, data, 32)))
+PY
 }
 # The kernel picks them (bound together, so they differ); another process could
 # take one before the caller binds it, which on a test machine does not happen.
