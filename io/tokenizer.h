@@ -45,6 +45,10 @@ tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t
 /* From OpenAI's encoder.json + vocab.bpe or Hugging Face's vocab.json + merges.txt. */
 tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
                                size_t errlen);
+/* From a Hugging Face tokenizer.json (what a fast tokenizer saves) that is GPT-2's
+ * byte-level BPE: model.vocab, and model.merges as "a b" strings or [a, b] pairs.
+ * Another model type, pre-tokenizer or a normalizer is refused, with its name. */
+tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen);
 /* Every token's bytes concatenated in id order, their lengths in *lens. */
 const uint8_t *tokenizer_vocab(const tokenizer *t, const uint32_t **lens);
 /* The end-of-text id, or -1 if the tokenizer has none (byte, bpe). */

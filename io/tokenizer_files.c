@@ -247,14 +247,13 @@ tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
 
 /* ------------------------------------------- OpenAI / Hugging Face files */
 
-/* encoder.json / vocab.json: {"token": id, ...} with ids 0..n-1, each once. */
-static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, size_t errlen)
+/* {"token": id, ...} with ids 0..n-1, each once (encoder.json, vocab.json,
+ * tokenizer.json's model.vocab), its tokens at most max_bytes bytes in all. */
+static tokenizer *gpt2_vocab_from(const cJSON *root, size_t len, char *err, size_t errlen)
 {
-    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
     size_t n = cJSON_IsObject(root) ? (size_t)cJSON_GetArraySize(root) : 0;
     if (n == 0) {
         snprintf(err, errlen, "not a GPT-2 vocabulary (a JSON object of token -> id)");
-        cJSON_Delete(root);
         return NULL;
     }
     vocab_bytes v;
@@ -278,6 +277,13 @@ static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, s
     tokenizer *t = ok ? tok_gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
     free(by_id);
     vocab_bytes_free(&v);
+    return t;
+}
+
+static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, size_t errlen)
+{
+    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
+    tokenizer *t = gpt2_vocab_from(root, len, err, errlen);
     cJSON_Delete(root);
     return t;
 }
@@ -298,6 +304,20 @@ static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
     return t;
 }
 
+/* The id of the token spelled s (buf: room for its bytes); -1 with a reason. */
+static int merge_part(const tokenizer *t, const char *s, uint8_t *buf, uint32_t *id, char *err,
+                      size_t errlen)
+{
+    long k = tokenizer_unspell_gpt2(s, strlen(s), buf);
+    long found = k > 0 ? tok_gpt2_token_id(t, buf, (size_t)k) : NO_ID;
+    if (found == NO_ID) {
+        snprintf(err, errlen, "\"%.40s\" is not in the vocabulary", s);
+        return -1;
+    }
+    *id = (uint32_t)found;
+    return 0;
+}
+
 /* One line "a b" of vocab.bpe / merges.txt -> the ids of a and b; -1 with a reason. */
 static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pair, char *err,
                       size_t errlen)
@@ -308,17 +328,8 @@ static int merge_line(const tokenizer *t, char *line, uint8_t *buf, uint32_t *pa
         return -1;
     }
     *space = 0;
-    char *part[2] = {line, space + 1};
-    for (int j = 0; j < 2; j++) {
-        long k = tokenizer_unspell_gpt2(part[j], strlen(part[j]), buf);
-        long id = k > 0 ? tok_gpt2_token_id(t, buf, (size_t)k) : NO_ID;
-        if (id == NO_ID) {
-            snprintf(err, errlen, "\"%.40s\" is not in the vocabulary", part[j]);
-            return -1;
-        }
-        pair[j] = (uint32_t)id;
-    }
-    return 0;
+    return merge_part(t, line, buf, &pair[0], err, errlen) ||
+           merge_part(t, space + 1, buf, &pair[1], err, errlen) ? -1 : 0;
 }
 
 /* vocab.bpe / merges.txt (len bytes at data, which it edits; path names it
@@ -360,6 +371,120 @@ static uint32_t *gpt2_merges_parse(const tokenizer *t, const char *path, uint8_t
     return m ? m : calloc(1, sizeof *m);
 }
 
+/* ---------------------------------------------- Hugging Face tokenizer.json */
+
+/* NULL if root (a tokenizers-library tokenizer.json) is GPT-2's byte-level BPE,
+ * else what it is instead, in why. */
+static const char *not_gpt2(const cJSON *root, char *why, size_t cap)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const cJSON *pre_type = cJSON_GetObjectItemCaseSensitive(pre, "type");
+    const cJSON *regex = cJSON_GetObjectItemCaseSensitive(pre, "use_regex");
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (!cJSON_IsObject(model))
+        snprintf(why, cap, "no \"model\": not a Hugging Face tokenizer.json");
+    else if (type && !(cJSON_IsString(type) && strcmp(type->valuestring, "BPE") == 0))
+        snprintf(why, cap, "a model of type %.40s, not BPE",
+                 cJSON_IsString(type) ? type->valuestring : "(not a string)");
+    else if (!(cJSON_IsString(pre_type) && strcmp(pre_type->valuestring, "ByteLevel") == 0))
+        snprintf(why, cap, "a pre-tokenizer of type %.40s, not ByteLevel",
+                 cJSON_IsString(pre_type) ? pre_type->valuestring : "(none)");
+    else if (cJSON_IsFalse(regex))
+        snprintf(why, cap, "ByteLevel without GPT-2's regex (use_regex false)");
+    else if (norm && !cJSON_IsNull(norm))
+        snprintf(why, cap, "a normalizer");
+    else
+        return NULL;
+    return why;
+}
+
+/* One of model.merges: "a b" or [a, b] -> the ids; -1 with a reason.  line has
+ * room for the longest string in the file. */
+static int hf_merge(const tokenizer *t, const cJSON *e, char *line, uint8_t *buf, uint32_t *pair,
+                    char *err, size_t errlen)
+{
+    const cJSON *a = cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 ? e->child : NULL;
+    if (cJSON_IsString(e))
+        return merge_line(t, strcpy(line, e->valuestring), buf, pair, err, errlen);
+    if (cJSON_IsString(a) && cJSON_IsString(a->next))
+        return merge_part(t, a->valuestring, buf, &pair[0], err, errlen) ||
+               merge_part(t, a->next->valuestring, buf, &pair[1], err, errlen) ? -1 : 0;
+    snprintf(err, errlen, "neither \"a b\" nor [a, b]");
+    return -1;
+}
+
+/* model.merges, "a b" strings or [a, b] pairs (newer tokenizers versions),
+ * from a file of len bytes. */
+static uint32_t *hf_merges(const tokenizer *t, const cJSON *arr, size_t len, size_t *nmerges,
+                           char *err, size_t errlen)
+{
+    if (!cJSON_IsArray(arr)) {
+        snprintf(err, errlen, "model.merges is not an array");
+        return NULL;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+    uint32_t *m = malloc((2 * n + 1) * sizeof *m);
+    uint8_t *buf = malloc(len + 1);
+    char *line = malloc(len + 1), why[200];
+    int rc = m && buf && line ? 0 : tok_fail_oom(err, errlen);
+    for (const cJSON *e = arr->child; e && rc == 0; e = e->next, i++)
+        if ((rc = hf_merge(t, e, line, buf, m + 2 * i, why, sizeof why)) != 0)
+            snprintf(err, errlen, "model.merges[%zu]: %s", i, why);
+    free(buf);
+    free(line);
+    if (rc != 0) {
+        free(m);
+        return NULL;
+    }
+    *nmerges = n;
+    return m;
+}
+
+/* Sets t's merges and compiles its pattern; frees t and returns NULL on failure. */
+static tokenizer *gpt2_finish(tokenizer *t, const uint32_t *m, size_t n, char *err,
+                              size_t errlen)
+{
+    if (tok_gpt2_set_merges(t, m, n, err, errlen) != 0 || tok_gpt2_compile(t, err, errlen) != 0) {
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len, n = 0;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)   /* its errors name it */
+        return NULL;
+    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
+    free(data);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    char why[300] = "";
+    tokenizer *t = NULL;
+    uint32_t *m = NULL;
+    if (!root)
+        snprintf(why, sizeof why, "not JSON");
+    else if (!not_gpt2(root, why, sizeof why) &&
+             (t = gpt2_vocab_from(cJSON_GetObjectItemCaseSensitive(model, "vocab"), len, why,
+                                  sizeof why)) &&
+             (m = hf_merges(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), len, &n, why,
+                            sizeof why)))
+        t = gpt2_finish(t, m, n, why, sizeof why);
+    else {
+        tokenizer_free(t);
+        t = NULL;
+    }
+    free(m);
+    cJSON_Delete(root);
+    fs_printable(why);   /* it may quote a token */
+    if (!t)
+        snprintf(err, errlen, "%s: %s (only GPT-2's byte-level BPE is read)", path, why);
+    return t;
+}
+
 tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
                                size_t errlen)
 {
@@ -375,19 +500,18 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
     }
     uint32_t *m = gpt2_merges_parse(t, merges_path, data, len, &n, why, sizeof why);
     free(data);
-    int rc = m ? tok_gpt2_set_merges(t, m, n, why, sizeof why) : -1;
+    if (m) {
+        t = gpt2_finish(t, m, n, why, sizeof why);
+    } else {
+        tokenizer_free(t);
+        t = NULL;
+    }
     fs_printable(why);   /* it may quote a line */
     if (!m)
         snprintf(err, errlen, "%s (do %s and %s belong together?)", why, vocab_path, merges_path);
-    else if (rc != 0)
+    else if (!t)
         snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
                  vocab_path, merges_path);
-    else
-        rc = tok_gpt2_compile(t, err, errlen);
     free(m);
-    if (rc != 0) {
-        tokenizer_free(t);
-        return NULL;
-    }
     return t;
 }

@@ -14,6 +14,10 @@
 # can say (docs/gpt2.md); byte and gpt2 get them too.  The test can fail: the
 # export of the bpe with every merge, with GPT-2's pre-tokenizer in place of
 # ours, differs.
+# build/import reads the gpt2 export's tokenizer.json once its vocab.json and
+# merges.txt are removed, merges as strings or as pairs, into the same /model and
+# /tokenizer; it refuses our bpe export's and a WordPiece tokenizer.json with
+# one line, exit 1.
 # Skips (exit 77) without node or the package.
 set -e
 NAME=e2e_hftok
@@ -126,6 +130,45 @@ if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
     "$BUILD/import" --hf "$tmp/gpt2_src" --out "$tmp/gpt2.h5" >/dev/null || fail "import"
     ck=$tmp/gpt2.h5
     check gpt2 "$tmp/gpt2" "$tmp/short.txt" "$tmp/long.txt" "$big"
+
+    # import reads tokenizer.json where vocab.json and merges.txt are absent, with
+    # merges as "a b" strings or as [a, b] pairs: the same /model and /tokenizer
+    rm "$tmp/gpt2.hf/vocab.json" "$tmp/gpt2.hf/merges.txt"
+    "$BUILD/import" --hf "$tmp/gpt2.hf" --out "$tmp/again.h5" >/dev/null || fail "import from tokenizer.json"
+    $PY - "$tmp/gpt2.hf/tokenizer.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["model"]["merges"] = [m.split(" ") for m in t["model"]["merges"]]
+json.dump(t, open(sys.argv[1], "w"))
+PY
+    "$BUILD/import" --hf "$tmp/gpt2.hf" --out "$tmp/pairs.h5" >/dev/null || fail "import of [a, b] merges"
+    for f in again pairs; do
+        h5diff "$tmp/gpt2.h5" "$tmp/$f.h5" /model /model >/dev/null &&
+            h5diff "$tmp/gpt2.h5" "$tmp/$f.h5" /tokenizer /tokenizer >/dev/null ||
+            fail "import from tokenizer.json ($f): not the same /model and /tokenizer"
+    done
+    echo "e2e_hftok: import from tokenizer.json alone (merges as strings, as pairs): the same checkpoint"
+    # another kind of tokenizer.json is refused with one line: our bpe's, a WordPiece
+    refused() {   # DIR WHY
+        rm -f "$1/vocab.json" "$1/merges.txt"
+        if "$BUILD/import" --hf "$1" --out "$tmp/refused.h5" >"$tmp/out" 2>"$tmp/err"; then
+            fail "import of $1 with $2 succeeded"
+        else
+            rc=$?
+        fi
+        [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q "$2" "$tmp/err" ||
+            fail "import of $1: exit $rc, not one line saying $2: $(cat "$tmp/err")"
+        [ ! -e "$tmp/refused.h5" ] || fail "import of $1 wrote a checkpoint"
+        echo "refused: $(cat "$tmp/err")"
+    }
+    refused "$tmp/bpe.hf" "pre-tokenizer of type Sequence"
+    $PY - "$tmp/gpt2.hf/tokenizer.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["model"] = {"type": "WordPiece", "unk_token": "[UNK]", "vocab": t["model"]["vocab"]}
+json.dump(t, open(sys.argv[1], "w"))
+PY
+    refused "$tmp/gpt2.hf" "model of type WordPiece, not BPE"
 else
     skip_part gpt2 "no GPT-2 vocabulary in $TOKDIR (make deps)"
 fi

@@ -702,6 +702,69 @@ static void test_gpt2_files(void **state)
     rmdir(dir);
 }
 
+/* A Hugging Face tokenizer.json of GPT-2's kind (model.vocab, merges as "a b" or
+ * as [a, b]) gives the toy; another kind of tokenizer, prep's own tokenizer.json
+ * and merges that do not fit are refused with one line naming the file. */
+static void test_gpt2_hf_json(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", vocab[256], json[256], err[1024];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(vocab, sizeof vocab, dir, "vocab.json");
+    tmp_path(json, sizeof json, dir, "tokenizer.json");
+    write_vocab_json(vocab);
+    uint8_t *v;
+    size_t vlen;
+    assert_int_equal(fs_read_file(vocab, &v, &vlen, err, sizeof err), 0);
+    static const char *strings = "[\"t h\", \"th e\", \"\xc4\xa0 the\", \"\xc4\xa0 \xc4\xa0\"]",
+                      *pairs = "[[\"t\", \"h\"], [\"th\", \"e\"], [\"\xc4\xa0\", \"the\"], "
+                               "[\"\xc4\xa0\", \"\xc4\xa0\"]]",
+                      *level = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false}";
+    const struct { const char *type, *pre, *norm, *merges, *why; } cases[] = {
+        {"\"BPE\"", level, "null", strings, NULL},
+        {"\"BPE\"", level, "null", pairs, NULL},
+        {"\"WordPiece\"", level, "null", strings, "a model of type WordPiece, not BPE"},
+        {"\"BPE\"", "{\"type\": \"Metaspace\"}", "null", strings, "Metaspace, not ByteLevel"},
+        {"\"BPE\"", "{\"type\": \"ByteLevel\", \"use_regex\": false}", "null", strings,
+         "use_regex false"},
+        {"\"BPE\"", level, "{\"type\": \"NFC\"}", strings, "a normalizer"},
+        {"\"BPE\"", level, "null", "[\"t h\", [\"th\"]]", "model.merges[1]: neither"},
+        {"\"BPE\"", level, "null", "[\"t h\", \"t zz\"]", "\"zz\" is not in the vocabulary"},
+        {"\"BPE\"", level, "null", "[\"th e\"]", "merge"},   /* "th" used before made */
+    };
+    tokenizer *toy = toy_gpt2();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(json, "w");
+        fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": %s, "
+                   "\"pre_tokenizer\": %s, \"model\": {\"type\": %s, \"vocab\": %.*s, "
+                   "\"merges\": %s}}", cases[i].norm, cases[i].pre, cases[i].type, (int)vlen,
+                (const char *)v, cases[i].merges);
+        fclose(f);
+        err[0] = 0;
+        tokenizer *t = tokenizer_load_hf_gpt2(json, err, sizeof err);
+        if (!cases[i].why) {
+            if (!t)
+                fail_msg("case %zu: %s", i, err);
+            check_same_encoding(t, toy);
+            tokenizer_free(t);
+            continue;
+        }
+        assert_null(t);
+        if (!strstr(err, cases[i].why) || !strstr(err, json) || strchr(err, '\n'))
+            fail_msg("case %zu: \"%s\" does not say \"%s\" on one line", i, err, cases[i].why);
+    }
+    tokenizer *bpe = train_str("a b a b a b", 1000);   /* prep's tokenizer.json */
+    assert_int_equal(tokenizer_save(bpe, json, err, sizeof err), 0);
+    assert_null(tokenizer_load_hf_gpt2(json, err, sizeof err));
+    assert_non_null(strstr(err, "not a Hugging Face tokenizer.json"));
+    tokenizer_free(bpe);
+    tokenizer_free(toy);
+    free(v);
+    unlink(vocab);
+    unlink(json);
+    rmdir(dir);
+}
+
 /* GPT-2's files from `make deps`, or NULL after printing a SKIP line. */
 static tokenizer *real_gpt2(const char *what)
 {
@@ -790,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_gpt2_save_parse),
         cmocka_unit_test(test_gpt2_corrupt_json),
         cmocka_unit_test(test_gpt2_files),
+        cmocka_unit_test(test_gpt2_hf_json),
         cmocka_unit_test(test_gpt2_reference_fixture),
         cmocka_unit_test(test_gpt2_real_roundtrip),
     };
