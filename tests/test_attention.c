@@ -329,6 +329,49 @@ static void test_bf16_matches_reference(void **state)
     check_bf16_shape((shape){1, 9, 1024, 1}, fast);
 }
 
+/* Users' configs: head sizes 8, 12, 20, 24, 40 and 100, none a multiple of
+ * the AVX-512 width and most not of the AVX2 one, with T = 1, 2, 3 and 17
+ * and odd B*T, in fp32 and bf16, on every path, at the tolerances above;
+ * and odd head sizes (5, 7, 25, 1), whose bf16 products fall back to fp32
+ * (pairs need an even head size): bf16 then gives fp32's bits. */
+static const shape odd_shapes[] = {
+    {1, 1, 40, 5},  {3, 2, 36, 3},  {1, 3, 100, 5}, {2, 17, 72, 3},  {1, 17, 80, 2},
+    {1, 5, 100, 1}, {3, 3, 24, 3},  {1, 17, 100, 20}, {2, 3, 21, 3}, {1, 9, 75, 3},
+    {1, 4, 3, 3},
+};
+
+static void check_bf16_is_fp32(problem *pb)
+{
+    for (int isa = 0; isa < ISA_COUNT; isa++) {
+        if (!cpu_isa_supported(isa))
+            continue;
+        run_forward(pb, isa), run_backward(pb, isa);
+        float *out32 = copy_floats(pb->out, pb->n1), *lse32 = copy_floats(pb->lse, pb->nl),
+              *dqkv32 = copy_floats(pb->dqkv, pb->n3);
+        run_forward_in(pb, isa, true), run_backward_in(pb, isa, true);
+        assert_memory_equal(pb->out, out32, pb->n1 * sizeof(float));
+        assert_memory_equal(pb->lse, lse32, pb->nl * sizeof(float));
+        assert_memory_equal(pb->dqkv, dqkv32, pb->n3 * sizeof(float));
+        free(out32), free(lse32), free(dqkv32);
+    }
+}
+
+static void test_odd_head_sizes(void **state)
+{
+    (void)state;
+    const bool fast = cpu_isa_supported(ISA_AVX512) && cpu_has_avx512_bf16();
+    for (size_t c = 0; c < sizeof odd_shapes / sizeof odd_shapes[0]; c++) {
+        problem pb = problem_new(odd_shapes[c]);
+        problem_reference(&pb);
+        check_against_reference(&pb, FWD_ATOL, FWD_RTOL, BWD_ATOL, BWD_RTOL);
+        if (odd_shapes[c].C / odd_shapes[c].H % 2)
+            check_bf16_is_fp32(&pb);
+        problem_free(&pb);
+        if (odd_shapes[c].C / odd_shapes[c].H % 2 == 0)
+            check_bf16_shape(odd_shapes[c], fast);
+    }
+}
+
 /* q and k ~U(-10,10): scaled scores reach +-100, where exp overflows unless
  * the running max is subtracted, and the row max jumps between key tiles.
  * fp32 scores then carry absolute errors ~1e-5, hence looser tolerances
@@ -558,7 +601,8 @@ static void check_cached(isa_t isa, bool bf16, int n, int hs)
 static void test_cached_matches_reference(void **state)
 {
     (void)state;
-    static const int ns[] = {1, 7, 8, 9, 64, 137, 256}, hss[] = {64, 24, 12, 80, 128};
+    static const int ns[] = {1, 2, 3, 7, 8, 9, 17, 64, 137, 256},
+                     hss[] = {64, 24, 12, 80, 128, 8, 20, 40, 100, 1, 5, 7, 25};
     for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
         if (!test_isa_runs(isa, "attention"))
             continue;
@@ -695,6 +739,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_reference),
+        cmocka_unit_test(test_odd_head_sizes),
         cmocka_unit_test(test_large_scores),
         cmocka_unit_test(test_bf16_matches_reference),
         cmocka_unit_test(test_reference_backward_by_finite_differences),

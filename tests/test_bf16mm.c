@@ -20,8 +20,11 @@
 #include "kernels/gemv.h"
 #include "tests/test_util.h"
 
+/* ... and the products of users' configs: n_embd 40, 72, 100 (3C, 4C, and
+ * a vocabulary of 257, 2 or 1 for the LM head) */
 static const int SHAPES[][2] = {{64, 64}, {384, 1152}, {48, 37}, {101, 300}, {1, 5},
-                                {17, 1000}, {768, 197}, {3, 129}, {33, 64}};
+                                {17, 1000}, {768, 197}, {3, 129}, {33, 64}, {40, 120},
+                                {160, 40}, {72, 216}, {100, 400}, {40, 257}, {40, 2}, {72, 1}};
 static const int ROWS[] = {1, 2, 3, 5, 9};
 
 typedef struct {

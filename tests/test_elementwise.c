@@ -195,8 +195,8 @@ static void test_residual_exact(void **state)
 /* ---- bias gradient ---- */
 
 /* ... and OC above the 1024 columns summed per sweep */
-static const int bias_shapes[][2] = {{7, 65}, {300, 385}, {5, 1},    {3, 16},
-                                     {4, 17}, {2, 8},     {50, 2500}};
+static const int bias_shapes[][2] = {{7, 65}, {300, 385}, {5, 1},    {3, 16},  {4, 17},
+                                     {2, 8},  {50, 2500}, {3, 120}, {17, 216}, {1, 400}};
 enum { NBIAS = sizeof bias_shapes / sizeof bias_shapes[0] };
 
 static void test_bias_backward_scalar_vs_double(void **state)

@@ -21,7 +21,10 @@
  * gemv_t a row tail that ends in its second AVX2 vector */
 static const int SHAPES[][2] = {{64, 64}, {384, 1152}, {48, 37}, {100, 300}, {768, 197}, {1, 5},
                                 {17, 1000}, {1536, 384}, {50, 37}, {771, 197}, {3, 23}, {6, 40},
-                                {8, 26}, {5, 9}, {13, 11}, {29, 70}, {90, 33}};
+                                {8, 26}, {5, 9}, {13, 11}, {29, 70}, {90, 33},
+                                /* users' configs: n_embd 40, 72, 100; vocabularies 257, 2, 1 */
+                                {40, 120}, {160, 40}, {72, 216}, {100, 400}, {40, 257}, {40, 2},
+                                {72, 1}};
 
 /* y[o] of x W (trans 0: W [in, out]) or x W^T (trans 1: W [out, in]) in double */
 static void naive(double *y, const float *x, const float *w, const float *b, int in, int out,

@@ -22,8 +22,10 @@
 #define BWD_RTOL 1e-4f
 
 /* Awkward widths (tails of every length class), C = 1 where var = 0, and C
- * above the 512 columns the parameter gradients sum per sweep. */
-static const int shapes[][2] = {{7, 65}, {7, 384}, {3, 1}, {5, 16}, {4, 17}, {300, 33}, {3, 1100}};
+ * above the 512 columns the parameter gradients sum per sweep; then the
+ * widths of users' configs (n_embd 40, 72, 100, 24) with B*T odd. */
+static const int shapes[][2] = {{7, 65}, {7, 384}, {3, 1}, {5, 16}, {4, 17}, {300, 33}, {3, 1100},
+                                {3, 40}, {17, 72}, {1, 100}, {5, 24}};
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
 typedef struct {

@@ -39,7 +39,10 @@ enum { NGUARD = 24 };   /* guard floats past y: more than one 8-output block */
 /* IN = 96 is an odd number of groups past a whole step: the AVX-512 tile
  * loops take two groups a step and end an odd count with a half step, which
  * IN = 32 (one group) runs only at g = 0. */
-static const int Ms[] = {1, 3, 17}, INs[] = {32, 96, 384, 768, 1536}, OUTs[] = {1, 33, 384};
+/* OUT 2 and 257: the vocabularies and tails of users' configs; IN 160 and
+ * 224 (n_embd 160, 4 x 56): an odd number of groups past two steps. */
+static const int Ms[] = {1, 3, 17}, INs[] = {32, 96, 160, 224, 384, 768, 1536},
+                 OUTs[] = {1, 2, 33, 257, 384};
 #define COUNT(a) (int)(sizeof a / sizeof a[0])
 
 static void *xmalloc(size_t bytes)
@@ -499,7 +502,8 @@ static void test_decode_products(void **state)
 {
     static const q8_path paths[] = {Q8_AVX2, Q8_VNNI};
     static const int shapes[][3] = {{1, 32, 1},   {1, 384, 1152}, {1, 1536, 384}, {1, 768, 33},
-                                    {1, 96, 200}, {5, 384, 200},  {17, 64, 130}};
+                                    {1, 96, 200}, {5, 384, 200},  {17, 64, 130}, {1, 96, 257},
+                                    {3, 160, 2},  {2, 32, 257},   {1, 224, 120}, {1, 640, 160}};
     for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
         const q8_path path = paths[k];
         if (!q8_path_supported(path)) {

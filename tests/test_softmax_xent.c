@@ -27,7 +27,7 @@
 #define ROWSUM_TOL 1e-5
 
 enum { N = 7 };
-static const int vocab_sizes[] = {50257, 65, 16000, 17, 16, 1};
+static const int vocab_sizes[] = {50257, 65, 16000, 17, 16, 1, 2, 257, 50304};
 enum { NVOCAB = sizeof vocab_sizes / sizeof vocab_sizes[0] };
 static const float dloss = 1.0f / N;
 
