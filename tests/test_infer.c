@@ -6,7 +6,10 @@
  * honours top-k / top-p; a checkpoint written by ckpt_write loads to the same
  * model, and damaged or unrunnable ones, or ones whose /config disagrees with
  * /model, are refused with one line, as are GGUF files whose metadata does
- * not fit their model; --save-quantized has one writer of a file at a time. */
+ * not fit their model; --save-quantized has one writer of a file at a time.
+ * Users' configs (head sizes 8 to 40, vocabularies of 257, 2 and 1) decode
+ * as the trainer's forward computes, in fp32, bf16 and int8, on every path;
+ * int8 refuses an n_embd it cannot group. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,14 +51,19 @@ static void random_tokens(int *x, int n, int V, uint64_t seed)
 
 /* A GPT-2 initialised as the trainer does, with the embeddings scaled up so
  * the logits spread like a trained model's rather than all sitting near 0. */
-static void make_gpt2(gpt2 *g, uint64_t seed)
+static void make_gpt2_dims(gpt2 *g, const gpt2_dims *d, int T, uint64_t seed)
 {
     char err[256];
     gpt2_options o = {0};
-    assert_int_equal(gpt2_create(g, &DIMS, 1, SEQ, &o, err, sizeof err), 0);
+    assert_int_equal(gpt2_create(g, d, 1, T, &o, err, sizeof err), 0);
     gpt2_init_params(g, seed);
-    for (size_t i = 0; i < (size_t)DIMS.vocab_size * DIMS.n_embd; i++)
+    for (size_t i = 0; i < (size_t)d->vocab_size * d->n_embd; i++)
         g->p.wte[i] *= 25.0f;
+}
+
+static void make_gpt2(gpt2 *g, uint64_t seed)
+{
+    make_gpt2_dims(g, &DIMS, SEQ, seed);
 }
 
 static void make_infer_kv(infer_model *m, infer_state *s, const gpt2 *g, infer_quant q,
@@ -447,6 +455,110 @@ static void test_bf16_agrees_with_fp32(void **state)
     assert_true(d.agree >= 0.95 * d.total);
     assert_true(logit_diff_rel(&d) < 0.02);
     assert_true(logit_diff_rel(&d) > 0);   /* the weights really are bf16 */
+}
+
+/* Users' configs, on every path: decoding token by token with the KV cache
+ * gives, at each position, the logits of the trainer's forward over that
+ * prefix (fp32: as test_kv_cache_matches_full_recompute; bf16 and int8: as
+ * test_bf16_agrees_with_fp32 and test_int8_agrees_with_fp32 against fp32),
+ * and a prefill of the whole prompt the same bits as the tokens one by one
+ * (bf16 and int8; fp32 to its tolerance).  Head sizes 8, 12, 20, 24, 40;
+ * vocabularies 257, 2 and 1; one layer; int8 needs n_embd a multiple of 32.
+ * The bf16 and int8 runs keep a bf16 cache, infer's default for them. */
+typedef struct {
+    gpt2_dims d;
+    int T;
+    bool int8;   /* n_embd a multiple of Q8_GS */
+} infer_config;
+
+static const infer_config infer_configs[] = {
+    {{.vocab_size = 257, .n_positions = 17, .n_embd = 40, .n_layer = 1, .n_head = 5}, 17, false},
+    {{.vocab_size = 257, .n_positions = 20, .n_embd = 72, .n_layer = 2, .n_head = 3}, 17, false},
+    {{.vocab_size = 2, .n_positions = 3, .n_embd = 100, .n_layer = 1, .n_head = 5}, 3, false},
+    {{.vocab_size = 257, .n_positions = 17, .n_embd = 96, .n_layer = 2, .n_head = 8}, 17, true},
+    {{.vocab_size = 257, .n_positions = 9, .n_embd = 160, .n_layer = 1, .n_head = 4}, 9, true},
+    {{.vocab_size = 1, .n_positions = 2, .n_embd = 32, .n_layer = 1, .n_head = 4}, 2, true},
+};
+
+static void check_odd_decode(const infer_config *c, const gpt2 *g, const float *full,
+                             const int *toks, infer_quant q)
+{
+    const int T = c->T, V = c->d.vocab_size;
+    const infer_kv kv = q == INFER_FP32 ? INFER_KV_FP32 : INFER_KV_BF16;
+    infer_model m;
+    infer_state s1, s2;
+    char err[256], what[128];
+    make_infer_kv(&m, &s1, g, q, kv);
+    assert_int_equal(infer_state_create(&s2, &m, 0, kv, err, sizeof err), 0);
+    float *each = malloc(sizeof(float) * T * V), *all = malloc(sizeof(float) * T * V);
+    assert_true(each && all);
+    decode_each(&m, &s1, toks, T, each);
+    infer_forward(&m, &s2, toks, T, 0, all);
+    snprintf(what, sizeof what, "%s decode [%s C=%d H=%d V=%d T=%d]", infer_quant_name(q),
+             cpu_isa_name(cpu_isa()), c->d.n_embd, c->d.n_head, V, T);
+    if (q == INFER_FP32) {
+        assert_true(test_close(what, each, full, (size_t)T * V, 1e-5f, 1e-4f));
+        assert_true(test_close(what, all, each, (size_t)T * V, 1e-5f, 1e-4f));
+    } else {
+        logit_diff d = {0};
+        logit_diff_add(&d, full, each, T, V);
+        if (!(d.agree >= 0.95 * d.total) || !(logit_diff_rel(&d) < 0.02))
+            fail_msg("%s: greedy agrees on %d/%d, logits rel. error %.4f", what, d.agree,
+                     d.total, logit_diff_rel(&d));
+        assert_true(same(what, all, each, (size_t)T * V, 0.0f, 0.0f));
+    }
+    free(each), free(all);
+    infer_state_free(&s1), infer_state_free(&s2);
+    infer_model_free(&m);
+}
+
+static void test_odd_configs_decode_matches_forward(void **state)
+{
+    (void)state;
+    const isa_t saved = cpu_isa();
+    for (int isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+        if (!test_isa_runs((isa_t)isa, "infer"))
+            continue;
+        cpu_set_isa((isa_t)isa);   /* before the models: int8 picks its layout at load */
+        for (size_t k = 0; k < sizeof infer_configs / sizeof infer_configs[0]; k++) {
+            const infer_config *c = &infer_configs[k];
+            const int T = c->T, V = c->d.vocab_size;
+            gpt2 g;
+            make_gpt2_dims(&g, &c->d, T, 60 + k);
+            int *toks = malloc(sizeof(int) * T);
+            float *full = malloc(sizeof(float) * T * V);
+            assert_true(toks && full);
+            random_tokens(toks, T, V, 70 + k);
+            gpt2_forward(&g, toks, NULL, 1, T);
+            memcpy(full, g.logits, sizeof(float) * T * V);
+            check_odd_decode(c, &g, full, toks, INFER_FP32);
+            check_odd_decode(c, &g, full, toks, INFER_BF16);
+            if (c->int8)
+                check_odd_decode(c, &g, full, toks, INFER_INT8);
+            free(toks), free(full);
+            gpt2_destroy(&g);
+        }
+    }
+    cpu_set_isa(saved);
+}
+
+/* int8 with n_embd not a multiple of 32: refused with one line, not run. */
+static void test_int8_refuses_odd_width(void **state)
+{
+    (void)state;
+    const gpt2_dims d = {.vocab_size = 257, .n_positions = 8, .n_embd = 40, .n_layer = 1,
+                         .n_head = 5};
+    gpt2 g;
+    infer_model m;
+    char err[256] = "";
+    make_gpt2_dims(&g, &d, 8, 80);
+    assert_int_equal(infer_model_from_gpt2(&m, &g, INFER_INT8, err, sizeof err), -1);
+    print_message("refused: %s\n", err);
+    assert_non_null(strstr(err, "n_embd 40 is not a multiple of 32"));
+    assert_null(strchr(err, '\n'));
+    assert_int_equal(infer_check_dims(&d, INFER_FP32, err, sizeof err), 0);
+    assert_int_equal(infer_check_dims(&d, INFER_BF16, err, sizeof err), 0);
+    gpt2_destroy(&g);
 }
 
 static void sample_run(int *out, int n, const float *logits, int V, float temp, int k, float p,
@@ -987,6 +1099,8 @@ int main(void)
         cmocka_unit_test(test_prefill_matches_token_by_token_bf16),
         cmocka_unit_test(test_bf16_widen_is_fp32_on_rounded_weights),
         cmocka_unit_test(test_bf16_agrees_with_fp32),
+        cmocka_unit_test(test_odd_configs_decode_matches_forward),
+        cmocka_unit_test(test_int8_refuses_odd_width),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_checkpoint_load),
         cmocka_unit_test(test_config_disagrees_with_model),
