@@ -478,6 +478,8 @@ static const infer_config infer_configs[] = {
     {{.vocab_size = 257, .n_positions = 17, .n_embd = 96, .n_layer = 2, .n_head = 8}, 17, true},
     {{.vocab_size = 257, .n_positions = 9, .n_embd = 160, .n_layer = 1, .n_head = 4}, 9, true},
     {{.vocab_size = 1, .n_positions = 2, .n_embd = 32, .n_layer = 1, .n_head = 4}, 2, true},
+    {{.vocab_size = 257, .n_positions = 9, .n_embd = 75, .n_layer = 1, .n_head = 3}, 9, false},
+    {{.vocab_size = 33, .n_positions = 5, .n_embd = 25, .n_layer = 2, .n_head = 5}, 5, false},
 };
 
 static void check_odd_decode(const infer_config *c, const gpt2 *g, const float *full,
