@@ -5,14 +5,16 @@
 
 int hf_gpt2_dims_check(const gpt2_dims *d, char *err, size_t errlen)
 {
-    const struct { const char *key; int v, max; } dims[] = {
-        {"vocab_size", d->vocab_size, 1 << 24}, {"n_positions", d->n_positions, 1 << 20},
-        {"n_embd", d->n_embd, 1 << 16},         {"n_layer", d->n_layer, 1 << 12},
-        {"n_head", d->n_head, d->n_embd},
+    /* max_key: the key the upper bound comes from, named with it */
+    const struct { const char *key; int v, max; const char *max_key; } dims[] = {
+        {"vocab_size", d->vocab_size, 1 << 24, ""}, {"n_positions", d->n_positions, 1 << 20, ""},
+        {"n_embd", d->n_embd, 1 << 16, ""},         {"n_layer", d->n_layer, 1 << 12, ""},
+        {"n_head", d->n_head, d->n_embd, "n_embd "},
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
         if (dims[i].v < 1 || dims[i].v > dims[i].max) {
-            snprintf(err, errlen, "%s %d is outside 1..%d", dims[i].key, dims[i].v, dims[i].max);
+            snprintf(err, errlen, "%s %d is outside 1..%s%d", dims[i].key, dims[i].v,
+                     dims[i].max_key, dims[i].max);
             return -1;
         }
     if (d->n_embd % d->n_head != 0) {

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +89,7 @@ static void test_bad_configs_are_refused(void **state)
                  "config: optimizer_offload must be none, host or file:DIR, not \"disk\"");
     expect_error(NULL, "min_lr=1", "min_lr");
     expect_error(NULL, "lr=1e39", "out of range");
-    expect_error(NULL, "checkpoint_every=-1", "checkpoint_every >= 0");
+    expect_error(NULL, "checkpoint_every=-1", "checkpoint_every must be >= 0");
     expect_error(NULL, "zero_stage=3", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "zero_stage=-1", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "seed=-1", "seed must be >= 0");
@@ -186,6 +188,57 @@ static void test_config_file_size_is_bounded(void **state)
     assert_non_null(strstr(err, "holds a NUL byte"));
 }
 
+/* Whether text names key as a word of its own (lr is not named by "min_lr"). */
+static bool names_key(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = strstr(text, key); p; p = strstr(p + 1, key)) {
+        bool start = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        bool end = !(isalnum((unsigned char)p[n]) || p[n] == '_');
+        if (start && end)
+            return true;
+    }
+    return false;
+}
+
+/* docs/config.md: a bad value stops the trainer with one line naming the key.
+ * Every numeric key of the table (read from the config dump, so a new key is
+ * covered) is set alone to values at and past the usual bounds; whatever is
+ * refused, by --set or by the checks of the whole config, names that key. */
+static void test_each_refusal_names_its_key(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"-1", "0", "0.5", "2", "1000000000", "1e30"};
+    run_config def;
+    config_defaults(&def);
+    char *json = config_to_json(&def);
+    cJSON *o = cJSON_Parse(json);
+    free(json);
+    assert_non_null(o);
+    int refused = 0;
+    for (const cJSON *it = o->child; it; it = it->next) {
+        if (!cJSON_IsNumber(it))
+            continue;
+        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+            run_config c;
+            char assignment[128], err[256] = "";
+            config_defaults(&c);
+            snprintf(assignment, sizeof assignment, "%s=%s", it->string, values[i]);
+            if (config_set(&c, assignment, err, sizeof err) == 0 &&
+                config_finalize(&c, err, sizeof err) == 0)
+                continue;
+            refused++;
+            if (!names_key(err, it->string) || strchr(err, '\n'))
+                fprintf(stderr, "--set %s is refused without naming %s: \"%s\"\n", assignment,
+                        it->string, err);
+            assert_true(names_key(err, it->string));
+            assert_null(strchr(err, '\n'));
+        }
+    }
+    cJSON_Delete(o);
+    assert_true(refused > 20);   /* the loop reached the checks */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_json_dump_round_trips),
         cmocka_unit_test(test_precision_names_reach_the_model),
         cmocka_unit_test(test_config_file_size_is_bounded),
+        cmocka_unit_test(test_each_refusal_names_its_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

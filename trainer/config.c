@@ -387,11 +387,12 @@ static int check_dims(const run_config *c, char *err, size_t errlen)
                          .n_embd = c->n_embd, .n_layer = c->n_layer, .n_head = c->n_head};
     char why[160];
     REQUIRE(hf_gpt2_dims_check(&d, why, sizeof why) == 0, "config: %s", why);
-    REQUIRE(c->n_embd / c->n_head <= 4096, "config: head size %d is larger than 4096",
+    REQUIRE(c->n_embd / c->n_head <= 4096, "config: head size n_embd / n_head = %d is larger than 4096",
             c->n_embd / c->n_head);
     REQUIRE(c->seq_len > 0 && c->seq_len <= c->n_positions,
             "config: seq_len (%d) must be in 1..n_positions (%d)", c->seq_len, c->n_positions);
-    REQUIRE(c->batch_size > 0 && c->grad_accum > 0, "config: batch_size and grad_accum must be positive");
+    REQUIRE(c->batch_size > 0, "config: batch_size must be positive, not %d", c->batch_size);
+    REQUIRE(c->grad_accum > 0, "config: grad_accum must be in 1..65536, not %d", c->grad_accum);
     REQUIRE(c->grad_accum <= 1 << 16, "config: grad_accum %d is larger than 65536", c->grad_accum);
     REQUIRE((long long)c->batch_size * c->seq_len <= 1 << 24,
             "config: batch_size x seq_len (%lld) exceeds 2^24 tokens per micro-batch",
@@ -402,19 +403,30 @@ static int check_dims(const run_config *c, char *err, size_t errlen)
 /* The length of the run, the schedule, AdamW and the periodic work. */
 static int check_schedule(const run_config *c, char *err, size_t errlen)
 {
-    REQUIRE(c->max_steps > 0, "config: max_steps must be positive");
+    /* one key per refusal: the line names the key at fault and its value */
+    REQUIRE(c->max_steps > 0, "config: max_steps must be positive, not %d", c->max_steps);
     REQUIRE(c->seed >= 0, "config: seed must be >= 0 (build/loader's --seed is too), not %lld",
             c->seed);
-    REQUIRE(c->warmup_steps >= 0 && c->lr_decay_steps > 0,
-            "config: warmup_steps must be >= 0 and lr_decay_steps > 0");
-    REQUIRE(c->lr > 0 && c->min_lr >= 0 && c->min_lr <= c->lr, "config: need 0 <= min_lr <= lr, lr > 0");
-    REQUIRE(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1,
-            "config: beta1 and beta2 must be in [0,1)");
-    REQUIRE(c->eps > 0 && c->weight_decay >= 0 && c->grad_clip >= 0,
-            "config: eps must be > 0, weight_decay and grad_clip >= 0");
-    REQUIRE(c->eval_every >= 0 && c->eval_batches >= 0 && c->log_every > 0 &&
-                c->checkpoint_every >= 0 && c->keep_checkpoints > 0,
-            "config: eval_every, eval_batches, checkpoint_every >= 0; log_every, keep_checkpoints > 0");
+    REQUIRE(c->warmup_steps >= 0, "config: warmup_steps must be >= 0, not %d", c->warmup_steps);
+    REQUIRE(c->lr_decay_steps > 0, "config: lr_decay_steps must be >= 0 (0: max_steps), not %d",
+            c->lr_decay_steps);
+    REQUIRE(c->lr > 0, "config: lr must be > 0, not %g", c->lr);
+    REQUIRE(c->min_lr >= 0, "config: min_lr must be >= 0, not %g", c->min_lr);
+    REQUIRE(c->min_lr <= c->lr, "config: min_lr (%g) must not exceed lr (%g)", c->min_lr, c->lr);
+    REQUIRE(c->beta1 >= 0 && c->beta1 < 1, "config: beta1 must be in [0,1), not %g", c->beta1);
+    REQUIRE(c->beta2 >= 0 && c->beta2 < 1, "config: beta2 must be in [0,1), not %g", c->beta2);
+    REQUIRE(c->eps > 0, "config: eps must be > 0, not %g", c->eps);
+    REQUIRE(c->weight_decay >= 0, "config: weight_decay must be >= 0, not %g", c->weight_decay);
+    REQUIRE(c->grad_clip >= 0, "config: grad_clip must be >= 0 (0: no clipping), not %g",
+            c->grad_clip);
+    REQUIRE(c->eval_every >= 0, "config: eval_every must be >= 0 (0: never), not %d", c->eval_every);
+    REQUIRE(c->eval_batches >= 0, "config: eval_batches must be >= 0 (0: the whole val split), not %d",
+            c->eval_batches);
+    REQUIRE(c->log_every > 0, "config: log_every must be positive, not %d", c->log_every);
+    REQUIRE(c->checkpoint_every >= 0, "config: checkpoint_every must be >= 0 (0: only at the end), not %d",
+            c->checkpoint_every);
+    REQUIRE(c->keep_checkpoints > 0, "config: keep_checkpoints must be positive, not %d",
+            c->keep_checkpoints);
     REQUIRE(c->checkpoint_async == 0 || c->checkpoint_async == 1,
             "config: checkpoint_async must be 0 or 1");
     REQUIRE(c->share_packed == 0 || c->share_packed == 1, "config: share_packed must be 0 or 1");
