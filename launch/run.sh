@@ -83,9 +83,10 @@
 # shows in the printed command).  The trainer and data paths must be the same
 # on every host (a shared or identical directory tree).
 
+# --help: on stdout, as every program of build/ prints it
 usage() {
-    sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2
-    exit "${1:-2}"
+    sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
+    exit 0
 }
 die() { echo "run.sh: $*" >&2; exit 2; }
 
@@ -135,7 +136,7 @@ while [ $# -gt 0 ]; do
         need "$@"; umap=$2
         case $2 in *:[Pp][Ee]=*) ubind=1 ;; esac
         extra="$extra $(q "$1") $(q "$2")"; shift 2 ;;
-    -h | --help) usage 0 ;;
+    -h | --help) usage ;;
     --) shift; break ;;
     *) extra="$extra $(q "$1")"; shift ;;
     esac

@@ -20,6 +20,7 @@
 # -n shrinks by the host's slots=, not its max_slots= (an mpirun of the
 # test's own, which fails at once, shows the commands); and a SIGTERM that
 # comes while run.sh prepares the start is not lost: the job is not started.
+# --help prints on stdout.
 set -e
 NAME=e2e_supervise
 . tests/lib_e2e.sh
@@ -52,6 +53,9 @@ for opt in --hosts --iface --hostfile; do
     refused "$opt needs a value" || fail "$opt -o: -o taken as its value (exit $rc): $said"
 done
 echo "dry run: an option where a value belongs refused: $said"
+# --help on stdout and exit 0, as the programs of build/ (`run.sh --help | less`)
+help=$(sh launch/run.sh --help 2>/dev/null) || fail "run.sh --help exited non-zero"
+printf '%s\n' "$help" | grep -q -- "--max-restarts N" || fail "run.sh --help is not on stdout: '$help'"
 
 sup=""
 on_exit '[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null'
