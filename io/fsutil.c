@@ -44,6 +44,32 @@ static int fail(char *err, size_t errlen, const char *path, const char *what)
     return -1;
 }
 
+/* For a create of tmp (PATH.tmp or a folder beside PATH) that failed: the
+ * user gave PATH, so a missing directory is named as PATH's, not by the
+ * temporary name they never typed. */
+static int fail_create(char *err, size_t errlen, const char *path, size_t n, const char *tmp,
+                       const char *what)
+{
+    int saved = errno;
+    const char *slash = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (path[i] == '/')
+            slash = path + i;
+    struct stat st;
+    char dir[4096];
+    if (saved == ENOENT && slash && slash > path && (size_t)(slash - path) < sizeof dir) {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        if (stat(dir, &st) != 0) {
+            snprintf(err, errlen, "%.*s: %s: the directory %s does not exist", (int)n, path, what,
+                     dir);
+            return -1;
+        }
+    }
+    errno = saved;
+    return fail(err, errlen, tmp, what);
+}
+
 /* The PATH.tmp being written, for the handler fs_atomic_remove_on_signals
  * installs: its name is in place before the flag is set, and the flag is
  * cleared before the file is renamed or deleted. */
@@ -114,7 +140,7 @@ int fs_atomic_begin(fs_atomic *a, const char *path, char *err, size_t errlen)
     for (;;) {
         a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         if (a->fd < 0) {
-            fail(err, errlen, a->tmp, "cannot create");
+            fail_create(err, errlen, path, n, a->tmp, "cannot create");
             break;
         }
         if (flock(a->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
@@ -491,7 +517,7 @@ int fs_temp_dir_beside(const char *dir, char *tmp, size_t cap, int *lock, char *
     for (;;) {
         snprintf(tmp, cap, "%.*s.tmp-XXXXXX", (int)n, dir);
         if (!mkdtemp(tmp))
-            return fail(err, errlen, tmp, "cannot create directory");
+            return fail_create(err, errlen, dir, n, tmp, "cannot create directory");
         if (chmod(tmp, 0755) != 0) {   /* mkdtemp's 0700 would hide the data from other users */
             fail(err, errlen, tmp, "cannot set permissions");
             rmdir(tmp);

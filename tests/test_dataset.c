@@ -288,6 +288,29 @@ static void test_atomic_write_one_writer_at_a_time(void **state)
     assert_int_not_equal(access(tmp, F_OK), 0);
 }
 
+/* A file or folder to write in a directory that does not exist: the reason
+ * names the path the user gave and the missing directory, not the temporary
+ * name (PATH.tmp, PATH.tmp-XXXXXX) the write goes through. */
+static void test_missing_directory_named(void **state)
+{
+    (void)state;
+    char path[128], want[256], err[512], tmp[256], note[64];
+    snprintf(path, sizeof path, "%s/missing/f.h5", root);
+    snprintf(want, sizeof want, "%s: cannot create: the directory %s/missing does not exist", path,
+             root);
+    fs_atomic a;
+    assert_int_equal(fs_atomic_begin(&a, path, err, sizeof err), -1);
+    assert_string_equal(err, want);
+    snprintf(path, sizeof path, "%s/missing/folder/", root);
+    snprintf(want, sizeof want,
+             "%s/missing/folder: cannot create directory: the directory %s/missing does not exist",
+             root, root);
+    int lock;
+    assert_int_equal(fs_temp_dir_beside(path, tmp, sizeof tmp, &lock, note, sizeof note, err,
+                                        sizeof err), -1);
+    assert_string_equal(err, want);
+}
+
 /* root/f.json being written (test_writer_begin_file) by a program that asked
  * for fs_atomic_remove_on_signals, started with the default actions, or
  * ignoring SIGHUP (nohup) when arg is set. */
@@ -451,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_writers_folders_removed, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_atomic_write_one_writer_at_a_time, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_atomic_write_removed_on_signals, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_missing_directory_named, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
