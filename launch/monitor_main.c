@@ -51,7 +51,9 @@ static void usage(FILE *f)
             "  --timeout S    seconds to wait: for --once and --control (default 10); when\n"
             "                 watching, exit 1 after S seconds without a record (default: never)\n"
             "  --control EP   send COMMAND (status, checkpoint, stop, pause, resume) to the run's\n"
-            "                 control socket (default port 5556), print the reply, exit 0 if ok\n"
+            "                 control socket at EP, which has no default (the trainer's\n"
+            "                 control_endpoint is tcp://127.0.0.1:5556 unless its config says\n"
+            "                 otherwise), print the reply, exit 0 if ok\n"
             "  --token T      control token (default: $GPT_CONTROL_TOKEN)\n"
             "  --plot F.svg   draw the training loss (and its moving average) and the eval\n"
             "                 val_loss against step into an SVG file, from --log FILE (a run's\n"
@@ -150,14 +152,23 @@ static int parse_args(int argc, char **argv, options *o)
     if (plot_args_bad(o))
         return 2;
     if (o->control && !o->command) {
-        fprintf(stderr, "monitor: --control needs a command (status, checkpoint, stop, pause, resume)\n");
+        if (!strstr(o->control, "://"))   /* `--control stop`: the command taken as EP */
+            fprintf(stderr, "monitor: --control takes the run's control endpoint, then the "
+                            "command: --control tcp://127.0.0.1:5556 %s\n", o->control);
+        else
+            fprintf(stderr, "monitor: --control needs a command (status, checkpoint, stop, "
+                            "pause, resume)\n");
         return 2;
     }
     char err[256];
     const char *ep = o->control ? o->control : o->connect;
     if (zsock_endpoint_none(ep) ||
         zsock_endpoint_check(o->control ? "--control" : "--connect", ep, err, sizeof err) != 0) {
-        fprintf(stderr, "monitor: %s\n", zsock_endpoint_none(ep) ? "an endpoint is required" : err);
+        if (zsock_endpoint_none(ep))
+            fprintf(stderr, "monitor: %s none: give the run's endpoint (tcp://HOST:PORT or "
+                            "ipc://PATH)\n", o->control ? "--control" : "--connect");
+        else
+            fprintf(stderr, "monitor: %s\n", err);
         return 2;
     }
     return 0;

@@ -6,7 +6,8 @@
 # until `resume`, and a checkpoint asked for meanwhile is written at once; a
 # second run on the same out_dir is refused; `stop` ends the run with exit code 0; non-loopback endpoints
 # without an explicit opt-in are refused; a publisher of messages that are not
-# records does not satisfy or hold off `monitor --once`.  Ports are random, every wait bounded.
+# records does not satisfy or hold off `monitor --once`; monitor's usage errors
+# name what is wrong.  Ports are random, every wait bounded.
 set -e
 NAME=e2e_status
 . tests/lib_e2e.sh
@@ -36,6 +37,16 @@ expect_refused() {   # expected-substring, --set assignment
 }
 expect_refused control_token control_endpoint=tcp://0.0.0.0:$ctl_port
 expect_refused status_public status_endpoint=tcp://0.0.0.0:$ctl_port
+# monitor's usage errors: the command given where the endpoint belongs (EP has
+# no default) is named as such, and `none` is no endpoint to reach a run at
+mon_refused() {   # expected-substring, monitor arguments
+    want=$1; shift
+    if "$BUILD/monitor" "$@" 2>"$tmp/err"; then fail "monitor accepted: $*"; else rc=$?; fi
+    [ "$rc" -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q -F -- "$want" "$tmp/err" ||
+        { cat "$tmp/err"; fail "monitor $* (exit $rc) does not say '$want'"; }
+}
+mon_refused "--control takes the run's control endpoint, then the command" --control stop
+mon_refused "--connect none: give the run's endpoint" --connect none --once
 
 "$BUILD/trainer" --config "$tmp/cfg.json" 2>"$tmp/stderr" &
 pid=$!
