@@ -199,6 +199,10 @@ static int parse_args(int argc, char **argv, options *o, char *err, size_t errle
                  "give one");
         return -1;
     }
+    if (!o->eval && (o->seq_len || o->eval_windows)) {   /* else silently ignored */
+        snprintf(err, errlen, "%s applies to --eval only", o->seq_len ? "--seq-len" : "--eval-windows");
+        return -1;
+    }
     if (cpu_isa_from_env(err, errlen) != 0 ||
         (o->serve && infer_serve_check(o->serve, err, errlen) != 0))   /* before loading */
         return -1;

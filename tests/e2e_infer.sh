@@ -193,6 +193,8 @@ expect_exit 2 "--ckpt FILE.h5 is required" --prompt hi
 expect_exit 1 "cannot open" --ckpt "$ck" --eval "$tmp/none.tok"
 expect_exit 2 "exceeds n_positions" --ckpt "$ck" --eval "$tmp/data/val.tok" --seq-len 65
 expect_exit 2 "separate modes" --ckpt "$ck" --bench --eval "$tmp/data/val.tok"
+expect_exit 2 "--seq-len applies to --eval only" --ckpt "$ck" --seq-len 32 -n 4
+expect_exit 2 "--eval-windows applies to --eval only" --ckpt "$ck" --bench --eval-windows 2
 expect_exit 2 "needs a value" --ckpt
 # GPT_ISA naming no kernel path: refused before the checkpoint is read
 rc=0; GPT_ISA=avx1024 "$BUILD/infer" --ckpt "$tmp/none.h5" >/dev/null 2>"$tmp/err" || rc=$?
