@@ -203,7 +203,7 @@ if [ "$(id -u)" -ne 0 ]; then
     chmod a-w "$tmp/ro"
     refuse 1 "Permission denied" --ckpt "$ck" --format gguf --out "$tmp/ro/x.gguf"
 else
-    refuse 1 "No such file or directory" --ckpt "$ck" --format gguf --out "$tmp/missing/x.gguf"
+    refuse 1 "x.gguf: cannot create: the directory $tmp/missing does not exist" --ckpt "$ck" --format gguf --out "$tmp/missing/x.gguf"
 fi
 cp "$ck" "$tmp/notok.h5"
 $PY -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f["tokenizer"]' "$tmp/notok.h5"
