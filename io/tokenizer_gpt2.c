@@ -450,8 +450,10 @@ static uint8_t *replace_ill_formed(const uint8_t *text, size_t n, size_t *len, f
         k += 3;
         i += (size_t)-step;
     }
-    if (!out)
-        free(fs);
+    if (!out) {
+        free(fs);   /* *fixes must not point at it: the caller frees that too */
+        fs = NULL;
+    }
     *len = k;
     *fixes = fs;
     *nfixes = nf;
