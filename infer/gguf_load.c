@@ -8,7 +8,8 @@
  * checkpoint would, the token embedding (the LM head's rows) included.  The
  * tokenizer is rebuilt
  * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
- * names (a GGUF from elsewhere is taken as GPT-2's).
+ * names (a GGUF from elsewhere is taken as GPT-2's), with bpe's split from
+ * gpt_cpu.tokenizer.split.
  */
 #include "infer/gguf_load.h"
 
@@ -341,7 +342,27 @@ static int unspell_vocab(const gguf_vocab *v, uint8_t **bytes, uint32_t **lens, 
     return 0;
 }
 
-/* The tokenizer the tokenizer.ggml.* keys (and gpt_cpu.tokenizer.type) describe. */
+/* A bpe file's gpt_cpu.tokenizer.split: absent in files written before it, which
+ * mean the bytes split.  0, or -1 with a reason in err. */
+static int read_split(const gguf_model *g, tokenizer_split_kind *split, char *err,
+                      size_t errlen)
+{
+    static const char key[] = "gpt_cpu.tokenizer.split";
+    const char *name;
+    uint64_t len;
+    *split = TOKENIZER_SPLIT_BYTES;
+    if (!gguf_find(&g->f, key))
+        return 0;
+    if (gguf_get_str(&g->f, key, &name, &len, err, errlen) != 0)
+        return -1;
+    if (tokenizer_split_parse(name, len, split) == 0)
+        return 0;
+    snprintf(err, errlen, "%s \"%.*s\" is unknown (gpt2 or bytes)", key, len > 40 ? 40 : (int)len,
+             name);
+    return -1;
+}
+
+/* The tokenizer the tokenizer.ggml.* keys (and gpt_cpu.tokenizer.*) describe. */
 static tokenizer *build_tokenizer(const gguf_model *g, char *err, size_t errlen)
 {
     gguf_str_iter it;
@@ -360,6 +381,10 @@ static tokenizer *build_tokenizer(const gguf_model *g, char *err, size_t errlen)
         return NULL;
     if (tlen == 4 && memcmp(type, "byte", 4) == 0)
         return tokenizer_new_byte();
+    bool bpe = tlen == 3 && memcmp(type, "bpe", 3) == 0;
+    tokenizer_split_kind split = TOKENIZER_SPLIT_BYTES;
+    if (bpe && read_split(g, &split, err, errlen) != 0)
+        return NULL;
     gguf_vocab v;
     uint32_t *merges = NULL, *lens = NULL;
     uint8_t *bytes = NULL;
@@ -368,8 +393,7 @@ static tokenizer *build_tokenizer(const gguf_model *g, char *err, size_t errlen)
     if (read_vocab(&it, (int)n, &v, err, errlen) == 0 &&
         read_merges(g, &v, &merges, &nm, err, errlen) == 0 &&
         unspell_vocab(&v, &bytes, &lens, err, errlen) == 0)
-        t = tlen == 3 && memcmp(type, "bpe", 3) == 0
-                ? tokenizer_new_bpe(merges, nm, err, errlen)
+        t = bpe ? tokenizer_new_bpe(merges, nm, split, err, errlen)
                 : tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
     free(v.tok);
     free(v.len);

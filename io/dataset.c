@@ -120,6 +120,15 @@ static int check_manifest(const char *dir, char *err, size_t errlen)
     return rc;
 }
 
+/* The kind of t for messages: its type, and for bpe its split ("bpe (split gpt2)"). */
+static const char *describe(const tokenizer *t, char *buf, size_t len)
+{
+    if (strcmp(tokenizer_type(t), "bpe") != 0)
+        return tokenizer_type(t);
+    snprintf(buf, len, "bpe (split %s)", tokenizer_split_name(tokenizer_split(t)));
+    return buf;
+}
+
 int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t errlen)
 {
     char path[1100], why[512];
@@ -132,12 +141,15 @@ int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     tokenizer *data = t ? tokenizer_load(path, why, sizeof why) : NULL;
     const bool same = !data || tokenizer_same(data, t);
-    if (!same)
+    if (!same) {
+        char kt[32], kd[32];
+        const char *ours = describe(t, kt, sizeof kt), *theirs = describe(data, kd, sizeof kd);
         snprintf(err, errlen, "%s holds a %s tokenizer of %d tokens and %s a %s%s one of %d: the "
                  "token ids would mean other text (prepare the data with the model's tokenizer)",
-                 ckpt, tokenizer_type(t), tokenizer_vocab_size(t), path,
-                 strcmp(tokenizer_type(t), tokenizer_type(data)) == 0 ? "different " : "",
-                 tokenizer_type(data), tokenizer_vocab_size(data));
+                 ckpt, ours, tokenizer_vocab_size(t), path,
+                 strcmp(ours, theirs) == 0 ? "different " : "", theirs,
+                 tokenizer_vocab_size(data));
+    }
     tokenizer_free(data);
     tokenizer_free(t);
     return same ? 0 : -1;

@@ -1,11 +1,14 @@
 /* tokenizer: the tokenizer struct, the byte and BPE tokenizers, and the merging,
  * encoding and decoding all kinds share (io/tokenizer_internal.h).
  *
- * BPE training and encoding first cut the text into chunks GPT-2 style (contractions,
- * an optional space plus a run of letters, digits or punctuation, whitespace runs), so
- * merges never cross a word boundary.  Bytes >= 0x80 count as letters, which keeps
- * UTF-8 sequences inside words without decoding them.  Chunks are capped at MAX_CHUNK
- * bytes, which bounds the work per chunk and the length of every token.
+ * BPE training and encoding first cut the text into chunks, so merges never cross
+ * a word boundary: with GPT-2's own split (tokenizer_gpt2.c), or with the bytes
+ * split here, which bpe files made before GPT-2's split was bpe's mean.  It cuts
+ * GPT-2 style (contractions, an optional space plus a run of letters, digits or
+ * punctuation, whitespace runs), but bytes >= 0x80 count as letters, which keeps
+ * UTF-8 sequences inside words without decoding them, and chunks are capped at
+ * MAX_CHUNK bytes, which bounds the work per chunk.  Tokens are at most MAX_CHUNK
+ * bytes with either split.
  */
 #include "io/tokenizer_internal.h"
 
@@ -140,7 +143,7 @@ size_t tok_chunk_end(const uint8_t *s, size_t n, size_t i)
     return j;
 }
 
-/* tok_chunk_end's split as a regular expression (io/tokenizer.h): a contraction,
+/* tok_chunk_end's bytes split as a regular expression (io/tokenizer.h): a contraction,
  * an optional space and a run of letters (ASCII ones and every non-ASCII
  * character), of digits or of other ASCII characters, a blank run that leaves
  * its last blank to a non-blank after it, any other blank run.  Written with
@@ -155,6 +158,28 @@ const char TOKENIZER_BPE_SPLIT_REGEX[] =
     "|[\\x09-\\x0D\\x20]+";
 
 /* --------------------------------------------------------------- tokenizer */
+
+static const char *const SPLIT_NAMES[] = {"bytes", "gpt2"};
+
+const char *tokenizer_split_name(tokenizer_split_kind split)
+{
+    return SPLIT_NAMES[split];
+}
+
+int tokenizer_split_parse(const char *name, size_t len, tokenizer_split_kind *split)
+{
+    for (int i = 0; i < 2; i++)
+        if (strlen(SPLIT_NAMES[i]) == len && memcmp(name, SPLIT_NAMES[i], len) == 0) {
+            *split = (tokenizer_split_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+tokenizer_split_kind tokenizer_split(const tokenizer *t)
+{
+    return t->split;
+}
 
 void tokenizer_free(tokenizer *t)
 {
@@ -274,9 +299,18 @@ tokenizer *tokenizer_new_byte(void)
     return tok_create(KIND_BYTE, NULL, 0, err, sizeof err);
 }
 
-tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, char *err, size_t errlen)
+tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, tokenizer_split_kind split,
+                             char *err, size_t errlen)
 {
-    return tok_create(KIND_BPE, merges, nmerges, err, errlen);
+    tokenizer *t = tok_create(KIND_BPE, merges, nmerges, err, errlen);
+    if (t && split == TOKENIZER_SPLIT_GPT2) {
+        t->split = split;
+        if (!(t->re = tok_gpt2_pattern(err, errlen))) {
+            tokenizer_free(t);
+            return NULL;
+        }
+    }
+    return t;
 }
 
 const uint32_t *tokenizer_merges(const tokenizer *t, size_t *n)
@@ -303,7 +337,7 @@ int tokenizer_vocab_size(const tokenizer *t)
 
 bool tokenizer_same(const tokenizer *a, const tokenizer *b)
 {
-    if (a->kind != b->kind || a->vocab != b->vocab || a->eos != b->eos ||
+    if (a->kind != b->kind || a->split != b->split || a->vocab != b->vocab || a->eos != b->eos ||
         a->nmerges != b->nmerges ||
         (a->nmerges && memcmp(a->merges, b->merges, 2 * (size_t)a->nmerges * sizeof *a->merges)))
         return false;
@@ -413,7 +447,7 @@ size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint3
             ids[i] = text[i];
         return n;
     }
-    if (t->kind == KIND_GPT2)
+    if (t->split == TOKENIZER_SPLIT_GPT2)
         return tok_encode_gpt2(t, text, n, ids);
     size_t k = 0;
     for (size_t i = 0; i < n;) {

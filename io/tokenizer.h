@@ -2,7 +2,10 @@
  *
  * BPE token ids: 0..255 are the bytes; id 256+i is merge i, the concatenation of
  * the two earlier tokens merges[i].  Encoding applies merges in rank order, so
- * decode(encode(x)) == x for every byte string x.
+ * decode(encode(x)) == x for every byte string x.  Merges never cross the chunks
+ * a pre-split cuts the text into; bpe has two (tokenizer_split_kind): GPT-2's,
+ * the one prep trains by default, and the byte classes of files made before it.
+ * A token is at most 256 bytes long.
  *
  * gpt2: OpenAI's byte-level BPE with its own vocabulary (id -> bytes), merges (id pairs
  * in rank order) and pre-tokenization pattern, giving the ids OpenAI's and Hugging
@@ -12,7 +15,9 @@
  * here (prep splits a corpus's documents at that text itself).
  *
  * Saved as JSON:
- *   {"type": "byte"|"bpe", "vocab_size": N, "merges": [[a, b], ...]}
+ *   {"type": "byte", "vocab_size": 256, "merges": []}
+ *   {"type": "bpe", "split": "gpt2"|"bytes", "vocab_size": N, "merges": [[a, b], ...]}
+ *                                (no "split": "bytes", as files made before it)
  *   {"type": "gpt2", "vocab_size": N, "eos_id": E, "vocab": [token, ...],
  *    "merges": [[a, b], ...]}   (tokens in GPT-2's byte-to-unicode spelling, by id)
  */
@@ -25,14 +30,30 @@
 
 typedef struct tokenizer tokenizer;
 
+/* bpe's pre-split.  GPT2: GPT-2's pattern exactly as the gpt2 kind applies it
+ * (Unicode classes, ill-formed UTF-8 read as U+FFFD, chunks of any length), so
+ * llama.cpp and Hugging Face's GPT-2 tokenizers give bpe's ids.  BYTES:
+ * tokenizer.c's byte classes (every byte >= 0x80 a letter, chunks cut at 256
+ * bytes; TOKENIZER_BPE_SPLIT_REGEX), what every bpe file without a split means. */
+typedef enum { TOKENIZER_SPLIT_BYTES, TOKENIZER_SPLIT_GPT2 } tokenizer_split_kind;
+
+/* "bytes" or "gpt2", as files name the split. */
+const char *tokenizer_split_name(tokenizer_split_kind split);
+/* The split a file names; -1 for a name that is none. */
+int tokenizer_split_parse(const char *name, size_t len, tokenizer_split_kind *split);
+/* A bpe tokenizer's split (gpt2 for the gpt2 kind, bytes for the byte kind). */
+tokenizer_split_kind tokenizer_split(const tokenizer *t);
+
 tokenizer *tokenizer_new_byte(void);
-/* Learns vocab_size - 256 merges from text; NULL with a reason in err on failure. */
-tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size, char *err,
-                               size_t errlen);
+/* Learns vocab_size - 256 merges from the chunks split cuts text into (never a
+ * token over 256 bytes); NULL with a reason in err on failure. */
+tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size,
+                               tokenizer_split_kind split, char *err, size_t errlen);
 void tokenizer_free(tokenizer *t);
 /* Rebuilds a BPE tokenizer from its merges (e.g. stored in a checkpoint): merges[2i],
  * merges[2i+1] make token 256+i.  NULL with a reason in err if they are inconsistent. */
-tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, char *err, size_t errlen);
+tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, tokenizer_split_kind split,
+                             char *err, size_t errlen);
 /* The merges in that layout, *n of them (NULL and 0 for the byte tokenizer). */
 const uint32_t *tokenizer_merges(const tokenizer *t, size_t *n);
 
@@ -61,7 +82,7 @@ int tokenizer_eos(const tokenizer *t);
 size_t tokenizer_spell_gpt2(const uint8_t *bytes, size_t n, char *out);
 long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out);
 
-/* The bpe tokenizer's pre-split as a regular expression in the syntax Oniguruma
+/* The bytes split of bpe as a regular expression in the syntax Oniguruma
  * (Hugging Face's tokenizers), JavaScript and PCRE2 share: on valid UTF-8 its
  * successive matches are the chunks bpe encodes one by one, except where a chunk
  * would reach 256 bytes (a run of one kind of byte, such as CJK text without
@@ -70,12 +91,13 @@ extern const char TOKENIZER_BPE_SPLIT_REGEX[];
 
 int tokenizer_vocab_size(const tokenizer *t);
 /* Whether a and b turn every text into the same ids and back: the same kind,
- * end-of-text id, merges and bytes of every token. */
+ * split, end-of-text id, merges and bytes of every token. */
 bool tokenizer_same(const tokenizer *a, const tokenizer *b);
 const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
 
 /* Writes at most n ids (n always suffices); returns the count, or SIZE_MAX when
- * out of memory (gpt2 only: its matcher and word cache are allocated per call). */
+ * out of memory (GPT-2's split only: its matcher and word cache are allocated per
+ * call). */
 size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
 /* Returns the number of bytes the ids decode to; writes at most cap of them. */
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t *out,

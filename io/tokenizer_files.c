@@ -36,6 +36,8 @@ static cJSON *to_json(const tokenizer *t)
 {
     cJSON *root = cJSON_CreateObject();
     int ok = cJSON_AddStringToObject(root, "type", tokenizer_type(t)) &&
+             (t->kind != KIND_BPE ||
+              cJSON_AddStringToObject(root, "split", tokenizer_split_name(t->split))) &&
              cJSON_AddNumberToObject(root, "vocab_size", tokenizer_vocab_size(t));
     if (ok && t->kind == KIND_GPT2)
         ok = add_gpt2_vocab(root, t);
@@ -178,6 +180,21 @@ static tokenizer *gpt2_from_json(const cJSON *root, uint32_t vocab, char *err, s
     return t;
 }
 
+/* bpe's "split": absent in files made before GPT-2's split, which mean the bytes one. */
+static int parse_split(const cJSON *root, tokenizer_split_kind *split, char *err, size_t errlen)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "split");
+    *split = TOKENIZER_SPLIT_BYTES;
+    if (!s || (cJSON_IsString(s) &&
+               tokenizer_split_parse(s->valuestring, strlen(s->valuestring), split) == 0))
+        return 0;
+    if (cJSON_IsString(s))
+        snprintf(err, errlen, "unknown split \"%.40s\" (gpt2 or bytes)", s->valuestring);
+    else
+        snprintf(err, errlen, "\"split\" is not a string (gpt2 or bytes)");
+    return -1;
+}
+
 static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(root)) {
@@ -193,6 +210,10 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
     }
     if (json_uint(cJSON_GetObjectItemCaseSensitive(root, "vocab_size"), MAX_VOCAB, &vocab) != 0) {
         snprintf(err, errlen, "missing or invalid \"vocab_size\"");
+        return NULL;
+    }
+    if (strcmp(type->valuestring, "bpe") != 0 && cJSON_GetObjectItemCaseSensitive(root, "split")) {
+        snprintf(err, errlen, "\"split\" is for bpe tokenizers, not %.40s", type->valuestring);
         return NULL;
     }
     if (strcmp(type->valuestring, "byte") == 0) {
@@ -212,8 +233,11 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
         snprintf(err, errlen, "BPE vocab_size %u is below %d", vocab, BYTE_VOCAB);
         return NULL;
     }
+    tokenizer_split_kind split;
+    if (parse_split(root, &split, err, errlen) != 0)
+        return NULL;
     uint32_t *m = parse_merges(merges, vocab - BYTE_VOCAB, err, errlen);
-    tokenizer *t = m ? tok_create(KIND_BPE, m, vocab - BYTE_VOCAB, err, errlen) : NULL;
+    tokenizer *t = m ? tokenizer_new_bpe(m, vocab - BYTE_VOCAB, split, err, errlen) : NULL;
     free(m);
     return t;
 }
@@ -446,7 +470,7 @@ static uint32_t *hf_merges(const tokenizer *t, const cJSON *arr, size_t len, siz
 static tokenizer *gpt2_finish(tokenizer *t, const uint32_t *m, size_t n, char *err,
                               size_t errlen)
 {
-    if (tok_gpt2_set_merges(t, m, n, err, errlen) != 0 || tok_gpt2_compile(t, err, errlen) != 0) {
+    if (tok_gpt2_set_merges(t, m, n, err, errlen) != 0 || !(t->re = tok_gpt2_pattern(err, errlen))) {
         tokenizer_free(t);
         return NULL;
     }

@@ -1,9 +1,10 @@
 /* tokenizer_gpt2: GPT-2's tokenizer (io/tokenizer_internal.h): its vocabulary and
- * merges checked and indexed, its byte-to-unicode spelling, and encoding.
+ * merges checked and indexed, its byte-to-unicode spelling, its split and encoding.
  *
- * gpt2 cuts with GPT-2's own pattern (PCRE2, Unicode classes) and no cap, as the
- * reference encoders do, then applies the same rank-ordered merging to each chunk
- * (tok_encode_chunk).
+ * GPT-2's split cuts with GPT-2's own pattern (PCRE2, Unicode classes) and no cap,
+ * as the reference encoders do; encoding then applies the same rank-ordered merging
+ * to each chunk (tok_encode_chunk).  bpe with that split trains on these chunks and
+ * encodes here too.
  */
 #include "io/tokenizer_internal.h"
 
@@ -125,6 +126,7 @@ static tokenizer *gpt2_new(size_t vocab, size_t total, char *err, size_t errlen)
     tokenizer *t = calloc(1, sizeof *t);
     if (t) {
         t->kind = KIND_GPT2;
+        t->split = TOKENIZER_SPLIT_GPT2;
         t->vocab = (uint32_t)vocab;
         t->by_bytes_cap = 64;
         while (t->by_bytes_cap < 2 * vocab)
@@ -256,20 +258,20 @@ int tok_gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, ch
     return rc;
 }
 
-int tok_gpt2_compile(tokenizer *t, char *err, size_t errlen)
+pcre2_code *tok_gpt2_pattern(char *err, size_t errlen)
 {
     int code;
     PCRE2_SIZE at;
-    t->re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                          &code, &at, NULL);
-    if (!t->re) {
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP, &code, &at, NULL);
+    if (!re) {
         PCRE2_UCHAR why[120];
         pcre2_get_error_message(code, why, sizeof why);
         snprintf(err, errlen, "PCRE2 refuses GPT-2's pattern: %s", (const char *)why);
-        return -1;
+        return NULL;
     }
-    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);   /* without JIT it still matches, slower */
-    return 0;
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   /* without JIT it still matches, slower */
+    return re;
 }
 
 tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
@@ -277,7 +279,7 @@ tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t
 {
     tokenizer *t = tok_gpt2_alloc(bytes, lens, vocab, err, errlen);
     if (t && (tok_gpt2_set_merges(t, merges, nmerges, err, errlen) != 0 ||
-              tok_gpt2_compile(t, err, errlen) != 0)) {
+              !(t->re = tok_gpt2_pattern(err, errlen)))) {
         tokenizer_free(t);
         return NULL;
     }
@@ -303,10 +305,11 @@ typedef struct {
 
 typedef struct {
     const tokenizer *t;
-    pcre2_match_data *md;
     word_cache cache;
     chunk_scratch big;   /* for chunks over MAX_CHUNK bytes */
     size_t big_cap;
+    uint32_t *ids;       /* the output, k ids so far */
+    size_t k;
 } gpt2_ctx;
 
 static int cache_init(word_cache *c, size_t text_len)
@@ -398,31 +401,36 @@ typedef struct {
     size_t off, raw_len;
 } fix;
 
+typedef struct {
+    const pcre2_code *re;
+    pcre2_match_data *md;
+    tok_chunk_fn fn;
+    void *ctx;
+} splitter;
+
 /* Splits subject (the input, or its copy with U+FFFD for each ill-formed sequence,
- * listed in fixes) with the pattern and encodes the input bytes of each piece. */
-static size_t gpt2_split(gpt2_ctx *c, const uint8_t *subject, size_t len, const uint8_t *raw,
-                         const fix *fixes, size_t nfixes, uint32_t *ids)
+ * listed in fixes) with the pattern and hands on the input bytes of each piece. */
+static int split_subject(const splitter *sp, const uint8_t *subject, size_t len,
+                         const uint8_t *raw, const fix *fixes, size_t nfixes)
 {
-    size_t k = 0, at = 0, raw_at = 0, shift = 0, f = 0;
+    size_t at = 0, raw_at = 0, shift = 0, f = 0;
     while (at < len) {
-        int rc = pcre2_match(c->t->re, subject, len, at, PCRE2_NO_UTF_CHECK, c->md, NULL);
+        int rc = pcre2_match(sp->re, subject, len, at, PCRE2_NO_UTF_CHECK, sp->md, NULL);
         if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
-            return SIZE_MAX;
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+            return -1;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sp->md);
         /* Every character matches some branch, so a gap or no match cannot happen on
          * valid UTF-8; should one, its bytes still become a chunk of their own. */
         size_t end = rc < 0 ? len : ov[0] > at ? ov[0] : ov[1];
         for (; f < nfixes && fixes[f].off < end; f++)
             shift += 3 - fixes[f].raw_len;
         size_t raw_end = end - shift;
-        size_t got = gpt2_chunk(c, raw + raw_at, raw_end - raw_at, ids + k);
-        if (got == SIZE_MAX)
-            return SIZE_MAX;
-        k += got;
+        if (sp->fn(sp->ctx, raw + raw_at, raw_end - raw_at) != 0)
+            return -1;
         at = end;
         raw_at = raw_end;
     }
-    return k;
+    return 0;
 }
 
 /* The input with each maximal ill-formed sequence replaced by U+FFFD (EF BF BD). */
@@ -476,26 +484,42 @@ static size_t first_ill_formed(const uint8_t *text, size_t n)
     return n;
 }
 
+int tok_split_gpt2(const pcre2_code *re, const uint8_t *text, size_t n, tok_chunk_fn fn,
+                   void *ctx)
+{
+    splitter sp = {re, pcre2_match_data_create(1, NULL), fn, ctx};
+    int rc = -1;
+    if (sp.md && first_ill_formed(text, n) == n) {
+        rc = split_subject(&sp, text, n, text, NULL, 0);
+    } else if (sp.md) {
+        size_t len, nfixes;
+        fix *fixes;
+        uint8_t *sub = replace_ill_formed(text, n, &len, &fixes, &nfixes);
+        if (sub)
+            rc = split_subject(&sp, sub, len, text, fixes, nfixes);
+        free(sub);
+        free(fixes);
+    }
+    pcre2_match_data_free(sp.md);
+    return rc;
+}
+
+static int encode_piece(void *ctx, const uint8_t *s, size_t n)
+{
+    gpt2_ctx *c = ctx;
+    size_t got = gpt2_chunk(c, s, n, c->ids + c->k);
+    if (got == SIZE_MAX)
+        return -1;
+    c->k += got;
+    return 0;
+}
+
 size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
 {
-    gpt2_ctx c = {.t = t, .md = pcre2_match_data_create(1, NULL)};
-    size_t k = SIZE_MAX;
-    if (c.md && cache_init(&c.cache, n) == 0) {
-        if (first_ill_formed(text, n) == n) {
-            k = gpt2_split(&c, text, n, text, NULL, 0, ids);
-        } else {
-            size_t len, nfixes;
-            fix *fixes;
-            uint8_t *sub = replace_ill_formed(text, n, &len, &fixes, &nfixes);
-            if (sub)
-                k = gpt2_split(&c, sub, len, text, fixes, nfixes, ids);
-            free(sub);
-            free(fixes);
-        }
-    }
-    pcre2_match_data_free(c.md);
+    gpt2_ctx c = {.t = t, .ids = ids};
+    int rc = cache_init(&c.cache, n) == 0 ? tok_split_gpt2(t->re, text, n, encode_piece, &c) : -1;
     cache_free(&c.cache);
     free(c.big.sym);
     free(c.big.heap);
-    return k;
+    return rc == 0 ? c.k : SIZE_MAX;
 }

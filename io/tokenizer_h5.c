@@ -27,6 +27,8 @@ int tokenizer_h5_write(hid_t g, const tokenizer *t)
 {
     int rc = h5_attr_str(g, "type", tokenizer_type(t)) |
              h5_attr_i64(g, "vocab_size", tokenizer_vocab_size(t));
+    if (strcmp(tokenizer_type(t), "bpe") == 0)
+        rc |= h5_attr_str(g, "split", tokenizer_split_name(tokenizer_split(t)));
     size_t n = 0;
     const uint32_t *merges = tokenizer_merges(t, &n);
     /* an empty list too: a reader cannot tell a missing one from a lost one */
@@ -112,6 +114,23 @@ static tokenizer *read_gpt2(hid_t g, const uint32_t *merges, size_t nmerges, cha
     return t;
 }
 
+/* bpe's split: no attribute in files written before GPT-2's split, which mean
+ * the bytes one.  0, or -1 with a reason in err. */
+static int read_split(hid_t g, tokenizer_split_kind *split, char *err, size_t errlen)
+{
+    char name[32];
+    *split = TOKENIZER_SPLIT_BYTES;
+    if (H5Aexists(g, "split") == 0)
+        return 0;
+    if (h5_attr_read_str(g, "split", name, sizeof name) != 0)
+        snprintf(err, errlen, "/tokenizer split is not a readable string");
+    else if (tokenizer_split_parse(name, strlen(name), split) != 0)
+        snprintf(err, errlen, "/tokenizer split \"%s\" is unknown (gpt2 or bytes)", name);
+    else
+        return 0;
+    return -1;
+}
+
 tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
 {
     char type[32], why[200];
@@ -131,6 +150,9 @@ tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
     }
     size_t n = 0;
     long long size;
+    tokenizer_split_kind split = TOKENIZER_SPLIT_BYTES;
+    if (strcmp(type, "bpe") == 0 && read_split(g, &split, err, errlen) != 0)
+        return NULL;
     uint32_t *merges = read_merges(g, strcmp(type, "bpe") == 0, &n);
     tokenizer *t = NULL;
     if (!merges)
@@ -139,7 +161,7 @@ tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
         t = read_gpt2(g, merges, n, err, errlen);
     else if (h5_attr_read_i64(g, "vocab_size", &size) != 0 || size != 256 + (long long)n)
         snprintf(err, errlen, "/tokenizer vocab_size is missing or not 256 + %zu merges", n);
-    else if (!(t = tokenizer_new_bpe(merges, n, why, sizeof why)))
+    else if (!(t = tokenizer_new_bpe(merges, n, split, why, sizeof why)))
         snprintf(err, errlen, "/tokenizer: %s", why);
     free(merges);
     return t;

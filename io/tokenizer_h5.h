@@ -1,7 +1,8 @@
 /* tokenizer_h5: a tokenizer as the /tokenizer group of a checkpoint (docs/design.md), so a
  * checkpoint or int8 model file encodes and decodes without the data directory.
  *
- *   attributes  type ("byte"|"bpe"|"gpt2"), vocab_size; eos_id for gpt2
+ *   attributes  type ("byte"|"bpe"|"gpt2"), vocab_size; eos_id for gpt2; split for bpe
+ *               ("gpt2"|"bytes"; absent in files made before it: "bytes")
  *   merges         int32 [n,2]        bpe, gpt2: merge i joins tokens merges[i][0], [i][1]
  *                                     (bpe: into token 256+i)
  *   vocab          uint8 [total]      gpt2: every token's bytes, concatenated in id order

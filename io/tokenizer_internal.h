@@ -1,9 +1,10 @@
 /* tokenizer_internal: what the tokenizer's four files share (private to them:
  * io/tokenizer.h is the interface).
  *
- *   tokenizer.c        the struct, the byte and BPE tokenizers, the pre-split,
+ *   tokenizer.c        the struct, the byte and BPE tokenizers, the bytes split,
  *                      rank-ordered merging, encode and decode
- *   tokenizer_gpt2.c   GPT-2's tokenizer: its vocabulary, merges, spelling and encoding
+ *   tokenizer_gpt2.c   GPT-2's tokenizer: its vocabulary, merges, spelling, its
+ *                      split (bpe's too) and encoding with it
  *   tokenizer_train.c  learning BPE merges from a corpus
  *   tokenizer_files.c  tokenizer.json, and GPT-2's vocabulary and merges files
  *
@@ -57,13 +58,24 @@ int tok_map_put(pair_map *m, uint64_t key, uint32_t val);
 /* Grows *p (of *cap elements of size elem) to hold at least need elements. */
 int tok_grow(void *p, size_t *cap, size_t need, size_t elem);
 
-/* End of the chunk starting at s[i]; never more than MAX_CHUNK bytes. */
+/* End of the chunk of the bytes split starting at s[i]; never more than MAX_CHUNK
+ * bytes. */
 size_t tok_chunk_end(const uint8_t *s, size_t n, size_t i);
+
+/* Takes the chunks of a split one by one: 0, or -1 to stop (out of memory). */
+typedef int (*tok_chunk_fn)(void *ctx, const uint8_t *s, size_t n);
+/* Cuts text with GPT-2's pattern re (tok_gpt2_pattern) as the gpt2 kind does, and
+ * hands fn each chunk's bytes in order.  Text that is not valid UTF-8 is cut as
+ * its decoding with each maximal ill-formed sequence read as U+FFFD.  0, or -1
+ * when out of memory, PCRE2 fails or fn does. */
+int tok_split_gpt2(const pcre2_code *re, const uint8_t *text, size_t n, tok_chunk_fn fn,
+                   void *ctx);
 
 enum { KIND_BYTE, KIND_BPE, KIND_GPT2 };
 
 struct tokenizer {
     int kind;
+    tokenizer_split_kind split;   /* GPT2 for gpt2; BYTES (unused) for byte */
     int eos;              /* -1: none */
     uint32_t vocab;       /* ids 0..vocab-1 */
     uint32_t nmerges;
@@ -76,7 +88,7 @@ struct tokenizer {
     uint8_t *pool;
     uint32_t *by_bytes;   /* gpt2: open-addressing table of ids keyed by their bytes */
     size_t by_bytes_cap;
-    pcre2_code *re;       /* gpt2: the pre-tokenization pattern */
+    pcre2_code *re;       /* split GPT2: the pre-tokenization pattern */
 };
 
 /* Puts "tokenizer: out of memory" in err; returns -1. */
@@ -107,7 +119,7 @@ size_t tok_encode_short(const tokenizer *t, const uint8_t *s, uint32_t n, uint32
 static const char GPT2_EOS[] = "<|endoftext|>";
 enum { NO_ID = -1 };
 
-/* tokenizer_encode for gpt2. */
+/* tokenizer_encode for GPT-2's split (gpt2, and bpe with that split). */
 size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
 /* The id of the token with these bytes, or NO_ID. */
 long tok_gpt2_token_id(const tokenizer *t, const uint8_t *s, size_t n);
@@ -119,8 +131,7 @@ tokenizer *tok_gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t voc
  * merges) into a token of the vocabulary, and be new.  0, or -1 with a reason in err. */
 int tok_gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, char *err,
                         size_t errlen);
-/* Compiles GPT-2's pre-tokenization pattern into t->re; 0, or -1 with PCRE2's reason
- * in err. */
-int tok_gpt2_compile(tokenizer *t, char *err, size_t errlen);
+/* GPT-2's pre-tokenization pattern, compiled; NULL with PCRE2's reason in err. */
+pcre2_code *tok_gpt2_pattern(char *err, size_t errlen);
 
 #endif

@@ -1,9 +1,11 @@
 /* tokenizer_train: learning BPE merges from a corpus (io/tokenizer_internal.h).
  *
- * The corpus is cut into chunks as encoding cuts it (tok_chunk_end), each distinct
- * chunk is counted once with its frequency, and the most frequent pair is merged
- * until the vocabulary is full or nothing is left to merge.  Pair counts are kept
- * up to date incrementally: a merge only revisits the words its pair occurs in.
+ * The corpus is cut into chunks as encoding cuts it (GPT-2's split, tok_split_gpt2,
+ * or the bytes split, tok_chunk_end), each distinct chunk is counted once with its
+ * frequency, and the most frequent pair is merged until the vocabulary is full or
+ * nothing is left to merge.  A pair that would make a token over MAX_CHUNK bytes
+ * (only GPT-2's split has such chunks) is never merged.  Pair counts are kept up to
+ * date incrementally: a merge only revisits the words its pair occurs in.
  */
 #include "io/tokenizer_internal.h"
 
@@ -56,6 +58,7 @@ typedef struct {
     size_t nheap, cap_heap;
     uint32_t *touched;   /* pairs whose count rose during the current merge */
     size_t ntouched, cap_touched;
+    uint32_t *tok_len;   /* bytes of each token made so far */
 } bpe_trainer;
 
 static void bpe_trainer_free(bpe_trainer *tr)
@@ -68,6 +71,7 @@ static void bpe_trainer_free(bpe_trainer *tr)
     free(tr->occ);
     free(tr->heap);
     free(tr->touched);
+    free(tr->tok_len);
 }
 
 static int word_equals(const bpe_trainer *tr, const word *w, const uint8_t *s, size_t n)
@@ -99,11 +103,15 @@ static int table_grow(bpe_trainer *tr)
     return 0;
 }
 
-/* Counts one chunk; chunks of one byte can never merge and are not kept. */
-static int count_chunk(bpe_trainer *tr, const uint8_t *s, size_t n)
+/* Counts one chunk (a tok_chunk_fn of the trainer); chunks of one byte can never
+ * merge and are not kept. */
+static int count_chunk(void *ctx, const uint8_t *s, size_t n)
 {
+    bpe_trainer *tr = ctx;
     if (n < 2)
         return 0;
+    if (n >= UINT32_MAX)
+        return -1;
     if (2 * (tr->nwords + 1) > tr->table_cap && table_grow(tr) != 0)
         return -1;
     uint64_t h = fnv1a64(s, n);
@@ -263,11 +271,14 @@ static int apply_merge(bpe_trainer *tr, uint32_t pair, uint32_t z, uint32_t stam
 }
 
 /* Most frequent pair, or -1 when nothing is left to merge.  Entries whose count is
- * out of date are re-queued with the current count (counts only fall between pushes). */
+ * out of date are re-queued with the current count (counts only fall between pushes);
+ * pairs too long to merge are dropped. */
 static int64_t best_pair(bpe_trainer *tr)
 {
     while (tr->nheap > 0) {
         heap_entry e = heap_pop(tr);
+        if (tr->tok_len[e.a] + tr->tok_len[e.b] > MAX_CHUNK)
+            continue;
         int64_t now = tr->pairs[e.pair].count;
         if (now == e.count)
             return e.pair;
@@ -289,18 +300,30 @@ static int count_pairs(bpe_trainer *tr)
     return flush_touched(tr);
 }
 
-/* Learns up to want merges into merges[]; returns how many, or -1 when out of memory. */
-static int64_t learn_merges(bpe_trainer *tr, const uint8_t *text, size_t n, uint32_t want,
-                            uint32_t *merges)
+/* Counts the chunks of text: GPT-2's split with its pattern re, else the bytes split. */
+static int count_chunks(bpe_trainer *tr, const pcre2_code *re, const uint8_t *text, size_t n)
 {
+    if (re)
+        return tok_split_gpt2(re, text, n, count_chunk, tr);
     for (size_t i = 0; i < n;) {
         size_t end = tok_chunk_end(text, n, i);
         if (count_chunk(tr, text + i, end - i) != 0)
             return -1;
         i = end;
     }
-    if (tok_map_init(&tr->pair_index, tr->nsyms) != 0 || count_pairs(tr) != 0)
+    return 0;
+}
+
+/* Learns up to want merges into merges[]; returns how many, or -1 when out of memory. */
+static int64_t learn_merges(bpe_trainer *tr, const pcre2_code *re, const uint8_t *text,
+                            size_t n, uint32_t want, uint32_t *merges)
+{
+    tr->tok_len = malloc((BYTE_VOCAB + (size_t)want) * sizeof *tr->tok_len);
+    if (!tr->tok_len || count_chunks(tr, re, text, n) != 0 ||
+        tok_map_init(&tr->pair_index, tr->nsyms) != 0 || count_pairs(tr) != 0)
         return -1;
+    for (uint32_t id = 0; id < BYTE_VOCAB; id++)
+        tr->tok_len[id] = 1;
     for (uint32_t m = 0; m < want; m++) {
         int64_t best = best_pair(tr);
         if (best == -1)
@@ -309,30 +332,35 @@ static int64_t learn_merges(bpe_trainer *tr, const uint8_t *text, size_t n, uint
             return -1;
         merges[2 * m] = tr->pairs[best].a;
         merges[2 * m + 1] = tr->pairs[best].b;
+        tr->tok_len[BYTE_VOCAB + m] = tr->tok_len[merges[2 * m]] + tr->tok_len[merges[2 * m + 1]];
         if (apply_merge(tr, (uint32_t)best, BYTE_VOCAB + m, m + 1) != 0)
             return -1;
     }
     return want;
 }
 
-tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size, char *err,
-                               size_t errlen)
+tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size,
+                               tokenizer_split_kind split, char *err, size_t errlen)
 {
     if (vocab_size <= BYTE_VOCAB || vocab_size > MAX_VOCAB) {
         snprintf(err, errlen, "BPE vocabulary size %d out of range (%d..%d)", vocab_size,
                  BYTE_VOCAB + 1, MAX_VOCAB);
         return NULL;
     }
+    pcre2_code *re = NULL;
+    if (split == TOKENIZER_SPLIT_GPT2 && !(re = tok_gpt2_pattern(err, errlen)))
+        return NULL;
     uint32_t want = (uint32_t)vocab_size - BYTE_VOCAB;
     uint32_t *merges = malloc(2 * (size_t)want * sizeof *merges);
     bpe_trainer tr = {0};
-    int64_t got = merges ? learn_merges(&tr, text, n, want, merges) : -1;
+    int64_t got = merges ? learn_merges(&tr, re, text, n, want, merges) : -1;
     bpe_trainer_free(&tr);
+    pcre2_code_free(re);
     tokenizer *t = NULL;
     if (got < 0)
         tok_fail_oom(err, errlen);
     else
-        t = tokenizer_new_bpe(merges, (size_t)got, err, errlen);
+        t = tokenizer_new_bpe(merges, (size_t)got, split, err, errlen);
     free(merges);
     return t;
 }

@@ -309,7 +309,7 @@ static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t
     }
     if (!a->bpe)
         return tokenizer_new_byte();
-    tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, err, sizeof err);
+    tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, TOKENIZER_SPLIT_BYTES, err, sizeof err);
     if (!t)
         die(EXIT_IO, "%s", err);
     else if (tokenizer_vocab_size(t) < a->vocab)

@@ -130,7 +130,7 @@ static void test_round_trip_is_bit_exact(void **state)
     char path[256], err[512];
     make_state(f, 16, 1);
     uint32_t merges[4] = {'a', 'b', 256, 'c'};   /* "ab", "abc" */
-    tokenizer *tok = tokenizer_new_bpe(merges, 2, err, sizeof err);
+    tokenizer *tok = tokenizer_new_bpe(merges, 2, TOKENIZER_SPLIT_GPT2, err, sizeof err);
     assert_non_null(tok);
     ckpt_state s = view(f, 5);
     s.tok = tok;
@@ -549,7 +549,7 @@ static void test_tokenizer_without_merges(void **state)
     char path[256], err[512];
     make_state(f, 16, 1);
     snprintf(path, sizeof path, "%s/tok.h5", f->dir);
-    tokenizer *bpe = tokenizer_new_bpe(NULL, 0, err, sizeof err);
+    tokenizer *bpe = tokenizer_new_bpe(NULL, 0, TOKENIZER_SPLIT_GPT2, err, sizeof err);
     assert_non_null(bpe);
     tokenizer_round_trip(f, path, bpe);
     hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -563,7 +563,7 @@ static void test_tokenizer_without_merges(void **state)
     tokenizer_free(bpe);
 
     uint32_t one[2] = {'a', 'b'};   /* vocab_size 257: a lost list is not "no merges" */
-    bpe = tokenizer_new_bpe(one, 1, err, sizeof err);
+    bpe = tokenizer_new_bpe(one, 1, TOKENIZER_SPLIT_GPT2, err, sizeof err);
     assert_non_null(bpe);
     tokenizer_round_trip(f, path, bpe);
     tokenizer_free(bpe);

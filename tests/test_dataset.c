@@ -120,7 +120,7 @@ static void test_tokenizer_checked_before_training(void **state)
 
     /* a BPE vocabulary larger than the model's */
     const uint32_t merges[] = {97, 98, 256, 99};
-    tokenizer *bpe = tokenizer_new_bpe(merges, 2, err, sizeof err);
+    tokenizer *bpe = tokenizer_new_bpe(merges, 2, TOKENIZER_SPLIT_GPT2, err, sizeof err);
     assert_non_null(bpe);
     assert_int_equal(tokenizer_save(bpe, path, err, sizeof err), 0);
     assert_int_equal(dataset_write_manifest(dir, err, sizeof err), 0);

@@ -3,7 +3,8 @@
  * out loads with every --quant; one whose tensors disagree with its metadata
  * (before anything is allocated at the metadata's size), whose Q8_0 scales
  * are not finite, or whose tokenizer has more tokens than the model has rows
- * is refused with one line, whatever --quant asks, before a weight is used. */
+ * is refused with one line, whatever --quant asks, before a weight is used.
+ * A bpe file's gpt_cpu.tokenizer.split gives the tokenizer's split back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +32,7 @@ typedef struct {
     int block_count;       /* gpt2.block_count */
     int context;           /* gpt2.context_length (position_embd has T rows) */
     const char *type;      /* gpt_cpu.tokenizer.type */
+    const char *split;     /* gpt_cpu.tokenizer.split (NULL: none) */
     const char *short_of;  /* this Q8_0 matrix (llama.cpp name) is declared a row short */
     uint16_t qkv_scale;    /* fp16 bits of blk.0.attn_qkv.weight's first scale */
 } spec;
@@ -73,7 +75,8 @@ static void put_metadata(gguf_writer *w, const spec *s)
                      gguf_put_f32(w, "gpt2.attention.layer_norm_epsilon", 1e-5f) |
                      gguf_put_str(w, "gpt_cpu.tokenizer.type", s->type) |
                      gguf_put_str_array(w, "tokenizer.ggml.tokens", (const char *const *)tok, len,
-                                        (size_t)s->vocab), 0);
+                                        (size_t)s->vocab) |
+                     (s->split ? gguf_put_str(w, "gpt_cpu.tokenizer.split", s->split) : 0), 0);
     for (int i = 0; i < s->vocab; i++)
         free(tok[i]);
 }
@@ -229,6 +232,33 @@ static void test_metadata_disagrees_with_tensors(void **state)
     expect_refused(&s, "gpt2.block_count is 1 but the file holds more blocks");
 }
 
+/* A bpe file names its split; one written before the key existed has none and
+ * means the bytes split; an unknown split is refused, named. */
+static void test_bpe_split(void **state)
+{
+    (void)state;
+    spec s = VALID;
+    s.type = "bpe";
+    const char *split[] = {NULL, "bytes", "gpt2"};
+    const tokenizer_split_kind want[] = {TOKENIZER_SPLIT_BYTES, TOKENIZER_SPLIT_BYTES,
+                                         TOKENIZER_SPLIT_GPT2};
+    for (int i = 0; i < 3; i++) {
+        s.split = split[i];
+        write_gguf(&s);
+        infer_model m;
+        tokenizer *tok = NULL;
+        char err[512] = "";
+        if (infer_load(path, INFER_FP32, &m, &tok, err, sizeof err) != 0)
+            fail_msg("split %s: %s", split[i] ? split[i] : "(none)", err);
+        assert_string_equal(tokenizer_type(tok), "bpe");
+        assert_int_equal(tokenizer_split(tok), want[i]);
+        infer_model_free(&m);
+        tokenizer_free(tok);
+    }
+    s.split = "unicode";
+    expect_refused(&s, "gpt_cpu.tokenizer.split \"unicode\" is unknown (gpt2 or bytes)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_non_finite_q8_0_scale),
         cmocka_unit_test(test_tokenizer_larger_than_the_model),
         cmocka_unit_test(test_metadata_disagrees_with_tensors),
+        cmocka_unit_test(test_bpe_split),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,9 +3,13 @@
  * gpt2: a toy vocabulary worked out by hand, and GPT-2's own (where `make deps` fetched
  * it into build/npm, or $GPT2_REF) against ids the reference JS encoder gave for
  * tests/data/gpt2_mixed.txt (tests/gpt2_ref.js made the .ids files).  The regex
- * export writes for bpe's pre-split against the split itself. */
+ * export writes for bpe's bytes split against the split itself.  bpe of GPT-2's split
+ * against the gpt2 kind with the same vocabulary and merges; files without a split
+ * (made before it) as the bytes split, with ids pinned by hand; the split through
+ * tokenizer.json and HDF5. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <cmocka.h>
 
@@ -15,7 +19,9 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "io/h5attr.h"
 #include "io/tokenizer.h"
+#include "io/tokenizer_h5.h"
 #include "io/tokenizer_internal.h"   /* tok_chunk_end, MAX_CHUNK: the regex's reference */
 
 static uint32_t rnd(uint64_t *s)
@@ -52,15 +58,21 @@ static uint8_t *english(size_t n)
     return t;
 }
 
-static tokenizer *trained(int vocab)
+static tokenizer *trained_with(int vocab, tokenizer_split_kind split)
 {
     uint8_t *text = english(200000);
     char err[256] = "";
-    tokenizer *t = tokenizer_train_bpe(text, 200000, vocab, err, sizeof err);
+    tokenizer *t = tokenizer_train_bpe(text, 200000, vocab, split, err, sizeof err);
     if (!t)
         fprintf(stderr, "train: %s\n", err);
     free(text);
     return t;
+}
+
+/* A bpe of GPT-2's split, prep's default. */
+static tokenizer *trained(int vocab)
+{
+    return trained_with(vocab, TOKENIZER_SPLIT_GPT2);
 }
 
 /* decode(encode(x)) == x, with the output buffer sized exactly. */
@@ -117,10 +129,13 @@ static void test_byte_roundtrip(void **state)
 static void test_bpe_roundtrip(void **state)
 {
     (void)state;
-    tokenizer *t = trained(600);
-    assert_non_null(t);
-    roundtrip_suite(t);
-    tokenizer_free(t);
+    for (int split = TOKENIZER_SPLIT_BYTES; split <= TOKENIZER_SPLIT_GPT2; split++) {
+        tokenizer *t = trained_with(600, (tokenizer_split_kind)split);
+        assert_non_null(t);
+        assert_int_equal(tokenizer_split(t), split);
+        roundtrip_suite(t);
+        tokenizer_free(t);
+    }
 }
 
 static void test_bpe_vocab_and_merges(void **state)
@@ -159,7 +174,8 @@ static void test_bpe_deterministic(void **state)
 static tokenizer *train_str(const char *s, int vocab)
 {
     char err[256];
-    return tokenizer_train_bpe((const uint8_t *)s, strlen(s), vocab, err, sizeof err);
+    return tokenizer_train_bpe((const uint8_t *)s, strlen(s), vocab, TOKENIZER_SPLIT_GPT2, err,
+                               sizeof err);
 }
 
 /* "abababab": (a,b) x4 -> 256, then (256,256) x3 -> 257.  Encoding merges by rank,
@@ -251,9 +267,11 @@ static void test_bpe_bad_vocab(void **state)
 {
     (void)state;
     char err[256] = "";
-    assert_null(tokenizer_train_bpe((const uint8_t *)"abc", 3, 256, err, sizeof err));
+    assert_null(tokenizer_train_bpe((const uint8_t *)"abc", 3, 256, TOKENIZER_SPLIT_GPT2, err,
+                                    sizeof err));
     assert_non_null(strstr(err, "out of range"));
-    assert_null(tokenizer_train_bpe((const uint8_t *)"abc", 3, (1 << 20) + 1, err, sizeof err));
+    assert_null(tokenizer_train_bpe((const uint8_t *)"abc", 3, (1 << 20) + 1,
+                                    TOKENIZER_SPLIT_BYTES, err, sizeof err));
 }
 
 static void test_decode_cap(void **state)
@@ -295,13 +313,15 @@ static void test_save_load(void **state)
     char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512];
     assert_non_null(mkdtemp(dir));
     tmp_path(path, sizeof path, dir, "tok.json");
-    tokenizer *kinds[] = {trained(700), tokenizer_new_byte()};
-    for (int i = 0; i < 2; i++) {
+    tokenizer *kinds[] = {trained(700), trained_with(700, TOKENIZER_SPLIT_BYTES),
+                          tokenizer_new_byte()};
+    for (int i = 0; i < 3; i++) {
         assert_int_equal(tokenizer_save(kinds[i], path, err, sizeof err), 0);
         tokenizer *back = tokenizer_load(path, err, sizeof err);
         assert_non_null(back);
         check_same_encoding(kinds[i], back);
         assert_true(tokenizer_same(kinds[i], back));
+        assert_int_equal(tokenizer_split(back), tokenizer_split(kinds[i]));
         tokenizer_free(back);
         tokenizer_free(kinds[i]);
     }
@@ -312,8 +332,9 @@ static void test_save_load(void **state)
     rmdir(dir);
 }
 
-/* tokenizer_same: a copy is the same; another kind, or a bpe of the same size
- * trained on other text (other merges), is not. */
+/* tokenizer_same: a copy is the same; another kind, a bpe of the same size
+ * trained on other text (other merges), or of the same merges and another split,
+ * is not. */
 static void test_same(void **state)
 {
     (void)state;
@@ -322,18 +343,23 @@ static void test_same(void **state)
     tokenizer *a = train_str("abababab cdcdcd", 258), *b = train_str("cdcdcdcd ababab", 258);
     assert_non_null(a);
     const uint32_t *merges = tokenizer_merges(a, &n);
-    tokenizer *c = tokenizer_new_bpe(merges, n, err, sizeof err);
+    tokenizer *c = tokenizer_new_bpe(merges, n, TOKENIZER_SPLIT_GPT2, err, sizeof err);
+    tokenizer *d = tokenizer_new_bpe(merges, n, TOKENIZER_SPLIT_BYTES, err, sizeof err);
     tokenizer *byte = tokenizer_new_byte();
     assert_non_null(b);
     assert_non_null(c);
+    assert_non_null(d);
     assert_int_equal(tokenizer_vocab_size(a), tokenizer_vocab_size(b));
     assert_true(tokenizer_same(a, c));
     assert_false(tokenizer_same(a, b));
+    assert_false(tokenizer_same(a, d));
+    assert_false(tokenizer_same(d, a));
     assert_false(tokenizer_same(a, byte));
     assert_true(tokenizer_same(byte, byte));
     tokenizer_free(a);
     tokenizer_free(b);
     tokenizer_free(c);
+    tokenizer_free(d);
     tokenizer_free(byte);
 }
 
@@ -344,11 +370,11 @@ static void test_from_merges(void **state)
     size_t n;
     const uint32_t *m = tokenizer_merges(t, &n);
     char err[256];
-    tokenizer *u = tokenizer_new_bpe(m, n, err, sizeof err);
+    tokenizer *u = tokenizer_new_bpe(m, n, tokenizer_split(t), err, sizeof err);
     assert_non_null(u);
     check_same_encoding(t, u);
     uint32_t forward[] = {'a', 'b', 256, 258};   /* merge 1 uses token 258, defined later */
-    assert_null(tokenizer_new_bpe(forward, 2, err, sizeof err));
+    assert_null(tokenizer_new_bpe(forward, 2, TOKENIZER_SPLIT_GPT2, err, sizeof err));
     assert_non_null(strstr(err, "merge 1"));
     tokenizer_free(t);
     tokenizer_free(u);
@@ -374,6 +400,9 @@ static void test_corrupt_rejected(void **state)
         "{\"type\":\"bpe\",\"vocab_size\":257,\"merges\":[[97,1.5]]}",
         "{\"type\":\"bpe\",\"vocab_size\":\"257\",\"merges\":[[97,98]]}",
         "{\"type\":\"bpe\",\"vocab_size\":257}",
+        "{\"type\":\"bpe\",\"split\":\"GPT2\",\"vocab_size\":256,\"merges\":[]}",
+        "{\"type\":\"bpe\",\"split\":null,\"vocab_size\":256,\"merges\":[]}",
+        "{\"type\":\"byte\",\"split\":\"bytes\",\"vocab_size\":256,\"merges\":[]}",
     };
     char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512];
     assert_non_null(mkdtemp(dir));
@@ -830,6 +859,251 @@ static void test_gpt2_real_roundtrip(void **state)
     tokenizer_free(t);
 }
 
+/* ------------------------------------------------- bpe with GPT-2's split */
+
+/* The gpt2 kind with bpe's vocabulary and merges, and <|endoftext|> after them:
+ * it cuts text as GPT-2's tokenizer does, so bpe of GPT-2's split must give its
+ * ids on every text. */
+static tokenizer *gpt2_twin(const tokenizer *bpe)
+{
+    const uint32_t *lens;
+    const uint8_t *bytes = tokenizer_vocab(bpe, &lens);
+    size_t vocab = (size_t)tokenizer_vocab_size(bpe), total = 0, nm;
+    for (size_t id = 0; id < vocab; id++)
+        total += lens[id];
+    uint8_t *all = malloc(total + 13);
+    uint32_t *l = malloc((vocab + 1) * sizeof *l);
+    memcpy(all, bytes, total);
+    memcpy(all + total, "<|endoftext|>", 13);
+    memcpy(l, lens, vocab * sizeof *l);
+    l[vocab] = 13;
+    const uint32_t *m = tokenizer_merges(bpe, &nm);
+    char err[256];
+    tokenizer *g = tokenizer_new_gpt2(all, l, vocab + 1, m, nm, err, sizeof err);
+    if (!g)
+        fail_msg("the gpt2 twin: %s", err);
+    free(all);
+    free(l);
+    return g;
+}
+
+/* Whether a and b give the same ids for text. */
+static bool same_ids(const tokenizer *a, const tokenizer *b, const uint8_t *text, size_t n)
+{
+    uint32_t *ia = malloc((n + 1) * sizeof *ia), *ib = malloc((n + 1) * sizeof *ib);
+    size_t ka = tokenizer_encode(a, text, n, ia), kb = tokenizer_encode(b, text, n, ib);
+    assert_true(ka != SIZE_MAX && kb != SIZE_MAX);
+    bool same = ka == kb && memcmp(ia, ib, ka * sizeof *ia) == 0;
+    free(ia);
+    free(ib);
+    return same;
+}
+
+/* n bytes or a little more of pieces that meet every part of GPT-2's pattern and
+ * where the two splits differ: contractions, blanks of each kind (U+0085, U+00A0,
+ * U+3000; U+180E is none), letters and digits beyond ASCII, CJK and its
+ * punctuation, emoji (symbols to GPT-2, letters to the bytes split), ill-formed
+ * UTF-8, and runs of one piece of 300 to 1000 bytes. */
+static uint8_t *mixed_cases(size_t n, uint64_t seed)
+{
+    static const char *piece[] = {
+        " ", "  ", "\t", "\n", "\r\n", "\v", "a", "Zq", "xyz", "0", "42", "'", "'s", "'t",
+        "'re", "'ll", "'d", "'S", "!", ".", "_", "=", "\x7f", "\x01", "caf\xc3\xa9", "\xc3\xa9",
+        "\xce\xbb\xce\xbf", "\xd9\xa3", "\xe2\x85\xa7", "\xe6\x97\xa5\xe6\x9c\xac", "\xe3\x80\x82",
+        "\xe2\x80\x94", "\xf0\x9f\x98\x80", "\xf0\x9f\x87\xab\xf0\x9f\x87\xb7", "\xc2\x85",
+        "\xc2\xa0", "\xe3\x80\x80", "\xe1\xa0\x8e", "\xef\xbb\xbf", "\xff", "\xe2\x82", "\x80",
+        "\xc0\xaf", "\xed\xa0\x80"};
+    static const char *run[] = {"=", "a", " ", "7", "\xe6\xbc\xa2", "\xf0\x9f\x98\x80", "\xff"};
+    const size_t npieces = sizeof piece / sizeof *piece, nruns = sizeof run / sizeof *run;
+    uint8_t *out = malloc(n + 1100);
+    size_t k = 0;
+    while (k < n) {
+        uint32_t r = rnd(&seed);
+        const char *p = r % 97 == 0 ? run[rnd(&seed) % nruns] : piece[r % npieces];
+        size_t times = r % 97 == 0 ? (300 + rnd(&seed) % 700) / strlen(p) : 1;
+        for (size_t i = 0; i < times; i++, k += strlen(p))
+            memcpy(out + k, p, strlen(p));
+    }
+    return out;
+}
+
+/* Every merge of a short text: each chunk becomes one token, so the tokens of its
+ * encoding are its chunks, here GPT-2's (the bytes split's for contrast). */
+static void test_bpe_gpt2_split_by_hand(void **state)
+{
+    (void)state;
+    static const char text[] = "h\xc3\xa9llo w\xc3\xb6rld! \xe6\x97\xa5\xe6\x9c\xac\xe3\x80\x82"
+                               " a\xf0\x9f\x98\x80" "b ab\xff!cd";
+    static const char *gpt2[] = {"h\xc3\xa9llo", " w\xc3\xb6rld", "!", " \xe6\x97\xa5\xe6\x9c\xac",
+                                 "\xe3\x80\x82", " a", "\xf0\x9f\x98\x80", "b", " ab", "\xff!",
+                                 "cd", NULL};
+    static const char *bytes[] = {"h\xc3\xa9llo", " w\xc3\xb6rld", "!",
+                                  " \xe6\x97\xa5\xe6\x9c\xac\xe3\x80\x82", " a\xf0\x9f\x98\x80" "b",
+                                  " ab\xff", "!", "cd", NULL};
+    const char **want[] = {bytes, gpt2};
+    for (int split = TOKENIZER_SPLIT_BYTES; split <= TOKENIZER_SPLIT_GPT2; split++) {
+        char err[256];
+        tokenizer *t = tokenizer_train_bpe((const uint8_t *)text, sizeof text - 1, 100000,
+                                           (tokenizer_split_kind)split, err, sizeof err);
+        assert_non_null(t);
+        uint32_t ids[64];
+        size_t k = tokenizer_encode(t, (const uint8_t *)text, sizeof text - 1, ids);
+        for (size_t i = 0; i < k; i++) {
+            uint8_t tok[64];
+            size_t len = tokenizer_decode(t, &ids[i], 1, tok, sizeof tok);
+            if (!want[split][i] || len != strlen(want[split][i]) ||
+                memcmp(tok, want[split][i], len) != 0)
+                fail_msg("split %s: token %zu is \"%.*s\"", tokenizer_split_name(split), i,
+                         (int)len, (const char *)tok);
+        }
+        assert_null(want[split][k]);
+        tokenizer_free(t);
+    }
+}
+
+/* bpe of GPT-2's split, trained on mixed cases, gives the ids of the gpt2 kind with
+ * its vocabulary and merges on those texts and others, and round trips; a bpe of the
+ * bytes split trained on the same text does not (the check can fail). */
+static void test_bpe_gpt2_split_is_gpt2s(void **state)
+{
+    (void)state;
+    const size_t n = 60000;
+    uint8_t *text = mixed_cases(n, 1);
+    char err[256];
+    tokenizer *bpe[2], *twin[2];
+    for (int split = TOKENIZER_SPLIT_BYTES; split <= TOKENIZER_SPLIT_GPT2; split++) {
+        bpe[split] = tokenizer_train_bpe(text, n, 3000, (tokenizer_split_kind)split, err,
+                                         sizeof err);
+        if (!bpe[split])
+            fail_msg("%s", err);
+        twin[split] = gpt2_twin(bpe[split]);
+    }
+    assert_false(same_ids(bpe[TOKENIZER_SPLIT_BYTES], twin[TOKENIZER_SPLIT_BYTES], text, n));
+    assert_true(same_ids(bpe[TOKENIZER_SPLIT_GPT2], twin[TOKENIZER_SPLIT_GPT2], text, n));
+    for (uint64_t seed = 2; seed < 12; seed++) {
+        uint8_t *other = mixed_cases(20000, seed);
+        assert_true(same_ids(bpe[TOKENIZER_SPLIT_GPT2], twin[TOKENIZER_SPLIT_GPT2], other, 20000));
+        free(other);
+    }
+    gpt2_roundtrips(bpe[TOKENIZER_SPLIT_GPT2]);
+    roundtrip_suite(bpe[TOKENIZER_SPLIT_GPT2]);
+    for (int i = 0; i < 2; i++) {
+        tokenizer_free(bpe[i]);
+        tokenizer_free(twin[i]);
+    }
+    free(text);
+}
+
+/* GPT-2's split has no cap: runs of 1000 bytes are one chunk each, yet training
+ * makes no token over 256 bytes (which every bpe file must hold to) and the run
+ * encodes as the gpt2 kind encodes it. */
+static void test_bpe_gpt2_split_long_runs(void **state)
+{
+    (void)state;
+    uint8_t text[3000];
+    memset(text, '=', 1000);
+    text[1000] = ' ';
+    for (size_t i = 1001; i + 3 <= sizeof text; i += 3)
+        memcpy(text + i, "\xe6\xbc\xa2", 3);
+    char err[256];
+    tokenizer *t = tokenizer_train_bpe(text, sizeof text - 2, 100000, TOKENIZER_SPLIT_GPT2, err,
+                                       sizeof err);
+    if (!t)
+        fail_msg("%s", err);
+    const uint32_t *lens;
+    tokenizer_vocab(t, &lens);
+    uint32_t longest = 0;
+    for (int id = 0; id < tokenizer_vocab_size(t); id++)
+        longest = lens[id] > longest ? lens[id] : longest;
+    assert_int_equal(longest, MAX_CHUNK);
+    uint32_t ids[3000];
+    assert_int_equal(tokenizer_encode(t, text, 1000, ids), 4);   /* 256 * 3 + 232 */
+    tokenizer *twin = gpt2_twin(t);
+    assert_true(same_ids(t, twin, text, sizeof text - 2));
+    check_roundtrip(t, text, sizeof text - 2);
+    tokenizer_free(twin);
+    tokenizer_free(t);
+}
+
+/* A bpe tokenizer.json written before the split existed (no "split"), with merges
+ * that make "a\xc3\xa9\xf0\x9f\x98\x80" "b" (262, across what GPT-2 cuts) and "xxx" (264): it
+ * means the bytes split and encodes as it always did; naming a split changes that. */
+static void test_bpe_file_without_split(void **state)
+{
+    (void)state;
+    static const char old[] =
+        "{\"type\":\"bpe\",\"vocab_size\":265,\"merges\":[[195,169],[97,256],[240,159],"
+        "[258,152],[259,128],[257,260],[261,98],[120,120],[263,120]]}";
+    static const char *named[] = {",\"split\":\"bytes\"}", ",\"split\":\"gpt2\"}"};
+    const uint8_t emoji[] = "a\xc3\xa9\xf0\x9f\x98\x80" "b";
+    uint8_t xs[257];
+    memset(xs, 'x', sizeof xs);
+    uint32_t ids[300];
+    char err[256], json[512];
+    for (int i = -1; i < 2; i++) {
+        snprintf(json, sizeof json, "%.*s%s", (int)sizeof old - 2, old, i < 0 ? "}" : named[i]);
+        tokenizer *t = tokenizer_parse(json, strlen(json), err, sizeof err);
+        if (!t)
+            fail_msg("%s: %s", json, err);
+        bool gpt2 = i == TOKENIZER_SPLIT_GPT2;
+        assert_int_equal(tokenizer_split(t), gpt2 ? TOKENIZER_SPLIT_GPT2 : TOKENIZER_SPLIT_BYTES);
+        const uint32_t whole[] = {262}, cut[] = {257, 260, 'b'};
+        assert_int_equal(tokenizer_encode(t, emoji, sizeof emoji - 1, ids), gpt2 ? 3 : 1);
+        assert_memory_equal(ids, gpt2 ? cut : whole, (gpt2 ? 3 : 1) * sizeof *ids);
+        /* the bytes split cuts 256 + 1: 128 "xx", "x"; GPT-2's ends on "xxx" */
+        assert_int_equal(tokenizer_encode(t, xs, sizeof xs, ids), gpt2 ? 128 : 129);
+        assert_int_equal(ids[127], gpt2 ? 264 : 263);
+        tokenizer_free(t);
+    }
+}
+
+/* The split survives tokenizer.json and the HDF5 group; a group written before it
+ * (no split attribute) reads as the bytes split, an unknown one is refused by name,
+ * as in tokenizer.json. */
+static void test_bpe_split_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "tok.h5");
+    for (int split = TOKENIZER_SPLIT_BYTES; split <= TOKENIZER_SPLIT_GPT2; split++) {
+        tokenizer *t = trained_with(400, (tokenizer_split_kind)split);
+        hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        assert_int_equal(tokenizer_h5_write(g, t), 0);
+        tokenizer *back = tokenizer_h5_read(g, err, sizeof err);
+        assert_non_null(back);
+        assert_true(tokenizer_same(back, t));
+        tokenizer_free(back);
+        assert_true(H5Adelete(g, "split") >= 0);
+        back = tokenizer_h5_read(g, err, sizeof err);
+        assert_non_null(back);
+        assert_int_equal(tokenizer_split(back), TOKENIZER_SPLIT_BYTES);
+        tokenizer_free(back);
+        assert_int_equal(h5_attr_str(g, "split", "unicode"), 0);
+        assert_null(tokenizer_h5_read(g, err, sizeof err));
+        assert_non_null(strstr(err, "split \"unicode\" is unknown"));
+        H5Gclose(g);
+        H5Fclose(f);
+        tokenizer_free(t);
+    }
+    static const char *bad[][2] = {
+        {"{\"type\":\"bpe\",\"split\":\"GPT2\",\"vocab_size\":256,\"merges\":[]}",
+         "unknown split \"GPT2\""},
+        {"{\"type\":\"bpe\",\"split\":2,\"vocab_size\":256,\"merges\":[]}",
+         "\"split\" is not a string"},
+        {"{\"type\":\"gpt2\",\"split\":\"gpt2\",\"vocab_size\":256,\"merges\":[]}",
+         "\"split\" is for bpe tokenizers, not gpt2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_null(tokenizer_parse(bad[i][0], strlen(bad[i][0]), err, sizeof err));
+        if (!strstr(err, bad[i][1]))
+            fail_msg("\"%s\" does not say \"%s\"", err, bad[i][1]);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -856,6 +1130,11 @@ int main(void)
         cmocka_unit_test(test_gpt2_hf_json),
         cmocka_unit_test(test_gpt2_reference_fixture),
         cmocka_unit_test(test_gpt2_real_roundtrip),
+        cmocka_unit_test(test_bpe_gpt2_split_by_hand),
+        cmocka_unit_test(test_bpe_gpt2_split_is_gpt2s),
+        cmocka_unit_test(test_bpe_gpt2_split_long_runs),
+        cmocka_unit_test(test_bpe_file_without_split),
+        cmocka_unit_test(test_bpe_split_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     gpt2_init_params(&model, 1);
     FUZZ_CHECK(optimizer_create(&opt, model.num_params, err, sizeof err) == 0);
     const uint32_t merges[8] = {'a', 'b', 'c', 'd', 256, 257, 258, 'e'};
-    tokenizer *tok = tokenizer_new_bpe(merges, 4, err, sizeof err);
+    tokenizer *tok = tokenizer_new_bpe(merges, 4, TOKENIZER_SPLIT_GPT2, err, sizeof err);
     FUZZ_CHECK(tok);
     FUZZ_CHECK(ckpt_view_init(&view, &cfg, &model, &opt, err, sizeof err) == 0);
     ckpt_state s = view.s;
