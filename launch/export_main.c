@@ -8,7 +8,7 @@
  * generation_config.json, and the tokenizer as tokenizer.json +
  * tokenizer_config.json (Hugging Face's tokenizers library: our ids, our
  * pre-split for bpe) and as vocab.json + merges.txt (the slow GPT2Tokenizer,
- * build/import).  gguf: llama.cpp's gpt2 architecture: its tensor
+ * build/import: our ids too but for bpe of the bytes split).  gguf: llama.cpp's gpt2 architecture: its tensor
  * names, each weight matrix transposed to [out, in] rows (ne = {in, out}), the
  * gpt2.* hyper-parameters and the tokenizer.ggml.* vocabulary; q8_0 quantizes
  * the weight matrices exactly as infer's int8 mode does (fp16 scales, one per
@@ -20,7 +20,8 @@
  *
  * The vocabulary of every tokenizer type is written GPT-2's way: each token's
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
- * of such spellings (none for the byte tokenizer).  An existing output name is
+ * of such spellings (none for the byte tokenizer); gguf names bpe's split in
+ * gpt_cpu.tokenizer.split.  An existing output name is
  * refused before anything is read, and nothing is left under it when anything
  * fails.
  */
@@ -51,10 +52,11 @@ static const char USAGE[] =
     "  --format F    hf: a Hugging Face folder that transformers loads: config.json,\n"
     "                generation_config.json, model.safetensors, and the tokenizer as\n"
     "                tokenizer.json + tokenizer_config.json (fast tokenizers, transformers.js:\n"
-    "                our ids; for bpe but where a run of one kind of byte reaches 256 bytes)\n"
-    "                and as vocab.json + merges.txt (the slow GPT2Tokenizer: GPT-2's\n"
-    "                pre-split, other ids for bpe); gguf: one file llama.cpp and\n"
-    "                build/infer load\n"
+    "                our ids; for a bpe of the bytes split but where a run of one kind of\n"
+    "                byte reaches 256 bytes) and as vocab.json + merges.txt (the slow\n"
+    "                GPT2Tokenizer: GPT-2's pre-split, other ids for a bpe of the bytes\n"
+    "                split); gguf: one file llama.cpp and build/infer load (llama.cpp: our\n"
+    "                ids but for a bpe of the bytes split)\n"
     "  --out PATH    the folder (hf) or file (gguf) to write: a new name, an existing file\n"
     "                or folder is refused.  A folder is built in PATH.tmp-XXXXXX beside it;\n"
     "                those a killed export left are removed, and named on stderr\n"
@@ -330,14 +332,20 @@ static cJSON *byte_level(bool add_prefix_space, bool trim_offsets, bool use_rege
     return o;
 }
 
+/* A bpe tokenizer of the bytes split (tokenizer.c's), which GPT-2's tools do not know. */
+static bool bytes_split_bpe(const tokenizer *t)
+{
+    return strcmp(tokenizer_type(t), "bpe") == 0 && tokenizer_split(t) == TOKENIZER_SPLIT_BYTES;
+}
+
 /* How the text is cut into the pieces merges stay within, then spelled byte by
- * byte: gpt2 with GPT-2's regex (ByteLevel's own), byte not at all, bpe with
- * tokenizer.c's split written as a regex (Split, then ByteLevel without one). */
+ * byte: gpt2 and bpe of GPT-2's split with GPT-2's regex (ByteLevel's own), byte
+ * not at all, bpe of the bytes split with tokenizer.c's split written as a regex
+ * (Split, then ByteLevel without one). */
 static cJSON *pre_tokenizer(const tokenizer *t)
 {
-    const char *kind = tokenizer_type(t);
-    if (strcmp(kind, "bpe") != 0)
-        return byte_level(false, true, strcmp(kind, "gpt2") == 0);
+    if (!bytes_split_bpe(t))
+        return byte_level(false, true, strcmp(tokenizer_type(t), "byte") != 0);
     cJSON *split = cJSON_CreateObject();
     cJSON_AddStringToObject(split, "type", "Split");
     cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex",
@@ -388,7 +396,8 @@ static cJSON *bpe_model(const vocab_text *v)
 
 /* tokenizer.json, Hugging Face tokenizers' format (transformers' fast
  * tokenizer, transformers.js): our ids for any valid UTF-8 text, but for bpe
- * near the cut of a chunk of 256 bytes (TOKENIZER_BPE_SPLIT_REGEX). */
+ * of the bytes split near the cut of a chunk of 256 bytes
+ * (TOKENIZER_BPE_SPLIT_REGEX). */
 static int hf_tokenizer_json(const char *dir, const tokenizer *t, const vocab_text *v, char *err,
                              size_t errlen)
 {
@@ -408,9 +417,9 @@ static int hf_tokenizer_json(const char *dir, const tokenizer *t, const vocab_te
     return write_json(dir, "tokenizer.json", o, err, errlen);
 }
 
-/* tokenizer_config.json.  bpe names the generic fast class: the slow
- * GPT2Tokenizer would read vocab.json and merges.txt with GPT-2's pre-split,
- * not ours.  Without an end-of-text token (byte, bpe) the special tokens are
+/* tokenizer_config.json.  bpe of the bytes split names the generic fast class:
+ * the slow GPT2Tokenizer would read vocab.json and merges.txt with GPT-2's
+ * pre-split, not that one.  Without an end-of-text token (byte, bpe) the special tokens are
  * null, or transformers would take GPT-2's <|endoftext|>, which those
  * vocabularies do not hold. */
 static int hf_tokenizer_config(const char *dir, const model_src *m, const vocab_text *v,
@@ -418,8 +427,8 @@ static int hf_tokenizer_config(const char *dir, const model_src *m, const vocab_
 {
     int eos = tokenizer_eos(m->tok);
     cJSON *o = cJSON_CreateObject();
-    bool bpe = strcmp(tokenizer_type(m->tok), "bpe") == 0;
-    cJSON_AddStringToObject(o, "tokenizer_class", bpe ? "PreTrainedTokenizerFast" : "GPT2Tokenizer");
+    cJSON_AddStringToObject(o, "tokenizer_class",
+                            bytes_split_bpe(m->tok) ? "PreTrainedTokenizerFast" : "GPT2Tokenizer");
     cJSON_AddNumberToObject(o, "model_max_length", m->d.n_positions);
     cJSON_AddFalseToObject(o, "add_prefix_space");
     cJSON_AddFalseToObject(o, "clean_up_tokenization_spaces");   /* decode gives the text back */
@@ -566,6 +575,10 @@ static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v
              gguf_put_f32(w, "gpt2.attention.layer_norm_epsilon", 1e-5f) |
              gguf_put_str(w, "tokenizer.ggml.model", "gpt2") |
              gguf_put_str(w, "gpt_cpu.tokenizer.type", tokenizer_type(m->tok)) |
+             (strcmp(tokenizer_type(m->tok), "bpe") == 0
+                  ? gguf_put_str(w, "gpt_cpu.tokenizer.split",
+                                 tokenizer_split_name(tokenizer_split(m->tok)))
+                  : 0) |
              gguf_put_str(w, "tokenizer.ggml.pre", "gpt-2") |
              gguf_put_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, v->len,
                                 (size_t)v->n) |

@@ -110,10 +110,15 @@ def check_file(path, ck, q8):
     if kind == "Q8_0":
         want_keys.add("general.quantization_version")
     want_keys |= {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"}
+    attr = lambda name, default=None: (lambda v: v.decode() if isinstance(v, bytes) else v)(
+        ck["tokenizer"].attrs.get(name, default))
+    kind_tok = attr("type")
+    if kind_tok == "bpe":   # its split, "bytes" where the checkpoint predates it
+        want_keys.add("gpt_cpu.tokenizer.split")
+        assert r.kv["gpt_cpu.tokenizer.split"][1] == attr("split", "bytes"), r.kv["gpt_cpu.tokenizer.split"]
     assert set(r.kv) == want_keys, sorted(set(r.kv) ^ want_keys)
     # gpt2's <|endoftext|>; the others have none: the NUL byte, not llama.cpp's default 11
-    kind_tok = ck["tokenizer"].attrs["type"]
-    stop = 50256 if (kind_tok.decode() if isinstance(kind_tok, bytes) else kind_tok) == "gpt2" else 0
+    stop = 50256 if kind_tok == "gpt2" else 0
     assert r.kv["tokenizer.ggml.eos_token_id"][1] == stop, r.kv["tokenizer.ggml.eos_token_id"]
     expect = {"general.architecture": "gpt2", "gpt2.context_length": cfg["n_positions"],
               "gpt2.embedding_length": cfg["n_embd"], "gpt2.feed_forward_length": 4 * cfg["n_embd"],
