@@ -25,9 +25,10 @@ typedef struct {
     int ninputs;
     const char *out;
     int bpe, gpt2;
-    const char *vocab_arg, *fraction_arg;   /* NULL = not given */
+    const char *vocab_arg, *fraction_arg, *split_arg;   /* NULL = not given */
     const char *vocab_file, *merges_file;   /* --tokenizer gpt2 */
     long vocab;
+    tokenizer_split_kind split;
     double val_fraction;
 } prep_args;
 
@@ -44,7 +45,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: prep --input PATH... --out DIR [--tokenizer byte|bpe|gpt2] [--vocab N]\n"
-            "            [--vocab-file FILE --merges FILE] [--val-fraction F]\n"
+            "            [--split gpt2|bytes] [--vocab-file FILE --merges FILE] [--val-fraction F]\n"
             "Concatenates the input files (a directory means its regular files, sorted by name,\n"
             "without *.dat and *.u8), tokenizes them and writes DIR/tokenizer.json,\n"
             "DIR/train.tok (the first 1-F of the tokens), DIR/val.tok (the last F) and\n"
@@ -53,6 +54,10 @@ static void usage(FILE *f)
             "                gpt2 (GPT-2's, from --vocab-file and --merges; the token\n"
             "                <|endoftext|> between input files and for that text in them)\n"
             "  --vocab       BPE vocabulary size, 257..%d (default %d)\n"
+            "  --split       how bpe cuts text into the words merges stay within: gpt2\n"
+            "                (default; GPT-2's pattern, so llama.cpp and Hugging Face's GPT-2\n"
+            "                tokenizers give our ids) or bytes (the byte classes of bpe\n"
+            "                datasets made before gpt2 was the default: remakes one of them)\n"
             "  --vocab-file  GPT-2's encoder.json (OpenAI) or vocab.json (Hugging Face)\n"
             "  --merges      GPT-2's vocab.bpe (OpenAI) or merges.txt (Hugging Face)\n"
             "  --val-fraction  in (0, 1), default 0.1\n"
@@ -84,7 +89,8 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
     }
     int known = !strcmp(flag, "--out") || !strcmp(flag, "--tokenizer") ||
                 !strcmp(flag, "--vocab") || !strcmp(flag, "--val-fraction") ||
-                !strcmp(flag, "--vocab-file") || !strcmp(flag, "--merges");
+                !strcmp(flag, "--vocab-file") || !strcmp(flag, "--merges") ||
+                !strcmp(flag, "--split");
     if (!known)
         return die(EXIT_USAGE, "unknown option '%s' (see --help)", flag);
     if (*i >= argc)
@@ -100,6 +106,8 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
         a->vocab_file = v;
     else if (!strcmp(flag, "--merges"))
         a->merges_file = v;
+    else if (!strcmp(flag, "--split"))
+        a->split_arg = v;
     else if (strcmp(v, "byte") && strcmp(v, "bpe") && strcmp(v, "gpt2"))
         return die(EXIT_USAGE, "--tokenizer must be byte, bpe or gpt2, not '%s'", v);
     else {
@@ -119,6 +127,11 @@ static int check_numbers(prep_args *a)
         return die(EXIT_USAGE, "--tokenizer gpt2 goes with both --vocab-file and --merges");
     if (a->gpt2 && a->vocab_arg)
         return die(EXIT_USAGE, "--vocab is for bpe: gpt2's vocabulary is --vocab-file");
+    a->split = TOKENIZER_SPLIT_GPT2;
+    if (a->split_arg && (!a->bpe || tokenizer_split_parse(a->split_arg, strlen(a->split_arg),
+                                                          &a->split) != 0))
+        return die(EXIT_USAGE, a->bpe ? "--split must be gpt2 or bytes, not '%s'"
+                                      : "--split %s needs --tokenizer bpe", a->split_arg);
     if (!a->bpe) {
         if (a->vocab_arg && parse_number(a->vocab_arg) != 256)
             return die(EXIT_USAGE, "--vocab %s needs --tokenizer bpe (the byte vocabulary is 256)",
@@ -309,7 +322,7 @@ static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t
     }
     if (!a->bpe)
         return tokenizer_new_byte();
-    tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, TOKENIZER_SPLIT_BYTES, err, sizeof err);
+    tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, a->split, err, sizeof err);
     if (!t)
         die(EXIT_IO, "%s", err);
     else if (tokenizer_vocab_size(t) < a->vocab)
@@ -480,9 +493,12 @@ static int tokenize_and_write(const prep_args *a, const uint8_t *text, size_t n,
                  (unsigned long long)ntrain, (unsigned long long)nval);
     else
         rc = write_outputs(a->out, t, ids, ntrain, nval);
+    bool bpe = strcmp(tokenizer_type(t), "bpe") == 0;
     if (rc == 0)
-        fprintf(stderr, "prep: %s -> %llu tokens (%s, vocab %d): train %llu, val %llu -> %s (%.2f s)\n",
-                stats, (unsigned long long)count, tokenizer_type(t), tokenizer_vocab_size(t),
+        fprintf(stderr, "prep: %s -> %llu tokens (%s%s%s, vocab %d): train %llu, val %llu -> %s "
+                "(%.2f s)\n", stats, (unsigned long long)count, tokenizer_type(t),
+                bpe ? ", split " : "", bpe ? tokenizer_split_name(tokenizer_split(t)) : "",
+                tokenizer_vocab_size(t),
                 (unsigned long long)ntrain, (unsigned long long)nval, a->out,
                 clock_mono_s() - start);
     free(ids);

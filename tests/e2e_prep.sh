@@ -1,6 +1,7 @@
 #!/bin/sh
-# End-to-end check of $BUILD/prep on a corpus made here: byte and BPE outputs,
-# token-file sizes against their headers, the train/val split, directory inputs
+# End-to-end check of $BUILD/prep on a corpus made here: byte and BPE outputs
+# (GPT-2's split by default, --split bytes as datasets made before it; on text
+# where they cut differently, other ids), token-file sizes against their headers, the train/val split, directory inputs
 # (skipping *.dat, *.u8 and links to files already read), and one-line errors
 # (an input that is the output dataset or inside it among them), and the
 # temporary folder a killed prep leaves removed by the next one.
@@ -52,7 +53,24 @@ val=$(count_of "$tmp/bpe/val.tok")
 total=$(sed -n 's/.*-> \([0-9]*\) tokens.*/\1/p' "$tmp/log")
 [ $((train + val)) -eq "$total" ] || fail "bpe: $train + $val != $total"
 [ "$total" -lt "$bytes" ] || fail "bpe: $total tokens for $bytes bytes"
-grep -q '"type":"bpe","vocab_size":300' "$tmp/bpe/tokenizer.json" || fail "bpe: tokenizer.json"
+grep -q '"type":"bpe","split":"gpt2","vocab_size":300' "$tmp/bpe/tokenizer.json" || fail "bpe: tokenizer.json"
+grep -q "(bpe, split gpt2, vocab 300)" "$tmp/log" || fail "bpe: the summary does not name the split"
+# --split bytes: the byte classes of bpe datasets made before GPT-2's split, whose
+# tokenizer.json had no split (docs/design.md); on ASCII prose the two cut alike,
+# where a non-ASCII symbol meets a letter they do not
+"$PREP" --input "$tmp/corpus.txt" --out "$tmp/bytes" --tokenizer bpe --vocab 300 --val-fraction 0.2 \
+    --split bytes 2>"$tmp/log" || fail "bpe --split bytes: $(cat "$tmp/log")"
+grep -q '"type":"bpe","split":"bytes","vocab_size":300' "$tmp/bytes/tokenizer.json" ||
+    fail "bpe --split bytes: tokenizer.json"
+cmp -s "$tmp/bpe/train.tok" "$tmp/bytes/train.tok" || fail "bpe: the splits differ on ASCII prose"
+awk '{ gsub(/ the /, " the\342\200\224"); gsub(/ river /, " river\360\237\214\212"); print }' \
+    "$tmp/corpus.txt" >"$tmp/symbols.txt"
+for split in gpt2 bytes; do
+    "$PREP" --input "$tmp/symbols.txt" --out "$tmp/sym_$split" --tokenizer bpe --vocab 1000 \
+        --split $split 2>"$tmp/log" || fail "bpe --split $split: $(cat "$tmp/log")"
+done
+! cmp -s "$tmp/sym_gpt2/train.tok" "$tmp/sym_bytes/train.tok" ||
+    fail "bpe: --split bytes and gpt2 give the same ids where a symbol meets a word"
 
 # Directory input: sorted regular files; index, .u8 and duplicate links skipped.
 mkdir "$tmp/dir" "$tmp/dir/sub"
@@ -100,6 +118,9 @@ expect_error 2 --input --out "$tmp/x"
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --tokenizer bpe --vocab 256
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --tokenizer bpe --vocab 2000000
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --tokenizer wordpiece
+expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --tokenizer bpe --split unicode
+grep -q "split must be gpt2 or bytes, not 'unicode'" "$tmp/err" || fail "--split unicode: $(cat "$tmp/err")"
+expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --split bytes
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --val-fraction 1
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --val-fraction abc
 expect_error 1 --input "$tmp/no-such-file" --out "$tmp/x"
