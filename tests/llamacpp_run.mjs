@@ -1,7 +1,8 @@
 // llama.cpp on a GGUF file, through the npm package node-llama-cpp (its
 // prebuilt CPU binaries; never built from source here), for
 // tests/e2e_llamacpp.sh:
-//   node tests/llamacpp_run.mjs NODE_MODULES MODEL.gguf PROMPT N IDS OUT.f32 TEXT [VAL.tok W]
+//   node tests/llamacpp_run.mjs NODE_MODULES MODEL.gguf PROMPT N IDS OUT.f32 TEXT [VAL.tok W
+//        [TEXTS OUT.ids]]
 // - tokenizes PROMPT (no BOS: llama.cpp adds none for GPT-2) and generates N
 //   tokens greedily with llama.cpp's own sampler (temperature 0), writing the
 //   prompt and the generated text as llama.cpp detokenizes them (special
@@ -11,7 +12,9 @@
 //   [n, n_vocab], to OUT.f32;
 // - with VAL.tok (prep's format) and W: the first W windows of n_ctx + 1
 //   tokens at multiples of n_ctx, as build/infer --eval cuts them: mean
-//   cross-entropy and greedy accuracy from llama.cpp's logits.
+//   cross-entropy and greedy accuracy from llama.cpp's logits;
+// - with TEXTS (a UTF-8 file) and OUT.ids: tokenizes the whole file as one
+//   text, as PROMPT, and writes its ids to OUT.ids, one a line.
 // Prints one JSON object: release, system_info, n_vocab, n_ctx, prompt,
 // generated, eval.  The KV cache is F32 and flash attention off, so what
 // differs from build/infer is the arithmetic of the products and of GELU
@@ -21,8 +24,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [modules, modelPath, prompt, nNew, idsPath, outPath, textPath, valPath, nWindows] =
-    process.argv.slice(2);
+const [modules, modelPath, prompt, nNew, idsPath, outPath, textPath, valPath, nWindows, textsPath,
+       textIdsPath] = process.argv.slice(2);
 const skip = (why) => {
     console.log("SKIP e2e_llamacpp: " + why);
     process.exit(77);
@@ -98,6 +101,9 @@ if (valPath) {
     evalOut = { windows, tokens: windows * nCtx, loss: loss / (windows * nCtx),
                 accuracy: correct / (windows * nCtx) };
 }
+
+if (textsPath)
+    writeFileSync(textIdsPath, model.tokenize(readFileSync(textsPath, "utf8")).join("\n") + "\n");
 
 console.log(JSON.stringify({
     release: llama.llamaCppRelease, system_info: llama.systemInfo, n_vocab: nVocab, n_ctx: nCtx,
