@@ -406,6 +406,7 @@ static const char *not_gpt2(const cJSON *root, char *why, size_t cap)
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     const cJSON *pre_type = cJSON_GetObjectItemCaseSensitive(pre, "type");
     const cJSON *regex = cJSON_GetObjectItemCaseSensitive(pre, "use_regex");
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space");
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (!cJSON_IsObject(model))
         snprintf(why, cap, "no \"model\": not a Hugging Face tokenizer.json");
@@ -417,6 +418,8 @@ static const char *not_gpt2(const cJSON *root, char *why, size_t cap)
                  cJSON_IsString(pre_type) ? pre_type->valuestring : "(none)");
     else if (cJSON_IsFalse(regex))
         snprintf(why, cap, "ByteLevel without GPT-2's regex (use_regex false)");
+    else if (cJSON_IsTrue(prefix))   /* it would encode "Hi" as " Hi" */
+        snprintf(why, cap, "ByteLevel that adds a space before the text (add_prefix_space true)");
     else if (norm && !cJSON_IsNull(norm))
         snprintf(why, cap, "a normalizer");
     else

@@ -756,6 +756,8 @@ static void test_gpt2_hf_json(void **state)
         {"\"BPE\"", "{\"type\": \"Metaspace\"}", "null", strings, "Metaspace, not ByteLevel"},
         {"\"BPE\"", "{\"type\": \"ByteLevel\", \"use_regex\": false}", "null", strings,
          "use_regex false"},
+        {"\"BPE\"", "{\"type\": \"ByteLevel\", \"add_prefix_space\": true}", "null", strings,
+         "add_prefix_space true"},
         {"\"BPE\"", level, "{\"type\": \"NFC\"}", strings, "a normalizer"},
         {"\"BPE\"", level, "null", "[\"t h\", [\"th\"]]", "model.merges[1]: neither"},
         {"\"BPE\"", level, "null", "[\"t h\", \"t zz\"]", "\"zz\" is not in the vocabulary"},
