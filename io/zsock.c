@@ -208,7 +208,11 @@ int zsock_endpoint_check(const char *key, const char *ep, char *err, size_t errl
     if (zsock_endpoint_none(ep) || (strncmp(ep, "ipc://", 6) == 0 && ep[6]) ||
         tcp_host(ep, host, sizeof host))
         return 0;
-    snprintf(err, errlen, "%s \"%s\": expected tcp://HOST:PORT, ipc://PATH or none", key, ep);
+    /* "none" (no socket) is a value of the config's endpoint keys; the programs'
+     * options (--serve, --control, --endpoint) need a socket */
+    bool config_key = strncmp(key, "config:", 7) == 0;
+    snprintf(err, errlen, "%s \"%s\": expected tcp://HOST:PORT%s", key, ep,
+             config_key ? ", ipc://PATH or none" : " or ipc://PATH");
     return -1;
 }
 

@@ -97,7 +97,8 @@ void zsock_request_close(zsock_request *r);
 /* ---- endpoint policy ---- */
 bool zsock_endpoint_none(const char *ep);      /* "none" or "": no socket */
 bool zsock_endpoint_loopback(const char *ep);  /* 127.x, localhost, [::1], ipc://, none */
-/* 0 if ep is tcp://HOST:PORT, ipc://PATH or none; -1 with a reason naming key. */
+/* 0 if ep is tcp://HOST:PORT, ipc://PATH or none; -1 with a reason naming key
+ * (a key "config: ..." is told that none is allowed; an option is not). */
 int zsock_endpoint_check(const char *key, const char *ep, char *err, size_t errlen);
 /* zsock_endpoint_check, and a non-loopback endpoint needs a token (NULL or ""
  * is none; longer than ZSOCK_TOKEN_MAX is refused).  tokenname says where a

@@ -35,6 +35,11 @@ static void test_loopback_and_syntax(void **state)
         assert_int_equal(zsock_endpoint_policy("k", bad[i], "tk", "a token", err, sizeof err), -1);
     }
     assert_int_equal(zsock_endpoint_check("k", "tcp://*:5555", err, sizeof err), 0);
+    /* none is offered to a config key, where it means no socket, not to an option */
+    assert_int_equal(zsock_endpoint_check("config: status_endpoint", "x", err, sizeof err), -1);
+    assert_non_null(strstr(err, "ipc://PATH or none"));
+    assert_int_equal(zsock_endpoint_check("--serve", "x", err, sizeof err), -1);
+    assert_null(strstr(err, "none"));
 }
 
 static void test_token_policy(void **state)
