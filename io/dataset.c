@@ -202,7 +202,7 @@ static int open_split(token_shard *s, const char *dir, const char *name, int T, 
         shard_close(s);
         return -1;
     }
-    if (s->count < (uint64_t)T + 2) {
+    if (s->count < (uint64_t)T + 1) {
         snprintf(err, errlen, "%s: %" PRIu64 " tokens is too few for windows of %d+1 tokens", path,
                  s->count, T);
         shard_close(s);

@@ -465,6 +465,36 @@ static void test_split_changed_under_the_run(void **state)
     dataset_close(&d);
 }
 
+/* A split of T+1 tokens holds one window of T+1: training has one sample
+ * (every batch repeats it) and the val split one window; T tokens are too
+ * few. */
+static void test_split_of_one_window(void **state)
+{
+    (void)state;
+    char dir[128], err[512];
+    snprintf(dir, sizeof dir, "%s/d", root);
+    assert_int_equal(fs_mkdir_p(dir, err, sizeof err), 0);
+    write_split("train.tok", 9);
+    write_split("val.tok", 9);
+    dataset d;
+    if (dataset_open(&d, dir, 8, 256, 1, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(dataset_train_samples(&d), 1);
+    assert_int_equal(dataset_val_windows(&d), 1);
+    int in[2 * 8], tg[2 * 8];
+    assert_int_equal(dataset_train_batch(&d, 0, 2, in, tg, err, sizeof err), 0);
+    for (int t = 0; t < 16; t++) {
+        assert_int_equal(in[t], t % 8);
+        assert_int_equal(tg[t], t % 8 + 1);
+    }
+    assert_int_equal(dataset_val_batch(&d, 0, 1, in, tg, err, sizeof err), 0);
+    assert_int_equal(tg[7], 8);
+    dataset_close(&d);
+    write_split("val.tok", 8);
+    assert_int_equal(dataset_open(&d, dir, 8, 256, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "val.tok: 8 tokens is too few for windows of 8+1 tokens"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_split_of_one_window, make_root, remove_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
