@@ -183,7 +183,7 @@ static void report_done(const train_result *res, const run_config *cfg)
         return;
     }
     char val[32] = "not evaluated";
-    if (res->final_val_loss == res->final_val_loss)   /* not NaN */
+    if (res->evaluated)
         snprintf(val, sizeof val, "%.4f", res->final_val_loss);
     fprintf(stderr, "done: %d steps, train loss %.4f, val loss %s, %.1f s training, %.0f tok/s (median)\n",
             res->steps_done, res->final_loss, val, res->train_seconds, res->tokens_per_s);

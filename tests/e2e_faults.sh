@@ -14,6 +14,8 @@
 #    record after the cut one on its own line;
 #  - a loss that turns non-finite: stopped after 10 skipped steps, exit 4,
 #    the checkpoints of the steps before still there and resumable;
+#  - fewer non-finite steps than that: the run ends, its done line and record
+#    give the NaN losses, not "val loss not evaluated";
 #  - SIGHUP mid-run: saves a checkpoint of the step it stopped at, exits 0; a
 #    second SIGHUP during that save kills it, the earlier checkpoint kept;
 #  - a missing, corrupt or too-large tokenizer.json, a foreign val.tok, a
@@ -98,6 +100,18 @@ expect_exit 0 $div --set max_steps=12 --resume auto
 grep -q "resumed from $tmp/diverge/ckpt_000010.h5 at step 10" "$tmp/err" ||
     { cat "$tmp/err"; fail "no resume from the last good checkpoint"; }
 echo "a run whose loss turns non-finite: one line, exit 4, the good checkpoints kept and resumable"
+# fewer non-finite steps than stop a run: it ends, and its last line and done
+# record say that the eval ran and gave NaN, not that none ran
+expect_exit 0 --set out_dir="$tmp/nanval" --set max_steps=6 --set eval_every=6 --set lr=1e30 \
+    --set warmup_steps=0
+grep -q "^done: 6 steps, train loss -*nan, val loss -*nan," "$tmp/err" ||
+    { cat "$tmp/err"; fail "a NaN val loss reported as not evaluated"; }
+python3 - "$tmp/nanval/log.jsonl" <<'PY' || fail "done record of a run with a NaN loss"
+import json, sys
+done = [r for r in map(json.loads, open(sys.argv[1])) if r.get("message") == "done"]
+assert len(done) == 1 and done[0]["loss"] is None and done[0]["val_loss"] is None, done
+PY
+echo "a run that ends with a NaN loss: the done line and record give it, not 'not evaluated'"
 
 # ---- SIGHUP --------------------------------------------------------------------
 "$BUILD/trainer" --config "$tmp/cfg.json" --set out_dir="$tmp/hup" --set max_steps=1000000 \

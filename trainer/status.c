@@ -190,15 +190,15 @@ void status_event_fields(status_log *s, int step, const char *message, const cha
 }
 
 void status_done(status_log *s, int step, double tokens_per_s, double train_s,
-                 double peak_gflops, float final_loss, float val_loss)
+                 double peak_gflops, const float *final_loss, const float *val_loss)
 {
     cJSON *o = record("event", step, 0);
     cJSON_DeleteItemFromObject(o, "max_steps");
     cJSON_AddStringToObject(o, "message", "done");
-    if (final_loss == final_loss)   /* not NaN: a step ran */
-        cJSON_AddNumberToObject(o, "loss", final_loss);
-    if (val_loss == val_loss)   /* not NaN: an eval ran */
-        cJSON_AddNumberToObject(o, "val_loss", val_loss);
+    if (final_loss)
+        cJSON_AddNumberToObject(o, "loss", *final_loss);
+    if (val_loss)
+        cJSON_AddNumberToObject(o, "val_loss", *val_loss);
     cJSON_AddNumberToObject(o, "tokens_per_s", tokens_per_s);
     cJSON_AddNumberToObject(o, "train_s", train_s);
     cJSON_AddNumberToObject(o, "peak_gflops", peak_gflops);

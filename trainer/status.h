@@ -58,9 +58,10 @@ void status_event(status_log *s, const char *type, int step, const char *message
  * message (e.g. the training event's precision measurement); echoed on stderr. */
 void status_event_fields(status_log *s, int step, const char *message, const char *fields);
 
-/* The closing "event" record (message "done") with the run's summary figures. */
+/* The closing "event" record (message "done") with the run's summary figures;
+ * final_loss NULL: no step ran, val_loss NULL: no eval ran (a NaN is null). */
 void status_done(status_log *s, int step, double tokens_per_s, double train_s,
-                 double peak_gflops, float final_loss, float val_loss);
+                 double peak_gflops, const float *final_loss, const float *val_loss);
 
 /* a "checkpoint" record (path, size_mb, write_s, and blocked_s: the
  * time the training loop waited for it), also echoed on stderr. */

@@ -376,7 +376,6 @@ static int loop_open(trainer *tr, run_state *rs, train_result *res, char *err, s
     rs->peak_flops = run_peak_gflops(tr) * 1e9 * tr->world->size;
     rs->step_s = calloc((size_t)rs->ntimed_cap, sizeof *rs->step_s);
     rs->t_start = clock_mono_s();
-    res->final_loss = res->final_val_loss = NAN;   /* a resume may have no step left */
     res->steps_done = rs->first;
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
                          .rank = tr->world->rank, .ranks = tr->world->size,
@@ -469,6 +468,7 @@ static int eval_step(trainer *tr, int done, train_result *res, char *err, size_t
         return -1;
     status_eval(&tr->status, done, tr->cfg->max_steps, val, clock_mono_s() - te);
     res->final_val_loss = val;
+    res->evaluated = true;
     return 0;
 }
 
@@ -732,7 +732,8 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
             status_event(&tr.status, "error", res->steps_done, err);
         else
             status_done(&tr.status, res->steps_done, res->tokens_per_s, res->train_seconds,
-                        run_peak_gflops(&tr), res->final_loss, res->final_val_loss);
+                        run_peak_gflops(&tr), res->steps_run > 0 ? &res->final_loss : NULL,
+                        res->evaluated ? &res->final_val_loss : NULL);
     }
     trainer_close(&tr);
     return rc;

@@ -13,10 +13,11 @@
 #include "trainer/model.h"
 
 typedef struct {
-    float final_loss;       /* mean train loss of the last step, NaN if none ran */
-    float final_val_loss;   /* last eval, NaN if none ran */
+    float final_loss;       /* mean train loss of the last step (steps_run > 0) */
+    float final_val_loss;   /* the last eval's loss (evaluated), NaN as it came */
     int steps_done;
     int steps_run;          /* by this process: 0 when a resume had none left */
+    bool evaluated;         /* this process ran an eval */
     double train_seconds;   /* time in training steps (eval excluded) */
     double tokens_per_s;    /* median over the steps after the first */
     bool diverged;          /* stopped after too many non-finite steps in a row */
