@@ -447,9 +447,11 @@ long ckpt_name_step(const char *name)
     const char *p = name + 5, *q = p;
     while (*q >= '0' && *q <= '9')
         q++;
-    if (q == p || q - p > 9 || strcmp(q, ".h5") != 0)
+    /* steps are ints: up to INT_MAX, 10 digits (ckpt_%06d writes as many as it needs) */
+    if (q == p || q - p > 10 || strcmp(q, ".h5") != 0)
         return -1;
-    return strtol(p, NULL, 10);
+    long step = strtol(p, NULL, 10);
+    return step <= INT_MAX ? step : -1;
 }
 
 typedef struct {

@@ -151,7 +151,8 @@ void ckpt_model_close(ckpt_model_file *f);   /* NULL: nothing */
  * (r = n otherwise); then for l = 0..3, r = rotl64(r ^ h[l], 27) * K. */
 uint64_t ckpt_checksum(const float *x, size_t n);
 
-/* Step of a file name "ckpt_<digits>.h5" (no directory), or -1 for any other name. */
+/* Step of a file name "ckpt_<digits>.h5" (no directory, a step up to INT_MAX), or -1 for
+ * any other name. */
 long ckpt_name_step(const char *name);
 
 #endif

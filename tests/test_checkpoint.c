@@ -734,6 +734,11 @@ static void test_name_steps(void **state)
     (void)state;
     assert_int_equal(ckpt_name_step("ckpt_000012.h5"), 12);
     assert_int_equal(ckpt_name_step("ckpt_1234567.h5"), 1234567);
+    /* max_steps goes up to INT_MAX: its checkpoints' names have 10 digits */
+    assert_int_equal(ckpt_name_step("ckpt_1000000000.h5"), 1000000000);
+    assert_int_equal(ckpt_name_step("ckpt_2147483647.h5"), 2147483647);
+    assert_int_equal(ckpt_name_step("ckpt_2147483648.h5"), -1);
+    assert_int_equal(ckpt_name_step("ckpt_00000000001.h5"), -1);
     assert_int_equal(ckpt_name_step("ckpt_000012.h5.tmp"), -1);
     assert_int_equal(ckpt_name_step("ckpt_.h5"), -1);
     assert_int_equal(ckpt_name_step("latest"), -1);
