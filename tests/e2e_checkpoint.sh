@@ -6,6 +6,7 @@
 #    ZeRO stage 1, continues within fp32 rounding; ZeRO's sync (one tensor at a
 #    time) and async (gather into the snapshot) saves write the same file;
 #  - --resume at max_steps: "done: nothing left to train", exit 0, no loss;
+#  - --resume with another seq_len: a warning that the samples change;
 #  - a damaged newest checkpoint makes --resume auto fall back to the one before,
 #    with a warning; other model dimensions are refused naming the key;
 #  - SIGUSR1 writes a checkpoint and training goes on; SIGTERM finishes the step,
@@ -84,6 +85,16 @@ assert not [r for r in recs if r["type"] == "step"], "a step ran"
 done = [r for r in recs if r["type"] == "event" and r.get("message") == "done"]
 assert len(done) == 1 and done[0]["step"] == 12 and "loss" not in done[0], done
 PY
+
+# resumed with another seq_len: the samples and their order change, which the
+# run says as it does for another seed; the same seq_len says nothing
+train "$tmp/seq" --set max_steps=2 --set checkpoint_every=1
+cp -r "$tmp/seq" "$tmp/seq-same"
+train "$tmp/seq" --set max_steps=3 --set seq_len=32 --resume auto
+grep -q "warning: the checkpoint was trained with seq_len 64, the config has 32" "$tmp/stderr" ||
+    { cat "$tmp/stderr"; fail "resumed with another seq_len: no warning"; }
+train "$tmp/seq-same" --set max_steps=3 --resume auto
+! grep -q "warning" "$tmp/stderr" || { cat "$tmp/stderr"; fail "resumed with the same seq_len: a warning"; }
 
 # the rank count and ZeRO: np 1's step-6 checkpoint continues on np 2 (batch 4,
 # the same global batch), with and without zero_stage 1, within fp32 rounding

@@ -428,6 +428,14 @@ static void check_data_order(const run_config *c, const comm_world *w, const ckp
                  "has %lld: the sample order changes", t->seed, c->seed);
         status_event(st, "event", t->step, msg);
     }
+    /* the samples are windows of seq_len + 1 tokens: another length makes
+     * other samples, in another order (train_info: tokens = samples x seq_len) */
+    if (t->data_cursor > 0 && t->tokens_seen != t->data_cursor * (uint64_t)c->seq_len) {
+        snprintf(msg, sizeof msg, "warning: the checkpoint was trained with seq_len %llu, the "
+                 "config has %d: the samples and their order change",
+                 (unsigned long long)(t->tokens_seen / t->data_cursor), c->seq_len);
+        status_event(st, "event", t->step, msg);
+    }
     uint64_t cursor = (uint64_t)t->step * samples_per_step(c, w);
     if (cursor != t->data_cursor) {
         snprintf(msg, sizeof msg, "warning: batch_size x grad_accum x ranks changed since the checkpoint: "
