@@ -189,8 +189,9 @@ int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen)
     return 0;
 }
 
-static int open_split(token_shard *s, const char *dir, const char *name, int T, int model_vocab,
-                      char *err, size_t errlen)
+/* min_count: the tokens the split must hold at least. */
+static int open_split(token_shard *s, const char *dir, const char *name, uint64_t min_count,
+                      int T, int model_vocab, char *err, size_t errlen)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -202,7 +203,7 @@ static int open_split(token_shard *s, const char *dir, const char *name, int T, 
         shard_close(s);
         return -1;
     }
-    if (s->count < (uint64_t)T + 1) {
+    if (s->count < min_count) {
         snprintf(err, errlen, "%s: %" PRIu64 " tokens is too few for windows of %d+1 tokens", path,
                  s->count, T);
         shard_close(s);
@@ -221,9 +222,10 @@ int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t s
     if (!manifest || manifest_entry(manifest, "train.tok", &bytes, &d->train_checksum) != 0)
         d->train_checksum = 0;
     cJSON_Delete(manifest);
-    if (open_split(&d->train, dir, "train.tok", T, model_vocab, err, errlen) != 0)
+    /* every run trains; only one that evaluates needs a val window */
+    if (open_split(&d->train, dir, "train.tok", (uint64_t)T + 1, T, model_vocab, err, errlen) != 0)
         return -1;
-    if (open_split(&d->val, dir, "val.tok", T, model_vocab, err, errlen) != 0) {
+    if (open_split(&d->val, dir, "val.tok", 0, T, model_vocab, err, errlen) != 0) {
         shard_close(&d->train);
         return -1;
     }
@@ -243,7 +245,7 @@ uint64_t dataset_train_samples(const dataset *d)
 
 uint64_t dataset_val_windows(const dataset *d)
 {
-    return (d->val.count - 1) / (uint64_t)d->T;
+    return d->val.count > 0 ? (d->val.count - 1) / (uint64_t)d->T : 0;
 }
 
 /* Copy the window at offset into one row; a token beyond the model's vocabulary

@@ -48,7 +48,8 @@ int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen);
 int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t errlen);
 
 /* Opens DIR/train.tok and DIR/val.tok; refuses files whose vocabulary exceeds
- * model_vocab or that are too short for windows of T+1 tokens.  Takes
+ * model_vocab, or a train split too short for one window of T+1 tokens (the
+ * val split may hold none: dataset_val_windows is then 0).  Takes
  * train.tok's checksum from the manifest, unchecked (dataset_check checks it),
  * so that two processes can tell whether they hold the same data. */
 int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t seed, char *err,
@@ -57,7 +58,7 @@ void dataset_close(dataset *d);
 
 /* Number of training samples (windows) per epoch. */
 uint64_t dataset_train_samples(const dataset *d);
-/* Number of val windows. */
+/* Number of val windows (0: the split is shorter than T+1 tokens). */
 uint64_t dataset_val_windows(const dataset *d);
 
 /* Global index of the first sample of micro-batch `micro` of `step` for `rank`:

@@ -81,6 +81,16 @@ expect_refused "memory" --config "$tmp/cfg.json" --set n_embd=32768 --set n_head
 echo '{"n_layer": 2,' > "$tmp/bad.json"
 expect_refused "not valid JSON (line 1: {\"n_layer\": 2,)" --config "$tmp/bad.json"
 expect_refused "required" --set lr=1
+# a val split shorter than one window (seq_len + 1 tokens): refused naming
+# eval_every while the run evaluates, and no obstacle to one that does not
+head -c 3000 "$CORPUS/fortunes" > "$tmp/short.txt"
+"$BUILD/prep" --input "$tmp/short.txt" --out "$tmp/shortval" --val-fraction 0.01 2>/dev/null ||
+    fail "prep of the short val split failed"
+expect_refused "val.tok: 30 tokens is too few for windows of 64+1 tokens (eval_every 0 " \
+    --config "$tmp/cfg.json" --set data_dir="$tmp/shortval" --set out_dir="$tmp/shortval-run"
+"$BUILD/trainer" --config "$tmp/cfg.json" --set data_dir="$tmp/shortval" --set eval_every=0 \
+    --set out_dir="$tmp/shortval-run" --set max_steps=2 2>"$tmp/err" ||
+    { cat "$tmp/err"; fail "eval_every 0: refused for a val split it does not read"; }
 # --set wins over the file whatever the order on the command line
 expect_refused "not divisible" --set n_head=3 --config "$tmp/cfg.json"
 # an environment variable the trainer reads, set to a value it cannot honour:

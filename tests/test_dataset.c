@@ -466,8 +466,9 @@ static void test_split_changed_under_the_run(void **state)
 }
 
 /* A split of T+1 tokens holds one window of T+1: training has one sample
- * (every batch repeats it) and the val split one window; T tokens are too
- * few. */
+ * (every batch repeats it) and the val split one window.  T train tokens are
+ * too few; T val tokens are no window, for the trainer to refuse if it
+ * evaluates. */
 static void test_split_of_one_window(void **state)
 {
     (void)state;
@@ -491,8 +492,13 @@ static void test_split_of_one_window(void **state)
     assert_int_equal(tg[7], 8);
     dataset_close(&d);
     write_split("val.tok", 8);
+    if (dataset_open(&d, dir, 8, 256, 1, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(dataset_val_windows(&d), 0);
+    dataset_close(&d);
+    write_split("train.tok", 8);
     assert_int_equal(dataset_open(&d, dir, 8, 256, 1, err, sizeof err), -1);
-    assert_non_null(strstr(err, "val.tok: 8 tokens is too few for windows of 8+1 tokens"));
+    assert_non_null(strstr(err, "train.tok: 8 tokens is too few for windows of 8+1 tokens"));
 }
 
 int main(void)

@@ -1,6 +1,7 @@
 /* setup: opening and closing one rank's run (trainer/trainer_state.h). */
 #include "trainer/trainer_state.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -361,6 +362,12 @@ static int open_data_and_model(trainer *tr, const gpt2_dims *dims, gpt2_options 
     if (rc == 0)
         rc = dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed,
                           err, errlen);
+    if (rc == 0 && c->eval_every > 0 && dataset_val_windows(&tr->data) == 0) {
+        snprintf(err, errlen, "%s/val.tok: %" PRIu64 " tokens is too few for windows of %d+1 "
+                 "tokens (eval_every 0 trains without evaluating)", c->data_dir,
+                 tr->data.val.count, c->seq_len);
+        rc = -1;
+    }
     if (rc == 0) {   /* padding rows past the data's vocabulary are masked (model.h) */
         opt.vocab_real = (int)(tr->data.train.vocab_size > tr->data.val.vocab_size
                                    ? tr->data.train.vocab_size : tr->data.val.vocab_size);
