@@ -40,6 +40,27 @@ static void test_backs_off_and_grows_back(void **state)
     assert_true(s.scale == 65536.0f);
 }
 
+/* Overflows between runs of finite steps never take the scale below 1, where
+ * fp16 gradients would underflow to a finite 0; a checkpoint holding less
+ * (written before the floor) resumes at 1. */
+static void test_scale_stops_at_one(void **state)
+{
+    (void)state;
+    loss_scaler s;
+    scaler_init(&s, 65536.0f, 2000);
+    for (int i = 0; i < 100; i++) {
+        assert_false(scaler_update(&s, false));
+        assert_true(scaler_update(&s, true));
+    }
+    assert_true(s.scale == SCALER_MIN_SCALE);
+    assert_int_equal(s.overflows, 100);
+    scaler_restore(&s, 0x1p-20, 7);
+    assert_true(s.scale == SCALER_MIN_SCALE);
+    assert_int_equal(s.good_steps, 7);
+    scaler_restore(&s, 4096.0, 0);
+    assert_true(s.scale == 4096.0f);
+}
+
 static void test_fixed_scale_when_growth_is_off(void **state)
 {
     (void)state;
@@ -169,6 +190,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backs_off_and_grows_back),
+        cmocka_unit_test(test_scale_stops_at_one),
         cmocka_unit_test(test_fixed_scale_when_growth_is_off),
         cmocka_unit_test(test_fp16_overflow_step_is_skipped),
         cmocka_unit_test(test_fp16_gradients_overflowing_back_off),

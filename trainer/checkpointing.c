@@ -485,10 +485,8 @@ static int resume_rank0(const char *resume, const run_config *c, const comm_worl
     if (dataset_check_tokenizer(c->data_dir, path, err, errlen) != 0)
         return -1;
     *start_step = t.step;
-    if (scaler && t.loss_scale > 0) {   /* a checkpoint of another precision has none */
-        scaler->scale = (float)t.loss_scale;
-        scaler->good_steps = (int)t.loss_scale_steps;
-    }
+    if (scaler && t.loss_scale > 0)   /* a checkpoint of another precision has none */
+        scaler_restore(scaler, t.loss_scale, (int)t.loss_scale_steps);
     snprintf(msg, sizeof msg, "resumed from %s at step %d", path, t.step);
     status_event(st, "event", t.step, msg);
     check_data_order(c, w, &t, st);

@@ -11,7 +11,7 @@ bool scaler_update(loss_scaler *s, bool finite)
         s->overflows++;
         s->good_steps = 0;
         if (s->growth_interval > 0)   /* a fixed scale stays (scaler.h) */
-            s->scale *= 0.5f;
+            s->scale = s->scale * 0.5f > SCALER_MIN_SCALE ? s->scale * 0.5f : SCALER_MIN_SCALE;
         return false;
     }
     if (s->growth_interval > 0 && ++s->good_steps >= s->growth_interval) {
@@ -19,4 +19,10 @@ bool scaler_update(loss_scaler *s, bool finite)
         s->scale *= 2.0f;
     }
     return true;
+}
+
+void scaler_restore(loss_scaler *s, double scale, int good_steps)
+{
+    s->scale = s->growth_interval > 0 && scale < SCALER_MIN_SCALE ? SCALER_MIN_SCALE : (float)scale;
+    s->good_steps = good_steps;
 }

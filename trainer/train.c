@@ -15,7 +15,8 @@
 #include "kernels/peak.h"
 
 /* Stop with an error after this many consecutive non-finite steps (fp16:
- * after the scale has been halved this many times in a row, 2^16 -> 2^-24). */
+ * the scale halves from 2^16 to its floor of 1 in 16 of them, and the
+ * gradients still overflow at 1 in the rest). */
 enum { MAX_CONSECUTIVE_SKIPS = 10, MAX_CONSECUTIVE_OVERFLOWS = 40 };
 
 /* Mean loss over the val split (eval_batches = 0: all of it); the batches of
