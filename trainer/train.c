@@ -381,7 +381,7 @@ static int loop_open(trainer *tr, run_state *rs, train_result *res, char *err, s
     loader_options lo = {.B = c->batch_size, .T = c->seq_len, .grad_accum = c->grad_accum,
                          .rank = tr->world->rank, .ranks = tr->world->size,
                          .first_step = (uint64_t)rs->first, .depth = c->loader_depth,
-                         .timeout_ms = (int)(c->loader_timeout_s * 1e3),
+                         .timeout_ms = (int)ceil(c->loader_timeout_s * 1e3),   /* > 0 s: >= 1 ms */
                          .endpoint = c->loader_endpoint};
     int rc = 0;
     if (!rs->step_s) {
