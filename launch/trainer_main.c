@@ -99,15 +99,17 @@ static int scan_args(int argc, char **argv, const char **config_path, const char
             say(stderr, "trainer: %s needs a value\n", argv[i]);
             return 2;
         }
-        if (strcmp(argv[i++], "--config") == 0) {
-            if (*config_path) {
-                say(stderr, "trainer: --config given twice\n");
-                return 2;
-            }
-            *config_path = argv[i];
-        } else if (strcmp(argv[i - 1], "--resume") == 0) {
-            *resume = argv[i];
+        /* one file and one resume source: a second is a mistake, not a choice */
+        const char **once = strcmp(argv[i], "--config") == 0   ? config_path
+                            : strcmp(argv[i], "--resume") == 0 ? resume
+                                                               : NULL;
+        if (once && *once) {
+            say(stderr, "trainer: %s given twice\n", argv[i]);
+            return 2;
         }
+        if (once)
+            *once = argv[i + 1];
+        i++;
     }
     if (!*config_path) {
         say(stderr, "trainer: --config FILE is required (try --help)\n");

@@ -81,6 +81,10 @@ expect_refused "memory" --config "$tmp/cfg.json" --set n_embd=32768 --set n_head
 echo '{"n_layer": 2,' > "$tmp/bad.json"
 expect_refused "not valid JSON (line 1: {\"n_layer\": 2,)" --config "$tmp/bad.json"
 expect_refused "required" --set lr=1
+expect_refused "^trainer: --config given twice" --config "$tmp/cfg.json" --config "$tmp/cfg.json"
+expect_refused "^trainer: --resume given twice" --config "$tmp/cfg.json" --resume auto --resume auto
+expect_refused "^trainer: unknown argument \"--resum\"" --config "$tmp/cfg.json" --resum auto
+expect_refused "^trainer: --resume needs a value" --config "$tmp/cfg.json" --resume
 # a val split shorter than one window (seq_len + 1 tokens): refused naming
 # eval_every while the run evaluates, and no obstacle to one that does not
 head -c 3000 "$CORPUS/fortunes" > "$tmp/short.txt"
