@@ -193,6 +193,8 @@ void tokenizer_free(tokenizer *t)
     free(t->pool);
     free(t->by_bytes);
     pcre2_code_free(t->re);
+    free(t->added);
+    free(t->added_order);
     free(t);
 }
 
@@ -344,6 +346,11 @@ bool tokenizer_same(const tokenizer *a, const tokenizer *b)
     for (uint32_t id = 0; id < a->vocab; id++)
         if (a->tok_len[id] != b->tok_len[id] ||
             memcmp(a->pool + a->tok_off[id], b->pool + b->tok_off[id], a->tok_len[id]) != 0)
+            return false;
+    if (a->nadded != b->nadded)
+        return false;
+    for (uint32_t i = 0; i < a->nadded; i++)   /* both in id order */
+        if (a->added[i].id != b->added[i].id || a->added[i].special != b->added[i].special)
             return false;
     return true;
 }

@@ -11,15 +11,23 @@
  * in rank order) and pre-tokenization pattern, giving the ids OpenAI's and Hugging
  * Face's encoders give.  Input that is not valid UTF-8 is split as those encoders split
  * its decoding (each maximal invalid sequence read as U+FFFD), but the raw bytes are
- * encoded, so decoding stays exact.  <|endoftext|> is its eos; as text it is not special
- * here (prep splits a corpus's documents at that text itself).
+ * encoded, so decoding stays exact.  <|endoftext|> is its eos.
+ *
+ * A gpt2 tokenizer also has added tokens (Hugging Face's added_tokens): texts found
+ * in the input before the pre-split, each leftmost match and the longest at its
+ * position becoming that token, special or not; the text between matches is split
+ * and merged as usual.  By default (GPT-2's own files) <|endoftext|> is the one
+ * added token, special; added tokens beyond the BPE vocabulary take the ids after it.
  *
  * Saved as JSON:
  *   {"type": "byte", "vocab_size": 256, "merges": []}
  *   {"type": "bpe", "split": "gpt2"|"bytes", "vocab_size": N, "merges": [[a, b], ...]}
  *                                (no "split": "bytes", as files made before it)
  *   {"type": "gpt2", "vocab_size": N, "eos_id": E, "vocab": [token, ...],
- *    "merges": [[a, b], ...]}   (tokens in GPT-2's byte-to-unicode spelling, by id)
+ *    "merges": [[a, b], ...], "added": [{"id": I, "special": true|false}, ...]}
+ *                                (tokens in GPT-2's byte-to-unicode spelling, by id; an
+ *                                 added token's text is its vocab entry; no "added",
+ *                                 as files made before it: <|endoftext|> special)
  */
 #ifndef IO_TOKENIZER_H
 #define IO_TOKENIZER_H
@@ -63,6 +71,23 @@ const uint32_t *tokenizer_merges(const tokenizer *t, size_t *n);
  * reason in err when they do not belong together. */
 tokenizer *tokenizer_new_gpt2(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
                               const uint32_t *merges, size_t nmerges, char *err, size_t errlen);
+/* One added token of a gpt2 tokenizer. */
+typedef struct {
+    uint32_t id;
+    bool special;
+    const uint8_t *content;   /* its text, len bytes; NULL: token id's bytes */
+    uint32_t len;
+} tokenizer_added;
+
+/* Makes list (n tokens, any order) t's added tokens, in place of the ones it had.
+ * An id below the vocabulary size names a token of it (content, when given, must be
+ * its bytes); the others are new tokens, the next ids in turn, with non-empty
+ * contents no other token has.  -1 with a reason naming the token in err when an id
+ * repeats, leaves a gap, or a content repeats (t is then only fit to free). */
+int tokenizer_set_added(tokenizer *t, const tokenizer_added *list, size_t n, char *err,
+                        size_t errlen);
+/* t's added tokens in id order, *n of them (none but for gpt2); content points into t. */
+const tokenizer_added *tokenizer_added_tokens(const tokenizer *t, size_t *n);
 /* From OpenAI's encoder.json + vocab.bpe or Hugging Face's vocab.json + merges.txt. */
 tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
                                size_t errlen);
@@ -91,7 +116,7 @@ extern const char TOKENIZER_BPE_SPLIT_REGEX[];
 
 int tokenizer_vocab_size(const tokenizer *t);
 /* Whether a and b turn every text into the same ids and back: the same kind,
- * split, end-of-text id, merges and bytes of every token. */
+ * split, end-of-text id, merges, bytes of every token and added tokens. */
 bool tokenizer_same(const tokenizer *a, const tokenizer *b);
 const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
 

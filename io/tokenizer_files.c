@@ -32,6 +32,21 @@ static int add_gpt2_vocab(cJSON *root, const tokenizer *t)
     return ok;
 }
 
+/* gpt2's "added": each added token's id and whether it is special. */
+static int add_gpt2_added(cJSON *root, const tokenizer *t)
+{
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
+    cJSON *arr = cJSON_AddArrayToObject(root, "added");
+    int ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        ok = cJSON_AddItemToArray(arr, o) && cJSON_AddNumberToObject(o, "id", a[i].id) &&
+             cJSON_AddBoolToObject(o, "special", a[i].special);
+    }
+    return ok;
+}
+
 static cJSON *to_json(const tokenizer *t)
 {
     cJSON *root = cJSON_CreateObject();
@@ -40,7 +55,7 @@ static cJSON *to_json(const tokenizer *t)
               cJSON_AddStringToObject(root, "split", tokenizer_split_name(t->split))) &&
              cJSON_AddNumberToObject(root, "vocab_size", tokenizer_vocab_size(t));
     if (ok && t->kind == KIND_GPT2)
-        ok = add_gpt2_vocab(root, t);
+        ok = add_gpt2_vocab(root, t) && add_gpt2_added(root, t);
     cJSON *merges = ok ? cJSON_AddArrayToObject(root, "merges") : NULL;
     ok = merges != NULL;
     for (uint32_t i = 0; ok && i < t->nmerges; i++) {
@@ -137,6 +152,38 @@ static int vocab_bytes_add(vocab_bytes *v, size_t id, const char *s, char *err, 
     return 0;
 }
 
+/* gpt2's "added" (ids of the vocabulary), when there is one: without, files made
+ * before it, the eos alone is added, special. */
+static int parse_added(const cJSON *root, tokenizer *t, char *err, size_t errlen)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "added");
+    if (!arr)
+        return 0;
+    size_t n = cJSON_IsArray(arr) ? (size_t)cJSON_GetArraySize(arr) : 0;
+    if (!cJSON_IsArray(arr) || n > (size_t)tokenizer_vocab_size(t)) {
+        snprintf(err, errlen, "\"added\" must be an array of at most vocab_size entries");
+        return -1;
+    }
+    tokenizer_added *a = calloc(n + 1, sizeof *a);
+    if (!a)
+        return tok_fail_oom(err, errlen);
+    size_t i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        const cJSON *special = cJSON_GetObjectItemCaseSensitive(e, "special");
+        if (json_uint(cJSON_GetObjectItemCaseSensitive(e, "id"), t->vocab - 1, &a[i].id) != 0 ||
+            !cJSON_IsBool(special)) {
+            snprintf(err, errlen, "added token %zu is not {\"id\": a token id, \"special\": "
+                     "true or false}", i);
+            free(a);
+            return -1;
+        }
+        a[i].special = cJSON_IsTrue(special);
+    }
+    int rc = tokenizer_set_added(t, a, n, err, errlen);
+    free(a);
+    return rc;
+}
+
 static tokenizer *gpt2_from_json(const cJSON *root, uint32_t vocab, char *err, size_t errlen)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "vocab");
@@ -170,8 +217,9 @@ static tokenizer *gpt2_from_json(const cJSON *root, uint32_t vocab, char *err, s
     uint32_t n = (uint32_t)cJSON_GetArraySize(merges);
     uint32_t *m = ok ? parse_merges(merges, n, err, errlen) : NULL;
     tokenizer *t = m ? tokenizer_new_gpt2(v.bytes, v.lens, vocab, m, n, err, errlen) : NULL;
-    if (t && (uint32_t)t->eos != eos) {
+    if (t && (uint32_t)t->eos != eos)
         snprintf(err, errlen, "eos_id %u is not the id of %s (%d)", eos, GPT2_EOS, t->eos);
+    if (t && ((uint32_t)t->eos != eos || parse_added(root, t, err, errlen) != 0)) {
         tokenizer_free(t);
         t = NULL;
     }

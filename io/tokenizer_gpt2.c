@@ -145,22 +145,75 @@ static tokenizer *gpt2_new(size_t vocab, size_t total, char *err, size_t errlen)
     return t;
 }
 
-/* Each token's place in the pool and its slot in the bytes -> id table; a
- * token must be non-empty and new.  0, or -1 with the reason in err. */
-static int gpt2_index_tokens(tokenizer *t, const uint8_t *bytes, const uint32_t *lens,
-                             char *err, size_t errlen)
+/* The place in the pool and the slot in the bytes -> id table of tokens from..vocab-1,
+ * whose bytes are in the pool from off on and lengths in tok_len; a token must be
+ * non-empty and new.  0, or -1 with the reason in err. */
+static int gpt2_index_tokens(tokenizer *t, uint32_t from, uint32_t off, char *err,
+                             size_t errlen)
 {
-    for (uint32_t id = 0, off = 0; id < t->vocab; off += lens[id++]) {
+    for (uint32_t id = from; id < t->vocab; off += t->tok_len[id++]) {
         t->tok_off[id] = off;
-        size_t slot = by_bytes_slot(t, bytes + off, lens[id]);
-        if (lens[id] == 0 || t->by_bytes[slot] != UINT32_MAX) {
+        size_t slot = by_bytes_slot(t, t->pool + off, t->tok_len[id]);
+        if (t->tok_len[id] == 0 || t->by_bytes[slot] != UINT32_MAX) {
             snprintf(err, errlen, "token %u is %s", id,
-                     lens[id] ? "a repeat of an earlier one" : "empty");
+                     t->tok_len[id] ? "a repeat of an earlier one" : "empty");
             return -1;
         }
         t->by_bytes[slot] = id;
     }
     return 0;
+}
+
+/* Makes the bytes -> id table big enough for vocab tokens (at most half full). */
+static int by_bytes_fit(tokenizer *t, size_t vocab)
+{
+    size_t cap = t->by_bytes_cap;
+    while (cap < 2 * vocab)
+        cap *= 2;
+    if (cap == t->by_bytes_cap)
+        return 0;
+    uint32_t *table = malloc(cap * sizeof *table);
+    if (!table)
+        return -1;
+    memset(table, 0xff, cap * sizeof *table);
+    free(t->by_bytes);
+    t->by_bytes = table;
+    t->by_bytes_cap = cap;
+    for (uint32_t id = 0; id < t->vocab; id++)
+        t->by_bytes[by_bytes_slot(t, t->pool + t->tok_off[id], t->tok_len[id])] = id;
+    return 0;
+}
+
+/* Grows *p to n elements of elem bytes; 0, or -1 leaving it as it was. */
+static int resize(void *p, size_t n, size_t elem)
+{
+    void *q = realloc(*(void **)p, n * elem);
+    if (!q)
+        return -1;
+    *(void **)p = q;
+    return 0;
+}
+
+int tok_gpt2_append(tokenizer *t, const uint8_t *bytes, const uint32_t *lens, size_t m,
+                    char *err, size_t errlen)
+{
+    size_t vocab = t->vocab + m, old = t->tok_off[t->vocab - 1] + t->tok_len[t->vocab - 1];
+    size_t total = old;
+    for (size_t i = 0; i < m; i++)
+        total += lens[i];
+    if (vocab > MAX_VOCAB) {
+        snprintf(err, errlen, "%zu tokens exceed the limit of %d", vocab, MAX_VOCAB);
+        return -1;
+    }
+    if (total > UINT32_MAX || resize(&t->tok_off, vocab, sizeof *t->tok_off) != 0 ||
+        resize(&t->tok_len, vocab, sizeof *t->tok_len) != 0 ||
+        resize(&t->pool, total + 1, 1) != 0 || by_bytes_fit(t, vocab) != 0)
+        return tok_fail_oom(err, errlen);
+    memcpy(t->pool + old, bytes, total - old);
+    memcpy(t->tok_len + t->vocab, lens, m * sizeof *lens);
+    uint32_t from = t->vocab;
+    t->vocab = (uint32_t)vocab;
+    return gpt2_index_tokens(t, from, (uint32_t)old, err, errlen);
 }
 
 /* Each byte's token and the eos, which a GPT-2 vocabulary must have. */
@@ -180,7 +233,8 @@ static int gpt2_find_special(tokenizer *t, char *err, size_t errlen)
         snprintf(err, errlen, "the vocabulary has no %s token", GPT2_EOS);
         return -1;
     }
-    return 0;
+    const tokenizer_added eos = {.id = (uint32_t)t->eos, .special = true};
+    return tokenizer_set_added(t, &eos, 1, err, errlen);
 }
 
 tokenizer *tok_gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
@@ -199,7 +253,7 @@ tokenizer *tok_gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t voc
         return NULL;
     memcpy(t->pool, bytes, total);
     memcpy(t->tok_len, lens, vocab * sizeof *lens);
-    if (gpt2_index_tokens(t, bytes, lens, err, errlen) != 0 ||
+    if (gpt2_index_tokens(t, 0, 0, err, errlen) != 0 ||
         gpt2_find_special(t, err, errlen) != 0) {
         tokenizer_free(t);
         return NULL;
@@ -514,10 +568,21 @@ static int encode_piece(void *ctx, const uint8_t *s, size_t n)
     return 0;
 }
 
+/* The text between added tokens is split and merged; each added token is its id. */
 size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
 {
     gpt2_ctx c = {.t = t, .ids = ids};
-    int rc = cache_init(&c.cache, n) == 0 ? tok_split_gpt2(t->re, text, n, encode_piece, &c) : -1;
+    int rc = cache_init(&c.cache, n);
+    for (size_t i = 0; rc == 0 && i < n;) {
+        uint32_t k = 0;
+        size_t at = t->nadded ? tok_added_next(t, text, n, i, &k) : n;
+        if (at > i)
+            rc = tok_split_gpt2(t->re, text + i, at - i, encode_piece, &c);
+        if (at == n)
+            break;
+        ids[c.k++] = t->added[k].id;
+        i = at + t->added[k].len;
+    }
     cache_free(&c.cache);
     free(c.big.sym);
     free(c.big.heap);

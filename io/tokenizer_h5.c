@@ -23,6 +23,23 @@ static int write_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, in
     return rc;
 }
 
+/* gpt2's added tokens as (id, special) pairs. */
+static int write_added(hid_t g, const tokenizer *t)
+{
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
+    uint32_t *pairs = malloc((2 * n + 1) * sizeof *pairs);
+    if (!pairs)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        pairs[2 * i] = a[i].id;
+        pairs[2 * i + 1] = a[i].special;
+    }
+    int rc = write_dataset(g, "added", H5T_STD_I32LE, H5T_NATIVE_UINT32, 2, n, pairs);
+    free(pairs);
+    return rc;
+}
+
 int tokenizer_h5_write(hid_t g, const tokenizer *t)
 {
     int rc = h5_attr_str(g, "type", tokenizer_type(t)) |
@@ -42,7 +59,8 @@ int tokenizer_h5_write(hid_t g, const tokenizer *t)
             total += lens[id];
         rc = h5_attr_i64(g, "eos_id", tokenizer_eos(t)) |
              write_dataset(g, "vocab", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, total, bytes) |
-             write_dataset(g, "vocab_lengths", H5T_STD_I32LE, H5T_NATIVE_UINT32, 1, vocab, lens);
+             write_dataset(g, "vocab_lengths", H5T_STD_I32LE, H5T_NATIVE_UINT32, 1, vocab, lens) |
+             write_added(g, t);
     }
     return rc;
 }
@@ -85,6 +103,31 @@ static uint32_t *read_merges(hid_t g, bool missing_ok, size_t *n)
     return read_dataset(g, "merges", 2, H5T_NATIVE_UINT32, 4, n);
 }
 
+/* gpt2's added tokens, when the group has them: without, files written before
+ * them, the eos alone is added, special.  0, or -1 with a reason in err. */
+static int read_added(hid_t g, tokenizer *t, char *err, size_t errlen)
+{
+    if (H5Lexists(g, "added", H5P_DEFAULT) == 0)
+        return 0;
+    size_t n;
+    char why[200];
+    uint32_t *pairs = read_dataset(g, "added", 2, H5T_NATIVE_UINT32, 4, &n);
+    tokenizer_added *a = pairs ? calloc(n + 1, sizeof *a) : NULL;
+    int rc = a ? 0 : -1;
+    for (size_t i = 0; a && i < n; i++) {
+        a[i] = (tokenizer_added){.id = pairs[2 * i], .special = pairs[2 * i + 1] != 0};
+        if (a[i].id >= (uint32_t)tokenizer_vocab_size(t) || pairs[2 * i + 1] > 1)
+            rc = -1;
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "/tokenizer/added is unreadable or not (token id, 0 or 1) pairs");
+    else if ((rc = tokenizer_set_added(t, a, n, why, sizeof why)) != 0)
+        snprintf(err, errlen, "/tokenizer/added: %s", why);
+    free(pairs);
+    free(a);
+    return rc;
+}
+
 static tokenizer *read_gpt2(hid_t g, const uint32_t *merges, size_t nmerges, char *err,
                             size_t errlen)
 {
@@ -104,8 +147,9 @@ static tokenizer *read_gpt2(hid_t g, const uint32_t *merges, size_t nmerges, cha
         snprintf(err, errlen, "/tokenizer eos_id or vocab_size is missing or wrong");
     else if (!(t = tokenizer_new_gpt2(bytes, lens, vocab, merges, nmerges, why, sizeof why)))
         snprintf(err, errlen, "/tokenizer: %s", why);
-    else if (tokenizer_eos(t) != eos) {
+    else if (tokenizer_eos(t) != eos)
         snprintf(err, errlen, "/tokenizer eos_id %lld is not <|endoftext|>", eos);
+    if (t && (tokenizer_eos(t) != eos || read_added(g, t, err, errlen) != 0)) {
         tokenizer_free(t);
         t = NULL;
     }

@@ -1,10 +1,11 @@
-/* tokenizer_internal: what the tokenizer's four files share (private to them:
+/* tokenizer_internal: what the tokenizer's files share (private to them:
  * io/tokenizer.h is the interface).
  *
  *   tokenizer.c        the struct, the byte and BPE tokenizers, the bytes split,
  *                      rank-ordered merging, encode and decode
  *   tokenizer_gpt2.c   GPT-2's tokenizer: its vocabulary, merges, spelling, its
  *                      split (bpe's too) and encoding with it
+ *   tokenizer_added.c  gpt2's added tokens: checked, appended, found in a text
  *   tokenizer_train.c  learning BPE merges from a corpus
  *   tokenizer_files.c  tokenizer.json, and GPT-2's vocabulary and merges files
  *
@@ -89,6 +90,11 @@ struct tokenizer {
     uint32_t *by_bytes;   /* gpt2: open-addressing table of ids keyed by their bytes */
     size_t by_bytes_cap;
     pcre2_code *re;       /* split GPT2: the pre-tokenization pattern */
+    tokenizer_added *added;   /* gpt2: by id, content in pool */
+    uint32_t nadded;
+    /* added[order[first[b]] .. order[first[b + 1] - 1]] begin with byte b, longest first */
+    uint32_t *added_order;
+    uint32_t added_first[BYTE_VOCAB + 1];
 };
 
 /* Puts "tokenizer: out of memory" in err; returns -1. */
@@ -124,13 +130,20 @@ size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32
 /* The id of the token with these bytes, or NO_ID. */
 long tok_gpt2_token_id(const tokenizer *t, const uint8_t *s, size_t n);
 /* The vocabulary part of a gpt2 tokenizer: token bytes, the bytes -> id table, each
- * byte's token and the eos. */
+ * byte's token, the eos and it as the one added token, special. */
 tokenizer *tok_gpt2_alloc(const uint8_t *bytes, const uint32_t *lens, size_t vocab,
                           char *err, size_t errlen);
 /* Merges as id pairs: each must join two tokens made before it (bytes, or earlier
  * merges) into a token of the vocabulary, and be new.  0, or -1 with a reason in err. */
 int tok_gpt2_set_merges(tokenizer *t, const uint32_t *merges, size_t nmerges, char *err,
                         size_t errlen);
+/* Appends m tokens (their bytes concatenated, lens[i] each) as ids vocab.. on; each
+ * must be non-empty and new.  0, or -1 with a reason (t is then only fit to free). */
+int tok_gpt2_append(tokenizer *t, const uint8_t *bytes, const uint32_t *lens, size_t m,
+                    char *err, size_t errlen);
+/* Where the first added token in s[from..n) starts (n if none); its index in t->added
+ * in *k: the longest of those starting there. */
+size_t tok_added_next(const tokenizer *t, const uint8_t *s, size_t n, size_t from, uint32_t *k);
 /* GPT-2's pre-tokenization pattern, compiled; NULL with PCRE2's reason in err. */
 pcre2_code *tok_gpt2_pattern(char *err, size_t errlen);
 

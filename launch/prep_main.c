@@ -429,32 +429,10 @@ static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *id
     return rc;
 }
 
-/* text[0..n) with each occurrence of the end-of-text token's own text (gpt2's
- * "<|endoftext|>") as that token, as Hugging Face's tokenizer reads it: corpora
- * such as TinyStories separate their documents so.  SIZE_MAX when out of memory. */
-static size_t encode_documents(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
-{
-    const uint32_t eos = (uint32_t)tokenizer_eos(t);
-    uint8_t sep[64];
-    size_t seplen = tokenizer_decode(t, &eos, 1, sep, sizeof sep), count = 0;
-    for (;;) {
-        const uint8_t *hit = seplen && seplen <= sizeof sep ? memmem(text, n, sep, seplen) : NULL;
-        size_t len = hit ? (size_t)(hit - text) : n;
-        size_t k = tokenizer_encode(t, text, len, ids + count);
-        if (k == SIZE_MAX)
-            return SIZE_MAX;
-        count += k;
-        if (!hit)
-            return count;
-        ids[count++] = eos;
-        text += len + seplen;
-        n -= len + seplen;
-    }
-}
-
 /* A tokenizer with an end-of-text token (gpt2) encodes each file on its own, with
- * that token between files (and for its text inside them); the others encode the
- * concatenation.  SIZE_MAX when out of memory. */
+ * that token between files (its text inside them, an added token, is that token
+ * too: corpora such as TinyStories separate their documents so); the others encode
+ * the concatenation.  SIZE_MAX when out of memory. */
 static size_t encode_files(const tokenizer *t, const uint8_t *text, const size_t *ends,
                            size_t nfiles, uint32_t *ids)
 {
@@ -464,7 +442,7 @@ static size_t encode_files(const tokenizer *t, const uint8_t *text, const size_t
     for (size_t i = 0, start = 0; i < nfiles; start = ends[i++]) {
         if (i > 0)
             ids[count++] = (uint32_t)tokenizer_eos(t);
-        size_t k = encode_documents(t, text + start, ends[i] - start, ids + count);
+        size_t k = tokenizer_encode(t, text + start, ends[i] - start, ids + count);
         if (k == SIZE_MAX)
             return SIZE_MAX;
         count += k;

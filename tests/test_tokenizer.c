@@ -523,8 +523,8 @@ static void check_ids(const tokenizer *t, const char *text, const uint32_t *want
 }
 
 /* The pattern cuts " the", "  " before a word keeps one space for the word, "'s" is a
- * piece of its own, U+180E is no blank; merges go by rank; <|endoftext|> in text is just
- * text. */
+ * piece of its own, U+180E is no blank; merges go by rank; <|endoftext|> in text is the
+ * eos, as in Hugging Face's tokenizer (its one added token). */
 static void test_gpt2_toy_by_hand(void **state)
 {
     (void)state;
@@ -543,13 +543,153 @@ static void test_gpt2_toy_by_hand(void **state)
      * PCRE2's \s still matches it: a symbol, so "  " does not reach it */
     const uint32_t d[] = {255 - ' ', 255 - ' ', 255 - 0xe1, 255 - 0xa0, 255 - 0x8e};
     check_ids(t, "  \xe1\xa0\x8e", d, 5);
-    uint32_t ids[32];
-    assert_int_equal(tokenizer_encode(t, (const uint8_t *)"<|endoftext|>", 13, ids), 13);
+    const uint32_t e[] = {255 - 'x', 260, 257};
+    check_ids(t, "x<|endoftext|>the", e, 3);
     uint32_t eos = 260;
     uint8_t out[32];
     assert_int_equal(tokenizer_decode(t, &eos, 1, out, sizeof out), 13);
     assert_memory_equal(out, "<|endoftext|>", 13);
     tokenizer_free(t);
+}
+
+/* The toy with added tokens: <|endoftext|> (special), <|im_start|> (special), "<|im"
+ * and "xy" (not special), the last three new (261..263). */
+static tokenizer *toy_added(void)
+{
+    tokenizer *t = toy_gpt2();
+    const tokenizer_added list[] = {
+        {263, false, (const uint8_t *)"xy", 2},
+        {260, true, NULL, 0},
+        {261, true, (const uint8_t *)"<|im_start|>", 12},
+        {262, false, (const uint8_t *)"<|im", 4},
+    };
+    char err[256] = "";
+    if (tokenizer_set_added(t, list, 4, err, sizeof err) != 0) {
+        fprintf(stderr, "toy_added: %s\n", err);
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Added tokens are found first, the leftmost and there the longest; the text between
+ * them is split and merged on its own; they decode to their text. */
+static void test_gpt2_added_by_hand(void **state)
+{
+    (void)state;
+    tokenizer *t = toy_added();
+    assert_non_null(t);
+    assert_int_equal(tokenizer_vocab_size(t), 264);
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
+    assert_int_equal(n, 4);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(a[i].id, 260 + i);
+    assert_true(a[0].special && a[1].special && !a[2].special && !a[3].special);
+    const uint32_t b[] = {261, 257, 260};
+    check_ids(t, "<|im_start|>the<|endoftext|>", b, 3);
+    const uint32_t c[] = {262, 255 - '_', 255 - 's', 255 - 't', 255 - 'a'};
+    check_ids(t, "<|im_sta", c, 5);   /* a partial marker: the shorter token */
+    const uint32_t d[] = {258, 261, 258};   /* " the" twice: the space stays with its word */
+    check_ids(t, " the<|im_start|> the", d, 3);
+    const uint32_t e[] = {255 - 'a', 263, 255 - 'b', 262, 262};
+    check_ids(t, "axyb<|im<|im", e, 5);
+    const uint32_t ids[] = {261, 263, 258};
+    uint8_t out[64];
+    size_t k = tokenizer_decode(t, ids, 3, out, sizeof out);
+    assert_int_equal(k, 18);
+    assert_memory_equal(out, "<|im_start|>xy the", 18);
+    tokenizer_free(t);
+}
+
+/* A gap, a repeated id or text, another text for a vocabulary id, no text, or another
+ * kind of tokenizer: refused with one line naming the token. */
+static void test_gpt2_added_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        tokenizer_added a[2];
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {{{262, true, (const uint8_t *)"<a>", 3}}, 1, "added token 262 (\"<a>\") leaves a gap"},
+        {{{261, true, (const uint8_t *)"<a>", 3}, {261, false, (const uint8_t *)"<b>", 3}}, 2,
+         "has the id of another"},
+        {{{261, true, (const uint8_t *)"the", 3}}, 1, "token 261 is a repeat"},
+        {{{261, true, (const uint8_t *)"zz", 2}, {262, true, (const uint8_t *)"zz", 2}}, 2,
+         "token 262 is a repeat"},
+        {{{257, true, (const uint8_t *)"thx", 3}}, 1, "is not the text of the vocabulary's"},
+        {{{261, true, NULL, 0}}, 1, "has no text"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tokenizer *t = toy_gpt2();
+        char err[256] = "";
+        assert_int_equal(tokenizer_set_added(t, cases[i].a, cases[i].n, err, sizeof err), -1);
+        if (!strstr(err, cases[i].want))
+            fprintf(stderr, "case %zu: \"%s\", want \"%s\"\n", i, err, cases[i].want);
+        assert_non_null(strstr(err, cases[i].want));
+        assert_null(strchr(err, '\n'));
+        tokenizer_free(t);
+    }
+    tokenizer *bpe = trained(300);
+    char err[256];
+    const tokenizer_added one = {0, true, NULL, 0};
+    assert_int_equal(tokenizer_set_added(bpe, &one, 1, err, sizeof err), -1);
+    tokenizer_free(bpe);
+}
+
+/* The added tokens survive tokenizer.json and the HDF5 group; a file without them has
+ * the eos alone, special; tokenizer_same tells a special flag apart. */
+static void test_gpt2_added_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "tok.json");
+    tokenizer *t = toy_added(), *toy = toy_gpt2();
+    assert_int_equal(tokenizer_save(t, path, err, sizeof err), 0);
+    tokenizer *back = tokenizer_load(path, err, sizeof err);
+    assert_non_null(back);
+    assert_true(tokenizer_same(t, back));
+    assert_false(tokenizer_same(t, toy));
+    check_same_encoding(t, back);
+    tokenizer_free(back);
+
+    tmp_path(path, sizeof path, dir, "tok.h5");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_int_equal(tokenizer_h5_write(g, t), 0);
+    back = tokenizer_h5_read(g, err, sizeof err);
+    assert_non_null(back);
+    assert_true(tokenizer_same(t, back));
+    tokenizer_free(back);
+    H5Gclose(g);
+    g = H5Gcreate2(f, "old", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_int_equal(tokenizer_h5_write(g, toy), 0);
+    assert_int_equal(H5Ldelete(g, "added", H5P_DEFAULT), 0);   /* as files made before */
+    back = tokenizer_h5_read(g, err, sizeof err);
+    assert_non_null(back);
+    assert_true(tokenizer_same(toy, back));
+    tokenizer_free(back);
+    H5Gclose(g);
+    H5Fclose(f);
+    unlink(path);
+
+    /* the eos not special: another tokenizer, kept so by the file */
+    const tokenizer_added plain = {260, false, NULL, 0};
+    tokenizer *u = toy_gpt2();
+    assert_int_equal(tokenizer_set_added(u, &plain, 1, err, sizeof err), 0);
+    assert_false(tokenizer_same(u, toy));
+    tmp_path(path, sizeof path, dir, "tok.json");
+    assert_int_equal(tokenizer_save(u, path, err, sizeof err), 0);
+    back = tokenizer_load(path, err, sizeof err);
+    assert_true(back && tokenizer_same(u, back));
+    tokenizer_free(back);
+    tokenizer_free(u);
+    tokenizer_free(toy);
+    tokenizer_free(t);
+    unlink(path);
+    rmdir(dir);
 }
 
 /* Ill-formed UTF-8 is cut as its U+FFFD decoding would be (a symbol: "!" joins it,
@@ -637,6 +777,9 @@ static void test_gpt2_corrupt_json(void **state)
         {"[[139,151],", "[[139,150],"},   /* "ti" is no token */
         {"\"vocab\":[\"\xc3\xbf\"", "\"vocab\":[\"\xe2\x82\xac\""},
         {"\"vocab_size\":261", "\"vocab_size\":262"},
+        {"\"added\":[{\"id\":260", "\"added\":[{\"id\":261"},
+        {"\"special\":true}]", "\"special\":1}]"},
+        {"\"added\":[{", "\"added\":[{\"id\":260,\"special\":true},{"},
     };
     for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
         char *at = strstr((char *)json, edits[i][0]);
@@ -845,6 +988,15 @@ static void test_gpt2_reference_fixture(void **state)
         skip();
     assert_int_equal(tokenizer_vocab_size(t), 50257);
     assert_int_equal(tokenizer_eos(t), 50256);
+    /* The reference encoder reads the fixture's one <|endoftext|> as text (OpenAI's
+     * encoder without allowed_special): so does GPT-2 without its added token. */
+    const uint8_t eot[] = "<|endoftext|>";
+    uint32_t ids[16];
+    assert_int_equal(tokenizer_encode(t, eot, 13, ids), 1);
+    assert_int_equal(ids[0], 50256);
+    char err[200];
+    assert_int_equal(tokenizer_set_added(t, NULL, 0, err, sizeof err), 0);
+    assert_true(tokenizer_encode(t, eot, 13, ids) > 1);
     check_fixture(t, "tests/data/gpt2_mixed.utf8.txt", "tests/data/gpt2_mixed.utf8.ids");
     check_fixture(t, "tests/data/gpt2_mixed.txt", "tests/data/gpt2_mixed.ids");
     tokenizer_free(t);
@@ -1123,6 +1275,9 @@ int main(void)
         cmocka_unit_test(test_from_merges),
         cmocka_unit_test(test_corrupt_rejected),
         cmocka_unit_test(test_gpt2_toy_by_hand),
+        cmocka_unit_test(test_gpt2_added_by_hand),
+        cmocka_unit_test(test_gpt2_added_refused),
+        cmocka_unit_test(test_gpt2_added_files),
         cmocka_unit_test(test_gpt2_ill_formed),
         cmocka_unit_test(test_gpt2_bad_vocab),
         cmocka_unit_test(test_gpt2_toy_roundtrip),
