@@ -92,9 +92,16 @@ const tokenizer_added *tokenizer_added_tokens(const tokenizer *t, size_t *n);
 tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
                                size_t errlen);
 /* From a Hugging Face tokenizer.json (what a fast tokenizer saves) that is GPT-2's
- * byte-level BPE: model.vocab, and model.merges as "a b" strings or [a, b] pairs.
+ * byte-level BPE: model.vocab, model.merges as "a b" strings or [a, b] pairs, and
+ * added_tokens (tokens with lstrip, rstrip or single_word true are refused).
  * Another model type, pre-tokenizer or a normalizer is refused, with its name. */
 tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen);
+/* A Hugging Face folder's: vocab.json and merges.txt with the added tokens of
+ * tokenizer_config.json's added_tokens_decoder and added_tokens.json, or without either
+ * file tokenizer.json (with its added_tokens).  An added token's text in vocab.json or
+ * model.vocab may be itself rather than its spelling, as exports write it.  A folder
+ * that lists no added tokens gets GPT-2's (<|endoftext|>, special). */
+tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen);
 /* Every token's bytes concatenated in id order, their lengths in *lens. */
 const uint8_t *tokenizer_vocab(const tokenizer *t, const uint32_t **lens);
 /* The end-of-text id, or -1 if the tokenizer has none (byte, bpe). */

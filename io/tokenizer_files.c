@@ -7,8 +7,11 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/fsutil.h"
 
@@ -319,9 +322,26 @@ tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
 
 /* ------------------------------------------- OpenAI / Hugging Face files */
 
+/* Appends token id's text: raw (the added token's text it is, as exports write added
+ * tokens), else GPT-2's spelling of its bytes. */
+static int vocab_bytes_key(vocab_bytes *v, size_t id, const char *key, const tok_added_list *raw,
+                           char *err, size_t errlen)
+{
+    const tokenizer_added *a = raw ? tok_added_list_find(raw, (uint32_t)id) : NULL;
+    size_t n = strlen(key);
+    if (!a || a->len != n || memcmp(a->content, key, n) != 0)
+        return vocab_bytes_add(v, id, key, err, errlen);
+    memcpy(v->bytes + v->len, key, n);
+    v->lens[id] = (uint32_t)n;
+    v->len += n;
+    return 0;
+}
+
 /* {"token": id, ...} with ids 0..n-1, each once (encoder.json, vocab.json,
- * tokenizer.json's model.vocab), its tokens at most max_bytes bytes in all. */
-static tokenizer *gpt2_vocab_from(const cJSON *root, size_t len, char *err, size_t errlen)
+ * tokenizer.json's model.vocab), its tokens at most max_bytes bytes in all; raw (or
+ * NULL) the added tokens, sorted, whose texts stand for themselves. */
+static tokenizer *gpt2_vocab_from(const cJSON *root, size_t len, const tok_added_list *raw,
+                                  char *err, size_t errlen)
 {
     size_t n = cJSON_IsObject(root) ? (size_t)cJSON_GetArraySize(root) : 0;
     if (n == 0) {
@@ -345,30 +365,32 @@ static tokenizer *gpt2_vocab_from(const cJSON *root, size_t len, char *err, size
             by_id[id] = e;
     }
     for (size_t id = 0; ok && id < n; id++)
-        ok = vocab_bytes_add(&v, id, by_id[id]->string, err, errlen) == 0;
+        ok = vocab_bytes_key(&v, id, by_id[id]->string, raw, err, errlen) == 0;
     tokenizer *t = ok ? tok_gpt2_alloc(v.bytes, v.lens, n, err, errlen) : NULL;
     free(by_id);
     vocab_bytes_free(&v);
     return t;
 }
 
-static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, char *err, size_t errlen)
+static tokenizer *gpt2_vocab_parse(const uint8_t *data, size_t len, const tok_added_list *raw,
+                                   char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength((const char *)data, len);
-    tokenizer *t = gpt2_vocab_from(root, len, err, errlen);
+    tokenizer *t = gpt2_vocab_from(root, len, raw, err, errlen);
     cJSON_Delete(root);
     return t;
 }
 
 /* The file's errors name it once: fs_read_file's already do. */
-static tokenizer *gpt2_vocab_file(const char *path, char *err, size_t errlen)
+static tokenizer *gpt2_vocab_file(const char *path, const tok_added_list *raw, char *err,
+                                  size_t errlen)
 {
     uint8_t *data;
     size_t len;
     if (fs_read_file(path, &data, &len, err, errlen) != 0)
         return NULL;
     char why[300] = "";
-    tokenizer *t = gpt2_vocab_parse(data, len, why, sizeof why);
+    tokenizer *t = gpt2_vocab_parse(data, len, raw, why, sizeof why);
     free(data);
     fs_printable(why);   /* it may quote a token */
     if (!t)
@@ -528,6 +550,18 @@ static tokenizer *gpt2_finish(tokenizer *t, const uint32_t *m, size_t n, char *e
     return t;
 }
 
+/* Makes list (NULL: keep the default) t's added tokens; frees t and returns NULL on
+ * failure. */
+static tokenizer *gpt2_with_added(tokenizer *t, const tok_added_list *list, char *err,
+                                  size_t errlen)
+{
+    if (t && list && tokenizer_set_added(t, list->a, list->n, err, errlen) != 0) {
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
 tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen)
 {
     uint8_t *data;
@@ -537,22 +571,28 @@ tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen)
     cJSON *root = cJSON_ParseWithLength((const char *)data, len);
     free(data);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     char why[300] = "";
     tokenizer *t = NULL;
     uint32_t *m = NULL;
+    tok_added_list list = {0};
     if (!root)
         snprintf(why, sizeof why, "not JSON");
     else if (!not_gpt2(root, why, sizeof why) &&
-             (t = gpt2_vocab_from(cJSON_GetObjectItemCaseSensitive(model, "vocab"), len, why,
-                                  sizeof why)) &&
+             (!added || tok_hf_added_tokens(added, &list, why, sizeof why) == 0) &&
+             (tok_added_list_sort(&list),
+              t = gpt2_vocab_from(cJSON_GetObjectItemCaseSensitive(model, "vocab"), len, &list,
+                                  why, sizeof why)) &&
              (m = hf_merges(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), len, &n, why,
                             sizeof why)))
-        t = gpt2_finish(t, m, n, why, sizeof why);
+        t = gpt2_with_added(gpt2_finish(t, m, n, why, sizeof why), added ? &list : NULL, why,
+                            sizeof why);
     else {
         tokenizer_free(t);
         t = NULL;
     }
     free(m);
+    tok_added_list_free(&list);
     cJSON_Delete(root);
     fs_printable(why);   /* it may quote a token */
     if (!t)
@@ -560,13 +600,14 @@ tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen)
     return t;
 }
 
-tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
-                               size_t errlen)
+/* vocab.json + merges.txt, with raw (or NULL) as in gpt2_vocab_from. */
+static tokenizer *load_gpt2(const char *vocab_path, const char *merges_path,
+                            const tok_added_list *raw, char *err, size_t errlen)
 {
     char why[300] = "";
     uint8_t *data;
     size_t len, n = 0;
-    tokenizer *t = gpt2_vocab_file(vocab_path, err, errlen);
+    tokenizer *t = gpt2_vocab_file(vocab_path, raw, err, errlen);
     if (!t)
         return NULL;
     if (fs_read_file(merges_path, &data, &len, err, errlen) != 0) {   /* its errors name it */
@@ -588,5 +629,85 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
         snprintf(err, errlen, "%s: %s (do %s and %s belong together?)", merges_path, why,
                  vocab_path, merges_path);
     free(m);
+    return t;
+}
+
+tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, char *err,
+                               size_t errlen)
+{
+    return load_gpt2(vocab_path, merges_path, NULL, err, errlen);
+}
+
+/* ------------------------------------------------ a Hugging Face folder */
+
+/* DIR/name into path; whether it exists. */
+static bool in_dir(char *path, size_t cap, const char *dir, const char *name)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* The JSON file at path, or NULL with a reason naming it. */
+static cJSON *read_json(const char *path, char *err, size_t errlen)
+{
+    uint8_t *data;
+    size_t len;
+    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+        return NULL;
+    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
+    free(data);
+    if (!root)
+        snprintf(err, errlen, "%s: not JSON", path);
+    return root;
+}
+
+/* The slow tokenizer's added tokens: tokenizer_config.json's added_tokens_decoder, then
+ * added_tokens.json.  *roots keeps both files (their texts are the list's); *found
+ * whether either says anything. */
+static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool *found,
+                      char *err, size_t errlen)
+{
+    char path[PATH_MAX + 32], why[300] = "";
+    *found = false;
+    if (in_dir(path, sizeof path, dir, "tokenizer_config.json")) {
+        if (!(roots[0] = read_json(path, err, errlen)))
+            return -1;
+        const cJSON *dec = cJSON_GetObjectItemCaseSensitive(roots[0], "added_tokens_decoder");
+        if (dec && tok_hf_added_decoder(dec, l, why, sizeof why) != 0)
+            return fs_fail(err, errlen, "%s: %s", path, why);
+        *found = dec != NULL;
+    }
+    if (in_dir(path, sizeof path, dir, "added_tokens.json")) {
+        if (!(roots[1] = read_json(path, err, errlen)))
+            return -1;
+        if (tok_hf_added_json(roots[1], l, why, sizeof why) != 0)
+            return fs_fail(err, errlen, "%s: %s", path, why);
+        *found = true;
+    }
+    tok_added_list_sort(l);
+    return 0;
+}
+
+tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen)
+{
+    char vocab[PATH_MAX + 32], merges[PATH_MAX + 32], json[PATH_MAX + 32];
+    bool have_vocab = in_dir(vocab, sizeof vocab, dir, "vocab.json");
+    bool have_merges = in_dir(merges, sizeof merges, dir, "merges.txt");
+    if (!have_vocab && !have_merges && in_dir(json, sizeof json, dir, "tokenizer.json"))
+        return tokenizer_load_hf_gpt2(json, err, errlen);
+    cJSON *roots[2] = {NULL, NULL};
+    tok_added_list list = {0};
+    bool found;
+    char why[300];
+    tokenizer *t = NULL;
+    if (slow_added(dir, roots, &list, &found, err, errlen) == 0 &&
+        (t = load_gpt2(vocab, merges, &list, err, errlen)) &&
+        !(t = gpt2_with_added(t, found ? &list : NULL, why, sizeof why))) {
+        fs_printable(why);   /* it may quote a token */
+        snprintf(err, errlen, "%s: %s", dir, why);
+    }
+    tok_added_list_free(&list);
+    cJSON_Delete(roots[0]);
+    cJSON_Delete(roots[1]);
     return t;
 }

@@ -8,6 +8,7 @@
  *   tokenizer_added.c  gpt2's added tokens: checked, appended, found in a text
  *   tokenizer_train.c  learning BPE merges from a corpus
  *   tokenizer_files.c  tokenizer.json, and GPT-2's vocabulary and merges files
+ *   tokenizer_hf_added.c  Hugging Face's added tokens as its files list them
  *
  * Every function declared here starts with tok_, so none of these names collides
  * with another module's in libgpt.a.
@@ -146,5 +147,27 @@ int tok_gpt2_append(tokenizer *t, const uint8_t *bytes, const uint32_t *lens, si
 size_t tok_added_next(const tokenizer *t, const uint8_t *s, size_t n, size_t from, uint32_t *k);
 /* GPT-2's pre-tokenization pattern, compiled; NULL with PCRE2's reason in err. */
 pcre2_code *tok_gpt2_pattern(char *err, size_t errlen);
+
+/* ------------------------------------------------ Hugging Face's added tokens */
+
+struct cJSON;
+
+/* Added tokens as a file lists them; their texts point into the JSON they came from. */
+typedef struct {
+    tokenizer_added *a;
+    size_t n, cap;
+} tok_added_list;
+
+void tok_added_list_free(tok_added_list *l);
+/* Appends the tokens of tokenizer.json's "added_tokens" array, of tokenizer_config.json's
+ * "added_tokens_decoder" object (id -> fields), or of added_tokens.json (text -> id; the
+ * ones the decoder, read first, did not give, not special).  A token with lstrip, rstrip
+ * or single_word true is refused.  0, or -1 with a reason naming the token in err. */
+int tok_hf_added_tokens(const struct cJSON *arr, tok_added_list *l, char *err, size_t errlen);
+int tok_hf_added_decoder(const struct cJSON *obj, tok_added_list *l, char *err, size_t errlen);
+int tok_hf_added_json(const struct cJSON *obj, tok_added_list *l, char *err, size_t errlen);
+/* Sorts by id, for tok_added_list_find: the entry with id, or NULL. */
+void tok_added_list_sort(tok_added_list *l);
+const tokenizer_added *tok_added_list_find(const tok_added_list *l, uint32_t id);
 
 #endif

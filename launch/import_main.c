@@ -4,7 +4,8 @@
  *   build/import --hf DIR --out CK.h5
  *
  * DIR holds config.json, model.safetensors, and vocab.json and merges.txt or
- * (what a fast tokenizer saves) tokenizer.json with GPT-2's byte-level BPE.  An
+ * (what a fast tokenizer saves) tokenizer.json with GPT-2's byte-level BPE, and the
+ * added tokens these files list (tokenizer_load_hf_dir).  An
  * existing --out is refused.  Everything is checked before the output is
  * created: the architecture keys of config.json, every tensor's presence,
  * dtype and shape, the tied lm_head.
@@ -32,7 +33,8 @@ static const char USAGE[] =
     "build/trainer --init-from fine-tunes and build/infer runs.\n"
     "  --hf DIR     the folder: config.json, model.safetensors (F32, F16 or BF16),\n"
     "               vocab.json and merges.txt, or without them tokenizer.json (GPT-2's\n"
-    "               byte-level BPE only)\n"
+    "               byte-level BPE only), with the added tokens (pad, chat markers) of\n"
+    "               tokenizer.json or of tokenizer_config.json and added_tokens.json\n"
     "  --out CK.h5  the checkpoint to write: a new name, an existing file is refused\n"
     "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
@@ -253,19 +255,6 @@ static int fill(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
     return i == 0 && im->lm_head ? check_tied(im, buf, n, err, errlen) : 0;
 }
 
-/* vocab.json + merges.txt; without either, tokenizer.json (all that a folder a
- * fast tokenizer saved may hold). */
-static tokenizer *read_tokenizer(const char *dir, char *err, size_t errlen)
-{
-    char vocab[1100], merges[1100], json[1100];
-    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
-    snprintf(merges, sizeof merges, "%s/merges.txt", dir);
-    snprintf(json, sizeof json, "%s/tokenizer.json", dir);
-    if (access(vocab, F_OK) != 0 && access(merges, F_OK) != 0 && access(json, F_OK) == 0)
-        return tokenizer_load_hf_gpt2(json, err, errlen);
-    return tokenizer_load_gpt2(vocab, merges, err, errlen);
-}
-
 /* When model.safetensors is missing, what the folder holds instead: a model
  * sharded over several files, or PyTorch's pickle, which are not read. */
 static void missing_weights_hint(const char *dir, const char *path, char *err, size_t errlen)
@@ -307,7 +296,7 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
     gpt2_dims d;
     if (read_config(dir, &d, err, errlen) != 0)
         return -1;
-    tokenizer *tok = read_tokenizer(dir, err, errlen);
+    tokenizer *tok = tokenizer_load_hf_dir(dir, err, errlen);
     if (!tok)
         return -1;
     int rc = 0;

