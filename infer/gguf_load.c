@@ -9,7 +9,7 @@
  * tokenizer is rebuilt
  * from tokenizer.ggml.tokens and merges, as the type gpt_cpu.tokenizer.type
  * names (a GGUF from elsewhere is taken as GPT-2's), with bpe's split from
- * gpt_cpu.tokenizer.split.
+ * gpt_cpu.tokenizer.split, and gpt2's added tokens from tokenizer.ggml.token_type.
  */
 #include "infer/gguf_load.h"
 
@@ -21,6 +21,7 @@
 #include "io/fsutil.h"
 #include "io/gguf.h"
 #include "io/hf_names.h"
+#include "io/le.h"
 #include "kernels/convert.h"
 
 typedef struct {
@@ -319,9 +320,37 @@ static int read_merges(const gguf_model *g, const gguf_vocab *v, uint32_t **merg
     return 0;
 }
 
-/* Each token's bytes (GPT-2's spelling undone), concatenated, and their lengths. */
-static int unspell_vocab(const gguf_vocab *v, uint8_t **bytes, uint32_t **lens, char *err,
-                         size_t errlen)
+enum { TYPE_CONTROL = 3, TYPE_USER_DEFINED = 4 };   /* llama.cpp's added tokens */
+
+/* tokenizer.ggml.token_type, n int32s in the mapping, or NULL in *types when absent.
+ * 0, or -1 with a reason when it is something else. */
+static int read_types(const gguf_model *g, uint64_t n, const uint8_t **types, char *err,
+                      size_t errlen)
+{
+    const gguf_kv *kv = gguf_find(&g->f, "tokenizer.ggml.token_type");
+    *types = NULL;
+    if (!kv)
+        return 0;
+    if (kv->type != GGUF_ARRAY || (kv->elem != GGUF_I32 && kv->elem != GGUF_U32) ||
+        kv->count != n) {
+        snprintf(err, errlen, "tokenizer.ggml.token_type is not %llu int32s, one per token",
+                 (unsigned long long)n);
+        return -1;
+    }
+    *types = kv->val;
+    return 0;
+}
+
+static bool is_added(const uint8_t *types, int i)
+{
+    uint32_t type = types ? le_get_u32(types + 4 * (size_t)i) : 0;
+    return type == TYPE_CONTROL || type == TYPE_USER_DEFINED;
+}
+
+/* Each token's bytes, concatenated, and their lengths: GPT-2's spelling undone, but
+ * for added tokens (types, when given), named by their text. */
+static int unspell_vocab(const gguf_vocab *v, const uint8_t *types, uint8_t **bytes,
+                         uint32_t **lens, char *err, size_t errlen)
 {
     *bytes = malloc(v->total + 1);
     *lens = malloc(v->n * sizeof **lens);
@@ -331,7 +360,11 @@ static int unspell_vocab(const gguf_vocab *v, uint8_t **bytes, uint32_t **lens, 
     }
     size_t at = 0;
     for (int i = 0; i < v->n; i++) {
-        long got = tokenizer_unspell_gpt2(v->tok[i], v->len[i], *bytes + at);
+        long got = (long)v->len[i];
+        if (is_added(types, i))
+            memcpy(*bytes + at, v->tok[i], v->len[i]);
+        else
+            got = tokenizer_unspell_gpt2(v->tok[i], v->len[i], *bytes + at);
         if (got < 0) {
             snprintf(err, errlen, "tokenizer.ggml.tokens entry %d is not GPT-2's byte spelling", i);
             return -1;
@@ -362,6 +395,27 @@ static int read_split(const gguf_model *g, tokenizer_split_kind *split, char *er
     return -1;
 }
 
+/* The added tokens token_type names: CONTROL ones special, USER_DEFINED ones not.
+ * Frees t and returns NULL on failure. */
+static tokenizer *with_added(tokenizer *t, const uint8_t *types, int n, char *err,
+                             size_t errlen)
+{
+    tokenizer_added *a = t && types ? malloc(((size_t)n + 1) * sizeof *a) : NULL;
+    size_t k = 0;
+    for (int i = 0; a && i < n; i++)
+        if (is_added(types, i))
+            a[k++] = (tokenizer_added){.id = (uint32_t)i,
+                                       .special = le_get_u32(types + 4 * (size_t)i) == TYPE_CONTROL};
+    char why[200];
+    if (t && types && (!a || tokenizer_set_added(t, a, k, why, sizeof why) != 0)) {
+        snprintf(err, errlen, "tokenizer.ggml.token_type: %s", a ? why : "out of memory");
+        tokenizer_free(t);
+        t = NULL;
+    }
+    free(a);
+    return t;
+}
+
 /* The tokenizer the tokenizer.ggml.* keys (and gpt_cpu.tokenizer.*) describe. */
 static tokenizer *build_tokenizer(const gguf_model *g, char *err, size_t errlen)
 {
@@ -389,12 +443,15 @@ static tokenizer *build_tokenizer(const gguf_model *g, char *err, size_t errlen)
     uint32_t *merges = NULL, *lens = NULL;
     uint8_t *bytes = NULL;
     uint64_t nm = 0;
+    const uint8_t *types = NULL;
     tokenizer *t = NULL;
     if (read_vocab(&it, (int)n, &v, err, errlen) == 0 &&
         read_merges(g, &v, &merges, &nm, err, errlen) == 0 &&
-        unspell_vocab(&v, &bytes, &lens, err, errlen) == 0)
+        (bpe || read_types(g, n, &types, err, errlen) == 0) &&
+        unspell_vocab(&v, types, &bytes, &lens, err, errlen) == 0)
         t = bpe ? tokenizer_new_bpe(merges, nm, split, err, errlen)
-                : tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen);
+                : with_added(tokenizer_new_gpt2(bytes, lens, n, merges, nm, err, errlen), types,
+                             (int)n, err, errlen);
     free(v.tok);
     free(v.len);
     free(v.order);

@@ -40,6 +40,7 @@
 #include "io/hf_names.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
+#include "io/utf8.h"
 #include "kernels/convert.h"
 #include "kernels/cpu.h"
 #include "kernels/q8.h"
@@ -160,6 +161,7 @@ typedef struct {
     char **tok;      /* each token's spelling (NUL-terminated) */
     size_t *len;
     int n;
+    int nmodel;      /* ids 0..nmodel-1 in vocab.json and model.vocab (model_vocab_size) */
     char **merge;    /* "left right" */
     size_t *mlen;
     size_t nmerges;
@@ -177,10 +179,53 @@ static void free_vocab(vocab_text *v)
     free(v->mlen);
 }
 
+/* An added token's name is its text, as Hugging Face's vocabularies and llama.cpp's
+ * converter give it (" <x>", not "Ġ<x>"): tokenizers looks an added token's content up
+ * in model.vocab, and llama.cpp matches a CONTROL or USER_DEFINED token by its text.
+ * Text that is not UTF-8 (no JSON string or GGUF token can hold it) keeps the spelling.
+ * Merges, made before, keep spellings.  0, or -1 when out of memory. */
+static int own_texts(const tokenizer *t, vocab_text *v)
+{
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
+    for (size_t i = 0; i < n; i++) {
+        char *text = utf8_valid_copy(a[i].content, a[i].len);
+        if (!text)
+            return -1;
+        if (strlen(text) != a[i].len || memcmp(text, a[i].content, a[i].len) != 0) {
+            free(text);
+            continue;
+        }
+        free(v->tok[a[i].id]);
+        v->tok[a[i].id] = text;
+        v->len[a[i].id] = a[i].len;
+    }
+    return 0;
+}
+
+/* How many ids vocab.json and model.vocab hold: all but a last run of added tokens
+ * from the first one that is not special on.  tokenizers (0.13, the binding's) matches
+ * an added token that is not special only when model.vocab lacks it, and numbers such
+ * tokens, absent from model.vocab, on from its size in the order added_tokens lists
+ * them: in id order, they get our ids.  An added token that is not special but inside
+ * that vocabulary (below a token that is not added) stays in it. */
+static int model_vocab_size(const tokenizer *t)
+{
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
+    const size_t vocab = (size_t)tokenizer_vocab_size(t);
+    int size = (int)vocab;
+    for (size_t i = n; i > 0 && a[i - 1].id + n == vocab + i - 1; i--)   /* ids vocab-n+i-1 */
+        if (!a[i - 1].special)
+            size = (int)a[i - 1].id;
+    return size;
+}
+
 static int spell_vocab(const tokenizer *t, vocab_text *v, char *err, size_t errlen)
 {
     memset(v, 0, sizeof *v);
     v->n = tokenizer_vocab_size(t);
+    v->nmodel = model_vocab_size(t);
     size_t nm = 0;
     const uint32_t *merges = tokenizer_merges(t, &nm);
     v->tok = calloc((size_t)v->n, sizeof *v->tok);
@@ -207,7 +252,8 @@ static int spell_vocab(const tokenizer *t, vocab_text *v, char *err, size_t errl
             goto oom;
         v->mlen[i] = (size_t)sprintf(v->merge[i], "%s %s", v->tok[a], v->tok[b]);
     }
-    return 0;
+    if (own_texts(t, v) == 0)
+        return 0;
 oom:
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -294,7 +340,7 @@ static int check_distinct(const vocab_text *v, char *err, size_t errlen)
 static cJSON *vocab_object(const vocab_text *v)
 {
     cJSON *o = cJSON_CreateObject();
-    for (int id = 0; id < v->n; id++)
+    for (int id = 0; id < v->nmodel; id++)
         cJSON_AddNumberToObject(o, v->tok[id], id);
     return o;
 }
@@ -360,20 +406,21 @@ static cJSON *pre_tokenizer(const tokenizer *t)
     return seq;
 }
 
-/* The end-of-text token's fields as tokenizer.json's added_tokens and
- * tokenizer_config.json's added_tokens_decoder give them: special, so that the
- * text <|endoftext|> is that token, as prep reads it. */
-static cJSON *eos_token(const vocab_text *v, int eos, bool with_id)
+/* An added token's fields as tokenizer.json's added_tokens and tokenizer_config.json's
+ * added_tokens_decoder give them.  normalized true for every one, as GPT-2's own
+ * <|endoftext|> has it: tokenizers matches tokens that are not normalized before the
+ * others, while we match all in one pass, the same when all are alike. */
+static cJSON *added_token(const vocab_text *v, const tokenizer_added *a, bool with_id)
 {
     cJSON *o = cJSON_CreateObject();
     if (with_id)
-        cJSON_AddNumberToObject(o, "id", eos);
-    cJSON_AddStringToObject(o, "content", v->tok[eos]);
+        cJSON_AddNumberToObject(o, "id", a->id);
+    cJSON_AddStringToObject(o, "content", v->tok[a->id]);
     cJSON_AddFalseToObject(o, "single_word");
     cJSON_AddFalseToObject(o, "lstrip");
     cJSON_AddFalseToObject(o, "rstrip");
     cJSON_AddTrueToObject(o, "normalized");
-    cJSON_AddTrueToObject(o, "special");
+    cJSON_AddBoolToObject(o, "special", a->special);
     return o;
 }
 
@@ -401,14 +448,15 @@ static cJSON *bpe_model(const vocab_text *v)
 static int hf_tokenizer_json(const char *dir, const tokenizer *t, const vocab_text *v, char *err,
                              size_t errlen)
 {
-    int eos = tokenizer_eos(t);
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "version", "1.0");
     cJSON_AddNullToObject(o, "truncation");
     cJSON_AddNullToObject(o, "padding");
     cJSON *added = cJSON_AddArrayToObject(o, "added_tokens");
-    if (eos >= 0)
-        cJSON_AddItemToArray(added, eos_token(v, eos, true));
+    for (size_t i = 0; i < n; i++)   /* in id order, as tokenizers numbers new ones */
+        cJSON_AddItemToArray(added, added_token(v, &a[i], true));
     cJSON_AddNullToObject(o, "normalizer");
     cJSON_AddItemToObject(o, "pre_tokenizer", pre_tokenizer(t));
     cJSON_AddItemToObject(o, "post_processor", byte_level(true, false, true));
@@ -439,10 +487,12 @@ static int hf_tokenizer_config(const char *dir, const model_src *m, const vocab_
         else
             cJSON_AddNullToObject(o, special[i]);
     cJSON *decoder = cJSON_AddObjectToObject(o, "added_tokens_decoder");
-    if (eos >= 0) {
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(m->tok, &n);
+    for (size_t i = 0; i < n; i++) {
         char id[16];
-        snprintf(id, sizeof id, "%d", eos);
-        cJSON_AddItemToObject(decoder, id, eos_token(v, eos, false));
+        snprintf(id, sizeof id, "%u", a[i].id);
+        cJSON_AddItemToObject(decoder, id, added_token(v, &a[i], false));
     }
     return write_json(dir, "tokenizer_config.json", o, err, errlen);
 }
@@ -562,8 +612,12 @@ static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v
     if (!types)
         return -1;
     int eos = tokenizer_eos(m->tok);
+    size_t nadded;
+    const tokenizer_added *a = tokenizer_added_tokens(m->tok, &nadded);
     for (int i = 0; i < v->n; i++)
-        types[i] = i == eos ? 3 : 1;   /* control, normal */
+        types[i] = 1;   /* normal */
+    for (size_t i = 0; i < nadded; i++)
+        types[a[i].id] = a[i].special ? 3 : 4;   /* control, user-defined */
     int rc = gguf_put_str(w, "general.architecture", "gpt2") | gguf_put_str(w, "general.name", name) |
              gguf_put_u32(w, "general.file_type", file_type) |
              (type == GGML_Q8_0 ? gguf_put_u32(w, "general.quantization_version", 2) : 0) |
