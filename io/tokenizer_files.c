@@ -702,10 +702,10 @@ tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen)
     tokenizer *t = NULL;
     if (slow_added(dir, roots, &list, &found, err, errlen) == 0 &&
         (t = load_gpt2(vocab, merges, &list, err, errlen)) &&
-        !(t = gpt2_with_added(t, found ? &list : NULL, why, sizeof why))) {
-        fs_printable(why);   /* it may quote a token */
+        !(t = gpt2_with_added(t, found ? &list : NULL, why, sizeof why)))
         snprintf(err, errlen, "%s: %s", dir, why);
-    }
+    if (!t)
+        fs_printable(err);   /* it may quote a token */
     tok_added_list_free(&list);
     cJSON_Delete(roots[0]);
     cJSON_Delete(roots[1]);

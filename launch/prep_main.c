@@ -27,6 +27,7 @@ typedef struct {
     int bpe, gpt2;
     const char *vocab_arg, *fraction_arg, *split_arg;   /* NULL = not given */
     const char *vocab_file, *merges_file;   /* --tokenizer gpt2 */
+    const char *hf_dir;                     /* or this, instead of them */
     long vocab;
     tokenizer_split_kind split;
     double val_fraction;
@@ -45,13 +46,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: prep --input PATH... --out DIR [--tokenizer byte|bpe|gpt2] [--vocab N]\n"
-            "            [--split gpt2|bytes] [--vocab-file FILE --merges FILE] [--val-fraction F]\n"
+            "            [--split gpt2|bytes] [--vocab-file FILE --merges FILE | --hf DIR]\n"
+            "            [--val-fraction F]\n"
             "Concatenates the input files (a directory means its regular files, sorted by name,\n"
             "without *.dat and *.u8), tokenizes them and writes DIR/tokenizer.json,\n"
             "DIR/train.tok (the first 1-F of the tokens), DIR/val.tok (the last F) and\n"
             "DIR/manifest.json (their sizes and checksums).\n"
             "  --tokenizer   byte (default; token = byte value), bpe (trained on the input) or\n"
-            "                gpt2 (GPT-2's, from --vocab-file and --merges; the token\n"
+            "                gpt2 (GPT-2's, from --vocab-file and --merges or --hf; the token\n"
             "                <|endoftext|> between input files and for that text in them)\n"
             "  --vocab       BPE vocabulary size, 257..%d (default %d)\n"
             "  --split       how bpe cuts text into the words merges stay within: gpt2\n"
@@ -60,6 +62,9 @@ static void usage(FILE *f)
             "                datasets made before gpt2 was the default: remakes one of them)\n"
             "  --vocab-file  GPT-2's encoder.json (OpenAI) or vocab.json (Hugging Face)\n"
             "  --merges      GPT-2's vocab.bpe (OpenAI) or merges.txt (Hugging Face)\n"
+            "  --hf DIR      the tokenizer of a Hugging Face GPT-2 folder as build/import reads\n"
+            "                it, added tokens (pad, chat markers) included: the dataset then\n"
+            "                has the tokenizer of the checkpoint imported from DIR\n"
             "  --val-fraction  in (0, 1), default 0.1\n"
             "An existing DIR is replaced only if it holds nothing but dataset files, and no\n"
             "input may be DIR or inside it.  DIR is built in DIR.tmp-XXXXXX beside it and\n"
@@ -90,7 +95,7 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
     int known = !strcmp(flag, "--out") || !strcmp(flag, "--tokenizer") ||
                 !strcmp(flag, "--vocab") || !strcmp(flag, "--val-fraction") ||
                 !strcmp(flag, "--vocab-file") || !strcmp(flag, "--merges") ||
-                !strcmp(flag, "--split");
+                !strcmp(flag, "--split") || !strcmp(flag, "--hf");
     if (!known)
         return die(EXIT_USAGE, "unknown option '%s' (see --help)", flag);
     if (*i >= argc)
@@ -108,6 +113,8 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
         a->merges_file = v;
     else if (!strcmp(flag, "--split"))
         a->split_arg = v;
+    else if (!strcmp(flag, "--hf"))
+        a->hf_dir = v;
     else if (strcmp(v, "byte") && strcmp(v, "bpe") && strcmp(v, "gpt2"))
         return die(EXIT_USAGE, "--tokenizer must be byte, bpe or gpt2, not '%s'", v);
     else {
@@ -123,8 +130,11 @@ static int check_numbers(prep_args *a)
     if (!(f > 0 && f < 1))
         return die(EXIT_USAGE, "--val-fraction must be in (0, 1), not '%s'", a->fraction_arg);
     a->val_fraction = f;
-    if (a->gpt2 != (a->vocab_file || a->merges_file) || (a->gpt2 && !(a->vocab_file && a->merges_file)))
-        return die(EXIT_USAGE, "--tokenizer gpt2 goes with both --vocab-file and --merges");
+    bool files = a->vocab_file || a->merges_file;
+    if (a->gpt2 != (files || a->hf_dir) || (files && a->hf_dir) ||
+        (files && !(a->vocab_file && a->merges_file)))
+        return die(EXIT_USAGE, "--tokenizer gpt2 goes with both --vocab-file and --merges, or "
+                   "with --hf");
     if (a->gpt2 && a->vocab_arg)
         return die(EXIT_USAGE, "--vocab is for bpe: gpt2's vocabulary is --vocab-file");
     a->split = TOKENIZER_SPLIT_GPT2;
@@ -315,7 +325,8 @@ static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t
 {
     char err[1024];
     if (a->gpt2) {
-        tokenizer *g = tokenizer_load_gpt2(a->vocab_file, a->merges_file, err, sizeof err);
+        tokenizer *g = a->hf_dir ? tokenizer_load_hf_dir(a->hf_dir, err, sizeof err)
+                                 : tokenizer_load_gpt2(a->vocab_file, a->merges_file, err, sizeof err);
         if (!g)
             die(EXIT_IO, "%s", err);
         return g;
