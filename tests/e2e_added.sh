@@ -17,7 +17,9 @@
 #  - the GGUF export's tokenizer.ggml.token_type is 3 (CONTROL) for the special
 #    ones, 4 (USER_DEFINED) for the added word, 1 otherwise, the added tokens named
 #    by their text; infer reads them back from it: a prompt with markers is as
-#    many tokens from the GGUF as from the checkpoint, and as Hugging Face's.
+#    many tokens from the GGUF as from the checkpoint, and as Hugging Face's;
+#  - llama.cpp (node-llama-cpp's prebuilt library) tokenizes the texts with the
+#    GGUF file, special parsing on, into our ids (skipped where it cannot run).
 # The test can fail: without added tokens the markers are many ids each.
 # Skips (exit 77) without node, the Rust library's binding, python's ML
 # packages or GPT-2's vocabulary (make deps).
@@ -170,4 +172,25 @@ for f in ck.h5 ck.gguf; do
     [ "$got" = "$want" ] || fail "infer --ckpt $f: the prompt is $got tokens, not $want"
 done
 echo "e2e_added: infer reads the prompt with markers as $want tokens from the checkpoint and the GGUF"
+
+# llama.cpp (node-llama-cpp's prebuilt library) tokenizes the texts in the GGUF
+# file, special parsing on, as we do: the texts as one file, our ids from prep
+cat "$tmp/cases.txt" "$tmp/mixed.txt" >"$tmp/all.txt"
+"$BUILD/prep" --tokenizer gpt2 --hf "$src" --input "$tmp/all.txt" --out "$tmp/all" \
+    --val-fraction 0.5 2>/dev/null || fail "prep of the texts as one file"
+dump_tokens "$tmp/all" >"$tmp/all.ids"
+rc=0
+node tests/llamacpp_tokenize.mjs "${NODE_MODULES:-build/npm/node_modules}" "$tmp/ck.gguf" \
+    "$tmp/all.txt" "$tmp/llama.ids" >"$tmp/llama.out" 2>"$tmp/err" || rc=$?
+if [ "$rc" -eq 77 ]; then
+    skip_part llama.cpp "$(cat "$tmp/llama.out")"
+elif [ "$rc" -ne 0 ]; then
+    cat "$tmp/llama.out" "$tmp/err"
+    fail "llama.cpp's tokenizer did not run"
+else
+    cmp -s "$tmp/all.ids" "$tmp/llama.ids" || {
+        diff "$tmp/all.ids" "$tmp/llama.ids" | head -10
+        fail "llama.cpp's ids of the GGUF file differ from ours"; }
+    echo "e2e_added: llama.cpp gives our $(wc -l <"$tmp/all.ids") ids for the GGUF file (special parsing on)"
+fi
 echo "e2e_added: PASS"
