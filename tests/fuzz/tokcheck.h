@@ -1,4 +1,4 @@
-/* tokcheck: the property every tokenizer the fuzz targets load must keep. */
+/* tokcheck: the properties every tokenizer the fuzz targets load must keep. */
 #ifndef TESTS_FUZZ_TOKCHECK_H
 #define TESTS_FUZZ_TOKCHECK_H
 
@@ -24,6 +24,21 @@ static inline void check_round_trip(const tokenizer *t, const uint8_t *text, siz
     FUZZ_CHECK(memcmp(back, text, n) == 0);
     free(ids);
     free(back);
+}
+
+/* Each added token's text alone encodes to that token: nothing else can start there
+ * and be longer. */
+static inline void check_added(const tokenizer *t)
+{
+    size_t n;
+    const tokenizer_added *a = tokenizer_added_tokens(t, &n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t *ids = malloc((a[i].len + 1) * sizeof *ids);
+        FUZZ_CHECK(ids);
+        size_t k = tokenizer_encode(t, a[i].content, a[i].len, ids);
+        FUZZ_CHECK(k == SIZE_MAX || (k == 1 && ids[0] == a[i].id));
+        free(ids);
+    }
 }
 
 #endif
