@@ -5,10 +5,10 @@
 #include "io/tokenizer_internal.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
-#include <stdio.h>
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -562,41 +562,52 @@ static tokenizer *gpt2_with_added(tokenizer *t, const tok_added_list *list, char
     return t;
 }
 
+/* The tokenizer of a parsed tokenizer.json of len bytes, GPT-2's byte-level BPE;
+ * NULL with a reason in why. */
+static tokenizer *hf_json_tokenizer(const cJSON *root, size_t len, char *why, size_t cap)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    tok_added_list list = {0};
+    if (added && tok_hf_added_tokens(added, &list, why, cap) != 0) {
+        tok_added_list_free(&list);
+        return NULL;
+    }
+    tok_added_list_sort(&list);
+    uint32_t *m = NULL;
+    size_t n = 0;
+    tokenizer *t = gpt2_vocab_from(cJSON_GetObjectItemCaseSensitive(model, "vocab"), len, &list,
+                                   why, cap);
+    if (t && !(m = hf_merges(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), len, &n, why,
+                             cap))) {
+        tokenizer_free(t);
+        t = NULL;
+    }
+    if (t)
+        t = gpt2_with_added(gpt2_finish(t, m, n, why, cap), added ? &list : NULL, why, cap);
+    free(m);
+    tok_added_list_free(&list);
+    return t;
+}
+
 tokenizer *tokenizer_load_hf_gpt2(const char *path, char *err, size_t errlen)
 {
     uint8_t *data;
-    size_t len, n = 0;
+    size_t len;
     if (fs_read_file(path, &data, &len, err, errlen) != 0)   /* its errors name it */
         return NULL;
     cJSON *root = cJSON_ParseWithLength((const char *)data, len);
     free(data);
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     char why[300] = "";
-    tokenizer *t = NULL;
-    uint32_t *m = NULL;
-    tok_added_list list = {0};
+    bool foreign = !root || not_gpt2(root, why, sizeof why);
     if (!root)
         snprintf(why, sizeof why, "not JSON");
-    else if (!not_gpt2(root, why, sizeof why) &&
-             (!added || tok_hf_added_tokens(added, &list, why, sizeof why) == 0) &&
-             (tok_added_list_sort(&list),
-              t = gpt2_vocab_from(cJSON_GetObjectItemCaseSensitive(model, "vocab"), len, &list,
-                                  why, sizeof why)) &&
-             (m = hf_merges(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), len, &n, why,
-                            sizeof why)))
-        t = gpt2_with_added(gpt2_finish(t, m, n, why, sizeof why), added ? &list : NULL, why,
-                            sizeof why);
-    else {
-        tokenizer_free(t);
-        t = NULL;
-    }
-    free(m);
-    tok_added_list_free(&list);
+    tokenizer *t = foreign ? NULL : hf_json_tokenizer(root, len, why, sizeof why);
     cJSON_Delete(root);
     fs_printable(why);   /* it may quote a token */
     if (!t)
-        snprintf(err, errlen, "%s: %s (only GPT-2's byte-level BPE is read)", path, why);
+        snprintf(err, errlen, "%s: %s%s", path, why,
+                 foreign ? " (only GPT-2's byte-level BPE is read)" : "");
     return t;
 }
 
