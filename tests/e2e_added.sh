@@ -9,7 +9,8 @@
 #  - prep --tokenizer gpt2 --hf SRC encodes texts with markers (next to words and
 #    blanks, repeated, partial: "<|im_sta"), <|endoftext|> and the added word, and
 #    the ids equal Hugging Face's for SRC's tokenizer.json, token for token;
-#  - import of SRC, and trainer --init-from on that dataset runs; a dataset of
+#  - import of SRC (refused when config.json's vocab_size has no room for the
+#    added tokens), and trainer --init-from on that dataset runs; a dataset of
 #    GPT-2's files (no added tokens) is refused, naming both;
 #  - the hf export of the checkpoint gives the same ids in Hugging Face's
 #    library, and imports back (vocab.json + merges.txt + tokenizer_config.json,
@@ -113,6 +114,14 @@ hf_check "$src" "$tmp/ids" $rust
 
 # import, and fine-tuning on that dataset; GPT-2's own tokenizer is another one
 "$BUILD/import" --hf "$src" --out "$tmp/ck.h5" >/dev/null || fail "import"
+# the added tokens count in the vocabulary config.json's vocab_size must hold
+cp -r "$src" "$tmp/small"
+sed -i 's/"vocab_size": 50261/"vocab_size": 50260/' "$tmp/small/config.json"
+if "$BUILD/import" --hf "$tmp/small" --out "$tmp/small.h5" 2>"$tmp/err"; then
+    fail "import of 50261 tokens into vocab_size 50260 succeeded"
+fi
+grep -q "the vocabulary has 50261 tokens, more than config.json's vocab_size 50260" "$tmp/err" ||
+    { cat "$tmp/err"; fail "wrong refusal of a vocab_size without room for the added tokens"; }
 cat >"$tmp/ft.json" <<JSON
 {"batch_size": 2, "seq_len": 16, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 1, "max_steps": 2,
  "eval_every": 0, "log_every": 100, "precision": "fp32", "status_endpoint": "none",
