@@ -1,6 +1,7 @@
 /* tokenizer_files: the tokenizer.json files prep writes and every program reads,
- * and GPT-2's vocabulary and merges as OpenAI (encoder.json, vocab.bpe) and
- * Hugging Face (vocab.json, merges.txt) publish them (io/tokenizer_internal.h).
+ * GPT-2's vocabulary and merges as OpenAI (encoder.json, vocab.bpe) and Hugging
+ * Face (vocab.json, merges.txt, tokenizer.json) publish them, and a Hugging Face
+ * folder's tokenizer with its added tokens (io/tokenizer_internal.h).
  */
 #include "io/tokenizer_internal.h"
 
