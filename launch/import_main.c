@@ -3,13 +3,14 @@
  *
  *   build/import --hf DIR --out CK.h5
  *
- * DIR holds config.json, model.safetensors, and vocab.json and merges.txt or
+ * DIR holds config.json, the weights (model.safetensors, or the shards of
+ * model.safetensors.index.json: io/weights.h), and vocab.json and merges.txt or
  * (what a fast tokenizer saves) tokenizer.json with GPT-2's byte-level BPE, and the
  * added tokens these files list (tokenizer_load_hf_dir).  An
  * existing --out is refused.  Everything is checked before the output is
  * created: the architecture keys of config.json, every tensor's presence,
  * dtype and shape, the tied lm_head.
- * Tensors then stream one at a time from the safetensors file into the HDF5
+ * Tensors then stream one at a time from the weights files into the HDF5
  * file, so a model is never held twice in memory.
  */
 #include <cjson/cJSON.h>
@@ -17,12 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
 #include "io/hf_names.h"
 #include "io/safetensors.h"
+#include "io/weights.h"
 #include "io/tokenizer.h"
 #include "kernels/convert.h"
 #include "kernels/cpu.h"
@@ -31,10 +32,12 @@ static const char USAGE[] =
     "usage: build/import --hf DIR --out CK.h5\n"
     "Turns a Hugging Face GPT-2 folder into a checkpoint without optimizer state, which\n"
     "build/trainer --init-from fine-tunes and build/infer runs.\n"
-    "  --hf DIR     the folder: config.json, model.safetensors (F32, F16 or BF16),\n"
-    "               vocab.json and merges.txt, or without them tokenizer.json (GPT-2's\n"
-    "               byte-level BPE only), with the added tokens (pad, chat markers) of\n"
-    "               tokenizer.json or of tokenizer_config.json and added_tokens.json\n"
+    "  --hf DIR     the folder: config.json, the weights in F32, F16 or BF16\n"
+    "               (model.safetensors, or model.safetensors.index.json and the shards\n"
+    "               it names), vocab.json and merges.txt, or without them\n"
+    "               tokenizer.json (GPT-2's byte-level BPE only), with the added tokens\n"
+    "               (pad, chat markers) of tokenizer.json or of tokenizer_config.json and\n"
+    "               added_tokens.json\n"
     "  --out CK.h5  the checkpoint to write: a new name, an existing file is refused\n"
     "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
@@ -134,18 +137,18 @@ static int read_config(const char *dir, gpt2_dims *d, char *err, size_t errlen)
 }
 
 typedef struct {
-    st_file st;
+    wsrc *src;
     hf_tensor *want;          /* our table */
-    const st_tensor **have;   /* each one's entry in the file */
+    const st_tensor **have;   /* each one's entry in the weights */
     const st_tensor *lm_head; /* NULL when the file leaves it out */
     int n;
 } importer;
 
-/* The file's entry for one of our names, stored with or without "transformer.". */
-static const st_tensor *find(const st_file *f, const char *name)
+/* The weights' entry for one of our names, stored with or without "transformer.". */
+static const st_tensor *find(const wsrc *src, const char *name)
 {
-    const st_tensor *t = st_find(f, name);
-    return t ? t : st_find(f, name + strlen("transformer."));
+    const st_tensor *t = wsrc_find(src, name);
+    return t ? t : wsrc_find(src, name + strlen("transformer."));
 }
 
 static int shape_is(const st_tensor *t, int rows, int cols)
@@ -155,12 +158,12 @@ static int shape_is(const st_tensor *t, int rows, int cols)
 }
 
 /* A tensor that is imported must be of a dtype st_read_f32 reads. */
-static int readable(const st_tensor *t, char *err, size_t errlen)
+static int readable(const wsrc *src, const st_tensor *t, char *err, size_t errlen)
 {
     if (st_dtype_readable(t->dtype))
         return 0;
-    snprintf(err, errlen, "model.safetensors: %s is %s (only F32, F16 and BF16 are read)", t->name,
-             st_dtype_name(t->dtype));
+    snprintf(err, errlen, "%s: %s is %s (only F32, F16 and BF16 are read)", wsrc_label(src),
+             t->name, st_dtype_name(t->dtype));
     return -1;
 }
 
@@ -182,40 +185,40 @@ static int match_tensors(importer *im, const gpt2_dims *d, char *err, size_t err
 {
     for (int i = 0; i < im->n; i++) {
         const hf_tensor *w = &im->want[i];
-        const st_tensor *t = find(&im->st, w->name);
+        const st_tensor *t = find(im->src, w->name);
         if (!t && i == 0)   /* safetensors' save_model keeps the tied pair as lm_head.weight */
-            t = st_find(&im->st, "lm_head.weight");
+            t = wsrc_find(im->src, "lm_head.weight");
         im->have[i] = t;
         if (!t) {
-            snprintf(err, errlen, "model.safetensors: %s is missing", w->name);
+            snprintf(err, errlen, "%s: %s is missing", wsrc_label(im->src), w->name);
             return -1;
         }
         if (!shape_is(t, w->rows, w->cols)) {
-            snprintf(err, errlen, "model.safetensors: %s has shape [%lld%s%.0lld], config.json "
-                     "makes it [%d%s%.0d]", t->name, (long long)t->shape[0],
+            snprintf(err, errlen, "%s: %s has shape [%lld%s%.0lld], config.json "
+                     "makes it [%d%s%.0d]", wsrc_label(im->src), t->name, (long long)t->shape[0],
                      t->ndim > 1 ? "," : "", t->ndim > 1 ? (long long)t->shape[1] : 0, w->rows,
                      w->cols ? "," : "", w->cols);
             return -1;
         }
-        if (readable(t, err, errlen) != 0)
+        if (readable(im->src, t, err, errlen) != 0)
             return -1;
     }
-    im->lm_head = st_find(&im->st, "lm_head.weight");
+    im->lm_head = wsrc_find(im->src, "lm_head.weight");
     if (im->lm_head == im->have[0])   /* it is wte: nothing to compare */
         im->lm_head = NULL;
     if (im->lm_head && !shape_is(im->lm_head, d->vocab_size, d->n_embd)) {
-        snprintf(err, errlen, "model.safetensors: lm_head.weight's shape differs from wte's");
+        snprintf(err, errlen, "%s: lm_head.weight's shape differs from wte's", wsrc_label(im->src));
         return -1;
     }
-    if (im->lm_head && readable(im->lm_head, err, errlen) != 0)
+    if (im->lm_head && readable(im->src, im->lm_head, err, errlen) != 0)
         return -1;
-    for (int k = 0; k < im->st.h.n; k++) {
-        const st_tensor *t = &im->st.h.tensors[k];
+    for (int k = 0; k < wsrc_count(im->src); k++) {
+        const st_tensor *t = wsrc_tensor(im->src, k);
         int known = t == im->lm_head || is_buffer(t->name);
         for (int i = 0; i < im->n && !known; i++)
             known = im->have[i] == t;
         if (!known) {
-            snprintf(err, errlen, "model.safetensors: %s is not a GPT-2 parameter", t->name);
+            snprintf(err, errlen, "%s: %s is not a GPT-2 parameter", wsrc_label(im->src), t->name);
             return -1;
         }
     }
@@ -230,10 +233,10 @@ static int check_tied(importer *im, const float *wte, size_t n, char *err, size_
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc = st_read_f32(&im->st, im->lm_head, head, err, errlen);
+    int rc = wsrc_read_f32(im->src, im->lm_head, head, err, errlen);
     if (rc == 0 && memcmp(head, wte, n * sizeof *head) != 0) {
-        snprintf(err, errlen, "model.safetensors: lm_head.weight differs from wte "
-                 "(an untied head cannot be imported)");
+        snprintf(err, errlen, "%s: lm_head.weight differs from wte "
+                 "(an untied head cannot be imported)", wsrc_label(im->src));
         rc = -1;
     }
     free(head);
@@ -246,35 +249,13 @@ static int fill(void *ctx, int g, int i, float *buf, char *err, size_t errlen)
     importer *im = ctx;
     const st_tensor *t = im->have[i];
     size_t n = (size_t)st_numel(t);
-    if (st_read_f32(&im->st, t, buf, err, errlen) != 0)
+    if (wsrc_read_f32(im->src, t, buf, err, errlen) != 0)
         return -1;
     if (!f32_all_finite(buf, n)) {
-        snprintf(err, errlen, "model.safetensors: %s holds NaN or infinite values", t->name);
+        snprintf(err, errlen, "%s: %s holds NaN or infinite values", wsrc_label(im->src), t->name);
         return -1;
     }
     return i == 0 && im->lm_head ? check_tied(im, buf, n, err, errlen) : 0;
-}
-
-/* When model.safetensors is missing, what the folder holds instead: a model
- * sharded over several files, or PyTorch's pickle, which are not read. */
-static void missing_weights_hint(const char *dir, const char *path, char *err, size_t errlen)
-{
-    static const struct { const char *file, *hint; } other[] = {
-        {"model.safetensors.index.json", "a model sharded over several files is not supported; "
-                                         "save it as one model.safetensors"},
-        {"pytorch_model.bin", "convert it to model.safetensors first, the only weights file read"},
-    };
-    char alt[1100];
-    if (access(path, F_OK) == 0)
-        return;
-    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
-        snprintf(alt, sizeof alt, "%s/%s", dir, other[i].file);
-        if (access(alt, F_OK) == 0) {
-            size_t n = strlen(err);
-            snprintf(err + n, errlen - n, " (the folder holds %s: %s)", other[i].file, other[i].hint);
-            return;
-        }
-    }
 }
 
 static char *config_json(const gpt2_dims *d, const char *dir)
@@ -306,8 +287,6 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
         rc = -1;
     }
     importer im = {0};
-    char path[1100];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
     im.want = hf_gpt2_tensor_list(&d, &im.n);
     im.have = calloc((size_t)im.n, sizeof *im.have);
     ckpt_tensor *desc = calloc((size_t)im.n, sizeof *desc);
@@ -315,11 +294,8 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         rc = -1;
     }
-    int opened = rc == 0 && st_open(&im.st, path, err, errlen) == 0;
-    if (rc == 0 && !opened) {
-        missing_weights_hint(dir, path, err, errlen);
-        rc = -1;
-    }
+    if (rc == 0)
+        rc = wsrc_open(&im.src, dir, err, errlen);
     if (rc == 0)
         rc = match_tensors(&im, &d, err, errlen);
     char *cfg = rc == 0 ? config_json(&d, dir) : NULL;
@@ -330,8 +306,7 @@ static int import(const char *dir, const char *out, char *err, size_t errlen)
                               .stream = {.get = fill, .ctx = &im}, .weights_only = true};
         rc = ckpt_write(out, &s, err, errlen);
     }
-    if (opened)
-        st_close(&im.st);
+    wsrc_close(im.src);
     free(cfg);
     free(desc);
     free(im.want);

