@@ -14,7 +14,7 @@ TINYSHAKESPEARE ?= $(SHARED)/data/tinyshakespeare.txt
 
 CFLAGS  := -std=c11 -O3 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -fopenmp -D_GNU_SOURCE -I. -MMD -MP
-PKGS    := ompi-c hdf5 libzmq
+PKGS    := ompi-c hdf5 libzmq libzip
 CFLAGS  += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  := -fopenmp -ldnnl -lcjson $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDLIBS  += -lpcre2-8
@@ -74,7 +74,7 @@ help:
 	@echo "make clean        remove build, build-san and build-fuzz"
 
 DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf5-dev \
-        libcmocka-dev libdnnl-dev libcjson-dev fortunes hdf5-tools \
+        libcmocka-dev libdnnl-dev libcjson-dev libzip-dev fortunes hdf5-tools \
         openssh-client iproute2
 DEBS += libpcre2-dev nodejs cmake git   # cmake, git: llama.cpp for make bench (tests/llamacpp_build.sh)
 # interop tests and the PyTorch rows of `make bench` run on Debian's python3 (/usr/bin/python3)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "io/torchzip.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 
@@ -18,6 +19,7 @@ typedef struct {
 
 struct wsrc {
     const char *label;
+    tz_file *torch;   /* pytorch_model.bin: then items[i].file is its tensor index */
     st_file *files;
     char **names;   /* files[k]'s name, for messages */
     int nfiles;
@@ -125,6 +127,7 @@ void wsrc_close(wsrc *w)
         st_close(&w->files[k]);
         free(w->names[k]);
     }
+    tz_close(w->torch);
     free(w->files);
     free(w->names);
     free(w->items);
@@ -222,6 +225,22 @@ static int open_single(wsrc *w, const char *dir, char *err, size_t errlen)
     return rc;
 }
 
+static int open_torch(wsrc *w, const char *dir, char *err, size_t errlen)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
+    if (tz_open(&w->torch, path, err, errlen) != 0)
+        return -1;
+    const tz_dict *d = tz_tensors(w->torch);
+    w->items = malloc((size_t)(d->n ? d->n : 1) * sizeof *w->items);
+    if (!w->items)
+        return fs_fail(err, errlen, "out of memory");
+    for (int i = 0; i < d->n; i++)   /* names are unique: tz_parse_pickle checked */
+        w->items[w->n++] = (ws_item){&d->tensors[i].t, i};
+    qsort(w->items, (size_t)w->n, sizeof *w->items, item_by_name);
+    return 0;
+}
+
 static int holds(const char *dir, const char *file)
 {
     char path[1100];
@@ -235,17 +254,18 @@ int wsrc_open(wsrc **out, const char *dir, char *err, size_t errlen)
     if (!w)
         return fs_fail(err, errlen, "out of memory");
     int rc;
-    if (holds(dir, "model.safetensors") || !holds(dir, INDEX_NAME)) {
-        w->label = "model.safetensors";
-        rc = open_single(w, dir, err, errlen);
-        if (rc != 0 && holds(dir, "pytorch_model.bin")) {
-            size_t n = strlen(err);
-            snprintf(err + n, errlen - n, " (the folder holds pytorch_model.bin: convert it to "
-                     "model.safetensors first, the only weights file read)");
-        }
-    } else {
+    if (holds(dir, INDEX_NAME) && !holds(dir, "model.safetensors")) {
         w->label = INDEX_NAME;
         rc = open_sharded(w, dir, err, errlen);
+    } else if (holds(dir, "pytorch_model.bin") && !holds(dir, "model.safetensors")) {
+        w->label = "pytorch_model.bin";
+        rc = open_torch(w, dir, err, errlen);
+    } else if (holds(dir, "model.safetensors")) {
+        w->label = "model.safetensors";
+        rc = open_single(w, dir, err, errlen);
+    } else {
+        rc = fs_fail(err, errlen, "%.900s holds no model.safetensors, %s or pytorch_model.bin",
+                     dir, INDEX_NAME);
     }
     if (rc != 0) {
         wsrc_close(w);
@@ -288,5 +308,7 @@ int wsrc_read_f32(const wsrc *w, const st_tensor *t, float *dst, char *err, size
     const ws_item *it = item(w, t->name);
     if (!it || it->t != t)
         return fs_fail(err, errlen, "tensor %s is not one of %s's", t->name, w->label);
+    if (w->torch)
+        return tz_read_f32(w->torch, it->file, dst, err, errlen);
     return st_read_f32(&w->files[it->file], t, dst, err, errlen);
 }

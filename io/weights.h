@@ -5,6 +5,7 @@
  *   model.safetensors.index.json   a model sharded over several safetensors
  *                                  files: {"metadata": {...}, "weight_map":
  *                                  {tensor name: shard file name}}
+ *   pytorch_model.bin              a state_dict torch.save wrote (io/torchzip.h)
  *
  * The first of these the folder holds is read.  The index is read strictly:
  * each shard it names is a file of the folder itself (no '/', no ".."), a

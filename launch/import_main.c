@@ -3,13 +3,13 @@
  *
  *   build/import --hf DIR --out CK.h5
  *
- * DIR holds config.json, the weights (model.safetensors, or the shards of
- * model.safetensors.index.json: io/weights.h), and vocab.json and merges.txt or
- * (what a fast tokenizer saves) tokenizer.json with GPT-2's byte-level BPE, and the
- * added tokens these files list (tokenizer_load_hf_dir).  An
- * existing --out is refused.  Everything is checked before the output is
- * created: the architecture keys of config.json, every tensor's presence,
- * dtype and shape, the tied lm_head.
+ * DIR holds config.json, the weights (model.safetensors, the shards of
+ * model.safetensors.index.json, or pytorch_model.bin: io/weights.h), and
+ * vocab.json and merges.txt or (what a fast tokenizer saves) tokenizer.json
+ * with GPT-2's byte-level BPE, and the added tokens these files list
+ * (tokenizer_load_hf_dir).  An existing --out is refused.  Everything is
+ * checked before the output is created: the architecture keys of config.json,
+ * every tensor's presence, dtype and shape, the tied lm_head.
  * Tensors then stream one at a time from the weights files into the HDF5
  * file, so a model is never held twice in memory.
  */
@@ -34,10 +34,10 @@ static const char USAGE[] =
     "build/trainer --init-from fine-tunes and build/infer runs.\n"
     "  --hf DIR     the folder: config.json, the weights in F32, F16 or BF16\n"
     "               (model.safetensors, or model.safetensors.index.json and the shards\n"
-    "               it names), vocab.json and merges.txt, or without them\n"
-    "               tokenizer.json (GPT-2's byte-level BPE only), with the added tokens\n"
-    "               (pad, chat markers) of tokenizer.json or of tokenizer_config.json and\n"
-    "               added_tokens.json\n"
+    "               it names, or pytorch_model.bin as torch >= 1.6 saves it), vocab.json\n"
+    "               and merges.txt, or without them tokenizer.json (GPT-2's byte-level\n"
+    "               BPE only), with the added tokens (pad, chat markers) of tokenizer.json\n"
+    "               or of tokenizer_config.json and added_tokens.json\n"
     "  --out CK.h5  the checkpoint to write: a new name, an existing file is refused\n"
     "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";

