@@ -62,6 +62,7 @@ typedef struct {
     int nobj;
     obj **stack;
     int sp, stack_cap;
+    int pushes;   /* all made: bounds every container's items, which only come off the stack */
     int *marks;
     int nmarks, marks_cap;
     obj **memo;
@@ -116,8 +117,8 @@ static int push(unpickler *u, obj *o)
 {
     if (!o)
         return -1;
-    if (u->sp >= TZ_MAX_OBJECTS)
-        return fail(u, "%s", "a stack deeper than 2^20");
+    if (u->pushes++ >= TZ_MAX_OBJECTS)
+        return fail(u, "%s", "more than 2^20 values pushed");
     int64_t cap = u->stack_cap;
     if (grow(u, (void **)&u->stack, &cap, u->sp + 1, sizeof *u->stack) != 0)
         return -1;

@@ -15,7 +15,8 @@
  * (collections.OrderedDict, torch._utils._rebuild_tensor_v2 and
  * _rebuild_parameter, torch.*Storage), which it never imports nor calls: any
  * other is refused, naming it.  It is bounded: the pickle is at most
- * TZ_MAX_PICKLE bytes and makes at most TZ_MAX_OBJECTS objects, and nothing
+ * TZ_MAX_PICKLE bytes, makes at most TZ_MAX_OBJECTS objects and pushes as
+ * many values (so no container holds more), opens as many MARKs, and nothing
  * recurses.  Each tensor must be a contiguous view (offset, size, stride)
  * within its storage, whose entry holds exactly numel x element size bytes,
  * uncompressed.  The legacy format (before 1.6: a bare pickle stream, not a
