@@ -537,6 +537,11 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const tz_tensor *)a)->t.name, ((const tz_tensor *)b)->t.name);
 }
 
+static int by_storage(const void *a, const void *b)
+{
+    return strcmp(((const tz_tensor *)a)->storage, ((const tz_tensor *)b)->storage);
+}
+
 static int to_dict(const obj *root, tz_dict *d, char *err, size_t errlen)
 {
     if (root->k != O_DICT)
@@ -556,6 +561,19 @@ static int to_dict(const obj *root, tz_dict *d, char *err, size_t errlen)
     for (int i = 1; i < d->n && rc == 0; i++)
         if (strcmp(sorted[i].t.name, sorted[i - 1].t.name) == 0)
             rc = fs_fail(err, errlen, "data.pkl: %s appears twice", sorted[i].t.name);
+    /* Tensors may share a storage (tied weights), but as one type and size:
+     * torch would read the second as the first's type. */
+    qsort(sorted, (size_t)d->n, sizeof *sorted, by_storage);
+    for (int i = 1; i < d->n && rc == 0; i++)
+        if (strcmp(sorted[i].storage, sorted[i - 1].storage) == 0 &&
+            (sorted[i].t.dtype != sorted[i - 1].t.dtype ||
+             sorted[i].storage_numel != sorted[i - 1].storage_numel))
+            rc = fs_fail(err, errlen, "data.pkl: storage %s is named as %llu %s values for %s "
+                         "but %llu %s values for %s", sorted[i].storage,
+                         (unsigned long long)sorted[i - 1].storage_numel,
+                         st_dtype_name(sorted[i - 1].t.dtype), sorted[i - 1].t.name,
+                         (unsigned long long)sorted[i].storage_numel,
+                         st_dtype_name(sorted[i].t.dtype), sorted[i].t.name);
     free(sorted);
     return rc;
 }

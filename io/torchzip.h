@@ -19,7 +19,7 @@
  * many values (so no container holds more), opens as many MARKs, and nothing
  * recurses.  Each tensor must be a contiguous view (offset, size, stride)
  * within its storage, whose entry holds exactly numel x element size bytes,
- * uncompressed.  The legacy format (before 1.6: a bare pickle stream, not a
+ * uncompressed; tensors may share a storage (tied weights) of one type and size.  The legacy format (before 1.6: a bare pickle stream, not a
  * ZIP) is refused.
  *
  * Tensors are described as st_tensor (dtype, shape, and begin/end their byte

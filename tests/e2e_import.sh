@@ -268,6 +268,24 @@ out = __import__("io").BytesIO()
 Pickler(out, protocol=2).dump(collections.OrderedDict(w=View()))
 e[pkl] = out.getvalue()'
 refuse "$d" "data.pkl: w lies past the end of its storage 0"
+d=$(torch_variant two_dtypes)   # storage 0 as n F32 values, then as 2n F16 values: as many bytes
+zip_edit "$d" 'import collections, pickle, torch
+n = len(e[prefix + "data/0"]) // 4
+class Storage:
+    def __init__(self, kind, numel): self.kind, self.numel = kind, numel
+class View:
+    def __init__(self, storage): self.storage = storage
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                (self.storage, 0, (self.storage.numel,), (1,), False, collections.OrderedDict()))
+class Pickler(pickle.Pickler):
+    def persistent_id(self, o):
+        return ("storage", o.kind, "0", "cpu", o.numel) if isinstance(o, Storage) else None
+out = __import__("io").BytesIO()
+Pickler(out, protocol=2).dump(collections.OrderedDict(
+    a=View(Storage(torch.FloatStorage, n)), b=View(Storage(torch.HalfStorage, 2 * n))))
+e[pkl] = out.getvalue()'
+refuse "$d" "data.pkl: storage 0 is named as"
 shards() {   # $1: name; copies the 3-shard folder
     rm -rf "$tmp/$1"
     cp -r "$tmp/shard3" "$tmp/$1"
