@@ -616,6 +616,8 @@ struct tz_file {
 
 static int zip_reason(int code, char *err, size_t errlen)
 {
+    if (code == ZIP_ER_EXISTS)   /* libzip's "File already exists" would mislead */
+        return fs_fail(err, errlen, "two entries of the same name (not what torch.save writes)");
     zip_error_t ze;
     zip_error_init_with_code(&ze, code);
     fs_fail(err, errlen, "%s", zip_error_strerror(&ze));

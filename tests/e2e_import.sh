@@ -268,6 +268,11 @@ out = __import__("io").BytesIO()
 Pickler(out, protocol=2).dump(collections.OrderedDict(w=View()))
 e[pkl] = out.getvalue()'
 refuse "$d" "data.pkl: w lies past the end of its storage 0"
+d=$(torch_variant dup_entry)   # a second data/0 after the first
+$PY -W ignore -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1], "a"); p = [n for n in z.namelist() if n.endswith("/data/0")][0]
+z.writestr(p, z.read(p)); z.close()' "$d/pytorch_model.bin"
+refuse "$d" "pytorch_model.bin: two entries of the same name"
 d=$(torch_variant two_dtypes)   # storage 0 as n F32 values, then as 2n F16 values: as many bytes
 zip_edit "$d" 'import collections, pickle, torch
 n = len(e[prefix + "data/0"]) // 4
