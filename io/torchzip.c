@@ -67,6 +67,7 @@ typedef struct {
     int nmarks, marks_cap;
     obj **memo;
     int64_t memo_cap;
+    int64_t memo_n;   /* entries set: where MEMOIZE puts */
     char *err;
     size_t errlen;
 } unpickler;
@@ -195,6 +196,24 @@ static int dict_add(unpickler *u, obj *d, obj **kv, int n)
     return 0;
 }
 
+/* Pushes the global module.name, if one of GLOBALS. */
+static int push_global(unpickler *u, const char *module, size_t mlen, const char *name,
+                       size_t nlen)
+{
+    for (size_t g = 0; g < sizeof GLOBALS / sizeof GLOBALS[0]; g++)
+        if (strlen(GLOBALS[g].module) == mlen && memcmp(GLOBALS[g].module, module, mlen) == 0 &&
+            strlen(GLOBALS[g].name) == nlen && memcmp(GLOBALS[g].name, name, nlen) == 0) {
+            obj *o = make(u, O_GLOBAL);
+            if (o)
+                o->i = (int64_t)g;
+            return push(u, o);
+        }
+    char what[160];
+    snprintf(what, sizeof what, "%.*s.%.*s", (int)(mlen < 70 ? mlen : 70), module,
+             (int)(nlen < 70 ? nlen : 70), name);
+    return fail(u, "global %s is not one a state_dict needs", what);
+}
+
 static int op_global(unpickler *u)
 {
     const char *line[2];
@@ -207,19 +226,18 @@ static int op_global(unpickler *u)
         linelen[k] = (size_t)(nl - s);
         u->at += linelen[k] + 1;
     }
-    size_t mlen = linelen[0], nlen = linelen[1];
-    for (size_t g = 0; g < sizeof GLOBALS / sizeof GLOBALS[0]; g++)
-        if (strlen(GLOBALS[g].module) == mlen && memcmp(GLOBALS[g].module, line[0], mlen) == 0 &&
-            strlen(GLOBALS[g].name) == nlen && memcmp(GLOBALS[g].name, line[1], nlen) == 0) {
-            obj *o = make(u, O_GLOBAL);
-            if (o)
-                o->i = (int64_t)g;
-            return push(u, o);
-        }
-    char name[160];
-    snprintf(name, sizeof name, "%.*s.%.*s", (int)(mlen < 70 ? mlen : 70), line[0],
-             (int)(nlen < 70 ? nlen : 70), line[1]);
-    return fail(u, "global %s is not one a state_dict needs", name);
+    return push_global(u, line[0], linelen[0], line[1], linelen[1]);
+}
+
+/* Protocol 4's GLOBAL: module and name are the two strings on the stack. */
+static int op_stack_global(unpickler *u)
+{
+    obj *name = pop(u), *module = name ? pop(u) : NULL;
+    if (!module)
+        return -1;
+    if (module->k != O_STR || name->k != O_STR)
+        return fail(u, "%s", "STACK_GLOBAL of something other than two strings");
+    return push_global(u, module->s, strlen(module->s), name->s, strlen(name->s));
 }
 
 static int op_int(unpickler *u, size_t n, int is_signed)
@@ -248,12 +266,13 @@ static int op_long1(unpickler *u)
     return op_int(u, *b, 1);
 }
 
-static int op_unicode(unpickler *u)
+/* BINUNICODE (a 4-byte length) or SHORT_BINUNICODE (1 byte). */
+static int op_unicode(unpickler *u, size_t lenbytes)
 {
     const uint8_t *b, *s;
-    if (take(u, 4, &b) != 0)
+    if (take(u, lenbytes, &b) != 0)
         return -1;
-    uint32_t n = le_get_u32(b);
+    uint32_t n = lenbytes == 1 ? b[0] : le_get_u32(b);
     if (take(u, n, &s) != 0)
         return -1;
     if (memchr(s, 0, n))
@@ -268,12 +287,16 @@ static int op_unicode(unpickler *u)
     return push(u, o);
 }
 
+/* The memo index of an n-byte operand, or for MEMOIZE (n == 0) the next one. */
 static int memo_index(unpickler *u, size_t n, int64_t *idx)
 {
     const uint8_t *b;
-    if (take(u, n, &b) != 0)
+    if (n == 0)
+        *idx = u->memo_n;
+    else if (take(u, n, &b) != 0)
         return -1;
-    *idx = n == 1 ? b[0] : (int64_t)le_get_u32(b);
+    else
+        *idx = n == 1 ? b[0] : (int64_t)le_get_u32(b);
     if (*idx >= TZ_MAX_OBJECTS)
         return fail(u, "%s", "memo index past the object limit");
     return 0;
@@ -288,6 +311,7 @@ static int op_put(unpickler *u, size_t n)
         return fail(u, "%s", "PUT of nothing");
     if (grow(u, (void **)&u->memo, &u->memo_cap, idx + 1, sizeof *u->memo) != 0)
         return -1;
+    u->memo_n += !u->memo[idx];
     u->memo[idx] = u->stack[u->sp - 1];
     return 0;
 }
@@ -396,9 +420,13 @@ static int step(unpickler *u)
     case 0x80:   /* PROTO */
         if (take(u, 1, &b) != 0)
             return -1;
-        return *b == 2 ? 0 : fs_fail(u->err, u->errlen, "data.pkl: pickle protocol %d (only 2, "
-                                     "what torch.save writes)", *b);
+        return *b >= 2 && *b <= 5 ? 0 : fs_fail(u->err, u->errlen, "data.pkl: pickle protocol "
+                                                "%d (only 2 to 5, what torch.save writes)", *b);
+    case 0x95:   /* FRAME: its length is only a hint for buffering */
+        return take(u, 8, &b);
     case 'c': return op_global(u);
+    case 0x93: return op_stack_global(u);
+    case 0x94: return op_put(u, 0);
     case 'q': return op_put(u, 1);
     case 'r': return op_put(u, 4);
     case 'h': return op_get(u, 1);
@@ -442,7 +470,8 @@ static int step(unpickler *u)
         free(items);
         return rc == 0 ? push(u, d) : -1;
     }
-    case 'X': return op_unicode(u);
+    case 'X': return op_unicode(u, 4);
+    case 0x8c: return op_unicode(u, 1);
     case 'K': return op_int(u, 1, 0);
     case 'M': return op_int(u, 2, 0);
     case 'J': return op_int(u, 4, 1);

@@ -2,8 +2,9 @@
  * Hugging Face folder's pytorch_model.bin:
  *
  *   a ZIP archive of entries under one folder PREFIX/
- *     PREFIX/data.pkl     a pickle (protocol 2) of a dict name -> tensor, each
- *                         torch._utils._rebuild_tensor_v2(storage, offset,
+ *     PREFIX/data.pkl     a pickle (protocol 2, the default, to 5) of a dict
+ *                         name -> tensor, each torch._utils.
+ *                         _rebuild_tensor_v2(storage, offset,
  *                         size, stride, requires_grad, backward_hooks) of a
  *                         storage that persistent_load(("storage",
  *                         torch.FloatStorage..., KEY, location, numel)) names

@@ -122,6 +122,20 @@ torch.save(sd, sys.argv[1])' "$tmp/$d.views/pytorch_model.bin"
     same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$d views: pytorch_model.bin imports differently"
     rm -f "$tmp/st.h5" "$tmp/pt.h5"
 done
+# saved with pickle_protocol 3, 4 (frames, memoize, stack_global) and 5: torch.save's default is 2
+"$BUILD/import" --hf "$tmp/f32" --out "$tmp/st.h5" >/dev/null
+for p in 3 4 5; do
+    rm -rf "$tmp/f32.p$p"; cp -r "$tmp/f32.torch" "$tmp/f32.p$p"
+    $PY -c 'import sys, torch
+torch.save(torch.load(sys.argv[1]), sys.argv[1], pickle_protocol=int(sys.argv[2]))' \
+        "$tmp/f32.p$p/pytorch_model.bin" $p
+    "$BUILD/import" --hf "$tmp/f32.p$p" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "protocol $p: import failed"; }
+    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "protocol $p: pytorch_model.bin imports differently"
+    echo "pytorch_model.bin, pickle protocol $p: the checkpoint of model.safetensors"
+    rm -f "$tmp/pt.h5"
+done
+rm -f "$tmp/st.h5"
 
 # ---- refusals: one line, non-zero, nothing under the output name ----------------
 refuse() {   # $1: folder, $2: expected text in the message
