@@ -740,7 +740,10 @@ static int find_storages(zip_t *z, const char *prefix, tz_dict *d, char *err, si
         tz_tensor *t = &d->tensors[i];
         char name[700];
         zip_stat_t st;
-        snprintf(name, sizeof name, "%s/data/%.400s", prefix, t->storage);
+        if (strlen(t->storage) > 400)   /* cut short, it could name another storage */
+            return fs_fail(err, errlen, "tensor %s: a storage key of %zu bytes (torch.save's are "
+                           "numbers)", t->t.name, strlen(t->storage));
+        snprintf(name, sizeof name, "%s/data/%s", prefix, t->storage);
         t->entry = zip_name_locate(z, name, ZIP_FL_ENC_RAW);
         if (t->entry < 0 || zip_stat_index(z, (zip_uint64_t)t->entry, 0, &st) != 0)
             return fs_fail(err, errlen, "%s: storage %s is missing (tensor %s)", name, t->storage,

@@ -305,6 +305,22 @@ Pickler(out, protocol=2).dump(collections.OrderedDict(
     a=View(Storage(torch.FloatStorage, n)), b=View(Storage(torch.HalfStorage, 2 * n))))
 e[pkl] = out.getvalue()'
 refuse "$d" "data.pkl: storage 0 is named as"
+d=$(torch_variant long_key)   # key 0 + 500 x, whose first 400 bytes name data/0 + 399 x
+zip_edit "$d" 'import collections, pickle, torch
+n = len(e[prefix + "data/0"]) // 4
+e[prefix + "data/0" + "x" * 399] = e.pop(prefix + "data/0")
+class Storage: pass
+class View:
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                (Storage(), 0, (n,), (1,), False, collections.OrderedDict()))
+class Pickler(pickle.Pickler):
+    def persistent_id(self, o):
+        return ("storage", torch.FloatStorage, "0" + "x" * 500, "cpu", n) if isinstance(o, Storage) else None
+out = __import__("io").BytesIO()
+Pickler(out, protocol=2).dump(collections.OrderedDict(w=View()))
+e[pkl] = out.getvalue()'
+refuse "$d" "tensor w: a storage key of 501 bytes"
 shards() {   # $1: name; copies the 3-shard folder
     rm -rf "$tmp/$1"
     cp -r "$tmp/shard3" "$tmp/$1"
