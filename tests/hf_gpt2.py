@@ -14,7 +14,7 @@ mask buffers (attn.bias) are F32, or with --mask-dtype U8 or BOOL as transformer
 4.x saved them, beside a scalar attn.masked_bias.  With --shards N the weights are
 N files model-0000K-of-0000N.safetensors (consecutive tensors each) named by
 model.safetensors.index.json, as transformers' save_pretrained shards them; with
---torch they are pytorch_model.bin, written by torch.save (tied tensors shared).  `loss`
+--torch they are pytorch_model.bin, written by torch.save (tied tensors share a storage).  `loss`
 reads the safetensors file with numpy and runs the plain PyTorch GPT-2 forward
 of launch/hf_load.py over the windows the trainer's eval uses.
 Needs Debian's python3-torch, python3-numpy and python3-h5py.
@@ -75,11 +75,11 @@ def torch_dtype(dtype):
 
 def write_torch(path, tensors, dtype, mask_dtype):
     sd, done = collections.OrderedDict(), {}
-    for name, t in tensors.items():   # a tensor stored twice stays one object, as in a state_dict
+    for name, t in tensors.items():   # a tensor stored twice shares one storage, as in a state_dict
         dt = mask_dtype if name.endswith(".attn.bias") else dtype
         if id(t) not in done:
             done[id(t)] = t.to(torch_dtype(dt)).contiguous()
-        sd[name] = done[id(t)]
+        sd[name] = done[id(t)].detach()   # state_dict() detaches each: two objects, one storage
     torch.save(sd, path)
 
 
