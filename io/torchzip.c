@@ -519,16 +519,18 @@ void tz_dict_free(tz_dict *d)
 static int check_view(const obj *t, const char *name, uint64_t *numel, char *err, size_t errlen)
 {
     uint64_t n = 1;
+    int strided = 0;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->size[i] < 0 || t->size[i] > (1ll << 40))
             return fs_fail(err, errlen, "data.pkl: %s has a bad size", name);
-        if (t->size[i] != 1 && t->stride[i] != (int64_t)n)
-            return fs_fail(err, errlen, "data.pkl: %s is not contiguous (only a contiguous "
-                           "tensor is read)", name);
+        strided |= t->size[i] != 1 && t->stride[i] != (int64_t)n;
         if (t->size[i] && n > (1ull << 48) / (uint64_t)t->size[i])
             return fs_fail(err, errlen, "data.pkl: %s: shape too large", name);
         n *= (uint64_t)t->size[i];
     }
+    if (strided && n)   /* torch deems a tensor of no elements contiguous, whatever its strides */
+        return fs_fail(err, errlen, "data.pkl: %s is not contiguous (only a contiguous tensor "
+                       "is read)", name);
     if (t->offset < 0 || (uint64_t)t->offset > t->storage->numel ||
         n > t->storage->numel - (uint64_t)t->offset)
         return fs_fail(err, errlen, "data.pkl: %s lies past the end of its storage %s", name,

@@ -264,6 +264,11 @@ sd = torch.load(sys.argv[1]); w = sd["transformer.wte.weight"]
 sd["transformer.wte.weight"] = w.t().contiguous().t()
 torch.save(sd, sys.argv[1])' "$d/pytorch_model.bin"
 refuse "$d" "data.pkl: transformer.wte.weight is not contiguous"
+d=$(torch_variant empty)   # an extra tensor of no elements, contiguous as torch makes it
+$PY -c 'import sys, torch
+sd = torch.load(sys.argv[1]); sd["extra"] = torch.zeros(3, 0)
+torch.save(sd, sys.argv[1])' "$d/pytorch_model.bin"
+refuse "$d" "pytorch_model.bin: extra is not a GPT-2 parameter"
 d=$(torch_variant short_storage)
 zip_edit "$d" 'e[prefix + "data/0"] = e[prefix + "data/0"][:-4]'
 refuse "$d" "data/0: 12865788 bytes for 3216448 F32 values"
