@@ -195,6 +195,7 @@ void tokenizer_free(tokenizer *t)
     pcre2_code_free(t->re);
     free(t->added);
     free(t->added_order);
+    free(t->chat_template);
     free(t);
 }
 

@@ -28,6 +28,11 @@
  *                                (tokens in GPT-2's byte-to-unicode spelling, by id; an
  *                                 added token's text is its vocab entry; no "added",
  *                                 as files made before it: <|endoftext|> special)
+ * Any of them may also hold "chat_template": a string (absent: none).
+ *
+ * A tokenizer may carry a chat template (Hugging Face's Jinja chat_template) from a
+ * Hugging Face folder through tokenizer.json and a checkpoint's /tokenizer to the
+ * exports.  It changes no ids: tokenizer_same ignores it.
  */
 #ifndef IO_TOKENIZER_H
 #define IO_TOKENIZER_H
@@ -122,6 +127,16 @@ long tokenizer_unspell_gpt2(const char *s, size_t n, uint8_t *out);
 extern const char TOKENIZER_BPE_SPLIT_REGEX[];
 
 int tokenizer_vocab_size(const tokenizer *t);
+
+/* The longest chat template a tokenizer takes: templates of real models are a few kB. */
+enum { TOKENIZER_CHAT_TEMPLATE_MAX = 1 << 20 };
+/* Makes s (n bytes; n == 0: none) t's chat template, in place of the one it had: at
+ * most TOKENIZER_CHAT_TEMPLATE_MAX bytes of valid UTF-8 without NUL.  0, or -1 with a
+ * reason in err (t unchanged). */
+int tokenizer_set_chat_template(tokenizer *t, const char *s, size_t n, char *err,
+                                size_t errlen);
+/* t's chat template (NUL-terminated), or NULL when it has none. */
+const char *tokenizer_chat_template(const tokenizer *t);
 /* Whether a and b turn every text into the same ids and back: the same kind,
  * split, end-of-text id, merges, bytes of every token and added tokens. */
 bool tokenizer_same(const tokenizer *a, const tokenizer *b);

@@ -60,6 +60,8 @@ static cJSON *to_json(const tokenizer *t)
              cJSON_AddNumberToObject(root, "vocab_size", tokenizer_vocab_size(t));
     if (ok && t->kind == KIND_GPT2)
         ok = add_gpt2_vocab(root, t) && add_gpt2_added(root, t);
+    if (ok && t->chat_template)
+        ok = cJSON_AddStringToObject(root, "chat_template", t->chat_template) != NULL;
     cJSON *merges = ok ? cJSON_AddArrayToObject(root, "merges") : NULL;
     ok = merges != NULL;
     for (uint32_t i = 0; ok && i < t->nmerges; i++) {
@@ -294,6 +296,17 @@ static tokenizer *from_json(const cJSON *root, char *err, size_t errlen)
     return t;
 }
 
+/* The optional "chat_template" of any kind; 0, or -1 with a reason in err. */
+static int parse_chat_template(const cJSON *root, tokenizer *t, char *err, size_t errlen)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (!s)
+        return 0;
+    if (!cJSON_IsString(s))
+        return fs_fail(err, errlen, "\"chat_template\" is not a string");
+    return tokenizer_set_chat_template(t, s->valuestring, strlen(s->valuestring), err, errlen);
+}
+
 tokenizer *tokenizer_parse(const char *json, size_t len, char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -302,6 +315,10 @@ tokenizer *tokenizer_parse(const char *json, size_t len, char *err, size_t errle
         snprintf(err, errlen, "not a tokenizer file (invalid JSON)");
     else
         t = from_json(root, err, errlen);
+    if (t && parse_chat_template(root, t, err, errlen) != 0) {
+        tokenizer_free(t);
+        t = NULL;
+    }
     cJSON_Delete(root);
     return t;
 }
@@ -700,7 +717,9 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
     return 0;
 }
 
-tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen)
+/* The folder's tokens: vocab.json + merges.txt with the slow tokenizer's added
+ * tokens, or tokenizer.json alone. */
+static tokenizer *hf_dir_tokens(const char *dir, char *err, size_t errlen)
 {
     char vocab[PATH_MAX + 32], merges[PATH_MAX + 32], json[PATH_MAX + 32];
     bool have_vocab = in_dir(vocab, sizeof vocab, dir, "vocab.json");
@@ -721,5 +740,15 @@ tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen)
     tok_added_list_free(&list);
     cJSON_Delete(roots[0]);
     cJSON_Delete(roots[1]);
+    return t;
+}
+
+tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen)
+{
+    tokenizer *t = hf_dir_tokens(dir, err, errlen);
+    if (t && tok_hf_chat_template(t, dir, err, errlen) != 0) {
+        tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }

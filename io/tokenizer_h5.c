@@ -62,6 +62,10 @@ int tokenizer_h5_write(hid_t g, const tokenizer *t)
              write_dataset(g, "vocab_lengths", H5T_STD_I32LE, H5T_NATIVE_UINT32, 1, vocab, lens) |
              write_added(g, t);
     }
+    const char *chat = tokenizer_chat_template(t);
+    if (rc == 0 && chat)
+        rc = write_dataset(g, "chat_template", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, strlen(chat),
+                           chat);
     return rc;
 }
 
@@ -175,7 +179,25 @@ static int read_split(hid_t g, tokenizer_split_kind *split, char *err, size_t er
     return -1;
 }
 
-tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
+/* The chat template, when the group has one (files written before it have none).
+ * 0, or -1 with a reason in err. */
+static int read_chat_template(hid_t g, tokenizer *t, char *err, size_t errlen)
+{
+    if (H5Lexists(g, "chat_template", H5P_DEFAULT) == 0)
+        return 0;
+    size_t n;
+    char why[200];
+    char *s = read_dataset(g, "chat_template", 1, H5T_NATIVE_UINT8, 1, &n);
+    int rc = -1;
+    if (!s)
+        snprintf(err, errlen, "/tokenizer/chat_template is unreadable or not bytes");
+    else if ((rc = tokenizer_set_chat_template(t, s, n, why, sizeof why)) != 0)
+        snprintf(err, errlen, "/tokenizer/chat_template: %s", why);
+    free(s);
+    return rc;
+}
+
+static tokenizer *read_tokens(hid_t g, char *err, size_t errlen)
 {
     char type[32], why[200];
     if (h5_attr_read_str(g, "type", type, sizeof type) != 0) {
@@ -208,5 +230,15 @@ tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
     else if (!(t = tokenizer_new_bpe(merges, n, split, why, sizeof why)))
         snprintf(err, errlen, "/tokenizer: %s", why);
     free(merges);
+    return t;
+}
+
+tokenizer *tokenizer_h5_read(hid_t g, char *err, size_t errlen)
+{
+    tokenizer *t = read_tokens(g, err, errlen);
+    if (t && read_chat_template(g, t, err, errlen) != 0) {
+        tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }

@@ -7,6 +7,7 @@
  *                                     (bpe: into token 256+i)
  *   vocab          uint8 [total]      gpt2: every token's bytes, concatenated in id order
  *   vocab_lengths  int32 [vocab_size] gpt2: their lengths
+ *   chat_template  uint8 [n]          any type, optional: the chat template's UTF-8 bytes
  */
 #ifndef IO_TOKENIZER_H5_H
 #define IO_TOKENIZER_H5_H

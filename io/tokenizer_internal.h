@@ -9,6 +9,7 @@
  *   tokenizer_train.c  learning BPE merges from a corpus
  *   tokenizer_files.c  tokenizer.json, and GPT-2's vocabulary and merges files
  *   tokenizer_hf_added.c  Hugging Face's added tokens as its files list them
+ *   tokenizer_chat.c   the chat template: checked, and read from a Hugging Face folder
  *
  * Every function declared here starts with tok_, so none of these names collides
  * with another module's in libgpt.a.
@@ -96,6 +97,7 @@ struct tokenizer {
     /* added[order[first[b]] .. order[first[b + 1] - 1]] begin with byte b, longest first */
     uint32_t *added_order;
     uint32_t added_first[BYTE_VOCAB + 1];
+    char *chat_template;  /* NULL: none */
 };
 
 /* Puts "tokenizer: out of memory" in err; returns -1. */
@@ -169,5 +171,14 @@ int tok_hf_added_json(const struct cJSON *obj, tok_added_list *l, char *err, siz
 /* Sorts by id, for tok_added_list_find: the entry with id, or NULL. */
 void tok_added_list_sort(tok_added_list *l);
 const tokenizer_added *tok_added_list_find(const tok_added_list *l, uint32_t id);
+
+/* ------------------------------------------------------------ chat template */
+
+/* A Hugging Face folder's chat template made t's: DIR/chat_template.jinja, else
+ * tokenizer_config.json's "chat_template" as a string or as a list of {"name",
+ * "template"} holding "default" and no other; a folder additional_chat_templates
+ * is refused.  None found leaves t without one.  0, or -1 with a reason naming the
+ * file in err. */
+int tok_hf_chat_template(tokenizer *t, const char *dir, char *err, size_t errlen);
 
 #endif

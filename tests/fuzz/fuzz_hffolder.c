@@ -1,20 +1,23 @@
 /* fuzz_hffolder: a Hugging Face folder's tokenizer, as build/import --hf DIR and
  * prep --hf DIR read it (tokenizer_load_hf_dir): vocab.json, merges.txt,
- * tokenizer_config.json (added_tokens_decoder), added_tokens.json, and
- * tokenizer.json (added_tokens) where the first two are absent.  Input: those five
- * files in that order, separated by NUL bytes; an empty or missing part is a file
- * the folder lacks.  The files go to a folder on /dev/shm.  An accepted tokenizer
- * must round-trip any bytes (here: the input itself), and each added token's text
- * must encode to that token. */
+ * tokenizer_config.json (added_tokens_decoder, chat_template), added_tokens.json,
+ * tokenizer.json (added_tokens) where the first two are absent, and
+ * chat_template.jinja.  Input: those six files in that order, separated by NUL
+ * bytes; an empty or missing part is a file the folder lacks.  The files go to a
+ * folder on /dev/shm.  An accepted tokenizer must round-trip any bytes (here: the
+ * input itself), each added token's text must encode to that token, and its chat
+ * template, if any, be valid UTF-8 within the bound. */
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/fsutil.h"
+#include "io/utf8.h"
 #include "tests/fuzz/fuzz.h"
 #include "tests/fuzz/tokcheck.h"
 
 static const char *const NAMES[] = {"vocab.json", "merges.txt", "tokenizer_config.json",
-                                    "added_tokens.json", "tokenizer.json"};
+                                    "added_tokens.json", "tokenizer.json",
+                                    "chat_template.jinja"};
 enum { NFILES = sizeof NAMES / sizeof *NAMES };
 static char dir[64], paths[NFILES][96];
 
@@ -56,6 +59,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(tokenizer_vocab_size(t) >= 257 && tokenizer_eos(t) >= 0);
     check_round_trip(t, data, size);
     check_added(t);
+    const char *chat = tokenizer_chat_template(t);
+    size_t n = chat ? strlen(chat) : 0;
+    FUZZ_CHECK(!chat || (n > 0 && n <= TOKENIZER_CHAT_TEMPLATE_MAX));
+    for (long step; n > 0; chat += step, n -= (size_t)step)
+        FUZZ_CHECK((step = utf8_step((const uint8_t *)chat, n)) > 0);
     tokenizer_free(t);
     return 0;
 }
