@@ -79,6 +79,7 @@ DEBS := build-essential pkg-config libopenmpi-dev openmpi-bin libzmq3-dev libhdf
 DEBS += libpcre2-dev nodejs cmake git   # cmake, git: llama.cpp for make bench (tests/llamacpp_build.sh)
 # interop tests and the PyTorch rows of `make bench` run on Debian's python3 (/usr/bin/python3)
 DEBS += python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
+DEBS += python3-jinja2   # tests/e2e_chat.sh: chat templates rendered as transformers does
 DEBS += clang libclang-rt-14-dev   # make fuzz
 # tests/e2e_slurm.sh (a one-node Slurm cluster) and tests/e2e_metrics.sh (a Prometheus server)
 DEBS += munge slurmctld slurmd slurm-client prometheus

@@ -21,7 +21,8 @@
  * The vocabulary of every tokenizer type is written GPT-2's way: each token's
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
  * of such spellings (none for the byte tokenizer); gguf names bpe's split in
- * gpt_cpu.tokenizer.split.  An existing output name is
+ * gpt_cpu.tokenizer.split.  A chat template the tokenizer carries goes to
+ * tokenizer_config.json's chat_template and GGUF's tokenizer.chat_template.  An existing output name is
  * refused before anything is read, and nothing is left under it when anything
  * fails.
  */
@@ -57,7 +58,8 @@ static const char USAGE[] =
     "                byte reaches 256 bytes) and as vocab.json + merges.txt (the slow\n"
     "                GPT2Tokenizer: GPT-2's pre-split, other ids for a bpe of the bytes\n"
     "                split); gguf: one file llama.cpp and build/infer load (llama.cpp: our\n"
-    "                ids but for a bpe of the bytes split)\n"
+    "                ids but for a bpe of the bytes split).  Both keep the tokenizer's chat\n"
+    "                template (tokenizer_config.json chat_template, tokenizer.chat_template)\n"
     "  --out PATH    the folder (hf) or file (gguf) to write: a new name, an existing file\n"
     "                or folder is refused.  A folder is built in PATH.tmp-XXXXXX beside it;\n"
     "                those a killed export left are removed, and named on stderr\n"
@@ -486,6 +488,10 @@ static int hf_tokenizer_config(const char *dir, const model_src *m, const vocab_
             cJSON_AddStringToObject(o, special[i], v->tok[eos]);
         else
             cJSON_AddNullToObject(o, special[i]);
+    /* inline, where every transformers with chat templates (4.34 on) reads it;
+     * chat_template.jinja only 4.47 on */
+    if (tokenizer_chat_template(m->tok))
+        cJSON_AddStringToObject(o, "chat_template", tokenizer_chat_template(m->tok));
     cJSON *decoder = cJSON_AddObjectToObject(o, "added_tokens_decoder");
     size_t n;
     const tokenizer_added *a = tokenizer_added_tokens(m->tok, &n);
@@ -639,6 +645,8 @@ static int gguf_metadata(gguf_writer *w, const model_src *m, const vocab_text *v
              gguf_put_i32_array(w, "tokenizer.ggml.token_type", types, (size_t)v->n) |
              gguf_put_str_array(w, "tokenizer.ggml.merges", (const char *const *)v->merge,
                                 v->mlen, v->nmerges);
+    if (tokenizer_chat_template(m->tok))   /* the key llama.cpp's chat mode applies */
+        rc |= gguf_put_str(w, "tokenizer.chat_template", tokenizer_chat_template(m->tok));
     /* byte and BPE tokenizers have no end-of-text token, and GGUF cannot say
      * "none": llama.cpp would take its default, id 11 (a vertical tab byte),
      * and stop there.  The NUL byte, which text never holds, stands in. */

@@ -116,6 +116,10 @@ def check_file(path, ck, q8):
     if kind_tok == "bpe":   # its split, "bytes" where the checkpoint predates it
         want_keys.add("gpt_cpu.tokenizer.split")
         assert r.kv["gpt_cpu.tokenizer.split"][1] == attr("split", "bytes"), r.kv["gpt_cpu.tokenizer.split"]
+    if "chat_template" in ck["tokenizer"]:   # the template the tokenizer carries, as is
+        want_keys.add("tokenizer.chat_template")
+        chat = ck["tokenizer"]["chat_template"][()].tobytes().decode("utf-8")
+        assert r.kv["tokenizer.chat_template"][1] == chat, "tokenizer.chat_template differs"
     assert set(r.kv) == want_keys, sorted(set(r.kv) ^ want_keys)
     # gpt2's <|endoftext|>; the others have none: the NUL byte, not llama.cpp's default 11
     stop = 50256 if kind_tok == "gpt2" else 0
