@@ -70,16 +70,16 @@ int tokenizer_h5_write(hid_t g, const tokenizer *t)
 }
 
 /* Dataset name of rank 1 (n elements) or 2 (n pairs) into a new buffer of memory type
- * mtype, elem bytes each; NULL if it is missing, misshapen or unreadable. */
+ * mtype, elem bytes each; NULL if it is missing, misshapen, over max rows or unreadable. */
 static void *read_dataset(hid_t g, const char *name, int rank, hid_t mtype, size_t elem,
-                          size_t *n)
+                          size_t max, size_t *n)
 {
     hid_t d = H5Lexists(g, name, H5P_DEFAULT) > 0 ? H5Dopen2(g, name, H5P_DEFAULT) : -1;
     hid_t sp = d < 0 ? -1 : H5Dget_space(d);
     hsize_t dims[2] = {0, 0};
     int ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == rank &&
              H5Sget_simple_extent_dims(sp, dims, NULL) == rank && (rank == 1 || dims[1] == 2) &&
-             dims[0] < MAX_ELEMS;
+             dims[0] <= max;
     void *buf = ok ? malloc((size_t)dims[0] * (size_t)rank * elem + 1) : NULL;
     if (buf && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         free(buf);
@@ -104,7 +104,7 @@ static uint32_t *read_merges(hid_t g, bool missing_ok, size_t *n)
         *n = 0;
         return calloc(2, sizeof(uint32_t));
     }
-    return read_dataset(g, "merges", 2, H5T_NATIVE_UINT32, 4, n);
+    return read_dataset(g, "merges", 2, H5T_NATIVE_UINT32, 4, MAX_ELEMS, n);
 }
 
 /* gpt2's added tokens, when the group has them: without, files written before
@@ -115,7 +115,7 @@ static int read_added(hid_t g, tokenizer *t, char *err, size_t errlen)
         return 0;
     size_t n;
     char why[200];
-    uint32_t *pairs = read_dataset(g, "added", 2, H5T_NATIVE_UINT32, 4, &n);
+    uint32_t *pairs = read_dataset(g, "added", 2, H5T_NATIVE_UINT32, 4, MAX_ELEMS, &n);
     tokenizer_added *a = pairs ? calloc(n + 1, sizeof *a) : NULL;
     int rc = a ? 0 : -1;
     for (size_t i = 0; a && i < n; i++) {
@@ -138,8 +138,8 @@ static tokenizer *read_gpt2(hid_t g, const uint32_t *merges, size_t nmerges, cha
     size_t total, vocab;
     long long eos, size;
     char why[200];
-    uint8_t *bytes = read_dataset(g, "vocab", 1, H5T_NATIVE_UINT8, 1, &total);
-    uint32_t *lens = read_dataset(g, "vocab_lengths", 1, H5T_NATIVE_UINT32, 4, &vocab);
+    uint8_t *bytes = read_dataset(g, "vocab", 1, H5T_NATIVE_UINT8, 1, MAX_ELEMS, &total);
+    uint32_t *lens = read_dataset(g, "vocab_lengths", 1, H5T_NATIVE_UINT32, 4, MAX_ELEMS, &vocab);
     size_t sum = 0;
     for (size_t id = 0; lens && id < vocab; id++)
         sum += lens[id];
@@ -187,10 +187,12 @@ static int read_chat_template(hid_t g, tokenizer *t, char *err, size_t errlen)
         return 0;
     size_t n;
     char why[200];
-    char *s = read_dataset(g, "chat_template", 1, H5T_NATIVE_UINT8, 1, &n);
+    char *s = read_dataset(g, "chat_template", 1, H5T_NATIVE_UINT8, 1,
+                           TOKENIZER_CHAT_TEMPLATE_MAX, &n);
     int rc = -1;
     if (!s)
-        snprintf(err, errlen, "/tokenizer/chat_template is unreadable or not bytes");
+        snprintf(err, errlen, "/tokenizer/chat_template is unreadable, not bytes or over %d "
+                 "bytes", TOKENIZER_CHAT_TEMPLATE_MAX);
     else if ((rc = tokenizer_set_chat_template(t, s, n, why, sizeof why)) != 0)
         snprintf(err, errlen, "/tokenizer/chat_template: %s", why);
     free(s);

@@ -1147,6 +1147,16 @@ static void test_chat_template_files(void **state)
     assert_null(tokenizer_h5_read(g, err, sizeof err));
     assert_string_equal(err, "/tokenizer/chat_template: the chat template is not valid UTF-8 "
                              "(byte 1)");
+    /* one byte over the bound is refused before it is read */
+    assert_int_equal(H5Ldelete(g, "chat_template", H5P_DEFAULT), 0);
+    n = TOKENIZER_CHAT_TEMPLATE_MAX + 1;
+    sp = H5Screate_simple(1, &n, NULL);
+    d = H5Dcreate2(g, "chat_template", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dclose(d);
+    H5Sclose(sp);
+    assert_null(tokenizer_h5_read(g, err, sizeof err));
+    assert_string_equal(err, "/tokenizer/chat_template is unreadable, not bytes or over 1048576 "
+                             "bytes");
     H5Gclose(g);
     H5Fclose(f);
     unlink(path);
@@ -1160,7 +1170,8 @@ static void test_chat_template_files(void **state)
         {"a\xff", 2, "the chat template is not valid UTF-8 (byte 1)"},
         {"ab\xe2\x82", 4, "the chat template is not valid UTF-8 (byte 2)"},
         {"a\0b", 3, "the chat template holds a NUL byte (byte 1)"},
-        {NULL, TOKENIZER_CHAT_TEMPLATE_MAX + 1, "the chat template is 1048577 bytes, more than 1048576"},
+        {NULL, TOKENIZER_CHAT_TEMPLATE_MAX + 1,
+         "the chat template is 1048577 bytes, more than 1048576"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         err[0] = 0;
@@ -1264,7 +1275,8 @@ static void test_chat_template_hf_folder(void **state)
     tokenizer_free(t);
     write_text(dir, "chat_template.jinja", "{{ '\xc3(' }}");
     assert_null(tokenizer_load_hf_dir(dir, err, sizeof err));
-    assert_non_null(strstr(err, "chat_template.jinja: the chat template is not valid UTF-8 (byte 4)"));
+    assert_non_null(strstr(err, "chat_template.jinja: the chat template is not valid UTF-8 "
+                                "(byte 4)"));
     tmp_path(path, sizeof path, dir, "chat_template.jinja");
     unlink(path);
     tmp_path(path, sizeof path, dir, "additional_chat_templates");
