@@ -22,9 +22,9 @@
  * bytes spelled with GPT-2's byte-to-unicode map, merges as "left right" pairs
  * of such spellings (none for the byte tokenizer); gguf names bpe's split in
  * gpt_cpu.tokenizer.split.  A chat template the tokenizer carries goes to
- * tokenizer_config.json's chat_template and GGUF's tokenizer.chat_template.  An existing output name is
- * refused before anything is read, and nothing is left under it when anything
- * fails.
+ * tokenizer_config.json's chat_template and GGUF's tokenizer.chat_template.  An
+ * existing output name is refused before anything is read, and nothing is left
+ * under it when anything fails.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
