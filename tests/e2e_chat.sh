@@ -141,6 +141,20 @@ chat_template "$run_ck" "$tmp/ft.hf/tokenizer_config.json" ||
 h5diff "$tmp/ck.h5" "$tmp/back.h5" /tokenizer /tokenizer >/dev/null ||
     fail "the export imported back has another /tokenizer"
 echo "e2e_chat: $(basename "$run_ck") of a 2-step fine-tune exports the template to tokenizer_config.json"
+# data whose tokenizer has no template (a folder without it): the run's
+# checkpoints take the template of the model it starts from
+cp -r "$src" "$tmp/plain"
+$PY -c "import json,sys; c=json.load(open(sys.argv[1])); del c['chat_template']
+json.dump(c, open(sys.argv[1], 'w'))" "$tmp/plain/tokenizer_config.json"
+"$BUILD/prep" --tokenizer gpt2 --hf "$tmp/plain" --input "$tmp/text.txt" "$tmp/chat.tsv" \
+    --out "$tmp/plain_data" --val-fraction 0.5 2>/dev/null || fail "prep --hf without a template"
+! grep -q chat_template "$tmp/plain_data/tokenizer.json" || fail "prep made up a template"
+"$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/ck.h5" --set out_dir="$tmp/plain_run" \
+    --set data_dir="$tmp/plain_data" >/dev/null 2>"$tmp/err" ||
+    { cat "$tmp/err"; fail "trainer --init-from on data without a template"; }
+chat_template "$(ls "$tmp"/plain_run/ckpt_*.h5 | tail -1)" ||
+    fail "the run's checkpoint lost the template of the model it started from"
+echo "e2e_chat: on data without a template, the run's checkpoint keeps the model's"
 
 # chat_template.jinja (transformers 4.47+) wins; a named template besides the default is refused
 cp -r "$src" "$tmp/jinja"

@@ -163,6 +163,27 @@ static void serve(const shard_io *io, bool save)
     }
 }
 
+/* A fine-tune whose data has no chat template (made from a folder without
+ * one, or before tokenizer files carried one) keeps the template of the model
+ * it starts from: a template changes no ids, so the data's tokenizer is
+ * otherwise the model's (dataset_check_tokenizer).  A template is not worth
+ * failing a save for: an unreadable init_from leaves tok as it is. */
+static void adopt_init_template(const run_config *c, tokenizer *tok)
+{
+    ckpt_model_file *f;
+    gpt2_dims d;
+    char why[512];
+    if (tokenizer_chat_template(tok) || !c->init_from[0] ||
+        ckpt_model_open(c->init_from, &f, &d, why, sizeof why) != 0)
+        return;
+    tokenizer *init = ckpt_model_tokenizer(f, why, sizeof why);
+    ckpt_model_close(f);
+    const char *tmpl = init ? tokenizer_chat_template(init) : NULL;
+    if (tmpl)
+        tokenizer_set_chat_template(tok, tmpl, strlen(tmpl), why, sizeof why);
+    tokenizer_free(init);
+}
+
 /* Rank 0 writes s (tensors, opt, train set) with its tokenizer (stored so
  * infer needs no data dir); the path written goes to path, its size to *mb. */
 static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pathlen, double *mb,
@@ -173,6 +194,7 @@ static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pat
     tokenizer *tok = tokenizer_load(tpath, err, errlen);
     if (!tok)
         return -1;
+    adopt_init_template(c, tok);
     s->tok = tok;
     int rc = ckpt_save(c->out_dir, s, c->keep_checkpoints, path, pathlen, err, errlen);
     s->tok = NULL;
