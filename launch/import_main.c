@@ -37,7 +37,8 @@ static const char USAGE[] =
     "               it names, or pytorch_model.bin as torch >= 1.6 saves it), vocab.json\n"
     "               and merges.txt, or without them tokenizer.json (GPT-2's byte-level\n"
     "               BPE only), with the added tokens (pad, chat markers) of tokenizer.json\n"
-    "               or of tokenizer_config.json and added_tokens.json\n"
+    "               or of tokenizer_config.json and added_tokens.json, and its chat\n"
+    "               template (chat_template.jinja or tokenizer_config.json's)\n"
     "  --out CK.h5  the checkpoint to write: a new name, an existing file is refused\n"
     "Exit status: 0 ok, 1 unusable folder or failed write, 2 bad arguments or GPT_ISA\n"
     "(a kernel path: scalar, avx2 or avx512, one this CPU runs).\n";
