@@ -23,7 +23,7 @@ enum { EXIT_IO = 1, EXIT_USAGE = 2, DEFAULT_BPE_VOCAB = 4096, PATH_BYTES = 4096 
 typedef struct {
     const char **inputs;
     int ninputs;
-    const char *out;
+    const char *out, *tokenizer_arg;
     int bpe, gpt2;
     const char *vocab_arg, *fraction_arg, *split_arg;   /* NULL = not given */
     const char *vocab_file, *merges_file;   /* --tokenizer gpt2 */
@@ -92,32 +92,26 @@ static int parse_option(int argc, char **argv, int *i, prep_args *a)
             a->inputs[a->ninputs++] = argv[(*i)++];
         return *i > first ? 0 : die(EXIT_USAGE, "--input needs at least one path");
     }
-    int known = !strcmp(flag, "--out") || !strcmp(flag, "--tokenizer") ||
-                !strcmp(flag, "--vocab") || !strcmp(flag, "--val-fraction") ||
-                !strcmp(flag, "--vocab-file") || !strcmp(flag, "--merges") ||
-                !strcmp(flag, "--split") || !strcmp(flag, "--hf");
-    if (!known)
+    /* each takes one value, once: a second is a mistake, not a choice */
+    const struct { const char *flag, **value; } options[] = {
+        {"--out", &a->out},           {"--tokenizer", &a->tokenizer_arg},
+        {"--vocab", &a->vocab_arg},   {"--val-fraction", &a->fraction_arg},
+        {"--vocab-file", &a->vocab_file}, {"--merges", &a->merges_file},
+        {"--split", &a->split_arg},   {"--hf", &a->hf_dir},
+    };
+    size_t k = 0, n = sizeof options / sizeof options[0];
+    while (k < n && strcmp(flag, options[k].flag) != 0)
+        k++;
+    if (k == n)
         return die(EXIT_USAGE, "unknown option '%s' (see --help)", flag);
     if (*i >= argc)
         return die(EXIT_USAGE, "%s needs a value", flag);
-    const char *v = argv[(*i)++];
-    if (!strcmp(flag, "--out"))
-        a->out = v;
-    else if (!strcmp(flag, "--vocab"))
-        a->vocab_arg = v;
-    else if (!strcmp(flag, "--val-fraction"))
-        a->fraction_arg = v;
-    else if (!strcmp(flag, "--vocab-file"))
-        a->vocab_file = v;
-    else if (!strcmp(flag, "--merges"))
-        a->merges_file = v;
-    else if (!strcmp(flag, "--split"))
-        a->split_arg = v;
-    else if (!strcmp(flag, "--hf"))
-        a->hf_dir = v;
-    else if (strcmp(v, "byte") && strcmp(v, "bpe") && strcmp(v, "gpt2"))
-        return die(EXIT_USAGE, "--tokenizer must be byte, bpe or gpt2, not '%s'", v);
-    else {
+    if (*options[k].value)
+        return die(EXIT_USAGE, "%s given twice", flag);
+    const char *v = *options[k].value = argv[(*i)++];
+    if (options[k].value == &a->tokenizer_arg) {
+        if (strcmp(v, "byte") && strcmp(v, "bpe") && strcmp(v, "gpt2"))
+            return die(EXIT_USAGE, "--tokenizer must be byte, bpe or gpt2, not '%s'", v);
         a->bpe = !strcmp(v, "bpe");
         a->gpt2 = !strcmp(v, "gpt2");
     }

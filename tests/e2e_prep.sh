@@ -123,6 +123,9 @@ grep -q "split must be gpt2 or bytes, not 'unicode'" "$tmp/err" || fail "--split
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --split bytes
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --val-fraction 1
 expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --val-fraction abc
+expect_error 2 --input "$tmp/corpus.txt" --out "$tmp/x" --out "$tmp/y"
+grep -q "^prep: --out given twice$" "$tmp/err" || fail "--out twice: $(cat "$tmp/err")"
+[ ! -e "$tmp/x" ] && [ ! -e "$tmp/y" ] || fail "prep with --out twice made a dataset"
 expect_error 1 --input "$tmp/no-such-file" --out "$tmp/x"
 printf 'abc' >"$tmp/tiny.txt"
 expect_error 1 --input "$tmp/tiny.txt" --out "$tmp/x"
