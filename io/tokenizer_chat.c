@@ -92,19 +92,15 @@ static int config_template(const cJSON *v, const char **s, char *err, size_t err
 /* tokenizer_config.json's template, when the file exists; its errors name it. */
 static int from_config(tokenizer *t, const char *path, char *err, size_t errlen)
 {
-    uint8_t *data;
-    size_t len;
     char why[200] = "";
     if (access(path, F_OK) != 0)
         return 0;
-    if (fs_read_file(path, &data, &len, err, errlen) != 0)
+    cJSON *root = tok_read_json(path, err, errlen);
+    if (!root)
         return -1;
-    cJSON *root = cJSON_ParseWithLength((const char *)data, len);
-    free(data);
     const char *s = NULL;
-    int rc = root ? config_template(cJSON_GetObjectItemCaseSensitive(root, "chat_template"), &s,
-                                    why, sizeof why)
-                  : fs_fail(why, sizeof why, "not JSON");
+    int rc = config_template(cJSON_GetObjectItemCaseSensitive(root, "chat_template"), &s, why,
+                             sizeof why);
     if (rc == 0 && s)
         rc = tokenizer_set_chat_template(t, s, strlen(s), why, sizeof why);
     cJSON_Delete(root);

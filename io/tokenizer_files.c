@@ -676,8 +676,7 @@ static bool in_dir(char *path, size_t cap, const char *dir, const char *name)
     return access(path, F_OK) == 0;
 }
 
-/* The JSON file at path, or NULL with a reason naming it. */
-static cJSON *read_json(const char *path, char *err, size_t errlen)
+cJSON *tok_read_json(const char *path, char *err, size_t errlen)
 {
     uint8_t *data;
     size_t len;
@@ -699,7 +698,7 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
     char path[PATH_MAX + 32], why[300] = "";
     *found = false;
     if (in_dir(path, sizeof path, dir, "tokenizer_config.json")) {
-        if (!(roots[0] = read_json(path, err, errlen)))
+        if (!(roots[0] = tok_read_json(path, err, errlen)))
             return -1;
         const cJSON *dec = cJSON_GetObjectItemCaseSensitive(roots[0], "added_tokens_decoder");
         if (dec && tok_hf_added_decoder(dec, l, why, sizeof why) != 0)
@@ -707,7 +706,7 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
         *found = dec != NULL;
     }
     if (in_dir(path, sizeof path, dir, "added_tokens.json")) {
-        if (!(roots[1] = read_json(path, err, errlen)))
+        if (!(roots[1] = tok_read_json(path, err, errlen)))
             return -1;
         if (tok_hf_added_json(roots[1], l, why, sizeof why) != 0)
             return fs_fail(err, errlen, "%s: %s", path, why);

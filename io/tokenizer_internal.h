@@ -161,6 +161,8 @@ typedef struct {
 } tok_added_list;
 
 void tok_added_list_free(tok_added_list *l);
+/* The JSON file at path (a Hugging Face folder's), or NULL with a reason naming it. */
+struct cJSON *tok_read_json(const char *path, char *err, size_t errlen);
 /* Appends the tokens of tokenizer.json's "added_tokens" array, of tokenizer_config.json's
  * "added_tokens_decoder" object (id -> fields), or of added_tokens.json (text -> id; the
  * ones the decoder, read first, did not give, not special).  A token with lstrip, rstrip
