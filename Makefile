@@ -164,6 +164,9 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libgpt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# tests/torch_archive.h writes the CRCs torch.save writes, with zlib's crc32
+$(BUILD)/tests/test_torchzip $(BUILD)/tests/fuzz_torchzip $(BUILD)/fuzz/fuzz_torchzip: LDLIBS += -lz
+
 # test_publisher counts the binds a close makes (tests/test_publisher.c)
 $(BUILD)/tests/test_publisher: LDLIBS += -Wl,--wrap=zmq_bind
 

@@ -9,7 +9,14 @@
  *                         storage that persistent_load(("storage",
  *                         torch.FloatStorage..., KEY, location, numel)) names
  *     PREFIX/data/KEY     that storage's raw little-endian bytes, stored
- *     PREFIX/byteorder    "little" (optional)
+ *     PREFIX/byteorder    "little" (optional; torch 2.x writes it)
+ *
+ * Other records (version, torch 2.x's .format_version, .storage_alignment,
+ * .data/serialization_id) are not read.  PREFIX is whatever torch.save chose
+ * (the file name's stem, or "archive").  Records may sit past 4 GiB (ZIP64).
+ * CRCs are not checked, as torch does not check them (libzip checks one only
+ * when a read runs into the entry's end; reads here stop at it), so an
+ * archive torch 2.5+ saved with compute_crc32 = False (CRCs 0) reads.
  *
  * The pickle is read by a restricted unpickler, as torch.load(weights_only=
  * True) would: only the opcodes and the globals a state_dict needs
