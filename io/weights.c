@@ -10,18 +10,20 @@
 #include "io/torchzip.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
+#define BIN_INDEX_NAME "pytorch_model.bin.index.json"
 
-/* One tensor of the source and the file holding it. */
+/* One tensor of the source, the file holding it and its index there. */
 typedef struct {
     const st_tensor *t;
-    int file;
+    int file, index;
 } ws_item;
 
+/* The files are safetensors files (files) or torch.save archives (torch). */
 struct wsrc {
     const char *label;
-    tz_file *torch;   /* pytorch_model.bin: then items[i].file is its tensor index */
     st_file *files;
-    char **names;   /* files[k]'s name, for messages */
+    tz_file **torch;
+    char **names;   /* file k's name, for messages */
     int nfiles;
     ws_item *items;   /* sorted by name */
     int n;
@@ -124,23 +126,42 @@ void wsrc_close(wsrc *w)
     if (!w)
         return;
     for (int k = 0; k < w->nfiles; k++) {
-        st_close(&w->files[k]);
+        if (w->torch)
+            tz_close(w->torch[k]);
+        else
+            st_close(&w->files[k]);
         free(w->names[k]);
     }
-    tz_close(w->torch);
+    free(w->torch);
     free(w->files);
     free(w->names);
     free(w->items);
     free(w);
 }
 
-/* Opens each file of names[0..n) in dir (taking over the names), then lists
- * their tensors sorted by name; a tensor in two files is refused. */
-static int open_files(wsrc *w, const char *dir, char **names, int n, char *err, size_t errlen)
+/* How many tensors file k holds, and its tensor i. */
+static int file_tensors(const wsrc *w, int k)
 {
-    w->files = calloc((size_t)n, sizeof *w->files);
+    return w->torch ? tz_tensors(w->torch[k])->n : w->files[k].h.n;
+}
+
+static const st_tensor *file_tensor(const wsrc *w, int k, int i)
+{
+    return w->torch ? &tz_tensors(w->torch[k])->tensors[i].t : &w->files[k].h.tensors[i];
+}
+
+/* Opens each file of names[0..n) in dir (taking over the names), torch.save
+ * archives if torch, else safetensors files, then lists their tensors sorted
+ * by name; a tensor in two files is refused. */
+static int open_files(wsrc *w, const char *dir, char **names, int n, int torch, char *err,
+                      size_t errlen)
+{
+    if (torch)
+        w->torch = calloc((size_t)n, sizeof *w->torch);
+    else
+        w->files = calloc((size_t)n, sizeof *w->files);
     w->names = calloc((size_t)n, sizeof *w->names);
-    if (!w->files || !w->names)
+    if ((!w->torch && !w->files) || !w->names)
         return fs_fail(err, errlen, "out of memory");
     size_t total = 0;
     for (int k = 0; k < n; k++) {
@@ -149,16 +170,17 @@ static int open_files(wsrc *w, const char *dir, char **names, int n, char *err, 
         w->names[k] = names[k];
         names[k] = NULL;
         w->nfiles++;
-        if (st_open(&w->files[k], path, err, errlen) != 0)
+        if ((torch ? tz_open(&w->torch[k], path, err, errlen)
+                   : st_open(&w->files[k], path, err, errlen)) != 0)
             return -1;
-        total += (size_t)w->files[k].h.n;
+        total += (size_t)file_tensors(w, k);
     }
     w->items = malloc((total ? total : 1) * sizeof *w->items);
     if (!w->items)
         return fs_fail(err, errlen, "out of memory");
     for (int k = 0; k < n; k++)
-        for (int i = 0; i < w->files[k].h.n; i++)
-            w->items[w->n++] = (ws_item){&w->files[k].h.tensors[i], k};
+        for (int i = 0; i < file_tensors(w, k); i++)
+            w->items[w->n++] = (ws_item){file_tensor(w, k, i), k, i};
     qsort(w->items, (size_t)w->n, sizeof *w->items, item_by_name);
     for (int i = 1; i < w->n; i++)
         if (strcmp(w->items[i].t->name, w->items[i - 1].t->name) == 0)
@@ -191,12 +213,13 @@ static int check_against_index(const wsrc *w, const ws_index *ix, char *err, siz
     return 0;
 }
 
-static int open_sharded(wsrc *w, const char *dir, char *err, size_t errlen)
+/* The index w->label of safetensors shards, or of torch.save shards if torch. */
+static int open_sharded(wsrc *w, const char *dir, int torch, char *err, size_t errlen)
 {
     char path[1100], why[400];
     uint8_t *text;
     size_t len;
-    snprintf(path, sizeof path, "%s/%s", dir, INDEX_NAME);
+    snprintf(path, sizeof path, "%s/%s", dir, w->label);
     if (fs_read_file_max(path, ST_MAX_HEADER, &text, &len, err, errlen) != 0)
         return -1;
     ws_index ix;
@@ -204,41 +227,26 @@ static int open_sharded(wsrc *w, const char *dir, char *err, size_t errlen)
     free(text);
     if (rc != 0)
         return fs_fail(err, errlen, "%.900s: %s", path, why);
-    rc = open_files(w, dir, ix.files, ix.nfiles, err, errlen);
+    rc = open_files(w, dir, ix.files, ix.nfiles, torch, err, errlen);
     if (rc == 0)
         rc = check_against_index(w, &ix, why, sizeof why) == 0
-                 ? 0 : fs_fail(err, errlen, "%s: %s", INDEX_NAME, why);
+                 ? 0 : fs_fail(err, errlen, "%s: %s", w->label, why);
     ws_index_free(&ix);
     return rc;
 }
 
-static int open_single(wsrc *w, const char *dir, char *err, size_t errlen)
+/* The one file w->label: a torch.save archive if torch, else safetensors. */
+static int open_single(wsrc *w, const char *dir, int torch, char *err, size_t errlen)
 {
     char **names = malloc(sizeof *names);
-    if (!names || !(names[0] = strdup("model.safetensors"))) {
+    if (!names || !(names[0] = strdup(w->label))) {
         free(names);
         return fs_fail(err, errlen, "out of memory");
     }
-    int rc = open_files(w, dir, names, 1, err, errlen);
+    int rc = open_files(w, dir, names, 1, torch, err, errlen);
     free(names[0]);   /* NULL once open_files took it */
     free(names);
     return rc;
-}
-
-static int open_torch(wsrc *w, const char *dir, char *err, size_t errlen)
-{
-    char path[1100];
-    snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
-    if (tz_open(&w->torch, path, err, errlen) != 0)
-        return -1;
-    const tz_dict *d = tz_tensors(w->torch);
-    w->items = malloc((size_t)(d->n ? d->n : 1) * sizeof *w->items);
-    if (!w->items)
-        return fs_fail(err, errlen, "out of memory");
-    for (int i = 0; i < d->n; i++)   /* names are unique: tz_parse_pickle checked */
-        w->items[w->n++] = (ws_item){&d->tensors[i].t, i};
-    qsort(w->items, (size_t)w->n, sizeof *w->items, item_by_name);
-    return 0;
 }
 
 static int holds(const char *dir, const char *file)
@@ -254,18 +262,21 @@ int wsrc_open(wsrc **out, const char *dir, char *err, size_t errlen)
     if (!w)
         return fs_fail(err, errlen, "out of memory");
     int rc;
-    if (holds(dir, INDEX_NAME) && !holds(dir, "model.safetensors")) {
-        w->label = INDEX_NAME;
-        rc = open_sharded(w, dir, err, errlen);
-    } else if (holds(dir, "pytorch_model.bin") && !holds(dir, "model.safetensors")) {
-        w->label = "pytorch_model.bin";
-        rc = open_torch(w, dir, err, errlen);
-    } else if (holds(dir, "model.safetensors")) {
+    if (holds(dir, "model.safetensors")) {
         w->label = "model.safetensors";
-        rc = open_single(w, dir, err, errlen);
+        rc = open_single(w, dir, 0, err, errlen);
+    } else if (holds(dir, INDEX_NAME)) {
+        w->label = INDEX_NAME;
+        rc = open_sharded(w, dir, 0, err, errlen);
+    } else if (holds(dir, "pytorch_model.bin")) {
+        w->label = "pytorch_model.bin";
+        rc = open_single(w, dir, 1, err, errlen);
+    } else if (holds(dir, BIN_INDEX_NAME)) {
+        w->label = BIN_INDEX_NAME;
+        rc = open_sharded(w, dir, 1, err, errlen);
     } else {
-        rc = fs_fail(err, errlen, "%.900s holds no model.safetensors, %s or pytorch_model.bin",
-                     dir, INDEX_NAME);
+        rc = fs_fail(err, errlen, "%.900s holds no model.safetensors, %s, pytorch_model.bin or "
+                     "%s", dir, INDEX_NAME, BIN_INDEX_NAME);
     }
     if (rc != 0) {
         wsrc_close(w);
@@ -293,7 +304,7 @@ const st_tensor *wsrc_tensor(const wsrc *w, int i)
 static const ws_item *item(const wsrc *w, const char *name)
 {
     st_tensor key = {.name = (char *)name};
-    ws_item k = {&key, 0};
+    ws_item k = {&key, 0, 0};
     return bsearch(&k, w->items, (size_t)w->n, sizeof *w->items, item_by_name);
 }
 
@@ -309,6 +320,6 @@ int wsrc_read_f32(const wsrc *w, const st_tensor *t, float *dst, char *err, size
     if (!it || it->t != t)
         return fs_fail(err, errlen, "tensor %s is not one of %s's", t->name, w->label);
     if (w->torch)
-        return tz_read_f32(w->torch, it->file, dst, err, errlen);
+        return tz_read_f32(w->torch[it->file], it->index, dst, err, errlen);
     return st_read_f32(&w->files[it->file], t, dst, err, errlen);
 }

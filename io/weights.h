@@ -6,10 +6,13 @@
  *                                  files: {"metadata": {...}, "weight_map":
  *                                  {tensor name: shard file name}}
  *   pytorch_model.bin              a state_dict torch.save wrote (io/torchzip.h)
+ *   pytorch_model.bin.index.json   the same index, of shards torch.save wrote
+ *                                  (save_pretrained(safe_serialization=False)
+ *                                  past max_shard_size)
  *
- * The first of these the folder holds is read.  The index is read strictly:
+ * The first of these the folder holds is read.  An index is read strictly:
  * each shard it names is a file of the folder itself (no '/', no ".."), a
- * valid safetensors file, and the weight_map and the shards' tensors are the
+ * valid file of its kind, and the weight_map and the shards' tensors are the
  * same set, each tensor in the shard the map names and in no other.
  *
  * A tensor is described by an st_tensor (name, dtype, shape) and read alone,
@@ -26,7 +29,7 @@
 
 #define WS_MAX_SHARDS 512   /* each stays open while the model is read */
 
-/* A parsed model.safetensors.index.json: its weight_map sorted by tensor
+/* A parsed index (either kind): its weight_map sorted by tensor
  * name, each entry naming its shard by index into files (first-seen order). */
 typedef struct {
     char *tensor;

@@ -7,8 +7,9 @@
 #  - our fp32 eval loss (build/infer --eval) on fixed tokens equals PyTorch's on
 #    the same weights within 1e-5 relative;
 #  - the same model sharded over 3 files, and saved by torch.save (F32, F16 and
-#    BF16; also each tensor a view at an offset in a larger storage), imports to
-#    the same /model datasets as from one safetensors file;
+#    BF16; also each tensor a view at an offset in a larger storage; also as 3
+#    torch.save shards named by pytorch_model.bin.index.json), imports to the
+#    same /model datasets as from one safetensors file;
 #  - bad folders are refused with one line and a non-zero exit, and nothing is
 #    left under the output name (truncated file, header length past the end,
 #    overlapping offsets, shapes or dtypes that disagree with config.json,
@@ -17,7 +18,8 @@
 #    vocab.json named once, a folder with pytorch_model.bin instead of
 #    model.safetensors named as such; of a sharded model: a missing shard, a tensor
 #    in another shard than the index says, in two shards, or not in the index, a
-#    shard path out of the folder; of a pytorch_model.bin: the legacy format, a
+#    shard path out of the folder (the same of pytorch_model.bin shards and
+#    pytorch_model.bin.index.json); of a pytorch_model.bin: the legacy format, a
 #    global or opcode a state_dict does not need, a non-contiguous tensor, a
 #    storage of the wrong size, a view past its storage); an existing --out is refused (exit 2), the
 #    file unchanged.
@@ -122,6 +124,25 @@ torch.save(sd, sys.argv[1])' "$tmp/$d.views/pytorch_model.bin"
     same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$d views: pytorch_model.bin imports differently"
     rm -f "$tmp/st.h5" "$tmp/pt.h5"
 done
+# torch.save shards named by pytorch_model.bin.index.json, as save_pretrained(safe_serialization=
+# False) writes past max_shard_size; BF16 with the tied lm_head, in another shard than wte
+tshards_same() {   # $1: the safetensors folder, $2: what; then hf_gpt2.py make's options for it
+    st=$1 what=$2
+    shift 2
+    rm -rf "$st.tshards"
+    $PY tests/hf_gpt2.py make "$st.tshards" --tokenizer-dir "$TOKDIR" --torch --shards 3 "$@"
+    [ -e "$st.tshards/pytorch_model.bin.index.json" ] && [ ! -e "$st.tshards/pytorch_model.bin" ] ||
+        fail "hf_gpt2.py --torch --shards 3 wrote no index alone"
+    "$BUILD/import" --hf "$st" --out "$tmp/st.h5" >/dev/null
+    "$BUILD/import" --hf "$st.tshards" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "$what: import of pytorch_model.bin shards failed"; }
+    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$what: pytorch_model.bin shards import differently"
+    echo "3 pytorch_model.bin shards, $what: the checkpoint of model.safetensors"
+    rm -f "$tmp/st.h5" "$tmp/pt.h5"
+}
+tshards_same "$tmp/f32" "F32, F32 masks" --dtype F32
+tshards_same "$tmp/bf16" "BF16, BOOL masks, tied lm_head stored" --dtype BF16 --lm-head same --seed 3 \
+    --mask-dtype BOOL
 # saved with pickle_protocol 3, 4 (frames, memoize, stack_global) and 5: torch.save's default is 2
 "$BUILD/import" --hf "$tmp/f32" --out "$tmp/st.h5" >/dev/null
 for p in 3 4 5; do
@@ -331,10 +352,10 @@ shards() {   # $1: name; copies the 3-shard folder
     cp -r "$tmp/shard3" "$tmp/$1"
     echo "$tmp/$1"
 }
-index_edit() {   # $1: folder, $2: python applied to the index's weight_map m
+index_edit() {   # $1: folder, $2: python applied to the index's weight_map m[, $3: the index]
     $PY -c 'import json, sys
-p = sys.argv[1] + "/model.safetensors.index.json"; i = json.load(open(p)); m = i["weight_map"]
-exec(sys.argv[2]); json.dump(i, open(p, "w"))' "$1" "$2"
+p = sys.argv[1] + "/" + sys.argv[3]; i = json.load(open(p)); m = i["weight_map"]
+exec(sys.argv[2]); json.dump(i, open(p, "w"))' "$1" "$2" "${3:-model.safetensors.index.json}"
 }
 S1=model-00001-of-00003.safetensors S2=model-00002-of-00003.safetensors
 d=$(shards missing_shard); rm "$d/$S2"
@@ -365,6 +386,27 @@ d=$(shards escape); index_edit "$d" 'm["transformer.wte.weight"] = "../f32/model
 refuse "$d" 'weight_map: transformer.wte.weight is in "../f32/model.safetensors", not a file of the folder'
 d=$(shards bad_shard); truncate -s -1000 "$d/$S2"
 refuse "$d" "$S2: data offsets end at"
+# the same checks of torch.save shards
+tshards() {   # $1: name; copies the 3 pytorch_model.bin shards folder
+    rm -rf "$tmp/$1"
+    cp -r "$tmp/f32.tshards" "$tmp/$1"
+    echo "$tmp/$1"
+}
+B1=pytorch_model-00001-of-00003.bin B2=pytorch_model-00002-of-00003.bin BIX=pytorch_model.bin.index.json
+d=$(tshards bin_missing_shard); rm "$d/$B2"
+refuse "$d" "$d/$B2: No such file or directory"
+d=$(tshards bin_wrong_shard); index_edit "$d" 'm["transformer.wte.weight"] = "'$B2'"' $BIX
+refuse "$d" "$BIX: weight_map puts transformer.wte.weight in $B2, but $B1 holds it"
+d=$(tshards bin_unlisted); index_edit "$d" 'del m["transformer.wpe.weight"]' $BIX
+refuse "$d" "$B1 holds transformer.wpe.weight, which weight_map does not list"
+d=$(tshards bin_escape); index_edit "$d" 'm["transformer.wte.weight"] = "../f32.torch/pytorch_model.bin"' $BIX
+refuse "$d" 'weight_map: transformer.wte.weight is in "../f32.torch/pytorch_model.bin", not a file of the folder'
+d=$(tshards bin_slash); index_edit "$d" 'm["transformer.wte.weight"] = "sub/x.bin"' $BIX
+refuse "$d" 'weight_map: transformer.wte.weight is in "sub/x.bin", not a file of the folder'
+d=$(tshards bin_twice); cp "$d/$B1" "$d/$B2"   # shard 2 is shard 1 again
+refuse "$d" "transformer.h.0.attn.bias is in both $B1 and $B2"
+d=$(tshards bin_bad_shard); truncate -s -1000 "$d/$B2"
+refuse "$d" "$d/$B2: "
 d=$(variant no_vocab); rm "$d/vocab.json"
 refuse "$d" "$d/vocab.json: cannot open"
 [ "$(grep -oF "$d/vocab.json" "$tmp/err" | wc -l)" -eq 1 ] || fail "no_vocab: the file is not named once"

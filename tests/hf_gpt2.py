@@ -4,7 +4,7 @@ reference side of tests/e2e_import.sh.
 
     hf_gpt2.py make DIR --tokenizer-dir D [--dtype F32|F16|BF16] [--no-prefix]
                         [--lm-head same|differ|only|none] [--dims V,T,C,L,H] [--seed S]
-                        [--wte-std X] [--mask-dtype F32|U8|BOOL] [--shards N | --torch]
+                        [--wte-std X] [--mask-dtype F32|U8|BOOL] [--shards N] [--torch]
     hf_gpt2.py loss DIR --tokens FILE.tok --seq-len T [--windows N]
 
 `make` writes config.json, model.safetensors (random GPT-2 weights, written
@@ -14,7 +14,10 @@ mask buffers (attn.bias) are F32, or with --mask-dtype U8 or BOOL as transformer
 4.x saved them, beside a scalar attn.masked_bias.  With --shards N the weights are
 N files model-0000K-of-0000N.safetensors (consecutive tensors each) named by
 model.safetensors.index.json, as transformers' save_pretrained shards them; with
---torch they are pytorch_model.bin, written by torch.save (tied tensors share a storage).  `loss`
+--torch they are pytorch_model.bin, written by torch.save (tied tensors share a storage);
+with both, N files pytorch_model-0000K-of-0000N.bin, each torch.save of a plain
+dict, named by pytorch_model.bin.index.json (save_pretrained(safe_serialization=
+False) past max_shard_size).  `loss`
 reads the safetensors file with numpy and runs the plain PyTorch GPT-2 forward
 of launch/hf_load.py over the windows the trainer's eval uses.
 Needs Debian's python3-torch, python3-numpy and python3-h5py.
@@ -55,16 +58,21 @@ def write_safetensors(path, tensors, dtype, mask_dtype="F32"):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def write_sharded(d, tensors, dtype, mask_dtype, n):
+def write_sharded(d, tensors, dtype, mask_dtype, n, torch_save=False):
     names = list(tensors)
     weight_map, total = {}, 0
     for k in range(n):
-        file = "model-%05d-of-%05d.safetensors" % (k + 1, n)
         part = {name: tensors[name] for name in names[k * len(names) // n:(k + 1) * len(names) // n]}
-        write_safetensors(os.path.join(d, file), part, dtype, mask_dtype)
+        if torch_save:
+            file = "pytorch_model-%05d-of-%05d.bin" % (k + 1, n)
+            write_torch(os.path.join(d, file), part, dtype, mask_dtype, dict)
+        else:
+            file = "model-%05d-of-%05d.safetensors" % (k + 1, n)
+            write_safetensors(os.path.join(d, file), part, dtype, mask_dtype)
         weight_map.update({name: file for name in part})
         total += sum(len(tensor_bytes(t, dtype)) for t in part.values())
-    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+    index = "pytorch_model.bin.index.json" if torch_save else "model.safetensors.index.json"
+    with open(os.path.join(d, index), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
 
@@ -73,8 +81,8 @@ def torch_dtype(dtype):
             "U8": torch.uint8, "BOOL": torch.bool}[dtype]
 
 
-def write_torch(path, tensors, dtype, mask_dtype):
-    sd, done = collections.OrderedDict(), {}
+def write_torch(path, tensors, dtype, mask_dtype, container=collections.OrderedDict):
+    sd, done = container(), {}
     for name, t in tensors.items():   # a tensor stored twice shares one storage, as in a state_dict
         dt = mask_dtype if name.endswith(".attn.bias") else dtype
         if id(t) not in done:
@@ -137,10 +145,10 @@ def make(a):
         sd["lm_head.weight"] = sd.pop("transformer.wte.weight")
     if a.no_prefix:
         sd = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in sd.items()}
-    if a.torch:
+    if a.shards:
+        write_sharded(a.dir, sd, a.dtype, a.mask_dtype, a.shards, a.torch)
+    elif a.torch:
         write_torch(os.path.join(a.dir, "pytorch_model.bin"), sd, a.dtype, a.mask_dtype)
-    elif a.shards:
-        write_sharded(a.dir, sd, a.dtype, a.mask_dtype, a.shards)
     else:
         write_safetensors(os.path.join(a.dir, "model.safetensors"), sd, a.dtype, a.mask_dtype)
     cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": V,
