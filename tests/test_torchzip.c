@@ -112,25 +112,6 @@ static void test_reads_every_tensor(void **state)
     tz_close(f);
 }
 
-/* {"v": 2 F32 values of storage "0", "h": 3 BF16 values of storage "1"}:
- * a plain dict, as transformers saves a shard; torch.save's pickle. */
-static const char SHARD_PICKLE[] =
-    "\x80\x02\x7d\x71\x00\x28\x58\x01\x00\x00\x00\x76\x71\x01\x63\x74\x6f\x72\x63\x68\x2e\x5f"
-    "\x75\x74\x69\x6c\x73\x0a\x5f\x72\x65\x62\x75\x69\x6c\x64\x5f\x74\x65\x6e\x73\x6f\x72\x5f"
-    "\x76\x32\x0a\x71\x02\x28\x28\x58\x07\x00\x00\x00\x73\x74\x6f\x72\x61\x67\x65\x71\x03\x63"
-    "\x74\x6f\x72\x63\x68\x0a\x46\x6c\x6f\x61\x74\x53\x74\x6f\x72\x61\x67\x65\x0a\x71\x04\x58"
-    "\x01\x00\x00\x00\x30\x71\x05\x58\x03\x00\x00\x00\x63\x70\x75\x71\x06\x4b\x02\x74\x71\x07"
-    "\x51\x4b\x00\x4b\x02\x85\x71\x08\x4b\x01\x85\x71\x09\x89\x63\x63\x6f\x6c\x6c\x65\x63\x74"
-    "\x69\x6f\x6e\x73\x0a\x4f\x72\x64\x65\x72\x65\x64\x44\x69\x63\x74\x0a\x71\x0a\x29\x52\x71"
-    "\x0b\x74\x71\x0c\x52\x71\x0d\x58\x01\x00\x00\x00\x68\x71\x0e\x68\x02\x28\x28\x68\x03\x63"
-    "\x74\x6f\x72\x63\x68\x0a\x42\x46\x6c\x6f\x61\x74\x31\x36\x53\x74\x6f\x72\x61\x67\x65\x0a"
-    "\x71\x0f\x58\x01\x00\x00\x00\x31\x71\x10\x68\x06\x4b\x03\x74\x71\x11\x51\x4b\x00\x4b\x03"
-    "\x85\x71\x12\x4b\x01\x85\x71\x13\x89\x68\x0a\x29\x52\x71\x14\x74\x71\x15\x52\x71\x16\x75"
-    "\x2e";
-
-static const float V[2] = {1.5f, -2.0f};
-static const uint16_t H_BF16[3] = {0x3f80, 0xbf00, 0x4040};   /* 1, -0.5, 3 */
-
 static void write_archive(const ta_options *o, const ta_record *r, int n)
 {
     FILE *f = fopen(path, "wb");
@@ -150,13 +131,13 @@ static void expect_shard(void)
     float v[2], h[3];
     assert_int_equal(tz_read_f32(f, 0, v, err, sizeof err), 0);
     assert_int_equal(tz_read_f32(f, 1, h, err, sizeof err), 0);
-    assert_memory_equal(v, V, sizeof V);
+    assert_memory_equal(v, TA_V, sizeof TA_V);
     assert_true(h[0] == 1.0f && h[1] == -0.5f && h[2] == 3.0f);
     tz_close(f);
 }
 
-#define PKL {"data.pkl", SHARD_PICKLE, sizeof SHARD_PICKLE - 1}
-#define STORAGES {"data/0", V, sizeof V}, {"data/1", H_BF16, sizeof H_BF16}
+#define PKL {"data.pkl", TA_PICKLE, sizeof TA_PICKLE - 1}
+#define STORAGES {"data/0", TA_V, sizeof TA_V}, {"data/1", TA_H_BF16, sizeof TA_H_BF16}
 #define VERSION {"version", "3\n", 2}
 #define SERIAL_ID {".data/serialization_id", "0123456789012345678900000000001234567890", 40}
 
@@ -205,7 +186,7 @@ static void test_zip64(void **state)
     (void)state;
     /* CRCs off (as torch 2.5 can): the CRC of 4 GiB is not worth the time */
     const ta_record r[] = {{"data.pkl", BIG_PICKLE, sizeof BIG_PICKLE - 1},
-                           {"data/0", NULL, ((1ull << 30) + 1) * 4}, {"data/1", V, sizeof V},
+                           {"data/0", NULL, ((1ull << 30) + 1) * 4}, {"data/1", TA_V, sizeof TA_V},
                            VERSION};
     const ta_options o = {.prefix = "pytorch_model", .no_crc = 1};
     write_archive(&o, r, 4);   /* sparse: storage 0 is a hole */
@@ -217,7 +198,7 @@ static void test_zip64(void **state)
     if (tz_read_f32(f, 0, big, err, sizeof err) != 0 || tz_read_f32(f, 1, v, err, sizeof err) != 0)
         fail_msg("%s", err);
     assert_true(big[0] == 0 && big[1] == 0);
-    assert_memory_equal(v, V, sizeof V);
+    assert_memory_equal(v, TA_V, sizeof TA_V);
     tz_close(f);
 }
 

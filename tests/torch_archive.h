@@ -44,10 +44,37 @@ typedef struct {
 
 enum { TA_MAX_RECORDS = 64 };
 
+/* A small state_dict to write: {"v": TA_V, 2 F32 values of storage "0",
+ * "h": TA_H_BF16, 3 BF16 values of storage "1"}, a plain dict as
+ * transformers saves a shard; the pickle is torch.save's. */
+static const char TA_PICKLE[] =
+    "\x80\x02\x7d\x71\x00\x28\x58\x01\x00\x00\x00\x76\x71\x01\x63\x74\x6f\x72\x63\x68\x2e\x5f"
+    "\x75\x74\x69\x6c\x73\x0a\x5f\x72\x65\x62\x75\x69\x6c\x64\x5f\x74\x65\x6e\x73\x6f\x72\x5f"
+    "\x76\x32\x0a\x71\x02\x28\x28\x58\x07\x00\x00\x00\x73\x74\x6f\x72\x61\x67\x65\x71\x03\x63"
+    "\x74\x6f\x72\x63\x68\x0a\x46\x6c\x6f\x61\x74\x53\x74\x6f\x72\x61\x67\x65\x0a\x71\x04\x58"
+    "\x01\x00\x00\x00\x30\x71\x05\x58\x03\x00\x00\x00\x63\x70\x75\x71\x06\x4b\x02\x74\x71\x07"
+    "\x51\x4b\x00\x4b\x02\x85\x71\x08\x4b\x01\x85\x71\x09\x89\x63\x63\x6f\x6c\x6c\x65\x63\x74"
+    "\x69\x6f\x6e\x73\x0a\x4f\x72\x64\x65\x72\x65\x64\x44\x69\x63\x74\x0a\x71\x0a\x29\x52\x71"
+    "\x0b\x74\x71\x0c\x52\x71\x0d\x58\x01\x00\x00\x00\x68\x71\x0e\x68\x02\x28\x28\x68\x03\x63"
+    "\x74\x6f\x72\x63\x68\x0a\x42\x46\x6c\x6f\x61\x74\x31\x36\x53\x74\x6f\x72\x61\x67\x65\x0a"
+    "\x71\x0f\x58\x01\x00\x00\x00\x31\x71\x10\x68\x06\x4b\x03\x74\x71\x11\x51\x4b\x00\x4b\x03"
+    "\x85\x71\x12\x4b\x01\x85\x71\x13\x89\x68\x0a\x29\x52\x71\x14\x74\x71\x15\x52\x71\x16\x75"
+    "\x2e";
+
+static const float TA_V[2] = {1.5f, -2.0f};
+static const uint16_t TA_H_BF16[3] = {0x3f80, 0xbf00, 0x4040};   /* 1, -0.5, 3 */
+
+/* v's low bytes (at most 8), little-endian; ta_zeros: n zero bytes. */
 static void ta_put(FILE *f, uint64_t v, int bytes)
 {
     for (int i = 0; i < bytes; i++)
         fputc((int)(v >> (8 * i)) & 0xff, f);
+}
+
+static void ta_zeros(FILE *f, int n)
+{
+    for (int i = 0; i < n; i++)
+        fputc(0, f);
 }
 
 static uint32_t ta_crc(const ta_record *r)
@@ -102,7 +129,7 @@ static int ta_write(FILE *f, const ta_options *o, const ta_record *r, int n)
         ta_put(f, 0x04034b50, 4);
         ta_put(f, 0, 2);
         ta_put(f, 0x0808, 2);
-        ta_put(f, 0, 2 + 2 + 2 + 4 + 4 + 4);   /* method, time, date, CRC, sizes */
+        ta_zeros(f, 2 + 2 + 2 + 4 + 4 + 4);   /* method, time, date, CRC, sizes */
         ta_put(f, nlen, 2);
         ta_put(f, zlen + 4 + pad, 2);
         fwrite(name[i], 1, nlen, f);
@@ -127,15 +154,15 @@ static int ta_write(FILE *f, const ta_options *o, const ta_record *r, int n)
         size_t zlen = ta_zip64(z64, r[i].size, ofs[i]);
         uint64_t size32 = r[i].size < 0xffffffffu ? r[i].size : 0xffffffffu;
         ta_put(f, 0x02014b50, 4);
-        ta_put(f, 0, 2 + 2);   /* version made by, needed */
+        ta_zeros(f, 2 + 2);   /* version made by, needed */
         ta_put(f, 0x0808, 2);
-        ta_put(f, 0, 2 + 2 + 2);
+        ta_zeros(f, 2 + 2 + 2);   /* method, time, date */
         ta_put(f, crc[i], 4);
         ta_put(f, size32, 4);
         ta_put(f, size32, 4);
         ta_put(f, nlen, 2);
         ta_put(f, zlen, 2);
-        ta_put(f, 0, 2 + 2 + 2 + 4);   /* comment, disk, internal and external attributes */
+        ta_zeros(f, 2 + 2 + 2 + 4);   /* comment, disk, internal and external attributes */
         ta_put(f, ofs[i] < 0xffffffffu ? ofs[i] : 0xffffffffu, 4);
         fwrite(name[i], 1, nlen, f);
         fwrite(z64, 1, zlen, f);
@@ -145,7 +172,7 @@ static int ta_write(FILE *f, const ta_options *o, const ta_record *r, int n)
     ta_put(f, 44, 8);
     ta_put(f, 0x031e, 2);
     ta_put(f, 0x2d, 2);
-    ta_put(f, 0, 4 + 4);
+    ta_zeros(f, 4 + 4);
     ta_put(f, (uint64_t)n, 8);
     ta_put(f, (uint64_t)n, 8);
     ta_put(f, cdsize, 8);
@@ -155,7 +182,7 @@ static int ta_write(FILE *f, const ta_options *o, const ta_record *r, int n)
     ta_put(f, end64, 8);
     ta_put(f, 1, 4);
     ta_put(f, 0x06054b50, 4);
-    ta_put(f, 0, 2 + 2);
+    ta_zeros(f, 2 + 2);
     ta_put(f, (uint64_t)n, 2);
     ta_put(f, (uint64_t)n, 2);
     ta_put(f, cdsize < 0xffffffffu ? cdsize : 0xffffffffu, 4);
