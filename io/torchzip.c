@@ -693,6 +693,16 @@ static int64_t find_pickle(zip_t *z, size_t *prefix, char *err, size_t errlen)
     return found;
 }
 
+/* A stored entry whose compressed size is not its size: libzip 1.7 reads
+ * such an entry past its window, or crashes seeking within it. */
+static int check_stored_size(const zip_stat_t *st, const char *name, char *err, size_t errlen)
+{
+    if (st->comp_method != ZIP_CM_STORE || st->comp_size == st->size)
+        return 0;
+    return fs_fail(err, errlen, "%s: stored, but %llu bytes in the archive for %llu", name,
+                   (unsigned long long)st->comp_size, (unsigned long long)st->size);
+}
+
 /* Reads entry i whole (at most max bytes) into a new buffer. */
 static int read_entry(zip_t *z, int64_t i, size_t max, uint8_t **out, size_t *len, char *err,
                       size_t errlen)
@@ -701,6 +711,8 @@ static int read_entry(zip_t *z, int64_t i, size_t max, uint8_t **out, size_t *le
     const char *name = zip_get_name(z, (zip_uint64_t)i, ZIP_FL_ENC_RAW);
     if (zip_stat_index(z, (zip_uint64_t)i, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
         return fs_fail(err, errlen, "%s: %s", name, zip_strerror(z));
+    if (check_stored_size(&st, name, err, errlen) != 0)
+        return -1;
     if (st.size > max)
         return fs_fail(err, errlen, "%s: %llu bytes, more than the %zu read", name,
                        (unsigned long long)st.size, max);
@@ -754,6 +766,8 @@ static int find_storages(zip_t *z, const char *prefix, tz_dict *d, char *err, si
         if (st.comp_method != ZIP_CM_STORE || st.encryption_method != ZIP_EM_NONE)
             return fs_fail(err, errlen, "%s: compressed or encrypted (torch.save stores "
                            "storages as they are)", name);
+        if (check_stored_size(&st, name, err, errlen) != 0)
+            return -1;
         if (st.size != want)
             return fs_fail(err, errlen, "%s: %llu bytes for %llu %s values", name,
                            (unsigned long long)st.size, (unsigned long long)t->storage_numel,
