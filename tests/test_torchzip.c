@@ -10,15 +10,15 @@
  *   1.6 on      PREFIX/data.pkl, PREFIX/data/KEY per storage (KEY its
  *               number), PREFIX/version "3\n" last; PREFIX is the file
  *               name's stem ("pytorch_model"), or "archive" when saved to a
- *               buffer (later, also to a path not in ASCII); miniz in
+ *               buffer (io.BytesIO); miniz in
  *               ZIP64 mode: data descriptors, a ZIP64 end record always, a
  *               ZIP64 field in the headers of a record at or past 4 GiB
  *   2.2-era     + PREFIX/byteorder "little" after data.pkl, and
  *               PREFIX/.data/serialization_id (40 digits) last
  *   2.5-era     + PREFIX/.format_version "1" and PREFIX/.storage_alignment
  *               "64" after data.pkl; storages in numeric order;
- *               torch.utils.serialization.config.save.compute_crc32 =
- *               False writes every CRC as 0 (torch's reader, miniz built
+ *               torch.serialization.config.save.compute_crc32 = False
+ *               writes every CRC as 0 (torch's reader, miniz built
  *               without its CRC checks, never looks)
  * The pickle is the same throughout (protocol 2 unless asked; storages as
  * torch.FloatStorage etc., though 2.x holds an UntypedStorage), and
@@ -35,6 +35,8 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "io/fsutil.h"
+#include "io/le.h"
 #include "io/torchzip.h"
 #include "tests/torch_archive.h"
 
@@ -202,12 +204,40 @@ static void test_zip64(void **state)
     tz_close(f);
 }
 
+/* A storage stored with another size in the archive than its own (the
+ * central directory's compressed size 0 for 8): refused before libzip
+ * reads or seeks within it, which crashed libzip 1.7. */
+static void test_stored_size(void **state)
+{
+    (void)state;
+    const ta_record r[] = {PKL, STORAGES, VERSION};
+    const ta_options o = {.prefix = "archive"};
+    write_archive(&o, r, 4);
+    uint8_t *p;
+    size_t len;
+    char err[512] = "";
+    assert_int_equal(fs_read_file(path, &p, &len, err, sizeof err), 0);
+    uint8_t *cd = memmem(p, len, "PK\1\2", 4), *entry = NULL;
+    for (; cd && (size_t)(cd - p) + 46 <= len;
+         cd += 46 + le_get_u16(cd + 28) + le_get_u16(cd + 30) + le_get_u16(cd + 32))
+        if (le_get_u16(cd + 28) == 14 && memcmp(cd + 46, "archive/data/0", 14) == 0)
+            entry = cd;
+    assert_non_null(entry);
+    memset(entry + 20, 0, 4);
+    assert_int_equal(fs_write_file_atomic(path, p, len, err, sizeof err), 0);
+    free(p);
+    tz_file *f;
+    assert_int_equal(tz_open(&f, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "archive/data/0: stored, but 0 bytes in the archive for 8"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_every_tensor),
         cmocka_unit_test(test_torch_versions),
         cmocka_unit_test(test_zip64),
+        cmocka_unit_test(test_stored_size),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

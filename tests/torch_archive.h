@@ -3,7 +3,7 @@
  * initialised with MZ_ZIP_FLAG_WRITE_ZIP64) lays one out, for the tests of
  * io/torchzip.c and its fuzzer.  torch 1.13 writes exactly this (checked
  * against a file it saved); torch 2.x changes only which records it writes
- * (the caller's list) and, from 2.5 with
+ * (the caller's list), the alignment when configured, and, from 2.5 with
  * torch.serialization.config.save.compute_crc32 = False, writes every CRC
  * as 0.  Each record, in order:
  *
