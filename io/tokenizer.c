@@ -466,6 +466,39 @@ size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint3
     return k;
 }
 
+/* ----------------------------------------------------------------- cutting */
+
+static int ascii_blank(uint8_t c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Why a cut between an ASCII non-blank text[p-1] and an ASCII blank text[p] keeps
+ * every id (blank: GPT-2's White_Space and the bytes split's C_SPACE agree on ASCII):
+ * - GPT-2's split.  Its pattern looks behind nothing, so matching from p sees only
+ *   what follows.  The chunk holding text[p-1] is a contraction, or a run of letters,
+ *   digits or symbols (which takes no blank but a leading space), so it ends at p;
+ *   only a blank run could read past p-1, and text[p-1] is in none.  So the chunks
+ *   before p are the same whether the text goes on or ends at p, and one starts at
+ *   p.  Both bytes are ASCII, so no ill-formed UTF-8 sequence (read as U+FFFD)
+ *   crosses p.
+ * - The bytes split: the same, a class run ending where the class changes; its
+ *   MAX_CHUNK cap counts from a chunk's start, and a chunk starts at p either way.
+ * - Added tokens (gpt2) are found before the split: the matches are the same on
+ *   both sides unless one could cover both text[p-1] and text[p].
+ * After a '\n' is no such place: "\n\n" followed by text is cut "\n", "\n", but is
+ * one chunk at the end of a text. */
+size_t tokenizer_cut(const tokenizer *t, const uint8_t *text, size_t n)
+{
+    if (t->kind == KIND_BYTE)
+        return n;
+    for (size_t p = n ? n - 1 : 0; p > 0; p--)
+        if (ascii_blank(text[p]) && text[p - 1] < 0x80 && !ascii_blank(text[p - 1]) &&
+            !(t->nadded && tok_added_spans(t, text, n, p)))
+            return p;
+    return 0;
+}
+
 /* Ids outside the vocabulary (e.g. a model's padding rows) decode to nothing. */
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t *out,
                         size_t cap)

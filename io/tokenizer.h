@@ -63,6 +63,18 @@ tokenizer *tokenizer_new_byte(void);
 tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size,
                                tokenizer_split_kind split, char *err, size_t errlen);
 void tokenizer_free(tokenizer *t);
+/* tokenizer_train_bpe on a text given in pieces, each cut where tokenizer_cut of a
+ * bpe tokenizer of that split cuts (so that the chunks counted are the whole
+ * text's): new, add each piece in order, train (once), free.  Only the counts of
+ * distinct chunks are kept, not the text.  NULL or -1 with a reason in err. */
+typedef struct tokenizer_bpe_counts tokenizer_bpe_counts;
+tokenizer_bpe_counts *tokenizer_bpe_counts_new(tokenizer_split_kind split, char *err,
+                                               size_t errlen);
+int tokenizer_bpe_counts_add(tokenizer_bpe_counts *c, const uint8_t *text, size_t n, char *err,
+                             size_t errlen);
+tokenizer *tokenizer_bpe_counts_train(tokenizer_bpe_counts *c, int vocab_size, char *err,
+                                      size_t errlen);
+void tokenizer_bpe_counts_free(tokenizer_bpe_counts *c);
 /* Rebuilds a BPE tokenizer from its merges (e.g. stored in a checkpoint): merges[2i],
  * merges[2i+1] make token 256+i.  NULL with a reason in err if they are inconsistent. */
 tokenizer *tokenizer_new_bpe(const uint32_t *merges, size_t nmerges, tokenizer_split_kind split,
@@ -146,6 +158,13 @@ const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
  * out of memory (GPT-2's split only: its matcher and word cache are allocated per
  * call). */
 size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
+/* Where text[0..n) may be cut without changing its ids, whatever text follows it:
+ * encoding text[0..p) and then the rest gives the ids of encoding the whole.  The
+ * last such p, or 0 when there is none.  The byte tokenizer cuts anywhere (p = n);
+ * the others between an ASCII byte that is not blank and an ASCII blank (tab to
+ * carriage return, space), where both splits end a chunk whatever comes next,
+ * and never inside the text of an added token (gpt2). */
+size_t tokenizer_cut(const tokenizer *t, const uint8_t *text, size_t n);
 /* Returns the number of bytes the ids decode to; writes at most cap of them. */
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t *out,
                         size_t cap);

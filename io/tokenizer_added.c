@@ -99,6 +99,10 @@ static int index_matches(tokenizer *t, char *err, size_t errlen)
     for (uint32_t i = 0; i < t->nadded; i++)
         t->added_order[i] = i;
     qsort_r(t->added_order, t->nadded, sizeof *t->added_order, by_first_then_longest, t->added);
+    t->added_longest = 0;
+    for (uint32_t i = 0; i < t->nadded; i++)
+        if (t->added[i].len > t->added_longest)
+            t->added_longest = t->added[i].len;
     uint32_t j = 0;
     for (int b = 0; b <= BYTE_VOCAB; b++) {
         t->added_first[b] = j;
@@ -159,4 +163,17 @@ size_t tok_added_next(const tokenizer *t, const uint8_t *s, size_t n, size_t fro
         }
     }
     return n;
+}
+
+bool tok_added_spans(const tokenizer *t, const uint8_t *s, size_t n, size_t p)
+{
+    for (size_t back = 1; back <= p && back < t->added_longest; back++) {
+        size_t i = p - back;
+        for (uint32_t j = t->added_first[s[i]]; j < t->added_first[s[i] + 1]; j++) {
+            const tokenizer_added *a = &t->added[t->added_order[j]];
+            if (a->len > back && (i + a->len > n || memcmp(s + i, a->content, a->len) == 0))
+                return true;
+        }
+    }
+    return false;
 }

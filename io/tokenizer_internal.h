@@ -97,6 +97,7 @@ struct tokenizer {
     /* added[order[first[b]] .. order[first[b + 1] - 1]] begin with byte b, longest first */
     uint32_t *added_order;
     uint32_t added_first[BYTE_VOCAB + 1];
+    uint32_t added_longest;   /* bytes of the longest added token's text */
     char *chat_template;  /* NULL: none */
 };
 
@@ -147,6 +148,9 @@ int tok_gpt2_append(tokenizer *t, const uint8_t *bytes, const uint32_t *lens, si
 /* Where the first added token in s[from..n) starts (n if none); its index in t->added
  * in *k: the longest of those starting there. */
 size_t tok_added_next(const tokenizer *t, const uint8_t *s, size_t n, size_t from, uint32_t *k);
+/* Whether an added token's text could cover both s[p-1] and s[p] (0 < p < n): one
+ * does, or one that starts before p needs bytes past n to tell. */
+bool tok_added_spans(const tokenizer *t, const uint8_t *s, size_t n, size_t p);
 /* GPT-2's pre-tokenization pattern, compiled; NULL with PCRE2's reason in err. */
 pcre2_code *tok_gpt2_pattern(char *err, size_t errlen);
 

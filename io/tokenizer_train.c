@@ -314,13 +314,12 @@ static int count_chunks(bpe_trainer *tr, const pcre2_code *re, const uint8_t *te
     return 0;
 }
 
-/* Learns up to want merges into merges[]; returns how many, or -1 when out of memory. */
-static int64_t learn_merges(bpe_trainer *tr, const pcre2_code *re, const uint8_t *text,
-                            size_t n, uint32_t want, uint32_t *merges)
+/* Learns up to want merges into merges[] from the chunks counted so far; returns how
+ * many, or -1 when out of memory. */
+static int64_t learn_merges(bpe_trainer *tr, uint32_t want, uint32_t *merges)
 {
     tr->tok_len = malloc((BYTE_VOCAB + (size_t)want) * sizeof *tr->tok_len);
-    if (!tr->tok_len || count_chunks(tr, re, text, n) != 0 ||
-        tok_map_init(&tr->pair_index, tr->nsyms) != 0 || count_pairs(tr) != 0)
+    if (!tr->tok_len || tok_map_init(&tr->pair_index, tr->nsyms) != 0 || count_pairs(tr) != 0)
         return -1;
     for (uint32_t id = 0; id < BYTE_VOCAB; id++)
         tr->tok_len[id] = 1;
@@ -339,28 +338,70 @@ static int64_t learn_merges(bpe_trainer *tr, const pcre2_code *re, const uint8_t
     return want;
 }
 
-tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size,
-                               tokenizer_split_kind split, char *err, size_t errlen)
+struct tokenizer_bpe_counts {
+    bpe_trainer tr;
+    tokenizer_split_kind split;
+    pcre2_code *re;   /* GPT-2's pattern for that split, else NULL */
+};
+
+tokenizer_bpe_counts *tokenizer_bpe_counts_new(tokenizer_split_kind split, char *err,
+                                               size_t errlen)
+{
+    tokenizer_bpe_counts *c = calloc(1, sizeof *c);
+    if (!c) {
+        tok_fail_oom(err, errlen);
+        return NULL;
+    }
+    c->split = split;
+    if (split == TOKENIZER_SPLIT_GPT2 && !(c->re = tok_gpt2_pattern(err, errlen))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int tokenizer_bpe_counts_add(tokenizer_bpe_counts *c, const uint8_t *text, size_t n, char *err,
+                             size_t errlen)
+{
+    return count_chunks(&c->tr, c->re, text, n) == 0 ? 0 : tok_fail_oom(err, errlen);
+}
+
+void tokenizer_bpe_counts_free(tokenizer_bpe_counts *c)
+{
+    if (!c)
+        return;
+    bpe_trainer_free(&c->tr);
+    pcre2_code_free(c->re);
+    free(c);
+}
+
+tokenizer *tokenizer_bpe_counts_train(tokenizer_bpe_counts *c, int vocab_size, char *err,
+                                      size_t errlen)
 {
     if (vocab_size <= BYTE_VOCAB || vocab_size > MAX_VOCAB) {
         snprintf(err, errlen, "BPE vocabulary size %d out of range (%d..%d)", vocab_size,
                  BYTE_VOCAB + 1, MAX_VOCAB);
         return NULL;
     }
-    pcre2_code *re = NULL;
-    if (split == TOKENIZER_SPLIT_GPT2 && !(re = tok_gpt2_pattern(err, errlen)))
-        return NULL;
     uint32_t want = (uint32_t)vocab_size - BYTE_VOCAB;
     uint32_t *merges = malloc(2 * (size_t)want * sizeof *merges);
-    bpe_trainer tr = {0};
-    int64_t got = merges ? learn_merges(&tr, re, text, n, want, merges) : -1;
-    bpe_trainer_free(&tr);
-    pcre2_code_free(re);
+    int64_t got = merges ? learn_merges(&c->tr, want, merges) : -1;
     tokenizer *t = NULL;
     if (got < 0)
         tok_fail_oom(err, errlen);
     else
-        t = tokenizer_new_bpe(merges, (size_t)got, split, err, errlen);
+        t = tokenizer_new_bpe(merges, (size_t)got, c->split, err, errlen);
     free(merges);
+    return t;
+}
+
+tokenizer *tokenizer_train_bpe(const uint8_t *text, size_t n, int vocab_size,
+                               tokenizer_split_kind split, char *err, size_t errlen)
+{
+    tokenizer_bpe_counts *c = tokenizer_bpe_counts_new(split, err, errlen);
+    tokenizer *t = NULL;
+    if (c && tokenizer_bpe_counts_add(c, text, n, err, errlen) == 0)
+        t = tokenizer_bpe_counts_train(c, vocab_size, err, errlen);
+    tokenizer_bpe_counts_free(c);
     return t;
 }
