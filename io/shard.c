@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -157,6 +158,35 @@ static int write_tokens(fs_atomic *a, const uint32_t *tokens, uint64_t count, ui
     return 0;
 }
 
+/* Checks tokens[0..count) against vocab_size; path names the file in err. */
+static int check_tokens(const char *path, const uint32_t *tokens, uint64_t count,
+                        uint32_t vocab_size, uint64_t first, char *err, size_t errlen)
+{
+    for (uint64_t i = 0; i < count; i++)
+        if (tokens[i] >= vocab_size) {
+            snprintf(err, errlen, "%s: token %" PRIu32 " at index %" PRIu64
+                     " is outside the vocabulary (%" PRIu32 ")", path, tokens[i], first + i,
+                     vocab_size);
+            return -1;
+        }
+    return 0;
+}
+
+static uint32_t width_for(uint32_t vocab_size)
+{
+    return vocab_size <= 65536 ? 2 : 4;
+}
+
+static void fill_header(uint8_t h[HEADER_BYTES], uint64_t count, uint32_t vocab_size)
+{
+    memset(h, 0, HEADER_BYTES);
+    memcpy(h, MAGIC, sizeof MAGIC);
+    le_put_u32(h + 8, SHARD_VERSION);
+    le_put_u32(h + 12, width_for(vocab_size));
+    le_put_u64(h + 16, count);
+    le_put_u32(h + 24, vocab_size);
+}
+
 int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32_t vocab_size,
                 char *err, size_t errlen)
 {
@@ -164,26 +194,110 @@ int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32
         snprintf(err, errlen, "%s: vocabulary size must be positive", path);
         return -1;
     }
-    for (uint64_t i = 0; i < count; i++)
-        if (tokens[i] >= vocab_size) {
-            snprintf(err, errlen, "%s: token %" PRIu32 " at index %" PRIu64
-                     " is outside the vocabulary (%" PRIu32 ")", path, tokens[i], i, vocab_size);
-            return -1;
-        }
-    uint32_t width = vocab_size <= 65536 ? 2 : 4;
-    uint8_t h[HEADER_BYTES] = {0};
-    memcpy(h, MAGIC, sizeof MAGIC);
-    le_put_u32(h + 8, SHARD_VERSION);
-    le_put_u32(h + 12, width);
-    le_put_u64(h + 16, count);
-    le_put_u32(h + 24, vocab_size);
+    if (check_tokens(path, tokens, count, vocab_size, 0, err, errlen) != 0)
+        return -1;
+    uint8_t h[HEADER_BYTES];
+    fill_header(h, count, vocab_size);
     fs_atomic a;
     if (fs_atomic_begin(&a, path, err, errlen) != 0)
         return -1;
     if (fs_atomic_write(&a, h, sizeof h, err, errlen) != 0 ||
-        write_tokens(&a, tokens, count, width, err, errlen) != 0) {
+        write_tokens(&a, tokens, count, width_for(vocab_size), err, errlen) != 0) {
         fs_atomic_abort(&a);
         return -1;
     }
     return fs_atomic_commit(&a, err, errlen);
+}
+
+int shard_stream_begin(shard_stream *s, const char *path, uint32_t vocab_size, char *err,
+                       size_t errlen)
+{
+    if (vocab_size == 0) {
+        snprintf(err, errlen, "%s: vocabulary size must be positive", path);
+        return -1;
+    }
+    *s = (shard_stream){.width = width_for(vocab_size), .vocab_size = vocab_size};
+    uint8_t h[HEADER_BYTES];
+    fill_header(h, 0, vocab_size);
+    if (fs_atomic_begin(&s->file, path, err, errlen) != 0)
+        return -1;
+    if (fs_atomic_write(&s->file, h, sizeof h, err, errlen) != 0) {
+        fs_atomic_abort(&s->file);
+        return -1;
+    }
+    return 0;
+}
+
+int shard_stream_append(shard_stream *s, const uint32_t *tokens, size_t n, char *err,
+                        size_t errlen)
+{
+    if (check_tokens(s->file.path, tokens, n, s->vocab_size, s->count, err, errlen) != 0 ||
+        write_tokens(&s->file, tokens, n, s->width, err, errlen) != 0)
+        return -1;
+    s->count += n;
+    return 0;
+}
+
+void shard_stream_abort(shard_stream *s)
+{
+    fs_atomic_abort(&s->file);
+}
+
+/* Copies bytes [from, from + n) of the file fd reads to out. */
+static int copy_range(int fd, uint64_t from, uint64_t n, fs_atomic *out, const char *name,
+                      char *err, size_t errlen)
+{
+    enum { BLOCK = 1 << 20 };
+    uint8_t *buf = malloc(BLOCK);
+    if (!buf)
+        return fs_fail(err, errlen, "%s: out of memory", name);
+    int rc = 0;
+    while (rc == 0 && n > 0) {
+        ssize_t got = pread(fd, buf, n < BLOCK ? (size_t)n : BLOCK, (off_t)from);
+        if (got <= 0 && !(got < 0 && errno == EINTR))
+            rc = fs_fail(err, errlen, "%s: cannot read back: %s", name,
+                         got < 0 ? strerror(errno) : "file ends early");
+        else if (got > 0) {
+            rc = fs_atomic_write(out, buf, (size_t)got, err, errlen);
+            from += (uint64_t)got;
+            n -= (uint64_t)got;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* The last count - keep tokens to tail_path; then the head ends at keep tokens. */
+int shard_stream_split(shard_stream *s, uint64_t keep, const char *tail_path, char *err,
+                       size_t errlen)
+{
+    uint64_t tail = s->count - keep;
+    off_t keep_bytes = (off_t)(HEADER_BYTES + keep * s->width);
+    uint8_t h[HEADER_BYTES];
+    fill_header(h, tail, s->vocab_size);
+    fs_atomic t;
+    int fd = open(s->file.tmp, O_RDONLY | O_CLOEXEC);   /* the stream's own is write-only */
+    int rc = fd < 0 ? fs_fail(err, errlen, "%s: cannot reopen: %s", s->file.tmp, strerror(errno))
+                    : fs_atomic_begin(&t, tail_path, err, errlen);
+    if (rc == 0) {
+        if (fs_atomic_write(&t, h, sizeof h, err, errlen) != 0 ||
+            copy_range(fd, (uint64_t)keep_bytes, tail * s->width, &t, s->file.tmp, err,
+                       errlen) != 0) {
+            fs_atomic_abort(&t);
+            rc = -1;
+        } else {
+            rc = fs_atomic_commit(&t, err, errlen);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    fill_header(h, keep, s->vocab_size);
+    if (rc == 0 && (ftruncate(s->file.fd, keep_bytes) != 0 ||
+                    pwrite(s->file.fd, h, sizeof h, 0) != (ssize_t)sizeof h))
+        rc = fs_fail(err, errlen, "%s: cannot end it: %s", s->file.tmp, strerror(errno));
+    if (rc != 0) {
+        fs_atomic_abort(&s->file);
+        return -1;
+    }
+    return fs_atomic_commit(&s->file, err, errlen);
 }

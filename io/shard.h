@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/fsutil.h"
+
 typedef struct {
     const void *map;      /* whole file, read-only */
     size_t map_len;
@@ -42,6 +44,26 @@ int shard_check_unchanged(const token_shard *s, char *err, size_t errlen);
 /* Writes to PATH.tmp, fsyncs, renames: a reader never sees a partial file. */
 int shard_write(const char *path, const uint32_t *tokens, uint64_t count, uint32_t vocab_size,
                 char *err, size_t errlen);
+
+/* A token file written as its tokens come (build/prep: more of them than memory
+ * holds).  begin writes PATH.tmp with a header whose count is not known yet; append
+ * adds tokens (each must be below vocab_size); split ends the file with its first
+ * keep tokens and moves the others, in order, to a new token file tail_path (each
+ * through its .tmp: fsynced and renamed); abort drops PATH.tmp.  After split or
+ * abort the stream is closed, whatever they return. */
+typedef struct {
+    fs_atomic file;
+    uint32_t width, vocab_size;
+    uint64_t count;
+} shard_stream;
+
+int shard_stream_begin(shard_stream *s, const char *path, uint32_t vocab_size, char *err,
+                       size_t errlen);
+int shard_stream_append(shard_stream *s, const uint32_t *tokens, size_t n, char *err,
+                        size_t errlen);
+int shard_stream_split(shard_stream *s, uint64_t keep, const char *tail_path, char *err,
+                       size_t errlen);
+void shard_stream_abort(shard_stream *s);
 
 static inline uint32_t shard_token(const token_shard *s, uint64_t i)
 {
