@@ -6,7 +6,9 @@
  * export writes for bpe's bytes split against the split itself.  bpe of GPT-2's split
  * against the gpt2 kind with the same vocabulary and merges; files without a split
  * (made before it) as the bytes split, with ids pinned by hand; the split through
- * tokenizer.json and HDF5. */
+ * tokenizer.json and HDF5.  tokenizer_cut: texts cut where it says encode to the
+ * whole's ids for every kind (GPT-2's own too), and bpe trained on such pieces is bpe
+ * trained on the whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1627,6 +1629,128 @@ static void test_bpe_split_files(void **state)
     rmdir(dir);
 }
 
+/* Texts for the cut: blanks of every kind (CRLF, "\n\n", Unicode ones), contractions,
+ * multibyte and ill-formed UTF-8, and the added tokens' texts (one holding a blank). */
+static size_t cut_text(uint64_t *s, uint8_t *out, size_t n)
+{
+    static const char *const bits[] = {
+        "the", " the", "x", "y", "  ", "\n", "\n\n", "\r\n", "\t", " ", "'s", "'ll", "don't",
+        "\xc3\xa9t\xc3\xa9", "\xe4\xb8\xad\xe6\x96\x87", "\xf0\x9f\x98\x80", "\xe2\x80\x83",
+        "\xc2\xa0", "\xff", "\xe4\xb8", "42", "!?", "<|im_start|>", "<|im", "x y", ".", "\x0b",
+        "<|endoftext|>"};
+    size_t k = 0;
+    while (k < n) {
+        const char *b = bits[rnd(s) % (sizeof bits / sizeof *bits)];
+        size_t len = strlen(b);
+        if (k + len > n)
+            break;
+        memcpy(out + k, b, len);
+        k += len;
+    }
+    return k;
+}
+
+/* Wherever tokenizer_cut cuts a prefix of a text, the two parts encode to the whole
+ * text's ids; and it finds places to cut. */
+static void check_cuts(const tokenizer *t, const char *what)
+{
+    enum { N = 300 };
+    uint8_t text[N];
+    uint32_t whole[N + 1], ids[N + 1];
+    uint64_t s = 11;
+    size_t found = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        size_t n = cut_text(&s, text, 1 + rnd(&s) % N);
+        size_t k = tokenizer_encode(t, text, n, whole);
+        for (size_t m = 1; m <= n; m++) {
+            size_t p = tokenizer_cut(t, text, m);
+            assert_true(p <= m);
+            if (p == 0)
+                continue;
+            found++;
+            size_t a = tokenizer_encode(t, text, p, ids);
+            size_t b = tokenizer_encode(t, text + p, n - p, ids + a);
+            if (a + b != k || memcmp(ids, whole, k * sizeof *ids) != 0)
+                fail_msg("%s: trial %d: cutting %zu bytes at %zu changes the ids", what, trial,
+                         n, p);
+        }
+    }
+    assert_true(found > 1000);
+}
+
+static void test_cut_keeps_ids(void **state)
+{
+    (void)state;
+    tokenizer *byte = tokenizer_new_byte(), *bpe = trained(400);
+    tokenizer *bytes = trained_with(400, TOKENIZER_SPLIT_BYTES), *toy = toy_gpt2();
+    const tokenizer_added list[] = {{260, true, NULL, 0},
+                                    {261, true, (const uint8_t *)"<|im_start|>", 12},
+                                    {262, false, (const uint8_t *)"x y", 3}};
+    char err[256] = "";
+    assert_int_equal(tokenizer_set_added(toy, list, 3, err, sizeof err), 0);
+    uint8_t text[] = "ab cd";
+    assert_int_equal(tokenizer_cut(byte, text, 5), 5);
+    assert_int_equal(tokenizer_cut(bpe, text, 5), 2);
+    assert_int_equal(tokenizer_cut(bpe, text, 2), 0);   /* nothing after "ab" yet */
+    assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"a x y", 5), 1);   /* not in "x y" */
+    assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"a\n\nb", 4), 1);
+    check_cuts(byte, "byte");
+    check_cuts(bpe, "bpe, split gpt2");
+    check_cuts(bytes, "bpe, split bytes");
+    check_cuts(toy, "gpt2 with added tokens");
+    tokenizer *real = real_gpt2("cut");
+    if (real)
+        check_cuts(real, "GPT-2");
+    tokenizer_free(real);
+    tokenizer_free(byte);
+    tokenizer_free(bpe);
+    tokenizer_free(bytes);
+    tokenizer_free(toy);
+}
+
+/* bpe trained on a text given in pieces cut by tokenizer_cut is bpe trained on the
+ * whole text, for either split. */
+static void test_bpe_counts_in_pieces(void **state)
+{
+    (void)state;
+    enum { N = 100000, PIECE = 97 };
+    uint8_t *text = english(N);
+    uint64_t s = 5;
+    size_t n = N - 3000;
+    n += cut_text(&s, text + n, 3000);   /* the hard cases at the end */
+    for (int split = 0; split < 2; split++) {
+        char err[256] = "";
+        tokenizer *whole = tokenizer_train_bpe(text, n, 600, (tokenizer_split_kind)split, err,
+                                               sizeof err);
+        tokenizer *cutter = tokenizer_new_bpe(NULL, 0, (tokenizer_split_kind)split, err,
+                                              sizeof err);
+        tokenizer_bpe_counts *c = tokenizer_bpe_counts_new((tokenizer_split_kind)split, err,
+                                                           sizeof err);
+        assert_non_null(whole);
+        assert_non_null(cutter);
+        assert_non_null(c);
+        size_t pieces = 0;
+        for (size_t at = 0; at < n; pieces++) {
+            size_t end = at + PIECE < n ? at + PIECE : n;
+            size_t p = end == n ? n - at : tokenizer_cut(cutter, text + at, end - at);
+            if (p == 0)   /* no place to cut yet: take more, as corpus_next does */
+                p = n - at < 4 * PIECE ? n - at : tokenizer_cut(cutter, text + at, 4 * PIECE);
+            assert_true(p > 0);
+            assert_int_equal(tokenizer_bpe_counts_add(c, text + at, p, err, sizeof err), 0);
+            at += p;
+        }
+        assert_true(pieces > N / PIECE);
+        tokenizer *streamed = tokenizer_bpe_counts_train(c, 600, err, sizeof err);
+        assert_non_null(streamed);
+        assert_true(tokenizer_same(whole, streamed));
+        tokenizer_free(whole);
+        tokenizer_free(cutter);
+        tokenizer_free(streamed);
+        tokenizer_bpe_counts_free(c);
+    }
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1665,6 +1789,8 @@ int main(void)
         cmocka_unit_test(test_bpe_gpt2_split_long_runs),
         cmocka_unit_test(test_bpe_file_without_split),
         cmocka_unit_test(test_bpe_split_files),
+        cmocka_unit_test(test_cut_keeps_ids),
+        cmocka_unit_test(test_bpe_counts_in_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
