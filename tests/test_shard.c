@@ -1,5 +1,6 @@
 /* shard: write/open round trips for both token widths, and refusal (with a one-line
- * reason) of truncated, foreign, wrong-version and empty files. */
+ * reason) of truncated, foreign, wrong-version and empty files.  shard_stream: appended
+ * in pieces and split, the files shard_write makes of the two parts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -199,6 +200,74 @@ static void test_missing_file(void **state)
     assert_non_null(strstr(err, path));
 }
 
+static uint8_t *slurp(const char *p, long *n)
+{
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    *n = file_size(p);
+    uint8_t *b = malloc((size_t)*n + 1);
+    assert_int_equal(fread(b, 1, (size_t)*n, f), (size_t)*n);
+    fclose(f);
+    return b;
+}
+
+/* A stream appended in pieces and split at keep holds, byte for byte, what
+ * shard_write makes of the first keep tokens and of the rest. */
+static void stream_split(uint32_t vocab, uint64_t count, uint64_t keep)
+{
+    uint32_t *tok = calloc(count + 1, sizeof *tok);
+    for (uint64_t i = 0; i < count; i++)
+        tok[i] = (uint32_t)((i * 2654435761u) % vocab);
+    char err[512], head[300], tail[300];
+    snprintf(head, sizeof head, "%s/head.tok", dir);
+    snprintf(tail, sizeof tail, "%s/tail.tok", dir);
+    shard_stream st;
+    assert_int_equal(shard_stream_begin(&st, head, vocab, err, sizeof err), 0);
+    for (uint64_t at = 0, piece = 1; at < count; at += piece, piece = piece * 3 + 1) {
+        size_t n = count - at < piece ? (size_t)(count - at) : (size_t)piece;
+        assert_int_equal(shard_stream_append(&st, tok + at, n, err, sizeof err), 0);
+    }
+    assert_int_equal(st.count, count);
+    assert_int_equal(shard_stream_split(&st, keep, tail, err, sizeof err), 0);
+    const char *made[2] = {head, tail};
+    const uint64_t from[2] = {0, keep}, n[2] = {keep, count - keep};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(shard_write(path, tok + from[k], n[k], vocab, err, sizeof err), 0);
+        long a, b;
+        uint8_t *got = slurp(made[k], &a), *want = slurp(path, &b);
+        assert_int_equal(a, b);
+        assert_memory_equal(got, want, (size_t)a);
+        free(got);
+        free(want);
+        unlink(made[k]);
+    }
+    free(tok);
+}
+
+static void test_stream_split(void **state)
+{
+    (void)state;
+    stream_split(256, 100000, 90000);
+    stream_split(70000, 3000000, 2700000);   /* width 4, more than one copy block */
+    stream_split(300, 4, 2);
+}
+
+/* An id outside the vocabulary is refused; abort leaves no file. */
+static void test_stream_refuses_and_aborts(void **state)
+{
+    (void)state;
+    char err[512], tmp[300];
+    shard_stream st;
+    assert_int_equal(shard_stream_begin(&st, path, 300, err, sizeof err), 0);
+    const uint32_t ok[2] = {1, 299}, bad[2] = {5, 300};
+    assert_int_equal(shard_stream_append(&st, ok, 2, err, sizeof err), 0);
+    assert_int_equal(shard_stream_append(&st, bad, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "token 300 at index 3 is outside the vocabulary (300)"));
+    shard_stream_abort(&st);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(access(tmp, F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +280,8 @@ int main(void)
         cmocka_unit_test(test_wrong_version),
         cmocka_unit_test(test_other_corruption),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_stream_split),
+        cmocka_unit_test(test_stream_refuses_and_aborts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
