@@ -414,31 +414,38 @@ int fs_mkdir_p(const char *dir, char *err, size_t errlen)
     return rc;
 }
 
-uint64_t fs_checksum(const void *data, size_t bytes)
+/* fs_checksum's state: four lanes, word i (8 bytes) into lane i % 4. */
+static void checksum_words(uint64_t h[4], const uint8_t *x, size_t words)
 {
-    const uint8_t *x = data;
     const uint64_t k = 0x9E3779B97F4A7C15ull;
-    uint64_t h[4] = {1, 2, 3, 4}, w;
-    size_t n = bytes / 4, words = n / 2, i = 0;
-    for (; i + 4 <= words; i += 4)   /* four independent lanes: a few GB/s */
+    uint64_t w;
+    for (size_t g = 0; g < words / 4; g++, x += 32)   /* four independent lanes: a few GB/s */
         for (int l = 0; l < 4; l++) {
-            memcpy(&w, x + 8 * (i + l), 8);
+            memcpy(&w, x + 8 * l, 8);
             h[l] = ((h[l] ^ w) << 31 | (h[l] ^ w) >> 33) * k;
         }
-    for (; i < words; i++) {
-        memcpy(&w, x + 8 * i, 8);
-        h[i % 4] = ((h[i % 4] ^ w) << 31 | (h[i % 4] ^ w) >> 33) * k;
+    for (size_t l = 0; l < words % 4; l++) {
+        memcpy(&w, x + 8 * l, 8);
+        h[l] = ((h[l] ^ w) << 31 | (h[l] ^ w) >> 33) * k;
     }
-    uint64_t r = n;
+}
+
+/* The sum of bytes bytes whose whole words went into h; rest holds the last
+ * bytes % 8 of them. */
+static uint64_t checksum_end(const uint64_t h[4], uint64_t bytes, const uint8_t *rest)
+{
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t n = bytes / 4, r = n;
     if (n % 2) {
         uint32_t last;
-        memcpy(&last, x + 4 * (n - 1), 4);
+        memcpy(&last, rest, 4);
         r ^= (uint64_t)last << 32;
     }
-    if (bytes % 4) {   /* 1-3 bytes past the last whole word, with their count */
-        uint64_t tail = bytes % 4;
-        for (size_t b = 0; b < bytes % 4; b++)
-            tail |= (uint64_t)x[4 * n + b] << (8 * (b + 1));
+    const unsigned extra = (unsigned)(bytes % 4);
+    if (extra) {   /* 1-3 bytes past the last whole word, with their count */
+        uint64_t tail = extra;
+        for (unsigned b = 0; b < extra; b++)
+            tail |= (uint64_t)rest[4 * (n % 2) + b] << (8 * (b + 1));
         r = (r ^ tail << 32) * k;
     }
     for (int l = 0; l < 4; l++)
@@ -446,16 +453,47 @@ uint64_t fs_checksum(const void *data, size_t bytes)
     return r;
 }
 
+uint64_t fs_checksum(const void *data, size_t bytes)
+{
+    const uint8_t *x = data;
+    uint64_t h[4] = {1, 2, 3, 4};
+    checksum_words(h, x, bytes / 8);
+    return checksum_end(h, bytes, bytes % 8 ? x + bytes / 8 * 8 : x);
+}
+
 int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err, size_t errlen)
 {
-    const void *map;
-    size_t n;
-    if (fs_map_file(path, &map, &n, err, errlen) != 0)
-        return -1;
-    *bytes = n;
-    *sum = fs_checksum(map, n);
-    fs_unmap_file(map, n);
-    return 0;
+    enum { BLOCK = 1 << 20 };   /* a multiple of 32: each block starts at lane 0 */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, errlen, path, "cannot open");
+    uint8_t *buf = malloc(BLOCK);
+    uint64_t h[4] = {1, 2, 3, 4}, total = 0;
+    size_t have = 0;   /* bytes in buf */
+    int rc = buf ? 0 : fs_fail(err, errlen, "%s: out of memory", path);
+    while (rc == 0) {
+        ssize_t got = read(fd, buf + have, BLOCK - have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            rc = fail(err, errlen, path, "read failed");
+        else if (got == 0)
+            break;
+        have += (size_t)got;
+        total += (uint64_t)got;
+        if (have == BLOCK) {
+            checksum_words(h, buf, BLOCK / 8);
+            have = 0;
+        }
+    }
+    if (rc == 0) {
+        checksum_words(h, buf, have / 8);
+        *bytes = total;
+        *sum = checksum_end(h, total, buf + have / 8 * 8);
+    }
+    free(buf);
+    close(fd);
+    return rc;
 }
 
 /* name is base.tmp-XXXXXX (mkdtemp's six letters or digits), or that with

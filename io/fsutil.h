@@ -85,7 +85,8 @@ int fs_mkdir_p(const char *dir, char *err, size_t errlen);
  * mismatched files).  For a multiple of 4 bytes it equals ckpt_checksum of
  * them as floats, the checkpoint format's. */
 uint64_t fs_checksum(const void *data, size_t bytes);
-/* The size and fs_checksum of a file (memory-mapped, read once). */
+/* The size and fs_checksum of a file, read once in blocks of 1 MiB (not mapped:
+ * a file of tens of GB costs no more memory than a block). */
 int fs_checksum_file(const char *path, uint64_t *bytes, uint64_t *sum, char *err, size_t errlen);
 
 /* Directories that appear whole: a new one is built in a temporary directory

@@ -372,6 +372,29 @@ static void test_checksum_matches_the_checkpoint_format(void **state)
     }
 }
 
+/* fs_checksum_file reads in blocks of 1 MiB: the sum of the bytes in memory, for
+ * sizes around the block and the words' edges. */
+static void test_checksum_file_in_blocks(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {1, 3, 4, 7, 8, 33, 1 << 20, (1 << 20) + 5, (3 << 20) + 12, (3 << 20) + 13};
+    size_t most = (3 << 20) + 13;
+    uint8_t *b = malloc(most);
+    for (size_t i = 0; i < most; i++)
+        b[i] = (uint8_t)(i * 2654435761u >> 13);
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/sum", root);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        assert_int_equal(fs_write_file_atomic(path, b, sizes[i], err, sizeof err), 0);
+        uint64_t bytes, sum;
+        assert_int_equal(fs_checksum_file(path, &bytes, &sum, err, sizeof err), 0);
+        assert_int_equal(bytes, sizes[i]);
+        assert_true(sum == fs_checksum(b, sizes[i]));
+    }
+    unlink(path);
+    free(b);
+}
+
 static void test_map_file(void **state)
 {
     (void)state;
@@ -512,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_atomic_write_removed_on_signals, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_missing_directory_named, make_root, remove_root),
         cmocka_unit_test(test_checksum_matches_the_checkpoint_format),
+        cmocka_unit_test_setup_teardown(test_checksum_file_in_blocks, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_map_file, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_changed_under_the_run, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_split_of_one_window, make_root, remove_root),
