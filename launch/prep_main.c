@@ -1,6 +1,9 @@
 /* prep: text files -> DIR/tokenizer.json, DIR/train.tok, DIR/val.tok (see docs/design.md)
  * and DIR/manifest.json, all built in a directory beside DIR and renamed into
- * place together. */
+ * place together.  The text streams through in chunks (io/corpus.h) encoded on
+ * OpenMP threads and appended in order to train.tok, whose last tokens then move
+ * to val.tok: memory does not grow with the corpus, the disk holds one copy. */
+#include "io/corpus.h"
 #include "io/dataset.h"
 #include "io/fsutil.h"
 #include "io/hash.h"
@@ -13,12 +16,20 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 enum { EXIT_IO = 1, EXIT_USAGE = 2, DEFAULT_BPE_VOCAB = 4096, PATH_BYTES = 4096 };
+/* Text is read and encoded in chunks of about DEFAULT_CHUNK bytes; one with no
+ * place to cut may grow to CHUNK_GROWTH times that, then it is refused. */
+enum { DEFAULT_CHUNK = 1 << 20, CHUNK_GROWTH = 256 };
+
+typedef struct {
+    size_t bytes, max;
+} chunking;
 
 typedef struct {
     const char **inputs;
@@ -66,6 +77,12 @@ static void usage(FILE *f)
             "                it, added tokens (pad, chat markers) included: the dataset then\n"
             "                has the tokenizer of the checkpoint imported from DIR\n"
             "  --val-fraction  in (0, 1), default 0.1\n"
+            "The text is read and encoded in chunks of about 1 MiB on OMP_NUM_THREADS\n"
+            "threads (default: every CPU).  A chunk ends after an ASCII byte that is not\n"
+            "blank and before an ASCII blank (byte: anywhere), so the ids are the whole\n"
+            "text's; a text with no such place in 256 MiB is refused.  bpe reads the input\n"
+            "twice (counting, then encoding), keeping the counts of its distinct words in\n"
+            "memory.  A file that changes while prep reads it is refused.\n"
             "An existing DIR is replaced only if it holds nothing but dataset files, and no\n"
             "input may be DIR or inside it.  DIR is built in DIR.tmp-XXXXXX beside it and\n"
             "renamed into place; such folders a killed prep left are removed, and named on\n"
@@ -285,52 +302,39 @@ static int collect_inputs(const prep_args *a, file_list *l)
     return 0;
 }
 
-/* ends[i]: where file i ends in the text. */
-static int read_corpus(const file_list *l, uint8_t **text, size_t *len, size_t *ends)
+/* Counts the chunks of the whole text for bpe, a piece at a time. */
+static tokenizer *train_bpe(const prep_args *a, const file_list *l, const chunking *ch,
+                            char *err, size_t errlen)
 {
-    uint8_t *all = NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        char err[512];
-        uint8_t *data;
-        size_t k;
-        if (fs_read_file(l->paths[i], &data, &k, err, sizeof err) != 0) {
-            free(all);
-            return die(EXIT_IO, "%s", err);
-        }
-        uint8_t *grown = realloc(all, n + k + 1);
-        if (!grown) {
-            free(data);
-            free(all);
-            return die(EXIT_IO, "out of memory");
-        }
-        all = grown;
-        memcpy(all + n, data, k);
-        n += k;
-        ends[i] = n;
-        free(data);
+    tokenizer *cutter = tokenizer_new_bpe(NULL, 0, a->split, err, errlen);
+    tokenizer_bpe_counts *counts = cutter ? tokenizer_bpe_counts_new(a->split, err, errlen) : NULL;
+    corpus_reader r;
+    corpus_open(&r, l->paths, l->ids, l->n, cutter, false, ch->bytes, ch->max);
+    corpus_chunk c;
+    int rc = counts ? 1 : -1;
+    while (rc == 1 && (rc = corpus_next(&r, &c, err, errlen)) == 1) {
+        if (tokenizer_bpe_counts_add(counts, c.text, c.n, err, errlen) != 0)
+            rc = -1;
+        free(c.text);
     }
-    *text = all;
-    *len = n;
-    return 0;
+    corpus_close(&r);
+    tokenizer *t = rc == 0 ? tokenizer_bpe_counts_train(counts, (int)a->vocab, err, errlen) : NULL;
+    tokenizer_bpe_counts_free(counts);
+    tokenizer_free(cutter);
+    return t;
 }
 
-static tokenizer *make_tokenizer(const prep_args *a, const uint8_t *text, size_t n)
+static tokenizer *make_tokenizer(const prep_args *a, const file_list *l, const chunking *ch)
 {
-    char err[1024];
-    if (a->gpt2) {
-        tokenizer *g = a->hf_dir ? tokenizer_load_hf_dir(a->hf_dir, err, sizeof err)
-                                 : tokenizer_load_gpt2(a->vocab_file, a->merges_file, err, sizeof err);
-        if (!g)
-            die(EXIT_IO, "%s", err);
-        return g;
-    }
-    if (!a->bpe)
+    char err[PATH_BYTES + 600];
+    if (!a->gpt2 && !a->bpe)
         return tokenizer_new_byte();
-    tokenizer *t = tokenizer_train_bpe(text, n, (int)a->vocab, a->split, err, sizeof err);
+    tokenizer *t = a->bpe ? train_bpe(a, l, ch, err, sizeof err)
+                 : a->hf_dir ? tokenizer_load_hf_dir(a->hf_dir, err, sizeof err)
+                             : tokenizer_load_gpt2(a->vocab_file, a->merges_file, err, sizeof err);
     if (!t)
         die(EXIT_IO, "%s", err);
-    else if (tokenizer_vocab_size(t) < a->vocab)
+    else if (a->bpe && tokenizer_vocab_size(t) < a->vocab)
         fprintf(stderr, "prep: warning: the input only supports %d merges; vocab is %d, not %ld\n",
                 tokenizer_vocab_size(t) - 256, tokenizer_vocab_size(t), a->vocab);
     return t;
@@ -390,103 +394,161 @@ static int check_out_dir(const char *dir)
     return rc;
 }
 
-static int write_files(const char *dir, const tokenizer *t, const uint32_t *ids,
-                       uint64_t ntrain, uint64_t nval, char *err, size_t errlen)
+/* A batch of chunks encoded side by side, then written in order. */
+typedef struct {
+    corpus_chunk c;
+    uint32_t *ids;
+    size_t k;   /* SIZE_MAX: out of memory */
+} piece;
+
+static void encode_batch(const tokenizer *t, piece *p, int n)
 {
-    char path[PATH_BYTES + 128];
-    uint32_t vocab = (uint32_t)tokenizer_vocab_size(t);
-    snprintf(path, sizeof path, "%s/train.tok", dir);
-    int rc = shard_write(path, ids, ntrain, vocab, err, errlen);
-    if (rc == 0) {
-        snprintf(path, sizeof path, "%s/val.tok", dir);
-        rc = shard_write(path, ids + ntrain, nval, vocab, err, errlen);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < n; i++) {
+        p[i].ids = malloc((p[i].c.n + 1) * sizeof *p[i].ids);
+        p[i].k = p[i].ids ? tokenizer_encode(t, p[i].c.text, p[i].c.n, p[i].ids) : SIZE_MAX;
     }
-    if (rc == 0) {
-        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-        rc = tokenizer_save(t, path, err, errlen);
-    }
-    return rc == 0 ? dataset_write_manifest(dir, err, errlen) : -1;
 }
 
-/* The dataset goes to a directory beside dir, which then replaces dir in one
- * rename: a reader sees the old dataset or the new one, never a mix.  A dir
- * that is a link to a dataset has the dataset it names replaced (a rename
- * over the link itself fails), and stays a link. */
-static int write_outputs(const char *dir, const tokenizer *t, const uint32_t *ids,
-                         uint64_t ntrain, uint64_t nval)
+static void free_batch(piece *p, int n)
 {
+    for (int i = 0; i < n; i++) {
+        free(p[i].c.text);
+        free(p[i].ids);
+        p[i] = (piece){0};
+    }
+}
+
+/* Appends the batch's ids to out in order, <|endoftext|> before each file but the
+ * first (an empty one too) when the tokenizer has it. */
+static int write_batch(const tokenizer *t, const piece *p, int n, shard_stream *out,
+                       uint64_t *bytes, char *err, size_t errlen)
+{
+    const uint32_t eos = (uint32_t)tokenizer_eos(t);
+    for (int i = 0; i < n; i++) {
+        if (p[i].k == SIZE_MAX)
+            return fs_fail(err, errlen, "out of memory");
+        if ((p[i].c.starts_file && p[i].c.file > 0 &&
+             shard_stream_append(out, &eos, 1, err, errlen) != 0) ||
+            shard_stream_append(out, p[i].ids, p[i].k, err, errlen) != 0)
+            return -1;
+        *bytes += p[i].c.n;
+    }
+    return 0;
+}
+
+/* Reads, encodes (2 chunks per thread at a time) and appends to out every chunk. */
+static int encode_corpus(const tokenizer *t, const file_list *l, const chunking *ch,
+                         shard_stream *out, uint64_t *bytes, char *err, size_t errlen)
+{
+    int batch = 2 * omp_get_max_threads();
+    piece *p = calloc((size_t)batch, sizeof *p);
+    if (!p)
+        return fs_fail(err, errlen, "out of memory");
+    corpus_reader r;
+    corpus_open(&r, l->paths, l->ids, l->n, t, tokenizer_eos(t) >= 0, ch->bytes, ch->max);
+    int more = 1;
+    while (more == 1) {
+        int n = 0;
+        while (n < batch && (more = corpus_next(&r, &p[n].c, err, errlen)) == 1)
+            n++;
+        if (more >= 0) {
+            encode_batch(t, p, n);
+            if (write_batch(t, p, n, out, bytes, err, errlen) != 0)
+                more = -1;
+        }
+        free_batch(p, n);
+    }
+    corpus_close(&r);
+    free(p);
+    return more;
+}
+
+/* Fills the empty directory dir: train.tok as the tokens come, split like nanoGPT
+ * (train = floor(n * (1 - F)), the rest moved to val.tok), tokenizer.json, manifest. */
+static int write_dataset(const char *dir, const prep_args *a, const tokenizer *t,
+                         const file_list *l, const chunking *ch, uint64_t *bytes,
+                         uint64_t *ntrain, uint64_t *nval, char *err, size_t errlen)
+{
+    char path[PATH_BYTES + 128], tail[PATH_BYTES + 128];
+    shard_stream out;
+    snprintf(path, sizeof path, "%s/train.tok", dir);
+    if (shard_stream_begin(&out, path, (uint32_t)tokenizer_vocab_size(t), err, errlen) != 0)
+        return -1;
+    if (encode_corpus(t, l, ch, &out, bytes, err, errlen) != 0) {
+        shard_stream_abort(&out);
+        return -1;
+    }
+    uint64_t count = out.count;
+    *ntrain = (uint64_t)((double)count * (1.0 - a->val_fraction));
+    *nval = count - *ntrain;
+    if (*ntrain < 2 || *nval < 2) {
+        shard_stream_abort(&out);
+        return fs_fail(err, errlen, "%llu tokens split into %llu train and %llu val; each needs "
+                       "at least 2 (more input or another --val-fraction)",
+                       (unsigned long long)count, (unsigned long long)*ntrain,
+                       (unsigned long long)*nval);
+    }
+    snprintf(tail, sizeof tail, "%s/val.tok", dir);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (shard_stream_split(&out, *ntrain, tail, err, errlen) != 0 ||
+        tokenizer_save(t, path, err, errlen) != 0)
+        return -1;
+    return dataset_write_manifest(dir, err, errlen);
+}
+
+/* The dataset goes to a directory beside DIR, which then replaces DIR in one
+ * rename: a reader sees the old dataset or the new one, never a mix.  A DIR
+ * that is a link to a dataset has the dataset it names replaced (a rename
+ * over the link itself fails), and stays a link.  Anything that fails removes
+ * the new directory whole. */
+static int prepare(const prep_args *a, const file_list *l, const chunking *ch, double start)
+{
+    tokenizer *t = make_tokenizer(a, l, ch);
+    if (!t)
+        return EXIT_IO;
     char err[PATH_BYTES + 600], tmp[PATH_BYTES + 64], note[1024];
-    char *real = realpath(dir, NULL);   /* NULL: no dataset there yet */
-    const char *target = real ? real : dir;
+    char *real = realpath(a->out, NULL);   /* NULL: no dataset there yet */
+    const char *target = real ? real : a->out;
+    uint64_t bytes = 0, ntrain = 0, nval = 0;
     int lock, rc = fs_temp_dir_beside(target, tmp, sizeof tmp, &lock, note, sizeof note, err,
                                       sizeof err);
     if (note[0])
         fprintf(stderr, "prep: removed %s\n", note);
     if (rc != 0)
         rc = die(EXIT_IO, "%s", err);
-    else if (write_files(tmp, t, ids, ntrain, nval, err, sizeof err) != 0 ||
+    else if (write_dataset(tmp, a, t, l, ch, &bytes, &ntrain, &nval, err, sizeof err) != 0 ||
              fs_replace_dir(tmp, target, err, sizeof err) != 0) {
         fs_remove_dir(tmp);
         rc = die(EXIT_IO, "%s", err);
     }
     fs_unlock_dir(lock);
-    free(real);
-    return rc;
-}
-
-/* A tokenizer with an end-of-text token (gpt2) encodes each file on its own, with
- * that token between files (its text inside them, an added token, is that token
- * too: corpora such as TinyStories separate their documents so); the others encode
- * the concatenation.  SIZE_MAX when out of memory. */
-static size_t encode_files(const tokenizer *t, const uint8_t *text, const size_t *ends,
-                           size_t nfiles, uint32_t *ids)
-{
-    if (tokenizer_eos(t) < 0)
-        return tokenizer_encode(t, text, ends[nfiles - 1], ids);
-    size_t count = 0;
-    for (size_t i = 0, start = 0; i < nfiles; start = ends[i++]) {
-        if (i > 0)
-            ids[count++] = (uint32_t)tokenizer_eos(t);
-        size_t k = tokenizer_encode(t, text + start, ends[i] - start, ids + count);
-        if (k == SIZE_MAX)
-            return SIZE_MAX;
-        count += k;
-    }
-    return count;
-}
-
-/* Tokenizes text, splits it like nanoGPT (train = floor(n * (1 - F))) and writes DIR. */
-static int tokenize_and_write(const prep_args *a, const uint8_t *text, size_t n,
-                              const size_t *ends, size_t nfiles, const char *stats, double start)
-{
-    tokenizer *t = make_tokenizer(a, text, n);
-    uint32_t *ids = malloc((n + nfiles + 1) * sizeof *ids);
-    size_t encoded = t && ids ? encode_files(t, text, ends, nfiles, ids) : 0;
-    if (!t || !ids || encoded == SIZE_MAX) {
-        tokenizer_free(t);
-        free(ids);
-        return t ? die(EXIT_IO, "out of memory") : EXIT_IO;
-    }
-    uint64_t count = encoded;
-    uint64_t ntrain = (uint64_t)((double)count * (1.0 - a->val_fraction)), nval = count - ntrain;
-    int rc;
-    if (ntrain < 2 || nval < 2)
-        rc = die(EXIT_IO, "%llu tokens split into %llu train and %llu val; each needs at least 2 "
-                 "(more input or another --val-fraction)", (unsigned long long)count,
-                 (unsigned long long)ntrain, (unsigned long long)nval);
-    else
-        rc = write_outputs(a->out, t, ids, ntrain, nval);
     bool bpe = strcmp(tokenizer_type(t), "bpe") == 0;
     if (rc == 0)
-        fprintf(stderr, "prep: %s -> %llu tokens (%s%s%s, vocab %d): train %llu, val %llu -> %s "
-                "(%.2f s)\n", stats, (unsigned long long)count, tokenizer_type(t),
-                bpe ? ", split " : "", bpe ? tokenizer_split_name(tokenizer_split(t)) : "",
-                tokenizer_vocab_size(t),
+        fprintf(stderr, "prep: %llu bytes from %zu file%s -> %llu tokens (%s%s%s, vocab %d): "
+                "train %llu, val %llu -> %s (%.2f s, %d thread%s)\n", (unsigned long long)bytes,
+                l->n, l->n == 1 ? "" : "s", (unsigned long long)(ntrain + nval),
+                tokenizer_type(t), bpe ? ", split " : "",
+                bpe ? tokenizer_split_name(tokenizer_split(t)) : "", tokenizer_vocab_size(t),
                 (unsigned long long)ntrain, (unsigned long long)nval, a->out,
-                clock_mono_s() - start);
-    free(ids);
+                clock_mono_s() - start, omp_get_max_threads(),
+                omp_get_max_threads() == 1 ? "" : "s");
+    free(real);
     tokenizer_free(t);
     return rc;
+}
+
+/* GPT_PREP_CHUNK (bytes) sets the chunk size: tests make it tiny, so that chunk
+ * edges fall everywhere. */
+static int choose_chunking(chunking *ch)
+{
+    const char *env = getenv("GPT_PREP_CHUNK");
+    double v = env ? parse_number(env) : DEFAULT_CHUNK;
+    if (!(v >= 1 && v <= (double)(SIZE_MAX / CHUNK_GROWTH)) || v != (double)(size_t)v)
+        return die(EXIT_USAGE, "GPT_PREP_CHUNK must be a whole number of bytes, not '%s'", env);
+    ch->bytes = (size_t)v;
+    ch->max = CHUNK_GROWTH * ch->bytes;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -499,31 +561,23 @@ int main(int argc, char **argv)
     double start = clock_mono_s();
     prep_args a;
     file_list files = {0};
-    uint8_t *text = NULL;
-    size_t n = 0, *ends = NULL;
-    char stats[64];
+    chunking ch;
     int rc = parse_args(argc, argv, &a);
+    if (!rc)
+        rc = choose_chunking(&ch);
     if (!rc)
         rc = check_inputs_outside_out(&a);
     if (!rc)
         rc = collect_inputs(&a, &files);
     if (!rc)
         rc = check_out_dir(a.out);
-    if (!rc && !(ends = malloc(files.n * sizeof *ends)))
-        rc = die(EXIT_IO, "out of memory");
     if (!rc)
-        rc = read_corpus(&files, &text, &n, ends);
-    if (!rc) {
-        snprintf(stats, sizeof stats, "%zu bytes from %zu file%s", n, files.n, files.n == 1 ? "" : "s");
-        rc = tokenize_and_write(&a, text, n, ends, files.n, stats, start);
-    }
+        rc = prepare(&a, &files, &ch, start);
     for (size_t i = 0; i < files.n; i++)
         free(files.paths[i]);
     free(files.paths);
     free(files.ids);
     free(files.seen);
     free(a.inputs);
-    free(text);
-    free(ends);
     return rc;
 }

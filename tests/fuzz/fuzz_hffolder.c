@@ -58,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(tokenizer_vocab_size(t) >= 257 && tokenizer_eos(t) >= 0);
     check_round_trip(t, data, size);
+    check_cut(t, data, size);
     check_added(t);
     const char *chat = tokenizer_chat_template(t);
     size_t n = chat ? strlen(chat) : 0;

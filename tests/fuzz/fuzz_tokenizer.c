@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(tokenizer_vocab_size(t) >= 256);
     check_round_trip(t, data, size);
+    check_cut(t, data, size);
     check_added(t);
     size_t nm;
     const uint32_t *merges = tokenizer_merges(t, &nm);

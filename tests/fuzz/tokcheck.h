@@ -26,6 +26,28 @@ static inline void check_round_trip(const tokenizer *t, const uint8_t *text, siz
     free(back);
 }
 
+/* Where tokenizer_cut cuts a prefix of the text (the whole, half, a third), the two
+ * parts encode to the whole text's ids: prep encodes a corpus in such pieces. */
+static inline void check_cut(const tokenizer *t, const uint8_t *text, size_t n)
+{
+    uint32_t *whole = malloc((n + 1) * sizeof *whole), *ids = malloc((n + 1) * sizeof *ids);
+    FUZZ_CHECK(whole && ids);
+    size_t k = tokenizer_encode(t, text, n, whole);
+    for (size_t d = 1; d <= 3 && k != SIZE_MAX; d++) {
+        size_t p = tokenizer_cut(t, text, n / d);
+        FUZZ_CHECK(p <= n / d);
+        if (p == 0)
+            continue;
+        size_t a = tokenizer_encode(t, text, p, ids);
+        size_t b = a == SIZE_MAX ? SIZE_MAX : tokenizer_encode(t, text + p, n - p, ids + a);
+        if (b == SIZE_MAX)   /* out of memory (gpt2 allocates per call) */
+            break;
+        FUZZ_CHECK(a + b == k && memcmp(ids, whole, k * sizeof *ids) == 0);
+    }
+    free(whole);
+    free(ids);
+}
+
 /* Each added token's text alone encodes to that token: nothing else can start there
  * and be longer. */
 static inline void check_added(const tokenizer *t)

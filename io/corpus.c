@@ -1,0 +1,144 @@
+/* corpus: text files in chunks cut where a tokenizer may cut (io/corpus.h). */
+#include "io/corpus.h"
+
+#include "io/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void corpus_open(corpus_reader *r, char *const *paths, const struct stat *listed, size_t nfiles,
+                 const tokenizer *cut, bool per_file, size_t chunk, size_t max)
+{
+    *r = (corpus_reader){.paths = paths, .listed = listed, .nfiles = nfiles, .cut = cut,
+                         .per_file = per_file, .chunk = chunk, .max = max, .fd = -1};
+}
+
+void corpus_close(corpus_reader *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    free(r->buf);
+    r->fd = -1;
+    r->buf = NULL;
+}
+
+static bool same_time(const struct stat *a, const struct stat *b)
+{
+    return a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int open_next(corpus_reader *r, char *err, size_t errlen)
+{
+    const char *path = r->paths[r->next];
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0 || fstat(r->fd, &r->opened) != 0)
+        return fs_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    const struct stat *was = r->listed ? &r->listed[r->next] : NULL;
+    if (was && S_ISREG(was->st_mode) &&
+        (r->opened.st_ino != was->st_ino || r->opened.st_dev != was->st_dev ||
+         r->opened.st_size != was->st_size || !same_time(&r->opened, was)))
+        return fs_fail(err, errlen, "%s: changed while being read (not the file, or not the "
+                       "size or time of last change, prep listed): nothing was written", path);
+    r->file = r->next++;
+    r->done = 0;
+    r->fresh = r->per_file;
+    return 0;
+}
+
+/* The open file has ended: it must be as it was when opened (a regular file's
+ * size and time of last change), or the text read is not the file's. */
+static int close_ended(corpus_reader *r, char *err, size_t errlen)
+{
+    struct stat now;
+    int ok = fstat(r->fd, &now) == 0;
+    close(r->fd);
+    r->fd = -1;
+    if (!S_ISREG(r->opened.st_mode))
+        return 0;
+    if (!ok || (uint64_t)r->opened.st_size != r->done || now.st_size != r->opened.st_size ||
+        !same_time(&now, &r->opened))
+        return fs_fail(err, errlen, "%s: changed while being read (%lld bytes when opened, "
+                       "%llu read, %lld now): nothing was written", r->paths[r->file],
+                       (long long)r->opened.st_size, (unsigned long long)r->done,
+                       ok ? (long long)now.st_size : -1LL);
+    return 0;
+}
+
+/* One read into the buffer (at most want - len bytes), opening and closing files
+ * as the text needs. */
+static int read_some(corpus_reader *r, size_t want, char *err, size_t errlen)
+{
+    if (r->fd < 0) {
+        if (r->next == r->nfiles) {
+            r->at_end = true;
+            return 0;
+        }
+        return open_next(r, err, errlen);
+    }
+    if (want > r->cap) {
+        uint8_t *b = realloc(r->buf, want);
+        if (!b)
+            return fs_fail(err, errlen, "%s: out of memory for a chunk of %zu bytes",
+                           r->paths[r->file], want);
+        r->buf = b;
+        r->cap = want;
+    }
+    ssize_t got;
+    do
+        got = read(r->fd, r->buf + r->len, want - r->len);
+    while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return fs_fail(err, errlen, "%s: cannot read: %s", r->paths[r->file], strerror(errno));
+    if (got == 0) {
+        r->at_end = r->per_file;
+        return close_ended(r, err, errlen);
+    }
+    r->len += (size_t)got;
+    r->done += (uint64_t)got;
+    if (S_ISREG(r->opened.st_mode) && r->done > (uint64_t)r->opened.st_size)
+        return fs_fail(err, errlen, "%s: changed while being read (grew past its %lld bytes): "
+                       "nothing was written", r->paths[r->file], (long long)r->opened.st_size);
+    return 0;
+}
+
+/* Hands out the first n bytes of the buffer. */
+static int take(corpus_reader *r, size_t n, corpus_chunk *c, char *err, size_t errlen)
+{
+    uint8_t *text = malloc(n + 1);
+    if (!text)
+        return fs_fail(err, errlen, "%s: out of memory", r->paths[r->file]);
+    memcpy(text, r->buf, n);
+    memmove(r->buf, r->buf + n, r->len - n);
+    r->len -= n;
+    *c = (corpus_chunk){.text = text, .n = n, .starts_file = r->fresh, .file = r->file};
+    r->fresh = false;
+    if (r->per_file && r->at_end && r->len == 0)
+        r->at_end = false;   /* the next chunk is the next file's */
+    return 1;
+}
+
+int corpus_next(corpus_reader *r, corpus_chunk *c, char *err, size_t errlen)
+{
+    for (size_t want = r->chunk;;) {
+        while (r->len < want && !r->at_end)
+            if (read_some(r, want, err, errlen) != 0)
+                return -1;
+        if (r->at_end && r->len == 0 && !r->fresh) {
+            if (!r->per_file || r->next == r->nfiles)
+                return 0;
+            r->at_end = false;
+            continue;
+        }
+        size_t cut = r->at_end ? r->len : tokenizer_cut(r->cut, r->buf, r->len);
+        if (cut > 0 || r->at_end)
+            return take(r, cut, c, err, errlen);
+        if (r->len >= r->max)
+            return fs_fail(err, errlen, "%s: no place to cut the text within %zu bytes (a "
+                           "run without an ASCII blank after an ASCII non-blank byte): "
+                           "nothing was written", r->paths[r->file], r->max);
+        want = r->len * 2 < r->max ? r->len * 2 : r->max;
+    }
+}
