@@ -158,6 +158,13 @@ const char *tokenizer_type(const tokenizer *t);   /* "byte", "bpe" or "gpt2" */
  * out of memory (GPT-2's split only: its matcher and word cache are allocated per
  * call). */
 size_t tokenizer_encode(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids);
+/* tokenizer_encode for many texts in turn on one thread: what encoding learns from
+ * one (GPT-2's split: its word cache) speeds up the next.  An encoder serves one
+ * thread at a time; t must outlive it.  NULL when out of memory. */
+typedef struct tokenizer_encoder tokenizer_encoder;
+tokenizer_encoder *tokenizer_encoder_new(const tokenizer *t);
+size_t tokenizer_encode_with(tokenizer_encoder *e, const uint8_t *text, size_t n, uint32_t *ids);
+void tokenizer_encoder_free(tokenizer_encoder *e);
 /* Where text[0..n) may be cut without changing its ids, whatever text follows it:
  * encoding text[0..p) and then the rest gives the ids of encoding the whole.  The
  * last such p, or 0 when there is none.  The byte tokenizer cuts anywhere (p = n);

@@ -357,11 +357,16 @@ typedef struct {
     size_t keys_len, ids_len, arena;   /* both arenas hold `arena` elements */
 } word_cache;
 
+/* What encoding keeps from one text to the next (a tokenizer_encoder's). */
 typedef struct {
-    const tokenizer *t;
     word_cache cache;
     chunk_scratch big;   /* for chunks over MAX_CHUNK bytes */
     size_t big_cap;
+} gpt2_state;
+
+typedef struct {
+    const tokenizer *t;
+    gpt2_state *s;
     uint32_t *ids;       /* the output, k ids so far */
     size_t k;
 } gpt2_ctx;
@@ -411,7 +416,7 @@ static void cache_put(word_cache *c, cache_entry *e, uint64_t h, const uint8_t *
     c->len++;
 }
 
-static int big_reserve(gpt2_ctx *c, size_t n)
+static int big_reserve(gpt2_state *c, size_t n)
 {
     if (n <= c->big_cap)
         return 0;
@@ -425,6 +430,13 @@ static int big_reserve(gpt2_ctx *c, size_t n)
     return c->big_cap ? 0 : -1;
 }
 
+static void state_free(gpt2_state *s)
+{
+    cache_free(&s->cache);
+    free(s->big.sym);
+    free(s->big.heap);
+}
+
 /* One pre-tokenized chunk -> ids; SIZE_MAX when out of memory. */
 static size_t gpt2_chunk(gpt2_ctx *c, const uint8_t *s, size_t n, uint32_t *ids)
 {
@@ -435,18 +447,19 @@ static size_t gpt2_chunk(gpt2_ctx *c, const uint8_t *s, size_t n, uint32_t *ids)
     if (n > CACHE_MAX_LEN) {
         if (n <= MAX_CHUNK)
             return tok_encode_short(c->t, s, (uint32_t)n, ids);
-        if (n >= UINT32_MAX || big_reserve(c, n) != 0)
+        if (n >= UINT32_MAX || big_reserve(c->s, n) != 0)
             return SIZE_MAX;
-        return tok_encode_chunk(c->t, s, (uint32_t)n, ids, c->big);
+        return tok_encode_chunk(c->t, s, (uint32_t)n, ids, c->s->big);
     }
+    word_cache *cache = &c->s->cache;
     uint64_t h = fnv1a64(s, n);
-    cache_entry *e = cache_slot(&c->cache, h, s, n);
+    cache_entry *e = cache_slot(cache, h, s, n);
     if (e->key_len) {
-        memcpy(ids, c->cache.ids + e->ids_off, e->nids * sizeof *ids);
+        memcpy(ids, cache->ids + e->ids_off, e->nids * sizeof *ids);
         return e->nids;
     }
     size_t k = tok_encode_short(c->t, s, (uint32_t)n, ids);
-    cache_put(&c->cache, e, h, s, n, ids, k);
+    cache_put(cache, e, h, s, n, ids, k);
     return k;
 }
 
@@ -569,10 +582,11 @@ static int encode_piece(void *ctx, const uint8_t *s, size_t n)
 }
 
 /* The text between added tokens is split and merged; each added token is its id. */
-size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
+static size_t encode_gpt2(const tokenizer *t, gpt2_state *s, const uint8_t *text, size_t n,
+                          uint32_t *ids)
 {
-    gpt2_ctx c = {.t = t, .ids = ids};
-    int rc = cache_init(&c.cache, n);
+    gpt2_ctx c = {.t = t, .s = s, .ids = ids};
+    int rc = 0;
     for (size_t i = 0; rc == 0 && i < n;) {
         uint32_t k = 0;
         size_t at = t->nadded ? tok_added_next(t, text, n, i, &k) : n;
@@ -583,8 +597,46 @@ size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32
         ids[c.k++] = t->added[k].id;
         i = at + t->added[k].len;
     }
-    cache_free(&c.cache);
-    free(c.big.sym);
-    free(c.big.heap);
     return rc == 0 ? c.k : SIZE_MAX;
+}
+
+size_t tok_encode_gpt2(const tokenizer *t, const uint8_t *text, size_t n, uint32_t *ids)
+{
+    gpt2_state s = {0};
+    size_t k = cache_init(&s.cache, n) == 0 ? encode_gpt2(t, &s, text, n, ids) : SIZE_MAX;
+    state_free(&s);
+    return k;
+}
+
+/* Only GPT-2's split has a state worth keeping (its word cache); the others encode
+ * as tokenizer_encode does. */
+struct tokenizer_encoder {
+    const tokenizer *t;
+    gpt2_state s;
+};
+
+tokenizer_encoder *tokenizer_encoder_new(const tokenizer *t)
+{
+    tokenizer_encoder *e = calloc(1, sizeof *e);
+    if (e && t->split == TOKENIZER_SPLIT_GPT2 && cache_init(&e->s.cache, SIZE_MAX) != 0) {
+        tokenizer_encoder_free(e);
+        return NULL;
+    }
+    if (e)
+        e->t = t;
+    return e;
+}
+
+size_t tokenizer_encode_with(tokenizer_encoder *e, const uint8_t *text, size_t n, uint32_t *ids)
+{
+    if (e->t->kind == KIND_BYTE || e->t->split != TOKENIZER_SPLIT_GPT2)
+        return tokenizer_encode(e->t, text, n, ids);
+    return encode_gpt2(e->t, &e->s, text, n, ids);
+}
+
+void tokenizer_encoder_free(tokenizer_encoder *e)
+{
+    if (e)
+        state_free(&e->s);
+    free(e);
 }

@@ -401,12 +401,15 @@ typedef struct {
     size_t k;   /* SIZE_MAX: out of memory */
 } piece;
 
-static void encode_batch(const tokenizer *t, piece *p, int n)
+/* enc: one encoder per thread, whose word cache goes on from chunk to chunk. */
+static void encode_batch(tokenizer_encoder **enc, piece *p, int n)
 {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < n; i++) {
         p[i].ids = malloc((p[i].c.n + 1) * sizeof *p[i].ids);
-        p[i].k = p[i].ids ? tokenizer_encode(t, p[i].c.text, p[i].c.n, p[i].ids) : SIZE_MAX;
+        p[i].k = p[i].ids ? tokenizer_encode_with(enc[omp_get_thread_num()], p[i].c.text,
+                                                  p[i].c.n, p[i].ids)
+                          : SIZE_MAX;
     }
 }
 
@@ -441,25 +444,33 @@ static int write_batch(const tokenizer *t, const piece *p, int n, shard_stream *
 static int encode_corpus(const tokenizer *t, const file_list *l, const chunking *ch,
                          shard_stream *out, uint64_t *bytes, char *err, size_t errlen)
 {
-    int batch = 2 * omp_get_max_threads();
+    int threads = omp_get_max_threads(), batch = 2 * threads, more = 1;
     piece *p = calloc((size_t)batch, sizeof *p);
-    if (!p)
-        return fs_fail(err, errlen, "out of memory");
+    tokenizer_encoder **enc = calloc((size_t)threads, sizeof *enc);
+    for (int i = 0; enc && i < threads && more == 1; i++)
+        more = (enc[i] = tokenizer_encoder_new(t)) ? 1 : -1;
+    if (!p || !enc || more != 1) {
+        more = fs_fail(err, errlen, "out of memory");
+        goto done;
+    }
     corpus_reader r;
     corpus_open(&r, l->paths, l->ids, l->n, t, tokenizer_eos(t) >= 0, ch->bytes, ch->max);
-    int more = 1;
     while (more == 1) {
         int n = 0;
         while (n < batch && (more = corpus_next(&r, &p[n].c, err, errlen)) == 1)
             n++;
         if (more >= 0) {
-            encode_batch(t, p, n);
+            encode_batch(enc, p, n);
             if (write_batch(t, p, n, out, bytes, err, errlen) != 0)
                 more = -1;
         }
         free_batch(p, n);
     }
     corpus_close(&r);
+done:
+    for (int i = 0; enc && i < threads; i++)
+        tokenizer_encoder_free(enc[i]);
+    free(enc);
     free(p);
     return more;
 }

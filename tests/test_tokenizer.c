@@ -1651,7 +1651,8 @@ static size_t cut_text(uint64_t *s, uint8_t *out, size_t n)
 }
 
 /* Wherever tokenizer_cut cuts a prefix of a text, the two parts encode to the whole
- * text's ids; and it finds places to cut. */
+ * text's ids; and it finds places to cut.  The parts go through one encoder, whose
+ * word cache carries over from text to text, as prep's threads do. */
 static void check_cuts(const tokenizer *t, const char *what)
 {
     enum { N = 300 };
@@ -1659,6 +1660,8 @@ static void check_cuts(const tokenizer *t, const char *what)
     uint32_t whole[N + 1], ids[N + 1];
     uint64_t s = 11;
     size_t found = 0;
+    tokenizer_encoder *enc = tokenizer_encoder_new(t);
+    assert_non_null(enc);
     for (int trial = 0; trial < 300; trial++) {
         size_t n = cut_text(&s, text, 1 + rnd(&s) % N);
         size_t k = tokenizer_encode(t, text, n, whole);
@@ -1668,14 +1671,15 @@ static void check_cuts(const tokenizer *t, const char *what)
             if (p == 0)
                 continue;
             found++;
-            size_t a = tokenizer_encode(t, text, p, ids);
-            size_t b = tokenizer_encode(t, text + p, n - p, ids + a);
+            size_t a = tokenizer_encode_with(enc, text, p, ids);
+            size_t b = tokenizer_encode_with(enc, text + p, n - p, ids + a);
             if (a + b != k || memcmp(ids, whole, k * sizeof *ids) != 0)
                 fail_msg("%s: trial %d: cutting %zu bytes at %zu changes the ids", what, trial,
                          n, p);
         }
     }
     assert_true(found > 1000);
+    tokenizer_encoder_free(enc);
 }
 
 static void test_cut_keeps_ids(void **state)
