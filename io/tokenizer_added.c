@@ -171,7 +171,9 @@ bool tok_added_spans(const tokenizer *t, const uint8_t *s, size_t n, size_t p)
         size_t i = p - back;
         for (uint32_t j = t->added_first[s[i]]; j < t->added_first[s[i] + 1]; j++) {
             const tokenizer_added *a = &t->added[t->added_order[j]];
-            if (a->len > back && (i + a->len > n || memcmp(s + i, a->content, a->len) == 0))
+            /* one that runs past n and matches as far as n may still match */
+            size_t have = i + a->len > n ? n - i : a->len;
+            if (a->len > back && memcmp(s + i, a->content, have) == 0)
                 return true;
         }
     }

@@ -149,7 +149,7 @@ int tok_gpt2_append(tokenizer *t, const uint8_t *bytes, const uint32_t *lens, si
  * in *k: the longest of those starting there. */
 size_t tok_added_next(const tokenizer *t, const uint8_t *s, size_t n, size_t from, uint32_t *k);
 /* Whether an added token's text could cover both s[p-1] and s[p] (0 < p < n): one
- * does, or one that starts before p needs bytes past n to tell. */
+ * does, or one that starts before p matches up to n and needs bytes past it to tell. */
 bool tok_added_spans(const tokenizer *t, const uint8_t *s, size_t n, size_t p);
 /* GPT-2's pre-tokenization pattern, compiled; NULL with PCRE2's reason in err. */
 pcre2_code *tok_gpt2_pattern(char *err, size_t errlen);

@@ -1697,6 +1697,8 @@ static void test_cut_keeps_ids(void **state)
     assert_int_equal(tokenizer_cut(bpe, text, 5), 2);
     assert_int_equal(tokenizer_cut(bpe, text, 2), 0);   /* nothing after "ab" yet */
     assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"a x y", 5), 1);   /* not in "x y" */
+    assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"bx ", 3), 0);   /* "x y" may follow */
+    assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"bx q", 4), 2);   /* it does not */
     assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"a\n\nb", 4), 1);
     check_cuts(byte, "byte");
     check_cuts(bpe, "bpe, split gpt2");
