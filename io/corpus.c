@@ -104,16 +104,23 @@ static int read_some(corpus_reader *r, size_t want, char *err, size_t errlen)
     return 0;
 }
 
-/* Hands out the first n bytes of the buffer. */
+/* Hands out the first n bytes of the buffer, in c's buffer (grown as needed: kept
+ * from chunk to chunk, so that pages are not mapped and faulted in again for each). */
 static int take(corpus_reader *r, size_t n, corpus_chunk *c, char *err, size_t errlen)
 {
-    uint8_t *text = malloc(n + 1);
-    if (!text)
-        return fs_fail(err, errlen, "%s: out of memory", r->paths[r->file]);
-    memcpy(text, r->buf, n);
+    if (n + 1 > c->cap) {
+        uint8_t *text = realloc(c->text, n + 1);
+        if (!text)
+            return fs_fail(err, errlen, "%s: out of memory", r->paths[r->file]);
+        c->text = text;
+        c->cap = n + 1;
+    }
+    memcpy(c->text, r->buf, n);
     memmove(r->buf, r->buf + n, r->len - n);
     r->len -= n;
-    *c = (corpus_chunk){.text = text, .n = n, .starts_file = r->fresh, .file = r->file};
+    c->n = n;
+    c->starts_file = r->fresh;
+    c->file = r->file;
     r->fresh = false;
     if (r->per_file && r->at_end && r->len == 0)
         r->at_end = false;   /* the next chunk is the next file's */

@@ -21,9 +21,11 @@
 
 #include "io/tokenizer.h"
 
+/* A chunk's buffer is reused by the next corpus_next given the same chunk (start
+ * with a zeroed one; free text once done). */
 typedef struct {
-    uint8_t *text;      /* malloc'd, the caller's to free */
-    size_t n;
+    uint8_t *text;      /* malloc'd, cap bytes */
+    size_t n, cap;
     bool starts_file;   /* per_file: the first chunk of file */
     size_t file;        /* the file it starts in */
 } corpus_chunk;

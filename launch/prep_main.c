@@ -310,13 +310,12 @@ static tokenizer *train_bpe(const prep_args *a, const file_list *l, const chunki
     tokenizer_bpe_counts *counts = cutter ? tokenizer_bpe_counts_new(a->split, err, errlen) : NULL;
     corpus_reader r;
     corpus_open(&r, l->paths, l->ids, l->n, cutter, false, ch->bytes, ch->max);
-    corpus_chunk c;
+    corpus_chunk c = {0};
     int rc = counts ? 1 : -1;
-    while (rc == 1 && (rc = corpus_next(&r, &c, err, errlen)) == 1) {
+    while (rc == 1 && (rc = corpus_next(&r, &c, err, errlen)) == 1)
         if (tokenizer_bpe_counts_add(counts, c.text, c.n, err, errlen) != 0)
             rc = -1;
-        free(c.text);
-    }
+    free(c.text);
     corpus_close(&r);
     tokenizer *t = rc == 0 ? tokenizer_bpe_counts_train(counts, (int)a->vocab, err, errlen) : NULL;
     tokenizer_bpe_counts_free(counts);
@@ -394,10 +393,13 @@ static int check_out_dir(const char *dir)
     return rc;
 }
 
-/* A batch of chunks encoded side by side, then written in order. */
+/* One chunk of a batch encoded side by side, then written in order.  Its buffers
+ * serve batch after batch: allocated per chunk, each would be a fresh mapping of
+ * about 5 MiB (text and ids) faulted in page by page, and unmapped after. */
 typedef struct {
     corpus_chunk c;
     uint32_t *ids;
+    size_t ids_cap;
     size_t k;   /* SIZE_MAX: out of memory */
 } piece;
 
@@ -406,19 +408,16 @@ static void encode_batch(tokenizer_encoder **enc, piece *p, int n)
 {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < n; i++) {
-        p[i].ids = malloc((p[i].c.n + 1) * sizeof *p[i].ids);
-        p[i].k = p[i].ids ? tokenizer_encode_with(enc[omp_get_thread_num()], p[i].c.text,
-                                                  p[i].c.n, p[i].ids)
-                          : SIZE_MAX;
-    }
-}
-
-static void free_batch(piece *p, int n)
-{
-    for (int i = 0; i < n; i++) {
-        free(p[i].c.text);
-        free(p[i].ids);
-        p[i] = (piece){0};
+        p[i].k = SIZE_MAX;
+        if (p[i].c.n + 1 > p[i].ids_cap) {
+            uint32_t *ids = realloc(p[i].ids, (p[i].c.n + 1) * sizeof *ids);
+            if (!ids)
+                continue;
+            p[i].ids = ids;
+            p[i].ids_cap = p[i].c.n + 1;
+        }
+        p[i].k = tokenizer_encode_with(enc[omp_get_thread_num()], p[i].c.text, p[i].c.n,
+                                       p[i].ids);
     }
 }
 
@@ -464,10 +463,13 @@ static int encode_corpus(const tokenizer *t, const file_list *l, const chunking 
             if (write_batch(t, p, n, out, bytes, err, errlen) != 0)
                 more = -1;
         }
-        free_batch(p, n);
     }
     corpus_close(&r);
 done:
+    for (int i = 0; p && i < batch; i++) {
+        free(p[i].c.text);
+        free(p[i].ids);
+    }
     for (int i = 0; enc && i < threads; i++)
         tokenizer_encoder_free(enc[i]);
     free(enc);
