@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+enum { READ_MAX = 1 << 20 };   /* bytes per read */
+
 void corpus_open(corpus_reader *r, char *const *paths, const struct stat *listed, size_t nfiles,
                  const tokenizer *cut, bool per_file, size_t chunk, size_t max)
 {
@@ -78,17 +80,21 @@ static int read_some(corpus_reader *r, size_t want, char *err, size_t errlen)
         }
         return open_next(r, err, errlen);
     }
-    if (want > r->cap) {
-        uint8_t *b = realloc(r->buf, want);
+    /* the buffer grows with what is read, not to want at once: a huge chunk
+     * size (the tests' one chunk per file) costs only the text there is */
+    size_t room = want - r->len < READ_MAX ? want - r->len : READ_MAX;
+    if (r->len + room > r->cap) {
+        size_t cap = 2 * r->cap > r->len + room ? 2 * r->cap : r->len + room;
+        uint8_t *b = realloc(r->buf, cap);
         if (!b)
             return fs_fail(err, errlen, "%s: out of memory for a chunk of %zu bytes",
-                           r->paths[r->file], want);
+                           r->paths[r->file], cap);
         r->buf = b;
-        r->cap = want;
+        r->cap = cap;
     }
     ssize_t got;
     do
-        got = read(r->fd, r->buf + r->len, want - r->len);
+        got = read(r->fd, r->buf + r->len, room);
     while (got < 0 && errno == EINTR);
     if (got < 0)
         return fs_fail(err, errlen, "%s: cannot read: %s", r->paths[r->file], strerror(errno));
