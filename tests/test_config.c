@@ -26,6 +26,7 @@ static void test_json_and_set_override_defaults(void **state)
     assert_int_equal(config_set(&c, "n_layer=8", err, sizeof err), 0);
     assert_int_equal(config_set(&c, "seed=12345678901", err, sizeof err), 0);
     assert_int_equal(config_set(&c, "zero_stage=2", err, sizeof err), 0);
+    assert_int_equal(config_set(&c, "beta2=0.9999999", err, sizeof err), 0);   /* below 1 as a float */
     assert_int_equal(config_finalize(&c, err, sizeof err), 0);
     assert_int_equal(c.n_layer, 8);
     assert_true(c.lr == 0.001f);
@@ -89,6 +90,13 @@ static void test_bad_configs_are_refused(void **state)
                  "config: optimizer_offload must be none, host or file:DIR, not \"disk\"");
     expect_error(NULL, "min_lr=1", "min_lr");
     expect_error(NULL, "lr=1e39", "out of range");
+    /* a value single precision rounds onto a bound is quoted as written, not as its float */
+    expect_error(NULL, "beta2=0.99999999",
+                 "--set: beta2 = 0.99999999 rounds to 1 in single precision (the nearest float "
+                 "below 1 is 0.99999994)");
+    expect_error("{\"eps\": 1e-50}", NULL,
+                 "t: eps = 1e-50 rounds to 0 in single precision (the nearest float above 0 is "
+                 "1e-45)");
     expect_error(NULL, "checkpoint_every=-1", "checkpoint_every must be >= 0");
     expect_error(NULL, "zero_stage=3", "zero_stage must be 0, 1 or 2");
     expect_error(NULL, "zero_stage=-1", "zero_stage must be 0, 1 or 2");

@@ -119,6 +119,37 @@ static const config_key *find_key(const char *name)
     return NULL;
 }
 
+/* The fewest significant digits that read back as v (as a float when
+ * single): 0.99999999 prints so, not as 0.99999998999999995. */
+static const char *shortest(char *buf, size_t len, double v, bool single)
+{
+    for (int digits = 1; digits < 17; digits++) {
+        snprintf(buf, len, "%.*g", digits, v);
+        double back = strtod(buf, NULL);
+        if (single ? (float)back == (float)v : back == v)
+            return buf;
+    }
+    snprintf(buf, len, "%.17g", v);
+    return buf;
+}
+
+/* A float key's value that single precision rounds onto 0 or 1, the bounds
+ * of the float keys' ranges (beta2 < 1, eps > 0), would be refused or taken
+ * as a number the user never wrote: refuse it quoting what was written. */
+static int refuse_rounded_onto_bound(const config_key *k, double v, float f, const char *origin,
+                                     char *err, size_t errlen)
+{
+    if ((f != 0 && f != 1) || f == v)
+        return 0;
+    char typed[32], nearest[32];
+    const float next = nextafterf(f, (float)(v < f ? -INFINITY : INFINITY));
+    snprintf(err, errlen,
+             "%s: %s = %s rounds to %g in single precision (the nearest float %s %g is %s)",
+             origin, k->name, shortest(typed, sizeof typed, v, false), f,
+             v < f ? "below" : "above", f, shortest(nearest, sizeof nearest, next, true));
+    return -1;
+}
+
 /* Store a number into an int/i64/float field; refuses fractions for integers. */
 static int set_number(run_config *c, const config_key *k, double v, const char *origin, char *err,
                       size_t errlen)
@@ -134,6 +165,8 @@ static int set_number(run_config *c, const config_key *k, double v, const char *
             snprintf(err, errlen, "%s: %s = %g is out of range for a float", origin, k->name, v);
             return -1;
         }
+        if (refuse_rounded_onto_bound(k, v, f, origin, err, errlen) != 0)
+            return -1;
         *(float *)field = f;
         mark_set(c, k);
         return 0;
