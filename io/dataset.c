@@ -189,7 +189,7 @@ int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen)
     return 0;
 }
 
-/* min_count: the tokens the split must hold at least. */
+/* min_count: the tokens the split must hold at least (else DATASET_TOO_SHORT). */
 static int open_split(token_shard *s, const char *dir, const char *name, uint64_t min_count,
                       int T, int model_vocab, char *err, size_t errlen)
 {
@@ -207,7 +207,7 @@ static int open_split(token_shard *s, const char *dir, const char *name, uint64_
         snprintf(err, errlen, "%s: %" PRIu64 " tokens is too few for windows of %d+1 tokens", path,
                  s->count, T);
         shard_close(s);
-        return -1;
+        return DATASET_TOO_SHORT;
     }
     return 0;
 }
@@ -223,8 +223,9 @@ int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t s
         d->train_checksum = 0;
     cJSON_Delete(manifest);
     /* every run trains; only one that evaluates needs a val window */
-    if (open_split(&d->train, dir, "train.tok", (uint64_t)T + 1, T, model_vocab, err, errlen) != 0)
-        return -1;
+    int rc = open_split(&d->train, dir, "train.tok", (uint64_t)T + 1, T, model_vocab, err, errlen);
+    if (rc != 0)
+        return rc;
     if (open_split(&d->val, dir, "val.tok", 0, T, model_vocab, err, errlen) != 0) {
         shard_close(&d->train);
         return -1;

@@ -47,11 +47,16 @@ int dataset_check(const char *dir, int model_vocab, char *err, size_t errlen);
  * checkpoint's loading and dataset_check say why). */
 int dataset_check_tokenizer(const char *dir, const char *ckpt, char *err, size_t errlen);
 
+/* dataset_open's refusal of a train split too short for one window: T is
+ * the caller's choice, so it is the caller's to name (the trainer's seq_len). */
+enum { DATASET_TOO_SHORT = -2 };
+
 /* Opens DIR/train.tok and DIR/val.tok; refuses files whose vocabulary exceeds
- * model_vocab, or a train split too short for one window of T+1 tokens (the
- * val split may hold none: dataset_val_windows is then 0).  Takes
- * train.tok's checksum from the manifest, unchecked (dataset_check checks it),
- * so that two processes can tell whether they hold the same data. */
+ * model_vocab (-1), or a train split too short for one window of T+1 tokens
+ * (DATASET_TOO_SHORT; the val split may hold none: dataset_val_windows is
+ * then 0).  Takes train.tok's checksum from the manifest, unchecked
+ * (dataset_check checks it), so that two processes can tell whether they
+ * hold the same data. */
 int dataset_open(dataset *d, const char *dir, int T, int model_vocab, uint64_t seed, char *err,
                  size_t errlen);
 void dataset_close(dataset *d);

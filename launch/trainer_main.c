@@ -242,7 +242,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "trainer: rank %d: %s\n", world.rank, err);
         comm_finalize();   /* under the watchdog */
         watchdog_stop();
-        return res.diverged ? EXIT_DIVERGED : 1;
+        return res.diverged ? EXIT_DIVERGED : res.bad_config ? 2 : 1;
     }
     comm_finalize();
     watchdog_stop();

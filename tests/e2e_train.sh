@@ -85,13 +85,25 @@ expect_refused "^trainer: --config given twice" --config "$tmp/cfg.json" --confi
 expect_refused "^trainer: --resume given twice" --config "$tmp/cfg.json" --resume auto --resume auto
 expect_refused "^trainer: unknown argument \"--resum\"" --config "$tmp/cfg.json" --resum auto
 expect_refused "^trainer: --resume needs a value" --config "$tmp/cfg.json" --resume
-# a val split shorter than one window (seq_len + 1 tokens): refused naming
-# eval_every while the run evaluates, and no obstacle to one that does not
+# a split shorter than one window (seq_len + 1 tokens) is the config's mismatch
+# with the data: the refusal names the keys that set the window and exits 2, as
+# a bad config does; a short val split is refused naming eval_every too while
+# the run evaluates, and is no obstacle to one that does not
+refused_as_config() {   # expected-substring, trainer args
+    want=$1; shift
+    if "$BUILD/trainer" "$@" 2>"$tmp/err"; then fail "accepted: $*"; else rc=$?; fi
+    [ "$rc" -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q -F -- "$want" "$tmp/err" ||
+        { cat "$tmp/err"; fail "$* (exit $rc) does not say '$want' with exit 2"; }
+}
 head -c 3000 "$CORPUS/fortunes" > "$tmp/short.txt"
 "$BUILD/prep" --input "$tmp/short.txt" --out "$tmp/shortval" --val-fraction 0.01 2>/dev/null ||
     fail "prep of the short val split failed"
-expect_refused "val.tok: 30 tokens is too few for windows of 64+1 tokens (eval_every 0 " \
+refused_as_config "val.tok: 30 tokens is too few for windows of 64+1 tokens (eval_every 0 \
+trains without evaluating, or lower seq_len (n_positions when not given))" \
     --config "$tmp/cfg.json" --set data_dir="$tmp/shortval" --set out_dir="$tmp/shortval-run"
+refused_as_config "train.tok: 2970 tokens is too few for windows of 4096+1 tokens (lower \
+seq_len (n_positions when not given), or give more data)" --config "$tmp/cfg.json" \
+    --set data_dir="$tmp/shortval" --set out_dir="$tmp/shortval-run" --set n_positions=4096
 "$BUILD/trainer" --config "$tmp/cfg.json" --set data_dir="$tmp/shortval" --set eval_every=0 \
     --set out_dir="$tmp/shortval-run" --set max_steps=2 2>"$tmp/err" ||
     { cat "$tmp/err"; fail "eval_every 0: refused for a val split it does not read"; }

@@ -520,7 +520,7 @@ static void test_split_of_one_window(void **state)
     assert_int_equal(dataset_val_windows(&d), 0);
     dataset_close(&d);
     write_split("train.tok", 8);
-    assert_int_equal(dataset_open(&d, dir, 8, 256, 1, err, sizeof err), -1);
+    assert_int_equal(dataset_open(&d, dir, 8, 256, 1, err, sizeof err), DATASET_TOO_SHORT);
     assert_non_null(strstr(err, "train.tok: 8 tokens is too few for windows of 8+1 tokens"));
 }
 

@@ -351,6 +351,9 @@ static int check_memory(const trainer *tr, const gpt2_dims *dims, const gpt2_opt
                         "another rank could not start (its message says why)", err, errlen);
 }
 
+/* The keys that set the length of a window, as a refusal names them. */
+#define WINDOW_KEYS "seq_len (n_positions when not given)"
+
 /* The data and its tokenizer (which the first checkpoint stores), then the
  * model.  Each rank checks its own view (hosts may hold their own copies):
  * all stop together, before the first collective, or the others would wait. */
@@ -362,10 +365,19 @@ static int open_data_and_model(trainer *tr, const gpt2_dims *dims, gpt2_options 
     if (rc == 0)
         rc = dataset_open(&tr->data, c->data_dir, c->seq_len, c->vocab_size, (uint64_t)c->seed,
                           err, errlen);
+    /* a window longer than the data is the config's to change, as its other
+     * refusals: the line names the keys and the exit status is a config's */
+    if (rc == DATASET_TOO_SHORT) {
+        size_t len = strlen(err);
+        snprintf(err + len, errlen - len, " (lower %s, or give more data)", WINDOW_KEYS);
+        tr->config_refused = true;
+        rc = -1;
+    }
     if (rc == 0 && c->eval_every > 0 && dataset_val_windows(&tr->data) == 0) {
         snprintf(err, errlen, "%s/val.tok: %" PRIu64 " tokens is too few for windows of %d+1 "
-                 "tokens (eval_every 0 trains without evaluating)", c->data_dir,
-                 tr->data.val.count, c->seq_len);
+                 "tokens (eval_every 0 trains without evaluating, or lower %s)", c->data_dir,
+                 tr->data.val.count, c->seq_len, WINDOW_KEYS);
+        tr->config_refused = true;
         rc = -1;
     }
     if (rc == 0) {   /* padding rows past the data's vocabulary are masked (model.h) */

@@ -694,6 +694,7 @@ int train_run(const run_config *config, const char *resume, const comm_world *wo
     run_config resolved = *config;   /* precision auto becomes the measured one */
     precision_choice pc = {.chosen = ""};
     int rc = trainer_open(&tr, &resolved, resume, world, req, &pc, err, errlen);
+    res->bad_config = tr.config_refused;
     if (rc == 0) {   /* resume before any output: a refused checkpoint is one line */
         rc = resume_checkpoint(&tr, err, errlen);
         if (rc == 0 && tr.bf16_params) {   /* the exact values loaded become the masters */

@@ -21,6 +21,7 @@ typedef struct {
     double train_seconds;   /* time in training steps (eval excluded) */
     double tokens_per_s;    /* median over the steps after the first */
     bool diverged;          /* stopped after too many non-finite steps in a row */
+    bool bad_config;        /* refused at start: the config does not fit the data */
 } train_result;
 
 /* What a running train_run is asked to do after the current step: written

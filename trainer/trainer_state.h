@@ -31,6 +31,8 @@ typedef struct {
     const comm_world *world;
     train_requests *req;     /* stop and checkpoint requests (signals, control socket) */
     checkpointer *ckpt;      /* when to save, the background writer, --resume */
+    bool config_refused;     /* the start was refused for the config's mismatch with the
+                              * data (train_result.bad_config) */
     int out_lock;            /* rank 0: out_dir's lock (fs_lock_dir), else -1 */
     grad_buckets *buckets;   /* with several ranks; else NULL */
     sparse_rows embed_sum;   /* with several ranks: wte's input-side gradient rows */
