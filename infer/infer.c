@@ -559,11 +559,11 @@ infer_gen_stats infer_generate(const infer_model *m, infer_state *s, infer_sampl
     int pos = n_prompt;
     while (st.n_generated < n_new) {
         int next = infer_sample(sp, s->logits);
-        st.n_generated++;
-        if (on_token && on_token(ctx, next)) {
+        if (on_token && on_token(ctx, next)) {   /* that token is not kept */
             st.stopped = 1;
             break;
         }
+        st.n_generated++;
         if (st.n_generated == n_new)
             break;
         if (pos == m->d.n_positions) {   /* no cache row left for this token */

@@ -216,7 +216,8 @@ int infer_argmax(const float *x, int n);
 typedef struct {
     double prefill_s, decode_s;
     double decode_cpu_s;          /* CPU time of all threads while decoding (spinning too) */
-    int n_generated;
+    int n_generated;              /* the tokens kept: not the one on_token ended generation
+                                   * on (the end-of-text token, no part of the text) */
     int context_full;
     int stopped;                  /* on_token asked to stop (e.g. at the end-of-text token) */
 } infer_gen_stats;

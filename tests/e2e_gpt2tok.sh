@@ -89,6 +89,8 @@ for f in "$ck" "$tmp/q8.h5"; do
     "$BUILD/infer" --ckpt "$f" --prompt "Hello world" -n 20 --temperature 0 >"$tmp/out" 2>"$tmp/err" ||
         { cat "$tmp/err"; fail "infer on $(basename "$f")"; }
     grep -q "stopped: end of text" "$tmp/err" || { cat "$tmp/out" "$tmp/err"; fail "$(basename "$f"): did not stop at <|endoftext|>"; }
+    # the summary counts the tokens printed: not <|endoftext|>, which is not
+    grep -q "^infer: 0 tokens, " "$tmp/err" || { cat "$tmp/err"; fail "$(basename "$f"): the summary counts <|endoftext|>"; }
     [ "$(cat "$tmp/out")" = "Hello world" ] || { cat "$tmp/out"; fail "$(basename "$f"): printed more than the prompt"; }
     "$BUILD/infer" --ckpt "$f" --prompt "Hello world" -n 20 --temperature 0 --ignore-eos >"$tmp/out" 2>"$tmp/err" ||
         fail "infer --ignore-eos"

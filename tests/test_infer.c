@@ -574,6 +574,45 @@ static void sample_run(int *out, int n, const float *logits, int V, float temp, 
     infer_sampler_free(&s);
 }
 
+/* on_token for generate: ends generation at its stop-th call. */
+typedef struct {
+    int calls, stop;
+} stop_after;
+
+static int stop_at_call(void *ctx, int token)
+{
+    stop_after *a = ctx;
+    (void)token;
+    return ++a->calls == a->stop;
+}
+
+/* n_generated counts the tokens kept: not the one on_token ended generation
+ * on (the end-of-text token, no part of the text a caller prints). */
+static void test_generate_counts_the_tokens_kept(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model m;
+    infer_state s;
+    infer_sampler sp;
+    char err[128];
+    int toks[48] = {1, 2, 3};
+    make_gpt2(&g, 5);
+    make_infer(&m, &s, &g, INFER_FP32);
+    assert_int_equal(infer_sampler_init(&sp, DIMS.vocab_size, 0, 0, 1, 1, err, sizeof err), 0);
+    stop_after a = {.stop = 3};
+    infer_gen_stats st = infer_generate(&m, &s, &sp, toks, 3, 10, stop_at_call, &a);
+    assert_int_equal(a.calls, 3);
+    assert_true(st.stopped && !st.context_full);
+    assert_int_equal(st.n_generated, 2);
+    a = (stop_after){.stop = 0};   /* never stops: all n_new are kept */
+    st = infer_generate(&m, &s, &sp, toks, 3, 10, stop_at_call, &a);
+    assert_true(a.calls == 10 && st.n_generated == 10 && !st.stopped);
+    infer_sampler_free(&sp);
+    free_infer(&m, &s);
+    gpt2_destroy(&g);
+}
+
 static void test_sampling(void **state)
 {
     (void)state;
@@ -1104,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_odd_configs_decode_matches_forward),
         cmocka_unit_test(test_int8_refuses_odd_width),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_generate_counts_the_tokens_kept),
         cmocka_unit_test(test_checkpoint_load),
         cmocka_unit_test(test_config_disagrees_with_model),
         cmocka_unit_test(test_save_quantized),
