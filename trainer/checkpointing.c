@@ -34,6 +34,7 @@ typedef struct {
     float *buf;              /* params, m, v: 3 x cap floats, allocated once */
     size_t cap;
     run_config cfg;
+    const char *tmpl;        /* checkpointer.start_template */
     ckpt_view view;          /* the live model's tensor table with the arenas in buf */
     int done, max_steps;
     double blocked_s;
@@ -48,6 +49,8 @@ struct checkpointer {
     int handled;          /* checkpoint requests acted on (checkpoint_due) */
     double write_s;       /* what the other ranks allow rank 0 for writing a file */
     bool warned;          /* the no-snapshot warning was given */
+    char *start_template; /* rank 0: the chat template of the model the run starts
+                           * from, for data whose tokenizer has none; NULL: none */
     saver_state saver;
 };
 
@@ -166,35 +169,37 @@ static void serve(const shard_io *io, bool save)
 /* A fine-tune whose data has no chat template (made from a folder without
  * one, or before tokenizer files carried one) keeps the template of the model
  * it starts from: a template changes no ids, so the data's tokenizer is
- * otherwise the model's (dataset_check_tokenizer).  A template is not worth
- * failing a save for: an unreadable init_from leaves tok as it is. */
-static void adopt_init_template(const run_config *c, tokenizer *tok)
+ * otherwise the model's (dataset_check_tokenizer).  Read once, at the start:
+ * a template is not worth failing a run for, so an unreadable file gives
+ * none (NULL, as a model without one). */
+static char *model_template(const char *path)
 {
     ckpt_model_file *f;
     gpt2_dims d;
     char why[512];
-    if (tokenizer_chat_template(tok) || !c->init_from[0] ||
-        ckpt_model_open(c->init_from, &f, &d, why, sizeof why) != 0)
-        return;
-    tokenizer *init = ckpt_model_tokenizer(f, why, sizeof why);
+    if (ckpt_model_open(path, &f, &d, why, sizeof why) != 0)
+        return NULL;
+    tokenizer *tok = ckpt_model_tokenizer(f, why, sizeof why);
     ckpt_model_close(f);
-    const char *tmpl = init ? tokenizer_chat_template(init) : NULL;
-    if (tmpl)
-        tokenizer_set_chat_template(tok, tmpl, strlen(tmpl), why, sizeof why);
-    tokenizer_free(init);
+    const char *tmpl = tok ? tokenizer_chat_template(tok) : NULL;
+    char *copy = tmpl ? strdup(tmpl) : NULL;
+    tokenizer_free(tok);
+    return copy;
 }
 
 /* Rank 0 writes s (tensors, opt, train set) with its tokenizer (stored so
- * infer needs no data dir); the path written goes to path, its size to *mb. */
-static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pathlen, double *mb,
-                      char *err, size_t errlen)
+ * infer needs no data dir), given tmpl (NULL: none) when the data's has no
+ * chat template; the path written goes to path, its size to *mb. */
+static int write_file(const run_config *c, const char *tmpl, ckpt_state *s, char *path,
+                      size_t pathlen, double *mb, char *err, size_t errlen)
 {
-    char tpath[1100];
+    char tpath[1100], why[256];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", c->data_dir);
     tokenizer *tok = tokenizer_load(tpath, err, errlen);
     if (!tok)
         return -1;
-    adopt_init_template(c, tok);
+    if (tmpl && !tokenizer_chat_template(tok))
+        tokenizer_set_chat_template(tok, tmpl, strlen(tmpl), why, sizeof why);
     s->tok = tok;
     int rc = ckpt_save(c->out_dir, s, c->keep_checkpoints, path, pathlen, err, errlen);
     s->tok = NULL;
@@ -208,9 +213,9 @@ static int write_file(const run_config *c, ckpt_state *s, char *path, size_t pat
 
 /* checkpoint_async = 0: rank 0 writes the file in the loop (under ZeRO
  * gathering the moments one tensor at a time). */
-static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_state *opt,
-                     const zero_shard *z, int done, const loss_scaler *scaler, status_log *st,
-                     char *err, size_t errlen)
+static int save_sync(const run_config *c, const char *tmpl, const comm_world *w, gpt2 *m,
+                     adamw_state *opt, const zero_shard *z, int done, const loss_scaler *scaler,
+                     status_log *st, char *err, size_t errlen)
 {
     double t0 = clock_mono_s(), mb;
     char path[1100];
@@ -219,7 +224,7 @@ static int save_sync(const run_config *c, const comm_world *w, gpt2 *m, adamw_st
     if (shard_view(&v, c, &io, true, err, errlen) != 0)
         return -1;
     v.s.train = train_info(c, w, done, scaler);
-    int rc = write_file(c, &v.s, path, sizeof path, &mb, err, errlen);
+    int rc = write_file(c, tmpl, &v.s, path, sizeof path, &mb, err, errlen);
     ckpt_view_free(&v);
     if (rc != 0)
         return -1;
@@ -232,8 +237,8 @@ static void *writer_main(void *arg)
 {
     saver_state *sv = arg;
     double t0 = clock_mono_s();
-    sv->rc = write_file(&sv->cfg, &sv->view.s, sv->path, sizeof sv->path, &sv->size_mb, sv->err,
-                        sizeof sv->err);
+    sv->rc = write_file(&sv->cfg, sv->tmpl, &sv->view.s, sv->path, sizeof sv->path, &sv->size_mb,
+                        sv->err, sizeof sv->err);
     sv->write_s = clock_mono_s() - t0;
     atomic_store_explicit(&sv->finished, 1, memory_order_release);
     return NULL;
@@ -299,6 +304,8 @@ void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world 
     ck->write_s = watchdog_io_seconds(3.0 * sizeof(float) * (double)m->num_params);   /* params, m, v */
     if (c->checkpoint_async && w->rank == 0)
         reserve_snapshot(&ck->saver, m->num_params);   /* no memory: the first save says so */
+    if (c->init_from[0] && w->rank == 0)
+        ck->start_template = model_template(c->init_from);
 }
 
 /* The snapshot's view: m's tensor table with its arenas in the snapshot. */
@@ -357,12 +364,13 @@ static int save_async(checkpointer *ck, const run_config *c, const comm_world *w
             status_event(st, "event", done, "warning: no memory for the checkpoint snapshot: "
                          "checkpoints are written synchronously");
         ck->warned = true;
-        return save_sync(c, w, m, opt, z, done, scaler, st, err, errlen);
+        return save_sync(c, ck->start_template, w, m, opt, z, done, scaler, st, err, errlen);
     }
     if (snapshot_view(sv, c, m, opt->step, err, errlen) != 0)
         return -1;
     copy_state(sv, m, opt, z, ck->write_s);
     sv->cfg = *c;
+    sv->tmpl = ck->start_template;
     sv->view.s.train = train_info(c, w, done, scaler);
     sv->done = done;
     sv->max_steps = c->max_steps;
@@ -403,7 +411,8 @@ int checkpoint_save(checkpointer *ck, const run_config *c, const comm_world *w, 
     if (w->rank == 0)
         rc = c->checkpoint_async
                  ? save_async(ck, c, w, m, opt, z, done, scaler, st, err, errlen)
-                 : save_sync(c, w, m, opt, z, done, scaler, st, err, errlen);
+                 : save_sync(c, ck->start_template, w, m, opt, z, done, scaler, st, err,
+                             errlen);
     if (z && w->rank == 0)
         broadcast_request(REQ_DONE, ck->write_s);
     else if (z)
@@ -437,6 +446,7 @@ void checkpoint_close(checkpointer *ck, status_log *st)
         status_event(st, "error", ck->saver.done, err);
     ckpt_view_free(&ck->saver.view);
     free(ck->saver.buf);
+    free(ck->start_template);
     free(ck);
 }
 

@@ -58,7 +58,9 @@ typedef struct checkpointer checkpointer;
 checkpointer *checkpointer_new(const char *resume);
 
 /* Before training: with checkpoint_async, rank 0 allocates and touches the
- * snapshot now rather than at the first save (not collective). */
+ * snapshot now rather than at the first save, and reads the chat template of
+ * init_from's model, which saves keep when the data's tokenizer has none
+ * (not collective). */
 void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world *w, const gpt2 *m);
 
 /* Whether requests (as for checkpoint_due) holds one not yet acted on, on
