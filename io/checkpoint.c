@@ -504,6 +504,25 @@ long ckpt_newest_step(const char *dir)
     return step;
 }
 
+int ckpt_newest_dims(const char *dir, gpt2_dims *d, char *path, size_t pathlen)
+{
+    ckpt_entry *list;
+    int n, found = 0;
+    char why[512];
+    if (list_ckpts(dir, &list, &n) != 0)
+        return 0;
+    for (int i = 0; i < n && !found; i++) {
+        ckpt_model_file *f;
+        snprintf(path, pathlen, "%s/%s", dir, list[i].name);
+        if (ckpt_model_open(path, &f, d, why, sizeof why) == 0) {
+            ckpt_model_close(f);
+            found = 1;
+        }
+    }
+    free(list);
+    return found;
+}
+
 void ckpt_remove_stale(const char *dir, char *note, size_t notelen)
 {
     char path[1100];

@@ -119,10 +119,11 @@ static int scan_args(int argc, char **argv, const char **config_path, const char
 }
 
 /* The config: the file, then --set and --init-from in their order (so they
- * win over the file wherever they stand), then init_from's dimensions and
- * the checks.  0, or -1 with the reason in err. */
-static int build_config(int argc, char **argv, const char *config_path, run_config *cfg,
-                        char *err, size_t errlen)
+ * win over the file wherever they stand), then init_from's dimensions (or
+ * those of the checkpoint resume will load) and the checks.  0, or -1 with
+ * the reason in err. */
+static int build_config(int argc, char **argv, const char *config_path, const char *resume,
+                        run_config *cfg, char *err, size_t errlen)
 {
     int rc = config_load_file(cfg, config_path, err, errlen);
     char init_from[600];
@@ -134,7 +135,7 @@ static int build_config(int argc, char **argv, const char *config_path, run_conf
             rc = config_set(cfg, init_from, err, errlen);
         }
     if (rc == 0 && cfg->init_from[0])
-        rc = init_from_dims(cfg, err, errlen);
+        rc = init_from_dims(cfg, resume, err, errlen);
     if (rc == 0)
         rc = config_finalize(cfg, err, errlen);
     return rc;
@@ -151,7 +152,7 @@ static int parse_args(int argc, char **argv, run_config *cfg, const char **resum
     int rc = scan_args(argc, argv, &config_path, resume);
     if (rc != 0)
         return rc;
-    if (build_config(argc, argv, config_path, cfg, err, sizeof err) != 0) {
+    if (build_config(argc, argv, config_path, *resume, cfg, err, sizeof err) != 0) {
         say(stderr, "trainer: %s\n", err);
         return 2;
     }

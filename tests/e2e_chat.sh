@@ -154,6 +154,15 @@ json.dump(c, open(sys.argv[1], 'w'))" "$tmp/plain/tokenizer_config.json"
     { cat "$tmp/err"; fail "trainer --init-from on data without a template"; }
 chat_template "$(ls "$tmp"/plain_run/ckpt_*.h5 | tail -1)" ||
     fail "the run's checkpoint lost the template of the model it started from"
+# and so do a resumed run's, from the checkpoint it resumes: init_from's file
+# may have moved since the start
+mv "$tmp/ck.h5" "$tmp/moved.h5"
+"$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/ck.h5" --set out_dir="$tmp/plain_run" \
+    --set data_dir="$tmp/plain_data" --set max_steps=3 --resume auto >/dev/null 2>"$tmp/err" ||
+    { cat "$tmp/err"; fail "the resume of a fine-tune whose init_from moved"; }
+mv "$tmp/moved.h5" "$tmp/ck.h5"
+chat_template "$tmp/plain_run/ckpt_000003.h5" ||
+    fail "the resumed run's checkpoint lost the template of the model it started from"
 echo "e2e_chat: on data without a template, the run's checkpoint keeps the model's"
 
 # chat_template.jinja (transformers 4.47+) wins; a named template besides the default is refused

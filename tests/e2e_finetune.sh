@@ -6,7 +6,7 @@
 #    as infer --eval measures it on the val split), and 30 steps lower it;
 #  - np 2 (batch split over ranks) gives np 1's losses within 1e-5 relative per step;
 #  - a run stopped at step 15 and resumed with --resume auto gives steps 16..30
-#    bit for bit;
+#    bit for bit, with the --init-from file gone by then;
 #  - ZeRO 2 with bf16, recompute and a padded vocab_size (50304: the padding
 #    logits are masked) follows the fp32 run's losses within bf16 rounding;
 #  - a config whose dimensions disagree with the file is refused naming the key,
@@ -37,8 +37,13 @@ train() {   # out_dir, then trainer arguments; runs np 1 unless MP is set
 }
 train "$tmp/np1" --set checkpoint_async=0
 MP="$MPIRUN -np 2" train "$tmp/np2" --set batch_size=2 --set bucket_mb=1
-train "$tmp/half" --set max_steps=15 --set checkpoint_every=15
+# --resume auto in an empty out_dir (as launch/run.sh starts): init_from's weights
+train "$tmp/half" --set max_steps=15 --set checkpoint_every=15 --resume auto
+# a restart (the same command with --resume auto) continues from the run's
+# checkpoint without init_from's file, which may have moved since the start
+mv "$tmp/gpt2.h5" "$tmp/moved.h5"
 train "$tmp/half" --resume auto
+mv "$tmp/moved.h5" "$tmp/gpt2.h5"
 MP="$MPIRUN -np 2" train "$tmp/z2" --set batch_size=2 --set zero_stage=2 --set precision=bf16 \
     --set recompute=block --set vocab_size=50304 --set max_steps=10
 

@@ -49,6 +49,7 @@ struct checkpointer {
     int handled;          /* checkpoint requests acted on (checkpoint_due) */
     double write_s;       /* what the other ranks allow rank 0 for writing a file */
     bool warned;          /* the no-snapshot warning was given */
+    bool resumed;         /* checkpoint_resume loaded a checkpoint (every rank) */
     char *start_template; /* rank 0: the chat template of the model the run starts
                            * from, for data whose tokenizer has none; NULL: none */
     saver_state saver;
@@ -304,8 +305,6 @@ void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world 
     ck->write_s = watchdog_io_seconds(3.0 * sizeof(float) * (double)m->num_params);   /* params, m, v */
     if (c->checkpoint_async && w->rank == 0)
         reserve_snapshot(&ck->saver, m->num_params);   /* no memory: the first save says so */
-    if (c->init_from[0] && w->rank == 0)
-        ck->start_template = model_template(c->init_from);
 }
 
 /* The snapshot's view: m's tensor table with its arenas in the snapshot. */
@@ -498,17 +497,18 @@ static int load_resume(const char *resume, const run_config *c, ckpt_view *v, st
     return found;
 }
 
-/* Rank 0's part of checkpoint_resume: finds and loads the checkpoint. */
+/* Rank 0's part of checkpoint_resume: finds and loads the checkpoint (its
+ * path into path).  1 loaded, 0 none to load (auto), -1 failed. */
 static int resume_rank0(const char *resume, const run_config *c, const comm_world *w, gpt2 *m,
                         adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
-                        loss_scaler *scaler, char *err, size_t errlen)
+                        loss_scaler *scaler, char *path, size_t pathlen, char *err, size_t errlen)
 {
     shard_io io = {z, m, opt, 0};   /* rank 0 hands out the requests: no wait on them */
     ckpt_view v;
-    char path[1100], msg[1400];
+    char msg[1400];
     if (shard_view(&v, c, &io, false, err, errlen) != 0)
         return -1;
-    int found = load_resume(resume, c, &v, st, path, sizeof path, err, errlen);
+    int found = load_resume(resume, c, &v, st, path, pathlen, err, errlen);
     const ckpt_train_info t = v.s.train;
     ckpt_view_loaded(&v, m, opt);
     ckpt_view_free(&v);
@@ -527,7 +527,7 @@ static int resume_rank0(const char *resume, const run_config *c, const comm_worl
                  t.step, c->max_steps);
         status_event(st, "event", t.step, msg);
     }
-    return 0;
+    return 1;
 }
 
 int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const comm_world *w,
@@ -544,27 +544,28 @@ int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const co
     return -1;
 }
 
-int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+/* Loads the checkpoint --resume names on every rank; ck->resumed says
+ * whether there was one.  Rank 0 puts its path in path. */
+static int resume_all(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
                       adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
-                      loss_scaler *scaler, char *err, size_t errlen)
+                      loss_scaler *scaler, char *path, size_t pathlen, char *err, size_t errlen)
 {
-    *start_step = 0;
-    if (!ck->resume)
-        return 0;
     int rc = 0;
     shard_io io = {z, m, opt, ck->write_s};
     if (w->rank == 0)
-        rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, scaler, err, errlen);
+        rc = resume_rank0(ck->resume, c, w, m, opt, z, st, start_step, scaler, path, pathlen,
+                          err, errlen);
     if (z && w->rank == 0)
         broadcast_request(REQ_DONE, ck->write_s);
     else if (z)
         serve(&io, false);
     /* the others wait here while rank 0 reads the whole file (without ZeRO) */
-    if (comm_max_int_after(rc != 0, "the checkpoint load", ck->write_s)) {
-        if (rc == 0)
+    if (comm_max_int_after(rc < 0, "the checkpoint load", ck->write_s)) {
+        if (rc >= 0)
             snprintf(err, errlen, "rank 0 failed to load the checkpoint");
         return -1;
     }
+    ck->resumed = comm_max_int(rc, "the checkpoint load") == 1;
     if (w->size > 1) {   /* the other ranks take rank 0's state (values >= 0: max = rank 0's) */
         *start_step = comm_max_int(w->rank == 0 ? *start_step : 0, "the checkpoint load");
         if (scaler) {
@@ -581,4 +582,27 @@ int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_wo
         gpt2_params_changed(m);
     }
     return 0;
+}
+
+int checkpoint_resume(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+                      adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
+                      loss_scaler *scaler, char *err, size_t errlen)
+{
+    char path[1100] = "";
+    *start_step = 0;
+    if (ck->resume && resume_all(ck, c, w, m, opt, z, st, start_step, scaler, path, sizeof path,
+                                 err, errlen) != 0)
+        return -1;
+    /* the model the run starts from: the checkpoint resumed, which has the
+     * template its first saves took, else init_from (whose file a resumed run
+     * need not find) */
+    const char *start = ck->resumed ? path : c->init_from;
+    if (w->rank == 0 && start[0])
+        ck->start_template = model_template(start);
+    return 0;
+}
+
+bool checkpoint_resumed(const checkpointer *ck)
+{
+    return ck->resumed;
 }

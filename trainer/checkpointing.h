@@ -58,9 +58,7 @@ typedef struct checkpointer checkpointer;
 checkpointer *checkpointer_new(const char *resume);
 
 /* Before training: with checkpoint_async, rank 0 allocates and touches the
- * snapshot now rather than at the first save, and reads the chat template of
- * init_from's model, which saves keep when the data's tokenizer has none
- * (not collective). */
+ * snapshot now rather than at the first save (not collective). */
 void checkpoint_prepare(checkpointer *ck, const run_config *c, const comm_world *w, const gpt2 *m);
 
 /* Whether requests (as for checkpoint_due) holds one not yet acted on, on
@@ -106,10 +104,15 @@ int checkpoint_check_fresh(const checkpointer *ck, const run_config *c, const co
  * ZeRO, z: this rank's shard of the moments) and sets *start_step (0 for a
  * fresh start) and the fp16 loss scaler's scale and count (scaler NULL for
  * other precisions; unchanged for a fresh start or a checkpoint without
- * them), with status events saying what happened.  0, or -1 with a one-line
- * reason in err. */
-int checkpoint_resume(const checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
+ * them), with status events saying what happened.  Rank 0 then reads the
+ * chat template of the model the run starts from (the checkpoint, else
+ * init_from), which saves keep when the data's tokenizer has none.  0, or -1
+ * with a one-line reason in err.  Called for every run, --resume or not. */
+int checkpoint_resume(checkpointer *ck, const run_config *c, const comm_world *w, gpt2 *m,
                       adamw_state *opt, const zero_shard *z, status_log *st, int *start_step,
                       loss_scaler *scaler, char *err, size_t errlen);
+
+/* Whether checkpoint_resume loaded a checkpoint (the same on every rank). */
+bool checkpoint_resumed(const checkpointer *ck);
 
 #endif

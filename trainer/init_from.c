@@ -6,17 +6,26 @@
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 
-int init_from_dims(run_config *c, char *err, size_t errlen)
+int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen)
 {
     ckpt_model_file *f;
     gpt2_dims d;
-    char why[1024];
-    if (ckpt_model_open(c->init_from, &f, &d, why, sizeof why) != 0) {
-        snprintf(err, errlen, "init_from: %s", why);
+    char why[1024], newest[1100];
+    const char *from = c->init_from, *what = "init_from";
+    if (resume && strcmp(resume, "auto") != 0) {
+        from = resume;
+        what = "--resume";
+    } else if (resume && ckpt_newest_dims(c->out_dir, &d, newest, sizeof newest)) {
+        from = newest;
+        what = "--resume auto";
+    }
+    if (ckpt_model_open(from, &f, &d, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", what, why);
         return -1;
     }
     ckpt_model_close(f);
-    if (dataset_check_tokenizer(c->data_dir, c->init_from, err, errlen) != 0)
+    /* (a resume checks the data's tokenizer against its checkpoint itself) */
+    if (from == c->init_from && dataset_check_tokenizer(c->data_dir, from, err, errlen) != 0)
         return -1;
     struct { const char *key; int *field, file; } dims[] = {
         {"vocab_size", &c->vocab_size, d.vocab_size}, {"n_positions", &c->n_positions, d.n_positions},
@@ -28,7 +37,7 @@ int init_from_dims(run_config *c, char *err, size_t errlen)
         int padded = i == 0 && given > file;   /* extra vocabulary rows are allowed */
         if (config_key_set(c, dims[i].key) && given != file && !padded) {
             snprintf(err, errlen, "config: %s is %d but %s has %d (leave it out to take the "
-                     "file's)%s", dims[i].key, given, c->init_from, file,
+                     "file's)%s", dims[i].key, given, from, file,
                      i == 0 ? "; a larger vocab_size pads the vocabulary" : "");
             return -1;
         }

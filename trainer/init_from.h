@@ -5,6 +5,10 @@
  * its default is taken from it, one the config gives must agree, except
  * vocab_size, which may be larger (padding rows, as llm.c pads 50257 to
  * 50304): those rows start at zero.  The data's tokenizer must be the file's.
+ *
+ * A run resumed from one of its checkpoints starts from that instead: it
+ * takes the checkpoint's dimensions, and init_from's file is not read at all
+ * (a restart must not fail because the file moved since the run started).
  */
 #ifndef TRAINER_INIT_FROM_H
 #define TRAINER_INIT_FROM_H
@@ -14,9 +18,11 @@
 #include "trainer/config.h"
 #include "trainer/model.h"
 
-/* Reads c->init_from's dimensions into c (before config_finalize).  0, or -1
- * with a one-line reason naming the key that disagrees. */
-int init_from_dims(run_config *c, char *err, size_t errlen);
+/* Reads c->init_from's dimensions into c (before config_finalize), or when
+ * --resume (NULL: none) will load a checkpoint (a PATH, or auto and out_dir
+ * holds one) that checkpoint's.  0, or -1 with a one-line reason naming the
+ * key that disagrees. */
+int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen);
 
 /* Fills m->params with the file's weights (m made with the dimensions
  * init_from_dims settled; padded vocabulary rows zeroed). */

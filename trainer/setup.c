@@ -389,24 +389,38 @@ static int open_data_and_model(trainer *tr, const gpt2_dims *dims, gpt2_options 
                         "another rank could not start (its message says why)", err, errlen);
 }
 
-/* The first parameters: the seed's, or init_from's weights (rank 0 reads
- * them); every rank then starts from rank 0's, whatever its seed or file. */
-static int init_params(trainer *tr, char *err, size_t errlen)
+/* Every rank starts from rank 0's parameters, whatever its seed or file. */
+static void broadcast_params(trainer *tr)
 {
-    const run_config *c = tr->cfg;
-    gpt2_init_params(&tr->model, (uint64_t)c->seed);
-    if (c->init_from[0]) {
-        int rc = tr->world->rank == 0 ? init_from_load(c->init_from, &tr->model, err, errlen) : 0;
-        char why[sizeof c->init_from + 32];
-        snprintf(why, sizeof why, "rank 0 could not load %s", c->init_from);
-        /* the others wait while rank 0 reads the weights (gigabytes for a large model) */
-        double read_s = watchdog_io_seconds(sizeof(float) * (double)tr->model.num_params);
-        if (all_ranks_ok_after(rc, "loading init_from", read_s, why, err, errlen) != 0)
-            return -1;
-    }
     if (tr->world->size > 1)
         comm_broadcast_floats(tr->model.params, tr->model.num_params, 0,
                               "the parameter broadcast");
+}
+
+int trainer_init_from(trainer *tr, char *err, size_t errlen)
+{
+    const run_config *c = tr->cfg;
+    int rc = tr->world->rank == 0 ? init_from_load(c->init_from, &tr->model, err, errlen) : 0;
+    char why[sizeof c->init_from + 32];
+    snprintf(why, sizeof why, "rank 0 could not load %s", c->init_from);
+    /* the others wait while rank 0 reads the weights (gigabytes for a large model) */
+    double read_s = watchdog_io_seconds(sizeof(float) * (double)tr->model.num_params);
+    if (all_ranks_ok_after(rc, "loading init_from", read_s, why, err, errlen) != 0)
+        return -1;
+    broadcast_params(tr);
+    return 0;
+}
+
+/* The first parameters: the seed's, or init_from's weights; a run given
+ * --resume reads those only if it finds no checkpoint (train.c), since the
+ * checkpoint would replace them. */
+static int init_params(trainer *tr, const char *resume, char *err, size_t errlen)
+{
+    gpt2_init_params(&tr->model, (uint64_t)tr->cfg->seed);
+    tr->init_from_deferred = tr->cfg->init_from[0] && resume;
+    if (tr->cfg->init_from[0] && !resume)
+        return trainer_init_from(tr, err, errlen);
+    broadcast_params(tr);
     return 0;
 }
 
@@ -466,7 +480,8 @@ int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_worl
     }
     resolve_weight_grad(tr);
     open_pack_share(tr, &dims, &opt);
-    if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 || init_params(tr, err, errlen) != 0)
+    if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 ||
+        init_params(tr, resume, err, errlen) != 0)
         return -1;
     tr->fp16 = opt.precision == PREC_FP16;   /* PyTorch GradScaler's defaults */
     scaler_init(&tr->scaler, tr->fp16 ? 65536.0f : 1.0f, tr->fp16 ? 2000 : 0);

@@ -329,12 +329,18 @@ static void save_before_error(trainer *tr, int done, int saved)
         status_event(&tr->status, "error", done, serr);
 }
 
+/* The run's starting state: the checkpoint --resume names, or else (resume
+ * auto in an out_dir without one) the init_from weights that waited for it. */
 static int resume_checkpoint(trainer *tr, char *err, size_t errlen)
 {
     checkpoint_prepare(tr->ckpt, tr->cfg, tr->world, &tr->model);   /* the async snapshot */
-    return checkpoint_resume(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
-                             &tr->status, &tr->start_step, tr->fp16 ? &tr->scaler : NULL, err,
-                             errlen);
+    if (checkpoint_resume(tr->ckpt, tr->cfg, tr->world, &tr->model, &tr->opt, held(tr),
+                          &tr->status, &tr->start_step, tr->fp16 ? &tr->scaler : NULL, err,
+                          errlen) != 0)
+        return -1;
+    if (tr->init_from_deferred && !checkpoint_resumed(tr->ckpt))
+        return trainer_init_from(tr, err, errlen);
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b)

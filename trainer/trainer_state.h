@@ -66,6 +66,7 @@ typedef struct {
     control_server *ctl;     /* control requests (rank 0) */
     int *inputs, *targets;   /* [B,T] */
     int start_step;          /* 0, or the step a resumed run starts at */
+    bool init_from_deferred; /* init_from's weights wait for --resume to find no checkpoint */
 } trainer;
 
 /* Opens a rank's run: checks the memory the run needs, then measures
@@ -77,6 +78,10 @@ typedef struct {
 int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_world *w,
                  train_requests *req, precision_choice *pc, char *err, size_t errlen);
 void trainer_close(trainer *tr);
+
+/* Loads init_from's weights into the model on every rank (rank 0 reads the
+ * file).  0, or -1 with err set on every rank.  Collective. */
+int trainer_init_from(trainer *tr, char *err, size_t errlen);
 
 /* Whether rc == 0 on every rank (a collective, what names it for the
  * watchdog): -1 on all of them otherwise, and a rank that did not fail itself
