@@ -372,6 +372,18 @@ void fs_unmap_file(const void *data, size_t len)
         munmap((void *)data, len);
 }
 
+bool fs_dir_has(const char *dir, const char *name, char *path, size_t cap)
+{
+    char own[PATH_MAX + 256];
+    if (!path) {
+        path = own;
+        cap = sizeof own;
+    }
+    if ((size_t)snprintf(path, cap, "%s/%s", dir, name) >= cap)
+        return false;
+    return access(path, F_OK) == 0;
+}
+
 int fs_require_new(const char *path, const char *what, char *err, size_t errlen)
 {
     struct stat st;

@@ -10,6 +10,7 @@
 #ifndef IO_FSUTIL_H
 #define IO_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,11 @@ int fs_map_file(const char *path, const void **data, size_t *len, char *err, siz
 int fs_map_file_fd(const char *path, const void **data, size_t *len, int *fd, char *err,
                    size_t errlen);
 void fs_unmap_file(const void *data, size_t len);
+
+/* Whether DIR/NAME exists (a folder's optional files: which of them a reader
+ * takes), with DIR/NAME in path (cap bytes; NULL: not wanted).  A DIR/NAME
+ * longer than path holds does not exist: cut short, it could name another. */
+bool fs_dir_has(const char *dir, const char *name, char *path, size_t cap);
 
 /* -1 with "PATH already exists (choose a new WHAT)" when anything (even a
  * dangling symlink) has that name: the tools that write a new file or folder

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/fsutil.h"
 #include "io/utf8.h"
@@ -89,12 +88,10 @@ static int config_template(const cJSON *v, const char **s, char *err, size_t err
     return 0;
 }
 
-/* tokenizer_config.json's template, when the file exists; its errors name it. */
+/* tokenizer_config.json's template (path: the file); its errors name it. */
 static int from_config(tokenizer *t, const char *path, char *err, size_t errlen)
 {
     char why[200] = "";
-    if (access(path, F_OK) != 0)
-        return 0;
     cJSON *root = tok_read_json(path, err, errlen);
     if (!root)
         return -1;
@@ -114,15 +111,12 @@ static int from_config(tokenizer *t, const char *path, char *err, size_t errlen)
 int tok_hf_chat_template(tokenizer *t, const char *dir, char *err, size_t errlen)
 {
     char path[PATH_MAX + 32], why[200] = "";
-    snprintf(path, sizeof path, "%s/additional_chat_templates", dir);
-    if (access(path, F_OK) == 0)
+    if (fs_dir_has(dir, "additional_chat_templates", path, sizeof path))
         return fs_fail(err, errlen, "%s: named chat templates are not carried, only the "
                        "default one (remove the folder)", path);
-    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    if (access(path, F_OK) != 0) {
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-        return from_config(t, path, err, errlen);
-    }
+    if (!fs_dir_has(dir, "chat_template.jinja", path, sizeof path))
+        return fs_dir_has(dir, "tokenizer_config.json", path, sizeof path)
+                   ? from_config(t, path, err, errlen) : 0;
     uint8_t *data;
     size_t len;
     if (fs_read_file_max(path, TOKENIZER_CHAT_TEMPLATE_MAX, &data, &len, err, errlen) != 0)

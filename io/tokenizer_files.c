@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/fsutil.h"
 
@@ -669,13 +668,6 @@ tokenizer *tokenizer_load_gpt2(const char *vocab_path, const char *merges_path, 
 
 /* ------------------------------------------------ a Hugging Face folder */
 
-/* DIR/name into path; whether it exists. */
-static bool in_dir(char *path, size_t cap, const char *dir, const char *name)
-{
-    snprintf(path, cap, "%s/%s", dir, name);
-    return access(path, F_OK) == 0;
-}
-
 cJSON *tok_read_json(const char *path, char *err, size_t errlen)
 {
     uint8_t *data;
@@ -697,7 +689,7 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
 {
     char path[PATH_MAX + 32], why[300] = "";
     *found = false;
-    if (in_dir(path, sizeof path, dir, "tokenizer_config.json")) {
+    if (fs_dir_has(dir, "tokenizer_config.json", path, sizeof path)) {
         if (!(roots[0] = tok_read_json(path, err, errlen)))
             return -1;
         const cJSON *dec = cJSON_GetObjectItemCaseSensitive(roots[0], "added_tokens_decoder");
@@ -705,7 +697,7 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
             return fs_fail(err, errlen, "%s: %s", path, why);
         *found = dec != NULL;
     }
-    if (in_dir(path, sizeof path, dir, "added_tokens.json")) {
+    if (fs_dir_has(dir, "added_tokens.json", path, sizeof path)) {
         if (!(roots[1] = tok_read_json(path, err, errlen)))
             return -1;
         if (tok_hf_added_json(roots[1], l, why, sizeof why) != 0)
@@ -721,9 +713,9 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
 static tokenizer *hf_dir_tokens(const char *dir, char *err, size_t errlen)
 {
     char vocab[PATH_MAX + 32], merges[PATH_MAX + 32], json[PATH_MAX + 32];
-    bool have_vocab = in_dir(vocab, sizeof vocab, dir, "vocab.json");
-    bool have_merges = in_dir(merges, sizeof merges, dir, "merges.txt");
-    if (!have_vocab && !have_merges && in_dir(json, sizeof json, dir, "tokenizer.json"))
+    bool have_vocab = fs_dir_has(dir, "vocab.json", vocab, sizeof vocab);
+    bool have_merges = fs_dir_has(dir, "merges.txt", merges, sizeof merges);
+    if (!have_vocab && !have_merges && fs_dir_has(dir, "tokenizer.json", json, sizeof json))
         return tokenizer_load_hf_gpt2(json, err, errlen);
     cJSON *roots[2] = {NULL, NULL};
     tok_added_list list = {0};

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/fsutil.h"
 #include "io/torchzip.h"
@@ -249,29 +248,22 @@ static int open_single(wsrc *w, const char *dir, int torch, char *err, size_t er
     return rc;
 }
 
-static int holds(const char *dir, const char *file)
-{
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    return access(path, F_OK) == 0;
-}
-
 int wsrc_open(wsrc **out, const char *dir, char *err, size_t errlen)
 {
     wsrc *w = calloc(1, sizeof *w);
     if (!w)
         return fs_fail(err, errlen, "out of memory");
     int rc;
-    if (holds(dir, "model.safetensors")) {
+    if (fs_dir_has(dir, "model.safetensors", NULL, 0)) {
         w->label = "model.safetensors";
         rc = open_single(w, dir, 0, err, errlen);
-    } else if (holds(dir, INDEX_NAME)) {
+    } else if (fs_dir_has(dir, INDEX_NAME, NULL, 0)) {
         w->label = INDEX_NAME;
         rc = open_sharded(w, dir, 0, err, errlen);
-    } else if (holds(dir, "pytorch_model.bin")) {
+    } else if (fs_dir_has(dir, "pytorch_model.bin", NULL, 0)) {
         w->label = "pytorch_model.bin";
         rc = open_single(w, dir, 1, err, errlen);
-    } else if (holds(dir, BIN_INDEX_NAME)) {
+    } else if (fs_dir_has(dir, BIN_INDEX_NAME, NULL, 0)) {
         w->label = BIN_INDEX_NAME;
         rc = open_sharded(w, dir, 1, err, errlen);
     } else {
