@@ -88,35 +88,37 @@ static int config_template(const cJSON *v, const char **s, char *err, size_t err
     return 0;
 }
 
-/* tokenizer_config.json's template (path: the file); its errors name it. */
-static int from_config(tokenizer *t, const char *path, char *err, size_t errlen)
+/* tokenizer_config.json's template, when the folder has the file; its errors
+ * name it. */
+static int from_config(tokenizer *t, tok_hf_config *config, char *err, size_t errlen)
 {
     char why[200] = "";
-    cJSON *root = tok_read_json(path, err, errlen);
-    if (!root)
+    const cJSON *root;
+    if (tok_hf_config_root(config, &root, err, errlen) != 0)
         return -1;
+    if (!root)
+        return 0;
     const char *s = NULL;
     int rc = config_template(cJSON_GetObjectItemCaseSensitive(root, "chat_template"), &s, why,
                              sizeof why);
     if (rc == 0 && s)
         rc = tokenizer_set_chat_template(t, s, strlen(s), why, sizeof why);
-    cJSON_Delete(root);
     if (rc != 0) {
         fs_printable(why);   /* it may quote a name */
-        fs_fail(err, errlen, "%s: %s", path, why);
+        fs_fail(err, errlen, "%s: %s", config->path, why);
     }
     return rc;
 }
 
-int tok_hf_chat_template(tokenizer *t, const char *dir, char *err, size_t errlen)
+int tok_hf_chat_template(tokenizer *t, tok_hf_config *config, char *err, size_t errlen)
 {
+    const char *dir = config->dir;
     char path[PATH_MAX + 32], why[200] = "";
     if (fs_dir_has(dir, "additional_chat_templates", path, sizeof path))
         return fs_fail(err, errlen, "%s: named chat templates are not carried, only the "
                        "default one (remove the folder)", path);
     if (!fs_dir_has(dir, "chat_template.jinja", path, sizeof path))
-        return fs_dir_has(dir, "tokenizer_config.json", path, sizeof path)
-                   ? from_config(t, path, err, errlen) : 0;
+        return from_config(t, config, err, errlen);
     uint8_t *data;
     size_t len;
     if (fs_read_file_max(path, TOKENIZER_CHAT_TEMPLATE_MAX, &data, &len, err, errlen) != 0)

@@ -681,26 +681,37 @@ cJSON *tok_read_json(const char *path, char *err, size_t errlen)
     return root;
 }
 
+int tok_hf_config_root(tok_hf_config *c, const cJSON **root, char *err, size_t errlen)
+{
+    if (!c->read) {
+        c->read = true;
+        if (fs_dir_has(c->dir, "tokenizer_config.json", c->path, sizeof c->path) &&
+            !(c->root = tok_read_json(c->path, err, errlen)))
+            return -1;
+    }
+    *root = c->root;
+    return 0;
+}
+
 /* The slow tokenizer's added tokens: tokenizer_config.json's added_tokens_decoder, then
- * added_tokens.json.  *roots keeps both files (their texts are the list's); *found
- * whether either says anything. */
-static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool *found,
+ * added_tokens.json.  The list's texts point into both files' JSON: config keeps the
+ * first, *added_json the second.  *found: whether either says anything. */
+static int slow_added(tok_hf_config *config, cJSON **added_json, tok_added_list *l, bool *found,
                       char *err, size_t errlen)
 {
     char path[PATH_MAX + 32], why[300] = "";
+    const cJSON *root;
     *found = false;
-    if (fs_dir_has(dir, "tokenizer_config.json", path, sizeof path)) {
-        if (!(roots[0] = tok_read_json(path, err, errlen)))
+    if (tok_hf_config_root(config, &root, err, errlen) != 0)
+        return -1;
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
+    if (dec && tok_hf_added_decoder(dec, l, why, sizeof why) != 0)
+        return fs_fail(err, errlen, "%s: %s", config->path, why);
+    *found = dec != NULL;
+    if (fs_dir_has(config->dir, "added_tokens.json", path, sizeof path)) {
+        if (!(*added_json = tok_read_json(path, err, errlen)))
             return -1;
-        const cJSON *dec = cJSON_GetObjectItemCaseSensitive(roots[0], "added_tokens_decoder");
-        if (dec && tok_hf_added_decoder(dec, l, why, sizeof why) != 0)
-            return fs_fail(err, errlen, "%s: %s", path, why);
-        *found = dec != NULL;
-    }
-    if (fs_dir_has(dir, "added_tokens.json", path, sizeof path)) {
-        if (!(roots[1] = tok_read_json(path, err, errlen)))
-            return -1;
-        if (tok_hf_added_json(roots[1], l, why, sizeof why) != 0)
+        if (tok_hf_added_json(*added_json, l, why, sizeof why) != 0)
             return fs_fail(err, errlen, "%s: %s", path, why);
         *found = true;
     }
@@ -710,36 +721,38 @@ static int slow_added(const char *dir, cJSON *roots[2], tok_added_list *l, bool 
 
 /* The folder's tokens: vocab.json + merges.txt with the slow tokenizer's added
  * tokens, or tokenizer.json alone. */
-static tokenizer *hf_dir_tokens(const char *dir, char *err, size_t errlen)
+static tokenizer *hf_dir_tokens(tok_hf_config *config, char *err, size_t errlen)
 {
+    const char *dir = config->dir;
     char vocab[PATH_MAX + 32], merges[PATH_MAX + 32], json[PATH_MAX + 32];
     bool have_vocab = fs_dir_has(dir, "vocab.json", vocab, sizeof vocab);
     bool have_merges = fs_dir_has(dir, "merges.txt", merges, sizeof merges);
     if (!have_vocab && !have_merges && fs_dir_has(dir, "tokenizer.json", json, sizeof json))
         return tokenizer_load_hf_gpt2(json, err, errlen);
-    cJSON *roots[2] = {NULL, NULL};
+    cJSON *added_json = NULL;
     tok_added_list list = {0};
     bool found;
     char why[300];
     tokenizer *t = NULL;
-    if (slow_added(dir, roots, &list, &found, err, errlen) == 0 &&
+    if (slow_added(config, &added_json, &list, &found, err, errlen) == 0 &&
         (t = load_gpt2(vocab, merges, &list, err, errlen)) &&
         !(t = gpt2_with_added(t, found ? &list : NULL, why, sizeof why)))
         snprintf(err, errlen, "%s: %s", dir, why);
     if (!t)
         fs_printable(err);   /* it may quote a token */
     tok_added_list_free(&list);
-    cJSON_Delete(roots[0]);
-    cJSON_Delete(roots[1]);
+    cJSON_Delete(added_json);
     return t;
 }
 
 tokenizer *tokenizer_load_hf_dir(const char *dir, char *err, size_t errlen)
 {
-    tokenizer *t = hf_dir_tokens(dir, err, errlen);
-    if (t && tok_hf_chat_template(t, dir, err, errlen) != 0) {
+    tok_hf_config config = {.dir = dir};
+    tokenizer *t = hf_dir_tokens(&config, err, errlen);
+    if (t && tok_hf_chat_template(t, &config, err, errlen) != 0) {
         tokenizer_free(t);
-        return NULL;
+        t = NULL;
     }
+    cJSON_Delete(config.root);
     return t;
 }

@@ -18,7 +18,9 @@
 #define IO_TOKENIZER_INTERNAL_H
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <limits.h>
 #include <pcre2.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -167,6 +169,18 @@ typedef struct {
 void tok_added_list_free(tok_added_list *l);
 /* The JSON file at path (a Hugging Face folder's), or NULL with a reason naming it. */
 struct cJSON *tok_read_json(const char *path, char *err, size_t errlen);
+/* A Hugging Face folder's tokenizer_config.json, which two readers need (the
+ * slow tokenizer's added tokens, the chat template): read and parsed once, by
+ * tok_hf_config_root at the first call, and freed by the folder's reader. */
+typedef struct {
+    const char *dir;
+    char path[PATH_MAX + 32];   /* DIR/tokenizer_config.json */
+    struct cJSON *root;         /* NULL: not read yet, or the folder has none */
+    bool read;
+} tok_hf_config;
+/* The parsed file in *root (NULL: the folder has none).  0, or -1 with a
+ * reason naming the file in err (the folder's reading then stops). */
+int tok_hf_config_root(tok_hf_config *c, const struct cJSON **root, char *err, size_t errlen);
 /* Appends the tokens of tokenizer.json's "added_tokens" array, of tokenizer_config.json's
  * "added_tokens_decoder" object (id -> fields), or of added_tokens.json (text -> id; the
  * ones the decoder, read first, did not give, not special).  A token with lstrip, rstrip
@@ -181,10 +195,10 @@ const tokenizer_added *tok_added_list_find(const tok_added_list *l, uint32_t id)
 /* ------------------------------------------------------------ chat template */
 
 /* A Hugging Face folder's chat template made t's: DIR/chat_template.jinja, else
- * tokenizer_config.json's "chat_template" as a string or as a list of {"name",
- * "template"} holding "default" and no other; a folder additional_chat_templates
- * is refused.  None found leaves t without one.  0, or -1 with a reason naming the
- * file in err. */
-int tok_hf_chat_template(tokenizer *t, const char *dir, char *err, size_t errlen);
+ * tokenizer_config.json's "chat_template" (read through config) as a string or
+ * as a list of {"name", "template"} holding "default" and no other; a folder
+ * additional_chat_templates is refused.  None found leaves t without one.  0,
+ * or -1 with a reason naming the file in err. */
+int tok_hf_chat_template(tokenizer *t, tok_hf_config *config, char *err, size_t errlen);
 
 #endif
