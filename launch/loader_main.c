@@ -109,8 +109,13 @@ int main(int argc, char **argv)
     dataset d;
     /* the checks a trainer makes of its own data directory: a loader serving
      * files of mixed preparations would train every rank on them */
-    if (dataset_check(a.data, (int)a.vocab, err, sizeof err) != 0 ||
-        dataset_open(&d, a.data, (int)a.seq_len, (int)a.vocab, (uint64_t)a.seed, err, sizeof err))
+    rc = dataset_check(a.data, (int)a.vocab, err, sizeof err);
+    if (rc == 0)
+        rc = dataset_open(&d, a.data, (int)a.seq_len, (int)a.vocab, (uint64_t)a.seed, err,
+                          sizeof err);
+    if (rc == DATASET_TOO_SHORT)   /* the option's mismatch with the data, as the trainer's */
+        return die(EXIT_USAGE, "%s (lower --seq-len, or give more data)", err);
+    if (rc != 0)
         return die(EXIT_RUN, "%s", err);
     loader_server *s = loader_server_new(&d, err, sizeof err);
     if (!s || loader_server_set_token(s, zsock_env_token(LOADER_TOKEN_ENV)) != 0) {

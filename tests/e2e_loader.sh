@@ -78,6 +78,15 @@ for x in a b; do "$BUILD/prep" --input "$tmp/$x.txt" --out "$tmp/data_$x" --toke
 # the loader checks its directory as a trainer does: files of mixed preparations are refused
 cp -r "$tmp/data_a" "$tmp/data_mixed" && cp "$tmp/data_b/val.tok" "$tmp/data_mixed/val.tok"
 expect_usage "val.tok: its checksum differs from manifest.json's" --data "$tmp/data_mixed" --endpoint "$EP"
+# a --seq-len the train split is too short for names the option, with a bad option's exit 2
+head -c 3000 "$tmp/a.txt" > "$tmp/short.txt"
+"$BUILD/prep" --input "$tmp/short.txt" --out "$tmp/data_short" --tokenizer byte 2>/dev/null ||
+    fail "prep short"
+if timeout 30 "$BUILD/loader" --data "$tmp/data_short" --endpoint "$EP" --seq-len 4096 2>"$tmp/err"
+then fail "loader accepted a window longer than its data"; else rc=$?; fi
+[ "$rc" -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] &&
+    grep -q "too few for windows of 4096+1 tokens (lower --seq-len, or give more data)" "$tmp/err" ||
+    { cat "$tmp/err"; fail "refusal of a --seq-len longer than the data (exit $rc)"; }
 "$BUILD/loader" --data "$tmp/data_a" --endpoint "ipc://$tmp/loader_a.sock" --seq-len 32 --vocab 256 \
     --seed 1337 2>"$tmp/loader_a.err" &
 apid=$!
