@@ -150,7 +150,7 @@ int corpus_next(corpus_reader *r, corpus_chunk *c, char *err, size_t errlen)
             return take(r, cut, c, err, errlen);
         if (r->len >= r->max)
             return fs_fail(err, errlen, "%s: no place to cut the text within %zu bytes (a "
-                           "run without an ASCII blank after an ASCII non-blank byte): "
+                           "run without an ASCII blank after a character that is not blank): "
                            "nothing was written", r->paths[r->file], r->max);
         want = r->len * 2 < r->max ? r->len * 2 : r->max;
     }

@@ -473,15 +473,29 @@ static int ascii_blank(uint8_t c)
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
-/* Why a cut between an ASCII non-blank text[p-1] and an ASCII blank text[p] keeps
- * every id (blank: GPT-2's White_Space and the bytes split's C_SPACE agree on ASCII):
+/* Whether a chunk ends after text[p-1] whatever follows when text[p] is an ASCII
+ * blank: text[p-1] is no blank of t's split (GPT-2's: Unicode's White_Space; the
+ * bytes split's: the ASCII ones, every byte >= 0x80 being a letter). */
+static bool ends_word(const tokenizer *t, const uint8_t *text, size_t p)
+{
+    if (ascii_blank(text[p - 1]))
+        return false;
+    return text[p - 1] < 0x80 || t->split != TOKENIZER_SPLIT_GPT2 ||
+           !tok_gpt2_ends_wide_blank(text, p);
+}
+
+/* Why a cut between text[p-1], no blank, and an ASCII blank text[p] keeps every
+ * id (blank: GPT-2's White_Space and the bytes split's C_SPACE agree on ASCII):
  * - GPT-2's split.  Its pattern looks behind nothing, so matching from p sees only
  *   what follows.  The chunk holding text[p-1] is a contraction, or a run of letters,
  *   digits or symbols (which takes no blank but a leading space), so it ends at p;
  *   only a blank run could read past p-1, and text[p-1] is in none.  So the chunks
  *   before p are the same whether the text goes on or ends at p, and one starts at
- *   p.  Both bytes are ASCII, so no ill-formed UTF-8 sequence (read as U+FFFD)
- *   crosses p.
+ *   p.  An ill-formed UTF-8 sequence (read as U+FFFD, a symbol) ends at the ASCII
+ *   text[p] either way, and a well-formed character's first byte is never taken
+ *   into the ill-formed sequence before it, so the character that ends at p-1 is
+ *   read the same either way too (CJK text, whose punctuation is not ASCII, may be
+ *   cut before its newlines).
  * - The bytes split: the same, a class run ending where the class changes; its
  *   MAX_CHUNK cap counts from a chunk's start, and a chunk starts at p either way.
  * - Added tokens (gpt2) are found before the split: the matches are the same on
@@ -493,7 +507,7 @@ size_t tokenizer_cut(const tokenizer *t, const uint8_t *text, size_t n)
     if (t->kind == KIND_BYTE)
         return n;
     for (size_t p = n ? n - 1 : 0; p > 0; p--)
-        if (ascii_blank(text[p]) && text[p - 1] < 0x80 && !ascii_blank(text[p - 1]) &&
+        if (ascii_blank(text[p]) && ends_word(t, text, p) &&
             !(t->nadded && tok_added_spans(t, text, n, p)))
             return p;
     return 0;

@@ -168,9 +168,10 @@ void tokenizer_encoder_free(tokenizer_encoder *e);
 /* Where text[0..n) may be cut without changing its ids, whatever text follows it:
  * encoding text[0..p) and then the rest gives the ids of encoding the whole.  The
  * last such p, or 0 when there is none.  The byte tokenizer cuts anywhere (p = n);
- * the others between an ASCII byte that is not blank and an ASCII blank (tab to
- * carriage return, space), where both splits end a chunk whatever comes next,
- * and never inside the text of an added token (gpt2). */
+ * the others between a character that is not blank (to the split: GPT-2's
+ * counts Unicode's White_Space) and an ASCII blank (tab to carriage return,
+ * space), where both splits end a chunk whatever comes next, and never inside
+ * the text of an added token (gpt2). */
 size_t tokenizer_cut(const tokenizer *t, const uint8_t *text, size_t n);
 /* Returns the number of bytes the ids decode to; writes at most cap of them. */
 size_t tokenizer_decode(const tokenizer *t, const uint32_t *ids, size_t n, uint8_t *out,

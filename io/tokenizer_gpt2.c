@@ -28,6 +28,25 @@ static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" BLANKS "\\p{L}\\p{N}]+|"
     "[" BLANKS "]+(?![^" BLANKS "])|[" BLANKS "]+";
 
+bool tok_gpt2_ends_wide_blank(const uint8_t *s, size_t p)
+{
+    static const uint32_t wide[][2] = {   /* BLANKS beyond ASCII, first and last */
+        {0x85, 0x85},     {0xa0, 0xa0},     {0x1680, 0x1680}, {0x2000, 0x200a},
+        {0x2028, 0x2029}, {0x202f, 0x202f}, {0x205f, 0x205f}, {0x3000, 0x3000}};
+    for (size_t len = 2; len <= 3 && len <= p; len++) {   /* all take 2 or 3 bytes */
+        const uint8_t *c = s + p - len;
+        if (utf8_step(c, len) != (long)len)
+            continue;
+        uint32_t cp = len == 2 ? (uint32_t)(c[0] & 0x1f) << 6 | (c[1] & 0x3f)
+                               : (uint32_t)(c[0] & 0x0f) << 12 | (uint32_t)(c[1] & 0x3f) << 6 |
+                                     (c[2] & 0x3f);
+        for (size_t i = 0; i < sizeof wide / sizeof *wide; i++)
+            if (cp >= wide[i][0] && cp <= wide[i][1])
+                return true;
+    }
+    return false;
+}
+
 enum {
     MAP_CODEPOINTS = 324,  /* GPT-2's byte-to-unicode map uses U+0021..U+0143 */
     CACHE_MAX_LEN = 64,    /* longer chunks are rare and not cached */

@@ -153,6 +153,9 @@ size_t tok_added_next(const tokenizer *t, const uint8_t *s, size_t n, size_t fro
 /* Whether an added token's text could cover both s[p-1] and s[p] (0 < p < n): one
  * does, or one that starts before p matches up to n and needs bytes past it to tell. */
 bool tok_added_spans(const tokenizer *t, const uint8_t *s, size_t n, size_t p);
+/* Whether s[0..p) ends with one of the blanks of GPT-2's pattern beyond ASCII
+ * (Unicode's White_Space: U+0085, U+00A0, U+3000...), whole and well-formed. */
+bool tok_gpt2_ends_wide_blank(const uint8_t *s, size_t p);
 /* GPT-2's pre-tokenization pattern, compiled; NULL with PCRE2's reason in err. */
 pcre2_code *tok_gpt2_pattern(char *err, size_t errlen);
 

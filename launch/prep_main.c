@@ -78,7 +78,7 @@ static void usage(FILE *f)
             "                has the tokenizer of the checkpoint imported from DIR\n"
             "  --val-fraction  in (0, 1), default 0.1\n"
             "The text is read and encoded in chunks of about 1 MiB on OMP_NUM_THREADS\n"
-            "threads (default: every CPU).  A chunk ends after an ASCII byte that is not\n"
+            "threads (default: every CPU).  A chunk ends after a character that is not\n"
             "blank and before an ASCII blank (byte: anywhere), so the ids are the whole\n"
             "text's; a text with no such place in 256 MiB is refused.  bpe reads the input\n"
             "twice (counting, then encoding), keeping the counts of its distinct words in\n"

@@ -6,8 +6,8 @@
 #    them when given), at chunk sizes down to 5 bytes (GPT_PREP_CHUNK) and on 1 and
 #    2 threads, for byte, bpe (both splits), gpt2 and gpt2 --hf with added tokens
 #    (one holding a blank), on files with CRLF, blank runs, blank lines, long
-#    lines, multibyte and ill-formed UTF-8, <|endoftext|>, an empty file and one
-#    without a final newline;
+#    lines, multibyte and ill-formed UTF-8, <|endoftext|>, an empty file, one
+#    without a final newline and CJK text (cut only before its ASCII blanks);
 #  - a text with no place to cut within 256 chunks is refused in one line (byte
 #    cuts anywhere: it takes it); a file that shrinks, grows or changes in place
 #    while it is read is refused in one line; a full disk (a small tmpfs, as
@@ -49,8 +49,14 @@ long = " ".join(r.choice(["alpha", "beta", "gamma", "\u00e9t\u00e9"]) for _ in r
 open(f"{d}/d_long.txt", "w", encoding="utf-8", newline="").write(
     long + "\r\n" + "y" * 250 + "\r\n" + text(3000) + "\r\n")
 open(f"{d}/e_start_blank.txt", "w", encoding="utf-8").write("  \n" + text(2000))
+# CJK: no ASCII byte before a blank in 2 kB (its punctuation is not ASCII); lines
+# indented with U+3000, ending in U+00A0 or U+3000 before the newline
+cjk = ["\u4e2d\u6587\u3002", "\u4eca\u5929\u5929\u6c14\u5f88\u597d\uff01",
+       "\u300c\u4f60\u597d\u300d", "\u3000\u65e5\u672c\u8a9e", "\u00a0", "\u3000"]
+open(f"{d}/f_cjk.txt", "w", encoding="utf-8").write(
+    "".join(r.choice(cjk) + r.choice(["", "\n", "\n\n", " "]) for _ in range(300)) + "\n")
 PY
-[ "$(ls "$tmp/in" | wc -l)" -eq 5 ] || fail "corpus files: $(ls "$tmp/in")"
+[ "$(ls "$tmp/in" | wc -l)" -eq 6 ] || fail "corpus files: $(ls "$tmp/in")"
 
 # Configurations: NAME then prep's tokenizer options.
 configs="byte:--tokenizer byte

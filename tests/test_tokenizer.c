@@ -1637,7 +1637,9 @@ static size_t cut_text(uint64_t *s, uint8_t *out, size_t n)
         "the", " the", "x", "y", "  ", "\n", "\n\n", "\r\n", "\t", " ", "'s", "'ll", "don't",
         "\xc3\xa9t\xc3\xa9", "\xe4\xb8\xad\xe6\x96\x87", "\xf0\x9f\x98\x80", "\xe2\x80\x83",
         "\xc2\xa0", "\xff", "\xe4\xb8", "42", "!?", "<|im_start|>", "<|im", "x y", ".", "\x0b",
-        "<|endoftext|>"};
+        "<|endoftext|>", "\xe3\x80\x82", "\xe3\x80\x80", "\xc2\x85", "\xe1\x9a\x80",
+        "\xe2\x80\x8a", "\xe2\x80\xa9", "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe2\x80\x8b",
+        "\xe1\xa0\x8e", "\xe3\x80"};
     size_t k = 0;
     while (k < n) {
         const char *b = bits[rnd(s) % (sizeof bits / sizeof *bits)];
@@ -1700,6 +1702,16 @@ static void test_cut_keeps_ids(void **state)
     assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"bx ", 3), 0);   /* "x y" may follow */
     assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"bx q", 4), 2);   /* it does not */
     assert_int_equal(tokenizer_cut(toy, (const uint8_t *)"a\n\nb", 4), 1);
+    /* after a character beyond ASCII that is no blank (CJK punctuation), not after
+     * one that is (U+3000, U+00A0) unless the split reads it as a letter (bytes) */
+    const uint8_t *cjk = (const uint8_t *)"\xe4\xb8\xad\xe3\x80\x82\n\xe6\x96\x87";
+    assert_int_equal(tokenizer_cut(bpe, cjk, 10), 6);
+    assert_int_equal(tokenizer_cut(toy, cjk, 10), 6);
+    assert_int_equal(tokenizer_cut(bytes, cjk, 10), 6);
+    const uint8_t *wide = (const uint8_t *)"\xe4\xb8\xad\xe3\x80\x80\n\xc2\xa0 x";
+    assert_int_equal(tokenizer_cut(bpe, wide, 11), 0);
+    assert_int_equal(tokenizer_cut(toy, wide, 11), 0);
+    assert_int_equal(tokenizer_cut(bytes, wide, 11), 9);
     check_cuts(byte, "byte");
     check_cuts(bpe, "bpe, split gpt2");
     check_cuts(bytes, "bpe, split bytes");
