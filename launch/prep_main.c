@@ -81,8 +81,9 @@ static void usage(FILE *f)
             "threads (default: every CPU).  A chunk ends after a character that is not\n"
             "blank and before an ASCII blank (byte: anywhere), so the ids are the whole\n"
             "text's; a text with no such place in 256 MiB is refused.  bpe reads the input\n"
-            "twice (counting, then encoding), keeping the counts of its distinct words in\n"
-            "memory.  A file that changes while prep reads it is refused.\n"
+            "twice (counting, then encoding; so its inputs must be regular files, not\n"
+            "pipes), keeping the counts of its distinct words in memory.  A file that\n"
+            "changes while prep reads it is refused.\n"
             "An existing DIR is replaced only if it holds nothing but dataset files, and no\n"
             "input may be DIR or inside it.  DIR is built in DIR.tmp-XXXXXX beside it and\n"
             "renamed into place; such folders a killed prep left are removed, and named on\n"
@@ -299,6 +300,17 @@ static int collect_inputs(const prep_args *a, file_list *l)
         if (rc)
             return rc;
     }
+    return 0;
+}
+
+/* bpe reads its input twice (counting, then encoding): a pipe or a device would
+ * give its text to the first pass only, and nothing (or another text) to the next. */
+static int check_rereadable(const file_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!S_ISREG(l->ids[i].st_mode))
+            return die(EXIT_USAGE, "--input %s is not a regular file, and --tokenizer bpe reads "
+                       "its input twice (save it to a file first)", l->paths[i]);
     return 0;
 }
 
@@ -582,6 +594,8 @@ int main(int argc, char **argv)
         rc = check_inputs_outside_out(&a);
     if (!rc)
         rc = collect_inputs(&a, &files);
+    if (!rc && a.bpe)
+        rc = check_rereadable(&files);
     if (!rc)
         rc = check_out_dir(a.out);
     if (!rc)

@@ -9,10 +9,10 @@
 #    lines, multibyte and ill-formed UTF-8, <|endoftext|>, an empty file, one
 #    without a final newline and CJK text (cut only before its ASCII blanks);
 #  - a text with no place to cut within 256 chunks is refused in one line (byte
-#    cuts anywhere: it takes it); a file that shrinks, grows or changes in place
-#    while it is read is refused in one line; a full disk (a small tmpfs, as
-#    root) stops it with the OS reason; none of them leaves DIR or DIR.tmp-*, and
-#    an existing dataset stays whole;
+#    cuts anywhere: it takes it); bpe, which reads its input twice, refuses a pipe;
+#    a file that shrinks, grows or changes in place while it is read is refused in
+#    one line; a full disk (a small tmpfs, as root) stops it with the OS reason;
+#    none of them leaves DIR or DIR.tmp-*, and an existing dataset stays whole;
 #  - memory stays flat: prep of 48 MB keeps its peak RSS under 100 MB, where
 #    reading it whole took 240 MB (the text and 4 bytes of id per byte).
 # The test can fail: a cut rule that changes an id fails the comparisons (a cut
@@ -151,6 +151,17 @@ GPT_PREP_CHUNK=5 "$PREP" --input "$tmp/run.txt" --out "$tmp/run" 2>"$tmp/log" ||
 GPT_PREP_CHUNK=0 refused 2 "GPT_PREP_CHUNK must be a whole number of bytes, not '0'" \
     "$PREP" --input "$tmp/run.txt" --out "$tmp/run0"
 echo "e2e_prepstream: a text with no place to cut is refused in one line; byte takes it"
+
+# bpe reads its input twice: a pipe would give nothing the second time
+mkfifo "$tmp/pipe"
+cat "$tmp/in/a_mixed.txt" >"$tmp/pipe" &
+writer=$!
+refused 2 "$tmp/pipe is not a regular file, and --tokenizer bpe reads its input twice" \
+    timeout 30 "$PREP" --input "$tmp/pipe" --out "$tmp/piped" --tokenizer bpe --vocab 300
+nothing_left "$tmp/piped"
+"$PREP" --input "$tmp/pipe" --out "$tmp/piped" 2>"$tmp/log" || fail "byte from a pipe: $(cat "$tmp/log")"
+wait "$writer"
+echo "e2e_prepstream: bpe refuses a pipe in one line (it reads its input twice); byte takes it"
 
 # a file that changes while prep reads it: shrinks, grows, rewritten in place
 $PY - "$tmp/big.txt" <<'PY'
