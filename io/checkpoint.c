@@ -504,25 +504,6 @@ long ckpt_newest_step(const char *dir)
     return step;
 }
 
-int ckpt_newest_dims(const char *dir, gpt2_dims *d, char *path, size_t pathlen)
-{
-    ckpt_entry *list;
-    int n, found = 0;
-    char why[512];
-    if (list_ckpts(dir, &list, &n) != 0)
-        return 0;
-    for (int i = 0; i < n && !found; i++) {
-        ckpt_model_file *f;
-        snprintf(path, pathlen, "%s/%s", dir, list[i].name);
-        if (ckpt_model_open(path, &f, d, why, sizeof why) == 0) {
-            ckpt_model_close(f);
-            found = 1;
-        }
-    }
-    free(list);
-    return found;
-}
-
 void ckpt_remove_stale(const char *dir, char *note, size_t notelen)
 {
     char path[1100];
@@ -608,46 +589,87 @@ static void append(char *buf, size_t cap, const char *text)
         snprintf(buf + n, cap - n, "%s%s", n ? "; " : "", text);
 }
 
+/* The order --resume auto tries DIR's checkpoints in: the one latest names,
+ * then the others up to its step, newest first; last the ones past it, which a
+ * run that went further left before this one resumed from an earlier point
+ * (prune keeps them): the run the user went back from is the last resort, not
+ * the first.  *n = 0 when DIR holds no checkpoint, whatever latest says. */
+static int resume_order(const char *dir, ckpt_entry **out, int *n, bool *has_latest)
+{
+    ckpt_entry *list, *order = NULL;
+    int k, m = 0;
+    char latest[32];
+    if (list_ckpts(dir, &list, &k) != 0)
+        return -1;
+    read_latest(dir, latest, sizeof latest);
+    *has_latest = latest[0] != '\0';
+    if (k > 0 && !(order = malloc((size_t)(k + 1) * sizeof *order))) {
+        free(list);
+        return -1;
+    }
+    long last = *has_latest ? ckpt_name_step(latest) : LONG_MAX;
+    if (k > 0 && *has_latest) {
+        order[m].step = last;
+        snprintf(order[m++].name, sizeof order->name, "%s", latest);
+    }
+    for (int past = 0; past < 2; past++)
+        for (int i = 0; i < k; i++)
+            if (strcmp(list[i].name, latest) != 0 && (list[i].step > last) == past)
+                order[m++] = list[i];
+    free(list);
+    *out = order;
+    *n = m;
+    return 0;
+}
+
+int ckpt_auto_dims(const char *dir, gpt2_dims *d, char *path, size_t pathlen)
+{
+    ckpt_entry *order;
+    int n, found = 0;
+    bool has_latest;
+    char why[512];
+    if (resume_order(dir, &order, &n, &has_latest) != 0)
+        return 0;
+    for (int i = 0; i < n && !found; i++) {
+        ckpt_model_file *f;
+        snprintf(path, pathlen, "%s/%s", dir, order[i].name);
+        if (ckpt_model_open(path, &f, d, why, sizeof why) == 0) {
+            ckpt_model_close(f);
+            found = 1;
+        }
+    }
+    free(order);
+    return found;
+}
+
 int ckpt_load_auto(const char *dir, ckpt_state *s, char *path, size_t pathlen, char *warn,
                    size_t warnlen, char *err, size_t errlen)
 {
-    ckpt_entry *list;
+    ckpt_entry *order;
     int n;
-    char latest[32], why[512];
+    bool has_latest;
+    char why[512];
     warn[0] = '\0';
-    if (list_ckpts(dir, &list, &n) != 0) {
+    if (resume_order(dir, &order, &n, &has_latest) != 0) {
         snprintf(err, errlen, "%s: cannot list: %s", dir, strerror(errno));
         return -1;
     }
-    read_latest(dir, latest, sizeof latest);
-    if (n == 0) {
-        free(list);
+    if (n == 0)
         return 0;
-    }
-    if (!latest[0])
+    if (!has_latest)
         append(warn, warnlen, "no valid latest pointer, using the newest checkpoint that loads");
     int rc = -1;
     err[0] = '\0';
-    /* The one latest names (i = -1), then the others up to its step, newest
-     * first; last the ones past it, which a run that went further left before
-     * this one resumed from an earlier point (prune keeps them): the run the
-     * user went back from is the last resort, not the first. */
-    long last = latest[0] ? ckpt_name_step(latest) : LONG_MAX;
-    for (int past = 0; past < 2 && rc != 1; past++)
-        for (int i = past ? 0 : -1; i < n && rc != 1; i++) {
-            const char *name = i < 0 ? latest : list[i].name;
-            bool other_pass = i >= 0 && (list[i].step > last) != past;
-            if (!name[0] || (i >= 0 && strcmp(name, latest) == 0) || other_pass)
-                continue;
-            snprintf(path, pathlen, "%s/%s", dir, name);
-            if (ckpt_read(path, s, why, sizeof why) == 0) {
-                rc = 1;
-            } else {
-                append(warn, warnlen, why);
-                if (!err[0])
-                    snprintf(err, errlen, "no checkpoint in %s loads; %s", dir, why);
-            }
+    for (int i = 0; i < n && rc != 1; i++) {
+        snprintf(path, pathlen, "%s/%s", dir, order[i].name);
+        if (ckpt_read(path, s, why, sizeof why) == 0) {
+            rc = 1;
+        } else {
+            append(warn, warnlen, why);
+            if (!err[0])
+                snprintf(err, errlen, "no checkpoint in %s loads; %s", dir, why);
         }
-    free(list);
+    }
+    free(order);
     return rc;
 }

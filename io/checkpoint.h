@@ -119,10 +119,10 @@ void ckpt_remove_stale(const char *dir, char *note, size_t notelen);
  * cannot be read). */
 long ckpt_newest_step(const char *dir);
 
-/* The model dimensions of the newest DIR/ckpt_*.h5 whose model opens (a
- * run's checkpoints share them: the model --resume auto will load), its path
- * in path: 1, or 0 when DIR holds none that opens.  Reads no tensor. */
-int ckpt_newest_dims(const char *dir, gpt2_dims *d, char *path, size_t pathlen);
+/* The model dimensions of the first DIR/ckpt_*.h5 whose model opens, in the
+ * order ckpt_load_auto tries them (the model --resume auto will load), its
+ * path in path: 1, or 0 when DIR holds none that opens.  Reads no tensor. */
+int ckpt_auto_dims(const char *dir, gpt2_dims *d, char *path, size_t pathlen);
 
 /* --resume auto: loads the checkpoint DIR/latest names, or else the newest
  * DIR/ckpt_*.h5 that loads.  Returns 1 when one was loaded (its path in path;

@@ -706,6 +706,16 @@ static void test_auto_falls_back_past_a_damaged_newest(void **state)
     free_state(f);
 }
 
+/* The checkpoint whose dimensions ckpt_auto_dims gives is the one
+ * ckpt_load_auto loads: a run sizes its model from the file it resumes. */
+static void assert_auto_dims_name(const char *dir, const char *loaded)
+{
+    char path[256];
+    gpt2_dims d;
+    assert_int_equal(ckpt_auto_dims(dir, &d, path, sizeof path), 1);
+    assert_string_equal(path, loaded);
+}
+
 /* A run that went back to step 4 saved 6: latest names 6, and 8 is the
  * abandoned run's.  With 6 damaged, 4 comes before 8; with 4 damaged too, 8. */
 static void test_auto_prefers_steps_up_to_latest(void **state)
@@ -717,15 +727,18 @@ static void test_auto_prefers_steps_up_to_latest(void **state)
     save(f, 4, path, sizeof path);
     save(f, 8, path, sizeof path);
     save(f, 6, path, sizeof path);
+    assert_auto_dims_name(f->dir, path);
     copy_prefix(path, path, 0.6);
     assert_int_equal(ckpt_load_auto(f->dir, &s, path, sizeof path, warn, sizeof warn, err,
                                     sizeof err), 1);
     assert_int_equal(s.train.step, 4);
+    assert_auto_dims_name(f->dir, path);
     snprintf(path, sizeof path, "%s/ckpt_000004.h5", f->dir);
     copy_prefix(path, path, 0.6);
     assert_int_equal(ckpt_load_auto(f->dir, &s, path, sizeof path, warn, sizeof warn, err,
                                     sizeof err), 1);
     assert_int_equal(s.train.step, 8);
+    assert_auto_dims_name(f->dir, path);
     free_state(f);
 }
 

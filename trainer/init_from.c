@@ -15,7 +15,7 @@ int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen)
     if (resume && strcmp(resume, "auto") != 0) {
         from = resume;
         what = "--resume";
-    } else if (resume && ckpt_newest_dims(c->out_dir, &d, newest, sizeof newest)) {
+    } else if (resume && ckpt_auto_dims(c->out_dir, &d, newest, sizeof newest)) {
         from = newest;
         what = "--resume auto";
     }
