@@ -124,6 +124,13 @@ static int take(corpus_reader *r, size_t n, corpus_chunk *c, char *err, size_t e
     memcpy(c->text, r->buf, n);
     memmove(r->buf, r->buf + n, r->len - n);
     r->len -= n;
+    /* a buffer an outsize chunk grew (a long text with no place to cut) is
+     * given back, not kept for the rest of the run */
+    uint8_t *smaller;
+    if (r->cap > 4 * r->chunk && r->len <= r->chunk && (smaller = realloc(r->buf, 2 * r->chunk))) {
+        r->buf = smaller;
+        r->cap = 2 * r->chunk;
+    }
     c->n = n;
     c->starts_file = r->fresh;
     c->file = r->file;

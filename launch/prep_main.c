@@ -451,6 +451,19 @@ static int write_batch(const tokenizer *t, const piece *p, int n, shard_stream *
     return 0;
 }
 
+/* A slot that held an outsize chunk (a long text with no place to cut) gives
+ * its buffers back rather than keep them for the rest of the run. */
+static void trim_piece(piece *p, size_t chunk)
+{
+    if (p->c.cap <= 4 * (chunk + 1))
+        return;
+    free(p->c.text);
+    free(p->ids);
+    p->c = (corpus_chunk){0};
+    p->ids = NULL;
+    p->ids_cap = 0;
+}
+
 /* Reads, encodes (2 chunks per thread at a time) and appends to out every chunk. */
 static int encode_corpus(const tokenizer *t, const file_list *l, const chunking *ch,
                          shard_stream *out, uint64_t *bytes, char *err, size_t errlen)
@@ -474,6 +487,8 @@ static int encode_corpus(const tokenizer *t, const file_list *l, const chunking 
             encode_batch(enc, p, n);
             if (write_batch(t, p, n, out, bytes, err, errlen) != 0)
                 more = -1;
+            for (int i = 0; i < n; i++)
+                trim_piece(&p[i], ch->bytes);
         }
     }
     corpus_close(&r);
