@@ -90,23 +90,33 @@ $PY tests/hf_gpt2.py make "$tmp/f32b" --tokenizer-dir "$TOKDIR" --dtype F32 --se
 rm -f "$tmp/one.h5" "$tmp/three.h5" "$tmp/other.h5"
 
 # ---- the same weights saved by torch.save: the same checkpoint -------------------
-torch_same() {   # $1: the safetensors folder, $2: what; then hf_gpt2.py make's options for it
-    st=$1 what=$2
-    shift 2
-    $PY tests/hf_gpt2.py make "$st.torch" --tokenizer-dir "$TOKDIR" --torch "$@"
-    [ -e "$st.torch/pytorch_model.bin" ] && [ ! -e "$st.torch/model.safetensors" ] ||
-        fail "hf_gpt2.py --torch wrote no pytorch_model.bin alone"
+# $1: the safetensors folder; $2: the layout, torch (one pytorch_model.bin) or tshards (torch.save
+# shards named by pytorch_model.bin.index.json, as save_pretrained(safe_serialization=False) writes
+# past max_shard_size); $3: what; then hf_gpt2.py make's options for it
+torch_same() {
+    st=$1 layout=$2 what=$3
+    shift 3
+    if [ "$layout" = torch ]; then
+        opts=--torch want=pytorch_model.bin gone=model.safetensors label=pytorch_model.bin
+    else
+        opts="--torch --shards 3" want=pytorch_model.bin.index.json gone=pytorch_model.bin
+        label="3 pytorch_model.bin shards"
+    fi
+    rm -rf "$st.$layout"
+    $PY tests/hf_gpt2.py make "$st.$layout" --tokenizer-dir "$TOKDIR" $opts "$@"
+    [ -e "$st.$layout/$want" ] && [ ! -e "$st.$layout/$gone" ] ||
+        fail "hf_gpt2.py $opts wrote no $want alone"
     "$BUILD/import" --hf "$st" --out "$tmp/st.h5" >/dev/null
-    "$BUILD/import" --hf "$st.torch" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
-        { cat "$tmp/err"; fail "$what: import of pytorch_model.bin failed"; }
-    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$what: pytorch_model.bin imports differently"
-    echo "pytorch_model.bin, $what: the checkpoint of model.safetensors"
+    "$BUILD/import" --hf "$st.$layout" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
+        { cat "$tmp/err"; fail "$what: import of $label failed"; }
+    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$what: $label imports differently"
+    echo "$label, $what: the checkpoint of model.safetensors"
     rm -f "$tmp/st.h5" "$tmp/pt.h5"
 }
-torch_same "$tmp/f32" "F32, F32 masks" --dtype F32
-torch_same "$tmp/f16" "F16, U8 masks, lm_head without wte" --dtype F16 --no-prefix --seed 2 \
+torch_same "$tmp/f32" torch "F32, F32 masks" --dtype F32
+torch_same "$tmp/f16" torch "F16, U8 masks, lm_head without wte" --dtype F16 --no-prefix --seed 2 \
     --mask-dtype U8 --lm-head only
-torch_same "$tmp/bf16" "BF16, BOOL masks, tied lm_head stored" --dtype BF16 --lm-head same --seed 3 \
+torch_same "$tmp/bf16" torch "BF16, BOOL masks, tied lm_head stored" --dtype BF16 --lm-head same --seed 3 \
     --mask-dtype BOOL
 # every tensor a view at an offset within a larger storage (as a slice saves), F32 and F16
 for d in f32 f16; do
@@ -124,24 +134,9 @@ torch.save(sd, sys.argv[1])' "$tmp/$d.views/pytorch_model.bin"
     same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$d views: pytorch_model.bin imports differently"
     rm -f "$tmp/st.h5" "$tmp/pt.h5"
 done
-# torch.save shards named by pytorch_model.bin.index.json, as save_pretrained(safe_serialization=
-# False) writes past max_shard_size; BF16 with the tied lm_head, in another shard than wte
-tshards_same() {   # $1: the safetensors folder, $2: what; then hf_gpt2.py make's options for it
-    st=$1 what=$2
-    shift 2
-    rm -rf "$st.tshards"
-    $PY tests/hf_gpt2.py make "$st.tshards" --tokenizer-dir "$TOKDIR" --torch --shards 3 "$@"
-    [ -e "$st.tshards/pytorch_model.bin.index.json" ] && [ ! -e "$st.tshards/pytorch_model.bin" ] ||
-        fail "hf_gpt2.py --torch --shards 3 wrote no index alone"
-    "$BUILD/import" --hf "$st" --out "$tmp/st.h5" >/dev/null
-    "$BUILD/import" --hf "$st.tshards" --out "$tmp/pt.h5" >/dev/null 2>"$tmp/err" ||
-        { cat "$tmp/err"; fail "$what: import of pytorch_model.bin shards failed"; }
-    same_model "$tmp/st.h5" "$tmp/pt.h5" || fail "$what: pytorch_model.bin shards import differently"
-    echo "3 pytorch_model.bin shards, $what: the checkpoint of model.safetensors"
-    rm -f "$tmp/st.h5" "$tmp/pt.h5"
-}
-tshards_same "$tmp/f32" "F32, F32 masks" --dtype F32
-tshards_same "$tmp/bf16" "BF16, BOOL masks, tied lm_head stored" --dtype BF16 --lm-head same --seed 3 \
+# the shards: BF16 with the tied lm_head in another shard than wte
+torch_same "$tmp/f32" tshards "F32, F32 masks" --dtype F32
+torch_same "$tmp/bf16" tshards "BF16, BOOL masks, tied lm_head stored" --dtype BF16 --lm-head same --seed 3 \
     --mask-dtype BOOL
 # saved with pickle_protocol 3, 4 (frames, memoize, stack_global) and 5: torch.save's default is 2
 "$BUILD/import" --hf "$tmp/f32" --out "$tmp/st.h5" >/dev/null
