@@ -32,6 +32,13 @@ static bool same_time(const struct stat *a, const struct stat *b)
     return a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Whether the open file's size, as opened, is the length of its text: a
+ * regular file's is, but for those of /proc and /sys, which say 0 and hold text. */
+static bool sized(const corpus_reader *r)
+{
+    return S_ISREG(r->opened.st_mode) && r->opened.st_size > 0;
+}
+
 static int open_next(corpus_reader *r, char *err, size_t errlen)
 {
     const char *path = r->paths[r->next];
@@ -60,8 +67,8 @@ static int close_ended(corpus_reader *r, char *err, size_t errlen)
     r->fd = -1;
     if (!S_ISREG(r->opened.st_mode))
         return 0;
-    if (!ok || (uint64_t)r->opened.st_size != r->done || now.st_size != r->opened.st_size ||
-        !same_time(&now, &r->opened))
+    if (!ok || (sized(r) && (uint64_t)r->opened.st_size != r->done) ||
+        now.st_size != r->opened.st_size || !same_time(&now, &r->opened))
         return fs_fail(err, errlen, "%s: changed while being read (%lld bytes when opened, "
                        "%llu read, %lld now): nothing was written", r->paths[r->file],
                        (long long)r->opened.st_size, (unsigned long long)r->done,
@@ -104,7 +111,7 @@ static int read_some(corpus_reader *r, size_t want, char *err, size_t errlen)
     }
     r->len += (size_t)got;
     r->done += (uint64_t)got;
-    if (S_ISREG(r->opened.st_mode) && r->done > (uint64_t)r->opened.st_size)
+    if (sized(r) && r->done > (uint64_t)r->opened.st_size)
         return fs_fail(err, errlen, "%s: changed while being read (grew past its %lld bytes): "
                        "nothing was written", r->paths[r->file], (long long)r->opened.st_size);
     return 0;

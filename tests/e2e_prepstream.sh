@@ -163,6 +163,19 @@ nothing_left "$tmp/piped"
 wait "$writer"
 echo "e2e_prepstream: bpe refuses a pipe in one line (it reads its input twice); byte takes it"
 
+# a /proc file says 0 bytes and holds text: it is read as its text, not refused as grown
+if [ -r /proc/version ]; then
+    cat /proc/version >"$tmp/version.txt"
+    "$PREP" --input /proc/version --out "$tmp/procfs" 2>"$tmp/log" ||
+        fail "a /proc file: $(cat "$tmp/log")"
+    "$PREP" --input "$tmp/version.txt" --out "$tmp/procref" 2>"$tmp/log" ||
+        fail "a copy of /proc/version: $(cat "$tmp/log")"
+    same_dataset "$tmp/procref" "$tmp/procfs" "/proc/version"
+    echo "e2e_prepstream: a /proc file (0 bytes by its size, text when read) is read as its text"
+else
+    skip_part "/proc file" "no readable /proc/version"
+fi
+
 # a file that changes while prep reads it: shrinks, grows, rewritten in place
 $PY - "$tmp/big.txt" <<'PY'
 import sys
