@@ -44,8 +44,9 @@ train "$tmp/half" --set max_steps=15 --set checkpoint_every=15 --resume auto
 mv "$tmp/gpt2.h5" "$tmp/moved.h5"
 train "$tmp/half" --resume auto
 mv "$tmp/moved.h5" "$tmp/gpt2.h5"
+# init_from's weights loaded after --resume auto found nothing, under ZeRO 2 in bf16
 MP="$MPIRUN -np 2" train "$tmp/z2" --set batch_size=2 --set zero_stage=2 --set precision=bf16 \
-    --set recompute=block --set vocab_size=50304 --set max_steps=10
+    --set recompute=block --set vocab_size=50304 --set max_steps=10 --resume auto
 
 # the imported model's own loss on the first batch, for the first-step check
 "$BUILD/infer" --ckpt "$tmp/gpt2.h5" --quant fp32 --eval "$tmp/data/val.tok" --seq-len 64 \
