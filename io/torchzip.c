@@ -841,6 +841,17 @@ static int read_span(zip_file_t *zf, void *dst, size_t n)
     return zip_fread(zf, dst, n) == (int64_t)n ? 0 : -1;
 }
 
+/* Whether reading tensor t checks its storage's CRC: libzip checks the CRC
+ * of an entry read from its start when a read reaches its end, and torch
+ * 2.5 can write every CRC as 0 (compute_crc32 = False): nothing to check. */
+static bool checks_crc(const tz_file *f, const tz_tensor *t)
+{
+    zip_stat_t st;
+    return t->t.begin == 0 && t->t.end == t->storage_numel * st_dtype_size(t->t.dtype) &&
+           zip_stat_index(f->zip, (zip_uint64_t)t->entry, 0, &st) == 0 &&
+           (st.valid & ZIP_STAT_CRC) && st.crc != 0;
+}
+
 int tz_read_f32(const tz_file *f, int i, float *dst, char *err, size_t errlen)
 {
     const tz_tensor *t = &f->d.tensors[i];
@@ -850,8 +861,9 @@ int tz_read_f32(const tz_file *f, int i, float *dst, char *err, size_t errlen)
     uint64_t n = st_numel(&t->t);
     if (n == 0)   /* libzip 1.7 crashes seeking within an empty entry */
         return 0;
+    bool crc = checks_crc(f, t);
     zip_file_t *zf = zip_fopen_index(f->zip, (zip_uint64_t)t->entry, 0);
-    if (!zf || zip_fseek(zf, (zip_int64_t)t->t.begin, SEEK_SET) != 0) {
+    if (!zf || (!crc && zip_fseek(zf, (zip_int64_t)t->t.begin, SEEK_SET) != 0)) {
         int rc = fs_fail(err, errlen, "tensor %s: %s", t->t.name,
                          zf ? zip_file_strerror(zf) : zip_strerror(f->zip));
         if (zf)
@@ -874,7 +886,12 @@ int tz_read_f32(const tz_file *f, int i, float *dst, char *err, size_t errlen)
         }
         free(half);
     }
-    if (rc != 0)
+    char end;   /* the read past the end that has libzip check the CRC */
+    if (rc == 0 && crc && zip_fread(zf, &end, 1) != 0)
+        rc = fs_fail(err, errlen, "tensor %s: %s: the bytes of its storage are not the ones "
+                     "the archive's CRC was made of (a damaged file)", t->t.name,
+                     zip_file_strerror(zf));
+    else if (rc != 0)
         fs_fail(err, errlen, "tensor %s: %s", t->t.name, zip_file_strerror(zf));
     zip_fclose(zf);
     return rc;
