@@ -16,6 +16,10 @@
 #   prep_bytes DIR      byte-level dataset of $CORPUS in DIR
 #   dump_tokens DIR     the ids of prep's DIR/train.tok then DIR/val.tok, one a
 #                       line: the whole input's tokens
+#   llama_ids_match GGUF TEXT IDS   fails unless llama.cpp (node-llama-cpp's
+#                       library) tokenizes TEXT with GGUF's tokenizer, special
+#                       parsing on, into IDS's ids (one a line); 77 after a
+#                       skip_part when it cannot run here
 #   free_ports N        N free TCP ports on loopback, one line
 #   slow_disk MBPS      sets $SLOW, a command prefix under which a program's
 #                       pread and pwrite (HDF5's file I/O) go at MBPS MB/s
@@ -106,6 +110,18 @@ for path in sys.argv[1:]:
     fmt = "<%d%s" % (count, "H" if width == 2 else "I")
     sys.stdout.write("".join("%d\n" % t for t in struct.unpack_from(fmt, data, 32)))
 PY
+}
+llama_ids_match() {
+    rc=0
+    node tests/llamacpp_tokenize.mjs "${NODE_MODULES:-build/npm/node_modules}" "$1" "$2" \
+        "$tmp/llama.ids" >"$tmp/llama.out" 2>"$tmp/llama.err" || rc=$?
+    if [ "$rc" -eq 77 ]; then
+        skip_part "llama.cpp's tokenizer" "$(cat "$tmp/llama.out")"
+        return 77
+    fi
+    [ "$rc" -eq 0 ] || { cat "$tmp/llama.out" "$tmp/llama.err"; fail "llama.cpp's tokenizer did not run"; }
+    cmp -s "$3" "$tmp/llama.ids" || { diff "$3" "$tmp/llama.ids" | head -10;
+        fail "llama.cpp's ids of $2 differ from ours"; }
 }
 # The kernel picks them (bound together, so they differ); another process could
 # take one before the caller binds it, which on a test machine does not happen.
