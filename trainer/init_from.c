@@ -1,5 +1,6 @@
 #include "trainer/init_from.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,18 +13,21 @@ int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen)
     gpt2_dims d;
     char why[1024], newest[1100];
     const char *from = c->init_from, *what = "init_from";
+    bool known = false;   /* ckpt_auto_dims read them from the file it chose */
     if (resume && strcmp(resume, "auto") != 0) {
         from = resume;
         what = "--resume";
     } else if (resume && ckpt_auto_dims(c->out_dir, &d, newest, sizeof newest)) {
         from = newest;
-        what = "--resume auto";
+        known = true;
     }
-    if (ckpt_model_open(from, &f, &d, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s: %s", what, why);
-        return -1;
+    if (!known) {
+        if (ckpt_model_open(from, &f, &d, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s: %s", what, why);
+            return -1;
+        }
+        ckpt_model_close(f);
     }
-    ckpt_model_close(f);
     /* (a resume checks the data's tokenizer against its checkpoint itself) */
     if (from == c->init_from && dataset_check_tokenizer(c->data_dir, from, err, errlen) != 0)
         return -1;
