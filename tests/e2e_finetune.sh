@@ -11,7 +11,9 @@
 #    logits are masked) follows the fp32 run's losses within bf16 rounding;
 #  - a config whose dimensions disagree with the file is refused naming the key,
 #    and data prepared with another tokenizer is refused naming both (by
-#    --init-from (exit 2) and by --resume (exit 1)).
+#    --init-from (exit 2) and by --resume (exit 1)), and --resume auto in an
+#    out_dir whose run is another model than --init-from's is refused naming
+#    both (exit 2).
 set -e
 NAME=e2e_finetune
 . tests/lib_e2e.sh
@@ -93,4 +95,12 @@ if "$BUILD/trainer" --config "$tmp/ft.json" --set data_dir="$tmp/bytes" --set ou
     --set max_steps=40 --resume auto 2>"$tmp/stderr"; then fail "resumed on byte-level data"; else rc=$?; fi
 [ "$rc" -eq 1 ] || { cat "$tmp/stderr"; fail "--resume with another tokenizer: exit $rc, not 1"; }
 grep -q "ckpt_000030.h5 holds a gpt2 tokenizer" "$tmp/stderr" || { cat "$tmp/stderr"; fail "wrong refusal on resume"; }
+# a new fine-tune of a 3-layer model pointed at the 2-layer run's out_dir
+$PY tests/hf_gpt2.py make "$tmp/hf3" --tokenizer-dir "$TOKDIR" --dims 50257,64,64,3,4
+"$BUILD/import" --hf "$tmp/hf3" --out "$tmp/gpt2_3.h5" >/dev/null || fail "import of the 3-layer model failed"
+if "$BUILD/trainer" --config "$tmp/ft.json" --init-from "$tmp/gpt2_3.h5" --set out_dir="$tmp/np1" \
+    --set max_steps=40 --resume auto 2>"$tmp/stderr"; then fail "resumed another model than init_from's"; else rc=$?; fi
+[ "$rc" -eq 2 ] || { cat "$tmp/stderr"; fail "--resume of another model than init_from's: exit $rc, not 2"; }
+grep -q "would continue .*ckpt_000030.h5 (n_layer 2, .*not init_from .*gpt2_3.h5 (n_layer 3," "$tmp/stderr" ||
+    { cat "$tmp/stderr"; fail "wrong refusal of another model"; }
 echo "PASS e2e_finetune"

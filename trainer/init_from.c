@@ -7,6 +7,32 @@
 #include "io/checkpoint.h"
 #include "io/dataset.h"
 
+/* A run resumed while init_from names a model of other dimensions (a new
+ * fine-tune pointed at an out_dir that holds another run) would go on
+ * training the old model unasked.  A file that is gone or unreadable is not
+ * an error: a restart does not need it. */
+static int check_same_model(const char *init_from, const char *ckpt, const gpt2_dims *d,
+                            char *err, size_t errlen)
+{
+    ckpt_model_file *f;
+    gpt2_dims i;
+    char why[1024];
+    if (ckpt_model_open(init_from, &f, &i, why, sizeof why) != 0)
+        return 0;
+    ckpt_model_close(f);
+    /* vocab_size: the run may pad the file's vocabulary, never shrink it */
+    if (i.n_layer == d->n_layer && i.n_embd == d->n_embd && i.n_head == d->n_head &&
+        i.n_positions == d->n_positions && i.vocab_size <= d->vocab_size)
+        return 0;
+    snprintf(err, errlen,
+             "--resume would continue %s (n_layer %d, n_embd %d, n_head %d, vocab_size %d), "
+             "not init_from %s (n_layer %d, n_embd %d, n_head %d, vocab_size %d): use another "
+             "out_dir for a new run",
+             ckpt, d->n_layer, d->n_embd, d->n_head, d->vocab_size, init_from, i.n_layer,
+             i.n_embd, i.n_head, i.vocab_size);
+    return -1;
+}
+
 int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen)
 {
     ckpt_model_file *f;
@@ -28,6 +54,8 @@ int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen)
         }
         ckpt_model_close(f);
     }
+    if (from != c->init_from && check_same_model(c->init_from, from, &d, err, errlen) != 0)
+        return -1;
     /* (a resume checks the data's tokenizer against its checkpoint itself) */
     if (from == c->init_from && dataset_check_tokenizer(c->data_dir, from, err, errlen) != 0)
         return -1;

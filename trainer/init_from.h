@@ -7,8 +7,10 @@
  * 50304): those rows start at zero.  The data's tokenizer must be the file's.
  *
  * A run resumed from one of its checkpoints starts from that instead: it
- * takes the checkpoint's dimensions, and init_from's file is not read at all
- * (a restart must not fail because the file moved since the run started).
+ * takes the checkpoint's dimensions, and init_from's weights are not read
+ * (a restart must not fail because the file moved since the run started);
+ * where the file is still there, a model of other dimensions is refused, as
+ * the run would otherwise go on training the checkpoint's model unasked.
  */
 #ifndef TRAINER_INIT_FROM_H
 #define TRAINER_INIT_FROM_H
@@ -21,7 +23,7 @@
 /* Reads c->init_from's dimensions into c (before config_finalize), or when
  * --resume (NULL: none) will load a checkpoint (a PATH, or auto and out_dir
  * holds one) that checkpoint's.  0, or -1 with a one-line reason naming the
- * key that disagrees. */
+ * key that disagrees, or both models where a resume and init_from differ. */
 int init_from_dims(run_config *c, const char *resume, char *err, size_t errlen);
 
 /* Fills m->params with the file's weights (m made with the dimensions
