@@ -111,8 +111,11 @@ void infer_state_free(infer_state *s)
 /* ---- forward --------------------------------------------------------------- */
 
 /* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations.
- * fp32 decode (n = 1) streams W through gemv: a GEMM library's blocking is
- * for many rows, and at one row it runs several times slower. */
+ * fp32 decode (n = 1) streams W through gemv, and a prompt of up to
+ * FP32_ROWS_MAX tokens through gemv_n_rows: a GEMM library's blocking is for
+ * many rows, and with few it runs several times slower (docs/benchmarks.md:
+ * "fp32 prefill"). */
+enum { FP32_ROWS_MAX = 64 };
 static void linear(const infer_model *m, infer_state *s, float *y, const float *x,
                    const infer_linear *l, int n)
 {
@@ -129,6 +132,8 @@ static void linear(const infer_model *m, infer_state *s, float *y, const float *
         bf16mm_matmul(y, x, l->wh, l->b, n, l->in, l->out);
     } else if (n == 1) {
         gemv_n(y, x, l->w, l->b, l->in, l->out);
+    } else if (n <= FP32_ROWS_MAX) {
+        gemv_n_rows(y, x, l->w, l->b, n, l->in, l->out);
     } else {
         gemm_f32(false, false, n, l->out, l->in, x, l->in, l->w, l->out, l->b, false, y, l->out);
     }

@@ -39,7 +39,14 @@ static void t_scalar(float *y, const float *x, const float *w, int ldw, const fl
     }
 }
 
-static const gemv_ops gemv_ops_scalar = {n_scalar, t_scalar};
+static void nm_scalar(float *y, const float *x, const float *w, const float *b, int m, int in,
+                      int out, int o0, int o1)
+{
+    for (int r = 0; r < m; r++)
+        n_scalar(y + (size_t)r * out, x + (size_t)r * in, w, b, in, out, o0, o1);
+}
+
+static const gemv_ops gemv_ops_scalar = {n_scalar, t_scalar, nm_scalar};
 
 static const gemv_ops *ops_for(isa_t isa)
 {
@@ -59,6 +66,21 @@ void gemv_n_isa(isa_t isa, float *y, const float *x, const float *w, const float
         const int o0 = c0 * GEMV_N_ALIGN, o1 = c1 * GEMV_N_ALIGN < out ? c1 * GEMV_N_ALIGN : out;
         if (o0 < o1)
             ops->n(y, x, w, b, in, out, o0, o1);
+    }
+}
+
+void gemv_n_rows_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int m,
+                     int in, int out)
+{
+    const gemv_ops *ops = ops_for(isa);
+    const int chunks = (out + GEMV_N_ALIGN - 1) / GEMV_N_ALIGN;
+#pragma omp parallel if ((long)m * in * out >= PAR_MIN)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
+        const int o0 = c0 * GEMV_N_ALIGN, o1 = c1 * GEMV_N_ALIGN < out ? c1 * GEMV_N_ALIGN : out;
+        if (o0 < o1)
+            ops->nm(y, x, w, b, m, in, out, o0, o1);
     }
 }
 
@@ -90,6 +112,12 @@ void gemv_t_range(float *y, const float *x, const float *w, int ldw, const float
 void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out)
 {
     gemv_n_isa(cpu_isa(), y, x, w, b, in, out);
+}
+
+void gemv_n_rows(float *y, const float *x, const float *w, const float *b, int m, int in,
+                 int out)
+{
+    gemv_n_rows_isa(cpu_isa(), y, x, w, b, m, in, out);
 }
 
 void gemv_t(float *y, const float *x, const float *w, const float *b, int in, int out)

@@ -21,6 +21,15 @@
 
 void gemv_n(float *y, const float *x, const float *w, const float *b, int in, int out);
 void gemv_t(float *y, const float *x, const float *w, const float *b, int in, int out);
+/* gemv_n of each of m rows: Y [m, out] = X [m, in] W (+ b), every row
+ * bit-identical to gemv_n's (the same operations in the same order).  For the
+ * few rows of a short prompt: a library's product blocks for many rows and
+ * reads W at a few GB/s there, while here W streams from memory once per
+ * column tile and the later rows read the tile from cache. */
+void gemv_n_rows(float *y, const float *x, const float *w, const float *b, int m, int in,
+                 int out);
+void gemv_n_rows_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int m,
+                     int in, int out);
 /* Outputs [o0, o1) on the calling thread alone, on the active path: for a
  * caller that splits the outputs over its own threads (same results).  W may
  * be a slice of a wider matrix: gemv_n's rows are out floats apart (y has

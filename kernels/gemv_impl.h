@@ -9,6 +9,8 @@ typedef struct {
               int o1);
     void (*t)(float *y, const float *x, const float *w, int ldw, const float *b, int in, int o0,
               int o1);   /* row o of W at w + o * ldw */
+    void (*nm)(float *y, const float *x, const float *w, const float *b, int m, int in, int out,
+               int o0, int o1);   /* gemv_n of m rows, y and x row-major */
 } gemv_ops;
 
 /* gemv_n's threads take whole multiples of this many outputs (cache lines of y

@@ -113,4 +113,66 @@ static void t_rows(float *y, const float *x, const float *w, int ldw, const floa
         t_block(y, x, w, ldw, b, in, o, o1 - o);
 }
 
-const gemv_ops SIMD_NAME(gemv_ops) = {n_rows, t_rows};
+/* gemv_n of several rows: W streams past once per MT rows of X, R rows of W
+ * at a time as in n_block, and a tile of the outputs, up to MT rows by TW
+ * columns, accumulates in a contiguous 16 KB buffer (in L1: rows of y a
+ * power-of-two multiple of 4 KB apart would share a few cache sets) before it
+ * is copied out with the bias.  Each output takes gemv_n's FMAs in row
+ * order, then the bias, so it has gemv_n's bits.  The R vectors of W stay
+ * in registers while they meet every row of X. */
+enum {
+    MT = 16,  /* rows of X per pass over W */
+    TW = 256, /* columns per tile */
+};
+
+SIMD_INLINE void nm_block(float acc[MT][TW], const float *x, const float *w, int m, int in,
+                          int out, int i, int rows, int t0, int width)
+{
+    const float *wi[R];
+    for (int r = 0; r < rows; r++)
+        wi[r] = w + (size_t)(i + r) * out + t0;
+    for (int c = 0; c < width; c += VW) {
+        vfloat wv[R];
+        for (int r = 0; r < rows; r++) {
+            _mm_prefetch((const char *)(wi[r] + (size_t)R * out + c), _MM_HINT_T1);
+            wv[r] = vload(wi[r] + c, width - c);
+        }
+        for (int j = 0; j < m; j++) {
+            const float *xj = x + (size_t)j * in + i;
+            vfloat a = vloadu(&acc[j][c]);
+            for (int r = 0; r < rows; r++)
+                a = vfmadd(vset1(xj[r]), wv[r], a);
+            vstoreu(&acc[j][c], a);
+        }
+    }
+}
+
+static void nm_rows(float *y, const float *x, const float *w, const float *b, int m, int in,
+                    int out, int o0, int o1)
+{
+    float acc[MT][TW] __attribute__((aligned(64)));
+    for (int j0 = 0; j0 < m; j0 += MT) {
+        const int mj = m - j0 < MT ? m - j0 : MT;
+        const float *xt = x + (size_t)j0 * in;
+        for (int t0 = o0; t0 < o1; t0 += TW) {
+            const int width = o1 - t0 < TW ? o1 - t0 : TW;
+            for (int j = 0; j < mj; j++)
+                for (int c = 0; c < width; c += VW)
+                    vstoreu(&acc[j][c], vzero());
+            int i = 0;
+            for (; i + R <= in; i += R)
+                nm_block(acc, xt, w, mj, in, out, i, R, t0, width);
+            if (i < in)
+                nm_block(acc, xt, w, mj, in, out, i, in - i, t0, width);
+            for (int j = 0; j < mj; j++)
+                for (int c = 0; c < width; c += VW) {
+                    vfloat v = vloadu(&acc[j][c]);
+                    if (b)
+                        v = vadd(v, vload(b + t0 + c, width - c));
+                    vstore(y + (size_t)(j0 + j) * out + t0 + c, width - c, v);
+                }
+        }
+    }
+}
+
+const gemv_ops SIMD_NAME(gemv_ops) = {n_rows, t_rows, nm_rows};

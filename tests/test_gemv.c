@@ -1,5 +1,5 @@
-/* gemv (fp32 decode): every SIMD path this CPU has gives results
- * bit-identical to the scalar reference, for shapes with and without tails,
+/* gemv (fp32 decode, and gemv_n_rows for short prompts): every SIMD path this
+ * CPU has gives results bit-identical to the scalar reference, for shapes with and without tails,
  * with and without a bias, on 1 and 2 threads; the reference itself agrees
  * with a double-precision product.  A path this CPU cannot run is a SKIP
  * line, not a pass. */
@@ -104,6 +104,50 @@ static void test_gemv_t(void **state)
     check(1);
 }
 
+/* gemv_n_rows: every path this CPU has gives, for each of m rows, the bits
+ * of the scalar gemv_n of that row, on 1 and 2 threads, for row counts
+ * around its tiles of 16 rows and shapes with column tails. */
+static void test_gemv_n_rows(void **state)
+{
+    (void)state;
+    static const int ROWS[] = {1, 2, 3, 5, 16, 17, 35};
+    bool runs[ISA_COUNT];
+    for (int isa = ISA_SCALAR; isa < ISA_COUNT; isa++)
+        runs[isa] = test_isa_runs((isa_t)isa, "gemv_n_rows");
+    for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+        const int in = SHAPES[s][0], out = SHAPES[s][1], m = ROWS[s % 7];
+        float *x = malloc(sizeof(float) * m * in), *w = malloc(sizeof(float) * in * out);
+        float *b = malloc(sizeof(float) * out), *ref = malloc(sizeof(float) * m * out);
+        float *got = malloc(sizeof(float) * m * out);
+        test_fill(x, (size_t)m * in, 300 + s, 1.0f);
+        test_fill(w, (size_t)in * out, 400 + s, 0.5f);
+        test_fill(b, out, 500 + s, 0.1f);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            const float *bias = with_bias ? b : NULL;
+            for (int r = 0; r < m; r++)
+                gemv_n_isa(ISA_SCALAR, ref + (size_t)r * out, x + (size_t)r * in, w, bias, in, out);
+            for (int isa = ISA_SCALAR; isa < ISA_COUNT; isa++) {
+                if (!runs[isa])
+                    continue;
+                for (int threads = 1; threads <= 2; threads++) {
+                    omp_set_num_threads(threads);
+                    memset(got, 0xff, sizeof(float) * m * out);
+                    gemv_n_rows_isa((isa_t)isa, got, x, w, bias, m, in, out);
+                    if (memcmp(got, ref, sizeof(float) * m * out) != 0)
+                        fail_msg("gemv_n_rows %s %d rows %dx%d bias %d threads %d: not the bits "
+                                 "of gemv_n", cpu_isa_name((isa_t)isa), m, in, out, with_bias,
+                                 threads);
+                }
+            }
+        }
+        free(x);
+        free(w);
+        free(b);
+        free(ref);
+        free(got);
+    }
+}
+
 /* The range entry points on a slice of a wider matrix (as the attention of
  * one head uses them): the same bits as the whole product on a copy. */
 static void test_ranges_on_slices(void **state)
@@ -133,6 +177,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemv_n),
         cmocka_unit_test(test_gemv_t),
+        cmocka_unit_test(test_gemv_n_rows),
         cmocka_unit_test(test_ranges_on_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
