@@ -24,8 +24,8 @@ void gemv_t(float *y, const float *x, const float *w, const float *b, int in, in
 /* gemv_n of each of m rows: Y [m, out] = X [m, in] W (+ b), every row
  * bit-identical to gemv_n's (the same operations in the same order).  For the
  * few rows of a short prompt: a library's product blocks for many rows and
- * reads W at a few GB/s there, while here W streams from memory once per
- * column tile and the later rows read the tile from cache. */
+ * reads W at a few GB/s there, while here W streams from memory once per 16
+ * rows and meets each of them in registers. */
 void gemv_n_rows(float *y, const float *x, const float *w, const float *b, int m, int in,
                  int out);
 void gemv_n_rows_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int m,
