@@ -77,7 +77,6 @@ expect_refused "unknown config key" --config "$tmp/cfg.json" --set n_embdd=64
 expect_refused "not divisible" --config "$tmp/cfg.json" --set n_head=3
 expect_refused "vocab_size" --config "$tmp/cfg.json" --set vocab_size=100
 expect_refused "not a number" --config "$tmp/cfg.json" --set lr=fast
-expect_refused "memory" --config "$tmp/cfg.json" --set n_embd=32768 --set n_head=8 --set n_positions=4096
 echo '{"n_layer": 2,' > "$tmp/bad.json"
 expect_refused "not valid JSON (line 1: {\"n_layer\": 2,)" --config "$tmp/bad.json"
 expect_refused "required" --set lr=1
@@ -85,16 +84,20 @@ expect_refused "^trainer: --config given twice" --config "$tmp/cfg.json" --confi
 expect_refused "^trainer: --resume given twice" --config "$tmp/cfg.json" --resume auto --resume auto
 expect_refused "^trainer: unknown argument \"--resum\"" --config "$tmp/cfg.json" --resum auto
 expect_refused "^trainer: --resume needs a value" --config "$tmp/cfg.json" --resume
-# a split shorter than one window (seq_len + 1 tokens) is the config's mismatch
-# with the data: the refusal names the keys that set the window and exits 2, as
-# a bad config does; a short val split is refused naming eval_every too while
-# the run evaluates, and is no obstacle to one that does not
+# refusals that exit 2, as a bad config does (launch/run.sh does not restart
+# them): a config larger than the machine's whole memory; a split shorter than
+# one window (seq_len + 1 tokens), naming the keys that set the window; a short
+# val split, naming eval_every too while the run evaluates (no obstacle to a run
+# that does not)
 refused_as_config() {   # expected-substring, trainer args
     want=$1; shift
     if "$BUILD/trainer" "$@" 2>"$tmp/err"; then fail "accepted: $*"; else rc=$?; fi
     [ "$rc" -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q -F -- "$want" "$tmp/err" ||
         { cat "$tmp/err"; fail "$* (exit $rc) does not say '$want' with exit 2"; }
 }
+# more memory than the machine has in all: no restart would find it
+refused_as_config "but this machine has" --config "$tmp/cfg.json" --set n_embd=32768 --set n_head=8 \
+    --set n_positions=4096
 head -c 3000 "$CORPUS/fortunes" > "$tmp/short.txt"
 "$BUILD/prep" --input "$tmp/short.txt" --out "$tmp/shortval" --val-fraction 0.01 2>/dev/null ||
     fail "prep of the short val split failed"

@@ -28,24 +28,43 @@ static long long read_limit(const char *path)
     return v;
 }
 
+/* A /proc/meminfo field ("MemTotal", "MemAvailable") in bytes, or -1. */
+static long long meminfo_bytes(const char *field)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    size_t n = strlen(field);
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':' &&
+            sscanf(line + n + 1, "%lld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
 /* Memory this process may still use: MemAvailable, capped by the cgroup's
  * limit (containers, systemd units) minus what the cgroup already uses. */
 static long long available_memory_bytes(void)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    long long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    long long avail = kb < 0 ? -1 : kb * 1024;
+    long long avail = meminfo_bytes("MemAvailable");
     long long limit = read_limit("/sys/fs/cgroup/memory.max");
     long long used = read_limit("/sys/fs/cgroup/memory.current");
     if (limit > 0 && used >= 0 && (avail < 0 || limit - used < avail))
         avail = limit - used;
     return avail;
+}
+
+/* Memory this process could ever have: MemTotal, or the cgroup's limit
+ * where that is lower. */
+static long long total_memory_bytes(void)
+{
+    long long total = meminfo_bytes("MemTotal");
+    long long limit = read_limit("/sys/fs/cgroup/memory.max");
+    if (limit > 0 && (total < 0 || limit < total))
+        total = limit;
+    return total;
 }
 
 int restart_count(int *count, char *err, size_t errlen)
@@ -331,16 +350,25 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
     return need;
 }
 
-/* Refuses a run too large for the memory left (or a checkpointer that could
- * not be made), on every rank together before the model is made. */
-static int check_memory(const trainer *tr, const gpt2_dims *dims, const gpt2_options *opt,
-                        char *err, size_t errlen)
+/* Refuses a run too large for the machine (as a config's mistake: exit 2,
+ * which launch/run.sh does not restart) or for the memory left now (exit 1: a
+ * restart may find more), or a checkpointer that could not be made, on every
+ * rank together before the model is made. */
+static int check_memory(trainer *tr, const gpt2_dims *dims, const gpt2_options *opt, char *err,
+                        size_t errlen)
 {
     double need = memory_needed(tr->cfg, tr->world, dims, opt);
-    long long avail = available_memory_bytes();
+    long long avail = available_memory_bytes(), total = total_memory_bytes();
     int rc = 0;
     if (!tr->ckpt) {
         snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else if (total > 0 && need > (double)total) {
+        /* more than the machine has: the config's to change, not a restart's
+         * to wait out, so the exit status is a config's */
+        snprintf(err, errlen, "config needs about %.1f GB but this machine has %.1f GB in all "
+                 "(reduce batch_size, seq_len or the model size)", need / 1e9, total / 1e9);
+        tr->config_refused = true;
         rc = -1;
     } else if (avail > 0 && need > (double)avail) {
         snprintf(err, errlen, "config needs about %.1f GB but only %.1f GB of memory is available "
