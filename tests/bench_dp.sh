@@ -6,7 +6,11 @@
 # variant's options), so load that drifts on a shared host hits them alike;
 # the summary is, per variant, the median over rounds of its median step time
 # and of its speed against the same round's np 1 (np2/np1: tokens per second
-# of np 2 over those of np 1).
+# of np 2 over those of np 1).  A row "2-alone" runs two independent
+# trainers at once, each on its own half of the CPUs with half the batch and
+# no exchange: what np 2's rank layout costs before any communication (its
+# step is the slower one's, its tokens the sum; each runs the whole
+# optimizer, which ZeRO 1 halves).
 #
 #   BENCH_DP_MODEL   config in launch/configs (default seed384)
 #   BENCH_DP_PREC    precision (default bf16)
@@ -42,36 +46,70 @@ batch=$(python3 -c "import json; print(json.load(open('launch/configs/$MODEL.jso
 : > "$out"
 : > "$log"
 
-# run ROUND NAME BATCH LAUNCHER... -- TRAINER_ARGS: one training run, its step
-# records summarised into a row of $out
-run() {
-    run_round=$1 run_name=$2 run_batch=$3
-    shift 3
-    rm -rf "$tmp/run"
-    "$@" --config "launch/configs/$MODEL.json" --set data_dir="$data" --set out_dir="$tmp/run" \
-        --set max_steps="$STEPS" --set eval_every=0 --set log_every=100000 --set batch_size="$run_batch" \
+# train OUT_DIR BATCH LAUNCHER... -- TRAINER_ARGS: one training run into OUT_DIR
+train() {
+    train_out=$1 train_batch=$2
+    shift 2
+    rm -rf "$train_out"
+    "$@" --config "launch/configs/$MODEL.json" --set data_dir="$data" --set out_dir="$train_out" \
+        --set max_steps="$STEPS" --set eval_every=0 --set log_every=100000 --set batch_size="$train_batch" \
         --set precision="$PREC" --set checkpoint_every=0 --set status_endpoint=none \
-        --set control_endpoint=none --set metrics_endpoint=none </dev/null >/dev/null 2>"$tmp/err" ||
-        { cat "$tmp/err"; fail "$run_name"; }
-    { echo "== round $run_round $run_name"; cat "$tmp/err"; } >> "$log"
-    python3 - "$tmp/run/log.jsonl" "$run_round" "$run_name" "$out" <<'PY'
+        --set control_endpoint=none --set metrics_endpoint=none </dev/null >/dev/null
+}
+
+# summarise ROUND NAME LOG...: the runs' step records as a row of $out (of
+# several runs side by side: the slower one's step, the sum of their tokens)
+summarise() {
+    python3 - "$out" "$@" <<'PY'
 import json, statistics, sys
-log, rnd, name, out = sys.argv[1:5]
-steps = [r for r in map(json.loads, open(log)) if r["type"] == "step"]
-steps = steps[2:] if len(steps) > 3 else steps   # the first steps pay for start-up
-med = lambda k: statistics.median(r.get(k, 0) for r in steps)
-row = {"bench": "dp", "round": int(rnd), "name": name, "steps": len(steps),
-       "ranks": steps[-1]["ranks"], "step_ms": round(med("step_ms"), 1),
-       "tokens_per_s": round(med("tokens_per_s")), "optimizer_ms": round(med("optimizer_ms"), 1),
-       "comm_exposed_ms": round(med("comm_exposed_ms"), 1), "comm_total_ms": round(med("comm_total_ms"), 1)}
+out, rnd, name, logs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+def medians(log):
+    steps = [r for r in map(json.loads, open(log)) if r["type"] == "step"]
+    steps = steps[2:] if len(steps) > 3 else steps   # the first steps pay for start-up
+    med = lambda k: statistics.median(r.get(k, 0) for r in steps)
+    return len(steps), steps[-1]["ranks"], {k: med(k) for k in (
+        "step_ms", "tokens_per_s", "optimizer_ms", "comm_exposed_ms", "comm_total_ms")}
+runs = [medians(log) for log in logs]
+m = [r[2] for r in runs]
+row = {"bench": "dp", "round": int(rnd), "name": name, "steps": runs[0][0],
+       "ranks": sum(r[1] for r in runs) if len(runs) > 1 else runs[0][1],
+       "step_ms": round(max(x["step_ms"] for x in m), 1),
+       "tokens_per_s": round(sum(x["tokens_per_s"] for x in m)),
+       "optimizer_ms": round(max(x["optimizer_ms"] for x in m), 1),
+       "comm_exposed_ms": round(max(x["comm_exposed_ms"] for x in m), 1),
+       "comm_total_ms": round(max(x["comm_total_ms"] for x in m), 1)}
 with open(out, "a") as f:
     f.write(json.dumps(row) + "\n")
 PY
 }
 
+# run ROUND NAME BATCH LAUNCHER... -- TRAINER_ARGS: one training run, its step
+# records summarised into a row of $out
+run() {
+    run_round=$1 run_name=$2 run_batch=$3
+    shift 3
+    train "$tmp/run" "$run_batch" "$@" 2>"$tmp/err" || { cat "$tmp/err"; fail "$run_name"; }
+    { echo "== round $run_round $run_name"; cat "$tmp/err"; } >> "$log"
+    summarise "$run_round" "$run_name" "$tmp/run/log.jsonl"
+}
+
+# alone ROUND: two trainers at once, no exchange, each with half the CPUs
+alone() {
+    OMP_NUM_THREADS=$half train "$tmp/alone0" $((batch / 2)) taskset -c "0-$((half - 1))" \
+        "$BUILD/trainer" 2>"$tmp/err0" &
+    pid=$!
+    rc=0
+    OMP_NUM_THREADS=$half train "$tmp/alone1" $((batch / 2)) taskset -c "$half-$((2 * half - 1))" \
+        "$BUILD/trainer" 2>"$tmp/err1" || rc=1
+    wait $pid || rc=1
+    [ $rc -eq 0 ] || { cat "$tmp/err0" "$tmp/err1"; fail "2-alone"; }
+    summarise "$1" 2-alone "$tmp/alone0/log.jsonl" "$tmp/alone1/log.jsonl"
+}
+
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     run "$r" np1 "$batch" sh launch/run.sh -n 1 --threads "$THREADS" --
+    [ "$THREADS" -ge 2 ] && alone "$r"
     printf '%s\n' "$RUNS" | while IFS=';' read -r name opts targs; do
         [ -n "$name" ] || continue
         # shellcheck disable=SC2086 # options and arguments are word lists
