@@ -53,17 +53,25 @@ static const gemv_ops *ops_for(isa_t isa)
     return cpu_pick(isa, &gemv_ops_scalar, &gemv_ops_avx2, &gemv_ops_avx512);
 }
 
+/* The calling thread's outputs [*o0, *o1) of gemv_n's out: contiguous shares
+ * of whole chunks, so each thread streams its own columns of W. */
+static void n_share(int out, int *o0, int *o1)
+{
+    const int chunks = (out + GEMV_N_ALIGN - 1) / GEMV_N_ALIGN;
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
+    *o0 = c0 * GEMV_N_ALIGN;
+    *o1 = c1 * GEMV_N_ALIGN < out ? c1 * GEMV_N_ALIGN : out;
+}
+
 void gemv_n_isa(isa_t isa, float *y, const float *x, const float *w, const float *b, int in,
                 int out)
 {
     const gemv_ops *ops = ops_for(isa);
-    const int chunks = (out + GEMV_N_ALIGN - 1) / GEMV_N_ALIGN;
 #pragma omp parallel if ((long)in * out >= PAR_MIN)
     {
-        /* contiguous shares of whole chunks: each thread streams its columns of W */
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        const int c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
-        const int o0 = c0 * GEMV_N_ALIGN, o1 = c1 * GEMV_N_ALIGN < out ? c1 * GEMV_N_ALIGN : out;
+        int o0, o1;
+        n_share(out, &o0, &o1);
         if (o0 < o1)
             ops->n(y, x, w, b, in, out, o0, o1);
     }
@@ -73,12 +81,10 @@ void gemv_n_rows_isa(isa_t isa, float *y, const float *x, const float *w, const 
                      int in, int out)
 {
     const gemv_ops *ops = ops_for(isa);
-    const int chunks = (out + GEMV_N_ALIGN - 1) / GEMV_N_ALIGN;
 #pragma omp parallel if ((long)m * in * out >= PAR_MIN)
     {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        const int c0 = chunks * t / nt, c1 = chunks * (t + 1) / nt;
-        const int o0 = c0 * GEMV_N_ALIGN, o1 = c1 * GEMV_N_ALIGN < out ? c1 * GEMV_N_ALIGN : out;
+        int o0, o1;
+        n_share(out, &o0, &o1);
         if (o0 < o1)
             ops->nm(y, x, w, b, m, in, out, o0, o1);
     }

@@ -95,13 +95,14 @@ run() {
 
 # alone ROUND: two trainers at once, no exchange, each with half the CPUs
 alone() {
-    OMP_NUM_THREADS=$half train "$tmp/alone0" $((batch / 2)) taskset -c "0-$((half - 1))" \
-        "$BUILD/trainer" 2>"$tmp/err0" &
-    pid=$!
+    pids=
+    for k in 0 1; do
+        OMP_NUM_THREADS=$half train "$tmp/alone$k" $((batch / 2)) \
+            taskset -c "$((k * half))-$((k * half + half - 1))" "$BUILD/trainer" 2>"$tmp/err$k" &
+        pids="$pids $!"
+    done
     rc=0
-    OMP_NUM_THREADS=$half train "$tmp/alone1" $((batch / 2)) taskset -c "$half-$((2 * half - 1))" \
-        "$BUILD/trainer" 2>"$tmp/err1" || rc=1
-    wait $pid || rc=1
+    for pid in $pids; do wait "$pid" || rc=1; done
     [ $rc -eq 0 ] || { cat "$tmp/err0" "$tmp/err1"; fail "2-alone"; }
     summarise "$1" 2-alone "$tmp/alone0/log.jsonl" "$tmp/alone1/log.jsonl"
 }
