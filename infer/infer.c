@@ -70,6 +70,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     s->xq = aligned_alloc(64, (N * 4 * C + 63) & ~(size_t)63);
     s->xs = alloc_f(N * 4 * C / Q8_GS + 1);
     s->aux = aligned_alloc(64, (N * 4 * C + 63) & ~(size_t)63);
+    s->xh = m->quant == INFER_BF16 ? aligned_alloc(64, (N * 4 * C * 2 + 63) & ~(size_t)63) : NULL;
     s->ln_mean = alloc_f(N);
     s->ln_rstd = alloc_f(N);
     const size_t kv_bytes = (L * T * C * (kv == INFER_KV_BF16 ? 2 : 4) + 63) & ~(size_t)63;
@@ -89,7 +90,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     if (!s->lane_aux || !s->aux || !s->lane_x || !s->lane_xb || !s->lane_stat || !s->lane_xq ||
         !s->lane_xs || !s->x || !s->xb || !s->xb2 || !s->qkv || !s->atty || !s->fch || !s->xq ||
         !s->xs || !s->ln_mean || !s->ln_rstd || !s->key_cache || !s->value_cache || !s->att ||
-        !s->logits) {
+        !s->logits || (m->quant == INFER_BF16 && !s->xh)) {
         snprintf(err, errlen, "out of memory for the run state (KV cache %.1f MB)",
                  2.0 * kv_bytes / 1e6);
         infer_state_free(s);
@@ -100,9 +101,10 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
 
 void infer_state_free(infer_state *s)
 {
-    void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xs, s->ln_mean,
-                   s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits, s->lane_x,
-                   s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux, s->aux};
+    void *all[] = {s->x, s->xb, s->xb2, s->qkv, s->atty, s->fch, s->xq, s->xh, s->xs,
+                   s->ln_mean, s->ln_rstd, s->key_cache, s->value_cache, s->att, s->logits,
+                   s->lane_x, s->lane_xb, s->lane_stat, s->lane_xq, s->lane_xs, s->lane_aux,
+                   s->aux};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     memset(s, 0, sizeof *s);
@@ -128,6 +130,9 @@ static void linear(const infer_model *m, infer_state *s, float *y, const float *
         } else {
             q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
         }
+    } else if (l->wg && n >= m->bf16_gemm_rows) {
+        f32_to_bf16(s->xh, x, (size_t)n * l->in);
+        gemm_packed(l->wg, n, 1.0f, s->xh, l->in, l->b, false, y, l->out);
     } else if (l->wh) {
         bf16mm_matmul(y, x, l->wh, l->b, n, l->in, l->out);
     } else if (n == 1) {

@@ -20,10 +20,16 @@
  *         several rows, through gemv (kernels/gemv.h) when decoding one.
  *   bf16  every weight rounded to bf16 (nearest even) at load.  The matrices
  *         and the tied LM head are held in 2 bytes a weight in bf16mm's
- *         layout and multiplied by kernels/bf16mm.h for decode and prefill
- *         alike: with AVX512-BF16 by vdpbf16ps, which rounds the product
- *         inputs to bf16 too; elsewhere widened to fp32 in registers, which
- *         gives fp32's decode arithmetic on the rounded weights.  The token
+ *         layout and multiplied by kernels/bf16mm.h for decode: with
+ *         AVX512-BF16 by vdpbf16ps, which rounds the product inputs to bf16
+ *         too; elsewhere widened to fp32 in registers, which gives fp32's
+ *         decode arithmetic on the rounded weights.  Products of several rows
+ *         (prefill, eval) go through oneDNN's bf16 matmul (AMX where the CPU
+ *         has it) reading the same bytes in place, on inputs rounded to bf16,
+ *         from the row count at which load timed it faster than bf16mm
+ *         (bf16_gemm_rows; never where oneDNN has no native bf16 product or
+ *         n_embd is not a multiple of 32): its sums run in another order, so
+ *         such a prefill is not bit-identical to token-by-token decode.  The token
  *         embedding is read back from the LM head (wte is held once); wpe,
  *         the biases and LayerNorm stay fp32 arrays holding bf16 values.
  *   int8  every matrix of the blocks and the (tied) LM head quantized at load
@@ -57,6 +63,7 @@
 #include <stdint.h>
 
 #include "io/tokenizer.h"
+#include "kernels/gemm.h"
 #include "kernels/q8.h"
 #include "io/hf_names.h"
 
@@ -74,6 +81,7 @@ typedef struct {
     float *ws;
     void *wv;   /* int8 with a decode layout: wq/ws repacked (q8_decode_pack), wq/ws NULL */
     uint16_t *wh;   /* bf16: W in bf16mm_pack's layout (kernels/bf16mm.h), w NULL */
+    gemm_weights *wg;   /* bf16: oneDNN's view of wh (gemm_weights_view_bf16), NULL if none */
     float *b;   /* NULL: no bias */
 } infer_linear;
 
@@ -94,6 +102,9 @@ typedef struct {
     uint16_t *bf16;
     size_t weight_bytes;          /* bytes of all weights as held */
     q8_path decode_path;          /* int8: the layout of every wv, Q8_SCALAR if none */
+    int bf16_gemm_rows;           /* bf16: products of this many rows or more run through
+                                   * oneDNN on wg, fewer through bf16mm; INT_MAX: never
+                                   * (timed at load) */
 } infer_model;
 
 /* Fills dst (rows x cols floats; cols 0 for a vector) with the named tensor
@@ -145,6 +156,7 @@ typedef struct {
     int nthreads;
     float *x, *xb, *xb2, *qkv, *atty, *fch;   /* [max_chunk, C | 3C | 4C] */
     int8_t *xq;                   /* [max_chunk, 4C] quantized activations (int8) */
+    uint16_t *xh;                 /* [max_chunk, 4C] bf16 activations (bf16 through oneDNN) */
     void *aux;                    /* [max_chunk, 4C] bytes: q8_decode_prep's of xq */
     float *xs;                    /* [max_chunk, 4C/32] their scales */
     float *ln_mean, *ln_rstd;     /* [max_chunk] (LayerNorm writes them) */

@@ -6,6 +6,7 @@
  * gguf_load.c.  infer.c runs the model this fills. */
 #include "infer/infer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "io/checkpoint.h"
 #include "kernels/bf16mm.h"
+#include "kernels/clock.h"
 #include "kernels/convert.h"
 #include "kernels/pages.h"
 #include "kernels/q8.h"
@@ -243,8 +245,8 @@ static int read_matrix(void *ctx, const char *name, const infer_linear *l, char 
     return 0;
 }
 
-/* Every int8 matrix: the blocks' four, then the LM head. */
-static int int8_matrices(infer_model *m, infer_linear **all)
+/* Every matrix: the blocks' four, then the LM head. */
+static int matrices(infer_model *m, infer_linear **all)
 {
     int n = 0;
     for (int l = 0; m->h && l < m->d.n_layer; l++) {
@@ -256,6 +258,56 @@ static int int8_matrices(infer_model *m, infer_linear **all)
     }
     all[n++] = &m->lm_head;
     return n;
+}
+
+/* bf16: a oneDNN view of every packed matrix, where oneDNN has a native bf16
+ * product reading bf16mm's layout (n_embd a multiple of 32); a matrix
+ * without one (or without memory for it) runs through bf16mm only. */
+static void view_bf16_matrices(infer_model *m)
+{
+    infer_linear **all = malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all);
+    for (int i = 0, n = all ? matrices(m, all) : 0; i < n; i++)
+        all[i]->wg = gemm_weights_view_bf16(all[i]->wh, all[i]->in, all[i]->out);
+    free(all);
+}
+
+/* bf16: from how many rows oneDNN's product beats bf16mm's, timed on block
+ * 0's fc at doubling row counts (the best of a few runs after one that
+ * creates oneDNN's primitive); INT_MAX where there are no views or bf16mm is
+ * faster up to TRY_ROWS_MAX rows.  Tens of milliseconds at load. */
+static void choose_bf16_products(infer_model *m)
+{
+    enum { TRY_ROWS_MAX = 256, RUNS = 3 };
+    m->bf16_gemm_rows = INT_MAX;
+    const infer_linear *l = &m->h[0].fc;
+    const int rows_max = m->d.n_positions < TRY_ROWS_MAX ? m->d.n_positions : TRY_ROWS_MAX;
+    if (!l->wg || rows_max < 2)
+        return;
+    float *x = calloc((size_t)rows_max * l->in, sizeof *x);
+    float *y = malloc((size_t)rows_max * l->out * sizeof *y);
+    uint16_t *xh = malloc((size_t)rows_max * l->in * sizeof *xh);
+    for (int n = 2; x && y && xh && n <= rows_max; n *= 2) {
+        double own = INFINITY, lib = INFINITY;
+        for (int r = 0; r <= RUNS; r++) {
+            const double t0 = clock_mono_s();
+            bf16mm_matmul(y, x, l->wh, l->b, n, l->in, l->out);
+            const double t1 = clock_mono_s();
+            f32_to_bf16(xh, x, (size_t)n * l->in);
+            gemm_packed(l->wg, n, 1.0f, xh, l->in, l->b, false, y, l->out);
+            const double t2 = clock_mono_s();
+            if (r > 0) {
+                own = fmin(own, t1 - t0);
+                lib = fmin(lib, t2 - t1);
+            }
+        }
+        if (lib < own) {
+            m->bf16_gemm_rows = n;
+            break;
+        }
+    }
+    free(x);
+    free(y);
+    free(xh);
 }
 
 /* An int8 model with a decode layout loads one matrix at a time: the visitor
@@ -363,8 +415,12 @@ static int load_model(infer_model *m, const gpt2_dims *d, infer_quant q, const i
         infer_model_free(m);
         return -1;
     }
-    if (q == INFER_BF16)   /* the fp32 ones (embeddings, biases, LayerNorm) at bf16 precision too */
+    if (q == INFER_BF16) {
+        /* the fp32 ones (embeddings, biases, LayerNorm) at bf16 precision too */
         round_to_bf16(m->f32, f.used / sizeof(float));
+        view_bf16_matrices(m);
+        choose_bf16_products(m);
+    }
     return 0;
 }
 
@@ -392,8 +448,10 @@ int infer_model_build(infer_model *m, const gpt2_dims *d, infer_quant q, infer_t
 void infer_model_free(infer_model *m)
 {
     infer_linear **all = m->h ? malloc((4 * (size_t)m->d.n_layer + 1) * sizeof *all) : NULL;
-    for (int i = 0, n = all ? int8_matrices(m, all) : 0; i < n; i++)
+    for (int i = 0, n = all ? matrices(m, all) : 0; i < n; i++) {
         free(all[i]->wv);
+        gemm_weights_destroy(all[i]->wg);
+    }
     free(all);
     free(m->h);
     free(m->f32);

@@ -16,6 +16,7 @@ typedef struct {
     gemm_dtype dtype;
     bool trans_a, trans_b, has_bias, accumulate;
     bool packed;              /* B is a gemm_weights' blocked copy (ldb unused) */
+    bool view;                /* packed, in VIEW_TAG (gemm_weights_view_bf16) */
     bool gemm_kernel;         /* oneDNN's gemm kernel, not its first choice */
     float alpha;              /* the product is scaled by it (no bias then) */
     int M, N, K, lda, ldb, ldc;
@@ -37,6 +38,11 @@ static struct {
     size_t rounded_cap;
     bool trans_a_gemm;        /* gemm_set_trans_a_kernel */
 } cache = {.bf16_native = -1};
+
+/* The layout of gemm_weights_view_bf16: blocks of 64 columns, in each the
+ * rows in blocks of 32 as 16 pairs, a pair's two values side by side. */
+#define VIEW_TAG dnnl_BA16a64b2a
+enum { VIEW_K_MULTIPLE = 32 };
 
 static void check(dnnl_status_t st, const char *what)
 {
@@ -117,6 +123,14 @@ static bool blocked_md(gemm_dtype dtype, int K, int N, dnnl_memory_desc_t *out)
     return true;
 }
 
+static dnnl_memory_desc_t view_md(int K, int N)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {K, N};
+    check(dnnl_memory_desc_init_by_tag(&md, 2, dims, dnnl_bf16, VIEW_TAG), "memory_desc view");
+    return md;
+}
+
 /* oneDNN's first implementation for desc, or with gemm_kernel its first
  * "gemm:" one where it offers one. */
 static dnnl_status_t primitive_desc_create(dnnl_primitive_desc_t *pd,
@@ -154,6 +168,8 @@ static bool entry_create(gemm_entry *e)
     dnnl_memory_desc_t b_md;
     if (!e->packed)
         b_md = matrix_md(e->K, e->N, e->ldb, e->trans_b, in);
+    else if (e->view)
+        b_md = view_md(e->K, e->N);
     else if (!blocked_md(e->dtype, e->K, e->N, &b_md))
         return false;
     dnnl_memory_desc_t c_md = matrix_md(e->M, e->N, e->ldc, false, dnnl_f32);
@@ -197,7 +213,8 @@ static gemm_entry *lookup(const gemm_entry *key)
     for (int i = 0; i < cache.count; i++) {
         gemm_entry *e = &cache.entries[i];
         if (e->dtype == key->dtype && e->trans_a == key->trans_a && e->trans_b == key->trans_b &&
-            e->packed == key->packed && e->gemm_kernel == key->gemm_kernel &&
+            e->packed == key->packed && e->view == key->view &&
+            e->gemm_kernel == key->gemm_kernel &&
             e->alpha == key->alpha && e->has_bias == key->has_bias &&
             e->accumulate == key->accumulate && e->M == key->M &&
             e->N == key->N && e->K == key->K && e->lda == key->lda && e->ldb == key->ldb &&
@@ -337,6 +354,7 @@ void gemm_scaled(gemm_dtype dtype, bool trans_a, bool trans_b, int M, int N, int
 struct gemm_weights {
     gemm_dtype dtype;
     bool trans_b, native;
+    bool view;                 /* gemm_weights_view_bf16: packed reads the caller's memory */
     int K, N, ldb;
     dnnl_memory_t master;      /* native: the fp32 master as stored (handle set per pack) */
     dnnl_memory_t packed;      /* native: the blocked copy, allocated by oneDNN */
@@ -454,6 +472,28 @@ gemm_weights *gemm_weights_create_in(gemm_dtype dtype, bool trans_b, int K, int 
     return w;
 }
 
+gemm_weights *gemm_weights_view_bf16(const uint16_t *data, int K, int N)
+{
+    init_engine();
+    if (K % VIEW_K_MULTIPLE || !weights_native(GEMM_BF16))
+        return NULL;
+    gemm_entry probe = {.dtype = GEMM_BF16, .packed = true, .view = true, .alpha = 1.0f,
+                        .M = 1, .N = N, .K = K, .lda = K, .ldc = N};
+    if (!lookup(&probe))   /* no bf16 matmul reads this layout here */
+        return NULL;
+    gemm_weights *w = calloc(1, sizeof *w);
+    dnnl_memory_desc_t md = view_md(K, N);
+    if (!w || dnnl_memory_create(&w->packed, &md, cache.engine, (void *)data) != dnnl_success) {
+        free(w);
+        return NULL;
+    }
+    w->dtype = GEMM_BF16;
+    w->native = w->view = true;
+    w->K = K;
+    w->N = N;
+    return w;
+}
+
 void gemm_weights_destroy(gemm_weights *w)
 {
     if (!w)
@@ -496,6 +536,7 @@ static uint16_t *packed_data(const gemm_weights *w)
 
 void gemm_weights_pack(gemm_weights *w, const float *B)
 {
+    assert(!w->view);
     if (w->pairs)
         f32_to_bf16_pairs(&w->layout, packed_data(w), B, (size_t)w->ldb, w->trans_b);
     else
@@ -524,6 +565,7 @@ bool gemm_weights_packed_here(const gemm_weights *w)
  * master rounded to the dtype. */
 void gemm_weights_pack_onednn(gemm_weights *w, const float *B)
 {
+    assert(!w->view);
     if (w->native) {
         reorder_run(w->reorder, w->master, B, w->packed);
         return;
@@ -551,7 +593,7 @@ void gemm_packed(const gemm_weights *w, int M, float alpha, const void *A, int l
         gemm_packed(w->wide, M, alpha, a, lda, bias, accumulate, C, ldc);
         return;
     }
-    gemm_entry key = {.dtype = w->dtype, .packed = true, .alpha = alpha,
+    gemm_entry key = {.dtype = w->dtype, .packed = true, .view = w->view, .alpha = alpha,
                       .has_bias = bias != NULL, .accumulate = accumulate, .M = M, .N = w->N,
                       .K = w->K, .lda = lda, .ldc = ldc};
     void *B;

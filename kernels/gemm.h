@@ -61,6 +61,12 @@ gemm_weights *gemm_weights_create_in(gemm_dtype dtype, bool trans_b, int K, int 
 /* Bytes of the packed copy of K x N weights in dtype; 0 when it is not a
  * native 16-bit or fp32 layout (the widening fallback keeps its own). */
 size_t gemm_weights_size(gemm_dtype dtype, int K, int N);
+/* A view of bf16 weights K x N already laid out as oneDNN's BA16a64b2a
+ * (kernels/bf16mm.h's layout where K is a multiple of 32): gemm_packed reads
+ * data in place, nothing is copied (data must outlive the view, and the view
+ * is never packed).  NULL where K is not a multiple of 32 or oneDNN has no
+ * bf16 product reading that layout on this CPU. */
+gemm_weights *gemm_weights_view_bf16(const uint16_t *data, int K, int N);
 void gemm_weights_destroy(gemm_weights *w);
 /* Refreshes w from the master B (after every optimizer step). */
 void gemm_weights_pack(gemm_weights *w, const float *B);

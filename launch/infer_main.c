@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,13 +250,18 @@ static void print_bench(const infer_model *m, const options *o, int n_prompt,
 {
     /* decode tokens/s counts every generated token over the time from the end
      * of prefill to the last one (sampling and one forward per token) */
-    printf("{\"quant\":\"%s\",\"kv\":\"%s\",\"n_prompt\":%d,\"n_generated\":%d,"
+    char onednn_rows[16] = "null";   /* bf16 products through oneDNN from this many rows */
+    if (m->quant == INFER_BF16 && m->bf16_gemm_rows != INT_MAX)
+        snprintf(onednn_rows, sizeof onednn_rows, "%d", m->bf16_gemm_rows);
+    printf("{\"quant\":\"%s\",\"kv\":\"%s\",\"bf16_onednn_rows\":%s,"
+           "\"n_prompt\":%d,\"n_generated\":%d,"
            "\"prefill_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f,"
            "\"prefill_s\":%.6f,\"decode_s\":%.6f,\"decode_cpu_s\":%.6f,"
            "\"rss_mb\":%.1f,\"peak_rss_mb\":%.1f,"
            "\"weights_mb\":%.1f,\"threads\":%d,\"context_full\":%s,\"temperature\":%g,"
            "\"vocab_size\":%d,\"n_positions\":%d,\"n_embd\":%d,\"n_layer\":%d,\"n_head\":%d}\n",
-           infer_quant_name(m->quant), infer_kv_name(o->kv), n_prompt, st.n_generated,
+           infer_quant_name(m->quant), infer_kv_name(o->kv), onednn_rows, n_prompt,
+           st.n_generated,
            st.prefill_s > 0 ? n_prompt / st.prefill_s : 0.0,
            st.decode_s > 0 ? st.n_generated / st.decode_s : 0.0, st.prefill_s, st.decode_s,
            st.decode_cpu_s, process_rss_mb(), process_peak_rss_mb(), m->weight_bytes / 1e6,

@@ -93,6 +93,8 @@ PY
 # bf16 (2-byte weights) against fp32 on the same windows: on the active path
 # (vdpbf16ps where the CPU has AVX512-BF16, activations rounded to bf16 too)
 # and widening the weights (GPT_ISA=avx2: fp32's arithmetic on bf16 weights);
+# where load found oneDNN's bf16 matmul faster, the windows' products run
+# there on either (GPT_ISA picks our kernels, not oneDNN's), decode's not;
 # greedy text against fp32's, for the record (one near tie changes the rest)
 "$BUILD/infer" --ckpt "$ck" --quant fp32 --prompt "The " -n 40 --temperature 0 >"$tmp/greedy.fp32" 2>/dev/null
 for isa in "" avx2; do

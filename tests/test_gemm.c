@@ -1,11 +1,13 @@
 /* gemm: every transpose combination, bias and accumulate, against the
- * double-precision reference; strided (ld > cols) operands; cache reuse. */
+ * double-precision reference; strided (ld > cols) operands; cache reuse;
+ * packed weights and views of bf16mm's layout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <omp.h>
 
+#include "kernels/bf16mm.h"
 #include "kernels/convert.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
@@ -307,6 +309,60 @@ static void test_bf16_widened_path(void **state)
     gemm_release();
 }
 
+/* gemm_weights_view_bf16 reads bf16mm's packed bytes in place: its products
+ * are the reference's on the bf16-rounded operands (partial column blocks,
+ * bias or not, 1 to 64 rows); K not a multiple of 32 has no view. */
+static void check_view_case(int M, int K, int N, bool bias)
+{
+    float *W = malloc((size_t)K * N * sizeof *W), *A = malloc((size_t)M * K * sizeof *A);
+    float *b = malloc(N * sizeof *b), *C = malloc((size_t)M * N * sizeof *C);
+    float *R = malloc((size_t)M * N * sizeof *R);
+    uint16_t *Ah = malloc((size_t)M * K * sizeof *Ah);
+    const size_t len = bf16mm_packed_len(K, N);
+    uint16_t *p = aligned_alloc(64, (len * sizeof *p + 63) / 64 * 64);
+    assert_true(W && A && b && C && R && Ah && p);
+    test_fill(W, (size_t)K * N, 51, 1.0f);
+    test_fill(A, (size_t)M * K, 52, 1.0f);
+    test_fill(b, N, 53, 1.0f);
+    bf16mm_pack(p, W, false, K, N);
+    gemm_weights *w = gemm_weights_view_bf16(p, K, N);
+    assert_non_null(w);
+    f32_to_bf16(Ah, A, (size_t)M * K);
+    gemm_packed(w, M, 1.0f, Ah, K, bias ? b : NULL, false, C, N);
+    bf16_to_f32(A, Ah, (size_t)M * K);   /* the reference on the rounded operands */
+    uint16_t *Wh = malloc((size_t)K * N * sizeof *Wh);
+    assert_non_null(Wh);
+    f32_to_bf16(Wh, W, (size_t)K * N);
+    bf16_to_f32(W, Wh, (size_t)K * N);
+    gemm_f32_ref(false, false, M, N, K, A, K, W, N, bias ? b : NULL, false, R, N);
+    char what[96];
+    snprintf(what, sizeof what, "bf16 view %dx%dx%d bias=%d", M, N, K, bias);
+    assert_true(test_close(what, C, R, (size_t)M * N, 1e-4f * K / 64 + 1e-5f, 1e-5f));
+    gemm_weights_destroy(w);
+    free(W), free(A), free(b), free(C), free(R), free(Ah), free(Wh), free(p);
+}
+
+static void test_bf16_view(void **state)
+{
+    (void)state;
+    static const int shapes[][2] = {{32, 64}, {64, 100}, {96, 256}, {768, 200}};
+    static const int rows[] = {1, 5, 64};
+    uint16_t *probe = aligned_alloc(64, bf16mm_packed_len(64, 64) * sizeof *probe);
+    assert_non_null(probe);
+    assert_null(gemm_weights_view_bf16(probe, 48, 64));
+    gemm_weights *w = gemm_weights_view_bf16(probe, 64, 64);
+    free(probe);
+    if (!w) {
+        test_skip("gemm bf16 view of bf16mm's layout", "oneDNN has no native bf16 product here");
+        return;
+    }
+    gemm_weights_destroy(w);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            for (int bias = 0; bias < 2; bias++)
+                check_view_case(rows[r], shapes[i][0], shapes[i][1], bias);
+}
+
 /* Where the CPU has AMX, oneDNN runs bf16 products on the tiles (its
  * implementation name says so) and they match fp32 within bf16 rounding. */
 static void test_bf16_uses_amx(void **state)
@@ -356,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_packed_weights_widened),
         cmocka_unit_test(test_pack_matches_onednn),
         cmocka_unit_test(test_bf16_uses_amx),
+        cmocka_unit_test(test_bf16_view),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gemm_release();

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -50,7 +51,8 @@ static void random_tokens(int *x, int n, int V, uint64_t seed)
 }
 
 /* A GPT-2 initialised as the trainer does, with the embeddings scaled up so
- * the logits spread like a trained model's rather than all sitting near 0. */
+ * the logits spread like a trained model's rather than all sitting near 0,
+ * and random biases. */
 static void make_gpt2_dims(gpt2 *g, const gpt2_dims *d, int T, uint64_t seed)
 {
     char err[256];
@@ -59,6 +61,14 @@ static void make_gpt2_dims(gpt2 *g, const gpt2_dims *d, int T, uint64_t seed)
     gpt2_init_params(g, seed);
     for (size_t i = 0; i < (size_t)d->vocab_size * d->n_embd; i++)
         g->p.wte[i] *= 25.0f;
+    const size_t C = d->n_embd;
+    for (int l = 0; l < d->n_layer; l++) {   /* biases that count (GPT-2 starts them at 0) */
+        const block_params *b = &g->p.h[l];
+        test_fill(b->qkvb, 3 * C, seed + 4 * l, 0.1f);
+        test_fill(b->attprojb, C, seed + 4 * l + 1, 0.1f);
+        test_fill(b->fcb, 4 * C, seed + 4 * l + 2, 0.1f);
+        test_fill(b->fcprojb, C, seed + 4 * l + 3, 0.1f);
+    }
 }
 
 static void make_gpt2(gpt2 *g, uint64_t seed)
@@ -71,6 +81,9 @@ static void make_infer_kv(infer_model *m, infer_state *s, const gpt2 *g, infer_q
 {
     char err[256];
     assert_int_equal(infer_model_from_gpt2(m, g, q, err, sizeof err), 0);
+    /* load picks the row count from which bf16 products go through oneDNN by
+     * timing, which a test cannot fix: bf16mm for all unless a test says */
+    m->bf16_gemm_rows = INT_MAX;
     assert_int_equal(infer_state_create(s, m, 0, kv, err, sizeof err), 0);
 }
 
@@ -203,7 +216,7 @@ static int same_cache(const infer_model *m, const infer_state *a, const infer_st
     return 1;
 }
 
-static void check_prefill(infer_quant q, infer_kv kv, float atol, float rtol)
+static void check_prefill_rows(infer_quant q, infer_kv kv, float atol, float rtol, int bf16_rows)
 {
     gpt2 g;
     infer_model m;
@@ -211,6 +224,7 @@ static void check_prefill(infer_quant q, infer_kv kv, float atol, float rtol)
     char err[256];
     make_gpt2(&g, 12);
     make_infer_kv(&m, &s1, &g, q, kv);
+    m.bf16_gemm_rows = bf16_rows;
     assert_int_equal(infer_state_create(&s2, &m, 0, kv, err, sizeof err), 0);
     int toks[SEQ], V = DIMS.vocab_size;
     random_tokens(toks, SEQ, V, 4);
@@ -230,6 +244,11 @@ static void check_prefill(infer_quant q, infer_kv kv, float atol, float rtol)
     infer_state_free(&s2);
     infer_model_free(&m);
     gpt2_destroy(&g);
+}
+
+static void check_prefill(infer_quant q, infer_kv kv, float atol, float rtol)
+{
+    check_prefill_rows(q, kv, atol, rtol, INT_MAX);
 }
 
 static void test_prefill_matches_token_by_token_fp32(void **state)
@@ -401,6 +420,41 @@ static void test_prefill_matches_token_by_token_bf16(void **state)
     (void)state;
     check_prefill(INFER_BF16, INFER_KV_FP32, 0.0f, 0.0f);
     check_prefill(INFER_BF16, INFER_KV_BF16, 0.0f, 0.0f);
+}
+
+/* Through oneDNN's bf16 matmul on a view of bf16mm's bytes (every product
+ * of 2 rows or more), a prefill sums in another order than decode: logits
+ * and cache agree to rounding, not to the bit.  Load gives every matrix a
+ * view where oneDNN has native bf16 products and n_embd is a multiple of 32,
+ * and none elsewhere. */
+static void test_prefill_bf16_through_onednn(void **state)
+{
+    (void)state;
+    gpt2 g;
+    infer_model m;
+    char err[256];
+    make_gpt2(&g, 12);
+    assert_int_equal(infer_model_from_gpt2(&m, &g, INFER_BF16, err, sizeof err), 0);
+    const bool views = m.h[0].fc.wg != NULL;
+    print_message("bf16 products through oneDNN from %d rows (timed at load)\n",
+                  m.bf16_gemm_rows);
+    for (int l = 0; l < DIMS.n_layer; l++) {
+        const infer_block *b = &m.h[l];
+        assert_true(!b->qkv.wg == !views && !b->attproj.wg == !views && !b->fcproj.wg == !views);
+    }
+    assert_true(!m.lm_head.wg == !views);
+    assert_true(views || m.bf16_gemm_rows == INT_MAX);
+    assert_true(m.bf16_gemm_rows >= 2);
+    infer_model_free(&m);
+    gpt2_destroy(&g);
+    if (!views) {
+        test_skip("infer bf16 prefill through oneDNN", "oneDNN has no native bf16 product here");
+        return;
+    }
+    /* vdpbf16ps rounds the activations to bf16 as oneDNN does, so only the
+     * order of the sums differs; widening bf16mm keeps them fp32 */
+    const bool dot = bf16mm_path_active() == BF16MM_DOT;
+    check_prefill_rows(INFER_BF16, INFER_KV_FP32, dot ? 1e-5f : 1e-2f, dot ? 1e-4f : 1e-2f, 2);
 }
 
 /* Where bf16 widens (no AVX512-BF16, or GPT_ISA below avx512) it is fp32's
@@ -1138,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_int8_holds_wte_once),
         cmocka_unit_test(test_bf16_holds_2_bytes),
         cmocka_unit_test(test_prefill_matches_token_by_token_bf16),
+        cmocka_unit_test(test_prefill_bf16_through_onednn),
         cmocka_unit_test(test_bf16_widen_is_fp32_on_rounded_weights),
         cmocka_unit_test(test_bf16_agrees_with_fp32),
         cmocka_unit_test(test_odd_configs_decode_matches_forward),
