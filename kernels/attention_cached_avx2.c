@@ -38,11 +38,15 @@ SIMD_INLINE __m256 reduce8(const __m256 s[8])
                          _mm256_permute2f128_ps(s0123, s4567, 0x31));
 }
 
+/* The kernels below are inlined once per cache type and per whether hs is
+ * a multiple of 8 (bf16 and whole constants), so that their addresses and
+ * accumulators stay in registers; whole: every vector of a row is full. */
+
 /* att[t] = scale (q . k[t]) for t < n, 8 rows at a time with no horizontal
  * sum per row; a short last block repeats row n-1 and stores only its own
  * lanes, so every row gets the same arithmetic.  Returns max_t att[t]. */
-static float cached_scores(float *att, const float *q, const void *k, bool bf16, int n, int hs,
-                           float scale)
+SIMD_INLINE float cached_scores(float *att, const float *q, const void *k, bool bf16, bool whole,
+                                int n, int hs, float scale)
 {
     __m256 mx = _mm256_set1_ps(-INFINITY);
     for (int t = 0; t < n; t += 8) {
@@ -53,7 +57,7 @@ static float cached_scores(float *att, const float *q, const void *k, bool bf16,
             row[r] = (size_t)(t + r < n ? t + r : n - 1) * hs;
         }
         for (int c = 0; c < hs; c += 8) {
-            const size_t rem = (size_t)(hs - c);
+            const size_t rem = whole ? 8 : (size_t)(hs - c);
             const __m256 qv = simd_load8(q + c, rem);
             _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++)
                 acc[r] = _mm256_fmadd_ps(qv, kv_load8(k, bf16, row[r] + c, rem), acc[r]);
@@ -81,35 +85,56 @@ static float cached_exps(float *att, int n, float mx)
     return simd_hsum8(sum);
 }
 
-/* out = inv sum_t att[t] v[t]: up to 64 columns at a time (nv vectors)
- * held in registers while the rows stream past. */
-static void cached_values(float *out, const float *att, const void *v, bool bf16, int n, int hs,
-                          float inv)
+/* Columns c0 .. c0 + 8 nv - 1 (at most hs) of out = inv sum_t att[t] v[t],
+ * nv <= 8 vectors held in registers while the rows stream past. */
+SIMD_INLINE void values_columns(float *out, const float *att, const void *v, bool bf16,
+                                bool whole, int n, int hs, int c0, int nv, float inv)
 {
-    for (int c0 = 0; c0 < hs; c0 += 64) {
-        const int nv = hs - c0 >= 64 ? 8 : (hs - c0 + 7) / 8;
-        __m256 acc[8];
-        size_t rem[8];
-        for (int j = 0; j < 8; j++) {
-            acc[j] = _mm256_setzero_ps();
-            rem[j] = j < nv ? (size_t)(hs - c0 - 8 * j) : 0;
-        }
-        for (int t = 0; t < n; t++) {
-            const __m256 a = _mm256_set1_ps(att[t]);
-            const size_t at = (size_t)t * hs + c0;
-            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                if (j < nv)
-                    acc[j] = _mm256_fmadd_ps(a, kv_load8(v, bf16, at + 8 * j, rem[j]), acc[j]);
-        }
-        for (int j = 0; j < nv; j++)
-            simd_store8(out + c0 + 8 * j, rem[j], _mm256_mul_ps(acc[j], _mm256_set1_ps(inv)));
+    __m256 acc[8];
+    size_t rem[8];
+    for (int j = 0; j < 8; j++) {
+        acc[j] = _mm256_setzero_ps();
+        rem[j] = j >= nv ? 0 : whole ? 8 : (size_t)(hs - c0 - 8 * j);
     }
+    for (int t = 0; t < n; t++) {
+        const __m256 a = _mm256_set1_ps(att[t]);
+        const size_t at = (size_t)t * hs + c0;
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+            if (j < nv)
+                acc[j] = _mm256_fmadd_ps(a, kv_load8(v, bf16, at + 8 * j, rem[j]), acc[j]);
+    }
+    for (int j = 0; j < nv; j++)
+        simd_store8(out + c0 + 8 * j, rem[j], _mm256_mul_ps(acc[j], _mm256_set1_ps(inv)));
+}
+
+/* out = inv sum_t att[t] v[t], 64 columns at a time (8 a constant there). */
+SIMD_INLINE void cached_values(float *out, const float *att, const void *v, bool bf16,
+                               bool whole, int n, int hs, float inv)
+{
+    int c0 = 0;
+    for (; c0 + 64 <= hs; c0 += 64)
+        values_columns(out, att, v, bf16, whole, n, hs, c0, 8, inv);
+    if (c0 < hs)
+        values_columns(out, att, v, bf16, whole, n, hs, c0, (hs - c0 + 7) / 8, inv);
+}
+
+SIMD_INLINE void cached(float *out, const float *q, const void *k, const void *v, bool bf16,
+                        bool whole, int n, int hs, float *att)
+{
+    const float mx = cached_scores(att, q, k, bf16, whole, n, hs, 1.0f / sqrtf((float)hs));
+    cached_values(out, att, v, bf16, whole, n, hs, 1.0f / cached_exps(att, n, mx));
 }
 
 void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                       int hs, float *att)
 {
-    const float mx = cached_scores(att, q, k, bf16, n, hs, 1.0f / sqrtf((float)hs));
-    cached_values(out, att, v, bf16, n, hs, 1.0f / cached_exps(att, n, mx));
+    if (hs % 8 == 0 && bf16)
+        cached(out, q, k, v, true, true, n, hs, att);
+    else if (hs % 8 == 0)
+        cached(out, q, k, v, false, true, n, hs, att);
+    else if (bf16)
+        cached(out, q, k, v, true, false, n, hs, att);
+    else
+        cached(out, q, k, v, false, false, n, hs, att);
 }
 
