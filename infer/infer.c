@@ -118,6 +118,29 @@ void infer_state_free(infer_state *s)
  * many rows, and with few it runs several times slower (docs/benchmarks.md:
  * "fp32 prefill"). */
 enum { FP32_ROWS_MAX = 64 };
+
+/* bf16 through oneDNN, which makes (and caches) a primitive per row count:
+ * the rows go in pieces of powers of two up to PIECE_ROWS_MAX, so that a
+ * server's prompts of every length share a few; a last piece too small for
+ * oneDNN (below bf16_gemm_rows) goes through bf16mm. */
+static void bf16_gemm_pieces(const infer_model *m, infer_state *s, float *y, const float *x,
+                             const infer_linear *l, int n)
+{
+    enum { PIECE_ROWS_MAX = 256 };
+    f32_to_bf16(s->xh, x, (size_t)n * l->in);
+    int r0 = 0;
+    while (n - r0 >= m->bf16_gemm_rows) {
+        int piece = PIECE_ROWS_MAX;
+        while (piece > n - r0)
+            piece /= 2;
+        gemm_packed(l->wg, piece, 1.0f, s->xh + (size_t)r0 * l->in, l->in, l->b, false,
+                    y + (size_t)r0 * l->out, l->out);
+        r0 += piece;
+    }
+    if (r0 < n)
+        bf16mm_matmul(y + (size_t)r0 * l->out, x + (size_t)r0 * l->in, l->wh, l->b, n - r0,
+                      l->in, l->out);
+}
 static void linear(const infer_model *m, infer_state *s, float *y, const float *x,
                    const infer_linear *l, int n)
 {
@@ -131,8 +154,7 @@ static void linear(const infer_model *m, infer_state *s, float *y, const float *
             q8_matmul(y, s->xq, s->xs, l->wq, l->ws, l->b, n, l->in, l->out);
         }
     } else if (l->wg && n >= m->bf16_gemm_rows) {
-        f32_to_bf16(s->xh, x, (size_t)n * l->in);
-        gemm_packed(l->wg, n, 1.0f, s->xh, l->in, l->b, false, y, l->out);
+        bf16_gemm_pieces(m, s, y, x, l, n);
     } else if (l->wh) {
         bf16mm_matmul(y, x, l->wh, l->b, n, l->in, l->out);
     } else if (n == 1) {
