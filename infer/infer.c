@@ -76,7 +76,8 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     const size_t kv_bytes = (L * T * C * (kv == INFER_KV_BF16 ? 2 : 4) + 63) & ~(size_t)63;
     s->key_cache = aligned_alloc(64, kv_bytes);
     s->value_cache = aligned_alloc(64, kv_bytes);
-    s->att = alloc_f((size_t)s->nthreads * T);
+    s->att_stride = 2 * (T + 1);   /* attention_cached_rows' scratch */
+    s->att = alloc_f((size_t)s->nthreads * s->att_stride);
     s->logits = alloc_f(d->vocab_size);
     /* per-thread decode vectors, each thread's in its own cache lines */
     s->lane_stride = (C + 31) / 32 * 32;
@@ -187,26 +188,30 @@ static void head_kv(const infer_model *m, const infer_state *s, int l, int h, co
 
 /* Query i of the new ones (at position pos + i) of head h over the head's
  * cache rows 0..pos+i; att: this thread's scratch. */
-static void attend_head(const infer_model *m, infer_state *s, int l, int h, int i, int pos,
-                        float *att)
+/* Decode: head h of the one new query (position pos) over cache rows 0..pos. */
+static void attend_head(const infer_model *m, infer_state *s, int l, int h, int pos, float *att)
 {
     const int C = m->d.n_embd, hs = C / m->d.n_head;
     const void *k, *v;
     head_kv(m, s, l, h, &k, &v);
-    attention_cached(s->atty + (size_t)i * C + h * hs, s->qkv + (size_t)i * 3 * C + h * hs, k, v,
-                     s->kv == INFER_KV_BF16, pos + i + 1, hs, att);
+    attention_cached(s->atty + h * hs, s->qkv + h * hs, k, v, s->kv == INFER_KV_BF16, pos + 1, hs,
+                     att);
 }
 
 /* Causal attention of the n new queries (positions pos..pos+n-1) over the
  * cache rows 0..their own position, a head per task. */
 static void attend(const infer_model *m, infer_state *s, int l, int n, int pos)
 {
-    int C = m->d.n_embd, H = m->d.n_head, T = m->d.n_positions, rows = pos + n;
+    const int C = m->d.n_embd, H = m->d.n_head, hs = C / H, rows = pos + n;
     bool par = (double)n * rows * C >= 32768;   /* a parallel region costs a few us */
 #pragma omp parallel for schedule(static) if (par)
-    for (int h = 0; h < H; h++)
-        for (int i = 0; i < n; i++)
-            attend_head(m, s, l, h, i, pos, s->att + (size_t)omp_get_thread_num() * T);
+    for (int h = 0; h < H; h++) {
+        const void *k, *v;
+        head_kv(m, s, l, h, &k, &v);
+        attention_cached_rows(s->atty + h * hs, C, s->qkv + h * hs, 3 * (size_t)C, k, v,
+                              s->kv == INFER_KV_BF16, pos + 1, n, hs,
+                              s->att + (size_t)omp_get_thread_num() * s->att_stride);
+    }
 }
 
 /* Token i's keys and values (in qkv) of head h go to cache row pos. */
@@ -331,14 +336,14 @@ static void decode_linear(const infer_model *m, const lane *p, float *y, const f
 static void decode_block(const infer_model *m, infer_state *s, const lane *p, int l, int pos)
 {
     const infer_block *b = &m->h[l];
-    const int C = m->d.n_embd, H = m->d.n_head, T = m->d.n_positions;
+    const int C = m->d.n_embd, H = m->d.n_head;
     layernorm_forward(p->xb, p->stat, p->stat + 1, p->x, b->ln1w, b->ln1b, 1, C);
     decode_linear(m, p, s->qkv, p->xb, &b->qkv);
 #pragma omp barrier
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     for (int h = H * t / nt; h < H * (t + 1) / nt; h++) {   /* this thread's heads */
         store_kv_head(m, s, l, h, 0, pos);
-        attend_head(m, s, l, h, 0, pos, s->att + (size_t)t * T);
+        attend_head(m, s, l, h, pos, s->att + (size_t)t * s->att_stride);
     }
 #pragma omp barrier
     decode_linear(m, p, s->xb2, s->atty, &b->attproj);

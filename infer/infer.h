@@ -161,7 +161,8 @@ typedef struct {
     float *xs;                    /* [max_chunk, 4C/32] their scales */
     float *ln_mean, *ln_rstd;     /* [max_chunk] (LayerNorm writes them) */
     void *key_cache, *value_cache;  /* [L, H, n_positions, hs]: float, or bf16 bits (uint16_t) */
-    float *att;                   /* [nthreads, n_positions] attention scores */
+    float *att;                   /* [nthreads, att_stride] attention scores */
+    size_t att_stride;
     float *logits;                /* [vocab_size]: the last token's */
     /* decode (n = 1): each thread's copy of the residual stream and of the
      * product inputs, lane_stride floats apart (lane_xq 4x that many bytes) */

@@ -183,10 +183,17 @@ static void cached_scalar(float *out, const float *q, const void *k, const void 
         out[c] /= sum;
 }
 
+static void cached_rows_scalar(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                               const void *v, bool bf16, int n, int rows, int hs, float *att)
+{
+    for (int i = 0; i < rows; i++)
+        cached_scalar(out + i * ldo, q + i * ldq, k, v, bf16, n + i, hs, att);
+}
+
 static const attn_ops attn_ops_scalar = {
     .mm = mm_scalar, .softmax_cols = softmax_cols_scalar, .exp_row = exp_row_scalar,
     .ds_row = ds_row_scalar, .pack_t = pack_t_scalar, .dot = dot_scalar, .scale = scale_scalar,
-    .cached = cached_scalar,
+    .cached = cached_scalar, .cached_rows = cached_rows_scalar,
 };
 
 static const attn_ops *ops_for(isa_t isa)
@@ -594,6 +601,20 @@ void attention_cached(float *out, const float *q, const void *k, const void *v, 
                       int hs, float *att)
 {
     attention_cached_isa(cpu_isa(), out, q, k, v, bf16, n, hs, att);
+}
+
+void attention_cached_rows_isa(isa_t isa, float *out, size_t ldo, const float *q, size_t ldq,
+                               const void *k, const void *v, bool bf16, int n, int rows, int hs,
+                               float *att)
+{
+    assert(n >= 1 && rows >= 1 && hs >= 1);
+    ops_for(isa)->cached_rows(out, ldo, q, ldq, k, v, bf16, n, rows, hs, att);
+}
+
+void attention_cached_rows(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                           const void *v, bool bf16, int n, int rows, int hs, float *att)
+{
+    attention_cached_rows_isa(cpu_isa(), out, ldo, q, ldq, k, v, bf16, n, rows, hs, att);
 }
 
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int H,

@@ -54,11 +54,21 @@ bool attention_bf16_native(void);
  * queries decoded one by one get the same bits. */
 void attention_cached(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                       int hs, float *att);
+/* A prompt's rows consecutive queries of one head at once: query i (< rows)
+ * at q + i ldq over cache rows 0..n+i-1, its output at out + i ldo; every
+ * output has the bits attention_cached gives that query alone (which the
+ * SIMD paths reach loading each cache row once for two queries).  att:
+ * 2 (n + rows) floats of scratch. */
+void attention_cached_rows(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                           const void *v, bool bf16, int n, int rows, int hs, float *att);
 
 void attention_forward_isa(isa_t isa, float *out, float *lse, const float *qkv, int B, int T,
                            int C, int H, bool bf16, const attention_work *w);
 void attention_cached_isa(isa_t isa, float *out, const float *q, const void *k, const void *v,
                           bool bf16, int n, int hs, float *att);
+void attention_cached_rows_isa(isa_t isa, float *out, size_t ldo, const float *q, size_t ldq,
+                               const void *k, const void *v, bool bf16, int n, int rows, int hs,
+                               float *att);
 void attention_backward_isa(isa_t isa, float *dqkv, const float *dout, const float *qkv,
                             const float *out, const float *lse, int B, int T, int C, int H,
                             bool bf16, const attention_work *w);

@@ -1,7 +1,8 @@
-/* attention_cached (attention.h) for AVX2 + FMA (8 floats a vector): one
- * decode query over a KV cache.  Both SIMD tables of attention_simd.c use it:
- * a decode query's rows are one head wide (64 values), and the kernel waits
- * on the cache's bytes, not on lanes.  Tails use vmaskmov (simd_load8 /
+/* attention_cached and attention_cached_rows (attention.h) for AVX2 + FMA
+ * (8 floats a vector): decode queries over a KV cache, one at a time or a
+ * prompt's two at a time.  Both SIMD tables of attention_simd.c use them: a
+ * query's rows are one head wide (64 values), and the kernels wait on the
+ * cache's bytes, not on lanes.  Tails use vmaskmov (simd_load8 /
  * simd_store8), so any head size works; exp is simd_math.h's. */
 #include <immintrin.h>
 #include <math.h>
@@ -123,6 +124,131 @@ SIMD_INLINE void cached(float *out, const float *q, const void *k, const void *v
 {
     const float mx = cached_scores(att, q, k, bf16, whole, n, hs, 1.0f / sqrtf((float)hs));
     cached_values(out, att, v, bf16, whole, n, hs, 1.0f / cached_exps(att, n, mx));
+}
+
+/* A prompt's queries two at a time: query a over keys 0..n-2, query b over
+ * 0..n-1 (n >= 2), each key's row loaded once for both.  Every score, exp
+ * and output gets cached()'s arithmetic for that query: per key the same
+ * chains of lanes over c and the same reduce8 tree (it sums each of its 8
+ * inputs alike, whichever keys they hold), the exps and their sum by
+ * cached_exps on the query's own keys, per column the same chain over t. */
+
+/* att_a[t], att_b[t] for t < n (att_a[n-1] is b's key, computed and unused),
+ * 4 keys a block: reduce8's lanes 0-3 are a's, 4-7 b's. */
+SIMD_INLINE void scores_pair(float *att_a, float *att_b, const float *qa, const float *qb,
+                             const void *k, bool bf16, bool whole, int n, int hs, float scale)
+{
+    for (int t = 0; t < n; t += 4) {
+        __m256 acc[8];
+        size_t row[4];
+        for (int r = 0; r < 4; r++) {
+            acc[r] = acc[4 + r] = _mm256_setzero_ps();
+            row[r] = (size_t)(t + r < n ? t + r : n - 1) * hs;
+        }
+        for (int c = 0; c < hs; c += 8) {
+            const size_t rem = whole ? 8 : (size_t)(hs - c);
+            const __m256 va = simd_load8(qa + c, rem), vb = simd_load8(qb + c, rem);
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+                const __m256 kr = kv_load8(k, bf16, row[r] + c, rem);
+                acc[r] = _mm256_fmadd_ps(va, kr, acc[r]);
+                acc[4 + r] = _mm256_fmadd_ps(vb, kr, acc[4 + r]);
+            }
+        }
+        const __m256 s = _mm256_mul_ps(reduce8(acc), _mm256_set1_ps(scale));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, s);
+        const int m = n - t < 4 ? n - t : 4;
+        memcpy(att_a + t, lanes, (size_t)m * sizeof *lanes);
+        memcpy(att_b + t, lanes + 4, (size_t)m * sizeof *lanes);
+    }
+}
+
+/* max_t x[t] for t < n (lanes past n read as -inf, not simd_load8's 0) */
+static float max_of(const float *x, int n)
+{
+    const __m256 none = _mm256_set1_ps(-INFINITY);
+    __m256 mx = none;
+    for (int t = 0; t < n; t += 8) {
+        const size_t rem = (size_t)(n - t);
+        const __m256 xt = simd_load8(x + t, rem);
+        mx = _mm256_max_ps(mx, rem >= 8 ? xt
+                                        : _mm256_blendv_ps(none, xt,
+                                                           _mm256_castsi256_ps(simd_mask8(rem))));
+    }
+    return simd_hmax8(mx);
+}
+
+/* Columns c0 .. c0 + 8 nv - 1 of out_a = inv_a sum_{t < n-1} att_a[t] v[t]
+ * and of out_b = inv_b sum_{t < n} att_b[t] v[t], nv <= 4. */
+SIMD_INLINE void values_pair_columns(float *out_a, float *out_b, const float *att_a,
+                                     const float *att_b, const void *v, bool bf16, bool whole,
+                                     int n, int hs, int c0, int nv, float inv_a, float inv_b)
+{
+    __m256 acc_a[4], acc_b[4];
+    size_t rem[4];
+    for (int j = 0; j < 4; j++) {
+        acc_a[j] = acc_b[j] = _mm256_setzero_ps();
+        rem[j] = j >= nv ? 0 : whole ? 8 : (size_t)(hs - c0 - 8 * j);
+    }
+    for (int t = 0; t < n - 1; t++) {
+        const __m256 a = _mm256_set1_ps(att_a[t]), b = _mm256_set1_ps(att_b[t]);
+        const size_t at = (size_t)t * hs + c0;
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
+            if (j < nv) {
+                const __m256 vj = kv_load8(v, bf16, at + 8 * j, rem[j]);
+                acc_a[j] = _mm256_fmadd_ps(a, vj, acc_a[j]);
+                acc_b[j] = _mm256_fmadd_ps(b, vj, acc_b[j]);
+            }
+    }
+    const __m256 b = _mm256_set1_ps(att_b[n - 1]);
+    const size_t at = (size_t)(n - 1) * hs + c0;
+    for (int j = 0; j < nv; j++) {
+        acc_b[j] = _mm256_fmadd_ps(b, kv_load8(v, bf16, at + 8 * j, rem[j]), acc_b[j]);
+        simd_store8(out_a + c0 + 8 * j, rem[j], _mm256_mul_ps(acc_a[j], _mm256_set1_ps(inv_a)));
+        simd_store8(out_b + c0 + 8 * j, rem[j], _mm256_mul_ps(acc_b[j], _mm256_set1_ps(inv_b)));
+    }
+}
+
+SIMD_INLINE void cached_pair(float *out_a, float *out_b, const float *qa, const float *qb,
+                             const void *k, const void *v, bool bf16, bool whole, int n, int hs,
+                             float *att_a, float *att_b)
+{
+    scores_pair(att_a, att_b, qa, qb, k, bf16, whole, n, hs, 1.0f / sqrtf((float)hs));
+    const float inv_a = 1.0f / cached_exps(att_a, n - 1, max_of(att_a, n - 1));
+    const float inv_b = 1.0f / cached_exps(att_b, n, max_of(att_b, n));
+    int c0 = 0;
+    for (; c0 + 32 <= hs; c0 += 32)
+        values_pair_columns(out_a, out_b, att_a, att_b, v, bf16, whole, n, hs, c0, 4, inv_a,
+                            inv_b);
+    if (c0 < hs)
+        values_pair_columns(out_a, out_b, att_a, att_b, v, bf16, whole, n, hs, c0,
+                            (hs - c0 + 7) / 8, inv_a, inv_b);
+}
+
+SIMD_INLINE void cached_rows(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                             const void *v, bool bf16, bool whole, int n, int rows, int hs,
+                             float *att)
+{
+    float *att_b = att + n + rows;
+    int i = 0;
+    for (; i + 1 < rows; i += 2)
+        cached_pair(out + i * ldo, out + (i + 1) * ldo, q + i * ldq, q + (i + 1) * ldq, k, v,
+                    bf16, whole, n + i + 1, hs, att, att_b);
+    if (i < rows)
+        cached(out + i * ldo, q + i * ldq, k, v, bf16, whole, n + i, hs, att);
+}
+
+void attn_cached_rows_avx2(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                           const void *v, bool bf16, int n, int rows, int hs, float *att)
+{
+    if (hs % 8 == 0 && bf16)
+        cached_rows(out, ldo, q, ldq, k, v, true, true, n, rows, hs, att);
+    else if (hs % 8 == 0)
+        cached_rows(out, ldo, q, ldq, k, v, false, true, n, rows, hs, att);
+    else if (bf16)
+        cached_rows(out, ldo, q, ldq, k, v, true, false, n, rows, hs, att);
+    else
+        cached_rows(out, ldo, q, ldq, k, v, false, false, n, rows, hs, att);
 }
 
 void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,

@@ -9,6 +9,7 @@
 #define KERNELS_ATTENTION_IMPL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -43,6 +44,9 @@ typedef struct {
     /* attention_cached (attention.h), the whole of it */
     void (*cached)(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                    int hs, float *att);
+    /* attention_cached_rows (attention.h), the whole of it */
+    void (*cached_rows)(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                        const void *v, bool bf16, int n, int rows, int hs, float *att);
 } attn_ops;
 
 /* bf16 attention's primitives.  Its operands hold bf16 values in pairs: word
@@ -70,5 +74,7 @@ extern const attn_ops attn_ops_avx2, attn_ops_avx512;
  * cache's bytes, not on lanes. */
 void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                       int hs, float *att);
+void attn_cached_rows_avx2(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                           const void *v, bool bf16, int n, int rows, int hs, float *att);
 
 #endif

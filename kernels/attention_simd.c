@@ -255,4 +255,5 @@ static void scale_row(float *x, int n, float a)
 const attn_ops SIMD_NAME(attn_ops) = {
     .mm = mm, .softmax_cols = softmax_cols, .exp_row = exp_row, .ds_row = ds_row,
     .pack_t = pack_t, .dot = dot, .scale = scale_row, .cached = attn_cached_avx2,
+    .cached_rows = attn_cached_rows_avx2,
 };

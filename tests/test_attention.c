@@ -652,6 +652,51 @@ static void test_cached_reads_only_n_rows(void **state)
     free(k), free(v), free(kn), free(vn), free(k16), free(v16), free(k16n), free(v16n);
 }
 
+/* attention_cached_rows: a prompt's queries at once give, on every path,
+ * each query's attention_cached bits (the SIMD paths pair the queries and
+ * load each cache row once for both): fp32 and bf16 caches, odd and even
+ * row counts, first rows before, at and past the kernels' blocks, head
+ * sizes that are and are not multiples of 8, 32 or 64, strided rows. */
+static void check_cached_rows(isa_t isa, bool bf16, int n, int rows, int hs)
+{
+    const int keys = n + rows - 1;
+    const size_t nkv = (size_t)keys * hs, ldq = 3 * (size_t)hs + 5, ldo = (size_t)hs + 3;
+    float *q = alloc_floats(rows * ldq), *k = alloc_floats(nkv), *v = alloc_floats(nkv);
+    float *got = alloc_floats(rows * ldo), *want = alloc_floats(rows * ldo);
+    float *att = alloc_floats(2 * (size_t)(n + rows));
+    uint16_t *k16 = malloc(nkv * 2), *v16 = malloc(nkv * 2);
+    assert_non_null(k16), assert_non_null(v16);
+    test_fill(q, rows * ldq, 51 + n, QKV_SCALE), test_fill(k, nkv, 52 + n, QKV_SCALE);
+    test_fill(v, nkv, 53 + n, 1.0f);
+    f32_to_bf16(k16, k, nkv), f32_to_bf16(v16, v, nkv);
+    const void *kc = bf16 ? (const void *)k16 : k, *vc = bf16 ? (const void *)v16 : v;
+    memset(got, 0, rows * ldo * sizeof *got);
+    memset(want, 0, rows * ldo * sizeof *want);
+    attention_cached_rows_isa(isa, got, ldo, q, ldq, kc, vc, bf16, n, rows, hs, att);
+    for (int i = 0; i < rows; i++)
+        attention_cached_isa(isa, want + i * ldo, q + i * ldq, kc, vc, bf16, n + i, hs, att);
+    if (memcmp(got, want, rows * ldo * sizeof *got) != 0)
+        fail_msg("cached rows %s %s n %d rows %d hs %d: not attention_cached's bits",
+                 cpu_isa_name(isa), bf16 ? "bf16" : "fp32", n, rows, hs);
+    free(q), free(k), free(v), free(got), free(want), free(att), free(k16), free(v16);
+}
+
+static void test_cached_rows_match_each_row(void **state)
+{
+    (void)state;
+    static const int ns[] = {1, 2, 3, 4, 5, 8, 9, 31}, rows[] = {1, 2, 3, 4, 7, 16},
+                     hss[] = {64, 8, 12, 20, 32, 40, 80, 100, 128, 5, 1};
+    for (isa_t isa = 0; isa < ISA_COUNT; isa++) {
+        if (!test_isa_runs(isa, "attention"))
+            continue;
+        for (int b = 0; b < 2; b++)
+            for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+                for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+                    for (size_t j = 0; j < sizeof hss / sizeof hss[0]; j++)
+                        check_cached_rows(isa, b, ns[i], rows[r], hss[j]);
+    }
+}
+
 /* simd_math.h's vector exp, which the AVX2 / AVX-512 primitives use.  Each
  * half of the header is compiled only under its ISA, so it is included here
  * under the Makefile's ISA flags as a target pragma, and wrapped. */
@@ -751,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_vector_exp),
         cmocka_unit_test(test_cached_matches_reference),
         cmocka_unit_test(test_cached_reads_only_n_rows),
+        cmocka_unit_test(test_cached_rows_match_each_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
