@@ -34,8 +34,10 @@ echo "{\"bench\": \"import\", \"model\": \"gpt2-124M\", \"seconds\": $secs, \"pe
 # llama.cpp's llama-bench (built for this CPU, tests/llamacpp_build.sh) from
 # the same file, alternating, at 1 thread and at all of them, each at its own
 # defaults otherwise: prefill (llama-bench's pp) of a prompt as long as ours,
-# decode (its tg) of as many tokens as ours after it (its depth)
+# decode (its tg) of as many tokens as ours after it (its depth); then, at
+# all threads, the prefill of a 512-token prompt
 rc=0
+long_prompt=$($PY -c 'print(" ".join(["hello world"] * 256))')   # 512 tokens with GPT-2's
 llama_bench=$(BUILD=$BUILD NODE_MODULES=$MODULES sh tests/llamacpp_build.sh) || rc=$?
 if [ $rc -eq 0 ]; then
     all=${BENCH_DECODE_THREADS:-$(nproc)}
@@ -44,6 +46,13 @@ if [ $rc -eq 0 ]; then
         t=${pair%:*} q=${pair#*:}
         "$BUILD/export" --ckpt "$tmp/gpt2.h5" --format gguf --out "$tmp/m.gguf" --type "$t" >/dev/null
         for i in $(seq "$DECODE_RUNS"); do
+            OMP_NUM_THREADS=$all "$BUILD/infer" --ckpt "$tmp/m.gguf" --quant "$q" --bench \
+                --prompt "$long_prompt" -n 1 >"$tmp/long_ours_${t}_$i.json" ||
+                fail "build/infer --bench of a long prompt on the $t file"
+            np=$(sed 's/.*"n_prompt":\([0-9]*\).*/\1/' "$tmp/long_ours_${t}_$i.json")
+            "$llama_bench" -m "$tmp/m.gguf" -t "$all" -p "$np" -n 0 -r 1 -o json \
+                >"$tmp/long_llama_${t}_$i.json" 2>"$tmp/llama.err" ||
+                { cat "$tmp/llama.err"; fail "llama-bench of a long prompt on the $t file"; }
             for n in $counts; do
                 OMP_NUM_THREADS=$n "$BUILD/infer" --ckpt "$tmp/m.gguf" --quant "$q" --bench \
                     >"$tmp/ours_${t}_${n}_$i.json" || fail "build/infer --bench on the $t file"
@@ -78,6 +87,14 @@ for kind, ours_key, llama_test in (("decode", "decode_tokens_per_s", "n_gen"),
         row["%s_%dt" % (kind, n)], row["llamacpp_%s_%dt" % (kind, n)] = round(a, 1), round(b, 1)
         line += "  %d thread%s %.1f / %.1f (%.2fx)" % (n, "" if n == 1 else "s", a, b, a / b)
     print(line)
+ours = [json.load(open(f)) for f in sorted(glob.glob("%s/long_ours_%s_*.json" % (tmp, t)))]
+llama = [r for f in sorted(glob.glob("%s/long_llama_%s_*.json" % (tmp, t))) for r in json.load(open(f))]
+a = statistics.median(r["prefill_tokens_per_s"] for r in ours)
+b = statistics.median(r["avg_ts"] for r in llama)
+n, np_ = ours[0]["threads"], ours[0]["n_prompt"]
+row["long_prompt"], row["prefill_long_%dt" % n], row["llamacpp_prefill_long_%dt" % n] = np_, round(a, 1), round(b, 1)
+print("prefill gpt2-124M %-4s GGUF, build/infer %-4s / llama-bench, %d-token prompt, %d threads: %.1f / %.1f (%.2fx)"
+      % (t, ours[0]["quant"], np_, n, a, b, a / b))
 open(out, "a").write(json.dumps(row) + "\n")
 PY
     done

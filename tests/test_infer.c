@@ -563,6 +563,24 @@ static void check_odd_decode(const infer_config *c, const gpt2 *g, const float *
                      d.total, logit_diff_rel(&d));
         assert_true(same(what, all, each, (size_t)T * V, 0.0f, 0.0f));
     }
+    if (q == INFER_BF16 && m.h[0].fc.wg) {
+        /* through oneDNN on the same bytes, activations rounded to bf16:
+         * against vdpbf16ps, which rounds them too, the sums' order and the
+         * bf16 cache's roundings that it moves; where bf16mm widens, bf16's
+         * rounding of the activations */
+        m.bf16_gemm_rows = 2;
+        infer_forward(&m, &s2, toks, T, 0, all);
+        snprintf(what, sizeof what, "bf16 prefill through oneDNN [%s C=%d H=%d V=%d T=%d]",
+                 cpu_isa_name(cpu_isa()), c->d.n_embd, c->d.n_head, V, T);
+        logit_diff d = {0};
+        logit_diff_add(&d, each, all, T, V);
+        print_message("%s: logits rel. error %.2e\n", what, logit_diff_rel(&d));
+        const bool dot = bf16mm_path_active() == BF16MM_DOT;
+        if (!(d.agree >= (dot ? 1.0 : 0.95) * d.total) ||
+            !(logit_diff_rel(&d) < (dot ? 1e-4 : 1e-2)))
+            fail_msg("%s: greedy agrees on %d/%d, logits rel. error %.2e", what, d.agree,
+                     d.total, logit_diff_rel(&d));
+    }
     free(each), free(all);
     infer_state_free(&s1), infer_state_free(&s2);
     infer_model_free(&m);
