@@ -113,13 +113,6 @@ void infer_state_free(infer_state *s)
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* y[n,out] = x[n,in] W + b, in fp32 or through per-token int8 activations.
- * fp32 decode (n = 1) streams W through gemv, and a prompt of up to
- * FP32_ROWS_MAX tokens through gemv_n_rows: a GEMM library's blocking is for
- * many rows, and with few it runs several times slower (docs/benchmarks.md:
- * "fp32 prefill"). */
-enum { FP32_ROWS_MAX = 64 };
-
 /* bf16 through oneDNN, which makes (and caches) a primitive per row count:
  * the rows go in pieces of powers of two up to PIECE_ROWS_MAX, so that a
  * server's prompts of every length share a few; a last piece too small for
@@ -142,6 +135,15 @@ static void bf16_gemm_pieces(const infer_model *m, infer_state *s, float *y, con
         bf16mm_matmul(y + (size_t)r0 * l->out, x + (size_t)r0 * l->in, l->wh, l->b, n - r0,
                       l->in, l->out);
 }
+
+/* y[n,out] = x[n,in] W + b, in fp32, in bf16 or through per-token int8
+ * activations.  bf16 runs bf16mm, and from bf16_gemm_rows rows oneDNN on the
+ * same bytes.  fp32 decode (n = 1) streams W through gemv, and a prompt of up to
+ * FP32_ROWS_MAX tokens through gemv_n_rows: a GEMM library's blocking is for
+ * many rows, and with few it runs several times slower (docs/benchmarks.md:
+ * "fp32 prefill"). */
+enum { FP32_ROWS_MAX = 64 };
+
 static void linear(const infer_model *m, infer_state *s, float *y, const float *x,
                    const infer_linear *l, int n)
 {
@@ -186,8 +188,6 @@ static void head_kv(const infer_model *m, const infer_state *s, int l, int h, co
     *v = (const char *)s->value_cache + at * bytes;
 }
 
-/* Query i of the new ones (at position pos + i) of head h over the head's
- * cache rows 0..pos+i; att: this thread's scratch. */
 /* Decode: head h of the one new query (position pos) over cache rows 0..pos. */
 static void attend_head(const infer_model *m, infer_state *s, int l, int h, int pos, float *att)
 {
