@@ -76,7 +76,7 @@ int infer_state_create(infer_state *s, const infer_model *m, int max_chunk, infe
     const size_t kv_bytes = (L * T * C * (kv == INFER_KV_BF16 ? 2 : 4) + 63) & ~(size_t)63;
     s->key_cache = aligned_alloc(64, kv_bytes);
     s->value_cache = aligned_alloc(64, kv_bytes);
-    s->att_stride = 2 * (T + 1);   /* attention_cached_rows' scratch */
+    s->att_stride = ATTN_CACHED_ROWS_SCRATCH * (T + 1);
     s->att = alloc_f((size_t)s->nthreads * s->att_stride);
     s->logits = alloc_f(d->vocab_size);
     /* per-thread decode vectors, each thread's in its own cache lines */

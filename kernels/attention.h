@@ -57,8 +57,9 @@ void attention_cached(float *out, const float *q, const void *k, const void *v, 
 /* A prompt's rows consecutive queries of one head at once: query i (< rows)
  * at q + i ldq over cache rows 0..n+i-1, its output at out + i ldo; every
  * output has the bits attention_cached gives that query alone (which the
- * SIMD paths reach loading each cache row once for two queries).  att:
- * 2 (n + rows) floats of scratch. */
+ * SIMD paths reach loading each cache row once for 2 or 4 queries).  att:
+ * ATTN_CACHED_ROWS_SCRATCH (n + rows) floats of scratch. */
+enum { ATTN_CACHED_ROWS_SCRATCH = 4 };
 void attention_cached_rows(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
                            const void *v, bool bf16, int n, int rows, int hs, float *att);
 

@@ -69,12 +69,14 @@ typedef struct {
 extern const attn_bf16_ops attn_bf16_avx512bf16;
 
 extern const attn_ops attn_ops_avx2, attn_ops_avx512;
-/* attention_cached_avx2.c: the cached entry of both SIMD tables.  A decode
- * query's rows are one head wide (64 values), and the kernel waits on the
- * cache's bytes, not on lanes. */
+/* attention_cached_simd.c: the cached entries of each SIMD table */
 void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
                       int hs, float *att);
+void attn_cached_avx512(float *out, const float *q, const void *k, const void *v, bool bf16,
+                        int n, int hs, float *att);
 void attn_cached_rows_avx2(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
                            const void *v, bool bf16, int n, int rows, int hs, float *att);
+void attn_cached_rows_avx512(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                             const void *v, bool bf16, int n, int rows, int hs, float *att);
 
 #endif

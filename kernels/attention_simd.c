@@ -3,7 +3,7 @@
  * head size works at full speed on its whole vectors.  exp is simd_math.h's:
  * its exp(-inf) = 0 makes alpha 0 on the first key tile, where m is -inf.
  * The in-register transpose of pack_t is the one part written per width;
- * attention_cached is attention_cached_avx2.c's on both paths. */
+ * the cached entries are attention_cached_simd.c's. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -254,6 +254,6 @@ static void scale_row(float *x, int n, float a)
 
 const attn_ops SIMD_NAME(attn_ops) = {
     .mm = mm, .softmax_cols = softmax_cols, .exp_row = exp_row, .ds_row = ds_row,
-    .pack_t = pack_t, .dot = dot, .scale = scale_row, .cached = attn_cached_avx2,
-    .cached_rows = attn_cached_rows_avx2,
+    .pack_t = pack_t, .dot = dot, .scale = scale_row, .cached = SIMD_NAME(attn_cached),
+    .cached_rows = SIMD_NAME(attn_cached_rows),
 };

@@ -653,9 +653,9 @@ static void test_cached_reads_only_n_rows(void **state)
 }
 
 /* attention_cached_rows: a prompt's queries at once give, on every path,
- * each query's attention_cached bits (the SIMD paths pair the queries and
- * load each cache row once for both): fp32 and bf16 caches, odd and even
- * row counts, first rows before, at and past the kernels' blocks, head
+ * each query's attention_cached bits (the SIMD paths group 2 or 4 queries
+ * and load each cache row once for them): fp32 and bf16 caches, row counts
+ * around the group sizes, first rows before, at and past the kernels' blocks, head
  * sizes that are and are not multiples of 8, 32 or 64, strided rows. */
 static void check_cached_rows(isa_t isa, bool bf16, int n, int rows, int hs)
 {
@@ -663,7 +663,7 @@ static void check_cached_rows(isa_t isa, bool bf16, int n, int rows, int hs)
     const size_t nkv = (size_t)keys * hs, ldq = 3 * (size_t)hs + 5, ldo = (size_t)hs + 3;
     float *q = alloc_floats(rows * ldq), *k = alloc_floats(nkv), *v = alloc_floats(nkv);
     float *got = alloc_floats(rows * ldo), *want = alloc_floats(rows * ldo);
-    float *att = alloc_floats(2 * (size_t)(n + rows));
+    float *att = alloc_floats(ATTN_CACHED_ROWS_SCRATCH * (size_t)(n + rows));
     uint16_t *k16 = malloc(nkv * 2), *v16 = malloc(nkv * 2);
     assert_non_null(k16), assert_non_null(v16);
     test_fill(q, rows * ldq, 51 + n, QKV_SCALE), test_fill(k, nkv, 52 + n, QKV_SCALE);

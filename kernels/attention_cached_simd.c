@@ -1,9 +1,10 @@
-/* attention_cached and attention_cached_rows (attention.h) for AVX2 + FMA
- * (8 floats a vector): decode queries over a KV cache, one at a time or a
- * prompt's two at a time.  Both SIMD tables of attention_simd.c use them: a
- * query's rows are one head wide (64 values), and the kernels wait on the
- * cache's bytes, not on lanes.  Tails use vmaskmov (simd_load8 /
- * simd_store8), so any head size works; exp is simd_math.h's. */
+/* attention_cached and attention_cached_rows (attention.h): decode queries
+ * over a KV cache, one at a time or a prompt's several at a time.  Compiled
+ * for both SIMD tables (kernels/simd.h) but written in 8-float vectors on
+ * both: a query's rows are one head wide (64 values), and the kernels wait
+ * on the cache's bytes, not on lanes; AVX-512's extra registers let a group
+ * hold more queries.  Tails use simd_load8 / simd_store8, so any head size
+ * works; exp is simd_math.h's. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
@@ -12,7 +13,7 @@
 #include <string.h>
 
 #include "kernels/attention_impl.h"
-#include "kernels/simd_math.h"
+#include "kernels/simd.h"
 
 /* The 8 values from i of a cache block p, fp32 or bf16 widened (its bits are
  * an fp32's top half); lanes past rem read as 0 and touch no memory. */
@@ -126,40 +127,58 @@ SIMD_INLINE void cached(float *out, const float *q, const void *k, const void *v
     cached_values(out, att, v, bf16, whole, n, hs, 1.0f / cached_exps(att, n, mx));
 }
 
-/* A prompt's queries two at a time: query a over keys 0..n-2, query b over
- * 0..n-1 (n >= 2), each key's row loaded once for both.  Every score, exp
- * and output gets cached()'s arithmetic for that query: per key the same
- * chains of lanes over c and the same reduce8 tree (it sums each of its 8
- * inputs alike, whichever keys they hold), the exps and their sum by
- * cached_exps on the query's own keys, per column the same chain over t. */
+/* A prompt's queries QG at a time (2 on AVX2's 16 vector registers, 4 with
+ * AVX-512's 32): query j of a group over keys 0..n+j-1, each key's row loaded
+ * once for all of them.  Every score, exp and output gets cached()'s
+ * arithmetic for that query: per key the same chains of lanes over c and
+ * the same reduce8 tree (it sums each of its 8 inputs alike, whichever keys
+ * they hold), the exps and their sum by cached_exps on the query's own keys,
+ * per column the same chain over t. */
+#ifdef SIMD_AVX512
+enum { QG = 4 };
+#else
+enum { QG = 2 };
+#endif
+/* Full unrolling must come before scalar replacement, or gcc keeps the
+ * accumulators in memory. */
+#define UNROLL _Pragma("GCC unroll 8")
 
-/* att_a[t], att_b[t] for t < n (att_a[n-1] is b's key, computed and unused),
- * 4 keys a block: reduce8's lanes 0-3 are a's, 4-7 b's. */
-SIMD_INLINE void scores_pair(float *att_a, float *att_b, const float *qa, const float *qb,
-                             const void *k, bool bf16, bool whole, int n, int hs, float scale)
+/* att[j][t] = scale (q_j . k[t]) for t < n + QG - 1 (past query j's own keys
+ * too: computed and unused), 4 keys a block: acc[2p + r / 4] holds query 2p
+ * (r < 4) or 2p + 1 (r >= 4) against key t + r % 4, so reduce8's lanes 0-3
+ * are the even query's, 4-7 the odd one's. */
+SIMD_INLINE void scores_group(float *const att[QG], const float *q, size_t ldq, const void *k,
+                              bool bf16, bool whole, int n, int hs, float scale)
 {
-    for (int t = 0; t < n; t += 4) {
-        __m256 acc[8];
+    const int keys = n + QG - 1;
+    for (int t = 0; t < keys; t += 4) {
+        __m256 acc[QG / 2][8];
         size_t row[4];
-        for (int r = 0; r < 4; r++) {
-            acc[r] = acc[4 + r] = _mm256_setzero_ps();
-            row[r] = (size_t)(t + r < n ? t + r : n - 1) * hs;
-        }
+        UNROLL for (int r = 0; r < 4; r++)
+            row[r] = (size_t)(t + r < keys ? t + r : keys - 1) * hs;
+        UNROLL for (int p = 0; p < QG / 2; p++)
+            UNROLL for (int r = 0; r < 8; r++)
+                acc[p][r] = _mm256_setzero_ps();
         for (int c = 0; c < hs; c += 8) {
             const size_t rem = whole ? 8 : (size_t)(hs - c);
-            const __m256 va = simd_load8(qa + c, rem), vb = simd_load8(qb + c, rem);
-            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            __m256 qv[QG];
+            UNROLL for (int j = 0; j < QG; j++)
+                qv[j] = simd_load8(q + j * ldq + c, rem);
+            UNROLL for (int r = 0; r < 4; r++) {
                 const __m256 kr = kv_load8(k, bf16, row[r] + c, rem);
-                acc[r] = _mm256_fmadd_ps(va, kr, acc[r]);
-                acc[4 + r] = _mm256_fmadd_ps(vb, kr, acc[4 + r]);
+                UNROLL for (int p = 0; p < QG / 2; p++) {
+                    acc[p][r] = _mm256_fmadd_ps(qv[2 * p], kr, acc[p][r]);
+                    acc[p][4 + r] = _mm256_fmadd_ps(qv[2 * p + 1], kr, acc[p][4 + r]);
+                }
             }
         }
-        const __m256 s = _mm256_mul_ps(reduce8(acc), _mm256_set1_ps(scale));
-        float lanes[8];
-        _mm256_storeu_ps(lanes, s);
-        const int m = n - t < 4 ? n - t : 4;
-        memcpy(att_a + t, lanes, (size_t)m * sizeof *lanes);
-        memcpy(att_b + t, lanes + 4, (size_t)m * sizeof *lanes);
+        const int m = keys - t < 4 ? keys - t : 4;
+        UNROLL for (int p = 0; p < QG / 2; p++) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, _mm256_mul_ps(reduce8(acc[p]), _mm256_set1_ps(scale)));
+            memcpy(att[2 * p] + t, lanes, (size_t)m * sizeof *lanes);
+            memcpy(att[2 * p + 1] + t, lanes + 4, (size_t)m * sizeof *lanes);
+        }
     }
 }
 
@@ -178,68 +197,79 @@ static float max_of(const float *x, int n)
     return simd_hmax8(mx);
 }
 
-/* Columns c0 .. c0 + 8 nv - 1 of out_a = inv_a sum_{t < n-1} att_a[t] v[t]
- * and of out_b = inv_b sum_{t < n} att_b[t] v[t], nv <= 4. */
-SIMD_INLINE void values_pair_columns(float *out_a, float *out_b, const float *att_a,
-                                     const float *att_b, const void *v, bool bf16, bool whole,
-                                     int n, int hs, int c0, int nv, float inv_a, float inv_b)
+/* Columns c0 .. c0 + 8 nv - 1 (nv <= 4) of out_j = inv[j] sum_{t < n + j}
+ * att[j][t] v[t] for the group's queries. */
+SIMD_INLINE void values_group_columns(float *out, size_t ldo, float *const att[QG],
+                                      const void *v, bool bf16, bool whole, int n, int hs,
+                                      int c0, int nv, const float inv[QG])
 {
-    __m256 acc_a[4], acc_b[4];
+    __m256 acc[QG][4];
     size_t rem[4];
-    for (int j = 0; j < 4; j++) {
-        acc_a[j] = acc_b[j] = _mm256_setzero_ps();
-        rem[j] = j >= nv ? 0 : whole ? 8 : (size_t)(hs - c0 - 8 * j);
+    UNROLL for (int i = 0; i < 4; i++) {
+        UNROLL for (int j = 0; j < QG; j++)
+            acc[j][i] = _mm256_setzero_ps();
+        rem[i] = i >= nv ? 0 : whole ? 8 : (size_t)(hs - c0 - 8 * i);
     }
-    for (int t = 0; t < n - 1; t++) {
-        const __m256 a = _mm256_set1_ps(att_a[t]), b = _mm256_set1_ps(att_b[t]);
+    for (int t = 0; t < n; t++) {   /* every query's keys */
         const size_t at = (size_t)t * hs + c0;
-        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
-            if (j < nv) {
-                const __m256 vj = kv_load8(v, bf16, at + 8 * j, rem[j]);
-                acc_a[j] = _mm256_fmadd_ps(a, vj, acc_a[j]);
-                acc_b[j] = _mm256_fmadd_ps(b, vj, acc_b[j]);
+        __m256 a[QG];
+        UNROLL for (int j = 0; j < QG; j++)
+            a[j] = _mm256_set1_ps(att[j][t]);
+        UNROLL for (int i = 0; i < 4; i++)
+            if (i < nv) {
+                const __m256 vi = kv_load8(v, bf16, at + 8 * i, rem[i]);
+                UNROLL for (int j = 0; j < QG; j++)
+                    acc[j][i] = _mm256_fmadd_ps(a[j], vi, acc[j][i]);
             }
     }
-    const __m256 b = _mm256_set1_ps(att_b[n - 1]);
-    const size_t at = (size_t)(n - 1) * hs + c0;
-    for (int j = 0; j < nv; j++) {
-        acc_b[j] = _mm256_fmadd_ps(b, kv_load8(v, bf16, at + 8 * j, rem[j]), acc_b[j]);
-        simd_store8(out_a + c0 + 8 * j, rem[j], _mm256_mul_ps(acc_a[j], _mm256_set1_ps(inv_a)));
-        simd_store8(out_b + c0 + 8 * j, rem[j], _mm256_mul_ps(acc_b[j], _mm256_set1_ps(inv_b)));
-    }
+    for (int t = n; t < n + QG - 1; t++)   /* the later queries' last keys */
+        UNROLL for (int i = 0; i < 4; i++)
+            if (i < nv) {
+                const __m256 vi = kv_load8(v, bf16, (size_t)t * hs + c0 + 8 * i, rem[i]);
+                UNROLL for (int j = 0; j < QG; j++)
+                    if (t < n + j)
+                        acc[j][i] = _mm256_fmadd_ps(_mm256_set1_ps(att[j][t]), vi, acc[j][i]);
+            }
+    UNROLL for (int j = 0; j < QG; j++)
+        UNROLL for (int i = 0; i < 4; i++)
+            if (i < nv)
+                simd_store8(out + j * ldo + c0 + 8 * i, rem[i],
+                            _mm256_mul_ps(acc[j][i], _mm256_set1_ps(inv[j])));
 }
 
-SIMD_INLINE void cached_pair(float *out_a, float *out_b, const float *qa, const float *qb,
-                             const void *k, const void *v, bool bf16, bool whole, int n, int hs,
-                             float *att_a, float *att_b)
+/* The group of QG queries from q (row stride ldq), the first over n keys. */
+SIMD_INLINE void cached_group(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
+                              const void *v, bool bf16, bool whole, int n, int hs,
+                              float *const att[QG])
 {
-    scores_pair(att_a, att_b, qa, qb, k, bf16, whole, n, hs, 1.0f / sqrtf((float)hs));
-    const float inv_a = 1.0f / cached_exps(att_a, n - 1, max_of(att_a, n - 1));
-    const float inv_b = 1.0f / cached_exps(att_b, n, max_of(att_b, n));
+    scores_group(att, q, ldq, k, bf16, whole, n, hs, 1.0f / sqrtf((float)hs));
+    float inv[QG];
+    for (int j = 0; j < QG; j++)
+        inv[j] = 1.0f / cached_exps(att[j], n + j, max_of(att[j], n + j));
     int c0 = 0;
     for (; c0 + 32 <= hs; c0 += 32)
-        values_pair_columns(out_a, out_b, att_a, att_b, v, bf16, whole, n, hs, c0, 4, inv_a,
-                            inv_b);
+        values_group_columns(out, ldo, att, v, bf16, whole, n, hs, c0, 4, inv);
     if (c0 < hs)
-        values_pair_columns(out_a, out_b, att_a, att_b, v, bf16, whole, n, hs, c0,
-                            (hs - c0 + 7) / 8, inv_a, inv_b);
+        values_group_columns(out, ldo, att, v, bf16, whole, n, hs, c0, (hs - c0 + 7) / 8, inv);
 }
 
 SIMD_INLINE void cached_rows(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
                              const void *v, bool bf16, bool whole, int n, int rows, int hs,
                              float *att)
 {
-    float *att_b = att + n + rows;
+    float *groups[QG];
+    for (int j = 0; j < QG; j++)
+        groups[j] = att + (size_t)j * (n + rows);
     int i = 0;
-    for (; i + 1 < rows; i += 2)
-        cached_pair(out + i * ldo, out + (i + 1) * ldo, q + i * ldq, q + (i + 1) * ldq, k, v,
-                    bf16, whole, n + i + 1, hs, att, att_b);
-    if (i < rows)
+    for (; i + QG <= rows; i += QG)
+        cached_group(out + i * ldo, ldo, q + i * ldq, ldq, k, v, bf16, whole, n + i, hs, groups);
+    for (; i < rows; i++)
         cached(out + i * ldo, q + i * ldq, k, v, bf16, whole, n + i, hs, att);
 }
 
-void attn_cached_rows_avx2(float *out, size_t ldo, const float *q, size_t ldq, const void *k,
-                           const void *v, bool bf16, int n, int rows, int hs, float *att)
+void SIMD_NAME(attn_cached_rows)(float *out, size_t ldo, const float *q, size_t ldq,
+                                 const void *k, const void *v, bool bf16, int n, int rows,
+                                 int hs, float *att)
 {
     if (hs % 8 == 0 && bf16)
         cached_rows(out, ldo, q, ldq, k, v, true, true, n, rows, hs, att);
@@ -251,8 +281,8 @@ void attn_cached_rows_avx2(float *out, size_t ldo, const float *q, size_t ldq, c
         cached_rows(out, ldo, q, ldq, k, v, false, false, n, rows, hs, att);
 }
 
-void attn_cached_avx2(float *out, const float *q, const void *k, const void *v, bool bf16, int n,
-                      int hs, float *att)
+void SIMD_NAME(attn_cached)(float *out, const float *q, const void *k, const void *v, bool bf16,
+                            int n, int hs, float *att)
 {
     if (hs % 8 == 0 && bf16)
         cached(out, q, k, v, true, true, n, hs, att);
