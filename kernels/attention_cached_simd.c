@@ -144,9 +144,9 @@ enum { QG = 2 };
 #define UNROLL _Pragma("GCC unroll 8")
 
 /* att[j][t] = scale (q_j . k[t]) for t < n + QG - 1 (past query j's own keys
- * too: computed and unused), 4 keys a block: acc[2p + r / 4] holds query 2p
- * (r < 4) or 2p + 1 (r >= 4) against key t + r % 4, so reduce8's lanes 0-3
- * are the even query's, 4-7 the odd one's. */
+ * too: computed and unused), 4 keys a block: acc[p][r] holds query 2p (r < 4)
+ * or 2p + 1 (r >= 4) against key t + r % 4, so reduce8(acc[p])'s lanes 0-3
+ * are the even query's scores, 4-7 the odd one's. */
 SIMD_INLINE void scores_group(float *const att[QG], const float *q, size_t ldq, const void *k,
                               bool bf16, bool whole, int n, int hs, float scale)
 {
