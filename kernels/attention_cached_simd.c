@@ -281,16 +281,9 @@ void SIMD_NAME(attn_cached_rows)(float *out, size_t ldo, const float *q, size_t 
         cached_rows(out, ldo, q, ldq, k, v, false, false, n, rows, hs, att);
 }
 
+/* One query: attention_cached_rows' path for a single row (no group forms). */
 void SIMD_NAME(attn_cached)(float *out, const float *q, const void *k, const void *v, bool bf16,
                             int n, int hs, float *att)
 {
-    if (hs % 8 == 0 && bf16)
-        cached(out, q, k, v, true, true, n, hs, att);
-    else if (hs % 8 == 0)
-        cached(out, q, k, v, false, true, n, hs, att);
-    else if (bf16)
-        cached(out, q, k, v, true, false, n, hs, att);
-    else
-        cached(out, q, k, v, false, false, n, hs, att);
+    SIMD_NAME(attn_cached_rows)(out, 0, q, 0, k, v, bf16, n, 1, hs, att);
 }
-

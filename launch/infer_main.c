@@ -5,11 +5,11 @@
  * never one being written.  Exit 0 on success, 1 when the checkpoint cannot
  * be used, 2 on bad command-line input. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

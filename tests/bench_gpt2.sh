@@ -36,6 +36,9 @@ echo "{\"bench\": \"import\", \"model\": \"gpt2-124M\", \"seconds\": $secs, \"pe
 # defaults otherwise: prefill (llama-bench's pp) of a prompt as long as ours,
 # decode (its tg) of as many tokens as ours after it (its depth); then, at
 # all threads, the prefill of a 512-token prompt
+json_int() {   # FIELD FILE: an integer field of build/infer's one-line JSON
+    sed "s/.*\"$1\":\([0-9]*\).*/\1/" "$2"
+}
 rc=0
 long_prompt=$($PY -c 'print(" ".join(["hello world"] * 256))')   # 512 tokens with GPT-2's
 llama_bench=$(BUILD=$BUILD NODE_MODULES=$MODULES sh tests/llamacpp_build.sh) || rc=$?
@@ -49,15 +52,15 @@ if [ $rc -eq 0 ]; then
             OMP_NUM_THREADS=$all "$BUILD/infer" --ckpt "$tmp/m.gguf" --quant "$q" --bench \
                 --prompt "$long_prompt" -n 1 >"$tmp/long_ours_${t}_$i.json" ||
                 fail "build/infer --bench of a long prompt on the $t file"
-            np=$(sed 's/.*"n_prompt":\([0-9]*\).*/\1/' "$tmp/long_ours_${t}_$i.json")
+            np=$(json_int n_prompt "$tmp/long_ours_${t}_$i.json")
             "$llama_bench" -m "$tmp/m.gguf" -t "$all" -p "$np" -n 0 -r 1 -o json \
                 >"$tmp/long_llama_${t}_$i.json" 2>"$tmp/llama.err" ||
                 { cat "$tmp/llama.err"; fail "llama-bench of a long prompt on the $t file"; }
             for n in $counts; do
                 OMP_NUM_THREADS=$n "$BUILD/infer" --ckpt "$tmp/m.gguf" --quant "$q" --bench \
                     >"$tmp/ours_${t}_${n}_$i.json" || fail "build/infer --bench on the $t file"
-                np=$(sed 's/.*"n_prompt":\([0-9]*\).*/\1/' "$tmp/ours_${t}_${n}_$i.json")
-                ng=$(sed 's/.*"n_generated":\([0-9]*\).*/\1/' "$tmp/ours_${t}_${n}_$i.json")
+                np=$(json_int n_prompt "$tmp/ours_${t}_${n}_$i.json")
+                ng=$(json_int n_generated "$tmp/ours_${t}_${n}_$i.json")
                 # prefill from an empty context, decode after the prompt, as ours
                 for part in pp tg; do
                     args="-p $np -n 0"
