@@ -1,7 +1,8 @@
 /* autotune: precision auto times fp32 and each native 16-bit product of the
  * model's shapes, takes the fastest, and caches the choice per CPU, build,
  * threads and shapes; a damaged or foreign cache file is measured over.  The
- * weight gradients' kernel is timed and cached the same way. */
+ * weight gradients' kernel and bf16 attention's products are timed and cached
+ * the same way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,8 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
 #include "trainer/autotune.h"
+#include "tests/test_util.h"
 
 static char dir[] = "/tmp/test_autotune_XXXXXX";
 
@@ -110,7 +113,7 @@ static void test_bad_cache_is_ignored(void **state)
     precision_choice p;
     weight_grad_choice w = {0};
     precision_choose(&c, &p);
-    autotune_event_json(&c, &p, &w, json, sizeof json);
+    autotune_event_json(&c, &p, &w, NULL, json, sizeof json);
     assert_non_null(strstr(json, "\"measured_gflops\":{\"fp32\":"));
     assert_non_null(strstr(json, "\"cached\":true"));   /* the precision's, printed first */
 }
@@ -241,13 +244,83 @@ static void test_weight_grad_kernel(void **state)
     assert_false(again.from_cache);
     char json[512];
     c.precision_auto = false;   /* an explicit precision: its name alone */
-    autotune_event_json(&c, NULL, &again, json, sizeof json);
+    autotune_event_json(&c, NULL, &again, NULL, json, sizeof json);
     const char *kernel = strstr(json, "\"precision\":\"fp32\",\"weight_grad\":{\"kernel\":");
     assert_non_null(kernel);
     assert_non_null(strstr(kernel, "\"measured_gflops\":{\"first\":"));
     assert_non_null(strstr(kernel, "\"cached\":false"));
     print_message("weight gradients (V %d, C %d): first choice %.0f, gemm kernel %.0f GFLOP/s\n",
                   c.vocab_size, c.n_embd, first.gflops[0], first.gflops[1]);
+}
+
+/* bf16 attention's products: where they are native both ways are timed, bf16
+ * taken only when 5% faster, the choice cached and a damaged file measured
+ * over; elsewhere, and for other precisions, nothing is timed and the
+ * choice is fp32. */
+static void test_attention_products(void **state)
+{
+    (void)state;
+    run_config c;
+    small_config(&c);
+    c.precision = PRECISION_FP32;
+    attention_choice a;
+    attention_choose(&c, &a);
+    assert_true(!a.bf16 && a.ms[0] == 0 && a.ms[1] == 0);
+
+    c.precision = PRECISION_BF16;
+    char path[1024];
+    assert_int_equal(attention_cache_path(&c, path, sizeof path), 0);
+    unlink(path);
+    attention_choice first, again;
+    const double t0 = omp_get_wtime();
+    attention_choose(&c, &first);
+    const double took = omp_get_wtime() - t0;
+    if (!attention_bf16_native()) {
+        assert_true(!first.bf16 && first.ms[0] == 0 && first.ms[1] == 0);
+        assert_int_equal(access(path, F_OK), -1);
+        test_skip("timing attention's bf16 products", "this CPU has no native bf16 attention");
+        return;
+    }
+    assert_false(first.from_cache);
+    assert_true(first.ms[0] > 0 && first.ms[1] > 0);
+    assert_int_equal(first.bf16, first.ms[0] > 1.05 * first.ms[1]);
+    assert_true(isfinite(first.measure_s) && first.measure_s > 0 && first.measure_s <= took);
+    attention_choose(&c, &again);
+    assert_true(again.from_cache);
+    assert_int_equal(again.bf16, first.bf16);
+    assert_true(fabs(again.ms[1] - first.ms[1]) <= 1e-12 * first.ms[1]);
+
+    /* another sequence length is another key */
+    run_config longer = c;
+    longer.seq_len = c.seq_len / 2;
+    char other[1024];
+    assert_int_equal(attention_cache_path(&longer, other, sizeof other), 0);
+    assert_string_not_equal(path, other);
+
+    static const char *const bad[] = {
+        "{\"products\":\"bf16\",\"measured_ms\":", "\"products\":\"int8\"",
+        "\"measured_ms\":{\"fp32\":1,\"bf16\":-1}", "\"measured_ms\":{\"fp32\":0,\"bf16\":1}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (i == 0)
+            write_text(path, bad[i]);
+        else
+            put_first(path, bad[i]);
+        attention_choose(&c, &again);
+        assert_false(again.from_cache);
+        attention_choose(&c, &again);   /* rewritten with what was measured */
+        assert_true(again.from_cache);
+    }
+    char json[1024];
+    weight_grad_choice w = {0};
+    c.precision_auto = false;
+    autotune_event_json(&c, NULL, &w, &again, json, sizeof json);
+    const char *att = strstr(json, "\"attention\":{\"products\":");
+    assert_non_null(att);
+    assert_non_null(strstr(att, "\"measured_ms\":{\"fp32\":"));
+    assert_non_null(strstr(att, "\"cached\":true"));
+    print_message("attention (T %d, hs %d): fp32 %.2f, bf16 %.2f ms: %s\n", c.seq_len,
+                  c.n_embd / c.n_head, first.ms[0], first.ms[1], first.bf16 ? "bf16" : "fp32");
 }
 
 static int setup(void **state)
@@ -277,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_absurd_cached_figures_are_measured_over),
         cmocka_unit_test(test_rebuild_replaces_its_file),
         cmocka_unit_test(test_weight_grad_kernel),
+        cmocka_unit_test(test_attention_products),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -517,6 +517,49 @@ static void test_half_gradients_track_fp32(void **state)
     check_half_tracks_fp32(&d, 0, 2, 16, 1.0);
 }
 
+/* bf16 mode's attention follows the options: its products in bf16 where they
+ * are native, in fp32 with attention_fp32 (the trainer's measurement may
+ * choose either): each layer's output is attention_forward's on the layer's
+ * qkv with that setting, bit for bit, and the two settings differ where bf16
+ * runs natively. */
+static void test_bf16_attention_follows_options(void **state)
+{
+    (void)state;
+    gpt2_dims d = {.vocab_size = 64, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 2};
+    const int B = 2, T = 16, C = d.n_embd, H = d.n_head;
+    const size_t n = (size_t)B * T * C;
+    int *in = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
+    float *want = malloc(n * sizeof(float)), *lse = malloc(sizeof(float) * B * H * T);
+    float *first = malloc(n * sizeof(float));
+    attention_work w;
+    assert_true(in && tg && want && lse && first);
+    assert_int_equal(attention_work_init(&w, T, C / H, omp_get_max_threads()), 0);
+    random_tokens(in, B * T, d.vocab_size, 7);
+    random_tokens(tg, B * T, d.vocab_size, 8);
+    for (int fp32 = 0; fp32 < 2; fp32++) {
+        const gpt2_options o = {.precision = PREC_BF16, .attention_fp32 = fp32};
+        gpt2 m;
+        char err[256];
+        assert_int_equal(gpt2_create(&m, &d, B, T, &o, err, sizeof err), 0);
+        gpt2_init_params(&m, 3);
+        gpt2_forward(&m, in, tg, B, T);
+        for (int l = 0; l < d.n_layer; l++) {
+            attention_forward(want, lse, m.acts[l].qkv, B, T, C, H, !fp32, &w);
+            assert_memory_equal(want, m.acts[l].atty, n * sizeof(float));
+        }
+        if (!fp32)
+            memcpy(first, m.acts[0].atty, n * sizeof(float));
+        else
+            assert_int_equal(memcmp(first, m.acts[0].atty, n * sizeof(float)) != 0,
+                             attention_bf16_native());
+        gpt2_destroy(&m);
+    }
+    if (!attention_bf16_native())
+        test_skip("bf16 attention in the model", "this CPU has no native bf16 attention");
+    attention_work_free(&w);
+    free(in), free(tg), free(want), free(lse), free(first);
+}
+
 /* The memory check counts attention's work, which grows with the threads
  * the model is made for. */
 static void test_memory_counts_attention_work(void **state)
@@ -908,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_zero_grad_replaces_old_gradients),
         cmocka_unit_test(test_same_seed_same_params),
         cmocka_unit_test(test_half_gradients_track_fp32),
+        cmocka_unit_test(test_bf16_attention_follows_options),
         cmocka_unit_test(test_memory_counts_attention_work),
         cmocka_unit_test(test_recompute_is_bit_identical),
         cmocka_unit_test(test_logit_chunks_match_whole),

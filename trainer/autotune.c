@@ -1,6 +1,7 @@
 #include "trainer/autotune.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "io/fsutil.h"
 #include "io/hash.h"
+#include "kernels/attention.h"
 #include "kernels/cpu.h"
 #include "kernels/env.h"
 #include "kernels/gemm.h"
@@ -400,8 +402,140 @@ void weight_grad_choose(const run_config *c, weight_grad_choice *out)
         cache_store(path, key, weight_grad_object(out));
 }
 
+/* ---- bf16 training's attention products --------------------------------- */
+
+static void attention_key(const run_config *c, char *buf, size_t n)
+{
+    char key[1024];
+    cache_key(c, key, sizeof key);
+    snprintf(buf, n, "%s;attention;T=%d;H=%d", key, c->seq_len, c->n_head);
+}
+
+int attention_cache_path(const run_config *c, char *buf, size_t n)
+{
+    char key[1100];
+    attention_key(c, key, sizeof key);
+    return cache_file("attention", key, buf, n);
+}
+
+/* One sequence of the run's length and head size with two heads a thread
+ * (at most the model's): each thread runs what it runs in a step, on far
+ * fewer heads. */
+typedef struct {
+    float *mem, *qkv, *out, *lse, *dout, *dqkv;
+    attention_work work;
+    int T, C, H;
+} attention_bench;
+
+static int attention_bench_open(attention_bench *b, const run_config *c)
+{
+    const int hs = c->n_embd / c->n_head, threads = omp_get_max_threads();
+    b->T = c->seq_len;
+    b->H = c->n_head < 2 * threads ? c->n_head : 2 * threads;
+    b->C = b->H * hs;
+    const size_t TC = (size_t)b->T * b->C;
+    b->mem = malloc((8 * TC + (size_t)b->H * b->T) * sizeof(float));
+    if (!b->mem || attention_work_init(&b->work, b->T, hs, threads) != 0) {
+        free(b->mem);
+        return -1;
+    }
+    b->qkv = b->mem, b->dqkv = b->qkv + 3 * TC, b->out = b->dqkv + 3 * TC;
+    b->dout = b->out + TC, b->lse = b->dout + TC;
+    uint32_t x = 12345;   /* values in [-1, 1): the time does not depend on them */
+    for (size_t i = 0; i < 3 * TC; i++)
+        b->qkv[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / (1 << 23) - 1.0f;
+    for (size_t i = 0; i < TC; i++)
+        b->dout[i] = b->qkv[i];
+    return 0;
+}
+
+static void attention_bench_close(attention_bench *b)
+{
+    attention_work_free(&b->work);
+    free(b->mem);
+}
+
+/* One forward and backward, in ms. */
+static double attention_pass_ms(const attention_bench *b, bool bf16)
+{
+    const double t0 = omp_get_wtime();
+    attention_forward(b->out, b->lse, b->qkv, 1, b->T, b->C, b->H, bf16, &b->work);
+    attention_backward(b->dqkv, b->dout, b->qkv, b->out, b->lse, 1, b->T, b->C, b->H, bf16,
+                       &b->work);
+    return (omp_get_wtime() - t0) * 1e3;
+}
+
+static void attention_measure(const run_config *c, attention_choice *out)
+{
+    attention_bench b;
+    memset(out, 0, sizeof *out);
+    if (attention_bench_open(&b, c) != 0)
+        return;   /* no memory to measure in: fp32 */
+    const double t0 = omp_get_wtime();
+    double best[2] = {INFINITY, INFINITY};
+    /* leaving fp32 must hold over a second budget */
+    for (int round = 0; round < 2 && (round == 0 || out->bf16); round++) {
+        const double r0 = omp_get_wtime();
+        for (int pass = 0; pass < TUNE_MIN_PASSES || omp_get_wtime() - r0 < TUNE_BUDGET_S;
+             pass++)
+            for (int k = 0; k < 2; k++)
+                best[k] = fmin(best[k], attention_pass_ms(&b, k));
+        out->bf16 = best[0] > TUNE_MARGIN * best[1];
+    }
+    out->ms[0] = best[0], out->ms[1] = best[1];
+    out->measure_s = omp_get_wtime() - t0;
+    attention_bench_close(&b);
+}
+
+static cJSON *attention_object(const attention_choice *a)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "products", a->bf16 ? "bf16" : "fp32");
+    cJSON *ms = cJSON_AddObjectToObject(o, "measured_ms");
+    cJSON_AddNumberToObject(ms, "fp32", a->ms[0]);
+    cJSON_AddNumberToObject(ms, "bf16", a->ms[1]);
+    cJSON_AddNumberToObject(o, "measure_s", a->measure_s);
+    return o;
+}
+
+static bool attention_read(const char *path, const char *key, attention_choice *out)
+{
+    cJSON *o = cache_load(path, key);
+    const char *products = cJSON_GetStringValue(cJSON_GetObjectItem(o, "products"));
+    cJSON *ms = cJSON_GetObjectItem(o, "measured_ms");
+    attention_choice a = {.from_cache = true};
+    bool ok = products && (strcmp(products, "bf16") == 0 || strcmp(products, "fp32") == 0) &&
+              cJSON_IsObject(ms) &&
+              cached_figure(ms, "fp32", CACHE_MAX_SECONDS, false, &a.ms[0]) &&
+              cached_figure(ms, "bf16", CACHE_MAX_SECONDS, false, &a.ms[1]) &&
+              a.ms[0] > 0 && a.ms[1] > 0 &&
+              cached_figure(o, "measure_s", CACHE_MAX_SECONDS, false, &a.measure_s);
+    if (ok) {
+        a.bf16 = strcmp(products, "bf16") == 0;
+        *out = a;
+    }
+    cJSON_Delete(o);
+    return ok;
+}
+
+void attention_choose(const run_config *c, attention_choice *out)
+{
+    char key[1100], path[1024];
+    memset(out, 0, sizeof *out);
+    if (c->precision != PRECISION_BF16 || !attention_bf16_native())
+        return;
+    bool cached = cache_wanted() && attention_cache_path(c, path, sizeof path) == 0;
+    attention_key(c, key, sizeof key);
+    if (cached && attention_read(path, key, out))
+        return;
+    attention_measure(c, out);
+    if (cached && out->ms[0] > 0)
+        cache_store(path, key, attention_object(out));
+}
+
 void autotune_event_json(const run_config *c, const precision_choice *pc,
-                         const weight_grad_choice *w, char *buf, size_t n)
+                         const weight_grad_choice *w, const attention_choice *a, char *buf,
+                         size_t n)
 {
     cJSON *o;
     if (c->precision_auto) {
@@ -414,6 +548,11 @@ void autotune_event_json(const run_config *c, const precision_choice *pc,
     cJSON *kernel = weight_grad_object(w);
     cJSON_AddBoolToObject(kernel, "cached", w->from_cache);
     cJSON_AddItemToObject(o, "weight_grad", kernel);
+    if (a && a->ms[0] > 0) {
+        cJSON *att = attention_object(a);
+        cJSON_AddBoolToObject(att, "cached", a->from_cache);
+        cJSON_AddItemToObject(o, "attention", att);
+    }
     char *text = cJSON_PrintUnformatted(o);
     snprintf(buf, n, "%s", text ? text : "{}");
     free(text);

@@ -72,12 +72,35 @@ typedef struct {
  * is oneDNN's first. */
 void weight_grad_choose(const run_config *c, weight_grad_choice *out);
 
+/* bf16 training's attention products: bf16 (vdpbf16ps) or fp32.  A CPU with
+ * AVX512-BF16 need not run them faster in bf16 (on AMX machines vdpbf16ps has
+ * no more throughput than fp32 FMAs and the conversions cost extra), so one
+ * forward and backward of the run's attention (its sequence length and head
+ * size, one sequence of a few heads) is timed both ways, alternating, and
+ * bf16 taken only when 5% faster: fp32 is the more accurate.  Cached as the
+ * others are (the key adds seq_len and n_head).  Measured only for a bf16
+ * run where bf16 attention is native (attention_bf16_native); elsewhere
+ * nothing is timed and the choice is fp32, which such a run computes in. */
+typedef struct {
+    bool bf16;            /* the choice */
+    double ms[2];         /* fp32, bf16: one forward + backward; 0: not measured */
+    double measure_s;
+    bool from_cache;
+} attention_choice;
+
+void attention_choose(const run_config *c, attention_choice *out);
+
+/* The cache file of the choice for c (tests). */
+int attention_cache_path(const run_config *c, char *buf, size_t n);
+
 /* The training event's fields as a JSON object: precision (c's, or for auto
- * pc's choice with measured_gflops {fp32, bf16[, fp16]}, measure_s, cached)
- * and weight_grad (kernel "first" | "gemm", measured_gflops {first, gemm},
- * measure_s, cached). */
+ * pc's choice with measured_gflops {fp32, bf16[, fp16]}, measure_s, cached),
+ * weight_grad (kernel "first" | "gemm", measured_gflops {first, gemm},
+ * measure_s, cached) and, where a was measured, attention (products "fp32" |
+ * "bf16", measured_ms {fp32, bf16}, measure_s, cached). */
 void autotune_event_json(const run_config *c, const precision_choice *pc,
-                         const weight_grad_choice *w, char *buf, size_t n);
+                         const weight_grad_choice *w, const attention_choice *a, char *buf,
+                         size_t n);
 
 /* The cache file of the choice for c (tests). */
 int weight_grad_cache_path(const run_config *c, char *buf, size_t n);

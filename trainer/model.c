@@ -648,10 +648,10 @@ static void embed_backward(float *dwte, const int *row_of, float *dwpe, const fl
 }
 
 /* bf16 mode's attention products are bf16 too where the CPU has them natively
- * (as PyTorch's attention on bf16 tensors); elsewhere they stay fp32. */
+ * (as PyTorch's attention on bf16 tensors), unless the options keep them fp32. */
 static bool attention_in_bf16(const gpt2 *m)
 {
-    return m->half == GEMM_BF16 && attention_bf16_native();
+    return m->half == GEMM_BF16 && !m->opt.attention_fp32 && attention_bf16_native();
 }
 
 static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)

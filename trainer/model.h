@@ -46,6 +46,9 @@ typedef struct {
     gpt2_precision precision;   /* operands of the matrix products */
     bool recompute;   /* keep only block inputs; recompute each block in backward */
     int logit_rows;   /* 16-bit mode: rows of logits made at a time (0: chunks of about 16 MB, at least 256 rows) */
+    /* bf16 mode: attention's products in fp32 even where bf16 ones are
+     * native (trainer/autotune.h measures which runs faster). */
+    bool attention_fp32;
     /* Backward with grads_ready set leaves the token embedding's input-side
      * gradient in embed_rows (by token) instead of adding it to g.wte. */
     bool split_embed_grad;

@@ -299,6 +299,20 @@ static void resolve_weight_grad(trainer *tr)
     gemm_set_trans_a_kernel(gemm_kernel != 0);
 }
 
+/* bf16 runs: rank 0 times attention's products in fp32 and bf16 (or reads
+ * its cache) and every rank takes its choice. */
+static void resolve_attention(trainer *tr, gpt2_options *opt)
+{
+    int bf16 = 0;
+    if (tr->world->rank == 0) {
+        attention_choose(tr->cfg, &tr->attention);
+        bf16 = tr->attention.bf16;
+    }
+    if (tr->world->size > 1)
+        comm_broadcast_int(&bf16, 0, "the attention choice");
+    opt->attention_fp32 = !bf16;
+}
+
 int all_ranks_ok_after(int rc, const char *what, double work_s, const char *why_other, char *err,
                        size_t errlen)
 {
@@ -507,6 +521,7 @@ int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_worl
         opt = train_model_options(c, w->size);
     }
     resolve_weight_grad(tr);
+    resolve_attention(tr, &opt);
     open_pack_share(tr, &dims, &opt);
     if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 ||
         init_params(tr, resume, err, errlen) != 0)

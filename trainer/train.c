@@ -642,13 +642,14 @@ static int run_loop(trainer *tr, train_result *res, char *err, size_t errlen)
 
 /* The "training ..." event: the model, its precision (for auto, the rates
  * measured and whether they came from the cache), the weight gradients'
- * kernel and the batch. */
+ * kernel, bf16 attention's products where they were measured and the batch. */
 static void report_start(trainer *tr, const precision_choice *pc)
 {
     const run_config *c = tr->cfg;
     const weight_grad_choice *wg = &tr->weight_grad;
-    char msg[640], fields[768];
-    autotune_event_json(c, pc, wg, fields, sizeof fields);
+    const attention_choice *att = &tr->attention;
+    char msg[768], fields[1024];
+    autotune_event_json(c, pc, wg, att, fields, sizeof fields);
     int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
                        config_precision_name(c->precision));
     if (c->precision_auto) {
@@ -664,6 +665,10 @@ static void report_start(trainer *tr, const precision_choice *pc)
                     ", weight gradients on oneDNN's %s (first choice %.0f, gemm %.0f GFLOP/s%s)",
                     wg->gemm_kernel ? "gemm kernel" : "first choice", wg->gflops[0],
                     wg->gflops[1], wg->from_cache ? ", cached" : "");
+    if (att->ms[0] > 0)
+        len += snprintf(msg + len, sizeof msg - len, ", attention in %s (fp32 %.1f, bf16 %.1f ms%s)",
+                        att->bf16 ? "bf16" : "fp32", att->ms[0], att->ms[1],
+                        att->from_cache ? ", cached" : "");
     len += snprintf(msg + len, sizeof msg - len,
                     ", recompute %s, %d thread%s, %d x %d tokens per micro-batch",
                     config_recompute_name(c->recompute), omp_get_max_threads(),

@@ -60,6 +60,7 @@ typedef struct {
     gpt2_pack_share pack_share;
     gpt2 model;
     weight_grad_choice weight_grad;   /* the weight gradients' kernel, measured */
+    attention_choice attention;       /* bf16 runs: attention's products, measured */
     adamw_state opt;
     status_log status;
     publisher *pub;          /* status socket (rank 0) */
