@@ -291,6 +291,56 @@ void precision_choose(const run_config *c, precision_choice *out)
         cache_store(path, key, choice_object(out));
 }
 
+/* ---- choices between two options ---------------------------------------- */
+
+/* How a choice between two options is cached and reported: the option name
+ * ("kernel": "first" | "gemm"), the figures measured for each under
+ * figures (left out where nothing was measured; past max they are damage),
+ * and measure_s. */
+typedef struct {
+    const char *name, *options[2], *figures;
+    double max;
+} two_way;
+
+static const two_way weight_grad_format = {"kernel", {"first", "gemm"}, "measured_gflops",
+                                           CACHE_MAX_GFLOPS};
+static const two_way attention_format = {"products", {"fp32", "bf16"}, "measured_ms",
+                                         CACHE_MAX_SECONDS};
+
+static cJSON *two_way_object(const two_way *f, bool second, const double figure[2],
+                             double measure_s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, f->name, f->options[second]);
+    cJSON *g = cJSON_AddObjectToObject(o, f->figures);
+    for (int i = 0; i < 2 && figure[0] > 0; i++)
+        cJSON_AddNumberToObject(g, f->options[i], figure[i]);
+    cJSON_AddNumberToObject(o, "measure_s", measure_s);
+    return o;
+}
+
+/* The choice cached at path for key; false when absent, damaged or another
+ * key's (the outputs are then left as they were). */
+static bool two_way_read(const two_way *f, const char *path, const char *key, bool *second,
+                         double figure[2], double *measure_s)
+{
+    cJSON *o = cache_load(path, key);
+    const char *option = cJSON_GetStringValue(cJSON_GetObjectItem(o, f->name));
+    cJSON *g = cJSON_GetObjectItem(o, f->figures);
+    double v[2], s;
+    bool ok = option &&
+              (strcmp(option, f->options[0]) == 0 || strcmp(option, f->options[1]) == 0) &&
+              cJSON_IsObject(g) && cached_figure(g, f->options[0], f->max, true, &v[0]) &&
+              cached_figure(g, f->options[1], f->max, true, &v[1]) &&
+              cached_figure(o, "measure_s", CACHE_MAX_SECONDS, false, &s);
+    if (ok) {
+        *second = strcmp(option, f->options[1]) == 0;
+        figure[0] = v[0], figure[1] = v[1], *measure_s = s;
+    }
+    cJSON_Delete(o);
+    return ok;
+}
+
 /* ---- the weight gradients' kernel ---------------------------------------- */
 
 /* The dtype whose products the weight gradients of c's precision run: a
@@ -360,34 +410,16 @@ static void weight_grad_measure(const run_config *c, weight_grad_choice *out)
 
 static cJSON *weight_grad_object(const weight_grad_choice *w)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "kernel", w->gemm_kernel ? "gemm" : "first");
-    cJSON *g = cJSON_AddObjectToObject(o, "measured_gflops");
-    if (w->gflops[0] > 0) {
-        cJSON_AddNumberToObject(g, "first", w->gflops[0]);
-        cJSON_AddNumberToObject(g, "gemm", w->gflops[1]);
-    }
-    cJSON_AddNumberToObject(o, "measure_s", w->measure_s);
-    return o;
+    return two_way_object(&weight_grad_format, w->gemm_kernel, w->gflops, w->measure_s);
 }
 
 static bool weight_grad_read(const char *path, const char *key, weight_grad_choice *out)
 {
-    cJSON *o = cache_load(path, key);
-    const char *kernel = cJSON_GetStringValue(cJSON_GetObjectItem(o, "kernel"));
-    cJSON *g = cJSON_GetObjectItem(o, "measured_gflops");
     weight_grad_choice w = {.from_cache = true};
-    bool ok = kernel && (strcmp(kernel, "gemm") == 0 || strcmp(kernel, "first") == 0) &&
-              cJSON_IsObject(g) &&
-              cached_figure(g, "first", CACHE_MAX_GFLOPS, true, &w.gflops[0]) &&
-              cached_figure(g, "gemm", CACHE_MAX_GFLOPS, true, &w.gflops[1]) &&
-              cached_figure(o, "measure_s", CACHE_MAX_SECONDS, false, &w.measure_s);
-    if (ok) {
-        w.gemm_kernel = strcmp(kernel, "gemm") == 0;
-        *out = w;
-    }
-    cJSON_Delete(o);
-    return ok;
+    if (!two_way_read(&weight_grad_format, path, key, &w.gemm_kernel, w.gflops, &w.measure_s))
+        return false;
+    *out = w;
+    return true;
 }
 
 void weight_grad_choose(const run_config *c, weight_grad_choice *out)
@@ -489,33 +521,18 @@ static void attention_measure(const run_config *c, attention_choice *out)
 
 static cJSON *attention_object(const attention_choice *a)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "products", a->bf16 ? "bf16" : "fp32");
-    cJSON *ms = cJSON_AddObjectToObject(o, "measured_ms");
-    cJSON_AddNumberToObject(ms, "fp32", a->ms[0]);
-    cJSON_AddNumberToObject(ms, "bf16", a->ms[1]);
-    cJSON_AddNumberToObject(o, "measure_s", a->measure_s);
-    return o;
+    return two_way_object(&attention_format, a->bf16, a->ms, a->measure_s);
 }
 
+/* A cached choice holds both times: a run without them measured nothing. */
 static bool attention_read(const char *path, const char *key, attention_choice *out)
 {
-    cJSON *o = cache_load(path, key);
-    const char *products = cJSON_GetStringValue(cJSON_GetObjectItem(o, "products"));
-    cJSON *ms = cJSON_GetObjectItem(o, "measured_ms");
     attention_choice a = {.from_cache = true};
-    bool ok = products && (strcmp(products, "bf16") == 0 || strcmp(products, "fp32") == 0) &&
-              cJSON_IsObject(ms) &&
-              cached_figure(ms, "fp32", CACHE_MAX_SECONDS, false, &a.ms[0]) &&
-              cached_figure(ms, "bf16", CACHE_MAX_SECONDS, false, &a.ms[1]) &&
-              a.ms[0] > 0 && a.ms[1] > 0 &&
-              cached_figure(o, "measure_s", CACHE_MAX_SECONDS, false, &a.measure_s);
-    if (ok) {
-        a.bf16 = strcmp(products, "bf16") == 0;
-        *out = a;
-    }
-    cJSON_Delete(o);
-    return ok;
+    if (!two_way_read(&attention_format, path, key, &a.bf16, a.ms, &a.measure_s) ||
+        !(a.ms[0] > 0 && a.ms[1] > 0))
+        return false;
+    *out = a;
+    return true;
 }
 
 void attention_choose(const run_config *c, attention_choice *out)
