@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/attention.h"
 #include "trainer/autotune.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
@@ -91,8 +90,6 @@ static double products_alone_gflops(const run_config *c, gemm_dtype dtype)
 static void print_profile(const gpt2 *m, const run_config *c, int steps, double seconds)
 {
     const char *kernel = gemm_trans_a_kernel() ? "gemm" : "first";
-    const bool att_bf16 = c->precision == PRECISION_BF16 && !m->opt.attention_fp32 &&
-                          attention_bf16_native();
     double total = 0;
     for (int p = 0; p < 2; p++)
         for (int op = 0; op < OP_COUNT; op++)
@@ -102,7 +99,7 @@ static void print_profile(const gpt2 *m, const run_config *c, int steps, double 
     snprintf(work, sizeof work, "%s V%d C%d L%d B%d T%d recompute=%s weight_grad=%s attention=%s",
              config_precision_name(c->precision), c->vocab_size, c->n_embd, c->n_layer,
              c->batch_size, c->seq_len, config_recompute_name(c->recompute), kernel,
-             att_bf16 ? "bf16" : "fp32");
+             gpt2_attention_bf16(m) ? "bf16" : "fp32");
     printf("== profile %s: %.1f ms per fwd+bwd, %.0f tok/s (ops account for %.1f ms)\n", work,
            1e3 * seconds / steps, tokens * steps / seconds, 1e3 * total / steps);
     printf("   %-10s %9s %9s %6s\n", "op", "fwd ms", "bwd ms", "share");

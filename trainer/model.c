@@ -649,7 +649,7 @@ static void embed_backward(float *dwte, const int *row_of, float *dwpe, const fl
 
 /* bf16 mode's attention products are bf16 too where the CPU has them natively
  * (as PyTorch's attention on bf16 tensors), unless the options keep them fp32. */
-static bool attention_in_bf16(const gpt2 *m)
+bool gpt2_attention_bf16(const gpt2 *m)
 {
     return m->half == GEMM_BF16 && !m->opt.attention_fp32 && attention_bf16_native();
 }
@@ -665,7 +665,7 @@ static void block_forward(gpt2 *m, int l, const float *res_in, int B, int T)
           layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res_in, w->ln1w, w->ln1b, N, C));
     linear_forward(m, a->qkv, a->ln1, h.ln1, w->qkvw, &pk[0], w->qkvb, N, C, 3 * C);
     TIMED(m, OP_ATTENTION,
-          attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH, attention_in_bf16(m),
+          attention_forward(a->atty, a->att_lse, a->qkv, B, T, C, NH, gpt2_attention_bf16(m),
                             &m->att_work));
     linear_forward(m, a->res2, a->atty, h.atty, w->attprojw, &pk[1], w->attprojb, N, C, C);
     TIMED(m, OP_RESIDUAL, residual_forward(a->res2, a->res2, res_in, (size_t)N * C));
@@ -827,7 +827,7 @@ static void block_backward(gpt2 *m, int l, const float *res_in, float *dres, int
                     &pk[1], N, C, C);
     block_ready(m, l, HF_ATTPROJ_W);
     TIMED(m, OP_ATTENTION, attention_backward(dbig, datt, a->qkv, a->atty, a->att_lse, B, T, C, NH,
-                                              attention_in_bf16(m), &m->att_work));
+                                              gpt2_attention_bf16(m), &m->att_work));
     linear_backward(m, dln, g->qkvw, g->qkvb, dbig, a->ln1, h.ln1, w->qkvw, &pk[0], N, C, 3 * C);
     block_ready(m, l, HF_QKV_W);
     TIMED(m, OP_LAYERNORM, layernorm_backward(dres, g->ln1w, g->ln1b, dln, res_in, w->ln1w,

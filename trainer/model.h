@@ -218,6 +218,9 @@ void gpt2_zero_grad(gpt2 *m);
 /* Name of an op kind for profile tables ("matmul", "attention", ...). */
 const char *gpt2_op_name(gpt2_op op);
 void gpt2_profile_reset(gpt2 *m);
+/* Whether attention's products run in bf16: bf16 mode where the CPU has them
+ * natively and the options do not keep them fp32. */
+bool gpt2_attention_bf16(const gpt2 *m);
 
 /* Training FLOPs per token (6N + 6 L T C, as llm.c counts). */
 double gpt2_flops_per_token(const gpt2 *m, int T);

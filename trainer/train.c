@@ -666,7 +666,8 @@ static void report_start(trainer *tr, const precision_choice *pc)
                     wg->gemm_kernel ? "gemm kernel" : "first choice", wg->gflops[0],
                     wg->gflops[1], wg->from_cache ? ", cached" : "");
     if (att->ms[0] > 0)
-        len += snprintf(msg + len, sizeof msg - len, ", attention in %s (fp32 %.1f, bf16 %.1f ms%s)",
+        len += snprintf(msg + len, sizeof msg - len,
+                        ", attention in %s (fp32 %.1f, bf16 %.1f ms%s)",
                         att->bf16 ? "bf16" : "fp32", att->ms[0], att->ms[1],
                         att->from_cache ? ", cached" : "");
     len += snprintf(msg + len, sizeof msg - len,
