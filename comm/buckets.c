@@ -1,6 +1,7 @@
 #include "comm/buckets.h"
 
 #include "comm/watchdog.h"
+#include "kernels/clock.h"
 #include "kernels/convert.h"
 
 #include <mpi.h>
@@ -104,6 +105,8 @@ struct grad_buckets {
     int pposted;              /* posted and not yet arrived */
     double pstart, pflight_s; /* when it was posted; how long until all arrived */
     bool threaded;            /* the progress thread runs */
+    double progress_cpu_s;    /* the progress thread's CPU time so far, as it last read it */
+    double cpu_reported;      /* progress_cpu_s when buckets_progress_cpu_seconds last read it */
     pthread_t progress;
     pthread_mutex_t lock;     /* held around every MPI call on these requests */
     pthread_cond_t wake;      /* in flight, or quitting */
@@ -680,6 +683,7 @@ static void *progress_main(void *arg)
             continue;
         }
         advance(b, false);
+        b->progress_cpu_s = clock_read_s(CLOCK_THREAD_CPUTIME_ID);
         pthread_mutex_unlock(&b->lock);
         nanosleep(&pause, NULL);
         pthread_mutex_lock(&b->lock);
@@ -908,6 +912,15 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
     double waited = MPI_Wtime() - t0;
     pthread_mutex_unlock(&b->lock);
     return waited;
+}
+
+double buckets_progress_cpu_seconds(grad_buckets *b)
+{
+    pthread_mutex_lock(&b->lock);
+    const double s = b->progress_cpu_s - b->cpu_reported;
+    b->cpu_reported = b->progress_cpu_s;
+    pthread_mutex_unlock(&b->lock);
+    return s;
 }
 
 double buckets_params_flight_seconds(grad_buckets *b)

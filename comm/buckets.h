@@ -119,4 +119,10 @@ double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi);
  * any is still in flight). */
 double buckets_params_flight_seconds(grad_buckets *b);
 
+/* CPU time the progress thread spent since the last call (its copies, adds
+ * and MPI's own work, kernel time included): what an exchange hidden in wall
+ * time still takes from the cores, which on a rank of one core is compute
+ * time lost.  0 without the progress thread. */
+double buckets_progress_cpu_seconds(grad_buckets *b);
+
 #endif

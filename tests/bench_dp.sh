@@ -20,7 +20,9 @@
 #                    (default: stage 0 and ZeRO 1 with run.sh's defaults), e.g.
 #                    "np2-none;--bind-to none;--set zero_stage=0"
 #   THREADS          threads of np 1 (default: this process's CPUs)
-# Prints a table; writes every run as a JSON line to $BUILD/bench_dp.jsonl and
+# Prints a table (`comm cpu`: the exchange's progress thread's CPU time per
+# step, comm_cpu_ms, which a hidden exchange still takes from the cores);
+# writes every run as a JSON line to $BUILD/bench_dp.jsonl and
 # its stderr to $BUILD/bench_dp.log.
 set -e
 BUILD=${BUILD:-build}
@@ -68,7 +70,8 @@ def medians(log):
     steps = steps[2:] if len(steps) > 3 else steps   # the first steps pay for start-up
     med = lambda k: statistics.median(r.get(k, 0) for r in steps)
     return len(steps), steps[-1]["ranks"], {k: med(k) for k in (
-        "step_ms", "tokens_per_s", "optimizer_ms", "comm_exposed_ms", "comm_total_ms")}
+        "step_ms", "tokens_per_s", "optimizer_ms", "comm_exposed_ms", "comm_total_ms",
+        "comm_cpu_ms")}
 runs = [medians(log) for log in logs]
 m = [r[2] for r in runs]
 row = {"bench": "dp", "round": int(rnd), "name": name, "steps": runs[0][0],
@@ -77,7 +80,8 @@ row = {"bench": "dp", "round": int(rnd), "name": name, "steps": runs[0][0],
        "tokens_per_s": round(sum(x["tokens_per_s"] for x in m)),
        "optimizer_ms": round(max(x["optimizer_ms"] for x in m), 1),
        "comm_exposed_ms": round(max(x["comm_exposed_ms"] for x in m), 1),
-       "comm_total_ms": round(max(x["comm_total_ms"] for x in m), 1)}
+       "comm_total_ms": round(max(x["comm_total_ms"] for x in m), 1),
+       "comm_cpu_ms": round(max(x["comm_cpu_ms"] for x in m), 1)}
 with open(out, "a") as f:
     f.write(json.dumps(row) + "\n")
 PY
@@ -124,12 +128,13 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 np1 = {r["round"]: r for r in rows if r["name"] == "np1"}
 names = list(dict.fromkeys(r["name"] for r in rows))
-print("%-24s %6s %9s %9s %9s %9s %9s" % ("run", "rounds", "step ms", "tok/s", "optim ms",
-                                          "exposed", "np2/np1"))
+print("%-24s %6s %9s %9s %9s %9s %9s %9s" % ("run", "rounds", "step ms", "tok/s", "optim ms",
+                                              "exposed", "comm cpu", "np2/np1"))
 for n in names:
     rs = [r for r in rows if r["name"] == n]
     med = lambda k: statistics.median(r[k] for r in rs)
     ratio = statistics.median(r["tokens_per_s"] / np1[r["round"]]["tokens_per_s"] for r in rs)
-    print("%-24s %6d %9.1f %9.0f %9.1f %9.1f %9.3f" % (n, len(rs), med("step_ms"), med("tokens_per_s"),
-          med("optimizer_ms"), med("comm_exposed_ms"), ratio))
+    print("%-24s %6d %9.1f %9.0f %9.1f %9.1f %9.1f %9.3f" % (n, len(rs), med("step_ms"),
+          med("tokens_per_s"), med("optimizer_ms"), med("comm_exposed_ms"), med("comm_cpu_ms"),
+          ratio))
 PY

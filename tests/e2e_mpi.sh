@@ -256,7 +256,7 @@ print("np 3 bf16 parameters under ZeRO 1: %.2g relative of stage 0" % worst)
 PY
 
 python3 - "$tmp" <<'PY' || fail "np 1, np 2/3 and ZeRO runs differ"
-import json, sys
+import json, statistics, sys
 tmp = sys.argv[1]
 def steps(run):
     return [r for r in map(json.loads, open("%s/%s/log.jsonl" % (tmp, run))) if r["type"] == "step"]
@@ -268,7 +268,8 @@ def load(run):
 for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
                           ("odd1", 3, ("odd3-0", "odd3-1", "odd3-2"))):
     l1, v1, r1, opt1, n1 = load(base)
-    assert all(r["comm_total_ms"] == r["comm_exposed_ms"] == r["comm_hidden"] == 0 for r in steps(base))
+    assert all(r["comm_total_ms"] == r["comm_exposed_ms"] == r["comm_hidden"] == r["comm_cpu_ms"] == 0
+               for r in steps(base))
     for run in runs:
         l2, v2, r2, opt2, n2 = load(run)
         assert len(l1) == len(l2) == 20 and r1 == {1} and r2 == {ranks}, run
@@ -293,11 +294,18 @@ for base, ranks, runs in (("np1", 2, ("np2", "zero1", "zero2")),
         over = []
         for r in steps(run):
             e, t, h = r["comm_exposed_ms"], r["comm_total_ms"], r["comm_hidden"]
-            assert 0 < t and 0 <= e and 0 <= h < 1, (run, r)
+            assert 0 < t and 0 <= e and 0 <= h < 1 and r["comm_cpu_ms"] >= 0, (run, r)
             assert abs(h - max(0.0, 1 - e / t)) < 1e-9, (run, r)
             if e > t + 0.5:
                 over.append((r["step"], e, t))
         assert len(over) <= len(steps(run)) // 4, (run, "exposed above total", over)
+        # the progress thread worked, and one thread's CPU time keeps within
+        # the steps' wall time (per step only roughly: its window runs from
+        # one step's reduction to the next, the step's from start to end, and
+        # the figure is the largest over ranks)
+        cpu = [r["comm_cpu_ms"] for r in steps(run)]
+        wall = [r["step_ms"] for r in steps(run)]
+        assert max(cpu) > 0 and statistics.median(cpu) <= statistics.median(wall), (run, cpu, wall)
         print("%s vs %s: worst step loss difference %.2g relative, optimizer %.3f MB of %.3f" %
               (base, run, worst, opt2, opt1))
 PY

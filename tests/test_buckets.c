@@ -7,7 +7,8 @@
  * neither 3 nor the bucket) and more buckets are in flight than there are
  * receive slots.  Every rank's gradients are a known function of (rank,
  * index) with small integer values, so the sums are exact and each rank can
- * compute the expected result alone.  Failures are agreed over ranks before
+ * compute the expected result alone (and the progress thread's CPU time is
+ * held within the wall time).  Failures are agreed over ranks before
  * asserting, so a failing rank never leaves another waiting in MPI.  ZeRO's
  * parameter allgather is checked range by range as forward waits for them;
  * the bf16 wire is checked against the same sums with each value that crosses
@@ -99,6 +100,7 @@ static void check_allreduce(size_t n, size_t bucket, const size_t *cuts, int ncu
     grad_buckets *b = buckets_create(g, &z, BUCKETS_ALLREDUCE, BUCKETS_WIRE_FP32);
     assert_non_null(b);
     int ok = 1;
+    const double t0 = MPI_Wtime();
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++)
             g[i] = grad_value(rank, i);
@@ -106,6 +108,11 @@ static void check_allreduce(size_t n, size_t bucket, const size_t *cuts, int ncu
         for (size_t i = 0; i < n; i++)
             ok &= g[i] == summed(i);
     }
+    /* the progress thread's CPU time: one thread's, so within the wall time
+     * the exchanges took; counted once, and nothing more once all is done */
+    const double cpu = buckets_progress_cpu_seconds(b), wall = MPI_Wtime() - t0;
+    ok &= cpu >= 0 && cpu <= wall;
+    ok &= buckets_progress_cpu_seconds(b) == 0;
     assert_int_equal(failed_anywhere(ok), 0);
     buckets_destroy(b);
     free(g);

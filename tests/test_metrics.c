@@ -48,7 +48,7 @@ static void test_render_step_eval_checkpoint(void **state)
     assert_true(sample(buf, "gpt_seconds_since_checkpoint") == 10);   /* since the start */
 
     feed(&mv, "{\"type\":\"step\",\"step\":7,\"max_steps\":9,\"loss\":3.25,\"step_ms\":250,"
-              "\"comm_ms\":12.5,\"comm_exposed_ms\":2.5,\"comm_total_ms\":40,\"loader_wait_ms\":0.5,\"peak_rss_mb\":123.5,\"tokens_per_s\":4096,"
+              "\"comm_ms\":12.5,\"comm_exposed_ms\":2.5,\"comm_total_ms\":40,\"comm_cpu_ms\":7.5,\"loader_wait_ms\":0.5,\"peak_rss_mb\":123.5,\"tokens_per_s\":4096,"
               "\"skipped_steps\":1,\"time\":1005}");
     feed(&mv, "{\"type\":\"eval\",\"step\":7,\"val_loss\":3.5,\"time\":1006}");
     feed(&mv, "{\"type\":\"checkpoint\",\"step\":7,\"path\":\"x\",\"time\":1007}");
@@ -62,6 +62,7 @@ static void test_render_step_eval_checkpoint(void **state)
     assert_true(sample(buf, "gpt_comm_exposed_seconds") == 0.0025);
     assert_true(sample(buf, "gpt_comm_total_seconds") == 0.04);
     assert_true(sample(buf, "gpt_comm_wait_seconds") == 0.0125);
+    assert_true(sample(buf, "gpt_comm_cpu_seconds") == 0.0075);
     assert_true(sample(buf, "gpt_loader_wait_seconds") == 0.0005);
     assert_true(sample(buf, "gpt_peak_rss_bytes") == 123.5e6);
     assert_true(sample(buf, "gpt_tokens_per_second") == 4096);

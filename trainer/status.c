@@ -127,6 +127,7 @@ void status_step(status_log *s, const step_stats *st)
     cJSON_AddNumberToObject(o, "comm_exposed_ms", st->comm_exposed_ms);
     cJSON_AddNumberToObject(o, "comm_total_ms", st->comm_total_ms);
     cJSON_AddNumberToObject(o, "comm_hidden", st->comm_hidden);
+    cJSON_AddNumberToObject(o, "comm_cpu_ms", st->comm_cpu_ms);
     cJSON_AddNumberToObject(o, "rss_mb", st->rss_mb);
     cJSON_AddNumberToObject(o, "peak_rss_mb", st->peak_rss_mb);
     cJSON_AddNumberToObject(o, "optimizer_mb", st->optimizer_mb);

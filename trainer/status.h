@@ -24,6 +24,7 @@ typedef struct {
                                * embedding rows and ZeRO's parameter allgather */
     double comm_total_ms;     /* the step's communication in flight, hidden or not */
     double comm_hidden;       /* 1 - exposed / total */
+    double comm_cpu_ms;       /* CPU time the exchange's progress thread took (largest over ranks) */
     double peak_rss_mb;    /* the largest RSS so far (with several ranks: of the largest rank) */
     double optimizer_mb;   /* this rank's Adam moments (1/N of them under ZeRO) */
     double optimizer_ms;   /* the optimizer step (ZeRO's allgather overlaps the next forward) */

@@ -201,6 +201,8 @@ static int train_step(trainer *tr, int step, float *loss, char *err, size_t errl
         if (reduce)
             finish_reduction(tr, rc == 0);
     }
+    /* this step's reduction and (ZeRO) the allgather its forward overlapped */
+    tr->comm_cpu_s = tr->buckets ? buckets_progress_cpu_seconds(tr->buckets) : 0;
     if (all_ranks_ok(rc, "the end-of-step agreement", "another rank failed reading its batch",
                      err, errlen) != 0)
         return -1;
@@ -214,15 +216,16 @@ static void gather_rank_figures(const trainer *tr, step_stats *st)
 {
     if (tr->world->size == 1)
         return;
-    double x[6] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms, st->peak_rss_mb,
-                   -st->comm_ms};   /* max of -x: the least */
-    comm_max_doubles(x, 6);
+    double x[7] = {st->loader_wait_ms, st->comm_ms, st->rss_mb, st->optimizer_ms, st->peak_rss_mb,
+                   -st->comm_ms, st->comm_cpu_ms};   /* max of -x: the least */
+    comm_max_doubles(x, 7);
     st->loader_wait_ms = x[0];
     st->comm_ms = x[1];
     st->rss_mb = x[2];
     st->optimizer_ms = x[3];
     st->peak_rss_mb = x[4];
     st->comm_tail_ms = -x[5];
+    st->comm_cpu_ms = x[6];
     /* the communication figures of the rank that waited least: the last to
      * finish backward, whose waits are what the overlap did not hide (the
      * others' also count the time they waited for it) */
@@ -447,6 +450,7 @@ static void log_step(trainer *tr, run_state *rs, int done, float loss, float lr,
                      .comm_exposed_ms = tr->comm_exposed_s * 1e3,
                      .comm_total_ms = tr->comm_total_s * 1e3,
                      .comm_hidden = hidden_fraction(tr->comm_exposed_s, tr->comm_total_s),
+                     .comm_cpu_ms = tr->comm_cpu_s * 1e3,
                      .optimizer_ms = tr->optimizer_s * 1e3,
                      .optimizer_mb = 2.0 * sizeof(float) * (double)tr->opt.n / 1e6,
                      .loader_wait_ms = tr->loader_wait_s * 1e3,

@@ -54,6 +54,7 @@ typedef struct {
     double comm_exposed_s;   /* the last step's waits for any communication (gradients,
                               * embedding rows, ZeRO's parameter allgather) */
     double comm_total_s;     /* the last step's communication in flight, hidden or not */
+    double comm_cpu_s;       /* the progress thread's CPU time in the last step */
     dataset data;
     node_share *node;        /* the packed weights shared on this node; else NULL */
     char pack_unshared[160]; /* why the ranks could not share them, for the training event */
