@@ -149,8 +149,8 @@ void status_step(status_log *s, const step_stats *st)
         return;
     char comm[96] = "";
     if (st->ranks > 1)
-        snprintf(comm, sizeof comm, " | comm %.0f of %.0f ms exposed (%.0f%% hidden)",
-                 st->comm_exposed_ms, st->comm_total_ms, 100 * st->comm_hidden);
+        snprintf(comm, sizeof comm, " | comm %.0f of %.0f ms exposed (%.0f%% hidden, %.0f ms cpu)",
+                 st->comm_exposed_ms, st->comm_total_ms, 100 * st->comm_hidden, st->comm_cpu_ms);
     fprintf(stderr, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | mfu %.1f%%%s | eta %.0fs\n",
             st->step, st->max_steps, st->loss, st->lr, st->grad_norm, st->step_ms,
             st->tokens_per_s, 100 * st->mfu, comm, st->eta_s);
