@@ -237,14 +237,21 @@ static void cache_store(const char *path, const char *key, cJSON *o)
     cJSON_Delete(o);
 }
 
-/* Timing passes over the sets in turn (NULL ones skipped), at least
- * TUNE_MIN_PASSES and until TUNE_BUDGET_S: a busy moment of the host slows
- * one pass of each rather than all of one.  Each product keeps its fastest
- * pass, so a second call refines the first's figures. */
+/* Whether pass number pass of a budget begun at t0 is due: at least
+ * TUNE_MIN_PASSES of them, and more until TUNE_BUDGET_S has passed. */
+static bool pass_due(int pass, double t0)
+{
+    return pass < TUNE_MIN_PASSES || omp_get_wtime() - t0 < TUNE_BUDGET_S;
+}
+
+/* Timing passes over the sets in turn (NULL ones skipped) for a budget: a
+ * busy moment of the host slows one pass of each rather than all of one.
+ * Each product keeps its fastest pass, so a second call refines the first's
+ * figures. */
 static void alternate_passes(gemm_timing *const *sets, int n)
 {
     const double t0 = omp_get_wtime();
-    for (int pass = 0; pass < TUNE_MIN_PASSES || omp_get_wtime() - t0 < TUNE_BUDGET_S; pass++)
+    for (int pass = 0; pass_due(pass, t0); pass++)
         for (int i = 0; i < n; i++)
             if (sets[i])
                 gemm_timing_pass(sets[i]);
@@ -508,8 +515,7 @@ static void attention_measure(const run_config *c, attention_choice *out)
     /* leaving fp32 must hold over a second budget */
     for (int round = 0; round < 2 && (round == 0 || out->bf16); round++) {
         const double r0 = omp_get_wtime();
-        for (int pass = 0; pass < TUNE_MIN_PASSES || omp_get_wtime() - r0 < TUNE_BUDGET_S;
-             pass++)
+        for (int pass = 0; pass_due(pass, r0); pass++)   /* alternating, as alternate_passes */
             for (int k = 0; k < 2; k++)
                 best[k] = fmin(best[k], attention_pass_ms(&b, k));
         out->bf16 = best[0] > TUNE_MARGIN * best[1];
