@@ -1,5 +1,6 @@
 #include "comm/buckets.h"
 
+#include "comm/local_exchange.h"
 #include "comm/watchdog.h"
 #include "kernels/clock.h"
 #include "kernels/convert.h"
@@ -112,6 +113,8 @@ struct grad_buckets {
     pthread_cond_t wake;      /* in flight, or quitting */
     bool in_flight, quit;
     int *stalled;             /* [size]: the peers a stalled wait still waits for */
+    local_exchange *local;    /* buckets_create_shared: the exchange through shared memory,
+                               * which every call below hands on */
 };
 
 /* grads[lo, hi) = 0, the whole pages inside it returned to the kernel (a
@@ -310,6 +313,24 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     return b;
 }
 
+grad_buckets *buckets_create_shared(node_share *arenas, const zero_shard *shard,
+                                    buckets_mode mode)
+{
+    grad_buckets *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->wake, NULL);
+    b->shard = shard;
+    b->count = shard->npieces;
+    b->local = local_create(arenas, shard, mode);
+    if (!b->local) {
+        buckets_destroy(b);
+        return NULL;
+    }
+    return b;
+}
+
 void buckets_destroy(grad_buckets *b)
 {
     if (b && b->threaded) {
@@ -335,6 +356,7 @@ void buckets_destroy(grad_buckets *b)
         free(b->psend);
         free(b->pstage);
         free(b->pstage_at);
+        local_destroy(b->local);
     }
     free(b);
 }
@@ -703,6 +725,10 @@ static void start_progress(grad_buckets *b)
 
 void buckets_begin(grad_buckets *b)
 {
+    if (b->local) {
+        local_begin(b->local);
+        return;
+    }
     pthread_mutex_lock(&b->lock);
     __atomic_store_n(&b->started, 0, __ATOMIC_RELAXED);
     b->reduced = b->finished = 0;
@@ -714,6 +740,10 @@ void buckets_begin(grad_buckets *b)
 
 void buckets_ready(grad_buckets *b, size_t from)
 {
+    if (b->local) {
+        local_ready(b->local, from);
+        return;
+    }
     /* With the progress thread, a report that starts nothing also moves the
      * exchange along, without ever waiting for the lock: the progress thread
      * may be waiting for a core (every core busy with this rank's OpenMP
@@ -762,6 +792,8 @@ void buckets_poke(grad_buckets *b)
 
 double buckets_finish(grad_buckets *b)
 {
+    if (b->local)
+        return local_finish(b->local);
     buckets_ready(b, 0);
     pthread_mutex_lock(&b->lock);   /* the progress thread waits from here on */
     b->in_flight = params_pending(b) > 0;
@@ -790,6 +822,8 @@ double buckets_finish(grad_buckets *b)
 
 double buckets_flight_seconds(grad_buckets *b)
 {
+    if (b->local)
+        return local_flight_seconds(b->local);
     pthread_mutex_lock(&b->lock);
     double s = b->flight_s;
     pthread_mutex_unlock(&b->lock);
@@ -870,6 +904,10 @@ int buckets_params_read_early(grad_buckets *b, size_t lo, size_t hi)
 void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
                           const size_t *sizes, int n, buckets_wire wire)
 {
+    if (b->local) {
+        local_params_start(b->local);
+        return;
+    }
     pthread_mutex_lock(&b->lock);
     b->params = params;
     b->pbf16 = wire == BUCKETS_WIRE_BF16 && b->psend;
@@ -893,6 +931,8 @@ void buckets_params_start(grad_buckets *b, float *params, const size_t *offsets,
 
 double buckets_params_wait(grad_buckets *b, size_t lo, size_t hi)
 {
+    if (b->local)
+        return local_params_wait(b->local, lo, hi);
     pthread_mutex_lock(&b->lock);
     double t0 = MPI_Wtime();
     for (int i = b->count - 1; i >= 0 && params_pending(b) > 0; i--) {
@@ -925,6 +965,8 @@ double buckets_progress_cpu_seconds(grad_buckets *b)
 
 double buckets_params_flight_seconds(grad_buckets *b)
 {
+    if (b->local)
+        return local_params_flight_seconds(b->local);
     pthread_mutex_lock(&b->lock);
     double s = params_pending(b) > 0 ? 0 : b->pflight_s;
     pthread_mutex_unlock(&b->lock);

@@ -214,25 +214,29 @@ void node_share_publish(node_share *s, int item, unsigned gen)
     atomic_store_explicit(&s->flags[item], gen, memory_order_release);
 }
 
-static int reached(node_share *s, int item, unsigned gen)
+unsigned node_share_generation(const node_share *s, int item)
 {
-    unsigned have = atomic_load_explicit(&s->flags[item], memory_order_acquire);
-    return (int)(have - gen) >= 0;
+    return atomic_load_explicit(&s->flags[item], memory_order_acquire);
 }
 
-/* The other rank packs while this one waits, usually well under a
- * millisecond: spin a little, then sleep in short naps so a core shared
- * with the exchange's progress thread is given up. */
-void node_share_await(node_share *s, int item, unsigned gen, int publisher,
+bool node_share_reached(const node_share *s, int item, unsigned gen)
+{
+    return (int)(node_share_generation(s, item) - gen) >= 0;
+}
+
+/* The other rank is usually well under a millisecond behind: spin a little,
+ * then sleep in short naps so a core shared with another thread of this rank
+ * (or another rank) is given up. */
+void node_share_await(node_share *s, int item, unsigned gen, int publisher, const char *what,
                       void (*idle)(void *), void *arg)
 {
     for (int spin = 0; spin < 2000; spin++)
-        if (reached(s, item, gen))
+        if (node_share_reached(s, item, gen))
             return;
     const struct timespec nap = {0, 20000};
-    watchdog_arm("a packed weight matrix from another rank on this node");
+    watchdog_arm(what);
     watchdog_waiting_for(&s->world_ranks[publisher], 1);
-    while (!reached(s, item, gen)) {
+    while (!node_share_reached(s, item, gen)) {
         if (idle)
             idle(arg);
         nanosleep(&nap, NULL);

@@ -13,6 +13,7 @@
 #ifndef COMM_NODE_SHARE_H
 #define COMM_NODE_SHARE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct node_share node_share;
@@ -33,12 +34,17 @@ int node_share_size(const node_share *s);
 /* Item i now holds generation gen (the writes before it are visible to any
  * rank that sees the flag). */
 void node_share_publish(node_share *s, int item, unsigned gen);
+/* Whether item i holds generation gen or later (generations compare as a
+ * running count that may wrap: gen must be within 2^31 of what it holds). */
+bool node_share_reached(const node_share *s, int item, unsigned gen);
+/* The generation item i holds now. */
+unsigned node_share_generation(const node_share *s, int item);
 /* Returns once item i holds generation gen or later.  publisher is the node
- * rank that publishes it: under the watchdog, one that never does stops the
- * job and is named.  While it waits it calls idle(arg) now and then (unless
- * NULL): the rank it waits for may itself be waiting for this one's MPI to
- * move (buckets_poke). */
-void node_share_await(node_share *s, int item, unsigned gen, int publisher,
+ * rank that publishes it: under the watchdog (armed with `what`), one that
+ * never does stops the job and is named.  While it waits it calls idle(arg)
+ * now and then (unless NULL): the rank it waits for may itself be waiting
+ * for this one's MPI to move (buckets_poke). */
+void node_share_await(node_share *s, int item, unsigned gen, int publisher, const char *what,
                       void (*idle)(void *), void *arg);
 
 #endif

@@ -15,6 +15,8 @@
  * it rounded to bf16 (kernels/convert's scalar rounding).  sparse_rows also
  * fetches a sharded table's rows from their owners, and the shard layout
  * (comm/zero.h) is checked alone and by moving ranges to and from rank 0.
+ * The exchange through shared memory (comm/local_exchange.h) is checked
+ * against the same sums under mpirun (alone there is no window to share).
  *
  * With --slow-peer (under mpirun) the last rank's backward reports its
  * buckets one at a time, a pause shorter than the watchdog's timeout between
@@ -37,6 +39,8 @@
 
 #include "comm/buckets.h"
 #include "comm/comm.h"
+#include "comm/local_exchange.h"
+#include "comm/node_share.h"
 #include "comm/sparse.h"
 #include "comm/watchdog.h"
 #include "comm/zero.h"
@@ -313,6 +317,73 @@ static void params_gather_in_forward_order(void **state)
         check_params_gather(300001, 9973, NULL, 0, w);   /* the shrinking tail buckets */
         check_params_gather(4, 1, NULL, 0, w);           /* np 3: uneven tiny shards */
     }
+}
+
+/* The exchange through shared memory (buckets_create_shared) on the arenas
+ * of a window: the same sums as over messages, and ZeRO's parameters from
+ * their owners, range by range.  Between rounds every rank agrees (as the
+ * trainer's step ends in collectives) before it writes its arenas again,
+ * which the others may still be reading.  Alone, a rank has no one to share
+ * a window with: its open says so without a reason. */
+static void check_shared(size_t n, size_t bucket)
+{
+    char why[160];
+    node_share *s = node_share_open(local_arena_bytes(n, size), local_marks(size), why, sizeof why);
+    if (size == 1) {
+        assert_null(s);
+        assert_string_equal(why, "");
+        return;
+    }
+    assert_int_equal(failed_anywhere(s != NULL), 0);
+    zero_shard z;
+    make_shard(&z, n, bucket, NULL, 0);
+    float *g = local_grads(s, n, rank), *p = local_params(s, n, rank);
+    int ok = 1;
+    for (buckets_mode mode = BUCKETS_ALLREDUCE; mode <= BUCKETS_REDUCE_SCATTER; mode++) {
+        grad_buckets *b = buckets_create_shared(s, &z, mode);
+        assert_non_null(b);
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < n; i++)
+                g[i] = grad_value(rank, i) + (float)round;
+            reduce(b, n, n / 5 + 1);
+            for (size_t i = 0; i < n; i++)
+                ok &= g[i] == (mode == BUCKETS_ALLREDUCE || mine(&z, i)
+                                   ? summed(i) + (float)(round * size)
+                                   : grad_value(rank, i) + (float)round);
+            ok &= buckets_progress_cpu_seconds(b) == 0 && buckets_flight_seconds(b) >= 0;
+            failed_anywhere(ok);   /* everyone is done reading this round's */
+        }
+        buckets_destroy(b);
+    }
+    grad_buckets *b = buckets_create_shared(s, &z, BUCKETS_REDUCE_SCATTER);
+    assert_non_null(b);
+    size_t offsets[2] = {n - n / 4, 0}, sizes[2] = {n / 4, n - n / 4};
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = mine(&z, i) ? param_value(round, i, BUCKETS_WIRE_FP32) : -1.0f;
+        failed_anywhere(ok);   /* every owner has written its shard */
+        buckets_params_start(b, p, offsets, sizes, 2, BUCKETS_WIRE_FP32);
+        ok &= buckets_params_flight_seconds(b) == 0;
+        for (int k = 0; k < 2; k++) {
+            buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
+            for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)
+                ok &= p[i] == param_value(round, i, BUCKETS_WIRE_FP32);
+        }
+        buckets_params_wait(b, 0, n);
+        ok &= buckets_params_flight_seconds(b) >= 0;
+        failed_anywhere(ok);
+    }
+    buckets_destroy(b);
+    assert_int_equal(failed_anywhere(ok), 0);
+    node_share_close(s);
+    zero_free(&z);
+}
+
+static void shared_memory_exchange(void **state)
+{
+    (void)state;
+    check_shared(100003, 9973);   /* 11 buckets, shrinking toward the start */
+    check_shared(2, 1);           /* under np 3 one shard is empty */
 }
 
 static void allreduce_uneven_buckets(void **state)
@@ -687,6 +758,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(reduce_scatter_fewer_values_than_ranks),
         cmocka_unit_test(reduce_scatter_accumulates),
         cmocka_unit_test(params_gather_in_forward_order),
+        cmocka_unit_test(shared_memory_exchange),
         cmocka_unit_test(bf16_wire_allreduce),
         cmocka_unit_test(bf16_wire_reduce_scatter),
         cmocka_unit_test(sparse_rows_sum_union),

@@ -93,7 +93,7 @@ static void published_items_are_read_whole(void **state)
             node_share_publish(s, i, gen);
         }
         for (int i = 0; i < ITEMS; i++) {
-            node_share_await(s, i, gen, i % n, count_idle, &idle);
+            node_share_await(s, i, gen, i % n, "a test item", count_idle, &idle);
             for (int k = 0; k < ITEM_VALUES; k++)
                 ok = ok && mem[i * ITEM_VALUES + k] == value(gen, i, k);
         }

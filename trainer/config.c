@@ -72,6 +72,7 @@ static const config_key keys[] = {
     KEY(checkpoint_async, KEY_INT),
     KEY(init_from, KEY_STR),
     ENUM_KEY(grad_wire, KEY_ENUM, grad_wire_names),                KEY(share_packed, KEY_INT),
+    KEY(shm_exchange, KEY_INT),
     KEY(metrics_endpoint, KEY_STR),
 };
 enum { NKEYS = sizeof keys / sizeof keys[0] };
@@ -101,7 +102,7 @@ void config_defaults(run_config *c)
         .loader_depth = 8, .loader_timeout_s = 30,
         .eval_every = 100, .eval_batches = 20, .log_every = 1, .checkpoint_every = 0,
         .keep_checkpoints = 3, .checkpoint_async = 1, .seed = 1337,
-        .share_packed = 1, .precision = PRECISION_AUTO, .recompute = RECOMPUTE_NONE,
+        .share_packed = 1, .shm_exchange = 1, .precision = PRECISION_AUTO, .recompute = RECOMPUTE_NONE,
         .optimizer_offload = OFFLOAD_NONE, .grad_wire = GRAD_WIRE_FP32,
     };
     strcpy(c->data_dir, "data");
@@ -463,6 +464,7 @@ static int check_schedule(const run_config *c, char *err, size_t errlen)
     REQUIRE(c->checkpoint_async == 0 || c->checkpoint_async == 1,
             "config: checkpoint_async must be 0 or 1");
     REQUIRE(c->share_packed == 0 || c->share_packed == 1, "config: share_packed must be 0 or 1");
+    REQUIRE(c->shm_exchange == 0 || c->shm_exchange == 1, "config: shm_exchange must be 0 or 1");
     return 0;
 }
 

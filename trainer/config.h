@@ -39,6 +39,7 @@ typedef struct {
     run_offload optimizer_offload;
     char optimizer_offload_dir[251];   /* file:DIR's DIR (the key's value at most 255 bytes) */
     int share_packed;       /* 1: the ranks on a node share one packed 16-bit copy of the weights */
+    int shm_exchange;       /* 1: ranks all on one machine exchange through shared memory */
     /* evaluation, logging, checkpoints */
     int eval_every, eval_batches, log_every, checkpoint_every, keep_checkpoints;
     int checkpoint_async;   /* 1 writes checkpoints on a thread from a snapshot; 0 in the loop */

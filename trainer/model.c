@@ -411,8 +411,8 @@ int gpt2_create(gpt2 *m, const gpt2_dims *d, int B, int T, const gpt2_options *o
     m->g.h = calloc(d->n_layer, sizeof *m->g.h);
     m->acts = calloc(d->n_layer, sizeof *m->acts);
     bool table = m->tensors && build_tensor_table(m) == 0;
-    m->params = alloc_floats(m->num_params);
-    m->grads = alloc_floats(m->num_params);
+    m->params = opt->params_memory ? opt->params_memory : alloc_floats(m->num_params);
+    m->grads = opt->grads_memory ? opt->grads_memory : alloc_floats(m->num_params);
     m->act_arena = alloc_floats(activation_floats(d, B, T, opt));
     m->scratch = alloc_floats(scratch_floats(d, B, T));
     bool ok = table && m->p.h && m->g.h && m->acts && m->params && m->grads &&
@@ -447,8 +447,10 @@ void gpt2_destroy(gpt2 *m)
     free(m->p.h);
     free(m->g.h);
     free(m->acts);
-    free(m->params);
-    free(m->grads);
+    if (!m->opt.params_memory)
+        free(m->params);
+    if (!m->opt.grads_memory)
+        free(m->grads);
     free(m->act_arena);
     free(m->scratch);
     attention_work_free(&m->att_work);

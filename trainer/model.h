@@ -57,6 +57,11 @@ typedef struct {
      * loss and its gradient are those of the real vocabulary alone. */
     int vocab_real;
     const gpt2_pack_share *pack_share;   /* NULL: this process packs its own */
+    /* The parameter and gradient arenas (num_params floats each, zeroed,
+     * 64-byte aligned, and the caller's past gpt2_destroy), or NULL: made
+     * here.  The trainer places them where its ranks on one machine read
+     * each other's (comm/local_exchange.h). */
+    float *params_memory, *grads_memory;
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "comm/local_exchange.h"
 #include "comm/watchdog.h"
 #include "io/checkpoint.h"
 #include "io/fsutil.h"
@@ -144,6 +145,8 @@ static grad_buckets *make_buckets(const trainer *tr)
     buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
                         : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
                                              : BUCKETS_ALLREDUCE;
+    if (tr->arenas)
+        return buckets_create_shared(tr->arenas, &tr->shard, mode);
     return buckets_create(tr->model.grads, &tr->shard, mode,
                           c->grad_wire == GRAD_WIRE_BF16 ? BUCKETS_WIRE_BF16 : BUCKETS_WIRE_FP32);
 }
@@ -185,11 +188,21 @@ static int open_rank_exchange(trainer *tr, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the ranks exchange through memory they share (comm/local_exchange.h):
+ * several, all on this machine, at stage 0 or 1 (stage 2 gives back the
+ * memory of the gradients the others would read), unless shm_exchange is 0. */
+static bool local_exchange_wanted(const run_config *c, const comm_world *w)
+{
+    return c->shm_exchange && w->size > 1 && w->local_size == w->size && c->zero_stage <= 1;
+}
+
 /* Whether the run has bf16 parameters (trainer.bf16_params), given whether
- * its precision is (or may become) bf16. */
+ * its precision is (or may become) bf16: only over messages, which then
+ * carry bf16; through shared memory nothing crosses a wire. */
 static bool bf16_params_wanted(const run_config *c, const comm_world *w, bool bf16_precision)
 {
-    return c->zero_stage >= 1 && w->size > 1 && c->grad_wire == GRAD_WIRE_BF16 && bf16_precision;
+    return c->zero_stage >= 1 && w->size > 1 && c->grad_wire == GRAD_WIRE_BF16 &&
+           bf16_precision && !local_exchange_wanted(c, w);
 }
 
 /* How gradients are combined, in buckets during backward: stage 0
@@ -232,6 +245,24 @@ gpt2_options train_model_options(const run_config *c, int ranks)
                           .split_embed_grad = ranks > 1};
 }
 
+/* Ranks all on this machine: every rank's parameter and gradient arenas in
+ * one window, the model's in this rank's part (comm/local_exchange.h).
+ * Collective; without the memory (no room in /dev/shm) the exchange goes by
+ * messages, and the training event says why. */
+static void open_local_arenas(trainer *tr, const gpt2_dims *dims, gpt2_options *opt)
+{
+    const comm_world *w = tr->world;
+    if (!local_exchange_wanted(tr->cfg, w))
+        return;
+    const size_t n = gpt2_count_params(dims);
+    tr->arenas = node_share_open(local_arena_bytes(n, w->size), local_marks(w->size),
+                                 tr->arenas_unshared, sizeof tr->arenas_unshared);
+    if (!tr->arenas)
+        return;
+    opt->params_memory = local_params(tr->arenas, n, w->rank);
+    opt->grads_memory = local_grads(tr->arenas, n, w->rank);
+}
+
 static void publish_copy(void *ctx, int copy, unsigned gen)
 {
     node_share_publish(((const trainer *)ctx)->node, copy, gen);
@@ -245,7 +276,9 @@ static void poke_exchange(void *buckets)
 static void await_copy(void *ctx, int copy, int sharer, unsigned gen)
 {
     const trainer *tr = ctx;
-    node_share_await(tr->node, copy, gen, sharer, tr->buckets ? poke_exchange : NULL, tr->buckets);
+    node_share_await(tr->node, copy, gen, sharer,
+                     "a packed weight matrix from another rank on this node",
+                     tr->buckets ? poke_exchange : NULL, tr->buckets);
 }
 
 /* Several ranks on this node in 16-bit precision: one packed copy of the
@@ -523,6 +556,7 @@ int trainer_open(trainer *tr, run_config *c, const char *resume, const comm_worl
     resolve_weight_grad(tr);
     resolve_attention(tr, &opt);
     open_pack_share(tr, &dims, &opt);
+    open_local_arenas(tr, &dims, &opt);
     if (open_data_and_model(tr, &dims, opt, err, errlen) != 0 ||
         init_params(tr, resume, err, errlen) != 0)
         return -1;
@@ -560,6 +594,7 @@ void trainer_close(trainer *tr)
     optimizer_destroy(&tr->opt);
     gpt2_destroy(&tr->model);
     node_share_close(tr->node);   /* collective: every rank closes its trainer */
+    node_share_close(tr->arenas);
     fs_unlock_dir(tr->out_lock);
     dataset_close(&tr->data);
     gemm_release();

@@ -678,6 +678,12 @@ static void report_start(trainer *tr, const precision_choice *pc)
                     ", recompute %s, %d thread%s, %d x %d tokens per micro-batch",
                     config_recompute_name(c->recompute), omp_get_max_threads(),
                     omp_get_max_threads() == 1 ? "" : "s", c->batch_size, c->seq_len);
+    if (tr->arenas)
+        len += snprintf(msg + len, sizeof msg - len, ", gradients and parameters exchanged in "
+                        "shared memory");
+    else if (tr->arenas_unshared[0])
+        len += snprintf(msg + len, sizeof msg - len, ", gradients and parameters exchanged by "
+                        "messages (%s)", tr->arenas_unshared);
     if (tr->node)
         snprintf(msg + len, sizeof msg - len, ", packed weights shared by %d ranks",
                  node_share_size(tr->node));

@@ -58,6 +58,9 @@ typedef struct {
     dataset data;
     node_share *node;        /* the packed weights shared on this node; else NULL */
     char pack_unshared[160]; /* why the ranks could not share them, for the training event */
+    node_share *arenas;      /* every rank's parameters and gradients, where all ranks run
+                              * on this node (comm/local_exchange.h); else NULL */
+    char arenas_unshared[160];   /* why they could not be, for the training event */
     gpt2_pack_share pack_share;
     gpt2 model;
     weight_grad_choice weight_grad;   /* the weight gradients' kernel, measured */
