@@ -3,8 +3,8 @@
 # three) "hosts" on this machine (network namespaces on a bridge,
 # tests/netns_hosts.sh), one rank each with half the config's batch, Open MPI
 # over TCP, each host's link limited by tc tbf; for each model, gradient wire
-# (grad_wire fp32, bf16) and link (shared memory: all ranks on one host; then
-# each rate) the median step time, exposed and total communication per step,
+# (grad_wire fp32, bf16) and link (shared memory: all ranks on one host, which
+# then exchange through it with no wire, shm_exchange; then each rate) the median step time, exposed and total communication per step,
 # the hidden fraction and npN / np1: the speed against one process with all
 # the threads on the same global batch (tokens per second of np N over those
 # of np 1).
