@@ -1,6 +1,7 @@
 #include "comm/local_exchange.h"
 
 #include "kernels/clock.h"
+#include "kernels/cpu.h"
 #include "kernels/elementwise.h"
 
 #include <stdbool.h>
@@ -153,14 +154,21 @@ static void sum_slice(local_exchange *x, int i)
     node_share_publish(x->s, mark(x, MARK_SUMMED, x->rank), x->base + (unsigned)i + 1);
 }
 
+/* Copies in pieces the calling thread's OpenMP team shares (as the adds'). */
+enum { COPY_CHUNK = 1 << 16, COPY_PAR_MIN = 1 << 18 };
+
 /* Each other rank's slice of bucket i from its arena `from` into ours. */
 static void copy_peer_slices(local_exchange *x, float *const *from, int i)
 {
     for (int r = 0; r < x->size; r++) {
         size_t lo, hi;
         slice_of(x, i, r, &lo, &hi);
-        if (r != x->rank && hi > lo)
-            memcpy(from[x->rank] + lo, from[r] + lo, (hi - lo) * sizeof(float));
+        if (r == x->rank)
+            continue;
+        float *dst = from[x->rank] + lo;
+        const float *src = from[r] + lo;
+        CPU_FOR_CHUNKS(hi - lo, COPY_CHUNK, COPY_PAR_MIN, off, len,
+                       memcpy(dst + off, src + off, len * sizeof(float)));
     }
 }
 

@@ -11,8 +11,13 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-/* Where Open MPI puts a shared window's backing file (osc_sm_backing_directory). */
-#define BACKING_DIR "/dev/shm"
+/* Where Open MPI puts a shared window's backing file: its MCA parameter
+ * osc_sm_backing_directory, as the environment sets it, or its default. */
+static const char *backing_dir(void)
+{
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    return dir && dir[0] ? dir : "/dev/shm";
+}
 
 enum { ALIGN = 4096 };
 
@@ -37,7 +42,7 @@ static size_t round_up(size_t n)
 static int backing_has_room(size_t bytes)
 {
     struct statvfs fs;
-    return statvfs(BACKING_DIR, &fs) != 0 ||
+    return statvfs(backing_dir(), &fs) != 0 ||
            (double)fs.f_bavail * fs.f_frsize >= 1.1 * (double)bytes;
 }
 
@@ -119,7 +124,7 @@ static node_share *open_shared(size_t bytes, int items, char *err, size_t errlen
     ok = backing_has_room(bytes);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);
     if (!ok) {
-        snprintf(err, errlen, "%s has less than %.0f MB free", BACKING_DIR, bytes / 1e6);
+        snprintf(err, errlen, "%s has less than %.0f MB free", backing_dir(), bytes / 1e6);
     } else {
         ok = map_window(s, bytes, items) == 0;
         MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, node);

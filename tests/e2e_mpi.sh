@@ -93,6 +93,34 @@ assert not shared("zero2"), "stage 2 gives back gradient memory: it exchanges by
 print("np 2 stages 0 and 1: shared memory and messages give the same losses bit for bit")
 PY
 
+# the window lives in Open MPI's backing directory (/dev/shm unless
+# OMPI_MCA_osc_sm_backing_directory says otherwise): where that has no room
+# for it, the ranks say so in the training event and exchange by messages,
+# with the same losses
+noroom="shared memory without room"
+if [ "$(id -u)" -ne 0 ]; then
+    skip_part "$noroom" "need root to mount a small tmpfs"
+elif ! { mkdir -p "$tmp/tinyshm" && mount -t tmpfs -o size=256k tmpfs "$tmp/tinyshm" 2>/dev/null; }; then
+    skip_part "$noroom" "mount -t tmpfs is not permitted here"
+else
+    rc=0
+    OMPI_MCA_osc_sm_backing_directory="$tmp/tinyshm" $MPIRUN -np 2 "$BUILD/trainer" \
+        --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=1 --set bucket_mb=1 \
+        --set out_dir="$tmp/noroom" >/dev/null 2>"$tmp/err2" || rc=$?
+    umount "$tmp/tinyshm"
+    [ $rc -eq 0 ] || { cat "$tmp/err2"; fail "np 2 with no room for shared memory failed"; }
+    python3 - "$tmp" <<'PY' || fail "$noroom"
+import json, sys
+tmp = sys.argv[1]
+recs = lambda run: list(map(json.loads, open("%s/%s/log.jsonl" % (tmp, run))))
+steps = lambda run: [r["loss"] for r in recs(run) if r["type"] == "step"]
+said = [r["message"] for r in recs("noroom") if "exchanged by messages" in r.get("message", "")]
+assert said and "/tinyshm has less than" in said[0], said
+assert steps("noroom") == steps("zero1")
+print("no room in the backing directory: exchanged by messages, same losses")
+PY
+fi
+
 # gradients as bf16 on the wire (messages: shared memory has no wire): np 2
 # (stages 0 and 2) within bf16's precision of the fp32 wire at every step,
 # but not identical (so the wire did change); np 1 has no wire and is
