@@ -17,7 +17,8 @@
 #   BENCH_DP_ROUNDS  rounds (default 3)
 #   BENCH_STEPS      steps per run (default 20; the first 2 are not counted)
 #   BENCH_DP_RUNS    the np 2 variants, one per line: NAME;RUN_SH_OPTIONS;TRAINER_ARGS
-#                    (default: stage 0 and ZeRO 1 with run.sh's defaults), e.g.
+#                    (default: stage 0 and ZeRO 1 with run.sh's defaults, which exchange
+#                    through shared memory, and ZeRO 1 by messages), e.g.
 #                    "np2-none;--bind-to none;--set zero_stage=0"
 #   THREADS          threads of np 1 (default: this process's CPUs)
 # Prints a table (`comm cpu`: the exchange's progress thread's CPU time per
@@ -34,7 +35,8 @@ STEPS=${BENCH_STEPS:-20}
 THREADS=${THREADS:-$(nproc)}
 half=$((THREADS / 2 > 1 ? THREADS / 2 : 1))
 RUNS=${BENCH_DP_RUNS:-"np2-zero0;;--set zero_stage=0
-np2-zero1;;--set zero_stage=1"}
+np2-zero1;;--set zero_stage=1
+np2-zero1-msg;;--set zero_stage=1 --set shm_exchange=0"}
 out="$BUILD/bench_dp.jsonl" log="$BUILD/bench_dp.log"
 NAME=bench_dp
 . tests/lib_e2e.sh
