@@ -254,19 +254,28 @@ static void slice_of(const grad_buckets *b, int i, int r, size_t *lo, size_t *hi
     zero_slice(b->shard, b->count - 1 - i, r, lo, hi);
 }
 
-grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode mode,
-                             buckets_wire wire)
+/* Buckets over the shard's pieces, nothing else made yet (NULL: no memory). */
+static grad_buckets *alloc_buckets(const zero_shard *shard)
 {
     grad_buckets *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->wake, NULL);
+    b->shard = shard;
+    b->count = shard->npieces;
+    return b;
+}
+
+grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode mode,
+                             buckets_wire wire)
+{
+    grad_buckets *b = alloc_buckets(shard);
+    if (!b)
+        return NULL;
     b->grads = grads;
     b->flight_since = -1;
     b->ready_from = SIZE_MAX;   /* nothing to start before a backward reports */
-    b->count = shard->npieces;
-    b->shard = shard;
     b->mode = mode;
     b->bf16 = wire == BUCKETS_WIRE_BF16;
     b->elem = b->bf16 ? sizeof(uint16_t) : sizeof(float);
@@ -316,13 +325,9 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
 grad_buckets *buckets_create_shared(node_share *arenas, const zero_shard *shard,
                                     buckets_mode mode)
 {
-    grad_buckets *b = calloc(1, sizeof *b);
+    grad_buckets *b = alloc_buckets(shard);
     if (!b)
         return NULL;
-    pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->wake, NULL);
-    b->shard = shard;
-    b->count = shard->npieces;
     b->local = local_create(arenas, shard, mode);
     if (!b->local) {
         buckets_destroy(b);
