@@ -20,6 +20,7 @@ struct local_exchange {
     node_share *s;
     const zero_shard *z;
     buckets_mode mode;
+    bool one_params;          /* one copy of the parameters: nothing to copy */
     int count;                /* buckets; bucket i is the shard's piece count - 1 - i */
     int rank, size;
     float **params, **grads;  /* [size]: every rank's arenas */
@@ -41,9 +42,11 @@ static size_t arena_stride(size_t n)
     return (bytes + ALIGN - 1) / ALIGN * ALIGN;
 }
 
-size_t local_arena_bytes(size_t n, int size)
+/* The window: the parameters (one copy, or one per rank), then every
+ * rank's gradients. */
+size_t local_arena_bytes(size_t n, int size, buckets_mode mode)
 {
-    return 2 * (size_t)size * arena_stride(n);
+    return ((local_one_params(mode) ? 1 : (size_t)size) + (size_t)size) * arena_stride(n);
 }
 
 int local_marks(int size)
@@ -51,14 +54,21 @@ int local_marks(int size)
     return MARK_KINDS * size;
 }
 
-float *local_params(const node_share *s, size_t n, int r)
+bool local_one_params(buckets_mode mode)
 {
-    return (float *)(void *)((char *)node_share_memory(s) + 2 * (size_t)r * arena_stride(n));
+    return mode == BUCKETS_REDUCE_SCATTER;
 }
 
-float *local_grads(const node_share *s, size_t n, int r)
+float *local_params(const node_share *s, size_t n, int r, buckets_mode mode)
 {
-    return (float *)(void *)((char *)local_params(s, n, r) + arena_stride(n));
+    const size_t copy = local_one_params(mode) ? 0 : (size_t)r;
+    return (float *)(void *)((char *)node_share_memory(s) + copy * arena_stride(n));
+}
+
+float *local_grads(const node_share *s, size_t n, int r, buckets_mode mode)
+{
+    const size_t copies = local_one_params(mode) ? 1 : (size_t)node_share_size(s);
+    return (float *)(void *)((char *)node_share_memory(s) + (copies + (size_t)r) * arena_stride(n));
 }
 
 static int mark(const local_exchange *x, int kind, int r)
@@ -77,6 +87,7 @@ local_exchange *local_create(node_share *s, const zero_shard *shard, buckets_mod
     x->s = s;
     x->z = shard;
     x->mode = mode;
+    x->one_params = local_one_params(mode);
     x->count = shard->npieces;
     x->rank = shard->rank;
     x->size = shard->size;
@@ -90,8 +101,8 @@ local_exchange *local_create(node_share *s, const zero_shard *shard, buckets_mod
         return NULL;
     }
     for (int r = 0; r < x->size; r++) {
-        x->params[r] = local_params(s, shard->n, r);
-        x->grads[r] = local_grads(s, shard->n, r);
+        x->params[r] = local_params(s, shard->n, r, mode);
+        x->grads[r] = local_grads(s, shard->n, r, mode);
     }
     /* the counts go on from an exchange made on this window before (every
      * rank ended it at the same counts) */
@@ -257,6 +268,11 @@ void local_params_start(local_exchange *x)
 double local_params_wait(local_exchange *x, size_t lo, size_t hi)
 {
     const double t0 = clock_mono_s();
+    if (x->one_params && x->pleft > 0) {   /* all current once every rank updated its shard */
+        await_all(x, MARK_PARAMS, x->pgen, "the parameter allgather");
+        x->pleft = 0;
+        x->pflight_s = clock_mono_s() - x->pstart;
+    }
     for (int i = x->count - 1; i >= 0 && x->pleft > 0; i--) {
         size_t start, end;
         bucket_range(x, i, &start, &end);

@@ -72,9 +72,10 @@ for z in 1 2; do
 done
 
 # the ranks of those runs (all on this machine) exchanged through shared
-# memory; by messages instead (shm_exchange=0, as ranks on several machines
-# do) stages 0 and 1 give the same losses bit for bit (each sum adds the same
-# two values), and the training event says which way each run went
+# memory, under ZeRO 1 computing with one copy of the parameters; by messages
+# instead (shm_exchange=0, as ranks on several machines do) stages 0 and 1
+# give the same losses bit for bit (each sum adds the same two values), and
+# the training event says which way each run went
 for z in 0 1; do
     $MPIRUN -np 2 "$BUILD/trainer" --config "$tmp/cfg.json" --set batch_size=4 --set zero_stage=$z \
         --set bucket_mb=1 --set shm_exchange=0 --set out_dir="$tmp/msg$z" >/dev/null 2>"$tmp/err2" ||
@@ -90,6 +91,8 @@ for local, msg in (("np2", "msg0"), ("zero1", "msg1")):
     assert len(steps(local)) == 20 and steps(local) == steps(msg), (local, msg)
     assert shared(local) and not shared(msg), (local, msg)
 assert not shared("zero2"), "stage 2 gives back gradient memory: it exchanges by messages"
+one_copy = lambda run: any("one parameter copy for 2 ranks" in r.get("message", "") for r in recs(run))
+assert one_copy("zero1") and not one_copy("np2"), "ZeRO 1 computes with one copy, stage 0 with one each"
 print("np 2 stages 0 and 1: shared memory and messages give the same losses bit for bit")
 PY
 

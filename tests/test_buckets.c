@@ -320,26 +320,33 @@ static void params_gather_in_forward_order(void **state)
 }
 
 /* The exchange through shared memory (buckets_create_shared) on the arenas
- * of a window: the same sums as over messages, and ZeRO's parameters from
- * their owners, range by range.  Between rounds every rank agrees (as the
+ * of a window, in each mode: the same sums as over messages, and ZeRO's
+ * parameters from their owners, range by range (stage 0's layout: a copy per
+ * rank, each writing -1 outside its shard; ZeRO 1's: one copy, each rank
+ * writing only its shard).  Between rounds every rank agrees (as the
  * trainer's step ends in collectives) before it writes its arenas again,
  * which the others may still be reading.  Alone, a rank has no one to share
  * a window with: its open says so without a reason. */
 static void check_shared(size_t n, size_t bucket)
 {
     char why[160];
-    node_share *s = node_share_open(local_arena_bytes(n, size), local_marks(size), why, sizeof why);
+    node_share *s = node_share_open(local_arena_bytes(n, size, BUCKETS_ALLREDUCE),
+                                    local_marks(size), why, sizeof why);
     if (size == 1) {
         assert_null(s);
         assert_string_equal(why, "");
         return;
     }
     assert_int_equal(failed_anywhere(s != NULL), 0);
+    /* the larger layout's window holds the smaller one too */
+    assert_true(local_arena_bytes(n, size, BUCKETS_REDUCE_SCATTER) <=
+                local_arena_bytes(n, size, BUCKETS_ALLREDUCE));
     zero_shard z;
     make_shard(&z, n, bucket, NULL, 0);
-    float *g = local_grads(s, n, rank), *p = local_params(s, n, rank);
     int ok = 1;
     for (buckets_mode mode = BUCKETS_ALLREDUCE; mode <= BUCKETS_REDUCE_SCATTER; mode++) {
+        float *g = local_grads(s, n, rank, mode), *p = local_params(s, n, rank, mode);
+        const bool one = local_one_params(mode);
         grad_buckets *b = buckets_create_shared(s, &z, mode);
         assert_non_null(b);
         for (int round = 0; round < 2; round++) {
@@ -353,27 +360,26 @@ static void check_shared(size_t n, size_t bucket)
             ok &= buckets_progress_cpu_seconds(b) == 0 && buckets_flight_seconds(b) >= 0;
             failed_anywhere(ok);   /* everyone is done reading this round's */
         }
+        size_t offsets[2] = {n - n / 4, 0}, sizes[2] = {n / 4, n - n / 4};
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < n; i++)
+                if (mine(&z, i))
+                    p[i] = param_value(round, i, BUCKETS_WIRE_FP32);
+                else if (!one)
+                    p[i] = -1.0f;
+            buckets_params_start(b, p, offsets, sizes, 2, BUCKETS_WIRE_FP32);
+            ok &= buckets_params_flight_seconds(b) == 0;
+            for (int k = 0; k < 2; k++) {
+                buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
+                for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)
+                    ok &= p[i] == param_value(round, i, BUCKETS_WIRE_FP32);
+            }
+            buckets_params_wait(b, 0, n);
+            ok &= buckets_params_flight_seconds(b) >= 0;
+            failed_anywhere(ok);
+        }
         buckets_destroy(b);
     }
-    grad_buckets *b = buckets_create_shared(s, &z, BUCKETS_REDUCE_SCATTER);
-    assert_non_null(b);
-    size_t offsets[2] = {n - n / 4, 0}, sizes[2] = {n / 4, n - n / 4};
-    for (int round = 0; round < 2; round++) {
-        for (size_t i = 0; i < n; i++)
-            p[i] = mine(&z, i) ? param_value(round, i, BUCKETS_WIRE_FP32) : -1.0f;
-        failed_anywhere(ok);   /* every owner has written its shard */
-        buckets_params_start(b, p, offsets, sizes, 2, BUCKETS_WIRE_FP32);
-        ok &= buckets_params_flight_seconds(b) == 0;
-        for (int k = 0; k < 2; k++) {
-            buckets_params_wait(b, offsets[k], offsets[k] + sizes[k]);
-            for (size_t i = offsets[k]; i < offsets[k] + sizes[k]; i++)
-                ok &= p[i] == param_value(round, i, BUCKETS_WIRE_FP32);
-        }
-        buckets_params_wait(b, 0, n);
-        ok &= buckets_params_flight_seconds(b) >= 0;
-        failed_anywhere(ok);
-    }
-    buckets_destroy(b);
     assert_int_equal(failed_anywhere(ok), 0);
     node_share_close(s);
     zero_free(&z);

@@ -574,7 +574,8 @@ static int resume_all(checkpointer *ck, const run_config *c, const comm_world *w
                                               "the checkpoint load");
         }
         opt->step = comm_max_int(w->rank == 0 ? opt->step : 0, "the checkpoint load");
-        comm_broadcast_floats(m->params, m->num_params, 0, "the parameter broadcast");
+        if (!m->opt.params_shared)   /* else rank 0 loaded them for all */
+            comm_broadcast_floats(m->params, m->num_params, 0, "the parameter broadcast");
         if (!z) {   /* under ZeRO the shards came with the tensors */
             comm_broadcast_floats(opt->m, opt->n, 0, "the optimizer moments' broadcast");
             comm_broadcast_floats(opt->v, opt->n, 0, "the optimizer moments' broadcast");

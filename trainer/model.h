@@ -62,6 +62,10 @@ typedef struct {
      * here.  The trainer places them where its ranks on one machine read
      * each other's (comm/local_exchange.h). */
     float *params_memory, *grads_memory;
+    /* params_memory is the same memory in every rank's model (ZeRO 1 on one
+     * machine): only rank 0 writes all of it (at the start: its seed's or
+     * file's values, which the others then read instead of receiving). */
+    bool params_shared;
 } gpt2_options;
 
 /* One named parameter tensor: a slice [offset, offset+numel) of the arena. */

@@ -139,12 +139,17 @@ static int shard_arena(trainer *tr)
     return rc;
 }
 
+static buckets_mode exchange_mode(const run_config *c)
+{
+    return c->zero_stage >= 2   ? BUCKETS_RELEASE
+           : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
+                                : BUCKETS_ALLREDUCE;
+}
+
 static grad_buckets *make_buckets(const trainer *tr)
 {
     const run_config *c = tr->cfg;
-    buckets_mode mode = c->zero_stage >= 2   ? BUCKETS_RELEASE
-                        : c->zero_stage == 1 ? BUCKETS_REDUCE_SCATTER
-                                             : BUCKETS_ALLREDUCE;
+    const buckets_mode mode = exchange_mode(c);
     if (tr->arenas)
         return buckets_create_shared(tr->arenas, &tr->shard, mode);
     return buckets_create(tr->model.grads, &tr->shard, mode,
@@ -245,22 +250,24 @@ gpt2_options train_model_options(const run_config *c, int ranks)
                           .split_embed_grad = ranks > 1};
 }
 
-/* Ranks all on this machine: every rank's parameter and gradient arenas in
- * one window, the model's in this rank's part (comm/local_exchange.h).
- * Collective; without the memory (no room in /dev/shm) the exchange goes by
- * messages, and the training event says why. */
+/* Ranks all on this machine: every rank's gradient arena and the parameters
+ * (under ZeRO 1 one copy for all) in one window, the model's there
+ * (comm/local_exchange.h).  Collective; without the memory (no room in
+ * /dev/shm) the exchange goes by messages, and the training event says why. */
 static void open_local_arenas(trainer *tr, const gpt2_dims *dims, gpt2_options *opt)
 {
     const comm_world *w = tr->world;
     if (!local_exchange_wanted(tr->cfg, w))
         return;
     const size_t n = gpt2_count_params(dims);
-    tr->arenas = node_share_open(local_arena_bytes(n, w->size), local_marks(w->size),
+    const buckets_mode mode = exchange_mode(tr->cfg);
+    tr->arenas = node_share_open(local_arena_bytes(n, w->size, mode), local_marks(w->size),
                                  tr->arenas_unshared, sizeof tr->arenas_unshared);
     if (!tr->arenas)
         return;
-    opt->params_memory = local_params(tr->arenas, n, w->rank);
-    opt->grads_memory = local_grads(tr->arenas, n, w->rank);
+    opt->params_memory = local_params(tr->arenas, n, w->rank, mode);
+    opt->grads_memory = local_grads(tr->arenas, n, w->rank, mode);
+    opt->params_shared = local_one_params(mode);
 }
 
 static void publish_copy(void *ctx, int copy, unsigned gen)
@@ -383,6 +390,8 @@ static double memory_needed(const run_config *c, const comm_world *w, const gpt2
     }
     if (c->share_packed && w->local_size > 1)   /* the node's ranks share one packed copy */
         need -= (double)gpt2_pack_share_bytes(dims, opt) * (w->local_size - 1) / w->local_size;
+    if (local_exchange_wanted(c, w) && local_one_params(exchange_mode(c)))   /* one parameter copy */
+        need -= sizeof(float) * (double)gpt2_count_params(dims) * (w->size - 1) / w->size;
     if (w->size > 1)   /* the summed embedding rows (comm/sparse.h) */
         need += sparse_rows_bytes(w->size, c->batch_size * c->seq_len, c->n_embd, c->vocab_size);
     if (c->checkpoint_async && w->rank == 0)   /* the snapshot async saves write from */
@@ -464,12 +473,17 @@ static int open_data_and_model(trainer *tr, const gpt2_dims *dims, gpt2_options 
                         "another rank could not start (its message says why)", err, errlen);
 }
 
-/* Every rank starts from rank 0's parameters, whatever its seed or file. */
+/* Every rank starts from rank 0's parameters, whatever its seed or file
+ * (one copy shared by all: once rank 0 has written them). */
 static void broadcast_params(trainer *tr)
 {
-    if (tr->world->size > 1)
+    if (tr->model.opt.params_shared) {
+        comm_max_int(0, "the parameter broadcast");
+        gpt2_params_changed(&tr->model);
+    } else if (tr->world->size > 1) {
         comm_broadcast_floats(tr->model.params, tr->model.num_params, 0,
                               "the parameter broadcast");
+    }
 }
 
 int trainer_init_from(trainer *tr, char *err, size_t errlen)
@@ -491,7 +505,8 @@ int trainer_init_from(trainer *tr, char *err, size_t errlen)
  * checkpoint would replace them. */
 static int init_params(trainer *tr, const char *resume, char *err, size_t errlen)
 {
-    gpt2_init_params(&tr->model, (uint64_t)tr->cfg->seed);
+    if (!tr->model.opt.params_shared || tr->world->rank == 0)
+        gpt2_init_params(&tr->model, (uint64_t)tr->cfg->seed);
     tr->init_from_deferred = tr->cfg->init_from[0] && resume;
     if (tr->cfg->init_from[0] && !resume)
         return trainer_init_from(tr, err, errlen);

@@ -113,8 +113,10 @@ static bool start_param_gather(trainer *tr, bool have_batch)
     if (gathering) {
         const run_config *c = tr->cfg;
         double t0 = clock_mono_s();
-        sparse_rows_fetch(&tr->embed_sum, &tr->shard, tr->model.params, tr->model.tensors[0].offset,
-                          tr->inputs, have_batch ? c->batch_size * c->seq_len : 0);
+        if (!tr->model.opt.params_shared)   /* (one copy: current once its owners are done) */
+            sparse_rows_fetch(&tr->embed_sum, &tr->shard, tr->model.params,
+                              tr->model.tensors[0].offset, tr->inputs,
+                              have_batch ? c->batch_size * c->seq_len : 0);
         const double fetch_s = clock_mono_s() - t0;   /* in flight, and all of it exposed */
         tr->comm_exposed_s += fetch_s;
         tr->comm_total_s += fetch_s;
@@ -678,7 +680,10 @@ static void report_start(trainer *tr, const precision_choice *pc)
                     ", recompute %s, %d thread%s, %d x %d tokens per micro-batch",
                     config_recompute_name(c->recompute), omp_get_max_threads(),
                     omp_get_max_threads() == 1 ? "" : "s", c->batch_size, c->seq_len);
-    if (tr->arenas)
+    if (tr->arenas && tr->model.opt.params_shared)
+        len += snprintf(msg + len, sizeof msg - len, ", gradients exchanged in shared memory, "
+                        "one parameter copy for %d ranks", tr->world->size);
+    else if (tr->arenas)
         len += snprintf(msg + len, sizeof msg - len, ", gradients and parameters exchanged in "
                         "shared memory");
     else if (tr->arenas_unshared[0])
