@@ -77,11 +77,12 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
                              buckets_wire wire);
 /* The same exchange between ranks that all run on one machine, through
  * memory they map together (comm/local_exchange.h): every rank's gradients
- * and parameters are its arenas in `arenas`, a window opened on every rank
- * of the world with local_arena_bytes(shard->n, ranks) and local_marks(ranks)
- * (the params given to buckets_params_start must be this rank's).  Modes
- * ALLREDUCE and REDUCE_SCATTER; values are summed and copied as fp32 (there
- * is no wire).  The work runs on the calling thread, so
+ * and the parameters are arenas in `arenas`, a window opened on every rank
+ * of the world with local_arena_bytes(shard->n, ranks, mode) and
+ * local_marks(ranks) (the params given to buckets_params_start must be this
+ * rank's local_params; under REDUCE_SCATTER one copy for all ranks, each
+ * writing only its shard).  Modes ALLREDUCE and REDUCE_SCATTER; values are
+ * summed and copied as fp32 (there is no wire).  The work runs on the calling thread, so
  * buckets_progress_cpu_seconds stays 0 and the exposed time counts it all.
  * NULL when memory runs out or the window's ranks are not the shard's. */
 grad_buckets *buckets_create_shared(node_share *arenas, const zero_shard *shard,
