@@ -654,7 +654,7 @@ static void report_start(trainer *tr, const precision_choice *pc)
     const run_config *c = tr->cfg;
     const weight_grad_choice *wg = &tr->weight_grad;
     const attention_choice *att = &tr->attention;
-    char msg[768], fields[1024];
+    char msg[1024], fields[1024];
     autotune_event_json(c, pc, wg, att, fields, sizeof fields);
     int len = snprintf(msg, sizeof msg, "training %zu parameters, %s", tr->model.num_params,
                        config_precision_name(c->precision));
