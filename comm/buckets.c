@@ -239,20 +239,17 @@ int buckets_shard(zero_shard *z, size_t n, size_t bucket_floats, const size_t *c
     return rc;
 }
 
-/* Bucket i covers [*start, *end) of the arena, counted from its end: the
- * shard's piece count - 1 - i. */
-static void bucket_range(const grad_buckets *b, int i, size_t *start, size_t *end)
+void buckets_range(const zero_shard *z, int i, size_t *start, size_t *end)
 {
-    *start = b->shard->bounds[b->count - 1 - i];
-    *end = b->shard->bounds[b->count - i];
+    *start = z->bounds[z->npieces - 1 - i];
+    *end = z->bounds[z->npieces - i];
 }
 
-/* [*lo, *hi) = rank r's slice of bucket i; [start, lo) and [hi, end) are
- * always the parts outside it. */
-static void slice_of(const grad_buckets *b, int i, int r, size_t *lo, size_t *hi)
+void buckets_slice(const zero_shard *z, int i, int r, size_t *lo, size_t *hi)
 {
-    zero_slice(b->shard, b->count - 1 - i, r, lo, hi);
+    zero_slice(z, z->npieces - 1 - i, r, lo, hi);
 }
+
 
 /* Buckets over the shard's pieces, nothing else made yet (NULL: no memory). */
 static grad_buckets *alloc_buckets(const zero_shard *shard)
@@ -281,8 +278,8 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     b->elem = b->bf16 ? sizeof(uint16_t) : sizeof(float);
     for (int i = 0; i < b->count; i++) {
         size_t start, end, lo, hi;
-        bucket_range(b, i, &start, &end);
-        slice_of(b, i, 0, &lo, &hi);   /* rank 0's slice is the longest */
+        buckets_range(b->shard, i, &start, &end);
+        buckets_slice(b->shard, i, 0, &lo, &hi);   /* rank 0's slice is the longest */
         b->bucket_max = end - start > b->bucket_max ? end - start : b->bucket_max;
         b->piece = hi - lo > b->piece ? hi - lo : b->piece;
     }
@@ -313,8 +310,8 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
     for (int i = 0; mode == BUCKETS_RELEASE && i < b->count; i++) {
         /* from the start: the model touched the whole arena */
         size_t start, end, lo, hi;
-        bucket_range(b, i, &start, &end);
-        slice_of(b, i, shard->rank, &lo, &hi);
+        buckets_range(b->shard, i, &start, &end);
+        buckets_slice(b->shard, i, shard->rank, &lo, &hi);
         release_range(grads, start, lo);
         release_range(grads, hi, end);
     }
@@ -450,8 +447,8 @@ static void start_exchange(grad_buckets *b, int i, bool gather)
     const int tag = gather ? TAG_GATHER : TAG_SCATTER;
     const MPI_Datatype type = b->bf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t start, end, lo, hi;
-    bucket_range(b, i, &start, &end);
-    slice_of(b, i, z->rank, &lo, &hi);
+    buckets_range(b->shard, i, &start, &end);
+    buckets_slice(b->shard, i, z->rank, &lo, &hi);
     uint16_t *out16 = b->bf16 ? (gather ? b->gather_out + (size_t)(i % SLOTS) * b->piece
                                         : b->scatter_out + (size_t)(i % SLOTS) * b->bucket_max)
                               : NULL;
@@ -459,7 +456,7 @@ static void start_exchange(grad_buckets *b, int i, bool gather)
         if (q == z->rank)
             continue;
         size_t qlo, qhi;
-        slice_of(b, i, q, &qlo, &qhi);
+        buckets_slice(b->shard, i, q, &qlo, &qhi);
         size_t nsend = gather ? hi - lo : qhi - qlo, nrecv = gather ? qhi - qlo : hi - lo;
         const void *send = b->grads + (gather ? lo : qlo);
         void *recv = gather ? (void *)(b->grads + qlo) : peer_slot(b, b->recv, b->elem, i, q);
@@ -484,8 +481,8 @@ static void finish_scatter(grad_buckets *b, bool parallel)
     const zero_shard *z = b->shard;
     int i = b->reduced++;
     size_t start, end, lo, hi;
-    bucket_range(b, i, &start, &end);
-    slice_of(b, i, z->rank, &lo, &hi);
+    buckets_range(b->shard, i, &start, &end);
+    buckets_slice(b->shard, i, z->rank, &lo, &hi);
     float *out = b->grads + lo;
     size_t len = hi - lo;
     /* allreduce on a bf16 wire: our summed part goes out as bf16, and every
@@ -525,10 +522,10 @@ static void finish_gather(grad_buckets *b)
     const zero_shard *z = b->shard;
     int i = b->finished++;
     size_t start, end;
-    bucket_range(b, i, &start, &end);
+    buckets_range(b->shard, i, &start, &end);
     for (int q = 0; b->bf16 && q < z->size; q++) {
         size_t qlo, qhi;
-        slice_of(b, i, q, &qlo, &qhi);
+        buckets_slice(b->shard, i, q, &qlo, &qhi);
         if (q != z->rank)
             bf16_to_f32(b->grads + qlo, peer_slot(b, b->gather_in, sizeof(uint16_t), i, q),
                         qhi - qlo);
@@ -613,13 +610,13 @@ static bool params_staged(const grad_buckets *b, int i)
 static uint16_t *params_landing(const grad_buckets *b, int i, int q)
 {
     size_t qlo, qhi;
-    slice_of(b, i, q, &qlo, &qhi);
+    buckets_slice(b->shard, i, q, &qlo, &qhi);
     if (!params_staged(b, i))
         return (uint16_t *)(void *)(b->params + qlo);
     size_t at = b->pstage_at[i];
     for (int r = 0; r < q; r++) {
         size_t lo, hi;
-        slice_of(b, i, r, &lo, &hi);
+        buckets_slice(b->shard, i, r, &lo, &hi);
         at += r == b->shard->rank ? 0 : hi - lo;
     }
     return b->pstage + at;
@@ -630,7 +627,7 @@ static void params_arrived(grad_buckets *b, int i)
     const zero_shard *z = b->shard;
     for (int q = 0; b->pbf16 && q < z->size; q++) {
         size_t qlo, qhi;
-        slice_of(b, i, q, &qlo, &qhi);
+        buckets_slice(b->shard, i, q, &qlo, &qhi);
         if (q == z->rank)
             continue;
         if (params_staged(b, i))
@@ -648,7 +645,7 @@ static void params_arrived(grad_buckets *b, int i)
 static bool startable(const grad_buckets *b, int i, size_t from)
 {
     size_t start, end;
-    bucket_range(b, i, &start, &end);
+    buckets_range(b->shard, i, &start, &end);
     return start >= from;
 }
 
@@ -845,7 +842,7 @@ static void post_params(grad_buckets *b, int i)
     const size_t elem = b->pbf16 ? sizeof(uint16_t) : sizeof(float);
     const MPI_Datatype type = b->pbf16 ? MPI_UINT16_T : MPI_FLOAT;
     size_t lo, hi;
-    slice_of(b, i, z->rank, &lo, &hi);
+    buckets_slice(b->shard, i, z->rank, &lo, &hi);
     void *send = b->params + lo;
     if (b->pbf16) {
         send = b->psend + z->at[b->count - 1 - i];
@@ -853,7 +850,7 @@ static void post_params(grad_buckets *b, int i)
     }
     for (int q = 0; q < z->size; q++) {
         size_t qlo, qhi;
-        slice_of(b, i, q, &qlo, &qhi);
+        buckets_slice(b->shard, i, q, &qlo, &qhi);
         if (q == z->rank)
             continue;
         k = post_chunks(true, send, hi - lo, elem, type, q, TAG_PARAMS, &b->pgather, k);
@@ -880,7 +877,7 @@ static void post_params_window(grad_buckets *b)
 static bool overlaps(const grad_buckets *b, int i, size_t lo, size_t hi)
 {
     size_t start, end;
-    bucket_range(b, i, &start, &end);
+    buckets_range(b->shard, i, &start, &end);
     return start < hi && lo < end;
 }
 
@@ -897,8 +894,8 @@ int buckets_params_read_early(grad_buckets *b, size_t lo, size_t hi)
     size_t total = 0;
     for (int i = 0; i < b->count; i++) {
         size_t start, end, mlo, mhi;
-        bucket_range(b, i, &start, &end);
-        slice_of(b, i, b->shard->rank, &mlo, &mhi);
+        buckets_range(b->shard, i, &start, &end);
+        buckets_slice(b->shard, i, b->shard->rank, &mlo, &mhi);
         b->pstage_at[i] = overlaps(b, i, lo, hi) ? total : SIZE_MAX;
         total += overlaps(b, i, lo, hi) ? (end - start) - (mhi - mlo) : 0;
     }

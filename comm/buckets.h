@@ -71,6 +71,13 @@ typedef enum { BUCKETS_WIRE_FP32, BUCKETS_WIRE_BF16 } buckets_wire;
 int buckets_shard(zero_shard *z, size_t n, size_t bucket_floats, const size_t *cuts, int ncuts,
                   int rank, int size);
 
+/* Bucket i of such a shard, counted from the arena's end (bucket 0 is its
+ * last piece, the first backward finishes): [*start, *end) of the arena, and
+ * rank r's slice of it [*lo, *hi) (the rest of the bucket, [start, lo) and
+ * [hi, end), is the other ranks'). */
+void buckets_range(const zero_shard *z, int i, size_t *start, size_t *end);
+void buckets_slice(const zero_shard *z, int i, int r, size_t *lo, size_t *hi);
+
 /* grads[0..shard->n) reduced over MPI_COMM_WORLD in the shard's pieces (the
  * shard is kept by the caller, alive as long as b). */
 grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode mode,
@@ -82,8 +89,9 @@ grad_buckets *buckets_create(float *grads, const zero_shard *shard, buckets_mode
  * local_marks(ranks) (the params given to buckets_params_start must be this
  * rank's local_params; under REDUCE_SCATTER one copy for all ranks, each
  * writing only its shard).  Modes ALLREDUCE and REDUCE_SCATTER; values are
- * summed and copied as fp32 (there is no wire).  The work runs on the calling thread, so
- * buckets_progress_cpu_seconds stays 0 and the exposed time counts it all.
+ * summed and copied as fp32 (there is no wire).  The work runs on the
+ * calling thread, so buckets_progress_cpu_seconds stays 0 and the exposed
+ * time counts it all.
  * NULL when memory runs out or the window's ranks are not the shard's. */
 grad_buckets *buckets_create_shared(node_share *arenas, const zero_shard *shard,
                                     buckets_mode mode);

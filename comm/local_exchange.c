@@ -121,18 +121,6 @@ void local_destroy(local_exchange *x)
     free(x);
 }
 
-/* Rank r's slice of bucket i. */
-static void slice_of(const local_exchange *x, int i, int r, size_t *lo, size_t *hi)
-{
-    zero_slice(x->z, x->count - 1 - i, r, lo, hi);
-}
-
-static void bucket_range(const local_exchange *x, int i, size_t *start, size_t *end)
-{
-    *start = x->z->bounds[x->count - 1 - i];
-    *end = x->z->bounds[x->count - i];
-}
-
 /* Whether every other rank's mark of this kind has reached gen. */
 static bool all_reached(const local_exchange *x, int kind, unsigned gen)
 {
@@ -157,7 +145,7 @@ static void await_all(local_exchange *x, int kind, unsigned gen, const char *wha
 static void sum_slice(local_exchange *x, int i)
 {
     size_t lo, hi;
-    slice_of(x, i, x->rank, &lo, &hi);
+    buckets_slice(x->z, i, x->rank, &lo, &hi);
     float *own = x->grads[x->rank];
     for (int r = 0; r < x->size; r++)
         if (r != x->rank)
@@ -173,7 +161,7 @@ static void copy_peer_slices(local_exchange *x, float *const *from, int i)
 {
     for (int r = 0; r < x->size; r++) {
         size_t lo, hi;
-        slice_of(x, i, r, &lo, &hi);
+        buckets_slice(x->z, i, r, &lo, &hi);
         if (r == x->rank)
             continue;
         float *dst = from[x->rank] + lo;
@@ -214,7 +202,7 @@ void local_ready(local_exchange *x, size_t from)
         x->ready_from = from;
     const int before = x->started;
     for (size_t start, end; x->started < x->count; x->started++) {
-        bucket_range(x, x->started, &start, &end);
+        buckets_range(x->z, x->started, &start, &end);
         if (start < x->ready_from)
             break;
     }
@@ -267,24 +255,27 @@ void local_params_start(local_exchange *x)
 
 double local_params_wait(local_exchange *x, size_t lo, size_t hi)
 {
+    if (x->pleft == 0)
+        return 0;
     const double t0 = clock_mono_s();
-    if (x->one_params && x->pleft > 0) {   /* all current once every rank updated its shard */
+    if (x->pleft == x->count) {   /* this update's first wait: for every rank's */
         await_all(x, MARK_PARAMS, x->pgen, "the parameter allgather");
-        x->pleft = 0;
-        x->pflight_s = clock_mono_s() - x->pstart;
+        if (x->one_params)   /* read in place: nothing to copy */
+            x->pleft = 0;
     }
     for (int i = x->count - 1; i >= 0 && x->pleft > 0; i--) {
         size_t start, end;
-        bucket_range(x, i, &start, &end);
+        buckets_range(x->z, i, &start, &end);
         if (x->pcopied[i] || start >= hi || end <= lo)
             continue;
-        await_all(x, MARK_PARAMS, x->pgen, "the parameter allgather");
         copy_peer_slices(x, x->params, i);
         x->pcopied[i] = 1;
-        if (--x->pleft == 0)
-            x->pflight_s = clock_mono_s() - x->pstart;
+        x->pleft--;
     }
-    return clock_mono_s() - t0;
+    const double t1 = clock_mono_s();
+    if (x->pleft == 0)
+        x->pflight_s = t1 - x->pstart;
+    return t1 - t0;
 }
 
 double local_params_flight_seconds(const local_exchange *x)
